@@ -1,0 +1,46 @@
+# The two README commands. Both build the virtualenv and fetch everything on first use.
+#   make demo   set up, start the embedded local stack and run the end-to-end demo
+#   make test   the whole test suite (what CI runs)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/tradetape/cargo-target
+
+RUST_SOURCES := $(wildcard signer_ffi/Cargo.toml signer_ffi/Cargo.lock signer_ffi/src/*.rs)
+
+.PHONY: demo test setup lint typecheck docs clean down bench
+
+$(STAMP): pyproject.toml $(RUST_SOURCES)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+	$(VENV)/bin/tradetape setup
+
+demo: setup
+	$(VENV)/bin/tradetape demo
+
+test: setup
+	@$(PY) -m pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo 'no tests ran: failing' >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy engine streams projections schemas signer_ffi deploy
+
+docs: $(STAMP)
+	$(PY) -m schemas.export
+
+bench: setup
+	$(PY) -m bench
+
+down:
+	-$(VENV)/bin/tradetape down
+
+clean: down
+	rm -rf $(VENV) .tradetape build *.egg-info

@@ -1,0 +1,1 @@
+"""Operations: settings, the embedded local stack, Kafka plumbing and the `tradetape` CLI."""

@@ -1,0 +1,169 @@
+"""The `tradetape` command line.
+
+Each package contributes its own commands through a `register(app)` function in its
+`cli` module (engine, projections, streams, signer_ffi); this module owns only the
+stack, topics, `run` and `demo`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploy.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="tradetape",
+    help="Event-sourced crypto trading engine on Kafka, with replayable compliance projections.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PACKAGE_CLIS = ("engine.cli", "projections.cli", "streams.cli", "signer_ffi.cli")
+
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Stack data directory (default .tradetape/)")
+]
+
+
+def _settings(data_dir: Path | None = None) -> Settings:
+    s = get_settings()
+    return s.with_overrides(data_dir=data_dir) if data_dir else s
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@app.command()
+def setup() -> None:
+    """Fetch what the local stack needs once: the Kafka jars and the PostgreSQL binaries."""
+    from deploy.local.kafka_node import KafkaStartError, ensure_jars
+    from deploy.local.postgres_node import pg_bin_dir
+
+    s = get_settings()
+    try:
+        libs = ensure_jars(s, echo=_echo)
+    except KafkaStartError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    bins = pg_bin_dir()
+    if not (bins / "postgres").exists():
+        typer.echo(f"error: PostgreSQL binaries missing under {bins}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"kafka jars: {libs}\npostgres binaries: {bins}")
+
+
+@app.command()
+def up(data_dir: DataDirOpt = None) -> None:
+    """Start the local Kafka broker and PostgreSQL (idempotent), create topics, migrate."""
+    from deploy.local import LocalStack, StackError
+
+    stack = LocalStack(_settings(data_dir), echo=_echo)
+    try:
+        started = stack.up()
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if not any(started.values()):
+        typer.echo("stack is already up")
+    else:
+        typer.echo("stack is up")
+
+
+@app.command()
+def down(data_dir: DataDirOpt = None) -> None:
+    """Stop the broker and database this data directory started, and nothing else."""
+    from deploy.local import LocalStack
+
+    stopped = LocalStack(_settings(data_dir), echo=_echo).down()
+    if not any(stopped.values()):
+        typer.echo("nothing was running")
+    else:
+        typer.echo("stopped " + ", ".join(k for k, v in stopped.items() if v))
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Health of Kafka, PostgreSQL and the projections. Exits 1 if anything is down."""
+    from deploy.local import LocalStack
+
+    st = LocalStack(_settings(data_dir), echo=_echo).status()
+    if as_json:
+        typer.echo(json.dumps(st, sort_keys=True))
+    else:
+        k, p = st["kafka"], st["postgres"]
+        typer.echo(f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)")
+        typer.echo(f"postgres  {'up' if p['ok'] else 'DOWN':5} {p['dsn']}")
+        for name, info in sorted(st.get("projections", {}).items()):
+            flag = "DEGRADED" if info.get("degraded") else "ok"
+            typer.echo(f"projection {name:24} {flag:8} consumed={info.get('consumed', 0)}"
+                       f" quarantined={info.get('quarantined', 0)}")
+    if not st["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def topics(data_dir: DataDirOpt = None) -> None:
+    """Create any missing catalogue topics and list them with their event types."""
+    from deploy.kafka import create_topics
+    from schemas.registry import event_types_for
+    from schemas.topics import TOPICS
+
+    s = _settings(data_dir)
+    created = create_topics(s)
+    for spec in TOPICS.values():
+        mark = "+" if spec.full_name(s.topic_prefix) in created else " "
+        types = ", ".join(event_types_for(spec.topic)) or "-"
+        typer.echo(f"{mark} {spec.full_name(s.topic_prefix):28} p={spec.partitions:<2} {types}")
+
+
+@app.command()
+def run(
+    components: Annotated[
+        list[str] | None,
+        typer.Argument(help="engine, projections, streams (default: all of them)"),
+    ] = None,
+) -> None:
+    """Run components in the foreground. Several run as one supervised process group."""
+    from deploy.runner import run_components
+
+    raise typer.Exit(run_components(components or [], get_settings()))
+
+
+@app.command()
+def demo(data_dir: DataDirOpt = None) -> None:
+    """Bring the stack up and run the end-to-end demo flow, then print a summary."""
+    from deploy.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(data_dir)))
+
+
+def _register_packages() -> None:
+    for name in PACKAGE_CLIS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(app)
+
+
+_register_packages()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,196 @@
+"""One KRaft Kafka node (broker + controller) from Apache's jars on Maven Central."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import time
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from deploy.local.process import ensure_dir, owned_process, port_open, stop_process, tail
+from deploy.settings import Settings
+
+POM = Path(__file__).with_name("pom.xml")
+MAIN_CLASS = "kafka.Kafka"
+
+class KafkaStartError(RuntimeError):
+    pass
+
+def jar_dir(settings: Settings) -> Path:
+    return settings.cache_dir.expanduser() / f"kafka-{settings.kafka_version}" / "libs"
+
+def ensure_jars(settings: Settings, *, echo: object = print) -> Path:
+    """Fetch the jars once into the user cache; later runs need no network."""
+    libs = jar_dir(settings)
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaStartError("Maven (mvn) is needed once to fetch the Kafka jars")
+    if callable(echo):
+        echo(f"fetching Apache Kafka {settings.kafka_version} jars from Maven Central ...")
+    ensure_dir(libs.parent)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    cmd = [
+        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}", f"-Dkafka.version={settings.kafka_version}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise KafkaStartError(f"mvn failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    if libs.exists():
+        shutil.rmtree(libs)
+    staging.rename(libs)
+    marker.write_text(settings.kafka_version)
+    return libs
+
+@dataclass
+class KafkaNode:
+    settings: Settings
+
+    @property
+    def home(self) -> Path:
+        return self.settings.resolved_data_dir / "kafka"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def marker(self) -> str:
+        """Appears in our broker's command line and no other."""
+        return str(self.config_file)
+
+    def _write_config(self) -> None:
+        s = self.settings
+        logs = self.home / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(logs),
+            "num.partitions": "6",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "12",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "12",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "transaction.max.timeout.ms": "900000",
+            "log.retention.hours": "-1",
+        }
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        log4j = self.home / "log4j.properties"
+        log4j.write_text(
+            "log4j.rootLogger=INFO, file\n"
+            "log4j.appender.file=org.apache.log4j.RollingFileAppender\n"
+            f"log4j.appender.file.File={self.home / 'server.log'}\n"
+            "log4j.appender.file.MaxFileSize=20MB\n"
+            "log4j.appender.file.MaxBackupIndex=2\n"
+            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+            "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=INFO\n"
+        )
+
+    def running(self) -> bool:
+        return owned_process(self.pid_file, self.marker) is not None
+
+    def ready(self, timeout: float = 2.0) -> bool:
+        host, _, port = self.settings.bootstrap.split(",")[0].rpartition(":")
+        if not port_open(host, int(port)):
+            return False
+        try:
+            AdminClient(
+                {"bootstrap.servers": self.settings.bootstrap, "socket.timeout.ms": 2000}
+            ).list_topics(timeout=timeout)
+        except Exception:
+            return False
+        return True
+
+    def start(self, *, timeout: float = 120.0, echo: object = print) -> bool:
+        """Start the broker unless ours is already running. Returns True if it started it."""
+        if self.running():
+            return False
+        libs = ensure_jars(self.settings, echo=echo)
+        ensure_dir(self.home)
+        self._write_config()
+        java = shutil.which("java")
+        if java is None:
+            raise KafkaStartError("java is not on PATH")
+        cp = f"{libs}/*"
+        if not (self.home / "data" / "meta.properties").exists():
+            cluster_id = self.home / "cluster.id"
+            if not cluster_id.exists():
+                raw = uuid.uuid4().bytes
+
+                cluster_id.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+            fmt = subprocess.run(
+                [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t",
+                 cluster_id.read_text().strip(), "-c", str(self.config_file), "--ignore-formatted"],
+                capture_output=True, text=True, check=False,
+            )
+            if fmt.returncode != 0:
+                raise KafkaStartError(f"StorageTool format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        log = self.log_file.open("ab")
+        proc = subprocess.Popen(
+            [java, f"-Xmx{self.settings.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
+             f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
+             f"-Dkafka.logs.dir={self.home}", "-cp", cp, MAIN_CLASS, str(self.config_file)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.home,
+        )
+        self.pid_file.write_text(str(proc.pid))
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise KafkaStartError(
+                    f"broker exited with {proc.returncode}; last lines of its log:\n"
+                    f"{tail(self.log_file)}\n{tail(self.home / 'server.log')}"
+                )
+            if self.ready():
+                return True
+            time.sleep(0.5)
+        raise KafkaStartError(
+            f"broker did not answer metadata requests within {timeout:.0f}s; last lines:\n"
+            f"{tail(self.home / 'server.log')}"
+        )
+
+    def stop(self) -> bool:
+        proc = owned_process(self.pid_file, self.marker)
+        if proc is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        stop_process(proc, timeout=30)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def pid(self) -> int | None:
+        proc = owned_process(self.pid_file, self.marker)
+        return proc.pid if proc else None

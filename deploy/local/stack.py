@@ -1,0 +1,128 @@
+"""`tradetape up|down|status`: the broker, the database, topics and migrations together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.kafka import admin_client, create_topics
+from deploy.local.kafka_node import KafkaNode, KafkaStartError
+from deploy.local.postgres_node import PostgresNode, PostgresStartError
+from deploy.settings import Settings
+
+Echo = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    echo: Echo = field(default=print)
+
+    @property
+    def kafka(self) -> KafkaNode:
+        return KafkaNode(self.settings)
+
+    @property
+    def postgres(self) -> PostgresNode:
+        return PostgresNode(self.settings)
+
+    def up(self) -> dict[str, bool]:
+        """Start what is not running; returns which components this call started."""
+        self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        started = {"kafka": False, "postgres": False}
+        try:
+            if self.kafka.running():
+                self.echo(f"kafka: already running at {self.settings.bootstrap}")
+            else:
+                self.echo(f"kafka: starting KRaft node on {self.settings.bootstrap} ...")
+                started["kafka"] = self.kafka.start(echo=self.echo)
+                self.echo("kafka: ready")
+            if self.postgres.running():
+                self.echo(f"postgres: already running on port {self.settings.postgres_port}")
+            else:
+                self.echo(f"postgres: starting on 127.0.0.1:{self.settings.postgres_port} ...")
+                started["postgres"] = self.postgres.start()
+                self.echo("postgres: ready")
+        except (KafkaStartError, PostgresStartError) as exc:
+            raise StackError(str(exc)) from exc
+        created = create_topics(self.settings)
+        if created:
+            self.echo(f"topics: created {len(created)}")
+        from projections.migrate import apply_migrations
+
+        applied = apply_migrations(self.settings.dsn, readonly_role=self.settings.readonly_role)
+        if applied:
+            self.echo(f"migrations: applied {', '.join(applied)}")
+        return started
+
+    def down(self) -> dict[str, bool]:
+        stopped = {"postgres": self.postgres.stop(), "kafka": self.kafka.stop()}
+        return stopped
+
+    def status(self) -> dict[str, Any]:
+        s = self.settings
+        kafka_ok = self.kafka.ready() if (s.kafka_bootstrap or self.kafka.running()) else False
+        topics: list[str] = []
+        if kafka_ok:
+            try:
+                md = admin_client(s).list_topics(timeout=5)
+                topics = sorted(t for t in md.topics if t.startswith(s.topic_prefix) and not t.startswith("__"))
+            except Exception:
+                kafka_ok = False
+        pg_ok = self.postgres.ready() if (s.postgres_dsn or self.postgres.running()) else False
+        if s.postgres_dsn:
+            pg_ok = _can_connect(s.dsn)
+        result: dict[str, Any] = {
+            "ok": kafka_ok and pg_ok,
+            "data_dir": str(s.resolved_data_dir),
+            "kafka": {
+                "ok": kafka_ok,
+                "bootstrap": s.bootstrap,
+                "pid": self.kafka.pid(),
+                "version": s.kafka_version,
+                "topics": topics,
+            },
+            "postgres": {"ok": pg_ok, "dsn": s.redacted_dsn(), "pid": self.postgres.pid()},
+        }
+        if pg_ok:
+            result["projections"] = _projection_health(s.dsn)
+            if any(p.get("degraded") for p in result["projections"].values()):
+                result["degraded"] = True
+        return result
+
+
+def _can_connect(dsn: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
+    """Per projection: stored offsets and quarantined events (which mark it degraded)."""
+    import psycopg
+
+    health: dict[str, dict[str, Any]] = {}
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            for name, offsets in conn.execute(
+                "SELECT projection, sum(next_offset) FROM projection_offsets GROUP BY 1 ORDER BY 1"
+            ):
+                health.setdefault(name, {})["consumed"] = int(offsets)
+            for name, count in conn.execute(
+                "SELECT projection, count(*) FROM projection_quarantine GROUP BY 1 ORDER BY 1"
+            ):
+                entry = health.setdefault(name, {})
+                entry["quarantined"] = int(count)
+                entry["degraded"] = True
+    except psycopg.Error:
+        return {}
+    return health

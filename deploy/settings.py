@@ -1,0 +1,115 @@
+"""Runtime settings from `TRADETAPE_*` environment variables and an optional TOML file.
+
+Precedence: explicit arguments, then environment, then the TOML file named by
+`TRADETAPE_CONFIG` (default `./tradetape.toml` if present), then these defaults,
+which suit the embedded local stack. No secret has a default here.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from schemas.topics import TOPICS, Topic
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tradetape"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRADETAPE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(Path(".tradetape"), description="Broker, database, logs, keys")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Kafka jars")
+
+    kafka_version: str = "3.9.1"
+    kafka_port: int = 39092
+    kafka_controller_port: int = 39093
+    kafka_bootstrap: str | None = Field(None, description="Use an external cluster instead")
+    kafka_heap: str = "768m"
+    topic_prefix: str = Field("", description="Namespace for every topic name")
+    default_partitions: int | None = Field(None, description="Override catalogue partitions")
+
+    postgres_port: int = 39432
+    postgres_db: str = "tradetape"
+    postgres_user: str = "tradetape"
+    postgres_password: SecretStr | None = None
+    postgres_host: str = "127.0.0.1"
+    postgres_dsn: str | None = Field(None, description="Use an external database instead")
+    postgres_fsync: bool = Field(True, description="Off only for throwaway test stacks")
+    readonly_role: str = "tradetape_reader"
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("TRADETAPE_CONFIG", "tradetape.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def dsn(self) -> str:
+        """Owner DSN for projectors and migrations."""
+        if self.postgres_dsn:
+            return self.postgres_dsn
+        auth = self.postgres_user
+        if self.postgres_password is not None:
+            auth += ":" + self.postgres_password.get_secret_value()
+        return f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+
+    @property
+    def readonly_dsn(self) -> str:
+        """DSN for analyst SQL: a role that can only read."""
+        return (
+            f"postgresql://{self.readonly_role}@{self.postgres_host}:{self.postgres_port}"
+            f"/{self.postgres_db}"
+        )
+
+    def redacted_dsn(self) -> str:
+        if self.postgres_password is None:
+            return self.dsn
+        return self.dsn.replace(self.postgres_password.get_secret_value(), "***")
+
+    def topic(self, topic: Topic) -> str:
+        return TOPICS[topic].full_name(self.topic_prefix)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        data = self.model_dump()
+        data.update(changes)
+        return Settings.model_validate(data)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

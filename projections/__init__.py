@@ -1,0 +1,1 @@
+"""Read side: exactly-once projectors from Kafka into PostgreSQL, rebuilds and queries."""

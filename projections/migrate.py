@@ -1,0 +1,96 @@
+"""Plain, versioned SQL migrations, applied in order on start-up.
+
+Files are `projections/migrations/NNNN_name.sql`. Each is applied once, in its own
+transaction, and recorded with its checksum; an edited, already-applied file is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        m = _NAME.match(path.name)
+        if not m:
+            raise MigrationError(f"bad migration file name: {path.name}")
+        version = int(m.group(1))
+        if version in found:
+            raise MigrationError(f"two migrations share version {version}")
+        found[version] = Migration(version, path.name, path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+def apply_migrations(dsn: str, *, readonly_role: str | None = None) -> list[str]:
+    """Apply pending migrations. Returns the names applied now."""
+    applied_now: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute("SELECT pg_advisory_lock(7478201)")
+        try:
+            done = {
+                row[0]: row[1]
+                for row in conn.execute("SELECT version, checksum FROM schema_migrations")
+            }
+            for mig in discover():
+                if mig.version in done:
+                    if done[mig.version] != mig.checksum:
+                        raise MigrationError(f"{mig.name} changed after it was applied")
+                    continue
+                with conn.transaction():
+                    conn.execute(mig.sql.encode())  # type: ignore[call-overload]
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (mig.version, mig.name, mig.checksum),
+                    )
+                applied_now.append(mig.name)
+            if readonly_role:
+                grant_read_only(conn, readonly_role)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(7478201)")
+    return applied_now
+
+
+def grant_read_only(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+    """SELECT on every application schema, now and for tables created later; nothing else."""
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+        "AND nspname <> 'information_schema'"
+    ).fetchall()
+    ident = sql.Identifier(role)
+    for (schema,) in rows:
+        s = sql.Identifier(str(schema))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, ident))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(s, ident))
+        conn.execute(
+            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(s, ident)
+        )

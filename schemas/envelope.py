@@ -1,0 +1,110 @@
+"""The one envelope every event travels in.
+
+`causation_id` is the id of the event that directly caused this one; `correlation_id`
+ties a whole flow together, from the first intent to the last fill. The partition key
+is the account for everything account-scoped, so one account's events stay in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.ids import derived_uuid7, uuid7
+from schemas.types import UtcTimestamp, utc_now
+
+
+class EventPayload(BaseModel):
+    """Base of every payload. Subclasses declare their type, version and topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    EVENT_TYPE: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int] = 1
+    TOPIC: ClassVar[str]
+
+    def partition_key(self) -> str:
+        """The Kafka key. Account-scoped payloads override nothing: they have `account`."""
+        account = getattr(self, "account", None)
+        if isinstance(account, str):
+            return account
+        raise NotImplementedError(f"{type(self).__name__} must define partition_key()")
+
+
+P = TypeVar("P", bound=EventPayload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    """An immutable fact on the log."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID = Field(description="UUIDv7; derived events get an input-derived UUIDv7")
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: UtcTimestamp = Field(description="When it happened, UTC, microseconds")
+    producer: str = Field(min_length=1, max_length=64)
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    key: str = Field(min_length=1, max_length=128, description="Kafka partition key")
+    payload: P
+
+    @property
+    def topic(self) -> str:
+        return self.payload.TOPIC
+
+
+def new_event(
+    payload: P,
+    *,
+    producer: str,
+    correlation_id: UUID | None = None,
+    causation: Envelope[Any] | None = None,
+    occurred_at: datetime | None = None,
+    event_id: UUID | None = None,
+) -> Envelope[P]:
+    """Stamp a new event now. Without a cause it starts a new correlation."""
+    eid = event_id or uuid7()
+    if causation is not None:
+        corr = correlation_id or causation.correlation_id
+        cause: UUID | None = causation.event_id
+    else:
+        corr = correlation_id or eid
+        cause = None
+    return Envelope[type(payload)](  # type: ignore[misc]
+        event_id=eid,
+        event_type=payload.EVENT_TYPE,
+        schema_version=payload.SCHEMA_VERSION,
+        occurred_at=occurred_at or utc_now(),
+        producer=producer,
+        correlation_id=corr,
+        causation_id=cause,
+        key=payload.partition_key(),
+        payload=payload,
+    )
+
+
+def derive_event(
+    payload: P,
+    *,
+    producer: str,
+    causation: Envelope[Any],
+    discriminator: str = "",
+    occurred_at: datetime | None = None,
+) -> Envelope[P]:
+    """An event derived from `causation`, with an id reproducible on replay.
+
+    The id hashes the producer, the cause's id, the new event type and `discriminator`
+    (e.g. a fill sequence number), so the same input always yields the same event id.
+    `occurred_at` defaults to the cause's time, keeping projections free of the wall clock.
+    """
+    at = occurred_at or causation.occurred_at
+    eid = derived_uuid7(
+        causation.occurred_at, producer, str(causation.event_id), payload.EVENT_TYPE, discriminator
+    )
+    return new_event(
+        payload, producer=producer, causation=causation, occurred_at=at, event_id=eid
+    )

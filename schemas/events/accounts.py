@@ -1,0 +1,99 @@
+"""Account facts: who owns an account, whether it may trade, and which producers may act."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.envelope import EventPayload
+from schemas.topics import Topic
+from schemas.types import AccountId, AssetCode, CountryCode, Lei, ProducerId
+
+
+class OwnerKind(StrEnum):
+    NATURAL = "NATURAL"
+    LEGAL = "LEGAL"
+
+
+def lei_checksum_ok(lei: str) -> bool:
+    """ISO 17442 / ISO 7064 MOD 97-10 check digits."""
+    digits = "".join(str(int(ch, 36)) for ch in lei)
+    return len(lei) == 20 and int(digits) % 97 == 1
+
+
+class BeneficialOwner(BaseModel):
+    """The person behind an account. Surveillance groups accounts by `owner_id`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner_id: str = Field(min_length=1, max_length=64)
+    kind: OwnerKind
+    name: str = Field(min_length=1, max_length=100)
+    country: CountryCode
+    lei: Lei | None = None
+
+    @model_validator(mode="after")
+    def _lei_for_legal_persons(self) -> BeneficialOwner:
+        if self.kind is OwnerKind.LEGAL and self.lei is None:
+            raise ValueError("a legal person needs an LEI")
+        if self.lei is not None and not lei_checksum_ok(self.lei):
+            raise ValueError(f"LEI {self.lei} fails its ISO 17442 check digits")
+        return self
+
+
+class AccountOpened(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "AccountOpened"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    account: AccountId
+    beneficial_owner: BeneficialOwner
+    base_currency: AssetCode = "USDT"
+    jurisdiction: CountryCode = "US"
+    wallet_id: str = Field("default", min_length=1, max_length=64)
+
+
+class KycVerified(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "KycVerified"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    account: AccountId
+    level: str = Field("STANDARD", max_length=32)
+    verified_by: str
+    reference: str = Field("", max_length=128)
+
+
+class AmlFlagRaised(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "AmlFlagRaised"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    account: AccountId
+    flag_id: str = Field(min_length=1, max_length=64)
+    reason: str
+    raised_by: str
+
+
+class AmlFlagCleared(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "AmlFlagCleared"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    account: AccountId
+    flag_id: str = Field(min_length=1, max_length=64)
+    note: str = ""
+    cleared_by: str
+
+
+class ProducerRegistered(EventPayload):
+    """A strategy producer's Ed25519 public key and the accounts it may trade."""
+
+    EVENT_TYPE: ClassVar[str] = "ProducerRegistered"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    producer_id: ProducerId
+    public_key: str = Field(pattern=r"^[0-9a-f]{64}$", description="Raw Ed25519 key, hex")
+    accounts: tuple[AccountId, ...]
+    registered_by: str
+
+    def partition_key(self) -> str:
+        return f"producer:{self.producer_id}"

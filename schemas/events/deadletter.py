@@ -1,0 +1,27 @@
+"""A record of input we could not process, kept with its original bytes and the reason."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from schemas.envelope import EventPayload
+from schemas.topics import Topic
+
+
+class DeadLetter(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "DeadLetter"
+    TOPIC: ClassVar[str] = Topic.DEADLETTER
+
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    original_key_b64: str | None = None
+    original_value_b64: str = Field(description="The original bytes, base64")
+    error_type: str
+    error: str = Field(max_length=4000)
+    stage: str = Field(description="Which processor refused it: engine, projector, loader, ...")
+
+    def partition_key(self) -> str:
+        return self.source_topic

@@ -1,0 +1,228 @@
+"""Order intents from strategies, the order lifecycle, and fills."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from schemas.envelope import EventPayload
+from schemas.topics import Topic
+from schemas.types import (
+    AccountId,
+    AssetCode,
+    Dec,
+    Instrument,
+    NonNegativeDec,
+    PositiveDec,
+    ProducerId,
+    UtcTimestamp,
+)
+
+ClientOrderId = str
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+    STOP_LOSS = "STOP_LOSS"
+    TAKE_PROFIT = "TAKE_PROFIT"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class Liquidity(StrEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+class OrderIntent(EventPayload):
+    """A strategy's request to trade, signed by its producer key over its canonical bytes."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderIntent"
+    TOPIC: ClassVar[str] = Topic.INTENTS
+
+    producer_id: ProducerId
+    strategy_id: str = Field(min_length=1, max_length=64)
+    account: AccountId
+    client_order_id: str = Field(min_length=1, max_length=64)
+    instrument: Instrument
+    side: Side
+    order_type: Literal[OrderType.LIMIT, OrderType.MARKET]
+    quantity: PositiveDec
+    limit_price: PositiveDec | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    stop_loss: PositiveDec | None = Field(None, description="Attached stop-loss trigger price")
+    take_profit: PositiveDec | None = Field(None, description="Attached take-profit trigger price")
+    venue: str = Field("paper", min_length=1, max_length=32)
+    signature: str | None = Field(
+        None, description="Hex Ed25519 signature over the canonical bytes without this field"
+    )
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> OrderIntent:
+        if self.order_type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("a LIMIT intent needs limit_price")
+        if self.order_type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError("a MARKET intent must not carry limit_price")
+        return self
+
+
+class CancelIntent(EventPayload):
+    """A strategy's request to cancel one of its own orders, by client order id."""
+
+    EVENT_TYPE: ClassVar[str] = "CancelIntent"
+    TOPIC: ClassVar[str] = Topic.INTENTS
+
+    producer_id: ProducerId
+    strategy_id: str = Field(min_length=1, max_length=64)
+    account: AccountId
+    client_order_id: str = Field(min_length=1, max_length=64)
+    target_client_order_id: str = Field(min_length=1, max_length=64)
+    signature: str | None = None
+
+
+class IntentRejectReason(StrEnum):
+    UNKNOWN_PRODUCER = "UNKNOWN_PRODUCER"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    NOT_ENTITLED = "NOT_ENTITLED"
+    INVALID_INTENT = "INVALID_INTENT"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+
+
+class IntentRejected(EventPayload):
+    """An intent refused before risk: authentication, entitlement or validity."""
+
+    EVENT_TYPE: ClassVar[str] = "IntentRejected"
+    TOPIC: ClassVar[str] = Topic.DECISIONS
+
+    account: AccountId
+    producer_id: str
+    client_order_id: str | None = None
+    intent_event_id: UUID | None = None
+    reason: IntentRejectReason
+    detail: str = Field(max_length=2000)
+
+
+class OrderSubmitted(EventPayload):
+    """An approved order sent to a venue. Attached stop/take orders name their parent."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderSubmitted"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str = Field(min_length=1, max_length=64)
+    account: AccountId
+    producer_id: str
+    strategy_id: str
+    client_order_id: str
+    instrument: Instrument
+    side: Side
+    order_type: OrderType
+    quantity: PositiveDec
+    limit_price: PositiveDec | None = None
+    trigger_price: PositiveDec | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    venue: str
+    parent_order_id: str | None = None
+    decision_event_id: UUID | None = None
+
+
+class OrderAccepted(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "OrderAccepted"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str
+    account: AccountId
+    venue: str
+    venue_order_id: str
+
+
+class OrderRejected(EventPayload):
+    """The venue refused the order."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderRejected"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str
+    account: AccountId
+    venue: str
+    reason: str
+
+
+class CancelRequested(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "CancelRequested"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str
+    account: AccountId
+    reason: str = Field(description="CLIENT, KILL_SWITCH, OCO (sibling filled), ...")
+
+
+class OrderCanceled(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "OrderCanceled"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str
+    account: AccountId
+    filled_quantity: NonNegativeDec
+    leaves_quantity: NonNegativeDec
+    reason: str
+
+
+class OrderExpired(EventPayload):
+    """An IOC/FOK remainder, or an order the venue aged out."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderExpired"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str
+    account: AccountId
+    filled_quantity: NonNegativeDec
+    leaves_quantity: NonNegativeDec
+    reason: str
+
+
+class Fill(EventPayload):
+    """An execution. The UTI identifies the transaction for regulatory reporting."""
+
+    EVENT_TYPE: ClassVar[str] = "Fill"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    fill_id: str = Field(min_length=1, max_length=64)
+    order_id: str
+    account: AccountId
+    instrument: Instrument
+    side: Side
+    quantity: PositiveDec
+    price: PositiveDec
+    fee: NonNegativeDec
+    fee_asset: AssetCode
+    liquidity: Liquidity
+    venue: str
+    venue_trade_id: str = Field(min_length=1, max_length=64)
+    uti: str = Field(min_length=1, max_length=52, description="Unique transaction identifier")
+    traded_at: UtcTimestamp
+    leaves_quantity: NonNegativeDec
+
+    @property
+    def notional(self) -> Dec:
+        return self.quantity * self.price

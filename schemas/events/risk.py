@@ -1,0 +1,128 @@
+"""Pre-trade risk: decisions with every rule's result, limits as events, kill switches."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import EventPayload
+from schemas.topics import Topic
+from schemas.types import AccountId, AssetCode, Dec, NonNegativeDec, PositiveDec
+
+GLOBAL_SCOPE = "*"
+"""Scope key for limits and kill switches that apply to every account."""
+
+
+class DecisionOutcome(StrEnum):
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class RuleResult(BaseModel):
+    """One rule's verdict, with the figures it compared so a reviewer can re-check it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule_id: str
+    rule_version: int = Field(ge=1)
+    passed: bool
+    reason_code: str | None = None
+    detail: str = ""
+
+
+class RiskDecision(EventPayload):
+    """The engine's answer to one intent. Its causation is the intent."""
+
+    EVENT_TYPE: ClassVar[str] = "RiskDecision"
+    TOPIC: ClassVar[str] = Topic.DECISIONS
+
+    account: AccountId
+    producer_id: str
+    strategy_id: str
+    client_order_id: str
+    intent_event_id: UUID
+    intent_kind: str = Field(description="ORDER or CANCEL")
+    outcome: DecisionOutcome
+    reason_codes: tuple[str, ...] = ()
+    rule_results: tuple[RuleResult, ...] = ()
+    risk_config_version: int = Field(ge=0)
+    order_id: str | None = None
+
+
+class RiskLimits(BaseModel):
+    """Limit values. Decimal ratios are fractions (0.1 = 10%)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_order_notional: PositiveDec = Decimal("250000")
+    max_position: PositiveDec = Decimal("50")
+    max_open_orders: int = Field(200, ge=0)
+    price_collar_pct: PositiveDec = Decimal("0.05")
+    max_orders_per_window: int = Field(500, ge=0)
+    rate_window_seconds: int = Field(1, ge=1)
+    drawdown_brake_pct: PositiveDec = Decimal("0.10")
+    max_price_age_seconds: int = Field(30, ge=1)
+    max_consumer_lag: int = Field(10_000, ge=0)
+    allowed_stablecoins: tuple[AssetCode, ...] = ("USDC", "EURC")
+    credit_limit: NonNegativeDec = Decimal("0")
+
+
+class RiskLimitsChanged(EventPayload):
+    """New limits for one account or for all (`scope='*'`). Versions only go up."""
+
+    EVENT_TYPE: ClassVar[str] = "RiskLimitsChanged"
+    TOPIC: ClassVar[str] = Topic.RISK_CONFIG
+
+    scope: str = Field(min_length=1, max_length=64)
+    config_version: int = Field(ge=1)
+    limits: RiskLimits
+    changed_by: str
+    reason: str = ""
+
+    def partition_key(self) -> str:
+        return self.scope
+
+
+class KillSwitchEngaged(EventPayload):
+    """Only risk-reducing orders pass while engaged. Engaged by an admin or the brake."""
+
+    EVENT_TYPE: ClassVar[str] = "KillSwitchEngaged"
+    TOPIC: ClassVar[str] = Topic.RISK_CONFIG
+
+    scope: str = Field(min_length=1, max_length=64)
+    engaged_by: str = Field(description="an admin id, or 'drawdown-brake'")
+    reason: str
+    drawdown: Dec | None = None
+    peak_equity: Dec | None = None
+    equity: Dec | None = None
+
+    def partition_key(self) -> str:
+        return self.scope
+
+
+class KillSwitchReleased(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "KillSwitchReleased"
+    TOPIC: ClassVar[str] = Topic.RISK_CONFIG
+
+    scope: str = Field(min_length=1, max_length=64)
+    released_by: str
+    reason: str
+
+    def partition_key(self) -> str:
+        return self.scope
+
+
+__all__ = [
+    "GLOBAL_SCOPE",
+    "DecisionOutcome",
+    "KillSwitchEngaged",
+    "KillSwitchReleased",
+    "RiskDecision",
+    "RiskLimits",
+    "RiskLimitsChanged",
+    "RuleResult",
+]

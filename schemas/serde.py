@@ -1,0 +1,97 @@
+"""The wire format: JSON bytes, with type, version and W3C trace context in headers.
+
+`encode` and `decode` are the only way events cross Kafka. Malformed bytes raise one
+typed error, `MalformedEventError`, naming the topic, partition and offset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope
+from schemas.errors import MalformedEventError
+from schemas.registry import payload_class
+
+HEADER_EVENT_TYPE = "event_type"
+HEADER_SCHEMA_VERSION = "schema_version"
+HEADER_TRACEPARENT = "traceparent"
+
+Headers = list[tuple[str, bytes]]
+
+
+def traceparent(correlation_id: UUID, event_id: UUID) -> str:
+    """W3C trace context: one trace per correlation, one span id per event."""
+    return f"00-{correlation_id.hex}-{event_id.hex[16:]}-01"
+
+
+def encode(event: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
+    """(key, value, headers) for producing `event`."""
+    value = event.model_dump_json().encode()
+    headers: Headers = [
+        (HEADER_EVENT_TYPE, event.event_type.encode()),
+        (HEADER_SCHEMA_VERSION, str(event.schema_version).encode()),
+        (HEADER_TRACEPARENT, traceparent(event.correlation_id, event.event_id).encode()),
+    ]
+    return event.key.encode(), value, headers
+
+
+def _header_map(headers: Sequence[tuple[str, bytes | None]] | Mapping[str, Any] | None) -> dict[str, bytes]:
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, bytes] = {}
+    for k, v in items:
+        if isinstance(v, str):
+            out[k] = v.encode()
+        elif isinstance(v, bytes):
+            out[k] = v
+    return out
+
+
+def decode(
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | Mapping[str, Any] | None = None,
+    *,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Envelope[Any]:
+    """Parse one record. Any failure is a `MalformedEventError` with the coordinates."""
+    where = {"topic": topic, "partition": partition, "offset": offset}
+    if value is None:
+        raise MalformedEventError("empty record (tombstone)", **where)
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEventError(f"not JSON: {exc}", **where) from exc
+    if not isinstance(raw, dict):
+        raise MalformedEventError("JSON value is not an object", **where)
+    hdr = _header_map(headers)
+    event_type = raw.get("event_type")
+    version = raw.get("schema_version")
+    if not isinstance(event_type, str) or not isinstance(version, int) or isinstance(version, bool):
+        raise MalformedEventError("missing event_type or schema_version", **where)
+    if HEADER_EVENT_TYPE in hdr and hdr[HEADER_EVENT_TYPE].decode(errors="replace") != event_type:
+        raise MalformedEventError("event_type header disagrees with the body", **where)
+    cls = payload_class(event_type, version, **where)
+    try:
+        return Envelope[cls].model_validate(raw)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise MalformedEventError(
+            f"{event_type} v{version} failed validation: {exc.errors(include_url=False)}", **where
+        ) from exc
+
+
+def canonical_json(data: Any) -> bytes:
+    """Sorted-key, whitespace-free JSON: the bytes that get signed and hashed."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical_payload_bytes(payload: Any, *, exclude: set[str] | None = None) -> bytes:
+    """Canonical bytes of a payload model, e.g. an intent without its signature."""
+    return canonical_json(payload.model_dump(mode="json", exclude=exclude))

@@ -1,0 +1,80 @@
+"""The topic catalogue: names, partitioning, configs and which events go where.
+
+Nobody hard-codes a topic name; they use `Topic.X` and resolve it with the deployment's
+prefix through `TopicSpec.full_name` (tests and tenants get isolated namespaces).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    INTENTS = "orders.intents"
+    ADMIN = "admin.commands"
+    DECISIONS = "risk.decisions"
+    ORDERS = "orders.lifecycle"
+    ACCOUNTS = "accounts.events"
+    TRANSFERS = "transfers.events"
+    RISK_CONFIG = "risk.config"
+    MARKETDATA = "marketdata.events"
+    SURVEILLANCE_CONFIG = "surveillance.config"
+    SURVEILLANCE_ALERTS = "surveillance.alerts"
+    SIGNING = "signing.events"
+    SIGNING_REQUESTS = "signing.requests"
+    SIGNING_MESSAGES = "signing.messages"
+    DEADLETTER = "deadletter"
+    ENGINE_SNAPSHOTS = "engine.snapshots"
+
+
+EVENT_LOG_CONFIG: dict[str, str] = {
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+    "min.insync.replicas": "1",
+    "message.timestamp.type": "CreateTime",
+}
+"""Event topics are the system of record: kept forever, never compacted."""
+
+SNAPSHOT_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    "min.insync.replicas": "1",
+}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    topic: Topic
+    partitions: int
+    key: str
+    description: str
+    config: dict[str, str] = field(default_factory=lambda: dict(EVENT_LOG_CONFIG))
+    replication_factor: int = 1
+
+    def full_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.topic.value}"
+
+
+TOPICS: dict[Topic, TopicSpec] = {
+    spec.topic: spec
+    for spec in (
+        TopicSpec(Topic.INTENTS, 6, "account", "Signed order and cancel intents from strategies"),
+        TopicSpec(Topic.ADMIN, 6, "account", "Admin commands: accounts, KYC, AML, limits, kill switch"),
+        TopicSpec(Topic.DECISIONS, 6, "account", "Risk decisions and intent rejections"),
+        TopicSpec(Topic.ORDERS, 6, "account", "Order lifecycle and fills"),
+        TopicSpec(Topic.ACCOUNTS, 6, "account", "Account facts: opening, KYC, AML, producers"),
+        TopicSpec(Topic.TRANSFERS, 6, "account", "Transfers, travel-rule checks and deposits"),
+        TopicSpec(Topic.RISK_CONFIG, 6, "account or '*'", "Risk limits and kill switch"),
+        TopicSpec(Topic.MARKETDATA, 6, "instrument", "Trades and top-of-book quotes"),
+        TopicSpec(Topic.SURVEILLANCE_CONFIG, 1, "detector", "Detector configuration"),
+        TopicSpec(Topic.SURVEILLANCE_ALERTS, 6, "account", "Market-abuse alerts"),
+        TopicSpec(Topic.SIGNING, 1, "request id", "Completed and failed threshold signings"),
+        TopicSpec(Topic.SIGNING_REQUESTS, 1, "request id", "Signing requests to participants"),
+        TopicSpec(Topic.SIGNING_MESSAGES, 1, "request id", "FROST commitments and shares"),
+        TopicSpec(Topic.DEADLETTER, 1, "source topic", "Undecodable or invalid input, with the reason"),
+        TopicSpec(
+            Topic.ENGINE_SNAPSHOTS, 6, "partition", "Engine state snapshots", dict(SNAPSHOT_CONFIG)
+        ),
+    )
+}

@@ -1,0 +1,114 @@
+"""Strict scalar types shared by every event.
+
+Money and quantities are `Decimal` and travel as strings so no float ever touches
+a price. Timestamps are UTC with microseconds, rendered as `YYYY-MM-DDThh:mm:ss.ffffffZ`
+(the MiCA order-book record format).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+
+DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    if isinstance(value, float | bool):
+        raise ValueError("money must be a decimal string, never a float or bool")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value)
+        except InvalidOperation as exc:
+            raise ValueError(f"not a decimal string: {value!r}") from exc
+    else:
+        raise ValueError(f"expected a decimal string, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError("decimal must be finite")
+    return result
+
+
+def format_decimal(value: Decimal) -> str:
+    """Plain positional notation, so `1E-18` travels as `0.000000000000000001`."""
+    text = format(value, "f")
+    return text[1:] if value == 0 and text.startswith("-") else text
+
+
+Dec = Annotated[
+    Decimal,
+    BeforeValidator(_parse_decimal),
+    PlainSerializer(format_decimal, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN}),
+]
+"""Any decimal amount: price, quantity, fee, notional, ratio."""
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _non_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+PositiveDec = Annotated[Dec, BeforeValidator(lambda v: _positive(_parse_decimal(v)))]
+NonNegativeDec = Annotated[Dec, BeforeValidator(lambda v: _non_negative(_parse_decimal(v)))]
+
+
+def _parse_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        text = value[:-1] + "+00:00" if value.endswith("Z") else value
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from exc
+    if not isinstance(value, datetime):
+        raise ValueError("expected a timestamp")
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset")
+    return value.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+UtcTimestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_utc),
+    PlainSerializer(format_timestamp, return_type=str, when_used="always"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$",
+            "description": "UTC, microseconds, YYYY-MM-DDThh:mm:ss.ffffffZ",
+        }
+    ),
+]
+
+
+def utc_now() -> datetime:
+    """The one sanctioned wall-clock read, for stamping events as they happen."""
+    return datetime.now(UTC)
+
+
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+ProducerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Instrument = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
+"""A spot pair in ccxt's unified `BASE/QUOTE` form, e.g. `BTC/USDT`."""
+AssetCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")]
+Lei = Annotated[str, Field(pattern=r"^[A-Z0-9]{18}[0-9]{2}$")]
+"""ISO 17442 Legal Entity Identifier (check digits validated where it is used)."""
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]

@@ -1,0 +1,66 @@
+"""Session fixtures: one real Kafka broker and one real PostgreSQL per test run.
+
+`stack` starts them once (free ports, a throwaway data directory). `env` gives each
+test its own topic prefix and its own database, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from deploy.kafka import create_topics
+from deploy.local import LocalStack
+from deploy.settings import Settings
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE_DIR.is_dir():
+        pytest.fail(f"reference data missing at {REFERENCE_DIR}")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The real broker and database, started once for the whole session."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("stack"),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        postgres_port=free_port(),
+        postgres_fsync=False,
+        kafka_heap="1g",
+    )
+    local = LocalStack(settings, echo=lambda _m: None)
+    local.up()
+    yield local
+    local.down()
+
+
+@pytest.fixture
+def env(stack: LocalStack) -> Settings:
+    """Settings for one test: a fresh topic namespace and a fresh, migrated database."""
+    tag = uuid.uuid4().hex[:10]
+    db = f"t_{tag}"
+    with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}" OWNER "{stack.settings.postgres_user}"')
+    settings = stack.settings.with_overrides(topic_prefix=f"t{tag}.", postgres_db=db)
+    create_topics(settings)
+    from projections.migrate import apply_migrations
+
+    apply_migrations(settings.dsn, readonly_role=settings.readonly_role)
+    return settings
