@@ -18,6 +18,9 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None, 
         "acks": "all",
         "linger.ms": 2,
         "compression.type": "lz4",
+        # Java's partitioner: the same key lands on the same partition number on every
+        # topic and from every client (librdkafka's default is CRC32-based).
+        "partitioner": "murmur2_random",
     }
     if transactional_id is not None:
         conf["transactional.id"] = transactional_id
