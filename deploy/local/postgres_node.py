@@ -47,8 +47,8 @@ def _open_traversal(path: Path) -> None:
     """Let the server user traverse down to `path` (o+x on each parent)."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+        if not (mode & stat.S_IXOTH and mode & stat.S_IXGRP):
+            parent.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
 
 
 def _make_readable(root: Path) -> None:
@@ -80,13 +80,15 @@ class PostgresNode:
     def pid_file(self) -> Path:
         return self.pgdata / "postmaster.pid"
 
-    def _run_as(self) -> str | None:
-        return SYSTEM_USER if os.geteuid() == 0 else None
-
     def _cmd(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if os.geteuid() != 0:
+            return subprocess.run(args, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL)
+        user = _ensure_system_user()
+        # Drop uid, gid and supplementary groups: keeping root's group would make
+        # group-permission checks (not "other") apply on root-owned parent directories.
         return subprocess.run(
-            args, capture_output=True, text=True, check=check, user=self._run_as(),
-            stdin=subprocess.DEVNULL,
+            args, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL,
+            user=user.pw_uid, group=user.pw_gid, extra_groups=[],
         )
 
     def running(self) -> bool:

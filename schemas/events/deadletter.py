@@ -14,7 +14,7 @@ class DeadLetter(EventPayload):
     EVENT_TYPE: ClassVar[str] = "DeadLetter"
     TOPIC: ClassVar[str] = Topic.DEADLETTER
 
-    source_topic: str
+    source_topic: str = Field(min_length=1, max_length=249)
     source_partition: int | None = None
     source_offset: int | None = None
     original_key_b64: str | None = None

@@ -28,7 +28,7 @@ class SigningCompleted(EventPayload):
     EVENT_TYPE: ClassVar[str] = "SigningCompleted"
     TOPIC: ClassVar[str] = Topic.SIGNING
 
-    request_id: str
+    request_id: str = Field(min_length=1, max_length=64)
     digest_hex: str
     purpose: str
     participants: tuple[int, ...]
@@ -43,7 +43,7 @@ class SigningFailed(EventPayload):
     EVENT_TYPE: ClassVar[str] = "SigningFailed"
     TOPIC: ClassVar[str] = Topic.SIGNING
 
-    request_id: str
+    request_id: str = Field(min_length=1, max_length=64)
     digest_hex: str
     purpose: str
     participants: tuple[int, ...]

@@ -19,7 +19,7 @@ class SurveillanceAlert(EventPayload):
     TOPIC: ClassVar[str] = Topic.SURVEILLANCE_ALERTS
 
     alert_id: UUID
-    detector: str
+    detector: str = Field(min_length=1, max_length=64)
     detector_version: int = Field(ge=1)
     pattern: str = Field(description="SPOOFING, LAYERING, WASH_TRADING, ORDER_TO_TRADE, ...")
     account: AccountId
@@ -40,7 +40,7 @@ class DetectorConfigChanged(EventPayload):
     EVENT_TYPE: ClassVar[str] = "DetectorConfigChanged"
     TOPIC: ClassVar[str] = Topic.SURVEILLANCE_CONFIG
 
-    detector: str
+    detector: str = Field(min_length=1, max_length=64)
     config_version: int = Field(ge=1)
     params: dict[str, str]
     changed_by: str
