@@ -102,12 +102,16 @@ def status(
         typer.echo(json.dumps(st, sort_keys=True))
     else:
         k, p = st["kafka"], st["postgres"]
-        typer.echo(f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)")
+        typer.echo(
+            f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)"
+        )
         typer.echo(f"postgres  {'up' if p['ok'] else 'DOWN':5} {p['dsn']}")
         for name, info in sorted(st.get("projections", {}).items()):
             flag = "DEGRADED" if info.get("degraded") else "ok"
-            typer.echo(f"projection {name:24} {flag:8} consumed={info.get('consumed', 0)}"
-                       f" quarantined={info.get('quarantined', 0)}")
+            typer.echo(
+                f"projection {name:24} {flag:8} consumed={info.get('consumed', 0)}"
+                f" quarantined={info.get('quarantined', 0)}"
+            )
     if not st["ok"]:
         raise typer.Exit(1)
 

@@ -13,13 +13,14 @@ import time
 import uuid
 from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deploy.kafka import consumer_config, producer_config
 from deploy.local import LocalStack, StackError
 from deploy.settings import Settings
-from schemas import decode, encode, new_event
+from schemas import Envelope, decode, encode, new_event
 from schemas.events import (
     AccountOpened,
     BeneficialOwner,
@@ -40,14 +41,21 @@ def smoke_flow(settings: Settings) -> list[str]:
     """Commit one transaction, abort another, and read back with read_committed."""
     run_id = uuid.uuid4().hex[:8]
     account = f"SMOKE-{run_id}"
-    owner = BeneficialOwner(owner_id=f"owner-{run_id}", kind=OwnerKind.NATURAL, name="Smoke Test", country="DE")
+    owner = BeneficialOwner(
+        owner_id=f"owner-{run_id}", kind=OwnerKind.NATURAL, name="Smoke Test", country="DE"
+    )
     opened = new_event(AccountOpened(account=account, beneficial_owner=owner), producer="demo")
-    events = [
+    events: list[Envelope[Any]] = [
         opened,
-        new_event(KycVerified(account=account, verified_by="demo"), producer="demo", causation=opened),
         new_event(
-            DepositReceived(deposit_id=f"dep-{run_id}", account=account, asset="USDT", amount=Decimal("100000")),
-            producer="demo", causation=opened,
+            KycVerified(account=account, verified_by="demo"), producer="demo", causation=opened
+        ),
+        new_event(
+            DepositReceived(
+                deposit_id=f"dep-{run_id}", account=account, asset="USDT", amount=Decimal("100000")
+            ),
+            producer="demo",
+            causation=opened,
         ),
     ]
     producer = Producer(producer_config(settings, transactional_id=f"demo-smoke-{run_id}"))
@@ -57,7 +65,9 @@ def smoke_flow(settings: Settings) -> list[str]:
         k, v, h = encode(ev)
         producer.produce(settings.topic(ev.payload.TOPIC), key=k, value=v, headers=h)
     producer.commit_transaction(30)
-    aborted = new_event(KycVerified(account=account, verified_by="never-committed"), producer="demo")
+    aborted = new_event(
+        KycVerified(account=account, verified_by="never-committed"), producer="demo"
+    )
     producer.begin_transaction()
     k, v, h = encode(aborted)
     producer.produce(settings.topic(Topic.ACCOUNTS), key=k, value=v, headers=h)
@@ -79,7 +89,13 @@ def smoke_flow(settings: Settings) -> list[str]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            ev = decode(msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+            ev = decode(
+                msg.value(),
+                msg.headers(),
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+            )
             if ev.key == account:
                 seen.append(str(ev.event_id))
     finally:
@@ -113,6 +129,15 @@ def run_demo(settings: Settings) -> int:
             raise
         _say(f"== {stage} ==")
         summary += module.run(settings)
-    print("\n".join(["", "tradetape demo summary", "-" * 22, *summary,
-                     f"took {time.monotonic() - started:.1f}s; the stack stays up (`tradetape down` stops it)"]))
+    print(
+        "\n".join(
+            [
+                "",
+                "tradetape demo summary",
+                "-" * 22,
+                *summary,
+                f"took {time.monotonic() - started:.1f}s; the stack stays up (`tradetape down` stops it)",
+            ]
+        )
+    )
     return 0

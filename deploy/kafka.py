@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from deploy.settings import Settings
 from schemas.topics import TOPICS, Topic
 
 
-def producer_config(settings: Settings, *, transactional_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def producer_config(
+    settings: Settings, *, transactional_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
         "enable.idempotence": True,
@@ -46,7 +48,9 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap})
 
 
-def create_topics(settings: Settings, topics: list[Topic] | None = None, timeout: float = 30.0) -> list[str]:
+def create_topics(
+    settings: Settings, topics: list[Topic] | None = None, timeout: float = 30.0
+) -> list[str]:
     """Create catalogue topics that do not exist yet. Returns the names it created."""
     admin = admin_client(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)

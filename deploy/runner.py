@@ -37,7 +37,10 @@ def run_components(names: list[str], settings: Settings) -> int:
     known = {**COMPONENTS, **EXTRA_COMPONENTS}
     unknown = [n for n in names if n not in known]
     if unknown:
-        print(f"unknown component(s): {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        print(
+            f"unknown component(s): {', '.join(unknown)}; known: {', '.join(known)}",
+            file=sys.stderr,
+        )
         return 2
     if len(names) == 1:
         module, func = known[names[0]].split(":")
@@ -51,8 +54,10 @@ def supervise(names: list[str]) -> int:
     children = {
         n: subprocess.Popen([sys.executable, "-m", "deploy.cli_entry", "run", n]) for n in names
     }
-    print(f"running {', '.join(names)} (pids {', '.join(str(p.pid) for p in children.values())})",
-          file=sys.stderr)
+    print(
+        f"running {', '.join(names)} (pids {', '.join(str(p.pid) for p in children.values())})",
+        file=sys.stderr,
+    )
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:

@@ -67,7 +67,7 @@ def apply_migrations(dsn: str, *, readonly_role: str | None = None) -> list[str]
                         raise MigrationError(f"{mig.name} changed after it was applied")
                     continue
                 with conn.transaction():
-                    conn.execute(mig.sql.encode())  # type: ignore[call-overload]
+                    conn.execute(mig.sql.encode())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                         (mig.version, mig.name, mig.checksum),
@@ -92,5 +92,7 @@ def grant_read_only(conn: psycopg.Connection[tuple[object, ...]], role: str) -> 
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, ident))
         conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(s, ident))
         conn.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(s, ident)
+            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
+                s, ident
+            )
         )

@@ -4,7 +4,7 @@ Everything else imports event models, topic names and the wire format from here;
 nothing outside this package defines an event shape.
 """
 
-from schemas.envelope import Envelope, EventPayload, new_event, derive_event
+from schemas.envelope import Envelope, EventPayload, derive_event, new_event
 from schemas.errors import MalformedEventError, UnknownEventTypeError
 from schemas.registry import REGISTRY, payload_class
 from schemas.serde import decode, encode

@@ -8,7 +8,7 @@ is the account for everything account-scoped, so one account's events stay in or
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,16 +74,20 @@ def new_event(
     else:
         corr = correlation_id or eid
         cause = None
-    return Envelope[type(payload)](  # type: ignore[misc]
-        event_id=eid,
-        event_type=payload.EVENT_TYPE,
-        schema_version=payload.SCHEMA_VERSION,
-        occurred_at=occurred_at or utc_now(),
-        producer=producer,
-        correlation_id=corr,
-        causation_id=cause,
-        key=payload.partition_key(),
-        payload=payload,
+    envelope_cls: Any = Envelope[type(payload)]  # type: ignore[misc]
+    return cast(
+        Envelope[P],
+        envelope_cls(
+            event_id=eid,
+            event_type=payload.EVENT_TYPE,
+            schema_version=payload.SCHEMA_VERSION,
+            occurred_at=occurred_at or utc_now(),
+            producer=producer,
+            correlation_id=corr,
+            causation_id=cause,
+            key=payload.partition_key(),
+            payload=payload,
+        ),
     )
 
 
@@ -105,6 +109,4 @@ def derive_event(
     eid = derived_uuid7(
         causation.occurred_at, producer, str(causation.event_id), payload.EVENT_TYPE, discriminator
     )
-    return new_event(
-        payload, producer=producer, causation=causation, occurred_at=at, event_id=eid
-    )
+    return new_event(payload, producer=producer, causation=causation, occurred_at=at, event_id=eid)

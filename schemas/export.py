@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from schemas.envelope import Envelope, EventPayload
-from schemas.registry import REGISTRY
 from schemas.events.admin import ADMIN_COMMAND_TYPES
+from schemas.registry import REGISTRY
 from schemas.topics import TOPICS, Topic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,13 +34,15 @@ def schema_for(cls: type[EventPayload]) -> dict[str, Any]:
 def render_json_files() -> dict[str, str]:
     files: dict[str, str] = {}
     for (etype, version), cls in REGISTRY.items():
-        files[f"{etype}.v{version}.json"] = json.dumps(schema_for(cls), indent=2, sort_keys=True) + "\n"
+        files[f"{etype}.v{version}.json"] = (
+            json.dumps(schema_for(cls), indent=2, sort_keys=True) + "\n"
+        )
     return files
 
 
 def _type_text(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in prop:
         return " \\| ".join(_type_text(p) for p in prop["anyOf"])
     if "enum" in prop:
@@ -79,7 +81,11 @@ def render_events_doc() -> str:
         types = sorted({c.EVENT_TYPE for c in REGISTRY.values() if c.TOPIC == spec.topic})
         if spec.topic is Topic.ADMIN:
             types = [f"{t} (as a command)" for t in ADMIN_COMMAND_TYPES]
-        cfg = ", ".join(f"{k}={v}" for k, v in sorted(spec.config.items()) if k in ("cleanup.policy", "retention.ms"))
+        cfg = ", ".join(
+            f"{k}={v}"
+            for k, v in sorted(spec.config.items())
+            if k in ("cleanup.policy", "retention.ms")
+        )
         lines.append(
             f"| `{spec.topic.value}` | {spec.partitions} | {spec.key} | "
             f"{', '.join(types) or '-'} | {spec.description} ({cfg}) |"
@@ -88,12 +94,19 @@ def render_events_doc() -> str:
     for (etype, version), cls in REGISTRY.items():
         schema = cls.model_json_schema()
         doc = (cls.__doc__ or "").strip().splitlines()
-        lines += [f"### {etype} v{version}", "", f"Topic `{cls.TOPIC}`. {doc[0] if doc else ''}".rstrip(), ""]
+        lines += [
+            f"### {etype} v{version}",
+            "",
+            f"Topic `{cls.TOPIC}`. {doc[0] if doc else ''}".rstrip(),
+            "",
+        ]
         lines += ["| field | type | required | description |", "|---|---|---|---|"]
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             desc = prop.get("description", "").replace("|", "\\|")
-            lines.append(f"| `{name}` | {_type_text(prop)} | {'yes' if name in required else ''} | {desc} |")
+            lines.append(
+                f"| `{name}` | {_type_text(prop)} | {'yes' if name in required else ''} | {desc} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

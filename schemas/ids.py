@@ -51,7 +51,9 @@ def derived_uuid7(at: datetime, *parts: str) -> uuid.UUID:
     """Deterministic UUIDv7-shaped id for an event derived from `parts` at time `at`."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     unix_ms = int(at.timestamp() * 1000)
-    return _assemble(unix_ms, int.from_bytes(digest[:2], "big"), int.from_bytes(digest[2:10], "big"))
+    return _assemble(
+        unix_ms, int.from_bytes(digest[:2], "big"), int.from_bytes(digest[2:10], "big")
+    )
 
 
 def uuid7_time_ms(value: uuid.UUID) -> int:

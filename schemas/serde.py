@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -21,7 +21,8 @@ HEADER_EVENT_TYPE = "event_type"
 HEADER_SCHEMA_VERSION = "schema_version"
 HEADER_TRACEPARENT = "traceparent"
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
+HeadersIn = Sequence[tuple[str, str | bytes | None]] | Mapping[str, Any] | None
 
 
 def traceparent(correlation_id: UUID, event_id: UUID) -> str:
@@ -40,7 +41,7 @@ def encode(event: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
     return event.key.encode(), value, headers
 
 
-def _header_map(headers: Sequence[tuple[str, bytes | None]] | Mapping[str, Any] | None) -> dict[str, bytes]:
+def _header_map(headers: HeadersIn) -> dict[str, bytes]:
     if not headers:
         return {}
     items = headers.items() if isinstance(headers, Mapping) else headers
@@ -55,35 +56,39 @@ def _header_map(headers: Sequence[tuple[str, bytes | None]] | Mapping[str, Any] 
 
 def decode(
     value: bytes | None,
-    headers: Sequence[tuple[str, bytes | None]] | Mapping[str, Any] | None = None,
+    headers: HeadersIn = None,
     *,
     topic: str | None = None,
     partition: int | None = None,
     offset: int | None = None,
 ) -> Envelope[Any]:
     """Parse one record. Any failure is a `MalformedEventError` with the coordinates."""
-    where = {"topic": topic, "partition": partition, "offset": offset}
+
+    def bad(reason: str) -> MalformedEventError:
+        return MalformedEventError(reason, topic=topic, partition=partition, offset=offset)
+
     if value is None:
-        raise MalformedEventError("empty record (tombstone)", **where)
+        raise bad("empty record (tombstone)")
     try:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEventError(f"not JSON: {exc}", **where) from exc
+        raise bad(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise MalformedEventError("JSON value is not an object", **where)
+        raise bad("JSON value is not an object")
     hdr = _header_map(headers)
     event_type = raw.get("event_type")
     version = raw.get("schema_version")
     if not isinstance(event_type, str) or not isinstance(version, int) or isinstance(version, bool):
-        raise MalformedEventError("missing event_type or schema_version", **where)
+        raise bad("missing event_type or schema_version")
     if HEADER_EVENT_TYPE in hdr and hdr[HEADER_EVENT_TYPE].decode(errors="replace") != event_type:
-        raise MalformedEventError("event_type header disagrees with the body", **where)
-    cls = payload_class(event_type, version, **where)
+        raise bad("event_type header disagrees with the body")
+    cls = payload_class(event_type, version, topic=topic, partition=partition, offset=offset)
     try:
-        return Envelope[cls].model_validate(raw)  # type: ignore[valid-type]
+        envelope_cls: Any = Envelope[cls]  # type: ignore[valid-type]
+        return cast(Envelope[Any], envelope_cls.model_validate(raw))
     except ValidationError as exc:
-        raise MalformedEventError(
-            f"{event_type} v{version} failed validation: {exc.errors(include_url=False)}", **where
+        raise bad(
+            f"{event_type} v{version} failed validation: {exc.errors(include_url=False)}"
         ) from exc
 
 

@@ -60,7 +60,9 @@ TOPICS: dict[Topic, TopicSpec] = {
     spec.topic: spec
     for spec in (
         TopicSpec(Topic.INTENTS, 6, "account", "Signed order and cancel intents from strategies"),
-        TopicSpec(Topic.ADMIN, 6, "account", "Admin commands: accounts, KYC, AML, limits, kill switch"),
+        TopicSpec(
+            Topic.ADMIN, 6, "account", "Admin commands: accounts, KYC, AML, limits, kill switch"
+        ),
         TopicSpec(Topic.DECISIONS, 6, "account", "Risk decisions and intent rejections"),
         TopicSpec(Topic.ORDERS, 6, "account", "Order lifecycle and fills"),
         TopicSpec(Topic.ACCOUNTS, 6, "account", "Account facts: opening, KYC, AML, producers"),
@@ -72,7 +74,9 @@ TOPICS: dict[Topic, TopicSpec] = {
         TopicSpec(Topic.SIGNING, 1, "request id", "Completed and failed threshold signings"),
         TopicSpec(Topic.SIGNING_REQUESTS, 1, "request id", "Signing requests to participants"),
         TopicSpec(Topic.SIGNING_MESSAGES, 1, "request id", "FROST commitments and shares"),
-        TopicSpec(Topic.DEADLETTER, 1, "source topic", "Undecodable or invalid input, with the reason"),
+        TopicSpec(
+            Topic.DEADLETTER, 1, "source topic", "Undecodable or invalid input, with the reason"
+        ),
         TopicSpec(
             Topic.ENGINE_SNAPSHOTS, 6, "partition", "Engine state snapshots", dict(SNAPSHOT_CONFIG)
         ),

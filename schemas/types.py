@@ -104,8 +104,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-ProducerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+AccountId = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+ProducerId = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
 Instrument = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
 """A spot pair in ccxt's unified `BASE/QUOTE` form, e.g. `BTC/USDT`."""
 AssetCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")]

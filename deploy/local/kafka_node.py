@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import shutil
-import time
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,14 @@ from deploy.settings import Settings
 POM = Path(__file__).with_name("pom.xml")
 MAIN_CLASS = "kafka.Kafka"
 
+
 class KafkaStartError(RuntimeError):
     pass
 
+
 def jar_dir(settings: Settings) -> Path:
     return settings.cache_dir.expanduser() / f"kafka-{settings.kafka_version}" / "libs"
+
 
 def ensure_jars(settings: Settings, *, echo: object = print) -> Path:
     """Fetch the jars once into the user cache; later runs need no network."""
@@ -39,8 +42,14 @@ def ensure_jars(settings: Settings, *, echo: object = print) -> Path:
     ensure_dir(libs.parent)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
     cmd = [
-        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}", f"-Dkafka.version={settings.kafka_version}",
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        f"-Dkafka.version={settings.kafka_version}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
@@ -51,6 +60,7 @@ def ensure_jars(settings: Settings, *, echo: object = print) -> Path:
     staging.rename(libs)
     marker.write_text(settings.kafka_version)
     return libs
+
 
 @dataclass
 class KafkaNode:
@@ -151,19 +161,43 @@ class KafkaNode:
 
                 cluster_id.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
             fmt = subprocess.run(
-                [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t",
-                 cluster_id.read_text().strip(), "-c", str(self.config_file), "--ignore-formatted"],
-                capture_output=True, text=True, check=False,
+                [
+                    java,
+                    "-cp",
+                    cp,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id.read_text().strip(),
+                    "-c",
+                    str(self.config_file),
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise KafkaStartError(f"StorageTool format failed:\n{fmt.stdout}\n{fmt.stderr}")
         log = self.log_file.open("ab")
         proc = subprocess.Popen(
-            [java, f"-Xmx{self.settings.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
-             f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
-             f"-Dkafka.logs.dir={self.home}", "-cp", cp, MAIN_CLASS, str(self.config_file)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.home,
+            [
+                java,
+                f"-Xmx{self.settings.kafka_heap}",
+                "-Xms128m",
+                "-XX:+UseG1GC",
+                f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
+                f"-Dkafka.logs.dir={self.home}",
+                "-cp",
+                cp,
+                MAIN_CLASS,
+                str(self.config_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.home,
         )
         self.pid_file.write_text(str(proc.pid))
 

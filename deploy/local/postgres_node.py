@@ -38,7 +38,8 @@ def _ensure_system_user() -> pwd.struct_passwd:
     except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         return pwd.getpwnam(SYSTEM_USER)
 
@@ -57,7 +58,11 @@ def _make_readable(root: Path) -> None:
         d.chmod(d.stat().st_mode | stat.S_IROTH | stat.S_IXOTH)
         for f in files:
             p = d / f
-            p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.stat().st_mode & stat.S_IXUSR else 0))
+            p.chmod(
+                p.stat().st_mode
+                | stat.S_IROTH
+                | (stat.S_IXOTH if p.stat().st_mode & stat.S_IXUSR else 0)
+            )
 
 
 @dataclass
@@ -82,13 +87,21 @@ class PostgresNode:
 
     def _cmd(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         if os.geteuid() != 0:
-            return subprocess.run(args, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                args, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL
+            )
         user = _ensure_system_user()
         # Drop uid, gid and supplementary groups: keeping root's group would make
         # group-permission checks (not "other") apply on root-owned parent directories.
         return subprocess.run(
-            args, capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL,
-            user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+            args,
+            capture_output=True,
+            text=True,
+            check=check,
+            stdin=subprocess.DEVNULL,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=[],
         )
 
     def running(self) -> bool:
@@ -121,8 +134,17 @@ class PostgresNode:
         if (self.pgdata / "PG_VERSION").exists():
             return
         proc = self._cmd(
-            [str(bins / "initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-             "--encoding=UTF8", "--locale=C", "--no-instructions"],
+            [
+                str(bins / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
             check=False,
         )
         if proc.returncode != 0:
@@ -141,8 +163,19 @@ class PostgresNode:
             f"-c full_page_writes={'on' if s.postgres_fsync else 'off'}"
         )
         proc = self._cmd(
-            [str(pg_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
-             "-o", opts, "-w", "-t", str(int(timeout)), "start"],
+            [
+                str(pg_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_file),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
             check=False,
         )
         if proc.returncode != 0 or not self.ready():
@@ -157,12 +190,20 @@ class PostgresNode:
         """Create the application role and database, once."""
         s = self.settings
         with psycopg.connect(self.admin_dsn("postgres"), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,)).fetchone():
+            if not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,)
+            ).fetchone():
                 conn.execute(f'CREATE ROLE "{s.postgres_user}" LOGIN CREATEDB')
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)).fetchone():
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)
+            ).fetchone():
                 conn.execute(f'CREATE DATABASE "{s.postgres_db}" OWNER "{s.postgres_user}"')
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.readonly_role,)).fetchone():
-                conn.execute(f'CREATE ROLE "{s.readonly_role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+            if not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (s.readonly_role,)
+            ).fetchone():
+                conn.execute(
+                    f'CREATE ROLE "{s.readonly_role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE'
+                )
 
     def stop(self) -> bool:
         if not self.running():

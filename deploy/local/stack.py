@@ -71,7 +71,9 @@ class LocalStack:
         if kafka_ok:
             try:
                 md = admin_client(s).list_topics(timeout=5)
-                topics = sorted(t for t in md.topics if t.startswith(s.topic_prefix) and not t.startswith("__"))
+                topics = sorted(
+                    t for t in md.topics if t.startswith(s.topic_prefix) and not t.startswith("__")
+                )
             except Exception:
                 kafka_ok = False
         pg_ok = self.postgres.ready() if (s.postgres_dsn or self.postgres.running()) else False

@@ -32,7 +32,9 @@ def _produce(settings: Settings, events: list[Envelope[KycVerified]], *, commit:
         producer.abort_transaction(30)
 
 
-def _read_all(settings: Settings, expect: int, timeout: float = 20.0) -> list[tuple[int, Envelope[KycVerified]]]:
+def _read_all(
+    settings: Settings, expect: int, timeout: float = 20.0
+) -> list[tuple[int, Envelope[KycVerified]]]:
     consumer = Consumer(consumer_config(settings, group_id=f"reader-{uuid.uuid4().hex}"))
     topic = settings.topic(Topic.ACCOUNTS)
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -49,13 +51,26 @@ def _read_all(settings: Settings, expect: int, timeout: float = 20.0) -> list[tu
         if msg.error():
             continue
         quiet_since = time.monotonic()
-        out.append((msg.partition(), decode(msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset())))
+        out.append(
+            (
+                msg.partition(),
+                decode(
+                    msg.value(),
+                    msg.headers(),
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                ),
+            )
+        )
     consumer.close()
     return out
 
 
 def _kyc(account: str, ref: str) -> Envelope[KycVerified]:
-    return new_event(KycVerified(account=account, verified_by="test", reference=ref), producer="test")
+    return new_event(
+        KycVerified(account=account, verified_by="test", reference=ref), producer="test"
+    )
 
 
 def test_committed_visible_aborted_never_and_per_key_order(env: Settings) -> None:
@@ -80,7 +95,9 @@ def test_decimal_and_headers_survive_the_broker(env: Settings) -> None:
     from schemas.events import DepositReceived
 
     ev = new_event(
-        DepositReceived(deposit_id="d1", account="A1", asset="USDC", amount=Decimal("0.000000000000000001")),
+        DepositReceived(
+            deposit_id="d1", account="A1", asset="USDC", amount=Decimal("0.000000000000000001")
+        ),
         producer="test",
     )
     producer = Producer(producer_config(env))

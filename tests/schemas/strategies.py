@@ -20,10 +20,22 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 _JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=8))
-_JSON = st.recursive(_JSON_LEAF, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=6)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=6,
+)
 
-_DECIMALS = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False, places=8)
-_TIMES = st.datetimes(min_value=datetime(2009, 1, 3), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+_DECIMALS = st.decimals(
+    min_value=Decimal("-1e12"),
+    max_value=Decimal("1e12"),
+    allow_nan=False,
+    allow_infinity=False,
+    places=8,
+)
+_TIMES = st.datetimes(
+    min_value=datetime(2009, 1, 3), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
 
 
 def _constraints(metadata: list[Any]) -> dict[str, Any]:
@@ -55,7 +67,11 @@ def for_type(tp: Any, metadata: list[Any] | None = None) -> st.SearchStrategy[An
             return st.lists(for_type(args[0]), max_size=3).map(tuple)
         return st.tuples(*(for_type(a) for a in args))
     if origin is dict:
-        return st.dictionaries(st.text(min_size=1, max_size=6), _JSON if typing.get_args(tp)[1] is Any else for_type(typing.get_args(tp)[1]), max_size=3)
+        return st.dictionaries(
+            st.text(min_size=1, max_size=6),
+            _JSON if typing.get_args(tp)[1] is Any else for_type(typing.get_args(tp)[1]),
+            max_size=3,
+        )
     if origin is list:
         return st.lists(for_type(typing.get_args(tp)[0]), max_size=3)
     if tp is type(None):
@@ -79,7 +95,11 @@ def for_type(tp: Any, metadata: list[Any] | None = None) -> st.SearchStrategy[An
         if "pattern" in c:
             s = st.from_regex(c["pattern"], fullmatch=True)
         else:
-            s = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=c.get("min_length", 0), max_size=min(c.get("max_length", 20), 20))
+            s = st.text(
+                st.characters(codec="utf-8", exclude_categories=("Cs",)),
+                min_size=c.get("min_length", 0),
+                max_size=min(c.get("max_length", 20), 20),
+            )
         lo, hi = c.get("min_length", 0), c.get("max_length", 10**6)
         return s.filter(lambda v: lo <= len(v) <= hi)
     if tp is Any:

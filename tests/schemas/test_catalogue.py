@@ -23,7 +23,9 @@ def test_json_schema_files_are_fresh() -> None:
 
 
 def test_events_doc_is_fresh() -> None:
-    assert EVENTS_DOC.read_text() == render_events_doc(), "docs/events.md is stale: run `python -m schemas.export`"
+    assert EVENTS_DOC.read_text() == render_events_doc(), (
+        "docs/events.md is stale: run `python -m schemas.export`"
+    )
 
 
 def test_every_event_type_has_a_sample() -> None:
@@ -62,7 +64,9 @@ def test_event_topics_keep_events_forever() -> None:
         (None, "tombstone"),
     ],
 )
-def test_malformed_bytes_raise_one_typed_error_with_coordinates(raw: bytes | None, reason: str) -> None:
+def test_malformed_bytes_raise_one_typed_error_with_coordinates(
+    raw: bytes | None, reason: str
+) -> None:
     with pytest.raises(MalformedEventError) as info:
         decode(raw, topic="orders.intents", partition=3, offset=42)
     err = info.value
@@ -86,9 +90,13 @@ def test_dead_letter_model_captures_the_original_bytes() -> None:
         decode(raw, topic="orders.intents", partition=1, offset=9)
     except MalformedEventError as err:
         dl = DeadLetter(
-            source_topic=err.topic or "?", source_partition=err.partition, source_offset=err.offset,
-            original_value_b64=base64.b64encode(raw).decode(), error_type=type(err).__name__,
-            error=str(err), stage="test",
+            source_topic=err.topic or "?",
+            source_partition=err.partition,
+            source_offset=err.offset,
+            original_value_b64=base64.b64encode(raw).decode(),
+            error_type=type(err).__name__,
+            error=str(err),
+            stage="test",
         )
     assert base64.b64decode(dl.original_value_b64) == raw
     assert dl.source_offset == 9 and dl.error_type == "MalformedEventError"

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tests.schemas.strategies import model_strategy
 from schemas import decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import Fill, Liquidity, OrderIntent, Side
 from schemas.registry import REGISTRY
 from schemas.types import format_decimal
+from tests.schemas.strategies import model_strategy
 
 MODELS = sorted(REGISTRY.values(), key=lambda c: c.EVENT_TYPE)
 
@@ -47,8 +48,15 @@ decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None).filte
 @settings(max_examples=200, deadline=None)
 def test_decimal_precision_survives_the_wire(qty: Decimal, price: Decimal) -> None:
     intent = OrderIntent(
-        producer_id="p", strategy_id="s", account="A1", client_order_id="c",
-        instrument="BTC/USDT", side=Side.BUY, order_type="LIMIT", quantity=qty, limit_price=price,
+        producer_id="p",
+        strategy_id="s",
+        account="A1",
+        client_order_id="c",
+        instrument="BTC/USDT",
+        side=Side.BUY,
+        order_type="LIMIT",
+        quantity=qty,
+        limit_price=price,
     )
     _k, value, headers = encode(new_event(intent, producer="p"))
     back = decode(value, headers).payload
@@ -59,10 +67,21 @@ def test_decimal_precision_survives_the_wire(qty: Decimal, price: Decimal) -> No
 def test_one_atto_unit_is_exact() -> None:
     tiny = Decimal("0.000000000000000001")
     fill = Fill(
-        fill_id="f1", order_id="o1", account="A1", instrument="ETH/USDC", side=Side.SELL,
-        quantity=tiny, price=Decimal("3000.10"), fee=Decimal("0"), fee_asset="USDC",
-        liquidity=Liquidity.MAKER, venue="paper", venue_trade_id="t1", uti="U1",
-        traded_at="2026-01-01T00:00:00.000001Z", leaves_quantity=Decimal("0"),
+        fill_id="f1",
+        order_id="o1",
+        account="A1",
+        instrument="ETH/USDC",
+        side=Side.SELL,
+        quantity=tiny,
+        price=Decimal("3000.10"),
+        fee=Decimal("0"),
+        fee_asset="USDC",
+        liquidity=Liquidity.MAKER,
+        venue="paper",
+        venue_trade_id="t1",
+        uti="U1",
+        traded_at="2026-01-01T00:00:00.000001Z",
+        leaves_quantity=Decimal("0"),
     )
     _k, value, headers = encode(new_event(fill, producer="engine"))
     assert b'"quantity":"0.000000000000000001"' in value
@@ -72,6 +91,12 @@ def test_one_atto_unit_is_exact() -> None:
 def test_floats_are_refused_for_money() -> None:
     with pytest.raises(ValidationError, match="never a float"):
         OrderIntent(
-            producer_id="p", strategy_id="s", account="A1", client_order_id="c",
-            instrument="BTC/USDT", side=Side.BUY, order_type="MARKET", quantity=0.1,  # type: ignore[arg-type]
+            producer_id="p",
+            strategy_id="s",
+            account="A1",
+            client_order_id="c",
+            instrument="BTC/USDT",
+            side=Side.BUY,
+            order_type="MARKET",
+            quantity=0.1,  # type: ignore[arg-type]
         )
