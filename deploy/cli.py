@@ -157,8 +157,8 @@ def _register_packages() -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # that package is not installed in this build
             raise
         module.register(app)
 

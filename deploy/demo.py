@@ -124,7 +124,7 @@ def run_demo(settings: Settings) -> int:
         try:
             module = importlib.import_module(stage)
         except ModuleNotFoundError as exc:
-            if exc.name == stage:
+            if exc.name and (stage == exc.name or stage.startswith(exc.name + ".")):
                 continue
             raise
         _say(f"== {stage} ==")
