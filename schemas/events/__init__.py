@@ -36,7 +36,17 @@ from schemas.events.risk import (
     RiskLimitsChanged,
     RuleResult,
 )
-from schemas.events.signing import SigningCompleted, SigningFailed, SigningRequested
+from schemas.events.signing import (
+    DkgCompleted,
+    DkgRound1Published,
+    DkgRound2Published,
+    SignatureSharePublished,
+    SigningCommitmentPublished,
+    SigningCompleted,
+    SigningFailed,
+    SigningPackageIssued,
+    SigningRequested,
+)
 from schemas.events.surveillance import DetectorConfigChanged, SurveillanceAlert
 from schemas.events.transfers import (
     DepositReceived,
@@ -56,6 +66,9 @@ __all__ = [
     "CancelRequested",
     "DeadLetter",
     "DepositReceived",
+    "DkgCompleted",
+    "DkgRound1Published",
+    "DkgRound2Published",
     "DetectorConfigChanged",
     "Fill",
     "IntentRejected",
@@ -79,8 +92,11 @@ __all__ = [
     "RiskLimitsChanged",
     "RuleResult",
     "Side",
+    "SignatureSharePublished",
+    "SigningCommitmentPublished",
     "SigningCompleted",
     "SigningFailed",
+    "SigningPackageIssued",
     "SigningRequested",
     "SurveillanceAlert",
     "TimeInForce",
