@@ -1,0 +1,187 @@
+"""The projection contract: a deterministic fold from events to table rows.
+
+A `Projection` owns one PostgreSQL schema (`proj_<name>`) and declares its tables. Its
+`apply` is pure: given the events of one batch (in log order per partition) and the
+current rows of the keys they touch, it returns the rows to write. The projector does
+all I/O (Kafka, COPY, offsets), so the same projection runs live, in a rebuild and in
+property tests, and the result cannot depend on where batches were cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from schemas import Envelope
+from schemas.topics import Topic
+
+Row = tuple[Any, ...]
+Key = tuple[str, ...]
+
+
+class WriteMode(StrEnum):
+    INSERT = "insert"
+    """Append-only: `INSERT ... ON CONFLICT (pk) DO NOTHING` (history, keyed on event id)."""
+    UPSERT = "upsert"
+    """Current state: `INSERT ... ON CONFLICT (pk) DO UPDATE` with the batch's final row."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table a projection owns. `columns` are in DDL order; `pk` is a prefix or subset."""
+
+    name: str
+    columns: tuple[str, ...]
+    pk: tuple[str, ...]
+    mode: WriteMode = WriteMode.INSERT
+    stateful: bool = False
+    """If true, the projector loads current rows for the keys a batch touches."""
+
+    def __post_init__(self) -> None:
+        missing = [c for c in self.pk if c not in self.columns]
+        if missing:
+            raise ValueError(f"{self.name}: primary key columns {missing} not in columns")
+
+    def key_of(self, row: Row) -> Key:
+        return tuple(str(row[self.columns.index(c)]) for c in self.pk)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A decoded event with the log coordinates it came from."""
+
+    event: Envelope[Any]
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Quarantined:
+    """An event the projection could not use, with the reason. Never dropped silently."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    event_type: str | None = None
+    schema_version: int | None = None
+    raw_value: bytes | None = None
+
+
+class SkipEvent(Exception):
+    """Raised by a handler for an event it understands but must refuse (goes to quarantine)."""
+
+
+Loader = Callable[[Table, Key], "Row | None"]
+
+
+@dataclass
+class State:
+    """Current rows for the keys a batch touches, updated in place as the batch folds.
+
+    `rows` is preloaded for the keys `Projection.state_keys` names (one query per table
+    per batch); a key it could not foresee is fetched through `loader`.
+    """
+
+    rows: dict[str, dict[Key, Row | None]] = field(default_factory=dict)
+    dirty: dict[str, dict[Key, Row]] = field(default_factory=dict)
+    inserts: dict[str, dict[Key, Row]] = field(default_factory=dict)
+    loader: Loader | None = None
+
+    def get(self, table: Table, key: Key) -> Row | None:
+        known = self.rows.setdefault(table.name, {})
+        if key not in known:
+            known[key] = self.loader(table, key) if (self.loader and table.stateful) else None
+        return known[key]
+
+    def put(self, table: Table, row: Row) -> None:
+        """Set the current row of a stateful (UPSERT) table."""
+        key = table.key_of(row)
+        self.rows.setdefault(table.name, {})[key] = row
+        self.dirty.setdefault(table.name, {})[key] = row
+
+    def insert(self, table: Table, row: Row) -> None:
+        """Append a history row; the first row for a key wins, as in the database."""
+        self.inserts.setdefault(table.name, {}).setdefault(table.key_of(row), row)
+
+
+class Projection:
+    """Base class. Subclasses set the class attributes and implement `handle`."""
+
+    name: str = ""
+    topics: tuple[Topic, ...] = ()
+    tables: tuple[Table, ...] = ()
+    handles: frozenset[str] = frozenset()
+    """`EventType/version` strings this projection folds."""
+    ignores: frozenset[str] = frozenset()
+    """Event types (any version) on its topics it knowingly has no use for."""
+    migrations: tuple[str, ...] = ()
+    """Migration files (under projections/migrations) that create this schema."""
+
+    @property
+    def schema(self) -> str:
+        return f"proj_{self.name}"
+
+    def table(self, name: str) -> Table:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def accepts(self, event: Envelope[Any]) -> bool | None:
+        """True to fold, False to ignore knowingly, None when it does not understand it."""
+        if f"{event.event_type}/{event.schema_version}" in self.handles:
+            return True
+        if event.event_type in self.ignores:
+            return False
+        return None
+
+    def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
+        """Keys of stateful tables the batch will read. Default: none."""
+        return {}
+
+    def handle(self, state: State, item: Located) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fold(self, state: State, events: Iterable[Located]) -> list[Quarantined]:
+        """Apply events in order; an event whose handler fails goes to quarantine."""
+        bad: list[Quarantined] = []
+        for item in events:
+            verdict = self.accepts(item.event)
+            if verdict is False:
+                continue
+            if verdict is None:
+                bad.append(
+                    Quarantined(
+                        item.topic,
+                        item.partition,
+                        item.offset,
+                        f"{self.name} does not understand "
+                        f"{item.event.event_type} v{item.event.schema_version}",
+                        item.event.event_type,
+                        item.event.schema_version,
+                    )
+                )
+                continue
+            try:
+                self.handle(state, item)
+            except (SkipEvent, ArithmeticError, ValueError, KeyError) as exc:
+                bad.append(
+                    Quarantined(
+                        item.topic,
+                        item.partition,
+                        item.offset,
+                        f"{type(exc).__name__}: {exc}",
+                        item.event.event_type,
+                        item.event.schema_version,
+                    )
+                )
+        return bad
+
+
+def event_uuid(item: Located) -> UUID:
+    return item.event.event_id

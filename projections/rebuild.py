@@ -1,0 +1,125 @@
+"""`tradetape rebuild`: replay a projection from offset 0 into a fresh schema, then swap.
+
+The new schema is built beside the live one (`proj_x__rebuild`) with the projection's
+own migration bodies, filled by the ordinary projector (its offsets kept inside the new
+schema), and swapped in by renaming schemas in one transaction that also replaces the
+stored offsets. Readers see the old projection or the new one, never a half-built one.
+A live projector of the same projection notices the moved offsets and resumes from them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from deploy.settings import Settings
+from projections.checksum import checksum
+from projections.framework import Projection
+from projections.migrate import MIGRATIONS_DIR
+from projections.projector import Projector
+from projections.store import lock_projection
+
+BODY_MARKER = "\n-- @body\n"
+
+
+@dataclass
+class RebuildResult:
+    name: str
+    events: int
+    seconds: float
+    checksum: str
+    counts: dict[str, int]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def migration_body(filename: str) -> str:
+    text = (MIGRATIONS_DIR / filename).read_text()
+    if BODY_MARKER not in text:
+        raise ValueError(f"{filename} has no '-- @body' line")
+    return text.split(BODY_MARKER, 1)[1]
+
+
+def create_schema(conn: psycopg.Connection[Any], projection: Projection, schema: str) -> None:
+    """A fresh, empty copy of the projection's tables in `schema`, with its own offsets."""
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        for filename in projection.migrations:
+            conn.execute(migration_body(filename).encode())
+        conn.execute(
+            sql.SQL("CREATE TABLE {}._offsets (LIKE public.projection_offsets INCLUDING ALL)").format(
+                sql.Identifier(schema)
+            )
+        )
+
+
+def swap_in(
+    conn: psycopg.Connection[Any], projection: Projection, build: str, readonly_role: str | None
+) -> None:
+    """Atomically make `build` the live schema and its offsets the stored offsets."""
+    live = sql.Identifier(projection.schema)
+    old = sql.Identifier(f"{projection.schema}__old")
+    new = sql.Identifier(build)
+    with conn.transaction():
+        lock_projection(conn, projection.name)
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(old))
+        exists = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (projection.schema,)
+        ).fetchone()
+        if exists:
+            conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live, old))
+        conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(new, live))
+        conn.execute("DELETE FROM projection_offsets WHERE projection = %s", (projection.name,))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO projection_offsets (projection, topic, partition, next_offset) "
+                "SELECT projection, topic, partition, next_offset FROM {}._offsets"
+            ).format(live)
+        )
+        conn.execute(sql.SQL("DROP TABLE {}._offsets").format(live))
+        if readonly_role:
+            role = sql.Identifier(readonly_role)
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(live, role))
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(live, role))
+        if exists:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(old))
+
+
+def rebuild(
+    settings: Settings,
+    projection: Projection,
+    *,
+    progress: Callable[[int, Projector], None] | None = None,
+    batch_size: int = 10_000,
+    swap: bool = True,
+) -> RebuildResult:
+    """Replay from offset 0 into a fresh schema and (by default) swap it in."""
+    build = f"{projection.schema}__rebuild"
+    with psycopg.connect(settings.dsn, autocommit=False) as conn:
+        create_schema(conn, projection, build)
+        started = time.monotonic()
+        with Projector(
+            settings,
+            projection,
+            schema=build,
+            offsets_table=(build, "_offsets"),
+            batch_size=batch_size,
+        ) as proj:
+            total = proj.catch_up(progress=progress)
+        seconds = time.monotonic() - started
+        if swap:
+            swap_in(conn, projection, build, settings.readonly_role)
+            target = projection.schema
+        else:
+            target = build
+        digest, counts = checksum(conn, projection, target)
+    return RebuildResult(projection.name, total.consumed, seconds, digest, counts)

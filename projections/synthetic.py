@@ -1,0 +1,270 @@
+"""Valid, deterministic event streams for property tests, the crash test and benchmarks.
+
+`generate(seed, n)` returns events in a global order that keeps every account's flow
+causal (decision, submit, accept, fills, cancel), interleaved with deposits, transfers,
+market data, risk-config changes and dead letters. Same seed, same events, same ids.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from schemas import Envelope, EventPayload, new_event
+from schemas.events import (
+    DeadLetter,
+
+    DepositReceived,
+    Fill,
+    IntentRejected,
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    MarketTrade,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderSubmitted,
+    QuoteUpdated,
+    RiskDecision,
+
+    RiskLimitsChanged,
+
+    TransferChecked,
+    TransferRequested,
+    TransferSettled,
+)
+from schemas.events.orders import IntentRejectReason, Liquidity, OrderType, Side
+from schemas.events.risk import DecisionOutcome, RiskLimits, RuleResult
+from schemas.events.transfers import TransferCheckOutcome
+
+INSTRUMENTS = {"BTC/USDT": Decimal("60000"), "ETH/USDT": Decimal("3000"), "SOL/USDC": Decimal("150")}
+BASE_TIME = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+class _Gen:
+    def __init__(self, seed: int, accounts: int) -> None:
+        self.rng = random.Random(seed)
+        self.accounts = [f"ACC{i:03d}" for i in range(accounts)]
+        self.events: list[Envelope[Any]] = []
+        self.tick = 0
+        self.seq = 0
+        self.open_orders: list[tuple[str, str, str, Side, Decimal, Decimal, Decimal]] = []
+        self.pending_transfers: list[tuple[str, str]] = []
+        self.config_version = 0
+
+    def emit(self, payload: EventPayload) -> Envelope[Any]:
+        self.tick += 1
+        ev = new_event(
+            payload,
+            producer="synthetic",
+            occurred_at=BASE_TIME + timedelta(milliseconds=self.tick),
+            event_id=uuid.UUID(int=self.rng.getrandbits(128)),
+        )
+        self.events.append(ev)
+        return ev
+
+    def ident(self, prefix: str) -> str:
+        self.seq += 1
+        return f"{prefix}{self.seq:08d}"
+
+    def price(self, instrument: str) -> Decimal:
+        ref = INSTRUMENTS[instrument]
+        bps = self.rng.randint(-200, 200)
+        return (ref * (10000 + bps) / 10000).quantize(Decimal("0.01"))
+
+    def qty(self) -> Decimal:
+        return Decimal(self.rng.randint(1, 5000)) / Decimal(1000)
+
+    def new_order(self) -> None:
+        rng = self.rng
+        account = rng.choice(self.accounts)
+        instrument = rng.choice(list(INSTRUMENTS))
+        side = rng.choice([Side.BUY, Side.SELL])
+        qty = self.qty()
+        price = self.price(instrument)
+        cid = self.ident("c")
+        intent_id = uuid.UUID(int=rng.getrandbits(128))
+        if rng.random() < 0.1:
+            self.emit(
+                IntentRejected(
+                    account=account, producer_id="strat1", client_order_id=cid,
+                    intent_event_id=intent_id, reason=IntentRejectReason.NOT_ENTITLED,
+                    detail="producer not entitled",
+                )
+            )  # fmt: skip
+            return
+        approved = rng.random() < 0.85
+        order_id = self.ident("o") if approved else None
+        rules = (
+            RuleResult(rule_id="max_order_notional", rule_version=1, passed=True),
+            RuleResult(
+                rule_id="price_collar", rule_version=1, passed=approved,
+                reason_code=None if approved else "PRICE_COLLAR", detail=f"limit {price}",
+            ),
+        )  # fmt: skip
+        decision = self.emit(
+            RiskDecision(
+                account=account, producer_id="strat1", strategy_id="s1", client_order_id=cid,
+                intent_event_id=intent_id, intent_kind="ORDER",
+                outcome=DecisionOutcome.APPROVED if approved else DecisionOutcome.REJECTED,
+                reason_codes=() if approved else ("PRICE_COLLAR",), rule_results=rules,
+                risk_config_version=self.config_version, order_id=order_id,
+            )
+        )  # fmt: skip
+        if order_id is None:
+            return
+        self.emit(
+            OrderSubmitted(
+                order_id=order_id, account=account, producer_id="strat1", strategy_id="s1",
+                client_order_id=cid, instrument=instrument, side=side,
+                order_type=OrderType.LIMIT, quantity=qty, limit_price=price, venue="paper",
+                decision_event_id=decision.event_id,
+            )
+        )  # fmt: skip
+        if rng.random() < 0.05:
+            self.emit(OrderRejected(order_id=order_id, account=account, venue="paper", reason="venue"))
+            return
+        self.emit(
+            OrderAccepted(order_id=order_id, account=account, venue="paper", venue_order_id="v" + order_id)
+        )
+        self.open_orders.append((order_id, account, instrument, side, qty, price, Decimal(0)))
+
+    def progress_order(self) -> None:
+        rng = self.rng
+        i = rng.randrange(len(self.open_orders))
+        order_id, account, instrument, side, qty, price, filled = self.open_orders[i]
+        leaves = qty - filled
+        r = rng.random()
+        if r < 0.8:
+            part = leaves if rng.random() < 0.6 else (leaves / 2).quantize(Decimal("0.0001"))
+            if part <= 0:
+                part = leaves
+            filled += part
+            fee = (part * price * Decimal("0.001")).quantize(Decimal("0.00000001"))
+            fid = self.ident("f")
+            self.emit(
+                Fill(
+                    fill_id=fid, order_id=order_id, account=account, instrument=instrument,
+                    side=side, quantity=part, price=price, fee=fee,
+                    fee_asset=instrument.split("/")[1] if rng.random() < 0.9 else "BNB",
+                    liquidity=rng.choice([Liquidity.MAKER, Liquidity.TAKER]), venue="paper",
+                    venue_trade_id="t" + fid, uti="UTI" + fid,
+                    traded_at=BASE_TIME + timedelta(milliseconds=self.tick),
+                    leaves_quantity=qty - filled,
+                )
+            )  # fmt: skip
+            if filled >= qty:
+                self.open_orders.pop(i)
+            else:
+                self.open_orders[i] = (order_id, account, instrument, side, qty, price, filled)
+            return
+        self.open_orders.pop(i)
+        cls = OrderCanceled if r < 0.95 else OrderExpired
+        self.emit(
+            cls(order_id=order_id, account=account, filled_quantity=filled, leaves_quantity=leaves, reason="CLIENT")
+        )
+
+    def market(self) -> None:
+        rng = self.rng
+        instrument = rng.choice(list(INSTRUMENTS))
+        p = self.price(instrument)
+        if rng.random() < 0.5:
+            self.emit(
+                MarketTrade(
+                    venue="binance", instrument=instrument, trade_id=self.ident("m"), price=p,
+                    quantity=self.qty(), aggressor_side=rng.choice([Side.BUY, Side.SELL]),
+                    exchange_ts=BASE_TIME + timedelta(milliseconds=self.tick),
+                )
+            )  # fmt: skip
+        else:
+            self.emit(
+                QuoteUpdated(
+                    venue="binance", instrument=instrument, bid_price=p, bid_quantity=self.qty(),
+                    ask_price=p + Decimal("0.01"), ask_quantity=self.qty(), update_id=self.tick,
+                    exchange_ts=BASE_TIME + timedelta(milliseconds=self.tick),
+                )
+            )  # fmt: skip
+
+    def money(self) -> None:
+        rng = self.rng
+        account = rng.choice(self.accounts)
+        if self.pending_transfers and rng.random() < 0.5:
+            tid, acc = self.pending_transfers.pop(rng.randrange(len(self.pending_transfers)))
+            self.emit(
+                TransferChecked(
+                    transfer_id=tid, account=acc, outcome=TransferCheckOutcome.PASS, jurisdiction="EU"
+                )
+            )
+            self.emit(
+                TransferSettled(
+                    transfer_id=tid, account=acc, tx_hash="0x" + tid,
+                    settled_at=BASE_TIME + timedelta(milliseconds=self.tick),
+                )
+            )  # fmt: skip
+        elif rng.random() < 0.7:
+            asset = rng.choice(["USDT", "USDC", "BTC"])
+            self.emit(
+                DepositReceived(
+                    deposit_id=self.ident("d"), account=account, asset=asset,
+                    amount=Decimal(rng.randint(1, 100000)) / 10,
+                )
+            )  # fmt: skip
+        else:
+            tid = self.ident("w")
+            self.emit(
+                TransferRequested(
+                    transfer_id=tid, account=account, asset="USDT",
+                    amount=Decimal(rng.randint(1, 1000)), destination_address="0xabc",
+                )
+            )  # fmt: skip
+            self.pending_transfers.append((tid, account))
+
+    def config(self) -> None:
+        rng = self.rng
+        scope = rng.choice([*self.accounts, "*"])
+        r = rng.random()
+        if r < 0.5:
+            self.config_version += 1
+            self.emit(
+                RiskLimitsChanged(
+                    scope=scope, config_version=self.config_version,
+                    limits=RiskLimits(max_position=Decimal(rng.randint(1, 100))), changed_by="admin",
+                )
+            )  # fmt: skip
+        elif r < 0.75:
+            self.emit(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
+        else:
+            self.emit(KillSwitchReleased(scope=scope, released_by="admin", reason="test"))
+
+    def deadletter(self) -> None:
+        self.emit(
+            DeadLetter(
+                source_topic="orders.intents", source_partition=0, source_offset=self.tick,
+                original_value_b64="bm90IGpzb24=", error_type="MalformedEventError",
+                error="not JSON", stage="engine",
+            )
+        )  # fmt: skip
+
+
+def generate(seed: int, n: int, *, accounts: int = 8) -> list[Envelope[Any]]:
+    """At least `n` events (a flow may finish a few past it), deterministic in `seed`."""
+    g = _Gen(seed, accounts)
+    while len(g.events) < n:
+        r = g.rng.random()
+        if r < 0.30:
+            g.new_order()
+        elif r < 0.65 and g.open_orders:
+            g.progress_order()
+        elif r < 0.85:
+            g.market()
+        elif r < 0.95:
+            g.money()
+        elif r < 0.98:
+            g.config()
+        else:
+            g.deadletter()
+    return g.events
