@@ -1,0 +1,126 @@
+"""`tradetape rebuild`, `checksum` and `query`: the read side's commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(rebuild)
+    app.command()(checksum)
+    app.command()(query)
+
+
+def rebuild(
+    name: Annotated[str | None, typer.Argument(help="Projection to rebuild")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection")] = False,
+) -> None:
+    """Replay a projection from offset 0 into a fresh schema, swap it in, print its checksum."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from deploy.settings import get_settings
+    from projections.core import PROJECTIONS
+    from projections.projector import Projector
+    from projections.rebuild import rebuild as do_rebuild
+
+    if all_ == (name is not None):
+        typer.echo("error: give a projection NAME or --all", err=True)
+        raise typer.Exit(2)
+    names = list(PROJECTIONS) if all_ else [str(name)]
+    unknown = [n for n in names if n not in PROJECTIONS]
+    if unknown:
+        typer.echo(f"error: unknown projection {unknown[0]!r}; known: {', '.join(PROJECTIONS)}", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    for n in names:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} events"),
+            TextColumn("{task.fields[rate]:,.0f} events/s"),
+            TimeElapsedColumn(),
+            console=None,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(f"rebuild {n}", total=None, rate=0.0)
+            started = [0.0]
+
+            def progress(count: int, proj: Projector, _task: int = task) -> None:
+                import time
+
+                now = time.monotonic()
+                if not started[0]:
+                    started[0] = now
+                    total = sum(proj.high_watermarks().values())
+                    bar.update(_task, total=total)
+                done = bar.tasks[_task].completed + count
+                elapsed = max(now - started[0], 1e-6)
+                bar.update(_task, completed=done, rate=done / elapsed)
+
+            result = do_rebuild(settings, PROJECTIONS[n], progress=progress)
+        rows = ", ".join(f"{t}={c}" for t, c in sorted(result.counts.items()))
+        typer.echo(
+            f"{n}: {result.events} events in {result.seconds:.1f}s ({result.rate:,.0f} events/s); {rows}",
+            err=True,
+        )
+        typer.echo(f"{n} {result.checksum}")
+
+
+def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
+    """Print the checksum (sha256 over rows in primary-key order) of the live projection."""
+    import psycopg
+
+    from deploy.settings import get_settings
+    from projections.checksum import checksum as do_checksum
+    from projections.core import PROJECTIONS
+
+    if name not in PROJECTIONS:
+        typer.echo(f"error: unknown projection {name!r}; known: {', '.join(PROJECTIONS)}", err=True)
+        raise typer.Exit(2)
+    with psycopg.connect(get_settings().dsn) as conn:
+        digest, counts = do_checksum(conn, PROJECTIONS[name])
+    typer.echo(", ".join(f"{t}={c}" for t, c in sorted(counts.items())), err=True)
+    typer.echo(f"{name} {digest}")
+
+
+def query(
+    name: Annotated[str | None, typer.Argument(help="Named query (positions, pnl, orders, ...)")] = None,
+    sql_text: Annotated[str | None, typer.Option("--sql", help="Raw read-only SQL")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Filter KEY=VALUE (repeatable)")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the named queries")] = False,
+) -> None:
+    """Run a named query or raw SQL (as the read-only role) and print or save the result."""
+    from projections import query as q
+
+    if list_:
+        for qname, nq in sorted(q.NAMED.items()):
+            typer.echo(f"{qname:14} {nq.description}  [{', '.join(nq.params)}]")
+        return
+    if (name is None) == (sql_text is None):
+        typer.echo("error: give a query NAME or --sql \"...\" (see --list)", err=True)
+        raise typer.Exit(2)
+    params: dict[str, str | None] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            typer.echo(f"error: --param wants KEY=VALUE, got {item!r}", err=True)
+            raise typer.Exit(2)
+        params[key] = value
+    try:
+        df = q.frame(name, **params) if name is not None else q.raw(str(sql_text))
+        text = q.write(df, fmt, str(out) if out else None)
+    except q.QueryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        typer.echo(f"wrote {df.height} rows to {out}", err=True)

@@ -1,0 +1,228 @@
+"""Analyst queries: named, parameterised queries and read-only raw SQL, as polars frames.
+
+Named queries take parameters only as bound values (`%(name)s`), never as text spliced
+into SQL, so no parameter can change a statement. Raw SQL runs as the read-only role in
+a READ ONLY transaction: the database itself refuses any write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from deploy.settings import Settings, get_settings
+
+
+class QueryError(RuntimeError):
+    """A query the caller got wrong, or one the database refused (e.g. a write)."""
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    sql: str
+    params: tuple[str, ...]
+    """Optional filters; each is `(%(p)s IS NULL OR column = %(p)s)` in `sql`."""
+    description: str
+
+
+def _filters(*cols: tuple[str, str]) -> str:
+    return " AND ".join(f"(%({p})s::text IS NULL OR {c} = %({p})s::text)" for p, c in cols)
+
+
+NAMED: dict[str, NamedQuery] = {
+    "positions": NamedQuery(
+        "SELECT account, instrument, quantity, avg_cost, realized_pnl, fees_quote, fill_count, "
+        "updated_at FROM proj_positions.positions WHERE "
+        + _filters(("account", "account"), ("instrument", "instrument"))
+        + " ORDER BY account, instrument",
+        ("account", "instrument"),
+        "Position and average cost per account and instrument",
+    ),
+    "pnl": NamedQuery(
+        "SELECT * FROM proj_positions.pnl WHERE "
+        + _filters(("account", "account"), ("instrument", "instrument"))
+        + " ORDER BY account, instrument",
+        ("account", "instrument"),
+        "Realized and unrealized PnL against the last mark",
+    ),
+    "marks": NamedQuery(
+        "SELECT * FROM proj_positions.marks WHERE "
+        + _filters(("instrument", "instrument"))
+        + " ORDER BY instrument",
+        ("instrument",),
+        "Last mark price per instrument",
+    ),
+    "orders": NamedQuery(
+        "SELECT order_id, account, instrument, side, order_type, quantity, limit_price, status, "
+        "filled_quantity, leaves_quantity, CASE WHEN filled_quantity > 0 THEN "
+        "filled_notional / filled_quantity END AS avg_fill_price, venue, reason, created_at, "
+        "updated_at FROM proj_orders.orders WHERE "
+        + _filters(("account", "account"), ("status", "status"), ("instrument", "instrument"))
+        + " ORDER BY created_at, order_id",
+        ("account", "status", "instrument"),
+        "Orders, current state",
+    ),
+    "order_history": NamedQuery(
+        "SELECT * FROM proj_orders.order_events WHERE "
+        + _filters(("order_id", "order_id"), ("account", "account"))
+        + " ORDER BY occurred_at, event_id",
+        ("order_id", "account"),
+        "Every lifecycle event of orders",
+    ),
+    "fills": NamedQuery(
+        "SELECT * FROM proj_fills.fills WHERE "
+        + _filters(("account", "account"), ("instrument", "instrument"), ("order_id", "order_id"))
+        + " ORDER BY traded_at, event_id",
+        ("account", "instrument", "order_id"),
+        "Executions",
+    ),
+    "balances": NamedQuery(
+        "SELECT account, asset, amount, movement_count, updated_at FROM proj_balances.balances "
+        "WHERE " + _filters(("account", "account"), ("asset", "asset")) + " ORDER BY account, asset",
+        ("account", "asset"),
+        "Balance per account and asset",
+    ),
+    "decisions": NamedQuery(
+        "SELECT * FROM proj_decisions.decisions WHERE "
+        + _filters(("account", "account"), ("outcome", "outcome"))
+        + " ORDER BY occurred_at, event_id",
+        ("account", "outcome"),
+        "Risk decisions and rejections",
+    ),
+    "rule_results": NamedQuery(
+        "SELECT d.account, d.client_order_id, d.outcome, r.* FROM proj_decisions.rule_results r "
+        "JOIN proj_decisions.decisions d USING (event_id) WHERE "
+        + _filters(("account", "d.account"), ("rule_id", "r.rule_id"))
+        + " ORDER BY d.occurred_at, r.event_id, r.ordinal",
+        ("account", "rule_id"),
+        "Every rule's result of every decision",
+    ),
+    "risk_config": NamedQuery(
+        "SELECT * FROM proj_risk_config.config_events WHERE "
+        + _filters(("scope", "scope"))
+        + " ORDER BY occurred_at, event_id",
+        ("scope",),
+        "Risk limits and kill-switch history",
+    ),
+    "kill_switches": NamedQuery(
+        "SELECT * FROM proj_risk_config.kill_switches ORDER BY scope", (), "Kill-switch state"
+    ),
+    "deadletters": NamedQuery(
+        "SELECT event_id, source_topic, source_partition, source_offset, error_type, error, "
+        "stage, producer, occurred_at FROM proj_deadletters.deadletters WHERE "
+        + _filters(("source_topic", "source_topic"), ("stage", "stage"))
+        + " ORDER BY occurred_at, event_id",
+        ("source_topic", "stage"),
+        "The dead-letter browser",
+    ),
+    "quarantine": NamedQuery(
+        "SELECT projection, topic, partition, \"offset\", event_type, schema_version, error "
+        "FROM projection_quarantine WHERE "
+        + _filters(("projection", "projection"))
+        + " ORDER BY projection, topic, partition, \"offset\"",
+        ("projection",),
+        "Events a projection could not understand",
+    ),
+}
+
+
+def _cell(v: Any) -> Any:
+    """UUIDs as text and JSON as canonical text; Decimal stays Decimal (never float)."""
+    if isinstance(v, UUID):
+        return str(v)
+    if isinstance(v, dict | list):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return v
+
+
+def _frame(cur: psycopg.Cursor[Any]) -> pl.DataFrame:
+    cols = [d.name for d in cur.description or []]
+    rows = cur.fetchall()
+    data = {c: [_cell(r[i]) for r in rows] for i, c in enumerate(cols)}
+    return pl.DataFrame(data, strict=False) if cols else pl.DataFrame()
+
+
+def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str | None]]:
+    """The SQL and bound parameters of a named query; unknown filters are refused."""
+    if name not in NAMED:
+        raise QueryError(f"unknown query {name!r}; known: {', '.join(sorted(NAMED))}")
+    q = NAMED[name]
+    unknown = set(params) - set(q.params)
+    if unknown:
+        raise QueryError(f"{name} takes {', '.join(q.params) or 'no parameters'}; got {sorted(unknown)}")
+    return q.sql, {p: params.get(p) for p in q.params}
+
+
+def frame(name: str, settings: Settings | None = None, **params: str | None) -> pl.DataFrame:
+    """A named query as a polars DataFrame, e.g. `frame("positions", account="A1")`.
+
+    Runs as the read-only role too: analysts never hold a connection that can write.
+    """
+    s = settings or get_settings()
+    text, bound = named(name, params)
+    return _run(s.readonly_dsn, text, bound)
+
+
+def raw(text: str, settings: Settings | None = None) -> pl.DataFrame:
+    """Arbitrary SQL as the read-only role in a READ ONLY transaction."""
+    s = settings or get_settings()
+    return _run(s.readonly_dsn, text, None)
+
+
+def _run(dsn: str, text: str, params: dict[str, str | None] | None) -> pl.DataFrame:
+    try:
+        with psycopg.connect(dsn, autocommit=False) as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL(text) if params is None else text, params)  # type: ignore[arg-type]
+                out = _frame(cur)
+            conn.rollback()
+            return out
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise QueryError(f"refused: the query tries to write, and analyst SQL is read-only ({exc})") from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise QueryError(f"refused: the read-only role may not do that ({exc})") from exc
+    except psycopg.Error as exc:
+        raise QueryError(f"query failed: {exc}") from exc
+
+
+def write(df: pl.DataFrame, fmt: str, out: str | None) -> str | None:
+    """Render `df` as table/csv/json/parquet to `out` (or return the text for stdout)."""
+    if fmt == "parquet":
+        if not out:
+            raise QueryError("--format parquet needs --out FILE")
+        df.write_parquet(out)
+        return None
+    text = _to_text(df, fmt)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text)
+        return None
+    return text
+
+
+def _jsonable(df: pl.DataFrame) -> pl.DataFrame:
+    """Decimals and timestamps as strings: money never becomes a float on the way out."""
+    casts = [
+        pl.col(c).cast(pl.String)
+        for c, t in df.schema.items()
+        if t == pl.Object or isinstance(t, pl.Decimal | pl.Datetime | pl.Date)
+    ]
+    return df.with_columns(casts) if casts else df
+
+
+def _to_text(df: pl.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return _jsonable(df).write_csv()
+    if fmt == "json":
+        return _jsonable(df).write_json()
+    if fmt == "table":
+        with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=40, tbl_width_chars=200):
+            return str(df)
+    raise QueryError(f"unknown format {fmt!r}: table, csv, json or parquet")
