@@ -62,7 +62,9 @@ class Projector:
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
-        self.conn = psycopg.connect(self.dsn, autocommit=False)
+        self.conn = psycopg.connect(
+            self.dsn, autocommit=False, application_name=f"tradetape-projector-{self.projection.name}"
+        )
         self.consumer = Consumer(
             consumer_config(
                 self.settings,
