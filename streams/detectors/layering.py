@@ -1,0 +1,136 @@
+"""Layering: N+ same-side orders at consecutive levels cancelled together near an opposite fill."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from schemas.events import OrderCanceled
+from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills_of, seconds, ts
+
+
+class LayeringDetector:
+    NAME: ClassVar[str] = "layering"
+    VERSION: ClassVar[int] = 1
+    PATTERN: ClassVar[str] = "LAYERING"
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "min_levels": "3",
+        "level_gap_bps": "10",
+        "cancel_together_s": "2",
+        "window_s": "10",
+    }
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]:
+        p = ctx.event.payload
+        if not isinstance(p, OrderCanceled):
+            return []
+        trigger = ctx.book.orders.get(p.order_id)
+        if trigger is None or trigger.ended_at is None or trigger.price is None:
+            return []
+        prm = ctx.params
+        used = set(ctx.book.used.get(self.NAME, []))
+        together = seconds(prm["cancel_together_s"])
+        group = [
+            o
+            for o in ctx.book.orders.values()
+            if o.status == "CANCELED"
+            and o.ended_at is not None
+            and o.price is not None
+            and o.filled_qty == 0
+            and o.instrument == trigger.instrument
+            and o.side == trigger.side
+            and o.order_id not in used
+            and trigger.ended_at - o.ended_at <= together
+        ]
+        ladder = self._consecutive(group, trigger, Decimal(prm["level_gap_bps"]))
+        if len(ladder) < int(prm["min_levels"]):
+            return []
+        start = min(o.submitted_at for o in ladder)
+        end = max(o.ended_at for o in ladder if o.ended_at is not None)
+        window = seconds(prm["window_s"])
+        opposite = "SELL" if trigger.side == "BUY" else "BUY"
+        fills = fills_of(ctx.book, trigger.instrument, opposite, start - window, end)
+        if not fills:
+            return []
+        prices = sorted({o.price for o in ladder if o.price is not None})
+        evidence = {
+            "side": trigger.side,
+            "levels": len(prices),
+            "price_levels": [dec(x) for x in prices],
+            "orders": [
+                {
+                    "order_id": o.order_id,
+                    "account": o.account,
+                    "quantity": dec(o.quantity),
+                    "price": dec(o.price),
+                    "submitted_at": ts(o.submitted_at),
+                    "canceled_at": ts(o.ended_at) if o.ended_at else None,
+                }
+                for o in ladder
+            ],
+            "cancel_spread_s": dec(
+                Decimal((end - min(o.ended_at for o in ladder if o.ended_at)).total_seconds())
+            ),
+            "opposite_fills": [
+                {
+                    "fill_id": f.fill_id,
+                    "order_id": f.order_id,
+                    "account": f.account,
+                    "side": f.side,
+                    "quantity": dec(f.quantity),
+                    "price": dec(f.price),
+                    "at": ts(f.at),
+                }
+                for f in fills
+            ],
+            "params": prm,
+            "config_version": ctx.config_version,
+        }
+        accounts = sorted({o.account for o in ladder} | {f.account for f in fills})
+        return [
+            AlertDraft(
+                detector=self.NAME,
+                version=self.VERSION,
+                pattern=self.PATTERN,
+                account=trigger.account,
+                instrument=trigger.instrument,
+                score=Decimal(len(ladder)),
+                window_start=min(start, fills[0].at),
+                window_end=end,
+                triggering_event_ids=(
+                    *(o.submit_event_id for o in ladder),
+                    *(o.end_event_id for o in ladder if o.end_event_id is not None),
+                    *(f.event_id for f in fills),
+                ),
+                related_accounts=tuple(a for a in accounts if a != trigger.account),
+                evidence=evidence,
+                summary=(
+                    f"{len(ladder)} {trigger.side} orders on {len(prices)} consecutive levels "
+                    f"{dec(prices[0])}..{dec(prices[-1])} cancelled within "
+                    f"{evidence['cancel_spread_s']}s around {len(fills)} {opposite} fill(s)"
+                ),
+                used_ids=tuple(o.order_id for o in ladder),
+            )
+        ]
+
+    @staticmethod
+    def _consecutive(group: list[OrderRec], trigger: OrderRec, gap_bps: Decimal) -> list[OrderRec]:
+        """Orders whose price levels form an unbroken ladder (gaps <= gap_bps) through the trigger."""
+        by_price: dict[Decimal, list[OrderRec]] = {}
+        for o in group:
+            if o.price is not None:
+                by_price.setdefault(o.price, []).append(o)
+        levels = sorted(by_price)
+        if trigger.price not in by_price:
+            return []
+        i = levels.index(trigger.price)
+        lo = hi = i
+
+        def close(a: Decimal, b: Decimal) -> bool:
+            return (b - a) / a * Decimal(10000) <= gap_bps
+
+        while lo > 0 and close(levels[lo - 1], levels[lo]):
+            lo -= 1
+        while hi < len(levels) - 1 and close(levels[hi], levels[hi + 1]):
+            hi += 1
+        return [o for lvl in levels[lo : hi + 1] for o in by_price[lvl]]

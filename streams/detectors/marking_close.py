@@ -1,0 +1,101 @@
+"""Marking the close: one owner's aggressive trading concentrated just before a reference time."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import ClassVar
+
+from schemas.events import Fill
+from streams.surveillance_state import AlertDraft, Context, dec, ts
+
+
+def next_reference(now: datetime, times: list[time]) -> datetime:
+    """The first reference time (UTC, daily) strictly after `now`."""
+    candidates = [
+        datetime.combine(now.date() + timedelta(days=d), t, tzinfo=now.tzinfo)
+        for d in (0, 1)
+        for t in times
+    ]
+    return min(c for c in candidates if c > now)
+
+
+class MarkingCloseDetector:
+    NAME: ClassVar[str] = "marking_close"
+    VERSION: ClassVar[int] = 1
+    PATTERN: ClassVar[str] = "MARKING_THE_CLOSE"
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "reference_times": "16:00",
+        "minutes_before": "5",
+        "lookback_minutes": "60",
+        "min_aggressive_fills": "5",
+        "min_share": "0.6",
+    }
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]:
+        p = ctx.event.payload
+        if not isinstance(p, Fill) or p.liquidity != "TAKER":
+            return []
+        prm = ctx.params
+        times = [time.fromisoformat(t.strip()) for t in prm["reference_times"].split(",") if t]
+        ref = next_reference(p.traded_at, times)
+        close_start = ref - timedelta(minutes=int(prm["minutes_before"]))
+        if p.traded_at < close_start:
+            return []
+        key = f"{self.NAME}|{p.account}|{p.instrument}"
+        last = ctx.book.last_alert.get(key)
+        if last is not None and last >= close_start:
+            return []
+        look_start = ref - timedelta(minutes=int(prm["lookback_minutes"]))
+        taker = [
+            f
+            for f in ctx.book.fills
+            if f.instrument == p.instrument and f.taker and f.at >= look_start
+        ]
+        near = [f for f in taker if f.at >= close_start]
+        vol_near = sum((f.quantity for f in near), Decimal(0))
+        vol_all = sum((f.quantity for f in taker), Decimal(0))
+        share = vol_near / vol_all if vol_all else Decimal(0)
+        if len(near) < int(prm["min_aggressive_fills"]) or share < Decimal(prm["min_share"]):
+            return []
+        return [
+            AlertDraft(
+                detector=self.NAME,
+                version=self.VERSION,
+                pattern=self.PATTERN,
+                account=p.account,
+                instrument=p.instrument,
+                score=share.quantize(Decimal("0.0001")),
+                window_start=close_start,
+                window_end=p.traded_at,
+                triggering_event_ids=tuple(f.event_id for f in near),
+                related_accounts=tuple(sorted({f.account for f in near} - {p.account})),
+                evidence={
+                    "reference_time": ts(ref),
+                    "close_window_start": ts(close_start),
+                    "aggressive_fills_in_window": len(near),
+                    "volume_in_window": dec(vol_near),
+                    "volume_in_lookback": dec(vol_all),
+                    "share": dec(share.quantize(Decimal("0.0001"))),
+                    "fills": [
+                        {
+                            "fill_id": f.fill_id,
+                            "order_id": f.order_id,
+                            "account": f.account,
+                            "side": f.side,
+                            "quantity": dec(f.quantity),
+                            "price": dec(f.price),
+                            "at": ts(f.at),
+                        }
+                        for f in near
+                    ],
+                    "params": prm,
+                    "config_version": ctx.config_version,
+                },
+                summary=(
+                    f"{len(near)} aggressive fills ({dec(share.quantize(Decimal('0.01')))} of the "
+                    f"owner's last {prm['lookback_minutes']} min taker volume) in the "
+                    f"{prm['minutes_before']} min before {ts(ref)}"
+                ),
+            )
+        ]

@@ -1,0 +1,81 @@
+"""Order-to-trade and cancel ratios per account and instrument over a sliding window."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from schemas.events import Fill, OrderCanceled, OrderSubmitted
+from streams.surveillance_state import AlertDraft, Context, dec, seconds, ts
+
+
+class OrderToTradeDetector:
+    NAME: ClassVar[str] = "order_to_trade"
+    VERSION: ClassVar[int] = 1
+    PATTERN: ClassVar[str] = "ORDER_TO_TRADE"
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "window_s": "300",
+        "min_orders": "200",
+        "max_order_to_trade": "100",
+        "max_cancel_ratio": "0.995",
+    }
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]:
+        """At most one alert per account and instrument per window, raised on the crossing event."""
+        p = ctx.event.payload
+        if not isinstance(p, OrderSubmitted | OrderCanceled | Fill):
+            return []
+        order = ctx.book.orders.get(p.order_id)
+        if order is None:
+            return []
+        key = f"{order.account}|{order.instrument}"
+        prm = ctx.params
+        window = seconds(prm["window_s"])
+        start = ctx.now - window
+        last = ctx.book.last_alert.get(f"{self.NAME}|{key}")
+        if last is not None and last > start:
+            return []
+        items = [i for i in ctx.book.counters.get(key, []) if i[0] >= start]
+        orders = sum(1 for i in items if i[1] == "SUBMIT")
+        cancels = sum(1 for i in items if i[1] == "CANCEL")
+        trades = sum(1 for i in items if i[1] == "FILL")
+        if orders < int(prm["min_orders"]):
+            return []
+        otr = Decimal(orders) / Decimal(max(trades, 1))
+        cancel_ratio = Decimal(cancels) / Decimal(orders)
+        breaches = []
+        if otr > Decimal(prm["max_order_to_trade"]):
+            breaches.append("order_to_trade")
+        if cancel_ratio > Decimal(prm["max_cancel_ratio"]):
+            breaches.append("cancel_ratio")
+        if not breaches:
+            return []
+        return [
+            AlertDraft(
+                detector=self.NAME,
+                version=self.VERSION,
+                pattern=self.PATTERN,
+                account=order.account,
+                instrument=order.instrument,
+                score=otr.quantize(Decimal("0.01")),
+                window_start=start,
+                window_end=ctx.now,
+                triggering_event_ids=(ctx.event.event_id,),
+                evidence={
+                    "window_start": ts(start),
+                    "window_end": ts(ctx.now),
+                    "orders": orders,
+                    "cancels": cancels,
+                    "trades": trades,
+                    "order_to_trade": dec(otr.quantize(Decimal("0.01"))),
+                    "cancel_ratio": dec(cancel_ratio.quantize(Decimal("0.0001"))),
+                    "breaches": breaches,
+                    "params": prm,
+                    "config_version": ctx.config_version,
+                },
+                summary=(
+                    f"{order.account} {order.instrument}: {orders} orders, {cancels} cancels, "
+                    f"{trades} trades in {prm['window_s']}s ({', '.join(breaches)} above limit)"
+                ),
+            )
+        ]

@@ -1,0 +1,114 @@
+"""Spoofing: a large order cancelled unfilled within T while the owner trades the other side."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from schemas.events import OrderCanceled
+from streams.surveillance_state import AlertDraft, Context, dec, fills_of, seconds, ts
+
+
+class SpoofingDetector:
+    NAME: ClassVar[str] = "spoofing"
+    VERSION: ClassVar[int] = 1
+    PATTERN: ClassVar[str] = "SPOOFING"
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "cancel_within_s": "5",
+        "size_vs_book": "3",
+        "size_vs_median": "5",
+        "min_history": "5",
+        "window_s": "10",
+    }
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]:
+        """Triggered by the cancel, the event that completes the pattern."""
+        p = ctx.event.payload
+        if not isinstance(p, OrderCanceled):
+            return []
+        order = ctx.book.orders.get(p.order_id)
+        if order is None or order.filled_qty > 0 or order.ended_at is None:
+            return []
+        if order.order_id in ctx.book.used.get(self.NAME, []):
+            return []
+        prm = ctx.params
+        lifetime = order.ended_at - order.submitted_at
+        if lifetime > seconds(prm["cancel_within_s"]):
+            return []
+        book_ratio = (
+            order.quantity / order.visible_qty_at_submit if order.visible_qty_at_submit else None
+        )
+        median_ratio = None
+        if order.median_size_at_submit and len(ctx.book.sizes.get(order.account, [])) > int(
+            prm["min_history"]
+        ):
+            median_ratio = order.quantity / order.median_size_at_submit
+        large_book = book_ratio is not None and book_ratio >= Decimal(prm["size_vs_book"])
+        large_median = median_ratio is not None and median_ratio >= Decimal(prm["size_vs_median"])
+        if not (large_book or large_median):
+            return []
+        opposite = "SELL" if order.side == "BUY" else "BUY"
+        window = seconds(prm["window_s"])
+        fills = fills_of(
+            ctx.book, order.instrument, opposite, order.submitted_at - window, order.ended_at
+        )
+        if not fills:
+            return []
+        executed = sum((f.quantity for f in fills), Decimal(0))
+        ratio = max(r for r in (book_ratio, median_ratio) if r is not None)
+        evidence = {
+            "order_id": order.order_id,
+            "account": order.account,
+            "side": order.side,
+            "quantity": dec(order.quantity),
+            "price": dec(order.price),
+            "submitted_at": ts(order.submitted_at),
+            "canceled_at": ts(order.ended_at),
+            "lifetime_s": dec(Decimal(lifetime.total_seconds()).quantize(Decimal("0.000001"))),
+            "visible_qty_at_submit": dec(order.visible_qty_at_submit),
+            "size_vs_book": dec(book_ratio.quantize(Decimal("0.0001")) if book_ratio else None),
+            "median_size_at_submit": dec(order.median_size_at_submit),
+            "size_vs_median": dec(
+                median_ratio.quantize(Decimal("0.0001")) if median_ratio else None
+            ),
+            "opposite_fills": [
+                {
+                    "fill_id": f.fill_id,
+                    "order_id": f.order_id,
+                    "account": f.account,
+                    "side": f.side,
+                    "quantity": dec(f.quantity),
+                    "price": dec(f.price),
+                    "at": ts(f.at),
+                }
+                for f in fills
+            ],
+            "params": prm,
+            "config_version": ctx.config_version,
+        }
+        return [
+            AlertDraft(
+                detector=self.NAME,
+                version=self.VERSION,
+                pattern=self.PATTERN,
+                account=order.account,
+                instrument=order.instrument,
+                score=ratio.quantize(Decimal("0.01")),
+                window_start=min(order.submitted_at, fills[0].at),
+                window_end=order.ended_at,
+                triggering_event_ids=(
+                    order.submit_event_id,
+                    ctx.event.event_id,
+                    *(f.event_id for f in fills),
+                ),
+                related_accounts=tuple(sorted({f.account for f in fills} - {order.account})),
+                evidence=evidence,
+                summary=(
+                    f"{order.side} {dec(order.quantity)} {order.instrument} @ {dec(order.price)} "
+                    f"({dec(ratio.quantize(Decimal('0.01')))}x normal size) cancelled unfilled "
+                    f"after {lifetime.total_seconds():.3f}s while the owner executed "
+                    f"{dec(executed)} on the {opposite} side"
+                ),
+                used_ids=(order.order_id,),
+            )
+        ]

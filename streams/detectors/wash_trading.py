@@ -1,0 +1,106 @@
+"""Wash trading: one beneficial owner on both sides, matching size and price within seconds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from schemas.events import Fill
+from streams.surveillance_state import AlertDraft, Context, dec, seconds, ts
+
+
+class WashTradingDetector:
+    NAME: ClassVar[str] = "wash_trading"
+    VERSION: ClassVar[int] = 1
+    PATTERN: ClassVar[str] = "WASH_TRADING"
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "window_s": "5",
+        "size_tolerance": "0.01",
+        "price_tolerance_bps": "5",
+        "same_account": "false",
+    }
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]:
+        """Pairs the new fill with the earliest unexplained matching opposite fill."""
+        p = ctx.event.payload
+        if not isinstance(p, Fill):
+            return []
+        prm = ctx.params
+        used = set(ctx.book.used.get(self.NAME, []))
+        if p.fill_id in used:
+            return []
+        window = seconds(prm["window_s"])
+        size_tol = Decimal(prm["size_tolerance"])
+        px_tol = Decimal(prm["price_tolerance_bps"])
+        allow_same = prm["same_account"].lower() == "true"
+        for f in ctx.book.fills:
+            if (
+                f.fill_id == p.fill_id
+                or f.fill_id in used
+                or f.instrument != p.instrument
+                or f.side == str(p.side)
+                or (f.account == p.account and not allow_same)
+                or abs(p.traded_at - f.at) > window
+            ):
+                continue
+            size_diff = abs(f.quantity - p.quantity) / max(f.quantity, p.quantity)
+            price_bps = abs(f.price - p.price) / p.price * Decimal(10000)
+            if size_diff > size_tol or price_bps > px_tol:
+                continue
+            gap = abs(p.traded_at - f.at)
+            evidence = {
+                "legs": [
+                    {
+                        "fill_id": x_id,
+                        "order_id": x_order,
+                        "account": x_acc,
+                        "side": x_side,
+                        "quantity": dec(x_q),
+                        "price": dec(x_p),
+                        "at": ts(x_at),
+                    }
+                    for (x_id, x_order, x_acc, x_side, x_q, x_p, x_at) in (
+                        (f.fill_id, f.order_id, f.account, f.side, f.quantity, f.price, f.at),
+                        (
+                            p.fill_id,
+                            p.order_id,
+                            p.account,
+                            str(p.side),
+                            p.quantity,
+                            p.price,
+                            p.traded_at,
+                        ),
+                    )
+                ],
+                "size_diff_ratio": dec(size_diff.quantize(Decimal("0.000001"))),
+                "price_diff_bps": dec(price_bps.quantize(Decimal("0.01"))),
+                "time_gap_s": dec(Decimal(gap.total_seconds()).quantize(Decimal("0.000001"))),
+                "net_quantity": dec(
+                    (p.quantity if str(p.side) == "BUY" else -p.quantity)
+                    + (f.quantity if f.side == "BUY" else -f.quantity)
+                ),
+                "params": prm,
+                "config_version": ctx.config_version,
+            }
+            return [
+                AlertDraft(
+                    detector=self.NAME,
+                    version=self.VERSION,
+                    pattern=self.PATTERN,
+                    account=p.account,
+                    instrument=p.instrument,
+                    score=(Decimal(1) - size_diff).quantize(Decimal("0.0001")),
+                    window_start=min(f.at, p.traded_at),
+                    window_end=max(f.at, p.traded_at),
+                    triggering_event_ids=(f.event_id, ctx.event.event_id),
+                    related_accounts=tuple(sorted({f.account} - {p.account})),
+                    evidence=evidence,
+                    summary=(
+                        f"owner {ctx.owner}: {f.account} {f.side} {dec(f.quantity)} @ {dec(f.price)}"
+                        f" and {p.account} {p.side} {dec(p.quantity)} @ {dec(p.price)} "
+                        f"{evidence['time_gap_s']}s apart"
+                    ),
+                    used_ids=(f.fill_id, p.fill_id),
+                )
+            ]
+        return []

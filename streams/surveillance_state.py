@@ -1,0 +1,379 @@
+"""The pure state surveillance keeps, and the engine that folds events into alerts.
+
+Nothing here reads the wall clock, a random source or depends on dict iteration order:
+time is the event's `occurred_at`, and every collection is walked in a sorted or
+insertion (= log) order. State lives in plain `MutableMapping`s so the same code runs
+over dicts in tests and over faust tables (with changelogs) in the app.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas import Envelope, new_event
+from schemas.events import (
+    AccountOpened,
+    DetectorConfigChanged,
+    Fill,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderSubmitted,
+    QuoteUpdated,
+    SurveillanceAlert,
+)
+from schemas.ids import derived_uuid7
+from schemas.types import format_timestamp
+
+PRODUCER = "surveillance"
+SIZE_HISTORY = 50
+"""Order sizes kept per account for the median (the last N submissions)."""
+HORIZON = timedelta(minutes=90)
+"""Closed orders and fills older than this (event time) are pruned from owner state."""
+ALERTED_KEEP = 2000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrderRec(_Model):
+    """One of an owner's orders as surveillance sees it, with the context at submission."""
+
+    order_id: str
+    account: str
+    instrument: str
+    side: str
+    quantity: Decimal
+    price: Decimal | None
+    aggressive: bool = False
+    submitted_at: datetime
+    submit_event_id: UUID
+    visible_qty_at_submit: Decimal | None = None
+    median_size_at_submit: Decimal | None = None
+    filled_qty: Decimal = Decimal(0)
+    status: str = "OPEN"
+    ended_at: datetime | None = None
+    end_event_id: UUID | None = None
+
+
+class FillRec(_Model):
+    fill_id: str
+    event_id: UUID
+    order_id: str
+    account: str
+    instrument: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    taker: bool
+    at: datetime
+
+
+class QuoteRec(_Model):
+    bid_price: Decimal
+    bid_quantity: Decimal
+    ask_price: Decimal
+    ask_quantity: Decimal
+    at: datetime
+
+
+class OwnerBook(_Model):
+    """Everything about one beneficial owner's recent activity (all their accounts)."""
+
+    owner: str
+    orders: dict[str, OrderRec] = {}
+    fills: list[FillRec] = []
+    sizes: dict[str, list[Decimal]] = {}
+    counters: dict[str, list[tuple[datetime, str]]] = {}
+    """Per `account|instrument`: (time, kind) for kind in SUBMIT/CANCEL/FILL, log order."""
+    used: dict[str, list[str]] = {}
+    """Per detector: order or fill ids already explained by an alert."""
+    last_alert: dict[str, datetime] = {}
+    alerted: list[str] = []
+
+
+class StateStore(Protocol):
+    """The four mappings the engine reads and writes; dicts or faust tables."""
+
+    owners: MutableMapping[str, str]
+    quotes: MutableMapping[str, QuoteRec]
+    configs: MutableMapping[str, dict[str, str]]
+    books: MutableMapping[str, OwnerBook]
+
+
+@dataclass
+class MemoryStore:
+    owners: MutableMapping[str, str] = field(default_factory=dict)
+    quotes: MutableMapping[str, QuoteRec] = field(default_factory=dict)
+    configs: MutableMapping[str, dict[str, str]] = field(default_factory=dict)
+    books: MutableMapping[str, OwnerBook] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlertDraft:
+    """What a detector found; the engine turns it into a `SurveillanceAlert` event."""
+
+    detector: str
+    version: int
+    pattern: str
+    account: str
+    instrument: str
+    score: Decimal
+    window_start: datetime
+    window_end: datetime
+    triggering_event_ids: tuple[UUID, ...]
+    evidence: dict[str, Any]
+    summary: str
+    related_accounts: tuple[str, ...] = ()
+    used_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class Context:
+    """What a detector sees for one event: the owner's book after the event, quotes, params."""
+
+    event: Envelope[Any]
+    owner: str
+    book: OwnerBook
+    quotes: MutableMapping[str, QuoteRec]
+    params: dict[str, str]
+    config_version: int
+
+    @property
+    def now(self) -> datetime:
+        return self.event.occurred_at
+
+
+class Detector(Protocol):
+    NAME: ClassVar[str]
+    VERSION: ClassVar[int]
+    PATTERN: ClassVar[str]
+    DEFAULTS: ClassVar[dict[str, str]]
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]: ...
+
+
+def alert_id(detector: str, version: int, triggering: Iterable[UUID], at: datetime) -> UUID:
+    """Deterministic: detector, its version and the sorted triggering event ids."""
+    ids = sorted(str(i) for i in triggering)
+    return derived_uuid7(at, "alert", detector, str(version), *ids)
+
+
+def ts(value: datetime) -> str:
+    return format_timestamp(value)
+
+
+def dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def median(values: list[Decimal]) -> Decimal | None:
+    return statistics.median(sorted(values)) if values else None
+
+
+def params_for(
+    det: Detector, configs: MutableMapping[str, dict[str, str]]
+) -> tuple[dict[str, str], int]:
+    stored = configs.get(det.NAME)
+    merged = dict(det.DEFAULTS)
+    version = 0
+    if stored:
+        version = int(stored.get("__version__", "0"))
+        merged.update({k: v for k, v in stored.items() if k in det.DEFAULTS})
+    return merged, version
+
+
+class Surveillance:
+    """Folds events, one at a time in log order, into state and alerts."""
+
+    def __init__(self, detectors: list[Detector], store: StateStore | None = None) -> None:
+        self.detectors = sorted(detectors, key=lambda d: d.NAME)
+        self.store: StateStore = store if store is not None else MemoryStore()
+
+    def owner_of(self, account: str) -> str:
+        return self.store.owners.get(account) or f"account:{account}"
+
+    def process_batch(self, events: Iterable[Envelope[Any]]) -> list[Envelope[SurveillanceAlert]]:
+        return [alert for event in events for alert in self.process(event)]
+
+    def process(self, event: Envelope[Any]) -> list[Envelope[SurveillanceAlert]]:
+        p = event.payload
+        st = self.store
+        if isinstance(p, AccountOpened):
+            st.owners[p.account] = p.beneficial_owner.owner_id
+            return []
+        if isinstance(p, DetectorConfigChanged):
+            current = st.configs.get(p.detector)
+            if current is None or int(current.get("__version__", "0")) < p.config_version:
+                st.configs[p.detector] = {**p.params, "__version__": str(p.config_version)}
+            return []
+        if isinstance(p, QuoteUpdated):
+            st.quotes[p.instrument] = QuoteRec(
+                bid_price=p.bid_price,
+                bid_quantity=p.bid_quantity,
+                ask_price=p.ask_price,
+                ask_quantity=p.ask_quantity,
+                at=event.occurred_at,
+            )
+            return []
+        account = getattr(p, "account", None)
+        if not isinstance(
+            p, OrderSubmitted | OrderCanceled | OrderExpired | OrderRejected | Fill
+        ) or not isinstance(account, str):
+            return []
+        owner = self.owner_of(account)
+        book = st.books.get(owner) or OwnerBook(owner=owner)
+        if not self._apply(book, event):
+            st.books[owner] = book
+            return []
+        alerts: list[Envelope[SurveillanceAlert]] = []
+        for det in self.detectors:
+            params, version = params_for(det, st.configs)
+            ctx = Context(event, owner, book, st.quotes, params, version)
+            for draft in det.on_event(ctx):
+                env = self._emit(draft, owner, event)
+                aid = str(env.payload.alert_id)
+                if aid in book.alerted:
+                    continue
+                book.alerted.append(aid)
+                book.used.setdefault(draft.detector, []).extend(draft.used_ids)
+                book.last_alert[f"{draft.detector}|{draft.account}|{draft.instrument}"] = (
+                    draft.window_end
+                )
+                alerts.append(env)
+        self._prune(book, event.occurred_at)
+        st.books[owner] = book
+        return alerts
+
+    def _apply(self, book: OwnerBook, event: Envelope[Any]) -> bool:
+        """Update the owner's book; False if the event changes nothing detectors care about."""
+        p = event.payload
+        at = event.occurred_at
+        if isinstance(p, OrderSubmitted):
+            if p.order_id in book.orders or p.parent_order_id is not None:
+                return False
+            q = self.store.quotes.get(p.instrument)
+            visible = None
+            if q is not None:
+                visible = q.bid_quantity if p.side == "BUY" else q.ask_quantity
+            aggressive = p.order_type == "MARKET"
+            if q is not None and p.limit_price is not None:
+                aggressive = (p.side == "BUY" and p.limit_price >= q.ask_price) or (
+                    p.side == "SELL" and p.limit_price <= q.bid_price
+                )
+            sizes = book.sizes.setdefault(p.account, [])
+            book.orders[p.order_id] = OrderRec(
+                order_id=p.order_id,
+                account=p.account,
+                instrument=p.instrument,
+                side=str(p.side),
+                quantity=p.quantity,
+                price=p.limit_price,
+                aggressive=aggressive,
+                submitted_at=at,
+                submit_event_id=event.event_id,
+                visible_qty_at_submit=visible,
+                median_size_at_submit=median(sizes),
+            )
+            sizes.append(p.quantity)
+            del sizes[:-SIZE_HISTORY]
+            book.counters.setdefault(f"{p.account}|{p.instrument}", []).append((at, "SUBMIT"))
+            return True
+        if isinstance(p, Fill):
+            if any(f.fill_id == p.fill_id for f in book.fills):
+                return False
+            rec = book.orders.get(p.order_id)
+            if rec is not None:
+                rec.filled_qty += p.quantity
+                if p.leaves_quantity == 0:
+                    rec.status, rec.ended_at, rec.end_event_id = "FILLED", at, event.event_id
+            book.fills.append(
+                FillRec(
+                    fill_id=p.fill_id,
+                    event_id=event.event_id,
+                    order_id=p.order_id,
+                    account=p.account,
+                    instrument=p.instrument,
+                    side=str(p.side),
+                    quantity=p.quantity,
+                    price=p.price,
+                    taker=p.liquidity == "TAKER",
+                    at=p.traded_at,
+                )
+            )
+            book.counters.setdefault(f"{p.account}|{p.instrument}", []).append((at, "FILL"))
+            return True
+        rec = book.orders.get(p.order_id)
+        if rec is None or rec.status != "OPEN":
+            return False
+        rec.ended_at, rec.end_event_id = at, event.event_id
+        if isinstance(p, OrderCanceled):
+            rec.status = "CANCELED"
+            book.counters.setdefault(f"{p.account}|{rec.instrument}", []).append((at, "CANCEL"))
+        else:
+            rec.status = "EXPIRED" if isinstance(p, OrderExpired) else "REJECTED"
+        return True
+
+    def _emit(self, d: AlertDraft, owner: str, cause: Envelope[Any]) -> Envelope[SurveillanceAlert]:
+        aid = alert_id(d.detector, d.version, d.triggering_event_ids, d.window_end)
+        payload = SurveillanceAlert(
+            alert_id=aid,
+            detector=d.detector,
+            detector_version=d.version,
+            pattern=d.pattern,
+            account=d.account,
+            related_accounts=d.related_accounts,
+            beneficial_owner=None if owner.startswith("account:") else owner,
+            instrument=d.instrument,
+            score=d.score,
+            window_start=d.window_start,
+            window_end=d.window_end,
+            triggering_event_ids=tuple(sorted(d.triggering_event_ids, key=str)),
+            evidence=d.evidence,
+            summary=d.summary,
+        )
+        return new_event(
+            payload,
+            producer=PRODUCER,
+            causation=cause,
+            occurred_at=cause.occurred_at,
+            event_id=derived_uuid7(cause.occurred_at, PRODUCER, str(aid)),
+        )
+
+    @staticmethod
+    def _prune(book: OwnerBook, now: datetime) -> None:
+        cutoff = now - HORIZON
+        for oid in [o for o, r in book.orders.items() if r.ended_at and r.ended_at < cutoff]:
+            del book.orders[oid]
+        book.fills = [f for f in book.fills if f.at >= cutoff]
+        for key, items in book.counters.items():
+            if items and items[0][0] < cutoff:
+                book.counters[key] = [i for i in items if i[0] >= cutoff]
+        live = set(book.orders) | {f.fill_id for f in book.fills}
+        for det, ids in book.used.items():
+            book.used[det] = [i for i in ids if i in live]
+        del book.alerted[:-ALERTED_KEEP]
+
+
+def fills_of(
+    book: OwnerBook, instrument: str, side: str, start: datetime, end: datetime
+) -> list[FillRec]:
+    """The owner's fills on one side of an instrument in [start, end], in log order."""
+    return [
+        f
+        for f in book.fills
+        if f.instrument == instrument and f.side == side and start <= f.at <= end
+    ]
+
+
+def seconds(value: str) -> timedelta:
+    return timedelta(microseconds=int(Decimal(value) * 1_000_000))
