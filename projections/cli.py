@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from deploy.settings import Settings
+    from projections.rebuild import RebuildResult
 
 
 def register(app: typer.Typer) -> None:
@@ -20,12 +24,8 @@ def rebuild(
     all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection")] = False,
 ) -> None:
     """Replay a projection from offset 0 into a fresh schema, swap it in, print its checksum."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from deploy.settings import get_settings
     from projections.core import PROJECTIONS
-    from projections.projector import Projector
-    from projections.rebuild import rebuild as do_rebuild
 
     if all_ == (name is not None):
         typer.echo("error: give a projection NAME or --all", err=True)
@@ -33,41 +33,50 @@ def rebuild(
     names = list(PROJECTIONS) if all_ else [str(name)]
     unknown = [n for n in names if n not in PROJECTIONS]
     if unknown:
-        typer.echo(f"error: unknown projection {unknown[0]!r}; known: {', '.join(PROJECTIONS)}", err=True)
+        typer.echo(
+            f"error: unknown projection {unknown[0]!r}; known: {', '.join(PROJECTIONS)}", err=True
+        )
         raise typer.Exit(2)
     settings = get_settings()
     for n in names:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} events"),
-            TextColumn("{task.fields[rate]:,.0f} events/s"),
-            TimeElapsedColumn(),
-            console=None,
-            transient=False,
-        ) as bar:
-            task = bar.add_task(f"rebuild {n}", total=None, rate=0.0)
-            started = [0.0]
-
-            def progress(count: int, proj: Projector, _task: int = task) -> None:
-                import time
-
-                now = time.monotonic()
-                if not started[0]:
-                    started[0] = now
-                    total = sum(proj.high_watermarks().values())
-                    bar.update(_task, total=total)
-                done = bar.tasks[_task].completed + count
-                elapsed = max(now - started[0], 1e-6)
-                bar.update(_task, completed=done, rate=done / elapsed)
-
-            result = do_rebuild(settings, PROJECTIONS[n], progress=progress)
+        result = _rebuild_with_bar(settings, n)
         rows = ", ".join(f"{t}={c}" for t, c in sorted(result.counts.items()))
         typer.echo(
             f"{n}: {result.events} events in {result.seconds:.1f}s ({result.rate:,.0f} events/s); {rows}",
             err=True,
         )
         typer.echo(f"{n} {result.checksum}")
+
+
+def _rebuild_with_bar(settings: Settings, name: str) -> RebuildResult:
+    """Rebuild `name` under a progress bar showing events per second."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from projections.core import PROJECTIONS
+    from projections.projector import Projector
+    from projections.rebuild import rebuild as do_rebuild
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} events"),
+        TextColumn("{task.fields[rate]:,.0f} events/s"),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task(f"rebuild {name}", total=None, rate=0.0)
+        started: list[float] = []
+
+        def progress(count: int, proj: Projector) -> None:
+            now = time.monotonic()
+            if not started:
+                started.append(now)
+                bar.update(task, total=sum(proj.high_watermarks().values()))
+            done = bar.tasks[0].completed + count
+            bar.update(task, completed=done, rate=done / max(now - started[0], 1e-3))
+
+        return do_rebuild(settings, PROJECTIONS[name], progress=progress)
 
 
 def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
@@ -88,7 +97,9 @@ def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> No
 
 
 def query(
-    name: Annotated[str | None, typer.Argument(help="Named query (positions, pnl, orders, ...)")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Named query (positions, pnl, orders, ...)")
+    ] = None,
     sql_text: Annotated[str | None, typer.Option("--sql", help="Raw read-only SQL")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet")] = "table",
     out: Annotated[Path | None, typer.Option("--out", help="Write to FILE")] = None,
@@ -105,7 +116,7 @@ def query(
             typer.echo(f"{qname:14} {nq.description}  [{', '.join(nq.params)}]")
         return
     if (name is None) == (sql_text is None):
-        typer.echo("error: give a query NAME or --sql \"...\" (see --list)", err=True)
+        typer.echo('error: give a query NAME or --sql "..." (see --list)', err=True)
         raise typer.Exit(2)
     params: dict[str, str | None] = {}
     for item in param or []:

@@ -7,7 +7,6 @@ banker's rounding so a rebuild reproduces it exactly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
@@ -88,7 +87,7 @@ class OrdersProjection(Projection):
     migrations = ("0101_proj_orders.sql",)
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
-        keys = {(str(getattr(e.event.payload, "order_id", "")),) for e in events}
+        keys: set[Key] = {(str(getattr(e.event.payload, "order_id", "")),) for e in events}
         return {"orders": keys}
 
     def handle(self, state: State, item: Located) -> None:
@@ -267,7 +266,9 @@ def apply_fill(
     """
     if quantity == 0 or (quantity > 0) == (signed_qty > 0):
         new_qty = quantity + signed_qty
-        total = _CTX.add(_CTX.multiply(abs(quantity), avg_cost), _CTX.multiply(abs(signed_qty), price))
+        total = _CTX.add(
+            _CTX.multiply(abs(quantity), avg_cost), _CTX.multiply(abs(signed_qty), price)
+        )
         new_avg = _CTX.divide(total, abs(new_qty)).quantize(AVG_COST_QUANTUM, context=_CTX)
         return new_qty, new_avg, realized
     closed = min(abs(signed_qty), abs(quantity))
@@ -301,7 +302,7 @@ class PositionsProjection(Projection):
     migrations = ("0103_proj_positions.sql",)
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
-        keys = {
+        keys: set[Key] = {
             (e.event.payload.account, e.event.payload.instrument)
             for e in events
             if e.event.event_type == "Fill"
@@ -331,7 +332,17 @@ class PositionsProjection(Projection):
             fees = fees + p.fee
         state.put(
             self.positions,
-            (p.account, p.instrument, qty, avg, realized, fees, int(count) + 1, ev.event_id, ev.occurred_at),
+            (
+                p.account,
+                p.instrument,
+                qty,
+                avg,
+                realized,
+                fees,
+                int(count) + 1,
+                ev.event_id,
+                ev.occurred_at,
+            ),
         )
 
 
@@ -404,7 +415,16 @@ class BalancesProjection(Projection):
                 bal.add((p.account, asset))
         return {"balances": bal, "transfers": tr}
 
-    def _move(self, state: State, item: Located, leg: str, asset: str, amount: Decimal, kind: str, ref: str) -> None:
+    def _move(
+        self,
+        state: State,
+        item: Located,
+        leg: str,
+        asset: str,
+        amount: Decimal,
+        kind: str,
+        ref: str,
+    ) -> None:
         ev, p = item.event, item.event.payload
         key = (p.account, asset)
         cur = state.get(self.balances, key)
@@ -432,7 +452,15 @@ class BalancesProjection(Projection):
                 raise SkipEvent(f"transfer {p.transfer_id} requested twice")
             state.put(
                 self.transfers,
-                (p.transfer_id, p.account, p.asset, p.amount, "REQUESTED", ev.event_id, ev.occurred_at),
+                (
+                    p.transfer_id,
+                    p.account,
+                    p.asset,
+                    p.amount,
+                    "REQUESTED",
+                    ev.event_id,
+                    ev.occurred_at,
+                ),
             )
             return
         if cur is None:
@@ -555,6 +583,7 @@ class RiskConfigProjection(Projection):
     def handle(self, state: State, item: Located) -> None:
         ev, p = item.event, item.event.payload
         t = ev.event_type
+        row: tuple[Any, ...]
         if t == "RiskLimitsChanged":
             row = (
                 ev.event_id, t, p.scope, p.config_version, _json(p.limits.model_dump(mode="json")),
@@ -571,10 +600,21 @@ class RiskConfigProjection(Projection):
                 _json(detail) if detail else None, ev.occurred_at,
             )  # fmt: skip
             state.put(
-                self.kill_switches, (p.scope, True, p.engaged_by, p.reason, ev.event_id, ev.occurred_at)
+                self.kill_switches,
+                (p.scope, True, p.engaged_by, p.reason, ev.event_id, ev.occurred_at),
             )
         else:
-            row = (ev.event_id, t, p.scope, None, None, p.released_by, p.reason, None, ev.occurred_at)
+            row = (
+                ev.event_id,
+                t,
+                p.scope,
+                None,
+                None,
+                p.released_by,
+                p.reason,
+                None,
+                ev.occurred_at,
+            )
             state.put(
                 self.kill_switches,
                 (p.scope, False, p.released_by, p.reason, ev.event_id, ev.occurred_at),

@@ -63,7 +63,9 @@ class Projector:
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
         self.conn = psycopg.connect(
-            self.dsn, autocommit=False, application_name=f"tradetape-projector-{self.projection.name}"
+            self.dsn,
+            autocommit=False,
+            application_name=f"tradetape-projector-{self.projection.name}",
         )
         self.consumer = Consumer(
             consumer_config(
@@ -132,7 +134,18 @@ class Projector:
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             assert topic is not None and partition is not None and offset is not None
-            records.append(RawRecord(topic, partition, offset, m.value(), m.headers()))
+            headers = m.headers()
+            records.append(
+                RawRecord(
+                    topic,
+                    partition,
+                    offset,
+                    m.value(),
+                    list(headers.items() if isinstance(headers, dict) else headers)
+                    if headers
+                    else None,
+                )
+            )
         return records
 
     def apply(self, records: Sequence[RawRecord]) -> BatchResult:

@@ -84,7 +84,9 @@ NAMED: dict[str, NamedQuery] = {
     ),
     "balances": NamedQuery(
         "SELECT account, asset, amount, movement_count, updated_at FROM proj_balances.balances "
-        "WHERE " + _filters(("account", "account"), ("asset", "asset")) + " ORDER BY account, asset",
+        "WHERE "
+        + _filters(("account", "account"), ("asset", "asset"))
+        + " ORDER BY account, asset",
         ("account", "asset"),
         "Balance per account and asset",
     ),
@@ -122,10 +124,10 @@ NAMED: dict[str, NamedQuery] = {
         "The dead-letter browser",
     ),
     "quarantine": NamedQuery(
-        "SELECT projection, topic, partition, \"offset\", event_type, schema_version, error "
+        'SELECT projection, topic, partition, "offset", event_type, schema_version, error '
         "FROM projection_quarantine WHERE "
         + _filters(("projection", "projection"))
-        + " ORDER BY projection, topic, partition, \"offset\"",
+        + ' ORDER BY projection, topic, partition, "offset"',
         ("projection",),
         "Events a projection could not understand",
     ),
@@ -155,11 +157,13 @@ def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str 
     q = NAMED[name]
     unknown = set(params) - set(q.params)
     if unknown:
-        raise QueryError(f"{name} takes {', '.join(q.params) or 'no parameters'}; got {sorted(unknown)}")
+        raise QueryError(
+            f"{name} takes {', '.join(q.params) or 'no parameters'}; got {sorted(unknown)}"
+        )
     return q.sql, {p: params.get(p) for p in q.params}
 
 
-def frame(name: str, settings: Settings | None = None, **params: str | None) -> pl.DataFrame:
+def frame(name: str, settings: Settings | None = None, /, **params: str | None) -> pl.DataFrame:
     """A named query as a polars DataFrame, e.g. `frame("positions", account="A1")`.
 
     Runs as the read-only role too: analysts never hold a connection that can write.
@@ -180,12 +184,14 @@ def _run(dsn: str, text: str, params: dict[str, str | None] | None) -> pl.DataFr
         with psycopg.connect(dsn, autocommit=False) as conn:
             conn.read_only = True
             with conn.cursor() as cur:
-                cur.execute(sql.SQL(text) if params is None else text, params)  # type: ignore[arg-type]
+                cur.execute(sql.SQL(text) if params is None else text, params)
                 out = _frame(cur)
             conn.rollback()
             return out
     except psycopg.errors.ReadOnlySqlTransaction as exc:
-        raise QueryError(f"refused: the query tries to write, and analyst SQL is read-only ({exc})") from exc
+        raise QueryError(
+            f"refused: the query tries to write, and analyst SQL is read-only ({exc})"
+        ) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
         raise QueryError(f"refused: the read-only role may not do that ({exc})") from exc
     except psycopg.Error as exc:

@@ -56,9 +56,9 @@ def create_schema(conn: psycopg.Connection[Any], projection: Projection, schema:
         for filename in projection.migrations:
             conn.execute(migration_body(filename).encode())
         conn.execute(
-            sql.SQL("CREATE TABLE {}._offsets (LIKE public.projection_offsets INCLUDING ALL)").format(
-                sql.Identifier(schema)
-            )
+            sql.SQL(
+                "CREATE TABLE {}._offsets (LIKE public.projection_offsets INCLUDING ALL)"
+            ).format(sql.Identifier(schema))
         )
 
 
@@ -89,7 +89,9 @@ def swap_in(
         if readonly_role:
             role = sql.Identifier(readonly_role)
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(live, role))
-            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(live, role))
+            conn.execute(
+                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(live, role)
+            )
         if exists:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(old))
 

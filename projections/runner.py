@@ -29,7 +29,7 @@ def run_one(
                 backoff = 0.5
                 while not stop.is_set():
                     proj.step(0.05)
-        except Exception:  # noqa: BLE001 - log, back off, resume from stored offsets
+        except Exception:
             log.exception("projector %s failed; restarting from stored offsets", projection.name)
             stop.wait(backoff)
             backoff = min(backoff * 2, 10.0)
@@ -48,7 +48,9 @@ def main(settings: Settings, names: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     selected = [PROJECTIONS[n] for n in (names or list(PROJECTIONS))]
     threads = [
-        threading.Thread(target=run_one, args=(settings, p, stop), name=f"proj-{p.name}", daemon=True)
+        threading.Thread(
+            target=run_one, args=(settings, p, stop), name=f"proj-{p.name}", daemon=True
+        )
         for p in selected
     ]
     for t in threads:

@@ -15,7 +15,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projections.framework import Key, Located, Projection, Quarantined, Row, State, Table, WriteMode
+from projections.framework import (
+    Key,
+    Located,
+    Projection,
+    Quarantined,
+    Row,
+    State,
+    Table,
+    WriteMode,
+)
 from schemas import MalformedEventError, UnknownEventTypeError, decode
 
 OFFSETS_TABLE = ("public", "projection_offsets")
@@ -32,7 +41,7 @@ class RawRecord:
     partition: int
     offset: int
     value: bytes | None
-    headers: Sequence[tuple[str, bytes | str | None]] | None = None
+    headers: Sequence[tuple[str, str | bytes | None]] | None = None
 
 
 @dataclass
@@ -81,9 +90,7 @@ def _staging(conn: Conn, schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(name)
 
 
-def copy_rows(
-    conn: Conn, schema: str, table: Table, rows: Sequence[Row]
-) -> int:
+def copy_rows(conn: Conn, schema: str, table: Table, rows: Sequence[Row]) -> int:
     """COPY into staging, then one set-based INSERT ... ON CONFLICT into the table."""
     if not rows:
         return 0
@@ -103,7 +110,7 @@ def copy_rows(
                 )
             )
         else:
-            action = sql.SQL("DO NOTHING")
+            action = sql.Composed([sql.SQL("DO NOTHING")])
         cur.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                 _ident(schema, table.name), cols, cols, stg, pk, action
@@ -121,7 +128,8 @@ def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in table.columns)
     names = [sql.Identifier(f"k{i}") for i in range(len(table.pk))]
     on = sql.SQL(" AND ").join(
-        sql.SQL("t.{}::text = k.{}").format(sql.Identifier(c), n) for c, n in zip(table.pk, names, strict=True)
+        sql.SQL("t.{}::text = k.{}").format(sql.Identifier(c), n)
+        for c, n in zip(table.pk, names, strict=True)
     )
     q = sql.SQL("SELECT {} FROM {} t JOIN unnest({}) AS k({}) ON {}").format(
         cols,

@@ -16,7 +16,6 @@ from typing import Any
 from schemas import Envelope, EventPayload, new_event
 from schemas.events import (
     DeadLetter,
-
     DepositReceived,
     Fill,
     IntentRejected,
@@ -30,9 +29,7 @@ from schemas.events import (
     OrderSubmitted,
     QuoteUpdated,
     RiskDecision,
-
     RiskLimitsChanged,
-
     TransferChecked,
     TransferRequested,
     TransferSettled,
@@ -41,7 +38,11 @@ from schemas.events.orders import IntentRejectReason, Liquidity, OrderType, Side
 from schemas.events.risk import DecisionOutcome, RiskLimits, RuleResult
 from schemas.events.transfers import TransferCheckOutcome
 
-INSTRUMENTS = {"BTC/USDT": Decimal("60000"), "ETH/USDT": Decimal("3000"), "SOL/USDC": Decimal("150")}
+INSTRUMENTS = {
+    "BTC/USDT": Decimal("60000"),
+    "ETH/USDT": Decimal("3000"),
+    "SOL/USDC": Decimal("150"),
+}
 BASE_TIME = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
@@ -126,10 +127,14 @@ class _Gen:
             )
         )  # fmt: skip
         if rng.random() < 0.05:
-            self.emit(OrderRejected(order_id=order_id, account=account, venue="paper", reason="venue"))
+            self.emit(
+                OrderRejected(order_id=order_id, account=account, venue="paper", reason="venue")
+            )
             return
         self.emit(
-            OrderAccepted(order_id=order_id, account=account, venue="paper", venue_order_id="v" + order_id)
+            OrderAccepted(
+                order_id=order_id, account=account, venue="paper", venue_order_id="v" + order_id
+            )
         )
         self.open_orders.append((order_id, account, instrument, side, qty, price, Decimal(0)))
 
@@ -165,7 +170,13 @@ class _Gen:
         self.open_orders.pop(i)
         cls = OrderCanceled if r < 0.95 else OrderExpired
         self.emit(
-            cls(order_id=order_id, account=account, filled_quantity=filled, leaves_quantity=leaves, reason="CLIENT")
+            cls(
+                order_id=order_id,
+                account=account,
+                filled_quantity=filled,
+                leaves_quantity=leaves,
+                reason="CLIENT",
+            )
         )
 
     def market(self) -> None:
@@ -196,7 +207,10 @@ class _Gen:
             tid, acc = self.pending_transfers.pop(rng.randrange(len(self.pending_transfers)))
             self.emit(
                 TransferChecked(
-                    transfer_id=tid, account=acc, outcome=TransferCheckOutcome.PASS, jurisdiction="EU"
+                    transfer_id=tid,
+                    account=acc,
+                    outcome=TransferCheckOutcome.PASS,
+                    jurisdiction="EU",
                 )
             )
             self.emit(

@@ -46,13 +46,18 @@ def test_unknown_version_is_quarantined_and_projector_carries_on(env: Settings) 
     fills = [e for e in events if e.event_type == "Fill"]
     produce(env, events[:200])
     # A Fill v2 the projector does not know, and bytes that are not an event at all.
-    key, value, headers = encode(fills[0])
+    key, value, _headers = encode(fills[0])
     body: dict[str, Any] = json.loads(value)
     body["schema_version"] = 2
     body["event_id"] = "0190a0a0-0000-7000-8000-000000000001"
     producer = Producer(producer_config(env))
     topic = env.topic(Topic.ORDERS)
-    producer.produce(topic, json.dumps(body).encode(), key, headers=[("event_type", b"Fill"), ("schema_version", b"2")])
+    producer.produce(
+        topic,
+        json.dumps(body).encode(),
+        key,
+        headers=[("event_type", b"Fill"), ("schema_version", b"2")],
+    )
     producer.produce(topic, b"\x00not json", key)
     assert producer.flush(30) == 0
     produce(env, events[200:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +28,7 @@ def _for(p_topics: tuple[Topic, ...], env: Settings, records: list[RawRecord]) -
 
 def _split(records: list[RawRecord], cuts: list[int]) -> list[list[RawRecord]]:
     points = sorted({c % (len(records) + 1) for c in cuts} | {0, len(records)})
-    return [records[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [records[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @pytest.mark.integration
@@ -89,7 +90,9 @@ def test_average_cost_conserves_pnl(fills: list[tuple[bool, Decimal, Decimal]]) 
         qty, avg, realized = apply_fill(qty, avg, realized, signed, p)
         cash -= signed * p
     last = fills[-1][2]
-    qty2, avg2, realized2 = apply_fill(qty, avg, realized, -qty, last) if qty else (qty, avg, realized)
+    qty2, avg2, realized2 = (
+        apply_fill(qty, avg, realized, -qty, last) if qty else (qty, avg, realized)
+    )
     assert qty2 == 0 and avg2 == 0
     assert abs(realized2 - (cash + qty * last)) < Decimal("1e-9")
 

@@ -30,14 +30,14 @@ def loaded(env: Settings) -> Settings:
 
 
 WRITES = [
-        "DELETE FROM proj_positions.positions",
-        "UPDATE proj_orders.orders SET status = 'X'",
-        "INSERT INTO projection_offsets VALUES ('x', 't', 0, 0)",
-        "DROP TABLE proj_fills.fills",
-        "CREATE TABLE public.evil (x int)",
-        "SET TRANSACTION READ WRITE; DELETE FROM proj_fills.fills",
-        "COMMIT; DELETE FROM proj_fills.fills",
-        "SELECT 1; DELETE FROM proj_fills.fills",
+    "DELETE FROM proj_positions.positions",
+    "UPDATE proj_orders.orders SET status = 'X'",
+    "INSERT INTO projection_offsets VALUES ('x', 't', 0, 0)",
+    "DROP TABLE proj_fills.fills",
+    "CREATE TABLE public.evil (x int)",
+    "SET TRANSACTION READ WRITE; DELETE FROM proj_fills.fills",
+    "COMMIT; DELETE FROM proj_fills.fills",
+    "SELECT 1; DELETE FROM proj_fills.fills",
 ]
 
 
@@ -45,7 +45,7 @@ def test_read_only_role_cannot_write(loaded: Settings) -> None:
     with psycopg.connect(loaded.dsn) as conn:
         before = conn.execute("SELECT count(*) FROM proj_fills.fills").fetchone()
     for statement in WRITES:
-        with pytest.raises(query.QueryError, match="refused|failed"):
+        with pytest.raises(query.QueryError, match=r"refused|failed"):
             query.raw(statement, loaded)
     with psycopg.connect(loaded.dsn) as conn:
         after = conn.execute("SELECT count(*) FROM proj_fills.fills").fetchone()
@@ -117,11 +117,20 @@ def test_cli_formats(loaded: Settings, tmp_path: Path, monkeypatch: pytest.Monke
         res = runner.invoke(app, ["query", "fills", "--format", "parquet", "--out", str(out)])
         assert res.exit_code == 0, res.output
         assert pl.read_parquet(out).height > 0
-        res = runner.invoke(app, ["query", "--sql", "SELECT count(*) AS n FROM proj_orders.orders", "--format", "csv"])
+        res = runner.invoke(
+            app,
+            ["query", "--sql", "SELECT count(*) AS n FROM proj_orders.orders", "--format", "csv"],
+        )
         assert res.exit_code == 0 and res.stdout.splitlines()[0] == "n"
         res = runner.invoke(app, ["query", "--sql", "DELETE FROM proj_orders.orders"])
         assert res.exit_code == 1 and "refused" in res.output
         res = runner.invoke(app, ["checksum", "orders"])
         assert res.exit_code == 0 and res.stdout.startswith("orders ")
+        live = res.stdout.strip()
+        res = runner.invoke(app, ["rebuild", "orders"])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.strip().splitlines()[-1] == live
+        res = runner.invoke(app, ["rebuild", "nope"])
+        assert res.exit_code == 2
     finally:
         get_settings.cache_clear()
