@@ -144,6 +144,12 @@ class OrderSubmitted(EventPayload):
     venue: str
     parent_order_id: str | None = None
     decision_event_id: UUID | None = None
+    stop_loss: PositiveDec | None = Field(
+        None, description="Attached stop-loss trigger, armed as a child order once this fills"
+    )
+    take_profit: PositiveDec | None = Field(
+        None, description="Attached take-profit trigger, armed as a child order once this fills"
+    )
 
 
 class OrderAccepted(EventPayload):
