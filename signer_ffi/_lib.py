@@ -47,7 +47,9 @@ lib: Any = ffi.dlopen(str(library_path()))
 
 ABI_VERSION = 1
 if lib.tt_abi_version() != ABI_VERSION:
-    raise ImportError(f"signer_ffi ABI mismatch: library {lib.tt_abi_version()}, bindings {ABI_VERSION}")
+    raise ImportError(
+        f"signer_ffi ABI mismatch: library {lib.tt_abi_version()}, bindings {ABI_VERSION}"
+    )
 
 
 def id_to_bytes(identifier: int) -> bytes:

@@ -180,12 +180,18 @@ def commit(share: KeyShare) -> tuple[SigningNonces, SigningCommitments]:
         return SigningNonces(handle[0]), SigningCommitments(out.public())
 
 
-def signing_package(commitments: Mapping[int, SigningCommitments], message: bytes) -> SigningPackage:
+def signing_package(
+    commitments: Mapping[int, SigningCommitments], message: bytes
+) -> SigningPackage:
     """The coordinator's package: chosen signers' commitments plus the message."""
     ids = Slices(id_to_bytes(i) for i in commitments)
     coms = Slices(c.data for c in commitments.values())
     with Buffers(1) as out:
-        check(lib.tt_signing_package_new(ids.arr, coms.arr, ids.n, inp(message), len(message), out.ptr()))
+        check(
+            lib.tt_signing_package_new(
+                ids.arr, coms.arr, ids.n, inp(message), len(message), out.ptr()
+            )
+        )
         return SigningPackage(out.public())
 
 
@@ -235,7 +241,12 @@ def aggregate(
 def verify(verifying_key: bytes, message: bytes, signature: bytes) -> bool:
     """True iff `signature` is a valid Ed25519 signature by the group key."""
     status = lib.tt_verify(
-        inp(verifying_key), len(verifying_key), inp(message), len(message), inp(signature), len(signature)
+        inp(verifying_key),
+        len(verifying_key),
+        inp(message),
+        len(message),
+        inp(signature),
+        len(signature),
     )
     if status == 0:
         return True
@@ -263,7 +274,11 @@ def dkg_part1(identifier: int, max_signers: int, min_signers: int) -> tuple[DkgR
     """Start a DKG: our secret package and the round-1 package to broadcast."""
     with Buffers(2) as out:
         ident = id_to_bytes(identifier)
-        check(lib.tt_dkg_part1(inp(ident), len(ident), max_signers, min_signers, out.ptr(0), out.ptr(1)))
+        check(
+            lib.tt_dkg_part1(
+                inp(ident), len(ident), max_signers, min_signers, out.ptr(0), out.ptr(1)
+            )
+        )
         raw = out.secret(0)
         secret = DkgRound1Secret(raw)
         wipe(raw)
@@ -306,8 +321,16 @@ def dkg_part3(
         buf = secret._buf()
         try:
             status = lib.tt_dkg_part3(
-                inp(buf), len(buf), ids1.arr, pk1.arr, ids1.n, ids2.arr, pk2.arr, ids2.n,
-                out.ptr(0), out.ptr(1),
+                inp(buf),
+                len(buf),
+                ids1.arr,
+                pk1.arr,
+                ids1.n,
+                ids2.arr,
+                pk2.arr,
+                ids2.n,
+                out.ptr(0),
+                out.ptr(1),
             )
         finally:
             secret.wipe()
