@@ -157,9 +157,12 @@ class KafkaNode:
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = self.home / "cluster.id"
             if not cluster_id.exists():
-                raw = uuid.uuid4().bytes
-
-                cluster_id.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+                # Like Kafka's Uuid.randomUuid: an id starting with '-' would be parsed
+                # by StorageTool as an option ("--cluster-id: expected one argument").
+                encoded = "-"
+                while encoded.startswith("-"):
+                    encoded = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                cluster_id.write_text(encoded)
             fmt = subprocess.run(
                 [
                     java,
