@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from pydantic import ValidationError
 
 from projections.framework import (
     Key,
@@ -25,7 +26,7 @@ from projections.framework import (
     Table,
     WriteMode,
 )
-from schemas import MalformedEventError, UnknownEventTypeError, decode
+from schemas import Envelope, MalformedEventError, UnknownEventTypeError, decode, payload_class
 
 OFFSETS_TABLE = ("public", "projection_offsets")
 QUARANTINE_TABLE = ("public", "projection_quarantine")
@@ -53,12 +54,52 @@ class BatchResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+_ENVELOPES: dict[tuple[str, int], Any] = {}
+
+
+def _fast_decode(r: RawRecord) -> Envelope[Any] | None:
+    """`schemas.decode` for the common case, parsing JSON once in pydantic-core.
+
+    Only a record whose headers name a known type and version, and whose body agrees,
+    is accepted here; anything else returns None and takes the full `schemas.decode`
+    path, which produces the canonical error. The result is the same model either way.
+    """
+    if r.value is None or not r.headers:
+        return None
+    et = ver = None
+    for k, v in r.headers:
+        if k == "event_type":
+            et = v.decode(errors="replace") if isinstance(v, bytes) else v
+        elif k == "schema_version":
+            ver = v.decode(errors="replace") if isinstance(v, bytes) else v
+    if et is None or ver is None or not ver.isdigit():
+        return None
+    key = (et, int(ver))
+    cls = _ENVELOPES.get(key)
+    if cls is None:
+        try:
+            cls = _ENVELOPES[key] = Envelope[payload_class(et, int(ver))]  # type: ignore[misc]
+        except MalformedEventError:
+            return None
+    try:
+        ev: Envelope[Any] = cls.model_validate_json(r.value)
+    except ValidationError:
+        return None
+    if ev.event_type != key[0] or ev.schema_version != key[1]:
+        return None
+    return ev
+
+
 def decode_records(
     records: Sequence[RawRecord],
 ) -> tuple[list[Located], list[Quarantined]]:
     good: list[Located] = []
     bad: list[Quarantined] = []
     for r in records:
+        fast = _fast_decode(r)
+        if fast is not None:
+            good.append(Located(fast, r.topic, r.partition, r.offset))
+            continue
         try:
             ev = decode(r.value, r.headers, topic=r.topic, partition=r.partition, offset=r.offset)
         except UnknownEventTypeError as exc:
