@@ -292,15 +292,23 @@ def dkg_part2(
     ids = Slices(id_to_bytes(i) for i in round1_packages)
     pk = Slices(round1_packages.values())
     n = ids.n
-    with Buffers(1) as sec, Buffers(n) as out_ids, Buffers(n) as out_pk:
+    with Buffers(1) as sec, Buffers(n) as out_ids, Buffers(n) as out_pk, Buffers(1) as culprits:
         buf = secret._buf()
         try:
             status = lib.tt_dkg_part2(
-                inp(buf), len(buf), ids.arr, pk.arr, n, sec.ptr(), out_ids.ptr(), out_pk.ptr()
+                inp(buf),
+                len(buf),
+                ids.arr,
+                pk.arr,
+                n,
+                sec.ptr(),
+                out_ids.ptr(),
+                out_pk.ptr(),
+                culprits.ptr(),
             )
         finally:
             secret.wipe()
-        check(status)
+        check(status, culprits)
         raw = sec.secret()
         result = DkgRound2Secret(raw)
         wipe(raw)
@@ -317,7 +325,7 @@ def dkg_part3(
     pk1 = Slices(round1_packages.values())
     ids2 = Slices(id_to_bytes(i) for i in round2_packages)
     pk2 = Slices(round2_packages.values())
-    with Buffers(2) as out:
+    with Buffers(2) as out, Buffers(1) as culprits:
         buf = secret._buf()
         try:
             status = lib.tt_dkg_part3(
@@ -331,10 +339,11 @@ def dkg_part3(
                 ids2.n,
                 out.ptr(0),
                 out.ptr(1),
+                culprits.ptr(),
             )
         finally:
             secret.wipe()
-        check(status)
+        check(status, culprits)
         raw = out.secret(0)
         share = KeyShare(raw)
         wipe(raw)

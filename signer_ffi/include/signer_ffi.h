@@ -79,11 +79,13 @@ int32_t tt_dkg_part1(const uint8_t *identifier, size_t identifier_len,
     tt_buffer *out_secret_package, tt_buffer *out_package);
 int32_t tt_dkg_part2(const uint8_t *secret_package, size_t secret_package_len,
     const tt_slice *round1_ids, const tt_slice *round1_packages, size_t n,
-    tt_buffer *out_secret_package, tt_buffer *out_ids, tt_buffer *out_packages);
+    tt_buffer *out_secret_package, tt_buffer *out_ids, tt_buffer *out_packages,
+    tt_buffer *out_culprits);
 int32_t tt_dkg_part3(const uint8_t *secret_package, size_t secret_package_len,
     const tt_slice *round1_ids, const tt_slice *round1_packages, size_t n1,
     const tt_slice *round2_ids, const tt_slice *round2_packages, size_t n2,
-    tt_buffer *out_key_package, tt_buffer *out_public_key_package);
+    tt_buffer *out_key_package, tt_buffer *out_public_key_package,
+    tt_buffer *out_culprits);
 
 int32_t tt_commit(const uint8_t *key_package, size_t key_package_len,
     tt_nonces **out_nonces, tt_buffer *out_commitments);

@@ -374,7 +374,8 @@ pub unsafe extern "C" fn tt_dkg_part1(
 /// DKG part 2. Inputs: the round-1 secret package and the other participants'
 /// round-1 packages (`n` identifiers + packages). Outputs the round-2 secret
 /// package and, in `out_ids[i]` / `out_packages[i]` for i < n, the round-2
-/// package to send privately to each other participant.
+/// package to send privately to each other participant. On
+/// `TT_ERR_INVALID_PROOF_OF_KNOWLEDGE`, `out_culprits` names the sender.
 #[no_mangle]
 pub unsafe extern "C" fn tt_dkg_part2(
     secret_package: *const u8,
@@ -385,8 +386,9 @@ pub unsafe extern "C" fn tt_dkg_part2(
     out_secret_package: *mut TtBuffer,
     out_ids: *mut TtBuffer,
     out_packages: *mut TtBuffer,
+    out_culprits: *mut TtBuffer,
 ) -> i32 {
-    guard(ptr::null_mut(), || {
+    guard(out_culprits, || {
         check_out(out_secret_package)?;
         check_out(out_ids)?;
         check_out(out_packages)?;
@@ -410,7 +412,8 @@ pub unsafe extern "C" fn tt_dkg_part2(
     })
 }
 
-/// DKG part 3: the final key package and public key package.
+/// DKG part 3: the final key package and public key package. On
+/// `TT_ERR_INVALID_SECRET_SHARE`, `out_culprits` names the sender when known.
 #[no_mangle]
 pub unsafe extern "C" fn tt_dkg_part3(
     secret_package: *const u8,
@@ -423,8 +426,9 @@ pub unsafe extern "C" fn tt_dkg_part3(
     n2: usize,
     out_key_package: *mut TtBuffer,
     out_public_key_package: *mut TtBuffer,
+    out_culprits: *mut TtBuffer,
 ) -> i32 {
-    guard(ptr::null_mut(), || {
+    guard(out_culprits, || {
         check_out(out_key_package)?;
         check_out(out_public_key_package)?;
         let secret = dkg::round2::SecretPackage::deserialize(slice(secret_package, secret_package_len)?)?;

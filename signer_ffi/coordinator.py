@@ -1,0 +1,201 @@
+"""The signing coordinator: gathers commitments and shares over Kafka, then aggregates.
+
+It never holds a secret. It asks every participant for commitments, picks the first
+`threshold` that answer (lowest ids first among those present), issues the signing
+package, collects the shares and aggregates them. If a signer is missing when the
+timeout expires, the operation fails with a clear error and a `SigningFailed` event —
+never with a partial signature. Every outcome is recorded on `signing.events`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from deploy.kafka import consumer_config, producer_config
+from deploy.settings import Settings
+from schemas import Envelope, decode, encode, new_event
+from schemas.events import (
+    SignatureSharePublished,
+    SigningCommitmentPublished,
+    SigningCompleted,
+    SigningFailed,
+    SigningPackageIssued,
+    SigningRequested,
+)
+from schemas.topics import Topic
+from signer_ffi.errors import InvalidSignatureShareError
+from signer_ffi.frost import SignatureShare, SigningCommitments, aggregate, signing_package
+from signer_ffi.group import SignerGroup
+
+PRODUCER = "signing-coordinator"
+
+
+class SigningFailedError(RuntimeError):
+    """A signing round that produced no signature; `event` is what was recorded."""
+
+    def __init__(self, message: str, event: Envelope[SigningFailed]) -> None:
+        super().__init__(message)
+        self.event = event
+
+
+@dataclass
+class SigningRound:
+    """Pure state of one round; the Kafka loop feeds it messages."""
+
+    request: SigningRequested
+    group: SignerGroup
+    message: bytes
+    commitments: dict[int, SigningCommitments] = field(default_factory=dict)
+    package: SigningPackageIssued | None = None
+    shares: dict[int, SignatureShare] = field(default_factory=dict)
+
+    def on_commitment(self, msg: SigningCommitmentPublished) -> SigningPackageIssued | None:
+        if self.package is not None or msg.participant not in self.group.identifiers:
+            return None
+        self.commitments.setdefault(msg.participant, SigningCommitments(bytes.fromhex(msg.commitments_hex)))
+        if len(self.commitments) < self.group.threshold:
+            return None
+        chosen = sorted(self.commitments)[: self.group.threshold]
+        pkg = signing_package({i: self.commitments[i] for i in chosen}, self.message)
+        self.package = SigningPackageIssued(
+            request_id=self.request.request_id, participants=tuple(chosen), signing_package_hex=pkg.data.hex()
+        )
+        return self.package
+
+    def on_share(self, msg: SignatureSharePublished) -> bytes | None:
+        if self.package is None or msg.participant not in self.package.participants:
+            return None
+        self.shares.setdefault(msg.participant, SignatureShare(bytes.fromhex(msg.share_hex)))
+        if len(self.shares) < len(self.package.participants):
+            return None
+        from signer_ffi.frost import SigningPackage
+
+        pkg = SigningPackage(bytes.fromhex(self.package.signing_package_hex))
+        return aggregate(pkg, self.shares, self.group.public_key_package)
+
+    def missing(self) -> list[int]:
+        if self.package is None:
+            return [i for i in self.group.identifiers if i not in self.commitments]
+        return [i for i in self.package.participants if i not in self.shares]
+
+
+def _end_offsets(consumer: Consumer, topic: str) -> list[TopicPartition]:
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    out = []
+    for p in parts:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        out.append(TopicPartition(topic, p, high))
+    return out
+
+
+def sign_message(
+    settings: Settings,
+    group: SignerGroup,
+    message: bytes,
+    *,
+    purpose: str,
+    timeout: float = 10.0,
+    request_id: str | None = None,
+) -> Envelope[SigningCompleted]:
+    """Run one FROST signing round across the live signer processes."""
+    request_id = request_id or uuid.uuid4().hex
+    producer = Producer(producer_config(settings))
+    consumer = Consumer(consumer_config(settings, group_id=f"coordinator-{request_id}"))
+    messages_topic = settings.topic(Topic.SIGNING_MESSAGES)
+    consumer.assign(_end_offsets(consumer, messages_topic))
+
+    def publish(event: Envelope[Any]) -> None:
+        key, value, headers = encode(event)
+        producer.produce(settings.topic(event.payload.TOPIC), key=key, value=value, headers=headers)
+        producer.flush(10)
+
+    request = new_event(
+        SigningRequested(
+            request_id=request_id,
+            digest_hex=message.hex(),
+            purpose=purpose,
+            signers=group.identifiers,
+            group_public_key=group.verifying_key.hex(),
+        ),
+        producer=PRODUCER,
+    )
+    state = SigningRound(request=request.payload, group=group, message=message)
+    started = time.monotonic()
+    try:
+        publish(request)
+        signature: bytes | None = None
+        failure: tuple[str, tuple[int, ...]] | None = None
+        while signature is None and failure is None:
+            if time.monotonic() - started > timeout:
+                missing = state.missing()
+                stage = "commitments" if state.package is None else "signature shares"
+                failure = (f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) {missing}", ())
+                break
+            msg = consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            try:
+                ev = decode(msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+            except Exception:
+                continue  # not ours to judge; participants and the dead-letter path handle it
+            payload = ev.payload
+            if getattr(payload, "request_id", None) != request_id:
+                continue
+            if isinstance(payload, SigningCommitmentPublished):
+                issued = state.on_commitment(payload)
+                if issued is not None:
+                    publish(new_event(issued, producer=PRODUCER, causation=request))
+            elif isinstance(payload, SignatureSharePublished):
+                try:
+                    signature = state.on_share(payload)
+                except InvalidSignatureShareError as exc:
+                    failure = (f"invalid signature share(s) from {list(exc.culprits)}", tuple(exc.culprits))
+        if failure is not None:
+            failed = new_event(
+                SigningFailed(
+                    request_id=request_id,
+                    digest_hex=message.hex(),
+                    purpose=purpose,
+                    participants=tuple(sorted(state.commitments)),
+                    reason=failure[0],
+                    culprits=failure[1],
+                ),
+                producer=PRODUCER,
+                causation=request,
+            )
+            publish(failed)
+            raise SigningFailedError(failure[0], failed)
+        assert signature is not None and state.package is not None
+        try:
+            Ed25519PublicKey.from_public_bytes(group.verifying_key).verify(signature, message)
+        except InvalidSignature as exc:  # pragma: no cover - aggregate already verified
+            raise RuntimeError("aggregate signature does not verify") from exc
+        done = new_event(
+            SigningCompleted(
+                request_id=request_id,
+                digest_hex=message.hex(),
+                purpose=purpose,
+                participants=state.package.participants,
+                group_public_key=group.verifying_key.hex(),
+                signature_hex=signature.hex(),
+            ),
+            producer=PRODUCER,
+            causation=request,
+        )
+        publish(done)
+        return done
+    finally:
+        consumer.close()
+
+
+def file_digest(data: bytes) -> bytes:
+    """What gets signed for a file: its SHA-256 digest."""
+    return hashlib.sha256(data).digest()

@@ -1,0 +1,91 @@
+"""Where a signer group's files live and how a participant gets its passphrase.
+
+A key directory holds `group.json` (public: threshold, identifiers, the group's public
+key package) and one `participant-<id>.key` per share, each encrypted at rest with
+scrypt + AES-GCM (`signer_ffi.keyfile`). Passphrases never come from code or logs: they
+are read from `TRADETAPE_SIGNER_PASSPHRASE_<id>`, `TRADETAPE_SIGNER_PASSPHRASE`, or the
+file named by `TRADETAPE_SIGNER_PASSPHRASE_FILE`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from signer_ffi.frost import KeyShare, PublicKeyPackage
+from signer_ffi.keyfile import read_key_file
+
+PASSPHRASE_ENV = "TRADETAPE_SIGNER_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "TRADETAPE_SIGNER_PASSPHRASE_FILE"
+GROUP_FILE = "group.json"
+
+
+class PassphraseMissingError(RuntimeError):
+    pass
+
+
+def passphrase_for(participant: int | None = None) -> bytearray:
+    """The passphrase for one participant's key file, from the environment only."""
+    if participant is not None and (value := os.environ.get(f"{PASSPHRASE_ENV}_{participant}")):
+        return bytearray(value.encode())
+    if value := os.environ.get(PASSPHRASE_ENV):
+        return bytearray(value.encode())
+    if path := os.environ.get(PASSPHRASE_FILE_ENV):
+        return bytearray(Path(path).read_bytes().rstrip(b"\r\n"))
+    raise PassphraseMissingError(
+        f"set {PASSPHRASE_ENV}_<id>, {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV} to unlock key files"
+    )
+
+
+def key_file(directory: Path, participant: int) -> Path:
+    return directory / f"participant-{participant}.key"
+
+
+@dataclass(frozen=True)
+class SignerGroup:
+    """The public description of a k-of-n signer group."""
+
+    threshold: int
+    identifiers: tuple[int, ...]
+    public_key_package: PublicKeyPackage
+
+    @property
+    def verifying_key(self) -> bytes:
+        return self.public_key_package.verifying_key
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / GROUP_FILE
+        path.write_text(
+            json.dumps(
+                {
+                    "threshold": self.threshold,
+                    "identifiers": list(self.identifiers),
+                    "verifying_key": self.verifying_key.hex(),
+                    "public_key_package": self.public_key_package.data.hex(),
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> SignerGroup:
+        path = directory / GROUP_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no signer group at {path}: run `tradetape signer keygen` first")
+        raw = json.loads(path.read_text())
+        pkg = PublicKeyPackage(bytes.fromhex(raw["public_key_package"]))
+        return cls(threshold=int(raw["threshold"]), identifiers=tuple(raw["identifiers"]), public_key_package=pkg)
+
+
+def load_share(directory: Path, participant: int) -> KeyShare:
+    passphrase = passphrase_for(participant)
+    try:
+        return read_key_file(key_file(directory, participant), passphrase)
+    finally:
+        passphrase[:] = b"\x00" * len(passphrase)
