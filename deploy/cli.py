@@ -135,11 +135,19 @@ def topics(data_dir: DataDirOpt = None) -> None:
 def run(
     components: Annotated[
         list[str] | None,
-        typer.Argument(help="engine, projections, streams (default: all of them)"),
+        typer.Argument(help="engine, projections, streams, signer (default: all but signer)"),
+    ] = None,
+    signer_id: Annotated[
+        int | None, typer.Option("--id", help="Participant id for `run signer`")
     ] = None,
 ) -> None:
     """Run components in the foreground. Several run as one supervised process group."""
+    import os
+
     from deploy.runner import run_components
+
+    if signer_id is not None:
+        os.environ["TRADETAPE_SIGNER_ID"] = str(signer_id)
 
     raise typer.Exit(run_components(components or [], get_settings()))
 

@@ -50,26 +50,46 @@ def dealer_keygen(threshold: int, signers: int, out_dir: Path) -> SignerGroup:
     finally:
         for share in shares:
             share.wipe()
-    group = SignerGroup(threshold=threshold, identifiers=public.identifiers, public_key_package=public)
+    group = SignerGroup(
+        threshold=threshold, identifiers=public.identifiers, public_key_package=public
+    )
     group.save(out_dir)
     return group
 
 
-def _seal_key(own: X25519PrivateKey, peer_public: bytes, ceremony: str, sender: int, recipient: int) -> bytes:
+def _seal_key(
+    own: X25519PrivateKey, peer_public: bytes, ceremony: str, sender: int, recipient: int
+) -> bytes:
     shared = own.exchange(X25519PublicKey.from_public_bytes(peer_public))
     info = f"tradetape-dkg|{ceremony}|{sender}->{recipient}".encode()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
 
 
-def seal(own: X25519PrivateKey, peer_public: bytes, ceremony: str, sender: int, recipient: int, plain: bytes) -> bytes:
+def seal(
+    own: X25519PrivateKey,
+    peer_public: bytes,
+    ceremony: str,
+    sender: int,
+    recipient: int,
+    plain: bytes,
+) -> bytes:
     key = _seal_key(own, peer_public, ceremony, sender, recipient)
     nonce = os.urandom(12)
     return nonce + AESGCM(key).encrypt(nonce, plain, f"{ceremony}|{sender}|{recipient}".encode())
 
 
-def unseal(own: X25519PrivateKey, peer_public: bytes, ceremony: str, sender: int, recipient: int, sealed: bytes) -> bytes:
+def unseal(
+    own: X25519PrivateKey,
+    peer_public: bytes,
+    ceremony: str,
+    sender: int,
+    recipient: int,
+    sealed: bytes,
+) -> bytes:
     key = _seal_key(own, peer_public, ceremony, sender, recipient)
-    return AESGCM(key).decrypt(sealed[:12], sealed[12:], f"{ceremony}|{sender}|{recipient}".encode())
+    return AESGCM(key).decrypt(
+        sealed[:12], sealed[12:], f"{ceremony}|{sender}|{recipient}".encode()
+    )
 
 
 def run_dkg_participant(
@@ -86,9 +106,13 @@ def run_dkg_participant(
     """One participant's side of a DKG ceremony, exchanging packages on `signing.messages`."""
     topic = settings.topic(Topic.SIGNING_MESSAGES)
     producer = Producer(producer_config(settings))
-    consumer = Consumer(consumer_config(settings, group_id=f"dkg-{ceremony_id}-{identifier}-{os.getpid()}"))
+    consumer = Consumer(
+        consumer_config(settings, group_id=f"dkg-{ceremony_id}-{identifier}-{os.getpid()}")
+    )
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])  # a late joiner still sees round 1
+    consumer.assign(
+        [TopicPartition(topic, p, 0) for p in parts]
+    )  # a late joiner still sees round 1
     name = f"dkg-{identifier}"
 
     def publish(event: Envelope[Any]) -> None:
@@ -104,7 +128,10 @@ def run_dkg_participant(
     publish(
         new_event(
             DkgRound1Published(
-                ceremony_id=ceremony_id, participant=identifier, package_hex=package1.hex(), x25519_public_hex=x_pub.hex()
+                ceremony_id=ceremony_id,
+                participant=identifier,
+                package_hex=package1.hex(),
+                x25519_public_hex=x_pub.hex(),
             ),
             producer=name,
         )
@@ -118,21 +145,44 @@ def run_dkg_participant(
         while True:
             if time.monotonic() > deadline:
                 missing = sorted(set(range(1, signers + 1)) - set(round1) - {identifier})
-                raise CeremonyError(f"DKG {ceremony_id} timed out; no round-1 package yet from {missing}")
+                raise CeremonyError(
+                    f"DKG {ceremony_id} timed out; no round-1 package yet from {missing}"
+                )
             msg = consumer.poll(0.1)
             if msg is None or msg.error():
                 continue
             try:
-                ev = decode(msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+                ev = decode(
+                    msg.value(),
+                    msg.headers(),
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
             except Exception:
                 continue
             p = ev.payload
-            if isinstance(p, DkgRound1Published) and p.ceremony_id == ceremony_id and p.participant != identifier:
+            if (
+                isinstance(p, DkgRound1Published)
+                and p.ceremony_id == ceremony_id
+                and p.participant != identifier
+            ):
                 round1.setdefault(p.participant, p)
-            elif isinstance(p, DkgRound2Published) and p.ceremony_id == ceremony_id and p.recipient == identifier:
+            elif (
+                isinstance(p, DkgRound2Published)
+                and p.ceremony_id == ceremony_id
+                and p.recipient == identifier
+            ):
                 if p.sender in round1:
                     peer = bytes.fromhex(round1[p.sender].x25519_public_hex)
-                    round2[p.sender] = unseal(x_priv, peer, ceremony_id, p.sender, identifier, bytes.fromhex(p.sealed_package_hex))
+                    round2[p.sender] = unseal(
+                        x_priv,
+                        peer,
+                        ceremony_id,
+                        p.sender,
+                        identifier,
+                        bytes.fromhex(p.sealed_package_hex),
+                    )
             if secret2 is None and len(round1) == signers - 1:
                 packages = {i: bytes.fromhex(r.package_hex) for i, r in round1.items()}
                 secret2, outgoing = dkg_part2(secret1, packages)
@@ -142,7 +192,10 @@ def run_dkg_participant(
                     publish(
                         new_event(
                             DkgRound2Published(
-                                ceremony_id=ceremony_id, sender=identifier, recipient=recipient, sealed_package_hex=sealed.hex()
+                                ceremony_id=ceremony_id,
+                                sender=identifier,
+                                recipient=recipient,
+                                sealed_package_hex=sealed.hex(),
                             ),
                             producer=name,
                         )
@@ -161,11 +214,17 @@ def run_dkg_participant(
     finally:
         passphrase[:] = b"\x00" * len(passphrase)
         share.wipe()
-    group = SignerGroup(threshold=threshold, identifiers=public.identifiers, public_key_package=public)
+    group = SignerGroup(
+        threshold=threshold, identifiers=public.identifiers, public_key_package=public
+    )
     group.save(out_dir)
     publish(
         new_event(
-            DkgCompleted(ceremony_id=ceremony_id, participant=identifier, group_public_key=group.verifying_key.hex()),
+            DkgCompleted(
+                ceremony_id=ceremony_id,
+                participant=identifier,
+                group_public_key=group.verifying_key.hex(),
+            ),
             producer=name,
         )
     )

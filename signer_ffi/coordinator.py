@@ -60,13 +60,17 @@ class SigningRound:
     def on_commitment(self, msg: SigningCommitmentPublished) -> SigningPackageIssued | None:
         if self.package is not None or msg.participant not in self.group.identifiers:
             return None
-        self.commitments.setdefault(msg.participant, SigningCommitments(bytes.fromhex(msg.commitments_hex)))
+        self.commitments.setdefault(
+            msg.participant, SigningCommitments(bytes.fromhex(msg.commitments_hex))
+        )
         if len(self.commitments) < self.group.threshold:
             return None
         chosen = sorted(self.commitments)[: self.group.threshold]
         pkg = signing_package({i: self.commitments[i] for i in chosen}, self.message)
         self.package = SigningPackageIssued(
-            request_id=self.request.request_id, participants=tuple(chosen), signing_package_hex=pkg.data.hex()
+            request_id=self.request.request_id,
+            participants=tuple(chosen),
+            signing_package_hex=pkg.data.hex(),
         )
         return self.package
 
@@ -137,13 +141,22 @@ def sign_message(
             if time.monotonic() - started > timeout:
                 missing = state.missing()
                 stage = "commitments" if state.package is None else "signature shares"
-                failure = (f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) {missing}", ())
+                failure = (
+                    f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) {missing}",
+                    (),
+                )
                 break
             msg = consumer.poll(0.05)
             if msg is None or msg.error():
                 continue
             try:
-                ev = decode(msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+                ev = decode(
+                    msg.value(),
+                    msg.headers(),
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
             except Exception:
                 continue  # not ours to judge; participants and the dead-letter path handle it
             payload = ev.payload
@@ -157,7 +170,10 @@ def sign_message(
                 try:
                     signature = state.on_share(payload)
                 except InvalidSignatureShareError as exc:
-                    failure = (f"invalid signature share(s) from {list(exc.culprits)}", tuple(exc.culprits))
+                    failure = (
+                        f"invalid signature share(s) from {list(exc.culprits)}",
+                        tuple(exc.culprits),
+                    )
         if failure is not None:
             failed = new_event(
                 SigningFailed(

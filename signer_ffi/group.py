@@ -77,10 +77,16 @@ class SignerGroup:
     def load(cls, directory: Path) -> SignerGroup:
         path = directory / GROUP_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"no signer group at {path}: run `tradetape signer keygen` first")
+            raise FileNotFoundError(
+                f"no signer group at {path}: run `tradetape signer keygen` first"
+            )
         raw = json.loads(path.read_text())
         pkg = PublicKeyPackage(bytes.fromhex(raw["public_key_package"]))
-        return cls(threshold=int(raw["threshold"]), identifiers=tuple(raw["identifiers"]), public_key_package=pkg)
+        return cls(
+            threshold=int(raw["threshold"]),
+            identifiers=tuple(raw["identifiers"]),
+            public_key_package=pkg,
+        )
 
 
 def load_share(directory: Path, participant: int) -> KeyShare:

@@ -24,7 +24,12 @@ from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
-from schemas.events import SignatureSharePublished, SigningCommitmentPublished, SigningPackageIssued, SigningRequested
+from schemas.events import (
+    SignatureSharePublished,
+    SigningCommitmentPublished,
+    SigningPackageIssued,
+    SigningRequested,
+)
 from schemas.topics import Topic
 from signer_ffi.errors import SignerError
 from signer_ffi.frost import KeyShare, SigningNonces, SigningPackage, commit, sign
@@ -47,14 +52,19 @@ class ParticipantState:
         return self.share.identifier
 
     def on_request(self, req: SigningRequested, now: float) -> SigningCommitmentPublished | None:
-        if self.identifier not in req.signers or req.group_public_key != self.group.verifying_key.hex():
+        if (
+            self.identifier not in req.signers
+            or req.group_public_key != self.group.verifying_key.hex()
+        ):
             return None
         if req.request_id in self.pending:
             return None
         nonces, commitments = commit(self.share)
         self.pending[req.request_id] = (nonces, now)
         return SigningCommitmentPublished(
-            request_id=req.request_id, participant=self.identifier, commitments_hex=commitments.data.hex()
+            request_id=req.request_id,
+            participant=self.identifier,
+            commitments_hex=commitments.data.hex(),
         )
 
     def on_package(self, issued: SigningPackageIssued) -> SignatureSharePublished | None:
@@ -68,7 +78,9 @@ class ParticipantState:
             return None
         nonces, _at = entry
         try:
-            share = sign(SigningPackage(bytes.fromhex(issued.signing_package_hex)), nonces, self.share)
+            share = sign(
+                SigningPackage(bytes.fromhex(issued.signing_package_hex)), nonces, self.share
+            )
         finally:
             nonces.close()
         return SignatureSharePublished(
@@ -91,11 +103,18 @@ def _assign_from_end(consumer: Consumer, topics: list[str]) -> None:
     consumer.assign(assignment)
 
 
-def serve(settings: Settings, state: ParticipantState, stop: threading.Event, ready: threading.Event | None = None) -> None:
+def serve(
+    settings: Settings,
+    state: ParticipantState,
+    stop: threading.Event,
+    ready: threading.Event | None = None,
+) -> None:
     producer_name = f"signer-{state.identifier}"
     producer = Producer(producer_config(settings))
     consumer = Consumer(consumer_config(settings, group_id=f"{producer_name}-{os.getpid()}"))
-    _assign_from_end(consumer, [settings.topic(Topic.SIGNING_REQUESTS), settings.topic(Topic.SIGNING_MESSAGES)])
+    _assign_from_end(
+        consumer, [settings.topic(Topic.SIGNING_REQUESTS), settings.topic(Topic.SIGNING_MESSAGES)]
+    )
     if ready is not None:
         ready.set()
 
@@ -111,7 +130,13 @@ def serve(settings: Settings, state: ParticipantState, stop: threading.Event, re
             if msg is None or msg.error():
                 continue
             try:
-                ev = decode(msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+                ev = decode(
+                    msg.value(),
+                    msg.headers(),
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
             except MalformedEventError as exc:
                 publish(dead_letter_for(msg, exc, stage=producer_name, producer=producer_name))
                 continue
@@ -141,7 +166,9 @@ def main(settings: Settings) -> int:
     if not raw_id:
         print("error: `tradetape run signer` needs --id", file=sys.stderr)
         return 2
-    key_dir = Path(os.environ.get("TRADETAPE_SIGNER_KEY_DIR", settings.resolved_data_dir / "signers"))
+    key_dir = Path(
+        os.environ.get("TRADETAPE_SIGNER_KEY_DIR", settings.resolved_data_dir / "signers")
+    )
     try:
         group = SignerGroup.load(key_dir)
         share = load_share(key_dir, int(raw_id))
@@ -153,8 +180,14 @@ def main(settings: Settings) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     ready = threading.Event()
     threading.Thread(
-        target=lambda: ready.wait(60)
-        and print(f"signer {share.identifier} serving group {group.verifying_key.hex()[:16]}", file=sys.stderr, flush=True),
+        target=lambda: (
+            ready.wait(60)
+            and print(
+                f"signer {share.identifier} serving group {group.verifying_key.hex()[:16]}",
+                file=sys.stderr,
+                flush=True,
+            )
+        ),
         daemon=True,
     ).start()
     serve(settings, ParticipantState(share=share, group=group), stop, ready)
