@@ -1,0 +1,93 @@
+"""Producer authentication: Ed25519 over an intent's canonical bytes.
+
+The registry of producers is itself folded from `ProducerRegistered` events, so who may
+trade which account can be audited and replayed like everything else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from schemas.envelope import EventPayload
+from schemas.serde import canonical_payload_bytes
+
+P = TypeVar("P", bound=EventPayload)
+
+
+def signing_bytes(payload: EventPayload) -> bytes:
+    """What gets signed: the payload's canonical JSON without its signature."""
+    return canonical_payload_bytes(payload, exclude={"signature"})
+
+
+def new_keypair() -> tuple[Ed25519PrivateKey, str]:
+    key = Ed25519PrivateKey.generate()
+    return key, public_hex(key)
+
+
+def public_hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def private_hex(key: Ed25519PrivateKey) -> str:
+    return key.private_bytes_raw().hex()
+
+
+def load_private_hex(text: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(text.strip()))
+
+
+def sign(payload: P, key: Ed25519PrivateKey) -> P:
+    """A copy of `payload` carrying a hex signature over its canonical bytes."""
+    signature = key.sign(signing_bytes(payload)).hex()
+    return payload.model_copy(update={"signature": signature})
+
+
+def verify(payload: EventPayload, public_key_hex: str) -> bool:
+    """True only for a well-formed signature by that key; anything odd is False."""
+    signature = getattr(payload, "signature", None)
+    if not isinstance(signature, str):
+        return False
+    try:
+        pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
+        pub.verify(bytes.fromhex(signature), signing_bytes(payload))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ProducerEntry:
+    producer_id: str
+    public_key: str
+    accounts: frozenset[str]
+
+
+def key_dir(data_dir: Path) -> Path:
+    return data_dir / "keys"
+
+
+def key_path(data_dir: Path, producer_id: str) -> Path:
+    return key_dir(data_dir) / f"{producer_id}.ed25519"
+
+
+def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write the key readable by its owner only (0600), created that way from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(private_hex(key) + "\n")
+    os.chmod(path, 0o600)
+
+
+def read_private_key(path: Path) -> Ed25519PrivateKey:
+    return load_private_hex(path.read_text())

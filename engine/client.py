@@ -1,0 +1,147 @@
+"""The producer SDK: sign intents, publish them idempotently, await their decisions."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from deploy.kafka import consumer_config, producer_config
+from deploy.settings import Settings
+from engine.auth import key_path, read_private_key, sign
+from schemas import Envelope, MalformedEventError, decode, encode, new_event
+from schemas.envelope import EventPayload
+from schemas.events import CancelIntent, OrderIntent
+from schemas.topics import Topic
+
+DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected", "AdminCommandRejected"})
+
+
+class DecisionWatcher:
+    """Reads the decisions topic (read_committed) from its end and indexes by correlation id."""
+
+    def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
+        self._consumer = Consumer(
+            consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}")
+        )
+        topic = settings.topic(Topic.DECISIONS)
+        parts = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = []
+        for p in parts:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10, cached=False
+            )
+            tps.append(TopicPartition(topic, p, low if from_beginning else high))
+        self._consumer.assign(tps)
+        self.by_correlation: dict[UUID, Envelope[Any]] = {}
+        self.received_at: dict[UUID, float] = {}
+        self._lock = threading.Lock()
+
+    def pump(self, timeout: float = 0.1) -> int:
+        n = 0
+        for msg in self._consumer.consume(num_messages=5000, timeout=timeout):
+            if msg.error():
+                continue
+            try:
+                event = decode(msg.value(), msg.headers(), topic=msg.topic())
+            except MalformedEventError:
+                continue
+            if event.event_type in DECISION_TYPES:
+                with self._lock:
+                    if event.correlation_id not in self.by_correlation:
+                        self.by_correlation[event.correlation_id] = event
+                        self.received_at[event.correlation_id] = time.time()
+                n += 1
+        return n
+
+    def wait(self, correlation_id: UUID, timeout: float = 30.0) -> Envelope[Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = self.by_correlation.get(correlation_id)
+            if found is not None:
+                return found
+            self.pump(0.1)
+        return None
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class IntentPublisher:
+    """Publishes signed intents (and admin commands) with an idempotent producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer_id: str,
+        key: Ed25519PrivateKey | None = None,
+        *,
+        watch: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.producer_id = producer_id
+        if key is None and producer_id != "admin":
+            path = key_path(settings.resolved_data_dir, producer_id)
+            key = read_private_key(path) if path.exists() else None
+        self.key = key
+        self._producer = Producer(producer_config(settings))
+        self._watcher = DecisionWatcher(settings) if watch else None
+
+    def sign(self, payload: OrderIntent | CancelIntent) -> OrderIntent | CancelIntent:
+        if self.key is None:
+            raise ValueError(f"no private key for producer {self.producer_id}")
+        return sign(payload, self.key)
+
+    def publish_event(self, event: Envelope[Any]) -> Envelope[Any]:
+        key, value, headers = encode(event)
+        self._producer.produce(
+            self.settings.topic(Topic(event.topic)), key=key, value=value, headers=headers
+        )
+        self._producer.poll(0)
+        return event
+
+    def publish(
+        self, payload: EventPayload, *, sign_it: bool = True, admin: bool = False
+    ) -> Envelope[Any]:
+        """Sign (intents) and publish. Admin commands go to the admin topic as-is."""
+        if sign_it and isinstance(payload, OrderIntent | CancelIntent) and payload.signature is None:
+            payload = self.sign(payload)
+        event = new_event(payload, producer=self.producer_id)
+        if admin:
+            key, value, headers = encode(event)
+            self._producer.produce(
+                self.settings.topic(Topic.ADMIN), key=key, value=value, headers=headers
+            )
+            self._producer.poll(0)
+            return event
+        return self.publish_event(event)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return int(self._producer.flush(timeout))
+
+    def await_decision(self, correlation_id: UUID, timeout: float = 30.0) -> Envelope[Any] | None:
+        """The decision for the intent that started `correlation_id`, or None on timeout."""
+        if self._watcher is None:
+            raise RuntimeError("publisher created with watch=False")
+        self.flush()
+        return self._watcher.wait(correlation_id, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        if self._watcher is not None:
+            self._watcher.close()
+
+
+def load_key(settings: Settings, producer_id: str) -> Ed25519PrivateKey:
+    return read_private_key(key_path(settings.resolved_data_dir, producer_id))
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    return settings.resolved_data_dir.joinpath(*parts)

@@ -1,0 +1,298 @@
+"""The pure core: (state, input event) -> output events.
+
+Every output is a `derive_event` of its input, so a replay of the same input yields the
+same ids, and it is folded into the state the moment it is emitted, exactly as a rebuild
+from the log would fold it. No Kafka, no clock, no randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from engine.auth import verify
+from engine.risk.evaluator import evaluate
+from engine.state import EngineState
+from engine.venue.base import Venue
+from engine.venue.paper import PaperVenue
+from schemas import Envelope, derive_event
+from schemas.envelope import EventPayload
+from schemas.events import (
+    AccountOpened,
+    AdminCommandRejected,
+    AmlFlagCleared,
+    AmlFlagRaised,
+    CancelIntent,
+    DepositReceived,
+    DetectorConfigChanged,
+    IntentRejected,
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    KycVerified,
+    MarketTrade,
+    OrderIntent,
+    OrderSubmitted,
+    ProducerRegistered,
+    QuoteUpdated,
+    RiskDecision,
+    RiskLimitsChanged,
+)
+from schemas.events.admin import ADMIN_COMMAND_TYPES
+from schemas.events.orders import IntentRejectReason
+from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
+
+ENGINE_PRODUCER = "engine"
+DEFAULT_ADMINS: frozenset[str] = frozenset({"admin"})
+
+
+@dataclass
+class Context:
+    """What the processor knows that is not in the state: the worker's lag and config."""
+
+    consumer_lag: int = 0
+    admins: frozenset[str] = DEFAULT_ADMINS
+    venues: dict[str, Venue] = field(default_factory=lambda: {"paper": PaperVenue()})
+
+
+class _Emitter:
+    def __init__(self, state: EngineState, cause: Envelope[Any]) -> None:
+        self.state, self.cause = state, cause
+        self.out: list[Envelope[Any]] = []
+
+    def __call__(self, payload: EventPayload, discriminator: str) -> None:
+        event = derive_event(
+            payload, producer=ENGINE_PRODUCER, causation=self.cause, discriminator=discriminator
+        )
+        self.state.apply(event)
+        self.out.append(event)
+
+
+def order_id_for(intent_event: Envelope[Any]) -> str:
+    return "o-" + hashlib.sha256(str(intent_event.event_id).encode()).hexdigest()[:24]
+
+
+def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Envelope[Any]]:
+    """All outputs for one input. Never raises for a well-formed event of any type."""
+    p = event.payload
+    emit = _Emitter(state, event)
+    if isinstance(p, OrderIntent | CancelIntent):
+        _intent(state, event, ctx, emit)
+    elif isinstance(p, MarketTrade | QuoteUpdated):
+        state.apply(event)
+        for venue in ctx.venues.values():
+            venue.on_market(state, event, emit)
+    elif p.EVENT_TYPE in ADMIN_COMMAND_TYPES:
+        _admin(state, event, ctx, emit)
+    return emit.out
+
+
+# ---- intents ---------------------------------------------------------------------------
+
+
+def _reject(
+    emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, detail: str
+) -> None:
+    p = event.payload
+    emit(
+        IntentRejected(
+            account=p.account,
+            producer_id=p.producer_id,
+            client_order_id=p.client_order_id,
+            intent_event_id=event.event_id,
+            reason=reason,
+            detail=detail[:2000],
+        ),
+        "decision",
+    )
+
+
+def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
+    p: OrderIntent | CancelIntent = event.payload
+    prior = state.decisions.get((p.producer_id, p.client_order_id))
+    if prior is not None:
+        # Idempotency: the original decision, byte for byte, and nothing traded again.
+        emit.out.append(prior)
+        return
+    entry = state.producers.get(p.producer_id)
+    if entry is None:
+        _reject(emit, event, IntentRejectReason.UNKNOWN_PRODUCER,
+                f"producer {p.producer_id!r} is not registered")
+        return
+    if not verify(p, entry.public_key):
+        _reject(emit, event, IntentRejectReason.BAD_SIGNATURE,
+                f"signature does not verify with {p.producer_id}'s registered key")
+        return
+    if p.account not in entry.accounts:
+        _reject(emit, event, IntentRejectReason.NOT_ENTITLED,
+                f"producer {p.producer_id} may not act on account {p.account}")
+        return
+    if isinstance(p, CancelIntent):
+        _cancel(state, event, p, ctx, emit)
+    else:
+        _order(state, event, p, ctx, emit)
+
+
+def _cancel(
+    state: EngineState, event: Envelope[Any], p: CancelIntent, ctx: Context, emit: _Emitter
+) -> None:
+    order_id = state.client_orders.get((p.producer_id, p.target_client_order_id))
+    order = state.orders.get(order_id) if order_id else None
+    if order is None or order.account != p.account or order.done:
+        _reject(emit, event, IntentRejectReason.UNKNOWN_ORDER,
+                f"no open order {p.target_client_order_id!r} on {p.account}")
+        return
+    venue = ctx.venues.get(order.venue)
+    version = state.limits_for(p.account)[0]
+    if venue is None:
+        _reject(emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {order.venue}")
+        return
+    emit(
+        RiskDecision(
+            account=p.account,
+            producer_id=p.producer_id,
+            strategy_id=p.strategy_id,
+            client_order_id=p.client_order_id,
+            intent_event_id=event.event_id,
+            intent_kind="CANCEL",
+            outcome=DecisionOutcome.APPROVED,
+            risk_config_version=version,
+            order_id=order.order_id,
+        ),
+        "decision",
+    )
+    venue.cancel(state, order, "CLIENT", emit)
+
+
+def _order(
+    state: EngineState, event: Envelope[Any], p: OrderIntent, ctx: Context, emit: _Emitter
+) -> None:
+    venue = ctx.venues.get(p.venue)
+    if venue is None:
+        _reject(emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {p.venue!r}")
+        return
+    fee_rate = Decimal(str(getattr(venue, "taker_fee", Decimal("0.001"))))
+    ev = evaluate(state, p, event.occurred_at, consumer_lag=ctx.consumer_lag,
+                  taker_fee_rate=fee_rate)
+    acc = state.account(p.account)
+    if ev.context is not None and ev.context.equity is not None:
+        if ev.context.equity > acc.peak_equity:
+            acc.peak_equity = ev.context.equity
+        if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
+            peak = acc.peak_equity
+            emit(
+                KillSwitchEngaged(
+                    scope=p.account,
+                    engaged_by="drawdown-brake",
+                    reason="account drawdown from its peak passed the threshold",
+                    drawdown=(peak - ev.context.equity) / peak if peak else None,
+                    peak_equity=peak,
+                    equity=ev.context.equity,
+                ),
+                "brake",
+            )
+    order_id = order_id_for(event) if ev.passed else None
+    emit(
+        RiskDecision(
+            account=p.account,
+            producer_id=p.producer_id,
+            strategy_id=p.strategy_id,
+            client_order_id=p.client_order_id,
+            intent_event_id=event.event_id,
+            intent_kind="ORDER",
+            outcome=DecisionOutcome.APPROVED if ev.passed else DecisionOutcome.REJECTED,
+            reason_codes=ev.reason_codes,
+            rule_results=ev.results,
+            risk_config_version=ev.config_version,
+            order_id=order_id,
+        ),
+        "decision",
+    )
+    if order_id is None:
+        return
+    decision = emit.out[-1]
+    emit(
+        OrderSubmitted(
+            order_id=order_id,
+            account=p.account,
+            producer_id=p.producer_id,
+            strategy_id=p.strategy_id,
+            client_order_id=p.client_order_id,
+            instrument=p.instrument,
+            side=p.side,
+            order_type=p.order_type,
+            quantity=p.quantity,
+            limit_price=p.limit_price,
+            time_in_force=p.time_in_force,
+            venue=venue.name,
+            decision_event_id=decision.event_id,
+            stop_loss=p.stop_loss,
+            take_profit=p.take_profit,
+        ),
+        "submit",
+    )
+    venue.submit(state, state.orders[order_id], emit)
+
+
+# ---- admin commands --------------------------------------------------------------------
+
+
+def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str | None:
+    """Why the command must be refused, or None. Anything unexpected refuses."""
+    p = event.payload
+    if event.producer not in ctx.admins:
+        return f"producer {event.producer!r} is not an authorised admin"
+    if isinstance(p, AccountOpened):
+        if state.account(p.account).opened:
+            return f"account {p.account} is already open"
+        return None
+    if isinstance(p, KycVerified | AmlFlagRaised | DepositReceived):
+        if not state.account(p.account).opened:
+            return f"account {p.account} is not open"
+        if isinstance(p, DepositReceived) and p.deposit_id in state.account(p.account).deposits:
+            return f"deposit {p.deposit_id} already recorded"
+        return None
+    if isinstance(p, AmlFlagCleared):
+        if p.flag_id not in state.account(p.account).aml_flags:
+            return f"no open AML flag {p.flag_id} on {p.account}"
+        return None
+    if isinstance(p, ProducerRegistered):
+        return None
+    if isinstance(p, RiskLimitsChanged):
+        current = state.limits.get(p.scope, (0, None))[0]
+        if p.config_version <= current:
+            return f"config_version {p.config_version} is not above {current} for {p.scope}"
+        if p.scope != GLOBAL_SCOPE and not state.account(p.scope).opened:
+            return f"scope {p.scope} is neither '*' nor an open account"
+        return None
+    if isinstance(p, KillSwitchEngaged):
+        if p.scope in state.kill_switches:
+            return f"kill switch already engaged for {p.scope}"
+        return None
+    if isinstance(p, KillSwitchReleased):
+        if p.scope not in state.kill_switches:
+            return f"kill switch not engaged for {p.scope}"
+        return None
+    if isinstance(p, DetectorConfigChanged):
+        return None
+    return f"{p.EVENT_TYPE} is not an admin command"
+
+
+def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
+    try:
+        why = _admin_check(state, event, ctx)
+    except Exception as exc:  # fail closed
+        why = f"check failed: {type(exc).__name__}: {exc}"
+    if why is not None:
+        emit(
+            AdminCommandRejected(
+                command_event_id=event.event_id,
+                command_type=event.event_type,
+                key=event.key,
+                reason=why[:2000],
+            ),
+            "admin-rejected",
+        )
+        return
+    emit(event.payload, "admin-accepted")

@@ -1,0 +1,134 @@
+"""Build a rule context from the engine state and run every rule, failing closed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from engine.risk.rules import RULES, RiskContext, Rule
+from engine.state import STABLECOINS, ZERO, EngineState, rate_count, split_instrument
+from schemas.events import OrderIntent, RuleResult, Side
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    passed: bool
+    results: tuple[RuleResult, ...]
+    reason_codes: tuple[str, ...]
+    config_version: int
+    context: RiskContext | None
+
+
+def build_context(
+    state: EngineState,
+    intent: OrderIntent,
+    intent_at: datetime,
+    *,
+    consumer_lag: int,
+    taker_fee_rate: Decimal,
+) -> RiskContext:
+    acc = state.account(intent.account)
+    version, limits = state.limits_for(intent.account)
+    base, quote = split_instrument(intent.instrument)
+    ps = state.price(intent.instrument)
+    ref = ps.reference()
+    open_buy = open_sell = reserved_quote = reserved_base = ZERO
+    open_count = 0
+    for order in state.open_orders_of(intent.account):
+        if order.parent_order_id is not None:
+            continue  # attached children only ever close what their parent opened
+        open_count += 1
+        if order.instrument != intent.instrument and order.side is Side.BUY:
+            o_quote = split_instrument(order.instrument)[1]
+            if o_quote == quote and order.limit_price is not None:
+                reserved_quote += order.leaves * order.limit_price * (1 + taker_fee_rate)
+            continue
+        if order.instrument != intent.instrument:
+            if split_instrument(order.instrument)[0] == base:
+                reserved_base += order.leaves
+            continue
+        if order.side is Side.BUY:
+            open_buy += order.leaves
+            price = order.limit_price or (ref[0] if ref else ZERO)
+            reserved_quote += order.leaves * price * (1 + taker_fee_rate)
+        else:
+            open_sell += order.leaves
+            reserved_base += order.leaves
+    limits_window = limits.rate_window_seconds
+    return RiskContext(
+        account_opened=acc.opened,
+        kyc_verified=acc.kyc,
+        aml_flags=tuple(sorted(acc.aml_flags)),
+        limits=limits,
+        config_version=version,
+        instrument=intent.instrument,
+        base_asset=base,
+        quote_asset=quote,
+        side=intent.side,
+        order_type=intent.order_type,
+        quantity=intent.quantity,
+        limit_price=intent.limit_price,
+        intent_at=intent_at,
+        reference_price=ref[0] if ref else None,
+        reference_at=ref[1] if ref else None,
+        best_ask=ps.ask,
+        consumer_lag=consumer_lag,
+        position=acc.positions.get(intent.instrument, ZERO),
+        open_buy_leaves=open_buy,
+        open_sell_leaves=open_sell,
+        open_orders=open_count,
+        recent_orders=rate_count(
+            state, intent.producer_id, intent.strategy_id, intent_at, limits_window
+        ),
+        quote_available=acc.balances.get(quote, ZERO),
+        base_available=acc.balances.get(base, ZERO),
+        reserved_quote=reserved_quote,
+        reserved_base=reserved_base,
+        taker_fee_rate=taker_fee_rate,
+        kill_engaged=state.kill_engaged(intent.account),
+        equity=state.equity(intent.account),
+        peak_equity=acc.peak_equity,
+        known_stablecoins=STABLECOINS,
+    )
+
+
+def run_rules(ctx: RiskContext, rules: tuple[Rule, ...] = RULES) -> Evaluation:
+    """All rules run and are recorded; any failure, or any exception, rejects."""
+    results: list[RuleResult] = []
+    for rule in rules:
+        try:
+            result = rule(ctx)
+        except Exception as exc:  # fail closed: a rule that cannot decide rejects
+            result = RuleResult(
+                rule_id=getattr(rule, "RULE_ID", rule.__name__),
+                rule_version=getattr(rule, "RULE_VERSION", 1),
+                passed=False,
+                reason_code="RULE_ERROR",
+                detail=f"{type(exc).__name__}: {exc}"[:500],
+            )
+        results.append(result)
+    codes = tuple(dict.fromkeys(r.reason_code or "FAILED" for r in results if not r.passed))
+    return Evaluation(not codes, tuple(results), codes, ctx.config_version, ctx)
+
+
+def evaluate(
+    state: EngineState,
+    intent: OrderIntent,
+    intent_at: datetime,
+    *,
+    consumer_lag: int,
+    taker_fee_rate: Decimal,
+) -> Evaluation:
+    try:
+        ctx = build_context(
+            state, intent, intent_at, consumer_lag=consumer_lag, taker_fee_rate=taker_fee_rate
+        )
+    except Exception as exc:  # fail closed
+        version = state.limits_for(intent.account)[0]
+        result = RuleResult(
+            rule_id="CONTEXT", rule_version=1, passed=False, reason_code="RULE_ERROR",
+            detail=f"{type(exc).__name__}: {exc}"[:500],
+        )
+        return Evaluation(False, (result,), ("RULE_ERROR",), version, None)
+    return run_rules(ctx)

@@ -1,0 +1,247 @@
+"""Pre-trade risk rules. Each is a pure function of a `RiskContext` with an id and version.
+
+A rule that cannot make its check fails: a missing price, an unknown mark or an
+unexpected value is a rejection, never an approval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from schemas.events import OrderType, RiskLimits, RuleResult, Side
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    """Everything a rule may look at, computed by the evaluator from the state."""
+
+    account_opened: bool
+    kyc_verified: bool
+    aml_flags: tuple[str, ...]
+    limits: RiskLimits
+    config_version: int
+    instrument: str
+    base_asset: str
+    quote_asset: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    intent_at: datetime
+    reference_price: Decimal | None
+    reference_at: datetime | None
+    best_ask: Decimal | None
+    consumer_lag: int
+    position: Decimal
+    open_buy_leaves: Decimal
+    open_sell_leaves: Decimal
+    open_orders: int
+    recent_orders: int
+    quote_available: Decimal
+    base_available: Decimal
+    reserved_quote: Decimal
+    reserved_base: Decimal
+    taker_fee_rate: Decimal
+    kill_engaged: bool
+    equity: Decimal | None
+    peak_equity: Decimal
+    known_stablecoins: frozenset[str]
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+    @property
+    def risk_reducing(self) -> bool:
+        """Shrinks the absolute position without flipping it."""
+        if self.position > 0:
+            return self.side is Side.SELL and self.quantity + self.open_sell_leaves <= self.position
+        if self.position < 0:
+            return self.side is Side.BUY and self.quantity + self.open_buy_leaves <= -self.position
+        return False
+
+    @property
+    def execution_price(self) -> Decimal | None:
+        """The price used for notional and balance: the limit, else the worse of ref and ask."""
+        if self.limit_price is not None:
+            return self.limit_price
+        if self.reference_price is None:
+            return None
+        if self.side is Side.BUY and self.best_ask is not None:
+            return max(self.reference_price, self.best_ask)
+        return self.reference_price
+
+
+Rule = Callable[[RiskContext], RuleResult]
+
+
+def _ok(rule_id: str, version: int, detail: str = "") -> RuleResult:
+    return RuleResult(rule_id=rule_id, rule_version=version, passed=True, detail=detail)
+
+
+def _no(rule_id: str, version: int, code: str, detail: str) -> RuleResult:
+    return RuleResult(
+        rule_id=rule_id, rule_version=version, passed=False, reason_code=code, detail=detail
+    )
+
+
+def freshness(ctx: RiskContext) -> RuleResult:
+    """Fail closed when our view is behind the log or the reference price is old."""
+    rid, ver = freshness.RULE_ID, freshness.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.consumer_lag > ctx.limits.max_consumer_lag:
+        return _no(rid, ver, "STALE_STATE", f"consumer lag {ctx.consumer_lag} > "
+                   f"{ctx.limits.max_consumer_lag}")
+    if ctx.reference_price is None or ctx.reference_at is None:
+        return _no(rid, ver, "STALE_STATE", f"no reference price for {ctx.instrument}")
+    age = (ctx.intent_at - ctx.reference_at).total_seconds()
+    if age > ctx.limits.max_price_age_seconds:
+        return _no(rid, ver, "STALE_STATE", f"reference price {age:.3f}s old > "
+                   f"{ctx.limits.max_price_age_seconds}s")
+    return _ok(rid, ver, f"lag {ctx.consumer_lag}, price age {age:.3f}s")
+
+
+def account_state(ctx: RiskContext) -> RuleResult:
+    rid, ver = account_state.RULE_ID, account_state.RULE_VERSION  # type: ignore[attr-defined]
+    if not ctx.account_opened:
+        return _no(rid, ver, "ACCOUNT_NOT_OPEN", "no AccountOpened for this account")
+    if not ctx.kyc_verified:
+        return _no(rid, ver, "KYC_NOT_VERIFIED", "KYC not verified")
+    if ctx.aml_flags:
+        return _no(rid, ver, "AML_FLAG_OPEN", f"open AML flags: {', '.join(ctx.aml_flags)}")
+    return _ok(rid, ver)
+
+
+def asset_allow_list(ctx: RiskContext) -> RuleResult:
+    """Only permitted payment stablecoins (MiCA, GENIUS Act) may appear in a pair."""
+    rid, ver = asset_allow_list.RULE_ID, asset_allow_list.RULE_VERSION  # type: ignore[attr-defined]
+    allowed = set(ctx.limits.allowed_stablecoins)
+    for asset in (ctx.base_asset, ctx.quote_asset):
+        if asset in ctx.known_stablecoins and asset not in allowed:
+            return _no(rid, ver, "STABLECOIN_NOT_PERMITTED",
+                       f"{asset} is not on the allow-list {sorted(allowed)}")
+    return _ok(rid, ver)
+
+
+def kill_switch(ctx: RiskContext) -> RuleResult:
+    rid, ver = kill_switch.RULE_ID, kill_switch.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.kill_engaged and not ctx.risk_reducing:
+        return _no(rid, ver, "KILL_SWITCH_ENGAGED", "kill switch engaged: risk-reducing only")
+    return _ok(rid, ver, "engaged, risk-reducing" if ctx.kill_engaged else "")
+
+
+def drawdown_brake(ctx: RiskContext) -> RuleResult:
+    """Passes while drawdown from the peak is under the threshold, or the order reduces risk."""
+    rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.equity is None:
+        return _no(rid, ver, "NO_MARK", "cannot value the account: a held asset has no price")
+    peak = max(ctx.peak_equity, ctx.equity)
+    if peak <= 0:
+        return _ok(rid, ver, "no equity yet")
+    dd = (peak - ctx.equity) / peak
+    if dd >= ctx.limits.drawdown_brake_pct and not ctx.risk_reducing:
+        return _no(rid, ver, "DRAWDOWN_BRAKE", f"drawdown {dd:.4f} >= "
+                   f"{ctx.limits.drawdown_brake_pct} (equity {ctx.equity}, peak {peak})")
+    return _ok(rid, ver, f"drawdown {dd:.4f}")
+
+
+def price_collar(ctx: RiskContext) -> RuleResult:
+    """The fat-finger check: a limit price within the collar of the reference price."""
+    rid, ver = price_collar.RULE_ID, price_collar.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.reference_price is None:
+        return _no(rid, ver, "NO_REFERENCE_PRICE", "no reference price")
+    if ctx.limit_price is None:
+        return _ok(rid, ver, "market order")
+    dev = abs(ctx.limit_price - ctx.reference_price) / ctx.reference_price
+    if dev > ctx.limits.price_collar_pct:
+        return _no(rid, ver, "PRICE_COLLAR", f"limit {ctx.limit_price} deviates {dev:.4f} from "
+                   f"reference {ctx.reference_price} > {ctx.limits.price_collar_pct}")
+    return _ok(rid, ver, f"deviation {dev:.4f}")
+
+
+def max_order_notional(ctx: RiskContext) -> RuleResult:
+    rid, ver = max_order_notional.RULE_ID, max_order_notional.RULE_VERSION  # type: ignore[attr-defined]
+    price = ctx.execution_price
+    if price is None:
+        return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
+    notional = ctx.quantity * price
+    if notional > ctx.limits.max_order_notional:
+        return _no(rid, ver, "MAX_ORDER_NOTIONAL",
+                   f"notional {notional} > {ctx.limits.max_order_notional}")
+    return _ok(rid, ver, f"notional {notional}")
+
+
+def max_position(ctx: RiskContext) -> RuleResult:
+    """Worst case: the position if every open order on this side and this one fill."""
+    rid, ver = max_position.RULE_ID, max_position.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.side is Side.BUY:
+        worst = ctx.position + ctx.open_buy_leaves + ctx.quantity
+    else:
+        worst = ctx.position - ctx.open_sell_leaves - ctx.quantity
+    if abs(worst) > ctx.limits.max_position and abs(worst) > abs(ctx.position):
+        return _no(rid, ver, "MAX_POSITION", f"worst-case position {worst} exceeds "
+                   f"{ctx.limits.max_position}")
+    return _ok(rid, ver, f"worst-case position {worst}")
+
+
+def max_open_orders(ctx: RiskContext) -> RuleResult:
+    rid, ver = max_open_orders.RULE_ID, max_open_orders.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.open_orders + 1 > ctx.limits.max_open_orders:
+        return _no(rid, ver, "MAX_OPEN_ORDERS",
+                   f"{ctx.open_orders} open, limit {ctx.limits.max_open_orders}")
+    return _ok(rid, ver, f"{ctx.open_orders} open")
+
+
+def order_rate(ctx: RiskContext) -> RuleResult:
+    rid, ver = order_rate.RULE_ID, order_rate.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.recent_orders + 1 > ctx.limits.max_orders_per_window:
+        return _no(rid, ver, "ORDER_RATE", f"{ctx.recent_orders} orders in "
+                   f"{ctx.limits.rate_window_seconds}s, limit {ctx.limits.max_orders_per_window}")
+    return _ok(rid, ver, f"{ctx.recent_orders} in window")
+
+
+def balance(ctx: RiskContext) -> RuleResult:
+    """Cash (buys) or inventory (sells) free of open orders, plus the credit limit."""
+    rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
+    if ctx.side is Side.BUY:
+        price = ctx.execution_price
+        if price is None:
+            return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
+        need = ctx.quantity * price * (1 + ctx.taker_fee_rate)
+        free = ctx.quote_available - ctx.reserved_quote + ctx.limits.credit_limit
+        asset = ctx.quote_asset
+    else:
+        need = ctx.quantity
+        free = ctx.base_available - ctx.reserved_base
+        if ctx.limits.credit_limit > 0 and ctx.reference_price:
+            free += ctx.limits.credit_limit / ctx.reference_price
+        asset = ctx.base_asset
+    if need > free:
+        return _no(rid, ver, "INSUFFICIENT_BALANCE", f"needs {need} {asset}, free {free}")
+    return _ok(rid, ver, f"needs {need} {asset}, free {free}")
+
+
+def _tag(rule: Rule, rule_id: str, version: int) -> Rule:
+    rule.RULE_ID = rule_id  # type: ignore[attr-defined]
+    rule.RULE_VERSION = version  # type: ignore[attr-defined]
+    return rule
+
+
+RULES: tuple[Rule, ...] = (
+    _tag(freshness, "FRESHNESS", 1),
+    _tag(account_state, "ACCOUNT_STATE", 1),
+    _tag(asset_allow_list, "ASSET_ALLOW_LIST", 1),
+    _tag(kill_switch, "KILL_SWITCH", 1),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 1),
+    _tag(price_collar, "PRICE_COLLAR", 1),
+    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 1),
+    _tag(max_position, "MAX_POSITION", 1),
+    _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
+    _tag(order_rate, "ORDER_RATE", 1),
+    _tag(balance, "BALANCE", 1),
+)
+"""Every rule, in the order their results are recorded."""

@@ -1,0 +1,353 @@
+"""The engine's state: a pure fold over the events it reads and writes.
+
+Nothing here talks to Kafka. The worker feeds it the reference topics (accounts,
+transfers, risk config, market data) for every partition and its own outputs
+(decisions, orders, fills) for the partitions it owns; the same fold rebuilds it after
+a crash, so the log stays the only truth. Applying a reference event twice is harmless:
+they are de-duplicated by event id.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from engine.auth import ProducerEntry
+from schemas import Envelope
+from schemas.events import (
+    AccountOpened,
+    AmlFlagCleared,
+    AmlFlagRaised,
+    DepositReceived,
+    Fill,
+    IntentRejected,
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    KycVerified,
+    MarketTrade,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderSubmitted,
+    OrderType,
+    ProducerRegistered,
+    QuoteUpdated,
+    RiskDecision,
+    RiskLimits,
+    RiskLimitsChanged,
+    Side,
+    TimeInForce,
+)
+from schemas.events.risk import GLOBAL_SCOPE
+
+STABLECOINS: frozenset[str] = frozenset(
+    {"USDT", "USDC", "EURC", "DAI", "BUSD", "TUSD", "FDUSD", "PYUSD", "USDP", "USDE", "EURT",
+     "GUSD", "USDD", "RLUSD", "EURS"}
+)
+"""Known payment stablecoins; only those on the limits' allow-list may be traded."""
+
+ZERO = Decimal(0)
+
+
+def split_instrument(instrument: str) -> tuple[str, str]:
+    base, quote = instrument.split("/", 1)
+    return base, quote
+
+
+@dataclass
+class OrderState:
+    order_id: str
+    account: str
+    producer_id: str
+    strategy_id: str
+    client_order_id: str
+    instrument: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    trigger_price: Decimal | None
+    time_in_force: TimeInForce
+    venue: str
+    parent_order_id: str | None
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    submitted_at: datetime
+    filled: Decimal = ZERO
+    done: bool = False
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.quantity - self.filled
+
+
+@dataclass
+class AccountState:
+    account: str
+    opened: bool = False
+    base_currency: str = "USDT"
+    kyc: bool = False
+    aml_flags: set[str] = field(default_factory=set)
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    positions: dict[str, Decimal] = field(default_factory=dict)
+    deposits: set[str] = field(default_factory=set)
+    open_orders: set[str] = field(default_factory=set)
+    peak_equity: Decimal = ZERO
+
+
+@dataclass
+class PriceState:
+    last_trade: Decimal | None = None
+    last_trade_at: datetime | None = None
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    bid_qty: Decimal = ZERO
+    ask_qty: Decimal = ZERO
+    quote_at: datetime | None = None
+    quote_id: str = ""
+
+    def reference(self) -> tuple[Decimal, datetime] | None:
+        """The newer of the last trade and the mid, with its event time."""
+        candidates: list[tuple[datetime, Decimal]] = []
+        if self.last_trade is not None and self.last_trade_at is not None:
+            candidates.append((self.last_trade_at, self.last_trade))
+        if self.bid is not None and self.ask is not None and self.quote_at is not None:
+            candidates.append((self.quote_at, (self.bid + self.ask) / 2))
+        if not candidates:
+            return None
+        at, price = max(candidates, key=lambda c: c[0])
+        return price, at
+
+
+@dataclass
+class EngineState:
+    """Everything the engine decides from. Mutable, but only `apply` changes it."""
+
+    producers: dict[str, ProducerEntry] = field(default_factory=dict)
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    limits: dict[str, tuple[int, RiskLimits]] = field(default_factory=dict)
+    kill_switches: set[str] = field(default_factory=set)
+    prices: dict[str, PriceState] = field(default_factory=dict)
+    orders: dict[str, OrderState] = field(default_factory=dict)
+    client_orders: dict[tuple[str, str], str] = field(default_factory=dict)
+    decisions: dict[tuple[str, str], Envelope[Any]] = field(default_factory=dict)
+    rate: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
+    fill_ids: set[str] = field(default_factory=set)
+    seen_reference: set[UUID] = field(default_factory=set)
+    open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
+    applied: int = 0
+
+    # ---- queries -------------------------------------------------------------------
+
+    def account(self, account: str) -> AccountState:
+        acc = self.accounts.get(account)
+        if acc is None:
+            acc = self.accounts[account] = AccountState(account)
+        return acc
+
+    def limits_for(self, account: str) -> tuple[int, RiskLimits]:
+        """Account limits if set, else global, else the schema defaults at version 0."""
+        return self.limits.get(account) or self.limits.get(GLOBAL_SCOPE) or (0, RiskLimits())
+
+    def kill_engaged(self, account: str) -> bool:
+        return GLOBAL_SCOPE in self.kill_switches or account in self.kill_switches
+
+    def price(self, instrument: str) -> PriceState:
+        ps = self.prices.get(instrument)
+        if ps is None:
+            ps = self.prices[instrument] = PriceState()
+        return ps
+
+    def mark(self, asset: str, account: AccountState) -> Decimal | None:
+        """Value of one unit of `asset` in the account's currency; None if unknown."""
+        if asset == account.base_currency or asset in STABLECOINS:
+            return Decimal(1)
+        for quote in (account.base_currency, *sorted(STABLECOINS)):
+            ps = self.prices.get(f"{asset}/{quote}")
+            if ps is not None:
+                ref = ps.reference()
+                if ref is not None:
+                    return ref[0]
+        return None
+
+    def equity(self, account: str) -> Decimal | None:
+        acc = self.account(account)
+        total = ZERO
+        for asset, amount in acc.balances.items():
+            if amount == 0:
+                continue
+            m = self.mark(asset, acc)
+            if m is None:
+                return None
+            total += amount * m
+        return total
+
+    def open_orders_of(self, account: str) -> list[OrderState]:
+        acc = self.accounts.get(account)
+        if acc is None:
+            return []
+        return [self.orders[o] for o in sorted(acc.open_orders)]
+
+    def positions(self) -> dict[tuple[str, str], Decimal]:
+        return {
+            (a, i): q
+            for a, acc in self.accounts.items()
+            for i, q in acc.positions.items()
+            if q != 0
+        }
+
+    # ---- the fold ------------------------------------------------------------------
+
+    def apply(self, event: Envelope[Any]) -> None:
+        """Fold one event in. Unknown types are ignored: the fold only reads what it needs."""
+        p = event.payload
+        self.applied += 1
+        if isinstance(p, MarketTrade):
+            ps = self.price(p.instrument)
+            if ps.last_trade_at is None or event.occurred_at >= ps.last_trade_at:
+                ps.last_trade, ps.last_trade_at = p.price, event.occurred_at
+            return
+        if isinstance(p, QuoteUpdated):
+            ps = self.price(p.instrument)
+            if ps.quote_at is None or event.occurred_at >= ps.quote_at:
+                ps.bid, ps.ask, ps.bid_qty, ps.ask_qty = (
+                    p.bid_price, p.ask_price, p.bid_quantity, p.ask_quantity
+                )
+                ps.quote_at, ps.quote_id = event.occurred_at, str(event.event_id)
+            return
+        if isinstance(p, RiskDecision | IntentRejected):
+            self._apply_decision(event)
+            return
+        if isinstance(p, OrderSubmitted):
+            self._apply_submitted(event.occurred_at, p)
+            return
+        if isinstance(p, Fill):
+            self._apply_fill(p)
+            return
+        if isinstance(p, OrderCanceled | OrderExpired | OrderRejected):
+            order = self.orders.get(p.order_id)
+            if order is not None:
+                self._close(order)
+            return
+        self._apply_reference(event)
+
+    def _apply_reference(self, event: Envelope[Any]) -> None:
+        if event.event_id in self.seen_reference:
+            return
+        p = event.payload
+        if isinstance(p, AccountOpened):
+            acc = self.account(p.account)
+            acc.opened, acc.base_currency = True, p.base_currency
+        elif isinstance(p, KycVerified):
+            self.account(p.account).kyc = True
+        elif isinstance(p, AmlFlagRaised):
+            self.account(p.account).aml_flags.add(p.flag_id)
+        elif isinstance(p, AmlFlagCleared):
+            self.account(p.account).aml_flags.discard(p.flag_id)
+        elif isinstance(p, ProducerRegistered):
+            self.producers[p.producer_id] = ProducerEntry(
+                p.producer_id, p.public_key, frozenset(p.accounts)
+            )
+        elif isinstance(p, DepositReceived):
+            acc = self.account(p.account)
+            if p.deposit_id not in acc.deposits:
+                acc.deposits.add(p.deposit_id)
+                acc.balances[p.asset] = acc.balances.get(p.asset, ZERO) + p.amount
+        elif isinstance(p, RiskLimitsChanged):
+            current = self.limits.get(p.scope)
+            if current is None or p.config_version > current[0]:
+                self.limits[p.scope] = (p.config_version, p.limits)
+        elif isinstance(p, KillSwitchEngaged):
+            self.kill_switches.add(p.scope)
+        elif isinstance(p, KillSwitchReleased):
+            self.kill_switches.discard(p.scope)
+            if p.scope != GLOBAL_SCOPE:
+                # A released brake starts measuring drawdown afresh.
+                self.account(p.scope).peak_equity = ZERO
+        else:
+            return
+        self.seen_reference.add(event.event_id)
+
+    def _apply_decision(self, event: Envelope[Any]) -> None:
+        p = event.payload
+        coid = p.client_order_id
+        if coid is None:
+            return
+        key = (p.producer_id, coid)
+        if key in self.decisions:
+            return
+        self.decisions[key] = event
+        if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
+            window = self.rate.setdefault((p.producer_id, p.strategy_id), deque())
+            window.append(event.occurred_at)
+
+    def _apply_submitted(self, at: datetime, p: OrderSubmitted) -> None:
+        if p.order_id in self.orders:
+            return
+        order = OrderState(
+            order_id=p.order_id,
+            account=p.account,
+            producer_id=p.producer_id,
+            strategy_id=p.strategy_id,
+            client_order_id=p.client_order_id,
+            instrument=p.instrument,
+            side=p.side,
+            order_type=p.order_type,
+            quantity=p.quantity,
+            limit_price=p.limit_price,
+            trigger_price=p.trigger_price,
+            time_in_force=p.time_in_force,
+            venue=p.venue,
+            parent_order_id=p.parent_order_id,
+            stop_loss=p.stop_loss,
+            take_profit=p.take_profit,
+            submitted_at=at,
+        )
+        self.orders[p.order_id] = order
+        if p.parent_order_id is None:
+            self.client_orders[(p.producer_id, p.client_order_id)] = p.order_id
+        else:
+            parent = self.orders.get(p.parent_order_id)
+            if parent is not None:
+                parent.children.append(p.order_id)
+        self.account(p.account).open_orders.add(p.order_id)
+        self.open_by_instrument.setdefault(p.instrument, set()).add(p.order_id)
+
+    def _close(self, order: OrderState) -> None:
+        order.done = True
+        self.account(order.account).open_orders.discard(order.order_id)
+        self.open_by_instrument.get(order.instrument, set()).discard(order.order_id)
+
+    def _apply_fill(self, p: Fill) -> None:
+        if p.fill_id in self.fill_ids:
+            return
+        self.fill_ids.add(p.fill_id)
+        acc = self.account(p.account)
+        base, quote = split_instrument(p.instrument)
+        signed = p.quantity if p.side is Side.BUY else -p.quantity
+        acc.positions[p.instrument] = acc.positions.get(p.instrument, ZERO) + signed
+        acc.balances[base] = acc.balances.get(base, ZERO) + signed
+        cash = -signed * p.price
+        acc.balances[quote] = acc.balances.get(quote, ZERO) + cash
+        acc.balances[p.fee_asset] = acc.balances.get(p.fee_asset, ZERO) - p.fee
+        order = self.orders.get(p.order_id)
+        if order is not None:
+            order.filled += p.quantity
+            if order.leaves <= 0:
+                self._close(order)
+
+
+def rate_count(state: EngineState, producer: str, strategy: str, at: datetime, seconds: int) -> int:
+    """Order intents decided for this strategy in the window ending at `at`."""
+    window = state.rate.get((producer, strategy))
+    if not window:
+        return 0
+    cutoff = at.timestamp() - seconds
+    while window and window[0].timestamp() <= cutoff:
+        window.popleft()
+    return sum(1 for t in window if t <= at)

@@ -1,0 +1,252 @@
+"""The paper venue: deterministic matching against the market-data topic.
+
+- MARKET orders take the displayed quantity at the touch; the remainder expires.
+- LIMIT orders take liquidity if marketable (taker), then rest (GTC) or expire (IOC/FOK;
+  FOK executes only if the displayed quantity covers the whole order). Resting orders fill
+  as makers at their limit when a public trade prints at or through it, up to the trade's
+  quantity, in price-time priority, and only against trades newer than the order.
+- Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
+  quantity once the parent is done; a trade through the trigger fills a child in full at
+  the trade price (taker).
+Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
+filled it, so reprocessing a market event can never fill an order twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+from engine.state import EngineState, OrderState, split_instrument
+from engine.venue.base import Emit
+from schemas import Envelope
+from schemas.events import (
+    CancelRequested,
+    Fill,
+    Liquidity,
+    MarketTrade,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderSubmitted,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+
+FEE_QUANTUM = Decimal("0.00000001")
+UTI_PREFIX = "TTPAPER"
+
+
+def _h(*parts: str, n: int = 24) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
+
+
+def uti_for(venue: str, venue_trade_id: str) -> str:
+    """Deterministic unique transaction identifier from the venue and its trade id."""
+    return UTI_PREFIX + _h(venue, venue_trade_id, n=32).upper()
+
+
+class PaperVenue:
+    name = "paper"
+
+    def __init__(
+        self, maker_fee: Decimal = Decimal("0.0008"), taker_fee: Decimal = Decimal("0.001")
+    ) -> None:
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _fill(
+        self,
+        state: EngineState,
+        order: OrderState,
+        qty: Decimal,
+        price: Decimal,
+        liquidity: Liquidity,
+        source: str,
+        traded_at: Any,
+        emit: Emit,
+    ) -> bool:
+        fill_id = "f-" + _h(order.order_id, source)
+        if fill_id in state.fill_ids or qty <= 0:
+            return False
+        rate = self.maker_fee if liquidity is Liquidity.MAKER else self.taker_fee
+        fee = (qty * price * rate).quantize(FEE_QUANTUM)
+        venue_trade_id = "pt-" + _h(self.name, order.order_id, source)
+        emit(
+            Fill(
+                fill_id=fill_id,
+                order_id=order.order_id,
+                account=order.account,
+                instrument=order.instrument,
+                side=order.side,
+                quantity=qty,
+                price=price,
+                fee=fee,
+                fee_asset=split_instrument(order.instrument)[1],
+                liquidity=liquidity,
+                venue=self.name,
+                venue_trade_id=venue_trade_id,
+                uti=uti_for(self.name, venue_trade_id),
+                traded_at=traded_at,
+                leaves_quantity=order.leaves - qty,
+            ),
+            f"fill:{fill_id}",
+        )
+        return True
+
+    def _end(self, order: OrderState, reason: str, emit: Emit, *, cancel: bool) -> None:
+        payload_cls = OrderCanceled if cancel else OrderExpired
+        emit(
+            payload_cls(
+                order_id=order.order_id,
+                account=order.account,
+                filled_quantity=order.filled,
+                leaves_quantity=order.leaves,
+                reason=reason,
+            ),
+            f"end:{order.order_id}",
+        )
+
+    def _parent_done(self, state: EngineState, order: OrderState, emit: Emit) -> None:
+        """Arm the attached stop-loss/take-profit for what the parent actually filled."""
+        if order.parent_order_id is not None or order.children or order.filled <= 0:
+            return
+        for kind, trigger in ((OrderType.STOP_LOSS, order.stop_loss),
+                              (OrderType.TAKE_PROFIT, order.take_profit)):
+            if trigger is None:
+                continue
+            child_id = "o-" + _h(order.order_id, kind.value)
+            emit(
+                OrderSubmitted(
+                    order_id=child_id,
+                    account=order.account,
+                    producer_id=order.producer_id,
+                    strategy_id=order.strategy_id,
+                    client_order_id=order.client_order_id,
+                    instrument=order.instrument,
+                    side=order.side.opposite,
+                    order_type=kind,
+                    quantity=order.filled,
+                    trigger_price=trigger,
+                    time_in_force=TimeInForce.GTC,
+                    venue=self.name,
+                    parent_order_id=order.order_id,
+                ),
+                f"child:{kind.value}",
+            )
+            emit(
+                OrderAccepted(
+                    order_id=child_id, account=order.account, venue=self.name,
+                    venue_order_id=child_id,
+                ),
+                f"accept:{child_id}",
+            )
+
+    # ---- the Venue interface -------------------------------------------------------
+
+    def submit(self, state: EngineState, order: OrderState, emit: Emit) -> None:
+        emit(
+            OrderAccepted(
+                order_id=order.order_id, account=order.account, venue=self.name,
+                venue_order_id=order.order_id,
+            ),
+            f"accept:{order.order_id}",
+        )
+        ps = state.price(order.instrument)
+        buy = order.side is Side.BUY
+        touch = ps.ask if buy else ps.bid
+        touch_qty = ps.ask_qty if buy else ps.bid_qty
+        source = f"quote:{ps.quote_id}"
+        at = ps.quote_at or order.submitted_at
+        if order.order_type is OrderType.MARKET:
+            if touch is not None and touch_qty > 0:
+                self._fill(state, order, min(order.leaves, touch_qty), touch, Liquidity.TAKER,
+                           source, at, emit)
+            if not order.done:
+                self._end(order, "MARKET_REMAINDER_NO_LIQUIDITY", emit, cancel=False)
+        else:
+            limit = order.limit_price
+            assert limit is not None
+            marketable = touch is not None and (touch <= limit if buy else touch >= limit)
+            if order.time_in_force is TimeInForce.FOK and (
+                not marketable or touch_qty < order.quantity
+            ):
+                self._end(order, "FOK_NOT_FILLABLE", emit, cancel=False)
+            else:
+                if marketable and touch is not None:
+                    self._fill(state, order, min(order.leaves, touch_qty), touch,
+                               Liquidity.TAKER, source, at, emit)
+                if not order.done and order.time_in_force is not TimeInForce.GTC:
+                    self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
+        if order.done:
+            self._parent_done(state, order, emit)
+
+    def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
+        emit(CancelRequested(order_id=order.order_id, account=order.account, reason=reason),
+             f"cancelreq:{order.order_id}")
+        self._end(order, reason, emit, cancel=True)
+        for child_id in order.children:
+            child = state.orders.get(child_id)
+            if child is not None and not child.done:
+                self._end(child, "PARENT_CANCELED", emit, cancel=True)
+        self._parent_done(state, order, emit)
+
+    def on_market(self, state: EngineState, event: Envelope[Any], emit: Emit) -> None:
+        trade = event.payload
+        if not isinstance(trade, MarketTrade):
+            return  # resting orders fill on prints only; quotes just move the touch
+        ids = state.open_by_instrument.get(trade.instrument)
+        if not ids:
+            return
+        orders = [state.orders[i] for i in ids]
+        source = f"trade:{trade.venue}:{trade.trade_id}"
+        price = trade.price
+        # Resting limit orders, price-time priority, each side against the print's size.
+        for side in (Side.BUY, Side.SELL):
+            crossing = [
+                o for o in orders
+                if o.side is side and o.order_type is OrderType.LIMIT and not o.done
+                and o.parent_order_id is None and o.limit_price is not None
+                and o.submitted_at < event.occurred_at
+                and (price <= o.limit_price if side is Side.BUY else price >= o.limit_price)
+            ]
+            crossing.sort(key=lambda o: (-(o.limit_price or 0) if side is Side.BUY
+                                         else (o.limit_price or 0), o.submitted_at, o.order_id))
+            remaining = trade.quantity
+            for o in crossing:
+                if remaining <= 0:
+                    break
+                assert o.limit_price is not None
+                qty = min(o.leaves, remaining)
+                if self._fill(state, o, qty, o.limit_price, Liquidity.MAKER, source,
+                              trade.exchange_ts, emit):
+                    remaining -= qty
+                if o.done:
+                    self._parent_done(state, o, emit)
+        # Armed children: a print through the trigger fills them in full, OCO.
+        for o in sorted(orders, key=lambda o: o.order_id):
+            if o.done or o.parent_order_id is None or o.trigger_price is None:
+                continue
+            if o.submitted_at >= event.occurred_at:
+                continue
+            t = o.trigger_price
+            sell = o.side is Side.SELL
+            if o.order_type is OrderType.STOP_LOSS:
+                hit = price <= t if sell else price >= t
+            else:
+                hit = price >= t if sell else price <= t
+            if not hit:
+                continue
+            if self._fill(state, o, o.leaves, price, Liquidity.TAKER, source,
+                          trade.exchange_ts, emit):
+                parent = state.orders.get(o.parent_order_id)
+                for sib_id in parent.children if parent else []:
+                    sib = state.orders.get(sib_id)
+                    if sib is not None and not sib.done:
+                        emit(CancelRequested(order_id=sib.order_id, account=sib.account,
+                                             reason="OCO"), f"cancelreq:{sib.order_id}")
+                        self._end(sib, "OCO", emit, cancel=True)

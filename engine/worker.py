@@ -1,0 +1,378 @@
+"""The engine worker: a confluent-kafka consume-transform-produce loop, exactly once.
+
+- Intents and admin commands come through the consumer group (`<prefix>engine`), so N
+  workers share the partitions. Reference topics (accounts, transfers, risk config) and
+  market data are read in full by every worker through a manually assigned consumer.
+- Every batch is one Kafka transaction: the outputs plus the input offsets
+  (`send_offsets_to_transaction`), so a decision and the consumption of its intent
+  commit together or not at all. Everything is read with `read_committed`.
+- On assignment the worker rebuilds its state from the log: reference topics in full,
+  then its own outputs (decisions, orders, fills) for the partitions it now owns. It never
+  re-runs a decision: resent or replayed intents find their decision in that state.
+- Fail closed: the consumer lag on the input partitions is passed to the rules, which
+  reject with STALE_STATE above the configured bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from deploy.deadletter import dead_letter_for
+from deploy.kafka import consumer_config, producer_config
+from deploy.settings import Settings
+from engine.processor import ENGINE_PRODUCER, Context, process
+from engine.state import EngineState
+from schemas import Envelope, MalformedEventError, decode, encode
+from schemas.events import CancelIntent, MarketTrade, OrderIntent, QuoteUpdated
+from schemas.events.admin import ADMIN_COMMAND_TYPES
+from schemas.topics import Topic
+
+log = logging.getLogger("tradetape.engine")
+
+INPUT_TOPICS = (Topic.INTENTS, Topic.ADMIN)
+REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
+OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
+MARKETDATA_WARMUP = 5_000
+"""Market-data records per partition read back on start, to know the latest prices."""
+TXN_TIMEOUT_MS = 10_000
+"""Short, so a killed worker's open transaction is aborted soon after a takeover."""
+
+
+def worker_id() -> str:
+    return os.environ.get("TRADETAPE_ENGINE_WORKER_ID", "0")
+
+
+def admin_producers() -> frozenset[str]:
+    raw = os.environ.get("TRADETAPE_ENGINE_ADMINS", "admin")
+    return frozenset(a.strip() for a in raw.split(",") if a.strip())
+
+
+def _decode(msg: Message) -> Envelope[Any]:
+    return decode(
+        msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(),
+        offset=msg.offset(),
+    )
+
+
+def read_until_caught_up(
+    consumer: Consumer,
+    start: list[TopicPartition],
+    on_message: Callable[[Message], None],
+    *,
+    timeout: float = 90.0,
+) -> bool:
+    """Assign `start` and read until every partition reaches its high watermark.
+
+    With read_committed the position stops at an open transaction, so this waits for it
+    to commit or abort (bounded by the transaction timeout). Returns False on timeout.
+    """
+    consumer.assign(start)
+    targets: dict[tuple[str, int], int] = {}
+    for tp in start:
+        low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
+            targets[(tp.topic, tp.partition)] = high
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    while targets and time.monotonic() < deadline:
+        msgs = consumer.consume(num_messages=5000, timeout=0.2)
+        for msg in msgs:
+            if msg.error():
+                continue
+            idle_since = time.monotonic()
+            on_message(msg)
+        done = []
+        positions = consumer.position(
+            [TopicPartition(t, p) for (t, p) in targets]
+        )
+        for tp in positions:
+            high = targets[(tp.topic, tp.partition)]
+            if tp.offset >= high:
+                done.append((tp.topic, tp.partition))
+            elif tp.offset >= high - 1 and time.monotonic() - idle_since > 1.0:
+                # Only a trailing transaction marker is left after the last record.
+                done.append((tp.topic, tp.partition))
+        for key in done:
+            targets.pop(key, None)
+    return not targets
+
+
+class EngineWorker:
+    def __init__(self, settings: Settings, *, wid: str | None = None) -> None:
+        self.settings = settings
+        self.wid = wid or worker_id()
+        self.stopping = False
+        self.state = EngineState()
+        self.ctx = Context(admins=admin_producers())
+        self.names = {t: settings.topic(t) for t in Topic}
+        self.input_names = {self.names[t] for t in INPUT_TOPICS}
+        prefix = settings.topic_prefix
+        self.producer = Producer(
+            producer_config(
+                settings,
+                transactional_id=f"{prefix}engine-{self.wid}",
+                **{"transaction.timeout.ms": TXN_TIMEOUT_MS, "linger.ms": 1},
+            )
+        )
+        self.consumer = Consumer(
+            consumer_config(
+                settings,
+                group_id=f"{prefix}engine",
+                **{"max.poll.interval.ms": 300_000, "session.timeout.ms": 10_000,
+                   "heartbeat.interval.ms": 2_000},
+            )
+        )
+        self.ref_consumer = Consumer(
+            consumer_config(settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
+        )
+        self.owned: list[int] = []
+        self._high: dict[tuple[str, int], tuple[float, int]] = {}
+        self.needs_rebuild = False
+        self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
+
+    # ---- rebuild -------------------------------------------------------------------
+
+    def _partitions(self, topic: Topic) -> list[int]:
+        name = self.names[topic]
+        md = self.ref_consumer.list_topics(name, timeout=10)
+        return sorted(md.topics[name].partitions)
+
+    def rebuild(self, partitions: Iterable[int]) -> None:
+        """Fresh state from the log: reference topics in full, own outputs for `partitions`."""
+        started = time.monotonic()
+        state = EngineState()
+        self.owned = sorted(set(partitions))
+
+        def apply(msg: Message) -> None:
+            try:
+                state.apply(_decode(msg))
+            except MalformedEventError as exc:
+                log.warning("skipping malformed record while rebuilding: %s", exc)
+
+        ref = [
+            TopicPartition(self.names[t], p, OFFSET_BEGINNING)
+            for t in REFERENCE_TOPICS
+            for p in self._partitions(t)
+        ]
+        md_name = self.names[Topic.MARKETDATA]
+        for p in self._partitions(Topic.MARKETDATA):
+            low, high = self.ref_consumer.get_watermark_offsets(
+                TopicPartition(md_name, p), timeout=10, cached=False
+            )
+            ref.append(TopicPartition(md_name, p, max(low, high - MARKETDATA_WARMUP)))
+        ok = read_until_caught_up(self.ref_consumer, ref, apply)
+        own_reader = Consumer(
+            consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
+        )
+        try:
+            own = [
+                TopicPartition(self.names[t], p, OFFSET_BEGINNING)
+                for t in OWN_TOPICS
+                for p in self.owned
+            ]
+            ok = read_until_caught_up(own_reader, own, apply) and ok
+        finally:
+            own_reader.close()
+        # Keep reading the reference topics live from where the rebuild stopped.
+        positions = self.ref_consumer.position(
+            [TopicPartition(tp.topic, tp.partition) for tp in ref]
+        )
+        self.ref_consumer.assign(
+            [tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+             for tp in positions]
+        )
+        self.state = state
+        log.info(
+            "worker %s rebuilt partitions %s from %d events in %.2fs%s",
+            self.wid, self.owned, state.applied, time.monotonic() - started,
+            "" if ok else " (incomplete: timed out)",
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.rebuild({tp.partition for tp in partitions})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.owned = []
+
+    # ---- lag -----------------------------------------------------------------------
+
+    def consumer_lag(self) -> int:
+        """Records on our input partitions not yet consumed: high watermark - position."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return 0
+        lag = 0
+        now = time.monotonic()
+        for tp in self.consumer.position(assignment):
+            key = (tp.topic, tp.partition)
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                cached = self._high.get(key)
+                if cached is None or now - cached[0] > 1.0:
+                    low, high = self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                    self._high[key] = (now, high)
+                else:
+                    high = cached[1]
+            position = tp.offset if tp.offset >= 0 else max(low, 0)
+            lag += max(0, high - position)
+        return lag
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def _dead_letter(self, msg: Message, exc: Exception) -> Envelope[Any]:
+        self.stats["dead_letters"] += 1
+        return dead_letter_for(msg, exc, stage="engine", producer=ENGINE_PRODUCER)
+
+    def _handle_input(self, msg: Message, out: list[Envelope[Any]]) -> None:
+        try:
+            event = _decode(msg)
+        except MalformedEventError as exc:
+            out.append(self._dead_letter(msg, exc))
+            return
+        topic = msg.topic()
+        p = event.payload
+        if topic == self.names[Topic.INTENTS] and not isinstance(p, OrderIntent | CancelIntent):
+            out.append(self._dead_letter(
+                msg, MalformedEventError(f"{event.event_type} is not an intent", topic=topic)))
+            return
+        if topic == self.names[Topic.ADMIN] and event.event_type not in ADMIN_COMMAND_TYPES:
+            out.append(self._dead_letter(
+                msg, MalformedEventError(f"{event.event_type} is not an admin command",
+                                         topic=topic)))
+            return
+        self.stats["intents"] += 1
+        try:
+            out.extend(process(self.state, event, self.ctx))
+        except Exception as exc:  # never crash on input; state may be torn: rebuild
+            log.exception("processing failed for %s", event.event_id)
+            out.append(self._dead_letter(msg, exc))
+            self.needs_rebuild = True
+
+    def _handle_reference(self, msg: Message, out: list[Envelope[Any]]) -> None:
+        try:
+            event = _decode(msg)
+        except MalformedEventError as exc:
+            log.warning("malformed reference record skipped: %s", exc)
+            return
+        if isinstance(event.payload, MarketTrade | QuoteUpdated):
+            try:
+                out.extend(process(self.state, event, self.ctx))
+            except Exception:
+                log.exception("market event %s failed", event.event_id)
+                self.needs_rebuild = True
+        else:
+            self.state.apply(event)
+
+    def _commit(self, out: list[Envelope[Any]]) -> None:
+        self.producer.begin_transaction()
+        for event in out:
+            key, value, headers = encode(event)
+            self.producer.produce(self.names[Topic(event.topic)], key=key, value=value,
+                                  headers=headers)
+            self.producer.poll(0)
+        assignment = self.consumer.assignment()
+        if assignment:
+            positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
+            if positions:
+                self.producer.send_offsets_to_transaction(
+                    positions, self.consumer.consumer_group_metadata(), 30
+                )
+        self.producer.commit_transaction(30)
+        self.stats["transactions"] += 1
+        self.stats["outputs"] += len(out)
+
+    def _recover(self, exc: KafkaException) -> None:
+        """After a failed transaction: abort, rewind the inputs and rebuild from the log."""
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.fatal():
+            raise exc
+        log.warning("transaction failed (%s); aborting and rebuilding", exc)
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException:
+            log.exception("abort failed")
+        assignment = self.consumer.assignment()
+        if assignment:
+            committed = self.consumer.committed(assignment, timeout=30)
+            for tp in committed:
+                self.consumer.seek(
+                    tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition,
+                                                             OFFSET_BEGINNING)
+                )
+        self.rebuild(self.owned)
+
+    def step(self, max_batch: int = 500, timeout: float = 0.05) -> int:
+        msgs = self.consumer.consume(num_messages=max_batch, timeout=timeout)
+        refs = self.ref_consumer.consume(num_messages=5000, timeout=0)
+        self.ctx.consumer_lag = self.consumer_lag()
+        out: list[Envelope[Any]] = []
+        for msg in refs:
+            if not msg.error():
+                self._handle_reference(msg, out)
+        inputs = 0
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            inputs += 1
+            self._handle_input(msg, out)
+        if out or inputs:
+            try:
+                self._commit(out)
+            except KafkaException as exc:
+                self._recover(exc)
+                return 0
+        if self.needs_rebuild:
+            self.needs_rebuild = False
+            self.rebuild(self.owned)
+        return inputs
+
+    def run(self) -> int:
+        self.producer.init_transactions(60)
+        self.consumer.subscribe(
+            [self.names[t] for t in INPUT_TOPICS], on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+        )
+        log.info("engine worker %s started", self.wid)
+        try:
+            while not self.stopping:
+                self.step()
+        finally:
+            self.consumer.close()
+            self.ref_consumer.close()
+            self.producer.flush(10)
+        log.info("engine worker %s stopped: %s", self.wid, self.stats)
+        return 0
+
+
+def main(settings: Settings) -> int:
+    """`tradetape run engine`: one worker in the foreground until SIGTERM/SIGINT."""
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    worker = EngineWorker(settings)
+
+    def _stop(signum: int, _frame: object) -> None:
+        worker.stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    return worker.run()

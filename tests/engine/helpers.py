@@ -1,0 +1,174 @@
+"""Shared helpers for engine tests: a world of accounts and prices, a worker, log reads."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from deploy.kafka import consumer_config, producer_config
+from deploy.settings import Settings
+from engine import auth
+from engine.worker import EngineWorker
+from schemas import Envelope, decode, encode, new_event
+from schemas.envelope import EventPayload
+from schemas.events import (
+    AccountOpened,
+    BeneficialOwner,
+    DepositReceived,
+    KycVerified,
+    MarketTrade,
+    OrderIntent,
+    OrderType,
+    OwnerKind,
+    ProducerRegistered,
+    QuoteUpdated,
+    Side,
+)
+from schemas.topics import Topic
+
+INSTRUMENT = "BTC/USDC"
+
+
+def produce(settings: Settings, events: list[Envelope[Any]], *, admin: bool = False) -> None:
+    producer = Producer(producer_config(settings))
+    for ev in events:
+        key, value, headers = encode(ev)
+        topic = settings.topic(Topic.ADMIN) if admin else settings.topic(Topic(ev.topic))
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def admin(payload: EventPayload) -> Envelope[Any]:
+    return new_event(payload, producer="admin")
+
+
+def world(
+    settings: Settings, accounts: list[str], *, producer_id: str = "strat1",
+    cash: Decimal = Decimal("10000000"),
+) -> Ed25519PrivateKey:
+    """Open, KYC and fund accounts and register one producer for them (admin commands)."""
+    key, pub = auth.new_keypair()
+    events: list[Envelope[Any]] = []
+    for acc in accounts:
+        owner = BeneficialOwner(owner_id=f"own-{acc}", kind=OwnerKind.NATURAL, name=acc,
+                                country="DE")
+        events.append(admin(AccountOpened(account=acc, beneficial_owner=owner,
+                                          base_currency="USDC")))
+        events.append(admin(KycVerified(account=acc, verified_by="test")))
+        events.append(admin(DepositReceived(deposit_id=f"dep-{acc}", account=acc, asset="USDC",
+                                            amount=cash)))
+    events.append(admin(ProducerRegistered(producer_id=producer_id, public_key=pub,
+                                           accounts=tuple(accounts), registered_by="admin")))
+    produce(settings, events, admin=True)
+    return key
+
+
+def quote(bid: str = "60000", ask: str = "60001", qty: str = "1000",
+          at: datetime | None = None, update_id: int = 1) -> Envelope[QuoteUpdated]:
+    return new_event(
+        QuoteUpdated(venue="binance", instrument=INSTRUMENT, bid_price=Decimal(bid),
+                     bid_quantity=Decimal(qty), ask_price=Decimal(ask),
+                     ask_quantity=Decimal(qty), update_id=update_id,
+                     exchange_ts=at or datetime.now(UTC)),
+        producer="md", occurred_at=at,
+    )
+
+
+def trade(price: str, qty: str = "5", trade_id: str | None = None) -> Envelope[MarketTrade]:
+    return new_event(
+        MarketTrade(venue="binance", instrument=INSTRUMENT, trade_id=trade_id or uuid.uuid4().hex,
+                    price=Decimal(price), quantity=Decimal(qty), aggressor_side=Side.BUY,
+                    exchange_ts=datetime.now(UTC)),
+        producer="md",
+    )
+
+
+def intent(
+    key: Ed25519PrivateKey, account: str, coid: str, *, side: Side = Side.BUY,
+    qty: str = "0.01", limit: str | None = None, producer_id: str = "strat1", **extra: Any,
+) -> Envelope[OrderIntent]:
+    payload = OrderIntent(
+        producer_id=producer_id, strategy_id="s", account=account, client_order_id=coid,
+        instrument=extra.pop("instrument", INSTRUMENT), side=side,
+        order_type=OrderType.LIMIT if limit else OrderType.MARKET, quantity=Decimal(qty),
+        limit_price=Decimal(limit) if limit else None, **extra,
+    )
+    return new_event(auth.sign(payload, key), producer=producer_id)
+
+
+def read_topic(settings: Settings, topic: Topic, *, settle: float = 1.0,
+               timeout: float = 30.0) -> list[Envelope[Any]]:
+    """Everything committed on `topic`, read_committed, up to the current end."""
+    consumer = Consumer(consumer_config(settings, group_id=f"read-{uuid.uuid4().hex}"))
+    name = settings.topic(topic)
+    parts = consumer.list_topics(name, timeout=10).topics[name].partitions
+    targets = {}
+    tps = []
+    for p in parts:
+        low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10,
+                                                   cached=False)
+        tps.append(TopicPartition(name, p, low))
+        if high > low:
+            targets[p] = high
+    consumer.assign(tps)
+    out: list[Envelope[Any]] = []
+    deadline = time.monotonic() + timeout
+    idle = time.monotonic()
+    while time.monotonic() < deadline:
+        msgs = consumer.consume(5000, 0.2)
+        for m in msgs:
+            if m.error():
+                continue
+            idle = time.monotonic()
+            out.append(decode(m.value(), m.headers(), topic=m.topic()))
+        pos = {tp.partition: tp.offset for tp in consumer.position(tps)}
+        if all(pos.get(p, -1) >= h - 1 for p, h in targets.items()) and (
+            time.monotonic() - idle > settle or all(pos.get(p, -1) >= h for p, h in
+                                                    targets.items())
+        ):
+            break
+    consumer.close()
+    return out
+
+
+def wait_for(settings: Settings, topic: Topic, pred: Any, timeout: float = 30.0
+             ) -> list[Envelope[Any]]:
+    deadline = time.monotonic() + timeout
+    events: list[Envelope[Any]] = []
+    while time.monotonic() < deadline:
+        events = read_topic(settings, topic, settle=0.3)
+        if pred(events):
+            return events
+        time.sleep(0.3)
+    return events
+
+
+@contextmanager
+def running_worker(settings: Settings, wid: str = "t0") -> Iterator[EngineWorker]:
+    worker = EngineWorker(settings, wid=wid)
+    error: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced to the test
+            error.append(exc)
+
+    thread = threading.Thread(target=_run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stopping = True
+        thread.join(30)
+        if error:
+            raise error[0]

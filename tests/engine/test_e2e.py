@@ -1,0 +1,106 @@
+"""The engine on the real broker: intents in, decisions, orders and fills out."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+from deploy.kafka import producer_config
+from deploy.settings import Settings
+from engine import auth
+from schemas.events import Side
+from schemas.topics import Topic
+from tests.engine.helpers import (
+    intent,
+    produce,
+    quote,
+    read_topic,
+    running_worker,
+    trade,
+    wait_for,
+    world,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _decisions(events):  # type: ignore[no-untyped-def]
+    return [e for e in events if e.event_type in ("RiskDecision", "IntentRejected")]
+
+
+def test_intents_to_decisions_orders_and_fills(env: Settings) -> None:
+    key = world(env, ["ACC1", "ACC2"])
+    produce(env, [quote()])
+    time.sleep(0.5)
+    with running_worker(env):
+        buy = intent(key, "ACC1", "c-1", qty="0.5")
+        rest = intent(key, "ACC2", "c-2", side=Side.BUY, qty="0.2", limit="59990")
+        produce(env, [quote(), buy, rest])
+        decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 2)
+        produce(env, [trade("59980", qty="1")])
+        orders = wait_for(env, Topic.ORDERS,
+                          lambda ev: sum(e.event_type == "Fill" for e in ev) >= 2)
+    by_coid = {d.payload.client_order_id: d for d in _decisions(decs)}
+    assert by_coid["c-1"].payload.outcome == "APPROVED", by_coid["c-1"].payload.reason_codes
+    assert by_coid["c-2"].payload.outcome == "APPROVED"
+    assert {r.rule_id for r in by_coid["c-1"].payload.rule_results} >= {
+        "FRESHNESS", "PRICE_COLLAR", "BALANCE", "KILL_SWITCH", "ASSET_ALLOW_LIST"}
+    fills = [e for e in orders if e.event_type == "Fill"]
+    taker = next(f for f in fills if f.payload.account == "ACC1")
+    maker = next(f for f in fills if f.payload.account == "ACC2")
+    assert taker.payload.liquidity == "TAKER" and str(taker.payload.price) == "60001"
+    assert maker.payload.liquidity == "MAKER" and str(maker.payload.price) == "59990"
+    assert taker.payload.uti.startswith("TTPAPER")
+    types = [e.event_type for e in orders if e.payload.account == "ACC1"]
+    assert types[:3] == ["OrderSubmitted", "OrderAccepted", "Fill"]
+    accounts = read_topic(env, Topic.ACCOUNTS)
+    assert {e.event_type for e in accounts} >= {"AccountOpened", "KycVerified",
+                                                 "ProducerRegistered"}
+
+
+def test_resend_dedup_bad_signature_garbage_and_stale_price(env: Settings) -> None:
+    key = world(env, ["ACC1"])
+    other_key, _ = auth.new_keypair()
+    with running_worker(env):
+        produce(env, [quote()])
+        first = intent(key, "ACC1", "dup-1", qty="0.1")
+        produce(env, [first])
+        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
+        resent = intent(key, "ACC1", "dup-1", qty="0.1")  # same client order id, new event
+        forged = intent(other_key, "ACC1", "forged-1")
+        unknown = intent(other_key, "ACC1", "who-1", producer_id="nobody")
+        p = Producer(producer_config(env))
+        p.produce(env.topic(Topic.INTENTS), key=b"ACC1", value=b"\x00\xffnot json")
+        p.flush(10)
+        produce(env, [first, resent, forged, unknown])
+        # A quote older than max_price_age (30 s by default) makes the reference stale.
+        from datetime import UTC, datetime, timedelta
+        old = quote(at=datetime.now(UTC) - timedelta(minutes=5))
+        produce(env, [old])
+        decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 5)
+        dls = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 1)
+        orders = read_topic(env, Topic.ORDERS)
+    ds = _decisions(decs)
+    dup = [d for d in ds if d.payload.client_order_id == "dup-1"]
+    assert len({d.event_id for d in dup}) == 1, "a resend got a new decision"
+    assert len(dup) == 3  # the original plus two identical answers
+    assert sum(e.event_type == "OrderSubmitted" for e in orders) == 1
+    reasons = {d.payload.client_order_id: d.payload.reason for d in ds
+               if d.event_type == "IntentRejected"}
+    assert reasons == {"forged-1": "BAD_SIGNATURE", "who-1": "UNKNOWN_PRODUCER"}
+    assert dls[0].payload.stage == "engine" and dls[0].payload.error_type == "MalformedEventError"
+    assert "not JSON" in dls[0].payload.error
+
+
+def test_stale_price_is_rejected(env: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    key = world(env, ["ACC1"])
+    produce(env, [quote(at=datetime.now(UTC) - timedelta(minutes=5))])
+    with running_worker(env):
+        produce(env, [intent(key, "ACC1", "late-1")])
+        decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
+    d = _decisions(decs)[0].payload
+    assert d.outcome == "REJECTED" and "STALE_STATE" in d.reason_codes
