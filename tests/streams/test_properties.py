@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given, settings
@@ -49,7 +50,7 @@ def alert_ids(events: list[Envelope[Any]], cuts: list[int] | None = None) -> lis
     s = Surveillance(all_detectors())
     out: list[str] = []
     bounds = [0, *sorted(cuts or []), len(events)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         out.extend(str(a.payload.alert_id) for a in s.process_batch(events[lo:hi]))
     return out
 

@@ -1,0 +1,265 @@
+"""The faust surveillance app: intake → one sequenced partition → detectors → alerts.
+
+Design (see docs/surveillance.md):
+* `intake` reads the order lifecycle, account facts, market data and detector config
+  (raw bytes), dead-letters what does not decode, and forwards the rest unchanged to a
+  one-partition internal topic. Spoofing, layering and wash trading need all of one
+  beneficial owner's accounts *and* the instrument's visible book in one place; accounts
+  are the Kafka key and owners are only known from `AccountOpened`, so instead of a
+  repartition that could race the owner map we sequence everything through one
+  partition. The detector agent is then one deterministic fold over one log.
+* `detect` folds that log with the pure `Surveillance` engine. Its state lives in faust
+  tables (memory store + changelog, one partition each): owners, quotes, configs and
+  per-owner books.
+* Alerts go to `surveillance.alerts` keyed by account. faust's exactly-once mode is not
+  trusted: every alert id is derived from detector, version and triggering event ids,
+  so a redelivery after a crash re-emits the same id and the projection ignores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from deploy.deadletter import dead_letter_for
+from deploy.settings import Settings
+from schemas import Envelope, MalformedEventError, decode, encode
+from schemas.events import SurveillanceAlert
+from schemas.topics import Topic
+from streams.detectors import all_detectors
+from streams.surveillance_state import OwnerBook, QuoteRec, Surveillance
+
+log = logging.getLogger("tradetape.streams")
+
+SOURCES = (Topic.ORDERS, Topic.ACCOUNTS, Topic.MARKETDATA, Topic.SURVEILLANCE_CONFIG)
+SEQUENCED = "surveillance.sequenced"
+M = TypeVar("M", bound=BaseModel)
+
+
+class ModelTable(MutableMapping[str, M], Generic[M]):
+    """A faust table seen as a mapping of pydantic models (stored as JSON in the changelog)."""
+
+    def __init__(self, table: Any, model: type[M]) -> None:
+        self.table = table
+        self.model = model
+
+    def __getitem__(self, key: str) -> M:
+        return self.model.model_validate(self.table[key])
+
+    def __setitem__(self, key: str, value: M) -> None:
+        self.table[key] = value.model_dump(mode="json")
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.table.keys()))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+@dataclass
+class TableStore:
+    owners: MutableMapping[str, str]
+    quotes: MutableMapping[str, QuoteRec]
+    configs: MutableMapping[str, dict[str, str]]
+    books: MutableMapping[str, OwnerBook]
+
+
+class _Record:
+    """A faust message in the shape `deploy.deadletter` expects."""
+
+    def __init__(self, message: Any) -> None:
+        self.m = message
+
+    def topic(self) -> str | None:
+        return str(self.m.topic)
+
+    def partition(self) -> int | None:
+        return int(self.m.partition)
+
+    def offset(self) -> int | None:
+        return int(self.m.offset)
+
+    def key(self) -> bytes | None:
+        k = self.m.key
+        return k if isinstance(k, bytes) or k is None else str(k).encode()
+
+    def value(self) -> bytes | None:
+        v = self.m.value
+        return v if isinstance(v, bytes) or v is None else str(v).encode()
+
+    def headers(self) -> Any:
+        return self.m.headers
+
+
+def _force_read_committed() -> None:
+    """faust only reads committed records in its (untrusted) EOS mode; we want it always.
+
+    Without it an aborted engine transaction's fills would feed the detectors.
+    """
+    import importlib
+
+    driver: Any = importlib.import_module("faust.transport.drivers.aiokafka")
+    real = driver.aiokafka
+    if isinstance(real, types.SimpleNamespace):
+        return
+
+    def consumer(*args: Any, **kwargs: Any) -> Any:
+        kwargs["isolation_level"] = "read_committed"
+        return real.AIOKafkaConsumer(*args, **kwargs)
+
+    proxy = types.SimpleNamespace(
+        **{k: getattr(real, k) for k in dir(real) if not k.startswith("__")}
+    )
+    proxy.AIOKafkaConsumer = consumer
+    driver.aiokafka = proxy
+
+
+def _headers(headers: list[tuple[str, str | bytes | None]]) -> list[tuple[str, bytes]]:
+    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in headers]
+
+
+Emit = Callable[[Envelope[SurveillanceAlert]], Awaitable[None]]
+
+
+@dataclass
+class SurveillanceApp:
+    app: Any
+    intake: Any
+    detect: Any
+    source: Any
+    sequenced: Any
+    alerts: Any
+    deadletter: Any
+    store: TableStore
+    emit: Emit
+    dead: Callable[[Envelope[Any]], Awaitable[None]]
+
+
+def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceApp:
+    """Create the faust app; nothing connects until it is started."""
+    import faust
+
+    _force_read_committed()
+    data_dir = settings.resolved_data_dir / "faust"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id or f"{settings.topic_prefix}tradetape-surveillance",
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        datadir=str(data_dir),
+        topic_partitions=1,
+        topic_replication_factor=1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    source = app.topic(*(settings.topic(t) for t in SOURCES), **raw)
+    sequenced = app.topic(f"{settings.topic_prefix}{SEQUENCED}", partitions=1, internal=True, **raw)
+    alerts = app.topic(settings.topic(Topic.SURVEILLANCE_ALERTS), **raw)
+    deadletter = app.topic(settings.topic(Topic.DEADLETTER), **raw)
+    tables = {
+        n: app.Table(n, partitions=1, key_type=str)
+        for n in ("owners", "quotes", "configs", "books")
+    }
+    store = TableStore(
+        owners=tables["owners"],
+        quotes=ModelTable(tables["quotes"], QuoteRec),
+        configs=tables["configs"],
+        books=ModelTable(tables["books"], OwnerBook),
+    )
+    engine = Surveillance(all_detectors(), store)
+
+    async def emit(alert: Envelope[SurveillanceAlert]) -> None:
+        key, value, headers = encode(alert)
+        await alerts.send(key=key, value=value, headers=_headers(headers))
+
+    async def dead(letter: Envelope[Any]) -> None:
+        key, value, headers = encode(letter)
+        await deadletter.send(key=key, value=value, headers=_headers(headers))
+
+    holder: SurveillanceApp
+
+    async def intake(stream: Any) -> Any:
+        """Decode-check every input; forward good records as they are, dead-letter the rest."""
+        async for event in stream.events():
+            msg = event.message
+            try:
+                decode(
+                    msg.value,
+                    msg.headers,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                )
+            except MalformedEventError as exc:
+                await holder.dead(
+                    dead_letter_for(
+                        _Record(msg), exc, stage="surveillance", producer="surveillance"
+                    )
+                )
+                yield None
+                continue
+            await sequenced.send(key=msg.key, value=msg.value, headers=msg.headers)
+            yield None
+
+    async def detect(stream: Any) -> Any:
+        """One deterministic fold over the sequenced log."""
+        async for event in stream.events():
+            msg = event.message
+            try:
+                env = decode(msg.value, msg.headers, topic=msg.topic, offset=msg.offset)
+            except MalformedEventError as exc:  # cannot happen after intake; never crash
+                await holder.dead(
+                    dead_letter_for(
+                        _Record(msg), exc, stage="surveillance", producer="surveillance"
+                    )
+                )
+                yield None
+                continue
+            alerts = engine.process(env)
+            for alert in alerts:
+                await holder.emit(alert)
+            yield [str(a.payload.alert_id) for a in alerts]
+
+    intake_agent = app.agent(source, name="surveillance-intake")(intake)
+    detect_agent = app.agent(sequenced, name="surveillance-detect")(detect)
+    holder = SurveillanceApp(
+        app=app,
+        intake=intake_agent,
+        detect=detect_agent,
+        source=source,
+        sequenced=sequenced,
+        alerts=alerts,
+        deadletter=deadletter,
+        store=store,
+        emit=emit,
+        dead=dead,
+    )
+    return holder
+
+
+def main(settings: Settings) -> int:
+    """`tradetape run streams`: run until SIGTERM/SIGINT."""
+    import faust
+
+    from deploy.kafka import create_topics
+
+    create_topics(settings)
+    built = build_app(settings)
+    worker = faust.Worker(built.app, loglevel="INFO", quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

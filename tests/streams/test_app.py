@@ -1,0 +1,95 @@
+"""The faust agents with `agent.test_context()`: no broker, the real agent code."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from deploy.settings import Settings
+from schemas import Envelope, decode, encode
+from schemas.events import DeadLetter, SurveillanceAlert
+from streams.app import build_app
+from streams.synthetic import Tape
+
+
+def spoof_tape() -> Tape:
+    t = Tape()
+    t.open_account("A1", "owner-x")
+    t.open_account("A2", "owner-x")
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(2.5, "sell")
+    t.cancel(4.0, "big")
+    return t
+
+
+async def _run_detect(tmp: Path, events: list[Envelope[Any]], twice: bool) -> list[Any]:
+    built = build_app(Settings(data_dir=tmp, topic_prefix="unit."), app_id=f"unit-{tmp.name}")
+    sent: list[Envelope[SurveillanceAlert]] = []
+
+    async def capture(alert: Envelope[SurveillanceAlert]) -> None:
+        sent.append(alert)
+
+    built.emit = capture
+    async with built.detect.test_context() as agent:
+        for _ in range(2 if twice else 1):
+            for e in events:
+                key, value, headers = encode(e)
+                await agent.put(value=value, key=key)
+    return sent
+
+
+def test_detect_agent_emits_one_alert_even_for_redelivered_input(tmp_path: Path) -> None:
+    events = spoof_tape().events
+    sent = asyncio.run(_run_detect(tmp_path, events, twice=True))
+    assert [a.payload.pattern for a in sent] == ["SPOOFING"]
+    assert sent[0].payload.beneficial_owner == "owner-x"
+
+
+def test_detect_agent_state_lives_in_tables(tmp_path: Path) -> None:
+    async def go() -> tuple[list[str], list[str]]:
+        built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-tbl")
+
+        async def capture(_a: Envelope[SurveillanceAlert]) -> None:
+            return None
+
+        built.emit = capture
+        async with built.detect.test_context() as agent:
+            for e in spoof_tape().events:
+                await agent.put(value=encode(e)[1], key=encode(e)[0])
+            return sorted(built.store.owners), sorted(built.store.books)
+
+    owners, books = asyncio.run(go())
+    assert owners == ["A1", "A2"]
+    assert books == ["owner-x"]
+
+
+def test_intake_dead_letters_garbage_and_forwards_good_records(tmp_path: Path) -> None:
+    async def go() -> tuple[list[Envelope[Any]], list[bytes]]:
+        built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-in")
+        dead: list[Envelope[Any]] = []
+        forwarded: list[bytes] = []
+
+        async def capture_dead(letter: Envelope[Any]) -> None:
+            dead.append(letter)
+
+        async def capture_forward(*, key: Any, value: bytes, headers: Any) -> None:
+            forwarded.append(value)
+
+        built.dead = capture_dead
+        built.sequenced.send = capture_forward
+        good = spoof_tape().events[0]
+        async with built.intake.test_context() as agent:
+            await agent.put(value=b"\xff not json", key=b"k")
+            await agent.put(value=b'{"event_type": "Nope", "schema_version": 1}', key=b"k")
+            await agent.put(value=encode(good)[1], key=encode(good)[0])
+        return dead, forwarded
+
+    dead, forwarded = asyncio.run(go())
+    assert len(dead) == 2
+    assert all(isinstance(d.payload, DeadLetter) for d in dead)
+    assert "not JSON" in dead[0].payload.error
+    assert len(forwarded) == 1
+    assert decode(forwarded[0]).event_type == "AccountOpened"
