@@ -100,53 +100,69 @@ def _end_offsets(consumer: Consumer, topic: str) -> list[TopicPartition]:
     return out
 
 
-def sign_message(
-    settings: Settings,
-    group: SignerGroup,
-    message: bytes,
-    *,
-    purpose: str,
-    timeout: float = 10.0,
-    request_id: str | None = None,
-) -> Envelope[SigningCompleted]:
-    """Run one FROST signing round across the live signer processes."""
-    request_id = request_id or uuid.uuid4().hex
-    producer = Producer(producer_config(settings))
-    consumer = Consumer(consumer_config(settings, group_id=f"coordinator-{request_id}"))
-    messages_topic = settings.topic(Topic.SIGNING_MESSAGES)
-    consumer.assign(_end_offsets(consumer, messages_topic))
+LOW_LATENCY = {"fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 5}
+"""Signing traffic is tiny and latency-bound: do not let the broker park fetches."""
 
-    def publish(event: Envelope[Any]) -> None:
+
+class SigningCoordinator:
+    """Runs signing rounds for one group; reuse it to keep Kafka connections warm."""
+
+    def __init__(self, settings: Settings, group: SignerGroup) -> None:
+        self.settings = settings
+        self.group = group
+        self._producer = Producer({**producer_config(settings), "linger.ms": 0})
+        self._consumer = Consumer(
+            consumer_config(settings, group_id=f"coordinator-{uuid.uuid4().hex}", **LOW_LATENCY)
+        )
+        self._consumer.assign(_end_offsets(self._consumer, settings.topic(Topic.SIGNING_MESSAGES)))
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._producer.flush(10)
+
+    def __enter__(self) -> SigningCoordinator:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _publish(self, event: Envelope[Any]) -> None:
         key, value, headers = encode(event)
-        producer.produce(settings.topic(event.payload.TOPIC), key=key, value=value, headers=headers)
-        producer.flush(10)
+        self._producer.produce(
+            self.settings.topic(event.payload.TOPIC), key=key, value=value, headers=headers
+        )
+        self._producer.flush(10)
 
-    request = new_event(
-        SigningRequested(
-            request_id=request_id,
-            digest_hex=message.hex(),
-            purpose=purpose,
-            signers=group.identifiers,
-            group_public_key=group.verifying_key.hex(),
-        ),
-        producer=PRODUCER,
-    )
-    state = SigningRound(request=request.payload, group=group, message=message)
-    started = time.monotonic()
-    try:
-        publish(request)
+    def sign(
+        self, message: bytes, *, purpose: str, timeout: float = 10.0, request_id: str | None = None
+    ) -> Envelope[SigningCompleted]:
+        """One FROST round across the live signer processes; raises SigningFailedError."""
+        group = self.group
+        request_id = request_id or uuid.uuid4().hex
+        request = new_event(
+            SigningRequested(
+                request_id=request_id,
+                digest_hex=message.hex(),
+                purpose=purpose,
+                signers=group.identifiers,
+                group_public_key=group.verifying_key.hex(),
+            ),
+            producer=PRODUCER,
+        )
+        state = SigningRound(request=request.payload, group=group, message=message)
+        started = time.monotonic()
+        self._publish(request)
         signature: bytes | None = None
         failure: tuple[str, tuple[int, ...]] | None = None
         while signature is None and failure is None:
             if time.monotonic() - started > timeout:
-                missing = state.missing()
                 stage = "commitments" if state.package is None else "signature shares"
                 failure = (
-                    f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) {missing}",
+                    f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) {state.missing()}",
                     (),
                 )
                 break
-            msg = consumer.poll(0.05)
+            msg = self._consumer.poll(0.05)
             if msg is None or msg.error():
                 continue
             try:
@@ -158,14 +174,14 @@ def sign_message(
                     offset=msg.offset(),
                 )
             except Exception:
-                continue  # not ours to judge; participants and the dead-letter path handle it
+                continue  # not ours to judge; participants dead-letter malformed records
             payload = ev.payload
             if getattr(payload, "request_id", None) != request_id:
                 continue
             if isinstance(payload, SigningCommitmentPublished):
                 issued = state.on_commitment(payload)
                 if issued is not None:
-                    publish(new_event(issued, producer=PRODUCER, causation=request))
+                    self._publish(new_event(issued, producer=PRODUCER, causation=request))
             elif isinstance(payload, SignatureSharePublished):
                 try:
                     signature = state.on_share(payload)
@@ -187,7 +203,7 @@ def sign_message(
                 producer=PRODUCER,
                 causation=request,
             )
-            publish(failed)
+            self._publish(failed)
             raise SigningFailedError(failure[0], failed)
         assert signature is not None and state.package is not None
         try:
@@ -206,10 +222,22 @@ def sign_message(
             producer=PRODUCER,
             causation=request,
         )
-        publish(done)
+        self._publish(done)
         return done
-    finally:
-        consumer.close()
+
+
+def sign_message(
+    settings: Settings,
+    group: SignerGroup,
+    message: bytes,
+    *,
+    purpose: str,
+    timeout: float = 10.0,
+    request_id: str | None = None,
+) -> Envelope[SigningCompleted]:
+    """One signing round with a fresh coordinator."""
+    with SigningCoordinator(settings, group) as coordinator:
+        return coordinator.sign(message, purpose=purpose, timeout=timeout, request_id=request_id)
 
 
 def file_digest(data: bytes) -> bytes:

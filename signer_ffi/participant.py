@@ -110,8 +110,14 @@ def serve(
     ready: threading.Event | None = None,
 ) -> None:
     producer_name = f"signer-{state.identifier}"
-    producer = Producer(producer_config(settings))
-    consumer = Consumer(consumer_config(settings, group_id=f"{producer_name}-{os.getpid()}"))
+    producer = Producer({**producer_config(settings), "linger.ms": 0})
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"{producer_name}-{os.getpid()}",
+            **{"fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 5},
+        )
+    )
     _assign_from_end(
         consumer, [settings.topic(Topic.SIGNING_REQUESTS), settings.topic(Topic.SIGNING_MESSAGES)]
     )
