@@ -12,8 +12,15 @@
 //!   round 2 consumes (the nonces are zeroized on use) and refuses to reuse.
 //! * Nothing that fixes nonces or randomness is compiled into the release
 //!   library; that lives in `vectors.rs` behind the `test-vectors` feature.
+//!
+//! # Safety (applies to every `unsafe extern "C"` function)
+//! Pointer/length pairs must describe readable memory for the duration of the
+//! call (a zero length may pass NULL); `out_*` pointers must be writable, and
+//! array outputs must have room for the documented number of elements. Nonce
+//! handles must come from `tt_commit` and not yet be passed to `tt_nonces_free`.
+#![allow(clippy::missing_safety_doc)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
@@ -574,7 +581,8 @@ pub unsafe extern "C" fn tt_aggregate(
 }
 
 /// Verify a 64-byte Ed25519 signature against a 32-byte group verifying key.
-/// Returns `TT_OK` or `TT_ERR_INVALID_SIGNATURE` (or a parse error).
+/// Returns `TT_OK`, `TT_ERR_INVALID_SIGNATURE`, `TT_ERR_MALFORMED_SIGNATURE`
+/// or `TT_ERR_MALFORMED_VERIFYING_KEY` (whatever the underlying parse error).
 #[no_mangle]
 pub unsafe extern "C" fn tt_verify(
     verifying_key: *const u8,
@@ -585,12 +593,11 @@ pub unsafe extern "C" fn tt_verify(
     signature_len: usize,
 ) -> i32 {
     guard(ptr::null_mut(), || {
-        let vk = VerifyingKey::deserialize(slice(verifying_key, verifying_key_len)?)?;
-        let sig = Signature::deserialize(slice(signature, signature_len)?)?;
+        let vk = VerifyingKey::deserialize(slice(verifying_key, verifying_key_len)?)
+            .map_err(|_| fail(TT_ERR_MALFORMED_VERIFYING_KEY))?;
+        let sig = Signature::deserialize(slice(signature, signature_len)?)
+            .map_err(|_| fail(TT_ERR_MALFORMED_SIGNATURE))?;
         vk.verify(slice(message, message_len)?, &sig)?;
         Ok(())
     })
 }
-
-#[allow(dead_code)]
-fn _assert_types(_: BTreeSet<Identifier>) {}

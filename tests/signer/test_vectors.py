@@ -96,7 +96,10 @@ def test_rfc9591_vectors(frost_reference: Path, vectors_lib: VectorsLib) -> None
         sig_shares[ident] = sf.SignatureShare(share)
         # The vectors build refuses nonce reuse too.
         again = _out(v)
-        assert v.lib.tt_sign(package.data, len(package.data), handles[ident], raw, len(raw), again) == -2
+        assert (
+            v.lib.tt_sign(package.data, len(package.data), handles[ident], raw, len(raw), again)
+            == -2
+        )
         v.lib.tt_nonces_free(handles[ident])
 
     signature = sf.aggregate(package, sig_shares, public)

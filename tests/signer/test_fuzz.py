@@ -1,0 +1,153 @@
+"""Random and truncated bytes into every deserialising entry point.
+
+The contract: a typed SignerError (a status code from Rust), never a crash,
+hang or panic escaping the boundary.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import signer_ffi as sf
+
+FUZZ = settings(max_examples=100, deadline=None)
+
+
+@cache
+def material() -> dict[str, object]:
+    shares, public = sf.generate_with_dealer(2, 3)
+    n1, c1 = sf.commit(shares[0])
+    n2, c2 = sf.commit(shares[1])
+    package = sf.signing_package({1: c1, 2: c2}, b"m")
+    z1 = sf.sign(package, n1, shares[0])
+    z2 = sf.sign(package, n2, shares[1])
+    sig = sf.aggregate(package, {1: z1, 2: z2}, public)
+    _, r1 = sf.dkg_part1(1, 3, 2)
+    return {
+        "key_package": bytes(shares[0].to_bytes()),
+        "public": public.data,
+        "commitments": c1.data,
+        "package": package.data,
+        "share": z1.data,
+        "signature": sig,
+        "round1": r1,
+        "shares": shares,
+        "public_obj": public,
+        "z": {1: z1, 2: z2},
+        "pkg_obj": package,
+    }
+
+
+def garbage(kind: str) -> st.SearchStrategy[bytes]:
+    """Pure noise, or a valid encoding truncated / bit-flipped / extended."""
+
+    def mutate(args: tuple[int, int, int]) -> bytes:
+        raw = material()[kind]
+        assert isinstance(raw, bytes)
+        op, pos, val = args
+        pos %= max(len(raw), 1)
+        if op == 0:
+            return raw[:pos]
+        if op == 1:
+            return raw[:pos] + bytes([raw[pos] ^ (val or 1)]) + raw[pos + 1 :]
+        return raw + bytes([val])
+
+    return st.one_of(
+        st.binary(max_size=300),
+        st.tuples(st.integers(0, 2), st.integers(0, 10_000), st.integers(0, 255)).map(mutate),
+    )
+
+
+def expect_error_or_value(fn: object, *args: object) -> None:
+    try:
+        fn(*args)  # type: ignore[operator]
+    except sf.SignerError as e:
+        assert not isinstance(e, sf.NativePanicError), e
+    except ValueError:
+        pass  # all-zero "key package": rejected before reaching Rust
+
+
+@FUZZ
+@given(garbage("key_package"))
+def test_key_package_bytes(data: bytes) -> None:
+    def load() -> None:
+        share = sf.KeyShare(data)
+        nonces, _ = sf.commit(share)
+        nonces.close()
+
+    expect_error_or_value(load)
+
+
+@FUZZ
+@given(garbage("public"))
+def test_public_key_package_bytes(data: bytes) -> None:
+    expect_error_or_value(sf.PublicKeyPackage, data)
+
+
+@FUZZ
+@given(garbage("commitments"))
+def test_commitment_bytes(data: bytes) -> None:
+    c2 = sf.SigningCommitments(material()["commitments"])  # type: ignore[arg-type]
+    expect_error_or_value(sf.signing_package, {1: sf.SigningCommitments(data), 2: c2}, b"m")
+
+
+@FUZZ
+@given(garbage("package"))
+def test_signing_package_bytes_into_sign(data: bytes) -> None:
+    shares = material()["shares"]
+    assert isinstance(shares, list)
+    nonces, _ = sf.commit(shares[0])
+    expect_error_or_value(sf.sign, sf.SigningPackage(data), nonces, shares[0])
+    nonces.close()
+
+
+@FUZZ
+@given(garbage("package"), garbage("share"), garbage("public"))
+def test_aggregate_inputs(package: bytes, share: bytes, public: bytes) -> None:
+    m = material()
+    z = m["z"]
+    assert isinstance(z, dict)
+    good_pkg, good_pub = m["pkg_obj"], m["public_obj"]
+    assert isinstance(good_pkg, sf.SigningPackage) and isinstance(good_pub, sf.PublicKeyPackage)
+    expect_error_or_value(sf.aggregate, good_pkg, {1: z[1], 2: sf.SignatureShare(share)}, good_pub)
+    expect_error_or_value(sf.aggregate, sf.SigningPackage(package), z, good_pub)
+
+    def with_bad_public() -> None:
+        sf.aggregate(good_pkg, z, sf.PublicKeyPackage(public))
+
+    expect_error_or_value(with_bad_public)
+
+
+@FUZZ
+@given(st.binary(max_size=80), garbage("signature"), st.binary(max_size=40))
+def test_verify_inputs(vk: bytes, sig: bytes, msg: bytes) -> None:
+    m = material()
+    public = m["public_obj"]
+    assert isinstance(public, sf.PublicKeyPackage)
+    expect_error_or_value(sf.verify, vk, msg, sig)
+    result = sf.verify(public.verifying_key, b"m", sig)
+    assert result == (sig == m["signature"])
+
+
+@FUZZ
+@given(st.binary(max_size=200), garbage("round1"))
+def test_dkg_inputs(secret: bytes, round1: bytes) -> None:
+    s1, _ = sf.dkg_part1(1, 3, 2)
+    _, r2 = sf.dkg_part1(2, 3, 2)
+    _, r3 = sf.dkg_part1(3, 3, 2)
+    expect_error_or_value(sf.dkg_part2, s1, {2: r2, 3: round1})
+    expect_error_or_value(sf.dkg_part2, sf.DkgRound1Secret(secret + b"\x01"), {2: r2, 3: r3})
+    expect_error_or_value(
+        sf.dkg_part3, sf.DkgRound2Secret(secret + b"\x01"), {2: r2, 3: r3}, {2: secret, 3: secret}
+    )
+
+
+def test_bad_identifiers() -> None:
+    with pytest.raises(sf.MalformedInputError):
+        sf.dkg_part1(0, 3, 2)
+    with pytest.raises(ValueError):
+        sf.dkg_part1(2**256, 3, 2)
