@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from signer_ffi._lib import (
@@ -88,7 +89,7 @@ class PublicKeyPackage:
 
     data: bytes
 
-    @property
+    @cached_property
     def _info(self) -> tuple[bytes, tuple[int, ...], int]:
         with Buffers(2) as out:
             mins = ffi.new("uint16_t *")
