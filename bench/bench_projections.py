@@ -60,7 +60,9 @@ def _env(s: Settings) -> dict[str, str]:
 
 
 def produce_all(s: Settings, n: int, seed: int = 1) -> int:
-    producer = Producer(producer_config(s, **{"linger.ms": 20, "batch.size": 1_000_000}))
+    producer = Producer(
+        producer_config(s, transactional_id=None, **{"linger.ms": 20, "batch.size": 1_000_000})
+    )
     made = 0
     chunk = 50_000
     while made < n:
@@ -78,9 +80,9 @@ def produce_all(s: Settings, n: int, seed: int = 1) -> int:
     return made
 
 
-def bench_rebuild(s: Settings) -> list[dict[str, Any]]:
+def bench_rebuild(s: Settings, names: list[str]) -> list[dict[str, Any]]:
     out = []
-    for name in PROJECTIONS:
+    for name in names:
         started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "deploy.cli_entry", "rebuild", name],
@@ -147,7 +149,7 @@ def bench_lag(s: Settings, seconds: float, rate: int) -> dict[str, float]:
         t.start()
     events = generate(99, int(seconds * rate))
     encoded = [(s.topic(Topic(e.topic)), *encode(e)) for e in events]
-    producer = Producer(producer_config(s, **{"linger.ms": 1}))
+    producer = Producer(producer_config(s, transactional_id=None, **{"linger.ms": 1}))
     started = time.monotonic()
     for i, (topic, key, value, headers) in enumerate(encoded):
         due = started + i / rate
@@ -166,7 +168,13 @@ def bench_lag(s: Settings, seconds: float, rate: int) -> dict[str, float]:
         p.close()
     lags = sorted(x for p in projectors for x in p.lags)
     q = statistics.quantiles(lags, n=100)
-    return {"offered": offered, "records": len(lags), "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": lags[-1] * 1000}
+    return {
+        "offered": offered,
+        "records": len(lags),
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "max_ms": lags[-1] * 1000,
+    }
 
 
 def main() -> int:
@@ -175,6 +183,7 @@ def main() -> int:
     ap.add_argument("--lag-seconds", type=float, default=20.0)
     ap.add_argument("--lag-rate", type=int, default=5000)
     ap.add_argument("--skip-rebuild", action="store_true")
+    ap.add_argument("--projections", default=",".join(PROJECTIONS), help="comma-separated")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tt-bench-proj-") as tmp:
         s = Settings(
@@ -192,7 +201,7 @@ def main() -> int:
                 t = time.monotonic()
                 n = produce_all(s, args.events)
                 print(f"produced {n:,} events in {time.monotonic() - t:.1f}s", flush=True)
-                bench_rebuild(s)
+                bench_rebuild(s, args.projections.split(","))
             lag_settings = s.with_overrides(topic_prefix="lag.")
             create_topics(lag_settings)
             r = bench_lag(lag_settings, args.lag_seconds, args.lag_rate)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from deploy.kafka import consumer_config
 from deploy.settings import Settings
@@ -158,7 +158,11 @@ class Projector:
         try:
             with self.conn.transaction():
                 lock_projection(self.conn, name)
-                stored = load_offsets(self.conn, name, self.offsets_table)
+                stored = {
+                    k: v
+                    for k, v in load_offsets(self.conn, name, self.offsets_table).items()
+                    if k[0] in self.topics
+                }
                 for key in set(stored) | set(self.expected):
                     if self.expected.get(key, 0) != stored.get(key, 0):
                         raise Fenced(
@@ -197,7 +201,15 @@ class Projector:
         assert self.consumer is not None
         out = {}
         for tp in self.partitions():
-            _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            for attempt in range(50):
+                try:
+                    _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                    break
+                except KafkaException:
+                    # A just-created topic may not have elected its leader yet.
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.2)
             out[(tp.topic, tp.partition)] = int(high)
         return out
 

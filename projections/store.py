@@ -90,13 +90,33 @@ def _fast_decode(r: RawRecord) -> Envelope[Any] | None:
     return ev
 
 
+_DECODED: dict[tuple[str, int, int], tuple[bytes | None, Envelope[Any]]] = {}
+DECODE_CACHE_SIZE = 100_000
+"""Projectors in one process share decoded events: a record's bytes at a log position
+never change and envelopes are immutable, so the four projections that read
+orders.lifecycle validate each record once, not four times."""
+
+
+def _cached_decode(r: RawRecord) -> Envelope[Any] | None:
+    key = (r.topic, r.partition, r.offset)
+    hit = _DECODED.get(key)
+    if hit is not None and hit[0] == r.value:  # a recreated topic reuses offsets
+        return hit[1]
+    ev = _fast_decode(r)
+    if ev is not None:
+        if len(_DECODED) >= DECODE_CACHE_SIZE:
+            _DECODED.clear()
+        _DECODED[key] = (r.value, ev)
+    return ev
+
+
 def decode_records(
     records: Sequence[RawRecord],
 ) -> tuple[list[Located], list[Quarantined]]:
     good: list[Located] = []
     bad: list[Quarantined] = []
     for r in records:
-        fast = _fast_decode(r)
+        fast = _cached_decode(r)
         if fast is not None:
             good.append(Located(fast, r.topic, r.partition, r.offset))
             continue
