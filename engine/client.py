@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from engine.auth import key_path, read_private_key, sign
+from engine.worker import watermarks
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, OrderIntent
@@ -34,9 +35,7 @@ class DecisionWatcher:
         parts = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         tps = []
         for p in parts:
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10, cached=False
-            )
+            low, high = watermarks(self._consumer, TopicPartition(topic, p))
             tps.append(TopicPartition(topic, p, low if from_beginning else high))
         self._consumer.assign(tps)
         self.by_correlation: dict[UUID, Envelope[Any]] = {}

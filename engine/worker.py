@@ -33,6 +33,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from confluent_kafka import IsolationLevel
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
@@ -70,24 +73,67 @@ def _decode(msg: Message) -> Envelope[Any]:
     )
 
 
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> tuple[int, int]:
+    """(low, high), retrying while a new topic's leader is being elected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
+            )
+            return int(low), int(high)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def end_offsets(
+    admin: AdminClient, tps: list[TopicPartition], *, earliest: bool = False,
+    timeout: float = 30.0,
+) -> dict[tuple[str, int], int]:
+    """Committed end (last stable offset) of each partition, in one batched request."""
+    spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            futures = admin.list_offsets(
+                {TopicPartition(tp.topic, tp.partition): spec for tp in tps},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=10,
+            )
+            return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_until_caught_up(
     consumer: Consumer,
+    admin: AdminClient,
     start: list[TopicPartition],
     on_message: Callable[[Message], None],
     *,
     timeout: float = 90.0,
 ) -> bool:
-    """Assign `start` and read until every partition reaches its high watermark.
+    """Assign `start` and read every partition up to its last stable offset.
 
-    With read_committed the position stops at an open transaction, so this waits for it
-    to commit or abort (bounded by the transaction timeout). Returns False on timeout.
+    Reading to the last stable offset (not the high watermark) means an open transaction
+    of a dead worker is not waited for: it can only ever be aborted. Returns False on
+    timeout.
     """
+    if not start:
+        return True
+    ends = end_offsets(admin, start)
+    lows = end_offsets(admin, start, earliest=True)
     consumer.assign(start)
     targets: dict[tuple[str, int], int] = {}
     for tp in start:
-        low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        key = (tp.topic, tp.partition)
+        high, low = ends[key], lows[key]
         if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
-            targets[(tp.topic, tp.partition)] = high
+            targets[key] = high
     deadline = time.monotonic() + timeout
     idle_since = time.monotonic()
     while targets and time.monotonic() < deadline:
@@ -141,8 +187,10 @@ class EngineWorker:
         self.ref_consumer = Consumer(
             consumer_config(settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
         )
+        self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
         self.owned: list[int] = []
-        self._high: dict[tuple[str, int], tuple[float, int]] = {}
+        self._high: dict[tuple[str, int], int] = {}
+        self._high_at = 0.0
         self.needs_rebuild = False
         self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
 
@@ -170,13 +218,15 @@ class EngineWorker:
             for t in REFERENCE_TOPICS
             for p in self._partitions(t)
         ]
-        md_name = self.names[Topic.MARKETDATA]
-        for p in self._partitions(Topic.MARKETDATA):
-            low, high = self.ref_consumer.get_watermark_offsets(
-                TopicPartition(md_name, p), timeout=10, cached=False
-            )
-            ref.append(TopicPartition(md_name, p, max(low, high - MARKETDATA_WARMUP)))
-        ok = read_until_caught_up(self.ref_consumer, ref, apply)
+        md = [TopicPartition(self.names[Topic.MARKETDATA], p)
+              for p in self._partitions(Topic.MARKETDATA)]
+        md_ends = end_offsets(self.admin, md)
+        md_lows = end_offsets(self.admin, md, earliest=True)
+        for tp in md:
+            key = (tp.topic, tp.partition)
+            ref.append(TopicPartition(tp.topic, tp.partition,
+                                      max(md_lows[key], md_ends[key] - MARKETDATA_WARMUP)))
+        ok = read_until_caught_up(self.ref_consumer, self.admin, ref, apply)
         own_reader = Consumer(
             consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
         )
@@ -186,7 +236,7 @@ class EngineWorker:
                 for t in OWN_TOPICS
                 for p in self.owned
             ]
-            ok = read_until_caught_up(own_reader, own, apply) and ok
+            ok = read_until_caught_up(own_reader, self.admin, own, apply) and ok
         finally:
             own_reader.close()
         # Keep reading the reference topics live from where the rebuild stopped.
@@ -213,23 +263,33 @@ class EngineWorker:
     # ---- lag -----------------------------------------------------------------------
 
     def consumer_lag(self) -> int:
-        """Records on our input partitions not yet consumed: high watermark - position."""
+        """Records on our input partitions not yet consumed: high watermark - position.
+
+        High watermarks come from the fetch responses (cached, free); a partition with no
+        cached figure yet is asked for in one batched request, at most once a second.
+        """
         assignment = self.consumer.assignment()
         if not assignment:
             return 0
         lag = 0
         now = time.monotonic()
-        for tp in self.consumer.position(assignment):
-            key = (tp.topic, tp.partition)
-            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0:
-                cached = self._high.get(key)
-                if cached is None or now - cached[0] > 1.0:
-                    low, high = self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                    self._high[key] = (now, high)
-                else:
-                    high = cached[1]
-            position = tp.offset if tp.offset >= 0 else max(low, 0)
+        missing: list[TopicPartition] = []
+        positions = self.consumer.position(assignment)
+        highs: dict[tuple[str, int], int] = {}
+        for tp in positions:
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                highs[(tp.topic, tp.partition)] = high
+            else:
+                missing.append(tp)
+        if missing:
+            if now - self._high_at > 1.0:
+                self._high = end_offsets(self.admin, missing)
+                self._high_at = now
+            highs.update({k: v for k, v in self._high.items() if k not in highs})
+        for tp in positions:
+            high = highs.get((tp.topic, tp.partition), 0)
+            position = tp.offset if tp.offset >= 0 else high
             lag += max(0, high - position)
         return lag
 
@@ -326,6 +386,9 @@ class EngineWorker:
             if not msg.error():
                 self._handle_reference(msg, out)
         inputs = 0
+        admin_topic = self.names[Topic.ADMIN]
+        # Admin facts first: an account opened in this batch is open for its intents.
+        msgs.sort(key=lambda m: m.topic() != admin_topic)
         for msg in msgs:
             err = msg.error()
             if err is not None:

@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from engine import auth
-from engine.worker import EngineWorker
+from engine.worker import EngineWorker, end_offsets
 from schemas import Envelope, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import (
@@ -53,7 +54,7 @@ def admin(payload: EventPayload) -> Envelope[Any]:
 
 def world(
     settings: Settings, accounts: list[str], *, producer_id: str = "strat1",
-    cash: Decimal = Decimal("10000000"),
+    cash: Decimal = Decimal("10000000"), wait: bool = True,
 ) -> Ed25519PrivateKey:
     """Open, KYC and fund accounts and register one producer for them (admin commands)."""
     key, pub = auth.new_keypair()
@@ -69,6 +70,12 @@ def world(
     events.append(admin(ProducerRegistered(producer_id=producer_id, public_key=pub,
                                            accounts=tuple(accounts), registered_by="admin")))
     produce(settings, events, admin=True)
+    if wait:
+        wait_for(settings, Topic.TRANSFERS,
+                 lambda ev: {e.payload.account for e in ev} >= set(accounts), timeout=60)
+        wait_for(settings, Topic.ACCOUNTS,
+                 lambda ev: any(e.event_type == "ProducerRegistered" and
+                                e.payload.producer_id == producer_id for e in ev), timeout=60)
     return key
 
 
@@ -111,11 +118,14 @@ def read_topic(settings: Settings, topic: Topic, *, settle: float = 1.0,
     consumer = Consumer(consumer_config(settings, group_id=f"read-{uuid.uuid4().hex}"))
     name = settings.topic(topic)
     parts = consumer.list_topics(name, timeout=10).topics[name].partitions
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    all_tps = [TopicPartition(name, p) for p in parts]
+    highs = end_offsets(admin, all_tps)
+    lows = end_offsets(admin, all_tps, earliest=True)
     targets = {}
     tps = []
     for p in parts:
-        low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10,
-                                                   cached=False)
+        low, high = lows[(name, p)], highs[(name, p)]
         tps.append(TopicPartition(name, p, low))
         if high > low:
             targets[p] = high
