@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -343,11 +343,15 @@ class EngineState:
 
 
 def rate_count(state: EngineState, producer: str, strategy: str, at: datetime, seconds: int) -> int:
-    """Order intents decided for this strategy in the window ending at `at`."""
+    """Order intents decided for this strategy in the window ending at `at`.
+
+    Entries older than the window are dropped; anything newer than `at` still counts,
+    which can only over-count (fail closed).
+    """
     window = state.rate.get((producer, strategy))
     if not window:
         return 0
-    cutoff = at.timestamp() - seconds
-    while window and window[0].timestamp() <= cutoff:
+    cutoff = at - timedelta(seconds=seconds)
+    while window and window[0] <= cutoff:
         window.popleft()
-    return sum(1 for t in window if t <= at)
+    return len(window)

@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
@@ -181,7 +183,10 @@ class EngineWorker:
                 settings,
                 group_id=f"{prefix}engine",
                 **{"max.poll.interval.ms": 300_000, "session.timeout.ms": 10_000,
-                   "heartbeat.interval.ms": 2_000},
+                   "heartbeat.interval.ms": 2_000,
+                   # Static membership: a restarted worker takes its partitions straight
+                   # back; a dead one's go to the others after the session timeout.
+                   "group.instance.id": f"{prefix}engine-{self.wid}"},
             )
         )
         self.ref_consumer = Consumer(
@@ -415,15 +420,39 @@ class EngineWorker:
             on_revoke=self._on_revoke,
         )
         log.info("engine worker %s started", self.wid)
+        last_report = time.monotonic()
         try:
             while not self.stopping:
                 self.step()
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    log.info("worker %s: %s, lag %d", self.wid, self.stats,
+                             self.ctx.consumer_lag)
         finally:
             self.consumer.close()
             self.ref_consumer.close()
             self.producer.flush(10)
+        self.dump_state()
         log.info("engine worker %s stopped: %s", self.wid, self.stats)
         return 0
+
+    def dump_state(self) -> Path:
+        """Positions and balances at a clean stop, for operators and the crash tests."""
+        path = (self.settings.resolved_data_dir / "engine"
+                / f"state-{self.settings.topic_prefix}{self.wid}.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        owned = set(self.owned)
+        data = {
+            "worker": self.wid,
+            "partitions": sorted(owned),
+            "positions": {
+                f"{a}|{i}": str(q) for (a, i), q in sorted(self.state.positions().items())
+            },
+            "decisions": len(self.state.decisions),
+            "fills": len(self.state.fill_ids),
+        }
+        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        return path
 
 
 def main(settings: Settings) -> int:

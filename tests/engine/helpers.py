@@ -182,3 +182,23 @@ def running_worker(settings: Settings, wid: str = "t0") -> Iterator[EngineWorker
         thread.join(30)
         if error:
             raise error[0]
+
+
+class RecordCounter:
+    """Counts committed records on a topic without decoding them: cheap progress checks."""
+
+    def __init__(self, settings: Settings, topic: Topic) -> None:
+        self.consumer = Consumer(consumer_config(settings, group_id=f"cnt-{uuid.uuid4().hex}"))
+        name = settings.topic(topic)
+        parts = self.consumer.list_topics(name, timeout=10).topics[name].partitions
+        self.consumer.assign([TopicPartition(name, p, 0) for p in parts])
+        self.count = 0
+
+    def wait(self, n: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.count < n and time.monotonic() < deadline:
+            self.count += sum(1 for m in self.consumer.consume(10000, 0.3) if not m.error())
+        return self.count
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,69 @@
+"""Two workers in one group; one is killed and the other takes over its partitions."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.settings import Settings
+from schemas.topics import Topic
+from tests.engine.helpers import RecordCounter, produce, quote, wait_for, world
+from tests.engine.test_crash import ACCOUNTS, _intents
+from tests.engine.workers import check_exactly_once, generous_limits, spawn, stop
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _owned(log: Path) -> list[int] | None:
+    """The partitions named by the last 'rebuilt partitions' line of a worker's log."""
+    found = re.findall(r"rebuilt partitions \[([0-9, ]*)\]", log.read_text(errors="replace"))
+    if not found:
+        return None
+    return [int(x) for x in found[-1].split(",") if x.strip()]
+
+
+def _wait_owned(log: Path, pred, timeout: float = 60) -> list[int] | None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owned = _owned(log)
+        if owned is not None and pred(owned):
+            return owned
+        time.sleep(0.3)
+    return _owned(log)
+
+
+def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Path) -> None:
+    log0, log1 = tmp_path / "w0.log", tmp_path / "w1.log"
+    w0 = spawn(env, "0", log0)
+    procs = [w0]
+    counter = RecordCounter(env, Topic.DECISIONS)
+    try:
+        key = world(env, ACCOUNTS)
+        generous_limits(env)
+        produce(env, [quote(qty="100")])
+        wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
+        w1 = spawn(env, "1", log1)
+        procs.append(w1)
+        owned1 = _wait_owned(log1, lambda o: len(o) > 0)
+        assert owned1, "the second worker never got partitions"
+        assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+        intents = _intents(key, 2000, seed=11)
+        produce(env, intents[:1000])
+        assert counter.wait(200, 60) >= 200
+        stop(w1, hard=True)  # kill -9 one worker mid-stream
+        produce(env, intents[1000:])
+        assert _wait_owned(log0, lambda o: len(o) == 6, timeout=60) == list(range(6)), (
+            "the survivor did not take over every partition"
+        )
+        assert counter.wait(2000, 90) >= 2000
+        time.sleep(1.0)
+        stop(w0)
+    finally:
+        counter.close()
+        for p in procs:
+            stop(p, hard=True)
+    assert w0.returncode == 0, log0.read_text()[-3000:]
+    check_exactly_once(env, {f"i{i}" for i in range(2000)}, [env.resolved_data_dir / "engine"])
