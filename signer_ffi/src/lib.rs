@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use frost_ed25519 as frost;
 use frost::keys::dkg;
 use frost::keys::{IdentifierList, KeyPackage, PublicKeyPackage};
 use frost::round1::{SigningCommitments, SigningNonces};
 use frost::round2::SignatureShare;
 use frost::{Identifier, Signature, SigningPackage, VerifyingKey};
+use frost_ed25519 as frost;
 use rand_core::OsRng;
 use zeroize::Zeroize;
 
@@ -128,12 +128,18 @@ pub(crate) struct Fail {
 
 impl From<FrostError> for Fail {
     fn from(e: FrostError) -> Self {
-        Fail { code: error_code(&e), culprits: e.culprits() }
+        Fail {
+            code: error_code(&e),
+            culprits: e.culprits(),
+        }
     }
 }
 
 pub(crate) fn fail(code: i32) -> Fail {
-    Fail { code, culprits: Vec::new() }
+    Fail {
+        code,
+        culprits: Vec::new(),
+    }
 }
 
 pub(crate) type R<T> = Result<T, Fail>;
@@ -187,7 +193,10 @@ pub(crate) unsafe fn slices<'a>(ptr: *const TtSlice, n: usize) -> R<Vec<&'a [u8]
     if ptr.is_null() {
         return Err(fail(TT_ERR_NULL_POINTER));
     }
-    std::slice::from_raw_parts(ptr, n).iter().map(|s| slice(s.ptr, s.len)).collect()
+    std::slice::from_raw_parts(ptr, n)
+        .iter()
+        .map(|s| slice(s.ptr, s.len))
+        .collect()
 }
 
 pub(crate) fn check_out<T>(p: *mut T) -> R<()> {
@@ -399,8 +408,11 @@ pub unsafe extern "C" fn tt_dkg_part2(
         check_out(out_secret_package)?;
         check_out(out_ids)?;
         check_out(out_packages)?;
-        let secret = dkg::round1::SecretPackage::deserialize(slice(secret_package, secret_package_len)?)?;
-        let r1 = id_map(round1_ids, round1_packages, n, |b| Ok(dkg::round1::Package::deserialize(b)?))?;
+        let secret =
+            dkg::round1::SecretPackage::deserialize(slice(secret_package, secret_package_len)?)?;
+        let r1 = id_map(round1_ids, round1_packages, n, |b| {
+            Ok(dkg::round1::Package::deserialize(b)?)
+        })?;
         let (secret2, packages) = dkg::part2(secret, &r1)?;
         if packages.len() != n {
             return Err(fail(TT_ERR_INVALID_ARGUMENT));
@@ -438,9 +450,14 @@ pub unsafe extern "C" fn tt_dkg_part3(
     guard(out_culprits, || {
         check_out(out_key_package)?;
         check_out(out_public_key_package)?;
-        let secret = dkg::round2::SecretPackage::deserialize(slice(secret_package, secret_package_len)?)?;
-        let r1 = id_map(round1_ids, round1_packages, n1, |b| Ok(dkg::round1::Package::deserialize(b)?))?;
-        let r2 = id_map(round2_ids, round2_packages, n2, |b| Ok(dkg::round2::Package::deserialize(b)?))?;
+        let secret =
+            dkg::round2::SecretPackage::deserialize(slice(secret_package, secret_package_len)?)?;
+        let r1 = id_map(round1_ids, round1_packages, n1, |b| {
+            Ok(dkg::round1::Package::deserialize(b)?)
+        })?;
+        let r2 = id_map(round2_ids, round2_packages, n2, |b| {
+            Ok(dkg::round2::Package::deserialize(b)?)
+        })?;
         let (kp, pk) = dkg::part3(&secret, &r1, &r2)?;
         let k = kp.serialize()?;
         let p = pk.serialize()?;
@@ -458,7 +475,9 @@ pub struct TtNonces {
 }
 
 pub(crate) unsafe fn new_handle(out: *mut *mut TtNonces, nonces: SigningNonces) {
-    *out = Box::into_raw(Box::new(TtNonces { nonces: Some(nonces) }));
+    *out = Box::into_raw(Box::new(TtNonces {
+        nonces: Some(nonces),
+    }));
 }
 
 /// Round 1: fresh nonces from the OS RNG. The nonces stay inside Rust behind
@@ -509,7 +528,9 @@ pub unsafe extern "C" fn tt_signing_package_new(
 ) -> i32 {
     guard(ptr::null_mut(), || {
         check_out(out_signing_package)?;
-        let map = id_map(ids, commitments, n, |b| Ok(SigningCommitments::deserialize(b)?))?;
+        let map = id_map(ids, commitments, n, |b| {
+            Ok(SigningCommitments::deserialize(b)?)
+        })?;
         let msg = slice(message, message_len)?;
         let sp = SigningPackage::new(map, msg).serialize()?;
         put(out_signing_package, sp);
@@ -542,7 +563,10 @@ pub unsafe extern "C" fn tt_sign(
         }
         let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
         let kp = KeyPackage::deserialize(slice(key_package, key_package_len)?)?;
-        let mut n = handle.nonces.take().ok_or_else(|| fail(TT_ERR_NONCE_REUSED))?;
+        let mut n = handle
+            .nonces
+            .take()
+            .ok_or_else(|| fail(TT_ERR_NONCE_REUSED))?;
         let result = frost::round2::sign(&sp, &n, &kp);
         n.zeroize();
         drop(n);
@@ -597,7 +621,9 @@ pub unsafe extern "C" fn tt_verify(
             .map_err(|_| fail(TT_ERR_MALFORMED_VERIFYING_KEY))?;
         let sig = Signature::deserialize(slice(signature, signature_len)?)
             .map_err(|_| fail(TT_ERR_MALFORMED_SIGNATURE))?;
-        vk.verify(slice(message, message_len)?, &sig)?;
+        // Any failure past parsing (bad equation, small-order R, ...) is "invalid".
+        vk.verify(slice(message, message_len)?, &sig)
+            .map_err(|_| fail(TT_ERR_INVALID_SIGNATURE))?;
         Ok(())
     })
 }

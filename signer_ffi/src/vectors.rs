@@ -7,19 +7,23 @@
 use std::collections::BTreeSet;
 use std::ptr;
 
-use frost_core::{Ciphersuite, Field, Group};
-use frost_ed25519 as frost;
 use frost::keys::dkg;
-use frost::keys::{KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifiableSecretSharingCommitment};
+use frost::keys::{
+    KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifiableSecretSharingCommitment,
+};
 use frost::round1::SigningNonces;
 use frost::{Ed25519Sha512 as E, Identifier, Signature, SigningKey};
+use frost_core::{Ciphersuite, Field, Group};
+use frost_ed25519 as frost;
 
 use crate::*;
 
 type Scalar = <<<E as Ciphersuite>::Group as Group>::Field as Field>::Scalar;
 
 fn scalar(bytes: &[u8]) -> R<Scalar> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| fail(TT_ERR_INVALID_ARGUMENT))?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| fail(TT_ERR_INVALID_ARGUMENT))?;
     <<E as Ciphersuite>::Group as Group>::Field::deserialize(&arr)
         .map_err(|_| fail(TT_ERR_FIELD_ERROR))
 }
@@ -28,7 +32,8 @@ fn commitment(coeffs: &[Scalar]) -> R<VerifiableSecretSharingCommitment> {
     let mut ser = Vec::new();
     for c in coeffs {
         let el = <E as Ciphersuite>::Group::generator() * *c;
-        let bytes = <E as Ciphersuite>::Group::serialize(&el).map_err(|_| fail(TT_ERR_GROUP_ERROR))?;
+        let bytes =
+            <E as Ciphersuite>::Group::serialize(&el).map_err(|_| fail(TT_ERR_GROUP_ERROR))?;
         ser.push(bytes.as_ref().to_vec());
     }
     Ok(VerifiableSecretSharingCommitment::deserialize(ser)?)
@@ -72,7 +77,8 @@ pub unsafe extern "C" fn tt_vec_dealer_split(
                 acc = acc * x + *c;
             }
             let bytes = <<E as Ciphersuite>::Group as Group>::Field::serialize(&acc);
-            let share = SecretShare::new(id, SigningShare::deserialize(bytes.as_ref())?, com.clone());
+            let share =
+                SecretShare::new(id, SigningShare::deserialize(bytes.as_ref())?, com.clone());
             kps.push(KeyPackage::try_from(share)?.serialize()?);
             ids.insert(id);
         }
@@ -153,9 +159,13 @@ pub unsafe extern "C" fn tt_vec_dkg_round1_package(
     guard(ptr::null_mut(), || {
         check_out(out_package)?;
         let raw = slice(commitments, n * 32)?;
-        let com = VerifiableSecretSharingCommitment::deserialize(raw.chunks(32).map(|c| c.to_vec()))?;
+        let com =
+            VerifiableSecretSharingCommitment::deserialize(raw.chunks(32).map(|c| c.to_vec()))?;
         let sig = Signature::deserialize(slice(proof, proof_len)?)?;
-        put(out_package, dkg::round1::Package::new(com, sig).serialize()?);
+        put(
+            out_package,
+            dkg::round1::Package::new(com, sig).serialize()?,
+        );
         Ok(())
     })
 }

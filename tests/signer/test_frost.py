@@ -186,10 +186,11 @@ def test_invalid_parameters_raise_threshold_error() -> None:
 
 
 def test_header_matches_python_cdef() -> None:
-    header = (Path(sf.__file__).parent / "include" / "signer_ffi.h").read_text()
+    crate = Path(__file__).resolve().parents[2] / "signer_ffi"
+    header = (crate / "include" / "signer_ffi.h").read_text()
     block = re.search(r"/\* BEGIN CDEF \*/(.*?)/\* END CDEF \*/", header, re.S)
     assert block is not None and block.group(1) == CDEF
-    lib_rs = (Path(sf.__file__).parent / "src" / "lib.rs").read_text()
+    lib_rs = (crate / "src" / "lib.rs").read_text()
     exported = set(re.findall(r'extern "C" fn (tt_\w+)', lib_rs))
     declared = set(re.findall(r"\b(tt_\w+)\(", CDEF))
     assert exported == declared

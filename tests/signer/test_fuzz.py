@@ -151,3 +151,20 @@ def test_bad_identifiers() -> None:
         sf.dkg_part1(0, 3, 2)
     with pytest.raises(ValueError):
         sf.dkg_part1(2**256, 3, 2)
+
+
+def test_null_pointers_at_the_c_boundary() -> None:
+    """Direct ABI calls with NULL inputs/outputs return TT_ERR_NULL_POINTER (-1)."""
+    from signer_ffi._lib import ffi, lib
+
+    out = ffi.new("tt_buffer[]", 2)
+    handle = ffi.new("tt_nonces **")
+    assert lib.tt_commit(ffi.NULL, 10, handle, out) == -1
+    assert lib.tt_commit(b"x" * 10, 10, ffi.NULL, out) == -1
+    assert lib.tt_sign(b"x", 1, ffi.NULL, b"x", 1, out) == -1
+    assert lib.tt_aggregate(ffi.NULL, 5, ffi.NULL, ffi.NULL, 0, b"x", 1, out, ffi.NULL) == -1
+    assert lib.tt_verify(ffi.NULL, 32, b"m", 1, b"s" * 64, 64) == -1
+    assert lib.tt_generate_with_dealer(3, 2, ffi.NULL, out) == -1
+    lib.tt_buffer_free(ffi.NULL)
+    lib.tt_nonces_free(ffi.NULL)
+    lib.tt_buffer_free(out)  # empty buffer: no-op
