@@ -6,7 +6,9 @@ test its own topic prefix and its own database, so tests never see each other's 
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,19 @@ from deploy.local import LocalStack
 from deploy.settings import Settings
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def stack_dir(prefix: str) -> Path:
+    """A directory outside pytest's tmp tree for server data.
+
+    pytest resets its own base directory to mode 0700 whenever a session starts, which
+    would lock the unprivileged PostgreSQL user out of a data directory below it.
+    """
+    base = Path(tempfile.gettempdir()) / "tradetape-tests"
+    base.mkdir(mode=0o755, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    path.chmod(0o755)
+    return path
 
 
 def free_port() -> int:
@@ -35,10 +50,11 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack() -> Iterator[LocalStack]:
     """The real broker and database, started once for the whole session."""
+    data_dir = stack_dir("session-")
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("stack"),
+        data_dir=data_dir,
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
         postgres_port=free_port(),
@@ -49,6 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local.up()
     yield local
     local.down()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stack_dir
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 def test_up_status_down_lifecycle(tmp_path: Path) -> None:
     env = dict(os.environ)
     env.update(
-        TRADETAPE_DATA_DIR=str(tmp_path / "stack"),
+        TRADETAPE_DATA_DIR=str(stack_dir("cli-")),
         TRADETAPE_KAFKA_PORT=str(free_port()),
         TRADETAPE_KAFKA_CONTROLLER_PORT=str(free_port()),
         TRADETAPE_POSTGRES_PORT=str(free_port()),
@@ -78,7 +78,7 @@ def test_failed_broker_start_shows_the_log(tmp_path: Path) -> None:
     squatter.bind(("127.0.0.1", 0))
     squatter.listen(1)  # someone else holds the controller port: the broker cannot bind
     env.update(
-        TRADETAPE_DATA_DIR=str(tmp_path / "bad"),
+        TRADETAPE_DATA_DIR=str(stack_dir("cli-bad-")),
         TRADETAPE_KAFKA_PORT=str(free_port()),
         TRADETAPE_KAFKA_CONTROLLER_PORT=str(squatter.getsockname()[1]),
         TRADETAPE_POSTGRES_PORT=str(free_port()),
