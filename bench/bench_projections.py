@@ -137,7 +137,7 @@ def bench_lag(s: Settings, seconds: float, rate: int) -> dict[str, float]:
     for p in projectors:
         p.lags = []
         p.open()
-        p.catch_up(idle_timeout=1.0)
+        p.catch_up()
         p.lags.clear()
 
     def loop(p: TimedProjector) -> None:

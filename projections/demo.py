@@ -21,7 +21,7 @@ def run(settings: Settings) -> list[str]:
     lines: list[str] = []
     for name, projection in PROJECTIONS.items():
         with Projector(settings, projection) as proj:
-            total = proj.catch_up(idle_timeout=1.0)
+            total = proj.catch_up()
         lines.append(
             f"projection {name:12} +{total.applied} events folded"
             + (f", {total.quarantined} quarantined" if total.quarantined else "")

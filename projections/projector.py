@@ -59,6 +59,7 @@ class Projector:
         self.conn: psycopg.Connection[Any] | None = None
         self.consumer: Consumer | None = None
         self.total = BatchResult()
+        self.caught_up = False
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -213,24 +214,37 @@ class Projector:
             out[(tp.topic, tp.partition)] = int(high)
         return out
 
-    def lag(self, targets: dict[tuple[str, int], int]) -> int:
-        return sum(max(0, hi - self.expected.get(k, 0)) for k, hi in targets.items())
+    def positions(self) -> dict[tuple[str, int], int]:
+        """Where each partition stands: past what was applied, and past any transaction
+        markers or aborted records the consumer stepped over (librdkafka's position)."""
+        assert self.consumer is not None
+        out = dict(self.expected)
+        for tp in self.consumer.position([TopicPartition(t, p) for (t, p) in self.expected]):
+            key = (tp.topic, tp.partition)
+            if tp.offset >= 0 and tp.offset >= out.get(key, 0):
+                out[key] = tp.offset
+        return out
 
-    def catch_up(self, *, idle_timeout: float = 2.0, progress: Any = None) -> BatchResult:
+    def lag(self, targets: dict[tuple[str, int], int]) -> int:
+        now = self.positions()
+        return sum(max(0, hi - now.get(k, 0)) for k, hi in targets.items())
+
+    def catch_up(self, *, idle_timeout: float = 30.0, progress: Any = None) -> BatchResult:
         """Apply until every partition reaches the watermark seen at the start.
 
-        A transaction's commit marker occupies an offset no record carries, so a
-        partition whose position stalls one short counts as caught up once polling has
-        been idle for `idle_timeout` seconds.
+        Sets `caught_up`; it stays False only if nothing arrived for `idle_timeout`
+        seconds while records were still missing (the caller decides: a rebuild fails).
         """
         targets = self.high_watermarks()
         idle_since: float | None = None
+        self.caught_up = False
         while True:
+            if self.lag(targets) == 0:
+                self.caught_up = True
+                break
             n = self.step(0.2)
             if progress is not None and n:
                 progress(n, self)
-            if self.lag(targets) == 0:
-                break
             if n:
                 idle_since = None
                 continue

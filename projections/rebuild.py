@@ -117,6 +117,11 @@ def rebuild(
             batch_size=batch_size,
         ) as proj:
             total = proj.catch_up(progress=progress)
+            if not proj.caught_up:
+                raise RuntimeError(
+                    f"rebuild of {projection.name} stalled before the end of the log; "
+                    "the live projection was left untouched"
+                )
         seconds = time.monotonic() - started
         if swap:
             swap_in(conn, projection, build, settings.readonly_role)

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 def _live(settings: Settings, name: str) -> tuple[str, dict[str, int]]:
     with Projector(settings, PROJECTIONS[name]) as proj:
-        proj.catch_up(idle_timeout=1.0)
+        proj.catch_up()
+        assert proj.caught_up
     with psycopg.connect(settings.dsn) as conn:
         return checksum(conn, PROJECTIONS[name])
 
@@ -63,7 +64,7 @@ def test_unknown_version_is_quarantined_and_projector_carries_on(env: Settings) 
     produce(env, events[200:])
 
     with Projector(env, PROJECTIONS["fills"]) as proj:
-        total = proj.catch_up(idle_timeout=1.0)
+        total = proj.catch_up()
     assert total.quarantined == 2
     with psycopg.connect(env.dsn) as conn:
         rows = conn.execute(
@@ -93,12 +94,12 @@ def test_live_projector_resumes_after_rebuild_swap(env: Settings) -> None:
     proj = Projector(env, PROJECTIONS["orders"], batch_size=100)
     proj.open()
     try:
-        proj.catch_up(idle_timeout=0.5)
+        proj.catch_up()
         produce(env, events[600:])
         # A rebuild swaps in a schema that already holds everything; the live projector
         # was fenced off by the moved offsets and resumes from them without re-applying.
         rebuilt = rebuild(env, PROJECTIONS["orders"])
-        proj.catch_up(idle_timeout=0.5)
+        proj.catch_up()
     finally:
         proj.close()
     with psycopg.connect(env.dsn) as conn:

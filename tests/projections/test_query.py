@@ -25,7 +25,7 @@ def loaded(env: Settings) -> Settings:
     produce(env, generate(21, 1500))
     for name in ("positions", "orders", "fills", "balances"):
         with Projector(env, PROJECTIONS[name]) as proj:
-            proj.catch_up(idle_timeout=0.5)
+            proj.catch_up()
     return env
 
 
