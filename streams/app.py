@@ -22,6 +22,7 @@ import logging
 import types
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -32,12 +33,19 @@ from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import SurveillanceAlert
 from schemas.topics import Topic
 from streams.detectors import all_detectors
+from streams.sequencer import Sequencer, SequencerState
 from streams.surveillance_state import OwnerBook, QuoteRec, Surveillance
 
 log = logging.getLogger("tradetape.streams")
 
 SOURCES = (Topic.ORDERS, Topic.ACCOUNTS, Topic.MARKETDATA, Topic.SURVEILLANCE_CONFIG)
 SEQUENCED = "surveillance.sequenced"
+LATENESS = timedelta(milliseconds=500)
+"""How far out of event-time order inputs may arrive and still be sequenced exactly."""
+TICK_SECONDS = 0.25
+IDLE_TICKS = 8
+"""Quiet inputs for 8 ticks (~2 s, above aiokafka's 1.5 s fetch wait) flush the buffer."""
+TICK_HEADER = "tt-tick"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -170,7 +178,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
     deadletter = app.topic(settings.topic(Topic.DEADLETTER), **raw)
     tables = {
         n: app.Table(n, partitions=1, key_type=str)
-        for n in ("owners", "quotes", "configs", "books")
+        for n in ("owners", "quotes", "configs", "books", "sequencer")
     }
     store = TableStore(
         owners=tables["owners"],
@@ -179,6 +187,8 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         books=ModelTable(tables["books"], OwnerBook),
     )
     engine = Surveillance(all_detectors(), store)
+    sequencer = Sequencer(LATENESS, IDLE_TICKS)
+    seq_table = ModelTable(tables["sequencer"], SequencerState)
 
     async def emit(alert: Envelope[SurveillanceAlert]) -> None:
         key, value, headers = encode(alert)
@@ -210,30 +220,46 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                 )
                 yield None
                 continue
+            log.debug("intake %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await sequenced.send(key=msg.key, value=msg.value, headers=msg.headers)
             yield None
 
     async def detect(stream: Any) -> Any:
-        """One deterministic fold over the sequenced log."""
+        """One deterministic fold over the sequenced log (events and ticks)."""
         async for event in stream.events():
             msg = event.message
+            state = seq_table.get("state") or SequencerState()
+            headers = dict(msg.headers or [])
             try:
-                env = decode(msg.value, msg.headers, topic=msg.topic, offset=msg.offset)
-            except MalformedEventError as exc:  # cannot happen after intake; never crash
+                if TICK_HEADER in headers:
+                    state, ready = sequencer.tick(state)
+                else:
+                    env = decode(msg.value, msg.headers, topic=msg.topic, offset=msg.offset)
+                    state, ready = sequencer.push(state, env)
+            except MalformedEventError as exc:  # never crash the fold
                 await holder.dead(
                     dead_letter_for(
                         _Record(msg), exc, stage="surveillance", producer="surveillance"
                     )
                 )
-                yield None
+                yield []
                 continue
-            alerts = engine.process(env)
+            seq_table["state"] = state
+            alerts = []
+            for env in ready:
+                alerts.extend(engine.process(env))
+                log.debug("detect %s %s", env.event_type, env.event_id)
             for alert in alerts:
                 await holder.emit(alert)
             yield [str(a.payload.alert_id) for a in alerts]
 
+    async def tick() -> None:
+        """Advance the watermark when inputs go quiet; the tick itself goes on the log."""
+        await sequenced.send(key=b"tick", value=b"tick", headers=[(TICK_HEADER, b"1")])
+
     intake_agent = app.agent(source, name="surveillance-intake")(intake)
     detect_agent = app.agent(sequenced, name="surveillance-detect")(detect)
+    app.timer(TICK_SECONDS)(tick)
     holder = SurveillanceApp(
         app=app,
         intake=intake_agent,
@@ -257,7 +283,7 @@ def main(settings: Settings) -> int:
 
     create_topics(settings)
     built = build_app(settings)
-    worker = faust.Worker(built.app, loglevel="INFO", quiet=True)
+    worker = faust.Worker(built.app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -36,8 +36,10 @@ async def _run_detect(tmp: Path, events: list[Envelope[Any]], twice: bool) -> li
     async with built.detect.test_context() as agent:
         for _ in range(2 if twice else 1):
             for e in events:
-                key, value, headers = encode(e)
+                key, value, _headers = encode(e)
                 await agent.put(value=value, key=key)
+        for _ in range(9):
+            await agent.put(value=b"tick", key=b"tick", headers={"tt-tick": b"1"})
     return sent
 
 
@@ -59,6 +61,8 @@ def test_detect_agent_state_lives_in_tables(tmp_path: Path) -> None:
         async with built.detect.test_context() as agent:
             for e in spoof_tape().events:
                 await agent.put(value=encode(e)[1], key=encode(e)[0])
+            for _ in range(9):
+                await agent.put(value=b"tick", key=b"t", headers={"tt-tick": b"1"})
             return sorted(built.store.owners), sorted(built.store.books)
 
     owners, books = asyncio.run(go())

@@ -1,0 +1,93 @@
+"""Shared helpers for the surveillance integration tests: produce, consume, spawn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from deploy.kafka import consumer_config, producer_config
+from deploy.settings import Settings
+from schemas import Envelope, decode, encode
+from schemas.topics import Topic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
+        TRADETAPE_KAFKA_CONTROLLER_PORT=str(settings.kafka_controller_port),
+        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
+        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
+        TRADETAPE_POSTGRES_DB=settings.postgres_db,
+        TRADETAPE_DATA_DIR=str(data_dir),
+        TRADETAPE_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def spawn(settings: Settings, data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / f"{'-'.join(args)}.log", "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli_entry", *args],
+        cwd=ROOT,
+        env=child_env(settings, data_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int | None:
+    """SIGTERM, then SIGKILL; returns the exit code of a clean stop, None if killed."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+def produce(settings: Settings, events: Iterable[Envelope[Any]]) -> None:
+    p = Producer(producer_config(settings))
+    for e in events:
+        key, value, headers = encode(e)
+        p.produce(settings.topic(Topic(e.topic)), key=key, value=value, headers=headers)
+    assert p.flush(30) == 0
+
+
+def produce_raw(settings: Settings, topic: Topic, value: bytes) -> None:
+    p = Producer(producer_config(settings))
+    p.produce(settings.topic(topic), key=b"junk", value=value)
+    assert p.flush(30) == 0
+
+
+def consume(
+    settings: Settings, topic: Topic, *, want: int, timeout: float = 60
+) -> list[Envelope[Any]]:
+    """Read `topic` from the start until `want` events arrived (or the timeout passed)."""
+    c = Consumer(consumer_config(settings, group_id=f"probe-{time.monotonic_ns()}"))
+    c.subscribe([settings.topic(topic)])
+    out: list[Envelope[Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < want and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(decode(msg.value(), msg.headers()))
+    finally:
+        c.close()
+    return out
