@@ -1,0 +1,99 @@
+"""A broker-free harness: an engine state driven through the pure processor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine import auth
+from engine.processor import Context, process
+from engine.state import EngineState
+from schemas import Envelope, new_event
+from schemas.envelope import EventPayload
+from schemas.events import (
+    AccountOpened,
+    BeneficialOwner,
+    DepositReceived,
+    KycVerified,
+    MarketTrade,
+    OrderIntent,
+    OrderType,
+    OwnerKind,
+    ProducerRegistered,
+    QuoteUpdated,
+    RiskLimits,
+    RiskLimitsChanged,
+    Side,
+    TimeInForce,
+)
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+INSTRUMENT = "BTC/USDC"
+
+
+class Harness:
+    def __init__(self, limits: RiskLimits | None = None, cash: Decimal = Decimal("1000000"),
+                 accounts: tuple[str, ...] = ("A1",)) -> None:
+        self.state = EngineState()
+        self.ctx = Context()
+        self.key: Ed25519PrivateKey
+        self.key, pub = auth.new_keypair()
+        self.now = T0
+        self.n = 0
+        owner = BeneficialOwner(owner_id="o", kind=OwnerKind.NATURAL, name="O", country="DE")
+        for acc in accounts:
+            self.admin(AccountOpened(account=acc, beneficial_owner=owner, base_currency="USDC"))
+            self.admin(KycVerified(account=acc, verified_by="t"))
+            self.admin(DepositReceived(deposit_id=f"d-{acc}", account=acc, asset="USDC",
+                                       amount=cash))
+        self.admin(ProducerRegistered(producer_id="p1", public_key=pub, accounts=accounts,
+                                      registered_by="admin"))
+        if limits is not None:
+            self.admin(RiskLimitsChanged(scope="*", config_version=1, limits=limits,
+                                         changed_by="admin"))
+
+    def tick(self, seconds: float = 0.01) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def feed(self, payload: EventPayload, producer: str = "x") -> list[Envelope[Any]]:
+        return process(self.state, new_event(payload, producer=producer, occurred_at=self.tick()),
+                       self.ctx)
+
+    def admin(self, payload: EventPayload) -> list[Envelope[Any]]:
+        return self.feed(payload, producer="admin")
+
+    def quote(self, bid: Decimal, ask: Decimal, qty: Decimal = Decimal("10")) -> None:
+        self.n += 1
+        self.feed(QuoteUpdated(venue="v", instrument=INSTRUMENT, bid_price=bid,
+                               bid_quantity=qty, ask_price=ask, ask_quantity=qty,
+                               update_id=self.n, exchange_ts=self.now), "md")
+
+    def trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> list[Envelope[Any]]:
+        self.n += 1
+        return self.feed(MarketTrade(venue="v", instrument=INSTRUMENT, trade_id=f"t{self.n}",
+                                     price=price, quantity=qty, aggressor_side=Side.BUY,
+                                     exchange_ts=self.now), "md")
+
+    def order(self, side: Side, qty: Decimal, limit: Decimal | None = None, *,
+              account: str = "A1", tif: TimeInForce = TimeInForce.GTC,
+              instrument: str = INSTRUMENT, **extra: Any) -> list[Envelope[Any]]:
+        self.n += 1
+        intent = OrderIntent(
+            producer_id="p1", strategy_id="s", account=account, client_order_id=f"c{self.n}",
+            instrument=instrument, side=side,
+            order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
+            quantity=qty, limit_price=limit, time_in_force=tif, **extra,
+        )
+        return self.feed(auth.sign(intent, self.key), producer="p1")
+
+
+def decision(out: list[Envelope[Any]]) -> Any:
+    return next(e.payload for e in out if e.event_type in ("RiskDecision", "IntentRejected"))
+
+
+def types(out: list[Envelope[Any]]) -> list[str]:
+    return [e.event_type for e in out]

@@ -1,0 +1,220 @@
+"""Every risk rule, unit and property tested on the pure processor (no broker)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.risk.evaluator import build_context, run_rules
+from engine.risk.rules import RULES, RiskContext
+from schemas.events import (
+    AmlFlagRaised,
+    KillSwitchEngaged,
+    OrderIntent,
+    OrderType,
+    RiskLimits,
+    Side,
+)
+from tests.engine.pure import INSTRUMENT, Harness, decision
+
+D = Decimal
+LIMITS = RiskLimits(max_order_notional=D("50000"), max_position=D("2"), max_open_orders=5,
+                    price_collar_pct=D("0.05"), max_orders_per_window=1000)
+
+
+def _ctx(h: Harness, side: Side = Side.BUY, qty: str = "0.1", limit: str | None = None,
+         lag: int = 0) -> RiskContext:
+    intent = OrderIntent(
+        producer_id="p1", strategy_id="s", account="A1", client_order_id="x",
+        instrument=INSTRUMENT, side=side,
+        order_type=OrderType.LIMIT if limit else OrderType.MARKET, quantity=D(qty),
+        limit_price=D(limit) if limit else None,
+    )
+    return build_context(h.state, intent, h.now, consumer_lag=lag, taker_fee_rate=D("0.001"))
+
+
+def _result(ctx: RiskContext, rule_id: str) -> tuple[bool, str | None]:
+    rule = next(r for r in RULES if r.RULE_ID == rule_id)  # type: ignore[attr-defined]
+    res = rule(ctx)
+    assert res.rule_id == rule_id and res.rule_version >= 1
+    return res.passed, res.reason_code
+
+
+@pytest.fixture
+def h() -> Harness:
+    harness = Harness(LIMITS)
+    harness.quote(D("30000"), D("30001"))
+    return harness
+
+
+def test_every_rule_has_id_and_version() -> None:
+    ids = [r.RULE_ID for r in RULES]  # type: ignore[attr-defined]
+    assert len(ids) == len(set(ids)) == 11
+    assert all(r.RULE_VERSION >= 1 for r in RULES)  # type: ignore[attr-defined]
+
+
+def test_freshness_lag_and_price_age(h: Harness) -> None:
+    assert _result(_ctx(h), "FRESHNESS") == (True, None)
+    assert _result(_ctx(h, lag=LIMITS.max_consumer_lag + 1), "FRESHNESS") == (False, "STALE_STATE")
+    h.tick(LIMITS.max_price_age_seconds + 1)
+    assert _result(_ctx(h), "FRESHNESS") == (False, "STALE_STATE")
+    assert "STALE_STATE" in decision(h.order(Side.BUY, D("0.1"))).reason_codes
+
+
+def test_no_price_at_all_is_stale() -> None:
+    h = Harness(LIMITS)
+    d = decision(h.order(Side.BUY, D("0.1")))
+    assert d.outcome == "REJECTED" and "STALE_STATE" in d.reason_codes
+
+
+def test_account_state_kyc_and_aml(h: Harness) -> None:
+    assert _result(_ctx(h), "ACCOUNT_STATE") == (True, None)
+    h.admin(AmlFlagRaised(account="A1", flag_id="f1", reason="r", raised_by="admin"))
+    assert _result(_ctx(h), "ACCOUNT_STATE") == (False, "AML_FLAG_OPEN")
+    h.state.account("A1").kyc = False
+    assert _result(_ctx(h), "ACCOUNT_STATE") == (False, "KYC_NOT_VERIFIED")
+
+
+def test_unlisted_stablecoin_rejected_listed_ok(h: Harness) -> None:
+    assert _result(_ctx(h), "ASSET_ALLOW_LIST") == (True, None)
+    h.quote(D("1"), D("1.0001"))
+    out = h.order(Side.BUY, D("1"), instrument="USDT/USDC")
+    assert "STABLECOIN_NOT_PERMITTED" in decision(out).reason_codes
+
+
+def test_collar_notional_open_orders_rate_balance(h: Harness) -> None:
+    assert _result(_ctx(h, limit="31600"), "PRICE_COLLAR") == (False, "PRICE_COLLAR")
+    assert _result(_ctx(h, limit="31400"), "PRICE_COLLAR") == (True, None)
+    assert _result(_ctx(h, qty="1.7"), "MAX_ORDER_NOTIONAL") == (False, "MAX_ORDER_NOTIONAL")
+    assert _result(_ctx(h, qty="2.5"), "MAX_POSITION") == (False, "MAX_POSITION")
+    ctx = _ctx(h)
+    assert _result(replace(ctx, open_orders=5), "MAX_OPEN_ORDERS") == (False, "MAX_OPEN_ORDERS")
+    assert _result(replace(ctx, recent_orders=1000), "ORDER_RATE") == (False, "ORDER_RATE")
+    assert _result(replace(ctx, quote_available=D("10")), "BALANCE") == (
+        False, "INSUFFICIENT_BALANCE")
+    assert _result(_ctx(h, side=Side.SELL), "BALANCE") == (False, "INSUFFICIENT_BALANCE")
+
+
+def test_a_rule_that_raises_rejects(h: Harness) -> None:
+    def broken(ctx: RiskContext):  # type: ignore[no-untyped-def]
+        raise ValueError("boom")
+
+    ev = run_rules(_ctx(h), (*RULES, broken))
+    assert not ev.passed and "RULE_ERROR" in ev.reason_codes
+
+
+def test_decision_records_every_rule_and_config_version(h: Harness) -> None:
+    d = decision(h.order(Side.BUY, D("0.1")))
+    assert d.outcome == "APPROVED"
+    assert [r.rule_id for r in d.rule_results] == [r.RULE_ID for r in RULES]  # type: ignore[attr-defined]
+    assert d.risk_config_version == 1
+
+
+def test_drawdown_brake_engages_kill_switch() -> None:
+    h = Harness(LIMITS, cash=D("100000"))
+    h.quote(D("30000"), D("30001"))
+    assert decision(h.order(Side.BUY, D("1.5"))).outcome == "APPROVED"
+    assert decision(h.order(Side.BUY, D("0.01"))).outcome == "APPROVED"  # peak recorded
+    h.quote(D("20000"), D("20001"))  # equity falls ~15%
+    out = h.order(Side.BUY, D("0.1"))
+    assert "KillSwitchEngaged" in [e.event_type for e in out]
+    assert "A1" in h.state.kill_switches
+    d = decision(out)
+    assert d.outcome == "REJECTED" and "DRAWDOWN_BRAKE" in d.reason_codes
+    # Only risk-reducing orders pass now.
+    assert decision(h.order(Side.SELL, D("0.5"))).outcome == "APPROVED"
+
+
+def test_peak_survives_between_quotes() -> None:
+    h = Harness(LIMITS, cash=D("100000"))
+    h.quote(D("30000"), D("30001"))
+    h.tick(5)
+    h.quote(D("30000"), D("30001"))
+    assert _result(_ctx(h), "DRAWDOWN_BRAKE")[0]
+
+
+ORDER = st.tuples(
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.decimals(min_value=D("0.001"), max_value=D("3"), places=3),
+    st.one_of(st.none(), st.decimals(min_value=D("25000"), max_value=D("35000"), places=2)),
+    st.integers(min_value=0, max_value=3),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    orders=st.lists(ORDER, min_size=1, max_size=15),
+    max_pos=st.decimals(min_value=D("0.5"), max_value=D("4"), places=2),
+    max_notional=st.decimals(min_value=D("5000"), max_value=D("80000"), places=0),
+    max_open=st.integers(min_value=1, max_value=6),
+    cash=st.decimals(min_value=D("1000"), max_value=D("200000"), places=0),
+)
+def test_no_approved_order_ever_breaches_a_limit(
+    orders: list[tuple[Side, Decimal, Decimal | None, int]], max_pos: Decimal,
+    max_notional: Decimal, max_open: int, cash: Decimal,
+) -> None:
+    limits = RiskLimits(max_order_notional=max_notional, max_position=max_pos,
+                        max_open_orders=max_open, price_collar_pct=D("0.1"),
+                        max_orders_per_window=10)
+    h = Harness(limits, cash=cash)
+    h.quote(D("30000"), D("30010"), qty=D("1.5"))
+    approved_at: list[object] = []
+    for side, qty, limit, move in orders:
+        if move:
+            h.trade(D(30000 + 1000 * (move - 2)), qty=D("0.7"))
+        out = h.order(side, qty, limit)
+        d = decision(out)
+        acc = h.state.account("A1")
+        pos = acc.positions.get(INSTRUMENT, D(0))
+        if d.outcome == "APPROVED":
+            price = limit if limit is not None else D("30010")
+            assert qty * price <= max_notional
+            approved_at.append(h.now)
+        # Invariants that must hold whatever was approved.
+        assert abs(pos) <= max_pos
+        primary_open = [o for o in h.state.open_orders_of("A1") if o.parent_order_id is None]
+        assert len(primary_open) <= max_open
+        assert acc.balances.get("USDC", D(0)) >= 0
+        assert acc.balances.get("BTC", D(0)) >= 0
+        recent = [t for t in approved_at if (h.now - t).total_seconds() < 1]  # type: ignore[operator]
+        assert len(recent) <= limits.max_orders_per_window
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    orders=st.lists(ORDER, min_size=1, max_size=10),
+    scope=st.sampled_from(["*", "A1"]),
+    start=st.decimals(min_value=D("0"), max_value=D("1"), places=2),
+)
+def test_kill_switch_blocks_risk_increasing_orders(
+    orders: list[tuple[Side, Decimal, Decimal | None, int]], scope: str, start: Decimal,
+) -> None:
+    h = Harness(RiskLimits(max_position=D("10"), price_collar_pct=D("0.2")),
+                cash=D("1000000"))
+    h.quote(D("30000"), D("30010"), qty=D("5"))
+    if start > 0:
+        assert decision(h.order(Side.BUY, start)).outcome == "APPROVED"
+    h.admin(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
+    for side, qty, limit, _ in orders:
+        before = abs(h.state.account("A1").positions.get(INSTRUMENT, D(0)))
+        d = decision(h.order(side, qty, limit))
+        after = abs(h.state.account("A1").positions.get(INSTRUMENT, D(0)))
+        if d.outcome == "APPROVED":
+            assert before > 0, "an order from a flat position passed the kill switch"
+            assert after <= before, "an approved order increased risk under the kill switch"
+        elif before == 0 or (side is Side.BUY) == (
+            h.state.account("A1").positions.get(INSTRUMENT, D(0)) > 0
+        ):
+            assert "KILL_SWITCH_ENGAGED" in d.reason_codes
+
+
+def test_price_age_exact_boundary(h: Harness) -> None:
+    h.tick(LIMITS.max_price_age_seconds - 1)
+    assert _result(_ctx(h), "FRESHNESS")[0]
+    h.now += timedelta(seconds=2)
+    assert not _result(_ctx(h), "FRESHNESS")[0]
