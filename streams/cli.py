@@ -39,8 +39,9 @@ def read_topic(settings: Settings, topic: Topic, timeout: float = 10.0) -> list[
             out.append(decode(msg.value(), msg.headers()))
         except MalformedEventError:
             pass
-        if msg.offset() + 1 >= ends[msg.partition()]:
-            done.add(msg.partition())
+        part, off = msg.partition(), msg.offset()
+        if part is not None and off is not None and off + 1 >= ends[part]:
+            done.add(part)
     c.close()
     return out
 
