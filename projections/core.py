@@ -678,6 +678,15 @@ PROJECTIONS: dict[str, Projection] = {
 """Every projection `tradetape run projections` runs, by name."""
 
 
+try:  # projections owned by other packages, when installed
+    from streams.alerts_projection import AlertsProjection
+
+    PROJECTIONS[AlertsProjection.name] = AlertsProjection()
+except ModuleNotFoundError as _exc:  # pragma: no cover - streams not in this build
+    if _exc.name is None or not _exc.name.startswith("streams"):
+        raise
+
+
 def get(name: str) -> Projection:
     try:
         return PROJECTIONS[name]
