@@ -1,0 +1,1 @@
+"""Feeding the market-data topic: real captures and a seeded simulation."""
