@@ -1,0 +1,231 @@
+"""`make demo`, engine stage: accounts, real BTCUSDT prices, a strategy, a decision table.
+
+The real Binance capture is replayed (at 10x) as the BTC/USDC paper market: USDT is not a
+permitted stablecoin under the default allow-list (USDC, EURC), so the demo trades the
+same prices against USDC, and a few intents on BTC/USDT show the allow-list rejecting.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from deploy.kafka import producer_config
+from deploy.settings import Settings
+from engine import auth
+from engine.client import DecisionWatcher
+from engine.marketdata.binance import parse_file
+from engine.worker import EngineWorker
+from schemas import Envelope, encode, new_event
+from schemas.envelope import EventPayload
+from schemas.events import (
+    AccountOpened,
+    BeneficialOwner,
+    CancelIntent,
+    DepositReceived,
+    KycVerified,
+    OrderIntent,
+    OrderType,
+    OwnerKind,
+    ProducerRegistered,
+    Side,
+)
+from schemas.topics import Topic
+
+CAPTURE = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared" / "reference" / "marketdata" / "binance_spot_btcusdt_20240808.jsonl.gz"
+)
+INSTRUMENT = "BTC/USDC"
+SPEED = 10.0
+INTENTS = 300
+
+
+class _Feed(threading.Thread):
+    """Replays the capture onto the market-data topic and remembers the latest mid."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.path = settings, path
+        self.mid: Decimal | None = None
+        self.published = 0
+        self.stop = False
+
+    def run(self) -> None:
+        producer = Producer(producer_config(self.settings))
+        _parser, records = parse_file(self.path, instrument=INSTRUMENT)
+        first: int | None = None
+        t0 = time.monotonic()
+        for rec in records:
+            if self.stop:
+                break
+            if rec.payload is None or rec.recv_ns is None:
+                continue
+            first = first if first is not None else rec.recv_ns
+            lag = (rec.recv_ns - first) / 1e9 / SPEED - (time.monotonic() - t0)
+            if lag > 0:
+                time.sleep(lag)
+            p = rec.payload
+            if p.EVENT_TYPE == "QuoteUpdated":
+                self.mid = (p.bid_price + p.ask_price) / 2  # type: ignore[union-attr]
+            key, value, headers = encode(new_event(p, producer="marketdata-loader"))
+            producer.produce(self.settings.topic(Topic.MARKETDATA), key=key, value=value,
+                             headers=headers)
+            producer.poll(0)
+            self.published += 1
+        producer.flush(30)
+
+
+def _send(producer: Producer, settings: Settings, event: Envelope[Any], topic: Topic) -> None:
+    key, value, headers = encode(event)
+    producer.produce(settings.topic(topic), key=key, value=value, headers=headers)
+    producer.poll(0)
+
+
+def run(settings: Settings) -> list[str]:
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:6]
+    accounts = [f"DEMO-{run_id}-{i}" for i in range(1, 5)]
+    strategy = f"momo-{run_id}"
+    key, pub = auth.new_keypair()
+    rogue, _ = auth.new_keypair()
+    producer = Producer(producer_config(settings))
+    watcher = DecisionWatcher(settings)
+    worker = EngineWorker(settings, wid=f"demo-{run_id}")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    feed = _Feed(settings, CAPTURE)
+    try:
+        admin_events: list[Envelope[Any]] = []
+        for acc in accounts:
+            owner = BeneficialOwner(owner_id=f"o-{acc}", kind=OwnerKind.NATURAL,
+                                    name=f"Demo {acc[-1]}", country="DE")
+            admin_events += [
+                new_event(AccountOpened(account=acc, beneficial_owner=owner,
+                                        base_currency="USDC"), producer="admin"),
+                new_event(KycVerified(account=acc, verified_by="admin"), producer="admin"),
+                new_event(DepositReceived(deposit_id=f"dep-{acc}", account=acc, asset="USDC",
+                                          amount=Decimal("1000000")), producer="admin"),
+            ]
+        admin_events.append(new_event(ProducerRegistered(
+            producer_id=strategy, public_key=pub, accounts=tuple(accounts[:3]),
+            registered_by="admin"), producer="admin"))
+        for ev in admin_events:
+            _send(producer, settings, ev, Topic.ADMIN)
+        producer.flush(30)
+        for ev in admin_events:
+            if watcher.wait(ev.correlation_id, timeout=0.01) is not None:
+                raise RuntimeError(f"admin command rejected: {ev.event_type}")
+        feed.start()
+        deadline = time.monotonic() + 30
+        while feed.mid is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if feed.mid is None:
+            raise RuntimeError("no market data from the capture")
+        time.sleep(2.0)  # let the engine see the registrations and first prices
+        sent = _strategy(settings, producer, key, rogue, strategy, accounts, feed)
+        producer.flush(30)
+        decisions = [watcher.wait(ev.correlation_id, timeout=60) for ev in sent]
+    finally:
+        feed.stop = True
+        worker.stopping = True
+        thread.join(60)
+        watcher.close()
+    table: Counter[tuple[str, str]] = Counter()
+    for d in decisions:
+        if d is None:
+            table[("NO DECISION", "-")] += 1
+        elif d.event_type == "IntentRejected":
+            table[("INTENT_REJECTED", str(d.payload.reason))] += 1
+        elif d.payload.outcome == "APPROVED":
+            table[(f"APPROVED {d.payload.intent_kind}", "-")] += 1
+        else:
+            table[("REJECTED", ",".join(d.payload.reason_codes))] += 1
+    state = worker.state
+    fills = sum(1 for o in state.orders.values() if o.account in accounts and o.filled > 0)
+    positions = {a: state.account(a).positions.get(INSTRUMENT, Decimal(0)) for a in accounts}
+    lines = [
+        f"engine: {len(sent)} intents from strategy {strategy} on {len(accounts)} accounts, "
+        f"{feed.published} market events from the BTCUSDT capture (as {INSTRUMENT}, {SPEED:g}x)",
+        f"{'outcome':<18} {'reason':<44} {'count':>5}",
+    ]
+    for (outcome, reason), n in sorted(table.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"{outcome:<18} {reason[:44]:<44} {n:>5}")
+    lines.append(f"engine: {fills} orders with fills; positions "
+                 + ", ".join(f"{a}={q.normalize()}" for a, q in positions.items()))
+    lines.append(f"engine: worker {worker.stats}; stage took {time.monotonic() - started:.1f}s")
+    for line in lines:
+        print(line, flush=True)
+    return lines
+
+
+def _strategy(
+    settings: Settings, producer: Producer, key: Any, rogue: Any, strategy: str,
+    accounts: list[str], feed: _Feed,
+) -> list[Envelope[Any]]:
+    """A toy strategy: market and limit orders around the mid, cancels, and some bad apples."""
+    rng = random.Random(7)
+    sent: list[Envelope[Any]] = []
+    resting: list[tuple[str, str]] = []
+
+    def intent(payload: EventPayload, signer: Any = key, producer_id: str = strategy) -> None:
+        signed = auth.sign(payload, signer)  # type: ignore[type-var]
+        ev = new_event(signed, producer=producer_id)
+        _send(producer, settings, ev, Topic.INTENTS)
+        sent.append(ev)
+
+    bad_at = {25: "bad_signature", 50: "unknown_producer", 75: "over_limit",
+              100: "unlisted_stablecoin", 125: "fat_finger", 150: "not_entitled",
+              175: "bad_signature", 200: "over_limit", 225: "unlisted_stablecoin",
+              250: "fat_finger"}
+    for i in range(INTENTS):
+        mid = feed.mid or Decimal("60000")
+        acc = accounts[i % 3]
+        coid = f"{strategy}-{i}"
+        side = Side.BUY if rng.random() < 0.6 else Side.SELL
+        qty = Decimal(rng.choice(["0.01", "0.02", "0.05", "0.1"]))
+        base: dict[str, Any] = dict(producer_id=strategy, strategy_id="momo", account=acc,
+                                    client_order_id=coid, instrument=INSTRUMENT, side=side,
+                                    quantity=qty)
+        kind = bad_at.get(i)
+        if kind == "bad_signature":
+            intent(OrderIntent(order_type=OrderType.MARKET, **base), signer=rogue)
+        elif kind == "unknown_producer":
+            intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "producer_id": "ghost"}),
+                   signer=rogue, producer_id="ghost")
+        elif kind == "over_limit":
+            intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "quantity": Decimal("9")}))
+        elif kind == "unlisted_stablecoin":
+            intent(OrderIntent(order_type=OrderType.MARKET,
+                               **{**base, "instrument": "BTC/USDT"}))
+        elif kind == "fat_finger":
+            intent(OrderIntent(order_type=OrderType.LIMIT, limit_price=(mid * 2).quantize(
+                Decimal("0.01")), **{**base, "side": Side.BUY}))
+        elif kind == "not_entitled":
+            intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "account": accounts[3]}))
+        elif resting and rng.random() < 0.1:
+            target_acc, target = resting.pop(rng.randrange(len(resting)))
+            intent(CancelIntent(producer_id=strategy, strategy_id="momo", account=target_acc,
+                                client_order_id=coid, target_client_order_id=target))
+        elif rng.random() < 0.45:
+            side = Side.BUY
+            intent(OrderIntent(order_type=OrderType.MARKET, stop_loss=(mid * Decimal("0.999"))
+                               .quantize(Decimal("0.01")), take_profit=(mid * Decimal("1.001"))
+                               .quantize(Decimal("0.01")), **{**base, "side": side}))
+        else:
+            offset = Decimal(str(rng.uniform(-0.0004, 0.0004)))
+            price = (mid * (1 + offset)).quantize(Decimal("0.01"))
+            intent(OrderIntent(order_type=OrderType.LIMIT, limit_price=price, **base))
+            resting.append((acc, coid))
+        if i % 20 == 19:
+            producer.flush(10)
+            time.sleep(0.5)
+    return sent
