@@ -1,0 +1,339 @@
+"""Seeded surveillance scenario: market makers, takers and labelled abusive episodes.
+
+The scenario is a list of *inputs* (admin commands, market data, signed intents) in
+time order. `run_through_engine` drives them through the engine's pure processor, so the
+order lifecycle and fills are the real engine's; `publish_scenario` publishes the same
+inputs to the broker for the running engine. Labels say which owner did what, when.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas import Envelope, new_event
+from schemas.envelope import EventPayload
+from schemas.events import (
+    AccountOpened,
+    BeneficialOwner,
+    CancelIntent,
+    DepositReceived,
+    KycVerified,
+    MarketTrade,
+    OrderIntent,
+    OrderType,
+    OwnerKind,
+    ProducerRegistered,
+    QuoteUpdated,
+    RiskLimits,
+    RiskLimitsChanged,
+    Side,
+    SurveillanceAlert,
+)
+from schemas.ids import derived_uuid7
+
+INSTRUMENT = "BTC/USDC"
+PRODUCER = "scenario"
+CENT = Decimal("0.01")
+
+
+@dataclass
+class Episode:
+    pattern: str
+    owner: str
+    accounts: list[str]
+    start: str
+    end: str
+
+
+@dataclass
+class Scenario:
+    seed: int
+    inputs: list[Envelope[Any]] = field(default_factory=list)
+    labels: list[Episode] = field(default_factory=list)
+
+
+class _Builder:
+    def __init__(self, seed: int, t0: datetime) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.t0 = t0
+        self.inputs: list[tuple[float, int, EventPayload, str]] = []
+        self.key = Ed25519PrivateKey.from_private_bytes(
+            hashlib.sha256(f"scenario-{seed}".encode()).digest()
+        )
+        self.n = 0
+        self.open: dict[str, tuple[str, str]] = {}  # client order id -> (account, strategy)
+
+    def add(self, at: float, payload: EventPayload, producer: str = PRODUCER) -> None:
+        self.n += 1
+        self.inputs.append((at, self.n, payload, producer))
+
+    def order(
+        self, at: float, account: str, side: str, qty: Decimal, price: Decimal | None, tag: str
+    ) -> str:
+        self.n += 1
+        coid = f"{tag}-{self.n}"
+        self.add(
+            at,
+            OrderIntent(
+                producer_id=PRODUCER,
+                strategy_id=tag,
+                account=account,
+                client_order_id=coid,
+                instrument=INSTRUMENT,
+                side=Side(side),
+                order_type=OrderType.LIMIT if price is not None else OrderType.MARKET,
+                quantity=qty,
+                limit_price=price,
+            ),
+        )
+        self.open[coid] = (account, tag)
+        return coid
+
+    def cancel(self, at: float, coid: str) -> None:
+        account, tag = self.open.pop(coid)
+        self.n += 1
+        self.add(
+            at,
+            CancelIntent(
+                producer_id=PRODUCER,
+                strategy_id=tag,
+                account=account,
+                client_order_id=f"x-{coid}"[:64],
+                target_client_order_id=coid,
+            ),
+        )
+
+
+def _q(value: float, step: str = "0.01") -> Decimal:
+    return Decimal(str(value)).quantize(Decimal(step))
+
+
+def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scenario:
+    """Deterministic in `seed`: the same seed yields the same inputs, ids and labels."""
+    start = t0 or datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
+    b = _Builder(seed, start)
+    rng = b.rng
+    owners: dict[str, list[str]] = {
+        **{f"mm{i}": [f"MM{i}"] for i in range(3)},
+        **{f"tk{i}": [f"TK{i}"] for i in range(3)},
+        "family": ["FA1", "FA2"],
+        **{f"ab{i}": [f"AB{i}a", f"AB{i}b"] for i in range(3)},
+    }
+    accounts = [a for accs in owners.values() for a in accs]
+    for owner, accs in owners.items():
+        bo = BeneficialOwner(owner_id=owner, kind=OwnerKind.NATURAL, name=owner, country="DE")
+        for acc in accs:
+            b.add(0, AccountOpened(account=acc, beneficial_owner=bo, base_currency="USDC"), "admin")
+            b.add(0, KycVerified(account=acc, verified_by="scenario"), "admin")
+            for asset, amount in (("USDC", "10000000"), ("BTC", "500")):
+                b.add(
+                    0,
+                    DepositReceived(
+                        deposit_id=f"d-{acc}-{asset}",
+                        account=acc,
+                        asset=asset,
+                        amount=Decimal(amount),
+                    ),
+                    "admin",
+                )
+    pub = b.key.public_key().public_bytes_raw().hex()
+    b.add(0, ProducerRegistered(producer_id=PRODUCER, public_key=pub, accounts=tuple(accounts),
+                                registered_by="admin"), "admin")  # fmt: skip
+    limits = RiskLimits(
+        max_order_notional=Decimal("10000000"),
+        max_position=Decimal("100000"),
+        max_open_orders=1000,
+        max_orders_per_window=1000,
+    )
+    b.add(0, RiskLimitsChanged(scope="*", config_version=1, limits=limits, changed_by="admin"),
+          "admin")  # fmt: skip
+
+    mid = Decimal("100.00")
+    seconds = minutes * 60
+    mm_orders: dict[str, list[str]] = {
+        acc: [] for o, accs in owners.items() if o.startswith("mm") for acc in accs
+    }
+    episodes: list[Episode] = []
+    busy_until = 0.0
+    patterns = ["SPOOFING", "LAYERING", "WASH_TRADING"]
+    update = 0
+    for s in range(1, seconds):
+        if s % 5 == 0 and s > busy_until + 2:
+            mid += CENT * rng.choice([-1, 0, 1])
+        bid, ask = mid - CENT, mid + CENT
+        depth = _q(rng.uniform(2, 5), "0.1")
+        update += 1
+        b.add(s, QuoteUpdated(venue="paper", instrument=INSTRUMENT, bid_price=bid, bid_quantity=depth,
+                              ask_price=ask, ask_quantity=depth, update_id=update,
+                              exchange_ts=start + timedelta(seconds=s)), "marketdata")  # fmt: skip
+        if rng.random() < 0.5:
+            aggressor = rng.choice(["BUY", "SELL"])
+            b.add(s + 0.5, MarketTrade(venue="paper", instrument=INSTRUMENT, trade_id=f"t{s}",
+                                       price=ask if aggressor == "BUY" else bid,
+                                       quantity=_q(rng.uniform(0.1, 1), "0.001"),
+                                       aggressor_side=Side(aggressor),
+                                       exchange_ts=start + timedelta(seconds=s + 0.5)),
+                  "marketdata")  # fmt: skip
+        # market makers: requote every second, cancelling the previous quotes
+        for acc, live in mm_orders.items():
+            t = s + 0.1 + rng.random() * 0.3
+            for coid in live:
+                b.cancel(t, coid)
+            spread = CENT * rng.randint(2, 6)
+            qty = _q(rng.uniform(0.5, 1.5), "0.001")
+            mm_orders[acc] = [
+                b.order(t + 0.01, acc, "BUY", qty, mid - spread, "mm"),
+                b.order(t + 0.01, acc, "SELL", qty, mid + spread, "mm"),
+            ]
+        # takers and the two-account family (independent, different sizes)
+        for acc in ("TK0", "TK1", "TK2", "FA1", "FA2"):
+            if rng.random() < 0.08:
+                side = rng.choice(["BUY", "SELL"])
+                b.order(s + 0.6, acc, side, _q(rng.uniform(0.1, 1.5), "0.001"), None, "tk")
+        # an abusive episode every ~40 s
+        if s >= 20 and s > busy_until + 10 and s < seconds - 15 and rng.random() < 0.15:
+            pattern = patterns[len(episodes) % 3]
+            owner = f"ab{rng.randrange(3)}"
+            a1, a2 = owners[owner]
+            if pattern == "SPOOFING":
+                big = b.order(s + 0.2, a1, "BUY", depth * 4 + 1, bid - CENT * 3, "sp")
+                b.order(s + 1.2, a2, "SELL", _q(rng.uniform(0.2, 0.8), "0.001"), None, "sp")
+                b.cancel(s + 1.2 + rng.uniform(0.5, 3), big)
+                end = s + 5
+            elif pattern == "LAYERING":
+                layers = [
+                    b.order(s + 0.2 + i * 0.05, a1, "BUY", _q(rng.uniform(0.5, 1.2), "0.001"),
+                            bid - CENT * (2 + i), "ly")
+                    for i in range(rng.randint(3, 5))
+                ]  # fmt: skip
+                b.order(s + 1.2, a2, "SELL", _q(rng.uniform(0.2, 0.8), "0.001"), None, "ly")
+                for i, coid in enumerate(layers):
+                    b.cancel(s + 2 + i * 0.1, coid)
+                end = s + 4
+            else:
+                qty = _q(rng.uniform(0.2, 1.0), "0.001")
+                b.order(s + 0.2, a1, "BUY", qty, None, "wt")
+                b.order(s + 0.2 + rng.uniform(0.3, 3), a2, "SELL", qty, None, "wt")
+                end = s + 5
+            episodes.append(Episode(pattern, owner, [a1, a2], _iso(start, s), _iso(start, end)))
+            busy_until = end
+    b.inputs.sort(key=lambda x: (x[0], x[1]))
+    inputs = []
+    for i, (at, _n, payload, producer) in enumerate(b.inputs):
+        if isinstance(payload, OrderIntent | CancelIntent):
+            from engine.auth import sign
+
+            payload = sign(payload, b.key)
+        when = start + timedelta(microseconds=round(at * 1_000_000))
+        inputs.append(
+            new_event(payload, producer=producer, occurred_at=when,
+                      event_id=derived_uuid7(when, "scenario", str(seed), str(i)))
+        )  # fmt: skip
+    return Scenario(seed=seed, inputs=inputs, labels=episodes)
+
+
+def _iso(t0: datetime, s: float) -> str:
+    return (t0 + timedelta(seconds=s)).isoformat()
+
+
+def run_through_engine(scenario: Scenario) -> list[Envelope[Any]]:
+    """The engine's pure processor over the inputs: inputs and outputs, in log order."""
+    from engine.processor import Context, process
+    from engine.state import EngineState
+
+    state, ctx = EngineState(), Context()
+    out: list[Envelope[Any]] = []
+    for event in scenario.inputs:
+        out.append(event)
+        out.extend(process(state, event, ctx))
+    return out
+
+
+@dataclass
+class Score:
+    pattern: str
+    episodes: int
+    detected: int
+    alerts: int
+    true_alerts: int
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.episodes if self.episodes else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.true_alerts / self.alerts if self.alerts else 1.0
+
+
+def score(labels: list[Episode], alerts: list[SurveillanceAlert]) -> dict[str, Score]:
+    """An alert is true if its pattern, owner and window match a labelled episode."""
+
+    def hit(ep: Episode, a: SurveillanceAlert) -> bool:
+        s, e = datetime.fromisoformat(ep.start), datetime.fromisoformat(ep.end)
+        return (
+            a.pattern == ep.pattern
+            and a.beneficial_owner == ep.owner
+            and a.window_end >= s - timedelta(seconds=1)
+            and a.window_start <= e + timedelta(seconds=1)
+        )
+
+    out: dict[str, Score] = {}
+    for pattern in ("SPOOFING", "LAYERING", "WASH_TRADING"):
+        eps = [ep for ep in labels if ep.pattern == pattern]
+        als = [a for a in alerts if a.pattern == pattern]
+        out[pattern] = Score(
+            pattern,
+            len(eps),
+            sum(1 for ep in eps if any(hit(ep, a) for a in als)),
+            len(als),
+            sum(1 for a in als if any(hit(ep, a) for ep in eps)),
+        )
+    return out
+
+
+def write_labels(path: Path, scenario: Scenario) -> None:
+    path.write_text(json.dumps([asdict(e) for e in scenario.labels], indent=2))
+
+
+def publish_scenario(
+    settings: Any, *, seed: int, minutes: int, labels_path: Path, speed: float = 1.0
+) -> int:
+    """Publish the inputs to their topics, paced in (scaled) real time from now."""
+    from confluent_kafka import Producer
+
+    from deploy.kafka import producer_config
+    from schemas import encode
+    from schemas.topics import Topic
+    from schemas.types import utc_now
+
+    scenario = build_scenario(seed, minutes, t0=utc_now())
+    write_labels(labels_path, scenario)
+    producer = Producer(producer_config(settings))
+    began = time.monotonic()
+    first = scenario.inputs[0].occurred_at
+    for event in scenario.inputs:
+        due = (event.occurred_at - first).total_seconds() / speed
+        delay = due - (time.monotonic() - began)
+        if delay > 0:
+            producer.flush(delay)
+            time.sleep(max(0.0, due - (time.monotonic() - began)))
+        key, value, headers = encode(event)
+        topic = Topic.ADMIN if event.producer == "admin" else Topic(event.topic)
+        if isinstance(event.payload, DepositReceived):
+            topic = Topic.ADMIN
+        producer.produce(settings.topic(topic), key=key, value=value, headers=headers)
+        producer.poll(0)
+    producer.flush(30)
+    return len(scenario.inputs)
