@@ -16,7 +16,7 @@ class OrderToTradeDetector:
     DEFAULTS: ClassVar[dict[str, str]] = {
         "window_s": "300",
         "min_orders": "200",
-        "max_order_to_trade": "100",
+        "max_order_to_trade": "1000",
         "max_cancel_ratio": "0.995",
     }
 
