@@ -1,0 +1,136 @@
+"""Surveillance benchmarks: detector throughput, and event-to-alert latency on a real broker.
+
+    .venv/bin/python -m bench.bench_streams [--latency-episodes 60] [--skip-latency]
+
+Latency: from producing the completing event (the spoof's cancel) to the alert being on
+`surveillance.alerts` (the alert record's broker timestamp), through `tradetape run streams`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+
+def throughput(seed: int = 1, minutes: int = 5) -> tuple[int, float]:
+    from streams.detectors import all_detectors
+    from streams.scenario import build_scenario, run_through_engine
+    from streams.surveillance_state import Surveillance
+
+    events = run_through_engine(build_scenario(seed, minutes))
+    s = Surveillance(all_detectors())
+    started = time.perf_counter()
+    s.process_batch(events)
+    elapsed = time.perf_counter() - started
+    return len(events), len(events) / elapsed
+
+
+def latency(episodes: int) -> list[float]:
+    from confluent_kafka import Consumer, Producer
+
+    from deploy.kafka import consumer_config, create_topics, producer_config
+    from deploy.local.stack import LocalStack
+    from deploy.settings import Settings
+    from schemas import encode
+    from schemas.topics import Topic
+    from schemas.types import utc_now
+    from streams.synthetic import Tape
+    from tests.conftest import free_port
+    from tests.streams.helpers import spawn, stop
+
+    root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    settings = Settings(data_dir=root / "stack", kafka_port=free_port(),
+                        kafka_controller_port=free_port(), postgres_port=free_port(),
+                        postgres_fsync=False, kafka_heap="512m", topic_prefix="bench.")  # fmt: skip
+    stack = LocalStack(settings, echo=lambda _m: None)
+    stack.up()
+    proc = None
+    try:
+        create_topics(settings)
+        proc = spawn(settings, root / "streams", "run", "streams")
+        producer = Producer(producer_config(settings, **{"linger.ms": 0}))
+
+        def send(events: list[Any]) -> None:
+            for e in events:
+                key, value, headers = encode(e)
+                producer.produce(settings.topic(Topic(e.topic)), key=key, value=value,
+                                 headers=headers)  # fmt: skip
+            producer.flush(10)
+
+        consumer = Consumer(consumer_config(settings, group_id="bench"))
+        consumer.subscribe([settings.topic(Topic.SURVEILLANCE_ALERTS)])
+        warm = Tape(seed="warm", t0=utc_now())
+        for i in range(4):
+            warm.open_account(f"A{i}", f"o{i // 2}", at=0)
+        send(warm.events)
+        time.sleep(20)  # the worker joins its group and recovers its tables
+        sent_at: dict[str, float] = {}
+        for n in range(episodes):
+            t = Tape(seed=f"ep{n}", t0=utc_now())
+            acc, other = ("A0", "A1") if n % 2 == 0 else ("A2", "A3")
+            t.quote(0, "100.00", "100.10", "2", "2")
+            t.submit(0.01, acc, f"big{n}", "BUY", "10", "99.95")
+            t.submit(0.02, other, f"s{n}", "SELL", "1", "100.10")
+            t.fill(0.03, f"s{n}")
+            send(t.events)
+            time.sleep(0.2)
+            cancel = Tape(seed=f"c{n}", t0=t.t0)
+            cancel.orders, cancel.filled = t.orders, t.filled
+            cancel.cancel(timedelta(seconds=0.21).total_seconds(), f"big{n}")
+            before = time.time()
+            send(cancel.events)
+            sent_at[f"big{n}"] = before
+            # steady background flow, as live markets have, keeps the watermark moving
+            for k in range(3):
+                time.sleep(0.1)
+                q = Tape(seed=f"q{n}-{k}", t0=utc_now())
+                q.quote(0, "100.00", "100.10", "2", "2")
+                send(q.events)
+        out: list[float] = []
+        deadline = time.time() + 30
+        from schemas import decode
+
+        while len(out) < episodes and time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            alert = decode(msg.value(), msg.headers()).payload
+            _kind, ts_ms = msg.timestamp()
+            out.append(ts_ms / 1000 - sent_at[alert.evidence["order_id"]])
+        consumer.close()
+        return out
+    finally:
+        if proc is not None:
+            stop(proc)
+        stack.down()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency-episodes", type=int, default=60)
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    n, rate = throughput()
+    print(f"detector throughput: {n} engine events (5-min scenario), {rate:,.0f} events/s")
+    if not args.skip_latency:
+        lat = sorted(latency(args.latency_episodes))
+        if not lat:
+            print("latency: no alerts arrived", file=sys.stderr)
+            return 1
+        p50 = statistics.median(lat)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(
+            f"event-to-alert latency over {len(lat)} alerts: p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
