@@ -356,7 +356,7 @@ class BalancesProjection(Projection):
     topics = (Topic.ORDERS, Topic.TRANSFERS)
     balances = Table(
         "balances",
-        ("account", "asset", "amount", "movement_count", "last_event_id", "updated_at"),
+        ("account", "asset", "amount", "movement_count"),
         ("account", "asset"),
         WriteMode.UPSERT,
         stateful=True,
@@ -433,7 +433,7 @@ class BalancesProjection(Projection):
         bal, count = (ZERO, 0) if cur is None else (cur[2], cur[3])
         state.put(
             self.balances,
-            (p.account, asset, bal + amount, int(count) + 1, ev.event_id, ev.occurred_at),
+            (p.account, asset, bal + amount, int(count) + 1),
         )
         state.insert(
             self.movements, (ev.event_id, leg, p.account, asset, amount, kind, ref, ev.occurred_at)

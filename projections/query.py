@@ -83,7 +83,7 @@ NAMED: dict[str, NamedQuery] = {
         "Executions",
     ),
     "balances": NamedQuery(
-        "SELECT account, asset, amount, movement_count, updated_at FROM proj_balances.balances "
+        "SELECT account, asset, amount, movement_count FROM proj_balances.balances "
         "WHERE "
         + _filters(("account", "account"), ("asset", "asset"))
         + " ORDER BY account, asset",

@@ -5,13 +5,13 @@ SET LOCAL search_path TO proj_balances, public;
 -- @body
 CREATE TABLE _seen (event_id uuid PRIMARY KEY);
 
+-- Only commutative columns: fills and transfers arrive on two topics, so "the last
+-- event" of a balance would depend on how they interleave (see movements for history).
 CREATE TABLE balances (
     account        text NOT NULL,
     asset          text NOT NULL,
     amount         numeric NOT NULL,
     movement_count integer NOT NULL,
-    last_event_id  uuid NOT NULL,
-    updated_at     timestamptz NOT NULL,
     PRIMARY KEY (account, asset)
 );
 

@@ -26,6 +26,25 @@ def _for(p_topics: tuple[Topic, ...], env: Settings, records: list[RawRecord]) -
     return [r for r in records if r.topic in names]
 
 
+def _interleave(records: list[RawRecord], picks: list[int]) -> list[RawRecord]:
+    """Another order a consumer may see: each partition's order kept, partitions and
+    topics merged differently (as fetches from several partitions really arrive)."""
+    queues: dict[tuple[str, int], list[RawRecord]] = {}
+    for r in records:
+        queues.setdefault((r.topic, r.partition), []).append(r)
+    lanes = [list(reversed(q)) for _k, q in sorted(queues.items())]
+    out: list[RawRecord] = []
+    i = 0
+    while any(lanes):
+        live = [lane for lane in lanes if lane]
+        lane = live[picks[i % len(picks)] % len(live)] if picks else live[0]
+        take = 1 + (picks[(i + 1) % len(picks)] % 7 if picks else 0)
+        for _ in range(min(take, len(lane))):
+            out.append(lane.pop())
+        i += 1
+    return out
+
+
 def _split(records: list[RawRecord], cuts: list[int]) -> list[list[RawRecord]]:
     points = sorted({c % (len(records) + 1) for c in cuts} | {0, len(records)})
     return [records[a:b] for a, b in itertools.pairwise(points) if b > a]
@@ -43,9 +62,16 @@ def _split(records: list[RawRecord], cuts: list[int]) -> list[list[RawRecord]]:
     cuts=st.lists(st.integers(0, 10_000), max_size=12),
     dup_from=st.integers(0, 10_000),
     dup_len=st.integers(0, 60),
+    picks=st.lists(st.integers(0, 1000), max_size=40),
 )
 def test_any_batch_split_and_duplicates_match_a_rebuild(
-    env: Settings, seed: int, n: int, cuts: list[int], dup_from: int, dup_len: int
+    env: Settings,
+    seed: int,
+    n: int,
+    cuts: list[int],
+    dup_from: int,
+    dup_len: int,
+    picks: list[int],
 ) -> None:
     events = generate(seed, n)
     records = as_records(env, events)
@@ -57,7 +83,7 @@ def test_any_batch_split_and_duplicates_match_a_rebuild(
             with conn.transaction():
                 apply_records(conn, p, "t_rebuild", mine)
             reference = checksum(conn, p, "t_rebuild")
-            for batch in _split(mine, cuts):
+            for batch in _split(_interleave(mine, picks), cuts):
                 with conn.transaction():
                     apply_records(conn, p, "t_live", batch)
             assert checksum(conn, p, "t_live") == reference, p.name
