@@ -54,7 +54,8 @@ def latency(episodes: int) -> list[float]:
     try:
         create_topics(settings)
         proc = spawn(settings, root / "streams", "run", "streams")
-        producer = Producer(producer_config(settings, **{"linger.ms": 0}))
+        conf: dict[str, Any] = {**producer_config(settings), "linger.ms": 0}
+        producer = Producer(conf)
 
         def send(events: list[Any]) -> None:
             for e in events:
