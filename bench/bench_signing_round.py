@@ -30,7 +30,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _round_trip(settings: Settings, threshold: int, signers: int, rounds: int, work: Path) -> list[float]:
+def _round_trip(
+    settings: Settings, threshold: int, signers: int, rounds: int, work: Path
+) -> list[float]:
     passphrase = secrets.token_urlsafe(16)
     os.environ["TRADETAPE_SIGNER_PASSPHRASE"] = passphrase
     key_dir = work / f"g{threshold}of{signers}"
@@ -43,8 +45,13 @@ def _round_trip(settings: Settings, threshold: int, signers: int, rounds: int, w
         TRADETAPE_SIGNER_KEY_DIR=str(key_dir),
     )
     procs = [
-        subprocess.Popen([sys.executable, "-m", "deploy.cli_entry", "run", "signer", "--id", str(i)],
-                         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli_entry", "run", "signer", "--id", str(i)],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
         for i in range(1, signers + 1)
     ]
     try:
@@ -70,8 +77,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        settings = Settings(data_dir=work / "stack", kafka_port=_free_port(), kafka_controller_port=_free_port(),
-                            postgres_port=_free_port(), postgres_fsync=False)
+        settings = Settings(
+            data_dir=work / "stack",
+            kafka_port=_free_port(),
+            kafka_controller_port=_free_port(),
+            postgres_port=_free_port(),
+            postgres_fsync=False,
+        )
         stack = LocalStack(settings, echo=lambda m: print(m, file=sys.stderr))
         stack.up()
         try:
@@ -80,7 +92,9 @@ def main() -> None:
             for t, n in ((2, 3), (3, 5)):
                 lat = sorted(_round_trip(settings, t, n, args.rounds, work))
                 p90 = lat[int(0.9 * (len(lat) - 1))]
-                print(f"| {t}-of-{n} | {len(lat)} | {statistics.median(lat):.1f} | {p90:.1f} | {lat[-1]:.1f} |")
+                print(
+                    f"| {t}-of-{n} | {len(lat)} | {statistics.median(lat):.1f} | {p90:.1f} | {lat[-1]:.1f} |"
+                )
         finally:
             stack.down()
 
