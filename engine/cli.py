@@ -60,10 +60,24 @@ def register(app: typer.Typer) -> None:
             key, _ = auth.new_keypair()
             auth.write_private_key(path, key)
         accs = tuple(a.strip() for a in accounts.split(",") if a.strip())
-        _publish_admin(ProducerRegistered(producer_id=name, public_key=auth.public_hex(key),
-                                          accounts=accs, registered_by=ADMIN))
-        typer.echo(json.dumps({"producer": name, "public_key": auth.public_hex(key),
-                               "accounts": list(accs), "key_file": str(path)}))
+        _publish_admin(
+            ProducerRegistered(
+                producer_id=name,
+                public_key=auth.public_hex(key),
+                accounts=accs,
+                registered_by=ADMIN,
+            )
+        )
+        typer.echo(
+            json.dumps(
+                {
+                    "producer": name,
+                    "public_key": auth.public_hex(key),
+                    "accounts": list(accs),
+                    "key_file": str(path),
+                }
+            )
+        )
 
     @app.command("publish")
     def publish(
@@ -108,15 +122,24 @@ def register(app: typer.Typer) -> None:
             pub.close()
         for event in sent:
             decision = watcher.wait(event.correlation_id, wait)
-            typer.echo(json.dumps({
-                "line_event": event.event_type,
-                "event_id": str(event.event_id),
-                "decision": None if decision is None else decision.event_type,
-                "outcome": None if decision is None else getattr(
-                    decision.payload, "outcome", getattr(decision.payload, "reason", None)),
-                "reasons": None if decision is None else list(
-                    getattr(decision.payload, "reason_codes", ()) or []),
-            }, default=str))
+            typer.echo(
+                json.dumps(
+                    {
+                        "line_event": event.event_type,
+                        "event_id": str(event.event_id),
+                        "decision": None if decision is None else decision.event_type,
+                        "outcome": None
+                        if decision is None
+                        else getattr(
+                            decision.payload, "outcome", getattr(decision.payload, "reason", None)
+                        ),
+                        "reasons": None
+                        if decision is None
+                        else list(getattr(decision.payload, "reason_codes", ()) or []),
+                    },
+                    default=str,
+                )
+            )
         watcher.close()
 
     @marketdata_app.command("load")
@@ -134,8 +157,15 @@ def register(app: typer.Typer) -> None:
 
         rate = None if as_fast_as_possible else (speed or 1.0)
         report = load_capture(_settings(), file, speed=rate, instrument=instrument, limit=limit)
-        typer.echo(json.dumps({"published": report.published,
-                               "dead_letters": report.dead_letters, "counts": report.counts}))
+        typer.echo(
+            json.dumps(
+                {
+                    "published": report.published,
+                    "dead_letters": report.dead_letters,
+                    "counts": report.counts,
+                }
+            )
+        )
 
     @marketdata_app.command("simulate")
     def marketdata_simulate(
@@ -159,36 +189,54 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from schemas.events import AccountOpened, BeneficialOwner, OwnerKind
 
-        bo = BeneficialOwner(owner_id=f"owner-{account}", kind=OwnerKind.NATURAL, name=owner,
-                             country=country)
-        ev = _publish_admin(AccountOpened(account=account, beneficial_owner=bo,
-                                          base_currency=currency))
+        bo = BeneficialOwner(
+            owner_id=f"owner-{account}", kind=OwnerKind.NATURAL, name=owner, country=country
+        )
+        ev = _publish_admin(
+            AccountOpened(account=account, beneficial_owner=bo, base_currency=currency)
+        )
         typer.echo(str(ev.event_id))
 
     @admin_app.command("kyc")
     def kyc(account: str, reference: str = "") -> None:
         from schemas.events import KycVerified
 
-        typer.echo(str(_publish_admin(KycVerified(account=account, verified_by=ADMIN,
-                                                  reference=reference)).event_id))
+        typer.echo(
+            str(
+                _publish_admin(
+                    KycVerified(account=account, verified_by=ADMIN, reference=reference)
+                ).event_id
+            )
+        )
 
     @admin_app.command("deposit")
     def deposit(account: str, asset: str, amount: str, deposit_id: str) -> None:
         from schemas.events import DepositReceived
 
-        typer.echo(str(_publish_admin(DepositReceived(
-            deposit_id=deposit_id, account=account, asset=asset, amount=Decimal(amount))
-        ).event_id))
+        typer.echo(
+            str(
+                _publish_admin(
+                    DepositReceived(
+                        deposit_id=deposit_id, account=account, asset=asset, amount=Decimal(amount)
+                    )
+                ).event_id
+            )
+        )
 
     @admin_app.command("aml")
-    def aml(account: str, flag_id: str, reason: str = "",
-            clear: Annotated[bool, typer.Option("--clear")] = False) -> None:
+    def aml(
+        account: str,
+        flag_id: str,
+        reason: str = "",
+        clear: Annotated[bool, typer.Option("--clear")] = False,
+    ) -> None:
         from schemas.events import AmlFlagCleared, AmlFlagRaised
 
-        payload: Any = (AmlFlagCleared(account=account, flag_id=flag_id, note=reason,
-                                       cleared_by=ADMIN) if clear else
-                        AmlFlagRaised(account=account, flag_id=flag_id, reason=reason,
-                                      raised_by=ADMIN))
+        payload: Any = (
+            AmlFlagCleared(account=account, flag_id=flag_id, note=reason, cleared_by=ADMIN)
+            if clear
+            else AmlFlagRaised(account=account, flag_id=flag_id, reason=reason, raised_by=ADMIN)
+        )
         typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("kill-switch")
@@ -199,20 +247,34 @@ def register(app: typer.Typer) -> None:
         if action not in ("engage", "release"):
             typer.echo("action must be engage or release", err=True)
             raise typer.Exit(2)
-        payload: Any = (KillSwitchEngaged(scope=scope, engaged_by=ADMIN, reason=reason)
-                        if action == "engage" else
-                        KillSwitchReleased(scope=scope, released_by=ADMIN, reason=reason))
+        payload: Any = (
+            KillSwitchEngaged(scope=scope, engaged_by=ADMIN, reason=reason)
+            if action == "engage"
+            else KillSwitchReleased(scope=scope, released_by=ADMIN, reason=reason)
+        )
         typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("limits")
-    def limits(scope: str, version: int,
-               values: Annotated[str, typer.Option(help="JSON object of RiskLimits fields")] = "{}",
-               reason: str = "") -> None:
+    def limits(
+        scope: str,
+        version: int,
+        values: Annotated[str, typer.Option(help="JSON object of RiskLimits fields")] = "{}",
+        reason: str = "",
+    ) -> None:
         """Publish new risk limits for an account or '*' with a higher config version."""
         from schemas.events import RiskLimits, RiskLimitsChanged
 
         lim = RiskLimits.model_validate(json.loads(values))
-        typer.echo(str(_publish_admin(RiskLimitsChanged(
-            scope=scope, config_version=version, limits=lim, changed_by=ADMIN, reason=reason)
-        ).event_id))
-
+        typer.echo(
+            str(
+                _publish_admin(
+                    RiskLimitsChanged(
+                        scope=scope,
+                        config_version=version,
+                        limits=lim,
+                        changed_by=ADMIN,
+                        reason=reason,
+                    )
+                ).event_id
+            )
+        )

@@ -10,12 +10,12 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from engine.auth import key_path, read_private_key, sign
-from engine.worker import watermarks
+from engine.worker import partitions_of, watermarks
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, OrderIntent
@@ -28,11 +28,9 @@ class DecisionWatcher:
     """Reads the decisions topic (read_committed) from its end and indexes by correlation id."""
 
     def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
-        self._consumer = Consumer(
-            consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}")
-        )
+        self._consumer = Consumer(consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}"))
         topic = settings.topic(Topic.DECISIONS)
-        parts = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        parts = partitions_of(self._consumer, settings, Topic.DECISIONS)
         tps = []
         for p in parts:
             low, high = watermarks(self._consumer, TopicPartition(topic, p))
@@ -110,7 +108,11 @@ class IntentPublisher:
         self, payload: EventPayload, *, sign_it: bool = True, admin: bool = False
     ) -> Envelope[Any]:
         """Sign (intents) and publish. Admin commands go to the admin topic as-is."""
-        if sign_it and isinstance(payload, OrderIntent | CancelIntent) and payload.signature is None:
+        if (
+            sign_it
+            and isinstance(payload, OrderIntent | CancelIntent)
+            and payload.signature is None
+        ):
             payload = self.sign(payload)
         event = new_event(payload, producer=self.producer_id)
         if admin:

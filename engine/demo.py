@@ -42,7 +42,10 @@ from schemas.topics import Topic
 
 CAPTURE = (
     Path(__file__).resolve().parents[1].parent
-    / "shared" / "reference" / "marketdata" / "binance_spot_btcusdt_20240808.jsonl.gz"
+    / "shared"
+    / "reference"
+    / "marketdata"
+    / "binance_spot_btcusdt_20240808.jsonl.gz"
 )
 INSTRUMENT = "BTC/USDC"
 SPEED = 10.0
@@ -77,8 +80,9 @@ class _Feed(threading.Thread):
             if p.EVENT_TYPE == "QuoteUpdated":
                 self.mid = (p.bid_price + p.ask_price) / 2  # type: ignore[union-attr]
             key, value, headers = encode(new_event(p, producer="marketdata-loader"))
-            producer.produce(self.settings.topic(Topic.MARKETDATA), key=key, value=value,
-                             headers=headers)
+            producer.produce(
+                self.settings.topic(Topic.MARKETDATA), key=key, value=value, headers=headers
+            )
             producer.poll(0)
             self.published += 1
         producer.flush(30)
@@ -106,18 +110,36 @@ def run(settings: Settings) -> list[str]:
     try:
         admin_events: list[Envelope[Any]] = []
         for acc in accounts:
-            owner = BeneficialOwner(owner_id=f"o-{acc}", kind=OwnerKind.NATURAL,
-                                    name=f"Demo {acc[-1]}", country="DE")
+            owner = BeneficialOwner(
+                owner_id=f"o-{acc}", kind=OwnerKind.NATURAL, name=f"Demo {acc[-1]}", country="DE"
+            )
             admin_events += [
-                new_event(AccountOpened(account=acc, beneficial_owner=owner,
-                                        base_currency="USDC"), producer="admin"),
+                new_event(
+                    AccountOpened(account=acc, beneficial_owner=owner, base_currency="USDC"),
+                    producer="admin",
+                ),
                 new_event(KycVerified(account=acc, verified_by="admin"), producer="admin"),
-                new_event(DepositReceived(deposit_id=f"dep-{acc}", account=acc, asset="USDC",
-                                          amount=Decimal("1000000")), producer="admin"),
+                new_event(
+                    DepositReceived(
+                        deposit_id=f"dep-{acc}",
+                        account=acc,
+                        asset="USDC",
+                        amount=Decimal("1000000"),
+                    ),
+                    producer="admin",
+                ),
             ]
-        admin_events.append(new_event(ProducerRegistered(
-            producer_id=strategy, public_key=pub, accounts=tuple(accounts[:3]),
-            registered_by="admin"), producer="admin"))
+        admin_events.append(
+            new_event(
+                ProducerRegistered(
+                    producer_id=strategy,
+                    public_key=pub,
+                    accounts=tuple(accounts[:3]),
+                    registered_by="admin",
+                ),
+                producer="admin",
+            )
+        )
         for ev in admin_events:
             _send(producer, settings, ev, Topic.ADMIN)
         producer.flush(30)
@@ -159,8 +181,10 @@ def run(settings: Settings) -> list[str]:
     ]
     for (outcome, reason), n in sorted(table.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"{outcome:<18} {reason[:44]:<44} {n:>5}")
-    lines.append(f"engine: {fills} orders with fills; positions "
-                 + ", ".join(f"{a}={q.normalize()}" for a, q in positions.items()))
+    lines.append(
+        f"engine: {fills} orders with fills; positions "
+        + ", ".join(f"{a}={q.normalize()}" for a, q in positions.items())
+    )
     lines.append(f"engine: worker {worker.stats}; stage took {time.monotonic() - started:.1f}s")
     for line in lines:
         print(line, flush=True)
@@ -168,8 +192,13 @@ def run(settings: Settings) -> list[str]:
 
 
 def _strategy(
-    settings: Settings, producer: Producer, key: Any, rogue: Any, strategy: str,
-    accounts: list[str], feed: _Feed,
+    settings: Settings,
+    producer: Producer,
+    key: Any,
+    rogue: Any,
+    strategy: str,
+    accounts: list[str],
+    feed: _Feed,
 ) -> list[Envelope[Any]]:
     """A toy strategy: market and limit orders around the mid, cancels, and some bad apples."""
     rng = random.Random(7)
@@ -177,49 +206,82 @@ def _strategy(
     resting: list[tuple[str, str]] = []
 
     def intent(payload: EventPayload, signer: Any = key, producer_id: str = strategy) -> None:
-        signed = auth.sign(payload, signer)  # type: ignore[type-var]
+        signed = auth.sign(payload, signer)
         ev = new_event(signed, producer=producer_id)
         _send(producer, settings, ev, Topic.INTENTS)
         sent.append(ev)
 
-    bad_at = {25: "bad_signature", 50: "unknown_producer", 75: "over_limit",
-              100: "unlisted_stablecoin", 125: "fat_finger", 150: "not_entitled",
-              175: "bad_signature", 200: "over_limit", 225: "unlisted_stablecoin",
-              250: "fat_finger"}
+    bad_at = {
+        25: "bad_signature",
+        50: "unknown_producer",
+        75: "over_limit",
+        100: "unlisted_stablecoin",
+        125: "fat_finger",
+        150: "not_entitled",
+        175: "bad_signature",
+        200: "over_limit",
+        225: "unlisted_stablecoin",
+        250: "fat_finger",
+    }
     for i in range(INTENTS):
         mid = feed.mid or Decimal("60000")
         acc = accounts[i % 3]
         coid = f"{strategy}-{i}"
         side = Side.BUY if rng.random() < 0.6 else Side.SELL
         qty = Decimal(rng.choice(["0.01", "0.02", "0.05", "0.1"]))
-        base: dict[str, Any] = dict(producer_id=strategy, strategy_id="momo", account=acc,
-                                    client_order_id=coid, instrument=INSTRUMENT, side=side,
-                                    quantity=qty)
+        base: dict[str, Any] = dict(
+            producer_id=strategy,
+            strategy_id="momo",
+            account=acc,
+            client_order_id=coid,
+            instrument=INSTRUMENT,
+            side=side,
+            quantity=qty,
+        )
         kind = bad_at.get(i)
         if kind == "bad_signature":
             intent(OrderIntent(order_type=OrderType.MARKET, **base), signer=rogue)
         elif kind == "unknown_producer":
-            intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "producer_id": "ghost"}),
-                   signer=rogue, producer_id="ghost")
+            intent(
+                OrderIntent(order_type=OrderType.MARKET, **{**base, "producer_id": "ghost"}),
+                signer=rogue,
+                producer_id="ghost",
+            )
         elif kind == "over_limit":
             intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "quantity": Decimal("9")}))
         elif kind == "unlisted_stablecoin":
-            intent(OrderIntent(order_type=OrderType.MARKET,
-                               **{**base, "instrument": "BTC/USDT"}))
+            intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "instrument": "BTC/USDT"}))
         elif kind == "fat_finger":
-            intent(OrderIntent(order_type=OrderType.LIMIT, limit_price=(mid * 2).quantize(
-                Decimal("0.01")), **{**base, "side": Side.BUY}))
+            intent(
+                OrderIntent(
+                    order_type=OrderType.LIMIT,
+                    limit_price=(mid * 2).quantize(Decimal("0.01")),
+                    **{**base, "side": Side.BUY},
+                )
+            )
         elif kind == "not_entitled":
             intent(OrderIntent(order_type=OrderType.MARKET, **{**base, "account": accounts[3]}))
         elif resting and rng.random() < 0.1:
             target_acc, target = resting.pop(rng.randrange(len(resting)))
-            intent(CancelIntent(producer_id=strategy, strategy_id="momo", account=target_acc,
-                                client_order_id=coid, target_client_order_id=target))
+            intent(
+                CancelIntent(
+                    producer_id=strategy,
+                    strategy_id="momo",
+                    account=target_acc,
+                    client_order_id=coid,
+                    target_client_order_id=target,
+                )
+            )
         elif rng.random() < 0.45:
             side = Side.BUY
-            intent(OrderIntent(order_type=OrderType.MARKET, stop_loss=(mid * Decimal("0.999"))
-                               .quantize(Decimal("0.01")), take_profit=(mid * Decimal("1.001"))
-                               .quantize(Decimal("0.01")), **{**base, "side": side}))
+            intent(
+                OrderIntent(
+                    order_type=OrderType.MARKET,
+                    stop_loss=(mid * Decimal("0.999")).quantize(Decimal("0.01")),
+                    take_profit=(mid * Decimal("1.001")).quantize(Decimal("0.01")),
+                    **{**base, "side": side},
+                )
+            )
         else:
             offset = Decimal(str(rng.uniform(-0.0004, 0.0004)))
             price = (mid * (1 + offset)).quantize(Decimal("0.01"))

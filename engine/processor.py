@@ -91,9 +91,7 @@ def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Enve
 # ---- intents ---------------------------------------------------------------------------
 
 
-def _reject(
-    emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, detail: str
-) -> None:
+def _reject(emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, detail: str) -> None:
     p = event.payload
     emit(
         IntentRejected(
@@ -117,16 +115,28 @@ def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitt
         return
     entry = state.producers.get(p.producer_id)
     if entry is None:
-        _reject(emit, event, IntentRejectReason.UNKNOWN_PRODUCER,
-                f"producer {p.producer_id!r} is not registered")
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.UNKNOWN_PRODUCER,
+            f"producer {p.producer_id!r} is not registered",
+        )
         return
     if not verify(p, entry.public_key):
-        _reject(emit, event, IntentRejectReason.BAD_SIGNATURE,
-                f"signature does not verify with {p.producer_id}'s registered key")
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.BAD_SIGNATURE,
+            f"signature does not verify with {p.producer_id}'s registered key",
+        )
         return
     if p.account not in entry.accounts:
-        _reject(emit, event, IntentRejectReason.NOT_ENTITLED,
-                f"producer {p.producer_id} may not act on account {p.account}")
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.NOT_ENTITLED,
+            f"producer {p.producer_id} may not act on account {p.account}",
+        )
         return
     if isinstance(p, CancelIntent):
         _cancel(state, event, p, ctx, emit)
@@ -140,8 +150,12 @@ def _cancel(
     order_id = state.client_orders.get((p.producer_id, p.target_client_order_id))
     order = state.orders.get(order_id) if order_id else None
     if order is None or order.account != p.account or order.done:
-        _reject(emit, event, IntentRejectReason.UNKNOWN_ORDER,
-                f"no open order {p.target_client_order_id!r} on {p.account}")
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.UNKNOWN_ORDER,
+            f"no open order {p.target_client_order_id!r} on {p.account}",
+        )
         return
     venue = ctx.venues.get(order.venue)
     version = state.limits_for(p.account)[0]
@@ -173,8 +187,9 @@ def _order(
         _reject(emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {p.venue!r}")
         return
     fee_rate = Decimal(str(getattr(venue, "taker_fee", Decimal("0.001"))))
-    ev = evaluate(state, p, event.occurred_at, consumer_lag=ctx.consumer_lag,
-                  taker_fee_rate=fee_rate)
+    ev = evaluate(
+        state, p, event.occurred_at, consumer_lag=ctx.consumer_lag, taker_fee_rate=fee_rate
+    )
     acc = state.account(p.account)
     if ev.context is not None and ev.context.equity is not None:
         if ev.context.equity > acc.peak_equity:

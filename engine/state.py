@@ -45,8 +45,23 @@ from schemas.events import (
 from schemas.events.risk import GLOBAL_SCOPE
 
 STABLECOINS: frozenset[str] = frozenset(
-    {"USDT", "USDC", "EURC", "DAI", "BUSD", "TUSD", "FDUSD", "PYUSD", "USDP", "USDE", "EURT",
-     "GUSD", "USDD", "RLUSD", "EURS"}
+    {
+        "USDT",
+        "USDC",
+        "EURC",
+        "DAI",
+        "BUSD",
+        "TUSD",
+        "FDUSD",
+        "PYUSD",
+        "USDP",
+        "USDE",
+        "EURT",
+        "GUSD",
+        "USDD",
+        "RLUSD",
+        "EURS",
+    }
 )
 """Known payment stablecoins; only those on the limits' allow-list may be traded."""
 
@@ -216,7 +231,10 @@ class EngineState:
             ps = self.price(p.instrument)
             if ps.quote_at is None or event.occurred_at >= ps.quote_at:
                 ps.bid, ps.ask, ps.bid_qty, ps.ask_qty = (
-                    p.bid_price, p.ask_price, p.bid_quantity, p.ask_quantity
+                    p.bid_price,
+                    p.ask_price,
+                    p.bid_quantity,
+                    p.ask_quantity,
                 )
                 ps.quote_at, ps.quote_id = event.occurred_at, str(event.event_id)
             return

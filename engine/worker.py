@@ -28,15 +28,14 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
-
-from confluent_kafka import IsolationLevel
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, producer_config
@@ -46,7 +45,7 @@ from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import CancelIntent, MarketTrade, OrderIntent, QuoteUpdated
 from schemas.events.admin import ADMIN_COMMAND_TYPES
-from schemas.topics import Topic
+from schemas.topics import TOPICS, Topic
 
 log = logging.getLogger("tradetape.engine")
 
@@ -70,7 +69,10 @@ def admin_producers() -> frozenset[str]:
 
 def _decode(msg: Message) -> Envelope[Any]:
     return decode(
-        msg.value(), msg.headers(), topic=msg.topic(), partition=msg.partition(),
+        msg.value(),
+        msg.headers(),
+        topic=msg.topic(),
+        partition=msg.partition(),
         offset=msg.offset(),
     )
 
@@ -90,12 +92,34 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) ->
             time.sleep(0.2)
 
 
+def partitions_of(
+    consumer: Consumer, settings: Settings, topic: Topic, timeout: float = 30.0
+) -> list[int]:
+    """The topic's partitions, waiting until the metadata shows as many as it was created
+    with: right after creation a broker may list none yet, and a reader that assigned
+    from that answer would silently miss partitions forever."""
+    name = settings.topic(topic)
+    expected = settings.default_partitions or TOPICS[topic].partitions
+    deadline = time.monotonic() + timeout
+    while True:
+        md = consumer.list_topics(name, timeout=10).topics.get(name)
+        found = sorted(md.partitions) if md is not None and md.error is None else []
+        if len(found) >= expected or time.monotonic() > deadline:
+            if not found:
+                raise RuntimeError(f"topic {name} has no partitions")
+            return found
+        time.sleep(0.2)
+
+
 def end_offsets(
-    admin: AdminClient, tps: list[TopicPartition], *, earliest: bool = False,
+    admin: AdminClient,
+    tps: list[TopicPartition],
+    *,
+    earliest: bool = False,
     timeout: float = 30.0,
 ) -> dict[tuple[str, int], int]:
     """Committed end (last stable offset) of each partition, in one batched request."""
-    spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()
+    spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()  # type: ignore[no-untyped-call]
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -146,9 +170,7 @@ def read_until_caught_up(
             idle_since = time.monotonic()
             on_message(msg)
         done = []
-        positions = consumer.position(
-            [TopicPartition(t, p) for (t, p) in targets]
-        )
+        positions = consumer.position([TopicPartition(t, p) for (t, p) in targets])
         for tp in positions:
             high = targets[(tp.topic, tp.partition)]
             if tp.offset >= high:
@@ -182,11 +204,14 @@ class EngineWorker:
             consumer_config(
                 settings,
                 group_id=f"{prefix}engine",
-                **{"max.poll.interval.ms": 300_000, "session.timeout.ms": 10_000,
-                   "heartbeat.interval.ms": 2_000,
-                   # Static membership: a restarted worker takes its partitions straight
-                   # back; a dead one's go to the others after the session timeout.
-                   "group.instance.id": f"{prefix}engine-{self.wid}"},
+                **{
+                    "max.poll.interval.ms": 300_000,
+                    "session.timeout.ms": 10_000,
+                    "heartbeat.interval.ms": 2_000,
+                    # Static membership: a restarted worker takes its partitions straight
+                    # back; a dead one's go to the others after the session timeout.
+                    "group.instance.id": f"{prefix}engine-{self.wid}",
+                },
             )
         )
         self.ref_consumer = Consumer(
@@ -202,9 +227,7 @@ class EngineWorker:
     # ---- rebuild -------------------------------------------------------------------
 
     def _partitions(self, topic: Topic) -> list[int]:
-        name = self.names[topic]
-        md = self.ref_consumer.list_topics(name, timeout=10)
-        return sorted(md.topics[name].partitions)
+        return partitions_of(self.ref_consumer, self.settings, topic)
 
     def rebuild(self, partitions: Iterable[int]) -> None:
         """Fresh state from the log: reference topics in full, own outputs for `partitions`."""
@@ -223,14 +246,19 @@ class EngineWorker:
             for t in REFERENCE_TOPICS
             for p in self._partitions(t)
         ]
-        md = [TopicPartition(self.names[Topic.MARKETDATA], p)
-              for p in self._partitions(Topic.MARKETDATA)]
+        md = [
+            TopicPartition(self.names[Topic.MARKETDATA], p)
+            for p in self._partitions(Topic.MARKETDATA)
+        ]
         md_ends = end_offsets(self.admin, md)
         md_lows = end_offsets(self.admin, md, earliest=True)
         for tp in md:
             key = (tp.topic, tp.partition)
-            ref.append(TopicPartition(tp.topic, tp.partition,
-                                      max(md_lows[key], md_ends[key] - MARKETDATA_WARMUP)))
+            ref.append(
+                TopicPartition(
+                    tp.topic, tp.partition, max(md_lows[key], md_ends[key] - MARKETDATA_WARMUP)
+                )
+            )
         ok = read_until_caught_up(self.ref_consumer, self.admin, ref, apply)
         own_reader = Consumer(
             consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
@@ -249,13 +277,18 @@ class EngineWorker:
             [TopicPartition(tp.topic, tp.partition) for tp in ref]
         )
         self.ref_consumer.assign(
-            [tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
-             for tp in positions]
+            [
+                tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+                for tp in positions
+            ]
         )
         self.state = state
         log.info(
             "worker %s rebuilt partitions %s from %d events in %.2fs%s",
-            self.wid, self.owned, state.applied, time.monotonic() - started,
+            self.wid,
+            self.owned,
+            state.applied,
+            time.monotonic() - started,
             "" if ok else " (incomplete: timed out)",
         )
 
@@ -312,14 +345,16 @@ class EngineWorker:
             return
         topic = msg.topic()
         p = event.payload
+        wrong = None
         if topic == self.names[Topic.INTENTS] and not isinstance(p, OrderIntent | CancelIntent):
-            out.append(self._dead_letter(
-                msg, MalformedEventError(f"{event.event_type} is not an intent", topic=topic)))
-            return
-        if topic == self.names[Topic.ADMIN] and event.event_type not in ADMIN_COMMAND_TYPES:
-            out.append(self._dead_letter(
-                msg, MalformedEventError(f"{event.event_type} is not an admin command",
-                                         topic=topic)))
+            wrong = f"{event.event_type} is not an intent"
+        elif topic == self.names[Topic.ADMIN] and event.event_type not in ADMIN_COMMAND_TYPES:
+            wrong = f"{event.event_type} is not an admin command"
+        if wrong is not None:
+            err = MalformedEventError(
+                wrong, topic=topic, partition=msg.partition(), offset=msg.offset()
+            )
+            out.append(self._dead_letter(msg, err))
             return
         self.stats["intents"] += 1
         try:
@@ -348,8 +383,9 @@ class EngineWorker:
         self.producer.begin_transaction()
         for event in out:
             key, value, headers = encode(event)
-            self.producer.produce(self.names[Topic(event.topic)], key=key, value=value,
-                                  headers=headers)
+            self.producer.produce(
+                self.names[Topic(event.topic)], key=key, value=value, headers=headers
+            )
             self.producer.poll(0)
         assignment = self.consumer.assignment()
         if assignment:
@@ -377,8 +413,9 @@ class EngineWorker:
             committed = self.consumer.committed(assignment, timeout=30)
             for tp in committed:
                 self.consumer.seek(
-                    tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition,
-                                                             OFFSET_BEGINNING)
+                    tp
+                    if tp.offset >= 0
+                    else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
                 )
         self.rebuild(self.owned)
 
@@ -416,7 +453,8 @@ class EngineWorker:
     def run(self) -> int:
         self.producer.init_transactions(60)
         self.consumer.subscribe(
-            [self.names[t] for t in INPUT_TOPICS], on_assign=self._on_assign,
+            [self.names[t] for t in INPUT_TOPICS],
+            on_assign=self._on_assign,
             on_revoke=self._on_revoke,
         )
         log.info("engine worker %s started", self.wid)
@@ -426,8 +464,7 @@ class EngineWorker:
                 self.step()
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
-                    log.info("worker %s: %s, lag %d", self.wid, self.stats,
-                             self.ctx.consumer_lag)
+                    log.info("worker %s: %s, lag %d", self.wid, self.stats, self.ctx.consumer_lag)
         finally:
             self.consumer.close()
             self.ref_consumer.close()
@@ -438,8 +475,11 @@ class EngineWorker:
 
     def dump_state(self) -> Path:
         """Positions and balances at a clean stop, for operators and the crash tests."""
-        path = (self.settings.resolved_data_dir / "engine"
-                / f"state-{self.settings.topic_prefix}{self.wid}.json")
+        path = (
+            self.settings.resolved_data_dir
+            / "engine"
+            / f"state-{self.settings.topic_prefix}{self.wid}.json"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         owned = set(self.owned)
         data = {

@@ -142,12 +142,13 @@ def _short(exc: Exception) -> str:
 
 def read_lines(path: Path) -> Iterator[str]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         yield from fh
 
 
-def parse_file(path: Path, *, instrument: str | None = None, limit: int | None = None
-               ) -> tuple[CaptureParser, Iterator[Parsed]]:
+def parse_file(
+    path: Path, *, instrument: str | None = None, limit: int | None = None
+) -> tuple[CaptureParser, Iterator[Parsed]]:
     parser = CaptureParser(instrument_override=instrument)
 
     def _gen() -> Iterator[Parsed]:

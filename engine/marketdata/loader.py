@@ -34,8 +34,9 @@ def _send(producer: Producer, settings: Settings, payload: object) -> None:
     key, value, headers = encode(event)
     while True:
         try:
-            producer.produce(settings.topic(Topic(event.topic)), key=key, value=value,
-                             headers=headers)
+            producer.produce(
+                settings.topic(Topic(event.topic)), key=key, value=value, headers=headers
+            )
             break
         except BufferError:
             producer.poll(0.05)
@@ -43,8 +44,12 @@ def _send(producer: Producer, settings: Settings, payload: object) -> None:
 
 
 def load_capture(
-    settings: Settings, path: Path, *, speed: float | None = None,
-    instrument: str | None = None, limit: int | None = None,
+    settings: Settings,
+    path: Path,
+    *,
+    speed: float | None = None,
+    instrument: str | None = None,
+    limit: int | None = None,
 ) -> LoadReport:
     """Replay a capture. `speed` None = as fast as possible; 1.0 = real time.
 
@@ -59,11 +64,18 @@ def load_capture(
     for rec in records:
         if rec.error is not None:
             dead += 1
-            _send(producer, settings, DeadLetter(
-                source_topic=f"file:{path.name}", source_offset=rec.line_no,
-                original_value_b64=base64.b64encode(rec.raw.encode()).decode(),
-                error_type="InvalidMarketData", error=rec.error, stage="loader",
-            ))
+            _send(
+                producer,
+                settings,
+                DeadLetter(
+                    source_topic=f"file:{path.name}",
+                    source_offset=rec.line_no,
+                    original_value_b64=base64.b64encode(rec.raw.encode()).decode(),
+                    error_type="InvalidMarketData",
+                    error=rec.error,
+                    stage="loader",
+                ),
+            )
             continue
         if rec.payload is None:
             continue
@@ -81,8 +93,10 @@ def load_capture(
 
 
 def publish_payloads(
-    settings: Settings, payloads: Iterable[MarketTrade | QuoteUpdated],
-    *, speed: float | None = None,
+    settings: Settings,
+    payloads: Iterable[MarketTrade | QuoteUpdated],
+    *,
+    speed: float | None = None,
 ) -> int:
     producer = Producer(producer_config(settings))
     n = 0
@@ -100,7 +114,9 @@ def publish_payloads(
     return n
 
 
-def run_simulation(settings: Settings, instrument: str, minutes: float, seed: int,
-                   *, speed: float | None = None) -> int:
-    return publish_payloads(settings, simulate(instrument, minutes, seed, datetime.now(UTC)),
-                            speed=speed)
+def run_simulation(
+    settings: Settings, instrument: str, minutes: float, seed: int, *, speed: float | None = None
+) -> int:
+    return publish_payloads(
+        settings, simulate(instrument, minutes, seed, datetime.now(UTC)), speed=speed
+    )

@@ -17,8 +17,13 @@ START_PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal(
 
 
 def simulate(
-    instrument: str, minutes: float, seed: int, start: datetime,
-    *, events_per_second: float = 5.0, annual_vol: float = 0.6,
+    instrument: str,
+    minutes: float,
+    seed: int,
+    start: datetime,
+    *,
+    events_per_second: float = 5.0,
+    annual_vol: float = 0.6,
 ) -> Iterator[MarketTrade | QuoteUpdated]:
     rng = random.Random(seed)
     base = instrument.split("/")[0]
@@ -39,17 +44,24 @@ def simulate(
             ask = bid + Decimal(str(tick))
         update_id += 1
         yield QuoteUpdated(
-            venue="sim", instrument=instrument, bid_price=bid,
-            bid_quantity=Decimal(str(round(rng.uniform(0.05, 5), 5))), ask_price=ask,
-            ask_quantity=Decimal(str(round(rng.uniform(0.05, 5), 5))), update_id=update_id,
+            venue="sim",
+            instrument=instrument,
+            bid_price=bid,
+            bid_quantity=Decimal(str(round(rng.uniform(0.05, 5), 5))),
+            ask_price=ask,
+            ask_quantity=Decimal(str(round(rng.uniform(0.05, 5), 5))),
+            update_id=update_id,
             exchange_ts=at,
         )
         if rng.random() < 0.6:
             trade_id += 1
             side = Side.BUY if rng.random() < 0.5 else Side.SELL
             yield MarketTrade(
-                venue="sim", instrument=instrument, trade_id=str(trade_id),
+                venue="sim",
+                instrument=instrument,
+                trade_id=str(trade_id),
                 price=ask if side is Side.BUY else bid,
                 quantity=Decimal(str(round(rng.expovariate(20), 5) or "0.00001")),
-                aggressor_side=side, exchange_ts=at,
+                aggressor_side=side,
+                exchange_ts=at,
             )

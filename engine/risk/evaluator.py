@@ -127,7 +127,10 @@ def evaluate(
     except Exception as exc:  # fail closed
         version = state.limits_for(intent.account)[0]
         result = RuleResult(
-            rule_id="CONTEXT", rule_version=1, passed=False, reason_code="RULE_ERROR",
+            rule_id="CONTEXT",
+            rule_version=1,
+            passed=False,
+            reason_code="RULE_ERROR",
             detail=f"{type(exc).__name__}: {exc}"[:500],
         )
         return Evaluation(False, (result,), ("RULE_ERROR",), version, None)

@@ -94,14 +94,22 @@ def freshness(ctx: RiskContext) -> RuleResult:
     """Fail closed when our view is behind the log or the reference price is old."""
     rid, ver = freshness.RULE_ID, freshness.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.consumer_lag > ctx.limits.max_consumer_lag:
-        return _no(rid, ver, "STALE_STATE", f"consumer lag {ctx.consumer_lag} > "
-                   f"{ctx.limits.max_consumer_lag}")
+        return _no(
+            rid,
+            ver,
+            "STALE_STATE",
+            f"consumer lag {ctx.consumer_lag} > {ctx.limits.max_consumer_lag}",
+        )
     if ctx.reference_price is None or ctx.reference_at is None:
         return _no(rid, ver, "STALE_STATE", f"no reference price for {ctx.instrument}")
     age = (ctx.intent_at - ctx.reference_at).total_seconds()
     if age > ctx.limits.max_price_age_seconds:
-        return _no(rid, ver, "STALE_STATE", f"reference price {age:.3f}s old > "
-                   f"{ctx.limits.max_price_age_seconds}s")
+        return _no(
+            rid,
+            ver,
+            "STALE_STATE",
+            f"reference price {age:.3f}s old > {ctx.limits.max_price_age_seconds}s",
+        )
     return _ok(rid, ver, f"lag {ctx.consumer_lag}, price age {age:.3f}s")
 
 
@@ -122,8 +130,12 @@ def asset_allow_list(ctx: RiskContext) -> RuleResult:
     allowed = set(ctx.limits.allowed_stablecoins)
     for asset in (ctx.base_asset, ctx.quote_asset):
         if asset in ctx.known_stablecoins and asset not in allowed:
-            return _no(rid, ver, "STABLECOIN_NOT_PERMITTED",
-                       f"{asset} is not on the allow-list {sorted(allowed)}")
+            return _no(
+                rid,
+                ver,
+                "STABLECOIN_NOT_PERMITTED",
+                f"{asset} is not on the allow-list {sorted(allowed)}",
+            )
     return _ok(rid, ver)
 
 
@@ -144,8 +156,13 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
         return _ok(rid, ver, "no equity yet")
     dd = (peak - ctx.equity) / peak
     if dd >= ctx.limits.drawdown_brake_pct and not ctx.risk_reducing:
-        return _no(rid, ver, "DRAWDOWN_BRAKE", f"drawdown {dd:.4f} >= "
-                   f"{ctx.limits.drawdown_brake_pct} (equity {ctx.equity}, peak {peak})")
+        return _no(
+            rid,
+            ver,
+            "DRAWDOWN_BRAKE",
+            f"drawdown {dd:.4f} >= "
+            f"{ctx.limits.drawdown_brake_pct} (equity {ctx.equity}, peak {peak})",
+        )
     return _ok(rid, ver, f"drawdown {dd:.4f}")
 
 
@@ -158,8 +175,13 @@ def price_collar(ctx: RiskContext) -> RuleResult:
         return _ok(rid, ver, "market order")
     dev = abs(ctx.limit_price - ctx.reference_price) / ctx.reference_price
     if dev > ctx.limits.price_collar_pct:
-        return _no(rid, ver, "PRICE_COLLAR", f"limit {ctx.limit_price} deviates {dev:.4f} from "
-                   f"reference {ctx.reference_price} > {ctx.limits.price_collar_pct}")
+        return _no(
+            rid,
+            ver,
+            "PRICE_COLLAR",
+            f"limit {ctx.limit_price} deviates {dev:.4f} from "
+            f"reference {ctx.reference_price} > {ctx.limits.price_collar_pct}",
+        )
     return _ok(rid, ver, f"deviation {dev:.4f}")
 
 
@@ -170,8 +192,9 @@ def max_order_notional(ctx: RiskContext) -> RuleResult:
         return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
     notional = ctx.quantity * price
     if notional > ctx.limits.max_order_notional:
-        return _no(rid, ver, "MAX_ORDER_NOTIONAL",
-                   f"notional {notional} > {ctx.limits.max_order_notional}")
+        return _no(
+            rid, ver, "MAX_ORDER_NOTIONAL", f"notional {notional} > {ctx.limits.max_order_notional}"
+        )
     return _ok(rid, ver, f"notional {notional}")
 
 
@@ -183,24 +206,37 @@ def max_position(ctx: RiskContext) -> RuleResult:
     else:
         worst = ctx.position - ctx.open_sell_leaves - ctx.quantity
     if abs(worst) > ctx.limits.max_position and abs(worst) > abs(ctx.position):
-        return _no(rid, ver, "MAX_POSITION", f"worst-case position {worst} exceeds "
-                   f"{ctx.limits.max_position}")
+        return _no(
+            rid,
+            ver,
+            "MAX_POSITION",
+            f"worst-case position {worst} exceeds {ctx.limits.max_position}",
+        )
     return _ok(rid, ver, f"worst-case position {worst}")
 
 
 def max_open_orders(ctx: RiskContext) -> RuleResult:
     rid, ver = max_open_orders.RULE_ID, max_open_orders.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.open_orders + 1 > ctx.limits.max_open_orders:
-        return _no(rid, ver, "MAX_OPEN_ORDERS",
-                   f"{ctx.open_orders} open, limit {ctx.limits.max_open_orders}")
+        return _no(
+            rid,
+            ver,
+            "MAX_OPEN_ORDERS",
+            f"{ctx.open_orders} open, limit {ctx.limits.max_open_orders}",
+        )
     return _ok(rid, ver, f"{ctx.open_orders} open")
 
 
 def order_rate(ctx: RiskContext) -> RuleResult:
     rid, ver = order_rate.RULE_ID, order_rate.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.recent_orders + 1 > ctx.limits.max_orders_per_window:
-        return _no(rid, ver, "ORDER_RATE", f"{ctx.recent_orders} orders in "
-                   f"{ctx.limits.rate_window_seconds}s, limit {ctx.limits.max_orders_per_window}")
+        return _no(
+            rid,
+            ver,
+            "ORDER_RATE",
+            f"{ctx.recent_orders} orders in "
+            f"{ctx.limits.rate_window_seconds}s, limit {ctx.limits.max_orders_per_window}",
+        )
     return _ok(rid, ver, f"{ctx.recent_orders} in window")
 
 

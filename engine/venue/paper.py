@@ -115,8 +115,10 @@ class PaperVenue:
         """Arm the attached stop-loss/take-profit for what the parent actually filled."""
         if order.parent_order_id is not None or order.children or order.filled <= 0:
             return
-        for kind, trigger in ((OrderType.STOP_LOSS, order.stop_loss),
-                              (OrderType.TAKE_PROFIT, order.take_profit)):
+        for kind, trigger in (
+            (OrderType.STOP_LOSS, order.stop_loss),
+            (OrderType.TAKE_PROFIT, order.take_profit),
+        ):
             if trigger is None:
                 continue
             child_id = "o-" + _h(order.order_id, kind.value)
@@ -140,7 +142,9 @@ class PaperVenue:
             )
             emit(
                 OrderAccepted(
-                    order_id=child_id, account=order.account, venue=self.name,
+                    order_id=child_id,
+                    account=order.account,
+                    venue=self.name,
                     venue_order_id=child_id,
                 ),
                 f"accept:{child_id}",
@@ -151,7 +155,9 @@ class PaperVenue:
     def submit(self, state: EngineState, order: OrderState, emit: Emit) -> None:
         emit(
             OrderAccepted(
-                order_id=order.order_id, account=order.account, venue=self.name,
+                order_id=order.order_id,
+                account=order.account,
+                venue=self.name,
                 venue_order_id=order.order_id,
             ),
             f"accept:{order.order_id}",
@@ -164,8 +170,16 @@ class PaperVenue:
         at = ps.quote_at or order.submitted_at
         if order.order_type is OrderType.MARKET:
             if touch is not None and touch_qty > 0:
-                self._fill(state, order, min(order.leaves, touch_qty), touch, Liquidity.TAKER,
-                           source, at, emit)
+                self._fill(
+                    state,
+                    order,
+                    min(order.leaves, touch_qty),
+                    touch,
+                    Liquidity.TAKER,
+                    source,
+                    at,
+                    emit,
+                )
             if not order.done:
                 self._end(order, "MARKET_REMAINDER_NO_LIQUIDITY", emit, cancel=False)
         else:
@@ -178,16 +192,26 @@ class PaperVenue:
                 self._end(order, "FOK_NOT_FILLABLE", emit, cancel=False)
             else:
                 if marketable and touch is not None:
-                    self._fill(state, order, min(order.leaves, touch_qty), touch,
-                               Liquidity.TAKER, source, at, emit)
+                    self._fill(
+                        state,
+                        order,
+                        min(order.leaves, touch_qty),
+                        touch,
+                        Liquidity.TAKER,
+                        source,
+                        at,
+                        emit,
+                    )
                 if not order.done and order.time_in_force is not TimeInForce.GTC:
                     self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
         if order.done:
             self._parent_done(state, order, emit)
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
-        emit(CancelRequested(order_id=order.order_id, account=order.account, reason=reason),
-             f"cancelreq:{order.order_id}")
+        emit(
+            CancelRequested(order_id=order.order_id, account=order.account, reason=reason),
+            f"cancelreq:{order.order_id}",
+        )
         self._end(order, reason, emit, cancel=True)
         for child_id in order.children:
             child = state.orders.get(child_id)
@@ -208,22 +232,32 @@ class PaperVenue:
         # Resting limit orders, price-time priority, each side against the print's size.
         for side in (Side.BUY, Side.SELL):
             crossing = [
-                o for o in orders
-                if o.side is side and o.order_type is OrderType.LIMIT and not o.done
-                and o.parent_order_id is None and o.limit_price is not None
+                o
+                for o in orders
+                if o.side is side
+                and o.order_type is OrderType.LIMIT
+                and not o.done
+                and o.parent_order_id is None
+                and o.limit_price is not None
                 and o.submitted_at < event.occurred_at
                 and (price <= o.limit_price if side is Side.BUY else price >= o.limit_price)
             ]
-            crossing.sort(key=lambda o: (-(o.limit_price or 0) if side is Side.BUY
-                                         else (o.limit_price or 0), o.submitted_at, o.order_id))
+            crossing.sort(
+                key=lambda o: (
+                    -(o.limit_price or 0) if side is Side.BUY else (o.limit_price or 0),
+                    o.submitted_at,
+                    o.order_id,
+                )
+            )
             remaining = trade.quantity
             for o in crossing:
                 if remaining <= 0:
                     break
                 assert o.limit_price is not None
                 qty = min(o.leaves, remaining)
-                if self._fill(state, o, qty, o.limit_price, Liquidity.MAKER, source,
-                              trade.exchange_ts, emit):
+                if self._fill(
+                    state, o, qty, o.limit_price, Liquidity.MAKER, source, trade.exchange_ts, emit
+                ):
                     remaining -= qty
                 if o.done:
                     self._parent_done(state, o, emit)
@@ -241,12 +275,17 @@ class PaperVenue:
                 hit = price >= t if sell else price <= t
             if not hit:
                 continue
-            if self._fill(state, o, o.leaves, price, Liquidity.TAKER, source,
-                          trade.exchange_ts, emit):
+            if self._fill(
+                state, o, o.leaves, price, Liquidity.TAKER, source, trade.exchange_ts, emit
+            ):
                 parent = state.orders.get(o.parent_order_id)
                 for sib_id in parent.children if parent else []:
                     sib = state.orders.get(sib_id)
                     if sib is not None and not sib.done:
-                        emit(CancelRequested(order_id=sib.order_id, account=sib.account,
-                                             reason="OCO"), f"cancelreq:{sib.order_id}")
+                        emit(
+                            CancelRequested(
+                                order_id=sib.order_id, account=sib.account, reason="OCO"
+                            ),
+                            f"cancelreq:{sib.order_id}",
+                        )
                         self._end(sib, "OCO", emit, cancel=True)

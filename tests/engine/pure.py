@@ -35,8 +35,12 @@ INSTRUMENT = "BTC/USDC"
 
 
 class Harness:
-    def __init__(self, limits: RiskLimits | None = None, cash: Decimal = Decimal("1000000"),
-                 accounts: tuple[str, ...] = ("A1",)) -> None:
+    def __init__(
+        self,
+        limits: RiskLimits | None = None,
+        cash: Decimal = Decimal("1000000"),
+        accounts: tuple[str, ...] = ("A1",),
+    ) -> None:
         self.state = EngineState()
         self.ctx = Context()
         self.key: Ed25519PrivateKey
@@ -47,46 +51,86 @@ class Harness:
         for acc in accounts:
             self.admin(AccountOpened(account=acc, beneficial_owner=owner, base_currency="USDC"))
             self.admin(KycVerified(account=acc, verified_by="t"))
-            self.admin(DepositReceived(deposit_id=f"d-{acc}", account=acc, asset="USDC",
-                                       amount=cash))
-        self.admin(ProducerRegistered(producer_id="p1", public_key=pub, accounts=accounts,
-                                      registered_by="admin"))
+            self.admin(
+                DepositReceived(deposit_id=f"d-{acc}", account=acc, asset="USDC", amount=cash)
+            )
+        self.admin(
+            ProducerRegistered(
+                producer_id="p1", public_key=pub, accounts=accounts, registered_by="admin"
+            )
+        )
         if limits is not None:
-            self.admin(RiskLimitsChanged(scope="*", config_version=1, limits=limits,
-                                         changed_by="admin"))
+            self.admin(
+                RiskLimitsChanged(scope="*", config_version=1, limits=limits, changed_by="admin")
+            )
 
     def tick(self, seconds: float = 0.01) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
 
     def feed(self, payload: EventPayload, producer: str = "x") -> list[Envelope[Any]]:
-        return process(self.state, new_event(payload, producer=producer, occurred_at=self.tick()),
-                       self.ctx)
+        return process(
+            self.state, new_event(payload, producer=producer, occurred_at=self.tick()), self.ctx
+        )
 
     def admin(self, payload: EventPayload) -> list[Envelope[Any]]:
         return self.feed(payload, producer="admin")
 
     def quote(self, bid: Decimal, ask: Decimal, qty: Decimal = Decimal("10")) -> None:
         self.n += 1
-        self.feed(QuoteUpdated(venue="v", instrument=INSTRUMENT, bid_price=bid,
-                               bid_quantity=qty, ask_price=ask, ask_quantity=qty,
-                               update_id=self.n, exchange_ts=self.now), "md")
+        self.feed(
+            QuoteUpdated(
+                venue="v",
+                instrument=INSTRUMENT,
+                bid_price=bid,
+                bid_quantity=qty,
+                ask_price=ask,
+                ask_quantity=qty,
+                update_id=self.n,
+                exchange_ts=self.now,
+            ),
+            "md",
+        )
 
     def trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> list[Envelope[Any]]:
         self.n += 1
-        return self.feed(MarketTrade(venue="v", instrument=INSTRUMENT, trade_id=f"t{self.n}",
-                                     price=price, quantity=qty, aggressor_side=Side.BUY,
-                                     exchange_ts=self.now), "md")
+        return self.feed(
+            MarketTrade(
+                venue="v",
+                instrument=INSTRUMENT,
+                trade_id=f"t{self.n}",
+                price=price,
+                quantity=qty,
+                aggressor_side=Side.BUY,
+                exchange_ts=self.now,
+            ),
+            "md",
+        )
 
-    def order(self, side: Side, qty: Decimal, limit: Decimal | None = None, *,
-              account: str = "A1", tif: TimeInForce = TimeInForce.GTC,
-              instrument: str = INSTRUMENT, **extra: Any) -> list[Envelope[Any]]:
+    def order(
+        self,
+        side: Side,
+        qty: Decimal,
+        limit: Decimal | None = None,
+        *,
+        account: str = "A1",
+        tif: TimeInForce = TimeInForce.GTC,
+        instrument: str = INSTRUMENT,
+        **extra: Any,
+    ) -> list[Envelope[Any]]:
         self.n += 1
         intent = OrderIntent(
-            producer_id="p1", strategy_id="s", account=account, client_order_id=f"c{self.n}",
-            instrument=instrument, side=side,
+            producer_id="p1",
+            strategy_id="s",
+            account=account,
+            client_order_id=f"c{self.n}",
+            instrument=instrument,
+            side=side,
             order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
-            quantity=qty, limit_price=limit, time_in_force=tif, **extra,
+            quantity=qty,
+            limit_price=limit,
+            time_in_force=tif,
+            **extra,
         )
         return self.feed(auth.sign(intent, self.key), producer="p1")
 

@@ -53,7 +53,7 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         produce(env, [quote(qty="100")])
         wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
         intents = _intents(key, 5000, seed=7)
-        waves = [intents[i:i + 1000] for i in range(0, 5000, 1000)]
+        waves = [intents[i : i + 1000] for i in range(0, 5000, 1000)]
         produce(env, waves[0] + waves[1])
         assert counter.wait(300, 60) >= 300
         stop(proc, hard=True)  # kill -9 while it works
@@ -75,5 +75,4 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         for p in procs:
             stop(p, hard=True)
     assert proc.returncode == 0, log.read_text()[-3000:]
-    check_exactly_once(env, {f"i{i}" for i in range(5000)},
-                       [env.resolved_data_dir / "engine"])
+    check_exactly_once(env, {f"i{i}" for i in range(5000)}, [env.resolved_data_dir / "engine"])

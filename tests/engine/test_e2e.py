@@ -8,7 +8,8 @@ from confluent_kafka import Producer
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
-from schemas.events import Side
+from schemas import encode, new_event
+from schemas.events import KycVerified, Side
 from schemas.topics import Topic
 from tests.engine.helpers import (
     intent,
@@ -36,13 +37,19 @@ def test_intents_to_decisions_orders_and_fills(env: Settings) -> None:
         produce(env, [quote(), buy, rest])
         decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 2)
         produce(env, [trade("59980", qty="1")])
-        orders = wait_for(env, Topic.ORDERS,
-                          lambda ev: sum(e.event_type == "Fill" for e in ev) >= 2)
+        orders = wait_for(
+            env, Topic.ORDERS, lambda ev: sum(e.event_type == "Fill" for e in ev) >= 2
+        )
     by_coid = {d.payload.client_order_id: d for d in _decisions(decs)}
     assert by_coid["c-1"].payload.outcome == "APPROVED", by_coid["c-1"].payload.reason_codes
     assert by_coid["c-2"].payload.outcome == "APPROVED"
     assert {r.rule_id for r in by_coid["c-1"].payload.rule_results} >= {
-        "FRESHNESS", "PRICE_COLLAR", "BALANCE", "KILL_SWITCH", "ASSET_ALLOW_LIST"}
+        "FRESHNESS",
+        "PRICE_COLLAR",
+        "BALANCE",
+        "KILL_SWITCH",
+        "ASSET_ALLOW_LIST",
+    }
     fills = [e for e in orders if e.event_type == "Fill"]
     taker = next(f for f in fills if f.payload.account == "ACC1")
     maker = next(f for f in fills if f.payload.account == "ACC2")
@@ -52,8 +59,11 @@ def test_intents_to_decisions_orders_and_fills(env: Settings) -> None:
     types = [e.event_type for e in orders if e.payload.account == "ACC1"]
     assert types[:3] == ["OrderSubmitted", "OrderAccepted", "Fill"]
     accounts = read_topic(env, Topic.ACCOUNTS)
-    assert {e.event_type for e in accounts} >= {"AccountOpened", "KycVerified",
-                                                 "ProducerRegistered"}
+    assert {e.event_type for e in accounts} >= {
+        "AccountOpened",
+        "KycVerified",
+        "ProducerRegistered",
+    }
 
 
 def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
@@ -70,20 +80,30 @@ def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
         p = Producer(producer_config(env))
         p.produce(env.topic(Topic.INTENTS), key=b"ACC1", value=b"\x00\xffnot json")
         p.flush(10)
+        # A well-formed event of the wrong kind on the intents topic is refused too.
+        wrong_key, wrong_value, wrong_headers = encode(
+            new_event(KycVerified(account="ACC1", verified_by="x"), producer="x")
+        )
+        p.produce(env.topic(Topic.INTENTS), key=wrong_key, value=wrong_value, headers=wrong_headers)
+        p.flush(10)
         produce(env, [first, resent, forged, unknown])
         decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 5)
-        dls = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 1)
+        dls = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 2)
         orders = read_topic(env, Topic.ORDERS)
     ds = _decisions(decs)
     dup = [d for d in ds if d.payload.client_order_id == "dup-1"]
     assert len({d.event_id for d in dup}) == 1, "a resend got a new decision"
     assert len(dup) == 3  # the original plus two identical answers
     assert sum(e.event_type == "OrderSubmitted" for e in orders) == 1
-    reasons = {d.payload.client_order_id: d.payload.reason for d in ds
-               if d.event_type == "IntentRejected"}
+    reasons = {
+        d.payload.client_order_id: d.payload.reason for d in ds if d.event_type == "IntentRejected"
+    }
     assert reasons == {"forged-1": "BAD_SIGNATURE", "who-1": "UNKNOWN_PRODUCER"}
-    assert dls[0].payload.stage == "engine" and dls[0].payload.error_type == "MalformedEventError"
-    assert "not JSON" in dls[0].payload.error
+    assert all(d.payload.stage == "engine" for d in dls)
+    assert all(d.payload.error_type == "MalformedEventError" for d in dls)
+    errors = [d.payload.error for d in dls]
+    assert any("not JSON" in e for e in errors)
+    assert any("KycVerified is not an intent" in e for e in errors)
 
 
 def test_stale_price_is_rejected(env: Settings) -> None:

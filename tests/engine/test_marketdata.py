@@ -23,13 +23,17 @@ def _line(ns: int, stream: str, data: dict[str, object]) -> str:
 
 
 def _trade(ns: int, t: int, price: str = "100", ts: int = 1723161255342) -> str:
-    return _line(ns, "btcusdt@trade", {"e": "trade", "E": ts, "s": "BTCUSDT", "t": t,
-                                       "p": price, "q": "0.5", "T": ts, "m": True})
+    return _line(
+        ns,
+        "btcusdt@trade",
+        {"e": "trade", "E": ts, "s": "BTCUSDT", "t": t, "p": price, "q": "0.5", "T": ts, "m": True},
+    )
 
 
 def _book(ns: int, bid: str = "99", ask: str = "101") -> str:
-    return _line(ns, "btcusdt@bookTicker", {"u": ns, "s": "BTCUSDT", "b": bid, "B": "1",
-                                            "a": ask, "A": "2"})
+    return _line(
+        ns, "btcusdt@bookTicker", {"u": ns, "s": "BTCUSDT", "b": bid, "B": "1", "a": ask, "A": "2"}
+    )
 
 
 def test_parser_accepts_trades_and_quotes_and_rejects_bad_records() -> None:
@@ -72,8 +76,13 @@ def test_simulation_is_seeded() -> None:
 @pytest.mark.integration
 def test_loader_publishes_and_dead_letters_bad_records(env: Settings, tmp_path: Path) -> None:
     path = tmp_path / "cap.jsonl.gz"
-    lines = [_book(10), _trade(11, 1), _book(12, bid="105", ask="101"), _trade(13, 2, "-1"),
-             _book(14)]
+    lines = [
+        _book(10),
+        _trade(11, 1),
+        _book(12, bid="105", ask="101"),
+        _trade(13, 2, "-1"),
+        _book(14),
+    ]
     with gzip.open(path, "wt") as fh:
         fh.write("\n".join(lines) + "\n")
     report = load_capture(env, path, speed=None)

@@ -23,16 +23,27 @@ from schemas.events import (
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
 D = Decimal
-LIMITS = RiskLimits(max_order_notional=D("50000"), max_position=D("2"), max_open_orders=5,
-                    price_collar_pct=D("0.05"), max_orders_per_window=1000)
+LIMITS = RiskLimits(
+    max_order_notional=D("50000"),
+    max_position=D("2"),
+    max_open_orders=5,
+    price_collar_pct=D("0.05"),
+    max_orders_per_window=1000,
+)
 
 
-def _ctx(h: Harness, side: Side = Side.BUY, qty: str = "0.1", limit: str | None = None,
-         lag: int = 0) -> RiskContext:
+def _ctx(
+    h: Harness, side: Side = Side.BUY, qty: str = "0.1", limit: str | None = None, lag: int = 0
+) -> RiskContext:
     intent = OrderIntent(
-        producer_id="p1", strategy_id="s", account="A1", client_order_id="x",
-        instrument=INSTRUMENT, side=side,
-        order_type=OrderType.LIMIT if limit else OrderType.MARKET, quantity=D(qty),
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id="x",
+        instrument=INSTRUMENT,
+        side=side,
+        order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+        quantity=D(qty),
         limit_price=D(limit) if limit else None,
     )
     return build_context(h.state, intent, h.now, consumer_lag=lag, taker_fee_rate=D("0.001"))
@@ -96,7 +107,9 @@ def test_collar_notional_open_orders_rate_balance(h: Harness) -> None:
     assert _result(replace(ctx, open_orders=5), "MAX_OPEN_ORDERS") == (False, "MAX_OPEN_ORDERS")
     assert _result(replace(ctx, recent_orders=1000), "ORDER_RATE") == (False, "ORDER_RATE")
     assert _result(replace(ctx, quote_available=D("10")), "BALANCE") == (
-        False, "INSUFFICIENT_BALANCE")
+        False,
+        "INSUFFICIENT_BALANCE",
+    )
     assert _result(_ctx(h, side=Side.SELL), "BALANCE") == (False, "INSUFFICIENT_BALANCE")
 
 
@@ -155,12 +168,19 @@ ORDER = st.tuples(
     cash=st.decimals(min_value=D("1000"), max_value=D("200000"), places=0),
 )
 def test_no_approved_order_ever_breaches_a_limit(
-    orders: list[tuple[Side, Decimal, Decimal | None, int]], max_pos: Decimal,
-    max_notional: Decimal, max_open: int, cash: Decimal,
+    orders: list[tuple[Side, Decimal, Decimal | None, int]],
+    max_pos: Decimal,
+    max_notional: Decimal,
+    max_open: int,
+    cash: Decimal,
 ) -> None:
-    limits = RiskLimits(max_order_notional=max_notional, max_position=max_pos,
-                        max_open_orders=max_open, price_collar_pct=D("0.1"),
-                        max_orders_per_window=10)
+    limits = RiskLimits(
+        max_order_notional=max_notional,
+        max_position=max_pos,
+        max_open_orders=max_open,
+        price_collar_pct=D("0.1"),
+        max_orders_per_window=10,
+    )
     h = Harness(limits, cash=cash)
     h.quote(D("30000"), D("30010"), qty=D("1.5"))
     approved_at: list[object] = []
@@ -192,10 +212,11 @@ def test_no_approved_order_ever_breaches_a_limit(
     start=st.decimals(min_value=D("0"), max_value=D("1"), places=2),
 )
 def test_kill_switch_blocks_risk_increasing_orders(
-    orders: list[tuple[Side, Decimal, Decimal | None, int]], scope: str, start: Decimal,
+    orders: list[tuple[Side, Decimal, Decimal | None, int]],
+    scope: str,
+    start: Decimal,
 ) -> None:
-    h = Harness(RiskLimits(max_position=D("10"), price_collar_pct=D("0.2")),
-                cash=D("1000000"))
+    h = Harness(RiskLimits(max_position=D("10"), price_collar_pct=D("0.2")), cash=D("1000000"))
     h.quote(D("30000"), D("30010"), qty=D("5"))
     if start > 0:
         assert decision(h.order(Side.BUY, start)).outcome == "APPROVED"

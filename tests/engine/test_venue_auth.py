@@ -25,8 +25,7 @@ def _h() -> Harness:
 def test_market_order_partial_fill_against_displayed_quantity() -> None:
     h = _h()
     out = h.order(Side.BUY, D("3"))
-    assert types(out) == ["RiskDecision", "OrderSubmitted", "OrderAccepted", "Fill",
-                          "OrderExpired"]
+    assert types(out) == ["RiskDecision", "OrderSubmitted", "OrderAccepted", "Fill", "OrderExpired"]
     fill = out[3].payload
     assert (fill.quantity, fill.price, fill.liquidity) == (D("2"), D("101"), "TAKER")
     assert fill.fee == D("0.202") and fill.fee_asset == "USDC" and fill.leaves_quantity == 1
@@ -50,13 +49,33 @@ def test_cancel_and_unknown_cancel() -> None:
     h = _h()
     h.order(Side.BUY, D("1"), D("99"))
     coid = f"c{h.n}"
-    out = h.feed(auth.sign(CancelIntent(producer_id="p1", strategy_id="s", account="A1",
-                                        client_order_id="cx", target_client_order_id=coid),
-                           h.key), producer="p1")
+    out = h.feed(
+        auth.sign(
+            CancelIntent(
+                producer_id="p1",
+                strategy_id="s",
+                account="A1",
+                client_order_id="cx",
+                target_client_order_id=coid,
+            ),
+            h.key,
+        ),
+        producer="p1",
+    )
     assert types(out) == ["RiskDecision", "CancelRequested", "OrderCanceled"]
-    again = h.feed(auth.sign(CancelIntent(producer_id="p1", strategy_id="s", account="A1",
-                                          client_order_id="cy", target_client_order_id=coid),
-                             h.key), producer="p1")
+    again = h.feed(
+        auth.sign(
+            CancelIntent(
+                producer_id="p1",
+                strategy_id="s",
+                account="A1",
+                client_order_id="cy",
+                target_client_order_id=coid,
+            ),
+            h.key,
+        ),
+        producer="p1",
+    )
     assert decision(again).reason == "UNKNOWN_ORDER"
 
 
@@ -77,10 +96,23 @@ def test_processing_is_deterministic() -> None:
     runs = []
     for _ in range(2):
         h = _h()
-        intent = new_event(auth.sign(OrderIntent(
-            producer_id="p1", strategy_id="s", account="A1", client_order_id="same",
-            instrument=INSTRUMENT, side=Side.BUY, order_type=OrderType.MARKET, quantity=D("1"),
-        ), h.key), producer="p1", occurred_at=h.tick())
+        intent = new_event(
+            auth.sign(
+                OrderIntent(
+                    producer_id="p1",
+                    strategy_id="s",
+                    account="A1",
+                    client_order_id="same",
+                    instrument=INSTRUMENT,
+                    side=Side.BUY,
+                    order_type=OrderType.MARKET,
+                    quantity=D("1"),
+                ),
+                h.key,
+            ),
+            producer="p1",
+            occurred_at=h.tick(),
+        )
         runs.append((h, intent))
     # Same registered key in both runs so the signature verifies identically.
     h2, _ = runs[1]
@@ -98,9 +130,16 @@ def test_processing_is_deterministic() -> None:
 def test_signatures_and_entitlement() -> None:
     h = _h()
     other, _ = auth.new_keypair()
-    forged = OrderIntent(producer_id="p1", strategy_id="s", account="A1", client_order_id="f",
-                         instrument=INSTRUMENT, side=Side.BUY, order_type=OrderType.MARKET,
-                         quantity=D("1"))
+    forged = OrderIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id="f",
+        instrument=INSTRUMENT,
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        quantity=D("1"),
+    )
     out = h.feed(auth.sign(forged, other), producer="p1")
     assert decision(out).reason == "BAD_SIGNATURE"
     tampered = auth.sign(forged.model_copy(update={"client_order_id": "g"}), h.key)
@@ -108,11 +147,11 @@ def test_signatures_and_entitlement() -> None:
     assert decision(h.feed(tampered, producer="p1")).reason == "BAD_SIGNATURE"
     unsigned = forged.model_copy(update={"client_order_id": "u"})
     assert decision(h.feed(unsigned, producer="p1")).reason == "BAD_SIGNATURE"
-    not_mine = auth.sign(forged.model_copy(update={"client_order_id": "n", "account": "B9"}),
-                         h.key)
+    not_mine = auth.sign(forged.model_copy(update={"client_order_id": "n", "account": "B9"}), h.key)
     assert decision(h.feed(not_mine, producer="p1")).reason == "NOT_ENTITLED"
-    stranger = auth.sign(forged.model_copy(update={"client_order_id": "s", "producer_id": "zz"}),
-                         other)
+    stranger = auth.sign(
+        forged.model_copy(update={"client_order_id": "s", "producer_id": "zz"}), other
+    )
     assert decision(h.feed(stranger, producer="zz")).reason == "UNKNOWN_PRODUCER"
 
 

@@ -35,7 +35,10 @@ def spawn(settings: Settings, wid: str, log: Path) -> subprocess.Popen[bytes]:
     fh = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
-        cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -51,19 +54,37 @@ def stop(proc: subprocess.Popen[bytes], *, hard: bool = False) -> None:
 
 def generous_limits(settings: Settings) -> None:
     """Global limits loose enough that a long test's prices stay fresh and rates pass."""
-    produce(settings, [admin(RiskLimitsChanged(
-        scope="*", config_version=1, changed_by="admin", reason="test",
-        limits=RiskLimits(max_price_age_seconds=3600, max_orders_per_window=100_000,
-                          max_open_orders=100_000, max_position=Decimal("1000000"),
-                          max_order_notional=Decimal("100000000")),
-    ))], admin=True)
+    produce(
+        settings,
+        [
+            admin(
+                RiskLimitsChanged(
+                    scope="*",
+                    config_version=1,
+                    changed_by="admin",
+                    reason="test",
+                    limits=RiskLimits(
+                        max_price_age_seconds=3600,
+                        max_orders_per_window=100_000,
+                        max_open_orders=100_000,
+                        max_position=Decimal("1000000"),
+                        max_order_notional=Decimal("100000000"),
+                    ),
+                )
+            )
+        ],
+        admin=True,
+    )
 
 
 def check_exactly_once(settings: Settings, coids: set[str], dump_dirs: list[Path]) -> None:
     """Read the whole log: one decision per intent, no duplicate order or fill, and the
     workers' final positions equal the positions derived from the fills."""
-    decisions = [e for e in read_topic(settings, Topic.DECISIONS, timeout=60)
-                 if e.event_type in ("RiskDecision", "IntentRejected")]
+    decisions = [
+        e
+        for e in read_topic(settings, Topic.DECISIONS, timeout=60)
+        if e.event_type in ("RiskDecision", "IntentRejected")
+    ]
     per_intent: dict[str, set[Any]] = {}
     for d in decisions:
         per_intent.setdefault(d.payload.client_order_id, set()).add(d.event_id)
@@ -78,10 +99,16 @@ def check_exactly_once(settings: Settings, coids: set[str], dump_dirs: list[Path
     assert max(submitted.values(), default=1) == 1, "an order was submitted twice"
     assert max(fills.values(), default=1) == 1, "a fill was recorded twice"
     assert max(ids.values(), default=1) == 1, "an order event is on the log twice"
-    approved = {d.payload.order_id for d in decisions
-                if d.event_type == "RiskDecision" and d.payload.order_id}
-    parents = {e.payload.order_id for e in orders if e.event_type == "OrderSubmitted"
-               and e.payload.parent_order_id is None}
+    approved = {
+        d.payload.order_id
+        for d in decisions
+        if d.event_type == "RiskDecision" and d.payload.order_id
+    }
+    parents = {
+        e.payload.order_id
+        for e in orders
+        if e.event_type == "OrderSubmitted" and e.payload.parent_order_id is None
+    }
     assert approved == parents, "approved decisions and submitted orders disagree"
     # Positions derived from the fills alone...
     derived: dict[str, Decimal] = {}
@@ -89,8 +116,9 @@ def check_exactly_once(settings: Settings, coids: set[str], dump_dirs: list[Path
         if e.event_type == "Fill":
             p = e.payload
             k = f"{p.account}|{p.instrument}"
-            derived[k] = derived.get(k, Decimal(0)) + (p.quantity if p.side == "BUY"
-                                                       else -p.quantity)
+            derived[k] = derived.get(k, Decimal(0)) + (
+                p.quantity if p.side == "BUY" else -p.quantity
+            )
     derived = {k: v for k, v in derived.items() if v != 0}
     # ...match the live workers' own state at their clean stop...
     live: dict[str, Decimal] = {}
