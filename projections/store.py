@@ -91,7 +91,7 @@ def _fast_decode(r: RawRecord) -> Envelope[Any] | None:
 
 
 _DECODED: dict[tuple[str, int, int], tuple[bytes | None, Envelope[Any]]] = {}
-DECODE_CACHE_SIZE = 100_000
+DECODE_CACHE_SIZE = 20_000
 """Projectors in one process share decoded events: a record's bytes at a log position
 never change and envelopes are immutable, so the four projections that read
 orders.lifecycle validate each record once, not four times."""
