@@ -97,6 +97,7 @@ def register(app: typer.Typer) -> None:
         watcher = DecisionWatcher(settings)
         publishers: dict[str, IntentPublisher] = {}
         sent: list[Any] = []
+        answers: dict[Any, Any] = {}
         for n, line in enumerate(file.read_text().splitlines(), start=1):
             if not line.strip():
                 continue
@@ -114,28 +115,44 @@ def register(app: typer.Typer) -> None:
             pub = publishers.get(who)
             if pub is None:
                 pub = publishers[who] = IntentPublisher(settings, who, watch=False)
+            if is_admin:
+                # Intents sent before an admin command are decided before it applies...
+                for other in publishers.values():
+                    other.flush()
+                for prior in sent:
+                    if prior.event_id not in answers:
+                        answers[prior.event_id] = watcher.wait(prior.correlation_id, wait)
             try:
-                sent.append(pub.publish(payload, admin=is_admin))
+                event = pub.publish(payload, admin=is_admin)
             except ValueError as exc:
                 typer.echo(f"line {n}: {exc}", err=True)
+                continue
+            sent.append(event)
+            if is_admin:
+                # ...and it takes effect before the lines after it are sent.
+                pub.flush()
+                answers[event.event_id] = watcher.wait(event.correlation_id, wait)
         for pub in publishers.values():
             pub.close()
         for event in sent:
-            decision = watcher.wait(event.correlation_id, wait)
+            answer = answers.get(event.event_id) or watcher.wait(event.correlation_id, wait)
+            p = None if answer is None else answer.payload
             typer.echo(
                 json.dumps(
                     {
                         "line_event": event.event_type,
                         "event_id": str(event.event_id),
-                        "decision": None if decision is None else decision.event_type,
+                        "answer": None if answer is None else answer.event_type,
                         "outcome": None
-                        if decision is None
-                        else getattr(
-                            decision.payload, "outcome", getattr(decision.payload, "reason", None)
+                        if p is None
+                        else (
+                            "ACCEPTED"
+                            if answer is not None
+                            and answer.producer == "engine"
+                            and answer.event_type == event.event_type
+                            else getattr(p, "outcome", None) or getattr(p, "reason", None)
                         ),
-                        "reasons": None
-                        if decision is None
-                        else list(getattr(decision.payload, "reason_codes", ()) or []),
+                        "reasons": list(getattr(p, "reason_codes", ()) or []),
                     },
                     default=str,
                 )

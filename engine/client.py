@@ -10,32 +10,46 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from engine.auth import key_path, read_private_key, sign
-from engine.worker import partitions_of, watermarks
+from engine.worker import end_offsets, partitions_of
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, OrderIntent
+from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.topics import Topic
 
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected", "AdminCommandRejected"})
+ANSWER_TOPICS = (Topic.DECISIONS, Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
+"""Where the engine answers: decisions and rejections, and accepted admin facts."""
 
 
 class DecisionWatcher:
-    """Reads the decisions topic (read_committed) from its end and indexes by correlation id."""
+    """Reads the engine's answers (read_committed) from their end, indexed by correlation id.
+
+    An answer is a decision or rejection on `risk.decisions`, or, for an admin command,
+    the accepted fact the engine re-published on its domain topic.
+    """
 
     def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
         self._consumer = Consumer(consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}"))
-        topic = settings.topic(Topic.DECISIONS)
-        parts = partitions_of(self._consumer, settings, Topic.DECISIONS)
-        tps = []
-        for p in parts:
-            low, high = watermarks(self._consumer, TopicPartition(topic, p))
-            tps.append(TopicPartition(topic, p, low if from_beginning else high))
-        self._consumer.assign(tps)
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        every = [
+            TopicPartition(settings.topic(t), p)
+            for t in ANSWER_TOPICS
+            for p in partitions_of(self._consumer, settings, t)
+        ]
+        start = end_offsets(admin, every, earliest=from_beginning)
+        self._consumer.assign(
+            [
+                TopicPartition(tp.topic, tp.partition, start[(tp.topic, tp.partition)])
+                for tp in every
+            ]
+        )
         self.by_correlation: dict[UUID, Envelope[Any]] = {}
         self.received_at: dict[UUID, float] = {}
         self._lock = threading.Lock()
@@ -49,7 +63,8 @@ class DecisionWatcher:
                 event = decode(msg.value(), msg.headers(), topic=msg.topic())
             except MalformedEventError:
                 continue
-            if event.event_type in DECISION_TYPES:
+            accepted_admin = event.producer == "engine" and event.event_type in ADMIN_COMMAND_TYPES
+            if event.event_type in DECISION_TYPES or accepted_admin:
                 with self._lock:
                     if event.correlation_id not in self.by_correlation:
                         self.by_correlation[event.correlation_id] = event
