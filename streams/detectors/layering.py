@@ -41,10 +41,15 @@ class LayeringDetector:
             and o.side == trigger.side
             and o.order_id not in used
             and trigger.ended_at - o.ended_at <= together
+            # resting at the same time as the trigger: a ladder, not a run of requotes
+            and o.submitted_at < trigger.ended_at
+            and o.ended_at > trigger.submitted_at
         ]
         ladder = self._consecutive(group, trigger, Decimal(prm["level_gap_bps"]))
         if len(ladder) < int(prm["min_levels"]):
             return []
+        if max(o.submitted_at for o in ladder) >= min(o.ended_at for o in ladder if o.ended_at):
+            return []  # never all in the book together
         start = min(o.submitted_at for o in ladder)
         end = max(o.ended_at for o in ladder if o.ended_at is not None)
         window = seconds(prm["window_s"])

@@ -182,6 +182,18 @@ def test_layering_levels_not_consecutive() -> None:
     assert patterns(t) == []
 
 
+def test_layering_sequential_requotes_are_not_a_ladder() -> None:
+    """A market maker moving one bid down a level per second, with an ask filled meanwhile."""
+    t = Tape()
+    base(t)
+    t.submit(1.0, "A2", "ask", "SELL", "1", "100.10")
+    for i in range(4):
+        t.submit(1.0 + i * 0.6, "A1", f"q{i}", "BUY", "1", f"{99.99 - i * 0.01:.2f}")
+        t.cancel(1.5 + i * 0.6, f"q{i}")
+    t.fill(2.0, "ask")
+    assert patterns(t) == []
+
+
 # --- wash trading -----------------------------------------------------------------------
 
 
