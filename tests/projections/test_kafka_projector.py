@@ -32,10 +32,13 @@ def _live(settings: Settings, name: str) -> tuple[str, dict[str, int]]:
 
 
 def test_every_projection_live_equals_rebuild(env: Settings) -> None:
-    produce(env, generate(11, 3000))
-    for name in PROJECTIONS:
+    events = generate(11, 2000)
+    produce(env, events)
+    fed = {e.topic for e in events}
+    for name, projection in PROJECTIONS.items():
         live = _live(env, name)
-        assert sum(live[1].values()) > 0, name
+        if fed & {t.value for t in projection.topics}:
+            assert sum(live[1].values()) > 0, name
         rebuilt = rebuild(env, PROJECTIONS[name])
         assert (rebuilt.checksum, rebuilt.counts) == live, name
         with psycopg.connect(env.dsn) as conn:

@@ -52,7 +52,7 @@ def _split(records: list[RawRecord], cuts: list[int]) -> list[list[RawRecord]]:
 
 @pytest.mark.integration
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
