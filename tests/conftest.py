@@ -69,8 +69,12 @@ def stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def env(stack: LocalStack) -> Settings:
-    """Settings for one test: a fresh topic namespace and a fresh, migrated database."""
+def env(stack: LocalStack) -> Iterator[Settings]:
+    """Settings for one test: a fresh topic namespace and a fresh, migrated database.
+
+    The test's topics (including any a component created under the prefix, such as
+    faust's internal ones) are deleted afterwards, so the session broker stays small.
+    """
     tag = uuid.uuid4().hex[:10]
     db = f"t_{tag}"
     with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
@@ -80,4 +84,20 @@ def env(stack: LocalStack) -> Settings:
     from projections.migrate import apply_migrations
 
     apply_migrations(settings.dsn, readonly_role=settings.readonly_role)
-    return settings
+    yield settings
+    _delete_topics_with_prefix(settings)
+
+
+def _delete_topics_with_prefix(settings: Settings) -> None:
+    from deploy.kafka import admin_client
+
+    admin = admin_client(settings)
+    try:
+        names = [
+            t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)
+        ]
+        if names:
+            for fut in admin.delete_topics(names, operation_timeout=30).values():
+                fut.exception(30)  # best effort: a leftover topic only costs broker memory
+    except Exception:
+        pass
