@@ -116,6 +116,10 @@ class _Builder:
 
 
 def _q(value: float, step: str = "0.01") -> Decimal:
+    """A random draw (float) converted once to a Decimal on the `step` grid.
+
+    No arithmetic is done on money in float: sizes and prices are Decimal from here on.
+    """
     return Decimal(str(value)).quantize(Decimal(step))
 
 

@@ -155,6 +155,7 @@ def timeline_svg(rows: list[dict[str, Any]], width: int = 760, height: int = 320
         return pad + (t - t0) / span_t * (width - 2 * pad)
 
     def y(p: Decimal) -> float:
+        # An SVG pixel coordinate, not money: the price itself stays Decimal in the draft.
         return float(height - pad - (p - p0) / span_p * (height - 2 * pad))
 
     parts = [

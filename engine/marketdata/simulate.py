@@ -14,6 +14,13 @@ from decimal import Decimal
 from schemas.events import MarketTrade, QuoteUpdated, Side
 
 START_PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150")}
+PRICE_PRECISION = Decimal("0.00000001")
+SIZE_STEP = Decimal("0.00001")
+
+
+def _size(draw: float) -> Decimal:
+    """A random size drawn as a float, converted once to a Decimal on the size grid."""
+    return Decimal(repr(draw)).quantize(SIZE_STEP)
 
 
 def simulate(
@@ -27,29 +34,32 @@ def simulate(
 ) -> Iterator[MarketTrade | QuoteUpdated]:
     rng = random.Random(seed)
     base = instrument.split("/")[0]
-    price = float(START_PRICES.get(base, Decimal("100")))
-    tick = 0.01 if price >= 100 else 0.0001
-    dt = 1.0 / events_per_second
+    # Prices stay Decimal throughout; floats appear only as dimensionless random draws
+    # (a return factor, a spread fraction), each converted once before touching a price.
+    price = START_PRICES.get(base, Decimal("100"))
+    tick = Decimal("0.01") if price >= 100 else Decimal("0.0001")
+    dt = 1.0 / events_per_second  # seconds, not money
     sigma = annual_vol * math.sqrt(dt / (365 * 24 * 3600))
     n = int(minutes * 60 * events_per_second)
     trade_id = rng.randrange(10**9)
     update_id = rng.randrange(10**9)
     for i in range(n):
         at = start + timedelta(seconds=i * dt)
-        price *= math.exp(sigma * rng.gauss(0, 1) * 30)  # fatter moves: a lively demo
-        half = max(tick, price * rng.uniform(0.00001, 0.00008))
-        bid = Decimal(str(round(price - half, 2 if tick == 0.01 else 4)))
-        ask = Decimal(str(round(price + half, 2 if tick == 0.01 else 4)))
+        factor = math.exp(sigma * rng.gauss(0, 1) * 30)  # fatter moves: a lively demo
+        price = (price * Decimal(repr(factor))).quantize(PRICE_PRECISION)
+        half = max(tick, price * Decimal(repr(rng.uniform(0.00001, 0.00008))))
+        bid = (price - half).quantize(tick)
+        ask = (price + half).quantize(tick)
         if ask <= bid:
-            ask = bid + Decimal(str(tick))
+            ask = bid + tick
         update_id += 1
         yield QuoteUpdated(
             venue="sim",
             instrument=instrument,
             bid_price=bid,
-            bid_quantity=Decimal(str(round(rng.uniform(0.05, 5), 5))),
+            bid_quantity=_size(rng.uniform(0.05, 5)),
             ask_price=ask,
-            ask_quantity=Decimal(str(round(rng.uniform(0.05, 5), 5))),
+            ask_quantity=_size(rng.uniform(0.05, 5)),
             update_id=update_id,
             exchange_ts=at,
         )
@@ -61,7 +71,7 @@ def simulate(
                 instrument=instrument,
                 trade_id=str(trade_id),
                 price=ask if side is Side.BUY else bid,
-                quantity=Decimal(str(round(rng.expovariate(20), 5) or "0.00001")),
+                quantity=max(_size(rng.expovariate(20)), SIZE_STEP),
                 aggressor_side=side,
                 exchange_ts=at,
             )
