@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from deploy.settings import Settings
 from schemas.topics import TOPICS, Topic
@@ -76,3 +77,59 @@ def create_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return sorted(created)
+
+
+def partitions_of(
+    consumer: Consumer, settings: Settings, topic: Topic, timeout: float = 30.0
+) -> list[int]:
+    """The topic's partitions, waiting until the metadata shows as many as it was created
+    with: right after creation a broker may list none yet, and a reader that assigned
+    from that answer would silently miss partitions forever."""
+    name = settings.topic(topic)
+    expected = settings.default_partitions or TOPICS[topic].partitions
+    deadline = time.monotonic() + timeout
+    while True:
+        md = consumer.list_topics(name, timeout=10).topics.get(name)
+        found = sorted(md.partitions) if md is not None and md.error is None else []
+        if len(found) >= expected or time.monotonic() > deadline:
+            if not found:
+                raise RuntimeError(f"topic {name} has no partitions")
+            return found
+        time.sleep(0.2)
+
+
+def end_offsets(
+    admin: AdminClient,
+    tps: list[TopicPartition],
+    *,
+    earliest: bool = False,
+    timeout: float = 30.0,
+) -> dict[tuple[str, int], int]:
+    """Committed end (last stable offset) of each partition, in one batched request."""
+    spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            futures = admin.list_offsets(
+                {TopicPartition(tp.topic, tp.partition): spec for tp in tps},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=10,
+            )
+            return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def assign_from_end(consumer: Consumer, settings: Settings, topics: list[Topic]) -> None:
+    """Assign every partition of `topics` at its committed end: only new records are read."""
+    tps = [
+        TopicPartition(settings.topic(t), p)
+        for t in topics
+        for p in partitions_of(consumer, settings, t)
+    ]
+    ends = end_offsets(admin_client(settings), tps)
+    consumer.assign(
+        [TopicPartition(tp.topic, tp.partition, ends[(tp.topic, tp.partition)]) for tp in tps]
+    )

@@ -13,10 +13,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from deploy.kafka import consumer_config, producer_config
+from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine.auth import key_path, read_private_key, sign
-from engine.worker import end_offsets, partitions_of
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, OrderIntent

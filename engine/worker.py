@@ -28,24 +28,23 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from deploy.deadletter import dead_letter_for
-from deploy.kafka import consumer_config, producer_config
+from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine.processor import ENGINE_PRODUCER, Context, process
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import CancelIntent, MarketTrade, OrderIntent, QuoteUpdated
 from schemas.events.admin import ADMIN_COMMAND_TYPES
-from schemas.topics import TOPICS, Topic
+from schemas.topics import Topic
 
 log = logging.getLogger("tradetape.engine")
 
@@ -75,64 +74,6 @@ def _decode(msg: Message) -> Envelope[Any]:
         partition=msg.partition(),
         offset=msg.offset(),
     )
-
-
-def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> tuple[int, int]:
-    """(low, high), retrying while a new topic's leader is being elected."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
-            )
-            return int(low), int(high)
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def partitions_of(
-    consumer: Consumer, settings: Settings, topic: Topic, timeout: float = 30.0
-) -> list[int]:
-    """The topic's partitions, waiting until the metadata shows as many as it was created
-    with: right after creation a broker may list none yet, and a reader that assigned
-    from that answer would silently miss partitions forever."""
-    name = settings.topic(topic)
-    expected = settings.default_partitions or TOPICS[topic].partitions
-    deadline = time.monotonic() + timeout
-    while True:
-        md = consumer.list_topics(name, timeout=10).topics.get(name)
-        found = sorted(md.partitions) if md is not None and md.error is None else []
-        if len(found) >= expected or time.monotonic() > deadline:
-            if not found:
-                raise RuntimeError(f"topic {name} has no partitions")
-            return found
-        time.sleep(0.2)
-
-
-def end_offsets(
-    admin: AdminClient,
-    tps: list[TopicPartition],
-    *,
-    earliest: bool = False,
-    timeout: float = 30.0,
-) -> dict[tuple[str, int], int]:
-    """Committed end (last stable offset) of each partition, in one batched request."""
-    spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            futures = admin.list_offsets(
-                {TopicPartition(tp.topic, tp.partition): spec for tp in tps},
-                isolation_level=IsolationLevel.READ_COMMITTED,
-                request_timeout=10,
-            )
-            return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def read_until_caught_up(

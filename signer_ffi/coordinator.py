@@ -15,11 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from deploy.kafka import consumer_config, producer_config
+from deploy.kafka import assign_from_end, consumer_config, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, decode, encode, new_event
 from schemas.events import (
@@ -91,15 +91,6 @@ class SigningRound:
         return [i for i in self.package.participants if i not in self.shares]
 
 
-def _end_offsets(consumer: Consumer, topic: str) -> list[TopicPartition]:
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    out = []
-    for p in parts:
-        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        out.append(TopicPartition(topic, p, high))
-    return out
-
-
 LOW_LATENCY = {"fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 5}
 """Signing traffic is tiny and latency-bound: do not let the broker park fetches."""
 
@@ -114,7 +105,7 @@ class SigningCoordinator:
         self._consumer = Consumer(
             consumer_config(settings, group_id=f"coordinator-{uuid.uuid4().hex}", **LOW_LATENCY)
         )
-        self._consumer.assign(_end_offsets(self._consumer, settings.topic(Topic.SIGNING_MESSAGES)))
+        assign_from_end(self._consumer, settings, [Topic.SIGNING_MESSAGES])
 
     def close(self) -> None:
         self._consumer.close()

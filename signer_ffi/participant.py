@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from deploy.deadletter import dead_letter_for
-from deploy.kafka import consumer_config, producer_config
+from deploy.kafka import assign_from_end, consumer_config, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.events import (
@@ -31,6 +31,7 @@ from schemas.events import (
     SigningRequested,
 )
 from schemas.topics import Topic
+from signer_ffi.coordinator import LOW_LATENCY
 from signer_ffi.errors import SignerError
 from signer_ffi.frost import KeyShare, SigningNonces, SigningPackage, commit, sign
 from signer_ffi.group import SignerGroup, load_share
@@ -94,15 +95,6 @@ class ParticipantState:
         return old
 
 
-def _assign_from_end(consumer: Consumer, topics: list[str]) -> None:
-    assignment = []
-    for topic in topics:
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            assignment.append(TopicPartition(topic, p, high))
-    consumer.assign(assignment)
-
-
 def serve(
     settings: Settings,
     state: ParticipantState,
@@ -115,12 +107,10 @@ def serve(
         consumer_config(
             settings,
             group_id=f"{producer_name}-{os.getpid()}",
-            **{"fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 5},
+            **LOW_LATENCY,
         )
     )
-    _assign_from_end(
-        consumer, [settings.topic(Topic.SIGNING_REQUESTS), settings.topic(Topic.SIGNING_MESSAGES)]
-    )
+    assign_from_end(consumer, settings, [Topic.SIGNING_REQUESTS, Topic.SIGNING_MESSAGES])
     if ready is not None:
         ready.set()
 

@@ -15,10 +15,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from deploy.kafka import consumer_config, producer_config
+from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine import auth
-from engine.worker import EngineWorker, end_offsets, partitions_of
+from engine.worker import EngineWorker
 from schemas import Envelope, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import (
