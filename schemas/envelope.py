@@ -57,6 +57,22 @@ class Envelope(BaseModel, Generic[P]):
         return self.payload.TOPIC
 
 
+_ENVELOPE_CLASSES: dict[type[EventPayload], Any] = {}
+
+
+def envelope_class(payload_cls: type[EventPayload]) -> Any:
+    """`Envelope[payload_cls]`, held strongly.
+
+    pydantic's own cache of parametrized generics is weak, so under load it evicts them and
+    rebuilds the class (milliseconds each) on the next `Envelope[cls]`; there are only as
+    many of these as payload classes, so keeping them is free.
+    """
+    cls = _ENVELOPE_CLASSES.get(payload_cls)
+    if cls is None:
+        cls = _ENVELOPE_CLASSES[payload_cls] = Envelope[payload_cls]  # type: ignore[valid-type]
+    return cls
+
+
 def new_event(
     payload: P,
     *,
@@ -74,7 +90,7 @@ def new_event(
     else:
         corr = correlation_id or eid
         cause = None
-    envelope_cls: Any = Envelope[type(payload)]  # type: ignore[misc]
+    envelope_cls = envelope_class(type(payload))
     return cast(
         Envelope[P],
         envelope_cls(

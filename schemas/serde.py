@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, envelope_class
 from schemas.errors import MalformedEventError
 from schemas.registry import payload_class
 
@@ -84,8 +84,7 @@ def decode(
         raise bad("event_type header disagrees with the body")
     cls = payload_class(event_type, version, topic=topic, partition=partition, offset=offset)
     try:
-        envelope_cls: Any = Envelope[cls]  # type: ignore[valid-type]
-        return cast(Envelope[Any], envelope_cls.model_validate(raw))
+        return cast(Envelope[Any], envelope_class(cls).model_validate(raw))
     except ValidationError as exc:
         raise bad(
             f"{event_type} v{version} failed validation: {exc.errors(include_url=False)}"
