@@ -92,7 +92,7 @@ def new_event(
         cause = None
     envelope_cls = envelope_class(type(payload))
     return cast(
-        Envelope[P],
+        "Envelope[P]",
         envelope_cls(
             event_id=eid,
             event_type=payload.EVENT_TYPE,

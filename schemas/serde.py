@@ -84,7 +84,7 @@ def decode(
         raise bad("event_type header disagrees with the body")
     cls = payload_class(event_type, version, topic=topic, partition=partition, offset=offset)
     try:
-        return cast(Envelope[Any], envelope_class(cls).model_validate(raw))
+        return cast("Envelope[Any]", envelope_class(cls).model_validate(raw))
     except ValidationError as exc:
         raise bad(
             f"{event_type} v{version} failed validation: {exc.errors(include_url=False)}"
