@@ -1,8 +1,11 @@
-"""The core projections: orders, fills, positions and PnL, balances, risk, dead letters.
+"""The core projections: orders, fills, positions and PnL, balances, risk, dead letters,
+accounts.
 
-Every handler is a pure function of the event and the current rows it reads. Money is
-`Decimal` throughout; the one division (average cost) is quantized to 18 places with
-banker's rounding so a rebuild reproduces it exactly.
+Every handler is a pure function of the event and the current rows it reads. Handlers
+read the event's validated JSON values (`Located.data`: decimals, timestamps and ids as
+canonical strings, see projections/lean.py) and write them through unchanged; only
+amounts that take part in arithmetic become `Decimal`. The one division (average cost)
+is quantized to 18 places with banker's rounding so a rebuild reproduces it exactly.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
+
+import orjson
 
 from projections.framework import Key, Located, Projection, SkipEvent, State, Table, WriteMode
 from schemas.serde import canonical_json
@@ -26,12 +31,17 @@ def _json(data: Any) -> str:
 
 def _payload_json(item: Located) -> str:
     """The payload as JSON for a jsonb column (jsonb orders keys itself; the checksum
-    renders jsonb with sorted keys), serialised by pydantic-core for speed."""
-    return str(item.event.payload.model_dump_json())
+    renders jsonb with sorted keys)."""
+    return orjson.dumps(item.payload).decode()
 
 
 def _v1(*types: str) -> frozenset[str]:
     return frozenset(f"{t}/1" for t in types)
+
+
+def _dec(value: Any) -> Decimal:
+    """An amount for arithmetic: a canonical string from an event, or a stored value."""
+    return value if isinstance(value, Decimal) else Decimal(value)
 
 
 # --------------------------------------------------------------------------- orders
@@ -63,6 +73,32 @@ ORDER_COLUMNS = (
     "last_event_id",
 )
 _OI = {c: i for i, c in enumerate(ORDER_COLUMNS)}
+_SUBMITTED_COPY = (
+    "order_id",
+    "account",
+    "producer_id",
+    "strategy_id",
+    "client_order_id",
+    "instrument",
+    "side",
+    "order_type",
+    "quantity",
+    "limit_price",
+    "trigger_price",
+    "time_in_force",
+    "venue",
+    "parent_order_id",
+    "decision_event_id",
+)
+_ORDER_TYPES = (
+    "OrderSubmitted",
+    "OrderAccepted",
+    "OrderRejected",
+    "CancelRequested",
+    "OrderCanceled",
+    "OrderExpired",
+    "Fill",
+)
 
 
 class OrdersProjection(Projection):
@@ -77,66 +113,42 @@ class OrdersProjection(Projection):
         ("event_id",),
     )
     tables = (orders, history)
-    handles = _v1(
-        "OrderSubmitted",
-        "OrderAccepted",
-        "OrderRejected",
-        "CancelRequested",
-        "OrderCanceled",
-        "OrderExpired",
-        "Fill",
-    )
+    handles = _v1(*_ORDER_TYPES)
     migrations = ("0101_proj_orders.sql",)
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
-        keys: set[Key] = {(str(getattr(e.event.payload, "order_id", "")),) for e in events}
+        keys: set[Key] = {(str(e.payload.get("order_id", "")),) for e in events}
         return {"orders": keys}
 
     def handle(self, state: State, item: Located) -> None:
-        ev = item.event
-        p = ev.payload
-        key = (p.order_id,)
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        key = (p["order_id"],)
         cur = state.get(self.orders, key)
-        if ev.event_type == "OrderSubmitted":
+        if t == "OrderSubmitted":
             if cur is not None:
-                raise SkipEvent(f"order {p.order_id} submitted twice")
+                raise SkipEvent(f"order {p['order_id']} submitted twice")
             row: list[Any] = [None] * len(ORDER_COLUMNS)
-            for col in (
-                "order_id",
-                "account",
-                "producer_id",
-                "strategy_id",
-                "client_order_id",
-                "instrument",
-                "venue",
-                "parent_order_id",
-                "quantity",
-                "limit_price",
-                "trigger_price",
-            ):
-                row[_OI[col]] = getattr(p, col)
-            row[_OI["side"]] = p.side.value
-            row[_OI["order_type"]] = p.order_type.value
-            row[_OI["time_in_force"]] = p.time_in_force.value
-            row[_OI["decision_event_id"]] = p.decision_event_id
+            for col in _SUBMITTED_COPY:
+                row[_OI[col]] = p[col]
             row[_OI["status"]] = "SUBMITTED"
             row[_OI["filled_quantity"]] = ZERO
             row[_OI["filled_notional"]] = ZERO
-            row[_OI["leaves_quantity"]] = p.quantity
+            row[_OI["leaves_quantity"]] = p["quantity"]
             row[_OI["event_count"]] = 0
-            row[_OI["created_at"]] = ev.occurred_at
+            row[_OI["created_at"]] = d["occurred_at"]
         else:
             if cur is None:
-                raise SkipEvent(f"{ev.event_type} for unknown order {p.order_id}")
+                raise SkipEvent(f"{t} for unknown order {p['order_id']}")
             row = list(cur)
-            t = ev.event_type
             if t == "OrderAccepted":
-                row[_OI["venue_order_id"]] = p.venue_order_id
+                row[_OI["venue_order_id"]] = p["venue_order_id"]
                 if row[_OI["status"]] == "SUBMITTED":
                     row[_OI["status"]] = "ACCEPTED"
             elif t == "OrderRejected":
                 row[_OI["status"]] = "REJECTED"
-                row[_OI["reason"]] = p.reason
+                row[_OI["reason"]] = p["reason"]
                 row[_OI["leaves_quantity"]] = ZERO
             elif t == "CancelRequested":
                 row[_OI["status"]] = (
@@ -144,29 +156,31 @@ class OrdersProjection(Projection):
                     if row[_OI["status"]] in ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED")
                     else row[_OI["status"]]
                 )
-                row[_OI["reason"]] = p.reason
+                row[_OI["reason"]] = p["reason"]
             elif t in ("OrderCanceled", "OrderExpired"):
                 row[_OI["status"]] = "CANCELED" if t == "OrderCanceled" else "EXPIRED"
-                row[_OI["leaves_quantity"]] = p.leaves_quantity
-                row[_OI["reason"]] = p.reason
+                row[_OI["leaves_quantity"]] = p["leaves_quantity"]
+                row[_OI["reason"]] = p["reason"]
             elif t == "Fill":
-                row[_OI["filled_quantity"]] = row[_OI["filled_quantity"]] + p.quantity
-                row[_OI["filled_notional"]] = row[_OI["filled_notional"]] + p.quantity * p.price
-                row[_OI["leaves_quantity"]] = p.leaves_quantity
-                row[_OI["status"]] = "FILLED" if p.leaves_quantity == 0 else "PARTIALLY_FILLED"
+                qty, price = Decimal(p["quantity"]), Decimal(p["price"])
+                row[_OI["filled_quantity"]] = _dec(row[_OI["filled_quantity"]]) + qty
+                row[_OI["filled_notional"]] = _dec(row[_OI["filled_notional"]]) + qty * price
+                leaves = p["leaves_quantity"]
+                row[_OI["leaves_quantity"]] = leaves
+                row[_OI["status"]] = "FILLED" if Decimal(leaves) == 0 else "PARTIALLY_FILLED"
         row[_OI["event_count"]] = int(row[_OI["event_count"]]) + 1
-        row[_OI["updated_at"]] = ev.occurred_at
-        row[_OI["last_event_id"]] = ev.event_id
+        row[_OI["updated_at"]] = d["occurred_at"]
+        row[_OI["last_event_id"]] = d["event_id"]
         state.put(self.orders, tuple(row))
         state.insert(
             self.history,
             (
-                ev.event_id,
-                p.order_id,
-                p.account,
-                ev.event_type,
+                d["event_id"],
+                p["order_id"],
+                p["account"],
+                t,
                 row[_OI["status"]],
-                ev.occurred_at,
+                d["occurred_at"],
                 _payload_json(item),
             ),
         )
@@ -204,43 +218,22 @@ class FillsProjection(Projection):
     )
     tables = (fills,)
     handles = _v1("Fill")
-    ignores = frozenset(
-        {
-            "OrderSubmitted",
-            "OrderAccepted",
-            "OrderRejected",
-            "CancelRequested",
-            "OrderCanceled",
-            "OrderExpired",
-        }
-    )
+    ignores = frozenset(t for t in _ORDER_TYPES if t != "Fill")
     migrations = ("0102_proj_fills.sql",)
 
     def handle(self, state: State, item: Located) -> None:
-        ev, p = item.event, item.event.payload
+        d = item.data
+        p = d["payload"]
         state.insert(
             self.fills,
             (
-                ev.event_id,
-                p.fill_id,
-                p.order_id,
-                p.account,
-                p.instrument,
-                p.side.value,
-                p.quantity,
-                p.price,
-                p.quantity * p.price,
-                p.fee,
-                p.fee_asset,
-                p.liquidity.value,
-                p.venue,
-                p.venue_trade_id,
-                p.uti,
-                p.traded_at,
-                p.leaves_quantity,
-                ev.occurred_at,
+                d["event_id"], p["fill_id"], p["order_id"], p["account"], p["instrument"],
+                p["side"], p["quantity"], p["price"],
+                Decimal(p["quantity"]) * Decimal(p["price"]),
+                p["fee"], p["fee_asset"], p["liquidity"], p["venue"], p["venue_trade_id"],
+                p["uti"], p["traded_at"], p["leaves_quantity"], d["occurred_at"],
             ),
-        )
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- positions
@@ -305,47 +298,49 @@ class PositionsProjection(Projection):
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {
-            (e.event.payload.account, e.event.payload.instrument)
+            (e.payload["account"], e.payload["instrument"])
             for e in events
-            if e.event.event_type == "Fill"
+            if e.data["event_type"] == "Fill"
         }
         return {"positions": keys}
 
     def handle(self, state: State, item: Located) -> None:
-        ev, p = item.event, item.event.payload
-        if ev.event_type == "MarketTrade":
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        if t == "MarketTrade":
             state.put(
                 self.marks,
-                (p.instrument, p.price, "TRADE", p.venue, p.exchange_ts, ev.event_id),
+                (p["instrument"], p["price"], "TRADE", p["venue"], p["exchange_ts"], d["event_id"]),
             )
             return
-        if ev.event_type == "QuoteUpdated":
-            mid = (p.bid_price + p.ask_price) / 2
-            state.put(self.marks, (p.instrument, mid, "MID", p.venue, p.exchange_ts, ev.event_id))
+        if t == "QuoteUpdated":
+            mid = (Decimal(p["bid_price"]) + Decimal(p["ask_price"])) / 2
+            state.put(
+                self.marks,
+                (p["instrument"], mid, "MID", p["venue"], p["exchange_ts"], d["event_id"]),
+            )
             return
-        key = (p.account, p.instrument)
+        key = (p["account"], p["instrument"])
         cur = state.get(self.positions, key)
         qty, avg, realized, fees, count = (
             (ZERO, ZERO, ZERO, ZERO, 0) if cur is None else (cur[2], cur[3], cur[4], cur[5], cur[6])
         )
-        signed = p.quantity if p.side.value == "BUY" else -p.quantity
-        qty, avg, realized = apply_fill(qty, avg, realized, signed, p.price)
-        if p.fee_asset == p.instrument.split("/")[1]:
-            fees = fees + p.fee
+        quantity = Decimal(p["quantity"])
+        signed = quantity if p["side"] == "BUY" else -quantity
+        qty, avg, realized = apply_fill(
+            _dec(qty), _dec(avg), _dec(realized), signed, Decimal(p["price"])
+        )
+        fees = _dec(fees)
+        if p["fee_asset"] == p["instrument"].split("/")[1]:
+            fees = fees + Decimal(p["fee"])
         state.put(
             self.positions,
             (
-                p.account,
-                p.instrument,
-                qty,
-                avg,
-                realized,
-                fees,
-                int(count) + 1,
-                ev.event_id,
-                ev.occurred_at,
+                p["account"], p["instrument"], qty, avg, realized, fees, int(count) + 1,
+                d["event_id"], d["occurred_at"],
             ),
-        )
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- balances
@@ -388,19 +383,23 @@ class BalancesProjection(Projection):
     @staticmethod
     def _legs(item: Located) -> list[tuple[str, str, Decimal, str]]:
         """(leg, asset, signed amount, kind) of one event. Pure."""
-        ev, p = item.event, item.event.payload
-        if ev.event_type == "DepositReceived":
-            return [("deposit", p.asset, p.amount, "DEPOSIT")]
-        if ev.event_type == "Fill":
-            base, quote = p.instrument.split("/")
-            notional = p.quantity * p.price
-            sign = 1 if p.side.value == "BUY" else -1
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        if t == "DepositReceived":
+            return [("deposit", p["asset"], Decimal(p["amount"]), "DEPOSIT")]
+        if t == "Fill":
+            base, quote = p["instrument"].split("/")
+            quantity = Decimal(p["quantity"])
+            notional = quantity * Decimal(p["price"])
+            sign = 1 if p["side"] == "BUY" else -1
             legs = [
-                ("base", base, sign * p.quantity, "TRADE"),
+                ("base", base, sign * quantity, "TRADE"),
                 ("quote", quote, -sign * notional, "TRADE"),
             ]
-            if p.fee > 0:
-                legs.append(("fee", p.fee_asset, -p.fee, "FEE"))
+            fee = Decimal(p["fee"])
+            if fee > 0:
+                legs.append(("fee", p["fee_asset"], -fee, "FEE"))
             return legs
         return []
 
@@ -408,13 +407,13 @@ class BalancesProjection(Projection):
         bal: set[Key] = set()
         tr: set[Key] = set()
         for e in events:
-            p = e.event.payload
-            if e.event.event_type.startswith("Transfer"):
+            p = e.payload
+            if e.data["event_type"].startswith("Transfer"):
                 # A settlement's asset is known only from its request row; the balance
                 # row it moves is then loaded on demand by `State.get`.
-                tr.add((p.transfer_id,))
+                tr.add((p["transfer_id"],))
             for _leg, asset, _amt, _kind in self._legs(e):
-                bal.add((p.account, asset))
+                bal.add((p["account"], asset))
         return {"balances": bal, "transfers": tr}
 
     def _move(
@@ -427,57 +426,52 @@ class BalancesProjection(Projection):
         kind: str,
         ref: str,
     ) -> None:
-        ev, p = item.event, item.event.payload
-        key = (p.account, asset)
+        d = item.data
+        account = d["payload"]["account"]
+        key = (account, asset)
         cur = state.get(self.balances, key)
-        bal, count = (ZERO, 0) if cur is None else (cur[2], cur[3])
-        state.put(
-            self.balances,
-            (p.account, asset, bal + amount, int(count) + 1),
-        )
+        bal, count = (ZERO, 0) if cur is None else (_dec(cur[2]), cur[3])
+        state.put(self.balances, (account, asset, bal + amount, int(count) + 1))
         state.insert(
-            self.movements, (ev.event_id, leg, p.account, asset, amount, kind, ref, ev.occurred_at)
+            self.movements,
+            (d["event_id"], leg, account, asset, amount, kind, ref, d["occurred_at"]),
         )
 
     def handle(self, state: State, item: Located) -> None:
-        ev, p = item.event, item.event.payload
-        t = ev.event_type
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
         if t == "DepositReceived" or t == "Fill":
-            ref = p.deposit_id if t == "DepositReceived" else p.fill_id
+            ref = p["deposit_id"] if t == "DepositReceived" else p["fill_id"]
             for leg, asset, amount, kind in self._legs(item):
                 self._move(state, item, leg, asset, amount, kind, ref)
             return
-        key = (p.transfer_id,)
-        cur = state.get(self.transfers, key)
+        tid = p["transfer_id"]
+        cur = state.get(self.transfers, (tid,))
         if t == "TransferRequested":
             if cur is not None:
-                raise SkipEvent(f"transfer {p.transfer_id} requested twice")
+                raise SkipEvent(f"transfer {tid} requested twice")
             state.put(
                 self.transfers,
                 (
-                    p.transfer_id,
-                    p.account,
-                    p.asset,
-                    p.amount,
-                    "REQUESTED",
-                    ev.event_id,
-                    ev.occurred_at,
+                    tid, p["account"], p["asset"], Decimal(p["amount"]), "REQUESTED",
+                    d["event_id"], d["occurred_at"],
                 ),
-            )
+            )  # fmt: skip
             return
         if cur is None:
-            raise SkipEvent(f"{t} for unknown transfer {p.transfer_id}")
+            raise SkipEvent(f"{t} for unknown transfer {tid}")
         status = {
-            "TransferChecked": f"CHECKED_{getattr(p, 'outcome', '')}",
+            "TransferChecked": f"CHECKED_{p.get('outcome', '')}",
             "TransferReleased": "RELEASED",
             "TransferSettled": "SETTLED",
         }[t]
         if cur[4] == "SETTLED":
-            raise SkipEvent(f"{t} for already settled transfer {p.transfer_id}")
-        state.put(self.transfers, (*cur[:4], status, ev.event_id, ev.occurred_at))
+            raise SkipEvent(f"{t} for already settled transfer {tid}")
+        state.put(self.transfers, (*cur[:4], status, d["event_id"], d["occurred_at"]))
         if t == "TransferSettled":
-            asset, amount = cur[2], cur[3]
-            self._move(state, item, "withdrawal", asset, -amount, "WITHDRAWAL", p.transfer_id)
+            asset, amount = cur[2], _dec(cur[3])
+            self._move(state, item, "withdrawal", asset, -amount, "WITHDRAWAL", tid)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -516,37 +510,43 @@ class DecisionsProjection(Projection):
     migrations = ("0105_proj_decisions.sql",)
 
     def handle(self, state: State, item: Located) -> None:
-        ev, p = item.event, item.event.payload
-        t = ev.event_type
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        eid = d["event_id"]
         if t == "RiskDecision":
             state.insert(
                 self.decisions,
                 (
-                    ev.event_id, t, p.account, p.producer_id, p.strategy_id, p.client_order_id,
-                    p.intent_event_id, p.intent_kind, p.outcome.value, _json(list(p.reason_codes)),
-                    p.risk_config_version, p.order_id, "", ev.occurred_at,
+                    eid, t, p["account"], p["producer_id"], p["strategy_id"], p["client_order_id"],
+                    p["intent_event_id"], p["intent_kind"], p["outcome"],
+                    _json(list(p["reason_codes"])), p["risk_config_version"], p["order_id"], "",
+                    d["occurred_at"],
                 ),
             )  # fmt: skip
-            for i, r in enumerate(p.rule_results):
+            for i, r in enumerate(p["rule_results"]):
                 state.insert(
                     self.rules,
-                    (ev.event_id, i, r.rule_id, r.rule_version, r.passed, r.reason_code, r.detail),
-                )
+                    (
+                        eid, i, r["rule_id"], r["rule_version"], r["passed"], r["reason_code"],
+                        r["detail"],
+                    ),
+                )  # fmt: skip
         elif t == "IntentRejected":
             state.insert(
                 self.decisions,
                 (
-                    ev.event_id, t, p.account, p.producer_id, None, p.client_order_id,
-                    p.intent_event_id, None, "INTENT_REJECTED", _json([p.reason.value]),
-                    None, None, p.detail, ev.occurred_at,
+                    eid, t, p["account"], p["producer_id"], None, p["client_order_id"],
+                    p["intent_event_id"], None, "INTENT_REJECTED", _json([p["reason"]]),
+                    None, None, p["detail"], d["occurred_at"],
                 ),
             )  # fmt: skip
         else:
             state.insert(
                 self.decisions,
                 (
-                    ev.event_id, t, p.key, None, None, None, p.command_event_id, p.command_type,
-                    "ADMIN_REJECTED", _json([]), None, None, p.reason, ev.occurred_at,
+                    eid, t, p["key"], None, None, None, p["command_event_id"], p["command_type"],
+                    "ADMIN_REJECTED", _json([]), None, None, p["reason"], d["occurred_at"],
                 ),
             )  # fmt: skip
 
@@ -583,43 +583,31 @@ class RiskConfigProjection(Projection):
     migrations = ("0106_proj_risk_config.sql",)
 
     def handle(self, state: State, item: Located) -> None:
-        ev, p = item.event, item.event.payload
-        t = ev.event_type
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        eid, at = d["event_id"], d["occurred_at"]
         row: tuple[Any, ...]
         if t == "RiskLimitsChanged":
             row = (
-                ev.event_id, t, p.scope, p.config_version, _json(p.limits.model_dump(mode="json")),
-                p.changed_by, p.reason, None, ev.occurred_at,
+                eid, t, p["scope"], p["config_version"], _json(p["limits"]), p["changed_by"],
+                p["reason"], None, at,
             )  # fmt: skip
         elif t == "KillSwitchEngaged":
             detail = {
                 k: v
-                for k, v in p.model_dump(mode="json").items()
+                for k, v in p.items()
                 if k in ("drawdown", "peak_equity", "equity") and v is not None
             }
             row = (
-                ev.event_id, t, p.scope, None, None, p.engaged_by, p.reason,
-                _json(detail) if detail else None, ev.occurred_at,
+                eid, t, p["scope"], None, None, p["engaged_by"], p["reason"],
+                _json(detail) if detail else None, at,
             )  # fmt: skip
-            state.put(
-                self.kill_switches,
-                (p.scope, True, p.engaged_by, p.reason, ev.event_id, ev.occurred_at),
-            )
+            state.put(self.kill_switches, (p["scope"], True, p["engaged_by"], p["reason"], eid, at))
         else:
-            row = (
-                ev.event_id,
-                t,
-                p.scope,
-                None,
-                None,
-                p.released_by,
-                p.reason,
-                None,
-                ev.occurred_at,
-            )
+            row = (eid, t, p["scope"], None, None, p["released_by"], p["reason"], None, at)
             state.put(
-                self.kill_switches,
-                (p.scope, False, p.released_by, p.reason, ev.event_id, ev.occurred_at),
+                self.kill_switches, (p["scope"], False, p["released_by"], p["reason"], eid, at)
             )
         state.insert(self.history, row)
 
@@ -652,15 +640,169 @@ class DeadLettersProjection(Projection):
     migrations = ("0107_proj_deadletters.sql",)
 
     def handle(self, state: State, item: Located) -> None:
-        ev, p = item.event, item.event.payload
+        d = item.data
+        p = d["payload"]
         state.insert(
             self.deadletters,
             (
-                ev.event_id, p.source_topic, p.source_partition, p.source_offset, p.error_type,
-                p.error, p.stage, ev.producer, p.original_key_b64, p.original_value_b64,
-                ev.occurred_at,
+                d["event_id"], p["source_topic"], p["source_partition"], p["source_offset"],
+                p["error_type"], p["error"], p["stage"], d["producer"], p["original_key_b64"],
+                p["original_value_b64"], d["occurred_at"],
             ),
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- accounts
+ACCOUNT_COLUMNS = (
+    "account",
+    "status",
+    "owner_id",
+    "owner_kind",
+    "owner_name",
+    "owner_country",
+    "owner_lei",
+    "base_currency",
+    "jurisdiction",
+    "wallet_id",
+    "kyc_level",
+    "kyc_verified_by",
+    "kyc_reference",
+    "kyc_verified_at",
+    "open_aml_flags",
+    "opened_at",
+    "updated_at",
+    "event_count",
+    "last_event_id",
+)
+_AI = {c: i for i, c in enumerate(ACCOUNT_COLUMNS)}
+AML_FLAG_COLUMNS = (
+    "account",
+    "flag_id",
+    "open",
+    "reason",
+    "raised_by",
+    "raised_at",
+    "cleared_by",
+    "note",
+    "cleared_at",
+    "last_event_id",
+)
+
+
+def account_status(kyc_level: str | None, open_aml_flags: int) -> str:
+    """AML_HOLD while any AML flag is open, else KYC_PENDING until KYC, else ACTIVE."""
+    if open_aml_flags > 0:
+        return "AML_HOLD"
+    return "KYC_PENDING" if kyc_level is None else "ACTIVE"
+
+
+class AccountsProjection(Projection):
+    """Account state: beneficial owner, KYC, open AML flags; and registered producers."""
+
+    name = "accounts"
+    topics = (Topic.ACCOUNTS,)
+    accounts = Table("accounts", ACCOUNT_COLUMNS, ("account",), WriteMode.UPSERT, stateful=True)
+    aml_flags = Table(
+        "aml_flags", AML_FLAG_COLUMNS, ("account", "flag_id"), WriteMode.UPSERT, stateful=True
+    )
+    producers = Table(
+        "producers",
+        ("producer_id", "public_key", "accounts", "registered_by", "registered_at", "event_id"),
+        ("producer_id",),
+        WriteMode.UPSERT,
+    )
+    history = Table(
+        "account_events",
+        ("event_id", "account", "event_type", "occurred_at", "detail"),
+        ("event_id",),
+    )
+    tables = (accounts, aml_flags, producers, history)
+    handles = _v1(
+        "AccountOpened", "KycVerified", "AmlFlagRaised", "AmlFlagCleared", "ProducerRegistered"
+    )
+    migrations = ("0108_proj_accounts.sql",)
+
+    def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
+        acc: set[Key] = set()
+        flags: set[Key] = set()
+        for e in events:
+            p = e.payload
+            if "account" in p:
+                acc.add((p["account"],))
+            if "flag_id" in p:
+                flags.add((p["account"], p["flag_id"]))
+        return {"accounts": acc, "aml_flags": flags}
+
+    def handle(self, state: State, item: Located) -> None:
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        eid, at = d["event_id"], d["occurred_at"]
+        if t == "ProducerRegistered":
+            # A re-registration replaces the key (rotation) and the entitlements.
+            state.put(
+                self.producers,
+                (
+                    p["producer_id"], p["public_key"], _json(list(p["accounts"])),
+                    p["registered_by"], at, eid,
+                ),
+            )  # fmt: skip
+            state.insert(self.history, (eid, None, t, at, _payload_json(item)))
+            return
+        account = p["account"]
+        cur = state.get(self.accounts, (account,))
+        if t == "AccountOpened":
+            if cur is not None:
+                raise SkipEvent(f"account {account} opened twice")
+            owner = p["beneficial_owner"]
+            row: list[Any] = [None] * len(ACCOUNT_COLUMNS)
+            row[_AI["account"]] = account
+            row[_AI["owner_id"]] = owner["owner_id"]
+            row[_AI["owner_kind"]] = owner["kind"]
+            row[_AI["owner_name"]] = owner["name"]
+            row[_AI["owner_country"]] = owner["country"]
+            row[_AI["owner_lei"]] = owner["lei"]
+            row[_AI["base_currency"]] = p["base_currency"]
+            row[_AI["jurisdiction"]] = p["jurisdiction"]
+            row[_AI["wallet_id"]] = p["wallet_id"]
+            row[_AI["open_aml_flags"]] = 0
+            row[_AI["opened_at"]] = at
+            row[_AI["event_count"]] = 0
+        else:
+            if cur is None:
+                raise SkipEvent(f"{t} for unknown account {account}")
+            row = list(cur)
+            if t == "KycVerified":
+                row[_AI["kyc_level"]] = p["level"]
+                row[_AI["kyc_verified_by"]] = p["verified_by"]
+                row[_AI["kyc_reference"]] = p["reference"]
+                row[_AI["kyc_verified_at"]] = at
+            else:
+                fkey = (account, p["flag_id"])
+                flag = state.get(self.aml_flags, fkey)
+                if t == "AmlFlagRaised":
+                    # Raising an open flag again restates it (the engine keeps a set).
+                    if flag is None or not flag[2]:
+                        row[_AI["open_aml_flags"]] = int(row[_AI["open_aml_flags"]]) + 1
+                    state.put(
+                        self.aml_flags,
+                        (account, p["flag_id"], True, p["reason"], p["raised_by"], at, None,
+                         None, None, eid),
+                    )  # fmt: skip
+                else:
+                    if flag is None or not flag[2]:
+                        raise SkipEvent(f"AML flag {p['flag_id']} of {account} is not open")
+                    state.put(
+                        self.aml_flags,
+                        (*flag[:2], False, *flag[3:6], p["cleared_by"], p["note"], at, eid),
+                    )
+                    row[_AI["open_aml_flags"]] = int(row[_AI["open_aml_flags"]]) - 1
+        row[_AI["status"]] = account_status(row[_AI["kyc_level"]], int(row[_AI["open_aml_flags"]]))
+        row[_AI["event_count"]] = int(row[_AI["event_count"]]) + 1
+        row[_AI["updated_at"]] = at
+        row[_AI["last_event_id"]] = eid
+        state.put(self.accounts, tuple(row))
+        state.insert(self.history, (eid, account, t, at, _payload_json(item)))
 
 
 PROJECTIONS: dict[str, Projection] = {
@@ -673,6 +815,7 @@ PROJECTIONS: dict[str, Projection] = {
         DecisionsProjection(),
         RiskConfigProjection(),
         DeadLettersProjection(),
+        AccountsProjection(),
     )
 }
 """Every projection `tradetape run projections` runs, by name."""

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
 
-from schemas import Envelope
+from schemas import Envelope, decode
 from schemas.topics import Topic
 
 Row = tuple[Any, ...]
@@ -44,19 +43,66 @@ class Table:
         missing = [c for c in self.pk if c not in self.columns]
         if missing:
             raise ValueError(f"{self.name}: primary key columns {missing} not in columns")
+        object.__setattr__(self, "_pk_at", tuple(self.columns.index(c) for c in self.pk))
 
     def key_of(self, row: Row) -> Key:
-        return tuple(str(row[self.columns.index(c)]) for c in self.pk)
+        return tuple([str(row[i]) for i in self._pk_at])  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
 class Located:
-    """A decoded event with the log coordinates it came from."""
+    """A decoded event with the log coordinates it came from.
 
-    event: Envelope[Any]
-    topic: str
-    partition: int
-    offset: int
+    `data` is the validated event as JSON values (`Envelope.model_dump(mode="json")`:
+    decimals, timestamps and UUIDs as canonical strings), which is what the core
+    projections fold. `event` gives the pydantic model for projections written against
+    models; it is decoded from the raw bytes on first use.
+    """
+
+    __slots__ = ("_event", "data", "headers", "offset", "partition", "raw", "topic")
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes | None = None,
+        headers: Any = None,
+        event: Envelope[Any] | None = None,
+    ) -> None:
+        self.data = data
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.raw = raw
+        self.headers = headers
+        self._event = event
+
+    @property
+    def event_type(self) -> str:
+        return str(self.data["event_type"])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.data["schema_version"])
+
+    @property
+    def event_id(self) -> str:
+        return str(self.data["event_id"])
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        p: dict[str, Any] = self.data["payload"]
+        return p
+
+    @property
+    def event(self) -> Envelope[Any]:
+        if self._event is None:
+            self._event = decode(
+                self.raw, self.headers, topic=self.topic, partition=self.partition,
+                offset=self.offset,
+            )  # fmt: skip
+        return self._event
 
 
 @dataclass
@@ -132,11 +178,11 @@ class Projection:
                 return t
         raise KeyError(name)
 
-    def accepts(self, event: Envelope[Any]) -> bool | None:
+    def accepts(self, event_type: str, schema_version: int) -> bool | None:
         """True to fold, False to ignore knowingly, None when it does not understand it."""
-        if f"{event.event_type}/{event.schema_version}" in self.handles:
+        if f"{event_type}/{schema_version}" in self.handles:
             return True
-        if event.event_type in self.ignores:
+        if event_type in self.ignores:
             return False
         return None
 
@@ -151,37 +197,25 @@ class Projection:
         """Apply events in order; an event whose handler fails goes to quarantine."""
         bad: list[Quarantined] = []
         for item in events:
-            verdict = self.accepts(item.event)
+            et, ver = item.event_type, item.schema_version
+            verdict = self.accepts(et, ver)
             if verdict is False:
                 continue
             if verdict is None:
                 bad.append(
                     Quarantined(
-                        item.topic,
-                        item.partition,
-                        item.offset,
-                        f"{self.name} does not understand "
-                        f"{item.event.event_type} v{item.event.schema_version}",
-                        item.event.event_type,
-                        item.event.schema_version,
+                        item.topic, item.partition, item.offset,
+                        f"{self.name} does not understand {et} v{ver}", et, ver,
                     )
-                )
+                )  # fmt: skip
                 continue
             try:
                 self.handle(state, item)
-            except (SkipEvent, ArithmeticError, ValueError, KeyError) as exc:
+            except (SkipEvent, ArithmeticError, ValueError, KeyError, TypeError) as exc:
                 bad.append(
                     Quarantined(
-                        item.topic,
-                        item.partition,
-                        item.offset,
-                        f"{type(exc).__name__}: {exc}",
-                        item.event.event_type,
-                        item.event.schema_version,
+                        item.topic, item.partition, item.offset,
+                        f"{type(exc).__name__}: {exc}", et, ver,
                     )
-                )
+                )  # fmt: skip
         return bad
-
-
-def event_uuid(item: Located) -> UUID:
-    return item.event.event_id

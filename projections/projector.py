@@ -1,10 +1,12 @@
-"""The Kafka -> PostgreSQL loop of one projection.
+"""The Kafka -> PostgreSQL loop of one projection, or of a group sharing one consumer.
 
 Partitions are assigned by hand from the offsets stored in PostgreSQL (Kafka's group
-offsets are never used), and each batch commits its rows and its next offsets in one
-transaction. Before writing, a batch re-reads the stored offsets under an advisory lock:
-if they moved (a rebuild swapped the schema in, or another projector ran), it is
-fenced, rolls back and resumes from what is stored. Nothing is applied twice or lost.
+offsets are never used). A group of projections reads each topic once: every record is
+decoded at most once and handed to each projection that reads its topic. One batch is
+one transaction holding every member's rows and next offsets. Before writing, a batch
+re-reads each member's stored offsets under its advisory lock: if they moved (a rebuild
+swapped a schema in, or another projector ran), the batch is fenced, rolls back and the
+group resumes from what is stored. Nothing is applied twice or lost.
 """
 
 from __future__ import annotations
@@ -12,67 +14,109 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from deploy.kafka import consumer_config
+from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
 from deploy.settings import Settings
 from projections.framework import Projection
 from projections.store import (
     OFFSETS_TABLE,
     BatchResult,
     RawRecord,
-    apply_records,
+    apply_prepared,
     load_offsets,
     lock_projection,
+    prepare,
     save_offsets,
 )
 
 log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
 
 
 class Fenced(RuntimeError):
     """The stored offsets are not where this projector left them."""
 
 
+@dataclass(frozen=True)
+class Target:
+    """A projection and where it is written: its schema and its offsets table."""
+
+    projection: Projection
+    schema: str
+    offsets_table: tuple[str, str] = OFFSETS_TABLE
+
+    @staticmethod
+    def live(projection: Projection) -> Target:
+        return Target(projection, projection.schema)
+
+
 class Projector:
+    """Consumes the topics of one or more projections and applies them in batches.
+
+    `Projector(settings, projection)` runs one projection into its live schema;
+    `Projector(settings, [Target(...), ...])` runs a group on one consumer.
+    """
+
     def __init__(
         self,
         settings: Settings,
-        projection: Projection,
+        projection: Projection | Sequence[Target],
         *,
         schema: str | None = None,
         offsets_table: tuple[str, str] = OFFSETS_TABLE,
         batch_size: int = 5000,
         dsn: str | None = None,
+        queued_kbytes: int = 8192,
     ) -> None:
+        if isinstance(projection, Projection):
+            targets = [Target(projection, schema or projection.schema, offsets_table)]
+        else:
+            targets = list(projection)
+        if not targets:
+            raise ValueError("a projector needs at least one projection")
         self.settings = settings
-        self.projection = projection
-        self.schema = schema or projection.schema
-        self.offsets_table = offsets_table
+        self.targets = sorted(targets, key=lambda t: t.projection.name)
+        self.projection = self.targets[0].projection
+        self.schema = self.targets[0].schema
+        self.name = "+".join(t.projection.name for t in self.targets)
         self.batch_size = batch_size
+        self.queued_kbytes = queued_kbytes
         self.dsn = dsn or settings.dsn
-        self.topics = [settings.topic(t) for t in projection.topics]
-        self.expected: dict[tuple[str, int], int] = {}
+        self.kafka_topics = sorted({t for tg in self.targets for t in tg.projection.topics})
+        self.topics = [settings.topic(t) for t in self.kafka_topics]
+        self.member_topics = [
+            frozenset(settings.topic(x) for x in t.projection.topics) for t in self.targets
+        ]
+        self.expected: list[dict[TP, int]] = [{} for _ in self.targets]
         self.conn: psycopg.Connection[Any] | None = None
         self.consumer: Consumer | None = None
         self.total = BatchResult()
+        self.totals = [BatchResult() for _ in self.targets]
         self.caught_up = False
+        self._partitions: list[TopicPartition] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
         self.conn = psycopg.connect(
             self.dsn,
             autocommit=False,
-            application_name=f"tradetape-projector-{self.projection.name}",
+            application_name=f"tradetape-projector-{self.name}"[:63],
         )
         self.consumer = Consumer(
             consumer_config(
                 self.settings,
-                group_id=f"tradetape.projection.{self.projection.name}",
-                **{"fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 65536},
+                group_id=f"tradetape.projection.{self.name}",
+                **{
+                    "fetch.wait.max.ms": 10,
+                    "fetch.min.bytes": 1,
+                    "queued.max.messages.kbytes": self.queued_kbytes,
+                },
             )
         )
         self.resync()
@@ -93,30 +137,53 @@ class Projector:
         self.close()
 
     def partitions(self) -> list[TopicPartition]:
+        """Every partition of the group's topics, waiting out fresh topic metadata."""
         assert self.consumer is not None
-        out: list[TopicPartition] = []
-        meta = self.consumer.list_topics(timeout=10)
-        for topic in self.topics:
-            tmeta = meta.topics.get(topic)
-            if tmeta is None or tmeta.error is not None:
-                raise RuntimeError(f"topic {topic} is missing: run `tradetape up`/`topics`")
-            out.extend(TopicPartition(topic, p) for p in sorted(tmeta.partitions))
-        return out
+        if self._partitions is None:
+            out: list[TopicPartition] = []
+            for topic in self.kafka_topics:
+                try:
+                    found = partitions_of(self.consumer, self.settings, topic)
+                except RuntimeError as exc:
+                    raise RuntimeError(
+                        f"topic {self.settings.topic(topic)} is missing: run `tradetape up`"
+                    ) from exc
+                out.extend(TopicPartition(self.settings.topic(topic), p) for p in found)
+            self._partitions = out
+        return self._partitions
+
+    def _load_all(self) -> list[dict[TP, int]]:
+        assert self.conn is not None
+        return [
+            {
+                k: v
+                for k, v in load_offsets(self.conn, t.projection.name, t.offsets_table).items()
+                if k[0] in self.topics
+            }
+            for t in self.targets
+        ]
 
     def resync(self) -> None:
-        """(Re)assign every partition at the offset stored in PostgreSQL."""
+        """(Re)assign every partition at the lowest offset any member has stored."""
         assert self.conn is not None and self.consumer is not None
         self.conn.rollback()
-        stored = load_offsets(self.conn, self.projection.name, self.offsets_table)
+        stored = self._load_all()
         self.conn.commit()
-        assignment = []
-        self.expected = {}
-        for tp in self.partitions():
-            off = stored.get((tp.topic, tp.partition))
-            self.expected[(tp.topic, tp.partition)] = off if off is not None else 0
-            assignment.append(
-                TopicPartition(tp.topic, tp.partition, off if off is not None else OFFSET_BEGINNING)
+        self.expected = []
+        for i, t in enumerate(self.targets):
+            mine = {self.settings.topic(x) for x in t.projection.topics}
+            self.expected.append(
+                {
+                    (tp.topic, tp.partition): stored[i].get((tp.topic, tp.partition), 0)
+                    for tp in self.partitions()
+                    if tp.topic in mine
+                }
             )
+        assignment = []
+        for tp in self.partitions():
+            key = (tp.topic, tp.partition)
+            start = min(e[key] for e in self.expected if key in e)
+            assignment.append(TopicPartition(tp.topic, tp.partition, start or OFFSET_BEGINNING))
         self.consumer.assign(assignment)
 
     # ------------------------------------------------------------------ work
@@ -131,7 +198,7 @@ class Projector:
                     continue
                 if err.fatal():
                     raise RuntimeError(f"fatal Kafka error: {err}")
-                log.warning("kafka error in %s: %s", self.projection.name, err)
+                log.warning("kafka error in %s: %s", self.name, err)
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             assert topic is not None and partition is not None and offset is not None
@@ -150,28 +217,34 @@ class Projector:
         return records
 
     def apply(self, records: Sequence[RawRecord]) -> BatchResult:
-        """One transaction: fence check, rows, quarantine, offsets."""
+        """One transaction: fence checks, every member's rows, quarantine, offsets."""
         assert self.conn is not None
-        name = self.projection.name
-        nxt = dict(self.expected)
+        nxt = [dict(e) for e in self.expected]
         for r in records:
-            nxt[(r.topic, r.partition)] = max(nxt.get((r.topic, r.partition), 0), r.offset + 1)
+            key = (r.topic, r.partition)
+            for n in nxt:
+                if key in n and r.offset >= n[key]:
+                    n[key] = r.offset + 1
+        shares = prepare(
+            records, [t.projection for t in self.targets], self.expected, self.member_topics
+        )
+        results: list[BatchResult] = []
         try:
             with self.conn.transaction():
-                lock_projection(self.conn, name)
-                stored = {
-                    k: v
-                    for k, v in load_offsets(self.conn, name, self.offsets_table).items()
-                    if k[0] in self.topics
-                }
-                for key in set(stored) | set(self.expected):
-                    if self.expected.get(key, 0) != stored.get(key, 0):
-                        raise Fenced(
-                            f"{name}: stored offset {key}={stored.get(key, 0)}, "
-                            f"expected {self.expected.get(key, 0)}"
-                        )
-                result = apply_records(self.conn, self.projection, self.schema, records)
-                save_offsets(self.conn, name, nxt, self.offsets_table)
+                for t in self.targets:
+                    lock_projection(self.conn, t.projection.name)
+                stored = self._load_all()
+                for i, t in enumerate(self.targets):
+                    for key in set(stored[i]) | set(self.expected[i]):
+                        if self.expected[i].get(key, 0) != stored[i].get(key, 0):
+                            raise Fenced(
+                                f"{t.projection.name}: stored offset {key}="
+                                f"{stored[i].get(key, 0)}, expected {self.expected[i].get(key, 0)}"
+                            )
+                for i, t in enumerate(self.targets):
+                    results.append(apply_prepared(self.conn, t.projection, t.schema, shares[i]))
+                    changed = {k: v for k, v in nxt[i].items() if v != self.expected[i].get(k)}
+                    save_offsets(self.conn, t.projection.name, changed, t.offsets_table)
             self.conn.commit()
         except Fenced as exc:
             self.conn.rollback()
@@ -179,15 +252,15 @@ class Projector:
             self.resync()
             return BatchResult()
         self.expected = nxt
-        self._add(result)
-        return result
-
-    def _add(self, r: BatchResult) -> None:
-        t = self.total
-        t.consumed += r.consumed
-        t.applied += r.applied
-        t.duplicates += r.duplicates
-        t.quarantined += r.quarantined
+        batch = BatchResult(consumed=len(records))
+        for i, res in enumerate(results):
+            self.totals[i].add(res)
+            batch.applied += res.applied
+            batch.duplicates += res.duplicates
+            batch.quarantined += res.quarantined
+            batch.ignored += res.ignored
+        self.total.add(batch)
+        return batch
 
     def step(self, timeout: float = 0.1) -> int:
         """Consume and apply one batch. Returns the number of records consumed."""
@@ -197,39 +270,31 @@ class Projector:
         self.apply(records)
         return len(records)
 
-    def high_watermarks(self) -> dict[tuple[str, int], int]:
+    def high_watermarks(self) -> dict[TP, int]:
         """The last stable offset of every partition now (read_committed)."""
-        assert self.consumer is not None
-        out = {}
-        for tp in self.partitions():
-            for attempt in range(50):
-                try:
-                    _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                    break
-                except KafkaException:
-                    # A just-created topic may not have elected its leader yet.
-                    if attempt == 49:
-                        raise
-                    time.sleep(0.2)
-            out[(tp.topic, tp.partition)] = int(high)
-        return out
+        return end_offsets(admin_client(self.settings), self.partitions())
 
-    def positions(self) -> dict[tuple[str, int], int]:
-        """Where each partition stands: past what was applied, and past any transaction
-        markers or aborted records the consumer stepped over (librdkafka's position)."""
+    def positions(self) -> dict[TP, int]:
+        """Where each partition stands: past what every member applied, and past any
+        transaction markers or aborted records the consumer stepped over."""
         assert self.consumer is not None
-        out = dict(self.expected)
-        for tp in self.consumer.position([TopicPartition(t, p) for (t, p) in self.expected]):
+        out: dict[TP, int] = {}
+        for e in self.expected:
+            for k, v in e.items():
+                out[k] = min(out.get(k, v), v)
+        for tp in self.consumer.position([TopicPartition(t, p) for (t, p) in out]):
             key = (tp.topic, tp.partition)
             if tp.offset >= 0 and tp.offset >= out.get(key, 0):
                 out[key] = tp.offset
         return out
 
-    def lag(self, targets: dict[tuple[str, int], int]) -> int:
+    def lag(self, targets: dict[TP, int]) -> int:
         now = self.positions()
         return sum(max(0, hi - now.get(k, 0)) for k, hi in targets.items())
 
-    def catch_up(self, *, idle_timeout: float = 30.0, progress: Any = None) -> BatchResult:
+    def catch_up(
+        self, *, idle_timeout: float = 30.0, progress: Any = None, poll_timeout: float = 0.2
+    ) -> BatchResult:
         """Apply until every partition reaches the watermark seen at the start.
 
         Sets `caught_up`; it stays False only if nothing arrived for `idle_timeout`
@@ -242,7 +307,7 @@ class Projector:
             if self.lag(targets) == 0:
                 self.caught_up = True
                 break
-            n = self.step(0.2)
+            n = self.step(poll_timeout)
             if progress is not None and n:
                 progress(n, self)
             if n:

@@ -5,12 +5,14 @@ own migration bodies, filled by the ordinary projector (its offsets kept inside 
 schema), and swapped in by renaming schemas in one transaction that also replaces the
 stored offsets. Readers see the old projection or the new one, never a half-built one.
 A live projector of the same projection notices the moved offsets and resumes from them.
+`rebuild --all` builds every projection on one consumer (each record decoded once) and
+swaps them all in in one transaction.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ from deploy.settings import Settings
 from projections.checksum import checksum
 from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
-from projections.projector import Projector
+from projections.projector import Projector, Target
 from projections.store import lock_projection
 
 BODY_MARKER = "\n-- @body\n"
@@ -96,37 +98,53 @@ def swap_in(
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(old))
 
 
+def rebuild_many(
+    settings: Settings,
+    projections: Sequence[Projection],
+    *,
+    progress: Callable[[int, Projector], None] | None = None,
+    batch_size: int = 20_000,
+    swap: bool = True,
+) -> list[RebuildResult]:
+    """Replay projections from offset 0, each into a fresh schema, on one consumer
+    (every record decoded once), then swap them all in in one transaction."""
+    builds = [
+        Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets")) for p in projections
+    ]
+    with psycopg.connect(settings.dsn, autocommit=False) as conn:
+        for t in builds:
+            create_schema(conn, t.projection, t.schema)
+        started = time.monotonic()
+        with Projector(settings, builds, batch_size=batch_size) as proj:
+            proj.catch_up(progress=progress, poll_timeout=0.5)
+            if not proj.caught_up:
+                raise RuntimeError(
+                    f"rebuild of {proj.name} stalled before the end of the log; "
+                    "the live projections were left untouched"
+                )
+            totals = {t.projection.name: r for t, r in zip(proj.targets, proj.totals, strict=True)}
+        seconds = time.monotonic() - started
+        if swap:
+            with conn.transaction():
+                for t in builds:
+                    swap_in(conn, t.projection, t.schema, settings.readonly_role)
+        out = []
+        for t in builds:
+            digest, counts = checksum(conn, t.projection, t.projection.schema if swap else t.schema)
+            name = t.projection.name
+            out.append(RebuildResult(name, totals[name].consumed, seconds, digest, counts))
+    return out
+
+
 def rebuild(
     settings: Settings,
     projection: Projection,
     *,
     progress: Callable[[int, Projector], None] | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = 20_000,
     swap: bool = True,
 ) -> RebuildResult:
     """Replay from offset 0 into a fresh schema and (by default) swap it in."""
-    build = f"{projection.schema}__rebuild"
-    with psycopg.connect(settings.dsn, autocommit=False) as conn:
-        create_schema(conn, projection, build)
-        started = time.monotonic()
-        with Projector(
-            settings,
-            projection,
-            schema=build,
-            offsets_table=(build, "_offsets"),
-            batch_size=batch_size,
-        ) as proj:
-            total = proj.catch_up(progress=progress)
-            if not proj.caught_up:
-                raise RuntimeError(
-                    f"rebuild of {projection.name} stalled before the end of the log; "
-                    "the live projection was left untouched"
-                )
-        seconds = time.monotonic() - started
-        if swap:
-            swap_in(conn, projection, build, settings.readonly_role)
-            target = projection.schema
-        else:
-            target = build
-        digest, counts = checksum(conn, projection, target)
-    return RebuildResult(projection.name, total.consumed, seconds, digest, counts)
+    return rebuild_many(
+        settings, [projection], progress=progress, batch_size=batch_size, swap=swap
+    )[0]

@@ -1,20 +1,26 @@
 """One batch into PostgreSQL: decode, de-duplicate, fold, COPY, upsert, offsets.
 
-`apply_records` runs inside the caller's transaction, so the rows, the quarantine and
-the offsets it writes commit or vanish together. Round trips per batch are constant:
-one de-duplication query, one state query per stateful table, one COPY and one
-INSERT ... SELECT per table.
+`apply_prepared` runs inside the caller's transaction, so the rows, the quarantine and
+the offsets it writes commit or vanish together. Round trips per batch and projection
+are constant: one de-duplication query, one state query per stateful table, one COPY
+of the new event ids, and per table either one COPY (history rows keyed on a new event
+id cannot conflict) or a COPY into staging plus one INSERT ... ON CONFLICT (current
+state, or keys that are not event ids).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+import weakref
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import ValidationError
 
 from projections.framework import (
     Key,
@@ -26,7 +32,8 @@ from projections.framework import (
     Table,
     WriteMode,
 )
-from schemas import Envelope, MalformedEventError, UnknownEventTypeError, decode, payload_class
+from projections.lean import full_decode, header_type, lean_decode
+from schemas import MalformedEventError, UnknownEventTypeError
 
 OFFSETS_TABLE = ("public", "projection_offsets")
 QUARANTINE_TABLE = ("public", "projection_quarantine")
@@ -51,127 +58,206 @@ class BatchResult:
     applied: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    ignored: int = 0
     rows: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: BatchResult) -> None:
+        self.consumed += other.consumed
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.ignored += other.ignored
 
-_ENVELOPES: dict[tuple[str, int], Any] = {}
+
+@dataclass
+class Prepared:
+    """One projection's share of a batch: decoded events to fold, records it could not
+    use, and how many it knowingly ignored (by the type named in the headers)."""
+
+    items: list[Located] = field(default_factory=list)
+    bad: list[Quarantined] = field(default_factory=list)
+    ignored: int = 0
+    consumed: int = 0
 
 
-def _fast_decode(r: RawRecord) -> Envelope[Any] | None:
-    """`schemas.decode` for the common case, parsing JSON once in pydantic-core.
-
-    Only a record whose headers name a known type and version, and whose body agrees,
-    is accepted here; anything else returns None and takes the full `schemas.decode`
-    path, which produces the canonical error. The result is the same model either way.
-    """
-    if r.value is None or not r.headers:
-        return None
-    et = ver = None
-    for k, v in r.headers:
-        if k == "event_type":
-            et = v.decode(errors="replace") if isinstance(v, bytes) else v
-        elif k == "schema_version":
-            ver = v.decode(errors="replace") if isinstance(v, bytes) else v
-    if et is None or ver is None or not ver.isdigit():
-        return None
-    key = (et, int(ver))
-    cls = _ENVELOPES.get(key)
-    if cls is None:
+def _storable(value: Any) -> bool:
+    """PostgreSQL text holds neither NUL nor lone surrogates (JSON can carry both)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
         try:
-            cls = _ENVELOPES[key] = Envelope[payload_class(et, int(ver))]  # type: ignore[misc]
-        except MalformedEventError:
-            return None
-    try:
-        ev: Envelope[Any] = cls.model_validate_json(r.value)
-    except ValidationError:
-        return None
-    if ev.event_type != key[0] or ev.schema_version != key[1]:
-        return None
-    return ev
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
 
 
-_DECODED: dict[tuple[str, int, int], tuple[bytes | None, Envelope[Any]]] = {}
-DECODE_CACHE_SIZE = 20_000
-"""Projectors in one process share decoded events: a record's bytes at a log position
-never change and envelopes are immutable, so the four projections that read
-orders.lifecycle validate each record once, not four times."""
+def decode_one(r: RawRecord) -> Located | Quarantined:
+    """Decode a record once (lean, else the models); a failure becomes a quarantine
+    entry with the canonical reason."""
+    ev = None
+    data = lean_decode(r.value, r.headers)
+    if data is None:
+        try:
+            ev, data = full_decode(
+                r.value, r.headers, topic=r.topic, partition=r.partition, offset=r.offset
+            )
+        except UnknownEventTypeError as exc:
+            return Quarantined(
+                r.topic, r.partition, r.offset, exc.reason, exc.event_type, exc.schema_version,
+                r.value,
+            )  # fmt: skip
+        except MalformedEventError as exc:
+            return Quarantined(r.topic, r.partition, r.offset, exc.reason, None, None, r.value)
+    # A JSON escape is the only way NUL or a lone surrogate gets in; check only then.
+    if r.value is not None and b"\\u" in r.value and not _storable(data):
+        return Quarantined(
+            r.topic, r.partition, r.offset,
+            "text field holds NUL or a lone surrogate, which PostgreSQL cannot store",
+            data.get("event_type"), data.get("schema_version"), r.value,
+        )  # fmt: skip
+    return Located(data, r.topic, r.partition, r.offset, r.value, r.headers, ev)
 
 
-def _cached_decode(r: RawRecord) -> Envelope[Any] | None:
-    key = (r.topic, r.partition, r.offset)
-    hit = _DECODED.get(key)
-    if hit is not None and hit[0] == r.value:  # a recreated topic reuses offsets
-        return hit[1]
-    ev = _fast_decode(r)
-    if ev is not None:
-        if len(_DECODED) >= DECODE_CACHE_SIZE:
-            _DECODED.clear()
-        _DECODED[key] = (r.value, ev)
-    return ev
+def prepare(
+    records: Sequence[RawRecord],
+    projections: Sequence[Projection],
+    skip_below: Sequence[Mapping[tuple[str, int], int]] | None = None,
+    topics: Sequence[Collection[str]] | None = None,
+) -> list[Prepared]:
+    """Split a batch between projections, decoding each record at most once.
+
+    `topics[i]` names the (full) topics projection i reads; without it every record is
+    for every projection. A record whose headers name a type a projection knowingly
+    ignores is not decoded for it. `skip_below[i]` holds projection i's next offsets:
+    records before them were already applied there (a group resumes from its slowest
+    member).
+    """
+    out = [Prepared() for _ in projections]
+    for r in records:
+        named = header_type(r.headers)
+        decoded: Located | Quarantined | None = None
+        for i, p in enumerate(projections):
+            if topics is not None and r.topic not in topics[i]:
+                continue
+            if skip_below is not None and r.offset < skip_below[i].get((r.topic, r.partition), 0):
+                continue
+            share = out[i]
+            share.consumed += 1
+            if named is not None and p.accepts(*named) is False:
+                share.ignored += 1
+                continue
+            if decoded is None:
+                decoded = decode_one(r)
+            if isinstance(decoded, Located):
+                share.items.append(decoded)
+            else:
+                share.bad.append(dataclasses.replace(decoded))
+    return out
 
 
 def decode_records(
     records: Sequence[RawRecord],
 ) -> tuple[list[Located], list[Quarantined]]:
+    """Every record decoded (tests and tools)."""
     good: list[Located] = []
     bad: list[Quarantined] = []
     for r in records:
-        fast = _cached_decode(r)
-        if fast is not None:
-            good.append(Located(fast, r.topic, r.partition, r.offset))
-            continue
-        try:
-            ev = decode(r.value, r.headers, topic=r.topic, partition=r.partition, offset=r.offset)
-        except UnknownEventTypeError as exc:
-            bad.append(
-                Quarantined(
-                    r.topic, r.partition, r.offset, exc.reason, exc.event_type,
-                    exc.schema_version, r.value,
-                )
-            )  # fmt: skip
-        except MalformedEventError as exc:
-            bad.append(Quarantined(r.topic, r.partition, r.offset, exc.reason, None, None, r.value))
-        else:
-            good.append(Located(ev, r.topic, r.partition, r.offset))
+        d = decode_one(r)
+        (good if isinstance(d, Located) else bad).append(d)  # type: ignore[arg-type]
     return good, bad
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: Any) -> str:
+    """One value in COPY text format."""
+    t = type(value)
+    if t is str:
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_ESCAPES)  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return "\\N"
+    if t is bool:
+        return "t" if value else "f"
+    if t is int:
+        return str(value)
+    if t is Decimal:
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False).translate(_ESCAPES)
+    return str(value).translate(_ESCAPES)
+
+
+def copy_block(rows: Sequence[Row]) -> str:
+    """Rows as one COPY text block."""
+    return "".join("\t".join([copy_text(v) for v in row]) + "\n" for row in rows)
 
 
 def _ident(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
+_STAGED: weakref.WeakKeyDictionary[Conn, set[str]] = weakref.WeakKeyDictionary()
+
+
 def _staging(conn: Conn, schema: str, table: str) -> sql.Identifier:
     """A session temp table shaped like `schema.table`, emptied at every commit."""
     name = f"_stg_{schema}_{table}"[:63]
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
-            sql.Identifier(name), _ident(schema, table)
+    made = _STAGED.setdefault(conn, set())
+    if name not in made:
+        conn.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+                sql.Identifier(name), _ident(schema, table)
+            )
         )
-    )
+        made.add(name)
     return sql.Identifier(name)
 
 
-def copy_rows(conn: Conn, schema: str, table: Table, rows: Sequence[Row]) -> int:
-    """COPY into staging, then one set-based INSERT ... ON CONFLICT into the table."""
+def _copy(conn: Conn, target: sql.Composable, columns: Sequence[str], rows: Sequence[Row]) -> None:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as cp:
+            cp.write(copy_block(rows))
+
+
+def copy_rows(
+    conn: Conn, schema: str, table: Table, rows: Sequence[Row], *, fresh: bool = False
+) -> int:
+    """Write rows idempotently. `fresh` says every row belongs to an event id this
+    schema has never folded (checked under the projection lock): history rows keyed on
+    that id then go straight in with one COPY. Otherwise COPY into staging and one
+    set-based INSERT ... ON CONFLICT."""
     if not rows:
         return 0
+    if fresh and table.mode is WriteMode.INSERT and "event_id" in table.pk:
+        _copy(conn, _ident(schema, table.name), table.columns, rows)
+        return len(rows)
     stg = _staging(conn, schema, table.name)
+    _copy(conn, stg, table.columns, rows)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stg, cols)) as cp:
-            for row in rows:
-                cp.write_row(row)
-        pk = sql.SQL(", ").join(sql.Identifier(c) for c in table.pk)
-        if table.mode is WriteMode.UPSERT:
-            rest = [c for c in table.columns if c not in table.pk]
-            action = sql.SQL("DO UPDATE SET {}").format(
-                sql.SQL(", ").join(
-                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-                    for c in rest
-                )
+    pk = sql.SQL(", ").join(sql.Identifier(c) for c in table.pk)
+    if table.mode is WriteMode.UPSERT:
+        rest = [c for c in table.columns if c not in table.pk]
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in rest
             )
-        else:
-            action = sql.Composed([sql.SQL("DO NOTHING")])
+        )
+    else:
+        action = sql.Composed([sql.SQL("DO NOTHING")])
+    with conn.cursor() as cur:
         cur.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                 _ident(schema, table.name), cols, cols, stg, pk, action
@@ -221,31 +307,33 @@ def write_quarantine(conn: Conn, projection: str, bad: Sequence[Quarantined]) ->
         )  # fmt: skip
 
 
-def apply_records(
-    conn: Conn, projection: Projection, schema: str, records: Sequence[RawRecord]
-) -> BatchResult:
-    """Fold one batch into `schema` inside the caller's transaction."""
-    result = BatchResult(consumed=len(records))
-    good, bad = decode_records(records)
-    raw = {(r.topic, r.partition, r.offset): r.value for r in records}
+_SEEN = Table("_seen", ("event_id",), ("event_id",))
+
+
+def apply_prepared(conn: Conn, projection: Projection, schema: str, share: Prepared) -> BatchResult:
+    """Fold one projection's share of a batch into `schema`, in the caller's transaction."""
+    result = BatchResult(consumed=share.consumed, ignored=share.ignored)
+    bad = list(share.bad)
     # De-duplicate on event id: within the batch (first occurrence wins) and against
     # every event this schema has already folded.
-    first: dict[Any, Located] = {}
-    for item in good:
-        first.setdefault(item.event.event_id, item)
-    seen: set[Any] = set()
+    first: dict[str, Located] = {}
+    for item in share.items:
+        first.setdefault(item.data["event_id"], item)
+    seen: set[str] = set()
     if first:
         seen = {
             r[0]
             for r in conn.execute(
-                sql.SQL("SELECT event_id FROM {} WHERE event_id = ANY(%s)").format(
+                sql.SQL("SELECT event_id::text FROM {} WHERE event_id = ANY(%s::uuid[])").format(
                     _ident(schema, "_seen")
                 ),
                 (list(first),),
             )
         }
-    fresh = [item for eid, item in first.items() if eid not in seen]
-    result.duplicates = len(good) - len(fresh)
+    fresh = (
+        [item for eid, item in first.items() if eid not in seen] if seen else list(first.values())
+    )
+    result.duplicates = len(share.items) - len(fresh)
 
     def loader(table: Table, key: Key) -> Row | None:
         return load_rows(conn, schema, table, {key}).get(key)
@@ -256,25 +344,41 @@ def apply_records(
         loaded = load_rows(conn, schema, table, keys)
         state.rows[tname] = {k: loaded.get(k) for k in keys}
     folded_bad = projection.fold(state, fresh)
-    for q in folded_bad:
-        q.raw_value = raw.get((q.topic, q.partition, q.offset))
-    bad.extend(folded_bad)
+    if folded_bad:
+        raw = {(i.topic, i.partition, i.offset): i.raw for i in fresh}
+        for q in folded_bad:
+            q.raw_value = raw.get((q.topic, q.partition, q.offset))
+        bad.extend(folded_bad)
     failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
     result.applied = len(fresh) - len(failed)
-    seen_table = Table("_seen", ("event_id",), ("event_id",))
     copy_rows(
         conn,
         schema,
-        seen_table,
-        [(i.event.event_id,) for i in fresh if (i.topic, i.partition, i.offset) not in failed],
+        _SEEN,
+        [(i.data["event_id"],) for i in fresh if (i.topic, i.partition, i.offset) not in failed],
+        fresh=True,
     )
+    failed_ids = {
+        str(i.data["event_id"]) for i in fresh if (i.topic, i.partition, i.offset) in failed
+    }
     for table in projection.tables:
         source = state.dirty if table.mode is WriteMode.UPSERT else state.inserts
         rows = list(source.get(table.name, {}).values())
-        result.rows[table.name] = copy_rows(conn, schema, table, rows)
+        if failed_ids and "event_id" in table.pk:
+            # History rows a failed handler wrote before it raised are not kept.
+            at = table.columns.index("event_id")
+            rows = [r for r in rows if str(r[at]) not in failed_ids]
+        result.rows[table.name] = copy_rows(conn, schema, table, rows, fresh=True)
     write_quarantine(conn, projection.name, bad)
     result.quarantined = len(bad)
     return result
+
+
+def apply_records(
+    conn: Conn, projection: Projection, schema: str, records: Sequence[RawRecord]
+) -> BatchResult:
+    """Decode and fold a batch for one projection, in the caller's transaction."""
+    return apply_prepared(conn, projection, schema, prepare(records, [projection])[0])
 
 
 def load_offsets(
