@@ -1,38 +1,88 @@
-"""`tradetape run projections`: every projector, one thread each, until SIGTERM/SIGINT.
+"""`tradetape run projections`: every projector, one process per topic group.
 
-A projector whose database or broker fails is closed, and reopened after a backoff from
-the offsets stored in PostgreSQL; it never skips ahead. The process exits 0 on a signal.
+Projections that read a common topic form a group with one consumer, so each record is
+decoded once; each group runs in its own process so groups never share a GIL. The
+parent supervises: a group process that dies is restarted after a backoff (it resumes
+from the offsets stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the
+parent stops every group (each finishes or rolls back its batch) and exits 0. A group
+process dies with its parent (PR_SET_PDEATHSIG), so `kill -9` of the parent leaves no
+orphan projector behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
+import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.framework import Projection
-from projections.projector import Projector
+from projections.projector import Projector, Target
 
 log = logging.getLogger("projections.runner")
 
+LIVE_BATCH = 5000
+POLL_SECONDS = 0.02
+"""How long a live poll waits to fill a batch: small, so a record waits at most this
+long before its batch is applied and committed."""
 
-def run_one(
-    settings: Settings, projection: Projection, stop: threading.Event, batch_size: int = 5000
+
+def topic_groups(projections: Sequence[Projection]) -> list[list[Projection]]:
+    """Projections joined by shared topics (connected components), in name order."""
+    groups: list[list[Projection]] = []
+    for p in sorted(projections, key=lambda x: x.name):
+        touching = [g for g in groups if any(set(p.topics) & set(q.topics) for q in g)]
+        merged = [p] + [q for g in touching for q in g]
+        groups = [g for g in groups if g not in touching] + [sorted(merged, key=lambda x: x.name)]
+    return sorted(groups, key=lambda g: g[0].name)
+
+
+def run_group(
+    settings: Settings,
+    projections: Sequence[Projection],
+    stop: threading.Event,
+    batch_size: int = LIVE_BATCH,
 ) -> None:
+    """Run one group until `stop`; on a database or broker failure, reopen after a
+    backoff from the stored offsets."""
     backoff = 0.5
+    name = "+".join(p.name for p in projections)
     while not stop.is_set():
         try:
-            with Projector(settings, projection, batch_size=batch_size) as proj:
+            targets = [Target.live(p) for p in projections]
+            with Projector(settings, targets, batch_size=batch_size) as proj:
                 backoff = 0.5
                 while not stop.is_set():
-                    proj.step(0.05)
+                    proj.step(POLL_SECONDS)
         except Exception:
-            log.exception("projector %s failed; restarting from stored offsets", projection.name)
+            log.exception("projector %s failed; restarting from stored offsets", name)
             stop.wait(backoff)
             backoff = min(backoff * 2, 10.0)
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _group_main(settings: Settings, names: list[str], parent: int) -> None:
+    _die_with_parent(parent)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
+    run_group(settings, [PROJECTIONS[n] for n in names], stop)
 
 
 def main(settings: Settings, names: list[str] | None = None) -> int:
@@ -47,18 +97,52 @@ def main(settings: Settings, names: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     selected = [PROJECTIONS[n] for n in (names or list(PROJECTIONS))]
-    threads = [
-        threading.Thread(
-            target=run_one, args=(settings, p, stop), name=f"proj-{p.name}", daemon=True
+    groups = [[p.name for p in g] for g in topic_groups(selected)]
+    ctx = multiprocessing.get_context("fork")
+    me = os.getpid()
+    procs: dict[int, BaseProcess] = {}
+    restarts: dict[int, float] = {}
+
+    def start(i: int) -> None:
+        proc = ctx.Process(
+            target=_group_main,
+            args=(settings, groups[i], me),
+            name=f"projector-{'+'.join(groups[i])}",
+            daemon=False,
         )
-        for p in selected
-    ]
-    for t in threads:
-        t.start()
-    log.info("projectors running: %s", ", ".join(p.name for p in selected))
+        proc.start()
+        procs[i] = proc
+
+    for i in range(len(groups)):
+        start(i)
+    log.info(
+        "projectors running: %s",
+        "; ".join(f"{'+'.join(g)} (pid {procs[i].pid})" for i, g in enumerate(groups)),
+    )
+    backoff: dict[int, float] = {i: 0.5 for i in range(len(groups))}
     while not stop.is_set():
-        stop.wait(0.5)
+        stop.wait(0.2)
+        now = time.monotonic()
+        for i, proc in list(procs.items()):
+            if stop.is_set() or proc.is_alive():
+                continue
+            if i not in restarts:
+                log.error(
+                    "projector group %s exited with %s; restarting in %.1fs",
+                    "+".join(groups[i]), proc.exitcode, backoff[i],
+                )  # fmt: skip
+                restarts[i] = now + backoff[i]
+                backoff[i] = min(backoff[i] * 2, 10.0)
+            elif now >= restarts[i]:
+                del restarts[i]
+                start(i)
+    for proc in procs.values():
+        if proc.is_alive() and proc.pid is not None:
+            os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    for t in threads:
-        t.join(max(0.1, deadline - time.monotonic()))
+    for proc in procs.values():
+        proc.join(max(0.1, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
     return 0
