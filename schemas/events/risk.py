@@ -51,6 +51,14 @@ class RiskDecision(EventPayload):
     rule_results: tuple[RuleResult, ...] = ()
     risk_config_version: int = Field(ge=0)
     order_id: str | None = None
+    equity: Dec | None = Field(
+        None, description="The account's equity in its base currency when decided (orders)"
+    )
+    peak_equity: Dec | None = Field(
+        None,
+        description="The drawdown peak the decision measured against; the engine folds it "
+        "back on restart",
+    )
 
 
 class RiskLimits(BaseModel):
