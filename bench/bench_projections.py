@@ -1,11 +1,14 @@
-"""Projection benchmarks on a throwaway local stack (real Kafka, real PostgreSQL).
+"""Projection benchmarks on a throwaway local stack (real Kafka, real PostgreSQL, fsync on).
 
 1. Rebuild throughput: N synthetic events (default 1,000,000) produced to Kafka, then
-   `tradetape rebuild NAME` for each projection as a subprocess; events/s and the
-   rebuild process's peak RSS. Every event is read by every projection on its topics.
-2. Incremental lag: all projectors running (one thread each, as `tradetape run
-   projections`), events offered at 5,000/s; lag = commit time - Kafka CreateTime,
-   per record, p50/p99.
+   `tradetape rebuild NAME` for each projection, and `tradetape rebuild --all`, each as
+   a subprocess: events/s (records on the projection's topics / rebuild seconds) and
+   that process's own peak RSS (wait4 rusage).
+2. Incremental lag: `tradetape run projections` as a subprocess (one process per topic
+   group, as deployed) while events are offered at 5,000/s. The bench polls
+   `projection_offsets` every few ms; a record's lag, per projection reading it, is the
+   first time its offset is seen committed minus its Kafka CreateTime (p50/p99/max).
+   Polling makes the figure an upper bound by at most the poll interval.
 
     .venv/bin/python -m bench.bench_projections [--events 1000000] [--lag-seconds 20]
 """
@@ -13,31 +16,34 @@
 from __future__ import annotations
 
 import argparse
+import bisect
+import multiprocessing
 import os
-import resource
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+import psycopg
+from confluent_kafka import Message, Producer
 
 from deploy.kafka import create_topics, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
-from projections.projector import Projector
-from projections.store import BatchResult, RawRecord
 from projections.synthetic import generate
 from schemas import encode
-from schemas.topics import Topic
 
 ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 25_000
+
+Encoded = tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]
 
 
 def _port() -> int:
@@ -55,8 +61,25 @@ def _env(s: Settings) -> dict[str, str]:
         TRADETAPE_POSTGRES_DB=s.postgres_db,
         TRADETAPE_DATA_DIR=str(s.data_dir),
         TRADETAPE_TOPIC_PREFIX=s.topic_prefix,
+        TRADETAPE_LOG_LEVEL="WARNING",
     )
     return env
+
+
+def _chunk(args: tuple[int, int, str]) -> list[Encoded]:
+    """One chunk of events, encoded (runs in a worker process)."""
+    seed, n, prefix = args
+    out = []
+    for ev in generate(seed, n, namespace=f"s{seed}-"):
+        key, value, headers = encode(ev)
+        out.append((prefix + ev.topic, key, value, headers))
+    return out
+
+
+def _chunks(n: int, prefix: str, seed: int) -> Iterator[list[Encoded]]:
+    jobs = [(seed + i, min(CHUNK, n - i * CHUNK), prefix) for i in range((n + CHUNK - 1) // CHUNK)]
+    with multiprocessing.get_context("fork").Pool(max(1, (os.cpu_count() or 2))) as pool:
+        yield from pool.imap(_chunk, jobs)
 
 
 def produce_all(s: Settings, n: int, seed: int = 1) -> int:
@@ -64,127 +87,180 @@ def produce_all(s: Settings, n: int, seed: int = 1) -> int:
         producer_config(s, transactional_id=None, **{"linger.ms": 20, "batch.size": 1_000_000})
     )
     made = 0
-    chunk = 50_000
-    while made < n:
-        for ev in generate(seed + made, min(chunk, n - made)):
-            key, value, headers = encode(ev)
+    for chunk in _chunks(n, s.topic_prefix, seed):
+        for topic, key, value, headers in chunk:
             while True:
                 try:
-                    producer.produce(s.topic(Topic(ev.topic)), value, key, headers=headers)
+                    producer.produce(topic, value, key, headers=headers)
                     break
                 except BufferError:
                     producer.poll(0.05)
-            made += 1
+        made += len(chunk)
         producer.poll(0)
     assert producer.flush(120) == 0
     return made
 
 
+def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """(stderr, wall seconds, peak RSS MB) of one subprocess."""
+    with tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
+    return text, wall, usage.ru_maxrss / 1024
+
+
+def _summary(text: str, name: str) -> tuple[int, float]:
+    line = [x for x in text.splitlines() if x.startswith(f"{name}:")][-1]
+    return int(line.split(":")[1].split()[0]), float(line.split(" in ")[1].split("s")[0])
+
+
 def bench_rebuild(s: Settings, names: list[str]) -> list[dict[str, Any]]:
     out = []
+    base = [sys.executable, "-m", "deploy.cli_entry", "rebuild"]
     for name in names:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "deploy.cli_entry", "rebuild", name],
-            cwd=ROOT,
-            env=_env(s),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        wall = time.monotonic() - started
-        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        summary = [line for line in proc.stderr.splitlines() if line.startswith(f"{name}:")][-1]
-        events = int(summary.split(":")[1].split()[0])
-        seconds = float(summary.split(" in ")[1].split("s")[0])
-        out.append(
-            {"name": name, "events": events, "seconds": seconds, "wall": wall,
-             "rate": events / seconds, "peak_rss_mb": rss_mb}
-        )  # fmt: skip
+        text, _wall, rss = _run_measured([*base, name], _env(s))
+        events, seconds = _summary(text, name)
+        out.append({"name": name, "events": events, "seconds": seconds, "rss": rss})
         print(
             f"rebuild {name:12} {events:>9,} events {seconds:7.1f}s "
-            f"{events / seconds:>9,.0f} ev/s  peak RSS (max so far) {rss_mb:6.0f} MB",
+            f"{events / seconds:>9,.0f} ev/s  peak RSS {rss:5.0f} MB",
             flush=True,
         )
+    text, _wall, rss = _run_measured([*base, "--all"], _env(s))
+    seconds = max(_summary(text, n)[1] for n in names)
+    per = sum(_summary(text, n)[0] for n in PROJECTIONS)
+    distinct = [x for x in text.splitlines() if x.startswith("all:")]
+    records = int(distinct[-1].split()[1].replace(",", "")) if distinct else 0
+    print(
+        f"rebuild --all: {records:,} records ({per:,} projection-events) in {seconds:.1f}s: "
+        f"{records / seconds:,.0f} records/s, {per / seconds:,.0f} projection-events/s, "
+        f"peak RSS {rss:.0f} MB",
+        flush=True,
+    )
+    out.append({"name": "--all", "events": records, "seconds": seconds, "rss": rss, "per": per})
     return out
 
 
-class TimedProjector(Projector):
-    """Records commit time - CreateTime for every record it applies."""
-
-    lags: list[float]
-
-    def poll(self, timeout: float) -> list[RawRecord]:
-        assert self.consumer is not None
-        msgs = self.consumer.consume(self.batch_size, timeout)
-        self._ts = [m.timestamp()[1] / 1000 for m in msgs if m.error() is None]
-        return [
-            RawRecord(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value(), m.headers())  # type: ignore[arg-type]
-            for m in msgs
-            if m.error() is None
-        ]
-
-    def apply(self, records: Any) -> BatchResult:
-        res = super().apply(records)
-        now = time.time()
-        self.lags.extend(now - t for t in self._ts)
-        return res
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
 
 
-def bench_lag(s: Settings, seconds: float, rate: int) -> dict[str, float]:
-    stop = threading.Event()
-    projectors = [TimedProjector(s, p, batch_size=5000) for p in PROJECTIONS.values()]
-    for p in projectors:
-        p.lags = []
-        p.open()
-        p.catch_up()
-        p.lags.clear()
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
-    def loop(p: TimedProjector) -> None:
-        while not stop.is_set():
-            p.step(0.05)
 
-    threads = [threading.Thread(target=loop, args=(p,), daemon=True) for p in projectors]
-    for t in threads:
-        t.start()
-    events = generate(99, int(seconds * rate))
-    encoded = [(s.topic(Topic(e.topic)), *encode(e)) for e in events]
-    producer = Producer(producer_config(s, transactional_id=None, **{"linger.ms": 1}))
-    started = time.monotonic()
-    for i, (topic, key, value, headers) in enumerate(encoded):
-        due = started + i / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        producer.produce(topic, value, key, headers=headers)
-        producer.poll(0)
-    producer.flush(30)
-    offered = len(encoded) / (time.monotonic() - started)
-    time.sleep(2.0)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    for p in projectors:
-        p.close()
-    lags = sorted(x for p in projectors for x in p.lags)
+def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 2.0) -> dict[str, Any]:
+    events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, 99) for x in c]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli_entry", "run", "projections"],
+        cwd=ROOT,
+        env=_env(s),
+        stdout=subprocess.DEVNULL,
+    )
+    produced: list[tuple[str, int, int, float]] = []
+
+    def delivered(err: Any, msg: Message) -> None:
+        if err is None:
+            produced.append(
+                (msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                 msg.timestamp()[1] / 1000)
+            )  # fmt: skip
+
+    commits: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
+    try:
+        time.sleep(8.0)  # processes up, partitions assigned
+        producer = Producer(producer_config(s, transactional_id=None, **{"linger.ms": 1}))
+        with psycopg.connect(s.dsn, autocommit=True) as conn:
+            last: dict[tuple[str, str, int], int] = {}
+
+            def snapshot() -> None:
+                now = time.time()
+                for pname, topic, part, nxt in conn.execute(
+                    "SELECT projection, topic, partition, next_offset FROM projection_offsets"
+                ):
+                    key = (pname, topic, part)
+                    if last.get(key) != nxt:
+                        last[key] = nxt
+                        commits.setdefault(key, []).append((nxt, now))
+
+            snapshot()
+            started = time.monotonic()
+            next_poll = started
+            for i, (topic, key, value, headers) in enumerate(events):
+                due = started + i / rate
+                while True:
+                    now = time.monotonic()
+                    if now >= next_poll:
+                        snapshot()
+                        next_poll = now + poll_ms / 1000
+                    if now >= due:
+                        break
+                    time.sleep(min(due - now, max(0.0, next_poll - now), 0.001))
+                producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
+                producer.poll(0)
+            producer.flush(30)
+            offered = len(events) / (time.monotonic() - started)
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                snapshot()
+                time.sleep(poll_ms / 1000)
+        rss = {c: _hwm_mb(c) for c in _children(proc.pid)}
+        rss[proc.pid] = _hwm_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    readers: dict[str, list[str]] = {}
+    for p in PROJECTIONS.values():
+        for t in p.topics:
+            readers.setdefault(s.topic(t), []).append(p.name)
+    lags: list[float] = []
+    missing = 0
+    for topic, part, off, ts in produced:
+        for pname in readers.get(topic, []):
+            seq = commits.get((pname, topic, part), [])
+            i = bisect.bisect_right([n for n, _t in seq], off)
+            if i == len(seq):
+                missing += 1
+                continue
+            lags.append(seq[i][1] - ts)
+    lags.sort()
     q = statistics.quantiles(lags, n=100)
     return {
         "offered": offered,
         "records": len(lags),
+        "missing": missing,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
         "max_ms": lags[-1] * 1000,
+        "rss": rss,
+        "exit": rc,
     }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--lag-seconds", type=float, default=20.0)
     ap.add_argument("--lag-rate", type=int, default=5000)
     ap.add_argument("--skip-rebuild", action="store_true")
+    ap.add_argument("--skip-lag", action="store_true")
     ap.add_argument("--projections", default=",".join(PROJECTIONS), help="comma-separated")
     args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tt-bench-proj-") as tmp:
         s = Settings(
             data_dir=Path(tmp),
@@ -202,15 +278,20 @@ def main() -> int:
                 n = produce_all(s, args.events)
                 print(f"produced {n:,} events in {time.monotonic() - t:.1f}s", flush=True)
                 bench_rebuild(s, args.projections.split(","))
-            lag_settings = s.with_overrides(topic_prefix="lag.")
-            create_topics(lag_settings)
-            r = bench_lag(lag_settings, args.lag_seconds, args.lag_rate)
-            print(
-                f"incremental lag at {r['offered']:,.0f} events/s offered over {r['records']:,} "
-                f"projected records: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                f"max {r['max_ms']:.1f} ms",
-                flush=True,
-            )
+                print(f"load average: {os.getloadavg()}", flush=True)
+            if not args.skip_lag:
+                lag_settings = s.with_overrides(topic_prefix="lag.")
+                create_topics(lag_settings)
+                r = bench_lag(lag_settings, args.lag_seconds, args.lag_rate)
+                print(
+                    f"incremental lag at {r['offered']:,.0f} events/s offered over "
+                    f"{r['records']:,} projected records ({r['missing']} not committed in time): "
+                    f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; "
+                    f"run projections peak RSS per process (MB) "
+                    f"{sorted(round(v) for v in r['rss'].values())}, exit {r['exit']}",
+                    flush=True,
+                )
+                print(f"load average: {os.getloadavg()}", flush=True)
         finally:
             stack.down()
     return 0

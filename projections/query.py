@@ -123,6 +123,29 @@ NAMED: dict[str, NamedQuery] = {
         ("source_topic", "stage"),
         "The dead-letter browser",
     ),
+    "accounts": NamedQuery(
+        "SELECT account, status, owner_id, owner_kind, owner_name, owner_country, owner_lei, "
+        "base_currency, jurisdiction, wallet_id, kyc_level, kyc_verified_by, kyc_verified_at, "
+        "open_aml_flags, opened_at, updated_at FROM proj_accounts.accounts WHERE "
+        + _filters(("account", "account"), ("owner_id", "owner_id"), ("status", "status"))
+        + " ORDER BY account",
+        ("account", "owner_id", "status"),
+        "Account state: beneficial owner, KYC, AML hold",
+    ),
+    "aml_flags": NamedQuery(
+        "SELECT * FROM proj_accounts.aml_flags WHERE "
+        + _filters(("account", "account"), ("open", "open::text"))
+        + " ORDER BY account, flag_id",
+        ("account", "open"),
+        "AML flags, open (open=true) and cleared",
+    ),
+    "producers": NamedQuery(
+        "SELECT * FROM proj_accounts.producers WHERE "
+        + _filters(("producer_id", "producer_id"))
+        + " ORDER BY producer_id",
+        ("producer_id",),
+        "Registered strategy producers: key and entitled accounts",
+    ),
     "quarantine": NamedQuery(
         'SELECT projection, topic, partition, "offset", event_type, schema_version, error '
         "FROM projection_quarantine WHERE "

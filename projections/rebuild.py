@@ -36,6 +36,8 @@ class RebuildResult:
     seconds: float
     checksum: str
     counts: dict[str, int]
+    group_records: int = 0
+    """Records the rebuild's one consumer read (each once, whatever it fed)."""
 
     @property
     def rate(self) -> float:
@@ -123,6 +125,7 @@ def rebuild_many(
                     "the live projections were left untouched"
                 )
             totals = {t.projection.name: r for t, r in zip(proj.targets, proj.totals, strict=True)}
+            records = proj.total.consumed
         seconds = time.monotonic() - started
         if swap:
             with conn.transaction():
@@ -132,7 +135,7 @@ def rebuild_many(
         for t in builds:
             digest, counts = checksum(conn, t.projection, t.projection.schema if swap else t.schema)
             name = t.projection.name
-            out.append(RebuildResult(name, totals[name].consumed, seconds, digest, counts))
+            out.append(RebuildResult(name, totals[name].consumed, seconds, digest, counts, records))
     return out
 
 

@@ -15,18 +15,24 @@ from typing import Any
 
 from schemas import Envelope, EventPayload, new_event
 from schemas.events import (
+    AccountOpened,
+    AmlFlagCleared,
+    AmlFlagRaised,
+    BeneficialOwner,
     DeadLetter,
     DepositReceived,
     Fill,
     IntentRejected,
     KillSwitchEngaged,
     KillSwitchReleased,
+    KycVerified,
     MarketTrade,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
     OrderRejected,
     OrderSubmitted,
+    ProducerRegistered,
     QuoteUpdated,
     RiskDecision,
     RiskLimitsChanged,
@@ -34,6 +40,7 @@ from schemas.events import (
     TransferRequested,
     TransferSettled,
 )
+from schemas.events.accounts import OwnerKind
 from schemas.events.orders import IntentRejectReason, Liquidity, OrderType, Side
 from schemas.events.risk import DecisionOutcome, RiskLimits, RuleResult
 from schemas.events.transfers import TransferCheckOutcome
@@ -47,8 +54,9 @@ BASE_TIME = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class _Gen:
-    def __init__(self, seed: int, accounts: int) -> None:
+    def __init__(self, seed: int, accounts: int, namespace: str = "") -> None:
         self.rng = random.Random(seed)
+        self.namespace = namespace
         self.accounts = [f"ACC{i:03d}" for i in range(accounts)]
         self.events: list[Envelope[Any]] = []
         self.tick = 0
@@ -56,6 +64,9 @@ class _Gen:
         self.open_orders: list[tuple[str, str, str, Side, Decimal, Decimal, Decimal]] = []
         self.pending_transfers: list[tuple[str, str]] = []
         self.config_version = 0
+        self.opened: dict[str, bool] = {}
+        """Opened accounts -> KYC done."""
+        self.aml_open: list[tuple[str, str]] = []
 
     def emit(self, payload: EventPayload) -> Envelope[Any]:
         self.tick += 1
@@ -70,7 +81,7 @@ class _Gen:
 
     def ident(self, prefix: str) -> str:
         self.seq += 1
-        return f"{prefix}{self.seq:08d}"
+        return f"{prefix}{self.namespace}{self.seq:08d}"
 
     def price(self, instrument: str) -> Decimal:
         ref = INSTRUMENTS[instrument]
@@ -254,6 +265,38 @@ class _Gen:
         else:
             self.emit(KillSwitchReleased(scope=scope, released_by="admin", reason="test"))
 
+    def account_admin(self) -> None:
+        rng = self.rng
+        account = rng.choice(self.accounts)
+        if account not in self.opened:
+            owner = BeneficialOwner(
+                owner_id="own" + account[-2:], kind=OwnerKind.NATURAL,
+                name=f"Owner {account}", country="DE",
+            )  # fmt: skip
+            self.emit(AccountOpened(account=account, beneficial_owner=owner, jurisdiction="DE"))
+            self.opened[account] = False
+            return
+        r = rng.random()
+        if not self.opened[account]:
+            self.emit(KycVerified(account=account, verified_by="kyc-desk", reference="r1"))
+            self.opened[account] = True
+        elif r < 0.4:
+            flag = self.ident("aml")
+            self.emit(
+                AmlFlagRaised(account=account, flag_id=flag, reason="review", raised_by="mlro")
+            )
+            self.aml_open.append((account, flag))
+        elif r < 0.8 and self.aml_open:
+            acc, flag = self.aml_open.pop(rng.randrange(len(self.aml_open)))
+            self.emit(AmlFlagCleared(account=acc, flag_id=flag, note="ok", cleared_by="mlro"))
+        else:
+            self.emit(
+                ProducerRegistered(
+                    producer_id="strat1", public_key=f"{rng.getrandbits(256):064x}",
+                    accounts=tuple(sorted(self.opened)), registered_by="admin",
+                )
+            )  # fmt: skip
+
     def deadletter(self) -> None:
         self.emit(
             DeadLetter(
@@ -264,9 +307,12 @@ class _Gen:
         )  # fmt: skip
 
 
-def generate(seed: int, n: int, *, accounts: int = 8) -> list[Envelope[Any]]:
-    """At least `n` events (a flow may finish a few past it), deterministic in `seed`."""
-    g = _Gen(seed, accounts)
+def generate(seed: int, n: int, *, accounts: int = 8, namespace: str = "") -> list[Envelope[Any]]:
+    """At least `n` events (a flow may finish a few past it), deterministic in `seed`.
+
+    Streams generated separately (e.g. chunks of a benchmark) need distinct
+    `namespace`s, or their order, fill and transfer ids collide."""
+    g = _Gen(seed, accounts, namespace)
     while len(g.events) < n:
         r = g.rng.random()
         if r < 0.30:
@@ -277,8 +323,10 @@ def generate(seed: int, n: int, *, accounts: int = 8) -> list[Envelope[Any]]:
             g.market()
         elif r < 0.95:
             g.money()
-        elif r < 0.98:
+        elif r < 0.97:
             g.config()
+        elif r < 0.98:
+            g.account_admin()
         else:
             g.deadletter()
     return g.events
