@@ -1,19 +1,23 @@
 """Engine benchmark: throughput vs. a plain transactional pass-through, latency, memory.
 
-`.venv/bin/python -m bench.bench_engine [--intents 20000] [--seconds 20] [--soak-minutes 2]`
+`.venv/bin/python -m bench.bench_engine [--intents 20000] [--seconds 10] [--soak-minutes 10]
+[--workers 1]`; `--pure N` only measures the in-process cost per intent (no broker).
 
-One throwaway local stack; the engine runs as a real `tradetape run engine` subprocess.
-(a) a backlog of signed intents, worker started, decisions committed per second;
+One throwaway local stack; the engine runs as real `tradetape run engine` subprocesses
+(`--workers` of them, one consumer group).
+(a) a backlog of signed intents, workers started, decisions committed per second;
 (b) the same records through a bare consume-transform-produce loop with the same
-transaction settings (the transport limit); then paced publishing at 1k and 5k intents/s
-with latency from the intent's `occurred_at` to its decision being visible to a
-read_committed consumer; worker RSS sampled throughout.
+transaction settings, batching and number of processes (the transport limit); then paced
+publishing at 1k and 5k intents/s with latency from the intent's `occurred_at` to its
+decision being visible to a read_committed consumer; worker RSS sampled throughout and
+through a soak at 500 intents/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -29,15 +33,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deploy.kafka import consumer_config, create_topics, producer_config
+from deploy.kafka import consumer_config, create_topics, partitions_of, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from engine import auth
-from engine.worker import partitions_of
-from schemas import encode, new_event
+from schemas import Envelope, encode, new_event
 from schemas.events import (
     AccountOpened,
     BeneficialOwner,
+    CancelIntent,
     DepositReceived,
     KycVerified,
     OrderIntent,
@@ -62,7 +66,7 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(s: Settings) -> dict[str, str]:
+def _env(s: Settings, wid: str = "bench") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(s.kafka_port),
@@ -70,8 +74,8 @@ def _env(s: Settings) -> dict[str, str]:
         TRADETAPE_POSTGRES_PORT=str(s.postgres_port),
         TRADETAPE_POSTGRES_DB=s.postgres_db,
         TRADETAPE_DATA_DIR=str(s.data_dir),
-        TRADETAPE_ENGINE_WORKER_ID="bench",
-        TRADETAPE_LOG_LEVEL="WARNING",
+        TRADETAPE_ENGINE_WORKER_ID=wid,
+        TRADETAPE_LOG_LEVEL=os.environ.get("BENCH_ENGINE_LOG_LEVEL", "WARNING"),
     )
     return env
 
@@ -143,29 +147,44 @@ def setup_world(s: Settings) -> Any:
     return key
 
 
-def templates(key: Any, n: int, tag: str) -> list[tuple[bytes, bytes, list[Any]]]:
-    """Pre-signed, pre-encoded intents whose occurred_at is patched at send time."""
+def templates(
+    key: Any, n: int, tag: str, *, cancels: bool = False
+) -> list[tuple[bytes, bytes, list[Any]]]:
+    """Pre-signed, pre-encoded intents whose occurred_at is patched at send time.
+
+    Alternating resting limit buys and sells the accounts cannot cover (rejected:
+    INSUFFICIENT_BALANCE), so open orders accumulate; with `cancels`, every buy is followed
+    by a cancel of it instead — the soak's steady state, where orders come and go.
+    """
     from datetime import UTC, datetime
 
     out = []
     at = datetime(2000, 1, 1, tzinfo=UTC)
     for i in range(n):
-        acc = ACCOUNTS[i % len(ACCOUNTS)]
-        payload = auth.sign(
-            OrderIntent(
+        acc = ACCOUNTS[(i // 2 if cancels else i) % len(ACCOUNTS)]
+        payload: OrderIntent | CancelIntent
+        if cancels and i % 2:
+            payload = CancelIntent(
+                producer_id="bench",
+                strategy_id="s",
+                account=acc,
+                client_order_id=f"{tag}-{i}",
+                target_client_order_id=f"{tag}-{i - 1}",
+            )
+        else:
+            buy = cancels or i % 2 == 1
+            payload = OrderIntent(
                 producer_id="bench",
                 strategy_id="s",
                 account=acc,
                 client_order_id=f"{tag}-{i}",
                 instrument="BTC/USDC",
-                side=Side.BUY if i % 2 else Side.SELL,
+                side=Side.BUY if buy else Side.SELL,
                 order_type=OrderType.LIMIT,
                 quantity=Decimal("0.001"),
-                limit_price=Decimal("59990") if i % 2 else Decimal("60011"),
-            ),
-            key,
-        )
-        k, v, h = encode(new_event(payload, producer="bench", occurred_at=at))
+                limit_price=Decimal("59990") if buy else Decimal("60011"),
+            )
+        k, v, h = encode(new_event(auth.sign(payload, key), producer="bench", occurred_at=at))
         assert v.count(PLACEHOLDER) == 1
         out.append((k, v, h))
     return out
@@ -190,14 +209,20 @@ class DecisionClock(threading.Thread):
         from datetime import datetime
 
         while not self.stop:
-            for m in self.c.consume(10000, 0.1):
+            # Whatever is there now; else wait for the first record (no batching delay,
+            # which would add up to the timeout to every measured latency).
+            msgs = self.c.consume(10000, 0)
+            if not msgs:
+                first = self.c.poll(0.1)
+                msgs = [first] if first is not None else []
+            for m in msgs:
                 if m.error():
                     continue
                 now = time.time()
                 self.count += 1
                 self.first = self.first or now
                 self.last = now
-                d = json.loads(m.value())
+                d = json.loads(m.value() or b"{}")
                 tag = str(d["payload"].get("client_order_id", "")).split("-")[0]
                 at = datetime.fromisoformat(d["occurred_at"].replace("Z", "+00:00")).timestamp()
                 self.lat.setdefault(tag, []).append(now - at)
@@ -205,7 +230,8 @@ class DecisionClock(threading.Thread):
 
 
 def publish(s: Settings, tpl: list[tuple[bytes, bytes, list[Any]]], rate: float | None) -> float:
-    p = Producer(producer_config(s, **{"linger.ms": 1}))
+    extra: dict[str, Any] = {"linger.ms": 1}
+    p = Producer(producer_config(s, **extra))
     topic = s.topic(Topic.INTENTS)
     t0 = time.monotonic()
     for i, (k, v, h) in enumerate(tpl):
@@ -225,10 +251,15 @@ def publish(s: Settings, tpl: list[tuple[bytes, bytes, list[Any]]], rate: float 
     return time.monotonic() - t0
 
 
-def passthrough(s: Settings, n: int, batch: int = 500) -> float:
-    """The transport limit: consume intents, produce a same-size record, commit per batch."""
+def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
+    """One pass-through process: the engine's transport without the engine.
+
+    Same consumer group mechanics, transaction settings, poll strategy and batch cap as
+    `engine.worker`: take what is there (or wait for one record), produce one output per
+    input, send the offsets, commit. Stops 3 s after the last record.
+    """
     out_topic = s.topic(Topic.ENGINE_SNAPSHOTS)
-    c = Consumer(consumer_config(s, group_id=f"pt-{uuid.uuid4().hex}"))
+    c = Consumer(consumer_config(s, group_id=group))
     c.subscribe([s.topic(Topic.INTENTS)])
     p = Producer(
         producer_config(
@@ -239,24 +270,60 @@ def passthrough(s: Settings, n: int, batch: int = 500) -> float:
     )
     p.init_transactions(30)
     done = 0
-    t0 = 0.0
-    while done < n:
-        msgs = c.consume(batch, 1.0)
+    first = last = 0.0
+    idle_since = time.monotonic()
+    while True:
+        msgs = c.consume(batch, 0)
         if not msgs:
+            m = c.poll(0.05)
+            msgs = [m] if m is not None else []
+        msgs = [m for m in msgs if not m.error()]
+        if not msgs:
+            if done and time.monotonic() - idle_since > 3:
+                break
+            if not done and time.monotonic() - idle_since > 120:
+                break
             continue
-        t0 = t0 or time.monotonic()
+        first = first or time.time()
         p.begin_transaction()
         for m in msgs:
-            if m.error():
-                continue
-            p.produce(out_topic, key=m.key(), value=m.value()[::-1], headers=m.headers())
-            p.poll(0)
-            done += 1
+            while True:
+                try:
+                    p.produce(
+                        out_topic, key=m.key(), value=(m.value() or b"")[::-1], headers=m.headers()
+                    )
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        p.poll(0)
+        done += len(msgs)
         p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
         p.commit_transaction(30)
-    dt = time.monotonic() - t0
+        last = time.time()
+        idle_since = time.monotonic()
     c.close()
-    return n / dt
+    q.put((done, first, last))
+
+
+def passthrough(s: Settings, n: int, workers: int = 1, batch: int = 2000) -> float:
+    """The transport limit, with as many processes as engine workers."""
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    group = f"pt-{uuid.uuid4().hex}"
+    procs = [
+        ctx.Process(target=_passthrough_worker, args=(s, group, batch, q)) for _ in range(workers)
+    ]
+    for pr in procs:
+        pr.start()
+    results = [q.get(timeout=600) for _ in procs]
+    for pr in procs:
+        pr.join(30)
+    total = sum(r[0] for r in results)
+    t0 = min(r[1] for r in results if r[0])
+    t1 = max(r[2] for r in results if r[0])
+    if total < n:
+        print(f"pass-through saw {total} of {n} records", file=sys.stderr)
+    return float(total / max(1e-9, t1 - t0))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -264,12 +331,64 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
 
+def pure(n: int) -> None:
+    """In-process cost per intent, stage by stage, as the worker runs them (no broker)."""
+    from engine.codec import decode_record
+    from engine.processor import Context, process
+    from engine.state import EngineState
+    from engine.venue.paper import PaperVenue
+    from tests.engine.pure import Harness
+
+    limits = RiskLimits(
+        max_price_age_seconds=86400,
+        max_orders_per_window=10**9,
+        max_open_orders=10**9,
+        max_position=Decimal("1e12"),
+        max_order_notional=Decimal("1e15"),
+        max_consumer_lag=10**9,
+    )
+    h = Harness(limits, cash=Decimal("1000000000"), accounts=tuple(ACCOUNTS))
+    h.quote(Decimal("60000"), Decimal("60001"), Decimal("1e9"))
+    key = h.key
+    h.state.producers["bench"] = h.state.producers["p1"]
+    recs = templates(key, n, "p")
+    assert isinstance(h.state, EngineState) and isinstance(h.ctx, Context)
+    assert isinstance(h.ctx.venues["paper"], PaperVenue)
+    t_dec = t_proc = t_enc = 0.0
+    outputs = 0
+    clock = time.process_time
+    for _k, v, hd in recs:
+        t0 = clock()
+        ev = decode_record(v, hd)
+        t1 = clock()
+        out = process(h.state, ev, h.ctx)
+        t2 = clock()
+        for o in out:
+            if isinstance(o, Envelope) and o.event_type not in ("RiskDecision", "IntentRejected"):
+                encode(o)  # decisions: the worker reuses the bytes the state recorded
+        t3 = clock()
+        t_dec, t_proc, t_enc = t_dec + t1 - t0, t_proc + t2 - t1, t_enc + t3 - t2
+        outputs += len(out)
+    us = 1e6 / n
+    print(
+        f"in-process, {n} intents ({outputs / n:.1f} outputs each), CPU us/intent: "
+        f"decode {t_dec * us:.0f}, process {t_proc * us:.0f}, encode {t_enc * us:.0f}, "
+        f"total {(t_dec + t_proc + t_enc) * us:.0f} (= {n / (t_dec + t_proc + t_enc):.0f}/s "
+        "on one core)"
+    )
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--intents", type=int, default=20000)
-    ap.add_argument("--seconds", type=int, default=20, help="per paced rate")
-    ap.add_argument("--soak-minutes", type=float, default=2.0)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--intents", type=int, default=20000, help="backlog size for (a) and (b)")
+    ap.add_argument("--seconds", type=int, default=10, help="per paced rate")
+    ap.add_argument("--soak-minutes", type=float, default=10.0)
+    ap.add_argument("--workers", type=int, default=1, help="engine worker processes")
+    ap.add_argument("--pure", type=int, default=0, help="only the in-process cost, N intents")
     args = ap.parse_args()
+    if args.pure:
+        pure(args.pure)
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     s = Settings(
         data_dir=tmp,
@@ -282,7 +401,12 @@ def main() -> int:
     )
     stack = LocalStack(s, echo=lambda _m: None)
     stack.up()
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def rss() -> float:
+        return sum(_rss_mb(w.pid) for w in workers)
+
+    soak_rss: list[tuple[float, float]] = []
     try:
         create_topics(s)
         key = setup_world(s)
@@ -291,18 +415,20 @@ def main() -> int:
         publish(s, backlog, None)
         clock = DecisionClock(s)
         clock.start()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli_entry", "run", "engine"], cwd=ROOT, env=_env(s)
-        )
-        want = args.intents + len(ACCOUNTS) * 0
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
+                cwd=ROOT,
+                env=_env(s, f"bench{i}"),
+            )
+            for i in range(args.workers)
+        ]
         deadline = time.monotonic() + 900
-        rss: list[tuple[float, float]] = []
-        while clock.count < want and time.monotonic() < deadline:
+        while clock.count < args.intents and time.monotonic() < deadline:
             time.sleep(1)
-            rss.append((time.monotonic(), _rss_mb(worker.pid)))
         engine_rate = clock.count / max(1e-9, clock.last - clock.first)
         print(f"(a) engine: {clock.count} decisions at {engine_rate:.0f}/s", file=sys.stderr)
-        pt_rate = passthrough(s, args.intents)
+        pt_rate = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
         results = {}
         for rate in (1000, 5000):
@@ -312,28 +438,32 @@ def main() -> int:
             end = time.monotonic() + 120
             while len(clock.lat.get(tag, [])) < len(tpl) and time.monotonic() < end:
                 time.sleep(0.5)
-                rss.append((time.monotonic(), _rss_mb(worker.pid)))
             lat = clock.lat.get(tag, [])
             results[rate] = (len(lat), len(tpl), pct(lat, 0.5), pct(lat, 0.99), pct(lat, 0.999))
             print(f"{rate}/s: {results[rate]}", file=sys.stderr)
-        soak_end = time.monotonic() + args.soak_minutes * 60
-        soak_rss = []
+        t_soak = time.monotonic()
+        soak_end = t_soak + args.soak_minutes * 60
         i = 0
+        soak_rss.append((0.0, rss()))
         while time.monotonic() < soak_end:
-            tpl = templates(key, 500, f"s{i}")
+            tpl = templates(key, 500, f"s{i}", cancels=True)
             publish(s, tpl, 500)
-            soak_rss.append(_rss_mb(worker.pid))
+            soak_rss.append((time.monotonic() - t_soak, rss()))
             i += 1
+        time.sleep(2)
+        soak_lat = [x for k, v in clock.lat.items() if k.startswith("s") for x in v]
         clock.stop = True
     finally:
-        if worker is not None:
-            worker.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
             try:
-                worker.wait(30)
+                w.wait(30)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                w.kill()
         stack.down()
     print("\n## Engine results")
+    print(f"workers: {args.workers}; load average at the end: {os.getloadavg()}")
     print(f"(a) engine, backlog of {args.intents}: {engine_rate:.0f} intents/s")
     print(
         f"(b) transactional pass-through: {pt_rate:.0f} records/s; ratio "
@@ -344,11 +474,17 @@ def main() -> int:
             f"offered {rate}/s: {got}/{sent} decided; p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
             f"p99.9 {p999:.1f} ms"
         )
-    if soak_rss:
+    if len(soak_rss) > 2:
+        mid = soak_rss[len(soak_rss) // 2]
         print(
-            f"soak {args.soak_minutes:g} min at 500/s: RSS {soak_rss[0]:.0f} -> "
-            f"{soak_rss[-1]:.0f} MB (max {max(soak_rss):.0f})"
+            f"soak {args.soak_minutes:g} min at 500/s ({i * 500} intents, "
+            f"{len(soak_lat)} decided, p50 {pct(soak_lat, 0.5):.1f} ms, "
+            f"p99 {pct(soak_lat, 0.99):.1f} ms): worker RSS start {soak_rss[0][1]:.0f} MB, "
+            f"middle ({mid[0] / 60:.1f} min) {mid[1]:.0f} MB, end {soak_rss[-1][1]:.0f} MB, "
+            f"max {max(r for _, r in soak_rss):.0f} MB"
         )
+        per_min = {int(t // 60): r for t, r in soak_rss}
+        print("RSS by minute: " + ", ".join(f"{m}:{r:.0f}" for m, r in sorted(per_min.items())))
     return 0
 
 

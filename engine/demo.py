@@ -172,7 +172,7 @@ def run(settings: Settings) -> list[str]:
         else:
             table[("REJECTED", ",".join(d.payload.reason_codes))] += 1
     state = worker.state
-    fills = sum(1 for o in state.orders.values() if o.account in accounts and o.filled > 0)
+    fills = sum(state.account(a).fills for a in accounts)
     positions = {a: state.account(a).positions.get(INSTRUMENT, Decimal(0)) for a in accounts}
     lines = [
         f"engine: {len(sent)} intents from strategy {strategy} on {len(accounts)} accounts, "
@@ -182,7 +182,7 @@ def run(settings: Settings) -> list[str]:
     for (outcome, reason), n in sorted(table.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"{outcome:<18} {reason[:44]:<44} {n:>5}")
     lines.append(
-        f"engine: {fills} orders with fills; positions "
+        f"engine: {fills} fills; positions "
         + ", ".join(f"{a}={q.normalize()}" for a, q in positions.items())
     )
     lines.append(f"engine: worker {worker.stats}; stage took {time.monotonic() - started:.1f}s")

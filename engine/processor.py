@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.auth import verify
+from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.state import EngineState
 from engine.venue.base import Venue
@@ -56,10 +57,15 @@ class Context:
     venues: dict[str, Venue] = field(default_factory=lambda: {"paper": PaperVenue()})
 
 
+Output = Envelope[Any]
+"""What `process` returns. A replayed decision is the original event; the worker publishes
+the bytes the state recorded for it (same event id), so it goes out unchanged."""
+
+
 class _Emitter:
     def __init__(self, state: EngineState, cause: Envelope[Any]) -> None:
         self.state, self.cause = state, cause
-        self.out: list[Envelope[Any]] = []
+        self.out: list[Output] = []
 
     def __call__(self, payload: EventPayload, discriminator: str) -> None:
         event = derive_event(
@@ -73,7 +79,7 @@ def order_id_for(intent_event: Envelope[Any]) -> str:
     return "o-" + hashlib.sha256(str(intent_event.event_id).encode()).hexdigest()[:24]
 
 
-def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Envelope[Any]]:
+def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
     """All outputs for one input. Never raises for a well-formed event of any type."""
     p = event.payload
     emit = _Emitter(state, event)
@@ -108,10 +114,21 @@ def _reject(emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, de
 
 def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
     p: OrderIntent | CancelIntent = event.payload
-    prior = state.decisions.get((p.producer_id, p.client_order_id))
+    key = (p.producer_id, p.client_order_id)
+    prior: Recorded | None = state.decisions.get(key)
     if prior is not None:
         # Idempotency: the original decision, byte for byte, and nothing traded again.
-        emit.out.append(prior)
+        emit.out.append(prior.envelope)
+        return
+    if key in state.decisions:
+        # Decided long ago (only a fingerprint is kept): still never traded twice.
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.INVALID_INTENT,
+            f"duplicate client_order_id {p.client_order_id!r}: already decided; the original "
+            "decision is on the log (beyond the in-memory replay window)",
+        )
         return
     entry = state.producers.get(p.producer_id)
     if entry is None:
@@ -221,6 +238,8 @@ def _order(
             rule_results=ev.results,
             risk_config_version=ev.config_version,
             order_id=order_id,
+            equity=ev.context.equity if ev.context is not None else None,
+            peak_equity=acc.peak_equity if ev.context is not None else None,
         ),
         "decision",
     )

@@ -17,7 +17,8 @@ from typing import Any
 from uuid import UUID
 
 from engine.auth import ProducerEntry
-from schemas import Envelope
+from engine.idempotency import IdempotencyRecord, Recorded
+from schemas import Envelope, encode
 from schemas.events import (
     AccountOpened,
     AmlFlagCleared,
@@ -66,6 +67,8 @@ STABLECOINS: frozenset[str] = frozenset(
 """Known payment stablecoins; only those on the limits' allow-list may be traded."""
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
+_STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 
 
 def split_instrument(instrument: str) -> tuple[str, str]:
@@ -95,6 +98,7 @@ class OrderState:
     filled: Decimal = ZERO
     done: bool = False
     children: list[str] = field(default_factory=list)
+    fill_ids: set[str] = field(default_factory=set)
 
     @property
     def leaves(self) -> Decimal:
@@ -113,6 +117,54 @@ class AccountState:
     deposits: set[str] = field(default_factory=set)
     open_orders: set[str] = field(default_factory=set)
     peak_equity: Decimal = ZERO
+    peak_reset_at: datetime | None = None
+    """When a release last reset the peak: older decisions' peaks no longer count."""
+    fills: int = 0
+    exposure: Exposure = field(default_factory=lambda: Exposure())
+
+
+@dataclass
+class Exposure:
+    """What an account's open parent orders commit, kept up to date by the fold.
+
+    The risk context reads these instead of walking the open orders (O(1) per intent).
+    Attached stop/take children are left out: they only ever close what their parent opened.
+    """
+
+    open_parents: int = 0
+    buy_leaves: dict[str, Decimal] = field(default_factory=dict)
+    """per instrument: unfilled quantity of open buys"""
+    sell_leaves: dict[str, Decimal] = field(default_factory=dict)
+    """per instrument: unfilled quantity of open sells"""
+    buy_limit_notional: dict[str, Decimal] = field(default_factory=dict)
+    """per quote asset: sum of leaves x limit price of open limit buys"""
+    buy_market_leaves: dict[str, Decimal] = field(default_factory=dict)
+    """per instrument: unfilled quantity of open buys without a limit (valued at reference)"""
+    sell_leaves_by_base: dict[str, Decimal] = field(default_factory=dict)
+    """per base asset: unfilled quantity of open sells"""
+
+    def add(self, order: OrderState, sign: int) -> None:
+        """Add (`sign`=1) or remove (-1) an open parent order's current contribution."""
+        self.open_parents += sign
+        leaves = order.leaves if sign > 0 else -order.leaves
+        base, quote = split_instrument(order.instrument)
+        if order.side is Side.BUY:
+            _bump(self.buy_leaves, order.instrument, leaves)
+            if order.limit_price is not None:
+                _bump(self.buy_limit_notional, quote, leaves * order.limit_price)
+            else:
+                _bump(self.buy_market_leaves, order.instrument, leaves)
+        else:
+            _bump(self.sell_leaves, order.instrument, leaves)
+            _bump(self.sell_leaves_by_base, base, leaves)
+
+
+def _bump(d: dict[str, Decimal], k: str, delta: Decimal) -> None:
+    v = d.get(k, ZERO) + delta
+    if v:
+        d[k] = v
+    else:
+        d.pop(k, None)
 
 
 @dataclass
@@ -149,13 +201,17 @@ class EngineState:
     kill_switches: set[str] = field(default_factory=set)
     prices: dict[str, PriceState] = field(default_factory=dict)
     orders: dict[str, OrderState] = field(default_factory=dict)
+    """Open orders, plus done ones that still have an open or yet-to-be-armed child."""
     client_orders: dict[tuple[str, str], str] = field(default_factory=dict)
-    decisions: dict[tuple[str, str], Envelope[Any]] = field(default_factory=dict)
+    decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
     rate: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
-    fill_ids: set[str] = field(default_factory=set)
+    orphan_fill_ids: set[str] = field(default_factory=set)
+    """Fills for orders this state never saw (not expected; kept so they apply once)."""
     seen_reference: set[UUID] = field(default_factory=set)
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     applied: int = 0
+    fills_applied: int = 0
+    orders_evicted: int = 0
 
     # ---- queries -------------------------------------------------------------------
 
@@ -181,8 +237,8 @@ class EngineState:
     def mark(self, asset: str, account: AccountState) -> Decimal | None:
         """Value of one unit of `asset` in the account's currency; None if unknown."""
         if asset == account.base_currency or asset in STABLECOINS:
-            return Decimal(1)
-        for quote in (account.base_currency, *sorted(STABLECOINS)):
+            return ONE
+        for quote in (account.base_currency, *_STABLE_QUOTES):
             ps = self.prices.get(f"{asset}/{quote}")
             if ps is not None:
                 ref = ps.reference()
@@ -218,8 +274,12 @@ class EngineState:
 
     # ---- the fold ------------------------------------------------------------------
 
-    def apply(self, event: Envelope[Any]) -> None:
-        """Fold one event in. Unknown types are ignored: the fold only reads what it needs."""
+    def apply(self, event: Envelope[Any], raw: tuple[Any, Any, Any] | None = None) -> None:
+        """Fold one event in. Unknown types are ignored: the fold only reads what it needs.
+
+        `raw` is the event's bytes as read from the log, kept for decisions (idempotency);
+        without it a decision is encoded here, once.
+        """
         p = event.payload
         self.applied += 1
         if isinstance(p, MarketTrade):
@@ -239,7 +299,7 @@ class EngineState:
                 ps.quote_at, ps.quote_id = event.occurred_at, str(event.event_id)
             return
         if isinstance(p, RiskDecision | IntentRejected):
-            self._apply_decision(event)
+            self._apply_decision(event, raw)
             return
         if isinstance(p, OrderSubmitted):
             self._apply_submitted(event.occurred_at, p)
@@ -286,12 +346,14 @@ class EngineState:
             self.kill_switches.discard(p.scope)
             if p.scope != GLOBAL_SCOPE:
                 # A released brake starts measuring drawdown afresh.
-                self.account(p.scope).peak_equity = ZERO
+                acc = self.account(p.scope)
+                acc.peak_equity = ZERO
+                acc.peak_reset_at = event.occurred_at
         else:
             return
         self.seen_reference.add(event.event_id)
 
-    def _apply_decision(self, event: Envelope[Any]) -> None:
+    def _apply_decision(self, event: Envelope[Any], raw: tuple[Any, Any, Any] | None) -> None:
         p = event.payload
         coid = p.client_order_id
         if coid is None:
@@ -299,7 +361,16 @@ class EngineState:
         key = (p.producer_id, coid)
         if key in self.decisions:
             return
-        self.decisions[key] = event
+        k, v, h = raw if raw is not None else encode(event)
+        self.decisions.record(
+            key,
+            Recorded(event.event_id, event.event_type, event.topic, event.occurred_at, k, v, h),
+        )
+        if isinstance(p, RiskDecision) and p.peak_equity is not None:
+            # The drawdown peak survives restarts: every decision records the one it used.
+            acc = self.account(p.account)
+            if acc.peak_reset_at is None or event.occurred_at >= acc.peak_reset_at:
+                acc.peak_equity = max(acc.peak_equity, p.peak_equity)
         if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
             window = self.rate.setdefault((p.producer_id, p.strategy_id), deque())
             window.append(event.occurred_at)
@@ -333,19 +404,66 @@ class EngineState:
             parent = self.orders.get(p.parent_order_id)
             if parent is not None:
                 parent.children.append(p.order_id)
-        self.account(p.account).open_orders.add(p.order_id)
+        acc = self.account(p.account)
+        acc.open_orders.add(p.order_id)
+        if p.parent_order_id is None:
+            acc.exposure.add(order, 1)
         self.open_by_instrument.setdefault(p.instrument, set()).add(p.order_id)
 
     def _close(self, order: OrderState) -> None:
+        if order.done:
+            return
+        acc = self.account(order.account)
+        if order.parent_order_id is None:
+            acc.exposure.add(order, -1)
         order.done = True
-        self.account(order.account).open_orders.discard(order.order_id)
+        acc.open_orders.discard(order.order_id)
         self.open_by_instrument.get(order.instrument, set()).discard(order.order_id)
+        self._evict(order)
+
+    def _evict(self, order: OrderState) -> None:
+        """Forget a done order once nothing can refer to it any more.
+
+        A parent stays while it may still arm its stop/take children (it filled and has
+        triggers but no children yet) or while a child is open: OCO and cancels walk from
+        the parent. Its fill ids go with it: a done order is never filled again.
+        """
+        if order.parent_order_id is not None:
+            parent = self.orders.get(order.parent_order_id)
+            self.orders.pop(order.order_id, None)
+            self.orders_evicted += 1
+            if parent is not None and parent.done:
+                self._evict(parent)
+            return
+        pending_children = (
+            not order.children
+            and order.filled > 0
+            and (order.stop_loss is not None or order.take_profit is not None)
+        )
+        if pending_children:
+            return
+        if any(c in self.orders and not self.orders[c].done for c in order.children):
+            return
+        for c in order.children:
+            self.orders.pop(c, None)
+        self.orders.pop(order.order_id, None)
+        self.orders_evicted += 1
+        if self.client_orders.get((order.producer_id, order.client_order_id)) == order.order_id:
+            del self.client_orders[(order.producer_id, order.client_order_id)]
 
     def _apply_fill(self, p: Fill) -> None:
-        if p.fill_id in self.fill_ids:
-            return
-        self.fill_ids.add(p.fill_id)
+        order = self.orders.get(p.order_id)
+        if order is not None:
+            if p.fill_id in order.fill_ids:
+                return
+            order.fill_ids.add(p.fill_id)
+        else:
+            if p.fill_id in self.orphan_fill_ids:
+                return
+            self.orphan_fill_ids.add(p.fill_id)
+        self.fills_applied += 1
         acc = self.account(p.account)
+        acc.fills += 1
         base, quote = split_instrument(p.instrument)
         signed = p.quantity if p.side is Side.BUY else -p.quantity
         acc.positions[p.instrument] = acc.positions.get(p.instrument, ZERO) + signed
@@ -353,11 +471,17 @@ class EngineState:
         cash = -signed * p.price
         acc.balances[quote] = acc.balances.get(quote, ZERO) + cash
         acc.balances[p.fee_asset] = acc.balances.get(p.fee_asset, ZERO) - p.fee
-        order = self.orders.get(p.order_id)
-        if order is not None:
+        if order is not None and not order.done:
+            parent = order.parent_order_id is None
+            if parent:
+                acc.exposure.add(order, -1)
             order.filled += p.quantity
+            if parent:
+                acc.exposure.add(order, 1)
             if order.leaves <= 0:
                 self._close(order)
+        elif order is not None:
+            order.filled += p.quantity
 
 
 def rate_count(state: EngineState, producer: str, strategy: str, at: datetime, seconds: int) -> int:

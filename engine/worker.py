@@ -39,9 +39,10 @@ from confluent_kafka.admin import AdminClient
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
-from engine.processor import ENGINE_PRODUCER, Context, process
+from engine.codec import decode_record
+from engine.processor import ENGINE_PRODUCER, Context, Output, process
 from engine.state import EngineState
-from schemas import Envelope, MalformedEventError, decode, encode
+from schemas import Envelope, MalformedEventError, encode
 from schemas.events import CancelIntent, MarketTrade, OrderIntent, QuoteUpdated
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.topics import Topic
@@ -53,6 +54,8 @@ REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 MARKETDATA_WARMUP = 5_000
 """Market-data records per partition read back on start, to know the latest prices."""
+REF_GRACE_SECONDS = 0.005
+"""How long a batch of inputs waits for reference records already on their way."""
 TXN_TIMEOUT_MS = 10_000
 """Short, so a killed worker's open transaction is aborted soon after a takeover."""
 
@@ -66,8 +69,11 @@ def admin_producers() -> frozenset[str]:
     return frozenset(a.strip() for a in raw.split(",") if a.strip())
 
 
+DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
+
+
 def _decode(msg: Message) -> Envelope[Any]:
-    return decode(
+    return decode_record(
         msg.value(),
         msg.headers(),
         topic=msg.topic(),
@@ -164,6 +170,7 @@ class EngineWorker:
         self._high_at = 0.0
         self.needs_rebuild = False
         self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
+        self.busy = {"poll": 0.0, "refs+lag": 0.0, "process": 0.0, "commit": 0.0}
 
     # ---- rebuild -------------------------------------------------------------------
 
@@ -178,7 +185,9 @@ class EngineWorker:
 
         def apply(msg: Message) -> None:
             try:
-                state.apply(_decode(msg))
+                event = _decode(msg)
+                raw = (msg.key(), msg.value(), msg.headers() or [])
+                state.apply(event, raw if event.event_type in DECISION_TYPES else None)
             except MalformedEventError as exc:
                 log.warning("skipping malformed record while rebuilding: %s", exc)
 
@@ -278,7 +287,7 @@ class EngineWorker:
         self.stats["dead_letters"] += 1
         return dead_letter_for(msg, exc, stage="engine", producer=ENGINE_PRODUCER)
 
-    def _handle_input(self, msg: Message, out: list[Envelope[Any]]) -> None:
+    def _handle_input(self, msg: Message, out: list[Output]) -> None:
         try:
             event = _decode(msg)
         except MalformedEventError as exc:
@@ -305,7 +314,7 @@ class EngineWorker:
             out.append(self._dead_letter(msg, exc))
             self.needs_rebuild = True
 
-    def _handle_reference(self, msg: Message, out: list[Envelope[Any]]) -> None:
+    def _handle_reference(self, msg: Message, out: list[Output]) -> None:
         try:
             event = _decode(msg)
         except MalformedEventError as exc:
@@ -320,14 +329,28 @@ class EngineWorker:
         else:
             self.state.apply(event)
 
-    def _commit(self, out: list[Envelope[Any]]) -> None:
+    def _encoded(self, event: Output) -> tuple[bytes, bytes, Any]:
+        """Wire bytes; a decision was encoded once already, when the state recorded it
+        (for a resent intent: the original decision's bytes, exactly as published)."""
+        if event.event_type in DECISION_TYPES:
+            p = event.payload
+            rec = self.state.decisions.get((p.producer_id, p.client_order_id or ""))
+            if rec is not None and rec.event_id == event.event_id:
+                return rec.key, rec.value, rec.headers
+        return encode(event)
+
+    def _commit(self, out: list[Output]) -> None:
         self.producer.begin_transaction()
+        produce = self.producer.produce
         for event in out:
-            key, value, headers = encode(event)
-            self.producer.produce(
-                self.names[Topic(event.topic)], key=key, value=value, headers=headers
-            )
-            self.producer.poll(0)
+            key, value, headers = self._encoded(event)
+            while True:
+                try:
+                    produce(self.names[Topic(event.topic)], key=key, value=value, headers=headers)
+                    break
+                except BufferError:
+                    self.producer.poll(0.01)
+        self.producer.poll(0)
         assignment = self.consumer.assignment()
         if assignment:
             positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
@@ -360,11 +383,32 @@ class EngineWorker:
                 )
         self.rebuild(self.owned)
 
-    def step(self, max_batch: int = 500, timeout: float = 0.05) -> int:
-        msgs = self.consumer.consume(num_messages=max_batch, timeout=timeout)
-        refs = self.ref_consumer.consume(num_messages=5000, timeout=0)
+    def _poll_inputs(self, max_batch: int, timeout: float) -> list[Message]:
+        """What is there now, up to `max_batch`; if nothing, wait up to `timeout` for one.
+
+        No fixed linger: at low rates a batch is whatever one poll returns, committed at
+        once (latency); under a backlog batches fill up to `max_batch` (throughput).
+        """
+        msgs: list[Message] = self.consumer.consume(num_messages=max_batch, timeout=0)
+        if msgs:
+            return msgs
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(num_messages=max_batch - 1, timeout=0)]
+
+    def step(self, max_batch: int = 2000, timeout: float = 0.05) -> int:
+        t0 = time.monotonic()
+        msgs = self._poll_inputs(max_batch, timeout)
+        t1 = time.monotonic()
+        # With inputs in hand, give market data and reference facts published just before
+        # them a few ms to arrive on their own consumer (else: fail-closed STALE_STATE).
+        refs = self.ref_consumer.consume(
+            num_messages=5000, timeout=REF_GRACE_SECONDS if msgs else 0
+        )
         self.ctx.consumer_lag = self.consumer_lag()
-        out: list[Envelope[Any]] = []
+        t2 = time.monotonic()
+        out: list[Output] = []
         for msg in refs:
             if not msg.error():
                 self._handle_reference(msg, out)
@@ -380,12 +424,21 @@ class EngineWorker:
                 continue
             inputs += 1
             self._handle_input(msg, out)
+        t3 = time.monotonic()
         if out or inputs:
             try:
                 self._commit(out)
             except KafkaException as exc:
                 self._recover(exc)
                 return 0
+        t4 = time.monotonic()
+        if inputs:
+            # Where a busy worker's time goes (seconds; logged every 10 s).
+            busy = self.busy
+            busy["poll"] += t1 - t0
+            busy["refs+lag"] += t2 - t1
+            busy["process"] += t3 - t2
+            busy["commit"] += t4 - t3
         if self.needs_rebuild:
             self.needs_rebuild = False
             self.rebuild(self.owned)
@@ -405,7 +458,13 @@ class EngineWorker:
                 self.step()
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
-                    log.info("worker %s: %s, lag %d", self.wid, self.stats, self.ctx.consumer_lag)
+                    log.info(
+                        "worker %s: %s, lag %d, busy %s",
+                        self.wid,
+                        self.stats,
+                        self.ctx.consumer_lag,
+                        {k: round(v, 2) for k, v in self.busy.items()},
+                    )
         finally:
             self.consumer.close()
             self.ref_consumer.close()
@@ -430,7 +489,7 @@ class EngineWorker:
                 f"{a}|{i}": str(q) for (a, i), q in sorted(self.state.positions().items())
             },
             "decisions": len(self.state.decisions),
-            "fills": len(self.state.fill_ids),
+            "fills": self.state.fills_applied,
         }
         path.write_text(json.dumps(data, indent=1, sort_keys=True))
         return path

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from engine.risk.rules import RULES, RiskContext, Rule
 from engine.state import STABLECOINS, ZERO, EngineState, rate_count, split_instrument
-from schemas.events import OrderIntent, RuleResult, Side
+from schemas.events import OrderIntent, RuleResult
 
 
 @dataclass(frozen=True)
@@ -33,28 +33,17 @@ def build_context(
     base, quote = split_instrument(intent.instrument)
     ps = state.price(intent.instrument)
     ref = ps.reference()
-    open_buy = open_sell = reserved_quote = reserved_base = ZERO
-    open_count = 0
-    for order in state.open_orders_of(intent.account):
-        if order.parent_order_id is not None:
-            continue  # attached children only ever close what their parent opened
-        open_count += 1
-        if order.instrument != intent.instrument and order.side is Side.BUY:
-            o_quote = split_instrument(order.instrument)[1]
-            if o_quote == quote and order.limit_price is not None:
-                reserved_quote += order.leaves * order.limit_price * (1 + taker_fee_rate)
-            continue
-        if order.instrument != intent.instrument:
-            if split_instrument(order.instrument)[0] == base:
-                reserved_base += order.leaves
-            continue
-        if order.side is Side.BUY:
-            open_buy += order.leaves
-            price = order.limit_price or (ref[0] if ref else ZERO)
-            reserved_quote += order.leaves * price * (1 + taker_fee_rate)
-        else:
-            open_sell += order.leaves
-            reserved_base += order.leaves
+    # O(1): the fold keeps the open parent orders' commitments per account (`Exposure`).
+    x = acc.exposure
+    fee = 1 + taker_fee_rate
+    buy_market = x.buy_market_leaves.get(intent.instrument, ZERO)
+    reserved_quote = x.buy_limit_notional.get(quote, ZERO) * fee
+    if buy_market:
+        reserved_quote += buy_market * (ref[0] if ref else ZERO) * fee
+    reserved_base = x.sell_leaves_by_base.get(base, ZERO)
+    open_buy = x.buy_leaves.get(intent.instrument, ZERO)
+    open_sell = x.sell_leaves.get(intent.instrument, ZERO)
+    open_count = x.open_parents
     limits_window = limits.rate_window_seconds
     return RiskContext(
         account_opened=acc.opened,

@@ -71,7 +71,7 @@ class PaperVenue:
         emit: Emit,
     ) -> bool:
         fill_id = "f-" + _h(order.order_id, source)
-        if fill_id in state.fill_ids or qty <= 0:
+        if fill_id in order.fill_ids or qty <= 0:
             return False
         rate = self.maker_fee if liquidity is Liquidity.MAKER else self.taker_fee
         fee = (qty * price * rate).quantize(FEE_QUANTUM)

@@ -9,13 +9,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine import auth
-from engine.processor import Context, process
+from engine.processor import Context, Output, process
 from engine.state import EngineState
 from schemas import Envelope, new_event
 from schemas.envelope import EventPayload
 from schemas.events import (
     AccountOpened,
     BeneficialOwner,
+    CancelIntent,
     DepositReceived,
     KycVerified,
     MarketTrade,
@@ -47,6 +48,10 @@ class Harness:
         self.key, pub = auth.new_keypair()
         self.now = T0
         self.n = 0
+        self.inputs: list[Any] = []
+        """Reference and market events fed, in order (what a rebuild reads besides outputs)."""
+        self.intents: dict[str, Envelope[Any]] = {}
+        self.last_intent: Envelope[Any] | None = None
         owner = BeneficialOwner(owner_id="o", kind=OwnerKind.NATURAL, name="O", country="DE")
         for acc in accounts:
             self.admin(AccountOpened(account=acc, beneficial_owner=owner, base_currency="USDC"))
@@ -68,13 +73,48 @@ class Harness:
         self.now += timedelta(seconds=seconds)
         return self.now
 
-    def feed(self, payload: EventPayload, producer: str = "x") -> list[Envelope[Any]]:
-        return process(
-            self.state, new_event(payload, producer=producer, occurred_at=self.tick()), self.ctx
+    def feed(self, payload: EventPayload, producer: str = "x") -> list[Any]:
+        event = new_event(payload, producer=producer, occurred_at=self.tick())
+        out: list[Output] = process(self.state, event, self.ctx)
+        if isinstance(payload, OrderIntent | CancelIntent):
+            self.intents[payload.client_order_id] = event
+            self.last_intent = event
+        elif producer == "admin":
+            self.inputs += out  # the accepted facts, as re-published on their topics
+        else:
+            self.inputs.append(event)
+        return out
+
+    def admin(self, payload: EventPayload) -> list[Any]:
+        return self.feed(payload, producer="admin")
+
+    def admin_deposit(self, asset: str, amount: Decimal, account: str = "A1") -> None:
+        self.n += 1
+        self.admin(
+            DepositReceived(deposit_id=f"d{self.n}", account=account, asset=asset, amount=amount)
         )
 
-    def admin(self, payload: EventPayload) -> list[Envelope[Any]]:
-        return self.feed(payload, producer="admin")
+    def cancel(self, target: str, account: str = "A1") -> list[Any]:
+        self.n += 1
+        intent = CancelIntent(
+            producer_id="p1",
+            strategy_id="s",
+            account=account,
+            client_order_id=f"c{self.n}",
+            target_client_order_id=target,
+        )
+        return self.feed(auth.sign(intent, self.key), producer="p1")
+
+    def resend(self, client_order_id: str) -> list[Any] | None:
+        """The same intent again, in a new envelope; None if no such intent was sent."""
+        event = self.intents.get(client_order_id)
+        if event is None:
+            return None
+        return process(
+            self.state,
+            new_event(event.payload, producer="p1", occurred_at=self.tick()),
+            self.ctx,
+        )
 
     def quote(self, bid: Decimal, ask: Decimal, qty: Decimal = Decimal("10")) -> None:
         self.n += 1

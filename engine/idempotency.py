@@ -1,0 +1,135 @@
+"""The idempotency record: (producer, client_order_id) -> the decision already given.
+
+Pure and bounded. Two tiers, both folded from the decision events, so a rebuild from the
+log yields the same record:
+
+- **recent**: the original decision *bytes* (key, value, headers as published) for the
+  newest decisions — at most `max_recent` of them and none older than `window_seconds` of
+  decision event time behind the newest one. A resend in this tier is answered with the
+  original decision, byte for byte.
+- **archive**: for every older key, a 64-bit fingerprint (8 bytes in a sorted array). A
+  resend in this tier is still never traded again: the processor answers it with an
+  `IntentRejected` that names the duplicate (the original decision stays on the log).
+
+Memory is therefore `max_recent` decisions (~2 KB each) plus 8 bytes per key ever seen.
+A fingerprint collision (probability ~n/2^64 per new key) can only reject a new intent as
+a duplicate — the fail-closed direction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+Key = tuple[str, str]
+
+DEFAULT_MAX_RECENT = 10_000
+DEFAULT_WINDOW_SECONDS = 300
+_MERGE_AT = 65_536
+
+
+def fingerprint(key: Key) -> int:
+    digest = hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A decision as it went onto the log, ready to be published again unchanged."""
+
+    event_id: UUID
+    event_type: str
+    topic: str
+    occurred_at: datetime
+    key: Any
+    value: Any
+    headers: Any
+
+    @property
+    def envelope(self) -> Any:
+        """The decoded decision (slow path: tests and tools, not the hot loop)."""
+        from schemas import decode
+
+        return decode(self.value, self.headers)
+
+    @property
+    def payload(self) -> Any:
+        return self.envelope.payload
+
+
+class FingerprintSet:
+    """64-bit fingerprints: a sorted `array('Q')` plus a small pending set, merged in bulk."""
+
+    def __init__(self) -> None:
+        self._sorted = array("Q")
+        self._pending: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._pending)
+
+    def __contains__(self, fp: int) -> bool:
+        if fp in self._pending:
+            return True
+        i = bisect_left(self._sorted, fp)
+        return i < len(self._sorted) and self._sorted[i] == fp
+
+    def add(self, fp: int) -> None:
+        if fp in self:
+            return
+        self._pending.add(fp)
+        if len(self._pending) >= _MERGE_AT:
+            # Timsort sees the sorted run plus the new tail: close to a linear merge.
+            self._sorted = array("Q", sorted([*self._sorted, *self._pending]))
+            self._pending = set()
+
+    @property
+    def nbytes(self) -> int:
+        return self._sorted.itemsize * len(self._sorted) + 40 * len(self._pending)
+
+
+class IdempotencyRecord:
+    def __init__(
+        self, max_recent: int = DEFAULT_MAX_RECENT, window_seconds: int = DEFAULT_WINDOW_SECONDS
+    ) -> None:
+        self.max_recent = max_recent
+        self.window = timedelta(seconds=window_seconds)
+        self.recent: OrderedDict[Key, Recorded] = OrderedDict()
+        self.archive = FingerprintSet()
+        self.newest: datetime | None = None
+
+    def __len__(self) -> int:
+        return len(self.recent) + len(self.archive)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self.recent or fingerprint(key) in self.archive
+
+    def get(self, key: Key) -> Recorded | None:
+        """The original decision if still held in full, else None (see `__contains__`)."""
+        return self.recent.get(key)
+
+    def record(self, key: Key, decision: Recorded) -> bool:
+        """Remember a decision; False (and nothing changes) if the key is already known."""
+        if key in self:
+            return False
+        self.recent[key] = decision
+        if self.newest is None or decision.occurred_at > self.newest:
+            self.newest = decision.occurred_at
+        self._prune()
+        return True
+
+    def _prune(self) -> None:
+        assert self.newest is not None
+        horizon = self.newest - self.window
+        recent = self.recent
+        while recent:
+            key, oldest = next(iter(recent.items()))
+            if len(recent) <= self.max_recent and oldest.occurred_at >= horizon:
+                break
+            del recent[key]
+            self.archive.add(fingerprint(key))
