@@ -19,8 +19,9 @@ Design (see docs/surveillance.md):
 from __future__ import annotations
 
 import logging
+import time
 import types
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -40,12 +41,15 @@ log = logging.getLogger("tradetape.streams")
 
 SOURCES = (Topic.ORDERS, Topic.ACCOUNTS, Topic.MARKETDATA, Topic.SURVEILLANCE_CONFIG)
 SEQUENCED = "surveillance.sequenced"
-LATENESS = timedelta(milliseconds=500)
-"""How far out of event-time order inputs may arrive and still be sequenced exactly."""
-TICK_SECONDS = 0.25
-IDLE_TICKS = 8
-"""Quiet inputs for 8 ticks (~2 s, above aiokafka's 1.5 s fetch wait) flush the buffer."""
+DWELL = timedelta(milliseconds=250)
+"""How long an event waits after arriving for anything fetched with it (see sequencer.py)."""
+TICK_SECONDS = 0.05
+"""The intake's clock goes on the log this often, so a quiet input is released on time."""
 TICK_HEADER = "tt-tick"
+RX_HEADER = "tt-rx"
+SOURCE_HEADER = "tt-src"
+STATUS_SECONDS = 5.0
+"""How often the worker logs its progress counters (INFO), when they changed."""
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -130,6 +134,22 @@ def _force_read_committed() -> None:
     driver.aiokafka = proxy
 
 
+def _header_items(headers: Any) -> list[tuple[str, str | bytes | None]]:
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers or [])
+
+
+def _int_header(value: Any) -> int | None:
+    """An integer header (arrival stamps); None when absent or not a number."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _headers(headers: list[tuple[str, str | bytes | None]]) -> list[tuple[str, bytes]]:
     return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in headers]
 
@@ -187,7 +207,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         books=ModelTable(tables["books"], OwnerBook),
     )
     engine = Surveillance(all_detectors(), store)
-    sequencer = Sequencer(LATENESS, IDLE_TICKS)
+    sequencer = Sequencer(DWELL)
     seq_table = ModelTable(tables["sequencer"], SequencerState)
 
     async def emit(alert: Envelope[SurveillanceAlert]) -> None:
@@ -199,6 +219,8 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         await deadletter.send(key=key, value=value, headers=_headers(headers))
 
     holder: SurveillanceApp
+    counters = {"intake": 0, "dead": 0, "pushed": 0, "ticks": 0, "released": 0, "alerts": 0}
+    last_status: dict[str, int] = {}
 
     async def intake(stream: Any) -> Any:
         """Decode-check every input; forward good records as they are, dead-letter the rest."""
@@ -213,6 +235,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     offset=msg.offset,
                 )
             except MalformedEventError as exc:
+                counters["dead"] += 1
                 await holder.dead(
                     dead_letter_for(
                         _Record(msg), exc, stage="surveillance", producer="surveillance"
@@ -221,7 +244,13 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                 yield None
                 continue
             log.debug("intake %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-            await sequenced.send(key=msg.key, value=msg.value, headers=msg.headers)
+            counters["intake"] += 1
+            headers = [
+                *_headers(_header_items(msg.headers)),
+                (SOURCE_HEADER, f"{msg.topic}:{msg.partition}".encode()),
+                (RX_HEADER, str(time.time_ns() // 1000).encode()),
+            ]
+            await sequenced.send(key=msg.key, value=msg.value, headers=headers)
             yield None
 
     async def detect(stream: Any) -> Any:
@@ -229,14 +258,23 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         async for event in stream.events():
             msg = event.message
             state = seq_table.get("state") or SequencerState()
-            headers = dict(msg.headers or [])
+            headers = dict(_header_items(msg.headers))
+            rx = _int_header(headers.get(RX_HEADER))
             try:
                 if TICK_HEADER in headers:
-                    state, ready = sequencer.tick(state)
+                    counters["ticks"] += 1
+                    state, ready = sequencer.tick(state, rx)
+                    if not ready:
+                        yield []  # only the clock moved: nothing worth a changelog record
+                        continue
                 else:
+                    counters["pushed"] += 1
                     env = decode(msg.value, msg.headers, topic=msg.topic, offset=msg.offset)
-                    state, ready = sequencer.push(state, env)
+                    src = headers.get(SOURCE_HEADER)
+                    source = src.decode() if isinstance(src, bytes) else str(src or "-")
+                    state, ready = sequencer.push(state, env, source=source, rx=rx)
             except MalformedEventError as exc:  # never crash the fold
+                counters["dead"] += 1
                 await holder.dead(
                     dead_letter_for(
                         _Record(msg), exc, stage="surveillance", producer="surveillance"
@@ -249,17 +287,44 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             for env in ready:
                 alerts.extend(engine.process(env))
                 log.debug("detect %s %s", env.event_type, env.event_id)
+            counters["released"] += len(ready)
+            counters["alerts"] += len(alerts)
             for alert in alerts:
+                log.info(
+                    "alert %s %s owner=%s account=%s",
+                    alert.payload.alert_id,
+                    alert.payload.pattern,
+                    alert.payload.beneficial_owner,
+                    alert.payload.account,
+                )
                 await holder.emit(alert)
             yield [str(a.payload.alert_id) for a in alerts]
 
     async def tick() -> None:
         """Advance the watermark when inputs go quiet; the tick itself goes on the log."""
-        await sequenced.send(key=b"tick", value=b"tick", headers=[(TICK_HEADER, b"1")])
+        now = str(time.time_ns() // 1000).encode()
+        await sequenced.send(
+            key=b"tick", value=b"tick", headers=[(TICK_HEADER, b"1"), (RX_HEADER, now)]
+        )
+
+    async def status() -> None:
+        """Progress for operators (and for a failing test's log): what moved since last time."""
+        moved = {k: v for k, v in counters.items() if k != "ticks"}
+        if moved != last_status:
+            state = seq_table.get("state") or SequencerState()
+            log.info(
+                "progress %s buffered=%d late=%d released_up_to=%s",
+                " ".join(f"{k}={v}" for k, v in counters.items()),
+                len(state.buffer),
+                state.late,
+                state.released_at.isoformat() if state.released_at else "-",
+            )
+            last_status.update(moved)
 
     intake_agent = app.agent(source, name="surveillance-intake")(intake)
     detect_agent = app.agent(sequenced, name="surveillance-detect")(detect)
     app.timer(TICK_SECONDS)(tick)
+    app.timer(STATUS_SECONDS)(status)
     holder = SurveillanceApp(
         app=app,
         intake=intake_agent,

@@ -21,7 +21,7 @@ from schemas.topics import Topic
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+def child_env(settings: Settings, data_dir: Path, log_level: str = "WARNING") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
@@ -30,18 +30,21 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
         TRADETAPE_POSTGRES_DB=settings.postgres_db,
         TRADETAPE_DATA_DIR=str(data_dir),
-        TRADETAPE_LOG_LEVEL="WARNING",
+        TRADETAPE_LOG_LEVEL=log_level,
     )
     return env
 
 
-def spawn(settings: Settings, data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+def spawn(
+    settings: Settings, data_dir: Path, *args: str, log_level: str = "WARNING"
+) -> subprocess.Popen[bytes]:
+    """Run `tradetape ARGS` with the test's settings; its output goes to DATA_DIR/ARGS.log."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / f"{'-'.join(args)}.log", "wb")
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", *args],
         cwd=ROOT,
-        env=child_env(settings, data_dir),
+        env=child_env(settings, data_dir, log_level),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

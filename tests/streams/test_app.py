@@ -25,6 +25,15 @@ def spoof_tape() -> Tape:
     return t
 
 
+def arrived(e: Envelope[Any], rx: int) -> dict[str, bytes]:
+    """The headers the intake adds: source partition and arrival stamp (µs)."""
+    return {"tt-src": f"{e.topic}:{e.key}".encode(), "tt-rx": str(rx).encode()}
+
+
+def tick(rx: int) -> dict[str, bytes]:
+    return {"tt-tick": b"1", "tt-rx": str(rx).encode()}
+
+
 async def _run_detect(tmp: Path, events: list[Envelope[Any]], twice: bool) -> list[Any]:
     built = build_app(Settings(data_dir=tmp, topic_prefix="unit."), app_id=f"unit-{tmp.name}")
     sent: list[Envelope[SurveillanceAlert]] = []
@@ -37,9 +46,9 @@ async def _run_detect(tmp: Path, events: list[Envelope[Any]], twice: bool) -> li
         for _ in range(2 if twice else 1):
             for e in events:
                 key, value, _headers = encode(e)
-                await agent.put(value=value, key=key)
-        for _ in range(9):
-            await agent.put(value=b"tick", key=b"tick", headers={"tt-tick": b"1"})
+                await agent.put(value=value, key=key, headers=arrived(e, 1_000))
+        for k in range(1, 4):
+            await agent.put(value=b"tick", key=b"tick", headers=tick(1_000 + k * 200_000))
     return sent
 
 
@@ -60,9 +69,8 @@ def test_detect_agent_state_lives_in_tables(tmp_path: Path) -> None:
         built.emit = capture
         async with built.detect.test_context() as agent:
             for e in spoof_tape().events:
-                await agent.put(value=encode(e)[1], key=encode(e)[0])
-            for _ in range(9):
-                await agent.put(value=b"tick", key=b"t", headers={"tt-tick": b"1"})
+                await agent.put(value=encode(e)[1], key=encode(e)[0], headers=arrived(e, 0))
+            await agent.put(value=b"tick", key=b"t", headers=tick(10**6))
             return sorted(built.store.owners), sorted(built.store.books)
 
     owners, books = asyncio.run(go())
@@ -71,6 +79,8 @@ def test_detect_agent_state_lives_in_tables(tmp_path: Path) -> None:
 
 
 def test_intake_dead_letters_garbage_and_forwards_good_records(tmp_path: Path) -> None:
+    stamps: dict[str, bytes] = {}
+
     async def go() -> tuple[list[Envelope[Any]], list[bytes]]:
         built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-in")
         dead: list[Envelope[Any]] = []
@@ -81,6 +91,7 @@ def test_intake_dead_letters_garbage_and_forwards_good_records(tmp_path: Path) -
 
         async def capture_forward(*, key: Any, value: bytes, headers: Any) -> None:
             forwarded.append(value)
+            stamps.update(dict(headers))
 
         built.dead = capture_dead
         built.sequenced.send = capture_forward
@@ -97,3 +108,4 @@ def test_intake_dead_letters_garbage_and_forwards_good_records(tmp_path: Path) -
     assert "not JSON" in dead[0].payload.error
     assert len(forwarded) == 1
     assert decode(forwarded[0]).event_type == "AccountOpened"
+    assert stamps["tt-src"].endswith(b":0") and int(stamps["tt-rx"]) > 0, stamps

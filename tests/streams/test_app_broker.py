@@ -14,8 +14,7 @@ from streams.surveillance_state import Surveillance
 from tests.streams.helpers import consume, produce, produce_raw, spawn, stop
 from tests.streams.test_app import spoof_tape
 
-# faust (aiokafka) start-up on a busy shared broker is the one timing-sensitive part: one rerun.
-pytestmark = [pytest.mark.integration, pytest.mark.flaky(reruns=1)]
+pytestmark = pytest.mark.integration
 
 
 def test_run_streams_alerts_on_the_real_broker(env: Settings, tmp_path: Path) -> None:
@@ -23,7 +22,7 @@ def test_run_streams_alerts_on_the_real_broker(env: Settings, tmp_path: Path) ->
     expected = [
         a.payload.alert_id for a in Surveillance(all_detectors()).process_batch(tape.events)
     ]
-    proc = spawn(env, tmp_path / "streams", "run", "streams")
+    proc = spawn(env, tmp_path / "streams", "run", "streams", log_level="INFO")
     try:
         produce(env, tape.events)
         produce_raw(env, Topic.ORDERS, b"\x00garbage")

@@ -1,4 +1,4 @@
-"""The sequencer turns any bounded shuffle of a tape into the same ordered stream."""
+"""The sequencer turns any fetch interleaving of in-order partitions into one ordered stream."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from streams.detectors import all_detectors
 from streams.sequencer import Sequencer, SequencerState
 from streams.surveillance_state import Surveillance
 from streams.synthetic import Tape
+
+DWELL = 250_000  # µs
 
 
 def spoof_tape() -> Tape:
@@ -29,32 +31,92 @@ def spoof_tape() -> Tape:
     return t
 
 
-def sequenced(events: list[Envelope[Any]], lateness: float) -> list[Envelope[Any]]:
-    seq = Sequencer(timedelta(seconds=lateness))
+def source_of(e: Envelope[Any]) -> str:
+    """Like a partition: one stream per topic and key, each in event-time order."""
+    return f"{e.topic}:{e.key}"
+
+
+Arrival = tuple[int, Envelope[Any]]
+
+
+def sequenced(arrivals: list[Arrival]) -> tuple[list[Envelope[Any]], list[int], SequencerState]:
+    """Feed (rx µs, event) arrivals, then ticks until quiet: released events and batch sizes."""
+    seq = Sequencer(timedelta(microseconds=DWELL))
     state = SequencerState()
     out: list[Envelope[Any]] = []
-    for e in events:
-        state, ready = seq.push(state, e)
+    batches: list[int] = []
+    for rx, e in arrivals:
+        state, ready = seq.push(state, e, source=source_of(e), rx=rx)
         out.extend(ready)
-    state, ready = seq.tick(state)
-    out += ready
-    state, ready = seq.tick(state)
-    return out + ready
+        batches.append(len(ready))
+    last = arrivals[-1][0] if arrivals else 0
+    for k in range(1, 12):
+        state, ready = seq.tick(state, last + k * DWELL // 4)
+        out.extend(ready)
+        batches.append(len(ready))
+    return out, batches, state
+
+
+def by_time(events: list[Envelope[Any]]) -> list[Any]:
+    return [e.event_id for e in sorted(events, key=lambda e: (e.occurred_at, str(e.event_id)))]
+
+
+def interleave(data: st.DataObject, events: list[Envelope[Any]]) -> list[Envelope[Any]]:
+    """Any merge of the per-source streams that keeps each source's own order."""
+    queues: dict[str, list[Envelope[Any]]] = {}
+    for e in events:
+        queues.setdefault(source_of(e), []).append(e)
+    out: list[Envelope[Any]] = []
+    while queues:
+        name = data.draw(st.sampled_from(sorted(queues)))
+        out.append(queues[name].pop(0))
+        if not queues[name]:
+            del queues[name]
+    return out
 
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_bounded_shuffles_give_the_same_order_and_alerts(data: st.DataObject) -> None:
+def test_one_fetch_in_any_partition_order_is_sequenced_exactly(data: st.DataObject) -> None:
+    """A whole tape fetched at once (seconds of event time) and handed over in any order."""
     events = spoof_tape().events
-    # displace each event by less than the lateness (2 s) in event time
-    keys = [e.occurred_at.timestamp() + data.draw(st.floats(0, 1.9)) for e in events]
-    shuffled = [e for _, e in sorted(zip(keys, events, strict=True), key=lambda p: p[0])]
-    ordered = sequenced(shuffled, 2)
-    assert [e.event_id for e in ordered] == [
-        e.event_id for e in sorted(events, key=lambda e: (e.occurred_at, str(e.event_id)))
-    ]
-    alerts = Surveillance(all_detectors()).process_batch(ordered)
+    order = interleave(data, events)
+    stamps = sorted(data.draw(st.lists(st.integers(0, DWELL - 1), min_size=len(order),
+                                       max_size=len(order))))  # fmt: skip
+    out, _, state = sequenced(list(zip(stamps, order, strict=True)))
+    assert [e.event_id for e in out] == by_time(events)
+    assert state.late == 0 and not state.buffer
+    alerts = Surveillance(all_detectors()).process_batch(out)
     assert [a.payload.pattern for a in alerts] == ["SPOOFING"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_catching_up_partitions_hold_each_other_back(data: st.DataObject) -> None:
+    """Each partition delivers steadily at its own pace, so arrivals spread far beyond the
+    dwell, yet no partition's newer events overtake another's older ones."""
+    events = spoof_tape().events
+    arrivals: list[Arrival] = []
+    queues: dict[str, list[Envelope[Any]]] = {}
+    for e in events:
+        queues.setdefault(source_of(e), []).append(e)
+    for name in sorted(queues):
+        rx = data.draw(st.integers(0, DWELL // 2))  # every partition is in the first fetch
+        for e in queues[name]:
+            arrivals.append((rx, e))
+            rx += data.draw(st.integers(1, DWELL // 2))  # still delivering: no long pause
+    arrivals.sort(key=lambda a: a[0])
+    out, _, state = sequenced(arrivals)
+    assert [e.event_id for e in out] == by_time(events)
+    assert state.late == 0
+
+
+def test_replaying_the_log_releases_the_same_batches() -> None:
+    events = spoof_tape().events
+    arrivals = [(i * 40_000, e) for i, e in enumerate(reversed(events))]
+    first, batches1, _ = sequenced(arrivals)
+    second, batches2, _ = sequenced(arrivals)
+    assert batches1 == batches2 and [e.event_id for e in first] == [e.event_id for e in second]
 
 
 def test_arrival_order_without_sequencing_can_miss_the_pattern() -> None:
@@ -62,18 +124,37 @@ def test_arrival_order_without_sequencing_can_miss_the_pattern() -> None:
     events = spoof_tape().events
     scrambled = [events[3], *events[:3], *events[4:]]
     assert Surveillance(all_detectors()).process_batch(scrambled) == []
-    assert len(Surveillance(all_detectors()).process_batch(sequenced(scrambled, 2))) == 1
+    out, _, _ = sequenced([(i * 1000, e) for i, e in enumerate(scrambled)])
+    assert len(Surveillance(all_detectors()).process_batch(out)) == 1
 
 
-def test_tick_releases_idle_events() -> None:
+def test_ticks_release_after_the_dwell_and_not_before() -> None:
     events = spoof_tape().events[:3]
-    seq = Sequencer()
+    seq = Sequencer(timedelta(microseconds=DWELL))
     state = SequencerState()
-    for e in events:
-        state, _ = seq.push(state, e)
-    assert state.buffer
-    state, ready = seq.tick(state)
-    assert ready == [] and state.buffer, "the first tick only notes that events arrived"
-    state, ready = seq.tick(state)
+    for i, e in enumerate(events):
+        state, ready = seq.push(state, e, source=source_of(e), rx=1_000 + i)
+        assert ready == []
+    state, ready = seq.tick(state, 1_000 + DWELL - 1)
+    assert ready == [] and len(state.buffer) == 3, "still within the dwell"
+    state, ready = seq.tick(state, 1_002 + DWELL)
     assert [e.event_id for e in ready] == [e.event_id for e in events]
     assert not state.buffer
+
+
+def test_an_event_later_than_the_bound_is_processed_and_counted() -> None:
+    events = spoof_tape().events
+    early, rest = events[0], events[1:]
+    seq = Sequencer(timedelta(microseconds=DWELL))
+    state = SequencerState()
+    out: list[Envelope[Any]] = []
+    for i, e in enumerate(rest):
+        state, ready = seq.push(state, e, source=source_of(e), rx=i)
+        out += ready
+    state, ready = seq.tick(state, 2 * DWELL)
+    out += ready
+    assert len(out) == len(rest)
+    state, ready = seq.push(state, early, source=source_of(early), rx=3 * DWELL)
+    state, more = seq.tick(state, 5 * DWELL)
+    assert [e.event_id for e in ready + more] == [early.event_id], "late, but not dropped"
+    assert state.late == 1
