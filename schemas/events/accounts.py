@@ -52,6 +52,11 @@ class AccountOpened(EventPayload):
     base_currency: AssetCode = "USDT"
     jurisdiction: CountryCode = "US"
     wallet_id: str = Field("default", min_length=1, max_length=64)
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
 
 class KycVerified(EventPayload):
@@ -62,6 +67,11 @@ class KycVerified(EventPayload):
     level: str = Field("STANDARD", max_length=32)
     verified_by: str
     reference: str = Field("", max_length=128)
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
 
 class AmlFlagRaised(EventPayload):
@@ -72,6 +82,11 @@ class AmlFlagRaised(EventPayload):
     flag_id: str = Field(min_length=1, max_length=64)
     reason: str
     raised_by: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
 
 class AmlFlagCleared(EventPayload):
@@ -82,6 +97,11 @@ class AmlFlagCleared(EventPayload):
     flag_id: str = Field(min_length=1, max_length=64)
     note: str = ""
     cleared_by: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
 
 class ProducerRegistered(EventPayload):
@@ -94,6 +114,11 @@ class ProducerRegistered(EventPayload):
     public_key: str = Field(pattern=r"^[0-9a-f]{64}$", description="Raw Ed25519 key, hex")
     accounts: tuple[AccountId, ...]
     registered_by: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return f"producer:{self.producer_id}"

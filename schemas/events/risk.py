@@ -90,6 +90,11 @@ class RiskLimitsChanged(EventPayload):
     limits: RiskLimits
     changed_by: str
     reason: str = ""
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.scope
@@ -107,6 +112,11 @@ class KillSwitchEngaged(EventPayload):
     drawdown: Dec | None = None
     peak_equity: Dec | None = None
     equity: Dec | None = None
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.scope
@@ -119,6 +129,11 @@ class KillSwitchReleased(EventPayload):
     scope: str = Field(min_length=1, max_length=64)
     released_by: str
     reason: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.scope

@@ -44,6 +44,11 @@ class DetectorConfigChanged(EventPayload):
     config_version: int = Field(ge=1)
     params: dict[str, str]
     changed_by: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.detector

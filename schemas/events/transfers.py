@@ -77,3 +77,8 @@ class DepositReceived(EventPayload):
     tx_hash: str | None = None
     self_hosted: bool = False
     ivms101: dict[str, Any] | None = None
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
