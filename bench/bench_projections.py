@@ -163,7 +163,7 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 2.0) -> dict[str, Any]:
+def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 5.0) -> dict[str, Any]:
     events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, 99) for x in c]
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "projections"],
@@ -228,15 +228,25 @@ def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 2.0) -> d
         for t in p.topics:
             readers.setdefault(s.topic(t), []).append(p.name)
     lags: list[float] = []
+    by_projection: dict[str, list[float]] = {}
     missing = 0
+    firsts = {k: [n for n, _t in seq] for k, seq in commits.items()}
     for topic, part, off, ts in produced:
         for pname in readers.get(topic, []):
             seq = commits.get((pname, topic, part), [])
-            i = bisect.bisect_right([n for n, _t in seq], off)
+            i = bisect.bisect_right(firsts.get((pname, topic, part), []), off)
             if i == len(seq):
                 missing += 1
                 continue
             lags.append(seq[i][1] - ts)
+            by_projection.setdefault(pname, []).append(seq[i][1] - ts)
+    for pname, xs in sorted(by_projection.items()):
+        xs.sort()
+        print(
+            f"  lag {pname:12} n={len(xs):>7,} p50 {xs[len(xs) // 2] * 1000:8.1f} ms "
+            f"p99 {xs[int(len(xs) * 0.99)] * 1000:8.1f} ms",
+            flush=True,
+        )
     lags.sort()
     q = statistics.quantiles(lags, n=100)
     return {

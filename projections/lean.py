@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
 from schemas import Envelope, MalformedEventError, decode, payload_class
@@ -244,11 +245,17 @@ def header_type(headers: Sequence[tuple[str, Any]] | None) -> tuple[str, int] | 
     return et, int(ver)
 
 
-def lean_decode(value: bytes | None, headers: Sequence[tuple[str, Any]] | None) -> Data | None:
-    """The record as JSON values via the lean validator, or None (take the full path)."""
+def lean_decode(
+    value: bytes | None,
+    headers: Sequence[tuple[str, Any]] | None,
+    named: tuple[str, int] | None = None,
+) -> Data | None:
+    """The record as JSON values via the lean validator, or None (take the full path).
+    `named` is `header_type(headers)` when the caller already has it."""
     if value is None:
         return None
-    named = header_type(headers)
+    if named is None:
+        named = header_type(headers)
     if named is None or len(named[0]) > 64:
         return None
     v = validator_for(*named)
@@ -271,9 +278,27 @@ def full_decode(
     partition: int | None = None,
     offset: int | None = None,
 ) -> tuple[Envelope[Any], Data]:
-    """`schemas.decode` (raises `MalformedEventError`), and its JSON values."""
+    """`schemas.decode` (raises `MalformedEventError`), and its JSON values.
+
+    Tries the model's own JSON validation first (one Rust pass, no `json.loads`); on any
+    failure `schemas.decode` decides and gives the canonical error."""
+    named = header_type(headers)
+    if value is not None and named is not None and named in REGISTRY:
+        envelope = _ENVELOPES.get(named)
+        if envelope is None:
+            envelope = _ENVELOPES[named] = Envelope[payload_class(*named)]  # type: ignore[misc]
+        try:
+            ev: Envelope[Any] = envelope.model_validate_json(value)
+        except PydanticValidationError:
+            pass
+        else:
+            if (ev.event_type, ev.schema_version) == named:
+                return ev, ev.model_dump(mode="json")
     ev = decode(value, headers, topic=topic, partition=partition, offset=offset)
     return ev, ev.model_dump(mode="json")
+
+
+_ENVELOPES: dict[tuple[str, int], Any] = {}
 
 
 def decode_record(

@@ -28,10 +28,10 @@ from projections.store import (
     BatchResult,
     RawRecord,
     apply_prepared,
-    load_offsets,
-    lock_projection,
+    load_offsets_many,
+    lock_projections,
     prepare,
-    save_offsets,
+    save_offsets_many,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class Projector:
         batch_size: int = 5000,
         dsn: str | None = None,
         queued_kbytes: int = 8192,
+        eager: bool = False,
     ) -> None:
         if isinstance(projection, Projection):
             targets = [Target(projection, schema or projection.schema, offsets_table)]
@@ -87,6 +88,7 @@ class Projector:
         self.name = "+".join(t.projection.name for t in self.targets)
         self.batch_size = batch_size
         self.queued_kbytes = queued_kbytes
+        self.eager = eager
         self.dsn = dsn or settings.dsn
         self.kafka_topics = sorted({t for tg in self.targets for t in tg.projection.topics})
         self.topics = [settings.topic(t) for t in self.kafka_topics]
@@ -153,11 +155,19 @@ class Projector:
         return self._partitions
 
     def _load_all(self) -> list[dict[TP, int]]:
+        """Every member's stored offsets, one query per offsets table."""
         assert self.conn is not None
+        by_table: dict[tuple[str, str], list[str]] = {}
+        for t in self.targets:
+            by_table.setdefault(t.offsets_table, []).append(t.projection.name)
+        found: dict[tuple[tuple[str, str], str], dict[TP, int]] = {}
+        for table, names in by_table.items():
+            for name, offs in load_offsets_many(self.conn, names, table).items():
+                found[(table, name)] = offs
         return [
             {
                 k: v
-                for k, v in load_offsets(self.conn, t.projection.name, t.offsets_table).items()
+                for k, v in found[(t.offsets_table, t.projection.name)].items()
                 if k[0] in self.topics
             }
             for t in self.targets
@@ -188,8 +198,20 @@ class Projector:
 
     # ------------------------------------------------------------------ work
     def poll(self, timeout: float) -> list[RawRecord]:
+        """A batch of records. Eager (live): whatever is queued now, or else the first
+        record to arrive within `timeout` plus whatever came with it, so a record never
+        waits for a batch to fill. Otherwise (rebuild): up to `batch_size` records,
+        waiting at most `timeout` for them."""
         assert self.consumer is not None
-        msgs = self.consumer.consume(self.batch_size, timeout)
+        if self.eager:
+            msgs = self.consumer.consume(self.batch_size, 0)
+            if not msgs:
+                first = self.consumer.poll(timeout)
+                msgs = [first] if first is not None else []
+                if msgs:
+                    msgs.extend(self.consumer.consume(self.batch_size - 1, 0))
+        else:
+            msgs = self.consumer.consume(self.batch_size, timeout)
         records: list[RawRecord] = []
         for m in msgs:
             err = m.error()
@@ -231,8 +253,7 @@ class Projector:
         results: list[BatchResult] = []
         try:
             with self.conn.transaction():
-                for t in self.targets:
-                    lock_projection(self.conn, t.projection.name)
+                lock_projections(self.conn, [t.projection.name for t in self.targets])
                 stored = self._load_all()
                 for i, t in enumerate(self.targets):
                     for key in set(stored[i]) | set(self.expected[i]):
@@ -241,10 +262,14 @@ class Projector:
                                 f"{t.projection.name}: stored offset {key}="
                                 f"{stored[i].get(key, 0)}, expected {self.expected[i].get(key, 0)}"
                             )
+                moved: dict[tuple[str, str], dict[str, dict[TP, int]]] = {}
                 for i, t in enumerate(self.targets):
                     results.append(apply_prepared(self.conn, t.projection, t.schema, shares[i]))
-                    changed = {k: v for k, v in nxt[i].items() if v != self.expected[i].get(k)}
-                    save_offsets(self.conn, t.projection.name, changed, t.offsets_table)
+                    moved.setdefault(t.offsets_table, {})[t.projection.name] = {
+                        k: v for k, v in nxt[i].items() if v != self.expected[i].get(k)
+                    }
+                for table, offsets in moved.items():
+                    save_offsets_many(self.conn, offsets, table)
             self.conn.commit()
         except Fenced as exc:
             self.conn.rollback()

@@ -29,9 +29,9 @@ from projections.projector import Projector, Target
 log = logging.getLogger("projections.runner")
 
 LIVE_BATCH = 5000
-POLL_SECONDS = 0.02
-"""How long a live poll waits to fill a batch: small, so a record waits at most this
-long before its batch is applied and committed."""
+POLL_SECONDS = 0.1
+"""How long an idle live poll waits for a first record. Polls are eager: a batch is
+whatever has arrived, so records never wait for a batch to fill."""
 
 
 def topic_groups(projections: Sequence[Projection]) -> list[list[Projection]]:
@@ -57,7 +57,7 @@ def run_group(
     while not stop.is_set():
         try:
             targets = [Target.live(p) for p in projections]
-            with Projector(settings, targets, batch_size=batch_size) as proj:
+            with Projector(settings, targets, batch_size=batch_size, eager=True) as proj:
                 backoff = 0.5
                 while not stop.is_set():
                     proj.step(POLL_SECONDS)

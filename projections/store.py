@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -97,11 +98,11 @@ def _storable(value: Any) -> bool:
     return True
 
 
-def decode_one(r: RawRecord) -> Located | Quarantined:
+def decode_one(r: RawRecord, named: tuple[str, int] | None = None) -> Located | Quarantined:
     """Decode a record once (lean, else the models); a failure becomes a quarantine
-    entry with the canonical reason."""
+    entry with the canonical reason. `named`: the headers' type, if already parsed."""
     ev = None
-    data = lean_decode(r.value, r.headers)
+    data = lean_decode(r.value, r.headers, named)
     if data is None:
         try:
             ev, data = full_decode(
@@ -139,6 +140,7 @@ def prepare(
     member).
     """
     out = [Prepared() for _ in projections]
+    verdicts: list[dict[tuple[str, int], bool | None]] = [{} for _ in projections]
     for r in records:
         named = header_type(r.headers)
         decoded: Located | Quarantined | None = None
@@ -149,11 +151,16 @@ def prepare(
                 continue
             share = out[i]
             share.consumed += 1
-            if named is not None and p.accepts(*named) is False:
-                share.ignored += 1
-                continue
+            if named is not None:
+                known = verdicts[i]
+                verdict = (
+                    known[named] if named in known else known.setdefault(named, p.accepts(*named))
+                )
+                if verdict is False:
+                    share.ignored += 1
+                    continue
             if decoded is None:
-                decoded = decode_one(r)
+                decoded = decode_one(r, named)
             if isinstance(decoded, Located):
                 share.items.append(decoded)
             else:
@@ -266,22 +273,28 @@ def copy_rows(
         return cur.rowcount
 
 
+def _json_list(values: Sequence[str]) -> str:
+    """A list of strings as one JSON parameter: psycopg dumps a Python list element by
+    element (slow for 20,000 ids); one string is one copy."""
+    return orjson.dumps(values).decode()
+
+
 def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key, Row]:
-    """Current rows for `keys`, in one query (text keys, unnested arrays)."""
+    """Current rows for `keys`, in one query (text keys as JSON arrays, zipped)."""
     if not keys:
         return {}
     ordered = sorted(keys)
-    arrays = [[k[i] for k in ordered] for i in range(len(table.pk))]
+    arrays = [_json_list([k[i] for k in ordered]) for i in range(len(table.pk))]
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in table.columns)
     names = [sql.Identifier(f"k{i}") for i in range(len(table.pk))]
     on = sql.SQL(" AND ").join(
         sql.SQL("t.{}::text = k.{}").format(sql.Identifier(c), n)
         for c, n in zip(table.pk, names, strict=True)
     )
-    q = sql.SQL("SELECT {} FROM {} t JOIN unnest({}) AS k({}) ON {}").format(
+    q = sql.SQL("SELECT {} FROM {} t JOIN ROWS FROM ({}) AS k({}) ON {}").format(
         cols,
         _ident(schema, table.name),
-        sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
+        sql.SQL(", ").join(sql.SQL("jsonb_array_elements_text(%s::jsonb)") for _ in names),
         sql.SQL(", ").join(names),
         on,
     )
@@ -324,10 +337,11 @@ def apply_prepared(conn: Conn, projection: Projection, schema: str, share: Prepa
         seen = {
             r[0]
             for r in conn.execute(
-                sql.SQL("SELECT event_id::text FROM {} WHERE event_id = ANY(%s::uuid[])").format(
-                    _ident(schema, "_seen")
-                ),
-                (list(first),),
+                sql.SQL(
+                    "SELECT s.event_id::text FROM {} s "
+                    "JOIN jsonb_array_elements_text(%s::jsonb) AS k(id) ON s.event_id = k.id::uuid"
+                ).format(_ident(schema, "_seen")),
+                (_json_list(list(first)),),
             )
         }
     fresh = (
@@ -409,3 +423,42 @@ def save_offsets(
 def lock_projection(conn: Conn, projection: str) -> None:
     """Serialise batches, rebuild swaps and fencing checks of one projection."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7478202))", (projection,))
+
+
+def lock_projections(conn: Conn, projections: Sequence[str]) -> None:
+    """`lock_projection` for several, in one round trip, always in name order."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(n, 7478202)) "
+        "FROM (SELECT n FROM unnest(%s::text[]) AS n ORDER BY n) AS s",
+        (sorted(projections),),
+    )
+
+
+def load_offsets_many(
+    conn: Conn, projections: Sequence[str], table: tuple[str, str] = OFFSETS_TABLE
+) -> dict[str, dict[tuple[str, int], int]]:
+    """`load_offsets` for several projections stored in one table, in one query."""
+    q = sql.SQL(
+        "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
+    ).format(_ident(*table))
+    out: dict[str, dict[tuple[str, int], int]] = {p: {} for p in projections}
+    for name, t, p, o in conn.execute(q, (list(projections),)):
+        out[name][(t, int(p))] = int(o)
+    return out
+
+
+def save_offsets_many(
+    conn: Conn,
+    offsets: Mapping[str, Mapping[tuple[str, int], int]],
+    table: tuple[str, str] = OFFSETS_TABLE,
+) -> None:
+    """`save_offsets` for several projections stored in one table, in one statement."""
+    rows = sorted((n, t, p, o) for n, offs in offsets.items() for (t, p), o in offs.items())
+    if not rows:
+        return
+    q = sql.SQL(
+        "INSERT INTO {} (projection, topic, partition, next_offset) "
+        "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) "
+        "ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+    ).format(_ident(*table))
+    conn.execute(q, [list(c) for c in zip(*rows, strict=True)])
