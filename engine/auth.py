@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
+from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -22,7 +23,7 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
 from schemas.envelope import EventPayload
-from schemas.serde import canonical_payload_bytes
+from schemas.serde import canonical_json, canonical_payload_bytes
 
 P = TypeVar("P", bound=EventPayload)
 
@@ -30,6 +31,39 @@ P = TypeVar("P", bound=EventPayload)
 def signing_bytes(payload: EventPayload) -> bytes:
     """What gets signed: the payload's canonical JSON without its signature."""
     return canonical_payload_bytes(payload, exclude={"signature"})
+
+
+def admin_signing_bytes(event_id: UUID, payload: EventPayload) -> bytes:
+    """What an admin signs: the command's event id and its payload without the signature.
+
+    Binding the event id means a captured signature cannot be replayed in a new envelope;
+    replaying the same envelope is refused by the engine (its fact was already applied).
+    """
+    return canonical_json(
+        {
+            "event_id": str(event_id),
+            "payload": payload.model_dump(mode="json", exclude={"signature"}),
+        }
+    )
+
+
+def sign_admin(event_id: UUID, payload: P, key: Ed25519PrivateKey) -> P:
+    signature = key.sign(admin_signing_bytes(event_id, payload)).hex()
+    return payload.model_copy(update={"signature": signature})
+
+
+def verify_admin(event_id: UUID, payload: EventPayload, public_key_hex: str) -> bool:
+    signature = getattr(payload, "signature", None)
+    if not isinstance(signature, str):
+        return False
+    try:
+        sig = bytes.fromhex(signature)
+        if len(sig) != 64:
+            return False
+        _verify_key(public_key_hex).verify(admin_signing_bytes(event_id, payload), sig)
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
+        return False
+    return True
 
 
 def new_keypair() -> tuple[Ed25519PrivateKey, str]:

@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
-from engine.auth import key_path, read_private_key, sign
+from engine.auth import key_path, read_private_key, sign, sign_admin
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, OrderIntent
 from schemas.events.admin import ADMIN_COMMAND_TYPES
+from schemas.ids import uuid7
 from schemas.topics import Topic
 
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected", "AdminCommandRejected"})
@@ -98,7 +99,7 @@ class IntentPublisher:
     ) -> None:
         self.settings = settings
         self.producer_id = producer_id
-        if key is None and producer_id != "admin":
+        if key is None:
             path = key_path(settings.resolved_data_dir, producer_id)
             key = read_private_key(path) if path.exists() else None
         self.key = key
@@ -128,7 +129,13 @@ class IntentPublisher:
             and payload.signature is None
         ):
             payload = self.sign(payload)
-        event = new_event(payload, producer=self.producer_id)
+        if admin and self.key is not None and getattr(payload, "signature", None) is None:
+            # Signed by the admin's key file when there is one (see docs/engine.md).
+            event_id = uuid7()
+            payload = sign_admin(event_id, payload, self.key)
+            event = new_event(payload, producer=self.producer_id, event_id=event_id)
+        else:
+            event = new_event(payload, producer=self.producer_id)
         if admin:
             key, value, headers = encode(event)
             self._producer.produce(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from engine.auth import verify
+from engine.auth import verify, verify_admin
 from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.state import EngineState
@@ -43,8 +43,11 @@ from schemas.events import (
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
+from schemas.ids import derived_uuid7
 
 ENGINE_PRODUCER = "engine"
+ADMIN_ACCEPTED = "admin-accepted"
+"""Discriminator of an accepted admin fact: its id is derived from the command's."""
 DEFAULT_ADMINS: frozenset[str] = frozenset({"admin"})
 
 
@@ -277,6 +280,20 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     p = event.payload
     if event.producer not in ctx.admins:
         return f"producer {event.producer!r} is not an authorised admin"
+    keyed = sorted(a for a in ctx.admins if a in state.producers)
+    if keyed:
+        # Once any admin has a registered key, every admin command must be signed by its
+        # issuer's key (before that, unsigned commands bootstrap the system).
+        entry = state.producers.get(event.producer)
+        if entry is None:
+            return f"admin keys are registered ({', '.join(keyed)}) but not for {event.producer!r}"
+        if not verify_admin(event.event_id, p, entry.public_key):
+            return f"signature missing or not by {event.producer}'s registered admin key"
+    accepted_id = derived_uuid7(
+        event.occurred_at, ENGINE_PRODUCER, str(event.event_id), p.EVENT_TYPE, ADMIN_ACCEPTED
+    )
+    if accepted_id in state.seen_reference:
+        return "this command was already executed (replayed envelope)"
     if isinstance(p, AccountOpened):
         if state.account(p.account).opened:
             return f"account {p.account} is already open"
@@ -329,4 +346,4 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
             "admin-rejected",
         )
         return
-    emit(event.payload, "admin-accepted")
+    emit(event.payload, ADMIN_ACCEPTED)

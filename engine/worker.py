@@ -54,8 +54,9 @@ REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 MARKETDATA_WARMUP = 5_000
 """Market-data records per partition read back on start, to know the latest prices."""
-REF_GRACE_SECONDS = 0.005
-"""How long a batch of inputs waits for reference records already on their way."""
+REF_GRACE_SECONDS = 0.02
+"""How long a batch with an intent for an unseen price/producer/account waits for
+reference records already on their way (only then; steady state does not wait)."""
 TXN_TIMEOUT_MS = 10_000
 """Short, so a killed worker's open transaction is aborted soon after a takeover."""
 
@@ -287,11 +288,34 @@ class EngineWorker:
         self.stats["dead_letters"] += 1
         return dead_letter_for(msg, exc, stage="engine", producer=ENGINE_PRODUCER)
 
-    def _handle_input(self, msg: Message, out: list[Output]) -> None:
+    def _decode_input(self, msg: Message) -> Envelope[Any] | MalformedEventError:
         try:
-            event = _decode(msg)
+            return _decode(msg)
         except MalformedEventError as exc:
-            out.append(self._dead_letter(msg, exc))
+            return exc
+
+    def _sees_no_refs_for(self, event: Envelope[Any] | MalformedEventError) -> bool:
+        """An intent whose price, producer or account this worker has not seen yet."""
+        if not isinstance(event, Envelope):
+            return False
+        p = event.payload
+        if not isinstance(p, OrderIntent | CancelIntent):
+            return False
+        if p.producer_id not in self.state.producers:
+            return True
+        acc = self.state.accounts.get(p.account)
+        if acc is None or not acc.opened:
+            return True
+        if isinstance(p, OrderIntent):
+            ps = self.state.prices.get(p.instrument)
+            return ps is None or ps.reference() is None
+        return False
+
+    def _handle_input(
+        self, msg: Message, event: Envelope[Any] | MalformedEventError, out: list[Output]
+    ) -> None:
+        if isinstance(event, MalformedEventError):
+            out.append(self._dead_letter(msg, event))
             return
         topic = msg.topic()
         p = event.payload
@@ -401,10 +425,23 @@ class EngineWorker:
         t0 = time.monotonic()
         msgs = self._poll_inputs(max_batch, timeout)
         t1 = time.monotonic()
-        # With inputs in hand, give market data and reference facts published just before
-        # them a few ms to arrive on their own consumer (else: fail-closed STALE_STATE).
+        admin_topic = self.names[Topic.ADMIN]
+        # Admin facts first: an account opened in this batch is open for its intents.
+        msgs.sort(key=lambda m: m.topic() != admin_topic)
+        decoded = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            decoded.append((msg, self._decode_input(msg)))
+        # An intent for a price, producer or account not seen yet waits a few ms for
+        # reference records already on their way on the other consumer (else it would be
+        # rejected, fail closed); in steady state nothing waits.
+        grace = any(self._sees_no_refs_for(ev) for _, ev in decoded)
         refs = self.ref_consumer.consume(
-            num_messages=5000, timeout=REF_GRACE_SECONDS if msgs else 0
+            num_messages=5000, timeout=REF_GRACE_SECONDS if grace else 0
         )
         self.ctx.consumer_lag = self.consumer_lag()
         t2 = time.monotonic()
@@ -412,18 +449,9 @@ class EngineWorker:
         for msg in refs:
             if not msg.error():
                 self._handle_reference(msg, out)
-        inputs = 0
-        admin_topic = self.names[Topic.ADMIN]
-        # Admin facts first: an account opened in this batch is open for its intents.
-        msgs.sort(key=lambda m: m.topic() != admin_topic)
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", err)
-                continue
-            inputs += 1
-            self._handle_input(msg, out)
+        for msg, event in decoded:
+            self._handle_input(msg, event, out)
+        inputs = len(decoded)
         t3 = time.monotonic()
         if out or inputs:
             try:
