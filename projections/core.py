@@ -115,6 +115,7 @@ class OrdersProjection(Projection):
     tables = (orders, history)
     handles = _v1(*_ORDER_TYPES)
     migrations = ("0101_proj_orders.sql",)
+    seen_table = "order_events"  # one row per folded event
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {(str(e.payload.get("order_id", "")),) for e in events}
@@ -220,6 +221,7 @@ class FillsProjection(Projection):
     handles = _v1("Fill")
     ignores = frozenset(t for t in _ORDER_TYPES if t != "Fill")
     migrations = ("0102_proj_fills.sql",)
+    seen_table = "fills"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
@@ -508,6 +510,7 @@ class DecisionsProjection(Projection):
     tables = (decisions, rules)
     handles = _v1("RiskDecision", "IntentRejected", "AdminCommandRejected")
     migrations = ("0105_proj_decisions.sql",)
+    seen_table = "decisions"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
@@ -581,6 +584,7 @@ class RiskConfigProjection(Projection):
     tables = (history, kill_switches)
     handles = _v1("RiskLimitsChanged", "KillSwitchEngaged", "KillSwitchReleased")
     migrations = ("0106_proj_risk_config.sql",)
+    seen_table = "config_events"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
@@ -638,6 +642,7 @@ class DeadLettersProjection(Projection):
     tables = (deadletters,)
     handles = _v1("DeadLetter")
     migrations = ("0107_proj_deadletters.sql",)
+    seen_table = "deadletters"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
@@ -721,6 +726,7 @@ class AccountsProjection(Projection):
         "AccountOpened", "KycVerified", "AmlFlagRaised", "AmlFlagCleared", "ProducerRegistered"
     )
     migrations = ("0108_proj_accounts.sql",)
+    seen_table = "account_events"  # one row per folded event
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         acc: set[Key] = set()

@@ -167,6 +167,10 @@ class Projection:
     """Event types (any version) on its topics it knowingly has no use for."""
     migrations: tuple[str, ...] = ()
     """Migration files (under projections/migrations) that create this schema."""
+    seen_table: str = "_seen"
+    """The table whose `event_id` primary key records every folded event. A projection
+    whose history table gets exactly one row per folded event names that table instead,
+    which saves writing every event id twice."""
 
     @property
     def schema(self) -> str:

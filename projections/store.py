@@ -340,7 +340,7 @@ def apply_prepared(conn: Conn, projection: Projection, schema: str, share: Prepa
                 sql.SQL(
                     "SELECT s.event_id::text FROM {} s "
                     "JOIN jsonb_array_elements_text(%s::jsonb) AS k(id) ON s.event_id = k.id::uuid"
-                ).format(_ident(schema, "_seen")),
+                ).format(_ident(schema, projection.seen_table)),
                 (_json_list(list(first)),),
             )
         }
@@ -365,13 +365,18 @@ def apply_prepared(conn: Conn, projection: Projection, schema: str, share: Prepa
         bad.extend(folded_bad)
     failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
     result.applied = len(fresh) - len(failed)
-    copy_rows(
-        conn,
-        schema,
-        _SEEN,
-        [(i.data["event_id"],) for i in fresh if (i.topic, i.partition, i.offset) not in failed],
-        fresh=True,
-    )
+    if projection.seen_table == _SEEN.name:
+        copy_rows(
+            conn,
+            schema,
+            _SEEN,
+            [
+                (i.data["event_id"],)
+                for i in fresh
+                if (i.topic, i.partition, i.offset) not in failed
+            ],
+            fresh=True,
+        )
     failed_ids = {
         str(i.data["event_id"]) for i in fresh if (i.topic, i.partition, i.offset) in failed
     }

@@ -145,7 +145,9 @@ def test_kill_9_mid_batch_then_equal_to_rebuild(env: Settings, spawner: Spawner)
     with psycopg.connect(env.dsn) as conn:
         live = {name: checksum(conn, p) for name, p in PROJECTIONS.items()}
         seen = {
-            name: conn.execute(f"SELECT count(*) FROM {PROJECTIONS[name].schema}._seen").fetchone()
+            name: conn.execute(
+                f"SELECT count(*) FROM {PROJECTIONS[name].schema}.{PROJECTIONS[name].seen_table}"
+            ).fetchone()
             for name in expected
         }
         quarantined = conn.execute("SELECT count(*) FROM projection_quarantine").fetchone()
