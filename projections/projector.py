@@ -12,6 +12,8 @@ group resumes from what is stored. Nothing is applied twice or lost.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from projections.store import (
     apply_prepared,
     load_offsets_many,
     lock_projections,
+    predecode,
     prepare,
     save_offsets_many,
 )
@@ -74,6 +77,8 @@ class Projector:
         dsn: str | None = None,
         queued_kbytes: int = 8192,
         eager: bool = False,
+        pipelined: bool = True,
+        poll_timeout: float = 0.1,
     ) -> None:
         if isinstance(projection, Projection):
             targets = [Target(projection, schema or projection.schema, offsets_table)]
@@ -89,6 +94,12 @@ class Projector:
         self.batch_size = batch_size
         self.queued_kbytes = queued_kbytes
         self.eager = eager
+        self.pipelined = pipelined
+        self.poll_timeout = poll_timeout
+        self._reader: threading.Thread | None = None
+        self._reader_stop = threading.Event()
+        self._ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._applied_position: dict[TP, int] = {}
         self.dsn = dsn or settings.dsn
         self.kafka_topics = sorted({t for tg in self.targets for t in tg.projection.topics})
         self.topics = [settings.topic(t) for t in self.kafka_topics]
@@ -122,8 +133,10 @@ class Projector:
             )
         )
         self.resync()
+        self._start_reader()
 
     def close(self) -> None:
+        self._stop_reader()
         if self.consumer is not None:
             self.consumer.close()
             self.consumer = None
@@ -137,6 +150,57 @@ class Projector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ pipelining
+    def _start_reader(self) -> None:
+        """Poll and decode the next batch on a thread while this one is written: Kafka
+        and pydantic-core work overlaps PostgreSQL work (psycopg and librdkafka release
+        the GIL while they wait)."""
+        if not self.pipelined:
+            return
+        self._reader_stop = threading.Event()
+        self._ready = queue.Queue(maxsize=1)
+        self._applied_position = {}
+        self._reader = threading.Thread(
+            target=self._read, args=(self._reader_stop, self._ready), daemon=True,
+            name=f"reader-{self.name}",
+        )  # fmt: skip
+        self._reader.start()
+
+    def _stop_reader(self) -> None:
+        if self._reader is None:
+            return
+        self._reader_stop.set()
+        self._reader.join()
+        self._reader = None
+
+    def _read(self, stop: threading.Event, out: queue.Queue[Any]) -> None:
+        assert self.consumer is not None
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in self.partitions()]
+        projections = [t.projection for t in self.targets]
+        while not stop.is_set():
+            item: Any
+            try:
+                records = self.poll(self.poll_timeout)
+                # Where the consumer stands once this batch is taken: past it and past
+                # any transaction markers before the next record.
+                pos = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in self.consumer.position(tps)
+                    if tp.offset >= 0
+                }
+                decoded = predecode(records, projections, self.member_topics)
+                item = (records, decoded, pos)
+            except Exception as exc:  # handed to the applying thread, which raises it
+                item = exc
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, Exception):
+                return
 
     def partitions(self) -> list[TopicPartition]:
         """Every partition of the group's topics, waiting out fresh topic metadata."""
@@ -238,7 +302,9 @@ class Projector:
             )
         return records
 
-    def apply(self, records: Sequence[RawRecord]) -> BatchResult:
+    def apply(
+        self, records: Sequence[RawRecord], decoded: Sequence[Any] | None = None
+    ) -> BatchResult:
         """One transaction: fence checks, every member's rows, quarantine, offsets."""
         assert self.conn is not None
         nxt = [dict(e) for e in self.expected]
@@ -248,8 +314,9 @@ class Projector:
                 if key in n and r.offset >= n[key]:
                     n[key] = r.offset + 1
         shares = prepare(
-            records, [t.projection for t in self.targets], self.expected, self.member_topics
-        )
+            records, [t.projection for t in self.targets], self.expected, self.member_topics,
+            decoded,
+        )  # fmt: skip
         results: list[BatchResult] = []
         try:
             with self.conn.transaction():
@@ -274,8 +341,10 @@ class Projector:
         except Fenced as exc:
             self.conn.rollback()
             log.warning("%s; resuming from the stored offsets", exc)
+            self._stop_reader()  # what it read ahead is from the old positions
             self.resync()
-            return BatchResult()
+            self._start_reader()
+            raise
         self.expected = nxt
         batch = BatchResult(consumed=len(records))
         for i, res in enumerate(results):
@@ -289,11 +358,31 @@ class Projector:
 
     def step(self, timeout: float = 0.1) -> int:
         """Consume and apply one batch. Returns the number of records consumed."""
-        records = self.poll(timeout)
-        if not records:
+        if self._reader is None:
+            records = self.poll(timeout)
+            if records:
+                self._apply_unfenced(records)
+            return len(records)
+        try:
+            item = self._ready.get(timeout=timeout)
+        except queue.Empty:
             return 0
-        self.apply(records)
+        if isinstance(item, Exception):
+            raise item
+        records, decoded, pos = item
+        if records and not self._apply_unfenced(records, decoded):
+            return 0
+        for k, v in pos.items():
+            self._applied_position[k] = max(v, self._applied_position.get(k, 0))
         return len(records)
+
+    def _apply_unfenced(self, records: Sequence[RawRecord], decoded: Any = None) -> bool:
+        """Apply; False if the batch was fenced (and the projector resynced)."""
+        try:
+            self.apply(records, decoded)
+        except Fenced:
+            return False
+        return True
 
     def high_watermarks(self) -> dict[TP, int]:
         """The last stable offset of every partition now (read_committed)."""
@@ -307,6 +396,12 @@ class Projector:
         for e in self.expected:
             for k, v in e.items():
                 out[k] = min(out.get(k, v), v)
+        if self._reader is not None:
+            # Only what was applied counts, not what the reader has read ahead.
+            for k, v in self._applied_position.items():
+                if k in out and v > out[k]:
+                    out[k] = v
+            return out
         for tp in self.consumer.position([TopicPartition(t, p) for (t, p) in out]):
             key = (tp.topic, tp.partition)
             if tp.offset >= 0 and tp.offset >= out.get(key, 0):

@@ -117,7 +117,7 @@ def rebuild_many(
         for t in builds:
             create_schema(conn, t.projection, t.schema)
         started = time.monotonic()
-        with Projector(settings, builds, batch_size=batch_size) as proj:
+        with Projector(settings, builds, batch_size=batch_size, poll_timeout=0.5) as proj:
             proj.catch_up(progress=progress, poll_timeout=0.5)
             if not proj.caught_up:
                 raise RuntimeError(

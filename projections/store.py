@@ -130,6 +130,7 @@ def prepare(
     projections: Sequence[Projection],
     skip_below: Sequence[Mapping[tuple[str, int], int]] | None = None,
     topics: Sequence[Collection[str]] | None = None,
+    decoded: Sequence[Located | Quarantined | None] | None = None,
 ) -> list[Prepared]:
     """Split a batch between projections, decoding each record at most once.
 
@@ -137,13 +138,13 @@ def prepare(
     for every projection. A record whose headers name a type a projection knowingly
     ignores is not decoded for it. `skip_below[i]` holds projection i's next offsets:
     records before them were already applied there (a group resumes from its slowest
-    member).
+    member). `decoded[k]`, when given, is record k already decoded (see `predecode`).
     """
     out = [Prepared() for _ in projections]
     verdicts: list[dict[tuple[str, int], bool | None]] = [{} for _ in projections]
-    for r in records:
+    for k, r in enumerate(records):
         named = header_type(r.headers)
-        decoded: Located | Quarantined | None = None
+        done: Located | Quarantined | None = decoded[k] if decoded is not None else None
         for i, p in enumerate(projections):
             if topics is not None and r.topic not in topics[i]:
                 continue
@@ -159,12 +160,37 @@ def prepare(
                 if verdict is False:
                     share.ignored += 1
                     continue
-            if decoded is None:
-                decoded = decode_one(r, named)
-            if isinstance(decoded, Located):
-                share.items.append(decoded)
+            if done is None:
+                done = decode_one(r, named)
+            if isinstance(done, Located):
+                share.items.append(done)
             else:
-                share.bad.append(dataclasses.replace(decoded))
+                share.bad.append(dataclasses.replace(done))
+    return out
+
+
+def predecode(
+    records: Sequence[RawRecord],
+    projections: Sequence[Projection],
+    topics: Sequence[Collection[str]],
+) -> list[Located | Quarantined | None]:
+    """Decode, ahead of `prepare`, every record some projection will need (None for the
+    rest). Depends only on the records, so it can run while the previous batch is
+    being written."""
+    out: list[Located | Quarantined | None] = []
+    verdicts: dict[tuple[str, str, int], bool] = {}
+    for r in records:
+        named = header_type(r.headers)
+        need = True
+        if named is not None:
+            key = (r.topic, *named)
+            if key not in verdicts:
+                verdicts[key] = any(
+                    r.topic in topics[i] and p.accepts(*named) is not False
+                    for i, p in enumerate(projections)
+                )
+            need = verdicts[key]
+        out.append(decode_one(r, named) if need else None)
     return out
 
 
