@@ -16,9 +16,10 @@ through a soak at 500 intents/s.
 from __future__ import annotations
 
 import argparse
-import json
+import calendar
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -235,6 +236,26 @@ def templates(
     return out
 
 
+_OCCURRED = re.compile(rb'"occurred_at":"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{6})Z"')
+_COID = re.compile(rb'"client_order_id":"([^"-]*)-')
+
+
+def _tag_and_time(value: bytes) -> tuple[str, float]:
+    """The run tag of a decision's client order id and its `occurred_at` (epoch seconds).
+
+    A regex over the bytes instead of `json.loads` of ~2 KB per decision: the clock runs in
+    the bench process, next to the publisher, and must not steal CPU from what it measures.
+    The first `occurred_at` is the envelope's (pydantic writes fields in declaration order).
+    """
+    t = _OCCURRED.search(value)
+    c = _COID.search(value)
+    if t is None:
+        return "", time.time()
+    y, mo, d, h, mi, sec, us = (int(x) for x in t.groups())
+    at = calendar.timegm((y, mo, d, h, mi, sec)) + us / 1e6
+    return (c.group(1).decode() if c else ""), at
+
+
 class DecisionClock(threading.Thread):
     """Reads decisions (read_committed); latency = seen - decision.occurred_at (= intent's)."""
 
@@ -251,8 +272,6 @@ class DecisionClock(threading.Thread):
         self.stop = False
 
     def run(self) -> None:
-        from datetime import datetime
-
         while not self.stop:
             # Whatever is there now; else wait for the first record (no batching delay,
             # which would add up to the timeout to every measured latency).
@@ -267,9 +286,7 @@ class DecisionClock(threading.Thread):
                 self.count += 1
                 self.first = self.first or now
                 self.last = now
-                d = json.loads(m.value() or b"{}")
-                tag = str(d["payload"].get("client_order_id", "")).split("-")[0]
-                at = datetime.fromisoformat(d["occurred_at"].replace("Z", "+00:00")).timestamp()
+                tag, at = _tag_and_time(m.value() or b"")
                 self.lat.setdefault(tag, []).append(now - at)
         self.c.close()
 

@@ -57,6 +57,8 @@ MARKETDATA_WARMUP = 5_000
 REF_GRACE_SECONDS = 0.02
 """How long a batch with an intent for an unseen price/producer/account waits for
 reference records already on their way (only then; steady state does not wait)."""
+SEND_CHUNK = 64
+"""Outputs produced into the open transaction while the rest of the batch is processed."""
 TXN_TIMEOUT_MS = 10_000
 """Short, so a killed worker's open transaction is aborted soon after a takeover."""
 
@@ -170,6 +172,7 @@ class EngineWorker:
         self._high: dict[tuple[str, int], int] = {}
         self._high_at = 0.0
         self.needs_rebuild = False
+        self.in_txn = False
         self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
         self.busy = {"poll": 0.0, "refs+lag": 0.0, "process": 0.0, "commit": 0.0}
 
@@ -363,10 +366,20 @@ class EngineWorker:
                 return rec.key, rec.value, rec.headers
         return encode(event)
 
-    def _commit(self, out: list[Output]) -> None:
-        self.producer.begin_transaction()
+    def _send(self, out: list[Output], start: int) -> int:
+        """Produce `out[start:]` into the open transaction (opening it if needed).
+
+        Called while the batch is still being processed, so the producer's requests
+        (including AddPartitionsToTxn) travel while Python works on the next inputs.
+        Returns the new count of sent outputs.
+        """
+        if start >= len(out):
+            return start
+        if not self.in_txn:
+            self.producer.begin_transaction()
+            self.in_txn = True
         produce = self.producer.produce
-        for event in out:
+        for event in out[start:]:
             key, value, headers = self._encoded(event)
             while True:
                 try:
@@ -375,6 +388,14 @@ class EngineWorker:
                 except BufferError:
                     self.producer.poll(0.01)
         self.producer.poll(0)
+        return len(out)
+
+    def _commit(self, out: list[Output], sent: int) -> None:
+        """Send the rest, then the input offsets, and commit: all of it or none."""
+        self._send(out, sent)
+        if not self.in_txn:
+            self.producer.begin_transaction()
+            self.in_txn = True
         assignment = self.consumer.assignment()
         if assignment:
             positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
@@ -383,6 +404,7 @@ class EngineWorker:
                     positions, self.consumer.consumer_group_metadata(), 30
                 )
         self.producer.commit_transaction(30)
+        self.in_txn = False
         self.stats["transactions"] += 1
         self.stats["outputs"] += len(out)
 
@@ -396,6 +418,7 @@ class EngineWorker:
             self.producer.abort_transaction(30)
         except KafkaException:
             log.exception("abort failed")
+        self.in_txn = False
         assignment = self.consumer.assignment()
         if assignment:
             committed = self.consumer.committed(assignment, timeout=30)
@@ -446,19 +469,22 @@ class EngineWorker:
         self.ctx.consumer_lag = self.consumer_lag()
         t2 = time.monotonic()
         out: list[Output] = []
-        for msg in refs:
-            if not msg.error():
-                self._handle_reference(msg, out)
-        for msg, event in decoded:
-            self._handle_input(msg, event, out)
         inputs = len(decoded)
-        t3 = time.monotonic()
-        if out or inputs:
-            try:
-                self._commit(out)
-            except KafkaException as exc:
-                self._recover(exc)
-                return 0
+        try:
+            for msg in refs:
+                if not msg.error():
+                    self._handle_reference(msg, out)
+            sent = self._send(out, 0)
+            for msg, event in decoded:
+                self._handle_input(msg, event, out)
+                if len(out) - sent >= SEND_CHUNK:
+                    sent = self._send(out, sent)
+            t3 = time.monotonic()
+            if out or inputs:
+                self._commit(out, sent)
+        except KafkaException as exc:
+            self._recover(exc)
+            return 0
         t4 = time.monotonic()
         if inputs:
             # Where a busy worker's time goes (seconds; logged every 10 s).
