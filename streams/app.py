@@ -34,7 +34,7 @@ from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import SurveillanceAlert
 from schemas.topics import Topic
 from streams.detectors import all_detectors
-from streams.sequencer import Sequencer, SequencerState
+from streams.sequencer import Buffered, Sequencer, SequencerState
 from streams.surveillance_state import OwnerBook, QuoteRec, Surveillance
 
 log = logging.getLogger("tradetape.streams")
@@ -74,6 +74,39 @@ class ModelTable(MutableMapping[str, M], Generic[M]):
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+class SequencerStore:
+    """The sequencer's state in two tables: small metadata, and one row per buffered event.
+
+    Writing the whole buffer on every record would put O(buffer) bytes in the changelog
+    per input; here a push writes one row and a release deletes the rows it released.
+    The live state is kept in memory and read back from the tables only after a start.
+    """
+
+    def __init__(
+        self, meta: MutableMapping[str, SequencerState], rows: MutableMapping[str, Buffered]
+    ) -> None:
+        self.meta = meta
+        self.rows = rows
+        self.live: SequencerState | None = None
+
+    def load(self) -> SequencerState:
+        if self.live is None:
+            meta = self.meta.get("state") or SequencerState()
+            self.live = meta.model_copy(update={"buffer": [self.rows[k] for k in self.rows]})
+        return self.live
+
+    def save(self, state: SequencerState) -> None:
+        before = {b.event_id for b in self.load().buffer}
+        after = {b.event_id: b for b in state.buffer}
+        for event_id, row in after.items():
+            if event_id not in before:
+                self.rows[event_id] = row
+        for event_id in before - after.keys():
+            del self.rows[event_id]
+        self.meta["state"] = state.model_copy(update={"buffer": []})
+        self.live = state
 
 
 @dataclass
@@ -198,7 +231,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
     deadletter = app.topic(settings.topic(Topic.DEADLETTER), **raw)
     tables = {
         n: app.Table(n, partitions=1, key_type=str)
-        for n in ("owners", "quotes", "configs", "books", "sequencer")
+        for n in ("owners", "quotes", "configs", "books", "sequencer", "sequencer-buffer")
     }
     store = TableStore(
         owners=tables["owners"],
@@ -208,7 +241,10 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
     )
     engine = Surveillance(all_detectors(), store)
     sequencer = Sequencer(DWELL)
-    seq_table = ModelTable(tables["sequencer"], SequencerState)
+    seq_store = SequencerStore(
+        ModelTable(tables["sequencer"], SequencerState),
+        ModelTable(tables["sequencer-buffer"], Buffered),
+    )
 
     async def emit(alert: Envelope[SurveillanceAlert]) -> None:
         key, value, headers = encode(alert)
@@ -257,7 +293,8 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         """One deterministic fold over the sequenced log (events and ticks)."""
         async for event in stream.events():
             msg = event.message
-            state = seq_table.get("state") or SequencerState()
+            state = seq_store.load()
+            before_late = state.late
             headers = dict(_header_items(msg.headers))
             rx = _int_header(headers.get(RX_HEADER))
             try:
@@ -282,7 +319,13 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                 )
                 yield []
                 continue
-            seq_table["state"] = state
+            if state.late > before_late:
+                log.debug(
+                    "late: released %s behind %s",
+                    [(e.event_type, e.occurred_at.isoformat()) for e in ready],
+                    state.released_at,
+                )
+            seq_store.save(state)
             alerts = []
             for env in ready:
                 alerts.extend(engine.process(env))
@@ -311,7 +354,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         """Progress for operators (and for a failing test's log): what moved since last time."""
         moved = {k: v for k, v in counters.items() if k != "ticks"}
         if moved != last_status:
-            state = seq_table.get("state") or SequencerState()
+            state = seq_store.load()
             log.info(
                 "progress %s buffered=%d late=%d released_up_to=%s",
                 " ".join(f"{k}={v}" for k, v in counters.items()),

@@ -27,6 +27,7 @@ from schemas.events import (
     BeneficialOwner,
     CancelIntent,
     DepositReceived,
+    DetectorConfigChanged,
     KycVerified,
     MarketTrade,
     OrderIntent,
@@ -40,10 +41,22 @@ from schemas.events import (
     SurveillanceAlert,
 )
 from schemas.ids import derived_uuid7
+from schemas.topics import Topic
 
 INSTRUMENT = "BTC/USDC"
 PRODUCER = "scenario"
 CENT = Decimal("0.01")
+PATTERNS = ("SPOOFING", "LAYERING", "WASH_TRADING", "ORDER_TO_TRADE", "MARKING_THE_CLOSE")
+OTR_AT, OTR_ORDERS, OTR_RATE = 10, 160, 10
+"""Quote stuffing: 160 orders at 10/s from second 10, each cancelled 50 ms later."""
+OTR_PARAMS = {"window_s": "60", "min_orders": "150", "max_order_to_trade": "1000",
+              "max_cancel_ratio": "0.999"}  # fmt: skip
+"""Market makers here requote twice a second (~120 orders a minute, a few fills): below."""
+MTC_LEAD, MTC_ORDERS = 55, 20
+"""Marking the close: 20 market orders in the last 55 s before the reference time."""
+MTC_PARAMS = {"minutes_before": "1", "lookback_minutes": "60", "min_aggressive_fills": "16",
+              "min_share": "0.6"}  # fmt: skip
+"""The reference time is the scenario's end; background takers make ~5 orders a minute."""
 
 
 @dataclass
@@ -63,8 +76,9 @@ class Scenario:
 
 
 class _Builder:
-    def __init__(self, seed: int, t0: datetime) -> None:
+    def __init__(self, seed: int, t0: datetime, producer: str = PRODUCER) -> None:
         self.seed = seed
+        self.producer = producer
         self.rng = random.Random(seed)
         self.t0 = t0
         self.inputs: list[tuple[float, int, EventPayload, str]] = []
@@ -86,7 +100,7 @@ class _Builder:
         self.add(
             at,
             OrderIntent(
-                producer_id=PRODUCER,
+                producer_id=self.producer,
                 strategy_id=tag,
                 account=account,
                 client_order_id=coid,
@@ -106,7 +120,7 @@ class _Builder:
         self.add(
             at,
             CancelIntent(
-                producer_id=PRODUCER,
+                producer_id=self.producer,
                 strategy_id=tag,
                 account=account,
                 client_order_id=f"x-{coid}"[:64],
@@ -123,16 +137,30 @@ def _q(value: float, step: str = "0.01") -> Decimal:
     return Decimal(str(value)).quantize(Decimal(step))
 
 
-def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scenario:
-    """Deterministic in `seed`: the same seed yields the same inputs, ids and labels."""
+def build_scenario(
+    seed: int,
+    minutes: int,
+    t0: datetime | None = None,
+    *,
+    namespace: str = "",
+    dense: bool = False,
+) -> Scenario:
+    """Deterministic in `seed`: the same seed yields the same inputs, ids and labels.
+
+    `namespace` prefixes owners, accounts and the producer so several scenarios can run
+    one after another on one engine; `dense` packs episodes closer (short test runs).
+    """
     start = t0 or datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
-    b = _Builder(seed, start)
+    ns = namespace
+    b = _Builder(seed, start, producer=f"{ns}{PRODUCER}")
     rng = b.rng
     owners: dict[str, list[str]] = {
-        **{f"mm{i}": [f"MM{i}"] for i in range(3)},
-        **{f"tk{i}": [f"TK{i}"] for i in range(3)},
-        "family": ["FA1", "FA2"],
-        **{f"ab{i}": [f"AB{i}a", f"AB{i}b"] for i in range(3)},
+        **{f"{ns}mm{i}": [f"{ns}MM{i}"] for i in range(3)},
+        **{f"{ns}tk{i}": [f"{ns}TK{i}"] for i in range(3)},
+        f"{ns}family": [f"{ns}FA1", f"{ns}FA2"],
+        **{f"{ns}ab{i}": [f"{ns}AB{i}a", f"{ns}AB{i}b"] for i in range(3)},
+        f"{ns}qs": [f"{ns}QS1"],
+        f"{ns}mc": [f"{ns}MC1"],
     }
     accounts = [a for accs in owners.values() for a in accs]
     for owner, accs in owners.items():
@@ -152,7 +180,7 @@ def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scena
                     "admin",
                 )
     pub = b.key.public_key().public_bytes_raw().hex()
-    b.add(0, ProducerRegistered(producer_id=PRODUCER, public_key=pub, accounts=tuple(accounts),
+    b.add(0, ProducerRegistered(producer_id=b.producer, public_key=pub, accounts=tuple(accounts),
                                 registered_by="admin"), "admin")  # fmt: skip
     limits = RiskLimits(
         max_order_notional=Decimal("10000000"),
@@ -163,12 +191,30 @@ def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scena
     b.add(0, RiskLimitsChanged(scope="*", config_version=1, limits=limits, changed_by="admin"),
           "admin")  # fmt: skip
 
-    mid = Decimal("100.00")
     seconds = minutes * 60
+    close = start + timedelta(seconds=seconds)
+    version = int(start.timestamp())  # a later scenario's settings win
+    b.add(
+        0,
+        DetectorConfigChanged(
+            detector="order_to_trade",
+            config_version=version,
+            params=dict(OTR_PARAMS),
+            changed_by="scenario",
+        ),
+        "admin",
+    )
+    b.add(0, DetectorConfigChanged(
+        detector="marking_close", config_version=version, changed_by="scenario",
+        params={**MTC_PARAMS, "reference_times": close.time().isoformat(timespec="seconds")},
+    ), "admin")  # fmt: skip
+
+    mid = Decimal("100.00")
     mm_orders: dict[str, list[str]] = {
-        acc: [] for o, accs in owners.items() if o.startswith("mm") for acc in accs
+        acc: [] for o, accs in owners.items() if o.startswith(f"{ns}mm") for acc in accs
     }
     episodes: list[Episode] = []
+    abusive: list[Episode] = []
     busy_until = 0.0
     patterns = ["SPOOFING", "LAYERING", "WASH_TRADING"]
     update = 0
@@ -201,14 +247,34 @@ def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scena
                 b.order(t + 0.01, acc, "SELL", qty, mid + spread, "mm"),
             ]
         # takers and the two-account family (independent, different sizes)
-        for acc in ("TK0", "TK1", "TK2", "FA1", "FA2"):
+        for acc in (f"{ns}TK0", f"{ns}TK1", f"{ns}TK2", f"{ns}FA1", f"{ns}FA2"):
             if rng.random() < 0.08:
                 side = rng.choice(["BUY", "SELL"])
                 b.order(s + 0.6, acc, side, _q(rng.uniform(0.1, 1.5), "0.001"), None, "tk")
-        # an abusive episode every ~40 s
-        if s >= 20 and s > busy_until + 10 and s < seconds - 15 and rng.random() < 0.15:
-            pattern = patterns[len(episodes) % 3]
-            owner = f"ab{rng.randrange(3)}"
+        # quote stuffing: one account enters and cancels far more orders than anyone
+        if s == OTR_AT:
+            acc = f"{ns}QS1"
+            for i in range(OTR_ORDERS):
+                at = s + i / OTR_RATE
+                coid = b.order(at, acc, "BUY", Decimal("0.1"), mid - CENT * 50, "qs")
+                b.cancel(at + 0.05, coid)
+            end = s + OTR_ORDERS / OTR_RATE + 1
+            episodes.append(Episode("ORDER_TO_TRADE", f"{ns}qs", [acc], _iso(start, s),
+                                    _iso(start, end)))  # fmt: skip
+        # marking the close: one owner's market orders bunched in the last minute
+        if s == seconds - MTC_LEAD:
+            acc = f"{ns}MC1"
+            for i in range(MTC_ORDERS):
+                side = "BUY"
+                b.order(s + i * (MTC_LEAD - 5) / MTC_ORDERS, acc, side,
+                        _q(rng.uniform(0.1, 0.3), "0.001"), None, "mc")  # fmt: skip
+            episodes.append(Episode("MARKING_THE_CLOSE", f"{ns}mc", [acc],
+                                    _iso(start, seconds - 60), _iso(start, seconds)))  # fmt: skip
+        # an abusive episode every ~40 s (every ~10 s when dense)
+        first, gap, rate = (8, 3, 0.5) if dense else (20, 10, 0.15)
+        if s >= first and s > busy_until + gap and s < seconds - 15 and rng.random() < rate:
+            pattern = patterns[len(abusive) % 3]
+            owner = f"{ns}ab{rng.randrange(3)}"
             a1, a2 = owners[owner]
             if pattern == "SPOOFING":
                 big = b.order(s + 0.2, a1, "BUY", depth * 4 + 1, bid - CENT * 3, "sp")
@@ -230,7 +296,7 @@ def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scena
                 b.order(s + 0.2, a1, "BUY", qty, None, "wt")
                 b.order(s + 0.2 + rng.uniform(0.3, 3), a2, "SELL", qty, None, "wt")
                 end = s + 5
-            episodes.append(Episode(pattern, owner, [a1, a2], _iso(start, s), _iso(start, end)))
+            abusive.append(Episode(pattern, owner, [a1, a2], _iso(start, s), _iso(start, end)))
             busy_until = end
     b.inputs.sort(key=lambda x: (x[0], x[1]))
     inputs = []
@@ -244,7 +310,8 @@ def build_scenario(seed: int, minutes: int, t0: datetime | None = None) -> Scena
             new_event(payload, producer=producer, occurred_at=when,
                       event_id=derived_uuid7(when, "scenario", str(seed), str(i)))
         )  # fmt: skip
-    return Scenario(seed=seed, inputs=inputs, labels=episodes)
+    labels = sorted([*abusive, *episodes], key=lambda e: (e.start, e.pattern))
+    return Scenario(seed=seed, inputs=inputs, labels=labels)
 
 
 def _iso(t0: datetime, s: float) -> str:
@@ -260,7 +327,8 @@ def run_through_engine(scenario: Scenario) -> list[Envelope[Any]]:
     out: list[Envelope[Any]] = []
     for event in scenario.inputs:
         out.append(event)
-        out.extend(process(state, event, ctx))
+        if event.topic != Topic.SURVEILLANCE_CONFIG:  # for surveillance, not the engine
+            out.extend(process(state, event, ctx))
     return out
 
 
@@ -294,7 +362,7 @@ def score(labels: list[Episode], alerts: list[SurveillanceAlert]) -> dict[str, S
         )
 
     out: dict[str, Score] = {}
-    for pattern in ("SPOOFING", "LAYERING", "WASH_TRADING"):
+    for pattern in PATTERNS:
         eps = [ep for ep in labels if ep.pattern == pattern]
         als = [a for a in alerts if a.pattern == pattern]
         out[pattern] = Score(
@@ -312,17 +380,30 @@ def write_labels(path: Path, scenario: Scenario) -> None:
 
 
 def publish_scenario(
-    settings: Any, *, seed: int, minutes: int, labels_path: Path, speed: float = 1.0
+    settings: Any,
+    *,
+    seed: int,
+    minutes: int,
+    labels_path: Path,
+    speed: float = 1.0,
+    namespace: str = "",
+    dense: bool = False,
+    t0: datetime | None = None,
 ) -> int:
-    """Publish the inputs to their topics, paced in (scaled) real time from now."""
+    """Publish the inputs to their topics, paced in (scaled) real time from now.
+
+    Event times run from `t0` (default: now) at scenario pace, so with `speed` > 1 they
+    run ahead of the wall clock; a scenario published after another must start after
+    the other's last event time (`t0`), or its events would be older than those.
+    """
     from confluent_kafka import Producer
 
     from deploy.kafka import producer_config
     from schemas import encode
-    from schemas.topics import Topic
     from schemas.types import utc_now
 
-    scenario = build_scenario(seed, minutes, t0=utc_now())
+    start = max(t0, utc_now()) if t0 is not None else utc_now()
+    scenario = build_scenario(seed, minutes, t0=start, namespace=namespace, dense=dense)
     write_labels(labels_path, scenario)
     producer = Producer(producer_config(settings))
     began = time.monotonic()

@@ -39,6 +39,8 @@ SIZE_HISTORY = 50
 HORIZON = timedelta(minutes=90)
 """Closed orders and fills older than this (event time) are pruned from owner state."""
 ALERTED_KEEP = 2000
+QUOTE_HISTORY = 20
+"""Older quotes kept per instrument, for orders folded in after a newer quote."""
 
 
 class _Model(BaseModel):
@@ -76,14 +78,33 @@ class FillRec(_Model):
     price: Decimal
     taker: bool
     at: datetime
+    """When surveillance saw the fill happen: the event's time, on the same clock as the
+    order's submission and cancel. The venue's `traded_at` may come from another clock
+    (the paper venue stamps the quote the fill priced off), so windows never use it."""
+    traded_at: datetime | None = None
 
 
-class QuoteRec(_Model):
+class QuotePoint(_Model):
     bid_price: Decimal
     bid_quantity: Decimal
     ask_price: Decimal
     ask_quantity: Decimal
     at: datetime
+
+
+class QuoteRec(QuotePoint):
+    """The newest quote, and the recent ones: an order is judged against the quote in
+    force when it was submitted, even if a newer quote was folded in first."""
+
+    history: list[QuotePoint] = []
+
+    def at_time(self, when: datetime) -> QuotePoint | None:
+        """The latest quote at or before `when`; None if all known quotes are later."""
+        best: QuotePoint | None = None
+        for q in [*self.history, self]:
+            if q.at <= when and (best is None or q.at >= best.at):
+                best = q
+        return best
 
 
 class OwnerBook(_Model):
@@ -217,12 +238,20 @@ class Surveillance:
                 st.configs[p.detector] = {**p.params, "__version__": str(p.config_version)}
             return []
         if isinstance(p, QuoteUpdated):
-            st.quotes[p.instrument] = QuoteRec(
+            point = QuotePoint(
                 bid_price=p.bid_price,
                 bid_quantity=p.bid_quantity,
                 ask_price=p.ask_price,
                 ask_quantity=p.ask_quantity,
                 at=event.occurred_at,
+            )
+            prev = st.quotes.get(p.instrument)
+            points = [] if prev is None else [*prev.history, QuotePoint(**prev.model_dump(
+                exclude={"history"}))]  # fmt: skip
+            points = sorted([*points, point], key=lambda q: q.at)
+            newest = points[-1]
+            st.quotes[p.instrument] = QuoteRec(
+                **newest.model_dump(), history=points[:-1][-QUOTE_HISTORY:]
             )
             return []
         account = getattr(p, "account", None)
@@ -261,7 +290,8 @@ class Surveillance:
         if isinstance(p, OrderSubmitted):
             if p.order_id in book.orders or p.parent_order_id is not None:
                 return False
-            q = self.store.quotes.get(p.instrument)
+            quote = self.store.quotes.get(p.instrument)
+            q = quote.at_time(at) if quote is not None else None
             visible = None
             if q is not None:
                 visible = q.bid_quantity if p.side == "BUY" else q.ask_quantity
@@ -307,7 +337,8 @@ class Surveillance:
                     quantity=p.quantity,
                     price=p.price,
                     taker=p.liquidity == "TAKER",
-                    at=p.traded_at,
+                    at=at,
+                    traded_at=p.traded_at,
                 )
             )
             book.counters.setdefault(f"{p.account}|{p.instrument}", []).append((at, "FILL"))

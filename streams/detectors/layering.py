@@ -11,7 +11,7 @@ from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills
 
 class LayeringDetector:
     NAME: ClassVar[str] = "layering"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     PATTERN: ClassVar[str] = "LAYERING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "min_levels": "3",

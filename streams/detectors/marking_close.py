@@ -22,7 +22,7 @@ def next_reference(now: datetime, times: list[time]) -> datetime:
 
 class MarkingCloseDetector:
     NAME: ClassVar[str] = "marking_close"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     PATTERN: ClassVar[str] = "MARKING_THE_CLOSE"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "reference_times": "16:00",
@@ -38,9 +38,9 @@ class MarkingCloseDetector:
             return []
         prm = ctx.params
         times = [time.fromisoformat(t.strip()) for t in prm["reference_times"].split(",") if t]
-        ref = next_reference(p.traded_at, times)
+        ref = next_reference(ctx.now, times)
         close_start = ref - timedelta(minutes=int(prm["minutes_before"]))
-        if p.traded_at < close_start:
+        if ctx.now < close_start:
             return []
         key = f"{self.NAME}|{p.account}|{p.instrument}"
         last = ctx.book.last_alert.get(key)
@@ -67,7 +67,7 @@ class MarkingCloseDetector:
                 instrument=p.instrument,
                 score=share.quantize(Decimal("0.0001")),
                 window_start=close_start,
-                window_end=p.traded_at,
+                window_end=ctx.now,
                 triggering_event_ids=tuple(f.event_id for f in near),
                 related_accounts=tuple(sorted({f.account for f in near} - {p.account})),
                 evidence={

@@ -11,7 +11,7 @@ from streams.surveillance_state import AlertDraft, Context, dec, fills_of, secon
 
 class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     PATTERN: ClassVar[str] = "SPOOFING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "cancel_within_s": "5",

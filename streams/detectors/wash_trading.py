@@ -11,7 +11,7 @@ from streams.surveillance_state import AlertDraft, Context, dec, seconds, ts
 
 class WashTradingDetector:
     NAME: ClassVar[str] = "wash_trading"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     PATTERN: ClassVar[str] = "WASH_TRADING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "window_s": "5",
@@ -40,14 +40,14 @@ class WashTradingDetector:
                 or f.instrument != p.instrument
                 or f.side == str(p.side)
                 or (f.account == p.account and not allow_same)
-                or abs(p.traded_at - f.at) > window
+                or abs(ctx.now - f.at) > window
             ):
                 continue
             size_diff = abs(f.quantity - p.quantity) / max(f.quantity, p.quantity)
             price_bps = abs(f.price - p.price) / p.price * Decimal(10000)
             if size_diff > size_tol or price_bps > px_tol:
                 continue
-            gap = abs(p.traded_at - f.at)
+            gap = abs(ctx.now - f.at)
             evidence = {
                 "legs": [
                     {
@@ -68,7 +68,7 @@ class WashTradingDetector:
                             str(p.side),
                             p.quantity,
                             p.price,
-                            p.traded_at,
+                            ctx.now,
                         ),
                     )
                 ],
@@ -90,8 +90,8 @@ class WashTradingDetector:
                     account=p.account,
                     instrument=p.instrument,
                     score=(Decimal(1) - size_diff).quantize(Decimal("0.0001")),
-                    window_start=min(f.at, p.traded_at),
-                    window_end=max(f.at, p.traded_at),
+                    window_start=min(f.at, ctx.now),
+                    window_end=max(f.at, ctx.now),
                     triggering_event_ids=(f.event_id, ctx.event.event_id),
                     related_accounts=tuple(sorted({f.account} - {p.account})),
                     evidence=evidence,

@@ -94,3 +94,32 @@ def consume(
     finally:
         c.close()
     return out
+
+
+def wait_for_log(path: Path, text: str, *, timeout: float) -> None:
+    """Until `text` shows up in a child's log; fails with the log's tail otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    tail = path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
+    raise AssertionError(f"{text!r} not in {path.name} after {timeout}s:\n{tail}")
+
+
+def wait_until_caught_up(path: Path, *, timeout: float, quiet: float = 6.0) -> str:
+    """Until the streams worker's progress shows every input folded and nothing buffered,
+    with no new input for `quiet` seconds; returns that progress line."""
+    deadline = time.monotonic() + timeout
+    last, since = "", time.monotonic()
+    while time.monotonic() < deadline:
+        lines = [x for x in path.read_text(errors="replace").splitlines() if "progress" in x]
+        line = lines[-1].split("progress", 1)[1] if lines else ""
+        if line != last:
+            last, since = line, time.monotonic()
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        done = fields.get("intake") == fields.get("pushed") == fields.get("released")
+        if line and done and fields.get("buffered") == "0" and time.monotonic() - since > quiet:
+            return line
+        time.sleep(0.5)
+    return last

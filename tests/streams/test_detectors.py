@@ -39,6 +39,23 @@ def spoof(t: Tape, cancel_at: float = 4.0, filler: str = "A2", spoof_qty: str = 
 # --- spoofing ---------------------------------------------------------------------------
 
 
+def test_spoofing_judges_the_order_against_the_quote_in_force_at_submission() -> None:
+    """A newer, deeper quote folded in before the order (it came in ahead of the engine's
+    event) must not hide the order's size relative to the book it was placed into."""
+    t = Tape()
+    base(t)
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(2.5, "sell")
+    t.cancel(4.0, "big")
+    deep = Tape(seed="deep")
+    deep.quote(1.5, "100.00", "100.10", "50", "50")
+    events = [*t.events[:4], deep.events[0], *t.events[4:]]
+    alerts = [a.payload for a in Surveillance(all_detectors()).process_batch(events)]
+    assert [a.pattern for a in alerts] == ["SPOOFING"]
+    assert alerts[0].evidence["visible_qty_at_submit"] == "2"
+
+
 def test_spoofing_positive_with_evidence() -> None:
     t = Tape()
     spoof(t)
@@ -50,7 +67,7 @@ def test_spoofing_positive_with_evidence() -> None:
     assert a.evidence["size_vs_book"] == "5.0000"
     assert a.evidence["opposite_fills"][0]["account"] == "A2"
     assert a.related_accounts == ("A2",)
-    assert a.detector_version == 1
+    assert a.detector_version == 2
     assert len(a.triggering_event_ids) == 3
 
 

@@ -1,9 +1,14 @@
-"""Generator → real engine → faust → alerts projection, precision/recall per pattern."""
+"""Generator → real engine → faust → alerts projection: precision and recall per pattern.
+
+Three seeds of dense two-minute scenarios run one after another through one engine and
+one faust worker (each seed in its own account namespace), replayed at 6x.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -12,26 +17,42 @@ import pytest
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.projector import Projector
+from schemas import encode
 from schemas.events import SurveillanceAlert
 from schemas.topics import Topic
-from streams.scenario import Episode, publish_scenario, score
-from tests.streams.helpers import consume, spawn, stop
+from schemas.types import utc_now
+from streams.scenario import PATTERNS, Episode, publish_scenario, score
+from tests.streams.helpers import consume, spawn, stop, wait_for_log, wait_until_caught_up
 
-# faust (aiokafka) start-up on a busy shared broker is the one timing-sensitive part: one rerun.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.flaky(reruns=1)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SEEDS = (1, 2, 3)
+MINUTES = 2
 
 
-def test_scenario_through_engine_faust_and_projection(env: Settings, tmp_path: Path) -> None:
-    engine = spawn(env, tmp_path / "engine", "run", "engine")
-    streams = spawn(env, tmp_path / "streams", "run", "streams")
-    labels_path = tmp_path / "labels.json"
+def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: Path) -> None:
+    engine = spawn(env, tmp_path / "engine", "run", "engine", log_level="INFO")
+    streams = spawn(env, tmp_path / "streams", "run", "streams", log_level="INFO")
+    engine_log = tmp_path / "engine" / "run-engine.log"
+    streams_log = tmp_path / "streams" / "run-streams.log"
+    labels: list[Episode] = []
     try:
-        time.sleep(15)  # the engine and faust join their groups before the flow starts
-        publish_scenario(env, seed=11, minutes=2, labels_path=labels_path, speed=4)
-        labels = [Episode(**e) for e in json.loads(labels_path.read_text())]
-        wanted = {"SPOOFING", "LAYERING", "WASH_TRADING"}
-        n_expected = sum(1 for e in labels if e.pattern in wanted)
-        consume(env, Topic.SURVEILLANCE_ALERTS, want=n_expected + 50, timeout=15)
+        # both have joined their groups before the flow starts
+        wait_for_log(engine_log, "rebuilt partitions", timeout=90)
+        wait_for_log(streams_log, "[^Worker]: Ready", timeout=90)
+        t0 = utc_now()
+        for seed in SEEDS:
+            path = tmp_path / f"labels-{seed}.json"
+            publish_scenario(env, seed=seed, minutes=MINUTES, labels_path=path, speed=6,
+                             namespace=f"s{seed}.", dense=True, t0=t0)  # fmt: skip
+            labels += [Episode(**e) for e in json.loads(path.read_text())]
+            # the next scenario's events come after this one's (which ran ahead at 6x)
+            t0 = max(datetime.fromisoformat(e.end) for e in labels) + timedelta(seconds=2)
+        wait_until_caught_up(streams_log, timeout=90)
+        dump = []
+        for t in (Topic.ACCOUNTS, Topic.MARKETDATA, Topic.ORDERS):
+            dump += [encode(e)[1].decode() for e in consume(env, t, want=10**6, timeout=4)]
+        (tmp_path / "dump.jsonl").write_text("\n".join(dump))
         decisions = consume(env, Topic.DECISIONS, want=10**6, timeout=3)
     finally:
         stop(streams)
@@ -50,24 +71,24 @@ def test_scenario_through_engine_faust_and_projection(env: Settings, tmp_path: P
         )
         for r in rows
     ]  # fmt: skip
-    scores = score(labels, alerts)
-    from collections import Counter
-
     outcomes = Counter(
-        (
-            d.event_type,
-            str(getattr(d.payload, "outcome", "")),
-            str(getattr(d.payload, "reason_codes", getattr(d.payload, "reason", ""))),
-        )
+        (d.event_type, str(getattr(d.payload, "outcome", "")),
+         str(getattr(d.payload, "reason_codes", getattr(d.payload, "reason", ""))))
         for d in decisions
-    )
-    log = f"decisions {outcomes.most_common(8)}; labels {labels}; alerts {[(a.pattern, a.beneficial_owner, a.window_end) for a in alerts]}"
-    for pattern, s in scores.items():
-        print(f"e2e seed=11 {pattern}: recall={s.recall:.2f} precision={s.precision:.2f} {s}")
-        assert s.episodes >= 1
-        # Precision holds over the broker. Recall is asserted at the 0.95 target on the
-        # engine's pure processor over three seeds (test_scenario.py); over the broker a
-        # spoofing episode is sometimes missed (2 of 5 runs at 4x replay speed, under
-        # investigation), so here only "most episodes are found" is a hard gate.
-        assert s.recall >= 0.5, (s, log)
-        assert s.precision >= 0.9, (s, log)
+    )  # fmt: skip
+    text = streams_log.read_text(errors="replace")
+    tail = text[-2500:]
+    progress = [line for line in text.splitlines() if "progress" in line]
+    found = sorted((a.pattern, a.beneficial_owner, str(a.window_end)) for a in alerts)
+    evidence = f"decisions {outcomes.most_common(6)}\nalerts {found}\nfaust log tail:\n{tail}"
+    scores = score(labels, alerts)
+    print(progress[-1] if progress else "no progress line")
+    for pattern in PATTERNS:
+        s = scores[pattern]
+        print(f"e2e seeds={SEEDS} {pattern}: recall={s.recall:.2f} precision={s.precision:.2f} {s}")
+    for pattern in PATTERNS:
+        s = scores[pattern]
+        assert s.episodes >= len(SEEDS), (s, evidence)
+        assert s.recall >= 0.95, (s, evidence)
+        assert s.precision >= 0.9, (s, evidence)
+    assert not any(a.beneficial_owner and ".mm" in a.beneficial_owner for a in alerts), evidence
