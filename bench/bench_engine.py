@@ -133,6 +133,12 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (contention-independent effort)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ts(at: float) -> bytes:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)).encode() + (
         f".{int((at % 1) * 1e6):06d}Z".encode()
@@ -333,6 +339,7 @@ def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
     p.init_transactions(30)
     done = 0
     first = last = 0.0
+    cpu0 = 0.0
     idle_since = time.monotonic()
     while True:
         msgs = c.consume(batch, 0)
@@ -346,7 +353,8 @@ def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
             if not done and time.monotonic() - idle_since > 120:
                 break
             continue
-        first = first or time.time()
+        if not first:
+            first, cpu0 = time.time(), time.process_time()
         p.begin_transaction()
         for m in msgs:
             while True:
@@ -363,11 +371,12 @@ def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
         p.commit_transaction(30)
         last = time.time()
         idle_since = time.monotonic()
+    cpu = time.process_time() - cpu0
     c.close()
-    q.put((done, first, last))
+    q.put((done, first, last, cpu))
 
 
-def passthrough(s: Settings, n: int, workers: int = 1, batch: int = 2000) -> float:
+def passthrough(s: Settings, n: int, workers: int = 1, batch: int = 2000) -> tuple[float, float]:
     """The transport limit, with as many processes as engine workers."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
@@ -385,7 +394,8 @@ def passthrough(s: Settings, n: int, workers: int = 1, batch: int = 2000) -> flo
     t1 = max(r[2] for r in results if r[0])
     if total < n:
         print(f"pass-through saw {total} of {n} records", file=sys.stderr)
-    return float(total / max(1e-9, t1 - t0))
+    cpu_us = sum(r[3] for r in results) / max(1, total) * 1e6
+    return float(total / max(1e-9, t1 - t0)), cpu_us
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -489,8 +499,9 @@ def main() -> int:
         while clock.count < args.intents and time.monotonic() < deadline:
             time.sleep(1)
         engine_rate = clock.count / max(1e-9, clock.last - clock.first)
+        engine_cpu_us = sum(_cpu_s(w.pid) for w in workers) / max(1, clock.count) * 1e6
         print(f"(a) engine: {clock.count} decisions at {engine_rate:.0f}/s", file=sys.stderr)
-        pt_rate = passthrough(s, args.intents, args.workers)
+        pt_rate, pt_cpu_us = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
         results = {}
         for rate in (1000, 5000):
@@ -530,6 +541,12 @@ def main() -> int:
     print(
         f"(b) transactional pass-through: {pt_rate:.0f} records/s; ratio "
         f"{engine_rate / pt_rate:.2f}"
+    )
+    print(
+        f"CPU per record (user+sys, independent of contention): engine {engine_cpu_us:.0f} us "
+        f"(incl. start-up and rebuild), pass-through {pt_cpu_us:.0f} us; "
+        f"= {1e6 / engine_cpu_us:.0f} vs {1e6 / pt_cpu_us:.0f} per CPU-second, "
+        f"ratio {pt_cpu_us / engine_cpu_us:.2f}"
     )
     for rate, (got, sent, p50, p99, p999) in results.items():
         print(

@@ -561,4 +561,14 @@ def main(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    profile_to = os.environ.get("TRADETAPE_ENGINE_PROFILE")
+    if profile_to:
+        # Diagnostics: cProfile the whole run, stats written at a clean stop.
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            return int(profiler.runcall(worker.run))
+        finally:
+            profiler.dump_stats(f"{profile_to}.{worker.wid}")
     return worker.run()
