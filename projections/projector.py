@@ -29,7 +29,7 @@ from projections.store import (
     OFFSETS_TABLE,
     BatchResult,
     RawRecord,
-    apply_prepared,
+    apply_members,
     load_offsets_many,
     lock_projections,
     predecode,
@@ -330,8 +330,11 @@ class Projector:
                                 f"{stored[i].get(key, 0)}, expected {self.expected[i].get(key, 0)}"
                             )
                 moved: dict[tuple[str, str], dict[str, dict[TP, int]]] = {}
+                results = apply_members(
+                    self.conn,
+                    [(t.projection, t.schema, shares[i]) for i, t in enumerate(self.targets)],
+                )
                 for i, t in enumerate(self.targets):
-                    results.append(apply_prepared(self.conn, t.projection, t.schema, shares[i]))
                     moved.setdefault(t.offsets_table, {})[t.projection.name] = {
                         k: v for k, v in nxt[i].items() if v != self.expected[i].get(k)
                     }

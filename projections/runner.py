@@ -57,7 +57,11 @@ def run_group(
     while not stop.is_set():
         try:
             targets = [Target.live(p) for p in projections]
-            with Projector(settings, targets, batch_size=batch_size, eager=True) as proj:
+            # Eager and not read-ahead: a batch is whatever arrived while the previous
+            # one was written, so batches grow with the load and nothing waits.
+            with Projector(
+                settings, targets, batch_size=batch_size, eager=True, pipelined=False
+            ) as proj:
                 backoff = 0.5
                 while not stop.is_set():
                     proj.step(POLL_SECONDS)

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from projections.framework import (
     Key,
+    Loader,
     Located,
     Projection,
     Quarantined,
@@ -305,10 +306,8 @@ def _json_list(values: Sequence[str]) -> str:
     return orjson.dumps(values).decode()
 
 
-def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key, Row]:
-    """Current rows for `keys`, in one query (text keys as JSON arrays, zipped)."""
-    if not keys:
-        return {}
+def _load_query(schema: str, table: Table, keys: set[Key]) -> tuple[sql.Composed, list[str]]:
+    """The query for the current rows of `keys` (text keys as JSON arrays, zipped)."""
     ordered = sorted(keys)
     arrays = [_json_list([k[i] for k in ordered]) for i in range(len(table.pk))]
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in table.columns)
@@ -324,8 +323,15 @@ def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key
         sql.SQL(", ").join(names),
         on,
     )
+    return q, arrays
+
+
+def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key, Row]:
+    """Current rows for `keys`, in one query."""
+    if not keys:
+        return {}
     out: dict[Key, Row] = {}
-    for row in conn.execute(q, arrays):
+    for row in conn.execute(*_load_query(schema, table, keys)):
         out[table.key_of(row)] = tuple(row)
     return out
 
@@ -349,74 +355,191 @@ def write_quarantine(conn: Conn, projection: str, bad: Sequence[Quarantined]) ->
 _SEEN = Table("_seen", ("event_id",), ("event_id",))
 
 
-def apply_prepared(conn: Conn, projection: Projection, schema: str, share: Prepared) -> BatchResult:
-    """Fold one projection's share of a batch into `schema`, in the caller's transaction."""
-    result = BatchResult(consumed=share.consumed, ignored=share.ignored)
-    bad = list(share.bad)
-    # De-duplicate on event id: within the batch (first occurrence wins) and against
-    # every event this schema has already folded.
-    first: dict[str, Located] = {}
-    for item in share.items:
-        first.setdefault(item.data["event_id"], item)
-    seen: set[str] = set()
-    if first:
-        seen = {
-            r[0]
-            for r in conn.execute(
-                sql.SQL(
-                    "SELECT s.event_id::text FROM {} s "
-                    "JOIN jsonb_array_elements_text(%s::jsonb) AS k(id) ON s.event_id = k.id::uuid"
-                ).format(_ident(schema, projection.seen_table)),
-                (_json_list(list(first)),),
-            )
-        }
-    fresh = (
-        [item for eid, item in first.items() if eid not in seen] if seen else list(first.values())
-    )
-    result.duplicates = len(share.items) - len(fresh)
+PIPELINE_ROWS = 2000
+"""Below this many rows a table's rows travel as one JSON parameter inside a pipeline
+(all of a batch's small writes in one network round trip); above it, COPY."""
 
-    def loader(table: Table, key: Key) -> Row | None:
+_JSONB: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def _jsonb_columns(conn: Conn, schema: str, table: str) -> frozenset[str]:
+    """The table's jsonb columns (their values are JSON text, embedded as JSON)."""
+    key = (schema, table)
+    if key not in _JSONB:
+        rows = conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped AND atttypid = 'jsonb'::regtype",
+            (f'"{schema}"."{table}"',),
+        ).fetchall()
+        _JSONB[key] = frozenset(str(r[0]) for r in rows)
+    return _JSONB[key]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # UUID
+
+
+def _rows_json(table: Table, rows: Sequence[Row], jsonb: frozenset[str]) -> str:
+    cols = table.columns
+    jidx = [i for i, c in enumerate(cols) if c in jsonb]
+    objs = []
+    for row in rows:
+        values = list(row)
+        for i in jidx:
+            v = values[i]
+            if isinstance(v, str):
+                values[i] = orjson.Fragment(v)
+        objs.append(dict(zip(cols, values, strict=True)))
+    return orjson.dumps(objs, default=_json_default).decode()
+
+
+def _json_insert(schema: str, table: Table) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+    pk = sql.SQL(", ").join(sql.Identifier(c) for c in table.pk)
+    action: sql.Composable
+    if table.mode is WriteMode.UPSERT:
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in table.columns
+                if c not in table.pk
+            )
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    return sql.SQL(
+        "INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
+        "ON CONFLICT ({pk}) {a}"
+    ).format(t=_ident(schema, table.name), c=cols, pk=pk, a=action)
+
+
+@dataclass
+class _Member:
+    projection: Projection
+    schema: str
+    share: Prepared
+    result: BatchResult = field(default_factory=BatchResult)
+    bad: list[Quarantined] = field(default_factory=list)
+    first: dict[str, Located] = field(default_factory=dict)
+    fresh: list[Located] = field(default_factory=list)
+    state: State = field(default_factory=State)
+    writes: list[tuple[Table, list[Row]]] = field(default_factory=list)
+
+
+def apply_members(
+    conn: Conn, members: Sequence[tuple[Projection, str, Prepared]]
+) -> list[BatchResult]:
+    """Fold several projections' shares of one batch, in the caller's transaction.
+
+    Phases, each one round trip for all members (psycopg pipeline mode): which events
+    each schema has already folded; the current rows of the keys the batch touches;
+    then, after the pure folds, every small write (large ones are COPYed)."""
+    ms = [_Member(p, schema, share) for p, schema, share in members]
+    for m in ms:
+        m.result = BatchResult(consumed=m.share.consumed, ignored=m.share.ignored)
+        m.bad = list(m.share.bad)
+        # De-duplicate on event id: within the batch (first occurrence wins) and
+        # against every event this schema has already folded.
+        for item in m.share.items:
+            m.first.setdefault(item.data["event_id"], item)
+    cursors: list[Any] = []
+    with conn.pipeline():
+        for m in ms:
+            cursors.append(
+                conn.execute(
+                    sql.SQL(
+                        "SELECT s.event_id::text FROM {} s JOIN jsonb_array_elements_text(%s::jsonb)"
+                        " AS k(id) ON s.event_id = k.id::uuid"
+                    ).format(_ident(m.schema, m.projection.seen_table)),
+                    (_json_list(list(m.first)),),
+                )
+                if m.first
+                else None
+            )
+    loads: list[tuple[_Member, Table, set[Key], Any]] = []
+    for m, cur in zip(ms, cursors, strict=True):
+        seen = {r[0] for r in cur.fetchall()} if cur is not None else set()
+        m.fresh = (
+            [i for e, i in m.first.items() if e not in seen] if seen else list(m.first.values())
+        )
+        m.result.duplicates = len(m.share.items) - len(m.fresh)
+        m.state = State(loader=_loader(conn, m.schema))
+        for tname, keys in m.projection.state_keys(m.fresh).items():
+            m.state.rows[tname] = {}
+            if keys:
+                loads.append((m, m.projection.table(tname), keys, None))
+    if loads:
+        with conn.pipeline():
+            loads = [
+                (m, t, keys, conn.execute(*_load_query(m.schema, t, keys)))
+                for m, t, keys, _c in loads
+            ]
+        for m, t, keys, cur in loads:
+            found = {t.key_of(row): tuple(row) for row in cur.fetchall()}
+            m.state.rows[t.name] = {k: found.get(k) for k in keys}
+    for m in ms:
+        folded_bad = m.projection.fold(m.state, m.fresh)
+        if folded_bad:
+            raw = {(i.topic, i.partition, i.offset): i.raw for i in m.fresh}
+            for q in folded_bad:
+                q.raw_value = raw.get((q.topic, q.partition, q.offset))
+            m.bad.extend(folded_bad)
+        failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
+        m.result.applied = len(m.fresh) - len(failed)
+        failed_ids = {
+            str(i.data["event_id"]) for i in m.fresh if (i.topic, i.partition, i.offset) in failed
+        }
+        if m.projection.seen_table == _SEEN.name:
+            m.writes.append(
+                (
+                    _SEEN,
+                    [
+                        (i.data["event_id"],)
+                        for i in m.fresh
+                        if (i.topic, i.partition, i.offset) not in failed
+                    ],
+                )
+            )
+        for table in m.projection.tables:
+            source = m.state.dirty if table.mode is WriteMode.UPSERT else m.state.inserts
+            rows = list(source.get(table.name, {}).values())
+            if failed_ids and "event_id" in table.pk:
+                # History rows a failed handler wrote before it raised are not kept.
+                at = table.columns.index("event_id")
+                rows = [r for r in rows if str(r[at]) not in failed_ids]
+            m.writes.append((table, rows))
+            m.result.rows[table.name] = len(rows)
+        m.result.quarantined = len(m.bad)
+    small: list[tuple[_Member, Table, list[Row], frozenset[str]]] = []
+    for m in ms:
+        for table, rows in m.writes:
+            if len(rows) >= PIPELINE_ROWS:
+                copy_rows(conn, m.schema, table, rows, fresh=True)
+            elif rows:
+                small.append((m, table, rows, _jsonb_columns(conn, m.schema, table.name)))
+    if small or any(m.bad for m in ms):
+        with conn.pipeline():
+            for m, table, rows, jsonb in small:
+                conn.execute(_json_insert(m.schema, table), (_rows_json(table, rows, jsonb),))
+            for m in ms:
+                write_quarantine(conn, m.projection.name, m.bad)
+    return [m.result for m in ms]
+
+
+def _loader(conn: Conn, schema: str) -> Loader:
+    def load(table: Table, key: Key) -> Row | None:
         return load_rows(conn, schema, table, {key}).get(key)
 
-    state = State(loader=loader)
-    for tname, keys in projection.state_keys(fresh).items():
-        table = projection.table(tname)
-        loaded = load_rows(conn, schema, table, keys)
-        state.rows[tname] = {k: loaded.get(k) for k in keys}
-    folded_bad = projection.fold(state, fresh)
-    if folded_bad:
-        raw = {(i.topic, i.partition, i.offset): i.raw for i in fresh}
-        for q in folded_bad:
-            q.raw_value = raw.get((q.topic, q.partition, q.offset))
-        bad.extend(folded_bad)
-    failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
-    result.applied = len(fresh) - len(failed)
-    if projection.seen_table == _SEEN.name:
-        copy_rows(
-            conn,
-            schema,
-            _SEEN,
-            [
-                (i.data["event_id"],)
-                for i in fresh
-                if (i.topic, i.partition, i.offset) not in failed
-            ],
-            fresh=True,
-        )
-    failed_ids = {
-        str(i.data["event_id"]) for i in fresh if (i.topic, i.partition, i.offset) in failed
-    }
-    for table in projection.tables:
-        source = state.dirty if table.mode is WriteMode.UPSERT else state.inserts
-        rows = list(source.get(table.name, {}).values())
-        if failed_ids and "event_id" in table.pk:
-            # History rows a failed handler wrote before it raised are not kept.
-            at = table.columns.index("event_id")
-            rows = [r for r in rows if str(r[at]) not in failed_ids]
-        result.rows[table.name] = copy_rows(conn, schema, table, rows, fresh=True)
-    write_quarantine(conn, projection.name, bad)
-    result.quarantined = len(bad)
-    return result
+    return load
+
+
+def apply_prepared(conn: Conn, projection: Projection, schema: str, share: Prepared) -> BatchResult:
+    """Fold one projection's share of a batch into `schema`, in the caller's transaction."""
+    return apply_members(conn, [(projection, schema, share)])[0]
 
 
 def apply_records(
