@@ -46,6 +46,8 @@ DWELL = timedelta(milliseconds=250)
 TICK_SECONDS = 0.05
 """The intake's clock goes on the log this often, so a quiet input is released on time."""
 TICK_HEADER = "tt-tick"
+FLUSH_SECONDS = 0.2
+"""Owner books and quotes reach their changelog this often (write-behind), and with alerts."""
 RX_HEADER = "tt-rx"
 SOURCE_HEADER = "tt-src"
 STATUS_SECONDS = 5.0
@@ -54,26 +56,53 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ModelTable(MutableMapping[str, M], Generic[M]):
-    """A faust table seen as a mapping of pydantic models (stored as JSON in the changelog)."""
+    """A faust table seen as a mapping of pydantic models (stored as JSON in the changelog).
 
-    def __init__(self, table: Any, model: type[M]) -> None:
+    With `write_behind`, the models live in memory and reach the table (and changelog)
+    only on `flush()`: an owner's book is rewritten by every event of theirs, and dumping
+    it to JSON each time cost ~5 ms per event (see docs/surveillance.md, state).
+    """
+
+    def __init__(self, table: Any, model: type[M], *, write_behind: bool = False) -> None:
         self.table = table
         self.model = model
+        self.write_behind = write_behind
+        self.live: dict[str, M] = {}
+        self.dirty: set[str] = set()
 
     def __getitem__(self, key: str) -> M:
-        return self.model.model_validate(self.table[key])
+        if key in self.live:
+            return self.live[key]
+        value = self.model.model_validate(self.table[key])
+        if self.write_behind:
+            self.live[key] = value
+        return value
 
     def __setitem__(self, key: str, value: M) -> None:
-        self.table[key] = value.model_dump(mode="json")
+        if self.write_behind:
+            self.live[key] = value
+            self.dirty.add(key)
+        else:
+            self.table[key] = value.model_dump(mode="json")
 
     def __delitem__(self, key: str) -> None:
+        self.live.pop(key, None)
+        self.dirty.discard(key)
         del self.table[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self.table.keys()))
+        return iter(sorted(set(self.table.keys()) | set(self.live)))
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(set(self.table.keys()) | set(self.live))
+
+    def flush(self) -> int:
+        """Write the models changed since the last flush; returns how many."""
+        for key in sorted(self.dirty):
+            self.table[key] = self.live[key].model_dump(mode="json")
+        n = len(self.dirty)
+        self.dirty.clear()
+        return n
 
 
 class SequencerStore:
@@ -233,11 +262,23 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         n: app.Table(n, partitions=1, key_type=str)
         for n in ("owners", "quotes", "configs", "books", "sequencer", "sequencer-buffer")
     }
+    books = ModelTable(tables["books"], OwnerBook, write_behind=True)
+    quotes = ModelTable(tables["quotes"], QuoteRec, write_behind=True)
+    last_flush = [time.monotonic()]
+
+    def flush_books(force: bool = False) -> None:
+        """Books and quotes reach their changelog at most FLUSH_SECONDS after they changed."""
+        dirty = books.dirty or quotes.dirty
+        if dirty and (force or time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
+            books.flush()
+            quotes.flush()
+            last_flush[0] = time.monotonic()
+
     store = TableStore(
         owners=tables["owners"],
-        quotes=ModelTable(tables["quotes"], QuoteRec),
+        quotes=quotes,
         configs=tables["configs"],
-        books=ModelTable(tables["books"], OwnerBook),
+        books=books,
     )
     engine = Surveillance(all_detectors(), store)
     sequencer = Sequencer(DWELL)
@@ -301,6 +342,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                 if TICK_HEADER in headers:
                     counters["ticks"] += 1
                     state, ready = sequencer.tick(state, rx)
+                    flush_books()
                     if not ready:
                         yield []  # only the clock moved: nothing worth a changelog record
                         continue
@@ -341,6 +383,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     alert.payload.account,
                 )
                 await holder.emit(alert)
+            flush_books(force=bool(alerts))
             yield [str(a.payload.alert_id) for a in alerts]
 
     async def tick() -> None:

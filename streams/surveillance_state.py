@@ -39,8 +39,10 @@ SIZE_HISTORY = 50
 HORIZON = timedelta(minutes=90)
 """Closed orders and fills older than this (event time) are pruned from owner state."""
 ALERTED_KEEP = 2000
-QUOTE_HISTORY = 20
-"""Older quotes kept per instrument, for orders folded in after a newer quote."""
+QUOTE_HISTORY = timedelta(seconds=60)
+QUOTE_HISTORY_MAX = 600
+"""Older quotes kept per instrument (span and count), for orders folded in after newer
+quotes: engine events can reach surveillance seconds behind the market data."""
 
 
 class _Model(BaseModel):
@@ -250,8 +252,9 @@ class Surveillance:
                 exclude={"history"}))]  # fmt: skip
             points = sorted([*points, point], key=lambda q: q.at)
             newest = points[-1]
+            keep = [q for q in points[:-1] if q.at >= newest.at - QUOTE_HISTORY]
             st.quotes[p.instrument] = QuoteRec(
-                **newest.model_dump(), history=points[:-1][-QUOTE_HISTORY:]
+                **newest.model_dump(), history=keep[-QUOTE_HISTORY_MAX:]
             )
             return []
         account = getattr(p, "account", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from schemas.events import OrderCanceled
+from schemas.events import Fill, OrderCanceled
 from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills_of, seconds, ts
 
 
@@ -21,11 +21,31 @@ class LayeringDetector:
     }
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
+        """Triggered by the cancel that completes the ladder, or by an opposite fill folded
+        in after the cancels although it happened before them (see spoofing)."""
         p = ctx.event.payload
-        if not isinstance(p, OrderCanceled):
-            return []
-        trigger = ctx.book.orders.get(p.order_id)
-        if trigger is None or trigger.ended_at is None or trigger.price is None:
+        if isinstance(p, OrderCanceled):
+            trigger = ctx.book.orders.get(p.order_id)
+            return [] if trigger is None else self._evaluate(ctx, trigger)
+        if isinstance(p, Fill):
+            window = seconds(ctx.params["window_s"])
+            candidates = [
+                o
+                for o in ctx.book.orders.values()
+                if o.status == "CANCELED"
+                and o.side != str(p.side)
+                and o.instrument == p.instrument
+                and o.ended_at is not None
+                and o.submitted_at - window <= ctx.now <= o.ended_at
+            ]
+            for trigger in sorted(candidates, key=lambda o: (o.ended_at, o.order_id))[::-1]:
+                drafts = self._evaluate(ctx, trigger)
+                if drafts:
+                    return drafts
+        return []
+
+    def _evaluate(self, ctx: Context, trigger: OrderRec) -> list[AlertDraft]:
+        if trigger.ended_at is None or trigger.price is None or trigger.status != "CANCELED":
             return []
         prm = ctx.params
         used = set(ctx.book.used.get(self.NAME, []))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from schemas.events import OrderCanceled
-from streams.surveillance_state import AlertDraft, Context, dec, fills_of, seconds, ts
+from schemas.events import Fill, OrderCanceled
+from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills_of, seconds, ts
 
 
 class SpoofingDetector:
@@ -22,12 +22,31 @@ class SpoofingDetector:
     }
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
-        """Triggered by the cancel, the event that completes the pattern."""
+        """Triggered by the cancel, the event that completes the pattern, or by an opposite
+        fill folded in after the cancel although it happened before it (input partitions
+        can deliver the engine's events out of order beyond the sequencer's bound)."""
         p = ctx.event.payload
-        if not isinstance(p, OrderCanceled):
-            return []
-        order = ctx.book.orders.get(p.order_id)
-        if order is None or order.filled_qty > 0 or order.ended_at is None:
+        if isinstance(p, OrderCanceled):
+            order = ctx.book.orders.get(p.order_id)
+            return [] if order is None else self._evaluate(ctx, order)
+        if isinstance(p, Fill):
+            window = seconds(ctx.params["window_s"])
+            at = ctx.now
+            for order in reversed(list(ctx.book.orders.values())):
+                if (
+                    order.status == "CANCELED"
+                    and order.side != str(p.side)
+                    and order.instrument == p.instrument
+                    and order.ended_at is not None
+                    and order.submitted_at - window <= at <= order.ended_at
+                ):
+                    drafts = self._evaluate(ctx, order)
+                    if drafts:
+                        return drafts
+        return []
+
+    def _evaluate(self, ctx: Context, order: OrderRec) -> list[AlertDraft]:
+        if order.filled_qty > 0 or order.ended_at is None or order.status != "CANCELED":
             return []
         if order.order_id in ctx.book.used.get(self.NAME, []):
             return []
@@ -98,7 +117,7 @@ class SpoofingDetector:
                 window_end=order.ended_at,
                 triggering_event_ids=(
                     order.submit_event_id,
-                    ctx.event.event_id,
+                    *((order.end_event_id,) if order.end_event_id else ()),
                     *(f.event_id for f in fills),
                 ),
                 related_accounts=tuple(sorted({f.account for f in fills} - {order.account})),

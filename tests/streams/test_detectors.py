@@ -336,3 +336,38 @@ def test_duplicate_events_do_not_duplicate_alerts() -> None:
     s = Surveillance(all_detectors())
     ids = [a.payload.alert_id for e in t.events + t.events for a in s.process(e)]
     assert len(ids) == 1
+
+
+# --- out-of-order folding ---------------------------------------------------------------
+
+
+def fill_folded_last(t: Tape) -> list[Envelope[SurveillanceAlert]]:
+    """The opposite fill folded in after the cancels it preceded (a late partition)."""
+    fill = next(e for e in t.events if e.event_type == "Fill")
+    rest = [e for e in t.events if e is not fill]
+    return Surveillance(all_detectors()).process_batch([*rest, fill])
+
+
+def test_spoofing_found_when_the_fill_is_folded_after_the_cancel() -> None:
+    t = Tape()
+    spoof(t)
+    in_order = Surveillance(all_detectors()).process_batch(t.events)
+    late = fill_folded_last(t)
+    assert [a.payload.pattern for a in late] == ["SPOOFING"]
+    assert late[0].payload.alert_id == in_order[0].payload.alert_id, "same evidence, same id"
+
+
+def test_layering_found_when_the_fill_is_folded_after_the_cancels() -> None:
+    t = Tape()
+    layer(t)
+    assert [a.payload.pattern for a in fill_folded_last(t)] == ["LAYERING"]
+
+
+def test_a_fill_after_the_cancel_in_time_is_still_not_spoofing() -> None:
+    t = Tape()
+    base(t)
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.cancel(2.0, "big")
+    t.submit(2.5, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(3.0, "sell")
+    assert patterns(t) == []

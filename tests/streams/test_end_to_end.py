@@ -1,7 +1,7 @@
 """Generator → real engine → faust → alerts projection: precision and recall per pattern.
 
 Three seeds of dense two-minute scenarios run one after another through one engine and
-one faust worker (each seed in its own account namespace), replayed at 6x.
+one faust worker (each seed in its own account namespace), replayed at 10x.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import pytest
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.projector import Projector
-from schemas import encode
 from schemas.events import SurveillanceAlert
 from schemas.topics import Topic
-from schemas.types import utc_now
 from streams.scenario import PATTERNS, Episode, publish_scenario, score
 from tests.streams.helpers import consume, spawn, stop, wait_for_log, wait_until_caught_up
 
@@ -28,6 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEEDS = (1, 2, 3)
 MINUTES = 2
+SPEED = 10
 
 
 def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: Path) -> None:
@@ -40,20 +39,24 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
         # both have joined their groups before the flow starts
         wait_for_log(engine_log, "rebuilt partitions", timeout=90)
         wait_for_log(streams_log, "[^Worker]: Ready", timeout=90)
-        t0 = utc_now()
+        # A short unscored scenario first: the engine's first seconds run far behind the
+        # market data it is published with (see docs/surveillance.md, known limits).
+        warm = tmp_path / "labels-warm.json"
+        publish_scenario(env, seed=99, minutes=1, labels_path=warm, speed=SPEED,
+                         namespace="w.", dense=True)  # fmt: skip
+        t0 = max(datetime.fromisoformat(e["end"]) for e in json.loads(warm.read_text()))
+        wait_until_caught_up(streams_log, timeout=60, quiet=2)
         for seed in SEEDS:
             path = tmp_path / f"labels-{seed}.json"
-            publish_scenario(env, seed=seed, minutes=MINUTES, labels_path=path, speed=6,
+            publish_scenario(env, seed=seed, minutes=MINUTES, labels_path=path, speed=SPEED,
                              namespace=f"s{seed}.", dense=True, t0=t0)  # fmt: skip
             labels += [Episode(**e) for e in json.loads(path.read_text())]
-            # the next scenario's events come after this one's (which ran ahead at 6x)
+            # surveillance has folded this scenario before the next one re-tunes detectors
+            wait_until_caught_up(streams_log, timeout=60, quiet=2)
+            # the next scenario's events come after this one's (which ran ahead of the clock)
             t0 = max(datetime.fromisoformat(e.end) for e in labels) + timedelta(seconds=2)
-        wait_until_caught_up(streams_log, timeout=90)
-        dump = []
-        for t in (Topic.ACCOUNTS, Topic.MARKETDATA, Topic.ORDERS):
-            dump += [encode(e)[1].decode() for e in consume(env, t, want=10**6, timeout=4)]
-        (tmp_path / "dump.jsonl").write_text("\n".join(dump))
-        decisions = consume(env, Topic.DECISIONS, want=10**6, timeout=3)
+        wait_until_caught_up(streams_log, timeout=90, quiet=4)
+        decisions = consume(env, Topic.DECISIONS, want=10**6, timeout=2)
     finally:
         stop(streams)
         stop(engine)
@@ -71,6 +74,7 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
         )
         for r in rows
     ]  # fmt: skip
+    alerts = [a for a in alerts if not (a.beneficial_owner or "").startswith("w.")]  # warm-up
     outcomes = Counter(
         (d.event_type, str(getattr(d.payload, "outcome", "")),
          str(getattr(d.payload, "reason_codes", getattr(d.payload, "reason", ""))))
@@ -80,7 +84,12 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
     tail = text[-2500:]
     progress = [line for line in text.splitlines() if "progress" in line]
     found = sorted((a.pattern, a.beneficial_owner, str(a.window_end)) for a in alerts)
-    evidence = f"decisions {outcomes.most_common(6)}\nalerts {found}\nfaust log tail:\n{tail}"
+    missed = [e for e in labels if not any(
+        a.pattern == e.pattern and a.beneficial_owner == e.owner for a in alerts)]  # fmt: skip
+    evidence = (
+        f"missed {missed}\ndecisions {outcomes.most_common(6)}\nalerts {found}\n"
+        f"faust progress {progress[-3:]}\nfaust log tail:\n{tail}"
+    )
     scores = score(labels, alerts)
     print(progress[-1] if progress else "no progress line")
     for pattern in PATTERNS:
