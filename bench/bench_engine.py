@@ -38,6 +38,7 @@ from deploy.kafka import consumer_config, create_topics, partitions_of, producer
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from engine import auth
+from engine.worker import TXN_PRODUCER_TUNING
 from schemas import Envelope, encode, new_event
 from schemas.events import (
     AccountOpened,
@@ -267,7 +268,12 @@ class DecisionClock(threading.Thread):
 
     def __init__(self, s: Settings) -> None:
         super().__init__(daemon=True)
-        self.c = Consumer(consumer_config(s, group_id=f"clock-{uuid.uuid4().hex}"))
+        # A latency-tuned reader: with the default fetch.wait.max.ms (500 ms) a
+        # read_committed fetch can sit at the broker until the wait expires even though the
+        # transaction committing the decision has completed, adding up to 500 ms that are
+        # the reader's, not the engine's.
+        extra: dict[str, Any] = {"fetch.wait.max.ms": 5}
+        self.c = Consumer(consumer_config(s, group_id=f"clock-{uuid.uuid4().hex}", **extra))
         name = s.topic(Topic.DECISIONS)
         self.c.assign(
             [TopicPartition(name, p, 0) for p in partitions_of(self.c, s, Topic.DECISIONS)]
@@ -333,7 +339,7 @@ def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
         producer_config(
             s,
             transactional_id=f"pt-{uuid.uuid4().hex}",
-            **{"transaction.timeout.ms": 10_000, "linger.ms": 1},
+            **TXN_PRODUCER_TUNING,
         )
     )
     p.init_transactions(30)
@@ -456,6 +462,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10, help="per paced rate")
     ap.add_argument("--soak-minutes", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=1, help="engine worker processes")
+    ap.add_argument("--rates", default="1000,5000", help="paced rates for latency, per second")
     ap.add_argument("--pure", type=int, default=0, help="only the in-process cost, N intents")
     args = ap.parse_args()
     if args.pure:
@@ -504,7 +511,7 @@ def main() -> int:
         pt_rate, pt_cpu_us = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
         results = {}
-        for rate in (1000, 5000):
+        for rate in [int(r) for r in args.rates.split(",") if r.strip()]:
             tag = f"r{rate}"
             tpl = templates(key, rate * args.seconds, tag)
             publish(s, tpl, rate)
