@@ -148,6 +148,47 @@ def bench_rebuild(s: Settings, names: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def bench_decode(n: int = 20_000) -> None:
+    """µs per event to validate one record: lean (Rust-only) vs the model's JSON
+    validation vs `schemas.decode`, per hot event type (best of 3)."""
+    from projections import lean
+    from schemas import Envelope, decode, payload_class
+
+    by_type: dict[str, list[tuple[bytes, Any]]] = {}
+    for ev in generate(5, n):
+        _k, value, headers = encode(ev)
+        by_type.setdefault(ev.event_type, []).append((value, headers))
+
+    def best(fn: Any, items: list[tuple[bytes, Any]]) -> float:
+        out = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for value, headers in items:
+                fn(value, headers)
+            out.append((time.perf_counter() - t) / len(items) * 1e6)
+        return min(out)
+
+    for et in (
+        "Fill",
+        "OrderSubmitted",
+        "OrderAccepted",
+        "RiskDecision",
+        "MarketTrade",
+        "QuoteUpdated",
+    ):
+        items = by_type.get(et, [])
+        if not items:
+            continue
+        model: Any = Envelope[payload_class(et, 1)]  # type: ignore[misc]
+        fast = best(lean.lean_decode, items) if lean.validator_for(et, 1) else float("nan")
+        print(
+            f"decode {et:15} lean {fast:5.1f} us  model_validate_json "
+            f"{best(lambda v, _h, m=model: m.model_validate_json(v), items):5.1f} us  "
+            f"schemas.decode {best(lambda v, h: decode(v, h), items):5.1f} us",
+            flush=True,
+        )
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -292,6 +333,7 @@ def main() -> int:
     ap.add_argument("--projections", default=",".join(PROJECTIONS), help="comma-separated")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
+    bench_decode()
     with tempfile.TemporaryDirectory(prefix="tt-bench-proj-") as tmp:
         s = Settings(
             data_dir=Path(tmp),
