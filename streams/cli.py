@@ -103,9 +103,21 @@ def register(app: typer.Typer) -> None:
         labels: Annotated[Path, typer.Option(help="Where to write episode labels")] = Path(
             "surveillance-labels.json"
         ),
+        speed: Annotated[float, typer.Option(help="Replay speed (event time runs ahead)")] = 1.0,
+        namespace: Annotated[
+            str, typer.Option(help="Prefix for owners, accounts and producer (repeat runs)")
+        ] = "",
+        dense: Annotated[bool, typer.Option(help="An episode every ~10 s, not ~40 s")] = False,
     ) -> None:
-        """Publish market makers, takers and labelled abusive episodes through the engine."""
+        """Publish market makers, takers and labelled abusive episodes through the engine.
+
+        Episodes: spoofing, layering, wash trading, one order-to-trade/cancel-ratio burst
+        and one marking-the-close run (the scenario's end is the reference time). It also
+        publishes DetectorConfigChanged for order_to_trade and marking_close (test setups
+        only: those settings then apply to every account).
+        """
         from streams.scenario import publish_scenario
 
-        n = publish_scenario(get_settings(), seed=seed, minutes=minutes, labels_path=labels)
+        n = publish_scenario(get_settings(), seed=seed, minutes=minutes, labels_path=labels,
+                             speed=speed, namespace=namespace, dense=dense)  # fmt: skip
         typer.echo(f"published {n} intents; labels in {labels}", err=True)
