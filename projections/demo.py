@@ -34,7 +34,9 @@ def run(settings: Settings) -> list[str]:
         live = checksum(conn, PROJECTIONS["balances"])
     for title, frame in (("positions", query.frame("positions", settings)),
                          ("pnl", query.frame("pnl", settings)),
-                         ("balances", query.frame("balances", settings))):  # fmt: skip
+                         ("balances", query.frame("balances", settings)),
+                         ("accounts", query.frame("accounts", settings).select(
+                             "account", "status", "owner_id", "kyc_level", "open_aml_flags"))):  # fmt: skip
         lines.append(f"{title} ({frame.height} rows):")
         excerpt = frame.head(5)
         lines.extend("  " + line for line in str(excerpt).splitlines())
