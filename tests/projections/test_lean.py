@@ -216,3 +216,16 @@ def test_decimal_strings_need_no_float() -> None:
     """Money stays exact end to end: the lean value is the wire string itself."""
     assert _accepts(lean.DECIMAL_RE, "0.000000000000000001")
     assert Decimal("0.000000000000000001") == _parse_decimal("0.000000000000000001")
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", 0, 2])
+def test_schema_version_must_be_the_json_integer_the_headers_name(version: Any) -> None:
+    """Regression (found by the mutation test): `true == 1` in Python, so a literal
+    schema, and the model's own JSON validation, accepted `"schema_version": true`."""
+    for body in BODIES:
+        mutated_body = {**body, "schema_version": version}
+        value = json.dumps(mutated_body).encode()
+        headers = _headers(body)
+        _verdicts(value, headers)
+        with pytest.raises(MalformedEventError):
+            lean.decode_record(value, headers)
