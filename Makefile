@@ -31,7 +31,7 @@ test: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy engine streams projections schemas signer_ffi deploy
+	$(VENV)/bin/mypy engine streams projections schemas signer_ffi deploy bench tests
 
 docs: $(STAMP)
 	$(PY) -m schemas.export

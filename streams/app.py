@@ -47,7 +47,8 @@ TICK_SECONDS = 0.05
 """The intake's clock goes on the log this often, so a quiet input is released on time."""
 TICK_HEADER = "tt-tick"
 FLUSH_SECONDS = 0.2
-"""Owner books and quotes reach their changelog this often (write-behind), and with alerts."""
+"""Owner books and quotes reach their changelog this often (write-behind), with alerts,
+and always just before faust commits offsets (`FlushBeforeCommit` in `build_app`)."""
 RX_HEADER = "tt-rx"
 SOURCE_HEADER = "tt-src"
 STATUS_SECONDS = 5.0
@@ -98,8 +99,18 @@ class ModelTable(MutableMapping[str, M], Generic[M]):
 
     def flush(self) -> int:
         """Write the models changed since the last flush; returns how many."""
+        from faust.streams import current_event
+
+        outside_stream = current_event() is None
         for key in sorted(self.dirty):
-            self.table[key] = self.live[key].model_dump(mode="json")
+            value = self.live[key].model_dump(mode="json")
+            if outside_stream:
+                # Before a commit there is no current event for faust to take the
+                # changelog partition from; these tables have exactly one partition.
+                self.table.send_changelog(0, key, value)
+                self.table.data[key] = value
+            else:
+                self.table[key] = value
         n = len(self.dirty)
         self.dirty.clear()
         return n
@@ -274,6 +285,20 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             quotes.flush()
             last_flush[0] = time.monotonic()
 
+    class FlushBeforeCommit(faust.Sensor):
+        """Writes the write-behind tables before every offset commit.
+
+        faust calls `on_commit_initiated` synchronously right before it picks the offsets
+        to commit, and in at-least-once mode it flushes its producer (changelog records
+        included) before committing them. So no committed offset covers a book update that
+        is not yet in the changelog: after a crash, what the tables lack is re-delivered.
+        """
+
+        def on_commit_initiated(self, consumer: Any) -> Any:
+            flush_books(force=True)
+            return None
+
+    app.sensors.add(FlushBeforeCommit())
     store = TableStore(
         owners=tables["owners"],
         quotes=quotes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -33,7 +34,8 @@ def test_malformed_records_on_a_topic_are_dead_lettered(env: Settings) -> None:
     consumer = Consumer(consumer_config(env, group_id=f"dl-{uuid.uuid4().hex}"))
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    events, letters = [], []
+    events: list[Any] = []
+    letters: list[Any] = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(events) + len(letters) < 4:
         msg = consumer.poll(0.5)

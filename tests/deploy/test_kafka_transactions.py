@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -34,12 +35,12 @@ def _produce(settings: Settings, events: list[Envelope[KycVerified]], *, commit:
 
 def _read_all(
     settings: Settings, expect: int, timeout: float = 20.0
-) -> list[tuple[int, Envelope[KycVerified]]]:
+) -> list[tuple[int | None, Envelope[Any]]]:
     consumer = Consumer(consumer_config(settings, group_id=f"reader-{uuid.uuid4().hex}"))
     topic = settings.topic(Topic.ACCOUNTS)
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    out: list[tuple[int, Envelope[KycVerified]]] = []
+    out: list[tuple[int | None, Envelope[Any]]] = []
     deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
@@ -116,8 +117,10 @@ def test_decimal_and_headers_survive_the_broker(env: Settings) -> None:
             break
     consumer.close()
     assert msg is not None
-    hdr = dict(msg.headers())
+    hdr = dict(msg.headers() or [])
     assert hdr["event_type"] == b"DepositReceived" and hdr["schema_version"] == b"1"
-    assert hdr["traceparent"].decode().split("-")[1] == ev.correlation_id.hex
+    traceparent = hdr["traceparent"]
+    assert isinstance(traceparent, bytes)
+    assert traceparent.decode().split("-")[1] == ev.correlation_id.hex
     back = decode(msg.value(), msg.headers())
     assert back.payload.amount == Decimal("0.000000000000000001")

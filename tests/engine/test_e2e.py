@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from confluent_kafka import Producer
 
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
-from schemas import encode, new_event
+from schemas import Envelope, encode, new_event
 from schemas.events import KycVerified, Side
 from schemas.topics import Topic
 from tests.engine.helpers import (
@@ -25,7 +27,7 @@ from tests.engine.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def _decisions(events):  # type: ignore[no-untyped-def]
+def _decisions(events: list[Envelope[Any]]) -> list[Envelope[Any]]:
     return [e for e in events if e.event_type in ("RiskDecision", "IntentRejected")]
 
 

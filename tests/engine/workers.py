@@ -122,8 +122,8 @@ def check_exactly_once(settings: Settings, coids: set[str], dump_dirs: list[Path
     derived = {k: v for k, v in derived.items() if v != 0}
     # ...match the live workers' own state at their clean stop...
     live: dict[str, Decimal] = {}
-    for d in dump_dirs:
-        for f in sorted(d.glob(f"state-{settings.topic_prefix}*.json")):
+    for dump_dir in dump_dirs:
+        for f in sorted(dump_dir.glob(f"state-{settings.topic_prefix}*.json")):
             data = json.loads(f.read_text())
             live.update({k: Decimal(v) for k, v in data["positions"].items()})
     assert live == derived, "engine state positions differ from the fills on the log"

@@ -96,7 +96,7 @@ def for_type(tp: Any, metadata: list[Any] | None = None) -> st.SearchStrategy[An
             s = st.from_regex(c["pattern"], fullmatch=True)
         else:
             s = st.text(
-                st.characters(codec="utf-8", exclude_categories=("Cs",)),
+                st.characters(codec="utf-8", exclude_categories=["Cs"]),
                 min_size=c.get("min_length", 0),
                 max_size=min(c.get("max_length", 20), 20),
             )

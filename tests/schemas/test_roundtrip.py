@@ -98,5 +98,5 @@ def test_floats_are_refused_for_money() -> None:
             instrument="BTC/USDT",
             side=Side.BUY,
             order_type="MARKET",
-            quantity=0.1,  # type: ignore[arg-type]
+            quantity=0.1,
         )

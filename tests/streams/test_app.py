@@ -109,3 +109,28 @@ def test_intake_dead_letters_garbage_and_forwards_good_records(tmp_path: Path) -
     assert len(forwarded) == 1
     assert decode(forwarded[0]).event_type == "AccountOpened"
     assert stamps["tt-src"].endswith(b":0") and int(stamps["tt-rx"]) > 0, stamps
+
+
+def test_write_behind_books_reach_the_table_before_any_offset_commit(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A commit must never cover a book update the changelog has not seen (crash safety)."""
+    import streams.app
+
+    monkeypatch.setattr(streams.app, "FLUSH_SECONDS", 3600.0)  # no timed flush in this test
+
+    async def go() -> tuple[bool, bool, list[str]]:
+        built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-wb")
+        raw_books = built.store.books.table  # type: ignore[attr-defined]
+        async with built.detect.test_context() as agent:
+            for e in spoof_tape().events[:4]:  # accounts, quote, one resting order: no alert
+                await agent.put(value=encode(e)[1], key=encode(e)[0], headers=arrived(e, 0))
+            await agent.put(value=b"tick", key=b"t", headers=tick(10**6))
+            before = "owner-x" in raw_books
+            built.app.sensors.on_commit_initiated(built.app.consumer)
+            after = "owner-x" in raw_books
+            return before, after, sorted(raw_books.keys())
+
+    before, after, keys = asyncio.run(go())
+    assert before is False, "the book was written at once: write-behind not in effect"
+    assert after is True, keys
