@@ -167,7 +167,9 @@ class PaperVenue:
         touch = ps.ask if buy else ps.bid
         touch_qty = ps.ask_qty if buy else ps.bid_qty
         source = f"quote:{ps.quote_id}"
-        at = ps.quote_at or order.submitted_at
+        # A fill on submission happens when the order arrives, never before it: the
+        # quote it executes against may be older than the order.
+        at = max(ps.quote_at, order.submitted_at) if ps.quote_at else order.submitted_at
         if order.order_type is OrderType.MARKET:
             if touch is not None and touch_qty > 0:
                 self._fill(

@@ -32,6 +32,15 @@ def test_market_order_partial_fill_against_displayed_quantity() -> None:
     assert fill.uti.startswith("TTPAPER") and len(fill.uti) <= 52
 
 
+def test_a_fill_on_submission_is_not_dated_before_its_order() -> None:
+    h = _h()  # the quote is older than the order that takes it
+    h.tick(2.0)
+    out = h.order(Side.BUY, D("1"))
+    submitted = next(e for e in out if e.event_type == "OrderSubmitted")
+    fill = next(e for e in out if e.event_type == "Fill")
+    assert fill.payload.traded_at == submitted.occurred_at
+
+
 def test_fok_ioc_and_resting_maker_fill() -> None:
     h = _h()
     assert types(h.order(Side.BUY, D("3"), D("101"), tif=TimeInForce.FOK))[-1] == "OrderExpired"
