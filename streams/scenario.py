@@ -349,18 +349,19 @@ class Score:
         return self.true_alerts / self.alerts if self.alerts else 1.0
 
 
+def hit(ep: Episode, a: SurveillanceAlert) -> bool:
+    """The alert reports this episode: same pattern and owner, windows overlapping (±1 s)."""
+    s, e = datetime.fromisoformat(ep.start), datetime.fromisoformat(ep.end)
+    return (
+        a.pattern == ep.pattern
+        and a.beneficial_owner == ep.owner
+        and a.window_end >= s - timedelta(seconds=1)
+        and a.window_start <= e + timedelta(seconds=1)
+    )
+
+
 def score(labels: list[Episode], alerts: list[SurveillanceAlert]) -> dict[str, Score]:
     """An alert is true if its pattern, owner and window match a labelled episode."""
-
-    def hit(ep: Episode, a: SurveillanceAlert) -> bool:
-        s, e = datetime.fromisoformat(ep.start), datetime.fromisoformat(ep.end)
-        return (
-            a.pattern == ep.pattern
-            and a.beneficial_owner == ep.owner
-            and a.window_end >= s - timedelta(seconds=1)
-            and a.window_start <= e + timedelta(seconds=1)
-        )
-
     out: dict[str, Score] = {}
     for pattern in PATTERNS:
         eps = [ep for ep in labels if ep.pattern == pattern]
