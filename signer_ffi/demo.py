@@ -29,6 +29,27 @@ def _stack_env(settings: Settings, key_dir: Path, passphrase: str) -> dict[str, 
     return env
 
 
+def _wait_until_serving(
+    procs: list[subprocess.Popen[bytes]], logs: list[Path], timeout: float
+) -> None:
+    """Every signer has said it serves its group, or the demo stops with its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [
+            (p, log)
+            for p, log in zip(procs, logs, strict=True)
+            if "serving group" not in log.read_text(errors="replace")
+        ]
+        if not pending:
+            return
+        for p, log in pending:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"signer did not start (log {log}):\n{log.read_text(errors='replace')}"
+                )
+        time.sleep(0.1)
+
+
 def run(settings: Settings) -> list[str]:
     key_dir = settings.resolved_data_dir / "demo-signers"
     passphrase = secrets.token_urlsafe(24)  # per run, never written anywhere
@@ -38,22 +59,22 @@ def run(settings: Settings) -> list[str]:
     finally:
         os.environ.pop("TRADETAPE_SIGNER_PASSPHRASE", None)
     env = _stack_env(settings, key_dir, passphrase)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli_entry", "run", "signer", "--id", str(i)],
-            env=env,
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        for i in (1, 2, 3)
-    ]
+    # Each signer logs to a file: a pipe nobody drains would block a chatty signer, and
+    # librdkafka writes its own lines to stderr before the one we wait for.
+    logs = [settings.resolved_data_dir / f"demo-signer-{i}.log" for i in (1, 2, 3)]
+    procs = []
+    for i, log_path in zip((1, 2, 3), logs, strict=True):
+        with log_path.open("w") as log_file:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "deploy.cli_entry", "run", "signer", "--id", str(i)],
+                    env=env,
+                    stderr=log_file,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
     try:
-        for p in procs:
-            assert p.stderr is not None
-            line = p.stderr.readline()
-            if "serving group" not in line:
-                raise RuntimeError(f"signer failed to start: {line}{p.stderr.read()}")
+        _wait_until_serving(procs, logs, timeout=90.0)
         report = (
             f"tradetape demo report {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}".encode()
         )
