@@ -171,41 +171,27 @@ class PaperVenue:
         # quote it executes against may be older than the order.
         at = max(ps.quote_at, order.submitted_at) if ps.quote_at else order.submitted_at
         if order.order_type is OrderType.MARKET:
-            if touch is not None and touch_qty > 0:
-                self._fill(
-                    state,
-                    order,
-                    min(order.leaves, touch_qty),
-                    touch,
-                    Liquidity.TAKER,
-                    source,
-                    at,
-                    emit,
-                )
-            if not order.done:
-                self._end(order, "MARKET_REMAINDER_NO_LIQUIDITY", emit, cancel=False)
+            marketable = touch is not None and touch_qty > 0
         else:
             limit = order.limit_price
             assert limit is not None
             marketable = touch is not None and (touch <= limit if buy else touch >= limit)
-            if order.time_in_force is TimeInForce.FOK and (
-                not marketable or touch_qty < order.quantity
-            ):
-                self._end(order, "FOK_NOT_FILLABLE", emit, cancel=False)
-            else:
-                if marketable and touch is not None:
-                    self._fill(
-                        state,
-                        order,
-                        min(order.leaves, touch_qty),
-                        touch,
-                        Liquidity.TAKER,
-                        source,
-                        at,
-                        emit,
-                    )
-                if not order.done and order.time_in_force is not TimeInForce.GTC:
-                    self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
+        if (
+            order.time_in_force is TimeInForce.FOK
+            and order.order_type is not OrderType.MARKET
+            and (not marketable or touch_qty < order.quantity)
+        ):
+            self._end(order, "FOK_NOT_FILLABLE", emit, cancel=False)
+        else:
+            if marketable and touch is not None:
+                qty = min(order.leaves, touch_qty)
+                self._fill(state, order, qty, touch, Liquidity.TAKER, source, at, emit)
+            if order.done:
+                pass
+            elif order.order_type is OrderType.MARKET:
+                self._end(order, "MARKET_REMAINDER_NO_LIQUIDITY", emit, cancel=False)
+            elif order.time_in_force is not TimeInForce.GTC:
+                self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
         if order.done:
             self._parent_done(state, order, emit)
 
