@@ -107,7 +107,7 @@ def main(settings: Settings, names: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("fork")
     me = os.getpid()
     procs: dict[int, BaseProcess] = {}
-    restarts: dict[int, float] = {}
+    restarts: dict[int, float] = {}  # monotonic seconds of the last restart, not money
 
     def start(i: int) -> None:
         proc = ctx.Process(
@@ -125,7 +125,7 @@ def main(settings: Settings, names: list[str] | None = None) -> int:
         "projectors running: %s",
         "; ".join(f"{'+'.join(g)} (pid {procs[i].pid})" for i, g in enumerate(groups)),
     )
-    backoff: dict[int, float] = {i: 0.5 for i in range(len(groups))}
+    backoff: dict[int, float] = {i: 0.5 for i in range(len(groups))}  # seconds
     while not stop.is_set():
         stop.wait(0.2)
         now = time.monotonic()
