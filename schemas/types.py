@@ -82,7 +82,11 @@ def _parse_utc(value: Any) -> datetime:
 
 
 def format_timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+    utc = value.astimezone(UTC)
+    if utc.year >= 1000:
+        # Same text as the strftime below, ~10x cheaper (this runs for every event written).
+        return utc.isoformat(timespec="microseconds")[:-6] + "Z"
+    return utc.strftime(TIMESTAMP_FORMAT)  # %Y does not zero-pad years < 1000 here
 
 
 UtcTimestamp = Annotated[
