@@ -104,6 +104,15 @@ int32_t tt_verify(const uint8_t *verifying_key, size_t verifying_key_len,
     const uint8_t *signature, size_t signature_len);
 /* END CDEF */
 
+/* Plain Ed25519 (not FROST), for the engine's producer authentication: verdicts[i] = 1
+ * if signature i (64 bytes at signatures + 64 i) is valid for messages[i] under public
+ * key i (32 bytes at public_keys + 32 i), else 0. One batch check, then each alone if the
+ * batch fails. Bound by engine/sigverify.py (its own cdef). */
+/* BEGIN VERIFY CDEF */
+int32_t tt_ed25519_verify_many(const uint8_t *public_keys, const tt_slice *messages,
+    const uint8_t *signatures, size_t n, uint8_t *out_verdicts);
+/* END VERIFY CDEF */
+
 #ifdef SIGNER_FFI_TEST_VECTORS
 /* BEGIN VECTORS CDEF */
 int32_t tt_vec_dealer_split(const uint8_t *secret_key, size_t secret_key_len,

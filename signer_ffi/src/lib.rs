@@ -33,6 +33,7 @@ use frost_ed25519 as frost;
 use rand_core::OsRng;
 use zeroize::Zeroize;
 
+pub mod batch_verify;
 #[cfg(feature = "test-vectors")]
 pub mod vectors;
 
