@@ -266,18 +266,19 @@ def _tag_and_time(value: bytes) -> tuple[str, float]:
 class DecisionClock(threading.Thread):
     """Reads decisions (read_committed); latency = seen - decision.occurred_at (= intent's)."""
 
-    def __init__(self, s: Settings) -> None:
+    def __init__(
+        self, s: Settings, topic: Topic = Topic.DECISIONS, *, reverse: bool = False
+    ) -> None:
         super().__init__(daemon=True)
+        self.reverse = reverse
         # A latency-tuned reader: with the default fetch.wait.max.ms (500 ms) a
         # read_committed fetch can sit at the broker until the wait expires even though the
         # transaction committing the decision has completed, adding up to 500 ms that are
         # the reader's, not the engine's.
         extra: dict[str, Any] = {"fetch.wait.max.ms": 5}
         self.c = Consumer(consumer_config(s, group_id=f"clock-{uuid.uuid4().hex}", **extra))
-        name = s.topic(Topic.DECISIONS)
-        self.c.assign(
-            [TopicPartition(name, p, 0) for p in partitions_of(self.c, s, Topic.DECISIONS)]
-        )
+        name = s.topic(topic)
+        self.c.assign([TopicPartition(name, p, 0) for p in partitions_of(self.c, s, topic)])
         self.count = 0
         self.first = self.last = 0.0
         self.lat: dict[str, list[float]] = {}
@@ -298,7 +299,8 @@ class DecisionClock(threading.Thread):
                 self.count += 1
                 self.first = self.first or now
                 self.last = now
-                tag, at = _tag_and_time(m.value() or b"")
+                value = m.value() or b""
+                tag, at = _tag_and_time(value[::-1] if self.reverse else value)
                 self.lat.setdefault(tag, []).append(now - at)
         self.c.close()
 
@@ -325,7 +327,7 @@ def publish(s: Settings, tpl: list[tuple[bytes, bytes, list[Any]]], rate: float 
     return time.monotonic() - t0
 
 
-def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
+def _passthrough_worker(s: Settings, group: str, batch: int, q: Any, ready: Any = None) -> None:
     """One pass-through process: the engine's transport without the engine.
 
     Same consumer group mechanics, transaction settings, poll strategy and batch cap as
@@ -343,6 +345,14 @@ def _passthrough_worker(s: Settings, group: str, batch: int, q: Any) -> None:
         )
     )
     p.init_transactions(30)
+    if ready is not None:
+        # Paced mode: say when the partitions are assigned, so nothing published after
+        # that waits for a group join.
+        while not c.assignment():
+            m = c.poll(0.1)
+            if m is not None:
+                raise RuntimeError("paced pass-through got a record before it was ready")
+        ready.set()
     done = 0
     first = last = 0.0
     cpu0 = 0.0
@@ -404,15 +414,76 @@ def passthrough(s: Settings, n: int, workers: int = 1, batch: int = 2000) -> tup
     return float(total / max(1e-9, t1 - t0)), cpu_us
 
 
+def passthrough_latency(
+    s: Settings, key: Any, rates: list[int], seconds: int
+) -> dict[int, tuple[int, int, float, float, float]]:
+    """The transport's own latency at the paced rates: the same clock (intent
+    `occurred_at` -> output visible to a read_committed consumer) over one pass-through
+    process. Run after the engine workers stopped; the group starts at the current end of
+    the intents topic."""
+    from confluent_kafka.admin import AdminClient
+
+    from deploy.kafka import end_offsets
+
+    group = f"ptl-{uuid.uuid4().hex}"
+    intents = s.topic(Topic.INTENTS)
+    admin = AdminClient({"bootstrap.servers": s.bootstrap})
+    c = Consumer(consumer_config(s, group_id=group))
+    tps = [TopicPartition(intents, p) for p in partitions_of(c, s, Topic.INTENTS)]
+    ends = end_offsets(admin, tps)
+    c.commit(
+        offsets=[TopicPartition(intents, p, ends[(intents, p)]) for (_t, p) in ends],
+        asynchronous=False,
+    )
+    c.close()
+    clock = DecisionClock(s, Topic.ENGINE_SNAPSHOTS, reverse=True)
+    clock.start()
+    ctx = multiprocessing.get_context("spawn")
+    q, ready = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_passthrough_worker, args=(s, group, 2000, q, ready))
+    proc.start()
+    if not ready.wait(120):
+        raise RuntimeError("paced pass-through never got its partitions")
+    out = {}
+    for rate in rates:
+        tag = f"pt{rate}"
+        tpl = templates(key, rate * seconds, tag)
+        publish(s, tpl, rate)
+        end = time.monotonic() + 120
+        while len(clock.lat.get(tag, [])) < len(tpl) and time.monotonic() < end:
+            time.sleep(0.5)
+        lat = clock.lat.get(tag, [])
+        out[rate] = (len(lat), len(tpl), pct(lat, 0.5), pct(lat, 0.99), pct(lat, 0.999))
+        print(f"pass-through {rate}/s: {out[rate]}", file=sys.stderr)
+    q.get(timeout=120)
+    proc.join(30)
+    clock.stop = True
+    return out
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
 
+DECISIONS = ("RiskDecision", "IntentRejected")
+
+
 def pure(n: int) -> None:
     """In-process cost per intent, stage by stage, as the worker runs them (no broker)."""
     from engine.codec import decode_record
-    from engine.processor import Context, process
+    from engine.processor import Context, preverify, process
     from engine.state import EngineState
     from engine.venue.paper import PaperVenue
     from tests.engine.pure import Harness
@@ -432,27 +503,38 @@ def pure(n: int) -> None:
     recs = templates(key, n, "p")
     assert isinstance(h.state, EngineState) and isinstance(h.ctx, Context)
     assert isinstance(h.ctx.venues["paper"], PaperVenue)
-    t_dec = t_proc = t_enc = 0.0
+    t_dec = t_ver = t_proc = t_enc = 0.0
     outputs = 0
     clock = time.process_time
-    for _k, v, hd in recs:
+    chunk = 200  # a worker batch under load (the worker takes up to 2,000 at a time)
+    for start in range(0, n, chunk):
         t0 = clock()
-        ev = decode_record(v, hd)
+        events = [decode_record(v, hd) for _k, v, hd in recs[start : start + chunk]]
         t1 = clock()
-        out = process(h.state, ev, h.ctx)
+        preverify(h.state, events, h.ctx)
         t2 = clock()
-        for o in out:
-            if isinstance(o, Envelope) and o.event_type not in ("RiskDecision", "IntentRejected"):
-                encode(o)  # decisions: the worker reuses the bytes the state recorded
+        outs = [process(h.state, ev, h.ctx) for ev in events]
+        h.ctx.preverified.clear()
         t3 = clock()
-        t_dec, t_proc, t_enc = t_dec + t1 - t0, t_proc + t2 - t1, t_enc + t3 - t2
-        outputs += len(out)
+        for out in outs:
+            outputs += len(out)
+            for o in out:
+                if isinstance(o, Envelope) and o.event_type not in DECISIONS:
+                    encode(o)  # decisions: the worker reuses the bytes the state recorded
+        t4 = clock()
+        t_dec, t_ver, t_proc, t_enc = (
+            t_dec + t1 - t0,
+            t_ver + t2 - t1,
+            t_proc + t3 - t2,
+            t_enc + t4 - t3,
+        )
     us = 1e6 / n
+    total = t_dec + t_ver + t_proc + t_enc
     print(
         f"in-process, {n} intents ({outputs / n:.1f} outputs each), CPU us/intent: "
-        f"decode {t_dec * us:.0f}, process {t_proc * us:.0f}, encode {t_enc * us:.0f}, "
-        f"total {(t_dec + t_proc + t_enc) * us:.0f} (= {n / (t_dec + t_proc + t_enc):.0f}/s "
-        "on one core)"
+        f"decode {t_dec * us:.0f}, batched signature check {t_ver * us:.0f}, "
+        f"process {t_proc * us:.0f}, encode {t_enc * us:.0f}, "
+        f"total {total * us:.0f} (= {n / total:.0f}/s on one core)"
     )
 
 
@@ -464,6 +546,12 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="engine worker processes")
     ap.add_argument("--rates", default="1000,5000", help="paced rates for latency, per second")
     ap.add_argument("--pure", type=int, default=0, help="only the in-process cost, N intents")
+    ap.add_argument(
+        "--no-transport-latency",
+        dest="transport_latency",
+        action="store_false",
+        help="skip the pass-through's own latency at the paced rates (run at the end)",
+    )
     args = ap.parse_args()
     if args.pure:
         pure(args.pure)
@@ -503,15 +591,23 @@ def main() -> int:
             for i in range(args.workers)
         ]
         deadline = time.monotonic() + 900
+        cpu_at_first: tuple[int, float] | None = None
         while clock.count < args.intents and time.monotonic() < deadline:
-            time.sleep(1)
+            if cpu_at_first is None and clock.count:
+                # Start-up (imports, rebuild) done: the steady-state CPU starts here.
+                cpu_at_first = (clock.count, sum(_cpu_s(w.pid) for w in workers))
+            time.sleep(0.05)
         engine_rate = clock.count / max(1e-9, clock.last - clock.first)
-        engine_cpu_us = sum(_cpu_s(w.pid) for w in workers) / max(1, clock.count) * 1e6
+        cpu_now = sum(_cpu_s(w.pid) for w in workers)
+        engine_cpu_us = cpu_now / max(1, clock.count) * 1e6
+        n0, cpu0 = cpu_at_first or (0, 0.0)
+        steady_cpu_us = (cpu_now - cpu0) / max(1, clock.count - n0) * 1e6
         print(f"(a) engine: {clock.count} decisions at {engine_rate:.0f}/s", file=sys.stderr)
         pt_rate, pt_cpu_us = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
         results = {}
-        for rate in [int(r) for r in args.rates.split(",") if r.strip()]:
+        rates = [int(r) for r in args.rates.split(",") if r.strip()]
+        for rate in rates:
             tag = f"r{rate}"
             tpl = templates(key, rate * args.seconds, tag)
             publish(s, tpl, rate)
@@ -533,14 +629,10 @@ def main() -> int:
         time.sleep(2)
         soak_lat = [x for k, v in clock.lat.items() if k.startswith("s") for x in v]
         clock.stop = True
+        stop_workers(workers)
+        pt_lat = passthrough_latency(s, key, rates, args.seconds) if args.transport_latency else {}
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
         stack.down()
     print("\n## Engine results")
     print(f"workers: {args.workers}; load average at the end: {os.getloadavg()}")
@@ -551,7 +643,8 @@ def main() -> int:
     )
     print(
         f"CPU per record (user+sys, independent of contention): engine {engine_cpu_us:.0f} us "
-        f"(incl. start-up and rebuild), pass-through {pt_cpu_us:.0f} us; "
+        f"(incl. start-up and rebuild; {steady_cpu_us:.0f} us from the first decision on), "
+        f"pass-through {pt_cpu_us:.0f} us; "
         f"= {1e6 / engine_cpu_us:.0f} vs {1e6 / pt_cpu_us:.0f} per CPU-second, "
         f"ratio {pt_cpu_us / engine_cpu_us:.2f}"
     )
@@ -559,6 +652,11 @@ def main() -> int:
         print(
             f"offered {rate}/s: {got}/{sent} decided; p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
             f"p99.9 {p999:.1f} ms"
+        )
+    for rate, (got, sent, p50, p99, p999) in pt_lat.items():
+        print(
+            f"pass-through alone, offered {rate}/s: {got}/{sent} seen; p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, p99.9 {p999:.1f} ms"
         )
     if len(soak_rss) > 2:
         mid = soak_rss[len(soak_rss) // 2]

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
+from engine import wire
 from schemas.envelope import EventPayload
 from schemas.serde import canonical_json, canonical_payload_bytes
 
@@ -31,6 +32,12 @@ P = TypeVar("P", bound=EventPayload)
 def signing_bytes(payload: EventPayload) -> bytes:
     """What gets signed: the payload's canonical JSON without its signature."""
     return canonical_payload_bytes(payload, exclude={"signature"})
+
+
+def signing_bytes_fast(payload: EventPayload) -> bytes:
+    """`signing_bytes`, from the payload's compiled canonical layout (a third of the cost;
+    equality is property-tested in tests/engine/test_wire.py)."""
+    return wire.signing_bytes(payload)
 
 
 def admin_signing_bytes(event_id: UUID, payload: EventPayload) -> bytes:
@@ -107,7 +114,7 @@ def verify(payload: EventPayload, public_key_hex: str) -> bool:
         sig = bytes.fromhex(signature)
         if len(sig) != 64:
             return False
-        _verify_key(public_key_hex).verify(signing_bytes(payload), sig)
+        _verify_key(public_key_hex).verify(signing_bytes_fast(payload), sig)
     except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True
