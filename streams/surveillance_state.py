@@ -85,6 +85,18 @@ class FillRec(_Model):
     (the paper venue stamps the quote the fill priced off), so windows never use it."""
     traded_at: datetime | None = None
 
+    def evidence(self) -> dict[str, str | None]:
+        """How an alert's evidence names a fill (the same keys in every detector)."""
+        return {
+            "fill_id": self.fill_id,
+            "order_id": self.order_id,
+            "account": self.account,
+            "side": self.side,
+            "quantity": dec(self.quantity),
+            "price": dec(self.price),
+            "at": ts(self.at),
+        }
+
 
 class QuotePoint(_Model):
     bid_price: Decimal

@@ -96,18 +96,7 @@ class LayeringDetector:
             "cancel_spread_s": dec(
                 Decimal((end - min(o.ended_at for o in ladder if o.ended_at)).total_seconds())
             ),
-            "opposite_fills": [
-                {
-                    "fill_id": f.fill_id,
-                    "order_id": f.order_id,
-                    "account": f.account,
-                    "side": f.side,
-                    "quantity": dec(f.quantity),
-                    "price": dec(f.price),
-                    "at": ts(f.at),
-                }
-                for f in fills
-            ],
+            "opposite_fills": [f.evidence() for f in fills],
             "params": prm,
             "config_version": ctx.config_version,
         }

@@ -77,18 +77,7 @@ class MarkingCloseDetector:
                     "volume_in_window": dec(vol_near),
                     "volume_in_lookback": dec(vol_all),
                     "share": dec(share.quantize(Decimal("0.0001"))),
-                    "fills": [
-                        {
-                            "fill_id": f.fill_id,
-                            "order_id": f.order_id,
-                            "account": f.account,
-                            "side": f.side,
-                            "quantity": dec(f.quantity),
-                            "price": dec(f.price),
-                            "at": ts(f.at),
-                        }
-                        for f in near
-                    ],
+                    "fills": [f.evidence() for f in near],
                     "params": prm,
                     "config_version": ctx.config_version,
                 },

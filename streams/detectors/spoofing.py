@@ -90,18 +90,7 @@ class SpoofingDetector:
             "size_vs_median": dec(
                 median_ratio.quantize(Decimal("0.0001")) if median_ratio else None
             ),
-            "opposite_fills": [
-                {
-                    "fill_id": f.fill_id,
-                    "order_id": f.order_id,
-                    "account": f.account,
-                    "side": f.side,
-                    "quantity": dec(f.quantity),
-                    "price": dec(f.price),
-                    "at": ts(f.at),
-                }
-                for f in fills
-            ],
+            "opposite_fills": [f.evidence() for f in fills],
             "params": prm,
             "config_version": ctx.config_version,
         }

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,9 +18,13 @@ import pytest
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.projector import Projector
+from schemas.envelope import Envelope
 from schemas.events import SurveillanceAlert
 from schemas.topics import Topic
+from streams.app import SOURCES
+from streams.detectors import all_detectors
 from streams.scenario import PATTERNS, Episode, hit, publish_scenario, score
+from streams.surveillance_state import Surveillance
 from tests.streams.helpers import consume, spawn, stop, wait_for_log, wait_until_caught_up
 
 pytestmark = [
@@ -100,6 +105,7 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
         for d in decisions if getattr(d.payload, "account", None) in missed_accounts
     ]  # fmt: skip
     evidence = (
+        f"{_diagnose(env, missed)}\n"
         f"missed {missed}\ntheir decisions {missed_decisions}\nalerts of their owners "
         f"{[(a.pattern, a.beneficial_owner, str(a.window_start), str(a.window_end)) for a in alerts if any(a.beneficial_owner == e.owner for e in missed)]}\ndecisions {outcomes.most_common(6)}\nalerts {found}\n"
         f"faust progress {progress[-3:]}\nfaust log tail:\n{tail}"
@@ -115,3 +121,35 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
         assert s.recall >= 0.95, (s, evidence)
         assert s.precision >= 0.9, (s, evidence)
     assert not any(a.beneficial_owner and ".mm" in a.beneficial_owner for a in alerts), evidence
+
+
+def _diagnose(env: Settings, missed: list[Episode]) -> str:
+    """For a missed episode: would the pure detectors, folding the logged events in event
+    time, have found it (then faust's ordering or state lost it), and what did the engine
+    log for its accounts (if not, the engine's events do not show the pattern)?"""
+    if not missed:
+        return ""
+    logged: list[Envelope[Any]] = []
+    for topic in SOURCES:
+        logged += consume(env, topic, want=10**6, timeout=20)
+    events = sorted(logged,
+                    key=lambda e: (e.occurred_at, str(e.event_id)))  # fmt: skip
+    pure = Surveillance(all_detectors()).process_batch(events)
+    lines = []
+    for ep in missed:
+        found = [a.payload for a in pure if hit(ep, a.payload)]
+        lines.append(f"pure replay of the log finds {ep.pattern}/{ep.owner}: {bool(found)} "
+                     f"{[a.summary for a in found]}")  # fmt: skip
+        s = datetime.fromisoformat(ep.start) - timedelta(seconds=2)
+        e = datetime.fromisoformat(ep.end) + timedelta(seconds=2)
+        for ev in events:
+            p = ev.payload
+            if not s <= ev.occurred_at <= e:
+                continue
+            if getattr(p, "account", None) in ep.accounts or type(p).__name__ == "QuoteUpdated":
+                fields = {k: str(v) for k, v in p.model_dump().items() if k in (
+                    "order_id", "side", "quantity", "limit_price", "price", "leaves_quantity",
+                    "liquidity", "reason", "bid_price", "bid_quantity", "ask_price",
+                    "ask_quantity", "order_type")}  # fmt: skip
+                lines.append(f"  {ev.occurred_at.time()} {type(p).__name__} {fields}")
+    return "\n".join(lines)
