@@ -11,8 +11,10 @@ schema, a *lean* validator that runs entirely in Rust and returns a dict:
   pattern (no exponent, no leading zeros, no `-0`), timestamps become strings matching
   `YYYY-MM-DDThh:mm:ss.ffffffZ` with a valid calendar date, UUIDs become lowercase
   hyphenated strings, enums become their string values;
-* anything it cannot mirror exactly (model validators, custom types) makes the whole
-  event type ineligible, and it takes the full path.
+* a payload model validator is mirrored only where `_AFTER_CHECKS` holds a check on
+  the lean payload (QuoteUpdated's crossed-book rule); anything else it cannot mirror
+  exactly (other model validators, custom types) makes the whole event type
+  ineligible, and it takes the full path.
 
 The lean validator accepts a *subset* of what the models accept, and for that subset
 returns exactly `model.model_dump(mode="json")`. A record it does not accept is not
@@ -80,6 +82,21 @@ replaces each (a subset of what the validator accepts, in canonical spelling).""
 _ANY_SEEN = [False]
 """Set while deriving a schema that holds free JSON (`dict[str, Any]`)."""
 
+
+def _quote_not_crossed(payload: Data) -> bool:
+    return Decimal(payload["bid_price"]) < Decimal(payload["ask_price"])
+
+
+_AFTER_CHECKS: dict[tuple[str, str], Callable[[Data], bool]] = {
+    ("schemas.events.marketdata", "QuoteUpdated._not_crossed"): _quote_not_crossed,
+}
+"""Payload model validators (mode="after") mirrored as a check on the lean payload.
+A record failing the check takes the full path, which gives the canonical verdict, so
+a check only has to accept nothing the validator refuses."""
+
+_CHECKS_SEEN: list[Callable[[Data], bool]] = []
+"""Collected while deriving a schema: the payload checks its validator must run."""
+
 _PLAIN_LEAVES = {"str", "int", "bool", "literal", "none"}
 _MODEL_CONFIG_OK = {"extra_fields_behavior", "title", "str_strip_whitespace"}
 
@@ -137,6 +154,13 @@ def _lean(schema: Any, defs: dict[str, Any]) -> Any:
         )
     if t == "nullable":
         return core_schema.nullable_schema(_lean(schema["schema"], defs))
+    if t == "function-after":
+        fn = schema["function"]["function"]
+        check = _AFTER_CHECKS.get((getattr(fn, "__module__", ""), getattr(fn, "__qualname__", "")))
+        if check is None or schema["schema"]["type"] != "model":
+            raise NotLean(f"validator {fn}")
+        _CHECKS_SEEN.append(check)
+        return _lean(schema["schema"], defs)
     if t == "function-before":
         form = _STRING_FORMS.get(schema["function"]["function"])
         if form is None:
@@ -194,6 +218,7 @@ def lean_schema(event_type: str, version: int) -> Any:
 
 
 _VALIDATORS: dict[tuple[str, int], SchemaValidator | None] = {}
+_PAYLOAD_CHECKS: dict[tuple[str, int], tuple[Callable[[Data], bool], ...]] = {}
 _FREE_JSON: set[tuple[str, int]] = set()
 """Types whose lean output holds free JSON, checked for non-finite floats (which the
 models' JSON dump would turn into null)."""
@@ -217,12 +242,15 @@ def validator_for(event_type: str, version: int) -> SchemaValidator | None:
             _VALIDATORS[key] = None
         else:
             _ANY_SEEN[0] = False
+            _CHECKS_SEEN.clear()
             try:
                 _VALIDATORS[key] = SchemaValidator(lean_schema(event_type, version))
             except NotLean:
                 _VALIDATORS[key] = None
             if _ANY_SEEN[0]:
                 _FREE_JSON.add(key)
+            if _CHECKS_SEEN:
+                _PAYLOAD_CHECKS[key] = tuple(_CHECKS_SEEN)
     return _VALIDATORS[key]
 
 
@@ -267,6 +295,9 @@ def lean_decode(
     except ValidationError:
         return None
     if named in _FREE_JSON and not _finite(out):
+        return None
+    checks = _PAYLOAD_CHECKS.get(named)
+    if checks is not None and not all(c(out["payload"]) for c in checks):
         return None
     return out
 

@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
 from deploy.settings import Settings
+from projections.bulkload import BulkBuild
 from projections.framework import Projection
 from projections.store import (
     OFFSETS_TABLE,
@@ -79,6 +80,7 @@ class Projector:
         eager: bool = False,
         pipelined: bool = True,
         poll_timeout: float = 0.1,
+        replay: bool = False,
     ) -> None:
         if isinstance(projection, Projection):
             targets = [Target(projection, schema or projection.schema, offsets_table)]
@@ -96,6 +98,8 @@ class Projector:
         self.eager = eager
         self.pipelined = pipelined
         self.poll_timeout = poll_timeout
+        self.replay = replay
+        """Reading a long backlog (a rebuild): larger fetches, a little more latency."""
         self._reader: threading.Thread | None = None
         self._reader_stop = threading.Event()
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -121,15 +125,22 @@ class Projector:
             autocommit=False,
             application_name=f"tradetape-projector-{self.name}"[:63],
         )
+        fetch: dict[str, Any] = (
+            {"fetch.wait.max.ms": 10, "fetch.min.bytes": 1}
+            if not self.replay
+            # A replay: fewer, larger fetches (the broker answers once 1 MB is ready).
+            else {
+                "fetch.wait.max.ms": 100,
+                "fetch.min.bytes": 1 << 20,
+                "max.partition.fetch.bytes": 8 << 20,
+            }
+        )
         self.consumer = Consumer(
             consumer_config(
                 self.settings,
                 group_id=f"tradetape.projection.{self.name}",
-                **{
-                    "fetch.wait.max.ms": 10,
-                    "fetch.min.bytes": 1,
-                    "queued.max.messages.kbytes": self.queued_kbytes,
-                },
+                **fetch,
+                **{"queued.max.messages.kbytes": self.queued_kbytes},
             )
         )
         self.resync()
@@ -277,6 +288,7 @@ class Projector:
         else:
             msgs = self.consumer.consume(self.batch_size, timeout)
         records: list[RawRecord] = []
+        append = records.append
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -286,20 +298,10 @@ class Projector:
                     raise RuntimeError(f"fatal Kafka error: {err}")
                 log.warning("kafka error in %s: %s", self.name, err)
                 continue
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
-            assert topic is not None and partition is not None and offset is not None
-            headers = m.headers()
-            records.append(
-                RawRecord(
-                    topic,
-                    partition,
-                    offset,
-                    m.value(),
-                    list(headers.items() if isinstance(headers, dict) else headers)
-                    if headers
-                    else None,
-                )
-            )
+            headers: Any = m.headers()  # a list of (name, bytes) pairs, or None
+            if headers is not None and not isinstance(headers, list):
+                headers = list(headers.items() if isinstance(headers, dict) else headers)
+            append(RawRecord(m.topic(), m.partition(), m.offset(), m.value(), headers or None))  # type: ignore[arg-type]
         return records
 
     def apply(
@@ -307,12 +309,7 @@ class Projector:
     ) -> BatchResult:
         """One transaction: fence checks, every member's rows, quarantine, offsets."""
         assert self.conn is not None
-        nxt = [dict(e) for e in self.expected]
-        for r in records:
-            key = (r.topic, r.partition)
-            for n in nxt:
-                if key in n and r.offset >= n[key]:
-                    n[key] = r.offset + 1
+        nxt = self._next_offsets(records)
         shares = prepare(
             records, [t.projection for t in self.targets], self.expected, self.member_topics,
             decoded,
@@ -349,6 +346,19 @@ class Projector:
             self._start_reader()
             raise
         self.expected = nxt
+        return self._account(records, results)
+
+    def _next_offsets(self, records: Sequence[RawRecord]) -> list[dict[TP, int]]:
+        """Every member's next offsets once `records` are applied."""
+        nxt = [dict(e) for e in self.expected]
+        for r in records:
+            key = (r.topic, r.partition)
+            for n in nxt:
+                if key in n and r.offset >= n[key]:
+                    n[key] = r.offset + 1
+        return nxt
+
+    def _account(self, records: Sequence[RawRecord], results: Sequence[BatchResult]) -> BatchResult:
         batch = BatchResult(consumed=len(records))
         for i, res in enumerate(results):
             self.totals[i].add(res)
@@ -441,3 +451,49 @@ class Projector:
             if now - idle_since >= idle_timeout:
                 break
         return self.total
+
+
+class BulkProjector(Projector):
+    """A rebuild's projector: batches fold in memory into a `BulkBuild` (no per-batch
+    transaction, fencing or offsets; the build schema is private until it is swapped
+    in), and `finish` writes the current rows and offsets and builds the indexes."""
+
+    def __init__(self, settings: Settings, targets: Sequence[Target], **kwargs: Any) -> None:
+        super().__init__(settings, targets, **kwargs)
+        self.bulk: BulkBuild | None = None
+
+    def open(self) -> None:
+        super().open()  # reads the (empty) build offsets before the build locks its tables
+        self.bulk = BulkBuild(self.dsn, [(t.projection, t.schema) for t in self.targets])
+        self.bulk.start()
+
+    def close(self) -> None:
+        super().close()
+        if self.bulk is not None:
+            self.bulk.close()
+            self.bulk = None
+
+    def __enter__(self) -> BulkProjector:
+        self.open()
+        return self
+
+    def apply(
+        self, records: Sequence[RawRecord], decoded: Sequence[Any] | None = None
+    ) -> BatchResult:
+        assert self.bulk is not None
+        nxt = self._next_offsets(records)
+        shares = prepare(
+            records, [t.projection for t in self.targets], self.expected, self.member_topics,
+            decoded,
+        )  # fmt: skip
+        results = self.bulk.apply(shares)
+        self.expected = nxt
+        return self._account(records, results)
+
+    def finish(self) -> None:
+        """Commit the build: current rows, offsets, keys and indexes."""
+        assert self.bulk is not None
+        self.bulk.finish(
+            [(t.offsets_table, t.projection.name, self.expected[i])
+             for i, t in enumerate(self.targets)]
+        )  # fmt: skip

@@ -23,7 +23,7 @@ from deploy.settings import Settings
 from projections.checksum import checksum
 from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
-from projections.projector import Projector, Target
+from projections.projector import BulkProjector, Projector, Target
 from projections.store import lock_projection
 
 BODY_MARKER = "\n-- @body\n"
@@ -107,9 +107,14 @@ def rebuild_many(
     progress: Callable[[int, Projector], None] | None = None,
     batch_size: int = 20_000,
     swap: bool = True,
+    bulk: bool = True,
 ) -> list[RebuildResult]:
     """Replay projections from offset 0, each into a fresh schema, on one consumer
-    (every record decoded once), then swap them all in in one transaction."""
+    (every record decoded once), then swap them all in in one transaction.
+
+    `bulk` (the default) folds in memory and loads with COPY, building keys and indexes
+    after the load (projections/bulkload.py); otherwise every batch is applied as a
+    live batch would be (one transaction with its offsets)."""
     builds = [
         Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets")) for p in projections
     ]
@@ -117,13 +122,16 @@ def rebuild_many(
         for t in builds:
             create_schema(conn, t.projection, t.schema)
         started = time.monotonic()
-        with Projector(settings, builds, batch_size=batch_size, poll_timeout=0.5) as proj:
+        kind = BulkProjector if bulk else Projector
+        with kind(settings, builds, batch_size=batch_size, poll_timeout=0.5, replay=True) as proj:
             proj.catch_up(progress=progress, poll_timeout=0.5)
             if not proj.caught_up:
                 raise RuntimeError(
                     f"rebuild of {proj.name} stalled before the end of the log; "
                     "the live projections were left untouched"
                 )
+            if isinstance(proj, BulkProjector):
+                proj.finish()
             totals = {t.projection.name: r for t, r in zip(proj.targets, proj.totals, strict=True)}
             records = proj.total.consumed
         seconds = time.monotonic() - started
@@ -146,8 +154,9 @@ def rebuild(
     progress: Callable[[int, Projector], None] | None = None,
     batch_size: int = 20_000,
     swap: bool = True,
+    bulk: bool = True,
 ) -> RebuildResult:
     """Replay from offset 0 into a fresh schema and (by default) swap it in."""
     return rebuild_many(
-        settings, [projection], progress=progress, batch_size=batch_size, swap=swap
+        settings, [projection], progress=progress, batch_size=batch_size, swap=swap, bulk=bulk
     )[0]

@@ -63,11 +63,13 @@ def test_samples_cover_the_registry_and_agree() -> None:
 
 
 def test_hot_event_types_take_the_lean_path() -> None:
-    """Not a vacuous fallback: the synthetic stream's types (bar two with model
-    validators) decode lean, and equal the models' dump."""
+    """Not a vacuous fallback: the synthetic stream's types (bar one with a model
+    validator) decode lean, and equal the models' dump."""
     eligible = set(lean.eligible_types())
-    assert {("Fill", 1), ("OrderSubmitted", 1), ("RiskDecision", 1), ("MarketTrade", 1)} <= eligible
-    assert ("QuoteUpdated", 1) not in eligible  # crossed-book model validator
+    assert {
+        ("Fill", 1), ("OrderSubmitted", 1), ("RiskDecision", 1), ("MarketTrade", 1),
+        ("QuoteUpdated", 1),  # its crossed-book validator mirrored as a payload check
+    } <= eligible  # fmt: skip
     for ev in generate(3, 600):
         _key, value, headers = encode(ev)
         fast = lean.lean_decode(value, headers)
@@ -229,3 +231,17 @@ def test_schema_version_must_be_the_json_integer_the_headers_name(version: Any) 
         _verdicts(value, headers)
         with pytest.raises(MalformedEventError):
             lean.decode_record(value, headers)
+
+
+@settings(max_examples=80, deadline=None)
+@given(bid=st.decimals("0.01", "200", places=2), ask=st.decimals("0.01", "200", places=2))
+def test_quote_crossed_book_check_gives_the_models_verdict(bid: Decimal, ask: Decimal) -> None:
+    """QuoteUpdated's crossed-book validator, mirrored as a lean payload check: a
+    crossed or locked book is never accepted lean (the models refuse it)."""
+    body = next(copy.deepcopy(b) for b in BODIES if b["event_type"] == "QuoteUpdated")
+    body["payload"]["bid_price"] = format_decimal(bid)
+    body["payload"]["ask_price"] = format_decimal(ask)
+    value = json.dumps(body).encode()
+    headers = _headers(body)
+    _verdicts(value, headers)
+    assert (lean.lean_decode(value, headers) is not None) == (bid < ask)

@@ -1,0 +1,242 @@
+"""The in-memory rebuild: fold a replay in memory, stream history rows in with COPY.
+
+A rebuild writes into a fresh schema nobody reads, so it needs none of a live batch's
+per-batch work: no de-duplication query (every folded event id is kept in memory), no
+state query (the current rows of every UPSERT table live in memory for the whole
+replay and are written once at the end), no upserts, and no index maintenance while
+loading (primary keys and indexes are dropped after the schema is created and built
+once after the load). History rows go straight into the unindexed tables with COPY
+on a writer thread with its own connection, so PostgreSQL parses and stores one batch
+while the next is decoded and folded. The folds, the de-duplication rules and the row
+rendering are the live path's own (`store.fold_fresh`, `store.copy_block`), so the
+checksum of a bulk rebuild equals that of the incrementally built projection.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from projections.framework import Key, Projection, Quarantined, Row, State, Table, WriteMode
+from projections.store import (
+    BatchResult,
+    Prepared,
+    copy_block,
+    fold_fresh,
+    save_offsets_many,
+    write_quarantine,
+)
+
+Conn = psycopg.Connection[Any]
+
+
+def _ident(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def drop_keys_and_indexes(
+    conn: Conn, schema: str, tables: Sequence[str]
+) -> list[sql.Composed | sql.SQL]:
+    """Drop every primary key, unique constraint and index of `tables` in `schema` and
+    return the statements that build them again (constraints first, as declared)."""
+    cons = conn.execute(
+        "SELECT c.conname, r.relname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
+        "WHERE n.nspname = %s AND r.relname = ANY(%s) AND c.contype IN ('p', 'u') ORDER BY c.oid",
+        (schema, list(tables)),
+    ).fetchall()
+    idx = conn.execute(
+        "SELECT x.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace n ON n.oid = x.relnamespace "
+        "JOIN pg_class r ON r.oid = i.indrelid WHERE n.nspname = %s AND r.relname = ANY(%s) "
+        "AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY i.indexrelid",
+        (schema, list(tables)),
+    ).fetchall()
+    rebuild: list[sql.Composed | sql.SQL] = []
+    for name, table, definition in cons:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                _ident(schema, table), sql.Identifier(name)
+            )
+        )
+        rebuild.append(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                _ident(schema, table), sql.Identifier(name), sql.SQL(definition)
+            )
+        )
+    for name, definition in idx:
+        conn.execute(sql.SQL("DROP INDEX {}").format(_ident(schema, name)))
+        rebuild.append(sql.SQL(definition))
+    return rebuild
+
+
+@dataclass
+class _Member:
+    projection: Projection
+    schema: str
+    seen: set[str] = field(default_factory=set)
+    rows: dict[str, dict[Key, Row | None]] = field(default_factory=dict)
+    """Current rows of the stateful tables (what a live batch would load)."""
+    current: dict[str, dict[Key, Row]] = field(default_factory=dict)
+    """Final row per key of every UPSERT table, and of INSERT tables not keyed on the
+    event id (first row wins), written once at the end."""
+    rebuild_ddl: list[sql.Composed | sql.SQL] = field(default_factory=list)
+
+
+_STOP = object()
+
+
+class BulkBuild:
+    """Folds batches of several projections into their fresh build schemas.
+
+    `start()` drops the build schemas' keys and indexes; `apply(shares)` folds one
+    batch (one `Prepared` per member, from `store.prepare`); `finish(offsets)` writes the
+    current rows and the next offsets, builds the keys and indexes, and commits. Until
+    `finish` returns nothing is committed, so a failed rebuild leaves only a schema the
+    next rebuild drops."""
+
+    def __init__(self, dsn: str, members: Sequence[tuple[Projection, str]]) -> None:
+        self.members = [_Member(p, schema) for p, schema in members]
+        self.conn: Conn = psycopg.connect(
+            dsn, autocommit=False, application_name="tradetape-rebuild-writer"
+        )
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write, daemon=True, name="bulk-writer")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        for m in self.members:
+            names = [t.name for t in m.projection.tables]
+            if m.projection.seen_table == "_seen":
+                names.append("_seen")
+            m.rebuild_ddl = drop_keys_and_indexes(self.conn, m.schema, names)
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._put(_STOP)
+            self._writer.join()
+        self.conn.close()
+
+    def __enter__(self) -> BulkBuild:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writer thread
+    def _write(self) -> None:
+        """COPY each queued block (rendered here, off the folding thread)."""
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            if self._error is not None:
+                continue  # drain: the folding thread raises it
+            try:
+                kind, *args = job
+                if kind == "copy":
+                    schema, table, rows = args
+                    self._copy(schema, table, rows)
+                else:
+                    name, bad = args
+                    write_quarantine(self.conn, name, bad)
+            except BaseException as exc:  # handed to the folding thread
+                self._error = exc
+
+    def _copy(self, schema: str, table: Table, rows: Sequence[Row]) -> None:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+        with self.conn.cursor() as cur:
+            stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(_ident(schema, table.name), cols)
+            with cur.copy(stmt) as cp:
+                cp.write(copy_block(rows))
+
+    def _put(self, job: Any) -> None:
+        while True:
+            self._raise()
+            try:
+                self._jobs.put(job, timeout=0.5)
+                return
+            except queue.Full:
+                if not self._writer.is_alive():
+                    raise RuntimeError("the rebuild writer thread stopped") from self._error
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"rebuild write failed: {self._error}") from self._error
+
+    # ------------------------------------------------------------------ folding
+    def apply(self, shares: Sequence[Prepared]) -> list[BatchResult]:
+        """Fold one batch's shares (member order); history rows are queued for COPY."""
+        results: list[BatchResult] = []
+        for m, share in zip(self.members, shares, strict=True):
+            res = BatchResult(consumed=share.consumed, ignored=share.ignored)
+            bad: list[Quarantined] = list(share.bad)
+            first: dict[str, Any] = {}
+            for item in share.items:
+                eid = item.data["event_id"]
+                if eid not in m.seen:
+                    first.setdefault(eid, item)
+            fresh = list(first.values())
+            res.duplicates = len(share.items) - len(fresh)
+            state = State(rows=m.rows)
+            folded_bad, res.applied, writes = fold_fresh(m.projection, state, fresh)
+            bad.extend(folded_bad)
+            failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
+            for i in fresh:
+                if not failed or (i.topic, i.partition, i.offset) not in failed:
+                    m.seen.add(i.data["event_id"])
+            for table, rows in writes:
+                if table.name != "_seen":
+                    res.rows[table.name] = len(rows)
+                if not rows:
+                    continue
+                if table.mode is WriteMode.UPSERT:
+                    m.current.setdefault(table.name, {}).update((table.key_of(r), r) for r in rows)
+                    if not table.stateful:
+                        # A live batch sees no earlier row of a non-stateful table.
+                        m.rows.pop(table.name, None)
+                elif "event_id" not in table.pk:
+                    kept = m.current.setdefault(table.name, {})
+                    for r in rows:
+                        kept.setdefault(table.key_of(r), r)
+                else:
+                    self._put(("copy", m.schema, table, rows))
+            if bad:
+                self._put(("quarantine", m.projection.name, bad))
+            res.quarantined = len(bad)
+            results.append(res)
+        return results
+
+    def finish(
+        self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
+    ) -> None:
+        """Write the current rows and `(offsets table, projection, next offsets)`, build
+        keys and indexes, commit."""
+        self._put(_STOP)
+        self._writer.join()
+        self._raise()
+        for m in self.members:
+            for tname, kept in m.current.items():
+                rows = [kept[k] for k in sorted(kept)]
+                if rows:
+                    self._copy(m.schema, m.projection.table(tname), rows)
+            for stmt in m.rebuild_ddl:
+                self.conn.execute(stmt)
+            for t in m.projection.tables:
+                self.conn.execute(sql.SQL("ANALYZE {}").format(_ident(m.schema, t.name)))
+        by_table: dict[tuple[str, str], dict[str, dict[tuple[str, int], int]]] = {}
+        for table, name, offs in offsets:
+            by_table.setdefault(table, {})[name] = offs
+        for table, offs_by_name in by_table.items():
+            save_offsets_many(self.conn, offs_by_name, table)
+        self.conn.commit()
