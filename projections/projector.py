@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,9 @@ from projections.store import (
     BatchResult,
     RawRecord,
     apply_members,
-    load_offsets_many,
+    issue_offsets_query,
     lock_projections,
+    offsets_of,
     predecode,
     prepare,
     save_offsets_many,
@@ -231,13 +232,25 @@ class Projector:
 
     def _load_all(self) -> list[dict[TP, int]]:
         """Every member's stored offsets, one query per offsets table."""
+        return self._collect_all(self._issue_load_all())
+
+    def _issue_load_all(self) -> list[tuple[tuple[str, str], list[str], Any]]:
+        """Send `_load_all`'s queries (inside a pipeline: without waiting)."""
         assert self.conn is not None
         by_table: dict[tuple[str, str], list[str]] = {}
         for t in self.targets:
             by_table.setdefault(t.offsets_table, []).append(t.projection.name)
+        return [
+            (table, names, issue_offsets_query(self.conn, names, table))
+            for table, names in by_table.items()
+        ]
+
+    def _collect_all(
+        self, issued: list[tuple[tuple[str, str], list[str], Any]]
+    ) -> list[dict[TP, int]]:
         found: dict[tuple[tuple[str, str], str], dict[TP, int]] = {}
-        for table, names in by_table.items():
-            for name, offs in load_offsets_many(self.conn, names, table).items():
+        for table, names, cur in issued:
+            for name, offs in offsets_of(cur, names).items():
                 found[(table, name)] = offs
         return [
             {
@@ -314,11 +327,20 @@ class Projector:
             records, [t.projection for t in self.targets], self.expected, self.member_topics,
             decoded,
         )  # fmt: skip
-        results: list[BatchResult] = []
-        try:
-            with self.conn.transaction():
-                lock_projections(self.conn, [t.projection.name for t in self.targets])
-                stored = self._load_all()
+        conn = self.conn
+        moved: dict[tuple[str, str], dict[str, dict[TP, int]]] = {}
+        for i, t in enumerate(self.targets):
+            moved.setdefault(t.offsets_table, {})[t.projection.name] = {
+                k: v for k, v in nxt[i].items() if v != self.expected[i].get(k)
+            }
+
+        def prelude() -> Callable[[], None]:
+            # Sent in the batch's first round trip: the lock, then the stored offsets.
+            lock_projections(conn, [t.projection.name for t in self.targets])
+            issued = self._issue_load_all()
+
+            def fence() -> None:
+                stored = self._collect_all(issued)
                 for i, t in enumerate(self.targets):
                     for key in set(stored[i]) | set(self.expected[i]):
                         if self.expected[i].get(key, 0) != stored[i].get(key, 0):
@@ -326,18 +348,23 @@ class Projector:
                                 f"{t.projection.name}: stored offset {key}="
                                 f"{stored[i].get(key, 0)}, expected {self.expected[i].get(key, 0)}"
                             )
-                moved: dict[tuple[str, str], dict[str, dict[TP, int]]] = {}
+
+            return fence
+
+        def epilogue() -> None:
+            for table, offsets in moved.items():
+                save_offsets_many(conn, offsets, table)
+
+        results: list[BatchResult] = []
+        try:
+            with conn.transaction():
                 results = apply_members(
-                    self.conn,
+                    conn,
                     [(t.projection, t.schema, shares[i]) for i, t in enumerate(self.targets)],
+                    prelude=prelude,
+                    epilogue=epilogue,
                 )
-                for i, t in enumerate(self.targets):
-                    moved.setdefault(t.offsets_table, {})[t.projection.name] = {
-                        k: v for k, v in nxt[i].items() if v != self.expected[i].get(k)
-                    }
-                for table, offsets in moved.items():
-                    save_offsets_many(self.conn, offsets, table)
-            self.conn.commit()
+            conn.commit()
         except Fenced as exc:
             self.conn.rollback()
             log.warning("%s; resuming from the stored offsets", exc)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -472,13 +472,21 @@ def fold_fresh(
 
 
 def apply_members(
-    conn: Conn, members: Sequence[tuple[Projection, str, Prepared]]
+    conn: Conn,
+    members: Sequence[tuple[Projection, str, Prepared]],
+    *,
+    prelude: Callable[[], Callable[[], None]] | None = None,
+    epilogue: Callable[[], None] | None = None,
 ) -> list[BatchResult]:
     """Fold several projections' shares of one batch, in the caller's transaction.
 
-    Phases, each one round trip for all members (psycopg pipeline mode): which events
-    each schema has already folded; the current rows of the keys the batch touches;
-    then, after the pure folds, every small write (large ones are COPYed)."""
+    Two round trips for all members (psycopg pipeline mode), plus one COPY per large
+    table: first which events each schema has already folded and the current rows of
+    the keys the batch touches; then, after the pure folds, every small write.
+    `prelude` issues the caller's own statements at the head of the first round trip
+    (the projector's lock and fence query) and returns a check run on their results
+    before anything is folded; `epilogue` issues statements at the end of the second
+    (the next offsets)."""
     ms = [_Member(p, schema, share) for p, schema, share in members]
     for m in ms:
         m.result = BatchResult(consumed=m.share.consumed, ignored=m.share.ignored)
@@ -488,7 +496,11 @@ def apply_members(
         for item in m.share.items:
             m.first.setdefault(item.data["event_id"], item)
     cursors: list[Any] = []
+    loads: list[tuple[_Member, Table, set[Key], Any]] = []
+    check: Callable[[], None] | None = None
     with conn.pipeline():
+        if prelude is not None:
+            check = prelude()
         for m in ms:
             cursors.append(
                 conn.execute(
@@ -501,27 +513,25 @@ def apply_members(
                 if m.first
                 else None
             )
-    loads: list[tuple[_Member, Table, set[Key], Any]] = []
+            # The keys of every event in the batch, duplicates too (loading a row a
+            # duplicate names is harmless), so this shares the round trip above.
+            m.state = State(loader=_loader(conn, m.schema))
+            for tname, keys in m.projection.state_keys(list(m.first.values())).items():
+                m.state.rows[tname] = {}
+                if keys:
+                    t = m.projection.table(tname)
+                    loads.append((m, t, keys, conn.execute(*_load_query(m.schema, t, keys))))
+    if check is not None:
+        check()
     for m, cur in zip(ms, cursors, strict=True):
         seen = {r[0] for r in cur.fetchall()} if cur is not None else set()
         m.fresh = (
             [i for e, i in m.first.items() if e not in seen] if seen else list(m.first.values())
         )
         m.result.duplicates = len(m.share.items) - len(m.fresh)
-        m.state = State(loader=_loader(conn, m.schema))
-        for tname, keys in m.projection.state_keys(m.fresh).items():
-            m.state.rows[tname] = {}
-            if keys:
-                loads.append((m, m.projection.table(tname), keys, None))
-    if loads:
-        with conn.pipeline():
-            loads = [
-                (m, t, keys, conn.execute(*_load_query(m.schema, t, keys)))
-                for m, t, keys, _c in loads
-            ]
-        for m, t, keys, cur in loads:
-            found = {t.key_of(row): tuple(row) for row in cur.fetchall()}
-            m.state.rows[t.name] = {k: found.get(k) for k in keys}
+    for m, t, keys, cur in loads:
+        found = {t.key_of(row): tuple(row) for row in cur.fetchall()}
+        m.state.rows[t.name] = {k: found.get(k) for k in keys}
     for m in ms:
         folded_bad, m.result.applied, m.writes = fold_fresh(m.projection, m.state, m.fresh)
         m.bad.extend(folded_bad)
@@ -536,12 +546,14 @@ def apply_members(
                 copy_rows(conn, m.schema, table, rows, fresh=True)
             elif rows:
                 small.append((m, table, rows, _jsonb_columns(conn, m.schema, table.name)))
-    if small or any(m.bad for m in ms):
+    if small or any(m.bad for m in ms) or epilogue is not None:
         with conn.pipeline():
             for m, table, rows, jsonb in small:
                 conn.execute(_json_insert(m.schema, table), (_rows_json(table, rows, jsonb),))
             for m in ms:
                 write_quarantine(conn, m.projection.name, m.bad)
+            if epilogue is not None:
+                epilogue()
     return [m.result for m in ms]
 
 
@@ -607,11 +619,25 @@ def load_offsets_many(
     conn: Conn, projections: Sequence[str], table: tuple[str, str] = OFFSETS_TABLE
 ) -> dict[str, dict[tuple[str, int], int]]:
     """`load_offsets` for several projections stored in one table, in one query."""
+    return offsets_of(issue_offsets_query(conn, projections, table), projections)
+
+
+def issue_offsets_query(
+    conn: Conn, projections: Sequence[str], table: tuple[str, str] = OFFSETS_TABLE
+) -> psycopg.Cursor[Any]:
+    """Send `load_offsets_many`'s query (inside a pipeline: without waiting)."""
     q = sql.SQL(
         "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
     ).format(_ident(*table))
+    return conn.execute(q, (list(projections),))
+
+
+def offsets_of(
+    cur: psycopg.Cursor[Any], projections: Sequence[str]
+) -> dict[str, dict[tuple[str, int], int]]:
+    """The result of `issue_offsets_query`."""
     out: dict[str, dict[tuple[str, int], int]] = {p: {} for p in projections}
-    for name, t, p, o in conn.execute(q, (list(projections),)):
+    for name, t, p, o in cur.fetchall():
         out[name][(t, int(p))] = int(o)
     return out
 

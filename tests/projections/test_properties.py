@@ -153,7 +153,7 @@ def test_checksum_rendering_is_canonical(value: Any, text: str) -> None:
 
 @pytest.mark.integration
 @settings(
-    max_examples=6,
+    max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
