@@ -167,6 +167,22 @@ def _bump(d: dict[str, Decimal], k: str, delta: Decimal) -> None:
         d.pop(k, None)
 
 
+QUOTE_HISTORY = 1024
+"""Quotes kept per instrument for event-time matching (seconds of a busy feed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One top of book, as an order arriving at `at` or later met it."""
+
+    at: datetime
+    bid: Decimal
+    ask: Decimal
+    bid_qty: Decimal
+    ask_qty: Decimal
+    quote_id: str
+
+
 @dataclass
 class PriceState:
     last_trade: Decimal | None = None
@@ -177,6 +193,21 @@ class PriceState:
     ask_qty: Decimal = ZERO
     quote_at: datetime | None = None
     quote_id: str = ""
+    history: deque[Quote] = field(default_factory=lambda: deque(maxlen=QUOTE_HISTORY))
+    """The latest quotes in event-time order, the newest (the current one) last."""
+
+    def quote_in_force(self, when: datetime) -> Quote | None:
+        """The newest quote at or before `when`; None if `when` predates the history.
+
+        The engine reads market data on its own consumer, which runs ahead of a backlog of
+        intents; an order stamped `when` met the book of `when`, not the book the engine
+        happens to hold when it gets to the order. Matching in event time makes the paper
+        venue's fills independent of that lag.
+        """
+        for q in reversed(self.history):
+            if q.at <= when:
+                return q
+        return None
 
     def reference(self) -> tuple[Decimal, datetime] | None:
         """The newer of the last trade and the mid, with its event time."""
@@ -297,6 +328,10 @@ class EngineState:
                     p.ask_quantity,
                 )
                 ps.quote_at, ps.quote_id = event.occurred_at, str(event.event_id)
+                ps.history.append(
+                    Quote(event.occurred_at, p.bid_price, p.ask_price, p.bid_quantity,
+                          p.ask_quantity, ps.quote_id)
+                )  # fmt: skip
             return
         if isinstance(p, RiskDecision | IntentRejected):
             self._apply_decision(event, raw)

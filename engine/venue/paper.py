@@ -164,12 +164,23 @@ class PaperVenue:
         )
         ps = state.price(order.instrument)
         buy = order.side is Side.BUY
-        touch = ps.ask if buy else ps.bid
-        touch_qty = ps.ask_qty if buy else ps.bid_qty
-        source = f"quote:{ps.quote_id}"
+        # The order meets the book in force at its own time (event time), whatever the
+        # engine has read of the market since; only an order older than the kept history
+        # meets the current book.
+        met = ps.quote_in_force(order.submitted_at)
+        touch: Decimal | None
+        if met is not None:
+            touch = met.ask if buy else met.bid
+            touch_qty = met.ask_qty if buy else met.bid_qty
+            source = f"quote:{met.quote_id}"
+        else:
+            touch = ps.ask if buy else ps.bid
+            touch_qty = ps.ask_qty if buy else ps.bid_qty
+            source = f"quote:{ps.quote_id}"
         # A fill on submission happens when the order arrives, never before it: the
         # quote it executes against may be older than the order.
-        at = max(ps.quote_at, order.submitted_at) if ps.quote_at else order.submitted_at
+        quote_at = met.at if met is not None else ps.quote_at
+        at = max(quote_at, order.submitted_at) if quote_at else order.submitted_at
         if order.order_type is OrderType.MARKET:
             marketable = touch is not None and touch_qty > 0
         else:

@@ -117,9 +117,9 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
         print(f"e2e seeds={SEEDS} {pattern}: recall={s.recall:.2f} precision={s.precision:.2f} {s}")
     for pattern in PATTERNS:
         s = scores[pattern]
-        assert s.episodes >= len(SEEDS), (s, evidence)
-        assert s.recall >= 0.95, (s, evidence)
-        assert s.precision >= 0.9, (s, evidence)
+        assert s.episodes >= len(SEEDS), f"{s}\n{evidence}"
+        assert s.recall >= 0.95, f"{s}\n{evidence}"
+        assert s.precision >= 0.9, f"{s}\n{evidence}"
     assert not any(a.beneficial_owner and ".mm" in a.beneficial_owner for a in alerts), evidence
 
 
