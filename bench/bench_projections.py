@@ -152,7 +152,8 @@ def bench_decode(n: int = 20_000) -> None:
     """µs per event to validate one record: lean (Rust-only) vs the model's JSON
     validation vs `schemas.decode`, per hot event type (best of 3)."""
     from projections import lean
-    from schemas import Envelope, decode, payload_class
+    from schemas import decode, payload_class
+    from schemas.envelope import envelope_class
 
     by_type: dict[str, list[tuple[bytes, Any]]] = {}
     for ev in generate(5, n):
@@ -179,7 +180,7 @@ def bench_decode(n: int = 20_000) -> None:
         items = by_type.get(et, [])
         if not items:
             continue
-        model: Any = Envelope[payload_class(et, 1)]  # type: ignore[misc]
+        model: Any = envelope_class(payload_class(et, 1))
         fast = best(lean.lean_decode, items) if lean.validator_for(et, 1) else float("nan")
         print(
             f"decode {et:15} lean {fast:5.1f} us  model_validate_json "

@@ -37,6 +37,7 @@ from pydantic_core import SchemaValidator, ValidationError, core_schema
 
 from schemas import Envelope, MalformedEventError, decode, payload_class
 from schemas import types as schema_types
+from schemas.envelope import envelope_class
 from schemas.errors import UnknownEventTypeError
 from schemas.registry import REGISTRY
 
@@ -203,8 +204,7 @@ def _lean(schema: Any, defs: dict[str, Any]) -> Any:
 
 def lean_schema(event_type: str, version: int) -> Any:
     """The lean core schema of `Envelope[payload]` for one event type and version."""
-    cls = payload_class(event_type, version)
-    envelope: Any = Envelope[cls]  # type: ignore[valid-type]
+    envelope: Any = envelope_class(payload_class(event_type, version))
     schema = _lean(envelope.__pydantic_core_schema__, {})
     schema["fields"]["event_type"] = core_schema.typed_dict_field(
         core_schema.literal_schema([event_type])
