@@ -22,6 +22,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,11 @@ REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 MARKETDATA_WARMUP = 5_000
 """Market-data records per partition read back on start, to know the latest prices."""
-REF_GRACE_SECONDS = 0.02
+REF_GRACE_SECONDS = 0.1
 """How long a batch with an intent for an unseen price/producer/account waits for
 reference records already on their way (only then; steady state does not wait)."""
-SEND_CHUNK = 64
-"""Outputs produced into the open transaction while the rest of the batch is processed."""
+REF_GRACE_BACKOFF = 5.0
+"""The same missing price/producer/account is waited for at most once per this many s."""
 TXN_TIMEOUT_MS = 10_000
 """Short, so a killed worker's open transaction is aborted soon after a takeover."""
 TXN_PRODUCER_TUNING: dict[str, Any] = {
@@ -189,12 +190,17 @@ class EngineWorker:
         self._high_at = 0.0
         self.needs_rebuild = False
         self.in_txn = False
+        self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-commit")
+        """Commits batch N while the main thread processes batch N+1 (see `step`)."""
+        self.pending: Future[None] | None = None
+        self._grace_given: dict[str, float] = {}
         self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
         self.busy = {
             "poll": 0.0,
             "refs+lag": 0.0,
             "process": 0.0,
-            "commit": 0.0,
+            "commit-wait": 0.0,
+            "produce": 0.0,
             "offsets": 0.0,
             "end": 0.0,
         }
@@ -270,12 +276,31 @@ class EngineWorker:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_in_flight()
         self.rebuild({tp.partition for tp in partitions})
         self.assigned = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_in_flight()
         self.owned = []
         self.assigned = []
+
+    def _settle_in_flight(self) -> None:
+        """Before partitions move: the transaction in flight commits (with the offsets of
+        the partitions we still own) or is aborted; the next owner, or our own rebuild on
+        assignment, starts from what was committed."""
+        try:
+            self._await_commit()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise
+            log.warning("transaction failed during a rebalance (%s); aborting", exc)
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException:
+                log.exception("abort failed")
+            self.in_txn = False
 
     # ---- lag -----------------------------------------------------------------------
 
@@ -322,22 +347,42 @@ class EngineWorker:
         except MalformedEventError as exc:
             return exc
 
-    def _sees_no_refs_for(self, event: Envelope[Any] | MalformedEventError) -> bool:
-        """An intent whose price, producer or account this worker has not seen yet."""
+    def _missing_ref(self, event: Envelope[Any] | MalformedEventError) -> str | None:
+        """What an intent needs that this worker has not seen yet (its producer, account or
+        price), or None."""
         if not isinstance(event, Envelope):
-            return False
+            return None
         p = event.payload
         if not isinstance(p, OrderIntent | CancelIntent):
-            return False
+            return None
         if p.producer_id not in self.state.producers:
-            return True
+            return "producer:" + p.producer_id
         acc = self.state.accounts.get(p.account)
         if acc is None or not acc.opened:
-            return True
+            return "account:" + p.account
         if isinstance(p, OrderIntent):
             ps = self.state.prices.get(p.instrument)
-            return ps is None or ps.reference() is None
-        return False
+            if ps is None or ps.reference() is None:
+                return "price:" + p.instrument
+        return None
+
+    def _ref_grace(self, decoded: list[tuple[Message, Any]]) -> float:
+        """How long to give the reference consumer before deciding this batch: the grace
+        if an intent needs something not seen yet, unless the worker already waited for
+        that within `REF_GRACE_BACKOFF` (so intents for something that never comes cannot
+        slow every batch down)."""
+        missing = {m for _, ev in decoded if (m := self._missing_ref(ev)) is not None}
+        if not missing:
+            return 0.0
+        now = time.monotonic()
+        waited = self._grace_given
+        if all(now - waited.get(m, -1e9) < REF_GRACE_BACKOFF for m in missing):
+            return 0.0
+        if len(waited) > 10_000:
+            waited.clear()
+        for m in missing:
+            waited[m] = now
+        return REF_GRACE_SECONDS
 
     def _handle_input(
         self, msg: Message, event: Envelope[Any] | MalformedEventError, out: list[Output]
@@ -403,51 +448,53 @@ class EngineWorker:
                 return rec.key, rec.value, rec.headers
         return encode(event)
 
-    def _send(self, out: list[Output], start: int) -> int:
-        """Produce `out[start:]` into the open transaction (opening it if needed).
+    def _wire(self, out: list[Output]) -> list[tuple[str, bytes, bytes, Any]]:
+        """The batch's outputs as (topic, key, value, headers), encoded while the state
+        that recorded the decisions' bytes is the one that made them."""
+        names = self.names
+        return [(names[Topic(e.topic)], *self._encoded(e)) for e in out]
 
-        Called while the batch is still being processed, so the producer's requests
-        (including AddPartitionsToTxn) travel while Python works on the next inputs.
-        Returns the new count of sent outputs.
+    def _transact(
+        self, records: list[tuple[str, bytes, bytes, Any]], positions: list[TopicPartition]
+    ) -> None:
+        """One whole transaction: the outputs, the input offsets, the commit — all or none.
+
+        Runs on the committer thread while the main thread processes the next batch
+        (confluent-kafka releases the GIL while it waits on the broker).
         """
-        if start >= len(out):
-            return start
-        if not self.in_txn:
-            self.producer.begin_transaction()
-            self.in_txn = True
-        produce = self.producer.produce
-        for event in out[start:]:
-            key, value, headers = self._encoded(event)
+        t0 = time.monotonic()
+        producer = self.producer
+        producer.begin_transaction()
+        self.in_txn = True
+        produce = producer.produce
+        for topic, key, value, headers in records:
             while True:
                 try:
-                    produce(self.names[Topic(event.topic)], key=key, value=value, headers=headers)
+                    produce(topic, key=key, value=value, headers=headers)
                     break
                 except BufferError:
-                    self.producer.poll(0.01)
-        self.producer.poll(0)
-        return len(out)
-
-    def _commit(self, out: list[Output], sent: int) -> None:
-        """Send the rest, then the input offsets, and commit: all of it or none."""
-        self._send(out, sent)
-        if not self.in_txn:
-            self.producer.begin_transaction()
-            self.in_txn = True
-        t0 = time.monotonic()
-        assignment = self.assigned
-        if assignment:
-            positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
-            if positions:
-                self.producer.send_offsets_to_transaction(
-                    positions, self.consumer.consumer_group_metadata(), 30
-                )
+                    producer.poll(0.01)
+        producer.poll(0)
         t1 = time.monotonic()
-        self.producer.commit_transaction(30)
+        if positions:
+            producer.send_offsets_to_transaction(
+                positions, self.consumer.consumer_group_metadata(), 30
+            )
+        t2 = time.monotonic()
+        producer.commit_transaction(30)
         self.in_txn = False
-        self.busy["offsets"] += t1 - t0
-        self.busy["end"] += time.monotonic() - t1
+        busy = self.busy
+        busy["produce"] += t1 - t0
+        busy["offsets"] += t2 - t1
+        busy["end"] += time.monotonic() - t2
         self.stats["transactions"] += 1
-        self.stats["outputs"] += len(out)
+        self.stats["outputs"] += len(records)
+
+    def _await_commit(self) -> None:
+        """Wait for the transaction in flight, if any; its failure raises here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
     def _recover(self, exc: KafkaException) -> None:
         """After a failed transaction: abort, rewind the inputs and rebuild from the log."""
@@ -503,10 +550,7 @@ class EngineWorker:
         # An intent for a price, producer or account not seen yet waits a few ms for
         # reference records already on their way on the other consumer (else it would be
         # rejected, fail closed); in steady state nothing waits.
-        grace = any(self._sees_no_refs_for(ev) for _, ev in decoded)
-        refs = self.ref_consumer.consume(
-            num_messages=5000, timeout=REF_GRACE_SECONDS if grace else 0
-        )
+        refs = self.ref_consumer.consume(num_messages=5000, timeout=self._ref_grace(decoded))
         self.ctx.consumer_lag = self.consumer_lag()
         t2 = time.monotonic()
         out: list[Output] = []
@@ -515,29 +559,42 @@ class EngineWorker:
             for msg in refs:
                 if not msg.error():
                     self._handle_reference(msg, out)
-            sent = self._send(out, 0)
             self._preverify(decoded)
             for msg, event in decoded:
                 self._handle_input(msg, event, out)
-                if len(out) - sent >= SEND_CHUNK:
-                    sent = self._send(out, sent)
             self.ctx.preverified.clear()
+            records = self._wire(out)
+            # The offsets this batch's transaction commits: taken before the next poll.
+            positions = (
+                [tp for tp in self.consumer.position(self.assigned) if tp.offset >= 0]
+                if self.assigned
+                else []
+            )
             t3 = time.monotonic()
+            # The previous batch's transaction must be committed before this one begins; if
+            # it failed, this batch's outputs are dropped with it and `_recover` rewinds
+            # the inputs to the last committed offsets and rebuilds the state from the log.
+            self._await_commit()
+            t4 = time.monotonic()
             if out or inputs:
-                self._commit(out, sent)
+                self.pending = self.committer.submit(self._transact, records, positions)
         except KafkaException as exc:
             self._recover(exc)
             return 0
-        t4 = time.monotonic()
         if inputs:
             # Where a busy worker's time goes (seconds; logged every 10 s).
             busy = self.busy
             busy["poll"] += t1 - t0
             busy["refs+lag"] += t2 - t1
             busy["process"] += t3 - t2
-            busy["commit"] += t4 - t3
+            busy["commit-wait"] += t4 - t3
         if self.needs_rebuild:
             self.needs_rebuild = False
+            try:
+                self._await_commit()
+            except KafkaException as exc:
+                self._recover(exc)  # rebuilds too
+                return inputs
             self.rebuild(self.owned)
         return inputs
 
@@ -563,6 +620,11 @@ class EngineWorker:
                         {k: round(v, 2) for k, v in self.busy.items()},
                     )
         finally:
+            try:
+                self._await_commit()
+            except KafkaException as exc:
+                self._recover(exc)
+            self.committer.shutdown(wait=True)
             self.consumer.close()
             self.ref_consumer.close()
             self.producer.flush(10)

@@ -1,0 +1,91 @@
+"""A transaction that fails while the next batch is already being processed loses nothing
+and duplicates nothing: the worker aborts it, rewinds to the committed offsets and
+rebuilds, and every intent still gets exactly one decision on the log."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from deploy.settings import Settings
+from schemas.events import Side
+from schemas.topics import Topic
+from tests.engine.helpers import intent, produce, quote, read_topic, running_worker, wait_for, world
+
+pytestmark = pytest.mark.integration
+
+
+class FailingCommits:
+    """The worker's producer, with chosen `commit_transaction` calls failing as abortable
+    errors (the commit never reaches the broker; the transaction stays open)."""
+
+    def __init__(self, real: Any, fail_on: set[int]) -> None:
+        self._real, self.fail_on = real, fail_on
+        self.calls = self.failed = 0
+
+    def commit_transaction(self, *args: Any) -> Any:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            self.failed += 1
+            raise KafkaException(
+                KafkaError(
+                    KafkaError._STATE,
+                    "injected commit failure",
+                    fatal=False,
+                    retriable=False,
+                    txn_requires_abort=True,
+                )
+            )
+        return self._real.commit_transaction(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_failed_transaction_in_flight_loses_and_duplicates_nothing(env: Settings) -> None:
+    n_chunks, per_chunk = 12, 25
+    with running_worker(env) as worker:
+        key = world(env, ["ACC1", "ACC2"])
+        produce(env, [quote()])
+        wait_for(env, Topic.ACCOUNTS, lambda ev: len(ev) >= 5)
+        failing = FailingCommits(worker.producer, fail_on={2, 5, 6})
+        worker.producer = failing  # type: ignore[assignment]
+        for c in range(n_chunks):
+            produce(
+                env,
+                [
+                    intent(
+                        key,
+                        "ACC1" if i % 2 else "ACC2",
+                        f"c-{c}-{i}",
+                        side=Side.BUY,
+                        qty="0.001",
+                        limit="59990",
+                    )
+                    for i in range(per_chunk)
+                ],
+            )
+            time.sleep(0.15)  # separate batches, so several transactions are in flight
+        total = n_chunks * per_chunk
+        decided = wait_for(
+            env,
+            Topic.DECISIONS,
+            lambda ev: len({e.payload.client_order_id for e in ev}) >= total,
+            timeout=90,
+        )
+        orders = read_topic(env, Topic.ORDERS)
+    assert failing.failed >= 2, f"the failure path ran only {failing.failed} times"
+    by_coid = Counter(e.payload.client_order_id for e in decided)
+    assert len(by_coid) == total
+    assert set(by_coid.values()) == {1}, "an intent got more than one decision on the log"
+    assert len({e.event_id for e in decided}) == total
+    submitted = Counter(e.payload.order_id for e in orders if e.event_type == "OrderSubmitted")
+    assert submitted and set(submitted.values()) == {1}, "an order was submitted twice"
+    approved = {
+        e.payload.order_id for e in decided if getattr(e.payload, "outcome", "") == "APPROVED"
+    }
+    assert approved == set(submitted)
