@@ -266,6 +266,10 @@ def _tag_and_time(value: bytes) -> tuple[str, float]:
     return (c.group(1).decode() if c else ""), at
 
 
+FIRST_COMMIT_WINDOW = 0.05
+"""Seconds after the first decision within which decisions count as the first batch."""
+
+
 class DecisionClock(threading.Thread):
     """Reads decisions (read_committed); latency = seen - decision.occurred_at (= intent's)."""
 
@@ -284,6 +288,9 @@ class DecisionClock(threading.Thread):
         self.c.assign([TopicPartition(name, p, 0) for p in partitions_of(self.c, s, topic)])
         self.count = 0
         self.first = self.last = 0.0
+        self.first_count = 0
+        """Decisions seen with the first one: the first committed batch, whose processing
+        time lies before `first` (so the rate leaves them out)."""
         self.lat: dict[str, list[float]] = {}
         self.stop = False
 
@@ -300,7 +307,10 @@ class DecisionClock(threading.Thread):
                     continue
                 now = time.time()
                 self.count += 1
-                self.first = self.first or now
+                if not self.first:
+                    self.first = now
+                if now - self.first < FIRST_COMMIT_WINDOW:
+                    self.first_count = self.count
                 self.last = now
                 value = m.value() or b""
                 tag, at = _tag_and_time(value[::-1] if self.reverse else value)
@@ -330,7 +340,9 @@ def publish(s: Settings, tpl: list[tuple[bytes, bytes, list[Any]]], rate: float 
     return time.monotonic() - t0
 
 
-def _passthrough_worker(s: Settings, group: str, batch: int, q: Any, ready: Any = None) -> None:
+def _passthrough_worker(
+    s: Settings, group: str, batch: int, q: Any, ready: Any = None, stop: Any = None
+) -> None:
     """One pass-through process: the engine's transport without the engine.
 
     Same consumer group mechanics, transaction settings, poll strategy and batch cap as
@@ -367,6 +379,10 @@ def _passthrough_worker(s: Settings, group: str, batch: int, q: Any, ready: Any 
             msgs = [m] if m is not None else []
         msgs = [m for m in msgs if not m.error()]
         if not msgs:
+            if stop is not None:
+                if stop.is_set():
+                    break
+                continue
             if done and time.monotonic() - idle_since > 3:
                 break
             if not done and time.monotonic() - idle_since > 120:
@@ -442,15 +458,16 @@ def passthrough_latency(
     clock = DecisionClock(s, Topic.ENGINE_SNAPSHOTS, reverse=True)
     clock.start()
     ctx = multiprocessing.get_context("spawn")
-    q, ready = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=_passthrough_worker, args=(s, group, 2000, q, ready))
+    q, ready, stop = ctx.Queue(), ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_passthrough_worker, args=(s, group, 2000, q, ready, stop))
     proc.start()
+    tpls = {rate: templates(key, rate * seconds, f"pt{rate}") for rate in rates}
     if not ready.wait(120):
         raise RuntimeError("paced pass-through never got its partitions")
     out = {}
     for rate in rates:
         tag = f"pt{rate}"
-        tpl = templates(key, rate * seconds, tag)
+        tpl = tpls[rate]
         publish(s, tpl, rate)
         end = time.monotonic() + 120
         while len(clock.lat.get(tag, [])) < len(tpl) and time.monotonic() < end:
@@ -458,6 +475,7 @@ def passthrough_latency(
         lat = clock.lat.get(tag, [])
         out[rate] = (len(lat), len(tpl), pct(lat, 0.5), pct(lat, 0.99), pct(lat, 0.999))
         print(f"pass-through {rate}/s: {out[rate]}", file=sys.stderr)
+    stop.set()
     q.get(timeout=120)
     proc.join(30)
     clock.stop = True
@@ -476,6 +494,8 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
@@ -600,7 +620,7 @@ def main() -> int:
                 # Start-up (imports, rebuild) done: the steady-state CPU starts here.
                 cpu_at_first = (clock.count, sum(_cpu_s(w.pid) for w in workers))
             time.sleep(0.05)
-        engine_rate = clock.count / max(1e-9, clock.last - clock.first)
+        engine_rate = (clock.count - clock.first_count) / max(1e-9, clock.last - clock.first)
         cpu_now = sum(_cpu_s(w.pid) for w in workers)
         engine_cpu_us = cpu_now / max(1, clock.count) * 1e6
         n0, cpu0 = cpu_at_first or (0, 0.0)
