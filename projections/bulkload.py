@@ -3,7 +3,7 @@
 A rebuild writes into a fresh schema nobody reads, so it needs none of a live batch's
 per-batch work: no de-duplication query (every folded event id is kept in memory), no
 state query (the current rows of every UPSERT table live in memory for the whole
-replay and are written once at the end), no upserts, and no index maintenance while
+replay, frozen to compact JSON between batches, and are written once at the end), no upserts, and no index maintenance while
 loading (primary keys and indexes are dropped after the schema is created and built
 once after the load). History rows go straight into the unindexed tables with COPY
 on a writer thread with its own connection, so PostgreSQL parses and stores one batch
@@ -18,8 +18,11 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -81,13 +84,36 @@ def drop_keys_and_indexes(
 class _Member:
     projection: Projection
     schema: str
-    seen: set[str] = field(default_factory=set)
-    rows: dict[str, dict[Key, Row | None]] = field(default_factory=dict)
-    """Current rows of the stateful tables (what a live batch would load)."""
+    bit: int = 1
+    """This member's bit in `BulkBuild.seen`."""
+    cold: dict[str, dict[Key, str]] = field(default_factory=dict)
+    """Current rows of the stateful tables (what a live batch would load), each frozen
+    to JSON between batches: a third of the memory of a tuple of Python values."""
     current: dict[str, dict[Key, Row]] = field(default_factory=dict)
-    """Final row per key of every UPSERT table, and of INSERT tables not keyed on the
-    event id (first row wins), written once at the end."""
+    """Final row per key of the other UPSERT tables, and of INSERT tables not keyed on
+    the event id (first row wins). Written, like `cold`, once at the end."""
+
+    def thaw(self, table: Table, key: Key) -> Row | None:
+        frozen = self.cold.get(table.name, {}).get(key)
+        return None if frozen is None else tuple(orjson.loads(frozen))
+
     rebuild_ddl: list[sql.Composed | sql.SQL] = field(default_factory=list)
+
+
+def _plain(value: Any) -> Any:
+    """How a frozen row keeps a value orjson has no type for: as the text COPY would
+    send (`store.copy_text`), which the folds read back as they read database values
+    (`Decimal(text)`)."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def freeze(row: Row) -> str:
+    """A row as compact JSON text (a `str`: orjson's own bytes keep a 4 KB buffer)."""
+    return orjson.dumps(row, default=_plain, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
 
 
 _STOP = object()
@@ -103,11 +129,15 @@ class BulkBuild:
     next rebuild drops."""
 
     def __init__(self, dsn: str, members: Sequence[tuple[Projection, str]]) -> None:
-        self.members = [_Member(p, schema) for p, schema in members]
+        self.members = [_Member(p, schema, 1 << i) for i, (p, schema) in enumerate(members)]
+        self.seen: dict[int, int] = {}
+        """Every folded event id (as a 128-bit int: half the memory of its text), with
+        one bit per member that folded it. One map for all members: an id read by four
+        projections is kept once."""
         self.conn: Conn = psycopg.connect(
             dsn, autocommit=False, application_name="tradetape-rebuild-writer"
         )
-        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._writer = threading.Thread(target=self._write, daemon=True, name="bulk-writer")
 
@@ -181,30 +211,33 @@ class BulkBuild:
         for m, share in zip(self.members, shares, strict=True):
             res = BatchResult(consumed=share.consumed, ignored=share.ignored)
             bad: list[Quarantined] = list(share.bad)
-            first: dict[str, Any] = {}
+            first: dict[int, Any] = {}
+            seen, bit = self.seen, m.bit
             for item in share.items:
-                eid = item.data["event_id"]
-                if eid not in m.seen:
+                eid = int(item.data["event_id"].replace("-", ""), 16)  # a canonical UUID
+                if not seen.get(eid, 0) & bit:
                     first.setdefault(eid, item)
             fresh = list(first.values())
             res.duplicates = len(share.items) - len(fresh)
-            state = State(rows=m.rows)
+            state = State(loader=m.thaw)
             folded_bad, res.applied, writes = fold_fresh(m.projection, state, fresh)
             bad.extend(folded_bad)
             failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
-            for i in fresh:
+            for eid, i in first.items():
                 if not failed or (i.topic, i.partition, i.offset) not in failed:
-                    m.seen.add(i.data["event_id"])
+                    seen[eid] = seen.get(eid, 0) | bit
             for table, rows in writes:
                 if table.name != "_seen":
                     res.rows[table.name] = len(rows)
                 if not rows:
                     continue
-                if table.mode is WriteMode.UPSERT:
+                if table.mode is WriteMode.UPSERT and table.stateful:
+                    cold = m.cold.setdefault(table.name, {})
+                    for r in rows:
+                        cold[table.key_of(r)] = freeze(r)
+                elif table.mode is WriteMode.UPSERT:
+                    # Never read back: a live batch sees no earlier row of such a table.
                     m.current.setdefault(table.name, {}).update((table.key_of(r), r) for r in rows)
-                    if not table.stateful:
-                        # A live batch sees no earlier row of a non-stateful table.
-                        m.rows.pop(table.name, None)
                 elif "event_id" not in table.pk:
                     kept = m.current.setdefault(table.name, {})
                     for r in rows:
@@ -228,6 +261,10 @@ class BulkBuild:
         for m in self.members:
             for tname, kept in m.current.items():
                 rows = [kept[k] for k in sorted(kept)]
+                if rows:
+                    self._copy(m.schema, m.projection.table(tname), rows)
+            for tname, frozen in m.cold.items():
+                rows = [tuple(orjson.loads(frozen[k])) for k in sorted(frozen)]
                 if rows:
                     self._copy(m.schema, m.projection.table(tname), rows)
             for stmt in m.rebuild_ddl:

@@ -105,7 +105,7 @@ def rebuild_many(
     projections: Sequence[Projection],
     *,
     progress: Callable[[int, Projector], None] | None = None,
-    batch_size: int = 20_000,
+    batch_size: int = 10_000,
     swap: bool = True,
     bulk: bool = True,
 ) -> list[RebuildResult]:
@@ -152,7 +152,7 @@ def rebuild(
     projection: Projection,
     *,
     progress: Callable[[int, Projector], None] | None = None,
-    batch_size: int = 20_000,
+    batch_size: int = 10_000,
     swap: bool = True,
     bulk: bool = True,
 ) -> RebuildResult:
