@@ -183,6 +183,17 @@ class Context:
     params: dict[str, str]
     config_version: int
 
+    def visible_at_submit(self, order: OrderRec) -> Decimal | None:
+        """Same-side quantity in the quote in force when `order` was submitted, looked up
+        when a detector judges the order rather than when it was folded in: market data
+        and the engine's events come from different partitions, and the quote the order
+        met may be folded in after the order. Falls back to what was seen at the fold."""
+        quote = self.quotes.get(order.instrument)
+        q = quote.at_time(order.submitted_at) if quote is not None else None
+        if q is None:
+            return order.visible_qty_at_submit
+        return q.bid_quantity if order.side == "BUY" else q.ask_quantity
+
     @property
     def now(self) -> datetime:
         return self.event.occurred_at

@@ -11,7 +11,7 @@ from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills
 
 class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     PATTERN: ClassVar[str] = "SPOOFING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "cancel_within_s": "5",
@@ -54,9 +54,8 @@ class SpoofingDetector:
         lifetime = order.ended_at - order.submitted_at
         if lifetime > seconds(prm["cancel_within_s"]):
             return []
-        book_ratio = (
-            order.quantity / order.visible_qty_at_submit if order.visible_qty_at_submit else None
-        )
+        visible = ctx.visible_at_submit(order)
+        book_ratio = order.quantity / visible if visible else None
         median_ratio = None
         if order.median_size_at_submit and len(ctx.book.sizes.get(order.account, [])) > int(
             prm["min_history"]
@@ -84,7 +83,7 @@ class SpoofingDetector:
             "submitted_at": ts(order.submitted_at),
             "canceled_at": ts(order.ended_at),
             "lifetime_s": dec(Decimal(lifetime.total_seconds()).quantize(Decimal("0.000001"))),
-            "visible_qty_at_submit": dec(order.visible_qty_at_submit),
+            "visible_qty_at_submit": dec(visible),
             "size_vs_book": dec(book_ratio.quantize(Decimal("0.0001")) if book_ratio else None),
             "median_size_at_submit": dec(order.median_size_at_submit),
             "size_vs_median": dec(

@@ -56,6 +56,26 @@ def test_spoofing_judges_the_order_against_the_quote_in_force_at_submission() ->
     assert alerts[0].evidence["visible_qty_at_submit"] == "2"
 
 
+def test_spoofing_judges_the_order_against_a_quote_folded_in_after_it() -> None:
+    """The quote the order met reaches surveillance after the order (another partition):
+    the order is judged, at its cancel, against that quote, not the older, deeper one."""
+    t = Tape()
+    t.open_account("A1", "owner-x")
+    t.open_account("A2", "owner-x")
+    t.quote(0.2, "100.00", "100.10", "8", "8")  # deep: 10 would be 1.25x the book
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(2.5, "sell")
+    t.cancel(4.0, "big")
+    thin = Tape(seed="thin")
+    thin.quote(0.5, "100.00", "100.10", "2", "2")  # in force at 1.0: 10 is 5x the book
+    events = [*t.events[:4], thin.events[0], *t.events[4:]]  # folded after the order
+    alerts = [a.payload for a in Surveillance(all_detectors()).process_batch(events)]
+    assert [a.pattern for a in alerts] == ["SPOOFING"]
+    assert alerts[0].evidence["visible_qty_at_submit"] == "2"
+    assert alerts[0].evidence["size_vs_book"] == "5.0000"
+
+
 def test_spoofing_positive_with_evidence() -> None:
     t = Tape()
     spoof(t)
@@ -67,7 +87,7 @@ def test_spoofing_positive_with_evidence() -> None:
     assert a.evidence["size_vs_book"] == "5.0000"
     assert a.evidence["opposite_fills"][0]["account"] == "A2"
     assert a.related_accounts == ("A2",)
-    assert a.detector_version == 2
+    assert a.detector_version == 3
     assert len(a.triggering_event_ids) == 3
 
 
