@@ -5,7 +5,9 @@
   market data are read in full by every worker through a manually assigned consumer.
 - Every batch is one Kafka transaction: the outputs plus the input offsets
   (`send_offsets_to_transaction`), so a decision and the consumption of its intent
-  commit together or not at all. Everything is read with `read_committed`.
+  commit together or not at all. Everything is read with `read_committed`. A batch's
+  transaction runs on a committer thread while the next batch is processed; it must have
+  committed before the next one begins.
 - On assignment the worker rebuilds its state from the log: reference topics in full,
   then its own outputs (decisions, orders, fills) for the partitions it now owns. It never
   re-runs a decision: resent or replayed intents find their decision in that state.
