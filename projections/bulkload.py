@@ -14,9 +14,10 @@ checksum of a bulk rebuild equals that of the incrementally built projection.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -118,6 +119,8 @@ def freeze(row: Row) -> str:
 
 _STOP = object()
 
+COPY_BLOCK = 5000
+
 
 class BulkBuild:
     """Folds batches of several projections into their fresh build schemas.
@@ -183,12 +186,16 @@ class BulkBuild:
             except BaseException as exc:  # handed to the folding thread
                 self._error = exc
 
-    def _copy(self, schema: str, table: Table, rows: Sequence[Row]) -> None:
+    def _copy(self, schema: str, table: Table, rows: Iterable[Row]) -> None:
+        """One COPY, sent in blocks of `COPY_BLOCK` rows (a large table's current rows
+        are thawed block by block, never all at once)."""
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         with self.conn.cursor() as cur:
             stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(_ident(schema, table.name), cols)
             with cur.copy(stmt) as cp:
-                cp.write(copy_block(rows))
+                it = iter(rows)
+                while block := list(itertools.islice(it, COPY_BLOCK)):
+                    cp.write(copy_block(block))
 
     def _put(self, job: Any) -> None:
         while True:
@@ -260,12 +267,11 @@ class BulkBuild:
         self._raise()
         for m in self.members:
             for tname, kept in m.current.items():
-                rows = [kept[k] for k in sorted(kept)]
-                if rows:
-                    self._copy(m.schema, m.projection.table(tname), rows)
+                if kept:
+                    self._copy(m.schema, m.projection.table(tname), (kept[k] for k in sorted(kept)))
             for tname, frozen in m.cold.items():
-                rows = [tuple(orjson.loads(frozen[k])) for k in sorted(frozen)]
-                if rows:
+                if frozen:
+                    rows = (tuple(orjson.loads(frozen[k])) for k in sorted(frozen))
                     self._copy(m.schema, m.projection.table(tname), rows)
             for stmt in m.rebuild_ddl:
                 self.conn.execute(stmt)

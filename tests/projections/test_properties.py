@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deploy.settings import Settings
-from projections import store
+from projections import bulkload, store
 from projections.bulkload import BulkBuild
 from projections.checksum import checksum, render
 from projections.core import PROJECTIONS, apply_fill
@@ -194,10 +194,15 @@ def test_bulk_rebuild_matches_the_incremental_projection(
             for batch in _split(_for(p.topics, env, stream), cuts):
                 with conn.transaction():
                     apply_records(conn, p, f"l_{p.name}", batch)
-        with BulkBuild(env.dsn, [(p, f"b_{p.name}") for p in projections]) as build:
-            for batch in _split(stream, cuts):
-                build.apply(store.prepare(batch, projections, None, topics))
-            build.finish([])
+        # Small COPY blocks, so the blockwise writes are exercised too.
+        saved, bulkload.COPY_BLOCK = bulkload.COPY_BLOCK, 7
+        try:
+            with BulkBuild(env.dsn, [(p, f"b_{p.name}") for p in projections]) as build:
+                for batch in _split(stream, cuts):
+                    build.apply(store.prepare(batch, projections, None, topics))
+                build.finish([])
+        finally:
+            bulkload.COPY_BLOCK = saved
         for p in projections:
             bulk = checksum(conn, p, f"b_{p.name}")
             assert bulk == checksum(conn, p, f"l_{p.name}"), p.name
