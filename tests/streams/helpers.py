@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,15 @@ def produce_raw(settings: Settings, topic: Topic, value: bytes) -> None:
 
 
 def consume(
-    settings: Settings, topic: Topic, *, want: int, timeout: float = 60
+    settings: Settings,
+    topic: Topic,
+    *,
+    want: int,
+    timeout: float = 60,
+    until: Callable[[list[Envelope[Any]]], bool] | None = None,
 ) -> list[Envelope[Any]]:
-    """Read `topic` from the start until `want` events arrived (or the timeout passed)."""
+    """Read `topic` from the start until `want` events arrived, `until(events)` holds (checked
+    when the topic goes quiet for a moment), or the timeout passed."""
     c = Consumer(consumer_config(settings, group_id=f"probe-{time.monotonic_ns()}"))
     c.subscribe([settings.topic(topic)])
     out: list[Envelope[Any]] = []
@@ -88,6 +94,8 @@ def consume(
     try:
         while len(out) < want and time.monotonic() < deadline:
             msg = c.poll(0.5)
+            if msg is None and until is not None and until(out):
+                break
             if msg is None or msg.error():
                 continue
             out.append(decode(msg.value(), msg.headers()))

@@ -68,8 +68,12 @@ def test_scenarios_through_engine_faust_and_projection(env: Settings, tmp_path: 
             wait_until_caught_up(streams_log, timeout=60, quiet=2)
             # the next scenario's events come after this one's (which ran ahead of the clock)
             t0 = max(datetime.fromisoformat(e.end) for e in labels) + timedelta(seconds=2)
+        # Every intent decided (the engine may lag the publisher by seconds under load),
+        # and only then surveillance caught up with the engine's last events.
+        intents = {e.event_id for e in consume(env, Topic.INTENTS, want=10**6, timeout=3)}
+        decisions = consume(env, Topic.DECISIONS, want=10**6, timeout=90,
+                            until=lambda ds: intents <= {d.causation_id for d in ds})  # fmt: skip
         wait_until_caught_up(streams_log, timeout=90, quiet=4)
-        decisions = consume(env, Topic.DECISIONS, want=10**6, timeout=2)
     finally:
         stop(streams)
         stop(engine)
