@@ -41,7 +41,7 @@ from deploy.kafka import consumer_config, create_topics, partitions_of, producer
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from engine import auth
-from engine.worker import INPUT_CONSUMER_TUNING, TXN_PRODUCER_TUNING
+from engine.worker import TXN_PRODUCER_TUNING
 from schemas import Envelope, encode, new_event
 from schemas.events import (
     AccountOpened,
@@ -350,7 +350,7 @@ def _passthrough_worker(
     input, send the offsets, commit. Stops 3 s after the last record.
     """
     out_topic = s.topic(Topic.ENGINE_SNAPSHOTS)
-    c = Consumer(consumer_config(s, group_id=group, **INPUT_CONSUMER_TUNING))
+    c = Consumer(consumer_config(s, group_id=group))
     c.subscribe([s.topic(Topic.INTENTS)])
     p = Producer(
         producer_config(

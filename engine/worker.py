@@ -75,10 +75,6 @@ TXN_PRODUCER_TUNING: dict[str, Any] = {
     "socket.nagle.disable": True,
 }
 """Producer settings for the engine's transactions (the bench's pass-through uses them too)."""
-INPUT_CONSUMER_TUNING: dict[str, Any] = {"fetch.wait.max.ms": 10}
-"""Input consumer settings (the bench's pass-through uses them too). With librdkafka's
-default 500 ms, the transport's own p99 at 200-5,000 records/s was 440-570 ms here: some
-fetches sat at the broker for the whole wait although records had arrived."""
 
 
 def worker_id() -> str:
@@ -179,7 +175,6 @@ class EngineWorker:
                     # Static membership: a restarted worker takes its partitions straight
                     # back; a dead one's go to the others after the session timeout.
                     "group.instance.id": f"{prefix}engine-{self.wid}",
-                    **INPUT_CONSUMER_TUNING,
                 },
             )
         )
