@@ -294,15 +294,19 @@ class EngineWorker:
         try:
             self._await_commit()
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.fatal():
-                raise
-            log.warning("transaction failed during a rebalance (%s); aborting", exc)
-            try:
-                self.producer.abort_transaction(30)
-            except KafkaException:
-                log.exception("abort failed")
-            self.in_txn = False
+            self._abort(exc, "during a rebalance")
+
+    def _abort(self, exc: KafkaException, when: str) -> None:
+        """Abort the open transaction after `exc`; a fatal error (fenced) is re-raised."""
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.fatal():
+            raise exc
+        log.warning("transaction failed %s (%s); aborting", when, exc)
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException:
+            log.exception("abort failed")
+        self.in_txn = False
 
     # ---- lag -----------------------------------------------------------------------
 
@@ -500,15 +504,7 @@ class EngineWorker:
 
     def _recover(self, exc: KafkaException) -> None:
         """After a failed transaction: abort, rewind the inputs and rebuild from the log."""
-        err = exc.args[0] if exc.args else None
-        if isinstance(err, KafkaError) and err.fatal():
-            raise exc
-        log.warning("transaction failed (%s); aborting and rebuilding", exc)
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException:
-            log.exception("abort failed")
-        self.in_txn = False
+        self._abort(exc, "before a rewind and rebuild")
         assignment = self.consumer.assignment()
         if assignment:
             committed = self.consumer.committed(assignment, timeout=30)
