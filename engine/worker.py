@@ -43,6 +43,7 @@ from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine.codec import decode_record
+from engine.heap import HeapPolicy
 from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, encode
@@ -196,6 +197,8 @@ class EngineWorker:
         """Commits batch N while the main thread processes batch N+1 (see `step`)."""
         self.pending: Future[None] | None = None
         self._grace_given: dict[str, float] = {}
+        self.heap = HeapPolicy()
+        """Keeps the cyclic garbage collector from re-scanning the state (see engine.heap)."""
         self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
         self.busy = {
             "poll": 0.0,
@@ -268,6 +271,7 @@ class EngineWorker:
             ]
         )
         self.state = state
+        self.heap.after_rebuild()
         log.info(
             "worker %s rebuilt partitions %s from %d events in %.2fs%s",
             self.wid,
@@ -594,9 +598,13 @@ class EngineWorker:
                 self._recover(exc)  # rebuilds too
                 return inputs
             self.rebuild(self.owned)
+        if inputs:
+            self.heap.after_batch()
+        self.heap.between_batches(idle=not msgs)
         return inputs
 
     def run(self) -> int:
+        self.heap.install()
         self.producer.init_transactions(60)
         self.consumer.subscribe(
             [self.names[t] for t in INPUT_TOPICS],
@@ -623,6 +631,7 @@ class EngineWorker:
             except KafkaException as exc:
                 self._recover(exc)
             self.committer.shutdown(wait=True)
+            self.heap.release()
             self.consumer.close()
             self.ref_consumer.close()
             self.producer.flush(10)

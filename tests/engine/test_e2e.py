@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from confluent_kafka import Producer
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
+from engine.worker import EngineWorker
 from schemas import Envelope, encode, new_event
 from schemas.events import KycVerified, Side
 from schemas.topics import Topic
@@ -31,14 +34,26 @@ def _decisions(events: list[Envelope[Any]]) -> list[Envelope[Any]]:
     return [e for e in events if e.event_type in ("RiskDecision", "IntentRejected")]
 
 
+def _kept_state_is_frozen(worker: EngineWorker) -> bool:
+    """Whether the order states the batches kept alive are out of the generations the
+    automatic garbage collector scans (engine.heap: frozen after every batch)."""
+    orders = list(worker.state.orders.values())
+    scanned = {id(o) for o in gc.get_objects()}
+    return bool(orders) and not any(id(o) in scanned for o in orders)
+
+
 def test_intents_to_decisions_orders_and_fills(env: Settings) -> None:
-    with running_worker(env):
+    with running_worker(env) as worker:
         key = world(env, ["ACC1", "ACC2"])
         buy = intent(key, "ACC1", "c-1", qty="0.5")
         rest = intent(key, "ACC2", "c-2", side=Side.BUY, qty="0.2", limit="59990")
         produce(env, [quote()])
         produce(env, [buy, rest])
         decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 2)
+        deadline = time.monotonic() + 10
+        while not _kept_state_is_frozen(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _kept_state_is_frozen(worker), "the batch's kept state is still scanned by gc"
         produce(env, [trade("59980", qty="1")])
         orders = wait_for(
             env, Topic.ORDERS, lambda ev: sum(e.event_type == "Fill" for e in ev) >= 2
