@@ -524,9 +524,11 @@ def pct(xs: list[float], q: float) -> float:
 DECISIONS = ("RiskDecision", "IntentRejected")
 
 
-def pure(n: int) -> None:
-    """In-process cost per intent, stage by stage, as the worker runs them (no broker)."""
+def pure(n: int, *, heap_policy: bool = True) -> None:
+    """In-process cost per intent, stage by stage, as the worker runs them (no broker);
+    with the worker's garbage-collector policy (`engine.heap`) unless `heap_policy` is off."""
     from engine.codec import decode_record
+    from engine.heap import HeapPolicy
     from engine.processor import Context, preverify, process
     from engine.state import EngineState
     from engine.venue.paper import PaperVenue
@@ -551,6 +553,10 @@ def pure(n: int) -> None:
     outputs = 0
     clock = time.process_time
     chunk = 200  # a worker batch under load (the worker takes up to 2,000 at a time)
+    heap = HeapPolicy()
+    if heap_policy:
+        heap.install()
+        heap.after_rebuild()
     for start in range(0, n, chunk):
         t0 = clock()
         events = [decode_record(v, hd) for _k, v, hd in recs[start : start + chunk]]
@@ -566,19 +572,23 @@ def pure(n: int) -> None:
                 if isinstance(o, Envelope) and o.event_type not in DECISIONS:
                     encode(o)  # decisions: the worker reuses the bytes the state recorded
         t4 = clock()
+        if heap_policy:
+            heap.after_batch()
         t_dec, t_ver, t_proc, t_enc = (
             t_dec + t1 - t0,
             t_ver + t2 - t1,
             t_proc + t3 - t2,
             t_enc + t4 - t3,
         )
+    heap.release()
     us = 1e6 / n
     total = t_dec + t_ver + t_proc + t_enc
     print(
         f"in-process, {n} intents ({outputs / n:.1f} outputs each), CPU us/intent: "
         f"decode {t_dec * us:.0f}, batched signature check {t_ver * us:.0f}, "
         f"process {t_proc * us:.0f}, encode {t_enc * us:.0f}, "
-        f"total {total * us:.0f} (= {n / total:.0f}/s on one core)"
+        f"total {total * us:.0f} (= {n / total:.0f}/s on one core; "
+        f"heap policy {'on' if heap_policy else 'off'})"
     )
 
 
@@ -591,6 +601,12 @@ def main() -> int:
     ap.add_argument("--rates", default="1000,5000", help="paced rates for latency, per second")
     ap.add_argument("--pure", type=int, default=0, help="only the in-process cost, N intents")
     ap.add_argument(
+        "--no-heap-policy",
+        dest="heap_policy",
+        action="store_false",
+        help="--pure without the worker's garbage-collector policy (engine.heap), to compare",
+    )
+    ap.add_argument(
         "--no-transport-latency",
         dest="transport_latency",
         action="store_false",
@@ -598,7 +614,7 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.pure:
-        pure(args.pure)
+        pure(args.pure, heap_policy=args.heap_policy)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     s = Settings(
