@@ -125,9 +125,63 @@ def _env(s: Settings, wid: str = "bench") -> dict[str, str]:
         TRADETAPE_POSTGRES_DB=s.postgres_db,
         TRADETAPE_DATA_DIR=str(s.data_dir),
         TRADETAPE_ENGINE_WORKER_ID=wid,
-        TRADETAPE_LOG_LEVEL=os.environ.get("BENCH_ENGINE_LOG_LEVEL", "WARNING"),
+        # INFO: the worker's per-second report of where its time went (`stage_breakdown`).
+        TRADETAPE_LOG_LEVEL=os.environ.get("BENCH_ENGINE_LOG_LEVEL", "INFO"),
+        TRADETAPE_ENGINE_REPORT_SECONDS="1",
     )
     return env
+
+
+_REPORT = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO tradetape\.engine worker \S+: "
+    r"(\{.*?\}), lag \d+, busy (\{.*\})$"
+)
+STAGES = ("poll", "refs+lag", "process", "commit-wait", "produce", "offsets", "end")
+
+
+def worker_reports(path: Path) -> list[tuple[float, dict[str, int], dict[str, float]]]:
+    """The worker's periodic reports in its log: (epoch s, cumulative counters, cumulative
+    busy seconds per stage)."""
+    import ast
+    from datetime import datetime
+
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        m = _REPORT.match(line)
+        if m:
+            at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
+            out.append(
+                (
+                    at + int(m.group(2)) / 1000,
+                    ast.literal_eval(m.group(3)),
+                    ast.literal_eval(m.group(4)),
+                )
+            )
+    return out
+
+
+def stage_breakdown(logs: list[Path], t0: float, t1: float) -> dict[str, float]:
+    """Mean milliseconds per transaction in each worker stage between wall times t0 and t1
+    (from the last report before t0 to the first one after t1; summed over workers), plus
+    `intents/txn`. Main thread: poll, refs+lag (incl. decoding), process, commit-wait;
+    committer thread: produce, offsets (send_offsets_to_transaction), end (commit)."""
+    busy = dict.fromkeys(STAGES, 0.0)
+    txns = intents = 0
+    for path in logs:
+        reps = worker_reports(path)
+        before = [r for r in reps if r[0] <= t0]
+        after = [r for r in reps if r[0] >= t1]
+        if not before or not after:
+            continue
+        a, b = before[-1], after[0]
+        txns += b[1]["transactions"] - a[1]["transactions"]
+        intents += b[1]["intents"] - a[1]["intents"]
+        for k in STAGES:
+            busy[k] += b[2].get(k, 0.0) - a[2].get(k, 0.0)
+    out = {k: v * 1000 / max(1, txns) for k, v in busy.items()}
+    out["intents/txn"] = intents / max(1, txns)
+    out["transactions"] = float(txns)
+    return out
 
 
 def _rss_mb(pid: int) -> float:
@@ -643,11 +697,13 @@ def main() -> int:
         pub.publish(backlog, None)  # untimed: also warms the producer for the paced runs
         clock = DecisionClock(s)
         clock.start()
+        logs = [tmp / f"worker{i}.log" for i in range(args.workers)]
         workers = [
             subprocess.Popen(
                 [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
                 cwd=ROOT,
                 env=_env(s, f"bench{i}"),
+                stderr=logs[i].open("wb"),
             )
             for i in range(args.workers)
         ]
@@ -667,18 +723,23 @@ def main() -> int:
         pt_rate, pt_cpu_us = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
         results = {}
+        windows: dict[int, tuple[float, float]] = {}
         rates = [int(r) for r in args.rates.split(",") if r.strip()]
         for rate in rates:
             tag = f"r{rate}"
             tpl = templates(key, rate * args.seconds, tag)
+            w0 = time.time()
             pub.publish(tpl, rate)
             end = time.monotonic() + 120
             while len(clock.lat.get(tag, [])) < len(tpl) and time.monotonic() < end:
-                time.sleep(0.5)
+                time.sleep(0.05)
+            windows[rate] = (w0, time.time())
             lat = clock.lat.get(tag, [])
             results[rate] = (len(lat), len(tpl), pct(lat, 0.5), pct(lat, 0.99), pct(lat, 0.999))
             print(f"{rate}/s: {results[rate]}", file=sys.stderr)
+            time.sleep(1.5)  # the worker's next report closes the window
         t_soak = time.monotonic()
+        soak_w0 = time.time()
         soak_end = t_soak + args.soak_minutes * 60
         i = 0
         soak_rss.append((0.0, rss()))
@@ -688,6 +749,7 @@ def main() -> int:
             soak_rss.append((time.monotonic() - t_soak, rss()))
             i += 1
         time.sleep(2)
+        windows[-500] = (soak_w0, time.time() - 1.5)
         soak_lat = [x for k, v in clock.lat.items() if k.startswith("s") for x in v]
         clock.stop = True
         stop_workers(workers)
@@ -715,6 +777,14 @@ def main() -> int:
         print(
             f"offered {rate}/s: {got}/{sent} decided; p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
             f"p99.9 {p999:.1f} ms"
+        )
+    for rate, (w0, w1) in windows.items():
+        b = stage_breakdown(logs, w0, w1)
+        what = "the soak (500/s)" if rate < 0 else f"{rate}/s"
+        print(
+            f"engine stages at {what}, mean ms per transaction "
+            f"({b['transactions']:.0f} transactions, {b['intents/txn']:.1f} intents each): "
+            + ", ".join(f"{k} {b[k]:.1f}" for k in STAGES)
         )
     for rate, (got, sent, p50, p99, p999) in pt_lat.items():
         print(

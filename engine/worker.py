@@ -613,17 +613,18 @@ class EngineWorker:
         )
         log.info("engine worker %s started", self.wid)
         last_report = time.monotonic()
+        every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))
         try:
             while not self.stopping:
                 self.step()
-                if time.monotonic() - last_report > 10:
+                if time.monotonic() - last_report > every:
                     last_report = time.monotonic()
                     log.info(
                         "worker %s: %s, lag %d, busy %s",
                         self.wid,
                         self.stats,
                         self.ctx.consumer_lag,
-                        {k: round(v, 2) for k, v in self.busy.items()},
+                        {k: round(v, 3) for k, v in self.busy.items()},
                     )
         finally:
             try:
