@@ -12,7 +12,8 @@ generation (`gc.freeze()`, O(1)): automatic collections then scan only what the 
 batch allocated. A cycle created and dropped within a batch is still collected by them.
 A cycle among frozen objects (none seen; an exception kept in the state would be one) is
 collected by a full collection over everything (`gc.unfreeze()` + `gc.collect()`),
-between batches: when the worker is idle, at most once per `FULL_COLLECTION_EVERY` s,
+between batches: when the worker has been idle for `IDLE_SECONDS`, at most once per
+`FULL_COLLECTION_EVERY` s,
 and without waiting for idleness once the last one is `FULL_COLLECTION_AT_LEAST` s old.
 """
 
@@ -31,6 +32,8 @@ YOUNG_THRESHOLD = 20_000
 With the heap frozen after every batch, a batch at a steady 1k/s (~1,000 net allocations)
 ends before one is due, so the collector rarely runs at all; under a backlog it runs a few
 times per 2,000-intent batch."""
+IDLE_SECONDS = 1.0
+"""No input for this long counts as idle (a 50 ms empty poll between bursts does not)."""
 FULL_COLLECTION_AT_LEAST = 600.0
 """A worker that is never idle still collects fully this often (bounds a leak of cycles)."""
 
@@ -47,6 +50,7 @@ class HeapPolicy:
         self.full_every = full_every
         self.full_at_least = full_at_least
         self.last_full = time.monotonic()
+        self.last_input = self.last_full
         self.collected = 0
         """Objects found by the full collections so far (cycles among frozen objects)."""
         self._thresholds: tuple[int, int, int] | None = None
@@ -67,13 +71,17 @@ class HeapPolicy:
         """What the batch left alive (state) leaves the generations the collector scans."""
         gc.freeze()
 
-    def between_batches(self, *, idle: bool, now: float | None = None) -> int:
-        """A full collection over everything if it is due: idle and the last one at least
-        `full_every` s old, or the last one `full_at_least` s old whatever the load.
+    def between_batches(self, *, had_input: bool, now: float | None = None) -> int:
+        """After a step (`had_input`: it took records): a full collection over everything
+        if it is due — no input for `IDLE_SECONDS` and the last one at least `full_every`
+        s old, or the last one `full_at_least` s old whatever the load.
 
         Returns the number of objects it collected (0 if it did not run).
         """
         now = time.monotonic() if now is None else now
+        if had_input:
+            self.last_input = now
+        idle = now - self.last_input >= IDLE_SECONDS
         age = now - self.last_full
         if age < (self.full_every if idle else self.full_at_least):
             return 0

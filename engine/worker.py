@@ -600,7 +600,7 @@ class EngineWorker:
             self.rebuild(self.owned)
         if inputs:
             self.heap.after_batch()
-        self.heap.between_batches(idle=not msgs)
+        self.heap.between_batches(had_input=bool(msgs))
         return inputs
 
     def run(self) -> int:

@@ -69,10 +69,11 @@ def test_a_cycle_among_frozen_objects_is_collected_only_between_batches_when_due
     gc.collect()
     assert dead() is not None, "frozen objects are not scanned by ordinary collections"
     t0 = policy.last_full
-    assert policy.between_batches(idle=True, now=t0 + 1) == 0  # too soon after the last
-    assert policy.between_batches(idle=False, now=t0 + 61) == 0  # busy: not yet forced
+    assert policy.between_batches(had_input=False, now=t0 + 2) == 0  # too soon after the last
+    assert policy.between_batches(had_input=True, now=t0 + 61) == 0  # busy: not yet forced
+    assert policy.between_batches(had_input=False, now=t0 + 61.5) == 0  # idle for only 0.5 s
     assert dead() is not None
-    assert policy.between_batches(idle=True, now=t0 + 61) >= 2
+    assert policy.between_batches(had_input=False, now=t0 + 62) >= 2
     assert dead() is None
     assert policy.collected >= 2
 
@@ -83,7 +84,7 @@ def test_a_worker_that_is_never_idle_still_collects_fully(policy: HeapPolicy) ->
     dead = weakref.ref(a)
     policy.after_batch()
     del a, b
-    assert policy.between_batches(idle=False, now=policy.last_full + 601) >= 2
+    assert policy.between_batches(had_input=True, now=policy.last_full + 601) >= 2
     assert dead() is None
 
 
