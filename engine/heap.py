@@ -44,9 +44,12 @@ class HeapPolicy:
     def __init__(
         self,
         *,
+        enabled: bool = True,
         full_every: float = FULL_COLLECTION_EVERY,
         full_at_least: float = FULL_COLLECTION_AT_LEAST,
     ) -> None:
+        self.enabled = enabled
+        """Off: CPython's default collector, untouched (`TRADETAPE_ENGINE_GC_FREEZE=0`)."""
         self.full_every = full_every
         self.full_at_least = full_at_least
         self.last_full = time.monotonic()
@@ -57,19 +60,22 @@ class HeapPolicy:
 
     def install(self) -> None:
         """Raise the young-generation threshold (undone by `release`)."""
-        if self._thresholds is None:
+        if self.enabled and self._thresholds is None:
             self._thresholds = gc.get_threshold()
             gc.set_threshold(YOUNG_THRESHOLD, *self._thresholds[1:])
 
     def after_rebuild(self) -> None:
         """The rebuilt state is long-lived: collect once, then never scan it again."""
+        if not self.enabled:
+            return
         self.collected += gc.collect()
         gc.freeze()
         self.last_full = time.monotonic()
 
     def after_batch(self) -> None:
         """What the batch left alive (state) leaves the generations the collector scans."""
-        gc.freeze()
+        if self.enabled:
+            gc.freeze()
 
     def between_batches(self, *, had_input: bool, now: float | None = None) -> int:
         """After a step (`had_input`: it took records): a full collection over everything
@@ -78,6 +84,8 @@ class HeapPolicy:
 
         Returns the number of objects it collected (0 if it did not run).
         """
+        if not self.enabled:
+            return 0
         now = time.monotonic() if now is None else now
         if had_input:
             self.last_input = now
@@ -97,7 +105,8 @@ class HeapPolicy:
     def release(self) -> None:
         """At a stop: the process's objects back to the ordinary collector, which gets its
         thresholds back."""
-        gc.unfreeze()
+        if self.enabled:
+            gc.unfreeze()
         if self._thresholds is not None:
             gc.set_threshold(*self._thresholds)
             self._thresholds = None

@@ -197,7 +197,7 @@ class EngineWorker:
         """Commits batch N while the main thread processes batch N+1 (see `step`)."""
         self.pending: Future[None] | None = None
         self._grace_given: dict[str, float] = {}
-        self.heap = HeapPolicy()
+        self.heap = HeapPolicy(enabled=os.environ.get("TRADETAPE_ENGINE_GC_FREEZE", "1") != "0")
         """Keeps the cyclic garbage collector from re-scanning the state (see engine.heap)."""
         self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
         self.busy = {

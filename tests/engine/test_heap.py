@@ -98,3 +98,15 @@ def test_install_raises_the_young_threshold_and_release_restores_it() -> None:
     finally:
         p.release()
     assert gc.get_threshold() == before
+
+
+def test_a_disabled_policy_leaves_the_collector_alone() -> None:
+    before = gc.get_threshold()
+    p = HeapPolicy(enabled=False)
+    p.install()
+    state = [Node() for _ in range(20)]
+    p.after_rebuild()
+    p.after_batch()
+    assert gc.get_threshold() == before
+    assert id(state) in _scanned_ids()
+    p.release()
