@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 
+LIVE_FETCH: dict[str, int] = {"fetch.wait.max.ms": 20, "fetch.min.bytes": 64 << 10}
+"""A live consumer's fetches: the broker answers once 64 KB are ready or after 20 ms.
+With `fetch.min.bytes` 1 every consumer re-fetched as soon as any record arrived, and
+at 5,000 events/s the broker spent about 0.3 of this machine's 2 cores answering them
+(54-78% of a core with the projectors against 40-44% for the producer alone); the
+cost is at most 20 ms of lag."""
+
+
 class Fenced(RuntimeError):
     """The stored offsets are not where this projector left them."""
 
@@ -123,11 +131,17 @@ class Projector:
     def open(self) -> None:
         self.conn = psycopg.connect(
             self.dsn,
-            autocommit=False,
+            # A batch sends its own BEGIN and COMMIT inside its pipelines (see apply).
+            autocommit=True,
             application_name=f"tradetape-projector-{self.name}"[:63],
         )
+        self.consumer = Consumer(self.consumer_config())
+        self.resync()
+        self._start_reader()
+
+    def consumer_config(self) -> dict[str, Any]:
         fetch: dict[str, Any] = (
-            {"fetch.wait.max.ms": 10, "fetch.min.bytes": 1}
+            dict(LIVE_FETCH)
             if not self.replay
             # A replay: fewer, larger fetches (the broker answers once 1 MB is ready).
             else {
@@ -136,16 +150,12 @@ class Projector:
                 "max.partition.fetch.bytes": 8 << 20,
             }
         )
-        self.consumer = Consumer(
-            consumer_config(
-                self.settings,
-                group_id=f"tradetape.projection.{self.name}",
-                **fetch,
-                **{"queued.max.messages.kbytes": self.queued_kbytes},
-            )
+        return consumer_config(
+            self.settings,
+            group_id=f"tradetape.projection.{self.name}",
+            **fetch,
+            **{"queued.max.messages.kbytes": self.queued_kbytes},
         )
-        self.resync()
-        self._start_reader()
 
     def close(self) -> None:
         self._stop_reader()
@@ -357,20 +367,24 @@ class Projector:
 
         results: list[BatchResult] = []
         try:
-            with conn.transaction():
-                results = apply_members(
-                    conn,
-                    [(t.projection, t.schema, shares[i]) for i, t in enumerate(self.targets)],
-                    prelude=prelude,
-                    epilogue=epilogue,
-                )
-            conn.commit()
+            # BEGIN + lock + fence + reads; [COPYs of large tables]; writes + offsets +
+            # COMMIT: two round trips when no table is large.
+            results = apply_members(
+                conn,
+                [(t.projection, t.schema, shares[i]) for i, t in enumerate(self.targets)],
+                prelude=prelude,
+                epilogue=epilogue,
+                transaction=True,
+            )
         except Fenced as exc:
             self.conn.rollback()
             log.warning("%s; resuming from the stored offsets", exc)
             self._stop_reader()  # what it read ahead is from the old positions
             self.resync()
             self._start_reader()
+            raise
+        except BaseException:
+            self.conn.rollback()  # nothing of the batch stays: rows and offsets go together
             raise
         self.expected = nxt
         return self._account(records, results)

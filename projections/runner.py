@@ -48,15 +48,31 @@ consumer, so their folds run on different cores. The four projections of
 in two they cost ~45 µs each (the shared record is decoded twice) in parallel."""
 
 
+JOIN: tuple[frozenset[str], ...] = (
+    frozenset({"accounts", "alerts", "deadletters", "risk_config"}),
+)
+"""Projections with no topic in common that still share one group: few events a
+second each, so apart they would mostly pay fixed costs (a consumer and its fetches,
+a transaction per handful of records) four times over."""
+
+
 def topic_groups(
-    projections: Sequence[Projection], split: Sequence[frozenset[str]] = SPLIT
+    projections: Sequence[Projection],
+    split: Sequence[frozenset[str]] = SPLIT,
+    join: Sequence[frozenset[str]] = JOIN,
 ) -> list[list[Projection]]:
-    """Projections joined by shared topics (connected components), each component cut
-    along `split` (a name in no split set stays with the component's rest), in name
-    order."""
+    """Projections joined by shared topics or a common `join` set (connected
+    components), each component cut along `split` (a name in no split set stays with
+    the component's rest), in name order."""
+
+    def related(p: Projection, q: Projection) -> bool:
+        return bool(set(p.topics) & set(q.topics)) or any(
+            p.name in names and q.name in names for names in join
+        )
+
     groups: list[list[Projection]] = []
     for p in sorted(projections, key=lambda x: x.name):
-        touching = [g for g in groups if any(set(p.topics) & set(q.topics) for q in g)]
+        touching = [g for g in groups if any(related(p, q) for q in g)]
         merged = [p] + [q for g in touching for q in g]
         groups = [g for g in groups if g not in touching] + [sorted(merged, key=lambda x: x.name)]
 
@@ -85,10 +101,13 @@ def run_group(
     while not stop.is_set():
         try:
             targets = [Target.live(p) for p in projections]
-            # Eager and not read-ahead: a batch is whatever arrived while the previous
-            # one was written, so batches grow with the load and nothing waits.
+            # Eager: a batch is whatever has arrived, so batches grow with the load and
+            # nothing waits for a batch to fill. Read ahead: the next batch is polled
+            # and decoded on a thread while this one waits for PostgreSQL (psycopg and
+            # librdkafka release the GIL), which is what lets the orders.lifecycle
+            # groups keep up at 5,000 events/s on a loaded machine.
             with Projector(
-                settings, targets, batch_size=batch_size, eager=True, pipelined=False
+                settings, targets, batch_size=batch_size, eager=True, pipelined=True
             ) as proj:
                 backoff = 0.5
                 while not stop.is_set():

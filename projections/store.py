@@ -477,6 +477,7 @@ def apply_members(
     *,
     prelude: Callable[[], Callable[[], None]] | None = None,
     epilogue: Callable[[], None] | None = None,
+    transaction: bool = False,
 ) -> list[BatchResult]:
     """Fold several projections' shares of one batch, in the caller's transaction.
 
@@ -486,7 +487,11 @@ def apply_members(
     `prelude` issues the caller's own statements at the head of the first round trip
     (the projector's lock and fence query) and returns a check run on their results
     before anything is folded; `epilogue` issues statements at the end of the second
-    (the next offsets)."""
+    (the next offsets). `transaction`: the connection is in autocommit mode and idle,
+    and the batch is one whole transaction: its BEGIN travels in the first round trip
+    and its COMMIT in the second, instead of a round trip each (psycopg's implicit
+    BEGIN is synced on its own; every round trip is a wake-up of both processes, which
+    on a loaded machine waits its turn for a CPU). On an error the caller rolls back."""
     ms = [_Member(p, schema, share) for p, schema, share in members]
     for m in ms:
         m.result = BatchResult(consumed=m.share.consumed, ignored=m.share.ignored)
@@ -499,6 +504,8 @@ def apply_members(
     loads: list[tuple[_Member, Table, set[Key], Any]] = []
     check: Callable[[], None] | None = None
     with conn.pipeline():
+        if transaction:
+            conn.execute("BEGIN")
         if prelude is not None:
             check = prelude()
         for m in ms:
@@ -546,7 +553,7 @@ def apply_members(
                 copy_rows(conn, m.schema, table, rows, fresh=True)
             elif rows:
                 small.append((m, table, rows, _jsonb_columns(conn, m.schema, table.name)))
-    if small or any(m.bad for m in ms) or epilogue is not None:
+    if small or any(m.bad for m in ms) or epilogue is not None or transaction:
         with conn.pipeline():
             for m, table, rows, jsonb in small:
                 conn.execute(_json_insert(m.schema, table), (_rows_json(table, rows, jsonb),))
@@ -554,6 +561,8 @@ def apply_members(
                 write_quarantine(conn, m.projection.name, m.bad)
             if epilogue is not None:
                 epilogue()
+            if transaction:
+                conn.execute("COMMIT")  # behind the writes, in the same round trip
     return [m.result for m in ms]
 
 

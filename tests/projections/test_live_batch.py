@@ -1,0 +1,106 @@
+"""A live batch on the wire: two round trips holding BEGIN and COMMIT, and all or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import projections.projector as projector_module
+from deploy.settings import Settings
+from projections.checksum import checksum
+from projections.core import PROJECTIONS
+from projections.projector import Projector
+from projections.rebuild import rebuild
+from projections.synthetic import generate
+from schemas.topics import Topic
+from tests.projections.helpers import produce
+
+pytestmark = pytest.mark.integration
+
+
+def _frontend_messages(trace: Path) -> list[str]:
+    """The client's protocol messages in a libpq trace: type, plus the SQL of a Parse."""
+    out = []
+    for line in trace.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 4 and fields[1] == "F":
+            kind = fields[3].split()[0]
+            out.append(" ".join(fields[3:]) if kind == "Parse" else kind)
+    return out
+
+
+def test_a_small_live_batch_is_two_round_trips_with_its_begin_and_commit(
+    env: Settings, tmp_path: Path
+) -> None:
+    produce(env, [e for e in generate(21, 400) if e.topic == Topic.DECISIONS][:60])
+    trace = tmp_path / "libpq.trace"
+    with Projector(env, PROJECTIONS["decisions"], batch_size=40, pipelined=False) as proj:
+        assert proj.conn is not None
+        assert proj.step(10.0) > 0  # the first batch creates nothing lazily any more
+        with trace.open("w") as f:
+            proj.conn.pgconn.trace(f.fileno())
+            consumed = proj.step(10.0)
+            proj.conn.pgconn.untrace()
+    assert consumed > 0
+    sent = _frontend_messages(trace)
+    # Two round trips: one Sync each; no simple-protocol Query (a BEGIN or COMMIT of
+    # its own) and no COPY for a batch this small.
+    assert sent.count("Sync") == 2, sent
+    assert "Query" not in sent, sent
+    parses = [m for m in sent if m.startswith("Parse")]
+    assert '"BEGIN"' in parses[0], parses
+    assert '"COMMIT"' in parses[-1], parses
+    first_sync = sent.index("Sync")
+    assert all('"COMMIT"' not in m for m in sent[:first_sync])
+
+
+def test_a_batch_that_fails_in_its_last_round_trip_leaves_nothing(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = generate(22, 600)
+    produce(env, events)
+    calls = {"n": 0}
+    save = getattr(projector_module, "save_offsets_many")  # noqa: B009 - patched below
+
+    def failing_second_time(conn: Any, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            # Queued after the batch's rows, before its COMMIT: the pipeline fails there.
+            conn.execute("SELECT 1/0")
+        save(conn, *args, **kwargs)
+
+    monkeypatch.setattr(projector_module, "save_offsets_many", failing_second_time)
+    with Projector(env, PROJECTIONS["orders"], batch_size=100, pipelined=False) as proj:
+        assert proj.conn is not None
+        assert proj.step(10.0) > 0
+        with psycopg.connect(env.dsn) as conn:
+            before = checksum(conn, PROJECTIONS["orders"])
+            offsets_before = conn.execute(
+                "SELECT topic, partition, next_offset FROM projection_offsets "
+                "WHERE projection = 'orders' ORDER BY 1, 2"
+            ).fetchall()
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            while proj.step(10.0) == 0:  # pragma: no cover - a record arrives
+                pass
+        assert proj.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with psycopg.connect(env.dsn) as conn:
+            assert checksum(conn, PROJECTIONS["orders"]) == before
+            assert (
+                conn.execute(
+                    "SELECT topic, partition, next_offset FROM projection_offsets "
+                    "WHERE projection = 'orders' ORDER BY 1, 2"
+                ).fetchall()
+                == offsets_before
+            )
+    # Reopened from the stored offsets, the projector applies every event exactly once.
+    with Projector(env, PROJECTIONS["orders"], batch_size=100) as proj:
+        proj.catch_up()
+        assert proj.caught_up
+    with psycopg.connect(env.dsn) as conn:
+        live = checksum(conn, PROJECTIONS["orders"])
+    rebuilt = rebuild(env, PROJECTIONS["orders"])
+    assert (rebuilt.checksum, rebuilt.counts) == live
+    assert rebuilt.counts["order_events"] == sum(1 for e in events if e.topic == Topic.ORDERS)
