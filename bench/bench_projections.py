@@ -5,10 +5,11 @@
    a subprocess: events/s (records on the projection's topics / rebuild seconds) and
    that process's own peak RSS (wait4 rusage).
 2. Incremental lag: `tradetape run projections` as a subprocess (one process per topic
-   group, as deployed) while events are offered at 5,000/s. The bench polls
-   `projection_offsets` every few ms; a record's lag, per projection reading it, is the
-   first time its offset is seen committed minus its Kafka CreateTime (p50/p99/max).
-   Polling makes the figure an upper bound by at most the poll interval.
+   group, as deployed, in its own session) while events are offered at 5,000/s (paced
+   in 1 ms ticks). The bench polls `projection_offsets` every 10 ms; a record's lag, per
+   projection reading it, is the first time its offset is seen committed minus its
+   Kafka CreateTime (p50/p99/max). Polling makes the figure an upper bound by at most
+   the poll interval.
 
     .venv/bin/python -m bench.bench_projections [--events 1000000] [--lag-seconds 20]
 """
@@ -205,13 +206,50 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 5.0) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one live process (0 if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU seconds every process on the machine has used so far (/proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+def _cpu_by_role(roles: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each role's process and its children (PostgreSQL's
+    backends, the projector group processes)."""
+    return {
+        role: _cpu_seconds(pid) + sum(_cpu_seconds(c) for c in _children(pid))
+        for role, pid in roles.items()
+    }
+
+
+def bench_lag(
+    s: Settings,
+    seconds: float,
+    rate: int,
+    poll_ms: float = 10.0,
+    same_session: bool = False,
+    servers: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """`servers`: role -> pid of the broker and PostgreSQL, whose CPU is reported too."""
     events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, 99) for x in c]
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "projections"],
         cwd=ROOT,
         env=_env(s),
         stdout=subprocess.DEVNULL,
+        # Its own session, so its own scheduling group (Linux autogroup, on here): the
+        # projectors do not share one CPU share with this load generator and observer,
+        # as a deployed service would not share a cgroup with the engine producing to
+        # it. `--same-session` measures the way sessions 1-3 did.
+        start_new_session=not same_session,
     )
     produced: list[tuple[str, int, int, float]] = []
 
@@ -248,22 +286,32 @@ def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 5.0) -> d
                         commits.setdefault(key, []).append((nxt, now))
 
             snapshot()
+            roles = {**(servers or {}), "projectors": proc.pid, "bench": os.getpid()}
+            cpu_before = _cpu_by_role(roles)
+            busy_before = _machine_busy()
             started = time.monotonic()
             next_poll = started
-            for i, (topic, key, value, headers) in enumerate(events):
-                due = started + i / rate
-                while True:
-                    now = time.monotonic()
-                    if now >= next_poll:
-                        snapshot()
-                        next_poll = now + poll_ms / 1000
-                    if now >= due:
-                        break
-                    time.sleep(min(due - now, max(0.0, next_poll - now), 0.001))
-                producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
+            sent = 0
+            # Paced in ticks of 1 ms: every record due by now is produced, then one
+            # sleep (a wake-up per record cost the load generator, which shares the 2
+            # cores with what it measures, about twice the CPU).
+            while sent < len(events):
+                now = time.monotonic()
+                due = min(len(events), int((now - started) * rate) + 1)
+                while sent < due:
+                    topic, key, value, headers = events[sent]
+                    producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
+                    sent += 1
                 producer.poll(0)
+                if now >= next_poll:
+                    snapshot()
+                    next_poll = now + poll_ms / 1000
+                time.sleep(0.001)
             producer.flush(30)
-            offered = len(events) / (time.monotonic() - started)
+            window = time.monotonic() - started
+            offered = len(events) / window
+            cpu = {k: (v - cpu_before[k]) / window for k, v in _cpu_by_role(roles).items()}
+            machine = (_machine_busy() - busy_before) / window
             end = time.monotonic() + 5
             while time.monotonic() < end:
                 snapshot()
@@ -321,6 +369,8 @@ def bench_lag(s: Settings, seconds: float, rate: int, poll_ms: float = 5.0) -> d
         "max_ms": lags[-1] * 1000,
         "rss": rss,
         "exit": rc,
+        "cpu": cpu,
+        "machine": machine,
     }
 
 
@@ -331,6 +381,12 @@ def main() -> int:
     ap.add_argument("--lag-rate", type=int, default=5000)
     ap.add_argument("--skip-rebuild", action="store_true")
     ap.add_argument("--skip-lag", action="store_true")
+    ap.add_argument(
+        "--same-session",
+        action="store_true",
+        help="run the projectors in this process's session (one autogroup with the load "
+        "generator, as sessions 1-3 measured)",
+    )
     ap.add_argument("--projections", default=",".join(PROJECTIONS), help="comma-separated")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
@@ -356,13 +412,33 @@ def main() -> int:
             if not args.skip_lag:
                 lag_settings = s.with_overrides(topic_prefix="lag.")
                 create_topics(lag_settings)
-                r = bench_lag(lag_settings, args.lag_seconds, args.lag_rate)
+                servers = {
+                    k: pid
+                    for k, pid in (
+                        ("broker", stack.kafka.pid()),
+                        ("postgres", stack.postgres.pid()),
+                    )
+                    if pid is not None
+                }
+                r = bench_lag(
+                    lag_settings,
+                    args.lag_seconds,
+                    args.lag_rate,
+                    same_session=args.same_session,
+                    servers=servers,
+                )
                 print(
                     f"incremental lag at {r['offered']:,.0f} events/s offered over "
                     f"{r['records']:,} projected records ({r['missing']} not committed in time): "
                     f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; "
                     f"run projections peak RSS per process (MB) "
                     f"{sorted(round(v) for v in r['rss'].values())}, exit {r['exit']}",
+                    flush=True,
+                )
+                print(
+                    "CPU while offering (cores): "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items())
+                    + f"; all processes on the machine {r['machine']:.2f} of {os.cpu_count()}",
                     flush=True,
                 )
                 print(f"load average: {os.getloadavg()}", flush=True)
