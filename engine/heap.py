@@ -93,13 +93,18 @@ class HeapPolicy:
         age = now - self.last_full
         if age < (self.full_every if idle else self.full_at_least):
             return 0
+        started = time.monotonic()
         gc.unfreeze()
         found = gc.collect()
         gc.freeze()
         self.last_full = now
         self.collected += found
-        if found:
-            log.info("full garbage collection found %d objects in cycles", found)
+        log.info(
+            "full garbage collection (%s): %d objects in cycles, %.0f ms",
+            "idle" if idle else "due",
+            found,
+            (time.monotonic() - started) * 1000,
+        )
         return found
 
     def release(self) -> None:
