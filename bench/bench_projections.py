@@ -223,9 +223,11 @@ def _machine_busy() -> float:
 
 def _cpu_by_role(roles: dict[str, int]) -> dict[str, float]:
     """CPU seconds so far of each role's process and its children (PostgreSQL's
-    backends, the projector group processes)."""
+    backends, the projector group processes) that are not a role of their own (the
+    broker is a child of this process)."""
+    own = set(roles.values())
     return {
-        role: _cpu_seconds(pid) + sum(_cpu_seconds(c) for c in _children(pid))
+        role: _cpu_seconds(pid) + sum(_cpu_seconds(c) for c in _children(pid) if c not in own)
         for role, pid in roles.items()
     }
 
