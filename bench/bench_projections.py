@@ -239,6 +239,7 @@ def bench_lag(
     poll_ms: float = 10.0,
     same_session: bool = False,
     servers: dict[str, int] | None = None,
+    linger_ms: float = 1.0,
 ) -> dict[str, Any]:
     """`servers`: role -> pid of the broker and PostgreSQL, whose CPU is reported too."""
     events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, 99) for x in c]
@@ -265,7 +266,7 @@ def bench_lag(
     commits: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
     try:
         time.sleep(8.0)  # processes up, partitions assigned
-        producer = Producer(producer_config(s, transactional_id=None, **{"linger.ms": 1}))
+        producer = Producer(producer_config(s, transactional_id=None, **{"linger.ms": linger_ms}))
         # Warm-up (not measured): the producer gets its idempotence id, every projector
         # process its first batch, connections and staging tables.
         for topic, key, value, headers in _chunk((7, 2000, s.topic_prefix)):
@@ -384,6 +385,13 @@ def main() -> int:
     ap.add_argument("--skip-rebuild", action="store_true")
     ap.add_argument("--skip-lag", action="store_true")
     ap.add_argument(
+        "--lag-linger-ms",
+        type=float,
+        default=1.0,
+        help="the lag producer's linger.ms (its batching; counted in the lag, since a "
+        "record's CreateTime is taken when it is produced)",
+    )
+    ap.add_argument(
         "--same-session",
         action="store_true",
         help="run the projectors in this process's session (one autogroup with the load "
@@ -428,6 +436,7 @@ def main() -> int:
                     args.lag_rate,
                     same_session=args.same_session,
                     servers=servers,
+                    linger_ms=args.lag_linger_ms,
                 )
                 print(
                     f"incremental lag at {r['offered']:,.0f} events/s offered over "
