@@ -14,6 +14,12 @@ through a soak at 500 intents/s; at the end, with the engine stopped, the pass-t
 own latency at the same paced rates (the transport's floor on this machine). The engine
 also overlaps each batch's commit with processing the next batch; the pass-through has
 no processing to overlap.
+
+All intents go through one publishing producer, warm before anything is timed (see
+`Publisher`). For each paced phase and the soak the bench prints the worker's mean time
+per transaction in each stage, from the worker's per-second report. Set
+`TRADETAPE_ENGINE_GC_FREEZE=0` in the environment to run the worker without its
+garbage-collector policy (`engine.heap`).
 """
 
 from __future__ import annotations
