@@ -657,6 +657,13 @@ def main() -> int:
     ap.add_argument("--intents", type=int, default=20000, help="backlog size for (a) and (b)")
     ap.add_argument("--seconds", type=int, default=10, help="per paced rate")
     ap.add_argument("--soak-minutes", type=float, default=10.0)
+    ap.add_argument(
+        "--warmup-seconds",
+        type=int,
+        default=30,
+        help="untimed 500/s (buy + cancel) before the paced phases: a broker just started "
+        "runs its transaction paths cold (JIT) for the first minute",
+    )
     ap.add_argument("--workers", type=int, default=1, help="engine worker processes")
     ap.add_argument("--rates", default="1000,5000", help="paced rates for latency, per second")
     ap.add_argument("--pure", type=int, default=0, help="only the in-process cost, N intents")
@@ -728,6 +735,8 @@ def main() -> int:
         print(f"(a) engine: {clock.count} decisions at {engine_rate:.0f}/s", file=sys.stderr)
         pt_rate, pt_cpu_us = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
+        for w in range(args.warmup_seconds):
+            pub.publish(templates(key, 500, f"w{w}", cancels=True), 500)
         results = {}
         windows: dict[int, tuple[float, float]] = {}
         rates = [int(r) for r in args.rates.split(",") if r.strip()]
