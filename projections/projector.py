@@ -46,10 +46,12 @@ TP = tuple[str, int]
 
 LIVE_FETCH: dict[str, int] = {"fetch.wait.max.ms": 20, "fetch.min.bytes": 64 << 10}
 """A live consumer's fetches: the broker answers once 64 KB are ready or after 20 ms.
-With `fetch.min.bytes` 1 every consumer re-fetched as soon as any record arrived, and
-at 5,000 events/s the broker spent about 0.3 of this machine's 2 cores answering them
-(54-78% of a core with the projectors against 40-44% for the producer alone); the
-cost is at most 20 ms of lag."""
+With `fetch.min.bytes` 1 every consumer re-fetched as soon as any record arrived, a
+fetch per produce request, which the broker (itself on the same 2 cores) has to answer;
+this bounds a consumer to about 50 fetches a second while records trickle in, at a
+cost of at most 20 ms of lag. (Development runs at 5,000 events/s: broker 0.52-0.78
+cores before, 0.49-0.55 after, 0.40-0.44 for the producer alone; noisy, see
+docs/benchmarks.md.)"""
 
 
 class Fenced(RuntimeError):

@@ -2,9 +2,9 @@
 
 Projections that read a common topic form a group with one consumer, so each record is
 decoded once, except that the four heavy `orders.lifecycle` projections run as two
-groups (`SPLIT`) so their folds use two cores; each group runs in its own process so
-groups never share a GIL. The
-parent supervises: a group process that dies is restarted after a backoff (it resumes
+groups (`SPLIT`) so their folds use two cores, and the projections with few events a
+second share one group (`JOIN`); each group runs in its own process so groups never
+share a GIL. The parent supervises: a group process that dies is restarted after a backoff (it resumes
 from the offsets stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the
 parent stops every group (each finishes or rolls back its batch) and exits 0. A group
 process dies with its parent (PR_SET_PDEATHSIG), so `kill -9` of the parent leaves no
