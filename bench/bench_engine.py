@@ -764,7 +764,8 @@ def main() -> int:
             soak_rss.append((time.monotonic() - t_soak, rss()))
             i += 1
         time.sleep(2)
-        windows[-500] = (soak_w0, time.time() - 1.5)
+        if args.soak_minutes > 0:
+            windows[-500] = (soak_w0, time.time() - 1.5)
         soak_lat = [x for k, v in clock.lat.items() if k.startswith("s") for x in v]
         clock.stop = True
         stop_workers(workers)
