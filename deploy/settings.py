@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 39093
     kafka_bootstrap: str | None = Field(None, description="Use an external cluster instead")
     kafka_heap: str = "768m"
+    kafka_jvm_opts: str = Field(
+        "", description="Extra JVM flags for the local broker (like KAFKA_JVM_PERFORMANCE_OPTS)"
+    )
     topic_prefix: str = Field("", description="Namespace for every topic name")
     default_partitions: int | None = Field(None, description="Override catalogue partitions")
 

@@ -189,6 +189,7 @@ class KafkaNode:
                 f"-Xmx{self.settings.kafka_heap}",
                 "-Xms128m",
                 "-XX:+UseG1GC",
+                *self.settings.kafka_jvm_opts.split(),
                 f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
                 f"-Dkafka.logs.dir={self.home}",
                 "-cp",
