@@ -465,12 +465,22 @@ class EngineWorker:
         return [(names[Topic(e.topic)], *self._encoded(e)) for e in out]
 
     def _transact(
-        self, records: list[tuple[str, bytes, bytes, Any]], positions: list[TopicPartition]
+        self,
+        records: list[tuple[str, bytes, bytes, Any]],
+        positions: list[TopicPartition],
+        group: Any,
     ) -> None:
         """One whole transaction: the outputs, the input offsets, the commit — all or none.
 
         Runs on the committer thread while the main thread processes the next batch
-        (confluent-kafka releases the GIL while it waits on the broker).
+        (confluent-kafka releases the GIL while it waits on the broker). It never touches
+        the consumer: `group` (the consumer group metadata) is taken on the main thread with
+        `positions`. confluent-kafka serialises calls on a consumer handle, and during a
+        rebalance the main thread holds it inside `consume()` while its revoke callback
+        waits for this transaction; a `consumer_group_metadata()` call here then waited for
+        the handle forever (a deadlock seen with two workers under a backlog). Metadata of
+        the batch's own generation is also the right one: after a rebalance the broker
+        refuses those offsets and the transaction aborts.
         """
         t0 = time.monotonic()
         producer = self.producer
@@ -487,9 +497,7 @@ class EngineWorker:
         producer.poll(0)
         t1 = time.monotonic()
         if positions:
-            producer.send_offsets_to_transaction(
-                positions, self.consumer.consumer_group_metadata(), 30
-            )
+            producer.send_offsets_to_transaction(positions, group, 30)
         t2 = time.monotonic()
         producer.commit_transaction(30)
         self.in_txn = False
@@ -572,6 +580,7 @@ class EngineWorker:
                 if self.assigned
                 else []
             )
+            group = self.consumer.consumer_group_metadata() if positions else None
             t3 = time.monotonic()
             # The previous batch's transaction must be committed before this one begins; if
             # it failed, this batch's outputs are dropped with it and `_recover` rewinds
@@ -579,7 +588,7 @@ class EngineWorker:
             self._await_commit()
             t4 = time.monotonic()
             if out or inputs:
-                self.pending = self.committer.submit(self._transact, records, positions)
+                self.pending = self.committer.submit(self._transact, records, positions, group)
         except KafkaException as exc:
             self._recover(exc)
             return 0

@@ -4,6 +4,7 @@ rebuilds, and every intent still gets exactly one decision on the log."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -89,3 +90,52 @@ def test_a_failed_transaction_in_flight_loses_and_duplicates_nothing(env: Settin
         e.payload.order_id for e in decided if getattr(e.payload, "outcome", "") == "APPROVED"
     }
     assert approved == set(submitted)
+
+
+class ThreadRecordingConsumer:
+    """The worker's consumer, recording which thread makes each call."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.threads: Counter[tuple[str, str]] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.threads[(threading.current_thread().name, name)] += 1
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_the_committer_thread_never_touches_the_consumer(env: Settings) -> None:
+    """confluent-kafka serialises calls on a consumer handle. In a rebalance the main
+    thread holds it inside `consume()` while its revoke callback waits for the transaction
+    in flight; a committer that then calls the consumer (it used to ask it for the group
+    metadata) waits for the handle forever. Seen with two workers under a backlog: one
+    worker stopped for good after 3 transactions and the other never got a partition."""
+    with running_worker(env) as worker:
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        wait_for(env, Topic.ACCOUNTS, lambda ev: len(ev) >= 3)
+        recorder = ThreadRecordingConsumer(worker.consumer)
+        worker.consumer = recorder  # type: ignore[assignment]
+        for c in range(4):
+            produce(
+                env,
+                [intent(key, "ACC1", f"t-{c}-{i}", side=Side.BUY, qty="0.001", limit="59990")
+                 for i in range(10)],
+            )  # fmt: skip
+            time.sleep(0.15)
+        wait_for(env, Topic.DECISIONS, lambda ev: len(ev) >= 40, timeout=60)
+    committer_calls = {
+        k: n for k, n in recorder.threads.items() if k[0].startswith("engine-commit")
+    }
+    assert recorder.threads, "the recording consumer saw no calls"
+    assert any(name == "consumer_group_metadata" for _t, name in recorder.threads), (
+        "no transaction with input offsets ran"
+    )
+    assert not committer_calls, f"the committer thread called the consumer: {committer_calls}"
