@@ -326,6 +326,19 @@ def _tag_and_time(value: bytes) -> tuple[str, float]:
     return (c.group(1).decode() if c else ""), at
 
 
+_OUTCOME = re.compile(rb'"outcome":"([A-Z_]+)"')
+_REASON = re.compile(rb'"reason_codes":\["([A-Z_]+)"')
+
+
+def _outcome(value: bytes) -> str:
+    """`APPROVED`, `REJECTED:<first reason code>`, or `other` (e.g. an IntentRejected)."""
+    m = _OUTCOME.search(value)
+    if m is None:
+        return "other"
+    r = _REASON.search(value)
+    return m.group(1).decode() + (f":{r.group(1).decode()}" if r else "")
+
+
 FIRST_COMMIT_WINDOW = 0.05
 """Seconds after the first decision within which decisions count as the first batch."""
 
@@ -352,6 +365,9 @@ class DecisionClock(threading.Thread):
         """Decisions seen with the first one: the first committed batch, whose processing
         time lies before `first` (so the rate leaves them out)."""
         self.lat: dict[str, list[float]] = {}
+        self.outcomes: dict[str, int] = {}
+        """Decisions by outcome and first reason code (rejections are cheaper than
+        approvals, so a throughput figure means little without its mix)."""
         self.stop = False
 
     def run(self) -> None:
@@ -375,6 +391,9 @@ class DecisionClock(threading.Thread):
                 value = m.value() or b""
                 tag, at = _tag_and_time(value[::-1] if self.reverse else value)
                 self.lat.setdefault(tag, []).append(now - at)
+                if not self.reverse:
+                    kind = _outcome(value)
+                    self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
         self.c.close()
 
 
@@ -733,6 +752,10 @@ def main() -> int:
         n0, cpu0 = cpu_at_first or (0, 0.0)
         steady_cpu_us = (cpu_now - cpu0) / max(1, clock.count - n0) * 1e6
         print(f"(a) engine: {clock.count} decisions at {engine_rate:.0f}/s", file=sys.stderr)
+        print(
+            "(a) outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(clock.outcomes.items())),
+            file=sys.stderr,
+        )
         pt_rate, pt_cpu_us = passthrough(s, args.intents, args.workers)
         print(f"(b) pass-through: {pt_rate:.0f}/s", file=sys.stderr)
         for w in range(args.warmup_seconds):
