@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from bench.measure import cpu_seconds, free_port, percentile
 from deploy.kafka import admin_client, consumer_config, producer_config
 from deploy.local.kafka_node import KafkaNode
 from deploy.settings import Settings
@@ -39,17 +39,6 @@ VALUE = b"x" * 550
 """About the size of an encoded lifecycle event."""
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 def _acked(acks: list[float], sent: float) -> Callable[[Any, Any], None]:
     def done(_err: Any, _msg: Any) -> None:
         if _err is None:
@@ -58,19 +47,14 @@ def _acked(acks: list[float], sent: float) -> Callable[[Any, Any], None]:
     return done
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
-
-
 def measure(
     *, rate: int, consumers: int, linger_ms: float, jvm_opts: str, seconds: float, warmup: float
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as tmp:
         s = Settings(
             data_dir=Path(tmp),
-            kafka_port=_port(),
-            kafka_controller_port=_port(),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
             kafka_jvm_opts=jvm_opts,
         )
         node = KafkaNode(s)
@@ -116,18 +100,18 @@ def measure(
                 producer.flush(30)
 
             offer(warmup, False)
-            ticks0, wall0 = _cpu_ticks(pid), time.monotonic()
+            cpu0, wall0 = cpu_seconds(pid), time.monotonic()
             offer(seconds, True)
-            ticks1, wall1 = _cpu_ticks(pid), time.monotonic()
+            cpu1, wall1 = cpu_seconds(pid), time.monotonic()
             stop.set()
             for t in readers:
                 t.join()
-            cores = (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / (wall1 - wall0)
+            cores = (cpu1 - cpu0) / (wall1 - wall0)
             return {
                 "cores": cores,
                 "us_per_record": cores / rate * 1e6,
-                "ack_p50_ms": _pct(acks, 0.5) * 1000,
-                "ack_p99_ms": _pct(acks, 0.99) * 1000,
+                "ack_p50_ms": percentile(acks, 0.5) * 1000,
+                "ack_p99_ms": percentile(acks, 0.99) * 1000,
                 "load": os.getloadavg()[0],
             }
         finally:

@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.measure import cpu_seconds, free_port, percentile
 from deploy.kafka import consumer_config, create_topics, partitions_of, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
@@ -114,12 +114,6 @@ def _balanced_accounts(n: int, partitions: int = PARTITIONS) -> list[str]:
 
 ACCOUNTS = _balanced_accounts(64)
 PLACEHOLDER = b"2000-01-01T00:00:00.000000Z"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(s: Settings, wid: str = "bench") -> dict[str, str]:
@@ -195,12 +189,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (contention-independent effort)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ts(at: float) -> bytes:
@@ -594,10 +582,8 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+    """The `q` quantile of latencies in seconds, in ms."""
+    return percentile(xs, q) * 1000
 
 
 DECISIONS = ("RiskDecision", "IntentRejected")
@@ -705,9 +691,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     s = Settings(
         data_dir=tmp,
-        kafka_port=_port(),
-        kafka_controller_port=_port(),
-        postgres_port=_port(),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        postgres_port=free_port(),
         postgres_fsync=False,
         kafka_heap="1g",
         topic_prefix="be.",
@@ -744,10 +730,10 @@ def main() -> int:
         while clock.count < args.intents and time.monotonic() < deadline:
             if cpu_at_first is None and clock.count:
                 # Start-up (imports, rebuild) done: the steady-state CPU starts here.
-                cpu_at_first = (clock.count, sum(_cpu_s(w.pid) for w in workers))
+                cpu_at_first = (clock.count, sum(cpu_seconds(w.pid) for w in workers))
             time.sleep(0.05)
         engine_rate = (clock.count - clock.first_count) / max(1e-9, clock.last - clock.first)
-        cpu_now = sum(_cpu_s(w.pid) for w in workers)
+        cpu_now = sum(cpu_seconds(w.pid) for w in workers)
         engine_cpu_us = cpu_now / max(1, clock.count) * 1e6
         n0, cpu0 = cpu_at_first or (0, 0.0)
         steady_cpu_us = (cpu_now - cpu0) / max(1, clock.count - n0) * 1e6

@@ -21,7 +21,6 @@ import bisect
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Message, Producer
 
+from bench.measure import cpu_seconds, free_port
 from deploy.kafka import create_topics, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
@@ -45,12 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 25_000
 
 Encoded = tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(s: Settings) -> dict[str, str]:
@@ -206,15 +200,6 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one live process (0 if gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy() -> float:
     """CPU seconds every process on the machine has used so far (/proc/stat)."""
     f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -227,7 +212,7 @@ def _cpu_by_role(roles: dict[str, int]) -> dict[str, float]:
     broker is a child of this process)."""
     own = set(roles.values())
     return {
-        role: _cpu_seconds(pid) + sum(_cpu_seconds(c) for c in _children(pid) if c not in own)
+        role: cpu_seconds(pid) + sum(cpu_seconds(c) for c in _children(pid) if c not in own)
         for role, pid in roles.items()
     }
 
@@ -404,9 +389,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tt-bench-proj-") as tmp:
         s = Settings(
             data_dir=Path(tmp),
-            kafka_port=_port(),
-            kafka_controller_port=_port(),
-            postgres_port=_port(),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+            postgres_port=free_port(),
             kafka_heap="1g",
         )
         stack = LocalStack(s, echo=lambda _m: None)

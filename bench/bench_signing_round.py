@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,16 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.measure import free_port
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from signer_ffi.ceremony import dealer_keygen
 from signer_ffi.coordinator import SigningCoordinator
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _round_trip(
@@ -79,9 +73,9 @@ def main() -> None:
         work = Path(tmp)
         settings = Settings(
             data_dir=work / "stack",
-            kafka_port=_free_port(),
-            kafka_controller_port=_free_port(),
-            postgres_port=_free_port(),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+            postgres_port=free_port(),
             postgres_fsync=False,
         )
         stack = LocalStack(settings, echo=lambda m: print(m, file=sys.stderr))
