@@ -45,8 +45,8 @@ class HeapPolicy:
         self,
         *,
         enabled: bool = True,
-        full_every: float = FULL_COLLECTION_EVERY,
-        full_at_least: float = FULL_COLLECTION_AT_LEAST,
+        full_every: float = FULL_COLLECTION_EVERY,  # seconds (a duration, not money)
+        full_at_least: float = FULL_COLLECTION_AT_LEAST,  # seconds
     ) -> None:
         self.enabled = enabled
         """Off: CPython's default collector, untouched (`TRADETAPE_ENGINE_GC_FREEZE=0`)."""
@@ -78,7 +78,8 @@ class HeapPolicy:
             gc.freeze()
 
     def between_batches(self, *, had_input: bool, now: float | None = None) -> int:
-        """After a step (`had_input`: it took records): a full collection over everything
+        """After a step (`had_input`: it took records; `now`: monotonic seconds, a time, not
+        money): a full collection over everything
         if it is due — no input for `IDLE_SECONDS` and the last one at least `full_every`
         s old, or the last one `full_at_least` s old whatever the load.
 

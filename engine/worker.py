@@ -622,6 +622,7 @@ class EngineWorker:
         )
         log.info("engine worker %s started", self.wid)
         last_report = time.monotonic()
+        # The report interval in seconds (a duration, not money).
         every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))
         try:
             while not self.stopping:
