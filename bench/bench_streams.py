@@ -81,6 +81,7 @@ def scenario_scores(seeds: tuple[int, ...] = (1, 2, 3), minutes: int = 3) -> dic
 def latency(episodes: int) -> list[float]:
     from confluent_kafka import Consumer, Producer
 
+    from bench.measure import free_port
     from deploy.kafka import consumer_config, create_topics, producer_config
     from deploy.local.stack import LocalStack
     from deploy.settings import Settings
@@ -88,7 +89,6 @@ def latency(episodes: int) -> list[float]:
     from schemas.topics import Topic
     from schemas.types import utc_now
     from streams.synthetic import Tape
-    from tests.conftest import free_port
     from tests.streams.helpers import spawn, stop
 
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
