@@ -45,7 +45,7 @@ def library_path() -> Path:
 
 lib: Any = ffi.dlopen(str(library_path()))
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 if lib.tt_abi_version() != ABI_VERSION:
     raise ImportError(
         f"signer_ffi ABI mismatch: library {lib.tt_abi_version()}, bindings {ABI_VERSION}"

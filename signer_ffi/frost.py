@@ -126,9 +126,46 @@ class SigningCommitments:
 
 @dataclass(frozen=True)
 class SigningPackage:
-    """Message plus every chosen signer's commitments (serialized)."""
+    """Message plus every chosen signer's commitments (serialized).
+
+    A signer reads `message` and `signers` back out of the package before signing: the
+    package comes from the coordinator, and signing it blindly would sign whatever
+    message the coordinator put inside.
+    """
 
     data: bytes
+
+    @cached_property
+    def _info(self) -> tuple[bytes, tuple[int, ...]]:
+        with Buffers(2) as out:
+            check(
+                lib.tt_signing_package_info(inp(self.data), len(self.data), out.ptr(0), out.ptr(1))
+            )
+            return out.public(0), ids_from_concat(out.public(1))
+
+    @property
+    def message(self) -> bytes:
+        """The message every signer of this package signs (`SigningPackage::message()`)."""
+        return self._info[0]
+
+    @property
+    def signers(self) -> tuple[int, ...]:
+        """The identifiers whose commitments the package holds, ascending."""
+        return self._info[1]
+
+    def commitments_of(self, identifier: int) -> SigningCommitments:
+        """The round-1 commitments the package holds for `identifier`.
+
+        Raises a `SignerError` named `UnknownIdentifier` if it holds none.
+        """
+        ident = id_to_bytes(identifier)
+        with Buffers(1) as out:
+            check(
+                lib.tt_signing_package_commitment(
+                    inp(self.data), len(self.data), inp(ident), len(ident), out.ptr()
+                )
+            )
+            return SigningCommitments(out.public())
 
 
 @dataclass(frozen=True)

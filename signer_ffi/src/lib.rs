@@ -38,7 +38,7 @@ pub mod batch_verify;
 pub mod vectors;
 
 /// ABI version; bump on any incompatible change of the exported surface.
-pub const TT_ABI_VERSION: u32 = 1;
+pub const TT_ABI_VERSION: u32 = 2;
 
 // ---- status codes --------------------------------------------------------
 pub const TT_OK: i32 = 0;
@@ -535,6 +535,55 @@ pub unsafe extern "C" fn tt_signing_package_new(
         let msg = slice(message, message_len)?;
         let sp = SigningPackage::new(map, msg).serialize()?;
         put(out_signing_package, sp);
+        Ok(())
+    })
+}
+
+/// What a signer must check before signing: the message inside a serialized
+/// `SigningPackage` (`SigningPackage::message()`) and the identifiers of the signers
+/// it names, concatenated (32 bytes each, ascending).
+#[no_mangle]
+pub unsafe extern "C" fn tt_signing_package_info(
+    signing_package: *const u8,
+    signing_package_len: usize,
+    out_message: *mut TtBuffer,
+    out_identifiers: *mut TtBuffer,
+) -> i32 {
+    guard(ptr::null_mut(), || {
+        check_out(out_message)?;
+        check_out(out_identifiers)?;
+        let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
+        let mut ids = Vec::new();
+        for id in sp.signing_commitments().keys() {
+            ids.extend(id.serialize());
+        }
+        let msg = sp.message().clone();
+        put(out_message, msg);
+        put(out_identifiers, ids);
+        Ok(())
+    })
+}
+
+/// The serialized round-1 commitments a `SigningPackage` holds for one signer, so the
+/// signer can compare them with the ones it published. `TT_ERR_UNKNOWN_IDENTIFIER`
+/// when the package has none for that identifier.
+#[no_mangle]
+pub unsafe extern "C" fn tt_signing_package_commitment(
+    signing_package: *const u8,
+    signing_package_len: usize,
+    identifier: *const u8,
+    identifier_len: usize,
+    out_commitments: *mut TtBuffer,
+) -> i32 {
+    guard(ptr::null_mut(), || {
+        check_out(out_commitments)?;
+        let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
+        let id = ident(slice(identifier, identifier_len)?)?;
+        let c = sp
+            .signing_commitment(&id)
+            .ok_or_else(|| fail(TT_ERR_UNKNOWN_IDENTIFIER))?
+            .serialize()?;
+        put(out_commitments, c);
         Ok(())
     })
 }
