@@ -44,6 +44,7 @@ from schemas.events.signing import (
     SigningCommitmentPublished,
     SigningCompleted,
     SigningFailed,
+    SigningMessageRejected,
     SigningPackageIssued,
     SigningRequested,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "SigningCommitmentPublished",
     "SigningCompleted",
     "SigningFailed",
+    "SigningMessageRejected",
     "SigningPackageIssued",
     "SigningRequested",
     "SurveillanceAlert",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import ClassVar
+from uuid import UUID
 
 from pydantic import Field
 
@@ -19,6 +20,19 @@ class SigningRequested(EventPayload):
     purpose: str
     signers: tuple[int, ...]
     group_public_key: str
+    requester: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Registered producer (ProducerRegistered) whose key signs this request "
+        "and the signing package; participants refuse requesters their group does not allow",
+    )
+    signature: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{128}$",
+        description="Hex Ed25519 signature by the sender's key over the payload's canonical "
+        "bytes without this field (signer_ffi.authn.message_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.request_id
@@ -63,6 +77,12 @@ class SigningCommitmentPublished(EventPayload):
     request_id: str = Field(min_length=1, max_length=64)
     participant: int = Field(ge=1, le=65535)
     commitments_hex: str = Field(pattern=r"^[0-9a-f]+$")
+    signature: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{128}$",
+        description="Hex Ed25519 signature by the participant's identity key over the payload's canonical "
+        "bytes without this field (signer_ffi.authn.message_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.request_id
@@ -77,6 +97,12 @@ class SigningPackageIssued(EventPayload):
     request_id: str = Field(min_length=1, max_length=64)
     participants: tuple[int, ...]
     signing_package_hex: str = Field(pattern=r"^[0-9a-f]+$")
+    signature: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{128}$",
+        description="Hex Ed25519 signature by the requester's key over the payload's canonical "
+        "bytes without this field (signer_ffi.authn.message_signing_bytes)",
+    )
 
     def partition_key(self) -> str:
         return self.request_id
@@ -91,6 +117,33 @@ class SignatureSharePublished(EventPayload):
     request_id: str = Field(min_length=1, max_length=64)
     participant: int = Field(ge=1, le=65535)
     share_hex: str = Field(pattern=r"^[0-9a-f]+$")
+    signature: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{128}$",
+        description="Hex Ed25519 signature by the participant's identity key over the payload's canonical "
+        "bytes without this field (signer_ffi.authn.message_signing_bytes)",
+    )
+
+    def partition_key(self) -> str:
+        return self.request_id
+
+
+class SigningMessageRejected(EventPayload):
+    """A signing-round message its receiver refused: no commitment, share or package follows.
+
+    Written by a participant (a request or package it will not answer) or by the
+    coordinator (a commitment or share that is forged or unauthorised), with the reason.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "SigningMessageRejected"
+    TOPIC: ClassVar[str] = Topic.SIGNING
+
+    request_id: str = Field(min_length=1, max_length=64)
+    rejected_by: str = Field(min_length=1, max_length=64)
+    message_type: str
+    message_event_id: UUID
+    sender: str = Field(description="The envelope's producer: who the message claims to be")
+    reason: str
 
     def partition_key(self) -> str:
         return self.request_id
@@ -106,6 +159,12 @@ class DkgRound1Published(EventPayload):
     participant: int = Field(ge=1, le=65535)
     package_hex: str = Field(pattern=r"^[0-9a-f]+$")
     x25519_public_hex: str = Field(pattern=r"^[0-9a-f]{64}$")
+    identity_public_hex: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The participant's Ed25519 identity key, with which it signs its "
+        "signing-round messages; recorded in every participant's group.json",
+    )
 
     def partition_key(self) -> str:
         return self.ceremony_id
