@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     postgres_fsync: bool = Field(True, description="Off only for throwaway test stacks")
     readonly_role: str = "tradetape_reader"
 
+    projection_partition_check_seconds: float = Field(
+        5.0,
+        description="How often a live projector looks for partitions added to its topics"
+        " (seconds, not money; 0 turns the check off)",
+    )
+
     log_level: str = "INFO"
 
     @classmethod
