@@ -108,9 +108,13 @@ def status(
         typer.echo(f"postgres  {'up' if p['ok'] else 'DOWN':5} {p['dsn']}")
         for name, info in sorted(st.get("projections", {}).items()):
             flag = "DEGRADED" if info.get("degraded") else "ok"
+            lag = info.get("lag")  # None: Kafka down or not measurable
+            unread = info.get("unread_partitions") or []
             typer.echo(
                 f"projection {name:24} {flag:8} consumed={info.get('consumed', 0)}"
                 f" quarantined={info.get('quarantined', 0)}"
+                f" lag={'unknown' if lag is None else lag}"
+                + (f" unread partitions: {', '.join(unread)}" if unread else "")
             )
     if not st["ok"]:
         raise typer.Exit(1)

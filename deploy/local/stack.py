@@ -93,6 +93,8 @@ class LocalStack:
         }
         if pg_ok:
             result["projections"] = _projection_health(s.dsn)
+            if kafka_ok:
+                _add_projection_lag(s, result["projections"])
             if any(p.get("degraded") for p in result["projections"].values()):
                 result["degraded"] = True
         return result
@@ -106,6 +108,22 @@ def _can_connect(dsn: str) -> bool:
             return True
     except psycopg.Error:
         return False
+
+
+def _add_projection_lag(settings: Settings, health: dict[str, dict[str, Any]]) -> None:
+    """Each projection's lag over every partition its topics have now (a partition with
+    no stored offset counts from 0); `lag` None if it cannot be measured."""
+    try:
+        from projections.lag import status_lag
+
+        lags = status_lag(settings)
+    except Exception as exc:  # status reports, it never crashes
+        for entry in health.values():
+            entry["lag"] = None
+            entry["lag_error"] = str(exc)
+        return
+    for name, lag in lags.items():
+        health.setdefault(name, {}).update(lag)
 
 
 def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
