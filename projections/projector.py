@@ -7,6 +7,11 @@ one transaction holding every member's rows and next offsets. Before writing, a 
 re-reads each member's stored offsets under its advisory lock: if they moved (a rebuild
 swapped a schema in, or another projector ran), the batch is fenced, rolls back and the
 group resumes from what is stored. Nothing is applied twice or lost.
+
+A live projector also looks for partitions added to its topics every
+`settings.projection_partition_check_seconds`: a new partition is assigned from its
+stored offset (0 if none) through the same resync a fenced batch takes, so after an
+operator adds partitions no event on them is missed until someone restarts it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
 from deploy.settings import Settings
@@ -92,6 +98,7 @@ class Projector:
         pipelined: bool = True,
         poll_timeout: float = 0.1,
         replay: bool = False,
+        partition_check_seconds: float | None = None,
     ) -> None:
         if isinstance(projection, Projection):
             targets = [Target(projection, schema or projection.schema, offsets_table)]
@@ -128,6 +135,16 @@ class Projector:
         self.totals = [BatchResult() for _ in self.targets]
         self.caught_up = False
         self._partitions: list[TopicPartition] | None = None
+        self._admin: AdminClient | None = None
+        self.partition_check_seconds = (
+            0.0  # a rebuild reads up to the watermarks of the partitions seen at its start
+            if replay
+            else settings.projection_partition_check_seconds
+            if partition_check_seconds is None
+            else partition_check_seconds
+        )
+        """Seconds between looks for added partitions (not money); 0: never."""
+        self._partitions_checked = time.monotonic()  # seconds, not money
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -241,6 +258,62 @@ class Projector:
                 out.extend(TopicPartition(self.settings.topic(topic), p) for p in found)
             self._partitions = out
         return self._partitions
+
+    def admin(self) -> AdminClient:
+        """A metadata client of our own: the consumer handle belongs to the reader thread
+        (confluent-kafka serialises calls on one handle)."""
+        if self._admin is None:
+            self._admin = admin_client(self.settings)
+        return self._admin
+
+    def added_partitions(self, timeout: float = 5.0) -> list[TopicPartition]:
+        """Partitions of the group's topics that the broker lists and we do not read yet
+        (partitions are only ever added to a topic, never removed)."""
+        known = {(tp.topic, tp.partition) for tp in self.partitions()}
+        added: list[TopicPartition] = []
+        for name in self.topics:
+            md = self.admin().list_topics(name, timeout=timeout).topics.get(name)
+            if md is None or md.error is not None:
+                continue
+            added.extend(
+                TopicPartition(name, p) for p in sorted(md.partitions) if (name, p) not in known
+            )
+        return added
+
+    def check_partitions(self, *, force: bool = False) -> list[TopicPartition]:
+        """At most every `partition_check_seconds` (or now, with `force`): start reading
+        any partition added to our topics, from its stored offset (0 if none), via the
+        resync a fenced batch takes. Called between batches, when the stored offsets are
+        exactly `expected`. A failed look is logged and retried at the next interval
+        (the consumer's own errors say more if the broker is gone)."""
+        if not force:
+            if self.partition_check_seconds <= 0:
+                return []
+            now = time.monotonic()
+            if now - self._partitions_checked < self.partition_check_seconds:
+                return []
+            self._partitions_checked = now
+        try:
+            added = self.added_partitions()
+        except KafkaException as exc:
+            log.warning("%s: could not look for added partitions: %s", self.name, exc)
+            return []
+        if not added:
+            return []
+        log.warning(
+            "%s: partitions added to its topics, reading them from their stored offsets: %s",
+            self.name, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in added),
+        )  # fmt: skip
+        assert self._partitions is not None
+        self._partitions = sorted(
+            [*self._partitions, *added], key=lambda tp: (tp.topic, tp.partition)
+        )
+        reading = self._reader is not None
+        self._stop_reader()  # what it read ahead is re-read after the new assignment
+        self.resync()
+        if reading:
+            self._start_reader()
+        return added
 
     def _load_all(self) -> list[dict[TP, int]]:
         """Every member's stored offsets, one query per offsets table."""
@@ -414,6 +487,7 @@ class Projector:
 
     def step(self, timeout: float = 0.1) -> int:
         """Consume and apply one batch. Returns the number of records consumed."""
+        self.check_partitions()
         if self._reader is None:
             records = self.poll(timeout)
             if records:
