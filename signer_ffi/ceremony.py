@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -25,6 +26,7 @@ from deploy.settings import Settings
 from schemas import Envelope, decode, encode, new_event
 from schemas.events import DkgCompleted, DkgRound1Published, DkgRound2Published
 from schemas.topics import Topic
+from signer_ffi.authn import DEFAULT_REQUESTER, public_hex, write_identity
 from signer_ffi.frost import dkg_part1, dkg_part2, dkg_part3, generate_with_dealer
 from signer_ffi.group import SignerGroup, key_file, passphrase_for
 from signer_ffi.keyfile import write_key_file
@@ -34,24 +36,40 @@ class CeremonyError(RuntimeError):
     pass
 
 
-def dealer_keygen(threshold: int, signers: int, out_dir: Path) -> SignerGroup:
-    """Trusted-dealer keygen into `out_dir`: group.json plus one encrypted file per share."""
+def dealer_keygen(
+    threshold: int,
+    signers: int,
+    out_dir: Path,
+    requesters: tuple[str, ...] = (DEFAULT_REQUESTER,),
+) -> SignerGroup:
+    """Trusted-dealer keygen into `out_dir`: group.json plus, per share, its encrypted key
+    file and an encrypted Ed25519 identity key (which signs that participant's messages)."""
     if not 2 <= threshold <= signers:
         raise ValueError("need 2 <= threshold <= signers")
+    if not requesters:
+        raise ValueError("a group needs at least one allowed requester")
     shares, public = generate_with_dealer(threshold, signers)
     out_dir.mkdir(parents=True, exist_ok=True)
+    identities: dict[int, str] = {}
     try:
         for share in shares:
             passphrase = passphrase_for(share.identifier)
             try:
                 write_key_file(key_file(out_dir, share.identifier), share, passphrase)
+                identity = Ed25519PrivateKey.generate()
+                write_identity(out_dir, share.identifier, identity, passphrase)
+                identities[share.identifier] = public_hex(identity)
             finally:
                 passphrase[:] = b"\x00" * len(passphrase)
     finally:
         for share in shares:
             share.wipe()
     group = SignerGroup(
-        threshold=threshold, identifiers=public.identifiers, public_key_package=public
+        threshold=threshold,
+        identifiers=public.identifiers,
+        public_key_package=public,
+        identity_keys=identities,
+        requesters=tuple(requesters),
     )
     group.save(out_dir)
     return group
@@ -102,6 +120,7 @@ def run_dkg_participant(
     out_dir: Path,
     timeout: float = 60.0,
     echo: Callable[[str], None] = lambda _m: None,
+    requesters: tuple[str, ...] = (DEFAULT_REQUESTER,),
 ) -> SignerGroup:
     """One participant's side of a DKG ceremony, exchanging packages on `signing.messages`."""
     topic = settings.topic(Topic.SIGNING_MESSAGES)
@@ -124,6 +143,7 @@ def run_dkg_participant(
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     x_pub = x_priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    identity = Ed25519PrivateKey.generate()
     secret1, package1 = dkg_part1(identifier, signers, threshold)
     publish(
         new_event(
@@ -132,6 +152,7 @@ def run_dkg_participant(
                 participant=identifier,
                 package_hex=package1.hex(),
                 x25519_public_hex=x_pub.hex(),
+                identity_public_hex=public_hex(identity),
             ),
             producer=name,
         )
@@ -211,11 +232,18 @@ def run_dkg_participant(
     passphrase = passphrase_for(identifier)
     try:
         write_key_file(key_file(out_dir, identifier), share, passphrase)
+        write_identity(out_dir, identifier, identity, passphrase)
     finally:
         passphrase[:] = b"\x00" * len(passphrase)
         share.wipe()
+    identities = {i: r.identity_public_hex for i, r in round1.items() if r.identity_public_hex}
+    identities[identifier] = public_hex(identity)
     group = SignerGroup(
-        threshold=threshold, identifiers=public.identifiers, public_key_package=public
+        threshold=threshold,
+        identifiers=public.identifiers,
+        public_key_package=public,
+        identity_keys=identities,
+        requesters=tuple(requesters),
     )
     group.save(out_dir)
     publish(

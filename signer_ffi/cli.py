@@ -1,4 +1,4 @@
-"""`tradetape signer keygen|dkg` and `tradetape sign FILE`."""
+"""`tradetape signer keygen|dkg|identity` and `tradetape sign FILE`."""
 
 from __future__ import annotations
 
@@ -27,8 +27,17 @@ def keygen(
     out: Annotated[
         Path | None, typer.Option("--out", help="Key directory (default <data>/signers)")
     ] = None,
+    requester: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--requester",
+            help='Registered producer (`tradetape producer add NAME --accounts ""`) allowed '
+            "to request signatures; repeat for several (default signing-coordinator)",
+        ),
+    ] = None,
 ) -> None:
-    """Trusted-dealer keygen: one encrypted key file per participant plus group.json.
+    """Trusted-dealer keygen: per participant an encrypted key share and an encrypted
+    Ed25519 identity key (it signs that participant's round messages), plus group.json.
 
     Passphrases come from TRADETAPE_SIGNER_PASSPHRASE_<id>, TRADETAPE_SIGNER_PASSPHRASE
     or the file named by TRADETAPE_SIGNER_PASSPHRASE_FILE.
@@ -38,7 +47,7 @@ def keygen(
 
     directory = _key_dir(out)
     try:
-        group = dealer_keygen(threshold, signers, directory)
+        group = dealer_keygen(threshold, signers, directory, _requesters(requester))
     except (PassphraseMissingError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -59,6 +68,14 @@ def dkg(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the others")
     ] = 120.0,
+    requester: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--requester",
+            help='Registered producer (`tradetape producer add NAME --accounts ""`) allowed '
+            "to request signatures; repeat for several (default signing-coordinator)",
+        ),
+    ] = None,
 ) -> None:
     """Distributed key generation over Kafka; run once per participant, concurrently."""
     from deploy.settings import get_settings
@@ -74,6 +91,7 @@ def dkg(
             out_dir=_key_dir(out),
             timeout=timeout,
             echo=lambda m: typer.echo(m, err=True),
+            requesters=_requesters(requester),
         )
     except CeremonyError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -95,20 +113,60 @@ def sign_file(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the signers")
     ] = 10.0,
+    requester: Annotated[
+        str,
+        typer.Option(
+            "--requester",
+            help="Registered producer whose key signs the request; it must be in the "
+            "group's requesters",
+        ),
+    ] = "signing-coordinator",
+    requester_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--requester-key",
+            help="Its private key file (default <data>/keys/<requester>.ed25519, where "
+            "`tradetape producer add` writes it)",
+        ),
+    ] = None,
 ) -> None:
-    """Sign a file's SHA-256 with the live signer processes (k of n); prints JSON."""
+    """Sign a file's SHA-256 with the live signer processes (k of n); prints JSON.
+
+    The request and the signing package are signed with the requester's registered key
+    (`tradetape producer add signing-coordinator --accounts ""` once, engine running);
+    participants refuse unsigned or unregistered requesters, and each signs only a
+    package whose message is this digest.
+    """
     from deploy.settings import get_settings
-    from signer_ffi.coordinator import SigningFailedError, file_digest, sign_message
+    from signer_ffi.coordinator import (
+        SigningFailedError,
+        file_digest,
+        load_requester,
+        sign_message,
+    )
     from signer_ffi.group import SignerGroup
 
+    settings = get_settings()
     group = SignerGroup.load(_key_dir(key_dir))
+    if requester not in group.requesters:
+        typer.echo(
+            f"error: {requester!r} is not among the group's requesters {list(group.requesters)}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        who = load_requester(settings, requester, requester_key)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     digest = file_digest(file.read_bytes())
     try:
         done = sign_message(
-            get_settings(),
+            settings,
             group,
             digest,
             purpose=purpose,
+            requester=who,
             timeout=timeout,
             request_id=uuid.uuid4().hex,
         )
@@ -128,6 +186,55 @@ def sign_file(
             sort_keys=True,
         )
     )
+
+
+@signer_app.command("identity")
+def identity(
+    identifier: Annotated[int, typer.Option("--id", help="The participant's identifier")],
+    key_dir: Annotated[
+        Path | None, typer.Option("--key-dir", help="Directory with its key file and group.json")
+    ] = None,
+) -> None:
+    """Give an existing participant (a group made before identity keys) its Ed25519
+    identity key: written encrypted next to its key share (same passphrase), public key
+    added to this group.json and printed. Copy it into every group.json of the group."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from signer_ffi.authn import identity_file, public_hex, write_identity
+    from signer_ffi.group import PassphraseMissingError, SignerGroup, load_share, passphrase_for
+    from signer_ffi.keyfile import KeyFileError
+
+    directory = _key_dir(key_dir)
+    if identity_file(directory, identifier).exists():
+        typer.echo(f"error: {identity_file(directory, identifier)} already exists", err=True)
+        raise typer.Exit(1)
+    try:
+        group = SignerGroup.load(directory)
+        load_share(directory, identifier).wipe()  # proves the passphrase first
+        passphrase = passphrase_for(identifier)
+    except (PassphraseMissingError, KeyFileError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    key = Ed25519PrivateKey.generate()
+    try:
+        write_identity(directory, identifier, key, passphrase)
+    finally:
+        passphrase[:] = b"\x00" * len(passphrase)
+    keys = {**group.identity_keys, identifier: public_hex(key)}
+    SignerGroup(
+        threshold=group.threshold,
+        identifiers=group.identifiers,
+        public_key_package=group.public_key_package,
+        identity_keys=keys,
+        requesters=group.requesters,
+    ).save(directory)
+    typer.echo(json.dumps({"participant": identifier, "identity_key": public_hex(key)}))
+
+
+def _requesters(given: list[str] | None) -> tuple[str, ...]:
+    from signer_ffi.authn import DEFAULT_REQUESTER
+
+    return tuple(given) if given else (DEFAULT_REQUESTER,)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,7 @@
 """The signing coordinator: gathers commitments and shares over Kafka, then aggregates.
 
-It never holds a secret. It asks every participant for commitments, picks the first
+It holds no share of the group key, only its requester key, which signs its requests
+and packages (`signer_ffi.authn`). It asks every participant for commitments, picks the first
 `threshold` that answer (lowest ids first among those present), issues the signing
 package, collects the shares and aggregates them. If a signer is missing when the
 timeout expires, the operation fails with a clear error and a `SigningFailed` event —
@@ -13,6 +14,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -27,12 +29,25 @@ from schemas.events import (
     SigningCommitmentPublished,
     SigningCompleted,
     SigningFailed,
+    SigningMessageRejected,
     SigningPackageIssued,
     SigningRequested,
 )
 from schemas.topics import Topic
-from signer_ffi.errors import InvalidSignatureShareError
-from signer_ffi.frost import SignatureShare, SigningCommitments, aggregate, signing_package
+from signer_ffi.authn import (
+    DEFAULT_REQUESTER,
+    Requester,
+    sign_round_message,
+    verify_round_message,
+)
+from signer_ffi.errors import InvalidSignatureShareError, SignerError
+from signer_ffi.frost import (
+    SignatureShare,
+    SigningCommitments,
+    SigningPackage,
+    aggregate,
+    signing_package,
+)
 from signer_ffi.group import SignerGroup
 
 PRODUCER = "signing-coordinator"
@@ -46,42 +61,104 @@ class SigningFailedError(RuntimeError):
         self.event = event
 
 
+RoundOutput = SigningPackageIssued | SigningMessageRejected | None
+
+
+def rejection(
+    event: Envelope[Any], rejected_by: str, reason: str, request_id: str | None = None
+) -> SigningMessageRejected:
+    """The typed record of a refused round message."""
+    return SigningMessageRejected(
+        request_id=request_id or getattr(event.payload, "request_id", "") or "-",
+        rejected_by=rejected_by,
+        message_type=event.event_type,
+        message_event_id=event.event_id,
+        sender=event.producer,
+        reason=reason[:2000],
+    )
+
+
 @dataclass
 class SigningRound:
-    """Pure state of one round; the Kafka loop feeds it messages."""
+    """Pure state of one round; the Kafka loop feeds it messages.
+
+    Only commitments and shares signed by a participant's identity key (group.json)
+    count; anything else becomes a `SigningMessageRejected` and the round goes on, so a
+    forged message can neither take an honest participant's place nor get it blamed.
+    """
 
     request: SigningRequested
     group: SignerGroup
     message: bytes
+    requester: Requester
     commitments: dict[int, SigningCommitments] = field(default_factory=dict)
     package: SigningPackageIssued | None = None
     shares: dict[int, SignatureShare] = field(default_factory=dict)
+    rejected: list[SigningMessageRejected] = field(default_factory=list)
 
-    def on_commitment(self, msg: SigningCommitmentPublished) -> SigningPackageIssued | None:
-        if self.package is not None or msg.participant not in self.group.identifiers:
-            return None
-        self.commitments.setdefault(
-            msg.participant, SigningCommitments(bytes.fromhex(msg.commitments_hex))
-        )
+    def _reject(self, event: Envelope[Any], reason: str) -> SigningMessageRejected:
+        out = rejection(event, PRODUCER, reason, self.request.request_id)
+        self.rejected.append(out)
+        return out
+
+    def _unauthentic(self, payload: Any, participant: int) -> str | None:
+        key = self.group.identity_keys.get(participant)
+        if key is None:
+            return f"group.json has no identity key for participant {participant}"
+        if not verify_round_message(payload, key):
+            return f"signature missing or not by participant {participant}'s identity key"
+        return None
+
+    def on_commitment(self, event: Envelope[SigningCommitmentPublished]) -> RoundOutput:
+        msg = event.payload
+        if msg.participant not in self.request.signers:
+            return self._reject(event, f"participant {msg.participant} was not asked to sign")
+        if (why := self._unauthentic(msg, msg.participant)) is not None:
+            return self._reject(event, why)
+        if self.package is not None or msg.participant in self.commitments:
+            return None  # authentic, but the round has moved on / it is already counted
+        try:
+            commitments = SigningCommitments(bytes.fromhex(msg.commitments_hex))
+            signing_package({msg.participant: commitments}, b"")  # parses the commitments
+        except (ValueError, SignerError) as exc:
+            return self._reject(event, f"malformed commitments: {exc}")
+        self.commitments[msg.participant] = commitments
         if len(self.commitments) < self.group.threshold:
             return None
         chosen = sorted(self.commitments)[: self.group.threshold]
         pkg = signing_package({i: self.commitments[i] for i in chosen}, self.message)
-        self.package = SigningPackageIssued(
-            request_id=self.request.request_id,
-            participants=tuple(chosen),
-            signing_package_hex=pkg.data.hex(),
+        self.package = sign_round_message(
+            SigningPackageIssued(
+                request_id=self.request.request_id,
+                participants=tuple(chosen),
+                signing_package_hex=pkg.data.hex(),
+            ),
+            self.requester.key,
         )
         return self.package
 
-    def on_share(self, msg: SignatureSharePublished) -> bytes | None:
-        if self.package is None or msg.participant not in self.package.participants:
-            return None
-        self.shares.setdefault(msg.participant, SignatureShare(bytes.fromhex(msg.share_hex)))
+    def on_share(
+        self, event: Envelope[SignatureSharePublished]
+    ) -> bytes | SigningMessageRejected | None:
+        """The aggregate signature once every chosen share is in, a rejection, or None."""
+        msg = event.payload
+        if msg.participant not in self.request.signers:
+            return self._reject(event, f"participant {msg.participant} was not asked to sign")
+        if (why := self._unauthentic(msg, msg.participant)) is not None:
+            return self._reject(event, why)
+        if (
+            self.package is None
+            or msg.participant not in self.package.participants
+            or msg.participant in self.shares
+        ):
+            return None  # authentic, but not (or no longer) expected
+        try:
+            share = SignatureShare(bytes.fromhex(msg.share_hex))
+        except ValueError as exc:
+            return self._reject(event, f"malformed share: {exc}")
+        self.shares[msg.participant] = share
         if len(self.shares) < len(self.package.participants):
             return None
-        from signer_ffi.frost import SigningPackage
-
         pkg = SigningPackage(bytes.fromhex(self.package.signing_package_hex))
         return aggregate(pkg, self.shares, self.group.public_key_package)
 
@@ -96,16 +173,23 @@ LOW_LATENCY = {"fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 5}
 
 
 class SigningCoordinator:
-    """Runs signing rounds for one group; reuse it to keep Kafka connections warm."""
+    """Runs signing rounds for one group; reuse it to keep Kafka connections warm.
 
-    def __init__(self, settings: Settings, group: SignerGroup) -> None:
+    It signs its requests and packages as `requester`, a producer registered with
+    `ProducerRegistered` and listed in the group's `requesters`; participants refuse
+    anything else. It also reads `signing.events`, so a participant's refusal ends the
+    round at once with that participant's reason instead of a bare timeout.
+    """
+
+    def __init__(self, settings: Settings, group: SignerGroup, requester: Requester) -> None:
         self.settings = settings
         self.group = group
+        self.requester = requester
         self._producer = Producer({**producer_config(settings), "linger.ms": 0})
         self._consumer = Consumer(
             consumer_config(settings, group_id=f"coordinator-{uuid.uuid4().hex}", **LOW_LATENCY)
         )
-        assign_from_end(self._consumer, settings, [Topic.SIGNING_MESSAGES])
+        assign_from_end(self._consumer, settings, [Topic.SIGNING_MESSAGES, Topic.SIGNING])
 
     def close(self) -> None:
         self._consumer.close()
@@ -131,16 +215,23 @@ class SigningCoordinator:
         group = self.group
         request_id = request_id or uuid.uuid4().hex
         request = new_event(
-            SigningRequested(
-                request_id=request_id,
-                digest_hex=message.hex(),
-                purpose=purpose,
-                signers=group.identifiers,
-                group_public_key=group.verifying_key.hex(),
+            sign_round_message(
+                SigningRequested(
+                    request_id=request_id,
+                    digest_hex=message.hex(),
+                    purpose=purpose,
+                    signers=group.identifiers,
+                    group_public_key=group.verifying_key.hex(),
+                    requester=self.requester.name,
+                ),
+                self.requester.key,
             ),
-            producer=PRODUCER,
+            producer=self.requester.name,
         )
-        state = SigningRound(request=request.payload, group=group, message=message)
+        state = SigningRound(
+            request=request.payload, group=group, message=message, requester=self.requester
+        )
+        refusals: dict[str, str] = {}
         started = time.monotonic()
         self._publish(request)
         signature: bytes | None = None
@@ -149,7 +240,8 @@ class SigningCoordinator:
             if time.monotonic() - started > timeout:
                 stage = "commitments" if state.package is None else "signature shares"
                 failure = (
-                    f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) {state.missing()}",
+                    f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) "
+                    f"{state.missing()}{_refusal_text(refusals, state)}",
                     (),
                 )
                 break
@@ -169,18 +261,32 @@ class SigningCoordinator:
             payload = ev.payload
             if getattr(payload, "request_id", None) != request_id:
                 continue
+            out: Any = None
             if isinstance(payload, SigningCommitmentPublished):
-                issued = state.on_commitment(payload)
-                if issued is not None:
-                    self._publish(new_event(issued, producer=PRODUCER, causation=request))
+                out = state.on_commitment(ev)
             elif isinstance(payload, SignatureSharePublished):
                 try:
-                    signature = state.on_share(payload)
+                    out = state.on_share(ev)
                 except InvalidSignatureShareError as exc:
                     failure = (
                         f"invalid signature share(s) from {list(exc.culprits)}",
                         tuple(exc.culprits),
                     )
+                if isinstance(out, bytes):
+                    signature, out = out, None
+            elif isinstance(payload, SigningMessageRejected) and payload.rejected_by != PRODUCER:
+                refusals[payload.rejected_by] = payload.reason
+                if (
+                    payload.message_type == SigningPackageIssued.EVENT_TYPE
+                    or len(refusals) > len(group.identifiers) - group.threshold
+                ):  # a chosen signer refused the package, or too few can still answer
+                    failure = (
+                        f"{len(refusals)} of {len(group.identifiers)} signers refused"
+                        f"{_refusal_text(refusals, state)}",
+                        (),
+                    )
+            if out is not None:
+                self._publish(new_event(out, producer=self.requester.name, causation=ev))
         if failure is not None:
             failed = new_event(
                 SigningFailed(
@@ -188,7 +294,7 @@ class SigningCoordinator:
                     digest_hex=message.hex(),
                     purpose=purpose,
                     participants=tuple(sorted(state.commitments)),
-                    reason=failure[0],
+                    reason=failure[0][:2000],
                     culprits=failure[1],
                 ),
                 producer=PRODUCER,
@@ -217,17 +323,40 @@ class SigningCoordinator:
         return done
 
 
+def _refusal_text(refusals: dict[str, str], state: SigningRound) -> str:
+    parts = [f"{who}: {why}" for who, why in sorted(refusals.items())]
+    if state.rejected:
+        parts.append(f"{len(state.rejected)} forged or unauthorised message(s) ignored")
+    return ("; " + "; ".join(parts)) if parts else ""
+
+
+def load_requester(
+    settings: Settings, name: str = DEFAULT_REQUESTER, key_file: Path | None = None
+) -> Requester:
+    """The requester's private key, where `tradetape producer add NAME` wrote it."""
+    from engine.auth import key_path, read_private_key
+
+    path = key_file or key_path(settings.resolved_data_dir, name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no key for requester {name!r} at {path}: register it with "
+            f'`tradetape producer add {name} --accounts ""` (or pass --requester-key)'
+        )
+    return Requester(name=name, key=read_private_key(path))
+
+
 def sign_message(
     settings: Settings,
     group: SignerGroup,
     message: bytes,
     *,
     purpose: str,
+    requester: Requester,
     timeout: float = 10.0,
     request_id: str | None = None,
 ) -> Envelope[SigningCompleted]:
     """One signing round with a fresh coordinator."""
-    with SigningCoordinator(settings, group) as coordinator:
+    with SigningCoordinator(settings, group, requester) as coordinator:
         return coordinator.sign(message, purpose=purpose, timeout=timeout, request_id=request_id)
 
 

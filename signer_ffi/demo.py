@@ -1,4 +1,9 @@
-"""Demo stage: a 2-of-3 signer group signs the demo's report digest across processes."""
+"""Demo stage: a 2-of-3 signer group signs the demo's report digest across processes.
+
+The coordinator's key is registered the way an operator does it (`tradetape producer add
+signing-coordinator --accounts ""`: an admin command the engine accepts), so the signers
+answer it; then a request from a producer the group does not allow is refused.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,85 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from deploy.kafka import consumer_config, partitions_of
 from deploy.settings import Settings
+from schemas import decode
+from schemas.events import ProducerRegistered
+from schemas.topics import Topic
+from signer_ffi.authn import DEFAULT_REQUESTER, Requester, RequesterRegistry
 from signer_ffi.ceremony import dealer_keygen
-from signer_ffi.coordinator import sign_message
+from signer_ffi.coordinator import SigningFailedError, sign_message
+
+
+def _registered(settings: Settings, name: str, public_key: str, timeout: float) -> bool:
+    """Wait until the engine's accepted registration of `name` is on the accounts topic."""
+    consumer = Consumer(consumer_config(settings, group_id=f"demo-registry-{os.getpid()}"))
+    consumer.assign(
+        [
+            TopicPartition(settings.topic(Topic.ACCOUNTS), p, OFFSET_BEGINNING)
+            for p in partitions_of(consumer, settings, Topic.ACCOUNTS)
+        ]
+    )
+    registry = RequesterRegistry()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            try:
+                registry.apply(decode(msg.value(), msg.headers()))
+            except Exception:
+                continue
+            if registry.key_of(name) == public_key:
+                return True
+        return False
+    finally:
+        consumer.close()
+
+
+def register_requester(settings: Settings, name: str = DEFAULT_REQUESTER) -> Requester:
+    """`tradetape producer add NAME --accounts ""`, with an engine worker running meanwhile."""
+    from engine import auth
+    from engine.client import IntentPublisher
+    from engine.worker import EngineWorker
+
+    path = auth.key_path(settings.resolved_data_dir, name)
+    if path.exists():
+        key = auth.read_private_key(path)
+    else:
+        key, _ = auth.new_keypair()
+        auth.write_private_key(path, key)
+    requester = Requester(name=name, key=key)
+    worker = EngineWorker(settings, wid=f"demo-signer-{os.getpid()}")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    publisher = IntentPublisher(settings, "admin", watch=False)
+    try:
+        publisher.publish(
+            ProducerRegistered(
+                producer_id=name,
+                public_key=requester.public_key,
+                accounts=(),
+                registered_by="admin",
+            ),
+            admin=True,
+        )
+        publisher.flush()
+        if not _registered(settings, name, requester.public_key, timeout=90):
+            raise RuntimeError(f"the engine did not accept the registration of {name}")
+    finally:
+        publisher.flush()
+        worker.stopping = True
+        thread.join(60)
+    return requester
 
 
 def _stack_env(settings: Settings, key_dir: Path, passphrase: str) -> dict[str, str]:
@@ -58,6 +136,7 @@ def run(settings: Settings) -> list[str]:
         group = dealer_keygen(2, 3, key_dir)
     finally:
         os.environ.pop("TRADETAPE_SIGNER_PASSPHRASE", None)
+    requester = register_requester(settings)
     env = _stack_env(settings, key_dir, passphrase)
     # Each signer logs to a file: a pipe nobody drains would block a chatty signer, and
     # librdkafka writes its own lines to stderr before the one we wait for.
@@ -80,8 +159,18 @@ def run(settings: Settings) -> list[str]:
         )
         digest = hashlib.sha256(report).digest()
         started = time.perf_counter()
-        done = sign_message(settings, group, digest, purpose="demo-report", timeout=30)
+        done = sign_message(
+            settings, group, digest, purpose="demo-report", requester=requester, timeout=30
+        )
         took_ms = (time.perf_counter() - started) * 1000
+        mallory = Requester(name="mallory", key=Ed25519PrivateKey.generate())
+        try:
+            sign_message(
+                settings, group, digest, purpose="demo-forged", requester=mallory, timeout=30
+            )
+            refused = "SIGNED (unexpected)"
+        except SigningFailedError as exc:
+            refused = f"refused ({exc.event.payload.reason.split(';')[0]})"
     finally:
         for p in procs:
             p.terminate()
@@ -94,4 +183,5 @@ def run(settings: Settings) -> list[str]:
         f"signer: 2-of-3 FROST group {group.verifying_key.hex()[:16]}…, signers "
         f"{list(done.payload.participants)} signed the report digest in {took_ms:.0f} ms "
         f"(signature {done.payload.signature_hex[:16]}…, recorded on signing.events)",
+        f"signer: a request from the unregistered producer 'mallory' was {refused}",
     ]

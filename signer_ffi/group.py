@@ -1,7 +1,9 @@
 """Where a signer group's files live and how a participant gets its passphrase.
 
 A key directory holds `group.json` (public: threshold, identifiers, the group's public
-key package) and one `participant-<id>.key` per share, each encrypted at rest with
+key package, each participant's Ed25519 identity key, and the registered producers allowed
+to request signatures) and one `participant-<id>.key` per share (plus its
+`participant-<id>.identity`), each encrypted at rest with
 scrypt + AES-GCM (`signer_ffi.keyfile`). Passphrases never come from code or logs: they
 are read from `TRADETAPE_SIGNER_PASSPHRASE_<id>`, `TRADETAPE_SIGNER_PASSPHRASE`, or the
 file named by `TRADETAPE_SIGNER_PASSPHRASE_FILE`.
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from signer_ffi.authn import DEFAULT_REQUESTER, read_identity
 from signer_ffi.frost import KeyShare, PublicKeyPackage
 from signer_ffi.keyfile import read_key_file
 
@@ -50,6 +55,10 @@ class SignerGroup:
     threshold: int
     identifiers: tuple[int, ...]
     public_key_package: PublicKeyPackage
+    identity_keys: dict[int, str] = field(default_factory=dict)
+    """Participant id -> hex Ed25519 key that signs its commitments and shares."""
+    requesters: tuple[str, ...] = (DEFAULT_REQUESTER,)
+    """Registered producers (ProducerRegistered) this group answers signing requests from."""
 
     @property
     def verifying_key(self) -> bytes:
@@ -65,6 +74,8 @@ class SignerGroup:
                     "identifiers": list(self.identifiers),
                     "verifying_key": self.verifying_key.hex(),
                     "public_key_package": self.public_key_package.data.hex(),
+                    "identity_keys": {str(i): k for i, k in sorted(self.identity_keys.items())},
+                    "requesters": list(self.requesters),
                 },
                 indent=2,
                 sort_keys=True,
@@ -86,6 +97,8 @@ class SignerGroup:
             threshold=int(raw["threshold"]),
             identifiers=tuple(raw["identifiers"]),
             public_key_package=pkg,
+            identity_keys={int(i): str(k) for i, k in raw.get("identity_keys", {}).items()},
+            requesters=tuple(raw.get("requesters", (DEFAULT_REQUESTER,))),
         )
 
 
@@ -93,5 +106,14 @@ def load_share(directory: Path, participant: int) -> KeyShare:
     passphrase = passphrase_for(participant)
     try:
         return read_key_file(key_file(directory, participant), passphrase)
+    finally:
+        passphrase[:] = b"\x00" * len(passphrase)
+
+
+def load_identity(directory: Path, participant: int) -> Ed25519PrivateKey:
+    """The participant's identity key, unlocked with the same passphrase as its share."""
+    passphrase = passphrase_for(participant)
+    try:
+        return read_identity(directory, participant, passphrase)
     finally:
         passphrase[:] = b"\x00" * len(passphrase)

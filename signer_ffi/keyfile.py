@@ -7,7 +7,7 @@ passphrase or any tampering is detected (`WrongPassphraseError`) rather than
 yielding garbage key material. The header (magic, version, scrypt parameters,
 salt, nonce) is bound into the GCM associated data.
 
-File layout: b"TTKS" | u8 version | u8 log2(n) | u8 r | u8 p | 16B salt | 12B nonce | ciphertext+tag
+File layout: b"TTKS" (b"TTID" for an identity key) | u8 version | u8 log2(n) | u8 r | u8 p | 16B salt | 12B nonce | ciphertext+tag
 """
 
 from __future__ import annotations
@@ -41,54 +41,82 @@ def _derive(passphrase: bytes | bytearray, salt: bytes, log2_n: int, r: int, p: 
     return bytearray(Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase))
 
 
-def encrypt_key_share(
-    share: KeyShare, passphrase: bytes | bytearray, *, log2_n: int = DEFAULT_LOG2_N
+def encrypt_secret(
+    plain: bytes | bytearray,
+    passphrase: bytes | bytearray,
+    *,
+    magic: bytes = MAGIC,
+    log2_n: int = DEFAULT_LOG2_N,
 ) -> bytes:
-    """Serialize and encrypt a key share; returns the file contents."""
+    """Encrypt secret bytes under the passphrase; returns the file contents.
+
+    `magic` names what the file holds (bound into the GCM associated data), so a key
+    share file and an identity key file cannot be swapped for one another.
+    """
     if not passphrase:
         raise ValueError("empty passphrase")
     salt, nonce, r, p = os.urandom(16), os.urandom(12), 8, 1
-    header = _HEADER.pack(MAGIC, VERSION, log2_n, r, p, salt, nonce)
+    header = _HEADER.pack(magic, VERSION, log2_n, r, p, salt, nonce)
     key = _derive(passphrase, salt, log2_n, r, p)
-    plain = share.to_bytes()
     try:
-        return header + AESGCM(key).encrypt(nonce, plain, header)
+        return header + AESGCM(key).encrypt(nonce, bytes(plain), header)
     finally:
         wipe(key)
-        wipe(plain)
 
 
-def decrypt_key_share(blob: bytes, passphrase: bytes | bytearray) -> KeyShare:
-    """Decrypt file contents back into a KeyShare; WrongPassphraseError if it fails."""
+def decrypt_secret(
+    blob: bytes, passphrase: bytes | bytearray, *, magic: bytes = MAGIC
+) -> bytearray:
+    """Decrypt file contents; WrongPassphraseError if authentication fails."""
     if len(blob) < _HEADER.size + 16:
         raise KeyFileError("key file too short")
-    magic, version, log2_n, r, p, salt, nonce = _HEADER.unpack_from(blob)
-    if magic != MAGIC:
-        raise KeyFileError("not a tradetape key file")
+    found, version, log2_n, r, p, salt, nonce = _HEADER.unpack_from(blob)
+    if found != magic:
+        raise KeyFileError(f"not a tradetape {magic.decode()} key file")
     if version != VERSION:
         raise KeyFileError(f"unsupported key file version {version}")
     if not (10 <= log2_n <= 22 and 1 <= r <= 32 and 1 <= p <= 16):
         raise KeyFileError("implausible scrypt parameters")
     key = _derive(passphrase, salt, log2_n, r, p)
     try:
-        plain = bytearray(AESGCM(key).decrypt(nonce, blob[_HEADER.size :], blob[: _HEADER.size]))
+        return bytearray(AESGCM(key).decrypt(nonce, blob[_HEADER.size :], blob[: _HEADER.size]))
     except InvalidTag:
         raise WrongPassphraseError("wrong passphrase or corrupted key file") from None
     finally:
         wipe(key)
+
+
+def encrypt_key_share(
+    share: KeyShare, passphrase: bytes | bytearray, *, log2_n: int = DEFAULT_LOG2_N
+) -> bytes:
+    """Serialize and encrypt a key share; returns the file contents."""
+    plain = share.to_bytes()
+    try:
+        return encrypt_secret(plain, passphrase, log2_n=log2_n)
+    finally:
+        wipe(plain)
+
+
+def decrypt_key_share(blob: bytes, passphrase: bytes | bytearray) -> KeyShare:
+    """Decrypt file contents back into a KeyShare; WrongPassphraseError if it fails."""
+    plain = decrypt_secret(blob, passphrase)
     try:
         return KeyShare(plain)
     finally:
         wipe(plain)
 
 
-def write_key_file(path: Path, share: KeyShare, passphrase: bytes | bytearray) -> None:
-    """Write an encrypted key file readable only by its owner (mode 0600)."""
-    data = encrypt_key_share(share, passphrase)
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Write encrypted contents readable only by their owner (mode 0600)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o600)
+
+
+def write_key_file(path: Path, share: KeyShare, passphrase: bytes | bytearray) -> None:
+    """Write an encrypted key file readable only by its owner (mode 0600)."""
+    write_secret_file(path, encrypt_key_share(share, passphrase))
 
 
 def read_key_file(path: Path, passphrase: bytes | bytearray) -> KeyShare:

@@ -1,4 +1,5 @@
-"""Signer processes on the real broker: k-of-n signing, a missing signer, DKG over Kafka."""
+"""Signer processes on the real broker: k-of-n signing, refused requesters, a forged
+commitment, a missing signer, DKG over Kafka."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from deploy.kafka import consumer_config
+from deploy.kafka import assign_from_end, consumer_config, producer_config
 from deploy.settings import Settings
-from schemas import decode
-from schemas.events import SigningCompleted
+from schemas import decode, encode, new_event
+from schemas.events import SigningCommitmentPublished, SigningCompleted, SigningMessageRejected
 from schemas.topics import Topic
+from signer_ffi.authn import DEFAULT_REQUESTER, Requester, sign_round_message
 from signer_ffi.ceremony import dealer_keygen, run_dkg_participant
 from signer_ffi.coordinator import SigningFailedError, sign_message
-from signer_ffi.group import SignerGroup, load_share
+from signer_ffi.frost import commit, generate_with_dealer
+from signer_ffi.group import SignerGroup, load_identity, load_share
 from signer_ffi.participant import ParticipantState, serve
+from tests.signer_kafka.helpers import new_requester
 
 pytestmark = pytest.mark.integration
 PASS = "correct horse battery staple"
@@ -72,12 +76,20 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
 @pytest.fixture
 def group_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRADETAPE_SIGNER_PASSPHRASE", PASS)
-    dealer_keygen(2, 3, tmp_path / "keys")
+    dealer_keygen(2, 3, tmp_path / "keys", requesters=(DEFAULT_REQUESTER, "ops-signer"))
     return tmp_path / "keys"
 
 
 @pytest.fixture
-def signers(env: Settings, group_dir: Path) -> Iterator[dict[int, subprocess.Popen[str]]]:
+def requester(env: Settings) -> Requester:
+    """Registered before the signers start, as `tradetape producer add` would have."""
+    return new_requester(env)
+
+
+@pytest.fixture
+def signers(
+    env: Settings, group_dir: Path, requester: Requester
+) -> Iterator[dict[int, subprocess.Popen[str]]]:
     procs = {i: _start_signer(env, group_dir, i) for i in (1, 2, 3)}
     try:
         for p in procs.values():
@@ -108,27 +120,111 @@ def _signing_events(settings: Settings) -> list[object]:
     return out
 
 
-def test_two_of_three_sign_across_processes_then_one_alone_fails(
-    env: Settings, group_dir: Path, signers: dict[int, subprocess.Popen[str]]
+class Mallory:
+    """Answers every request on the broker with a forged commitment claiming participant 1."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30)
+
+    def _run(self) -> None:
+        consumer = Consumer(consumer_config(self.settings, group_id=f"m-{uuid.uuid4().hex}"))
+        assign_from_end(consumer, self.settings, [Topic.SIGNING_REQUESTS])
+        producer = Producer(producer_config(self.settings))
+        self.ready.set()
+        _n, fake = commit(generate_with_dealer(2, 3)[0][0])
+        try:
+            while not self.stop.is_set():
+                msg = consumer.poll(0.05)
+                if msg is None or msg.error():
+                    continue
+                req = decode(msg.value(), msg.headers()).payload
+                forged = sign_round_message(
+                    SigningCommitmentPublished(
+                        request_id=req.request_id, participant=1, commitments_hex=fake.data.hex()
+                    ),
+                    Ed25519PrivateKey.generate(),
+                )
+                key, value, headers = encode(new_event(forged, producer="mallory"))
+                producer.produce(
+                    self.settings.topic(Topic.SIGNING_MESSAGES),
+                    key=key,
+                    value=value,
+                    headers=headers,
+                )
+                producer.flush(10)
+                self.sent += 1
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_two_of_three_sign_across_processes_then_refusals_then_one_alone_fails(
+    env: Settings,
+    group_dir: Path,
+    requester: Requester,
+    signers: dict[int, subprocess.Popen[str]],
 ) -> None:
     group = SignerGroup.load(group_dir)
     message = b"\x11" * 32
-    done = sign_message(env, group, message, purpose="test", timeout=30)
+    done = sign_message(env, group, message, purpose="test", requester=requester, timeout=30)
     sig = bytes.fromhex(done.payload.signature_hex)
     Ed25519PublicKey.from_public_bytes(group.verifying_key).verify(sig, message)  # plain RFC 8032
     assert len(done.payload.participants) == 2
+
+    # The group allows ops-signer, but it never registered a key: every signer refuses.
+    unregistered = Requester("ops-signer", Ed25519PrivateKey.generate())
+    with pytest.raises(SigningFailedError, match="no registered key"):
+        sign_message(env, group, message, purpose="t", requester=unregistered, timeout=30)
+    # The registered name with another key (a bad signature): refused too.
+    impostor = Requester(requester.name, Ed25519PrivateKey.generate())
+    with pytest.raises(SigningFailedError, match="signature missing or not by"):
+        sign_message(env, group, message, purpose="t", requester=impostor, timeout=30)
+
+    # A forged commitment in participant 1's name is refused and the round still signs.
+    mallory = Mallory(env)
+    try:
+        again = sign_message(env, group, b"\x33" * 32, purpose="t", requester=requester, timeout=30)
+    finally:
+        mallory.close()
+    assert mallory.sent >= 1 and again.payload.participants == (1, 2)
 
     signers[2].kill()
     signers[3].kill()
     signers[2].wait(10)
     signers[3].wait(10)
     with pytest.raises(SigningFailedError, match="timed out") as info:
-        sign_message(env, group, b"\x22" * 32, purpose="test", timeout=3)
+        sign_message(env, group, b"\x22" * 32, purpose="test", requester=requester, timeout=3)
     assert info.value.event.payload.participants == (1,)
 
     recorded = _signing_events(env)
-    assert [type(e).__name__ for e in recorded] == ["SigningCompleted", "SigningFailed"]
+    outcomes = [type(e).__name__ for e in recorded if not isinstance(e, SigningMessageRejected)]
+    assert outcomes == [
+        "SigningCompleted",
+        "SigningFailed",
+        "SigningFailed",
+        "SigningCompleted",
+        "SigningFailed",
+    ]
     assert isinstance(recorded[0], SigningCompleted) and recorded[0].digest_hex == message.hex()
+    rejected = [e for e in recorded if isinstance(e, SigningMessageRejected)]
+    by_signers = {(e.rejected_by, e.message_type) for e in rejected if e.sender != "mallory"}
+    assert {("signer-1", "SigningRequested"), ("signer-2", "SigningRequested")} <= by_signers
+    forged = [e for e in rejected if e.sender == "mallory"]
+    assert forged and all(
+        e.rejected_by == "signing-coordinator"
+        and e.message_type == "SigningCommitmentPublished"
+        and "identity key" in e.reason
+        for e in forged
+    )
 
 
 def test_wrong_passphrase_refuses_to_start(env: Settings, group_dir: Path) -> None:
@@ -169,22 +265,30 @@ def test_dkg_over_kafka_then_sign(
     keys = {g.verifying_key for g in results.values()}
     assert len(keys) == 1, "every participant must derive the same group key"
 
+    requester = new_requester(env)
     stop = threading.Event()
     servers = []
     for i in (1, 3):
         ready = threading.Event()
-        state = ParticipantState(share=load_share(tmp_path / f"p{i}", i), group=results[i])
+        state = ParticipantState(
+            share=load_share(tmp_path / f"p{i}", i),
+            group=results[i],
+            identity=load_identity(tmp_path / f"p{i}", i),
+        )
         th = threading.Thread(target=serve, args=(env, state, stop, ready), daemon=True)
         th.start()
         assert ready.wait(30)
         servers.append(th)
     try:
-        done = sign_message(env, results[1], b"dkg works", purpose="test", timeout=30)
+        done = sign_message(
+            env, results[1], b"dkg works", purpose="test", requester=requester, timeout=30
+        )
     finally:
         stop.set()
         for th in servers:
             th.join(10)
     assert done.payload.participants == (1, 3)
+    assert all(len(g.identity_keys) == 3 for g in results.values())  # from round 1
     Ed25519PublicKey.from_public_bytes(keys.pop()).verify(
         bytes.fromhex(done.payload.signature_hex), b"dkg works"
     )
