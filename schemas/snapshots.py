@@ -1,0 +1,42 @@
+"""The records of `engine.snapshots`: per-partition slices of the engine's state.
+
+A snapshot is a cache of the engine's fold, never the truth: the log is. One slice holds
+what the engine folded from partition `p` of its own topics (`risk.decisions`,
+`orders.lifecycle`) up to the offsets it names, so that a worker taking over `p` reads
+the slice and replays only the records after those offsets.
+
+Wire format (not an envelope event: it is state, not a fact):
+
+- topic `engine.snapshots`, compacted, slice of engine partition `p` on partition
+  `p % partitions(engine.snapshots)`;
+- the body is zlib-compressed canonical JSON (sorted keys, Decimals and datetimes as
+  strings, bytes as base64) of the slice, cut into chunks of at most `MAX_CHUNK_BYTES`;
+- chunk `i` of `n` has key `"<p>/<i>"` (compaction keeps the newest of each chunk index)
+  and the headers below; every chunk of one slice carries the same id and digest.
+
+A reader takes the newest slice whose chunks are all present, whose digest matches,
+whose format it knows and whose offsets the log has committed; anything else means a
+full replay of that partition's log.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 1
+"""Bumped on any change of the slice's content; a reader ignores other versions."""
+MAX_CHUNK_BYTES = 512 * 1024
+"""Below the broker's default 1 MB `message.max.bytes`, headers included."""
+
+HEADER_FORMAT = "tt-snapshot-format"
+"""The slice format version, decimal ASCII."""
+HEADER_ID = "tt-snapshot-id"
+"""`<p>:<decisions offset>:<orders offset>`: the same for every chunk of one slice."""
+HEADER_CHUNK = "tt-snapshot-chunk"
+"""`<i>/<n>`, zero-based."""
+HEADER_DIGEST = "tt-snapshot-sha256"
+"""Hex SHA-256 of the whole compressed body (all chunks joined)."""
+HEADER_PARTITION = "tt-snapshot-partition"
+"""The engine partition the slice belongs to, decimal ASCII."""
+
+
+def record_key(partition: int, chunk: int) -> bytes:
+    return f"{partition}/{chunk}".encode()
