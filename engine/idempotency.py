@@ -11,7 +11,15 @@ log yields the same record:
   resend in this tier is still never traded again: the processor answers it with an
   `IntentRejected` that names the duplicate (the original decision stays on the log).
 
-Memory is therefore `max_recent` decisions (~2 KB each) plus 8 bytes per key ever seen.
+The recent tier is the `max_recent` newest decisions by (event time, key) within the
+window — a function of the *set* of decisions folded, not of their order. A rebuild reads
+several partitions interleaved in whatever order the consumer delivers them, and a
+snapshot merges per-partition slices: both give the same record as the live worker.
+
+Each archived fingerprint is also listed under its decision's Kafka key (the account), so
+a snapshot slice can carry exactly the fingerprints of its partition's accounts.
+
+Memory is therefore `max_recent` decisions (~2 KB each) plus 16 bytes per key ever seen.
 A fingerprint collision (probability ~n/2^64 per new key) can only reject a new intent as
 a duplicate — the fail-closed direction.
 """
@@ -19,9 +27,10 @@ a duplicate — the fail-closed direction.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from array import array
 from bisect import bisect_left
-from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +97,18 @@ class FingerprintSet:
             self._sorted = array("Q", sorted([*self._sorted, *self._pending]))
             self._pending = set()
 
+    def update(self, fps: Iterable[int]) -> None:
+        """Add many at once (loading a snapshot): one sort instead of one add each."""
+        merged = set(self._pending)
+        merged.update(fps)
+        merged.update(self._sorted)
+        self._sorted = array("Q", sorted(merged))
+        self._pending = set()
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self._sorted
+        yield from self._pending
+
     @property
     def nbytes(self) -> int:
         return self._sorted.itemsize * len(self._sorted) + 40 * len(self._pending)
@@ -99,9 +120,15 @@ class IdempotencyRecord:
     ) -> None:
         self.max_recent = max_recent
         self.window = timedelta(seconds=window_seconds)
-        self.recent: OrderedDict[Key, Recorded] = OrderedDict()
+        self.recent: dict[Key, Recorded] = {}
+        self._order: list[tuple[datetime, Key]] = []
+        """A heap of the recent tier's (event time, key): the oldest is evicted first."""
         self.archive = FingerprintSet()
+        self.archived_by_key: dict[Any, array[int]] = {}
+        """Kafka key (the account) -> fingerprints archived from its decisions."""
         self.newest: datetime | None = None
+        self.newest_by_key: dict[Any, datetime] = {}
+        """Kafka key -> newest decision event time (a snapshot slice carries its own)."""
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.archive)
@@ -118,18 +145,40 @@ class IdempotencyRecord:
         if key in self:
             return False
         self.recent[key] = decision
-        if self.newest is None or decision.occurred_at > self.newest:
-            self.newest = decision.occurred_at
-        self._prune()
+        at = decision.occurred_at
+        heapq.heappush(self._order, (at, key))
+        newest_by_key = self.newest_by_key
+        kk = decision.key
+        prev = newest_by_key.get(kk)
+        if prev is None or at > prev:
+            newest_by_key[kk] = at
+        if self.newest is None or at > self.newest:
+            self.newest = at
+        self.prune()
         return True
 
-    def _prune(self) -> None:
-        assert self.newest is not None
+    def restore(self, key: Key, decision: Recorded) -> None:
+        """Put back a recent decision from a snapshot slice (no pruning: `prune` after)."""
+        self.recent[key] = decision
+        heapq.heappush(self._order, (decision.occurred_at, key))
+
+    def archive_fingerprint(self, kafka_key: Any, fp: int) -> None:
+        """Add an archived fingerprint (eviction, or loading a snapshot slice)."""
+        if fp in self.archive:
+            return
+        self.archive.add(fp)
+        lst = self.archived_by_key.get(kafka_key)
+        if lst is None:
+            lst = self.archived_by_key[kafka_key] = array("Q")
+        lst.append(fp)
+
+    def prune(self) -> None:
+        """Evict the oldest (by event time, then key) beyond `max_recent` or the window."""
+        if self.newest is None:
+            return
         horizon = self.newest - self.window
-        recent = self.recent
-        while recent:
-            key, oldest = next(iter(recent.items()))
-            if len(recent) <= self.max_recent and oldest.occurred_at >= horizon:
-                break
-            del recent[key]
-            self.archive.add(fingerprint(key))
+        recent, order = self.recent, self._order
+        while order and (len(recent) > self.max_recent or order[0][0] < horizon):
+            _at, key = heapq.heappop(order)
+            decision = recent.pop(key)
+            self.archive_fingerprint(decision.key, fingerprint(key))

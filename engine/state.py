@@ -9,7 +9,9 @@ they are de-duplicated by event id.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -113,6 +115,10 @@ class AccountState:
     kyc: bool = False
     aml_flags: set[str] = field(default_factory=set)
     balances: dict[str, Decimal] = field(default_factory=dict)
+    """Deposits plus what the fills moved (see `deposited` for the reference part)."""
+    deposited: dict[str, Decimal] = field(default_factory=dict)
+    """The deposits alone (reference topics): `balances - deposited` is what fills moved,
+    which is what a snapshot slice carries."""
     positions: dict[str, Decimal] = field(default_factory=dict)
     deposits: set[str] = field(default_factory=set)
     open_orders: set[str] = field(default_factory=set)
@@ -121,6 +127,30 @@ class AccountState:
     """When a release last reset the peak: older decisions' peaks no longer count."""
     fills: int = 0
     exposure: Exposure = field(default_factory=lambda: Exposure())
+    peaks: list[tuple[datetime, Decimal]] = field(default_factory=list)
+    """The decisions' drawdown peaks as suffix maxima: sorted by event time, peaks strictly
+    decreasing, so `peak_since(t)` = max peak of decisions at or after `t`. This is what
+    lets a snapshot slice (own topics) be combined with a later `KillSwitchReleased`
+    (reference topic) exactly as a full replay would."""
+
+    def add_peak(self, at: datetime, peak: Decimal) -> None:
+        peaks = self.peaks
+        i = bisect_left(peaks, (at,))
+        if i < len(peaks) and peaks[i][1] >= peak:
+            return  # a decision at or after `at` already had a peak at least this high
+        j, k = i, i
+        while j > 0 and peaks[j - 1][1] <= peak:
+            j -= 1
+        while k < len(peaks) and peaks[k][0] == at:
+            k += 1
+        peaks[j:k] = [(at, peak)]
+
+    def peak_since(self, at: datetime | None) -> Decimal:
+        peaks = self.peaks
+        if not peaks:
+            return ZERO
+        i = 0 if at is None else bisect_left(peaks, (at,))
+        return peaks[i][1] if i < len(peaks) else ZERO
 
 
 @dataclass
@@ -157,6 +187,53 @@ class Exposure:
         else:
             _bump(self.sell_leaves, order.instrument, leaves)
             _bump(self.sell_leaves_by_base, base, leaves)
+
+
+class RateWindow:
+    """Event times of one strategy's order decisions on one partition, sorted.
+
+    Kept per partition so a snapshot slice carries its partition's entries; counted
+    without being changed (bisect), and pruned only as entries are added, to the longest
+    rate window of the limits in force: so the window is a function of the decisions
+    folded and the limits, not of which intents were checked when.
+    """
+
+    __slots__ = ("head", "times")
+
+    def __init__(self, times: list[datetime] | None = None) -> None:
+        self.times: list[datetime] = times if times is not None else []
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.times) - self.head
+
+    def live(self) -> list[datetime]:
+        return self.times[self.head :]
+
+    def count_after(self, cutoff: datetime) -> int:
+        return len(self.times) - bisect_right(self.times, cutoff, self.head)
+
+    def add(self, at: datetime, horizon: timedelta) -> None:
+        times = self.times
+        if not times or at >= times[-1]:
+            times.append(at)
+        else:
+            insort(times, at, self.head)
+        self.prune(horizon)
+
+    def prune(self, horizon: timedelta) -> None:
+        times = self.times
+        if not times:
+            return
+        head = bisect_right(times, times[-1] - horizon, self.head)
+        if head > 64 and head * 2 > len(times):
+            del times[:head]
+            head = 0
+        self.head = head
+
+
+def single_partition(_account: str) -> int:
+    return 0
 
 
 def _bump(d: dict[str, Decimal], k: str, delta: Decimal) -> None:
@@ -235,9 +312,18 @@ class EngineState:
     """Open orders, plus done ones that still have an open or yet-to-be-armed child."""
     client_orders: dict[tuple[str, str], str] = field(default_factory=dict)
     decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
-    rate: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
-    orphan_fill_ids: set[str] = field(default_factory=set)
-    """Fills for orders this state never saw (not expected; kept so they apply once)."""
+    rate: dict[tuple[str, str], dict[int, RateWindow]] = field(default_factory=dict)
+    """(producer, strategy) -> partition of the account -> order decision times."""
+    rate_horizon: timedelta = timedelta(seconds=RiskLimits().rate_window_seconds)
+    """The longest rate window of the limits in force: older entries are pruned."""
+    rate_pruned_min: timedelta | None = None
+    """The shortest horizon rate windows were ever pruned with (a snapshot slice taken
+    with a shorter one than the limits now in force lacks entries: not usable)."""
+    partition_of: Callable[[str], int] = field(default=single_partition, repr=False)
+    """Account -> partition of the engine's topics (the worker sets Kafka's murmur2)."""
+    orphan_fill_ids: dict[str, str] = field(default_factory=dict)
+    """Fills for orders this state never saw (not expected; kept so they apply once):
+    fill id -> account."""
     seen_reference: set[UUID] = field(default_factory=set)
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     applied: int = 0
@@ -371,10 +457,17 @@ class EngineState:
             if p.deposit_id not in acc.deposits:
                 acc.deposits.add(p.deposit_id)
                 acc.balances[p.asset] = acc.balances.get(p.asset, ZERO) + p.amount
+                acc.deposited[p.asset] = acc.deposited.get(p.asset, ZERO) + p.amount
         elif isinstance(p, RiskLimitsChanged):
             current = self.limits.get(p.scope)
             if current is None or p.config_version > current[0]:
                 self.limits[p.scope] = (p.config_version, p.limits)
+                self.rate_horizon = timedelta(
+                    seconds=max(
+                        [RiskLimits().rate_window_seconds]
+                        + [lim.rate_window_seconds for _v, lim in self.limits.values()]
+                    )
+                )
         elif isinstance(p, KillSwitchEngaged):
             self.kill_switches.add(p.scope)
         elif isinstance(p, KillSwitchReleased):
@@ -406,9 +499,19 @@ class EngineState:
             acc = self.account(p.account)
             if acc.peak_reset_at is None or event.occurred_at >= acc.peak_reset_at:
                 acc.peak_equity = max(acc.peak_equity, p.peak_equity)
+            acc.add_peak(event.occurred_at, p.peak_equity)
         if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
-            window = self.rate.setdefault((p.producer_id, p.strategy_id), deque())
-            window.append(event.occurred_at)
+            windows = self.rate.get((p.producer_id, p.strategy_id))
+            if windows is None:
+                windows = self.rate[(p.producer_id, p.strategy_id)] = {}
+            part = self.partition_of(p.account)
+            window = windows.get(part)
+            if window is None:
+                window = windows[part] = RateWindow()
+            horizon = self.rate_horizon
+            window.add(event.occurred_at, horizon)
+            if self.rate_pruned_min is None or horizon < self.rate_pruned_min:
+                self.rate_pruned_min = horizon
 
     def _apply_submitted(self, at: datetime, p: OrderSubmitted) -> None:
         if p.order_id in self.orders:
@@ -495,7 +598,7 @@ class EngineState:
         else:
             if p.fill_id in self.orphan_fill_ids:
                 return
-            self.orphan_fill_ids.add(p.fill_id)
+            self.orphan_fill_ids[p.fill_id] = p.account
         self.fills_applied += 1
         acc = self.account(p.account)
         acc.fills += 1
@@ -522,13 +625,11 @@ class EngineState:
 def rate_count(state: EngineState, producer: str, strategy: str, at: datetime, seconds: int) -> int:
     """Order intents decided for this strategy in the window ending at `at`.
 
-    Entries older than the window are dropped; anything newer than `at` still counts,
-    which can only over-count (fail closed).
+    Anything newer than `at` still counts, which can only over-count (fail closed). The
+    windows are not changed here (see `RateWindow`).
     """
-    window = state.rate.get((producer, strategy))
-    if not window:
+    windows = state.rate.get((producer, strategy))
+    if not windows:
         return 0
     cutoff = at - timedelta(seconds=seconds)
-    while window and window[0] <= cutoff:
-        window.popleft()
-    return len(window)
+    return sum(w.count_after(cutoff) for w in windows.values())

@@ -1,0 +1,471 @@
+"""Per-partition slices of the engine's state: take, serialise, check, and merge.
+
+Pure (no Kafka). A slice of partition `p` is everything the fold derived from `p` of the
+engine's own topics, i.e. from the accounts on `p`: their orders and client order ids,
+the idempotency record of their decisions (recent bytes, archived fingerprints), their
+order-rate windows, what their fills moved (balances minus deposits, positions, fill
+counts), the drawdown peaks their decisions recorded (as suffix maxima, so a later
+`KillSwitchReleased` is applied exactly as a full replay would), orphan fill ids, and the
+own-topic offsets it covers. Reference state (producers, accounts' KYC/AML/deposits,
+limits, kill switches, prices) is not in it: it is replayed from the reference topics.
+
+`merge_slices(state, slices)` installs slices into a state that already holds the
+reference topics; replaying the own-topic records after each slice's offsets then gives
+the same `canonical_state` as a full replay (property-tested in
+tests/engine/test_snapshot.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zlib
+from array import array
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from engine.idempotency import Recorded, fingerprint
+from engine.state import ZERO, EngineState, OrderState, RateWindow
+from schemas.events import OrderType, Side, TimeInForce
+from schemas.snapshots import FORMAT_VERSION, MAX_CHUNK_BYTES
+
+
+class SnapshotError(Exception):
+    """A slice that cannot be used: corrupt, unknown format, or not consistent with the
+    state or the log. The caller replays the partition's log in full instead."""
+
+
+@dataclass(frozen=True)
+class Slice:
+    partition: int
+    offsets: dict[str, int]
+    """own topic (catalogue name, e.g. `risk.decisions`) -> next offset to read"""
+    body: dict[str, Any]
+    """the plain-value content (see `take_slice`)"""
+
+    @property
+    def slice_id(self) -> str:
+        return ":".join(
+            [str(self.partition), *(str(self.offsets[t]) for t in sorted(self.offsets))]
+        )
+
+
+def _ts(d: datetime) -> str:
+    return d.isoformat()
+
+
+def _dt(s: str) -> datetime:
+    return datetime.fromisoformat(s)
+
+
+def _dec(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
+
+
+def _undec(s: str | None) -> Decimal | None:
+    return None if s is None else Decimal(s)
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _unb64(s: str) -> bytes:
+    return base64.b64decode(s.encode(), validate=True)
+
+
+def _kafka_key_account(key: Any) -> str:
+    return key.decode() if isinstance(key, bytes | bytearray) else str(key)
+
+
+def _order_dump(o: OrderState) -> dict[str, Any]:
+    return {
+        "order_id": o.order_id,
+        "account": o.account,
+        "producer_id": o.producer_id,
+        "strategy_id": o.strategy_id,
+        "client_order_id": o.client_order_id,
+        "instrument": o.instrument,
+        "side": o.side.value,
+        "order_type": o.order_type.value,
+        "quantity": str(o.quantity),
+        "limit_price": _dec(o.limit_price),
+        "trigger_price": _dec(o.trigger_price),
+        "time_in_force": o.time_in_force.value,
+        "venue": o.venue,
+        "parent_order_id": o.parent_order_id,
+        "stop_loss": _dec(o.stop_loss),
+        "take_profit": _dec(o.take_profit),
+        "submitted_at": _ts(o.submitted_at),
+        "filled": str(o.filled),
+        "done": o.done,
+        "children": list(o.children),
+        "fill_ids": sorted(o.fill_ids),
+    }
+
+
+def _order_load(d: dict[str, Any]) -> OrderState:
+    return OrderState(
+        order_id=d["order_id"],
+        account=d["account"],
+        producer_id=d["producer_id"],
+        strategy_id=d["strategy_id"],
+        client_order_id=d["client_order_id"],
+        instrument=d["instrument"],
+        side=Side(d["side"]),
+        order_type=OrderType(d["order_type"]),
+        quantity=Decimal(d["quantity"]),
+        limit_price=_undec(d["limit_price"]),
+        trigger_price=_undec(d["trigger_price"]),
+        time_in_force=TimeInForce(d["time_in_force"]),
+        venue=d["venue"],
+        parent_order_id=d["parent_order_id"],
+        stop_loss=_undec(d["stop_loss"]),
+        take_profit=_undec(d["take_profit"]),
+        submitted_at=_dt(d["submitted_at"]),
+        filled=Decimal(d["filled"]),
+        done=bool(d["done"]),
+        children=list(d["children"]),
+        fill_ids=set(d["fill_ids"]),
+    )
+
+
+def _recorded_dump(key: tuple[str, str], r: Recorded) -> list[Any]:
+    headers = [[k, _b64(v if isinstance(v, bytes) else bytes(v or b""))] for k, v in r.headers]
+    return [
+        key[0],
+        key[1],
+        str(r.event_id),
+        r.event_type,
+        r.topic,
+        _ts(r.occurred_at),
+        _b64(r.key),
+        _b64(r.value),
+        headers,
+    ]
+
+
+def _recorded_load(e: list[Any]) -> tuple[tuple[str, str], Recorded]:
+    from uuid import UUID
+
+    return (e[0], e[1]), Recorded(
+        UUID(e[2]),
+        e[3],
+        e[4],
+        _dt(e[5]),
+        _unb64(e[6]),
+        _unb64(e[7]),
+        [(k, _unb64(v)) for k, v in e[8]],
+    )
+
+
+def _micros(d: timedelta | None) -> int | None:
+    return None if d is None else d // timedelta(microseconds=1)
+
+
+def take_slice(state: EngineState, partition: int, offsets: dict[str, int]) -> Slice:
+    """The part of `state` derived from `partition` of the own topics, as plain values.
+
+    `offsets` must be the own-topic positions that `state` has folded exactly (the
+    worker takes the slice right after the transaction that produced them committed).
+    """
+    part = state.partition_of
+    mine = {a for a in state.accounts if part(a) == partition}
+    accounts: dict[str, Any] = {}
+    for name in sorted(mine):
+        acc = state.accounts[name]
+        traded = {
+            asset: str(amount - acc.deposited.get(asset, ZERO))
+            for asset, amount in sorted(acc.balances.items())
+        }
+        if not (traded or acc.positions or acc.fills or acc.peaks):
+            continue
+        accounts[name] = {
+            "traded": traded,
+            "positions": {i: str(q) for i, q in sorted(acc.positions.items())},
+            "fills": acc.fills,
+            "peaks": [[_ts(t), str(v)] for t, v in acc.peaks],
+        }
+    orders = [
+        _order_dump(o) for oid, o in sorted(state.orders.items()) if part(o.account) == partition
+    ]
+    client_orders = sorted(
+        [k[0], k[1], oid]
+        for k, oid in state.client_orders.items()
+        if oid in state.orders and part(state.orders[oid].account) == partition
+    )
+    rec = state.decisions
+    recent = [
+        _recorded_dump(k, r)
+        for k, r in sorted(rec.recent.items(), key=lambda kv: (kv[1].occurred_at, kv[0]))
+        if part(_kafka_key_account(r.key)) == partition
+    ]
+    archive = {
+        _kafka_key_account(k): _b64(array("Q", sorted(fps)).tobytes())
+        for k, fps in sorted(rec.archived_by_key.items())
+        if part(_kafka_key_account(k)) == partition
+    }
+    newest = {
+        _kafka_key_account(k): _ts(t)
+        for k, t in sorted(rec.newest_by_key.items())
+        if part(_kafka_key_account(k)) == partition
+    }
+    rate = [
+        [producer, strategy, [_ts(t) for t in windows[partition].live()]]
+        for (producer, strategy), windows in sorted(state.rate.items())
+        if partition in windows and len(windows[partition])
+    ]
+    body = {
+        "format": FORMAT_VERSION,
+        "partition": partition,
+        "offsets": dict(sorted(offsets.items())),
+        "accounts": accounts,
+        "orders": orders,
+        "client_orders": client_orders,
+        "recent": recent,
+        "archive": archive,
+        "decided_until": newest,
+        "idempotency": [rec.max_recent, _micros(rec.window)],
+        "rate": rate,
+        "rate_pruned_min_us": _micros(state.rate_pruned_min),
+        "orphan_fill_ids": sorted(
+            [f, a] for f, a in state.orphan_fill_ids.items() if part(a) == partition
+        ),
+    }
+    return Slice(partition, dict(offsets), body)
+
+
+# ---- bytes -----------------------------------------------------------------------------
+
+
+def encode_slice(s: Slice) -> tuple[bytes, str]:
+    """(zlib-compressed canonical JSON, its hex SHA-256)."""
+    raw = json.dumps(s.body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    blob = zlib.compress(raw, 6)
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def chunks(blob: bytes, size: int = MAX_CHUNK_BYTES) -> list[bytes]:
+    return [blob[i : i + size] for i in range(0, len(blob), size)] or [b""]
+
+
+def decode_slice(blob: bytes, digest: str, *, format_version: int = FORMAT_VERSION) -> Slice:
+    """The slice in `blob`; SnapshotError if the digest, the format or the content is off."""
+    if format_version != FORMAT_VERSION:
+        raise SnapshotError(f"unknown snapshot format {format_version}")
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise SnapshotError("snapshot digest mismatch")
+    try:
+        body = json.loads(zlib.decompress(blob))
+        if body.get("format") != FORMAT_VERSION:
+            raise SnapshotError(f"unknown snapshot format {body.get('format')}")
+        offsets = {str(k): int(v) for k, v in body["offsets"].items()}
+        return Slice(int(body["partition"]), offsets, body)
+    except SnapshotError:
+        raise
+    except Exception as exc:  # a malformed body is unusable, never fatal
+        raise SnapshotError(f"unreadable snapshot: {exc}") from exc
+
+
+# ---- merge -----------------------------------------------------------------------------
+
+
+def merge_slices(state: EngineState, slices: list[Slice]) -> None:
+    """Install `slices` (distinct partitions) into `state`, which holds the reference topics
+    and nothing of those partitions' own topics yet. SnapshotError (and `state` must then be
+    discarded) if a slice cannot reproduce a full replay."""
+    if len({s.partition for s in slices}) != len(slices):
+        raise SnapshotError("two slices for one partition")
+    try:
+        _merge(state, slices)
+    except SnapshotError:
+        raise
+    except Exception as exc:
+        raise SnapshotError(f"slice does not fit: {exc}") from exc
+
+
+def _merge(state: EngineState, slices: list[Slice]) -> None:
+    rec = state.decisions
+    horizon = state.rate_horizon
+    for s in slices:
+        b = s.body
+        if b["idempotency"] != [rec.max_recent, _micros(rec.window)]:
+            raise SnapshotError("slice taken with other idempotency bounds")
+        pruned = b["rate_pruned_min_us"]
+        if pruned is not None and timedelta(microseconds=pruned) < horizon:
+            # Rate windows were pruned shorter than the limits now in force count back.
+            raise SnapshotError("slice's rate windows are shorter than the limits in force")
+        part = state.partition_of
+        for name, a in b["accounts"].items():
+            if part(name) != s.partition:
+                raise SnapshotError(f"account {name} is not on partition {s.partition}")
+            acc = state.account(name)
+            for asset, amount in a["traded"].items():
+                acc.balances[asset] = acc.balances.get(asset, ZERO) + Decimal(amount)
+            acc.positions = {i: Decimal(q) for i, q in a["positions"].items()}
+            acc.fills = int(a["fills"])
+            state.fills_applied += acc.fills
+            acc.peaks = [(_dt(t), Decimal(v)) for t, v in a["peaks"]]
+            acc.peak_equity = acc.peak_since(acc.peak_reset_at)
+        for d in b["orders"]:
+            o = _order_load(d)
+            if part(o.account) != s.partition:
+                raise SnapshotError(f"order {o.order_id} is not on partition {s.partition}")
+            state.orders[o.order_id] = o
+        for producer, coid, oid in b["client_orders"]:
+            state.client_orders[(producer, coid)] = oid
+        for e in b["recent"]:
+            key, r = _recorded_load(e)
+            if key in rec.recent:
+                raise SnapshotError(f"decision {key} in two slices")
+            rec.restore(key, r)
+        fps: list[int] = []
+        for acct, packed in b["archive"].items():
+            arr = array("Q")
+            arr.frombytes(_unb64(packed))
+            rec.archived_by_key[acct.encode()] = arr
+            fps.extend(arr)
+        rec.archive.update(fps)
+        for acct, t in b["decided_until"].items():
+            at = _dt(t)
+            rec.newest_by_key[acct.encode()] = at
+            if rec.newest is None or at > rec.newest:
+                rec.newest = at
+        for producer, strategy, times in b["rate"]:
+            window = RateWindow(sorted(_dt(t) for t in times))
+            window.prune(horizon)
+            state.rate.setdefault((producer, strategy), {})[s.partition] = window
+            if state.rate_pruned_min is None or horizon < state.rate_pruned_min:
+                state.rate_pruned_min = horizon
+        for f, a in b["orphan_fill_ids"]:
+            state.orphan_fill_ids[f] = a
+    if any(fingerprint(k) in rec.archive for k in rec.recent):
+        raise SnapshotError("a decision is both recent and archived")
+    rec.prune()
+    # Derived aggregates: recomputed from the orders, as the fold keeps them.
+    for o in sorted(state.orders.values(), key=lambda o: o.order_id):
+        if o.done:
+            continue
+        acc = state.account(o.account)
+        acc.open_orders.add(o.order_id)
+        if o.parent_order_id is None:
+            acc.exposure.add(o, 1)
+        state.open_by_instrument.setdefault(o.instrument, set()).add(o.order_id)
+
+
+# ---- comparison ------------------------------------------------------------------------
+
+
+def canonical_state(state: EngineState) -> dict[str, Any]:
+    """Everything decisions depend on, as plain sorted values: two states that compare
+    equal here decide every future input identically. Counters of work done (`applied`,
+    `orders_evicted`) and the pruning bookkeeping are left out."""
+    accounts = {}
+    for name, acc in sorted(state.accounts.items()):
+        d = {
+            "opened": acc.opened,
+            "base_currency": acc.base_currency,
+            "kyc": acc.kyc,
+            "aml_flags": sorted(acc.aml_flags),
+            "balances": {k: str(v) for k, v in sorted(acc.balances.items()) if v},
+            "deposited": {k: str(v) for k, v in sorted(acc.deposited.items()) if v},
+            "positions": {k: str(v) for k, v in sorted(acc.positions.items()) if v},
+            "deposits": sorted(acc.deposits),
+            "open_orders": sorted(acc.open_orders),
+            "peak_equity": str(acc.peak_equity),
+            "peak_reset_at": None if acc.peak_reset_at is None else _ts(acc.peak_reset_at),
+            "fills": acc.fills,
+            "exposure": repr(
+                (
+                    acc.exposure.open_parents,
+                    *(
+                        sorted(x.items())
+                        for x in (
+                            acc.exposure.buy_leaves,
+                            acc.exposure.sell_leaves,
+                            acc.exposure.buy_limit_notional,
+                            acc.exposure.buy_market_leaves,
+                            acc.exposure.sell_leaves_by_base,
+                        )
+                    ),
+                )
+            ),
+            "peaks": [[_ts(t), str(v)] for t, v in acc.peaks],
+        }
+        if d == _UNTOUCHED:
+            continue
+        accounts[name] = d
+    rec = state.decisions
+    return {
+        "producers": sorted(repr(v) for v in state.producers.values()),
+        "accounts": accounts,
+        "limits": sorted((k, v, lim.model_dump_json()) for k, (v, lim) in state.limits.items()),
+        "kill_switches": sorted(state.kill_switches),
+        "prices": sorted(
+            (
+                i,
+                repr(
+                    (
+                        p.last_trade,
+                        p.last_trade_at,
+                        p.bid,
+                        p.ask,
+                        p.bid_qty,
+                        p.ask_qty,
+                        p.quote_at,
+                        p.quote_id,
+                        list(p.history),
+                    )
+                ),
+            )
+            for i, p in state.prices.items()
+        ),
+        "orders": [_order_dump(o) for _, o in sorted(state.orders.items())],
+        "client_orders": sorted(state.client_orders.items()),
+        "recent": sorted(
+            (k, str(r.event_id), _b64(r.key), _b64(r.value)) for k, r in rec.recent.items()
+        ),
+        "archive": sorted(rec.archive),
+        "archived_by_key": sorted(
+            (_kafka_key_account(k), sorted(v)) for k, v in rec.archived_by_key.items() if v
+        ),
+        "decided_until": sorted(
+            (_kafka_key_account(k), _ts(t)) for k, t in rec.newest_by_key.items()
+        ),
+        "newest": None if rec.newest is None else _ts(rec.newest),
+        "rate": sorted(
+            (k, p, [_ts(t) for t in w.live()])
+            for k, ws in state.rate.items()
+            for p, w in ws.items()
+            if len(w)
+        ),
+        "rate_horizon": _micros(state.rate_horizon),
+        "orphan_fill_ids": sorted(state.orphan_fill_ids),
+        "open_by_instrument": sorted(
+            (i, sorted(s)) for i, s in state.open_by_instrument.items() if s
+        ),
+        "seen_reference": sorted(str(u) for u in state.seen_reference),
+        "fills_applied": state.fills_applied,
+    }
+
+
+_UNTOUCHED: dict[str, Any] = {
+    "opened": False,
+    "base_currency": "USDT",
+    "kyc": False,
+    "aml_flags": [],
+    "balances": {},
+    "deposited": {},
+    "positions": {},
+    "deposits": [],
+    "open_orders": [],
+    "peak_equity": "0",
+    "peak_reset_at": None,
+    "fills": 0,
+    "exposure": repr((0, [], [], [], [], [])),
+    "peaks": [],
+}
+"""An account nothing has touched (`EngineState.account` creates them on lookups)."""

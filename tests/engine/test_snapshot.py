@@ -1,0 +1,356 @@
+"""Snapshot slices: merged slices plus the tail fold to exactly what a full replay folds.
+
+The pure harness plays a random stream over four accounts on three partitions; at random
+points it takes the live state's slice of one partition (as the worker does right after
+a commit). A full replay (reference topics, then every own-topic record) is compared with
+the slices merged into a state holding the reference topics, followed by only the
+records after each slice's offsets, on `canonical_state`; then both decide one more
+intent, and must decide it identically.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from engine.partitioning import murmur2, partition_for, signed32
+from engine.snapshot import (
+    Slice,
+    SnapshotError,
+    canonical_state,
+    chunks,
+    decode_slice,
+    encode_slice,
+    merge_slices,
+    take_slice,
+)
+from engine.state import EngineState
+from schemas import decode, encode
+from schemas.events import (
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    RiskLimits,
+    RiskLimitsChanged,
+    Side,
+)
+from schemas.snapshots import FORMAT_VERSION
+from tests.engine.pure import Harness
+from tests.engine.test_state_fast import normalized
+
+D = Decimal
+ACCOUNTS = ("A1", "A2", "A3", "A4")
+PART = {"A1": 0, "A2": 1, "A3": 0, "A4": 2}
+OWN = ("risk.decisions", "orders.lifecycle")
+
+
+def part(account: str) -> int:
+    return PART.get(account, 0)
+
+
+def limits(window: int) -> RiskLimits:
+    return RiskLimits(
+        max_order_notional=D("1e9"),
+        max_position=D("1e6"),
+        max_open_orders=10**6,
+        max_orders_per_window=3,
+        rate_window_seconds=window,
+        price_collar_pct=D("0.5"),
+    )
+
+
+ACC = st.sampled_from(ACCOUNTS)
+SIDE = st.sampled_from([Side.BUY, Side.SELL])
+ACTION = st.one_of(
+    st.tuples(
+        st.just("limit"),
+        ACC,
+        SIDE,
+        st.sampled_from(["0.1", "1", "2.5"]),
+        st.integers(-20, 20),
+        st.booleans(),
+    ),
+    st.tuples(st.just("market"), ACC, SIDE),
+    st.tuples(st.just("trade"), st.integers(-30, 30), st.sampled_from(["0.2", "1", "5"])),
+    st.tuples(st.just("quote"), st.integers(-20, 20)),
+    st.tuples(st.just("cancel"), ACC, st.integers(0, 40)),
+    st.tuples(st.just("resend"), st.integers(0, 40)),
+    st.tuples(st.just("deposit"), ACC, st.sampled_from(["USDC", "BTC"])),
+    st.tuples(st.just("release"), ACC),
+    st.tuples(st.just("limits"), st.integers(1, 3)),
+    st.tuples(st.just("wait"), st.sampled_from([0.5, 2.0, 400.0])),
+    st.tuples(st.just("snap"), st.integers(0, 2)),
+    st.tuples(st.just("snap"), st.integers(0, 2)),
+)
+
+
+class Log:
+    """The harness's outputs as the topics would hold them: own records per partition."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.ref: list[Any] = list(h.inputs)
+        self.own: list[tuple[str, int, tuple[Any, Any, Any]]] = []
+        self.count: dict[tuple[str, int], int] = {}
+        self.slices: dict[int, Slice] = {}
+        self.version = 1
+
+    def add(self, outs: list[Any]) -> None:
+        for e in outs:
+            if e.topic in OWN:
+                p = part(e.key)
+                self.own.append((e.topic, p, encode(e)))
+                self.count[(e.topic, p)] = self.count.get((e.topic, p), 0) + 1
+            else:
+                self.ref.append(e)
+
+    def play(self, a: tuple[Any, ...]) -> None:
+        h, kind = self.h, a[0]
+        if kind == "limit":
+            _, acc, side, qty, off, attach = a
+            price = D(30000 + off * 10)
+            extra: dict[str, Any] = {}
+            if attach:
+                sl, tp = (
+                    (price - 300, price + 300) if side is Side.BUY else (price + 300, price - 300)
+                )
+                extra = {"stop_loss": sl, "take_profit": tp}
+            self.add(h.order(side, D(qty), price, account=acc, **extra))
+        elif kind == "market":
+            self.add(h.order(a[2], D("0.3"), account=a[1]))
+        elif kind in ("trade", "quote"):
+            before = len(h.inputs)
+            if kind == "trade":
+                outs = h.trade(D(30000 + a[1] * 10), D(a[2]))
+            else:
+                mid = D(30000 + a[1] * 10)
+                h.quote(mid - 1, mid + 1)
+                outs = []
+            self.ref += h.inputs[before : before + 1]  # the market event itself
+            self.add(outs)
+        elif kind == "cancel":
+            self.add(h.cancel(f"c{a[2]}", account=a[1]))
+        elif kind == "resend":
+            self.add(h.resend(f"c{a[1]}") or [])
+        elif kind == "deposit":
+            h.n += 1
+            from schemas.events import DepositReceived
+
+            self.add(
+                h.admin(
+                    DepositReceived(
+                        deposit_id=f"d{h.n}", account=a[1], asset=a[2], amount=D("1000")
+                    )
+                )
+            )
+        elif kind == "release":
+            self.add(h.admin(KillSwitchEngaged(scope=a[1], engaged_by="admin", reason="t")))
+            self.add(h.admin(KillSwitchReleased(scope=a[1], released_by="admin", reason="t")))
+        elif kind == "limits":
+            self.version += 1
+            self.add(
+                h.admin(
+                    RiskLimitsChanged(
+                        scope="*",
+                        config_version=self.version,
+                        limits=limits(a[1]),
+                        changed_by="admin",
+                    )
+                )
+            )
+        elif kind == "wait":
+            h.tick(a[1])
+        else:
+            p = a[1]
+            offsets = {t: self.count.get((t, p), 0) for t in OWN}
+            self.slices[p] = take_slice(h.state, p, offsets)
+
+
+def _harness() -> Harness:
+    h = Harness(limits(1), cash=D("10000000"), accounts=ACCOUNTS)
+    h.state.partition_of = part
+    h.state.decisions.max_recent = 3  # small, so slices cross the recent/archive boundary
+    h.quote(D("29999"), D("30001"))
+    return h
+
+
+def _fresh(log: Log) -> EngineState:
+    s = EngineState(partition_of=part)
+    s.decisions.max_recent = 3
+    for e in log.ref:
+        s.apply(e)
+    return s
+
+
+def _apply_raw(s: EngineState, raw: tuple[Any, Any, Any]) -> None:
+    k, v, hd = raw
+    s.apply(decode(v, hd), (k, v, hd))
+
+
+def full_replay(log: Log) -> EngineState:
+    s = _fresh(log)
+    for _t, _p, raw in log.own:
+        _apply_raw(s, raw)
+    return s
+
+
+def from_slices(log: Log, slices: list[Slice]) -> tuple[EngineState, int]:
+    """Reference topics, the slices, then the own records after their offsets — partition
+    by partition, another interleaving than the full replay's. Returns the tail length."""
+    s = _fresh(log)
+    merge_slices(s, slices)
+    start = {(t, sl.partition): sl.offsets[t] for sl in slices for t in OWN}
+    seen: dict[tuple[str, int], int] = {}
+    tail = 0
+    for p in sorted(set(PART.values())):
+        for t, q, raw in log.own:
+            if q != p:
+                continue
+            i = seen.get((t, q), 0)
+            seen[(t, q)] = i + 1
+            if i >= start.get((t, q), 0):
+                _apply_raw(s, raw)
+                tail += 1
+    return s, tail
+
+
+def roundtrip(sl: Slice) -> Slice:
+    blob, digest = encode_slice(sl)
+    return decode_slice(b"".join(chunks(blob, 97)), digest)
+
+
+_BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
+_BUY2 = ("limit", "A2", Side.BUY, "0.1", 0, False)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ACTION, min_size=1, max_size=45))
+# A release after the slice: only peaks of decisions after it count.
+@example([_BUY, ("snap", 0), ("release", "A1")])
+# Shorter limits after the slice: its rate windows are pruned again.
+@example([("limits", 3), _BUY, ("wait", 2.0), _BUY, ("snap", 0), ("limits", 1)])
+# Slices taken at different times hold more recent decisions than the bound together.
+@example([_BUY, _BUY, ("snap", 0), _BUY2, _BUY2, ("snap", 1)])
+def test_slices_plus_tail_fold_to_the_full_replay(actions: list[tuple[Any, ...]]) -> None:
+    h = _harness()
+    log = Log(h)
+    for a in actions:
+        log.play(a)
+    full = full_replay(log)
+    slices = [roundtrip(s) for s in log.slices.values()]
+    for s in log.slices.values():
+        assert roundtrip(s) == s  # serialisation is the identity
+        assert encode_slice(s) == encode_slice(roundtrip(s))  # and deterministic
+    try:
+        merged, tail = from_slices(log, slices)
+    except SnapshotError as exc:
+        # The only refusal the stream can cause: a longer rate window came in force after
+        # a slice was taken (its windows lack older entries) — a full replay then.
+        assert "rate windows" in str(exc)
+        assert any(a[0] == "limits" for a in actions)
+        return
+    assert canonical_state(merged) == canonical_state(full)
+    assert tail <= len(log.own)
+    # The same next input is decided identically by both.
+    for st_ in (merged, full):
+        h.state = st_
+        outs = h.order(Side.BUY, D("0.1"), D("29990"), account="A1")
+        h.n -= 1  # the same client order id for the second state
+        h.tick(-0.01)
+        st_.applied = 0
+        if st_ is merged:
+            first = [normalized(e) for e in outs]
+        else:
+            assert [normalized(e) for e in outs] == first
+
+
+def test_a_slice_names_what_it_covers() -> None:
+    h = _harness()
+    log = Log(h)
+    for a in [("limit", "A2", Side.BUY, "1", 0, True), ("trade", -1, "5"), ("snap", 1)]:
+        log.play(a)
+    sl = log.slices[1]
+    assert sl.partition == 1 and sl.offsets == {t: log.count.get((t, 1), 0) for t in OWN}
+    assert sl.offsets["risk.decisions"] >= 1 and sl.offsets["orders.lifecycle"] >= 3
+    assert set(sl.body["accounts"]) == {"A2"}
+    assert all(o["account"] == "A2" for o in sl.body["orders"])
+    merged, tail = from_slices(log, [sl])
+    assert tail == sum(1 for _t, p, _r in log.own if p != 1)  # nothing of partition 1
+    assert canonical_state(merged) == canonical_state(full_replay(log))
+
+
+def _one_slice() -> tuple[Log, Slice]:
+    h = _harness()
+    log = Log(h)
+    for a in [("limit", "A1", Side.BUY, "1", 0, False), ("trade", 0, "1"), ("snap", 0)]:
+        log.play(a)
+    return log, log.slices[0]
+
+
+def test_corrupt_truncated_or_unknown_slices_are_refused() -> None:
+    _log, sl = _one_slice()
+    blob, digest = encode_slice(sl)
+    assert decode_slice(blob, digest) == sl
+    with pytest.raises(SnapshotError, match="digest"):
+        decode_slice(blob[:-5], digest)  # truncated
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0xFF
+    with pytest.raises(SnapshotError, match="digest"):
+        decode_slice(bytes(flipped), digest)  # corrupt
+    with pytest.raises(SnapshotError, match="format"):
+        decode_slice(blob, digest, format_version=FORMAT_VERSION + 1)
+    import hashlib
+    import json
+    import zlib
+
+    body = json.loads(zlib.decompress(blob))
+    body["format"] = FORMAT_VERSION + 1
+    bumped = zlib.compress(json.dumps(body).encode())
+    with pytest.raises(SnapshotError, match="format"):
+        decode_slice(bumped, hashlib.sha256(bumped).hexdigest())
+    junk = b"not zlib"
+    with pytest.raises(SnapshotError, match="unreadable"):
+        decode_slice(junk, hashlib.sha256(junk).hexdigest())
+
+
+def test_inconsistent_slices_are_refused() -> None:
+    log, sl = _one_slice()
+    with pytest.raises(SnapshotError, match="two slices"):
+        merge_slices(_fresh(log), [sl, sl])
+    wrong = Slice(1, sl.offsets, dict(sl.body, partition=1))
+    with pytest.raises(SnapshotError, match="not on partition"):
+        merge_slices(_fresh(log), [wrong])
+    other = _fresh(log)
+    other.decisions.max_recent = 4
+    with pytest.raises(SnapshotError, match="idempotency"):
+        merge_slices(other, [sl])
+
+
+def test_a_longer_rate_window_after_the_slice_refuses_it() -> None:
+    h = _harness()
+    log = Log(h)
+    for a in [("limit", "A1", Side.BUY, "1", 0, False), ("wait", 2.0)]:
+        log.play(a)
+    log.play(("limit", "A1", Side.BUY, "1", 0, False))
+    log.play(("snap", 0))
+    log.play(("limits", 3))
+    with pytest.raises(SnapshotError, match="rate windows"):
+        from_slices(log, [log.slices[0]])
+
+
+def test_kafka_murmur2_vectors() -> None:
+    # Kafka's own UtilsTest.testMurmur2 values (Java signed ints).
+    vectors = {
+        "21": -973932308,
+        "foobar": -790332482,
+        "a-little-bit-long-string": -985981536,
+        "a-little-bit-longer-string": -1486304829,
+        "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        "abc": 479470107,
+    }
+    for s, v in vectors.items():
+        assert signed32(murmur2(s.encode())) == v
+    assert all(0 <= partition_for(f"acc-{i}", 6) < 6 for i in range(100))
