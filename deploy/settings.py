@@ -62,6 +62,24 @@ class Settings(BaseSettings):
         " (seconds, not money; 0 turns the check off)",
     )
 
+    engine_snapshots: bool = Field(
+        True,
+        description="Engine workers write per-partition state slices to engine.snapshots and"
+        " start from them (false: neither write nor read; a full replay of the log)",
+    )
+    engine_snapshot_load: bool = Field(
+        True, description="false: ignore existing snapshots at start (force a full replay)"
+    )
+    engine_snapshot_every: int = Field(
+        20_000, ge=1, description="Write a partition's slice after this many own output events"
+    )
+    engine_snapshot_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="...or this many seconds after its last one if it has new output"
+        " (seconds, not money)",
+    )
+
     log_level: str = "INFO"
 
     @classmethod
