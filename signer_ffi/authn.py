@@ -20,12 +20,14 @@ Pure: no Kafka here, so the checks are testable without a broker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.signing import VerifyKey
 
 from schemas import Envelope
 from schemas.envelope import EventPayload
@@ -60,16 +62,26 @@ def sign_round_message(payload: P, key: Ed25519PrivateKey) -> P:
     return payload.model_copy(update={"signature": key.sign(message_signing_bytes(payload)).hex()})
 
 
+@lru_cache(maxsize=1024)
+def _verify_key(public_key_hex: str) -> VerifyKey:
+    return VerifyKey(bytes.fromhex(public_key_hex))
+
+
 def verify_round_message(payload: EventPayload, public_key_hex: str) -> bool:
-    """True only for a well-formed signature by that key; anything odd is False."""
+    """True only for a well-formed signature by that key; anything odd is False.
+
+    libsodium (PyNaCl), as for the engine's intents: strict (no non-canonical signatures,
+    no small-order keys) and about twice as fast as OpenSSL's Ed25519 here.
+    """
     signature = getattr(payload, "signature", None)
     if not isinstance(signature, str):
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(
-            bytes.fromhex(signature), message_signing_bytes(payload)
-        )
-    except (InvalidSignature, ValueError, TypeError):
+        sig = bytes.fromhex(signature)
+        if len(sig) != 64:
+            return False
+        _verify_key(public_key_hex).verify(message_signing_bytes(payload), sig)
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True
 

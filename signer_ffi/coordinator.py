@@ -95,6 +95,7 @@ class SigningRound:
     package: SigningPackageIssued | None = None
     shares: dict[int, SignatureShare] = field(default_factory=dict)
     rejected: list[SigningMessageRejected] = field(default_factory=list)
+    _commitment_events: dict[int, Envelope[Any]] = field(default_factory=dict, repr=False)
 
     def _reject(self, event: Envelope[Any], reason: str) -> SigningMessageRejected:
         out = rejection(event, PRODUCER, reason, self.request.request_id)
@@ -119,14 +120,27 @@ class SigningRound:
             return None  # authentic, but the round has moved on / it is already counted
         try:
             commitments = SigningCommitments(bytes.fromhex(msg.commitments_hex))
-            signing_package({msg.participant: commitments}, b"")  # parses the commitments
-        except (ValueError, SignerError) as exc:
+        except ValueError as exc:
             return self._reject(event, f"malformed commitments: {exc}")
         self.commitments[msg.participant] = commitments
+        self._commitment_events[msg.participant] = event
         if len(self.commitments) < self.group.threshold:
             return None
         chosen = sorted(self.commitments)[: self.group.threshold]
-        pkg = signing_package({i: self.commitments[i] for i in chosen}, self.message)
+        try:
+            pkg = signing_package({i: self.commitments[i] for i in chosen}, self.message)
+        except SignerError:
+            # Authentic but unparsable commitments (a faulty signer): drop whose they are
+            # and wait for another signer. Parsed one by one only on this rare path.
+            for i in chosen:
+                try:
+                    signing_package({i: self.commitments[i]}, b"")
+                except SignerError as exc:
+                    del self.commitments[i]
+                    return self._reject(
+                        self._commitment_events.pop(i), f"malformed commitments: {exc}"
+                    )
+            raise
         self.package = sign_round_message(
             SigningPackageIssued(
                 request_id=self.request.request_id,

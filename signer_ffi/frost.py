@@ -125,47 +125,57 @@ class SigningCommitments:
 
 
 @dataclass(frozen=True)
+class PackageContents:
+    """What a signing package says, as a signer must check it before signing."""
+
+    message: bytes
+    signers: tuple[int, ...]
+    commitments: SigningCommitments | None
+    """The round-1 commitments held for the signer asked about (None: none held)."""
+
+
+@dataclass(frozen=True)
 class SigningPackage:
     """Message plus every chosen signer's commitments (serialized).
 
-    A signer reads `message` and `signers` back out of the package before signing: the
+    A signer reads the message and signers back out of the package before signing: the
     package comes from the coordinator, and signing it blindly would sign whatever
     message the coordinator put inside.
     """
 
     data: bytes
 
-    @cached_property
-    def _info(self) -> tuple[bytes, tuple[int, ...]]:
-        with Buffers(2) as out:
+    def contents(self, identifier: int | None = None) -> PackageContents:
+        """One parse of the package: message, signers, and `identifier`'s commitments."""
+        ident = id_to_bytes(identifier) if identifier is not None else b""
+        with Buffers(3) as out:
             check(
-                lib.tt_signing_package_info(inp(self.data), len(self.data), out.ptr(0), out.ptr(1))
+                lib.tt_signing_package_info(
+                    inp(self.data),
+                    len(self.data),
+                    inp(ident) if ident else ffi.NULL,
+                    len(ident),
+                    out.ptr(0),
+                    out.ptr(1),
+                    out.ptr(2),
+                )
             )
-            return out.public(0), ids_from_concat(out.public(1))
+            held = out.public(2)
+            return PackageContents(
+                message=out.public(0),
+                signers=ids_from_concat(out.public(1)),
+                commitments=SigningCommitments(held) if held else None,
+            )
 
     @property
     def message(self) -> bytes:
         """The message every signer of this package signs (`SigningPackage::message()`)."""
-        return self._info[0]
+        return self.contents().message
 
     @property
     def signers(self) -> tuple[int, ...]:
         """The identifiers whose commitments the package holds, ascending."""
-        return self._info[1]
-
-    def commitments_of(self, identifier: int) -> SigningCommitments:
-        """The round-1 commitments the package holds for `identifier`.
-
-        Raises a `SignerError` named `UnknownIdentifier` if it holds none.
-        """
-        ident = id_to_bytes(identifier)
-        with Buffers(1) as out:
-            check(
-                lib.tt_signing_package_commitment(
-                    inp(self.data), len(self.data), inp(ident), len(ident), out.ptr()
-                )
-            )
-            return SigningCommitments(out.public())
+        return self.contents().signers
 
 
 @dataclass(frozen=True)
@@ -392,6 +402,7 @@ __all__ = [
     "DkgRound1Secret",
     "DkgRound2Secret",
     "KeyShare",
+    "PackageContents",
     "PublicKeyPackage",
     "SignatureShare",
     "SignerError",

@@ -151,37 +151,46 @@ class ParticipantState:
             self.identity,
         )
 
-    def _package_problem(self, issued: SigningPackageIssued, accepted: _Accepted) -> str | None:
-        """Why the package must not be signed, or None. Pure checks, before any nonce use."""
+    def _package_problem(
+        self, issued: SigningPackageIssued, accepted: _Accepted
+    ) -> tuple[str | None, SigningPackage | None]:
+        """Why the package must not be signed (or None), and the parsed package.
+
+        Pure checks before any nonce use, on one parse of the package."""
         req = accepted.request
         try:
             pkg = SigningPackage(bytes.fromhex(issued.signing_package_hex))
-            message, signers = pkg.message, pkg.signers
+            held = pkg.contents(self.identifier)
         except (ValueError, SignerError) as exc:
-            return f"malformed signing package: {exc}"
-        digest = bytes.fromhex(req.digest_hex)
-        if message != digest:
+            return f"malformed signing package: {exc}", None
+        message, signers = held.message, held.signers
+        if message != bytes.fromhex(req.digest_hex):
             return (
                 f"the package's message ({len(message)} bytes, sha256 "
                 f"{hashlib.sha256(message).hexdigest()[:16]}…) is not the requested digest "
                 f"{req.digest_hex[:16]}…"
-            )
-        if tuple(signers) != tuple(sorted(issued.participants)):
-            return f"the package's signers {list(signers)} differ from the issued {list(issued.participants)}"
+            ), None
+        if signers != tuple(sorted(issued.participants)):
+            return (
+                f"the package's signers {list(signers)} differ from the issued "
+                f"{list(issued.participants)}"
+            ), None
         strangers = sorted(set(signers) - set(req.signers))
         if strangers:
-            return f"the package names signers {strangers} that the request did not ask"
-        if self.identifier not in signers:
-            return "the package holds no commitments of ours"
+            return f"the package names signers {strangers} that the request did not ask", None
         if len(signers) < self.group.threshold:
-            return f"the package has {len(signers)} signers, fewer than the threshold {self.group.threshold}"
-        try:
-            ours = pkg.commitments_of(self.identifier)
-        except SignerError as exc:  # pragma: no cover - signers checked above
-            return f"the package holds no commitments of ours: {exc}"
-        if ours.data != accepted.commitments.data:
-            return "the package carries round-1 commitments that are not the ones we published"
-        return None
+            return (
+                f"the package has {len(signers)} signers, fewer than the threshold "
+                f"{self.group.threshold}"
+            ), None
+        if held.commitments is None:
+            return "the package holds no commitments of ours", None
+        if held.commitments.data != accepted.commitments.data:
+            return (
+                "the package carries round-1 commitments that are not the ones we published",
+                None,
+            )
+        return None, pkg
 
     def on_package(self, event: Envelope[SigningPackageIssued]) -> Answer:
         issued = event.payload
@@ -199,14 +208,10 @@ class ParticipantState:
         try:
             if self.identifier not in issued.participants:
                 return None  # not chosen: the nonces are discarded below
-            why = self._package_problem(issued, accepted)
-            if why is not None:
-                return self._reject(event, why)
-            share = sign(
-                SigningPackage(bytes.fromhex(issued.signing_package_hex)),
-                accepted.nonces,
-                self.share,
-            )
+            why, pkg = self._package_problem(issued, accepted)
+            if why is not None or pkg is None:
+                return self._reject(event, why or "unreadable signing package")
+            share = sign(pkg, accepted.nonces, self.share)
         finally:
             accepted.nonces.close()
         return sign_round_message(

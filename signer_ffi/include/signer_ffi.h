@@ -93,10 +93,8 @@ int32_t tt_signing_package_new(const tt_slice *ids, const tt_slice *commitments,
     size_t n, const uint8_t *message, size_t message_len,
     tt_buffer *out_signing_package);
 int32_t tt_signing_package_info(const uint8_t *signing_package,
-    size_t signing_package_len, tt_buffer *out_message, tt_buffer *out_identifiers);
-int32_t tt_signing_package_commitment(const uint8_t *signing_package,
     size_t signing_package_len, const uint8_t *identifier, size_t identifier_len,
-    tt_buffer *out_commitments);
+    tt_buffer *out_message, tt_buffer *out_identifiers, tt_buffer *out_commitments);
 int32_t tt_sign(const uint8_t *signing_package, size_t signing_package_len,
     tt_nonces *nonces, const uint8_t *key_package, size_t key_package_len,
     tt_buffer *out_signature_share);

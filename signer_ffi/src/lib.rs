@@ -539,51 +539,48 @@ pub unsafe extern "C" fn tt_signing_package_new(
     })
 }
 
-/// What a signer must check before signing: the message inside a serialized
-/// `SigningPackage` (`SigningPackage::message()`) and the identifiers of the signers
-/// it names, concatenated (32 bytes each, ascending).
+/// What a signer must check before signing, from one parse of a serialized
+/// `SigningPackage`: its message (`SigningPackage::message()`), the identifiers of the
+/// signers it names, concatenated (32 bytes each, ascending), and, when `identifier_len`
+/// is non-zero, the round-1 commitments it holds for that identifier (left empty when it
+/// holds none). With `identifier_len == 0`, `out_commitments` may be NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tt_signing_package_info(
     signing_package: *const u8,
     signing_package_len: usize,
+    identifier: *const u8,
+    identifier_len: usize,
     out_message: *mut TtBuffer,
     out_identifiers: *mut TtBuffer,
+    out_commitments: *mut TtBuffer,
 ) -> i32 {
     guard(ptr::null_mut(), || {
         check_out(out_message)?;
         check_out(out_identifiers)?;
+        let wanted = if identifier_len == 0 {
+            None
+        } else {
+            check_out(out_commitments)?;
+            Some(ident(slice(identifier, identifier_len)?)?)
+        };
         let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
         let mut ids = Vec::new();
         for id in sp.signing_commitments().keys() {
             ids.extend(id.serialize());
         }
+        let commitments = match wanted {
+            Some(id) => match sp.signing_commitment(&id) {
+                Some(c) => Some(c.serialize()?),
+                None => None,
+            },
+            None => None,
+        };
         let msg = sp.message().clone();
         put(out_message, msg);
         put(out_identifiers, ids);
-        Ok(())
-    })
-}
-
-/// The serialized round-1 commitments a `SigningPackage` holds for one signer, so the
-/// signer can compare them with the ones it published. `TT_ERR_UNKNOWN_IDENTIFIER`
-/// when the package has none for that identifier.
-#[no_mangle]
-pub unsafe extern "C" fn tt_signing_package_commitment(
-    signing_package: *const u8,
-    signing_package_len: usize,
-    identifier: *const u8,
-    identifier_len: usize,
-    out_commitments: *mut TtBuffer,
-) -> i32 {
-    guard(ptr::null_mut(), || {
-        check_out(out_commitments)?;
-        let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
-        let id = ident(slice(identifier, identifier_len)?)?;
-        let c = sp
-            .signing_commitment(&id)
-            .ok_or_else(|| fail(TT_ERR_UNKNOWN_IDENTIFIER))?
-            .serialize()?;
-        put(out_commitments, c);
+        if let Some(c) = commitments {
+            put(out_commitments, c);
+        }
         Ok(())
     })
 }

@@ -107,39 +107,38 @@ def test_signing_package_bytes_into_sign(data: bytes) -> None:
 
 @FUZZ
 @given(garbage("package"), st.integers(0, 2**16), st.binary(max_size=40))
-def test_signing_package_bytes_into_info_and_commitment(
-    data: bytes, ident: int, raw_id: bytes
-) -> None:
-    """The accessors a participant runs on the coordinator's package before signing."""
+def test_signing_package_bytes_into_contents(data: bytes, ident: int, raw_id: bytes) -> None:
+    """The accessor a participant runs on the coordinator's package before signing."""
     m = material()
     good = m["pkg_obj"]
     assert isinstance(good, sf.SigningPackage)
     pkg = sf.SigningPackage(data)
     try:
-        message, signers = pkg.message, pkg.signers
+        held = pkg.contents(ident)
     except sf.SignerError as e:
         assert not isinstance(e, sf.NativePanicError), e
-        assert data != good.data
+        assert data != good.data or ident == 0  # 0 is not a valid FROST identifier
     else:
-        assert isinstance(message, bytes) and all(1 <= i for i in signers)
+        assert all(i >= 1 for i in held.signers)
+        assert (held.commitments is not None) == (ident in held.signers)
         if data == good.data:
-            assert (message, signers) == (b"m", (1, 2))
-    expect_error_or_value(pkg.commitments_of, ident)
-    if ident in (1, 2) and data == good.data:
-        assert pkg.commitments_of(ident).data == (
-            m["commitments"] if ident == 1 else pkg.commitments_of(2).data
-        )
+            assert (held.message, held.signers) == (b"m", (1, 2))
+            if ident == 1:
+                assert held.commitments is not None
+                assert held.commitments.data == m["commitments"]
 
     from signer_ffi._lib import Buffers, check, ffi, inp, lib
 
     # Raw identifier bytes of any length (not only well-formed scalars) at the C boundary.
-    with Buffers(1) as out:
-        status = lib.tt_signing_package_commitment(
+    with Buffers(3) as out:
+        status = lib.tt_signing_package_info(
             inp(good.data),
             len(good.data),
             inp(raw_id) if raw_id else ffi.NULL,
             len(raw_id),
-            out.ptr(),
+            out.ptr(0),
+            out.ptr(1),
+            out.ptr(2),
         )
         assert status != -3  # never a panic
         if status != 0:
@@ -206,12 +205,14 @@ def test_null_pointers_at_the_c_boundary() -> None:
     assert lib.tt_aggregate(ffi.NULL, 5, ffi.NULL, ffi.NULL, 0, b"x", 1, out, ffi.NULL) == -1
     assert lib.tt_verify(ffi.NULL, 32, b"m", 1, b"s" * 64, 64) == -1
     assert lib.tt_generate_with_dealer(3, 2, ffi.NULL, out) == -1
-    assert lib.tt_signing_package_info(ffi.NULL, 5, out, out + 1) == -1
-    assert lib.tt_signing_package_info(b"x", 1, ffi.NULL, out) == -1
+    assert lib.tt_signing_package_info(ffi.NULL, 5, ffi.NULL, 0, out, out + 1, ffi.NULL) == -1
+    assert lib.tt_signing_package_info(b"x", 1, ffi.NULL, 0, ffi.NULL, out, ffi.NULL) == -1
     pkg = material()["package"]
     assert isinstance(pkg, bytes)
-    assert lib.tt_signing_package_commitment(pkg, len(pkg), ffi.NULL, 32, out) == -1
-    assert lib.tt_signing_package_commitment(b"x", 1, b"i" * 32, 32, ffi.NULL) == -1
+    assert lib.tt_signing_package_info(pkg, len(pkg), ffi.NULL, 32, out, out + 1, out) == -1
+    assert lib.tt_signing_package_info(pkg, len(pkg), b"i" * 32, 32, out, out + 1, ffi.NULL) == -1
+    lib.tt_buffer_free(out)
+    lib.tt_buffer_free(out + 1)
     lib.tt_buffer_free(ffi.NULL)
     lib.tt_nonces_free(ffi.NULL)
     lib.tt_buffer_free(out)  # empty buffer: no-op
