@@ -170,7 +170,8 @@ def run(settings: Settings) -> list[str]:
             )
             refused = "SIGNED (unexpected)"
         except SigningFailedError as exc:
-            refused = f"refused ({exc.event.payload.reason.split(';')[0]})"
+            first = exc.event.payload.reason.split("; ")[:2]  # the count, then one reason
+            refused = f"refused ({': '.join(first)})"
     finally:
         for p in procs:
             p.terminate()
