@@ -36,11 +36,11 @@ def keygen(
         ),
     ] = None,
 ) -> None:
-    """Trusted-dealer keygen: per participant an encrypted key share and an encrypted
-    Ed25519 identity key (it signs that participant's round messages), plus group.json.
+    """Trusted-dealer keygen: encrypted key shares and identity keys, plus group.json.
 
-    Passphrases come from TRADETAPE_SIGNER_PASSPHRASE_<id>, TRADETAPE_SIGNER_PASSPHRASE
-    or the file named by TRADETAPE_SIGNER_PASSPHRASE_FILE.
+    Each participant gets its key share and an Ed25519 identity key (which signs its round messages), both encrypted with its passphrase. group.json lists the identity keys and the allowed requesters.
+
+    Passphrases come from TRADETAPE_SIGNER_PASSPHRASE_<id>, TRADETAPE_SIGNER_PASSPHRASE or the file named by TRADETAPE_SIGNER_PASSPHRASE_FILE.
     """
     from signer_ffi.ceremony import dealer_keygen
     from signer_ffi.group import PassphraseMissingError
@@ -132,10 +132,7 @@ def sign_file(
 ) -> None:
     """Sign a file's SHA-256 with the live signer processes (k of n); prints JSON.
 
-    The request and the signing package are signed with the requester's registered key
-    (`tradetape producer add signing-coordinator --accounts ""` once, engine running);
-    participants refuse unsigned or unregistered requesters, and each signs only a
-    package whose message is this digest.
+    The request and the signing package are signed with the requester's registered key: run `tradetape producer add signing-coordinator --accounts ""` once, with the engine running. Participants refuse unsigned or unregistered requesters, and each signs only a package whose message is this digest.
     """
     from deploy.settings import get_settings
     from signer_ffi.coordinator import (
@@ -195,9 +192,10 @@ def identity(
         Path | None, typer.Option("--key-dir", help="Directory with its key file and group.json")
     ] = None,
 ) -> None:
-    """Give an existing participant (a group made before identity keys) its Ed25519
-    identity key: written encrypted next to its key share (same passphrase), public key
-    added to this group.json and printed. Copy it into every group.json of the group."""
+    """Create a participant's identity key (for groups made before identity keys).
+
+    The key is written encrypted next to the key share (same passphrase); its public half is added to this group.json and printed. Copy it into every group.json of the group: the coordinator refuses commitments and shares it cannot verify.
+    """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from signer_ffi.authn import identity_file, public_hex, write_identity
