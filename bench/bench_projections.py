@@ -1,9 +1,10 @@
 """Projection benchmarks on a throwaway local stack (real Kafka, real PostgreSQL, fsync on).
 
 1. Rebuild throughput: N synthetic events (default 1,000,000) produced to Kafka, then
-   `tradetape rebuild NAME` for each projection, and `tradetape rebuild --all`, each as
-   a subprocess: events/s (records on the projection's topics / rebuild seconds) and
-   that process's own peak RSS (wait4 rusage).
+   `tradetape rebuild NAME` for each projection, `tradetape rebuild --all` (one process
+   per topic group) and `rebuild --all --one-consumer`, each as a subprocess: events/s
+   (records on the projection's topics / rebuild seconds) and peak RSS (wait4 rusage;
+   for `--all` also the process tree's summed PSS and RSS, sampled).
 2. Incremental lag: `tradetape run projections` as a subprocess (one process per topic
    group, as deployed, in its own session) while events are offered at 5,000/s (paced
    in 1 ms ticks). The bench polls `projection_offsets` every 10 ms; a record's lag, per
@@ -96,12 +97,48 @@ def produce_all(s: Settings, n: int, seed: int = 1) -> int:
     return made
 
 
-def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[str, float, float]:
-    """(stderr, wall seconds, peak RSS MB) of one subprocess."""
+def _tree_memory(pid: int) -> tuple[float, float]:
+    """(sum of RSS, sum of PSS) in MB of `pid` and its descendants now. PSS splits a page
+    shared by n processes (e.g. a forked child's copy-on-write pages) n ways, so its sum
+    is what the tree holds together; the RSS sum counts shared pages once per process."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0, 0.0
+    rss = pss = 0.0
+    for p in procs:
+        try:
+            full = p.memory_full_info()
+        except psutil.Error:
+            continue
+        rss += full.rss / 2**20
+        pss += getattr(full, "pss", full.rss) / 2**20
+    return rss, pss
+
+
+def _run_measured(
+    cmd: list[str], env: dict[str, str], tree: dict[str, float] | None = None
+) -> tuple[str, float, float]:
+    """(stderr, wall seconds, peak RSS MB) of one subprocess. With `tree`, also samples
+    the process and its children every 0.2 s: `tree["rss"]`/`tree["pss"]` get the peak
+    sums (a parallel rebuild's memory is that of all its processes together)."""
     with tempfile.TemporaryFile() as err:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        if tree is not None:
+            tree.update(rss=0.0, pss=0.0)
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                rss, pss = _tree_memory(proc.pid)
+                tree["rss"], tree["pss"] = max(tree["rss"], rss), max(tree["pss"], pss)
+                time.sleep(0.2)
+        else:
+            _pid, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
         err.seek(0)
@@ -128,18 +165,28 @@ def bench_rebuild(s: Settings, names: list[str]) -> list[dict[str, Any]]:
             f"{events / seconds:>9,.0f} ev/s  peak RSS {rss:5.0f} MB",
             flush=True,
         )
-    text, _wall, rss = _run_measured([*base, "--all"], _env(s))
-    seconds = max(_summary(text, n)[1] for n in names)
-    per = sum(_summary(text, n)[0] for n in PROJECTIONS)
-    distinct = [x for x in text.splitlines() if x.startswith("all:")]
-    records = int(distinct[-1].split()[1].replace(",", "")) if distinct else 0
-    print(
-        f"rebuild --all: {records:,} records ({per:,} projection-events) in {seconds:.1f}s: "
-        f"{records / seconds:,.0f} records/s, {per / seconds:,.0f} projection-events/s, "
-        f"peak RSS {rss:.0f} MB",
-        flush=True,
-    )
-    out.append({"name": "--all", "events": records, "seconds": seconds, "rss": rss, "per": per})
+    # --all both ways in this run: one process per topic group (the default), and one
+    # process on one consumer (each record decoded once).
+    for label, extra in (("--all", []), ("--all --one-consumer", ["--one-consumer"])):
+        tree: dict[str, float] = {}
+        text, _wall, rss = _run_measured([*base, "--all", *extra], _env(s), tree)
+        seconds = max(_summary(text, n)[1] for n in names)
+        per = sum(_summary(text, n)[0] for n in PROJECTIONS)
+        distinct = [x for x in text.splitlines() if x.startswith("all:")]
+        records = int(distinct[-1].split()[1].replace(",", "")) if distinct else 0
+        groups = [x for x in text.splitlines() if x.startswith("group ")]
+        for line in groups:
+            print(f"  {line}", flush=True)
+        print(
+            f"rebuild {label}: {records:,} records read ({per:,} projection-events) in "
+            f"{seconds:.1f}s: {per / seconds:,.0f} projection-events/s; peak RSS: the command "
+            f"{rss:.0f} MB (wait4, its largest process), its process tree together "
+            f"{tree['pss']:.0f} MB PSS ({tree['rss']:.0f} MB summed RSS, sampled every 0.2 s)",
+            flush=True,
+        )
+        out.append(
+            {"name": label, "events": records, "seconds": seconds, "rss": rss, "per": per, **tree}
+        )
     return out
 
 

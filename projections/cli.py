@@ -22,11 +22,20 @@ def register(app: typer.Typer) -> None:
 def rebuild(
     name: Annotated[str | None, typer.Argument(help="Projection to rebuild")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection")] = False,
+    one_consumer: Annotated[
+        bool,
+        typer.Option(
+            "--one-consumer",
+            help="With --all: one process and one consumer (each record decoded once; "
+            "slower, less memory) instead of one process per topic group",
+        ),
+    ] = False,
 ) -> None:
     """Replay a projection from offset 0 into a fresh schema, swap it in, print its checksum.
 
-    With --all, every projection is rebuilt on one consumer (each record decoded once)
-    and all are swapped in together in one transaction."""
+    With --all, every topic group (as `run projections` groups them) is rebuilt in its
+    own process, in parallel, and all projections are swapped in together in one
+    transaction only once every group has finished (all or nothing)."""
     from deploy.settings import get_settings
     from projections.core import PROJECTIONS
 
@@ -40,8 +49,20 @@ def rebuild(
             f"error: unknown projection {unknown[0]!r}; known: {', '.join(PROJECTIONS)}", err=True
         )
         raise typer.Exit(2)
+    if one_consumer and not all_:
+        typer.echo("error: --one-consumer goes with --all", err=True)
+        raise typer.Exit(2)
     settings = get_settings()
-    results = _rebuild_with_bar(settings, names)
+    parallel = all_ and not one_consumer
+    try:
+        results = (
+            _rebuild_parallel_with_bars(settings, names)
+            if parallel
+            else _rebuild_with_bar(settings, names)
+        )
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     for result in results:
         rows = ", ".join(f"{t}={c}" for t, c in sorted(result.counts.items()))
         typer.echo(
@@ -49,7 +70,23 @@ def rebuild(
             f"({result.rate:,.0f} events/s); {rows}",
             err=True,
         )
-    if all_ and results:
+    if parallel and results:
+        groups = {r.group: r for r in results}
+        for label, r in groups.items():
+            typer.echo(
+                f"group {label}: {r.group_records:,} records in {r.group_seconds:.1f}s, "
+                f"peak RSS {r.peak_rss_mb:.0f} MB",
+                err=True,
+            )
+        r = results[0]
+        per = sum(x.events for x in results)
+        typer.echo(
+            f"all: {sum(g.group_records for g in groups.values()):,} records read by "
+            f"{len(groups)} groups in parallel in {r.seconds:.1f}s "
+            f"({per / max(r.seconds, 1e-9):,.0f} projection-events/s), swapped in together",
+            err=True,
+        )
+    elif all_ and results:
         r = results[0]
         typer.echo(
             f"all: {r.group_records:,} records in {r.seconds:.1f}s "
@@ -89,6 +126,45 @@ def _rebuild_with_bar(settings: Settings, names: list[str]) -> list[RebuildResul
             bar.update(task, completed=done, rate=done / max(now - started[0], 1e-3))
 
         return rebuild_many(settings, [PROJECTIONS[n] for n in names], progress=progress)
+
+
+def _rebuild_parallel_with_bars(settings: Settings, names: list[str]) -> list[RebuildResult]:
+    """Rebuild `names` one process per topic group, a progress bar per group."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from projections.core import PROJECTIONS
+    from projections.rebuild import GroupBuild, rebuild_parallel
+
+    bar = Progress(
+        TextColumn("[bold]{task.description:40}"),
+        BarColumn(),
+        TextColumn("{task.completed:>11,.0f} records"),
+        TextColumn("{task.fields[rate]:>8,.0f} records/s"),
+        TimeElapsedColumn(),
+    )
+    tasks: dict[str, TaskID] = {}
+    started = time.monotonic()
+
+    def on_start(groups: list[GroupBuild]) -> None:
+        # The bar's refresh thread starts after the group processes are forked.
+        for g in groups:
+            tasks[g.label] = bar.add_task(g.label, total=None, rate=0.0)
+        bar.start()
+
+    def progress(_count: int, g: GroupBuild) -> None:
+        elapsed = max(time.monotonic() - started, 1e-3)
+        bar.update(
+            tasks[g.label], total=g.total or None, completed=g.records, rate=g.records / elapsed
+        )
+
+    try:
+        return rebuild_parallel(
+            settings, [PROJECTIONS[n] for n in names], on_start=on_start, progress=progress
+        )
+    finally:
+        bar.stop()
 
 
 def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:

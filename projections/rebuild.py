@@ -5,15 +5,22 @@ own migration bodies, filled by the ordinary projector (its offsets kept inside 
 schema), and swapped in by renaming schemas in one transaction that also replaces the
 stored offsets. Readers see the old projection or the new one, never a half-built one.
 A live projector of the same projection notices the moved offsets and resumes from them.
-`rebuild --all` builds every projection on one consumer (each record decoded once) and
-swaps them all in in one transaction.
+`rebuild --all` builds the projections' topic groups in parallel, one process per
+group (the live runner's groups), and swaps them all in in one transaction, only if
+every group finished (`rebuild_parallel`); `rebuild_many` builds them on one consumer
+(each record decoded once) in one process.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import queue
+import resource
 import time
+import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -26,6 +33,8 @@ from projections.migrate import MIGRATIONS_DIR
 from projections.projector import BulkProjector, Projector, Target
 from projections.store import lock_projection
 
+log = logging.getLogger(__name__)
+
 BODY_MARKER = "\n-- @body\n"
 
 
@@ -37,7 +46,13 @@ class RebuildResult:
     checksum: str
     counts: dict[str, int]
     group_records: int = 0
-    """Records the rebuild's one consumer read (each once, whatever it fed)."""
+    """Records the rebuild's one consumer read (each once, whatever it fed); in a
+    parallel rebuild, the consumer of this projection's group."""
+    group: str = ""
+    """The group it was built in (a parallel rebuild)."""
+    group_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    """The building process's own peak RSS (a parallel rebuild)."""
 
     @property
     def rate(self) -> float:
@@ -145,6 +160,183 @@ def rebuild_many(
             name = t.projection.name
             out.append(RebuildResult(name, totals[name].consumed, seconds, digest, counts, records))
     return out
+
+
+def _build_target(p: Projection) -> Target:
+    return Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets"))
+
+
+@dataclass
+class GroupBuild:
+    """One group's build in a parallel rebuild, as its process reported it."""
+
+    names: list[str]
+    total: int = 0
+    """Records up to the watermarks its consumer saw at its start (for a progress bar)."""
+    records: int = 0
+    done: bool = False
+    seconds: float = 0.0
+    consumed: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.names)
+
+
+def _build_group(
+    settings: Settings,
+    projections: Sequence[Projection],
+    index: int,
+    out: Any,
+    batch_size: int,
+) -> None:
+    """A parallel rebuild's child: bulk-build one group into its build schemas (committed
+    there, not swapped in) and report progress and totals on `out`."""
+    try:
+        started = time.monotonic()
+        builds = [_build_target(p) for p in projections]
+        with BulkProjector(
+            settings, builds, batch_size=batch_size, poll_timeout=0.5, replay=True
+        ) as proj:
+            out.put(("total", index, sum(proj.high_watermarks().values())))
+            proj.catch_up(progress=lambda n, _p: out.put(("progress", index, n)), poll_timeout=0.5)
+            if not proj.caught_up:
+                raise RuntimeError(f"rebuild of {proj.name} stalled before the end of the log")
+            proj.finish()
+            consumed = {
+                t.projection.name: r.consumed
+                for t, r in zip(proj.targets, proj.totals, strict=True)
+            }
+            records = proj.total.consumed
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out.put(("done", index, consumed, records, time.monotonic() - started, rss))
+    except BaseException as exc:
+        out.put(("error", index, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+def _drop_builds(settings: Settings, projections: Sequence[Projection]) -> None:
+    with psycopg.connect(settings.dsn, autocommit=False) as conn, conn.transaction():
+        for p in projections:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(_build_target(p).schema)
+                )
+            )
+
+
+def rebuild_parallel(
+    settings: Settings,
+    projections: Sequence[Projection],
+    *,
+    on_start: Callable[[list[GroupBuild]], None] | None = None,
+    progress: Callable[[int, GroupBuild], None] | None = None,
+    batch_size: int = 10_000,
+    swap: bool = True,
+) -> list[RebuildResult]:
+    """Rebuild `projections` from offset 0, one process per topic group (the groups
+    `tradetape run projections` runs), each into its fresh schemas; then, only if every
+    group finished, swap them all in in one transaction (all or nothing: on any failure
+    the live projections are untouched and the build schemas are dropped).
+
+    Groups that share a topic read it each (the `orders.lifecycle` records are read and
+    decoded twice, as live), in exchange for using both cores. `progress(n, group)` is
+    called in this process for every batch a group applied."""
+    from projections.runner import topic_groups
+
+    groups = topic_groups(projections)
+    builds = [GroupBuild([p.name for p in g]) for g in groups]
+    # No connection is open across the fork: a child must not inherit a live socket.
+    with psycopg.connect(settings.dsn, autocommit=False) as conn:
+        for g in groups:
+            for p in g:
+                create_schema(conn, p, _build_target(p).schema)
+    ctx = multiprocessing.get_context("fork")
+    out: Any = ctx.Queue()
+    started = time.monotonic()
+    procs = [
+        ctx.Process(
+            target=_build_group,
+            args=(settings, g, i, out, batch_size),
+            name=f"rebuild-{builds[i].label}",
+            daemon=True,
+        )
+        for i, g in enumerate(groups)
+    ]
+    for proc in procs:
+        proc.start()
+    if on_start is not None:
+        on_start(builds)
+    failure: str | None = None
+    try:
+        while failure is None and not all(b.done for b in builds):
+            try:
+                msg = out.get(timeout=0.5)
+            except queue.Empty:
+                dead = [
+                    builds[i].label
+                    for i, proc in enumerate(procs)
+                    if not builds[i].done and not proc.is_alive()
+                ]
+                if dead and out.empty():
+                    failure = f"the build of {', '.join(dead)} died without a word"
+                continue
+            kind, i = msg[0], msg[1]
+            b = builds[i]
+            if kind == "total":
+                b.total = msg[2]
+                if progress is not None:
+                    progress(0, b)
+            elif kind == "progress":
+                b.records += msg[2]
+                if progress is not None:
+                    progress(msg[2], b)
+            elif kind == "done":
+                b.consumed, b.records, b.seconds, b.peak_rss_mb = msg[2], msg[3], msg[4], msg[5]
+                b.done = True
+                if progress is not None:
+                    progress(0, b)
+            else:
+                failure = f"the build of {b.label} failed: {msg[2]}"
+                log.error("the build of %s failed:\n%s", b.label, msg[3])
+    finally:
+        for i, proc in enumerate(procs):
+            if proc.is_alive() and not builds[i].done:  # a failure, or Ctrl-C here
+                proc.terminate()
+            proc.join(30)
+        if not all(b.done for b in builds):
+            _drop_builds(settings, [p for g in groups for p in g])
+    seconds = time.monotonic() - started
+    if failure is not None:
+        raise RuntimeError(f"{failure}; the live projections were left untouched")
+    names = [p.name for g in groups for p in g]
+    with psycopg.connect(settings.dsn, autocommit=False) as conn:
+        by_name = {p.name: p for g in groups for p in g}
+        if swap:
+            with conn.transaction():
+                for name in names:
+                    swap_in(conn, by_name[name], _build_target(by_name[name]).schema,
+                            settings.readonly_role)  # fmt: skip
+        results = []
+        for b in builds:
+            for name in b.names:
+                p = by_name[name]
+                digest, counts = checksum(conn, p, p.schema if swap else _build_target(p).schema)
+                results.append(
+                    RebuildResult(
+                        name,
+                        b.consumed[name],
+                        seconds,
+                        digest,
+                        counts,
+                        b.records,
+                        group=b.label,
+                        group_seconds=b.seconds,
+                        peak_rss_mb=b.peak_rss_mb,
+                    )
+                )
+    order = [p.name for p in projections]
+    return sorted(results, key=lambda r: order.index(r.name))
 
 
 def rebuild(

@@ -135,7 +135,7 @@ def test_cli_formats(loaded: Settings, tmp_path: Path, monkeypatch: pytest.Monke
         pairs = [line.split() for line in res.stdout.strip().splitlines()]
         sums = {p[0]: p[1] for p in pairs if len(p) == 2 and len(p[1]) == 64}
         assert set(sums) == set(PROJECTIONS) and f"orders {sums['orders']}" == live
-        assert "each decoded once" in res.output
+        assert "groups in parallel" in res.output and "swapped in together" in res.output
         res = runner.invoke(app, ["rebuild", "nope"])
         assert res.exit_code == 2
     finally:
