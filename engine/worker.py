@@ -9,8 +9,10 @@
   transaction runs on a committer thread while the next batch is processed; it must have
   committed before the next one begins.
 - On assignment the worker rebuilds its state from the log: reference topics in full,
-  then its own outputs (decisions, orders, fills) for the partitions it now owns. It never
-  re-runs a decision: resent or replayed intents find their decision in that state.
+  then its own outputs (decisions, orders, fills) for the partitions it now owns — from
+  the newest usable snapshot slice of each partition on, if there is one (see
+  `engine.snapshot`). It never re-runs a decision: resent or replayed intents find their
+  decision in that state.
 - Fail closed: the consumer lag on the input partitions is passed to the rules, which
   reject with STALE_STATE above the configured bound.
 """
@@ -44,7 +46,10 @@ from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_c
 from deploy.settings import Settings
 from engine.codec import decode_record
 from engine.heap import HeapPolicy
+from engine.partitioning import partitioner
 from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
+from engine.snapshot import Slice, SnapshotError, merge_slices, take_slice
+from engine.snapshot_io import SnapshotWriter, read_slices
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, encode
 from schemas.events import CancelIntent, MarketTrade, OrderIntent, QuoteUpdated
@@ -88,6 +93,7 @@ def admin_producers() -> frozenset[str]:
 
 
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
+OWN_TOPIC_VALUES = frozenset(t.value for t in OWN_TOPICS)
 
 
 def _decode(msg: Message) -> Envelope[Any]:
@@ -195,11 +201,34 @@ class EngineWorker:
         self.in_txn = False
         self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-commit")
         """Commits batch N while the main thread processes batch N+1 (see `step`)."""
-        self.pending: Future[None] | None = None
+        self.pending: Future[dict[tuple[str, int], int] | None] | None = None
         self._grace_given: dict[str, float] = {}
         self.heap = HeapPolicy(enabled=os.environ.get("TRADETAPE_ENGINE_GC_FREEZE", "1") != "0")
         """Keeps the cyclic garbage collector from re-scanning the state (see engine.heap)."""
-        self.stats = {"intents": 0, "outputs": 0, "dead_letters": 0, "transactions": 0}
+        self.stats = {
+            "intents": 0,
+            "outputs": 0,
+            "dead_letters": 0,
+            "transactions": 0,
+            "snapshots": 0,
+            "snapshot_bytes": 0,
+        }
+        # ---- snapshot slices (engine.snapshot, engine.snapshot_io) ----
+        self.snapshots = settings.engine_snapshots
+        self.snap_writer: SnapshotWriter | None = None
+        self.own_short = {self.names[t]: t.value for t in OWN_TOPICS}
+        self.own_end: dict[tuple[str, int], int] = {}
+        """Own topic partition -> the offset after the last record this worker's state
+        has folded, as committed (rebuild positions, then delivery reports)."""
+        self.snap_due: dict[int, int] = {}
+        """Own output records per partition since its last slice."""
+        self.snap_last: dict[int, float] = {}
+        self.snap_ok = False
+        """False until a complete rebuild: slices are only taken of a state that is."""
+        self.pending_slices: list[Slice] = []
+        """Slices of the state as of the transaction in flight: published once it commits."""
+        self.last_rebuild: dict[str, Any] = {}
+        self.part: Callable[[str], int] = partitioner(1)
         self.busy = {
             "poll": 0.0,
             "refs+lag": 0.0,
@@ -215,10 +244,18 @@ class EngineWorker:
     def _partitions(self, topic: Topic) -> list[int]:
         return partitions_of(self.ref_consumer, self.settings, topic)
 
-    def rebuild(self, partitions: Iterable[int]) -> None:
-        """Fresh state from the log: reference topics in full, own outputs for `partitions`."""
+    def rebuild(self, partitions: Iterable[int], *, use_snapshots: bool = True) -> None:
+        """Fresh state from the log: reference topics in full, own outputs for `partitions`
+        (after each partition's newest usable snapshot slice, if any)."""
         started = time.monotonic()
-        state = EngineState()
+        self.pending_slices = []
+        self.snap_ok = False
+        n_own = {len(self._partitions(t)) for t in OWN_TOPICS}
+        if len(n_own) != 1 and self.snapshots:
+            log.warning("own topics differ in partition count %s: snapshots off", n_own)
+            self.snapshots = False
+        self.part = partitioner(max(n_own))
+        state = EngineState(partition_of=self.part)
         self.owned = sorted(set(partitions))
 
         def apply(msg: Message) -> None:
@@ -248,16 +285,29 @@ class EngineWorker:
                 )
             )
         ok = read_until_caught_up(self.ref_consumer, self.admin, ref, apply)
+        ref_applied = state.applied
+        slices: dict[int, Slice] = {}
+        if self.snapshots and use_snapshots and self.settings.engine_snapshot_load and self.owned:
+            try:
+                slices = self._load_slices(state)
+            except SnapshotError:
+                self.rebuild(partitions, use_snapshots=False)
+                return
         own_reader = Consumer(
             consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
         )
         try:
             own = [
-                TopicPartition(self.names[t], p, OFFSET_BEGINNING)
+                TopicPartition(
+                    self.names[t],
+                    p,
+                    slices[p].offsets[t.value] if p in slices else OFFSET_BEGINNING,
+                )
                 for t in OWN_TOPICS
                 for p in self.owned
             ]
             ok = read_until_caught_up(own_reader, self.admin, own, apply) and ok
+            self.own_end = self._own_positions(own_reader, own)
         finally:
             own_reader.close()
         # Keep reading the reference topics live from where the rebuild stopped.
@@ -272,14 +322,74 @@ class EngineWorker:
         )
         self.state = state
         self.heap.after_rebuild()
+        now = time.monotonic()
+        self.snap_ok = ok
+        self.snap_due = {p: 0 for p in self.owned}
+        self.snap_last = {p: now for p in self.owned}
+        self.last_rebuild = {
+            "partitions": list(self.owned),
+            "events": state.applied,
+            "own_records": state.applied - ref_applied,
+            "slices": {p: s.slice_id for p, s in sorted(slices.items())},
+            "seconds": now - started,
+        }
         log.info(
-            "worker %s rebuilt partitions %s from %d events in %.2fs%s",
+            "worker %s rebuilt partitions %s from %d events in %.2fs%s; own records replayed "
+            "%d, snapshot slices %s",
             self.wid,
             self.owned,
             state.applied,
-            time.monotonic() - started,
+            now - started,
             "" if ok else " (incomplete: timed out)",
+            state.applied - ref_applied,
+            self.last_rebuild["slices"] or "none",
         )
+
+    def _load_slices(self, state: EngineState) -> dict[int, Slice]:
+        """The newest usable slice of each owned partition, merged into `state` (which holds
+        the reference topics). Refused slices are logged and their partition is replayed in
+        full; if merging fails half-way, `state` is torn: `SnapshotError` goes up and the
+        caller rebuilds without snapshots."""
+        try:
+            slices, notes = read_slices(
+                self.settings,
+                self.admin,
+                self.owned,
+                {t.value: self.names[t] for t in OWN_TOPICS},
+                len(self._partitions(Topic.ENGINE_SNAPSHOTS)),
+            )
+        except Exception:
+            log.exception("reading snapshots failed; replaying the log in full")
+            return {}
+        for note in notes:
+            log.warning("snapshot: %s; that partition is replayed in full", note)
+        if slices:
+            try:
+                merge_slices(state, list(slices.values()))
+            except SnapshotError as exc:
+                log.warning("snapshot slices do not fit (%s); replaying the log in full", exc)
+                raise
+        return slices
+
+    def _own_positions(
+        self, reader: Consumer, own: list[TopicPartition]
+    ) -> dict[tuple[str, int], int]:
+        """Where the rebuild stopped reading each own partition (what the state holds)."""
+        lows = end_offsets(self.admin, own, earliest=True)
+        out: dict[tuple[str, int], int] = {}
+        positions = (
+            {(tp.topic, tp.partition): tp.offset for tp in reader.position(own)} if own else {}
+        )
+        for tp in own:
+            key = (tp.topic, tp.partition)
+            pos = positions.get(key, -1)
+            if pos >= 0:
+                out[key] = pos
+            elif tp.offset >= 0:
+                out[key] = tp.offset  # started at a slice's offset, nothing after it
+            else:
+                out[key] = max(lows[key], 0)  # nothing on the partition
+        return out
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle_in_flight()
@@ -469,7 +579,7 @@ class EngineWorker:
         records: list[tuple[str, bytes, bytes, Any]],
         positions: list[TopicPartition],
         group: Any,
-    ) -> None:
+    ) -> dict[tuple[str, int], int] | None:
         """One whole transaction: the outputs, the input offsets, the commit — all or none.
 
         Runs on the committer thread while the main thread processes the next batch
@@ -487,10 +597,31 @@ class EngineWorker:
         producer.begin_transaction()
         self.in_txn = True
         produce = producer.produce
+        # With snapshots on, the own records' offsets (delivery reports): a slice names
+        # exactly the committed offsets its state has folded.
+        own = self.own_short if self.snapshots else {}
+        ends: dict[tuple[str, int], int] = {}
+        expected = 0
+        delivered = [0]
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is None:
+                delivered[0] += 1
+                k = (msg.topic(), msg.partition())
+                off = msg.offset() + 1
+                if off > ends.get(k, -1):
+                    ends[k] = off
+
         for topic, key, value, headers in records:
             while True:
                 try:
-                    produce(topic, key=key, value=value, headers=headers)
+                    if topic in own:
+                        produce(
+                            topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+                        )
+                        expected += 1
+                    else:
+                        produce(topic, key=key, value=value, headers=headers)
                     break
                 except BufferError:
                     producer.poll(0.01)
@@ -501,18 +632,96 @@ class EngineWorker:
         t2 = time.monotonic()
         producer.commit_transaction(30)
         self.in_txn = False
+        if expected:
+            producer.poll(0)  # serve the delivery reports of what just committed
+            if delivered[0] != expected:
+                log.warning(
+                    "%d of %d delivery reports after a commit: no snapshot until a rebuild",
+                    delivered[0],
+                    expected,
+                )
+                self.snap_ok = False
         busy = self.busy
         busy["produce"] += t1 - t0
         busy["offsets"] += t2 - t1
         busy["end"] += time.monotonic() - t2
         self.stats["transactions"] += 1
         self.stats["outputs"] += len(records)
+        return ends if own else None
 
     def _await_commit(self) -> None:
-        """Wait for the transaction in flight, if any; its failure raises here."""
+        """Wait for the transaction in flight, if any; its failure raises here (and the
+        slices taken of its state are dropped). Once it committed, its slices go out."""
         pending, self.pending = self.pending, None
+        slices, self.pending_slices = self.pending_slices, []
         if pending is not None:
-            pending.result()
+            ends = pending.result()
+            if ends:
+                own_end = self.own_end
+                for k, v in ends.items():
+                    if v > own_end.get(k, -1):
+                        own_end[k] = v
+        if slices:
+            self._publish_slices(slices)
+
+    # ---- snapshot slices -----------------------------------------------------------
+
+    def _count_own(self, out: list[Output]) -> None:
+        """Own output records per partition, towards its next slice."""
+        due, part = self.snap_due, self.part
+        own = OWN_TOPIC_VALUES
+        for e in out:
+            if e.topic in own:
+                p = part(e.key)
+                due[p] = due.get(p, 0) + 1
+
+    def _take_due_slice(self) -> list[Slice]:
+        """At most one partition's slice per batch (taking one walks that partition's state
+        on the main thread): the one most overdue, if any is due."""
+        if not (self.snapshots and self.snap_ok and not self.needs_rebuild):
+            return []
+        every = self.settings.engine_snapshot_every
+        seconds = self.settings.engine_snapshot_seconds
+        now = time.monotonic()
+        due = [
+            (n >= every, n, p)
+            for p, n in self.snap_due.items()
+            if p in self.snap_last and n > 0 and (n >= every or now - self.snap_last[p] >= seconds)
+        ]
+        if not due:
+            return []
+        _, _, p = max(due)
+        self.snap_due[p] = 0
+        self.snap_last[p] = now
+        return [take_slice(self.state, p, {})]
+
+    def _publish_slices(self, slices: list[Slice]) -> None:
+        """Name each slice's offsets (what its state folded, now committed) and send it."""
+        if not self.snap_ok:
+            return
+        if self.snap_writer is None:
+            self.snap_writer = SnapshotWriter(
+                self.settings, len(self._partitions(Topic.ENGINE_SNAPSHOTS))
+            )
+        for s in slices:
+            keys = {short: (name, s.partition) for name, short in self.own_short.items()}
+            if any(k not in self.own_end for k in keys.values()):
+                continue
+            offsets = {short: self.own_end[k] for short, k in keys.items()}
+            body = dict(s.body, offsets=dict(sorted(offsets.items())))
+            try:
+                n = self.snap_writer.publish(Slice(s.partition, offsets, body))
+            except Exception:
+                log.exception("publishing a snapshot slice failed (the log is still whole)")
+                continue
+            self.stats["snapshots"] += 1
+            self.stats["snapshot_bytes"] += n
+            log.info(
+                "snapshot slice of partition %d at %s: %d bytes",
+                s.partition,
+                offsets,
+                n,
+            )
 
     def _recover(self, exc: KafkaException) -> None:
         """After a failed transaction: abort, rewind the inputs and rebuild from the log."""
@@ -574,6 +783,9 @@ class EngineWorker:
                 self._handle_input(msg, event, out)
             self.ctx.preverified.clear()
             records = self._wire(out)
+            if self.snapshots:
+                self._count_own(out)
+            slices = self._take_due_slice() if self.snapshots else []
             # The offsets this batch's transaction commits: taken before the next poll.
             positions = (
                 [tp for tp in self.consumer.position(self.assigned) if tp.offset >= 0]
@@ -589,6 +801,9 @@ class EngineWorker:
             t4 = time.monotonic()
             if out or inputs:
                 self.pending = self.committer.submit(self._transact, records, positions, group)
+                self.pending_slices = slices
+            elif slices:
+                self._publish_slices(slices)  # nothing new: the committed state
         except KafkaException as exc:
             self._recover(exc)
             return 0
@@ -642,6 +857,8 @@ class EngineWorker:
             except KafkaException as exc:
                 self._recover(exc)
             self.committer.shutdown(wait=True)
+            if self.snap_writer is not None:
+                self.snap_writer.close()
             self.heap.release()
             self.consumer.close()
             self.ref_consumer.close()

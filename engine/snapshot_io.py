@@ -1,0 +1,197 @@
+"""Slices on `engine.snapshots`: publishing them, and finding the newest usable one.
+
+The thin Kafka side of `engine.snapshot`. Slices are published by a plain idempotent
+producer *after* the engine transaction whose outputs they cover has committed, so a
+slice only ever names committed offsets (a slice is state, not a fact: it is never part
+of the engine's transactions, and a lost one costs only a longer replay). A reader still
+trusts nothing: a slice is used only if all its chunks are there, its digest and format
+check, and the offsets it names are within what `read_committed` can see of the own
+topics (a zombie's or a stale cluster's slice naming more is refused).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from deploy.kafka import consumer_config, end_offsets, producer_config
+from deploy.settings import Settings
+from engine.snapshot import Slice, SnapshotError, chunks, decode_slice, encode_slice
+from schemas.snapshots import (
+    FORMAT_VERSION,
+    HEADER_CHUNK,
+    HEADER_DIGEST,
+    HEADER_FORMAT,
+    HEADER_ID,
+    HEADER_PARTITION,
+    record_key,
+)
+from schemas.topics import Topic
+
+log = logging.getLogger("tradetape.engine.snapshots")
+
+
+class SnapshotWriter:
+    """Publishes slices (asynchronously: `produce` returns at once, librdkafka sends)."""
+
+    def __init__(self, settings: Settings, snapshot_partitions: int) -> None:
+        self.topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
+        self.partitions = snapshot_partitions
+        self.producer = Producer(
+            producer_config(settings, **{"linger.ms": 5, "compression.type": "none"})  # type: ignore[arg-type]
+        )
+        self.failed = 0
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            log.warning("snapshot chunk not delivered: %s", err)
+
+    def publish(self, s: Slice) -> int:
+        """Produce `s` in chunks; returns the bytes queued."""
+        blob, digest = encode_slice(s)
+        parts = chunks(blob)
+        headers_common = [
+            (HEADER_FORMAT, str(FORMAT_VERSION).encode()),
+            (HEADER_ID, s.slice_id.encode()),
+            (HEADER_DIGEST, digest.encode()),
+            (HEADER_PARTITION, str(s.partition).encode()),
+        ]
+        for i, chunk in enumerate(parts):
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic,
+                        key=record_key(s.partition, i),
+                        value=chunk,
+                        partition=s.partition % self.partitions,
+                        headers=[*headers_common, (HEADER_CHUNK, f"{i}/{len(parts)}".encode())],
+                        on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.01)
+        self.producer.poll(0)
+        return len(blob)
+
+    def close(self, timeout: float = 10.0) -> None:
+        left = self.producer.flush(timeout)
+        if left:
+            log.warning("%d snapshot chunks not delivered at stop", left)
+
+
+@dataclass
+class _Candidate:
+    partition: int
+    fmt: int
+    digest: str
+    count: int
+    parts: dict[int, bytes] = field(default_factory=dict)
+    order: int = 0
+    """offset of its last chunk: later = newer"""
+
+
+def _headers(msg: Any) -> dict[str, str]:
+    return {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
+
+
+def read_slices(
+    settings: Settings,
+    admin: AdminClient,
+    partitions: list[int],
+    own_topics: dict[str, str],
+    snapshot_partitions: int,
+    *,
+    timeout: float = 30.0,
+) -> tuple[dict[int, Slice], list[str]]:
+    """The newest usable slice per engine partition in `partitions` (absent: none usable),
+    and the reasons slices were passed over (for the log).
+
+    `own_topics` maps the catalogue name (`risk.decisions`) to the full topic name. A slice
+    naming an offset beyond the own topic's last stable offset, or below its start, is
+    refused: the log does not hold (or no longer holds) what it claims to cover.
+    """
+    notes: list[str] = []
+    topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
+    snap_parts = sorted({p % snapshot_partitions for p in partitions})
+    tps = [TopicPartition(topic, sp) for sp in snap_parts]
+    ends = end_offsets(admin, tps)
+    lows = end_offsets(admin, tps, earliest=True)
+    wanted = set(partitions)
+    candidates: dict[tuple[int, str], _Candidate] = {}
+    reader = Consumer(consumer_config(settings, group_id=f"engine-snapshots-{uuid.uuid4().hex}"))
+    try:
+        todo = {
+            (topic, sp): ends[(topic, sp)]
+            for sp in snap_parts
+            if ends[(topic, sp)] > max(lows[(topic, sp)], 0)
+        }
+        if todo:
+            reader.assign([TopicPartition(topic, sp, max(lows[(topic, sp)], 0)) for _t, sp in todo])
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            msg: Any
+            for msg in reader.consume(num_messages=500, timeout=0.2):
+                if msg.error():
+                    continue
+                key = (msg.topic(), msg.partition())
+                if msg.offset() + 1 >= todo.get(key, 0):
+                    todo.pop(key, None)
+                h = _headers(msg)
+                try:
+                    p = int(h[HEADER_PARTITION])
+                    i, n = (int(x) for x in h[HEADER_CHUNK].split("/"))
+                    fmt = int(h[HEADER_FORMAT])
+                    sid, digest = h[HEADER_ID], h[HEADER_DIGEST]
+                except (KeyError, ValueError):
+                    notes.append(f"snapshot record at {msg.partition()}@{msg.offset()} unreadable")
+                    continue
+                if p not in wanted:
+                    continue
+                cand = candidates.get((p, sid))
+                if cand is None or cand.digest != digest:
+                    cand = candidates[(p, sid)] = _Candidate(p, fmt, digest, n)
+                cand.parts[i] = msg.value() or b""
+                cand.order = msg.offset()
+        if todo:
+            notes.append(f"snapshot topic not read to its end within {timeout:.0f}s")
+    finally:
+        reader.close()
+    own = [TopicPartition(name, p) for name in own_topics.values() for p in partitions]
+    own_ends = end_offsets(admin, own)
+    own_lows = end_offsets(admin, own, earliest=True)
+    chosen: dict[int, Slice] = {}
+    for cand in sorted(candidates.values(), key=lambda c: -c.order):
+        p = cand.partition
+        if p in chosen:
+            continue
+        if len(cand.parts) != cand.count or set(cand.parts) != set(range(cand.count)):
+            notes.append(f"partition {p}: a slice is incomplete ({len(cand.parts)}/{cand.count})")
+            continue
+        try:
+            s = decode_slice(
+                b"".join(cand.parts[i] for i in range(cand.count)),
+                cand.digest,
+                format_version=cand.fmt,
+            )
+            if s.partition != p or set(s.offsets) != set(own_topics):
+                raise SnapshotError("slice names other partitions or topics")
+            for short, name in own_topics.items():
+                off = s.offsets[short]
+                if off > own_ends[(name, p)]:
+                    raise SnapshotError(
+                        f"{short} offset {off} beyond the committed end {own_ends[(name, p)]}"
+                    )
+                if off < max(own_lows[(name, p)], 0):
+                    raise SnapshotError(f"{short} offset {off} below the log start")
+        except SnapshotError as exc:
+            notes.append(f"partition {p}: slice refused ({exc})")
+            continue
+        chosen[p] = s
+    return chosen, notes

@@ -1,0 +1,198 @@
+"""Snapshot slices on the real broker: a restarted worker replays only the tail, ends up
+in exactly the state a full replay gives, refuses corrupt and over-reaching slices, and
+exactly-once still holds. (Kill -9 restarts and a takeover from slices: test_crash.py and
+test_takeover.py run with snapshots every few hundred records.)"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from deploy.kafka import consumer_config, producer_config
+from deploy.settings import Settings
+from engine.partitioning import partition_for
+from engine.snapshot import Slice, canonical_state, chunks, decode_slice, encode_slice
+from engine.worker import EngineWorker
+from schemas.snapshots import (
+    FORMAT_VERSION,
+    HEADER_CHUNK,
+    HEADER_DIGEST,
+    HEADER_FORMAT,
+    HEADER_ID,
+    HEADER_PARTITION,
+    record_key,
+)
+from schemas.topics import Topic
+from tests.engine.helpers import RecordCounter, produce, quote, running_worker, trade, world
+from tests.engine.test_crash import ACCOUNTS, _intents
+from tests.engine.workers import check_exactly_once, generous_limits
+
+pytestmark = pytest.mark.integration
+
+USED = sorted({partition_for(a, 6) for a in ACCOUNTS})
+"""The partitions the test accounts land on (murmur2 leaves partition 0 empty)."""
+
+
+def _records(settings: Settings, topic: Topic) -> list[Any]:
+    """Every committed record of `topic` (raw messages), to its end."""
+    c = Consumer(consumer_config(settings, group_id=f"raw-{uuid.uuid4().hex}"))
+    name = settings.topic(topic)
+    meta = c.list_topics(name, timeout=10).topics[name].partitions
+    c.assign([TopicPartition(name, p, 0) for p in meta])
+    out: list[Any] = []
+    idle = time.monotonic()
+    while time.monotonic() - idle < 2.0:
+        msgs = [m for m in c.consume(5000, 0.3) if not m.error()]
+        if msgs:
+            idle = time.monotonic()
+            out += msgs
+    c.close()
+    return out
+
+
+def _slices_on_topic(settings: Settings) -> dict[int, list[Slice]]:
+    """The whole slices on engine.snapshots, oldest first, per engine partition."""
+    parts: dict[tuple[int, str], dict[int, bytes]] = {}
+    meta: dict[tuple[int, str], tuple[str, int]] = {}
+    for m in _records(settings, Topic.ENGINE_SNAPSHOTS):
+        h = {k: v.decode() for k, v in m.headers()}
+        key = (int(h[HEADER_PARTITION]), h[HEADER_ID])
+        i, n = (int(x) for x in h[HEADER_CHUNK].split("/"))
+        parts.setdefault(key, {})[i] = m.value()
+        meta[key] = (h[HEADER_DIGEST], n)
+    out: dict[int, list[Slice]] = {}
+    for key, chunks_ in parts.items():
+        digest, n = meta[key]
+        if len(chunks_) == n:
+            s = decode_slice(b"".join(chunks_[i] for i in range(n)), digest)
+            out.setdefault(key[0], []).append(s)
+    for lst in out.values():
+        lst.sort(key=lambda s: s.offsets["risk.decisions"])
+    return out
+
+
+def _publish_raw(settings: Settings, s: Slice, blob: bytes, digest: str) -> None:
+    p = Producer(producer_config(settings))
+    pieces = chunks(blob)
+    for i, piece in enumerate(pieces):
+        p.produce(
+            settings.topic(Topic.ENGINE_SNAPSHOTS),
+            key=record_key(s.partition, i),
+            value=piece,
+            partition=s.partition,
+            headers=[
+                (HEADER_FORMAT, str(FORMAT_VERSION).encode()),
+                (HEADER_ID, f"{s.slice_id}:forged".encode()),
+                (HEADER_DIGEST, digest.encode()),
+                (HEADER_PARTITION, str(s.partition).encode()),
+                (HEADER_CHUNK, f"{i}/{len(pieces)}".encode()),
+            ],
+        )
+    assert p.flush(10) == 0
+
+
+def _rebuilt(settings: Settings, wid: str) -> EngineWorker:
+    """A worker that only rebuilds all six partitions (not run: no group membership)."""
+    w = EngineWorker(settings, wid=wid)
+    w.rebuild(range(6))
+    w.consumer.close()
+    w.ref_consumer.close()
+    return w
+
+
+def _full_replay(settings: Settings) -> EngineWorker:
+    return _rebuilt(settings.with_overrides(engine_snapshot_load=False), "full")
+
+
+def test_restart_reads_only_the_tail_and_folds_the_full_replays_state(
+    env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = env.with_overrides(engine_snapshot_every=150, engine_snapshot_seconds=1.0)
+    counter = RecordCounter(settings, Topic.DECISIONS)
+    intents: list[Any] = []
+    try:
+        with running_worker(settings, "s0") as w:
+            key = world(settings, ACCOUNTS)
+            generous_limits(settings)
+            produce(settings, [quote(qty="100")])
+            intents = _intents(key, 1400, seed=3)  # type: ignore[no-untyped-call]
+            produce(settings, [*intents[:1200], trade("59950", qty="3")])
+            assert counter.wait(1200, 90) >= 1200
+            deadline = time.monotonic() + 30
+            while w.stats["snapshots"] < len(USED) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert w.stats["snapshots"] >= len(USED), w.stats
+            time.sleep(1.5)  # the time-based slices of the last batches
+        own_total = sum(len(_records(settings, t)) for t in (Topic.DECISIONS, Topic.ORDERS))
+        # The broker put every record where the engine's murmur2 says it goes.
+        for m in _records(settings, Topic.DECISIONS):
+            assert m.partition() == partition_for(m.key().decode(), 6), m.key()
+        slices = _slices_on_topic(settings)
+        assert sorted(slices) == USED, sorted(slices)
+
+        full = _full_replay(settings)
+        assert full.last_rebuild["own_records"] == own_total
+        with running_worker(settings, "s0") as w2:
+            deadline = time.monotonic() + 60
+            while not w2.last_rebuild and time.monotonic() < deadline:
+                time.sleep(0.1)
+            rebuilt = dict(w2.last_rebuild)
+            assert sorted(rebuilt["slices"]) == USED, rebuilt
+            # Only the tail after the slices was read back, not the whole log.
+            assert rebuilt["own_records"] < own_total // 4, (rebuilt, own_total)
+            time.sleep(0.5)
+            assert canonical_state(w2.state) == canonical_state(full.state)
+            # New intents and resends (recent and long ago) after the restart.
+            produce(settings, intents[1200:] + intents[:50] + intents[1150:1200])
+            assert counter.wait(1400 + 100, 90) >= 1500
+            time.sleep(1.0)
+        check_exactly_once(
+            settings, {f"i{i}" for i in range(1400)}, [settings.resolved_data_dir / "engine"]
+        )
+
+        # Refused: a corrupt newest slice (one partition), one naming offsets the log has
+        # not committed (another, as a zombie's could). Those partitions fall back to an
+        # older slice or the full log; the state is still the full replay's.
+        latest = _slices_on_topic(settings)
+        pa, pb = USED[0], USED[1]
+        s0, s1 = latest[pa][-1], latest[pb][-1]
+        blob, digest = encode_slice(s0)
+        _publish_raw(settings, s0, blob[:-3] + b"xyz", digest)
+        beyond = {t: o + 10_000 for t, o in s1.offsets.items()}
+        forged = Slice(pb, beyond, dict(s1.body, offsets=beyond))
+        _publish_raw(settings, forged, *encode_slice(forged))
+        caplog.set_level(logging.WARNING, logger="tradetape.engine")
+        w3 = _rebuilt(settings, "s3")
+        notes = " ".join(r.getMessage() for r in caplog.records)
+        assert f"partition {pa}: slice refused (snapshot digest mismatch)" in notes, notes
+        assert f"partition {pb}: slice refused (risk.decisions offset" in notes, notes
+        assert w3.last_rebuild["slices"].get(pb) != forged.slice_id
+        assert canonical_state(w3.state) == canonical_state(_full_replay(settings).state)
+    finally:
+        counter.close()
+
+
+def test_snapshots_off_and_forced_full_replay(env: Settings) -> None:
+    settings = env.with_overrides(engine_snapshot_every=5, engine_snapshot_seconds=0.5)
+    with running_worker(settings, "x0") as w:
+        key = world(settings, ACCOUNTS)
+        produce(settings, [quote(qty="100")])
+        produce(settings, _intents(key, 60, 5))  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + 60
+        while w.stats["snapshots"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert w.stats["snapshots"] >= 1
+    forced = _rebuilt(settings.with_overrides(engine_snapshot_load=False), "x1")
+    assert forced.last_rebuild["slices"] == {}
+    off = _rebuilt(settings.with_overrides(engine_snapshots=False), "x2")
+    assert off.last_rebuild["slices"] == {}
+    assert off.last_rebuild["own_records"] == forced.last_rebuild["own_records"] > 0
+    used = _rebuilt(settings, "x3")
+    assert used.last_rebuild["slices"]
+    assert used.last_rebuild["own_records"] < forced.last_rebuild["own_records"]
+    assert canonical_state(used.state) == canonical_state(forced.state)
