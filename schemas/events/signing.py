@@ -27,6 +27,13 @@ class SigningRequested(EventPayload):
         description="Registered producer (ProducerRegistered) whose key signs this request "
         "and the signing package; participants refuse requesters their group does not allow",
     )
+    artefact: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="The signed artefact's path relative to an artefact store; a participant "
+        "with that store (TRADETAPE_SIGNER_ARTEFACT_ROOT) signs only if the digest is its SHA-256",
+    )
     signature: str | None = Field(
         None,
         pattern=r"^[0-9a-f]{128}$",
