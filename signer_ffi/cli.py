@@ -129,6 +129,14 @@ def sign_file(
             "`tradetape producer add` writes it)",
         ),
     ] = None,
+    artefact: Annotated[
+        str | None,
+        typer.Option(
+            "--artefact",
+            help="The file's path in the artefact store, for signers that recompute the "
+            "digest (TRADETAPE_SIGNER_ARTEFACT_ROOT)",
+        ),
+    ] = None,
 ) -> None:
     """Sign a file's SHA-256 with the live signer processes (k of n); prints JSON.
 
@@ -166,6 +174,7 @@ def sign_file(
             requester=who,
             timeout=timeout,
             request_id=uuid.uuid4().hex,
+            artefact=artefact,
         )
     except SigningFailedError as exc:
         typer.echo(f"error: signing failed: {exc}", err=True)

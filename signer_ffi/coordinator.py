@@ -223,9 +223,18 @@ class SigningCoordinator:
         self._producer.flush(10)
 
     def sign(
-        self, message: bytes, *, purpose: str, timeout: float = 10.0, request_id: str | None = None
+        self,
+        message: bytes,
+        *,
+        purpose: str,
+        timeout: float = 10.0,
+        request_id: str | None = None,
+        artefact: str | None = None,
     ) -> Envelope[SigningCompleted]:
-        """One FROST round across the live signer processes; raises SigningFailedError."""
+        """One FROST round across the live signer processes; raises SigningFailedError.
+
+        `artefact` names the signed bytes in the artefact store (`message` is then their
+        SHA-256), for participants that recompute it."""
         group = self.group
         request_id = request_id or uuid.uuid4().hex
         request = new_event(
@@ -237,6 +246,7 @@ class SigningCoordinator:
                     signers=group.identifiers,
                     group_public_key=group.verifying_key.hex(),
                     requester=self.requester.name,
+                    artefact=artefact,
                 ),
                 self.requester.key,
             ),
@@ -368,10 +378,13 @@ def sign_message(
     requester: Requester,
     timeout: float = 10.0,
     request_id: str | None = None,
+    artefact: str | None = None,
 ) -> Envelope[SigningCompleted]:
     """One signing round with a fresh coordinator."""
     with SigningCoordinator(settings, group, requester) as coordinator:
-        return coordinator.sign(message, purpose=purpose, timeout=timeout, request_id=request_id)
+        return coordinator.sign(
+            message, purpose=purpose, timeout=timeout, request_id=request_id, artefact=artefact
+        )
 
 
 def file_digest(data: bytes) -> bytes:

@@ -40,6 +40,7 @@ from schemas.events import (
 )
 from schemas.serde import HEADER_EVENT_TYPE
 from schemas.topics import Topic
+from signer_ffi.artefacts import ROOT_ENV, ArtefactStore
 from signer_ffi.authn import (
     RequesterRegistry,
     public_hex,
@@ -89,6 +90,8 @@ class ParticipantState:
     group: SignerGroup
     identity: Ed25519PrivateKey
     registry: RequesterRegistry = field(default_factory=RequesterRegistry)
+    artefacts: ArtefactStore | None = None
+    """If set, a digest is signed only if it is the SHA-256 of the artefact it names."""
     nonce_ttl: float = 60.0
     pending: dict[str, _Accepted] = field(default_factory=dict)
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
@@ -139,6 +142,8 @@ class ParticipantState:
             )
         if len(req.digest_hex) % 2:
             return self._reject(event, "digest_hex is not a whole number of bytes")
+        if self.artefacts is not None and (why := self.artefacts.problem(req)) is not None:
+            return self._reject(event, why)
         self._remember(req.request_id)
         nonces, commitments = commit(self.share)
         self.pending[req.request_id] = _Accepted(req, nonces, commitments, now)
@@ -390,13 +395,17 @@ def main(settings: Settings) -> int:
         target=lambda: (
             ready.wait(60)
             and print(
-                f"signer {share.identifier} serving group {group.verifying_key.hex()[:16]}",
+                f"signer {share.identifier} serving group {group.verifying_key.hex()[:16]}"
+                + (f", recomputing digests from {artefacts.root}" if artefacts else ""),
                 file=sys.stderr,
                 flush=True,
             )
         ),
         daemon=True,
     ).start()
-    serve(settings, ParticipantState(share=share, group=group, identity=identity), stop, ready)
+    root = os.environ.get(ROOT_ENV)
+    artefacts = ArtefactStore(Path(root)) if root else None
+    state = ParticipantState(share=share, group=group, identity=identity, artefacts=artefacts)
+    serve(settings, state, stop, ready)
     share.wipe()
     return 0

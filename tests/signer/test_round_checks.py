@@ -9,6 +9,7 @@ with the reason, and no share.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from schemas.events import (
     SigningPackageIssued,
     SigningRequested,
 )
+from signer_ffi.artefacts import ArtefactStore
 from signer_ffi.authn import (
     Requester,
     RequesterRegistry,
@@ -455,3 +457,48 @@ def test_identity_keys_decrypt_only_with_the_right_passphrase(tmp_path: Path) ->
     )
     with pytest.raises(KeyFileError):
         read_identity(tmp_path, 5, b"right")
+
+
+# ---- the artefact policy ----------------------------------------------------------------
+
+
+def test_a_signer_with_the_artefact_store_signs_only_its_digest(
+    world: World, tmp_path: Path
+) -> None:
+    store = tmp_path / "reports"
+    (store / "2026").mkdir(parents=True)
+    report = store / "2026" / "1099-da.xml"
+    report.write_bytes(b"<report>42</report>")
+    (tmp_path / "secret.txt").write_bytes(b"not in the store")
+    p = ParticipantState(
+        share=world.shares[1],
+        group=world.group,
+        identity=world.identities[1],
+        registry=world.registry,
+        artefacts=ArtefactStore(store),
+    )
+
+    def ask(rid: str, digest: bytes, artefact: str | None) -> Any:
+        payload = SigningRequested(
+            request_id=rid,
+            digest_hex=digest.hex(),
+            purpose="1099-DA",
+            signers=world.group.identifiers,
+            group_public_key=world.group.verifying_key.hex(),
+            requester=REQUESTER,
+            artefact=artefact,
+        )
+        return p.on_request(ev(sign_round_message(payload, world.requester.key)), 0.0)
+
+    right = hashlib.sha256(report.read_bytes()).digest()
+    assert isinstance(ask("a1", right, "2026/1099-da.xml"), SigningCommitmentPublished)
+    cases = {
+        "a2": (DIGEST, "2026/1099-da.xml", "is not the SHA-256 of artefact"),
+        "a3": (right, None, "names no artefact"),
+        "a4": (hashlib.sha256(b"not in the store").digest(), "../secret.txt", "outside"),
+        "a5": (right, "2026/missing.xml", "cannot be read"),
+    }
+    for rid, (digest, artefact, reason) in cases.items():
+        out = ask(rid, digest, artefact)
+        assert isinstance(out, SigningMessageRejected) and reason in out.reason, out
+    assert set(p.pending) == {"a1"}
