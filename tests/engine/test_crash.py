@@ -20,7 +20,14 @@ from tests.engine.helpers import (
     wait_for,
     world,
 )
-from tests.engine.workers import check_exactly_once, generous_limits, spawn, stop
+from tests.engine.workers import (
+    SNAPSHOTS_OFTEN,
+    check_exactly_once,
+    generous_limits,
+    rebuilds,
+    spawn,
+    stop,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +51,7 @@ def _intents(key, n: int, seed: int):  # type: ignore[no-untyped-def]
 
 def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> None:
     log = tmp_path / "engine.log"
-    proc = spawn(env, "0", log)
+    proc = spawn(env, "0", log, SNAPSHOTS_OFTEN)
     procs = [proc]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
@@ -58,13 +65,13 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         assert counter.wait(300, 60) >= 300
         stop(proc, hard=True)  # kill -9 while it works
         produce(env, waves[2] + [trade("59950", qty="3")])
-        proc = spawn(env, "0", log)
+        proc = spawn(env, "0", log, SNAPSHOTS_OFTEN)
         procs.append(proc)
         assert counter.wait(2500, 60) >= 2500
         produce(env, waves[3] + waves[2][:200])  # and some resends
         stop(proc, hard=True)  # kill -9 again
         produce(env, waves[4] + [trade("59920", qty="5")])
-        proc = spawn(env, "0", log)
+        proc = spawn(env, "0", log, SNAPSHOTS_OFTEN)
         procs.append(proc)
         decided = counter.wait(5200, 90)
         assert decided >= 5200, f"only {decided} decision records"
@@ -76,3 +83,6 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
             stop(p, hard=True)
     assert proc.returncode == 0, log.read_text()[-3000:]
     check_exactly_once(env, {f"i{i}" for i in range(5000)}, [env.resolved_data_dir / "engine"])
+    # The restarts after the kills started from snapshot slices, not from offset 0.
+    restarts = rebuilds(log)[1:]
+    assert restarts and any(used for _owned, used in restarts), rebuilds(log)

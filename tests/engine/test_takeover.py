@@ -12,7 +12,14 @@ from deploy.settings import Settings
 from schemas.topics import Topic
 from tests.engine.helpers import RecordCounter, produce, quote, wait_for, world
 from tests.engine.test_crash import ACCOUNTS, _intents
-from tests.engine.workers import check_exactly_once, generous_limits, spawn, stop
+from tests.engine.workers import (
+    SNAPSHOTS_OFTEN,
+    check_exactly_once,
+    generous_limits,
+    rebuilds,
+    spawn,
+    stop,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +44,7 @@ def _wait_owned(log: Path, pred, timeout: float = 60) -> list[int] | None:  # ty
 
 def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Path) -> None:
     log0, log1 = tmp_path / "w0.log", tmp_path / "w1.log"
-    w0 = spawn(env, "0", log0)
+    w0 = spawn(env, "0", log0, SNAPSHOTS_OFTEN)
     procs = [w0]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
@@ -45,7 +52,7 @@ def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Pat
         generous_limits(env)
         produce(env, [quote(qty="100")])
         wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
-        w1 = spawn(env, "1", log1)
+        w1 = spawn(env, "1", log1, SNAPSHOTS_OFTEN)
         procs.append(w1)
         owned1 = _wait_owned(log1, lambda o: len(o) > 0)
         assert owned1, "the second worker never got partitions"
@@ -53,6 +60,11 @@ def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Pat
         intents = _intents(key, 2000, seed=11)
         produce(env, intents[:1000])
         assert counter.wait(200, 60) >= 200
+        deadline = time.monotonic() + 30
+        while "snapshot slice of partition" not in log1.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the second worker wrote no snapshot slice"
+            time.sleep(0.2)
+        time.sleep(0.5)  # its chunks are sent (linger 5 ms)
         stop(w1, hard=True)  # kill -9 one worker mid-stream
         produce(env, intents[1000:])
         assert _wait_owned(log0, lambda o: len(o) == 6, timeout=60) == list(range(6)), (
@@ -67,3 +79,8 @@ def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Pat
             stop(p, hard=True)
     assert w0.returncode == 0, log0.read_text()[-3000:]
     check_exactly_once(env, {f"i{i}" for i in range(2000)}, [env.resolved_data_dir / "engine"])
+    # The survivor took the dead worker's partitions over from the slices it had written.
+    written = {int(p) for p in re.findall(r"snapshot slice of partition (\d+)", log1.read_text())}
+    assert written, "the killed worker wrote no slice"
+    taken = [used for owned, used in rebuilds(log0) if len(owned) == 6]
+    assert taken and written & set(taken[-1]), (written, rebuilds(log0))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +23,29 @@ from tests.engine.helpers import admin, produce, read_topic
 REPO = Path(__file__).resolve().parents[2]
 
 
-def spawn(settings: Settings, wid: str, log: Path) -> subprocess.Popen[bytes]:
+SNAPSHOTS_OFTEN = {
+    "TRADETAPE_ENGINE_SNAPSHOT_EVERY": "150",
+    "TRADETAPE_ENGINE_SNAPSHOT_SECONDS": "1",
+}
+"""Worker settings for tests that want restarts and takeovers to start from slices."""
+
+
+def rebuilds(log: Path) -> list[tuple[list[int], dict[int, str]]]:
+    """Each rebuild a worker logged: the partitions and the snapshot slices it started from."""
+    out = []
+    for parts, slices in re.findall(
+        r"rebuilt partitions \[([0-9, ]*)\].*?snapshot slices (none|\{[^}]*\})",
+        log.read_text(errors="replace"),
+    ):
+        owned = [int(x) for x in parts.split(",") if x.strip()]
+        used = {} if slices == "none" else {int(k): v for k, v in ast.literal_eval(slices).items()}
+        out.append((owned, used))
+    return out
+
+
+def spawn(
+    settings: Settings, wid: str, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
@@ -32,6 +56,7 @@ def spawn(settings: Settings, wid: str, log: Path) -> subprocess.Popen[bytes]:
         TRADETAPE_ENGINE_WORKER_ID=wid,
         TRADETAPE_LOG_LEVEL="INFO",
     )
+    env.update(extra_env or {})
     fh = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
