@@ -59,6 +59,23 @@ def _type_text(prop: dict[str, Any]) -> str:
     return str(t)
 
 
+def _snapshot_records() -> list[str]:
+    """The `engine.snapshots` record format (state slices, not events), from its module."""
+    from schemas import snapshots
+
+    doc = (snapshots.__doc__ or "").strip().splitlines()
+    lines = ["## Snapshot records (`engine.snapshots`)", "", *doc[2:], ""]
+    lines += [
+        f"Format version {snapshots.FORMAT_VERSION}; chunks of at most "
+        f"{snapshots.MAX_CHUNK_BYTES:,} bytes.",
+        "",
+        "| header | carries |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {text} |" for name, text in snapshots.HEADERS.items()]
+    return lines
+
+
 def render_events_doc() -> str:
     lines = [
         "# Event catalogue",
@@ -90,7 +107,7 @@ def render_events_doc() -> str:
             f"| `{spec.topic.value}` | {spec.partitions} | {spec.key} | "
             f"{', '.join(types) or '-'} | {spec.description} ({cfg}) |"
         )
-    lines += ["", "## Events", ""]
+    lines += ["", *_snapshot_records(), "", "## Events", ""]
     for (etype, version), cls in REGISTRY.items():
         schema = cls.model_json_schema()
         doc = (cls.__doc__ or "").strip().splitlines()

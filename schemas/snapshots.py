@@ -29,7 +29,7 @@ MAX_CHUNK_BYTES = 512 * 1024
 HEADER_FORMAT = "tt-snapshot-format"
 """The slice format version, decimal ASCII."""
 HEADER_ID = "tt-snapshot-id"
-"""`<p>:<decisions offset>:<orders offset>`: the same for every chunk of one slice."""
+"""`<p>:<orders.lifecycle offset>:<risk.decisions offset>`: the same for every chunk."""
 HEADER_CHUNK = "tt-snapshot-chunk"
 """`<i>/<n>`, zero-based."""
 HEADER_DIGEST = "tt-snapshot-sha256"
@@ -40,3 +40,13 @@ HEADER_PARTITION = "tt-snapshot-partition"
 
 def record_key(partition: int, chunk: int) -> bytes:
     return f"{partition}/{chunk}".encode()
+
+
+HEADERS: dict[str, str] = {
+    HEADER_FORMAT: "slice format version, decimal ASCII; readers ignore other versions",
+    HEADER_ID: "`<p>:<orders.lifecycle offset>:<risk.decisions offset>`, same on every chunk",
+    HEADER_CHUNK: "`<i>/<n>`, zero-based chunk index and chunk count",
+    HEADER_DIGEST: "hex SHA-256 of the whole compressed body (all chunks joined)",
+    HEADER_PARTITION: "the engine partition the slice belongs to, decimal ASCII",
+}
+"""Every header of a snapshot record and what it carries (rendered into docs/events.md)."""

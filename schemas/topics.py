@@ -40,6 +40,8 @@ EVENT_LOG_CONFIG: dict[str, str] = {
 SNAPSHOT_CONFIG: dict[str, str] = {
     "cleanup.policy": "compact",
     "min.insync.replicas": "1",
+    # Roll segments hourly so compaction (which skips the active segment) drops old slices.
+    "segment.ms": "3600000",
 }
 
 
@@ -78,7 +80,11 @@ TOPICS: dict[Topic, TopicSpec] = {
             Topic.DEADLETTER, 1, "source topic", "Undecodable or invalid input, with the reason"
         ),
         TopicSpec(
-            Topic.ENGINE_SNAPSHOTS, 6, "partition", "Engine state snapshots", dict(SNAPSHOT_CONFIG)
+            Topic.ENGINE_SNAPSHOTS,
+            6,
+            "engine partition / chunk",
+            "Engine state slices per partition: a cache of the fold, not events",
+            dict(SNAPSHOT_CONFIG),
         ),
     )
 }
