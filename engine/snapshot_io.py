@@ -101,6 +101,77 @@ def _headers(msg: Any) -> dict[str, str]:
     return {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
 
 
+def _read_ranges(
+    reader: Consumer, topic: str, ranges: dict[int, tuple[int, int]], deadline: float
+) -> dict[int, list[Any]]:
+    """The records of `topic` in [start, end) per partition, read in one assignment
+    (fewer if the deadline passes)."""
+    todo = {sp: end for sp, (start, end) in ranges.items() if start < end}
+    out: dict[int, list[Any]] = {sp: [] for sp in ranges}
+    if not todo:
+        return out
+    reader.assign([TopicPartition(topic, sp, ranges[sp][0]) for sp in todo])
+    while todo and time.monotonic() < deadline:
+        msg: Any
+        for msg in reader.consume(num_messages=500, timeout=0.2):
+            if msg.error():
+                continue
+            sp = msg.partition()
+            end = ranges[sp][1]
+            if msg.offset() < end:
+                out[sp].append(msg)
+            if msg.offset() + 1 >= end:
+                todo.pop(sp, None)
+    return out
+
+
+def _candidates(msgs: list[Any], wanted: set[int], notes: list[str]) -> list[_Candidate]:
+    found: dict[tuple[int, str], _Candidate] = {}
+    for msg in msgs:
+        h = _headers(msg)
+        try:
+            p = int(h[HEADER_PARTITION])
+            i, n = (int(x) for x in h[HEADER_CHUNK].split("/"))
+            fmt = int(h[HEADER_FORMAT])
+            sid, digest = h[HEADER_ID], h[HEADER_DIGEST]
+        except (KeyError, ValueError):
+            notes.append(f"snapshot record at {msg.partition()}@{msg.offset()} unreadable")
+            continue
+        if p not in wanted:
+            continue
+        cand = found.get((p, sid))
+        if cand is None or cand.digest != digest:
+            cand = found[(p, sid)] = _Candidate(p, fmt, digest, n)
+        cand.parts[i] = msg.value() or b""
+        cand.order = msg.offset()
+    return sorted(found.values(), key=lambda c: -c.order)
+
+
+def _check(
+    cand: _Candidate,
+    own_topics: dict[str, str],
+    own_ends: dict[tuple[str, int], int],
+    own_lows: dict[tuple[str, int], int],
+) -> Slice:
+    p = cand.partition
+    if len(cand.parts) != cand.count or set(cand.parts) != set(range(cand.count)):
+        raise SnapshotError(f"incomplete ({len(cand.parts)}/{cand.count} chunks)")
+    s = decode_slice(
+        b"".join(cand.parts[i] for i in range(cand.count)), cand.digest, format_version=cand.fmt
+    )
+    if s.partition != p or set(s.offsets) != set(own_topics):
+        raise SnapshotError("slice names other partitions or topics")
+    for short, name in own_topics.items():
+        off = s.offsets[short]
+        if off > own_ends[(name, p)]:
+            raise SnapshotError(
+                f"{short} offset {off} beyond the committed end {own_ends[(name, p)]}"
+            )
+        if off < max(own_lows[(name, p)], 0):
+            raise SnapshotError(f"{short} offset {off} below the log start")
+    return s
+
+
 def read_slices(
     settings: Settings,
     admin: AdminClient,
@@ -109,6 +180,7 @@ def read_slices(
     snapshot_partitions: int,
     *,
     timeout: float = 30.0,
+    window: int = 16,
 ) -> tuple[dict[int, Slice], list[str]]:
     """The newest usable slice per engine partition in `partitions` (absent: none usable),
     and the reasons slices were passed over (for the log).
@@ -116,82 +188,55 @@ def read_slices(
     `own_topics` maps the catalogue name (`risk.decisions`) to the full topic name. A slice
     naming an offset beyond the own topic's last stable offset, or below its start, is
     refused: the log does not hold (or no longer holds) what it claims to cover.
+
+    The snapshot topic is read backwards from its end in growing windows (`window`
+    records, then 4x as many, ...), so start-up does not read every slice ever written
+    before compaction removes the old ones.
     """
     notes: list[str] = []
     topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
-    snap_parts = sorted({p % snapshot_partitions for p in partitions})
-    tps = [TopicPartition(topic, sp) for sp in snap_parts]
+    by_snap: dict[int, set[int]] = {}
+    for p in partitions:
+        by_snap.setdefault(p % snapshot_partitions, set()).add(p)
+    tps = [TopicPartition(topic, sp) for sp in sorted(by_snap)]
     ends = end_offsets(admin, tps)
     lows = end_offsets(admin, tps, earliest=True)
-    wanted = set(partitions)
-    candidates: dict[tuple[int, str], _Candidate] = {}
-    reader = Consumer(consumer_config(settings, group_id=f"engine-snapshots-{uuid.uuid4().hex}"))
-    try:
-        todo = {
-            (topic, sp): ends[(topic, sp)]
-            for sp in snap_parts
-            if ends[(topic, sp)] > max(lows[(topic, sp)], 0)
-        }
-        if todo:
-            reader.assign([TopicPartition(topic, sp, max(lows[(topic, sp)], 0)) for _t, sp in todo])
-        deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            msg: Any
-            for msg in reader.consume(num_messages=500, timeout=0.2):
-                if msg.error():
-                    continue
-                key = (msg.topic(), msg.partition())
-                if msg.offset() + 1 >= todo.get(key, 0):
-                    todo.pop(key, None)
-                h = _headers(msg)
-                try:
-                    p = int(h[HEADER_PARTITION])
-                    i, n = (int(x) for x in h[HEADER_CHUNK].split("/"))
-                    fmt = int(h[HEADER_FORMAT])
-                    sid, digest = h[HEADER_ID], h[HEADER_DIGEST]
-                except (KeyError, ValueError):
-                    notes.append(f"snapshot record at {msg.partition()}@{msg.offset()} unreadable")
-                    continue
-                if p not in wanted:
-                    continue
-                cand = candidates.get((p, sid))
-                if cand is None or cand.digest != digest:
-                    cand = candidates[(p, sid)] = _Candidate(p, fmt, digest, n)
-                cand.parts[i] = msg.value() or b""
-                cand.order = msg.offset()
-        if todo:
-            notes.append(f"snapshot topic not read to its end within {timeout:.0f}s")
-    finally:
-        reader.close()
     own = [TopicPartition(name, p) for name in own_topics.values() for p in partitions]
     own_ends = end_offsets(admin, own)
     own_lows = end_offsets(admin, own, earliest=True)
     chosen: dict[int, Slice] = {}
-    for cand in sorted(candidates.values(), key=lambda c: -c.order):
-        p = cand.partition
-        if p in chosen:
-            continue
-        if len(cand.parts) != cand.count or set(cand.parts) != set(range(cand.count)):
-            notes.append(f"partition {p}: a slice is incomplete ({len(cand.parts)}/{cand.count})")
-            continue
-        try:
-            s = decode_slice(
-                b"".join(cand.parts[i] for i in range(cand.count)),
-                cand.digest,
-                format_version=cand.fmt,
-            )
-            if s.partition != p or set(s.offsets) != set(own_topics):
-                raise SnapshotError("slice names other partitions or topics")
-            for short, name in own_topics.items():
-                off = s.offsets[short]
-                if off > own_ends[(name, p)]:
-                    raise SnapshotError(
-                        f"{short} offset {off} beyond the committed end {own_ends[(name, p)]}"
-                    )
-                if off < max(own_lows[(name, p)], 0):
-                    raise SnapshotError(f"{short} offset {off} below the log start")
-        except SnapshotError as exc:
-            notes.append(f"partition {p}: slice refused ({exc})")
-            continue
-        chosen[p] = s
+    refused: set[tuple[int, str]] = set()
+    deadline = time.monotonic() + timeout
+    reader = Consumer(consumer_config(settings, group_id=f"engine-snapshots-{uuid.uuid4().hex}"))
+    try:
+        size = window
+        open_ = {sp for sp in by_snap if ends[(topic, sp)] > max(lows[(topic, sp)], 0)}
+        while open_ and time.monotonic() < deadline:
+            ranges = {
+                sp: (max(max(lows[(topic, sp)], 0), ends[(topic, sp)] - size), ends[(topic, sp)])
+                for sp in open_
+            }
+            got = _read_ranges(reader, topic, ranges, deadline)
+            for sp in sorted(open_):
+                start = ranges[sp][0]
+                at_start = start <= max(lows[(topic, sp)], 0)
+                for cand in _candidates(got[sp], by_snap[sp] - chosen.keys(), notes):
+                    if cand.partition in chosen:
+                        continue
+                    tag = (cand.partition, f"{cand.order}:{cand.digest}")
+                    try:
+                        chosen[cand.partition] = _check(cand, own_topics, own_ends, own_lows)
+                    except SnapshotError as exc:
+                        whole = cand.count <= len(cand.parts) or at_start
+                        if (whole or cand.order - start >= cand.count) and tag not in refused:
+                            # Complete in this window (or cut by the log start): refused.
+                            refused.add(tag)
+                            notes.append(f"partition {cand.partition}: slice refused ({exc})")
+                if at_start or not (by_snap[sp] - chosen.keys()):
+                    open_.discard(sp)
+            size *= 4
+        if open_:
+            notes.append(f"snapshot topic not read within {timeout:.0f}s")
+    finally:
+        reader.close()
     return chosen, notes

@@ -286,6 +286,7 @@ class EngineWorker:
             )
         ok = read_until_caught_up(self.ref_consumer, self.admin, ref, apply)
         ref_applied = state.applied
+        t_ref = time.monotonic()
         slices: dict[int, Slice] = {}
         if self.snapshots and use_snapshots and self.settings.engine_snapshot_load and self.owned:
             try:
@@ -293,6 +294,7 @@ class EngineWorker:
             except SnapshotError:
                 self.rebuild(partitions, use_snapshots=False)
                 return
+        t_slices = time.monotonic()
         own_reader = Consumer(
             consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
         )
@@ -332,6 +334,11 @@ class EngineWorker:
             "own_records": state.applied - ref_applied,
             "slices": {p: s.slice_id for p, s in sorted(slices.items())},
             "seconds": now - started,
+            "phases": {
+                "ref": t_ref - started,
+                "slices": t_slices - t_ref,
+                "own": now - t_slices,
+            },
         }
         log.info(
             "worker %s rebuilt partitions %s from %d events in %.2fs%s; own records replayed "
