@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ class SnapshotWriter:
             producer_config(settings, **{"linger.ms": 5, "compression.type": "none"})  # type: ignore[arg-type]
         )
         self.failed = 0
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-snapshots")
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
@@ -80,7 +83,21 @@ class SnapshotWriter:
         self.producer.poll(0)
         return len(blob)
 
+    def submit(self, s: Slice, done: Callable[[Slice, int | None], None]) -> None:
+        """`publish` on the writer's own thread; `done(slice, bytes or None on error)`."""
+
+        def run() -> None:
+            try:
+                n: int | None = self.publish(s)
+            except Exception:
+                log.exception("publishing a snapshot slice failed")
+                n = None
+            done(s, n)
+
+        self.thread.submit(run)
+
     def close(self, timeout: float = 10.0) -> None:
+        self.thread.shutdown(wait=True)
         left = self.producer.flush(timeout)
         if left:
             log.warning("%d snapshot chunks not delivered at stop", left)
