@@ -14,9 +14,10 @@ Wire format (not an envelope event: it is state, not a fact):
 - chunk `i` of `n` has key `"<p>/<i>"` (compaction keeps the newest of each chunk index)
   and the headers below; every chunk of one slice carries the same id and digest.
 
-A reader takes the newest slice whose chunks are all present, whose digest matches,
-whose format it knows and whose offsets the log has committed; anything else means a
-full replay of that partition's log.
+A reader takes the slice covering the most of the log (by the offsets in its id, then
+the latest written) whose chunks are all present, whose digest matches, whose format it
+knows and whose offsets the log has committed; with none, it replays that partition's
+log in full.
 """
 
 from __future__ import annotations
