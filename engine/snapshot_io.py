@@ -110,6 +110,7 @@ class _Candidate:
     digest: str
     count: int
     parts: dict[int, bytes] = field(default_factory=dict)
+    slice_id: str = ""
     order: int = 0
     """offset of its last chunk: later = newer"""
 
@@ -143,7 +144,7 @@ def _read_ranges(
 
 
 def _candidates(msgs: list[Any], wanted: set[int], notes: list[str]) -> list[_Candidate]:
-    found: dict[tuple[int, str], _Candidate] = {}
+    found: dict[tuple[int, str, str], _Candidate] = {}
     for msg in msgs:
         h = _headers(msg)
         try:
@@ -156,12 +157,23 @@ def _candidates(msgs: list[Any], wanted: set[int], notes: list[str]) -> list[_Ca
             continue
         if p not in wanted:
             continue
-        cand = found.get((p, sid))
-        if cand is None or cand.digest != digest:
-            cand = found[(p, sid)] = _Candidate(p, fmt, digest, n)
+        cand = found.get((p, sid, digest))
+        if cand is None:
+            cand = found[(p, sid, digest)] = _Candidate(p, fmt, digest, n, slice_id=sid)
         cand.parts[i] = msg.value() or b""
         cand.order = msg.offset()
-    return sorted(found.values(), key=lambda c: -c.order)
+    return sorted(found.values(), key=_coverage, reverse=True)
+
+
+def _coverage(c: _Candidate) -> tuple[int, int]:
+    """How much of the log a candidate claims to cover (from its id, checked later), then
+    how late it was written: a slice a lagging ex-owner wrote after the new owner's is
+    older state and comes second."""
+    try:
+        covered = sum(int(x) for x in c.slice_id.split(":")[1:])
+    except ValueError:
+        covered = -1
+    return covered, c.order
 
 
 def _check(

@@ -87,7 +87,7 @@ def _publish_raw(settings: Settings, s: Slice, blob: bytes, digest: str) -> None
             partition=s.partition,
             headers=[
                 (HEADER_FORMAT, str(FORMAT_VERSION).encode()),
-                (HEADER_ID, f"{s.slice_id}:forged".encode()),
+                (HEADER_ID, s.slice_id.encode()),
                 (HEADER_DIGEST, digest.encode()),
                 (HEADER_PARTITION, str(s.partition).encode()),
                 (HEADER_CHUNK, f"{i}/{len(pieces)}".encode()),
