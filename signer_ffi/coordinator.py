@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from confluent_kafka import Consumer, Producer
 from cryptography.exceptions import InvalidSignature
@@ -95,6 +96,10 @@ class SigningRound:
     package: SigningPackageIssued | None = None
     shares: dict[int, SignatureShare] = field(default_factory=dict)
     rejected: list[SigningMessageRejected] = field(default_factory=list)
+    refusals: dict[str, str] = field(default_factory=dict)
+    """Participants' refusals of this round's own messages: who -> why."""
+    sent: set[UUID] = field(default_factory=set)
+    """Event ids of the request and package this coordinator published."""
     _commitment_events: dict[int, Envelope[Any]] = field(default_factory=dict, repr=False)
 
     def _reject(self, event: Envelope[Any], reason: str) -> SigningMessageRejected:
@@ -176,6 +181,30 @@ class SigningRound:
         pkg = SigningPackage(bytes.fromhex(self.package.signing_package_hex))
         return aggregate(pkg, self.shares, self.group.public_key_package)
 
+    def on_refusal(self, refused: SigningMessageRejected) -> str | None:
+        """Why the round cannot succeed any more, or None.
+
+        Only refusals of this coordinator's own request and package count (by event id):
+        a participant refusing a forged request or package that reuses the request id
+        says nothing about this round, and must not end it.
+        """
+        if refused.message_event_id not in self.sent or refused.rejected_by == PRODUCER:
+            return None
+        self.refusals[refused.rejected_by] = refused.reason
+        n = len(self.group.identifiers)
+        if (
+            refused.message_type == SigningPackageIssued.EVENT_TYPE
+            or len(self.refusals) > n - self.group.threshold
+        ):  # a chosen signer refused the package, or too few can still answer
+            return f"{len(self.refusals)} of {n} signers refused{self.refusal_text()}"
+        return None
+
+    def refusal_text(self) -> str:
+        parts = [f"{who}: {why}" for who, why in sorted(self.refusals.items())]
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} forged or unauthorised message(s) ignored")
+        return ("; " + "; ".join(parts)) if parts else ""
+
     def missing(self) -> list[int]:
         if self.package is None:
             return [i for i in self.group.identifiers if i not in self.commitments]
@@ -255,7 +284,7 @@ class SigningCoordinator:
         state = SigningRound(
             request=request.payload, group=group, message=message, requester=self.requester
         )
-        refusals: dict[str, str] = {}
+        state.sent.add(request.event_id)
         started = time.monotonic()
         self._publish(request)
         signature: bytes | None = None
@@ -265,7 +294,7 @@ class SigningCoordinator:
                 stage = "commitments" if state.package is None else "signature shares"
                 failure = (
                     f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) "
-                    f"{state.missing()}{_refusal_text(refusals, state)}",
+                    f"{state.missing()}{state.refusal_text()}",
                     (),
                 )
                 break
@@ -298,19 +327,13 @@ class SigningCoordinator:
                     )
                 if isinstance(out, bytes):
                     signature, out = out, None
-            elif isinstance(payload, SigningMessageRejected) and payload.rejected_by != PRODUCER:
-                refusals[payload.rejected_by] = payload.reason
-                if (
-                    payload.message_type == SigningPackageIssued.EVENT_TYPE
-                    or len(refusals) > len(group.identifiers) - group.threshold
-                ):  # a chosen signer refused the package, or too few can still answer
-                    failure = (
-                        f"{len(refusals)} of {len(group.identifiers)} signers refused"
-                        f"{_refusal_text(refusals, state)}",
-                        (),
-                    )
+            elif isinstance(payload, SigningMessageRejected):
+                if (why := state.on_refusal(payload)) is not None:
+                    failure = (why, ())
             if out is not None:
-                self._publish(new_event(out, producer=self.requester.name, causation=ev))
+                published = new_event(out, producer=self.requester.name, causation=ev)
+                state.sent.add(published.event_id)
+                self._publish(published)
         if failure is not None:
             failed = new_event(
                 SigningFailed(
@@ -345,13 +368,6 @@ class SigningCoordinator:
         )
         self._publish(done)
         return done
-
-
-def _refusal_text(refusals: dict[str, str], state: SigningRound) -> str:
-    parts = [f"{who}: {why}" for who, why in sorted(refusals.items())]
-    if state.rejected:
-        parts.append(f"{len(state.rejected)} forged or unauthorised message(s) ignored")
-    return ("; " + "; ".join(parts)) if parts else ""
 
 
 def load_requester(

@@ -77,7 +77,7 @@ class _Accepted:
 
 @dataclass
 class ParticipantState:
-    """Pure round bookkeeping for one participant: what it answers, and what it refuses.
+    """Round bookkeeping for one participant (no Kafka): what it answers and what it refuses.
 
     A request is answered only if a requester the group allows signed it with the key
     the engine registered for it. A package is signed only if that same requester signed

@@ -38,10 +38,11 @@ from signer_ffi.authn import (
     verify_round_message,
     write_identity,
 )
-from signer_ffi.coordinator import SigningRound
+from signer_ffi.coordinator import SigningRound, rejection
 from signer_ffi.frost import (
     KeyShare,
     SigningCommitments,
+    SigningPackage,
     commit,
     generate_with_dealer,
     signing_package,
@@ -252,7 +253,8 @@ def test_a_forged_package_is_refused_and_the_real_one_still_signs(world: World) 
 )
 @given(data=st.data())
 def test_any_other_package_bytes_get_a_rejection_never_a_share(world: World, data: Any) -> None:
-    """Requester-signed packages of random or mutated bytes: a reason, never a share or crash."""
+    """Requester-signed packages of random or mutated bytes: a reason and no share unless the
+    message, signers and own commitments are intact; never a crash."""
     request = world.request(f"fuzz-{data.draw(st.integers(0, 10**12))}")
     states, coms = committed(world, request, (1, 2))
     good = signing_package(coms, DIGEST).data
@@ -272,6 +274,13 @@ def test_any_other_package_bytes_get_a_rejection_never_a_share(world: World, dat
     out = states[1].on_package(ev(sign_round_message(payload, world.requester.key)))
     if raw == good:
         assert isinstance(out, SignatureSharePublished)
+    elif isinstance(out, SignatureSharePublished):
+        # Signed only if everything participant 1 can check is intact: a flipped byte in
+        # participant 2's commitments can still be a valid point, and participant 1 has no
+        # way (and, for FROST's unforgeability, no need) to know 2's commitments.
+        held = SigningPackage(raw).contents(1)
+        assert held.message == DIGEST and held.signers == (1, 2)
+        assert held.commitments == coms[1]
     else:
         assert isinstance(out, SigningMessageRejected), out
 
@@ -502,3 +511,27 @@ def test_a_signer_with_the_artefact_store_signs_only_its_digest(
         out = ask(rid, digest, artefact)
         assert isinstance(out, SigningMessageRejected) and reason in out.reason, out
     assert set(p.pending) == {"a1"}
+
+
+def test_only_refusals_of_the_rounds_own_messages_end_it(world: World) -> None:
+    """A signer refusing a forged request or package that reuses the request id (it will)
+    must not end the genuine round; refusals of the coordinator's own messages do."""
+    request = world.request("refusals")
+    rnd = SigningRound(
+        request=request.payload, group=world.group, message=DIGEST, requester=world.requester
+    )
+    rnd.sent.add(request.event_id)
+    forged = world.request("refusals", requester=Requester("mallory", Ed25519PrivateKey.generate()))
+    for i in (1, 2, 3):
+        refused = world.participant(i).on_request(forged, 0.0)
+        assert isinstance(refused, SigningMessageRejected)
+        assert rnd.on_refusal(refused) is None
+    assert rnd.refusals == {}
+    first = rejection_of(request, "signer-1", "no")
+    assert rnd.on_refusal(first) is None  # 2 of 3 can still answer
+    why = rnd.on_refusal(rejection_of(request, "signer-2", "no either"))
+    assert why is not None and "2 of 3 signers refused" in why and "no either" in why
+
+
+def rejection_of(event: Envelope[Any], who: str, reason: str) -> SigningMessageRejected:
+    return rejection(event, who, reason)
