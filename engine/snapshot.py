@@ -18,6 +18,7 @@ tests/engine/test_snapshot.py).
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import zlib
@@ -166,76 +167,119 @@ def _micros(d: timedelta | None) -> int | None:
     return None if d is None else d // timedelta(microseconds=1)
 
 
-def take_slice(state: EngineState, partition: int, offsets: dict[str, int]) -> Slice:
-    """The part of `state` derived from `partition` of the own topics, as plain values.
+@dataclass(frozen=True)
+class Capture:
+    """A partition's part of the state, copied out as it was (`capture`): references to
+    immutable values (recorded decisions, timestamps) and copies of the mutable ones
+    (orders, balances, windows). Cheap enough for the worker's loop; `render` turns it
+    into plain values later, on another thread."""
 
-    `offsets` must be the own-topic positions that `state` has folded exactly (the
-    worker takes the slice right after the transaction that produced them committed).
-    """
+    partition: int
+    accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
+                         list[tuple[datetime, Decimal]]]]  # fmt: skip
+    orders: list[OrderState]
+    client_orders: list[tuple[str, str, str]]
+    recent: list[tuple[tuple[str, str], Recorded]]
+    archive: list[tuple[Any, array[int]]]
+    newest: list[tuple[Any, datetime]]
+    rate: list[tuple[str, str, list[datetime]]]
+    idempotency: tuple[int, timedelta]
+    rate_pruned_min: timedelta | None
+    orphans: list[tuple[str, str]]
+
+
+def capture(state: EngineState, partition: int) -> Capture:
+    """Copy out what `state` derived from `partition` of the own topics (see `Capture`)."""
     part = state.partition_of
-    mine = {a for a in state.accounts if part(a) == partition}
+    key_part: dict[Any, int] = {}
+
+    def kpart(k: Any) -> int:
+        p = key_part.get(k)
+        if p is None:
+            p = key_part[k] = part(_kafka_key_account(k))
+        return p
+
+    accounts = [
+        (name, dict(a.balances), dict(a.deposited), dict(a.positions), a.fills, list(a.peaks))
+        for name, a in state.accounts.items()
+        if part(name) == partition
+    ]
+    orders = []
+    for o in state.orders.values():
+        if part(o.account) == partition:
+            c = copy.copy(o)
+            c.children = list(o.children)
+            c.fill_ids = set(o.fill_ids)
+            orders.append(c)
+    mine = {o.order_id for o in orders}
+    client_orders = [(k[0], k[1], oid) for k, oid in state.client_orders.items() if oid in mine]
+    rec = state.decisions
+    return Capture(
+        partition=partition,
+        accounts=accounts,
+        orders=orders,
+        client_orders=client_orders,
+        recent=[(k, r) for k, r in rec.recent.items() if kpart(r.key) == partition],
+        archive=[
+            (k, array("Q", v)) for k, v in rec.archived_by_key.items() if kpart(k) == partition
+        ],
+        newest=[(k, t) for k, t in rec.newest_by_key.items() if kpart(k) == partition],
+        rate=[
+            (producer, strategy, windows[partition].live())
+            for (producer, strategy), windows in state.rate.items()
+            if partition in windows and len(windows[partition])
+        ],
+        idempotency=(rec.max_recent, rec.window),
+        rate_pruned_min=state.rate_pruned_min,
+        orphans=[(f, a) for f, a in state.orphan_fill_ids.items() if part(a) == partition],
+    )
+
+
+def render(c: Capture, offsets: dict[str, int]) -> Slice:
+    """The captured state as a slice of plain values, naming `offsets`: the own-topic
+    positions the captured state has folded exactly (the worker knows them once the
+    transaction that produced them has committed)."""
     accounts: dict[str, Any] = {}
-    for name in sorted(mine):
-        acc = state.accounts[name]
+    for name, balances, deposited, positions, fills, peaks in sorted(c.accounts):
         traded = {
-            asset: str(amount - acc.deposited.get(asset, ZERO))
-            for asset, amount in sorted(acc.balances.items())
+            asset: str(amount - deposited.get(asset, ZERO))
+            for asset, amount in sorted(balances.items())
         }
-        if not (traded or acc.positions or acc.fills or acc.peaks):
+        if not (traded or positions or fills or peaks):
             continue
         accounts[name] = {
             "traded": traded,
-            "positions": {i: str(q) for i, q in sorted(acc.positions.items())},
-            "fills": acc.fills,
-            "peaks": [[_ts(t), str(v)] for t, v in acc.peaks],
+            "positions": {i: str(q) for i, q in sorted(positions.items())},
+            "fills": fills,
+            "peaks": [[_ts(t), str(v)] for t, v in peaks],
         }
-    orders = [
-        _order_dump(o) for oid, o in sorted(state.orders.items()) if part(o.account) == partition
-    ]
-    client_orders = sorted(
-        [k[0], k[1], oid]
-        for k, oid in state.client_orders.items()
-        if oid in state.orders and part(state.orders[oid].account) == partition
-    )
-    rec = state.decisions
-    recent = [
-        _recorded_dump(k, r)
-        for k, r in sorted(rec.recent.items(), key=lambda kv: (kv[1].occurred_at, kv[0]))
-        if part(_kafka_key_account(r.key)) == partition
-    ]
-    archive = {
-        _kafka_key_account(k): _b64(array("Q", sorted(fps)).tobytes())
-        for k, fps in sorted(rec.archived_by_key.items())
-        if part(_kafka_key_account(k)) == partition
-    }
-    newest = {
-        _kafka_key_account(k): _ts(t)
-        for k, t in sorted(rec.newest_by_key.items())
-        if part(_kafka_key_account(k)) == partition
-    }
-    rate = [
-        [producer, strategy, [_ts(t) for t in windows[partition].live()]]
-        for (producer, strategy), windows in sorted(state.rate.items())
-        if partition in windows and len(windows[partition])
-    ]
     body = {
         "format": FORMAT_VERSION,
-        "partition": partition,
+        "partition": c.partition,
         "offsets": dict(sorted(offsets.items())),
         "accounts": accounts,
-        "orders": orders,
-        "client_orders": client_orders,
-        "recent": recent,
-        "archive": archive,
-        "decided_until": newest,
-        "idempotency": [rec.max_recent, _micros(rec.window)],
-        "rate": rate,
-        "rate_pruned_min_us": _micros(state.rate_pruned_min),
-        "orphan_fill_ids": sorted(
-            [f, a] for f, a in state.orphan_fill_ids.items() if part(a) == partition
-        ),
+        "orders": [_order_dump(o) for o in sorted(c.orders, key=lambda o: o.order_id)],
+        "client_orders": sorted([a, b, oid] for a, b, oid in c.client_orders),
+        "recent": [
+            _recorded_dump(k, r)
+            for k, r in sorted(c.recent, key=lambda kv: (kv[1].occurred_at, kv[0]))
+        ],
+        "archive": {
+            _kafka_key_account(k): _b64(array("Q", sorted(fps)).tobytes())
+            for k, fps in sorted(c.archive)
+        },
+        "decided_until": {_kafka_key_account(k): _ts(t) for k, t in sorted(c.newest)},
+        "idempotency": [c.idempotency[0], _micros(c.idempotency[1])],
+        "rate": [[p, s, [_ts(t) for t in times]] for p, s, times in sorted(c.rate)],
+        "rate_pruned_min_us": _micros(c.rate_pruned_min),
+        "orphan_fill_ids": sorted([f, a] for f, a in c.orphans),
     }
-    return Slice(partition, dict(offsets), body)
+    return Slice(c.partition, dict(offsets), body)
+
+
+def take_slice(state: EngineState, partition: int, offsets: dict[str, int]) -> Slice:
+    """`render(capture(state, partition), offsets)` in one go (tests, tools)."""
+    return render(capture(state, partition), offsets)
 
 
 # ---- bytes -----------------------------------------------------------------------------

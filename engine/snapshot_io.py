@@ -24,7 +24,15 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import consumer_config, end_offsets, producer_config
 from deploy.settings import Settings
-from engine.snapshot import Slice, SnapshotError, chunks, decode_slice, encode_slice
+from engine.snapshot import (
+    Capture,
+    Slice,
+    SnapshotError,
+    chunks,
+    decode_slice,
+    encode_slice,
+    render,
+)
 from schemas.snapshots import (
     FORMAT_VERSION,
     HEADER_CHUNK,
@@ -83,11 +91,16 @@ class SnapshotWriter:
         self.producer.poll(0)
         return len(blob)
 
-    def submit(self, s: Slice, done: Callable[[Slice, int | None], None]) -> None:
-        """`publish` on the writer's own thread; `done(slice, bytes or None on error)`."""
+    def submit(
+        self, c: Capture, offsets: dict[str, int], done: Callable[[Slice, int | None], None]
+    ) -> None:
+        """Render `c` with `offsets` and `publish` it on the writer's own thread;
+        `done(slice, bytes or None on error)`."""
 
         def run() -> None:
+            s = Slice(c.partition, dict(offsets), {})
             try:
+                s = render(c, offsets)
                 n: int | None = self.publish(s)
             except Exception:
                 log.exception("publishing a snapshot slice failed")

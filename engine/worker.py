@@ -48,7 +48,7 @@ from engine.codec import decode_record
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
-from engine.snapshot import Slice, SnapshotError, merge_slices, take_slice
+from engine.snapshot import Capture, Slice, SnapshotError, capture, merge_slices
 from engine.snapshot_io import SnapshotWriter, read_slices
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, encode
@@ -225,7 +225,7 @@ class EngineWorker:
         self.snap_last: dict[int, float] = {}
         self.snap_ok = False
         """False until a complete rebuild: slices are only taken of a state that is."""
-        self.pending_slices: list[Slice] = []
+        self.pending_slices: list[Capture] = []
         """Slices of the state as of the transaction in flight: published once it commits."""
         self.last_rebuild: dict[str, Any] = {}
         self.part: Callable[[str], int] = partitioner(1)
@@ -682,7 +682,7 @@ class EngineWorker:
                 p = part(e.key)
                 due[p] = due.get(p, 0) + 1
 
-    def _take_due_slice(self) -> list[Slice]:
+    def _take_due_slice(self) -> list[Capture]:
         """At most one partition's slice per batch (taking one walks that partition's state
         on the main thread): the one most overdue, if any is due."""
         if not (self.snapshots and self.snap_ok and not self.needs_rebuild):
@@ -700,9 +700,9 @@ class EngineWorker:
         _, _, p = max(due)
         self.snap_due[p] = 0
         self.snap_last[p] = now
-        return [take_slice(self.state, p, {})]
+        return [capture(self.state, p)]
 
-    def _publish_slices(self, slices: list[Slice]) -> None:
+    def _publish_slices(self, slices: list[Capture]) -> None:
         """Name each slice's offsets (what its state folded, now committed) and send it."""
         if not self.snap_ok:
             return
@@ -715,10 +715,9 @@ class EngineWorker:
             if any(k not in self.own_end for k in keys.values()):
                 continue
             offsets = {short: self.own_end[k] for short, k in keys.items()}
-            body = dict(s.body, offsets=dict(sorted(offsets.items())))
-            # Encoding (JSON, zlib, SHA-256) and producing run on the writer's thread: the
-            # body is a fresh structure of immutable values, nothing the loop changes.
-            self.snap_writer.submit(Slice(s.partition, offsets, body), self._published)
+            # Rendering, encoding (JSON, zlib, SHA-256) and producing run on the writer's
+            # thread: the capture holds copies and immutable values, nothing the loop changes.
+            self.snap_writer.submit(s, offsets, self._published)
 
     def _published(self, s: Slice, n: int | None) -> None:
         if n is None:

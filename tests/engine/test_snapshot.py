@@ -22,10 +22,12 @@ from engine.snapshot import (
     Slice,
     SnapshotError,
     canonical_state,
+    capture,
     chunks,
     decode_slice,
     encode_slice,
     merge_slices,
+    render,
     take_slice,
 )
 from engine.state import EngineState
@@ -354,3 +356,31 @@ def test_kafka_murmur2_vectors() -> None:
     for s, v in vectors.items():
         assert signed32(murmur2(s.encode())) == v
     assert all(0 <= partition_for(f"acc-{i}", 6) < 6 for i in range(100))
+
+
+def test_a_capture_is_not_changed_by_what_the_worker_does_next() -> None:
+    """The worker captures on its loop and renders on the writer's thread later: what it
+    processes in between must not leak into the slice."""
+    h = _harness()
+    log = Log(h)
+    for a in [
+        ("limit", "A1", Side.BUY, "1", -5, True),
+        ("limit", "A1", Side.SELL, "0.5", 8, False),
+        ("trade", -6, "0.4"),
+    ]:
+        log.play(a)
+    offsets = {t: log.count.get((t, 0), 0) for t in OWN}
+    expected = take_slice(h.state, 0, offsets)
+    cap = capture(h.state, 0)
+    later: list[tuple[Any, ...]] = [
+        ("trade", -6, "5"),
+        ("cancel", "A1", 2),
+        ("market", "A1", Side.BUY),
+        ("deposit", "A1", "USDC"),
+        ("limits", 2),
+        ("limit", "A3", Side.BUY, "2.5", 0, True),
+    ]
+    for step in later:
+        log.play(step)
+    assert take_slice(h.state, 0, offsets) != expected  # the state did move on
+    assert render(cap, offsets) == expected
