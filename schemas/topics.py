@@ -73,7 +73,12 @@ TOPICS: dict[Topic, TopicSpec] = {
         TopicSpec(Topic.MARKETDATA, 6, "instrument", "Trades and top-of-book quotes"),
         TopicSpec(Topic.SURVEILLANCE_CONFIG, 1, "detector", "Detector configuration"),
         TopicSpec(Topic.SURVEILLANCE_ALERTS, 6, "account", "Market-abuse alerts"),
-        TopicSpec(Topic.SIGNING, 1, "request id", "Completed and failed threshold signings"),
+        TopicSpec(
+            Topic.SIGNING,
+            1,
+            "request id",
+            "Completed and failed threshold signings, refused round messages",
+        ),
         TopicSpec(Topic.SIGNING_REQUESTS, 1, "request id", "Signing requests to participants"),
         TopicSpec(Topic.SIGNING_MESSAGES, 1, "request id", "FROST commitments and shares"),
         TopicSpec(
