@@ -7,7 +7,8 @@ passphrase or any tampering is detected (`WrongPassphraseError`) rather than
 yielding garbage key material. The header (magic, version, scrypt parameters,
 salt, nonce) is bound into the GCM associated data.
 
-File layout: b"TTKS" (b"TTID" for an identity key) | u8 version | u8 log2(n) | u8 r | u8 p | 16B salt | 12B nonce | ciphertext+tag
+File layout: magic | u8 version | u8 log2(n) | u8 r | u8 p | 16B salt | 12B nonce |
+ciphertext+tag, where magic is b"TTKS" for a key share and b"TTID" for an identity key.
 """
 
 from __future__ import annotations
