@@ -1,8 +1,8 @@
 """Projection benchmarks on a throwaway local stack (real Kafka, real PostgreSQL, fsync on).
 
 1. Rebuild throughput: N synthetic events (default 1,000,000) produced to Kafka, then
-   `tradetape rebuild NAME` for each projection, `tradetape rebuild --all` (one process
-   per topic group) and `rebuild --all --one-consumer`, each as a subprocess: events/s
+   `tradetape rebuild NAME` for each projection, `tradetape rebuild --all` (one consumer)
+   and `rebuild --all --parallel` (one process per topic group), each as a subprocess: events/s
    (records on the projection's topics / rebuild seconds) and peak RSS (wait4 rusage;
    for `--all` also the process tree's summed PSS and RSS, sampled).
 2. Incremental lag: `tradetape run projections` as a subprocess (one process per topic
@@ -153,10 +153,12 @@ def _summary(text: str, name: str) -> tuple[int, float]:
     return int(line.split(":")[1].split()[0]), float(line.split(" in ")[1].split("s")[0])
 
 
-def bench_rebuild(s: Settings, names: list[str]) -> list[dict[str, Any]]:
+def bench_rebuild(
+    s: Settings, names: list[str], *, single: bool = True, all_rounds: int = 1
+) -> list[dict[str, Any]]:
     out = []
     base = [sys.executable, "-m", "deploy.cli_entry", "rebuild"]
-    for name in names:
+    for name in names if single else []:
         text, _wall, rss = _run_measured([*base, name], _env(s))
         events, seconds = _summary(text, name)
         out.append({"name": name, "events": events, "seconds": seconds, "rss": rss})
@@ -165,9 +167,16 @@ def bench_rebuild(s: Settings, names: list[str]) -> list[dict[str, Any]]:
             f"{events / seconds:>9,.0f} ev/s  peak RSS {rss:5.0f} MB",
             flush=True,
         )
-    # --all both ways in this run: one process per topic group (the default), and one
-    # process on one consumer (each record decoded once).
-    for label, extra in (("--all", []), ("--all --one-consumer", ["--one-consumer"])):
+    # --all both ways in this run: one process on one consumer (each record decoded once,
+    # the default), and one process per topic group (--parallel).
+    ways: list[tuple[str, list[str]]] = [
+        ("--all --parallel", ["--parallel"]),
+        ("--all", []),
+    ]
+    # Rounds alternate the order (AB, BA, ...), so a drift in the machine's load does not
+    # favour one way.
+    rounds = [ways if r % 2 == 0 else ways[::-1] for r in range(all_rounds)]
+    for label, extra in [w for r in rounds for w in r]:
         tree: dict[str, float] = {}
         text, _wall, rss = _run_measured([*base, "--all", *extra], _env(s), tree)
         seconds = max(_summary(text, n)[1] for n in names)
@@ -430,6 +439,15 @@ def main() -> int:
         "generator, as sessions 1-3 measured)",
     )
     ap.add_argument("--projections", default=",".join(PROJECTIONS), help="comma-separated")
+    ap.add_argument(
+        "--skip-single", action="store_true", help="no per-projection rebuilds, only --all"
+    )
+    ap.add_argument(
+        "--all-rounds",
+        type=int,
+        default=1,
+        help="rounds of `rebuild --all` both ways (--parallel, one consumer), order alternating",
+    )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     bench_decode()
@@ -449,7 +467,12 @@ def main() -> int:
                 t = time.monotonic()
                 n = produce_all(s, args.events)
                 print(f"produced {n:,} events in {time.monotonic() - t:.1f}s", flush=True)
-                bench_rebuild(s, args.projections.split(","))
+                bench_rebuild(
+                    s,
+                    args.projections.split(","),
+                    single=not args.skip_single,
+                    all_rounds=args.all_rounds,
+                )
                 print(f"load average: {os.getloadavg()}", flush=True)
             if not args.skip_lag:
                 lag_settings = s.with_overrides(topic_prefix="lag.")

@@ -5,10 +5,11 @@ own migration bodies, filled by the ordinary projector (its offsets kept inside 
 schema), and swapped in by renaming schemas in one transaction that also replaces the
 stored offsets. Readers see the old projection or the new one, never a half-built one.
 A live projector of the same projection notices the moved offsets and resumes from them.
-`rebuild --all` builds the projections' topic groups in parallel, one process per
-group (the live runner's groups), and swaps them all in in one transaction, only if
-every group finished (`rebuild_parallel`); `rebuild_many` builds them on one consumer
-(each record decoded once) in one process.
+`rebuild --all` builds every projection on one consumer (each record decoded once) in
+one process and swaps them all in in one transaction (`rebuild_many`); `rebuild --all
+--parallel` builds the live runner's topic groups in one process each and swaps them all
+in in one transaction, only if every group finished (`rebuild_parallel`; no faster on
+2 cores shared with the broker and PostgreSQL, see docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -135,7 +135,14 @@ def test_cli_formats(loaded: Settings, tmp_path: Path, monkeypatch: pytest.Monke
         pairs = [line.split() for line in res.stdout.strip().splitlines()]
         sums = {p[0]: p[1] for p in pairs if len(p) == 2 and len(p[1]) == 64}
         assert set(sums) == set(PROJECTIONS) and f"orders {sums['orders']}" == live
+        assert "each decoded once" in res.output
+        res = runner.invoke(app, ["rebuild", "--all", "--parallel"])
+        assert res.exit_code == 0, res.output
+        pairs = [line.split() for line in res.stdout.strip().splitlines()]
+        assert {p[0]: p[1] for p in pairs if len(p) == 2 and len(p[1]) == 64} == sums
         assert "groups in parallel" in res.output and "swapped in together" in res.output
+        res = runner.invoke(app, ["rebuild", "orders", "--parallel"])
+        assert res.exit_code == 2
         res = runner.invoke(app, ["rebuild", "nope"])
         assert res.exit_code == 2
     finally:
