@@ -563,7 +563,16 @@ class EngineWorker:
                 log.exception("market event %s failed", event.event_id)
                 self.needs_rebuild = True
         else:
+            horizon = self.state.rate_horizon
             self.state.apply(event)
+            if self.state.rate_horizon > horizon and self.snap_ok:
+                # This state's rate windows were pruned shorter than the limits now in
+                # force count back: a slice of it would be refused at every start.
+                self.snap_ok = False
+                log.warning(
+                    "a longer order-rate window is in force: no snapshot slices until the "
+                    "next rebuild (which replays the log in full once)"
+                )
 
     def _encoded(self, event: Output) -> tuple[bytes, bytes, Any]:
         """Wire bytes; a decision was encoded once already, when the state recorded it

@@ -384,3 +384,47 @@ def test_a_capture_is_not_changed_by_what_the_worker_does_next() -> None:
         log.play(step)
     assert take_slice(h.state, 0, offsets) != expected  # the state did move on
     assert render(cap, offsets) == expected
+
+
+class _Msg:
+    """Just enough of a confluent-kafka Message for the worker's reference handler."""
+
+    def __init__(self, event: Any) -> None:
+        self.k, self.v, self.h = encode(event)
+
+    def value(self) -> bytes:
+        return bytes(self.v)
+
+    def headers(self) -> Any:
+        return self.h
+
+    def topic(self) -> str:
+        return "risk.config"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+
+def test_a_longer_rate_window_stops_a_running_worker_slicing() -> None:
+    """Its windows were pruned shorter than the new limits count back: any slice it took
+    would be refused at every start, so it takes none until its next rebuild."""
+    from deploy.settings import Settings
+    from engine.worker import EngineWorker
+    from schemas import new_event
+
+    w = EngineWorker(Settings(kafka_port=1, topic_prefix="unit."), wid="u")
+    try:
+        w.snap_ok = True
+        for version, window, still_ok in [(1, 1, True), (2, 30, False)]:
+            change = RiskLimitsChanged(
+                scope="*", config_version=version, limits=limits(window), changed_by="admin"
+            )
+            w._handle_reference(_Msg(new_event(change, producer="engine")), [])  # type: ignore[arg-type]
+            assert w.snap_ok is still_ok, window
+        assert w._take_due_slice() == []
+    finally:
+        w.consumer.close()
+        w.ref_consumer.close()
