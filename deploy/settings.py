@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         description="...or this many seconds after its last one if it has new output"
         " (seconds, not money)",
     )
+    engine_partition_check_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often an engine worker looks for partitions added to the topics it"
+        " reads in full (reference topics, market data); a new one means a rebuild, so a"
+        " kill switch or limit on it is never missed (seconds, not money; 0: off)",
+    )
 
     log_level: str = "INFO"
 

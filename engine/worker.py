@@ -68,6 +68,8 @@ REF_GRACE_SECONDS = 0.1
 reference records already on their way (only then; steady state does not wait)."""
 REF_GRACE_BACKOFF = 5.0
 """The same missing price/producer/account is waited for at most once per this many s."""
+METADATA_REFRESH_MS = 10_000
+"""How often the group consumer refreshes topic metadata (added input partitions)."""
 TXN_TIMEOUT_MS = 10_000
 """Short, so a killed worker's open transaction is aborted soon after a takeover."""
 TXN_PRODUCER_TUNING: dict[str, Any] = {
@@ -182,6 +184,9 @@ class EngineWorker:
                     # Static membership: a restarted worker takes its partitions straight
                     # back; a dead one's go to the others after the session timeout.
                     "group.instance.id": f"{prefix}engine-{self.wid}",
+                    # A partition added to an input topic reaches the group (a rebalance)
+                    # at the next metadata refresh: librdkafka's default is 5 minutes.
+                    "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
                 },
             )
         )
@@ -196,6 +201,9 @@ class EngineWorker:
         main thread and waits for it: 1.1 ms per call in a cProfile of the loaded worker,
         twice per step before."""
         self._high: dict[tuple[str, int], int] = {}
+        self.read_in_full: dict[str, int] = {}
+        """Topic -> partitions the reference consumer was assigned at the last rebuild."""
+        self._partitions_checked = time.monotonic()
         self._high_at = 0.0
         self.needs_rebuild = False
         self.in_txn = False
@@ -322,6 +330,10 @@ class EngineWorker:
                 for tp in positions
             ]
         )
+        self.read_in_full = {}
+        for tp in ref:
+            self.read_in_full[tp.topic] = self.read_in_full.get(tp.topic, 0) + 1
+        self._partitions_checked = time.monotonic()
         self.state = state
         self.heap.after_rebuild()
         now = time.monotonic()
@@ -351,6 +363,36 @@ class EngineWorker:
             state.applied - ref_applied,
             self.last_rebuild["slices"] or "none",
         )
+
+    def _check_partitions(self) -> None:
+        """Rebuild when a topic read in full has gained partitions since the last rebuild.
+
+        The reference consumer is assigned by hand, so a partition added to, say,
+        `risk.config` would otherwise never be read by a running worker: a kill switch or
+        a limit landing there would be missed, which fails open.
+        """
+        every = self.settings.engine_partition_check_seconds
+        now = time.monotonic()
+        if every <= 0 or now - self._partitions_checked < every or not self.read_in_full:
+            return
+        self._partitions_checked = now
+        try:
+            topics = self.admin.list_topics(timeout=5).topics
+        except KafkaException as exc:
+            log.warning("could not check the reference topics for added partitions: %s", exc)
+            return
+        grown = {
+            name: (n, len(topics[name].partitions))
+            for name, n in self.read_in_full.items()
+            if name in topics and len(topics[name].partitions) > n
+        }
+        if grown:
+            log.warning(
+                "worker %s: partitions added to %s (was, now); rebuilding to read them",
+                self.wid,
+                grown,
+            )
+            self.needs_rebuild = True
 
     def _load_slices(self, state: EngineState) -> dict[int, Slice]:
         """The newest usable slice of each owned partition, merged into `state` (which holds
@@ -829,6 +871,7 @@ class EngineWorker:
             busy["refs+lag"] += t2 - t1
             busy["process"] += t3 - t2
             busy["commit-wait"] += t4 - t3
+        self._check_partitions()
         if self.needs_rebuild:
             self.needs_rebuild = False
             try:
