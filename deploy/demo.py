@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from deploy.kafka import consumer_config, producer_config
 from deploy.local import LocalStack, StackError
 from deploy.settings import Settings
-from schemas import Envelope, decode, encode, new_event
+from schemas import Envelope, decode_message, encode, new_event
 from schemas.events import (
     AccountOpened,
     BeneficialOwner,
@@ -89,13 +89,7 @@ def smoke_flow(settings: Settings) -> list[str]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            ev = decode(
-                msg.value(),
-                msg.headers(),
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
-            )
+            ev = decode_message(msg)
             if ev.key == account:
                 seen.append(str(ev.event_id))
     finally:

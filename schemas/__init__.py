@@ -7,7 +7,7 @@ nothing outside this package defines an event shape.
 from schemas.envelope import Envelope, EventPayload, derive_event, new_event
 from schemas.errors import MalformedEventError, UnknownEventTypeError
 from schemas.registry import REGISTRY, payload_class
-from schemas.serde import decode, encode
+from schemas.serde import decode, decode_message, encode
 from schemas.topics import TOPICS, Topic, TopicSpec
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "TopicSpec",
     "UnknownEventTypeError",
     "decode",
+    "decode_message",
     "derive_event",
     "encode",
     "new_event",

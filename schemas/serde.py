@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -89,6 +89,27 @@ def decode(
         raise bad(
             f"{event_type} v{version} failed validation: {exc.errors(include_url=False)}"
         ) from exc
+
+
+class ConsumedRecord(Protocol):
+    """What `decode_message` reads of a consumed record (a confluent-kafka `Message`)."""
+
+    def value(self) -> Any: ...
+    def headers(self) -> Any: ...
+    def topic(self) -> Any: ...
+    def partition(self) -> Any: ...
+    def offset(self) -> Any: ...
+
+
+def decode_message(msg: ConsumedRecord) -> Envelope[Any]:
+    """`decode` of a consumed record, its coordinates named in any error."""
+    return decode(
+        msg.value(),
+        msg.headers(),
+        topic=msg.topic(),
+        partition=msg.partition(),
+        offset=msg.offset(),
+    )
 
 
 def canonical_json(data: Any) -> bytes:

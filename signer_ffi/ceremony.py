@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
-from schemas import Envelope, decode, encode, new_event
+from schemas import Envelope, decode_message, encode, new_event
 from schemas.events import DkgCompleted, DkgRound1Published, DkgRound2Published
 from schemas.topics import Topic
 from signer_ffi.authn import DEFAULT_REQUESTER, public_hex, write_identity
@@ -173,13 +173,7 @@ def run_dkg_participant(
             if msg is None or msg.error():
                 continue
             try:
-                ev = decode(
-                    msg.value(),
-                    msg.headers(),
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                )
+                ev = decode_message(msg)
             except Exception:
                 continue
             p = ev.payload

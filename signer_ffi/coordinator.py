@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deploy.kafka import assign_from_end, consumer_config, producer_config
 from deploy.settings import Settings
-from schemas import Envelope, decode, encode, new_event
+from schemas import Envelope, decode_message, encode, new_event
 from schemas.events import (
     SignatureSharePublished,
     SigningCommitmentPublished,
@@ -302,13 +302,7 @@ class SigningCoordinator:
             if msg is None or msg.error():
                 continue
             try:
-                ev = decode(
-                    msg.value(),
-                    msg.headers(),
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                )
+                ev = decode_message(msg)
             except Exception:
                 continue  # not ours to judge; participants dead-letter malformed records
             payload = ev.payload

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
-from schemas import Envelope, MalformedEventError, decode, encode, new_event
+from schemas import Envelope, MalformedEventError, decode_message, encode, new_event
 from schemas.events import (
     ProducerRegistered,
     SignatureSharePublished,
@@ -275,13 +275,7 @@ def _fold_registration(msg: Message, state: ParticipantState) -> None:
     if not _is_registration(msg):
         return
     try:
-        ev = decode(
-            msg.value(),
-            msg.headers(),
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
-        )
+        ev = decode_message(msg)
     except MalformedEventError:
         return  # the engine's topic: its own readers dead-letter what it cannot parse
     if state.registry.apply(ev):
@@ -336,13 +330,7 @@ def serve(
                 _fold_registration(msg, state)  # a new requester or a rotated key
                 continue
             try:
-                ev = decode(
-                    msg.value(),
-                    msg.headers(),
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                )
+                ev = decode_message(msg)
             except MalformedEventError as exc:
                 publish(dead_letter_for(msg, exc, stage=producer_name, producer=producer_name))
                 continue
