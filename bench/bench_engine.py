@@ -47,6 +47,7 @@ from deploy.kafka import consumer_config, create_topics, partitions_of, producer
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from engine import auth
+from engine.partitioning import partition_for
 from engine.worker import TXN_PRODUCER_TUNING
 from schemas import Envelope, encode, new_event
 from schemas.events import (
@@ -71,30 +72,6 @@ PARTITIONS = 6
 """Partitions of the intents topic in the catalogue (the bench stack keeps the default)."""
 
 
-def murmur2_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default (Java) partitioner, as `partitioner=murmur2_random` uses it."""
-    m, r = 0x5BD1E995, 24
-    h = 0x9747B28C ^ len(key)
-    for i in range(len(key) // 4):
-        k = int.from_bytes(key[4 * i : 4 * i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = key[len(key) & ~3 :]
-    if len(tail) >= 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return (h & 0x7FFFFFFF) % partitions
-
-
 def _balanced_accounts(n: int, partitions: int = PARTITIONS) -> list[str]:
     """n account ids spread evenly over the partitions, so N workers share the load evenly
     (64 sequential ids would land 9/4/6/12/21/12 on six partitions)."""
@@ -104,7 +81,7 @@ def _balanced_accounts(n: int, partitions: int = PARTITIONS) -> list[str]:
     i = 0
     while len(out) < n:
         name = f"B{i:03d}"
-        part = murmur2_partition(name.encode(), partitions)
+        part = partition_for(name, partitions)
         if per.get(part, 0) < quota:
             per[part] = per.get(part, 0) + 1
             out.append(name)
