@@ -46,7 +46,7 @@ class HeapPolicy:
         *,
         enabled: bool = True,
         full_every: float = FULL_COLLECTION_EVERY,  # seconds (a duration, not money)
-        full_at_least: float = FULL_COLLECTION_AT_LEAST,  # seconds
+        full_at_least: float = FULL_COLLECTION_AT_LEAST,  # seconds, not money
     ) -> None:
         self.enabled = enabled
         """Off: CPython's default collector, untouched (`TRADETAPE_ENGINE_GC_FREEZE=0`)."""

@@ -109,7 +109,7 @@ class SnapshotWriter:
 
         self.thread.submit(run)
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0) -> None:  # seconds, not money
         self.thread.shutdown(wait=True)
         left = self.producer.flush(timeout)
         if left:
@@ -133,7 +133,10 @@ def _headers(msg: Any) -> dict[str, str]:
 
 
 def _read_ranges(
-    reader: Consumer, topic: str, ranges: dict[int, tuple[int, int]], deadline: float
+    reader: Consumer,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    deadline: float,  # time.monotonic() seconds, not money
 ) -> dict[int, list[Any]]:
     """The records of `topic` in [start, end) per partition, read in one assignment
     (fewer if the deadline passes)."""
@@ -221,7 +224,7 @@ def read_slices(
     own_topics: dict[str, str],
     snapshot_partitions: int,
     *,
-    timeout: float = 30.0,
+    timeout: float = 30.0,  # seconds, not money
     window: int = 16,
 ) -> tuple[dict[int, Slice], list[str]]:
     """The newest usable slice per engine partition in `partitions` (absent: none usable),

@@ -230,7 +230,7 @@ class EngineWorker:
         has folded, as committed (rebuild positions, then delivery reports)."""
         self.snap_due: dict[int, int] = {}
         """Own output records per partition since its last slice."""
-        self.snap_last: dict[int, float] = {}
+        self.snap_last: dict[int, float] = {}  # time.monotonic() seconds, not money
         self.snap_ok = False
         """False until a complete rebuild: slices are only taken of a state that is."""
         self.pending_slices: list[Capture] = []

@@ -32,7 +32,7 @@ def projection_lag(
     projections: Iterable[Projection],
     stored: Mapping[str, Mapping[TP, int]],
     *,
-    timeout: float = 5.0,
+    timeout: float = 5.0,  # seconds, not money
 ) -> dict[str, dict[str, Any]]:
     """Per projection: `lag` (records behind, over every partition listed now),
     `partitions` (how many) and `unread_partitions` (listed, with records, but no stored
@@ -66,7 +66,10 @@ def projection_lag(
     return out
 
 
-def status_lag(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+def status_lag(
+    settings: Settings,
+    timeout: float = 5.0,  # seconds, not money
+) -> dict[str, dict[str, Any]]:
     """`projection_lag` of every projection against the offsets stored in PostgreSQL."""
     from projections.core import PROJECTIONS
 

@@ -98,7 +98,7 @@ class Projector:
         pipelined: bool = True,
         poll_timeout: float = 0.1,
         replay: bool = False,
-        partition_check_seconds: float | None = None,
+        partition_check_seconds: float | None = None,  # a duration, not money
     ) -> None:
         if isinstance(projection, Projection):
             targets = [Target(projection, schema or projection.schema, offsets_table)]
@@ -266,7 +266,7 @@ class Projector:
             self._admin = admin_client(self.settings)
         return self._admin
 
-    def added_partitions(self, timeout: float = 5.0) -> list[TopicPartition]:
+    def added_partitions(self, timeout: float = 5.0) -> list[TopicPartition]:  # seconds
         """Partitions of the group's topics that the broker lists and we do not read yet
         (partitions are only ever added to a topic, never removed)."""
         known = {(tp.topic, tp.partition) for tp in self.partitions()}

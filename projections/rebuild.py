@@ -51,7 +51,7 @@ class RebuildResult:
     parallel rebuild, the consumer of this projection's group."""
     group: str = ""
     """The group it was built in (a parallel rebuild)."""
-    group_seconds: float = 0.0
+    group_seconds: float = 0.0  # wall seconds and megabytes: measurements, not money
     peak_rss_mb: float = 0.0
     """The building process's own peak RSS (a parallel rebuild)."""
 
@@ -176,7 +176,7 @@ class GroupBuild:
     """Records up to the watermarks its consumer saw at its start (for a progress bar)."""
     records: int = 0
     done: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall seconds and megabytes below: measurements, not money
     consumed: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
 
