@@ -28,10 +28,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from bench.measure import cpu_seconds, free_port, percentile
+from bench.measure import cpu_seconds, percentile, stack_settings
 from deploy.kafka import admin_client, consumer_config, producer_config
 from deploy.local.kafka_node import KafkaNode
-from deploy.settings import Settings
 
 TOPIC = "bench.broker"
 PARTITIONS = 6
@@ -51,12 +50,7 @@ def measure(
     *, rate: int, consumers: int, linger_ms: float, jvm_opts: str, seconds: float, warmup: float
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as tmp:
-        s = Settings(
-            data_dir=Path(tmp),
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            kafka_jvm_opts=jvm_opts,
-        )
+        s = stack_settings(Path(tmp), kafka_jvm_opts=jvm_opts)
         node = KafkaNode(s)
         node.start(echo=lambda _line: None)
         try:

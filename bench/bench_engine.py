@@ -42,7 +42,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.measure import cpu_seconds, free_port, percentile
+from bench.measure import cpu_seconds, percentile, stack_settings
 from deploy.kafka import consumer_config, create_topics, partitions_of, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
@@ -666,15 +666,7 @@ def main() -> int:
         pure(args.pure, heap_policy=args.heap_policy)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
-    s = Settings(
-        data_dir=tmp,
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        postgres_port=free_port(),
-        postgres_fsync=False,
-        kafka_heap="1g",
-        topic_prefix="be.",
-    )
+    s = stack_settings(tmp, postgres_fsync=False, kafka_heap="1g", topic_prefix="be.")
     stack = LocalStack(s, echo=lambda _m: None)
     stack.up()
     workers: list[subprocess.Popen[bytes]] = []

@@ -30,7 +30,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.bench_engine import ACCOUNTS
-from bench.measure import free_port
+from bench.measure import stack_settings
 from deploy.kafka import create_topics, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
@@ -127,15 +127,7 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
-    s = Settings(
-        data_dir=tmp,
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        postgres_port=free_port(),
-        postgres_fsync=False,
-        kafka_heap="1g",
-        topic_prefix="bs.",
-    )
+    s = stack_settings(tmp, postgres_fsync=False, kafka_heap="1g", topic_prefix="bs.")
     stack = LocalStack(s, echo=lambda _m: None)
     stack.up()
     rows = []

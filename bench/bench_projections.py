@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Message, Producer
 
-from bench.measure import cpu_seconds, free_port
+from bench.measure import cpu_seconds, stack_settings
 from deploy.kafka import create_topics, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
@@ -452,13 +452,7 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()}", flush=True)
     bench_decode()
     with tempfile.TemporaryDirectory(prefix="tt-bench-proj-") as tmp:
-        s = Settings(
-            data_dir=Path(tmp),
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            postgres_port=free_port(),
-            kafka_heap="1g",
-        )
+        s = stack_settings(Path(tmp), kafka_heap="1g")
         stack = LocalStack(s, echo=lambda _m: None)
         stack.up()
         try:

@@ -32,7 +32,7 @@ from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.measure import free_port, percentile
+from bench.measure import percentile, stack_settings
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from schemas import new_event
@@ -243,13 +243,7 @@ def main() -> None:
     print()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        settings = Settings(
-            data_dir=work / "stack",
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            postgres_port=free_port(),
-            postgres_fsync=False,
-        )
+        settings = stack_settings(work / "stack", postgres_fsync=False)
         stack = LocalStack(settings, echo=lambda m: print(m, file=sys.stderr))
         stack.up()
         try:

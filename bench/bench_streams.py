@@ -81,10 +81,9 @@ def scenario_scores(seeds: tuple[int, ...] = (1, 2, 3), minutes: int = 3) -> dic
 def latency(episodes: int) -> list[float]:
     from confluent_kafka import Consumer, Producer
 
-    from bench.measure import free_port
+    from bench.measure import stack_settings
     from deploy.kafka import consumer_config, create_topics, producer_config
     from deploy.local.stack import LocalStack
-    from deploy.settings import Settings
     from schemas import encode
     from schemas.topics import Topic
     from schemas.types import utc_now
@@ -92,9 +91,9 @@ def latency(episodes: int) -> list[float]:
     from tests.streams.helpers import spawn, stop
 
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
-    settings = Settings(data_dir=root / "stack", kafka_port=free_port(),
-                        kafka_controller_port=free_port(), postgres_port=free_port(),
-                        postgres_fsync=False, kafka_heap="512m", topic_prefix="bench.")  # fmt: skip
+    settings = stack_settings(
+        root / "stack", postgres_fsync=False, kafka_heap="512m", topic_prefix="bench."
+    )
     stack = LocalStack(settings, echo=lambda _m: None)
     stack.up()
     proc = None

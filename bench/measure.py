@@ -1,10 +1,14 @@
-"""What every benchmark measures the same way: free ports, a process's CPU, percentiles."""
+"""What every benchmark does the same way: a throwaway stack's settings, a process's CPU,
+percentiles."""
 
 from __future__ import annotations
 
 import os
 import socket
 from pathlib import Path
+from typing import Any
+
+from deploy.settings import Settings
 
 
 def free_port() -> int:
@@ -12,6 +16,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stack_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a throwaway local stack on free ports, so a benchmark never meets a
+    running stack (or another benchmark's)."""
+    ports = {
+        "kafka_port": free_port(),
+        "kafka_controller_port": free_port(),
+        "postgres_port": free_port(),
+    }
+    return Settings(data_dir=data_dir, **{**ports, **overrides})
 
 
 def cpu_seconds(pid: int) -> float:
