@@ -11,6 +11,16 @@ import typer
 
 signer_app = typer.Typer(help="Threshold (FROST k-of-n) signer groups.", no_args_is_help=True)
 
+AllowedRequesters = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--requester",
+        help='Registered producer (`tradetape producer add NAME --accounts ""`) allowed '
+        "to request signatures; repeat for several (default signing-coordinator)",
+    ),
+]
+"""`--requester` of keygen and dkg: who goes into group.json's requesters."""
+
 
 def _key_dir(out: Path | None) -> Path:
     from deploy.settings import get_settings
@@ -27,14 +37,7 @@ def keygen(
     out: Annotated[
         Path | None, typer.Option("--out", help="Key directory (default <data>/signers)")
     ] = None,
-    requester: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--requester",
-            help='Registered producer (`tradetape producer add NAME --accounts ""`) allowed '
-            "to request signatures; repeat for several (default signing-coordinator)",
-        ),
-    ] = None,
+    requester: AllowedRequesters = None,
 ) -> None:
     """Trusted-dealer keygen: encrypted key shares and identity keys, plus group.json.
 
@@ -68,14 +71,7 @@ def dkg(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the others")
     ] = 120.0,
-    requester: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--requester",
-            help='Registered producer (`tradetape producer add NAME --accounts ""`) allowed '
-            "to request signatures; repeat for several (default signing-coordinator)",
-        ),
-    ] = None,
+    requester: AllowedRequesters = None,
 ) -> None:
     """Distributed key generation over Kafka; run once per participant, concurrently."""
     from deploy.settings import get_settings
