@@ -121,8 +121,51 @@ def derive_event(
     (e.g. a fill sequence number), so the same input always yields the same event id.
     `occurred_at` defaults to the cause's time, keeping projections free of the wall clock.
     """
-    at = occurred_at or causation.occurred_at
-    eid = derived_uuid7(
-        causation.occurred_at, producer, str(causation.event_id), payload.EVENT_TYPE, discriminator
+    envelope_cls = envelope_class(type(payload))
+    return cast(
+        "Envelope[P]",
+        envelope_cls(
+            **derived_fields(
+                payload,
+                producer=producer,
+                causation=causation,
+                discriminator=discriminator,
+                occurred_at=occurred_at,
+            )
+        ),
     )
-    return new_event(payload, producer=producer, causation=causation, occurred_at=at, event_id=eid)
+
+
+def derived_fields(
+    payload: EventPayload,
+    *,
+    producer: str,
+    causation: Envelope[Any],
+    discriminator: str = "",
+    occurred_at: datetime | None = None,
+    cause_id: str | None = None,
+) -> dict[str, Any]:
+    """The envelope fields of `derive_event(payload, ...)`, before validation.
+
+    For a caller that builds many derived events from already-validated causes (the
+    engine) and constructs the envelope without validating it again; `cause_id` is
+    `str(causation.event_id)` when the caller has it already.
+    """
+    eid = derived_uuid7(
+        causation.occurred_at,
+        producer,
+        str(causation.event_id) if cause_id is None else cause_id,
+        payload.EVENT_TYPE,
+        discriminator,
+    )
+    return {
+        "event_id": eid,
+        "event_type": payload.EVENT_TYPE,
+        "schema_version": payload.SCHEMA_VERSION,
+        "occurred_at": occurred_at or causation.occurred_at,
+        "producer": producer,
+        "correlation_id": causation.correlation_id,
+        "causation_id": causation.event_id,
+        "key": payload.partition_key(),
+        "payload": payload,
+    }
