@@ -43,9 +43,25 @@ DEFAULT_WINDOW_SECONDS = 300
 _MERGE_AT = 65_536
 
 
-def fingerprint(key: Key) -> int:
+def _fingerprint(key: Key) -> int:
     digest = hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+_last: tuple[Key, int] = (("", ""), _fingerprint(("", "")))
+"""The last key fingerprinted and its fingerprint: one intent asks for the same key up to
+three times (the processor's duplicate check, the fold's, the record's). One tuple,
+replaced whole, so a reader on another thread never pairs a key with another's print."""
+
+
+def fingerprint(key: Key) -> int:
+    global _last
+    last = _last
+    if last[0] == key:
+        return last[1]
+    fp = _fingerprint(key)
+    _last = (key, fp)
+    return fp
 
 
 @dataclass(frozen=True)

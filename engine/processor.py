@@ -17,10 +17,11 @@ from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.sigverify import verify_many
 from engine.state import EngineState
+from engine.trusted import builder
 from engine.venue.base import Venue
 from engine.venue.paper import PaperVenue
-from schemas import Envelope, derive_event
-from schemas.envelope import EventPayload
+from schemas import Envelope
+from schemas.envelope import EventPayload, derived_fields, envelope_class
 from schemas.events import (
     AccountOpened,
     AdminCommandRejected,
@@ -101,26 +102,60 @@ def _signature_ok(p: OrderIntent | CancelIntent, public_key: str, ctx: Context) 
     return verify(p, public_key)
 
 
+_decision = builder(RiskDecision)
+_submitted = builder(OrderSubmitted)
+"""Built from the validated intent and the engine's own figures (`engine.trusted`)."""
+
 Output = Envelope[Any]
 """What `process` returns. A replayed decision is the original event; the worker publishes
 the bytes the state recorded for it (same event id), so it goes out unchanged."""
 
 
+_ENVELOPES: dict[type[EventPayload], Any] = {}
+
+
+def _envelope_builder(payload_cls: type[EventPayload]) -> Any:
+    found = _ENVELOPES.get(payload_cls)
+    if found is None:
+        found = _ENVELOPES[payload_cls] = builder(envelope_class(payload_cls))
+    return found
+
+
 class _Emitter:
+    """Derives, folds in and collects the outputs of one input.
+
+    The envelope is `derive_event`'s (`schemas.envelope.derived_fields`), built without
+    validating again what is valid already: the cause was validated at intake and the
+    payload by its constructor (or built from validated fields, `engine.trusted`).
+    """
+
     def __init__(self, state: EngineState, cause: Envelope[Any]) -> None:
         self.state, self.cause = state, cause
+        self.cause_id = str(cause.event_id)
         self.out: list[Output] = []
 
     def __call__(self, payload: EventPayload, discriminator: str) -> None:
-        event = derive_event(
-            payload, producer=ENGINE_PRODUCER, causation=self.cause, discriminator=discriminator
+        fields = derived_fields(
+            payload,
+            producer=ENGINE_PRODUCER,
+            causation=self.cause,
+            discriminator=discriminator,
+            cause_id=self.cause_id,
         )
+        key = fields["key"]
+        if not isinstance(key, str) or not 0 < len(key) <= 128:
+            # What the envelope's validation would refuse: take the validating path.
+            event: Envelope[Any] = envelope_class(type(payload))(**fields)
+        else:
+            event = _envelope_builder(type(payload))(**fields)
         self.state.apply(event)
         self.out.append(event)
 
 
-def order_id_for(intent_event: Envelope[Any]) -> str:
-    return "o-" + hashlib.sha256(str(intent_event.event_id).encode()).hexdigest()[:24]
+def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) -> str:
+    """`event_id_text`: `str(intent_event.event_id)` if the caller has it already."""
+    text = str(intent_event.event_id) if event_id_text is None else event_id_text
+    return "o-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
@@ -224,7 +259,7 @@ def _cancel(
         _reject(emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {order.venue}")
         return
     emit(
-        RiskDecision(
+        _decision(
             account=p.account,
             producer_id=p.producer_id,
             strategy_id=p.strategy_id,
@@ -268,9 +303,9 @@ def _order(
                 ),
                 "brake",
             )
-    order_id = order_id_for(event) if ev.passed else None
+    order_id = order_id_for(event, emit.cause_id) if ev.passed else None
     emit(
-        RiskDecision(
+        _decision(
             account=p.account,
             producer_id=p.producer_id,
             strategy_id=p.strategy_id,
@@ -291,7 +326,7 @@ def _order(
         return
     decision = emit.out[-1]
     emit(
-        OrderSubmitted(
+        _submitted(
             order_id=order_id,
             account=p.account,
             producer_id=p.producer_id,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from engine.trusted import builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
 ZERO = Decimal(0)
@@ -80,12 +81,25 @@ class RiskContext:
 Rule = Callable[[RiskContext], RuleResult]
 
 
+_result = builder(RuleResult)
+"""Rule results are built from the rules' own ids and figures: nothing to re-validate."""
+_PLAIN_OK: dict[tuple[str, int], RuleResult] = {}
+"""A pass without detail is the same (immutable) result every time: built once per rule."""
+
+
 def _ok(rule_id: str, version: int, detail: str = "") -> RuleResult:
-    return RuleResult(rule_id=rule_id, rule_version=version, passed=True, detail=detail)
+    if not detail and not validating():
+        found = _PLAIN_OK.get((rule_id, version))
+        if found is None:
+            found = _PLAIN_OK[(rule_id, version)] = _result(
+                rule_id=rule_id, rule_version=version, passed=True, detail=""
+            )
+        return found
+    return _result(rule_id=rule_id, rule_version=version, passed=True, detail=detail)
 
 
 def _no(rule_id: str, version: int, code: str, detail: str) -> RuleResult:
-    return RuleResult(
+    return _result(
         rule_id=rule_id, rule_version=version, passed=False, reason_code=code, detail=detail
     )
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.state import EngineState, OrderState, split_instrument
+from engine.trusted import builder
 from engine.venue.base import Emit
 from schemas import Envelope
 from schemas.events import (
@@ -36,6 +37,8 @@ from schemas.events import (
 )
 
 FEE_QUANTUM = Decimal("0.00000001")
+_accepted = builder(OrderAccepted)
+"""The acknowledgement of an order the engine just built: nothing to re-validate."""
 UTI_PREFIX = "TTPAPER"
 
 
@@ -154,7 +157,7 @@ class PaperVenue:
 
     def submit(self, state: EngineState, order: OrderState, emit: Emit) -> None:
         emit(
-            OrderAccepted(
+            _accepted(
                 order_id=order.order_id,
                 account=order.account,
                 venue=self.name,

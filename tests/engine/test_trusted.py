@@ -1,0 +1,229 @@
+"""The engine's non-validating construction (`engine.trusted`) changes no output byte.
+
+A random stream (the snapshot test's actions plus odd intents: free-text ids with quotes,
+controls and non-ASCII, tight limits, IOC/FOK, unknown producers, bad signatures) is run
+through the pure processor on the fast path; the very same input envelopes are then run
+through a fresh state on the reference path (`trusted.reference_path()`: every model
+built by pydantic's validating constructor, as before). Every output must encode to the
+same key, value and headers (so the same event ids), every decision the state recorded
+must hold the same bytes, and both states must be the same (`canonical_state`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import tests.engine.pure as pure
+from engine import auth, trusted
+from engine.processor import Context, process
+from engine.snapshot import canonical_state
+from engine.state import EngineState
+from schemas import derive_event, encode, new_event
+from schemas.envelope import Envelope, derived_fields
+from schemas.events import (
+    OrderIntent,
+    OrderType,
+    RiskDecision,
+    RiskLimits,
+    RiskLimitsChanged,
+    RuleResult,
+    Side,
+    TimeInForce,
+)
+from schemas.events.risk import DecisionOutcome
+from schemas.ids import derived_uuid7
+from tests.engine.test_snapshot import ACC, ACTION, SIDE, Log, _harness, part
+
+D = Decimal
+
+ODD = st.one_of(
+    st.tuples(
+        st.just("odd"),
+        ACC,
+        SIDE,
+        st.text(min_size=1, max_size=12),
+        st.sampled_from(list(TimeInForce)),
+        st.sampled_from(["0.001", "3", "1000000"]),
+        st.integers(-3000, 3000),
+    ),
+    st.tuples(st.just("stranger"), ACC),
+    st.tuples(st.just("forged"), ACC),
+    st.tuples(
+        st.just("tight"),
+        st.sampled_from(["100", "40000"]),
+        st.sampled_from(["0.5", "5"]),
+        st.integers(0, 3),
+    ),
+)
+
+
+class _Recorder:
+    """Wraps `process` in the harness: every input envelope and its outputs, in order."""
+
+    def __init__(self) -> None:
+        self.inputs: list[Envelope[Any]] = []
+        self.outputs: list[list[Any]] = []
+
+    def __call__(self, state: EngineState, event: Envelope[Any], ctx: Context) -> list[Any]:
+        out = process(state, event, ctx)
+        self.inputs.append(event)
+        self.outputs.append(list(out))
+        return out
+
+
+def _play_odd(log: Log, a: tuple[Any, ...]) -> None:
+    h, kind = log.h, a[0]
+    h.n += 1
+    if kind == "odd":
+        _, acc, side, coid, tif, qty, off = a
+        intent = OrderIntent(
+            producer_id="p1",
+            strategy_id=coid,
+            account=acc,
+            client_order_id=f"{coid}{h.n}",
+            instrument=pure.INSTRUMENT,
+            side=side,
+            order_type=OrderType.LIMIT,
+            quantity=D(qty),
+            limit_price=D(30000 + off),
+            time_in_force=tif,
+        )
+        log.add(h.feed(auth.sign(intent, h.key), producer="p1"))
+    elif kind in ("stranger", "forged"):
+        intent = OrderIntent(
+            producer_id="p1" if kind == "forged" else "nobody",
+            strategy_id="s",
+            account=a[1],
+            client_order_id=f"x{h.n}",
+            instrument=pure.INSTRUMENT,
+            side=Side.BUY,
+            order_type=OrderType.MARKET,
+            quantity=D("0.1"),
+            signature="00" * 64,
+        )
+        log.add(h.feed(intent, producer="p1"))
+    else:
+        _, notional, position, open_orders = a
+        log.version += 1
+        log.add(
+            h.admin(
+                RiskLimitsChanged(
+                    scope="*",
+                    config_version=log.version,
+                    limits=RiskLimits(
+                        max_order_notional=D(notional),
+                        max_position=D(position),
+                        max_open_orders=open_orders,
+                        price_collar_pct=D("0.05"),
+                    ),
+                    changed_by="admin",
+                )
+            )
+        )
+
+
+def _wire(outputs: list[list[Any]]) -> list[list[tuple[Any, Any, Any]]]:
+    return [[encode(e) for e in out] for out in outputs]
+
+
+def _recorded(state: EngineState) -> dict[Any, tuple[Any, Any, Any]]:
+    return {k: (r.key, r.value, r.headers) for k, r in state.decisions.recent.items()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ACTION, ODD), min_size=1, max_size=40))
+@example([("odd", "A1", Side.BUY, 'q"\\\x00é€😀\u2028', TimeInForce.IOC, "3", 0)])
+@example([("tight", "100", "0.5", 0), ("limit", "A1", Side.BUY, "1", 0, True)])
+def test_fast_path_outputs_are_byte_identical_to_the_validating_path(
+    actions: list[tuple[Any, ...]],
+) -> None:
+    recorder = _Recorder()
+    setattr(pure, "process", recorder)  # noqa: B010 (the harness's module global)
+    try:
+        h = _harness()
+        log = Log(h)
+        # Every stream ends with orders, so every run makes decisions.
+        tail = [("limit", "A1", Side.BUY, "0.1", 0, True), ("market", "A2", Side.SELL)]
+        for a in [*actions, *tail]:
+            if a[0] in ("odd", "stranger", "forged", "tight"):
+                _play_odd(log, a)
+            else:
+                log.play(a)
+    finally:
+        setattr(pure, "process", process)  # noqa: B010
+    fast_state = h.state
+    assert any(e.event_type == "RiskDecision" for out in recorder.outputs for e in out)
+
+    ref_state = EngineState(partition_of=part)
+    ref_state.decisions.max_recent = fast_state.decisions.max_recent
+    ctx = Context()
+    with trusted.reference_path():
+        ref_outputs = [process(ref_state, event, ctx) for event in recorder.inputs]
+
+    assert _wire(recorder.outputs) == _wire(ref_outputs)
+    assert recorder.outputs == ref_outputs  # the models too (fields, defaults)
+    for fast_out, ref_out in zip(recorder.outputs, ref_outputs, strict=True):
+        for a, b in zip(fast_out, ref_out, strict=True):
+            assert a.model_fields_set == b.model_fields_set
+            assert a.payload.model_fields_set == b.payload.model_fields_set
+    assert _recorded(fast_state) == _recorded(ref_state)
+    assert canonical_state(fast_state) == canonical_state(ref_state)
+
+
+def test_derive_event_keeps_its_id_recipe() -> None:
+    """`derive_event` (now through `derived_fields`) = the recipe the log was written with:
+    UUIDv7 of (cause time; producer, cause id, type, discriminator), validated."""
+    h = pure.Harness()
+    out = h.order(Side.BUY, D("0.1"), D("1"))
+    cause = h.last_intent
+    assert cause is not None
+    payload = out[0].payload
+    eid = derived_uuid7(
+        cause.occurred_at, "engine", str(cause.event_id), payload.EVENT_TYPE, "decision"
+    )
+    old = new_event(
+        payload, producer="engine", causation=cause, occurred_at=cause.occurred_at, event_id=eid
+    )
+    new = derive_event(payload, producer="engine", causation=cause, discriminator="decision")
+    assert new == old and encode(new) == encode(old)
+    assert out[0] == old and encode(out[0]) == encode(old)
+    fields = derived_fields(
+        payload, producer="engine", causation=cause, discriminator="decision", cause_id="x"
+    )
+    assert fields["event_id"] != eid  # the caller's cause id text is what is hashed
+
+
+def test_builders_refuse_what_a_constructor_refuses() -> None:
+    make = trusted.builder(RuleResult)
+    with pytest.raises(TypeError):
+        make(rule_id="R", passed=True)  # a required field missing
+    with pytest.raises(TypeError):
+        make(rule_id="R", rule_version=1, passed=True, colour="red")  # extra="forbid"
+    with pytest.raises(TypeError, match="validators"):
+        trusted.builder(OrderIntent)  # a model-level check: never skipped
+    built = make(rule_id="R", rule_version=1, passed=True)
+    assert built == RuleResult(rule_id="R", rule_version=1, passed=True)
+    assert built.model_fields_set == {"rule_id", "rule_version", "passed"}
+    with trusted.reference_path():
+        with pytest.raises(ValueError):
+            make(rule_id="R", rule_version=0, passed=True)
+    fields: dict[str, Any] = {
+        "account": "A1",
+        "producer_id": "p",
+        "strategy_id": "s",
+        "client_order_id": "c",
+        "intent_event_id": uuid.UUID(int=1),
+        "intent_kind": "ORDER",
+        "outcome": DecisionOutcome.APPROVED,
+        "risk_config_version": 0,
+    }
+    decision = trusted.build(RiskDecision, **fields)
+    reference = RiskDecision(**fields)  # the defaults filled in the same way
+    assert decision == reference and decision.model_dump_json() == reference.model_dump_json()
+    assert decision.model_fields_set == reference.model_fields_set
