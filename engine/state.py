@@ -287,16 +287,17 @@ class PriceState:
         return None
 
     def reference(self) -> tuple[Decimal, datetime] | None:
-        """The newer of the last trade and the mid, with its event time."""
-        candidates: list[tuple[datetime, Decimal]] = []
-        if self.last_trade is not None and self.last_trade_at is not None:
-            candidates.append((self.last_trade_at, self.last_trade))
-        if self.bid is not None and self.ask is not None and self.quote_at is not None:
-            candidates.append((self.quote_at, (self.bid + self.ask) / 2))
-        if not candidates:
+        """The newer of the last trade and the mid, with its event time (the trade on a
+        tie)."""
+        trade, trade_at = self.last_trade, self.last_trade_at
+        bid, ask, quote_at = self.bid, self.ask, self.quote_at
+        if bid is None or ask is None or quote_at is None:
+            if trade is not None and trade_at is not None:
+                return trade, trade_at
             return None
-        at, price = max(candidates, key=lambda c: c[0])
-        return price, at
+        if trade is not None and trade_at is not None and trade_at >= quote_at:
+            return trade, trade_at
+        return (bid + ask) / 2, quote_at
 
 
 @dataclass

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from engine.risk.rules import RULES, RiskContext, Rule
 from engine.state import STABLECOINS, ZERO, EngineState, rate_count, split_instrument
 from schemas.events import OrderIntent, RuleResult
+
+_CONTEXT_FIELDS = len(dataclass_fields(RiskContext))
+_new = object.__new__
+_set = object.__setattr__
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def build_context(
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
     open_count = x.open_parents
     limits_window = limits.rate_window_seconds
-    return RiskContext(
+    fields: dict[str, Any] = dict(
         account_opened=acc.opened,
         kyc_verified=acc.kyc,
         aml_flags=tuple(sorted(acc.aml_flags)),
@@ -80,6 +86,11 @@ def build_context(
         peak_equity=acc.peak_equity,
         known_stablecoins=STABLECOINS,
     )
+    if len(fields) != _CONTEXT_FIELDS:
+        return RiskContext(**fields)  # not every field given: let the constructor say so
+    ctx: RiskContext = _new(RiskContext)
+    _set(ctx, "__dict__", fields)  # what the frozen dataclass's __init__ sets, at 1/3 the cost
+    return ctx
 
 
 def run_rules(ctx: RiskContext, rules: tuple[Rule, ...] = RULES) -> Evaluation:
