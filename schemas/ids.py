@@ -15,6 +15,8 @@ import uuid
 from datetime import datetime
 
 _lock = threading.Lock()
+_new_uuid = object.__new__
+_set = object.__setattr__
 _last_ms = 0
 _counter = 0
 
@@ -25,7 +27,12 @@ def _assemble(unix_ms: int, rand_a: int, rand_b: int) -> uuid.UUID:
     value |= (rand_a & 0xFFF) << 64
     value |= 0b10 << 62
     value |= rand_b & ((1 << 62) - 1)
-    return uuid.UUID(int=value)
+    # What `uuid.UUID(int=value)` sets (value is in range by construction), without its
+    # argument checks: this runs for every event the engine derives.
+    result = _new_uuid(uuid.UUID)
+    _set(result, "int", value)
+    _set(result, "is_safe", uuid.SafeUUID.unknown)
+    return result
 
 
 def uuid7() -> uuid.UUID:

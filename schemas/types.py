@@ -81,12 +81,28 @@ def _parse_utc(value: Any) -> datetime:
     return value.astimezone(UTC)
 
 
-def format_timestamp(value: datetime) -> str:
+def _format_timestamp(value: datetime) -> str:
     utc = value.astimezone(UTC)
     if utc.year >= 1000:
         # Same text as the strftime below, ~10x cheaper (this runs for every event written).
         return utc.isoformat(timespec="microseconds")[:-6] + "Z"
     return utc.strftime(TIMESTAMP_FORMAT)  # %Y does not zero-pad years < 1000 here
+
+
+_last_timestamp: tuple[datetime | None, str] = (None, "")
+"""The last timestamp formatted and its text: an engine input's outputs all carry the
+input's own `occurred_at` object. Keyed by identity (a datetime is immutable); one tuple,
+replaced whole, so another thread never pairs a time with another's text."""
+
+
+def format_timestamp(value: datetime) -> str:
+    global _last_timestamp
+    last = _last_timestamp
+    if last[0] is value:
+        return last[1]
+    text = _format_timestamp(value)
+    _last_timestamp = (value, text)
+    return text
 
 
 UtcTimestamp = Annotated[
