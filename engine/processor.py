@@ -17,7 +17,7 @@ from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.sigverify import verify_many
 from engine.state import EngineState
-from engine.trusted import builder
+from engine.trusted import builder, builder_from_fields
 from engine.venue.base import Venue
 from engine.venue.paper import PaperVenue
 from schemas import Envelope
@@ -117,7 +117,7 @@ _ENVELOPES: dict[type[EventPayload], Any] = {}
 def _envelope_builder(payload_cls: type[EventPayload]) -> Any:
     found = _ENVELOPES.get(payload_cls)
     if found is None:
-        found = _ENVELOPES[payload_cls] = builder(envelope_class(payload_cls))
+        found = _ENVELOPES[payload_cls] = builder_from_fields(envelope_class(payload_cls))
     return found
 
 
@@ -147,7 +147,7 @@ class _Emitter:
             # What the envelope's validation would refuse: take the validating path.
             event: Envelope[Any] = envelope_class(type(payload))(**fields)
         else:
-            event = _envelope_builder(type(payload))(**fields)
+            event = _envelope_builder(type(payload))(fields)
         self.state.apply(event)
         self.out.append(event)
 

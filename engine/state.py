@@ -437,9 +437,11 @@ class EngineState:
         self._apply_reference(event)
 
     def _apply_reference(self, event: Envelope[Any]) -> None:
+        p = event.payload
+        if not isinstance(p, _REFERENCE_TYPES):
+            return  # e.g. the engine's own OrderAccepted: nothing to fold
         if event.event_id in self.seen_reference:
             return
-        p = event.payload
         if isinstance(p, AccountOpened):
             acc = self.account(p.account)
             acc.opened, acc.base_currency = True, p.base_currency
@@ -621,6 +623,20 @@ class EngineState:
                 self._close(order)
         elif order is not None:
             order.filled += p.quantity
+
+
+_REFERENCE_TYPES = (
+    AccountOpened,
+    KycVerified,
+    AmlFlagRaised,
+    AmlFlagCleared,
+    ProducerRegistered,
+    DepositReceived,
+    RiskLimitsChanged,
+    KillSwitchEngaged,
+    KillSwitchReleased,
+)
+"""What `_apply_reference` folds (and records as seen); anything else it ignores."""
 
 
 def rate_count(state: EngineState, producer: str, strategy: str, at: datetime, seconds: int) -> int:

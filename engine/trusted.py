@@ -125,3 +125,26 @@ def build(cls: type[M], /, **values: Any) -> M:
         found = _BUILDERS[cls] = _compile(cls)
     result: M = found(**values)
     return result
+
+
+def builder_from_fields(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+    """A constructor of `cls` from a dict giving every field (in declaration order):
+    that dict becomes the instance's own (the caller hands it over). A dict missing a
+    field or holding another is built by the validating constructor, which says why."""
+    names = tuple(cls.model_fields)
+    new = cls.__new__
+    set_dict, set_fs = _SETTERS["_set_dict"], _SETTERS["_set_fields_set"]
+    set_extra, set_private = _SETTERS["_set_extra"], _SETTERS["_set_private"]
+    builder(cls)  # refuses classes with validators, aliases or private attributes
+
+    def build_from(fields: dict[str, Any]) -> M:
+        if _MODE[0] or tuple(fields) != names:
+            return cls(**fields)
+        obj = new(cls)
+        set_dict(obj, fields)
+        set_fs(obj, set(names))
+        set_extra(obj, None)
+        set_private(obj, None)
+        return obj
+
+    return build_from

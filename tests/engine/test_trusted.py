@@ -170,6 +170,8 @@ def test_fast_path_outputs_are_byte_identical_to_the_validating_path(
     assert recorder.outputs == ref_outputs  # the models too (fields, defaults)
     for fast_out, ref_out in zip(recorder.outputs, ref_outputs, strict=True):
         for a, b in zip(fast_out, ref_out, strict=True):
+            # `schemas.encode` calls the serializer directly: the same bytes as ever.
+            assert encode(a)[1] == b.model_dump_json().encode()
             assert a.model_fields_set == b.model_fields_set
             assert a.payload.model_fields_set == b.payload.model_fields_set
     assert _recorded(fast_state) == _recorded(ref_state)
@@ -213,6 +215,10 @@ def test_builders_refuse_what_a_constructor_refuses() -> None:
     with trusted.reference_path():
         with pytest.raises(ValueError):
             make(rule_id="R", rule_version=0, passed=True)
+    with pytest.raises(ValueError):  # a field missing: the validating constructor says so
+        trusted.builder_from_fields(RuleResult)({"rule_id": "R", "passed": True})
+    with pytest.raises(TypeError, match="validators"):
+        trusted.builder_from_fields(OrderIntent)
     fields: dict[str, Any] = {
         "account": "A1",
         "producer_id": "p",
@@ -227,3 +233,30 @@ def test_builders_refuse_what_a_constructor_refuses() -> None:
     reference = RiskDecision(**fields)  # the defaults filled in the same way
     assert decision == reference and decision.model_dump_json() == reference.model_dump_json()
     assert decision.model_fields_set == reference.model_fields_set
+
+
+# ---- schemas speed-ups the engine relies on (byte-identical) ------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**48 - 1), st.integers(0, 2**16 - 1), st.integers(0, 2**64 - 1))
+def test_assembled_ids_are_the_uuid_module_s(ms: int, rand_a: int, rand_b: int) -> None:
+    from schemas.ids import _assemble
+
+    made = _assemble(ms, rand_a, rand_b)
+    reference = uuid.UUID(int=made.int)
+    assert made == reference and hash(made) == hash(reference)
+    assert str(made) == str(reference) and made.bytes == reference.bytes
+    assert made.version == 7 and made.is_safe == reference.is_safe
+    assert made.int >> 80 == ms
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.datetimes(timezones=st.timezones()), min_size=1, max_size=6))
+def test_timestamp_text_is_the_same_with_its_memo(times: list[Any]) -> None:
+    """`format_timestamp` remembers its last value by identity: the text of every value,
+    repeated or interleaved, is exactly what the unmemoised formatter gives."""
+    from schemas.types import _format_timestamp, format_timestamp
+
+    for t in [*times, *times, times[0], times[0]]:
+        assert format_timestamp(t) == _format_timestamp(t)
