@@ -44,8 +44,15 @@ class Table:
         if missing:
             raise ValueError(f"{self.name}: primary key columns {missing} not in columns")
         object.__setattr__(self, "_pk_at", tuple(self.columns.index(c) for c in self.pk))
+        object.__setattr__(self, "_pk_one", self._pk_at[0] if len(self.pk) == 1 else -1)  # type: ignore[attr-defined]
 
     def key_of(self, row: Row) -> Key:
+        """The row's primary key as text (a value read back from the database, e.g. a
+        UUID, keys the same as its text from an event)."""
+        one: int = self._pk_one  # type: ignore[attr-defined]
+        if one >= 0:  # most tables: one key column, usually already text
+            v = row[one]
+            return (v if type(v) is str else str(v),)
         return tuple([str(row[i]) for i in self._pk_at])  # type: ignore[attr-defined]
 
 
@@ -139,20 +146,35 @@ class State:
     loader: Loader | None = None
 
     def get(self, table: Table, key: Key) -> Row | None:
-        known = self.rows.setdefault(table.name, {})
-        if key not in known:
-            known[key] = self.loader(table, key) if (self.loader and table.stateful) else None
-        return known[key]
+        known = self.rows.get(table.name)
+        if known is None:
+            known = self.rows[table.name] = {}
+        elif key in known:
+            return known[key]
+        row = known[key] = self.loader(table, key) if (self.loader and table.stateful) else None
+        return row
 
-    def put(self, table: Table, row: Row) -> None:
-        """Set the current row of a stateful (UPSERT) table."""
-        key = table.key_of(row)
-        self.rows.setdefault(table.name, {})[key] = row
-        self.dirty.setdefault(table.name, {})[key] = row
+    def put(self, table: Table, row: Row, key: Key | None = None) -> None:
+        """Set the current row of a stateful (UPSERT) table (`key`: its key, if known)."""
+        if key is None:
+            key = table.key_of(row)
+        name = table.name
+        rows, dirty = self.rows.get(name), self.dirty.get(name)
+        if rows is None:
+            rows = self.rows[name] = {}
+        if dirty is None:
+            dirty = self.dirty[name] = {}
+        rows[key] = row
+        dirty[key] = row
 
     def insert(self, table: Table, row: Row) -> None:
         """Append a history row; the first row for a key wins, as in the database."""
-        self.inserts.setdefault(table.name, {}).setdefault(table.key_of(row), row)
+        kept = self.inserts.get(table.name)
+        if kept is None:
+            kept = self.inserts[table.name] = {}
+        key = table.key_of(row)
+        if key not in kept:
+            kept[key] = row
 
 
 class Projection:
@@ -200,12 +222,19 @@ class Projection:
     def fold(self, state: State, events: Iterable[Located]) -> list[Quarantined]:
         """Apply events in order; an event whose handler fails goes to quarantine."""
         bad: list[Quarantined] = []
+        verdicts: dict[tuple[Any, Any], bool | None] = {}
+        handle = self.handle
         for item in events:
-            et, ver = item.event_type, item.schema_version
-            verdict = self.accepts(et, ver)
+            d = item.data
+            raw = (d["event_type"], d["schema_version"])
+            if raw in verdicts:  # one `accepts` per type and version in a batch
+                verdict = verdicts[raw]
+            else:
+                verdict = verdicts[raw] = self.accepts(item.event_type, item.schema_version)
             if verdict is False:
                 continue
             if verdict is None:
+                et, ver = item.event_type, item.schema_version
                 bad.append(
                     Quarantined(
                         item.topic, item.partition, item.offset,
@@ -214,8 +243,9 @@ class Projection:
                 )  # fmt: skip
                 continue
             try:
-                self.handle(state, item)
+                handle(state, item)
             except (SkipEvent, ArithmeticError, ValueError, KeyError, TypeError) as exc:
+                et, ver = item.event_type, item.schema_version
                 bad.append(
                     Quarantined(
                         item.topic, item.partition, item.offset,

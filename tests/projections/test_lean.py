@@ -245,3 +245,44 @@ def test_quote_crossed_book_check_gives_the_models_verdict(bid: Decimal, ask: De
     headers = _headers(body)
     _verdicts(value, headers)
     assert (lean.lean_decode(value, headers) is not None) == (bid < ask)
+
+
+def _header_type_reference(headers: Any) -> tuple[str, int] | None:
+    """What `lean.header_type` computed before its per-pair cache: the last value of
+    each header, decoded, and a decimal version."""
+    if not headers:
+        return None
+    et = ver = None
+    for k, v in headers:
+        if k == "event_type":
+            et = v.decode(errors="replace") if isinstance(v, bytes) else v
+        elif k == "schema_version":
+            ver = v.decode(errors="replace") if isinstance(v, bytes) else v
+    if not isinstance(et, str) or not isinstance(ver, str) or not ver.isdecimal():
+        return None
+    return et, int(ver)
+
+
+_HEADER_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from([b"Fill", b"RiskDecision", b"1", b"2", b"01", b"x", b"\xff", "Fill", "1"]),
+    st.binary(max_size=6),
+    st.text(max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.one_of(
+        st.none(),
+        st.lists(
+            st.tuples(st.sampled_from(["event_type", "schema_version", "traceparent"]),
+                      _HEADER_VALUES),
+            max_size=5,
+        ),
+    )
+)  # fmt: skip
+def test_header_type_cache_gives_the_uncached_answer(headers: Any) -> None:
+    assert lean.header_type(headers) == _header_type_reference(headers)
+    assert lean.header_type(headers) == _header_type_reference(headers)  # now from the cache
+    assert len(lean._NAMED) <= lean._NAMED_MAX
