@@ -1,4 +1,4 @@
-"""The idempotency record: (producer, client_order_id) -> the decision already given.
+"""The idempotency record: (producer, account, client_order_id) -> the decision already given.
 
 Pure and bounded. Two tiers, both folded from the decision events, so a rebuild from the
 log yields the same record:
@@ -36,7 +36,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-Key = tuple[str, str]
+Key = tuple[str, str, str]
+"""(producer, account, client_order_id): a producer's client order ids are scoped to the
+account, the unit the intents topic is partitioned by, so whether an intent is a resend never
+depends on which worker holds which partitions."""
 
 DEFAULT_MAX_RECENT = 10_000
 DEFAULT_WINDOW_SECONDS = 300
@@ -44,11 +47,11 @@ _MERGE_AT = 65_536
 
 
 def _fingerprint(key: Key) -> int:
-    digest = hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 
-_last: tuple[Key, int] = (("", ""), _fingerprint(("", "")))
+_last: tuple[Key, int] = (("", "", ""), _fingerprint(("", "", "")))
 """The last key fingerprinted and its fingerprint: one intent asks for the same key up to
 three times (the processor's duplicate check, the fold's, the record's). One tuple,
 replaced whole, so a reader on another thread never pairs a key with another's print."""

@@ -193,7 +193,7 @@ def _reject(emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, de
 
 def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
     p: OrderIntent | CancelIntent = event.payload
-    key = (p.producer_id, p.client_order_id)
+    key = (p.producer_id, p.account, p.client_order_id)
     prior: Recorded | None = state.decisions.get(key)
     if prior is not None:
         # Idempotency: the original decision, byte for byte, and nothing traded again.
@@ -243,7 +243,7 @@ def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitt
 def _cancel(
     state: EngineState, event: Envelope[Any], p: CancelIntent, ctx: Context, emit: _Emitter
 ) -> None:
-    order_id = state.client_orders.get((p.producer_id, p.target_client_order_id))
+    order_id = state.client_orders.get((p.producer_id, p.account, p.target_client_order_id))
     order = state.orders.get(order_id) if order_id else None
     if order is None or order.account != p.account or order.done:
         _reject(

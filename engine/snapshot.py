@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from engine.idempotency import Recorded, fingerprint
+from engine.idempotency import Key, Recorded, fingerprint
 from engine.state import ZERO, EngineState, OrderState, RateWindow
 from schemas.events import OrderType, Side, TimeInForce
 from schemas.snapshots import FORMAT_VERSION, MAX_CHUNK_BYTES
@@ -134,11 +134,10 @@ def _order_load(d: dict[str, Any]) -> OrderState:
     )
 
 
-def _recorded_dump(key: tuple[str, str], r: Recorded) -> list[Any]:
+def _recorded_dump(key: Key, r: Recorded) -> list[Any]:
     headers = [[k, _b64(v if isinstance(v, bytes) else bytes(v or b""))] for k, v in r.headers]
     return [
-        key[0],
-        key[1],
+        list(key),
         str(r.event_id),
         r.event_type,
         r.topic,
@@ -149,17 +148,18 @@ def _recorded_dump(key: tuple[str, str], r: Recorded) -> list[Any]:
     ]
 
 
-def _recorded_load(e: list[Any]) -> tuple[tuple[str, str], Recorded]:
+def _recorded_load(e: list[Any]) -> tuple[Key, Recorded]:
     from uuid import UUID
 
-    return (e[0], e[1]), Recorded(
-        UUID(e[2]),
+    producer, account, coid = e[0]
+    return (producer, account, coid), Recorded(
+        UUID(e[1]),
+        e[2],
         e[3],
-        e[4],
-        _dt(e[5]),
+        _dt(e[4]),
+        _unb64(e[5]),
         _unb64(e[6]),
-        _unb64(e[7]),
-        [(k, _unb64(v)) for k, v in e[8]],
+        [(k, _unb64(v)) for k, v in e[7]],
     )
 
 
@@ -178,11 +178,11 @@ class Capture:
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
                          list[tuple[datetime, Decimal]]]]  # fmt: skip
     orders: list[OrderState]
-    client_orders: list[tuple[str, str, str]]
-    recent: list[tuple[tuple[str, str], Recorded]]
+    client_orders: list[tuple[str, str, str, str]]
+    recent: list[tuple[Key, Recorded]]
     archive: list[tuple[Any, array[int]]]
     newest: list[tuple[Any, datetime]]
-    rate: list[tuple[str, str, list[datetime]]]
+    rate: list[tuple[str, str, str, list[datetime]]]
     idempotency: tuple[int, timedelta]
     rate_pruned_min: timedelta | None
     orphans: list[tuple[str, str]]
@@ -212,7 +212,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             c.fill_ids = set(o.fill_ids)
             orders.append(c)
     mine = {o.order_id for o in orders}
-    client_orders = [(k[0], k[1], oid) for k, oid in state.client_orders.items() if oid in mine]
+    client_orders = [(*k, oid) for k, oid in state.client_orders.items() if oid in mine]
     rec = state.decisions
     return Capture(
         partition=partition,
@@ -225,9 +225,10 @@ def capture(state: EngineState, partition: int) -> Capture:
         ],
         newest=[(k, t) for k, t in rec.newest_by_key.items() if kpart(k) == partition],
         rate=[
-            (producer, strategy, windows[partition].live())
+            (producer, strategy, account, window.live())
             for (producer, strategy), windows in state.rate.items()
-            if partition in windows and len(windows[partition])
+            for account, window in windows.items()
+            if part(account) == partition and len(window)
         ],
         idempotency=(rec.max_recent, rec.window),
         rate_pruned_min=state.rate_pruned_min,
@@ -259,7 +260,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
         "offsets": dict(sorted(offsets.items())),
         "accounts": accounts,
         "orders": [_order_dump(o) for o in sorted(c.orders, key=lambda o: o.order_id)],
-        "client_orders": sorted([a, b, oid] for a, b, oid in c.client_orders),
+        "client_orders": sorted([a, b, c_, oid] for a, b, c_, oid in c.client_orders),
         "recent": [
             _recorded_dump(k, r)
             for k, r in sorted(c.recent, key=lambda kv: (kv[1].occurred_at, kv[0]))
@@ -270,7 +271,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
         },
         "decided_until": {_kafka_key_account(k): _ts(t) for k, t in sorted(c.newest)},
         "idempotency": [c.idempotency[0], _micros(c.idempotency[1])],
-        "rate": [[p, s, [_ts(t) for t in times]] for p, s, times in sorted(c.rate)],
+        "rate": [[p, s, a, [_ts(t) for t in times]] for p, s, a, times in sorted(c.rate)],
         "rate_pruned_min_us": _micros(c.rate_pruned_min),
         "orphan_fill_ids": sorted([f, a] for f, a in c.orphans),
     }
@@ -359,8 +360,8 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             if part(o.account) != s.partition:
                 raise SnapshotError(f"order {o.order_id} is not on partition {s.partition}")
             state.orders[o.order_id] = o
-        for producer, coid, oid in b["client_orders"]:
-            state.client_orders[(producer, coid)] = oid
+        for producer, account, coid, oid in b["client_orders"]:
+            state.client_orders[(producer, account, coid)] = oid
         for e in b["recent"]:
             key, r = _recorded_load(e)
             if key in rec.recent:
@@ -378,10 +379,12 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             rec.newest_by_key[acct.encode()] = at
             if rec.newest is None or at > rec.newest:
                 rec.newest = at
-        for producer, strategy, times in b["rate"]:
+        for producer, strategy, account, times in b["rate"]:
+            if part(account) != s.partition:
+                raise SnapshotError(f"rate window of {account} is not on partition {s.partition}")
             window = RateWindow(sorted(_dt(t) for t in times))
             window.prune(horizon)
-            state.rate.setdefault((producer, strategy), {})[s.partition] = window
+            state.rate.setdefault((producer, strategy), {})[account] = window
             if state.rate_pruned_min is None or horizon < state.rate_pruned_min:
                 state.rate_pruned_min = horizon
         for f, a in b["orphan_fill_ids"]:

@@ -311,10 +311,10 @@ class EngineState:
     prices: dict[str, PriceState] = field(default_factory=dict)
     orders: dict[str, OrderState] = field(default_factory=dict)
     """Open orders, plus done ones that still have an open or yet-to-be-armed child."""
-    client_orders: dict[tuple[str, str], str] = field(default_factory=dict)
+    client_orders: dict[tuple[str, str, str], str] = field(default_factory=dict)
     decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
-    rate: dict[tuple[str, str], dict[int, RateWindow]] = field(default_factory=dict)
-    """(producer, strategy) -> partition of the account -> order decision times."""
+    rate: dict[tuple[str, str], dict[str, RateWindow]] = field(default_factory=dict)
+    """(producer, strategy) -> account -> order decision times."""
     rate_horizon: timedelta = timedelta(seconds=RiskLimits().rate_window_seconds)
     """The longest rate window of the limits in force: older entries are pruned."""
     rate_pruned_min: timedelta | None = None
@@ -489,7 +489,7 @@ class EngineState:
         coid = p.client_order_id
         if coid is None:
             return
-        key = (p.producer_id, coid)
+        key = (p.producer_id, p.account, coid)
         if key in self.decisions:
             return
         k, v, h = raw if raw is not None else encode(event)
@@ -507,10 +507,9 @@ class EngineState:
             windows = self.rate.get((p.producer_id, p.strategy_id))
             if windows is None:
                 windows = self.rate[(p.producer_id, p.strategy_id)] = {}
-            part = self.partition_of(p.account)
-            window = windows.get(part)
+            window = windows.get(p.account)
             if window is None:
-                window = windows[part] = RateWindow()
+                window = windows[p.account] = RateWindow()
             horizon = self.rate_horizon
             window.add(event.occurred_at, horizon)
             if self.rate_pruned_min is None or horizon < self.rate_pruned_min:
@@ -540,7 +539,7 @@ class EngineState:
         )
         self.orders[p.order_id] = order
         if p.parent_order_id is None:
-            self.client_orders[(p.producer_id, p.client_order_id)] = p.order_id
+            self.client_orders[(p.producer_id, p.account, p.client_order_id)] = p.order_id
         else:
             parent = self.orders.get(p.parent_order_id)
             if parent is not None:
@@ -589,8 +588,9 @@ class EngineState:
             self.orders.pop(c, None)
         self.orders.pop(order.order_id, None)
         self.orders_evicted += 1
-        if self.client_orders.get((order.producer_id, order.client_order_id)) == order.order_id:
-            del self.client_orders[(order.producer_id, order.client_order_id)]
+        coid = (order.producer_id, order.account, order.client_order_id)
+        if self.client_orders.get(coid) == order.order_id:
+            del self.client_orders[coid]
 
     def _apply_fill(self, p: Fill) -> None:
         order = self.orders.get(p.order_id)
@@ -639,14 +639,20 @@ _REFERENCE_TYPES = (
 """What `_apply_reference` folds (and records as seen); anything else it ignores."""
 
 
-def rate_count(state: EngineState, producer: str, strategy: str, at: datetime, seconds: int) -> int:
-    """Order intents decided for this strategy in the window ending at `at`.
+def rate_count(
+    state: EngineState, producer: str, strategy: str, account: str, at: datetime, seconds: int
+) -> int:
+    """Order intents decided for this strategy on this account in the window ending at `at`.
+
+    Per account, not across the strategy's accounts: those can lie on partitions held by
+    different workers, and a count over whatever a worker holds would make the decision
+    depend on the partition assignment.
 
     Anything newer than `at` still counts, which can only over-count (fail closed). The
     windows are not changed here (see `RateWindow`).
     """
     windows = state.rate.get((producer, strategy))
-    if not windows:
+    window = windows.get(account) if windows else None
+    if window is None:
         return 0
-    cutoff = at - timedelta(seconds=seconds)
-    return sum(w.count_after(cutoff) for w in windows.values())
+    return window.count_after(at - timedelta(seconds=seconds))

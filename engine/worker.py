@@ -621,7 +621,7 @@ class EngineWorker:
         (for a resent intent: the original decision's bytes, exactly as published)."""
         if event.event_type in DECISION_TYPES:
             p = event.payload
-            rec = self.state.decisions.get((p.producer_id, p.client_order_id or ""))
+            rec = self.state.decisions.get((p.producer_id, p.account, p.client_order_id or ""))
             if rec is not None and rec.event_id == event.event_id:
                 return rec.key, rec.value, rec.headers
         return encode(event)

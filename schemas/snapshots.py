@@ -22,8 +22,9 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 1
-"""Bumped on any change of the slice's content; a reader ignores other versions."""
+FORMAT_VERSION = 2
+"""Bumped on any change of the slice's content; a reader ignores other versions (2: the
+idempotency and client-order keys carry the account)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

@@ -74,7 +74,7 @@ def build_context(
         open_sell_leaves=open_sell,
         open_orders=open_count,
         recent_orders=rate_count(
-            state, intent.producer_id, intent.strategy_id, intent_at, limits_window
+            state, intent.producer_id, intent.strategy_id, intent.account, intent_at, limits_window
         ),
         quote_available=acc.balances.get(quote, ZERO),
         base_available=acc.balances.get(base, ZERO),

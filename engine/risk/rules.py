@@ -291,7 +291,7 @@ RULES: tuple[Rule, ...] = (
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 1),
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
-    _tag(order_rate, "ORDER_RATE", 1),
+    _tag(order_rate, "ORDER_RATE", 2),
     _tag(balance, "BALANCE", 1),
 )
 """Every rule, in the order their results are recorded."""

@@ -172,7 +172,7 @@ def test_resend_beyond_the_window_is_refused_not_traded() -> None:
     assert "duplicate client_order_id" in again[0].payload.detail
     recent = h.resend(second[0].payload.client_order_id)
     assert recent is not None and recent[0] == second[0]
-    assert h.state.decisions.get(("p1", second[0].payload.client_order_id)) is not None
+    assert h.state.decisions.get(("p1", "A1", second[0].payload.client_order_id)) is not None
 
 
 def test_rebuilt_state_matches_live_state() -> None:
@@ -216,12 +216,12 @@ def test_fingerprint_set_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(idempotency, "_MERGE_AT", 7)
     fs, ref = FingerprintSet(), set()
     for i in range(0, 3000, 3):
-        fp = idempotency.fingerprint(("p", str(i)))
+        fp = idempotency.fingerprint(("p", "A", str(i)))
         fs.add(fp)
         ref.add(fp)
     assert len(fs) == len(ref)
     for i in range(3000):
-        fp = idempotency.fingerprint(("p", str(i)))
+        fp = idempotency.fingerprint(("p", "A", str(i)))
         assert (fp in fs) == (fp in ref)
 
 

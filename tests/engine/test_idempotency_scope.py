@@ -1,0 +1,130 @@
+"""Client order ids are scoped to (producer, account): a decision never depends on which
+other accounts' intents the deciding worker happens to hold.
+
+Intents are keyed by account, so two accounts of one producer can sit on partitions owned
+by different workers. Before the account was part of the idempotency key, an id reused on
+a second account was a "resend" (answered with the first account's decision) when one
+worker held both partitions, and a new order when two workers did.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import auth
+from engine.processor import process
+from schemas import encode, new_event
+from schemas.events import CancelIntent, OrderIntent, OrderType, Side
+from tests.engine.pure import INSTRUMENT, Harness, decision
+
+ACCOUNTS = ("A1", "A2", "A3")
+D = Decimal
+
+
+def _world() -> Harness:
+    h = Harness(cash=D("1000000"), accounts=ACCOUNTS)
+    h.quote(D("30000"), D("30010"))
+    return h
+
+
+def test_one_client_order_id_on_two_accounts_is_two_orders() -> None:
+    h = _world()
+    first = h.order(Side.BUY, D("0.1"), D("29990"), account="A1")
+    intent = h.last_intent
+    assert intent is not None
+    coid = intent.payload.client_order_id
+    other = OrderIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A2",
+        client_order_id=coid,
+        instrument=INSTRUMENT,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        quantity=D("0.2"),
+        limit_price=D("29980"),
+    )
+    second = h.feed(auth.sign(other, h.key), producer="p1")
+    d1, d2 = decision(first), decision(second)
+    assert d1.outcome == d2.outcome == "APPROVED"
+    assert (d1.account, d2.account) == ("A1", "A2")
+    assert d1.intent_event_id != d2.intent_event_id
+    orders = [o for o in h.state.orders.values() if o.client_order_id == coid]
+    assert sorted(o.account for o in orders) == ["A1", "A2"]
+    # A cancel on A2 names A2's order, not A1's.
+    cancel = CancelIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A2",
+        client_order_id="cx",
+        target_client_order_id=coid,
+    )
+    out = h.feed(auth.sign(cancel, h.key), producer="p1")
+    assert decision(out).outcome == "APPROVED"
+    live = {o.account for o in h.state.orders.values() if o.client_order_id == coid and not o.done}
+    assert live == {"A1"}
+
+
+_step = st.tuples(
+    st.sampled_from(ACCOUNTS),
+    st.sampled_from(("c1", "c2", "c3")),
+    st.sampled_from(("buy", "sell", "cancel", "resend")),
+    st.integers(min_value=1, max_value=5),
+)
+
+
+def _wire(out: list[Any]) -> list[bytes]:
+    return [encode(e)[1] for e in out]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=25))
+def test_decisions_do_not_depend_on_the_other_accounts(steps: list[Any]) -> None:
+    """One state holding every account decides each intent exactly as a state holding only
+    that intent's account (as a worker owning only its partition would)."""
+    h = _world()
+    alone = {acc: (copy.deepcopy(h.state), copy.deepcopy(h.ctx)) for acc in ACCOUNTS}
+    sent: dict[tuple[str, str], Any] = {}
+    at = h.now
+    for i, (acc, coid, kind, qty) in enumerate(steps):
+        at += timedelta(milliseconds=10)
+        payload: OrderIntent | CancelIntent
+        if kind == "resend" and (acc, coid) in sent:
+            payload = sent[(acc, coid)]
+        elif kind == "cancel":
+            payload = CancelIntent(
+                producer_id="p1",
+                strategy_id="s",
+                account=acc,
+                client_order_id=f"k{i}",
+                target_client_order_id=coid,
+            )
+        else:
+            buy = kind != "sell"
+            payload = auth.sign(
+                OrderIntent(
+                    producer_id="p1",
+                    strategy_id="s",
+                    account=acc,
+                    client_order_id=coid,
+                    instrument=INSTRUMENT,
+                    side=Side.BUY if buy else Side.SELL,
+                    order_type=OrderType.LIMIT,
+                    quantity=D(qty) / 100,
+                    limit_price=D("29990") if buy else D("30020"),
+                ),
+                h.key,
+            )
+            sent.setdefault((acc, coid), payload)
+        if isinstance(payload, CancelIntent):
+            payload = auth.sign(payload, h.key)
+        event = new_event(payload, producer="p1", occurred_at=at)
+        together = process(h.state, event, h.ctx)
+        state, ctx = alone[acc]
+        assert _wire(together) == _wire(process(state, event, ctx)), (i, acc, coid, kind)
