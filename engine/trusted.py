@@ -20,6 +20,7 @@ with.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -61,6 +62,14 @@ _SETTERS: dict[str, Any] = {
 _BUILDERS: dict[type[BaseModel], Callable[..., Any]] = {}
 
 
+def _immutable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _compile(cls: type[BaseModel]) -> Callable[..., Any]:
     """A keyword-only constructor for `cls`, generated from its field declarations."""
     decorators = cls.__pydantic_decorators__
@@ -73,7 +82,13 @@ def _compile(cls: type[BaseModel]) -> Callable[..., Any]:
         # A model-level check is more than "these values are valid": keep validating.
         raise TypeError(f"{cls.__name__} has validators, private attributes or a post-init")
     fields = cls.model_fields
-    env: dict[str, Any] = {"_new": cls.__new__, "_cls": cls, "_mode": _MODE, **_SETTERS}
+    env: dict[str, Any] = {
+        "_new": cls.__new__,
+        "_cls": cls,
+        "_mode": _MODE,
+        "_copy": copy.deepcopy,
+        **_SETTERS,
+    }
     params: list[str] = []
     body: list[str] = []
     for i, (name, info) in enumerate(fields.items()):
@@ -83,10 +98,15 @@ def _compile(cls: type[BaseModel]) -> Callable[..., Any]:
             params.append(name)
             body.append(f"    fs.add({name!r})")
             continue
-        env[f"_d{i}"] = info.default_factory if info.default_factory is not None else info.default
         params.append(f"{name}=_UNSET")
-        call = "()" if info.default_factory is not None else ""
-        body.append(f"    if {name} is _UNSET:\n        {name} = _d{i}{call}")
+        if info.default_factory is not None:
+            env[f"_d{i}"] = info.default_factory
+            value = f"_d{i}()"
+        else:
+            env[f"_d{i}"] = info.default
+            # A mutable default is copied for each instance, as pydantic copies it.
+            value = f"_d{i}" if _immutable(info.default) else f"_copy(_d{i})"
+        body.append(f"    if {name} is _UNSET:\n        {name} = {value}")
         body.append(f"    else:\n        fs.add({name!r})")
     env["_UNSET"] = _UNSET
     values = ", ".join(f"{n!r}: {n}" for n in fields)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 import tests.engine.pure as pure
 from engine import auth, trusted
@@ -215,6 +216,14 @@ def test_builders_refuse_what_a_constructor_refuses() -> None:
     with trusted.reference_path():
         with pytest.raises(ValueError):
             make(rule_id="R", rule_version=0, passed=True)
+
+    class Basket(BaseModel):
+        items: list[str] = []
+
+    make_basket = trusted.builder(Basket)
+    first, second = make_basket(), make_basket()
+    first.items.append("x")  # a mutable default is each instance's own, as in pydantic
+    assert second.items == [] and Basket().items == []
     with pytest.raises(ValueError):  # a field missing: the validating constructor says so
         trusted.builder_from_fields(RuleResult)({"rule_id": "R", "passed": True})
     with pytest.raises(TypeError, match="validators"):
