@@ -33,7 +33,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from pydantic_core import CoreConfig, SchemaValidator, ValidationError, core_schema
+from pydantic_core import SchemaValidator, ValidationError, core_schema
 
 from schemas import Envelope, MalformedEventError, decode, payload_class
 from schemas import types as schema_types
@@ -244,12 +244,10 @@ def validator_for(event_type: str, version: int) -> SchemaValidator | None:
             _ANY_SEEN[0] = False
             _CHECKS_SEEN.clear()
             try:
-                # Only keys go through pydantic-core's string cache: values (ids,
-                # amounts, timestamps) are mostly unique, so caching them costs a hash
-                # and a lookup each for nothing (~20% of a lean decode; same values).
-                _VALIDATORS[key] = SchemaValidator(
-                    lean_schema(event_type, version), CoreConfig(cache_strings="keys")
-                )
+                # pydantic-core's default string cache (keys and values) stays: caching
+                # keys only made `validate_json` 8-20% cheaper alone, but the whole
+                # decode-fold-render pipeline no faster (docs/benchmarks.md, session 6).
+                _VALIDATORS[key] = SchemaValidator(lean_schema(event_type, version))
             except NotLean:
                 _VALIDATORS[key] = None
             if _ANY_SEEN[0]:
