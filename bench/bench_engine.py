@@ -273,6 +273,7 @@ def templates(
 
 _OCCURRED = re.compile(rb'"occurred_at":"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{6})Z"')
 _COID = re.compile(rb'"client_order_id":"([^"-]*)-')
+_FULL_COID = re.compile(rb'"client_order_id":"([^"]*)"')
 
 
 def _tag_and_time(value: bytes) -> tuple[str, float]:
@@ -312,10 +313,18 @@ class DecisionClock(threading.Thread):
     """Reads decisions (read_committed); latency = seen - decision.occurred_at (= intent's)."""
 
     def __init__(
-        self, s: Settings, topic: Topic = Topic.DECISIONS, *, reverse: bool = False
+        self,
+        s: Settings,
+        topic: Topic = Topic.DECISIONS,
+        *,
+        reverse: bool = False,
+        trace: bool = False,
     ) -> None:
         super().__init__(daemon=True)
         self.reverse = reverse
+        self.trace: list[tuple[int, float, float, str]] | None = [] if trace else None
+        """With `trace`: every decision as (partition, seen at, occurred_at, client order
+        id), for per-partition gaps and duplicates (bench_engine_takeover)."""
         # A latency-tuned reader: with the default fetch.wait.max.ms (500 ms) a
         # read_committed fetch can sit at the broker until the wait expires even though the
         # transaction committing the decision has completed, adding up to 500 ms that are
@@ -356,6 +365,10 @@ class DecisionClock(threading.Thread):
                 value = m.value() or b""
                 tag, at = _tag_and_time(value[::-1] if self.reverse else value)
                 self.lat.setdefault(tag, []).append(now - at)
+                if self.trace is not None:
+                    c = _FULL_COID.search(value)
+                    coid = c.group(1).decode() if c else ""
+                    self.trace.append((m.partition() or 0, now, at, coid))
                 if not self.reverse:
                     kind = _outcome(value)
                     self.outcomes[kind] = self.outcomes.get(kind, 0) + 1

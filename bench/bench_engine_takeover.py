@@ -36,66 +36,28 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from bench.bench_engine import (
     ROOT,
+    DecisionClock,
     Publisher,
     _env,
-    _tag_and_time,
     setup_world,
     stop_workers,
     templates,
 )
 from bench.measure import percentile, stack_settings
-from deploy.kafka import consumer_config, create_topics, partitions_of
+from deploy.kafka import create_topics
 from deploy.local import LocalStack
 from deploy.settings import Settings
-from schemas.topics import Topic
 
 _REBUILT = re.compile(
     r"rebuilt partitions (\[[\d, ]*\]) from (\d+) events in ([\d.]+)s.*?own records replayed "
     r"(\d+), snapshot slices (.*)$"
 )
-
-
-class VisibilityClock(threading.Thread):
-    """Every decision as it becomes visible: (partition, seen at, run tag, occurred_at)."""
-
-    def __init__(self, s: Settings) -> None:
-        super().__init__(daemon=True)
-        self.c = Consumer(
-            consumer_config(s, group_id=f"clock-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 5})
-        )
-        name = s.topic(Topic.DECISIONS)
-        self.c.assign(
-            [TopicPartition(name, p, 0) for p in partitions_of(self.c, s, Topic.DECISIONS)]
-        )
-        self.seen: list[tuple[int, float, str, float]] = []
-        self.coids: dict[str, int] = {}
-        self.stop = False
-
-    def run(self) -> None:
-        coid = re.compile(rb'"client_order_id":"([^"]+)"')
-        while not self.stop:
-            msgs = self.c.consume(10000, 0) or [m for m in [self.c.poll(0.05)] if m]
-            for m in msgs:
-                if m.error():
-                    continue
-                now = time.time()
-                value = m.value() or b""
-                tag, at = _tag_and_time(value)
-                self.seen.append((m.partition() or 0, now, tag, at))
-                if (c := coid.search(value)) is not None:
-                    key = c.group(1).decode()
-                    self.coids[key] = self.coids.get(key, 0) + 1
-        self.c.close()
-
-    def count(self, tag: str) -> int:
-        return sum(1 for _p, _t, g, _a in self.seen if g == tag)
 
 
 def _wait(pred: Any, timeout: float) -> bool:
@@ -141,12 +103,16 @@ def scenario(
         )
         for i in range(2)
     ]
-    clock = VisibilityClock(s)
+    clock = DecisionClock(s, trace=True)
     clock.start()
+
+    def decided(tag: str) -> int:
+        return len(clock.lat.get(tag, ()))
+
     try:
         pub = Publisher(s)
         pub.publish(templates(key, args.prefill, "p"), None)
-        if not _wait(lambda: clock.count("p") >= args.prefill, 600):
+        if not _wait(lambda: decided("p") >= args.prefill, 600):
             raise RuntimeError(f"{name}: the prefill was not decided in 600 s")
         time.sleep(3)  # the last slices are published after their batch commits
         paced = templates(key, int(args.rate * (args.before + args.after)), "t")
@@ -161,28 +127,33 @@ def scenario(
         killer.start()
         pub.publish(paced, args.rate)
         killer.join()
-        complete = _wait(lambda: clock.count("t") >= len(paced), 180)
+        complete = _wait(lambda: decided("t") >= len(paced), 180)
         time.sleep(1)
     finally:
         clock.stop = True
         stop_workers(workers)
         clock.join(5)
     t_stop = stopped_at[0]
+    trace = clock.trace or []
+    seen_at: dict[int, list[float]] = {}
+    for part, t, _at, _coid in trace:
+        seen_at.setdefault(part, [])
+        if t >= t_stop:
+            seen_at[part].append(t)
     outage: dict[int, float] = {}
-    for part in sorted({p for p, *_ in clock.seen}):
-        times = sorted(t for p, t, _g, _a in clock.seen if p == part and t >= t_stop)
+    for part, times in sorted(seen_at.items()):
         last, gap = t_stop, 0.0
-        for t in times:
+        for t in sorted(times):
             gap, last = max(gap, t - last), t
         outage[part] = gap
-    after = [(t - a) * 1000 for _p, t, g, a in clock.seen if g == "t" and a >= t_stop]
-    dupes = sum(1 for k, n in clock.coids.items() if n > 1 and k.startswith("t-"))
+    paced_coids = Counter(coid for *_, coid in trace if coid.startswith("t-"))
+    after = [(t - at) * 1000 for _p, t, at, coid in trace if coid.startswith("t-") and at >= t_stop]
     return {
         "name": name,
         "complete": complete,
-        "decided": clock.count("t"),
+        "decided": decided("t"),
         "offered": len(paced),
-        "duplicates": dupes,
+        "duplicates": sum(1 for n in paced_coids.values() if n > 1),
         "outage": outage,
         "rebuild": _last_rebuild(logs[0]),
         "p50": percentile(after, 0.5),
