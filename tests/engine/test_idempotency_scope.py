@@ -39,16 +39,9 @@ def test_one_client_order_id_on_two_accounts_is_two_orders() -> None:
     intent = h.last_intent
     assert intent is not None
     coid = intent.payload.client_order_id
-    other = OrderIntent(
-        producer_id="p1",
-        strategy_id="s",
-        account="A2",
-        client_order_id=coid,
-        instrument=INSTRUMENT,
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        quantity=D("0.2"),
-        limit_price=D("29980"),
+    # The same order, client order id included, on the producer's other account.
+    other = intent.payload.model_copy(
+        update={"account": "A2", "quantity": D("0.2"), "limit_price": D("29980")}
     )
     second = h.feed(auth.sign(other, h.key), producer="p1")
     d1, d2 = decision(first), decision(second)
@@ -58,14 +51,7 @@ def test_one_client_order_id_on_two_accounts_is_two_orders() -> None:
     orders = [o for o in h.state.orders.values() if o.client_order_id == coid]
     assert sorted(o.account for o in orders) == ["A1", "A2"]
     # A cancel on A2 names A2's order, not A1's.
-    cancel = CancelIntent(
-        producer_id="p1",
-        strategy_id="s",
-        account="A2",
-        client_order_id="cx",
-        target_client_order_id=coid,
-    )
-    out = h.feed(auth.sign(cancel, h.key), producer="p1")
+    out = h.cancel(coid, account="A2")
     assert decision(out).outcome == "APPROVED"
     live = {o.account for o in h.state.orders.values() if o.client_order_id == coid and not o.done}
     assert live == {"A1"}
