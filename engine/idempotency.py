@@ -1,27 +1,33 @@
 """The idempotency record: (producer, account, client_order_id) -> the decision already given.
 
-Pure and bounded. Two tiers, both folded from the decision events, so a rebuild from the
-log yields the same record:
+Pure and bounded per account. Two tiers, both folded from the decision events, so a rebuild
+from the log yields the same record:
 
-- **recent**: the original decision *bytes* (key, value, headers as published) for the
-  newest decisions — at most `max_recent` of them and none older than `window_seconds` of
-  decision event time behind the newest one. A resend in this tier is answered with the
-  original decision, byte for byte.
+- **recent**: the original decision *bytes* (key, value, headers as published) for each
+  account's newest decisions: at most `max_recent` of them per account, and none older than
+  `window_seconds` of decision event time behind *that account's* newest decision. A resend
+  in this tier is answered with the original decision, byte for byte.
 - **archive**: for every older key, a 64-bit fingerprint (8 bytes in a sorted array). A
   resend in this tier is still never traded again: the processor answers it with an
   `IntentRejected` that names the duplicate (the original decision stays on the log).
 
-The recent tier is the `max_recent` newest decisions by (event time, key) within the
-window — a function of the *set* of decisions folded, not of their order. A rebuild reads
-several partitions interleaved in whatever order the consumer delivers them, and a
-snapshot merges per-partition slices: both give the same record as the live worker.
+Both bounds are per account (the Kafka key of the decisions, the unit the engine's topics
+are partitioned by), so which tier answers a resend is a function of that account's own
+decisions alone. With one bound for the whole record (before session 7) another account's
+activity on the same worker could push an account's decisions out of the recent tier, and a
+resend got the original decision from a worker holding one partition and a duplicate
+rejection from a worker holding several. Within an account the tier is ranked by (event
+time, key), a function of the *set* of decisions folded, not of their order: a rebuild
+reads partitions interleaved in whatever order the consumer delivers them, and a snapshot
+merges per-partition slices; both give the same record as the live worker.
 
 Each archived fingerprint is also listed under its decision's Kafka key (the account), so
 a snapshot slice can carry exactly the fingerprints of its partition's accounts.
 
-Memory is therefore `max_recent` decisions (~2 KB each) plus 16 bytes per key ever seen.
-A fingerprint collision (probability ~n/2^64 per new key) can only reject a new intent as
-a duplicate — the fail-closed direction.
+Memory is at most `max_recent` decisions (~2 KB each) per account, in practice the
+decisions of each account's last `window_seconds` of activity, plus 16 bytes per key ever
+seen. A fingerprint collision (probability ~n/2^64 per new key) can only reject a new
+intent as a duplicate: the fail-closed direction.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ Key = tuple[str, str, str]
 account, the unit the intents topic is partitioned by, so whether an intent is a resend never
 depends on which worker holds which partitions."""
 
-DEFAULT_MAX_RECENT = 10_000
-DEFAULT_WINDOW_SECONDS = 300
+DEFAULT_MAX_RECENT = 1_000
+"""Per account."""
+DEFAULT_WINDOW_SECONDS = 60
+"""Behind the account's newest decision. Resends come from a producer retrying a publish it
+is unsure of: seconds, not minutes. A later resend is still refused as a duplicate."""
 _MERGE_AT = 65_536
 
 
@@ -140,14 +149,18 @@ class IdempotencyRecord:
         self.max_recent = max_recent
         self.window = timedelta(seconds=window_seconds)
         self.recent: dict[Key, Recorded] = {}
-        self._order: list[tuple[datetime, Key]] = []
-        """A heap of the recent tier's (event time, key): the oldest is evicted first."""
+        self._order: dict[Any, list[tuple[datetime, Key]]] = {}
+        """Kafka key (the account) -> a heap of its recent decisions' (event time, key):
+        the oldest is evicted first."""
         self.archive = FingerprintSet()
         self.archived_by_key: dict[Any, array[int]] = {}
         """Kafka key (the account) -> fingerprints archived from its decisions."""
         self.newest: datetime | None = None
+        """The newest decision event time of all accounts held (reporting only: it depends
+        on which partitions a worker holds, so nothing is decided from it)."""
         self.newest_by_key: dict[Any, datetime] = {}
-        """Kafka key -> newest decision event time (a snapshot slice carries its own)."""
+        """Kafka key -> newest decision event time: the account's window ends here (a
+        snapshot slice carries its own)."""
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.archive)
@@ -165,21 +178,24 @@ class IdempotencyRecord:
             return False
         self.recent[key] = decision
         at = decision.occurred_at
-        heapq.heappush(self._order, (at, key))
-        newest_by_key = self.newest_by_key
         kk = decision.key
+        heap = self._order.get(kk)
+        if heap is None:
+            heap = self._order[kk] = []
+        heapq.heappush(heap, (at, key))
+        newest_by_key = self.newest_by_key
         prev = newest_by_key.get(kk)
         if prev is None or at > prev:
             newest_by_key[kk] = at
         if self.newest is None or at > self.newest:
             self.newest = at
-        self.prune()
+        self._prune_key(kk, heap)
         return True
 
     def restore(self, key: Key, decision: Recorded) -> None:
         """Put back a recent decision from a snapshot slice (no pruning: `prune` after)."""
         self.recent[key] = decision
-        heapq.heappush(self._order, (decision.occurred_at, key))
+        heapq.heappush(self._order.setdefault(decision.key, []), (decision.occurred_at, key))
 
     def archive_fingerprint(self, kafka_key: Any, fp: int) -> None:
         """Add an archived fingerprint (eviction, or loading a snapshot slice)."""
@@ -192,12 +208,18 @@ class IdempotencyRecord:
         lst.append(fp)
 
     def prune(self) -> None:
-        """Evict the oldest (by event time, then key) beyond `max_recent` or the window."""
-        if self.newest is None:
+        """Evict, per account, the oldest (by event time, then key) beyond `max_recent` or
+        the window behind that account's newest decision."""
+        for kk, heap in self._order.items():
+            self._prune_key(kk, heap)
+
+    def _prune_key(self, kk: Any, heap: list[tuple[datetime, Key]]) -> None:
+        newest = self.newest_by_key.get(kk)
+        if newest is None:
             return
-        horizon = self.newest - self.window
-        recent, order = self.recent, self._order
-        while order and (len(recent) > self.max_recent or order[0][0] < horizon):
-            _at, key = heapq.heappop(order)
+        horizon = newest - self.window
+        recent, limit = self.recent, self.max_recent
+        while heap and (len(heap) > limit or heap[0][0] < horizon):
+            _at, key = heapq.heappop(heap)
             decision = recent.pop(key)
             self.archive_fingerprint(decision.key, fingerprint(key))

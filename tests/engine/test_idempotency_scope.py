@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import auth
+from engine.idempotency import IdempotencyRecord
 from engine.processor import process
 from schemas import encode, new_event
 from schemas.events import CancelIntent, OrderIntent, OrderType, Side
@@ -57,12 +58,15 @@ def test_one_client_order_id_on_two_accounts_is_two_orders() -> None:
     assert live == {"A1"}
 
 
-_step = st.tuples(
+_step_parts = (
     st.sampled_from(ACCOUNTS),
     st.sampled_from(("c1", "c2", "c3")),
     st.sampled_from(("buy", "sell", "cancel", "resend")),
     st.integers(min_value=1, max_value=5),
 )
+_step = st.tuples(*_step_parts)
+_timed_step = st.tuples(*_step_parts, st.sampled_from((10, 400, 1500)))
+"""A step and the milliseconds since the last one: some beyond the small window below."""
 
 
 def _wire(out: list[Any]) -> list[bytes]:
@@ -74,12 +78,27 @@ def _wire(out: list[Any]) -> list[bytes]:
 def test_decisions_do_not_depend_on_the_other_accounts(steps: list[Any]) -> None:
     """One state holding every account decides each intent exactly as a state holding only
     that intent's account (as a worker owning only its partition would)."""
+    _check_alone_equals_together([(*s, 10) for s in steps], _world())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_timed_step, min_size=1, max_size=30))
+def test_resends_do_not_depend_on_the_other_accounts(steps: list[Any]) -> None:
+    """Whether a resend is answered with the original decision (recent tier) or with a
+    duplicate rejection (archived) depends only on the intent's own account: with a tier of
+    two decisions and a one-second window, the other accounts' decisions must not push an
+    account's decisions out of it."""
     h = _world()
+    h.state.decisions = IdempotencyRecord(max_recent=2, window_seconds=1)
+    _check_alone_equals_together(steps, h)
+
+
+def _check_alone_equals_together(steps: list[Any], h: Harness) -> None:
     alone = {acc: (copy.deepcopy(h.state), copy.deepcopy(h.ctx)) for acc in ACCOUNTS}
     sent: dict[tuple[str, str], Any] = {}
     at = h.now
-    for i, (acc, coid, kind, qty) in enumerate(steps):
-        at += timedelta(milliseconds=10)
+    for i, (acc, coid, kind, qty, gap) in enumerate(steps):
+        at += timedelta(milliseconds=gap)
         payload: OrderIntent | CancelIntent
         if kind == "resend" and (acc, coid) in sent:
             payload = sent[(acc, coid)]
