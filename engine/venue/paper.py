@@ -4,7 +4,11 @@
 - LIMIT orders take liquidity if marketable (taker), then rest (GTC) or expire (IOC/FOK;
   FOK executes only if the displayed quantity covers the whole order). Resting orders fill
   as makers at their limit when a public trade prints at or through it, up to the trade's
-  quantity, in price-time priority, and only against trades newer than the order.
+  quantity, in price-time priority, and only against trades newer than the order. Each
+  account's resting orders fill against the print on their own, as if that account alone
+  traded against the public tape: shared out among every account a worker holds, which
+  orders filled would depend on which partitions the worker owns (accounts are spread over
+  partitions and workers), and two workers would together fill more than the print.
 - Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
   quantity once the parent is done; a trade through the trigger fills a child in full at
   the trade price (taker).
@@ -231,38 +235,49 @@ class PaperVenue:
         orders = [state.orders[i] for i in ids]
         source = f"trade:{trade.venue}:{trade.trade_id}"
         price = trade.price
-        # Resting limit orders, price-time priority, each side against the print's size.
+        # Resting limit orders, price-time priority, each side against the print's size:
+        # each account's orders on their own (see the module docstring).
         for side in (Side.BUY, Side.SELL):
-            crossing = [
-                o
-                for o in orders
-                if o.side is side
-                and o.order_type is OrderType.LIMIT
-                and not o.done
-                and o.parent_order_id is None
-                and o.limit_price is not None
-                and o.submitted_at < event.occurred_at
-                and (price <= o.limit_price if side is Side.BUY else price >= o.limit_price)
-            ]
-            crossing.sort(
-                key=lambda o: (
-                    -(o.limit_price or 0) if side is Side.BUY else (o.limit_price or 0),
-                    o.submitted_at,
-                    o.order_id,
-                )
-            )
-            remaining = trade.quantity
-            for o in crossing:
-                if remaining <= 0:
-                    break
-                assert o.limit_price is not None
-                qty = min(o.leaves, remaining)
-                if self._fill(
-                    state, o, qty, o.limit_price, Liquidity.MAKER, source, trade.exchange_ts, emit
+            by_account: dict[str, list[OrderState]] = {}
+            for o in orders:
+                if (
+                    o.side is side
+                    and o.order_type is OrderType.LIMIT
+                    and not o.done
+                    and o.parent_order_id is None
+                    and o.limit_price is not None
+                    and o.submitted_at < event.occurred_at
+                    and (price <= o.limit_price if side is Side.BUY else price >= o.limit_price)
                 ):
-                    remaining -= qty
-                if o.done:
-                    self._parent_done(state, o, emit)
+                    by_account.setdefault(o.account, []).append(o)
+            for account in sorted(by_account):
+                crossing = by_account[account]
+                crossing.sort(
+                    key=lambda o: (
+                        -(o.limit_price or 0) if side is Side.BUY else (o.limit_price or 0),
+                        o.submitted_at,
+                        o.order_id,
+                    )
+                )
+                remaining = trade.quantity
+                for o in crossing:
+                    if remaining <= 0:
+                        break
+                    assert o.limit_price is not None
+                    qty = min(o.leaves, remaining)
+                    if self._fill(
+                        state,
+                        o,
+                        qty,
+                        o.limit_price,
+                        Liquidity.MAKER,
+                        source,
+                        trade.exchange_ts,
+                        emit,
+                    ):
+                        remaining -= qty
+                    if o.done:
+                        self._parent_done(state, o, emit)
         # Armed children: a print through the trigger fills them in full, OCO.
         for o in sorted(orders, key=lambda o: o.order_id):
             if o.done or o.parent_order_id is None or o.trigger_price is None:

@@ -1,5 +1,7 @@
-"""Client order ids are scoped to (producer, account): a decision never depends on which
-other accounts' intents the deciding worker happens to hold.
+"""What the engine emits for an account never depends on which other accounts the deciding
+worker happens to hold: client order ids are scoped to (producer, account), the idempotency
+record's recent tier is bounded per account, and a public print fills each account's
+resting orders on their own.
 
 Intents are keyed by account, so two accounts of one producer can sit on partitions owned
 by different workers. Before the account was part of the idempotency key, an id reused on
@@ -21,7 +23,7 @@ from engine import auth
 from engine.idempotency import IdempotencyRecord
 from engine.processor import process
 from schemas import encode, new_event
-from schemas.events import CancelIntent, OrderIntent, OrderType, Side
+from schemas.events import CancelIntent, MarketTrade, OrderIntent, OrderType, Side
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
 ACCOUNTS = ("A1", "A2", "A3")
@@ -61,7 +63,7 @@ def test_one_client_order_id_on_two_accounts_is_two_orders() -> None:
 _step_parts = (
     st.sampled_from(ACCOUNTS),
     st.sampled_from(("c1", "c2", "c3")),
-    st.sampled_from(("buy", "sell", "cancel", "resend")),
+    st.sampled_from(("buy", "sell", "cancel", "resend", "print")),
     st.integers(min_value=1, max_value=5),
 )
 _step = st.tuples(*_step_parts)
@@ -99,6 +101,9 @@ def _check_alone_equals_together(steps: list[Any], h: Harness) -> None:
     at = h.now
     for i, (acc, coid, kind, qty, gap) in enumerate(steps):
         at += timedelta(milliseconds=gap)
+        if kind == "print":
+            _check_print(h, alone, at, qty)
+            continue
         payload: OrderIntent | CancelIntent
         if kind == "resend" and (acc, coid) in sent:
             payload = sent[(acc, coid)]
@@ -133,3 +138,23 @@ def _check_alone_equals_together(steps: list[Any], h: Harness) -> None:
         together = process(h.state, event, h.ctx)
         state, ctx = alone[acc]
         assert _wire(together) == _wire(process(state, event, ctx)), (i, acc, coid, kind)
+
+
+def _check_print(h: Harness, alone: dict[str, Any], at: Any, n: int) -> None:
+    """A public trade through the resting buys (odd n) or sells (even n), smaller than them:
+    each account's resting orders fill exactly as they would on a worker holding that
+    account alone (the print's size is not shared out among the accounts a worker holds)."""
+    trade = MarketTrade(
+        venue="v",
+        instrument=INSTRUMENT,
+        trade_id=f"t{at.isoformat()}",
+        price=D("29985") if n % 2 else D("30025"),
+        quantity=D(n) / 100,
+        aggressor_side=Side.SELL if n % 2 else Side.BUY,
+        exchange_ts=at,
+    )
+    event = new_event(trade, producer="md", occurred_at=at)
+    together = process(h.state, event, h.ctx)
+    for acc, (state, ctx) in alone.items():
+        mine = [e for e in together if e.key == acc]
+        assert _wire(mine) == _wire(process(state, event, ctx)), ("print", acc, n)
