@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     engine_snapshot_load: bool = Field(
         True, description="false: ignore existing snapshots at start (force a full replay)"
     )
+    engine_incremental_handover: bool = Field(
+        True,
+        description="At a rebalance a worker keeps its state, forgets the partitions it gave"
+        " up and folds only the ones it gained (false: rebuild every owned partition from the"
+        " log at each assignment)",
+    )
     engine_snapshot_every: int = Field(
         20_000, ge=1, description="Write a partition's slice after this many own output events"
     )

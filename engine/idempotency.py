@@ -36,7 +36,7 @@ import hashlib
 import heapq
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -206,6 +206,23 @@ class IdempotencyRecord:
         if lst is None:
             lst = self.archived_by_key[kafka_key] = array("Q")
         lst.append(fp)
+
+    def release(self, released: Callable[[Any], bool]) -> None:
+        """Forget every decision whose Kafka key (account) is `released`: the record of a
+        worker that never read them (see `engine.snapshot.release_partitions`)."""
+        for kk in [kk for kk in self._order if released(kk)]:
+            for _at, key in self._order.pop(kk):
+                del self.recent[key]
+        gone = [kk for kk in self.archived_by_key if released(kk)]
+        if gone:
+            for kk in gone:
+                del self.archived_by_key[kk]
+            kept = FingerprintSet()
+            kept.update(fp for fps in self.archived_by_key.values() for fp in fps)
+            self.archive = kept
+        for kk in [kk for kk in self.newest_by_key if released(kk)]:
+            del self.newest_by_key[kk]
+        self.newest = max(self.newest_by_key.values(), default=None)
 
     def prune(self) -> None:
         """Evict, per account, the oldest (by event time, then key) beyond `max_recent` or

@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.idempotency import Key, Recorded, fingerprint
-from engine.state import ZERO, EngineState, OrderState, RateWindow
+from engine.state import ZERO, EngineState, Exposure, OrderState, RateWindow
 from schemas.events import OrderType, Side, TimeInForce
 from schemas.snapshots import FORMAT_VERSION, MAX_CHUNK_BYTES
 
@@ -320,7 +320,8 @@ def decode_slice(blob: bytes, digest: str, *, format_version: int = FORMAT_VERSI
 
 def merge_slices(state: EngineState, slices: list[Slice]) -> None:
     """Install `slices` (distinct partitions) into `state`, which holds the reference topics
-    and nothing of those partitions' own topics yet. SnapshotError (and `state` must then be
+    and nothing of those partitions' own topics yet (it may hold other partitions': a worker
+    taking over partitions adds them to its state). SnapshotError (and `state` must then be
     discarded) if a slice cannot reproduce a full replay."""
     if len({s.partition for s in slices}) != len(slices):
         raise SnapshotError("two slices for one partition")
@@ -335,6 +336,7 @@ def merge_slices(state: EngineState, slices: list[Slice]) -> None:
 def _merge(state: EngineState, slices: list[Slice]) -> None:
     rec = state.decisions
     horizon = state.rate_horizon
+    installed: list[OrderState] = []
     for s in slices:
         b = s.body
         if b["idempotency"] != [rec.max_recent, _micros(rec.window)]:
@@ -359,7 +361,10 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             o = _order_load(d)
             if part(o.account) != s.partition:
                 raise SnapshotError(f"order {o.order_id} is not on partition {s.partition}")
+            if o.order_id in state.orders:
+                raise SnapshotError(f"order {o.order_id} is already in the state")
             state.orders[o.order_id] = o
+            installed.append(o)
         for producer, account, coid, oid in b["client_orders"]:
             state.client_orders[(producer, account, coid)] = oid
         for e in b["recent"]:
@@ -392,8 +397,8 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
     if any(fingerprint(k) in rec.archive for k in rec.recent):
         raise SnapshotError("a decision is both recent and archived")
     rec.prune()
-    # Derived aggregates: recomputed from the orders, as the fold keeps them.
-    for o in sorted(state.orders.values(), key=lambda o: o.order_id):
+    # Derived aggregates: recomputed from the installed orders, as the fold keeps them.
+    for o in sorted(installed, key=lambda o: o.order_id):
         if o.done:
             continue
         acc = state.account(o.account)
@@ -401,6 +406,42 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
         if o.parent_order_id is None:
             acc.exposure.add(o, 1)
         state.open_by_instrument.setdefault(o.instrument, set()).add(o.order_id)
+
+
+def release_partitions(state: EngineState, partitions: set[int]) -> None:
+    """Forget what `state` folded from `partitions` of the own topics, leaving exactly the
+    state of a worker that never read them (the inverse of a slice merge plus its tail):
+    a worker giving partitions up keeps deciding on the others without a rebuild. The
+    reference part (producers, accounts' KYC/AML/deposits, limits, kill switches, prices)
+    stays: every worker reads it in full."""
+    if not partitions:
+        return
+    part = state.partition_of
+    gone = {name for name in state.accounts if part(name) in partitions}
+    for name in gone:
+        acc = state.accounts[name]
+        acc.balances = {a: v for a, v in acc.deposited.items()}
+        acc.positions = {}
+        state.fills_applied -= acc.fills
+        acc.fills = 0
+        acc.peaks = []
+        acc.peak_equity = acc.peak_since(acc.peak_reset_at)
+        acc.open_orders = set()
+        acc.exposure = Exposure()
+    dropped = [oid for oid, o in state.orders.items() if part(o.account) in partitions]
+    for oid in dropped:
+        o = state.orders.pop(oid)
+        ids = state.open_by_instrument.get(o.instrument)
+        if ids is not None:
+            ids.discard(oid)
+    for k in [k for k in state.client_orders if part(k[1]) in partitions]:
+        del state.client_orders[k]
+    for windows in state.rate.values():
+        for account in [a for a in windows if part(a) in partitions]:
+            del windows[account]
+    for f in [f for f, a in state.orphan_fill_ids.items() if part(a) in partitions]:
+        del state.orphan_fill_ids[f]
+    state.decisions.release(lambda kafka_key: part(_kafka_key_account(kafka_key)) in partitions)
 
 
 # ---- comparison ------------------------------------------------------------------------

@@ -8,11 +8,12 @@
   commit together or not at all. Everything is read with `read_committed`. A batch's
   transaction runs on a committer thread while the next batch is processed; it must have
   committed before the next one begins.
-- On assignment the worker rebuilds its state from the log: reference topics in full,
-  then its own outputs (decisions, orders, fills) for the partitions it now owns — from
-  the newest usable snapshot slice of each partition on, if there is one (see
-  `engine.snapshot`). It never re-runs a decision: resent or replayed intents find their
-  decision in that state.
+- At its first assignment the worker rebuilds its state from the log: reference topics
+  in full, then its own outputs (decisions, orders, fills) for the partitions it owns —
+  from the newest usable snapshot slice of each partition on, if there is one (see
+  `engine.snapshot`). At later assignments it keeps that state, forgets the partitions it
+  gave up and folds only the ones it gained (`_take_over`). It never re-runs a decision:
+  resent or replayed intents find their decision in that state.
 - Fail closed: the consumer lag on the input partitions is passed to the rules, which
   reject with STALE_STATE above the configured bound.
 """
@@ -48,7 +49,14 @@ from engine.codec import decode_record
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
-from engine.snapshot import Capture, Slice, SnapshotError, capture, merge_slices
+from engine.snapshot import (
+    Capture,
+    Slice,
+    SnapshotError,
+    capture,
+    merge_slices,
+    release_partitions,
+)
 from engine.snapshot_io import SnapshotWriter, read_slices
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, encode
@@ -156,6 +164,20 @@ def read_until_caught_up(
     return not targets
 
 
+def _folder(state: EngineState) -> Callable[[Message], None]:
+    """Fold a record read from the log into `state` (malformed ones are logged, skipped)."""
+
+    def apply(msg: Message) -> None:
+        try:
+            event = _decode(msg)
+            raw = (msg.key(), msg.value(), msg.headers() or [])
+            state.apply(event, raw if event.event_type in DECISION_TYPES else None)
+        except MalformedEventError as exc:
+            log.warning("skipping malformed record while rebuilding: %s", exc)
+
+    return apply
+
+
 class EngineWorker:
     def __init__(self, settings: Settings, *, wid: str | None = None) -> None:
         self.settings = settings
@@ -195,6 +217,11 @@ class EngineWorker:
         )
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
         self.owned: list[int] = []
+        self.folded: set[int] = set()
+        """The partitions whose own-topic records the state holds (through a rebalance,
+        until `_take_over` or a rebuild adjusts it to the new assignment)."""
+        self.n_own_partitions = 0
+        """The own topics' partition count at the last full rebuild (accounts' partitions)."""
         self.assigned: list[TopicPartition] = []
         """The input partitions as of the last rebalance callback (eager protocol: the
         callbacks carry the whole assignment). `Consumer.assignment()` asks librdkafka's
@@ -266,14 +293,7 @@ class EngineWorker:
         state = EngineState(partition_of=self.part)
         self.owned = sorted(set(partitions))
 
-        def apply(msg: Message) -> None:
-            try:
-                event = _decode(msg)
-                raw = (msg.key(), msg.value(), msg.headers() or [])
-                state.apply(event, raw if event.event_type in DECISION_TYPES else None)
-            except MalformedEventError as exc:
-                log.warning("skipping malformed record while rebuilding: %s", exc)
-
+        apply = _folder(state)
         ref = [
             TopicPartition(self.names[t], p, OFFSET_BEGINNING)
             for t in REFERENCE_TOPICS
@@ -298,28 +318,24 @@ class EngineWorker:
         slices: dict[int, Slice] = {}
         if self.snapshots and use_snapshots and self.settings.engine_snapshot_load and self.owned:
             try:
-                slices = self._load_slices(state)
+                slices = self._load_slices(state, self.owned)
             except SnapshotError:
                 self.rebuild(partitions, use_snapshots=False)
                 return
         t_slices = time.monotonic()
-        own_reader = Consumer(
-            consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
-        )
-        try:
-            own = [
-                TopicPartition(
-                    self.names[t],
-                    p,
-                    slices[p].offsets[t.value] if p in slices else OFFSET_BEGINNING,
-                )
-                for t in OWN_TOPICS
-                for p in self.owned
-            ]
-            ok = read_until_caught_up(own_reader, self.admin, own, apply) and ok
-            self.own_end = self._own_positions(own_reader, own)
-        finally:
-            own_reader.close()
+        own = [
+            TopicPartition(
+                self.names[t],
+                p,
+                slices[p].offsets[t.value] if p in slices else OFFSET_BEGINNING,
+            )
+            for t in OWN_TOPICS
+            for p in self.owned
+        ]
+        own_ok, self.own_end = self._read_own(state, own)
+        ok = own_ok and ok
+        self.folded = set(self.owned)
+        self.n_own_partitions = max(n_own)
         # Keep reading the reference topics live from where the rebuild stopped.
         positions = self.ref_consumer.position(
             [TopicPartition(tp.topic, tp.partition) for tp in ref]
@@ -394,16 +410,111 @@ class EngineWorker:
             )
             self.needs_rebuild = True
 
-    def _load_slices(self, state: EngineState) -> dict[int, Slice]:
-        """The newest usable slice of each owned partition, merged into `state` (which holds
-        the reference topics). Refused slices are logged and their partition is replayed in
-        full; if merging fails half-way, `state` is torn: `SnapshotError` goes up and the
-        caller rebuilds without snapshots."""
+    def _read_own(
+        self, state: EngineState, own: list[TopicPartition]
+    ) -> tuple[bool, dict[tuple[str, int], int]]:
+        """Fold the own-topic records from each partition's start offset to the end into
+        `state`: (complete?, where each partition's reading stopped)."""
+        reader = Consumer(
+            consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
+        )
+        try:
+            ok = read_until_caught_up(reader, self.admin, own, _folder(state))
+            return ok, self._own_positions(reader, own)
+        finally:
+            reader.close()
+
+    def _take_over(self, new: set[int]) -> bool:
+        """Partitions change hands without a rebuild: forget the ones given up, then fold
+        onto the state held the gained ones (their newest slices, then their records after
+        them) and whatever others wrote on the kept ones since this worker last folded them
+        (nothing, unless it was out of the group meanwhile). The state held must name
+        exactly what it folded: False (a full rebuild is needed) after a failed
+        transaction, an incomplete rebuild, missing delivery reports, partitions added to
+        the own topics, or a slice that does not fit.
+
+        Equal to a full replay: tests/engine/test_partition_handover.py."""
+        if not (self.settings.engine_incremental_handover and self.snap_ok) or self.needs_rebuild:
+            return False
+        if {len(self._partitions(t)) for t in OWN_TOPICS} != {self.n_own_partitions}:
+            return False
+        started = time.monotonic()
+        held, state = self.folded, self.state
+        given_up, gained, kept = held - new, sorted(new - held), sorted(held & new)
+        own_end = self.own_end
+        starts: dict[tuple[str, int], int] = {}
+        for t in OWN_TOPICS:
+            for p in kept:
+                key = (self.names[t], p)
+                if key not in own_end:
+                    return False
+                starts[key] = own_end[key]
+        self.pending_slices = []
+        release_partitions(state, given_up)
+        self.folded = held - given_up
+        slices: dict[int, Slice] = {}
+        if gained and self.snapshots and self.settings.engine_snapshot_load:
+            try:
+                slices = self._load_slices(state, gained)
+            except SnapshotError:
+                self.snap_ok = False  # torn: the caller rebuilds
+                return False
+        for t in OWN_TOPICS:
+            for p in gained:
+                starts[(self.names[t], p)] = (
+                    slices[p].offsets[t.value] if p in slices else OFFSET_BEGINNING
+                )
+        own = [TopicPartition(name, p, offset) for (name, p), offset in sorted(starts.items())]
+        before = state.applied
+        ok, positions = self._read_own(state, own)
+        self.own_end = {
+            k: v for k, v in own_end.items() if k[1] in new and k not in positions
+        } | positions
+        self.owned = sorted(new)
+        self.folded = set(new)
+        self.snap_ok = ok
+        now = time.monotonic()
+        for p in given_up:
+            self.snap_due.pop(p, None)
+            self.snap_last.pop(p, None)
+        for p in gained:
+            self.snap_due[p] = 0
+            self.snap_last[p] = now
+        self.heap.after_rebuild()
+        self.last_rebuild = {
+            "partitions": list(self.owned),
+            "incremental": {"gained": gained, "given_up": sorted(given_up), "kept": kept},
+            "events": state.applied,
+            "own_records": state.applied - before,
+            "slices": {p: s.slice_id for p, s in sorted(slices.items())},
+            "seconds": now - started,
+        }
+        log.info(
+            "worker %s rebuilt partitions %s from %d events in %.2fs%s (incrementally: gained "
+            "%s, gave up %s, kept %s); own records replayed %d, snapshot slices %s",
+            self.wid,
+            self.owned,
+            state.applied - before,
+            now - started,
+            "" if ok else " (incomplete: timed out)",
+            gained,
+            sorted(given_up),
+            kept,
+            state.applied - before,
+            self.last_rebuild["slices"] or "none",
+        )
+        return True
+
+    def _load_slices(self, state: EngineState, partitions: list[int]) -> dict[int, Slice]:
+        """The newest usable slice of each of `partitions`, merged into `state` (which holds
+        the reference topics and none of those partitions). Refused slices are logged and
+        their partition is replayed in full; if merging fails half-way, `state` is torn:
+        `SnapshotError` goes up and the caller rebuilds without snapshots."""
         try:
             slices, notes = read_slices(
                 self.settings,
                 self.admin,
-                self.owned,
+                partitions,
                 {t.value: self.names[t] for t in OWN_TOPICS},
                 len(self._partitions(Topic.ENGINE_SNAPSHOTS)),
             )
@@ -442,10 +553,14 @@ class EngineWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle_in_flight()
-        self.rebuild({tp.partition for tp in partitions})
+        new = {tp.partition for tp in partitions}
+        if not self._take_over(new):
+            self.rebuild(new)
         self.assigned = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The state is kept (`folded` names what it holds): the next assignment usually
+        gives most partitions back, and `_take_over` adjusts the state to it."""
         self._settle_in_flight()
         self.owned = []
         self.assigned = []
@@ -465,6 +580,7 @@ class EngineWorker:
         if isinstance(err, KafkaError) and err.fatal():
             raise exc
         log.warning("transaction failed %s (%s); aborting", when, exc)
+        self.snap_ok = False  # the state folded outputs the log will not have
         try:
             self.producer.abort_transaction(30)
         except KafkaException:
