@@ -2,7 +2,7 @@
 snapshot slices.
 
 `.venv/bin/python -m bench.bench_engine_takeover [--prefill 60000] [--rate 500]
-[--before 10] [--after 40] [--rounds 2] [--variants kill-slices,kill-full,term-slices]`
+[--before 10] [--after 40] [--rounds 2] [--variants kill-slices,kill-rebuild,kill-full,term-slices]`
 
 One throwaway local stack; each scenario gets its own topic prefix (fresh topics, fresh
 consumer group). Two `tradetape run engine` workers share the intents topic's six
@@ -16,8 +16,11 @@ Measured, with a read_committed reader timing every decision (partition, time vi
 - **outage**, per partition: the longest time in which no decision became visible on it,
   from the stop on. The dead worker's partitions wait for the group to notice (the
   session timeout: static membership means even a clean stop does not leave the group)
-  and then for the survivor's rebuild. Under the eager protocol the survivor rebuilds all
-  six partitions, so its own stall too.
+  and then for the survivor's take-over. Since session 7 the survivor keeps its state and
+  folds only the dead worker's partitions (`kill-slices`); `kill-rebuild` turns that off
+  (`TRADETAPE_ENGINE_INCREMENTAL_HANDOVER=false`: the survivor rebuilds all six
+  partitions at the assignment, so its own stall too). Reported for the worst partition,
+  and apart for the moved partitions and the survivor's own (kept) ones.
 - the survivor's rebuild (from its log): seconds, own records replayed, slices used;
 - latency (decision visible - intent `occurred_at`) of the intents offered after the stop:
   p50 / p99 / max, and all of them decided exactly once (no loss, no duplicate).
@@ -84,7 +87,14 @@ def _last_rebuild(log: Path) -> dict[str, Any]:
 
 
 def scenario(
-    base: Settings, tmp: Path, name: str, *, stop: str, slices: bool, args: argparse.Namespace
+    base: Settings,
+    tmp: Path,
+    name: str,
+    *,
+    stop: str,
+    slices: bool,
+    handover: bool,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     s = base.model_copy(update={"topic_prefix": f"bt{uuid.uuid4().hex[:6]}."})
     create_topics(s)
@@ -92,6 +102,7 @@ def scenario(
     env_extra = {
         "TRADETAPE_ENGINE_SNAPSHOT_EVERY": str(args.snapshot_every),
         "TRADETAPE_ENGINE_SNAPSHOT_LOAD": "true" if slices else "false",
+        "TRADETAPE_ENGINE_INCREMENTAL_HANDOVER": "true" if handover else "false",
     }
     logs = [tmp / f"{name}-w{i}.log" for i in range(2)]
     workers = [
@@ -146,6 +157,7 @@ def scenario(
         for t in sorted(times):
             gap, last = max(gap, t - last), t
         outage[part] = gap
+    moved = {int(x) for x in re.findall(r"\d+", _last_rebuild(logs[1]).get("partitions", ""))}
     paced_coids = Counter(coid for *_, coid in trace if coid.startswith("t-"))
     after = [(t - at) * 1000 for _p, t, at, coid in trace if coid.startswith("t-") and at >= t_stop]
     return {
@@ -155,6 +167,8 @@ def scenario(
         "offered": len(paced),
         "duplicates": sum(1 for n in paced_coids.values() if n > 1),
         "outage": outage,
+        "outage_moved": max((g for p, g in outage.items() if p in moved), default=0.0),
+        "outage_kept": max((g for p, g in outage.items() if p not in moved), default=0.0),
         "rebuild": _last_rebuild(logs[0]),
         "p50": percentile(after, 0.5),
         "p99": percentile(after, 0.99),
@@ -173,13 +187,19 @@ def main() -> int:
         "--variants",
         default="kill-slices,kill-full,term-slices",
         help="comma-separated STOP-LOAD: STOP is kill (SIGKILL) or term (SIGTERM); LOAD is "
-        "slices (the default start-up) or full (TRADETAPE_ENGINE_SNAPSHOT_LOAD=false)",
+        "slices (the default: incremental take-over from slices), rebuild (slices, but a full "
+        "rebuild at every assignment: TRADETAPE_ENGINE_INCREMENTAL_HANDOVER=false) or full "
+        "(TRADETAPE_ENGINE_SNAPSHOT_LOAD=false)",
     )
     ap.add_argument("--snapshot-every", type=int, default=5000, help="own records per slice")
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
-        if v.split("-")[0] not in ("kill", "term") or v.split("-")[-1] not in ("slices", "full"):
+        if v.split("-")[0] not in ("kill", "term") or v.split("-")[-1] not in (
+            "slices",
+            "rebuild",
+            "full",
+        ):
             ap.error(f"unknown variant {v!r}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-takeover-"))
     base = stack_settings(tmp, postgres_fsync=False, kafka_heap="1g", topic_prefix="bt.")
@@ -192,11 +212,20 @@ def main() -> int:
             order = variants if r % 2 == 0 else variants[::-1]
             for v in order:
                 stop, load = v.split("-")
-                res = scenario(base, tmp, f"{v}-{r}", stop=stop, slices=load == "slices", args=args)
+                res = scenario(
+                    base,
+                    tmp,
+                    f"{v}-{r}",
+                    stop=stop,
+                    slices=load != "full",
+                    handover=load != "rebuild",
+                    args=args,
+                )
                 results.append(res)
                 worst = max(res["outage"].values(), default=0.0)
                 print(
-                    f"{res['name']}: outage max {worst:.2f} s; rebuild {res['rebuild']}; "
+                    f"{res['name']}: outage max {worst:.2f} s (moved {res['outage_moved']:.2f}, "
+                    f"kept {res['outage_kept']:.2f}); rebuild {res['rebuild']}; "
                     f"after the stop p50 {res['p50']:.0f} / p99 {res['p99']:.0f} / max "
                     f"{res['max']:.0f} ms; decided {res['decided']}/{res['offered']}, "
                     f"duplicates {res['duplicates']}",
@@ -211,16 +240,19 @@ def main() -> int:
         f"{os.getloadavg()}"
     )
     print(
-        "| variant | rounds | outage, worst partition (median s) | survivor rebuild (median s) "
+        "| variant | rounds | outage, worst partition (median s) | moved / kept partitions "
+        "(median s) | survivor rebuild (median s) "
         "| own records replayed | p99 after stop (median ms) | max (median ms) | lost / duplicated |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for v in variants:
         rs = [x for x in results if x["name"].rsplit("-", 1)[0] == v]
         lost = sum(x["offered"] - x["decided"] for x in rs)
         print(
             f"| {v} | {len(rs)} "
             f"| {statistics.median(max(x['outage'].values(), default=0.0) for x in rs):.2f} "
+            f"| {statistics.median(x['outage_moved'] for x in rs):.2f} / "
+            f"{statistics.median(x['outage_kept'] for x in rs):.2f} "
             f"| {statistics.median(x['rebuild'].get('seconds', float('nan')) for x in rs):.2f} "
             f"| {statistics.median(x['rebuild'].get('own_replayed', 0) for x in rs):.0f} "
             f"| {statistics.median(x['p99'] for x in rs):.0f} "
