@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         description="...or this many seconds after its last one if it has new output"
         " (seconds, not money)",
     )
+    engine_session_timeout_ms: int = Field(
+        10_000,
+        ge=6_000,
+        description="How long the group waits for a silent engine worker before its"
+        " partitions move to the others (a crash, or a clean stop: static members do not"
+        " leave the group). Shorter means faster failover and more false ones on a loaded"
+        " machine; the broker's group.min.session.timeout.ms is 6,000",
+    )
     engine_partition_check_seconds: float = Field(
         5.0,
         ge=0,

@@ -201,8 +201,8 @@ class EngineWorker:
                 group_id=f"{prefix}engine",
                 **{
                     "max.poll.interval.ms": 300_000,
-                    "session.timeout.ms": 10_000,
-                    "heartbeat.interval.ms": 2_000,
+                    "session.timeout.ms": settings.engine_session_timeout_ms,
+                    "heartbeat.interval.ms": min(2_000, settings.engine_session_timeout_ms // 3),
                     # Static membership: a restarted worker takes its partitions straight
                     # back; a dead one's go to the others after the session timeout.
                     "group.instance.id": f"{prefix}engine-{self.wid}",
