@@ -47,8 +47,9 @@ Key = tuple[str, str, str]
 account, the unit the intents topic is partitioned by, so whether an intent is a resend never
 depends on which worker holds which partitions."""
 
-DEFAULT_MAX_RECENT = 1_000
-"""Per account."""
+DEFAULT_MAX_RECENT = 200
+"""Per account: memory is bounded per account that trades (~400 KB each at most), since an
+idle account's tier is only ever pruned by its own next decision."""
 DEFAULT_WINDOW_SECONDS = 60
 """Behind the account's newest decision. Resends come from a producer retrying a publish it
 is unsure of: seconds, not minutes. A later resend is still refused as a duplicate."""
