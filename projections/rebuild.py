@@ -7,15 +7,18 @@ stored offsets. Readers see the old projection or the new one, never a half-buil
 A live projector of the same projection notices the moved offsets and resumes from them.
 `rebuild --all` builds every projection on one consumer (each record decoded once) in
 one process and swaps them all in in one transaction (`rebuild_many`); `rebuild --all
---parallel` builds the live runner's topic groups in one process each and swaps them all
-in in one transaction, only if every group finished (`rebuild_parallel`; no faster on
-2 cores shared with the broker and PostgreSQL, see docs/benchmarks.md).
+--parallel` builds the live runner's topic groups in one process each (at most one per
+core at a time) and swaps them all in in one transaction, only if every group finished
+(`rebuild_parallel`; see docs/benchmarks.md for when it pays).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
+import os
 import queue
 import resource
 import time
@@ -167,6 +170,51 @@ def _build_target(p: Projection) -> Target:
     return Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets"))
 
 
+GROUP_BATCH = 2000
+"""Records per batch of a parallel rebuild's group. Three batches are alive at once (one
+being decoded, one queued, one folded) besides their rendered rows on the writer's
+queue: at 10,000 records they held about 100 MB of a group's peak (session 7)."""
+
+GROUP_FETCH_BYTES = 2 << 20
+"""A parallel rebuild's fetch per partition (a single-consumer replay asks 8 MB). Smaller
+fetches cut a group's peak by tens of MB at the same speed; a smaller prefetch queue
+(`queued.max.messages.kbytes`) than the default stalled the consumer (session 7)."""
+
+FIRST = ("orders", "balances", "positions", "decisions")
+"""The order in which a parallel rebuild starts its groups when there are more groups
+than slots: a group holding an earlier name first (the longest builds of a trading
+log), then the rest by name. Only the wall time depends on it, never the result."""
+
+
+class _GroupProjector(BulkProjector):
+    """A parallel rebuild's projector: smaller fetches (`GROUP_FETCH_BYTES`)."""
+
+    def consumer_config(self) -> dict[str, Any]:
+        return {**super().consumer_config(), "max.partition.fetch.bytes": GROUP_FETCH_BYTES}
+
+
+def _few_arenas() -> None:
+    """Cap glibc's malloc arenas at 2 in this process (the reader, writer and librdkafka
+    threads otherwise each get one, and freed batches stay mapped in all of them)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    mallopt = getattr(ctypes.CDLL(name), "mallopt", None)
+    if mallopt is not None:
+        mallopt(-8, 2)  # M_ARENA_MAX
+
+
+def start_order(groups: Sequence[Sequence[Projection]]) -> list[int]:
+    """Indexes of `groups` in the order they are started (`FIRST`, then by name)."""
+
+    def rank(i: int) -> tuple[int, str]:
+        names = [p.name for p in groups[i]]
+        first = min((FIRST.index(n) for n in names if n in FIRST), default=len(FIRST))
+        return first, "+".join(names)
+
+    return sorted(range(len(groups)), key=rank)
+
+
 @dataclass
 class GroupBuild:
     """One group's build in a parallel rebuild, as its process reported it."""
@@ -195,9 +243,10 @@ def _build_group(
     """A parallel rebuild's child: bulk-build one group into its build schemas (committed
     there, not swapped in) and report progress and totals on `out`."""
     try:
+        _few_arenas()
         started = time.monotonic()
         builds = [_build_target(p) for p in projections]
-        with BulkProjector(
+        with _GroupProjector(
             settings, builds, batch_size=batch_size, poll_timeout=0.5, replay=True
         ) as proj:
             out.put(("total", index, sum(proj.high_watermarks().values())))
@@ -232,8 +281,9 @@ def rebuild_parallel(
     *,
     on_start: Callable[[list[GroupBuild]], None] | None = None,
     progress: Callable[[int, GroupBuild], None] | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = GROUP_BATCH,
     swap: bool = True,
+    jobs: int | None = None,
 ) -> list[RebuildResult]:
     """Rebuild `projections` from offset 0, one process per topic group (the groups
     `tradetape run projections` runs), each into its fresh schemas; then, only if every
@@ -241,7 +291,9 @@ def rebuild_parallel(
     the live projections are untouched and the build schemas are dropped).
 
     Groups that share a topic read it each (the `orders.lifecycle` records are read and
-    decoded twice, as live), in exchange for using both cores. `progress(n, group)` is
+    decoded twice, as live), in exchange for using both cores. At most `jobs` groups
+    (default: one per core) build at a time, the next starting when one finishes: more
+    would share the same cores and add their memory together. `progress(n, group)` is
     called in this process for every batch a group applied."""
     from projections.runner import topic_groups
 
@@ -264,12 +316,19 @@ def rebuild_parallel(
         )
         for i, g in enumerate(groups)
     ]
-    for proc in procs:
-        proc.start()
-    if on_start is not None:
-        on_start(builds)
+    waiting = start_order(groups)
+    slots = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+
+    def start_next() -> None:
+        running = sum(1 for i, p in enumerate(procs) if p.pid and not builds[i].done)
+        for _ in range(min(len(waiting), slots - running)):
+            procs[waiting.pop(0)].start()
+
     failure: str | None = None
     try:
+        start_next()
+        if on_start is not None:
+            on_start(builds)
         while failure is None and not all(b.done for b in builds):
             try:
                 msg = out.get(timeout=0.5)
@@ -277,7 +336,7 @@ def rebuild_parallel(
                 dead = [
                     builds[i].label
                     for i, proc in enumerate(procs)
-                    if not builds[i].done and not proc.is_alive()
+                    if proc.pid and not builds[i].done and not proc.is_alive()
                 ]
                 if dead and out.empty():
                     failure = f"the build of {', '.join(dead)} died without a word"
@@ -295,6 +354,8 @@ def rebuild_parallel(
             elif kind == "done":
                 b.consumed, b.records, b.seconds, b.peak_rss_mb = msg[2], msg[3], msg[4], msg[5]
                 b.done = True
+                procs[i].join(30)  # its memory is freed before the next group starts
+                start_next()
                 if progress is not None:
                     progress(0, b)
             else:
@@ -302,6 +363,8 @@ def rebuild_parallel(
                 log.error("the build of %s failed:\n%s", b.label, msg[3])
     finally:
         for i, proc in enumerate(procs):
+            if proc.pid is None:  # never started
+                continue
             if proc.is_alive() and not builds[i].done:  # a failure, or Ctrl-C here
                 proc.terminate()
             proc.join(30)

@@ -12,7 +12,7 @@ from deploy.settings import Settings
 from projections.checksum import checksum
 from projections.core import PROJECTIONS
 from projections.projector import BulkProjector
-from projections.rebuild import rebuild_many, rebuild_parallel
+from projections.rebuild import rebuild_many, rebuild_parallel, start_order
 from projections.runner import topic_groups
 from projections.synthetic import generate
 from tests.projections.helpers import produce
@@ -58,6 +58,13 @@ def test_parallel_rebuild_equals_one_consumer_and_is_all_or_nothing(
     assert {r.group for r in par} == {"+".join(p.name for p in g) for g in groups}
     assert _state(env) == before  # same rows, offsets and schemas after the swap
 
+    # One group at a time (the others wait for a slot): the same result.
+    one_by_one = rebuild_parallel(env, list(PROJECTIONS.values()), jobs=1)
+    assert {r.name: (r.checksum, r.counts, r.events) for r in one_by_one} == {
+        r.name: (r.checksum, r.counts, r.events) for r in par
+    }
+    assert _state(env) == before
+
     # One group fails at its very end: nothing is swapped in, no build schema is left.
     real_finish = BulkProjector.finish
 
@@ -76,3 +83,10 @@ def test_parallel_rebuild_equals_one_consumer_and_is_all_or_nothing(
     with pytest.raises(RuntimeError, match=r"decisions.*injected failure"):
         rebuild_parallel(env, list(PROJECTIONS.values()))
     assert _state(env) == damaged  # the other groups' finished builds were not swapped in
+
+
+def test_start_order_heaviest_groups_first() -> None:
+    groups = topic_groups(list(PROJECTIONS.values()))
+    order = [[p.name for p in groups[i]] for i in start_order(groups)]
+    assert sorted(map(tuple, order)) == sorted(tuple(p.name for p in g) for g in groups)
+    assert "orders" in order[0] and "balances" in order[1] and "decisions" in order[2]
