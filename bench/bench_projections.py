@@ -120,14 +120,14 @@ def _tree_memory(pid: int) -> tuple[float, float]:
 
 
 def _run_measured(
-    cmd: list[str], env: dict[str, str], tree: dict[str, float] | None = None
+    cmd: list[str], env: dict[str, str], tree: dict[str, float] | None = None, cwd: Path = ROOT
 ) -> tuple[str, float, float]:
     """(stderr, wall seconds, peak RSS MB) of one subprocess. With `tree`, also samples
     the process and its children every 0.2 s: `tree["rss"]`/`tree["pss"]` get the peak
     sums (a parallel rebuild's memory is that of all its processes together)."""
     with tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         if tree is not None:
             tree.update(rss=0.0, pss=0.0)
             while True:
@@ -154,7 +154,12 @@ def _summary(text: str, name: str) -> tuple[int, float]:
 
 
 def bench_rebuild(
-    s: Settings, names: list[str], *, single: bool = True, all_rounds: int = 1
+    s: Settings,
+    names: list[str],
+    *,
+    single: bool = True,
+    all_rounds: int = 1,
+    baseline: Path | None = None,
 ) -> list[dict[str, Any]]:
     out = []
     base = [sys.executable, "-m", "deploy.cli_entry", "rebuild"]
@@ -169,16 +174,18 @@ def bench_rebuild(
         )
     # --all both ways in this run: one process on one consumer (each record decoded once,
     # the default), and one process per topic group (--parallel).
-    ways: list[tuple[str, list[str]]] = [
-        ("--all --parallel", ["--parallel"]),
-        ("--all", []),
+    ways: list[tuple[str, list[str], Path]] = [
+        ("--all --parallel", ["--parallel"], ROOT),
+        ("--all", [], ROOT),
     ]
+    if baseline is not None:  # the same command on another checkout's code, same stack
+        ways.insert(1, (f"--all --parallel ({baseline.name})", ["--parallel"], baseline))
     # Rounds alternate the order (AB, BA, ...), so a drift in the machine's load does not
     # favour one way.
     rounds = [ways if r % 2 == 0 else ways[::-1] for r in range(all_rounds)]
-    for label, extra in [w for r in rounds for w in r]:
+    for label, extra, cwd in [w for r in rounds for w in r]:
         tree: dict[str, float] = {}
-        text, _wall, rss = _run_measured([*base, "--all", *extra], _env(s), tree)
+        text, _wall, rss = _run_measured([*base, "--all", *extra], _env(s), tree, cwd)
         seconds = max(_summary(text, n)[1] for n in names)
         per = sum(_summary(text, n)[0] for n in PROJECTIONS)
         distinct = [x for x in text.splitlines() if x.startswith("all:")]
@@ -448,6 +455,12 @@ def main() -> int:
         default=1,
         help="rounds of `rebuild --all` both ways (--parallel, one consumer), order alternating",
     )
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a checkout of other code (e.g. `git worktree add DIR <commit>`): each round also "
+        "runs its `rebuild --all --parallel` on the same stack, for a before/after in one run",
+    )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     bench_decode()
@@ -466,6 +479,7 @@ def main() -> int:
                     args.projections.split(","),
                     single=not args.skip_single,
                     all_rounds=args.all_rounds,
+                    baseline=args.baseline_tree,
                 )
                 print(f"load average: {os.getloadavg()}", flush=True)
             if not args.skip_lag:
