@@ -433,8 +433,14 @@ class EngineWorker:
         transaction, an incomplete rebuild, missing delivery reports, partitions added to
         the own topics, or a slice that does not fit.
 
+        Needs snapshots on: only then do delivery reports keep `own_end` at what the state
+        folded (with them off it stays at the last rebuild's positions, and re-reading the
+        kept partitions from there would fold their records twice).
+
         Equal to a full replay: tests/engine/test_partition_handover.py."""
-        if not (self.settings.engine_incremental_handover and self.snap_ok) or self.needs_rebuild:
+        if not (self.settings.engine_incremental_handover and self.snapshots and self.snap_ok):
+            return False
+        if self.needs_rebuild:
             return False
         if {len(self._partitions(t)) for t in OWN_TOPICS} != {self.n_own_partitions}:
             return False

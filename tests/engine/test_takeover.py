@@ -118,3 +118,42 @@ def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Pat
     gained = {int(x) for x in m.group(1).split(",") if x.strip()}
     kept = {int(x) for x in m.group(2).split(",")}
     assert gained and kept and gained | kept == set(range(6)) and not gained & kept
+
+
+def test_without_snapshots_the_survivor_rebuilds_in_full(env: Settings, tmp_path: Path) -> None:
+    """With snapshots off no delivery reports say what a worker's state folded, so a
+    take-over cannot add partitions to the state it holds: it must rebuild in full (folding
+    its kept partitions' records again onto its state would count their fills twice)."""
+    off = {"TRADETAPE_ENGINE_SNAPSHOTS": "false"}
+    log0, log1 = tmp_path / "w0.log", tmp_path / "w1.log"
+    w0 = spawn(env, "0", log0, off)
+    procs = [w0]
+    counter = RecordCounter(env, Topic.DECISIONS)
+    try:
+        key = world(env, ACCOUNTS)
+        generous_limits(env)
+        produce(env, [quote(qty="100")])
+        wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
+        w1 = spawn(env, "1", log1, off)
+        procs.append(w1)
+        assert _wait_owned(log1, lambda o: len(o) > 0), "the second worker never got partitions"
+        assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+        intents = _intents(key, 1200, seed=12)
+        produce(env, intents[:600])
+        assert counter.wait(600, 60) >= 600
+        stop(w1, hard=True)
+        produce(env, intents[600:])
+        assert _wait_owned(log0, lambda o: len(o) == 6, timeout=60) == list(range(6))
+        assert counter.wait(1200, 90) >= 1200
+        time.sleep(1.0)
+        stop(w0)
+    finally:
+        counter.close()
+        for p in procs:
+            stop(p, hard=True)
+    assert w0.returncode == 0, log0.read_text()[-3000:]
+    check_exactly_once(env, {f"i{i}" for i in range(1200)}, [env.resolved_data_dir / "engine"])
+    last = [
+        ln for ln in log0.read_text().splitlines() if "rebuilt partitions [0, 1, 2, 3, 4, 5]" in ln
+    ]
+    assert last and "incrementally" not in last[-1], last[-1:]
