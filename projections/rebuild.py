@@ -239,10 +239,12 @@ def _build_group(
     index: int,
     out: Any,
     batch_size: int,
+    go: Any,
 ) -> None:
-    """A parallel rebuild's child: bulk-build one group into its build schemas (committed
-    there, not swapped in) and report progress and totals on `out`."""
+    """A parallel rebuild's child: once `go` is set, bulk-build one group into its build
+    schemas (committed there, not swapped in) and report progress and totals on `out`."""
     try:
+        go.wait()
         _few_arenas()
         started = time.monotonic()
         builds = [_build_target(p) for p in projections]
@@ -307,10 +309,14 @@ def rebuild_parallel(
     ctx = multiprocessing.get_context("fork")
     out: Any = ctx.Queue()
     started = time.monotonic()
+    # Every group is forked now, before the caller starts any thread (its progress bar),
+    # and waits for its `go`: a fork beside a running thread could copy a held lock.
+    # A waiting child only shares this process's pages.
+    go = [ctx.Event() for _ in groups]
     procs = [
         ctx.Process(
             target=_build_group,
-            args=(settings, g, i, out, batch_size),
+            args=(settings, g, i, out, batch_size, go[i]),
             name=f"rebuild-{builds[i].label}",
             daemon=True,
         )
@@ -320,12 +326,14 @@ def rebuild_parallel(
     slots = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
 
     def start_next() -> None:
-        running = sum(1 for i, p in enumerate(procs) if p.pid and not builds[i].done)
+        running = sum(1 for i, e in enumerate(go) if e.is_set() and not builds[i].done)
         for _ in range(min(len(waiting), slots - running)):
-            procs[waiting.pop(0)].start()
+            go[waiting.pop(0)].set()
 
     failure: str | None = None
     try:
+        for proc in procs:
+            proc.start()
         start_next()
         if on_start is not None:
             on_start(builds)
@@ -336,7 +344,7 @@ def rebuild_parallel(
                 dead = [
                     builds[i].label
                     for i, proc in enumerate(procs)
-                    if proc.pid and not builds[i].done and not proc.is_alive()
+                    if not builds[i].done and not proc.is_alive()
                 ]
                 if dead and out.empty():
                     failure = f"the build of {', '.join(dead)} died without a word"
