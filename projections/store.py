@@ -11,6 +11,7 @@ state, or keys that are not event ids).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -319,30 +320,43 @@ flattened back into that join, so the plan is a nested loop of index probes what
 the statistics say."""
 
 
-def _load_query(schema: str, table: Table, keys: set[Key]) -> tuple[sql.Composed, list[str]]:
+def _load_query(schema: str, table: Table, keys: set[Key]) -> tuple[bytes, list[str]]:
     """The query for the current rows of `keys` (text keys as JSON arrays, zipped): an
     index probe per key, for the reason given at `SEEN_QUERY`. The key columns of a
     stateful table are text (a test checks the migrations), so `::text` on them is a
     no-op the index still serves."""
     ordered = sorted(keys)
     arrays = [_json_list([k[i] for k in ordered]) for i in range(len(table.pk))]
+    return _load_sql(schema, table), arrays
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_sql(schema: str, table: Table) -> bytes:
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in table.columns)
     names = [sql.Identifier(f"k{i}") for i in range(len(table.pk))]
     on = sql.SQL(" AND ").join(
         sql.SQL("t.{}::text = k.{}").format(sql.Identifier(c), n)
         for c, n in zip(table.pk, names, strict=True)
     )
-    q = sql.SQL(
-        "SELECT {} FROM ROWS FROM ({}) AS k({}) "
-        "CROSS JOIN LATERAL (SELECT * FROM {} t WHERE {} OFFSET 0) AS t"
-    ).format(
-        cols,
-        sql.SQL(", ").join(sql.SQL("jsonb_array_elements_text(%s::jsonb)") for _ in names),
-        sql.SQL(", ").join(names),
-        _ident(schema, table.name),
-        on,
+    return (
+        sql.SQL(
+            "SELECT {} FROM ROWS FROM ({}) AS k({}) "
+            "CROSS JOIN LATERAL (SELECT * FROM {} t WHERE {} OFFSET 0) AS t"
+        )
+        .format(
+            cols,
+            sql.SQL(", ").join(sql.SQL("jsonb_array_elements_text(%s::jsonb)") for _ in names),
+            sql.SQL(", ").join(names),
+            _ident(schema, table.name),
+            on,
+        )
+        .as_bytes(None)
     )
-    return q, arrays
+
+
+@functools.lru_cache(maxsize=1024)
+def _seen_sql(schema: str, table: str) -> bytes:
+    return sql.SQL(SEEN_QUERY).format(_ident(schema, table)).as_bytes(None)
 
 
 def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key, Row]:
@@ -416,7 +430,10 @@ def _rows_json(table: Table, rows: Sequence[Row], jsonb: frozenset[str]) -> str:
     return orjson.dumps(objs, default=_json_default).decode()
 
 
-def _json_insert(schema: str, table: Table) -> sql.Composed:
+@functools.lru_cache(maxsize=1024)
+def _json_insert(schema: str, table: Table) -> bytes:
+    """Rendered once per table: composing a statement costs more than some batches'
+    folds (psycopg renders a `Composed` again at every execute)."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
     pk = sql.SQL(", ").join(sql.Identifier(c) for c in table.pk)
     action: sql.Composable
@@ -430,10 +447,14 @@ def _json_insert(schema: str, table: Table) -> sql.Composed:
         )
     else:
         action = sql.SQL("DO NOTHING")
-    return sql.SQL(
-        "INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
-        "ON CONFLICT ({pk}) {a}"
-    ).format(t=_ident(schema, table.name), c=cols, pk=pk, a=action)
+    return (
+        sql.SQL(
+            "INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
+            "ON CONFLICT ({pk}) {a}"
+        )
+        .format(t=_ident(schema, table.name), c=cols, pk=pk, a=action)
+        .as_bytes(None)
+    )
 
 
 @dataclass
@@ -530,7 +551,7 @@ def apply_members(
         for m in ms:
             cursors.append(
                 conn.execute(
-                    sql.SQL(SEEN_QUERY).format(_ident(m.schema, m.projection.seen_table)),
+                    _seen_sql(m.schema, m.projection.seen_table),
                     (_json_list(list(m.first)),),
                 )
                 if m.first
@@ -651,10 +672,18 @@ def issue_offsets_query(
     conn: Conn, projections: Sequence[str], table: tuple[str, str] = OFFSETS_TABLE
 ) -> psycopg.Cursor[Any]:
     """Send `load_offsets_many`'s query (inside a pipeline: without waiting)."""
-    q = sql.SQL(
-        "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
-    ).format(_ident(*table))
-    return conn.execute(q, (list(projections),))
+    return conn.execute(_offsets_select_sql(table), (list(projections),))
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets_select_sql(table: tuple[str, str]) -> bytes:
+    return (
+        sql.SQL(
+            "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
+        )
+        .format(_ident(*table))
+        .as_bytes(None)
+    )
 
 
 def offsets_of(
@@ -676,9 +705,18 @@ def save_offsets_many(
     rows = sorted((n, t, p, o) for n, offs in offsets.items() for (t, p), o in offs.items())
     if not rows:
         return
-    q = sql.SQL(
-        "INSERT INTO {} (projection, topic, partition, next_offset) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) "
-        "ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-    ).format(_ident(*table))
-    conn.execute(q, [list(c) for c in zip(*rows, strict=True)])
+    conn.execute(_offsets_upsert_sql(table), [list(c) for c in zip(*rows, strict=True)])
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets_upsert_sql(table: tuple[str, str]) -> bytes:
+    return (
+        sql.SQL(
+            "INSERT INTO {} (projection, topic, partition, next_offset) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) "
+            "ON CONFLICT (projection, topic, partition) DO UPDATE "
+            "SET next_offset = EXCLUDED.next_offset"
+        )
+        .format(_ident(*table))
+        .as_bytes(None)
+    )

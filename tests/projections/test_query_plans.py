@@ -16,7 +16,7 @@ from psycopg import sql
 
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
-from projections.store import SEEN_QUERY, _ident, _load_query
+from projections.store import _load_query, _seen_sql
 
 pytestmark = pytest.mark.integration
 
@@ -30,27 +30,18 @@ def _plan_nodes(plan: dict[str, Any]) -> list[str]:
     return nodes
 
 
-def _explain(conn: psycopg.Connection[Any], query: sql.Composable, params: list[str]) -> list[str]:
+def _explain(conn: psycopg.Connection[Any], query: bytes, params: list[str]) -> list[str]:
     # A generic plan, as a prepared statement gets after its first executions.
     conn.execute("SET plan_cache_mode = force_generic_plan")
-    conn.execute(
-        sql.SQL("PREPARE probe AS {}").format(query).as_string(conn).replace("%s", "$1", 1)
-        if len(params) == 1
-        else _numbered(sql.SQL("PREPARE probe AS {}").format(query).as_string(conn))
-    )
+    text = query.decode()
+    for n in range(1, len(params) + 1):
+        text = text.replace("%s", f"${n}", 1)
+    conn.execute(f"PREPARE probe AS {text}".encode())
     args = sql.SQL(", ").join(sql.Literal(p) for p in params)
     row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE probe({})").format(args)).fetchone()
     conn.execute("DEALLOCATE probe")
     assert row is not None
     return _plan_nodes(row[0][0]["Plan"])
-
-
-def _numbered(text: str) -> str:
-    n = 0
-    while "%s" in text:
-        n += 1
-        text = text.replace("%s", f"${n}", 1)
-    return text
 
 
 def test_seen_check_probes_the_index_of_a_table_with_stale_statistics(env: Settings) -> None:
@@ -64,8 +55,7 @@ def test_seen_check_probes_the_index_of_a_table_with_stale_statistics(env: Setti
             (ROWS,),
         )
         ids = json.dumps([f"00000000-0000-0000-0000-{i:012d}" for i in range(300)])
-        query = sql.SQL(SEEN_QUERY).format(_ident("proj_orders", "order_events"))
-        nodes = _explain(conn, query, [ids])
+        nodes = _explain(conn, _seen_sql("proj_orders", "order_events"), [ids])
     assert "Seq Scan" not in nodes, nodes
     assert any(n.startswith("Index") for n in nodes), nodes
 
