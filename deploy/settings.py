@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     postgres_fsync: bool = Field(True, description="Off only for throwaway test stacks")
     readonly_role: str = "tradetape_reader"
 
+    projection_fetch_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=1_000,
+        description="How long the broker may hold a live projector's fetch for 64 KB to"
+        " gather: a floor under its lag, and what bounds its batches (and transactions)"
+        " a second while records trickle in. 50 ms: lag p99 133 ms at 5,000 events/s on"
+        " 2 cores, with 0.4 fewer cores busy than at 20 ms (docs/benchmarks.md)",
+    )
     projection_partition_check_seconds: float = Field(
         5.0,
         description="How often a live projector looks for partitions added to its topics"

@@ -50,14 +50,15 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 
-LIVE_FETCH: dict[str, int] = {"fetch.wait.max.ms": 20, "fetch.min.bytes": 64 << 10}
-"""A live consumer's fetches: the broker answers once 64 KB are ready or after 20 ms.
-With `fetch.min.bytes` 1 every consumer re-fetched as soon as any record arrived, a
-fetch per produce request, which the broker (itself on the same 2 cores) has to answer;
-this bounds a consumer to about 50 fetches a second while records trickle in, at a
-cost of at most 20 ms of lag. (Development runs at 5,000 events/s: broker 0.52-0.78
-cores before, 0.49-0.55 after, 0.40-0.44 for the producer alone; noisy, see
-docs/benchmarks.md.)"""
+LIVE_FETCH: dict[str, int] = {"fetch.min.bytes": 64 << 10}
+"""A live consumer's fetches: the broker answers once 64 KB are ready or after
+`Settings.projection_fetch_wait_ms`. With `fetch.min.bytes` 1 every consumer re-fetched
+as soon as any record arrived, a fetch per produce request, which the broker (itself on
+the same 2 cores) has to answer. The wait bounds the fetches, and so the batches and
+transactions, a consumer makes a second while records trickle in, at the cost of that
+much lag: at 5,000 events/s on this machine 20 ms left the machine 1.8 of 2 cores busy
+and the lag p99 at 180-280 ms; 50 ms, 1.4 cores and 133 ms (docs/benchmarks.md,
+session 8)."""
 
 
 class Fenced(RuntimeError):
@@ -160,7 +161,7 @@ class Projector:
 
     def consumer_config(self) -> dict[str, Any]:
         fetch: dict[str, Any] = (
-            dict(LIVE_FETCH)
+            {**LIVE_FETCH, "fetch.wait.max.ms": self.settings.projection_fetch_wait_ms}
             if not self.replay
             # A replay: fewer, larger fetches (the broker answers once 1 MB is ready).
             else {

@@ -51,6 +51,9 @@ def test_live_fetches_are_batched_by_the_broker_with_a_bounded_wait() -> None:
     assert live["fetch.wait.max.ms"] <= 50
     replay = Projector(Settings(), PROJECTIONS["fills"], replay=True).consumer_config()
     assert replay["fetch.min.bytes"] >= live["fetch.min.bytes"]
+    # The wait is the operator's: less lag where cores are to spare.
+    tuned = Settings(projection_fetch_wait_ms=15)
+    assert Projector(tuned, PROJECTIONS["fills"]).consumer_config()["fetch.wait.max.ms"] == 15
 
 
 def test_live_groups_read_the_next_batch_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
