@@ -339,6 +339,8 @@ class DecisionClock(threading.Thread):
         """Decisions seen with the first one: the first committed batch, whose processing
         time lies before `first` (so the rate leaves them out)."""
         self.lat: dict[str, list[float]] = {}
+        self.at: dict[str, list[float]] = {}
+        """Each latency's `occurred_at` (epoch seconds), in `lat`'s order: when it was."""
         self.outcomes: dict[str, int] = {}
         """Decisions by outcome and first reason code (rejections are cheaper than
         approvals, so a throughput figure means little without its mix)."""
@@ -365,6 +367,7 @@ class DecisionClock(threading.Thread):
                 value = m.value() or b""
                 tag, at = _tag_and_time(value[::-1] if self.reverse else value)
                 self.lat.setdefault(tag, []).append(now - at)
+                self.at.setdefault(tag, []).append(at)
                 if self.trace is not None:
                     c = _FULL_COID.search(value)
                     coid = c.group(1).decode() if c else ""
@@ -571,6 +574,20 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             w.kill()
 
 
+def by_second(lat: list[float], at: list[float]) -> str:
+    """p50 and max latency (ms) of each second offered: when a tail happened (a stall
+    at one moment, or spread over the phase)."""
+    if not at:
+        return "by second: -"
+    t0 = min(at)
+    secs: dict[int, list[float]] = {}
+    for x, a in zip(lat, at, strict=True):
+        secs.setdefault(int(a - t0), []).append(x)
+    return "p50/max by second offered (ms): " + " ".join(
+        f"{pct(v, 0.5):.0f}/{max(v) * 1000:.0f}" for _k, v in sorted(secs.items())
+    )
+
+
 def pct(xs: list[float], q: float) -> float:
     """The `q` quantile of latencies in seconds, in ms."""
     return percentile(xs, q) * 1000
@@ -743,6 +760,7 @@ def main() -> int:
             lat = clock.lat.get(tag, [])
             results[rate] = (len(lat), len(tpl), pct(lat, 0.5), pct(lat, 0.99), pct(lat, 0.999))
             print(f"{rate}/s: {results[rate]}", file=sys.stderr)
+            print(f"{rate}/s {by_second(lat, clock.at.get(tag, []))}", file=sys.stderr)
             time.sleep(1.5)  # the worker's next report closes the window
         t_soak = time.monotonic()
         soak_w0 = time.time()
