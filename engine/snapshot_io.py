@@ -24,13 +24,14 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import consumer_config, end_offsets, producer_config
 from deploy.settings import Settings
-from engine.slice_fork import ForkedSlice
 from engine.snapshot import (
+    Capture,
     Slice,
     SnapshotError,
     chunks,
     decode_slice,
     encode_slice,
+    render,
 )
 from schemas.snapshots import (
     FORMAT_VERSION,
@@ -66,10 +67,6 @@ class SnapshotWriter:
     def publish(self, s: Slice) -> int:
         """Produce `s` in chunks; returns the bytes queued."""
         blob, digest = encode_slice(s)
-        return self.publish_encoded(s, blob, digest)
-
-    def publish_encoded(self, s: Slice, blob: bytes, digest: str) -> int:
-        """Produce `s`, already encoded as `blob` with `digest`, in chunks."""
         parts = chunks(blob)
         headers_common = [
             (HEADER_FORMAT, str(FORMAT_VERSION).encode()),
@@ -95,22 +92,19 @@ class SnapshotWriter:
         return len(blob)
 
     def submit(
-        self, f: ForkedSlice, offsets: dict[str, int], done: Callable[[Slice, int | None], None]
+        self, c: Capture, offsets: dict[str, int], done: Callable[[Slice, int | None], None]
     ) -> None:
-        """Hand `f`'s child the `offsets` its slice names and `publish` what it encodes,
-        on the writer's own thread; `done(slice, bytes or None on error)`."""
+        """Render `c` with `offsets` and `publish` it on the writer's own thread;
+        `done(slice, bytes or None on error)`."""
 
         def run() -> None:
-            s = Slice(f.partition, dict(offsets), {})
-            n: int | None = None
+            s = Slice(c.partition, dict(offsets), {})
             try:
-                encoded = f.finish(offsets)
-                if encoded is None:
-                    log.warning("the child taking the slice of partition %d failed", f.partition)
-                else:
-                    n = self.publish_encoded(s, *encoded)
+                s = render(c, offsets)
+                n: int | None = self.publish(s)
             except Exception:
                 log.exception("publishing a snapshot slice failed")
+                n = None
             done(s, n)
 
         self.thread.submit(run)

@@ -49,10 +49,11 @@ from engine.codec import decode_record
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
-from engine.slice_fork import ForkedSlice
 from engine.snapshot import (
+    Capture,
     Slice,
     SnapshotError,
+    capture,
     merge_slices,
     release_partitions,
 )
@@ -259,7 +260,7 @@ class EngineWorker:
         self.snap_last: dict[int, float] = {}  # time.monotonic() seconds, not money
         self.snap_ok = False
         """False until a complete rebuild: slices are only taken of a state that is."""
-        self.pending_slices: list[ForkedSlice] = []
+        self.pending_slices: list[Capture] = []
         """Slices of the state as of the transaction in flight: published once it commits."""
         self.last_rebuild: dict[str, Any] = {}
         self.part: Callable[[str], int] = partitioner(1)
@@ -282,7 +283,7 @@ class EngineWorker:
         """Fresh state from the log: reference topics in full, own outputs for `partitions`
         (after each partition's newest usable snapshot slice, if any)."""
         started = time.monotonic()
-        self._drop_pending_slices()
+        self.pending_slices = []
         self.snap_ok = False
         n_own = {len(self._partitions(t)) for t in OWN_TOPICS}
         if len(n_own) != 1 and self.snapshots:
@@ -454,7 +455,7 @@ class EngineWorker:
                 if key not in own_end:
                     return False
                 starts[key] = own_end[key]
-        self._drop_pending_slices()
+        self.pending_slices = []
         release_partitions(state, given_up)
         self.folded = held - given_up
         slices: dict[int, Slice] = {}
@@ -834,12 +835,7 @@ class EngineWorker:
         pending, self.pending = self.pending, None
         slices, self.pending_slices = self.pending_slices, []
         if pending is not None:
-            try:
-                ends = pending.result()
-            except BaseException:
-                for s in slices:
-                    s.drop()
-                raise
+            ends = pending.result()
             if ends:
                 own_end = self.own_end
                 for k, v in ends.items():
@@ -859,14 +855,9 @@ class EngineWorker:
                 p = part(e.key)
                 due[p] = due.get(p, 0) + 1
 
-    def _drop_pending_slices(self) -> None:
-        slices, self.pending_slices = self.pending_slices, []
-        for s in slices:
-            s.drop()
-
-    def _take_due_slice(self) -> list[ForkedSlice]:
-        """At most one partition's slice per batch: the one most overdue, if any is due.
-        Taken by a forked child (`engine.slice_fork`): the loop pays only the fork."""
+    def _take_due_slice(self) -> list[Capture]:
+        """At most one partition's slice per batch (taking one walks that partition's state
+        on the main thread): the one most overdue, if any is due."""
         if not (self.snapshots and self.snap_ok and not self.needs_rebuild):
             return []
         every = self.settings.engine_snapshot_every
@@ -882,13 +873,11 @@ class EngineWorker:
         _, _, p = max(due)
         self.snap_due[p] = 0
         self.snap_last[p] = now
-        return [ForkedSlice(self.state, p)]
+        return [capture(self.state, p)]
 
-    def _publish_slices(self, slices: list[ForkedSlice]) -> None:
+    def _publish_slices(self, slices: list[Capture]) -> None:
         """Name each slice's offsets (what its state folded, now committed) and send it."""
         if not self.snap_ok:
-            for s in slices:
-                s.drop()
             return
         if self.snap_writer is None:
             self.snap_writer = SnapshotWriter(
@@ -897,11 +886,10 @@ class EngineWorker:
         for s in slices:
             keys = {short: (name, s.partition) for name, short in self.own_short.items()}
             if any(k not in self.own_end for k in keys.values()):
-                s.drop()
                 continue
             offsets = {short: self.own_end[k] for short, k in keys.items()}
-            # The child renders and encodes; the writer's thread waits for it (a pipe
-            # read, off the interpreter lock) and produces the chunks.
+            # Rendering, encoding (JSON, zlib, SHA-256) and producing run on the writer's
+            # thread: the capture holds copies and immutable values, nothing the loop changes.
             self.snap_writer.submit(s, offsets, self._published)
 
     def _published(self, s: Slice, n: int | None) -> None:
