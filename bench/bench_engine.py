@@ -29,6 +29,7 @@ import calendar
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -677,6 +678,9 @@ def main() -> int:
         "runs its transaction paths cold (JIT) for the first minute",
     )
     ap.add_argument("--workers", type=int, default=1, help="engine worker processes")
+    ap.add_argument(
+        "--keep-logs", type=Path, default=None, help="copy the workers' logs into this folder"
+    )
     ap.add_argument("--rates", default="1000,5000", help="paced rates for latency, per second")
     ap.add_argument("--pure", type=int, default=0, help="only the in-process cost, N intents")
     ap.add_argument(
@@ -705,6 +709,7 @@ def main() -> int:
         return sum(_rss_mb(w.pid) for w in workers)
 
     soak_rss: list[tuple[float, float]] = []
+    logs = [tmp / f"worker{i}.log" for i in range(args.workers)]
     try:
         create_topics(s)
         key = setup_world(s)
@@ -714,7 +719,6 @@ def main() -> int:
         pub.publish(backlog, None)  # untimed: also warms the producer for the paced runs
         clock = DecisionClock(s)
         clock.start()
-        logs = [tmp / f"worker{i}.log" for i in range(args.workers)]
         workers = [
             subprocess.Popen(
                 [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
@@ -752,6 +756,7 @@ def main() -> int:
             tag = f"r{rate}"
             tpl = templates(key, rate * args.seconds, tag)
             w0 = time.time()
+            print(f"{rate}/s: offered from {w0:.3f} (epoch s)", file=sys.stderr)
             pub.publish(tpl, rate)
             end = time.monotonic() + 120
             while len(clock.lat.get(tag, [])) < len(tpl) and time.monotonic() < end:
@@ -784,6 +789,11 @@ def main() -> int:
     finally:
         stop_workers(workers)
         stack.down()
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log_file in logs:
+                if log_file.exists():
+                    shutil.copy(log_file, args.keep_logs / log_file.name)
     print("\n## Engine results")
     print(f"workers: {args.workers}; load average at the end: {os.getloadavg()}")
     print(f"(a) engine, backlog of {args.intents}: {engine_rate:.0f} intents/s")

@@ -70,6 +70,9 @@ INPUT_TOPICS = (Topic.INTENTS, Topic.ADMIN)
 REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 MARKETDATA_WARMUP = 5_000
+SLOW_BATCH_SECONDS = 0.1
+"""A batch that takes longer than this (seconds, not money) is logged with where its
+time went: a stall shows in the log, not only in a latency percentile."""
 """Market-data records per partition read back on start, to know the latest prices."""
 REF_GRACE_SECONDS = 0.1
 """How long a batch with an intent for an unseen price/producer/account waits for
@@ -993,6 +996,14 @@ class EngineWorker:
             busy["refs+lag"] += t2 - t1
             busy["process"] += t3 - t2
             busy["commit-wait"] += t4 - t3
+            if t4 - t0 > SLOW_BATCH_SECONDS:
+                log.info(
+                    "slow batch of %d inputs: poll %.0f, refs+lag %.0f, process %.0f, "
+                    "commit-wait %.0f ms%s",
+                    inputs, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000,
+                    (t4 - t3) * 1000, f"; took a slice of partition {slices[0].partition}"
+                    if slices else "",
+                )  # fmt: skip
         self._check_partitions()
         if self.needs_rebuild:
             self.needs_rebuild = False
