@@ -794,6 +794,7 @@ def main() -> int:
             for log_file in logs:
                 if log_file.exists():
                     shutil.copy(log_file, args.keep_logs / log_file.name)
+        shutil.rmtree(tmp, ignore_errors=True)  # the throwaway stack's data
     print("\n## Engine results")
     print(f"workers: {args.workers}; load average at the end: {os.getloadavg()}")
     print(f"(a) engine, backlog of {args.intents}: {engine_rate:.0f} intents/s")

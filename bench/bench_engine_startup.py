@@ -19,6 +19,7 @@ pause a worker takes when one is due) and the slices' size.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -190,6 +191,7 @@ def main() -> int:
         writer.close()
     finally:
         stack.down()
+        shutil.rmtree(tmp, ignore_errors=True)  # the throwaway stack's data
     return 0
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -233,6 +234,7 @@ def main() -> int:
                 )
     finally:
         stack.down()
+        shutil.rmtree(tmp, ignore_errors=True)  # the throwaway stack's data
     print("\n## Engine takeover results")
     print(
         f"prefill {args.prefill} intents, {args.rate:g}/s offered, stop after {args.before:g} s, "

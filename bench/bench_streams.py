@@ -9,6 +9,7 @@ Latency: from producing the completing event (the spoof's cancel) to the alert b
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -156,6 +157,7 @@ def latency(episodes: int) -> list[float]:
         if proc is not None:
             stop(proc)
         stack.down()
+        shutil.rmtree(root, ignore_errors=True)  # the throwaway stack's data
 
 
 def main() -> int:
