@@ -1,8 +1,9 @@
 """Projection benchmarks on a throwaway local stack (real Kafka, real PostgreSQL, fsync on).
 
 1. Rebuild throughput: N synthetic events (default 1,000,000) produced to Kafka, then
-   `tradetape rebuild NAME` for each projection, `tradetape rebuild --all` (one consumer)
-   and `rebuild --all --parallel` (one process per topic group), each as a subprocess: events/s
+   `tradetape rebuild NAME` for each projection, `rebuild --all --parallel` (one process
+   per topic group, the default) and `rebuild --all --one-consumer`, each as a subprocess:
+   events/s
    (records on the projection's topics / rebuild seconds) and peak RSS (wait4 rusage;
    for `--all` also the process tree's summed PSS and RSS, sampled).
 2. Incremental lag: `tradetape run projections` as a subprocess (one process per topic
@@ -173,11 +174,12 @@ def bench_rebuild(
             f"{events / seconds:>9,.0f} ev/s  peak RSS {rss:5.0f} MB",
             flush=True,
         )
-    # --all both ways in this run: one process on one consumer (each record decoded once,
-    # the default), and one process per topic group (--parallel).
+    # --all both ways in this run: one process per topic group (--parallel, the default
+    # since session 8) and one process on one consumer (--one-consumer: each record
+    # decoded once).
     ways: list[tuple[str, list[str], Path]] = [
         ("--all --parallel", ["--parallel"], ROOT),
-        ("--all", [], ROOT),
+        ("--all --one-consumer", ["--one-consumer"], ROOT),
     ]
     if baseline is not None:  # the same command on another checkout's code, same stack
         ways.insert(1, (f"--all --parallel ({baseline.name})", ["--parallel"], baseline))

@@ -14,10 +14,12 @@ checksum of a bulk rebuild equals that of the incrementally built projection.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +40,25 @@ from projections.store import (
 )
 
 Conn = psycopg.Connection[Any]
+
+
+TRIM_EVERY = 10
+"""Batches between handing freed heap memory back to the system (`malloc_trim`)."""
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def _trim() -> None:
+    """A replay frees each batch's decoded records and rendered rows, but glibc keeps
+    the freed pages mapped (they count in RSS) until trimmed."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _ident(schema: str, table: str) -> sql.Composed:
@@ -133,6 +154,7 @@ class BulkBuild:
 
     def __init__(self, dsn: str, members: Sequence[tuple[Projection, str]]) -> None:
         self.members = [_Member(p, schema, 1 << i) for i, (p, schema) in enumerate(members)]
+        self._batches = 0
         self.seen: dict[int, int] = {}
         """Every folded event id (as a 128-bit int: half the memory of its text), with
         one bit per member that folded it. One map for all members: an id read by four
@@ -255,6 +277,9 @@ class BulkBuild:
                 self._put(("quarantine", m.projection.name, bad))
             res.quarantined = len(bad)
             results.append(res)
+        self._batches += 1
+        if self._batches % TRIM_EVERY == 0:
+            _trim()
         return results
 
     def finish(

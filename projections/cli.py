@@ -25,20 +25,20 @@ def rebuild(
     parallel: Annotated[
         bool,
         typer.Option(
-            "--parallel",
-            help="With --all: one process per topic group instead of one consumer, at most "
-            "one building per core (faster when the cores are free: 1M events in 45 s "
-            "against 55 s on 2 quiet cores, but ~500 MB for its processes together "
-            "against ~430 MB; see docs/benchmarks.md)",
+            "--parallel/--one-consumer",
+            help="With --all: one process per topic group (the default), at most one "
+            "building per core, or every projection on one consumer in one process. On 2 "
+            "cores, 1M events: 37-40 s at ~380 MB for the processes together (PSS) against "
+            "54-59 s at ~415 MB; see docs/benchmarks.md",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Replay a projection from offset 0 into a fresh schema, swap it in, print its checksum.
 
-    With --all, every projection is rebuilt on one consumer (each record decoded once)
-    and all are swapped in together in one transaction. With --all --parallel, every
-    topic group (as `run projections` groups them) is rebuilt in its own process, and all
-    are swapped in together only once every group has finished (all or nothing)."""
+    With --all, every topic group (as `run projections` groups them) is rebuilt in its
+    own process, and all are swapped in together only once every group has finished (all
+    or nothing); with --all --one-consumer, every projection is rebuilt on one consumer
+    (each record decoded once) and all are swapped in together in one transaction."""
     from deploy.settings import get_settings
     from projections.core import PROJECTIONS
 
@@ -52,9 +52,7 @@ def rebuild(
             f"error: unknown projection {unknown[0]!r}; known: {', '.join(PROJECTIONS)}", err=True
         )
         raise typer.Exit(2)
-    if parallel and not all_:
-        typer.echo("error: --parallel goes with --all", err=True)
-        raise typer.Exit(2)
+    parallel = parallel and all_  # one projection is one group
     settings = get_settings()
     try:
         results = (

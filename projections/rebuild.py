@@ -5,11 +5,11 @@ own migration bodies, filled by the ordinary projector (its offsets kept inside 
 schema), and swapped in by renaming schemas in one transaction that also replaces the
 stored offsets. Readers see the old projection or the new one, never a half-built one.
 A live projector of the same projection notices the moved offsets and resumes from them.
-`rebuild --all` builds every projection on one consumer (each record decoded once) in
-one process and swaps them all in in one transaction (`rebuild_many`); `rebuild --all
---parallel` builds the live runner's topic groups in one process each (at most one per
-core at a time) and swaps them all in in one transaction, only if every group finished
-(`rebuild_parallel`; see docs/benchmarks.md for when it pays).
+`rebuild --all --one-consumer` builds every projection on one consumer (each record
+decoded once) in one process and swaps them all in in one transaction (`rebuild_many`);
+`rebuild --all` (`--parallel`, the default) builds the live runner's topic groups in one
+process each (at most one per core at a time) and swaps them all in in one transaction,
+only if every group finished (`rebuild_parallel`; docs/benchmarks.md has both measured).
 """
 
 from __future__ import annotations
