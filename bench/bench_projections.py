@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,36 @@ def _cpu_by_role(roles: dict[str, int]) -> dict[str, float]:
     }
 
 
+def _offer(
+    producer: Producer,
+    events: list[Encoded],
+    rate: int,
+    started: float,
+    *,
+    on_delivery: Callable[[Any, Message], None] | None = None,
+    tick: Callable[[float], None] | None = None,
+) -> None:
+    """Produce `events` at `rate` a second from `started` (time.monotonic()), paced in
+    ticks of 1 ms: every record due by now is produced, then one sleep (a wake-up per
+    record cost the load generator, which shares the 2 cores with what it measures,
+    about twice the CPU). `tick(now)` runs once per tick."""
+    sent = 0
+    while sent < len(events):
+        now = time.monotonic()
+        due = min(len(events), int((now - started) * rate) + 1)
+        while sent < due:
+            topic, key, value, headers = events[sent]
+            if on_delivery is None:
+                producer.produce(topic, value, key, headers=headers)
+            else:
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            sent += 1
+        producer.poll(0)
+        if tick is not None:
+            tick(now)
+        time.sleep(0.001)
+
+
 def bench_lag(
     s: Settings,
     seconds: float,
@@ -325,16 +355,7 @@ def bench_lag(
         # statements, and the broker, started a moment ago, compiles its hot paths
         # (its JIT: in the first ~8 s of load it used 0.93 cores against 0.5 after).
         warm = [x for c in _chunks(int(warmup_seconds * rate), s.topic_prefix, 7) for x in c]
-        began = time.monotonic()
-        done = 0
-        while done < len(warm):
-            due = min(len(warm), int((time.monotonic() - began) * rate) + 1)
-            while done < due:
-                topic, key, value, headers = warm[done]
-                producer.produce(topic, value, key, headers=headers)
-                done += 1
-            producer.poll(0)
-            time.sleep(0.001)
+        _offer(producer, warm, rate, time.monotonic())
         producer.flush(30)
         time.sleep(3.0)
         with psycopg.connect(s.dsn, autocommit=True) as conn:
@@ -358,25 +379,17 @@ def bench_lag(
             next_poll = started
             next_sample = started + 1.0
             timeline: list[dict[str, float]] = [{**cpu_before, "machine": busy_before}]
-            sent = 0
-            # Paced in ticks of 1 ms: every record due by now is produced, then one
-            # sleep (a wake-up per record cost the load generator, which shares the 2
-            # cores with what it measures, about twice the CPU).
-            while sent < len(events):
-                now = time.monotonic()
-                due = min(len(events), int((now - started) * rate) + 1)
-                while sent < due:
-                    topic, key, value, headers = events[sent]
-                    producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
-                    sent += 1
-                producer.poll(0)
+
+            def tick(now: float) -> None:
+                nonlocal next_poll, next_sample
                 if now >= next_poll:
                     snapshot()
                     next_poll = now + poll_ms / 1000
                 if now >= next_sample:
                     timeline.append({**_cpu_by_role(roles), "machine": _machine_busy()})
                     next_sample += 1.0
-                time.sleep(0.001)
+
+            _offer(producer, events, rate, started, on_delivery=delivered, tick=tick)
             producer.flush(30)
             window = time.monotonic() - started
             offered = len(events) / window

@@ -62,8 +62,8 @@ class Settings(BaseSettings):
         le=1_000,
         description="How long the broker may hold a live projector's fetch for 64 KB to"
         " gather: a floor under its lag, and what bounds its batches (and transactions)"
-        " a second while records trickle in. 50 ms: lag p99 133 ms at 5,000 events/s on"
-        " 2 cores, with 0.4 fewer cores busy than at 20 ms (docs/benchmarks.md)",
+        " a second while records trickle in. 50 ms: lag p99 87-89 ms at 5,000 events/s on"
+        " 2 cores, against 144-159 ms and 0.4 more cores busy at 20 ms (docs/benchmarks.md)",
     )
     projection_partition_check_seconds: float = Field(
         5.0,

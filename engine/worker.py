@@ -70,10 +70,10 @@ INPUT_TOPICS = (Topic.INTENTS, Topic.ADMIN)
 REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 MARKETDATA_WARMUP = 5_000
+"""Market-data records per partition read back on start, to know the latest prices."""
 SLOW_BATCH_SECONDS = 0.1
 """A batch that takes longer than this (seconds, not money) is logged with where its
 time went: a stall shows in the log, not only in a latency percentile."""
-"""Market-data records per partition read back on start, to know the latest prices."""
 REF_GRACE_SECONDS = 0.1
 """How long a batch with an intent for an unseen price/producer/account waits for
 reference records already on their way (only then; steady state does not wait)."""

@@ -46,12 +46,13 @@ TRIM_EVERY = 10
 """Batches between handing freed heap memory back to the system (`malloc_trim`)."""
 
 
-def _libc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+def libc_function(name: str) -> Callable[..., int] | None:
+    """A C library function by name (glibc's allocator controls), or None elsewhere."""
+    lib = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(lib), name, None) if lib else None
 
 
-_MALLOC_TRIM = _libc_trim()
+_MALLOC_TRIM = libc_function("malloc_trim")
 
 
 def _trim() -> None:

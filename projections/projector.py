@@ -56,8 +56,8 @@ LIVE_FETCH: dict[str, int] = {"fetch.min.bytes": 64 << 10}
 as soon as any record arrived, a fetch per produce request, which the broker (itself on
 the same 2 cores) has to answer. The wait bounds the fetches, and so the batches and
 transactions, a consumer makes a second while records trickle in, at the cost of that
-much lag: at 5,000 events/s on this machine 20 ms left the machine 1.8 of 2 cores busy
-and the lag p99 at 180-280 ms; 50 ms, 1.4 cores and 133 ms (docs/benchmarks.md,
+much lag: at 5,000 events/s on this machine 20 ms left 1.6-1.7 of the 2 cores busy and
+the lag p99 at 144-159 ms; 50 ms, 1.2-1.3 cores and 87-89 ms (docs/benchmarks.md,
 session 8)."""
 
 

@@ -14,8 +14,6 @@ only if every group finished (`rebuild_parallel`; docs/benchmarks.md has both me
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -31,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from deploy.settings import Settings
+from projections.bulkload import libc_function
 from projections.checksum import checksum
 from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
@@ -196,10 +195,7 @@ class _GroupProjector(BulkProjector):
 def _few_arenas() -> None:
     """Cap glibc's malloc arenas at 2 in this process (the reader, writer and librdkafka
     threads otherwise each get one, and freed batches stay mapped in all of them)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    mallopt = getattr(ctypes.CDLL(name), "mallopt", None)
+    mallopt = libc_function("mallopt")
     if mallopt is not None:
         mallopt(-8, 2)  # M_ARENA_MAX
 

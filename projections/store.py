@@ -355,8 +355,14 @@ def _load_sql(schema: str, table: Table) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
+def _render(template: str, schema: str, table: str) -> bytes:
+    """`template` with its one `{}` the table, rendered once (psycopg renders a
+    `Composed` again at every execute, which cost more than some batches' folds)."""
+    return sql.SQL(template).format(_ident(schema, table)).as_bytes(None)
+
+
 def _seen_sql(schema: str, table: str) -> bytes:
-    return sql.SQL(SEEN_QUERY).format(_ident(schema, table)).as_bytes(None)
+    return _render(SEEN_QUERY, schema, table)
 
 
 def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key, Row]:
@@ -432,8 +438,7 @@ def _rows_json(table: Table, rows: Sequence[Row], jsonb: frozenset[str]) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _json_insert(schema: str, table: Table) -> bytes:
-    """Rendered once per table: composing a statement costs more than some batches'
-    folds (psycopg renders a `Composed` again at every execute)."""
+    """Rendered once per table, as `_render`."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
     pk = sql.SQL(", ").join(sql.Identifier(c) for c in table.pk)
     action: sql.Composable
@@ -668,22 +673,21 @@ def load_offsets_many(
     return offsets_of(issue_offsets_query(conn, projections, table), projections)
 
 
+_OFFSETS_SELECT = (
+    "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
+)
+_OFFSETS_UPSERT = (
+    "INSERT INTO {} (projection, topic, partition, next_offset) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) "
+    "ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+)
+
+
 def issue_offsets_query(
     conn: Conn, projections: Sequence[str], table: tuple[str, str] = OFFSETS_TABLE
 ) -> psycopg.Cursor[Any]:
     """Send `load_offsets_many`'s query (inside a pipeline: without waiting)."""
-    return conn.execute(_offsets_select_sql(table), (list(projections),))
-
-
-@functools.lru_cache(maxsize=64)
-def _offsets_select_sql(table: tuple[str, str]) -> bytes:
-    return (
-        sql.SQL(
-            "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
-        )
-        .format(_ident(*table))
-        .as_bytes(None)
-    )
+    return conn.execute(_render(_OFFSETS_SELECT, *table), (list(projections),))
 
 
 def offsets_of(
@@ -705,18 +709,4 @@ def save_offsets_many(
     rows = sorted((n, t, p, o) for n, offs in offsets.items() for (t, p), o in offs.items())
     if not rows:
         return
-    conn.execute(_offsets_upsert_sql(table), [list(c) for c in zip(*rows, strict=True)])
-
-
-@functools.lru_cache(maxsize=64)
-def _offsets_upsert_sql(table: tuple[str, str]) -> bytes:
-    return (
-        sql.SQL(
-            "INSERT INTO {} (projection, topic, partition, next_offset) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) "
-            "ON CONFLICT (projection, topic, partition) DO UPDATE "
-            "SET next_offset = EXCLUDED.next_offset"
-        )
-        .format(_ident(*table))
-        .as_bytes(None)
-    )
+    conn.execute(_render(_OFFSETS_UPSERT, *table), [list(c) for c in zip(*rows, strict=True)])
