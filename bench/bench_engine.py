@@ -4,7 +4,8 @@
 [--workers 1]`; `--pure N` only measures the in-process cost per intent (no broker).
 
 One throwaway local stack; the engine runs as real `tradetape run engine` subprocesses
-(`--workers` of them, one consumer group).
+(`--workers` of them, one consumer group) next to a `tradetape run snapshotter`, as
+`tradetape run` runs them (`--no-snapshotter` to leave it out).
 (a) a backlog of signed intents, workers started, decisions committed per second;
 (b) the same records through a bare consume-transform-produce loop with the same
 transaction settings, batching and number of processes (the transport limit); then paced
@@ -679,6 +680,18 @@ def main() -> int:
     )
     ap.add_argument("--workers", type=int, default=1, help="engine worker processes")
     ap.add_argument(
+        "--no-snapshotter",
+        dest="snapshotter",
+        action="store_false",
+        help="run no snapshotter next to the workers (`tradetape run` runs one)",
+    )
+    ap.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=20_000,
+        help="the snapshotter's TRADETAPE_ENGINE_SNAPSHOT_EVERY (own records per slice)",
+    )
+    ap.add_argument(
         "--keep-logs", type=Path, default=None, help="copy the workers' logs into this folder"
     )
     ap.add_argument("--rates", default="1000,5000", help="paced rates for latency, per second")
@@ -710,6 +723,8 @@ def main() -> int:
 
     soak_rss: list[tuple[float, float]] = []
     logs = [tmp / f"worker{i}.log" for i in range(args.workers)]
+    snap_log = tmp / "snapshotter.log"
+    snapshotter: list[subprocess.Popen[bytes]] = []
     try:
         create_topics(s)
         key = setup_world(s)
@@ -728,6 +743,18 @@ def main() -> int:
             )
             for i in range(args.workers)
         ]
+        if args.snapshotter:
+            snapshotter.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "deploy.cli_entry", "run", "snapshotter"],
+                    cwd=ROOT,
+                    env={
+                        **_env(s, "snapshotter"),
+                        "TRADETAPE_ENGINE_SNAPSHOT_EVERY": str(args.snapshot_every),
+                    },
+                    stderr=snap_log.open("wb"),
+                )
+            )
         deadline = time.monotonic() + 900
         cpu_at_first: tuple[int, float] | None = None
         while clock.count < args.intents and time.monotonic() < deadline:
@@ -782,21 +809,35 @@ def main() -> int:
             windows[-500] = (soak_w0, time.time() - 1.5)
         soak_lat = [x for k, v in clock.lat.items() if k.startswith("s") for x in v]
         clock.stop = True
-        stop_workers(workers)
+        snap_cpu = sum(cpu_seconds(p.pid) for p in snapshotter if p.poll() is None)
+        stop_workers(workers + snapshotter)
         pt_lat = (
             passthrough_latency(s, pub, key, rates, args.seconds) if args.transport_latency else {}
         )
     finally:
-        stop_workers(workers)
+        stop_workers(workers + snapshotter)
         stack.down()
+        slices = (
+            re.findall(r"snapshot slice of partition \d+ at .*: (\d+) bytes", snap_log.read_text())
+            if snap_log.exists()
+            else []
+        )
         if args.keep_logs is not None:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
-            for log_file in logs:
+            for log_file in [*logs, snap_log]:
                 if log_file.exists():
                     shutil.copy(log_file, args.keep_logs / log_file.name)
         shutil.rmtree(tmp, ignore_errors=True)  # the throwaway stack's data
     print("\n## Engine results")
     print(f"workers: {args.workers}; load average at the end: {os.getloadavg()}")
+    if args.snapshotter:
+        print(
+            f"snapshotter (every {args.snapshot_every} own records per partition, niced): "
+            f"{len(slices)} slices, {sum(int(n) for n in slices) / 1e6:.1f} MB, "
+            f"{snap_cpu:.1f} CPU-s over the run"
+        )
+    else:
+        print("no snapshotter (--no-snapshotter)")
     print(f"(a) engine, backlog of {args.intents}: {engine_rate:.0f} intents/s")
     print(
         f"(b) transactional pass-through: {pt_rate:.0f} records/s; ratio "

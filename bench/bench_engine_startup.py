@@ -9,11 +9,11 @@ the pure processor (tests/engine/pure.py) decides signed intents over 64 account
 buys and sells, resting limit orders and their cancels, so the state holds fills, open
 orders and a full idempotency record), and every output is published to its topic in
 order. For each size the slices of all six partitions are taken `--tail` own records
-before the end (as a worker taking one every N records would leave a tail), published
-like the worker publishes them; then `EngineWorker.rebuild` (what a worker does on
+before the end (as a snapshotter taking one every N records would leave a tail),
+published as the snapshotter publishes them; then `EngineWorker.rebuild` (what a worker does on
 assignment) is timed with snapshots off (full replay) and on, alternately, `--repeats`
-times. Also printed: the main-thread cost of taking a slice and of encoding it (the
-pause a worker takes when one is due) and the slices' size.
+times. Also printed: the cost of capturing a slice and of rendering and encoding it (the
+snapshotter's work per slice, in its own process since session 9) and the slices' size.
 """
 
 from __future__ import annotations
@@ -142,16 +142,16 @@ def main() -> int:
             take_ms, enc_ms, nbytes = [], [], 0
             for p in range(6):
                 t0 = time.perf_counter()
-                cap = capture(filler.h.state, p)  # on the worker's loop
+                cap = capture(filler.h.state, p)
                 t1 = time.perf_counter()
-                sl = render(cap, filler.offsets(p))  # on the writer's thread
+                sl = render(cap, filler.offsets(p))
                 blob, _digest = encode_slice(sl)
                 t2 = time.perf_counter()
                 take_ms.append((t1 - t0) * 1000)
                 enc_ms.append((t2 - t1) * 1000)
                 nbytes += len(blob)
                 writer.publish(sl)
-            writer.producer.flush(30)
+            writer.flush(30)
             filler.fill_to(size)
             full: list[float] = []
             snap: list[float] = []
@@ -183,8 +183,8 @@ def main() -> int:
                 f"{phases['own']:.2f}s), "
                 f"ratio {row['full'] / row['snap']:.1f}x; slices {nbytes / 1e6:.2f} MB "
                 f"(state: {row['decisions']} decisions, {row['open_orders']} open orders); "
-                f"per partition max capture (loop) {row['take_ms']:.0f} ms, render+encode "
-                f"(writer thread) {row['enc_ms']:.0f} ms"
+                f"per partition max capture {row['take_ms']:.0f} ms, render+encode "
+                f"{row['enc_ms']:.0f} ms (snapshotter)"
                 f"; runs full {[round(x, 2) for x in full]} slices {[round(x, 2) for x in snap]}",
                 flush=True,
             )

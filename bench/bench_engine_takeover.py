@@ -7,8 +7,8 @@ snapshot slices.
 One throwaway local stack; each scenario gets its own topic prefix (fresh topics, fresh
 consumer group). Two `tradetape run engine` workers share the intents topic's six
 partitions. A backlog of `--prefill` signed intents is decided first, so each worker's
-state, and the log a takeover must fold, is that large (slices are taken every
-`--snapshot-every` own records per partition). Then intents are offered at `--rate`/s;
+state, and the log a takeover must fold, is that large (a `tradetape run snapshotter`
+next to them takes slices every `--snapshot-every` own records per partition). Then intents are offered at `--rate`/s;
 `--before` seconds in, one worker is stopped — `kill` is SIGKILL (a crash), `term` is
 SIGTERM (a clean stop) — and offering goes on for `--after` seconds.
 
@@ -115,6 +115,15 @@ def scenario(
         )
         for i in range(2)
     ]
+    if slices:
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "deploy.cli_entry", "run", "snapshotter"],
+                cwd=ROOT,
+                env={**_env(s, f"{name}-snap"), **env_extra},
+                stderr=(tmp / f"{name}-snapshotter.log").open("wb"),
+            )
+        )
     clock = DecisionClock(s, trace=True)
     clock.start()
 
@@ -126,7 +135,7 @@ def scenario(
         pub.publish(templates(key, args.prefill, "p"), None)
         if not _wait(lambda: decided("p") >= args.prefill, 600):
             raise RuntimeError(f"{name}: the prefill was not decided in 600 s")
-        time.sleep(3)  # the last slices are published after their batch commits
+        time.sleep(3)  # the snapshotter's last round (every second) publishes the last slices
         paced = templates(key, int(args.rate * (args.before + args.after)), "t")
         stopped_at: list[float] = []
 

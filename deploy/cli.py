@@ -139,7 +139,9 @@ def topics(data_dir: DataDirOpt = None) -> None:
 def run(
     components: Annotated[
         list[str] | None,
-        typer.Argument(help="engine, projections, streams, signer (default: all but signer)"),
+        typer.Argument(
+            help="engine, snapshotter, projections, streams, signer (default: all but signer)"
+        ),
     ] = None,
     signer_id: Annotated[
         int | None, typer.Option("--id", help="Participant id for `run signer`")

@@ -13,6 +13,7 @@ from deploy.settings import Settings
 
 COMPONENTS: dict[str, str] = {
     "engine": "engine.worker:main",
+    "snapshotter": "engine.snapshotter:main",
     "projections": "projections.runner:main",
     "streams": "streams.app:main",
 }

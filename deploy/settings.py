@@ -73,8 +73,9 @@ class Settings(BaseSettings):
 
     engine_snapshots: bool = Field(
         True,
-        description="Engine workers write per-partition state slices to engine.snapshots and"
-        " start from them (false: neither write nor read; a full replay of the log)",
+        description="The snapshotter (`tradetape run snapshotter`) writes per-partition"
+        " slices of the engine's state to engine.snapshots and engine workers start from"
+        " them (false: neither write nor read; a full replay of the log)",
     )
     engine_snapshot_load: bool = Field(
         True, description="false: ignore existing snapshots at start (force a full replay)"
@@ -93,6 +94,13 @@ class Settings(BaseSettings):
         gt=0,
         description="...or this many seconds after its last one if it has new output"
         " (seconds, not money)",
+    )
+    engine_snapshotter_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="The snapshotter's niceness: on a busy machine it takes only the CPU"
+        " the workers and the broker leave (a late slice means a longer replay, nothing else)",
     )
     engine_session_timeout_ms: int = Field(
         10_000,

@@ -1,9 +1,10 @@
 """Slices on `engine.snapshots`: publishing them, and finding the newest usable one.
 
-The thin Kafka side of `engine.snapshot`. Slices are published by a plain idempotent
-producer *after* the engine transaction whose outputs they cover has committed, so a
-slice only ever names committed offsets (a slice is state, not a fact: it is never part
-of the engine's transactions, and a lost one costs only a longer replay). A reader still
+The thin Kafka side of `engine.snapshot`. Slices are published by the snapshotter
+(`engine.snapshotter`) with a plain idempotent producer; it folds only committed records
+(`read_committed`), so a slice only ever names committed offsets (a slice is state, not a
+fact: it is never part of the engine's transactions, and a lost one costs only a longer
+replay). A reader still
 trusts nothing: a slice is used only if all its chunks are there, its digest and format
 check, and the offsets it names are within what `read_committed` can see of the own
 topics (a zombie's or a stale cluster's slice naming more is refused).
@@ -14,8 +15,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import consumer_config, end_offsets, producer_config
 from deploy.settings import Settings
-from engine.snapshot import (
-    Capture,
-    Slice,
-    SnapshotError,
-    chunks,
-    decode_slice,
-    encode_slice,
-    render,
-)
+from engine.snapshot import Slice, SnapshotError, chunks, decode_slice, encode_slice
 from schemas.snapshots import (
     FORMAT_VERSION,
     HEADER_CHUNK,
@@ -48,7 +39,7 @@ log = logging.getLogger("tradetape.engine.snapshots")
 
 
 class SnapshotWriter:
-    """Publishes slices (asynchronously: `produce` returns at once, librdkafka sends)."""
+    """Publishes slices: `publish` queues a slice's chunks, `flush`/`close` wait for them."""
 
     def __init__(self, settings: Settings, snapshot_partitions: int) -> None:
         self.topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
@@ -57,7 +48,6 @@ class SnapshotWriter:
             producer_config(settings, **{"linger.ms": 5, "compression.type": "none"})  # type: ignore[arg-type]
         )
         self.failed = 0
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-snapshots")
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
@@ -91,27 +81,12 @@ class SnapshotWriter:
         self.producer.poll(0)
         return len(blob)
 
-    def submit(
-        self, c: Capture, offsets: dict[str, int], done: Callable[[Slice, int | None], None]
-    ) -> None:
-        """Render `c` with `offsets` and `publish` it on the writer's own thread;
-        `done(slice, bytes or None on error)`."""
-
-        def run() -> None:
-            s = Slice(c.partition, dict(offsets), {})
-            try:
-                s = render(c, offsets)
-                n: int | None = self.publish(s)
-            except Exception:
-                log.exception("publishing a snapshot slice failed")
-                n = None
-            done(s, n)
-
-        self.thread.submit(run)
+    def flush(self, timeout: float = 30.0) -> int:  # seconds, not money
+        """Wait for the queued chunks; returns how many are still undelivered."""
+        return int(self.producer.flush(timeout))
 
     def close(self, timeout: float = 10.0) -> None:  # seconds, not money
-        self.thread.shutdown(wait=True)
-        left = self.producer.flush(timeout)
+        left = self.flush(timeout)
         if left:
             log.warning("%d snapshot chunks not delivered at stop", left)
 

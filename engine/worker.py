@@ -11,7 +11,8 @@
 - At its first assignment the worker rebuilds its state from the log: reference topics
   in full, then its own outputs (decisions, orders, fills) for the partitions it owns —
   from the newest usable snapshot slice of each partition on, if there is one (see
-  `engine.snapshot`). At later assignments it keeps that state, forgets the partitions it
+  `engine.snapshot`; slices are taken by `engine.snapshotter`, a process of its own, so
+  a worker's loop never pays for them). At later assignments it keeps that state, forgets the partitions it
   gave up and folds only the ones it gained (`_take_over`). It never re-runs a decision:
   resent or replayed intents find their decision in that state.
 - Fail closed: the consumer lag on the input partitions is passed to the rules, which
@@ -45,19 +46,20 @@ from confluent_kafka.admin import AdminClient
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
-from engine.codec import decode_record
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
-from engine.snapshot import (
-    Capture,
-    Slice,
-    SnapshotError,
-    capture,
-    merge_slices,
-    release_partitions,
+from engine.replay import (
+    DECISION_TYPES,
+    OWN_TOPICS,
+    REFERENCE_TOPICS,
+    decode_message,
+    folder,
+    load_slices,
+    read_own,
+    read_until_caught_up,
 )
-from engine.snapshot_io import SnapshotWriter, read_slices
+from engine.snapshot import Slice, SnapshotError, release_partitions
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, encode
 from schemas.events import CancelIntent, MarketTrade, OrderIntent, QuoteUpdated
@@ -67,8 +69,6 @@ from schemas.topics import Topic
 log = logging.getLogger("tradetape.engine")
 
 INPUT_TOPICS = (Topic.INTENTS, Topic.ADMIN)
-REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
-OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 MARKETDATA_WARMUP = 5_000
 """Market-data records per partition read back on start, to know the latest prices."""
 SLOW_BATCH_SECONDS = 0.1
@@ -103,82 +103,6 @@ def worker_id() -> str:
 def admin_producers() -> frozenset[str]:
     raw = os.environ.get("TRADETAPE_ENGINE_ADMINS", "admin")
     return frozenset(a.strip() for a in raw.split(",") if a.strip())
-
-
-DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
-OWN_TOPIC_VALUES = frozenset(t.value for t in OWN_TOPICS)
-
-
-def _decode(msg: Message) -> Envelope[Any]:
-    return decode_record(
-        msg.value(),
-        msg.headers(),
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-    )
-
-
-def read_until_caught_up(
-    consumer: Consumer,
-    admin: AdminClient,
-    start: list[TopicPartition],
-    on_message: Callable[[Message], None],
-    *,
-    timeout: float = 90.0,
-) -> bool:
-    """Assign `start` and read every partition up to its last stable offset.
-
-    Reading to the last stable offset (not the high watermark) means an open transaction
-    of a dead worker is not waited for: it can only ever be aborted. Returns False on
-    timeout.
-    """
-    if not start:
-        return True
-    ends = end_offsets(admin, start)
-    lows = end_offsets(admin, start, earliest=True)
-    consumer.assign(start)
-    targets: dict[tuple[str, int], int] = {}
-    for tp in start:
-        key = (tp.topic, tp.partition)
-        high, low = ends[key], lows[key]
-        if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
-            targets[key] = high
-    deadline = time.monotonic() + timeout
-    idle_since = time.monotonic()
-    while targets and time.monotonic() < deadline:
-        msgs = consumer.consume(num_messages=5000, timeout=0.2)
-        for msg in msgs:
-            if msg.error():
-                continue
-            idle_since = time.monotonic()
-            on_message(msg)
-        done = []
-        positions = consumer.position([TopicPartition(t, p) for (t, p) in targets])
-        for tp in positions:
-            high = targets[(tp.topic, tp.partition)]
-            if tp.offset >= high:
-                done.append((tp.topic, tp.partition))
-            elif tp.offset >= high - 1 and time.monotonic() - idle_since > 1.0:
-                # Only a trailing transaction marker is left after the last record.
-                done.append((tp.topic, tp.partition))
-        for key in done:
-            targets.pop(key, None)
-    return not targets
-
-
-def _folder(state: EngineState) -> Callable[[Message], None]:
-    """Fold a record read from the log into `state` (malformed ones are logged, skipped)."""
-
-    def apply(msg: Message) -> None:
-        try:
-            event = _decode(msg)
-            raw = (msg.key(), msg.value(), msg.headers() or [])
-            state.apply(event, raw if event.event_type in DECISION_TYPES else None)
-        except MalformedEventError as exc:
-            log.warning("skipping malformed record while rebuilding: %s", exc)
-
-    return apply
 
 
 class EngineWorker:
@@ -248,23 +172,17 @@ class EngineWorker:
             "outputs": 0,
             "dead_letters": 0,
             "transactions": 0,
-            "snapshots": 0,
-            "snapshot_bytes": 0,
         }
-        # ---- snapshot slices (engine.snapshot, engine.snapshot_io) ----
+        # ---- reading snapshot slices (written by engine.snapshotter) ----
         self.snapshots = settings.engine_snapshots
-        self.snap_writer: SnapshotWriter | None = None
         self.own_short = {self.names[t]: t.value for t in OWN_TOPICS}
         self.own_end: dict[tuple[str, int], int] = {}
         """Own topic partition -> the offset after the last record this worker's state
         has folded, as committed (rebuild positions, then delivery reports)."""
-        self.snap_due: dict[int, int] = {}
-        """Own output records per partition since its last slice."""
-        self.snap_last: dict[int, float] = {}  # time.monotonic() seconds, not money
-        self.snap_ok = False
-        """False until a complete rebuild: slices are only taken of a state that is."""
-        self.pending_slices: list[Capture] = []
-        """Slices of the state as of the transaction in flight: published once it commits."""
+        self.exact = False
+        """True while `own_end` names exactly what the state folded: after a complete
+        rebuild, as long as every transaction's delivery reports arrive and none failed.
+        Only then may a partition hand-over fold onto the state held (`_take_over`)."""
         self.last_rebuild: dict[str, Any] = {}
         self.part: Callable[[str], int] = partitioner(1)
         self.busy = {
@@ -286,8 +204,7 @@ class EngineWorker:
         """Fresh state from the log: reference topics in full, own outputs for `partitions`
         (after each partition's newest usable snapshot slice, if any)."""
         started = time.monotonic()
-        self.pending_slices = []
-        self.snap_ok = False
+        self.exact = False
         n_own = {len(self._partitions(t)) for t in OWN_TOPICS}
         if len(n_own) != 1 and self.snapshots:
             log.warning("own topics differ in partition count %s: snapshots off", n_own)
@@ -296,7 +213,7 @@ class EngineWorker:
         state = EngineState(partition_of=self.part)
         self.owned = sorted(set(partitions))
 
-        apply = _folder(state)
+        apply = folder(state)
         ref = [
             TopicPartition(self.names[t], p, OFFSET_BEGINNING)
             for t in REFERENCE_TOPICS
@@ -335,7 +252,7 @@ class EngineWorker:
             for t in OWN_TOPICS
             for p in self.owned
         ]
-        own_ok, self.own_end = self._read_own(state, own)
+        own_ok, self.own_end = read_own(self.settings, self.admin, state, own)
         ok = own_ok and ok
         self.folded = set(self.owned)
         self.n_own_partitions = max(n_own)
@@ -356,9 +273,7 @@ class EngineWorker:
         self.state = state
         self.heap.after_rebuild()
         now = time.monotonic()
-        self.snap_ok = ok
-        self.snap_due = {p: 0 for p in self.owned}
-        self.snap_last = {p: now for p in self.owned}
+        self.exact = ok
         self.last_rebuild = {
             "partitions": list(self.owned),
             "events": state.applied,
@@ -413,20 +328,6 @@ class EngineWorker:
             )
             self.needs_rebuild = True
 
-    def _read_own(
-        self, state: EngineState, own: list[TopicPartition]
-    ) -> tuple[bool, dict[tuple[str, int], int]]:
-        """Fold the own-topic records from each partition's start offset to the end into
-        `state`: (complete?, where each partition's reading stopped)."""
-        reader = Consumer(
-            consumer_config(self.settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}")
-        )
-        try:
-            ok = read_until_caught_up(reader, self.admin, own, _folder(state))
-            return ok, self._own_positions(reader, own)
-        finally:
-            reader.close()
-
     def _take_over(self, new: set[int]) -> bool:
         """Partitions change hands without a rebuild: forget the ones given up, then fold
         onto the state held the gained ones (their newest slices, then their records after
@@ -441,7 +342,7 @@ class EngineWorker:
         kept partitions from there would fold their records twice).
 
         Equal to a full replay: tests/engine/test_partition_handover.py."""
-        if not (self.settings.engine_incremental_handover and self.snapshots and self.snap_ok):
+        if not (self.settings.engine_incremental_handover and self.snapshots and self.exact):
             return False
         if self.needs_rebuild:
             return False
@@ -458,7 +359,6 @@ class EngineWorker:
                 if key not in own_end:
                     return False
                 starts[key] = own_end[key]
-        self.pending_slices = []
         release_partitions(state, given_up)
         self.folded = held - given_up
         slices: dict[int, Slice] = {}
@@ -466,7 +366,7 @@ class EngineWorker:
             try:
                 slices = self._load_slices(state, gained)
             except SnapshotError:
-                self.snap_ok = False  # torn: the caller rebuilds
+                self.exact = False  # torn: the caller rebuilds
                 return False
         for t in OWN_TOPICS:
             for p in gained:
@@ -475,20 +375,14 @@ class EngineWorker:
                 )
         own = [TopicPartition(name, p, offset) for (name, p), offset in sorted(starts.items())]
         before = state.applied
-        ok, positions = self._read_own(state, own)
+        ok, positions = read_own(self.settings, self.admin, state, own)
         self.own_end = {
             k: v for k, v in own_end.items() if k[1] in new and k not in positions
         } | positions
         self.owned = sorted(new)
         self.folded = set(new)
-        self.snap_ok = ok
+        self.exact = ok
         now = time.monotonic()
-        for p in given_up:
-            self.snap_due.pop(p, None)
-            self.snap_last.pop(p, None)
-        for p in gained:
-            self.snap_due[p] = 0
-            self.snap_last[p] = now
         self.heap.after_rebuild()
         self.last_rebuild = {
             "partitions": list(self.owned),
@@ -515,50 +409,8 @@ class EngineWorker:
         return True
 
     def _load_slices(self, state: EngineState, partitions: list[int]) -> dict[int, Slice]:
-        """The newest usable slice of each of `partitions`, merged into `state` (which holds
-        the reference topics and none of those partitions). Refused slices are logged and
-        their partition is replayed in full; if merging fails half-way, `state` is torn:
-        `SnapshotError` goes up and the caller rebuilds without snapshots."""
-        try:
-            slices, notes = read_slices(
-                self.settings,
-                self.admin,
-                partitions,
-                {t.value: self.names[t] for t in OWN_TOPICS},
-                len(self._partitions(Topic.ENGINE_SNAPSHOTS)),
-            )
-        except Exception:
-            log.exception("reading snapshots failed; replaying the log in full")
-            return {}
-        for note in notes:
-            log.warning("snapshot: %s; that partition is replayed in full", note)
-        if slices:
-            try:
-                merge_slices(state, list(slices.values()))
-            except SnapshotError as exc:
-                log.warning("snapshot slices do not fit (%s); replaying the log in full", exc)
-                raise
-        return slices
-
-    def _own_positions(
-        self, reader: Consumer, own: list[TopicPartition]
-    ) -> dict[tuple[str, int], int]:
-        """Where the rebuild stopped reading each own partition (what the state holds)."""
-        lows = end_offsets(self.admin, own, earliest=True)
-        out: dict[tuple[str, int], int] = {}
-        positions = (
-            {(tp.topic, tp.partition): tp.offset for tp in reader.position(own)} if own else {}
-        )
-        for tp in own:
-            key = (tp.topic, tp.partition)
-            pos = positions.get(key, -1)
-            if pos >= 0:
-                out[key] = pos
-            elif tp.offset >= 0:
-                out[key] = tp.offset  # started at a slice's offset, nothing after it
-            else:
-                out[key] = max(lows[key], 0)  # nothing on the partition
-        return out
+        n = len(self._partitions(Topic.ENGINE_SNAPSHOTS))
+        return load_slices(self.settings, self.admin, state, partitions, n)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle_in_flight()
@@ -589,7 +441,7 @@ class EngineWorker:
         if isinstance(err, KafkaError) and err.fatal():
             raise exc
         log.warning("transaction failed %s (%s); aborting", when, exc)
-        self.snap_ok = False  # the state folded outputs the log will not have
+        self.exact = False  # the state folded outputs the log will not have
         try:
             self.producer.abort_transaction(30)
         except KafkaException:
@@ -637,7 +489,7 @@ class EngineWorker:
 
     def _decode_input(self, msg: Message) -> Envelope[Any] | MalformedEventError:
         try:
-            return _decode(msg)
+            return decode_message(msg)
         except MalformedEventError as exc:
             return exc
 
@@ -719,7 +571,7 @@ class EngineWorker:
 
     def _handle_reference(self, msg: Message, out: list[Output]) -> None:
         try:
-            event = _decode(msg)
+            event = decode_message(msg)
         except MalformedEventError as exc:
             log.warning("malformed reference record skipped: %s", exc)
             return
@@ -732,13 +584,14 @@ class EngineWorker:
         else:
             horizon = self.state.rate_horizon
             self.state.apply(event)
-            if self.state.rate_horizon > horizon and self.snap_ok:
+            if self.state.rate_horizon > horizon and self.exact:
                 # This state's rate windows were pruned shorter than the limits now in
-                # force count back: a slice of it would be refused at every start.
-                self.snap_ok = False
+                # force count back (a full replay keeps more): the next hand-over of
+                # partitions rebuilds in full rather than fold onto it.
+                self.exact = False
                 log.warning(
-                    "a longer order-rate window is in force: no snapshot slices until the "
-                    "next rebuild (which replays the log in full once)"
+                    "a longer order-rate window is in force: the next rebalance rebuilds "
+                    "the state in full"
                 )
 
     def _encoded(self, event: Output) -> tuple[bytes, bytes, Any]:
@@ -780,8 +633,8 @@ class EngineWorker:
         producer.begin_transaction()
         self.in_txn = True
         produce = producer.produce
-        # With snapshots on, the own records' offsets (delivery reports): a slice names
-        # exactly the committed offsets its state has folded.
+        # With snapshots on, the own records' offsets (delivery reports): `own_end` then
+        # names exactly what the state folded, and a hand-over can fold onto it.
         own = self.own_short if self.snapshots else {}
         ends: dict[tuple[str, int], int] = {}
         expected = 0
@@ -819,11 +672,12 @@ class EngineWorker:
             producer.poll(0)  # serve the delivery reports of what just committed
             if delivered[0] != expected:
                 log.warning(
-                    "%d of %d delivery reports after a commit: no snapshot until a rebuild",
+                    "%d of %d delivery reports after a commit: the next rebalance rebuilds "
+                    "the state in full",
                     delivered[0],
                     expected,
                 )
-                self.snap_ok = False
+                self.exact = False
         busy = self.busy
         busy["produce"] += t1 - t0
         busy["offsets"] += t2 - t1
@@ -833,10 +687,8 @@ class EngineWorker:
         return ends if own else None
 
     def _await_commit(self) -> None:
-        """Wait for the transaction in flight, if any; its failure raises here (and the
-        slices taken of its state are dropped). Once it committed, its slices go out."""
+        """Wait for the transaction in flight, if any; its failure raises here."""
         pending, self.pending = self.pending, None
-        slices, self.pending_slices = self.pending_slices, []
         if pending is not None:
             ends = pending.result()
             if ends:
@@ -844,66 +696,6 @@ class EngineWorker:
                 for k, v in ends.items():
                     if v > own_end.get(k, -1):
                         own_end[k] = v
-        if slices:
-            self._publish_slices(slices)
-
-    # ---- snapshot slices -----------------------------------------------------------
-
-    def _count_own(self, out: list[Output]) -> None:
-        """Own output records per partition, towards its next slice."""
-        due, part = self.snap_due, self.part
-        own = OWN_TOPIC_VALUES
-        for e in out:
-            if e.topic in own:
-                p = part(e.key)
-                due[p] = due.get(p, 0) + 1
-
-    def _take_due_slice(self) -> list[Capture]:
-        """At most one partition's slice per batch (taking one walks that partition's state
-        on the main thread): the one most overdue, if any is due."""
-        if not (self.snapshots and self.snap_ok and not self.needs_rebuild):
-            return []
-        every = self.settings.engine_snapshot_every
-        seconds = self.settings.engine_snapshot_seconds
-        now = time.monotonic()
-        due = [
-            (n >= every, n, p)
-            for p, n in self.snap_due.items()
-            if p in self.snap_last and n > 0 and (n >= every or now - self.snap_last[p] >= seconds)
-        ]
-        if not due:
-            return []
-        _, _, p = max(due)
-        self.snap_due[p] = 0
-        self.snap_last[p] = now
-        return [capture(self.state, p)]
-
-    def _publish_slices(self, slices: list[Capture]) -> None:
-        """Name each slice's offsets (what its state folded, now committed) and send it."""
-        if not self.snap_ok:
-            return
-        if self.snap_writer is None:
-            self.snap_writer = SnapshotWriter(
-                self.settings, len(self._partitions(Topic.ENGINE_SNAPSHOTS))
-            )
-        for s in slices:
-            keys = {short: (name, s.partition) for name, short in self.own_short.items()}
-            if any(k not in self.own_end for k in keys.values()):
-                continue
-            offsets = {short: self.own_end[k] for short, k in keys.items()}
-            # Rendering, encoding (JSON, zlib, SHA-256) and producing run on the writer's
-            # thread: the capture holds copies and immutable values, nothing the loop changes.
-            self.snap_writer.submit(s, offsets, self._published)
-
-    def _published(self, s: Slice, n: int | None) -> None:
-        if n is None:
-            log.warning(
-                "publishing the slice of partition %d failed (the log is whole)", s.partition
-            )
-            return
-        self.stats["snapshots"] += 1
-        self.stats["snapshot_bytes"] += n
-        log.info("snapshot slice of partition %d at %s: %d bytes", s.partition, s.offsets, n)
 
     def _recover(self, exc: KafkaException) -> None:
         """After a failed transaction: abort, rewind the inputs and rebuild from the log."""
@@ -965,9 +757,6 @@ class EngineWorker:
                 self._handle_input(msg, event, out)
             self.ctx.preverified.clear()
             records = self._wire(out)
-            if self.snapshots:
-                self._count_own(out)
-            slices = self._take_due_slice() if self.snapshots else []
             # The offsets this batch's transaction commits: taken before the next poll.
             positions = (
                 [tp for tp in self.consumer.position(self.assigned) if tp.offset >= 0]
@@ -983,9 +772,6 @@ class EngineWorker:
             t4 = time.monotonic()
             if out or inputs:
                 self.pending = self.committer.submit(self._transact, records, positions, group)
-                self.pending_slices = slices
-            elif slices:
-                self._publish_slices(slices)  # nothing new: the committed state
         except KafkaException as exc:
             self._recover(exc)
             return 0
@@ -999,10 +785,9 @@ class EngineWorker:
             if t4 - t0 > SLOW_BATCH_SECONDS:
                 log.info(
                     "slow batch of %d inputs: poll %.0f, refs+lag %.0f, process %.0f, "
-                    "commit-wait %.0f ms%s",
+                    "commit-wait %.0f ms",
                     inputs, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000,
-                    (t4 - t3) * 1000, f"; took a slice of partition {slices[0].partition}"
-                    if slices else "",
+                    (t4 - t3) * 1000,
                 )  # fmt: skip
         self._check_partitions()
         if self.needs_rebuild:
@@ -1048,8 +833,6 @@ class EngineWorker:
             except KafkaException as exc:
                 self._recover(exc)
             self.committer.shutdown(wait=True)
-            if self.snap_writer is not None:
-                self.snap_writer.close()
             self.heap.release()
             self.consumer.close()
             self.ref_consumer.close()

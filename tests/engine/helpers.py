@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine import auth
+from engine.snapshotter import Snapshotter
 from engine.worker import EngineWorker
 from schemas import Envelope, decode, encode, new_event
 from schemas.envelope import EventPayload
@@ -236,6 +237,29 @@ def running_worker(settings: Settings, wid: str = "t0") -> Iterator[EngineWorker
         yield worker
     finally:
         worker.stopping = True
+        thread.join(30)
+        if error:
+            raise error[0]
+
+
+@contextmanager
+def running_snapshotter(settings: Settings) -> Iterator[Snapshotter]:
+    """The snapshotter (engine.snapshotter) on a thread, for slices in in-process tests."""
+    snapshotter = Snapshotter(settings)
+    error: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            snapshotter.run()
+        except BaseException as exc:  # surfaced to the test
+            error.append(exc)
+
+    thread = threading.Thread(target=_run, daemon=True)
+    thread.start()
+    try:
+        yield snapshotter
+    finally:
+        snapshotter.stopping = True
         thread.join(30)
         if error:
             raise error[0]

@@ -50,9 +50,10 @@ def _intents(key, n: int, seed: int):  # type: ignore[no-untyped-def]
 
 
 def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> None:
-    log = tmp_path / "engine.log"
-    proc = spawn(env, "0", log, SNAPSHOTS_OFTEN)
-    procs = [proc]
+    log, snap_log = tmp_path / "engine.log", tmp_path / "snapshotter.log"
+    proc = spawn(env, "0", log)
+    snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, component="snapshotter")
+    procs = [proc, snap]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
         key = world(env, ACCOUNTS)
@@ -64,14 +65,16 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         produce(env, waves[0] + waves[1])
         assert counter.wait(300, 60) >= 300
         stop(proc, hard=True)  # kill -9 while it works
+        stop(snap, hard=True)  # and the snapshotter (a torn slice is refused by readers)
         produce(env, waves[2] + [trade("59950", qty="3")])
-        proc = spawn(env, "0", log, SNAPSHOTS_OFTEN)
-        procs.append(proc)
+        proc = spawn(env, "0", log)
+        snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, component="snapshotter")
+        procs += [proc, snap]
         assert counter.wait(2500, 60) >= 2500
         produce(env, waves[3] + waves[2][:200])  # and some resends
         stop(proc, hard=True)  # kill -9 again
         produce(env, waves[4] + [trade("59920", qty="5")])
-        proc = spawn(env, "0", log, SNAPSHOTS_OFTEN)
+        proc = spawn(env, "0", log)
         procs.append(proc)
         decided = counter.wait(5200, 90)
         assert decided >= 5200, f"only {decided} decision records"
@@ -86,3 +89,4 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
     # The restarts after the kills started from snapshot slices, not from offset 0.
     restarts = rebuilds(log)[1:]
     assert restarts and any(used for _owned, used in restarts), rebuilds(log)
+    assert "snapshot slice of partition" in snap_log.read_text(errors="replace")

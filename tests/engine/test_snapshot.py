@@ -1,8 +1,9 @@
 """Snapshot slices: merged slices plus the tail fold to exactly what a full replay folds.
 
 The pure harness plays a random stream over four accounts on three partitions; at random
-points it takes the live state's slice of one partition (as the worker does right after
-a commit). A full replay (reference topics, then every own-topic record) is compared with
+points it takes the live state's slice of one partition (a worker's state right after a
+commit); `test_slices_of_a_folded_log_fold_to_the_full_replay` takes them as the
+snapshotter does, of a state folded from the log and cut anywhere. A full replay (reference topics, then every own-topic record) is compared with
 the slices merged into a state holding the reference topics, followed by only the
 records after each slice's offsets, on `canonical_state`; then both decide one more
 intent, and must decide it identically.
@@ -269,6 +270,44 @@ def test_slices_plus_tail_fold_to_the_full_replay(actions: list[tuple[Any, ...]]
             assert [normalized(e) for e in outs] == first
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ACTION, min_size=1, max_size=45), st.randoms(use_true_random=False))
+@example([_BUY, ("limits", 3), _BUY2, ("release", "A1"), _BUY], None)
+def test_slices_of_a_folded_log_fold_to_the_full_replay(
+    actions: list[tuple[Any, ...]], rnd: Any
+) -> None:
+    """The snapshotter's slices (engine.snapshotter): of a state folded from the log — the
+    reference topics, then each own topic partition's records up to any cut, in any
+    interleaving, so a cut may split what one transaction wrote — merged and followed by
+    the records after the cuts, fold to the full replay's state."""
+    h = _harness()
+    log = Log(h)
+    for a in actions:
+        if a[0] != "snap":
+            log.play(a)
+    queues: dict[tuple[str, int], list[tuple[Any, Any, Any]]] = {}
+    for t, p, raw in log.own:
+        queues.setdefault((t, p), []).append(raw)
+    pick = rnd if rnd is not None else __import__("random").Random(0)
+    cut = {k: pick.randint(0, len(v)) for k, v in sorted(queues.items())}
+    folded = _fresh(log)
+    at = dict.fromkeys(queues, 0)
+    live = [k for k in sorted(queues) if cut[k] > 0]
+    while live:
+        k = pick.choice(live)
+        _apply_raw(folded, queues[k][at[k]])
+        at[k] += 1
+        if at[k] == cut[k]:
+            live.remove(k)
+    slices = [
+        roundtrip(take_slice(folded, p, {t: cut.get((t, p), 0) for t in OWN}))
+        for p in sorted(set(PART.values()))
+    ]
+    merged, tail = from_slices(log, slices)
+    assert tail == len(log.own) - sum(cut.values())
+    assert canonical_state(merged) == canonical_state(full_replay(log))
+
+
 def test_a_slice_names_what_it_covers() -> None:
     h = _harness()
     log = Log(h)
@@ -408,23 +447,23 @@ class _Msg:
         return 0
 
 
-def test_a_longer_rate_window_stops_a_running_worker_slicing() -> None:
-    """Its windows were pruned shorter than the new limits count back: any slice it took
-    would be refused at every start, so it takes none until its next rebuild."""
+def test_a_longer_rate_window_makes_a_running_workers_next_handover_rebuild() -> None:
+    """Its windows were pruned shorter than the new limits count back (a full replay keeps
+    more): a hand-over must not fold onto that state, the next assignment rebuilds."""
     from deploy.settings import Settings
     from engine.worker import EngineWorker
     from schemas import new_event
 
     w = EngineWorker(Settings(kafka_port=1, topic_prefix="unit."), wid="u")
     try:
-        w.snap_ok = True
+        w.exact = True
         for version, window, still_ok in [(1, 1, True), (2, 30, False)]:
             change = RiskLimitsChanged(
                 scope="*", config_version=version, limits=limits(window), changed_by="admin"
             )
             w._handle_reference(_Msg(new_event(change, producer="engine")), [])  # type: ignore[arg-type]
-            assert w.snap_ok is still_ok, window
-        assert w._take_due_slice() == []
+            assert w.exact is still_ok, window
+        assert not w._take_over({0, 1})
     finally:
         w.consumer.close()
         w.ref_consumer.close()

@@ -1,5 +1,6 @@
-"""Snapshot slices on the real broker: a restarted worker replays only the tail, ends up
-in exactly the state a full replay gives, refuses corrupt and over-reaching slices, and
+"""Snapshot slices on the real broker: the snapshotter slices what it folded from the log, a
+restarted worker replays only the tail after them, ends up in exactly the state a full
+replay gives, refuses corrupt and over-reaching slices, and
 exactly-once still holds. (Kill -9 restarts and a takeover from slices: test_crash.py and
 test_takeover.py run with snapshots every few hundred records.)"""
 
@@ -28,7 +29,15 @@ from schemas.snapshots import (
     record_key,
 )
 from schemas.topics import Topic
-from tests.engine.helpers import RecordCounter, produce, quote, running_worker, trade, world
+from tests.engine.helpers import (
+    RecordCounter,
+    produce,
+    quote,
+    running_snapshotter,
+    running_worker,
+    trade,
+    world,
+)
 from tests.engine.test_crash import ACCOUNTS, _intents
 from tests.engine.workers import check_exactly_once, generous_limits
 
@@ -116,7 +125,7 @@ def test_restart_reads_only_the_tail_and_folds_the_full_replays_state(
     counter = RecordCounter(settings, Topic.DECISIONS)
     intents: list[Any] = []
     try:
-        with running_worker(settings, "s0") as w:
+        with running_worker(settings, "s0"), running_snapshotter(settings) as snap:
             key = world(settings, ACCOUNTS)
             generous_limits(settings)
             produce(settings, [quote(qty="100")])
@@ -124,10 +133,10 @@ def test_restart_reads_only_the_tail_and_folds_the_full_replays_state(
             produce(settings, [*intents[:700], trade("59950", qty="3")])
             assert counter.wait(700, 90) >= 700
             deadline = time.monotonic() + 30
-            while w.stats["snapshots"] < len(USED) and time.monotonic() < deadline:
+            while snap.stats["slices"] < len(USED) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert w.stats["snapshots"] >= len(USED), w.stats
-            time.sleep(1.5)  # the time-based slices of the last batches
+            assert snap.stats["slices"] >= len(USED), snap.stats
+            time.sleep(2.5)  # the time-based slices of the last batches (1 s rounds)
         own_total = sum(len(_records(settings, t)) for t in (Topic.DECISIONS, Topic.ORDERS))
         # The broker put every record where the engine's murmur2 says it goes.
         for m in _records(settings, Topic.DECISIONS):

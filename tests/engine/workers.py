@@ -27,7 +27,7 @@ SNAPSHOTS_OFTEN = {
     "TRADETAPE_ENGINE_SNAPSHOT_EVERY": "150",
     "TRADETAPE_ENGINE_SNAPSHOT_SECONDS": "1",
 }
-"""Worker settings for tests that want restarts and takeovers to start from slices."""
+"""Snapshotter settings for tests that want restarts and takeovers to start from slices."""
 
 
 def rebuilds(log: Path) -> list[tuple[list[int], dict[int, str]]]:
@@ -44,8 +44,14 @@ def rebuilds(log: Path) -> list[tuple[list[int], dict[int, str]]]:
 
 
 def spawn(
-    settings: Settings, wid: str, log: Path, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    wid: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    component: str = "engine",
 ) -> subprocess.Popen[bytes]:
+    """`tradetape run COMPONENT` (an engine worker, or the snapshotter) as a subprocess."""
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
@@ -59,7 +65,7 @@ def spawn(
     env.update(extra_env or {})
     fh = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
+        [sys.executable, "-m", "deploy.cli_entry", "run", component],
         cwd=REPO,
         env=env,
         stdout=fh,

@@ -1,0 +1,216 @@
+"""Folding the log into an `EngineState`: shared by the worker's rebuilds and the snapshotter.
+
+Both build state the same way, so a slice the snapshotter takes is a slice of exactly
+the state a worker's rebuild folds: the reference topics first (accounts, transfers,
+risk config), then the engine's own outputs (decisions, orders, fills), each partition
+from its newest usable snapshot slice on, if there is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from deploy.kafka import consumer_config, end_offsets
+from deploy.settings import Settings
+from engine.codec import decode_record
+from engine.snapshot import Slice, SnapshotError, merge_slices
+from engine.snapshot_io import read_slices
+from engine.state import EngineState
+from schemas import Envelope, MalformedEventError
+from schemas.topics import Topic
+
+log = logging.getLogger("tradetape.engine")
+
+REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
+OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
+DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
+OWN_TOPIC_VALUES = frozenset(t.value for t in OWN_TOPICS)
+
+PartitionKey = tuple[str, int]
+"""(full topic name, partition)"""
+
+
+def decode_message(msg: Message) -> Envelope[Any]:
+    return decode_record(
+        msg.value(),
+        msg.headers(),
+        topic=msg.topic(),
+        partition=msg.partition(),
+        offset=msg.offset(),
+    )
+
+
+def folder(state: EngineState) -> Callable[[Message], None]:
+    """Fold a record read from the log into `state` (malformed ones are logged, skipped)."""
+
+    def apply(msg: Message) -> None:
+        try:
+            event = decode_message(msg)
+            raw = (msg.key(), msg.value(), msg.headers() or [])
+            state.apply(event, raw if event.event_type in DECISION_TYPES else None)
+        except MalformedEventError as exc:
+            log.warning("skipping malformed record while rebuilding: %s", exc)
+
+    return apply
+
+
+def read_until_caught_up(
+    consumer: Consumer,
+    admin: AdminClient,
+    start: list[TopicPartition],
+    on_message: Callable[[Message], None],
+    *,
+    timeout: float = 90.0,
+) -> bool:
+    """Assign `start` and read every partition up to its last stable offset.
+
+    Reading to the last stable offset (not the high watermark) means an open transaction
+    of a dead worker is not waited for: it can only ever be aborted. Returns False on
+    timeout.
+    """
+    if not start:
+        return True
+    ends = end_offsets(admin, start)
+    lows = end_offsets(admin, start, earliest=True)
+    consumer.assign(start)
+    targets: dict[PartitionKey, int] = {}
+    for tp in start:
+        key = (tp.topic, tp.partition)
+        high, low = ends[key], lows[key]
+        if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
+            targets[key] = high
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    while targets and time.monotonic() < deadline:
+        msgs = consumer.consume(num_messages=5000, timeout=0.2)
+        for msg in msgs:
+            if msg.error():
+                continue
+            idle_since = time.monotonic()
+            on_message(msg)
+        done = []
+        positions = consumer.position([TopicPartition(t, p) for (t, p) in targets])
+        for tp in positions:
+            high = targets[(tp.topic, tp.partition)]
+            if tp.offset >= high:
+                done.append((tp.topic, tp.partition))
+            elif tp.offset >= high - 1 and time.monotonic() - idle_since > 1.0:
+                # Only a trailing transaction marker is left after the last record.
+                done.append((tp.topic, tp.partition))
+        for key in done:
+            targets.pop(key, None)
+    return not targets
+
+
+def fold_until(
+    consumer: Consumer,
+    starts: Mapping[PartitionKey, int],
+    targets: Mapping[PartitionKey, int],
+    on_message: Callable[[Message], None],
+    *,
+    timeout: float = 60.0,  # seconds, not money
+) -> tuple[bool, dict[PartitionKey, int]]:
+    """Fold each partition's records in [start, target) and nothing after: (complete?,
+    the offset after the last record folded per partition).
+
+    Unlike `read_until_caught_up` this never folds past `target`, so the result names
+    exactly what was folded even if more was committed meanwhile (the snapshotter needs
+    that: it read the reference topics only as far as those targets need).
+    """
+    folded = dict(starts)
+    todo = {k for k, t in targets.items() if folded[k] < t}
+    if not todo:
+        return True, folded
+    consumer.assign([TopicPartition(t, p, folded[(t, p)]) for (t, p) in sorted(todo)])
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    while todo and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=5000, timeout=0.2):
+            if msg.error():
+                continue
+            key = (msg.topic() or "", msg.partition() or 0)
+            off = msg.offset() or 0
+            if key in todo and folded[key] <= off < targets[key]:
+                idle_since = time.monotonic()
+                on_message(msg)
+                folded[key] = off + 1
+        for tp in consumer.position([TopicPartition(t, p) for (t, p) in sorted(todo)]):
+            key = (tp.topic, tp.partition)
+            if tp.offset >= targets[key]:
+                folded[key] = targets[key]  # what lies between: markers, aborted records
+                todo.discard(key)
+            elif tp.offset >= targets[key] - 1 and time.monotonic() - idle_since > 1.0:
+                todo.discard(key)  # a trailing marker; `folded` stays before it (exact)
+    return not todo, folded
+
+
+def own_positions(
+    admin: AdminClient, reader: Consumer, own: list[TopicPartition]
+) -> dict[PartitionKey, int]:
+    """Where a rebuild stopped reading each own partition (what the state holds)."""
+    lows = end_offsets(admin, own, earliest=True)
+    out: dict[PartitionKey, int] = {}
+    positions = {(tp.topic, tp.partition): tp.offset for tp in reader.position(own)} if own else {}
+    for tp in own:
+        key = (tp.topic, tp.partition)
+        pos = positions.get(key, -1)
+        if pos >= 0:
+            out[key] = pos
+        elif tp.offset >= 0:
+            out[key] = tp.offset  # started at a slice's offset, nothing after it
+        else:
+            out[key] = max(lows[key], 0)  # nothing on the partition
+    return out
+
+
+def read_own(
+    settings: Settings, admin: AdminClient, state: EngineState, own: list[TopicPartition]
+) -> tuple[bool, dict[PartitionKey, int]]:
+    """Fold the own-topic records from each partition's start offset to the end into
+    `state`: (complete?, where each partition's reading stopped)."""
+    reader = Consumer(consumer_config(settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}"))
+    try:
+        ok = read_until_caught_up(reader, admin, own, folder(state))
+        return ok, own_positions(admin, reader, own)
+    finally:
+        reader.close()
+
+
+def load_slices(
+    settings: Settings,
+    admin: AdminClient,
+    state: EngineState,
+    partitions: list[int],
+    snapshot_partitions: int,
+) -> dict[int, Slice]:
+    """The newest usable slice of each of `partitions`, merged into `state` (which holds
+    the reference topics and none of those partitions). Refused slices are logged and
+    their partition is replayed in full; if merging fails half-way, `state` is torn:
+    `SnapshotError` goes up and the caller rebuilds without snapshots."""
+    try:
+        slices, notes = read_slices(
+            settings,
+            admin,
+            partitions,
+            {t.value: settings.topic(t) for t in OWN_TOPICS},
+            snapshot_partitions,
+        )
+    except Exception:
+        log.exception("reading snapshots failed; replaying the log in full")
+        return {}
+    for note in notes:
+        log.warning("snapshot: %s; that partition is replayed in full", note)
+    if slices:
+        try:
+            merge_slices(state, list(slices.values()))
+        except SnapshotError as exc:
+            log.warning("snapshot slices do not fit (%s); replaying the log in full", exc)
+            raise
+    return slices
