@@ -722,6 +722,9 @@ def main() -> int:
         return sum(_rss_mb(w.pid) for w in workers)
 
     soak_rss: list[tuple[float, float]] = []
+    snap_rss: list[float] = []
+    windows: dict[int, tuple[float, float]] = {}
+    breakdowns: dict[int, dict[str, float]] = {}
     logs = [tmp / f"worker{i}.log" for i in range(args.workers)]
     snap_log = tmp / "snapshotter.log"
     snapshotter: list[subprocess.Popen[bytes]] = []
@@ -777,7 +780,6 @@ def main() -> int:
         for w in range(args.warmup_seconds):
             pub.publish(templates(key, 500, f"w{w}", cancels=True), 500)
         results = {}
-        windows: dict[int, tuple[float, float]] = {}
         rates = [int(r) for r in args.rates.split(",") if r.strip()]
         for rate in rates:
             tag = f"r{rate}"
@@ -799,10 +801,12 @@ def main() -> int:
         soak_end = t_soak + args.soak_minutes * 60
         i = 0
         soak_rss.append((0.0, rss()))
+        snap_rss.extend(_rss_mb(p.pid) for p in snapshotter)
         while time.monotonic() < soak_end:
             tpl = templates(key, 500, f"s{i}", cancels=True)
             pub.publish(tpl, 500)
             soak_rss.append((time.monotonic() - t_soak, rss()))
+            snap_rss.extend(_rss_mb(p.pid) for p in snapshotter)
             i += 1
         time.sleep(2)
         if args.soak_minutes > 0:
@@ -822,6 +826,8 @@ def main() -> int:
             if snap_log.exists()
             else []
         )
+        # Read from the workers' logs before the stack's folder goes.
+        breakdowns = {rate: stage_breakdown(logs, w0, w1) for rate, (w0, w1) in windows.items()}
         if args.keep_logs is not None:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             for log_file in [*logs, snap_log]:
@@ -855,8 +861,7 @@ def main() -> int:
             f"offered {rate}/s: {got}/{sent} decided; p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
             f"p99.9 {p999:.1f} ms"
         )
-    for rate, (w0, w1) in windows.items():
-        b = stage_breakdown(logs, w0, w1)
+    for rate, b in breakdowns.items():
         what = "the soak (500/s)" if rate < 0 else f"{rate}/s"
         print(
             f"engine stages at {what}, mean ms per transaction "
@@ -877,6 +882,12 @@ def main() -> int:
             f"middle ({mid[0] / 60:.1f} min) {mid[1]:.0f} MB, end {soak_rss[-1][1]:.0f} MB, "
             f"max {max(r for _, r in soak_rss):.0f} MB"
         )
+        if snap_rss:
+            print(
+                f"snapshotter RSS over the soak: start {snap_rss[0]:.0f} MB, middle "
+                f"{snap_rss[len(snap_rss) // 2]:.0f} MB, end {snap_rss[-1]:.0f} MB, "
+                f"max {max(snap_rss):.0f} MB"
+            )
         per_min = {int(t // 60): r for t, r in soak_rss}
         print("RSS by minute: " + ", ".join(f"{m}:{r:.0f}" for m, r in sorted(per_min.items())))
     return 0
