@@ -80,7 +80,14 @@ class Snapshotter:
         self.due: dict[int, int] = {}
         """Own records folded per engine partition since its last slice."""
         self.last: dict[int, float] = {}  # time.monotonic() seconds, not money
-        self.stats = {"rounds": 0, "folded": 0, "slices": 0, "slice_bytes": 0, "restarts": 0}
+        self.stats = {
+            "rounds": 0,
+            "folded": 0,
+            "slices": 0,
+            "slice_bytes": 0,
+            "restarts": 0,
+            "refolds": 0,
+        }
 
     # ---- folding -----------------------------------------------------------------
 
@@ -134,7 +141,8 @@ class Snapshotter:
         state = EngineState(partition_of=partitioner(self.n_own))
         self.ref_at, self.own_at, self.due = {}, {}, {}
         targets = self._own_targets()
-        ref_ok = self._fold_reference(state)
+        if not self._fold_reference(state):
+            raise RuntimeError("the reference topics were not read to their end in time")
         slices = {}
         if use_slices and self.settings.engine_snapshot_load:
             try:
@@ -164,7 +172,7 @@ class Snapshotter:
             "snapshotter folded %d partitions in %.2fs%s: %d own records after slices %s",
             self.n_own,
             now - started,
-            "" if ref_ok and own_ok else " (incomplete: timed out)",
+            "" if own_ok else " (the rest at the next rounds)",
             sum(self.due.values()),
             {p: s.slice_id for p, s in sorted(slices.items())} or "none",
         )
@@ -181,11 +189,15 @@ class Snapshotter:
             return 0
         targets = self._own_targets()
         horizon = state.rate_horizon
-        self._fold_reference(state)
+        if not self._fold_reference(state):
+            # Own records may need reference records not read yet: fold none this round.
+            log.warning("the reference topics were not read to their end in time; retrying")
+            return 0
         if state.rate_horizon > horizon and self.own_at:
             # Rate windows already folded were pruned shorter than the limits now in force
             # count back: slices of this state would be refused. Fold the log again.
             log.warning("a longer order-rate window is in force: folding the log again")
+            self.stats["refolds"] += 1
             self.state = None
             return 0
         self._fold_own(state, targets)

@@ -12,9 +12,9 @@
   in full, then its own outputs (decisions, orders, fills) for the partitions it owns —
   from the newest usable snapshot slice of each partition on, if there is one (see
   `engine.snapshot`; slices are taken by `engine.snapshotter`, a process of its own, so
-  a worker's loop never pays for them). At later assignments it keeps that state, forgets the partitions it
-  gave up and folds only the ones it gained (`_take_over`). It never re-runs a decision:
-  resent or replayed intents find their decision in that state.
+  a worker's loop never pays for them). At later assignments it keeps that state,
+  forgets the partitions it gave up and folds only the ones it gained (`_take_over`). It
+  never re-runs a decision: resent or replayed intents find their decision in that state.
 - Fail closed: the consumer lag on the input partitions is passed to the rules, which
   reject with STALE_STATE above the configured bound.
 """
@@ -409,6 +409,7 @@ class EngineWorker:
         return True
 
     def _load_slices(self, state: EngineState, partitions: list[int]) -> dict[int, Slice]:
+        """`engine.replay.load_slices` for this worker (SnapshotError: the state is torn)."""
         n = len(self._partitions(Topic.ENGINE_SNAPSHOTS))
         return load_slices(self.settings, self.admin, state, partitions, n)
 

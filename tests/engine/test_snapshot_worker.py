@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from deploy.settings import Settings
 from engine.partitioning import partition_for
 from engine.snapshot import Slice, canonical_state, chunks, decode_slice, encode_slice
 from engine.worker import EngineWorker
+from schemas.events import RiskLimits, RiskLimitsChanged
 from schemas.snapshots import (
     FORMAT_VERSION,
     HEADER_CHUNK,
@@ -31,6 +33,7 @@ from schemas.snapshots import (
 from schemas.topics import Topic
 from tests.engine.helpers import (
     RecordCounter,
+    admin,
     produce,
     quote,
     running_snapshotter,
@@ -189,3 +192,55 @@ def test_restart_reads_only_the_tail_and_folds_the_full_replays_state(
         assert off.last_rebuild["own_records"] == full.last_rebuild["own_records"]
     finally:
         counter.close()
+
+
+def test_the_snapshotter_folds_again_when_a_longer_rate_window_comes_in_force(
+    env: Settings,
+) -> None:
+    """Its rate windows were pruned to the old, shorter window: slices of that state would
+    be refused at every start. It folds the log again, and the slices it then writes are
+    used by a rebuild that ends in the full replay's state."""
+    settings = env.with_overrides(engine_snapshot_every=50, engine_snapshot_seconds=1.0)
+    counter = RecordCounter(settings, Topic.DECISIONS)
+    try:
+        with running_worker(settings, "h0"), running_snapshotter(settings) as snap:
+            key = world(settings, ACCOUNTS)
+            generous_limits(settings)  # a 1 s order-rate window
+            produce(settings, [quote(qty="100")])
+            produce(settings, _intents(key, 300, seed=5))
+            assert counter.wait(300, 90) >= 300
+            _wait_until(lambda: snap.stats["slices"] >= len(USED), 30, snap.stats)
+            longer = RiskLimits(
+                max_price_age_seconds=3600,
+                max_orders_per_window=100_000,
+                rate_window_seconds=120,
+                max_open_orders=100_000,
+                max_position=Decimal("1000000"),
+                max_order_notional=Decimal("100000000"),
+            )
+            produce(
+                settings,
+                [
+                    admin(
+                        RiskLimitsChanged(
+                            scope="*", config_version=2, changed_by="admin", limits=longer
+                        )
+                    )
+                ],
+                admin=True,
+            )
+            _wait_until(lambda: snap.stats["refolds"] >= 1, 30, snap.stats)
+            after = snap.stats["slices"]
+            _wait_until(lambda: snap.stats["slices"] >= after + len(USED), 30, snap.stats)
+        rebuilt = _rebuilt(settings, "h1")
+        assert sorted(rebuilt.last_rebuild["slices"]) == USED, rebuilt.last_rebuild
+        assert canonical_state(rebuilt.state) == canonical_state(_full_replay(settings).state)
+    finally:
+        counter.close()
+
+
+def _wait_until(cond: Any, timeout: float, what: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cond(), what
