@@ -116,6 +116,18 @@ def status(
                 f" lag={'unknown' if lag is None else lag}"
                 + (f" unread partitions: {', '.join(unread)}" if unread else "")
             )
+        snaps = st.get("engine_snapshots") or {}
+        if "error" in snaps:
+            typer.echo(f"engine snapshots: unknown ({snaps['error']})")
+        elif snaps:
+            typer.echo(
+                "engine snapshots (newest usable slice; own-topic offsets a worker taking the"
+                " partition now would replay):"
+            )
+            for part, info in sorted(snaps.items(), key=lambda kv: int(kv[0])):
+                typer.echo(
+                    f"  partition {part}: {info['slice'] or 'no slice':16} behind={info['behind']}"
+                )
     if not st["ok"]:
         raise typer.Exit(1)
 

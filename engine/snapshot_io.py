@@ -260,3 +260,37 @@ def read_slices(
     finally:
         reader.close()
     return chosen, notes
+
+
+def slice_status(settings: Settings, *, timeout: float = 15.0) -> dict[int, dict[str, Any]]:
+    """Per engine partition: the newest usable slice (`slice`, None if none) and how many
+    own-topic offsets lie after it (`behind`: what a worker taking the partition now would
+    replay, transaction markers included). For `tradetape status`: is the snapshotter
+    keeping up?"""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    names = {t.value: settings.topic(t) for t in (Topic.DECISIONS, Topic.ORDERS)}
+    reader = Consumer(consumer_config(settings, group_id=f"snapshot-status-{uuid.uuid4().hex}"))
+    try:
+        md = reader.list_topics(timeout=10).topics
+        counts = {len(md[n].partitions) for n in names.values() if n in md}
+        snap = md.get(settings.topic(Topic.ENGINE_SNAPSHOTS))
+        if len(counts) != 1 or snap is None:
+            return {}
+        n_own, n_snap = counts.pop(), len(snap.partitions)
+    finally:
+        reader.close()
+    parts = list(range(n_own))
+    slices, _notes = read_slices(settings, admin, parts, names, n_snap, timeout=timeout)
+    ends = end_offsets(admin, [TopicPartition(n, p) for n in names.values() for p in parts])
+    lows = end_offsets(
+        admin, [TopicPartition(n, p) for n in names.values() for p in parts], earliest=True
+    )
+    out: dict[int, dict[str, Any]] = {}
+    for p in parts:
+        s = slices.get(p)
+        behind = sum(
+            ends[(name, p)] - (s.offsets[short] if s is not None else max(lows[(name, p)], 0))
+            for short, name in names.items()
+        )
+        out[p] = {"slice": s.slice_id if s is not None else None, "behind": behind}
+    return out

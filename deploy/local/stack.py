@@ -97,7 +97,19 @@ class LocalStack:
                 _add_projection_lag(s, result["projections"])
             if any(p.get("degraded") for p in result["projections"].values()):
                 result["degraded"] = True
+        if kafka_ok and s.engine_snapshots:
+            result["engine_snapshots"] = _engine_snapshots(s)
         return result
+
+
+def _engine_snapshots(settings: Settings) -> dict[str, Any]:
+    """The newest usable slice per engine partition and the offsets after it."""
+    try:
+        from engine.snapshot_io import slice_status
+
+        return {str(p): v for p, v in slice_status(settings).items()}
+    except Exception as exc:  # status reports, it never crashes
+        return {"error": str(exc)}
 
 
 def _can_connect(dsn: str) -> bool:

@@ -19,6 +19,7 @@ from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from engine.partitioning import partition_for
 from engine.snapshot import Slice, canonical_state, chunks, decode_slice, encode_slice
+from engine.snapshot_io import slice_status
 from engine.worker import EngineWorker
 from schemas.events import RiskLimits, RiskLimitsChanged
 from schemas.snapshots import (
@@ -146,6 +147,14 @@ def test_restart_reads_only_the_tail_and_folds_the_full_replays_state(
             assert m.partition() == partition_for(m.key().decode(), 6), m.key()
         slices = _slices_on_topic(settings)
         assert sorted(slices) == USED, sorted(slices)
+        # `tradetape status`: the newest slice per partition and the offsets after it.
+        status = slice_status(settings)
+        for p in range(6):
+            if p in USED:
+                assert status[p]["slice"] == slices[p][-1].slice_id, (p, status)
+                assert 0 <= status[p]["behind"] < 80, (p, status)  # under one slice's worth
+            else:
+                assert status[p] == {"slice": None, "behind": 0}, (p, status)
 
         full = _full_replay(settings)
         assert full.last_rebuild["own_records"] == own_total
