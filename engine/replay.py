@@ -116,13 +116,17 @@ def fold_until(
     on_message: Callable[[Message], None],
     *,
     timeout: float = 60.0,  # seconds, not money
+    settle: float = 0.25,  # seconds, not money
 ) -> tuple[bool, dict[PartitionKey, int]]:
     """Fold each partition's records in [start, target) and nothing after: (complete?,
     the offset after the last record folded per partition).
 
     Unlike `read_until_caught_up` this never folds past `target`, so the result names
     exactly what was folded even if more was committed meanwhile (the snapshotter needs
-    that: it read the reference topics only as far as those targets need).
+    that: it read the reference topics only as far as those targets need). A partition
+    one offset short of its target after `settle` seconds without a record is taken as
+    done: that offset is a transaction marker (the consumer's position does not move past
+    it) or, if not, its record is folded next time; `folded` stays exact either way.
     """
     folded = dict(starts)
     todo = {k for k, t in targets.items() if folded[k] < t}
@@ -146,7 +150,7 @@ def fold_until(
             if tp.offset >= targets[key]:
                 folded[key] = targets[key]  # what lies between: markers, aborted records
                 todo.discard(key)
-            elif tp.offset >= targets[key] - 1 and time.monotonic() - idle_since > 1.0:
+            elif tp.offset >= targets[key] - 1 and time.monotonic() - idle_since > settle:
                 todo.discard(key)  # a trailing marker; `folded` stays before it (exact)
     return not todo, folded
 
@@ -175,6 +179,8 @@ def read_own(
 ) -> tuple[bool, dict[PartitionKey, int]]:
     """Fold the own-topic records from each partition's start offset to the end into
     `state`: (complete?, where each partition's reading stopped)."""
+    if not own:
+        return True, {}
     reader = Consumer(consumer_config(settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}"))
     try:
         ok = read_until_caught_up(reader, admin, own, folder(state))

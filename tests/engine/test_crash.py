@@ -71,6 +71,12 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, component="snapshotter")
         procs += [proc, snap]
         assert counter.wait(2500, 60) >= 2500
+        # The last restart below can start from slices (the snapshotter had time to write).
+        deadline = time.monotonic() + 30
+        while "snapshot slice of partition" not in snap_log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the snapshotter wrote no slice"
+            time.sleep(0.3)
+        time.sleep(0.5)  # the rest of its chunks are sent (linger 5 ms)
         produce(env, waves[3] + waves[2][:200])  # and some resends
         stop(proc, hard=True)  # kill -9 again
         produce(env, waves[4] + [trade("59920", qty="5")])
