@@ -16,8 +16,15 @@ operator adds partitions no event on them is missed until someone restarts it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import logging
+import multiprocessing
+import os
+import pickle
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +38,7 @@ from confluent_kafka.admin import AdminClient
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
 from deploy.settings import Settings
 from projections.bulkload import BulkBuild
-from projections.framework import Projection
+from projections.framework import Located, Projection, Quarantined
 from projections.store import (
     OFFSETS_TABLE,
     BatchResult,
@@ -59,6 +66,10 @@ transactions, a consumer makes a second while records trickle in, at the cost of
 much lag: at 5,000 events/s on this machine 20 ms left 1.6-1.7 of the 2 cores busy and
 the lag p99 at 144-159 ms; 50 ms, 1.2-1.3 cores and 87-89 ms (docs/benchmarks.md,
 session 8)."""
+
+
+REPLAY_KBYTES_PER_RECORD = 4
+"""A replay's prefetch queue, in KB per record of its batch (records are 0.3-1 KB)."""
 
 
 class Fenced(RuntimeError):
@@ -170,11 +181,17 @@ class Projector:
                 "max.partition.fetch.bytes": 8 << 20,
             }
         )
+        queued = self.queued_kbytes
+        if self.replay:
+            # The prefetch queue must hold a whole batch: `consume(n, timeout)` waits out
+            # its timeout when n records never fit (10,000 decisions, ~750 B each, in
+            # 8 MB: half a second per batch of a rebuild).
+            queued = max(queued, self.batch_size * REPLAY_KBYTES_PER_RECORD)
         return consumer_config(
             self.settings,
             group_id=f"tradetape.projection.{self.name}",
             **fetch,
-            **{"queued.max.messages.kbytes": self.queued_kbytes},
+            **{"queued.max.messages.kbytes": queued},
         )
 
     def close(self) -> None:
@@ -368,6 +385,11 @@ class Projector:
             key = (tp.topic, tp.partition)
             start = min(e[key] for e in self.expected if key in e)
             assignment.append(TopicPartition(tp.topic, tp.partition, start or OFFSET_BEGINNING))
+        self._assign(assignment)
+
+    def _assign(self, assignment: list[TopicPartition]) -> None:
+        """Start reading `assignment` (where `resync` put every partition)."""
+        assert self.consumer is not None
         self.consumer.assign(assignment)
 
     # ------------------------------------------------------------------ work
@@ -527,7 +549,7 @@ class Projector:
         for e in self.expected:
             for k, v in e.items():
                 out[k] = min(out.get(k, v), v)
-        if self._reader is not None:
+        if self._reading_ahead():
             # Only what was applied counts, not what the reader has read ahead.
             for k, v in self._applied_position.items():
                 if k in out and v > out[k]:
@@ -538,6 +560,10 @@ class Projector:
             if tp.offset >= 0 and tp.offset >= out.get(key, 0):
                 out[key] = tp.offset
         return out
+
+    def _reading_ahead(self) -> bool:
+        """Whether batches are read ahead (so the consumer's position is past them)."""
+        return self._reader is not None
 
     def lag(self, targets: dict[TP, int]) -> int:
         now = self.positions()
@@ -571,22 +597,133 @@ class Projector:
         return self.total
 
 
+class ChildReader:
+    """A rebuild's reader in a forked process: it polls Kafka and decodes (`predecode`,
+    the lean validation: the larger half of a rebuild's Python work) on the other core,
+    and hands each batch over a pipe, pickled, to the process that folds it. A reader
+    thread shares the folding thread's GIL, so a rebuild used one core; unpickling a
+    decoded record costs a fraction of decoding it (docs/benchmarks.md, session 9).
+
+    The process is forked when the projector is created, before it opens any
+    connection or consumer (a child must not inherit a live librdkafka handle), and
+    waits for its assignment. It reads one batch ahead: it blocks sending the next
+    batch until the folding process asks for it."""
+
+    def __init__(self, projector: Projector) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._pipe, child_end = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_child_read,
+            args=(projector, child_end, self._pipe, os.getpid()),
+            name=f"rebuild-reader-{projector.name}",
+            daemon=True,
+        )
+        self._proc.start()
+        child_end.close()
+
+    def assign(self, assignment: Sequence[TopicPartition]) -> None:
+        self._pipe.send([(tp.topic, tp.partition, tp.offset) for tp in assignment])
+
+    def get(self, timeout: float) -> tuple[list[RawRecord], list[Any], dict[TP, int]] | None:
+        """The next batch (records, decoded, positions after it), or None if none came
+        within `timeout` seconds."""
+        try:
+            if not self._pipe.poll(timeout):
+                return None
+            kind, *body = pickle.loads(self._pipe.recv_bytes())
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(f"the rebuild reader process died ({self._proc.exitcode})") from exc
+        if kind == "error":
+            raise RuntimeError(f"the rebuild reader failed: {body[0]}")
+        rows, decoded, pos = body
+        records = [RawRecord._make(r) for r in rows]
+        out: list[Any] = [
+            Located(d, r.topic, r.partition, r.offset, r.value, r.headers)
+            if type(d) is dict
+            else d
+            for r, d in zip(records, decoded, strict=True)
+        ]  # fmt: skip
+        return records, out, pos
+
+    def stop(self) -> None:
+        self._pipe.close()  # the child's next send fails, and it exits
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
+
+def _portable(d: Located | Quarantined | None) -> Any:
+    """A decoded record as the reader sends it: its JSON values, or the quarantine
+    entry. The rest of a `Located` is the record's own coordinates and bytes, sent once.
+    A model the full path made is not sent (a generic `Envelope[...]` does not pickle):
+    `Located.event` decodes it again from the bytes if a projection asks."""
+    if d is None or isinstance(d, Quarantined):
+        return d
+    return d.data
+
+
+def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None:
+    """The reader process: poll, decode, send, until the pipe closes."""
+    other_end.close()  # so that the folding process closing its end ends the pipe
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the folding process
+    except (OSError, TypeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+    try:
+        assignment = [TopicPartition(t, p, o) for t, p, o in pipe.recv()]
+        proj.consumer = Consumer(proj.consumer_config())
+        proj.consumer.assign(assignment)
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in assignment]
+        projections = [t.projection for t in proj.targets]
+        while True:
+            records = proj.poll(proj.poll_timeout)
+            pos = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in proj.consumer.position(tps)
+                if tp.offset >= 0
+            }
+            decoded = [_portable(d) for d in predecode(records, projections, proj.member_topics)]
+            rows = [tuple(r) for r in records]
+            pipe.send_bytes(pickle.dumps(("batch", rows, decoded, pos), protocol=5))
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        return  # the folding process is done (or gone)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            pipe.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}"), protocol=5))
+    # No consumer close: the process exits at once, and a replay commits nothing.
+
+
 class BulkProjector(Projector):
     """A rebuild's projector: batches fold in memory into a `BulkBuild` (no per-batch
     transaction, fencing or offsets; the build schema is private until it is swapped
-    in), and `finish` writes the current rows and offsets and builds the indexes."""
+    in), and `finish` writes the current rows and offsets and builds the indexes.
+
+    With `read_in_child` (the default) the records are polled and decoded in a
+    `ChildReader` process, so decoding and folding use two cores."""
+
+    read_in_child = True
 
     def __init__(self, settings: Settings, targets: Sequence[Target], **kwargs: Any) -> None:
         super().__init__(settings, targets, **kwargs)
         self.bulk: BulkBuild | None = None
+        self._child: ChildReader | None = None
 
     def open(self) -> None:
+        if self.read_in_child and self.pipelined:
+            self._child = ChildReader(self)  # forked before any connection is opened
         super().open()  # reads the (empty) build offsets before the build locks its tables
         self.bulk = BulkBuild(self.dsn, [(t.projection, t.schema) for t in self.targets])
         self.bulk.start()
 
     def close(self) -> None:
         super().close()
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
         if self.bulk is not None:
             self.bulk.close()
             self.bulk = None
@@ -594,6 +731,37 @@ class BulkProjector(Projector):
     def __enter__(self) -> BulkProjector:
         self.open()
         return self
+
+    def _assign(self, assignment: list[TopicPartition]) -> None:
+        if self._child is None:
+            super()._assign(assignment)
+        elif self._assigned:
+            raise RuntimeError("a rebuild's reader process is assigned once")
+        else:
+            self._child.assign(assignment)  # our own consumer only reads metadata
+            self._assigned = True
+
+    _assigned = False
+
+    def _start_reader(self) -> None:
+        if self._child is None:
+            super()._start_reader()
+
+    def _reading_ahead(self) -> bool:
+        return self._child is not None or super()._reading_ahead()
+
+    def step(self, timeout: float = 0.1) -> int:
+        if self._child is None:
+            return super().step(timeout)
+        item = self._child.get(timeout)
+        if item is None:
+            return 0
+        records, decoded, pos = item
+        if records:
+            self.apply(records, decoded)
+        for k, v in pos.items():
+            self._applied_position[k] = max(v, self._applied_position.get(k, 0))
+        return len(records)
 
     def apply(
         self, records: Sequence[RawRecord], decoded: Sequence[Any] | None = None

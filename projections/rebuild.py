@@ -186,7 +186,10 @@ log), then the rest by name. Only the wall time depends on it, never the result.
 
 
 class _GroupProjector(BulkProjector):
-    """A parallel rebuild's projector: smaller fetches (`GROUP_FETCH_BYTES`)."""
+    """A parallel rebuild's projector: smaller fetches (`GROUP_FETCH_BYTES`), and its
+    reader a thread, not a process: the groups already share the cores between them."""
+
+    read_in_child = False
 
     def consumer_config(self) -> dict[str, Any]:
         return {**super().consumer_config(), "max.partition.fetch.bytes": GROUP_FETCH_BYTES}
