@@ -52,7 +52,7 @@ def _intents(key, n: int, seed: int):  # type: ignore[no-untyped-def]
 def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> None:
     log, snap_log = tmp_path / "engine.log", tmp_path / "snapshotter.log"
     proc = spawn(env, "0", log)
-    snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, component="snapshotter")
+    snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, components=("snapshotter",))
     procs = [proc, snap]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
@@ -68,7 +68,7 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         stop(snap, hard=True)  # and the snapshotter (a torn slice is refused by readers)
         produce(env, waves[2] + [trade("59950", qty="3")])
         proc = spawn(env, "0", log)
-        snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, component="snapshotter")
+        snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, components=("snapshotter",))
         procs += [proc, snap]
         assert counter.wait(2500, 60) >= 2500
         # The last restart below can start from slices (the snapshotter had time to write).

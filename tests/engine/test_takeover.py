@@ -68,7 +68,7 @@ def _slice_on_topic(env: Settings, partitions: set[int], timeout: float) -> bool
 def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Path) -> None:
     log0, log1, snap_log = tmp_path / "w0.log", tmp_path / "w1.log", tmp_path / "snap.log"
     w0 = spawn(env, "0", log0)
-    procs = [w0, spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, component="snapshotter")]
+    procs = [w0, spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, components=("snapshotter",))]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
         key = world(env, ACCOUNTS)

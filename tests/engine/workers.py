@@ -49,9 +49,10 @@ def spawn(
     log: Path,
     extra_env: dict[str, str] | None = None,
     *,
-    component: str = "engine",
+    components: tuple[str, ...] = ("engine",),
 ) -> subprocess.Popen[bytes]:
-    """`tradetape run COMPONENT` (an engine worker, or the snapshotter) as a subprocess."""
+    """`tradetape run COMPONENT...` (an engine worker, the snapshotter, or a supervised
+    group of several) as a subprocess."""
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
@@ -65,7 +66,7 @@ def spawn(
     env.update(extra_env or {})
     fh = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli_entry", "run", component],
+        [sys.executable, "-m", "deploy.cli_entry", "run", *components],
         cwd=REPO,
         env=env,
         stdout=fh,
