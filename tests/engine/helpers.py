@@ -6,10 +6,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -220,49 +220,44 @@ def wait_for(
     return events
 
 
+class _Runnable(Protocol):
+    stopping: bool
+
+    def run(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Runnable)
+
+
 @contextmanager
-def running_worker(settings: Settings, wid: str = "t0") -> Iterator[EngineWorker]:
-    worker = EngineWorker(settings, wid=wid)
+def _running(component: R) -> Iterator[R]:
+    """`component.run()` on a thread until the block ends; its exception is re-raised."""
     error: list[BaseException] = []
 
     def _run() -> None:
         try:
-            worker.run()
+            component.run()
         except BaseException as exc:  # surfaced to the test
             error.append(exc)
 
     thread = threading.Thread(target=_run, daemon=True)
     thread.start()
     try:
-        yield worker
+        yield component
     finally:
-        worker.stopping = True
+        component.stopping = True
         thread.join(30)
         if error:
             raise error[0]
 
 
-@contextmanager
-def running_snapshotter(settings: Settings) -> Iterator[Snapshotter]:
+def running_worker(settings: Settings, wid: str = "t0") -> AbstractContextManager[EngineWorker]:
+    return _running(EngineWorker(settings, wid=wid))
+
+
+def running_snapshotter(settings: Settings) -> AbstractContextManager[Snapshotter]:
     """The snapshotter (engine.snapshotter) on a thread, for slices in in-process tests."""
-    snapshotter = Snapshotter(settings)
-    error: list[BaseException] = []
-
-    def _run() -> None:
-        try:
-            snapshotter.run()
-        except BaseException as exc:  # surfaced to the test
-            error.append(exc)
-
-    thread = threading.Thread(target=_run, daemon=True)
-    thread.start()
-    try:
-        yield snapshotter
-    finally:
-        snapshotter.stopping = True
-        thread.join(30)
-        if error:
-            raise error[0]
+    return _running(Snapshotter(settings))
 
 
 class RecordCounter:
