@@ -162,18 +162,32 @@ def bench_rebuild(
     single: bool = True,
     all_rounds: int = 1,
     baseline: Path | None = None,
+    single_rounds: int = 1,
 ) -> list[dict[str, Any]]:
     out = []
     base = [sys.executable, "-m", "deploy.cli_entry", "rebuild"]
-    for name in names if single else []:
-        text, _wall, rss = _run_measured([*base, name], _env(s))
-        events, seconds = _summary(text, name)
-        out.append({"name": name, "events": events, "seconds": seconds, "rss": rss})
-        print(
-            f"rebuild {name:12} {events:>9,} events {seconds:7.1f}s "
-            f"{events / seconds:>9,.0f} ev/s  peak RSS {rss:5.0f} MB",
-            flush=True,
-        )
+    # Per projection: with a baseline, each round runs both trees back to back, the
+    # order alternating by round. The process tree is sampled too (since session 9 a
+    # single rebuild decodes in a reader process of its own).
+    trees: list[tuple[str, Path]] = [("", ROOT)]
+    if baseline is not None:
+        trees.append((f" ({baseline.name})", baseline))
+    for r in range(single_rounds if single else 0):
+        for name in names:
+            for suffix, cwd in trees if r % 2 == 0 else trees[::-1]:
+                sampled: dict[str, float] = {}
+                text, _wall, rss = _run_measured([*base, name], _env(s), sampled, cwd)
+                events, seconds = _summary(text, name)
+                out.append(
+                    {"name": name + suffix, "events": events, "seconds": seconds, "rss": rss,
+                     **sampled}
+                )  # fmt: skip
+                print(
+                    f"rebuild {name + suffix:24} {events:>9,} events {seconds:7.1f}s "
+                    f"{events / seconds:>9,.0f} ev/s  peak RSS {rss:5.0f} MB, tree "
+                    f"{sampled['pss']:5.0f} MB PSS ({sampled['rss']:.0f} MB summed RSS)",
+                    flush=True,
+                )
     # --all both ways in this run: one process per topic group (--parallel, the default
     # since session 8) and one process on one consumer (--one-consumer: each record
     # decoded once).
@@ -501,10 +515,18 @@ def main() -> int:
         help="rounds of `rebuild --all` both ways (--parallel, one consumer), order alternating",
     )
     ap.add_argument(
+        "--single-rounds",
+        type=int,
+        default=1,
+        help="rounds of the per-projection rebuilds (with --baseline-tree, both trees in "
+        "each, order alternating)",
+    )
+    ap.add_argument(
         "--baseline-tree",
         type=Path,
         help="a checkout of other code (e.g. `git worktree add DIR <commit>`): each round also "
-        "runs its `rebuild --all --parallel` on the same stack, for a before/after in one run",
+        "runs its `rebuild --all --parallel` and its per-projection rebuilds on the same "
+        "stack, for a before/after in one run",
     )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
@@ -525,6 +547,7 @@ def main() -> int:
                     single=not args.skip_single,
                     all_rounds=args.all_rounds,
                     baseline=args.baseline_tree,
+                    single_rounds=args.single_rounds,
                 )
                 print(f"load average: {os.getloadavg()}", flush=True)
             if not args.skip_lag:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
+import marshal
 import multiprocessing
 import os
-import pickle
 import queue
 import signal
 import threading
@@ -67,6 +68,9 @@ much lag: at 5,000 events/s on this machine 20 ms left 1.6-1.7 of the 2 cores bu
 the lag p99 at 144-159 ms; 50 ms, 1.2-1.3 cores and 87-89 ms (docs/benchmarks.md,
 session 8)."""
 
+
+REPLAY_WAIT = 0.05
+"""Seconds a replay's poll waits for more records before it returns a partial batch."""
 
 REPLAY_KBYTES_PER_RECORD = 4
 """A replay's prefetch queue, in KB per record of its batch (records are 0.3-1 KB)."""
@@ -396,8 +400,9 @@ class Projector:
     def poll(self, timeout: float) -> list[RawRecord]:
         """A batch of records. Eager (live): whatever is queued now, or else the first
         record to arrive within `timeout` plus whatever came with it, so a record never
-        waits for a batch to fill. Otherwise (rebuild): up to `batch_size` records,
-        waiting at most `timeout` for them."""
+        waits for a batch to fill. A replay (rebuild): up to `batch_size` records, until
+        they pause (`REPLAY_WAIT`). Otherwise up to `batch_size` records, waiting at most
+        `timeout` for them."""
         assert self.consumer is not None
         if self.eager:
             msgs = self.consumer.consume(self.batch_size, 0)
@@ -406,6 +411,16 @@ class Projector:
                 msgs = [first] if first is not None else []
                 if msgs:
                     msgs.extend(self.consumer.consume(self.batch_size - 1, 0))
+        elif self.replay:
+            # A full batch, or what arrived until the records paused for REPLAY_WAIT:
+            # waiting out `timeout` for a full batch cost a rebuild half a second at its
+            # start (the first fetch) and again at its end (the last, partial batch).
+            msgs = self.consumer.consume(self.batch_size, min(timeout, REPLAY_WAIT))
+            while msgs and len(msgs) < self.batch_size:
+                more = self.consumer.consume(self.batch_size - len(msgs), REPLAY_WAIT)
+                if not more:
+                    break
+                msgs.extend(more)
         else:
             msgs = self.consumer.consume(self.batch_size, timeout)
         records: list[RawRecord] = []
@@ -600,9 +615,10 @@ class Projector:
 class ChildReader:
     """A rebuild's reader in a forked process: it polls Kafka and decodes (`predecode`,
     the lean validation: the larger half of a rebuild's Python work) on the other core,
-    and hands each batch over a pipe, pickled, to the process that folds it. A reader
-    thread shares the folding thread's GIL, so a rebuild used one core; unpickling a
-    decoded record costs a fraction of decoding it (docs/benchmarks.md, session 9).
+    and hands each batch over a pipe to the process that folds it, as plain values in
+    `marshal` form (both ends are one interpreter build; half pickle's cost here). A
+    reader thread shares the folding thread's GIL, so a rebuild used one core; loading
+    a decoded record costs a fraction of decoding it (docs/benchmarks.md, session 9).
 
     The process is forked when the projector is created, before it opens any
     connection or consumer (a child must not inherit a live librdkafka handle), and
@@ -630,7 +646,7 @@ class ChildReader:
         try:
             if not self._pipe.poll(timeout):
                 return None
-            kind, *body = pickle.loads(self._pipe.recv_bytes())
+            kind, *body = marshal.loads(self._pipe.recv_bytes())
         except (EOFError, OSError) as exc:
             raise RuntimeError(f"the rebuild reader process died ({self._proc.exitcode})") from exc
         if kind == "error":
@@ -640,7 +656,8 @@ class ChildReader:
         out: list[Any] = [
             Located(d, r.topic, r.partition, r.offset, r.value, r.headers)
             if type(d) is dict
-            else d
+            else d if d is None
+            else Quarantined(*d)
             for r, d in zip(records, decoded, strict=True)
         ]  # fmt: skip
         return records, out, pos
@@ -654,12 +671,14 @@ class ChildReader:
 
 
 def _portable(d: Located | Quarantined | None) -> Any:
-    """A decoded record as the reader sends it: its JSON values, or the quarantine
-    entry. The rest of a `Located` is the record's own coordinates and bytes, sent once.
-    A model the full path made is not sent (a generic `Envelope[...]` does not pickle):
+    """A decoded record as the reader sends it (plain values, for `marshal`): its JSON
+    values, or the quarantine entry's fields. The rest of a `Located` is the record's
+    own coordinates and bytes, sent once. A model the full path made is not sent:
     `Located.event` decodes it again from the bytes if a projection asks."""
-    if d is None or isinstance(d, Quarantined):
-        return d
+    if d is None:
+        return None
+    if isinstance(d, Quarantined):
+        return dataclasses.astuple(d)
     return d.data
 
 
@@ -688,12 +707,12 @@ def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None
             }
             decoded = [_portable(d) for d in predecode(records, projections, proj.member_topics)]
             rows = [tuple(r) for r in records]
-            pipe.send_bytes(pickle.dumps(("batch", rows, decoded, pos), protocol=5))
+            pipe.send_bytes(marshal.dumps(("batch", rows, decoded, pos)))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         return  # the folding process is done (or gone)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            pipe.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}"), protocol=5))
+            pipe.send_bytes(marshal.dumps(("error", f"{type(exc).__name__}: {exc}")))
     # No consumer close: the process exits at once, and a replay commits nothing.
 
 
