@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka import consumer_config, end_offsets
+from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets
 from deploy.settings import Settings
 from engine.codec import decode_record
 from engine.snapshot import Slice, SnapshotError, merge_slices
@@ -31,7 +31,6 @@ log = logging.getLogger("tradetape.engine")
 REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
-OWN_TOPIC_VALUES = frozenset(t.value for t in OWN_TOPICS)
 
 PartitionKey = tuple[str, int]
 """(full topic name, partition)"""
@@ -89,7 +88,7 @@ def read_until_caught_up(
     deadline = time.monotonic() + timeout
     idle_since = time.monotonic()
     while targets and time.monotonic() < deadline:
-        msgs = consumer.consume(num_messages=5000, timeout=0.2)
+        msgs = consumer.consume(num_messages=5000, timeout=READ_WAIT_SECONDS)
         for msg in msgs:
             if msg.error():
                 continue
@@ -110,49 +109,59 @@ def read_until_caught_up(
 
 
 def fold_until(
-    consumer: Consumer,
+    settings: Settings,
     starts: Mapping[PartitionKey, int],
     targets: Mapping[PartitionKey, int],
     on_message: Callable[[Message], None],
     *,
     timeout: float = 60.0,  # seconds, not money
     settle: float = 0.25,  # seconds, not money
+    stop: Callable[[], bool] = lambda: False,
 ) -> tuple[bool, dict[PartitionKey, int]]:
-    """Fold each partition's records in [start, target) and nothing after: (complete?,
-    the offset after the last record folded per partition).
+    """Fold each partition's records in [start, target) and nothing after: (every target
+    reached?, the offset after the last record folded per partition).
 
     Unlike `read_until_caught_up` this never folds past `target`, so the result names
     exactly what was folded even if more was committed meanwhile (the snapshotter needs
-    that: it read the reference topics only as far as those targets need). A partition
-    one offset short of its target after `settle` seconds without a record is taken as
-    done: that offset is a transaction marker (the consumer's position does not move past
-    it) or, if not, its record is folded next time; `folded` stays exact either way.
+    that: it reads the reference topics only as far as those targets need). A partition
+    is done when the consumer's position reaches its target: librdkafka moves it past
+    transaction markers and aborted records, which fold as nothing. One that stays one
+    short for `settle` seconds is given up for this call (reported as not reached;
+    `folded` stays exact). Each call reads with a consumer of its own: a reused one can
+    report its previous assignment's position for a moment after `assign`, which would
+    count records never folded as folded.
     """
     folded = dict(starts)
     todo = {k for k, t in targets.items() if folded[k] < t}
     if not todo:
         return True, folded
-    consumer.assign([TopicPartition(t, p, folded[(t, p)]) for (t, p) in sorted(todo)])
-    deadline = time.monotonic() + timeout
-    idle_since = time.monotonic()
-    while todo and time.monotonic() < deadline:
-        for msg in consumer.consume(num_messages=5000, timeout=0.2):
-            if msg.error():
-                continue
-            key = (msg.topic() or "", msg.partition() or 0)
-            off = msg.offset() or 0
-            if key in todo and folded[key] <= off < targets[key]:
-                idle_since = time.monotonic()
-                on_message(msg)
-                folded[key] = off + 1
-        for tp in consumer.position([TopicPartition(t, p) for (t, p) in sorted(todo)]):
-            key = (tp.topic, tp.partition)
-            if tp.offset >= targets[key]:
-                folded[key] = targets[key]  # what lies between: markers, aborted records
-                todo.discard(key)
-            elif tp.offset >= targets[key] - 1 and time.monotonic() - idle_since > settle:
-                todo.discard(key)  # a trailing marker; `folded` stays before it (exact)
-    return not todo, folded
+    short = False
+    consumer = Consumer(consumer_config(settings, group_id=f"engine-fold-{uuid.uuid4().hex}"))
+    try:
+        consumer.assign([TopicPartition(t, p, folded[(t, p)]) for (t, p) in sorted(todo)])
+        deadline = time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while todo and time.monotonic() < deadline and not stop():
+            for msg in consumer.consume(num_messages=5000, timeout=READ_WAIT_SECONDS):
+                if msg.error():
+                    continue
+                key = (msg.topic() or "", msg.partition() or 0)
+                off = msg.offset() or 0
+                if key in todo and folded[key] <= off < targets[key]:
+                    idle_since = time.monotonic()
+                    on_message(msg)
+                    folded[key] = off + 1
+            for tp in consumer.position([TopicPartition(t, p) for (t, p) in sorted(todo)]):
+                key = (tp.topic, tp.partition)
+                if tp.offset >= targets[key]:
+                    folded[key] = targets[key]  # what lies between: markers, aborted records
+                    todo.discard(key)
+                elif tp.offset >= targets[key] - 1 and time.monotonic() - idle_since > settle:
+                    todo.discard(key)
+                    short = True
+    finally:
+        consumer.close()
+    return not todo and not short, folded
 
 
 def own_positions(

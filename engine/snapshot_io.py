@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka import consumer_config, end_offsets, producer_config
+from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets, producer_config
 from deploy.settings import Settings
 from engine.snapshot import Slice, SnapshotError, chunks, decode_slice, encode_slice
 from schemas.snapshots import (
@@ -122,7 +122,7 @@ def _read_ranges(
     reader.assign([TopicPartition(topic, sp, ranges[sp][0]) for sp in todo])
     while todo and time.monotonic() < deadline:
         msg: Any
-        for msg in reader.consume(num_messages=500, timeout=0.2):
+        for msg in reader.consume(num_messages=500, timeout=READ_WAIT_SECONDS):
             if msg.error():
                 continue
             sp = msg.partition()

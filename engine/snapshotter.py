@@ -34,7 +34,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka import consumer_config, end_offsets, partitions_of
+from deploy.kafka import consumer_config, end_offsets, partitions_of_many
 from deploy.settings import Settings
 from engine.partitioning import partitioner
 from engine.replay import (
@@ -77,6 +77,8 @@ class Snapshotter:
         self.own_at: dict[PartitionKey, int] = {}
         """Own topic partition -> the offset after the last record folded (exact)."""
         self.n_own = 0
+        self.parts: dict[Topic, list[int]] = {}
+        """Topic -> partitions, as of the current round (`_own_partitions` refreshes it)."""
         self.due: dict[int, int] = {}
         """Own records folded per engine partition since its last slice."""
         self.last: dict[int, float] = {}  # time.monotonic() seconds, not money
@@ -91,8 +93,14 @@ class Snapshotter:
 
     # ---- folding -----------------------------------------------------------------
 
+    def _topic_partitions(self) -> dict[Topic, list[int]]:
+        """The partitions of every topic a round reads, from one metadata request."""
+        topics = [*OWN_TOPICS, *REFERENCE_TOPICS, Topic.ENGINE_SNAPSHOTS]
+        self.parts = partitions_of_many(self.reader, self.settings, topics)
+        return self.parts
+
     def _own_partitions(self) -> int:
-        counts = {len(partitions_of(self.reader, self.settings, t)) for t in OWN_TOPICS}
+        counts = {len(self._topic_partitions()[t]) for t in OWN_TOPICS}
         if len(counts) != 1:
             raise SnapshotError(f"own topics differ in partition count {sorted(counts)}")
         return counts.pop()
@@ -102,7 +110,7 @@ class Snapshotter:
         tps = [
             TopicPartition(self.settings.topic(t), p)
             for t in REFERENCE_TOPICS
-            for p in partitions_of(self.reader, self.settings, t)
+            for p in self.parts[t]
         ]
         ends = end_offsets(self.admin, tps)
         missing = [tp for tp in tps if (tp.topic, tp.partition) not in self.ref_at]
@@ -110,7 +118,9 @@ class Snapshotter:
             lows = end_offsets(self.admin, missing, earliest=True)
             for k, low in lows.items():
                 self.ref_at[k] = max(low, 0)
-        ok, self.ref_at = fold_until(self.reader, self.ref_at, ends, folder(state))
+        ok, self.ref_at = fold_until(
+            self.settings, self.ref_at, ends, folder(state), stop=lambda: self.stopping
+        )
         return ok
 
     def _fold_own(self, state: EngineState, targets: dict[PartitionKey, int]) -> bool:
@@ -125,7 +135,9 @@ class Snapshotter:
             due[p] = due.get(p, 0) + 1
             stats["folded"] += 1
 
-        ok, self.own_at = fold_until(self.reader, self.own_at, targets, fold)
+        ok, self.own_at = fold_until(
+            self.settings, self.own_at, targets, fold, stop=lambda: self.stopping
+        )
         return ok
 
     def _own_targets(self) -> dict[PartitionKey, int]:
@@ -151,7 +163,7 @@ class Snapshotter:
                     self.admin,
                     state,
                     list(range(self.n_own)),
-                    len(partitions_of(self.reader, self.settings, Topic.ENGINE_SNAPSHOTS)),
+                    len(self.parts[Topic.ENGINE_SNAPSHOTS]),
                 )
             except SnapshotError:
                 self.start(use_slices=False)
@@ -189,16 +201,19 @@ class Snapshotter:
             return 0
         targets = self._own_targets()
         horizon = state.rate_horizon
-        if not self._fold_reference(state):
-            # Own records may need reference records not read yet: fold none this round.
-            log.warning("the reference topics were not read to their end in time; retrying")
-            return 0
-        if state.rate_horizon > horizon and self.own_at:
+        ref_ok = self._fold_reference(state)
+        # Checked even if the fold stopped short: what it did fold is in the state.
+        if state.rate_horizon > horizon:
             # Rate windows already folded were pruned shorter than the limits now in force
             # count back: slices of this state would be refused. Fold the log again.
             log.warning("a longer order-rate window is in force: folding the log again")
             self.stats["refolds"] += 1
             self.state = None
+            return 0
+        if not ref_ok:
+            # Own records may need reference records not read yet: fold none this round.
+            if not self.stopping:
+                log.warning("the reference topics were not read to their end; retrying")
             return 0
         self._fold_own(state, targets)
         self.stats["rounds"] += 1
@@ -220,12 +235,16 @@ class Snapshotter:
         if self.writer is None:
             self.writer = SnapshotWriter(
                 self.settings,
-                len(partitions_of(self.reader, self.settings, Topic.ENGINE_SNAPSHOTS)),
+                len(self.parts[Topic.ENGINE_SNAPSHOTS]),
             )
         for p in due:
             offsets = {t.value: self.own_at[(self.settings.topic(t), p)] for t in OWN_TOPICS}
-            s = take_slice(state, p, offsets)
-            n = self.writer.publish(s)
+            try:
+                s = take_slice(state, p, offsets)
+                n = self.writer.publish(s)
+            except Exception:  # the state is still exact: keep it, try again next round
+                log.exception("slicing partition %d failed; retrying next round", p)
+                continue
             self.due[p] = 0
             self.last[p] = now
             self.stats["slices"] += 1

@@ -44,7 +44,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from deploy.deadletter import dead_letter_for
-from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
+from deploy.kafka import consumer_config, end_offsets, partitions_of_many, producer_config
 from deploy.settings import Settings
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
@@ -197,15 +197,20 @@ class EngineWorker:
 
     # ---- rebuild -------------------------------------------------------------------
 
-    def _partitions(self, topic: Topic) -> list[int]:
-        return partitions_of(self.ref_consumer, self.settings, topic)
+    def _topic_partitions(self) -> dict[Topic, list[int]]:
+        """The partitions of every topic a rebuild reads, from one metadata request."""
+        topics = [*OWN_TOPICS, *REFERENCE_TOPICS, Topic.MARKETDATA, Topic.ENGINE_SNAPSHOTS]
+        # The snapshot topic is a cache: without it a rebuild replays the log in full.
+        optional = frozenset({Topic.ENGINE_SNAPSHOTS})
+        return partitions_of_many(self.ref_consumer, self.settings, topics, optional=optional)
 
     def rebuild(self, partitions: Iterable[int], *, use_snapshots: bool = True) -> None:
         """Fresh state from the log: reference topics in full, own outputs for `partitions`
         (after each partition's newest usable snapshot slice, if any)."""
         started = time.monotonic()
         self.exact = False
-        n_own = {len(self._partitions(t)) for t in OWN_TOPICS}
+        parts = self._topic_partitions()
+        n_own = {len(parts[t]) for t in OWN_TOPICS}
         if len(n_own) != 1 and self.snapshots:
             log.warning("own topics differ in partition count %s: snapshots off", n_own)
             self.snapshots = False
@@ -217,12 +222,9 @@ class EngineWorker:
         ref = [
             TopicPartition(self.names[t], p, OFFSET_BEGINNING)
             for t in REFERENCE_TOPICS
-            for p in self._partitions(t)
+            for p in parts[t]
         ]
-        md = [
-            TopicPartition(self.names[Topic.MARKETDATA], p)
-            for p in self._partitions(Topic.MARKETDATA)
-        ]
+        md = [TopicPartition(self.names[Topic.MARKETDATA], p) for p in parts[Topic.MARKETDATA]]
         md_ends = end_offsets(self.admin, md)
         md_lows = end_offsets(self.admin, md, earliest=True)
         for tp in md:
@@ -238,7 +240,7 @@ class EngineWorker:
         slices: dict[int, Slice] = {}
         if self.snapshots and use_snapshots and self.settings.engine_snapshot_load and self.owned:
             try:
-                slices = self._load_slices(state, self.owned)
+                slices = self._load_slices(state, self.owned, parts)
             except SnapshotError:
                 self.rebuild(partitions, use_snapshots=False)
                 return
@@ -346,7 +348,8 @@ class EngineWorker:
             return False
         if self.needs_rebuild:
             return False
-        if {len(self._partitions(t)) for t in OWN_TOPICS} != {self.n_own_partitions}:
+        parts = self._topic_partitions()
+        if {len(parts[t]) for t in OWN_TOPICS} != {self.n_own_partitions}:
             return False
         started = time.monotonic()
         held, state = self.folded, self.state
@@ -364,7 +367,7 @@ class EngineWorker:
         slices: dict[int, Slice] = {}
         if gained and self.snapshots and self.settings.engine_snapshot_load:
             try:
-                slices = self._load_slices(state, gained)
+                slices = self._load_slices(state, gained, parts)
             except SnapshotError:
                 self.exact = False  # torn: the caller rebuilds
                 return False
@@ -408,9 +411,15 @@ class EngineWorker:
         )
         return True
 
-    def _load_slices(self, state: EngineState, partitions: list[int]) -> dict[int, Slice]:
+    def _load_slices(
+        self, state: EngineState, partitions: list[int], parts: dict[Topic, list[int]]
+    ) -> dict[int, Slice]:
         """`engine.replay.load_slices` for this worker (SnapshotError: the state is torn)."""
-        n = len(self._partitions(Topic.ENGINE_SNAPSHOTS))
+        n = len(parts[Topic.ENGINE_SNAPSHOTS])
+        if not n:
+            topic = self.names[Topic.ENGINE_SNAPSHOTS]
+            log.warning("no %s topic: replaying the log in full", topic)
+            return {}
         return load_slices(self.settings, self.admin, state, partitions, n)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -9,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from deploy.settings import Settings
-from tests.engine.workers import spawn, stop
+from tests.engine.workers import spawn
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_group_starts_each_component_and_stops_cleanly(env: Settings, tmp_path: Path) -> None:
     log = tmp_path / "group.log"
-    proc = spawn(env, "0", log, components=("engine", "snapshotter"))
+    proc = spawn(env, "0", log, components=("engine", "snapshotter"), session=True)
     try:
         wanted = ("engine worker 0 started", "engine snapshotter started")
         deadline = time.monotonic() + 60
@@ -31,4 +32,6 @@ def test_a_group_starts_each_component_and_stops_cleanly(env: Settings, tmp_path
             -3000:
         ]
     finally:
-        stop(proc, hard=True)
+        if proc.poll() is None:  # a failed test: the supervisor and its children
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

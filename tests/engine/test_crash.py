@@ -68,6 +68,7 @@ def test_kill_nine_twice_then_exactly_once(env: Settings, tmp_path: Path) -> Non
         stop(snap, hard=True)  # and the snapshotter (a torn slice is refused by readers)
         produce(env, waves[2] + [trade("59950", qty="3")])
         proc = spawn(env, "0", log)
+        snap_log = tmp_path / "snapshotter2.log"  # only the restarted one's lines
         snap = spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, components=("snapshotter",))
         procs += [proc, snap]
         assert counter.wait(2500, 60) >= 2500

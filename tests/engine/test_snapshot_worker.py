@@ -253,3 +253,32 @@ def _wait_until(cond: Any, timeout: float, what: Any) -> None:
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert cond(), what
+
+
+def test_without_the_snapshot_topic_a_worker_replays_the_log(env: Settings) -> None:
+    """The snapshot topic is a cache: deleting it costs a full replay, not the worker."""
+    from confluent_kafka.admin import AdminClient
+
+    counter = RecordCounter(env, Topic.DECISIONS)
+    try:
+        with running_worker(env, "n0"):
+            key = world(env, ACCOUNTS)
+            generous_limits(env)
+            produce(env, [quote(qty="100")])
+            produce(env, _intents(key, 100, seed=9))
+            assert counter.wait(100, 60) >= 100
+    finally:
+        counter.close()
+    admin = AdminClient({"bootstrap.servers": env.bootstrap})
+    admin.delete_topics([env.topic(Topic.ENGINE_SNAPSHOTS)])[
+        env.topic(Topic.ENGINE_SNAPSHOTS)
+    ].result(30)
+    _wait_until(
+        lambda: env.topic(Topic.ENGINE_SNAPSHOTS) not in admin.list_topics(timeout=10).topics,
+        30,
+        "the snapshot topic is still listed",
+    )
+    rebuilt = _rebuilt(env, "n1")
+    assert rebuilt.last_rebuild["slices"] == {}
+    assert rebuilt.last_rebuild["own_records"] > 0
+    assert canonical_state(rebuilt.state) == canonical_state(_full_replay(env).state)

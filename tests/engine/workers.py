@@ -50,9 +50,11 @@ def spawn(
     extra_env: dict[str, str] | None = None,
     *,
     components: tuple[str, ...] = ("engine",),
+    session: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`tradetape run COMPONENT...` (an engine worker, the snapshotter, or a supervised
-    group of several) as a subprocess."""
+    group of several) as a subprocess; `session`: in a process group of its own, so
+    `os.killpg` reaches a supervisor's children too."""
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
@@ -71,6 +73,7 @@ def spawn(
         env=env,
         stdout=fh,
         stderr=subprocess.STDOUT,
+        start_new_session=session,
     )
 
 
