@@ -55,7 +55,7 @@ def libc_function(name: str) -> Callable[..., int] | None:
 _MALLOC_TRIM = libc_function("malloc_trim")
 
 
-def _trim() -> None:
+def trim() -> None:
     """A replay frees each batch's decoded records and rendered rows, but glibc keeps
     the freed pages mapped (they count in RSS) until trimmed."""
     if _MALLOC_TRIM is not None:
@@ -280,7 +280,7 @@ class BulkBuild:
             results.append(res)
         self._batches += 1
         if self._batches % TRIM_EVERY == 0:
-            _trim()
+            trim()
         return results
 
     def finish(
