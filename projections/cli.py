@@ -27,9 +27,9 @@ def rebuild(
         typer.Option(
             "--parallel/--one-consumer",
             help="With --all: one process per topic group (the default), at most one "
-            "building per core, or every projection on one consumer in one process. On 2 "
-            "cores, 1M events: 37-40 s at ~380 MB for the processes together (PSS) against "
-            "54-59 s at ~415 MB; see docs/benchmarks.md",
+            "building per core, or every projection on one consumer (decoded in a reader "
+            "process). On 2 cores, 1M events: 34-40 s at ~380 MB for the processes together "
+            "(PSS) against ~40 s at ~390 MB (one run, session 9); see docs/benchmarks.md",
         ),
     ] = True,
 ) -> None:
