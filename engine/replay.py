@@ -66,7 +66,7 @@ def read_until_caught_up(
     start: list[TopicPartition],
     on_message: Callable[[Message], None],
     *,
-    timeout: float = 90.0,
+    timeout: float = 90.0,  # seconds, not money
 ) -> bool:
     """Assign `start` and read every partition up to its last stable offset.
 

@@ -262,7 +262,11 @@ def read_slices(
     return chosen, notes
 
 
-def slice_status(settings: Settings, *, timeout: float = 15.0) -> dict[int, dict[str, Any]]:
+def slice_status(
+    settings: Settings,
+    *,
+    timeout: float = 15.0,  # seconds, not money
+) -> dict[int, dict[str, Any]]:
     """Per engine partition: the newest usable slice (`slice`, None if none) and how many
     own-topic offsets lie after it (`behind`: what a worker taking the partition now would
     replay, transaction markers included). For `tradetape status`: is the snapshotter

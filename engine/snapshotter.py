@@ -78,7 +78,7 @@ class Snapshotter:
         """Own topic partition -> the offset after the last record folded (exact)."""
         self.n_own = 0
         self.parts: dict[Topic, list[int]] = {}
-        """Topic -> partitions, as of the current round (`_own_partitions` refreshes it)."""
+        """Topic -> partitions, as of the current round (`_refresh_partitions`)."""
         self.due: dict[int, int] = {}
         """Own records folded per engine partition since its last slice."""
         self.last: dict[int, float] = {}  # time.monotonic() seconds, not money
@@ -99,7 +99,8 @@ class Snapshotter:
         self.parts = partitions_of_many(self.reader, self.settings, topics)
         return self.parts
 
-    def _own_partitions(self) -> int:
+    def _refresh_partitions(self) -> int:
+        """Refresh `parts` (one metadata request); the own topics' partition count."""
         counts = {len(self._topic_partitions()[t]) for t in OWN_TOPICS}
         if len(counts) != 1:
             raise SnapshotError(f"own topics differ in partition count {sorted(counts)}")
@@ -149,7 +150,7 @@ class Snapshotter:
     def start(self, *, use_slices: bool = True) -> None:
         """A fresh state: as a worker's rebuild of every partition (slices, then the rest)."""
         started = time.monotonic()
-        self.n_own = self._own_partitions()
+        self.n_own = self._refresh_partitions()
         state = EngineState(partition_of=partitioner(self.n_own))
         self.ref_at, self.own_at, self.due = {}, {}, {}
         targets = self._own_targets()
@@ -195,7 +196,7 @@ class Snapshotter:
             self.start()
         state = self.state
         assert state is not None
-        if self._own_partitions() != self.n_own:
+        if self._refresh_partitions() != self.n_own:
             log.warning("partitions were added to the own topics: starting over")
             self.state = None
             return 0

@@ -17,7 +17,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import os
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +52,16 @@ def libc_function(name: str) -> Callable[..., int] | None:
     """A C library function by name (glibc's allocator controls), or None elsewhere."""
     lib = ctypes.util.find_library("c")
     return getattr(ctypes.CDLL(lib), name, None) if lib else None
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child process: be killed when `parent` dies (Linux PR_SET_PDEATHSIG), so a
+    `kill -9` of the parent leaves no orphan; exit at once if it is already gone."""
+    prctl = libc_function("prctl")
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 _MALLOC_TRIM = libc_function("malloc_trim")

@@ -17,8 +17,6 @@ operator adds partitions no event on them is missed until someone restarts it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import itertools
 import logging
@@ -26,7 +24,6 @@ import marshal
 import multiprocessing
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
 from deploy.settings import Settings
-from projections.bulkload import TRIM_EVERY, BulkBuild, libc_function, trim
+from projections.bulkload import TRIM_EVERY, BulkBuild, die_with_parent, libc_function, trim
 from projections.framework import Located, Projection, Quarantined
 from projections.store import (
     OFFSETS_TABLE,
@@ -646,7 +643,10 @@ class ChildReader:
     def assign(self, assignment: Sequence[TopicPartition]) -> None:
         self._pipe.send([(tp.topic, tp.partition, tp.offset) for tp in assignment])
 
-    def get(self, timeout: float) -> tuple[list[RawRecord], list[Any], dict[TP, int]] | None:
+    def get(
+        self,
+        timeout: float,  # seconds, not money
+    ) -> tuple[list[RawRecord], list[Any], dict[TP, int]] | None:
         """The next batch (records, decoded, positions after it), or None if none came
         within `timeout` seconds."""
         try:
@@ -691,13 +691,7 @@ def _portable(d: Located | Quarantined | None) -> Any:
 def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None:
     """The reader process: poll, decode, send, until the pipe closes."""
     other_end.close()  # so that the folding process closing its end ends the pipe
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the folding process
-    except (OSError, TypeError):  # pragma: no cover - not Linux
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
+    die_with_parent(parent)
     mallopt = libc_function("mallopt")
     if mallopt is not None:
         mallopt(-8, 2)  # M_ARENA_MAX: librdkafka's threads would each get an arena
@@ -786,7 +780,7 @@ class BulkProjector(Projector):
     def _reading_ahead(self) -> bool:
         return self._child is not None or super()._reading_ahead()
 
-    def step(self, timeout: float = 0.1) -> int:
+    def step(self, timeout: float = 0.1) -> int:  # seconds, not money
         if self._child is None:
             return super().step(timeout)
         item = self._child.get(timeout)

@@ -13,7 +13,6 @@ orphan projector behind.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -24,6 +23,7 @@ from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 
 from deploy.settings import Settings
+from projections.bulkload import die_with_parent
 from projections.core import PROJECTIONS
 from projections.framework import Projection
 from projections.projector import Projector, Target
@@ -118,18 +118,8 @@ def run_group(
             backoff = min(backoff * 2, 10.0)
 
 
-def _die_with_parent(parent: int) -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _group_main(settings: Settings, names: list[str], parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
