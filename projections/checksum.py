@@ -4,21 +4,29 @@ Values are rendered canonically so the hash depends only on what the rows mean:
 NUMERIC without trailing zeros (`1.50` and `1.5` are one amount), timestamps in UTC ISO
 form, JSON with sorted keys, NULL as `\\N`, and tabs/newlines/backslashes escaped.
 Keys sort with the "C" collation, so the order does not depend on the server locale.
+
+`render` is the definition. `checksum` streams each table as `COPY ... TO STDOUT` with
+numerics and timestamps already rendered by PostgreSQL (on the server's core) and
+re-sorts jsonb with orjson; a value these might render otherwise than `render` is sent
+marked and rendered by `render` itself. `tests/projections/test_checksum.py`
+compares it with the row-by-row definition on generated rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
-from projections.framework import Projection
+from projections.framework import Projection, Table
 
 
 def render(value: Any) -> str:
@@ -45,6 +53,120 @@ def render_row(row: Iterable[Any]) -> bytes:
     return ("\t".join(render(v) for v in row) + "\n").encode()
 
 
+# Type OIDs whose COPY text is `render`'s text, up to COPY's own escapes of \b \f \v
+# (bool t/f, integers, text, varchar, lowercase hyphenated uuid).
+_AS_COPIED = {16, 20, 21, 23, 25, 1043, 2950}
+NUMERIC, TIMESTAMPTZ, JSONB = 1700, 1184, 3802
+
+# A value PostgreSQL does not render is sent as chr(1) + its own text. COPY passes chr(1)
+# unescaped, and no rendered numeric, timestamp or jsonb text starts with it.
+_MARK = b"\x01"
+# Decimal.normalize() rounds to 28 digits (the default context): a numeric text up to
+# 28 characters long cannot be rounded, so trim_scale's text is `render`'s.
+_NUMERIC_SQL = (
+    "CASE WHEN length(trim_scale({c})::text) <= 28 THEN trim_scale({c})::text "
+    "ELSE chr(1) || {c}::text END"
+)
+# isoformat() drops a zero fraction; the range keeps to years a datetime holds, in any
+# session time zone (outside it `render`'s loader decides, as it always did).
+_TIMESTAMPTZ_SQL = (
+    "CASE WHEN {c} >= '0001-01-03 00:00:00+00' AND {c} < '9999-12-29 00:00:00+00' "
+    "THEN replace(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
+    "'.000000', '') || '+00:00' ELSE chr(1) || {c}::text END"
+)
+# orjson with sorted keys writes json.dumps' bytes for objects and arrays of strings,
+# booleans and nulls; a number could be a float (whose text the two encoders need not
+# share), and a scalar is rendered by str(), so both are sent marked.
+_JSONB_SQL = (
+    "CASE WHEN jsonb_typeof({c}) IN ('object', 'array') AND NOT jsonb_path_exists("
+    "{c}, 'strict $.** ? (@.type() == \"number\")') THEN {c}::text ELSE chr(1) || {c}::text END"
+)
+_SQL = {NUMERIC: _NUMERIC_SQL, TIMESTAMPTZ: _TIMESTAMPTZ_SQL, JSONB: _JSONB_SQL}
+
+# COPY escapes \b \f \v, which `render` leaves as they are; pairs are matched left to
+# right, so an escaped backslash followed by "b" stays what it is.
+_COPY_BFV = re.compile(rb"\\[bfv]")
+_COPY_PAIR = re.compile(rb"\\(.)", re.DOTALL)
+_UNESCAPE = {b"b": b"\x08", b"f": b"\x0c", b"v": b"\x0b"}
+
+
+def _copy_to_render(m: re.Match[bytes]) -> bytes:
+    return _UNESCAPE.get(m.group(1), m.group(0))
+
+
+def _json_fast(field: bytes) -> bytes:
+    """A jsonb object or array without numbers, as COPY sent it, rendered."""
+    text = field.replace(b"\\\\", b"\\") if b"\\" in field else field
+    out = orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
+    return out.replace(b"\\", b"\\\\") if b"\\" in out else out
+
+
+def _lines(copy: psycopg.Copy) -> Iterator[bytes]:
+    """COPY text rows, each with its newline (a newline in a value is escaped)."""
+    pending = b""
+    for data in copy:
+        chunk = pending + bytes(data)
+        if chunk.endswith(b"\n") and chunk.count(b"\n") == 1:
+            pending = b""
+            yield chunk
+            continue
+        *lines, pending = chunk.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if pending:
+        raise RuntimeError("COPY ended inside a row")
+
+
+def _digest_copy(
+    conn: psycopg.Connection[Any],
+    cur: psycopg.Cursor[Any],
+    digest: Any,
+    source: sql.Composable,
+    table: Table,
+    oids: list[int],
+    order: sql.Composable,
+) -> int:
+    """Feed `table`'s rendered rows to `digest` through one COPY; the row count."""
+    select = sql.SQL(", ").join(
+        sql.SQL(_SQL[o]).format(c=sql.Identifier(c)) if o in _SQL else sql.Identifier(c)
+        for c, o in zip(table.columns, oids, strict=True)
+    )
+    query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (ENCODING 'UTF8')")
+    loaders: dict[int, Callable[[bytes], Any]] = {}
+    for i, o in enumerate(oids):
+        if o in _SQL:
+            cls = conn.adapters.get_loader(o, pq.Format.TEXT)
+            assert cls is not None
+            loaders[i] = cls(o, conn).load
+    jsonb = [i for i, o in enumerate(oids) if o == JSONB]
+
+    def slow(i: int, raw: bytes) -> bytes:
+        if i in jsonb:
+            raw = raw.replace(b"\\\\", b"\\")
+        return render(loaders[i](raw)).encode()
+
+    n = 0
+    with cur.copy(query.format(select, source, order)) as copy:
+        for line in _lines(copy):
+            n += 1
+            if _COPY_BFV.search(line):
+                line = _COPY_PAIR.sub(_copy_to_render, line)
+            if jsonb or _MARK in line:
+                fields = line[:-1].split(b"\t")
+                for i in loaders:
+                    f = fields[i]
+                    if f[:1] == _MARK:
+                        fields[i] = slow(i, f[1:])
+                    elif i in jsonb and f != b"\\N":
+                        try:
+                            fields[i] = _json_fast(f)
+                        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+                            fields[i] = slow(i, f)  # nested deeper than orjson goes
+                line = b"\t".join(fields) + b"\n"
+            digest.update(line)
+    return n
+
+
 def checksum(
     conn: psycopg.Connection[Any], projection: Projection, schema: str | None = None
 ) -> tuple[str, dict[str, int]]:
@@ -58,15 +180,32 @@ def checksum(
         order = sql.SQL(", ").join(
             sql.SQL('{}::text COLLATE "C"').format(sql.Identifier(c)) for c in table.pk
         )
-        q = sql.SQL("SELECT {} FROM {}.{} ORDER BY {}").format(
-            cols, sql.Identifier(schema), sql.Identifier(table.name), order
-        )
-        n = 0
-        with conn.transaction(), conn.cursor(name=f"ck_{table.name}") as cur:
-            cur.itersize = 5000
-            cur.execute(q)
-            for row in cur:
-                digest.update(render_row(row))
-                n += 1
-        counts[table.name] = n
+        source = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(cols, source))
+            oids = [d.type_code for d in cur.description or ()]
+            if all(o in _AS_COPIED or o in _SQL for o in oids):
+                counts[table.name] = _digest_copy(conn, cur, digest, source, table, oids, order)
+                continue
+        counts[table.name] = _digest_rows(conn, digest, cols, source, order, table.name)
     return digest.hexdigest(), counts
+
+
+def _digest_rows(
+    conn: psycopg.Connection[Any],
+    digest: Any,
+    cols: sql.Composable,
+    source: sql.Composable,
+    order: sql.Composable,
+    name: str,
+) -> int:
+    """The definition, row by row: for a table with a column type COPY is not trusted for."""
+    q = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(cols, source, order)
+    n = 0
+    with conn.transaction(), conn.cursor(name=f"ck_{name}") as cur:
+        cur.itersize = 5000
+        cur.execute(q)
+        for row in cur:
+            digest.update(render_row(row))
+            n += 1
+    return n

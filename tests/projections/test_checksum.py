@@ -1,0 +1,167 @@
+"""The streamed checksum (COPY, values rendered by PostgreSQL and orjson) is the definition's:
+sha256 over `render_row` of every row fetched as Python values, in primary-key order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+
+from deploy.settings import Settings
+from projections.checksum import checksum, render_row
+from projections.framework import Projection, Table
+
+COLUMNS = {
+    "id": "integer",
+    "t": "text",
+    "u": "uuid",
+    "b": "boolean",
+    "big": "bigint",
+    "n": "numeric",
+    "n2": "numeric",
+    "ts": "timestamptz",
+    "j": "jsonb",
+}
+
+
+class Sample(Projection):
+    """Every column type the projections use, in one table."""
+
+    name = "cksample"
+    tables = (Table("rows", tuple(COLUMNS), ("id",)),)
+
+
+def reference(conn: psycopg.Connection[Any], schema: str) -> tuple[str, dict[str, int]]:
+    """The checksum as it was computed before session 10: row by row, `render_row` over
+    the values psycopg loads."""
+    digest = hashlib.sha256()
+    counts = {}
+    for table in Sample.tables:
+        digest.update(f"# {table.name}\n".encode())
+        q = sql.SQL('SELECT {} FROM {}.{} ORDER BY {}::text COLLATE "C"').format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
+            sql.Identifier(schema),
+            sql.Identifier(table.name),
+            sql.Identifier(table.pk[0]),
+        )
+        rows = conn.execute(q).fetchall()
+        for row in rows:
+            digest.update(render_row(row))
+        counts[table.name] = len(rows)
+    return digest.hexdigest(), counts
+
+
+texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]))
+special_text = st.sampled_from(
+    ["\\N", "\x01", "\x01x", "a\bb\fc\vd", "\\b", "\\\\b\\", "\t\n\r", "\x7f\u2028", "🙂"]
+)
+numerics = st.one_of(
+    st.builds(
+        lambda i, scale: Decimal(i).scaleb(-scale),
+        st.integers(-(10**45), 10**45),
+        st.integers(-5, 40),
+    ),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "0.000", "-0", "1E+30"]).map(Decimal),
+)
+timestamps = st.datetimes(
+    min_value=datetime(1, 1, 1, 12), max_value=datetime(9999, 12, 31, 12), timezones=st.just(UTC)
+)
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    texts,
+    special_text,
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(texts | special_text, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "t": st.none() | texts | special_text,
+            "u": st.none() | st.uuids(),
+            "b": st.none() | st.booleans(),
+            "big": st.none() | st.integers(-(2**63), 2**63 - 1),
+            "n": st.none() | numerics,
+            "n2": st.none() | numerics,
+            "ts": st.none() | timestamps,
+            "j": st.none() | json_values,
+        }
+    ),
+    max_size=12,
+)
+
+
+def _load(conn: psycopg.Connection[Any], schema: str, batch: list[dict[str, Any]]) -> None:
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    ddl = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
+    conn.execute(f"CREATE TABLE {schema}.rows ({ddl}, PRIMARY KEY (id))")
+    for i, r in enumerate(batch):
+        values = {
+            **r,
+            "id": i,
+            "n": None if r["n"] is None else str(r["n"]),
+            "n2": None if r["n2"] is None else str(r["n2"]),
+            "j": None if r["j"] is None else json.dumps(r["j"]),
+        }
+        conn.execute(
+            f"INSERT INTO {schema}.rows VALUES (%(id)s, %(t)s, %(u)s, %(b)s, %(big)s, "
+            "%(n)s::numeric, %(n2)s::numeric, %(ts)s, %(j)s::jsonb)",
+            values,
+        )
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batch=rows, zone=st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"]))
+def test_streamed_checksum_equals_the_row_by_row_definition(
+    env: Settings, batch: list[dict[str, Any]], zone: str
+) -> None:
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET TIME ZONE {}").format(sql.Literal(zone)))
+        _load(conn, "ck", batch)
+        assert checksum(conn, Sample(), "ck") == reference(conn, "ck")
+
+
+EDGES: list[dict[str, Any]] = [
+    {"t": t, "u": uuid.UUID(int=i), "b": i % 2 == 0, "big": -i, "n": n, "n2": None, "ts": ts, "j": j}
+    for i, (t, n, ts, j) in enumerate(
+        [
+            ("a\bb", Decimal("1234567890.12345678901234567891"), datetime(5, 3, 4, 1, 2, 3, tzinfo=UTC), {"b": 1, "a": [2.5]}),
+            ("\\b", Decimal("-0.000000000000000000000000001"), datetime(2026, 1, 1, tzinfo=UTC), "scalar"),
+            ("\x01", Decimal("1E+40"), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), {"k": "\\\"\t"}),
+            ("x\x0by", Decimal("12345678901234567890123456.5"), datetime(1, 1, 1, tzinfo=UTC), [None, True, "é", {"z": [], "ä": {}}]),
+            ("plain", Decimal("1.50"), datetime(2026, 12, 5, 20, 0, 0, 120000, tzinfo=UTC), 17),
+        ]
+    )
+]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_streamed_checksum_on_the_edges(env: Settings) -> None:
+    """Each way a value leaves the fast path: more digits than Decimal's 28, years at a
+    datetime's ends, numbers and scalars in jsonb, COPY's \\b \\f \\v escapes, the marker
+    byte in a text column."""
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "edges", EDGES)
+        assert checksum(conn, Sample(), "edges") == reference(conn, "edges")
