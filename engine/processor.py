@@ -8,9 +8,11 @@ from the log would fold it. No Kafka, no clock, no randomness.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from engine.auth import signing_bytes_fast, verify, verify_admin
 from engine.idempotency import Recorded
@@ -63,6 +65,9 @@ class Context:
     preverified: dict[int, tuple[EventPayload, str, bool]] = field(default_factory=dict)
     """Signature verdicts computed ahead for a batch (`preverify`): id(payload) ->
     (payload, public key, verdict). Used only for that very payload and key."""
+    owns: Callable[[str], bool] | None = None
+    """Whether the worker owns an account's partition now (None: every account). Prints
+    fill only owned orders; see `PaperVenue.on_market`."""
 
 
 def preverify(state: EngineState, events: list[Envelope[Any]], ctx: Context) -> None:
@@ -152,6 +157,22 @@ class _Emitter:
         self.out.append(event)
 
 
+def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> list[Output]:
+    """After a rebuild or a hand-over: fills of the owned resting orders on the kept prints
+    the log does not show as matched (`PaperVenue.catch_up`), each caused by its print."""
+    emitters: dict[UUID, _Emitter] = {}
+
+    def emit_for(event: Envelope[Any]) -> _Emitter:
+        found = emitters.get(event.event_id)
+        if found is None:
+            found = emitters[event.event_id] = _Emitter(state, event)
+        return found
+
+    for name in sorted(ctx.venues):
+        ctx.venues[name].catch_up(state, owns, emit_for)
+    return [e for emitter in emitters.values() for e in emitter.out]
+
+
 def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) -> str:
     """`event_id_text`: `str(intent_event.event_id)` if the caller has it already."""
     text = str(intent_event.event_id) if event_id_text is None else event_id_text
@@ -167,7 +188,7 @@ def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     elif isinstance(p, MarketTrade | QuoteUpdated):
         state.apply(event)
         for venue in ctx.venues.values():
-            venue.on_market(state, event, emit)
+            venue.on_market(state, event, emit, ctx.owns)
     elif p.EVENT_TYPE in ADMIN_COMMAND_TYPES:
         _admin(state, event, ctx, emit)
     return emit.out

@@ -4,9 +4,9 @@ Pure (no Kafka). A slice of partition `p` is everything the fold derived from `p
 engine's own topics, i.e. from the accounts on `p`: their orders and client order ids,
 the idempotency record of their decisions (recent bytes, archived fingerprints), their
 order-rate windows, what their fills moved (balances minus deposits, positions, fill
-counts), the drawdown peaks their decisions recorded (as suffix maxima, so a later
-`KillSwitchReleased` is applied exactly as a full replay would), orphan fill ids, and the
-own-topic offsets it covers. Reference state (producers, accounts' KYC/AML/deposits,
+counts, the newest maker fill per instrument), the drawdown peaks their decisions
+recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly as a full
+replay would), orphan fill ids, and the own-topic offsets it covers. Reference state (producers, accounts' KYC/AML/deposits,
 limits, kill switches, prices) is not in it: it is replayed from the reference topics.
 
 `merge_slices(state, slices)` installs slices into a state that already holds the
@@ -176,7 +176,7 @@ class Capture:
 
     partition: int
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
-                         list[tuple[datetime, Decimal]]]]  # fmt: skip
+                         list[tuple[datetime, Decimal]], dict[str, datetime]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -200,7 +200,15 @@ def capture(state: EngineState, partition: int) -> Capture:
         return p
 
     accounts = [
-        (name, dict(a.balances), dict(a.deposited), dict(a.positions), a.fills, list(a.peaks))
+        (
+            name,
+            dict(a.balances),
+            dict(a.deposited),
+            dict(a.positions),
+            a.fills,
+            list(a.peaks),
+            dict(a.maker_fill_at),
+        )
         for name, a in state.accounts.items()
         if part(name) == partition
     ]
@@ -241,18 +249,19 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
     positions the captured state has folded exactly (the worker knows them once the
     transaction that produced them has committed)."""
     accounts: dict[str, Any] = {}
-    for name, balances, deposited, positions, fills, peaks in sorted(c.accounts):
+    for name, balances, deposited, positions, fills, peaks, maker_fill_at in sorted(c.accounts):
         traded = {
             asset: str(amount - deposited.get(asset, ZERO))
             for asset, amount in sorted(balances.items())
         }
-        if not (traded or positions or fills or peaks):
+        if not (traded or positions or fills or peaks or maker_fill_at):
             continue
         accounts[name] = {
             "traded": traded,
             "positions": {i: str(q) for i, q in sorted(positions.items())},
             "fills": fills,
             "peaks": [[_ts(t), str(v)] for t, v in peaks],
+            "maker_fill_at": {i: _ts(t) for i, t in sorted(maker_fill_at.items())},
         }
     body = {
         "format": FORMAT_VERSION,
@@ -357,6 +366,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             state.fills_applied += acc.fills
             acc.peaks = [(_dt(t), Decimal(v)) for t, v in a["peaks"]]
             acc.peak_equity = acc.peak_since(acc.peak_reset_at)
+            acc.maker_fill_at = {i: _dt(t) for i, t in a["maker_fill_at"].items()}
         for d in b["orders"]:
             o = _order_load(d)
             if part(o.account) != s.partition:
@@ -426,6 +436,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.fills = 0
         acc.peaks = []
         acc.peak_equity = acc.peak_since(acc.peak_reset_at)
+        acc.maker_fill_at = {}
         acc.open_orders = set()
         acc.exposure = Exposure()
     dropped = [oid for oid, o in state.orders.items() if part(o.account) in partitions]
@@ -466,6 +477,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             "peak_equity": str(acc.peak_equity),
             "peak_reset_at": None if acc.peak_reset_at is None else _ts(acc.peak_reset_at),
             "fills": acc.fills,
+            "maker_fill_at": {k: _ts(v) for k, v in sorted(acc.maker_fill_at.items())},
             "exposure": repr(
                 (
                     acc.exposure.open_parents,
@@ -488,7 +500,9 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
         accounts[name] = d
     rec = state.decisions
     return {
-        "producers": sorted(repr(v) for v in state.producers.values()),
+        "producers": sorted(
+            [v.producer_id, v.public_key, sorted(v.accounts)] for v in state.producers.values()
+        ),
         "accounts": accounts,
         "limits": sorted((k, v, lim.model_dump_json()) for k, (v, lim) in state.limits.items()),
         "kill_switches": sorted(state.kill_switches),
@@ -553,6 +567,7 @@ _UNTOUCHED: dict[str, Any] = {
     "peak_equity": "0",
     "peak_reset_at": None,
     "fills": 0,
+    "maker_fill_at": {},
     "exposure": repr((0, [], [], [], [], [])),
     "peaks": [],
 }

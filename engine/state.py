@@ -31,6 +31,7 @@ from schemas.events import (
     KillSwitchEngaged,
     KillSwitchReleased,
     KycVerified,
+    Liquidity,
     MarketTrade,
     OrderCanceled,
     OrderExpired,
@@ -127,6 +128,12 @@ class AccountState:
     """When a release last reset the peak: older decisions' peaks no longer count."""
     fills: int = 0
     exposure: Exposure = field(default_factory=lambda: Exposure())
+    maker_fill_at: dict[str, datetime] = field(default_factory=dict)
+    """Instrument -> the newest `traded_at` of this account's maker fills, i.e. the newest
+    public print its resting orders were filled on. Folded from the fills alone, so it is
+    what the log says was matched: after a hand-over or restart the owner matches the
+    account's resting orders only against prints newer than this (`PaperVenue.catch_up`),
+    which can never fill a print twice."""
     peaks: list[tuple[datetime, Decimal]] = field(default_factory=list)
     """The decisions' drawdown peaks as suffix maxima: sorted by event time, peaks strictly
     decreasing, so `peak_since(t)` = max peak of decisions at or after `t`. This is what
@@ -246,6 +253,10 @@ def _bump(d: dict[str, Decimal], k: str, delta: Decimal) -> None:
 
 QUOTE_HISTORY = 1024
 """Quotes kept per instrument for event-time matching (seconds of a busy feed)."""
+PRINT_HISTORY = 1024
+"""Public prints kept per instrument, in the order read: what a new owner of partitions
+matches their resting orders against after a hand-over, restart or rebalance (prints read
+while nobody owned the partitions, or by a worker that died before committing its fills)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +283,8 @@ class PriceState:
     quote_id: str = ""
     history: deque[Quote] = field(default_factory=lambda: deque(maxlen=QUOTE_HISTORY))
     """The latest quotes in event-time order, the newest (the current one) last."""
+    prints: deque[Envelope[Any]] = field(default_factory=lambda: deque(maxlen=PRINT_HISTORY))
+    """The latest `MarketTrade` events in the order read (see `PRINT_HISTORY`)."""
 
     def quote_in_force(self, when: datetime) -> Quote | None:
         """The newest quote at or before `when`; None if `when` predates the history.
@@ -404,6 +417,9 @@ class EngineState:
             ps = self.price(p.instrument)
             if ps.last_trade_at is None or event.occurred_at >= ps.last_trade_at:
                 ps.last_trade, ps.last_trade_at = p.price, event.occurred_at
+            prints = ps.prints
+            if not prints or prints[-1].event_id != event.event_id:
+                prints.append(event)
             return
         if isinstance(p, QuoteUpdated):
             ps = self.price(p.instrument)
@@ -605,6 +621,10 @@ class EngineState:
         self.fills_applied += 1
         acc = self.account(p.account)
         acc.fills += 1
+        if p.liquidity is Liquidity.MAKER:
+            newest = acc.maker_fill_at.get(p.instrument)
+            if newest is None or p.traded_at > newest:
+                acc.maker_fill_at[p.instrument] = p.traded_at
         base, quote = split_instrument(p.instrument)
         signed = p.quantity if p.side is Side.BUY else -p.quantity
         acc.positions[p.instrument] = acc.positions.get(p.instrument, ZERO) + signed

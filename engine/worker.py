@@ -48,7 +48,7 @@ from deploy.kafka import consumer_config, end_offsets, partitions_of_many, produ
 from deploy.settings import Settings
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
-from engine.processor import ENGINE_PRODUCER, Context, Output, preverify, process
+from engine.processor import ENGINE_PRODUCER, Context, Output, catch_up, preverify, process
 from engine.replay import (
     DECISION_TYPES,
     OWN_TOPICS,
@@ -70,7 +70,8 @@ log = logging.getLogger("tradetape.engine")
 
 INPUT_TOPICS = (Topic.INTENTS, Topic.ADMIN)
 MARKETDATA_WARMUP = 5_000
-"""Market-data records per partition read back on start, to know the latest prices."""
+"""Market-data records per partition read back on start: the latest prices, and the
+prints a new owner matches its resting orders against (`PaperVenue.catch_up`)."""
 SLOW_BATCH_SECONDS = 0.1
 """A batch that takes longer than this (seconds, not money) is logged with where its
 time went: a stall shows in the log, not only in a latency percentile."""
@@ -94,6 +95,21 @@ TXN_PRODUCER_TUNING: dict[str, Any] = {
     "socket.nagle.disable": True,
 }
 """Producer settings for the engine's transactions (the bench's pass-through uses them too)."""
+
+
+class Ownership:
+    """Whether an account lies on a partition the worker owns (cached per account: the
+    partitioner hashes the account's key)."""
+
+    def __init__(self, part: Callable[[str], int], owned: frozenset[int]) -> None:
+        self.part, self.owned = part, owned
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, account: str) -> bool:
+        known = self._known.get(account)
+        if known is None:
+            known = self._known[account] = self.part(account) in self.owned
+        return known
 
 
 def worker_id() -> str:
@@ -143,7 +159,10 @@ class EngineWorker:
             consumer_config(settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
         )
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
-        self.owned: list[int] = []
+        self._owned: list[int] = []
+        self.catch_up_pending = False
+        """Set when partitions were (re)assigned: the next step matches their resting
+        orders against the kept prints the log does not show as matched."""
         self.folded: set[int] = set()
         """The partitions whose own-topic records the state holds (through a rebalance,
         until `_take_over` or a rebuild adjusts it to the new assignment)."""
@@ -172,6 +191,7 @@ class EngineWorker:
             "outputs": 0,
             "dead_letters": 0,
             "transactions": 0,
+            "caught_up": 0,
         }
         # ---- reading snapshot slices (written by engine.snapshotter) ----
         self.snapshots = settings.engine_snapshots
@@ -196,6 +216,19 @@ class EngineWorker:
         }
 
     # ---- rebuild -------------------------------------------------------------------
+
+    @property
+    def owned(self) -> list[int]:
+        """The engine partitions this worker owns now (empty between a rebalance's
+        revocation and the next assignment)."""
+        return self._owned
+
+    @owned.setter
+    def owned(self, partitions: list[int]) -> None:
+        self._owned = partitions
+        self.ctx.owns = Ownership(self.part, frozenset(partitions))
+        if partitions:
+            self.catch_up_pending = True
 
     def _topic_partitions(self) -> dict[Topic, list[int]]:
         """The partitions of every topic a rebuild reads, from one metadata request."""
@@ -604,6 +637,23 @@ class EngineWorker:
                     "the state in full"
                 )
 
+    def _catch_up(self, out: list[Output]) -> None:
+        """Fills the log lacks for prints already read (`processor.catch_up`)."""
+        try:
+            found = catch_up(
+                self.state, self.ctx, self.ctx.owns or Ownership(self.part, frozenset())
+            )
+        except Exception:
+            log.exception("matching the kept prints after an assignment failed")
+            self.needs_rebuild = True
+            return
+        if found:
+            log.info(
+                "worker %s: %d events from kept prints after an assignment", self.wid, len(found)
+            )
+            self.stats["caught_up"] += len(found)
+        out.extend(found)
+
     def _encoded(self, event: Output) -> tuple[bytes, bytes, Any]:
         """Wire bytes; a decision was encoded once already, when the state recorded it
         (for a resent intent: the original decision's bytes, exactly as published)."""
@@ -759,6 +809,9 @@ class EngineWorker:
         out: list[Output] = []
         inputs = len(decoded)
         try:
+            if self.catch_up_pending and self.owned:
+                self.catch_up_pending = False
+                self._catch_up(out)
             for msg in refs:
                 if not msg.error():
                     self._handle_reference(msg, out)

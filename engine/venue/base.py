@@ -26,5 +26,21 @@ class Venue(Protocol):
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
         """Cancel the rest of an open order."""
 
-    def on_market(self, state: EngineState, event: Envelope[Any], emit: Emit) -> None:
-        """Match resting and triggered orders against a public trade or quote."""
+    def on_market(
+        self,
+        state: EngineState,
+        event: Envelope[Any],
+        emit: Emit,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
+        """Match resting and triggered orders (of the accounts `owns`, default all) against
+        a public trade or quote."""
+
+    def catch_up(
+        self,
+        state: EngineState,
+        owns: Callable[[str], bool],
+        emit_for: Callable[[Envelope[Any]], Emit],
+    ) -> None:
+        """After a hand-over: match the owned resting orders against the kept prints the
+        log does not show as matched (`emit_for(print)` emits as caused by that print)."""

@@ -14,15 +14,25 @@
   the trade price (taker).
 Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
 filled it, so reprocessing a market event can never fill an order twice.
+
+Which prints an order meets is a function of the log and the kept prints, not of which
+worker read them when: a worker fills only the partitions it owns; the next owner of
+partitions matches their resting orders against the kept prints the log does not show as
+matched (`catch_up`); and an order decided after prints newer than itself were read meets
+them at once (`_meet_kept_prints`). "Not shown as matched" is: newer than the account's
+newest maker fill on the instrument (`AccountState.maker_fill_at`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from engine.state import EngineState, OrderState, split_instrument
+from engine.state import ZERO, EngineState, OrderState, split_instrument
 from engine.trusted import builder
 from engine.venue.base import Emit
 from schemas import Envelope
@@ -53,6 +63,58 @@ def _h(*parts: str, n: int = 24) -> str:
 def uti_for(venue: str, venue_trade_id: str) -> str:
     """Deterministic unique transaction identifier from the venue and its trade id."""
     return UTI_PREFIX + _h(venue, venue_trade_id, n=32).upper()
+
+
+@dataclass(frozen=True, slots=True)
+class _Resting:
+    """The owned open orders of one instrument, indexed by limit so that a print meets only
+    those it can fill: buys by descending limit, sells by ascending limit, and the armed
+    stop/take children (few; `_match_print` checks their triggers)."""
+
+    buys: list[OrderState]
+    buy_keys: list[Decimal]
+    """Negated limits of `buys`, ascending (for bisect)."""
+    sells: list[OrderState]
+    sell_keys: list[Decimal]
+    children: list[OrderState]
+
+    @classmethod
+    def of(cls, state: EngineState, instrument: str, owns: Callable[[str], bool]) -> _Resting:
+        orders = [
+            o
+            for o in (state.orders[i] for i in state.open_by_instrument.get(instrument, ()))
+            if owns(o.account) and not o.done
+        ]
+        limits = [o for o in orders if o.parent_order_id is None and o.limit_price is not None]
+        buys = sorted(
+            (o for o in limits if o.side is Side.BUY),
+            key=lambda o: (-(o.limit_price or ZERO), o.order_id),
+        )
+        sells = sorted(
+            (o for o in limits if o.side is Side.SELL),
+            key=lambda o: (o.limit_price or ZERO, o.order_id),
+        )
+        children = sorted(
+            (o for o in orders if o.parent_order_id is not None), key=lambda o: o.order_id
+        )
+        return cls(
+            buys,
+            [-(o.limit_price or ZERO) for o in buys],
+            sells,
+            [o.limit_price or ZERO for o in sells],
+            children,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.buys or self.sells or self.children)
+
+    def crossing(self, price: Decimal) -> list[OrderState]:
+        """Buys limited at or above `price`, sells at or below it, and every child."""
+        return (
+            self.buys[: bisect_right(self.buy_keys, -price)]
+            + self.sells[: bisect_right(self.sell_keys, price)]
+            + self.children
+        )
 
 
 class PaperVenue:
@@ -212,6 +274,36 @@ class PaperVenue:
                 self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
         if order.done:
             self._parent_done(state, order, emit)
+        else:
+            self._meet_kept_prints(state, order, emit)
+
+    def _meet_kept_prints(self, state: EngineState, order: OrderState, emit: Emit) -> None:
+        """A resting order meets the kept prints newer than itself, as if it had rested when
+        they were read (the market-data consumer runs ahead of a backlog of intents).
+
+        The same prints, in the same order and under the same rule (only prints newer than
+        the account's newest maker fill), that `catch_up` would match it against after a
+        hand-over: so a hand-over finds nothing left to match, whatever the lag was.
+        """
+        prints = state.price(order.instrument).prints
+        at = order.submitted_at
+        if not prints or prints[-1].occurred_at <= at:
+            return  # the usual case: nothing newer than the order has been read
+        start = len(prints)
+        while start > 0 and prints[start - 1].occurred_at > at:
+            start -= 1
+        for i in range(start, len(prints)):
+            event = prints[i]
+            if event.occurred_at <= at:
+                continue
+            newest = state.account(order.account).maker_fill_at.get(order.instrument)
+            if newest is not None and event.payload.exchange_ts <= newest:
+                continue
+            family = [order, *(state.orders[c] for c in order.children if c in state.orders)]
+            live = [o for o in family if not o.done]
+            if not live:
+                return
+            self._match_print(state, event, live, emit)
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
         emit(
@@ -225,7 +317,13 @@ class PaperVenue:
                 self._end(child, "PARENT_CANCELED", emit, cancel=True)
         self._parent_done(state, order, emit)
 
-    def on_market(self, state: EngineState, event: Envelope[Any], emit: Emit) -> None:
+    def on_market(
+        self,
+        state: EngineState,
+        event: Envelope[Any],
+        emit: Emit,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
         trade = event.payload
         if not isinstance(trade, MarketTrade):
             return  # resting orders fill on prints only; quotes just move the touch
@@ -233,6 +331,64 @@ class PaperVenue:
         if not ids:
             return
         orders = [state.orders[i] for i in ids]
+        if owns is not None:
+            # Only the partitions this worker owns now: between a rebalance's revocation
+            # and the next assignment it still holds orders whose next owner will match
+            # them (`catch_up`), and a fill here too would put a second copy in the log.
+            orders = [o for o in orders if owns(o.account)]
+        self._match_print(state, event, orders, emit)
+
+    def catch_up(
+        self,
+        state: EngineState,
+        owns: Callable[[str], bool],
+        emit_for: Callable[[Envelope[Any]], Emit],
+    ) -> None:
+        """Match the owned resting orders against the prints kept in the state that the log
+        does not show as matched: for each account and instrument, the prints newer than
+        its newest maker fill (`AccountState.maker_fill_at`).
+
+        Run by a worker after it rebuilt or took over partitions. Prints read while no
+        worker owned them, or matched by a worker that died before its transaction
+        committed, are then matched by the new owner, exactly as the live path would have
+        (same fill and event ids: `emit_for` stamps each fill as caused by its print).
+        A print no newer than the account's newest maker fill is never matched again, so
+        nothing fills twice; the price is that a print in the same millisecond as that
+        fill, which the log cannot tell apart from it, is not matched after a hand-over.
+        Armed stop/take children are done once triggered, so a print can trigger them once.
+        """
+        for instrument in sorted(state.prices):
+            prints = state.prices[instrument].prints
+            if not prints:
+                continue
+            resting = _Resting.of(state, instrument, owns)
+            for event in list(prints):
+                if not resting:
+                    break
+                trade: MarketTrade = event.payload
+                unmatched: dict[str, bool] = {}
+                eligible = []
+                for o in resting.crossing(trade.price):
+                    if o.done:
+                        continue
+                    ok = unmatched.get(o.account)
+                    if ok is None:
+                        newest = state.account(o.account).maker_fill_at.get(instrument)
+                        ok = unmatched[o.account] = newest is None or trade.exchange_ts > newest
+                    if ok:
+                        eligible.append(o)
+                if not eligible:
+                    continue
+                applied = state.applied
+                self._match_print(state, event, eligible, emit_for(event))
+                if state.applied != applied:
+                    # Fills may have armed stop/take children: they meet the next prints.
+                    resting = _Resting.of(state, instrument, owns)
+
+    def _match_print(
+        self, state: EngineState, event: Envelope[Any], orders: list[OrderState], emit: Emit
+    ) -> None:
+        trade = event.payload
         source = f"trade:{trade.venue}:{trade.trade_id}"
         price = trade.price
         # Resting limit orders, price-time priority, each side against the print's size:

@@ -84,6 +84,33 @@ def test_intents_to_decisions_orders_and_fills(env: Settings) -> None:
     }
 
 
+def test_a_print_while_no_worker_ran_fills_the_resting_order_at_restart(env: Settings) -> None:
+    """The print is in the log; the restarted worker's rebuild keeps it and matches the
+    resting order against it (`PaperVenue.catch_up`), once."""
+    with running_worker(env):
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        produce(env, [intent(key, "ACC1", "c-rest", side=Side.BUY, qty="0.2", limit="59990")])
+        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
+    produce(env, [trade("59980", qty="1")])  # no worker is running
+    time.sleep(1)
+    assert not [e for e in read_topic(env, Topic.ORDERS) if e.event_type == "Fill"]
+
+    def filled(ev: list[Envelope[Any]]) -> bool:
+        return any(e.event_type == "Fill" for e in ev)
+
+    with running_worker(env) as worker:
+        orders = wait_for(env, Topic.ORDERS, filled, timeout=60)
+        deadline = time.monotonic() + 5
+        while worker.stats["transactions"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # a later step must not fill it again
+    fills = [e.payload for e in read_topic(env, Topic.ORDERS) if e.event_type == "Fill"]
+    assert len(fills) == 1, fills
+    assert fills[0].liquidity == "MAKER" and str(fills[0].price) == "59990"
+    assert str(fills[0].quantity) == "0.2"
+    assert filled(orders)
+
+
 def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
     other_key, _ = auth.new_keypair()
     with running_worker(env):

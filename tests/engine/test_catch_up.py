@@ -1,0 +1,171 @@
+"""Prints nobody matched are matched by the partitions' next owner, and never twice.
+
+The pure harness of the snapshot tests plays a random stream over four accounts on three
+partitions. A "gap" of market data is then read while the worker owns no partition (a
+rebalance between revocation and assignment, or a dead worker whose successor has not yet
+rebuilt): those prints fill nothing. The next owner, keeping its state or rebuilding it
+from the log, runs `catch_up`, and must end with exactly the fills, event ids and state of
+a worker that matched the gap live. And a state folded from any log (every print already
+matched live) must find nothing to catch up: nothing fills twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from engine.processor import Context, catch_up, process
+from engine.snapshot import canonical_state
+from engine.state import EngineState
+from schemas.events import Side
+from tests.engine.test_snapshot import ACTION, Log, _harness, full_replay, part
+
+D = Decimal
+MARKET = st.one_of(
+    st.tuples(st.just("trade"), st.integers(-30, 30), st.sampled_from(["0.2", "1", "5"])),
+    st.tuples(st.just("quote"), st.integers(-20, 20)),
+)
+_BUY = ("limit", "A1", Side.BUY, "1", 0, False)
+_BUY_LOW = ("limit", "A1", Side.BUY, "1", -1, False)
+_BUY_ATTACHED = ("limit", "A2", Side.BUY, "1", 0, True)
+
+
+def _everyone(_account: str) -> bool:
+    return True
+
+
+def _nobody(_account: str) -> bool:
+    return False
+
+
+def _fills(events: list[Any]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (str(e.event_id), e.payload.fill_id, str(e.payload.quantity), str(e.payload.price))
+        for e in events
+        if e.event_type == "Fill"
+    )
+
+
+def _own_events(log: Log) -> list[Any]:
+    from schemas import decode
+
+    return [decode(v, hd) for _t, _p, (_k, v, hd) in log.own]
+
+
+LAGGED = st.tuples(
+    st.just("lagged"),
+    st.sampled_from([0.015, 0.035, 0.1]),
+    ACTION.filter(lambda a: a[0] == "limit"),
+)
+"""A limit order stamped before market data the engine has already read (a backlog)."""
+
+
+def _play(actions: list[tuple[Any, ...]]) -> Log:
+    log = Log(_harness())
+    for a in actions:
+        if a[0] == "lagged":
+            now = log.h.now
+            log.h.now -= timedelta(seconds=a[1])
+            log.play(a[2])
+            log.h.now = max(now, log.h.now)
+        else:
+            log.play(a)
+    return log
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ACTION, max_size=30), st.lists(MARKET, min_size=1, max_size=8))
+# One print fills A1's better order in full; the worse one must not get it after a restart.
+@example([_BUY, _BUY_LOW], [("trade", -1, "1")])
+# A print through the parent arms its stop/take children; a later one triggers them.
+@example([_BUY_ATTACHED], [("trade", -1, "1"), ("trade", 31, "1")])
+def test_the_next_owner_matches_a_gap_as_live_matching_would(
+    before: list[tuple[Any, ...]], gap: list[tuple[Any, ...]]
+) -> None:
+    log = _play(before)
+    done = len(log.own)
+
+    # The gap read by a worker owning nothing: prints are kept, nothing fills.
+    orphaned = copy.deepcopy(log)
+    orphaned.h.ctx.owns = _nobody
+    first = len(orphaned.h.inputs)
+    for a in gap:
+        orphaned.play(a)
+    assert len(orphaned.own) == done, "a print filled an order nobody owned"
+    market = orphaned.h.inputs[first:]
+
+    # Live: the same market events read by a worker owning every partition.
+    live_gap = copy.deepcopy(log)
+    for event in market:
+        live_gap.ref.append(event)
+        live_gap.add(process(live_gap.h.state, event, live_gap.h.ctx))
+    live_fills = _fills(_own_events(live_gap)[done:])
+
+    # The next owner keeps its state (a rebalance gave the partitions back) ...
+    kept = copy.deepcopy(orphaned)
+    kept_out = catch_up(kept.h.state, Context(), _everyone)
+    assert _fills(kept_out) == live_fills
+    assert canonical_state(kept.h.state) == canonical_state(live_gap.h.state)
+
+    # ... or rebuilds it from the log (a restart or a take-over).
+    rebuilt = full_replay(orphaned)
+    rebuilt_out = catch_up(rebuilt, Context(), _everyone)
+    assert _fills(rebuilt_out) == live_fills
+    orphaned.add(rebuilt_out)
+    assert canonical_state(full_replay(orphaned)) == canonical_state(full_replay(live_gap))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ACTION, LAGGED), min_size=1, max_size=45))
+@example([_BUY, _BUY_LOW, ("trade", -1, "1")])
+# The print is read before the order stamped before it: the order meets it at once.
+@example([("trade", -1, "1"), ("lagged", 0.015, _BUY)])
+@example([_BUY_ATTACHED, ("trade", -1, "1"), ("trade", 31, "1")])
+def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -> None:
+    log = _play(actions)
+    for state in (full_replay(log), log.h.state):
+        out = catch_up(state, Context(), _everyone)
+        assert _fills(out) == [], "a print was matched twice"
+    fill_ids = [e.payload.fill_id for e in _own_events(log) if e.event_type == "Fill"]
+    assert len(fill_ids) == len(set(fill_ids))
+
+
+def test_an_order_stamped_before_a_print_already_read_meets_it() -> None:
+    log = _play([("trade", -1, "1"), ("lagged", 0.015, _BUY)])
+    fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
+    assert [(f.liquidity, str(f.price)) for f in fills] == [("MAKER", "30000")]
+
+
+def test_a_worker_fills_only_the_partitions_it_owns() -> None:
+    log = _play(
+        [("limit", "A1", Side.BUY, "1", 0, False), ("limit", "A2", Side.BUY, "1", 0, False)]
+    )
+    log.h.ctx.owns = lambda account: part(account) == 0  # A1 is on 0, A2 on 1
+    before = len(log.own)
+    log.play(("trade", -1, "5"))
+    filled = {e.payload.account for e in _own_events(log)[before:] if e.event_type == "Fill"}
+    assert filled == {"A1"}
+    # The owner of partition 1 fills A2 on the same print when it catches up.
+    out = catch_up(log.h.state, Context(), lambda account: part(account) == 1)
+    assert {e.payload.account for e in out if e.event_type == "Fill"} == {"A2"}
+
+
+def test_a_print_in_the_same_millisecond_as_the_newest_maker_fill_is_not_rematched() -> None:
+    """The log cannot say which prints of that millisecond were matched: none are again."""
+    log = _play([_BUY, ("limit", "A1", Side.BUY, "1", 0, False)])
+    state: EngineState = log.h.state
+    log.play(("trade", -1, "1"))  # fills the first order
+    assert state.account("A1").maker_fill_at, "a maker fill sets the account's newest one"
+    # A second print of the same millisecond, read while no one owned A1's partition.
+    prints = state.prices["BTC/USDC"].prints
+    first = prints[-1].payload.exchange_ts
+    log.h.ctx.owns = _nobody
+    log.h.now = first
+    log.play(("trade", -1, "1"))
+    assert prints[-1].payload.exchange_ts == first
+    assert _fills(catch_up(state, Context(), _everyone)) == []
