@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import itertools
 import os
 import queue
@@ -45,7 +46,8 @@ Conn = psycopg.Connection[Any]
 
 
 TRIM_EVERY = 10
-"""Batches between handing freed heap memory back to the system (`malloc_trim`)."""
+"""Batches between handing freed heap memory back to the system (`malloc_trim`), and
+between garbage collections while a build pauses the automatic ones (`pause_gc`)."""
 
 
 def libc_function(name: str) -> Callable[..., int] | None:
@@ -72,6 +74,23 @@ def trim() -> None:
     the freed pages mapped (they count in RSS) until trimmed."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+def pause_gc() -> bool:
+    """Stop automatic garbage collection for a bulk fold; whether it was on. Each batch
+    allocates ~25 containers per record, which set off a full collection every couple of
+    batches over the build's growing state: 6-7 s of a 20 s `orders` rebuild. A batch's
+    objects are freed by reference counting; `collect` every `TRIM_EVERY` batches finds
+    any cycles."""
+    was = gc.isenabled()
+    gc.disable()
+    return was
+
+
+def collect() -> None:
+    """The periodic collection and trim of a bulk fold (`pause_gc`)."""
+    gc.collect()
+    trim()
 
 
 def _ident(schema: str, table: str) -> sql.Composed:
@@ -187,12 +206,17 @@ class BulkBuild:
                 names.append("_seen")
             m.rebuild_ddl = drop_keys_and_indexes(self.conn, m.schema, names)
         self._writer.start()
+        self._gc_was_on = pause_gc()
+
+    _gc_was_on = False
 
     def close(self) -> None:
         if self._writer.is_alive():
             self._put(_STOP)
             self._writer.join()
         self.conn.close()
+        if self._gc_was_on:
+            gc.enable()
 
     def __enter__(self) -> BulkBuild:
         self.start()
@@ -292,7 +316,7 @@ class BulkBuild:
             results.append(res)
         self._batches += 1
         if self._batches % TRIM_EVERY == 0:
-            trim()
+            collect()
         return results
 
     def finish(

@@ -36,7 +36,14 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
 from deploy.settings import Settings
-from projections.bulkload import TRIM_EVERY, BulkBuild, die_with_parent, libc_function, trim
+from projections.bulkload import (
+    TRIM_EVERY,
+    BulkBuild,
+    collect,
+    die_with_parent,
+    libc_function,
+    pause_gc,
+)
 from projections.framework import Located, Projection, Quarantined
 from projections.store import (
     OFFSETS_TABLE,
@@ -695,6 +702,7 @@ def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None
     mallopt = libc_function("mallopt")
     if mallopt is not None:
         mallopt(-8, 2)  # M_ARENA_MAX: librdkafka's threads would each get an arena
+    pause_gc()
     try:
         assignment = [TopicPartition(t, p, o) for t, p, o in pipe.recv()]
         proj.consumer = Consumer(proj.consumer_config())
@@ -703,7 +711,7 @@ def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None
         projections = [t.projection for t in proj.targets]
         for batch in itertools.count(1):
             if batch % TRIM_EVERY == 0:
-                trim()  # each batch's records and decoded values are freed
+                collect()  # each batch's records and decoded values are freed
             records = proj.poll(proj.poll_timeout)
             pos = {
                 (tp.topic, tp.partition): tp.offset

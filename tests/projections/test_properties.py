@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -198,11 +199,13 @@ def test_bulk_rebuild_matches_the_incremental_projection(
         saved, bulkload.COPY_BLOCK = bulkload.COPY_BLOCK, 7
         try:
             with BulkBuild(env.dsn, [(p, f"b_{p.name}") for p in projections]) as build:
+                assert not gc.isenabled()  # paused for the fold (bulkload.pause_gc)
                 for batch in _split(stream, cuts):
                     build.apply(store.prepare(batch, projections, None, topics))
                 build.finish([])
         finally:
             bulkload.COPY_BLOCK = saved
+        assert gc.isenabled()  # and on again once the build is closed
         for p in projections:
             bulk = checksum(conn, p, f"b_{p.name}")
             assert bulk == checksum(conn, p, f"l_{p.name}"), p.name
