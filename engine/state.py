@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from heapq import heappop, heappush
 from typing import Any
 from uuid import UUID
 
@@ -314,6 +315,23 @@ class PriceState:
 
 
 @dataclass
+class RestingLimits:
+    """One instrument's resting limit prices as lazy heaps, so that a print crossing none
+    of them (the usual case) is known at once instead of by a walk over every open order.
+
+    An entry of an order since done or forgotten is dropped when it reaches the top; the
+    heaps are rebuilt when such entries outnumber the open orders.
+    """
+
+    buys: list[tuple[Decimal, str]] = field(default_factory=list)
+    """(-limit, order id): the highest bid on top."""
+    sells: list[tuple[Decimal, str]] = field(default_factory=list)
+    """(limit, order id): the lowest offer on top."""
+    children: list[str] = field(default_factory=list)
+    """Armed stop-loss/take-profit orders: any print may trigger one."""
+
+
+@dataclass
 class EngineState:
     """Everything the engine decides from. Mutable, but only `apply` changes it."""
 
@@ -340,6 +358,9 @@ class EngineState:
     fill id -> account."""
     seen_reference: set[UUID] = field(default_factory=set)
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
+    resting: dict[str, RestingLimits] | None = field(default_factory=dict, repr=False)
+    """Instrument -> its resting limits (`may_cross`); None: to be rebuilt from `orders`
+    (after slices were merged or partitions released)."""
     applied: int = 0
     fills_applied: int = 0
     orders_evicted: int = 0
@@ -388,6 +409,54 @@ class EngineState:
                 return None
             total += amount * m
         return total
+
+    def may_cross(self, instrument: str, price: Decimal) -> bool:
+        """Whether a print at `price` can fill or trigger an open order of `instrument`
+        (False is exact; True only says a walk over the orders is needed)."""
+        if self.resting is None:
+            self.resting = {}
+            for o in self.orders.values():
+                if not o.done:
+                    self._rest(o)
+        r = self.resting.get(instrument)
+        if r is None:
+            return False
+        orders = self.orders
+
+        def live(order_id: str) -> bool:
+            o = orders.get(order_id)
+            return o is not None and not o.done
+
+        buys, sells = r.buys, r.sells
+        while buys and not live(buys[0][1]):
+            heappop(buys)
+        while sells and not live(sells[0][1]):
+            heappop(sells)
+        if r.children:
+            r.children = [c for c in r.children if live(c)]
+            if r.children:
+                return True
+        if len(buys) + len(sells) > 2 * len(self.open_by_instrument.get(instrument, ())) + 64:
+            self.resting[instrument] = RestingLimits()
+            for oid in sorted(self.open_by_instrument.get(instrument, ())):
+                if live(oid):
+                    self._rest(orders[oid])
+            return self.may_cross(instrument, price)
+        return bool((buys and price <= -buys[0][0]) or (sells and price >= sells[0][0]))
+
+    def _rest(self, order: OrderState) -> None:
+        if self.resting is None:
+            return  # rebuilt from `orders` when next asked
+        r = self.resting.get(order.instrument)
+        if r is None:
+            r = self.resting[order.instrument] = RestingLimits()
+        if order.parent_order_id is not None:
+            r.children.append(order.order_id)
+        elif order.limit_price is not None:
+            if order.side is Side.BUY:
+                heappush(r.buys, (-order.limit_price, order.order_id))
+            else:
+                heappush(r.sells, (order.limit_price, order.order_id))
 
     def open_orders_of(self, account: str) -> list[OrderState]:
         acc = self.accounts.get(account)
@@ -565,6 +634,7 @@ class EngineState:
         if p.parent_order_id is None:
             acc.exposure.add(order, 1)
         self.open_by_instrument.setdefault(p.instrument, set()).add(p.order_id)
+        self._rest(order)
 
     def _close(self, order: OrderState) -> None:
         if order.done:

@@ -30,6 +30,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from engine.state import ZERO, EngineState, OrderState, split_instrument
@@ -292,10 +293,16 @@ class PaperVenue:
         start = len(prints)
         while start > 0 and prints[start - 1].occurred_at > at:
             start -= 1
-        for i in range(start, len(prints)):
-            event = prints[i]
+        limit, buy = order.limit_price, order.side is Side.BUY
+        for event in islice(prints, start, None):
             if event.occurred_at <= at:
                 continue
+            if not order.done and limit is not None:
+                # Children are armed only once the order is done: until then a print that
+                # does not cross its limit cannot fill anything here.
+                price = event.payload.price
+                if price > limit if buy else price < limit:
+                    continue
             newest = state.account(order.account).maker_fill_at.get(order.instrument)
             if newest is not None and event.payload.exchange_ts <= newest:
                 continue
@@ -328,7 +335,7 @@ class PaperVenue:
         if not isinstance(trade, MarketTrade):
             return  # resting orders fill on prints only; quotes just move the touch
         ids = state.open_by_instrument.get(trade.instrument)
-        if not ids:
+        if not ids or not state.may_cross(trade.instrument, trade.price):
             return
         orders = [state.orders[i] for i in ids]
         if owns is not None:

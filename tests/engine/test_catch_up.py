@@ -15,15 +15,17 @@ import copy
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.processor import Context, catch_up, process
-from engine.snapshot import canonical_state
+from engine.snapshot import SnapshotError, canonical_state, release_partitions
 from engine.state import EngineState
-from schemas.events import Side
-from tests.engine.test_snapshot import ACTION, Log, _harness, full_replay, part
+from schemas import new_event
+from schemas.events import MarketTrade, Side
+from tests.engine.test_snapshot import ACTION, Log, _harness, from_slices, full_replay, part
 
 D = Decimal
 MARKET = st.one_of(
@@ -68,14 +70,18 @@ LAGGED = st.tuples(
 def _play(actions: list[tuple[Any, ...]]) -> Log:
     log = Log(_harness())
     for a in actions:
-        if a[0] == "lagged":
-            now = log.h.now
-            log.h.now -= timedelta(seconds=a[1])
-            log.play(a[2])
-            log.h.now = max(now, log.h.now)
-        else:
-            log.play(a)
+        _play_one(log, a)
     return log
+
+
+def _play_one(log: Log, a: tuple[Any, ...]) -> None:
+    if a[0] == "lagged":
+        now = log.h.now
+        log.h.now -= timedelta(seconds=a[1])
+        log.play(a[2])
+        log.h.now = max(now, log.h.now)
+    else:
+        log.play(a)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -169,3 +175,64 @@ def test_a_print_in_the_same_millisecond_as_the_newest_maker_fill_is_not_rematch
     log.play(("trade", -1, "1"))
     assert prints[-1].payload.exchange_ts == first
     assert _fills(catch_up(state, Context(), _everyone)) == []
+
+
+def _walked(state: EngineState, event: Any) -> list[Any]:
+    """`event` processed on a copy of `state` with every print walking the open orders."""
+    mirror = copy.deepcopy(state)
+    with patch.object(EngineState, "may_cross", lambda self, instrument, price: True):
+        return process(mirror, event, Context())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ACTION, LAGGED), min_size=1, max_size=45))
+@example([_BUY_ATTACHED, ("trade", -1, "1"), ("trade", 31, "1")])
+# Prints exactly at a resting limit fill it.
+@example([_BUY, ("trade", 0, "1")])
+@example([("deposit", "A1", "BTC"), ("limit", "A1", Side.SELL, "1", 0, False), ("trade", 0, "1")])
+# A resting order installed from a slice.
+@example([_BUY, ("snap", 0)])
+def test_the_resting_limits_never_skip_a_print_that_fills(actions: list[tuple[Any, ...]]) -> None:
+    """`EngineState.may_cross` lets a print that crosses nothing skip the walk over the
+    open orders: the outputs equal those of the walk, print by print, also after slices
+    were merged or partitions released (the limits are then rebuilt from the orders)."""
+    log = _play([])
+    h = log.h
+    n = 0
+
+    def check(state: EngineState, price: Decimal, qty: str) -> None:
+        nonlocal n
+        n += 1
+        trade = MarketTrade(
+            venue="v",
+            instrument="BTC/USDC",
+            trade_id=f"x{n}",
+            price=price,
+            quantity=D(qty),
+            aggressor_side=Side.BUY,
+            exchange_ts=h.now,
+        )
+        event = new_event(trade, producer="md", occurred_at=h.tick())
+        want = [e.event_id for e in _walked(state, event)]
+        out = process(state, event, h.ctx if state is h.state else Context())
+        assert [e.event_id for e in out] == want
+        if state is h.state:
+            log.ref.append(event)
+            log.add(out)
+
+    for a in actions:
+        if a[0] == "trade":
+            check(h.state, D(30000 + a[1] * 10), a[2])
+        else:
+            _play_one(log, a)
+    if log.slices:
+        try:
+            merged, _tail = from_slices(log, list(log.slices.values()))
+        except SnapshotError:
+            pass  # a longer rate window came in force after a slice: not this test's
+        else:
+            for price in (D("29000"), D("31000")):
+                check(merged, price, "50")
+    release_partitions(h.state, {1})
+    for price in (D("29000"), D("31000")):
+        check(h.state, price, "50")

@@ -1,0 +1,167 @@
+"""What matching the kept prints costs: after an assignment, live per print, and for a
+lagging order.
+
+`.venv/bin/python -m bench.bench_engine_catch_up [--orders 1000,10000] [--repeats 5]`
+
+In process, no broker: the pure processor (tests/engine/pure.py) rests `--orders` signed
+limit buys over 64 accounts, then 1,024 prints (a full `PRINT_HISTORY`) are read while
+the worker owns no partition (a rebalance's gap). Timed, median of `--repeats` on a copy
+of that state each:
+
+- `catch_up` when no print crosses a resting order (the usual case after a rebalance: the
+  kept prints were matched live or cross nothing) and when every print crosses (a worker
+  was down while the market traded through every resting order);
+- a live print that crosses nothing: with every account owned, with the ownership check
+  the worker passes (`Context.owns`), and walking every open order as before session 10
+  (`EngineState.may_cross` forced to True);
+- an order decided after 1,024 newer prints were read (`_meet_kept_prints`), none of them
+  crossing it, against one decided after them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from decimal import Decimal
+from typing import Any
+from unittest.mock import patch
+
+from engine.partitioning import partitioner
+from engine.processor import catch_up, process
+from engine.state import PRINT_HISTORY, EngineState
+from engine.worker import Ownership
+from schemas import new_event
+from schemas.events import MarketTrade, Side
+from tests.engine.pure import INSTRUMENT, Harness
+
+ACCOUNTS = tuple(f"CU{i:02d}" for i in range(64))
+
+
+def _everyone(_account: str) -> bool:
+    return True
+
+
+def _nobody(_account: str) -> bool:
+    return False
+
+
+def _always(_state: EngineState, _instrument: str, _price: Decimal) -> bool:
+    return True
+
+
+def _world(n_orders: int) -> Harness:
+    h = Harness(cash=Decimal("1e12"), accounts=ACCOUNTS)
+    h.quote(Decimal("29999"), Decimal("30001"), qty=Decimal("1e6"))
+    for i in range(n_orders):
+        limit = Decimal(29000 + (i % 900))
+        h.order(Side.BUY, Decimal("0.01"), limit, account=ACCOUNTS[i % len(ACCOUNTS)])
+    return h
+
+
+def _print(h: Harness, price: Decimal, qty: Decimal = Decimal("1")) -> Any:
+    h.n += 1
+    return new_event(
+        MarketTrade(
+            venue="v",
+            instrument=INSTRUMENT,
+            trade_id=f"t{h.n}",
+            price=price,
+            quantity=qty,
+            aggressor_side=Side.SELL,
+            exchange_ts=h.tick(),
+        ),
+        producer="md",
+        occurred_at=h.now,
+    )
+
+
+def _with_gap(h: Harness, price: Decimal) -> Harness:
+    g = copy.deepcopy(h)
+    g.ctx.owns = _nobody
+    for _ in range(PRINT_HISTORY):
+        process(g.state, _print(g, price), g.ctx)
+    g.ctx.owns = None
+    return g
+
+
+def _median_ms(runs: list[float]) -> float:
+    return statistics.median(runs) * 1000
+
+
+def _timed(setup: Callable[[], Any], run: Callable[[Any], Any], repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        arg = setup()
+        t0 = time.perf_counter()
+        run(arg)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(n: int, repeats: int) -> None:
+    h = _world(n)
+    none_cross = _with_gap(h, Decimal("30500"))
+    all_cross = _with_gap(h, Decimal("28000"))
+    fills: list[int] = []
+
+    def run_catch_up(g: Harness) -> None:
+        fills.append(sum(e.event_type == "Fill" for e in catch_up(g.state, g.ctx, _everyone)))
+
+    quiet = _timed(lambda: copy.deepcopy(none_cross), run_catch_up, repeats)
+    busy = _timed(lambda: copy.deepcopy(all_cross), run_catch_up, repeats)
+    print(
+        f"{n} resting orders, {PRINT_HISTORY} kept prints: catch_up "
+        f"{_median_ms(quiet):.1f} ms when none crosses ({fills[0]} fills), "
+        f"{_median_ms(busy):.1f} ms when all cross ({fills[-1]} fills)",
+        flush=True,
+    )
+    owned = Ownership(partitioner(6), frozenset(range(6)))
+    for label, owns, walk in (
+        ("every account", None, False),
+        ("ownership check", owned, False),
+        ("walking every open order (before session 10)", None, True),
+    ):
+        g = copy.deepcopy(h)
+        g.ctx.owns = owns
+        events = [_print(g, Decimal("30500")) for _ in range(500)]
+        with ExitStack() as stack:
+            if walk:
+                stack.enter_context(patch.object(EngineState, "may_cross", _always))
+            t0 = time.perf_counter()
+            for e in events:
+                process(g.state, e, g.ctx)
+            per = (time.perf_counter() - t0) / len(events) * 1e6
+        print(f"  live print crossing nothing, {label}: {per:.0f} us", flush=True)
+
+    def order(g: Harness) -> None:
+        g.order(Side.BUY, Decimal("0.01"), Decimal("29500"), account=ACCOUNTS[0])
+
+    def lagged_order(g: Harness) -> None:
+        g.tick(-(PRINT_HISTORY + 5) * 0.01)  # stamped before every kept print
+        order(g)
+
+    lag = _timed(lambda: _with_gap(h, Decimal("30500")), lagged_order, repeats)
+    plain = _timed(lambda: _with_gap(h, Decimal("30500")), order, repeats)
+    print(
+        f"  an order decided after {PRINT_HISTORY} newer prints: {_median_ms(lag):.2f} ms, "
+        f"after them all: {_median_ms(plain):.2f} ms",
+        flush=True,
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--orders", default="1000,10000", help="resting orders, comma-separated")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    for n in (int(x) for x in args.orders.split(",")):
+        measure(n, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
