@@ -319,8 +319,9 @@ class RestingLimits:
     """One instrument's resting limit prices as lazy heaps, so that a print crossing none
     of them (the usual case) is known at once instead of by a walk over every open order.
 
-    An entry of an order since done or forgotten is dropped when it reaches the top; the
-    heaps are rebuilt when such entries outnumber the open orders.
+    An entry of an order since done or forgotten is dropped when it reaches the top; an
+    instrument's heaps are rebuilt when an order comes to rest and such entries outnumber
+    the open orders, so they stay within twice the open orders (plus 64).
     """
 
     buys: list[tuple[Decimal, str]] = field(default_factory=list)
@@ -436,12 +437,6 @@ class EngineState:
             r.children = [c for c in r.children if live(c)]
             if r.children:
                 return True
-        if len(buys) + len(sells) > 2 * len(self.open_by_instrument.get(instrument, ())) + 64:
-            self.resting[instrument] = RestingLimits()
-            for oid in sorted(self.open_by_instrument.get(instrument, ())):
-                if live(oid):
-                    self._rest(orders[oid])
-            return self.may_cross(instrument, price)
         return bool((buys and price <= -buys[0][0]) or (sells and price >= sells[0][0]))
 
     def _rest(self, order: OrderState) -> None:
@@ -450,6 +445,17 @@ class EngineState:
         r = self.resting.get(order.instrument)
         if r is None:
             r = self.resting[order.instrument] = RestingLimits()
+        elif (
+            len(r.buys) + len(r.sells) + len(r.children)
+            > 2 * len(self.open_by_instrument.get(order.instrument, ())) + 64
+        ):
+            # Entries of orders since done outnumber the open ones (orders come and go on
+            # an instrument no print reaches): start its heaps again from the open orders.
+            r = self.resting[order.instrument] = RestingLimits()
+            for oid in sorted(self.open_by_instrument.get(order.instrument, ())):
+                o = self.orders.get(oid)
+                if o is not None and not o.done and o is not order:
+                    self._rest(o)
         if order.parent_order_id is not None:
             r.children.append(order.order_id)
         elif order.limit_price is not None:

@@ -275,12 +275,12 @@ class PaperVenue:
                 self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
         if order.done:
             self._parent_done(state, order, emit)
-        else:
-            self._meet_kept_prints(state, order, emit)
+        self._meet_kept_prints(state, order, emit)
 
     def _meet_kept_prints(self, state: EngineState, order: OrderState, emit: Emit) -> None:
-        """A resting order meets the kept prints newer than itself, as if it had rested when
-        they were read (the market-data consumer runs ahead of a backlog of intents).
+        """A resting order, or the stop/take children it just armed, meet the kept prints
+        newer than the order, as if it had rested when they were read (the market-data
+        consumer runs ahead of a backlog of intents).
 
         The same prints, in the same order and under the same rule (only prints newer than
         the account's newest maker fill), that `catch_up` would match it against after a
@@ -323,6 +323,7 @@ class PaperVenue:
             if child is not None and not child.done:
                 self._end(child, "PARENT_CANCELED", emit, cancel=True)
         self._parent_done(state, order, emit)
+        self._meet_kept_prints(state, order, emit)  # the children just armed, if any
 
     def on_market(
         self,

@@ -236,3 +236,21 @@ def test_the_resting_limits_never_skip_a_print_that_fills(actions: list[tuple[An
     release_partitions(h.state, {1})
     for price in (D("29000"), D("31000")):
         check(h.state, price, "50")
+
+
+def test_the_resting_limits_stay_bounded_when_no_print_comes() -> None:
+    """Orders that come and go on an instrument no print reaches (stale heap entries are
+    otherwise dropped only by a print) leave at most twice the open orders behind."""
+    h = _harness()
+    for i in range(300):
+        h.order(Side.BUY, D("0.1"), D(29000 + i % 50), account="A1")
+        h.cancel(f"c{h.n}", account="A1")
+    h.order(Side.BUY, D("0.1"), D("29500"), account="A2")
+    resting = h.state.resting
+    assert resting is not None
+    r = resting["BTC/USDC"]
+    open_orders = len(h.state.open_by_instrument["BTC/USDC"])
+    assert open_orders == 1
+    assert len(r.buys) + len(r.sells) <= 2 * open_orders + 64 + 1
+    assert h.state.may_cross("BTC/USDC", D("29500"))
+    assert not h.state.may_cross("BTC/USDC", D("29501"))
