@@ -75,6 +75,12 @@ ONE = Decimal(1)
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 
 
+def maker_key(instrument: str, side: Side) -> str:
+    """The key of `AccountState.maker_fill_at`: a print's size is taken per account and
+    side (`PaperVenue._match_print`), so the cut-off is kept per side too."""
+    return f"{instrument} {side.value}"
+
+
 def split_instrument(instrument: str) -> tuple[str, str]:
     base, quote = instrument.split("/", 1)
     return base, quote
@@ -130,11 +136,11 @@ class AccountState:
     fills: int = 0
     exposure: Exposure = field(default_factory=lambda: Exposure())
     maker_fill_at: dict[str, datetime] = field(default_factory=dict)
-    """Instrument -> the newest `traded_at` of this account's maker fills, i.e. the newest
-    public print its resting orders were filled on. Folded from the fills alone, so it is
-    what the log says was matched: after a hand-over or restart the owner matches the
-    account's resting orders only against prints newer than this (`PaperVenue.catch_up`),
-    which can never fill a print twice."""
+    """`maker_key(instrument, side)` -> the newest `traded_at` of this account's maker fills
+    on that side, i.e. the newest public print its resting orders there took. Folded from
+    the fills alone, so it is what the log says was matched: after a hand-over or restart
+    the owner matches the account's resting orders only against prints newer than this
+    (`PaperVenue.catch_up`), so no print's size is taken twice."""
     peaks: list[tuple[datetime, Decimal]] = field(default_factory=list)
     """The decisions' drawdown peaks as suffix maxima: sorted by event time, peaks strictly
     decreasing, so `peak_since(t)` = max peak of decisions at or after `t`. This is what
@@ -359,9 +365,10 @@ class EngineState:
     fill id -> account."""
     seen_reference: set[UUID] = field(default_factory=set)
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
-    resting: dict[str, RestingLimits] | None = field(default_factory=dict, repr=False)
-    """Instrument -> its resting limits (`may_cross`); None: to be rebuilt from `orders`
-    (after slices were merged or partitions released)."""
+    resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
+    """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
+    a print first asks (a state that never meets a print, like the snapshotter's, never
+    holds them; merging slices or releasing partitions drops them)."""
     applied: int = 0
     fills_applied: int = 0
     orders_evicted: int = 0
@@ -698,9 +705,10 @@ class EngineState:
         acc = self.account(p.account)
         acc.fills += 1
         if p.liquidity is Liquidity.MAKER:
-            newest = acc.maker_fill_at.get(p.instrument)
+            key = maker_key(p.instrument, p.side)
+            newest = acc.maker_fill_at.get(key)
             if newest is None or p.traded_at > newest:
-                acc.maker_fill_at[p.instrument] = p.traded_at
+                acc.maker_fill_at[key] = p.traded_at
         base, quote = split_instrument(p.instrument)
         signed = p.quantity if p.side is Side.BUY else -p.quantity
         acc.positions[p.instrument] = acc.positions.get(p.instrument, ZERO) + signed

@@ -163,6 +163,7 @@ class EngineWorker:
         self.catch_up_pending = False
         """Set when partitions were (re)assigned: the next step matches their resting
         orders against the kept prints the log does not show as matched."""
+        self.catch_up_enabled = True
         self.folded: set[int] = set()
         """The partitions whose own-topic records the state holds (through a rebalance,
         until `_take_over` or a rebuild adjusts it to the new assignment)."""
@@ -637,22 +638,29 @@ class EngineWorker:
                     "the state in full"
                 )
 
-    def _catch_up(self, out: list[Output]) -> None:
-        """Fills the log lacks for prints already read (`processor.catch_up`)."""
+    def _catch_up(self) -> list[Output] | None:
+        """Fills the log lacks for prints already read (`processor.catch_up`); None if it
+        failed, leaving the state possibly torn (fills folded in that no transaction will
+        carry): the caller rebuilds before deciding anything on it. One failure turns the
+        catch-up off until the process restarts, so a failure that repeats on every
+        rebuilt state cannot keep the worker rebuilding."""
         try:
             found = catch_up(
                 self.state, self.ctx, self.ctx.owns or Ownership(self.part, frozenset())
             )
         except Exception:
-            log.exception("matching the kept prints after an assignment failed")
-            self.needs_rebuild = True
-            return
+            log.exception(
+                "matching the kept prints after an assignment failed: rebuilding; resting "
+                "orders are no longer matched against prints read before an assignment"
+            )
+            self.catch_up_enabled = False
+            return None
         if found:
             log.info(
                 "worker %s: %d events from kept prints after an assignment", self.wid, len(found)
             )
             self.stats["caught_up"] += len(found)
-        out.extend(found)
+        return found
 
     def _encoded(self, event: Output) -> tuple[bytes, bytes, Any]:
         """Wire bytes; a decision was encoded once already, when the state recorded it
@@ -786,6 +794,20 @@ class EngineWorker:
         return [first, *self.consumer.consume(num_messages=max_batch - 1, timeout=0)]
 
     def step(self, max_batch: int = 2000, timeout: float = 0.05) -> int:
+        caught_up: list[Output] = []
+        if self.catch_up_pending and self.owned and self.catch_up_enabled:
+            # Before anything is polled: if it fails, nothing of this step is lost.
+            self.catch_up_pending = False
+            found = self._catch_up()
+            if found is None:
+                try:
+                    self._await_commit()
+                except KafkaException as exc:
+                    self._recover(exc)  # rebuilds too
+                    return 0
+                self.rebuild(self.owned)
+                return 0
+            caught_up = found
         t0 = time.monotonic()
         msgs = self._poll_inputs(max_batch, timeout)
         t1 = time.monotonic()
@@ -806,12 +828,9 @@ class EngineWorker:
         refs = self.ref_consumer.consume(num_messages=5000, timeout=self._ref_grace(decoded))
         self.ctx.consumer_lag = self.consumer_lag()
         t2 = time.monotonic()
-        out: list[Output] = []
+        out: list[Output] = caught_up
         inputs = len(decoded)
         try:
-            if self.catch_up_pending and self.owned:
-                self.catch_up_pending = False
-                self._catch_up(out)
             for msg in refs:
                 if not msg.error():
                     self._handle_reference(msg, out)

@@ -20,7 +20,7 @@ worker read them when: a worker fills only the partitions it owns; the next owne
 partitions matches their resting orders against the kept prints the log does not show as
 matched (`catch_up`); and an order decided after prints newer than itself were read meets
 them at once (`_meet_kept_prints`). "Not shown as matched" is: newer than the account's
-newest maker fill on the instrument (`AccountState.maker_fill_at`).
+newest maker fill on the instrument and side (`AccountState.maker_fill_at`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ import hashlib
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from engine.state import ZERO, EngineState, OrderState, split_instrument
+from engine.state import ZERO, EngineState, OrderState, maker_key, split_instrument
 from engine.trusted import builder
 from engine.venue.base import Emit
 from schemas import Envelope
@@ -282,9 +283,9 @@ class PaperVenue:
         newer than the order, as if it had rested when they were read (the market-data
         consumer runs ahead of a backlog of intents).
 
-        The same prints, in the same order and under the same rule (only prints newer than
-        the account's newest maker fill), that `catch_up` would match it against after a
-        hand-over: so a hand-over finds nothing left to match, whatever the lag was.
+        Under `catch_up`'s rule (a resting order takes only prints newer than its account's
+        newest maker fill on that side, as it stood before this call; children take any
+        newer print), so a hand-over finds nothing of these prints left to match.
         """
         prints = state.price(order.instrument).prints
         at = order.submitted_at
@@ -294,23 +295,28 @@ class PaperVenue:
         while start > 0 and prints[start - 1].occurred_at > at:
             start -= 1
         limit, buy = order.limit_price, order.side is Side.BUY
+        mark = state.account(order.account).maker_fill_at.get(
+            maker_key(order.instrument, order.side)
+        )
         for event in islice(prints, start, None):
             if event.occurred_at <= at:
                 continue
-            if not order.done and limit is not None:
-                # Children are armed only once the order is done: until then a print that
-                # does not cross its limit cannot fill anything here.
+            if not order.done:
+                # Children are armed only once the order is done: until then only a print
+                # that crosses its limit, and is newer than the cut-off, can fill here.
                 price = event.payload.price
-                if price > limit if buy else price < limit:
+                if limit is None or (price > limit if buy else price < limit):
                     continue
-            newest = state.account(order.account).maker_fill_at.get(order.instrument)
-            if newest is not None and event.payload.exchange_ts <= newest:
+                if mark is not None and event.payload.exchange_ts <= mark:
+                    continue
+                self._match_print(state, event, [order], emit)
                 continue
-            family = [order, *(state.orders[c] for c in order.children if c in state.orders)]
-            live = [o for o in family if not o.done]
-            if not live:
+            children = [
+                c for c in (state.orders.get(i) for i in order.children) if c and not c.done
+            ]
+            if not children:
                 return
-            self._match_print(state, event, live, emit)
+            self._match_print(state, event, children, emit)
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
         emit(
@@ -352,39 +358,46 @@ class PaperVenue:
         owns: Callable[[str], bool],
         emit_for: Callable[[Envelope[Any]], Emit],
     ) -> None:
-        """Match the owned resting orders against the prints kept in the state that the log
-        does not show as matched: for each account and instrument, the prints newer than
-        its newest maker fill (`AccountState.maker_fill_at`).
+        """Match the owned resting orders against the kept prints the log does not show
+        as matched: a resting order takes only prints newer than its account's newest maker
+        fill on that instrument and side (`AccountState.maker_fill_at`, as it stood before
+        this call); an armed stop/take child any print newer than itself (it fills once,
+        in full, and is then done).
 
         Run by a worker after it rebuilt or took over partitions. Prints read while no
         worker owned them, or matched by a worker that died before its transaction
-        committed, are then matched by the new owner, exactly as the live path would have
-        (same fill and event ids: `emit_for` stamps each fill as caused by its print).
-        A print no newer than the account's newest maker fill is never matched again, so
-        nothing fills twice; the price is that a print in the same millisecond as that
-        fill, which the log cannot tell apart from it, is not matched after a hand-over.
-        Armed stop/take children are done once triggered, so a print can trigger them once.
+        committed, are then matched by the new owner in the order read, as the live path
+        matches them (same fill and event ids: `emit_for` stamps each fill as caused by its
+        print). A print no newer than the cut-off is never matched again, so no print's
+        size is taken twice by one account and side; the price: a print in the same
+        millisecond as the cut-off, which the log cannot tell apart from the one that
+        filled, and an older print that same account and side did not take (the log does
+        not say which prints an account took, only until when) are not matched.
         """
         for instrument in sorted(state.prices):
             prints = state.prices[instrument].prints
             if not prints:
                 continue
             resting = _Resting.of(state, instrument, owns)
+            marks: dict[tuple[str, Side], datetime | None] = {}
             for event in list(prints):
                 if not resting:
                     break
                 trade: MarketTrade = event.payload
-                unmatched: dict[str, bool] = {}
                 eligible = []
                 for o in resting.crossing(trade.price):
                     if o.done:
                         continue
-                    ok = unmatched.get(o.account)
-                    if ok is None:
-                        newest = state.account(o.account).maker_fill_at.get(instrument)
-                        ok = unmatched[o.account] = newest is None or trade.exchange_ts > newest
-                    if ok:
-                        eligible.append(o)
+                    if o.parent_order_id is None:
+                        k = (o.account, o.side)
+                        if k not in marks:
+                            marks[k] = state.account(o.account).maker_fill_at.get(
+                                maker_key(instrument, o.side)
+                            )
+                        mark = marks[k]
+                        if mark is not None and trade.exchange_ts <= mark:
+                            continue
+                    eligible.append(o)
                 if not eligible:
                     continue
                 applied = state.applied

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from unittest.mock import patch
 
@@ -35,6 +36,10 @@ MARKET = st.one_of(
 _BUY = ("limit", "A1", Side.BUY, "1", 0, False)
 _BUY_LOW = ("limit", "A1", Side.BUY, "1", -1, False)
 _BUY_ATTACHED = ("limit", "A2", Side.BUY, "1", 0, True)
+
+
+def _on_partition(partition: int, account: str) -> bool:
+    return part(account) == partition
 
 
 def _everyone(_account: str) -> bool:
@@ -131,20 +136,65 @@ def test_the_next_owner_matches_a_gap_as_live_matching_would(
 @example([_BUY, _BUY_LOW, ("trade", -1, "1")])
 # The print is read before the order stamped before it: the order meets it at once.
 @example([("trade", -1, "1"), ("lagged", 0.015, _BUY)])
+# ... at exactly its limit.
+@example([("trade", 0, "1"), ("lagged", 0.015, _BUY)])
+# ... but not a print its account's other order on that side already took in full.
+@example([_BUY, ("trade", -1, "1"), ("lagged", 0.015, _BUY)])
+# A sell's fill does not hide an earlier print from a lagged buy of the same account.
+@example(
+    [
+        ("deposit", "A1", "BTC"),
+        ("limit", "A1", Side.SELL, "1", 1, False),
+        ("trade", -1, "1"),
+        ("trade", 1, "1"),
+        ("lagged", 0.025, _BUY),
+    ]
+)
 @example([_BUY_ATTACHED, ("trade", -1, "1"), ("trade", 31, "1")])
 def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -> None:
     log = _play(actions)
     for state in (full_replay(log), log.h.state):
         out = catch_up(state, Context(), _everyone)
         assert _fills(out) == [], "a print was matched twice"
-    fill_ids = [e.payload.fill_id for e in _own_events(log) if e.event_type == "Fill"]
-    assert len(fill_ids) == len(set(fill_ids))
+    fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
+    assert len({f.fill_id for f in fills}) == len(fills)
+    _assert_no_print_taken_twice(log, fills)
+
+
+def _assert_no_print_taken_twice(log: Log, fills: list[Any]) -> None:
+    """Per account and side, the maker fills on one print add up to at most its size (the
+    harness stamps every print with its own `exchange_ts`, which maker fills carry)."""
+    size = {
+        e.payload.exchange_ts: e.payload.quantity for e in log.ref if e.event_type == "MarketTrade"
+    }
+    taken: dict[tuple[str, Side, Any], Decimal] = {}
+    for f in fills:
+        if f.liquidity == "MAKER":
+            k = (f.account, f.side, f.traded_at)
+            taken[k] = taken.get(k, D(0)) + f.quantity
+    for (account, side, at), qty in taken.items():
+        assert qty <= size[at], f"{account} {side} took {qty} of a print of {size[at]}"
 
 
 def test_an_order_stamped_before_a_print_already_read_meets_it() -> None:
     log = _play([("trade", -1, "1"), ("lagged", 0.015, _BUY)])
     fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
     assert [(f.liquidity, str(f.price)) for f in fills] == [("MAKER", "30000")]
+
+
+def test_a_fill_on_one_side_does_not_hide_prints_from_the_other() -> None:
+    """A print's size is taken per account and side, so is the cut-off."""
+    log = _play(
+        [
+            ("deposit", "A1", "BTC"),
+            ("limit", "A1", Side.SELL, "1", 1, False),
+            ("trade", -1, "1"),  # 29990: crosses no sell; the lagged buy below takes it
+            ("trade", 1, "1"),  # 30010: fills the sell
+            ("lagged", 0.025, _BUY),  # stamped before both prints, decided after them
+        ]
+    )
+    fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
+    assert sorted((f.side, str(f.price)) for f in fills) == [("BUY", "30000"), ("SELL", "30010")]
 
 
 def test_a_worker_fills_only_the_partitions_it_owns() -> None:
@@ -159,6 +209,16 @@ def test_a_worker_fills_only_the_partitions_it_owns() -> None:
     # The owner of partition 1 fills A2 on the same print when it catches up.
     out = catch_up(log.h.state, Context(), lambda account: part(account) == 1)
     assert {e.payload.account for e in out if e.event_type == "Fill"} == {"A2"}
+    # And a catch-up matches only the partitions it is given.
+    log.play(("limit", "A1", Side.BUY, "1", 0, False))
+    log.play(("limit", "A2", Side.BUY, "1", 0, False))
+    log.h.ctx.owns = _nobody
+    log.play(("trade", -1, "5"))
+    for owned, account in ((2, None), (1, "A2"), (0, "A1")):
+        out = catch_up(log.h.state, Context(), partial(_on_partition, owned))
+        assert {e.payload.account for e in out if e.event_type == "Fill"} == (
+            {account} if account else set()
+        )
 
 
 def test_a_print_in_the_same_millisecond_as_the_newest_maker_fill_is_not_rematched() -> None:
@@ -242,6 +302,7 @@ def test_the_resting_limits_stay_bounded_when_no_print_comes() -> None:
     """Orders that come and go on an instrument no print reaches (stale heap entries are
     otherwise dropped only by a print) leave at most twice the open orders behind."""
     h = _harness()
+    assert not h.state.may_cross("BTC/USDC", D("30000"))  # builds the (empty) limits
     for i in range(300):
         h.order(Side.BUY, D("0.1"), D(29000 + i % 50), account="A1")
         h.cancel(f"c{h.n}", account="A1")

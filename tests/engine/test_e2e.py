@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from confluent_kafka import Producer
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
+from engine.state import EngineState
 from engine.worker import EngineWorker
 from schemas import Envelope, encode, new_event
 from schemas.events import KycVerified, Side
@@ -86,29 +88,55 @@ def test_intents_to_decisions_orders_and_fills(env: Settings) -> None:
 
 def test_a_print_while_no_worker_ran_fills_the_resting_order_at_restart(env: Settings) -> None:
     """The print is in the log; the restarted worker's rebuild keeps it and matches the
-    resting order against it (`PaperVenue.catch_up`), once."""
+    resting order against it (`PaperVenue.catch_up`) — and not against the print the
+    account's other order took in full before the stop."""
+
+    def fills() -> list[Any]:
+        return [e.payload for e in read_topic(env, Topic.ORDERS) if e.event_type == "Fill"]
+
     with running_worker(env):
         key = world(env, ["ACC1"])
         produce(env, [quote()])
-        produce(env, [intent(key, "ACC1", "c-rest", side=Side.BUY, qty="0.2", limit="59990")])
-        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
-    produce(env, [trade("59980", qty="1")])  # no worker is running
+        produce(env, [intent(key, "ACC1", "c-first", side=Side.BUY, qty="0.2", limit="59990")])
+        produce(env, [intent(key, "ACC1", "c-second", side=Side.BUY, qty="0.2", limit="59985")])
+        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 2)
+        taken = trade("59980", qty="0.2")  # stamped after the orders
+        produce(env, [taken])  # fills c-first in full (the higher bid first)
+        wait_for(env, Topic.ORDERS, lambda ev: any(e.event_type == "Fill" for e in ev))
+    missed = trade("59980", qty="0.2")
+    produce(env, [missed])  # no worker is running
     time.sleep(1)
-    assert not [e for e in read_topic(env, Topic.ORDERS) if e.event_type == "Fill"]
-
-    def filled(ev: list[Envelope[Any]]) -> bool:
-        return any(e.event_type == "Fill" for e in ev)
-
+    assert len(fills()) == 1
     with running_worker(env) as worker:
-        orders = wait_for(env, Topic.ORDERS, filled, timeout=60)
+        wait_for(env, Topic.ORDERS, lambda ev: sum(e.event_type == "Fill" for e in ev) >= 2, 60)
         deadline = time.monotonic() + 5
         while worker.stats["transactions"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)  # a later step must not fill it again
-    fills = [e.payload for e in read_topic(env, Topic.ORDERS) if e.event_type == "Fill"]
-    assert len(fills) == 1, fills
-    assert fills[0].liquidity == "MAKER" and str(fills[0].price) == "59990"
-    assert str(fills[0].quantity) == "0.2"
-    assert filled(orders)
+            time.sleep(0.1)  # a later step must not fill anything again
+    got = sorted((str(f.price), f.traded_at, f.liquidity) for f in fills())
+    assert got == [
+        ("59985", missed.payload.exchange_ts, "MAKER"),
+        ("59990", taken.payload.exchange_ts, "MAKER"),
+    ], got
+
+
+def test_a_failed_catch_up_rebuilds_before_deciding(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up that fails half-way may have folded fills no transaction will carry:
+    the worker rebuilds before it decides anything, turns the catch-up off, and goes on."""
+
+    def half_done(state: EngineState, *_: Any) -> list[Any]:
+        state.account("ACC1").balances["XRP"] = Decimal("99")  # what a phantom fill moved
+        raise RuntimeError("catch-up failed half-way")
+
+    monkeypatch.setattr("engine.worker.catch_up", half_done)
+    with running_worker(env) as worker:
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        produce(env, [intent(key, "ACC1", "c-after", qty="0.1")])
+        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
+        assert not worker.catch_up_enabled
+        assert "XRP" not in worker.state.account("ACC1").balances
 
 
 def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
