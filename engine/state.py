@@ -278,6 +278,42 @@ class Quote:
     quote_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PrintScan:
+    """For each kept print i: the earliest `occurred_at` and the lowest and highest price
+    of prints i.. (the newest last). So an order finds at once where the prints newer than
+    itself begin (`first_after`) and whether any of them can cross its limit."""
+
+    version: int
+    min_at: list[datetime]
+    """Non-decreasing in i."""
+    min_price: list[Decimal]
+    max_price: list[Decimal]
+
+    @classmethod
+    def of(cls, prints: deque[Envelope[Any]], version: int) -> PrintScan:
+        min_at: list[datetime] = []
+        lo: list[Decimal] = []
+        hi: list[Decimal] = []
+        for event in reversed(prints):  # built newest first, then turned round
+            at, price = event.occurred_at, event.payload.price
+            if min_at:
+                at, low, high = min(at, min_at[-1]), min(price, lo[-1]), max(price, hi[-1])
+            else:
+                low = high = price
+            min_at.append(at)
+            lo.append(low)
+            hi.append(high)
+        min_at.reverse()
+        lo.reverse()
+        hi.reverse()
+        return cls(version, min_at, lo, hi)
+
+    def first_after(self, at: datetime) -> int:
+        """The start of the longest run of newest prints all read with `occurred_at` > `at`."""
+        return bisect_right(self.min_at, at)
+
+
 @dataclass
 class PriceState:
     last_trade: Decimal | None = None
@@ -292,6 +328,17 @@ class PriceState:
     """The latest quotes in event-time order, the newest (the current one) last."""
     prints: deque[Envelope[Any]] = field(default_factory=lambda: deque(maxlen=PRINT_HISTORY))
     """The latest `MarketTrade` events in the order read (see `PRINT_HISTORY`)."""
+    prints_read: int = 0
+    """Prints appended so far (names the version of `prints` a `PrintScan` was made of)."""
+    _scan: PrintScan | None = field(default=None, repr=False)
+
+    def print_scan(self) -> PrintScan:
+        """Suffix bounds over the kept prints, made once per version of them: in a backlog
+        every order of a batch asks, and the batch's prints were all read before."""
+        scan = self._scan
+        if scan is None or scan.version != self.prints_read:
+            scan = self._scan = PrintScan.of(self.prints, self.prints_read)
+        return scan
 
     def quote_in_force(self, when: datetime) -> Quote | None:
         """The newest quote at or before `when`; None if `when` predates the history.
@@ -502,6 +549,7 @@ class EngineState:
             prints = ps.prints
             if not prints or prints[-1].event_id != event.event_id:
                 prints.append(event)
+                ps.prints_read += 1
             return
         if isinstance(p, QuoteUpdated):
             ps = self.price(p.instrument)

@@ -287,14 +287,21 @@ class PaperVenue:
         newest maker fill on that side, as it stood before this call; children take any
         newer print), so a hand-over finds nothing of these prints left to match.
         """
-        prints = state.price(order.instrument).prints
+        ps = state.price(order.instrument)
+        prints = ps.prints
         at = order.submitted_at
         if not prints or prints[-1].occurred_at <= at:
             return  # the usual case: nothing newer than the order has been read
-        start = len(prints)
-        while start > 0 and prints[start - 1].occurred_at > at:
-            start -= 1
+        scan = ps.print_scan()
+        start = scan.first_after(at)
+        if start == len(prints):
+            return
         limit, buy = order.limit_price, order.side is Side.BUY
+        if not order.done and (
+            limit is None
+            or (scan.min_price[start] > limit if buy else scan.max_price[start] < limit)
+        ):
+            return  # no newer print crosses the order (and it has no children yet)
         mark = state.account(order.account).maker_fill_at.get(
             maker_key(order.instrument, order.side)
         )
