@@ -209,7 +209,7 @@ class PaperVenue:
                     venue=self.name,
                     parent_order_id=order.order_id,
                 ),
-                f"child:{kind.value}",
+                f"child:{order.order_id}:{kind.value}",
             )
             emit(
                 OrderAccepted(

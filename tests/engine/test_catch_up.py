@@ -315,3 +315,13 @@ def test_the_resting_limits_stay_bounded_when_no_print_comes() -> None:
     assert len(r.buys) + len(r.sells) <= 2 * open_orders + 64 + 1
     assert h.state.may_cross("BTC/USDC", D("29500"))
     assert not h.state.may_cross("BTC/USDC", D("29501"))
+
+
+def test_one_print_completing_two_parents_arms_children_with_distinct_ids() -> None:
+    """Derived ids are (cause, discriminator): two parents done on one print must not give
+    their children's submissions one id (a sink keyed on event id would drop one)."""
+    log = _play([_BUY_ATTACHED, ("limit", "A2", Side.BUY, "1", 0, True), ("trade", -1, "5")])
+    events = _own_events(log)
+    children = [e for e in events if e.event_type == "OrderSubmitted" and e.payload.parent_order_id]
+    assert len(children) == 4
+    assert len({e.event_id for e in events}) == len(events)
