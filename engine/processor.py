@@ -186,6 +186,8 @@ def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     if isinstance(p, OrderIntent | CancelIntent):
         _intent(state, event, ctx, emit)
     elif isinstance(p, MarketTrade | QuoteUpdated):
+        if isinstance(p, MarketTrade) and state.price(p.instrument).has_print(p):
+            return emit.out  # a copy of a kept print: matched once already
         state.apply(event)
         for venue in ctx.venues.values():
             venue.on_market(state, event, emit, ctx.owns)

@@ -75,6 +75,11 @@ ONE = Decimal(1)
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 
 
+def print_id(trade: MarketTrade) -> str:
+    """A public trade's identity: the venue's own trade id (what fill ids are made of)."""
+    return f"trade:{trade.venue}:{trade.trade_id}"
+
+
 def maker_key(instrument: str, side: Side) -> str:
     """The key of `AccountState.maker_fill_at`: a print's size is taken per account and
     side (`PaperVenue._match_print`), so the cut-off is kept per side too."""
@@ -330,7 +335,25 @@ class PriceState:
     """The latest `MarketTrade` events in the order read (see `PRINT_HISTORY`)."""
     prints_read: int = 0
     """Prints appended so far (names the version of `prints` a `PrintScan` was made of)."""
+    print_ids: set[str] = field(default_factory=set)
+    """`print_id` of each kept print."""
     _scan: PrintScan | None = field(default=None, repr=False)
+
+    def has_print(self, trade: MarketTrade) -> bool:
+        """Whether this very trade (venue and trade id) is among the kept prints: a copy
+        (a capture loaded twice, a producer's retry) must not fill anything again."""
+        return print_id(trade) in self.print_ids
+
+    def keep_print(self, event: Envelope[Any]) -> None:
+        key = print_id(event.payload)
+        if key in self.print_ids:
+            return
+        prints = self.prints
+        if len(prints) == prints.maxlen:
+            self.print_ids.discard(print_id(prints[0].payload))
+        prints.append(event)
+        self.print_ids.add(key)
+        self.prints_read += 1
 
     def print_scan(self) -> PrintScan:
         """Suffix bounds over the kept prints, made once per version of them: in a backlog
@@ -546,10 +569,7 @@ class EngineState:
             ps = self.price(p.instrument)
             if ps.last_trade_at is None or event.occurred_at >= ps.last_trade_at:
                 ps.last_trade, ps.last_trade_at = p.price, event.occurred_at
-            prints = ps.prints
-            if not prints or prints[-1].event_id != event.event_id:
-                prints.append(event)
-                ps.prints_read += 1
+            ps.keep_print(event)
             return
         if isinstance(p, QuoteUpdated):
             ps = self.price(p.instrument)

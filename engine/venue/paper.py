@@ -34,7 +34,14 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from engine.state import ZERO, EngineState, OrderState, maker_key, split_instrument
+from engine.state import (
+    ZERO,
+    EngineState,
+    OrderState,
+    maker_key,
+    print_id,
+    split_instrument,
+)
 from engine.trusted import builder
 from engine.venue.base import Emit
 from schemas import Envelope
@@ -417,7 +424,7 @@ class PaperVenue:
         self, state: EngineState, event: Envelope[Any], orders: list[OrderState], emit: Emit
     ) -> None:
         trade = event.payload
-        source = f"trade:{trade.venue}:{trade.trade_id}"
+        source = print_id(trade)
         price = trade.price
         # Resting limit orders, price-time priority, each side against the print's size:
         # each account's orders on their own (see the module docstring).

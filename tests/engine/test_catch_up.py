@@ -325,3 +325,17 @@ def test_one_print_completing_two_parents_arms_children_with_distinct_ids() -> N
     children = [e for e in events if e.event_type == "OrderSubmitted" and e.payload.parent_order_id]
     assert len(children) == 4
     assert len({e.event_id for e in events}) == len(events)
+
+
+def test_a_copy_of_a_kept_print_fills_nothing() -> None:
+    """The same trade (venue, trade id) in a new envelope — a capture loaded twice, a
+    producer's retry — is matched once: the account's other order does not take it."""
+    log = _play([_BUY, _BUY_LOW])
+    log.play(("trade", -1, "1"))  # fills the better order in full
+    first = log.h.state.prices["BTC/USDC"].prints[-1]
+    copy_ = new_event(first.payload, producer="md", occurred_at=log.h.tick())
+    out = process(log.h.state, copy_, log.h.ctx)
+    assert out == []
+    fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
+    assert [str(f.price) for f in fills] == ["30000"]
+    assert _fills(catch_up(log.h.state, Context(), _everyone)) == []
