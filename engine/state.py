@@ -256,9 +256,15 @@ def single_partition(_account: str) -> int:
 
 
 def _bump(d: dict[str, Decimal], k: str, delta: Decimal) -> None:
+    """Kept without trailing zeros: a sum reached by another path (orders added and taken
+    away as a replay folds them, or summed afresh from a slice's orders) has other digits
+    (`1.0` against `1`), and the risk rules write these amounts into decision details, so
+    a worker started from slices would word its next decisions differently from one that
+    replayed the log (found by the snapshot property test)."""
     v = d.get(k, ZERO) + delta
     if v:
-        d[k] = v
+        n = v.normalize()
+        d[k] = n if n.as_tuple().exponent <= 0 else n.quantize(ONE)  # type: ignore[operator]
     else:
         d.pop(k, None)
 

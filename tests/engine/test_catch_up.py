@@ -22,11 +22,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.processor import Context, catch_up, process
-from engine.snapshot import SnapshotError, canonical_state, release_partitions
+from engine.snapshot import SnapshotError, canonical_state, release_partitions, take_slice
 from engine.state import EngineState
 from schemas import new_event
 from schemas.events import MarketTrade, Side
 from tests.engine.test_snapshot import ACTION, Log, _harness, from_slices, full_replay, part
+from tests.engine.test_snapshot import OWN as OWN_TOPICS
 
 D = Decimal
 MARKET = st.one_of(
@@ -339,3 +340,15 @@ def test_a_copy_of_a_kept_print_fills_nothing() -> None:
     fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
     assert [str(f.price) for f in fills] == ["30000"]
     assert _fills(catch_up(log.h.state, Context(), _everyone)) == []
+
+
+def test_exposure_has_the_same_digits_whatever_the_path() -> None:
+    """Risk details quote exposure sums: the fold's (1 + 0.3 - 0.3) and a slice merge's (1)
+    must read alike, or a worker started from slices words decisions differently."""
+    log = _play([_BUY, ("market", "A1", Side.BUY)])
+    folded = full_replay(log)
+    assert str(folded.account("A1").exposure.buy_leaves["BTC/USDC"]) == "1"
+    merged, _tail = from_slices(
+        log, [take_slice(log.h.state, 0, {t: log.count.get((t, 0), 0) for t in OWN_TOPICS})]
+    )
+    assert canonical_state(merged) == canonical_state(folded)
