@@ -36,8 +36,8 @@ from engine.processor import catch_up, process
 from engine.state import PRINT_HISTORY, EngineState
 from engine.worker import Ownership
 from schemas import new_event
-from schemas.events import MarketTrade, Side
-from tests.engine.pure import INSTRUMENT, Harness
+from schemas.events import Side
+from tests.engine.pure import Harness
 
 ACCOUNTS = tuple(f"CU{i:02d}" for i in range(64))
 
@@ -63,21 +63,10 @@ def _world(n_orders: int) -> Harness:
     return h
 
 
-def _print(h: Harness, price: Decimal, qty: Decimal = Decimal("1")) -> Any:
-    h.n += 1
-    return new_event(
-        MarketTrade(
-            venue="v",
-            instrument=INSTRUMENT,
-            trade_id=f"t{h.n}",
-            price=price,
-            quantity=qty,
-            aggressor_side=Side.SELL,
-            exchange_ts=h.tick(),
-        ),
-        producer="md",
-        occurred_at=h.now,
-    )
+def _print(h: Harness, price: Decimal) -> Any:
+    """A print read from the market-data topic, not yet processed."""
+    trade = h.market_trade(price)
+    return new_event(trade, producer="md", occurred_at=h.tick())
 
 
 def _with_gap(h: Harness, price: Decimal) -> Harness:

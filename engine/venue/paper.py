@@ -75,10 +75,12 @@ def uti_for(venue: str, venue_trade_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Resting:
+class _OrdersByLimit:
     """The owned open orders of one instrument, indexed by limit so that a print meets only
     those it can fill: buys by descending limit, sells by ascending limit, and the armed
-    stop/take children (few; `_match_print` checks their triggers)."""
+    stop/take children (few; `_match_print` checks their triggers). Taken for one
+    `catch_up`: `EngineState.may_cross` only says whether any open order crosses a print;
+    this says which owned ones do."""
 
     buys: list[OrderState]
     buy_keys: list[Decimal]
@@ -88,7 +90,7 @@ class _Resting:
     children: list[OrderState]
 
     @classmethod
-    def of(cls, state: EngineState, instrument: str, owns: Callable[[str], bool]) -> _Resting:
+    def of(cls, state: EngineState, instrument: str, owns: Callable[[str], bool]) -> _OrdersByLimit:
         orders = [
             o
             for o in (state.orders[i] for i in state.open_by_instrument.get(instrument, ()))
@@ -300,9 +302,7 @@ class PaperVenue:
         if not prints or prints[-1].occurred_at <= at:
             return  # the usual case: nothing newer than the order has been read
         scan = ps.print_scan()
-        start = scan.first_after(at)
-        if start == len(prints):
-            return
+        start = scan.first_after(at)  # a print, since the newest is newer than the order
         limit, buy = order.limit_price, order.side is Side.BUY
         if not order.done and (
             limit is None
@@ -313,8 +313,6 @@ class PaperVenue:
             maker_key(order.instrument, order.side)
         )
         for event in islice(prints, start, None):
-            if event.occurred_at <= at:
-                continue
             if not order.done:
                 # Children are armed only once the order is done: until then only a print
                 # that crosses its limit, and is newer than the cut-off, can fill here.
@@ -392,7 +390,7 @@ class PaperVenue:
             prints = state.prices[instrument].prints
             if not prints:
                 continue
-            resting = _Resting.of(state, instrument, owns)
+            resting = _OrdersByLimit.of(state, instrument, owns)
             marks: dict[tuple[str, Side], datetime | None] = {}
             for event in list(prints):
                 if not resting:
@@ -418,7 +416,7 @@ class PaperVenue:
                 self._match_print(state, event, eligible, emit_for(event))
                 if state.applied != applied:
                     # Fills may have armed stop/take children: they meet the next prints.
-                    resting = _Resting.of(state, instrument, owns)
+                    resting = _OrdersByLimit.of(state, instrument, owns)
 
     def _match_print(
         self, state: EngineState, event: Envelope[Any], orders: list[OrderState], emit: Emit

@@ -132,20 +132,21 @@ class Harness:
             "md",
         )
 
-    def trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> list[Envelope[Any]]:
+    def market_trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> MarketTrade:
+        """A public trade with a trade id of its own, at the harness's time (not fed)."""
         self.n += 1
-        return self.feed(
-            MarketTrade(
-                venue="v",
-                instrument=INSTRUMENT,
-                trade_id=f"t{self.n}",
-                price=price,
-                quantity=qty,
-                aggressor_side=Side.BUY,
-                exchange_ts=self.now,
-            ),
-            "md",
+        return MarketTrade(
+            venue="v",
+            instrument=INSTRUMENT,
+            trade_id=f"t{self.n}",
+            price=price,
+            quantity=qty,
+            aggressor_side=Side.BUY,
+            exchange_ts=self.now,
         )
+
+    def trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> list[Envelope[Any]]:
+        return self.feed(self.market_trade(price, qty), "md")
 
     def order(
         self,

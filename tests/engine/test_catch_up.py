@@ -25,7 +25,7 @@ from engine.processor import Context, catch_up, process
 from engine.snapshot import SnapshotError, canonical_state, release_partitions, take_slice
 from engine.state import EngineState
 from schemas import new_event
-from schemas.events import MarketTrade, Side
+from schemas.events import Side
 from tests.engine.test_snapshot import ACTION, Log, _harness, from_slices, full_replay, part
 from tests.engine.test_snapshot import OWN as OWN_TOPICS
 
@@ -259,21 +259,9 @@ def test_the_resting_limits_never_skip_a_print_that_fills(actions: list[tuple[An
     were merged or partitions released (the limits are then rebuilt from the orders)."""
     log = _play([])
     h = log.h
-    n = 0
 
     def check(state: EngineState, price: Decimal, qty: str) -> None:
-        nonlocal n
-        n += 1
-        trade = MarketTrade(
-            venue="v",
-            instrument="BTC/USDC",
-            trade_id=f"x{n}",
-            price=price,
-            quantity=D(qty),
-            aggressor_side=Side.BUY,
-            exchange_ts=h.now,
-        )
-        event = new_event(trade, producer="md", occurred_at=h.tick())
+        event = new_event(h.market_trade(price, D(qty)), producer="md", occurred_at=h.tick())
         want = [e.event_id for e in _walked(state, event)]
         out = process(state, event, h.ctx if state is h.state else Context())
         assert [e.event_id for e in out] == want
