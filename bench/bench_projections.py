@@ -122,14 +122,19 @@ def _tree_memory(pid: int) -> tuple[float, float]:
 
 
 def _run_measured(
-    cmd: list[str], env: dict[str, str], tree: dict[str, float] | None = None, cwd: Path = ROOT
+    cmd: list[str],
+    env: dict[str, str],
+    tree: dict[str, float] | None = None,
+    cwd: Path = ROOT,
+    stdout: list[str] | None = None,
 ) -> tuple[str, float, float]:
     """(stderr, wall seconds, peak RSS MB) of one subprocess. With `tree`, also samples
     the process and its children every 0.2 s: `tree["rss"]`/`tree["pss"]` get the peak
-    sums (a parallel rebuild's memory is that of all its processes together)."""
-    with tempfile.TemporaryFile() as err:
+    sums (a parallel rebuild's memory is that of all its processes together). With
+    `stdout`, its standard output lines (a rebuild prints its checksums) are appended."""
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
         if tree is not None:
             tree.update(rss=0.0, pss=0.0)
             while True:
@@ -145,6 +150,9 @@ def _run_measured(
         wall = time.monotonic() - started
         err.seek(0)
         text = err.read().decode(errors="replace")
+        if stdout is not None:
+            out.seek(0)
+            stdout.extend(out.read().decode(errors="replace").splitlines())
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
     return text, wall, usage.ru_maxrss / 1024
@@ -153,6 +161,12 @@ def _run_measured(
 def _summary(text: str, name: str) -> tuple[int, float]:
     line = [x for x in text.splitlines() if x.startswith(f"{name}:")][-1]
     return int(line.split(":")[1].split()[0]), float(line.split(" in ")[1].split("s")[0])
+
+
+def _checksum_of(lines: list[str], name: str) -> str:
+    """The checksum `tradetape rebuild` printed for `name` ("NAME HEX" on stdout)."""
+    found = [x.split()[1] for x in lines if x.startswith(f"{name} ") and len(x.split()) == 2]
+    return found[-1] if found else "?"
 
 
 def bench_rebuild(
@@ -170,17 +184,21 @@ def bench_rebuild(
     # order alternating by round. The process tree is sampled too (since session 9 a
     # single rebuild decodes in a reader process of its own).
     trees: list[tuple[str, Path]] = [("", ROOT)]
+    sums: dict[str, dict[str, str]] = {}
     if baseline is not None:
         trees.append((f" ({baseline.name})", baseline))
     for r in range(single_rounds if single else 0):
         for name in names:
             for suffix, cwd in trees if r % 2 == 0 else trees[::-1]:
                 sampled: dict[str, float] = {}
-                text, wall, rss = _run_measured([*base, name], _env(s), sampled, cwd)
+                lines: list[str] = []
+                text, wall, rss = _run_measured([*base, name], _env(s), sampled, cwd, lines)
                 events, seconds = _summary(text, name)
+                digest = _checksum_of(lines, name)
+                sums.setdefault(name, {})[f"{suffix.strip() or 'this code'} r{r + 1}"] = digest
                 out.append(
                     {"name": name + suffix, "events": events, "seconds": seconds, "rss": rss,
-                     "wall": wall, **sampled}
+                     "wall": wall, "checksum": digest, **sampled}
                 )  # fmt: skip
                 # The command's wall time also counts start-up, the swap and the checksum
                 # it prints after the rebuild's own seconds.
@@ -188,9 +206,17 @@ def bench_rebuild(
                     f"rebuild {name + suffix:24} {events:>9,} events {seconds:7.1f}s "
                     f"{events / seconds:>9,.0f} ev/s  command {wall:5.1f}s  peak RSS "
                     f"{rss:5.0f} MB, tree {sampled['pss']:5.0f} MB PSS "
-                    f"({sampled['rss']:.0f} MB summed RSS)",
+                    f"({sampled['rss']:.0f} MB summed RSS)  checksum {digest[:16]}",
                     flush=True,
                 )
+    # Every rebuild of a projection, by either tree in any round, must give one checksum.
+    for name, by_tree in sums.items():
+        same = len(set(by_tree.values())) == 1
+        print(
+            f"checksum {name}: {'equal' if same else 'DIFFERENT'} "
+            + ", ".join(f"{t} {d}" for t, d in sorted(by_tree.items())),
+            flush=True,
+        )
     # --all both ways in this run: one process per topic group (--parallel, the default
     # since session 8) and one process on one consumer (--one-consumer: each record
     # decoded once).

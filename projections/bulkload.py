@@ -32,8 +32,18 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from projections.framework import Key, Projection, Quarantined, Row, State, Table, WriteMode
+from projections.framework import (
+    Key,
+    Located,
+    Projection,
+    Quarantined,
+    Row,
+    State,
+    Table,
+    WriteMode,
+)
 from projections.store import (
+    QUARANTINE_TABLE,
     BatchResult,
     Prepared,
     copy_block,
@@ -99,6 +109,14 @@ def collect() -> None:
 
 def _ident(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def build_tables(projection: Projection) -> list[str]:
+    """The tables of a build schema whose keys and indexes a bulk load drops."""
+    names = [t.name for t in projection.tables]
+    if projection.seen_table == "_seen":
+        names.append("_seen")
+    return names
 
 
 def drop_keys_and_indexes(
@@ -188,8 +206,17 @@ class BulkBuild:
     `finish` returns nothing is committed, so a failed rebuild leaves only a schema the
     next rebuild drops."""
 
-    def __init__(self, dsn: str, members: Sequence[tuple[Projection, str]]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        members: Sequence[tuple[Projection, str]],
+        *,
+        quarantine_table: tuple[str, str] = QUARANTINE_TABLE,
+    ) -> None:
         self.members = [_Member(p, schema, 1 << i) for i, (p, schema) in enumerate(members)]
+        self.quarantine_table = quarantine_table
+        """Where quarantined records go (a half of a split rebuild: a table in its build
+        schema, moved to the shared one when the whole build commits)."""
         self._batches = 0
         self.seen: dict[int, int] = {}
         """Every folded event id (as a 128-bit int: half the memory of its text), with
@@ -203,12 +230,14 @@ class BulkBuild:
         self._writer = threading.Thread(target=self._write, daemon=True, name="bulk-writer")
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start(self, *, drop_keys: bool = True) -> None:
+        """Drop the build tables' keys and indexes (unless the caller did: a half of a
+        split rebuild) and start the writer."""
         for m in self.members:
-            names = [t.name for t in m.projection.tables]
-            if m.projection.seen_table == "_seen":
-                names.append("_seen")
-            m.rebuild_ddl = drop_keys_and_indexes(self.conn, m.schema, names)
+            if drop_keys:
+                m.rebuild_ddl = drop_keys_and_indexes(
+                    self.conn, m.schema, build_tables(m.projection)
+                )
         self._writer.start()
         self._gc_was_on = pause_gc()
 
@@ -246,7 +275,7 @@ class BulkBuild:
                     self._copy(schema, table, rows)
                 else:
                     name, bad = args
-                    write_quarantine(self.conn, name, bad)
+                    write_quarantine(self.conn, name, bad, self.quarantine_table)
             except BaseException as exc:  # handed to the folding thread
                 self._error = exc
 
@@ -292,6 +321,8 @@ class BulkBuild:
             res.duplicates = len(share.items) - len(fresh)
             state = State(loader=m.thaw)
             folded_bad, res.applied, writes = fold_fresh(m.projection, state, fresh)
+            if self.tracking:
+                self._track(m, state, fresh, folded_bad)
             bad.extend(folded_bad)
             failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
             for eid, i in first.items():
@@ -324,11 +355,31 @@ class BulkBuild:
             collect()
         return results
 
+    tracking = False
+    """Whether `apply` records what each batch touched (`_track`; a split rebuild's half)."""
+
+    def _track(
+        self, m: _Member, state: State, fresh: Sequence[Located], bad: Sequence[Quarantined]
+    ) -> None:
+        """Record what a batch's fold touched beyond its written rows (a half of a split
+        rebuild, `projections.partitioned`): no-op here."""
+
     def finish(
         self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
     ) -> None:
         """Write the current rows and `(offsets table, projection, next offsets)`, build
         keys and indexes, commit."""
+        self._write_current()
+        for m in self.members:
+            for stmt in m.rebuild_ddl:
+                self.conn.execute(stmt)
+            for t in m.projection.tables:
+                self.conn.execute(sql.SQL("ANALYZE {}").format(_ident(m.schema, t.name)))
+        self._save_offsets(offsets)
+        self.conn.commit()
+
+    def _write_current(self) -> None:
+        """Wait for the writer, then COPY every member's current rows (by key)."""
         self._put(_STOP)
         self._writer.join()
         self._raise()
@@ -340,13 +391,12 @@ class BulkBuild:
                 if frozen:
                     rows = (tuple(orjson.loads(frozen[k])) for k in sorted(frozen))
                     self._copy(m.schema, m.projection.table(tname), rows)
-            for stmt in m.rebuild_ddl:
-                self.conn.execute(stmt)
-            for t in m.projection.tables:
-                self.conn.execute(sql.SQL("ANALYZE {}").format(_ident(m.schema, t.name)))
+
+    def _save_offsets(
+        self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
+    ) -> None:
         by_table: dict[tuple[str, str], dict[str, dict[tuple[str, int], int]]] = {}
         for table, name, offs in offsets:
             by_table.setdefault(table, {})[name] = offs
         for table, offs_by_name in by_table.items():
             save_offsets_many(self.conn, offs_by_name, table)
-        self.conn.commit()

@@ -121,7 +121,7 @@ def _rebuild_with_bar(settings: Settings, names: list[str]) -> list[RebuildResul
             now = time.monotonic()
             if not started:
                 started.append(now)
-                bar.update(task, total=sum(proj.high_watermarks().values()))
+                bar.update(task, total=proj.log_size())
             done = bar.tasks[0].completed + count
             bar.update(task, completed=done, rate=done / max(now - started[0], 1e-3))
 

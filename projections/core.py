@@ -129,6 +129,7 @@ class OrdersProjection(Projection):
     tables = (orders, history)
     handles = _v1(*_ORDER_TYPES)
     migrations = ("0101_proj_orders.sql",)
+    partition_local = True  # an order's events all carry its account, the topic's key
     seen_table = "order_events"  # one row per folded event
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
@@ -226,6 +227,7 @@ class FillsProjection(Projection):
     handles = _v1("Fill")
     ignores = frozenset(t for t in _ORDER_TYPES if t != "Fill")
     migrations = ("0102_proj_fills.sql",)
+    partition_local = True  # no state: only its event ids, on the partition of their account
     seen_table = "fills"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:
@@ -386,6 +388,9 @@ class BalancesProjection(Projection):
     )
     ignores = FillsProjection.ignores
     migrations = ("0104_proj_balances.sql",)
+    partition_local = (
+        True  # balances, movements and transfers are per account, the key of both its topics
+    )
 
     @staticmethod
     def _legs(item: Located) -> list[tuple[str, str, Decimal, str]]:
@@ -515,6 +520,7 @@ class DecisionsProjection(Projection):
     tables = (decisions, rules)
     handles = _v1("RiskDecision", "IntentRejected", "AdminCommandRejected")
     migrations = ("0105_proj_decisions.sql",)
+    partition_local = True  # no state: only its event ids, on the partition of their account
     seen_table = "decisions"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:

@@ -189,6 +189,11 @@ class Projection:
     """Event types (any version) on its topics it knowingly has no use for."""
     migrations: tuple[str, ...] = ()
     """Migration files (under projections/migrations) that create this schema."""
+    partition_local: bool = False
+    """Every key it folds on (its state rows, the event ids it de-duplicates) lives on
+    one partition number of its topics, so a rebuild may fold halves of the partitions
+    in separate processes (`projections.partitioned`, which checks the claim on the
+    log it reads and falls back to one consumer if it does not hold)."""
     seen_table: str = "_seen"
     """The table whose `event_id` primary key records every folded event. A projection
     whose history table gets exactly one row per folded event names that table instead,

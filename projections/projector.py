@@ -561,6 +561,11 @@ class Projector:
         """The last stable offset of every partition now (read_committed)."""
         return end_offsets(admin_client(self.settings), self.partitions())
 
+    def log_size(self) -> int:
+        """Records up to the last stable offsets of every partition the projector's job
+        covers (a progress bar's total; a split rebuild's half counts both halves)."""
+        return sum(self.high_watermarks().values())
+
     def positions(self) -> dict[TP, int]:
         """Where each partition stands: past what every member applied, and past any
         transaction markers or aborted records the consumer stepped over."""
@@ -748,8 +753,13 @@ class BulkProjector(Projector):
         if self.read_in_child and self.pipelined:
             self._child = ChildReader(self)  # forked before any connection is opened
         super().open()  # reads the (empty) build offsets before the build locks its tables
-        self.bulk = BulkBuild(self.dsn, [(t.projection, t.schema) for t in self.targets])
-        self.bulk.start()
+        self.bulk = self._new_build()
+
+    def _new_build(self) -> BulkBuild:
+        """The build batches fold into, started (its keys and indexes dropped)."""
+        build = BulkBuild(self.dsn, [(t.projection, t.schema) for t in self.targets])
+        build.start()
+        return build
 
     def close(self) -> None:
         super().close()

@@ -33,8 +33,9 @@ from projections.bulkload import libc_function
 from projections.checksum import checksum
 from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
+from projections.partitioned import rebuild_split
 from projections.projector import BulkProjector, Projector, Target
-from projections.store import lock_projection
+from projections.store import BatchResult, lock_projection
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,14 @@ def rebuild_many(
     batch_size: int | None = None,
     swap: bool = True,
     bulk: bool = True,
+    split: bool = True,
 ) -> list[RebuildResult]:
     """Replay projections from offset 0, each into a fresh schema, on one consumer
     (every record decoded once), then swap them all in in one transaction.
+
+    One `partition_local` projection (bulk, `split`) is built in two halves by
+    partition instead, one process each (`projections.partitioned`); if the halves turn
+    out to share an event id or key, it is built again on one consumer.
 
     `bulk` (the default) folds in memory and loads with COPY, building keys and indexes
     after the load (projections/bulkload.py); otherwise every batch is applied as a
@@ -145,22 +151,34 @@ def rebuild_many(
     builds = [
         Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets")) for p in projections
     ]
+    totals: dict[str, BatchResult] = {}
+    started = time.monotonic()
+    if bulk and split and len(builds) == 1 and builds[0].projection.partition_local:
+        # Before any connection is open here: it forks its other half.
+        got = rebuild_split(settings, builds[0], batch_size=batch_size, progress=progress)
+        if got is not None:
+            totals = {builds[0].projection.name: got.totals}
+            records = got.records
     with psycopg.connect(settings.dsn, autocommit=False) as conn:
-        for t in builds:
-            create_schema(conn, t.projection, t.schema)
-        started = time.monotonic()
-        kind = BulkProjector if bulk else Projector
-        with kind(settings, builds, batch_size=batch_size, poll_timeout=0.5, replay=True) as proj:
-            proj.catch_up(progress=progress, poll_timeout=0.5)
-            if not proj.caught_up:
-                raise RuntimeError(
-                    f"rebuild of {proj.name} stalled before the end of the log; "
-                    "the live projections were left untouched"
-                )
-            if isinstance(proj, BulkProjector):
-                proj.finish()
-            totals = {t.projection.name: r for t, r in zip(proj.targets, proj.totals, strict=True)}
-            records = proj.total.consumed
+        if not totals:  # on one consumer (also when a split build's halves met)
+            for t in builds:
+                create_schema(conn, t.projection, t.schema)
+            kind = BulkProjector if bulk else Projector
+            with kind(
+                settings, builds, batch_size=batch_size, poll_timeout=0.5, replay=True
+            ) as proj:
+                proj.catch_up(progress=progress, poll_timeout=0.5)
+                if not proj.caught_up:
+                    raise RuntimeError(
+                        f"rebuild of {proj.name} stalled before the end of the log; "
+                        "the live projections were left untouched"
+                    )
+                if isinstance(proj, BulkProjector):
+                    proj.finish()
+                totals = {
+                    t.projection.name: r for t, r in zip(proj.targets, proj.totals, strict=True)
+                }
+                records = proj.total.consumed
         seconds = time.monotonic() - started
         if swap:
             with conn.transaction():
@@ -427,8 +445,10 @@ def rebuild(
     batch_size: int | None = None,
     swap: bool = True,
     bulk: bool = True,
+    split: bool = True,
 ) -> RebuildResult:
     """Replay from offset 0 into a fresh schema and (by default) swap it in."""
     return rebuild_many(
-        settings, [projection], progress=progress, batch_size=batch_size, swap=swap, bulk=bulk
-    )[0]
+        settings, [projection], progress=progress, batch_size=batch_size, swap=swap, bulk=bulk,
+        split=split,
+    )[0]  # fmt: skip

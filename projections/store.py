@@ -375,14 +375,24 @@ def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key
     return out
 
 
-def write_quarantine(conn: Conn, projection: str, bad: Sequence[Quarantined]) -> None:
+def write_quarantine(
+    conn: Conn,
+    projection: str,
+    bad: Sequence[Quarantined],
+    table: tuple[str, str] = QUARANTINE_TABLE,
+) -> None:
+    """Quarantine entries into `table` (the shared one, or a split rebuild's own until
+    its build commits); an entry already there is kept."""
     if not bad:
         return
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO projection_quarantine (projection, topic, partition, \"offset\", "
-            "event_type, schema_version, error, raw_value) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
+            _render(
+                "INSERT INTO {} (projection, topic, partition, \"offset\", event_type, "
+                "schema_version, error, raw_value) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                *table,
+            ),
             [
                 (projection, q.topic, q.partition, q.offset, q.event_type, q.schema_version,
                  q.error[:4000], q.raw_value)

@@ -57,7 +57,7 @@ def test_rebuild_decodes_in_a_reader_process_and_equals_live(
     assert [r[4] for r in live_bad] == [b"\x00not json"]
 
     monkeypatch.setattr(projector_module, "predecode", recording)
-    result = rebuild(env, PROJECTIONS["orders"])
+    result = rebuild(env, PROJECTIONS["orders"], split=False)  # on one consumer
     assert (result.checksum, result.counts) == live
     seen = {int(x) for x in pids.read_text().split()}
     assert seen and os.getpid() not in seen  # decoded in the reader process only

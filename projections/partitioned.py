@@ -1,0 +1,419 @@
+"""A single rebuild split by partition: two processes each read, decode, fold and load
+half of a projection's partitions, and nothing crosses between them until the end.
+
+Why: on one consumer a rebuild reads and decodes in one process and folds in the
+other, and `marshal` carried every batch between them, about 30% of the rebuild's CPU
+(docs/benchmarks.md, session 10). Where every key of a projection (its state rows and
+the event ids it de-duplicates on) lives on one partition number of its topics, each
+half can fold its partitions alone and the two halves' rows simply add up.
+
+Which projections: those that set `Projection.partition_local`. That is a claim about
+the log (an order's events, an account's balances and transfers all carry the account
+key, and every topic is partitioned by the same murmur2 partitioner over 6 partitions,
+so a key lands on the same partition number everywhere), so it is checked, not
+trusted. Each half keeps a footprint: the low 64 bits of every event id it folded or
+whose handler refused it, and `hash((member, table, key))` of every state key it read
+or wrote (both halves are one forked interpreter, so `hash` agrees between them). If
+the two footprints meet, one half could have seen the other's events (a duplicate
+re-produced under another key, an order on two accounts): the split build is thrown
+away and the rebuild runs again on one consumer (`rebuild.rebuild_many`). Two distinct
+values that hash alike cost that fallback, never a wrong row.
+
+How (`rebuild_split`): the parent forks its other half before it opens any connection
+or consumer; creates the build schema, drops its keys and indexes and commits (both
+halves COPY into the same tables, so neither may hold them locked); splits the
+partition numbers into two sets of about equal records (`plan`) and sends the other
+half its set. Each half bulk-builds its partitions (`BulkBuild`: folded in memory,
+history COPYed as it goes, at the end its current rows and its partitions' next
+offsets) and commits; its quarantine goes to the build schema's own `_quarantine`
+table. Only once both halves have committed and their footprints are disjoint does the
+parent build the keys and indexes, analyze, move the quarantine into
+`projection_quarantine` and commit. Until then nothing outside the private build schema
+has changed; the swap is the rebuild's own.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import TopicPartition
+from psycopg import sql
+
+from deploy.kafka import admin_client, end_offsets
+from deploy.settings import Settings
+from projections.bulkload import (
+    BulkBuild,
+    _Member,
+    build_tables,
+    die_with_parent,
+    drop_keys_and_indexes,
+    libc_function,
+)
+from projections.framework import Located, Projection, Quarantined, State
+from projections.projector import CHILD_FETCH_BYTES, TP, BulkProjector, Projector, Target
+from projections.store import QUARANTINE_TABLE, BatchResult
+
+log = logging.getLogger(__name__)
+
+WAYS = 2
+"""Halves of a split rebuild: one per core of the machine it was measured on."""
+
+QUARANTINE = "_quarantine"
+"""A split build's quarantine table, in its build schema until the build commits."""
+
+_LOW64 = (1 << 64) - 1
+
+
+def plan(
+    partitions: Sequence[TopicPartition], sizes: dict[TP, int], ways: int = WAYS
+) -> list[list[TopicPartition]]:
+    """`partitions` in `ways` sets of whole partition numbers (a key lands on the same
+    number on every topic), the numbers with the most records (`sizes`) first, each
+    into the set with the fewest so far."""
+    weight: dict[int, int] = {}
+    for tp in partitions:
+        weight[tp.partition] = weight.get(tp.partition, 0) + sizes.get((tp.topic, tp.partition), 0)
+    load = [0] * ways
+    where: dict[int, int] = {}
+    for n in sorted(weight, key=lambda n: (-weight[n], n)):
+        i = min(range(ways), key=lambda j: (load[j], j))
+        where[n] = i
+        load[i] += weight[n]
+    return [[tp for tp in partitions if where[tp.partition] == i] for i in range(ways)]
+
+
+@dataclass
+class Footprint:
+    """What one half's folds depended on: event ids (low 64 bits) folded or refused,
+    and hashes of the state keys read or written. Disjoint footprints mean neither
+    half's result could depend on the other's events."""
+
+    ids: bytes
+    """array('Q')"""
+    keys: bytes
+    """array('q')"""
+
+    def meets(self, other: Footprint) -> bool:
+        mine = set(array.array("Q", self.ids))
+        if not mine.isdisjoint(array.array("Q", other.ids)):
+            return True
+        keys = set(array.array("q", self.keys))
+        return not keys.isdisjoint(array.array("q", other.keys))
+
+
+def _key_hash(m: _Member, table: str, key: tuple[str, ...]) -> int:
+    return hash((m.bit, table, key))
+
+
+class HalfBuild(BulkBuild):
+    """One half of a split rebuild: a `BulkBuild` into tables whose keys the parent
+    dropped, which records its footprint and commits without building indexes."""
+
+    tracking = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused: set[int] = set()
+        """Event ids (low 64 bits) whose handler refused them: not in `seen`."""
+        self.absent: set[int] = set()
+        """Key hashes a fold read and found no row for, and did not write."""
+
+    def __enter__(self) -> HalfBuild:
+        self.start()
+        return self
+
+    def start(self, *, drop_keys: bool = False) -> None:
+        """As `BulkBuild.start`, but the parent has dropped the keys and indexes."""
+        super().start(drop_keys=drop_keys)
+
+    def _track(
+        self, m: _Member, state: State, fresh: Sequence[Located], bad: Sequence[Quarantined]
+    ) -> None:
+        if bad:
+            failed = {(q.topic, q.partition, q.offset) for q in bad}
+            for i in fresh:
+                if (i.topic, i.partition, i.offset) in failed:
+                    self.refused.add(int(i.data["event_id"].replace("-", ""), 16) & _LOW64)
+        for tname, rows in state.rows.items():
+            written = state.dirty.get(tname, {})
+            for key, row in rows.items():
+                if row is None and key not in written:
+                    self.absent.add(_key_hash(m, tname, key))
+
+    def footprint(self) -> Footprint:
+        ids = array.array("Q", [e & _LOW64 for e in self.seen])
+        ids.extend(self.refused)
+        keys = array.array("q", self.absent)
+        for m in self.members:
+            for tname, frozen in m.cold.items():
+                keys.extend(_key_hash(m, tname, k) for k in frozen)
+            for tname, kept in m.current.items():
+                keys.extend(_key_hash(m, tname, k) for k in kept)
+        return Footprint(ids.tobytes(), keys.tobytes())
+
+    def finish_half(
+        self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
+    ) -> None:
+        """Write this half's current rows and next offsets, commit (no keys, indexes
+        or ANALYZE: the parent builds them once both halves are in)."""
+        self._write_current()
+        self._save_offsets(offsets)
+        self.conn.commit()
+
+
+class HalfProjector(BulkProjector):
+    """A split rebuild's half: its own consumer over the partitions `choose` picks out
+    of the projection's, decoding on a reader thread (no pipe), folding into a
+    `HalfBuild`."""
+
+    read_in_child = False
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: Target,
+        *,
+        choose: Callable[[list[TopicPartition]], list[TopicPartition]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(settings, [target], **kwargs)
+        self._choose = choose
+        self._every: list[TopicPartition] = []
+
+    def partitions(self) -> list[TopicPartition]:
+        if self._partitions is None:
+            self._every = list(super().partitions())
+            self._partitions = self._choose(self._every)
+        return self._partitions
+
+    def log_size(self) -> int:
+        self.partitions()
+        return sum(end_offsets(admin_client(self.settings), self._every).values())
+
+    def consumer_config(self) -> dict[str, Any]:
+        # As the reader process's (8 MB fetches held tens of MB more at the same speed).
+        return {**super().consumer_config(), "max.partition.fetch.bytes": CHILD_FETCH_BYTES}
+
+    def _new_build(self) -> BulkBuild:
+        t = self.targets[0]
+        build = HalfBuild(
+            self.dsn, [(t.projection, t.schema)], quarantine_table=(t.schema, QUARANTINE)
+        )
+        build.start()
+        return build
+
+    def finish(self) -> None:
+        assert isinstance(self.bulk, HalfBuild)
+        t = self.targets[0]
+        self.bulk.finish_half([(t.offsets_table, t.projection.name, self.expected[0])])
+
+    def footprint(self) -> Footprint:
+        assert isinstance(self.bulk, HalfBuild)
+        return self.bulk.footprint()
+
+
+def _half(
+    proj: HalfProjector, progress: Callable[[int, Projector], None]
+) -> tuple[BatchResult, int, Footprint]:
+    """Build one half to its watermarks and commit it: (totals, records, footprint)."""
+    with proj:
+        proj.catch_up(progress=progress, poll_timeout=0.5)
+        if not proj.caught_up:
+            raise RuntimeError(f"rebuild of {proj.name} stalled before the end of the log")
+        proj.finish()
+        return proj.totals[0], proj.total.consumed, proj.footprint()
+
+
+def _other_half(
+    settings: Settings, target: Target, batch_size: int, pipe: Any, parent: int
+) -> None:
+    """The forked half: wait for its partitions, build them, report on `pipe`."""
+    die_with_parent(parent)
+    mallopt = libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(-8, 2)  # M_ARENA_MAX: librdkafka's and the writer's threads would each get one
+    try:
+        got = pipe.recv()
+        if got is None:
+            return
+        mine = {(t, p) for t, p in got}
+        proj = HalfProjector(
+            settings, target, batch_size=batch_size, poll_timeout=0.5, replay=True,
+            choose=lambda every: [tp for tp in every if (tp.topic, tp.partition) in mine],
+        )  # fmt: skip
+        totals, records, footprint = _half(proj, lambda n, _p: pipe.send(("progress", n)))
+        pipe.send(("done", dataclasses.asdict(totals), records, footprint))
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        return  # the parent is done (or gone)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            pipe.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+@dataclass
+class SplitResult:
+    totals: BatchResult
+    """Both halves' counts added up."""
+    records: int
+
+
+class _OtherHalf:
+    """The parent's view of the forked half: its progress and its final report."""
+
+    def __init__(self, pipe: Any, proc: Any) -> None:
+        self.pipe, self.proc = pipe, proc
+        self.done: tuple[BatchResult, int, Footprint] | None = None
+
+    def drain(self, progress: Callable[[int], None], wait: float = 0.0) -> None:  # seconds
+        """Take what the half has sent (waiting up to `wait` seconds for a message)."""
+        while self.done is None and self.pipe.poll(wait):
+            wait = 0.0
+            kind, *body = self.pipe.recv()
+            if kind == "progress":
+                progress(body[0])
+            elif kind == "done":
+                rows = body[0].pop("rows")
+                totals = BatchResult(**body[0])
+                totals.rows = rows
+                self.done = (totals, body[1], body[2])
+            else:
+                log.error("the other half of the rebuild failed:\n%s", body[1])
+                raise RuntimeError(f"the other half of the rebuild failed: {body[0]}")
+
+    def wait(self, progress: Callable[[int], None]) -> tuple[BatchResult, int, Footprint]:
+        while self.done is None:
+            try:
+                self.drain(progress, 0.5)
+            except EOFError as exc:
+                raise RuntimeError(
+                    f"the other half of the rebuild died ({self.proc.exitcode})"
+                ) from exc
+            if self.done is None and not self.proc.is_alive() and not self.pipe.poll(0):
+                raise RuntimeError(f"the other half of the rebuild died ({self.proc.exitcode})")
+        return self.done
+
+
+def prepare_schema(conn: psycopg.Connection[Any], projection: Projection, schema: str) -> list[Any]:
+    """Make a fresh build schema ready for two halves, committed: its keys and indexes
+    dropped (returned: the statements that build them again) and its `_quarantine`."""
+    ddl = drop_keys_and_indexes(conn, schema, build_tables(projection))
+    conn.execute(
+        sql.SQL("CREATE TABLE {}.{} (LIKE {}.{})").format(
+            sql.Identifier(schema), sql.Identifier(QUARANTINE),
+            *(sql.Identifier(x) for x in QUARANTINE_TABLE),
+        )
+    )  # fmt: skip
+    conn.commit()
+    return ddl
+
+
+def complete(dsn: str, projection: Projection, schema: str, ddl: Sequence[Any]) -> None:
+    """Both halves are in: build keys and indexes, analyze, publish the quarantine."""
+    quarantine = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(QUARANTINE))
+    shared = sql.SQL("{}.{}").format(*(sql.Identifier(x) for x in QUARANTINE_TABLE))
+    with psycopg.connect(dsn, autocommit=False) as conn:
+        for stmt in ddl:
+            conn.execute(stmt)
+        for t in projection.tables:
+            conn.execute(
+                sql.SQL("ANALYZE {}").format(sql.SQL("{}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(t.name)
+                ))
+            )  # fmt: skip
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
+                shared, quarantine
+            )
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(quarantine))
+        conn.commit()
+
+
+def rebuild_split(
+    settings: Settings,
+    target: Target,
+    *,
+    batch_size: int,
+    progress: Callable[[int, Projector], None] | None = None,
+) -> SplitResult | None:
+    """Build `target` (a fresh schema, its offsets in it) in two halves by partition
+    (module docstring). None if the halves' footprints meet: the build schema is then
+    left half-built for the caller to build again on one consumer. Raises on failure;
+    either way nothing outside the build schema has changed."""
+    from projections.rebuild import create_schema  # rebuild imports this module
+
+    projection = target.projection
+    ctx = multiprocessing.get_context("fork")
+    pipe, child_end = ctx.Pipe()
+    # Forked before any connection or consumer is open here (a child must not inherit
+    # a live socket or librdkafka handle).
+    proc = ctx.Process(
+        target=_other_half,
+        args=(settings, target, batch_size, child_end, os.getpid()),
+        name=f"rebuild-half-{projection.name}",
+        daemon=True,
+    )
+    proc.start()
+    child_end.close()
+    other = _OtherHalf(pipe, proc)
+    try:
+        with psycopg.connect(settings.dsn, autocommit=False) as conn:
+            create_schema(conn, projection, target.schema)
+            ddl = prepare_schema(conn, projection, target.schema)
+
+        def choose(every: list[TopicPartition]) -> list[TopicPartition]:
+            halves = plan(every, end_offsets(admin_client(settings), every))
+            pipe.send([(tp.topic, tp.partition) for tp in halves[1]])
+            return halves[0]
+
+        proj = HalfProjector(
+            settings, target, choose=choose, batch_size=batch_size, poll_timeout=0.5, replay=True
+        )
+
+        def theirs(n: int) -> None:
+            if progress is not None:
+                progress(n, proj)
+
+        def mine(n: int, p: Projector) -> None:
+            other.drain(theirs)
+            if progress is not None:
+                progress(n, p)
+
+        started = time.monotonic()
+        totals, records, footprint = _half(proj, mine)
+        waited = time.monotonic()
+        their_totals, their_records, their_footprint = other.wait(theirs)
+        log.info(
+            "%s: this half %.1f s, waited %.1f s for the other",
+            projection.name, waited - started, time.monotonic() - waited,
+        )  # fmt: skip
+        if footprint.meets(their_footprint):
+            log.warning(
+                "%s: the halves of a split rebuild share an event id or a key; "
+                "rebuilding on one consumer",
+                projection.name,
+            )
+            return None
+        complete(settings.dsn, projection, target.schema, ddl)
+        totals.add(their_totals)
+        for name, n in their_totals.rows.items():
+            totals.rows[name] = totals.rows.get(name, 0) + n
+        return SplitResult(totals, records + their_records)
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()  # a half still waiting for its partitions exits
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

@@ -1,0 +1,170 @@
+"""A single rebuild split by partition (`projections.partitioned`): two processes, the
+live projection's rows and quarantine, and one consumer again when the halves meet
+(real broker and database)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+import projections.projector as projector_module
+import projections.rebuild as rebuild_module
+from deploy.kafka import producer_config
+from deploy.settings import Settings
+from projections.checksum import checksum
+from projections.core import PROJECTIONS
+from projections.partitioned import Footprint, plan, rebuild_split
+from projections.projector import Projector
+from projections.rebuild import rebuild
+from projections.store import predecode
+from projections.synthetic import generate
+from schemas import encode
+from schemas.topics import Topic
+from tests.projections.helpers import produce
+
+QUARANTINE = (
+    'SELECT projection, topic, partition, "offset", error, raw_value FROM projection_quarantine '
+    "WHERE projection = ANY(%s) ORDER BY 1, 2, 3, 4"
+)
+SPLIT = [n for n, p in PROJECTIONS.items() if p.partition_local]
+
+
+def test_the_split_projections() -> None:
+    """The projections whose keys all live on one partition number (checked per rebuild
+    anyway); `positions` folds marks keyed by instrument, on another topic's key."""
+    assert SPLIT == ["orders", "fills", "balances", "decisions"]
+
+
+def test_plan_splits_whole_partition_numbers_evenly() -> None:
+    tps = [TopicPartition(t, p) for t in ("a", "b") for p in range(6)]
+    sizes = {("a", p): 100 * (p + 1) for p in range(6)} | {("b", 0): 900}
+    halves = plan(tps, sizes)
+    numbers = [{tp.partition for tp in h} for h in halves]
+    assert numbers[0].isdisjoint(numbers[1]) and numbers[0] | numbers[1] == set(range(6))
+    for h in halves:  # both topics' partition n go together
+        assert {(tp.topic, tp.partition) for tp in h} == {
+            (t, n) for t in "ab" for n in {tp.partition for tp in h}
+        }
+    load = [sum(sizes.get((tp.topic, tp.partition), 0) for tp in h) for h in halves]
+    assert abs(load[0] - load[1]) <= 600 and sum(load) == sum(sizes.values())
+    assert plan([], {}) == [[], []]
+
+
+def _fp(ids: list[int], keys: list[int]) -> Footprint:
+    import array
+
+    return Footprint(array.array("Q", ids).tobytes(), array.array("q", keys).tobytes())
+
+
+def test_footprints_meet_on_an_id_or_a_key() -> None:
+    assert not _fp([1, 2], [5]).meets(_fp([3], [6, -7]))
+    assert _fp([1, 2], [5]).meets(_fp([2], [6]))
+    assert _fp([1], [-5]).meets(_fp([3], [-5]))
+    assert not _fp([], []).meets(_fp([], []))
+
+
+@pytest.mark.integration
+def test_split_rebuild_equals_live_in_two_processes(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each split projection is decoded and folded in two processes, and gives the live
+    projector's checksum, counts and quarantine; nothing is left in the build schema."""
+    events = generate(41, 2400)
+    produce(env, events[:2000])
+    producer = Producer(producer_config(env))
+    producer.produce(env.topic(Topic.ORDERS), b"\x00not json", b"k")  # quarantined
+    producer.produce(env.topic(Topic.DECISIONS), b"{}", b"k2")
+    assert producer.flush(30) == 0
+    produce(env, events[2000:])
+    for name in SPLIT:
+        with Projector(env, PROJECTIONS[name]) as proj:
+            proj.catch_up()
+    with psycopg.connect(env.dsn) as conn:
+        live = {n: checksum(conn, PROJECTIONS[n]) for n in SPLIT}
+        live_bad = conn.execute(QUARANTINE, (SPLIT,)).fetchall()
+        conn.execute("DELETE FROM projection_quarantine")
+    assert {r[0] for r in live_bad} >= {"orders", "fills", "balances", "decisions"}
+
+    pids = tmp_path / "pids"
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        with pids.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return predecode(*args, **kwargs)
+
+    monkeypatch.setattr(projector_module, "predecode", recording)
+    for name in SPLIT:
+        pids.write_text("")
+        result = rebuild(env, PROJECTIONS[name])
+        assert (result.checksum, result.counts) == live[name], name
+        assert len(set(pids.read_text().split())) == 2, name  # two halves decoded
+    with psycopg.connect(env.dsn) as conn:
+        assert conn.execute(QUARANTINE, (SPLIT,)).fetchall() == live_bad
+        left = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_name = '_quarantine' OR table_schema LIKE '%%__rebuild'"
+        ).fetchall()
+        assert left == []
+        offsets = conn.execute(
+            "SELECT projection, count(*) FROM projection_offsets WHERE projection = ANY(%s) "
+            "GROUP BY 1 ORDER BY 1",
+            (SPLIT,),
+        ).fetchall()
+    # every partition of every topic of the projection has its next offset stored
+    assert dict(offsets) == {n: 6 * len(PROJECTIONS[n].topics) for n in SPLIT}
+
+
+@pytest.mark.integration
+def test_halves_that_meet_are_built_again_on_one_consumer(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records whose key breaks a projection's claim land in both halves: a decision
+    re-produced under other accounts' keys (one event id in both halves) and fills of an
+    order nobody submitted under several keys (one order key read in both). The
+    footprints meet, and the rebuild falls back to one consumer, whose result it gives.
+    `fills` keeps no state, so those fills (distinct ids) do not make it fall back.
+    (Either copy may come first on one consumer; these are chosen so that the order
+    does not change a row.)"""
+    events = generate(43, 1500)
+    produce(env, events)
+    fill = next(e for e in events if e.event_type == "Fill")
+    decision = next(e for e in events if e.event_type == "RiskDecision")
+    keys = sorted({encode(e)[0] for e in events if e.topic == Topic.ORDERS})[:8]
+    producer = Producer(producer_config(env))
+    for k in keys:  # some of them on partitions of either half
+        ghost = fill.model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "payload": fill.payload.model_copy(update={"order_id": "never-submitted"}),
+            }
+        )
+        _k, value, headers = encode(ghost)
+        producer.produce(env.topic(Topic.ORDERS), value, k, headers=headers)
+        _k, value, headers = encode(decision)
+        producer.produce(env.topic(Topic.DECISIONS), value, k, headers=headers)
+    assert producer.flush(30) == 0
+
+    names = ("orders", "fills", "decisions")
+    reference = {n: rebuild(env, PROJECTIONS[n], split=False) for n in names}
+    fell_back: list[bool] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        got = rebuild_split(*args, **kwargs)
+        fell_back.append(got is None)
+        return got
+
+    monkeypatch.setattr(rebuild_module, "rebuild_split", spy)
+    for name, ref in reference.items():
+        result = rebuild(env, PROJECTIONS[name])
+        assert (result.checksum, result.counts, result.events) == (
+            ref.checksum,
+            ref.counts,
+            ref.events,
+        ), name
+    assert fell_back == [True, False, True]
