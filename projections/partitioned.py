@@ -189,17 +189,25 @@ class HalfProjector(BulkProjector):
     ) -> None:
         super().__init__(settings, [target], **kwargs)
         self._choose = choose
-        self._every: list[TopicPartition] = []
+        self.ends: dict[TP, int] = {}
+        """The last stable offsets of every partition of both halves, as the parent read
+        them once when it planned the split: both halves replay to them (one ListOffsets
+        for the rebuild: a fresh admin client's first one sometimes took 1-3 s)."""
 
     def partitions(self) -> list[TopicPartition]:
         if self._partitions is None:
-            self._every = list(super().partitions())
-            self._partitions = self._choose(self._every)
+            self._partitions = self._choose(list(super().partitions()))
         return self._partitions
+
+    def high_watermarks(self) -> dict[TP, int]:
+        return {
+            (tp.topic, tp.partition): self.ends[(tp.topic, tp.partition)]
+            for tp in self.partitions()
+        }
 
     def log_size(self) -> int:
         self.partitions()
-        return sum(end_offsets(admin_client(self.settings), self._every).values())
+        return sum(self.ends.values())
 
     def consumer_config(self) -> dict[str, Any]:
         # As the reader process's (8 MB fetches held tens of MB more at the same speed).
@@ -247,11 +255,13 @@ def _other_half(
         got = pipe.recv()
         if got is None:
             return
-        mine = {(t, p) for t, p in got}
+        mine, ends = got
+        mine = {(t, p) for t, p in mine}
         proj = HalfProjector(
             settings, target, batch_size=batch_size, poll_timeout=0.5, replay=True,
             choose=lambda every: [tp for tp in every if (tp.topic, tp.partition) in mine],
         )  # fmt: skip
+        proj.ends = ends
         totals, records, footprint = _half(proj, lambda n, _p: pipe.send(("progress", n)))
         pipe.send(("done", dataclasses.asdict(totals), records, footprint))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
@@ -367,14 +377,19 @@ def rebuild_split(
     proc.start()
     child_end.close()
     other = _OtherHalf(pipe, proc)
+    # Made now, so that it has its broker connection by the time the split is planned
+    # (made right before, its first request sometimes waited 3 s); dropped once used:
+    # a later fork (the next rebuild's reader) must not copy a live librdkafka handle.
+    admin = [admin_client(settings)]
     try:
         with psycopg.connect(settings.dsn, autocommit=False) as conn:
             create_schema(conn, projection, target.schema)
             ddl = prepare_schema(conn, projection, target.schema)
 
         def choose(every: list[TopicPartition]) -> list[TopicPartition]:
-            halves = plan(every, end_offsets(admin_client(settings), every))
-            pipe.send([(tp.topic, tp.partition) for tp in halves[1]])
+            proj.ends = end_offsets(admin.pop(), every)
+            halves = plan(every, proj.ends)
+            pipe.send(([(tp.topic, tp.partition) for tp in halves[1]], proj.ends))
             return halves[0]
 
         proj = HalfProjector(
@@ -411,6 +426,7 @@ def rebuild_split(
             totals.rows[name] = totals.rows.get(name, 0) + n
         return SplitResult(totals, records + their_records)
     finally:
+        admin.clear()  # if the split was never planned
         with contextlib.suppress(OSError):
             pipe.close()  # a half still waiting for its partitions exits
         proc.join(10)
