@@ -97,14 +97,15 @@ def pause_gc() -> bool:
     return was
 
 
-def collect() -> None:
+def collect(*, trim_memory: bool = True) -> None:
     """The periodic collection and trim of a bulk fold (`pause_gc`). What survives a
     collection is frozen (never scanned again; `gc.unfreeze` when the build closes), so
     each one looks only at what the last `TRIM_EVERY` batches left: scanning the whole
     state took 50-100 ms a time and found nothing."""
     gc.collect()
     gc.freeze()
-    trim()
+    if trim_memory:
+        trim()
 
 
 def _ident(schema: str, table: str) -> sql.Composed:
@@ -352,8 +353,11 @@ class BulkBuild:
             results.append(res)
         self._batches += 1
         if self._batches % TRIM_EVERY == 0:
-            collect()
+            collect(trim_memory=self._batches % self.trim_every == 0)
         return results
+
+    trim_every = TRIM_EVERY
+    """Batches between `malloc_trim`s (a multiple of `TRIM_EVERY`)."""
 
     tracking = False
     """Whether `apply` records what each batch touched (`_track`; a split rebuild's half)."""

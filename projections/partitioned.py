@@ -53,6 +53,7 @@ from psycopg import sql
 from deploy.kafka import admin_client, end_offsets
 from deploy.settings import Settings
 from projections.bulkload import (
+    TRIM_EVERY,
     BulkBuild,
     _Member,
     build_tables,
@@ -121,6 +122,9 @@ class HalfBuild(BulkBuild):
     dropped, which records its footprint and commits without building indexes."""
 
     tracking = True
+    trim_every = 3 * TRIM_EVERY
+    """A trim took ~80 ms of a half's GIL (walking the freed heap); each half holds half
+    the state, so it trims a third as often (docs/benchmarks.md, session 11)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
