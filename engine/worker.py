@@ -87,10 +87,12 @@ TXN_TIMEOUT_MS = 10_000
 TXN_PRODUCER_TUNING: dict[str, Any] = {
     "transaction.timeout.ms": TXN_TIMEOUT_MS,
     "linger.ms": 1,
-    # Back-to-back transactions: the broker answers the next AddPartitionsToTxn with
-    # CONCURRENT_TRANSACTIONS until the previous markers are written; librdkafka's default
-    # 100 ms retry backoff then lands on every small transaction (measured ~150 ms commits).
-    "retry.backoff.ms": 5,
+    # Back-to-back transactions: the coordinator answers AddOffsetsToTxn with
+    # CONCURRENT_TRANSACTIONS while the previous transaction's markers are being written or
+    # this one's AddPartitionsToTxn (sent at the first produce) is in flight; librdkafka
+    # retries it after this backoff (its default 100 ms made ~150 ms commits; 5 ms cost
+    # ~2.5 ms more per transaction than 1 ms: bench_transactions, docs/benchmarks.md).
+    "retry.backoff.ms": 1,
     "retry.backoff.max.ms": 100,
     "socket.nagle.disable": True,
 }

@@ -1,0 +1,147 @@
+"""What one small Kafka transaction costs on this machine, and in which order to make it.
+
+The engine's latency at a steady 1,000 intents/s is a few transactions back to back: each
+produces ~20 records over a dozen partitions, sends the input offsets and commits. This
+bench makes exactly that loop with nothing else in the process (no Python work between
+the calls), against one throwaway KRaft node (`deploy.local`), with the engine's
+producer settings (`engine.worker.TXN_PRODUCER_TUNING`), in two orders, alternating:
+
+- `produce-first` (what the engine does): begin, produce, `send_offsets_to_transaction`,
+  commit. librdkafka registers the partitions (AddPartitionsToTxn) at the first produce,
+  concurrently with AddOffsetsToTxn; the coordinator answers one of them
+  CONCURRENT_TRANSACTIONS (also while the previous transaction's markers are still being
+  written), and librdkafka retries AddPartitionsToTxn after a fixed 20 ms.
+- `offsets-first`: begin, `send_offsets_to_transaction`, produce, commit: nothing runs
+  concurrently on the coordinator, at the price of one more sequential round trip.
+
+    .venv/bin/python -m bench.bench_transactions [--transactions 500] [--rounds 4]
+        [--records 20] [--partitions 6] [--debug]
+
+It prints, per round, the transaction's p50/p90/p99/max and its two halves (up to the
+commit call; the commit). `--debug` passes `debug=eos,protocol` to librdkafka (its log on
+stderr) to see the retries and each request's round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+from bench.measure import percentile, stack_settings
+from deploy.kafka import admin_client, consumer_config, producer_config
+from deploy.local.kafka_node import KafkaNode
+from engine.worker import TXN_PRODUCER_TUNING
+
+ORDERS = ("produce-first", "offsets-first")
+VALUE = b"y" * 500
+"""About the size of an encoded decision or order event."""
+
+
+def run_round(
+    producer: Producer, group: object, order: str, *, n: int, records: int, partitions: int
+) -> dict[str, list[float]]:
+    """Seconds per transaction (and its halves) for `n` transactions made in `order`."""
+    out: dict[str, list[float]] = {"txn": [], "to-commit": [], "commit": []}
+    for k in range(n):
+        t0 = time.monotonic()
+        producer.begin_transaction()
+        offsets = [TopicPartition("in", p, k + 1) for p in range(partitions)]
+        if order == "offsets-first":
+            producer.send_offsets_to_transaction(offsets, group, 30)
+        for j in range(records):
+            topic = "out-a" if j % 2 else "out-b"
+            producer.produce(topic, key=str(j).encode(), value=VALUE, partition=j % partitions)
+        producer.poll(0)
+        if order == "produce-first":
+            producer.send_offsets_to_transaction(offsets, group, 30)
+        t1 = time.monotonic()
+        producer.commit_transaction(30)
+        t2 = time.monotonic()
+        out["txn"].append(t2 - t0)
+        out["to-commit"].append(t1 - t0)
+        out["commit"].append(t2 - t1)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--transactions", type=int, default=500, help="per round")
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="rounds of each order (variants alternating)"
+    )
+    ap.add_argument("--records", type=int, default=20, help="records per transaction")
+    ap.add_argument("--partitions", type=int, default=6, help="per topic (two output topics)")
+    ap.add_argument("--debug", action="store_true", help="librdkafka eos,protocol debug log")
+    ap.add_argument(
+        "--retry-backoff-ms",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run each order with these `retry.backoff.ms` (the engine uses "
+        f"{TXN_PRODUCER_TUNING['retry.backoff.ms']})",
+    )
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-txn-") as tmp:
+        s = stack_settings(Path(tmp))
+        node = KafkaNode(s)
+        node.start(echo=lambda _line: None)
+        try:
+            admin = admin_client(s)
+            topics = [NewTopic(t, args.partitions, 1) for t in ("in", "out-a", "out-b")]
+            for fut in admin.create_topics(topics).values():
+                fut.result()
+            feeder = Producer(producer_config(s))
+            for i in range(args.partitions * 10):
+                feeder.produce("in", key=str(i).encode(), value=b"x")
+            feeder.flush(30)
+            consumer = Consumer(consumer_config(s, group_id="bench-txn"))
+            consumer.subscribe(["in"])
+            while not consumer.assignment():
+                consumer.poll(0.1)
+            group = consumer.consumer_group_metadata()
+            extra = {"debug": "eos,protocol"} if args.debug else {}
+            print(f"{args.transactions} transactions per round, {args.records} records each")
+            backoffs = [TXN_PRODUCER_TUNING["retry.backoff.ms"], *args.retry_backoff_ms]
+            variants = [(o, b) for o in ORDERS for b in backoffs]
+            for r in range(args.rounds * len(variants) // 2):
+                order, backoff = variants[r % len(variants)]
+                tuning = {**TXN_PRODUCER_TUNING, "retry.backoff.ms": backoff}
+                tuning["retry.backoff.max.ms"] = max(backoff, tuning["retry.backoff.max.ms"])
+                producer = Producer(
+                    producer_config(s, transactional_id=f"bench-txn-{r}", **tuning, **extra)
+                )
+                producer.init_transactions(30)
+                got = run_round(
+                    producer,
+                    group,
+                    order,
+                    n=args.transactions,
+                    records=args.records,
+                    partitions=args.partitions,
+                )
+
+                def ms(key: str, q: float, got: dict[str, list[float]] = got) -> float:
+                    return percentile(got[key], q) * 1000  # milliseconds, not money
+
+                print(
+                    f"round {r + 1} {order:13s} backoff {backoff} ms: transaction p50 {ms('txn', 0.5):.1f} "
+                    f"p90 {ms('txn', 0.9):.1f} p99 {ms('txn', 0.99):.1f} "
+                    f"max {max(got['txn']) * 1000:.1f} ms | up to the commit call "
+                    f"p50 {ms('to-commit', 0.5):.1f} p99 {ms('to-commit', 0.99):.1f} | "
+                    f"commit p50 {ms('commit', 0.5):.1f} p99 {ms('commit', 0.99):.1f}",
+                    flush=True,
+                )
+                producer.flush(10)
+            consumer.close()
+        finally:
+            node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
