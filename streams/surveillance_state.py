@@ -9,9 +9,9 @@ over dicts in tests and over faust tables (with changelogs) in the app.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
@@ -43,6 +43,22 @@ QUOTE_HISTORY = timedelta(seconds=60)
 QUOTE_HISTORY_MAX = 600
 """Older quotes kept per instrument (span and count), for orders folded in after newer
 quotes: engine events can reach surveillance seconds behind the market data."""
+CONFIGS_REMEMBERED = 32
+"""Ids of the last N config changes applied per detector, so a redelivered one is a no-op."""
+CLOCK_SAMPLE = 7
+"""An owner's prune clock is the lower median of the times of their last N events (and
+never goes back): one event stamped hours ahead (the engine stamps its outputs with the
+intent's time, which a strategy chooses) cannot move it, so it cannot prune evidence."""
+
+
+class InvalidDetectorConfig(ValueError):
+    """A `DetectorConfigChanged` that is not applied: unknown detector or key, a value of
+    the wrong type or range, or a `config_version` not higher than the one in force. The
+    config in force stays; the app dead-letters the event with this message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Model(BaseModel):
@@ -63,6 +79,10 @@ class OrderRec(_Model):
     submit_event_id: UUID
     visible_qty_at_submit: Decimal | None = None
     median_size_at_submit: Decimal | None = None
+    history_at_submit: int | None = None
+    """How many of the account's sizes (this order's included, at most SIZE_HISTORY) were
+    known at submission: spoofing's `min_history` is judged on this, not on the count when
+    the order is judged (orders submitted after it must not change the verdict)."""
     filled_qty: Decimal = Decimal(0)
     status: str = "OPEN"
     ended_at: datetime | None = None
@@ -134,6 +154,10 @@ class OwnerBook(_Model):
     """Per detector: order or fill ids already explained by an alert."""
     last_alert: dict[str, datetime] = {}
     alerted: list[str] = []
+    recent_times: list[datetime] = []
+    """Times of the owner's last CLOCK_SAMPLE events, log order (for the prune clock)."""
+    clock: datetime | None = None
+    """The prune clock: see CLOCK_SAMPLE."""
 
 
 class StateStore(Protocol):
@@ -170,6 +194,9 @@ class AlertDraft:
     summary: str
     related_accounts: tuple[str, ...] = ()
     used_ids: tuple[str, ...] = ()
+    suppress_key: str | None = None
+    """Where the engine records the alert's `window_end` in `OwnerBook.last_alert`;
+    default `detector|account|instrument`."""
 
 
 @dataclass
@@ -204,6 +231,10 @@ class Detector(Protocol):
     VERSION: ClassVar[int]
     PATTERN: ClassVar[str]
     DEFAULTS: ClassVar[dict[str, str]]
+
+    def validate(self, params: dict[str, str]) -> None:
+        """Raise `InvalidDetectorConfig` unless `params` (defaults merged in) are usable."""
+        ...
 
     def on_event(self, ctx: Context) -> list[AlertDraft]: ...
 
@@ -258,9 +289,7 @@ class Surveillance:
             st.owners[p.account] = p.beneficial_owner.owner_id
             return []
         if isinstance(p, DetectorConfigChanged):
-            current = st.configs.get(p.detector)
-            if current is None or int(current.get("__version__", "0")) < p.config_version:
-                st.configs[p.detector] = {**p.params, "__version__": str(p.config_version)}
+            self._apply_config(event)
             return []
         if isinstance(p, QuoteUpdated):
             point = QuotePoint(
@@ -301,13 +330,55 @@ class Surveillance:
                     continue
                 book.alerted.append(aid)
                 book.used.setdefault(draft.detector, []).extend(draft.used_ids)
-                book.last_alert[f"{draft.detector}|{draft.account}|{draft.instrument}"] = (
-                    draft.window_end
-                )
+                key = draft.suppress_key or f"{draft.detector}|{draft.account}|{draft.instrument}"
+                book.last_alert[key] = draft.window_end
                 alerts.append(env)
-        self._prune(book, event.occurred_at)
+        self._prune(book, self._advance_clock(book, event.occurred_at))
         st.books[owner] = book
         return alerts
+
+    def _apply_config(self, event: Envelope[Any]) -> None:
+        """Store a detector's new params, or raise `InvalidDetectorConfig` and keep the old.
+
+        A change names only the keys it changes: they are merged over the params in force
+        (the previous change's, else the defaults). The version must be higher than the
+        one in force; the same event delivered again (at-least-once) is a no-op."""
+        p: DetectorConfigChanged = event.payload
+        det = next((d for d in self.detectors if d.NAME == p.detector), None)
+        if det is None:
+            raise InvalidDetectorConfig(f"unknown detector {p.detector!r}")
+        current = self.store.configs.get(p.detector) or {}
+        applied = current.get("__applied__", "").split()
+        if str(event.event_id) in applied:
+            return  # redelivered (at-least-once), also after newer changes
+        in_force = int(current.get("__version__", "0"))
+        if p.config_version <= in_force:
+            raise InvalidDetectorConfig(
+                f"{p.detector}: config_version {p.config_version} is not higher than "
+                f"{in_force}, the version in force"
+            )
+        unknown = sorted(set(p.params) - set(det.DEFAULTS))
+        if unknown:
+            raise InvalidDetectorConfig(f"{p.detector}: unknown parameter(s) {', '.join(unknown)}")
+        previous, _ = params_for(det, self.store.configs)
+        merged = {**previous, **p.params}
+        det.validate(merged)
+        self.store.configs[p.detector] = {
+            **merged,
+            "__version__": str(p.config_version),
+            "__applied__": " ".join([*applied, str(event.event_id)][-CONFIGS_REMEMBERED:]),
+        }
+
+    @staticmethod
+    def _advance_clock(book: OwnerBook, at: datetime) -> datetime:
+        """The owner's prune clock after an event at `at` (see CLOCK_SAMPLE)."""
+        book.recent_times.append(at)
+        del book.recent_times[:-CLOCK_SAMPLE]
+        times = sorted(book.recent_times)
+        lower_median = times[(len(times) - 1) // 2]
+        if book.clock is None or lower_median > book.clock:
+            book.clock = lower_median
+        return book.clock
 
     def _apply(self, book: OwnerBook, event: Envelope[Any]) -> bool:
         """Update the owner's book; False if the event changes nothing detectors care about."""
@@ -327,6 +398,7 @@ class Surveillance:
                     p.side == "SELL" and p.limit_price <= q.bid_price
                 )
             sizes = book.sizes.setdefault(p.account, [])
+            history = min(len(sizes) + 1, SIZE_HISTORY)
             book.orders[p.order_id] = OrderRec(
                 order_id=p.order_id,
                 account=p.account,
@@ -339,6 +411,7 @@ class Surveillance:
                 submit_event_id=event.event_id,
                 visible_qty_at_submit=visible,
                 median_size_at_submit=median(sizes),
+                history_at_submit=history,
             )
             sizes.append(p.quantity)
             del sizes[:-SIZE_HISTORY]
@@ -434,3 +507,110 @@ def fills_of(
 
 def seconds(value: str) -> timedelta:
     return timedelta(microseconds=int(Decimal(value) * 1_000_000))
+
+
+def duration_s(delta: timedelta) -> str:
+    """A duration in seconds with six decimals, exact (never through a binary float):
+    the one way every detector renders durations in evidence and summaries."""
+    micros = Decimal(delta // timedelta(microseconds=1))
+    return format(micros.scaleb(-6).quantize(Decimal("0.000001")), "f")
+
+
+def reference_times(value: str) -> list[time]:
+    """`marking_close`'s `reference_times`: comma-separated UTC times of day."""
+    return [time.fromisoformat(t.strip()) for t in value.split(",") if t.strip()]
+
+
+# --- config validation -------------------------------------------------------------------
+
+Check = Callable[[str], None]
+
+
+def _decimal(value: str) -> Decimal:
+    try:
+        d = Decimal(value)
+    except ArithmeticError:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not d.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return d
+
+
+def number(
+    *, gt: Decimal | None = None, ge: Decimal | None = None, le: Decimal | None = None
+) -> Check:
+    """A decimal number (no unit) in range."""
+
+    def check(value: str) -> None:
+        d = _decimal(value)
+        if gt is not None and not d > gt:
+            raise ValueError(f"{value!r} must be > {gt}")
+        if ge is not None and not d >= ge:
+            raise ValueError(f"{value!r} must be >= {ge}")
+        if le is not None and not d <= le:
+            raise ValueError(f"{value!r} must be <= {le}")
+
+    return check
+
+
+def integer(*, ge: int) -> Check:
+    def check(value: str) -> None:
+        d = _decimal(value)
+        if d != d.to_integral_value() or "." in value or "e" in value.lower():
+            raise ValueError(f"{value!r} is not a whole number")
+        if int(d) < ge:
+            raise ValueError(f"{value!r} must be >= {ge}")
+
+    return check
+
+
+def duration() -> Check:
+    """Seconds, > 0, a whole number of microseconds (as `seconds` reads it)."""
+
+    def check(value: str) -> None:
+        d = _decimal(value)
+        if not d > 0:
+            raise ValueError(f"{value!r} must be > 0 seconds")
+        if d.scaleb(6) != d.scaleb(6).to_integral_value():
+            raise ValueError(f"{value!r} is finer than a microsecond")
+
+    return check
+
+
+def boolean() -> Check:
+    def check(value: str) -> None:
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"{value!r} is not true or false")
+
+    return check
+
+
+def times_of_day() -> Check:
+    def check(value: str) -> None:
+        try:
+            times = reference_times(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a list of HH:MM[:SS] times") from None
+        if not times:
+            raise ValueError("no reference time")
+        if any(t.tzinfo is not None for t in times):
+            raise ValueError(f"{value!r}: times are UTC, without an offset")
+
+    return check
+
+
+def check_params(name: str, params: dict[str, str], checks: dict[str, Check]) -> None:
+    """Known keys only, each value passing its check; raises `InvalidDetectorConfig`."""
+    unknown = sorted(set(params) - set(checks))
+    if unknown:
+        raise InvalidDetectorConfig(f"{name}: unknown parameter(s) {', '.join(unknown)}")
+    for key, check in checks.items():
+        if key not in params:
+            raise InvalidDetectorConfig(f"{name}: missing parameter {key}")
+        value = params[key]
+        if not isinstance(value, str):
+            raise InvalidDetectorConfig(f"{name}.{key}: {value!r} is not a string")
+        try:
+            check(value)
+        except ValueError as exc:
+            raise InvalidDetectorConfig(f"{name}.{key}: {exc}") from None

@@ -6,12 +6,28 @@ from decimal import Decimal
 from typing import ClassVar
 
 from schemas.events import Fill, OrderCanceled
-from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills_of, seconds, ts
+from streams.surveillance_state import (
+    AlertDraft,
+    Context,
+    OrderRec,
+    check_params,
+    dec,
+    duration,
+    duration_s,
+    fills_of,
+    integer,
+    number,
+    seconds,
+    ts,
+)
 
 
 class LayeringDetector:
     NAME: ClassVar[str] = "layering"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
+    """3: "cancelled together" is two-sided (the whole ladder's cancel spread <=
+    `cancel_together_s`); a late opposite fill raises every ladder it explains; the cancel
+    spread is printed exactly (2 printed a binary float)."""
     PATTERN: ClassVar[str] = "LAYERING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "min_levels": "3",
@@ -19,6 +35,18 @@ class LayeringDetector:
         "cancel_together_s": "2",
         "window_s": "10",
     }
+
+    def validate(self, params: dict[str, str]) -> None:
+        check_params(
+            self.NAME,
+            params,
+            {
+                "min_levels": integer(ge=2),
+                "level_gap_bps": number(ge=Decimal(0)),
+                "cancel_together_s": number(ge=Decimal(0)),
+                "window_s": duration(),
+            },
+        )
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
         """Triggered by the cancel that completes the ladder, or by an opposite fill folded
@@ -38,17 +66,24 @@ class LayeringDetector:
                 and o.ended_at is not None
                 and o.submitted_at - window <= ctx.now <= o.ended_at
             ]
+            drafts: list[AlertDraft] = []
+            taken: set[str] = set()
             for trigger in sorted(candidates, key=lambda o: (o.ended_at, o.order_id))[::-1]:
-                drafts = self._evaluate(ctx, trigger)
-                if drafts:
-                    return drafts
+                if trigger.order_id in taken:
+                    continue
+                for draft in self._evaluate(ctx, trigger, taken):
+                    drafts.append(draft)
+                    taken.update(draft.used_ids)
+            return drafts
         return []
 
-    def _evaluate(self, ctx: Context, trigger: OrderRec) -> list[AlertDraft]:
+    def _evaluate(
+        self, ctx: Context, trigger: OrderRec, taken: set[str] | None = None
+    ) -> list[AlertDraft]:
         if trigger.ended_at is None or trigger.price is None or trigger.status != "CANCELED":
             return []
         prm = ctx.params
-        used = set(ctx.book.used.get(self.NAME, []))
+        used = set(ctx.book.used.get(self.NAME, [])) | (taken or set())
         together = seconds(prm["cancel_together_s"])
         group = [
             o
@@ -60,7 +95,7 @@ class LayeringDetector:
             and o.instrument == trigger.instrument
             and o.side == trigger.side
             and o.order_id not in used
-            and trigger.ended_at - o.ended_at <= together
+            and abs(trigger.ended_at - o.ended_at) <= together
             # resting at the same time as the trigger: a ladder, not a run of requotes
             and o.submitted_at < trigger.ended_at
             and o.ended_at > trigger.submitted_at
@@ -72,6 +107,9 @@ class LayeringDetector:
             return []  # never all in the book together
         start = min(o.submitted_at for o in ladder)
         end = max(o.ended_at for o in ladder if o.ended_at is not None)
+        first_cancel = min(o.ended_at for o in ladder if o.ended_at is not None)
+        if end - first_cancel > together:
+            return []  # not cancelled together, whichever cancel completes it
         window = seconds(prm["window_s"])
         opposite = "SELL" if trigger.side == "BUY" else "BUY"
         fills = fills_of(ctx.book, trigger.instrument, opposite, start - window, end)
@@ -93,9 +131,7 @@ class LayeringDetector:
                 }
                 for o in ladder
             ],
-            "cancel_spread_s": dec(
-                Decimal((end - min(o.ended_at for o in ladder if o.ended_at)).total_seconds())
-            ),
+            "cancel_spread_s": duration_s(end - first_cancel),
             "opposite_fills": [f.evidence() for f in fills],
             "params": prm,
             "config_version": ctx.config_version,

@@ -7,7 +7,18 @@ from decimal import Decimal
 from typing import ClassVar
 
 from schemas.events import Fill
-from streams.surveillance_state import AlertDraft, Context, dec, ts
+from streams.surveillance_state import (
+    AlertDraft,
+    Context,
+    InvalidDetectorConfig,
+    check_params,
+    dec,
+    integer,
+    number,
+    reference_times,
+    times_of_day,
+    ts,
+)
 
 
 def next_reference(now: datetime, times: list[time]) -> datetime:
@@ -22,7 +33,9 @@ def next_reference(now: datetime, times: list[time]) -> datetime:
 
 class MarkingCloseDetector:
     NAME: ClassVar[str] = "marking_close"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
+    """3: one alert per owner, instrument and close (2 raised one per account of the
+    owner for the same episode); counts only fills at or before the triggering one."""
     PATTERN: ClassVar[str] = "MARKING_THE_CLOSE"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "reference_times": "16:00",
@@ -32,17 +45,32 @@ class MarkingCloseDetector:
         "min_share": "0.6",
     }
 
+    def validate(self, params: dict[str, str]) -> None:
+        check_params(
+            self.NAME,
+            params,
+            {
+                "reference_times": times_of_day(),
+                "minutes_before": integer(ge=1),
+                "lookback_minutes": integer(ge=1),
+                "min_aggressive_fills": integer(ge=1),
+                "min_share": number(ge=Decimal(0), le=Decimal(1)),
+            },
+        )
+        if int(params["lookback_minutes"]) < int(params["minutes_before"]):
+            raise InvalidDetectorConfig(f"{self.NAME}: lookback_minutes must be >= minutes_before")
+
     def on_event(self, ctx: Context) -> list[AlertDraft]:
         p = ctx.event.payload
         if not isinstance(p, Fill) or p.liquidity != "TAKER":
             return []
         prm = ctx.params
-        times = [time.fromisoformat(t.strip()) for t in prm["reference_times"].split(",") if t]
+        times = reference_times(prm["reference_times"])
         ref = next_reference(ctx.now, times)
         close_start = ref - timedelta(minutes=int(prm["minutes_before"]))
         if ctx.now < close_start:
             return []
-        key = f"{self.NAME}|{p.account}|{p.instrument}"
+        key = f"{self.NAME}|{ctx.owner}|{p.instrument}"  # per owner: the fills are the owner's
         last = ctx.book.last_alert.get(key)
         if last is not None and last >= close_start:
             return []
@@ -50,7 +78,7 @@ class MarkingCloseDetector:
         taker = [
             f
             for f in ctx.book.fills
-            if f.instrument == p.instrument and f.taker and f.at >= look_start
+            if f.instrument == p.instrument and f.taker and look_start <= f.at <= ctx.now
         ]
         near = [f for f in taker if f.at >= close_start]
         vol_near = sum((f.quantity for f in near), Decimal(0))
@@ -65,6 +93,7 @@ class MarkingCloseDetector:
                 pattern=self.PATTERN,
                 account=p.account,
                 instrument=p.instrument,
+                suppress_key=key,
                 score=share.quantize(Decimal("0.0001")),
                 window_start=close_start,
                 window_end=ctx.now,

@@ -6,12 +6,24 @@ from decimal import Decimal
 from typing import ClassVar
 
 from schemas.events import Fill, OrderCanceled, OrderSubmitted
-from streams.surveillance_state import AlertDraft, Context, dec, seconds, ts
+from streams.surveillance_state import (
+    AlertDraft,
+    Context,
+    check_params,
+    dec,
+    duration,
+    integer,
+    number,
+    seconds,
+    ts,
+)
 
 
 class OrderToTradeDetector:
     NAME: ClassVar[str] = "order_to_trade"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
+    """2: counts only events in [now - window_s, now] (1 also counted events folded
+    earlier with a later time)."""
     PATTERN: ClassVar[str] = "ORDER_TO_TRADE"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "window_s": "300",
@@ -19,6 +31,18 @@ class OrderToTradeDetector:
         "max_order_to_trade": "1000",
         "max_cancel_ratio": "0.995",
     }
+
+    def validate(self, params: dict[str, str]) -> None:
+        check_params(
+            self.NAME,
+            params,
+            {
+                "window_s": duration(),
+                "min_orders": integer(ge=1),
+                "max_order_to_trade": number(ge=Decimal(0)),
+                "max_cancel_ratio": number(ge=Decimal(0), le=Decimal(1)),
+            },
+        )
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
         """At most one alert per account and instrument per window, raised on the crossing event."""
@@ -35,11 +59,11 @@ class OrderToTradeDetector:
         last = ctx.book.last_alert.get(f"{self.NAME}|{key}")
         if last is not None and last > start:
             return []
-        items = [i for i in ctx.book.counters.get(key, []) if i[0] >= start]
+        items = [i for i in ctx.book.counters.get(key, []) if start <= i[0] <= ctx.now]
         orders = sum(1 for i in items if i[1] == "SUBMIT")
         cancels = sum(1 for i in items if i[1] == "CANCEL")
         trades = sum(1 for i in items if i[1] == "FILL")
-        if orders < int(prm["min_orders"]):
+        if orders < int(prm["min_orders"]) or orders == 0:
             return []
         otr = Decimal(orders) / Decimal(max(trades, 1))
         cancel_ratio = Decimal(cancels) / Decimal(orders)

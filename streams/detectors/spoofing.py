@@ -6,12 +6,27 @@ from decimal import Decimal
 from typing import ClassVar
 
 from schemas.events import Fill, OrderCanceled
-from streams.surveillance_state import AlertDraft, Context, OrderRec, dec, fills_of, seconds, ts
+from streams.surveillance_state import (
+    AlertDraft,
+    Context,
+    OrderRec,
+    check_params,
+    dec,
+    duration,
+    duration_s,
+    fills_of,
+    integer,
+    number,
+    seconds,
+    ts,
+)
 
 
 class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
+    """4: a late opposite fill raises every spoof it explains (3 stopped at the first);
+    `min_history` counts the account's orders at submission; durations exact."""
     PATTERN: ClassVar[str] = "SPOOFING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "cancel_within_s": "5",
@@ -20,6 +35,19 @@ class SpoofingDetector:
         "min_history": "5",
         "window_s": "10",
     }
+
+    def validate(self, params: dict[str, str]) -> None:
+        check_params(
+            self.NAME,
+            params,
+            {
+                "cancel_within_s": duration(),
+                "size_vs_book": number(gt=Decimal(0)),
+                "size_vs_median": number(gt=Decimal(0)),
+                "min_history": integer(ge=0),
+                "window_s": duration(),
+            },
+        )
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
         """Triggered by the cancel, the event that completes the pattern, or by an opposite
@@ -32,6 +60,7 @@ class SpoofingDetector:
         if isinstance(p, Fill):
             window = seconds(ctx.params["window_s"])
             at = ctx.now
+            drafts: list[AlertDraft] = []
             for order in reversed(list(ctx.book.orders.values())):
                 if (
                     order.status == "CANCELED"
@@ -40,9 +69,8 @@ class SpoofingDetector:
                     and order.ended_at is not None
                     and order.submitted_at - window <= at <= order.ended_at
                 ):
-                    drafts = self._evaluate(ctx, order)
-                    if drafts:
-                        return drafts
+                    drafts.extend(self._evaluate(ctx, order))
+            return drafts
         return []
 
     def _evaluate(self, ctx: Context, order: OrderRec) -> list[AlertDraft]:
@@ -57,9 +85,10 @@ class SpoofingDetector:
         visible = ctx.visible_at_submit(order)
         book_ratio = order.quantity / visible if visible else None
         median_ratio = None
-        if order.median_size_at_submit and len(ctx.book.sizes.get(order.account, [])) > int(
-            prm["min_history"]
-        ):
+        history = order.history_at_submit
+        if history is None:  # recorded before v4
+            history = len(ctx.book.sizes.get(order.account, []))
+        if order.median_size_at_submit and history > int(prm["min_history"]):
             median_ratio = order.quantity / order.median_size_at_submit
         large_book = book_ratio is not None and book_ratio >= Decimal(prm["size_vs_book"])
         large_median = median_ratio is not None and median_ratio >= Decimal(prm["size_vs_median"])
@@ -82,7 +111,7 @@ class SpoofingDetector:
             "price": dec(order.price),
             "submitted_at": ts(order.submitted_at),
             "canceled_at": ts(order.ended_at),
-            "lifetime_s": dec(Decimal(lifetime.total_seconds()).quantize(Decimal("0.000001"))),
+            "lifetime_s": duration_s(lifetime),
             "visible_qty_at_submit": dec(visible),
             "size_vs_book": dec(book_ratio.quantize(Decimal("0.0001")) if book_ratio else None),
             "median_size_at_submit": dec(order.median_size_at_submit),
@@ -113,7 +142,7 @@ class SpoofingDetector:
                 summary=(
                     f"{order.side} {dec(order.quantity)} {order.instrument} @ {dec(order.price)} "
                     f"({dec(ratio.quantize(Decimal('0.01')))}x normal size) cancelled unfilled "
-                    f"after {lifetime.total_seconds():.3f}s while the owner executed "
+                    f"after {duration_s(lifetime)}s while the owner executed "
                     f"{dec(executed)} on the {opposite} side"
                 ),
                 used_ids=(order.order_id,),

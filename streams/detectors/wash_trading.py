@@ -6,7 +6,18 @@ from decimal import Decimal
 from typing import ClassVar
 
 from schemas.events import Fill
-from streams.surveillance_state import AlertDraft, Context, dec, seconds, ts
+from streams.surveillance_state import (
+    AlertDraft,
+    Context,
+    boolean,
+    check_params,
+    dec,
+    duration,
+    duration_s,
+    number,
+    seconds,
+    ts,
+)
 
 
 class WashTradingDetector:
@@ -19,6 +30,18 @@ class WashTradingDetector:
         "price_tolerance_bps": "5",
         "same_account": "false",
     }
+
+    def validate(self, params: dict[str, str]) -> None:
+        check_params(
+            self.NAME,
+            params,
+            {
+                "window_s": duration(),
+                "size_tolerance": number(ge=Decimal(0), le=Decimal(1)),
+                "price_tolerance_bps": number(ge=Decimal(0)),
+                "same_account": boolean(),
+            },
+        )
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
         """Pairs the new fill with the earliest unexplained matching opposite fill."""
@@ -74,7 +97,7 @@ class WashTradingDetector:
                 ],
                 "size_diff_ratio": dec(size_diff.quantize(Decimal("0.000001"))),
                 "price_diff_bps": dec(price_bps.quantize(Decimal("0.01"))),
-                "time_gap_s": dec(Decimal(gap.total_seconds()).quantize(Decimal("0.000001"))),
+                "time_gap_s": duration_s(gap),
                 "net_quantity": dec(
                     (p.quantity if str(p.side) == "BUY" else -p.quantity)
                     + (f.quantity if f.side == "BUY" else -f.quantity)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas import Envelope
 from schemas.events import SurveillanceAlert
 from streams.detectors import all_detectors
-from streams.surveillance_state import Surveillance
+from streams.surveillance_state import InvalidDetectorConfig, Surveillance
 from streams.synthetic import Tape
 
 
@@ -87,7 +89,7 @@ def test_spoofing_positive_with_evidence() -> None:
     assert a.evidence["size_vs_book"] == "5.0000"
     assert a.evidence["opposite_fills"][0]["account"] == "A2"
     assert a.related_accounts == ("A2",)
-    assert a.detector_version == 3
+    assert a.detector_version == 4  # v4: late fills raise every spoof; history at submit
     assert len(a.triggering_event_ids) == 3
 
 
@@ -160,9 +162,16 @@ def test_spoofing_config_event_changes_threshold() -> None:
     t2 = Tape()
     t2.config("spoofing", 1, cancel_within_s="1")
     t2.config("spoofing", 2, cancel_within_s="10")
-    t2.config("spoofing", 1, cancel_within_s="1")  # stale version is ignored
+    stale = t2.config("spoofing", 1, cancel_within_s="1")
     spoof(t2)
-    alerts = run(t2)
+    s = Surveillance(all_detectors())
+    alerts = []
+    for e in t2.events:
+        if e is stale:  # a stale version is refused (dead-lettered by the app), not stored
+            with pytest.raises(InvalidDetectorConfig, match="not higher than 2"):
+                s.process(e)
+            continue
+        alerts.extend(a.payload for a in s.process(e))
     assert [a.pattern for a in alerts] == ["SPOOFING"]
     assert alerts[0].evidence["config_version"] == 2
 
