@@ -51,69 +51,122 @@ FLUSH_SECONDS = 0.2
 and always just before faust commits offsets (`FlushBeforeCommit` in `build_app`)."""
 RX_HEADER = "tt-rx"
 SOURCE_HEADER = "tt-src"
+INTERNAL_HEADER_PREFIX = "tt-"
+"""The app's own headers on the sequenced log; the intake strips them from source records
+(a source record carrying `tt-tick` would otherwise be taken for a tick and dropped)."""
 STATUS_SECONDS = 5.0
 """How often the worker logs its progress counters (INFO), when they changed."""
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
 
 
-class ModelTable(MutableMapping[str, M], Generic[M]):
-    """A faust table seen as a mapping of pydantic models (stored as JSON in the changelog).
+class WriteBehindTable(MutableMapping[str, V], Generic[V]):
+    """A faust table seen as a mapping of live values (stored as JSON in the changelog).
 
-    With `write_behind`, the models live in memory and reach the table (and changelog)
-    only on `flush()`: an owner's book is rewritten by every event of theirs, and dumping
-    it to JSON each time cost ~5 ms per event (see docs/surveillance.md, state).
+    With `write_behind`, values live in memory and reach the table (and changelog),
+    deletions included, only on `flush()`: an owner's book is rewritten by every event of
+    theirs, and dumping it to JSON each time cost ~5 ms per event (see
+    docs/surveillance.md, state). The detector's tables are all write-behind and flushed
+    together (`build_app`), so their changelogs only ever hold one consistent cut of the
+    fold: the sequencer never forgets a released event before the book that folded it.
     """
 
-    def __init__(self, table: Any, model: type[M], *, write_behind: bool = False) -> None:
+    def __init__(
+        self,
+        table: Any,
+        load: Callable[[Any], V],
+        dump: Callable[[V], Any],
+        *,
+        write_behind: bool = False,
+    ) -> None:
         self.table = table
-        self.model = model
+        self.load = load
+        self.dump = dump
         self.write_behind = write_behind
-        self.live: dict[str, M] = {}
+        self.live: dict[str, V] = {}
         self.dirty: set[str] = set()
+        self.deleted: set[str] = set()
+        """Keys deleted since the last flush (write-behind): still in the table."""
 
-    def __getitem__(self, key: str) -> M:
+    def __getitem__(self, key: str) -> V:
+        if key in self.deleted:
+            raise KeyError(key)
         if key in self.live:
             return self.live[key]
-        value = self.model.model_validate(self.table[key])
+        value = self.load(self.table[key])
         if self.write_behind:
             self.live[key] = value
         return value
 
-    def __setitem__(self, key: str, value: M) -> None:
+    def __setitem__(self, key: str, value: V) -> None:
         if self.write_behind:
             self.live[key] = value
             self.dirty.add(key)
+            self.deleted.discard(key)
         else:
-            self.table[key] = value.model_dump(mode="json")
+            self.table[key] = self.dump(value)
 
     def __delitem__(self, key: str) -> None:
+        if self.write_behind:
+            if key not in self:
+                raise KeyError(key)
+            self.live.pop(key, None)
+            self.dirty.discard(key)
+            self.deleted.add(key)
+            return
         self.live.pop(key, None)
-        self.dirty.discard(key)
         del self.table[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(set(self.table.keys()) | set(self.live)))
+        return iter(sorted((set(self.table.keys()) | set(self.live)) - self.deleted))
 
     def __len__(self) -> int:
-        return len(set(self.table.keys()) | set(self.live))
+        return len((set(self.table.keys()) | set(self.live)) - self.deleted)
+
+    @property
+    def pending(self) -> bool:
+        """Changes not yet written to the table."""
+        return bool(self.dirty or self.deleted)
 
     def flush(self) -> int:
-        """Write the models changed since the last flush; returns how many."""
+        """Write the values changed and the keys deleted since the last flush; how many."""
         from faust.streams import current_event
 
         outside_stream = current_event() is None
-        for key in sorted(self.dirty):
-            value = self.live[key].model_dump(mode="json")
+        for key in sorted(self.deleted):
+            if key not in self.table.data:
+                continue
             if outside_stream:
                 # Before a commit there is no current event for faust to take the
                 # changelog partition from; these tables have exactly one partition.
+                self.table.send_changelog(0, key, None, value_serializer="raw")
+                del self.table.data[key]
+            else:
+                del self.table[key]
+        for key in sorted(self.dirty):
+            value = self.dump(self.live[key])
+            if outside_stream:
                 self.table.send_changelog(0, key, value)
                 self.table.data[key] = value
             else:
                 self.table[key] = value
-        n = len(self.dirty)
+        n = len(self.dirty) + len(self.deleted)
         self.dirty.clear()
+        self.deleted.clear()
         return n
+
+
+class ModelTable(WriteBehindTable[M]):
+    """A faust table seen as a mapping of pydantic models."""
+
+    def __init__(self, table: Any, model: type[M], *, write_behind: bool = False) -> None:
+        super().__init__(
+            table,
+            model.model_validate,
+            lambda value: value.model_dump(mode="json"),
+            write_behind=write_behind,
+        )
+        self.model = model
 
 
 class SequencerStore:
@@ -182,6 +235,33 @@ class _Record:
 
     def headers(self) -> Any:
         return self.m.headers
+
+
+class _Released:
+    """A released event (from the sequencer's buffer) in the shape `deploy.deadletter`
+    expects: its source topic and bytes; its offset is not kept in the buffer."""
+
+    def __init__(self, event: Envelope[Any]) -> None:
+        self.k, self.v, self.h = encode(event)
+        self.t = event.topic
+
+    def topic(self) -> str | None:
+        return str(self.t)
+
+    def partition(self) -> int | None:
+        return None
+
+    def offset(self) -> int | None:
+        return None
+
+    def key(self) -> bytes | None:
+        return self.k
+
+    def value(self) -> bytes | None:
+        return self.v
+
+    def headers(self) -> Any:
+        return self.h
 
 
 def _force_read_committed() -> None:
@@ -275,14 +355,25 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
     }
     books = ModelTable(tables["books"], OwnerBook, write_behind=True)
     quotes = ModelTable(tables["quotes"], QuoteRec, write_behind=True)
+    owners: WriteBehindTable[str] = WriteBehindTable(tables["owners"], str, str, write_behind=True)
+    configs: WriteBehindTable[dict[str, str]] = WriteBehindTable(
+        tables["configs"], dict, dict, write_behind=True
+    )
+    seq_meta = ModelTable(tables["sequencer"], SequencerState, write_behind=True)
+    seq_rows = ModelTable(tables["sequencer-buffer"], Buffered, write_behind=True)
+    # Flush order: the fold's state first, the sequencer (what is still to be folded) last,
+    # so the changelogs never hold a released event as neither buffered nor folded.
+    write_behind: list[WriteBehindTable[Any]] = [books, quotes, owners, configs, seq_meta, seq_rows]
     last_flush = [time.monotonic()]
 
     def flush_books(force: bool = False) -> None:
-        """Books and quotes reach their changelog at most FLUSH_SECONDS after they changed."""
-        dirty = books.dirty or quotes.dirty
+        """Every table reaches its changelog at most FLUSH_SECONDS after it changed, all at
+        one record boundary of the fold (called only between records, or before a commit:
+        the agent does not await between folding a record and saving the sequencer)."""
+        dirty = any(t.pending for t in write_behind)
         if dirty and (force or time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
-            books.flush()
-            quotes.flush()
+            for t in write_behind:
+                t.flush()
             last_flush[0] = time.monotonic()
 
     class FlushBeforeCommit(faust.Sensor):
@@ -300,17 +391,14 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
 
     app.sensors.add(FlushBeforeCommit())
     store = TableStore(
-        owners=tables["owners"],
+        owners=owners,
         quotes=quotes,
-        configs=tables["configs"],
+        configs=configs,
         books=books,
     )
     engine = Surveillance(all_detectors(), store)
     sequencer = Sequencer(DWELL)
-    seq_store = SequencerStore(
-        ModelTable(tables["sequencer"], SequencerState),
-        ModelTable(tables["sequencer-buffer"], Buffered),
-    )
+    seq_store = SequencerStore(seq_meta, seq_rows)
 
     async def emit(alert: Envelope[SurveillanceAlert]) -> None:
         key, value, headers = encode(alert)
@@ -348,7 +436,13 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             log.debug("intake %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             counters["intake"] += 1
             headers = [
-                *_headers(_header_items(msg.headers)),
+                *_headers(
+                    [
+                        (k, v)
+                        for k, v in _header_items(msg.headers)
+                        if not k.startswith(INTERNAL_HEADER_PREFIX)
+                    ]
+                ),
                 (SOURCE_HEADER, f"{msg.topic}:{msg.partition}".encode()),
                 (RX_HEADER, str(time.time_ns() // 1000).encode()),
             ]
@@ -356,7 +450,13 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             yield None
 
     async def detect(stream: Any) -> Any:
-        """One deterministic fold over the sequenced log (events and ticks)."""
+        """One deterministic fold over the sequenced log (events and ticks).
+
+        Per record: sequence it (pure), fold every released event, then save the
+        sequencer, with no await in between, so a flush (timed, or before a commit) always
+        writes a state where each event is either still buffered or folded. An event whose
+        folding raises is dead-lettered with the reason and the rest of the batch goes on.
+        """
         async for event in stream.events():
             msg = event.message
             state = seq_store.load()
@@ -367,7 +467,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                 if TICK_HEADER in headers:
                     counters["ticks"] += 1
                     state, ready = sequencer.tick(state, rx)
-                    flush_books()
+                    flush_books()  # the tables are at the previous record's boundary
                     if not ready:
                         yield []  # only the clock moved: nothing worth a changelog record
                         continue
@@ -377,7 +477,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     src = headers.get(SOURCE_HEADER)
                     source = src.decode() if isinstance(src, bytes) else str(src or "-")
                     state, ready = sequencer.push(state, env, source=source, rx=rx)
-            except MalformedEventError as exc:  # never crash the fold
+            except Exception as exc:  # never crash the fold; nothing was changed yet
                 counters["dead"] += 1
                 await holder.dead(
                     dead_letter_for(
@@ -392,13 +492,25 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     [(e.event_type, e.occurred_at.isoformat()) for e in ready],
                     state.released_at,
                 )
-            seq_store.save(state)
-            alerts = []
+            alerts: list[Envelope[SurveillanceAlert]] = []
+            letters: list[Envelope[Any]] = []
             for env in ready:
-                alerts.extend(engine.process(env))
+                try:
+                    alerts.extend(engine.process(env))
+                except Exception as exc:  # one bad event must not cost the rest of the batch
+                    log.warning("dead-lettered %s %s: %s", env.event_type, env.event_id, exc)
+                    letters.append(
+                        dead_letter_for(
+                            _Released(env), exc, stage="surveillance", producer="surveillance"
+                        )
+                    )
                 log.debug("detect %s %s", env.event_type, env.event_id)
+            seq_store.save(state)  # only now are the released events gone from the buffer
             counters["released"] += len(ready)
+            counters["dead"] += len(letters)
             counters["alerts"] += len(alerts)
+            for letter in letters:
+                await holder.dead(letter)
             for alert in alerts:
                 log.info(
                     "alert %s %s owner=%s account=%s",
