@@ -114,7 +114,7 @@ def test_an_invalid_config_raises_and_the_previous_one_stays(
 ) -> None:
     t = Tape()
     good = t.config(detector, 1) if detector != "no_such_detector" else None
-    bad = t.config(detector, 2, **params)
+    bad = t.config(detector, 2, 0, **params)
     s = Surveillance(all_detectors())
     if good is not None:
         s.process(good)

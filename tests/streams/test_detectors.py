@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from schemas import Envelope
@@ -165,7 +167,7 @@ def test_spoofing_config_event_changes_threshold() -> None:
     stale = t2.config("spoofing", 1, cancel_within_s="1")
     spoof(t2)
     s = Surveillance(all_detectors())
-    alerts = []
+    alerts: list[Any] = []
     for e in t2.events:
         if e is stale:  # a stale version is refused (dead-lettered by the app), not stored
             with pytest.raises(InvalidDetectorConfig, match="not higher than 2"):
