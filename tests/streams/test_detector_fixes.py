@@ -162,7 +162,8 @@ def test_valid_configs_are_accepted_by_every_detector() -> None:
 # --- 3. layering: cancelled together both ways ------------------------------------------
 
 
-def ladder_with_a_straggler() -> tuple[Tape, Envelope[Any]]:
+def ladder(l2_at: float, l3_at: float) -> tuple[Tape, Envelope[Any]]:
+    """Three resting buys of A1, A2's sell filled against, then the three cancels."""
     t = Tape()
     accounts(t)
     t.quote(0.1, "100.00", "100.10", "50", "50")
@@ -172,9 +173,14 @@ def ladder_with_a_straggler() -> tuple[Tape, Envelope[Any]]:
     t.submit(0.45, "A2", "S", "SELL", "1", "100.10")
     fill = t.fill(0.5, "S")
     t.cancel(1.0, "L1")
-    t.cancel(1.5, "L2")
-    t.cancel(30.0, "L3")  # 28.5 s later: not cancelled together (cancel_together_s = 2)
+    t.cancel(l2_at, "L2")
+    t.cancel(l3_at, "L3")
     return t, fill
+
+
+def ladder_with_a_straggler() -> tuple[Tape, Envelope[Any]]:
+    # L3 28.5 s after L1: not cancelled together (cancel_together_s = 2)
+    return ladder(1.5, 30.0)
 
 
 def test_an_order_cancelled_long_after_does_not_join_the_ladder() -> None:
@@ -329,17 +335,7 @@ def test_duration_s_is_exact(micros: int) -> None:
 
 
 def test_layering_evidence_prints_the_cancel_spread_exactly() -> None:
-    t = Tape()
-    accounts(t)
-    t.quote(0.1, "100.00", "100.10", "50", "50")
-    t.submit(0.2, "A1", "L1", "BUY", "1", "99.90")
-    t.submit(0.3, "A1", "L2", "BUY", "1", "99.85")
-    t.submit(0.4, "A1", "L3", "BUY", "1", "99.80")
-    t.submit(0.45, "A2", "S", "SELL", "1", "100.10")
-    t.fill(0.5, "S")
-    t.cancel(1.0, "L1")
-    t.cancel(1.1, "L2")
-    t.cancel(1.3, "L3")
+    t, _fill = ladder(1.1, 1.3)
     (a,) = fold(t.events)
     assert a.evidence["cancel_spread_s"] == "0.300000"
     assert "within 0.300000s" in a.summary
