@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
@@ -24,8 +25,10 @@ from streams.surveillance_state import (
 
 class LayeringDetector:
     NAME: ClassVar[str] = "layering"
-    VERSION: ClassVar[int] = 3
-    """3: "cancelled together" is two-sided (the whole ladder's cancel spread <=
+    VERSION: ClassVar[int] = 4
+    """4: a ladder is judged as of its completing cancel in event-time order, whenever
+    the events are folded (a late fill no longer adds the cancels after that one).
+    3: "cancelled together" is two-sided (the whole ladder's cancel spread <=
     `cancel_together_s`); a late opposite fill raises every ladder it explains; the cancel
     spread is printed exactly (2 printed a binary float)."""
     PATTERN: ClassVar[str] = "LAYERING"
@@ -53,29 +56,43 @@ class LayeringDetector:
         in after the cancels although it happened before them (see spoofing)."""
         p = ctx.event.payload
         if isinstance(p, OrderCanceled):
-            trigger = ctx.book.orders.get(p.order_id)
-            return [] if trigger is None else self._evaluate(ctx, trigger)
+            rec = ctx.book.orders.get(p.order_id)
+            if rec is None or rec.status != "CANCELED":
+                return []
+            return self._replay(ctx, rec.instrument, rec.side, _key(rec))
         if isinstance(p, Fill):
-            window = seconds(ctx.params["window_s"])
-            candidates = [
+            side = "SELL" if str(p.side) == "BUY" else "BUY"
+            return self._replay(ctx, p.instrument, side, (ctx.now, str(ctx.event.event_id)))
+        return []
+
+    def _replay(
+        self, ctx: Context, instrument: str, side: str, since: tuple[datetime, str]
+    ) -> list[AlertDraft]:
+        """Judge every cancel from `since` on in event-time order, each as of its own fold:
+        a late cancel or fill then raises the ladders the in-order fold raises, no bigger
+        (v4: a late fill judged all the cancels at once, so a ladder whose 3rd of 4 cancels
+        completed it in order came out with all 4)."""
+        triggers = sorted(
+            (
                 o
                 for o in ctx.book.orders.values()
                 if o.status == "CANCELED"
-                and o.side != str(p.side)
-                and o.instrument == p.instrument
+                and o.instrument == instrument
+                and o.side == side
                 and o.ended_at is not None
-                and o.submitted_at - window <= ctx.now <= o.ended_at
-            ]
-            drafts: list[AlertDraft] = []
-            taken: set[str] = set()
-            for trigger in sorted(candidates, key=lambda o: (o.ended_at, o.order_id))[::-1]:
-                if trigger.order_id in taken:
-                    continue
-                for draft in self._evaluate(ctx, trigger, taken):
-                    drafts.append(draft)
-                    taken.update(draft.used_ids)
-            return drafts
-        return []
+                and _key(o) >= since
+            ),
+            key=_key,
+        )
+        drafts: list[AlertDraft] = []
+        taken: set[str] = set()
+        for trigger in triggers:
+            if trigger.order_id in taken:
+                continue
+            for draft in self._evaluate(ctx, trigger, taken):
+                drafts.append(draft)
+                taken.update(draft.used_ids)
+        return drafts
 
     def _evaluate(
         self, ctx: Context, trigger: OrderRec, taken: set[str] | None = None
@@ -95,7 +112,8 @@ class LayeringDetector:
             and o.instrument == trigger.instrument
             and o.side == trigger.side
             and o.order_id not in used
-            and abs(trigger.ended_at - o.ended_at) <= together
+            and _key(o) <= _key(trigger)  # folded before it in event-time order
+            and trigger.ended_at - o.ended_at <= together
             # resting at the same time as the trigger: a ladder, not a run of requotes
             and o.submitted_at < trigger.ended_at
             and o.ended_at > trigger.submitted_at
@@ -170,6 +188,8 @@ class LayeringDetector:
         for o in group:
             if o.price is not None:
                 by_price.setdefault(o.price, []).append(o)
+        for same_level in by_price.values():  # the book's order is the order folded in
+            same_level.sort(key=lambda o: (o.submitted_at, str(o.submit_event_id)))
         levels = sorted(by_price)
         if trigger.price not in by_price:
             return []
@@ -184,3 +204,9 @@ class LayeringDetector:
         while hi < len(levels) - 1 and close(levels[hi], levels[hi + 1]):
             hi += 1
         return [o for lvl in levels[lo : hi + 1] for o in by_price[lvl]]
+
+
+def _key(o: OrderRec) -> tuple[datetime, str]:
+    """Where the order's cancel falls in the sequencer's `(occurred_at, event_id)` order."""
+    assert o.ended_at is not None
+    return (o.ended_at, str(o.end_event_id))
