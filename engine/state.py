@@ -192,6 +192,21 @@ class Exposure:
     sell_leaves_by_base: dict[str, Decimal] = field(default_factory=dict)
     """per base asset: unfilled quantity of open sells"""
 
+    def committed(
+        self, asset: str, fee: Decimal, market_price: Callable[[str], Decimal]
+    ) -> Decimal:
+        """What the open orders commit of `asset`, whatever the pair: buys commit their
+        notional plus fee in the quote asset, sells their leaves in the base asset. One
+        amount per asset, so cash committed on one pair is not free on another (the same
+        USDC bought BTC with and sold for EURC). `market_price(instrument)` values buys
+        without a limit (there are none for long: the paper venue ends a market order's
+        remainder at once); it raises when there is no price (fail closed)."""
+        quote_side = self.buy_limit_notional.get(asset, ZERO)
+        for instrument, leaves in self.buy_market_leaves.items():
+            if split_instrument(instrument)[1] == asset:
+                quote_side += leaves * market_price(instrument)
+        return quote_side * fee + self.sell_leaves_by_base.get(asset, ZERO)
+
     def add(self, order: OrderState, sign: int) -> None:
         """Add (`sign`=1) or remove (-1) an open parent order's current contribution."""
         self.open_parents += sign

@@ -39,14 +39,19 @@ def build_context(
     base, quote = split_instrument(intent.instrument)
     ps = state.price(intent.instrument)
     ref = ps.reference()
-    # O(1): the fold keeps the open parent orders' commitments per account (`Exposure`).
+    # O(1) in the open orders: the fold keeps their commitments per account (`Exposure`).
     x = acc.exposure
     fee = 1 + taker_fee_rate
-    buy_market = x.buy_market_leaves.get(intent.instrument, ZERO)
-    reserved_quote = x.buy_limit_notional.get(quote, ZERO) * fee
-    if buy_market:
-        reserved_quote += buy_market * (ref[0] if ref else ZERO) * fee
-    reserved_base = x.sell_leaves_by_base.get(base, ZERO)
+
+    def market_price(instrument: str) -> Decimal:
+        book = state.price(instrument)
+        r = book.reference()
+        if r is None:
+            raise ValueError(f"no price to value the open market buys on {instrument}")
+        return max(r[0], book.ask) if book.ask is not None else r[0]
+
+    reserved_quote = x.committed(quote, fee, market_price)
+    reserved_base = x.committed(base, fee, market_price)
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
     open_count = x.open_parents

@@ -255,7 +255,12 @@ def order_rate(ctx: RiskContext) -> RuleResult:
 
 
 def balance(ctx: RiskContext) -> RuleResult:
-    """Cash (buys) or inventory (sells) free of open orders, plus the credit limit."""
+    """Cash (buys) or inventory (sells) free of open orders, plus the credit limit.
+
+    v2: what is reserved is everything the open orders commit of the asset on any pair
+    (`Exposure.committed`): a buy's notional plus fee in its quote asset and a sell's
+    leaves in its base asset, so USDC bidding for BTC is not also free to sell for EURC.
+    """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.side is Side.BUY:
         price = ctx.execution_price
@@ -292,6 +297,6 @@ RULES: tuple[Rule, ...] = (
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 2),
-    _tag(balance, "BALANCE", 1),
+    _tag(balance, "BALANCE", 2),
 )
 """Every rule, in the order their results are recorded."""
