@@ -177,7 +177,9 @@ class Exposure:
     """What an account's open parent orders commit, kept up to date by the fold.
 
     The risk context reads these instead of walking the open orders (O(1) per intent).
-    Attached stop/take children are left out: they only ever close what their parent opened.
+    Attached stop/take children are left out: they are not decided, and take when they
+    trigger only what is then free of these commitments (`PaperVenue._child_quantity`),
+    so nothing an approved order counted on is taken from under it.
     """
 
     open_parents: int = 0
@@ -205,7 +207,9 @@ class Exposure:
         for instrument, leaves in self.buy_market_leaves.items():
             if split_instrument(instrument)[1] == asset:
                 quote_side += leaves * market_price(instrument)
-        return quote_side * fee + self.sell_leaves_by_base.get(asset, ZERO)
+        if quote_side:
+            quote_side *= fee
+        return quote_side + self.sell_leaves_by_base.get(asset, ZERO)
 
     def add(self, order: OrderState, sign: int) -> None:
         """Add (`sign`=1) or remove (-1) an open parent order's current contribution."""
@@ -484,6 +488,21 @@ class EngineState:
         if ps is None:
             ps = self.prices[instrument] = PriceState()
         return ps
+
+    def market_buy_price(self, instrument: str) -> Decimal:
+        """What an open buy without a limit is valued at: the worse of reference and ask.
+        Raises without a price (fail closed: a rule context that cannot be built rejects)."""
+        ps = self.prices.get(instrument)
+        ref = ps.reference() if ps is not None else None
+        if ps is None or ref is None:
+            raise ValueError(f"no price to value the open market buys on {instrument}")
+        return max(ref[0], ps.ask) if ps.ask is not None else ref[0]
+
+    def free(self, acc: AccountState, asset: str, fee: Decimal) -> Decimal:
+        """The balance of `asset` less what the open orders commit of it on any pair
+        (`Exposure.committed`, buys at `fee` = 1 + fee rate); the credit limit not added."""
+        committed = acc.exposure.committed(asset, fee, self.market_buy_price)
+        return acc.balances.get(asset, ZERO) - committed
 
     def mark(self, asset: str, account: AccountState) -> Decimal | None:
         """Value of one unit of `asset` in the account's currency; None if unknown."""

@@ -42,16 +42,8 @@ def build_context(
     # O(1) in the open orders: the fold keeps their commitments per account (`Exposure`).
     x = acc.exposure
     fee = 1 + taker_fee_rate
-
-    def market_price(instrument: str) -> Decimal:
-        book = state.price(instrument)
-        r = book.reference()
-        if r is None:
-            raise ValueError(f"no price to value the open market buys on {instrument}")
-        return max(r[0], book.ask) if book.ask is not None else r[0]
-
-    reserved_quote = x.committed(quote, fee, market_price)
-    reserved_base = x.committed(base, fee, market_price)
+    reserved_quote = x.committed(quote, fee, state.market_buy_price)
+    reserved_base = x.committed(base, fee, state.market_buy_price)
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
     open_count = x.open_parents

@@ -10,8 +10,8 @@
   orders filled would depend on which partitions the worker owns (accounts are spread over
   partitions and workers), and two workers would together fill more than the print.
 - Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
-  quantity once the parent is done; a trade through the trigger fills a child in full at
-  the trade price (taker).
+  quantity once the parent is done; a trade through the trigger fills a child at the trade
+  price (taker), up to what the account then has free (`_child_quantity`), OCO.
 Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
 filled it, so reprocessing a market event can never fill an order twice.
 
@@ -30,7 +30,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from itertools import islice
 from typing import Any
 
@@ -60,6 +60,8 @@ from schemas.events import (
 )
 
 FEE_QUANTUM = Decimal("0.00000001")
+QTY_QUANTUM = Decimal("0.00000001")
+"""A child buy capped by the cash free is rounded down to this (never more than is free)."""
 _accepted = builder(OrderAccepted)
 """The acknowledgement of an order the engine just built: nothing to re-validate."""
 UTI_PREFIX = "TTPAPER"
@@ -229,6 +231,29 @@ class PaperVenue:
                 ),
                 f"accept:{child_id}",
             )
+
+    def _child_quantity(self, state: EngineState, child: OrderState, price: Decimal) -> Decimal:
+        """What a triggered stop/take child may fill at `price`: its leaves, capped at what
+        the account then has free on the balance rule's terms (balance less what the open
+        orders commit of the asset on any pair, plus the credit limit).
+
+        Children are armed without a decision, so they may take nothing an approved order
+        counted on: the parent's fill may have been sold since (a plain sell saw it free),
+        or committed to a resting order. What cannot be filled is canceled.
+        """
+        acc = state.account(child.account)
+        limits = state.limits_for(child.account)[1]
+        base, quote = split_instrument(child.instrument)
+        fee = 1 + self.taker_fee
+        if child.side is Side.SELL:
+            free = state.free(acc, base, fee)
+            ref = state.price(child.instrument).reference()
+            if limits.credit_limit > 0 and ref is not None and ref[0] > 0:
+                free += limits.credit_limit / ref[0]
+        else:
+            cash = state.free(acc, quote, fee) + limits.credit_limit
+            free = (cash / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN) if cash > 0 else ZERO
+        return max(ZERO, min(child.leaves, free))
 
     # ---- the Venue interface -------------------------------------------------------
 
@@ -467,7 +492,7 @@ class PaperVenue:
                         remaining -= qty
                     if o.done:
                         self._parent_done(state, o, emit)
-        # Armed children: a print through the trigger fills them in full, OCO.
+        # Armed children: a print through the trigger fills them (as far as free), OCO.
         for o in sorted(orders, key=lambda o: o.order_id):
             if o.done or o.parent_order_id is None or o.trigger_price is None:
                 continue
@@ -481,17 +506,22 @@ class PaperVenue:
                 hit = price >= t if sell else price <= t
             if not hit:
                 continue
-            if self._fill(
-                state, o, o.leaves, price, Liquidity.TAKER, source, trade.exchange_ts, emit
-            ):
-                parent = state.orders.get(o.parent_order_id)
-                for sib_id in parent.children if parent else []:
-                    sib = state.orders.get(sib_id)
-                    if sib is not None and not sib.done:
-                        emit(
-                            CancelRequested(
-                                order_id=sib.order_id, account=sib.account, reason="OCO"
-                            ),
-                            f"cancelreq:{sib.order_id}",
-                        )
-                        self._end(sib, "OCO", emit, cancel=True)
+            qty = self._child_quantity(state, o, price)
+            if qty > 0:
+                if not self._fill(
+                    state, o, qty, price, Liquidity.TAKER, source, trade.exchange_ts, emit
+                ):
+                    continue  # this print filled it already
+                if not o.done:
+                    self._end(o, "CHILD_CAPPED", emit, cancel=True)
+            else:
+                self._end(o, "CHILD_NOTHING_FREE", emit, cancel=True)
+            parent = state.orders.get(o.parent_order_id)
+            for sib_id in parent.children if parent else []:
+                sib = state.orders.get(sib_id)
+                if sib is not None and not sib.done:
+                    emit(
+                        CancelRequested(order_id=sib.order_id, account=sib.account, reason="OCO"),
+                        f"cancelreq:{sib.order_id}",
+                    )
+                    self._end(sib, "OCO", emit, cancel=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from schemas.events import MarketTrade, QuoteUpdated, RiskLimits, Side
-from tests.engine.pure import Harness, decision
+from tests.engine.pure import INSTRUMENT, Harness, decision
 
 D = Decimal
 
@@ -67,3 +67,35 @@ def test_cash_committed_on_one_pair_is_not_free_on_another() -> None:
     _print(h, "BTC/USDC", "28990", "5")
     _print(h, "USDC/EURC", "0.9400", "100000")
     assert h.state.account("A1").balances["USDC"] >= 0
+
+
+def test_a_stop_loss_child_sells_only_what_is_free() -> None:
+    """Buy 1 BTC with a stop-loss, sell it by hand: the stop has nothing left to sell."""
+    h = Harness(cash=D("100000"))
+    h.quote(D("29999"), D("30001"))
+    assert decision(h.order(Side.BUY, D("1"), D("30001"), stop_loss=D("29000"))).outcome == (
+        "APPROVED"
+    )
+    assert decision(h.order(Side.SELL, D("1"), D("29999"))).outcome == "APPROVED"
+    h.tick()
+    out = h.trade(D("28900"))
+    acc = h.state.account("A1")
+    assert acc.balances.get("BTC", D(0)) == 0 and acc.positions.get(INSTRUMENT, D(0)) == 0
+    assert "Fill" not in [e.event_type for e in out]
+    assert not [o for o in h.state.open_orders_of("A1")]
+
+
+def test_a_stop_loss_child_leaves_what_a_resting_sell_commits() -> None:
+    """Half the BTC is offered on a resting sell: the stop sells only the other half."""
+    h = Harness(cash=D("100000"))
+    h.quote(D("29999"), D("30001"))
+    h.order(Side.BUY, D("1"), D("30001"), stop_loss=D("29000"))
+    assert decision(h.order(Side.SELL, D("0.5"), D("31000"))).outcome == "APPROVED"
+    h.tick()
+    out = h.trade(D("28900"))
+    fills = [e.payload for e in out if e.event_type == "Fill"]
+    assert [f.quantity for f in fills] == [D("0.5")]
+    h.tick()
+    h.trade(D("31000"))  # the resting sell fills: nothing oversold
+    acc = h.state.account("A1")
+    assert acc.balances["BTC"] == 0 and acc.positions[INSTRUMENT] == 0
