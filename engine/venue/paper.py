@@ -234,12 +234,16 @@ class PaperVenue:
 
     def _child_quantity(self, state: EngineState, child: OrderState, price: Decimal) -> Decimal:
         """What a triggered stop/take child may fill at `price`: its leaves, capped at what
-        the account then has free on the balance rule's terms (balance less what the open
-        orders commit of the asset on any pair, plus the credit limit).
+        closes the position without flipping it, and at what the account then has free on
+        the balance rule's terms (balance less what the open orders commit of the asset on
+        any pair, plus the credit limit).
 
-        Children are armed without a decision, so they may take nothing an approved order
-        counted on: the parent's fill may have been sold since (a plain sell saw it free),
-        or committed to a resting order. What cannot be filled is canceled.
+        Children are armed without a decision, so they may neither add risk nor take what
+        an approved order counted on. A child only closes: one of a risk-reducing order
+        (a sell with a stop-loss that closes a long) would re-open the position, which the
+        kill switch and the brake refuse to a plain order. And the parent's fill may have
+        been sold since (a plain sell saw it free) or committed to a resting order. What
+        cannot be filled is canceled.
         """
         acc = state.account(child.account)
         limits = state.limits_for(child.account)[1]
@@ -253,7 +257,9 @@ class PaperVenue:
         else:
             cash = state.free(acc, quote, fee) + limits.credit_limit
             free = (cash / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN) if cash > 0 else ZERO
-        return max(ZERO, min(child.leaves, free))
+        position = acc.positions.get(child.instrument, ZERO)
+        closes = position if child.side is Side.SELL else -position
+        return max(ZERO, min(child.leaves, closes, free))
 
     # ---- the Venue interface -------------------------------------------------------
 
@@ -515,7 +521,7 @@ class PaperVenue:
                 if not o.done:
                     self._end(o, "CHILD_CAPPED", emit, cancel=True)
             else:
-                self._end(o, "CHILD_NOTHING_FREE", emit, cancel=True)
+                self._end(o, "CHILD_CAPPED", emit, cancel=True)
             parent = state.orders.get(o.parent_order_id)
             for sib_id in parent.children if parent else []:
                 sib = state.orders.get(sib_id)

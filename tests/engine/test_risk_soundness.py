@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from schemas.events import MarketTrade, QuoteUpdated, RiskLimits, Side
+from schemas.events import KillSwitchEngaged, MarketTrade, QuoteUpdated, RiskLimits, Side
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
 D = Decimal
@@ -99,3 +99,20 @@ def test_a_stop_loss_child_leaves_what_a_resting_sell_commits() -> None:
     h.trade(D("31000"))  # the resting sell fills: nothing oversold
     acc = h.state.account("A1")
     assert acc.balances["BTC"] == 0 and acc.positions[INSTRUMENT] == 0
+
+
+def test_a_child_never_reopens_a_position_under_the_kill_switch() -> None:
+    """A risk-reducing sell with a stop-loss passes the kill switch; its buy child, which
+    would re-open the long a plain buy may not, is canceled when it triggers."""
+    h = Harness(cash=D("1000000"))
+    h.quote(D("29999"), D("30001"))
+    h.order(Side.BUY, D("1"), D("30001"))
+    h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
+    d = decision(h.order(Side.SELL, D("1"), D("29999"), stop_loss=D("31000")))
+    assert d.outcome == "APPROVED"
+    assert h.state.account("A1").positions[INSTRUMENT] == 0
+    h.tick()
+    out = h.trade(D("31500"))
+    assert "Fill" not in [e.event_type for e in out]
+    assert h.state.account("A1").positions[INSTRUMENT] == 0
+    assert decision(h.order(Side.BUY, D("1"), D("31500"))).reason_codes == ("KILL_SWITCH_ENGAGED",)

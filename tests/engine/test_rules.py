@@ -221,9 +221,20 @@ def test_kill_switch_blocks_risk_increasing_orders(
     if start > 0:
         assert decision(h.order(Side.BUY, start)).outcome == "APPROVED"
     h.admin(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
-    for side, qty, limit, _ in orders:
+    for side, qty, limit, move in orders:
+        if move:
+            # A print may trigger the stop/take children of orders approved before: under
+            # the switch they may only close (they re-opened before).
+            before = abs(h.state.account("A1").positions.get(INSTRUMENT, D(0)))
+            h.trade(D(30000 + 1000 * (move - 2)), qty=D("0.7"))
+            assert abs(h.state.account("A1").positions.get(INSTRUMENT, D(0))) <= before
         before = abs(h.state.account("A1").positions.get(INSTRUMENT, D(0)))
-        d = decision(h.order(side, qty, limit))
+        # Every other order carries a stop-loss and a take-profit 500 either side.
+        lo, hi = (D("29500"), D("30500")) if side is Side.BUY else (D("30500"), D("29500"))
+        if move % 2:
+            d = decision(h.order(side, qty, limit, stop_loss=lo, take_profit=hi))
+        else:
+            d = decision(h.order(side, qty, limit))
         after = abs(h.state.account("A1").positions.get(INSTRUMENT, D(0)))
         if d.outcome == "APPROVED":
             assert before > 0, "an order from a flat position passed the kill switch"
