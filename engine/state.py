@@ -401,6 +401,18 @@ class PriceState:
                 return q
         return None
 
+    def book_at(self, when: datetime) -> Quote | None:
+        """The book an order stamped `when` meets: the quote in force then, or the current
+        one if `when` predates the history; None without any quote. The one choice both
+        the paper venue (what it fills at) and the risk rules (what they value the order
+        at) make, so an order is checked against the prices it will trade at."""
+        met = self.quote_in_force(when)
+        if met is not None:
+            return met
+        if self.bid is None or self.ask is None or self.quote_at is None:
+            return None
+        return Quote(self.quote_at, self.bid, self.ask, self.bid_qty, self.ask_qty, self.quote_id)
+
     def reference(self) -> tuple[Decimal, datetime] | None:
         """The newer of the last trade and the mid, with its event time (the trade on a
         tie)."""

@@ -39,6 +39,8 @@ def build_context(
     base, quote = split_instrument(intent.instrument)
     ps = state.price(intent.instrument)
     ref = ps.reference()
+    # The book the paper venue will fill the order against (event time), not the newest.
+    book = ps.book_at(intent_at)
     # O(1) in the open orders: the fold keeps their commitments per account (`Exposure`).
     x = acc.exposure
     fee = 1 + taker_fee_rate
@@ -64,7 +66,8 @@ def build_context(
         intent_at=intent_at,
         reference_price=ref[0] if ref else None,
         reference_at=ref[1] if ref else None,
-        best_ask=ps.ask,
+        best_bid=book.bid if book is not None else None,
+        best_ask=book.ask if book is not None else None,
         consumer_lag=consumer_lag,
         position=acc.positions.get(intent.instrument, ZERO),
         open_buy_leaves=open_buy,

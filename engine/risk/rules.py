@@ -36,6 +36,9 @@ class RiskContext:
     intent_at: datetime
     reference_price: Decimal | None
     reference_at: datetime | None
+    best_bid: Decimal | None
+    """Top of the book the order meets (`PriceState.book_at(intent_at)`): what the paper
+    venue fills a marketable order at, so what the order is valued at."""
     best_ask: Decimal | None
     consumer_lag: int
     position: Decimal
@@ -68,7 +71,8 @@ class RiskContext:
 
     @property
     def execution_price(self) -> Decimal | None:
-        """The price used for notional and balance: the limit, else the worse of ref and ask."""
+        """The price used for notional and balance: the limit, else the worse of ref and
+        the ask of the book the order meets (`best_ask`: what the venue fills it at)."""
         if self.limit_price is not None:
             return self.limit_price
         if self.reference_price is None:
@@ -200,6 +204,8 @@ def price_collar(ctx: RiskContext) -> RuleResult:
 
 
 def max_order_notional(ctx: RiskContext) -> RuleResult:
+    """quantity x `RiskContext.execution_price`. v2: valued at the book the order meets
+    (the quote in force at its time, as the venue fills it), not the newest."""
     rid, ver = max_order_notional.RULE_ID, max_order_notional.RULE_VERSION  # type: ignore[attr-defined]
     price = ctx.execution_price
     if price is None:
@@ -259,7 +265,9 @@ def balance(ctx: RiskContext) -> RuleResult:
 
     v2: what is reserved is everything the open orders commit of the asset on any pair
     (`Exposure.committed`): a buy's notional plus fee in its quote asset and a sell's
-    leaves in its base asset, so USDC bidding for BTC is not also free to sell for EURC.
+    leaves in its base asset, so USDC bidding for BTC is not also free to sell for EURC;
+    and a market buy's cash is valued at the ask of the book it meets (the quote in force
+    at its time, which the venue fills it at), not the newest.
     """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.side is Side.BUY:
@@ -293,7 +301,7 @@ RULES: tuple[Rule, ...] = (
     _tag(kill_switch, "KILL_SWITCH", 1),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 1),
     _tag(price_collar, "PRICE_COLLAR", 1),
-    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 1),
+    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 2),
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 2),

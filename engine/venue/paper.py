@@ -277,21 +277,19 @@ class PaperVenue:
         buy = order.side is Side.BUY
         # The order meets the book in force at its own time (event time), whatever the
         # engine has read of the market since; only an order older than the kept history
-        # meets the current book.
-        met = ps.quote_in_force(order.submitted_at)
-        touch: Decimal | None
+        # meets the current book. The risk rules valued it at this same book
+        # (`PriceState.book_at`).
+        met = ps.book_at(order.submitted_at)
+        touch: Decimal | None = None
+        touch_qty = ZERO
+        source = f"quote:{ps.quote_id}"
         if met is not None:
             touch = met.ask if buy else met.bid
             touch_qty = met.ask_qty if buy else met.bid_qty
             source = f"quote:{met.quote_id}"
-        else:
-            touch = ps.ask if buy else ps.bid
-            touch_qty = ps.ask_qty if buy else ps.bid_qty
-            source = f"quote:{ps.quote_id}"
         # A fill on submission happens when the order arrives, never before it: the
         # quote it executes against may be older than the order.
-        quote_at = met.at if met is not None else ps.quote_at
-        at = max(quote_at, order.submitted_at) if quote_at else order.submitted_at
+        at = max(met.at, order.submitted_at) if met is not None else order.submitted_at
         if order.order_type is OrderType.MARKET:
             marketable = touch is not None and touch_qty > 0
         else:

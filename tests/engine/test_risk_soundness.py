@@ -6,9 +6,22 @@ failed before its fix.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
-from schemas.events import KillSwitchEngaged, MarketTrade, QuoteUpdated, RiskLimits, Side
+from engine import auth
+from engine.processor import process
+from engine.risk.evaluator import build_context
+from schemas import new_event
+from schemas.events import (
+    KillSwitchEngaged,
+    MarketTrade,
+    OrderIntent,
+    OrderType,
+    QuoteUpdated,
+    RiskLimits,
+    Side,
+)
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
 D = Decimal
@@ -116,3 +129,37 @@ def test_a_child_never_reopens_a_position_under_the_kill_switch() -> None:
     assert "Fill" not in [e.event_type for e in out]
     assert h.state.account("A1").positions[INSTRUMENT] == 0
     assert decision(h.order(Side.BUY, D("1"), D("31500"))).reason_codes == ("KILL_SWITCH_ENGAGED",)
+
+
+def test_a_backdated_order_is_valued_at_the_book_it_fills_at() -> None:
+    """The venue fills at the quote in force at the intent's time: risk values it there."""
+    limits = RiskLimits(max_order_notional=D("10000"))
+    h = Harness(limits, cash=D("10000"))
+    h.quote(D("59999"), D("60000"))
+    then = h.now
+    h.tick(5)
+    h.quote(D("29999"), D("30001"))  # the newest book: half the price
+    intent = OrderIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id="bd1",
+        instrument=INSTRUMENT,
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        quantity=D("0.3"),
+    )
+    event = new_event(
+        auth.sign(intent, h.key), producer="p1", occurred_at=then + timedelta(milliseconds=1)
+    )
+    out = process(h.state, event, h.ctx)
+    d = decision(out)
+    fills = [e.payload for e in out if e.event_type == "Fill"]
+    assert all(f.quantity * f.price <= limits.max_order_notional for f in fills)
+    assert h.state.account("A1").balances["USDC"] >= 0
+    if out[0].event_type == "RiskDecision":  # (intake may also refuse it for its time)
+        assert d.outcome == "REJECTED" and "MAX_ORDER_NOTIONAL" in d.reason_codes
+    # Whatever intake does: the rules value the order at the book of its time.
+    ctx = build_context(h.state, intent, then, consumer_lag=0, taker_fee_rate=D("0.001"))
+    assert ctx.best_ask == h.state.price(INSTRUMENT).book_at(then).ask == D("60000")  # type: ignore[union-attr]
+    assert ctx.execution_price == D("60000")
