@@ -71,15 +71,20 @@ class RiskContext:
 
     @property
     def execution_price(self) -> Decimal | None:
-        """The price used for notional and balance: the limit, else the worse of ref and
-        the ask of the book the order meets (`best_ask`: what the venue fills it at)."""
-        if self.limit_price is not None:
-            return self.limit_price
-        if self.reference_price is None:
+        """The highest price the order can trade at, what its notional and (buys) its cash
+        are valued at. A buy never pays more than its limit; without one, the worse of the
+        reference and the ask it meets. A sell's limit is only a floor: a marketable one
+        fills at the bid it meets, a resting one at its limit, so the highest of limit,
+        reference and bid (the reference keeps a missing bid from valuing it low)."""
+        ref = self.reference_price
+        if ref is None:
             return None
-        if self.side is Side.BUY and self.best_ask is not None:
-            return max(self.reference_price, self.best_ask)
-        return self.reference_price
+        if self.side is Side.BUY:
+            if self.limit_price is not None:
+                return self.limit_price
+            return max(ref, self.best_ask) if self.best_ask is not None else ref
+        price = ref if self.limit_price is None else max(ref, self.limit_price)
+        return max(price, self.best_bid) if self.best_bid is not None else price
 
 
 Rule = Callable[[RiskContext], RuleResult]
@@ -205,7 +210,8 @@ def price_collar(ctx: RiskContext) -> RuleResult:
 
 def max_order_notional(ctx: RiskContext) -> RuleResult:
     """quantity x `RiskContext.execution_price`. v2: valued at the book the order meets
-    (the quote in force at its time, as the venue fills it), not the newest."""
+    (the quote in force at its time, as the venue fills it, not the newest), and a sell
+    at the highest of limit, reference and bid (v1: its limit, under by up to the collar)."""
     rid, ver = max_order_notional.RULE_ID, max_order_notional.RULE_VERSION  # type: ignore[attr-defined]
     price = ctx.execution_price
     if price is None:

@@ -163,3 +163,17 @@ def test_a_backdated_order_is_valued_at_the_book_it_fills_at() -> None:
     ctx = build_context(h.state, intent, then, consumer_lag=0, taker_fee_rate=D("0.001"))
     assert ctx.best_ask == h.state.price(INSTRUMENT).book_at(then).ask == D("60000")  # type: ignore[union-attr]
     assert ctx.execution_price == D("60000")
+
+
+def test_a_limit_sell_is_valued_at_what_it_can_fill_at() -> None:
+    """A marketable limit sell fills at the bid, above its limit: valued there."""
+    limits = RiskLimits(max_order_notional=D("10000"))
+    h = Harness(limits, cash=D("1000"))
+    h.admin_deposit("BTC", D("1"))
+    h.quote(D("29999"), D("30001"))
+    d = decision(h.order(Side.SELL, D("0.35"), D("28500")))  # 5% under: in the collar
+    assert d.outcome == "REJECTED" and "MAX_ORDER_NOTIONAL" in d.reason_codes
+    ok = h.order(Side.SELL, D("0.33"), D("28500"))
+    assert decision(ok).outcome == "APPROVED"
+    fills = [e.payload for e in ok if e.event_type == "Fill"]
+    assert fills and all(f.quantity * f.price <= limits.max_order_notional for f in fills)
