@@ -148,16 +148,34 @@ def account_state(ctx: RiskContext) -> RuleResult:
 
 
 def asset_allow_list(ctx: RiskContext) -> RuleResult:
-    """Only permitted payment stablecoins (MiCA, GENIUS Act) may appear in a pair."""
+    """Only permitted payment stablecoins (MiCA, GENIUS Act) may appear in a pair.
+
+    v2 fails closed: each asset must be classified, either a permitted stablecoin
+    (`allowed_stablecoins`) or a listed crypto asset (`crypto_assets`). v1 rejected only
+    stablecoins on a built-in list, so any stablecoin it did not know (USDS, FRAX, USD1,
+    EURCV) passed. A known stablecoin is never taken for a crypto asset, whatever the
+    configuration says.
+    """
     rid, ver = asset_allow_list.RULE_ID, asset_allow_list.RULE_VERSION  # type: ignore[attr-defined]
-    allowed = set(ctx.limits.allowed_stablecoins)
+    allowed = ctx.limits.allowed_stablecoins
+    crypto = ctx.limits.crypto_assets
     for asset in (ctx.base_asset, ctx.quote_asset):
-        if asset in ctx.known_stablecoins and asset not in allowed:
+        if asset in allowed:
+            continue
+        if asset in ctx.known_stablecoins:
             return _no(
                 rid,
                 ver,
                 "STABLECOIN_NOT_PERMITTED",
                 f"{asset} is not on the allow-list {sorted(allowed)}",
+            )
+        if asset not in crypto:
+            return _no(
+                rid,
+                ver,
+                "ASSET_NOT_PERMITTED",
+                f"{asset} is neither a permitted stablecoin {sorted(allowed)} nor a listed "
+                f"crypto asset {sorted(crypto)}",
             )
     return _ok(rid, ver)
 
@@ -303,7 +321,7 @@ def _tag(rule: Rule, rule_id: str, version: int) -> Rule:
 RULES: tuple[Rule, ...] = (
     _tag(freshness, "FRESHNESS", 1),
     _tag(account_state, "ACCOUNT_STATE", 1),
-    _tag(asset_allow_list, "ASSET_ALLOW_LIST", 1),
+    _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 1),
     _tag(price_collar, "PRICE_COLLAR", 1),

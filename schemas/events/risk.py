@@ -76,6 +76,12 @@ class RiskLimits(BaseModel):
     max_price_age_seconds: int = Field(30, ge=1)
     max_consumer_lag: int = Field(10_000, ge=0)
     allowed_stablecoins: tuple[AssetCode, ...] = ("USDC", "EURC")
+    crypto_assets: tuple[AssetCode, ...] = Field(
+        ("BTC", "ETH", "SOL"),
+        description="Crypto assets other than payment stablecoins that may be traded. Each "
+        "asset of a pair must be on this list or on allowed_stablecoins; anything else is "
+        "rejected (fail closed). Must not name a stablecoin.",
+    )
     credit_limit: NonNegativeDec = Decimal("0")
 
 

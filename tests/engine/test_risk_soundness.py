@@ -20,6 +20,7 @@ from schemas.events import (
     OrderType,
     QuoteUpdated,
     RiskLimits,
+    RiskLimitsChanged,
     Side,
 )
 from tests.engine.pure import INSTRUMENT, Harness, decision
@@ -177,3 +178,28 @@ def test_a_limit_sell_is_valued_at_what_it_can_fill_at() -> None:
     assert decision(ok).outcome == "APPROVED"
     fills = [e.payload for e in ok if e.event_type == "Fill"]
     assert fills and all(f.quantity * f.price <= limits.max_order_notional for f in fills)
+
+
+def test_an_unclassified_asset_is_rejected() -> None:
+    """Stablecoins the engine does not know are not thereby permitted: fail closed."""
+    h = Harness(cash=D("100000"))
+    for instrument in ("USDS/USDC", "FRAX/USDC", "USD1/USDC", "EURCV/USDC"):
+        _quote(h, instrument, "0.9999", "1.0001")
+        d = decision(h.order(Side.BUY, D("10"), D("1.0001"), instrument=instrument))
+        assert d.outcome == "REJECTED" and d.reason_codes == ("ASSET_NOT_PERMITTED",), instrument
+    _quote(h, "USDT/USDC", "0.9999", "1.0001")
+    d = decision(h.order(Side.BUY, D("10"), D("1.0001"), instrument="USDT/USDC"))
+    assert d.reason_codes == ("STABLECOIN_NOT_PERMITTED",)
+    # Configurable: a listed crypto asset trades; a known stablecoin never passes as one.
+    h.admin(
+        RiskLimitsChanged(
+            scope="*",
+            config_version=2,
+            limits=RiskLimits(crypto_assets=("BTC", "FRAX", "USDT")),
+            changed_by="admin",
+        )
+    )
+    d = decision(h.order(Side.BUY, D("10"), D("1.0001"), instrument="FRAX/USDC"))
+    assert d.outcome == "APPROVED"
+    d = decision(h.order(Side.BUY, D("10"), D("1.0001"), instrument="USDT/USDC"))
+    assert d.reason_codes == ("STABLECOIN_NOT_PERMITTED",)
