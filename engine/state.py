@@ -517,15 +517,45 @@ class EngineState:
         return acc.balances.get(asset, ZERO) - committed
 
     def mark(self, asset: str, account: AccountState) -> Decimal | None:
-        """Value of one unit of `asset` in the account's currency; None if unknown."""
-        if asset == account.base_currency or asset in STABLECOINS:
+        """Value of one unit of `asset` in the account's valuation currency; None if unknown
+        (the drawdown brake then rejects: NO_MARK).
+
+        Only the valuation currency itself is worth 1. Any other asset, a stablecoin too,
+        is valued from a price: asset/currency, else the inverse of currency/asset, else
+        asset/q x the value of q so found, for a stablecoin q (first in sorted order). A
+        stablecoin marked at 1 would hide a depeg or an FX move (EURC is not worth one
+        USDC) from the brake.
+        """
+        ccy = account.base_currency
+        if asset == ccy:
             return ONE
-        for quote in (account.base_currency, *_STABLE_QUOTES):
-            ps = self.prices.get(f"{asset}/{quote}")
-            if ps is not None:
-                ref = ps.reference()
-                if ref is not None:
-                    return ref[0]
+        direct = self._rate(asset, ccy)
+        if direct is not None:
+            return direct
+        for quote in _STABLE_QUOTES:
+            if quote == asset or quote == ccy:
+                continue
+            via = self._reference(f"{asset}/{quote}")
+            if via is None:
+                continue
+            quote_mark = self._rate(quote, ccy)
+            if quote_mark is not None:
+                return via * quote_mark
+        return None
+
+    def _reference(self, instrument: str) -> Decimal | None:
+        ps = self.prices.get(instrument)
+        ref = ps.reference() if ps is not None else None
+        return ref[0] if ref is not None else None
+
+    def _rate(self, asset: str, ccy: str) -> Decimal | None:
+        """Units of `ccy` one `asset` is worth from a pair of the two, either way round."""
+        direct = self._reference(f"{asset}/{ccy}")
+        if direct is not None:
+            return direct
+        inverse = self._reference(f"{ccy}/{asset}")
+        if inverse is not None and inverse > 0:
+            return ONE / inverse
         return None
 
     def equity(self, account: str) -> Decimal | None:

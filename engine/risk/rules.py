@@ -188,7 +188,12 @@ def kill_switch(ctx: RiskContext) -> RuleResult:
 
 
 def drawdown_brake(ctx: RiskContext) -> RuleResult:
-    """Passes while drawdown from the peak is under the threshold, or the order reduces risk."""
+    """Passes while drawdown from the peak is under the threshold, or the order reduces risk.
+
+    v2: equity values every asset but the account's valuation currency from a price
+    (`EngineState.mark`), stablecoins too; v1 marked every stablecoin at 1, so a depeg or
+    an FX move (EURC in a USDC account) never showed as drawdown.
+    """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None:
         return _no(rid, ver, "NO_MARK", "cannot value the account: a held asset has no price")
@@ -323,7 +328,7 @@ RULES: tuple[Rule, ...] = (
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 1),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 2),
     _tag(price_collar, "PRICE_COLLAR", 1),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 2),
     _tag(max_position, "MAX_POSITION", 1),

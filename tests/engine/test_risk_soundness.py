@@ -203,3 +203,28 @@ def test_an_unclassified_asset_is_rejected() -> None:
     assert d.outcome == "APPROVED"
     d = decision(h.order(Side.BUY, D("10"), D("1.0001"), instrument="USDT/USDC"))
     assert d.reason_codes == ("STABLECOIN_NOT_PERMITTED",)
+
+
+def test_stablecoins_are_valued_at_their_price_not_at_one() -> None:
+    """EURC in a USDC account is worth its EURC/USDC price: a depeg is drawdown."""
+    h = Harness(cash=D("1"))
+    h.admin_deposit("EURC", D("1000000"))
+    h.quote(D("29999"), D("30001"))
+    _quote(h, "EURC/USDC", "1.0799", "1.0801", qty="1000")
+    d = decision(h.order(Side.BUY, D("0.00001"), D("30001")))
+    assert d.outcome == "APPROVED" and d.equity > D("1079000")
+    _quote(h, "EURC/USDC", "0.4999", "0.5001", qty="1000")
+    d = decision(h.order(Side.BUY, D("0.00001"), D("30001")))
+    assert d.outcome == "REJECTED" and "DRAWDOWN_BRAKE" in d.reason_codes
+
+
+def test_a_stablecoin_without_a_price_cannot_be_valued() -> None:
+    h = Harness(cash=D("100000"))
+    h.admin_deposit("EURC", D("10"))
+    h.quote(D("29999"), D("30001"))
+    d = decision(h.order(Side.BUY, D("0.01"), D("30001")))
+    assert d.outcome == "REJECTED" and "NO_MARK" in d.reason_codes
+    _quote(h, "USDC/EURC", "0.9299", "0.9301")  # the inverse pair values it
+    assert decision(h.order(Side.BUY, D("0.01"), D("30001"))).outcome == "APPROVED"
+    acc = h.state.account("A1")
+    assert h.state.mark("EURC", acc) == 1 / D("0.93")
