@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +16,10 @@ from engine.risk.rules import RULES, RiskContext
 from schemas.events import (
     AmlFlagRaised,
     KillSwitchEngaged,
+    MarketTrade,
     OrderIntent,
     OrderType,
+    QuoteUpdated,
     RiskLimits,
     Side,
 )
@@ -159,21 +162,72 @@ ORDER = st.tuples(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CROSS = "ETH/BTC"
+"""A second pair on which BTC is the quote: BTC offered on BTC/USDC is bid for ETH here."""
+CROSS_SCALE = D("0.05") / 30000
+"""ETH/BTC prices are BTC/USDC's scaled by this (30,000 -> 0.05)."""
+
+
+def _book(h: Harness, instrument: str, bid: Decimal, ask: Decimal, qty: Decimal) -> None:
+    h.n += 1
+    h.feed(
+        QuoteUpdated(
+            venue="v",
+            instrument=instrument,
+            bid_price=bid,
+            bid_quantity=qty,
+            ask_price=ask,
+            ask_quantity=qty,
+            update_id=h.n,
+            exchange_ts=h.now,
+        ),
+        "md",
+    )
+
+
+def _print(h: Harness, instrument: str, price: Decimal, qty: Decimal) -> list[Any]:
+    h.n += 1
+    return h.feed(
+        MarketTrade(
+            venue="v",
+            instrument=instrument,
+            trade_id=f"t{h.n}",
+            price=price,
+            quantity=qty,
+            aggressor_side=Side.BUY,
+            exchange_ts=h.now,
+        ),
+        "md",
+    )
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    orders=st.lists(ORDER, min_size=1, max_size=15),
+    orders=st.lists(
+        st.tuples(ORDER, st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=15
+    ),
     max_pos=st.decimals(min_value=D("0.5"), max_value=D("4"), places=2),
     max_notional=st.decimals(min_value=D("5000"), max_value=D("80000"), places=0),
     max_open=st.integers(min_value=1, max_value=6),
     cash=st.decimals(min_value=D("1000"), max_value=D("200000"), places=0),
+    btc=st.decimals(min_value=D("0"), max_value=D("2"), places=2),
+    backdate=st.booleans(),
 )
 def test_no_approved_order_ever_breaches_a_limit(
-    orders: list[tuple[Side, Decimal, Decimal | None, int]],
+    orders: list[tuple[tuple[Side, Decimal, Decimal | None, int], bool, bool, bool]],
     max_pos: Decimal,
     max_notional: Decimal,
     max_open: int,
     cash: Decimal,
+    btc: Decimal,
+    backdate: bool,
 ) -> None:
+    """Whatever is approved, and whatever the stop/take children it arms do when prints
+    trigger them: no position above its limit, no order filled for more than the notional
+    limit, no asset below zero (credit 0). BTC is the base of BTC/USDC and the quote of
+    ETH/BTC, so what one pair commits must hold on the other. With `backdate` the book
+    moves after the first quote and some intents are stamped a second earlier: they meet
+    the older book, and must have been checked at it."""
     limits = RiskLimits(
         max_order_notional=max_notional,
         max_position=max_pos,
@@ -182,25 +236,58 @@ def test_no_approved_order_ever_breaches_a_limit(
         max_orders_per_window=10,
     )
     h = Harness(limits, cash=cash)
+    if btc:
+        h.admin_deposit("BTC", btc)
+    h.admin_deposit("ETH", D("2"))
+    if backdate:
+        h.quote(D("32000"), D("32010"), qty=D("1.5"))
+        h.tick(1)
     h.quote(D("30000"), D("30010"), qty=D("1.5"))
+    _book(h, "ETH/USDC", D("1500"), D("1501"), D("100"))  # values the ETH (equity)
+    _book(h, CROSS, D("0.05"), D("0.05002"), D("1.5"))
     approved_at: list[object] = []
-    for side, qty, limit, move in orders:
+    approved: set[str] = set()
+    filled: dict[str, Decimal] = {}
+
+    def count(out: list[Any]) -> None:
+        for e in out:
+            if e.event_type == "Fill":
+                f = e.payload
+                filled[f.order_id] = filled.get(f.order_id, D(0)) + f.quantity * f.price
+
+    for (side, qty, limit, move), cross, attach, older in orders:
         if move:
-            h.trade(D(30000 + 1000 * (move - 2)), qty=D("0.7"))
-        out = h.order(side, qty, limit)
+            count(h.trade(D(30000 + 1000 * (move - 2)), qty=D("0.7")))
+            count(_print(h, CROSS, (30000 + 1000 * (move - 2)) * CROSS_SCALE, D("0.7")))
+        scale = CROSS_SCALE if cross else D(1)
+        extra: dict[str, Any] = {}
+        if attach:
+            lo, hi = D("29500") * scale, D("30500") * scale
+            if side is Side.BUY:
+                extra = {"stop_loss": lo, "take_profit": hi}
+            else:
+                extra = {"stop_loss": hi, "take_profit": lo}
+        if older and backdate:
+            h.now -= timedelta(seconds=1)  # this intent meets the older book
+        instrument = CROSS if cross else INSTRUMENT
+        out = h.order(
+            side, qty, None if limit is None else limit * scale, instrument=instrument, **extra
+        )
+        count(out)
         d = decision(out)
         acc = h.state.account("A1")
-        pos = acc.positions.get(INSTRUMENT, D(0))
         if d.outcome == "APPROVED":
-            price = limit if limit is not None else D("30010")
-            assert qty * price <= max_notional
+            approved.add(d.order_id)
             approved_at.append(h.now)
         # Invariants that must hold whatever was approved.
-        assert abs(pos) <= max_pos
+        for i in (INSTRUMENT, CROSS):
+            assert abs(acc.positions.get(i, D(0))) <= max_pos, i
+        for oid in approved:
+            assert filled.get(oid, D(0)) <= max_notional, oid
         primary_open = [o for o in h.state.open_orders_of("A1") if o.parent_order_id is None]
         assert len(primary_open) <= max_open
-        assert acc.balances.get("USDC", D(0)) >= 0
-        assert acc.balances.get("BTC", D(0)) >= 0
+        for asset in ("USDC", "BTC", "ETH"):
+            assert acc.balances.get(asset, D(0)) >= 0, asset
         recent = [t for t in approved_at if (h.now - t).total_seconds() < 1]  # type: ignore[operator]
         assert len(recent) <= limits.max_orders_per_window
 
