@@ -91,9 +91,14 @@ def pause_gc() -> bool:
     allocates ~25 containers per record, which set off a full collection every couple of
     batches over the build's growing state: 6-7 s of a 20 s `orders` rebuild, and they
     found next to nothing (a batch's objects are freed by reference counting). `collect`
-    every `TRIM_EVERY` batches still finds any cycles."""
+    every `TRIM_EVERY` batches still finds any cycles.
+
+    What exists already (the modules, ~130k objects) is frozen at once, as `collect`
+    freezes what survives it: else the first `collect` scans it all, ~100 ms of CPU
+    in each half of a split rebuild (docs/benchmarks.md, session 12)."""
     was = gc.isenabled()
     gc.disable()
+    gc.freeze()
     return was
 
 
