@@ -357,12 +357,15 @@ class BulkBuild:
             res.quarantined = len(bad)
             results.append(res)
         self._batches += 1
-        if self._batches % TRIM_EVERY == 0:
+        if self._batches % self.collect_every == 0:
             collect(trim_memory=self._batches % self.trim_every == 0)
         return results
 
+    collect_every = TRIM_EVERY
+    """Batches between garbage collections (`collect`)."""
+
     trim_every = TRIM_EVERY
-    """Batches between `malloc_trim`s (a multiple of `TRIM_EVERY`)."""
+    """Batches between `malloc_trim`s (a multiple of `collect_every`)."""
 
     tracking = False
     """Whether `apply` records what each batch touched (`_track`; a split rebuild's half)."""
