@@ -195,6 +195,9 @@ def query(
         list[str] | None, typer.Option("--param", "-p", help="Filter KEY=VALUE (repeatable)")
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the named queries")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Time limit of the query, seconds", min=0.001)
+    ] = 60.0,
 ) -> None:
     """Run a named query or raw SQL (as the read-only role) and print or save the result."""
     from projections import query as q
@@ -214,7 +217,11 @@ def query(
             raise typer.Exit(2)
         params[key] = value
     try:
-        df = q.frame(name, **params) if name is not None else q.raw(str(sql_text))
+        df = (
+            q.frame(name, None, timeout, **params)
+            if name is not None
+            else q.raw(str(sql_text), timeout_s=timeout)
+        )
         text = q.write(df, fmt, str(out) if out else None)
     except q.QueryError as exc:
         typer.echo(f"error: {exc}", err=True)

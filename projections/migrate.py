@@ -7,6 +7,7 @@ transaction, and recorded with its checksum; an edited, already-applied file is 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+READER_TIMEOUT = "60s"
+"""The read-only role's statement and idle-in-transaction limit (projections.query sets
+its own per session too): a reader's locks hold up projectors at most this long."""
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -81,7 +87,13 @@ def apply_migrations(dsn: str, *, readonly_role: str | None = None) -> list[str]
 
 
 def grant_read_only(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
-    """SELECT on every application schema, now and for tables created later; nothing else."""
+    """SELECT on every application schema, now and for tables created later; nothing else.
+
+    Also pins the role's sessions in this database read-only by default and
+    time-limited, when the migrating role may alter roles (a superuser; the owner of a
+    local stack may not, and then `projections.query` sets the same per session).
+    """
+    _pin_reader_settings(conn, role)
     rows = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
         "AND nspname <> 'information_schema'"
@@ -95,4 +107,28 @@ def grant_read_only(conn: psycopg.Connection[tuple[object, ...]], role: str) -> 
             sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
                 s, ident
             )
+        )
+
+
+def _pin_reader_settings(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+    """`ALTER ROLE role IN DATABASE db SET ...`: defaults every reader session starts with."""
+    ident, db = sql.Identifier(role), sql.Identifier(conn.info.dbname)
+    try:
+        with conn.transaction():
+            for name, value in (
+                ("default_transaction_read_only", "on"),
+                ("statement_timeout", READER_TIMEOUT),
+                ("idle_in_transaction_session_timeout", READER_TIMEOUT),
+            ):
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                        ident, db, sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+    except psycopg.errors.InsufficientPrivilege:
+        log.warning(
+            "cannot pin %s's session settings (read-only, %s timeouts): the migrating role "
+            "may not alter roles; run migrations as a superuser to set them",
+            role,
+            READER_TIMEOUT,
         )

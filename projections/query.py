@@ -2,7 +2,10 @@
 
 Named queries take parameters only as bound values (`%(name)s`), never as text spliced
 into SQL, so no parameter can change a statement. Raw SQL runs as the read-only role in
-a READ ONLY transaction: the database itself refuses any write.
+a READ ONLY transaction: the database itself refuses any write. Every query is one
+statement sent through the extended protocol (which refuses a second one, so no
+`COMMIT; ...` can leave the READ ONLY transaction) under a statement and idle timeout,
+so an analyst cannot hold a lock the projectors need for longer than that.
 """
 
 from __future__ import annotations
@@ -21,6 +24,22 @@ from deploy.settings import Settings, get_settings
 
 class QueryError(RuntimeError):
     """A query the caller got wrong, or one the database refused (e.g. a write)."""
+
+
+QUERY_TIMEOUT_S = 60.0
+"""Default limit on one analyst query, and on an idle transaction or a lock wait: a
+reader's locks (a table's, or an advisory lock where the role still may take one) can
+hold up a projector batch, a rebuild's swap or a migration at most this long."""
+
+
+def _session_options(timeout_s: float) -> str:
+    """libpq `options` pinning the analyst session: read-only by default, time-limited."""
+    ms = max(1, int(timeout_s * 1000))
+    return (
+        "-c default_transaction_read_only=on"
+        f" -c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+        f" -c lock_timeout={ms}"
+    )
 
 
 @dataclass(frozen=True)
@@ -186,31 +205,54 @@ def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str 
     return q.sql, {p: params.get(p) for p in q.params}
 
 
-def frame(name: str, settings: Settings | None = None, /, **params: str | None) -> pl.DataFrame:
+def frame(
+    name: str,
+    settings: Settings | None = None,
+    timeout_s: float = QUERY_TIMEOUT_S,
+    /,
+    **params: str | None,
+) -> pl.DataFrame:
     """A named query as a polars DataFrame, e.g. `frame("positions", account="A1")`.
 
     Runs as the read-only role too: analysts never hold a connection that can write.
     """
     s = settings or get_settings()
     text, bound = named(name, params)
-    return _run(s.readonly_dsn, text, bound)
+    return _run(s.readonly_dsn, text, bound, timeout_s)
 
 
-def raw(text: str, settings: Settings | None = None) -> pl.DataFrame:
-    """Arbitrary SQL as the read-only role in a READ ONLY transaction."""
+def raw(
+    text: str, settings: Settings | None = None, *, timeout_s: float = QUERY_TIMEOUT_S
+) -> pl.DataFrame:
+    """One SQL statement as the read-only role in a READ ONLY transaction."""
     s = settings or get_settings()
-    return _run(s.readonly_dsn, text, None)
+    return _run(s.readonly_dsn, text, None, timeout_s)
 
 
-def _run(dsn: str, text: str, params: dict[str, str | None] | None) -> pl.DataFrame:
+def _run(
+    dsn: str, text: str, params: dict[str, str | None] | None, timeout_s: float
+) -> pl.DataFrame:
     try:
-        with psycopg.connect(dsn, autocommit=False) as conn:
+        with psycopg.connect(dsn, autocommit=False, options=_session_options(timeout_s)) as conn:
             conn.read_only = True
             with conn.cursor() as cur:
-                cur.execute(sql.SQL(text) if params is None else text, params)
+                # prepare=True: Parse/Bind/Execute even without parameters. The simple
+                # protocol would run "COMMIT; <anything>" as two statements, the second
+                # outside the READ ONLY transaction; Parse takes exactly one.
+                cur.execute(sql.SQL(text) if params is None else text, params, prepare=True)
                 out = _frame(cur)
             conn.rollback()
             return out
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" in str(exc):
+            raise QueryError(
+                "refused: one SQL statement per query (no ';'-separated statements)"
+            ) from exc
+        raise QueryError(f"query failed: {exc}") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise QueryError(
+            f"refused: the query ran longer than its time limit of {timeout_s:g} s ({exc})"
+        ) from exc
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise QueryError(
             f"refused: the query tries to write, and analyst SQL is read-only ({exc})"
