@@ -46,6 +46,19 @@ def _v1(*types: str) -> frozenset[str]:
     return frozenset(f"{t}/1" for t in types)
 
 
+INT4 = (-(2**31), 2**31 - 1)
+INT8 = (-(2**63), 2**63 - 1)
+
+
+def _fits(value: Any, column: str, bounds: tuple[int, int]) -> Any:
+    """`value` for an integer column, or SkipEvent (quarantine) if the column cannot hold
+    it. The schemas' ints are unbounded; one out of range failed its whole batch in
+    PostgreSQL, and the projector re-read that batch forever."""
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise SkipEvent(f"{column} {value} is outside its column's range {bounds}")
+    return value
+
+
 def _dec(value: Any) -> Decimal:
     """An amount for arithmetic: a canonical string from an event, or a stored value."""
     return value if isinstance(value, Decimal) else Decimal(value)
@@ -529,6 +542,10 @@ class DecisionsProjection(Projection):
         t = d["event_type"]
         eid = d["event_id"]
         if t == "RiskDecision":
+            rules = p["rule_results"]
+            for r in rules:  # checked before the first insert: a refused event writes nothing
+                _fits(r["rule_version"], "rule_version", INT4)
+            _fits(p["risk_config_version"], "risk_config_version", INT4)
             state.insert(
                 self.decisions,
                 (
@@ -538,7 +555,7 @@ class DecisionsProjection(Projection):
                     d["occurred_at"],
                 ),
             )  # fmt: skip
-            for i, r in enumerate(p["rule_results"]):
+            for i, r in enumerate(rules):
                 state.insert(
                     self.rules,
                     (
@@ -605,7 +622,8 @@ class RiskConfigProjection(Projection):
         row: tuple[Any, ...]
         if t == "RiskLimitsChanged":
             row = (
-                eid, t, p["scope"], p["config_version"], _json(p["limits"]), p["changed_by"],
+                eid, t, p["scope"], _fits(p["config_version"], "config_version", INT4),
+                _json(p["limits"]), p["changed_by"],
                 p["reason"], None, at,
             )  # fmt: skip
         elif t == "KillSwitchEngaged":
@@ -661,8 +679,9 @@ class DeadLettersProjection(Projection):
         state.insert(
             self.deadletters,
             (
-                d["event_id"], p["source_topic"], p["source_partition"], p["source_offset"],
-                p["error_type"], p["error"], p["stage"], d["producer"], p["original_key_b64"],
+                d["event_id"], p["source_topic"],
+                _fits(p["source_partition"], "source_partition", INT4),
+                _fits(p["source_offset"], "source_offset", INT8), p["error_type"], p["error"], p["stage"], d["producer"], p["original_key_b64"],
                 p["original_value_b64"], d["occurred_at"],
             ),
         )  # fmt: skip
