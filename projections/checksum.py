@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
 import orjson
@@ -27,6 +27,11 @@ import psycopg
 from psycopg import pq, sql
 
 from projections.framework import Projection, Table
+
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""`normalize` only strips trailing zeros at this precision: under the ambient context
+(28 digits by default) it rounded, so two values could render alike and the text
+depended on the thread's context."""
 
 
 def render(value: Any) -> str:
@@ -38,7 +43,7 @@ def render(value: Any) -> str:
     if isinstance(value, Decimal):
         if value == 0:
             return "0"
-        text = format(value.normalize(), "f")
+        text = format(value.normalize(_EXACT), "f")
         return text
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -61,8 +66,8 @@ NUMERIC, TIMESTAMPTZ, JSONB = 1700, 1184, 3802
 # A value PostgreSQL does not render is sent as chr(1) + its own text. COPY passes chr(1)
 # unescaped, and no rendered numeric, timestamp or jsonb text starts with it.
 _MARK = b"\x01"
-# Decimal.normalize() rounds to 28 digits (the default context): a numeric text up to
-# 28 characters long cannot be rounded, so trim_scale's text is `render`'s.
+# trim_scale's text is `render`'s (both strip trailing zeros, exactly); up to 28
+# characters it is sent as is, a longer one marked and rendered from its Decimal.
 _NUMERIC_SQL = (
     "CASE WHEN length(trim_scale({c})::text) <= 28 THEN trim_scale({c})::text "
     "ELSE chr(1) || {c}::text END"

@@ -6,12 +6,26 @@ read the event's validated JSON values (`Located.data`: decimals, timestamps and
 canonical strings, see projections/lean.py) and write them through unchanged; only
 amounts that take part in arithmetic become `Decimal`. The one division (average cost)
 is quantized to 18 places with banker's rounding so a rebuild reproduces it exactly.
+Every other sum, difference and product goes through `_EXACT`, never the thread's
+ambient decimal context (28 digits by default, and anybody's to change): exact, so the
+rows cannot depend on that context or be rounded silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 from typing import Any
 
 import orjson
@@ -23,6 +37,16 @@ from schemas.topics import Topic
 ZERO = Decimal(0)
 AVG_COST_QUANTUM = Decimal("1e-18")
 _CTX = Context(prec=80, rounding=ROUND_HALF_EVEN)
+_EXACT = Context(
+    prec=MAX_PREC,
+    rounding=ROUND_HALF_EVEN,
+    Emax=MAX_EMAX,
+    Emin=MIN_EMIN,
+    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
+)
+"""Money arithmetic: at the largest precision a sum or product of finite decimals is
+exact (and costs what the digits cost, not the precision); Inexact trapped all the same,
+so a rounded result can only ever be refused (quarantined), never stored."""
 
 
 def _json(data: Any) -> str:
@@ -174,8 +198,10 @@ class OrdersProjection(Projection):
             row = list(cur)
             if t == "Fill":
                 qty, price = Decimal(p["quantity"]), Decimal(p["price"])
-                row[_FILLED_QTY] = _dec(row[_FILLED_QTY]) + qty
-                row[_FILLED_NOTIONAL] = _dec(row[_FILLED_NOTIONAL]) + qty * price
+                row[_FILLED_QTY] = _EXACT.add(_dec(row[_FILLED_QTY]), qty)
+                row[_FILLED_NOTIONAL] = _EXACT.add(
+                    _dec(row[_FILLED_NOTIONAL]), _EXACT.multiply(qty, price)
+                )
                 leaves = p["leaves_quantity"]
                 row[_LEAVES] = leaves
                 row[_STATUS] = "FILLED" if Decimal(leaves) == 0 else "PARTIALLY_FILLED"
@@ -251,7 +277,7 @@ class FillsProjection(Projection):
             (
                 d["event_id"], p["fill_id"], p["order_id"], p["account"], p["instrument"],
                 p["side"], p["quantity"], p["price"],
-                Decimal(p["quantity"]) * Decimal(p["price"]),
+                _EXACT.multiply(Decimal(p["quantity"]), Decimal(p["price"])),
                 p["fee"], p["fee_asset"], p["liquidity"], p["venue"], p["venue_trade_id"],
                 p["uti"], p["traded_at"], p["leaves_quantity"], d["occurred_at"],
             ),
@@ -281,17 +307,17 @@ def apply_fill(
     `closed * (price - avg) * direction`; crossing through zero opens the remainder at
     `price`. A flat position has average cost 0.
     """
+    new_qty = _EXACT.add(quantity, signed_qty)
     if quantity == 0 or (quantity > 0) == (signed_qty > 0):
-        new_qty = quantity + signed_qty
-        total = _CTX.add(
-            _CTX.multiply(abs(quantity), avg_cost), _CTX.multiply(abs(signed_qty), price)
+        total = _EXACT.add(
+            _EXACT.multiply(quantity.copy_abs(), avg_cost),
+            _EXACT.multiply(signed_qty.copy_abs(), price),
         )
-        new_avg = _CTX.divide(total, abs(new_qty)).quantize(AVG_COST_QUANTUM, context=_CTX)
+        new_avg = _CTX.divide(total, new_qty.copy_abs()).quantize(AVG_COST_QUANTUM, context=_CTX)
         return new_qty, new_avg, realized
-    closed = min(abs(signed_qty), abs(quantity))
-    direction = 1 if quantity > 0 else -1
-    realized = realized + closed * (price - avg_cost) * direction
-    new_qty = quantity + signed_qty
+    closed = min(signed_qty.copy_abs(), quantity.copy_abs())
+    gain = _EXACT.subtract(price, avg_cost) if quantity > 0 else _EXACT.subtract(avg_cost, price)
+    realized = _EXACT.add(realized, _EXACT.multiply(closed, gain))
     if new_qty == 0:
         return new_qty, ZERO, realized
     if (new_qty > 0) != (quantity > 0):
@@ -337,7 +363,8 @@ class PositionsProjection(Projection):
             )
             return
         if t == "QuoteUpdated":
-            mid = (Decimal(p["bid_price"]) + Decimal(p["ask_price"])) / 2
+            # Halving always terminates: exact, one digit longer at most.
+            mid = _EXACT.divide(_EXACT.add(Decimal(p["bid_price"]), Decimal(p["ask_price"])), 2)
             state.put(
                 self.marks,
                 (p["instrument"], mid, "MID", p["venue"], p["exchange_ts"], d["event_id"]),
@@ -349,13 +376,13 @@ class PositionsProjection(Projection):
             (ZERO, ZERO, ZERO, ZERO, 0) if cur is None else (cur[2], cur[3], cur[4], cur[5], cur[6])
         )
         quantity = Decimal(p["quantity"])
-        signed = quantity if p["side"] == "BUY" else -quantity
+        signed = quantity if p["side"] == "BUY" else _EXACT.minus(quantity)
         qty, avg, realized = apply_fill(
             _dec(qty), _dec(avg), _dec(realized), signed, Decimal(p["price"])
         )
         fees = _dec(fees)
         if p["fee_asset"] == p["instrument"].split("/")[1]:
-            fees = fees + Decimal(p["fee"])
+            fees = _EXACT.add(fees, Decimal(p["fee"]))
         state.put(
             self.positions,
             (
@@ -416,15 +443,15 @@ class BalancesProjection(Projection):
         if t == "Fill":
             base, quote = p["instrument"].split("/")
             quantity = Decimal(p["quantity"])
-            notional = quantity * Decimal(p["price"])
-            sign = 1 if p["side"] == "BUY" else -1
+            notional = _EXACT.multiply(quantity, Decimal(p["price"]))
+            buy = p["side"] == "BUY"
             legs = [
-                ("base", base, sign * quantity, "TRADE"),
-                ("quote", quote, -sign * notional, "TRADE"),
+                ("base", base, quantity if buy else _EXACT.minus(quantity), "TRADE"),
+                ("quote", quote, _EXACT.minus(notional) if buy else notional, "TRADE"),
             ]
             fee = Decimal(p["fee"])
             if fee > 0:
-                legs.append(("fee", p["fee_asset"], -fee, "FEE"))
+                legs.append(("fee", p["fee_asset"], _EXACT.minus(fee), "FEE"))
             return legs
         return []
 
@@ -456,7 +483,7 @@ class BalancesProjection(Projection):
         key = (account, asset)
         cur = state.get(self.balances, key)
         bal, count = (ZERO, 0) if cur is None else (_dec(cur[2]), cur[3])
-        state.put(self.balances, (account, asset, bal + amount, int(count) + 1))
+        state.put(self.balances, (account, asset, _EXACT.add(bal, amount), int(count) + 1))
         state.insert(
             self.movements,
             (d["event_id"], leg, account, asset, amount, kind, ref, d["occurred_at"]),
@@ -496,7 +523,7 @@ class BalancesProjection(Projection):
         state.put(self.transfers, (*cur[:4], status, d["event_id"], d["occurred_at"]))
         if t == "TransferSettled":
             asset, amount = cur[2], _dec(cur[3])
-            self._move(state, item, "withdrawal", asset, -amount, "WITHDRAWAL", tid)
+            self._move(state, item, "withdrawal", asset, _EXACT.minus(amount), "WITHDRAWAL", tid)
 
 
 # --------------------------------------------------------------------------- decisions

@@ -1,0 +1,77 @@
+"""Fold events in memory (no broker, no database): decoded exactly as a projector does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from projections.core import PROJECTIONS
+from projections.framework import Located, Quarantined, State
+from projections.store import RawRecord, decode_one
+from schemas import EventPayload, encode, new_event
+from schemas.events import Fill, QuoteUpdated
+from schemas.events.orders import Liquidity, Side
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+class Tape:
+    """Numbers events 1, 2, ...: event ids, offsets and times follow from the order."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def ev(self, payload: EventPayload) -> Located:
+        self.n += 1
+        e = new_event(
+            payload,
+            producer="t",
+            occurred_at=T0 + timedelta(seconds=self.n),
+            event_id=uuid.UUID(int=self.n),
+        )
+        _k, v, h = encode(e)
+        d = decode_one(RawRecord(str(e.topic), 0, self.n, v, h))
+        assert isinstance(d, Located), d
+        return d
+
+    def fill(
+        self,
+        side: str,
+        qty: str,
+        price: str,
+        *,
+        fee: str = "0",
+        fee_asset: str = "USDT",
+        inst: str = "BTC/USDT",
+        leaves: str = "0",
+        oid: str = "o1",
+        acct: str = "ACC001",
+    ) -> Located:
+        n = self.n + 1
+        return self.ev(
+            Fill(
+                fill_id=f"f{n}", order_id=oid, account=acct, instrument=inst, side=Side(side),
+                quantity=Decimal(qty), price=Decimal(price), fee=Decimal(fee),
+                fee_asset=fee_asset, liquidity=Liquidity.TAKER, venue="paper",
+                venue_trade_id=f"t{n}", uti=f"U{n}", traded_at=T0,
+                leaves_quantity=Decimal(leaves),
+            )
+        )  # fmt: skip
+
+    def quote(self, inst: str, bid: str, ask: str) -> Located:
+        fields: dict[str, Any] = {
+            "instrument": inst, "venue": "paper", "bid_price": Decimal(bid),
+            "bid_quantity": Decimal(1), "ask_price": Decimal(ask), "ask_quantity": Decimal(1),
+            "update_id": self.n, "exchange_ts": T0,
+        }  # fmt: skip
+        return self.ev(QuoteUpdated(**fields))
+
+
+def fold(
+    name: str, items: list[Located], state: State | None = None
+) -> tuple[State, list[Quarantined]]:
+    st = state or State()
+    bad = PROJECTIONS[name].fold(st, items)
+    return st, bad
