@@ -342,7 +342,7 @@ class PositionsProjection(Projection):
     tables = (positions, marks)
     handles = _v1("Fill", "MarketTrade", "QuoteUpdated")
     ignores = FillsProjection.ignores
-    migrations = ("0103_proj_positions.sql",)
+    migrations = ("0103_proj_positions.sql", "0110_pnl_missing_mark.sql")
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {
