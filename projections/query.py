@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -185,11 +186,36 @@ def _cell(v: Any) -> Any:
     return v
 
 
+POLARS_DECIMAL_DIGITS = 38
+"""What a polars Decimal column holds: integer digits plus the column's (largest) scale."""
+
+
+def _fit(values: list[Any]) -> list[Any]:
+    """A column polars can hold: Decimals that a Decimal(38, s) column cannot (too many
+    digits at the column's scale, or NaN/Infinity) become their exact text instead of
+    an Object column that no output format can write."""
+    ints = scale = 0
+    for v in values:
+        if isinstance(v, Decimal):
+            if not v.is_finite():
+                break
+            t = v.as_tuple()
+            exp = int(t.exponent)
+            ints, scale = max(ints, len(t.digits) + exp), max(scale, -exp)
+    else:
+        if ints + scale <= POLARS_DECIMAL_DIGITS:
+            return values
+    return [format(v, "f") if isinstance(v, Decimal) else v for v in values]
+
+
 def _frame(cur: psycopg.Cursor[Any]) -> pl.DataFrame:
     cols = [d.name for d in cur.description or []]
     rows = cur.fetchall()
-    data = {c: [_cell(r[i]) for r in rows] for i, c in enumerate(cols)}
-    return pl.DataFrame(data, strict=False) if cols else pl.DataFrame()
+    data = {c: _fit([_cell(r[i]) for r in rows]) for i, c in enumerate(cols)}
+    try:
+        return pl.DataFrame(data, strict=False) if cols else pl.DataFrame()
+    except pl.exceptions.PolarsError as exc:
+        raise QueryError(f"cannot hold the result as a table: {exc}") from exc
 
 
 def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str | None]]:
@@ -264,7 +290,19 @@ def _run(
 
 
 def write(df: pl.DataFrame, fmt: str, out: str | None) -> str | None:
-    """Render `df` as table/csv/json/parquet to `out` (or return the text for stdout)."""
+    """Render `df` as table/csv/json/parquet to `out` (or return the text for stdout).
+
+    A polars or file error is a QueryError, so the CLI reports it rather than a traceback.
+    """
+    try:
+        return _write(df, fmt, out)
+    except pl.exceptions.PolarsError as exc:
+        raise QueryError(f"cannot write the result as {fmt}: {exc}") from exc
+    except OSError as exc:
+        raise QueryError(f"cannot write {out}: {exc}") from exc
+
+
+def _write(df: pl.DataFrame, fmt: str, out: str | None) -> str | None:
     if fmt == "parquet":
         if not out:
             raise QueryError("--format parquet needs --out FILE")

@@ -1,0 +1,63 @@
+"""Results polars cannot hold as a Decimal (more than 38 digits at the column's scale,
+NaN) are written as exact text in every format; a polars error is a QueryError."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from deploy.settings import Settings
+from projections import query
+
+pytestmark = pytest.mark.integration
+
+BIG = "123456789012345678901.123456789012345678"  # 39 digits
+WIDE = (
+    f"SELECT v FROM (VALUES (1, '{BIG}'::numeric), (2, 1::numeric), (3, NULL), "
+    "(4, 'NaN'::numeric)) AS t(i, v) ORDER BY i"
+)
+
+
+def test_wide_decimals_are_exact_text_in_every_format(env: Settings, tmp_path: Path) -> None:
+    df = query.raw(WIDE, env)
+    assert df["v"].to_list() == [BIG, "1", None, "NaN"]
+    assert json.loads(query.write(df, "json", None) or "") == [
+        {"v": BIG}, {"v": "1"}, {"v": None}, {"v": "NaN"},
+    ]  # fmt: skip
+    assert (query.write(df, "csv", None) or "").splitlines()[1] == BIG
+    out = tmp_path / "wide.parquet"
+    query.write(df, "parquet", str(out))
+    assert pl.read_parquet(out)["v"].to_list()[0] == BIG
+    # a column that fits stays a polars Decimal
+    fits = query.raw("SELECT 1.5::numeric AS v UNION ALL SELECT 0.000000000000000001", env)
+    assert isinstance(fits.schema["v"], pl.Decimal)
+    assert fits["v"].to_list() == [Decimal("1.5"), Decimal("0.000000000000000001")]
+
+
+def test_a_polars_error_is_a_query_error() -> None:
+    df = pl.DataFrame({"v": [object()]}, schema={"v": pl.Object})
+    for fmt in ("json", "csv"):
+        with pytest.raises(query.QueryError, match=f"as {fmt}"):
+            query.write(df, fmt, None)
+    with pytest.raises(query.QueryError, match="cannot write"):
+        query.write(pl.DataFrame({"v": [1]}), "csv", "/nonexistent-dir/x.csv")
+
+
+def test_cli_writes_wide_decimals(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy.cli import app
+    from deploy.settings import get_settings
+
+    monkeypatch.setenv("TRADETAPE_POSTGRES_PORT", str(env.postgres_port))
+    monkeypatch.setenv("TRADETAPE_POSTGRES_DB", env.postgres_db)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["query", "--sql", WIDE, "--format", "json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)[0] == {"v": BIG}
+    finally:
+        get_settings.cache_clear()
