@@ -33,6 +33,7 @@ import orjson
 from projections.framework import Key, Located, Projection, SkipEvent, State, Table, WriteMode
 from schemas.serde import canonical_json
 from schemas.topics import Topic
+from schemas.types import format_decimal
 
 ZERO = Decimal(0)
 AVG_COST_QUANTUM = Decimal("1e-18")
@@ -295,7 +296,15 @@ POSITION_COLUMNS = (
     "fill_count",
     "last_event_id",
     "updated_at",
+    "fees_other",
 )
+
+
+def _add_fee(fees_other: Any, asset: str, fee: Decimal) -> str:
+    """`fees_other` (jsonb: asset -> exact decimal text) with `fee` added to `asset`."""
+    held = orjson.loads(fees_other) if isinstance(fees_other, str) else dict(fees_other or {})
+    held[asset] = format_decimal(_EXACT.add(Decimal(held.get(asset, "0")), fee))
+    return orjson.dumps(held, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def apply_fill(
@@ -342,7 +351,11 @@ class PositionsProjection(Projection):
     tables = (positions, marks)
     handles = _v1("Fill", "MarketTrade", "QuoteUpdated")
     ignores = FillsProjection.ignores
-    migrations = ("0103_proj_positions.sql", "0110_pnl_missing_mark.sql")
+    migrations = (
+        "0103_proj_positions.sql",
+        "0110_pnl_missing_mark.sql",
+        "0111_positions_fees_other.sql",
+    )
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {
@@ -372,22 +385,33 @@ class PositionsProjection(Projection):
             return
         key = (p["account"], p["instrument"])
         cur = state.get(self.positions, key)
-        qty, avg, realized, fees, count = (
-            (ZERO, ZERO, ZERO, ZERO, 0) if cur is None else (cur[2], cur[3], cur[4], cur[5], cur[6])
+        qty, avg, realized, fees, count, other = (
+            (ZERO, ZERO, ZERO, ZERO, 0, "{}")
+            if cur is None
+            else (cur[2], cur[3], cur[4], cur[5], cur[6], cur[9])
         )
-        quantity = Decimal(p["quantity"])
+        quantity, price = Decimal(p["quantity"]), Decimal(p["price"])
         signed = quantity if p["side"] == "BUY" else _EXACT.minus(quantity)
-        qty, avg, realized = apply_fill(
-            _dec(qty), _dec(avg), _dec(realized), signed, Decimal(p["price"])
-        )
-        fees = _dec(fees)
-        if p["fee_asset"] == p["instrument"].split("/")[1]:
-            fees = _EXACT.add(fees, Decimal(p["fee"]))
+        qty, avg, realized = apply_fill(_dec(qty), _dec(avg), _dec(realized), signed, price)
+        fees, fee, fee_asset = _dec(fees), Decimal(p["fee"]), p["fee_asset"]
+        base, quote = p["instrument"].split("/")
+        if fee == 0:
+            pass
+        elif fee_asset == quote:
+            fees = _EXACT.add(fees, fee)
+        elif fee_asset == base:
+            # Paid out of the position (as balances takes it off the base balance): those
+            # units leave at the fill price, realizing against the average cost, and
+            # their value at that price is a fee in quote terms.
+            qty, avg, realized = apply_fill(qty, avg, realized, _EXACT.minus(fee), price)
+            fees = _EXACT.add(fees, _EXACT.multiply(fee, price))
+        else:  # no price for it is assumed: kept per asset, beside the PnL
+            other = _add_fee(other, fee_asset, fee)
         state.put(
             self.positions,
             (
                 p["account"], p["instrument"], qty, avg, realized, fees, int(count) + 1,
-                d["event_id"], d["occurred_at"],
+                d["event_id"], d["occurred_at"], other,
             ),
         )  # fmt: skip
 

@@ -22,6 +22,7 @@ class Tape:
 
     def __init__(self) -> None:
         self.n = 0
+        self.records: list[RawRecord] = []
 
     def ev(self, payload: EventPayload) -> Located:
         self.n += 1
@@ -32,7 +33,9 @@ class Tape:
             event_id=uuid.UUID(int=self.n),
         )
         _k, v, h = encode(e)
-        d = decode_one(RawRecord(str(e.topic), 0, self.n, v, h))
+        record = RawRecord(str(e.topic), 0, self.n, v, h)
+        self.records.append(record)
+        d = decode_one(record)
         assert isinstance(d, Located), d
         return d
 
