@@ -142,6 +142,9 @@ _STATUS, _FILLED_QTY, _FILLED_NOTIONAL, _LEAVES = (
 )  # fmt: skip
 _VENUE_ORDER_ID, _REASON, _COUNT = _OI["venue_order_id"], _OI["reason"], _OI["event_count"]
 _CREATED, _UPDATED, _LAST_EVENT = _OI["created_at"], _OI["updated_at"], _OI["last_event_id"]
+_TERMINAL = frozenset(("FILLED", "CANCELED", "EXPIRED", "REJECTED"))
+"""Order statuses nothing leaves: a fill that raced a cancel (or a cancel confirmation
+that raced the last fill) arrives after one and updates the quantities only."""
 _ORDER_TYPES = (
     "OrderSubmitted",
     "OrderAccepted",
@@ -203,13 +206,16 @@ class OrdersProjection(Projection):
                 row[_FILLED_NOTIONAL] = _EXACT.add(
                     _dec(row[_FILLED_NOTIONAL]), _EXACT.multiply(qty, price)
                 )
-                leaves = p["leaves_quantity"]
-                row[_LEAVES] = leaves
-                row[_STATUS] = "FILLED" if Decimal(leaves) == 0 else "PARTIALLY_FILLED"
+                if row[_STATUS] not in _TERMINAL:
+                    leaves = p["leaves_quantity"]
+                    row[_LEAVES] = leaves
+                    row[_STATUS] = "FILLED" if Decimal(leaves) == 0 else "PARTIALLY_FILLED"
             elif t == "OrderAccepted":
                 row[_VENUE_ORDER_ID] = p["venue_order_id"]
                 if row[_STATUS] == "SUBMITTED":
                     row[_STATUS] = "ACCEPTED"
+            elif row[_STATUS] in _TERMINAL:
+                pass  # a late reject, cancel or expiry: recorded in the history only
             elif t == "OrderRejected":
                 row[_STATUS] = "REJECTED"
                 row[_REASON] = p["reason"]
