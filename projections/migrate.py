@@ -110,6 +110,18 @@ def grant_read_only(conn: psycopg.Connection[tuple[object, ...]], role: str) -> 
         )
 
 
+def harden_reader(admin: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+    """What only a superuser may do for the analysts' role, on `admin`'s database.
+
+    0109's second block (EXECUTE on the large-object and advisory-lock functions taken
+    from PUBLIC) and the role's pinned session settings. Idempotent; the local stack runs
+    it with its admin connection after every migration run, so its reader is hardened
+    without an operator step.
+    """
+    admin.execute((MIGRATIONS_DIR / "0109_reader_hardening.sql").read_bytes())
+    _pin_reader_settings(admin, role)
+
+
 def _pin_reader_settings(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
     """`ALTER ROLE role IN DATABASE db SET ...`: defaults every reader session starts with."""
     ident, db = sql.Identifier(role), sql.Identifier(conn.info.dbname)

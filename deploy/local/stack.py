@@ -58,7 +58,19 @@ class LocalStack:
         applied = apply_migrations(self.settings.dsn, readonly_role=self.settings.readonly_role)
         if applied:
             self.echo(f"migrations: applied {', '.join(applied)}")
+        self.harden_reader()
         return started
+
+    def harden_reader(self) -> None:
+        """The reader's superuser-only hardening (`projections.migrate.harden_reader`): the
+        local stack holds the admin role, so no operator step is left to forget."""
+        import psycopg
+
+        from projections.migrate import harden_reader
+
+        s = self.settings
+        with psycopg.connect(self.postgres.admin_dsn(s.postgres_db), autocommit=True) as conn:
+            harden_reader(conn, s.readonly_role)
 
     def down(self) -> dict[str, bool]:
         stopped = {"postgres": self.postgres.stop(), "kafka": self.kafka.stop()}

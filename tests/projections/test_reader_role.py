@@ -12,7 +12,7 @@ import pytest
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from projections import query
-from projections.migrate import MIGRATIONS_DIR, grant_read_only
+from projections.migrate import harden_reader
 from projections.store import lock_projection
 
 pytestmark = pytest.mark.integration
@@ -82,11 +82,10 @@ def test_analyst_query_is_time_limited_and_releases_a_projector_lock(env: Settin
 def test_superuser_hardening_takes_large_objects_and_advisory_locks(
     env: Settings, stack: LocalStack
 ) -> None:
-    """0109 run as a superuser (and `grant_read_only` with the power to alter roles)."""
-    body = (MIGRATIONS_DIR / "0109_reader_hardening.sql").read_text()
+    """`harden_reader`, what the local stack runs as its superuser after the migrations."""
     with psycopg.connect(stack.postgres.admin_dsn(env.postgres_db), autocommit=True) as admin:
-        admin.execute(body.encode())
-        grant_read_only(admin, env.readonly_role)
+        harden_reader(admin, env.readonly_role)
+        harden_reader(admin, env.readonly_role)  # idempotent: `tradetape up` runs it each time
     with pytest.raises(query.QueryError, match="refused"):
         query.raw(LOCK_ORDERS, env)
     with psycopg.connect(env.readonly_dsn, autocommit=True) as conn:
