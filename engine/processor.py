@@ -311,8 +311,8 @@ def _order(
     )
     acc = state.account(p.account)
     if ev.context is not None and ev.context.equity is not None:
-        if ev.context.equity > acc.peak_equity:
-            acc.peak_equity = ev.context.equity
+        # The decision's event time is the intent's (`derived_fields`): the fold's guard.
+        acc.raise_peak(event.occurred_at, ev.context.equity)
         if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
             peak = acc.peak_equity
             emit(

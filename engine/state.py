@@ -152,6 +152,15 @@ class AccountState:
     lets a snapshot slice (own topics) be combined with a later `KillSwitchReleased`
     (reference topic) exactly as a full replay would."""
 
+    def raise_peak(self, at: datetime, equity: Decimal) -> None:
+        """Raise the drawdown peak to `equity` seen by a decision at `at`, unless a release
+        reset the peak after `at`. The one path for the live decision and the fold, so a
+        rebuilt peak is the live one (an intent stamped before a release but decided after
+        it used to raise the live peak only)."""
+        reset = self.peak_reset_at
+        if (reset is None or at >= reset) and equity > self.peak_equity:
+            self.peak_equity = equity
+
     def add_peak(self, at: datetime, peak: Decimal) -> None:
         peaks = self.peaks
         i = bisect_left(peaks, (at,))
@@ -748,8 +757,7 @@ class EngineState:
         if isinstance(p, RiskDecision) and p.peak_equity is not None:
             # The drawdown peak survives restarts: every decision records the one it used.
             acc = self.account(p.account)
-            if acc.peak_reset_at is None or event.occurred_at >= acc.peak_reset_at:
-                acc.peak_equity = max(acc.peak_equity, p.peak_equity)
+            acc.raise_peak(event.occurred_at, p.peak_equity)
             acc.add_peak(event.occurred_at, p.peak_equity)
         if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
             windows = self.rate.get((p.producer_id, p.strategy_id))

@@ -20,7 +20,7 @@ from engine.codec import decode_record
 from engine.idempotency import FingerprintSet, IdempotencyRecord
 from engine.processor import process
 from engine.state import ZERO, EngineState, Exposure, split_instrument
-from schemas import MalformedEventError, decode, encode
+from schemas import MalformedEventError, decode, encode, new_event
 from schemas.events import OrderIntent, OrderType, RiskLimits, Side
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
@@ -338,3 +338,29 @@ def test_released_brake_resets_the_peak_after_a_rebuild_too() -> None:
     assert rebuilt.account("A1").peak_equity == 0 == h.state.account("A1").peak_equity
     h.state = rebuilt
     assert decision(h.order(Side.BUY, D("0.1"), D("14990"))).outcome == "APPROVED"
+
+
+def test_an_intent_stamped_before_a_release_does_not_raise_the_live_peak() -> None:
+    """Live and fold raise the peak by one rule (`AccountState.raise_peak`): an intent
+    stamped before a release but decided after it leaves the peak reset in both."""
+    from schemas.events import KillSwitchEngaged, KillSwitchReleased
+
+    h = _harness()
+    outs = list(h.order(Side.BUY, D("0.1"), D("29990")))
+    stamped = h.tick()
+    h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="t"))
+    h.admin(KillSwitchReleased(scope="A1", released_by="admin", reason="t"))
+    intent = OrderIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id="backlog",
+        instrument=INSTRUMENT,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        quantity=D("0.1"),
+        limit_price=D("29990"),
+    )
+    event = new_event(auth.sign(intent, h.key), producer="p1", occurred_at=stamped)
+    outs += process(h.state, event, h.ctx)
+    assert h.state.account("A1").peak_equity == 0 == _rebuilt(h, outs).account("A1").peak_equity
