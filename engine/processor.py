@@ -216,22 +216,9 @@ def _reject(emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, de
 
 def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
     p: OrderIntent | CancelIntent = event.payload
-    key = (p.producer_id, p.account, p.client_order_id)
-    prior: Recorded | None = state.decisions.get(key)
-    if prior is not None:
-        # Idempotency: the original decision, byte for byte, and nothing traded again.
-        emit.out.append(prior.envelope)
-        return
-    if key in state.decisions:
-        # Decided long ago (only a fingerprint is kept): still never traded twice.
-        _reject(
-            emit,
-            event,
-            IntentRejectReason.INVALID_INTENT,
-            f"duplicate client_order_id {p.client_order_id!r}: already decided; the original "
-            "decision is on the log (beyond the in-memory replay window)",
-        )
-        return
+    # Authenticate first: a rejection decided before the signature verified is emitted but
+    # neither answered from nor recorded in the idempotency record (`UNAUTHENTICATED`), so an
+    # unsigned intent can neither block a producer's client order id nor fetch its decision.
     entry = state.producers.get(p.producer_id)
     if entry is None:
         _reject(
@@ -247,6 +234,22 @@ def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitt
             event,
             IntentRejectReason.BAD_SIGNATURE,
             f"signature does not verify with {p.producer_id}'s registered key",
+        )
+        return
+    key = (p.producer_id, p.account, p.client_order_id)
+    prior: Recorded | None = state.decisions.get(key)
+    if prior is not None:
+        # Idempotency: the original decision, byte for byte, and nothing traded again.
+        emit.out.append(prior.envelope)
+        return
+    if key in state.decisions:
+        # Decided long ago (only a fingerprint is kept): still never traded twice.
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.INVALID_INTENT,
+            f"duplicate client_order_id {p.client_order_id!r}: already decided; the original "
+            "decision is on the log (beyond the in-memory replay window)",
         )
         return
     if p.account not in entry.accounts:

@@ -47,6 +47,7 @@ from schemas.events import (
     Side,
     TimeInForce,
 )
+from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE
 
 STABLECOINS: frozenset[str] = frozenset(
@@ -746,6 +747,8 @@ class EngineState:
         coid = p.client_order_id
         if coid is None:
             return
+        if isinstance(p, IntentRejected) and p.reason in UNAUTHENTICATED:
+            return  # anyone can send these: they must not take the producer's key
         key = (p.producer_id, p.account, coid)
         if key in self.decisions:
             return
@@ -886,6 +889,12 @@ class EngineState:
         elif order is not None:
             order.filled += p.quantity
 
+
+UNAUTHENTICATED: frozenset[IntentRejectReason] = frozenset(
+    {IntentRejectReason.UNKNOWN_PRODUCER, IntentRejectReason.BAD_SIGNATURE}
+)
+"""Rejections decided before the intent's signature verified: emitted, but never recorded
+under (nor answered from) the idempotency key they name, live or in the fold."""
 
 _REFERENCE_TYPES = (
     AccountOpened,

