@@ -7,32 +7,50 @@ a price. Timestamps are UTC with microseconds, rendered as `YYYY-MM-DDThh:mm:ss.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+MAX_DECIMAL_TEXT = 256
+"""Longest decimal string accepted: far above any price, quantity or amount (28 significant
+digits at any scale from 1e-200 to 1e200 fit), and it keeps a value's cost bounded."""
+MAX_DECIMAL_ADJUSTED = 200
+"""Largest magnitude of a decimal's adjusted exponent (`Decimal.adjusted`) accepted from a
+`Decimal` or `int`: such a value with up to 28 significant digits formats within
+`MAX_DECIMAL_TEXT` characters, so what the engine writes it reads back."""
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+_DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+"""`DECIMAL_PATTERN` for `fullmatch` (no `$`, which would let a trailing newline through)."""
 
 
 def _parse_decimal(value: Any) -> Decimal:
+    """The published form only: plain digits, optional sign and point, at most
+    `MAX_DECIMAL_TEXT` characters. An exponent (`1E+999999999`) would be expanded by
+    `format_decimal` and signing, i.e. memory chosen by the sender; the schema forbids it."""
+    if isinstance(value, str):
+        if len(value) > MAX_DECIMAL_TEXT or _DECIMAL_TEXT.fullmatch(value) is None:
+            raise ValueError(
+                f"not a plain decimal string (digits, optional sign and point, at most "
+                f"{MAX_DECIMAL_TEXT} characters): {value[:40]!r}"
+            )
+        return Decimal(value)
     if isinstance(value, float | bool):
         raise ValueError("money must be a decimal string, never a float or bool")
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int):
         result = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value)
-        except InvalidOperation as exc:
-            raise ValueError(f"not a decimal string: {value!r}") from exc
     else:
         raise ValueError(f"expected a decimal string, got {type(value).__name__}")
     if not result.is_finite():
         raise ValueError("decimal must be finite")
+    if result and not -MAX_DECIMAL_ADJUSTED <= result.adjusted() <= MAX_DECIMAL_ADJUSTED:
+        raise ValueError(f"decimal out of range (|exponent| > {MAX_DECIMAL_ADJUSTED})")
     return result
 
 
@@ -46,7 +64,7 @@ Dec = Annotated[
     Decimal,
     BeforeValidator(_parse_decimal),
     PlainSerializer(format_decimal, return_type=str, when_used="always"),
-    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN}),
+    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": MAX_DECIMAL_TEXT}),
 ]
 """Any decimal amount: price, quantity, fee, notional, ratio."""
 
