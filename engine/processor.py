@@ -199,7 +199,20 @@ def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
 # ---- intents ---------------------------------------------------------------------------
 
 
-def _reject(emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, detail: str) -> None:
+def intent_digest(p: OrderIntent | CancelIntent) -> str:
+    """What a resend must repeat to get the original decision back: the intent's type and
+    signed content (everything but the signature), hashed."""
+    data = p.EVENT_TYPE.encode() + b"\x1f" + signing_bytes_fast(p)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _reject(
+    emit: _Emitter,
+    event: Envelope[Any],
+    reason: IntentRejectReason,
+    detail: str,
+    digest: str | None = None,
+) -> None:
     p = event.payload
     emit(
         IntentRejected(
@@ -209,6 +222,7 @@ def _reject(emit: _Emitter, event: Envelope[Any], reason: IntentRejectReason, de
             intent_event_id=event.event_id,
             reason=reason,
             detail=detail[:2000],
+            intent_digest=digest,
         ),
         "decision",
     )
@@ -237,10 +251,29 @@ def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitt
         )
         return
     key = (p.producer_id, p.account, p.client_order_id)
+    digest = intent_digest(p)
     prior: Recorded | None = state.decisions.get(key)
     if prior is not None:
-        # Idempotency: the original decision, byte for byte, and nothing traded again.
-        emit.out.append(prior.envelope)
+        original = prior.envelope
+        if original.payload.intent_digest == digest:
+            # Idempotency: the original decision, byte for byte, and nothing traded again.
+            emit.out.append(original)
+            return
+        # Another intent under a decided id (a cancel reusing its order's id, changed
+        # content): never answered with that intent's decision. Not recorded (key known).
+        why = (
+            "its decision records no intent digest"
+            if original.payload.intent_digest is None
+            else "that intent had other content"
+        )
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.CLIENT_ORDER_ID_REUSED,
+            f"client_order_id {p.client_order_id!r} was already decided on {p.account} "
+            f"({original.event_type} {original.event_id}) and {why}; a resend must repeat "
+            "the intent exactly, a new intent needs a new id",
+        )
         return
     if key in state.decisions:
         # Decided long ago (only a fingerprint is kept): still never traded twice.
@@ -258,16 +291,22 @@ def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitt
             event,
             IntentRejectReason.NOT_ENTITLED,
             f"producer {p.producer_id} may not act on account {p.account}",
+            digest,
         )
         return
     if isinstance(p, CancelIntent):
-        _cancel(state, event, p, ctx, emit)
+        _cancel(state, event, p, ctx, emit, digest)
     else:
-        _order(state, event, p, ctx, emit)
+        _order(state, event, p, ctx, emit, digest)
 
 
 def _cancel(
-    state: EngineState, event: Envelope[Any], p: CancelIntent, ctx: Context, emit: _Emitter
+    state: EngineState,
+    event: Envelope[Any],
+    p: CancelIntent,
+    ctx: Context,
+    emit: _Emitter,
+    digest: str,
 ) -> None:
     order_id = state.client_orders.get((p.producer_id, p.account, p.target_client_order_id))
     order = state.orders.get(order_id) if order_id else None
@@ -277,12 +316,15 @@ def _cancel(
             event,
             IntentRejectReason.UNKNOWN_ORDER,
             f"no open order {p.target_client_order_id!r} on {p.account}",
+            digest,
         )
         return
     venue = ctx.venues.get(order.venue)
     version = state.limits_for(p.account)[0]
     if venue is None:
-        _reject(emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {order.venue}")
+        _reject(
+            emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {order.venue}", digest
+        )
         return
     emit(
         _decision(
@@ -295,6 +337,7 @@ def _cancel(
             outcome=DecisionOutcome.APPROVED,
             risk_config_version=version,
             order_id=order.order_id,
+            intent_digest=digest,
         ),
         "decision",
     )
@@ -302,11 +345,18 @@ def _cancel(
 
 
 def _order(
-    state: EngineState, event: Envelope[Any], p: OrderIntent, ctx: Context, emit: _Emitter
+    state: EngineState,
+    event: Envelope[Any],
+    p: OrderIntent,
+    ctx: Context,
+    emit: _Emitter,
+    digest: str,
 ) -> None:
     venue = ctx.venues.get(p.venue)
     if venue is None:
-        _reject(emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {p.venue!r}")
+        _reject(
+            emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {p.venue!r}", digest
+        )
         return
     fee_rate = Decimal(str(getattr(venue, "taker_fee", Decimal("0.001"))))
     ev = evaluate(
@@ -345,6 +395,7 @@ def _order(
             order_id=order_id,
             equity=ev.context.equity if ev.context is not None else None,
             peak_equity=acc.peak_equity if ev.context is not None else None,
+            intent_digest=digest,
         ),
         "decision",
     )

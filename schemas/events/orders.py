@@ -101,12 +101,21 @@ class CancelIntent(EventPayload):
     signature: str | None = None
 
 
+INTENT_DIGEST_DOC = (
+    "A fingerprint of the intent decided (its type and signed content): a resend with the "
+    "same client order id gets this decision back only if its digest is the same"
+)
+
+
 class IntentRejectReason(StrEnum):
     UNKNOWN_PRODUCER = "UNKNOWN_PRODUCER"
     BAD_SIGNATURE = "BAD_SIGNATURE"
     NOT_ENTITLED = "NOT_ENTITLED"
     INVALID_INTENT = "INVALID_INTENT"
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    CLIENT_ORDER_ID_REUSED = "CLIENT_ORDER_ID_REUSED"
+    """The (producer, account, client_order_id) was decided for an intent with other content:
+    a resend must repeat the intent exactly to get the original decision back."""
 
 
 class IntentRejected(EventPayload):
@@ -121,6 +130,7 @@ class IntentRejected(EventPayload):
     intent_event_id: UUID | None = None
     reason: IntentRejectReason
     detail: str = Field(max_length=2000)
+    intent_digest: str | None = Field(None, max_length=64, description=INTENT_DIGEST_DOC)
 
 
 class OrderSubmitted(EventPayload):

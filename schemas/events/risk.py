@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import EventPayload
+from schemas.events.orders import INTENT_DIGEST_DOC
 from schemas.topics import Topic
 from schemas.types import AccountId, AssetCode, Dec, NonNegativeDec, PositiveDec
 
@@ -59,6 +60,7 @@ class RiskDecision(EventPayload):
         description="The drawdown peak the decision measured against; the engine folds it "
         "back on restart",
     )
+    intent_digest: str | None = Field(None, max_length=64, description=INTENT_DIGEST_DOC)
 
 
 class RiskLimits(BaseModel):

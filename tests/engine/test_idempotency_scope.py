@@ -189,3 +189,54 @@ def test_an_unsigned_intent_cannot_take_or_read_a_client_order_id() -> None:
     assert decision(again).reason == "BAD_SIGNATURE"
     recorded = h.state.decisions.get(("p1", "A1", "victim-1"))
     assert recorded is not None and recorded.payload.outcome == "APPROVED"
+
+
+def test_a_decided_client_order_id_answers_only_the_same_intent() -> None:
+    """A resend gets the original decision back only if it is the same intent (its digest);
+    other content under a decided id — a cancel reusing its order's id, a changed
+    quantity — is a typed rejection, never the other intent's decision, and nothing is
+    recorded or traded for it."""
+    h = _world()
+    first = h.order(Side.BUY, D("0.1"), D("29990"))
+    intent = h.last_intent
+    assert intent is not None
+    coid = intent.payload.client_order_id
+    order_id = decision(first).order_id
+    same = h.resend(coid)
+    assert same is not None and _wire(same) == _wire(first[:1])  # the original, byte for byte
+    cancel = CancelIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id=coid,
+        target_client_order_id=coid,
+    )
+    changed = intent.payload.model_copy(update={"quantity": D("0.2"), "signature": None})
+    for other in (cancel, changed):
+        out = h.feed(auth.sign(other, h.key), producer="p1")
+        assert [e.event_type for e in out] == ["IntentRejected"]
+        assert decision(out).reason == "CLIENT_ORDER_ID_REUSED"
+        assert not h.state.orders[order_id].done  # the order stays open, untouched
+    recorded = h.state.decisions.get(("p1", "A1", coid))
+    assert recorded is not None and recorded.event_id == first[0].event_id
+
+
+def test_a_decision_without_a_digest_answers_no_resend() -> None:
+    """Decisions written before the digest existed cannot tell a resend from another
+    intent: fail closed with the typed rejection (the id is never traded again)."""
+    h = _world()
+    first = h.order(Side.BUY, D("0.1"), D("29990"))
+    coid = first[0].payload.client_order_id
+    legacy = first[0].model_copy(
+        update={"payload": first[0].payload.model_copy(update={"intent_digest": None})}
+    )
+    key = ("p1", "A1", coid)
+    state = type(h.state)()
+    for ev in h.inputs:
+        state.apply(ev)
+    state.apply(legacy)
+    h.state = state
+    out = h.resend(coid)
+    assert out is not None and decision(out).reason == "CLIENT_ORDER_ID_REUSED"
+    assert "records no intent digest" in decision(out).detail
+    assert state.decisions.get(key) is not None

@@ -19,7 +19,7 @@ from engine import auth
 from engine.processor import process
 from engine.snapshot import canonical_state
 from schemas import new_event
-from schemas.events import OrderIntent, OrderType, Side
+from schemas.events import CancelIntent, OrderIntent, OrderType, Side
 from tests.engine.pure import INSTRUMENT
 from tests.engine.test_snapshot import ACC, ACTION, Log, _harness, full_replay
 
@@ -29,6 +29,9 @@ EXTRA = st.one_of(
     # An unsigned (or wrongly signed, or unknown producer's) intent naming a client order id
     # that a signed intent uses before or after it.
     st.tuples(st.just("forged"), ACC, st.integers(0, 40), st.booleans()),
+    # A signed intent reusing a client order id that may be decided already, for other
+    # content (a cancel of its own id, or another quantity).
+    st.tuples(st.just("reuse"), ACC, st.integers(0, 40), st.booleans()),
     # A signed intent stamped `seconds` before the harness's clock (a backlog).
     st.tuples(st.just("backdated"), ACC, st.sampled_from([0.5, 5.0, 60.0])),
 )
@@ -57,6 +60,20 @@ def play(log: Log, a: tuple[Any, ...]) -> None:
         if unknown:
             forged = forged.model_copy(update={"producer_id": "nobody"})
         log.add(h.feed(forged, producer="attacker"))
+    elif a[0] == "reuse":
+        _, account, n, cancel = a
+        other: OrderIntent | CancelIntent = (
+            CancelIntent(
+                producer_id="p1",
+                strategy_id="s",
+                account=account,
+                client_order_id=f"c{n}",
+                target_client_order_id=f"c{n}",
+            )
+            if cancel
+            else _intent(account, f"c{n}").model_copy(update={"quantity": D("0.7")})
+        )
+        log.add(h.feed(auth.sign(other, h.key), producer="p1"))
     elif a[0] == "backdated":
         _, account, seconds = a
         h.n += 1
