@@ -72,6 +72,9 @@ def create_topics(
         for spec in wanted
         if spec.full_name(settings.topic_prefix) not in existing
     ]
+    align_topic_configs(
+        admin, [s for s in wanted if s.full_name(settings.topic_prefix) in existing], settings
+    )
     if not new:
         return []
     created: list[str] = []
@@ -83,6 +86,63 @@ def create_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return sorted(created)
+
+
+ALIGNED_CONFIGS = ("message.timestamp.type",)
+"""Topic configs `create_topics` also sets on topics that exist already: the intents
+topic's LogAppendTime, which the engine bounds intent times against, must reach a stack
+whose topics were created before it was in the catalogue."""
+
+
+def align_topic_configs(
+    admin: AdminClient, specs: list[Any], settings: Settings, timeout: float = 30.0
+) -> list[str]:
+    """Set `ALIGNED_CONFIGS` of existing topics to the catalogue's values where they
+    differ (an incremental alter: other configs are left alone). Returns the names changed."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    wanted = {
+        spec.full_name(settings.topic_prefix): {
+            k: v for k, v in spec.config.items() if k in ALIGNED_CONFIGS
+        }
+        for spec in specs
+    }
+    wanted = {name: cfg for name, cfg in wanted.items() if cfg}
+    if not wanted:
+        return []
+    described = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, name) for name in sorted(wanted)],
+        request_timeout=timeout,
+    )
+    changes = []
+    for resource, fut in described.items():
+        current = fut.result()
+        diff = {
+            k: v
+            for k, v in wanted[resource.name].items()
+            if k not in current or current[k].value != v
+        }
+        if diff:
+            changes.append(
+                ConfigResource(
+                    ResourceType.TOPIC,
+                    resource.name,
+                    incremental_configs=[
+                        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                        for k, v in sorted(diff.items())
+                    ],
+                )
+            )
+    if not changes:
+        return []
+    for fut in admin.incremental_alter_configs(changes, request_timeout=timeout).values():
+        fut.result()
+    return sorted(c.name for c in changes)
 
 
 def partitions_of(

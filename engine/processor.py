@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -68,6 +69,10 @@ class Context:
     owns: Callable[[str], bool] | None = None
     """Whether the worker owns an account's partition now (None: every account). Prints
     fill only owned orders; see `PaperVenue.on_market`."""
+    event_time_is_arrival: bool = False
+    """Without a broker (the pure harness, tools): take an intent's `occurred_at` as its
+    broker append time when `process` is given none. Off by default, so an intent without
+    a broker time fails FRESHNESS (CLOCK_SKEW); the worker never sets it."""
 
 
 def preverify(state: EngineState, events: list[Envelope[Any]], ctx: Context) -> None:
@@ -179,12 +184,22 @@ def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) 
     return "o-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def process(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
-    """All outputs for one input. Never raises for a well-formed event of any type."""
+def process(
+    state: EngineState,
+    event: Envelope[Any],
+    ctx: Context,
+    received_at: datetime | None = None,
+) -> list[Output]:
+    """All outputs for one input. Never raises for a well-formed event of any type.
+
+    `received_at`: for an intent, the broker's append time of its record (LogAppendTime),
+    recorded in the decision; None if unknown (see `Context.event_time_is_arrival`)."""
     p = event.payload
     emit = _Emitter(state, event)
     if isinstance(p, OrderIntent | CancelIntent):
-        _intent(state, event, ctx, emit)
+        if received_at is None and ctx.event_time_is_arrival:
+            received_at = event.occurred_at
+        _intent(state, event, ctx, emit, received_at)
     elif isinstance(p, MarketTrade | QuoteUpdated):
         if isinstance(p, MarketTrade) and state.price(p.instrument).has_print(p):
             return emit.out  # a copy of a kept print: matched once already
@@ -228,7 +243,13 @@ def _reject(
     )
 
 
-def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
+def _intent(
+    state: EngineState,
+    event: Envelope[Any],
+    ctx: Context,
+    emit: _Emitter,
+    received_at: datetime | None,
+) -> None:
     p: OrderIntent | CancelIntent = event.payload
     # Authenticate first: a rejection decided before the signature verified is emitted but
     # neither answered from nor recorded in the idempotency record (`UNAUTHENTICATED`), so an
@@ -295,9 +316,9 @@ def _intent(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitt
         )
         return
     if isinstance(p, CancelIntent):
-        _cancel(state, event, p, ctx, emit, digest)
+        _cancel(state, event, p, ctx, emit, digest, received_at)
     else:
-        _order(state, event, p, ctx, emit, digest)
+        _order(state, event, p, ctx, emit, digest, received_at)
 
 
 def _cancel(
@@ -307,6 +328,7 @@ def _cancel(
     ctx: Context,
     emit: _Emitter,
     digest: str,
+    received_at: datetime | None,
 ) -> None:
     order_id = state.client_orders.get((p.producer_id, p.account, p.target_client_order_id))
     order = state.orders.get(order_id) if order_id else None
@@ -338,6 +360,7 @@ def _cancel(
             risk_config_version=version,
             order_id=order.order_id,
             intent_digest=digest,
+            received_at=received_at,
         ),
         "decision",
     )
@@ -351,6 +374,7 @@ def _order(
     ctx: Context,
     emit: _Emitter,
     digest: str,
+    received_at: datetime | None,
 ) -> None:
     venue = ctx.venues.get(p.venue)
     if venue is None:
@@ -360,7 +384,12 @@ def _order(
         return
     fee_rate = Decimal(str(getattr(venue, "taker_fee", Decimal("0.001"))))
     ev = evaluate(
-        state, p, event.occurred_at, consumer_lag=ctx.consumer_lag, taker_fee_rate=fee_rate
+        state,
+        p,
+        event.occurred_at,
+        consumer_lag=ctx.consumer_lag,
+        taker_fee_rate=fee_rate,
+        received_at=received_at,
     )
     acc = state.account(p.account)
     if ev.context is not None and ev.context.equity is not None:
@@ -396,6 +425,7 @@ def _order(
             equity=ev.context.equity if ev.context is not None else None,
             peak_equity=acc.peak_equity if ev.context is not None else None,
             intent_digest=digest,
+            received_at=received_at,
         ),
         "decision",
     )

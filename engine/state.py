@@ -238,7 +238,9 @@ class Exposure:
 
 
 class RateWindow:
-    """Event times of one strategy's order decisions on one partition, sorted.
+    """Times of one strategy's order decisions on one partition, sorted: the broker's
+    append time of each intent (`RiskDecision.received_at`), which the producer does not
+    control; the decision's event time for decisions that predate it.
 
     Kept per partition so a snapshot slice carries its partition's entries; counted
     without being changed (bisect), and pruned only as entries are added, to the longest
@@ -770,7 +772,9 @@ class EngineState:
             if window is None:
                 window = windows[p.account] = RateWindow()
             horizon = self.rate_horizon
-            window.add(event.occurred_at, horizon)
+            # The broker's append time the decision counted in (older decisions: event time).
+            at = p.received_at if p.received_at is not None else event.occurred_at
+            window.add(at, horizon)
             if self.rate_pruned_min is None or horizon < self.rate_pruned_min:
                 self.rate_pruned_min = horizon
 
@@ -913,7 +917,8 @@ _REFERENCE_TYPES = (
 def rate_count(
     state: EngineState, producer: str, strategy: str, account: str, at: datetime, seconds: int
 ) -> int:
-    """Order intents decided for this strategy on this account in the window ending at `at`.
+    """Order intents decided for this strategy on this account in the window ending at `at`
+    (the broker's append time of the intent being decided, the time the windows hold).
 
     Per account, not across the strategy's accounts: those can lie on partitions held by
     different workers, and a count over whatever a worker holds would make the decision

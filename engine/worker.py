@@ -29,11 +29,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaError,
     KafkaException,
@@ -97,6 +99,16 @@ TXN_PRODUCER_TUNING: dict[str, Any] = {
     "socket.nagle.disable": True,
 }
 """Producer settings for the engine's transactions (the bench's pass-through uses them too)."""
+
+
+def broker_time(msg: Message) -> datetime | None:
+    """The broker's append time of a record, or None if its timestamp is the producer's
+    (CreateTime: a topic not configured with LogAppendTime) or missing. An intent without
+    it fails closed (FRESHNESS: CLOCK_SKEW), see `schemas.topics.INTENT_LOG_CONFIG`."""
+    kind, ms = msg.timestamp()
+    if kind != TIMESTAMP_LOG_APPEND_TIME or ms is None or ms < 0:
+        return None
+    return datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
 
 
 class Ownership:
@@ -597,7 +609,7 @@ class EngineWorker:
             return
         self.stats["intents"] += 1
         try:
-            out.extend(process(self.state, event, self.ctx))
+            out.extend(process(self.state, event, self.ctx, broker_time(msg)))
         except Exception as exc:  # never crash on input; state may be torn: rebuild
             log.exception("processing failed for %s", event.event_id)
             out.append(self._dead_letter(msg, exc))

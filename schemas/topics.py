@@ -37,6 +37,11 @@ EVENT_LOG_CONFIG: dict[str, str] = {
 }
 """Event topics are the system of record: kept forever, never compacted."""
 
+INTENT_LOG_CONFIG: dict[str, str] = {**EVENT_LOG_CONFIG, "message.timestamp.type": "LogAppendTime"}
+"""Intents carry the broker's append time as the record timestamp: the engine bounds an
+intent's producer-set `occurred_at` against it and counts order rates in it, a time the
+producer does not control (`deploy.kafka.create_topics` also sets it on existing topics)."""
+
 SNAPSHOT_CONFIG: dict[str, str] = {
     "cleanup.policy": "compact",
     "min.insync.replicas": "1",
@@ -61,7 +66,13 @@ class TopicSpec:
 TOPICS: dict[Topic, TopicSpec] = {
     spec.topic: spec
     for spec in (
-        TopicSpec(Topic.INTENTS, 6, "account", "Signed order and cancel intents from strategies"),
+        TopicSpec(
+            Topic.INTENTS,
+            6,
+            "account",
+            "Signed order and cancel intents from strategies",
+            dict(INTENT_LOG_CONFIG),
+        ),
         TopicSpec(
             Topic.ADMIN, 6, "account", "Admin commands: accounts, KYC, AML, limits, kill switch"
         ),

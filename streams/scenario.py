@@ -323,7 +323,8 @@ def run_through_engine(scenario: Scenario) -> list[Envelope[Any]]:
     from engine.processor import Context, process
     from engine.state import EngineState
 
-    state, ctx = EngineState(), Context()
+    # No broker here: an intent's stamp stands for its append time (FRESHNESS v2).
+    state, ctx = EngineState(), Context(event_time_is_arrival=True)
     out: list[Envelope[Any]] = []
     for event in scenario.inputs:
         out.append(event)

@@ -33,7 +33,9 @@ def build_context(
     *,
     consumer_lag: int,
     taker_fee_rate: Decimal,
+    received_at: datetime | None = None,
 ) -> RiskContext:
+    """`received_at`: the broker's append time of the intent; None fails FRESHNESS."""
     acc = state.account(intent.account)
     version, limits = state.limits_for(intent.account)
     base, quote = split_instrument(intent.instrument)
@@ -64,6 +66,7 @@ def build_context(
         quantity=intent.quantity,
         limit_price=intent.limit_price,
         intent_at=intent_at,
+        received_at=received_at,
         reference_price=ref[0] if ref else None,
         reference_at=ref[1] if ref else None,
         best_bid=book.bid if book is not None else None,
@@ -74,7 +77,12 @@ def build_context(
         open_sell_leaves=open_sell,
         open_orders=open_count,
         recent_orders=rate_count(
-            state, intent.producer_id, intent.strategy_id, intent.account, intent_at, limits_window
+            state,
+            intent.producer_id,
+            intent.strategy_id,
+            intent.account,
+            intent_at if received_at is None else received_at,
+            limits_window,
         ),
         quote_available=acc.balances.get(quote, ZERO),
         base_available=acc.balances.get(base, ZERO),
@@ -119,10 +127,16 @@ def evaluate(
     *,
     consumer_lag: int,
     taker_fee_rate: Decimal,
+    received_at: datetime | None = None,
 ) -> Evaluation:
     try:
         ctx = build_context(
-            state, intent, intent_at, consumer_lag=consumer_lag, taker_fee_rate=taker_fee_rate
+            state,
+            intent,
+            intent_at,
+            consumer_lag=consumer_lag,
+            taker_fee_rate=taker_fee_rate,
+            received_at=received_at,
         )
     except Exception as exc:  # fail closed
         version = state.limits_for(intent.account)[0]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from engine.trusted import builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
 ZERO = Decimal(0)
+_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class RiskContext:
     quantity: Decimal
     limit_price: Decimal | None
     intent_at: datetime
+    received_at: datetime | None
+    """The broker's append time of the intent (None: not known, which fails closed)."""
     reference_price: Decimal | None
     reference_at: datetime | None
     best_bid: Decimal | None
@@ -114,26 +117,56 @@ def _no(rule_id: str, version: int, code: str, detail: str) -> RuleResult:
 
 
 def freshness(ctx: RiskContext) -> RuleResult:
-    """Fail closed when our view is behind the log or the reference price is old."""
+    """Fail closed when our view is behind the log, the intent's own time is not credible,
+    or the reference price is old.
+
+    Version 2: times are measured against the broker's append time of the intent
+    (`received_at`), not the producer-set `occurred_at` alone: the intent's stamp must lie
+    within the limits' skew tolerance of it (CLOCK_SKEW), and the price age is taken at
+    the append time and bounded both ways (a price stamped long after the intent arrived
+    is no proof of freshness either). Version 1 took the age from `occurred_at`, so a
+    producer stamping an intent at an old price's time passed.
+    """
     rid, ver = freshness.RULE_ID, freshness.RULE_VERSION  # type: ignore[attr-defined]
-    if ctx.consumer_lag > ctx.limits.max_consumer_lag:
+    lim = ctx.limits
+    if ctx.consumer_lag > lim.max_consumer_lag:
         return _no(
             rid,
             ver,
             "STALE_STATE",
-            f"consumer lag {ctx.consumer_lag} > {ctx.limits.max_consumer_lag}",
+            f"consumer lag {ctx.consumer_lag} > {lim.max_consumer_lag}",
+        )
+    if ctx.received_at is None:
+        return _no(
+            rid,
+            ver,
+            "CLOCK_SKEW",
+            "no broker append time for the intent (the intents topic must use "
+            "message.timestamp.type=LogAppendTime)",
+        )
+    skew = ctx.intent_at - ctx.received_at
+    if skew > lim.max_intent_ahead_ms * _MS or -skew > lim.max_intent_behind_ms * _MS:
+        return _no(
+            rid,
+            ver,
+            "CLOCK_SKEW",
+            f"occurred_at is {skew.total_seconds():+.3f}s from the broker's append time; "
+            f"allowed -{lim.max_intent_behind_ms}..+{lim.max_intent_ahead_ms} ms",
         )
     if ctx.reference_price is None or ctx.reference_at is None:
         return _no(rid, ver, "STALE_STATE", f"no reference price for {ctx.instrument}")
-    age = (ctx.intent_at - ctx.reference_at).total_seconds()
-    if age > ctx.limits.max_price_age_seconds:
+    age = (ctx.received_at - ctx.reference_at).total_seconds()
+    if abs(age) > lim.max_price_age_seconds:
         return _no(
             rid,
             ver,
             "STALE_STATE",
-            f"reference price {age:.3f}s old > {ctx.limits.max_price_age_seconds}s",
+            f"reference price {age:.3f}s old at the intent's arrival; allowed "
+            f"±{lim.max_price_age_seconds}s",
         )
-    return _ok(rid, ver, f"lag {ctx.consumer_lag}, price age {age:.3f}s")
+    return _ok(
+        rid, ver, f"lag {ctx.consumer_lag}, price age {age:.3f}s, skew {skew.total_seconds():+.3f}s"
+    )
 
 
 def account_state(ctx: RiskContext) -> RuleResult:
@@ -324,7 +357,7 @@ def _tag(rule: Rule, rule_id: str, version: int) -> Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    _tag(freshness, "FRESHNESS", 1),
+    _tag(freshness, "FRESHNESS", 2),
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),

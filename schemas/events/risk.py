@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.envelope import EventPayload
 from schemas.events.orders import INTENT_DIGEST_DOC
 from schemas.topics import Topic
-from schemas.types import AccountId, AssetCode, Dec, NonNegativeDec, PositiveDec
+from schemas.types import AccountId, AssetCode, Dec, NonNegativeDec, PositiveDec, UtcTimestamp
 
 GLOBAL_SCOPE = "*"
 """Scope key for limits and kill switches that apply to every account."""
@@ -61,6 +61,12 @@ class RiskDecision(EventPayload):
         "back on restart",
     )
     intent_digest: str | None = Field(None, max_length=64, description=INTENT_DIGEST_DOC)
+    received_at: UtcTimestamp | None = Field(
+        None,
+        description="The broker's append time of the intent's record (LogAppendTime), a time "
+        "the producer does not control: order-rate windows count in it (folded back on "
+        "restart)",
+    )
 
 
 class RiskLimits(BaseModel):
@@ -77,6 +83,18 @@ class RiskLimits(BaseModel):
     drawdown_brake_pct: PositiveDec = Decimal("0.10")
     max_price_age_seconds: int = Field(30, ge=1)
     max_consumer_lag: int = Field(10_000, ge=0)
+    max_intent_behind_ms: int = Field(
+        5000,
+        ge=0,
+        description="How far an intent's occurred_at may lie before the broker's append "
+        "time of its record (publish latency, producer retries)",
+    )
+    max_intent_ahead_ms: int = Field(
+        1000,
+        ge=0,
+        description="How far an intent's occurred_at may lie after the broker's append time "
+        "(clock drift between producer and broker)",
+    )
     allowed_stablecoins: tuple[AssetCode, ...] = ("USDC", "EURC")
     crypto_assets: tuple[AssetCode, ...] = Field(
         ("BTC", "ETH", "SOL"),

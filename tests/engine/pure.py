@@ -43,7 +43,8 @@ class Harness:
         accounts: tuple[str, ...] = ("A1",),
     ) -> None:
         self.state = EngineState()
-        self.ctx = Context()
+        self.ctx = Context(event_time_is_arrival=True)
+        """No broker: an intent's stamp stands for its append time (honest clocks)."""
         self.key: Ed25519PrivateKey
         self.key, pub = auth.new_keypair()
         self.now = T0

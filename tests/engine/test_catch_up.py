@@ -242,7 +242,7 @@ def _walked(state: EngineState, event: Any) -> list[Any]:
     """`event` processed on a copy of `state` with every print walking the open orders."""
     mirror = copy.deepcopy(state)
     with patch.object(EngineState, "may_cross", lambda self, instrument, price: True):
-        return process(mirror, event, Context())
+        return process(mirror, event, Context(event_time_is_arrival=True))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -263,7 +263,9 @@ def test_the_resting_limits_never_skip_a_print_that_fills(actions: list[tuple[An
     def check(state: EngineState, price: Decimal, qty: str) -> None:
         event = new_event(h.market_trade(price, D(qty)), producer="md", occurred_at=h.tick())
         want = [e.event_id for e in _walked(state, event)]
-        out = process(state, event, h.ctx if state is h.state else Context())
+        out = process(
+            state, event, h.ctx if state is h.state else Context(event_time_is_arrival=True)
+        )
         assert [e.event_id for e in out] == want
         if state is h.state:
             log.ref.append(event)

@@ -34,6 +34,9 @@ EXTRA = st.one_of(
     st.tuples(st.just("reuse"), ACC, st.integers(0, 40), st.booleans()),
     # A signed intent stamped `seconds` before the harness's clock (a backlog).
     st.tuples(st.just("backdated"), ACC, st.sampled_from([0.5, 5.0, 60.0])),
+    # A signed intent stamped `ms` from the broker's append time (now): within the skew
+    # tolerance or not; rate windows count in the append time the decision records.
+    st.tuples(st.just("arrived"), ACC, st.sampled_from([-6000, -900, 0, 700, 3000])),
 )
 
 
@@ -74,6 +77,13 @@ def play(log: Log, a: tuple[Any, ...]) -> None:
             else _intent(account, f"c{n}").model_copy(update={"quantity": D("0.7")})
         )
         log.add(h.feed(auth.sign(other, h.key), producer="p1"))
+    elif a[0] == "arrived":
+        _, account, ms = a
+        h.n += 1
+        intent = auth.sign(_intent(account, f"c{h.n}"), h.key)
+        event = new_event(intent, producer="p1", occurred_at=h.now + timedelta(milliseconds=ms))
+        log.add(process(h.state, event, h.ctx, h.now))
+        h.tick()
     elif a[0] == "backdated":
         _, account, seconds = a
         h.n += 1
@@ -100,6 +110,8 @@ _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 @example([("forged", "A1", 1, False), ("limit", "A1", Side.BUY, "0.1", 0, False)])
 # An intent stamped before a release, decided after it, must not raise the peak.
 @example([_BUY, ("wait", 2.0), _RELEASE, ("backdated", "A1", 5.0)])
+# Intents stamped apart but arriving together: one rate window, live and rebuilt.
+@example([("arrived", "A1", 700), ("arrived", "A1", -900), ("arrived", "A1", 0), _BUY])
 def test_live_state_is_the_folded_state(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)

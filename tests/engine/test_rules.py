@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,8 +36,16 @@ LIMITS = RiskLimits(
 
 
 def _ctx(
-    h: Harness, side: Side = Side.BUY, qty: str = "0.1", limit: str | None = None, lag: int = 0
+    h: Harness,
+    side: Side = Side.BUY,
+    qty: str = "0.1",
+    limit: str | None = None,
+    lag: int = 0,
+    received_at: datetime | None = None,
+    stamped: datetime | None = None,
 ) -> RiskContext:
+    """An intent stamped `stamped` (default: now) that reached the broker at `received_at`
+    (default: as stamped)."""
     intent = OrderIntent(
         producer_id="p1",
         strategy_id="s",
@@ -49,7 +57,15 @@ def _ctx(
         quantity=D(qty),
         limit_price=D(limit) if limit else None,
     )
-    return build_context(h.state, intent, h.now, consumer_lag=lag, taker_fee_rate=D("0.001"))
+    at = h.now if stamped is None else stamped
+    return build_context(
+        h.state,
+        intent,
+        at,
+        consumer_lag=lag,
+        taker_fee_rate=D("0.001"),
+        received_at=at if received_at is None else received_at,
+    )
 
 
 def _result(ctx: RiskContext, rule_id: str) -> tuple[bool, str | None]:
@@ -78,6 +94,82 @@ def test_freshness_lag_and_price_age(h: Harness) -> None:
     h.tick(LIMITS.max_price_age_seconds + 1)
     assert _result(_ctx(h), "FRESHNESS") == (False, "STALE_STATE")
     assert "STALE_STATE" in decision(h.order(Side.BUY, D("0.1"))).reason_codes
+
+
+def test_freshness_bounds_the_intent_time_against_the_broker_time(h: Harness) -> None:
+    """FRESHNESS v2: the producer-set stamp must lie within the skew tolerance of the
+    broker's append time, and the price age is taken at the append time, both ways."""
+    now = h.now
+    ahead = timedelta(milliseconds=LIMITS.max_intent_ahead_ms + 1)
+    behind = timedelta(milliseconds=LIMITS.max_intent_behind_ms + 1)
+    assert _result(_ctx(h, received_at=now, stamped=now + ahead), "FRESHNESS") == (
+        False,
+        "CLOCK_SKEW",
+    )
+    assert _result(_ctx(h, received_at=now, stamped=now - behind), "FRESHNESS") == (
+        False,
+        "CLOCK_SKEW",
+    )
+    edge = timedelta(milliseconds=LIMITS.max_intent_ahead_ms)
+    assert _result(_ctx(h, received_at=now, stamped=now + edge), "FRESHNESS") == (True, None)
+    ctx = replace(_ctx(h), received_at=None)  # no broker time (CreateTime topic): closed
+    assert _result(ctx, "FRESHNESS") == (False, "CLOCK_SKEW")
+    # An hour-old price: stamping the intent back to the price's time does not help.
+    later = now + timedelta(hours=1)
+    assert _result(_ctx(h, received_at=later, stamped=now), "FRESHNESS") == (False, "CLOCK_SKEW")
+    # A price stamped far after the intent reached the broker is not fresh by default.
+    early = now - timedelta(seconds=LIMITS.max_price_age_seconds + 1)
+    assert _result(_ctx(h, received_at=early, stamped=early), "FRESHNESS") == (
+        False,
+        "STALE_STATE",
+    )
+    assert _result(_ctx(h, received_at=later, stamped=later), "FRESHNESS") == (
+        False,
+        "STALE_STATE",
+    )
+
+
+def test_producer_stamps_do_not_spread_the_order_rate() -> None:
+    """Six intents reaching the broker together, stamped 2 s apart into the future (r3):
+    the rate window counts in the broker's time, so a 2/s limit passes two; and the fold
+    of the decisions rebuilds the same windows (the time is in the decision)."""
+    from engine import auth
+    from engine.processor import process
+    from engine.state import EngineState
+    from schemas import decode, encode, new_event
+
+    h = Harness(LIMITS.model_copy(update={"max_orders_per_window": 2, "rate_window_seconds": 1}))
+    h.quote(D("29999"), D("30001"))
+    arrived = h.tick()
+    outcomes, outs = [], []
+    for i in range(6):
+        intent = OrderIntent(
+            producer_id="p1",
+            strategy_id="s",
+            account="A1",
+            client_order_id=f"f{i}",
+            instrument=INSTRUMENT,
+            side=Side.BUY,
+            order_type=OrderType.LIMIT,
+            quantity=D("0.01"),
+            limit_price=D("29000"),
+        )
+        stamp = arrived + timedelta(milliseconds=150 * i)  # within the 1 s ahead tolerance
+        ev = new_event(auth.sign(intent, h.key), producer="p1", occurred_at=stamp)
+        out = process(h.state, ev, h.ctx, arrived)
+        outs += out
+        d = decision(out)
+        assert d.received_at == arrived
+        outcomes.append(d.outcome)
+    assert outcomes == ["APPROVED"] * 2 + ["REJECTED"] * 4
+    rebuilt = EngineState()
+    for ev in h.inputs:
+        rebuilt.apply(ev)
+    for ev in outs:
+        k, v, hd = encode(ev)
+        rebuilt.apply(decode(v, hd), (k, v, hd))
+    assert rebuilt.rate[("p1", "s")]["A1"].live() == h.state.rate[("p1", "s")]["A1"].live()
+    assert h.state.rate[("p1", "s")]["A1"].live() == [arrived] * 6  # every order decision
 
 
 def test_no_price_at_all_is_stale() -> None:

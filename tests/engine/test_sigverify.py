@@ -98,7 +98,7 @@ def test_preverified_batch_gives_the_same_outputs() -> None:
         intents.append(new_event(signed, producer="p1", occurred_at=h.tick()))
     runs = []
     for preverified in (False, True):
-        state, ctx = copy.deepcopy(h.state), Context()
+        state, ctx = copy.deepcopy(h.state), Context(event_time_is_arrival=True)
         if preverified:
             preverify(state, intents, ctx)
             assert len(ctx.preverified) == len(intents), "the batch was checked ahead"
