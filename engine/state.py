@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from heapq import heappop, heappush
 from typing import Any
 from uuid import UUID
@@ -73,6 +73,14 @@ STABLECOINS: frozenset[str] = frozenset(
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+VALUATION = Context(
+    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+"""Where marks and equity terms are computed: explicit, so a value never depends on the
+ambient context, and wide, so rounding stays far below `EQUITY_QUANTUM`."""
+EQUITY_QUANTUM = Decimal("1E-12")
+"""Each holding's value is rounded to this before summing: the sum of such terms is exact,
+so equity does not depend on the order the balances are summed in."""
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 
 
@@ -552,7 +560,7 @@ class EngineState:
                 continue
             quote_mark = self._rate(quote, ccy)
             if quote_mark is not None:
-                return via * quote_mark
+                return VALUATION.multiply(via, quote_mark)
         return None
 
     def _reference(self, instrument: str) -> Decimal | None:
@@ -567,19 +575,28 @@ class EngineState:
             return direct
         inverse = self._reference(f"{ccy}/{asset}")
         if inverse is not None and inverse > 0:
-            return ONE / inverse
+            return VALUATION.divide(ONE, inverse)
         return None
 
     def equity(self, account: str) -> Decimal | None:
+        """The account's value in its valuation currency; None if a held asset has no mark.
+
+        Summed in asset order, each term rounded to `EQUITY_QUANTUM` in `VALUATION`: the
+        live state, a fold and a merged snapshot hold the balances in different orders, and
+        the result is recorded in decisions, so it must not depend on that order.
+        """
         acc = self.account(account)
+        balances = acc.balances
         total = ZERO
-        for asset, amount in acc.balances.items():
+        multiply, add = VALUATION.multiply, VALUATION.add
+        for asset in sorted(balances):
+            amount = balances[asset]
             if amount == 0:
                 continue
             m = self.mark(asset, acc)
             if m is None:
                 return None
-            total += amount * m
+            total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
 
     def may_cross(self, instrument: str, price: Decimal) -> bool:

@@ -225,7 +225,9 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
 
     v2: equity values every asset but the account's valuation currency from a price
     (`EngineState.mark`), stablecoins too; v1 marked every stablecoin at 1, so a depeg or
-    an FX move (EURC in a USDC account) never showed as drawdown.
+    an FX move (EURC in a USDC account) never showed as drawdown. v3: equity is summed in
+    asset order, each holding rounded to `EQUITY_QUANTUM` (v2 summed 28-digit terms in the
+    balances' order, so live state and a rebuild could record different last digits).
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None:
@@ -361,7 +363,7 @@ RULES: tuple[Rule, ...] = (
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 2),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 3),
     _tag(price_collar, "PRICE_COLLAR", 1),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 2),
     _tag(max_position, "MAX_POSITION", 1),

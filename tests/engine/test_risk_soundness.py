@@ -12,6 +12,7 @@ from decimal import Decimal
 from engine import auth
 from engine.processor import process
 from engine.risk.evaluator import build_context
+from engine.state import VALUATION
 from schemas import new_event
 from schemas.events import (
     KillSwitchEngaged,
@@ -227,4 +228,4 @@ def test_a_stablecoin_without_a_price_cannot_be_valued() -> None:
     _quote(h, "USDC/EURC", "0.9299", "0.9301")  # the inverse pair values it
     assert decision(h.order(Side.BUY, D("0.01"), D("30001"))).outcome == "APPROVED"
     acc = h.state.account("A1")
-    assert h.state.mark("EURC", acc) == 1 / D("0.93")
+    assert h.state.mark("EURC", acc) == VALUATION.divide(1, D("0.93"))  # its fixed context
