@@ -14,7 +14,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+)
 from heapq import heappop, heappush
 from typing import Any
 from uuid import UUID
@@ -78,6 +87,10 @@ VALUATION = Context(
 )
 """Where marks and equity terms are computed: explicit, so a value never depends on the
 ambient context, and wide, so rounding stays far below `EQUITY_QUANTUM`."""
+_UP = VALUATION.copy()
+_UP.rounding = ROUND_CEILING
+_DOWN = VALUATION.copy()
+_DOWN.rounding = ROUND_FLOOR
 EQUITY_QUANTUM = Decimal("1E-12")
 """Each holding's value is rounded to this before summing: the sum of such terms is exact,
 so equity does not depend on the order the balances are summed in."""
@@ -535,6 +548,44 @@ class EngineState:
         (`Exposure.committed`, buys at `fee` = 1 + fee rate); the credit limit not added."""
         committed = acc.exposure.committed(asset, fee, self.market_buy_price)
         return acc.balances.get(asset, ZERO) - committed
+
+    def credit_headroom(
+        self, acc: AccountState, asset: str, fee: Decimal, credit_limit: Decimal
+    ) -> Decimal:
+        """Units of `asset` the account's credit still lends beyond its free balance.
+
+        The credit limit is one amount in the account's valuation currency, for the whole
+        account: what the other assets are already short (free below zero, valued at
+        their marks) uses it up, and the rest is worth rest / mark(`asset`) units. Zero
+        without credit, or if `asset` or a short asset has no mark (fail closed). Rounded
+        against the account (shortfalls up, the headroom down).
+        """
+        if credit_limit <= 0:
+            return ZERO
+        x = acc.exposure
+        assets = set(acc.balances)
+        assets.update(x.buy_limit_notional, x.sell_leaves_by_base)
+        assets.update(split_instrument(i)[1] for i in x.buy_market_leaves)
+        left = credit_limit
+        for other in sorted(assets):
+            if other == asset:
+                continue
+            try:
+                short = self.free(acc, other, fee)
+            except ValueError:  # an open market buy without a price: cannot be valued
+                return ZERO
+            if short >= 0:
+                continue
+            m = self.mark(other, acc)
+            if m is None:
+                return ZERO
+            left = _UP.subtract(left, _UP.multiply(-short, m))
+        if left <= 0:
+            return ZERO
+        m = self.mark(asset, acc)
+        if m is None or m <= 0:
+            return ZERO
+        return _DOWN.divide(left, m)
 
     def mark(self, asset: str, account: AccountState) -> Decimal | None:
         """Value of one unit of `asset` in the account's valuation currency; None if unknown

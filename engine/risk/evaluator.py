@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.risk.rules import RULES, RiskContext, Rule
 from engine.state import STABLECOINS, ZERO, EngineState, rate_count, split_instrument
-from schemas.events import OrderIntent, RuleResult
+from schemas.events import OrderIntent, RuleResult, Side
 
 _CONTEXT_FIELDS = len(dataclass_fields(RiskContext))
 _new = object.__new__
@@ -51,6 +51,8 @@ def build_context(
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
     open_count = x.open_parents
+    spent = quote if intent.side is Side.BUY else base
+    credit = state.credit_headroom(acc, spent, fee, limits.credit_limit)
     limits_window = limits.rate_window_seconds
     fields: dict[str, Any] = dict(
         account_opened=acc.opened,
@@ -88,6 +90,7 @@ def build_context(
         base_available=acc.balances.get(base, ZERO),
         reserved_quote=reserved_quote,
         reserved_base=reserved_base,
+        credit_available=credit,
         taker_fee_rate=taker_fee_rate,
         kill_engaged=state.kill_engaged(intent.account),
         equity=state.equity(intent.account),

@@ -53,6 +53,9 @@ class RiskContext:
     base_available: Decimal
     reserved_quote: Decimal
     reserved_base: Decimal
+    credit_available: Decimal
+    """Units of the asset the order spends (quote for a buy, base for a sell) the account's
+    credit still lends (`EngineState.credit_headroom`): 0 without credit or a mark."""
     taker_fee_rate: Decimal
     kill_engaged: bool
     equity: Decimal | None
@@ -325,13 +328,17 @@ def order_rate(ctx: RiskContext) -> RuleResult:
 
 
 def balance(ctx: RiskContext) -> RuleResult:
-    """Cash (buys) or inventory (sells) free of open orders, plus the credit limit.
+    """Cash (buys) or inventory (sells) free of open orders, plus what the credit lends.
 
     v2: what is reserved is everything the open orders commit of the asset on any pair
     (`Exposure.committed`): a buy's notional plus fee in its quote asset and a sell's
     leaves in its base asset, so USDC bidding for BTC is not also free to sell for EURC;
     and a market buy's cash is valued at the ask of the book it meets (the quote in force
-    at its time, which the venue fills it at), not the newest.
+    at its time, which the venue fills it at), not the newest. v3: the credit limit is one
+    amount in the account's valuation currency for the whole account, less what other
+    assets are already short, converted at the spent asset's mark (none: no credit); v2
+    added it raw to whatever asset was spent (1000 credit on ETH/BTC was 1000 BTC), and
+    again for every asset.
     """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.side is Side.BUY:
@@ -339,13 +346,11 @@ def balance(ctx: RiskContext) -> RuleResult:
         if price is None:
             return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
         need = ctx.quantity * price * (1 + ctx.taker_fee_rate)
-        free = ctx.quote_available - ctx.reserved_quote + ctx.limits.credit_limit
+        free = ctx.quote_available - ctx.reserved_quote + ctx.credit_available
         asset = ctx.quote_asset
     else:
         need = ctx.quantity
-        free = ctx.base_available - ctx.reserved_base
-        if ctx.limits.credit_limit > 0 and ctx.reference_price:
-            free += ctx.limits.credit_limit / ctx.reference_price
+        free = ctx.base_available - ctx.reserved_base + ctx.credit_available
         asset = ctx.base_asset
     if need > free:
         return _no(rid, ver, "INSUFFICIENT_BALANCE", f"needs {need} {asset}, free {free}")
@@ -369,6 +374,6 @@ RULES: tuple[Rule, ...] = (
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 2),
-    _tag(balance, "BALANCE", 2),
+    _tag(balance, "BALANCE", 3),
 )
 """Every rule, in the order their results are recorded."""

@@ -236,7 +236,7 @@ class PaperVenue:
         """What a triggered stop/take child may fill at `price`: its leaves, capped at what
         closes the position without flipping it, and at what the account then has free on
         the balance rule's terms (balance less what the open orders commit of the asset on
-        any pair, plus the credit limit).
+        any pair, plus what the account's credit lends of it, `EngineState.credit_headroom`).
 
         Children are armed without a decision, so they may neither add risk nor take what
         an approved order counted on. A child only closes: one of a risk-reducing order
@@ -250,12 +250,13 @@ class PaperVenue:
         base, quote = split_instrument(child.instrument)
         fee = 1 + self.taker_fee
         if child.side is Side.SELL:
-            free = state.free(acc, base, fee)
-            ref = state.price(child.instrument).reference()
-            if limits.credit_limit > 0 and ref is not None and ref[0] > 0:
-                free += limits.credit_limit / ref[0]
+            free = state.free(acc, base, fee) + state.credit_headroom(
+                acc, base, fee, limits.credit_limit
+            )
         else:
-            cash = state.free(acc, quote, fee) + limits.credit_limit
+            cash = state.free(acc, quote, fee) + state.credit_headroom(
+                acc, quote, fee, limits.credit_limit
+            )
             free = (cash / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN) if cash > 0 else ZERO
         position = acc.positions.get(child.instrument, ZERO)
         closes = position if child.side is Side.SELL else -position

@@ -8,8 +8,8 @@ from decimal import Decimal, localcontext
 from itertools import permutations
 
 from engine.state import EngineState
-from schemas.events import QuoteUpdated
-from tests.engine.pure import Harness
+from schemas.events import QuoteUpdated, RiskLimits, Side
+from tests.engine.pure import Harness, decision
 
 D = Decimal
 TEN = D("10")
@@ -52,3 +52,52 @@ def test_equity_does_not_depend_on_balance_order_or_context() -> None:
                 c.prec = 12
                 seen.add(state.equity("A1"))
         assert len(seen) == 1, (k, seen)
+
+
+CREDIT = RiskLimits(
+    max_order_notional=D("1e9"),
+    max_position=D("1e6"),
+    max_open_orders=100,
+    max_orders_per_window=100,
+    price_collar_pct=D("0.5"),
+    credit_limit=D("1000"),
+)
+
+
+def _credit_harness() -> Harness:
+    h = Harness(CREDIT, cash=D("100000"))
+    book(h, "BTC/USDC", D("30000"), D("30001"), D("1000"))
+    book(h, "ETH/USDC", D("1500"), D("1501"), D("1000"))
+    book(h, "ETH/BTC", D("0.05"), D("0.05001"), D("1000"))
+    return h
+
+
+def test_credit_is_in_the_valuation_currency_not_the_quote_asset() -> None:
+    """1000 USDC of credit lends about 0.033 BTC on ETH/BTC, not 1000 BTC."""
+    h = _credit_harness()
+    d = decision(h.order(Side.BUY, D("19000"), D("0.05001"), instrument="ETH/BTC"))
+    assert d.outcome == "REJECTED" and d.reason_codes == ("INSUFFICIENT_BALANCE",)
+    d = decision(h.order(Side.BUY, D("0.6"), D("0.05001"), instrument="ETH/BTC"))
+    assert d.outcome == "APPROVED"
+    btc = h.state.account("A1").balances["BTC"]
+    assert -btc * D("30000") <= D("1000")
+
+
+def test_credit_is_one_amount_for_the_whole_account() -> None:
+    """What one asset borrowed is not lent again on another."""
+    h = _credit_harness()
+    assert decision(h.order(Side.BUY, D("0.6"), D("0.05001"), instrument="ETH/BTC")).outcome == (
+        "APPROVED"
+    )  # about 900 USDC of the credit used, in BTC
+    # 100500 USDC of BTC: within cash + 1000 of credit, not within cash + what is left.
+    d = decision(h.order(Side.BUY, D("3.35"), D("30001")))
+    assert d.outcome == "REJECTED" and d.reason_codes == ("INSUFFICIENT_BALANCE",)
+    assert decision(h.order(Side.BUY, D("3.333"), D("30001"))).outcome == "APPROVED"
+
+
+def test_no_credit_for_an_asset_without_a_mark() -> None:
+    h = Harness(CREDIT, cash=D("100000"))
+    book(h, "ETH/BTC", D("0.05"), D("0.05001"), D("1000"))  # no BTC price in USDC
+    book(h, "ETH/USDC", D("1500"), D("1501"), D("1000"))
+    d = decision(h.order(Side.BUY, D("0.01"), D("0.05001"), instrument="ETH/BTC"))
+    assert d.outcome == "REJECTED" and d.reason_codes == ("INSUFFICIENT_BALANCE",)
