@@ -95,6 +95,14 @@ EQUITY_QUANTUM = Decimal("1E-12")
 """Each holding's value is rounded to this before summing: the sum of such terms is exact,
 so equity does not depend on the order the balances are summed in."""
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
+FEE_QUANTUM = Decimal("0.00000001")
+"""Fees are charged rounded (half-even) to this."""
+
+
+def fee_at_most(notional: Decimal, rate: Decimal) -> Decimal:
+    """The most fee a fill of `notional` at `rate` can be charged: rounded up to the fee
+    quantum, so a cash check never falls short of the half-even rounded fee charged."""
+    return (notional * rate).quantize(FEE_QUANTUM, ROUND_CEILING)
 
 
 def print_id(trade: MarketTrade) -> str:

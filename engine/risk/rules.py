@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from engine.state import fee_at_most
 from engine.trusted import builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
@@ -338,14 +339,16 @@ def balance(ctx: RiskContext) -> RuleResult:
     amount in the account's valuation currency for the whole account, less what other
     assets are already short, converted at the spent asset's mark (none: no credit); v2
     added it raw to whatever asset was spent (1000 credit on ETH/BTC was 1000 BTC), and
-    again for every asset.
+    again for every asset. A buy needs its notional plus the fee rounded up to the fee
+    quantum (v2: notional x (1 + fee), short of a fee the venue rounds up).
     """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.side is Side.BUY:
         price = ctx.execution_price
         if price is None:
             return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
-        need = ctx.quantity * price * (1 + ctx.taker_fee_rate)
+        notional = ctx.quantity * price
+        need = notional + fee_at_most(notional, ctx.taker_fee_rate)
         free = ctx.quote_available - ctx.reserved_quote + ctx.credit_available
         asset = ctx.quote_asset
     else:

@@ -35,9 +35,11 @@ from itertools import islice
 from typing import Any
 
 from engine.state import (
+    FEE_QUANTUM,
     ZERO,
     EngineState,
     OrderState,
+    fee_at_most,
     maker_key,
     print_id,
     split_instrument,
@@ -59,7 +61,6 @@ from schemas.events import (
     TimeInForce,
 )
 
-FEE_QUANTUM = Decimal("0.00000001")
 QTY_QUANTUM = Decimal("0.00000001")
 """A child buy capped by the cash free is rounded down to this (never more than is free)."""
 _accepted = builder(OrderAccepted)
@@ -236,7 +237,8 @@ class PaperVenue:
         """What a triggered stop/take child may fill at `price`: its leaves, capped at what
         closes the position without flipping it, and at what the account then has free on
         the balance rule's terms (balance less what the open orders commit of the asset on
-        any pair, plus what the account's credit lends of it, `EngineState.credit_headroom`).
+        any pair, plus what the account's credit lends of it, `EngineState.credit_headroom`;
+        a buy's cash paying the notional and the fee rounded up, `_affordable`).
 
         Children are armed without a decision, so they may neither add risk nor take what
         an approved order counted on. A child only closes: one of a risk-reducing order
@@ -257,10 +259,29 @@ class PaperVenue:
             cash = state.free(acc, quote, fee) + state.credit_headroom(
                 acc, quote, fee, limits.credit_limit
             )
-            free = (cash / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN) if cash > 0 else ZERO
+            free = self._affordable(cash, price) if cash > 0 else ZERO
         position = acc.positions.get(child.instrument, ZERO)
         closes = position if child.side is Side.SELL else -position
         return max(ZERO, min(child.leaves, closes, free))
+
+    def _affordable(self, cash: Decimal, price: Decimal) -> Decimal:
+        """The most a buy at `price` can fill (a multiple of `QTY_QUANTUM`) that `cash`
+        pays for, notional plus the fee rounded up as the fill may charge it: cash /
+        (price x (1 + fee)) alone overspends by the fee's rounding."""
+        rate = self.taker_fee
+        fee = 1 + rate
+
+        def over(qty: Decimal) -> bool:
+            notional = qty * price
+            return notional + fee_at_most(notional, rate) > cash
+
+        qty = (cash / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN)
+        if qty > 0 and over(qty):
+            # The fee's rounding costs at most one fee quantum: leave that much aside.
+            qty = ((cash - FEE_QUANTUM) / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN)
+            while qty > 0 and over(qty):
+                qty -= QTY_QUANTUM
+        return max(qty, ZERO)
 
     # ---- the Venue interface -------------------------------------------------------
 

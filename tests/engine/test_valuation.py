@@ -4,15 +4,16 @@ a mark."""
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import permutations
 
 from engine.state import EngineState
-from schemas.events import QuoteUpdated, RiskLimits, Side
+from schemas.events import MarketTrade, QuoteUpdated, RiskLimits, Side
 from tests.engine.pure import Harness, decision
 
 D = Decimal
 TEN = D("10")
+CROSS_MID = D("0.05")
 
 
 def book(h: Harness, instrument: str, bid: Decimal, ask: Decimal, qty: Decimal = TEN) -> None:
@@ -101,3 +102,64 @@ def test_no_credit_for_an_asset_without_a_mark() -> None:
     book(h, "ETH/USDC", D("1500"), D("1501"), D("1000"))
     d = decision(h.order(Side.BUY, D("0.01"), D("0.05001"), instrument="ETH/BTC"))
     assert d.outcome == "REJECTED" and d.reason_codes == ("INSUFFICIENT_BALANCE",)
+
+
+OPEN = RiskLimits(
+    max_order_notional=D("1e9"),
+    max_position=D("1e6"),
+    max_open_orders=100,
+    max_orders_per_window=100,
+    price_collar_pct=D("0.5"),
+    drawdown_brake_pct=D("0.99"),
+)
+
+
+def _books(h: Harness, cross_mid: Decimal = CROSS_MID) -> None:
+    for instrument, mid in (("BTC/USDC", D(30000)), ("ETH/USDC", D(1500)), ("ETH/BTC", cross_mid)):
+        spread = mid * D("0.0001")
+        book(h, instrument, mid - spread, mid + spread, D("0.7"))
+
+
+def test_a_buy_child_capped_at_the_cash_pays_the_rounded_fee_too() -> None:
+    """cash / (price x (1 + fee)) leaves nothing for the fee's rounding up."""
+    h = Harness(OPEN, cash=D("5000"))
+    h.admin_deposit("ETH", D("2"))
+    _books(h)
+    h.order(
+        Side.SELL,
+        D("0.1"),
+        D("0.049"),
+        instrument="ETH/BTC",
+        stop_loss=D("0.0505"),
+        take_profit=D("0.0475"),
+    )
+    h.n += 1
+    out = h.feed(
+        MarketTrade(
+            venue="v",
+            instrument="ETH/BTC",
+            trade_id=f"t{h.n}",
+            price=D("0.0505"),
+            quantity=D("0.2"),
+            aggressor_side=Side.BUY,
+            exchange_ts=h.now,
+        ),
+        "md",
+    )
+    fills = [e.payload for e in out if e.event_type == "Fill"]
+    assert len(fills) == 1  # the stop-loss child, capped at the BTC the sale brought
+    assert h.state.account("A1").balances["BTC"] >= 0
+
+
+def test_a_plain_buy_of_all_the_cash_is_checked_with_the_fee_rounded_up() -> None:
+    for k in range(200):
+        ask = D("0.05") + D(k) / 10**7
+        cash = D("0.0049945")
+        h = Harness(OPEN, cash=D("1"))
+        h.admin_deposit("BTC", cash)
+        _books(h, ask / D("1.0001"))
+        a = h.state.prices["ETH/BTC"].ask
+        assert a is not None
+        qty = (cash / (a * D("1.001"))).quantize(D("1e-8"), ROUND_DOWN)
+        h.order(Side.BUY, qty, a, instrument="ETH/BTC")
+        assert h.state.account("A1").balances["BTC"] >= 0, k
