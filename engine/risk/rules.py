@@ -231,10 +231,16 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     (`EngineState.mark`), stablecoins too; v1 marked every stablecoin at 1, so a depeg or
     an FX move (EURC in a USDC account) never showed as drawdown. v3: equity is summed in
     asset order, each holding rounded to `EQUITY_QUANTUM` (v2 summed 28-digit terms in the
-    balances' order, so live state and a rebuild could record different last digits).
+    balances' order, so live state and a rebuild could record different last digits), and
+    an account that cannot be valued may still reduce risk (v2 rejected every order with
+    NO_MARK, so an unpriced deposit froze even the sale of a position).
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None:
+        if ctx.risk_reducing:
+            return _ok(
+                rid, ver, "cannot value the account (a held asset has no price); risk-reducing"
+            )
         return _no(rid, ver, "NO_MARK", "cannot value the account: a held asset has no price")
     peak = max(ctx.peak_equity, ctx.equity)
     if peak <= 0:

@@ -163,3 +163,17 @@ def test_a_plain_buy_of_all_the_cash_is_checked_with_the_fee_rounded_up() -> Non
         qty = (cash / (a * D("1.001"))).quantize(D("1e-8"), ROUND_DOWN)
         h.order(Side.BUY, qty, a, instrument="ETH/BTC")
         assert h.state.account("A1").balances["BTC"] >= 0, k
+
+
+def test_an_unpriced_holding_does_not_freeze_risk_reducing_orders() -> None:
+    """Without a mark the account cannot be valued: new risk is refused, reducing is not."""
+    h = Harness(cash=D("100000"))
+    h.quote(D("29999"), D("30001"))
+    assert decision(h.order(Side.BUY, D("0.5"), D("30001"))).outcome == "APPROVED"
+    h.admin_deposit("EURC", D("10"))  # no EURC price anywhere
+    d = decision(h.order(Side.BUY, D("0.1"), D("30001")))
+    assert d.outcome == "REJECTED" and d.reason_codes == ("NO_MARK",)
+    d = decision(h.order(Side.SELL, D("0.5"), D("29999")))
+    assert d.outcome == "APPROVED", d.reason_codes
+    brake = next(r for r in d.rule_results if r.rule_id == "DRAWDOWN_BRAKE")
+    assert "risk-reducing" in brake.detail and d.equity is None
