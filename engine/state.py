@@ -812,10 +812,13 @@ class EngineState:
         elif isinstance(p, KillSwitchReleased):
             self.kill_switches.discard(p.scope)
             if p.scope != GLOBAL_SCOPE:
-                # A released brake starts measuring drawdown afresh.
+                # A released brake starts measuring drawdown afresh: only decisions stamped
+                # at or after the release count, including ones already folded (an intent
+                # stamped ahead of the release but decided before it), as a fold that reads
+                # the release first counts them.
                 acc = self.account(p.scope)
-                acc.peak_equity = ZERO
                 acc.peak_reset_at = event.occurred_at
+                acc.peak_equity = acc.peak_since(event.occurred_at)
         else:
             return
         self.seen_reference.add(event.event_id)

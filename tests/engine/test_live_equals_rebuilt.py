@@ -112,6 +112,8 @@ _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 @example([_BUY, ("wait", 2.0), _RELEASE, ("backdated", "A1", 5.0)])
 # Intents stamped apart but arriving together: one rate window, live and rebuilt.
 @example([("arrived", "A1", 700), ("arrived", "A1", -900), ("arrived", "A1", 0), _BUY])
+# An intent stamped ahead of a release, decided before it: its peak counts after the release.
+@example([("arrived", "A1", 700), _RELEASE])
 def test_live_state_is_the_folded_state(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)
