@@ -328,7 +328,7 @@ class BulkBuild:
             state = State(loader=m.thaw)
             folded_bad, res.applied, writes = fold_fresh(m.projection, state, fresh)
             if self.tracking:
-                self._track(m, state, fresh, folded_bad)
+                self._track(m, state, share.items, fresh, folded_bad)
             bad.extend(folded_bad)
             failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
             for eid, i in first.items():
@@ -371,10 +371,16 @@ class BulkBuild:
     """Whether `apply` records what each batch touched (`_track`; a split rebuild's half)."""
 
     def _track(
-        self, m: _Member, state: State, fresh: Sequence[Located], bad: Sequence[Quarantined]
+        self,
+        m: _Member,
+        state: State,
+        items: Sequence[Located],
+        fresh: Sequence[Located],
+        bad: Sequence[Quarantined],
     ) -> None:
-        """Record what a batch's fold touched beyond its written rows (a half of a split
-        rebuild, `projections.partitioned`): no-op here."""
+        """Record what a batch's fold touched beyond its written rows (`items`: the
+        batch's share, `fresh`: those folded; a half of a split rebuild,
+        `projections.partitioned`): no-op here."""
 
     def finish(
         self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]

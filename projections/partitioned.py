@@ -13,7 +13,9 @@ key, and every topic is partitioned by the same murmur2 partitioner over 6 parti
 so a key lands on the same partition number everywhere), so it is checked, not
 trusted. Each half keeps a footprint: the low 64 bits of every event id it folded or
 whose handler refused it, and `hash((member, table, key))` of every state key it read
-or wrote (both halves are one forked interpreter, so `hash` agrees between them). If
+or wrote (both halves are one forked interpreter, so `hash` agrees between them), and
+whether a refused event came again (then its rows depend on the batch cuts, which
+differ from live batches': `Footprint.retried`, which meets any footprint). If
 the two footprints meet, one half could have seen the other's events (a duplicate
 re-produced under another key, an order on two accounts): the split build is thrown
 away and the rebuild runs again on one consumer (`rebuild.rebuild_many`). Two distinct
@@ -105,8 +107,15 @@ class Footprint:
     """array('Q')"""
     keys: bytes
     """array('q')"""
+    retried: bool = False
+    """A refused event came again in this half (a redelivery, a duplicate): whether a
+    copy is tried again depends on the batch cuts (within a batch only its first copy
+    is tried; in a later batch, one is, and may fold once the state has changed), so
+    this half's rows may differ from live batches' whatever the other half holds."""
 
     def meets(self, other: Footprint) -> bool:
+        if self.retried or other.retried:
+            return True
         mine = set(array.array("Q", self.ids))
         if not mine.isdisjoint(array.array("Q", other.ids)):
             return True
@@ -138,6 +147,9 @@ class HalfBuild(BulkBuild):
         """Event ids (low 64 bits) whose handler refused them: not in `seen`."""
         self.absent: set[int] = set()
         """Key hashes a fold read and found no row for, and did not write."""
+        self.retried = False
+        """A refused event id came again: in the batch that refused it (a copy not
+        tried) or a later one (tried again) (`Footprint.retried`)."""
 
     def __enter__(self) -> HalfBuild:
         self.start()
@@ -148,13 +160,29 @@ class HalfBuild(BulkBuild):
         super().start(drop_keys=drop_keys)
 
     def _track(
-        self, m: _Member, state: State, fresh: Sequence[Located], bad: Sequence[Quarantined]
+        self,
+        m: _Member,
+        state: State,
+        items: Sequence[Located],
+        fresh: Sequence[Located],
+        bad: Sequence[Quarantined],
     ) -> None:
         if bad:
+            # Only a batch with a refusal pays for this. A copy refused in an earlier
+            # batch and folded in a later one is found in `footprint` (refused and seen).
             failed = {(q.topic, q.partition, q.offset) for q in bad}
+            names: set[str] = set()
             for i in fresh:
                 if (i.topic, i.partition, i.offset) in failed:
-                    self.refused.add(int(i.data["event_id"].replace("-", ""), 16) & _LOW64)
+                    eid = int(i.data["event_id"].replace("-", ""), 16) & _LOW64
+                    if eid in self.refused:
+                        self.retried = True  # refused again in a later batch
+                    self.refused.add(eid)
+                    names.add(i.data["event_id"])
+            if names and len(items) > len(fresh):
+                copies = sum(1 for i in items if i.data["event_id"] in names)
+                if copies > len(names):
+                    self.retried = True  # a copy in the same batch, not tried
         for tname, rows in state.rows.items():
             written = state.dirty.get(tname, {})
             for key, row in rows.items():
@@ -163,6 +191,7 @@ class HalfBuild(BulkBuild):
 
     def footprint(self) -> Footprint:
         ids = array.array("Q", [e & _LOW64 for e in self.seen])
+        retried = self.retried or (bool(self.refused) and not self.refused.isdisjoint(ids))
         ids.extend(self.refused)
         keys = array.array("q", self.absent)
         for m in self.members:
@@ -170,7 +199,7 @@ class HalfBuild(BulkBuild):
                 keys.extend(_key_hash(m, tname, k) for k in frozen)
             for tname, kept in m.current.items():
                 keys.extend(_key_hash(m, tname, k) for k in kept)
-        return Footprint(ids.tobytes(), keys.tobytes())
+        return Footprint(ids.tobytes(), keys.tobytes(), retried)
 
     def finish_half(
         self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
@@ -448,8 +477,8 @@ def rebuild_split(
         )  # fmt: skip
         if footprint.meets(their_footprint):
             log.warning(
-                "%s: the halves of a split rebuild share an event id or a key; "
-                "rebuilding on one consumer",
+                "%s: the halves of a split rebuild share an event id or a key, or a "
+                "refused event came again; rebuilding on one consumer",
                 projection.name,
             )
             return None
