@@ -22,10 +22,18 @@ MAX_DECIMAL_ADJUSTED = 200
 """Largest magnitude of a decimal's adjusted exponent (`Decimal.adjusted`) accepted from a
 `Decimal` or `int`: such a value with up to 28 significant digits formats within
 `MAX_DECIMAL_TEXT` characters, so what the engine writes it reads back."""
+IN_RANGE_TEXT = MAX_DECIMAL_ADJUSTED + 1
+"""A plain decimal string this short cannot be out of range (201 integer digits are
+1E+200; `0.` and 198 zeros before a digit is 1E-199): longer ones are checked, so a
+string and the same value as a `Decimal` get the same verdict."""
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 _DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 """`DECIMAL_PATTERN` for `fullmatch` (no `$`, which would let a trailing newline through)."""
+
+
+def _in_range(value: Decimal) -> bool:
+    return -MAX_DECIMAL_ADJUSTED <= value.adjusted() <= MAX_DECIMAL_ADJUSTED
 
 
 def _parse_decimal(value: Any) -> Decimal:
@@ -38,7 +46,10 @@ def _parse_decimal(value: Any) -> Decimal:
                 f"not a plain decimal string (digits, optional sign and point, at most "
                 f"{MAX_DECIMAL_TEXT} characters): {value[:40]!r}"
             )
-        return Decimal(value)
+        result = Decimal(value)
+        if len(value) > IN_RANGE_TEXT and result and not _in_range(result):
+            raise ValueError(f"decimal out of range (|exponent| > {MAX_DECIMAL_ADJUSTED})")
+        return result
     if isinstance(value, float | bool):
         raise ValueError("money must be a decimal string, never a float or bool")
     if isinstance(value, Decimal):
@@ -49,7 +60,7 @@ def _parse_decimal(value: Any) -> Decimal:
         raise ValueError(f"expected a decimal string, got {type(value).__name__}")
     if not result.is_finite():
         raise ValueError("decimal must be finite")
-    if result and not -MAX_DECIMAL_ADJUSTED <= result.adjusted() <= MAX_DECIMAL_ADJUSTED:
+    if result and not _in_range(result):
         raise ValueError(f"decimal out of range (|exponent| > {MAX_DECIMAL_ADJUSTED})")
     return result
 

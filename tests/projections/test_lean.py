@@ -26,7 +26,13 @@ from projections.framework import Quarantined
 from projections.store import RawRecord, decode_one
 from projections.synthetic import generate
 from schemas import REGISTRY, MalformedEventError, decode, encode, new_event
-from schemas.types import _parse_decimal, _parse_utc, format_decimal
+from schemas.types import (
+    IN_RANGE_TEXT,
+    MAX_DECIMAL_TEXT,
+    _parse_decimal,
+    _parse_utc,
+    format_decimal,
+)
 from tests.schemas.strategies import model_strategy
 
 SAMPLES = sorted((Path(__file__).parents[1] / "schemas" / "samples").glob("*.json"))
@@ -286,3 +292,20 @@ def test_header_type_cache_gives_the_uncached_answer(headers: Any) -> None:
     assert lean.header_type(headers) == _header_type_reference(headers)
     assert lean.header_type(headers) == _header_type_reference(headers)  # now from the cache
     assert len(lean._NAMED) <= lean._NAMED_MAX
+
+
+@pytest.mark.parametrize("digits", [IN_RANGE_TEXT, IN_RANGE_TEXT + 1, MAX_DECIMAL_TEXT + 1])
+def test_decimal_text_the_models_refuse_is_not_lean(digits: int) -> None:
+    """The models refuse a decimal string out of range (`1` and 201 zeros is 1E+201) or
+    over `MAX_DECIMAL_TEXT` characters; the lean form must refuse it too (it accepts a
+    subset of what they accept), and still take the longest always-valid one."""
+    for body in BODIES:
+        if body["event_type"] == "Fill":
+            break
+    else:
+        raise AssertionError("no Fill sample")
+    body = copy.deepcopy(body)
+    body["payload"]["price"] = "1" + "0" * (digits - 1)
+    value, headers = json.dumps(body).encode(), _headers(body)
+    _verdicts(value, headers)
+    assert (lean.lean_decode(value, headers) is None) == (digits > IN_RANGE_TEXT)

@@ -19,6 +19,7 @@ from schemas import MalformedEventError, encode, new_event
 from schemas.events import OrderIntent, OrderType, Side
 from schemas.types import (
     DECIMAL_PATTERN,
+    IN_RANGE_TEXT,
     MAX_DECIMAL_ADJUSTED,
     MAX_DECIMAL_TEXT,
     _parse_decimal,
@@ -50,6 +51,8 @@ D = Decimal
         "",
         "\u0663",  # ARABIC-INDIC DIGIT THREE: Decimal() takes it
         "1" * (MAX_DECIMAL_TEXT + 1),
+        "1" * MAX_DECIMAL_TEXT,  # 1.1E+255: out of range, as the same Decimal is
+        "0." + "0" * 200 + "1",  # 1E-201
     ],
 )
 def test_anything_but_the_plain_form_is_refused(text: str) -> None:
@@ -58,7 +61,17 @@ def test_anything_but_the_plain_form_is_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["0", "-0", "0.00000000", "-0.5", "123.456", "1" * MAX_DECIMAL_TEXT]
+    "text",
+    [
+        "0",
+        "-0",
+        "0.00000000",
+        "-0.5",
+        "123.456",
+        "1" * IN_RANGE_TEXT,
+        "0." + "0" * 10 + "7" * (MAX_DECIMAL_TEXT - 12),  # long, but in range
+        "0." + "0" * 199 + "1",  # 1E-200
+    ],
 )
 def test_the_plain_form_is_taken(text: str) -> None:
     assert _parse_decimal(text) == Decimal(text)
