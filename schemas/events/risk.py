@@ -102,7 +102,12 @@ class RiskLimits(BaseModel):
         "asset of a pair must be on this list or on allowed_stablecoins; anything else is "
         "rejected (fail closed). Must not name a stablecoin.",
     )
-    credit_limit: NonNegativeDec = Decimal("0")
+    credit_limit: NonNegativeDec = Field(
+        Decimal("0"),
+        description="One amount for the whole account, in its valuation currency "
+        "(base_currency): what its balances may fall short by, each short asset valued at "
+        "its mark; an asset without a mark gets no credit",
+    )
 
 
 class RiskLimitsChanged(EventPayload):
