@@ -30,7 +30,18 @@ from typing import Any
 
 import orjson
 
-from projections.framework import Key, Located, Projection, SkipEvent, State, Table, WriteMode
+from projections.framework import (
+    INT4,
+    INT8,
+    Key,
+    Located,
+    Projection,
+    SkipEvent,
+    State,
+    Table,
+    WriteMode,
+    fits_column,
+)
 from schemas.serde import canonical_json
 from schemas.topics import Topic
 from schemas.types import format_decimal
@@ -69,19 +80,6 @@ def _payload_json(item: Located) -> str:
 
 def _v1(*types: str) -> frozenset[str]:
     return frozenset(f"{t}/1" for t in types)
-
-
-INT4 = (-(2**31), 2**31 - 1)
-INT8 = (-(2**63), 2**63 - 1)
-
-
-def _fits(value: Any, column: str, bounds: tuple[int, int]) -> Any:
-    """`value` for an integer column, or SkipEvent (quarantine) if the column cannot hold
-    it. The schemas' ints are unbounded; one out of range failed its whole batch in
-    PostgreSQL, and the projector re-read that batch forever."""
-    if value is not None and not bounds[0] <= value <= bounds[1]:
-        raise SkipEvent(f"{column} {value} is outside its column's range {bounds}")
-    return value
 
 
 def _dec(value: Any) -> Decimal:
@@ -601,8 +599,8 @@ class DecisionsProjection(Projection):
         if t == "RiskDecision":
             rules = p["rule_results"]
             for r in rules:  # checked before the first insert: a refused event writes nothing
-                _fits(r["rule_version"], "rule_version", INT4)
-            _fits(p["risk_config_version"], "risk_config_version", INT4)
+                fits_column(r["rule_version"], "rule_version", INT4)
+            fits_column(p["risk_config_version"], "risk_config_version", INT4)
             state.insert(
                 self.decisions,
                 (
@@ -679,7 +677,7 @@ class RiskConfigProjection(Projection):
         row: tuple[Any, ...]
         if t == "RiskLimitsChanged":
             row = (
-                eid, t, p["scope"], _fits(p["config_version"], "config_version", INT4),
+                eid, t, p["scope"], fits_column(p["config_version"], "config_version", INT4),
                 _json(p["limits"]), p["changed_by"],
                 p["reason"], None, at,
             )  # fmt: skip
@@ -737,8 +735,8 @@ class DeadLettersProjection(Projection):
             self.deadletters,
             (
                 d["event_id"], p["source_topic"],
-                _fits(p["source_partition"], "source_partition", INT4),
-                _fits(p["source_offset"], "source_offset", INT8), p["error_type"], p["error"], p["stage"], d["producer"], p["original_key_b64"],
+                fits_column(p["source_partition"], "source_partition", INT4),
+                fits_column(p["source_offset"], "source_offset", INT8), p["error_type"], p["error"], p["stage"], d["producer"], p["original_key_b64"],
                 p["original_value_b64"], d["occurred_at"],
             ),
         )  # fmt: skip

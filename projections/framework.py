@@ -129,6 +129,19 @@ class SkipEvent(Exception):
     """Raised by a handler for an event it understands but must refuse (goes to quarantine)."""
 
 
+INT4 = (-(2**31), 2**31 - 1)
+INT8 = (-(2**63), 2**63 - 1)
+
+
+def fits_column(value: Any, column: str, bounds: tuple[int, int]) -> Any:
+    """`value` for an integer column, or SkipEvent (quarantine) if the column cannot hold
+    it. The schemas' ints are unbounded; one out of range failed its whole batch in
+    PostgreSQL, and the projector re-read that batch forever."""
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise SkipEvent(f"{column} {value} is outside its column's range {bounds}")
+    return value
+
+
 Loader = Callable[[Table, Key], "Row | None"]
 
 

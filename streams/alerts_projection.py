@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.framework import Located, Projection, State, Table
+from projections.framework import INT4, Located, Projection, State, Table, fits_column
 from schemas.serde import canonical_json
 from schemas.topics import Topic
 
@@ -46,6 +46,7 @@ class AlertsProjection(Projection):
 
     def handle(self, state: State, item: Located) -> None:
         ev, p = item.event, item.event.payload
+        fits_column(p.detector_version, "detector_version", INT4)  # else quarantined
         state.insert(
             self.alerts,
             (

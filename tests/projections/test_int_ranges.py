@@ -13,7 +13,7 @@ from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.store import RawRecord, apply_records
 from schemas import EventPayload, encode, new_event
-from schemas.events import DeadLetter
+from schemas.events import DeadLetter, SurveillanceAlert
 from schemas.events.risk import (
     DecisionOutcome,
     RiskDecision,
@@ -57,7 +57,17 @@ def _limits(version: int) -> RiskLimitsChanged:
     )
 
 
+def _alert(n: int, detector_version: int) -> SurveillanceAlert:
+    return SurveillanceAlert(
+        alert_id=uuid.UUID(int=100 + n), detector="spoofing", detector_version=detector_version,
+        pattern="SPOOFING", account="ACC001", instrument="BTC/USDC", score="1",
+        window_start="2026-01-05T09:00:00.000000Z", window_end="2026-01-05T09:00:01.000000Z",
+        triggering_event_ids=(uuid.UUID(int=9),), summary="s",
+    )  # fmt: skip
+
+
 CASES: list[tuple[str, list[Any], str, list[int]]] = [
+    ("alerts", [_alert(1, 1), _alert(2, 2**31), _alert(3, 2**31 - 1)], "alerts", [1]),
     (
         "deadletters",
         [_dl(1, 5), _dl(2**31, 5), _dl(1, 2**63), _dl(-(2**31), 2**63 - 1)],
