@@ -43,11 +43,11 @@ from projections.framework import (
     WriteMode,
 )
 from projections.store import (
-    QUARANTINE_TABLE,
     BatchResult,
     Prepared,
     copy_block,
     fold_fresh,
+    quarantine_table,
     save_offsets_many,
     write_quarantine,
 )
@@ -217,12 +217,13 @@ class BulkBuild:
         dsn: str,
         members: Sequence[tuple[Projection, str]],
         *,
-        quarantine_table: tuple[str, str] = QUARANTINE_TABLE,
+        quarantine_table: tuple[str, str] | None = None,
     ) -> None:
         self.members = [_Member(p, schema, 1 << i) for i, (p, schema) in enumerate(members)]
         self.quarantine_table = quarantine_table
-        """Where quarantined records go (a half of a split rebuild: a table in its build
-        schema, moved to the shared one when the whole build commits)."""
+        """Where quarantined records go; by default each member's own
+        (`store.quarantine_table`: a rebuild's build schema keeps its quarantine, which
+        the swap makes the projection's whole quarantine)."""
         self._batches = 0
         self.seen: dict[int, int] = {}
         """Every folded event id (as a 128-bit int: half the memory of its text), with
@@ -280,8 +281,8 @@ class BulkBuild:
                     schema, table, rows = args
                     self._copy(schema, table, rows)
                 else:
-                    name, bad = args
-                    write_quarantine(self.conn, name, bad, self.quarantine_table)
+                    name, bad, where = args
+                    write_quarantine(self.conn, name, bad, where)
             except BaseException as exc:  # handed to the folding thread
                 self._error = exc
 
@@ -353,7 +354,8 @@ class BulkBuild:
                 else:
                     self._put(("copy", m.schema, table, rows))
             if bad:
-                self._put(("quarantine", m.projection.name, bad))
+                where = self.quarantine_table or quarantine_table(m.projection, m.schema)
+                self._put(("quarantine", m.projection.name, bad, where))
             res.quarantined = len(bad)
             results.append(res)
         self._batches += 1

@@ -28,10 +28,10 @@ partition numbers into two sets of about equal records (`plan`) and sends the ot
 half its set. Each half bulk-builds its partitions (`BulkBuild`: folded in memory,
 history COPYed as it goes, at the end its current rows and its partitions' next
 offsets) and commits; its quarantine goes to the build schema's own `_quarantine`
-table. Only once both halves have committed and their footprints are disjoint does the
-parent build the keys and indexes, analyze, move the quarantine into
-`projection_quarantine` and commit. Until then nothing outside the private build schema
-has changed; the swap is the rebuild's own.
+table, as every rebuild's does. Only once both halves have committed and their
+footprints are disjoint does the parent build the keys and indexes and analyze. Nothing
+outside the private build schema changes; the swap (`rebuild.swap_in`) is the
+rebuild's own, and makes that `_quarantine` the projection's whole quarantine.
 """
 
 from __future__ import annotations
@@ -66,15 +66,15 @@ from projections.bulkload import (
 )
 from projections.framework import Located, Projection, Quarantined, State
 from projections.projector import CHILD_FETCH_BYTES, TP, BulkProjector, Projector, Target
-from projections.store import QUARANTINE_TABLE, BatchResult
+from projections.store import BUILD_QUARANTINE, BatchResult
 
 log = logging.getLogger(__name__)
 
 WAYS = 2
 """Halves of a split rebuild: one per core of the machine it was measured on."""
 
-QUARANTINE = "_quarantine"
-"""A split build's quarantine table, in its build schema until the build commits."""
+QUARANTINE = BUILD_QUARANTINE
+"""A split build's quarantine table, in its build schema until the swap."""
 
 _LOW64 = (1 << 64) - 1
 
@@ -356,16 +356,10 @@ class _OtherHalf:
 def prepare_schema(
     conn: psycopg.Connection[Any], projection: Projection, schema: str
 ) -> dict[str, list[Any]]:
-    """Make a fresh build schema ready for two halves, committed: its keys and indexes
-    dropped (returned by table: the statements that build them again) and its
-    `_quarantine`."""
+    """Make a fresh build schema (`rebuild.create_schema`: with its `_quarantine`) ready
+    for two halves, committed: its keys and indexes dropped (returned by table: the
+    statements that build them again)."""
     ddl = {t: drop_keys_and_indexes(conn, schema, [t]) for t in build_tables(projection)}
-    conn.execute(
-        sql.SQL("CREATE TABLE {}.{} (LIKE {}.{})").format(
-            sql.Identifier(schema), sql.Identifier(QUARANTINE),
-            *(sql.Identifier(x) for x in QUARANTINE_TABLE),
-        )
-    )  # fmt: skip
     conn.commit()
     return ddl
 
@@ -388,28 +382,19 @@ def complete(
     dsn: str, projection: Projection, schema: str, ddl: Mapping[str, Sequence[Any]]
 ) -> None:
     """Both halves are in: build keys and indexes and analyze, each table on its own
-    connection at the same time, then publish the quarantine.
+    connection at the same time. The quarantine stays in the build schema's
+    `_quarantine` for the swap.
 
     Why at the same time: one after the other, a 1M `orders` rebuild spent ~1 s of its
     ~11 s in them on one PostgreSQL backend (one core), the other core idle
     (docs/benchmarks.md, session 12). The tables commit separately, but only inside the
-    private build schema: the quarantine moves out of it last, once every table is built."""
+    private build schema."""
     analyzed = {t.name for t in projection.tables}
     tables = [t for t in ddl if ddl[t] or t in analyzed]
     with ThreadPoolExecutor(max_workers=max(1, len(tables))) as pool:
         jobs = [pool.submit(_build_table, dsn, schema, t, ddl[t], t in analyzed) for t in tables]
         for job in jobs:
             job.result()
-    quarantine = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(QUARANTINE))
-    shared = sql.SQL("{}.{}").format(*(sql.Identifier(x) for x in QUARANTINE_TABLE))
-    with psycopg.connect(dsn, autocommit=False) as conn:
-        conn.execute(
-            sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
-                shared, quarantine
-            )
-        )
-        conn.execute(sql.SQL("DROP TABLE {}").format(quarantine))
-        conn.commit()
 
 
 def rebuild_split(

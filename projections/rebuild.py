@@ -35,7 +35,13 @@ from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
 from projections.partitioned import rebuild_split
 from projections.projector import BulkProjector, Projector, Target
-from projections.store import BatchResult, lock_projection
+from projections.store import (
+    BUILD_QUARANTINE,
+    QUARANTINE_TABLE,
+    REBUILD_SUFFIX,
+    BatchResult,
+    lock_projection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +77,8 @@ def migration_body(filename: str) -> str:
 
 
 def create_schema(conn: psycopg.Connection[Any], projection: Projection, schema: str) -> None:
-    """A fresh, empty copy of the projection's tables in `schema`, with its own offsets."""
+    """A fresh, empty copy of the projection's tables in `schema`, with its own offsets
+    and quarantine (`store.BUILD_QUARANTINE`: what a rebuild refuses, until its swap)."""
     with conn.transaction():
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
@@ -83,12 +90,21 @@ def create_schema(conn: psycopg.Connection[Any], projection: Projection, schema:
                 "CREATE TABLE {}._offsets (LIKE public.projection_offsets INCLUDING ALL)"
             ).format(sql.Identifier(schema))
         )
+        conn.execute(
+            sql.SQL("CREATE TABLE {}.{} (LIKE {}.{} INCLUDING ALL)").format(
+                sql.Identifier(schema), sql.Identifier(BUILD_QUARANTINE),
+                *(sql.Identifier(x) for x in QUARANTINE_TABLE),
+            )
+        )  # fmt: skip
 
 
 def swap_in(
     conn: psycopg.Connection[Any], projection: Projection, build: str, readonly_role: str | None
 ) -> None:
-    """Atomically make `build` the live schema and its offsets the stored offsets."""
+    """Atomically make `build` the live schema, its offsets the stored offsets and its
+    quarantine the projection's whole quarantine: entries of the old projection that the
+    rebuild did not produce (their cause since fixed) are gone. A live projector resumes
+    from the new offsets, so it quarantines again whatever it refuses beyond them."""
     live = sql.Identifier(projection.schema)
     old = sql.Identifier(f"{projection.schema}__old")
     new = sql.Identifier(build)
@@ -109,6 +125,18 @@ def swap_in(
             ).format(live)
         )
         conn.execute(sql.SQL("DROP TABLE {}._offsets").format(live))
+        build_quarantine = sql.SQL("{}.{}").format(live, sql.Identifier(BUILD_QUARANTINE))
+        shared = sql.SQL("{}.{}").format(*(sql.Identifier(x) for x in QUARANTINE_TABLE))
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE projection = %s").format(shared), (projection.name,)
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE projection = %s").format(
+                shared, build_quarantine
+            ),
+            (projection.name,),
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(build_quarantine))
         if readonly_role:
             role = sql.Identifier(readonly_role)
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(live, role))
@@ -148,9 +176,7 @@ def rebuild_many(
     live batch would be (one transaction with its offsets). `batch_size`: records per
     batch, by default `BULK_BATCH` (bulk) or 10,000."""
     batch_size = batch_size or (BULK_BATCH if bulk else 10_000)
-    builds = [
-        Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets")) for p in projections
-    ]
+    builds = [_build_target(p) for p in projections]
     totals: dict[str, BatchResult] = {}
     started = time.monotonic()
     if bulk and split and len(builds) == 1 and builds[0].projection.partition_local:
@@ -193,7 +219,8 @@ def rebuild_many(
 
 
 def _build_target(p: Projection) -> Target:
-    return Target(p, f"{p.schema}__rebuild", (f"{p.schema}__rebuild", "_offsets"))
+    build = p.schema + REBUILD_SUFFIX
+    return Target(p, build, (build, "_offsets"))
 
 
 GROUP_BATCH = 2000

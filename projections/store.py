@@ -43,6 +43,22 @@ from schemas import MalformedEventError, UnknownEventTypeError
 OFFSETS_TABLE = ("public", "projection_offsets")
 QUARANTINE_TABLE = ("public", "projection_quarantine")
 
+REBUILD_SUFFIX = "__rebuild"
+"""A projection's rebuild builds into the schema `<its schema>__rebuild`."""
+
+BUILD_QUARANTINE = "_quarantine"
+"""A rebuild's quarantine table, in its build schema: the swap (`rebuild.swap_in`)
+makes it the projection's whole quarantine."""
+
+
+def quarantine_table(projection: Projection, schema: str) -> tuple[str, str]:
+    """Where refused events of `projection` folded into `schema` go: a rebuild's build
+    schema keeps its own (`BUILD_QUARANTINE`), anything else writes the shared table."""
+    if schema == projection.schema + REBUILD_SUFFIX:
+        return (schema, BUILD_QUARANTINE)
+    return QUARANTINE_TABLE
+
+
 Conn = psycopg.Connection[Any]
 
 
@@ -636,7 +652,9 @@ def apply_members(
             for m, table, rows, jsonb in small:
                 conn.execute(_json_insert(m.schema, table), (_rows_json(table, rows, jsonb),))
             for m in ms:
-                write_quarantine(conn, m.projection.name, m.bad)
+                write_quarantine(
+                    conn, m.projection.name, m.bad, quarantine_table(m.projection, m.schema)
+                )
             if epilogue is not None:
                 epilogue()
             if transaction:

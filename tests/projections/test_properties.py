@@ -330,13 +330,19 @@ def test_split_rebuild_matches_the_incremental_projection_or_falls_back(
             split_bad = conn.execute(
                 quarantine.format(f"{schema}.{partitioned.QUARANTINE}"), (p.name,)
             ).fetchall()
-            conn.commit()  # `complete` drops that table
+            conn.commit()
             partitioned.complete(env.dsn, p, schema, ddl)
             assert checksum(conn, p, schema) == checksum(conn, p, f"l_{p.name}"), p.name
             assert split_bad == live_bad, p.name
+            # It stays in the build schema: only the swap (`rebuild.swap_in`) publishes it.
             assert (
-                conn.execute(quarantine.format("projection_quarantine"), (p.name,)).fetchall()
+                conn.execute(
+                    quarantine.format(f"{schema}.{partitioned.QUARANTINE}"), (p.name,)
+                ).fetchall()
                 == live_bad
+            )
+            assert (
+                conn.execute(quarantine.format("projection_quarantine"), (p.name,)).fetchall() == []
             )
             indexes = (
                 "SELECT tablename, indexname, replace(indexdef, %s, 'S') FROM pg_indexes "
