@@ -352,8 +352,9 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             raise SnapshotError("slice taken with other idempotency bounds")
         pruned = b["rate_pruned_min_us"]
         if pruned is not None and timedelta(microseconds=pruned) < horizon:
-            # Rate windows were pruned shorter than the limits now in force count back.
-            raise SnapshotError("slice's rate windows are shorter than the limits in force")
+            # Rate windows pruned shorter than the fixed horizon (written by an engine that
+            # pruned them to the limits in force, ORDER_RATE v2): a full replay instead.
+            raise SnapshotError("slice's rate windows are pruned shorter than the horizon")
         part = state.partition_of
         for name, a in b["accounts"].items():
             if part(name) != s.partition:

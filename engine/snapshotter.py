@@ -88,7 +88,6 @@ class Snapshotter:
             "slices": 0,
             "slice_bytes": 0,
             "restarts": 0,
-            "refolds": 0,
         }
 
     # ---- folding -----------------------------------------------------------------
@@ -201,16 +200,7 @@ class Snapshotter:
             self.state = None
             return 0
         targets = self._own_targets()
-        horizon = state.rate_horizon
         ref_ok = self._fold_reference(state)
-        # Checked even if the fold stopped short: what it did fold is in the state.
-        if state.rate_horizon > horizon:
-            # Rate windows already folded were pruned shorter than the limits now in force
-            # count back: slices of this state would be refused. Fold the log again.
-            log.warning("a longer order-rate window is in force: folding the log again")
-            self.stats["refolds"] += 1
-            self.state = None
-            return 0
         if not ref_ok:
             # Own records may need reference records not read yet: fold none this round.
             if not self.stopping:

@@ -266,15 +266,40 @@ class Exposure:
             _bump(self.sell_leaves_by_base, base, leaves)
 
 
+RATE_HORIZON_SECONDS = 60
+"""How far behind a strategy's newest decision on an account its rate window keeps entries,
+whatever the limits: the longest `rate_window_seconds` counted exactly (ORDER_RATE v3).
+Limits-independent so that a limits change cannot make the live state and a fold of the log
+disagree about what was pruned; a longer window is enforced over this one (`rate_allowance`)."""
+RATE_HORIZON = timedelta(seconds=RATE_HORIZON_SECONDS)
+
+
+def rate_allowance(limits: RiskLimits) -> tuple[int, int]:
+    """(seconds counted back, orders allowed in them) for these limits' order rate.
+
+    A window up to `RATE_HORIZON_SECONDS` is counted as it is. A longer one (`W`, `N`
+    allowed) is counted over the horizon, allowing `N // ceil(W / horizon)`: any span of `W`
+    is covered by `ceil(W / horizon)` spans of the horizon, each holding at most that many,
+    so never more than `N` pass in any `W` (stricter than the limit, never looser).
+    """
+    window, allowed = limits.rate_window_seconds, limits.max_orders_per_window
+    if window <= RATE_HORIZON_SECONDS:
+        return window, allowed
+    spans = -(-window // RATE_HORIZON_SECONDS)
+    return RATE_HORIZON_SECONDS, allowed // spans
+
+
 class RateWindow:
     """Times of one strategy's order decisions on one partition, sorted: the broker's
     append time of each intent (`RiskDecision.received_at`), which the producer does not
     control; the decision's event time for decisions that predate it.
 
     Kept per partition so a snapshot slice carries its partition's entries; counted
-    without being changed (bisect), and pruned only as entries are added, to the longest
-    rate window of the limits in force: so the window is a function of the decisions
-    folded and the limits, not of which intents were checked when.
+    without being changed (bisect), and pruned only as entries are added, to the fixed
+    `RATE_HORIZON` behind the newest entry: so the window is a function of the decisions
+    folded alone, not of the limits in force when each was folded (a full replay folds
+    every limits change before any decision, a live worker each at its turn) nor of which
+    intents were checked when.
     """
 
     __slots__ = ("head", "times")
@@ -501,11 +526,11 @@ class EngineState:
     decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
     rate: dict[tuple[str, str], dict[str, RateWindow]] = field(default_factory=dict)
     """(producer, strategy) -> account -> order decision times."""
-    rate_horizon: timedelta = timedelta(seconds=RiskLimits().rate_window_seconds)
-    """The longest rate window of the limits in force: older entries are pruned."""
+    rate_horizon: timedelta = RATE_HORIZON
+    """How far back rate windows keep entries (`RATE_HORIZON`; not changed by limits)."""
     rate_pruned_min: timedelta | None = None
-    """The shortest horizon rate windows were ever pruned with (a snapshot slice taken
-    with a shorter one than the limits now in force lacks entries: not usable)."""
+    """The shortest horizon rate windows were ever pruned with (a snapshot slice written by
+    an engine that pruned to the limits in force, shorter, lacks entries: not usable)."""
     partition_of: Callable[[str], int] = field(default=single_partition, repr=False)
     """Account -> partition of the engine's topics (the worker sets Kafka's murmur2)."""
     orphan_fill_ids: dict[str, str] = field(default_factory=dict)
@@ -801,12 +826,6 @@ class EngineState:
             current = self.limits.get(p.scope)
             if current is None or p.config_version > current[0]:
                 self.limits[p.scope] = (p.config_version, p.limits)
-                self.rate_horizon = timedelta(
-                    seconds=max(
-                        [RiskLimits().rate_window_seconds]
-                        + [lim.rate_window_seconds for _v, lim in self.limits.values()]
-                    )
-                )
         elif isinstance(p, KillSwitchEngaged):
             self.kill_switches.add(p.scope)
         elif isinstance(p, KillSwitchReleased):

@@ -640,17 +640,9 @@ class EngineWorker:
                 log.exception("market event %s failed", event.event_id)
                 self.needs_rebuild = True
         else:
-            horizon = self.state.rate_horizon
+            # A limits change leaves the rate windows alone (a fixed horizon, see
+            # `RateWindow`): the state stays what a fold of the log gives.
             self.state.apply(event)
-            if self.state.rate_horizon > horizon and self.exact:
-                # This state's rate windows were pruned shorter than the limits now in
-                # force count back (a full replay keeps more): the next hand-over of
-                # partitions rebuilds in full rather than fold onto it.
-                self.exact = False
-                log.warning(
-                    "a longer order-rate window is in force: the next rebalance rebuilds "
-                    "the state in full"
-                )
 
     def _catch_up(self) -> list[Output] | None:
         """Fills the log lacks for prints already read (`processor.catch_up`); None if it

@@ -9,7 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from engine.risk.rules import RULES, RiskContext, Rule
-from engine.state import STABLECOINS, ZERO, EngineState, rate_count, split_instrument
+from engine.state import (
+    STABLECOINS,
+    ZERO,
+    EngineState,
+    rate_allowance,
+    rate_count,
+    split_instrument,
+)
 from schemas.events import OrderIntent, RuleResult, Side
 
 _CONTEXT_FIELDS = len(dataclass_fields(RiskContext))
@@ -53,7 +60,7 @@ def build_context(
     open_count = x.open_parents
     spent = quote if intent.side is Side.BUY else base
     credit = state.credit_headroom(acc, spent, fee, limits.credit_limit)
-    limits_window = limits.rate_window_seconds
+    limits_window, _allowed = rate_allowance(limits)  # counted back at most the horizon
     fields: dict[str, Any] = dict(
         account_opened=acc.opened,
         kyc_verified=acc.kyc,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import fee_at_most
+from engine.state import fee_at_most, rate_allowance
 from engine.trusted import builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
@@ -322,14 +322,28 @@ def max_open_orders(ctx: RiskContext) -> RuleResult:
 
 
 def order_rate(ctx: RiskContext) -> RuleResult:
+    """`recent_orders` is counted over `rate_allowance(limits)`'s window, at most the rate
+    windows' fixed horizon; a longer configured window allows proportionally fewer in it.
+
+    v3: the windows keep a fixed horizon (`RATE_HORIZON_SECONDS`) whatever the limits, so a
+    limits change cannot make the live state and a fold of the log disagree; v2 pruned them
+    to the longest window in force, and a longer window then counted what the live worker
+    had pruned after a restart only.
+    """
     rid, ver = order_rate.RULE_ID, order_rate.RULE_VERSION  # type: ignore[attr-defined]
-    if ctx.recent_orders + 1 > ctx.limits.max_orders_per_window:
+    window, allowed = rate_allowance(ctx.limits)
+    if ctx.recent_orders + 1 > allowed:
+        configured = ctx.limits.rate_window_seconds
+        of = (
+            ""
+            if configured == window
+            else f" (of {ctx.limits.max_orders_per_window} in {configured}s)"
+        )
         return _no(
             rid,
             ver,
             "ORDER_RATE",
-            f"{ctx.recent_orders} orders in "
-            f"{ctx.limits.rate_window_seconds}s, limit {ctx.limits.max_orders_per_window}",
+            f"{ctx.recent_orders} orders in {window}s, limit {allowed}{of}",
         )
     return _ok(rid, ver, f"{ctx.recent_orders} in window")
 
@@ -382,7 +396,7 @@ RULES: tuple[Rule, ...] = (
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 2),
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
-    _tag(order_rate, "ORDER_RATE", 2),
+    _tag(order_rate, "ORDER_RATE", 3),
     _tag(balance, "BALANCE", 3),
 )
 """Every rule, in the order their results are recorded."""

@@ -95,10 +95,9 @@ def play(log: Log, a: tuple[Any, ...]) -> None:
         log.play(a)
 
 
-STEPS = ACTION.filter(lambda a: a[0] not in ("snap", "limits"))
-"""Without limit changes: a longer rate window coming into force lets a full replay keep
-rate-window entries the live state pruned with the shorter one (known; a worker rebuilds at
-its next hand-over, see test_snapshot's longer-rate-window tests)."""
+STEPS = ACTION.filter(lambda a: a[0] != "snap")
+"""Limit changes included: they shorten and lengthen the rate window (1-3 s) between
+decisions, which a full replay folds before every decision (reference topics first)."""
 
 _RELEASE = ("release", "A1")
 _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
@@ -114,6 +113,12 @@ _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 @example([("arrived", "A1", 700), ("arrived", "A1", -900), ("arrived", "A1", 0), _BUY])
 # An intent stamped ahead of a release, decided before it: its peak counts after the release.
 @example([("arrived", "A1", 700), _RELEASE])
+# A longer rate window after the live state pruned with the shorter one.
+@example([_BUY, ("wait", 2.0), _BUY, ("limits", 3)])
+# A shorter rate window after the live state kept entries for the longer one.
+@example([("limits", 3), _BUY, ("wait", 2.0), _BUY, ("limits", 1)])
+# Lengthened, then decided on: the count must not depend on what was pruned before.
+@example([_BUY, _BUY, ("wait", 1.5), _BUY, _BUY, ("limits", 3), _BUY, _BUY])
 def test_live_state_is_the_folded_state(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)

@@ -172,6 +172,72 @@ def test_producer_stamps_do_not_spread_the_order_rate() -> None:
     assert h.state.rate[("p1", "s")]["A1"].live() == [arrived] * 6  # every order decision
 
 
+def test_a_window_longer_than_the_horizon_is_enforced_over_it() -> None:
+    """ORDER_RATE v3: up to the horizon a window counts as configured; a longer one counts
+    the horizon against a proportional share, never letting more through in any span of
+    the configured window."""
+    from engine.state import RATE_HORIZON_SECONDS, rate_allowance
+
+    assert RATE_HORIZON_SECONDS == 60
+    for window, allowed, expected in [
+        (1, 500, (1, 500)),
+        (60, 7, (60, 7)),
+        (61, 10, (60, 5)),
+        (120, 10, (60, 5)),
+        (3600, 100, (60, 1)),
+        (3600, 30, (60, 0)),  # fails closed: nothing passes rather than too much
+    ]:
+        lim = LIMITS.model_copy(
+            update={"rate_window_seconds": window, "max_orders_per_window": allowed}
+        )
+        assert rate_allowance(lim) == expected, window
+        seconds, share = expected
+        spans = -(-window // seconds)
+        assert spans * share <= allowed  # any span of `window` lets at most `allowed` pass
+
+
+def test_a_rate_window_lengthened_counts_alike_live_and_rebuilt() -> None:
+    """The live state pruned with a 1 s window, then a 3 s one comes in force: a rebuild
+    (limits folded first) keeps the same entries, so both decide the next intents alike
+    (ORDER_RATE v2: the rebuild counted entries the live worker had pruned)."""
+    from engine.state import EngineState
+    from schemas import decode, encode
+    from schemas.events import RiskLimitsChanged
+
+    lim = LIMITS.model_copy(update={"max_orders_per_window": 3, "rate_window_seconds": 1})
+    h = Harness(lim)
+    h.quote(D("29999"), D("30001"))
+    outs: list[Any] = []
+    for wait in (0, 0, 1.5, 0):
+        h.tick(wait)
+        outs += h.order(Side.BUY, D("0.01"), D("29990"))
+    h.admin(
+        RiskLimitsChanged(
+            scope="*",
+            config_version=2,
+            limits=lim.model_copy(update={"rate_window_seconds": 3}),
+            changed_by="admin",
+        )
+    )
+
+    def rebuilt() -> EngineState:
+        s = EngineState()
+        for ev in h.inputs:
+            s.apply(ev)
+        for ev in outs:
+            k, v, hd = encode(ev)
+            s.apply(decode(v, hd), (k, v, hd))
+        return s
+
+    r = rebuilt()
+    assert r.rate[("p1", "s")]["A1"].live() == h.state.rate[("p1", "s")]["A1"].live()
+    # Four orders within 3 s: the next is over the limit of 3, live and after a restart.
+    live = decision(h.order(Side.BUY, D("0.01"), D("29990")))
+    assert live.outcome == "REJECTED" and "ORDER_RATE" in live.reason_codes
+    ratev = {r_.rule_id: r_.rule_version for r_ in live.rule_results}
+    assert ratev["ORDER_RATE"] == 3
+
+
 def test_no_price_at_all_is_stale() -> None:
     h = Harness(LIMITS)
     d = decision(h.order(Side.BUY, D("0.1")))

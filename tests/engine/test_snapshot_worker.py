@@ -35,6 +35,7 @@ from schemas.topics import Topic
 from tests.engine.helpers import (
     RecordCounter,
     admin,
+    intent,
     produce,
     quote,
     running_snapshotter,
@@ -203,12 +204,12 @@ def test_restart_reads_only_the_tail_and_folds_the_full_replays_state(
         counter.close()
 
 
-def test_the_snapshotter_folds_again_when_a_longer_rate_window_comes_in_force(
+def test_slices_stay_usable_when_a_longer_rate_window_comes_in_force(
     env: Settings,
 ) -> None:
-    """Its rate windows were pruned to the old, shorter window: slices of that state would
-    be refused at every start. It folds the log again, and the slices it then writes are
-    used by a rebuild that ends in the full replay's state."""
+    """Rate windows keep a fixed horizon whatever the limits (ORDER_RATE v3): the
+    snapshotter goes on folding onto its state (no second fold of the log), and the slices
+    it writes are used by a rebuild that ends in the full replay's state."""
     settings = env.with_overrides(engine_snapshot_every=50, engine_snapshot_seconds=1.0)
     counter = RecordCounter(settings, Topic.DECISIONS)
     try:
@@ -238,9 +239,17 @@ def test_the_snapshotter_folds_again_when_a_longer_rate_window_comes_in_force(
                 ],
                 admin=True,
             )
-            _wait_until(lambda: snap.stats["refolds"] >= 1, 30, snap.stats)
             after = snap.stats["slices"]
+            produce(
+                settings,
+                [
+                    intent(key, acc, f"after-{acc}-{i}", qty="0.01")
+                    for i in range(5)
+                    for acc in ACCOUNTS
+                ],
+            )
             _wait_until(lambda: snap.stats["slices"] >= after + len(USED), 30, snap.stats)
+            assert snap.stats["restarts"] == 0, snap.stats
         rebuilt = _rebuilt(settings, "h1")
         assert sorted(rebuilt.last_rebuild["slices"]) == USED, rebuilt.last_rebuild
         assert canonical_state(rebuilt.state) == canonical_state(_full_replay(settings).state)
