@@ -187,6 +187,11 @@ def build_scenario(
         max_position=Decimal("100000"),
         max_open_orders=1000,
         max_orders_per_window=1000,
+        # `publish_scenario` runs scenario time ahead of the clock (speed > 1, scenarios
+        # back to back): its intents and prices lie minutes after the broker's append
+        # times, which FRESHNESS v2 bounds (1 s ahead, 30 s price age by default).
+        max_intent_ahead_ms=86_400_000,
+        max_price_age_seconds=86_400,
     )
     b.add(0, RiskLimitsChanged(scope="*", config_version=1, limits=limits, changed_by="admin"),
           "admin")  # fmt: skip
