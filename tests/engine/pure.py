@@ -117,12 +117,14 @@ class Harness:
             self.ctx,
         )
 
-    def quote(self, bid: Decimal, ask: Decimal, qty: Decimal = Decimal("10")) -> None:
+    def quote(
+        self, bid: Decimal, ask: Decimal, qty: Decimal = Decimal("10"), instrument: str = INSTRUMENT
+    ) -> None:
         self.n += 1
         self.feed(
             QuoteUpdated(
                 venue="v",
-                instrument=INSTRUMENT,
+                instrument=instrument,
                 bid_price=bid,
                 bid_quantity=qty,
                 ask_price=ask,

@@ -19,7 +19,6 @@ from schemas.events import (
     MarketTrade,
     OrderIntent,
     OrderType,
-    QuoteUpdated,
     RiskLimits,
     Side,
 )
@@ -326,23 +325,6 @@ CROSS_SCALE = D("0.05") / 30000
 """ETH/BTC prices are BTC/USDC's scaled by this (30,000 -> 0.05)."""
 
 
-def _book(h: Harness, instrument: str, bid: Decimal, ask: Decimal, qty: Decimal) -> None:
-    h.n += 1
-    h.feed(
-        QuoteUpdated(
-            venue="v",
-            instrument=instrument,
-            bid_price=bid,
-            bid_quantity=qty,
-            ask_price=ask,
-            ask_quantity=qty,
-            update_id=h.n,
-            exchange_ts=h.now,
-        ),
-        "md",
-    )
-
-
 def _print(h: Harness, instrument: str, price: Decimal, qty: Decimal) -> list[Any]:
     h.n += 1
     return h.feed(
@@ -401,8 +383,8 @@ def test_no_approved_order_ever_breaches_a_limit(
         h.quote(D("32000"), D("32010"), qty=D("1.5"))
         h.tick(1)
     h.quote(D("30000"), D("30010"), qty=D("1.5"))
-    _book(h, "ETH/USDC", D("1500"), D("1501"), D("100"))  # values the ETH (equity)
-    _book(h, CROSS, D("0.05"), D("0.05002"), D("1.5"))
+    h.quote(D("1500"), D("1501"), D("100"), instrument="ETH/USDC")  # values the ETH (equity)
+    h.quote(D("0.05"), D("0.05002"), D("1.5"), instrument=CROSS)
     approved_at: list[object] = []
     approved: set[str] = set()
     filled: dict[str, Decimal] = {}

@@ -8,37 +8,19 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import permutations
 
 from engine.state import EngineState
-from schemas.events import MarketTrade, QuoteUpdated, RiskLimits, Side
+from schemas.events import MarketTrade, RiskLimits, Side
 from tests.engine.pure import Harness, decision
 
 D = Decimal
-TEN = D("10")
 CROSS_MID = D("0.05")
-
-
-def book(h: Harness, instrument: str, bid: Decimal, ask: Decimal, qty: Decimal = TEN) -> None:
-    h.n += 1
-    h.feed(
-        QuoteUpdated(
-            venue="v",
-            instrument=instrument,
-            bid_price=bid,
-            bid_quantity=qty,
-            ask_price=ask,
-            ask_quantity=qty,
-            update_id=h.n,
-            exchange_ts=h.now,
-        ),
-        "md",
-    )
 
 
 def test_equity_does_not_depend_on_balance_order_or_context() -> None:
     """Live, a fold and a snapshot merge hold the balances in different orders; the
     equity recorded in a decision must be the same in all (inverse marks have 28+ digits)."""
     h = Harness(cash=D("9990000"))
-    book(h, "BTC/USDC", D("29997"), D("30003"))
-    book(h, "USDC/EURC", D("0.92260773"), D("0.92279227"))
+    h.quote(D("29997"), D("30003"), instrument="BTC/USDC")
+    h.quote(D("0.92260773"), D("0.92279227"), instrument="USDC/EURC")
     h.admin_deposit("BTC", D("1.7"))
     state: EngineState = h.state
     acc = state.account("A1")
@@ -67,9 +49,9 @@ CREDIT = RiskLimits(
 
 def _credit_harness() -> Harness:
     h = Harness(CREDIT, cash=D("100000"))
-    book(h, "BTC/USDC", D("30000"), D("30001"), D("1000"))
-    book(h, "ETH/USDC", D("1500"), D("1501"), D("1000"))
-    book(h, "ETH/BTC", D("0.05"), D("0.05001"), D("1000"))
+    h.quote(D("30000"), D("30001"), D("1000"), instrument="BTC/USDC")
+    h.quote(D("1500"), D("1501"), D("1000"), instrument="ETH/USDC")
+    h.quote(D("0.05"), D("0.05001"), D("1000"), instrument="ETH/BTC")
     return h
 
 
@@ -98,8 +80,8 @@ def test_credit_is_one_amount_for_the_whole_account() -> None:
 
 def test_no_credit_for_an_asset_without_a_mark() -> None:
     h = Harness(CREDIT, cash=D("100000"))
-    book(h, "ETH/BTC", D("0.05"), D("0.05001"), D("1000"))  # no BTC price in USDC
-    book(h, "ETH/USDC", D("1500"), D("1501"), D("1000"))
+    h.quote(D("0.05"), D("0.05001"), D("1000"), instrument="ETH/BTC")  # no BTC price in USDC
+    h.quote(D("1500"), D("1501"), D("1000"), instrument="ETH/USDC")
     d = decision(h.order(Side.BUY, D("0.01"), D("0.05001"), instrument="ETH/BTC"))
     assert d.outcome == "REJECTED" and d.reason_codes == ("INSUFFICIENT_BALANCE",)
 
@@ -117,7 +99,7 @@ OPEN = RiskLimits(
 def _books(h: Harness, cross_mid: Decimal = CROSS_MID) -> None:
     for instrument, mid in (("BTC/USDC", D(30000)), ("ETH/USDC", D(1500)), ("ETH/BTC", cross_mid)):
         spread = mid * D("0.0001")
-        book(h, instrument, mid - spread, mid + spread, D("0.7"))
+        h.quote(mid - spread, mid + spread, D("0.7"), instrument=instrument)
 
 
 def test_a_buy_child_capped_at_the_cash_pays_the_rounded_fee_too() -> None:
