@@ -196,8 +196,9 @@ def query(
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the named queries")] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Time limit of the query, seconds", min=0.001)
-    ] = 60.0,
+        float | None,  # seconds, not money
+        typer.Option("--timeout", help="Time limit of the query, seconds (default 60)", min=0.001),
+    ] = None,
 ) -> None:
     """Run a named query or raw SQL (as the read-only role) and print or save the result."""
     from projections import query as q
@@ -216,11 +217,12 @@ def query(
             typer.echo(f"error: --param wants KEY=VALUE, got {item!r}", err=True)
             raise typer.Exit(2)
         params[key] = value
+    limit = q.QUERY_TIMEOUT_S if timeout is None else timeout
     try:
         df = (
-            q.frame(name, None, timeout, **params)
+            q.frame(name, None, limit, **params)
             if name is not None
-            else q.raw(str(sql_text), timeout_s=timeout)
+            else q.raw(str(sql_text), timeout_s=limit)
         )
         text = q.write(df, fmt, str(out) if out else None)
     except q.QueryError as exc:

@@ -18,9 +18,11 @@ from psycopg import sql
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-READER_TIMEOUT = "60s"
-"""The read-only role's statement and idle-in-transaction limit (projections.query sets
-its own per session too): a reader's locks hold up projectors at most this long."""
+READER_TIMEOUT_S = 60
+"""The read-only role's statement and idle-in-transaction limit, in seconds
+(`projections.query` sets the same per session too): a reader's locks hold up projectors
+at most this long."""
+READER_TIMEOUT = f"{READER_TIMEOUT_S}s"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 

@@ -21,19 +21,20 @@ import psycopg
 from psycopg import sql
 
 from deploy.settings import Settings, get_settings
+from projections.migrate import READER_TIMEOUT_S
 
 
 class QueryError(RuntimeError):
     """A query the caller got wrong, or one the database refused (e.g. a write)."""
 
 
-QUERY_TIMEOUT_S = 60.0
+QUERY_TIMEOUT_S = float(READER_TIMEOUT_S)  # seconds, not money
 """Default limit on one analyst query, and on an idle transaction or a lock wait: a
 reader's locks (a table's, or an advisory lock where the role still may take one) can
 hold up a projector batch, a rebuild's swap or a migration at most this long."""
 
 
-def _session_options(timeout_s: float) -> str:
+def _session_options(timeout_s: float) -> str:  # seconds, not money
     """libpq `options` pinning the analyst session: read-only by default, time-limited."""
     ms = max(1, int(timeout_s * 1000))
     return (
@@ -234,7 +235,7 @@ def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str 
 def frame(
     name: str,
     settings: Settings | None = None,
-    timeout_s: float = QUERY_TIMEOUT_S,
+    timeout_s: float = QUERY_TIMEOUT_S,  # seconds, not money
     /,
     **params: str | None,
 ) -> pl.DataFrame:
@@ -248,7 +249,10 @@ def frame(
 
 
 def raw(
-    text: str, settings: Settings | None = None, *, timeout_s: float = QUERY_TIMEOUT_S
+    text: str,
+    settings: Settings | None = None,
+    *,
+    timeout_s: float = QUERY_TIMEOUT_S,  # seconds
 ) -> pl.DataFrame:
     """One SQL statement as the read-only role in a READ ONLY transaction."""
     s = settings or get_settings()
