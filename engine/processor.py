@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from engine.auth import signing_bytes_fast, verify, verify_admin
+from engine.auth import signing_bytes_fast, verify_admin, verify_hex_signature
 from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.sigverify import verify_many
@@ -63,9 +63,10 @@ class Context:
     consumer_lag: int = 0
     admins: frozenset[str] = DEFAULT_ADMINS
     venues: dict[str, Venue] = field(default_factory=lambda: {"paper": PaperVenue()})
-    preverified: dict[int, tuple[EventPayload, str, bool]] = field(default_factory=dict)
+    preverified: dict[int, tuple[EventPayload, str, bool, bytes]] = field(default_factory=dict)
     """Signature verdicts computed ahead for a batch (`preverify`): id(payload) ->
-    (payload, public key, verdict). Used only for that very payload and key."""
+    (payload, public key, verdict, signed bytes). Used only for that very payload and key;
+    the signed bytes also make the intent's digest (`intent_digest`), not rendered twice."""
     owns: Callable[[str], bool] | None = None
     """Whether the worker owns an account's partition now (None: every account). Prints
     fill only owned orders; see `PaperVenue.on_market`."""
@@ -101,15 +102,18 @@ def preverify(state: EngineState, events: list[Envelope[Any]], ctx: Context) -> 
         items.append((key, signing_bytes_fast(p), sig))
     if not items:
         return
-    for (p, key_hex), ok in zip(todo, verify_many(items), strict=True):
-        ctx.preverified[id(p)] = (p, key_hex, ok)
+    for (p, key_hex), item, ok in zip(todo, items, verify_many(items), strict=True):
+        ctx.preverified[id(p)] = (p, key_hex, ok, item[1])
 
 
-def _signature_ok(p: OrderIntent | CancelIntent, public_key: str, ctx: Context) -> bool:
+def _signed_bytes(p: OrderIntent | CancelIntent, public_key: str, ctx: Context) -> bytes | None:
+    """The bytes `p`'s signature covers if it verifies with `public_key`, else None."""
     known = ctx.preverified.pop(id(p), None)
     if known is not None and known[0] is p and known[1] == public_key:
-        return known[2]
-    return verify(p, public_key)
+        return known[3] if known[2] else None
+    signed = signing_bytes_fast(p)
+    ok = isinstance(p.signature, str) and verify_hex_signature(signed, p.signature, public_key)
+    return signed if ok else None
 
 
 _decision = builder(RiskDecision)
@@ -214,10 +218,10 @@ def process(
 # ---- intents ---------------------------------------------------------------------------
 
 
-def intent_digest(p: OrderIntent | CancelIntent) -> str:
+def intent_digest(p: OrderIntent | CancelIntent, signed: bytes | None = None) -> str:
     """What a resend must repeat to get the original decision back: the intent's type and
-    signed content (everything but the signature), hashed."""
-    data = p.EVENT_TYPE.encode() + b"\x1f" + signing_bytes_fast(p)
+    signed content (everything but the signature, `signed` if already rendered), hashed."""
+    data = p.EVENT_TYPE.encode() + b"\x1f" + (signing_bytes_fast(p) if signed is None else signed)
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
@@ -263,7 +267,8 @@ def _intent(
             f"producer {p.producer_id!r} is not registered",
         )
         return
-    if not _signature_ok(p, entry.public_key, ctx):
+    signed = _signed_bytes(p, entry.public_key, ctx)
+    if signed is None:
         _reject(
             emit,
             event,
@@ -272,7 +277,7 @@ def _intent(
         )
         return
     key = (p.producer_id, p.account, p.client_order_id)
-    digest = intent_digest(p)
+    digest = intent_digest(p, signed)
     prior: Recorded | None = state.decisions.get(key)
     if prior is not None:
         original = prior.envelope

@@ -131,17 +131,23 @@ def test_a_verdict_is_only_used_for_the_key_it_was_checked_against() -> None:
     event = new_event(payload, producer="p1", occurred_at=h.tick())
     # A verdict for another key (here: "invalid") must not be used; the real check
     # against the registered key accepts the intent.
-    h.ctx.preverified[id(payload)] = (payload, "00" * 32, False)
+    h.ctx.preverified[id(payload)] = (payload, "00" * 32, False, auth.signing_bytes_fast(payload))
     out = process(h.state, event, h.ctx)
     assert [e.event_type for e in out][:1] == ["RiskDecision"]
     assert out[0].payload.outcome == "APPROVED"
     # And the verdict for the right key is what decides (here a deliberate "invalid").
-    h.ctx.preverified[id(payload)] = (payload, h.state.producers["p1"].public_key, False)
+    h.ctx.preverified[id(payload)] = (
+        payload,
+        h.state.producers["p1"].public_key,
+        False,
+        auth.signing_bytes_fast(payload),
+    )
     again = new_event(payload.model_copy(update={"client_order_id": "c2"}), producer="p1")
     h.ctx.preverified[id(again.payload)] = (
         again.payload,
         h.state.producers["p1"].public_key,
         False,
+        auth.signing_bytes_fast(again.payload),
     )
     out2 = process(h.state, again, h.ctx)
     assert out2[0].payload.reason == "BAD_SIGNATURE"
