@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def _balanced_accounts(n: int, partitions: int = PARTITIONS) -> list[str]:
 
 
 ACCOUNTS = _balanced_accounts(64)
+TEMPLATE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""The intents' `occurred_at` before it is patched at send time (`--pure` keeps it, and
+quotes at it: FRESHNESS v2 bounds the price age both ways)."""
 PLACEHOLDER = b"2000-01-01T00:00:00.000000Z"
 
 
@@ -239,10 +243,8 @@ def templates(
     INSUFFICIENT_BALANCE), so open orders accumulate; with `cancels`, every buy is followed
     by a cancel of it instead — the soak's steady state, where orders come and go.
     """
-    from datetime import UTC, datetime
-
     out = []
-    at = datetime(2000, 1, 1, tzinfo=UTC)
+    at = TEMPLATE_TIME
     for i in range(n):
         acc = ACCOUNTS[(i // 2 if cancels else i) % len(ACCOUNTS)]
         payload: OrderIntent | CancelIntent
@@ -617,6 +619,7 @@ def pure(n: int, *, heap_policy: bool = True) -> None:
         max_consumer_lag=10**9,
     )
     h = Harness(limits, cash=Decimal("1000000000"), accounts=tuple(ACCOUNTS))
+    h.now = TEMPLATE_TIME  # the intents' time: a fresh price for them
     h.quote(Decimal("60000"), Decimal("60001"), Decimal("1e9"))
     key = h.key
     h.state.producers["bench"] = h.state.producers["p1"]
