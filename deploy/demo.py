@@ -105,15 +105,12 @@ def smoke_flow(settings: Settings) -> list[str]:
     ]
 
 
-def run_demo(settings: Settings) -> int:
-    started = time.monotonic()
-    try:
-        LocalStack(settings, echo=_say).up()
-    except StackError as exc:
-        _say(f"error: {exc}")
-        return 1
-    summary = [f"stack: kafka {settings.bootstrap}, postgres {settings.redacted_dsn()}"]
-    summary += smoke_flow(settings)
+def run_stages(settings: Settings) -> list[str]:
+    """The smoke flow, then every package's stage, on a stack that is already up.
+
+    Split from `run_demo` so the test suite runs exactly this on its own stack.
+    """
+    summary = smoke_flow(settings)
     for stage in STAGES:
         try:
             module = importlib.import_module(stage)
@@ -123,6 +120,18 @@ def run_demo(settings: Settings) -> int:
             raise
         _say(f"== {stage} ==")
         summary += module.run(settings)
+    return summary
+
+
+def run_demo(settings: Settings) -> int:
+    started = time.monotonic()
+    try:
+        LocalStack(settings, echo=_say).up()
+    except StackError as exc:
+        _say(f"error: {exc}")
+        return 1
+    summary = [f"stack: kafka {settings.bootstrap}, postgres {settings.redacted_dsn()}"]
+    summary += run_stages(settings)
     print(
         "\n".join(
             [

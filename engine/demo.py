@@ -283,7 +283,7 @@ def _strategy(
                 )
             )
         else:
-            offset = Decimal(str(rng.uniform(-0.0004, 0.0004)))
+            offset = Decimal(rng.randint(-40, 40)) / 100000  # within ±0.04 % of the mid
             price = (mid * (1 + offset)).quantize(Decimal("0.01"))
             intent(OrderIntent(order_type=OrderType.LIMIT, limit_price=price, **base))
             resting.append((acc, coid))

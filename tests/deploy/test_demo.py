@@ -1,0 +1,62 @@
+"""`make demo`'s flow, run by the suite: the README's first command must keep working.
+
+`run_demo` only adds `tradetape up` in front of `run_stages`; here the stages run on the
+session's stack, in a topic namespace and database of their own.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from deploy.demo import run_stages
+from deploy.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _count(lines: list[str], outcome: str, reason: str, *, within: bool = False) -> int:
+    """The demo table's count for rows of `outcome` whose reason is `reason` (or, with
+    `within`, lists it among others); 0 if there is no such row."""
+    total = 0
+    for line in lines:
+        m = re.fullmatch(r"(.{18}) (.{44}) +(\d+)", line)
+        if not m or m.group(1).strip() != outcome:
+            continue
+        reasons = m.group(2).strip()
+        if reasons == reason or (within and reason in reasons.split(",")):
+            total += int(m.group(3))
+    return total
+
+
+def test_the_demo_runs_every_stage_and_its_results_hold(env: Settings, tmp_path: Path) -> None:
+    lines = run_stages(env.with_overrides(data_dir=tmp_path))
+    text = "\n".join(lines)
+
+    assert "the aborted one stayed invisible" in text
+    # The strategy's deliberate bad apples each get their typed rejection, and every
+    # intent gets a decision.
+    assert "NO DECISION" not in text, text
+    assert _count(lines, "INTENT_REJECTED", "BAD_SIGNATURE") == 2, text
+    assert _count(lines, "INTENT_REJECTED", "UNKNOWN_PRODUCER") == 1, text
+    assert _count(lines, "INTENT_REJECTED", "NOT_ENTITLED") == 1, text
+    # Two each of over the limit, an unlisted stablecoin and a fat finger.
+    assert _count(lines, "REJECTED", "MAX_ORDER_NOTIONAL", within=True) == 2, text
+    assert _count(lines, "REJECTED", "STABLECOIN_NOT_PERMITTED", within=True) == 2, text
+    assert _count(lines, "REJECTED", "PRICE_COLLAR", within=True) == 2, text
+    approved = _count(lines, "APPROVED ORDER", "-")
+    assert approved > 200, text
+    fills = re.search(r"engine: (\d+) fills", text)
+    assert fills is not None and int(fills.group(1)) > 0, text
+
+    assert "== live (match)" in text, text
+    alerts = re.search(r"-> (\d+) alerts .*proj_alerts\.alerts holds (\d+)", text)
+    assert alerts is not None and int(alerts.group(1)) > 0, text
+    assert alerts.group(1) == alerts.group(2), text
+    stor = re.search(r"STOR draft for \w+ alert -> (\S+)", text)
+    assert stor is not None and Path(stor.group(1)).read_text().startswith("<"), text
+
+    assert "signed the report digest" in text, text
+    assert "'mallory' was refused" in text, text
