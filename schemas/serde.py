@@ -72,8 +72,10 @@ def decode(
         raise bad("empty record (tombstone)")
     try:
         raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers past Python's 4,300-digit
+        # limit; RecursionError deep nesting. Both are the sender's bytes, not our bug.
+        raise bad(f"not JSON: {type(exc).__name__}: {exc}") from exc
     if not isinstance(raw, dict):
         raise bad("JSON value is not an object")
     hdr = _header_map(headers)
