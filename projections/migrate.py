@@ -54,8 +54,15 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-def apply_migrations(dsn: str, *, readonly_role: str | None = None) -> list[str]:
-    """Apply pending migrations. Returns the names applied now."""
+def apply_migrations(
+    dsn: str, *, readonly_role: str | None = None, pin_reader: bool = True
+) -> list[str]:
+    """Apply pending migrations. Returns the names applied now.
+
+    `pin_reader=False` leaves the read-only role's session settings to the caller: the
+    local stack pins them with its superuser right after (`harden_reader`), so trying here
+    as the owner would only log a warning that is not true a moment later.
+    """
     applied_now: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -82,20 +89,23 @@ def apply_migrations(dsn: str, *, readonly_role: str | None = None) -> list[str]
                     )
                 applied_now.append(mig.name)
             if readonly_role:
-                grant_read_only(conn, readonly_role)
+                grant_read_only(conn, readonly_role, pin=pin_reader)
         finally:
             conn.execute("SELECT pg_advisory_unlock(7478201)")
     return applied_now
 
 
-def grant_read_only(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+def grant_read_only(
+    conn: psycopg.Connection[tuple[object, ...]], role: str, *, pin: bool = True
+) -> None:
     """SELECT on every application schema, now and for tables created later; nothing else.
 
     Also pins the role's sessions in this database read-only by default and
     time-limited, when the migrating role may alter roles (a superuser; the owner of a
     local stack may not, and then `projections.query` sets the same per session).
     """
-    _pin_reader_settings(conn, role)
+    if pin:
+        _pin_reader_settings(conn, role)
     rows = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
         "AND nspname <> 'information_schema'"

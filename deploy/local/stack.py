@@ -55,7 +55,9 @@ class LocalStack:
             self.echo(f"topics: created {len(created)}")
         from projections.migrate import apply_migrations
 
-        applied = apply_migrations(self.settings.dsn, readonly_role=self.settings.readonly_role)
+        applied = apply_migrations(
+            self.settings.dsn, readonly_role=self.settings.readonly_role, pin_reader=False
+        )
         if applied:
             self.echo(f"migrations: applied {', '.join(applied)}")
         self.harden_reader()
