@@ -74,6 +74,8 @@ def build_context(
         order_type=intent.order_type,
         quantity=intent.quantity,
         limit_price=intent.limit_price,
+        stop_loss=intent.stop_loss,
+        take_profit=intent.take_profit,
         intent_at=intent_at,
         received_at=received_at,
         reference_price=ref[0] if ref else None,

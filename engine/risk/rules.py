@@ -35,6 +35,11 @@ class RiskContext:
     order_type: OrderType
     quantity: Decimal
     limit_price: Decimal | None
+    stop_loss: Decimal | None
+    """The intent's attached stop-loss trigger: a child order the venue arms, for at most
+    `quantity`, once the order is done, without a decision of its own."""
+    take_profit: Decimal | None
+    """The attached take-profit trigger (like `stop_loss`)."""
     intent_at: datetime
     received_at: datetime | None
     """The broker's append time of the intent (None: not known, which fails closed)."""
@@ -277,18 +282,37 @@ def price_collar(ctx: RiskContext) -> RuleResult:
 
 
 def max_order_notional(ctx: RiskContext) -> RuleResult:
-    """quantity x `RiskContext.execution_price`. v2: valued at the book the order meets
-    (the quote in force at its time, as the venue fills it, not the newest), and a sell
-    at the highest of limit, reference and bid (v1: its limit, under by up to the collar)."""
+    """quantity x `RiskContext.execution_price`, and quantity x each attached stop/take
+    trigger: the largest must be within the limit.
+
+    v2: valued at the book the order meets (the quote in force at its time, as the venue
+    fills it, not the newest), and a sell at the highest of limit, reference and bid (v1:
+    its limit, under by up to the collar). v3: the attached children count too. They are
+    armed without a decision of their own, for up to the order's quantity, and the trigger
+    is the price they trade at (a stop-loss sell or take-profit buy at most it, a
+    take-profit sell or stop-loss buy at least it), so this intent is the only check a
+    fat-fingered trigger meets: a stop-loss sell typed at ten times the market fills at the
+    first print, and a take-profit that far off would trade ten times the notional. v2
+    looked at the parent alone."""
     rid, ver = max_order_notional.RULE_ID, max_order_notional.RULE_VERSION  # type: ignore[attr-defined]
     price = ctx.execution_price
     if price is None:
         return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
     notional = ctx.quantity * price
-    if notional > ctx.limits.max_order_notional:
-        return _no(
-            rid, ver, "MAX_ORDER_NOTIONAL", f"notional {notional} > {ctx.limits.max_order_notional}"
-        )
+    limit = ctx.limits.max_order_notional
+    if notional > limit:
+        return _no(rid, ver, "MAX_ORDER_NOTIONAL", f"notional {notional} > {limit}")
+    for name, trigger in (("stop_loss", ctx.stop_loss), ("take_profit", ctx.take_profit)):
+        if trigger is None:
+            continue
+        child = ctx.quantity * trigger
+        if child > limit:
+            return _no(
+                rid,
+                ver,
+                "MAX_ORDER_NOTIONAL",
+                f"attached {name} notional {child} (quantity x trigger {trigger}) > {limit}",
+            )
     return _ok(rid, ver, f"notional {notional}")
 
 
@@ -393,7 +417,7 @@ RULES: tuple[Rule, ...] = (
     _tag(kill_switch, "KILL_SWITCH", 1),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 3),
     _tag(price_collar, "PRICE_COLLAR", 1),
-    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 2),
+    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 3),

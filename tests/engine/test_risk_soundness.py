@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from engine import auth
 from engine.processor import process
@@ -229,3 +230,31 @@ def test_a_stablecoin_without_a_price_cannot_be_valued() -> None:
     assert decision(h.order(Side.BUY, D("0.01"), D("30001"))).outcome == "APPROVED"
     acc = h.state.account("A1")
     assert h.state.mark("EURC", acc) == VALUATION.divide(1, D("0.93"))  # its fixed context
+
+
+def test_an_attached_trigger_is_a_notional_too() -> None:
+    """MAX_ORDER_NOTIONAL v3: the stop/take children are armed without a decision, so the
+    intent's check covers them. A stop-loss typed at ten times the market (290000 for 29000)
+    passed v2 and sold the whole position at the first print after the buy; a take-profit
+    that far off would sell ten times the notional. Sensible triggers still pass."""
+    limits = RiskLimits(max_order_notional=D("100000"), max_position=D("1e6"))
+    h = Harness(limits, cash=D("1000000"))
+    h.quote(D("29999"), D("30001"))
+    typos: list[dict[str, Any]] = [{"stop_loss": D("290000")}, {"take_profit": D("330000")}]
+    for extra in typos:
+        d = decision(h.order(Side.BUY, D("3"), D("30001"), **extra))
+        assert d.outcome == "REJECTED" and d.reason_codes == ("MAX_ORDER_NOTIONAL",), extra
+        result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
+        assert result.rule_version == 3 and "attached" in result.detail
+    assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
+    h.tick()
+    h.trade(D("30000"))  # no stop-loss armed: nothing sold
+    assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
+    # Within the limit at every trigger: approved, children armed.
+    sane = h.order(Side.BUY, D("3"), D("30001"), stop_loss=D("29000"), take_profit=D("33000"))
+    assert decision(sane).outcome == "APPROVED"
+    children = [o for o in h.state.open_orders_of("A1") if o.parent_order_id]
+    assert sorted(str(o.trigger_price) for o in children) == ["29000", "33000"]
+    # A sell's children (buys) are valued at their triggers as well.
+    d = decision(h.order(Side.SELL, D("3"), D("29999"), stop_loss=D("310000")))
+    assert d.reason_codes == ("MAX_ORDER_NOTIONAL",)
