@@ -62,7 +62,8 @@ from schemas.events import (
 )
 
 QTY_QUANTUM = Decimal("0.00000001")
-"""A child buy capped by the cash free is rounded down to this (never more than is free)."""
+"""A child capped by the cash or credit free is rounded down to this (never more than is
+free, and no quantity finer than an intent may carry)."""
 _accepted = builder(OrderAccepted)
 """The acknowledgement of an order the engine just built: nothing to re-validate."""
 UTI_PREFIX = "TTPAPER"
@@ -252,9 +253,12 @@ class PaperVenue:
         base, quote = split_instrument(child.instrument)
         fee = 1 + self.taker_fee
         if child.side is Side.SELL:
-            free = state.free(acc, base, fee) + state.credit_headroom(
-                acc, base, fee, limits.credit_limit
-            )
+            # The credit's units are a quotient (60 digits): rounded down to the quantity
+            # quantum, as a buy child's are (`_affordable`). Unrounded, the fill carried 28
+            # significant digits into the balances, whose sums then rounded, and differently
+            # in a rebuild, which folds the deposits before the fills (live != rebuilt).
+            lent = state.credit_headroom(acc, base, fee, limits.credit_limit)
+            free = state.free(acc, base, fee) + lent.quantize(QTY_QUANTUM, ROUND_DOWN)
         else:
             cash = state.free(acc, quote, fee) + state.credit_headroom(
                 acc, quote, fee, limits.credit_limit

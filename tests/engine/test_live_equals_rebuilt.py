@@ -19,9 +19,9 @@ from engine import auth
 from engine.processor import process
 from engine.snapshot import canonical_state
 from schemas import new_event
-from schemas.events import CancelIntent, OrderIntent, OrderType, Side
+from schemas.events import CancelIntent, OrderIntent, OrderType, RiskLimitsChanged, Side
 from tests.engine.pure import INSTRUMENT
-from tests.engine.test_snapshot import ACC, ACTION, Log, _harness, full_replay
+from tests.engine.test_snapshot import ACC, ACTION, Log, _harness, full_replay, limits
 
 D = Decimal
 
@@ -37,6 +37,9 @@ EXTRA = st.one_of(
     # A signed intent stamped `ms` from the broker's append time (now): within the skew
     # tolerance or not; rate windows count in the append time the decision records.
     st.tuples(st.just("arrived"), ACC, st.sampled_from([-6000, -900, 0, 700, 3000])),
+    # Account-wide credit (valued at the marks): a triggered stop/take child's cap
+    # (`PaperVenue._child_quantity`) then depends on the marks when the print is read.
+    st.tuples(st.just("credit"), st.sampled_from(["0", "500", "5000"])),
 )
 
 
@@ -84,6 +87,16 @@ def play(log: Log, a: tuple[Any, ...]) -> None:
         event = new_event(intent, producer="p1", occurred_at=h.now + timedelta(milliseconds=ms))
         log.add(process(h.state, event, h.ctx, h.now))
         h.tick()
+    elif a[0] == "credit":
+        log.version += 1
+        credited = limits(1).model_copy(update={"credit_limit": D(a[1])})
+        log.add(
+            h.admin(
+                RiskLimitsChanged(
+                    scope="*", config_version=log.version, limits=credited, changed_by="admin"
+                )
+            )
+        )
     elif a[0] == "backdated":
         _, account, seconds = a
         h.n += 1
@@ -119,6 +132,25 @@ _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 @example([("limits", 3), _BUY, ("wait", 2.0), _BUY, ("limits", 1)])
 # Lengthened, then decided on: the count must not depend on what was pruned before.
 @example([_BUY, _BUY, ("wait", 1.5), _BUY, _BUY, ("limits", 3), _BUY, _BUY])
+# Children triggered by prints, capped by credit valued at marks that move between prints:
+# A1 buys with stop/take attached, offers the BTC on a resting sell (the stop's BTC is then
+# free only on credit), the price falls through the stop, and the quotes move on.
+@example(
+    [
+        ("credit", "5000"),
+        ("limit", "A1", Side.BUY, "1", 0, True),
+        ("trade", -1, "1"),
+        ("limit", "A1", Side.SELL, "1", 20, False),
+        ("quote", -20),
+        ("trade", -30, "5"),
+        ("quote", 20),
+        ("trade", 30, "5"),
+        # The stop sold the BTC the credit lends: 0.1683501683501683501683501684 before
+        # that quotient was rounded down to 1e-8, and a deposit read after the fills then
+        # rounded the BTC balance live otherwise than in the fold (deposits first).
+        ("deposit", "A1", "BTC"),
+    ]
+)
 def test_live_state_is_the_folded_state(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)
