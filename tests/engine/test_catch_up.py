@@ -25,8 +25,16 @@ from engine.processor import Context, catch_up, process
 from engine.snapshot import SnapshotError, canonical_state, release_partitions, take_slice
 from engine.state import EngineState
 from schemas import new_event
-from schemas.events import Side
-from tests.engine.test_snapshot import ACTION, Log, _harness, from_slices, full_replay, part
+from schemas.events import RiskLimitsChanged, Side
+from tests.engine.test_snapshot import (
+    ACTION,
+    Log,
+    _harness,
+    from_slices,
+    full_replay,
+    limits,
+    part,
+)
 from tests.engine.test_snapshot import OWN as OWN_TOPICS
 
 D = Decimal
@@ -342,3 +350,45 @@ def test_exposure_has_the_same_digits_whatever_the_path() -> None:
         log, [take_slice(log.h.state, 0, {t: log.count.get((t, 0), 0) for t in OWN_TOPICS})]
     )
     assert canonical_state(merged) == canonical_state(folded)
+
+
+def test_a_child_caught_up_takes_credit_at_the_marks_of_the_catch_up() -> None:
+    """What the catch-up cannot recover: the marks (and limits) in force when a print was
+    read. A stop triggered by a print of the gap is capped by the credit valued at the marks
+    when the catch-up runs — the moment its fill is written — so a worker keeping its state
+    and one rebuilt from the log fill the same, within the credit at those marks; live
+    matching valued it at the marks of the print."""
+    log = _play([])
+    credit = limits(1).model_copy(update={"credit_limit": D("3000")})
+    log.add(
+        log.h.admin(
+            RiskLimitsChanged(scope="*", config_version=2, limits=credit, changed_by="admin")
+        )
+    )
+    for a in (
+        ("limit", "A1", Side.BUY, "1", 0, True),  # stop-loss 29700
+        ("trade", -1, "1"),  # fills it: the stop is armed
+        ("limit", "A1", Side.SELL, "1", 20, False),  # the BTC is now committed: credit only
+    ):
+        _play_one(log, a)
+    done = len(log.own)
+    orphaned = copy.deepcopy(log)
+    orphaned.h.ctx.owns = _nobody
+    first = len(orphaned.h.inputs)
+    for market in (("trade", -30, "5"), ("quote", 20)):  # the stop's print, the mark moves
+        orphaned.play(market)
+    assert len(orphaned.own) == done
+    live = copy.deepcopy(log)
+    for event in orphaned.h.inputs[first:]:
+        live.add(process(live.h.state, event, live.h.ctx))
+    kept = copy.deepcopy(orphaned)
+    kept_out = catch_up(kept.h.state, Context(), _everyone)
+    rebuilt_out = catch_up(full_replay(orphaned), Context(), _everyone)
+    assert _fills(kept_out) == _fills(rebuilt_out)
+    sold = [e.payload.quantity for e in kept_out if e.event_type == "Fill"]
+    live_sold = [e.payload.quantity for e in _own_events(live)[done:] if e.event_type == "Fill"]
+    assert live_sold == [D("0.10101010")]  # 3000 / 29700, the print's mark
+    assert sold == [D("0.09933774")]  # 3000 / 30200, the mark at the catch-up
+    acc = kept.h.state.account("A1")
+    short = -kept.h.state.free(acc, "BTC", D("1.001"))
+    assert short * D("30200") <= D("3000")
