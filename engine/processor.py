@@ -19,7 +19,7 @@ from engine.auth import signing_bytes_fast, verify_admin, verify_hex_signature
 from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.sigverify import verify_many
-from engine.state import EngineState
+from engine.state import EXACT_DIGITS, QUANTUM, EngineState, exact_enough
 from engine.trusted import builder, builder_from_fields
 from engine.venue.base import Venue
 from engine.venue.paper import PaperVenue
@@ -387,6 +387,19 @@ def _order(
             emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {p.venue!r}", digest
         )
         return
+    for name in ("quantity", "limit_price", "stop_loss", "take_profit"):
+        value = getattr(p, name)
+        if value is not None and not exact_enough(value):
+            # Finer than the engine counts: the order could never fill up (dust for ever).
+            _reject(
+                emit,
+                event,
+                IntentRejectReason.INVALID_INTENT,
+                f"{name} {value} is finer than the engine counts: at most {EXACT_DIGITS} "
+                f"significant digits, in steps of {QUANTUM}",
+                digest,
+            )
+            return
     fee_rate = Decimal(str(getattr(venue, "taker_fee", Decimal("0.001"))))
     ev = evaluate(
         state,

@@ -97,6 +97,30 @@ so equity does not depend on the order the balances are summed in."""
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 FEE_QUANTUM = Decimal("0.00000001")
 """Fees are charged rounded (half-even) to this."""
+QUANTUM_EXPONENT = -8
+QUANTUM = Decimal("0.00000001")
+"""The finest step of an order's quantity and prices (`exact_enough`); the paper venue
+rounds capped children's quantities down to it."""
+EXACT_DIGITS = 28
+"""Significant digits the engine's sums hold exactly (the default decimal context's
+precision, in which fills, leaves and balances are added up)."""
+
+
+def exact_enough(value: Decimal) -> bool:
+    """Whether `value` is a multiple of `QUANTUM` with at most `EXACT_DIGITS` significant
+    digits: an order quantity finer than that can never be filled up (its `filled` rounds
+    back short of it, leaving dust for ever), and quantities and prices on that grid keep
+    the fold's sums exact. Read from the digits, so nothing is rounded to decide it."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite: the schema refuses anything else
+    zeros = 0
+    for d in reversed(digits):
+        if d:
+            break
+        zeros += 1
+    if zeros == len(digits):
+        return True  # zero
+    return exponent + zeros >= QUANTUM_EXPONENT and len(digits) - zeros <= EXACT_DIGITS
 
 
 def fee_at_most(notional: Decimal, rate: Decimal) -> Decimal:

@@ -36,6 +36,7 @@ from typing import Any
 
 from engine.state import (
     FEE_QUANTUM,
+    QUANTUM,
     ZERO,
     EngineState,
     OrderState,
@@ -61,7 +62,7 @@ from schemas.events import (
     TimeInForce,
 )
 
-QTY_QUANTUM = Decimal("0.00000001")
+QTY_QUANTUM = QUANTUM
 """A child capped by the cash or credit free is rounded down to this (never more than is
 free, and no quantity finer than an intent may carry)."""
 _accepted = builder(OrderAccepted)

@@ -10,6 +10,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from engine import auth
 from engine.processor import process
 from engine.risk.evaluator import build_context
@@ -258,3 +261,65 @@ def test_an_attached_trigger_is_a_notional_too() -> None:
     # A sell's children (buys) are valued at their triggers as well.
     d = decision(h.order(Side.SELL, D("3"), D("29999"), stop_loss=D("310000")))
     assert d.reason_codes == ("MAX_ORDER_NOTIONAL",)
+
+
+def test_an_order_finer_than_the_engine_counts_is_refused() -> None:
+    """Quantities are summed in the decimal context (28 significant digits). A resting buy
+    of 0.10000000000000000000000000001 was approved, filled 0.1 on the first print and then
+    1E-29 on every later print, for ever: `filled` rounded back to 0.1 each time, so the
+    order never completed, each Fill reported no leaves while the order stayed open, and
+    the BTC bought in those fills never reached the balance. Now a typed rejection, like
+    a quantity or price finer than 1e-8 (the step fees and capped children are rounded
+    to): no dust is ever left to fill."""
+    h = Harness(RiskLimits(max_order_notional=D("1e9"), max_position=D("1e6")))
+    h.quote(D("29999"), D("30001"))
+    fine = {
+        "quantity": D("0.10000000000000000000000000001"),
+        "sub-satoshi": D("0.123456789"),
+    }
+    for what, qty in fine.items():
+        out = h.order(Side.BUY, qty, D("29000"))
+        assert getattr(decision(out), "reason", None) == "INVALID_INTENT", what
+        assert "OrderSubmitted" not in [e.event_type for e in out]
+    triggers: list[dict[str, Any]] = [
+        {"stop_loss": D("28000.000000001")},
+        {"take_profit": D("31000.5000000001")},
+    ]
+    for extra in triggers:
+        d = decision(h.order(Side.BUY, D("0.1"), D("29000"), **extra))
+        assert getattr(d, "reason", None) == "INVALID_INTENT", extra
+    d = decision(h.order(Side.BUY, D("0.1"), D("29000.000000001")))
+    assert getattr(d, "reason", None) == "INVALID_INTENT"
+    # On the grid: approved, and a partial fill leaves a fillable remainder that completes.
+    on_grid = h.order(Side.BUY, D("0.12345678"), D("29000.00000001"))
+    assert decision(on_grid).outcome == "APPROVED"
+    h.tick()
+    h.trade(D("28990"), D("0.1"))
+    h.tick()
+    h.trade(D("28990"), D("1"))
+    assert h.state.open_orders_of("A1") == []
+    assert h.state.account("A1").balances["BTC"] == D("0.12345678")
+
+
+_STEPS = st.integers(1, 10**12).map(lambda n: D(n).scaleb(-8))
+"""Amounts on the 1e-8 grid, 1e-8 to 10,000."""
+
+
+@settings(max_examples=60, deadline=None)
+@given(_STEPS.filter(lambda q: q <= 5), st.lists(_STEPS, min_size=1, max_size=6))
+def test_a_resting_buy_on_the_grid_fills_up_exactly(qty: Decimal, sizes: list[Decimal]) -> None:
+    """No dust: partial fills of any sizes leave exact leaves, which the next crossing
+    print fills; the fills add up to the quantity, and the balances move by exactly them."""
+    h = Harness(RiskLimits(max_order_notional=D("1e9"), max_position=D("1e6")), cash=D("1e6"))
+    h.quote(D("29999"), D("30001"))
+    assert decision(h.order(Side.BUY, qty, D("29000.5"))).outcome == "APPROVED"
+    fills = []
+    for size in [*sizes, qty]:  # the last print covers whatever is left
+        h.tick()
+        fills += [e.payload for e in h.trade(D("28990"), size) if e.event_type == "Fill"]
+    assert h.state.open_orders_of("A1") == []
+    assert sum(f.quantity for f in fills) == qty
+    assert fills[-1].leaves_quantity == 0 and all(f.leaves_quantity > 0 for f in fills[:-1])
+    acc = h.state.account("A1")
+    assert acc.balances["BTC"] == qty
+    assert acc.balances["USDC"] == D("1e6") - qty * D("29000.5") - sum(f.fee for f in fills)

@@ -325,6 +325,11 @@ CROSS_SCALE = D("0.05") / 30000
 """ETH/BTC prices are BTC/USDC's scaled by this (30,000 -> 0.05)."""
 
 
+def _step(price: Decimal) -> Decimal:
+    """An intent's price on the engine's 1e-8 grid (`engine.state.exact_enough`)."""
+    return price.quantize(D("0.00000001"))
+
+
 def _print(h: Harness, instrument: str, price: Decimal, qty: Decimal) -> list[Any]:
     h.n += 1
     return h.feed(
@@ -402,7 +407,7 @@ def test_no_approved_order_ever_breaches_a_limit(
         scale = CROSS_SCALE if cross else D(1)
         extra: dict[str, Any] = {}
         if attach:
-            lo, hi = D("29500") * scale, D("30500") * scale
+            lo, hi = _step(D("29500") * scale), _step(D("30500") * scale)
             if side is Side.BUY:
                 extra = {"stop_loss": lo, "take_profit": hi}
             else:
@@ -411,7 +416,11 @@ def test_no_approved_order_ever_breaches_a_limit(
             h.now -= timedelta(seconds=1)  # this intent meets the older book
         instrument = CROSS if cross else INSTRUMENT
         out = h.order(
-            side, qty, None if limit is None else limit * scale, instrument=instrument, **extra
+            side,
+            qty,
+            None if limit is None else _step(limit * scale),
+            instrument=instrument,
+            **extra,
         )
         count(out)
         d = decision(out)
