@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from engine import auth
 from engine.processor import process
 from engine.risk.evaluator import build_context
 from engine.state import VALUATION
+from engine.venue.paper import PaperVenue
 from schemas import new_event
 from schemas.events import (
     KillSwitchEngaged,
@@ -323,3 +325,59 @@ def test_a_resting_buy_on_the_grid_fills_up_exactly(qty: Decimal, sizes: list[De
     acc = h.state.account("A1")
     assert acc.balances["BTC"] == qty
     assert acc.balances["USDC"] == D("1e6") - qty * D("29000.5") - sum(f.fee for f in fills)
+
+
+_MARKET_STEP = st.one_of(
+    st.tuples(st.just("market"), st.sampled_from([Side.BUY, Side.SELL]), st.booleans()),
+    st.tuples(st.just("limit"), st.sampled_from([Side.BUY, Side.SELL]), st.integers(-3, 3)),
+    st.tuples(st.just("print"), st.integers(-6, 6)),
+    st.tuples(st.just("lagged"), st.sampled_from([Side.BUY, Side.SELL])),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_MARKET_STEP, min_size=1, max_size=25))
+def test_no_market_buy_is_open_when_anything_values_one(steps: list[tuple[Any, ...]]) -> None:
+    """`EngineState.market_buy_price` raises without a price, and `free()` (the child cap)
+    calls it for open market buys. It cannot raise there: the paper venue ends a market
+    order's remainder in its own submission, before it arms the children, so no market buy
+    is open when a child is capped, nor between inputs. Checked at every cap and after
+    every input, with market buys carrying stop/take children, lagged intents meeting kept
+    prints at once, and an instrument (ETH/USDC) no price ever reached."""
+    h = Harness(
+        RiskLimits(max_order_notional=D("1e9"), max_position=D("1e6"), credit_limit=D("5000")),
+        cash=D("1000000"),
+    )
+    h.admin_deposit("BTC", D("10"))
+    h.quote(D("29999"), D("30001"), D("0.3"))  # less than an order: remainders expire
+    capped = PaperVenue._child_quantity
+
+    def no_market_buy_open(state: Any) -> None:
+        for acc in state.accounts.values():
+            assert not acc.exposure.buy_market_leaves, acc.account
+        assert not [o for o in state.orders.values() if not o.done and o.order_type == "MARKET"]
+
+    def checked(self: PaperVenue, state: Any, child: Any, price: Decimal) -> Decimal:
+        no_market_buy_open(state)
+        return capped(self, state, child, price)
+
+    with patch.object(PaperVenue, "_child_quantity", checked):
+        h.order(Side.BUY, D("0.1"), instrument="ETH/USDC")  # no price: rejected
+        for step in steps:
+            if step[0] == "market":
+                extra: dict[str, Any] = (
+                    {"stop_loss": D("29500"), "take_profit": D("30500")} if step[2] else {}
+                )
+                if step[1] is Side.SELL:
+                    extra = {k: 60000 - v for k, v in extra.items()}
+                h.order(step[1], D("0.5"), **extra)
+            elif step[0] == "limit":
+                h.order(step[1], D("0.5"), D(30000 + 100 * step[2]), stop_loss=D("29000"))
+            elif step[0] == "print":
+                h.trade(D(30000 + 100 * step[1]), D("0.3"))
+            else:
+                h.now -= timedelta(milliseconds=20)  # stamped before the last print read
+                h.order(
+                    step[1], D("0.5"), take_profit=D("30100" if step[1] is Side.BUY else "29900")
+                )
+            no_market_buy_open(h.state)
