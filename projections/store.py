@@ -135,8 +135,10 @@ def decode_one(r: RawRecord, named: tuple[str, int] | None = None) -> Located | 
             )  # fmt: skip
         except MalformedEventError as exc:
             return Quarantined(r.topic, r.partition, r.offset, exc.reason, None, None, r.value)
-    # A JSON escape is the only way NUL or a lone surrogate gets in; check only then.
-    if r.value is not None and b"\\u" in r.value and not _storable(data):
+    # A JSON escape is the only way NUL or a lone surrogate gets in; check only then
+    # (a backslash first: one memchr, a third of the two-byte search's ~0.5 us).
+    value = r.value
+    if value is not None and b"\\" in value and b"\\u" in value and not _storable(data):
         return Quarantined(
             r.topic, r.partition, r.offset,
             "text field holds NUL or a lone surrogate, which PostgreSQL cannot store",
@@ -160,6 +162,15 @@ def prepare(
     records before them were already applied there (a group resumes from its slowest
     member). `decoded[k]`, when given, is record k already decoded (see `predecode`).
     """
+    if decoded is not None and len(projections) == 1:
+        return [
+            _prepare_one(
+                records,
+                None if topics is None else topics[0],
+                None if skip_below is None else skip_below[0],
+                decoded,
+            )
+        ]
     out = [Prepared() for _ in projections]
     verdicts: list[dict[tuple[str, int], bool | None]] = [{} for _ in projections]
     for k, r in enumerate(records):
@@ -187,6 +198,36 @@ def prepare(
             else:
                 share.bad.append(dataclasses.replace(done))
     return out
+
+
+def _prepare_one(
+    records: Sequence[RawRecord],
+    topics: Collection[str] | None,
+    below: Mapping[tuple[str, int], int] | None,
+    decoded: Sequence[Located | Quarantined | None],
+) -> Prepared:
+    """`prepare` for one projection, its records decoded by `predecode`: that decoded
+    every record the projection does not knowingly ignore by its headers' type, so a
+    None is one it ignores, and the headers need not be parsed again (a second
+    `header_type` per record, and the per-projection loop, cost a split rebuild's half
+    ~1.5 us per record, session 13)."""
+    share = Prepared()
+    items, bad = share.items, share.bad
+    consumed = ignored = 0
+    for r, done in zip(records, decoded, strict=True):
+        if topics is not None and r.topic not in topics:
+            continue
+        if below and r.offset < below.get((r.topic, r.partition), 0):
+            continue
+        consumed += 1
+        if done is None:
+            ignored += 1
+        elif isinstance(done, Located):
+            items.append(done)
+        else:
+            bad.append(dataclasses.replace(done))
+    share.consumed, share.ignored = consumed, ignored
+    return share
 
 
 def predecode(
