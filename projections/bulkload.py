@@ -125,14 +125,41 @@ def build_tables(projection: Projection) -> list[str]:
     return names
 
 
-def drop_keys_and_indexes(
-    conn: Conn, schema: str, tables: Sequence[str]
-) -> list[sql.Composed | sql.SQL]:
+def history_tables(projection: Projection) -> list[str]:
+    """The build tables a bulk build fills only through its writer thread, batch by
+    batch (INSERT tables keyed on the event id, and `_seen`): complete once the writer
+    has drained, before the current rows are written (`BulkBuild.apply`)."""
+    names = [t.name for t in projection.tables if t.mode is WriteMode.INSERT and "event_id" in t.pk]
+    if projection.seen_table == "_seen":
+        names.append("_seen")
+    return names
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A primary key, unique constraint or index a bulk load dropped, and how to build
+    it again."""
+
+    build: sql.Composed | sql.SQL
+    """The one statement that builds it (ALTER TABLE ... ADD CONSTRAINT, or CREATE
+    INDEX)."""
+    index: sql.Composed | sql.SQL | None = None
+    """Its index alone (`pg_get_indexdef`: CREATE [UNIQUE] INDEX ...), which may be
+    built beside the table's other indexes; None if it must be built by `build`."""
+    attach: sql.Composed | sql.SQL | None = None
+    """For a constraint built from `index`: the ALTER TABLE ... USING INDEX that makes
+    that index the constraint (its columns keep their NOT NULL when the key is dropped,
+    so this takes no scan)."""
+
+
+def drop_keys(conn: Conn, schema: str, tables: Sequence[str]) -> list[Dropped]:
     """Drop every primary key, unique constraint and index of `tables` in `schema` and
-    return the statements that build them again (constraints first, as declared)."""
+    say how to build each again (constraints first, as declared)."""
     cons = conn.execute(
-        "SELECT c.conname, r.relname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "SELECT c.conname, r.relname, pg_get_constraintdef(c.oid), c.contype, "
+        "c.condeferrable, x.relname, pg_get_indexdef(c.conindid) FROM pg_constraint c "
         "JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
+        "JOIN pg_class x ON x.oid = c.conindid "
         "WHERE n.nspname = %s AND r.relname = ANY(%s) AND c.contype IN ('p', 'u') ORDER BY c.oid",
         (schema, list(tables)),
     ).fetchall()
@@ -144,22 +171,38 @@ def drop_keys_and_indexes(
         "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY i.indexrelid",
         (schema, list(tables)),
     ).fetchall()
-    rebuild: list[sql.Composed | sql.SQL] = []
-    for name, table, definition in cons:
+    out: list[Dropped] = []
+    for name, table, definition, kind, deferrable, index_name, index_def in cons:
         conn.execute(
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 _ident(schema, table), sql.Identifier(name)
             )
         )
-        rebuild.append(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                _ident(schema, table), sql.Identifier(name), sql.SQL(definition)
-            )
+        build = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+            _ident(schema, table), sql.Identifier(name), sql.SQL(definition)
         )
+        if deferrable:
+            out.append(Dropped(build))
+            continue
+        attach = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+            _ident(schema, table),
+            sql.Identifier(name),
+            sql.SQL("PRIMARY KEY" if kind == "p" else "UNIQUE"),
+            sql.Identifier(index_name),
+        )
+        out.append(Dropped(build, sql.SQL(index_def), attach))
     for name, definition in idx:
         conn.execute(sql.SQL("DROP INDEX {}").format(_ident(schema, name)))
-        rebuild.append(sql.SQL(definition))
-    return rebuild
+        out.append(Dropped(sql.SQL(definition), sql.SQL(definition)))
+    return out
+
+
+def drop_keys_and_indexes(
+    conn: Conn, schema: str, tables: Sequence[str]
+) -> list[sql.Composed | sql.SQL]:
+    """Drop every primary key, unique constraint and index of `tables` in `schema` and
+    return the statements that build them again (constraints first, as declared)."""
+    return [d.build for d in drop_keys(conn, schema, tables)]
 
 
 @dataclass
@@ -400,9 +443,17 @@ class BulkBuild:
 
     def _write_current(self) -> None:
         """Wait for the writer, then COPY every member's current rows (by key)."""
+        self._drain()
+        self._copy_current()
+
+    def _drain(self) -> None:
+        """Wait until the writer has sent every queued block (the history rows)."""
         self._put(_STOP)
         self._writer.join()
         self._raise()
+
+    def _copy_current(self) -> None:
+        """COPY every member's current rows (by key), once the writer has drained."""
         for m in self.members:
             for tname, kept in m.current.items():
                 if kept:

@@ -42,6 +42,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -58,10 +59,12 @@ from deploy.settings import Settings
 from projections.bulkload import (
     TRIM_EVERY,
     BulkBuild,
+    Dropped,
     _Member,
     build_tables,
     die_with_parent,
-    drop_keys_and_indexes,
+    drop_keys,
+    history_tables,
     libc_function,
 )
 from projections.framework import Located, Projection, Quarantined, State
@@ -202,11 +205,19 @@ class HalfBuild(BulkBuild):
         return Footprint(ids.tobytes(), keys.tobytes(), retried)
 
     def finish_half(
-        self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
+        self,
+        offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]],
+        on_history: Callable[[], None] | None = None,
     ) -> None:
-        """Write this half's current rows and next offsets, commit (no keys, indexes
-        or ANALYZE: the parent builds them once both halves are in)."""
-        self._write_current()
+        """Commit this half's history rows (then call `on_history`), then write its
+        current rows and next offsets and commit again (no keys, indexes or ANALYZE:
+        the parent builds them once both halves are in, a history table's as soon as
+        both halves have committed their history: `_Finish`)."""
+        self._drain()
+        self.conn.commit()
+        if on_history is not None:
+            on_history()
+        self._copy_current()
         self._save_offsets(offsets)
         self.conn.commit()
 
@@ -260,10 +271,10 @@ class HalfProjector(BulkProjector):
         build.start()
         return build
 
-    def finish(self) -> None:
+    def finish(self, on_history: Callable[[], None] | None = None) -> None:
         assert isinstance(self.bulk, HalfBuild)
         t = self.targets[0]
-        self.bulk.finish_half([(t.offsets_table, t.projection.name, self.expected[0])])
+        self.bulk.finish_half([(t.offsets_table, t.projection.name, self.expected[0])], on_history)
 
     def footprint(self) -> Footprint:
         assert isinstance(self.bulk, HalfBuild)
@@ -271,21 +282,30 @@ class HalfProjector(BulkProjector):
 
 
 def _half(
-    proj: HalfProjector, progress: Callable[[int, Projector], None]
+    proj: HalfProjector,
+    progress: Callable[[int, Projector], None],
+    on_history: Callable[[], None] | None = None,
 ) -> tuple[BatchResult, int, Footprint]:
-    """Build one half to its watermarks and commit it: (totals, records, footprint)."""
+    """Build one half to its watermarks and commit it: (totals, records, footprint).
+    `on_history` is called once its history rows are committed."""
     with proj:
         proj.catch_up(progress=progress, poll_timeout=0.5)
         if not proj.caught_up:
             raise RuntimeError(f"rebuild of {proj.name} stalled before the end of the log")
-        proj.finish()
+        proj.finish(on_history)
         return proj.totals[0], proj.total.consumed, proj.footprint()
 
 
 def _other_half(
-    settings: Settings, target: Target, batch_size: int, pipe: Any, parent: int
+    settings: Settings,
+    target: Target,
+    batch_size: int,
+    pipe: Any,
+    parent: int,
+    history: Any = None,
 ) -> None:
-    """The forked half: wait for its partitions, build them, report on `pipe`."""
+    """The forked half: wait for its partitions, build them, report on `pipe` (and set
+    the `history` event once its history rows are committed)."""
     die_with_parent(parent)
     mallopt = libc_function("mallopt")
     if mallopt is not None:
@@ -301,7 +321,11 @@ def _other_half(
             choose=lambda every: [tp for tp in every if (tp.topic, tp.partition) in mine],
         )  # fmt: skip
         proj.ends = ends
-        totals, records, footprint = _half(proj, lambda n, _p: pipe.send(("progress", n)))
+        totals, records, footprint = _half(
+            proj,
+            lambda n, _p: pipe.send(("progress", n)),
+            None if history is None else history.set,
+        )
         pipe.send(("done", dataclasses.asdict(totals), records, footprint))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         return  # the parent is done (or gone)
@@ -355,20 +379,40 @@ class _OtherHalf:
 
 def prepare_schema(
     conn: psycopg.Connection[Any], projection: Projection, schema: str
-) -> dict[str, list[Any]]:
+) -> dict[str, list[Dropped]]:
     """Make a fresh build schema (`rebuild.create_schema`: with its `_quarantine`) ready
-    for two halves, committed: its keys and indexes dropped (returned by table: the
-    statements that build them again)."""
-    ddl = {t: drop_keys_and_indexes(conn, schema, [t]) for t in build_tables(projection)}
+    for two halves, committed: its keys and indexes dropped (returned by table: how to
+    build them again)."""
+    ddl = {t: drop_keys(conn, schema, [t]) for t in build_tables(projection)}
     conn.commit()
     return ddl
 
 
-def _build_table(dsn: str, schema: str, table: str, ddl: Sequence[Any], analyze: bool) -> None:
-    """One table's keys and indexes, and its ANALYZE, on a connection of its own."""
+def _execute(dsn: str, stmt: sql.Composed | sql.SQL) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(stmt)
+
+
+def _build_table(
+    dsn: str, schema: str, table: str, dropped: Sequence[Dropped], analyze: bool
+) -> None:
+    """One table's keys and indexes, and its ANALYZE. Its indexes are built at the same
+    time, each on a connection of its own (a key as its unique index, then made the
+    key: `Dropped.attach`); one after the other, `order_events`' index waited ~250 ms
+    for its primary key (session 13)."""
+    # A single index gains nothing from a connection of its own.
+    parts = [d for d in dropped if d.index is not None] if len(dropped) > 1 else []
+    if parts:
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            for job in [pool.submit(_execute, dsn, d.index) for d in parts if d.index]:
+                job.result()
+    built = {id(d) for d in parts}
     with psycopg.connect(dsn, autocommit=False) as conn:
-        for stmt in ddl:
-            conn.execute(stmt)
+        for d in dropped:
+            if id(d) not in built:
+                conn.execute(d.build)
+            elif d.attach is not None:
+                conn.execute(d.attach)
         if analyze:
             conn.execute(
                 sql.SQL("ANALYZE {}").format(
@@ -378,23 +422,78 @@ def _build_table(dsn: str, schema: str, table: str, ddl: Sequence[Any], analyze:
         conn.commit()
 
 
+class Finish:
+    """Builds a split build's keys and indexes and analyzes, each table on a connection
+    of its own, at the same time (one after the other, a 1M `orders` rebuild spent ~1 s
+    of its ~11 s in them on one PostgreSQL backend, the other core idle; session 12).
+
+    A history table (`bulkload.history_tables`: filled only by the halves' writer
+    threads) starts once `history()` says both halves have committed their history
+    rows, while they still write their current rows: `orders`' `order_events` (its
+    key, index and ANALYZE, the longest of the finish) no longer waits for the ~75k
+    current rows each half writes (session 13). The others start at `complete()`, once
+    both halves are done and their footprints disjoint. Every table commits on its own,
+    but only inside the private build schema; the swap publishes them."""
+
+    def __init__(
+        self, dsn: str, projection: Projection, schema: str, ddl: Mapping[str, Sequence[Dropped]]
+    ) -> None:
+        self._dsn, self._schema, self._ddl = dsn, schema, ddl
+        self._analyzed = {t.name for t in projection.tables}
+        tables = [t for t in ddl if ddl[t] or t in self._analyzed]
+        early = set(history_tables(projection))
+        self._early = [t for t in tables if t in early]
+        self._late = [t for t in tables if t not in early]
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(tables)))
+        self._jobs: list[Any] = []
+        self._lock = threading.Lock()
+        self._history = False
+
+    def _submit(self, tables: Sequence[str]) -> None:
+        for t in tables:
+            self._jobs.append(
+                self._pool.submit(
+                    _build_table, self._dsn, self._schema, t, self._ddl[t], t in self._analyzed
+                )
+            )
+
+    def history(self) -> None:
+        """Both halves have committed their history rows: build those tables now."""
+        with self._lock:
+            if not self._history:
+                self._history = True
+                self._submit(self._early)
+
+    def complete(self) -> None:
+        """Both halves are in and disjoint: build the rest, and wait for every table
+        (raising the first failure)."""
+        self.history()
+        with self._lock:
+            self._submit(self._late)
+        for job in self._jobs:
+            job.result()
+
+    def close(self) -> None:
+        """Wait for any build still running (after a failure, or halves that met and
+        are thrown away: their builds' own errors, e.g. a key two halves' rows break,
+        do not matter then)."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Finish:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def complete(
-    dsn: str, projection: Projection, schema: str, ddl: Mapping[str, Sequence[Any]]
+    dsn: str, projection: Projection, schema: str, ddl: Mapping[str, Sequence[Dropped]]
 ) -> None:
     """Both halves are in: build keys and indexes and analyze, each table on its own
-    connection at the same time. The quarantine stays in the build schema's
-    `_quarantine` for the swap.
-
-    Why at the same time: one after the other, a 1M `orders` rebuild spent ~1 s of its
-    ~11 s in them on one PostgreSQL backend (one core), the other core idle
-    (docs/benchmarks.md, session 12). The tables commit separately, but only inside the
-    private build schema."""
-    analyzed = {t.name for t in projection.tables}
-    tables = [t for t in ddl if ddl[t] or t in analyzed]
-    with ThreadPoolExecutor(max_workers=max(1, len(tables))) as pool:
-        jobs = [pool.submit(_build_table, dsn, schema, t, ddl[t], t in analyzed) for t in tables]
-        for job in jobs:
-            job.result()
+    connection at the same time (`Finish`). The quarantine stays in the build schema's
+    `_quarantine` for the swap."""
+    with Finish(dsn, projection, schema, ddl) as finish:
+        finish.complete()
 
 
 def rebuild_split(
@@ -413,11 +512,12 @@ def rebuild_split(
     projection = target.projection
     ctx = multiprocessing.get_context("fork")
     pipe, child_end = ctx.Pipe()
+    their_history = ctx.Event()  # the other half's history rows are committed
     # Forked before any connection or consumer is open here (a child must not inherit
     # a live socket or librdkafka handle).
     proc = ctx.Process(
         target=_other_half,
-        args=(settings, target, batch_size, child_end, os.getpid()),
+        args=(settings, target, batch_size, child_end, os.getpid(), their_history),
         name=f"rebuild-half-{projection.name}",
         daemon=True,
     )
@@ -428,10 +528,23 @@ def rebuild_split(
     # (made right before, its first request sometimes waited 3 s); dropped once used:
     # a later fork (the next rebuild's reader) must not copy a live librdkafka handle.
     admin = [admin_client(settings)]
+    finish: Finish | None = None
+    my_history, stop = threading.Event(), threading.Event()
+    watcher: threading.Thread | None = None
     try:
         with psycopg.connect(settings.dsn, autocommit=False) as conn:
             create_schema(conn, projection, target.schema)
             ddl = prepare_schema(conn, projection, target.schema)
+        finish = Finish(settings.dsn, projection, target.schema, ddl)
+
+        def watch(finish: Finish) -> None:
+            while not stop.is_set():
+                if my_history.wait(0.1) and their_history.wait(0.1):
+                    finish.history()
+                    return
+
+        watcher = threading.Thread(target=watch, args=(finish,), daemon=True, name="finish")
+        watcher.start()
 
         def choose(every: list[TopicPartition]) -> list[TopicPartition]:
             proj.ends = end_offsets(admin.pop(), every)
@@ -453,7 +566,7 @@ def rebuild_split(
                 progress(n, p)
 
         started = time.monotonic()
-        totals, records, footprint = _half(proj, mine)
+        totals, records, footprint = _half(proj, mine, my_history.set)
         waited = time.monotonic()
         their_totals, their_records, their_footprint = other.wait(theirs)
         log.info(
@@ -467,12 +580,18 @@ def rebuild_split(
                 projection.name,
             )
             return None
-        complete(settings.dsn, projection, target.schema, ddl)
+        stop.set()
+        finish.complete()
         totals.add(their_totals)
         for name, n in their_totals.rows.items():
             totals.rows[name] = totals.rows.get(name, 0) + n
         return SplitResult(totals, records + their_records)
     finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+        if finish is not None:
+            finish.close()
         admin.clear()  # if the split was never planned
         with contextlib.suppress(OSError):
             pipe.close()  # a half still waiting for its partitions exits

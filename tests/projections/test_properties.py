@@ -352,4 +352,16 @@ def test_split_rebuild_matches_the_incremental_projection_or_falls_back(
                 conn.execute(indexes, (schema, schema)).fetchall()
                 == conn.execute(indexes, (f"l_{p.name}", f"l_{p.name}")).fetchall()
             ), p.name
+            # And the constraints: a key is built as its unique index beside the table's
+            # other indexes, then made the key (`bulkload.Dropped.attach`).
+            constraints = (
+                "SELECT r.relname, c.conname, c.contype, pg_get_constraintdef(c.oid), "
+                "x.relname FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid "
+                "JOIN pg_namespace n ON n.oid = r.relnamespace "
+                "LEFT JOIN pg_class x ON x.oid = c.conindid WHERE n.nspname = %s ORDER BY 1, 2"
+            )
+            assert (
+                conn.execute(constraints, (schema,)).fetchall()
+                == conn.execute(constraints, (f"l_{p.name}",)).fetchall()
+            ), p.name
             conn.commit()

@@ -5,6 +5,7 @@ live projection's rows and quarantine, and one consumer again when the halves me
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import projections.projector as projector_module
 import projections.rebuild as rebuild_module
 from deploy.kafka import producer_config
 from deploy.settings import Settings
-from projections import bulkload
+from projections import bulkload, partitioned
 from projections.checksum import checksum
 from projections.core import PROJECTIONS
 from projections.partitioned import (
@@ -205,3 +206,44 @@ def test_a_half_trims_the_heap_a_third_as_often(
         for _ in range(batches):
             half.apply([Prepared()])
     assert len(trims) == 2
+
+
+@pytest.mark.integration
+def test_history_keys_are_built_while_the_halves_write_their_current_rows(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`orders`' history (`order_events`) is complete once both halves have committed
+    their history rows: its key, index and ANALYZE start then, while each half still
+    writes its current rows (`orders`), not after both halves are done. Each half's COPY
+    of its current rows waits here (up to 20 s) for the parent to start building
+    `order_events`; before session 13 that build started only after both halves had
+    finished, so neither COPY saw it start."""
+    produce(env, generate(47, 1500))
+    started = tmp_path / "order_events-started"
+    seen = tmp_path / "seen"
+    build_table = partitioned._build_table
+    copy = bulkload.BulkBuild._copy
+
+    def building(dsn: str, schema: str, table: str, *args: Any) -> None:
+        if table == "order_events":
+            started.touch()
+        build_table(dsn, schema, table, *args)
+
+    def copying(self: bulkload.BulkBuild, schema: str, table: Any, rows: Any) -> None:
+        if table.name == "orders":  # a half's current rows (in the parent or the fork)
+            deadline = time.monotonic() + 20
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with seen.open("a") as f:
+                f.write(f"{os.getpid()} {started.exists()}\n")
+        copy(self, schema, table, rows)
+
+    reference = rebuild(env, PROJECTIONS["orders"], split=False)
+    monkeypatch.setattr(partitioned, "_build_table", building)
+    monkeypatch.setattr(bulkload.BulkBuild, "_copy", copying)
+    seen.write_text("")
+    result = rebuild(env, PROJECTIONS["orders"])
+    assert (result.checksum, result.counts) == (reference.checksum, reference.counts)
+    lines = seen.read_text().split("\n")[:-1]
+    assert len({x.split()[0] for x in lines}) == 2  # both halves wrote current rows
+    assert all(x.endswith(" True") for x in lines), lines
