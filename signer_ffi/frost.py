@@ -7,7 +7,8 @@ Why this shape:
 * Signing nonces never reach Python: `commit()` returns an opaque
   `SigningNonces` handle; `sign()` consumes it inside Rust (zeroized there) and
   a second `sign()` with it raises `NonceReusedError`. Nonce reuse leaks the
-  long-term key share, so the refusal is enforced below Python.
+  long-term key share, so the refusal is enforced below Python, atomically (two
+  threads signing with one handle: exactly one gets a share).
 * Everything public (commitments, packages, shares, signatures) is the
   frost crate's own `serialize()` bytes, so it can be put on Kafka as is.
 * Participant identifiers are small ints (1..=N) on the Python side; the
@@ -16,6 +17,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -186,17 +188,25 @@ class SignatureShare:
 
 
 class SigningNonces:
-    """Opaque handle to round-1 nonces held in Rust; usable for one `sign()` only."""
+    """Opaque handle to round-1 nonces held in Rust; usable for one `sign()` only.
+
+    The single use is enforced in Rust (the nonces are taken out of the handle under a
+    lock, so of two concurrent `sign()`s only one gets them); `_lock` also serialises
+    `sign()` and `close()` on this object, so a share is never being made while the
+    handle is released.
+    """
 
     def __init__(self, handle: Any) -> None:
         self._handle: Any = ffi.gc(handle, lib.tt_nonces_free)
+        self._lock = threading.Lock()
         self.used = False
 
     def close(self) -> None:
         """Free the handle now (zeroizing unused nonces)."""
-        if self._handle is not None:
-            ffi.release(self._handle)
-            self._handle = None
+        with self._lock:
+            if self._handle is not None:
+                ffi.release(self._handle)
+                self._handle = None
 
     def _ptr(self) -> Any:
         return self._handle if self._handle is not None else ffi.NULL
@@ -245,7 +255,7 @@ def signing_package(
 
 def sign(package: SigningPackage, nonces: SigningNonces, share: KeyShare) -> SignatureShare:
     """Round 2: consumes `nonces` (even on failure); reuse raises NonceReusedError."""
-    with Buffers(1) as out:
+    with Buffers(1) as out, nonces._lock:
         kp = share._buf()
         try:
             check(

@@ -3,8 +3,10 @@
  * Every function returns an int32_t status: TT_OK (0), a positive code per
  * frost_core::Error variant, or a negative FFI-level code. Output buffers are
  * allocated by the library; release each with tt_buffer_free (zeroizes first).
- * Nonce handles come from tt_commit, are consumed by tt_sign (a second use
- * returns TT_ERR_NONCE_REUSED) and are released with tt_nonces_free.
+ * Nonce handles come from tt_commit, are consumed by tt_sign (atomically: of
+ * two concurrent calls on one handle only one signs; a second use, or a use
+ * after release, returns TT_ERR_NONCE_REUSED) and are released with
+ * tt_nonces_free (safe twice, and concurrently with tt_sign).
  * Identifiers are the crate's 32-byte serialized scalars (little endian).
  * The tt_vec_* functions exist only in builds with the `test-vectors` feature.
  */

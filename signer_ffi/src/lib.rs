@@ -9,7 +9,8 @@
 //! * Every exported function runs inside `catch_unwind`, so a panic never
 //!   unwinds into C / Python; it becomes `TT_ERR_PANIC`.
 //! * Signing nonces never leave Rust: round 1 returns an opaque handle that
-//!   round 2 consumes (the nonces are zeroized on use) and refuses to reuse.
+//!   round 2 consumes atomically (the nonces are zeroized on use) and refuses to
+//!   reuse, also against a concurrent call on the same handle.
 //! * Nothing that fixes nonces or randomness is compiled into the release
 //!   library; that lives in `vectors.rs` behind the `test-vectors` feature.
 //!
@@ -17,12 +18,14 @@
 //! Pointer/length pairs must describe readable memory for the duration of the
 //! call (a zero length may pass NULL); `out_*` pointers must be writable, and
 //! array outputs must have room for the documented number of elements. Nonce
-//! handles must come from `tt_commit` and not yet be passed to `tt_nonces_free`.
+//! handles are tokens, never dereferenced: a released or unknown one is refused.
 #![allow(clippy::missing_safety_doc)]
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use frost::keys::dkg;
 use frost::keys::{IdentifierList, KeyPackage, PublicKeyPackage};
@@ -470,15 +473,32 @@ pub unsafe extern "C" fn tt_dkg_part3(
 
 // ---- round 1: nonces ------------------------------------------------------------
 
-/// Opaque nonce handle. `nonces` is `None` once consumed by `tt_sign`.
-pub struct TtNonces {
-    pub(crate) nonces: Option<SigningNonces>,
+/// Opaque nonce handle. Never dereferenced: its address is a token naming an entry of
+/// `NONCES`, the one place signing nonces live. Taking them out of that map under its
+/// lock is the single-use check, so two threads signing with one handle (cffi drops the
+/// GIL during the call) cannot both get them, and a handle freed while another thread
+/// signs with it, or freed twice, only finds no entry: nothing is read through a
+/// dangling pointer. Tokens are never reused.
+pub enum TtNonces {}
+
+static NONCES: Mutex<BTreeMap<usize, SigningNonces>> = Mutex::new(BTreeMap::new());
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
+
+fn nonce_table() -> MutexGuard<'static, BTreeMap<usize, SigningNonces>> {
+    // A panic while the lock was held cannot leave the map half-updated (insert and
+    // remove are single calls): keep using it rather than refusing every later sign.
+    NONCES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Remove the nonces behind `handle`, if any are left: at most one caller ever gets them.
+pub(crate) fn take_nonces(handle: *mut TtNonces) -> Option<SigningNonces> {
+    nonce_table().remove(&(handle as usize))
 }
 
 pub(crate) unsafe fn new_handle(out: *mut *mut TtNonces, nonces: SigningNonces) {
-    *out = Box::into_raw(Box::new(TtNonces {
-        nonces: Some(nonces),
-    }));
+    let token = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+    nonce_table().insert(token, nonces);
+    *out = token as *mut TtNonces;
 }
 
 /// Round 1: fresh nonces from the OS RNG. The nonces stay inside Rust behind
@@ -502,16 +522,15 @@ pub unsafe extern "C" fn tt_commit(
     })
 }
 
-/// Release a nonce handle (zeroizing any unused nonces). NULL is ignored.
+/// Release a nonce handle (zeroizing any unused nonces). NULL, an already released
+/// handle, and a release racing a `tt_sign` on the same handle are all safe.
 #[no_mangle]
 pub unsafe extern "C" fn tt_nonces_free(handle: *mut TtNonces) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if !handle.is_null() {
-            let mut h = Box::from_raw(handle);
-            if let Some(mut n) = h.nonces.take() {
+            if let Some(mut n) = take_nonces(handle) {
                 n.zeroize();
             }
-            drop(h);
         }
     }));
 }
@@ -587,9 +606,11 @@ pub unsafe extern "C" fn tt_signing_package_info(
 
 // ---- round 2 ---------------------------------------------------------------------
 
-/// Round 2: sign with the nonces behind `nonces`. The handle is consumed on the
-/// first call that gets past argument parsing — success or frost error alike —
-/// and its nonces are zeroized; any later call returns `TT_ERR_NONCE_REUSED`.
+/// Round 2: sign with the nonces behind `nonces`. The nonces are taken out of the
+/// handle atomically before anything else (so of two concurrent calls exactly one gets
+/// them), and zeroized whatever happens next: a malformed package or key package, a
+/// frost error and success alike consume them. Any later call, or a call on a handle
+/// already released, returns `TT_ERR_NONCE_REUSED`.
 #[no_mangle]
 pub unsafe extern "C" fn tt_sign(
     signing_package: *const u8,
@@ -604,17 +625,12 @@ pub unsafe extern "C" fn tt_sign(
         if nonces.is_null() {
             return Err(fail(TT_ERR_NULL_POINTER));
         }
-        let handle = &mut *nonces;
-        if handle.nonces.is_none() {
-            return Err(fail(TT_ERR_NONCE_REUSED));
-        }
-        let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
-        let kp = KeyPackage::deserialize(slice(key_package, key_package_len)?)?;
-        let mut n = handle
-            .nonces
-            .take()
-            .ok_or_else(|| fail(TT_ERR_NONCE_REUSED))?;
-        let result = frost::round2::sign(&sp, &n, &kp);
+        let mut n = take_nonces(nonces).ok_or_else(|| fail(TT_ERR_NONCE_REUSED))?;
+        let result = (|| {
+            let sp = SigningPackage::deserialize(slice(signing_package, signing_package_len)?)?;
+            let kp = KeyPackage::deserialize(slice(key_package, key_package_len)?)?;
+            Ok::<_, Fail>(frost::round2::sign(&sp, &n, &kp)?)
+        })();
         n.zeroize();
         drop(n);
         let share = result?;
@@ -673,4 +689,165 @@ pub unsafe extern "C" fn tt_verify(
             .map_err(|_| fail(TT_ERR_INVALID_SIGNATURE))?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Run through `tests/signer/test_nonce_race.py` (`cargo test --release --lib`).
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// One per core of a small CI machine: the workers spin rather than block, so that
+    /// they enter `tt_sign` within a fraction of a microsecond of each other.
+    const THREADS: usize = 2;
+
+    /// Native threads (no GIL in the way) sign with each fresh handle at once: at most one
+    /// may get its nonces. The old check-then-`Option::take` let two through now and then;
+    /// this runs as many handles as fit in a few seconds.
+    #[test]
+    fn concurrent_signs_take_each_handle_once() {
+        let (shares, _) =
+            frost::keys::generate_with_dealer(3, 2, IdentifierList::Default, OsRng).unwrap();
+        let mut kps: Vec<KeyPackage> = shares
+            .into_values()
+            .map(|s| KeyPackage::try_from(s).unwrap())
+            .collect();
+        kps.sort_by_key(|k| *k.identifier());
+        let kp = kps[0].serialize().unwrap();
+        // A well-formed package whose commitments are not the handle's: frost refuses the
+        // share quickly, but only after the nonces were taken (status != TT_ERR_NONCE_REUSED).
+        let (_, c1) = frost::round1::commit(kps[0].signing_share(), &mut OsRng);
+        let (_, c2) = frost::round1::commit(kps[1].signing_share(), &mut OsRng);
+        let map = BTreeMap::from([(*kps[0].identifier(), c1), (*kps[1].identifier(), c2)]);
+        let pkg = SigningPackage::new(map, b"m").serialize().unwrap();
+
+        struct Shared {
+            generation: AtomicUsize,
+            handle: AtomicUsize,
+            done: AtomicUsize,
+            took: AtomicUsize,
+            stop: AtomicBool,
+            kp: Vec<u8>,
+            pkg: Vec<u8>,
+        }
+        let shared = Arc::new(Shared {
+            generation: AtomicUsize::new(0),
+            handle: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            took: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            kp,
+            pkg,
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let sh = shared.clone();
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    loop {
+                        let g = loop {
+                            let g = sh.generation.load(Ordering::Acquire);
+                            if g != seen || sh.stop.load(Ordering::Acquire) {
+                                break g;
+                            }
+                            std::hint::spin_loop();
+                        };
+                        if sh.stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        seen = g;
+                        let h = sh.handle.load(Ordering::Acquire) as *mut TtNonces;
+                        let mut out = TtBuffer {
+                            ptr: ptr::null_mut(),
+                            len: 0,
+                        };
+                        let st = unsafe {
+                            tt_sign(
+                                sh.pkg.as_ptr(),
+                                sh.pkg.len(),
+                                h,
+                                sh.kp.as_ptr(),
+                                sh.kp.len(),
+                                &mut out,
+                            )
+                        };
+                        unsafe { tt_buffer_free(&mut out) };
+                        if st != TT_ERR_NONCE_REUSED {
+                            sh.took.fetch_add(1, Ordering::AcqRel);
+                        }
+                        sh.done.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+            })
+            .collect();
+
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let (mut rounds, mut doubled) = (0u64, 0u64);
+        while Instant::now() < deadline {
+            let mut handle: *mut TtNonces = ptr::null_mut();
+            let mut out = TtBuffer {
+                ptr: ptr::null_mut(),
+                len: 0,
+            };
+            let kp = &shared.kp;
+            assert_eq!(
+                unsafe { tt_commit(kp.as_ptr(), kp.len(), &mut handle, &mut out) },
+                TT_OK
+            );
+            unsafe { tt_buffer_free(&mut out) };
+            shared.done.store(0, Ordering::Release);
+            shared.took.store(0, Ordering::Release);
+            shared.handle.store(handle as usize, Ordering::Release);
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            while shared.done.load(Ordering::Acquire) < THREADS {
+                std::thread::yield_now();
+            }
+            unsafe { tt_nonces_free(handle) };
+            rounds += 1;
+            let took = shared.took.load(Ordering::Acquire);
+            assert!(took >= 1);
+            if took > 1 {
+                doubled += 1;
+            }
+        }
+        shared.stop.store(true, Ordering::Release);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(
+            doubled, 0,
+            "{doubled} of {rounds} handles signed by more than one call"
+        );
+        eprintln!("{rounds} handles, none taken twice");
+    }
+
+    #[test]
+    fn released_handle_is_refused() {
+        let (shares, _) =
+            frost::keys::generate_with_dealer(3, 2, IdentifierList::Default, OsRng).unwrap();
+        let kp = KeyPackage::try_from(shares.into_values().next().unwrap())
+            .unwrap()
+            .serialize()
+            .unwrap();
+        let mut handle: *mut TtNonces = ptr::null_mut();
+        let mut out = TtBuffer {
+            ptr: ptr::null_mut(),
+            len: 0,
+        };
+        unsafe {
+            assert_eq!(
+                tt_commit(kp.as_ptr(), kp.len(), &mut handle, &mut out),
+                TT_OK
+            );
+            tt_buffer_free(&mut out);
+            tt_nonces_free(handle);
+            tt_nonces_free(handle);
+            assert_eq!(
+                tt_sign(b"x".as_ptr(), 1, handle, kp.as_ptr(), kp.len(), &mut out),
+                TT_ERR_NONCE_REUSED
+            );
+        }
+    }
 }
