@@ -315,24 +315,35 @@ class Surveillance:
         ) or not isinstance(account, str):
             return []
         owner = self.owner_of(account)
-        book = st.books.get(owner) or OwnerBook(owner=owner)
-        if not self._apply(book, event):
-            st.books[owner] = book
+        stored = st.books.get(owner)
+        book = stored if stored is not None else OwnerBook(owner=owner)
+        undo = self._apply(book, event)
+        if undo is None:
             return []
+        # All detectors run before anything of theirs is recorded, and an exception from
+        # any of them undoes the event's change to the book: an event is folded whole or
+        # not at all (dead-lettered), so the state in memory never differs from what the
+        # changelog holds and a restart cannot change the alerts.
+        drafts: list[AlertDraft] = []
+        try:
+            for det in self.detectors:
+                params, version = params_for(det, st.configs)
+                ctx = Context(event, owner, book, st.quotes, params, version)
+                drafts.extend(det.on_event(ctx))
+        except BaseException:
+            undo()
+            raise
         alerts: list[Envelope[SurveillanceAlert]] = []
-        for det in self.detectors:
-            params, version = params_for(det, st.configs)
-            ctx = Context(event, owner, book, st.quotes, params, version)
-            for draft in det.on_event(ctx):
-                env = self._emit(draft, owner, event)
-                aid = str(env.payload.alert_id)
-                if aid in book.alerted:
-                    continue
-                book.alerted.append(aid)
-                book.used.setdefault(draft.detector, []).extend(draft.used_ids)
-                key = draft.suppress_key or f"{draft.detector}|{draft.account}|{draft.instrument}"
-                book.last_alert[key] = draft.window_end
-                alerts.append(env)
+        for draft in drafts:
+            env = self._emit(draft, owner, event)
+            aid = str(env.payload.alert_id)
+            if aid in book.alerted:
+                continue
+            book.alerted.append(aid)
+            book.used.setdefault(draft.detector, []).extend(draft.used_ids)
+            key = draft.suppress_key or f"{draft.detector}|{draft.account}|{draft.instrument}"
+            book.last_alert[key] = draft.window_end
+            alerts.append(env)
         self._prune(book, self._advance_clock(book, event.occurred_at))
         st.books[owner] = book
         return alerts
@@ -380,13 +391,14 @@ class Surveillance:
             book.clock = lower_median
         return book.clock
 
-    def _apply(self, book: OwnerBook, event: Envelope[Any]) -> bool:
-        """Update the owner's book; False if the event changes nothing detectors care about."""
+    def _apply(self, book: OwnerBook, event: Envelope[Any]) -> Callable[[], None] | None:
+        """Update the owner's book; None if the event changes nothing detectors care about,
+        else a function that takes the change back (see `process`)."""
         p = event.payload
         at = event.occurred_at
         if isinstance(p, OrderSubmitted):
             if p.order_id in book.orders or p.parent_order_id is not None:
-                return False
+                return None
             quote = self.store.quotes.get(p.instrument)
             q = quote.at_time(at) if quote is not None else None
             visible = None
@@ -397,7 +409,8 @@ class Surveillance:
                 aggressive = (p.side == "BUY" and p.limit_price >= q.ask_price) or (
                     p.side == "SELL" and p.limit_price <= q.bid_price
                 )
-            sizes = book.sizes.setdefault(p.account, [])
+            had_sizes = book.sizes.get(p.account)
+            sizes = [] if had_sizes is None else list(had_sizes)
             history = min(len(sizes) + 1, SIZE_HISTORY)
             book.orders[p.order_id] = OrderRec(
                 order_id=p.order_id,
@@ -414,13 +427,23 @@ class Surveillance:
                 history_at_submit=history,
             )
             sizes.append(p.quantity)
-            del sizes[:-SIZE_HISTORY]
-            book.counters.setdefault(f"{p.account}|{p.instrument}", []).append((at, "SUBMIT"))
-            return True
+            book.sizes[p.account] = sizes[-SIZE_HISTORY:]
+            undo_count = self._count(book, f"{p.account}|{p.instrument}", at, "SUBMIT")
+
+            def undo_submit() -> None:
+                del book.orders[p.order_id]
+                if had_sizes is None:
+                    del book.sizes[p.account]
+                else:
+                    book.sizes[p.account] = had_sizes
+                undo_count()
+
+            return undo_submit
         if isinstance(p, Fill):
             if any(f.fill_id == p.fill_id for f in book.fills):
-                return False
+                return None
             rec = book.orders.get(p.order_id)
+            before = None if rec is None else rec.model_copy()
             if rec is not None:
                 rec.filled_qty += p.quantity
                 if p.leaves_quantity == 0:
@@ -440,18 +463,51 @@ class Surveillance:
                     traded_at=p.traded_at,
                 )
             )
-            book.counters.setdefault(f"{p.account}|{p.instrument}", []).append((at, "FILL"))
-            return True
+            undo_count = self._count(book, f"{p.account}|{p.instrument}", at, "FILL")
+
+            def undo_fill() -> None:
+                book.fills.pop()
+                if before is not None:
+                    book.orders[p.order_id] = before
+                undo_count()
+
+            return undo_fill
         rec = book.orders.get(p.order_id)
         if rec is None or rec.status != "OPEN":
-            return False
+            return None
+        before = rec.model_copy()
         rec.ended_at, rec.end_event_id = at, event.event_id
+        undo_count = None
         if isinstance(p, OrderCanceled):
             rec.status = "CANCELED"
-            book.counters.setdefault(f"{p.account}|{rec.instrument}", []).append((at, "CANCEL"))
+            undo_count = self._count(book, f"{p.account}|{rec.instrument}", at, "CANCEL")
         else:
             rec.status = "EXPIRED" if isinstance(p, OrderExpired) else "REJECTED"
-        return True
+
+        def undo_end() -> None:
+            book.orders[p.order_id] = before
+            if undo_count is not None:
+                undo_count()
+
+        return undo_end
+
+    @staticmethod
+    def _count(book: OwnerBook, key: str, at: datetime, kind: str) -> Callable[[], None]:
+        """Append to `book.counters[key]`; returns the undo."""
+        items = book.counters.get(key)
+        if items is None:
+            book.counters[key] = [(at, kind)]
+
+            def undo_new() -> None:
+                del book.counters[key]
+
+            return undo_new
+        items.append((at, kind))
+
+        def undo_append() -> None:
+            items.pop()
+
+        return undo_append
 
     def _emit(self, d: AlertDraft, owner: str, cause: Envelope[Any]) -> Envelope[SurveillanceAlert]:
         aid = alert_id(d.detector, d.version, d.triggering_event_ids, d.window_end)

@@ -1,0 +1,97 @@
+"""Regressions for review 52's state and detector defects (each test failed before its fix)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from schemas import Envelope
+from streams.detectors import all_detectors
+from streams.surveillance_state import (
+    AlertDraft,
+    Context,
+    MemoryStore,
+    OwnerBook,
+    QuoteRec,
+    Surveillance,
+)
+from streams.synthetic import Tape
+
+
+def restored(store: Any) -> MemoryStore:
+    """What a restart reads back: the JSON the faust changelogs hold."""
+    return MemoryStore(
+        owners=dict(store.owners),
+        quotes={
+            k: QuoteRec.model_validate_json(v.model_dump_json()) for k, v in store.quotes.items()
+        },
+        configs={k: dict(v) for k, v in store.configs.items()},
+        books={k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()},
+    )
+
+
+def books_json(s: Surveillance) -> dict[str, str]:
+    return {k: v.model_dump_json() for k, v in s.store.books.items()}
+
+
+# --- 5. an event whose detector raises is not half-applied --------------------------------
+
+
+class Boom:
+    """A detector that fails on one event (any detector error: a bug, bad arithmetic)."""
+
+    NAME: ClassVar[str] = "zz_boom"
+    VERSION: ClassVar[int] = 1
+    PATTERN: ClassVar[str] = "BOOM"
+    DEFAULTS: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, on: Envelope[Any]) -> None:
+        self.on = on.event_id
+
+    def validate(self, params: dict[str, str]) -> None:
+        pass
+
+    def on_event(self, ctx: Context) -> list[AlertDraft]:
+        if ctx.event.event_id == self.on:
+            raise ArithmeticError("boom")
+        return []
+
+
+def ladder_with_a_failing_cancel() -> tuple[list[Envelope[Any]], Envelope[Any]]:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "100.00", "100.10", "50", "50")
+    t.submit(1.0, "A1", "big", "BUY", "1", "99.99")
+    t.submit(1.1, "A1", "o2", "BUY", "1", "99.98")
+    t.submit(1.2, "A1", "o3", "BUY", "1", "99.97")
+    t.submit(1.4, "A2", "s", "SELL", "1", "100.10")
+    t.fill(1.5, "s")
+    crash = t.cancel(2.0, "big")
+    t.cancel(2.1, "o2")
+    t.cancel(2.2, "o3")
+    return t.events, crash
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_an_event_whose_detector_raises_changes_nothing(restart: bool) -> None:
+    """Before: the cancel was applied to the book in place, but not stored (write-behind:
+    never marked dirty), so the alerts after it depended on whether the worker restarted
+    (r7: LAYERING without a restart, none with one)."""
+    events, crash = ladder_with_a_failing_cancel()
+    s = Surveillance([*all_detectors(), Boom(crash)])
+    alerts: list[str] = []
+    for e in events:
+        if e is crash:
+            before = books_json(s)
+            with pytest.raises(ArithmeticError):
+                s.process(e)
+            assert books_json(s) == before, "the failed event left no trace"
+            if restart:
+                s = Surveillance([*all_detectors(), Boom(crash)], restored(s.store))
+            continue
+        alerts += [a.payload.pattern for a in s.process(e)]
+    # as if the dead-lettered cancel had never been on the log: big stays open
+    without = Surveillance(all_detectors()).process_batch([e for e in events if e is not crash])
+    assert alerts == [a.payload.pattern for a in without] == []
