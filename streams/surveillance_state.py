@@ -582,7 +582,21 @@ def reference_times(value: str) -> list[time]:
 Check = Callable[[str], None]
 
 
+PARAM_TEXT_MAX = 64
+"""Longest parameter value accepted: the values are parsed again on every event."""
+HORIZON_S = Decimal(HORIZON // timedelta(seconds=1))
+"""Longest duration a parameter may name (seconds): evidence older than the horizon is
+pruned, so a longer window could see nothing more, and a huge one made every event raise
+(`OverflowError` from the date arithmetic, review 52)."""
+COUNT_MAX = 1_000_000
+"""Largest count a parameter may name (far above anything a window of the horizon holds;
+a count beyond Python's 4,300-digit int limit passed validation and then made `int()`
+raise on every event)."""
+
+
 def _decimal(value: str) -> Decimal:
+    if len(value) > PARAM_TEXT_MAX:
+        raise ValueError(f"{value[:20]!r}... is longer than {PARAM_TEXT_MAX} characters")
     try:
         d = Decimal(value)
     except ArithmeticError:
@@ -609,24 +623,32 @@ def number(
     return check
 
 
-def integer(*, ge: int) -> Check:
+def integer(*, ge: int, le: int = COUNT_MAX) -> Check:
     def check(value: str) -> None:
         d = _decimal(value)
         if d != d.to_integral_value() or "." in value or "e" in value.lower():
             raise ValueError(f"{value!r} is not a whole number")
-        if int(d) < ge:
+        if d < ge:
             raise ValueError(f"{value!r} must be >= {ge}")
+        if d > le:
+            raise ValueError(f"{value!r} must be <= {le}")
 
     return check
 
 
-def duration() -> Check:
-    """Seconds, > 0, a whole number of microseconds (as `seconds` reads it)."""
+def duration(*, allow_zero: bool = False) -> Check:
+    """Seconds, > 0 (or >= 0), at most the horizon, a whole number of microseconds (as
+    `seconds` reads it)."""
 
     def check(value: str) -> None:
         d = _decimal(value)
-        if not d > 0:
-            raise ValueError(f"{value!r} must be > 0 seconds")
+        if d < 0 or (d == 0 and not allow_zero):
+            raise ValueError(f"{value!r} must be {'>=' if allow_zero else '>'} 0 seconds")
+        if d > HORIZON_S:
+            raise ValueError(
+                f"{value!r} must be <= {HORIZON_S} seconds (the state horizon: older "
+                "evidence is pruned)"
+            )
         if d.scaleb(6) != d.scaleb(6).to_integral_value():
             raise ValueError(f"{value!r} is finer than a microsecond")
 

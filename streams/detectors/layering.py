@@ -46,7 +46,7 @@ class LayeringDetector:
             {
                 "min_levels": integer(ge=2),
                 "level_gap_bps": number(ge=Decimal(0)),
-                "cancel_together_s": number(ge=Decimal(0)),
+                "cancel_together_s": duration(allow_zero=True),
                 "window_s": duration(),
             },
         )

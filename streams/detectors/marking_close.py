@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from schemas.events import Fill
 from streams.surveillance_state import (
+    HORIZON,
     AlertDraft,
     Context,
     InvalidDetectorConfig,
@@ -19,6 +20,9 @@ from streams.surveillance_state import (
     times_of_day,
     ts,
 )
+
+HORIZON_MINUTES = HORIZON // timedelta(minutes=1)
+"""The longest look-back: older fills are pruned from the owner's state."""
 
 
 def next_reference(now: datetime, times: list[time]) -> datetime:
@@ -51,8 +55,8 @@ class MarkingCloseDetector:
             params,
             {
                 "reference_times": times_of_day(),
-                "minutes_before": integer(ge=1),
-                "lookback_minutes": integer(ge=1),
+                "minutes_before": integer(ge=1, le=HORIZON_MINUTES),
+                "lookback_minutes": integer(ge=1, le=HORIZON_MINUTES),
                 "min_aggressive_fills": integer(ge=1),
                 "min_share": number(ge=Decimal(0), le=Decimal(1)),
             },

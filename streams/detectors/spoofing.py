@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from schemas.events import Fill, OrderCanceled
 from streams.surveillance_state import (
+    SIZE_HISTORY,
     AlertDraft,
     Context,
     OrderRec,
@@ -44,7 +45,7 @@ class SpoofingDetector:
                 "cancel_within_s": duration(),
                 "size_vs_book": number(gt=Decimal(0)),
                 "size_vs_median": number(gt=Decimal(0)),
-                "min_history": integer(ge=0),
+                "min_history": integer(ge=0, le=SIZE_HISTORY - 1),
                 "window_s": duration(),
             },
         )

@@ -11,6 +11,7 @@ from streams.detectors import all_detectors
 from streams.surveillance_state import (
     AlertDraft,
     Context,
+    InvalidDetectorConfig,
     MemoryStore,
     OwnerBook,
     QuoteRec,
@@ -27,7 +28,9 @@ def restored(store: Any) -> MemoryStore:
             k: QuoteRec.model_validate_json(v.model_dump_json()) for k, v in store.quotes.items()
         },
         configs={k: dict(v) for k, v in store.configs.items()},
-        books={k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()},
+        books={
+            k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()
+        },
     )
 
 
@@ -95,3 +98,65 @@ def test_an_event_whose_detector_raises_changes_nothing(restart: bool) -> None:
     # as if the dead-lettered cancel had never been on the log: big stays open
     without = Surveillance(all_detectors()).process_batch([e for e in events if e is not crash])
     assert alerts == [a.payload.pattern for a in without] == []
+
+
+# --- 6. a config that would make every event fail is refused -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("detector", "params", "reason"),
+    [
+        ("spoofing", {"window_s": "100000000000"}, "window_s: .* must be <= 5400"),
+        ("spoofing", {"cancel_within_s": "5401"}, "cancel_within_s"),
+        ("spoofing", {"min_history": "50"}, "min_history"),
+        ("order_to_trade", {"window_s": "100000000000"}, "window_s"),
+        ("order_to_trade", {"min_orders": "1" + "0" * 5000}, "min_orders"),
+        ("layering", {"cancel_together_s": "100000000000"}, "cancel_together_s"),
+        ("layering", {"min_levels": "1000001"}, "min_levels"),
+        ("wash_trading", {"window_s": "99999999999"}, "window_s"),
+        ("marking_close", {"lookback_minutes": "100000000000"}, "lookback_minutes"),
+        ("marking_close", {"minutes_before": "91", "lookback_minutes": "90"}, "minutes_before"),
+        ("wash_trading", {"price_tolerance_bps": "1" * 65}, "longer than 64"),
+    ],
+)
+def test_a_config_that_would_break_every_event_is_refused(
+    detector: str, params: dict[str, str], reason: str
+) -> None:
+    """Before: these passed validation and then every event of the detector raised
+    (OverflowError from `now - window`, ValueError from int() past 4,300 digits), so every
+    order event was dead-lettered and no detector alerted (r5_config_overflow)."""
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    bad = t.config(detector, 1, **params)
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(2.5, "sell")
+    t.cancel(4.0, "big")
+    s = Surveillance(all_detectors())
+    alerts: list[str] = []
+    for e in t.events:
+        if e is bad:
+            with pytest.raises(InvalidDetectorConfig, match=reason):
+                s.process(e)
+            continue
+        alerts += [a.payload.pattern for a in s.process(e)]
+    assert alerts == ["SPOOFING"]
+
+
+def test_the_largest_accepted_durations_fold() -> None:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    for det in ("spoofing", "order_to_trade", "wash_trading"):
+        t.config(det, 1, window_s="5400")
+    t.config("layering", 1, window_s="5400", cancel_together_s="5400")
+    t.config("marking_close", 1, minutes_before="90", lookback_minutes="90")
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(2.5, "sell")
+    t.cancel(4.0, "big")
+    alerts = Surveillance(all_detectors()).process_batch(t.events)
+    assert [a.payload.pattern for a in alerts] == ["SPOOFING"]
