@@ -84,9 +84,17 @@ class OrderRec(_Model):
     known at submission: spoofing's `min_history` is judged on this, not on the count when
     the order is judged (orders submitted after it must not change the verdict)."""
     filled_qty: Decimal = Decimal(0)
+    """The sum of the order's fills folded so far."""
+    reported_filled: Decimal | None = None
+    """What the order's cancel or expiry says was filled: its fills may be folded after it."""
     status: str = "OPEN"
     ended_at: datetime | None = None
     end_event_id: UUID | None = None
+
+    @property
+    def traded(self) -> bool:
+        """Any part filled, by a fill folded so far or by the order's own end event."""
+        return self.filled_qty > 0 or bool(self.reported_filled)
 
 
 class FillRec(_Model):
@@ -478,6 +486,8 @@ class Surveillance:
         before = rec.model_copy()
         rec.ended_at, rec.end_event_id = at, event.event_id
         undo_count = None
+        if isinstance(p, OrderCanceled | OrderExpired):
+            rec.reported_filled = p.filled_quantity
         if isinstance(p, OrderCanceled):
             rec.status = "CANCELED"
             undo_count = self._count(book, f"{p.account}|{rec.instrument}", at, "CANCEL")

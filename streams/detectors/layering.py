@@ -25,8 +25,10 @@ from streams.surveillance_state import (
 
 class LayeringDetector:
     NAME: ClassVar[str] = "layering"
-    VERSION: ClassVar[int] = 4
-    """4: a ladder is judged as of its completing cancel in event-time order, whenever
+    VERSION: ClassVar[int] = 5
+    """5 (review 52): an order whose cancel reports a filled quantity is not part of a
+    ladder, even when its fill is folded after the cancel.
+    4: a ladder is judged as of its completing cancel in event-time order, whenever
     the events are folded (a late fill no longer adds the cancels after that one).
     3: "cancelled together" is two-sided (the whole ladder's cancel spread <=
     `cancel_together_s`); a late opposite fill raises every ladder it explains; the cancel
@@ -108,7 +110,7 @@ class LayeringDetector:
             if o.status == "CANCELED"
             and o.ended_at is not None
             and o.price is not None
-            and o.filled_qty == 0
+            and not o.traded
             and o.instrument == trigger.instrument
             and o.side == trigger.side
             and o.order_id not in used

@@ -25,8 +25,10 @@ from streams.surveillance_state import (
 
 class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
-    VERSION: ClassVar[int] = 4
-    """4: a late opposite fill raises every spoof it explains (3 stopped at the first);
+    VERSION: ClassVar[int] = 5
+    """5 (review 52): an order whose cancel reports a filled quantity is not "cancelled
+    unfilled", even when its fill is folded after the cancel.
+    4: a late opposite fill raises every spoof it explains (3 stopped at the first);
     `min_history` counts the account's orders at submission; durations exact."""
     PATTERN: ClassVar[str] = "SPOOFING"
     DEFAULTS: ClassVar[dict[str, str]] = {
@@ -75,7 +77,7 @@ class SpoofingDetector:
         return []
 
     def _evaluate(self, ctx: Context, order: OrderRec) -> list[AlertDraft]:
-        if order.filled_qty > 0 or order.ended_at is None or order.status != "CANCELED":
+        if order.traded or order.ended_at is None or order.status != "CANCELED":
             return []
         if order.order_id in ctx.book.used.get(self.NAME, []):
             return []

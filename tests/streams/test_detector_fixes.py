@@ -376,7 +376,7 @@ def test_layering_evidence_prints_the_cancel_spread_exactly() -> None:
 
 
 def test_changed_detectors_are_versioned() -> None:
-    assert SpoofingDetector.VERSION == 4
-    assert LayeringDetector.VERSION == 4
+    assert SpoofingDetector.VERSION == 5
+    assert LayeringDetector.VERSION == 5
     assert OrderToTradeDetector.VERSION == 2
     assert MarkingCloseDetector.VERSION == 3

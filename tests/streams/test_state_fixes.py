@@ -34,6 +34,10 @@ def restored(store: Any) -> MemoryStore:
     )
 
 
+def fold(events: list[Envelope[Any]]) -> list[str]:
+    return [a.payload.pattern for a in Surveillance(all_detectors()).process_batch(events)]
+
+
 def books_json(s: Surveillance) -> dict[str, str]:
     return {k: v.model_dump_json() for k, v in s.store.books.items()}
 
@@ -160,3 +164,59 @@ def test_the_largest_accepted_durations_fold() -> None:
     t.cancel(4.0, "big")
     alerts = Surveillance(all_detectors()).process_batch(t.events)
     assert [a.payload.pattern for a in alerts] == ["SPOOFING"]
+
+
+# --- 14. the cancel's own filled_quantity ---------------------------------------------------
+
+
+def part_filled_spoof() -> tuple[list[Envelope[Any]], Envelope[Any]]:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "s", "SELL", "1", "100.10")
+    t.fill(2.5, "s")
+    f_big = t.fill(3.0, "big", qty="4")  # 4 of 10 filled: the cancel says filled_quantity=4
+    t.cancel(3.5, "big")
+    return t.events, f_big
+
+
+def test_an_order_its_cancel_reports_filled_is_not_spoofing() -> None:
+    """Before: with the order's fill folded after the cancel, SPOOFING "cancelled unfilled"
+    (r19_cancel_says_filled)."""
+    events, f_big = part_filled_spoof()
+    assert fold(events) == []
+    assert fold([e for e in events if e is not f_big] + [f_big]) == []
+
+
+def test_an_order_filled_before_its_submit_was_folded_is_not_spoofing() -> None:
+    """A marketable order's fill carries the same time as its submit and may be released
+    first (r21): the fill then finds no order, but the cancel reports the fill."""
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(0.8, "A2", "s", "SELL", "1", "100.00")
+    t.fill(0.9, "s")
+    sub = t.submit(1.0, "A1", "big", "BUY", "10", "100.10")
+    fb = t.fill(1.0, "big", qty="4", price="100.10")
+    t.cancel(3.0, "big")
+    i = t.events.index(sub)
+    assert fold([*t.events[:i], fb, sub, *t.events[i + 2 :]]) == []
+
+
+def test_a_ladder_order_its_cancel_reports_filled_is_not_layered() -> None:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.1, "100.00", "100.10", "50", "50")
+    for k, px in enumerate(["99.90", "99.85", "99.80"]):
+        t.submit(0.2 + k * 0.1, "A1", f"L{k}", "BUY", "1", px)
+    t.submit(0.6, "A2", "S", "SELL", "1", "100.10")
+    t.fill(0.7, "S")
+    f1 = t.fill(0.8, "L1", qty="0.5")
+    for k in range(3):
+        t.cancel(1.0 + k * 0.1, f"L{k}")
+    assert fold(t.events) == []
+    assert fold([e for e in t.events if e is not f1] + [f1]) == []
