@@ -27,7 +27,8 @@ class LayeringDetector:
     NAME: ClassVar[str] = "layering"
     VERSION: ClassVar[int] = 5
     """5 (review 52): an order whose cancel reports a filled quantity is not part of a
-    ladder, even when its fill is folded after the cancel.
+    ladder, even when its fill is folded after the cancel; `min_levels` counts distinct
+    price levels (4 counted orders: three orders at one price raised a 1-level "ladder").
     4: a ladder is judged as of its completing cancel in event-time order, whenever
     the events are folded (a late fill no longer adds the cancels after that one).
     3: "cancelled together" is two-sided (the whole ladder's cancel spread <=
@@ -121,8 +122,8 @@ class LayeringDetector:
             and o.ended_at > trigger.submitted_at
         ]
         ladder = self._consecutive(group, trigger, Decimal(prm["level_gap_bps"]))
-        if len(ladder) < int(prm["min_levels"]):
-            return []
+        if len({o.price for o in ladder}) < int(prm["min_levels"]):
+            return []  # price levels, not orders (5: three orders at one price were a ladder)
         if max(o.submitted_at for o in ladder) >= min(o.ended_at for o in ladder if o.ended_at):
             return []  # never all in the book together
         start = min(o.submitted_at for o in ladder)

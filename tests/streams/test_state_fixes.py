@@ -220,3 +220,39 @@ def test_a_ladder_order_its_cancel_reports_filled_is_not_layered() -> None:
         t.cancel(1.0 + k * 0.1, f"L{k}")
     assert fold(t.events) == []
     assert fold([e for e in t.events if e is not f1] + [f1]) == []
+
+
+# --- 15. layering counts price levels, not orders -----------------------------------------
+
+
+def test_orders_at_one_price_are_not_a_ladder() -> None:
+    """Before: three orders at one price raised LAYERING "3 BUY orders on 1 consecutive
+    levels" with min_levels = 3 (r17_layering_one_level)."""
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "100.00", "100.10", "50", "50")
+    for k in range(3):
+        t.submit(1.0 + k * 0.1, "A1", f"o{k}", "BUY", "1", "99.95")
+    t.submit(1.5, "A2", "s", "SELL", "1", "100.10")
+    t.fill(1.6, "s")
+    for k in range(3):
+        t.cancel(2.0 + k * 0.1, f"o{k}")
+    assert fold(t.events) == []
+
+
+def test_two_orders_on_each_of_three_levels_are_a_ladder() -> None:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "100.00", "100.10", "50", "50")
+    for k, px in enumerate(["99.95", "99.95", "99.90", "99.90", "99.85", "99.85"]):
+        t.submit(1.0 + k * 0.1, "A1", f"o{k}", "BUY", "1", px)
+    t.submit(1.8, "A2", "s", "SELL", "1", "100.10")
+    t.fill(1.9, "s")
+    for k in range(6):
+        t.cancel(2.0 + k * 0.1, f"o{k}")
+    alerts = Surveillance(all_detectors()).process_batch(t.events)
+    assert [a.payload.pattern for a in alerts] == ["LAYERING"]
+    assert alerts[0].payload.evidence["levels"] == 3
+    assert len(alerts[0].payload.evidence["orders"]) == 5  # the 5th cancel completes 3 levels
