@@ -485,19 +485,19 @@ class Surveillance:
             return None
         before = rec.model_copy()
         rec.ended_at, rec.end_event_id = at, event.event_id
-        undo_count = None
+        undo_cancel: Callable[[], None] | None = None
         if isinstance(p, OrderCanceled | OrderExpired):
             rec.reported_filled = p.filled_quantity
         if isinstance(p, OrderCanceled):
             rec.status = "CANCELED"
-            undo_count = self._count(book, f"{p.account}|{rec.instrument}", at, "CANCEL")
+            undo_cancel = self._count(book, f"{p.account}|{rec.instrument}", at, "CANCEL")
         else:
             rec.status = "EXPIRED" if isinstance(p, OrderExpired) else "REJECTED"
 
         def undo_end() -> None:
             book.orders[p.order_id] = before
-            if undo_count is not None:
-                undo_count()
+            if undo_cancel is not None:
+                undo_cancel()
 
         return undo_end
 

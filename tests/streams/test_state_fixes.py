@@ -132,7 +132,7 @@ def test_a_config_that_would_break_every_event_is_refused(
     t = Tape()
     t.open_account("A1", "x")
     t.open_account("A2", "x")
-    bad = t.config(detector, 1, **params)
+    bad = t.config(detector, 1, 0, **params)
     t.quote(0.5, "100.00", "100.10", "2", "2")
     t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
     t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
