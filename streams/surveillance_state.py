@@ -294,7 +294,13 @@ class Surveillance:
         p = event.payload
         st = self.store
         if isinstance(p, AccountOpened):
-            st.owners[p.account] = p.beneficial_owner.owner_id
+            owner = p.beneficial_owner.owner_id
+            st.owners[p.account] = owner
+            fallback = f"account:{p.account}"
+            if owner != fallback and fallback in st.books:
+                target = st.books.get(owner)
+                st.books[owner] = merge_books(st.books[fallback], target, owner)
+                del st.books[fallback]
             return []
         if isinstance(p, DetectorConfigChanged):
             self._apply_config(event)
@@ -558,6 +564,42 @@ class Surveillance:
         for det, ids in book.used.items():
             book.used[det] = [i for i in ids if i in live]
         del book.alerted[:-ALERTED_KEEP]
+
+
+def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBook:
+    """`moved` (an account's own book, kept while its owner was unknown) taken into the
+    owner's book: the account's orders, fills, sizes, counters and alert bookkeeping go on
+    with the owner's, so an order submitted before its `AccountOpened` is judged (and
+    pruned) with the owner's other accounts. `moved`'s items come first: all of its events
+    were folded before the account's `AccountOpened`. Deterministic: no iteration order
+    but the books' own (log) order."""
+    if into is None:
+        return moved.model_copy(update={"owner": owner})
+    out = into.model_copy(deep=False)
+    out.orders = {**moved.orders, **into.orders}
+    seen = {f.fill_id for f in into.fills}
+    out.fills = [*(f for f in moved.fills if f.fill_id not in seen), *into.fills]
+    out.sizes = dict(into.sizes)
+    for acc, sizes in moved.sizes.items():
+        out.sizes[acc] = [*sizes, *into.sizes.get(acc, [])][-SIZE_HISTORY:]
+    out.counters = dict(into.counters)
+    for key, items in moved.counters.items():
+        out.counters[key] = [*items, *into.counters.get(key, [])]
+    out.used = dict(into.used)
+    for det, ids in moved.used.items():
+        known = set(ids)
+        out.used[det] = [*ids, *(i for i in into.used.get(det, []) if i not in known)]
+    out.last_alert = dict(into.last_alert)
+    for key, at in moved.last_alert.items():
+        # per-owner keys (marking the close) name the owner: the account's own id before
+        key = key.replace(f"|{moved.owner}|", f"|{owner}|")
+        out.last_alert[key] = max(at, out.last_alert.get(key, at))
+    before = set(moved.alerted)
+    out.alerted = [*moved.alerted, *(a for a in into.alerted if a not in before)][-ALERTED_KEEP:]
+    out.recent_times = [*moved.recent_times, *into.recent_times][-CLOCK_SAMPLE:]
+    clocks = [c for c in (moved.clock, into.clock) if c is not None]
+    out.clock = max(clocks) if clocks else None
+    return out
 
 
 def fills_of(

@@ -37,8 +37,10 @@ def next_reference(now: datetime, times: list[time]) -> datetime:
 
 class MarkingCloseDetector:
     NAME: ClassVar[str] = "marking_close"
-    VERSION: ClassVar[int] = 3
-    """3: one alert per owner, instrument and close (2 raised one per account of the
+    VERSION: ClassVar[int] = 4
+    """4 (review 52): an account's fills before its `AccountOpened` count with the
+    owner's (they stayed in the account's own book).
+    3: one alert per owner, instrument and close (2 raised one per account of the
     owner for the same episode); counts only fills at or before the triggering one."""
     PATTERN: ClassVar[str] = "MARKING_THE_CLOSE"
     DEFAULTS: ClassVar[dict[str, str]] = {

@@ -21,8 +21,10 @@ from streams.surveillance_state import (
 
 class OrderToTradeDetector:
     NAME: ClassVar[str] = "order_to_trade"
-    VERSION: ClassVar[int] = 2
-    """2: counts only events in [now - window_s, now] (1 also counted events folded
+    VERSION: ClassVar[int] = 3
+    """3 (review 52): an account's events before its `AccountOpened` count with the
+    owner's (they stayed in the account's own book).
+    2: counts only events in [now - window_s, now] (1 also counted events folded
     earlier with a later time)."""
     PATTERN: ClassVar[str] = "ORDER_TO_TRADE"
     DEFAULTS: ClassVar[dict[str, str]] = {

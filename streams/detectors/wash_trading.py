@@ -22,7 +22,9 @@ from streams.surveillance_state import (
 
 class WashTradingDetector:
     NAME: ClassVar[str] = "wash_trading"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
+    """3 (review 52): an account's fills before its `AccountOpened` pair with the owner's
+    other accounts' (they stayed in the account's own book)."""
     PATTERN: ClassVar[str] = "WASH_TRADING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "window_s": "5",

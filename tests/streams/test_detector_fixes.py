@@ -354,7 +354,7 @@ def test_marking_close_alerts_once_per_owner_not_per_account() -> None:
         t.fill(at + 0.1, f"m{k}", price="100")
     alerts = fold(t.events)
     assert [a.pattern for a in alerts] == ["MARKING_THE_CLOSE"]
-    assert alerts[0].detector_version == MarkingCloseDetector.VERSION == 3
+    assert alerts[0].detector_version == MarkingCloseDetector.VERSION == 4
 
 
 # --- 8. exact durations -------------------------------------------------------------------
@@ -378,5 +378,5 @@ def test_layering_evidence_prints_the_cancel_spread_exactly() -> None:
 def test_changed_detectors_are_versioned() -> None:
     assert SpoofingDetector.VERSION == 5
     assert LayeringDetector.VERSION == 5
-    assert OrderToTradeDetector.VERSION == 2
-    assert MarkingCloseDetector.VERSION == 3
+    assert OrderToTradeDetector.VERSION == 3
+    assert MarkingCloseDetector.VERSION == 4

@@ -256,3 +256,50 @@ def test_two_orders_on_each_of_three_levels_are_a_ladder() -> None:
     assert [a.payload.pattern for a in alerts] == ["LAYERING"]
     assert alerts[0].payload.evidence["levels"] == 3
     assert len(alerts[0].payload.evidence["orders"]) == 5  # the 5th cancel completes 3 levels
+
+
+# --- 13. an account's owner learned while its order is open ---------------------------------
+
+
+def owner_learned_midorder() -> tuple[list[Envelope[Any]], list[Envelope[Any]]]:
+    t = Tape()
+    opened = t.open_account("A1", "x", at=0)
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    s = t.submit(2.0, "A1", "s", "SELL", "1", "100.10")
+    t.fill(2.5, "s")
+    t.cancel(4.0, "big")
+    late = [e for e in t.events if e is not opened]
+    late.insert(late.index(s), opened)  # the accounts partition delivers it after the submit
+    return t.events, late
+
+
+def test_an_order_submitted_before_its_accounts_owner_was_known_is_still_judged() -> None:
+    """Before: the cancel went to the owner's book, where the order was not: the spoof was
+    missed and the order stayed OPEN in the `account:A1` book for ever (r16)."""
+    in_order, late = owner_learned_midorder()
+    s = Surveillance(all_detectors())
+    alerts = [a.payload for a in s.process_batch(late)]
+    expected = [a.payload for a in Surveillance(all_detectors()).process_batch(in_order)]
+    assert [a.pattern for a in expected] == ["SPOOFING"]
+    assert alerts == expected
+    assert list(s.store.books) == ["x"]
+    assert s.store.books["x"].orders["big"].status == "CANCELED"
+
+
+def test_the_accounts_own_book_joins_the_owners_other_accounts() -> None:
+    t = Tape()
+    t.open_account("A2", "x")
+    opened = t.open_account("A1", "x")
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    big = t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "s", "SELL", "1", "100.10")
+    t.fill(2.5, "s")
+    t.cancel(4.0, "big")
+    late = [e for e in t.events if e is not opened]
+    late.insert(late.index(big) + 1, opened)
+    s = Surveillance(all_detectors())
+    alerts = [a.payload for a in s.process_batch(late)]
+    assert alerts == [a.payload for a in Surveillance(all_detectors()).process_batch(t.events)]
+    assert [a.pattern for a in alerts] == ["SPOOFING"]
+    assert list(s.store.books) == ["x"]
