@@ -139,6 +139,11 @@ class QuoteRec(QuotePoint):
     force when it was submitted, even if a newer quote was folded in first."""
 
     history: list[QuotePoint] = []
+    recent_times: list[datetime] = []
+    """Times of the instrument's last CLOCK_SAMPLE quotes, log order."""
+    clock: datetime | None = None
+    """The history's prune clock (see CLOCK_SAMPLE): one quote stamped an hour ahead (a
+    feed's clock glitch) must not prune every correct quote after it from the history."""
 
     def at_time(self, when: datetime) -> QuotePoint | None:
         """The latest quote at or before `when`; None if all known quotes are later."""
@@ -315,12 +320,19 @@ class Surveillance:
             )
             prev = st.quotes.get(p.instrument)
             points = [] if prev is None else [*prev.history, QuotePoint(**prev.model_dump(
-                exclude={"history"}))]  # fmt: skip
+                exclude={"history", "recent_times", "clock"}))]  # fmt: skip
             points = sorted([*points, point], key=lambda q: q.at)
             newest = points[-1]
-            keep = [q for q in points[:-1] if q.at >= newest.at - QUOTE_HISTORY]
+            recent = [*(prev.recent_times if prev is not None else []), point.at][-CLOCK_SAMPLE:]
+            clock = sorted(recent)[(len(recent) - 1) // 2]
+            if prev is not None and prev.clock is not None and prev.clock > clock:
+                clock = prev.clock
+            keep = [q for q in points[:-1] if q.at >= clock - QUOTE_HISTORY]
             st.quotes[p.instrument] = QuoteRec(
-                **newest.model_dump(), history=keep[-QUOTE_HISTORY_MAX:]
+                **newest.model_dump(),
+                history=keep[-QUOTE_HISTORY_MAX:],
+                recent_times=recent,
+                clock=clock,
             )
             return []
         account = getattr(p, "account", None)

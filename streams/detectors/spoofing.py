@@ -27,7 +27,8 @@ class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
     VERSION: ClassVar[int] = 5
     """5 (review 52): an order whose cancel reports a filled quantity is not "cancelled
-    unfilled", even when its fill is folded after the cancel.
+    unfilled", even when its fill is folded after the cancel; the quote history survives
+    one quote stamped far ahead (it pruned every correct quote after it).
     4: a late opposite fill raises every spoof it explains (3 stopped at the first);
     `min_history` counts the account's orders at submission; durations exact."""
     PATTERN: ClassVar[str] = "SPOOFING"

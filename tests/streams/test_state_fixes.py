@@ -303,3 +303,34 @@ def test_the_accounts_own_book_joins_the_owners_other_accounts() -> None:
     assert alerts == [a.payload for a in Surveillance(all_detectors()).process_batch(t.events)]
     assert [a.pattern for a in alerts] == ["SPOOFING"]
     assert list(s.store.books) == ["x"]
+
+
+# --- 12. one quote stamped an hour ahead -----------------------------------------------------
+
+
+def spoof_with_quotes(glitch: bool) -> list[Envelope[Any]]:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "100.00", "100.10", "1", "1")
+    if glitch:
+        t.quote(3600.0, "100.00", "100.10", "1", "1")  # one bad timestamp
+    for k in range(5):  # correct quotes keep flowing
+        t.quote(1.0 + k * 0.1, "100.00", "100.10", "1", "1")
+    t.submit(2.0, "A1", "big", "BUY", "10", "99.95")  # 10x the visible bid
+    t.submit(2.1, "A2", "s", "SELL", "1", "100.10")
+    t.fill(2.2, "s")
+    t.cancel(3.0, "big")
+    return t.events
+
+
+def test_one_quote_stamped_an_hour_ahead_does_not_blind_the_book() -> None:
+    """Before: the history was pruned against the newest quote's time, so every correct
+    quote after the glitch fell out of it and the order met no book (r3)."""
+    normal = Surveillance(all_detectors()).process_batch(spoof_with_quotes(False))
+    s = Surveillance(all_detectors())
+    glitched = s.process_batch(spoof_with_quotes(True))
+    assert [a.payload.pattern for a in normal] == ["SPOOFING"]
+    # the tapes' event ids differ (one more event): the same verdict and evidence
+    assert [a.payload.evidence for a in glitched] == [a.payload.evidence for a in normal]
+    assert len(s.store.quotes["BTC/USDT"].history) == 6
