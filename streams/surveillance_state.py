@@ -12,7 +12,15 @@ import statistics
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from decimal import Decimal
+from decimal import (
+    ROUND_HALF_EVEN,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from decimal import Context as DecimalContext
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
@@ -43,6 +51,22 @@ QUOTE_HISTORY = timedelta(seconds=60)
 QUOTE_HISTORY_MAX = 600
 """Older quotes kept per instrument (span and count), for orders folded in after newer
 quotes: engine events can reach surveillance seconds behind the market data."""
+ARITHMETIC = DecimalContext(
+    prec=600,
+    rounding=ROUND_HALF_EVEN,
+    Emin=-999_999,
+    Emax=999_999,
+    traps=[InvalidOperation, DivisionByZero, Overflow],
+)
+"""The decimal context every fold runs in, whatever the caller's: results never depend on
+the ambient context (review 52: spoofing divided and quantized in it, so the same events
+gave other bytes under another precision), and 600 digits hold any ratio of two
+schema-valid decimals (|adjusted exponent| <= 200, <= 256 characters) quantized to 4
+places, so `quantize` cannot raise `InvalidOperation` (it did for 1e12 against a 1e-18 bid
+at the default 28 digits: the cancel was dead-lettered, the spoof missed)."""
+SCORE_MAX = Decimal(10) ** 18
+"""An alert's `score` is capped here so it stays a schema-valid decimal (|exponent| <= 200);
+the evidence keeps the exact ratio."""
 CONFIGS_REMEMBERED = 32
 """Ids of the last N config changes applied per detector, so a redelivered one is a no-op."""
 CLOCK_SAMPLE = 7
@@ -296,6 +320,12 @@ class Surveillance:
         return [alert for event in events for alert in self.process(event)]
 
     def process(self, event: Envelope[Any]) -> list[Envelope[SurveillanceAlert]]:
+        """Fold one event; its alerts. Raises `InvalidDetectorConfig` for a refused config
+        change, and whatever a detector raises (the event is then not folded at all)."""
+        with localcontext(ARITHMETIC):
+            return self._process(event)
+
+    def _process(self, event: Envelope[Any]) -> list[Envelope[SurveillanceAlert]]:
         p = event.payload
         st = self.store
         if isinstance(p, AccountOpened):

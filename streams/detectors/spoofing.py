@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from schemas.events import Fill, OrderCanceled
 from streams.surveillance_state import (
+    SCORE_MAX,
     SIZE_HISTORY,
     AlertDraft,
     Context,
@@ -28,7 +29,9 @@ class SpoofingDetector:
     VERSION: ClassVar[int] = 5
     """5 (review 52): an order whose cancel reports a filled quantity is not "cancelled
     unfilled", even when its fill is folded after the cancel; the quote history survives
-    one quote stamped far ahead (it pruned every correct quote after it).
+    one quote stamped far ahead (it pruned every correct quote after it); arithmetic in
+    the fold's own decimal context (`ARITHMETIC`: 4 used the caller's and could raise
+    `InvalidOperation` on schema-valid sizes), the score capped at 10^18.
     4: a late opposite fill raises every spoof it explains (3 stopped at the first);
     `min_history` counts the account's orders at submission; durations exact."""
     PATTERN: ClassVar[str] = "SPOOFING"
@@ -133,7 +136,7 @@ class SpoofingDetector:
                 pattern=self.PATTERN,
                 account=order.account,
                 instrument=order.instrument,
-                score=ratio.quantize(Decimal("0.01")),
+                score=min(ratio, SCORE_MAX).quantize(Decimal("0.01")),
                 window_start=min(order.submitted_at, fills[0].at),
                 window_end=order.ended_at,
                 triggering_event_ids=(

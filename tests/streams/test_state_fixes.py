@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import decimal
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
 
-from schemas import Envelope
+from schemas import Envelope, decode, encode
 from streams.detectors import all_detectors
 from streams.surveillance_state import (
     AlertDraft,
@@ -334,3 +336,48 @@ def test_one_quote_stamped_an_hour_ahead_does_not_blind_the_book() -> None:
     # the tapes' event ids differ (one more event): the same verdict and evidence
     assert [a.payload.evidence for a in glitched] == [a.payload.evidence for a in normal]
     assert len(s.store.quotes["BTC/USDT"].history) == 6
+
+
+# --- 17. the fold's arithmetic does not depend on the ambient decimal context ---------------
+
+
+def dust_spoof(big_qty: str, bid_qty: str) -> list[Envelope[Any]]:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("A2", "x")
+    t.quote(0.5, "0.000000001", "0.000000002", bid_qty, "1")
+    t.submit(1.0, "A1", "big", "BUY", big_qty, "0.000000001")
+    t.submit(2.0, "A2", "s", "SELL", "1", "0.000000002")
+    t.fill(2.5, "s")
+    t.cancel(4.0, "big")
+    return t.events
+
+
+@pytest.mark.parametrize(
+    ("big_qty", "bid_qty"),
+    [
+        ("1000000000000", "0.000000000000000001"),  # ratio 1e30: quantize raised before
+        ("9" * 100, "0." + "0" * 99 + "1"),  # ratio ~1e200, still schema-valid sizes
+        ("10", "3"),
+    ],
+)
+def test_spoofing_arithmetic_never_raises_and_ignores_the_ambient_context(
+    big_qty: str, bid_qty: str
+) -> None:
+    """Before: `quantize` raised InvalidOperation (the cancel was dead-lettered, the spoof
+    missed) and under another ambient precision the same events gave other bytes (r6)."""
+    events = dust_spoof(big_qty, bid_qty)
+    alerts = Surveillance(all_detectors()).process_batch(events)
+    assert [a.payload.pattern for a in alerts] == ["SPOOFING"]
+    with decimal.localcontext() as ctx:
+        ctx.prec = 3
+        ctx.traps[decimal.Inexact] = True
+        again = Surveillance(all_detectors()).process_batch(events)
+    assert [encode(a) for a in again] == [encode(a) for a in alerts]
+    payload = alerts[0].payload
+    ratio = Decimal(big_qty) / Decimal(bid_qty) if len(big_qty) < 20 else None
+    if ratio is not None and ratio < 10**6:
+        assert payload.evidence["size_vs_book"] == format(ratio.quantize(Decimal("0.0001")), "f")
+    # the alert is a valid event on the wire (the score is capped into the schema's range)
+    key, value, headers = encode(alerts[0])
+    assert decode(value, headers) == alerts[0]
