@@ -379,5 +379,5 @@ def test_spoofing_arithmetic_never_raises_and_ignores_the_ambient_context(
     if ratio is not None and ratio < 10**6:
         assert payload.evidence["size_vs_book"] == format(ratio.quantize(Decimal("0.0001")), "f")
     # the alert is a valid event on the wire (the score is capped into the schema's range)
-    key, value, headers = encode(alerts[0])
+    _key, value, headers = encode(alerts[0])
     assert decode(value, headers) == alerts[0]
