@@ -67,6 +67,10 @@ at the default 28 digits: the cancel was dead-lettered, the spoof missed)."""
 SCORE_MAX = Decimal(10) ** 18
 """An alert's `score` is capped here so it stays a schema-valid decimal (|exponent| <= 200);
 the evidence keeps the exact ratio."""
+SWEEP_EVERY = timedelta(minutes=10)
+"""How often (global prune clock) the books of quiet owners are looked at."""
+CLOCK_KEY = "__clock__"
+"""Where `configs` holds the global prune clock (never a detector's name)."""
 CONFIGS_REMEMBERED = 32
 """Ids of the last N config changes applied per detector, so a redelivered one is a no-op."""
 CLOCK_SAMPLE = 7
@@ -402,6 +406,7 @@ class Surveillance:
             alerts.append(env)
         self._prune(book, self._advance_clock(book, event.occurred_at))
         st.books[owner] = book
+        self._sweep(event.occurred_at)
         return alerts
 
     def _apply_config(self, event: Envelope[Any]) -> None:
@@ -595,17 +600,65 @@ class Surveillance:
 
     @staticmethod
     def _prune(book: OwnerBook, now: datetime) -> None:
+        """Drop what is older than the horizon before `now` (an owner's prune clock, or the
+        global one for a quiet owner): closed orders, orders submitted before it even if
+        still open (an end never folded must not keep one for ever), fills, counters (and
+        their emptied keys), suppression times, the sizes of accounts with nothing left."""
         cutoff = now - HORIZON
-        for oid in [o for o, r in book.orders.items() if r.ended_at and r.ended_at < cutoff]:
+        stale = [
+            o
+            for o, r in book.orders.items()
+            if (r.ended_at and r.ended_at < cutoff) or r.submitted_at < cutoff
+        ]
+        for oid in stale:
             del book.orders[oid]
         book.fills = [f for f in book.fills if f.at >= cutoff]
-        for key, items in book.counters.items():
+        for key in list(book.counters):
+            items = book.counters[key]
             if items and items[0][0] < cutoff:
-                book.counters[key] = [i for i in items if i[0] >= cutoff]
+                items = book.counters[key] = [i for i in items if i[0] >= cutoff]
+            if not items:
+                del book.counters[key]
+        for key in [k for k, at in book.last_alert.items() if at < cutoff]:
+            del book.last_alert[key]
+        active = {r.account for r in book.orders.values()} | {f.account for f in book.fills}
+        for acc in [a for a in book.sizes if a not in active]:
+            del book.sizes[acc]
         live = set(book.orders) | {f.fill_id for f in book.fills}
         for det, ids in book.used.items():
             book.used[det] = [i for i in ids if i in live]
         del book.alerted[:-ALERTED_KEEP]
+
+    def _sweep(self, at: datetime) -> None:
+        """Advance the global prune clock (the lower median of the last CLOCK_SAMPLE
+        order events' times, never back) and, every SWEEP_EVERY of it, delete the books of
+        owners with nothing left inside the horizon: an owner's own events prune their
+        book, so a quiet owner's book (every `account:<id>` book of a one-off account
+        among them) was kept for ever. The clock is stored in `configs` under CLOCK_KEY,
+        so a restart from the changelogs carries on exactly."""
+        st = self.store
+        stored = st.configs.get(CLOCK_KEY) or {}
+        recent = [datetime.fromisoformat(t) for t in stored.get("recent", "").split()]
+        recent = [*recent, at][-CLOCK_SAMPLE:]
+        clock = sorted(recent)[(len(recent) - 1) // 2]
+        if stored.get("clock"):
+            clock = max(clock, datetime.fromisoformat(stored["clock"]))
+        swept = datetime.fromisoformat(stored["swept"]) if stored.get("swept") else clock
+        if clock - swept >= SWEEP_EVERY:
+            swept = clock
+            cutoff = clock - HORIZON
+            for owner in sorted(st.books):
+                book = st.books[owner]
+                if book.recent_times and max(book.recent_times) >= cutoff:
+                    continue  # active: its own events prune it
+                self._prune(book, clock)
+                if not (book.orders or book.fills or book.counters or book.last_alert):
+                    del st.books[owner]
+        st.configs[CLOCK_KEY] = {
+            "recent": " ".join(t.isoformat() for t in recent),
+            "clock": clock.isoformat(),
+            "swept": swept.isoformat(),
+        }
 
 
 def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBook:

@@ -28,7 +28,8 @@ class LayeringDetector:
     VERSION: ClassVar[int] = 5
     """5 (review 52): an order whose cancel reports a filled quantity is not part of a
     ladder, even when its fill is folded after the cancel; `min_levels` counts distinct
-    price levels (4 counted orders: three orders at one price raised a 1-level "ladder").
+    price levels (4 counted orders: three orders at one price raised a 1-level "ladder");
+    orders submitted more than the horizon (90 min) ago are pruned even while open.
     4: a ladder is judged as of its completing cancel in event-time order, whenever
     the events are folded (a late fill no longer adds the cancels after that one).
     3: "cancelled together" is two-sided (the whole ladder's cancel spread <=

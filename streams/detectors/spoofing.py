@@ -31,7 +31,8 @@ class SpoofingDetector:
     unfilled", even when its fill is folded after the cancel; the quote history survives
     one quote stamped far ahead (it pruned every correct quote after it); arithmetic in
     the fold's own decimal context (`ARITHMETIC`: 4 used the caller's and could raise
-    `InvalidOperation` on schema-valid sizes), the score capped at 10^18.
+    `InvalidOperation` on schema-valid sizes), the score capped at 10^18; an account's
+    sizes (for the median) are forgotten after 90 minutes without an order or fill.
     4: a late opposite fill raises every spoof it explains (3 stopped at the first);
     `min_history` counts the account's orders at submission; durations exact."""
     PATTERN: ClassVar[str] = "SPOOFING"

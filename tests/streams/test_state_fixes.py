@@ -11,6 +11,7 @@ import pytest
 from schemas import Envelope, decode, encode
 from streams.detectors import all_detectors
 from streams.surveillance_state import (
+    HORIZON,
     AlertDraft,
     Context,
     InvalidDetectorConfig,
@@ -381,3 +382,55 @@ def test_spoofing_arithmetic_never_raises_and_ignores_the_ambient_context(
     # the alert is a valid event on the wire (the score is capped into the schema's range)
     _key, value, headers = encode(alerts[0])
     assert decode(value, headers) == alerts[0]
+
+
+# --- 16. state is bounded by the horizon ---------------------------------------------------
+
+
+def test_state_is_bounded_by_the_horizon_in_event_time() -> None:
+    """Before: `counters` kept an emptied list per account|instrument ever seen, `sizes`
+    and `last_alert` were never pruned, an order whose end was never folded stayed for
+    ever, and the book of an owner who went quiet was never pruned at all (r9)."""
+    t = Tape()
+    t.open_account("A1", "x")
+    for i in range(50):  # one order on each of 50 instruments
+        t.submit(i * 0.01, "A1", f"o{i}", "BUY", "1", "1.00", instrument=f"C{i}/USDT")
+        t.cancel(i * 0.01 + 0.001, f"o{i}")
+    t.submit(1.0, "A1", "never-ended", "BUY", "1", "1.00")
+    later = HORIZON.total_seconds() + 3600  # not money: seconds of a test tape
+    for k in range(8):
+        t.submit(later + k, "A1", f"n{k}", "BUY", "1", "1.00")
+        t.cancel(later + k + 0.5, f"n{k}")
+    for j in range(20):  # one-off accounts with no AccountOpened (their own owners)
+        t.submit(later + 30 + j, f"Z{j}", f"z{j}", "BUY", "1", "1.00")
+    s = Surveillance(all_detectors())
+    s.process_batch(t.events)
+    x = s.store.books["x"]
+    assert list(x.counters) == ["A1|BTC/USDT"]
+    assert "never-ended" not in x.orders
+    assert len(s.store.books) == 21
+    tail = Tape(seed="tail")
+    tail.open_account("Q", "q")
+    for k in range(10):  # three days later, another owner trades
+        tail.submit(later + 86400 * 3 + k, "Q", f"q{k}", "BUY", "1", "1.00")
+    s.process_batch(tail.events)
+    assert list(s.store.books) == ["q"], "the quiet owners' books are gone"
+
+
+def test_an_accounts_sizes_and_suppression_go_with_its_last_order() -> None:
+    t = Tape()
+    t.open_account("A1", "x")
+    t.open_account("B1", "x")
+    t.config("order_to_trade", 1, window_s="10", min_orders="3", max_cancel_ratio="0.5")
+    for k in range(3):
+        t.submit(1 + k, "B1", f"b{k}", "BUY", "1", "90")
+        t.cancel(1.5 + k, f"b{k}")
+    later = HORIZON.total_seconds() + 60
+    for k in range(8):
+        t.submit(later + k, "A1", f"a{k}", "BUY", "1", "90")
+    s = Surveillance(all_detectors())
+    alerts = s.process_batch(t.events)
+    assert [a.payload.pattern for a in alerts] == ["ORDER_TO_TRADE"]
+    x = s.store.books["x"]
+    assert list(x.sizes) == ["A1"]
+    assert x.last_alert == {}
