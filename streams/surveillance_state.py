@@ -395,7 +395,7 @@ class Surveillance:
             raise
         alerts: list[Envelope[SurveillanceAlert]] = []
         for draft in drafts:
-            env = self._emit(draft, owner, event)
+            env = self._emit(draft, owner)
             aid = str(env.payload.alert_id)
             if aid in book.alerted:
                 continue
@@ -572,7 +572,12 @@ class Surveillance:
 
         return undo_append
 
-    def _emit(self, d: AlertDraft, owner: str, cause: Envelope[Any]) -> Envelope[SurveillanceAlert]:
+    @staticmethod
+    def _emit(d: AlertDraft, owner: str) -> Envelope[SurveillanceAlert]:
+        """The alert event, every byte of it from the alert itself: its id from the alert
+        id, its time the window's end, no causation. Not from the event that completed the
+        pattern in this fold: a late fill completes what a cancel completes in order, and
+        the same alert then went out as another record (review 52)."""
         aid = alert_id(d.detector, d.version, d.triggering_event_ids, d.window_end)
         payload = SurveillanceAlert(
             alert_id=aid,
@@ -593,9 +598,8 @@ class Surveillance:
         return new_event(
             payload,
             producer=PRODUCER,
-            causation=cause,
-            occurred_at=cause.occurred_at,
-            event_id=derived_uuid7(cause.occurred_at, PRODUCER, str(aid)),
+            occurred_at=d.window_end,
+            event_id=derived_uuid7(d.window_end, PRODUCER, str(aid)),
         )
 
     @staticmethod
