@@ -9,6 +9,7 @@ from schemas.events import Fill
 from streams.surveillance_state import (
     AlertDraft,
     Context,
+    FillRec,
     boolean,
     check_params,
     dec,
@@ -24,7 +25,8 @@ class WashTradingDetector:
     NAME: ClassVar[str] = "wash_trading"
     VERSION: ClassVar[int] = 3
     """3 (review 52): an account's fills before its `AccountOpened` pair with the owner's
-    other accounts' (they stayed in the account's own book)."""
+    other accounts' (they stayed in the account's own book); the match is the earliest in
+    event time, not the first folded."""
     PATTERN: ClassVar[str] = "WASH_TRADING"
     DEFAULTS: ClassVar[dict[str, str]] = {
         "window_s": "5",
@@ -46,7 +48,10 @@ class WashTradingDetector:
         )
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
-        """Pairs the new fill with the earliest unexplained matching opposite fill."""
+        """Pairs the new fill with the earliest unexplained matching opposite fill, in
+        event time (`(at, event_id)`), whatever order the candidates were folded in (3:
+        the first in fold order, so two candidates folded the other way round paired
+        differently)."""
         p = ctx.event.payload
         if not isinstance(p, Fill):
             return []
@@ -58,7 +63,13 @@ class WashTradingDetector:
         size_tol = Decimal(prm["size_tolerance"])
         px_tol = Decimal(prm["price_tolerance_bps"])
         allow_same = prm["same_account"].lower() == "true"
+        match: tuple[FillRec, Decimal, Decimal] | None = None
         for f in ctx.book.fills:
+            if match is not None and (f.at, str(f.event_id)) >= (
+                match[0].at,
+                str(match[0].event_id),
+            ):
+                continue
             if (
                 f.fill_id == p.fill_id
                 or f.fill_id in used
@@ -72,6 +83,9 @@ class WashTradingDetector:
             price_bps = abs(f.price - p.price) / p.price * Decimal(10000)
             if size_diff > size_tol or price_bps > px_tol:
                 continue
+            match = (f, size_diff, price_bps)
+        if match is not None:
+            f, size_diff, price_bps = match
             gap = abs(ctx.now - f.at)
             evidence = {
                 "legs": [

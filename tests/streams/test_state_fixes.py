@@ -434,3 +434,29 @@ def test_an_accounts_sizes_and_suppression_go_with_its_last_order() -> None:
     x = s.store.books["x"]
     assert list(x.sizes) == ["A1"]
     assert x.last_alert == {}
+
+
+# --- 10. wash trading pairs by event time, not fold order -----------------------------------
+
+
+def test_wash_pairing_does_not_depend_on_the_candidates_fold_order() -> None:
+    """Two sells of the owner (A2 at 1.5 s, A3 at 2.0 s) both match A1's buy (1.0 s),
+    folded last: before, the buy paired with whichever sell was folded first (r2)."""
+    t = Tape()
+    for a in ("A1", "A2", "A3"):
+        t.open_account(a, "x")
+    t.submit(0.9, "A1", "b", "BUY", "1", "100.00")
+    t.submit(0.9, "A2", "s2", "SELL", "1", "100.00")
+    t.submit(0.9, "A3", "s3", "SELL", "1", "100.00")
+    fb = t.fill(1.0, "b")
+    f2 = t.fill(1.5, "s2")
+    f3 = t.fill(2.0, "s3")
+    head = t.events[:6]
+
+    def legs(order: list[Envelope[Any]]) -> list[list[str]]:
+        alerts = Surveillance(all_detectors()).process_batch([*head, *order])
+        return [sorted(leg["account"] for leg in a.payload.evidence["legs"]) for a in alerts]
+
+    assert legs([fb, f2, f3]) == [["A1", "A2"]]  # in order
+    assert legs([f2, f3, fb]) == [["A1", "A2"]]
+    assert legs([f3, f2, fb]) == [["A1", "A2"]]
