@@ -9,12 +9,14 @@ sender and recipient.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -26,9 +28,10 @@ from deploy.settings import Settings
 from schemas import Envelope, decode_message, encode, new_event
 from schemas.events import DkgCompleted, DkgRound1Published, DkgRound2Published
 from schemas.topics import Topic
-from signer_ffi.authn import DEFAULT_REQUESTER, public_hex, write_identity
+from signer_ffi.authn import DEFAULT_REQUESTER, identity_file, public_hex, write_identity
+from signer_ffi.errors import SignerError
 from signer_ffi.frost import dkg_part1, dkg_part2, dkg_part3, generate_with_dealer
-from signer_ffi.group import SignerGroup, key_file, passphrase_for
+from signer_ffi.group import PassphraseMissingError, SignerGroup, key_file, passphrase_for
 from signer_ffi.keyfile import write_key_file
 
 
@@ -110,6 +113,44 @@ def unseal(
     )
 
 
+def _prepare_dkg_output(out_dir: Path, identifier: int) -> None:
+    """Fail before the ceremony, not after it: the directory must be writable and must not
+    already hold this participant's key material (a share exists nowhere else)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in (key_file(out_dir, identifier), identity_file(out_dir, identifier)):
+            if path.exists() or path.is_symlink():
+                raise CeremonyError(
+                    f"{path} already exists: move it away (or use another --out) first"
+                )
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".dkg-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CeremonyError(f"cannot write the key directory {out_dir}: {exc}") from exc
+
+
+def _ceremony_passphrase(identifier: int) -> bytearray:
+    try:
+        passphrase = passphrase_for(identifier)
+    except (PassphraseMissingError, OSError) as exc:
+        raise CeremonyError(f"participant {identifier}: {exc}") from exc
+    if not passphrase:
+        raise CeremonyError(f"participant {identifier}: the passphrase is empty")
+    return passphrase
+
+
+def _earlier_use(p: Any, ceremony_id: str, identifier: int) -> str | None:
+    """Why a record already on the log when we start means this ceremony id was used."""
+    if getattr(p, "ceremony_id", None) != ceremony_id:
+        return None
+    if isinstance(p, DkgRound1Published) and p.participant == identifier:
+        return f"participant {identifier} already published a round-1 package under it"
+    if isinstance(p, DkgRound2Published | DkgCompleted):
+        return f"it already has {type(p).__name__} records"
+    return None
+
+
 def run_dkg_participant(
     settings: Settings,
     *,
@@ -122,22 +163,104 @@ def run_dkg_participant(
     echo: Callable[[str], None] = lambda _m: None,
     requesters: tuple[str, ...] = (DEFAULT_REQUESTER,),
 ) -> SignerGroup:
-    """One participant's side of a DKG ceremony, exchanging packages on `signing.messages`."""
+    """One participant's side of a DKG ceremony, exchanging packages on `signing.messages`.
+
+    Everything that could stop this participant from saving its share (its passphrase,
+    the output directory) is checked before it publishes anything, and a ceremony id
+    already used on the log is refused: its old packages would be mixed with the new.
+    Every failure is a CeremonyError naming the participant or sender at fault."""
+    _prepare_dkg_output(out_dir, identifier)
+    passphrase = _ceremony_passphrase(identifier)
+    try:
+        return _run_dkg(
+            settings,
+            ceremony_id=ceremony_id,
+            identifier=identifier,
+            signers=signers,
+            threshold=threshold,
+            out_dir=out_dir,
+            timeout=timeout,
+            echo=echo,
+            requesters=requesters,
+            passphrase=passphrase,
+        )
+    finally:
+        passphrase[:] = b"\x00" * len(passphrase)
+
+
+def _run_dkg(
+    settings: Settings,
+    *,
+    ceremony_id: str,
+    identifier: int,
+    signers: int,
+    threshold: int,
+    out_dir: Path,
+    timeout: float,
+    echo: Callable[[str], None],
+    requesters: tuple[str, ...],
+    passphrase: bytearray,
+) -> SignerGroup:
     topic = settings.topic(Topic.SIGNING_MESSAGES)
     producer = Producer(producer_config(settings))
     consumer = Consumer(
         consumer_config(settings, group_id=f"dkg-{ceremony_id}-{identifier}-{os.getpid()}")
     )
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign(
-        [TopicPartition(topic, p, 0) for p in parts]
-    )  # a late joiner still sees round 1
+    tps = [TopicPartition(topic, p, 0) for p in parts]
+    consumer.assign(tps)  # a late joiner still sees round 1
     name = f"dkg-{identifier}"
 
     def publish(event: Envelope[Any]) -> None:
         key, value, headers = encode(event)
-        producer.produce(settings.topic(event.payload.TOPIC), key=key, value=value, headers=headers)
-        producer.flush(10)
+        failed: list[str] = []
+        producer.produce(
+            settings.topic(event.payload.TOPIC),
+            key=key,
+            value=value,
+            headers=headers,
+            on_delivery=lambda err, _msg: failed.append(str(err)) if err is not None else None,
+        )
+        if producer.flush(10) != 0 or failed:
+            raise CeremonyError(
+                f"participant {identifier}: {event.event_type} not delivered: "
+                f"{failed[0] if failed else 'flush timed out'}"
+            )
+
+    def decoded(msg: Any) -> Any:
+        if msg is None or msg.error():
+            return None
+        try:
+            return decode_message(msg).payload
+        except Exception:
+            return None
+
+    # What is on the log before we publish: an earlier attempt with this ceremony id?
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+    backlog: list[Any] = []
+    remaining = {p for p, end in ends.items() if end > 0}
+    deadline = time.monotonic() + timeout
+    while remaining:
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise CeremonyError(f"DKG {ceremony_id}: could not read {topic} to its end")
+        msg = consumer.poll(0.1)
+        if msg is None or msg.error():
+            continue
+        part, offset = msg.partition() or 0, msg.offset() or 0
+        earlier = offset < ends.get(part, 0)
+        if offset >= ends.get(part, 0) - 1:
+            remaining.discard(part)
+        p = decoded(msg)
+        if p is None:
+            continue
+        if earlier and (why := _earlier_use(p, ceremony_id, identifier)) is not None:
+            consumer.close()
+            raise CeremonyError(
+                f"ceremony id {ceremony_id!r} was already used on {topic} ({why}): "
+                "start every participant again with a new --ceremony"
+            )
+        backlog.append(p)
 
     x_priv = X25519PrivateKey.generate()
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -145,38 +268,36 @@ def run_dkg_participant(
     x_pub = x_priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     identity = Ed25519PrivateKey.generate()
     secret1, package1 = dkg_part1(identifier, signers, threshold)
-    publish(
-        new_event(
-            DkgRound1Published(
-                ceremony_id=ceremony_id,
-                participant=identifier,
-                package_hex=package1.hex(),
-                x25519_public_hex=x_pub.hex(),
-                identity_public_hex=public_hex(identity),
-            ),
-            producer=name,
-        )
-    )
-    echo(f"participant {identifier}: round 1 published")
     round1: dict[int, DkgRound1Published] = {}
     round2: dict[int, bytes] = {}
     secret2 = None
-    deadline = time.monotonic() + timeout
     try:
+        publish(
+            new_event(
+                DkgRound1Published(
+                    ceremony_id=ceremony_id,
+                    participant=identifier,
+                    package_hex=package1.hex(),
+                    x25519_public_hex=x_pub.hex(),
+                    identity_public_hex=public_hex(identity),
+                ),
+                producer=name,
+            )
+        )
+        echo(f"participant {identifier}: round 1 published")
+        deadline = time.monotonic() + timeout
         while True:
             if time.monotonic() > deadline:
                 missing = sorted(set(range(1, signers + 1)) - set(round1) - {identifier})
                 raise CeremonyError(
                     f"DKG {ceremony_id} timed out; no round-1 package yet from {missing}"
+                    if missing
+                    else f"DKG {ceremony_id} timed out; no round-2 package yet from "
+                    f"{sorted(set(round1) - set(round2))}"
                 )
-            msg = consumer.poll(0.1)
-            if msg is None or msg.error():
+            p = backlog.pop(0) if backlog else decoded(consumer.poll(0.1))
+            if p is None:
                 continue
-            try:
-                ev = decode_message(msg)
-            except Exception:
-                continue
-            p = ev.payload
             if (
                 isinstance(p, DkgRound1Published)
                 and p.ceremony_id == ceremony_id
@@ -188,19 +309,34 @@ def run_dkg_participant(
                 and p.ceremony_id == ceremony_id
                 and p.recipient == identifier
             ):
-                if p.sender in round1:
+                if p.sender in round1 and p.sender not in round2:
                     peer = bytes.fromhex(round1[p.sender].x25519_public_hex)
-                    round2[p.sender] = unseal(
-                        x_priv,
-                        peer,
-                        ceremony_id,
-                        p.sender,
-                        identifier,
-                        bytes.fromhex(p.sealed_package_hex),
-                    )
+                    try:
+                        round2[p.sender] = unseal(
+                            x_priv,
+                            peer,
+                            ceremony_id,
+                            p.sender,
+                            identifier,
+                            bytes.fromhex(p.sealed_package_hex),
+                        )
+                    except (InvalidTag, ValueError) as exc:
+                        raise CeremonyError(
+                            f"DKG {ceremony_id}: the round-2 package from participant "
+                            f"{p.sender} does not open with its round-1 key (forged, or "
+                            f"from another attempt with this ceremony id): "
+                            f"{type(exc).__name__}"
+                        ) from exc
             if secret2 is None and len(round1) == signers - 1:
                 packages = {i: bytes.fromhex(r.package_hex) for i, r in round1.items()}
-                secret2, outgoing = dkg_part2(secret1, packages)
+                try:
+                    secret2, outgoing = dkg_part2(secret1, packages)
+                except SignerError as exc:
+                    raise CeremonyError(
+                        f"DKG {ceremony_id}: bad round-1 package(s) from "
+                        f"{list(getattr(exc, 'culprits', ())) or 'an unnamed participant'}: "
+                        f"{exc}"
+                    ) from exc
                 for recipient, pkg in sorted(outgoing.items()):
                     peer = bytes.fromhex(round1[recipient].x25519_public_hex)
                     sealed = seal(x_priv, peer, ceremony_id, identifier, recipient, pkg)
@@ -219,17 +355,18 @@ def run_dkg_participant(
             if secret2 is not None and len(round2) == signers - 1:
                 break
         packages1 = {i: bytes.fromhex(r.package_hex) for i, r in round1.items()}
-        share, public = dkg_part3(secret2, packages1, round2)
+        try:
+            share, public = dkg_part3(secret2, packages1, round2)
+        except SignerError as exc:
+            raise CeremonyError(
+                f"DKG {ceremony_id}: bad round-2 package(s) from "
+                f"{list(getattr(exc, 'culprits', ())) or 'an unnamed participant'}: {exc}"
+            ) from exc
     finally:
+        secret1.wipe()
+        if secret2 is not None:
+            secret2.wipe()
         consumer.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    passphrase = passphrase_for(identifier)
-    try:
-        write_key_file(key_file(out_dir, identifier), share, passphrase)
-        write_identity(out_dir, identifier, identity, passphrase)
-    finally:
-        passphrase[:] = b"\x00" * len(passphrase)
-        share.wipe()
     identities = {i: r.identity_public_hex for i, r in round1.items() if r.identity_public_hex}
     identities[identifier] = public_hex(identity)
     group = SignerGroup(
@@ -239,7 +376,17 @@ def run_dkg_participant(
         identity_keys=identities,
         requesters=tuple(requesters),
     )
-    group.save(out_dir)
+    try:
+        write_key_file(key_file(out_dir, identifier), share, passphrase)
+        write_identity(out_dir, identifier, identity, passphrase)
+        group.save(out_dir)
+    except (OSError, ValueError) as exc:
+        raise CeremonyError(
+            f"participant {identifier}: DKG {ceremony_id} completed but its key files could "
+            f"not be written to {out_dir}: {exc}"
+        ) from exc
+    finally:
+        share.wipe()
     publish(
         new_event(
             DkgCompleted(
