@@ -138,6 +138,8 @@ def sign_file(
 
     The request and the signing package are signed with the requester's registered key: run `tradetape producer add signing-coordinator --accounts ""` once, with the engine running. Participants refuse unsigned or unregistered requesters, and each signs only a package whose message is this digest.
     """
+    from confluent_kafka import KafkaException
+
     from deploy.settings import get_settings
     from signer_ffi.coordinator import (
         SigningFailedError,
@@ -145,6 +147,7 @@ def sign_file(
         load_requester,
         sign_message,
     )
+    from signer_ffi.errors import SignerError
     from signer_ffi.group import SignerGroup
 
     settings = get_settings()
@@ -174,6 +177,9 @@ def sign_file(
         )
     except SigningFailedError as exc:
         typer.echo(f"error: signing failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (SignerError, KafkaException, RuntimeError, OSError) as exc:
+        typer.echo(f"error: signing failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     p = done.payload
     typer.echo(

@@ -79,6 +79,25 @@ def rejection(
     )
 
 
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+"""l: a signature share is a canonical scalar, 32 bytes little-endian, below l."""
+
+
+def share_problem(share_hex: str) -> str | None:
+    """Why `share_hex` cannot be a FROST(Ed25519) signature share (what frost's
+    `SignatureShare::deserialize` would refuse), or None: checked on arrival, so a faulty
+    signer is named at once instead of failing aggregation for everyone."""
+    try:
+        raw = bytes.fromhex(share_hex)
+    except ValueError as exc:
+        return f"not hex: {exc}"
+    if len(raw) != 32:
+        return f"{len(raw)} bytes, not 32"
+    if int.from_bytes(raw, "little") >= ED25519_ORDER:
+        return "not a canonical scalar (>= the group order)"
+    return None
+
+
 @dataclass
 class SigningRound:
     """Pure state of one round; the Kafka loop feeds it messages.
@@ -101,6 +120,9 @@ class SigningRound:
     sent: set[UUID] = field(default_factory=set)
     """Event ids of the request and package this coordinator published."""
     _commitment_events: dict[int, Envelope[Any]] = field(default_factory=dict, repr=False)
+    broken: tuple[str, tuple[int, ...]] | None = None
+    """Why the round can no longer succeed, and whose fault, once a chosen signer's
+    authentic share turned out malformed."""
 
     def _reject(self, event: Envelope[Any], reason: str) -> SigningMessageRejected:
         out = rejection(event, PRODUCER, reason, self.request.request_id)
@@ -171,11 +193,15 @@ class SigningRound:
             or msg.participant in self.shares
         ):
             return None  # authentic, but not (or no longer) expected
-        try:
-            share = SignatureShare(bytes.fromhex(msg.share_hex))
-        except ValueError as exc:
-            return self._reject(event, f"malformed share: {exc}")
-        self.shares[msg.participant] = share
+        problem = share_problem(msg.share_hex)
+        if problem is not None:
+            # Authentic and chosen, so the package can never be completed without it.
+            self.broken = (
+                f"malformed signature share from participant {msg.participant}: {problem}",
+                (msg.participant,),
+            )
+            return self._reject(event, f"malformed share: {problem}")
+        self.shares[msg.participant] = SignatureShare(bytes.fromhex(msg.share_hex))
         if len(self.shares) < len(self.package.participants):
             return None
         pkg = SigningPackage(bytes.fromhex(self.package.signing_package_hex))
@@ -309,25 +335,30 @@ class SigningCoordinator:
             if getattr(payload, "request_id", None) != request_id:
                 continue
             out: Any = None
-            if isinstance(payload, SigningCommitmentPublished):
-                out = state.on_commitment(ev)
-            elif isinstance(payload, SignatureSharePublished):
-                try:
+            try:
+                if isinstance(payload, SigningCommitmentPublished):
+                    out = state.on_commitment(ev)
+                elif isinstance(payload, SignatureSharePublished):
                     out = state.on_share(ev)
-                except InvalidSignatureShareError as exc:
-                    failure = (
-                        f"invalid signature share(s) from {list(exc.culprits)}",
-                        tuple(exc.culprits),
-                    )
-                if isinstance(out, bytes):
-                    signature, out = out, None
-            elif isinstance(payload, SigningMessageRejected):
-                if (why := state.on_refusal(payload)) is not None:
-                    failure = (why, ())
+                    if isinstance(out, bytes):
+                        signature, out = out, None
+                elif isinstance(payload, SigningMessageRejected):
+                    if (why := state.on_refusal(payload)) is not None:
+                        failure = (why, ())
+            except InvalidSignatureShareError as exc:
+                failure = (
+                    f"invalid signature share(s) from {list(exc.culprits)}",
+                    tuple(exc.culprits),
+                )
+            except SignerError as exc:  # any other FROST failure ends the round, recorded
+                culprits = tuple(getattr(exc, "culprits", ()))
+                failure = (f"{type(exc).__name__} from the signing library: {exc}", culprits)
             if out is not None:
                 published = new_event(out, producer=self.requester.name, causation=ev)
                 state.sent.add(published.event_id)
                 self._publish(published)
+            if failure is None and state.broken is not None:
+                failure = state.broken
         if failure is not None:
             failed = new_event(
                 SigningFailed(
