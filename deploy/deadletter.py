@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any, Protocol
 
 from schemas import Envelope, MalformedEventError, decode, new_event
@@ -18,18 +19,42 @@ class KafkaRecord(Protocol):
     def headers(self) -> Any: ...
 
 
+MAX_KEPT_VALUE_BYTES = 128 * 1024
+"""The most of an original value a dead letter keeps (base64 makes it a third larger).
+
+A record is dead-lettered because it is wrong, and wrong includes "as large as the topic
+allows": kept whole, and grown by base64, its dead letter would exceed the producer's
+`message.max.bytes` (1 MB by default) and the produce would fail, so the prefix, the full
+length and the SHA-256 are kept instead."""
+MAX_KEPT_KEY_BYTES = 1024
+
+
 def dead_letter_for(
     record: KafkaRecord, error: Exception, *, stage: str, producer: str
 ) -> Envelope[DeadLetter]:
-    """A dead-letter event that keeps the original bytes, coordinates and the reason."""
+    """A dead-letter event that keeps the original bytes (up to MAX_KEPT_VALUE_BYTES, with
+    the full length and SHA-256), coordinates and the reason; it always fits in a record."""
     key = record.key()
+    value = record.value() or b""
+    if isinstance(key, str):
+        key = key.encode()
+    if isinstance(value, str):
+        value = value.encode()
+    truncated = len(value) > MAX_KEPT_VALUE_BYTES or (
+        key is not None and len(key) > MAX_KEPT_KEY_BYTES
+    )
     return new_event(
         DeadLetter(
-            source_topic=record.topic() or "?",
+            source_topic=(record.topic() or "?")[:249],
             source_partition=record.partition(),
             source_offset=record.offset(),
-            original_key_b64=base64.b64encode(key).decode() if key is not None else None,
-            original_value_b64=base64.b64encode(record.value() or b"").decode(),
+            original_key_b64=(
+                base64.b64encode(key[:MAX_KEPT_KEY_BYTES]).decode() if key is not None else None
+            ),
+            original_value_b64=base64.b64encode(value[:MAX_KEPT_VALUE_BYTES]).decode(),
+            original_value_bytes=len(value),
+            original_value_sha256=hashlib.sha256(value).hexdigest(),
+            original_truncated=truncated,
             error_type=type(error).__name__,
             error=str(error)[:4000],
             stage=stage,

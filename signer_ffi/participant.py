@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.deadletter import dead_letter_for
@@ -300,10 +307,34 @@ def serve(
     )
     accounts = settings.topic(Topic.ACCOUNTS)
 
-    def publish(event: Envelope[Any]) -> None:
+    def publish(event: Envelope[Any]) -> bool:
+        """Produce and wait for the broker's acknowledgement; a failure is logged, never
+        fatal (one unpublishable answer must not take the signer down), and for a share
+        the coordinator's timeout names this participant."""
         key, value, headers = encode(event)
-        producer.produce(settings.topic(event.payload.TOPIC), key=key, value=value, headers=headers)
-        producer.flush(10)
+        failed: list[str] = []
+        try:
+            producer.produce(
+                settings.topic(event.payload.TOPIC),
+                key=key,
+                value=value,
+                headers=headers,
+                on_delivery=lambda err, _m: failed.append(str(err)) if err is not None else None,
+            )
+            unsent = producer.flush(10)
+        except (KafkaException, BufferError) as exc:
+            failed.append(f"{type(exc).__name__}: {exc}")
+            unsent = 0
+        if unsent or failed:
+            log.error(
+                "%s could not publish %s %s: %s",
+                producer_name,
+                event.event_type,
+                event.event_id,
+                failed[0] if failed else f"{unsent} record(s) unacknowledged after 10 s",
+            )
+            return False
+        return True
 
     try:
         _load_registry(consumer, settings, state, registry_timeout)
@@ -332,7 +363,12 @@ def serve(
             try:
                 ev = decode_message(msg)
             except MalformedEventError as exc:
-                publish(dead_letter_for(msg, exc, stage=producer_name, producer=producer_name))
+                try:
+                    letter = dead_letter_for(msg, exc, stage=producer_name, producer=producer_name)
+                except Exception:  # never crash on one record
+                    log.exception("%s could not dead-letter a malformed record", producer_name)
+                    continue
+                publish(letter)
                 continue
             try:
                 if isinstance(ev.payload, SigningRequested):

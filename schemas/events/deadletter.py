@@ -18,7 +18,21 @@ class DeadLetter(EventPayload):
     source_partition: int | None = None
     source_offset: int | None = None
     original_key_b64: str | None = None
-    original_value_b64: str = Field(description="The original bytes, base64")
+    original_value_b64: str = Field(
+        description="The original bytes, base64; only their first bytes when "
+        "`original_truncated` (a dead letter must fit where the original did not)"
+    )
+    original_value_bytes: int | None = Field(
+        default=None, ge=0, description="The original value's full length in bytes"
+    )
+    original_value_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the full original value, hex",
+    )
+    original_truncated: bool = Field(
+        default=False, description="The key or value kept here is a prefix of the original"
+    )
     error_type: str
     error: str = Field(max_length=4000)
     stage: str = Field(description="Which processor refused it: engine, projector, loader, ...")
