@@ -9,6 +9,7 @@ sender and recipient.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +32,13 @@ from schemas.topics import Topic
 from signer_ffi.authn import DEFAULT_REQUESTER, identity_file, public_hex, write_identity
 from signer_ffi.errors import SignerError
 from signer_ffi.frost import dkg_part1, dkg_part2, dkg_part3, generate_with_dealer
-from signer_ffi.group import PassphraseMissingError, SignerGroup, key_file, passphrase_for
+from signer_ffi.group import (
+    GROUP_FILE,
+    PassphraseMissingError,
+    SignerGroup,
+    key_file,
+    passphrase_for,
+)
 from signer_ffi.keyfile import write_key_file
 
 
@@ -39,31 +46,82 @@ class CeremonyError(RuntimeError):
     pass
 
 
+class KeyDirectoryExistsError(FileExistsError):
+    """The key directory already holds a group or key files: keygen would destroy them."""
+
+
+def _holds_keys(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.name == GROUP_FILE or p.name.startswith("participant-")
+    )
+
+
 def dealer_keygen(
     threshold: int,
     signers: int,
     out_dir: Path,
     requesters: tuple[str, ...] = (DEFAULT_REQUESTER,),
+    *,
+    force: bool = False,
 ) -> SignerGroup:
     """Trusted-dealer keygen into `out_dir`: group.json plus, per share, its encrypted key
-    file and an encrypted Ed25519 identity key (which signs that participant's messages)."""
+    file and an encrypted Ed25519 identity key (which signs that participant's messages).
+
+    A directory that already holds a group or key files is refused (KeyDirectoryExistsError)
+    unless `force`: it may be a live group. Every passphrase is resolved before any key
+    exists, and the files are written into a temporary sibling directory that is renamed
+    into place only when complete, so a failure leaves `out_dir` as it was. With `force`
+    the old directory is replaced as a whole (its files are deleted)."""
     if not 2 <= threshold <= signers:
         raise ValueError("need 2 <= threshold <= signers")
     if not requesters:
         raise ValueError("a group needs at least one allowed requester")
+    if (existing := _holds_keys(out_dir)) and not force:
+        raise KeyDirectoryExistsError(
+            f"{out_dir} already holds {', '.join(existing[:4])}"
+            f"{' …' if len(existing) > 4 else ''}: refusing to overwrite a signer group "
+            "(use --force to replace it)"
+        )
+    passphrases: dict[int, bytearray] = {}
+    try:
+        for i in range(1, signers + 1):
+            passphrases[i] = passphrase_for(i)
+            if not passphrases[i]:
+                raise ValueError(f"the passphrase for participant {i} is empty")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.keygen-"))
+        try:
+            group = _dealer_keygen_into(staging, threshold, signers, requesters, passphrases)
+            _install_dir(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        for p in passphrases.values():
+            p[:] = b"\x00" * len(p)
+    return group
+
+
+def _dealer_keygen_into(
+    directory: Path,
+    threshold: int,
+    signers: int,
+    requesters: tuple[str, ...],
+    passphrases: dict[int, bytearray],
+) -> SignerGroup:
     shares, public = generate_with_dealer(threshold, signers)
-    out_dir.mkdir(parents=True, exist_ok=True)
     identities: dict[int, str] = {}
     try:
         for share in shares:
-            passphrase = passphrase_for(share.identifier)
-            try:
-                write_key_file(key_file(out_dir, share.identifier), share, passphrase)
-                identity = Ed25519PrivateKey.generate()
-                write_identity(out_dir, share.identifier, identity, passphrase)
-                identities[share.identifier] = public_hex(identity)
-            finally:
-                passphrase[:] = b"\x00" * len(passphrase)
+            passphrase = passphrases[share.identifier]
+            write_key_file(key_file(directory, share.identifier), share, passphrase)
+            identity = Ed25519PrivateKey.generate()
+            write_identity(directory, share.identifier, identity, passphrase)
+            identities[share.identifier] = public_hex(identity)
     finally:
         for share in shares:
             share.wipe()
@@ -74,8 +132,32 @@ def dealer_keygen(
         identity_keys=identities,
         requesters=tuple(requesters),
     )
-    group.save(out_dir)
+    group.save(directory)
     return group
+
+
+def _install_dir(staging: Path, out_dir: Path) -> None:
+    """Move the complete `staging` directory to `out_dir` (renames in one file system)."""
+    os.chmod(staging, 0o700)
+    old: Path | None = None
+    if out_dir.exists() or out_dir.is_symlink():
+        if out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        else:
+            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+            os.replace(out_dir, old / "dir")
+    os.replace(staging, out_dir)
+    _fsync_dir(out_dir.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _seal_key(

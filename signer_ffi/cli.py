@@ -38,20 +38,26 @@ def keygen(
         Path | None, typer.Option("--out", help="Key directory (default <data>/signers)")
     ] = None,
     requester: AllowedRequesters = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a key directory that already holds a group (deletes it)"
+        ),
+    ] = False,
 ) -> None:
     """Trusted-dealer keygen: encrypted key shares and identity keys, plus group.json.
 
     Each participant gets its key share and an Ed25519 identity key (which signs its round messages), both encrypted with its passphrase. group.json lists the identity keys and the allowed requesters.
 
-    Passphrases come from TRADETAPE_SIGNER_PASSPHRASE_<id>, TRADETAPE_SIGNER_PASSPHRASE or the file named by TRADETAPE_SIGNER_PASSPHRASE_FILE.
+    Passphrases come from TRADETAPE_SIGNER_PASSPHRASE_<id>, TRADETAPE_SIGNER_PASSPHRASE or the file named by TRADETAPE_SIGNER_PASSPHRASE_FILE. A directory that already holds a group is refused unless --force.
     """
     from signer_ffi.ceremony import dealer_keygen
     from signer_ffi.group import PassphraseMissingError
 
     directory = _key_dir(out)
     try:
-        group = dealer_keygen(threshold, signers, directory, _requesters(requester))
-    except (PassphraseMissingError, ValueError) as exc:
+        group = dealer_keygen(threshold, signers, directory, _requesters(requester), force=force)
+    except (PassphraseMissingError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(

@@ -133,7 +133,7 @@ def run(settings: Settings) -> list[str]:
     passphrase = secrets.token_urlsafe(24)  # per run, never written anywhere
     os.environ["TRADETAPE_SIGNER_PASSPHRASE"] = passphrase
     try:
-        group = dealer_keygen(2, 3, key_dir)
+        group = dealer_keygen(2, 3, key_dir, force=True)  # fresh keys every run
     finally:
         os.environ.pop("TRADETAPE_SIGNER_PASSPHRASE", None)
     requester = register_requester(settings)
