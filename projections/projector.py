@@ -169,15 +169,21 @@ class Projector:
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
-        self.conn = psycopg.connect(
-            self.dsn,
-            # A batch sends its own BEGIN and COMMIT inside its pipelines (see apply).
-            autocommit=True,
-            application_name=f"tradetape-projector-{self.name}"[:63],
-        )
-        self.consumer = Consumer(self.consumer_config())
+        self._connect()
         self.resync()
         self._start_reader()
+
+    def _connect(self) -> None:
+        """The database connection and the consumer (unassigned), unless open already."""
+        if self.conn is None:
+            self.conn = psycopg.connect(
+                self.dsn,
+                # A batch sends its own BEGIN and COMMIT inside its pipelines (see apply).
+                autocommit=True,
+                application_name=f"tradetape-projector-{self.name}"[:63],
+            )
+        if self.consumer is None:
+            self.consumer = Consumer(self.consumer_config())
 
     def consumer_config(self) -> dict[str, Any]:
         fetch: dict[str, Any] = (

@@ -247,3 +247,35 @@ def test_history_keys_are_built_while_the_halves_write_their_current_rows(
     lines = seen.read_text().split("\n")[:-1]
     assert len({x.split()[0] for x in lines}) == 2  # both halves wrote current rows
     assert all(x.endswith(" True") for x in lines), lines
+
+
+@pytest.mark.integration
+def test_the_forked_half_connects_while_the_split_is_planned(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forked half opens its connections and consumer (and reads its topics'
+    partitions) before the parent has planned the split, not after: it started folding
+    ~0.1 s after the parent (session 13)."""
+    produce(env, generate(59, 600))
+    log = tmp_path / "log"
+    log.write_text("")
+    connect, plan_ = projector_module.Projector._connect, partitioned.plan
+
+    def connecting(self: Projector) -> None:
+        with log.open("a") as f:
+            f.write(f"connect {os.getpid()} {time.monotonic()}\n")
+        connect(self)
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        with log.open("a") as f:
+            f.write(f"plan {os.getpid()} {time.monotonic()}\n")
+        return plan_(*args, **kwargs)
+
+    monkeypatch.setattr(projector_module.Projector, "_connect", connecting)
+    monkeypatch.setattr(partitioned, "plan", planning)
+    rebuild(env, PROJECTIONS["decisions"])
+    rows = [x.split() for x in log.read_text().splitlines()]
+    (planned,) = [float(t) for kind, _pid, t in rows if kind == "plan"]
+    parent = next(pid for kind, pid, _t in rows if kind == "plan")
+    forked = [float(t) for kind, pid, t in rows if kind == "connect" and pid != parent]
+    assert forked and min(forked) < planned
