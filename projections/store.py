@@ -583,9 +583,11 @@ def fold_fresh(
         for q in folded_bad:
             q.raw_value = raw.get((q.topic, q.partition, q.offset))
     failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
-    failed_ids = {
-        str(i.data["event_id"]) for i in fresh if (i.topic, i.partition, i.offset) in failed
-    }
+    failed_ids = (
+        {str(i.data["event_id"]) for i in fresh if (i.topic, i.partition, i.offset) in failed}
+        if failed  # else a tuple per event for nothing (~0.2 us each in a rebuild)
+        else set()
+    )
     writes: list[tuple[Table, list[Row]]] = []
     if projection.seen_table == _SEEN.name:
         writes.append(
