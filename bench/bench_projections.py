@@ -121,6 +121,18 @@ def _tree_memory(pid: int) -> tuple[float, float]:
     return rss, pss
 
 
+def _cpu_with_children(pid: int | None) -> float:
+    """User + system CPU seconds of `pid` and of its children it has reaped (a
+    PostgreSQL server's finished backends); 0 if it is gone or unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_measured(
     cmd: list[str],
     env: dict[str, str],
@@ -130,8 +142,10 @@ def _run_measured(
 ) -> tuple[str, float, float]:
     """(stderr, wall seconds, peak RSS MB) of one subprocess. With `tree`, also samples
     the process and its children every 0.2 s: `tree["rss"]`/`tree["pss"]` get the peak
-    sums (a parallel rebuild's memory is that of all its processes together). With
-    `stdout`, its standard output lines (a rebuild prints its checksums) are appended."""
+    sums (a parallel rebuild's memory is that of all its processes together), and
+    `tree["cpu"]` gets the CPU seconds of the process and the children it reaped (wait4:
+    a split rebuild's forked half included). With `stdout`, its standard output lines (a
+    rebuild prints its checksums) are appended."""
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
@@ -148,6 +162,8 @@ def _run_measured(
             _pid, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
+        if tree is not None:
+            tree["cpu"] = usage.ru_utime + usage.ru_stime
         err.seek(0)
         text = err.read().decode(errors="replace")
         if stdout is not None:
@@ -177,7 +193,11 @@ def bench_rebuild(
     all_rounds: int = 1,
     baseline: Path | None = None,
     single_rounds: int = 1,
+    postgres: int | None = None,
 ) -> list[dict[str, Any]]:
+    """`postgres`: the server's pid; each single rebuild also reports the CPU its backends
+    used (those that ended by the command's end: all of a rebuild's), on a machine shared
+    with other work a steadier measure than the seconds (session 13)."""
     out = []
     base = [sys.executable, "-m", "deploy.cli_entry", "rebuild"]
     # Per projection: with a baseline, each round runs both trees back to back, the
@@ -192,7 +212,9 @@ def bench_rebuild(
             for suffix, cwd in trees if r % 2 == 0 else trees[::-1]:
                 sampled: dict[str, float] = {}
                 lines: list[str] = []
+                pg_before = _cpu_with_children(postgres)
                 text, wall, rss = _run_measured([*base, name], _env(s), sampled, cwd, lines)
+                sampled["pg_cpu"] = _cpu_with_children(postgres) - pg_before
                 events, seconds = _summary(text, name)
                 digest = _checksum_of(lines, name)
                 sums.setdefault(name, {})[f"{suffix.strip() or 'this code'} r{r + 1}"] = digest
@@ -206,7 +228,9 @@ def bench_rebuild(
                     f"rebuild {name + suffix:24} {events:>9,} events {seconds:7.1f}s "
                     f"{events / seconds:>9,.0f} ev/s  command {wall:5.1f}s  peak RSS "
                     f"{rss:5.0f} MB, tree {sampled['pss']:5.0f} MB PSS "
-                    f"({sampled['rss']:.0f} MB summed RSS)  checksum {digest[:16]}",
+                    f"({sampled['rss']:.0f} MB summed RSS)  CPU: command {sampled['cpu']:.1f}s, "
+                    f"PostgreSQL {sampled['pg_cpu']:.1f}s  load {os.getloadavg()[0]:.1f}  "
+                    f"checksum {digest[:16]}",
                     flush=True,
                 )
     # Every rebuild of a projection, by either tree in any round, must give one checksum.
@@ -577,6 +601,7 @@ def main() -> int:
                     all_rounds=args.all_rounds,
                     baseline=args.baseline_tree,
                     single_rounds=args.single_rounds,
+                    postgres=stack.postgres.pid(),
                 )
                 print(f"load average: {os.getloadavg()}", flush=True)
             if not args.skip_lag:
