@@ -413,7 +413,8 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
     last_status: dict[str, int] = {}
 
     async def intake(stream: Any) -> Any:
-        """Decode-check every input; forward good records as they are, dead-letter the rest."""
+        """Decode-check every input; forward good records as they are, dead-letter the rest
+        (with the reason: whatever decoding raised, a record never stops the intake)."""
         async for event in stream.events():
             msg = event.message
             try:
@@ -424,7 +425,10 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     partition=msg.partition,
                     offset=msg.offset,
                 )
-            except MalformedEventError as exc:
+            except Exception as exc:  # MalformedEventError, or a decoder bug: dead letter
+                if not isinstance(exc, MalformedEventError):
+                    log.warning("intake: decoding %s[%s]@%s raised %r", msg.topic,
+                                msg.partition, msg.offset, exc)  # fmt: skip
                 counters["dead"] += 1
                 await holder.dead(
                     dead_letter_for(

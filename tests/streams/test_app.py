@@ -134,3 +134,46 @@ def test_write_behind_books_reach_the_table_before_any_offset_commit(
     before, after, keys = asyncio.run(go())
     assert before is False, "the book was written at once: write-behind not in effect"
     assert after is True, keys
+
+
+def test_intake_dead_letters_any_exception_from_decoding_and_carries_on(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Review helper-45 (r12): the intake caught only MalformedEventError, so a record whose
+    decoding raised anything else (RecursionError, ValueError before schemas.decode was
+    fixed) crashed the agent, and the same record crashed it again after a restart."""
+    import streams.app
+
+    def poisoned(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if value == b"poison":
+            raise RecursionError("maximum recursion depth exceeded")
+        return decode(value, *args, **kwargs)
+
+    monkeypatch.setattr(streams.app, "decode", poisoned)
+    dead: list[Envelope[Any]] = []
+    forwarded: list[bytes] = []
+
+    async def go() -> None:
+        built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-poi")
+
+        async def capture_dead(letter: Envelope[Any]) -> None:
+            dead.append(letter)
+
+        async def capture_forward(*, key: Any, value: bytes, headers: Any) -> None:
+            forwarded.append(value)
+
+        built.dead = capture_dead
+        built.sequenced.send = capture_forward
+        good = spoof_tape().events[0]
+        async with built.intake.test_context() as agent:
+            agent.sent_offset = 7
+            await agent.put(value=b"poison", key=b"k")
+            await agent.put(value=encode(good)[1], key=encode(good)[0])
+
+    asyncio.run(go())
+    [letter] = dead
+    assert isinstance(letter.payload, DeadLetter)
+    assert letter.payload.error_type == "RecursionError"
+    assert "recursion" in letter.payload.error and letter.payload.stage == "surveillance"
+    assert letter.payload.source_offset == 7
+    assert [decode(v).event_type for v in forwarded] == ["AccountOpened"]
