@@ -34,7 +34,7 @@ from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import SurveillanceAlert
 from schemas.topics import Topic
 from streams.detectors import all_detectors
-from streams.sequencer import Buffered, Sequencer, SequencerState
+from streams.sequencer import MAX_BUFFERED, MAX_HOLD, Buffered, Sequencer, SequencerState
 from streams.surveillance_state import OwnerBook, QuoteRec, Surveillance
 
 log = logging.getLogger("tradetape.streams")
@@ -51,6 +51,8 @@ FLUSH_SECONDS = 0.2
 and always just before faust commits offsets (`FlushBeforeCommit` in `build_app`)."""
 RX_HEADER = "tt-rx"
 SOURCE_HEADER = "tt-src"
+OFFSET_HEADER = "tt-off"
+"""The record's offset in its source partition: equal event times release in log order."""
 INTERNAL_HEADER_PREFIX = "tt-"
 """The app's own headers on the sequenced log; the intake strips them from source records
 (a source record carrying `tt-tick` would otherwise be taken for a tick and dropped)."""
@@ -187,7 +189,8 @@ class SequencerStore:
     def load(self) -> SequencerState:
         if self.live is None:
             meta = self.meta.get("state") or SequencerState()
-            self.live = meta.model_copy(update={"buffer": [self.rows[k] for k in self.rows]})
+            rows = sorted((self.rows[k] for k in self.rows), key=Buffered.key)
+            self.live = meta.model_copy(update={"buffer": rows})
         return self.live
 
     def save(self, state: SequencerState) -> None:
@@ -397,7 +400,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         books=books,
     )
     engine = Surveillance(all_detectors(), store)
-    sequencer = Sequencer(DWELL)
+    sequencer = Sequencer(DWELL, max_hold=MAX_HOLD, max_buffered=MAX_BUFFERED)
     seq_store = SequencerStore(seq_meta, seq_rows)
 
     async def emit(alert: Envelope[SurveillanceAlert]) -> None:
@@ -448,6 +451,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     ]
                 ),
                 (SOURCE_HEADER, f"{msg.topic}:{msg.partition}".encode()),
+                (OFFSET_HEADER, str(msg.offset).encode()),
                 (RX_HEADER, str(time.time_ns() // 1000).encode()),
             ]
             await sequenced.send(key=msg.key, value=msg.value, headers=headers)
@@ -480,7 +484,8 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     env = decode(msg.value, msg.headers, topic=msg.topic, offset=msg.offset)
                     src = headers.get(SOURCE_HEADER)
                     source = src.decode() if isinstance(src, bytes) else str(src or "-")
-                    state, ready = sequencer.push(state, env, source=source, rx=rx)
+                    offset = _int_header(headers.get(OFFSET_HEADER))
+                    state, ready = sequencer.push(state, env, source=source, rx=rx, offset=offset)
             except Exception as exc:  # never crash the fold; nothing was changed yet
                 counters["dead"] += 1
                 await holder.dead(
@@ -540,10 +545,12 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         if moved != last_status:
             state = seq_store.load()
             log.info(
-                "progress %s buffered=%d late=%d released_up_to=%s",
+                "progress %s buffered=%d late=%d forced=%d clock_steps=%d released_up_to=%s",
                 " ".join(f"{k}={v}" for k, v in counters.items()),
                 len(state.buffer),
                 state.late,
+                state.forced,
+                state.steps,
                 state.released_at.isoformat() if state.released_at else "-",
             )
             last_status.update(moved)

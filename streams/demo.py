@@ -20,13 +20,15 @@ def run(settings: Settings) -> list[str]:
     from schemas.topics import Topic
     from streams.detectors import all_detectors
     from streams.scenario import build_scenario, run_through_engine, score
+    from streams.sequencer import sequence_log
     from streams.stor import build_stor, render_html
     from streams.surveillance_state import Surveillance
 
     create_topics(settings)
     scenario = build_scenario(seed=1, minutes=2)
     events = run_through_engine(scenario)
-    alerts = Surveillance(all_detectors()).process_batch(events)
+    released, _ = sequence_log(events)  # folded in the order the app folds
+    alerts = Surveillance(all_detectors()).process_batch(released)
     producer = Producer(producer_config(settings))
     for a in alerts:
         key, value, headers = encode(a)

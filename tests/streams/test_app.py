@@ -136,6 +136,53 @@ def test_write_behind_books_reach_the_table_before_any_offset_commit(
     assert after is True, keys
 
 
+def test_intake_stamps_the_source_offset_and_detect_releases_equal_times_by_it(
+    tmp_path: Path,
+) -> None:
+    """Review helper-45 (r20): an intent's OrderSubmitted and Fill carry the same time, and
+    released by `(occurred_at, event_id)` the fill went first whenever its id sorted first,
+    so the order stayed OPEN. The intake stamps each record's source offset (`tt-off`) and
+    the detect agent releases equal times in that order, even when the two arrive on the
+    sequenced log the other way round (a producer retry)."""
+    t = Tape()
+    t.open_account("A1", "x")
+    for i in range(40):  # a pair whose fill's id sorts before its submit's
+        sub = t.submit(1.0 + i, "A1", f"o{i}", "BUY", "1", "100")
+        fill = t.fill(1.0 + i, f"o{i}")
+        if str(fill.event_id) < str(sub.event_id):
+            break
+    assert str(fill.event_id) < str(sub.event_id)
+
+    async def intake() -> dict[str, bytes]:
+        built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-off")
+        stamps: dict[str, bytes] = {}
+
+        async def capture_forward(*, key: Any, value: bytes, headers: Any) -> None:
+            stamps.update(dict(headers))
+
+        built.sequenced.send = capture_forward
+        async with built.intake.test_context() as agent:
+            agent.sent_offset = 41  # the record's offset in its source partition
+            await agent.put(value=encode(sub)[1], key=encode(sub)[0])
+        return stamps
+
+    assert asyncio.run(intake())["tt-off"] == b"41"
+
+    async def detect() -> str:
+        built = build_app(Settings(data_dir=tmp_path, topic_prefix="unit."), app_id="unit-off2")
+        async with built.detect.test_context() as agent:
+            account = t.events[0]
+            await agent.put(value=encode(account)[1], key=b"A1", headers=arrived(account, 0))
+            for e, off in ((fill, b"42"), (sub, b"41")):  # arrive in the wrong order
+                headers = {"tt-src": b"unit.orders.lifecycle:0", "tt-rx": b"10", "tt-off": off}
+                await agent.put(value=encode(e)[1], key=encode(e)[0], headers=headers)
+            await agent.put(value=b"tick", key=b"t", headers=tick(10 + 300_000))
+        [book] = built.store.books.values()
+        return book.orders[sub.payload.order_id].status
+
+    assert asyncio.run(detect()) == "FILLED"
+
+
 def test_intake_dead_letters_any_exception_from_decoding_and_carries_on(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

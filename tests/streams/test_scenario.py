@@ -7,6 +7,7 @@ import pytest
 from schemas.events import SurveillanceAlert
 from streams.detectors import all_detectors
 from streams.scenario import build_scenario, run_through_engine, score
+from streams.sequencer import sequence_log
 from streams.surveillance_state import Surveillance
 
 
@@ -27,7 +28,17 @@ def test_precision_and_recall_per_pattern(seed: int) -> None:
         or (e.event_type == "RiskDecision" and e.payload.outcome != "APPROVED")
     ]  # fmt: skip
     assert rejected == [], "the scenario must trade through the real risk checks"
-    alerts = [a.payload for a in Surveillance(all_detectors()).process_batch(events)]
+    # Folded in the order the app folds: the sequencer's release order, not the engine's
+    # log order (an intent's submit and fills share its time: review helper-45, r20).
+    released, state = sequence_log(events)
+    assert len(released) == len(events) and state.late == 0 and state.forced == 0
+    surveillance = Surveillance(all_detectors())
+    alerts = [a.payload for a in surveillance.process_batch(released)]
+    filled = {e.payload.order_id for e in events
+              if e.event_type == "Fill" and e.payload.leaves_quantity == 0}  # fmt: skip
+    left_open = [o.order_id for b in surveillance.store.books.values()
+                 for o in b.orders.values() if o.status == "OPEN" and o.order_id in filled]  # fmt: skip
+    assert left_open == [], "a fill folded before its own OrderSubmitted"
     assert all(isinstance(a, SurveillanceAlert) for a in alerts)
     scores = score(sc.labels, alerts)
     for pattern, s in scores.items():
