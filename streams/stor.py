@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +32,13 @@ ABUSE_TYPE = {
 }
 
 
+def _listed(ev: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The evidence's list of order or fill records under `key` (order-to-trade's `orders`
+    is a count, not a list: a draft for such an alert raised TypeError)."""
+    value = ev.get(key)
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _orders_from_evidence(ev: dict[str, Any]) -> list[dict[str, Any]]:
     """Normalise the evidence of any detector into timeline rows."""
     rows: list[dict[str, Any]] = []
@@ -47,7 +55,7 @@ def _orders_from_evidence(ev: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": "CANCELED",
             }
         )
-    for o in ev.get("orders", []):
+    for o in _listed(ev, "orders"):
         rows.append(
             {
                 "order_id": o["order_id"],
@@ -60,7 +68,7 @@ def _orders_from_evidence(ev: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": "CANCELED",
             }
         )
-    for f in [*ev.get("opposite_fills", []), *ev.get("legs", []), *ev.get("fills", [])]:
+    for f in [*_listed(ev, "opposite_fills"), *_listed(ev, "legs"), *_listed(ev, "fills")]:
         rows.append(
             {
                 "order_id": f["order_id"],
@@ -76,12 +84,54 @@ def _orders_from_evidence(ev: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def evidence_rows(alert: SurveillanceAlert) -> list[dict[str, Any]]:
+    """The orders and fills the alert's evidence names, as timeline rows."""
+    return _orders_from_evidence(alert.evidence)
+
+
+def evidence_start(alert: SurveillanceAlert) -> datetime:
+    """The earliest time in the alert: its window's start or an evidence row's start."""
+    first = alert.window_start
+    for r in evidence_rows(alert):
+        try:
+            at = datetime.fromisoformat(str(r["start"]).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if at.tzinfo is not None:
+            first = min(first, at)
+    return first
+
+
+def _venue(rows: list[dict[str, Any]], venues: Mapping[str, str] | None) -> Any:
+    """The venue(s) the evidence's orders were sent to, from their own events; "NA" and
+    the reason when any is not known (never a guess: it used to be "paper" for all)."""
+    if not rows:
+        return na("the alert's evidence names no order or fill")
+    if venues is None:
+        return na("the orders' venue was not looked up")
+    missing = sorted({str(r["order_id"]) for r in rows if r["order_id"] not in venues})
+    if missing:
+        return na(
+            "no OrderSubmitted or Fill on the orders log read for order(s) " + ", ".join(missing)
+        )
+    found = sorted({venues[r["order_id"]] for r in rows})
+    return found[0] if len(found) == 1 else found
+
+
 def build_stor(
-    alert: SurveillanceAlert, accounts: dict[str, AccountOpened], *, reporting_entity: str
+    alert: SurveillanceAlert,
+    accounts: dict[str, AccountOpened],
+    *,
+    reporting_entity: str,
+    venues: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`venues`: order id -> the venue on its `OrderSubmitted` or `Fill` (None: not looked
+    up; section 2's venue is then "NA" with that reason)."""
     acct = accounts.get(alert.account)
     ev = alert.evidence
     rows = _orders_from_evidence(ev)
+    for r in rows:
+        r["venue"] = venues.get(r["order_id"], "NA") if venues is not None else "NA"
     sides = sorted({r["side"] for r in rows if r.get("side")})
     bo = acct.beneficial_owner if acct else None
     missing_acct = "no AccountOpened event for the account on the log"
@@ -99,7 +149,7 @@ def build_stor(
         },
         "section_2_transactions_orders": {
             "crypto_asset": alert.instrument,
-            "venue": "paper",
+            "venue": _venue(rows, venues),
             "orders_and_transactions": rows,
             "sides": sides,
             "period_start": format_timestamp(alert.window_start),
