@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -19,6 +21,10 @@ ORDERS_LOOKBACK = timedelta(hours=1)
 """How far before the evidence's first event the orders log is read for their venue: an
 order event's record time trails its event time by the engine's lag, and an intent's
 time is at most seconds from its append time (FRESHNESS v2)."""
+
+
+def _watermarks(consumer: Any, tp: Any, timeout: float) -> Any:
+    return consumer.get_watermark_offsets(tp, timeout=timeout)
 
 
 class IncompleteRead(RuntimeError):
@@ -39,36 +45,49 @@ def read_topic(
     `timeout` seconds."""
     import time
 
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     from deploy.kafka import consumer_config
     from schemas import MalformedEventError, decode
 
     name = settings.topic(topic)
+    deadline = time.monotonic() + timeout
+
+    def ask(call: Callable[[float], Any]) -> Any:
+        """A metadata request, retried until the deadline (a new topic's leader may not
+        be known yet: NOT_LEADER_FOR_PARTITION); past it, IncompleteRead."""
+        while True:
+            try:
+                return call(max(0.5, deadline - time.monotonic()))
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise IncompleteRead(f"{name}: {exc.args[0] if exc.args else exc}") from exc
+                time.sleep(0.2)
+
     c = Consumer(
         consumer_config(
             settings, group_id=f"stor-{time.monotonic_ns()}", **{"enable.partition.eof": True}
         )
     )
     try:
-        meta = c.list_topics(name, timeout=timeout).topics.get(name)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise IncompleteRead(f"{name}: no such topic ({meta.error if meta else 'absent'})")
+        meta = ask(lambda t: c.list_topics(name, timeout=t)).topics.get(name)
+        error = getattr(meta, "error", None)
+        if meta is None or error is not None or not meta.partitions:
+            raise IncompleteRead(f"{name}: no such topic ({error or 'absent'})")
         parts = sorted(meta.partitions)
         lows, ends = {}, {}
         for p in parts:
-            lows[p], ends[p] = c.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)
+            lows[p], ends[p] = ask(partial(_watermarks, c, TopicPartition(name, p)))
         starts = dict(lows)
         if since is not None:
             ms = int(since.timestamp() * 1000)
             asked = [TopicPartition(name, p, ms) for p in parts]
-            for tp in c.offsets_for_times(asked, timeout=timeout):
+            for tp in ask(lambda t: c.offsets_for_times(asked, timeout=t)):
                 # -1: no record stamped at or after `since`: nothing to read there
                 starts[tp.partition] = ends[tp.partition] if tp.offset < 0 else tp.offset
         reached = dict(starts)
         c.assign([TopicPartition(name, p, starts[p]) for p in parts])
         out: list[Any] = []
-        deadline = time.monotonic() + timeout
         while any(reached[p] < ends[p] for p in parts) and time.monotonic() < deadline:
             msg = c.poll(0.5)
             if msg is None:

@@ -8,7 +8,7 @@ import types
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from typer.testing import CliRunner
 
 from schemas import Envelope, encode
@@ -62,8 +62,10 @@ class Msg:
         return self.off
 
 
-def fake_broker(topics: dict[str, tuple[int, list[Msg]]]) -> type:
-    """topic suffix -> (high watermark, what one partition delivers, EOF events included)."""
+def fake_broker(topics: dict[str, tuple[int, list[Msg]]], not_leader: int = 0) -> type:
+    """topic suffix -> (high watermark, what one partition delivers, EOF events included);
+    the first `not_leader` watermark requests fail as on a topic just created."""
+    failures = [not_leader]
 
     class FakeConsumer:
         def __init__(self, conf: dict[str, Any]) -> None:
@@ -80,6 +82,9 @@ def fake_broker(topics: dict[str, tuple[int, list[Msg]]]) -> type:
             return types.SimpleNamespace(topics={name: part})
 
         def get_watermark_offsets(self, tp: Any, timeout: float | None = None) -> tuple[int, int]:
+            if failures[0]:
+                failures[0] -= 1
+                raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
             return (0, self._topic()[0])
 
         def offsets_for_times(self, tps: list[Any], timeout: float | None = None) -> list[Any]:
@@ -98,10 +103,10 @@ def fake_broker(topics: dict[str, tuple[int, list[Msg]]]) -> type:
 
 
 def run_stor(monkeypatch: pytest.MonkeyPatch, topics: dict[str, tuple[int, list[Msg]]],
-             alert: Envelope[SurveillanceAlert]) -> Any:  # fmt: skip
+             alert: Envelope[SurveillanceAlert], not_leader: int = 0) -> Any:  # fmt: skip
     import confluent_kafka
 
-    monkeypatch.setattr(confluent_kafka, "Consumer", fake_broker(topics))
+    monkeypatch.setattr(confluent_kafka, "Consumer", fake_broker(topics, not_leader))
     from deploy.cli import app
 
     args = ["stor", str(alert.payload.alert_id), "--format", "json", "--timeout", "1"]
@@ -219,3 +224,24 @@ def test_stor_on_the_broker_reads_transactional_topics_to_their_end(
     draft = json.loads(r.stdout)
     assert draft["section_4_identity_of_suspected_person"]["name"] == "x"
     assert draft["section_2_transactions_orders"]["venue"] == "kraken"
+
+
+@pytest.mark.parametrize("not_leader", [2, 10**6])
+def test_stor_retries_metadata_until_its_deadline_then_fails_closed(
+    monkeypatch: pytest.MonkeyPatch, not_leader: int
+) -> None:
+    """NOT_LEADER_FOR_PARTITION on a watermark request (a topic just created) raised out of
+    the command (exit 1, a traceback): it is retried, and past the deadline it is an
+    incomplete read (exit 3)."""
+    events, alert = spoof_on("kraken")
+    topics = {
+        "alerts": logged([alert]),
+        "accounts.events": logged([e for e in events if e.topic == "accounts.events"]),
+        "orders.lifecycle": logged([e for e in events if e.topic == "orders.lifecycle"]),
+    }
+    r = run_stor(monkeypatch, topics, alert, not_leader=not_leader)
+    if not_leader == 2:
+        assert r.exit_code == 0, r.output
+    else:
+        assert r.exit_code == 3, r.output
+        assert "Not leader" in r.stderr or "NOT_LEADER" in r.stderr, r.stderr
