@@ -144,8 +144,11 @@ def run(settings: Settings) -> list[str]:
             _send(producer, settings, ev, Topic.ADMIN)
         producer.flush(30)
         for ev in admin_events:
-            if watcher.wait(ev.correlation_id, timeout=0.01) is not None:
-                raise RuntimeError(f"admin command rejected: {ev.event_type}")
+            # The answer is the accepted fact, re-published by the engine, or a rejection.
+            answer = watcher.wait(ev.correlation_id, timeout=30)
+            if answer is None or answer.event_type == "AdminCommandRejected":
+                detail = "no answer in 30 s" if answer is None else answer.payload.reason
+                raise RuntimeError(f"admin command {ev.event_type} not accepted: {detail}")
         feed.start()
         deadline = time.monotonic() + 30
         while feed.mid is None and time.monotonic() < deadline:
