@@ -13,6 +13,7 @@ ciphertext+tag, where magic is b"TTKS" for a key share and b"TTID" for an identi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from pathlib import Path
@@ -108,11 +109,31 @@ def decrypt_key_share(blob: bytes, passphrase: bytes | bytearray) -> KeyShare:
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
-    """Write encrypted contents readable only by their owner (mode 0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
+    """Write encrypted contents readable only by their owner (mode 0600), atomically.
+
+    The bytes go to a new temporary file in the same directory (O_CREAT|O_EXCL|O_NOFOLLOW,
+    mode 0600), are fsynced, and the file is renamed over `path`, then the directory is
+    fsynced: a failure at any point (a full disk) leaves the previous file whole, and a
+    symlink at `path` is replaced, never written through."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write_key_file(path: Path, share: KeyShare, passphrase: bytes | bytearray) -> None:
