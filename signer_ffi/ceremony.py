@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from deploy.kafka import consumer_config, producer_config
+from deploy.kafka import admin_client, consumer_config, end_offsets, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, decode_message, encode, new_event
 from schemas.events import DkgCompleted, DkgRound1Published, DkgRound2Published
@@ -222,6 +222,11 @@ def _ceremony_passphrase(identifier: int) -> bytearray:
     return passphrase
 
 
+def _log_ends(settings: Settings, tps: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    """Each partition's end offset now (retried while a new topic gets its leader)."""
+    return end_offsets(admin_client(settings), tps)
+
+
 def _earlier_use(p: Any, ceremony_id: str, identifier: int) -> str | None:
     """Why a record already on the log when we start means this ceremony id was used."""
     if getattr(p, "ceremony_id", None) != ceremony_id:
@@ -318,21 +323,24 @@ def _run_dkg(
             return None
 
     # What is on the log before we publish: an earlier attempt with this ceremony id?
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+    try:
+        ends = {p: end for (_t, p), end in _log_ends(settings, tps).items()}
+    except KafkaException as exc:
+        consumer.close()
+        raise CeremonyError(f"DKG {ceremony_id}: cannot read {topic}'s end: {exc}") from exc
     backlog: list[Any] = []
-    remaining = {p for p, end in ends.items() if end > 0}
     deadline = time.monotonic() + timeout
-    while remaining:
+    while True:
+        positions = consumer.position([TopicPartition(topic, p) for p in ends])
+        if all(pos.offset >= ends[pos.partition] or ends[pos.partition] == 0 for pos in positions):
+            break
         if time.monotonic() > deadline:
             consumer.close()
             raise CeremonyError(f"DKG {ceremony_id}: could not read {topic} to its end")
         msg = consumer.poll(0.1)
         if msg is None or msg.error():
             continue
-        part, offset = msg.partition() or 0, msg.offset() or 0
-        earlier = offset < ends.get(part, 0)
-        if offset >= ends.get(part, 0) - 1:
-            remaining.discard(part)
+        earlier = (msg.offset() or 0) < ends.get(msg.partition() or 0, 0)
         p = decoded(msg)
         if p is None:
             continue

@@ -34,6 +34,11 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     b = Broker()
     monkeypatch.setattr(ceremony, "Producer", b.producer_class())
     monkeypatch.setattr(ceremony, "Consumer", b.consumer_class())
+    monkeypatch.setattr(
+        ceremony,
+        "_log_ends",
+        lambda _s, tps: {(tp.topic, 0): len(b.records(tp.topic)) for tp in tps},
+    )
     for var in ("TRADETAPE_SIGNER_PASSPHRASE", "TRADETAPE_SIGNER_PASSPHRASE_FILE"):
         monkeypatch.delenv(var, raising=False)
     for i in (1, 2, 3):
