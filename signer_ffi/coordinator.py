@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -60,6 +60,10 @@ class SigningFailedError(RuntimeError):
     def __init__(self, message: str, event: Envelope[SigningFailed]) -> None:
         super().__init__(message)
         self.event = event
+
+
+class PublishError(RuntimeError):
+    """A record the broker did not acknowledge."""
 
 
 RoundOutput = SigningPackageIssued | SigningMessageRejected | None
@@ -271,11 +275,25 @@ class SigningCoordinator:
         self.close()
 
     def _publish(self, event: Envelope[Any]) -> None:
+        """Produce and wait for the broker's acknowledgement; PublishError otherwise."""
         key, value, headers = encode(event)
-        self._producer.produce(
-            self.settings.topic(event.payload.TOPIC), key=key, value=value, headers=headers
-        )
-        self._producer.flush(10)
+        failed: list[str] = []
+        try:
+            self._producer.produce(
+                self.settings.topic(event.payload.TOPIC),
+                key=key,
+                value=value,
+                headers=headers,
+                on_delivery=lambda err, _m: failed.append(str(err)) if err is not None else None,
+            )
+            unsent = self._producer.flush(10)
+        except (KafkaException, BufferError) as exc:
+            raise PublishError(f"{event.event_type} not published: {exc}") from exc
+        if unsent or failed:
+            raise PublishError(
+                f"{event.event_type} not delivered: "
+                f"{failed[0] if failed else f'{unsent} record(s) unacknowledged after 10 s'}"
+            )
 
     def sign(
         self,
@@ -312,68 +330,58 @@ class SigningCoordinator:
         )
         state.sent.add(request.event_id)
         started = time.monotonic()
-        self._publish(request)
         signature: bytes | None = None
         failure: tuple[str, tuple[int, ...]] | None = None
-        while signature is None and failure is None:
-            if time.monotonic() - started > timeout:
-                stage = "commitments" if state.package is None else "signature shares"
-                failure = (
-                    f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) "
-                    f"{state.missing()}{state.refusal_text()}",
-                    (),
-                )
-                break
-            msg = self._consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            try:
-                ev = decode_message(msg)
-            except Exception:
-                continue  # not ours to judge; participants dead-letter malformed records
-            payload = ev.payload
-            if getattr(payload, "request_id", None) != request_id:
-                continue
-            out: Any = None
-            try:
-                if isinstance(payload, SigningCommitmentPublished):
-                    out = state.on_commitment(ev)
-                elif isinstance(payload, SignatureSharePublished):
-                    out = state.on_share(ev)
-                    if isinstance(out, bytes):
-                        signature, out = out, None
-                elif isinstance(payload, SigningMessageRejected):
-                    if (why := state.on_refusal(payload)) is not None:
-                        failure = (why, ())
-            except InvalidSignatureShareError as exc:
-                failure = (
-                    f"invalid signature share(s) from {list(exc.culprits)}",
-                    tuple(exc.culprits),
-                )
-            except SignerError as exc:  # any other FROST failure ends the round, recorded
-                culprits = tuple(getattr(exc, "culprits", ()))
-                failure = (f"{type(exc).__name__} from the signing library: {exc}", culprits)
-            if out is not None:
-                published = new_event(out, producer=self.requester.name, causation=ev)
-                state.sent.add(published.event_id)
-                self._publish(published)
-            if failure is None and state.broken is not None:
-                failure = state.broken
+        try:
+            self._publish(request)
+            while signature is None and failure is None:
+                if time.monotonic() - started > timeout:
+                    stage = "commitments" if state.package is None else "signature shares"
+                    failure = (
+                        f"timed out after {timeout:.1f}s waiting for {stage} from signer(s) "
+                        f"{state.missing()}{state.refusal_text()}",
+                        (),
+                    )
+                    break
+                msg = self._consumer.poll(0.05)
+                if msg is None or msg.error():
+                    continue
+                try:
+                    ev = decode_message(msg)
+                except Exception:
+                    continue  # not ours to judge; participants dead-letter malformed records
+                payload = ev.payload
+                if getattr(payload, "request_id", None) != request_id:
+                    continue
+                out: Any = None
+                try:
+                    if isinstance(payload, SigningCommitmentPublished):
+                        out = state.on_commitment(ev)
+                    elif isinstance(payload, SignatureSharePublished):
+                        out = state.on_share(ev)
+                        if isinstance(out, bytes):
+                            signature, out = out, None
+                    elif isinstance(payload, SigningMessageRejected):
+                        if (why := state.on_refusal(payload)) is not None:
+                            failure = (why, ())
+                except InvalidSignatureShareError as exc:
+                    failure = (
+                        f"invalid signature share(s) from {list(exc.culprits)}",
+                        tuple(exc.culprits),
+                    )
+                except SignerError as exc:  # any other FROST failure ends the round, recorded
+                    culprits = tuple(getattr(exc, "culprits", ()))
+                    failure = (f"{type(exc).__name__} from the signing library: {exc}", culprits)
+                if out is not None:
+                    published = new_event(out, producer=self.requester.name, causation=ev)
+                    state.sent.add(published.event_id)
+                    self._publish(published)
+                if failure is None and state.broken is not None:
+                    failure = state.broken
+        except PublishError as exc:  # the round cannot go on unheard
+            failure = (str(exc), ())
         if failure is not None:
-            failed = new_event(
-                SigningFailed(
-                    request_id=request_id,
-                    digest_hex=message.hex(),
-                    purpose=purpose,
-                    participants=tuple(sorted(state.commitments)),
-                    reason=failure[0][:2000],
-                    culprits=failure[1],
-                ),
-                producer=PRODUCER,
-                causation=request,
-            )
-            self._publish(failed)
-            raise SigningFailedError(failure[0], failed)
+            raise self._failed(request, state, message, purpose, *failure)
         assert signature is not None and state.package is not None
         try:
             Ed25519PublicKey.from_public_bytes(group.verifying_key).verify(signature, message)
@@ -391,8 +399,47 @@ class SigningCoordinator:
             producer=PRODUCER,
             causation=request,
         )
-        self._publish(done)
+        try:
+            self._publish(done)
+        except PublishError as exc:
+            # A signature nobody can trace on the log is not handed out.
+            raise self._failed(
+                request,
+                state,
+                message,
+                purpose,
+                f"the signature was aggregated but SigningCompleted was not recorded: {exc}",
+                (),
+            ) from exc
         return done
+
+    def _failed(
+        self,
+        request: Envelope[SigningRequested],
+        state: SigningRound,
+        message: bytes,
+        purpose: str,
+        reason: str,
+        culprits: tuple[int, ...],
+    ) -> SigningFailedError:
+        """Record `SigningFailed` (if the log can still be written) and the error to raise."""
+        failed = new_event(
+            SigningFailed(
+                request_id=request.payload.request_id,
+                digest_hex=message.hex(),
+                purpose=purpose,
+                participants=tuple(sorted(state.commitments)),
+                reason=reason[:2000],
+                culprits=culprits,
+            ),
+            producer=PRODUCER,
+            causation=request,
+        )
+        try:
+            self._publish(failed)
+        except PublishError as exc:
+            reason = f"{reason} (SigningFailed not recorded either: {exc})"
+        return SigningFailedError(reason, failed)
 
 
 def load_requester(

@@ -42,6 +42,8 @@ class Broker:
         self.logs: dict[str, list[Record]] = {}
         self.lock = threading.Lock()
         self.fail_produce = False
+        self.refuse: Callable[[str, Any], bool] | None = None
+        """Refuse delivery of the records it returns True for (value bytes)."""
 
     def records(self, topic: str) -> list[Record]:
         with self.lock:
@@ -62,7 +64,7 @@ class Broker:
                 headers: Any = None,
                 on_delivery: Callable[..., None] | None = None,
             ) -> None:
-                if broker.fail_produce:
+                if broker.fail_produce or (broker.refuse and broker.refuse(topic, value)):
                     err = SimpleNamespace(str=lambda: "Broker: Message size too large")
                     self._pending.append((on_delivery, err, None))
                     return
@@ -98,8 +100,13 @@ class Broker:
                 for tp in tps:
                     self._pos[tp.topic] = max(tp.offset, 0)
 
-            def get_watermark_offsets(self, tp: Any, timeout: float | None = None) -> Any:
-                return 0, len(broker.records(tp.topic))
+            def position(self, tps: list[Any]) -> list[Any]:
+                return [
+                    SimpleNamespace(
+                        topic=tp.topic, partition=0, offset=self._pos.get(tp.topic, -1001)
+                    )
+                    for tp in tps
+                ]
 
             def poll(self, timeout: float = 0) -> Record | None:
                 for topic, pos in self._pos.items():

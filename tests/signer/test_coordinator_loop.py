@@ -9,6 +9,7 @@ fails with that participant as the culprit, recorded.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -168,3 +169,23 @@ def test_share_problem() -> None:
     assert share_problem("ff" * 32) is not None
     assert share_problem("00") is not None
     assert share_problem("xyz") is not None
+
+
+def test_unrecorded_completion_is_no_signature(network: Network) -> None:
+    """d5: SigningCompleted not acknowledged by the broker: no signature is handed out."""
+    network.broker.refuse = lambda _topic, value: b'"SigningCompleted"' in value
+    with network.coordinator() as c, pytest.raises(SigningFailedError) as err:
+        c.sign(DIGEST, purpose="t", timeout=10)
+    assert "SigningCompleted was not recorded" in str(err.value)
+    recorded = [type(e).__name__ for e in network.events(Topic.SIGNING)]
+    assert "SigningFailed" in recorded and "SigningCompleted" not in recorded
+
+
+def test_undelivered_request_fails_at_once(network: Network) -> None:
+    """d5: the request never reached the broker: say so now, not after the timeout."""
+    network.broker.fail_produce = True
+    started = time.monotonic()
+    with network.coordinator() as c, pytest.raises(SigningFailedError) as err:
+        c.sign(DIGEST, purpose="t", timeout=5)
+    assert time.monotonic() - started < 2
+    assert "SigningRequested not delivered" in str(err.value)
