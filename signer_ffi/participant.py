@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -101,7 +102,8 @@ class ParticipantState:
     """If set, a digest is signed only if it is the SHA-256 of the artefact it names."""
     nonce_ttl: float = 60.0
     pending: dict[str, _Accepted] = field(default_factory=dict)
-    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    seen: OrderedDict[str, UUID] = field(default_factory=OrderedDict)
+    """Request ids committed to, with the event id of the request that carried each."""
     seen_limit: int = 100_000
 
     @property
@@ -116,8 +118,8 @@ class ParticipantState:
         log.warning("%s refused %s %s: %s", self.name, event.event_type, event.event_id, reason)
         return rejection(event, self.name, reason)
 
-    def _remember(self, request_id: str) -> None:
-        self.seen[request_id] = None
+    def _remember(self, request_id: str, event_id: UUID) -> None:
+        self.seen[request_id] = event_id
         while len(self.seen) > self.seen_limit:
             self.seen.popitem(last=False)
 
@@ -129,6 +131,16 @@ class ParticipantState:
         ):
             return None  # another group's round (identifiers repeat across groups)
         if req.request_id in self.seen:
+            if self.seen[req.request_id] == event.event_id:
+                # The same record delivered again (a producer retry, a consumer rewind):
+                # already answered; refusing it would end the genuine round.
+                log.info(
+                    "%s: request %s delivered again (event %s), already answered",
+                    self.name,
+                    req.request_id,
+                    event.event_id,
+                )
+                return None
             return self._reject(event, f"request id {req.request_id} was already seen (replay)")
         if req.requester is None:
             return self._reject(event, "unsigned request: it names no requester")
@@ -151,7 +163,7 @@ class ParticipantState:
             return self._reject(event, "digest_hex is not a whole number of bytes")
         if self.artefacts is not None and (why := self.artefacts.problem(req)) is not None:
             return self._reject(event, why)
-        self._remember(req.request_id)
+        self._remember(req.request_id, event.event_id)
         nonces, commitments = commit(self.share)
         self.pending[req.request_id] = _Accepted(req, nonces, commitments, now)
         return sign_round_message(

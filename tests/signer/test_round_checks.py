@@ -343,12 +343,27 @@ def test_an_allowed_requester_without_a_registered_key_is_refused(world: World) 
 
 
 def test_a_replayed_request_is_refused(world: World) -> None:
+    """The signed payload again under a new envelope (the event id is not signed)."""
     p = world.participant(1)
     request = world.request("replay")
     assert isinstance(p.on_request(request, 0.0), SigningCommitmentPublished)
     p.pending.pop("replay").nonces.close()
-    out = p.on_request(request, 1.0)
+    out = p.on_request(new_event(request.payload, producer=request.producer), 1.0)
     assert isinstance(out, SigningMessageRejected) and "replay" in out.reason
+
+
+def test_a_redelivered_request_is_ignored_not_refused(world: World) -> None:
+    """review helper-46 d10: the same record delivered twice (a producer retry, a
+    rewind) was refused as a replay, and the refusals of every participant ended the
+    genuine round. Now it is ignored: no second commitment, no refusal."""
+    p = world.participant(1)
+    request = world.request("twice")
+    first = p.on_request(request, 0.0)
+    assert isinstance(first, SigningCommitmentPublished)
+    assert p.on_request(request, 0.5) is None
+    assert p.pending["twice"].commitments.data.hex() == first.commitments_hex
+    p.pending.pop("twice").nonces.close()
+    assert p.on_request(request, 1.0) is None  # also after the round is over
 
 
 def test_another_groups_request_is_not_ours_to_judge(world: World) -> None:
