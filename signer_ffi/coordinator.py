@@ -2,7 +2,8 @@
 
 It holds no share of the group key, only its requester key, which signs its requests
 and packages (`signer_ffi.authn`). It asks every participant for commitments, picks the
-first `threshold` that answer (lowest ids first among those present), issues the signing
+first `threshold` authentic commitments to arrive (the package is issued the moment there
+are enough, so which signers depends on who answers first), issues the signing
 package, collects the shares and aggregates them. If a signer is missing when the
 timeout expires, the operation fails with a clear error and a `SigningFailed` event —
 never with a partial signature. Every outcome is recorded on `signing.events`.
