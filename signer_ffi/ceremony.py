@@ -24,7 +24,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from deploy.kafka import admin_client, consumer_config, end_offsets, producer_config
+from deploy.kafka import (
+    admin_client,
+    consumer_config,
+    end_offsets,
+    partitions_of,
+    producer_config,
+)
 from deploy.settings import Settings
 from schemas import Envelope, decode_message, encode, new_event
 from schemas.events import DkgCompleted, DkgRound1Published, DkgRound2Published
@@ -293,7 +299,9 @@ def _run_dkg(
     consumer = Consumer(
         consumer_config(settings, group_id=f"dkg-{ceremony_id}-{identifier}-{os.getpid()}")
     )
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    # A topic created moments ago may list no partitions yet: assigning from that answer
+    # would read nothing, and the ceremony would time out seeing no one.
+    parts = partitions_of(consumer, settings, Topic.SIGNING_MESSAGES)
     tps = [TopicPartition(topic, p, 0) for p in parts]
     consumer.assign(tps)  # a late joiner still sees round 1
     name = f"dkg-{identifier}"

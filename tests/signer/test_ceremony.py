@@ -34,6 +34,7 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     b = Broker()
     monkeypatch.setattr(ceremony, "Producer", b.producer_class())
     monkeypatch.setattr(ceremony, "Consumer", b.consumer_class())
+    monkeypatch.setattr(ceremony, "partitions_of", lambda *_a, **_k: [0])
     monkeypatch.setattr(
         ceremony,
         "_log_ends",
