@@ -29,6 +29,17 @@ length and the SHA-256 are kept instead."""
 MAX_KEPT_KEY_BYTES = 1024
 
 
+def kept_value(value: bytes) -> dict[str, Any]:
+    """The `DeadLetter` fields that keep an original value: at most MAX_KEPT_VALUE_BYTES of
+    it (base64), its full length and SHA-256, and whether it was cut."""
+    return {
+        "original_value_b64": base64.b64encode(value[:MAX_KEPT_VALUE_BYTES]).decode(),
+        "original_value_bytes": len(value),
+        "original_value_sha256": hashlib.sha256(value).hexdigest(),
+        "original_truncated": len(value) > MAX_KEPT_VALUE_BYTES,
+    }
+
+
 def dead_letter_for(
     record: KafkaRecord, error: Exception, *, stage: str, producer: str
 ) -> Envelope[DeadLetter]:
@@ -40,9 +51,8 @@ def dead_letter_for(
         key = key.encode()
     if isinstance(value, str):
         value = value.encode()
-    truncated = len(value) > MAX_KEPT_VALUE_BYTES or (
-        key is not None and len(key) > MAX_KEPT_KEY_BYTES
-    )
+    kept = kept_value(value)
+    kept["original_truncated"] |= key is not None and len(key) > MAX_KEPT_KEY_BYTES
     return new_event(
         DeadLetter(
             source_topic=(record.topic() or "?")[:249],
@@ -51,10 +61,7 @@ def dead_letter_for(
             original_key_b64=(
                 base64.b64encode(key[:MAX_KEPT_KEY_BYTES]).decode() if key is not None else None
             ),
-            original_value_b64=base64.b64encode(value[:MAX_KEPT_VALUE_BYTES]).decode(),
-            original_value_bytes=len(value),
-            original_value_sha256=hashlib.sha256(value).hexdigest(),
-            original_truncated=truncated,
+            **kept,
             error_type=type(error).__name__,
             error=str(error)[:4000],
             stage=stage,

@@ -6,7 +6,7 @@ trade which account can be audited and replayed like everything else.
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
+from deploy.files import write_private_file
 from engine import wire
 from schemas.envelope import EventPayload
 from schemas.serde import canonical_json, canonical_payload_bytes
@@ -151,17 +152,32 @@ def key_dir(data_dir: Path) -> Path:
     return data_dir / "keys"
 
 
+PRODUCER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+"""`schemas.types.ProducerId` (fullmatch): also what keeps a key file inside the key
+directory (no `/`, and no leading `.`)."""
+
+
+def check_producer_id(producer_id: str) -> str:
+    if PRODUCER_ID.fullmatch(producer_id) is None:
+        raise ValueError(
+            f"invalid producer id {producer_id[:80]!r}: 1 to 64 letters, digits or '_.:-', "
+            "starting with a letter or digit"
+        )
+    return producer_id
+
+
 def key_path(data_dir: Path, producer_id: str) -> Path:
-    return key_dir(data_dir) / f"{producer_id}.ed25519"
+    """`<data_dir>/keys/<producer_id>.ed25519`; ValueError for an id that is not a valid
+    `ProducerId` (before, `../../x` named a file outside the key directory)."""
+    return key_dir(data_dir) / f"{check_producer_id(producer_id)}.ed25519"
 
 
-def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
-    """Write the key readable by its owner only (0600), created that way from the start."""
+def write_private_key(path: Path, key: Ed25519PrivateKey, *, exclusive: bool = False) -> None:
+    """Write the key readable by its owner only (0600), created that way from the start,
+    atomically (a temporary file renamed into place: never a partial key file, never
+    written through a symlink). `exclusive`: FileExistsError if the file exists."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(private_hex(key) + "\n")
-    os.chmod(path, 0o600)
+    write_private_file(path, (private_hex(key) + "\n").encode(), exclusive=exclusive)
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:

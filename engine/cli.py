@@ -6,13 +6,17 @@ Heavy imports happen inside the commands so `tradetape --help` stays fast.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+import math
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 ADMIN = "admin"
+ADMIN_WAIT = {"seconds": 30.0}
+"""How long an admin command (and `producer add`) waits for the engine's answer
+(`tradetape admin --wait S ...`)."""
 
 
 def _settings() -> Any:
@@ -21,17 +25,94 @@ def _settings() -> Any:
     return get_settings()
 
 
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _build(make: Any) -> Any:
+    """A payload built from command-line values; a validation error is an `error:` line."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as exc:
+        why = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ())) or 'value'}: {e.get('msg', '')}"
+            for e in exc.errors(include_url=False)
+        )
+        _fail(why[:2000], 2)
+    except (ValueError, ArithmeticError) as exc:
+        _fail(str(exc)[:2000], 2)
+
+
 def _publish_admin(payload: Any) -> Any:
-    """Publish one admin command and wait for the engine's answer (or report none)."""
+    """Publish one admin command and wait for the engine's answer: the accepted fact
+    (printed as `accepted: ...` on stderr) or `AdminCommandRejected`. Exits 1 with an
+    `error:` line when the broker did not take the command, the engine rejected it, or
+    no answer came within the wait (the command is then on the log, to be decided when
+    an engine reads it)."""
+    from confluent_kafka import KafkaException
+
     from engine.client import IntentPublisher
 
-    pub = IntentPublisher(_settings(), ADMIN)
+    wait = ADMIN_WAIT["seconds"]
+    what = payload.EVENT_TYPE
+    try:
+        pub = IntentPublisher(_settings(), ADMIN)  # its watcher reads from the end: now
+    except KafkaException as exc:
+        _fail(f"{what} not sent: cannot reach the broker: {exc}")
     try:
         event = pub.publish(payload, admin=True)
-        pub.flush()
-        return event
+        what = f"{event.event_type} {event.event_id}"
+        if pub.flush(wait) or pub.undelivered:
+            why = (
+                pub.delivery_errors[0]
+                if pub.delivery_errors
+                else f"no acknowledgement in {wait:g} s"
+            )
+            _fail(f"{what} not delivered to the broker: {why}")
+        answer = pub.await_decision(event.correlation_id, wait)
     finally:
         pub.close()
+    if answer is None:
+        _fail(
+            f"no answer from the engine to {what} within {wait:g} s (is an engine running? "
+            "the command is on the log and is decided when an engine reads it)"
+        )
+    if answer.event_type == "AdminCommandRejected":
+        _fail(f"the engine rejected {what}: {answer.payload.reason}")
+    typer.echo(f"accepted: {what}", err=True)
+    return event
+
+
+def _check_instrument(value: str, option: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.types import Instrument
+
+    try:
+        TypeAdapter(Instrument).validate_python(value)
+    except ValidationError:
+        _fail(f"{option} {value!r}: expected BASE/QUOTE in capitals, e.g. BTC/USDC", 2)
+
+
+HELP_LOAD = (
+    "Replay a raw Binance capture (trade + bookTicker) onto the market-data topic.\n\n"
+    "Each malformed line becomes a dead letter with its reason. Prints a JSON report; "
+    "exits 1 if the file could not be read to its end (`file corrupt after line N`) or if "
+    "any record was not delivered (the report's `not_delivered`)."
+)
+HELP_SIMULATE = (
+    "Publish a seeded synthetic stream of quotes and trades (5 quotes a second).\n\n"
+    "The same --seed and --start give the same payloads. Exits 1 if any record was not "
+    "delivered."
+)
+HELP_ADD = (
+    "Create a keypair (private key 0600 in <data_dir>/keys/NAME.ed25519) and register the "
+    "producer.\n\nWaits up to 30 s for the engine to accept the registration (exit 1 if "
+    "it does not). An existing key file is reused."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,32 +123,63 @@ def register(app: typer.Typer) -> None:
     app.add_typer(marketdata_app, name="marketdata")
     app.add_typer(admin_app, name="admin")
 
-    @producer_app.command("add")
+    @admin_app.callback()
+    def admin_options(
+        wait: Annotated[
+            float,
+            typer.Option(
+                "--wait",
+                help="Seconds to wait for the engine's answer; exit 1 if none comes, "
+                "if the engine rejects the command, or if the broker did not take it.",
+            ),
+        ] = 30.0,
+    ) -> None:
+        """Admin commands, published on admin.commands; each waits for the engine's answer."""
+        if not (math.isfinite(wait) and wait > 0):
+            _fail("--wait must be a positive number of seconds", 2)
+        ADMIN_WAIT["seconds"] = wait
+
+    @producer_app.command("add", help=HELP_ADD)
     def producer_add(
         name: str,
-        accounts: Annotated[str, typer.Option("--accounts", help="A1,A2,...")],
+        accounts: Annotated[str, typer.Option("--accounts", help='A1,A2,... ("" for none)')],
     ) -> None:
-        """Create a keypair (private key 0600 in the data dir) and register the producer."""
         from engine import auth
         from schemas.events import ProducerRegistered
 
+        try:
+            auth.check_producer_id(name)
+        except ValueError as exc:
+            _fail(str(exc), 2)
         settings = _settings()
         path = auth.key_path(settings.resolved_data_dir, name)
-        if path.exists():
-            key = auth.read_private_key(path)
-            typer.echo(f"reusing the existing key in {path}", err=True)
+        existing = path.exists()
+        if existing:
+            try:
+                key = auth.read_private_key(path)
+            except (OSError, ValueError) as exc:
+                _fail(f"cannot read the existing key file {path}: {exc}")
         else:
             key, _ = auth.new_keypair()
-            auth.write_private_key(path, key)
         accs = tuple(a.strip() for a in accounts.split(",") if a.strip())
-        _publish_admin(
-            ProducerRegistered(
+        payload = _build(
+            lambda: ProducerRegistered(
                 producer_id=name,
                 public_key=auth.public_hex(key),
                 accounts=accs,
                 registered_by=ADMIN,
             )
         )
+        if existing:
+            typer.echo(f"reusing the existing key in {path}", err=True)
+        else:
+            try:
+                auth.write_private_key(path, key, exclusive=True)
+            except FileExistsError:
+                _fail(f"{path} appeared meanwhile (another producer add?); run it again")
+            except OSError as exc:
+                _fail(f"cannot write the key file {path}: {exc}")
+        _publish_admin(payload)
         typer.echo(
             json.dumps(
                 {
@@ -89,16 +201,28 @@ def register(app: typer.Typer) -> None:
         A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload
         with an `event_type` field. Intents are signed with their producer's key file.
         """
-        from engine.client import DecisionWatcher, IntentPublisher
+        from confluent_kafka import KafkaException
+
+        from engine.client import DecisionWatcher, IntentPublisher, intent_key
         from schemas.events.admin import ADMIN_COMMAND_TYPES
         from schemas.registry import payload_class
 
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {file}: {exc}")
         settings = _settings()
         watcher = DecisionWatcher(settings)
         publishers: dict[str, IntentPublisher] = {}
         sent: list[Any] = []
         answers: dict[Any, Any] = {}
-        for n, line in enumerate(file.read_text().splitlines(), start=1):
+
+        def answer_of(event: Any) -> Any:
+            # A resent intent (a new envelope) is answered with the original decision,
+            # under the original's correlation id: matched by the intent's key and digest.
+            return watcher.wait(event.correlation_id, wait, intent=intent_key(event))
+
+        for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -121,21 +245,25 @@ def register(app: typer.Typer) -> None:
                     other.flush()
                 for prior in sent:
                     if prior.event_id not in answers:
-                        answers[prior.event_id] = watcher.wait(prior.correlation_id, wait)
+                        answers[prior.event_id] = answer_of(prior)
             try:
                 event = pub.publish(payload, admin=is_admin)
-            except ValueError as exc:
+            except (ValueError, KafkaException) as exc:
                 typer.echo(f"line {n}: {exc}", err=True)
                 continue
             sent.append(event)
             if is_admin:
                 # ...and it takes effect before the lines after it are sent.
                 pub.flush()
-                answers[event.event_id] = watcher.wait(event.correlation_id, wait)
+                answers[event.event_id] = answer_of(event)
+        undelivered = 0
         for pub in publishers.values():
             pub.close()
+            undelivered += pub.undelivered
+            for err in pub.delivery_errors[:3]:
+                typer.echo(f"error: not delivered: {err}", err=True)
         for event in sent:
-            answer = answers.get(event.event_id) or watcher.wait(event.correlation_id, wait)
+            answer = answers.get(event.event_id) or answer_of(event)
             p = None if answer is None else answer.payload
             typer.echo(
                 json.dumps(
@@ -143,6 +271,7 @@ def register(app: typer.Typer) -> None:
                         "line_event": event.event_type,
                         "event_id": str(event.event_id),
                         "answer": None if answer is None else answer.event_type,
+                        "answer_event_id": None if answer is None else str(answer.event_id),
                         "outcome": None
                         if p is None
                         else (
@@ -158,20 +287,41 @@ def register(app: typer.Typer) -> None:
                 )
             )
         watcher.close()
+        if undelivered:
+            _fail(f"{undelivered} of {len(sent)} events were not delivered to the broker")
 
-    @marketdata_app.command("load")
+    @marketdata_app.command("load", help=HELP_LOAD)
     def marketdata_load(
-        file: Path,
-        speed: Annotated[float | None, typer.Option(help="Replay speed, 1.0 = real time")] = None,
-        as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible")] = False,
+        file: Annotated[
+            Path, typer.Argument(help="A capture: `<recv_ns> <json>` per line; .gz ok")
+        ],
+        speed: Annotated[
+            float | None,
+            typer.Option(help="Replay speed: 1.0 = real time (the default), 10 = ten times"),
+        ] = None,
+        as_fast_as_possible: Annotated[
+            bool, typer.Option("--as-fast-as-possible", help="No pacing (not with --speed)")
+        ] = False,
         instrument: Annotated[
             str | None, typer.Option(help="Publish under this instrument, e.g. BTC/USDC")
         ] = None,
         limit: Annotated[int | None, typer.Option(help="Only the first N lines")] = None,
     ) -> None:
-        """Replay a raw Binance capture (trade + bookTicker) onto the market-data topic."""
         from engine.marketdata.loader import load_capture
 
+        if speed is not None and as_fast_as_possible:
+            _fail("give either --speed or --as-fast-as-possible", 2)
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            _fail("--speed must be a positive number (1.0 = real time)", 2)
+        if limit is not None and limit < 1:
+            _fail("--limit must be at least 1", 2)
+        if instrument is not None:
+            _check_instrument(instrument, "--instrument")
+        try:
+            with file.open("rb"):
+                pass
+        except OSError as exc:
+            _fail(f"cannot read {file}: {exc.strerror or exc}")
         rate = None if as_fast_as_possible else (speed or 1.0)
         report = load_capture(_settings(), file, speed=rate, instrument=instrument, limit=limit)
         typer.echo(
@@ -179,23 +329,73 @@ def register(app: typer.Typer) -> None:
                 {
                     "published": report.published,
                     "dead_letters": report.dead_letters,
+                    "not_delivered": report.not_delivered,
                     "counts": report.counts,
                 }
             )
         )
+        if report.read_error is not None:
+            typer.echo(f"error: {report.read_error}", err=True)
+        if report.not_delivered:
+            typer.echo(
+                f"error: {report.not_delivered} records were not delivered to the broker: "
+                f"{report.delivery_error}",
+                err=True,
+            )
+        if not report.ok:
+            raise typer.Exit(1)
 
-    @marketdata_app.command("simulate")
+    @marketdata_app.command("simulate", help=HELP_SIMULATE)
     def marketdata_simulate(
-        symbol: Annotated[str, typer.Option("--symbol")] = "BTC/USDC",
-        minutes: Annotated[float, typer.Option("--minutes")] = 5.0,
+        symbol: Annotated[str, typer.Option("--symbol", help="BASE/QUOTE, e.g. BTC/USDC")] = (
+            "BTC/USDC"
+        ),
+        minutes: Annotated[float, typer.Option("--minutes", help="Length of the stream")] = 5.0,
         seed: Annotated[int, typer.Option("--seed")] = 1,
-        speed: Annotated[float | None, typer.Option(help="1.0 = real time; default: fast")] = None,
+        start: Annotated[
+            str | None,
+            typer.Option(
+                "--start",
+                help="Exchange time of the first event, ISO 8601 (UTC if no offset); "
+                "default: now. The same --seed and --start give the same payloads.",
+            ),
+        ] = None,
+        speed: Annotated[
+            float | None, typer.Option(help="1.0 = real time; default: as fast as possible")
+        ] = None,
     ) -> None:
-        """Publish a seeded synthetic stream of quotes and trades."""
         from engine.marketdata.loader import run_simulation
 
-        n = run_simulation(_settings(), symbol, minutes, seed, speed=speed)
-        typer.echo(json.dumps({"published": n, "symbol": symbol, "seed": seed}))
+        _check_instrument(symbol, "--symbol")
+        if not (math.isfinite(minutes) and minutes > 0):
+            _fail("--minutes must be a positive number", 2)
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            _fail("--speed must be a positive number (1.0 = real time)", 2)
+        if start is None:
+            at = datetime.now(UTC)
+        else:
+            try:
+                at = datetime.fromisoformat(start)
+            except ValueError:
+                _fail(f"--start {start!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", 2)
+            at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        report = run_simulation(_settings(), symbol, minutes, seed, start=at, speed=speed)
+        typer.echo(
+            json.dumps(
+                {
+                    "published": report.published,
+                    "not_delivered": report.not_delivered,
+                    "symbol": symbol,
+                    "seed": seed,
+                    "start": at.isoformat(),
+                }
+            )
+        )
+        if not report.ok:
+            _fail(
+                f"{report.not_delivered} records were not delivered to the broker: "
+                f"{report.delivery_error}"
+            )
 
     @admin_app.command("open-account")
     def open_account(
@@ -204,41 +404,44 @@ def register(app: typer.Typer) -> None:
         country: Annotated[str, typer.Option()] = "DE",
         currency: Annotated[str, typer.Option()] = "USDC",
     ) -> None:
+        """Open an account (prints the command's event id once the engine accepted it)."""
         from schemas.events import AccountOpened, BeneficialOwner, OwnerKind
 
-        bo = BeneficialOwner(
-            owner_id=f"owner-{account}", kind=OwnerKind.NATURAL, name=owner, country=country
+        payload = _build(
+            lambda: AccountOpened(
+                account=account,
+                beneficial_owner=BeneficialOwner(
+                    owner_id=f"owner-{account}",
+                    kind=OwnerKind.NATURAL,
+                    name=owner,
+                    country=country,
+                ),
+                base_currency=currency,
+            )
         )
-        ev = _publish_admin(
-            AccountOpened(account=account, beneficial_owner=bo, base_currency=currency)
-        )
-        typer.echo(str(ev.event_id))
+        typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("kyc")
     def kyc(account: str, reference: str = "") -> None:
+        """Mark an account's KYC as verified."""
         from schemas.events import KycVerified
 
-        typer.echo(
-            str(
-                _publish_admin(
-                    KycVerified(account=account, verified_by=ADMIN, reference=reference)
-                ).event_id
-            )
+        payload = _build(
+            lambda: KycVerified(account=account, verified_by=ADMIN, reference=reference)
         )
+        typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("deposit")
     def deposit(account: str, asset: str, amount: str, deposit_id: str) -> None:
+        """Credit a deposit (AMOUNT a plain decimal, e.g. 100000 or 0.5)."""
         from schemas.events import DepositReceived
 
-        typer.echo(
-            str(
-                _publish_admin(
-                    DepositReceived(
-                        deposit_id=deposit_id, account=account, asset=asset, amount=Decimal(amount)
-                    )
-                ).event_id
+        payload = _build(
+            lambda: DepositReceived(
+                deposit_id=deposit_id, account=account, asset=asset, amount=amount
             )
         )
+        typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("aml")
     def aml(
@@ -247,12 +450,15 @@ def register(app: typer.Typer) -> None:
         reason: str = "",
         clear: Annotated[bool, typer.Option("--clear")] = False,
     ) -> None:
+        """Raise an AML flag on an account, or clear it (--clear)."""
         from schemas.events import AmlFlagCleared, AmlFlagRaised
 
-        payload: Any = (
-            AmlFlagCleared(account=account, flag_id=flag_id, note=reason, cleared_by=ADMIN)
-            if clear
-            else AmlFlagRaised(account=account, flag_id=flag_id, reason=reason, raised_by=ADMIN)
+        payload: Any = _build(
+            lambda: (
+                AmlFlagCleared(account=account, flag_id=flag_id, note=reason, cleared_by=ADMIN)
+                if clear
+                else AmlFlagRaised(account=account, flag_id=flag_id, reason=reason, raised_by=ADMIN)
+            )
         )
         typer.echo(str(_publish_admin(payload).event_id))
 
@@ -262,12 +468,13 @@ def register(app: typer.Typer) -> None:
         from schemas.events import KillSwitchEngaged, KillSwitchReleased
 
         if action not in ("engage", "release"):
-            typer.echo("action must be engage or release", err=True)
-            raise typer.Exit(2)
-        payload: Any = (
-            KillSwitchEngaged(scope=scope, engaged_by=ADMIN, reason=reason)
-            if action == "engage"
-            else KillSwitchReleased(scope=scope, released_by=ADMIN, reason=reason)
+            _fail("action must be engage or release", 2)
+        payload: Any = _build(
+            lambda: (
+                KillSwitchEngaged(scope=scope, engaged_by=ADMIN, reason=reason)
+                if action == "engage"
+                else KillSwitchReleased(scope=scope, released_by=ADMIN, reason=reason)
+            )
         )
         typer.echo(str(_publish_admin(payload).event_id))
 
@@ -281,17 +488,13 @@ def register(app: typer.Typer) -> None:
         """Publish new risk limits for an account or '*' with a higher config version."""
         from schemas.events import RiskLimits, RiskLimitsChanged
 
-        lim = RiskLimits.model_validate(json.loads(values))
-        typer.echo(
-            str(
-                _publish_admin(
-                    RiskLimitsChanged(
-                        scope=scope,
-                        config_version=version,
-                        limits=lim,
-                        changed_by=ADMIN,
-                        reason=reason,
-                    )
-                ).event_id
+        payload = _build(
+            lambda: RiskLimitsChanged(
+                scope=scope,
+                config_version=version,
+                limits=RiskLimits.model_validate(json.loads(values)),
+                changed_by=ADMIN,
+                reason=reason,
             )
         )
+        typer.echo(str(_publish_admin(payload).event_id))

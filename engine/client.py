@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -9,16 +10,16 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
-from engine.auth import key_path, read_private_key, sign, sign_admin
+from engine.auth import key_path, read_private_key, sign, sign_admin, signing_bytes_fast
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
-from schemas.events import CancelIntent, OrderIntent
+from schemas.events import CancelIntent, IntentRejected, OrderIntent
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.ids import uuid7
 from schemas.topics import Topic
@@ -26,13 +27,51 @@ from schemas.topics import Topic
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected", "AdminCommandRejected"})
 ANSWER_TOPICS = (Topic.DECISIONS, Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 """Where the engine answers: decisions and rejections, and accepted admin facts."""
+UNAUTHENTICATED_REASONS = frozenset({"UNKNOWN_PRODUCER", "BAD_SIGNATURE"})
+"""Rejections decided before a signature verified (`engine.state.UNAUTHENTICATED`): anyone
+can provoke one for any client order id, so they answer only their own envelope."""
+
+IntentKey = tuple[str, str, str, str]
+"""(producer_id, account, client_order_id, intent digest): what a resend repeats."""
+
+
+def intent_digest(p: OrderIntent | CancelIntent) -> str:
+    """`engine.processor.intent_digest` (the engine records it in every decision), without
+    importing the engine's processor; `tests/engine/test_client_resend.py` checks both agree."""
+    data = p.EVENT_TYPE.encode() + b"\x1f" + signing_bytes_fast(p)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def intent_key(event: Envelope[Any]) -> IntentKey | None:
+    """The idempotency key and digest of a published intent (None for anything else)."""
+    p = event.payload
+    if not isinstance(p, OrderIntent | CancelIntent):
+        return None
+    return (p.producer_id, p.account, p.client_order_id, intent_digest(p))
+
+
+def _answered_intent(event: Envelope[Any]) -> IntentKey | None:
+    """The intent a recorded decision answers, as an `IntentKey`, if it names one."""
+    p = event.payload
+    if event.event_type not in ("RiskDecision", "IntentRejected"):
+        return None
+    if isinstance(p, IntentRejected) and str(p.reason) in UNAUTHENTICATED_REASONS:
+        return None
+    coid, digest = getattr(p, "client_order_id", None), getattr(p, "intent_digest", None)
+    if not coid or not digest:
+        return None
+    return (p.producer_id, p.account, coid, digest)
 
 
 class DecisionWatcher:
-    """Reads the engine's answers (read_committed) from their end, indexed by correlation id.
+    """Reads the engine's answers (read_committed) from their end, indexed by correlation id
+    and, for recorded intent decisions, by the intent they decided (`IntentKey`).
 
     An answer is a decision or rejection on `risk.decisions`, or, for an admin command,
-    the accepted fact the engine re-published on its domain topic.
+    the accepted fact the engine re-published on its domain topic. A resent intent in a
+    new envelope is answered with the *original* decision (its original correlation id,
+    docs/engine.md, *Idempotency*): `wait(..., intent=intent_key(event))` finds it by the
+    intent's producer, account, client order id and digest.
     """
 
     def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
@@ -51,6 +90,7 @@ class DecisionWatcher:
             ]
         )
         self.by_correlation: dict[UUID, Envelope[Any]] = {}
+        self.by_intent: dict[IntentKey, Envelope[Any]] = {}
         self.received_at: dict[UUID, float] = {}
         self._lock = threading.Lock()
 
@@ -65,22 +105,32 @@ class DecisionWatcher:
                 continue
             accepted_admin = event.producer == "engine" and event.event_type in ADMIN_COMMAND_TYPES
             if event.event_type in DECISION_TYPES or accepted_admin:
+                answered = _answered_intent(event)
                 with self._lock:
                     if event.correlation_id not in self.by_correlation:
                         self.by_correlation[event.correlation_id] = event
                         self.received_at[event.correlation_id] = time.time()
+                    if answered is not None:
+                        self.by_intent.setdefault(answered, event)
                 n += 1
         return n
 
-    def wait(self, correlation_id: UUID, timeout: float = 30.0) -> Envelope[Any] | None:
+    def wait(
+        self, correlation_id: UUID, timeout: float = 30.0, *, intent: IntentKey | None = None
+    ) -> Envelope[Any] | None:
+        """The answer with this correlation id or, given the published intent's key, the
+        recorded decision of that intent (how a resend in a new envelope is answered)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             with self._lock:
                 found = self.by_correlation.get(correlation_id)
+                if found is None and intent is not None:
+                    found = self.by_intent.get(intent)
             if found is not None:
                 return found
+            if time.monotonic() >= deadline:
+                return None
             self.pump(0.1)
-        return None
 
     def close(self) -> None:
         self._consumer.close()
@@ -105,6 +155,28 @@ class IntentPublisher:
         self.key = key
         self._producer = Producer(producer_config(settings))
         self._watcher = DecisionWatcher(settings) if watch else None
+        self._intents: dict[UUID, IntentKey] = {}
+        self.sent = 0
+        self.delivered = 0
+        self.delivery_errors: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+        elif len(self.delivery_errors) < 100:
+            self.delivery_errors.append(str(err))
+
+    def _produce(self, topic: Topic, event: Envelope[Any]) -> None:
+        key, value, headers = encode(event)
+        self._producer.produce(
+            self.settings.topic(topic),
+            key=key,
+            value=value,
+            headers=headers,
+            on_delivery=self._on_delivery,
+        )
+        self.sent += 1
+        self._producer.poll(0)
 
     def sign(self, payload: OrderIntent | CancelIntent) -> OrderIntent | CancelIntent:
         if self.key is None:
@@ -112,11 +184,10 @@ class IntentPublisher:
         return sign(payload, self.key)
 
     def publish_event(self, event: Envelope[Any]) -> Envelope[Any]:
-        key, value, headers = encode(event)
-        self._producer.produce(
-            self.settings.topic(Topic(event.topic)), key=key, value=value, headers=headers
-        )
-        self._producer.poll(0)
+        self._produce(Topic(event.topic), event)
+        found = intent_key(event)
+        if found is not None:
+            self._intents[event.correlation_id] = found
         return event
 
     def publish(
@@ -137,23 +208,29 @@ class IntentPublisher:
         else:
             event = new_event(payload, producer=self.producer_id)
         if admin:
-            key, value, headers = encode(event)
-            self._producer.produce(
-                self.settings.topic(Topic.ADMIN), key=key, value=value, headers=headers
-            )
-            self._producer.poll(0)
+            self._produce(Topic.ADMIN, event)
             return event
         return self.publish_event(event)
 
     def flush(self, timeout: float = 30.0) -> int:
+        """Wait for the broker's acknowledgements; the number of records still in flight."""
         return int(self._producer.flush(timeout))
 
+    @property
+    def undelivered(self) -> int:
+        """Records published but not (yet) acknowledged by the broker: after a `flush` that
+        returned 0, the ones the broker refused (`delivery_errors` says why)."""
+        return self.sent - self.delivered
+
     def await_decision(self, correlation_id: UUID, timeout: float = 30.0) -> Envelope[Any] | None:
-        """The decision for the intent that started `correlation_id`, or None on timeout."""
+        """The engine's answer to the event that started `correlation_id`, or None on
+        timeout. For an intent this publisher published, a resend included, that is the
+        decision recorded for it: a resend in a new envelope is answered with the original
+        decision, which carries the original's correlation id."""
         if self._watcher is None:
             raise RuntimeError("publisher created with watch=False")
         self.flush()
-        return self._watcher.wait(correlation_id, timeout)
+        return self._watcher.wait(correlation_id, timeout, intent=self._intents.get(correlation_id))
 
     def close(self) -> None:
         self.flush()

@@ -4,24 +4,84 @@ Trade and bookTicker streams become `MarketTrade` and `QuoteUpdated` payloads; d
 updates are skipped and counted. Every record is validated: unparsable lines, a crossed
 book, a non-positive price or size, or a timestamp that goes backwards (per stream and
 symbol) is returned as a rejection with the reason, for the dead-letter topic.
+
+`parse_line` never raises: whatever a line holds (a price `"abc"` or `"NaN"`, a timestamp
+beyond the calendar, JSON nested too deep to decode), it is a rejection with its reason.
+Prices and sizes are read as `Decimal` only (JSON numbers too: `parse_float=Decimal`),
+in the plain form the schemas publish (`schemas.types`); timestamps are integers,
+converted without floating point.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from schemas.events import MarketTrade, QuoteUpdated, Side
+from schemas.types import _parse_decimal
 
 QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "EURC", "EUR", "BTC", "ETH", "BNB")
 VENUE = "binance"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TS_MS = 253_402_300_799_999
+"""The last millisecond of year 9999: `datetime`'s range, and far beyond any capture."""
+
+
+class CaptureReadError(Exception):
+    """The capture file itself cannot be read on (a truncated or corrupt gzip, an I/O
+    error): `last_line` lines were read before it."""
+
+    def __init__(self, path: Path, last_line: int, cause: BaseException) -> None:
+        super().__init__(
+            f"{path}: file corrupt after line {last_line}: {type(cause).__name__}: {cause}"
+        )
+        self.path = path
+        self.last_line = last_line
+        self.cause = cause
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _decimal(value: object, name: str) -> Decimal:
+    """A price or size: a plain decimal string (or a JSON number, read as Decimal), finite."""
+    try:
+        return _parse_decimal(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _integer(value: object, name: str) -> int:
+    """An id or timestamp: a JSON integer or a string of digits, never a bool or fraction."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and 0 < len(value) <= 40 and value.lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"{name}: expected an integer, got {str(value)[:40]!r}")
+
+
+def _from_ms(ts_ms: int, name: str) -> datetime:
+    if not 0 <= ts_ms <= MAX_TS_MS:
+        raise ValueError(f"{name} out of range: {ts_ms} ms since the epoch")
+    return EPOCH + timedelta(milliseconds=ts_ms)
+
+
+def _from_ns(ts_ns: int, name: str) -> datetime:
+    if not 0 <= ts_ns <= MAX_TS_MS * 1_000_000:
+        raise ValueError(f"{name} out of range: {ts_ns} ns since the epoch")
+    return EPOCH + timedelta(microseconds=ts_ns // 1000)
 
 
 def unified_symbol(symbol: str) -> str:
@@ -55,33 +115,47 @@ class CaptureParser:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def parse_line(self, line_no: int, raw: str) -> Parsed:
+        """One line's outcome; never raises (anything unexpected is a rejection too)."""
+        try:
+            return self._parse_line(line_no, raw)
+        except Exception as exc:  # the last resort: a bad line must not stop a load
+            self._count("rejected")
+            return Parsed(line_no, raw, None, error=f"unparsable line: {_short(exc)}")
+
+    def _parse_line(self, line_no: int, raw: str) -> Parsed:
         text = raw.strip()
         if not text:
             self._count("blank")
             return Parsed(line_no, raw, None, skipped="blank")
         try:
             ns_text, _, body = text.partition(" ")
-            recv_ns = int(ns_text)
-            msg = json.loads(body)
+            recv_ns = _integer(ns_text, "receive time")
+            _from_ns(recv_ns, "receive time")  # in range, or the replay's pacing is absurd
+            msg = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
             if isinstance(msg, dict) and "lastUpdateId" in msg and "stream" not in msg:
                 self._count("skipped:depthSnapshot")
                 return Parsed(line_no, raw, recv_ns, skipped="depthSnapshot")
             stream = str(msg["stream"])
             data = msg["data"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except RecursionError:
             self._count("rejected")
-            return Parsed(line_no, raw, None, error=f"unparsable line: {exc}")
+            return Parsed(line_no, raw, None, error="unparsable line: JSON nested too deep")
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            self._count("rejected")
+            return Parsed(line_no, raw, None, error=f"unparsable line: {_short(exc)}")
         kind = stream.split("@", 1)[1] if "@" in stream else stream
         try:
-            if kind == "trade":
-                return self._trade(line_no, raw, recv_ns, data)
-            if kind == "bookTicker":
+            if kind in ("trade", "bookTicker"):
+                if not isinstance(data, dict):
+                    raise TypeError(f"data is {type(data).__name__}, not an object")
+                if kind == "trade":
+                    return self._trade(line_no, raw, recv_ns, data)
                 return self._quote(line_no, raw, recv_ns, data)
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        except (ValueError, KeyError, TypeError, ArithmeticError, ValidationError) as exc:
             self._count("rejected")
-            return Parsed(line_no, raw, recv_ns, error=f"{kind}: {_short(exc)}")
-        self._count(f"skipped:{kind.split('@')[0]}")
-        return Parsed(line_no, raw, recv_ns, skipped=kind)
+            return Parsed(line_no, raw, recv_ns, error=f"{kind[:100]}: {_short(exc)}")
+        self._count(f"skipped:{kind.split('@')[0][:100]}")
+        return Parsed(line_no, raw, recv_ns, skipped=kind[:100])
 
     def _monotonic(self, stream: str, symbol: str, ts: int) -> None:
         key = (stream, symbol)
@@ -95,11 +169,11 @@ class CaptureParser:
 
     def _trade(self, line_no: int, raw: str, recv_ns: int, d: dict[str, object]) -> Parsed:
         symbol = str(d["s"])
-        ts_ms = int(str(d["T"]))
-        price, qty = Decimal(str(d["p"])), Decimal(str(d["q"]))
+        ts_ms = _integer(d["T"], "trade time T")
+        exchange_ts = _from_ms(ts_ms, "trade time T")
+        price, qty = _decimal(d["p"], "price p"), _decimal(d["q"], "quantity q")
         if price <= 0 or qty <= 0:
             raise ValueError(f"non-positive price or quantity: {price} x {qty}")
-        self._monotonic("trade", symbol, ts_ms)
         payload = MarketTrade(
             venue=VENUE,
             instrument=self._instrument(symbol),
@@ -108,28 +182,30 @@ class CaptureParser:
             quantity=qty,
             # `m`: the buyer is the maker, so the seller was the aggressor.
             aggressor_side=Side.SELL if d.get("m") else Side.BUY,
-            exchange_ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
+            exchange_ts=exchange_ts,
         )
+        self._monotonic("trade", symbol, ts_ms)
         self._count("trade")
         return Parsed(line_no, raw, recv_ns, payload=payload)
 
     def _quote(self, line_no: int, raw: str, recv_ns: int, d: dict[str, object]) -> Parsed:
         symbol = str(d["s"])
-        bid, ask = Decimal(str(d["b"])), Decimal(str(d["a"]))
+        bid, ask = _decimal(d["b"], "bid b"), _decimal(d["a"], "ask a")
         if bid <= 0 or ask <= 0:
             raise ValueError(f"non-positive price: bid {bid} ask {ask}")
         # Spot bookTicker has no event time: the capture's receive time stands in.
-        self._monotonic("bookTicker", symbol, recv_ns)
+        exchange_ts = _from_ns(recv_ns, "receive time")
         payload = QuoteUpdated(
             venue=VENUE,
             instrument=self._instrument(symbol),
             bid_price=bid,
-            bid_quantity=Decimal(str(d["B"])),
+            bid_quantity=_decimal(d["B"], "bid size B"),
             ask_price=ask,
-            ask_quantity=Decimal(str(d["A"])),
-            update_id=int(str(d["u"])),
-            exchange_ts=datetime.fromtimestamp(recv_ns / 1e9, UTC),
+            ask_quantity=_decimal(d["A"], "ask size A"),
+            update_id=_integer(d["u"], "update id u"),
+            exchange_ts=exchange_ts,
         )
+        self._monotonic("bookTicker", symbol, recv_ns)
         self._count("bookTicker")
         return Parsed(line_no, raw, recv_ns, payload=payload)
 
@@ -141,14 +217,24 @@ def _short(exc: Exception) -> str:
 
 
 def read_lines(path: Path) -> Iterator[str]:
+    """The file's lines (gzip if it ends in .gz); a file that cannot be read on raises
+    `CaptureReadError` naming the last line read, after yielding every line before it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        yield from fh
+    n = 0
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                yield line
+                n += 1
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise CaptureReadError(path, n, exc) from exc
 
 
 def parse_file(
     path: Path, *, instrument: str | None = None, limit: int | None = None
 ) -> tuple[CaptureParser, Iterator[Parsed]]:
+    """The parser (its counts) and the parsed lines, lazily. Opening and reading errors
+    surface while iterating, as `CaptureReadError`."""
     parser = CaptureParser(instrument_override=instrument)
 
     def _gen() -> Iterator[Parsed]:

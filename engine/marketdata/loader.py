@@ -1,46 +1,114 @@
-"""Publishing market data to Kafka: replayed captures (with dead letters) and simulations."""
+"""Publishing market data to Kafka: replayed captures (with dead letters) and simulations.
+
+Every record is counted as delivered only when the broker acknowledged it (a delivery
+report without an error); the reports say how many were not, so a load into an
+unreachable broker or a missing topic is an error, not a success.
+"""
 
 from __future__ import annotations
 
-import base64
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from deploy.deadletter import kept_value
 from deploy.kafka import producer_config
 from deploy.settings import Settings
-from engine.marketdata.binance import parse_file
+from engine.marketdata.binance import CaptureReadError, parse_file
 from engine.marketdata.simulate import simulate
 from schemas import encode, new_event
 from schemas.events import DeadLetter, MarketTrade, QuoteUpdated
 from schemas.topics import Topic
 
 PRODUCER = "marketdata-loader"
+FLUSH_SECONDS = 60.0
+"""How long, at the end, to wait for the broker to acknowledge what is still in flight."""
+
+
+@dataclass
+class Deliveries:
+    """What was handed to the producer and what the broker acknowledged, per kind."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    first_error: str | None = None
+
+    def on_delivery(self, kind: str) -> Callable[[KafkaError | None, Message], None]:
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.delivered[kind] = self.delivered.get(kind, 0) + 1
+            elif self.first_error is None:
+                self.first_error = str(err)
+
+        return report
+
+    def send(self, producer: Producer, settings: Settings, payload: Any, kind: str) -> None:
+        event = new_event(payload, producer=PRODUCER)
+        key, value, headers = encode(event)
+        self.sent[kind] = self.sent.get(kind, 0) + 1
+        while True:
+            try:
+                producer.produce(
+                    settings.topic(Topic(event.topic)),
+                    key=key,
+                    value=value,
+                    headers=headers,
+                    on_delivery=self.on_delivery(kind),
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+            except KafkaException as exc:  # refused before sending: counted, not raised
+                if self.first_error is None:
+                    self.first_error = str(exc.args[0] if exc.args else exc)
+                break
+        producer.poll(0)
+
+    def finish(self, producer: Producer, timeout: float = FLUSH_SECONDS) -> None:
+        remaining = producer.flush(timeout)
+        if remaining and self.first_error is None:
+            self.first_error = (
+                f"{remaining} records not acknowledged by the broker within {timeout:g} s"
+            )
+
+    @property
+    def not_delivered(self) -> int:
+        return sum(self.sent.values()) - sum(self.delivered.values())
 
 
 @dataclass
 class LoadReport:
     published: int
+    """Market-data events the broker acknowledged."""
     dead_letters: int
+    """Dead letters (one per rejected line) the broker acknowledged."""
     counts: dict[str, int]
+    """The parser's counts per kind of line (trade, bookTicker, skipped:..., rejected)."""
+    not_delivered: int = 0
+    """Records handed to the producer that the broker did not acknowledge."""
+    delivery_error: str | None = None
+    read_error: str | None = None
+    """Why the file could not be read to its end (`... file corrupt after line N ...`)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.not_delivered == 0 and self.read_error is None
 
 
-def _send(producer: Producer, settings: Settings, payload: object) -> None:
-    event = new_event(payload, producer=PRODUCER)  # type: ignore[type-var]
-    key, value, headers = encode(event)
-    while True:
-        try:
-            producer.produce(
-                settings.topic(Topic(event.topic)), key=key, value=value, headers=headers
-            )
-            break
-        except BufferError:
-            producer.poll(0.05)
-    producer.poll(0)
+@dataclass
+class PublishReport:
+    published: int
+    not_delivered: int = 0
+    delivery_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.not_delivered == 0
 
 
 def load_capture(
@@ -55,41 +123,50 @@ def load_capture(
 
     Events are stamped with the replay time (`occurred_at`), keeping the capture's own
     time in `exchange_ts`, so the engine judges freshness against when prices arrived.
+    A line the parser rejects becomes a `DeadLetter` (its first 128 KiB, full length and
+    SHA-256, and the reason). A file that cannot be read on (a truncated gzip) ends the
+    load: what was read is still delivered, and the report's `read_error` says where.
     """
     producer = Producer(producer_config(settings))
+    out = Deliveries()
     parser, records = parse_file(path, instrument=instrument, limit=limit)
-    published = dead = 0
+    read_error: str | None = None
     first_ns: int | None = None
     wall0 = time.monotonic()
-    for rec in records:
-        if rec.error is not None:
-            dead += 1
-            _send(
-                producer,
-                settings,
-                DeadLetter(
-                    source_topic=f"file:{path.name}",
+    try:
+        for rec in records:
+            if rec.error is not None:
+                dead = DeadLetter(
+                    source_topic=f"file:{path.name}"[:249],
                     source_offset=rec.line_no,
-                    original_value_b64=base64.b64encode(rec.raw.encode()).decode(),
+                    **kept_value(rec.raw.encode("utf-8", "replace")),
                     error_type="InvalidMarketData",
-                    error=rec.error,
+                    error=rec.error[:4000],
                     stage="loader",
-                ),
-            )
-            continue
-        if rec.payload is None:
-            continue
-        if speed and rec.recv_ns is not None:
-            first_ns = first_ns if first_ns is not None else rec.recv_ns
-            due = (rec.recv_ns - first_ns) / 1e9 / speed
-            lag = due - (time.monotonic() - wall0)
-            if lag > 0:
-                producer.poll(0)
-                time.sleep(lag)
-        _send(producer, settings, rec.payload)
-        published += 1
-    producer.flush(60)
-    return LoadReport(published, dead, dict(parser.counts))
+                )
+                out.send(producer, settings, dead, "dead_letter")
+                continue
+            if rec.payload is None:
+                continue
+            if speed and rec.recv_ns is not None:
+                first_ns = first_ns if first_ns is not None else rec.recv_ns
+                due = (rec.recv_ns - first_ns) / 1e9 / speed
+                lag = due - (time.monotonic() - wall0)
+                if lag > 0:
+                    producer.poll(0)
+                    time.sleep(lag)
+            out.send(producer, settings, rec.payload, "marketdata")
+    except CaptureReadError as exc:
+        read_error = str(exc)
+    out.finish(producer)
+    return LoadReport(
+        published=out.delivered.get("marketdata", 0),
+        dead_letters=out.delivered.get("dead_letter", 0),
+        counts=dict(parser.counts),
+        not_delivered=out.not_delivered,
+        delivery_error=out.first_error,
+        read_error=read_error,
+    )
 
 
 def publish_payloads(
@@ -97,9 +174,9 @@ def publish_payloads(
     payloads: Iterable[MarketTrade | QuoteUpdated],
     *,
     speed: float | None = None,
-) -> int:
+) -> PublishReport:
     producer = Producer(producer_config(settings))
-    n = 0
+    out = Deliveries()
     first: datetime | None = None
     wall0 = time.monotonic()
     for p in payloads:
@@ -107,16 +184,26 @@ def publish_payloads(
             first = first or p.exchange_ts
             lag = (p.exchange_ts - first).total_seconds() / speed - (time.monotonic() - wall0)
             if lag > 0:
+                producer.poll(0)
                 time.sleep(lag)
-        _send(producer, settings, p)
-        n += 1
-    producer.flush(60)
-    return n
+        out.send(producer, settings, p, "marketdata")
+    out.finish(producer)
+    return PublishReport(
+        published=out.delivered.get("marketdata", 0),
+        not_delivered=out.not_delivered,
+        delivery_error=out.first_error,
+    )
 
 
 def run_simulation(
-    settings: Settings, instrument: str, minutes: float, seed: int, *, speed: float | None = None
-) -> int:
-    return publish_payloads(
-        settings, simulate(instrument, minutes, seed, datetime.now(UTC)), speed=speed
-    )
+    settings: Settings,
+    instrument: str,
+    minutes: float,
+    seed: int,
+    *,
+    start: datetime,
+    speed: float | None = None,
+) -> PublishReport:
+    """Publish `simulate(instrument, minutes, seed, start)`: the same arguments give the
+    same payloads (the envelopes' ids and `occurred_at` are new on each run)."""
+    return publish_payloads(settings, simulate(instrument, minutes, seed, start), speed=speed)

@@ -92,3 +92,57 @@ def test_loader_publishes_and_dead_letters_bad_records(env: Settings, tmp_path: 
     assert len(md) == 3
     assert sorted(d.payload.source_offset for d in dls) == [3, 4]
     assert all(d.payload.stage == "loader" for d in dls)
+
+
+@pytest.mark.integration
+def test_loader_dead_letters_a_huge_line_bounded_and_survives_a_truncated_gzip(
+    env: Settings, tmp_path: Path
+) -> None:
+    """Review helper-50 (rev54): a price "abc" crashed the load (InvalidOperation), an 800 KB
+    line's dead letter was over the producer's size limit (MSG_SIZE_TOO_LARGE), and a
+    truncated .gz ended in click's "Aborted!"; now: dead letters, then an error naming the
+    last line read, after the lines before it were delivered."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from tests.engine.workers import REPO
+
+    huge = "1 " + "x" * 800_000
+    bad = _trade(12, 2, price="abc")
+    lines = [_book(10), huge, bad, _book(13)]
+    good_block = "\n".join(_book(20 + i) for i in range(2000)) + "\n"
+    path = tmp_path / "cap.jsonl.gz"
+    blob = gzip.compress(("\n".join(lines) + "\n" + good_block).encode())
+    path.write_bytes(blob[: len(blob) // 2])
+    cli_env = dict(os.environ)
+    cli_env.update(
+        TRADETAPE_KAFKA_PORT=str(env.kafka_port),
+        TRADETAPE_TOPIC_PREFIX=env.topic_prefix,
+        TRADETAPE_DATA_DIR=str(env.resolved_data_dir),
+        PYTHONPATH=str(REPO),
+    )
+    args = ["marketdata", "load", str(path), "--as-fast-as-possible"]
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.cli_entry", *args],
+        cwd=REPO,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    assert report["dead_letters"] == 2 and report["not_delivered"] == 0
+    read = report["published"] + report["dead_letters"]
+    assert 4 < read < 2004
+    assert f"file corrupt after line {read}" in done.stderr
+    dls = {d.payload.source_offset: d.payload for d in read_topic(env, Topic.DEADLETTER)}
+    assert sorted(dls) == [2, 3]
+    big = dls[2]
+    assert big.original_truncated and big.original_value_bytes == len(huge) + 1
+    assert big.original_value_sha256 == hashlib.sha256((huge + "\n").encode()).hexdigest()
+    assert "price" in dls[3].error and not dls[3].original_truncated
+    assert len(read_topic(env, Topic.MARKETDATA)) == report["published"]

@@ -1,0 +1,119 @@
+"""`tradetape admin ...` and `producer add` report what the engine did with the command
+(review helper-50, rev54 defects 5 and 6): before, the CLI exited 0 without waiting, so
+a rejected command looked accepted; and `producer add` wrote its key file before checking
+the name (`../../x` outside the key directory, an orphan key for `bad name`)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.settings import Settings
+from engine import auth
+from tests.conftest import free_port
+from tests.engine.helpers import running_worker, world
+from tests.engine.workers import REPO
+
+
+def _run(
+    data_dir: Path, port: int, *args: str, prefix: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(
+        TRADETAPE_KAFKA_PORT=str(port),
+        TRADETAPE_TOPIC_PREFIX=prefix,
+        TRADETAPE_DATA_DIR=str(data_dir),
+        PYTHONPATH=str(REPO),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.cli_entry", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "bad name", ".hidden", "a/b", "x" * 65])
+def test_producer_add_refuses_a_bad_name_before_writing_anything(tmp_path: Path, name: str) -> None:
+    data = tmp_path / "deep" / "data"
+    done = _run(data, free_port(), "producer", "add", name, "--accounts", "A1")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "invalid producer id" in done.stderr and "Traceback" not in done.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_producer_add_refuses_bad_accounts_before_writing_the_key(tmp_path: Path) -> None:
+    done = _run(tmp_path / "data", free_port(), "producer", "add", "ok", "--accounts", "a b")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_key_files_are_written_whole_owner_only_and_never_through_a_link(
+    tmp_path: Path,
+) -> None:
+    key, _ = auth.new_keypair()
+    target = tmp_path / "elsewhere"
+    target.write_text("keep me\n")
+    target.chmod(0o644)
+    path = auth.key_path(tmp_path, "p1")
+    path.parent.mkdir()
+    path.symlink_to(target)
+    auth.write_private_key(path, key)
+    assert target.read_text() == "keep me\n"
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert auth.public_hex(auth.read_private_key(path)) == auth.public_hex(key)
+    loose = auth.key_path(tmp_path, "p2")
+    loose.write_text("old\n")
+    loose.chmod(0o644)
+    auth.write_private_key(loose, key)
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(ValueError):
+        auth.key_path(tmp_path, "../p3")
+
+
+def test_an_admin_command_without_an_engine_says_no_answer(tmp_path: Path) -> None:
+    done = _run(tmp_path / "data", free_port(), "admin", "--wait", "2", "kyc", "A1")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "error: " in done.stderr
+
+
+@pytest.mark.integration
+def test_admin_commands_report_acceptance_and_rejection(env: Settings) -> None:
+    data = env.resolved_data_dir
+    with running_worker(env):
+        world(env, ["ACC1"])
+        first = _run(
+            data,
+            env.kafka_port,
+            "admin",
+            "kill-switch",
+            "engage",
+            "--scope",
+            "ACC1",
+            prefix=env.topic_prefix,
+        )
+        second = _run(
+            data,
+            env.kafka_port,
+            "admin",
+            "kill-switch",
+            "engage",
+            "--scope",
+            "ACC1",
+            prefix=env.topic_prefix,
+        )
+        unknown = _run(data, env.kafka_port, "admin", "kyc", "NOPE", prefix=env.topic_prefix)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "accepted: KillSwitchEngaged" in first.stderr
+    assert len(first.stdout.split()) == 1  # the command's event id, as before
+    assert second.returncode == 1, (second.stdout, second.stderr[-2000:])
+    assert "error: the engine rejected KillSwitchEngaged" in second.stderr
+    assert unknown.returncode == 1 and "rejected" in unknown.stderr, unknown.stderr[-2000:]

@@ -1,0 +1,61 @@
+"""Bad command-line input is an `error:` line and a non-zero exit, never a traceback, and
+nothing touches the broker before the input is checked (review helper-50, rev54 defect 7:
+`publish /nonexistent.jsonl` contacted the broker first, then a traceback; `marketdata
+simulate --symbol BTCUSDT` a pydantic traceback; `--minutes -5` published nothing and
+exited 0; `--speed 0` silently became 1.0 and a negative speed meant as fast as possible)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.engine.workers import REPO
+
+
+def _cli(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(
+        TRADETAPE_KAFKA_PORT=str(free_port()),  # nobody listens: validation comes first
+        TRADETAPE_DATA_DIR=str(tmp_path / "data"),
+        PYTHONPATH=str(REPO),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.cli_entry", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("publish", "/nonexistent/intents.jsonl"), "cannot read /nonexistent/intents.jsonl"),
+        (("marketdata", "load", "/nonexistent/cap.jsonl"), "cannot read /nonexistent/cap.jsonl"),
+        (("marketdata", "simulate", "--symbol", "BTCUSDT"), "--symbol 'BTCUSDT'"),
+        (("marketdata", "simulate", "--minutes", "-5"), "--minutes must be a positive"),
+        (("marketdata", "simulate", "--minutes", "nan"), "--minutes must be a positive"),
+        (("marketdata", "simulate", "--speed", "0"), "--speed must be a positive"),
+        (("marketdata", "simulate", "--start", "yesterday"), "--start 'yesterday'"),
+        (("marketdata", "load", "x.jsonl", "--speed", "0"), "--speed must be a positive"),
+        (("marketdata", "load", "x.jsonl", "--speed", "-1"), "--speed must be a positive"),
+        (("marketdata", "load", "x", "--speed", "2", "--as-fast-as-possible"), "either"),
+        (("marketdata", "load", "x.jsonl", "--instrument", "btc"), "--instrument 'btc'"),
+        (("admin", "deposit", "A1", "USDC", "1e5", "d1"), "not a plain decimal"),
+        (("admin", "limits", "*", "2", "--values", "{bad"), "error: "),
+    ],
+)
+def test_bad_command_line_input_is_an_error_line_not_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = _cli(tmp_path, *args)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert message in done.stderr and "error: " in done.stderr, done.stderr[-2000:]

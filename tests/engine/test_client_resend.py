@@ -1,0 +1,116 @@
+"""The SDK and `tradetape publish` find the engine's answer to a resent intent.
+
+A resend in a new envelope is answered with the original decision, byte for byte, under
+the original's correlation id (docs/engine.md, *Idempotency*); matching answers only by the
+new envelope's correlation id waited out the timeout (review helper-50, rev54 defect 4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from deploy.settings import Settings
+from engine import auth
+from engine.client import IntentPublisher
+from engine.processor import intent_digest as engine_digest
+from schemas.events import CancelIntent, OrderIntent, OrderType, Side
+from tests.engine.helpers import produce, quote, running_worker, world
+from tests.engine.workers import REPO
+
+
+def _order(coid: str, qty: str = "0.01") -> OrderIntent:
+    return OrderIntent(
+        producer_id="strat1",
+        strategy_id="s",
+        account="ACC1",
+        client_order_id=coid,
+        instrument="BTC/USDC",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        quantity=Decimal(qty),
+    )
+
+
+def test_the_sdk_digest_is_the_engines() -> None:
+    from engine.client import intent_digest
+
+    key, _ = auth.new_keypair()
+    for p in (
+        _order("a"),
+        _order("b", "1.25"),
+        CancelIntent(
+            producer_id="strat1",
+            strategy_id="s",
+            account="ACC1",
+            client_order_id="c",
+            target_client_order_id="a",
+        ),
+    ):
+        signed = auth.sign(p, key)
+        assert intent_digest(signed) == engine_digest(signed)
+
+
+@pytest.mark.integration
+def test_await_decision_and_publish_find_the_answer_to_a_resend(
+    env: Settings, tmp_path: Path
+) -> None:
+    with running_worker(env):
+        key = world(env, ["ACC1"])
+        auth.write_private_key(auth.key_path(env.resolved_data_dir, "strat1"), key)
+        produce(env, [quote()])
+        pub = IntentPublisher(env, "strat1", key)
+        try:
+            ev1 = pub.publish(_order("resend-1"))
+            d1 = pub.await_decision(ev1.correlation_id, 30)
+            assert d1 is not None and d1.payload.outcome == "APPROVED"
+            ev2 = pub.publish(_order("resend-1"))  # the same intent, a new envelope
+            assert ev2.correlation_id != ev1.correlation_id
+            d2 = pub.await_decision(ev2.correlation_id, 15)
+            assert d2 is not None and d2.event_id == d1.event_id
+            # other content under the decided id: its own rejection, not the original
+            ev3 = pub.publish(_order("resend-1", "0.02"))
+            d3 = pub.await_decision(ev3.correlation_id, 15)
+            assert d3 is not None and d3.event_type == "IntentRejected"
+            assert d3.payload.reason == "CLIENT_ORDER_ID_REUSED"
+        finally:
+            pub.close()
+        # a fresh publisher (its watcher starts after the original decision) and the CLI
+        fresh = IntentPublisher(env, "strat1", key)
+        try:
+            ev4 = fresh.publish(_order("resend-1"))
+            d4 = fresh.await_decision(ev4.correlation_id, 15)
+            assert d4 is not None and d4.event_id == d1.event_id
+        finally:
+            fresh.close()
+        line = {
+            "event_type": "OrderIntent",
+            "payload": _order("resend-2").model_dump(mode="json", exclude={"signature"}),
+        }
+        path = tmp_path / "intents.jsonl"
+        path.write_text(json.dumps(line) + "\n" + json.dumps(line) + "\n")
+        cli_env = dict(os.environ)
+        cli_env.update(
+            TRADETAPE_KAFKA_PORT=str(env.kafka_port),
+            TRADETAPE_TOPIC_PREFIX=env.topic_prefix,
+            TRADETAPE_DATA_DIR=str(env.resolved_data_dir),
+            PYTHONPATH=str(REPO),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy.cli_entry", "publish", str(path), "--wait", "15"],
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [json.loads(x) for x in done.stdout.splitlines()]
+    assert [p["outcome"] for p in printed] == ["APPROVED", "APPROVED"]
+    assert printed[0]["event_id"] != printed[1]["event_id"]
