@@ -60,8 +60,8 @@ def _publish_admin(payload: Any) -> Any:
     what = payload.EVENT_TYPE
     try:
         pub = IntentPublisher(_settings(), ADMIN)  # its watcher reads from the end: now
-    except KafkaException as exc:
-        _fail(f"{what} not sent: cannot reach the broker: {exc}")
+    except (KafkaException, RuntimeError) as exc:
+        _fail(f"{what} not sent: cannot read the engine's answers from the broker: {exc}")
     try:
         event = pub.publish(payload, admin=True)
         what = f"{event.event_type} {event.event_id}"
@@ -212,7 +212,10 @@ def register(app: typer.Typer) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot read {file}: {exc}")
         settings = _settings()
-        watcher = DecisionWatcher(settings)
+        try:
+            watcher = DecisionWatcher(settings)
+        except (KafkaException, RuntimeError) as exc:
+            _fail(f"nothing sent: cannot read the engine's answers from the broker: {exc}")
         publishers: dict[str, IntentPublisher] = {}
         sent: list[Any] = []
         answers: dict[Any, Any] = {}

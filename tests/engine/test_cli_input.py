@@ -59,3 +59,11 @@ def test_bad_command_line_input_is_an_error_line_not_a_traceback(
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert message in done.stderr and "error: " in done.stderr, done.stderr[-2000:]
+
+
+def test_publish_without_a_broker_is_an_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "intents.jsonl"
+    path.write_text('{"event_type": "KycVerified", "payload": {"account": "A1"}}\n')
+    done = _cli(tmp_path, "publish", str(path), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "error: nothing sent" in done.stderr
