@@ -15,6 +15,7 @@ converted without floating point.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import zlib
 from collections.abc import Iterator
@@ -34,6 +35,21 @@ VENUE = "binance"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TS_MS = 253_402_300_799_999
 """The last millisecond of year 9999: `datetime`'s range, and far beyond any capture."""
+
+
+MAX_LINE_CHARS = 1024 * 1024
+"""A capture line is a few hundred bytes. A longer one is read in pieces and rejected
+whole, keeping only its first MAX_LINE_CHARS characters, with its full length and SHA-256:
+a file without newlines (the wrong file, a corrupt one) never has to fit in memory."""
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """A line longer than MAX_LINE_CHARS: its beginning, its UTF-8 length and SHA-256."""
+
+    prefix: str
+    nbytes: int
+    sha256: str
 
 
 class CaptureReadError(Exception):
@@ -103,6 +119,10 @@ class Parsed:
     payload: MarketTrade | QuoteUpdated | None = None
     skipped: str | None = None
     error: str | None = None
+    raw_bytes: int | None = None
+    """Set when `raw` is only the line's beginning: the whole line's UTF-8 length..."""
+    raw_sha256: str | None = None
+    """...and its SHA-256."""
 
 
 @dataclass
@@ -156,6 +176,17 @@ class CaptureParser:
             return Parsed(line_no, raw, recv_ns, error=f"{kind[:100]}: {_short(exc)}")
         self._count(f"skipped:{kind.split('@')[0][:100]}")
         return Parsed(line_no, raw, recv_ns, skipped=kind[:100])
+
+    def overlong(self, line_no: int, line: Overlong) -> Parsed:
+        self._count("rejected")
+        return Parsed(
+            line_no,
+            line.prefix,
+            None,
+            error=f"line longer than {MAX_LINE_CHARS} characters ({line.nbytes} bytes)",
+            raw_bytes=line.nbytes,
+            raw_sha256=line.sha256,
+        )
 
     def _monotonic(self, stream: str, symbol: str, ts: int) -> None:
         key = (stream, symbol)
@@ -216,15 +247,29 @@ def _short(exc: Exception) -> str:
     return str(exc)[:500]
 
 
-def read_lines(path: Path) -> Iterator[str]:
-    """The file's lines (gzip if it ends in .gz); a file that cannot be read on raises
-    `CaptureReadError` naming the last line read, after yielding every line before it."""
+def read_lines(path: Path) -> Iterator[str | Overlong]:
+    """The file's lines (gzip if it ends in .gz), a line longer than MAX_LINE_CHARS as an
+    `Overlong`; a file that cannot be read on raises `CaptureReadError` naming the last
+    line read, after yielding every line before it."""
     opener = gzip.open if path.suffix == ".gz" else open
     n = 0
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                yield line
+            while line := fh.readline(MAX_LINE_CHARS):
+                if len(line) < MAX_LINE_CHARS or line.endswith("\n"):
+                    yield line
+                else:
+                    digest = hashlib.sha256()
+                    nbytes = 0
+                    piece = line
+                    while piece:
+                        data = piece.encode("utf-8", "replace")
+                        digest.update(data)
+                        nbytes += len(data)
+                        if piece.endswith("\n"):
+                            break
+                        piece = fh.readline(MAX_LINE_CHARS)
+                    yield Overlong(line, nbytes, digest.hexdigest())
                 n += 1
     except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise CaptureReadError(path, n, exc) from exc
@@ -241,6 +286,9 @@ def parse_file(
         for n, line in enumerate(read_lines(path), start=1):
             if limit is not None and n > limit:
                 return
-            yield parser.parse_line(n, line)
+            if isinstance(line, Overlong):
+                yield parser.overlong(n, line)
+            else:
+                yield parser.parse_line(n, line)
 
     return parser, _gen()

@@ -136,10 +136,17 @@ def load_capture(
     try:
         for rec in records:
             if rec.error is not None:
+                kept = kept_value(rec.raw.encode("utf-8", "replace"))
+                if rec.raw_sha256 is not None:  # `raw` is only the line's beginning
+                    kept.update(
+                        original_value_bytes=rec.raw_bytes,
+                        original_value_sha256=rec.raw_sha256,
+                        original_truncated=True,
+                    )
                 dead = DeadLetter(
                     source_topic=f"file:{path.name}"[:249],
                     source_offset=rec.line_no,
-                    **kept_value(rec.raw.encode("utf-8", "replace")),
+                    **kept,
                     error_type="InvalidMarketData",
                     error=rec.error[:4000],
                     stage="loader",

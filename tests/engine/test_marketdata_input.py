@@ -149,3 +149,31 @@ def test_a_seeded_simulation_with_a_start_is_reproducible() -> None:
     a = [p.model_dump_json() for p in simulate("BTC/USDC", 0.2, 7, start)]
     b = [p.model_dump_json() for p in simulate("BTC/USDC", 0.2, 7, start)]
     assert a == b and len(a) > 60
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_line_too_long_is_rejected_without_holding_it(tmp_path: Path, suffix: str) -> None:
+    """A file without newlines (the wrong file, a corrupt one) must not have to fit in
+    memory: an over-long line is read in pieces, rejected with its length and SHA-256."""
+    import hashlib
+
+    from engine.marketdata import binance
+
+    cap = getattr(binance, "MAX_LINE_CHARS", 1024 * 1024)
+    long_line = "1 " + "x" * (3 * cap + 5) + "\n"
+    text = f"{NOW_NS} {_book()}\n" + long_line + f"{NOW_NS} {_trade()}\n"
+    path = tmp_path / f"cap{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    parser, records = parse_file(path)
+    out = list(records)
+    assert [r.line_no for r in out] == [1, 2, 3]
+    assert isinstance(out[0].payload, QuoteUpdated) and isinstance(out[2].payload, MarketTrade)
+    bad = out[1]
+    assert bad.error and "longer than" in bad.error
+    assert len(bad.raw) <= cap
+    assert getattr(bad, "raw_bytes", None) == len(long_line)
+    assert getattr(bad, "raw_sha256", None) == hashlib.sha256(long_line.encode()).hexdigest()
+    assert parser.counts["rejected"] == 1
