@@ -301,7 +301,11 @@ def _run_dkg(
     )
     # A topic created moments ago may list no partitions yet: assigning from that answer
     # would read nothing, and the ceremony would time out seeing no one.
-    parts = partitions_of(consumer, settings, Topic.SIGNING_MESSAGES)
+    try:
+        parts = partitions_of(consumer, settings, Topic.SIGNING_MESSAGES)
+    except (RuntimeError, KafkaException) as exc:
+        consumer.close()
+        raise CeremonyError(f"DKG {ceremony_id}: {exc}") from exc
     tps = [TopicPartition(topic, p, 0) for p in parts]
     consumer.assign(tps)  # a late joiner still sees round 1
     name = f"dkg-{identifier}"

@@ -169,3 +169,17 @@ def test_forged_round_two_names_its_sender(broker: Broker, tmp_path: Path) -> No
     t.join(30)
     assert isinstance(result["r"], CeremonyError), result
     assert "participant 2" in str(result["r"])
+
+
+def test_missing_topic_is_a_ceremony_error(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_partitions(*_a: Any, **_k: Any) -> list[int]:
+        raise RuntimeError("topic signing.messages has no partitions")
+
+    monkeypatch.setattr(ceremony, "partitions_of", no_partitions)
+    with pytest.raises(CeremonyError, match="no partitions"):
+        run_dkg_participant(
+            Settings(), ceremony_id="C1", identifier=1, signers=3, threshold=2,
+            out_dir=tmp_path / "p1", timeout=3,
+        )  # fmt: skip
