@@ -97,7 +97,12 @@ def _from_ms(ts_ms: int, name: str) -> datetime:
 def _from_ns(ts_ns: int, name: str) -> datetime:
     if not 0 <= ts_ns <= MAX_TS_MS * 1_000_000:
         raise ValueError(f"{name} out of range: {ts_ns} ns since the epoch")
-    return EPOCH + timedelta(microseconds=ts_ns // 1000)
+    # to the nearest microsecond, ties to even: what `datetime.fromtimestamp(ns / 1e9)`
+    # gave before, computed exactly (the float was off by one microsecond now and then)
+    us, rest = divmod(ts_ns, 1000)
+    if rest > 500 or (rest == 500 and us % 2):
+        us += 1
+    return EPOCH + timedelta(microseconds=us)
 
 
 def unified_symbol(symbol: str) -> str:

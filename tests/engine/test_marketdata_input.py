@@ -78,8 +78,12 @@ def test_prices_are_decimal_exactly_also_from_json_numbers() -> None:
     assert parsed.payload.price == Decimal("0.1") and parsed.payload.quantity == Decimal("0.3")
     quote = parser.parse_line(2, f"{NOW_NS + 123_456_789} {_book()}").payload
     assert isinstance(quote, QuoteUpdated)
-    # receive time in integer nanoseconds -> microseconds, no float rounding
-    assert quote.exchange_ts == datetime(2024, 8, 8, 0, 0, 0, 123456, tzinfo=UTC)
+    # receive time in integer nanoseconds -> the nearest microsecond, exactly (no float)
+    assert quote.exchange_ts == datetime(2024, 8, 8, 0, 0, 0, 123457, tzinfo=UTC)
+    # 504 ns is nearer 1 us than 0; the float division said 0
+    later = parser.parse_line(3, f"{NOW_NS + 10**9 + 504} {_book()}").payload
+    assert isinstance(later, QuoteUpdated)
+    assert later.exchange_ts == datetime(2024, 8, 8, 0, 0, 1, 1, tzinfo=UTC)
 
 
 def test_a_rejected_trade_does_not_move_the_monotonic_clock() -> None:
