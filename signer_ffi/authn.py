@@ -26,13 +26,14 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from deploy.files import write_private_file
 from engine.auth import verify_hex_signature
 from schemas import Envelope
 from schemas.envelope import EventPayload
 from schemas.events import ProducerRegistered
 from schemas.serde import canonical_payload_bytes
 from signer_ffi._lib import wipe
-from signer_ffi.keyfile import decrypt_secret, encrypt_secret, write_secret_file
+from signer_ffi.keyfile import decrypt_secret, encrypt_secret
 
 P = TypeVar("P", bound=EventPayload)
 
@@ -120,7 +121,7 @@ def write_identity(
     raw = bytearray(key.private_bytes_raw())
     try:
         path = identity_file(directory, participant)
-        write_secret_file(path, encrypt_secret(raw, passphrase, magic=IDENTITY_MAGIC))
+        write_private_file(path, encrypt_secret(raw, passphrase, magic=IDENTITY_MAGIC))
         return path
     finally:
         wipe(raw)

@@ -13,7 +13,6 @@ ciphertext+tag, where magic is b"TTKS" for a key share and b"TTID" for an identi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from pathlib import Path
@@ -22,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from deploy.files import write_private_file
 from signer_ffi._lib import wipe
 from signer_ffi.frost import KeyShare
 
@@ -108,37 +108,9 @@ def decrypt_key_share(blob: bytes, passphrase: bytes | bytearray) -> KeyShare:
         wipe(plain)
 
 
-def write_secret_file(path: Path, data: bytes) -> None:
-    """Write encrypted contents readable only by their owner (mode 0600), atomically.
-
-    The bytes go to a new temporary file in the same directory (O_CREAT|O_EXCL|O_NOFOLLOW,
-    mode 0600), are fsynced, and the file is renamed over `path`, then the directory is
-    fsynced: a failure at any point (a full disk) leaves the previous file whole, and a
-    symlink at `path` is replaced, never written through."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_key_file(path: Path, share: KeyShare, passphrase: bytes | bytearray) -> None:
     """Write an encrypted key file readable only by its owner (mode 0600)."""
-    write_secret_file(path, encrypt_key_share(share, passphrase))
+    write_private_file(path, encrypt_key_share(share, passphrase))
 
 
 def read_key_file(path: Path, passphrase: bytes | bytearray) -> KeyShare:
