@@ -673,7 +673,7 @@ def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBo
     were folded before the account's `AccountOpened`. Deterministic: no iteration order
     but the books' own (log) order."""
     if into is None:
-        return moved.model_copy(update={"owner": owner})
+        into = OwnerBook(owner=owner)
     out = into.model_copy(deep=False)
     out.orders = {**moved.orders, **into.orders}
     seen = {f.fill_id for f in into.fills}

@@ -460,3 +460,16 @@ def test_wash_pairing_does_not_depend_on_the_candidates_fold_order() -> None:
     assert legs([fb, f2, f3]) == [["A1", "A2"]]  # in order
     assert legs([f2, f3, fb]) == [["A1", "A2"]]
     assert legs([f3, f2, fb]) == [["A1", "A2"]]
+
+
+def test_a_close_marked_before_the_owner_was_known_is_not_alerted_again() -> None:
+    """The suppression key of marking the close names the owner: `account:M1` before the
+    `AccountOpened`, `m` after; the merged book must keep the close suppressed."""
+    t = Tape()
+    for k in range(8):  # 15:56:00 .. 15:59:30
+        if k == 6:
+            t.open_account("M1", "m", at=6960 + 30 * k - 1)
+        t.submit(6960 + 30 * k, "M1", f"m{k}", "BUY", "1", None)
+        t.fill(6960 + 30 * k + 0.1, f"m{k}", price="100")
+    alerts = Surveillance(all_detectors()).process_batch(t.events)
+    assert [a.payload.pattern for a in alerts] == ["MARKING_THE_CLOSE"]
