@@ -84,6 +84,7 @@ class LayeringDetector:
                 and o.instrument == instrument
                 and o.side == side
                 and o.ended_at is not None
+                and o.ended_at >= since[0]  # cheap first: str(UUID) costs ~5 us
                 and _key(o) >= since
             ),
             key=_key,
@@ -106,18 +107,21 @@ class LayeringDetector:
         prm = ctx.params
         used = set(ctx.book.used.get(self.NAME, [])) | (taken or set())
         together = seconds(prm["cancel_together_s"])
+        trigger_key = _key(trigger)
         group = [
             o
             for o in ctx.book.orders.values()
             if o.status == "CANCELED"
             and o.ended_at is not None
+            # the cheap time tests first: a market maker's book holds thousands of orders
+            and o.ended_at <= trigger.ended_at
+            and trigger.ended_at - o.ended_at <= together
             and o.price is not None
             and not o.traded
             and o.instrument == trigger.instrument
             and o.side == trigger.side
             and o.order_id not in used
-            and _key(o) <= _key(trigger)  # folded before it in event-time order
-            and trigger.ended_at - o.ended_at <= together
+            and _key(o) <= trigger_key  # folded before it in event-time order
             # resting at the same time as the trigger: a ladder, not a run of requotes
             and o.submitted_at < trigger.ended_at
             and o.ended_at > trigger.submitted_at
