@@ -384,18 +384,17 @@ class Surveillance:
         # any of them undoes the event's change to the book: an event is folded whole or
         # not at all (dead-lettered), so the state in memory never differs from what the
         # changelog holds and a restart cannot change the alerts.
-        drafts: list[AlertDraft] = []
+        found: list[tuple[AlertDraft, Envelope[SurveillanceAlert]]] = []
         try:
             for det in self.detectors:
                 params, version = params_for(det, st.configs)
                 ctx = Context(event, owner, book, st.quotes, params, version)
-                drafts.extend(det.on_event(ctx))
+                found.extend((d, self._emit(d, owner)) for d in det.on_event(ctx))
         except BaseException:
             undo()
             raise
         alerts: list[Envelope[SurveillanceAlert]] = []
-        for draft in drafts:
-            env = self._emit(draft, owner)
+        for draft, env in found:
             aid = str(env.payload.alert_id)
             if aid in book.alerted:
                 continue

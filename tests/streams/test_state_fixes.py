@@ -56,16 +56,21 @@ class Boom:
     PATTERN: ClassVar[str] = "BOOM"
     DEFAULTS: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, on: Envelope[Any]) -> None:
+    def __init__(self, on: Envelope[Any], bad_draft: bool = False) -> None:
         self.on = on.event_id
+        self.bad_draft = bad_draft
 
     def validate(self, params: dict[str, str]) -> None:
         pass
 
     def on_event(self, ctx: Context) -> list[AlertDraft]:
-        if ctx.event.event_id == self.on:
+        if ctx.event.event_id != self.on:
+            return []
+        if not self.bad_draft:
             raise ArithmeticError("boom")
-        return []
+        now = ctx.now  # a draft the alert event cannot be built from (invalid account)
+        return [AlertDraft("zz_boom", 1, "BOOM", "bad account!", "BTC/USDT", Decimal(1), now,
+                           now, (), {}, "")]  # fmt: skip
 
 
 def ladder_with_a_failing_cancel() -> tuple[list[Envelope[Any]], Envelope[Any]]:
@@ -84,22 +89,22 @@ def ladder_with_a_failing_cancel() -> tuple[list[Envelope[Any]], Envelope[Any]]:
     return t.events, crash
 
 
-@pytest.mark.parametrize("restart", [False, True])
-def test_an_event_whose_detector_raises_changes_nothing(restart: bool) -> None:
+@pytest.mark.parametrize(("restart", "bad_draft"), [(False, False), (True, False), (True, True)])
+def test_an_event_whose_detector_raises_changes_nothing(restart: bool, bad_draft: bool) -> None:
     """Before: the cancel was applied to the book in place, but not stored (write-behind:
     never marked dirty), so the alerts after it depended on whether the worker restarted
     (r7: LAYERING without a restart, none with one)."""
     events, crash = ladder_with_a_failing_cancel()
-    s = Surveillance([*all_detectors(), Boom(crash)])
+    s = Surveillance([*all_detectors(), Boom(crash, bad_draft)])
     alerts: list[str] = []
     for e in events:
         if e is crash:
             before = books_json(s)
-            with pytest.raises(ArithmeticError):
+            with pytest.raises((ArithmeticError, ValueError)):
                 s.process(e)
             assert books_json(s) == before, "the failed event left no trace"
             if restart:
-                s = Surveillance([*all_detectors(), Boom(crash)], restored(s.store))
+                s = Surveillance([*all_detectors(), Boom(crash, bad_draft)], restored(s.store))
             continue
         alerts += [a.payload.pattern for a in s.process(e)]
     # as if the dead-lettered cancel had never been on the log: big stays open
