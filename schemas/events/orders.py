@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from schemas.envelope import EventPayload
 from schemas.topics import Topic
 from schemas.types import (
+    MAX_SIGNATURE,
     AccountId,
     AssetCode,
     Dec,
@@ -75,7 +76,9 @@ class OrderIntent(EventPayload):
     take_profit: PositiveDec | None = Field(None, description="Attached take-profit trigger price")
     venue: str = Field("paper", min_length=1, max_length=32)
     signature: str | None = Field(
-        None, description="Hex Ed25519 signature over the canonical bytes without this field"
+        None,
+        max_length=MAX_SIGNATURE,
+        description="Hex Ed25519 signature over the canonical bytes without this field",
     )
 
     @model_validator(mode="after")
@@ -98,7 +101,7 @@ class CancelIntent(EventPayload):
     account: AccountId
     client_order_id: str = Field(min_length=1, max_length=64)
     target_client_order_id: str = Field(min_length=1, max_length=64)
-    signature: str | None = None
+    signature: str | None = Field(None, max_length=MAX_SIGNATURE)
 
 
 INTENT_DIGEST_DOC = (
