@@ -548,3 +548,19 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
         )
         return
     emit(event.payload, ADMIN_ACCEPTED)
+
+
+def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:
+    """`AdminCommandRejected` for a command the worker refuses before deciding it (its
+    accepted fact would not fit in a record, see `engine.worker`), folded like any answer."""
+    emit = _Emitter(state, event)
+    emit(
+        AdminCommandRejected(
+            command_event_id=event.event_id,
+            command_type=event.event_type[:128],
+            key=event.key,
+            reason=reason[:2000],
+        ),
+        "admin-rejected",
+    )
+    return emit.out

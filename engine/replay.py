@@ -20,10 +20,12 @@ from confluent_kafka.admin import AdminClient
 from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets
 from deploy.settings import Settings
 from engine.codec import decode_record
+from engine.processor import ENGINE_PRODUCER
 from engine.snapshot import Slice, SnapshotError, merge_slices
 from engine.snapshot_io import read_slices
-from engine.state import EngineState
+from engine.state import FOLDED_TYPES, EngineState
 from schemas import Envelope, MalformedEventError
+from schemas.registry import event_types_for
 from schemas.topics import Topic
 
 log = logging.getLogger("tradetape.engine")
@@ -34,6 +36,43 @@ DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
 
 PartitionKey = tuple[str, int]
 """(full topic name, partition)"""
+
+ENGINE_WRITTEN = (*REFERENCE_TOPICS, *OWN_TOPICS)
+"""Topics only the engine writes what it folds from them: accepted admin facts and the
+brake's kill switch (reference topics), decisions, orders and fills (own topics)."""
+
+
+class Intake:
+    """Which records the engine folds from a topic it reads (live and in a rebuild alike).
+
+    Per topic only the event types of its catalogue (`schemas.registry.event_types_for`),
+    and on the topics the engine writes (`ENGINE_WRITTEN`) a type the fold acts on
+    (`state.FOLDED_TYPES`) only if the engine is its producer. Anything else is refused
+    with a reason (the worker dead-letters it, a rebuild skips it); a catalogue type the
+    fold ignores (another service's `TransferRequested`) passes, and is ignored. Before, a
+    `ProducerRegistered` written to the market-data topic registered a key for any
+    account, and a `KillSwitchReleased` or `Fill` there was folded. One dict lookup and a
+    set test or two per record.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.rules: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        for t in (*ENGINE_WRITTEN, Topic.MARKETDATA):
+            types = frozenset(event_types_for(t))
+            engine_only = types & FOLDED_TYPES if t in ENGINE_WRITTEN else frozenset()
+            self.rules[settings.topic(t)] = (types, engine_only)
+
+    def refusal(self, topic: str | None, event: Envelope[Any]) -> str | None:
+        """Why `event` read from `topic` must not be folded, or None."""
+        rule = self.rules.get(topic or "")
+        if rule is None:
+            return f"the engine folds nothing from topic {topic!r}"
+        types, engine_only = rule
+        if event.event_type not in types:
+            return f"{event.event_type} does not belong on {topic}"
+        if event.event_type in engine_only and event.producer != ENGINE_PRODUCER:
+            return f"{event.event_type} on {topic} not written by the engine ({event.producer!r})"
+        return None
 
 
 def decode_message(msg: Message) -> Envelope[Any]:
@@ -46,16 +85,26 @@ def decode_message(msg: Message) -> Envelope[Any]:
     )
 
 
-def folder(state: EngineState) -> Callable[[Message], None]:
-    """Fold a record read from the log into `state` (malformed ones are logged, skipped)."""
+def folder(state: EngineState, intake: Intake) -> Callable[[Message], None]:
+    """Fold a record read from the log into `state`: malformed ones, and ones `intake`
+    refuses (the live worker dead-letters those), are logged and skipped."""
+    refusal = intake.refusal
 
     def apply(msg: Message) -> None:
         try:
             event = decode_message(msg)
-            raw = (msg.key(), msg.value(), msg.headers() or [])
-            state.apply(event, raw if event.event_type in DECISION_TYPES else None)
         except MalformedEventError as exc:
             log.warning("skipping malformed record while rebuilding: %s", exc)
+            return
+        why = refusal(msg.topic(), event)
+        if why is not None:
+            log.warning(
+                "skipping a record while rebuilding (%s:%s@%s): %s",
+                msg.topic(), msg.partition(), msg.offset(), why,
+            )  # fmt: skip
+            return
+        raw = (msg.key(), msg.value(), msg.headers() or [])
+        state.apply(event, raw if event.event_type in DECISION_TYPES else None)
 
     return apply
 
@@ -192,7 +241,7 @@ def read_own(
         return True, {}
     reader = Consumer(consumer_config(settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}"))
     try:
-        ok = read_until_caught_up(reader, admin, own, folder(state))
+        ok = read_until_caught_up(reader, admin, own, folder(state, Intake(settings)))
         return ok, own_positions(admin, reader, own)
     finally:
         reader.close()

@@ -40,6 +40,7 @@ from engine.partitioning import partitioner
 from engine.replay import (
     OWN_TOPICS,
     REFERENCE_TOPICS,
+    Intake,
     PartitionKey,
     fold_until,
     folder,
@@ -64,6 +65,7 @@ class Snapshotter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = False
+        self.intake = Intake(settings)
         prefix = settings.topic_prefix
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
         self.reader = Consumer(
@@ -119,13 +121,13 @@ class Snapshotter:
             for k, low in lows.items():
                 self.ref_at[k] = max(low, 0)
         ok, self.ref_at = fold_until(
-            self.settings, self.ref_at, ends, folder(state), stop=lambda: self.stopping
+            self.settings, self.ref_at, ends, folder(state, self.intake), stop=lambda: self.stopping
         )
         return ok
 
     def _fold_own(self, state: EngineState, targets: dict[PartitionKey, int]) -> bool:
         """Fold the own records up to `targets`, counting them per partition (step 3)."""
-        apply = folder(state)
+        apply = folder(state, self.intake)
         due, stats = self.due, self.stats
 
         def fold(msg: Message) -> None:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -50,11 +51,20 @@ from deploy.kafka import consumer_config, end_offsets, partitions_of_many, produ
 from deploy.settings import Settings
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
-from engine.processor import ENGINE_PRODUCER, Context, Output, catch_up, preverify, process
+from engine.processor import (
+    ENGINE_PRODUCER,
+    Context,
+    Output,
+    catch_up,
+    preverify,
+    process,
+    reject_admin,
+)
 from engine.replay import (
     DECISION_TYPES,
     OWN_TOPICS,
     REFERENCE_TOPICS,
+    Intake,
     decode_message,
     folder,
     load_slices,
@@ -99,6 +109,42 @@ TXN_PRODUCER_TUNING: dict[str, Any] = {
     "socket.nagle.disable": True,
 }
 """Producer settings for the engine's transactions (the bench's pass-through uses them too)."""
+RECORD_HEADROOM = 1024
+"""Bytes kept free under the producer's `message.max.bytes` for what a record adds to its
+key, value and headers (librdkafka refuses `key + value + headers > message.max.bytes`)."""
+INPUT_FAULTS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+    }
+)
+"""Produce errors no retry can cure: the record itself is refused. The input it came from
+is answered with a rejection or dead letter instead (see `PoisonOutput`)."""
+UNKNOWN_LAG = 2**63 - 1
+"""The consumer lag passed to the rules when it could not be measured: STALE_STATE."""
+REBUILD_BACKOFF_MAX = 30.0
+"""Longest wait (seconds) between two attempts at a rebuild that failed or was incomplete."""
+
+
+class PoisonOutput(KafkaException):
+    """A transaction failed because of one output the producer or broker refuses whatever
+    the retry (too large): `source` names the input it came from, (topic, partition,
+    offset), or None if it came from no input (market data, a catch-up)."""
+
+    def __init__(self, source: tuple[str, int, int] | None, error: KafkaError) -> None:
+        super().__init__(error)
+        self.source = source
+
+
+def _record_bytes(key: bytes | None, value: bytes, headers: Any) -> int:
+    return (
+        len(key or b"")
+        + len(value)
+        + sum(len(k) + len(v or b"") + 8 for k, v in headers or ())
+        + RECORD_HEADROOM
+    )
 
 
 def broker_time(msg: Message) -> datetime | None:
@@ -173,6 +219,19 @@ class EngineWorker:
             consumer_config(settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
         )
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        self.max_record = int(producer_config(settings).get("message.max.bytes", 1_000_000))
+        """The producer's record size limit: an output over it is its input's fault."""
+        self.poison: dict[tuple[str, int, int], str] = {}
+        """Inputs (topic, partition, offset) whose outputs the producer refused for good,
+        with the reason: reprocessed, they are answered with a rejection or dead letter."""
+        self.intake = Intake(settings)
+        """Which event types (and producers) each topic read in full may bring."""
+        self.complete = True
+        """False while the state is not the whole log (a rebuild timed out or failed, a
+        failed transaction's rewind is pending): the worker decides nothing, it retries."""
+        self.rewind_pending = False
+        self._retry_at = 0.0
+        self._retries = 0
         self._owned: list[int] = []
         self.catch_up_pending = False
         """Set when partitions were (re)assigned: the next step matches their resting
@@ -266,7 +325,7 @@ class EngineWorker:
         state = EngineState(partition_of=self.part)
         self.owned = sorted(set(partitions))
 
-        apply = folder(state)
+        apply = folder(state, self.intake)
         ref = [
             TopicPartition(self.names[t], p, OFFSET_BEGINNING)
             for t in REFERENCE_TOPICS
@@ -324,6 +383,7 @@ class EngineWorker:
         self.heap.after_rebuild()
         now = time.monotonic()
         self.exact = ok
+        self.complete = ok
         self.last_rebuild = {
             "partitions": list(self.owned),
             "events": state.applied,
@@ -343,7 +403,7 @@ class EngineWorker:
             self.owned,
             state.applied,
             now - started,
-            "" if ok else " (incomplete: timed out)",
+            "" if ok else " (incomplete: timed out; deciding nothing until a rebuild completes)",
             state.applied - ref_applied,
             self.last_rebuild["slices"] or "none",
         )
@@ -433,6 +493,7 @@ class EngineWorker:
         self.owned = sorted(new)
         self.folded = set(new)
         self.exact = ok
+        self.complete = ok
         now = time.monotonic()
         self.heap.after_rebuild()
         self.last_rebuild = {
@@ -450,7 +511,7 @@ class EngineWorker:
             self.owned,
             state.applied - before,
             now - started,
-            "" if ok else " (incomplete: timed out)",
+            "" if ok else " (incomplete: timed out; deciding nothing until a rebuild completes)",
             gained,
             sorted(given_up),
             kept,
@@ -473,9 +534,12 @@ class EngineWorker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle_in_flight()
         new = {tp.partition for tp in partitions}
-        if not self._take_over(new):
-            self.rebuild(new)
         self.assigned = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        try:
+            if not self._take_over(new):
+                self.rebuild(new)
+        except KafkaException as exc:
+            self._rebuild_failed(exc, new)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The state is kept (`folded` names what it holds): the next assignment usually
@@ -498,13 +562,35 @@ class EngineWorker:
         err = exc.args[0] if exc.args else None
         if isinstance(err, KafkaError) and err.fatal():
             raise exc
+        if isinstance(exc, PoisonOutput) and exc.source is not None:
+            self._mark_poison(exc.source, str(err.str() if isinstance(err, KafkaError) else exc))
         log.warning("transaction failed %s (%s); aborting", when, exc)
         self.exact = False  # the state folded outputs the log will not have
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException:
-            log.exception("abort failed")
+        for attempt in range(1_000_000):
+            try:
+                self.producer.abort_transaction(30)
+                break
+            except KafkaException as abort_exc:
+                aerr = abort_exc.args[0] if abort_exc.args else None
+                if isinstance(aerr, KafkaError) and aerr.fatal():
+                    raise
+                if not (isinstance(aerr, KafkaError) and aerr.retriable()) or self.stopping:
+                    log.exception("abort failed")
+                    break
+                log.warning("abort timed out (%s); retrying (attempt %d)", aerr, attempt + 1)
+                time.sleep(min(1.0 * (attempt + 1), 5.0))
         self.in_txn = False
+
+    def _mark_poison(self, source: tuple[str, int, int], reason: str) -> None:
+        if len(self.poison) >= 10_000:
+            self.poison.clear()
+        self.poison[source] = reason
+        log.error(
+            "input %s:%d@%d: its output cannot be written (%s); it will be answered with a "
+            "rejection or dead letter",
+            *source,
+            reason,
+        )
 
     # ---- lag -----------------------------------------------------------------------
 
@@ -529,14 +615,17 @@ class EngineWorker:
             else:
                 missing.append(tp)
         if missing:
-            if now - self._high_at > 1.0:
+            unknown = any((tp.topic, tp.partition) not in self._high for tp in missing)
+            if unknown or now - self._high_at > 1.0:
                 self._high = end_offsets(self.admin, missing)
                 self._high_at = now
             highs.update({k: v for k, v in self._high.items() if k not in highs})
         for tp in positions:
-            high = highs.get((tp.topic, tp.partition), 0)
-            position = tp.offset if tp.offset >= 0 else high
-            lag += max(0, high - position)
+            found = highs.get((tp.topic, tp.partition))
+            if found is None:
+                return UNKNOWN_LAG  # not measured: fail closed (STALE_STATE)
+            position = tp.offset if tp.offset >= 0 else found
+            lag += max(0, found - position)
         return lag
 
     # ---- the loop ------------------------------------------------------------------
@@ -595,6 +684,11 @@ class EngineWorker:
             out.append(self._dead_letter(msg, event))
             return
         topic = msg.topic()
+        if self.poison:
+            why = self.poison.get((topic or "", msg.partition() or 0, msg.offset() or 0))
+            if why is not None:
+                self._refuse_input(msg, event, why, out)
+                return
         p = event.payload
         wrong = None
         if topic == self.names[Topic.INTENTS] and not isinstance(p, OrderIntent | CancelIntent):
@@ -615,6 +709,20 @@ class EngineWorker:
             out.append(self._dead_letter(msg, exc))
             self.needs_rebuild = True
 
+    def _refuse_input(
+        self, msg: Message, event: Envelope[Any], why: str, out: list[Output]
+    ) -> None:
+        """An input whose outputs cannot be written: an admin command gets its
+        `AdminCommandRejected` (the issuer waits for an answer), anything else a dead
+        letter; both fit in a record."""
+        self.stats["intents"] += 1
+        if msg.topic() == self.names[Topic.ADMIN] and event.event_type in ADMIN_COMMAND_TYPES:
+            out.extend(reject_admin(self.state, event, why))
+        else:
+            out.append(self._dead_letter(msg, MalformedEventError(
+                why, topic=msg.topic(), partition=msg.partition(), offset=msg.offset()
+            )))  # fmt: skip
+
     def _preverify(
         self, decoded: list[tuple[Message, Envelope[Any] | MalformedEventError]]
     ) -> None:
@@ -631,7 +739,17 @@ class EngineWorker:
         try:
             event = decode_message(msg)
         except MalformedEventError as exc:
-            log.warning("malformed reference record skipped: %s", exc)
+            self._refuse_reference(msg, exc, out)
+            return
+        why = self.intake.refusal(msg.topic(), event)
+        if why is not None:
+            self._refuse_reference(
+                msg,
+                MalformedEventError(
+                    why, topic=msg.topic(), partition=msg.partition(), offset=msg.offset()
+                ),
+                out,
+            )
             return
         if isinstance(event.payload, MarketTrade | QuoteUpdated):
             try:
@@ -643,6 +761,16 @@ class EngineWorker:
             # A limits change leaves the rate windows alone (a fixed horizon, see
             # `RateWindow`): the state stays what a fold of the log gives.
             self.state.apply(event)
+
+    def _refuse_reference(self, msg: Message, exc: MalformedEventError, out: list[Output]) -> None:
+        """A record on a topic read in full that the fold must not take (malformed, or
+        refused by `Intake`): skipped, as a rebuild skips it, and dead-lettered by the
+        worker owning the engine partition of the same number (every worker reads the
+        record; one dead letter, not one per worker)."""
+        log.warning("reference record skipped: %s", exc)
+        n = self.n_own_partitions or 1
+        if (msg.partition() or 0) % n in set(self.owned):
+            out.append(self._dead_letter(msg, exc))
 
     def _catch_up(self) -> list[Output] | None:
         """Fills the log lacks for prints already read (`processor.catch_up`); None if it
@@ -689,6 +817,7 @@ class EngineWorker:
         records: list[tuple[str, bytes, bytes, Any]],
         positions: list[TopicPartition],
         group: Any,
+        origin: Callable[[int], tuple[str, int, int] | None] = lambda i: None,
     ) -> dict[tuple[str, int], int] | None:
         """One whole transaction: the outputs, the input offsets, the commit — all or none.
 
@@ -713,34 +842,53 @@ class EngineWorker:
         ends: dict[tuple[str, int], int] = {}
         expected = 0
         delivered = [0]
+        refused: list[Any] = []
 
         def on_delivery(err: Any, msg: Any) -> None:
             if err is None:
-                delivered[0] += 1
-                k = (msg.topic(), msg.partition())
-                off = msg.offset() + 1
-                if off > ends.get(k, -1):
-                    ends[k] = off
+                if msg.topic() in own:
+                    delivered[0] += 1
+                    k = (msg.topic(), msg.partition())
+                    off = msg.offset() + 1
+                    if off > ends.get(k, -1):
+                        ends[k] = off
+            elif err.code() in INPUT_FAULTS:
+                refused.append(msg)
 
-        for topic, key, value, headers in records:
+        for i, (topic, key, value, headers) in enumerate(records):
             while True:
                 try:
+                    produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
                     if topic in own:
-                        produce(
-                            topic, key=key, value=value, headers=headers, on_delivery=on_delivery
-                        )
                         expected += 1
-                    else:
-                        produce(topic, key=key, value=value, headers=headers)
                     break
                 except BufferError:
                     producer.poll(0.01)
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if isinstance(err, KafkaError) and err.code() in INPUT_FAULTS:
+                        raise PoisonOutput(origin(i), err) from exc
+                    raise
         producer.poll(0)
         t1 = time.monotonic()
-        if positions:
-            producer.send_offsets_to_transaction(positions, group, 30)
-        t2 = time.monotonic()
-        producer.commit_transaction(30)
+        try:
+            if positions:
+                self._retrying(
+                    "sending the offsets",
+                    lambda: producer.send_offsets_to_transaction(positions, group, 30),
+                )
+            t2 = time.monotonic()
+            self._retrying("the commit", lambda: producer.commit_transaction(30))
+        except KafkaException as exc:
+            producer.poll(0)  # the delivery reports: was a record refused for good?
+            if refused:
+                culprit = max(refused, key=lambda m: len(m.value() or b""))
+                value, topic = culprit.value(), culprit.topic()
+                index = next(
+                    (i for i, r in enumerate(records) if r[0] == topic and r[2] == value), -1
+                )
+                raise PoisonOutput(origin(index) if index >= 0 else None, culprit.error()) from exc
+            raise
         self.in_txn = False
         if expected:
             producer.poll(0)  # serve the delivery reports of what just committed
@@ -760,6 +908,29 @@ class EngineWorker:
         self.stats["outputs"] += len(records)
         return ends if own else None
 
+    def _retrying(self, what: str, call: Callable[[], Any]) -> None:
+        """`call` (a transaction step), again while it fails with a retriable error (a
+        broker stall: TIMED_OUT), as librdkafka allows for these calls; until the worker
+        stops. Anything else goes up (the caller aborts)."""
+        attempt = 0
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if (
+                    not isinstance(err, KafkaError)
+                    or not err.retriable()
+                    or err.fatal()
+                    or err.txn_requires_abort()
+                    or self.stopping
+                ):
+                    raise
+                attempt += 1
+                log.warning("%s failed (%s); retrying (attempt %d)", what, err, attempt)
+                time.sleep(min(0.5 * attempt, 5.0))
+
     def _await_commit(self) -> None:
         """Wait for the transaction in flight, if any; its failure raises here."""
         pending, self.pending = self.pending, None
@@ -772,8 +943,17 @@ class EngineWorker:
                         own_end[k] = v
 
     def _recover(self, exc: KafkaException) -> None:
-        """After a failed transaction: abort, rewind the inputs and rebuild from the log."""
+        """After a failed transaction: abort, rewind the inputs and rebuild from the log.
+        Until the rewind and a complete rebuild succeed the worker decides nothing (`_hold`
+        retries them: the broker may be what failed)."""
         self._abort(exc, "before a rewind and rebuild")
+        self.complete = False
+        self.rewind_pending = True
+        self._retry_at = 0.0
+        self._restore()
+
+    def _rewind(self) -> None:
+        """Seek the inputs back to their committed offsets."""
         assignment = self.consumer.assignment()
         if assignment:
             committed = self.consumer.committed(assignment, timeout=30)
@@ -783,7 +963,84 @@ class EngineWorker:
                     if tp.offset >= 0
                     else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
                 )
-        self.rebuild(self.owned)
+
+    def _restore(self) -> None:
+        """One attempt at what an incomplete state needs: the rewind if pending, then a
+        rebuild. A broker error leaves the worker holding; the next attempt is backed off."""
+        if time.monotonic() < self._retry_at:
+            return
+        try:
+            if self.rewind_pending:
+                self._rewind()
+                self.rewind_pending = False
+            self.rebuild(self.owned)
+        except KafkaException as exc:
+            self._rebuild_failed(exc, self.owned)
+            return
+        if self.complete:
+            self._retries = 0
+        else:
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        self._retries += 1
+        self._retry_at = time.monotonic() + min(2.0 ** min(self._retries, 5), REBUILD_BACKOFF_MAX)
+
+    def _rebuild_failed(self, exc: KafkaException, partitions: Iterable[int]) -> None:
+        """A rebuild (or a hand-over) raised a broker error: hold, retry later."""
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.fatal():
+            raise exc
+        log.warning(
+            "worker %s: rebuild failed (%s); deciding nothing until a rebuild completes",
+            self.wid,
+            exc,
+        )
+        self.owned = sorted(set(partitions))
+        self.complete = False
+        self.exact = False
+        self._schedule_retry()
+
+    def _hold(self, timeout: float) -> int:
+        """The state is incomplete: retry what it needs; meanwhile poll only to serve the
+        group (rebalances) and put back whatever the poll returned, undecided."""
+        try:
+            self._await_commit()
+        except KafkaException as exc:
+            self._recover(exc)
+            return 0
+        self._restore()
+        if self.complete:
+            return 0
+        try:
+            msgs = self._poll_inputs(500, timeout)
+        except KafkaException as exc:
+            log.warning("poll failed while holding: %s", exc)
+            time.sleep(timeout)
+            return 0
+        self._put_back(msgs)
+        if not msgs:
+            time.sleep(min(timeout, max(0.0, self._retry_at - time.monotonic())))
+        return 0
+
+    def _put_back(self, msgs: list[Message]) -> None:
+        """Seek each partition back to the first of `msgs` polled from it (not decided)."""
+        first: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            if m.error() is None:
+                k = (m.topic() or "", m.partition() or 0)
+                off = m.offset() or 0
+                if k not in first or off < first[k]:
+                    first[k] = off
+        for (topic, part), off in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, part, off))
+            except KafkaException as exc:
+                # Revoked meanwhile (its next owner starts from what was committed) or the
+                # broker is away: rewind everything to the committed offsets before deciding.
+                log.warning("could not put back %s:%d@%d (%s)", topic, part, off, exc)
+                self.rewind_pending = True
+                self.complete = False
 
     def _poll_inputs(self, max_batch: int, timeout: float) -> list[Message]:
         """What is there now, up to `max_batch`; if nothing, wait up to `timeout` for one.
@@ -800,6 +1057,10 @@ class EngineWorker:
         return [first, *self.consumer.consume(num_messages=max_batch - 1, timeout=0)]
 
     def step(self, max_batch: int = 2000, timeout: float = 0.05) -> int:
+        if not self.complete:
+            # Never decide on a partial state (a resend's decision may be in the part
+            # missing: it would be traded again).
+            return self._hold(timeout)
         caught_up: list[Output] = []
         if self.catch_up_pending and self.owned and self.catch_up_enabled:
             # Before anything is polled: if it fails, nothing of this step is lost.
@@ -811,12 +1072,16 @@ class EngineWorker:
                 except KafkaException as exc:
                     self._recover(exc)  # rebuilds too
                     return 0
-                self.rebuild(self.owned)
+                self._rebuild_or_hold()
                 return 0
             caught_up = found
         t0 = time.monotonic()
         msgs = self._poll_inputs(max_batch, timeout)
         t1 = time.monotonic()
+        if not self.complete:
+            # An assignment served by this poll left the state incomplete.
+            self._put_back(msgs)
+            return 0
         admin_topic = self.names[Topic.ADMIN]
         # Admin facts first: an account opened in this batch is open for its intents.
         msgs.sort(key=lambda m: m.topic() != admin_topic)
@@ -832,19 +1097,36 @@ class EngineWorker:
         # reference records already on their way on the other consumer (else it would be
         # rejected, fail closed); in steady state nothing waits.
         refs = self.ref_consumer.consume(num_messages=5000, timeout=self._ref_grace(decoded))
-        self.ctx.consumer_lag = self.consumer_lag()
+        try:
+            self.ctx.consumer_lag = self.consumer_lag()
+        except KafkaException as exc:  # fail closed: every intent is STALE_STATE
+            log.warning("consumer lag unknown (%s): deciding this batch as stale", exc)
+            self.ctx.consumer_lag = UNKNOWN_LAG
         t2 = time.monotonic()
         out: list[Output] = caught_up
         inputs = len(decoded)
+        starts: list[int] = []
+        """Where each input's outputs begin in `out` (the outputs before the first are
+        the catch-up's and market data's)."""
         try:
             for msg in refs:
                 if not msg.error():
                     self._handle_reference(msg, out)
             self._preverify(decoded)
             for msg, event in decoded:
+                starts.append(len(out))
                 self._handle_input(msg, event, out)
             self.ctx.preverified.clear()
             records = self._wire(out)
+
+            def origin(i: int) -> tuple[str, int, int] | None:
+                j = bisect.bisect_right(starts, i) - 1
+                if j < 0:
+                    return None
+                m = decoded[j][0]
+                return (m.topic() or "", m.partition() or 0, m.offset() or 0)
+
+            too_big = self._oversized(records)
             # The offsets this batch's transaction commits: taken before the next poll.
             positions = (
                 [tp for tp in self.consumer.position(self.assigned) if tp.offset >= 0]
@@ -858,8 +1140,15 @@ class EngineWorker:
             # the inputs to the last committed offsets and rebuilds the state from the log.
             self._await_commit()
             t4 = time.monotonic()
+            if too_big is not None:
+                # Caught before the transaction: the state folded an output the producer
+                # would refuse (MSG_SIZE_TOO_LARGE) on every retry, a poison pill.
+                self._refuse_output(too_big, records, origin(too_big))
+                return 0
             if out or inputs:
-                self.pending = self.committer.submit(self._transact, records, positions, group)
+                self.pending = self.committer.submit(
+                    self._transact, records, positions, group, origin
+                )
         except KafkaException as exc:
             self._recover(exc)
             return 0
@@ -885,11 +1174,50 @@ class EngineWorker:
             except KafkaException as exc:
                 self._recover(exc)  # rebuilds too
                 return inputs
-            self.rebuild(self.owned)
+            self._rebuild_or_hold()
         if inputs:
             self.heap.after_batch()
         self.heap.between_batches(had_input=bool(msgs))
         return inputs
+
+    def _rebuild_or_hold(self) -> None:
+        try:
+            self.rebuild(self.owned)
+        except KafkaException as exc:
+            self._rebuild_failed(exc, self.owned)
+
+    def _oversized(self, records: list[tuple[str, bytes, bytes, Any]]) -> int | None:
+        """The index of the first record over the producer's size limit, or None (a
+        length test per record; headers are counted only near the limit)."""
+        limit = self.max_record
+        near = limit - 65_536
+        for i, (_topic, key, value, headers) in enumerate(records):
+            if len(value) > near and _record_bytes(key, value, headers) > limit:
+                return i
+        return None
+
+    def _refuse_output(
+        self,
+        index: int,
+        records: list[tuple[str, bytes, bytes, Any]],
+        source: tuple[str, int, int] | None,
+    ) -> None:
+        """Output `index` cannot be written: remember its input for a rejection, rewind
+        the inputs to the last commit and rebuild (the state folded the batch)."""
+        topic, key, value, headers = records[index]
+        reason = (
+            f"its output {topic} record of {_record_bytes(key, value, headers)} bytes is over "
+            f"the producer's limit of {self.max_record} bytes (message.max.bytes)"
+        )
+        if source is not None:
+            self._mark_poison(source, reason)
+        else:
+            log.error("an output not caused by an input cannot be written: %s", reason)
+        self.exact = False
+        self.complete = False
+        self.rewind_pending = True
+        self._retry_at = 0.0
+        self._restore()
 
     def run(self) -> int:
         self.heap.install()

@@ -19,11 +19,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from deploy.kafka import producer_config
 from deploy.settings import Settings
-from schemas import Envelope, encode
+from engine.processor import ENGINE_PRODUCER
+from schemas import Envelope, encode, new_event
 from schemas.events import KillSwitchEngaged
 from schemas.topics import Topic
 from tests.engine.helpers import (
-    admin,
     intent,
     produce,
     quote,
@@ -55,8 +55,13 @@ def test_a_kill_switch_on_an_added_risk_config_partition_stops_trading(env: Sett
 
         before = len(admin_client.list_topics(name, timeout=10).topics[name].partitions)
         admin_client.create_partitions([NewPartitions(name, before + 1)])[name].result(30)
+        # As the engine writes an accepted kill switch (risk.config takes only the engine's
+        # facts: engine.replay.Intake).
         k, v, h = encode(
-            admin(KillSwitchEngaged(scope="*", engaged_by="admin", reason="added partition"))
+            new_event(
+                KillSwitchEngaged(scope="*", engaged_by="admin", reason="added partition"),
+                producer=ENGINE_PRODUCER,
+            )
         )
         p = Producer(producer_config(settings))
         p.produce(name, key=k, value=v, headers=h, partition=before)  # the new partition
