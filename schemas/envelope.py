@@ -81,15 +81,19 @@ def new_event(
     causation: Envelope[Any] | None = None,
     occurred_at: datetime | None = None,
     event_id: UUID | None = None,
+    causation_id: UUID | None = None,
 ) -> Envelope[P]:
-    """Stamp a new event now. Without a cause it starts a new correlation."""
+    """Stamp a new event now. Without a cause it starts a new correlation.
+
+    `causation_id` names a cause by id alone, for an event derived from several (a
+    surveillance alert): it starts a new correlation unless one is given."""
     eid = event_id or uuid7()
     if causation is not None:
         corr = correlation_id or causation.correlation_id
         cause: UUID | None = causation.event_id
     else:
         corr = correlation_id or eid
-        cause = None
+        cause = causation_id
     envelope_cls = envelope_class(type(payload))
     return cast(
         "Envelope[P]",

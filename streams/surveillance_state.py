@@ -574,9 +574,11 @@ class Surveillance:
     @staticmethod
     def _emit(d: AlertDraft, owner: str) -> Envelope[SurveillanceAlert]:
         """The alert event, every byte of it from the alert itself: its id from the alert
-        id, its time the window's end, no causation. Not from the event that completed the
-        pattern in this fold: a late fill completes what a cancel completes in order, and
-        the same alert then went out as another record (review 52)."""
+        id, its time the window's end, its cause the newest of its trigger events (uuid7
+        ids sort by time; the alert lists all of them). Not from the event that completed
+        the pattern in this fold: a late fill completes what a cancel completes in order,
+        and the same alert then went out as another record (review 52). It starts a
+        correlation of its own: the case a compliance officer works."""
         aid = alert_id(d.detector, d.version, d.triggering_event_ids, d.window_end)
         payload = SurveillanceAlert(
             alert_id=aid,
@@ -599,6 +601,7 @@ class Surveillance:
             producer=PRODUCER,
             occurred_at=d.window_end,
             event_id=derived_uuid7(d.window_end, PRODUCER, str(aid)),
+            causation_id=max(payload.triggering_event_ids, key=str, default=None),
         )
 
     @staticmethod

@@ -478,3 +478,22 @@ def test_a_close_marked_before_the_owner_was_known_is_not_alerted_again() -> Non
         t.fill(6960 + 30 * k + 0.1, f"m{k}", price="100")
     alerts = Surveillance(all_detectors()).process_batch(t.events)
     assert [a.payload.pattern for a in alerts] == ["MARKING_THE_CLOSE"]
+
+
+# --- an alert's cause: the newest of its triggers, whichever fold completed it ------------
+
+
+def test_an_alert_names_its_newest_trigger_as_its_cause() -> None:
+    from streams.scenario import build_scenario, run_through_engine
+    from streams.sequencer import sequence_log
+
+    events, _state = sequence_log(run_through_engine(build_scenario(seed=1, minutes=2)))
+    alerts = Surveillance(all_detectors()).process_batch(events)
+    assert alerts
+    by_id = {e.event_id: e for e in events}
+    for a in alerts:
+        triggers = a.payload.triggering_event_ids
+        assert a.causation_id == max(triggers, key=str)
+        assert a.correlation_id == a.event_id  # a case of its own
+        newest = max(by_id[t].occurred_at for t in triggers if t in by_id)
+        assert by_id[a.causation_id].occurred_at == newest
