@@ -27,11 +27,13 @@ halves COPY into the same tables, so neither may hold them locked); splits the
 partition numbers into two sets of about equal records (`plan`) and sends the other
 half its set. Each half bulk-builds its partitions (`BulkBuild`: folded in memory,
 history COPYed as it goes, at the end its current rows and its partitions' next
-offsets) and commits; its quarantine goes to the build schema's own `_quarantine`
-table, as every rebuild's does. Only once both halves have committed and their
-footprints are disjoint does the parent build the keys and indexes and analyze. Nothing
-outside the private build schema changes; the swap (`rebuild.swap_in`) is the
-rebuild's own, and makes that `_quarantine` the projection's whole quarantine.
+offsets) and commits (its history rows first); its quarantine goes to the build
+schema's own `_quarantine` table, as every rebuild's does. The parent builds a history
+table's keys and indexes and analyzes it once both halves have committed their history
+rows, and the other tables' once both halves are done; only if their footprints are
+disjoint is the build kept (`Finish`). Nothing outside the private build schema
+changes; the swap (`rebuild.swap_in`) is the rebuild's own, and makes that
+`_quarantine` the projection's whole quarantine.
 """
 
 from __future__ import annotations
