@@ -190,34 +190,7 @@ class EngineWorker:
         self.ctx = Context(admins=admin_producers())
         self.names = {t: settings.topic(t) for t in Topic}
         self.input_names = {self.names[t] for t in INPUT_TOPICS}
-        prefix = settings.topic_prefix
-        self.producer = Producer(
-            producer_config(
-                settings,
-                transactional_id=f"{prefix}engine-{self.wid}",
-                **TXN_PRODUCER_TUNING,
-            )
-        )
-        self.consumer = Consumer(
-            consumer_config(
-                settings,
-                group_id=f"{prefix}engine",
-                **{
-                    "max.poll.interval.ms": 300_000,
-                    "session.timeout.ms": settings.engine_session_timeout_ms,
-                    "heartbeat.interval.ms": min(2_000, settings.engine_session_timeout_ms // 3),
-                    # Static membership: a restarted worker takes its partitions straight
-                    # back; a dead one's go to the others after the session timeout.
-                    "group.instance.id": f"{prefix}engine-{self.wid}",
-                    # A partition added to an input topic reaches the group (a rebalance)
-                    # at the next metadata refresh: librdkafka's default is 5 minutes.
-                    "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
-                },
-            )
-        )
-        self.ref_consumer = Consumer(
-            consumer_config(settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
-        )
+        self._new_clients()
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
         self.max_record = int(producer_config(settings).get("message.max.bytes", 1_000_000))
         """The producer's record size limit: an output over it is its input's fault."""
@@ -288,6 +261,72 @@ class EngineWorker:
             "offsets": 0.0,
             "end": 0.0,
         }
+
+    def _new_clients(self) -> None:
+        """The transactional producer, the group consumer and the reference consumer."""
+        prefix = self.settings.topic_prefix
+        self.producer = Producer(
+            producer_config(
+                self.settings,
+                transactional_id=f"{prefix}engine-{self.wid}",
+                **TXN_PRODUCER_TUNING,
+            )
+        )
+        self.consumer = Consumer(
+            consumer_config(
+                self.settings,
+                group_id=f"{prefix}engine",
+                **{
+                    "max.poll.interval.ms": 300_000,
+                    "session.timeout.ms": self.settings.engine_session_timeout_ms,
+                    "heartbeat.interval.ms": min(
+                        2_000, self.settings.engine_session_timeout_ms // 3
+                    ),
+                    # Static membership: a restarted worker takes its partitions straight
+                    # back; a dead one's go to the others after the session timeout.
+                    "group.instance.id": f"{prefix}engine-{self.wid}",
+                    # A partition added to an input topic reaches the group (a rebalance)
+                    # at the next metadata refresh: librdkafka's default is 5 minutes.
+                    "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+                },
+            )
+        )
+        self.ref_consumer = Consumer(
+            consumer_config(self.settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
+        )
+
+    def _renew_clients(self, exc: KafkaException) -> None:
+        """After a fatal broker error (the producer fenced: a broker stall outlasted the
+        transaction timeout, so the coordinator aborted the transaction and bumped the
+        epoch; the static consumer fenced): new clients, as a restart would make, and a
+        full rebuild at the next assignment. Before, the worker exited, and `tradetape
+        run` stopped its whole group with it."""
+        log.error(
+            "worker %s: fatal broker error (%s); starting its Kafka clients afresh", self.wid, exc
+        )
+        for old in (self.consumer, self.ref_consumer):
+            try:
+                old.close()
+            except Exception:
+                log.exception("closing a failed consumer")
+        self.pending = None
+        self.in_txn = False
+        self.assigned = []
+        self.owned = []
+        self.folded = set()
+        self.exact = False
+        self.complete = True
+        self.rewind_pending = False
+        self.read_in_full = {}
+        time.sleep(1.0)
+        self._new_clients()
+        self._renew_admin()
+
+    def _renew_admin(self) -> None:
+        """A new admin client after a broker error: after a long broker stall the old one
+        kept stale partition leader epochs and every `list_offsets` failed with
+        FENCED_LEADER_EPOCH (seen with the rev54 40 s SIGSTOP reproduction)."""
+        self.admin = AdminClient({"bootstrap.servers": self.settings.bootstrap})
 
     # ---- rebuild -------------------------------------------------------------------
 
@@ -996,6 +1035,7 @@ class EngineWorker:
             self.wid,
             exc,
         )
+        self._renew_admin()
         self.owned = sorted(set(partitions))
         self.complete = False
         self.exact = False
@@ -1027,7 +1067,10 @@ class EngineWorker:
         """Seek each partition back to the first of `msgs` polled from it (not decided)."""
         first: dict[tuple[str, int], int] = {}
         for m in msgs:
-            if m.error() is None:
+            err = m.error()
+            if err is not None and (err.fatal() or err.code() == KafkaError._FATAL):
+                raise KafkaException(err)
+            if err is None:
                 k = (m.topic() or "", m.partition() or 0)
                 off = m.offset() or 0
                 if k not in first or off < first[k]:
@@ -1089,6 +1132,8 @@ class EngineWorker:
         for msg in msgs:
             err = msg.error()
             if err is not None:
+                if err.fatal() or err.code() == KafkaError._FATAL:
+                    raise KafkaException(err)  # a fenced static member: new clients (`run`)
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
@@ -1102,6 +1147,7 @@ class EngineWorker:
         except KafkaException as exc:  # fail closed: every intent is STALE_STATE
             log.warning("consumer lag unknown (%s): deciding this batch as stale", exc)
             self.ctx.consumer_lag = UNKNOWN_LAG
+            self._renew_admin()
         t2 = time.monotonic()
         out: list[Output] = caught_up
         inputs = len(decoded)
@@ -1221,6 +1267,37 @@ class EngineWorker:
 
     def run(self) -> int:
         self.heap.install()
+        try:
+            while True:
+                try:
+                    self._serve()
+                    break
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    fatal = isinstance(err, KafkaError) and (
+                        err.fatal() or err.code() == KafkaError._FATAL
+                    )
+                    if self.stopping or not fatal:
+                        raise
+                    self._renew_clients(exc)
+        finally:
+            try:
+                self._await_commit()
+            except KafkaException as exc:
+                try:
+                    self._recover(exc)
+                except KafkaException:
+                    log.exception("settling the transaction in flight at the stop failed")
+            self.committer.shutdown(wait=True)
+            self.heap.release()
+            self.consumer.close()
+            self.ref_consumer.close()
+            self.producer.flush(10)
+        self.dump_state()
+        log.info("engine worker %s stopped: %s", self.wid, self.stats)
+        return 0
+
+    def _serve(self) -> None:
         self.producer.init_transactions(60)
         self.consumer.subscribe(
             [self.names[t] for t in INPUT_TOPICS],
@@ -1231,31 +1308,17 @@ class EngineWorker:
         last_report = time.monotonic()
         # The report interval in seconds (a duration, not money).
         every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))
-        try:
-            while not self.stopping:
-                self.step()
-                if time.monotonic() - last_report > every:
-                    last_report = time.monotonic()
-                    log.info(
-                        "worker %s: %s, lag %d, busy %s",
-                        self.wid,
-                        self.stats,
-                        self.ctx.consumer_lag,
-                        {k: round(v, 3) for k, v in self.busy.items()},
-                    )
-        finally:
-            try:
-                self._await_commit()
-            except KafkaException as exc:
-                self._recover(exc)
-            self.committer.shutdown(wait=True)
-            self.heap.release()
-            self.consumer.close()
-            self.ref_consumer.close()
-            self.producer.flush(10)
-        self.dump_state()
-        log.info("engine worker %s stopped: %s", self.wid, self.stats)
-        return 0
+        while not self.stopping:
+            self.step()
+            if time.monotonic() - last_report > every:
+                last_report = time.monotonic()
+                log.info(
+                    "worker %s: %s, lag %d, busy %s",
+                    self.wid,
+                    self.stats,
+                    self.ctx.consumer_lag,
+                    {k: round(v, 3) for k, v in self.busy.items()},
+                )
 
     def dump_state(self) -> Path:
         """Positions and balances at a clean stop, for operators and the crash tests."""

@@ -274,3 +274,25 @@ def test_broker_errors_in_recovery_hold_the_worker_instead_of_crashing(
     assert [d.payload.client_order_id for d in _decisions(decisions)] == ["rc-1", "rc-2"]
     (stale,) = _decisions(decisions, "rc-2")
     assert "STALE_STATE" in str(stale.payload.reason_codes), stale.payload
+
+
+def test_a_fatal_producer_error_renews_the_clients_instead_of_ending_the_worker(
+    env: Settings,
+) -> None:
+    """A broker stall longer than the transaction timeout fences the producer (the
+    coordinator aborts the transaction and bumps the epoch): a fatal error. The worker
+    starts its clients afresh, as a restart would, instead of exiting (before: it died, and
+    `tradetape run` stopped the whole group with it)."""
+    with running_worker(env, wid="fz0") as w:
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        w.producer = proxy = _FailingCommit(w.producer)  # type: ignore[assignment]
+        proxy.errors = [KafkaError(KafkaError._FENCED, "injected: fenced", fatal=True)]
+        produce(env, [intent(key, "ACC1", "fz-1")])
+        wait_for(env, Topic.DECISIONS, lambda ev: bool(_decisions(ev, "fz-1")), 60)
+        produce(env, [quote(), intent(key, "ACC1", "fz-2")])
+        decisions = wait_for(env, Topic.DECISIONS, lambda ev: bool(_decisions(ev, "fz-2")), 60)
+        assert w.producer is not proxy  # type: ignore[comparison-overlap]
+    assert [d.payload.client_order_id for d in _decisions(decisions)] == ["fz-1", "fz-2"]
+    subs = [e for e in read_topic(env, Topic.ORDERS) if e.event_type == "OrderSubmitted"]
+    assert len(subs) == 2
