@@ -17,6 +17,7 @@ from deploy.kafka import consumer_config, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, decode, encode
 from schemas.topics import Topic
+from streams.surveillance_state import MemoryStore, OwnerBook, QuoteRec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,3 +132,17 @@ def wait_until_caught_up(path: Path, *, timeout: float, quiet: float = 6.0) -> s
             return line
         time.sleep(0.5)
     return last
+
+
+def from_changelog(store: Any) -> MemoryStore:
+    """What a restarted worker reads back: the JSON its faust changelogs hold."""
+    return MemoryStore(
+        owners=dict(store.owners),
+        quotes={
+            k: QuoteRec.model_validate_json(v.model_dump_json()) for k, v in store.quotes.items()
+        },
+        configs={k: dict(v) for k, v in store.configs.items()},
+        books={
+            k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()
+        },
+    )

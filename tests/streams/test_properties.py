@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from schemas import Envelope, encode
 from streams.detectors import all_detectors
-from streams.surveillance_state import MemoryStore, OwnerBook, QuoteRec, Surveillance
+from streams.surveillance_state import Surveillance
 from streams.synthetic import Tape
+from tests.streams.helpers import from_changelog
 
 ACCOUNTS = [("A1", "x"), ("A2", "x"), ("B1", "y"), ("B2", "y"), ("C1", "z")]
 
@@ -71,20 +72,6 @@ def tapes(draw: st.DrawFn) -> list[Envelope[Any]]:
 
 def alert_ids(events: list[Envelope[Any]]) -> list[str]:
     return [str(a.payload.alert_id) for a in Surveillance(all_detectors()).process_batch(events)]
-
-
-def from_changelog(store: Any) -> MemoryStore:
-    """What a restarted worker reads back: the JSON its faust changelogs hold."""
-    return MemoryStore(
-        owners=dict(store.owners),
-        quotes={
-            k: QuoteRec.model_validate_json(v.model_dump_json()) for k, v in store.quotes.items()
-        },
-        configs={k: dict(v) for k, v in store.configs.items()},
-        books={
-            k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()
-        },
-    )
 
 
 def records(events: list[Envelope[Any]], cuts: list[int]) -> list[tuple[bytes, bytes, Any]]:

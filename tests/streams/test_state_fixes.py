@@ -15,26 +15,10 @@ from streams.surveillance_state import (
     AlertDraft,
     Context,
     InvalidDetectorConfig,
-    MemoryStore,
-    OwnerBook,
-    QuoteRec,
     Surveillance,
 )
 from streams.synthetic import Tape
-
-
-def restored(store: Any) -> MemoryStore:
-    """What a restart reads back: the JSON the faust changelogs hold."""
-    return MemoryStore(
-        owners=dict(store.owners),
-        quotes={
-            k: QuoteRec.model_validate_json(v.model_dump_json()) for k, v in store.quotes.items()
-        },
-        configs={k: dict(v) for k, v in store.configs.items()},
-        books={
-            k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()
-        },
-    )
+from tests.streams.helpers import from_changelog
 
 
 def fold(events: list[Envelope[Any]]) -> list[str]:
@@ -104,7 +88,9 @@ def test_an_event_whose_detector_raises_changes_nothing(restart: bool, bad_draft
                 s.process(e)
             assert books_json(s) == before, "the failed event left no trace"
             if restart:
-                s = Surveillance([*all_detectors(), Boom(crash, bad_draft)], restored(s.store))
+                s = Surveillance(
+                    [*all_detectors(), Boom(crash, bad_draft)], from_changelog(s.store)
+                )
             continue
         alerts += [a.payload.pattern for a in s.process(e)]
     # as if the dead-lettered cancel had never been on the log: big stays open
