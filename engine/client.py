@@ -103,13 +103,19 @@ class DecisionWatcher:
                 event = decode(msg.value(), msg.headers(), topic=msg.topic())
             except MalformedEventError:
                 continue
+            decision = event.event_type in DECISION_TYPES
             accepted_admin = event.producer == "engine" and event.event_type in ADMIN_COMMAND_TYPES
-            if event.event_type in DECISION_TYPES or accepted_admin:
+            if decision or accepted_admin:
                 answered = _answered_intent(event)
+                cid = event.correlation_id
                 with self._lock:
-                    if event.correlation_id not in self.by_correlation:
-                        self.by_correlation[event.correlation_id] = event
-                        self.received_at[event.correlation_id] = time.time()
+                    held = self.by_correlation.get(cid)
+                    # A decision outranks a fact of the same correlation: the drawdown
+                    # brake's KillSwitchEngaged carries its intent's correlation, on another
+                    # topic, and may be read first.
+                    if held is None or (decision and held.event_type not in DECISION_TYPES):
+                        self.by_correlation[cid] = event
+                        self.received_at.setdefault(cid, time.time())
                     if answered is not None:
                         self.by_intent.setdefault(answered, event)
                 n += 1
@@ -119,11 +125,17 @@ class DecisionWatcher:
         self, correlation_id: UUID, timeout: float = 30.0, *, intent: IntentKey | None = None
     ) -> Envelope[Any] | None:
         """The answer with this correlation id or, given the published intent's key, the
-        recorded decision of that intent (how a resend in a new envelope is answered)."""
+        recorded decision of that intent (how a resend in a new envelope is answered).
+
+        With `intent`, only a decision answers: a fact the intent caused (the drawdown
+        brake's `KillSwitchEngaged`) shares its correlation but is not its answer."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 found = self.by_correlation.get(correlation_id)
+                if intent is not None and found is not None:
+                    if found.event_type not in DECISION_TYPES:
+                        found = None
                 if found is None and intent is not None:
                     found = self.by_intent.get(intent)
             if found is not None:

@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
-from engine.client import DecisionWatcher
+from engine.client import DecisionWatcher, intent_key
 from engine.marketdata.binance import parse_file
 from engine.worker import EngineWorker
 from schemas import Envelope, encode, new_event
@@ -158,7 +158,7 @@ def run(settings: Settings) -> list[str]:
         time.sleep(2.0)  # let the engine see the registrations and first prices
         sent = _strategy(settings, producer, key, rogue, strategy, accounts, feed)
         producer.flush(30)
-        decisions = [watcher.wait(ev.correlation_id, timeout=60) for ev in sent]
+        decisions = [watcher.wait(ev.correlation_id, 60, intent=intent_key(ev)) for ev in sent]
     finally:
         feed.stop = True
         worker.stopping = True

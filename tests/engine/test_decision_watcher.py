@@ -1,0 +1,70 @@
+"""What `DecisionWatcher` takes for an intent's answer, whatever order it reads the
+engine's topics in (no broker: a stand-in consumer hands over the engine's records)."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from engine.client import DecisionWatcher, intent_key
+from schemas import Envelope, encode
+from schemas.events import Side
+from tests.engine.pure import Harness
+from tests.engine.test_rules import LIMITS
+
+D = Decimal
+
+
+class _Record:
+    def __init__(self, event: Envelope[Any]) -> None:
+        self._key, self._value, self._headers = encode(event)
+        self._topic = event.topic
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> Any:
+        return self._headers
+
+    def topic(self) -> str:
+        return self._topic
+
+
+class _Consumer:
+    def __init__(self, events: list[Envelope[Any]]) -> None:
+        self.batches = [[_Record(e)] for e in events]
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Record]:
+        return self.batches.pop(0) if self.batches else []
+
+
+def _watcher(events: list[Envelope[Any]]) -> DecisionWatcher:
+    w = DecisionWatcher.__new__(DecisionWatcher)
+    w._consumer = _Consumer(events)  # type: ignore[assignment]
+    w.by_correlation, w.by_intent, w.received_at = {}, {}, {}
+    w._lock = threading.Lock()
+    return w
+
+
+@pytest.mark.parametrize("fact_first", [True, False])
+def test_the_brakes_kill_switch_is_not_taken_for_the_intents_decision(fact_first: bool) -> None:
+    h = Harness(LIMITS, cash=D("100000"))
+    h.quote(D("30000"), D("30001"))
+    h.order(Side.BUY, D("1.5"))
+    h.order(Side.BUY, D("0.01"))  # the peak is recorded
+    h.quote(D("20000"), D("20001"))  # equity falls ~15 %: the brake engages
+    out = h.order(Side.BUY, D("0.1"))
+    intent = h.last_intent
+    assert intent is not None
+    (brake,) = [e for e in out if e.event_type == "KillSwitchEngaged"]
+    (decided,) = [e for e in out if e.event_type == "RiskDecision"]
+    assert brake.correlation_id == decided.correlation_id == intent.correlation_id
+    w = _watcher([brake, decided] if fact_first else [decided, brake])
+    answer = w.wait(intent.correlation_id, 1.0, intent=intent_key(intent))
+    assert answer is not None and answer.event_id == decided.event_id
