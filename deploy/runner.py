@@ -50,11 +50,28 @@ def run_components(names: list[str], settings: Settings) -> int:
     return supervise(selected)
 
 
+RESTART_BACKOFF = (1.0, 30.0)
+"""Seconds before restarting a component that died: the first wait, and the cap it doubles
+up to. Every component recovers from the log (the engine rebuilds its state, projectors
+resume from their stored offsets, the surveillance app from its changelogs), so a
+restart is safe; what it must not do is spin."""
+STEADY_SECONDS = 60.0
+"""A component that ran this long before dying starts its backoff afresh."""
+USAGE_ERROR = 2
+"""An exit code a restart cannot cure (bad settings or arguments): the group stops."""
+
+
 def supervise(names: list[str]) -> int:
-    """Start each component as a child; stop all if one dies or on SIGINT/SIGTERM."""
-    children = {
-        n: subprocess.Popen([sys.executable, "-m", "deploy.cli_entry", "run", n]) for n in names
-    }
+    """Start each component as a child; restart one that dies, after a backoff; stop all
+    on SIGINT/SIGTERM, or if a component exits with a usage error (2)."""
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "deploy.cli_entry", "run", name])
+
+    children = {n: start(n) for n in names}
+    started = {n: time.monotonic() for n in names}
+    backoff = {n: RESTART_BACKOFF[0] for n in names}  # seconds
+    restart_at: dict[str, float] = {}  # monotonic seconds
     print(
         f"running {', '.join(names)} (pids {', '.join(str(p.pid) for p in children.values())})",
         file=sys.stderr,
@@ -69,12 +86,27 @@ def supervise(names: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     rc = 0
     while not stopping:
+        now = time.monotonic()
         for name, proc in children.items():
+            if name in restart_at:
+                if now >= restart_at[name]:
+                    del restart_at[name]
+                    children[name], started[name] = start(name), now
+                    print(f"{name} restarted (pid {children[name].pid})", file=sys.stderr)
+                continue
             code = proc.poll()
-            if code is not None:
-                print(f"{name} exited with {code}; stopping the group", file=sys.stderr)
-                rc = code or 1
-                stopping = True
+            if code is None:
+                continue
+            if code == USAGE_ERROR:
+                print(f"{name} exited with {code} (usage); stopping the group", file=sys.stderr)
+                rc, stopping = code, True
+                break
+            if now - started[name] >= STEADY_SECONDS:
+                backoff[name] = RESTART_BACKOFF[0]
+            wait = backoff[name]
+            backoff[name] = min(wait * 2, RESTART_BACKOFF[1])
+            restart_at[name] = now + wait
+            print(f"{name} exited with {code}; restarting in {wait:.0f} s", file=sys.stderr)
         time.sleep(0.5)
     for proc in children.values():
         if proc.poll() is None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,5 +35,40 @@ def test_a_group_starts_each_component_and_stops_cleanly(env: Settings, tmp_path
         ]
     finally:
         if proc.poll() is None:  # a failed test: the supervisor and its children
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_a_component_that_dies_is_restarted_and_the_group_goes_on(
+    env: Settings, tmp_path: Path
+) -> None:
+    """Before: the first child to die stopped the whole group (the engine after a broker
+    stall took the projections and surveillance down with it)."""
+    log = tmp_path / "group.log"
+    proc = spawn(env, "0", log, components=("engine", "snapshotter"), session=True)
+
+    def wait_for(pred: Callable[[str], bool]) -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            text = log.read_text(errors="replace")
+            if pred(text):
+                return text
+            assert proc.poll() is None, text[-3000:]
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.3)
+
+    try:
+        text = wait_for(lambda t: "engine worker 0 started" in t and "snapshotter started" in t)
+        pids = re.search(r"running engine, snapshotter \(pids (\d+), (\d+)\)", text)
+        assert pids is not None, text[-3000:]
+        os.kill(int(pids.group(1)), signal.SIGKILL)
+        text = wait_for(lambda t: t.count("engine worker 0 started") == 2)
+        assert "engine exited with -9; restarting in 1 s" in text
+        assert "engine restarted (pid " in text
+        assert "snapshotter stopped" not in text  # the rest of the group ran on
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
