@@ -120,8 +120,11 @@ def read_until_caught_up(
     """Assign `start` and read every partition up to its last stable offset.
 
     Reading to the last stable offset (not the high watermark) means an open transaction
-    of a dead worker is not waited for: it can only ever be aborted. Returns False on
-    timeout.
+    of a dead worker is not waited for: it can only ever be aborted. Returns False when
+    no record came for `timeout` seconds with partitions still short (a stalled broker),
+    never merely because the log is long: a fixed deadline made a worker whose rebuild
+    needs longer than it hold for ever, each retry stopping at the same point (review
+    helper-53).
     """
     if not start:
         return True
@@ -134,9 +137,8 @@ def read_until_caught_up(
         high, low = ends[key], lows[key]
         if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
             targets[key] = high
-    deadline = time.monotonic() + timeout
     idle_since = time.monotonic()
-    while targets and time.monotonic() < deadline:
+    while targets and time.monotonic() - idle_since < timeout:
         msgs = consumer.consume(num_messages=5000, timeout=READ_WAIT_SECONDS)
         for msg in msgs:
             if msg.error():
