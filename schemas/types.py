@@ -27,14 +27,14 @@ IN_RANGE_TEXT = MAX_DECIMAL_ADJUSTED + 1
 1E+200; `0.` and 198 zeros before a digit is 1E-199): longer ones are checked, so a
 string and the same value as a `Decimal` get the same verdict."""
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-MAX_TEXT = 2000
-"""Longest free text (a reason, a note) accepted in an event, like `IntentRejected.detail`:
-an admin command is re-published by the engine as its own, slightly larger event, so a
-command near the broker's record size limit would make a fact the engine cannot write."""
-MAX_NAME = 128
-"""Longest actor name (`verified_by`, `changed_by`, ...), address or transaction hash."""
 MAX_SIGNATURE = 256
-"""Longest signature text (an Ed25519 signature is 128 hex characters)."""
+"""Longest signature text on an intent (an Ed25519 signature is 128 hex characters).
+
+Admin commands have no such bounds on their text: the engine re-publishes each accepted
+one as its own fact, the same v1 type, and a fact already on the log must always decode
+(a bound added later made older kill switches and AML flags unreadable, so a rebuild
+dropped them: review helper-53). A command too big for the engine to re-publish is
+rejected by the worker instead (`AdminCommandRejected`, docs/engine.md, *Intake*)."""
 
 _DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 """`DECIMAL_PATTERN` for `fullmatch` (no `$`, which would let a trailing newline through)."""

@@ -9,16 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.envelope import EventPayload
 from schemas.topics import Topic
-from schemas.types import (
-    MAX_NAME,
-    MAX_SIGNATURE,
-    MAX_TEXT,
-    AccountId,
-    AssetCode,
-    CountryCode,
-    Lei,
-    ProducerId,
-)
+from schemas.types import AccountId, AssetCode, CountryCode, Lei, ProducerId
 
 
 class OwnerKind(StrEnum):
@@ -63,7 +54,6 @@ class AccountOpened(EventPayload):
     wallet_id: str = Field("default", min_length=1, max_length=64)
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
@@ -75,11 +65,10 @@ class KycVerified(EventPayload):
 
     account: AccountId
     level: str = Field("STANDARD", max_length=32)
-    verified_by: str = Field(max_length=MAX_NAME)
+    verified_by: str
     reference: str = Field("", max_length=128)
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
@@ -91,11 +80,10 @@ class AmlFlagRaised(EventPayload):
 
     account: AccountId
     flag_id: str = Field(min_length=1, max_length=64)
-    reason: str = Field(max_length=MAX_TEXT)
-    raised_by: str = Field(max_length=MAX_NAME)
+    reason: str
+    raised_by: str
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
@@ -107,11 +95,10 @@ class AmlFlagCleared(EventPayload):
 
     account: AccountId
     flag_id: str = Field(min_length=1, max_length=64)
-    note: str = Field("", max_length=MAX_TEXT)
-    cleared_by: str = Field(max_length=MAX_NAME)
+    note: str = ""
+    cleared_by: str
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
@@ -126,10 +113,9 @@ class ProducerRegistered(EventPayload):
     producer_id: ProducerId
     public_key: str = Field(pattern=r"^[0-9a-f]{64}$", description="Raw Ed25519 key, hex")
     accounts: tuple[AccountId, ...]
-    registered_by: str = Field(max_length=MAX_NAME)
+    registered_by: str
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )

@@ -14,7 +14,6 @@ from pydantic import Field
 
 from schemas.envelope import EventPayload
 from schemas.topics import Topic
-from schemas.types import MAX_NAME, MAX_TEXT
 
 ADMIN_COMMAND_TYPES: tuple[str, ...] = (
     "AccountOpened",
@@ -35,9 +34,9 @@ class AdminCommandRejected(EventPayload):
     TOPIC: ClassVar[str] = Topic.DECISIONS
 
     command_event_id: UUID
-    command_type: str = Field(max_length=MAX_NAME)
+    command_type: str
     key: str = Field(min_length=1, max_length=128)
-    reason: str = Field(max_length=MAX_TEXT)
+    reason: str
 
     def partition_key(self) -> str:
         return self.key

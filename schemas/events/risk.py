@@ -12,17 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.envelope import EventPayload
 from schemas.events.orders import INTENT_DIGEST_DOC
 from schemas.topics import Topic
-from schemas.types import (
-    MAX_NAME,
-    MAX_SIGNATURE,
-    MAX_TEXT,
-    AccountId,
-    AssetCode,
-    Dec,
-    NonNegativeDec,
-    PositiveDec,
-    UtcTimestamp,
-)
+from schemas.types import AccountId, AssetCode, Dec, NonNegativeDec, PositiveDec, UtcTimestamp
 
 GLOBAL_SCOPE = "*"
 """Scope key for limits and kill switches that apply to every account."""
@@ -129,11 +119,10 @@ class RiskLimitsChanged(EventPayload):
     scope: str = Field(min_length=1, max_length=64)
     config_version: int = Field(ge=1)
     limits: RiskLimits
-    changed_by: str = Field(max_length=MAX_NAME)
-    reason: str = Field("", max_length=MAX_TEXT)
+    changed_by: str
+    reason: str = ""
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
@@ -149,14 +138,13 @@ class KillSwitchEngaged(EventPayload):
     TOPIC: ClassVar[str] = Topic.RISK_CONFIG
 
     scope: str = Field(min_length=1, max_length=64)
-    engaged_by: str = Field(max_length=MAX_NAME, description="an admin id, or 'drawdown-brake'")
-    reason: str = Field(max_length=MAX_TEXT)
+    engaged_by: str = Field(description="an admin id, or 'drawdown-brake'")
+    reason: str
     drawdown: Dec | None = None
     peak_equity: Dec | None = None
     equity: Dec | None = None
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
@@ -170,11 +158,10 @@ class KillSwitchReleased(EventPayload):
     TOPIC: ClassVar[str] = Topic.RISK_CONFIG
 
     scope: str = Field(min_length=1, max_length=64)
-    released_by: str = Field(max_length=MAX_NAME)
-    reason: str = Field(max_length=MAX_TEXT)
+    released_by: str
+    reason: str
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )

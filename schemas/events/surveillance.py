@@ -9,7 +9,7 @@ from pydantic import Field
 
 from schemas.envelope import EventPayload
 from schemas.topics import Topic
-from schemas.types import MAX_NAME, MAX_SIGNATURE, AccountId, Dec, Instrument, UtcTimestamp
+from schemas.types import AccountId, Dec, Instrument, UtcTimestamp
 
 
 class SurveillanceAlert(EventPayload):
@@ -43,10 +43,9 @@ class DetectorConfigChanged(EventPayload):
     detector: str = Field(min_length=1, max_length=64)
     config_version: int = Field(ge=1)
     params: dict[str, str]
-    changed_by: str = Field(max_length=MAX_NAME)
+    changed_by: str
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )

@@ -9,15 +9,7 @@ from pydantic import Field
 
 from schemas.envelope import EventPayload
 from schemas.topics import Topic
-from schemas.types import (
-    MAX_NAME,
-    MAX_SIGNATURE,
-    AccountId,
-    AssetCode,
-    CountryCode,
-    PositiveDec,
-    UtcTimestamp,
-)
+from schemas.types import AccountId, AssetCode, CountryCode, PositiveDec, UtcTimestamp
 
 
 class TransferCheckOutcome(StrEnum):
@@ -81,13 +73,12 @@ class DepositReceived(EventPayload):
     account: AccountId
     asset: AssetCode
     amount: PositiveDec
-    source_address: str | None = Field(None, max_length=MAX_NAME)
-    tx_hash: str | None = Field(None, max_length=MAX_NAME)
+    source_address: str | None = None
+    tx_hash: str | None = None
     self_hosted: bool = False
     ivms101: dict[str, Any] | None = None
     signature: str | None = Field(
         None,
-        max_length=MAX_SIGNATURE,
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
