@@ -38,48 +38,52 @@ def _say(msg: str) -> None:
 
 
 def smoke_flow(settings: Settings) -> list[str]:
-    """Commit one transaction, abort another, and read back with read_committed."""
+    """Commit one transaction, abort another, and read back with read_committed.
+
+    The events go to `admin.commands`, as the admin commands they are: the engine decides
+    them like any other (the accounts and transfers topics take only the engine's own
+    facts, and would dead-letter them)."""
     run_id = uuid.uuid4().hex[:8]
     account = f"SMOKE-{run_id}"
     owner = BeneficialOwner(
         owner_id=f"owner-{run_id}", kind=OwnerKind.NATURAL, name="Smoke Test", country="DE"
     )
-    opened = new_event(AccountOpened(account=account, beneficial_owner=owner), producer="demo")
+    opened = new_event(AccountOpened(account=account, beneficial_owner=owner), producer="admin")
     events: list[Envelope[Any]] = [
         opened,
         new_event(
-            KycVerified(account=account, verified_by="demo"), producer="demo", causation=opened
+            KycVerified(account=account, verified_by="demo"), producer="admin", causation=opened
         ),
         new_event(
             DepositReceived(
                 deposit_id=f"dep-{run_id}", account=account, asset="USDT", amount=Decimal("100000")
             ),
-            producer="demo",
+            producer="admin",
             causation=opened,
         ),
     ]
     producer = Producer(producer_config(settings, transactional_id=f"demo-smoke-{run_id}"))
     producer.init_transactions(30)
     producer.begin_transaction()
+    admin_topic = settings.topic(Topic.ADMIN)
     for ev in events:
         k, v, h = encode(ev)
-        producer.produce(settings.topic(ev.payload.TOPIC), key=k, value=v, headers=h)
+        producer.produce(admin_topic, key=k, value=v, headers=h)
     producer.commit_transaction(30)
     aborted = new_event(
-        KycVerified(account=account, verified_by="never-committed"), producer="demo"
+        KycVerified(account=account, verified_by="never-committed"), producer="admin"
     )
     producer.begin_transaction()
     k, v, h = encode(aborted)
-    producer.produce(settings.topic(Topic.ACCOUNTS), key=k, value=v, headers=h)
+    producer.produce(admin_topic, key=k, value=v, headers=h)
     producer.flush(10)
     producer.abort_transaction(30)
 
     consumer = Consumer(consumer_config(settings, group_id=f"demo-smoke-{run_id}"))
     seen: list[str] = []
     try:
-        topics = [settings.topic(Topic.ACCOUNTS), settings.topic(Topic.TRANSFERS)]
         parts = []
-        for t in topics:
+        for t in [admin_topic]:
             md = consumer.list_topics(t, timeout=10).topics[t]
             parts += [TopicPartition(t, p, 0) for p in md.partitions]
         consumer.assign(parts)

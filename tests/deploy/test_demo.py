@@ -48,6 +48,10 @@ def test_the_demo_runs_every_stage_and_its_results_hold(env: Settings, tmp_path:
     assert _count(lines, "REJECTED", "PRICE_COLLAR", within=True) == 2, text
     approved = _count(lines, "APPROVED ORDER", "-")
     assert approved > 200, text
+    # Nothing the demo writes is refused: its smoke flow's account commands go to
+    # admin.commands, not to the engine's fact topics (dead-lettered since those take
+    # only the engine's own events).
+    assert "'dead_letters': 0" in text, text
     fills = re.search(r"engine: (\d+) fills", text)
     assert fills is not None and int(fills.group(1)) > 0, text
 
@@ -60,3 +64,22 @@ def test_the_demo_runs_every_stage_and_its_results_hold(env: Settings, tmp_path:
 
     assert "signed the report digest" in text, text
     assert "'mallory' was refused" in text, text
+
+
+def test_the_smoke_flow_is_decided_not_dead_lettered_by_a_running_engine(env: Settings) -> None:
+    """Before: it wrote its account's facts straight to accounts/transfers as producer
+    'demo', which a running engine refuses (those topics take only its own events)."""
+    from deploy.demo import smoke_flow
+    from schemas.topics import Topic
+    from tests.engine.helpers import read_topic, running_worker, wait_for
+
+    with running_worker(env) as worker:
+        smoke_flow(env)
+        opened = wait_for(
+            env, Topic.ACCOUNTS, lambda ev: any(e.event_type == "KycVerified" for e in ev), 30
+        )
+        dead = read_topic(env, Topic.DEADLETTER, settle=0.5)
+        assert worker.stats["dead_letters"] == 0
+    assert [e.event_type for e in opened] == ["AccountOpened", "KycVerified"]
+    assert all(e.producer == "engine" for e in opened)
+    assert dead == []
