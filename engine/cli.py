@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
     @admin_app.callback()
     def admin_options(
         wait: Annotated[
+            # seconds, not money
             float,
             typer.Option(
                 "--wait",
@@ -299,6 +300,7 @@ def register(app: typer.Typer) -> None:
             Path, typer.Argument(help="A capture: `<recv_ns> <json>` per line; .gz ok")
         ],
         speed: Annotated[
+            # a speed factor, not money
             float | None,
             typer.Option(help="Replay speed: 1.0 = real time (the default), 10 = ten times"),
         ] = None,
@@ -353,6 +355,7 @@ def register(app: typer.Typer) -> None:
         symbol: Annotated[str, typer.Option("--symbol", help="BASE/QUOTE, e.g. BTC/USDC")] = (
             "BTC/USDC"
         ),
+        # minutes, not money
         minutes: Annotated[float, typer.Option("--minutes", help="Length of the stream")] = 5.0,
         seed: Annotated[int, typer.Option("--seed")] = 1,
         start: Annotated[
@@ -364,6 +367,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         speed: Annotated[
+            # a speed factor, not money
             float | None, typer.Option(help="1.0 = real time; default: as fast as possible")
         ] = None,
     ) -> None:

@@ -122,7 +122,11 @@ class DecisionWatcher:
         return n
 
     def wait(
-        self, correlation_id: UUID, timeout: float = 30.0, *, intent: IntentKey | None = None
+        self,
+        correlation_id: UUID,
+        timeout: float = 30.0,  # seconds, not money
+        *,
+        intent: IntentKey | None = None,
     ) -> Envelope[Any] | None:
         """The answer with this correlation id or, given the published intent's key, the
         recorded decision of that intent (how a resend in a new envelope is answered).

@@ -1041,6 +1041,7 @@ class EngineWorker:
         self.exact = False
         self._schedule_retry()
 
+    # seconds, not money
     def _hold(self, timeout: float) -> int:
         """The state is incomplete: retry what it needs; meanwhile poll only to serve the
         group (rebalances) and put back whatever the poll returned, undecided."""

@@ -252,7 +252,7 @@ def raw(
     text: str,
     settings: Settings | None = None,
     *,
-    timeout_s: float = QUERY_TIMEOUT_S,  # seconds
+    timeout_s: float = QUERY_TIMEOUT_S,  # seconds, not money
 ) -> pl.DataFrame:
     """One SQL statement as the read-only role in a READ ONLY transaction."""
     s = settings or get_settings()
@@ -260,7 +260,10 @@ def raw(
 
 
 def _run(
-    dsn: str, text: str, params: dict[str, str | None] | None, timeout_s: float
+    dsn: str,
+    text: str,
+    params: dict[str, str | None] | None,
+    timeout_s: float,  # seconds, not money
 ) -> pl.DataFrame:
     try:
         with psycopg.connect(dsn, autocommit=False, options=_session_options(timeout_s)) as conn:

@@ -23,6 +23,7 @@ order event's record time trails its event time by the engine's lag, and an inte
 time is at most seconds from its append time (FRESHNESS v2)."""
 
 
+# seconds, not money
 def _watermarks(consumer: Any, tp: Any, timeout: float) -> Any:
     return consumer.get_watermark_offsets(tp, timeout=timeout)
 
@@ -35,6 +36,7 @@ class IncompleteRead(RuntimeError):
 def read_topic(
     settings: Settings,
     topic: Topic,
+    # seconds, not money
     timeout: float = READ_TIMEOUT_S,
     *,
     since: datetime | None = None,
@@ -53,6 +55,7 @@ def read_topic(
     name = settings.topic(topic)
     deadline = time.monotonic() + timeout
 
+    # seconds, not money
     def ask(call: Callable[[float], Any]) -> Any:
         """A metadata request, retried until the deadline (a new topic's leader may not
         be known yet: NOT_LEADER_FOR_PARTITION); past it, IncompleteRead."""
@@ -116,6 +119,7 @@ def read_topic(
     return out
 
 
+# seconds, not money
 def find_alert(settings: Settings, alert_id: UUID, timeout: float = READ_TIMEOUT_S) -> Any:
     from schemas.events import SurveillanceAlert
 
@@ -126,7 +130,10 @@ def find_alert(settings: Settings, alert_id: UUID, timeout: float = READ_TIMEOUT
 
 
 def order_venues(
-    settings: Settings, order_ids: set[str], since: datetime, timeout: float = READ_TIMEOUT_S
+    settings: Settings,
+    order_ids: set[str],
+    since: datetime,
+    timeout: float = READ_TIMEOUT_S,  # seconds, not money
 ) -> dict[str, str]:
     """order id -> the venue on its OrderSubmitted or Fill, for the orders asked about."""
     from schemas.events import Fill, OrderSubmitted
@@ -146,6 +153,7 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", help="json or html")] = "json",
         out: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout")] = None,
         timeout: Annotated[
+            # seconds, not money
             float, typer.Option(help="Seconds to read each topic to its end")
         ] = READ_TIMEOUT_S,
     ) -> None:

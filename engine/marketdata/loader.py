@@ -69,6 +69,7 @@ class Deliveries:
                 break
         producer.poll(0)
 
+    # seconds, not money
     def finish(self, producer: Producer, timeout: float = FLUSH_SECONDS) -> None:
         remaining = producer.flush(timeout)
         if remaining and self.first_error is None:
@@ -205,10 +206,12 @@ def publish_payloads(
 def run_simulation(
     settings: Settings,
     instrument: str,
+    # minutes, not money
     minutes: float,
     seed: int,
     *,
     start: datetime,
+    # a speed factor, not money
     speed: float | None = None,
 ) -> PublishReport:
     """Publish `simulate(instrument, minutes, seed, start)`: the same arguments give the
