@@ -5,10 +5,8 @@ the name (`../../x` outside the key directory, an orphan key for `bad name`)."""
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,27 +15,18 @@ from deploy.settings import Settings
 from engine import auth
 from tests.conftest import free_port
 from tests.engine.helpers import running_worker, world
-from tests.engine.workers import REPO
+from tests.engine.workers import run_cli
 
 
 def _run(
     data_dir: Path, port: int, *args: str, prefix: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(port),
-        TRADETAPE_TOPIC_PREFIX=prefix,
-        TRADETAPE_DATA_DIR=str(data_dir),
-        PYTHONPATH=str(REPO),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.cli_entry", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {
+        "TRADETAPE_KAFKA_PORT": str(port),
+        "TRADETAPE_TOPIC_PREFIX": prefix,
+        "TRADETAPE_DATA_DIR": str(data_dir),
+    }
+    return run_cli(env, *args)
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "bad name", ".hidden", "a/b", "x" * 65])

@@ -6,32 +6,21 @@ exited 0; `--speed 0` silently became 1.0 and a negative speed meant as fast as 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
-from tests.engine.workers import REPO
+from tests.engine.workers import run_cli
 
 
 def _cli(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(free_port()),  # nobody listens: validation comes first
-        TRADETAPE_DATA_DIR=str(tmp_path / "data"),
-        PYTHONPATH=str(REPO),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.cli_entry", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    env = {
+        "TRADETAPE_KAFKA_PORT": str(free_port()),  # nobody listens: validation comes first
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    return run_cli(env, *args, timeout=timeout)
 
 
 @pytest.mark.parametrize(

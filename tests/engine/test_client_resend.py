@@ -8,9 +8,6 @@ new envelope's correlation id waited out the timeout (review helper-50, rev54 de
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from engine.client import IntentPublisher
 from engine.processor import intent_digest as engine_digest
 from schemas.events import CancelIntent, OrderIntent, OrderType, Side
 from tests.engine.helpers import produce, quote, running_worker, world
-from tests.engine.workers import REPO
+from tests.engine.workers import cli_env, run_cli
 
 
 def _order(coid: str, qty: str = "0.01") -> OrderIntent:
@@ -95,21 +92,7 @@ def test_await_decision_and_publish_find_the_answer_to_a_resend(
         }
         path = tmp_path / "intents.jsonl"
         path.write_text(json.dumps(line) + "\n" + json.dumps(line) + "\n")
-        cli_env = dict(os.environ)
-        cli_env.update(
-            TRADETAPE_KAFKA_PORT=str(env.kafka_port),
-            TRADETAPE_TOPIC_PREFIX=env.topic_prefix,
-            TRADETAPE_DATA_DIR=str(env.resolved_data_dir),
-            PYTHONPATH=str(REPO),
-        )
-        done = subprocess.run(
-            [sys.executable, "-m", "deploy.cli_entry", "publish", str(path), "--wait", "15"],
-            cwd=REPO,
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_cli(cli_env(env), "publish", str(path), "--wait", "15")
     assert done.returncode == 0, done.stderr[-2000:]
     printed = [json.loads(x) for x in done.stdout.splitlines()]
     assert [p["outcome"] for p in printed] == ["APPROVED", "APPROVED"]

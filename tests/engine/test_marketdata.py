@@ -103,11 +103,8 @@ def test_loader_dead_letters_a_huge_line_bounded_and_survives_a_truncated_gzip(
     truncated .gz ended in click's "Aborted!"; now: dead letters, then an error naming the
     last line read, after the lines before it were delivered."""
     import hashlib
-    import os
-    import subprocess
-    import sys
 
-    from tests.engine.workers import REPO
+    from tests.engine.workers import cli_env, run_cli
 
     huge = "1 " + "x" * 800_000
     bad = _trade(12, 2, price="abc")
@@ -116,22 +113,8 @@ def test_loader_dead_letters_a_huge_line_bounded_and_survives_a_truncated_gzip(
     path = tmp_path / "cap.jsonl.gz"
     blob = gzip.compress(("\n".join(lines) + "\n" + good_block).encode())
     path.write_bytes(blob[: len(blob) // 2])
-    cli_env = dict(os.environ)
-    cli_env.update(
-        TRADETAPE_KAFKA_PORT=str(env.kafka_port),
-        TRADETAPE_TOPIC_PREFIX=env.topic_prefix,
-        TRADETAPE_DATA_DIR=str(env.resolved_data_dir),
-        PYTHONPATH=str(REPO),
-    )
     args = ["marketdata", "load", str(path), "--as-fast-as-possible"]
-    done = subprocess.run(
-        [sys.executable, "-m", "deploy.cli_entry", *args],
-        cwd=REPO,
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = run_cli(cli_env(env), *args, timeout=180)
     assert done.returncode == 1, (done.stdout, done.stderr[-3000:])
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)

@@ -23,6 +23,34 @@ from tests.engine.helpers import admin, produce, read_topic
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_cli(
+    env: dict[str, str],
+    *args: str,
+    timeout: float = 120,  # seconds, not money
+) -> subprocess.CompletedProcess[str]:
+    """`tradetape ARGS...` as a subprocess of this checkout, with `env` (TRADETAPE_*
+    settings) over the test process's environment; output captured as text."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.cli_entry", *args],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The TRADETAPE_* settings that point a CLI subprocess at `settings`' broker,
+    topics and data directory."""
+    return {
+        "TRADETAPE_KAFKA_PORT": str(settings.kafka_port),
+        "TRADETAPE_TOPIC_PREFIX": settings.topic_prefix,
+        "TRADETAPE_DATA_DIR": str(settings.resolved_data_dir),
+    }
+
+
 SNAPSHOTS_OFTEN = {
     "TRADETAPE_ENGINE_SNAPSHOT_EVERY": "150",
     "TRADETAPE_ENGINE_SNAPSHOT_SECONDS": "1",
