@@ -6,6 +6,7 @@ trade which account can be audited and replayed like everything else.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +40,14 @@ def signing_bytes_fast(payload: EventPayload) -> bytes:
     """`signing_bytes`, from the payload's compiled canonical layout (a third of the cost;
     equality is property-tested in tests/engine/test_wire.py)."""
     return wire.signing_bytes(payload)
+
+
+def intent_digest(p: EventPayload, signed: bytes | None = None) -> str:
+    """What a resend must repeat to get the original decision back: the intent's type and
+    signed content (everything but the signature, `signed` if already rendered), hashed.
+    The engine records it in every decision; the client SDK matches resends by it."""
+    data = p.EVENT_TYPE.encode() + b"\x1f" + (signing_bytes_fast(p) if signed is None else signed)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def admin_signing_bytes(event_id: UUID, payload: EventPayload) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import uuid
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
-from engine.auth import key_path, read_private_key, sign, sign_admin, signing_bytes_fast
+from engine.auth import intent_digest, key_path, read_private_key, sign, sign_admin
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, IntentRejected, OrderIntent
@@ -33,13 +32,6 @@ can provoke one for any client order id, so they answer only their own envelope.
 
 IntentKey = tuple[str, str, str, str]
 """(producer_id, account, client_order_id, intent digest): what a resend repeats."""
-
-
-def intent_digest(p: OrderIntent | CancelIntent) -> str:
-    """`engine.processor.intent_digest` (the engine records it in every decision), without
-    importing the engine's processor; `tests/engine/test_client_resend.py` checks both agree."""
-    data = p.EVENT_TYPE.encode() + b"\x1f" + signing_bytes_fast(p)
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def intent_key(event: Envelope[Any]) -> IntentKey | None:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from engine.auth import signing_bytes_fast, verify_admin, verify_hex_signature
+from engine.auth import intent_digest, signing_bytes_fast, verify_admin, verify_hex_signature
 from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.sigverify import verify_many
@@ -216,13 +216,6 @@ def process(
 
 
 # ---- intents ---------------------------------------------------------------------------
-
-
-def intent_digest(p: OrderIntent | CancelIntent, signed: bytes | None = None) -> str:
-    """What a resend must repeat to get the original decision back: the intent's type and
-    signed content (everything but the signature, `signed` if already rendered), hashed."""
-    data = p.EVENT_TYPE.encode() + b"\x1f" + (signing_bytes_fast(p) if signed is None else signed)
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _reject(

@@ -8,17 +8,19 @@ new envelope's correlation id waited out the timeout (review helper-50, rev54 de
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy.settings import Settings
 from engine import auth
-from engine.client import IntentPublisher
-from engine.processor import intent_digest as engine_digest
-from schemas.events import CancelIntent, OrderIntent, OrderType, Side
+from engine.client import IntentPublisher, intent_key
+from schemas.events import OrderIntent, OrderType, RiskLimits, Side
 from tests.engine.helpers import produce, quote, running_worker, world
+from tests.engine.pure import Harness, decision
 from tests.engine.workers import cli_env, run_cli
 
 
@@ -36,22 +38,25 @@ def _order(coid: str, qty: str = "0.01") -> OrderIntent:
 
 
 def test_the_sdk_digest_is_the_engines() -> None:
-    from engine.client import intent_digest
-
-    key, _ = auth.new_keypair()
-    for p in (
-        _order("a"),
-        _order("b", "1.25"),
-        CancelIntent(
-            producer_id="strat1",
-            strategy_id="s",
-            account="ACC1",
-            client_order_id="c",
-            target_client_order_id="a",
-        ),
-    ):
-        signed = auth.sign(p, key)
-        assert intent_digest(signed) == engine_digest(signed)
+    """The SDK matches a resend by the digest the engine records in its decision: both
+    must come out the same for orders and cancels (one function, `engine.auth`, and the
+    processor must hand it the bytes it signed)."""
+    h = Harness(RiskLimits(max_price_age_seconds=86400))
+    h.quote(Decimal("60000"), Decimal("60001"))
+    resting = h.order(Side.BUY, Decimal("0.01"), Decimal("59000"))
+    steps: list[Callable[[], list[Any]]] = [
+        lambda: resting,
+        lambda: h.order(Side.BUY, Decimal("1.25"), Decimal("59000")),
+        lambda: h.cancel(decision(resting).client_order_id),
+    ]
+    for step in steps:
+        out = step()
+        assert h.last_intent is not None
+        engine_digest = decision(out).intent_digest
+        key = intent_key(h.last_intent)
+        assert key is not None and engine_digest is not None
+        assert decision(out).client_order_id == key[2]
+        assert key[3] == engine_digest
 
 
 @pytest.mark.integration
