@@ -76,6 +76,12 @@ from projections.store import BUILD_QUARANTINE, BatchResult
 log = logging.getLogger(__name__)
 
 WAYS = 2
+SILENCE_LIMIT = 120.0  # seconds
+"""How long the parent waits for any word from the other half before giving up on it
+(killing it and building on one consumer). A healthy half reports every batch it reads
+and gives up by itself after `Projector.catch_up`'s 30 s without records; only its last
+commit is silent, a few seconds for a 1M-event rebuild. Without a bound a half that
+hung (CI, stop 19: a `rebuild_split` in the test process hung 600 s) hung the rebuild."""
 """Halves of a split rebuild: one per core of the machine it was measured on."""
 
 QUARANTINE = BUILD_QUARANTINE
@@ -382,18 +388,25 @@ class SplitResult:
     records: int
 
 
+class HalfSilent(RuntimeError):
+    """The other half sent nothing for `SILENCE_LIMIT` seconds."""
+
+
 class _OtherHalf:
     """The parent's view of the forked half: its progress and its final report."""
 
     def __init__(self, pipe: Any, proc: Any) -> None:
         self.pipe, self.proc = pipe, proc
         self.done: tuple[BatchResult, int, Footprint] | None = None
+        self.heard = time.monotonic()
+        """When the half last sent anything (or `wait` began)."""
 
     def drain(self, progress: Callable[[int], None], wait: float = 0.0) -> None:  # seconds
         """Take what the half has sent (waiting up to `wait` seconds for a message)."""
         while self.done is None and self.pipe.poll(wait):
             wait = 0.0
             kind, *body = self.pipe.recv()
+            self.heard = time.monotonic()
             if kind == "progress":
                 progress(body[0])
             elif kind == "done":
@@ -405,7 +418,13 @@ class _OtherHalf:
                 log.error("the other half of the rebuild failed:\n%s", body[1])
                 raise RuntimeError(f"the other half of the rebuild failed: {body[0]}")
 
-    def wait(self, progress: Callable[[int], None]) -> tuple[BatchResult, int, Footprint]:
+    def wait(
+        self, progress: Callable[[int], None], silence: float | None = None
+    ) -> tuple[BatchResult, int, Footprint]:
+        """The half's report; raises `HalfSilent` if it sends nothing for `silence`
+        seconds (`SILENCE_LIMIT`) from now on."""
+        silence = SILENCE_LIMIT if silence is None else silence
+        self.heard = time.monotonic()
         while self.done is None:
             try:
                 self.drain(progress, 0.5)
@@ -415,6 +434,8 @@ class _OtherHalf:
                 ) from exc
             if self.done is None and not self.proc.is_alive() and not self.pipe.poll(0):
                 raise RuntimeError(f"the other half of the rebuild died ({self.proc.exitcode})")
+            if self.done is None and time.monotonic() - self.heard > silence:
+                raise HalfSilent(f"the other half of the rebuild sent nothing for {silence:.0f} s")
         return self.done
 
 
@@ -609,7 +630,11 @@ def rebuild_split(
         started = time.monotonic()
         totals, records, footprint = _half(proj, mine, my_history.set)
         waited = time.monotonic()
-        their_totals, their_records, their_footprint = other.wait(theirs)
+        try:
+            their_totals, their_records, their_footprint = other.wait(theirs)
+        except HalfSilent as exc:
+            log.warning("%s: %s; rebuilding on one consumer", projection.name, exc)
+            return None
         log.info(
             "%s: this half %.1f s, waited %.1f s for the other",
             projection.name, waited - started, time.monotonic() - waited,
@@ -629,14 +654,16 @@ def rebuild_split(
         return SplitResult(totals, records + their_records)
     finally:
         stop.set()
-        if watcher is not None:
-            watcher.join()
-        if finish is not None:
-            finish.close()
         admin.clear()  # if the split was never planned
+        # The half goes first: a table build below may wait for a lock its connection
+        # holds, and nothing else would end it.
         with contextlib.suppress(OSError):
             pipe.close()  # a half still waiting for its partitions exits
         proc.join(10)
         if proc.is_alive():
             proc.kill()
             proc.join()
+        if watcher is not None:
+            watcher.join()
+        if finish is not None:
+            finish.close()

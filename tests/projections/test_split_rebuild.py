@@ -279,3 +279,37 @@ def test_the_forked_half_connects_while_the_split_is_planned(
     parent = next(pid for kind, pid, _t in rows if kind == "plan")
     forked = [float(t) for kind, pid, t in rows if kind == "connect" and pid != parent]
     assert forked and min(forked) < planned
+
+
+def _silent_half(*_args: Any, **_kwargs: Any) -> None:
+    """A half that hangs (CI, stop 19: one hung 600 s in the test process): alive, and
+    sends nothing."""
+    time.sleep(3600)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_a_half_that_sends_nothing_is_killed_and_the_rebuild_done_on_one_consumer(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the parent waited for the other half without a bound."""
+    produce(env, generate(44, 600))
+    p = PROJECTIONS["fills"]
+    reference = rebuild(env, p, split=False)
+    monkeypatch.setattr(partitioned, "_other_half", _silent_half)  # copied by the fork
+    monkeypatch.setattr(partitioned, "SILENCE_LIMIT", 3.0)
+    fell_back: list[bool] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        got = rebuild_split(*args, **kwargs)
+        fell_back.append(got is None)
+        return got
+
+    monkeypatch.setattr(rebuild_module, "rebuild_split", spy)
+    result = rebuild(env, p)
+    assert fell_back == [True]
+    assert (result.checksum, result.counts, result.events) == (
+        reference.checksum,
+        reference.counts,
+        reference.events,
+    )
