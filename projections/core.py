@@ -720,12 +720,15 @@ class DeadLettersProjection(Projection):
             "original_key_b64",
             "original_value_b64",
             "occurred_at",
+            "original_value_bytes",
+            "original_value_sha256",
+            "original_truncated",
         ),
         ("event_id",),
     )
     tables = (deadletters,)
     handles = _v1("DeadLetter")
-    migrations = ("0107_proj_deadletters.sql",)
+    migrations = ("0107_proj_deadletters.sql", "0112_deadletters_original.sql")
     seen_table = "deadletters"  # one row per folded event
 
     def handle(self, state: State, item: Located) -> None:
@@ -738,6 +741,8 @@ class DeadLettersProjection(Projection):
                 fits_column(p["source_partition"], "source_partition", INT4),
                 fits_column(p["source_offset"], "source_offset", INT8), p["error_type"], p["error"], p["stage"], d["producer"], p["original_key_b64"],
                 p["original_value_b64"], d["occurred_at"],
+                fits_column(p["original_value_bytes"], "original_value_bytes", INT8),
+                p["original_value_sha256"], p["original_truncated"],
             ),
         )  # fmt: skip
 

@@ -138,7 +138,8 @@ NAMED: dict[str, NamedQuery] = {
     ),
     "deadletters": NamedQuery(
         "SELECT event_id, source_topic, source_partition, source_offset, error_type, error, "
-        "stage, producer, occurred_at FROM proj_deadletters.deadletters WHERE "
+        "stage, producer, occurred_at, original_value_bytes, original_value_sha256, "
+        "original_truncated FROM proj_deadletters.deadletters WHERE "
         + _filters(("source_topic", "source_topic"), ("stage", "stage"))
         + " ORDER BY occurred_at, event_id",
         ("source_topic", "stage"),

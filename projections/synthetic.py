@@ -7,6 +7,8 @@ market data, risk-config changes and dead letters. Same seed, same events, same 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -67,6 +69,7 @@ class _Gen:
         self.opened: dict[str, bool] = {}
         """Opened accounts -> KYC done."""
         self.aml_open: list[tuple[str, str]] = []
+        self.dead_letters = 0
 
     def emit(self, payload: EventPayload) -> Envelope[Any]:
         self.tick += 1
@@ -298,11 +301,24 @@ class _Gen:
             )  # fmt: skip
 
     def deadletter(self) -> None:
+        # Three kinds in turn (not drawn from `rng`, so the other events do not depend on
+        # them): one from before the original's length and digest were kept, one kept
+        # whole, and one whose kept bytes are a prefix of the original.
+        value = f"not JSON {self.tick}".encode()
+        kept: dict[str, Any] = {"original_value_b64": base64.b64encode(value).decode()}
+        kind = self.dead_letters % 3
+        self.dead_letters += 1
+        if kind:
+            full = value if kind == 1 else value * 40
+            kept.update(
+                original_value_bytes=len(full),
+                original_value_sha256=hashlib.sha256(full).hexdigest(),
+                original_truncated=kind == 2,
+            )
         self.emit(
             DeadLetter(
                 source_topic="orders.intents", source_partition=0, source_offset=self.tick,
-                original_value_b64="bm90IGpzb24=", error_type="MalformedEventError",
-                error="not JSON", stage="engine",
+                **kept, error_type="MalformedEventError", error="not JSON", stage="engine",
             )
         )  # fmt: skip
 
