@@ -1,8 +1,11 @@
 """The engine worker: a confluent-kafka consume-transform-produce loop, exactly once.
 
 - Intents and admin commands come through the consumer group (`<prefix>engine`), so N
-  workers share the partitions. Reference topics (accounts, transfers, risk config) and
-  market data are read in full by every worker through a manually assigned consumer.
+  workers share the partitions. The control topics (accounts, transfers, risk config) and
+  market data are read in full by every worker, each through a manually assigned consumer
+  of its own; before a batch with inputs is decided the control consumer is read to the
+  end offsets measured after the batch was polled (`engine.control`), else its intents
+  are STALE_STATE.
 - Every batch is one Kafka transaction: the outputs plus the input offsets
   (`send_offsets_to_transaction`), so a decision and the consumption of its intent
   commit together or not at all. Everything is read with `read_committed`. A batch's
@@ -16,7 +19,8 @@
   forgets the partitions it gave up and folds only the ones it gained (`_take_over`). It
   never re-runs a decision: resent or replayed intents find their decision in that state.
 - Fail closed: the consumer lag on the input partitions is passed to the rules, which
-  reject with STALE_STATE above the configured bound.
+  reject with STALE_STATE above the configured bound; so is an unknown lag when the
+  control topics could not be read to their end.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from confluent_kafka.admin import AdminClient
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import consumer_config, end_offsets, partitions_of_many, producer_config
 from deploy.settings import Settings
+from engine.control import CONTROL_TOPICS, ControlFeed, Drained
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import (
@@ -172,6 +177,15 @@ class Ownership:
         return known
 
 
+def _live_from(consumer: Consumer, read: list[TopicPartition]) -> list[TopicPartition]:
+    """Where `consumer` stopped reading `read` (the start of a partition it read nothing of)."""
+    positions = consumer.position([TopicPartition(tp.topic, tp.partition) for tp in read])
+    return [
+        tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+        for tp in positions
+    ]
+
+
 def worker_id() -> str:
     return os.environ.get("TRADETAPE_ENGINE_WORKER_ID", "0")
 
@@ -194,6 +208,7 @@ class EngineWorker:
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
         self.max_record = int(producer_config(settings).get("message.max.bytes", 1_000_000))
         """The producer's record size limit: an output over it is its input's fault."""
+        self._control_failed_at = -1e9
         self.poison: dict[tuple[str, int, int], str] = {}
         """Inputs (topic, partition, offset) whose outputs the producer refused for good,
         with the reason: reprocessed, they are answered with a rejection or dead letter."""
@@ -255,6 +270,7 @@ class EngineWorker:
         self.busy = {
             "poll": 0.0,
             "refs+lag": 0.0,
+            "control": 0.0,
             "process": 0.0,
             "commit-wait": 0.0,
             "produce": 0.0,
@@ -294,6 +310,12 @@ class EngineWorker:
         self.ref_consumer = Consumer(
             consumer_config(self.settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
         )
+        """Market data (the latest prices, the prints resting orders are matched against)."""
+        self.ctl_consumer = Consumer(
+            consumer_config(self.settings, group_id=f"{prefix}engine-ctl-{uuid.uuid4().hex}")
+        )
+        """The control topics, read to their end before each batch is decided."""
+        self.control = ControlFeed(self.ctl_consumer)
 
     def _renew_clients(self, exc: KafkaException) -> None:
         """After a fatal broker error (the producer fenced: a broker stall outlasted the
@@ -304,7 +326,7 @@ class EngineWorker:
         log.error(
             "worker %s: fatal broker error (%s); starting its Kafka clients afresh", self.wid, exc
         )
-        for old in (self.consumer, self.ref_consumer):
+        for old in (self.consumer, self.ref_consumer, self.ctl_consumer):
             try:
                 old.close()
             except Exception:
@@ -365,22 +387,27 @@ class EngineWorker:
         self.owned = sorted(set(partitions))
 
         apply = folder(state, self.intake)
-        ref = [
+        ctl = [
             TopicPartition(self.names[t], p, OFFSET_BEGINNING)
-            for t in REFERENCE_TOPICS
+            for t in CONTROL_TOPICS
             for p in parts[t]
         ]
         md = [TopicPartition(self.names[Topic.MARKETDATA], p) for p in parts[Topic.MARKETDATA]]
         md_ends = end_offsets(self.admin, md)
         md_lows = end_offsets(self.admin, md, earliest=True)
-        for tp in md:
-            key = (tp.topic, tp.partition)
-            ref.append(
-                TopicPartition(
-                    tp.topic, tp.partition, max(md_lows[key], md_ends[key] - MARKETDATA_WARMUP)
-                )
+        md = [
+            TopicPartition(
+                tp.topic,
+                tp.partition,
+                max(
+                    md_lows[(tp.topic, tp.partition)],
+                    md_ends[(tp.topic, tp.partition)] - MARKETDATA_WARMUP,
+                ),
             )
-        ok = read_until_caught_up(self.ref_consumer, self.admin, ref, apply)
+            for tp in md
+        ]
+        ok = read_until_caught_up(self.ctl_consumer, self.admin, ctl, apply)
+        ok = read_until_caught_up(self.ref_consumer, self.admin, md, apply) and ok
         ref_applied = state.applied
         t_ref = time.monotonic()
         slices: dict[int, Slice] = {}
@@ -404,18 +431,11 @@ class EngineWorker:
         ok = own_ok and ok
         self.folded = set(self.owned)
         self.n_own_partitions = max(n_own)
-        # Keep reading the reference topics live from where the rebuild stopped.
-        positions = self.ref_consumer.position(
-            [TopicPartition(tp.topic, tp.partition) for tp in ref]
-        )
-        self.ref_consumer.assign(
-            [
-                tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
-                for tp in positions
-            ]
-        )
+        # Keep reading the control topics and market data live from where the rebuild stopped.
+        self.control.assign(_live_from(self.ctl_consumer, ctl))
+        self.ref_consumer.assign(_live_from(self.ref_consumer, md))
         self.read_in_full = {}
-        for tp in ref:
+        for tp in (*ctl, *md):
             self.read_in_full[tp.topic] = self.read_in_full.get(tp.topic, 0) + 1
         self._partitions_checked = time.monotonic()
         self.state = state
@@ -698,23 +718,43 @@ class EngineWorker:
                 return "price:" + p.instrument
         return None
 
-    def _ref_grace(self, decoded: list[tuple[Message, Any]]) -> float:
-        """How long to give the reference consumer before deciding this batch: the grace
-        if an intent needs something not seen yet, unless the worker already waited for
-        that within `REF_GRACE_BACKOFF` (so intents for something that never comes cannot
-        slow every batch down)."""
+    def _ref_grace(self, decoded: list[tuple[Message, Any]]) -> tuple[float, float]:
+        """How long to give the market-data and the control consumer before deciding this
+        batch: the grace if an intent needs a price (market data) or a producer or account
+        (control) not seen yet, unless the worker already waited for that within
+        `REF_GRACE_BACKOFF` (so intents for something that never comes cannot slow every
+        batch down)."""
         missing = {m for _, ev in decoded if (m := self._missing_ref(ev)) is not None}
         if not missing:
-            return 0.0
+            return 0.0, 0.0
         now = time.monotonic()
         waited = self._grace_given
-        if all(now - waited.get(m, -1e9) < REF_GRACE_BACKOFF for m in missing):
-            return 0.0
+        due = {m for m in missing if now - waited.get(m, -1e9) >= REF_GRACE_BACKOFF}
+        if not due:
+            return 0.0, 0.0
         if len(waited) > 10_000:
             waited.clear()
         for m in missing:
             waited[m] = now
-        return REF_GRACE_SECONDS
+        prices = any(m.startswith("price:") for m in due)
+        others = any(not m.startswith("price:") for m in due)
+        return (REF_GRACE_SECONDS if prices else 0.0), (REF_GRACE_SECONDS if others else 0.0)
+
+    def _control_failed(self, drained: Drained) -> None:
+        """The control topics could not be read to their end before this batch: its
+        intents are decided as STALE_STATE (fail closed), as with an unknown lag."""
+        self.ctx.consumer_lag = UNKNOWN_LAG
+        now = time.monotonic()
+        if now - self._control_failed_at > 1.0:  # a broker outage: once a second
+            self._control_failed_at = now
+            log.warning(
+                "worker %s: control topics not read to their end (%s): deciding this batch "
+                "as stale",
+                self.wid,
+                drained.failure,
+            )
+        if not drained.measured:
+            self._renew_admin()
 
     def _handle_input(
         self, msg: Message, event: Envelope[Any] | MalformedEventError, out: list[Output]
@@ -1126,6 +1166,9 @@ class EngineWorker:
             # An assignment served by this poll left the state incomplete.
             self._put_back(msgs)
             return 0
+        # The control topics' end as of now (the batch is polled): answered while the
+        # batch is decoded; every control fact committed before it is folded before it.
+        query = self.control.ask_ends(self.admin) if msgs else None
         admin_topic = self.names[Topic.ADMIN]
         # Admin facts first: an account opened in this batch is open for its intents.
         msgs.sort(key=lambda m: m.topic() != admin_topic)
@@ -1139,22 +1182,35 @@ class EngineWorker:
                     log.warning("consumer error: %s", err)
                 continue
             decoded.append((msg, self._decode_input(msg)))
+        out: list[Output] = caught_up
+        tc = time.monotonic()
+        drained = self.control.drain(query) if query is not None else None
+        for msg in drained.records if drained is not None else self.control.take():
+            if not msg.error():
+                self._handle_reference(msg, out)
         # An intent for a price, producer or account not seen yet waits a few ms for
-        # reference records already on their way on the other consumer (else it would be
-        # rejected, fail closed); in steady state nothing waits.
-        refs = self.ref_consumer.consume(num_messages=5000, timeout=self._ref_grace(decoded))
+        # records already on their way (else it would be rejected, fail closed); in steady
+        # state nothing waits.
+        md_grace, ctl_grace = self._ref_grace(decoded)
+        if ctl_grace:
+            for msg in self.control.take(ctl_grace):
+                if not msg.error():
+                    self._handle_reference(msg, out)
+        self.busy["control"] += time.monotonic() - tc
+        refs = self.ref_consumer.consume(num_messages=5000, timeout=md_grace)
         try:
             self.ctx.consumer_lag = self.consumer_lag()
         except KafkaException as exc:  # fail closed: every intent is STALE_STATE
             log.warning("consumer lag unknown (%s): deciding this batch as stale", exc)
             self.ctx.consumer_lag = UNKNOWN_LAG
             self._renew_admin()
+        if drained is not None and drained.failure is not None:
+            self._control_failed(drained)
         t2 = time.monotonic()
-        out: list[Output] = caught_up
         inputs = len(decoded)
         starts: list[int] = []
         """Where each input's outputs begin in `out` (the outputs before the first are
-        the catch-up's and market data's)."""
+        the catch-up's, the control facts' and market data's)."""
         try:
             for msg in refs:
                 if not msg.error():
@@ -1293,6 +1349,7 @@ class EngineWorker:
             self.heap.release()
             self.consumer.close()
             self.ref_consumer.close()
+            self.ctl_consumer.close()
             self.producer.flush(10)
         self.dump_state()
         log.info("engine worker %s stopped: %s", self.wid, self.stats)

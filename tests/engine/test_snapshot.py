@@ -473,3 +473,4 @@ def test_a_longer_rate_window_leaves_a_running_workers_state_exact() -> None:
     finally:
         w.consumer.close()
         w.ref_consumer.close()
+        w.ctl_consumer.close()

@@ -116,6 +116,7 @@ def _rebuilt(settings: Settings, wid: str) -> EngineWorker:
     w.rebuild(range(6))
     w.consumer.close()
     w.ref_consumer.close()
+    w.ctl_consumer.close()
     return w
 
 

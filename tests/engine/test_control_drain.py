@@ -1,0 +1,171 @@
+"""The control topics (accounts, transfers, risk config) are read to their end before a
+batch is decided, on a consumer of their own (`engine.control`):
+
+- a kill switch another worker committed is in force for the next intent decided, even
+  with a market-data backlog in front of it (before: it shared one consumer with market
+  data, 5,000 records a step, and waited behind the backlog while intents were approved;
+  review helper-50);
+- if the control topics' end cannot be measured, or is not reached within the bound, the
+  batch's intents are STALE_STATE (fail closed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+
+import engine.control as control_mod
+from deploy.kafka import producer_config
+from deploy.settings import Settings
+from engine.processor import ENGINE_PRODUCER
+from engine.worker import EngineWorker
+from schemas import Envelope, encode, new_event
+from schemas.events import KillSwitchEngaged
+from schemas.topics import Topic
+from tests.engine.helpers import intent, produce, quote, running_worker, wait_for, world
+from tests.engine.workers import generous_limits
+
+pytestmark = pytest.mark.integration
+
+DECISIONS = ("RiskDecision", "IntentRejected")
+BACKLOG = 40_000
+"""Market-data records queued in front of the kill switch: eight steps' worth of the old
+shared consumer (5,000 records a step)."""
+
+
+def _decision(events: list[Envelope[Any]], coid: str) -> Envelope[Any] | None:
+    found = [e for e in events if e.event_type in DECISIONS and e.payload.client_order_id == coid]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def _decided(settings: Settings, coid: str) -> Envelope[Any]:
+    events = wait_for(
+        settings, Topic.DECISIONS, lambda ev: _decision(ev, coid) is not None, timeout=90
+    )
+    found = _decision(events, coid)
+    assert found is not None, f"{coid} was not decided"
+    return found
+
+
+def _reasons(decision: Envelope[Any]) -> list[str]:
+    return list(getattr(decision.payload, "reason_codes", ()) or ())
+
+
+@contextmanager
+def _paused(w: EngineWorker) -> Iterator[None]:
+    """The worker's loop parked between two steps for the block (its consumers' fetchers
+    keep filling their queues meanwhile)."""
+    gate, parked = threading.Event(), threading.Event()
+    real_step = w.step
+
+    def step(*args: Any, **kwargs: Any) -> int:
+        if not gate.is_set():
+            parked.set()
+            gate.wait()
+        return real_step(*args, **kwargs)
+
+    w.step = step  # type: ignore[method-assign]
+    try:
+        assert parked.wait(30), "the worker did not come to a stop between steps"
+        yield
+    finally:
+        gate.set()
+
+
+def _engine_fact(settings: Settings, event: Envelope[Any]) -> None:
+    """Commit `event` on its topic as another engine worker does: in a transaction."""
+    p = Producer(producer_config(settings, transactional_id=f"other-{uuid.uuid4().hex}"))
+    p.init_transactions(30)
+    p.begin_transaction()
+    key, value, headers = encode(event)
+    p.produce(settings.topic(Topic(event.topic)), key=key, value=value, headers=headers)
+    p.commit_transaction(30)
+
+
+def _quotes(settings: Settings, n: int) -> None:
+    p = Producer(producer_config(settings))
+    topic = settings.topic(Topic.MARKETDATA)
+    now = datetime.now(UTC)
+    for i in range(n):
+        key, value, headers = encode(quote(at=now, update_id=10 + i))
+        while True:
+            try:
+                p.produce(topic, key=key, value=value, headers=headers)
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(60) == 0
+
+
+def test_a_kill_switch_behind_a_market_data_backlog_stops_the_next_intent(
+    env: Settings,
+) -> None:
+    with running_worker(env, wid="cd0") as w:
+        generous_limits(env)
+        key = world(env, ["ACC1"])
+        produce(env, [quote(update_id=1)])
+        produce(env, [intent(key, "ACC1", "before")])
+        first = _decided(env, "before")
+        assert first.payload.outcome == "APPROVED", first.payload
+        with _paused(w):
+            # A market-data backlog the worker has not read yet; its consumer fetches it
+            # into its queue while the loop is parked.
+            _quotes(env, BACKLOG)
+            time.sleep(2.0)
+            # Another worker (the owner of the '*' admin partition) engages the global
+            # kill switch; then an intent arrives.
+            stop = new_event(
+                KillSwitchEngaged(scope="*", engaged_by="admin", reason="halt"),
+                producer=ENGINE_PRODUCER,
+            )
+            _engine_fact(env, stop)
+            produce(env, [intent(key, "ACC1", "after")])
+        after = _decided(env, "after")
+    assert after.event_type == "RiskDecision", after
+    assert after.payload.outcome == "REJECTED", after.payload
+    assert "KILL_SWITCH_ENGAGED" in _reasons(after), after.payload
+
+
+def test_control_topics_that_cannot_be_read_to_their_end_make_intents_stale(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_ends_of = control_mod.ends_of
+    mode = ["ok"]
+
+    def ends_of(query: Any, deadline: float) -> dict[tuple[str, int], int]:
+        if mode[0] == "unknown":
+            raise KafkaException("injected: no answer for the end offsets")
+        ends = real_ends_of(query, deadline)
+        if mode[0] == "unreachable":
+            # An end the consumer cannot reach within the bound (a stalled fetch).
+            first = sorted(ends)[0]
+            ends[first] += 1_000
+        return ends
+
+    monkeypatch.setattr(control_mod, "ends_of", ends_of)
+    monkeypatch.setattr(control_mod, "CONTROL_DRAIN_SECONDS", 0.3)
+    with running_worker(env, wid="cd1") as w:
+        generous_limits(env)
+        key = world(env, ["ACC1"])
+        produce(env, [quote(update_id=1)])
+        produce(env, [intent(key, "ACC1", "ok-1")])
+        assert _decided(env, "ok-1").payload.outcome == "APPROVED"
+        for name in ("unknown", "unreachable"):
+            mode[0] = name
+            produce(env, [quote(update_id=2), intent(key, "ACC1", f"stale-{name}")])
+            stale = _decided(env, f"stale-{name}")
+            assert stale.payload.outcome == "REJECTED", (name, stale.payload)
+            assert "STALE_STATE" in _reasons(stale), (name, stale.payload)
+        mode[0] = "ok"
+        produce(env, [quote(update_id=3), intent(key, "ACC1", "ok-2")])
+        assert _decided(env, "ok-2").payload.outcome == "APPROVED"
+        assert w.control.stats["failed"] >= 2
