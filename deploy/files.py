@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 
-def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write `data` to `path` readable by its owner only (0600), atomically.
+def write_private_file(
+    path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o600
+) -> None:
+    """Write `data` to `path` atomically, readable by its owner only (0600) by default.
 
     The bytes go to a new temporary file in the same directory (O_CREAT|O_EXCL|O_NOFOLLOW,
     mode 0600), are fsynced, and the file is renamed onto `path`; then the directory is
@@ -16,11 +18,13 @@ def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> N
     previous one, if any, whole; a symlink at `path` is replaced, never written through.
     `exclusive`: refuse (FileExistsError) if `path` exists, instead of replacing it (a
     link is used, so two writers racing cannot both succeed).
+    `mode`: another mode for a file that is not secret but must be whole (a signer
+    `group.json`: 0644, less the umask).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o600)
+    fd = os.open(tmp, flags, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from deploy.files import write_private_file
 from signer_ffi.authn import DEFAULT_REQUESTER, read_identity
 from signer_ffi.frost import KeyShare, PublicKeyPackage
 from signer_ffi.keyfile import read_key_file
@@ -65,9 +66,12 @@ class SignerGroup:
         return self.public_key_package.verifying_key
 
     def save(self, directory: Path) -> Path:
+        """Write `group.json` whole or not at all (a temporary file renamed into place,
+        `deploy.files`): a failed rewrite (`signer identity` on a full disk) leaves the
+        previous file as it was, never a truncated one."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / GROUP_FILE
-        path.write_text(
+        text = (
             json.dumps(
                 {
                     "threshold": self.threshold,
@@ -82,6 +86,7 @@ class SignerGroup:
             )
             + "\n"
         )
+        write_private_file(path, text.encode(), mode=0o644)
         return path
 
     @classmethod
