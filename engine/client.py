@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -32,6 +34,26 @@ can provoke one for any client order id, so they answer only their own envelope.
 
 IntentKey = tuple[str, str, str, str]
 """(producer_id, account, client_order_id, intent digest): what a resend repeats."""
+
+WATCHER_CAPACITY = 10_000
+"""The most answers a `DecisionWatcher` holds per index (by correlation id, by intent);
+past it the oldest-read are dropped. An `IntentPublisher`'s watcher holds only answers to
+its own pending events and drops each once it was awaited."""
+MAX_PENDING = 10_000
+"""The most published-but-not-yet-awaited events an `IntentPublisher` remembers (what
+`await_decision` matches answers and resends by; a few hundred bytes each): past it the
+oldest are forgotten, with any answer held for them, and awaiting one of those returns
+None after its timeout. Await answers within this many publications (or pass a larger
+`max_pending`)."""
+RECENT_ANSWERS = 1024
+"""Answers `await_decision` returned that it still returns again (a repeated await)."""
+
+
+def _bounded_put(store: dict[Any, Any], key: Any, value: Any, capacity: int) -> None:
+    """`store[key] = value`, then drop the oldest-inserted entries beyond `capacity`."""
+    store[key] = value
+    while len(store) > capacity:
+        del store[next(iter(store))]
 
 
 def intent_key(event: Envelope[Any]) -> IntentKey | None:
@@ -64,9 +86,27 @@ class DecisionWatcher:
     new envelope is answered with the *original* decision (its original correlation id,
     docs/engine.md, *Idempotency*): `wait(..., intent=intent_key(event))` finds it by the
     intent's producer, account, client order id and digest.
+
+    Bounded: each index holds at most `capacity` answers (the oldest-read are dropped).
+    `keep(correlation_id, intent)` (None: every answer) says which answers to hold at
+    all; `forget` drops answers that were consumed.
     """
 
-    def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
+    capacity: int = WATCHER_CAPACITY
+    keep: Callable[[UUID, IntentKey | None], bool] | None = None
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        from_beginning: bool = False,
+        capacity: int = WATCHER_CAPACITY,
+        keep: Callable[[UUID, IntentKey | None], bool] | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.keep = keep
         self._consumer = Consumer(consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}"))
         admin = AdminClient({"bootstrap.servers": settings.bootstrap})
         every = [
@@ -83,7 +123,6 @@ class DecisionWatcher:
         )
         self.by_correlation: dict[UUID, Envelope[Any]] = {}
         self.by_intent: dict[IntentKey, Envelope[Any]] = {}
-        self.received_at: dict[UUID, float] = {}
         self._lock = threading.Lock()
 
     def pump(self, timeout: float = 0.1) -> int:
@@ -100,16 +139,18 @@ class DecisionWatcher:
             if decision or accepted_admin:
                 answered = _answered_intent(event)
                 cid = event.correlation_id
+                if self.keep is not None and not self.keep(cid, answered):
+                    n += 1
+                    continue
                 with self._lock:
                     held = self.by_correlation.get(cid)
                     # A decision outranks a fact of the same correlation: the drawdown
                     # brake's KillSwitchEngaged carries its intent's correlation, on another
                     # topic, and may be read first.
                     if held is None or (decision and held.event_type not in DECISION_TYPES):
-                        self.by_correlation[cid] = event
-                        self.received_at.setdefault(cid, time.time())
-                    if answered is not None:
-                        self.by_intent.setdefault(answered, event)
+                        _bounded_put(self.by_correlation, cid, event, self.capacity)
+                    if answered is not None and answered not in self.by_intent:
+                        _bounded_put(self.by_intent, answered, event, self.capacity)
                 n += 1
         return n
 
@@ -140,12 +181,29 @@ class DecisionWatcher:
                 return None
             self.pump(0.1)
 
+    def forget(self, correlation_id: UUID | None = None, intent: IntentKey | None = None) -> None:
+        """Drop the answer held under `correlation_id` and/or the one held for `intent`."""
+        with self._lock:
+            if correlation_id is not None:
+                self.by_correlation.pop(correlation_id, None)
+            if intent is not None:
+                self.by_intent.pop(intent, None)
+
     def close(self) -> None:
         self._consumer.close()
 
 
 class IntentPublisher:
-    """Publishes signed intents (and admin commands) with an idempotent producer."""
+    """Publishes signed intents (and admin commands) with an idempotent producer.
+
+    With `watch` (the default) it remembers each event it published until its answer was
+    awaited (`await_decision`): at most `max_pending` of them (`MAX_PENDING`; the oldest
+    are forgotten first), and its watcher holds only the answers to those. An answer
+    awaited is dropped from both, so a long-lived publisher that awaits its answers holds
+    nothing for them; the last `RECENT_ANSWERS` answers are still returned to a repeated
+    await. With `watch=False` it remembers nothing. `close()` releases the producer and
+    the watcher's consumer (their threads keep reconnecting to a gone broker otherwise).
+    """
 
     def __init__(
         self,
@@ -154,6 +212,7 @@ class IntentPublisher:
         key: Ed25519PrivateKey | None = None,
         *,
         watch: bool = True,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.settings = settings
         self.producer_id = producer_id
@@ -161,9 +220,24 @@ class IntentPublisher:
             path = key_path(settings.resolved_data_dir, producer_id)
             key = read_private_key(path) if path.exists() else None
         self.key = key
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.max_pending = max_pending
+        self._pending: OrderedDict[UUID, IntentKey | None] = OrderedDict()
+        """Correlation ids published and not yet answered, with their intent's key."""
+        self._pending_keys: Counter[IntentKey] = Counter()
+        """How many pending events repeat each intent (a resend repeats its original)."""
+        self._answered: OrderedDict[UUID, Envelope[Any]] = OrderedDict()
+        self._state_lock = threading.Lock()
+        self._closed = False
         self._producer = Producer(producer_config(settings))
-        self._watcher = DecisionWatcher(settings) if watch else None
-        self._intents: dict[UUID, IntentKey] = {}
+        self._watcher: DecisionWatcher | None = None
+        if watch:
+            try:
+                self._watcher = DecisionWatcher(settings, capacity=max_pending, keep=self._awaits)
+            except BaseException:
+                self._producer.close()  # nothing was produced: nothing to wait for
+                raise
         self.sent = 0
         self.delivered = 0
         self.delivery_errors: list[str] = []
@@ -191,11 +265,52 @@ class IntentPublisher:
             raise ValueError(f"no private key for producer {self.producer_id}")
         return sign(payload, self.key)
 
-    def publish_event(self, event: Envelope[Any]) -> Envelope[Any]:
-        self._produce(Topic(event.topic), event)
+    def _awaits(self, correlation_id: UUID, intent: IntentKey | None) -> bool:
+        """Whether an answer read is one this publisher may be asked for."""
+        return correlation_id in self._pending or (
+            intent is not None and intent in self._pending_keys
+        )
+
+    def _remember(self, event: Envelope[Any]) -> None:
+        """Note a published event as pending (before it is produced: its answer may be
+        read before `produce` returns)."""
+        if self._watcher is None:
+            return
         found = intent_key(event)
-        if found is not None:
-            self._intents[event.correlation_id] = found
+        with self._state_lock:
+            if event.correlation_id in self._pending:
+                return  # the same envelope again: pending once
+            self._pending[event.correlation_id] = found
+            if found is not None:
+                self._pending_keys[found] += 1
+            while len(self._pending) > self.max_pending:
+                old, old_key = self._pending.popitem(last=False)
+                self._release(old, old_key)
+
+    def _release(self, correlation_id: UUID, key: IntentKey | None) -> None:
+        """Forget a pending event and drop the answers held only for it (under
+        `_state_lock`)."""
+        assert self._watcher is not None
+        self._watcher.forget(correlation_id)
+        if key is not None:
+            self._pending_keys[key] -= 1
+            if self._pending_keys[key] <= 0:
+                del self._pending_keys[key]
+                self._watcher.forget(intent=key)
+
+    def _send(self, topic: Topic, event: Envelope[Any]) -> None:
+        self._remember(event)
+        try:
+            self._produce(topic, event)
+        except BaseException:
+            if self._watcher is not None:
+                with self._state_lock:
+                    if event.correlation_id in self._pending:
+                        self._release(event.correlation_id, self._pending.pop(event.correlation_id))
+            raise
+
+    def publish_event(self, event: Envelope[Any]) -> Envelope[Any]:
+        self._send(Topic(event.topic), event)
         return event
 
     def publish(
@@ -216,7 +331,7 @@ class IntentPublisher:
         else:
             event = new_event(payload, producer=self.producer_id)
         if admin:
-            self._produce(Topic.ADMIN, event)
+            self._send(Topic.ADMIN, event)
             return event
         return self.publish_event(event)
 
@@ -234,16 +349,50 @@ class IntentPublisher:
         """The engine's answer to the event that started `correlation_id`, or None on
         timeout. For an intent this publisher published, a resend included, that is the
         decision recorded for it: a resend in a new envelope is answered with the original
-        decision, which carries the original's correlation id."""
+        decision, which carries the original's correlation id.
+
+        An answer found is then dropped from what the publisher holds (the last
+        `RECENT_ANSWERS` are still returned to a repeated await); on a timeout the event
+        stays pending."""
         if self._watcher is None:
             raise RuntimeError("publisher created with watch=False")
+        with self._state_lock:
+            again = self._answered.get(correlation_id)
+            key = self._pending.get(correlation_id)
+        if again is not None:
+            return again
         self.flush()
-        return self._watcher.wait(correlation_id, timeout, intent=self._intents.get(correlation_id))
+        found = self._watcher.wait(correlation_id, timeout, intent=key)
+        if found is not None:
+            with self._state_lock:
+                if correlation_id in self._pending:
+                    self._release(correlation_id, self._pending.pop(correlation_id))
+                if found.correlation_id != correlation_id and not self._awaits(
+                    found.correlation_id, None
+                ):
+                    # a resend's answer, held under its original's correlation id
+                    self._watcher.forget(found.correlation_id)
+                _bounded_put(self._answered, correlation_id, found, RECENT_ANSWERS)
+        return found
 
     def close(self) -> None:
-        self.flush()
-        if self._watcher is not None:
-            self._watcher.close()
+        """Flush what is in flight, then release the producer and the watcher's consumer.
+        Idempotent; the publisher cannot publish afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            if self._watcher is not None:
+                self._watcher.close()
+            self._producer.close()
+
+    def __enter__(self) -> IntentPublisher:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def load_key(settings: Settings, producer_id: str) -> Ed25519PrivateKey:

@@ -1399,6 +1399,15 @@ class EngineWorker:
         path.write_text(json.dumps(data, indent=1, sort_keys=True))
         return path
 
+    def close(self) -> None:
+        """Release the Kafka clients (`run` closes only the consumers), e.g. of a worker
+        that never ran; their threads otherwise keep reconnecting to a gone broker."""
+        self.consumer.close()
+        self.ref_consumer.close()
+        self.ctl_consumer.close()
+        self.producer.close()
+        del self.admin  # an AdminClient has no close: its handle goes with the last reference
+
 
 def main(settings: Settings) -> int:
     """`tradetape run engine`: one worker in the foreground until SIGTERM/SIGINT."""

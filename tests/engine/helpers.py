@@ -247,6 +247,9 @@ def _running(component: R) -> Iterator[R]:
     finally:
         component.stopping = True
         thread.join(30)
+        close = getattr(component, "close", None)
+        if close is not None and not thread.is_alive():
+            close()  # its producer: `run` closes only the consumers
         if error:
             raise error[0]
 

@@ -102,6 +102,9 @@ def test_publisher_signs_admin_commands_with_the_admin_key_file(tmp_path: Any) -
     key, pub = auth.new_keypair()
     auth.write_private_key(auth.key_path(settings.resolved_data_dir, "admin"), key)
     publisher = IntentPublisher(settings, "admin", watch=False)
-    event = publisher.publish(_deposit(1), admin=True)
-    publisher._producer.purge()  # no broker here: drop the queued record, do not wait
+    try:
+        event = publisher.publish(_deposit(1), admin=True)
+    finally:
+        publisher._producer.purge()  # no broker here: drop the queued record, do not wait
+        publisher.close()
     assert auth.verify_admin(event.event_id, event.payload, pub)

@@ -47,7 +47,7 @@ class _Consumer:
 def _watcher(events: list[Envelope[Any]]) -> DecisionWatcher:
     w = DecisionWatcher.__new__(DecisionWatcher)
     w._consumer = _Consumer(events)  # type: ignore[assignment]
-    w.by_correlation, w.by_intent, w.received_at = {}, {}, {}
+    w.by_correlation, w.by_intent = {}, {}
     w._lock = threading.Lock()
     return w
 

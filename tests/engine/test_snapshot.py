@@ -471,6 +471,4 @@ def test_a_longer_rate_window_leaves_a_running_workers_state_exact() -> None:
             w._handle_reference(_Msg(new_event(change, producer="engine")), [])  # type: ignore[arg-type]
             assert w.exact, window
     finally:
-        w.consumer.close()
-        w.ref_consumer.close()
-        w.ctl_consumer.close()
+        w.close()

@@ -113,10 +113,10 @@ def _publish_raw(settings: Settings, s: Slice, blob: bytes, digest: str) -> None
 def _rebuilt(settings: Settings, wid: str) -> EngineWorker:
     """A worker that only rebuilds all six partitions (not run: no group membership)."""
     w = EngineWorker(settings, wid=wid)
-    w.rebuild(range(6))
-    w.consumer.close()
-    w.ref_consumer.close()
-    w.ctl_consumer.close()
+    try:
+        w.rebuild(range(6))
+    finally:
+        w.close()
     return w
 
 
