@@ -86,6 +86,12 @@ def _publish_admin(payload: Any) -> Any:
     return event
 
 
+def _line_list(lines: list[int], most: int = 50) -> str:
+    """`3, 5, 9` (the first `most`, then `and N more`)."""
+    shown = ", ".join(str(n) for n in lines[:most])
+    return shown if len(lines) <= most else f"{shown} and {len(lines) - most} more"
+
+
 def _check_instrument(value: str, option: str) -> None:
     from pydantic import TypeAdapter, ValidationError
 
@@ -195,12 +201,18 @@ def register(app: typer.Typer) -> None:
     @app.command("publish")
     def publish(
         file: Path,
-        wait: Annotated[float, typer.Option(help="Seconds to wait for each decision")] = 30.0,
+        wait: Annotated[
+            # seconds, not money
+            float,
+            typer.Option(help="Seconds to wait for each decision (exit 1 if one is missing)"),
+        ] = 30.0,
     ) -> None:
         """Publish each JSONL line (an intent or an admin command) and print the decisions.
 
         A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload
         with an `event_type` field. Intents are signed with their producer's key file.
+        Exits 1 if any event was not delivered to the broker or got no answer within
+        --wait (`"answer": null`; an `error:` line names their lines).
         """
         from confluent_kafka import KafkaException
 
@@ -213,12 +225,19 @@ def register(app: typer.Typer) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot read {file}: {exc}")
         settings = _settings()
+        # Only the answers to this file's events are held (not every producer's).
+        wanted: set[Any] = set()
         try:
-            watcher = DecisionWatcher(settings)
+            watcher = DecisionWatcher(
+                settings,
+                capacity=max(1, len(text.splitlines())),
+                keep=lambda cid, key: cid in wanted or (key is not None and key in wanted),
+            )
         except (KafkaException, RuntimeError) as exc:
             _fail(f"nothing sent: cannot read the engine's answers from the broker: {exc}")
         publishers: dict[str, IntentPublisher] = {}
         sent: list[Any] = []
+        line_of: dict[Any, int] = {}
         answers: dict[Any, Any] = {}
 
         def answer_of(event: Any) -> Any:
@@ -255,7 +274,12 @@ def register(app: typer.Typer) -> None:
             except (ValueError, KafkaException) as exc:
                 typer.echo(f"line {n}: {exc}", err=True)
                 continue
+            # (the watcher reads only inside `wait`, after this)
+            wanted.add(event.correlation_id)
+            if (key := intent_key(event)) is not None:
+                wanted.add(key)
             sent.append(event)
+            line_of[event.event_id] = n
             if is_admin:
                 # ...and it takes effect before the lines after it are sent.
                 pub.flush()
@@ -266,8 +290,11 @@ def register(app: typer.Typer) -> None:
             undelivered += pub.undelivered
             for err in pub.delivery_errors[:3]:
                 typer.echo(f"error: not delivered: {err}", err=True)
+        unanswered: list[int] = []
         for event in sent:
             answer = answers.get(event.event_id) or answer_of(event)
+            if answer is None:
+                unanswered.append(line_of[event.event_id])
             p = None if answer is None else answer.payload
             typer.echo(
                 json.dumps(
@@ -292,7 +319,19 @@ def register(app: typer.Typer) -> None:
             )
         watcher.close()
         if undelivered:
-            _fail(f"{undelivered} of {len(sent)} events were not delivered to the broker")
+            typer.echo(
+                f"error: {undelivered} of {len(sent)} events were not delivered to the broker",
+                err=True,
+            )
+        if unanswered:
+            typer.echo(
+                f"error: no answer from the engine within {wait:g} s to {len(unanswered)} of "
+                f"{len(sent)} events, on lines {_line_list(unanswered)} (is an engine running? "
+                "what was delivered is on the log and is decided when an engine reads it)",
+                err=True,
+            )
+        if undelivered or unanswered:
+            raise typer.Exit(1)
 
     @marketdata_app.command("load", help=HELP_LOAD)
     def marketdata_load(
