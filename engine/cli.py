@@ -341,7 +341,10 @@ def register(app: typer.Typer) -> None:
         speed: Annotated[
             # a speed factor, not money
             float | None,
-            typer.Option(help="Replay speed: 1.0 = real time (the default), 10 = ten times"),
+            typer.Option(
+                help="Replay speed: 1.0 = real time (the default), 10 = ten times; a gap "
+                "between records pauses at most 5 s (a line on stderr says so)"
+            ),
         ] = None,
         as_fast_as_possible: Annotated[
             bool, typer.Option("--as-fast-as-possible", help="No pacing (not with --speed)")

@@ -7,6 +7,7 @@ unreachable broker or a missing topic is an error, not a success.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,58 @@ from schemas.topics import Topic
 PRODUCER = "marketdata-loader"
 FLUSH_SECONDS = 60.0
 """How long, at the end, to wait for the broker to acknowledge what is still in flight."""
+MAX_PACING_SLEEP_SECONDS = 5.0
+"""The longest one pause of a paced replay (`--speed X`): a longer gap between two
+records (a capture stopped for hours and resumed) is cut to this, with a progress line,
+and the schedule of the records after it moves up by what was cut."""
+
+
+class Pacer:
+    """Paces records by their own time: a record `t` seconds after the first is due
+    `t / speed` seconds after the replay started, less the gaps cut so far.
+
+    One pause lasts at most `max_sleep` seconds; a longer one is cut to it and `say` is
+    told so. Reads the clock and sleeps through this module's `time` at each call."""
+
+    def __init__(
+        self,
+        speed: float,  # a speed factor, not money
+        *,
+        max_sleep: float = MAX_PACING_SLEEP_SECONDS,  # seconds, not money
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        if not speed > 0 or not max_sleep > 0:
+            raise ValueError("speed and max_sleep must be positive")
+        self.speed = speed
+        self.max_sleep = max_sleep
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.first: float | None = None
+        self.wall0 = 0.0
+        self.cut = 0.0
+        """Wall seconds of gaps skipped so far."""
+        self.gaps_cut = 0
+
+    def wait(self, at: float, where: str, idle: Callable[[], object] = lambda: None) -> None:
+        """Sleep until the record at `at` (seconds, its own clock) is due. `where` names
+        the record in the progress line; `idle` is called before sleeping."""
+        if self.first is None:
+            self.first, self.wall0 = at, time.monotonic()
+            return
+        due = (at - self.first) / self.speed - self.cut
+        lag = due - (time.monotonic() - self.wall0)
+        if lag <= 0:
+            return
+        if lag > self.max_sleep:
+            self.cut += lag - self.max_sleep
+            self.gaps_cut += 1
+            self.say(
+                f"pacing: {where}: a gap of {lag * self.speed:,.1f} s in the records "
+                f"({lag:,.1f} s at speed {self.speed:g}); waiting {self.max_sleep:g} s "
+                f"instead (at most {self.max_sleep:g} s per pause)"
+            )
+            lag = self.max_sleep
+        idle()
+        time.sleep(lag)
 
 
 @dataclass
@@ -120,7 +173,8 @@ def load_capture(
     instrument: str | None = None,
     limit: int | None = None,
 ) -> LoadReport:
-    """Replay a capture. `speed` None = as fast as possible; 1.0 = real time.
+    """Replay a capture. `speed` None = as fast as possible; 1.0 = real time, each pause
+    at most `MAX_PACING_SLEEP_SECONDS` (a longer gap is cut, with a line on stderr).
 
     Events are stamped with the replay time (`occurred_at`), keeping the capture's own
     time in `exchange_ts`, so the engine judges freshness against when prices arrived.
@@ -132,8 +186,7 @@ def load_capture(
     out = Deliveries()
     parser, records = parse_file(path, instrument=instrument, limit=limit)
     read_error: str | None = None
-    first_ns: int | None = None
-    wall0 = time.monotonic()
+    pacer = Pacer(speed) if speed else None
     try:
         for rec in records:
             if rec.error is not None:
@@ -156,13 +209,8 @@ def load_capture(
                 continue
             if rec.payload is None:
                 continue
-            if speed and rec.recv_ns is not None:
-                first_ns = first_ns if first_ns is not None else rec.recv_ns
-                due = (rec.recv_ns - first_ns) / 1e9 / speed
-                lag = due - (time.monotonic() - wall0)
-                if lag > 0:
-                    producer.poll(0)
-                    time.sleep(lag)
+            if pacer is not None and rec.recv_ns is not None:
+                pacer.wait(rec.recv_ns / 1e9, f"line {rec.line_no}", lambda: producer.poll(0))
             out.send(producer, settings, rec.payload, "marketdata")
     except CaptureReadError as exc:
         read_error = str(exc)
@@ -185,15 +233,11 @@ def publish_payloads(
 ) -> PublishReport:
     producer = Producer(producer_config(settings))
     out = Deliveries()
-    first: datetime | None = None
-    wall0 = time.monotonic()
-    for p in payloads:
-        if speed:
-            first = first or p.exchange_ts
-            lag = (p.exchange_ts - first).total_seconds() / speed - (time.monotonic() - wall0)
-            if lag > 0:
-                producer.poll(0)
-                time.sleep(lag)
+    pacer = Pacer(speed) if speed else None
+    for n, p in enumerate(payloads, start=1):
+        if pacer is not None:
+            at = p.exchange_ts.timestamp()
+            pacer.wait(at, f"record {n}", lambda: producer.poll(0))
         out.send(producer, settings, p, "marketdata")
     out.finish(producer)
     return PublishReport(
