@@ -41,9 +41,11 @@ from __future__ import annotations
 import array
 import contextlib
 import dataclasses
+import faulthandler
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
@@ -348,6 +350,7 @@ def _other_half(
     """The forked half: wait for its partitions, build them, report on `pipe` (and set
     the `history` event once its history rows are committed)."""
     die_with_parent(parent)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent's `HalfSilent`
     mallopt = libc_function("mallopt")
     if mallopt is not None:
         mallopt(-8, 2)  # M_ARENA_MAX: librdkafka's and the writer's threads would each get one
@@ -634,6 +637,10 @@ def rebuild_split(
             their_totals, their_records, their_footprint = other.wait(theirs)
         except HalfSilent as exc:
             log.warning("%s: %s; rebuilding on one consumer", projection.name, exc)
+            if proc.pid is not None:
+                with contextlib.suppress(OSError):  # where it hangs, on its stderr
+                    os.kill(proc.pid, signal.SIGUSR1)
+                    time.sleep(0.5)
             return None
         log.info(
             "%s: this half %.1f s, waited %.1f s for the other",

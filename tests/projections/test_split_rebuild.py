@@ -4,7 +4,9 @@ live projection's rows and quarantine, and one consumer again when the halves me
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -284,15 +286,17 @@ def test_the_forked_half_connects_while_the_split_is_planned(
 def _silent_half(*_args: Any, **_kwargs: Any) -> None:
     """A half that hangs (CI, stop 19: one hung 600 s in the test process): alive, and
     sends nothing."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # as `_other_half` does
     time.sleep(3600)
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
 def test_a_half_that_sends_nothing_is_killed_and_the_rebuild_done_on_one_consumer(
-    env: Settings, monkeypatch: pytest.MonkeyPatch
+    env: Settings, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Before, the parent waited for the other half without a bound."""
+    """Before, the parent waited for the other half without a bound. Where the half hung
+    is on stderr."""
     produce(env, generate(44, 600))
     p = PROJECTIONS["fills"]
     reference = rebuild(env, p, split=False)
@@ -308,6 +312,7 @@ def test_a_half_that_sends_nothing_is_killed_and_the_rebuild_done_on_one_consume
     monkeypatch.setattr(rebuild_module, "rebuild_split", spy)
     result = rebuild(env, p)
     assert fell_back == [True]
+    assert "in _silent_half" in capfd.readouterr().err
     assert (result.checksum, result.counts, result.events) == (
         reference.checksum,
         reference.counts,
