@@ -135,12 +135,22 @@ def status(
 @app.command()
 def topics(data_dir: DataDirOpt = None) -> None:
     """Create any missing catalogue topics and list them with their event types."""
+    from confluent_kafka import KafkaError, KafkaException
+
     from deploy.kafka import create_topics
     from schemas.registry import event_types_for
     from schemas.topics import TOPICS
 
     s = _settings(data_dir)
-    created = create_topics(s)
+    try:
+        created = create_topics(s)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        detail = err.str() if isinstance(err, KafkaError) else str(err)
+        typer.echo(
+            f"error: cannot create topics on the Kafka broker at {s.bootstrap}: {detail}", err=True
+        )
+        raise typer.Exit(1) from exc
     for spec in TOPICS.values():
         mark = "+" if spec.full_name(s.topic_prefix) in created else " "
         types = ", ".join(event_types_for(spec.topic)) or "-"

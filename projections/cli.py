@@ -28,17 +28,16 @@ def rebuild(
             "--parallel/--one-consumer",
             help="With --all: one process per topic group (the default), at most one "
             "building per core, or every projection on one consumer (decoded in a reader "
-            "process). On 2 cores, 1M events: 34-40 s at ~380 MB for the processes together "
-            "(PSS) against ~40 s at ~390 MB (one run, session 9); see docs/benchmarks.md",
+            "process). Measured times and memory: docs/benchmarks.md",
         ),
     ] = True,
 ) -> None:
     """Replay a projection from offset 0 into a fresh schema, swap it in, print its checksum.
 
-    With --all, every topic group (as `run projections` groups them) is rebuilt in its
-    own process, and all are swapped in together only once every group has finished (all
-    or nothing); with --all --one-consumer, every projection is rebuilt on one consumer
-    (each record decoded once) and all are swapped in together in one transaction."""
+    With --all, every topic group (as `run projections` groups them) is rebuilt in its own process, and all are swapped in together only once every group has finished (all or nothing); with --all --one-consumer, every projection is rebuilt on one consumer (each record decoded once) and all are swapped in together in one transaction.
+
+    Exits 2 on bad arguments, 1 if the rebuild failed (an unreachable database or broker is one error line naming it); the live projection is then unchanged.
+    """
     from deploy.settings import get_settings
     from projections.core import PROJECTIONS
 
@@ -54,6 +53,9 @@ def rebuild(
         raise typer.Exit(2)
     parallel = parallel and all_  # one projection is one group
     settings = get_settings()
+    if (why := preflight(settings)) is not None:
+        typer.echo(f"error: {why}", err=True)
+        raise typer.Exit(1)
     try:
         results = (
             _rebuild_parallel_with_bars(settings, names)
@@ -62,6 +64,11 @@ def rebuild(
         )
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:
+        if (why := unreachable(settings, exc)) is None:
+            raise
+        typer.echo(f"error: {why}", err=True)
         raise typer.Exit(1) from exc
     for result in results:
         rows = ", ".join(f"{t}={c}" for t, c in sorted(result.counts.items()))
@@ -95,6 +102,80 @@ def rebuild(
         )
     for result in results:
         typer.echo(f"{result.name} {result.checksum}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def database_address(dsn: str) -> str:
+    """host:port of a DSN (libpq's defaults where it names none), for error lines."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "(unparsable DSN)"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    return f"{host}:{params.get('port') or 5432}"
+
+
+KAFKA_UNREACHABLE = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_RESOLVE", "_WAIT_COORD")
+"""librdkafka error names that mean the broker could not be reached (or did not answer)."""
+
+
+def unreachable(settings: Settings, exc: BaseException) -> str | None:
+    """The one error line for a database or Kafka failure (naming what could not be
+    reached, host:port), or None for any other exception (which stays a traceback: a bug)."""
+    import psycopg
+    from confluent_kafka import KafkaError, KafkaException
+
+    if isinstance(exc, psycopg.OperationalError):
+        where = database_address(settings.dsn)
+        if type(exc) is psycopg.OperationalError:  # a failed or lost connection
+            return f"cannot reach the database at {where}: {_first_line(exc)}"
+        return f"database at {where}: {_first_line(exc)}"
+    if isinstance(exc, KafkaException):
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError):
+            detail = err.str()
+            if err.name() in KAFKA_UNREACHABLE:
+                return f"cannot reach the Kafka broker at {settings.bootstrap}: {detail}"
+            return f"Kafka at {settings.bootstrap}: {detail}"
+        return f"Kafka at {settings.bootstrap}: {_first_line(exc)}"
+    return None
+
+
+def preflight(settings: Settings) -> str | None:
+    """Why a rebuild cannot start (the database or every bootstrap broker unreachable:
+    the one error line), or None. Checked in this process before any build process is
+    forked, with no librdkafka handle left open (a TCP connection to the broker): a build
+    process's failure reaches the command only as a message, with its traceback logged.
+    """
+    import socket
+
+    import psycopg
+
+    try:
+        psycopg.connect(settings.dsn, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        return unreachable(settings, exc)
+    first: str | None = None
+    for server in settings.bootstrap.split(","):
+        host, sep, port = server.strip().rpartition("://")[2].rpartition(":")
+        try:
+            address = (host.strip("[]"), int(port))
+        except ValueError:
+            return None  # not host:port: the client will say what it makes of it
+        if not sep:
+            return None
+        try:
+            socket.create_connection(address, timeout=10).close()
+            return None
+        except OSError as exc:
+            first = first or (exc.strerror or str(exc))
+    return f"cannot reach the Kafka broker at {settings.bootstrap}: {first}"
 
 
 def _rebuild_with_bar(settings: Settings, names: list[str]) -> list[RebuildResult]:
@@ -178,8 +259,13 @@ def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> No
     if name not in PROJECTIONS:
         typer.echo(f"error: unknown projection {name!r}; known: {', '.join(PROJECTIONS)}", err=True)
         raise typer.Exit(2)
-    with psycopg.connect(get_settings().dsn) as conn:
-        digest, counts = do_checksum(conn, PROJECTIONS[name])
+    settings = get_settings()
+    try:
+        with psycopg.connect(settings.dsn) as conn:
+            digest, counts = do_checksum(conn, PROJECTIONS[name])
+    except psycopg.OperationalError as exc:
+        typer.echo(f"error: {unreachable(settings, exc)}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(", ".join(f"{t}={c}" for t, c in sorted(counts.items())), err=True)
     typer.echo(f"{name} {digest}")
 
@@ -200,7 +286,10 @@ def query(
         typer.Option("--timeout", help="Time limit of the query, seconds (default 60)", min=0.001),
     ] = None,
 ) -> None:
-    """Run a named query or raw SQL (as the read-only role) and print or save the result."""
+    """Run a named query or raw SQL (as the read-only role) and print or save the result.
+
+    Exits 2 on bad arguments (an unknown query among them), 1 if the query failed.
+    """
     from projections import query as q
 
     if list_:
@@ -217,6 +306,9 @@ def query(
             typer.echo(f"error: --param wants KEY=VALUE, got {item!r}", err=True)
             raise typer.Exit(2)
         params[key] = value
+    if name is not None and name not in q.NAMED:
+        typer.echo(f"error: unknown query {name!r}; known: {', '.join(sorted(q.NAMED))}", err=True)
+        raise typer.Exit(2)
     limit = q.QUERY_TIMEOUT_S if timeout is None else timeout
     try:
         df = (

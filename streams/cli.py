@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from uuid import UUID
 
 import typer
@@ -26,6 +28,26 @@ time is at most seconds from its append time (FRESHNESS v2)."""
 # seconds, not money
 def _watermarks(consumer: Any, tp: Any, timeout: float) -> Any:
     return consumer.get_watermark_offsets(tp, timeout=timeout)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (None if it can): checked before the work
+    whose result goes there, so the work is not done for nothing."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    return None
 
 
 class IncompleteRead(RuntimeError):
@@ -159,27 +181,24 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draft a STOR (EU 2025/885, sections 1-4) for one surveillance alert.
 
-        Fails (exit 3) rather than draft from part of a topic: every partition of the
-        alerts, accounts and (from an hour before the evidence) orders topics is read to
-        its end as of the start of the read."""
+        Fails (exit 3) rather than draft from part of a topic: every partition of the alerts, accounts and (from an hour before the evidence) orders topics is read to its end as of the start of the read. An alert not found exits 1; bad arguments, or an --out that cannot be written, exit 2 before anything is read.
+        """
         from schemas.events import AccountOpened
         from streams.stor import build_stor, evidence_rows, evidence_start, render_html
 
         if fmt not in ("json", "html"):
-            raise typer.BadParameter("--format must be json or html")
-        settings = get_settings()
+            _fail(f"--format must be json or html, not {fmt!r}", 2)
         try:
             wanted = UUID(alert_id)
-        except ValueError as exc:
-            raise typer.BadParameter(f"not a UUID: {alert_id}") from exc
+        except ValueError:
+            _fail(f"not a UUID: {alert_id!r}", 2)
+        if out is not None and (why := unwritable(out)) is not None:
+            _fail(f"cannot write --out: {why}", 2)
+        settings = get_settings()
         try:
             alert = find_alert(settings, wanted, timeout)
             if alert is None:
-                typer.echo(
-                    f"alert {alert_id} not found on {settings.topic(Topic.SURVEILLANCE_ALERTS)}",
-                    err=True,
-                )
-                raise typer.Exit(1)
+                _fail(f"alert {alert_id} not found on {settings.topic(Topic.SURVEILLANCE_ALERTS)}")
             accounts = {
                 e.payload.account: e.payload
                 for e in read_topic(settings, Topic.ACCOUNTS, timeout)
@@ -192,14 +211,17 @@ def register(app: typer.Typer) -> None:
                 since = evidence_start(alert) - ORDERS_LOOKBACK
                 venues = order_venues(settings, order_ids, since, timeout)
         except IncompleteRead as exc:
-            typer.echo(f"no STOR drafted: {exc} (retry, or raise --timeout)", err=True)
+            typer.echo(f"error: no STOR drafted: {exc} (retry, or raise --timeout)", err=True)
             raise typer.Exit(3) from exc
         draft = build_stor(alert, accounts, reporting_entity="tradetape operator", venues=venues)
         text = render_html(draft) if fmt == "html" else json.dumps(draft, indent=2, default=str)
         if out is None:
             typer.echo(text)
         else:
-            out.write_text(text)
+            try:
+                out.write_text(text)
+            except OSError as exc:  # changed since the check
+                _fail(f"cannot write {out}: {exc.strerror or exc}")
             typer.echo(f"wrote {out}", err=True)
 
     simulate = typer.Typer(help="Synthetic scenarios")
@@ -220,13 +242,38 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Publish market makers, takers and labelled abusive episodes through the engine.
 
-        Episodes: spoofing, layering, wash trading, one order-to-trade/cancel-ratio burst
-        and one marking-the-close run (the scenario's end is the reference time). It also
-        publishes DetectorConfigChanged for order_to_trade and marking_close (test setups
-        only: those settings then apply to every account).
+        Episodes: spoofing, layering, wash trading, one order-to-trade/cancel-ratio burst and one marking-the-close run (the scenario's end is the reference time). It also publishes DetectorConfigChanged for order_to_trade and marking_close (test setups only: those settings then apply to every account).
+
+        Prints how many intents, admin commands and market-data events the broker acknowledged; exits 1 if any was not delivered (an unreachable broker), 2 on bad arguments (checked before anything is sent).
         """
         from streams.scenario import publish_scenario
 
-        n = publish_scenario(get_settings(), seed=seed, minutes=minutes, labels_path=labels,
-                             speed=speed, namespace=namespace, dense=dense)  # fmt: skip
-        typer.echo(f"published {n} intents; labels in {labels}", err=True)
+        if minutes <= 0:
+            _fail(f"--minutes must be a positive number, got {minutes}", 2)
+        if not (math.isfinite(speed) and speed > 0):
+            _fail(f"--speed must be a positive number (1.0 = real time), got {speed}", 2)
+        if (why := unwritable(labels)) is not None:
+            _fail(f"cannot write --labels: {why}", 2)
+        try:
+            report = publish_scenario(get_settings(), seed=seed, minutes=minutes,
+                                      labels_path=labels, speed=speed, namespace=namespace,
+                                      dense=dense)  # fmt: skip
+        except OSError as exc:  # the labels file, changed since the check
+            _fail(f"cannot write {labels}: {exc.strerror or exc}")
+        sent, done = report.sent, report.delivered
+        parts = [
+            f"{done.get(kind, 0)} of {sent[kind]} {what}"
+            for kind, what in (
+                ("intent", "intents"),
+                ("admin", "admin commands"),
+                ("marketdata", "market-data events"),
+                ("other", "other events"),
+            )
+            if sent.get(kind)
+        ]
+        typer.echo(f"published {', '.join(parts)}; labels in {labels}", err=True)
+        if not report.ok:
+            _fail(
+                f"{report.not_delivered} records were not delivered to the broker: "
+                f"{report.first_error}"
+            )

@@ -386,6 +386,51 @@ def write_labels(path: Path, scenario: Scenario) -> None:
     path.write_text(json.dumps([asdict(e) for e in scenario.labels], indent=2))
 
 
+SCENARIO_FLUSH_SECONDS = 30.0
+"""How long, at the end, `publish_scenario` waits for the broker to acknowledge what is
+still in flight (seconds, not money)."""
+
+
+@dataclass
+class PublishReport:
+    """What `publish_scenario` handed to the producer and what the broker acknowledged,
+    per kind of input: `intent` (orders.intents), `admin` (admin.commands: accounts,
+    deposits, registrations, limits, detector settings) and `marketdata`."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    first_error: str | None = None
+
+    @property
+    def not_delivered(self) -> int:
+        return sum(self.sent.values()) - sum(self.delivered.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.not_delivered == 0
+
+    def on_delivery(self, kind: str) -> Any:
+        def report(err: Any, _msg: Any) -> None:
+            if err is None:
+                self.delivered[kind] = self.delivered.get(kind, 0) + 1
+            elif self.first_error is None:
+                self.first_error = str(err)
+
+        return report
+
+
+def input_kind(event: Envelope[Any]) -> tuple[str, Topic]:
+    """The kind (`PublishReport`'s key) and topic an input is published as."""
+    if event.producer == "admin" or isinstance(event.payload, DepositReceived):
+        return "admin", Topic.ADMIN
+    topic = Topic(event.topic)
+    if topic == Topic.INTENTS:
+        return "intent", topic
+    if topic == Topic.MARKETDATA:
+        return "marketdata", topic
+    return "other", topic
+
+
 def publish_scenario(
     settings: Any,
     *,
@@ -396,23 +441,28 @@ def publish_scenario(
     namespace: str = "",
     dense: bool = False,
     t0: datetime | None = None,
-) -> int:
+) -> PublishReport:
     """Publish the inputs to their topics, paced in (scaled) real time from now.
 
     Event times run from `t0` (default: now) at scenario pace, so with `speed` > 1 they
     run ahead of the wall clock; a scenario published after another must start after
     the other's last event time (`t0`), or its events would be older than those.
+    Every input is counted as delivered only when the broker acknowledged it: the
+    report says how many were not (an unreachable broker sends nothing).
     """
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaException, Producer
 
     from deploy.kafka import producer_config
     from schemas import encode
     from schemas.types import utc_now
 
+    if not speed > 0:  # also NaN
+        raise ValueError(f"speed must be positive, got {speed}")
     start = max(t0, utc_now()) if t0 is not None else utc_now()
     scenario = build_scenario(seed, minutes, t0=start, namespace=namespace, dense=dense)
     write_labels(labels_path, scenario)
     producer = Producer(producer_config(settings))
+    report = PublishReport()
     began = time.monotonic()
     first = scenario.inputs[0].occurred_at
     for event in scenario.inputs:
@@ -422,10 +472,29 @@ def publish_scenario(
             producer.flush(delay)
             time.sleep(max(0.0, due - (time.monotonic() - began)))
         key, value, headers = encode(event)
-        topic = Topic.ADMIN if event.producer == "admin" else Topic(event.topic)
-        if isinstance(event.payload, DepositReceived):
-            topic = Topic.ADMIN
-        producer.produce(settings.topic(topic), key=key, value=value, headers=headers)
+        kind, topic = input_kind(event)
+        report.sent[kind] = report.sent.get(kind, 0) + 1
+        while True:
+            try:
+                producer.produce(
+                    settings.topic(topic),
+                    key=key,
+                    value=value,
+                    headers=headers,
+                    on_delivery=report.on_delivery(kind),
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+            except KafkaException as exc:  # refused before sending: counted, not raised
+                if report.first_error is None:
+                    report.first_error = str(exc.args[0] if exc.args else exc)
+                break
         producer.poll(0)
-    producer.flush(30)
-    return len(scenario.inputs)
+    remaining = producer.flush(SCENARIO_FLUSH_SECONDS)
+    if remaining and report.first_error is None:
+        report.first_error = (
+            f"{remaining} records not acknowledged by the broker within "
+            f"{SCENARIO_FLUSH_SECONDS:g} s"
+        )
+    return report

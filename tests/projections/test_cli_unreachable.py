@@ -1,0 +1,70 @@
+"""`checksum`, `rebuild` (every mode) and `topics` with the database or the broker down:
+one `error:` line naming what could not be reached (host:port) and exit 1, never a
+traceback (review helper-57, item 5: psycopg.OperationalError and KafkaException
+tracebacks). And `query nosuch` is a usage error (exit 2) like `rebuild nosuch` and
+`checksum nosuch` (item 13: it exited 1)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy.settings import Settings
+from tests.conftest import free_port
+from tests.engine.workers import cli_env, run_cli
+
+REBUILDS = [
+    ("checksum", "orders"),
+    ("rebuild", "orders"),
+    ("rebuild", "--all"),
+    ("rebuild", "--all", "--one-consumer"),
+]
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str], wanted: str) -> None:
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and wanted in errors[0], done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("args", REBUILDS, ids=" ".join)
+def test_no_database_is_one_error_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    port = free_port()  # nobody listens
+    env = {
+        "TRADETAPE_KAFKA_PORT": str(free_port()),
+        "TRADETAPE_POSTGRES_PORT": str(port),
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = run_cli(env, *args)
+    _one_error_line(done, f"cannot reach the database at 127.0.0.1:{port}")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("args", REBUILDS[1:], ids=" ".join)
+def test_no_broker_is_one_error_line(env: Settings, args: tuple[str, ...]) -> None:
+    """The database is there (the rebuild's schemas are made), the broker is not."""
+    port = free_port()
+    cli = {**cli_env(env), "TRADETAPE_KAFKA_PORT": str(port), "TRADETAPE_POSTGRES_DSN": env.dsn}
+    done = run_cli(cli, *args, timeout=300)
+    _one_error_line(done, f"127.0.0.1:{port}")
+
+
+def test_topics_without_a_broker_is_one_error_line(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"TRADETAPE_KAFKA_PORT": str(port), "TRADETAPE_DATA_DIR": str(tmp_path / "data")}
+    done = run_cli(env, "topics")
+    _one_error_line(done, f"cannot create topics on the Kafka broker at 127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("command", ["query", "rebuild", "checksum"])
+def test_an_unknown_name_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    env = {
+        "TRADETAPE_POSTGRES_PORT": str(free_port()),
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = run_cli(env, command, "nosuch")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith("error: unknown ") and "'nosuch'" in done.stderr, done.stderr
