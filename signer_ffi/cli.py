@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from signer_ffi.group import SignerGroup
 
 signer_app = typer.Typer(help="Threshold (FROST k-of-n) signer groups.", no_args_is_help=True)
 
@@ -26,6 +29,43 @@ def _key_dir(out: Path | None) -> Path:
     from deploy.settings import get_settings
 
     return out or get_settings().resolved_data_dir / "signers"
+
+
+def _load_group(directory: Path) -> SignerGroup:
+    """The group in `directory`; a missing or unreadable group.json is an `error:` line
+    and exit 1 (it was a FileNotFoundError or JSONDecodeError traceback in `sign`)."""
+    from signer_ffi.errors import SignerError
+    from signer_ffi.group import GROUP_FILE, SignerGroup
+
+    try:
+        return SignerGroup.load(directory)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot read {directory / GROUP_FILE}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (ValueError, KeyError, TypeError, SignerError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        typer.echo(f"error: {directory / GROUP_FILE} is not a valid group file: {what}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _missing_passphrases(signers: int) -> list[int]:
+    """The participants (1..signers) no passphrase source covers."""
+    from signer_ffi.group import PassphraseMissingError, passphrase_for
+
+    missing = []
+    for i in range(1, signers + 1):
+        try:
+            found = passphrase_for(i)
+        except PassphraseMissingError:
+            missing.append(i)
+            continue
+        except OSError:
+            return []  # an unreadable passphrase file: keygen's own error says so
+        found[:] = b"\x00" * len(found)
+    return missing
 
 
 @signer_app.command("keygen")
@@ -55,6 +95,17 @@ def keygen(
     from signer_ffi.group import PassphraseMissingError
 
     directory = _key_dir(out)
+    if signers >= 1 and (missing := _missing_passphrases(signers)):
+        from signer_ffi.group import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
+
+        typer.echo(
+            f"error: no passphrase for participant{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(str, missing))}: set "
+            f"{', '.join(f'{PASSPHRASE_ENV}_{i}' for i in missing)} (one per participant), "
+            f"or {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV} (one for all)",
+            err=True,
+        )
+        raise typer.Exit(1)
     try:
         group = dealer_keygen(threshold, signers, directory, _requesters(requester), force=force)
     except (PassphraseMissingError, ValueError, OSError) as exc:
@@ -154,10 +205,9 @@ def sign_file(
         sign_message,
     )
     from signer_ffi.errors import SignerError
-    from signer_ffi.group import SignerGroup
 
     settings = get_settings()
-    group = SignerGroup.load(_key_dir(key_dir))
+    group = _load_group(_key_dir(key_dir))
     if requester not in group.requesters:
         typer.echo(
             f"error: {requester!r} is not among the group's requesters {list(group.requesters)}",
@@ -223,8 +273,8 @@ def identity(
     if identity_file(directory, identifier).exists():
         typer.echo(f"error: {identity_file(directory, identifier)} already exists", err=True)
         raise typer.Exit(1)
+    group = _load_group(directory)
     try:
-        group = SignerGroup.load(directory)
         load_share(directory, identifier).wipe()  # proves the passphrase first
         passphrase = passphrase_for(identifier)
     except (PassphraseMissingError, KeyFileError, OSError) as exc:
