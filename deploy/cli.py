@@ -7,15 +7,18 @@ stack, topics, `run` and `demo`.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from deploy.settings import Settings, get_settings
+from deploy.settings import Settings, SettingsError, get_settings, use_data_dir
 
 app = typer.Typer(
     name="tradetape",
@@ -28,13 +31,40 @@ app = typer.Typer(
 PACKAGE_CLIS = ("engine.cli", "projections.cli", "streams.cli", "signer_ffi.cli")
 
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Stack data directory (default .tradetape/)")
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Stack data directory: broker, database, keys (default: the nearest"
+        " .tradetape/ in the working directory or above it, else ./.tradetape/;"
+        " TRADETAPE_DATA_DIR)",
+    ),
 ]
+
+DATA_DIR_COMMANDS = (("producer", "add"), ("publish",), ("sign",))
+"""Commands of the other packages that read the data directory (producer keys, signer
+groups) and get the same `--data-dir` option as `up`, `status`, `run`, ... (added here,
+`_add_data_dir_option`, so their modules need no plumbing of their own)."""
+
+SETTINGS_ERROR = 2
+"""Exit code for settings that cannot be used: like bad arguments, no retry cures them
+(a `tradetape run` group stops on it)."""
 
 
 def _settings(data_dir: Path | None = None) -> Settings:
-    s = get_settings()
-    return s.with_overrides(data_dir=data_dir) if data_dir else s
+    if data_dir is not None:
+        use_data_dir(data_dir)
+    return get_settings()
+
+
+@app.callback()
+def _check_settings() -> None:
+    """Load the settings before any command runs: a mistake in them is one `error:` line
+    and exit 2, whatever the command."""
+    try:
+        get_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(SETTINGS_ERROR) from exc
 
 
 def _echo(msg: str) -> None:
@@ -102,6 +132,7 @@ def status(
         typer.echo(json.dumps(st, sort_keys=True))
     else:
         k, p = st["kafka"], st["postgres"]
+        typer.echo(f"data dir  {st['data_dir']}")
         typer.echo(
             f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)"
         )
@@ -137,7 +168,7 @@ def topics(data_dir: DataDirOpt = None) -> None:
     """Create any missing catalogue topics and list them with their event types."""
     from confluent_kafka import KafkaError, KafkaException
 
-    from deploy.kafka import create_topics
+    from deploy.kafka import create_topics, partition_count
     from schemas.registry import event_types_for
     from schemas.topics import TOPICS
 
@@ -154,7 +185,9 @@ def topics(data_dir: DataDirOpt = None) -> None:
     for spec in TOPICS.values():
         mark = "+" if spec.full_name(s.topic_prefix) in created else " "
         types = ", ".join(event_types_for(spec.topic)) or "-"
-        typer.echo(f"{mark} {spec.full_name(s.topic_prefix):28} p={spec.partitions:<2} {types}")
+        typer.echo(
+            f"{mark} {spec.full_name(s.topic_prefix):28} p={partition_count(s, spec):<2} {types}"
+        )
 
 
 @app.command()
@@ -168,6 +201,7 @@ def run(
     signer_id: Annotated[
         int | None, typer.Option("--id", help="Participant id for `run signer`")
     ] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Run components in the foreground. Several run as one supervised process group."""
     import os
@@ -177,7 +211,8 @@ def run(
     if signer_id is not None:
         os.environ["TRADETAPE_SIGNER_ID"] = str(signer_id)
 
-    raise typer.Exit(run_components(components or [], get_settings()))
+    # _settings also puts --data-dir in the environment the group's children inherit.
+    raise typer.Exit(run_components(components or [], _settings(data_dir)))
 
 
 @app.command()
@@ -199,7 +234,54 @@ def _register_packages() -> None:
         module.register(app)
 
 
+def _with_data_dir(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """`callback` with a `--data-dir` option that sets the data directory (`use_data_dir`)
+    before it runs."""
+    sig = inspect.signature(callback, eval_str=True)
+    if "data_dir" in sig.parameters:
+        return callback
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, data_dir: Path | None = None, **kwargs: Any) -> Any:
+        if data_dir is not None:
+            use_data_dir(data_dir)
+        return callback(*args, **kwargs)
+
+    param = inspect.Parameter(
+        "data_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DataDirOpt
+    )
+    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[*sig.parameters.values(), param]
+    )
+    wrapper.__annotations__ = {
+        **{n: p.annotation for n, p in sig.parameters.items()},
+        "data_dir": DataDirOpt,
+    }
+    return wrapper
+
+
+def _add_data_dir_option(typer_app: typer.Typer, paths: tuple[tuple[str, ...], ...]) -> None:
+    for path in paths:
+        target: typer.Typer | None = typer_app
+        for group in path[:-1]:
+            target = next(
+                (
+                    g.typer_instance
+                    for g in (target.registered_groups if target else [])
+                    if g.name == group
+                ),
+                None,
+            )
+        if target is None:
+            continue  # that package is not installed in this build
+        for info in target.registered_commands:
+            name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+            if name == path[-1] and info.callback is not None:
+                info.callback = _with_data_dir(info.callback)
+
+
 _register_packages()
+_add_data_dir_option(app, DATA_DIR_COMMANDS)
 
 
 def main() -> None:
@@ -207,3 +289,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SettingsError as exc:  # a command that loaded them itself, after an override
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(SETTINGS_ERROR)

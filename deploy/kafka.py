@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicParti
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from deploy.settings import Settings
-from schemas.topics import TOPICS, Topic
+from schemas.topics import TOPICS, Topic, TopicSpec
 
 READ_WAIT_SECONDS = 0.05
 """How long one `consume` call of a reader catching up to a target may wait for a full
@@ -55,6 +55,19 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap})
 
 
+def partition_count(settings: Settings, spec: TopicSpec) -> int:
+    """The partitions a catalogue topic is created with (and which readers wait to see).
+
+    `TRADETAPE_DEFAULT_PARTITIONS` overrides the catalogue's count for the partitioned
+    topics only. A topic the catalogue declares with one partition keeps one: its records
+    are read as one total order (surveillance.config's detector settings in the order
+    they were changed, a signing round's request, messages and outcome, the dead
+    letters), which a key-hashed spread over several partitions would lose."""
+    if spec.partitions == 1:
+        return 1
+    return settings.default_partitions or spec.partitions
+
+
 def create_topics(
     settings: Settings, topics: list[Topic] | None = None, timeout: float = 30.0
 ) -> list[str]:
@@ -65,7 +78,7 @@ def create_topics(
     new = [
         NewTopic(
             spec.full_name(settings.topic_prefix),
-            num_partitions=settings.default_partitions or spec.partitions,
+            num_partitions=partition_count(settings, spec),
             replication_factor=spec.replication_factor,
             config=dict(spec.config),
         )
@@ -180,8 +193,7 @@ def partitions_of_many(
         short = [
             t
             for t in topics
-            if t not in optional
-            and len(found[t]) < (settings.default_partitions or TOPICS[t].partitions)
+            if t not in optional and len(found[t]) < partition_count(settings, TOPICS[t])
         ]
         if not short or time.monotonic() > deadline:
             empty = [names[t] for t in topics if not found[t] and t not in optional]

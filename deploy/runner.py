@@ -39,7 +39,7 @@ def run_components(names: list[str], settings: Settings) -> int:
     unknown = [n for n in names if n not in known]
     if unknown:
         print(
-            f"unknown component(s): {', '.join(unknown)}; known: {', '.join(known)}",
+            f"error: unknown component(s): {', '.join(unknown)}; known: {', '.join(known)}",
             file=sys.stderr,
         )
         return 2
@@ -58,7 +58,9 @@ restart is safe; what it must not do is spin."""
 STEADY_SECONDS = 60.0
 """A component that ran this long before dying starts its backoff afresh."""
 USAGE_ERROR = 2
-"""An exit code a restart cannot cure (bad settings or arguments): the group stops."""
+"""An exit code a restart cannot cure (bad settings or arguments, a signer with no key
+group): the group stops. Every child is `tradetape run NAME`, so a setting that does not
+validate exits 2 there as it does in the supervisor."""
 
 
 def supervise(names: list[str]) -> int:
@@ -98,7 +100,10 @@ def supervise(names: list[str]) -> int:
             if code is None:
                 continue
             if code == USAGE_ERROR:
-                print(f"{name} exited with {code} (usage); stopping the group", file=sys.stderr)
+                print(
+                    f"{name} exited with {code} (bad settings or arguments); stopping the group",
+                    file=sys.stderr,
+                )
                 rc, stopping = code, True
                 break
             if now - started[name] >= STEADY_SECONDS:

@@ -3,16 +3,24 @@
 Precedence: explicit arguments, then environment, then the TOML file named by
 `TRADETAPE_CONFIG` (default `./tradetape.toml` if present), then these defaults,
 which suit the embedded local stack. No secret has a default here.
+
+Mistakes are errors, never silently ignored (`SettingsError`, which the CLI prints as one
+`error:` line and exits 2 on): a `TRADETAPE_CONFIG` that does not exist, a file that is
+not TOML, a key in it or a `TRADETAPE_*` environment variable that is no setting (the
+nearest valid name is suggested), a value that does not validate.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,18 +30,42 @@ from pydantic_settings import (
 
 from schemas.topics import TOPICS, Topic
 
+DATA_DIR_NAME = ".tradetape"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used. The message names the setting; the CLI prints it as
+    one `error:` line and exits 2 (which also stops a `tradetape run` group)."""
+
 
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "tradetape"
 
 
+def find_data_dir(start: Path | None = None) -> Path:
+    """The default data directory: the nearest `.tradetape` directory in `start` (the
+    working directory) or above it, the way git finds `.git`, so every command run from
+    anywhere inside a project reaches the stack `up` made there; `./.tradetape` when
+    there is none (where `up` creates it)."""
+    here = (start or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        candidate = directory / DATA_DIR_NAME
+        if candidate.is_dir():
+            return candidate
+    return here / DATA_DIR_NAME
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="TRADETAPE_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix="TRADETAPE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    data_dir: Path = Field(Path(".tradetape"), description="Broker, database, logs, keys")
+    data_dir: Path = Field(
+        default_factory=find_data_dir,
+        description="Broker, database, logs, keys (default: the nearest .tradetape"
+        " directory at or above the working directory, else ./.tradetape)",
+    )
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Kafka jars")
 
     kafka_version: str = "3.9.1"
@@ -45,7 +77,12 @@ class Settings(BaseSettings):
         "", description="Extra JVM flags for the local broker (like KAFKA_JVM_PERFORMANCE_OPTS)"
     )
     topic_prefix: str = Field("", description="Namespace for every topic name")
-    default_partitions: int | None = Field(None, description="Override catalogue partitions")
+    default_partitions: int | None = Field(
+        None,
+        ge=1,
+        description="Partitions of each partitioned catalogue topic at creation (the"
+        " single-partition ones keep one: `deploy.kafka.partition_count`)",
+    )
 
     postgres_port: int = 39432
     postgres_db: str = "tradetape"
@@ -54,7 +91,12 @@ class Settings(BaseSettings):
     postgres_host: str = "127.0.0.1"
     postgres_dsn: str | None = Field(None, description="Use an external database instead")
     postgres_fsync: bool = Field(True, description="Off only for throwaway test stacks")
-    readonly_role: str = "tradetape_reader"
+    readonly_role: str = Field(
+        "tradetape_reader", description="Role for analysts' SQL (`tradetape query`)"
+    )
+    readonly_password: SecretStr | None = Field(
+        None, description="The read-only role's password, if the server asks for one"
+    )
 
     projection_fetch_wait_ms: int = Field(
         50,
@@ -129,10 +171,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("TRADETAPE_CONFIG", "tradetape.toml"))
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        toml_path = config_file()
+        if toml_path is not None:
+            sources.append(_CheckedTomlSource(settings_cls, toml_path))
         return tuple(sources)
 
     @property
@@ -151,16 +193,24 @@ class Settings(BaseSettings):
 
     @property
     def readonly_dsn(self) -> str:
-        """DSN for analyst SQL: a role that can only read."""
-        return (
-            f"postgresql://{self.readonly_role}@{self.postgres_host}:{self.postgres_port}"
-            f"/{self.postgres_db}"
-        )
+        """DSN for analyst SQL: a role that can only read, on the same server and database
+        as `dsn` (`TRADETAPE_POSTGRES_DSN` when set: its host, port, database, TLS and other
+        parameters are kept); only the role and its password differ. The owner's password
+        is never passed on: the reader's is `readonly_password`, else libpq's own sources
+        (`PGPASSWORD`, `~/.pgpass`)."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(self.dsn)
+        params.pop("password", None)
+        params["user"] = self.readonly_role
+        if self.readonly_password is not None:
+            params["password"] = self.readonly_password.get_secret_value()
+        return make_conninfo("", **params)
 
     def redacted_dsn(self) -> str:
-        if self.postgres_password is None:
-            return self.dsn
-        return self.dsn.replace(self.postgres_password.get_secret_value(), "***")
+        """`dsn` with its password (from `TRADETAPE_POSTGRES_PASSWORD` or inside
+        `TRADETAPE_POSTGRES_DSN`) shown as `***`."""
+        return redact_dsn(self.dsn)
 
     def topic(self, topic: Topic) -> str:
         return TOPICS[topic].full_name(self.topic_prefix)
@@ -175,6 +225,138 @@ class Settings(BaseSettings):
         return self.data_dir.expanduser().resolve()
 
 
+def redact_dsn(dsn: str) -> str:
+    """A libpq DSN (URI or key=value) with its password shown as `***`."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        if not conninfo_to_dict(dsn).get("password"):
+            return dsn
+    except Exception:  # unparsable: psycopg reports it where it is used; show nothing
+        return "(unparsable DSN)"
+    if "://" not in dsn:
+        return make_conninfo(dsn, password="***")
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = urlencode(
+        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*"
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def config_file() -> Path | None:
+    """The TOML file to read: `TRADETAPE_CONFIG` (which must exist), else
+    `./tradetape.toml` if there is one."""
+    named = os.environ.get("TRADETAPE_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise SettingsError(f"TRADETAPE_CONFIG names {path}, which {what}")
+        return path
+    default = Path("tradetape.toml")
+    return default if default.is_file() else None
+
+
+def _nearest(name: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+class _CheckedTomlSource(TomlConfigSettingsSource):
+    """The TOML file, refused whole if it is not TOML or has a key that is no setting."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self.path = path
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise SettingsError(f"cannot read {path}: {exc}") from exc
+        fields = sorted(settings_cls.model_fields)
+        unknown = [k for k in self.toml_data if k not in settings_cls.model_fields]
+        if unknown:
+            raise SettingsError(
+                "; ".join(f"{path}: unknown setting {k!r}{_nearest(k, fields)}" for k in unknown)
+            )
+
+
+OTHER_ENV: dict[str, str] = {
+    "TRADETAPE_CONFIG": "the TOML settings file",
+    "TRADETAPE_ENGINE_WORKER_ID": "engine worker id (engine/worker.py)",
+    "TRADETAPE_ENGINE_ADMINS": "producers allowed to send admin commands (engine/worker.py)",
+    "TRADETAPE_ENGINE_GC_FREEZE": "0: the engine's heap policy off (engine/worker.py)",
+    "TRADETAPE_ENGINE_REPORT_SECONDS": "engine worker report interval (engine/worker.py)",
+    "TRADETAPE_ENGINE_PROFILE": "cProfile an engine worker (engine/worker.py)",
+    "TRADETAPE_SIGNER_ID": "participant id of `tradetape run signer` (--id sets it)",
+    "TRADETAPE_SIGNER_KEY_DIR": "a signer's key directory (signer_ffi/participant.py)",
+    "TRADETAPE_SIGNER_LIB": "the signer's native library (signer_ffi/_lib.py)",
+    "TRADETAPE_SIGNER_ARTEFACT_ROOT": "artefact store of signers (signer_ffi/artefacts.py)",
+    "TRADETAPE_SIGNER_PASSPHRASE": "key-file passphrase (signer_ffi/group.py)",
+    "TRADETAPE_SIGNER_PASSPHRASE_FILE": "file holding it (signer_ffi/group.py)",
+}
+"""`TRADETAPE_*` variables that are no `Settings` field but are read by a component
+directly (`TRADETAPE_SIGNER_PASSPHRASE_<id>` too). Any other is a mistake: a
+misspelled setting would otherwise be ignored without a word."""
+_PASSPHRASE_OF_ID = re.compile(r"TRADETAPE_SIGNER_PASSPHRASE_\d+")
+
+
+def setting_env_names() -> list[str]:
+    return sorted(f"TRADETAPE_{name.upper()}" for name in Settings.model_fields)
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """SettingsError naming each `TRADETAPE_*` environment variable nothing reads."""
+    env = os.environ if environ is None else environ
+    known = [*setting_env_names(), *OTHER_ENV]
+    unknown = [
+        name
+        for name in sorted(env)
+        if name.upper().startswith("TRADETAPE_")
+        and name.upper() not in known
+        and not _PASSPHRASE_OF_ID.fullmatch(name.upper())
+    ]
+    if unknown:
+        raise SettingsError(
+            "; ".join(
+                f"unknown environment variable {n}{_nearest(n.upper(), known)}" for n in unknown
+            )
+        )
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each setting that failed, where it came from and why."""
+    toml_path = os.environ.get("TRADETAPE_CONFIG") or "tradetape.toml"
+    env_upper = {k.upper() for k in os.environ}
+    parts = []
+    for err in exc.errors(include_url=False):
+        name = str(err["loc"][0]) if err.get("loc") else "settings"
+        env_name = f"TRADETAPE_{name.upper()}"
+        where = env_name if env_name in env_upper else f"{name} (in {toml_path} or {env_name})"
+        got = "" if "password" in name else f" (got {err.get('input')!r})"
+        parts.append(f"setting {where}: {err['msg']}{got}")
+    return "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; `SettingsError` (naming the setting) if they are wrong."""
+    check_environment()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from exc
+
+
+def use_data_dir(path: Path) -> None:
+    """`--data-dir PATH`: every later `get_settings()` in this process, and every child
+    process it starts (a `tradetape run` group), uses PATH as the data directory."""
+    os.environ["TRADETAPE_DATA_DIR"] = str(path.expanduser().absolute())
+    get_settings.cache_clear()

@@ -420,9 +420,9 @@ def main(settings: Settings) -> int:
                 f"group.json does not list this participant's identity key "
                 f"{public_hex(identity)}: the coordinator would refuse its messages"
             )
-    except Exception as exc:
+    except Exception as exc:  # a configuration error: no restart cures it (exit 2)
         print(f"error: cannot load signer {raw_id} from {key_dir}: {exc}", file=sys.stderr)
-        return 1
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
