@@ -280,8 +280,8 @@ def _strategy(
             intent(
                 OrderIntent(
                     order_type=OrderType.MARKET,
-                    stop_loss=(mid * Decimal("0.999")).quantize(Decimal("0.01")),
-                    take_profit=(mid * Decimal("1.001")).quantize(Decimal("0.01")),
+                    stop_loss=(mid * Decimal("0.995")).quantize(Decimal("0.01")),
+                    take_profit=(mid * Decimal("1.005")).quantize(Decimal("0.01")),
                     **{**base, "side": side},
                 )
             )

@@ -262,11 +262,42 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     return _ok(rid, ver, f"drawdown {dd:.4f}")
 
 
+def _trigger_on_wrong_side(ctx: RiskContext, ref: Decimal) -> str | None:
+    """Why an attached trigger would fire at once, or None. The children close what the
+    parent opened: a buy's are sells, a stop-loss sell firing on a print at or below it
+    and a take-profit sell on one at or above it (mirrored for a sell's). The parent
+    enters at its limit, or the market without one; a stop is also held to the
+    market side of the reference (a marketable buy fills at the ask, below its limit, and
+    a stop between the two sold at the first print after the fill)."""
+    entry = ref if ctx.limit_price is None else ctx.limit_price
+    sl, tp = ctx.stop_loss, ctx.take_profit
+    if ctx.side is Side.BUY:
+        if sl is not None and sl >= min(entry, ref):
+            return f"stop_loss {sl} not below entry {entry} and reference {ref}"
+        if tp is not None and tp <= entry:
+            return f"take_profit {tp} not above entry {entry}"
+    else:
+        if sl is not None and sl <= max(entry, ref):
+            return f"stop_loss {sl} not above entry {entry} and reference {ref}"
+        if tp is not None and tp >= entry:
+            return f"take_profit {tp} not below entry {entry}"
+    return None
+
+
 def price_collar(ctx: RiskContext) -> RuleResult:
-    """The fat-finger check: a limit price within the collar of the reference price."""
+    """The fat-finger check: a limit price within the collar of the reference price.
+
+    v2: and the attached stop-loss / take-profit triggers on their side of the order
+    (`_trigger_on_wrong_side`): the children are armed without a decision of their own,
+    and v1 let a stop-loss sell typed above the market sell the whole fill at the first
+    print after it."""
     rid, ver = price_collar.RULE_ID, price_collar.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.reference_price is None:
         return _no(rid, ver, "NO_REFERENCE_PRICE", "no reference price")
+    if ctx.stop_loss is not None or ctx.take_profit is not None:
+        wrong = _trigger_on_wrong_side(ctx, ctx.reference_price)
+        if wrong is not None:
+            return _no(rid, ver, "TRIGGER_WRONG_SIDE", wrong)
     if ctx.limit_price is None:
         return _ok(rid, ver, "market order")
     dev = abs(ctx.limit_price - ctx.reference_price) / ctx.reference_price
@@ -416,7 +447,7 @@ RULES: tuple[Rule, ...] = (
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 3),
-    _tag(price_collar, "PRICE_COLLAR", 1),
+    _tag(price_collar, "PRICE_COLLAR", 2),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),

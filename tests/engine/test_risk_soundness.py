@@ -248,7 +248,7 @@ def test_an_attached_trigger_is_a_notional_too() -> None:
     typos: list[dict[str, Any]] = [{"stop_loss": D("290000")}, {"take_profit": D("330000")}]
     for extra in typos:
         d = decision(h.order(Side.BUY, D("3"), D("30001"), **extra))
-        assert d.outcome == "REJECTED" and d.reason_codes == ("MAX_ORDER_NOTIONAL",), extra
+        assert d.outcome == "REJECTED" and "MAX_ORDER_NOTIONAL" in d.reason_codes, extra
         result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
         assert result.rule_version == 3 and "attached" in result.detail
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
@@ -263,6 +263,45 @@ def test_an_attached_trigger_is_a_notional_too() -> None:
     # A sell's children (buys) are valued at their triggers as well.
     d = decision(h.order(Side.SELL, D("3"), D("29999"), stop_loss=D("310000")))
     assert d.reason_codes == ("MAX_ORDER_NOTIONAL",)
+
+
+def test_a_trigger_on_the_wrong_side_of_its_order_is_refused() -> None:
+    """PRICE_COLLAR v2. A stop-loss sell typed above the market (30,500 on a buy at 30,001,
+    within every notional limit) was approved, and the stop sold the whole fill at the
+    first print after it. Each trigger must lie on its side of the entry (and a stop on
+    the market side of the reference too); at the line is the wrong side."""
+    limits = RiskLimits(max_order_notional=D("1e6"), max_position=D("1e6"))
+    h = Harness(limits, cash=D("1000000"))
+    h.admin_deposit("BTC", D("10"))
+    h.quote(D("29999"), D("30001"))
+    wrong: list[tuple[Side, str | None, dict[str, Any]]] = [
+        (Side.BUY, "30001", {"stop_loss": D("30500")}),
+        (Side.BUY, "30001", {"stop_loss": D("30000")}),  # at the reference
+        (Side.BUY, "30001", {"take_profit": D("30001")}),  # at the entry
+        (Side.BUY, None, {"take_profit": D("29000")}),
+        (Side.BUY, "29500", {"stop_loss": D("29800")}),  # resting: above its own entry
+        (Side.SELL, "29999", {"stop_loss": D("29500")}),
+        (Side.SELL, "29999", {"take_profit": D("30500")}),
+        (Side.SELL, None, {"stop_loss": D("29990")}),
+    ]
+    for side, limit, extra in wrong:
+        d = decision(h.order(side, D("1"), None if limit is None else D(limit), **extra))
+        assert (d.outcome, d.reason_codes) == ("REJECTED", ("TRIGGER_WRONG_SIDE",)), extra
+        result = next(r for r in d.rule_results if r.rule_id == "PRICE_COLLAR")
+        assert result.rule_version == 2 and "not" in result.detail
+    h.tick()
+    h.trade(D("30000"))
+    assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
+    assert not [o for o in h.state.open_orders_of("A1") if o.parent_order_id]
+    right: list[tuple[Side, str | None, dict[str, Any]]] = [
+        (Side.BUY, "30001", {"stop_loss": D("29500"), "take_profit": D("30500")}),
+        (Side.BUY, "29500", {"stop_loss": D("29400"), "take_profit": D("29800")}),
+        (Side.SELL, "29999", {"stop_loss": D("30500"), "take_profit": D("29500")}),
+        (Side.SELL, None, {"stop_loss": D("30100"), "take_profit": D("29900")}),
+    ]
+    for side, limit, extra in right:
+        d = decision(h.order(side, D("1"), None if limit is None else D(limit), **extra))
+        assert d.outcome == "APPROVED", (side, limit, extra, d.reason_codes)
 
 
 def test_an_order_finer_than_the_engine_counts_is_refused() -> None:
@@ -372,7 +411,8 @@ def test_no_market_buy_is_open_when_anything_values_one(steps: list[tuple[Any, .
                     extra = {k: 60000 - v for k, v in extra.items()}
                 h.order(step[1], D("0.5"), **extra)
             elif step[0] == "limit":
-                h.order(step[1], D("0.5"), D(30000 + 100 * step[2]), stop_loss=D("29000"))
+                stop = D("29000" if step[1] is Side.BUY else "31000")  # its side (PRICE_COLLAR v2)
+                h.order(step[1], D("0.5"), D(30000 + 100 * step[2]), stop_loss=stop)
             elif step[0] == "print":
                 h.trade(D(30000 + 100 * step[1]), D("0.3"))
             else:
