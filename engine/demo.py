@@ -3,15 +3,23 @@
 The real Binance capture is replayed (at 10x) as the BTC/USDC paper market: USDT is not a
 permitted stablecoin under the default allow-list (USDC, EURC), so the demo trades the
 same prices against USDC, and a few intents on BTC/USDT show the allow-list rejecting.
+
+The capture is not part of the repository: it is read from the shared reference data
+next to the project (`CAPTURE`, there in CI and on the dev machines). Without it (a
+fresh clone) the stage says so and replays `marketdata simulate`'s seeded market
+instead (`engine/marketdata/simulate.py`), so `make demo` runs anywhere.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ from deploy.settings import Settings
 from engine import auth
 from engine.client import DecisionWatcher, intent_key
 from engine.marketdata.binance import parse_file
+from engine.marketdata.simulate import simulate
 from engine.worker import EngineWorker
 from schemas import Envelope, encode, new_event
 from schemas.envelope import EventPayload
@@ -36,6 +45,7 @@ from schemas.events import (
     OrderType,
     OwnerKind,
     ProducerRegistered,
+    QuoteUpdated,
     Side,
 )
 from schemas.topics import Topic
@@ -50,10 +60,34 @@ CAPTURE = (
 INSTRUMENT = "BTC/USDC"
 SPEED = 10.0
 INTENTS = 300
+SIMULATED_MINUTES = 6.0
+"""Without the capture: this long a simulated market (the capture's length), seed 7."""
+
+
+def market(path: Path) -> tuple[str, Iterator[tuple[float, Any]]]:
+    """The demo's market: (what it is, (seconds since the first record, payload) in
+    order): the capture at `path` if it is there, else a simulated BTC/USDC market."""
+    if path.is_file():
+        _parser, records = parse_file(path, instrument=INSTRUMENT)
+
+        def replay() -> Iterator[tuple[float, Any]]:
+            first: int | None = None
+            for rec in records:
+                if rec.payload is None or rec.recv_ns is None:
+                    continue
+                first = first if first is not None else rec.recv_ns
+                yield (rec.recv_ns - first) / 1e9, rec.payload
+
+        return "the BTCUSDT capture", replay()
+    start = datetime.now(UTC)
+    payloads = simulate(INSTRUMENT, SIMULATED_MINUTES, seed=7, start=start)
+    return "a simulated market (no capture)", (
+        ((p.exchange_ts - start).total_seconds(), p) for p in payloads
+    )
 
 
 class _Feed(threading.Thread):
-    """Replays the capture onto the market-data topic and remembers the latest mid."""
+    """Replays the market onto the market-data topic and remembers the latest mid."""
 
     def __init__(self, settings: Settings, path: Path) -> None:
         super().__init__(daemon=True)
@@ -61,24 +95,34 @@ class _Feed(threading.Thread):
         self.mid: Decimal | None = None
         self.published = 0
         self.stop = False
+        self.error: str | None = None
+        if not path.is_file():
+            print(
+                f"engine: no Binance capture at {path} (shared reference data next to the "
+                f"project); replaying a simulated {INSTRUMENT} market instead "
+                "(`tradetape marketdata simulate`'s generator)",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.source, self.records = market(path)
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # reported by the stage, not lost in the thread
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _run(self) -> None:
         producer = Producer(producer_config(self.settings))
-        _parser, records = parse_file(self.path, instrument=INSTRUMENT)
-        first: int | None = None
         t0 = time.monotonic()
-        for rec in records:
+        for at, p in self.records:
             if self.stop:
                 break
-            if rec.payload is None or rec.recv_ns is None:
-                continue
-            first = first if first is not None else rec.recv_ns
-            lag = (rec.recv_ns - first) / 1e9 / SPEED - (time.monotonic() - t0)
+            lag = at / SPEED - (time.monotonic() - t0)
             if lag > 0:
                 time.sleep(lag)
-            p = rec.payload
-            if p.EVENT_TYPE == "QuoteUpdated":
-                self.mid = (p.bid_price + p.ask_price) / 2  # type: ignore[union-attr]
+            if isinstance(p, QuoteUpdated):
+                self.mid = (p.bid_price + p.ask_price) / 2
             key, value, headers = encode(new_event(p, producer="marketdata-loader"))
             producer.produce(
                 self.settings.topic(Topic.MARKETDATA), key=key, value=value, headers=headers
@@ -154,7 +198,8 @@ def run(settings: Settings) -> list[str]:
         while feed.mid is None and time.monotonic() < deadline:
             time.sleep(0.1)
         if feed.mid is None:
-            raise RuntimeError("no market data from the capture")
+            why = f": {feed.error}" if feed.error else ""
+            raise RuntimeError(f"no market data from {feed.source}{why}")
         time.sleep(2.0)  # let the engine see the registrations and first prices
         sent = _strategy(settings, producer, key, rogue, strategy, accounts, feed)
         producer.flush(30)
@@ -179,7 +224,7 @@ def run(settings: Settings) -> list[str]:
     positions = {a: state.account(a).positions.get(INSTRUMENT, Decimal(0)) for a in accounts}
     lines = [
         f"engine: {len(sent)} intents from strategy {strategy} on {len(accounts)} accounts, "
-        f"{feed.published} market events from the BTCUSDT capture (as {INSTRUMENT}, {SPEED:g}x)",
+        f"{feed.published} market events from {feed.source} (as {INSTRUMENT}, {SPEED:g}x)",
         f"{'outcome':<18} {'reason':<44} {'count':>5}",
     ]
     for (outcome, reason), n in sorted(table.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -1,0 +1,40 @@
+"""`make demo` on a fresh clone: the Binance capture lives in the shared reference data
+next to the project, not in the repository. Without it the engine stage replays a
+simulated market and still trades (review helper-57, item 8: the feed thread died with
+FileNotFoundError and the stage failed 30 s later with "no market data from the
+capture")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from deploy.settings import Settings
+from engine import demo
+from schemas.events import QuoteUpdated
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_market_is_simulated_without_a_capture(tmp_path: Path) -> None:
+    source, records = demo.market(tmp_path / "absent.jsonl.gz")
+    assert "simulated" in source
+    first = [next(records) for _ in range(20)]
+    assert any(isinstance(p, QuoteUpdated) and p.instrument == demo.INSTRUMENT for _, p in first)
+    assert [at for at, _ in first] == sorted(at for at, _ in first)
+
+
+def test_the_engine_stage_runs_without_the_capture(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "CAPTURE", tmp_path / "absent.jsonl.gz")
+    lines = demo.run(env.with_overrides(data_dir=tmp_path))
+    text = "\n".join(lines)
+    assert "market events from a simulated market (no capture)" in text, text
+    assert "NO DECISION" not in text, text
+    fills = re.search(r"engine: (\d+) fills", text)
+    assert fills is not None and int(fills.group(1)) > 0, text
+    approved = re.search(r"APPROVED ORDER +- +(\d+)", text)
+    assert approved is not None and int(approved.group(1)) > 200, text
