@@ -92,16 +92,20 @@ def setup() -> None:
 
 @app.command()
 def up(data_dir: DataDirOpt = None) -> None:
-    """Start the local Kafka broker and PostgreSQL (idempotent), create topics, migrate."""
+    """Start the local Kafka broker and PostgreSQL (idempotent), create topics, migrate.
+
+    With TRADETAPE_KAFKA_BOOTSTRAP or TRADETAPE_POSTGRES_DSN set, that one is checked and used instead of a local one.
+    """
     from deploy.local import LocalStack, StackError
 
-    stack = LocalStack(_settings(data_dir), echo=_echo)
+    s = _settings(data_dir)
+    stack = LocalStack(s, echo=_echo)
     try:
         started = stack.up()
     except StackError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if not any(started.values()):
+    if not any(started.values()) and not (s.kafka_bootstrap or s.postgres_dsn):
         typer.echo("stack is already up")
     else:
         typer.echo("stack is up")

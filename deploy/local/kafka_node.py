@@ -13,7 +13,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from deploy.local.process import ensure_dir, owned_process, port_open, stop_process, tail
+from deploy.local.process import any_port_open, ensure_dir, owned_process, stop_process, tail
 from deploy.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -128,17 +128,24 @@ class KafkaNode:
             "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=INFO\n"
         )
 
+    @property
+    def local_bootstrap(self) -> str:
+        """This node's listener (whatever `TRADETAPE_KAFKA_BOOTSTRAP` says)."""
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
     def running(self) -> bool:
         return owned_process(self.pid_file, self.marker) is not None
 
-    def ready(self, timeout: float = 2.0) -> bool:
-        host, _, port = self.settings.bootstrap.split(",")[0].rpartition(":")
-        if not port_open(host, int(port)):
-            return False
+    def ready(self, timeout: float = 2.0, bootstrap: str | None = None) -> bool:
+        """Whether `bootstrap` (default: the settings' one, an external cluster's if set)
+        answers a metadata request."""
+        servers = bootstrap or self.settings.bootstrap
+        if not any_port_open(servers):
+            return False  # no client, so no librdkafka connection errors on stderr
         try:
-            AdminClient(
-                {"bootstrap.servers": self.settings.bootstrap, "socket.timeout.ms": 2000}
-            ).list_topics(timeout=timeout)
+            AdminClient({"bootstrap.servers": servers, "socket.timeout.ms": 2000}).list_topics(
+                timeout=timeout
+            )
         except Exception:
             return False
         return True
@@ -212,7 +219,7 @@ class KafkaNode:
                     f"broker exited with {proc.returncode}; last lines of its log:\n"
                     f"{tail(self.log_file)}\n{tail(self.home / 'server.log')}"
                 )
-            if self.ready():
+            if self.ready(bootstrap=self.local_bootstrap):  # the broker it started
                 return True
             time.sleep(0.5)
         raise KafkaStartError(

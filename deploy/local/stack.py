@@ -1,4 +1,9 @@
-"""`tradetape up|down|status`: the broker, the database, topics and migrations together."""
+"""`tradetape up|down|status`: the broker, the database, topics and migrations together.
+
+With `TRADETAPE_KAFKA_BOOTSTRAP` or `TRADETAPE_POSTGRES_DSN` set, `up` starts no local
+broker or database in their place: it checks that the external one answers, and creates
+the topics and applies the migrations there.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from deploy.kafka import admin_client, create_topics
 from deploy.local.kafka_node import KafkaNode, KafkaStartError
 from deploy.local.postgres_node import PostgresNode, PostgresStartError
+from deploy.local.process import port_open
 from deploy.settings import Settings
 
 Echo = Callable[[str], None]
@@ -32,36 +38,85 @@ class LocalStack:
         return PostgresNode(self.settings)
 
     def up(self) -> dict[str, bool]:
-        """Start what is not running; returns which components this call started."""
-        self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        """Start what is not running; returns which components this call started (an
+        external cluster or database, when set, is checked instead, never replaced)."""
+        s = self.settings
+        s.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         started = {"kafka": False, "postgres": False}
         try:
-            if self.kafka.running():
-                self.echo(f"kafka: already running at {self.settings.bootstrap}")
+            if s.kafka_bootstrap:
+                self._check_external_kafka()
+            elif self.kafka.running():
+                self.echo(f"kafka: already running at {self.kafka.local_bootstrap}")
             else:
-                self.echo(f"kafka: starting KRaft node on {self.settings.bootstrap} ...")
+                self._refuse_a_stranger("kafka", s.kafka_port, "TRADETAPE_KAFKA_PORT")
+                self.echo(f"kafka: starting KRaft node on {self.kafka.local_bootstrap} ...")
                 started["kafka"] = self.kafka.start(echo=self.echo)
                 self.echo("kafka: ready")
-            if self.postgres.running():
-                self.echo(f"postgres: already running on port {self.settings.postgres_port}")
+            if s.postgres_dsn:
+                self._check_external_postgres()
+            elif self.postgres.running():
+                self.echo(f"postgres: already running on port {s.postgres_port}")
             else:
-                self.echo(f"postgres: starting on 127.0.0.1:{self.settings.postgres_port} ...")
+                self._refuse_a_stranger("postgres", s.postgres_port, "TRADETAPE_POSTGRES_PORT")
+                self.echo(f"postgres: starting on 127.0.0.1:{s.postgres_port} ...")
                 started["postgres"] = self.postgres.start()
                 self.echo("postgres: ready")
         except (KafkaStartError, PostgresStartError) as exc:
             raise StackError(str(exc)) from exc
-        created = create_topics(self.settings)
+        created = create_topics(s)
         if created:
             self.echo(f"topics: created {len(created)}")
         from projections.migrate import apply_migrations
 
-        applied = apply_migrations(
-            self.settings.dsn, readonly_role=self.settings.readonly_role, pin_reader=False
-        )
+        applied = apply_migrations(s.dsn, readonly_role=s.readonly_role, pin_reader=False)
         if applied:
             self.echo(f"migrations: applied {', '.join(applied)}")
-        self.harden_reader()
+        if s.postgres_dsn:
+            self.echo(
+                f"postgres: the read-only role {s.readonly_role} of an external database is"
+                " hardened by its superuser (projections.migrate.harden_reader;"
+                " docs/operations.md, External cluster and database)"
+            )
+        else:
+            self.harden_reader()
         return started
+
+    def _check_external_kafka(self) -> None:
+        bootstrap = self.settings.bootstrap
+        if not self.kafka.ready(timeout=10):
+            raise StackError(
+                f"kafka: the external cluster {bootstrap} (TRADETAPE_KAFKA_BOOTSTRAP) does"
+                " not answer metadata requests"
+            )
+        self.echo(
+            f"kafka: external cluster {bootstrap} (TRADETAPE_KAFKA_BOOTSTRAP) is reachable;"
+            " no local broker started"
+        )
+
+    def _check_external_postgres(self) -> None:
+        shown = self.settings.redacted_dsn()
+        why = _connect_error(self.settings.dsn)
+        if why is not None:
+            raise StackError(
+                f"postgres: the external database {shown} (TRADETAPE_POSTGRES_DSN) does not"
+                f" accept connections: {why}"
+            )
+        self.echo(
+            f"postgres: external database {shown} (TRADETAPE_POSTGRES_DSN) is reachable;"
+            " no local server started"
+        )
+
+    def _refuse_a_stranger(self, what: str, port: int, setting: str) -> None:
+        """Something that is not this data directory's server already holds the port: a
+        stack started from another data directory, most likely. Starting ours would fail
+        on the port (and `status`/`down` here would never see the other one)."""
+        if port_open("127.0.0.1", port):
+            raise StackError(
+                f"{what}: 127.0.0.1:{port} is in use, but not by a server of"
+                f" {self.settings.resolved_data_dir}: another stack (`tradetape status"
+                f" --data-dir DIR`), or another program; set {setting} to use another port"
+            )
 
     def harden_reader(self) -> None:
         """The reader's superuser-only hardening (`projections.migrate.harden_reader`): the
@@ -127,13 +182,19 @@ def _engine_snapshots(settings: Settings) -> dict[str, Any]:
 
 
 def _can_connect(dsn: str) -> bool:
+    return _connect_error(dsn) is None
+
+
+def _connect_error(dsn: str) -> str | None:
+    """Why a connection to `dsn` fails (its first line), or None if it succeeds."""
     import psycopg
 
     try:
-        with psycopg.connect(dsn, connect_timeout=2):
-            return True
-    except psycopg.Error:
-        return False
+        with psycopg.connect(dsn, connect_timeout=5):
+            return None
+    except psycopg.Error as exc:
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
 
 
 def _add_projection_lag(settings: Settings, health: dict[str, dict[str, Any]]) -> None:
