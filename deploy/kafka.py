@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
@@ -18,11 +20,84 @@ end of a read every call waits this long: with 0.2 s, reading the few reference 
 alone took 0.3-0.7 s of each engine rebuild (bench_engine_startup)."""
 
 
+CLIENT_LOGGER = "tradetape.kafka"
+"""The Python logger librdkafka's logs go to (the `logger` config key of every client
+made from `producer_config` or `consumer_config`)."""
+REPEATS_REPORTED_EVERY = 100
+"""A client's suppressed repeats of a connection failure are counted in the log every
+this many (the first one is always shown)."""
+QUIET_SECONDS = 60.0
+"""A connection failure this long after the client's last one is shown again (a new
+outage, not a repeat of the last one); seconds, not money."""
+
+
+class RepeatedFailures(logging.Filter):
+    """Passes the first connection-failure record (librdkafka facility FAIL) of each
+    client and level, and drops its repeats: with the broker down, librdkafka logs one per
+    reconnect attempt, ~240 lines before a command's one `error:` line (review
+    helper-57, item 13). Every `every`-th repeat is shown with the count suppressed, and
+    a failure after `quiet` seconds without one is shown as a first. Every other record
+    (errors and warnings of other facilities) passes untouched."""
+
+    def __init__(self, every: int = REPEATS_REPORTED_EVERY, quiet: float = QUIET_SECONDS) -> None:
+        super().__init__()
+        self.every, self.quiet = every, quiet
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, int], tuple[int, float]] = {}
+        """(client, level) -> (repeats suppressed since the last shown, time of the last)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # confluent-kafka logs ("%s [%s] %s", facility, client name, message)
+        if not (isinstance(args, tuple) and len(args) == 3 and args[0] == "FAIL"):
+            return True
+        key = (str(args[1]), record.levelno)
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is None or now - seen[1] > self.quiet:
+                if len(self._seen) > 10_000:  # clients come and go: forget the oldest
+                    for old in sorted(self._seen, key=lambda k: self._seen[k][1])[:5_000]:
+                        del self._seen[old]
+                self._seen[key] = (0, now)
+                return True
+            suppressed = seen[0] + 1
+            if suppressed < self.every:
+                self._seen[key] = (suppressed, now)
+                return False
+            self._seen[key] = (0, now)
+        record.args = (
+            args[0],
+            args[1],
+            f"{args[2]} (and {suppressed - 1} more like it, not shown)",
+        )
+        return True
+
+
+def client_logger() -> logging.Logger:
+    """The logger every client's librdkafka logs go to, with `RepeatedFailures`.
+
+    librdkafka hands a client's logs to it only from the client's own poll(), flush(),
+    consume() or close() (confluent-kafka queues them until then), where they went
+    straight to stderr before: every producer here polls or flushes after producing
+    and every consumer polls, so their logs still appear, at most one poll later. What a
+    client logs after its last poll is lost with it: a consumer that fails before its
+    first poll (its error is the caller's exception), and librdkafka's "Producer
+    terminating with N messages still in queue" for a producer dropped without a flush
+    (every producer here flushes and checks what is left, or counts delivery reports).
+    Admin clients (`admin_client`) keep librdkafka's own stderr logging."""
+    log = logging.getLogger(CLIENT_LOGGER)
+    if not any(isinstance(f, RepeatedFailures) for f in log.filters):
+        log.addFilter(RepeatedFailures())
+    return log
+
+
 def producer_config(
     settings: Settings, *, transactional_id: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
+        "logger": client_logger(),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -41,6 +116,7 @@ def producer_config(
 def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
+        "logger": client_logger(),
         "group.id": group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
@@ -52,6 +128,8 @@ def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[
 
 
 def admin_client(settings: Settings) -> AdminClient:
+    # No `logger` here: an admin client is never polled, so its logs would never be
+    # delivered and would pile up in a long-lived one (a projector's); they go to stderr.
     return AdminClient({"bootstrap.servers": settings.bootstrap})
 
 
