@@ -17,9 +17,9 @@ consumer with market data, at most 5,000 records a step: a kill switch written b
 worker waited behind a market-data backlog for as many steps as the backlog took, and
 intents were decided meanwhile (review helper-50).
 
-One batched `ListOffsets` request per step that decides something (none while idle or
-when a step only carries market data); it is sent when the batch has been polled and
-answered while the batch is decoded.
+One batched `ListOffsets` request per step that decides something (none while idle); it
+is sent when the batch has been polled and answered while the worker decodes the batch,
+checks its signatures and reads market data (measured cost: docs/engine.md).
 """
 
 from __future__ import annotations

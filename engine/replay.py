@@ -126,37 +126,58 @@ def read_until_caught_up(
     needs longer than it hold for ever, each retry stopping at the same point (review
     helper-53).
     """
-    if not start:
+    return read_all_until_caught_up([(consumer, start)], admin, on_message, timeout=timeout)
+
+
+def read_all_until_caught_up(
+    readers: list[tuple[Consumer, list[TopicPartition]]],
+    admin: AdminClient,
+    on_message: Callable[[Message], None],
+    *,
+    timeout: float = 90.0,  # seconds, not money
+) -> bool:
+    """`read_until_caught_up` for several consumers at once (the worker's control and
+    market-data consumers in a rebuild): one pair of offset requests, every consumer
+    assigned (and fetching) before any is read, the reads interleaved."""
+    readers = [(c, start) for c, start in readers if start]
+    if not readers:
         return True
-    ends = end_offsets(admin, start)
-    lows = end_offsets(admin, start, earliest=True)
-    consumer.assign(start)
-    targets: dict[PartitionKey, int] = {}
-    for tp in start:
-        key = (tp.topic, tp.partition)
-        high, low = ends[key], lows[key]
-        if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
-            targets[key] = high
+    every = [tp for _c, start in readers for tp in start]
+    ends = end_offsets(admin, every)
+    lows = end_offsets(admin, every, earliest=True)
+    todo: list[tuple[Consumer, dict[PartitionKey, int]]] = []
+    for consumer, start in readers:
+        consumer.assign(start)
+        targets: dict[PartitionKey, int] = {}
+        for tp in start:
+            key = (tp.topic, tp.partition)
+            high, low = ends[key], lows[key]
+            if high > max(low, 0) and (tp.offset < 0 or tp.offset < high):
+                targets[key] = high
+        todo.append((consumer, targets))
+    wait = READ_WAIT_SECONDS / len(todo)
     idle_since = time.monotonic()
-    while targets and time.monotonic() - idle_since < timeout:
-        msgs = consumer.consume(num_messages=5000, timeout=READ_WAIT_SECONDS)
-        for msg in msgs:
-            if msg.error():
+    while any(t for _c, t in todo) and time.monotonic() - idle_since < timeout:
+        for consumer, targets in todo:
+            if not targets:
                 continue
-            idle_since = time.monotonic()
-            on_message(msg)
-        done = []
-        positions = consumer.position([TopicPartition(t, p) for (t, p) in targets])
-        for tp in positions:
-            high = targets[(tp.topic, tp.partition)]
-            if tp.offset >= high:
-                done.append((tp.topic, tp.partition))
-            elif tp.offset >= high - 1 and time.monotonic() - idle_since > 1.0:
-                # Only a trailing transaction marker is left after the last record.
-                done.append((tp.topic, tp.partition))
-        for key in done:
-            targets.pop(key, None)
-    return not targets
+            for msg in consumer.consume(num_messages=5000, timeout=wait):
+                if msg.error():
+                    continue
+                idle_since = time.monotonic()
+                on_message(msg)
+            done = []
+            positions = consumer.position([TopicPartition(t, p) for (t, p) in targets])
+            for tp in positions:
+                high = targets[(tp.topic, tp.partition)]
+                if tp.offset >= high:
+                    done.append((tp.topic, tp.partition))
+                elif tp.offset >= high - 1 and time.monotonic() - idle_since > 1.0:
+                    # Only a trailing transaction marker is left after the last record.
+                    done.append((tp.topic, tp.partition))
+            for key in done:
+                targets.pop(key, None)
+    return not any(t for _c, t in todo)
 
 
 def fold_until(

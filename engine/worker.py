@@ -73,8 +73,8 @@ from engine.replay import (
     decode_message,
     folder,
     load_slices,
+    read_all_until_caught_up,
     read_own,
-    read_until_caught_up,
 )
 from engine.snapshot import Slice, SnapshotError, release_partitions
 from engine.state import EngineState
@@ -406,8 +406,9 @@ class EngineWorker:
             )
             for tp in md
         ]
-        ok = read_until_caught_up(self.ctl_consumer, self.admin, ctl, apply)
-        ok = read_until_caught_up(self.ref_consumer, self.admin, md, apply) and ok
+        ok = read_all_until_caught_up(
+            [(self.ctl_consumer, ctl), (self.ref_consumer, md)], self.admin, apply
+        )
         ref_applied = state.applied
         t_ref = time.monotonic()
         slices: dict[int, Slice] = {}
@@ -699,46 +700,49 @@ class EngineWorker:
         except MalformedEventError as exc:
             return exc
 
-    def _missing_ref(self, event: Envelope[Any] | MalformedEventError) -> str | None:
-        """What an intent needs that this worker has not seen yet (its producer, account or
-        price), or None."""
+    def _missing_ref(
+        self, event: Envelope[Any] | MalformedEventError, *, prices: bool
+    ) -> str | None:
+        """What an intent needs that this worker has not seen yet: its price (`prices`,
+        from market data), else its producer or account (control facts); or None."""
         if not isinstance(event, Envelope):
             return None
         p = event.payload
         if not isinstance(p, OrderIntent | CancelIntent):
+            return None
+        if prices:
+            if isinstance(p, OrderIntent):
+                ps = self.state.prices.get(p.instrument)
+                if ps is None or ps.reference() is None:
+                    return "price:" + p.instrument
             return None
         if p.producer_id not in self.state.producers:
             return "producer:" + p.producer_id
         acc = self.state.accounts.get(p.account)
         if acc is None or not acc.opened:
             return "account:" + p.account
-        if isinstance(p, OrderIntent):
-            ps = self.state.prices.get(p.instrument)
-            if ps is None or ps.reference() is None:
-                return "price:" + p.instrument
         return None
 
-    def _ref_grace(self, decoded: list[tuple[Message, Any]]) -> tuple[float, float]:
-        """How long to give the market-data and the control consumer before deciding this
-        batch: the grace if an intent needs a price (market data) or a producer or account
-        (control) not seen yet, unless the worker already waited for that within
+    def _ref_grace(self, decoded: list[tuple[Message, Any]], *, prices: bool) -> float:
+        """How long to give the market-data consumer (`prices`) or the control consumer
+        before deciding this batch: the grace if an intent needs a price, or a producer or
+        account, not seen yet, unless the worker already waited for that within
         `REF_GRACE_BACKOFF` (so intents for something that never comes cannot slow every
         batch down)."""
-        missing = {m for _, ev in decoded if (m := self._missing_ref(ev)) is not None}
+        missing = {
+            m for _, ev in decoded if (m := self._missing_ref(ev, prices=prices)) is not None
+        }
         if not missing:
-            return 0.0, 0.0
+            return 0.0
         now = time.monotonic()
         waited = self._grace_given
-        due = {m for m in missing if now - waited.get(m, -1e9) >= REF_GRACE_BACKOFF}
-        if not due:
-            return 0.0, 0.0
+        if all(now - waited.get(m, -1e9) < REF_GRACE_BACKOFF for m in missing):
+            return 0.0
         if len(waited) > 10_000:
             waited.clear()
         for m in missing:
             waited[m] = now
-        prices = any(m.startswith("price:") for m in due)
-        others = any(not m.startswith("price:") for m in due)
-        return (REF_GRACE_SECONDS if prices else 0.0), (REF_GRACE_SECONDS if others else 0.0)
+        return REF_GRACE_SECONDS
 
     def _control_failed(self, drained: Drained) -> None:
         """The control topics could not be read to their end before this batch: its
@@ -1166,8 +1170,9 @@ class EngineWorker:
             # An assignment served by this poll left the state incomplete.
             self._put_back(msgs)
             return 0
-        # The control topics' end as of now (the batch is polled): answered while the
-        # batch is decoded; every control fact committed before it is folded before it.
+        # The control topics' end as of now (the batch is polled), answered while the
+        # batch is decoded, its signatures checked and market data read: every control
+        # fact committed before the batch came is folded before it is decided.
         query = self.control.ask_ends(self.admin) if msgs else None
         admin_topic = self.names[Topic.ADMIN]
         # Admin facts first: an account opened in this batch is open for its intents.
@@ -1183,39 +1188,45 @@ class EngineWorker:
                 continue
             decoded.append((msg, self._decode_input(msg)))
         out: list[Output] = caught_up
-        tc = time.monotonic()
-        drained = self.control.drain(query) if query is not None else None
-        for msg in drained.records if drained is not None else self.control.take():
-            if not msg.error():
-                self._handle_reference(msg, out)
+        # The signatures in one batched check: a verdict holds for its (payload, key), and
+        # `process` checks again if the control facts read below changed the key.
+        tv = time.monotonic()
+        self._preverify(decoded)
+        verify = time.monotonic() - tv
         # An intent for a price, producer or account not seen yet waits a few ms for
         # records already on their way (else it would be rejected, fail closed); in steady
         # state nothing waits.
-        md_grace, ctl_grace = self._ref_grace(decoded)
-        if ctl_grace:
-            for msg in self.control.take(ctl_grace):
-                if not msg.error():
-                    self._handle_reference(msg, out)
-        self.busy["control"] += time.monotonic() - tc
-        refs = self.ref_consumer.consume(num_messages=5000, timeout=md_grace)
+        refs = self.ref_consumer.consume(
+            num_messages=5000, timeout=self._ref_grace(decoded, prices=True)
+        )
         try:
             self.ctx.consumer_lag = self.consumer_lag()
         except KafkaException as exc:  # fail closed: every intent is STALE_STATE
             log.warning("consumer lag unknown (%s): deciding this batch as stale", exc)
             self.ctx.consumer_lag = UNKNOWN_LAG
             self._renew_admin()
+        for msg in refs:
+            if not msg.error():
+                self._handle_reference(msg, out)
+        tc = time.monotonic()
+        drained = self.control.drain(query) if query is not None else None
+        for msg in drained.records if drained is not None else self.control.take():
+            if not msg.error():
+                self._handle_reference(msg, out)
+        ctl_grace = self._ref_grace(decoded, prices=False)
+        if ctl_grace:
+            for msg in self.control.take(ctl_grace):
+                if not msg.error():
+                    self._handle_reference(msg, out)
+        self.busy["control"] += time.monotonic() - tc
         if drained is not None and drained.failure is not None:
             self._control_failed(drained)
         t2 = time.monotonic()
         inputs = len(decoded)
         starts: list[int] = []
         """Where each input's outputs begin in `out` (the outputs before the first are
-        the catch-up's, the control facts' and market data's)."""
+        the catch-up's, market data's and the control facts')."""
         try:
-            for msg in refs:
-                if not msg.error():
-                    self._handle_reference(msg, out)
-            self._preverify(decoded)
             for msg, event in decoded:
                 starts.append(len(out))
                 self._handle_input(msg, event, out)
@@ -1259,14 +1270,14 @@ class EngineWorker:
             # Where a busy worker's time goes (seconds; logged every 10 s).
             busy = self.busy
             busy["poll"] += t1 - t0
-            busy["refs+lag"] += t2 - t1
-            busy["process"] += t3 - t2
+            busy["refs+lag"] += t2 - t1 - verify
+            busy["process"] += t3 - t2 + verify
             busy["commit-wait"] += t4 - t3
             if t4 - t0 > SLOW_BATCH_SECONDS:
                 log.info(
                     "slow batch of %d inputs: poll %.0f, refs+lag %.0f, process %.0f, "
                     "commit-wait %.0f ms",
-                    inputs, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000,
+                    inputs, (t1 - t0) * 1000, (t2 - t1 - verify) * 1000, (t3 - t2 + verify) * 1000,
                     (t4 - t3) * 1000,
                 )  # fmt: skip
         self._check_partitions()
