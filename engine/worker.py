@@ -76,6 +76,7 @@ from engine.replay import (
     read_all_until_caught_up,
     read_own,
 )
+from engine.risk.rules import UNKNOWN_LAG
 from engine.snapshot import Slice, SnapshotError, release_partitions
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError, encode
@@ -127,8 +128,6 @@ INPUT_FAULTS = frozenset(
 )
 """Produce errors no retry can cure: the record itself is refused. The input it came from
 is answered with a rejection or dead letter instead (see `PoisonOutput`)."""
-UNKNOWN_LAG = 2**63 - 1
-"""The consumer lag passed to the rules when it could not be measured: STALE_STATE."""
 REBUILD_BACKOFF_MAX = 30.0
 """Longest wait (seconds) between two attempts at a rebuild that failed or was incomplete."""
 

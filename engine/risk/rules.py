@@ -16,6 +16,9 @@ from engine.trusted import builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
 ZERO = Decimal(0)
+UNKNOWN_LAG = 2**63 - 1
+"""The consumer lag the worker passes when it could not be measured, or the control topics
+could not be read to their end before the batch: STALE_STATE."""
 _MS = timedelta(milliseconds=1)
 
 
@@ -138,6 +141,13 @@ def freshness(ctx: RiskContext) -> RuleResult:
     """
     rid, ver = freshness.RULE_ID, freshness.RULE_VERSION  # type: ignore[attr-defined]
     lim = ctx.limits
+    if ctx.consumer_lag >= UNKNOWN_LAG:
+        return _no(
+            rid,
+            ver,
+            "STALE_STATE",
+            "consumer lag unknown, or the control topics not read to their end",
+        )
     if ctx.consumer_lag > lim.max_consumer_lag:
         return _no(
             rid,

@@ -165,6 +165,8 @@ def test_control_topics_that_cannot_be_read_to_their_end_make_intents_stale(
             stale = _decided(env, f"stale-{name}")
             assert stale.payload.outcome == "REJECTED", (name, stale.payload)
             assert "STALE_STATE" in _reasons(stale), (name, stale.payload)
+            fresh = next(r for r in stale.payload.rule_results if r.rule_id == "FRESHNESS")
+            assert "control topics not read to their end" in fresh.detail, fresh
         mode[0] = "ok"
         produce(env, [quote(update_id=3), intent(key, "ACC1", "ok-2")])
         assert _decided(env, "ok-2").payload.outcome == "APPROVED"
