@@ -119,7 +119,8 @@ _REPORT = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO tradetape\.engine worker \S+: "
     r"(\{.*?\}), lag \d+, busy (\{.*\})$"
 )
-STAGES = ("poll", "refs+lag", "process", "commit-wait", "produce", "offsets", "end")
+STAGES = ("poll", "refs+lag", "control", "process", "commit-wait", "produce", "offsets", "end")
+"""`control` (the control topics read to their end, `engine.control`) is part of `refs+lag`."""
 
 
 def worker_reports(path: Path) -> list[tuple[float, dict[str, int], dict[str, float]]]:
@@ -146,7 +147,7 @@ def worker_reports(path: Path) -> list[tuple[float, dict[str, int], dict[str, fl
 def stage_breakdown(logs: list[Path], t0: float, t1: float) -> dict[str, float]:
     """Mean milliseconds per transaction in each worker stage between wall times t0 and t1
     (from the last report before t0 to the first one after t1; summed over workers), plus
-    `intents/txn`. Main thread: poll, refs+lag (incl. decoding), process, commit-wait;
+    `intents/txn`. Main thread: poll, refs+lag (incl. decoding and control), process, commit-wait;
     committer thread: produce, offsets (send_offsets_to_transaction), end (commit)."""
     busy = dict.fromkeys(STAGES, 0.0)
     txns = intents = 0
