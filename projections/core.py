@@ -601,12 +601,13 @@ class DecisionsProjection(Projection):
             for r in rules:  # checked before the first insert: a refused event writes nothing
                 fits_column(r["rule_version"], "rule_version", INT4)
             fits_column(p["risk_config_version"], "risk_config_version", INT4)
+            codes = p["reason_codes"]  # none for most: "[]" without orjson's call
             state.insert(
                 self.decisions,
                 (
                     eid, t, p["account"], p["producer_id"], p["strategy_id"], p["client_order_id"],
                     p["intent_event_id"], p["intent_kind"], p["outcome"],
-                    _jsonb(p["reason_codes"]), p["risk_config_version"], p["order_id"], "",
+                    _jsonb(codes) if codes else "[]", p["risk_config_version"], p["order_id"], "",
                     d["occurred_at"],
                 ),
             )  # fmt: skip

@@ -303,6 +303,12 @@ def header_type(headers: Sequence[tuple[str, Any]] | None) -> tuple[str, int] | 
         return _named(et, ver)
 
 
+_PLANS: dict[tuple[str, int], tuple[SchemaValidator, bool, tuple[Callable[[Data], bool], ...]]] = {}
+"""Per lean-eligible (type, version): its validator, whether its output holds free JSON
+(`_FREE_JSON`) and its payload checks, in one lookup per record (three lookups and a
+call before). Only registered types get one, so it stays as small as the registry."""
+
+
 def lean_decode(
     value: bytes | None,
     headers: Sequence[tuple[str, Any]] | None,
@@ -314,19 +320,24 @@ def lean_decode(
         return None
     if named is None:
         named = header_type(headers)
-    if named is None or len(named[0]) > 64:
-        return None
-    v = validator_for(*named)
-    if v is None:
-        return None
+        if named is None:
+            return None
+    plan = _PLANS.get(named)
+    if plan is None:
+        if len(named[0]) > 64:
+            return None
+        v = validator_for(*named)
+        if v is None:
+            return None
+        plan = _PLANS[named] = (v, named in _FREE_JSON, _PAYLOAD_CHECKS.get(named, ()))
+    v, free_json, checks = plan
     try:
         out: Data = v.validate_json(value)
     except ValidationError:
         return None
-    if named in _FREE_JSON and not _finite(out):
+    if free_json and not _finite(out):
         return None
-    checks = _PAYLOAD_CHECKS.get(named)
-    if checks is not None and not all(c(out["payload"]) for c in checks):
+    if checks and not all(c(out["payload"]) for c in checks):
         return None
     return out
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import operator
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -239,18 +237,19 @@ def predecode(
     rest). Depends only on the records, so it can run while the previous batch is
     being written."""
     out: list[Located | Quarantined | None] = []
-    verdicts: dict[tuple[str, str, int], bool] = {}
+    verdicts: dict[tuple[str, tuple[str, int]], bool] = {}
     for r in records:
         named = header_type(r.headers)
         need = True
         if named is not None:
-            key = (r.topic, *named)
-            if key not in verdicts:
-                verdicts[key] = any(
+            key = (r.topic, named)
+            need_ = verdicts.get(key)
+            if need_ is None:
+                need_ = verdicts[key] = any(
                     r.topic in topics[i] and p.accepts(*named) is not False
                     for i, p in enumerate(projections)
                 )
-            need = verdicts[key]
+            need = need_
         out.append(decode_one(r, named) if need else None)
     return out
 
@@ -301,16 +300,30 @@ def copy_block(rows: Sequence[Row]) -> str:
     escaped by `copy_text`, and only a NULL's `\\N` holds a backslash. So if the block
     holds no CR and no more newlines, tabs and backslashes than its rows, separators and
     NULLs account for, no value needed escaping; otherwise it is rendered value by value.
+
+    The NULLs are counted as they are rendered (by identity: `count(None)` would also
+    take a value equal to None), on the path only non-`str` values take: a second pass
+    over every value to count them was a quarter of the rendering (session 14).
     """
+    nulls: list[None] = []
+    null = nulls.append
     text = "".join(
-        ["\t".join([v if type(v) is str else copy_text(v) for v in row]) + "\n" for row in rows]
+        [
+            "\t".join(
+                [
+                    v if type(v) is str else (null(v) or "\\N") if v is None else copy_text(v)
+                    for v in row
+                ]
+            )
+            + "\n"
+            for row in rows
+        ]
     )
     if (
         "\r" not in text
         and text.count("\n") == len(rows)
         and text.count("\t") == sum(map(len, rows)) - len(rows)
-        # NULLs by identity (`count(None)` would also take a value equal to None)
-        and text.count("\\") == sum(map(operator.is_, chain.from_iterable(rows), repeat(None)))
+        and text.count("\\") == len(nulls)
     ):
         return text
     return copy_block_escaped(rows)
