@@ -208,6 +208,8 @@ def run(settings: Settings) -> list[str]:
         feed.stop = True
         worker.stopping = True
         thread.join(60)
+        if not thread.is_alive():
+            worker.close()  # its producer: `run` closes only the consumers
         watcher.close()
     table: Counter[tuple[str, str]] = Counter()
     for d in decisions:

@@ -268,6 +268,7 @@ class SigningCoordinator:
     def close(self) -> None:
         self._consumer.close()
         self._producer.flush(10)
+        self._producer.close()  # else its threads live on, reconnecting to the broker
 
     def __enter__(self) -> SigningCoordinator:
         return self

@@ -87,9 +87,11 @@ def register_requester(settings: Settings, name: str = DEFAULT_REQUESTER) -> Req
         if not _registered(settings, name, requester.public_key, timeout=90):
             raise RuntimeError(f"the engine did not accept the registration of {name}")
     finally:
-        publisher.flush()
+        publisher.close()
         worker.stopping = True
         thread.join(60)
+        if not thread.is_alive():
+            worker.close()  # its producer: `run` closes only the consumers
     return requester
 
 

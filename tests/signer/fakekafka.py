@@ -84,6 +84,9 @@ class Broker:
                         cb(err, rec)
                 return 0
 
+            def close(self) -> bool:
+                return self.flush() == 0
+
         return Producer
 
     def consumer_class(self) -> type[Any]:
