@@ -350,7 +350,10 @@ def _other_half(
     """The forked half: wait for its partitions, build them, report on `pipe` (and set
     the `history` event once its history rows are committed)."""
     die_with_parent(parent)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent's `HalfSilent`
+    # Where it hangs, for the parent's `HalfSilent`: on fd 2 (a caller's stderr may be no
+    # file at all, e.g. a CLI test runner's, where registering raised and killed the half).
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
     mallopt = libc_function("mallopt")
     if mallopt is not None:
         mallopt(-8, 2)  # M_ARENA_MAX: librdkafka's and the writer's threads would each get one
