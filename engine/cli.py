@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -204,15 +205,21 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[
             # seconds, not money
             float,
-            typer.Option(help="Seconds to wait for each decision (exit 1 if one is missing)"),
+            typer.Option(
+                help="Seconds to wait for answers: an admin command's (and those before it)"
+                " before the next line is sent, then the rest's at the end; exit 1 if one"
+                " is missing"
+            ),
         ] = 30.0,
     ) -> None:
         """Publish each JSONL line (an intent or an admin command) and print the decisions.
 
         A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload
         with an `event_type` field. Intents are signed with their producer's key file.
-        Exits 1 if any event was not delivered to the broker or got no answer within
-        --wait (`"answer": null`; an `error:` line names their lines).
+        Exits 1 if any line could not be read or signed, an event was not delivered to
+        the broker, or one got no answer within --wait (`"answer": null`; an `error:` line
+        names their lines). Once one answer is missing the engine is not waited for line
+        by line: the rest share one last --wait at the end.
         """
         from confluent_kafka import KafkaException
 
@@ -239,11 +246,39 @@ def register(app: typer.Typer) -> None:
         sent: list[Any] = []
         line_of: dict[Any, int] = {}
         answers: dict[Any, Any] = {}
+        bad_lines: list[int] = []
+        # Once an answer failed to come within --wait, no later event is waited for one by
+        # one: the rest share one last --wait at the end (before, every event waited
+        # --wait of its own, and the ones before each admin command again: with no engine
+        # running a 1,000-line file took hours).
+        stalled: list[int] = []
 
-        def answer_of(event: Any) -> Any:
+        def answer_of(event: Any, timeout: float) -> Any:
             # A resent intent (a new envelope) is answered with the original decision,
             # under the original's correlation id: matched by the intent's key and digest.
-            return watcher.wait(event.correlation_id, wait, intent=intent_key(event))
+            return watcher.wait(event.correlation_id, timeout, intent=intent_key(event))
+
+        def await_answers(events: list[Any], final: bool = False) -> None:
+            """Answers to `events` not answered yet: at most --wait in all for them."""
+            deadline = time.monotonic() + (0.0 if stalled else wait)
+            drained = False
+            for ev in events:
+                if answers.get(ev.event_id) is not None:
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 and not drained:
+                    for _ in range(50):  # what already came, without waiting for more
+                        if not watcher.pump(0.2):
+                            break
+                    drained = True
+                answers[ev.event_id] = got = answer_of(ev, max(0.0, left))
+                if got is None and not stalled and not final:
+                    stalled.append(line_of[ev.event_id])
+                    typer.echo(
+                        f"error: no answer to line {line_of[ev.event_id]} within {wait:g} s; "
+                        "the lines after it are sent without waiting for answers",
+                        err=True,
+                    )
 
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -255,7 +290,8 @@ def register(app: typer.Typer) -> None:
                 cls = payload_class(etype, int(raw.get("schema_version", 1)))
                 payload = cls.model_validate(body)
             except Exception as exc:  # a bad line is reported, the rest still go out
-                typer.echo(f"line {n}: skipped: {exc}", err=True)
+                typer.echo(f"error: line {n}: skipped: {exc}", err=True)
+                bad_lines.append(n)
                 continue
             is_admin = etype in ADMIN_COMMAND_TYPES
             who = ADMIN if is_admin else str(getattr(payload, "producer_id", ADMIN))
@@ -266,13 +302,12 @@ def register(app: typer.Typer) -> None:
                 # Intents sent before an admin command are decided before it applies...
                 for other in publishers.values():
                     other.flush()
-                for prior in sent:
-                    if prior.event_id not in answers:
-                        answers[prior.event_id] = answer_of(prior)
+                await_answers(sent)
             try:
                 event = pub.publish(payload, admin=is_admin)
             except (ValueError, KafkaException) as exc:
-                typer.echo(f"line {n}: {exc}", err=True)
+                typer.echo(f"error: line {n}: {exc}", err=True)
+                bad_lines.append(n)
                 continue
             # (the watcher reads only inside `wait`, after this)
             wanted.add(event.correlation_id)
@@ -283,7 +318,7 @@ def register(app: typer.Typer) -> None:
             if is_admin:
                 # ...and it takes effect before the lines after it are sent.
                 pub.flush()
-                answers[event.event_id] = answer_of(event)
+                await_answers([event])
         undelivered = 0
         for pub in publishers.values():
             pub.close()
@@ -291,8 +326,10 @@ def register(app: typer.Typer) -> None:
             for err in pub.delivery_errors[:3]:
                 typer.echo(f"error: not delivered: {err}", err=True)
         unanswered: list[int] = []
+        stalled.clear()  # one last --wait for every answer still missing
+        await_answers(sent, final=True)
         for event in sent:
-            answer = answers.get(event.event_id) or answer_of(event)
+            answer = answers.get(event.event_id)
             if answer is None:
                 unanswered.append(line_of[event.event_id])
             p = None if answer is None else answer.payload
@@ -330,7 +367,12 @@ def register(app: typer.Typer) -> None:
                 "what was delivered is on the log and is decided when an engine reads it)",
                 err=True,
             )
-        if undelivered or unanswered:
+        if bad_lines:
+            typer.echo(
+                f"error: {len(bad_lines)} lines were not published: {_line_list(bad_lines)}",
+                err=True,
+            )
+        if undelivered or unanswered or bad_lines:
             raise typer.Exit(1)
 
     @marketdata_app.command("load", help=HELP_LOAD)

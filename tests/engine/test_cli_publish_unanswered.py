@@ -8,6 +8,7 @@ from "published into the void" (issue #3, h62 item 1).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,41 @@ def test_publish_exits_1_and_names_the_lines_without_an_answer(
     assert "error: no answer from the engine within 1 s to 2 of 2 events" in done.stderr
     assert "on lines 1, 3 " in done.stderr, done.stderr[-2000:]
     assert "not delivered" not in done.stderr  # they were: only the answers are missing
+
+
+@pytest.mark.integration
+def test_without_an_engine_publish_waits_about_twice_wait_not_wait_per_line(
+    env: Settings, tmp_path: Path
+) -> None:
+    """Every event waited --wait of its own, and the ones before each admin command again:
+    six admin lines at --wait 3 took 3 x (1 + 2 + ... + 6) + 6 x 3 = 81 s with no engine
+    (a 1,000-line file, hours). After the first missing answer the rest are sent without
+    waiting and share one last --wait."""
+    lines = [
+        json.dumps(
+            {"event_type": "KycVerified", "payload": {"account": f"A{i}", "verified_by": "admin"}}
+        )
+        for i in range(6)
+    ]
+    path = tmp_path / "commands.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    done = run_cli(cli_env(env), "publish", str(path), "--wait", "3")
+    took = time.monotonic() - started
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.count("sent without waiting") == 1, done.stderr[-2000:]
+    assert "to 6 of 6 events, on lines 1, 2, 3, 4, 5, 6 " in done.stderr, done.stderr[-2000:]
+    assert took < 45, took  # the old code cannot finish in under 81 s
+
+
+@pytest.mark.integration
+def test_a_line_that_cannot_be_published_exits_1(env: Settings, tmp_path: Path) -> None:
+    """Lines that could not be read were reported and skipped, and the command exited 0
+    (a file of nothing but bad lines printed nothing and succeeded)."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"event_type": "NoSuchEvent", "payload": {}}\nnot json\n')
+    done = run_cli(cli_env(env), "publish", str(path), "--wait", "1")
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert "error: line 1: skipped" in done.stderr and "error: line 2: skipped" in done.stderr
+    assert "error: 2 lines were not published: 1, 2" in done.stderr, done.stderr[-2000:]
+    assert done.stdout == ""
