@@ -330,6 +330,13 @@ class EngineWorker:
                 old.close()
             except Exception:
                 log.exception("closing a failed consumer")
+        # The fenced producer too (its threads would otherwise reconnect for the life of
+        # the process, one more per fatal error): closing it aborts its transaction, which
+        # fails, fenced, after it has been released.
+        try:
+            self.producer.close()
+        except KafkaException as err:
+            log.info("closing the fenced producer: %s", err)
         self.pending = None
         self.in_txn = False
         self.assigned = []
