@@ -331,13 +331,25 @@ class EngineWorker:
             except Exception:
                 log.exception("closing a failed consumer")
         # The fenced producer too (its threads would otherwise reconnect for the life of
-        # the process, one more per fatal error): closing it aborts its transaction, which
-        # fails, fenced, after it has been released.
-        try:
-            self.producer.close()
-        except KafkaException as err:
-            log.info("closing the fenced producer: %s", err)
-        self.pending = None
+        # the process, one more per fatal error), once the committer thread is done with
+        # it (destroying a librdkafka handle another thread is inside of is a crash); its
+        # transaction's own outcome no longer matters: the state is rebuilt from the log.
+        pending, self.pending = self.pending, None
+        finished = True
+        if pending is not None:
+            try:
+                pending.result(timeout=90)
+            except TimeoutError:  # concurrent.futures.TimeoutError since 3.11
+                finished = False
+            except Exception as err:
+                log.info("the transaction in flight ended with %s", err)
+        if finished:
+            try:
+                self.producer.close()
+            except KafkaException as err:
+                log.info("closing the fenced producer: %s", err)
+        else:  # still inside the broker call: left to the garbage collector, unclosed
+            log.warning("worker %s: the committer is still in a broker call", self.wid)
         self.in_txn = False
         self.assigned = []
         self.owned = []
