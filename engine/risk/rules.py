@@ -272,23 +272,41 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     return _ok(rid, ver, f"drawdown {dd:.4f}")
 
 
+def _fill_estimate(ctx: RiskContext, ref: Decimal) -> Decimal:
+    """Where the parent enters: a marketable order at the touch it meets (a buy limit at
+    or above the ask fills at the ask), a resting one at its limit, a market order at the
+    worse of reference and touch."""
+    limit = ctx.limit_price
+    if ctx.side is Side.BUY:
+        ask = ctx.best_ask
+        if limit is None:
+            return ref if ask is None else max(ref, ask)
+        return ask if ask is not None and limit >= ask else limit
+    bid = ctx.best_bid
+    if limit is None:
+        return ref if bid is None else min(ref, bid)
+    return bid if bid is not None and limit <= bid else limit
+
+
 def _trigger_on_wrong_side(ctx: RiskContext, ref: Decimal) -> str | None:
     """Why an attached trigger would fire at once, or None. The children close what the
     parent opened: a buy's are sells, a stop-loss sell firing on a print at or below it
-    and a take-profit sell on one at or above it (mirrored for a sell's). The parent
-    enters at its limit, or the market without one; a stop is also held to the
-    market side of the reference (a marketable buy fills at the ask, below its limit, and
-    a stop between the two sold at the first print after the fill)."""
-    entry = ref if ctx.limit_price is None else ctx.limit_price
+    and a take-profit sell on one at or above it (mirrored for a sell's). A take-profit
+    must lie beyond the entry (`_fill_estimate`); a stop beyond the entry and on the far
+    side of the market too (reference and the touch prints trade at: a buy's stop below
+    the bid, or the next sell print at the bid fires it)."""
+    entry = _fill_estimate(ctx, ref)
     sl, tp = ctx.stop_loss, ctx.take_profit
     if ctx.side is Side.BUY:
-        if sl is not None and sl >= min(entry, ref):
-            return f"stop_loss {sl} not below entry {entry} and reference {ref}"
+        floor = min(entry, ref) if ctx.best_bid is None else min(entry, ref, ctx.best_bid)
+        if sl is not None and sl >= floor:
+            return f"stop_loss {sl} not below {floor} (entry {entry}, reference {ref}, bid)"
         if tp is not None and tp <= entry:
             return f"take_profit {tp} not above entry {entry}"
     else:
-        if sl is not None and sl <= max(entry, ref):
-            return f"stop_loss {sl} not above entry {entry} and reference {ref}"
+        ceiling = max(entry, ref) if ctx.best_ask is None else max(entry, ref, ctx.best_ask)
+        if sl is not None and sl <= ceiling:
+            return f"stop_loss {sl} not above {ceiling} (entry {entry}, reference {ref}, ask)"
         if tp is not None and tp >= entry:
             return f"take_profit {tp} not below entry {entry}"
     return None

@@ -268,8 +268,9 @@ def test_an_attached_trigger_is_a_notional_too() -> None:
 def test_a_trigger_on_the_wrong_side_of_its_order_is_refused() -> None:
     """PRICE_COLLAR v2. A stop-loss sell typed above the market (30,500 on a buy at 30,001,
     within every notional limit) was approved, and the stop sold the whole fill at the
-    first print after it. Each trigger must lie on its side of the entry (and a stop on
-    the market side of the reference too); at the line is the wrong side."""
+    first print after it. Each trigger must lie beyond the entry (a marketable order's at
+    the touch it meets), and a stop beyond the reference and the touch too; at the line is
+    the wrong side."""
     limits = RiskLimits(max_order_notional=D("1e6"), max_position=D("1e6"))
     h = Harness(limits, cash=D("1000000"))
     h.admin_deposit("BTC", D("10"))
@@ -283,6 +284,10 @@ def test_a_trigger_on_the_wrong_side_of_its_order_is_refused() -> None:
         (Side.SELL, "29999", {"stop_loss": D("29500")}),
         (Side.SELL, "29999", {"take_profit": D("30500")}),
         (Side.SELL, None, {"stop_loss": D("29990")}),
+        # inside the spread (bid 29,999, ask 30,001): the next print at the touch fires it
+        (Side.BUY, None, {"stop_loss": D("29999.5")}),
+        (Side.BUY, None, {"take_profit": D("30000.5")}),  # the market buy fills at the ask
+        (Side.SELL, None, {"take_profit": D("29999.5")}),
     ]
     for side, limit, extra in wrong:
         d = decision(h.order(side, D("1"), None if limit is None else D(limit), **extra))
@@ -298,6 +303,8 @@ def test_a_trigger_on_the_wrong_side_of_its_order_is_refused() -> None:
         (Side.BUY, "29500", {"stop_loss": D("29400"), "take_profit": D("29800")}),
         (Side.SELL, "29999", {"stop_loss": D("30500"), "take_profit": D("29500")}),
         (Side.SELL, None, {"stop_loss": D("30100"), "take_profit": D("29900")}),
+        # marketable: enters at the ask, so a take-profit below its limit is still above it
+        (Side.BUY, "30100", {"take_profit": D("30050")}),
     ]
     for side, limit, extra in right:
         d = decision(h.order(side, D("1"), None if limit is None else D(limit), **extra))
