@@ -206,9 +206,9 @@ def register(app: typer.Typer) -> None:
             # seconds, not money
             float,
             typer.Option(
-                help="Seconds to wait for answers: an admin command's (and those before it)"
-                " before the next line is sent, then the rest's at the end; exit 1 if one"
-                " is missing"
+                help="Seconds to wait for answers: those an admin command must follow (the"
+                " lines after are not sent without them), then the rest's at the end; exit 1"
+                " if one is missing"
             ),
         ] = 30.0,
     ) -> None:
@@ -218,8 +218,10 @@ def register(app: typer.Typer) -> None:
         with an `event_type` field. Intents are signed with their producer's key file.
         Exits 1 if any line could not be read or signed, an event was not delivered to
         the broker, or one got no answer within --wait (`"answer": null`; an `error:` line
-        names their lines). Once one answer is missing the engine is not waited for line
-        by line: the rest share one last --wait at the end.
+        names their lines). An admin command is sent once the lines before it are answered,
+        and the lines after it once it is: if such an answer does not come within --wait,
+        the lines from there on are not sent (their order could not be kept; exit 1).
+        Intents' answers are awaited at the end, together, for at most --wait.
         """
         from confluent_kafka import KafkaException
 
@@ -247,21 +249,21 @@ def register(app: typer.Typer) -> None:
         line_of: dict[Any, int] = {}
         answers: dict[Any, Any] = {}
         bad_lines: list[int] = []
-        # Once an answer failed to come within --wait, no later event is waited for one by
-        # one: the rest share one last --wait at the end (before, every event waited
-        # --wait of its own, and the ones before each admin command again: with no engine
-        # running a 1,000-line file took hours).
-        stalled: list[int] = []
+        unsent: list[int] = []
+        """Lines not sent because an answer an admin command must follow did not come."""
 
         def answer_of(event: Any, timeout: float) -> Any:
             # A resent intent (a new envelope) is answered with the original decision,
             # under the original's correlation id: matched by the intent's key and digest.
             return watcher.wait(event.correlation_id, timeout, intent=intent_key(event))
 
-        def await_answers(events: list[Any], final: bool = False) -> None:
-            """Answers to `events` not answered yet: at most --wait in all for them."""
-            deadline = time.monotonic() + (0.0 if stalled else wait)
+        def await_answers(events: list[Any]) -> list[int]:
+            """Answers to `events` not answered yet, at most --wait in all for them (not
+            --wait each: with no engine running a 1,000-line file took hours); the lines
+            still without one."""
+            deadline = time.monotonic() + wait
             drained = False
+            missing: list[int] = []
             for ev in events:
                 if answers.get(ev.event_id) is not None:
                     continue
@@ -272,15 +274,12 @@ def register(app: typer.Typer) -> None:
                             break
                     drained = True
                 answers[ev.event_id] = got = answer_of(ev, max(0.0, left))
-                if got is None and not stalled and not final:
-                    stalled.append(line_of[ev.event_id])
-                    typer.echo(
-                        f"error: no answer to line {line_of[ev.event_id]} within {wait:g} s; "
-                        "the lines after it are sent without waiting for answers",
-                        err=True,
-                    )
+                if got is None:
+                    missing.append(line_of[ev.event_id])
+            return missing
 
-        for n, line in enumerate(text.splitlines(), start=1):
+        lines = text.splitlines()
+        for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -302,7 +301,17 @@ def register(app: typer.Typer) -> None:
                 # Intents sent before an admin command are decided before it applies...
                 for other in publishers.values():
                     other.flush()
-                await_answers(sent)
+                missing = await_answers(sent)
+                if missing:  # fail closed: the file's order cannot be kept
+                    unsent = [k for k in range(n, len(lines) + 1) if lines[k - 1].strip()]
+                    typer.echo(
+                        f"error: lines {_line_list(unsent)} not sent: an admin command (line "
+                        f"{n}) must follow the answers to the lines before it, and lines "
+                        f"{_line_list(missing)} got none within {wait:g} s (is an engine "
+                        "running?)",
+                        err=True,
+                    )
+                    break
             try:
                 event = pub.publish(payload, admin=is_admin)
             except (ValueError, KafkaException) as exc:
@@ -318,7 +327,16 @@ def register(app: typer.Typer) -> None:
             if is_admin:
                 # ...and it takes effect before the lines after it are sent.
                 pub.flush()
-                await_answers([event])
+                if await_answers([event]):
+                    unsent = [k for k in range(n + 1, len(lines) + 1) if lines[k - 1].strip()]
+                    if unsent:
+                        typer.echo(
+                            f"error: lines {_line_list(unsent)} not sent: the admin command "
+                            f"on line {n} got no answer within {wait:g} s, and they must "
+                            "follow it (is an engine running?)",
+                            err=True,
+                        )
+                    break
         undelivered = 0
         for pub in publishers.values():
             pub.close()
@@ -326,8 +344,7 @@ def register(app: typer.Typer) -> None:
             for err in pub.delivery_errors[:3]:
                 typer.echo(f"error: not delivered: {err}", err=True)
         unanswered: list[int] = []
-        stalled.clear()  # one last --wait for every answer still missing
-        await_answers(sent, final=True)
+        await_answers(sent)  # one last --wait for every answer still missing
         for event in sent:
             answer = answers.get(event.event_id)
             if answer is None:
@@ -372,7 +389,7 @@ def register(app: typer.Typer) -> None:
                 f"error: {len(bad_lines)} lines were not published: {_line_list(bad_lines)}",
                 err=True,
             )
-        if undelivered or unanswered or bad_lines:
+        if undelivered or unanswered or bad_lines or unsent:
             raise typer.Exit(1)
 
     @marketdata_app.command("load", help=HELP_LOAD)

@@ -33,10 +33,12 @@ def test_publish_exits_1_and_names_the_lines_without_an_answer(
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     # the decisions (here: none) are still printed, one line per published event
     printed = [json.loads(x) for x in done.stdout.splitlines()]
-    assert [p["line_event"] for p in printed] == ["KycVerified", "KycVerified"]
-    assert [p["answer"] for p in printed] == [None, None]
-    assert "error: no answer from the engine within 1 s to 2 of 2 events" in done.stderr
-    assert "on lines 1, 3 " in done.stderr, done.stderr[-2000:]
+    assert [p["line_event"] for p in printed] == ["KycVerified"]
+    assert [p["answer"] for p in printed] == [None]
+    assert "error: no answer from the engine within 1 s to 1 of 1 events" in done.stderr
+    assert "on lines 1 " in done.stderr, done.stderr[-2000:]
+    # the second must follow the first's answer: not sent (fail closed, review helper-60)
+    assert "error: lines 3 not sent: the admin command on line 1 got no answer" in done.stderr
     assert "not delivered" not in done.stderr  # they were: only the answers are missing
 
 
@@ -46,8 +48,8 @@ def test_without_an_engine_publish_waits_about_twice_wait_not_wait_per_line(
 ) -> None:
     """Every event waited --wait of its own, and the ones before each admin command again:
     six admin lines at --wait 3 took 3 x (1 + 2 + ... + 6) + 6 x 3 = 81 s with no engine
-    (a 1,000-line file, hours). After the first missing answer the rest are sent without
-    waiting and share one last --wait."""
+    (a 1,000-line file, hours). The lines after an unanswered admin command are not sent
+    (they must follow it), and the answers still missing share one last --wait."""
     lines = [
         json.dumps(
             {"event_type": "KycVerified", "payload": {"account": f"A{i}", "verified_by": "admin"}}
@@ -60,8 +62,8 @@ def test_without_an_engine_publish_waits_about_twice_wait_not_wait_per_line(
     done = run_cli(cli_env(env), "publish", str(path), "--wait", "3")
     took = time.monotonic() - started
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
-    assert done.stderr.count("sent without waiting") == 1, done.stderr[-2000:]
-    assert "to 6 of 6 events, on lines 1, 2, 3, 4, 5, 6 " in done.stderr, done.stderr[-2000:]
+    assert "error: lines 2, 3, 4, 5, 6 not sent" in done.stderr, done.stderr[-2000:]
+    assert "to 1 of 1 events, on lines 1 " in done.stderr, done.stderr[-2000:]
     assert took < 45, took  # the old code cannot finish in under 81 s
 
 
