@@ -84,6 +84,10 @@ SILENCE_LIMIT = 120.0  # seconds
 and gives up by itself after `Projector.catch_up`'s 30 s without records; only its last
 commit is silent, a few seconds for a 1M-event rebuild. Without a bound a half that
 hung (CI, stop 19: a `rebuild_split` in the test process hung 600 s) hung the rebuild."""
+SILENT_RECORDS_PER_SECOND = 10_000
+"""The bound grows with the half: its last commit may take a second per this many of the
+records it read (a 20M-record half ~2,000 s), so a large rebuild is not killed while
+it commits (review helper-60)."""
 """Halves of a split rebuild: one per core of the machine it was measured on."""
 
 QUARANTINE = BUILD_QUARANTINE
@@ -406,6 +410,8 @@ class _OtherHalf:
         self.done: tuple[BatchResult, int, Footprint] | None = None
         self.heard = time.monotonic()
         """When the half last sent anything (or `wait` began)."""
+        self.records = 0
+        """Records the half reported reading."""
 
     def drain(self, progress: Callable[[int], None], wait: float = 0.0) -> None:  # seconds
         """Take what the half has sent (waiting up to `wait` seconds for a message)."""
@@ -414,6 +420,7 @@ class _OtherHalf:
             kind, *body = self.pipe.recv()
             self.heard = time.monotonic()
             if kind == "progress":
+                self.records += body[0]
                 progress(body[0])
             elif kind == "done":
                 rows = body[0].pop("rows")
@@ -428,10 +435,12 @@ class _OtherHalf:
         self, progress: Callable[[int], None], silence: float | None = None
     ) -> tuple[BatchResult, int, Footprint]:
         """The half's report; raises `HalfSilent` if it sends nothing for `silence`
-        seconds (`SILENCE_LIMIT`) from now on."""
-        silence = SILENCE_LIMIT if silence is None else silence
+        seconds (`SILENCE_LIMIT`, more for a large half) from now on."""
         self.heard = time.monotonic()
         while self.done is None:
+            limit = silence
+            if limit is None:
+                limit = max(SILENCE_LIMIT, self.records / SILENT_RECORDS_PER_SECOND)
             try:
                 self.drain(progress, 0.5)
             except EOFError as exc:
@@ -440,8 +449,8 @@ class _OtherHalf:
                 ) from exc
             if self.done is None and not self.proc.is_alive() and not self.pipe.poll(0):
                 raise RuntimeError(f"the other half of the rebuild died ({self.proc.exitcode})")
-            if self.done is None and time.monotonic() - self.heard > silence:
-                raise HalfSilent(f"the other half of the rebuild sent nothing for {silence:.0f} s")
+            if self.done is None and time.monotonic() - self.heard > limit:
+                raise HalfSilent(f"the other half of the rebuild sent nothing for {limit:.0f} s")
         return self.done
 
 
