@@ -13,8 +13,10 @@ nearest valid name is suggested), a value that does not validate.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
+import stat
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,7 @@ from pydantic_settings import (
 from schemas.topics import TOPICS, Topic
 
 DATA_DIR_NAME = ".tradetape"
+_log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -43,17 +46,66 @@ def _default_cache_dir() -> Path:
     return Path(base) / "tradetape"
 
 
+PROJECT_ROOT_MARKERS = (".git", "tradetape.toml", "pyproject.toml")
+"""A directory holding one of these is a project root: `find_data_dir` looks no higher."""
+
+
 def find_data_dir(start: Path | None = None) -> Path:
-    """The default data directory: the nearest `.tradetape` directory in `start` (the
-    working directory) or above it, the way git finds `.git`, so every command run from
-    anywhere inside a project reaches the stack `up` made there; `./.tradetape` when
-    there is none (where `up` creates it)."""
+    """The default data directory, found the way git finds `.git` (with git's checks after
+    CVE-2022-24765), so every command run from a subdirectory of a project reaches the
+    stack `up` made at its top.
+
+    From `start` (the working directory) upwards, the nearest `.tradetape` entry that is
+    a directory, looking no higher than the first project root on the way: a directory
+    holding `.git`, `tradetape.toml` or `pyproject.toml` (itself included). A directory
+    above a clone (a `~/.tradetape`, a `/tmp/.tradetape`) is never used. The one found is
+    used only if it is a real directory (not a symbolic link) owned by the current user;
+    one owned by someone else is ignored with a warning naming it (anyone can create
+    `/tmp/.tradetape`, and it would get the keys and data of whoever works below it).
+    Else, and when there is none, `./.tradetape` in `start` (where `up` creates it)."""
     here = (start or Path.cwd()).absolute()
+    fallback = here / DATA_DIR_NAME
     for directory in (here, *here.parents):
         candidate = directory / DATA_DIR_NAME
-        if candidate.is_dir():
+        try:
+            st = candidate.lstat()
+        except OSError:
+            st = None
+        if st is not None and (
+            stat.S_ISDIR(st.st_mode) or (stat.S_ISLNK(st.st_mode) and candidate.is_dir())
+        ):
+            if candidate == fallback:
+                # ./.tradetape is the default anyway (a symbolic link there is the user's).
+                if stat.S_ISDIR(st.st_mode) and st.st_uid != os.getuid():
+                    _log.warning(
+                        "%s is owned by uid %d, not by you (uid %d); it is used because it"
+                        " is in the working directory (--data-dir chooses another)",
+                        candidate,
+                        st.st_uid,
+                        os.getuid(),
+                    )
+                return candidate
+            if stat.S_ISLNK(st.st_mode):
+                _log.warning(
+                    "%s is a symbolic link: not used as the data directory; using %s",
+                    candidate,
+                    fallback,
+                )
+                return fallback
+            if st.st_uid != os.getuid():
+                _log.warning(
+                    "%s is owned by uid %d, not by you (uid %d): not used as the data"
+                    " directory; using %s",
+                    candidate,
+                    st.st_uid,
+                    os.getuid(),
+                    fallback,
+                )
+                return fallback
             return candidate
-    return here / DATA_DIR_NAME
+        if any((directory / marker).exists() for marker in PROJECT_ROOT_MARKERS):
+            break
+    return fallback
 
 
 class Settings(BaseSettings):
@@ -64,7 +116,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=find_data_dir,
         description="Broker, database, logs, keys (default: the nearest .tradetape"
-        " directory at or above the working directory, else ./.tradetape)",
+        " directory at or above the working directory, up to the project root, if you own"
+        " it; else ./.tradetape)",
     )
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Kafka jars")
 

@@ -217,11 +217,14 @@ def test_without_one_the_default_is_in_the_working_directory(
 ) -> None:
     from deploy.settings import find_data_dir
 
-    if any((d / ".tradetape").is_dir() for d in tmp_path.parents):
-        pytest.skip("a .tradetape above the test's temporary directory")
-    assert find_data_dir(tmp_path) == tmp_path / ".tradetape"
-    # TRADETAPE_DATA_DIR (how the tests and `demo` name one) still wins over a found one.
+    # A .tradetape above the project root is not found (one above the test's temporary
+    # directory made this test skip; review helper-60 item 3).
     (tmp_path / ".tradetape").mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    assert find_data_dir(project) == project / ".tradetape"
+    # TRADETAPE_DATA_DIR (how the tests and `demo` name one) still wins over a found one.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRADETAPE_DATA_DIR", str(tmp_path / "explicit"))
     assert Settings().resolved_data_dir == (tmp_path / "explicit").resolve()
