@@ -7,15 +7,26 @@ them (a global kill switch is decided by the owner of the `'*'` admin partition,
 the owner of the intent's account), and every worker folds them.
 
 They have a consumer of their own (`read_committed`), apart from market data: before a
-batch with inputs is decided, `ControlFeed.drain` asks the broker for the control
-partitions' last stable offsets — after the batch was polled, so every control fact
-committed before the worker received the batch is included — and reads the consumer up to
-them. If the offsets cannot be measured (a broker error, an unknown leader) or are not
-reached within `CONTROL_DRAIN_SECONDS`, the drain reports why and the worker decides the
-batch's intents as `STALE_STATE` (fail closed). Before, the control facts shared one
-consumer with market data, at most 5,000 records a step: a kill switch written by another
-worker waited behind a market-data backlog for as many steps as the backlog took, and
-intents were decided meanwhile (review helper-50).
+batch with inputs is decided, `ControlFeed.drain` reads the consumer up to the control
+partitions' last stable offsets, measured by a request sent after the batch was polled.
+What that guarantees, precisely: every control fact whose transaction's commit markers
+were written on its partition before the broker measured those offsets is folded before
+the batch is decided. It does not guarantee a fact whose commit returned to its writer
+just before the batch was polled: `commit_transaction()` returns before the markers are
+written on the partitions (librdkafka 2.16: an end offset read right after the commit
+returned still excluded it), so such a fact — a kill switch just engaged by another
+worker — can miss the next batch by milliseconds (it is in force for the batches whose
+end offsets are measured after its markers are written). A transaction still open is not
+waited for. If the offsets cannot be measured (a broker error, an unknown leader, no
+answer) or are not reached within `CONTROL_DRAIN_SECONDS` of the drain being entered, the
+drain reports why and the worker decides the batch's intents as `STALE_STATE` (fail
+closed). Records already in the consumer's local queue are read whatever the clock says
+(the budget bounds only the waits for more), so a drain entered late — the work before it
+took long — still moves the control consumer on: under a sustained backlog every step has
+inputs and drains, and nothing else reads the control consumer (review helper-60).
+Before, the control facts shared one consumer with market data, at most 5,000 records a
+step: a kill switch written by another worker waited behind a market-data backlog for as
+many steps as the backlog took, and intents were decided meanwhile (review helper-50).
 
 One batched `ListOffsets` request per step that decides something (none while idle); it
 is sent when the batch has been polled and answered while the worker decodes the batch,
@@ -41,8 +52,10 @@ log = logging.getLogger("tradetape.engine")
 CONTROL_TOPICS = REFERENCE_TOPICS
 """Every topic the worker reads in full except market data (`schemas.topics`)."""
 CONTROL_DRAIN_SECONDS = 2.0
-"""How long (seconds, not money) a step reads the control consumer towards the offsets it
-measured before it gives up and decides the batch's intents as STALE_STATE."""
+"""How long (seconds, not money) a drain, from when it is entered, waits for the end
+offsets' answer and for control records towards them before it gives up and the batch's
+intents are decided as STALE_STATE. Records already in the local queue are read even
+after it."""
 CONTROL_QUERY_SECONDS = 5.0
 """The broker's deadline (seconds, not money) for one end-offset request."""
 CONTROL_POLL_SECONDS = 0.005
@@ -121,45 +134,71 @@ class ControlFeed:
         """Read the control consumer until each partition's position reaches the end
         `query` measured. Returns what was read, and why the end was not reached (None if
         it was): the offsets unknown, or not reached within `bound` seconds
-        (`CONTROL_DRAIN_SECONDS`)."""
+        (`CONTROL_DRAIN_SECONDS`) of this call.
+
+        The budget starts here, not when the query was sent: the work between the two
+        (decoding, signatures, market data, the lag query) must not spend it. It bounds
+        the waits only: what the local queue already holds is read before the clock is
+        looked at, and so is every further local batch that brings a partition nearer its
+        end (bounded: the ends are fixed). Even a drain that fails returns the records it
+        read, to be folded: the control consumer moves on every step."""
         records: list[Message] = []
         if bound is None:
             bound = CONTROL_DRAIN_SECONDS
+        deadline = time.monotonic() + bound
         if query is None:
-            return self._failed(records, "no end-offset request", measured=False)
+            return self._failed(self.take(), "no end-offset request", measured=False)
         self.stats["drains"] += 1
         if isinstance(query, KafkaException):
-            return self._failed(records, f"end offsets not requested: {query}", measured=False)
-        deadline = query.sent_at + bound
+            why = f"end offsets not requested: {query}"
+            return self._failed(self.take(), why, measured=False)
         try:
             targets = ends_of(query, deadline)
         except (KafkaException, FutureTimeout) as exc:
-            return self._failed(records, f"end offsets unknown: {exc!r}", measured=False)
-        consumer, floor = self.consumer, self.floor
-        todo = list(self.partitions)
-        while True:
-            short = [
-                tp
-                for tp in consumer.position(todo)
-                if max(tp.offset, floor.get((tp.topic, tp.partition), 0))
-                < targets[(tp.topic, tp.partition)]
-            ]
-            if not short:
-                return Drained(records, None)
+            return self._failed(self.take(), f"end offsets unknown: {exc!r}", measured=False)
+        consumer = self.consumer
+        short = self._short(targets, self.partitions)
+        while short:
+            got = consumer.consume(num_messages=5000, timeout=0)
+            if got:
+                records.extend(got)
+                was, short = short, self._short(targets, list(short.values()))
+                if not short:
+                    break
+                if len(short) < len(was) or any(
+                    tp.offset > was[key].offset for key, tp in short.items()
+                ):
+                    continue  # local records that brought an end nearer: no wait, no clock
             if time.monotonic() > deadline:
                 behind = {
-                    f"{tp.topic}:{tp.partition}": (tp.offset, targets[(tp.topic, tp.partition)])
-                    for tp in short
+                    f"{tp.topic}:{tp.partition}": (tp.offset, targets[key])
+                    for key, tp in short.items()
                 }
                 return self._failed(
-                    records, f"not read to the end within {bound}s (position, end): {behind}"
+                    records,
+                    f"not read to the end within {bound}s of the drain (position, end): "
+                    f"{behind}; records read: {len(records)}",
                 )
-            todo = [TopicPartition(tp.topic, tp.partition) for tp in short]
-            got = consumer.consume(num_messages=5000, timeout=0)
-            if not got:
-                first = consumer.poll(CONTROL_POLL_SECONDS)
-                got = [] if first is None else [first]
-            records.extend(got)
+            first = consumer.poll(CONTROL_POLL_SECONDS)
+            if first is not None:
+                records.append(first)
+                short = self._short(targets, list(short.values()))
+        return Drained(records, None)
+
+    def _short(
+        self, targets: Mapping[PartitionKey, int], partitions: list[TopicPartition]
+    ) -> dict[PartitionKey, TopicPartition]:
+        """Those of `partitions` whose position is short of its measured end, with it."""
+        floor = self.floor
+        out: dict[PartitionKey, TopicPartition] = {}
+        for tp in self.consumer.position(
+            [TopicPartition(p.topic, p.partition) for p in partitions]
+        ):
+            key = (tp.topic, tp.partition)
+            pos = max(tp.offset, floor.get(key, 0))
+            if pos < targets[key]:
+                out[key] = TopicPartition(tp.topic, tp.partition, pos)
+        return out
 
     def _failed(self, records: list[Message], why: str, *, measured: bool = True) -> Drained:
         self.stats["failed"] += 1

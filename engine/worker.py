@@ -1190,7 +1190,9 @@ class EngineWorker:
             return 0
         # The control topics' end as of now (the batch is polled), answered while the
         # batch is decoded, its signatures checked and market data read: every control
-        # fact committed before the batch came is folded before it is decided.
+        # fact whose commit markers were written before the broker measured that end is
+        # folded before the batch is decided (`engine.control`: not yet a commit that has
+        # just returned).
         query = self.control.ask_ends(self.admin) if msgs else None
         admin_topic = self.names[Topic.ADMIN]
         # Admin facts first: an account opened in this batch is open for its intents.
