@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -21,75 +22,114 @@ alone took 0.3-0.7 s of each engine rebuild (bench_engine_startup)."""
 
 
 CLIENT_LOGGER = "tradetape.kafka"
-"""The Python logger librdkafka's logs go to (the `logger` config key of every client
-made from `producer_config` or `consumer_config`)."""
+"""The Python logger librdkafka's logs go to (the `logger` config key of the clients made
+from `producer_config` or `consumer_config` that are served often enough: `routes_logs`)."""
 REPEATS_REPORTED_EVERY = 100
 """A client's suppressed repeats of a connection failure are counted in the log every
 this many (the first one is always shown)."""
 QUIET_SECONDS = 60.0
-"""A connection failure this long after the client's last one is shown again (a new
-outage, not a repeat of the last one); seconds, not money."""
+"""A repeat of a connection failure this long after the last one shown is shown again,
+with the count of those suppressed meanwhile; seconds, not money."""
+
+_TIMINGS = re.compile(r"\d+ms\b|, \d+ identical error\(s\) suppressed")
+"""What differs between repeats of one librdkafka failure: "(after 0ms in state CONNECT)",
+"(after 3ms in state CONNECT, 4 identical error(s) suppressed)". Addresses, ports and
+broker ids are kept: another broker's failure is another failure."""
+
+
+def failure_kind(text: str) -> str:
+    """A librdkafka message with its timings and repeat counts taken out."""
+    return _TIMINGS.sub(lambda m: "" if m.group().startswith(",") else "Nms", text)
 
 
 class RepeatedFailures(logging.Filter):
-    """Passes the first connection-failure record (librdkafka facility FAIL) of each
-    client and level, and drops its repeats: with the broker down, librdkafka logs one per
-    reconnect attempt, ~240 lines before a command's one `error:` line (review
-    helper-57, item 13). Every `every`-th repeat is shown with the count suppressed, and
-    a failure after `quiet` seconds without one is shown as a first. Every other record
-    (errors and warnings of other facilities) passes untouched."""
+    """Passes the first connection-failure record (librdkafka facility FAIL) of each kind
+    and drops its repeats: with the broker down, librdkafka logs one per reconnect
+    attempt, ~240 lines before a command's one `error:` line (review helper-57, item 13).
+
+    A kind is (client, level, facility, message without its timings: `failure_kind`), so
+    a failure of another broker, or a SASL or SSL failure after a refused connection, is
+    shown (review helper-60, item 6). A repeat is shown again, with the count suppressed
+    since the last shown, every `every`-th time or when `quiet` seconds have passed since
+    the last one *shown* (a suppressed repeat does not extend the quiet spell: a
+    continuing outage shows once a minute). Every other record (errors and warnings of
+    other facilities) passes untouched."""
 
     def __init__(self, every: int = REPEATS_REPORTED_EVERY, quiet: float = QUIET_SECONDS) -> None:
         super().__init__()
         self.every, self.quiet = every, quiet
         self._lock = threading.Lock()
-        self._seen: dict[tuple[str, int], tuple[int, float]] = {}
-        """(client, level) -> (repeats suppressed since the last shown, time of the last)."""
+        self._seen: dict[tuple[str, int, str, str], tuple[int, float]] = {}
+        """kind -> (repeats suppressed since the last shown, time the last was shown)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         # confluent-kafka logs ("%s [%s] %s", facility, client name, message)
         if not (isinstance(args, tuple) and len(args) == 3 and args[0] == "FAIL"):
             return True
-        key = (str(args[1]), record.levelno)
+        key = (str(args[1]), record.levelno, str(args[0]), failure_kind(str(args[2])))
         now = time.monotonic()
         with self._lock:
             seen = self._seen.get(key)
-            if seen is None or now - seen[1] > self.quiet:
+            if seen is None:
                 if len(self._seen) > 10_000:  # clients come and go: forget the oldest
                     for old in sorted(self._seen, key=lambda k: self._seen[k][1])[:5_000]:
                         del self._seen[old]
                 self._seen[key] = (0, now)
                 return True
             suppressed = seen[0] + 1
-            if suppressed < self.every:
-                self._seen[key] = (suppressed, now)
+            if suppressed < self.every and now - seen[1] < self.quiet:
+                self._seen[key] = (suppressed, seen[1])
                 return False
             self._seen[key] = (0, now)
-        record.args = (
-            args[0],
-            args[1],
-            f"{args[2]} (and {suppressed - 1} more like it, not shown)",
-        )
+        if suppressed > 1:
+            record.args = (
+                args[0],
+                args[1],
+                f"{args[2]} (and {suppressed - 1} more like it, not shown)",
+            )
         return True
 
 
 def client_logger() -> logging.Logger:
-    """The logger every client's librdkafka logs go to, with `RepeatedFailures`.
+    """The logger the clients' librdkafka logs go to (`routes_logs`), with
+    `RepeatedFailures`.
 
     librdkafka hands a client's logs to it only from the client's own poll(), flush(),
     consume() or close() (confluent-kafka queues them until then), where they went
-    straight to stderr before: every producer here polls or flushes after producing
-    and every consumer polls, so their logs still appear, at most one poll later. What a
-    client logs after its last poll is lost with it: a consumer that fails before its
-    first poll (its error is the caller's exception), and librdkafka's "Producer
-    terminating with N messages still in queue" for a producer dropped without a flush
-    (every producer here flushes and checks what is left, or counts delivery reports).
-    Admin clients (`admin_client`) keep librdkafka's own stderr logging."""
+    straight to stderr before: every producer routed here polls or flushes after
+    producing and every consumer polls, so their logs still appear, at most one poll
+    later. What a client logs after its last poll is lost with it: a consumer that fails
+    before its first poll (its error is the caller's exception), and librdkafka's
+    "Producer terminating with N messages still in queue" for a producer dropped without a
+    flush (every producer here flushes and checks what is left, or counts delivery
+    reports). A long-lived producer that sends rarely (a signer's, polled only when it
+    sends) shows its logs at its next send; its consumer, polled all the time, shows the
+    same broker's failures meanwhile. Admin clients (`admin_client`), transactional
+    producers and clients with librdkafka `debug` on keep librdkafka's own stderr logging
+    (`routes_logs`)."""
     log = logging.getLogger(CLIENT_LOGGER)
     if not any(isinstance(f, RepeatedFailures) for f in log.filters):
         log.addFilter(RepeatedFailures())
     return log
+
+
+def routes_logs(conf: dict[str, Any]) -> bool:
+    """Whether a client with this config gets `client_logger` (else librdkafka writes its
+    logs to stderr itself, from its own threads, at once).
+
+    Not a transactional producer (`transactional.id`): the engine's is polled only inside
+    a transaction, so an idle or holding worker -- the broker-outage case -- would show
+    none of its logs (review helper-60, item 6). Not a client with `debug` on
+    (bench_transactions --debug): its volume through the log queue is exposed to
+    librdkafka issue #5325, a poll(0) that may block indefinitely."""
+    return "transactional.id" not in conf and not conf.get("debug")
+
+
+def _with_logger(conf: dict[str, Any]) -> dict[str, Any]:
+    if "logger" not in conf and routes_logs(conf):
+        conf["logger"] = client_logger()
+    return conf
 
 
 def producer_config(
@@ -97,7 +137,6 @@ def producer_config(
 ) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
-        "logger": client_logger(),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -110,13 +149,12 @@ def producer_config(
         conf["transactional.id"] = transactional_id
         conf["transaction.timeout.ms"] = 60_000
     conf.update(extra)
-    return conf
+    return _with_logger(conf)
 
 
 def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
-        "logger": client_logger(),
         "group.id": group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
@@ -124,7 +162,7 @@ def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[
         "enable.partition.eof": False,
     }
     conf.update(extra)
-    return conf
+    return _with_logger(conf)
 
 
 def admin_client(settings: Settings) -> AdminClient:

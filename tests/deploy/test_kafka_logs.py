@@ -7,13 +7,22 @@ counted, not printed; other records pass."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from deploy import kafka
 from deploy.kafka import CLIENT_LOGGER, RepeatedFailures, consumer_config, producer_config
 from deploy.settings import Settings
 from tests.conftest import free_port
-from tests.engine.workers import run_cli
+from tests.engine.workers import REPO, run_cli
 
 
 def _record(fac: str, client: str, text: str, level: int = logging.ERROR) -> logging.LogRecord:
@@ -64,3 +73,106 @@ def test_a_command_with_the_broker_down_prints_one_failure_line(tmp_path: Path) 
     # before: one per reconnect attempt (dozens in 5 s)
     assert len(failures) <= 2, done.stderr[-3000:]
     assert "error: no STOR drafted" in done.stderr
+
+
+# -- review helper-60, item 6 ------------------------------------------------------------
+
+
+def test_another_kind_of_failure_of_the_same_client_is_shown() -> None:
+    """Before: the key was (client, level), so after one broker's refused connection a
+    SASL or SSL failure, or another broker's, was suppressed."""
+    f = RepeatedFailures(every=100, quiet=3600)
+    b1 = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
+    b2 = "127.0.0.1:9093/2: Connect to ipv4#127.0.0.1:9093 failed: Connection refused"
+    kinds = [
+        f"{b1} (after 0ms in state CONNECT)",
+        "127.0.0.1:9092/1: SASL authentication error: Authentication failed during"
+        " authentication due to invalid credentials with SASL mechanism PLAIN (after 3ms"
+        " in state AUTH_REQ)",
+        "127.0.0.1:9092/1: SSL handshake failed: ssl/record/ssl3_record.c:331: wrong version"
+        " number (after 2ms in state SSL_HANDSHAKE)",
+        f"{b2} (after 0ms in state CONNECT)",
+    ]
+    assert [f.filter(_record("FAIL", "rdkafka#p-1", k)) for k in kinds] == [True] * 4
+    # the same failures again, other timings and librdkafka's own repeat counts: repeats
+    again = [
+        f"{b1} (after 12ms in state CONNECT)",
+        f"{b1} (after 1ms in state CONNECT, 4 identical error(s) suppressed)",
+        f"{b2} (after 7ms in state CONNECT)",
+    ]
+    assert [f.filter(_record("FAIL", "rdkafka#p-1", k)) for k in again] == [False] * 3
+
+
+def test_suppressed_repeats_do_not_extend_the_quiet_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: each suppressed record restarted the 60 s window, so a continuing outage
+    (a failure every few seconds) showed only every 100th record. Now the window counts
+    from the last record shown: one line a minute, with the count suppressed."""
+    now = [1000.0]
+    monkeypatch.setattr(kafka, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    f = RepeatedFailures(every=100, quiet=60)
+    text = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
+    shown = []
+    for t in range(0, 130, 10):  # one failure every 10 s for two minutes
+        now[0] = 1000.0 + t
+        r = _record("FAIL", "rdkafka#p-1", f"{text} (after {t % 7}ms in state CONNECT)")
+        if f.filter(r):
+            shown.append((t, r.getMessage()))
+    assert [t for t, _ in shown] == [0, 60, 120]
+    assert shown[1][1].endswith("(and 5 more like it, not shown)")
+    assert shown[2][1].endswith("(and 5 more like it, not shown)")
+
+
+def test_transactional_and_debug_clients_keep_librdkafkas_stderr_logging() -> None:
+    """Before: every config got the logger. A transactional producer is polled only inside
+    a transaction (the engine's: an idle or holding worker, the broker-outage case, showed
+    none of its logs), and a client with `debug` on is exposed to librdkafka #5325 through
+    the log queue (poll(0) may block)."""
+    s = Settings()
+    assert "logger" not in producer_config(s, transactional_id="engine-1")
+    assert "logger" not in producer_config(s, debug="eos,protocol")
+    assert "logger" not in consumer_config(s, group_id="g", debug="consumer")
+    # the others still go through the filter
+    assert producer_config(s)["logger"].name == CLIENT_LOGGER
+    assert consumer_config(s, group_id="g")["logger"].name == CLIENT_LOGGER
+
+
+def test_an_unpolled_transactional_producer_still_shows_its_failures() -> None:
+    """The engine's producer between transactions: created, never polled. Its connection
+    failure reaches stderr from librdkafka's own thread (before: queued for a poll that
+    never came; nothing was printed)."""
+    script = (
+        "import sys, time\n"
+        "from confluent_kafka import Producer\n"
+        "from deploy.kafka import producer_config\n"
+        "from deploy.settings import Settings\n"
+        "p = Producer(producer_config(Settings(), transactional_id='engine-idle'))\n"
+        "time.sleep(120)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")}
+    env.update(PYTHONPATH=str(REPO), TRADETAPE_KAFKA_PORT=str(free_port()))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 30  # a bound on a hang, not a measurement
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                line = proc.stderr.readline()
+                if not line:
+                    break
+                seen.append(line)
+                if re.search(r"FAIL\|.*Connect to .* failed", line):
+                    break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert any(re.search(r"FAIL\|.*Connect to .* failed", line) for line in seen), seen
