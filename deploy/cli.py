@@ -172,11 +172,14 @@ def topics(data_dir: DataDirOpt = None) -> None:
     """Create any missing catalogue topics and list them with their event types."""
     from confluent_kafka import KafkaError, KafkaException
 
-    from deploy.kafka import create_topics, partition_count
+    from deploy.kafka import broker_unreachable, create_topics, partition_count
     from schemas.registry import event_types_for
     from schemas.topics import TOPICS
 
     s = _settings(data_dir)
+    if (why := broker_unreachable(s)) is not None:
+        typer.echo(f"error: cannot create topics: {why}", err=True)
+        raise typer.Exit(1)
     try:
         created = create_topics(s)
     except KafkaException as exc:

@@ -354,3 +354,27 @@ def assign_from_end(consumer: Consumer, settings: Settings, topics: list[Topic])
     consumer.assign(
         [TopicPartition(tp.topic, tp.partition, ends[(tp.topic, tp.partition)]) for tp in tps]
     )
+
+
+def broker_unreachable(settings: Settings) -> str | None:
+    """The one error line if no bootstrap broker accepts a TCP connection, else None.
+    A plain socket, no librdkafka handle (safe before a fork), and at once: a Kafka
+    client retries an absent broker until its own timeout (`tradetape topics` took 30 s
+    to fail)."""
+    import socket
+
+    first: str | None = None
+    for server in settings.bootstrap.split(","):
+        host, sep, port = server.strip().rpartition("://")[2].rpartition(":")
+        try:
+            address = (host.strip("[]"), int(port))
+        except ValueError:
+            return None  # not host:port: the client will say what it makes of it
+        if not sep:
+            return None
+        try:
+            socket.create_connection(address, timeout=10).close()
+            return None
+        except OSError as exc:
+            first = first or (exc.strerror or str(exc))
+    return f"cannot reach the Kafka broker at {settings.bootstrap}: {first}"

@@ -153,29 +153,15 @@ def preflight(settings: Settings) -> str | None:
     forked, with no librdkafka handle left open (a TCP connection to the broker): a build
     process's failure reaches the command only as a message, with its traceback logged.
     """
-    import socket
-
     import psycopg
+
+    from deploy.kafka import broker_unreachable
 
     try:
         psycopg.connect(settings.dsn, connect_timeout=10).close()
     except psycopg.OperationalError as exc:
         return unreachable(settings, exc)
-    first: str | None = None
-    for server in settings.bootstrap.split(","):
-        host, sep, port = server.strip().rpartition("://")[2].rpartition(":")
-        try:
-            address = (host.strip("[]"), int(port))
-        except ValueError:
-            return None  # not host:port: the client will say what it makes of it
-        if not sep:
-            return None
-        try:
-            socket.create_connection(address, timeout=10).close()
-            return None
-        except OSError as exc:
-            first = first or (exc.strerror or str(exc))
-    return f"cannot reach the Kafka broker at {settings.bootstrap}: {first}"
+    return broker_unreachable(settings)
 
 
 def _rebuild_with_bar(settings: Settings, names: list[str]) -> list[RebuildResult]:

@@ -56,7 +56,10 @@ def test_topics_without_a_broker_is_one_error_line(tmp_path: Path) -> None:
     port = free_port()
     env = {"TRADETAPE_KAFKA_PORT": str(port), "TRADETAPE_DATA_DIR": str(tmp_path / "data")}
     done = run_cli(env, "topics")
-    _one_error_line(done, f"cannot create topics on the Kafka broker at 127.0.0.1:{port}")
+    # at once (a TCP check first): the admin client's create_topics waited 30 s
+    _one_error_line(
+        done, f"cannot create topics: cannot reach the Kafka broker at 127.0.0.1:{port}"
+    )
 
 
 @pytest.mark.parametrize("command", ["query", "rebuild", "checksum"])
