@@ -653,6 +653,7 @@ def rebuild_split(
                 with contextlib.suppress(OSError):  # where it hangs, on its stderr
                     os.kill(proc.pid, signal.SIGUSR1)
                     time.sleep(0.5)
+            proc.kill()  # not the 10 s `join` below: it has shown it will not answer
             return None
         log.info(
             "%s: this half %.1f s, waited %.1f s for the other",
