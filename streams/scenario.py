@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from engine.marketdata.loader import Deliveries
 from schemas import Envelope, new_event
 from schemas.envelope import EventPayload
 from schemas.events import (
@@ -392,31 +393,14 @@ still in flight (seconds, not money)."""
 
 
 @dataclass
-class PublishReport:
+class PublishReport(Deliveries):
     """What `publish_scenario` handed to the producer and what the broker acknowledged,
     per kind of input: `intent` (orders.intents), `admin` (admin.commands: accounts,
     deposits, registrations, limits, detector settings) and `marketdata`."""
 
-    sent: dict[str, int] = field(default_factory=dict)
-    delivered: dict[str, int] = field(default_factory=dict)
-    first_error: str | None = None
-
-    @property
-    def not_delivered(self) -> int:
-        return sum(self.sent.values()) - sum(self.delivered.values())
-
     @property
     def ok(self) -> bool:
         return self.not_delivered == 0
-
-    def on_delivery(self, kind: str) -> Any:
-        def report(err: Any, _msg: Any) -> None:
-            if err is None:
-                self.delivered[kind] = self.delivered.get(kind, 0) + 1
-            elif self.first_error is None:
-                self.first_error = str(err)
-
-        return report
 
 
 def input_kind(event: Envelope[Any]) -> tuple[str, Topic]:
@@ -450,7 +434,7 @@ def publish_scenario(
     Every input is counted as delivered only when the broker acknowledged it: the
     report says how many were not (an unreachable broker sends nothing).
     """
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import Producer
 
     from deploy.kafka import producer_config
     from schemas import encode
@@ -473,28 +457,6 @@ def publish_scenario(
             time.sleep(max(0.0, due - (time.monotonic() - began)))
         key, value, headers = encode(event)
         kind, topic = input_kind(event)
-        report.sent[kind] = report.sent.get(kind, 0) + 1
-        while True:
-            try:
-                producer.produce(
-                    settings.topic(topic),
-                    key=key,
-                    value=value,
-                    headers=headers,
-                    on_delivery=report.on_delivery(kind),
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-            except KafkaException as exc:  # refused before sending: counted, not raised
-                if report.first_error is None:
-                    report.first_error = str(exc.args[0] if exc.args else exc)
-                break
-        producer.poll(0)
-    remaining = producer.flush(SCENARIO_FLUSH_SECONDS)
-    if remaining and report.first_error is None:
-        report.first_error = (
-            f"{remaining} records not acknowledged by the broker within "
-            f"{SCENARIO_FLUSH_SECONDS:g} s"
-        )
+        report.produce(producer, settings.topic(topic), key, value, headers, kind)
+    report.finish(producer, SCENARIO_FLUSH_SECONDS)
     return report

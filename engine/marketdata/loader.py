@@ -103,15 +103,18 @@ class Deliveries:
     def send(self, producer: Producer, settings: Settings, payload: Any, kind: str) -> None:
         event = new_event(payload, producer=PRODUCER)
         key, value, headers = encode(event)
+        self.produce(producer, settings.topic(Topic(event.topic)), key, value, headers, kind)
+
+    def produce(
+        self, producer: Producer, topic: str, key: Any, value: bytes, headers: Any, kind: str
+    ) -> None:
+        """Hand one encoded record to the producer, counted as `kind` (waiting while its
+        queue is full; a record it refuses outright is counted, not raised)."""
         self.sent[kind] = self.sent.get(kind, 0) + 1
         while True:
             try:
                 producer.produce(
-                    settings.topic(Topic(event.topic)),
-                    key=key,
-                    value=value,
-                    headers=headers,
-                    on_delivery=self.on_delivery(kind),
+                    topic, key=key, value=value, headers=headers, on_delivery=self.on_delivery(kind)
                 )
                 break
             except BufferError:
