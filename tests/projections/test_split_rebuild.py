@@ -133,6 +133,19 @@ def test_split_rebuild_equals_live_in_two_processes(
     assert dict(offsets) == {n: 6 * len(PROJECTIONS[n].topics) for n in SPLIT}
 
 
+def _watch_the_split(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each split rebuild from now on fell back to one consumer (None)."""
+    fell_back: list[bool] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        got = rebuild_split(*args, **kwargs)
+        fell_back.append(got is None)
+        return got
+
+    monkeypatch.setattr(rebuild_module, "rebuild_split", spy)
+    return fell_back
+
+
 @pytest.mark.integration
 def test_halves_that_meet_are_built_again_on_one_consumer(
     env: Settings, monkeypatch: pytest.MonkeyPatch
@@ -165,14 +178,7 @@ def test_halves_that_meet_are_built_again_on_one_consumer(
 
     names = ("orders", "fills", "decisions")
     reference = {n: rebuild(env, PROJECTIONS[n], split=False) for n in names}
-    fell_back: list[bool] = []
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        got = rebuild_split(*args, **kwargs)
-        fell_back.append(got is None)
-        return got
-
-    monkeypatch.setattr(rebuild_module, "rebuild_split", spy)
+    fell_back = _watch_the_split(monkeypatch)
     for name, ref in reference.items():
         result = rebuild(env, PROJECTIONS[name])
         assert (result.checksum, result.counts, result.events) == (
@@ -302,14 +308,7 @@ def test_a_half_that_sends_nothing_is_killed_and_the_rebuild_done_on_one_consume
     reference = rebuild(env, p, split=False)
     monkeypatch.setattr(partitioned, "_other_half", _silent_half)  # copied by the fork
     monkeypatch.setattr(partitioned, "SILENCE_LIMIT", 3.0)
-    fell_back: list[bool] = []
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        got = rebuild_split(*args, **kwargs)
-        fell_back.append(got is None)
-        return got
-
-    monkeypatch.setattr(rebuild_module, "rebuild_split", spy)
+    fell_back = _watch_the_split(monkeypatch)
     result = rebuild(env, p)
     assert fell_back == [True]
     assert "in _silent_half" in capfd.readouterr().err
