@@ -254,8 +254,13 @@ def register(app: typer.Typer) -> None:
             _fail(f"--speed must be a positive number (1.0 = real time), got {speed}", 2)
         if (why := unwritable(labels)) is not None:
             _fail(f"cannot write --labels: {why}", 2)
+        from deploy.kafka import broker_unreachable
+
+        settings = get_settings()
+        if (why := broker_unreachable(settings)) is not None:  # at once, not after a flush
+            _fail(f"nothing published: {why}")
         try:
-            report = publish_scenario(get_settings(), seed=seed, minutes=minutes,
+            report = publish_scenario(settings, seed=seed, minutes=minutes,
                                       labels_path=labels, speed=speed, namespace=namespace,
                                       dense=dense)  # fmt: skip
         except OSError as exc:  # the labels file, changed since the check

@@ -8,8 +8,6 @@ topic was read). Nothing listens on the port these commands are pointed at."""
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -61,16 +59,11 @@ def test_simulate_surveillance_with_the_broker_down_is_a_failure(tmp_path: Path)
     )  # fmt: skip
     _no_traceback(done)
     assert done.returncode == 1, done.stderr[-3000:]
-    # Intents and admin commands are counted apart, and as acknowledged, not as sent.
-    counts = re.search(
-        r"published 0 of (\d+) intents, 0 of (\d+) admin commands, 0 of (\d+) market-data",
-        done.stderr,
-    )
-    assert counts is not None, done.stderr[-3000:]
-    total = sum(int(n) for n in counts.groups())
-    assert int(counts.group(1)) > 1000 and int(counts.group(2)) > 50, counts.group(0)
-    assert f"error: {total} records were not delivered to the broker" in done.stderr
-    assert json.loads(labels.read_text())  # the labels were written before sending
+    # Said at once (a TCP check first), not after 30 s of flushing into nothing; what a
+    # broker that goes away mid-run leaves unacknowledged is counted by the loader's
+    # `Deliveries` (tests/engine/test_marketdata_input.py).
+    assert "error: nothing published: cannot reach the Kafka broker at" in done.stderr
+    assert "published 1" not in done.stderr and not labels.exists()
 
 
 @pytest.mark.parametrize(
