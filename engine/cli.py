@@ -252,7 +252,7 @@ def register(app: typer.Typer) -> None:
         unsent: list[int] = []
         """Lines not sent because an answer an admin command must follow did not come."""
 
-        def answer_of(event: Any, timeout: float) -> Any:
+        def answer_of(event: Any, timeout: float) -> Any:  # seconds, not money
             # A resent intent (a new envelope) is answered with the original decision,
             # under the original's correlation id: matched by the intent's key and digest.
             return watcher.wait(event.correlation_id, timeout, intent=intent_key(event))

@@ -69,7 +69,7 @@ class EndQuery:
     """An end-offset request in flight: one future per control partition."""
 
     futures: Mapping[TopicPartition, Future[object]]
-    sent_at: float
+    sent_at: float  # time.monotonic() seconds, not money
 
 
 @dataclass
@@ -100,7 +100,7 @@ class ControlFeed:
         self.partitions = [TopicPartition(tp.topic, tp.partition) for tp in positions]
         self.floor = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in positions}
 
-    def take(self, timeout: float = 0.0) -> list[Message]:
+    def take(self, timeout: float = 0.0) -> list[Message]:  # seconds, not money
         """Whatever the control consumer holds now, or within `timeout` (a grace): between
         drains the control facts are folded as they come."""
         if not self.partitions:
@@ -205,6 +205,7 @@ class ControlFeed:
         return Drained(records, why, measured)
 
 
+# deadline: time.monotonic() seconds, not money
 def ends_of(query: EndQuery, deadline: float) -> dict[PartitionKey, int]:
     """The measured end offset of each partition; KafkaException if one is unknown."""
     out: dict[PartitionKey, int] = {}

@@ -64,6 +64,7 @@ SIMULATED_MINUTES = 6.0
 """Without the capture: this long a simulated market (the capture's length), seed 7."""
 
 
+# The floats are receive times in seconds, not money.
 def market(path: Path) -> tuple[str, Iterator[tuple[float, Any]]]:
     """The demo's market: (what it is, (seconds since the first record, payload) in
     order): the capture at `path` if it is there, else a simulated BTC/USDC market."""

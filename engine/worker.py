@@ -741,6 +741,7 @@ class EngineWorker:
             return "account:" + p.account
         return None
 
+    # seconds, not money
     def _ref_grace(self, decoded: list[tuple[Message, Any]], *, prices: bool) -> float:
         """How long to give the market-data consumer (`prices`) or the control consumer
         before deciding this batch: the grace if an intent needs a price, or a producer or
@@ -1396,7 +1397,7 @@ class EngineWorker:
         log.info("engine worker %s started", self.wid)
         last_report = time.monotonic()
         # The report interval in seconds (a duration, not money).
-        every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))
+        every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))  # seconds
         while not self.stopping:
             self.step()
             if time.monotonic() - last_report > every:

@@ -432,7 +432,9 @@ class _OtherHalf:
                 raise RuntimeError(f"the other half of the rebuild failed: {body[0]}")
 
     def wait(
-        self, progress: Callable[[int], None], silence: float | None = None
+        self,
+        progress: Callable[[int], None],
+        silence: float | None = None,  # seconds, not money
     ) -> tuple[BatchResult, int, Footprint]:
         """The half's report; raises `HalfSilent` if it sends nothing for `silence`
         seconds (`SILENCE_LIMIT`, more for a large half) from now on."""

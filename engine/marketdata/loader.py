@@ -54,12 +54,13 @@ class Pacer:
         self.speed = speed
         self.max_sleep = max_sleep
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.first: float | None = None
+        self.first: float | None = None  # seconds, not money
         self.wall0 = 0.0
         self.cut = 0.0
         """Wall seconds of gaps skipped so far."""
         self.gaps_cut = 0
 
+    # at: the record's time in seconds, not money
     def wait(self, at: float, where: str, idle: Callable[[], object] = lambda: None) -> None:
         """Sleep until the record at `at` (seconds, its own clock) is due. `where` names
         the record in the progress line; `idle` is called before sleeping."""
