@@ -356,6 +356,19 @@ def assign_from_end(consumer: Consumer, settings: Settings, topics: list[Topic])
     )
 
 
+def bootstrap_addresses(servers: str) -> list[tuple[str, int]]:
+    """The (host, port) of each `host:port` of a comma-separated bootstrap list (an
+    optional `scheme://`, an IPv6 literal in brackets); entries of another form are left
+    to the Kafka client to make sense of."""
+    out: list[tuple[str, int]] = []
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition("://")[2].rpartition(":")
+        host = host.strip("[]")
+        if host and port.isdigit():
+            out.append((host, int(port)))
+    return out
+
+
 def broker_unreachable(settings: Settings) -> str | None:
     """The one error line if no bootstrap broker accepts a TCP connection, else None.
     A plain socket, no librdkafka handle (safe before a fork), and at once: a Kafka
@@ -363,15 +376,11 @@ def broker_unreachable(settings: Settings) -> str | None:
     to fail)."""
     import socket
 
+    addresses = bootstrap_addresses(settings.bootstrap)
+    if not addresses:
+        return None  # not host:port: the client will say what it makes of it
     first: str | None = None
-    for server in settings.bootstrap.split(","):
-        host, sep, port = server.strip().rpartition("://")[2].rpartition(":")
-        try:
-            address = (host.strip("[]"), int(port))
-        except ValueError:
-            return None  # not host:port: the client will say what it makes of it
-        if not sep:
-            return None
+    for address in addresses:
         try:
             socket.create_connection(address, timeout=10).close()
             return None

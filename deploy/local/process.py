@@ -89,9 +89,6 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def any_port_open(servers: str, timeout: float = 0.5) -> bool:
     """Whether any `host:port` of a comma-separated bootstrap list accepts a connection."""
-    for server in servers.split(","):
-        host, _, port = server.strip().split("://")[-1].rpartition(":")
-        host = host.strip("[]")  # an IPv6 literal
-        if host and port.isdigit() and port_open(host, int(port), timeout):
-            return True
-    return False
+    from deploy.kafka import bootstrap_addresses
+
+    return any(port_open(host, port, timeout) for host, port in bootstrap_addresses(servers))
