@@ -10,8 +10,10 @@ so an analyst cannot hold a lock the projectors need for longer than that.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -19,6 +21,7 @@ from uuid import UUID
 import polars as pl
 import psycopg
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 
 from deploy.settings import Settings, get_settings
 from projections.migrate import READER_TIMEOUT_S
@@ -180,12 +183,49 @@ NAMED: dict[str, NamedQuery] = {
 
 
 def _cell(v: Any) -> Any:
-    """UUIDs as text and JSON as canonical text; Decimal stays Decimal (never float)."""
+    """UUIDs as text and JSON/arrays as canonical JSON text; Decimal stays Decimal (never
+    float)."""
     if isinstance(v, UUID):
         return str(v)
     if isinstance(v, dict | list):
-        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+        return _json_text(v)
     return v
+
+
+_load_json = functools.partial(json.loads, parse_float=Decimal)
+"""jsonb/json as the database wrote it: a number with a fraction or exponent is a Decimal
+(psycopg's default json.loads makes it a float: 0.1000000000000000055 became 0.1)."""
+
+
+def _json_text(v: Any) -> str:
+    """Canonical JSON text (sorted keys, no spaces) of a jsonb value or an array, exact:
+    a Decimal is written as its digits (`format(d, "f")`, as PostgreSQL prints a
+    numeric), NaN/Infinity (a numeric array may hold them; JSON has no such number) as a
+    string, a time as its ISO text. Anything else (a range, a composite...) has no exact
+    JSON form and is a QueryError."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return format(v, "f") if v.is_finite() else json.dumps(str(v))
+    if isinstance(v, int | str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, float):  # a float8[] element: the database's own float, not money
+        return json.dumps(v) if v == v and abs(v) != float("inf") else json.dumps(repr(v))
+    if isinstance(v, UUID | datetime | date | time):
+        return json.dumps(str(v) if isinstance(v, UUID) else v.isoformat())
+    if isinstance(v, timedelta):
+        return json.dumps(str(v))
+    if isinstance(v, dict):
+        items = sorted(v.items())
+        return "{" + ",".join(f"{_json_text(str(k))}:{_json_text(x)}" for k, x in items) + "}"
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_json_text(x) for x in v) + "]"
+    raise QueryError(
+        f"cannot render a {type(v).__name__} inside an array or JSON value exactly; "
+        "cast it to text in the SQL (e.g. col::text)"
+    )
 
 
 POLARS_DECIMAL_DIGITS = 38
@@ -216,7 +256,7 @@ def _frame(cur: psycopg.Cursor[Any]) -> pl.DataFrame:
     data = {c: _fit([_cell(r[i]) for r in rows]) for i, c in enumerate(cols)}
     try:
         return pl.DataFrame(data, strict=False) if cols else pl.DataFrame()
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
         raise QueryError(f"cannot hold the result as a table: {exc}") from exc
 
 
@@ -269,6 +309,7 @@ def _run(
     try:
         with psycopg.connect(dsn, autocommit=False, options=_session_options(timeout_s)) as conn:
             conn.read_only = True
+            set_json_loads(_load_json, conn)
             with conn.cursor() as cur:
                 # prepare=True: Parse/Bind/Execute even without parameters. The simple
                 # protocol would run "COMMIT; <anything>" as two statements, the second

@@ -1,0 +1,75 @@
+"""Raw SQL results that are JSON or arrays stay exact: jsonb numbers are Decimals (never
+floats), numeric arrays render as exact JSON text, and a result the CLI cannot render is
+one `error:` line with exit 1, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from typer.testing import CliRunner
+
+from deploy.settings import Settings
+from projections import query
+
+pytestmark = pytest.mark.integration
+
+ARRAYS = (
+    "SELECT array_agg(v ORDER BY i) AS arr FROM (VALUES (1, 1.5::numeric), "
+    "(2, 12345678901234567890.5::numeric), (3, 0.1000000000000000055::numeric), "
+    "(4, 'NaN'::numeric), (5, NULL)) t(i, v)"
+)
+JSONB = (
+    "SELECT to_jsonb(0.1000000000000000055::numeric) AS j, "
+    "jsonb_build_object('amount', 12345678.123456789012345::numeric, 'n', 1.10::numeric, "
+    "'big', 1e30::numeric, 'list', jsonb_build_array(0.30::numeric, 1, 'x', true, null)) AS obj"
+)
+
+
+def test_numeric_arrays_are_exact_json_text(env: Settings) -> None:
+    df = query.raw(ARRAYS, env)
+    assert df["arr"].to_list() == ['[1.5,12345678901234567890.5,0.1000000000000000055,"NaN",null]']
+    # the text parses back to the same decimals
+    back = json.loads(df["arr"][0], parse_float=Decimal)
+    assert back[:3] == [Decimal("1.5"), Decimal("12345678901234567890.5"),
+                        Decimal("0.1000000000000000055")]  # fmt: skip
+
+
+def test_jsonb_numbers_stay_decimal(env: Settings) -> None:
+    df = query.raw(JSONB, env)
+    assert df["j"].to_list() == [Decimal("0.1000000000000000055")]
+    obj = df["obj"][0]
+    assert obj == (
+        '{"amount":12345678.123456789012345,"big":1000000000000000000000000000000,'
+        '"list":[0.30,1,"x",true,null],"n":1.10}'
+    )
+    for fmt in ("json", "csv"):
+        text = query.write(df, fmt, None) or ""
+        assert "0.1000000000000000055" in text and "12345678.123456789012345" in text
+
+
+def test_cli_error_line_for_a_result_it_cannot_render(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.cli import app
+    from deploy.settings import get_settings
+
+    monkeypatch.setenv("TRADETAPE_POSTGRES_PORT", str(env.postgres_port))
+    monkeypatch.setenv("TRADETAPE_POSTGRES_DB", env.postgres_db)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        res = runner.invoke(app, ["query", "--sql", ARRAYS, "--format", "json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)[0]["arr"].startswith("[1.5,12345678901234567890.5,")
+        # an array of ranges: no exact JSON rendering; one error line, exit 1
+        for fmt in ("json", "csv", "table"):
+            res = runner.invoke(
+                app, ["query", "--sql", "SELECT ARRAY[int4range(1, 5)] AS r", "--format", fmt]
+            )
+            assert res.exit_code == 1, (fmt, res.output)
+            assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+            assert res.output.startswith("error:"), res.output
+    finally:
+        get_settings.cache_clear()
