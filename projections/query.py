@@ -357,7 +357,7 @@ def _write(df: pl.DataFrame, fmt: str, out: str | None) -> str | None:
             raise QueryError("--format parquet needs --out FILE")
         df.write_parquet(out)
         return None
-    text = _to_text(df, fmt)
+    text = _to_text(df, fmt, full=bool(out))
     if out:
         with open(out, "w") as fh:
             fh.write(text)
@@ -375,12 +375,45 @@ def _jsonable(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(casts) if casts else df
 
 
-def _to_text(df: pl.DataFrame, fmt: str) -> str:
+TABLE_ROWS, TABLE_COLS, TABLE_STR = 200, 30, 40
+"""What a table printed to stdout shows at most: rows (the first and last half), columns,
+characters of a string. A table written to a file (--out) shows everything."""
+
+
+def _table(df: pl.DataFrame, full: bool) -> str:
+    """The table as polars prints it. `full` (a file): every row, column and character.
+    Else cut to TABLE_*, with a last line naming what was cut, never silently."""
+    strs = [c for c, t in df.schema.items() if t == pl.String]
+    lengths = df.select(pl.col(c).str.len_chars().max() for c in strs).row(0) if strs else ()
+    longest = max((n or 0 for n in lengths), default=0)
+    if full:
+        with pl.Config(
+            tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=max(1, longest), tbl_width_chars=-1
+        ):
+            return str(df)
+    with pl.Config(
+        tbl_rows=TABLE_ROWS, tbl_cols=TABLE_COLS, fmt_str_lengths=TABLE_STR, tbl_width_chars=200
+    ):
+        text = str(df)
+    cut = []
+    if df.height > TABLE_ROWS:
+        half = TABLE_ROWS // 2
+        cut.append(f"{TABLE_ROWS} of {df.height} rows (the first and last {half})")
+    if df.width > TABLE_COLS:
+        cut.append(f"{TABLE_COLS} of {df.width} columns")
+    if longest > TABLE_STR:
+        cut.append(f"strings cut at {TABLE_STR} characters")
+    if not cut:
+        return text
+    note = f"showing {', '.join(cut)}; use --format csv or --out FILE for all of it"
+    return f"{text}\n{note}"
+
+
+def _to_text(df: pl.DataFrame, fmt: str, full: bool) -> str:
     if fmt == "csv":
         return _jsonable(df).write_csv()
     if fmt == "json":
         return _jsonable(df).write_json()
     if fmt == "table":
-        with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=40, tbl_width_chars=200):
-            return str(df)
+        return _table(df, full)
     raise QueryError(f"unknown format {fmt!r}: table, csv, json or parquet")
