@@ -4,17 +4,27 @@ Lag is counted over every partition the broker lists for a projection's topics n
 over the partitions a projector happens to read: a partition with no stored offset
 (added while the projector ran, or never reached) counts from offset 0. So a projection
 that misses partitions shows as behind (fail closed), never as caught up.
+
+Lag is committed records, not offsets: a projector stores the offset after the last
+record it applied, and behind a transactional producer the log goes on with a commit
+marker (and an aborted transaction's records and marker), which a read_committed
+consumer never returns. So where a stored offset is short of the end, `gap_lag`
+reads the gap with a read_committed consumer and counts the records it returns: a gap of
+markers only is lag 0. A gap longer than COUNT_LIMIT records, or one not read to its end
+within the timeout, counts from the first record returned (or the stored offset) to
+the end: markers within it are then counted too (an upper bound, never an undercount).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from deploy.kafka import admin_client, end_offsets
+from deploy.kafka import admin_client, consumer_config, end_offsets
 from deploy.settings import Settings
 from projections.framework import Projection
 from projections.store import OFFSETS_TABLE, issue_offsets_query, offsets_of
@@ -25,6 +35,90 @@ TP = tuple[str, int]
 def partition_lag(stored: Mapping[TP, int], ends: Mapping[TP, int]) -> dict[TP, int]:
     """Records not yet applied on each partition in `ends` (a missing stored offset is 0)."""
     return {tp: max(0, end - stored.get(tp, 0)) for tp, end in ends.items()}
+
+
+COUNT_LIMIT = 100_000
+"""Records of a gap `gap_lag` reads (over all partitions) before it falls back
+to counting offsets."""
+
+
+Gap = tuple[str, int, int]
+"""(topic, partition, stored offset): where a projection's unapplied records start."""
+
+
+def gap_lag(
+    settings: Settings,
+    gaps: Iterable[Gap],
+    ends: Mapping[TP, int],
+    *,
+    timeout: float = 5.0,  # seconds, not money
+    limit: int = COUNT_LIMIT,
+) -> dict[Gap, int]:
+    """Committed records from each gap's offset to its partition's end (see the module).
+
+    One read_committed consumer; a partition wanted from two offsets (two projections at
+    different offsets) is read once per offset, the lowest first."""
+    todo = sorted(set(gaps))
+    out: dict[Gap, int] = {}
+    if not todo:
+        return out
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id="tradetape.status.lag",  # never joined: partitions are assigned
+            **{"enable.partition.eof": True, "fetch.wait.max.ms": 50},
+        )
+    )
+    read = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while todo:
+            # this round: each partition once, from the lowest offset still wanted
+            round_: dict[TP, int] = {}
+            for t, p, o in todo:
+                round_.setdefault((t, p), o)
+            todo = [g for g in todo if round_[(g[0], g[1])] != g[2]]
+            counted = dict.fromkeys(round_, 0)
+            first: dict[TP, int] = {}
+            open_ = set(round_)
+            consumer.assign([TopicPartition(t, p, o) for (t, p), o in round_.items()])
+            while open_ and read < limit and time.monotonic() < deadline:
+                for m in consumer.consume(1000, 0.1):  # seconds, not money
+                    tp = (str(m.topic()), int(m.partition() or 0))
+                    if tp not in open_:
+                        continue
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            open_.discard(tp)
+                            continue
+                        raise RuntimeError(f"reading {tp[0]}[{tp[1]}]: {err.str()}")
+                    off = int(m.offset() or 0)
+                    if off >= ends[tp]:  # written after the ends were taken
+                        open_.discard(tp)
+                        continue
+                    first.setdefault(tp, off)
+                    counted[tp] += 1
+                    read += 1
+            consumer.unassign()
+            for tp, o in round_.items():
+                # not read to the end: offsets from the first record seen (markers too)
+                n = ends[tp] - first.get(tp, o) if tp in open_ else counted[tp]
+                out[(tp[0], tp[1], o)] = n
+    finally:
+        consumer.close()
+    return out
+
+
+def committed_lag(
+    stored: Mapping[TP, int], ends: Mapping[TP, int], counts: Mapping[Gap, int]
+) -> dict[TP, int]:
+    """`partition_lag`, a gap's records counted where `counts` (of `gap_lag`) has it."""
+    lag = partition_lag(stored, ends)
+    for tp, n in lag.items():
+        if n > 0:
+            lag[tp] = counts.get((tp[0], tp[1], stored.get(tp, 0)), n)
+    return lag
 
 
 def projection_lag(
@@ -50,12 +144,19 @@ def projection_lag(
     ends = end_offsets(
         admin, [TopicPartition(n, p) for n in names for p in listed[n]], timeout=timeout
     )
+    gaps = [
+        (t, n, stored.get(p.name, {}).get((t, n), 0))
+        for p in selected
+        for (t, n), e in ends.items()
+        if t in {settings.topic(x) for x in p.topics} and stored.get(p.name, {}).get((t, n), 0) < e
+    ]
+    counts = gap_lag(settings, gaps, ends, timeout=timeout)
     out: dict[str, dict[str, Any]] = {}
     for p in selected:
         mine = {settings.topic(t) for t in p.topics}
         own_ends = {tp: e for tp, e in ends.items() if tp[0] in mine}
         have = stored.get(p.name, {})
-        lag = partition_lag(have, own_ends)
+        lag = committed_lag(have, own_ends, counts)
         out[p.name] = {
             "lag": sum(lag.values()),
             "partitions": len(own_ends),
