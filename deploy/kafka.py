@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
@@ -182,6 +183,44 @@ def partition_count(settings: Settings, spec: TopicSpec) -> int:
     if spec.partitions == 1:
         return 1
     return settings.default_partitions or spec.partitions
+
+
+def partition_changes(settings: Settings, counts: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """The catalogue topics among `counts` (full name -> partitions the broker lists now)
+    whose partition count differs from the one they are created with: name -> (declared,
+    actual). Empty when the log's topology is as declared.
+
+    A topic's count is fixed once it exists (`TopicSpec.fixed_partitions`): every event
+    topic is keyed (account, instrument, scope, request id) and events of one key share a
+    partition, which is all the per-key order the engine and the projections rely on.
+    Adding partitions moves keys, so an account's old events stay on one partition and its
+    new ones land on another: an engine worker owning the new one rebuilds without the
+    account's history, and a replay reads old and new interleaved in no fixed order. The
+    engine decides every intent as STALE_STATE and `tradetape status` reports the
+    projections DEGRADED while this is non-empty (docs/operations.md, *Adding partitions*).
+    The declared count is `partition_count` (the catalogue's, or
+    `TRADETAPE_DEFAULT_PARTITIONS`): changing that setting for an existing log is a
+    partition change too."""
+    changed: dict[str, tuple[int, int]] = {}
+    for spec in TOPICS.values():
+        if not spec.fixed_partitions:
+            continue
+        name = spec.full_name(settings.topic_prefix)
+        actual = counts.get(name)
+        if actual is None or actual == 0:
+            continue  # not created (yet): nothing folded from it
+        declared = partition_count(settings, spec)
+        if actual != declared:
+            changed[name] = (declared, actual)
+    return changed
+
+
+def describe_partition_changes(changed: Mapping[str, tuple[int, int]]) -> str:
+    """One line naming each changed topic: `orders.lifecycle has 12 partitions, declared 6`."""
+    return "; ".join(
+        f"{name} has {actual} partitions, declared {declared}"
+        for name, (declared, actual) in sorted(changed.items())
+    )
 
 
 def create_topics(

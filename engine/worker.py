@@ -51,7 +51,14 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from deploy.deadletter import dead_letter_for
-from deploy.kafka import consumer_config, end_offsets, partitions_of_many, producer_config
+from deploy.kafka import (
+    consumer_config,
+    describe_partition_changes,
+    end_offsets,
+    partition_changes,
+    partitions_of_many,
+    producer_config,
+)
 from deploy.settings import Settings
 from engine.control import CONTROL_TOPICS, ControlFeed, Drained
 from engine.heap import HeapPolicy
@@ -87,6 +94,8 @@ from schemas.topics import Topic
 log = logging.getLogger("tradetape.engine")
 
 INPUT_TOPICS = (Topic.INTENTS, Topic.ADMIN)
+READ_TOPICS = (*OWN_TOPICS, *REFERENCE_TOPICS, Topic.MARKETDATA)
+"""The topics besides the inputs whose records the state folds (a rebuild reads them)."""
 MARKETDATA_WARMUP = 5_000
 """Market-data records per partition read back on start: the latest prices, and the
 prints a new owner matches its resting orders against (`PaperVenue.catch_up`)."""
@@ -237,6 +246,12 @@ class EngineWorker:
         self._high: dict[tuple[str, int], int] = {}
         self.read_in_full: dict[str, int] = {}
         """Topic -> partitions the reference consumer was assigned at the last rebuild."""
+        self.topology: dict[str, tuple[int, int]] = {}
+        """The topics the worker reads whose partition count is not the declared one:
+        name -> (declared, actual) (`deploy.kafka.partition_changes`). While non-empty
+        every intent is decided as STALE_STATE: an account's history may lie on a
+        partition whose owner is another worker (fail closed)."""
+        self._misrouted_logged = 0.0  # monotonic seconds, not money
         self._partitions_checked = time.monotonic()
         self._high_at = 0.0
         self.needs_rebuild = False
@@ -385,10 +400,29 @@ class EngineWorker:
 
     def _topic_partitions(self) -> dict[Topic, list[int]]:
         """The partitions of every topic a rebuild reads, from one metadata request."""
-        topics = [*OWN_TOPICS, *REFERENCE_TOPICS, Topic.MARKETDATA, Topic.ENGINE_SNAPSHOTS]
+        topics = [*INPUT_TOPICS, *READ_TOPICS, Topic.ENGINE_SNAPSHOTS]
         # The snapshot topic is a cache: without it a rebuild replays the log in full.
         optional = frozenset({Topic.ENGINE_SNAPSHOTS})
-        return partitions_of_many(self.ref_consumer, self.settings, topics, optional=optional)
+        parts = partitions_of_many(self.ref_consumer, self.settings, topics, optional=optional)
+        self._set_topology({self.names[t]: len(ps) for t, ps in parts.items()})
+        return parts
+
+    def _set_topology(self, counts: dict[str, int]) -> None:
+        """Note the topics whose partition count differs from the declared one (see
+        `topology`); logged as an ERROR when that changes."""
+        changed = partition_changes(self.settings, counts)
+        if changed != self.topology:
+            if changed:
+                log.error(
+                    "worker %s: %s: adding partitions moves accounts to other partitions, so "
+                    "a worker may not hold an account's history; deciding every intent as "
+                    "STALE_STATE (docs/operations.md, Adding partitions)",
+                    self.wid,
+                    describe_partition_changes(changed),
+                )
+            else:
+                log.warning("worker %s: every topic has its declared partitions again", self.wid)
+        self.topology = changed
 
     def rebuild(self, partitions: Iterable[int], *, use_snapshots: bool = True) -> None:
         """Fresh state from the log: reference topics in full, own outputs for `partitions`
@@ -503,6 +537,13 @@ class EngineWorker:
         except KafkaException as exc:
             log.warning("could not check the reference topics for added partitions: %s", exc)
             return
+        self._set_topology(
+            {
+                name: len(topics[name].partitions)
+                for name in (self.names[t] for t in (*INPUT_TOPICS, *READ_TOPICS))
+                if name in topics and topics[name].error is None
+            }
+        )
         grown = {
             name: (n, len(topics[name].partitions))
             for name, n in self.read_in_full.items()
@@ -535,7 +576,7 @@ class EngineWorker:
         if self.needs_rebuild:
             return False
         parts = self._topic_partitions()
-        if {len(parts[t]) for t in OWN_TOPICS} != {self.n_own_partitions}:
+        if {len(parts[t]) for t in OWN_TOPICS} != {self.n_own_partitions} or self.topology:
             return False
         started = time.monotonic()
         held, state = self.folded, self.state
@@ -804,12 +845,33 @@ class EngineWorker:
             out.append(self._dead_letter(msg, err))
             return
         self.stats["intents"] += 1
+        lag = self.ctx.consumer_lag
+        if isinstance(p, OrderIntent | CancelIntent) and self._misrouted(msg, p.account):
+            self.ctx.consumer_lag = UNKNOWN_LAG  # this intent only: STALE_STATE
         try:
             out.extend(process(self.state, event, self.ctx, broker_time(msg)))
         except Exception as exc:  # never crash on input; state may be torn: rebuild
             log.exception("processing failed for %s", event.event_id)
             out.append(self._dead_letter(msg, exc))
             self.needs_rebuild = True
+        finally:
+            self.ctx.consumer_lag = lag
+
+    def _misrouted(self, msg: Message, account: str) -> bool:
+        """An intent on another partition than its account's (murmur2 over the own topics'
+        partition count): the worker owning that partition need not hold the account's
+        state (a producer that picks partitions itself, or a topic whose partitions
+        changed), so the intent is decided as STALE_STATE, never on a partial state."""
+        if self.part(account) == msg.partition():
+            return False
+        now = time.monotonic()
+        if now - self._misrouted_logged > 1.0:  # seconds, not money: not a line per intent
+            self._misrouted_logged = now
+            log.warning(
+                "worker %s: intent for %s on %s[%s], its account's partition is %d: STALE_STATE",
+                self.wid, account, msg.topic(), msg.partition(), self.part(account),
+            )  # fmt: skip
+        return True
 
     def _refuse_input(
         self, msg: Message, event: Envelope[Any], why: str, out: list[Output]
@@ -1226,6 +1288,8 @@ class EngineWorker:
             log.warning("consumer lag unknown (%s): deciding this batch as stale", exc)
             self.ctx.consumer_lag = UNKNOWN_LAG
             self._renew_admin()
+        if self.topology:
+            self.ctx.consumer_lag = UNKNOWN_LAG  # fail closed: see `topology`
         for msg in refs:
             if not msg.error():
                 self._handle_reference(msg, out)

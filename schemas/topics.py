@@ -58,6 +58,12 @@ class TopicSpec:
     description: str
     config: dict[str, str] = field(default_factory=lambda: dict(EVENT_LOG_CONFIG))
     replication_factor: int = 1
+    fixed_partitions: bool = True
+    """The partition count may never change once the topic exists: events of one key
+    share a partition, and adding partitions moves keys (murmur2 modulo the count), so a
+    key's events before and after would be read in no fixed order and an engine worker
+    would miss an account's history (`deploy.kafka.partition_changes`). False only for a
+    cache whose records are keyed by what they hold (`engine.snapshots`)."""
 
     def full_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.topic.value}"
@@ -101,6 +107,7 @@ TOPICS: dict[Topic, TopicSpec] = {
             "engine partition / chunk",
             "Engine state slices per partition: a cache of the fold, not events",
             dict(SNAPSHOT_CONFIG),
+            fixed_partitions=False,
         ),
     )
 }

@@ -17,8 +17,9 @@ from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
 ZERO = Decimal(0)
 UNKNOWN_LAG = 2**63 - 1
-"""The consumer lag the worker passes when it could not be measured, or the control topics
-could not be read to their end before the batch: STALE_STATE."""
+"""The consumer lag the worker passes when it could not be measured, the control topics
+could not be read to their end before the batch, a topic's partition count is not the
+declared one, or the intent is not on its account's partition: STALE_STATE."""
 _MS = timedelta(milliseconds=1)
 
 
@@ -146,7 +147,8 @@ def freshness(ctx: RiskContext) -> RuleResult:
             rid,
             ver,
             "STALE_STATE",
-            "consumer lag unknown, or the control topics not read to their end",
+            "consumer lag unknown, the control topics not read to their end, or the intent's "
+            "account not on its partition (topic partitions changed: see the worker's log)",
         )
     if ctx.consumer_lag > lim.max_consumer_lag:
         return _no(

@@ -63,3 +63,33 @@ def test_without_the_setting_the_catalogue_counts_are_used(monkeypatch: pytest.M
     monkeypatch.setattr(kafka, "admin_client", lambda _s: admin)
     kafka.create_topics(Settings(topic_prefix="q."))
     assert admin.asked == {spec.full_name("q."): spec.partitions for spec in TOPICS.values()}
+
+
+def test_partition_changes_names_every_keyed_topic_off_its_declared_count() -> None:
+    """The declared count is the one `create_topics` uses; the snapshot cache may differ."""
+    settings = Settings(topic_prefix="p.")
+    declared = {
+        spec.full_name("p."): kafka.partition_count(settings, spec) for spec in TOPICS.values()
+    }
+    assert kafka.partition_changes(settings, declared) == {}
+    assert kafka.partition_changes(settings, {}) == {}  # nothing created yet
+    grown = dict(declared)
+    grown["p.orders.lifecycle"] = 12
+    grown["p.risk.config"] = 7
+    grown["p.deadletter"] = 2
+    grown["p.engine.snapshots"] = 12
+    grown["other.orders.lifecycle"] = 12  # another namespace's topic
+    changed = kafka.partition_changes(settings, grown)
+    assert changed == {
+        "p.orders.lifecycle": (6, 12),
+        "p.risk.config": (6, 7),
+        "p.deadletter": (1, 2),
+    }
+    assert kafka.describe_partition_changes(changed) == (
+        "p.deadletter has 2 partitions, declared 1; p.orders.lifecycle has 12 partitions, "
+        "declared 6; p.risk.config has 7 partitions, declared 6"
+    )
+    # TRADETAPE_DEFAULT_PARTITIONS is the declaration for the partitioned topics.
+    twelve = Settings(topic_prefix="p.", default_partitions=12)
+    assert "p.orders.lifecycle" not in kafka.partition_changes(twelve, grown)
+    assert kafka.partition_changes(twelve, declared)["p.orders.lifecycle"] == (12, 6)

@@ -76,5 +76,12 @@ def test_a_kill_switch_on_an_added_risk_config_partition_stops_trading(env: Sett
         produce(settings, [quote()])
         produce(settings, [intent(key, "ACC1", "after")])
         decs = wait_for(settings, Topic.DECISIONS, lambda ev: _decision(ev, "after") is not None)
+        # risk.config has a declared partition count like every keyed topic: the kill switch
+        # engaged and released for one scope on two partitions would be folded in no fixed
+        # order by a rebuild. So the worker reads the added partition (the kill switch on
+        # it counts) and also decides every intent as STALE_STATE until the topic is
+        # migrated (docs/operations.md, Adding partitions).
+        assert name in worker.topology
     after = _decision(decs, "after")
     assert after.outcome == "REJECTED" and "KILL_SWITCH_ENGAGED" in after.reason_codes
+    assert "STALE_STATE" in after.reason_codes

@@ -1,0 +1,144 @@
+"""Partitions added to the account-keyed engine topics move accounts: fail closed.
+
+Every engine topic is keyed by account (murmur2), and a worker's state is "the accounts on
+the partitions it owns". Adding partitions changes `murmur2(account) % n`: ACC1 lies on
+partition 0 of 6 and on partition 6 of 12. Its history (the fill that made its position)
+stays on partition 0 of `orders.lifecycle`; its new intents land on partition 6 of
+`orders.intents`. A worker owning 6 but not 0 rebuilds the accounts of 6 from partition 6
+of its own topics, finds no position for ACC1, and before this test's fix approved an
+order that breached `max_position` (fail open). Now the worker decides every intent as
+STALE_STATE while a keyed topic's partition count differs from the declared one
+(`deploy.kafka.partition_count`), and says why.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewPartitions,
+)
+
+from deploy.kafka import producer_config
+from deploy.settings import Settings
+from engine.partitioning import partition_for
+from schemas import Envelope, encode
+from schemas.events import RiskLimits, RiskLimitsChanged
+from schemas.topics import Topic
+from tests.engine.helpers import (
+    admin,
+    intent,
+    produce,
+    quote,
+    running_worker,
+    wait_for,
+    world,
+)
+
+pytestmark = pytest.mark.integration
+
+GROWN = (Topic.INTENTS, Topic.ADMIN, Topic.DECISIONS, Topic.ORDERS)
+
+
+def _decision(events: list[Envelope[Any]], coid: str) -> Any:
+    for e in events:
+        if e.event_type == "RiskDecision" and e.payload.client_order_id == coid:
+            return e.payload
+    return None
+
+
+def _decided(settings: Settings, coid: str) -> Any:
+    decs = wait_for(
+        settings, Topic.DECISIONS, lambda ev: _decision(ev, coid) is not None, timeout=60
+    )
+    found = _decision(decs, coid)
+    assert found is not None, f"no decision for {coid}"
+    return found
+
+
+def test_a_worker_owning_an_accounts_new_partition_does_not_approve_past_its_limits(
+    env: Settings,
+) -> None:
+    settings = env.with_overrides(
+        engine_partition_check_seconds=0.5, engine_session_timeout_ms=6000
+    )
+    assert (partition_for("ACC1", 6), partition_for("ACC1", 12)) == (0, 6)
+    with running_worker(settings, "a"):
+        key = world(settings, ["ACC1"])
+        limits = RiskLimits(max_position=Decimal("1"), max_price_age_seconds=3600)
+        produce(
+            settings,
+            [
+                admin(
+                    RiskLimitsChanged(
+                        scope="*", config_version=1, changed_by="admin", reason="t", limits=limits
+                    )
+                )
+            ],
+            admin=True,
+        )
+        produce(settings, [quote()])
+        produce(settings, [intent(key, "ACC1", "fill", qty="1")])
+        assert _decided(settings, "fill").outcome == "APPROVED"
+        wait_for(settings, Topic.ORDERS, lambda ev: any(e.event_type == "Fill" for e in ev))
+        produce(settings, [intent(key, "ACC1", "over-before", qty="0.5")])
+        before = _decided(settings, "over-before")
+        assert before.outcome == "REJECTED" and "MAX_POSITION" in before.reason_codes
+
+    client = AdminClient({"bootstrap.servers": settings.bootstrap})
+    names = [settings.topic(t) for t in GROWN]
+    for fut in client.create_partitions([NewPartitions(n, 12) for n in names]).values():
+        fut.result(30)
+
+    with running_worker(settings, "a") as a, running_worker(settings, "b") as b:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if (
+                a.owned
+                and b.owned
+                and set(a.owned) | set(b.owned) == set(range(12))
+                and a.complete
+                and b.complete
+                and a.n_own_partitions == b.n_own_partitions == 12
+            ):
+                break
+            time.sleep(0.2)
+        owner = a if 6 in a.owned else b
+        assert 6 in owner.owned and 0 not in owner.owned, (a.owned, b.owned)
+        produce(settings, [quote()])
+        produce(settings, [intent(key, "ACC1", "over-after", qty="0.5")])
+        after = _decided(settings, "over-after")
+        # Fail closed: without the account's history on partition 0 the worker owning
+        # partition 6 must not approve (it did: position 0 + 0.5 <= 1).
+        assert after.outcome == "REJECTED", after
+        assert "STALE_STATE" in after.reason_codes, after
+        assert owner.topology, "the worker does not say which topic grew"
+
+
+def test_an_intent_on_another_partition_than_its_accounts_is_stale(env: Settings) -> None:
+    """A producer may pick the partition itself (or set an envelope key that hashes
+    elsewhere): the worker owning that partition need not hold the account's state, so
+    the intent is decided as STALE_STATE, never on what that worker happens to hold. With
+    one worker owning every partition the old code approved it."""
+    assert partition_for("ACC1", 6) == 0
+    settings = env
+    with running_worker(settings, "a") as worker:
+        key = world(settings, ["ACC1"])
+        produce(settings, [quote()])
+        produce(settings, [intent(key, "ACC1", "home")])
+        assert _decided(settings, "home").outcome == "APPROVED"
+        k, v, h = encode(intent(key, "ACC1", "away"))
+        p = Producer(producer_config(settings))
+        p.produce(settings.topic(Topic.INTENTS), key=k, value=v, headers=h, partition=3)
+        assert p.flush(30) == 0
+        away = _decided(settings, "away")
+        assert not worker.topology
+    assert away.outcome == "REJECTED" and away.reason_codes == ("STALE_STATE",), away
+    assert "not on its partition" in next(
+        r.detail for r in away.rule_results if r.reason_code == "STALE_STATE"
+    )
