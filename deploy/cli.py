@@ -141,6 +141,12 @@ def status(
             f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)"
         )
         typer.echo(f"postgres  {'up' if p['ok'] else 'DOWN':5} {p['dsn']}")
+        if k.get("partitions_changed"):
+            typer.echo(
+                f"topics    PARTITIONS CHANGED: {k['partitions_changed']} (the engine decides"
+                " every intent as STALE_STATE; the projections of these topics are DEGRADED;"
+                " docs/operations.md, Adding partitions)"
+            )
         for name, info in sorted(st.get("projections", {}).items()):
             flag = "DEGRADED" if info.get("degraded") else "ok"
             lag = info.get("lag")  # None: Kafka down or not measurable
@@ -150,6 +156,11 @@ def status(
                 f" quarantined={info.get('quarantined', 0)}"
                 f" lag={'unknown' if lag is None else lag}"
                 + (f" unread partitions: {', '.join(unread)}" if unread else "")
+                + (
+                    f" partitions changed: {info['partitions_changed']}"
+                    if info.get("partitions_changed")
+                    else ""
+                )
             )
         snaps = st.get("engine_snapshots") or {}
         if "error" in snaps:

@@ -56,6 +56,9 @@ def rebuild(
     if (why := preflight(settings)) is not None:
         typer.echo(f"error: {why}", err=True)
         raise typer.Exit(1)
+    if (why := partitions_changed(settings, names)) is not None:
+        typer.echo(f"error: {why}", err=True)
+        raise typer.Exit(1)
     try:
         results = (
             _rebuild_parallel_with_bars(settings, names)
@@ -144,6 +147,26 @@ def unreachable(settings: Settings, exc: BaseException) -> str | None:
                 return f"cannot reach the Kafka broker at {settings.bootstrap}: {detail}"
             return f"Kafka at {settings.bootstrap}: {detail}"
         return f"Kafka at {settings.bootstrap}: {_first_line(exc)}"
+    return None
+
+
+def partitions_changed(settings: Settings, names: list[str]) -> str | None:
+    """Why these projections cannot be rebuilt reproducibly: a topic they read has another
+    partition count than the declared one (`deploy.kafka.partition_changes`: a key's
+    events before and after the change lie on different partitions and a replay reads them
+    in no fixed order), or None. The live projection stays as it is, DEGRADED in status."""
+    from deploy.kafka import admin_client, describe_partition_changes, partition_changes
+    from projections.core import PROJECTIONS
+
+    wanted = {settings.topic(t) for n in names for t in PROJECTIONS[n].topics}
+    listed = admin_client(settings).list_topics(timeout=10).topics
+    counts = {n: len(md.partitions) for n, md in listed.items() if n in wanted and md.error is None}
+    if changed := partition_changes(settings, counts):
+        return (
+            f"rebuild refused: {describe_partition_changes(changed)}; a replay would read a "
+            "key's events from before and after the change in no fixed order "
+            "(docs/operations.md, Adding partitions)"
+        )
     return None
 
 

@@ -24,7 +24,13 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from deploy.kafka import admin_client, consumer_config, end_offsets
+from deploy.kafka import (
+    admin_client,
+    consumer_config,
+    describe_partition_changes,
+    end_offsets,
+    partition_changes,
+)
 from deploy.settings import Settings
 from projections.framework import Projection
 from projections.store import OFFSETS_TABLE, issue_offsets_query, offsets_of
@@ -130,7 +136,11 @@ def projection_lag(
 ) -> dict[str, dict[str, Any]]:
     """Per projection: `lag` (records behind, over every partition listed now),
     `partitions` (how many) and `unread_partitions` (listed, with records, but no stored
-    offset: e.g. added after the projector started and not picked up yet)."""
+    offset: e.g. added after the projector started and not picked up yet). A projection
+    whose topics do not have their declared partition count (partitions added: a key's
+    events before and after lie on different partitions and are folded in no fixed
+    order, `deploy.kafka.partition_changes`) also gets `degraded` and
+    `partitions_changed`, the reason."""
     selected = list(projections)
     admin = admin_client(settings)
     names = sorted({settings.topic(t) for p in selected for t in p.topics})
@@ -164,6 +174,10 @@ def projection_lag(
                 f"{t}[{n}]" for (t, n), e in own_ends.items() if e > 0 and (t, n) not in have
             ),
         }
+        changed = partition_changes(settings, {n: len(listed[n]) for n in mine})
+        if changed:
+            out[p.name]["degraded"] = True
+            out[p.name]["partitions_changed"] = describe_partition_changes(changed)
     return out
 
 

@@ -34,7 +34,14 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of
+from deploy.kafka import (
+    admin_client,
+    consumer_config,
+    describe_partition_changes,
+    end_offsets,
+    partition_changes,
+    partitions_of,
+)
 from deploy.settings import Settings
 from projections.bulkload import (
     TRIM_EVERY,
@@ -342,6 +349,17 @@ class Projector:
             self.name, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in added),
         )  # fmt: skip
         assert self._partitions is not None
+        counts: dict[str, int] = {}
+        for tp in [*self._partitions, *added]:
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        if changed := partition_changes(self.settings, counts):
+            log.error(
+                "%s: %s: a key's events before and after lie on different partitions and are "
+                "folded in no fixed order, so a rebuild may differ: the projection is DEGRADED "
+                "in `tradetape status` and `tradetape rebuild` refuses it (docs/operations.md, "
+                "Adding partitions)",
+                self.name, describe_partition_changes(changed),
+            )  # fmt: skip
         self._partitions = sorted(
             [*self._partitions, *added], key=lambda tp: (tp.topic, tp.partition)
         )

@@ -11,7 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.kafka import admin_client, create_topics
+from deploy.kafka import (
+    admin_client,
+    create_topics,
+    describe_partition_changes,
+    partition_changes,
+)
 from deploy.local.kafka_node import KafkaNode, KafkaStartError
 from deploy.local.postgres_node import PostgresNode, PostgresStartError
 from deploy.local.process import port_open
@@ -137,11 +142,15 @@ class LocalStack:
         s = self.settings
         kafka_ok = self.kafka.ready() if (s.kafka_bootstrap or self.kafka.running()) else False
         topics: list[str] = []
+        changed: dict[str, tuple[int, int]] = {}
         if kafka_ok:
             try:
                 md = admin_client(s).list_topics(timeout=5)
                 topics = sorted(
                     t for t in md.topics if t.startswith(s.topic_prefix) and not t.startswith("__")
+                )
+                changed = partition_changes(
+                    s, {t: len(md.topics[t].partitions) for t in topics if not md.topics[t].error}
                 )
             except Exception:
                 kafka_ok = False
@@ -160,6 +169,11 @@ class LocalStack:
             },
             "postgres": {"ok": pg_ok, "dsn": s.redacted_dsn(), "pid": self.postgres.pid()},
         }
+        if changed:
+            # Fail closed: the engine decides every intent as STALE_STATE, and every
+            # projection of these topics is DEGRADED (deploy.kafka.partition_changes).
+            result["kafka"]["partitions_changed"] = describe_partition_changes(changed)
+            result["degraded"] = True
         if pg_ok:
             result["projections"] = _projection_health(s.dsn)
             if kafka_ok:
