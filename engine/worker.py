@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -139,6 +140,30 @@ INPUT_FAULTS = frozenset(
 is answered with a rejection or dead letter instead (see `PoisonOutput`)."""
 REBUILD_BACKOFF_MAX = 30.0
 """Longest wait (seconds) between two attempts at a rebuild that failed or was incomplete."""
+INIT_TXN_SECONDS = 60.0
+"""How long (seconds, not money) a worker's producer may take to initialise its
+transactions (find the coordinator, settle an earlier transaction of its id) before the
+worker gives up and exits 1 (`tradetape run` restarts it)."""
+TXN_CALL_SLICE = 0.5
+"""The longest one blocking call to `init_transactions` or `abort_transaction` waits before
+the worker looks at `stopping` (seconds, not money): librdkafka lets such a call that timed
+out be called again to resume it, and these calls do not return for a signal, so a 60 s
+call held a SIGTERM for up to 60 s."""
+STOP_ABORT_SECONDS = 3.0
+"""At a stop, how long (seconds, not money) the worker tries to abort a transaction whose
+commit failed. Not longer: an open transaction is aborted by its coordinator anyway (after
+`TXN_TIMEOUT_MS`, or when this transactional id next initialises), nothing of it is
+read by anyone (`read_committed`), and its inputs are decided again by their next owner."""
+STOP_GRACE_SECONDS = 8.0
+"""How long (seconds, not money) `tradetape run engine` lets a stop take before it exits
+without the clean-up (a broker call the loop is inside of that does not return for a
+signal: a rebuild's metadata or offset request against a dead broker waits up to 30 s).
+Safe for the same reason as `STOP_ABORT_SECONDS`: the log holds only committed
+transactions. A second SIGTERM/SIGINT exits at once."""
+
+
+class Stopped(Exception):
+    """The worker was asked to stop while it waited on the broker."""
 
 
 class PoisonOutput(KafkaException):
@@ -208,6 +233,8 @@ class EngineWorker:
         self.settings = settings
         self.wid = wid or worker_id()
         self.stopping = False
+        self.dumping = threading.Lock()
+        """Held while the state file is written at a stop (see `main`)."""
         self.state = EngineState()
         self.ctx = Context(admins=admin_producers())
         self.names = {t: settings.topic(t) for t in Topic}
@@ -687,17 +714,38 @@ class EngineWorker:
         self.exact = False  # the state folded outputs the log will not have
         for attempt in range(1_000_000):
             try:
-                self.producer.abort_transaction(30)
+                if self.stopping:
+                    self._abort_at_stop()
+                    break
+                self._txn_call(self.producer.abort_transaction, 30)
                 break
             except KafkaException as abort_exc:
                 aerr = abort_exc.args[0] if abort_exc.args else None
                 if isinstance(aerr, KafkaError) and aerr.fatal():
                     raise
-                if not (isinstance(aerr, KafkaError) and aerr.retriable()) or self.stopping:
+                if self.stopping:
+                    self._abort_at_stop()
+                    break
+                if not (isinstance(aerr, KafkaError) and aerr.retriable()):
                     log.exception("abort failed")
                     break
                 log.warning("abort timed out (%s); retrying (attempt %d)", aerr, attempt + 1)
                 time.sleep(min(1.0 * (attempt + 1), 5.0))
+        self.in_txn = False
+
+    def _abort_at_stop(self) -> None:
+        """Abort the open transaction within `STOP_ABORT_SECONDS`, else leave it to the
+        coordinator (see there); never raises."""
+        try:
+            self._txn_call(self.producer.abort_transaction, STOP_ABORT_SECONDS, stoppable=False)
+        except KafkaException as exc:
+            log.warning(
+                "worker %s: the open transaction was not aborted at the stop (%s); its "
+                "coordinator aborts it (after %d ms, or when this worker id starts again)",
+                self.wid,
+                exc,
+                TXN_TIMEOUT_MS,
+            )
         self.in_txn = False
 
     def _mark_poison(self, source: tuple[str, int, int], reason: str) -> None:
@@ -1042,6 +1090,10 @@ class EngineWorker:
                     lambda: producer.send_offsets_to_transaction(positions, group, 30),
                 )
             t2 = time.monotonic()
+            # Not in `_txn_call` slices like init and abort: send_offsets_to_transaction
+            # called again while its request is in flight sends it again, and the commit
+            # path stays as measured (bench_transactions); a stop held inside one of these
+            # is cut by `STOP_GRACE_SECONDS`.
             self._retrying("the commit", lambda: producer.commit_transaction(30))
         except KafkaException as exc:
             producer.poll(0)  # the delivery reports: was a record refused for good?
@@ -1095,6 +1147,49 @@ class EngineWorker:
                 log.warning("%s failed (%s); retrying (attempt %d)", what, err, attempt)
                 time.sleep(min(0.5 * attempt, 5.0))
 
+    # timeout: seconds, not money
+    def _txn_call(
+        self, call: Callable[[float], Any], timeout: float, *, stoppable: bool = True
+    ) -> None:
+        """`call(t)`, a transactional producer call, for up to `timeout` seconds in slices
+        of `TXN_CALL_SLICE`, called again after each slice that timed out (librdkafka
+        resumes it): `stopping` is looked at between slices, so a stop is not held for the
+        whole timeout. Raises the last slice's retriable error if it did not complete in
+        `timeout` or (if `stoppable`) the worker is stopping; any other error at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            began = time.monotonic()
+            try:
+                call(max(0.01, min(TXN_CALL_SLICE, deadline - began)))
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                # A retriable error (TIMED_OUT, or NOT_COORDINATOR while the coordinator
+                # loads, which a sliced call sees as an intermediate result) is called
+                # again, as librdkafka asks.
+                if (
+                    not isinstance(err, KafkaError)
+                    or not err.retriable()
+                    or err.fatal()
+                    or err.txn_requires_abort()
+                    or (stoppable and self.stopping)
+                    or time.monotonic() >= deadline
+                ):
+                    raise
+                if time.monotonic() - began < 0.05:  # an error at once: no busy loop
+                    time.sleep(0.05)
+
+    def _init_transactions(self) -> None:
+        """The producer's `init_transactions`, given up on after `INIT_TXN_SECONDS` (the
+        error goes up: exit 1, as before) or when the worker is asked to stop (`Stopped`).
+        Before, one 60 s call held a SIGTERM for up to 60 s."""
+        try:
+            self._txn_call(self.producer.init_transactions, INIT_TXN_SECONDS)
+        except KafkaException:
+            if self.stopping:
+                raise Stopped("while initialising the producer's transactions") from None
+            raise
+
     def _await_commit(self) -> None:
         """Wait for the transaction in flight, if any; its failure raises here."""
         pending, self.pending = self.pending, None
@@ -1130,8 +1225,9 @@ class EngineWorker:
 
     def _restore(self) -> None:
         """One attempt at what an incomplete state needs: the rewind if pending, then a
-        rebuild. A broker error leaves the worker holding; the next attempt is backed off."""
-        if time.monotonic() < self._retry_at:
+        rebuild. A broker error leaves the worker holding; the next attempt is backed off.
+        None at a stop (the loop ends; the next start rebuilds)."""
+        if self.stopping or time.monotonic() < self._retry_at:
             return
         try:
             if self.rewind_pending:
@@ -1433,26 +1529,32 @@ class EngineWorker:
                     if self.stopping or not fatal:
                         raise
                     self._renew_clients(exc)
+        except Stopped as exc:
+            log.info("worker %s: stopping %s", self.wid, exc)
         finally:
             try:
                 self._await_commit()
             except KafkaException as exc:
-                try:
-                    self._recover(exc)
-                except KafkaException:
-                    log.exception("settling the transaction in flight at the stop failed")
+                # Abort, bounded; no rewind or rebuild at a stop (they waited on the broker
+                # for minutes when it was gone): the inputs' next owner starts from what
+                # was committed.
+                log.warning("worker %s: the transaction in flight failed at the stop (%s)",
+                            self.wid, exc)  # fmt: skip
+                self._abort_at_stop()
             self.committer.shutdown(wait=True)
             self.heap.release()
             self.consumer.close()
             self.ref_consumer.close()
             self.ctl_consumer.close()
-            self.producer.flush(10)
+            # Nothing is queued after a commit; what is, belongs to a transaction that
+            # will not commit: no 10 s wait for a broker that is gone.
+            self.producer.flush(1.0 if self.stopping else 10.0)  # seconds, not money
         self.dump_state()
         log.info("engine worker %s stopped: %s", self.wid, self.stats)
         return 0
 
     def _serve(self) -> None:
-        self.producer.init_transactions(60)
+        self._init_transactions()
         self.consumer.subscribe(
             [self.names[t] for t in INPUT_TOPICS],
             on_assign=self._on_assign,
@@ -1482,6 +1584,10 @@ class EngineWorker:
             / f"state-{self.settings.topic_prefix}{self.wid}.json"
         )
         path.parent.mkdir(parents=True, exist_ok=True)
+        with self.dumping:
+            return self._dump_state(path)
+
+    def _dump_state(self, path: Path) -> Path:
         owned = set(self.owned)
         data = {
             "worker": self.wid,
@@ -1511,9 +1617,29 @@ def main(settings: Settings) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     worker = EngineWorker(settings)
+    dumping = worker.dumping
 
     def _stop(signum: int, _frame: object) -> None:
+        if worker.stopping:  # a second signal: no more waiting
+            log.warning("engine worker %s: asked again to stop; exiting now", worker.wid)
+            os._exit(1)
         worker.stopping = True
+        threading.Thread(target=_stop_deadline, name="engine-stop", daemon=True).start()
+
+    def _stop_deadline() -> None:
+        """Exit without the clean-up if the stop takes over `STOP_GRACE_SECONDS` (the
+        loop inside a broker call that does not return for a signal; see there)."""
+        time.sleep(STOP_GRACE_SECONDS)
+        with dumping:  # never while the state file is being written
+            log.error(
+                "engine worker %s: not stopped within %.0f s of the signal (waiting on the "
+                "broker); exiting without the clean-up: its open transaction, if any, is "
+                "aborted by the broker",
+                worker.wid,
+                STOP_GRACE_SECONDS,
+            )
+            logging.shutdown()
+            os._exit(1)
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)

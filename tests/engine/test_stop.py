@@ -1,0 +1,117 @@
+"""`tradetape run engine` stops promptly on SIGTERM even when the broker cannot be reached.
+
+Before, a worker started against a dead broker sat in `init_transactions(60)` (not
+interruptible), so SIGTERM took until that call gave up, ~57 s, and the worker then exited
+1 with a traceback. A stop needs nothing from the broker: an open transaction is aborted by
+the coordinator (at `transaction.timeout.ms`, or when the worker's id next initialises),
+never half-written. The bound asserted here is generous: it catches a hang, it is not a
+timing benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP_BOUND_SECONDS = 15.0
+"""Far above the worker's own grace (seconds, not money), far below the 57 s before."""
+
+
+def _start_engine(tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
+        # A port nothing listens on: every connection is refused.
+        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+        "TRADETAPE_ENGINE_WORKER_ID": "stop0",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigterm_stops_a_worker_that_cannot_reach_the_broker(tmp_path: Path) -> None:
+    proc = _start_engine(tmp_path)
+    try:
+        time.sleep(4.0)  # inside its clients' start-up, reconnecting to nothing
+        assert proc.poll() is None, proc.communicate()
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=STOP_BOUND_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+            raise AssertionError(
+                f"no exit {STOP_BOUND_SECONDS} s after SIGTERM; stderr tail: "
+                f"{err.decode(errors='replace')[-2000:]}"
+            ) from None
+        took = time.monotonic() - asked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 0, (proc.returncode, text[-3000:])
+    assert "Traceback" not in text, text[-3000:]
+    assert "engine worker stop0 stopped" in text, text[-3000:]
+    print(f"stopped {took:.1f} s after SIGTERM")
+
+
+STUCK = """
+import sys, time
+import engine.worker as w
+from deploy.settings import Settings
+
+def stuck(self):  # a broker call that does not return for a signal (a rebuild's, say)
+    print("stuck", file=sys.stderr, flush=True)
+    time.sleep(600)
+
+w.EngineWorker._serve = stuck
+sys.exit(w.main(Settings()))
+"""
+
+
+def test_a_stop_stuck_in_a_broker_call_ends_after_the_grace(tmp_path: Path) -> None:
+    """Whatever the loop is inside of, the worker is gone within `STOP_GRACE_SECONDS` of
+    SIGTERM (exit 1, saying so), and at once on a second signal."""
+    from engine.worker import STOP_GRACE_SECONDS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
+        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    for second_signal in (False, True):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", STUCK], cwd=ROOT, env=env, stderr=subprocess.PIPE
+        )
+        try:
+            assert proc.stderr is not None
+            while (line := proc.stderr.readline()) and line.strip() != b"stuck":
+                pass  # librdkafka's lines before it
+            assert line, "the worker ended before its loop"
+            proc.send_signal(signal.SIGTERM)
+            if second_signal:
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=STOP_GRACE_SECONDS + STOP_BOUND_SECONDS)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = err.decode(errors="replace")
+        assert proc.returncode == 1, (proc.returncode, text[-3000:])
+        if second_signal:
+            assert "asked again to stop; exiting now" in text, text[-3000:]
+        else:
+            assert "not stopped within" in text, text[-3000:]
