@@ -170,6 +170,7 @@ class OrdersProjection(Projection):
     migrations = ("0101_proj_orders.sql",)
     partition_local = True  # an order's events all carry its account, the topic's key
     seen_table = "order_events"  # one row per folded event
+    fold_version = 2  # 2: a partial fill keeps PENDING_CANCEL (it made PARTIALLY_FILLED)
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {(str(e.payload.get("order_id", "")),) for e in events}
@@ -207,7 +208,10 @@ class OrdersProjection(Projection):
                 if row[_STATUS] not in _TERMINAL:
                     leaves = p["leaves_quantity"]
                     row[_LEAVES] = leaves
-                    row[_STATUS] = "FILLED" if Decimal(leaves) == 0 else "PARTIALLY_FILLED"
+                    if Decimal(leaves) == 0:
+                        row[_STATUS] = "FILLED"
+                    elif row[_STATUS] != "PENDING_CANCEL":  # a cancel is still outstanding
+                        row[_STATUS] = "PARTIALLY_FILLED"
             elif t == "OrderAccepted":
                 row[_VENUE_ORDER_ID] = p["venue_order_id"]
                 if row[_STATUS] == "SUBMITTED":

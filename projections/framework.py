@@ -212,6 +212,9 @@ class Projection:
     one partition number of its topics, so a rebuild may fold halves of the partitions
     in separate processes (`projections.partitioned`, which checks the claim on the
     log it reads and falls back to one consumer if it does not hold)."""
+    fold_version: int = 1
+    """Raised whenever `handle` folds the same events into different rows: a live schema
+    folded by another version is refused until rebuilt (`projections.foldversion`)."""
     seen_table: str = "_seen"
     """The table whose `event_id` primary key records every folded event. A projection
     whose history table gets exactly one row per folded event names that table instead,

@@ -51,6 +51,7 @@ from projections.bulkload import (
     libc_function,
     pause_gc,
 )
+from projections.foldversion import check_live
 from projections.framework import Located, Projection, Quarantined
 from projections.store import (
     OFFSETS_TABLE,
@@ -181,8 +182,22 @@ class Projector:
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
         self._connect()
+        self._check_fold_versions()
         self.resync()
         self._start_reader()
+
+    def _check_fold_versions(self) -> None:
+        """A live projection folded by another version of its fold is refused (see
+        `projections.foldversion`); a build schema is stamped when it is created."""
+        assert self.conn is not None
+        for table in {t.offsets_table for t in self.targets}:
+            live = [
+                t.projection
+                for t in self.targets
+                if t.offsets_table == table and t.schema == t.projection.schema
+            ]
+            if live:
+                check_live(self.conn, live, table)
 
     def _connect(self) -> None:
         """The database connection and the consumer (unassigned), unless open already."""

@@ -31,6 +31,7 @@ from psycopg import sql
 from deploy.settings import Settings
 from projections.bulkload import libc_function
 from projections.checksum import checksum
+from projections.foldversion import stamp_sql
 from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
 from projections.partitioned import rebuild_split
@@ -85,6 +86,7 @@ def create_schema(conn: psycopg.Connection[Any], projection: Projection, schema:
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
         for filename in projection.migrations:
             conn.execute(migration_body(filename).encode())
+        conn.execute(stamp_sql(schema, projection.fold_version))  # goes live with the swap
         conn.execute(
             sql.SQL(
                 "CREATE TABLE {}._offsets (LIKE public.projection_offsets INCLUDING ALL)"

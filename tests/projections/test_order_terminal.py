@@ -8,7 +8,7 @@ from typing import Any
 
 from projections.core import _OI
 from projections.framework import Located
-from schemas.events import OrderAccepted, OrderCanceled, OrderSubmitted
+from schemas.events import CancelRequested, OrderAccepted, OrderCanceled, OrderSubmitted
 from schemas.events.orders import OrderType, Side
 from tests.projections.folding import Tape, fold
 
@@ -68,3 +68,34 @@ def test_fills_still_move_an_open_order() -> None:
     assert _row(items)["status"] == "PARTIALLY_FILLED"
     items.append(tape.fill("BUY", "1.5", "100", leaves="0"))
     assert _row(items)["status"] == "FILLED"
+
+
+def _cancel_requested(tape: Tape) -> Located:
+    return tape.ev(CancelRequested(order_id="o1", account="ACC001", reason="CLIENT"))
+
+
+def test_a_partial_fill_while_a_cancel_is_outstanding_keeps_pending_cancel() -> None:
+    tape = Tape()
+    items = [*_opened(tape), _cancel_requested(tape), tape.fill("BUY", "0.5", "100", leaves="1.5")]
+    st, bad = fold("orders", items)
+    assert not bad
+    row = _row(items)
+    assert row["status"] == "PENDING_CANCEL"
+    assert Decimal(row["leaves_quantity"]) == Decimal("1.5")
+    assert row["filled_quantity"] == Decimal("0.5")
+    assert list(st.inserts["order_events"].values())[-1][4] == "PENDING_CANCEL"
+    # a fill that leaves nothing still fills the order; the cancel then confirms nothing
+    items.append(tape.fill("BUY", "1.5", "100", leaves="0"))
+    assert _row(items)["status"] == "FILLED"
+    items.append(_cancel(tape, "2"))
+    assert _row(items)["status"] == "FILLED"
+
+
+def test_a_partial_fill_before_the_cancel_request_then_pending_cancel() -> None:
+    tape = Tape()
+    items = [*_opened(tape), tape.fill("BUY", "0.5", "100", leaves="1.5"), _cancel_requested(tape)]
+    assert _row(items)["status"] == "PENDING_CANCEL"
+    items.append(tape.fill("BUY", "0.5", "100", leaves="1"))
+    assert _row(items)["status"] == "PENDING_CANCEL"
+    items.append(_cancel(tape, "1"))
+    assert _row(items)["status"] == "CANCELED"
