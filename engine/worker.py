@@ -61,7 +61,7 @@ from deploy.kafka import (
     producer_config,
 )
 from deploy.settings import Settings
-from engine.control import CONTROL_TOPICS, ControlFeed, Drained
+from engine.control import CONTROL_TOPICS, ControlFeed, Drained, stale_admin_reason
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import (
@@ -244,6 +244,10 @@ class EngineWorker:
         self.max_record = int(producer_config(settings).get("message.max.bytes", 1_000_000))
         """The producer's record size limit: an output over it is its input's fault."""
         self._control_failed_at = -1e9
+        self.stale: str | None = None
+        """Why the batch being decided may see stale control facts (the control topics not
+        read to their end, the lag unknown), or None: its intents are STALE_STATE and its
+        admin commands that loosen are rejected (`engine.control.stale_admin_reason`)."""
         self.poison: dict[tuple[str, int, int], str] = {}
         """Inputs (topic, partition, offset) whose outputs the producer refused for good,
         with the reason: reprocessed, they are answered with a rejection or dead letter."""
@@ -856,6 +860,7 @@ class EngineWorker:
         """The control topics could not be read to their end before this batch: its
         intents are decided as STALE_STATE (fail closed), as with an unknown lag."""
         self.ctx.consumer_lag = UNKNOWN_LAG
+        self.stale = f"control topics not read to their end ({drained.failure})"
         now = time.monotonic()
         if now - self._control_failed_at > 1.0:  # a broker outage: once a second
             self._control_failed_at = now
@@ -893,6 +898,11 @@ class EngineWorker:
             out.append(self._dead_letter(msg, err))
             return
         self.stats["intents"] += 1
+        if self.stale is not None and topic == self.names[Topic.ADMIN]:
+            why = stale_admin_reason(event.event_type, self.stale)
+            if why is not None:  # fail closed, as the batch's intents (engine.control)
+                out.extend(reject_admin(self.state, event, why))
+                return
         lag = self.ctx.consumer_lag
         if isinstance(p, OrderIntent | CancelIntent) and self._misrouted(msg, p.account):
             self.ctx.consumer_lag = UNKNOWN_LAG  # this intent only: STALE_STATE
@@ -1378,11 +1388,13 @@ class EngineWorker:
         refs = self.ref_consumer.consume(
             num_messages=5000, timeout=self._ref_grace(decoded, prices=True)
         )
+        self.stale = None
         try:
             self.ctx.consumer_lag = self.consumer_lag()
         except KafkaException as exc:  # fail closed: every intent is STALE_STATE
             log.warning("consumer lag unknown (%s): deciding this batch as stale", exc)
             self.ctx.consumer_lag = UNKNOWN_LAG
+            self.stale = f"consumer lag unknown ({exc})"
             self._renew_admin()
         if self.topology:
             self.ctx.consumer_lag = UNKNOWN_LAG  # fail closed: see `topology`

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -28,9 +29,25 @@ from deploy.settings import Settings
 from engine.processor import ENGINE_PRODUCER
 from engine.worker import EngineWorker
 from schemas import Envelope, encode, new_event
-from schemas.events import KillSwitchEngaged
+from schemas.events import (
+    AmlFlagCleared,
+    AmlFlagRaised,
+    DepositReceived,
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    KycVerified,
+)
 from schemas.topics import Topic
-from tests.engine.helpers import intent, produce, quote, running_worker, wait_for, world
+from tests.engine.helpers import (
+    admin,
+    intent,
+    produce,
+    quote,
+    read_topic,
+    running_worker,
+    wait_for,
+    world,
+)
 from tests.engine.workers import generous_limits
 
 pytestmark = pytest.mark.integration
@@ -171,3 +188,87 @@ def test_control_topics_that_cannot_be_read_to_their_end_make_intents_stale(
         produce(env, [quote(update_id=3), intent(key, "ACC1", "ok-2")])
         assert _decided(env, "ok-2").payload.outcome == "APPROVED"
         assert w.control.stats["failed"] >= 2
+
+
+def _answer(events: list[Envelope[Any]], command: Envelope[Any]) -> Envelope[Any] | None:
+    """The engine's answer to an admin command: its accepted fact or its rejection."""
+    for e in events:
+        if (
+            e.event_type == "AdminCommandRejected"
+            and e.payload.command_event_id == command.event_id
+        ):
+            return e
+        if e.event_type == command.event_type and e.payload == command.payload:
+            return e
+    return None
+
+
+def _answered(settings: Settings, command: Envelope[Any]) -> Envelope[Any]:
+    topics = (Topic.DECISIONS, Topic(command.topic))
+
+    def read() -> list[Envelope[Any]]:
+        return [e for t in topics for e in read_topic(settings, t, settle=0.3)]
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        found = _answer(read(), command)
+        if found is not None:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"{command.event_type} {command.event_id} got no answer")
+
+
+def test_admin_commands_that_loosen_are_rejected_stale_when_the_control_topics_cannot_be_read(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed for admin commands too: with the control topics not read to their end,
+    a command that loosens a control (release a kill switch, clear an AML flag, record
+    KYC, a deposit, limits, a producer key, an account) is rejected `STALE_STATE` — its
+    checks would run on a view that may miss what another worker wrote (before: decided
+    as usual). One that only tightens (engage a kill switch, raise an AML flag) is still
+    decided: a stale view can only make it stop more."""
+    failing = [False]
+    real_ends_of = control_mod.ends_of
+
+    def ends_of(query: Any, deadline: float) -> dict[tuple[str, int], int]:
+        if failing[0]:
+            raise KafkaException("injected: no answer for the end offsets")
+        return real_ends_of(query, deadline)
+
+    monkeypatch.setattr(control_mod, "ends_of", ends_of)
+    with running_worker(env, wid="cd2"):
+        world(env, ["ACC1"])
+        for command in (
+            admin(AmlFlagRaised(account="ACC1", flag_id="f1", reason="t", raised_by="admin")),
+            admin(KillSwitchEngaged(scope="ACC1", engaged_by="admin", reason="t")),
+        ):
+            produce(env, [command], admin=True)
+            assert _answered(env, command).event_type == command.event_type
+        failing[0] = True
+        loosening = [
+            admin(KillSwitchReleased(scope="ACC1", released_by="admin", reason="t")),
+            admin(AmlFlagCleared(account="ACC1", flag_id="f1", cleared_by="admin")),
+            admin(KycVerified(account="ACC1", verified_by="admin")),
+            admin(
+                DepositReceived(
+                    deposit_id="d-stale", account="ACC1", asset="USDC", amount=Decimal("5")
+                )
+            ),
+        ]
+        tightening = [
+            admin(KillSwitchEngaged(scope="*", engaged_by="admin", reason="t")),
+            admin(AmlFlagRaised(account="ACC1", flag_id="f2", reason="t", raised_by="admin")),
+        ]
+        for command in [*loosening, *tightening]:
+            produce(env, [command], admin=True)
+            answer = _answered(env, command)
+            if command in tightening:
+                assert answer.event_type == command.event_type, answer
+            else:
+                assert answer.event_type == "AdminCommandRejected", answer
+                assert answer.payload.reason.startswith("STALE_STATE"), answer.payload
+                assert "control topics not read to their end" in answer.payload.reason
+        failing[0] = False
+        clear = admin(AmlFlagCleared(account="ACC1", flag_id="f1", cleared_by="admin"))
+        produce(env, [clear], admin=True)
+        assert _answered(env, clear).event_type == "AmlFlagCleared"
