@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
@@ -172,10 +173,72 @@ def _digest_copy(
     return n
 
 
+class SnapshotMoved(RuntimeError):
+    """The schema was swapped (a rebuild) while a checksum read it, every attempt."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A checksum and the log position it describes: the projection's stored offsets
+    (`next_offset` per topic and partition) read in the same snapshot as its rows."""
+
+    digest: str
+    counts: dict[str, int]
+    offsets: dict[tuple[str, int], int]
+
+
+def offsets_line(offsets: dict[tuple[str, int], int]) -> str:
+    """`topic[partition]=next_offset ...` in topic and partition order ("none": none)."""
+    return " ".join(f"{t}[{p}]={o}" for (t, p), o in sorted(offsets.items())) or "none"
+
+
+def checksum_snapshot(
+    conn: psycopg.Connection[Any],
+    projection: Projection,
+    schema: str | None = None,
+    offsets_table: tuple[str, str] = ("public", "projection_offsets"),
+    *,
+    attempts: int = 3,
+) -> Snapshot:
+    """`checksum` of every table of the projection and its stored offsets, all read in
+    one REPEATABLE READ, READ ONLY transaction: one state of the projection, the one a
+    projector's batch (rows and offsets in one transaction) left, whatever it writes
+    meanwhile. `conn` must not be in a transaction.
+
+    A table name is resolved when it is read, not at the snapshot: a rebuild's swap
+    (which renames schemas) committed meanwhile would send later reads to the new
+    schema. So the schema's oid at the snapshot is compared with the one its name
+    resolves to after the last read, and the checksum taken again if they differ."""
+    schema = schema or projection.schema
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        raise ValueError("checksum_snapshot needs a connection outside a transaction")
+    for _ in range(attempts):
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            at = conn.execute(  # the first statement: takes the snapshot
+                "SELECT oid FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT topic, partition, next_offset FROM {}.{} WHERE projection = %s"
+                ).format(*(sql.Identifier(x) for x in offsets_table)),
+                (projection.name,),
+            ).fetchall()
+            digest, counts = checksum(conn, projection, schema)
+            now = conn.execute("SELECT to_regnamespace(%s)::oid", (schema,)).fetchone()
+        if at is not None and now is not None and at[0] == now[0]:
+            offsets = {(str(t), int(p)): int(o) for t, p, o in rows}
+            return Snapshot(digest, counts, offsets)
+    raise SnapshotMoved(f"{schema} was swapped while its checksum was read, {attempts} times")
+
+
 def checksum(
     conn: psycopg.Connection[Any], projection: Projection, schema: str | None = None
 ) -> tuple[str, dict[str, int]]:
-    """(hex sha256, row count per table) of the projection's tables in `schema`."""
+    """(hex sha256, row count per table) of the projection's tables in `schema`.
+
+    Each table is read in a transaction of its own unless the caller's transaction is
+    open: `checksum_snapshot` reads them all in one snapshot, with the offsets."""
     schema = schema or projection.schema
     digest = hashlib.sha256()
     counts: dict[str, int] = {}

@@ -73,11 +73,13 @@ def rebuild(
             raise
         typer.echo(f"error: {why}", err=True)
         raise typer.Exit(1) from exc
+    from projections.checksum import offsets_line
+
     for result in results:
         rows = ", ".join(f"{t}={c}" for t, c in sorted(result.counts.items()))
         typer.echo(
             f"{result.name}: {result.events} events in {result.seconds:.1f}s "
-            f"({result.rate:,.0f} events/s); {rows}",
+            f"({result.rate:,.0f} events/s); {rows}; offsets: {offsets_line(result.offsets)}",
             err=True,
         )
     if parallel and results:
@@ -258,11 +260,15 @@ def _rebuild_parallel_with_bars(settings: Settings, names: list[str]) -> list[Re
 
 
 def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
-    """Print the checksum (sha256 over rows in primary-key order) of the live projection."""
+    """Print the checksum (sha256 over rows in primary-key order) of the live projection.
+
+    Every table and the stored offsets are read in one REPEATABLE READ transaction; the
+    offsets (the log position the checksum describes) go to stderr with the row counts.
+    """
     import psycopg
 
     from deploy.settings import get_settings
-    from projections.checksum import checksum as do_checksum
+    from projections.checksum import SnapshotMoved, checksum_snapshot, offsets_line
     from projections.core import PROJECTIONS
 
     if name not in PROJECTIONS:
@@ -271,12 +277,16 @@ def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> No
     settings = get_settings()
     try:
         with psycopg.connect(settings.dsn) as conn:
-            digest, counts = do_checksum(conn, PROJECTIONS[name])
+            snap = checksum_snapshot(conn, PROJECTIONS[name])
     except psycopg.OperationalError as exc:
         typer.echo(f"error: {unreachable(settings, exc)}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(", ".join(f"{t}={c}" for t, c in sorted(counts.items())), err=True)
-    typer.echo(f"{name} {digest}")
+    except SnapshotMoved as exc:
+        typer.echo(f"error: {exc}; try again", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(", ".join(f"{t}={c}" for t, c in sorted(snap.counts.items())), err=True)
+    typer.echo(f"offsets: {offsets_line(snap.offsets)}", err=True)
+    typer.echo(f"{name} {snap.digest}")
 
 
 def query(

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from deploy.settings import Settings
 from projections.bulkload import libc_function
-from projections.checksum import checksum
+from projections.checksum import Snapshot, checksum_snapshot
 from projections.foldversion import stamp_sql
 from projections.framework import Projection
 from projections.migrate import MIGRATIONS_DIR
@@ -64,6 +64,8 @@ class RebuildResult:
     group_seconds: float = 0.0  # wall seconds and megabytes: measurements, not money
     peak_rss_mb: float = 0.0
     """The building process's own peak RSS (a parallel rebuild)."""
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """The rebuilt projection's next offsets, read with its checksum (before the swap)."""
 
     @property
     def rate(self) -> float:
@@ -208,16 +210,30 @@ def rebuild_many(
                 }
                 records = proj.total.consumed
         seconds = time.monotonic() - started
+        conn.commit()
+        # The rebuilt tables' checksum before the swap (nothing else writes them): after
+        # it, a live projector may already have added batches to the live schema.
+        sums = {t.projection.name: _build_checksum(conn, t) for t in builds}
         if swap:
             with conn.transaction():
                 for t in builds:
                     swap_in(conn, t.projection, t.schema, settings.readonly_role)
         out = []
         for t in builds:
-            digest, counts = checksum(conn, t.projection, t.projection.schema if swap else t.schema)
             name = t.projection.name
-            out.append(RebuildResult(name, totals[name].consumed, seconds, digest, counts, records))
+            snap = sums[name]
+            out.append(
+                RebuildResult(
+                    name, totals[name].consumed, seconds, snap.digest, snap.counts, records,
+                    offsets=snap.offsets,
+                )
+            )  # fmt: skip
     return out
+
+
+def _build_checksum(conn: psycopg.Connection[Any], build: Target) -> Snapshot:
+    """The checksum of a build schema and its offsets: what the swap makes live."""
+    return checksum_snapshot(conn, build.projection, build.schema, build.offsets_table)
 
 
 def _build_target(p: Projection) -> Target:
@@ -439,6 +455,7 @@ def rebuild_parallel(
     names = [p.name for g in groups for p in g]
     with psycopg.connect(settings.dsn, autocommit=False) as conn:
         by_name = {p.name: p for g in groups for p in g}
+        sums = {name: _build_checksum(conn, _build_target(by_name[name])) for name in names}
         if swap:
             with conn.transaction():
                 for name in names:
@@ -448,18 +465,19 @@ def rebuild_parallel(
         for b in builds:
             for name in b.names:
                 p = by_name[name]
-                digest, counts = checksum(conn, p, p.schema if swap else _build_target(p).schema)
+                snap = sums[name]
                 results.append(
                     RebuildResult(
                         name,
                         b.consumed[name],
                         seconds,
-                        digest,
-                        counts,
+                        snap.digest,
+                        snap.counts,
                         b.records,
                         group=b.label,
                         group_seconds=b.seconds,
                         peak_rss_mb=b.peak_rss_mb,
+                        offsets=snap.offsets,
                     )
                 )
     order = [p.name for p in projections]
