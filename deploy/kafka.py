@@ -166,10 +166,15 @@ def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[
     return _with_logger(conf)
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    # No `logger` here: an admin client is never polled, so its logs would never be
-    # delivered and would pile up in a long-lived one (a projector's); they go to stderr.
-    return AdminClient({"bootstrap.servers": settings.bootstrap})
+def admin_client(settings: Settings, *, polled: bool = False, **extra: Any) -> AdminClient:
+    """An admin client. `polled`: its caller calls its `poll(0)` often (the engine worker,
+    every step), so its librdkafka logs go through `client_logger` like the other
+    clients'. Else no `logger`: a client never polled would never deliver them, and they
+    would pile up in a long-lived one (a projector's); they go to stderr."""
+    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, **extra}
+    if polled and not conf.get("debug"):
+        conf["logger"] = client_logger()
+    return AdminClient(conf)
 
 
 def partition_count(settings: Settings, spec: TopicSpec) -> int:

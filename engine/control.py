@@ -86,6 +86,10 @@ def stale_admin_reason(event_type: str, why: str) -> str | None:
     )
 
 
+HOLD_BUFFER = 20_000
+"""Control records a holding worker reads ahead and keeps for its next drain, at most
+(`ControlFeed.hold`)."""
+
 PartitionKey = tuple[str, int]
 
 
@@ -118,20 +122,37 @@ class ControlFeed:
         """The offset each partition was assigned at: librdkafka reports no position (-1001)
         for a partition until it has delivered something from it."""
         self.stats = {"queries": 0, "drains": 0, "failed": 0}
+        self.held: list[Message] = []
+        """Records read while the worker held (`hold`): the next `take` or `drain` returns
+        them first. Dropped by `assign` (a rebuild reads from where it assigns)."""
+
+    def hold(self) -> None:
+        """While the worker decides nothing: read what the consumer has now (up to
+        `HOLD_BUFFER` records, kept for the next drain), for its librdkafka logs, which
+        confluent-kafka delivers only from a read: unread, a broker outage's lines came
+        in a burst when it was over."""
+        if len(self.held) < HOLD_BUFFER:
+            self.held.extend(self.consumer.consume(num_messages=500, timeout=0))
+
+    def _take_held(self) -> list[Message]:
+        held, self.held = self.held, []
+        return held
 
     def assign(self, positions: list[TopicPartition]) -> None:
         """Read `positions` (topic, partition, next offset) live from here on."""
         self.consumer.assign(positions)
+        self.held = []
         self.partitions = [TopicPartition(tp.topic, tp.partition) for tp in positions]
         self.floor = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in positions}
 
     def take(self, timeout: float = 0.0) -> list[Message]:  # seconds, not money
         """Whatever the control consumer holds now, or within `timeout` (a grace): between
         drains the control facts are folded as they come."""
+        held = self._take_held()
         if not self.partitions:
-            return []
+            return held
         msgs: list[Message] = self.consumer.consume(num_messages=5000, timeout=timeout)
-        return msgs
+        return held + msgs if held else msgs
 
     def ask_ends(self, admin: AdminClient) -> EndQuery | KafkaException:
         """Send the end-offset (last stable offset) request for every control partition;
@@ -167,7 +188,6 @@ class ControlFeed:
         looked at, and so is every further local batch that brings a partition nearer its
         end (bounded: the ends are fixed). Even a drain that fails returns the records it
         read, to be folded: the control consumer moves on every step."""
-        records: list[Message] = []
         if bound is None:
             bound = CONTROL_DRAIN_SECONDS
         deadline = time.monotonic() + bound
@@ -182,6 +202,7 @@ class ControlFeed:
         except (KafkaException, FutureTimeout) as exc:
             return self._failed(self.take(), f"end offsets unknown: {exc!r}", measured=False)
         consumer = self.consumer
+        records = self._take_held()
         short = self._short(targets, self.partitions)
         while short:
             got = consumer.consume(num_messages=5000, timeout=0)

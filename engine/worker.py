@@ -53,6 +53,8 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.deadletter import dead_letter_for
 from deploy.kafka import (
+    admin_client,
+    client_logger,
     consumer_config,
     describe_partition_changes,
     end_offsets,
@@ -61,7 +63,13 @@ from deploy.kafka import (
     producer_config,
 )
 from deploy.settings import Settings
-from engine.control import CONTROL_TOPICS, ControlFeed, Drained, stale_admin_reason
+from engine.control import (
+    CONTROL_TOPICS,
+    HOLD_BUFFER,
+    ControlFeed,
+    Drained,
+    stale_admin_reason,
+)
 from engine.heap import HeapPolicy
 from engine.partitioning import partitioner
 from engine.processor import (
@@ -240,11 +248,13 @@ class EngineWorker:
         self.names = {t: settings.topic(t) for t in Topic}
         self.input_names = {self.names[t] for t in INPUT_TOPICS}
         self._new_clients()
-        self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        self.admin = self._admin_client()
         self.max_record = int(producer_config(settings).get("message.max.bytes", 1_000_000))
         """The producer's record size limit: an output over it is its input's fault."""
         self._control_failed_at = -1e9
         self.stale: str | None = None
+        self.held_md: list[Message] = []
+        """Market-data records read while holding (`_serve_logs`), for the next step."""
         """Why the batch being decided may see stale control facts (the control topics not
         read to their end, the lag unknown), or None: its intents are STALE_STATE and its
         admin commands that loosen are rejected (`engine.control.stale_admin_reason`)."""
@@ -331,6 +341,11 @@ class EngineWorker:
                 self.settings,
                 transactional_id=f"{prefix}engine-{self.wid}",
                 **TXN_PRODUCER_TUNING,
+                # Its logs through `tradetape.kafka` too: polled inside each transaction
+                # and, between them, by `_poll_logs` (deploy.kafka.routes_logs leaves a
+                # transactional producer on stderr, as one polled only inside
+                # transactions would show nothing while idle or holding).
+                **{"client.id": f"engine-{self.wid}-txn", "logger": client_logger()},
             )
         )
         self.consumer = Consumer(
@@ -349,18 +364,28 @@ class EngineWorker:
                     # A partition added to an input topic reaches the group (a rebalance)
                     # at the next metadata refresh: librdkafka's default is 5 minutes.
                     "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+                    "client.id": f"engine-{self.wid}-group",
                 },
             )
         )
         self.ref_consumer = Consumer(
-            consumer_config(self.settings, group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}")
+            consumer_config(
+                self.settings,
+                group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}",
+                **{"client.id": f"engine-{self.wid}-md"},
+            )
         )
         """Market data (the latest prices, the prints resting orders are matched against)."""
         self.ctl_consumer = Consumer(
-            consumer_config(self.settings, group_id=f"{prefix}engine-ctl-{uuid.uuid4().hex}")
+            consumer_config(
+                self.settings,
+                group_id=f"{prefix}engine-ctl-{uuid.uuid4().hex}",
+                **{"client.id": f"engine-{self.wid}-ctl"},
+            )
         )
         """The control topics, read to their end before each batch is decided."""
         self.control = ControlFeed(self.ctl_consumer)
+        self.held_md = []  # read by the old market-data consumer
 
     def _renew_clients(self, exc: KafkaException) -> None:
         """After a fatal broker error (the producer fenced: a broker stall outlasted the
@@ -412,7 +437,12 @@ class EngineWorker:
         """A new admin client after a broker error: after a long broker stall the old one
         kept stale partition leader epochs and every `list_offsets` failed with
         FENCED_LEADER_EPOCH (seen with the rev54 40 s SIGSTOP reproduction)."""
-        self.admin = AdminClient({"bootstrap.servers": self.settings.bootstrap})
+        self.admin = self._admin_client()
+
+    def _admin_client(self) -> AdminClient:
+        """The worker's admin client, its logs through `tradetape.kafka` (polled each step
+        and while holding: `_serve_logs`)."""
+        return admin_client(self.settings, polled=True, **{"client.id": f"engine-{self.wid}-admin"})
 
     # ---- rebuild -------------------------------------------------------------------
 
@@ -518,6 +548,7 @@ class EngineWorker:
         # Keep reading the control topics and market data live from where the rebuild stopped.
         self.control.assign(_live_from(self.ctl_consumer, ctl))
         self.ref_consumer.assign(_live_from(self.ref_consumer, md))
+        self.held_md = []
         self.read_in_full = {}
         for tp in (*ctl, *md):
             self.read_in_full[tp.topic] = self.read_in_full.get(tp.topic, 0) + 1
@@ -1193,8 +1224,13 @@ class EngineWorker:
         """The producer's `init_transactions`, given up on after `INIT_TXN_SECONDS` (the
         error goes up: exit 1, as before) or when the worker is asked to stop (`Stopped`).
         Before, one 60 s call held a SIGTERM for up to 60 s."""
+
+        def init(timeout: float) -> None:  # seconds, not money
+            self._poll_logs()
+            self.producer.init_transactions(timeout)
+
         try:
-            self._txn_call(self.producer.init_transactions, INIT_TXN_SECONDS)
+            self._txn_call(init, INIT_TXN_SECONDS)
         except KafkaException:
             if self.stopping:
                 raise Stopped("while initialising the producer's transactions") from None
@@ -1291,9 +1327,28 @@ class EngineWorker:
             time.sleep(timeout)
             return 0
         self._put_back(msgs)
+        self._serve_logs()
         if not msgs:
             time.sleep(min(timeout, max(0.0, self._retry_at - time.monotonic())))
         return 0
+
+    def _poll_logs(self) -> None:
+        """Serve the librdkafka logs of the clients the loop does not read: the admin
+        client, and the transactional producer while no transaction is in flight (the
+        committer thread polls it inside one). A `poll(0)` each: a few µs."""
+        self.admin.poll(0)
+        if self.pending is None or self.pending.done():
+            self.producer.poll(0)
+
+    def _serve_logs(self) -> None:
+        """While holding: read the control and market-data consumers ahead (kept for the
+        next step, at most `HOLD_BUFFER` records each; a rebuild drops them, as it
+        reassigns both) so that their librdkafka logs, which confluent-kafka delivers only
+        from a read, come through `tradetape.kafka` as they happen. Before, a broker
+        outage's connection failures of these clients came out in a burst after it."""
+        self.control.hold()
+        if len(self.held_md) < HOLD_BUFFER:
+            self.held_md.extend(self.ref_consumer.consume(num_messages=500, timeout=0))
 
     def _put_back(self, msgs: list[Message]) -> None:
         """Seek each partition back to the first of `msgs` polled from it (not decided)."""
@@ -1332,6 +1387,7 @@ class EngineWorker:
         return [first, *self.consumer.consume(num_messages=max_batch - 1, timeout=0)]
 
     def step(self, max_batch: int = 2000, timeout: float = 0.05) -> int:
+        self._poll_logs()
         if not self.complete:
             # Never decide on a partial state (a resend's decision may be in the part
             # missing: it would be traded again).
@@ -1388,6 +1444,8 @@ class EngineWorker:
         refs = self.ref_consumer.consume(
             num_messages=5000, timeout=self._ref_grace(decoded, prices=True)
         )
+        if self.held_md:
+            refs, self.held_md = self.held_md + refs, []
         self.stale = None
         try:
             self.ctx.consumer_lag = self.consumer_lag()
