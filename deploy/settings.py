@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     kafka_jvm_opts: str = Field(
         "", description="Extra JVM flags for the local broker (like KAFKA_JVM_PERFORMANCE_OPTS)"
     )
+    kafka_broker_props: str = Field(
+        "",
+        description="Extra server.properties for the local broker, whitespace-separated"
+        " key=value pairs, over the node's own (not its identity: listeners, ports, roles,"
+        " node id, log dirs)",
+    )
     topic_prefix: str = Field("", description="Namespace for every topic name")
     default_partitions: int | None = Field(
         None,

@@ -24,6 +24,36 @@ class KafkaStartError(RuntimeError):
     pass
 
 
+NODE_OWNED_PROPS = frozenset(
+    {
+        "process.roles",
+        "node.id",
+        "controller.quorum.voters",
+        "listeners",
+        "advertised.listeners",
+        "controller.listener.names",
+        "inter.broker.listener.name",
+        "listener.security.protocol.map",
+        "log.dirs",
+    }
+)
+"""What the node itself decides (its identity, ports, storage): no override may change it."""
+
+
+def broker_prop_overrides(spec: str) -> dict[str, str]:
+    """`Settings.kafka_broker_props` (whitespace-separated key=value pairs) as a dict;
+    a malformed pair or a key the node owns is an error, never ignored."""
+    out: dict[str, str] = {}
+    for pair in spec.split():
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise KafkaStartError(f"kafka_broker_props: {pair!r} is not key=value")
+        if key in NODE_OWNED_PROPS:
+            raise KafkaStartError(f"kafka_broker_props: {key} is the local node's own")
+        out[key] = value
+    return out
+
+
 def jar_dir(settings: Settings) -> Path:
     return settings.cache_dir.expanduser() / f"kafka-{settings.kafka_version}" / "libs"
 
@@ -114,6 +144,7 @@ class KafkaNode:
             "auto.create.topics.enable": "false",
             "transaction.max.timeout.ms": "900000",
             "log.retention.hours": "-1",
+            **broker_prop_overrides(s.kafka_broker_props),
         }
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         log4j = self.home / "log4j.properties"
