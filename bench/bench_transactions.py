@@ -15,16 +15,23 @@ producer settings (`engine.worker.TXN_PRODUCER_TUNING`), in two orders, alternat
   concurrently on the coordinator, at the price of one more sequential round trip.
 
     .venv/bin/python -m bench.bench_transactions [--transactions 500] [--rounds 4]
-        [--records 20] [--partitions 6] [--debug]
+        [--records 20] [--partitions 6] [--orders produce-first] [--debug]
+        [--variant 'LABEL|JVM_OPTS|BROKER_PROPS' ...]
 
+Each `--variant` is a broker configuration (`TRADETAPE_KAFKA_JVM_OPTS`,
+`TRADETAPE_KAFKA_BROKER_PROPS`): one node per variant, all running, the rounds alternating
+between them, so a broker setting is compared on the same machine at the same time.
 It prints, per round, the transaction's p50/p90/p99/max and its two halves (up to the
-commit call; the commit). `--debug` passes `debug=eos,protocol` to librdkafka (its log on
+commit call; the commit), and at the end each combination's medians over the rounds. `--debug` passes `debug=eos,protocol` to librdkafka (its log on
 stderr) to see the retries and each request's round trip.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +42,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from bench.measure import percentile, stack_settings
 from deploy.kafka import admin_client, consumer_config, producer_config
 from deploy.local.kafka_node import KafkaNode
+from deploy.settings import Settings
 from engine.worker import TXN_PRODUCER_TUNING
 
 ORDERS = ("produce-first", "offsets-first")
@@ -68,15 +76,30 @@ def run_round(
     return out
 
 
+def parse_variant(spec: str) -> tuple[str, str, str]:
+    """`LABEL|JVM_OPTS|BROKER_PROPS` (the last two may be empty)."""
+    parts = spec.split("|")
+    if len(parts) != 3 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected LABEL|JVM_OPTS|BROKER_PROPS")
+    return parts[0], parts[1], parts[2]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--transactions", type=int, default=500, help="per round")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of each combination")
     ap.add_argument(
-        "--rounds", type=int, default=4, help="rounds of each order (variants alternating)"
+        "--skip-rounds",
+        type=int,
+        default=1,
+        help="rounds left out of the summary's medians (the broker's warm-up)",
     )
     ap.add_argument("--records", type=int, default=20, help="records per transaction")
     ap.add_argument("--partitions", type=int, default=6, help="per topic (two output topics)")
     ap.add_argument("--debug", action="store_true", help="librdkafka eos,protocol debug log")
+    ap.add_argument(
+        "--orders", default=",".join(ORDERS), help=f"comma-separated, of {', '.join(ORDERS)}"
+    )
     ap.add_argument(
         "--retry-backoff-ms",
         type=int,
@@ -85,35 +108,52 @@ def main() -> int:
         help="also run each order with these `retry.backoff.ms` (the engine uses "
         f"{TXN_PRODUCER_TUNING['retry.backoff.ms']})",
     )
+    ap.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="LABEL|JVM_OPTS|BROKER_PROPS",
+        help="a broker configuration (`kafka_jvm_opts`, `kafka_broker_props`); one node per"
+        " variant, all running, rounds alternating between them (default: one node as"
+        " the product starts it)",
+    )
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-txn-") as tmp:
-        s = stack_settings(Path(tmp))
-        node = KafkaNode(s)
-        node.start(echo=lambda _line: None)
-        try:
-            admin = admin_client(s)
-            topics = [NewTopic(t, args.partitions, 1) for t in ("in", "out-a", "out-b")]
-            for fut in admin.create_topics(topics).values():
-                fut.result()
-            feeder = Producer(producer_config(s))
-            for i in range(args.partitions * 10):
-                feeder.produce("in", key=str(i).encode(), value=b"x")
-            feeder.flush(30)
-            consumer = Consumer(consumer_config(s, group_id="bench-txn"))
-            consumer.subscribe(["in"])
-            while not consumer.assignment():
-                consumer.poll(0.1)
-            group = consumer.consumer_group_metadata()
-            extra = {"debug": "eos,protocol"} if args.debug else {}
-            print(f"{args.transactions} transactions per round, {args.records} records each")
-            backoffs = [TXN_PRODUCER_TUNING["retry.backoff.ms"], *args.retry_backoff_ms]
-            variants = [(o, b) for o in ORDERS for b in backoffs]
-            for r in range(args.rounds * len(variants) // 2):
-                order, backoff = variants[r % len(variants)]
+    variants = args.variant or [("default", "", "")]
+    orders = [o for o in args.orders.split(",") if o]
+    if any(o not in ORDERS for o in orders):
+        ap.error(f"--orders: each of {', '.join(ORDERS)}")
+    backoffs = [TXN_PRODUCER_TUNING["retry.backoff.ms"], *args.retry_backoff_ms]
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-txn-")))
+        nodes = {}
+        for label, jvm, props in variants:
+            s = stack_settings(tmp / label, kafka_jvm_opts=jvm, kafka_broker_props=props)
+            node = KafkaNode(s)
+            stack.callback(node.stop)
+            node.start(echo=lambda _line: None)
+            consumer = setup(s, args.partitions)
+            stack.callback(consumer.close)
+            nodes[label] = (s, consumer)
+        print(
+            f"{args.transactions} transactions per round, {args.records} records each;"
+            f" variants: {', '.join(v[0] for v in variants)}",
+            flush=True,
+        )
+        combos = [(v[0], o, b) for v in variants for o in orders for b in backoffs]
+        results: dict[tuple[str, str, int], list[dict[str, float]]] = {c: [] for c in combos}
+        extra = {"debug": "eos,protocol"} if args.debug else {}
+        n = 0
+        for r in range(args.rounds):
+            for label, order, backoff in combos if r % 2 == 0 else combos[::-1]:
+                n += 1
+                s, consumer = nodes[label]
+                consumer.poll(0)  # a member past max.poll.interval.ms would leave the group
+                group = consumer.consumer_group_metadata()
                 tuning = {**TXN_PRODUCER_TUNING, "retry.backoff.ms": backoff}
                 tuning["retry.backoff.max.ms"] = max(backoff, tuning["retry.backoff.max.ms"])
                 producer = Producer(
-                    producer_config(s, transactional_id=f"bench-txn-{r}", **tuning, **extra)
+                    producer_config(s, transactional_id=f"bench-txn-{n}", **tuning, **extra)
                 )
                 producer.init_transactions(30)
                 got = run_round(
@@ -128,19 +168,50 @@ def main() -> int:
                 def ms(key: str, q: float, got: dict[str, list[float]] = got) -> float:
                     return percentile(got[key], q) * 1000  # milliseconds, not money
 
+                results[(label, order, backoff)].append(
+                    {"p50": ms("txn", 0.5), "p90": ms("txn", 0.9), "p99": ms("txn", 0.99)}
+                )
                 print(
-                    f"round {r + 1} {order:13s} backoff {backoff} ms: transaction p50 {ms('txn', 0.5):.1f} "
-                    f"p90 {ms('txn', 0.9):.1f} p99 {ms('txn', 0.99):.1f} "
-                    f"max {max(got['txn']) * 1000:.1f} ms | up to the commit call "
-                    f"p50 {ms('to-commit', 0.5):.1f} p99 {ms('to-commit', 0.99):.1f} | "
-                    f"commit p50 {ms('commit', 0.5):.1f} p99 {ms('commit', 0.99):.1f}",
+                    f"round {r + 1} {label} {order:13s} backoff {backoff} ms: transaction"
+                    f" p50 {ms('txn', 0.5):.1f} p90 {ms('txn', 0.9):.1f}"
+                    f" p99 {ms('txn', 0.99):.1f} max {max(got['txn']) * 1000:.1f} ms"
+                    f" | up to the commit call p50 {ms('to-commit', 0.5):.1f}"
+                    f" p99 {ms('to-commit', 0.99):.1f}"
+                    f" | commit p50 {ms('commit', 0.5):.1f} p99 {ms('commit', 0.99):.1f}"
+                    f" | load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 producer.flush(10)
-            consumer.close()
-        finally:
-            node.stop()
+                del producer  # its connections closed now, not when the nodes stop
+        print(f"medians over rounds {args.skip_rounds + 1}-{args.rounds} (ms):")
+        for combo, rounds in results.items():
+            kept = rounds[args.skip_rounds :] or rounds
+            med = {k: statistics.median(x[k] for x in kept) for k in ("p50", "p90", "p99")}
+            label, order, backoff = combo
+            print(
+                f"  {label} {order} backoff {backoff}: p50 {med['p50']:.1f}"
+                f" p90 {med['p90']:.1f} p99 {med['p99']:.1f}"
+                f" (p99 per round: {' '.join(format(x['p99'], '.1f') for x in kept)})"
+            )
     return 0
+
+
+def setup(s: Settings, partitions: int) -> Consumer:
+    """The topics, a few input records and a consumer in the group the offsets are sent for
+    (it stays a member while the transactions run)."""
+    admin = admin_client(s)
+    topics = [NewTopic(t, partitions, 1) for t in ("in", "out-a", "out-b")]
+    for fut in admin.create_topics(topics).values():
+        fut.result()
+    feeder = Producer(producer_config(s))
+    for i in range(partitions * 10):
+        feeder.produce("in", key=str(i).encode(), value=b"x")
+    feeder.flush(30)
+    consumer = Consumer(consumer_config(s, group_id="bench-txn"))
+    consumer.subscribe(["in"])
+    while not consumer.assignment():
+        consumer.poll(0.1)
+    return consumer
 
 
 if __name__ == "__main__":
