@@ -87,17 +87,59 @@ def _discard(local: LocalStack) -> None:
         broker.wait(10)  # seconds, not money
 
 
+@pytest.fixture(scope="session")
+def migrated_template(stack: LocalStack) -> str:
+    """A database with every migration applied, which `env` copies for each test.
+
+    Copying it (CREATE DATABASE ... TEMPLATE) costs what creating an empty database
+    costs; running the migrations for each of the suite's ~110 `env` tests cost about as
+    much again. Nothing connects to it after this fixture, as a template copy requires.
+    """
+    from projections.migrate import apply_migrations
+
+    db = "t_migrated_template"
+    with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}" OWNER "{stack.settings.postgres_user}"')
+    settings = stack.settings.with_overrides(postgres_db=db)
+    apply_migrations(settings.dsn, readonly_role=settings.readonly_role)
+    with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
+        # A copy takes the template's schemas, tables and grants, but not what is kept
+        # per database in the shared catalogs. `env` copies the database's own ACL (0109
+        # revokes TEMPORARY from PUBLIC); anything else there would be lost: fail loudly.
+        kept = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = d.oid)"
+            " + (SELECT count(*) FROM pg_shdescription WHERE objoid = d.oid)"
+            " FROM pg_database d WHERE datname = %s",
+            (db,),
+        ).fetchone()
+    assert kept == (0,), f"migrations left per-database settings a template copy loses: {kept}"
+    return db
+
+
 @pytest.fixture
-def env(stack: LocalStack) -> Iterator[Settings]:
+def env(stack: LocalStack, migrated_template: str) -> Iterator[Settings]:
     """Settings for one test: a fresh topic namespace and a fresh, migrated database.
 
-    The test's topics (including any a component created under the prefix, such as
-    faust's internal ones) are deleted afterwards, so the session broker stays small.
+    The database is a copy of `migrated_template` (with its database-level ACL);
+    `apply_migrations` still runs on it (it finds every migration applied: only the
+    read-only role's grants are run again), so a test sees what a migration run leaves. The test's topics (including any a
+    component created under the prefix, such as faust's internal ones) are deleted
+    afterwards, so the session broker stays small.
     """
     tag = uuid.uuid4().hex[:10]
     db = f"t_{tag}"
     with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}" OWNER "{stack.settings.postgres_user}"')
+        conn.execute(
+            f'CREATE DATABASE "{db}" TEMPLATE "{migrated_template}"'
+            f' OWNER "{stack.settings.postgres_user}"'
+        )
+        # The database's own privileges are not copied (see `migrated_template`). Both
+        # have the same owner, so the template's ACL is this database's as migrated.
+        conn.execute(
+            "UPDATE pg_database SET datacl ="
+            " (SELECT datacl FROM pg_database WHERE datname = %s) WHERE datname = %s",
+            (migrated_template, db),
+        )
     settings = stack.settings.with_overrides(topic_prefix=f"t{tag}.", postgres_db=db)
     create_topics(settings)
     from projections.migrate import apply_migrations
