@@ -316,7 +316,23 @@ class Projector:
                     ) from exc
                 out.extend(TopicPartition(self.settings.topic(topic), p) for p in found)
             self._partitions = out
+            self._log_partition_changes(out)
         return self._partitions
+
+    def _log_partition_changes(self, partitions: list[TopicPartition]) -> None:
+        """An ERROR if a topic read has another partition count than the declared one
+        (`deploy.kafka.partition_changes`): status shows the projection DEGRADED."""
+        counts: dict[str, int] = {}
+        for tp in partitions:
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        if changed := partition_changes(self.settings, counts):
+            log.error(
+                "%s: %s: a key's events before and after lie on different partitions and are "
+                "folded in no fixed order, so a rebuild may differ: the projection is DEGRADED "
+                "in `tradetape status` and `tradetape rebuild` refuses it (docs/operations.md, "
+                "Adding partitions)",
+                self.name, describe_partition_changes(changed),
+            )  # fmt: skip
 
     def admin(self) -> AdminClient:
         """A metadata client of our own: the consumer handle belongs to the reader thread
@@ -364,17 +380,7 @@ class Projector:
             self.name, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in added),
         )  # fmt: skip
         assert self._partitions is not None
-        counts: dict[str, int] = {}
-        for tp in [*self._partitions, *added]:
-            counts[tp.topic] = counts.get(tp.topic, 0) + 1
-        if changed := partition_changes(self.settings, counts):
-            log.error(
-                "%s: %s: a key's events before and after lie on different partitions and are "
-                "folded in no fixed order, so a rebuild may differ: the projection is DEGRADED "
-                "in `tradetape status` and `tradetape rebuild` refuses it (docs/operations.md, "
-                "Adding partitions)",
-                self.name, describe_partition_changes(changed),
-            )  # fmt: skip
+        self._log_partition_changes([*self._partitions, *added])
         self._partitions = sorted(
             [*self._partitions, *added], key=lambda tp: (tp.topic, tp.partition)
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -74,7 +75,9 @@ def _caught_up(settings: Settings, topic: str) -> Callable[[], bool]:
 
 
 @pytest.mark.integration
-def test_a_live_projector_reads_a_partition_added_while_it_runs(env: Settings) -> None:
+def test_a_live_projector_reads_a_partition_added_while_it_runs(
+    env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = env.with_overrides(projection_partition_check_seconds=0.5)
     topic = settings.topic(Topic.ORDERS)
     before = generate(21, 600)
@@ -125,6 +128,13 @@ def test_a_live_projector_reads_a_partition_added_while_it_runs(env: Settings) -
             assert lag[name]["partitions_changed"] == (
                 f"{topic} has {old + 1} partitions, declared {old}"
             )
+        _wait(
+            "the projector's ERROR naming the changed topic",
+            lambda: any(
+                r.levelno == logging.ERROR and f"{topic} has {old + 1} partitions" in r.getMessage()
+                for r in caplog.records
+            ),
+        )
         why = partitions_changed(settings, GROUP)
         assert why is not None and why.startswith("rebuild refused: ") and topic in why
         assert lag["positions"]["partitions"] > old
