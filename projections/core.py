@@ -4,8 +4,10 @@ accounts.
 Every handler is a pure function of the event and the current rows it reads. Handlers
 read the event's validated JSON values (`Located.data`: decimals, timestamps and ids as
 canonical strings, see projections/lean.py) and write them through unchanged; only
-amounts that take part in arithmetic become `Decimal`. The one division (average cost)
-is quantized to 18 places with banker's rounding so a rebuild reproduces it exactly.
+amounts that take part in arithmetic become `Decimal`. Positions keep an exact cost
+basis; the two divisions (the share of it a partial close takes, and the average cost
+shown) are rounded in fixed contexts (`_RATIO`) so a rebuild reproduces them exactly, and
+the first only moves cost between realized and unrealized PnL, never loses it.
 Every other sum, difference and product goes through `_EXACT`, never the thread's
 ambient decimal context (28 digits by default, and anybody's to change): exact, so the
 rows cannot depend on that context or be rounded silently.
@@ -47,7 +49,10 @@ from schemas.topics import Topic
 from schemas.types import format_decimal
 
 ZERO = Decimal(0)
-AVG_COST_QUANTUM = Decimal("1e-18")
+_RATIO = Context(prec=28, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""The two divisions of positions: 28 significant digits, ROUND_HALF_EVEN, exact when
+the quotient has no more (1.5E-18 stays 1.5E-18; the old quantum of 18 decimal places
+made it 2E-18, and a flat round trip realized -5E-10)."""
 _CTX = Context(prec=80, rounding=ROUND_HALF_EVEN)
 _EXACT = Context(
     prec=MAX_PREC,
@@ -305,6 +310,7 @@ POSITION_COLUMNS = (
     "last_event_id",
     "updated_at",
     "fees_other",
+    "cost_basis",
 )
 
 
@@ -316,30 +322,42 @@ def _add_fee(fees_other: Any, asset: str, fee: Decimal) -> str:
 
 
 def apply_fill(
-    quantity: Decimal, avg_cost: Decimal, realized: Decimal, signed_qty: Decimal, price: Decimal
+    quantity: Decimal, cost: Decimal, realized: Decimal, signed_qty: Decimal, price: Decimal
 ) -> tuple[Decimal, Decimal, Decimal]:
-    """Average-cost method: (new quantity, new average cost, new realized PnL).
+    """Average-cost method on an exact cost basis: (new quantity, new cost basis, new
+    realized PnL).
 
-    Adding to a position (or opening one) moves the average; reducing realizes
-    `closed * (price - avg) * direction`; crossing through zero opens the remainder at
-    `price`. A flat position has average cost 0.
+    `cost` is the signed cost of the open position (quantity * average cost: negative
+    for a short). Adding to a position (or opening one) adds `signed_qty * price` to it;
+    reducing takes the closed units' share of it, `cost * closed / |quantity|` (all of
+    it when the position closes, so nothing is left over by rounding), and realizes the
+    closing trade's cash flow minus that share; crossing through zero opens the
+    remainder at `price`. Cost only moves between the basis and realized PnL, so
+    realized + (quantity * mark - cost) is exactly the cash flow + quantity * mark.
     """
     new_qty = _EXACT.add(quantity, signed_qty)
     if quantity == 0 or (quantity > 0) == (signed_qty > 0):
-        total = _EXACT.add(
-            _EXACT.multiply(quantity.copy_abs(), avg_cost),
-            _EXACT.multiply(signed_qty.copy_abs(), price),
-        )
-        new_avg = _CTX.divide(total, new_qty.copy_abs()).quantize(AVG_COST_QUANTUM, context=_CTX)
-        return new_qty, new_avg, realized
+        return new_qty, _EXACT.add(cost, _EXACT.multiply(signed_qty, price)), realized
     closed = min(signed_qty.copy_abs(), quantity.copy_abs())
-    gain = _EXACT.subtract(price, avg_cost) if quantity > 0 else _EXACT.subtract(avg_cost, price)
-    realized = _EXACT.add(realized, _EXACT.multiply(closed, gain))
-    if new_qty == 0:
-        return new_qty, ZERO, realized
-    if (new_qty > 0) != (quantity > 0):
-        return new_qty, price, realized
-    return new_qty, avg_cost, realized
+    share = (
+        cost
+        if closed == quantity.copy_abs()
+        else _RATIO.divide(_EXACT.multiply(cost, closed), quantity.copy_abs())
+    )
+    # the closing trade: sells `closed` of a long (cash in) or buys back a short (out)
+    cash = _EXACT.multiply(closed, price)
+    flow = cash if quantity > 0 else _EXACT.minus(cash)
+    realized = _EXACT.add(realized, _EXACT.subtract(flow, share))
+    cost = _EXACT.subtract(cost, share)
+    if new_qty != 0 and (new_qty > 0) != (quantity > 0):  # through zero: the rest opens
+        cost = _EXACT.multiply(new_qty, price)
+    return new_qty, cost, realized
+
+
+def average_cost(quantity: Decimal, cost: Decimal) -> Decimal:
+    """What the position's units cost on average (shown; never used in the fold): 0 when
+    flat, else `cost / quantity` to 28 significant digits."""
+    return ZERO if quantity == 0 else _RATIO.divide(cost, quantity)
 
 
 class PositionsProjection(Projection):
@@ -363,7 +381,9 @@ class PositionsProjection(Projection):
         "0103_proj_positions.sql",
         "0110_pnl_missing_mark.sql",
         "0111_positions_fees_other.sql",
+        "0113_positions_cost_basis.sql",
     )
+    fold_version = 2  # 2: an exact cost basis (the average cost was rounded to 18 places)
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {
@@ -393,14 +413,14 @@ class PositionsProjection(Projection):
             return
         key = (p["account"], p["instrument"])
         cur = state.get(self.positions, key)
-        qty, avg, realized, fees, count, other = (
+        qty, cost, realized, fees, count, other = (
             (ZERO, ZERO, ZERO, ZERO, 0, "{}")
             if cur is None
-            else (cur[2], cur[3], cur[4], cur[5], cur[6], cur[9])
+            else (cur[2], cur[10], cur[4], cur[5], cur[6], cur[9])
         )
         quantity, price = Decimal(p["quantity"]), Decimal(p["price"])
         signed = quantity if p["side"] == "BUY" else _EXACT.minus(quantity)
-        qty, avg, realized = apply_fill(_dec(qty), _dec(avg), _dec(realized), signed, price)
+        qty, cost, realized = apply_fill(_dec(qty), _dec(cost), _dec(realized), signed, price)
         fees, fee, fee_asset = _dec(fees), Decimal(p["fee"]), p["fee_asset"]
         base, quote = p["instrument"].split("/")
         if fee == 0:
@@ -411,15 +431,15 @@ class PositionsProjection(Projection):
             # Paid out of the position (as balances takes it off the base balance): those
             # units leave at the fill price, realizing against the average cost, and
             # their value at that price is a fee in quote terms.
-            qty, avg, realized = apply_fill(qty, avg, realized, _EXACT.minus(fee), price)
+            qty, cost, realized = apply_fill(qty, cost, realized, _EXACT.minus(fee), price)
             fees = _EXACT.add(fees, _EXACT.multiply(fee, price))
         else:  # no price for it is assumed: kept per asset, beside the PnL
             other = _add_fee(other, fee_asset, fee)
         state.put(
             self.positions,
             (
-                p["account"], p["instrument"], qty, avg, realized, fees, int(count) + 1,
-                d["event_id"], d["occurred_at"], other,
+                p["account"], p["instrument"], qty, average_cost(qty, cost), realized, fees,
+                int(count) + 1, d["event_id"], d["occurred_at"], other, cost,
             ),
         )  # fmt: skip
 

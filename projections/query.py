@@ -61,8 +61,8 @@ def _filters(*cols: tuple[str, str]) -> str:
 
 NAMED: dict[str, NamedQuery] = {
     "positions": NamedQuery(
-        "SELECT account, instrument, quantity, avg_cost, realized_pnl, fees_quote, fees_other, "
-        "fill_count, updated_at FROM proj_positions.positions WHERE "
+        "SELECT account, instrument, quantity, avg_cost, cost_basis, realized_pnl, fees_quote, "
+        "fees_other, fill_count, updated_at FROM proj_positions.positions WHERE "
         + _filters(("account", "account"), ("instrument", "instrument"))
         + " ORDER BY account, instrument",
         ("account", "instrument"),

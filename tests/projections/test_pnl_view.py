@@ -24,8 +24,10 @@ ROWS = [  # account, instrument, quantity, avg_cost, realized_pnl, fees_quote
 def _load(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> None:
     for i, (acct, inst, qty, avg, real, fees) in enumerate(ROWS):
         conn.execute(
-            f"INSERT INTO {schema}.positions VALUES (%s, %s, %s, %s, %s, %s, 1, %s, now())",
-            (acct, inst, qty, avg, real, fees, f"00000000-0000-0000-0000-00000000000{i}"),
+            f"INSERT INTO {schema}.positions (account, instrument, quantity, avg_cost, "
+            "realized_pnl, fees_quote, fill_count, last_event_id, updated_at, cost_basis) "
+            "VALUES (%s, %s, %s, %s, %s, %s, 1, %s, now(), %s::numeric * %s::numeric)",
+            (acct, inst, qty, avg, real, fees, f"00000000-0000-0000-0000-00000000000{i}", qty, avg),
         )
     conn.execute(
         f"INSERT INTO {schema}.marks VALUES ('ETH/USDT', 3100, 'TRADE', 'paper', now(), "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 import psycopg
@@ -120,19 +120,26 @@ DEC = st.decimals(min_value=Decimal("0.001"), max_value=Decimal("1000"), places=
 
 @given(fills=st.lists(st.tuples(st.booleans(), DEC, DEC), min_size=1, max_size=30))
 def test_average_cost_conserves_pnl(fills: list[tuple[bool, Decimal, Decimal]]) -> None:
-    """Flattening at the last price realizes exactly cash flow (up to avg rounding)."""
-    qty = avg = realized = Decimal(0)
+    """Flattening at the last price realizes exactly the cash flow (an exact cost basis:
+    before it, up to the average's rounding)."""
+    with localcontext(Context(prec=200)):  # the test's own sums, exact
+        _conserves(fills)
+
+
+def _conserves(fills: list[tuple[bool, Decimal, Decimal]]) -> None:
+    qty = cost = realized = Decimal(0)
     cash = Decimal(0)
     for buy, q, p in fills:
         signed = q if buy else -q
-        qty, avg, realized = apply_fill(qty, avg, realized, signed, p)
+        qty, cost, realized = apply_fill(qty, cost, realized, signed, p)
         cash -= signed * p
+        assert realized + (qty * p - cost) == cash + qty * p  # at any mark, exactly
     last = fills[-1][2]
-    qty2, avg2, realized2 = (
-        apply_fill(qty, avg, realized, -qty, last) if qty else (qty, avg, realized)
+    qty2, cost2, realized2 = (
+        apply_fill(qty, cost, realized, -qty, last) if qty else (qty, cost, realized)
     )
-    assert qty2 == 0 and avg2 == 0
-    assert abs(realized2 - (cash + qty * last)) < Decimal("1e-9")
+    assert qty2 == 0 and cost2 == 0
+    assert realized2 == cash + qty * last
 
 
 @pytest.mark.parametrize(
