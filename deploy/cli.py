@@ -40,10 +40,10 @@ DataDirOpt = Annotated[
     ),
 ]
 
-DATA_DIR_COMMANDS = (("producer", "add"), ("publish",), ("sign",))
-"""Commands of the other packages that read the data directory (producer keys, signer
-groups) and get the same `--data-dir` option as `up`, `status`, `run`, ... (added here,
-`_add_data_dir_option`, so their modules need no plumbing of their own)."""
+"""Every command takes `--data-dir`, one rule (`_add_data_dir_option`): the commands of
+the other packages get it here, so their modules need no plumbing of their own. Before
+session 15 only `producer add`, `publish` and `sign` of theirs had it, though admin keys
+and signer groups live in the data directory too."""
 
 SETTINGS_ERROR = 2
 """Exit code for settings that cannot be used: like bad arguments, no retry cures them
@@ -278,28 +278,18 @@ def _with_data_dir(callback: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _add_data_dir_option(typer_app: typer.Typer, paths: tuple[tuple[str, ...], ...]) -> None:
-    for path in paths:
-        target: typer.Typer | None = typer_app
-        for group in path[:-1]:
-            target = next(
-                (
-                    g.typer_instance
-                    for g in (target.registered_groups if target else [])
-                    if g.name == group
-                ),
-                None,
-            )
-        if target is None:
-            continue  # that package is not installed in this build
-        for info in target.registered_commands:
-            name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
-            if name == path[-1] and info.callback is not None:
-                info.callback = _with_data_dir(info.callback)
+def _add_data_dir_option(typer_app: typer.Typer) -> None:
+    """`--data-dir` on every command of `typer_app` and its groups that has none."""
+    for info in typer_app.registered_commands:
+        if info.callback is not None:
+            info.callback = _with_data_dir(info.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _add_data_dir_option(group.typer_instance)
 
 
 _register_packages()
-_add_data_dir_option(app, DATA_DIR_COMMANDS)
+_add_data_dir_option(app)
 
 
 def main() -> None:

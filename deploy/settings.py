@@ -1,7 +1,7 @@
 """Runtime settings from `TRADETAPE_*` environment variables and an optional TOML file.
 
 Precedence: explicit arguments, then environment, then the TOML file named by
-`TRADETAPE_CONFIG` (default `./tradetape.toml` if present), then these defaults,
+`TRADETAPE_CONFIG` (default: the nearest `tradetape.toml`, `find_config_file`), then these defaults,
 which suit the embedded local stack. No secret has a default here.
 
 Mistakes are errors, never silently ignored (`SettingsError`, which the CLI prints as one
@@ -309,9 +309,62 @@ def redact_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+CONFIG_FILE_NAME = "tradetape.toml"
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The default settings file, found as the data directory is (`find_data_dir`): from
+    `start` (the working directory) upwards, the nearest `tradetape.toml`, looking no
+    higher than the first project root on the way (a directory holding `.git`,
+    `tradetape.toml` or `pyproject.toml`, itself included). One above `start` is used
+    only if it is a regular file (not a symbolic link) owned by the current user; else it
+    is ignored with a warning naming it (anyone can write `/tmp/tradetape.toml`, and it
+    could point every command below it at their broker). The one in `start` itself is
+    used whoever owns it (a warning says so if another user does), as before. None if
+    there is none. Before session 15 only `./tradetape.toml` was read: from a
+    subdirectory every command ran on the defaults without a word."""
+    here = (start or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_FILE_NAME
+        try:
+            st = candidate.lstat()
+        except OSError:
+            st = None
+        if st is not None:
+            if directory == here:
+                if not candidate.is_file():
+                    return None
+                if stat.S_ISREG(st.st_mode) and st.st_uid != os.getuid():
+                    _log.warning(
+                        "%s is owned by uid %d, not by you (uid %d); it is read because it"
+                        " is in the working directory",
+                        candidate,
+                        st.st_uid,
+                        os.getuid(),
+                    )
+                return candidate
+            if stat.S_ISLNK(st.st_mode):
+                _log.warning("%s is a symbolic link: not read as the settings file", candidate)
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_uid != os.getuid():
+                _log.warning(
+                    "%s is owned by uid %d, not by you (uid %d): not read as the settings file",
+                    candidate,
+                    st.st_uid,
+                    os.getuid(),
+                )
+                return None
+            return candidate
+        if any((directory / marker).exists() for marker in PROJECT_ROOT_MARKERS):
+            break
+    return None
+
+
 def config_file() -> Path | None:
-    """The TOML file to read: `TRADETAPE_CONFIG` (which must exist), else
-    `./tradetape.toml` if there is one."""
+    """The TOML file to read: `TRADETAPE_CONFIG` (which must exist), else the nearest
+    `tradetape.toml` (`find_config_file`)."""
     named = os.environ.get("TRADETAPE_CONFIG")
     if named:
         path = Path(named).expanduser()
@@ -319,13 +372,16 @@ def config_file() -> Path | None:
             what = "is not a file" if path.exists() else "does not exist"
             raise SettingsError(f"TRADETAPE_CONFIG names {path}, which {what}")
         return path
-    default = Path("tradetape.toml")
-    return default if default.is_file() else None
+    return find_config_file()
 
 
 def _nearest(name: str, valid: list[str]) -> str:
     near = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return f" (did you mean {near[0]}?)" if near else ""
+
+
+RELATIVE_TO_FILE = ("data_dir", "cache_dir")
+"""Path settings that, relative in the settings file, are relative to its directory."""
 
 
 class _CheckedTomlSource(TomlConfigSettingsSource):
@@ -340,6 +396,12 @@ class _CheckedTomlSource(TomlConfigSettingsSource):
         except OSError as exc:
             raise SettingsError(f"cannot read {path}: {exc}") from exc
         fields = sorted(settings_cls.model_fields)
+        for key in RELATIVE_TO_FILE:
+            value = self.toml_data.get(key)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                # Relative to the file, which may be a directory or more above the
+                # working directory (`find_config_file`).
+                self.toml_data[key] = self.init_kwargs[key] = str(path.absolute().parent / value)
         unknown = [k for k in self.toml_data if k not in settings_cls.model_fields]
         if unknown:
             raise SettingsError(
@@ -392,7 +454,11 @@ def check_environment(environ: dict[str, str] | None = None) -> None:
 
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming each setting that failed, where it came from and why."""
-    toml_path = os.environ.get("TRADETAPE_CONFIG") or "tradetape.toml"
+    try:
+        toml_path: Path | str | None = config_file()
+    except SettingsError:
+        toml_path = None
+    toml_path = toml_path or "tradetape.toml"
     env_upper = {k.upper() for k in os.environ}
     parts = []
     for err in exc.errors(include_url=False):

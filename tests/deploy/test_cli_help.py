@@ -60,3 +60,32 @@ def test_help_carries_no_benchmark_figures(name: str) -> None:
     texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
     for text in texts:
         assert not re.search(r"session \d|\d\s*MB\b|\bPSS\b", text), f"{name}: {text!r}"
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+
+    def walk(t: typer.Typer, prefix: tuple[str, ...]) -> None:
+        for c in t.registered_commands:
+            assert c.callback is not None
+            found.append((*prefix, c.name or c.callback.__name__.replace("_", "-")))
+        for g in t.registered_groups:
+            assert g.typer_instance is not None and g.name is not None
+            walk(g.typer_instance, (*prefix, g.name))
+
+    walk(app, ())
+    return found
+
+
+def test_every_command_takes_data_dir() -> None:
+    """One rule: `--data-dir` on every command (before: `admin`, `query`, `stor`,
+    `rebuild`, `marketdata`, `signer`, ... had none, though admin keys and signer groups
+    live in the data directory)."""
+    from typer.testing import CliRunner
+
+    missing = []
+    for path in _command_paths():
+        out = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output
+        if "--data-dir" not in out:
+            missing.append(" ".join(path))
+    assert not missing, missing
