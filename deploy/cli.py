@@ -161,6 +161,11 @@ def status(
                     if info.get("partitions_changed")
                     else ""
                 )
+                + (
+                    f" REBUILD NEEDED ({info['rebuild_needed']}: tradetape rebuild {name})"
+                    if info.get("rebuild_needed")
+                    else ""
+                )
             )
         snaps = st.get("engine_snapshots") or {}
         if "error" in snaps:

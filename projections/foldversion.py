@@ -71,3 +71,18 @@ def check_live(
             )
         with conn.transaction():
             conn.execute(stamp_sql(p.schema, p.fold_version))
+
+
+def mismatches(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, int]]:
+    """Per projection whose live schema has folded records under another fold version:
+    (stamped version, this code's version): what a projector refuses, for status."""
+    from projections.core import PROJECTIONS
+
+    folded = {str(r[0]) for r in conn.execute("SELECT DISTINCT projection FROM projection_offsets")}
+    out: dict[str, tuple[int, int]] = {}
+    for name, p in PROJECTIONS.items():
+        if name in folded:
+            have = stamped_version(conn, p.schema) or 1
+            if have != p.fold_version:
+                out[name] = (have, p.fold_version)
+    return out

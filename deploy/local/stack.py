@@ -228,7 +228,8 @@ def _add_projection_lag(settings: Settings, health: dict[str, dict[str, Any]]) -
 
 
 def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
-    """Per projection: stored offsets and quarantined events (which mark it degraded)."""
+    """Per projection: stored offsets, quarantined events and a fold version other than
+    the code's (each marks it degraded)."""
     import psycopg
 
     health: dict[str, dict[str, Any]] = {}
@@ -243,6 +244,13 @@ def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
             ):
                 entry = health.setdefault(name, {})
                 entry["quarantined"] = int(count)
+                entry["degraded"] = True
+            from projections.foldversion import mismatches
+
+            for name, (have, want) in mismatches(conn).items():
+                # its projector refuses to run until rebuilt (projections.foldversion)
+                entry = health.setdefault(name, {})
+                entry["rebuild_needed"] = f"folded by fold version {have}, code folds {want}"
                 entry["degraded"] = True
     except psycopg.Error:
         return {}

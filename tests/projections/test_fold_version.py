@@ -7,6 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from deploy.local.stack import _projection_health
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.foldversion import FoldVersionMismatch, stamped_version
@@ -31,6 +32,9 @@ def test_a_live_projection_of_an_older_fold_is_refused_until_rebuilt(env: Settin
         # a database whose projections were folded before stamps existed
         conn.execute("COMMENT ON SCHEMA proj_orders IS NULL")
         conn.execute("COMMENT ON SCHEMA proj_fills IS NULL")
+    health = _projection_health(env.dsn)
+    assert health["orders"]["degraded"] and "fold version 1" in health["orders"]["rebuild_needed"]
+    assert "rebuild_needed" not in health["fills"]
     refused = Projector(env, orders)
     try:
         with pytest.raises(FoldVersionMismatch, match="tradetape rebuild orders"):
@@ -45,3 +49,4 @@ def test_a_live_projection_of_an_older_fold_is_refused_until_rebuilt(env: Settin
         assert stamped_version(conn, "proj_fills") == 1
     with Projector(env, orders) as proj:
         proj.catch_up()
+    assert "rebuild_needed" not in _projection_health(env.dsn).get("orders", {})
