@@ -55,12 +55,16 @@ def _publish_admin(payload: Any) -> Any:
     an engine reads it)."""
     from confluent_kafka import KafkaException
 
+    from deploy.kafka import broker_unreachable
     from engine.client import IntentPublisher
 
     wait = ADMIN_WAIT["seconds"]
     what = payload.EVENT_TYPE
+    settings = _settings()
+    if (why := broker_unreachable(settings)) is not None:  # at once, not after 10 s of retries
+        _fail(f"{what} not sent: {why}")
     try:
-        pub = IntentPublisher(_settings(), ADMIN)  # its watcher reads from the end: now
+        pub = IntentPublisher(settings, ADMIN)  # its watcher reads from the end: now
     except (KafkaException, RuntimeError) as exc:
         _fail(f"{what} not sent: cannot read the engine's answers from the broker: {exc}")
     try:
@@ -234,6 +238,10 @@ def register(app: typer.Typer) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot read {file}: {exc}")
         settings = _settings()
+        from deploy.kafka import broker_unreachable
+
+        if (why := broker_unreachable(settings)) is not None:  # at once, not after 10 s
+            _fail(f"nothing sent: {why}")
         # Only the answers to this file's events are held (not every producer's).
         wanted: set[Any] = set()
         try:
