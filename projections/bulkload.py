@@ -246,6 +246,11 @@ _STOP = object()
 COPY_BLOCK = 5000
 
 
+def _eid(item: Located) -> int:
+    """A folded event's id as the seen set keys it (a canonical UUID's 128 bits)."""
+    return int(item.data["event_id"].replace("-", ""), 16)
+
+
 class BulkBuild:
     """Folds batches of several projections into their fresh build schemas.
 
@@ -364,17 +369,28 @@ class BulkBuild:
             first: dict[int, Any] = {}
             seen, bit = self.seen, m.bit
             for item in share.items:
-                eid = int(item.data["event_id"].replace("-", ""), 16)  # a canonical UUID
+                eid = int(item.data["event_id"].replace("-", ""), 16)  # `_eid`, inlined
                 if not seen.get(eid, 0) & bit:
                     first.setdefault(eid, item)
             fresh = list(first.values())
             res.duplicates = len(share.items) - len(fresh)
+            ordered = None
+            if res.duplicates:  # copies of an event id in the batch? (`fold_retrying`)
+                unseen = [(_eid(i), i) for i in share.items]
+                unseen = [(e, i) for e, i in unseen if not seen.get(e, 0) & bit]
+                if len(unseen) > len(fresh):
+                    ordered = [i for _e, i in unseen]
             state = State(loader=m.thaw)
-            folded_bad, res.applied, writes = fold_fresh(m.projection, state, fresh)
+            folded_bad, res.applied, writes = fold_fresh(m.projection, state, fresh, ordered)
+            if ordered is not None:
+                res.duplicates = len(share.items) - res.applied - len(folded_bad)
             if self.tracking:
-                self._track(m, state, share.items, fresh, folded_bad)
+                self._track(m, state, share.items, ordered or fresh, folded_bad)
             bad.extend(folded_bad)
             failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
+            if ordered is not None:  # an id is folded if any of its copies was
+                first = {e: i for e, i in unseen if (i.topic, i.partition, i.offset) not in failed}
+                failed = set()
             for eid, i in first.items():
                 if not failed or (i.topic, i.partition, i.offset) not in failed:
                     seen[eid] = seen.get(eid, 0) | bit

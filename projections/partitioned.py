@@ -125,10 +125,9 @@ class Footprint:
     keys: bytes
     """array('q')"""
     retried: bool = False
-    """A refused event came again in this half (a redelivery, a duplicate): whether a
-    copy is tried again depends on the batch cuts (within a batch only its first copy
-    is tried; in a later batch, one is, and may fold once the state has changed), so
-    this half's rows may differ from live batches' whatever the other half holds."""
+    """A refused event came again in this half (a redelivery, a duplicate): the copy is
+    tried again (`store.fold_retrying`, in the same batch or a later one) and may fold
+    once the state has changed; kept conservative: such halves fall back."""
 
     def meets(self, other: Footprint) -> bool:
         if self.retried or other.retried:
@@ -199,7 +198,7 @@ class HalfBuild(BulkBuild):
             if names and len(items) > len(fresh):
                 copies = sum(1 for i in items if i.data["event_id"] in names)
                 if copies > len(names):
-                    self.retried = True  # a copy in the same batch, not tried
+                    self.retried = True  # a copy in the same batch (tried again)
         for tname, rows in state.rows.items():
             written = state.dirty.get(tname, {})
             for key, row in rows.items():

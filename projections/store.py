@@ -577,19 +577,68 @@ class _Member:
     bad: list[Quarantined] = field(default_factory=list)
     first: dict[str, Located] = field(default_factory=dict)
     fresh: list[Located] = field(default_factory=list)
+    ordered: list[Located] | None = None
+    """The batch's unseen events, copies included, when it holds copies of an id."""
     state: State = field(default_factory=State)
     writes: list[tuple[Table, list[Row]]] = field(default_factory=list)
 
 
+def fold_retrying(
+    projection: Projection, state: State, ordered: Sequence[Located]
+) -> tuple[list[Quarantined], list[Located]]:
+    """Fold `ordered` (a batch's events not folded before, copies of one event id
+    included, in log order): a copy is skipped once an earlier one folded, and tried
+    again if every earlier one was refused, as it is when it comes in a later batch
+    (the seen set holds only folded events). Returns (quarantined, the events folded)."""
+    bad: list[Quarantined] = []
+    folded: list[Located] = []
+    ok: set[str] = set()
+    run: list[Located] = []
+    in_run: set[str] = set()
+
+    def flush() -> None:
+        got = projection.fold(state, run)
+        failed = {(q.topic, q.partition, q.offset) for q in got}
+        ok.update(i.data["event_id"] for i in run if (i.topic, i.partition, i.offset) not in failed)
+        bad.extend(got)
+        folded.extend(run)
+        run.clear()
+        in_run.clear()
+
+    for item in ordered:
+        eid = item.data["event_id"]
+        if eid in in_run:  # its outcome decides this copy's
+            flush()
+        if eid in ok:
+            continue
+        run.append(item)
+        in_run.add(eid)
+    if run:
+        flush()
+    return bad, folded
+
+
 def fold_fresh(
-    projection: Projection, state: State, fresh: Sequence[Located]
+    projection: Projection,
+    state: State,
+    fresh: Sequence[Located],
+    ordered: Sequence[Located] | None = None,
 ) -> tuple[list[Quarantined], int, list[tuple[Table, list[Row]]]]:
     """Fold events not folded before: (quarantined, applied, rows to write per table).
 
     The rows are the batch's final row per key of each UPSERT table, the history rows
     of each INSERT table (none from an event whose handler failed) and, for a
     projection with a `_seen` table, the folded event ids. Shared by live batches and
-    the in-memory rebuild, so both write the same rows."""
+    the in-memory rebuild, so both write the same rows. `ordered`: given when the batch
+    holds copies of an event id (`fresh` then has the first of each), see
+    `fold_retrying`."""
+    if ordered is not None:
+        folded_bad, folded = fold_retrying(projection, state, ordered)
+        refused = {(q.topic, q.partition, q.offset) for q in folded_bad}
+        done = {
+            i.data["event_id"] for i in folded if (i.topic, i.partition, i.offset) not in refused
+        }
+        return _written(projection, state, folded, folded_bad, done)
     folded_bad = projection.fold(state, fresh)
     if folded_bad:
         raw = {(i.topic, i.partition, i.offset): i.raw for i in fresh}
@@ -622,6 +671,38 @@ def fold_fresh(
             rows = [r for r in rows if str(r[at]) not in failed_ids]
         writes.append((table, rows))
     return folded_bad, len(fresh) - len(failed), writes
+
+
+def _written(
+    projection: Projection,
+    state: State,
+    folded: Sequence[Located],
+    folded_bad: list[Quarantined],
+    done: set[str],
+) -> tuple[list[Quarantined], int, list[tuple[Table, list[Row]]]]:
+    """`fold_fresh`'s result for `fold_retrying`'s events: an event refused, then folded
+    from a later copy, is folded (`done`: the ids folded), its refusal quarantined."""
+    raw = {(i.topic, i.partition, i.offset): i.raw for i in folded}
+    for q in folded_bad:
+        q.raw_value = raw.get((q.topic, q.partition, q.offset))
+    failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
+    failed_ids = {
+        str(i.data["event_id"])
+        for i in folded
+        if (i.topic, i.partition, i.offset) in failed and i.data["event_id"] not in done
+    }
+    writes: list[tuple[Table, list[Row]]] = []
+    if projection.seen_table == _SEEN.name:
+        kept = dict.fromkeys(i.data["event_id"] for i in folded if i.data["event_id"] in done)
+        writes.append((_SEEN, [(e,) for e in kept]))
+    for table in projection.tables:
+        source = state.dirty if table.mode is WriteMode.UPSERT else state.inserts
+        rows = list(source.get(table.name, {}).values())
+        if failed_ids and "event_id" in table.pk:
+            at = table.columns.index("event_id")
+            rows = [r for r in rows if str(r[at]) not in failed_ids]
+        writes.append((table, rows))
+    return folded_bad, len(folded) - len(failed), writes
 
 
 def apply_members(
@@ -685,12 +766,18 @@ def apply_members(
         m.fresh = (
             [i for e, i in m.first.items() if e not in seen] if seen else list(m.first.values())
         )
+        if len(m.share.items) > len(m.first):  # copies of an event id in the batch
+            m.ordered = [i for i in m.share.items if i.data["event_id"] not in seen]
         m.result.duplicates = len(m.share.items) - len(m.fresh)
     for m, t, keys, cur in loads:
         found = {t.key_of(row): tuple(row) for row in cur.fetchall()}
         m.state.rows[t.name] = {k: found.get(k) for k in keys}
     for m in ms:
-        folded_bad, m.result.applied, m.writes = fold_fresh(m.projection, m.state, m.fresh)
+        folded_bad, m.result.applied, m.writes = fold_fresh(
+            m.projection, m.state, m.fresh, m.ordered
+        )
+        if m.ordered is not None:
+            m.result.duplicates = len(m.share.items) - m.result.applied - len(folded_bad)
         m.bad.extend(folded_bad)
         for table, rows in m.writes:
             if table.name != _SEEN.name:
