@@ -35,7 +35,8 @@ def _frontend_messages(trace: Path) -> list[str]:
 def test_a_small_live_batch_is_two_round_trips_with_its_begin_and_commit(
     env: Settings, tmp_path: Path
 ) -> None:
-    produce(env, [e for e in generate(21, 400) if e.topic == Topic.DECISIONS][:60])
+    # Two full batches of 40: a batch short of `batch_size` waits out step's 10 s timeout.
+    produce(env, [e for e in generate(21, 400) if e.topic == Topic.DECISIONS][:80])
     trace = tmp_path / "libpq.trace"
     with Projector(env, PROJECTIONS["decisions"], batch_size=40, pipelined=False) as proj:
         assert proj.conn is not None
