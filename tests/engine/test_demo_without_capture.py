@@ -30,11 +30,16 @@ def test_the_engine_stage_runs_without_the_capture(
     env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(demo, "CAPTURE", tmp_path / "absent.jsonl.gz")
+    # A fifth of the strategy's intents (tests/deploy/test_demo.py runs all 300 on the
+    # capture): the stage still trades on the simulated market, and its pacing (0.5 s
+    # per 20 intents) takes 1.5 s instead of 7.5 s.
+    monkeypatch.setattr(demo, "INTENTS", 60)
     lines = demo.run(env.with_overrides(data_dir=tmp_path))
     text = "\n".join(lines)
     assert "market events from a simulated market (no capture)" in text, text
+    assert "engine: 60 intents" in text, text
     assert "NO DECISION" not in text, text
     fills = re.search(r"engine: (\d+) fills", text)
     assert fills is not None and int(fills.group(1)) > 0, text
     approved = re.search(r"APPROVED ORDER +- +(\d+)", text)
-    assert approved is not None and int(approved.group(1)) > 200, text
+    assert approved is not None and int(approved.group(1)) > 40, text
