@@ -258,6 +258,44 @@ def test_history_keys_are_built_while_the_halves_write_their_current_rows(
 
 
 @pytest.mark.integration
+def test_the_other_keys_are_built_while_the_footprints_are_compared(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once both halves have committed their current rows, `orders`' own key and index
+    (a table that is not history) start at once, while the parent computes its footprint
+    and compares it with the other half's, not after. A build the comparison throws away
+    is waited for, as a history table's already was. `Footprint.meets` waits here (up to
+    10 s) for the `orders` build to start; before session 15 that build started only
+    after it returned."""
+    produce(env, generate(53, 1500))
+    started = tmp_path / "orders-started"
+    build_table = partitioned._build_table
+    meets = Footprint.meets
+    saw: list[bool] = []
+
+    def building(dsn: str, schema: str, table: str, *args: Any) -> None:
+        if table == "orders":
+            started.touch()
+        build_table(dsn, schema, table, *args)
+
+    def comparing(self: Footprint, other: Footprint) -> bool:
+        deadline = time.monotonic() + 10
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        saw.append(started.exists())
+        return meets(self, other)
+
+    reference = rebuild(env, PROJECTIONS["orders"], split=False)
+    monkeypatch.setattr(partitioned, "_build_table", building)
+    monkeypatch.setattr(Footprint, "meets", comparing)
+    fell_back = _watch_the_split(monkeypatch)
+    result = rebuild(env, PROJECTIONS["orders"])
+    assert (result.checksum, result.counts) == (reference.checksum, reference.counts)
+    assert fell_back == [False]
+    assert saw == [True]
+
+
+@pytest.mark.integration
 def test_the_forked_half_connects_while_the_split_is_planned(
     env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
