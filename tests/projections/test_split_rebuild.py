@@ -237,14 +237,14 @@ def test_history_keys_are_built_while_the_halves_write_their_current_rows(
             started.touch()
         build_table(dsn, schema, table, *args)
 
-    def copying(self: bulkload.BulkBuild, schema: str, table: Any, rows: Any) -> None:
+    def copying(self: bulkload.BulkBuild, schema: str, table: Any, rows: Any, **kw: Any) -> None:
         if table.name == "orders":  # a half's current rows (in the parent or the fork)
             deadline = time.monotonic() + 20
             while not started.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
             with seen.open("a") as f:
                 f.write(f"{os.getpid()} {started.exists()}\n")
-        copy(self, schema, table, rows)
+        copy(self, schema, table, rows, **kw)
 
     reference = rebuild(env, PROJECTIONS["orders"], split=False)
     monkeypatch.setattr(partitioned, "_build_table", building)
