@@ -309,6 +309,14 @@ _PLANS: dict[tuple[str, int], tuple[SchemaValidator, bool, tuple[Callable[[Data]
 call before). Only registered types get one, so it stays as small as the registry."""
 
 
+def lean_plans() -> dict[
+    tuple[str, int], tuple[SchemaValidator, bool, tuple[Callable[[Data], bool], ...]]
+]:
+    """The (type, version) -> (validator, free JSON, payload checks) map `lean_decode`
+    fills as it meets types (for a caller that inlines its common case)."""
+    return _PLANS
+
+
 def lean_decode(
     value: bytes | None,
     headers: Sequence[tuple[str, Any]] | None,

@@ -35,6 +35,15 @@ ODD = [
         ]
     )
 ]
+_DECISION = next(r for r in RECORDS if r.value is not None and b'"RiskDecision"' in r.value)
+assert _DECISION.value is not None
+ODD += [
+    # JSON escapes: NUL (refused: PostgreSQL cannot store it), a storable one, a plain
+    # backslash escape; `predecode`'s inlined common case must hand each to the same
+    # verdict as `decode_one` (session 15).
+    _DECISION._replace(offset=20_000 + i, value=_DECISION.value.replace(b'"detail":"', b, 1))
+    for i, b in enumerate([b'"detail":"\\u0000', b'"detail":"\\u00e9\\t', b'"detail":"a\\\\b\\n'])
+]
 
 
 def _plain(share: Prepared) -> Any:
