@@ -116,6 +116,7 @@ def _signed_bytes(p: OrderIntent | CancelIntent, public_key: str, ctx: Context) 
     return signed if ok else None
 
 
+_DEFAULT_TAKER_FEE = Decimal("0.001")
 _decision = builder(RiskDecision)
 _submitted = builder(OrderSubmitted)
 """Built from the validated intent and the engine's own figures (`engine.trusted`)."""
@@ -393,7 +394,9 @@ def _order(
                 digest,
             )
             return
-    fee_rate = Decimal(str(getattr(venue, "taker_fee", Decimal("0.001"))))
+    fee = getattr(venue, "taker_fee", _DEFAULT_TAKER_FEE)
+    # `Decimal(str(d))` is `d` itself for a Decimal (its text round-trips exactly).
+    fee_rate = fee if type(fee) is Decimal else Decimal(str(fee))
     ev = evaluate(
         state,
         p,

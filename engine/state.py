@@ -113,6 +113,8 @@ def exact_enough(value: Decimal) -> bool:
     the fold's sums exact. Read from the digits, so nothing is rounded to decide it."""
     _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: the schema refuses anything else
+    if exponent >= QUANTUM_EXPONENT and len(digits) <= EXACT_DIGITS:
+        return True  # the usual case: on the grid and short, trailing zeros or not
     zeros = 0
     for d in reversed(digits):
         if d:

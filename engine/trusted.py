@@ -168,3 +168,44 @@ def builder_from_fields(cls: type[M]) -> Callable[[dict[str, Any]], M]:
         return obj
 
     return build_from
+
+
+def positional_builder(cls: type[M], given: tuple[str, ...]) -> Callable[..., M]:
+    """A constructor of `cls` taking exactly the fields `given`, positionally and in that
+    order, every other field at its default: what `builder(cls)(**dict(zip(given, args)))`
+    returns (same values, defaults and fields-set), for a call site that always passes the
+    same fields (a rule's verdict), at about two thirds of its cost. Only immutable
+    defaults (a mutable one is refused: it would be shared)."""
+    builder(cls)  # refuses classes with validators, aliases or private attributes
+    fields = cls.model_fields
+    unknown = [n for n in given if n not in fields]
+    if not given or unknown or len(set(given)) != len(given):
+        raise TypeError(f"{cls.__name__}: unknown or repeated fields {given}")
+    env: dict[str, Any] = {"_new": cls.__new__, "_cls": cls, "_mode": _MODE, **_SETTERS}
+    items: list[str] = []
+    for i, (name, info) in enumerate(fields.items()):
+        if name in given:
+            items.append(f"{name!r}: {name}")
+            continue
+        if info.is_required():
+            raise TypeError(f"{cls.__name__}.{name} is required but not given")
+        if info.default_factory is not None or not _immutable(info.default):
+            raise TypeError(f"{cls.__name__}.{name}: a mutable default")
+        env[f"_d{i}"] = info.default
+        items.append(f"{name!r}: _d{i}")
+    passed = ", ".join(f"{n!r}: {n}" for n in given)
+    src = (
+        f"def build({', '.join(given)}):\n"
+        "    if _mode[0]:\n"
+        f"        return _cls(**{{{passed}}})\n"
+        "    o = _new(_cls)\n"
+        f"    _set_dict(o, {{{', '.join(items)}}})\n"
+        f"    _set_fields_set(o, {{{', '.join(repr(n) for n in given)}}})\n"
+        "    _set_extra(o, None)\n"
+        "    _set_private(o, None)\n"
+        "    return o\n"
+    )
+    # The source is generated from the model's own field names, never from input.
+    exec(compile(src, f"<positional {cls.__name__}>", "exec"), env)
+    build_it: Callable[..., M] = env["build"]
+    return build_it

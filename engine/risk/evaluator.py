@@ -64,7 +64,7 @@ def build_context(
     fields: dict[str, Any] = dict(
         account_opened=acc.opened,
         kyc_verified=acc.kyc,
-        aml_flags=tuple(sorted(acc.aml_flags)),
+        aml_flags=tuple(sorted(acc.aml_flags)) if acc.aml_flags else (),
         limits=limits,
         config_version=version,
         instrument=intent.instrument,
@@ -128,8 +128,33 @@ def run_rules(ctx: RiskContext, rules: tuple[Rule, ...] = RULES) -> Evaluation:
                 detail=f"{type(exc).__name__}: {exc}"[:500],
             )
         results.append(result)
-    codes = tuple(dict.fromkeys(r.reason_code or "FAILED" for r in results if not r.passed))
-    return Evaluation(not codes, tuple(results), codes, ctx.config_version, ctx)
+    failed = [r for r in results if not r.passed]
+    codes = tuple(dict.fromkeys(r.reason_code or "FAILED" for r in failed)) if failed else ()
+    return _evaluation(not codes, tuple(results), codes, ctx.config_version, ctx)
+
+
+def _evaluation(
+    passed: bool,
+    results: tuple[RuleResult, ...],
+    reason_codes: tuple[str, ...],
+    config_version: int,
+    context: RiskContext | None,
+) -> Evaluation:
+    """`Evaluation(...)` without the frozen dataclass's per-field `setattr` (as for the
+    context above): one per intent."""
+    ev: Evaluation = _new(Evaluation)
+    _set(
+        ev,
+        "__dict__",
+        {
+            "passed": passed,
+            "results": results,
+            "reason_codes": reason_codes,
+            "config_version": config_version,
+            "context": context,
+        },
+    )
+    return ev
 
 
 def evaluate(
@@ -161,3 +186,13 @@ def evaluate(
         )
         return Evaluation(False, (result,), ("RULE_ERROR",), version, None)
     return run_rules(ctx)
+
+
+if tuple(f.name for f in dataclass_fields(Evaluation)) != (
+    "passed",
+    "results",
+    "reason_codes",
+    "config_version",
+    "context",
+):
+    raise TypeError("Evaluation's fields changed: update `_evaluation`")

@@ -244,6 +244,49 @@ def test_builders_refuse_what_a_constructor_refuses() -> None:
     assert decision.model_fields_set == reference.model_fields_set
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text(min_size=1, max_size=20),
+    st.integers(1, 10),
+    st.booleans(),
+    st.none() | st.text(max_size=10),
+    st.text(max_size=30),
+)
+def test_positional_builders_are_the_validating_constructor(
+    rule_id: str, version: int, passed: bool, code: str | None, detail: str
+) -> None:
+    short = trusted.positional_builder(RuleResult, ("rule_id", "rule_version", "passed", "detail"))
+    full = trusted.positional_builder(
+        RuleResult, ("rule_id", "rule_version", "passed", "reason_code", "detail")
+    )
+    pairs = [
+        (
+            short(rule_id, version, passed, detail),
+            RuleResult(rule_id=rule_id, rule_version=version, passed=passed, detail=detail),
+        ),
+        (
+            full(rule_id, version, passed, code, detail),
+            RuleResult(
+                rule_id=rule_id,
+                rule_version=version,
+                passed=passed,
+                reason_code=code,
+                detail=detail,
+            ),
+        ),
+    ]
+    for built, reference in pairs:
+        assert built == reference and built.model_fields_set == reference.model_fields_set
+        assert built.model_dump_json() == reference.model_dump_json()
+        assert list(vars(built)) == list(vars(reference))
+    with trusted.reference_path(), pytest.raises(ValueError):
+        short(rule_id, 0, passed, detail)  # validates on the reference path
+    with pytest.raises(TypeError):
+        trusted.positional_builder(RuleResult, ("rule_id", "passed"))  # required one missing
+    with pytest.raises(TypeError):
+        trusted.positional_builder(RuleResult, ("rule_id", "rule_version", "passed", "colour"))
+
+
 # ---- schemas speed-ups the engine relies on (byte-identical) ------------------------------
 
 
