@@ -54,6 +54,9 @@ ENGINE_PRODUCER = "engine"
 ADMIN_ACCEPTED = "admin-accepted"
 """Discriminator of an accepted admin fact: its id is derived from the command's."""
 DEFAULT_ADMINS: frozenset[str] = frozenset({"admin"})
+_INTENT_TYPES = (OrderIntent, CancelIntent)
+_MARKET_TYPES = (MarketTrade, QuoteUpdated)
+"""`isinstance` with a tuple: half the cost of a `X | Y` union (the same answer)."""
 
 
 @dataclass
@@ -88,7 +91,7 @@ def preverify(state: EngineState, events: list[Envelope[Any]], ctx: Context) -> 
     items: list[tuple[bytes, bytes, bytes]] = []
     for event in events:
         p = event.payload
-        if not isinstance(p, OrderIntent | CancelIntent) or not isinstance(p.signature, str):
+        if not isinstance(p, _INTENT_TYPES) or not isinstance(p.signature, str):
             continue
         entry = state.producers.get(p.producer_id)
         if entry is None:
@@ -201,11 +204,11 @@ def process(
     recorded in the decision; None if unknown (see `Context.event_time_is_arrival`)."""
     p = event.payload
     emit = _Emitter(state, event)
-    if isinstance(p, OrderIntent | CancelIntent):
+    if isinstance(p, _INTENT_TYPES):
         if received_at is None and ctx.event_time_is_arrival:
             received_at = event.occurred_at
         _intent(state, event, ctx, emit, received_at)
-    elif isinstance(p, MarketTrade | QuoteUpdated):
+    elif isinstance(p, _MARKET_TYPES):
         if isinstance(p, MarketTrade) and state.price(p.instrument).has_print(p):
             return emit.out  # a copy of a kept print: matched once already
         state.apply(event)
@@ -381,8 +384,12 @@ def _order(
             emit, event, IntentRejectReason.INVALID_INTENT, f"unknown venue {p.venue!r}", digest
         )
         return
-    for name in ("quantity", "limit_price", "stop_loss", "take_profit"):
-        value = getattr(p, name)
+    for name, value in (
+        ("quantity", p.quantity),
+        ("limit_price", p.limit_price),
+        ("stop_loss", p.stop_loss),
+        ("take_profit", p.take_profit),
+    ):
         if value is not None and not exact_enough(value):
             # Finer than the engine counts: the order could never fill up (dust for ever).
             _reject(

@@ -21,6 +21,17 @@ UNKNOWN_LAG = 2**63 - 1
 could not be read to their end before the batch, a topic's partition count is not the
 declared one, or the intent is not on its account's partition: STALE_STATE."""
 _MS = timedelta(milliseconds=1)
+_SPANS: dict[int, timedelta] = {}
+
+
+def _ms(n: int) -> timedelta:
+    """`n * _MS`, remembered by `n` (the limits' skew tolerances: a handful of values)."""
+    span = _SPANS.get(n)
+    if span is None:
+        span = n * _MS
+        if len(_SPANS) < 4096:
+            _SPANS[n] = span
+    return span
 
 
 @dataclass(frozen=True)
@@ -171,7 +182,7 @@ def freshness(ctx: RiskContext) -> RuleResult:
             "message.timestamp.type=LogAppendTime)",
         )
     skew = ctx.intent_at - ctx.received_at
-    if skew > lim.max_intent_ahead_ms * _MS or -skew > lim.max_intent_behind_ms * _MS:
+    if skew > _ms(lim.max_intent_ahead_ms) or -skew > _ms(lim.max_intent_behind_ms):
         return _no(
             rid,
             ver,
