@@ -472,6 +472,8 @@ class PriceState:
     print_ids: set[str] = field(default_factory=set)
     """`print_id` of each kept print."""
     _scan: PrintScan | None = field(default=None, repr=False)
+    _book: Quote | None = field(default=None, repr=False, compare=False)
+    """The current book as a `Quote` (`book_at`'s fallback), while its fields are these."""
 
     def has_print(self, trade: MarketTrade) -> bool:
         """Whether this very trade (venue and trade id) is among the kept prints: a copy
@@ -518,9 +520,23 @@ class PriceState:
         met = self.quote_in_force(when)
         if met is not None:
             return met
-        if self.bid is None or self.ask is None or self.quote_at is None:
+        bid, ask, at = self.bid, self.ask, self.quote_at
+        if bid is None or ask is None or at is None:
             return None
-        return Quote(self.quote_at, self.bid, self.ask, self.bid_qty, self.ask_qty, self.quote_id)
+        # One immutable Quote per current book, not one per call (every order after a
+        # quote it predates asks twice: its risk context and its venue).
+        book = self._book
+        if (
+            book is None
+            or book.at is not at
+            or book.bid is not bid
+            or book.ask is not ask
+            or book.bid_qty is not self.bid_qty
+            or book.ask_qty is not self.ask_qty
+            or book.quote_id is not self.quote_id
+        ):
+            book = self._book = Quote(at, bid, ask, self.bid_qty, self.ask_qty, self.quote_id)
+        return book
 
     def reference(self) -> tuple[Decimal, datetime] | None:
         """The newer of the last trade and the mid, with its event time (the trade on a

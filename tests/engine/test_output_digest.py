@@ -151,3 +151,31 @@ def _run(seed: int, n: int) -> str:
 
 def test_the_outputs_of_a_fixed_stream_are_the_pinned_bytes() -> None:
     assert _run(20261206, 1500) == PINNED
+
+
+def test_the_current_book_is_the_quote_it_was_built_from() -> None:
+    """`PriceState.book_at`'s fallback (an order older than the kept history) keeps one
+    Quote per current book: always the current fields, never an older book's."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from engine.state import PriceState, Quote
+
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    ps = PriceState()
+    assert ps.book_at(t0) is None
+    ps.bid, ps.ask, ps.quote_at, ps.quote_id = Decimal("1"), Decimal("2"), t1, "q1"
+    first = ps.book_at(t0)
+    assert first == Quote(t1, Decimal("1"), Decimal("2"), Decimal(0), Decimal(0), "q1")
+    assert ps.book_at(t0) is first
+    for name, value in [
+        ("bid", Decimal("1.5")),
+        ("ask", Decimal("3")),
+        ("bid_qty", Decimal("4")),
+        ("ask_qty", Decimal("5")),
+        ("quote_id", "q2"),
+        ("quote_at", t0),
+    ]:
+        setattr(ps, name, value)
+        book = ps.book_at(t0 if name != "quote_at" else datetime(2025, 1, 1, tzinfo=UTC))
+        assert book == Quote(ps.quote_at, ps.bid, ps.ask, ps.bid_qty, ps.ask_qty, ps.quote_id)
