@@ -601,9 +601,31 @@ def pct(xs: list[float], q: float) -> float:
 DECISIONS = ("RiskDecision", "IntentRejected")
 
 
-def pure(n: int, *, heap_policy: bool = True) -> None:
+_CALLGRIND_TOGGLE = (
+    "#include <valgrind/callgrind.h>\nvoid toggle(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
+)
+
+
+def callgrind_toggle() -> Any:
+    """A function switching callgrind's collection on or off (a no-op outside valgrind),
+    compiled from valgrind's header with the system C compiler (`--callgrind-process`)."""
+    import ctypes
+
+    out = Path(tempfile.mkdtemp(prefix="tt-cgtoggle-"))
+    (out / "t.c").write_text(_CALLGRIND_TOGGLE)
+    subprocess.run(
+        ["cc", "-O2", "-shared", "-fPIC", "-o", str(out / "t.so"), str(out / "t.c")], check=True
+    )
+    return ctypes.CDLL(str(out / "t.so")).toggle
+
+
+def pure(n: int, *, heap_policy: bool = True, callgrind_process: bool = False) -> None:
     """In-process cost per intent, stage by stage, as the worker runs them (no broker);
-    with the worker's garbage-collector policy (`engine.heap`) unless `heap_policy` is off."""
+    with the worker's garbage-collector policy (`engine.heap`) unless `heap_policy` is off.
+
+    `callgrind_process`: under `valgrind --tool=callgrind --collect-atstart=no`, count the
+    process stage's instructions only (the machine's load does not move them; seconds on
+    a shared machine do). Instructions per intent = callgrind's "Collected" / n."""
     from engine.codec import decode_record
     from engine.heap import HeapPolicy
     from engine.processor import Context, preverify, process
@@ -635,13 +657,16 @@ def pure(n: int, *, heap_policy: bool = True) -> None:
     if heap_policy:
         heap.install()
         heap.after_rebuild()
+    toggle = callgrind_toggle() if callgrind_process else (lambda: None)
     for start in range(0, n, chunk):
         t0 = clock()
         events = [decode_record(v, hd) for _k, v, hd in recs[start : start + chunk]]
         t1 = clock()
         preverify(h.state, events, h.ctx)
         t2 = clock()
+        toggle()
         outs = [process(h.state, ev, h.ctx) for ev in events]
+        toggle()
         h.ctx.preverified.clear()
         t3 = clock()
         for out in outs:
@@ -707,6 +732,13 @@ def main() -> int:
         help="--pure without the worker's garbage-collector policy (engine.heap), to compare",
     )
     ap.add_argument(
+        "--callgrind-process",
+        action="store_true",
+        help="--pure under `valgrind --tool=callgrind --collect-atstart=no`: collect inside "
+        "the process stage only (instructions per intent = Collected / N; needs cc and "
+        "valgrind's headers)",
+    )
+    ap.add_argument(
         "--no-transport-latency",
         dest="transport_latency",
         action="store_false",
@@ -714,7 +746,7 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.pure:
-        pure(args.pure, heap_policy=args.heap_policy)
+        pure(args.pure, heap_policy=args.heap_policy, callgrind_process=args.callgrind_process)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     s = stack_settings(tmp, postgres_fsync=False, kafka_heap="1g", topic_prefix="be.")
