@@ -51,11 +51,21 @@ VALUE = b"y" * 500
 
 
 def run_round(
-    producer: Producer, group: object, order: str, *, n: int, records: int, partitions: int
+    producer: Producer,
+    group: object,
+    order: str,
+    *,
+    n: int,
+    records: int,
+    partitions: int,
+    gap: float = 0.0,
 ) -> dict[str, list[float]]:
-    """Seconds per transaction (and its halves) for `n` transactions made in `order`."""
+    """Seconds per transaction (and its halves) for `n` transactions made in `order`,
+    `gap` seconds apart (not money): the time a worker spends deciding the next batch."""
     out: dict[str, list[float]] = {"txn": [], "to-commit": [], "commit": []}
     for k in range(n):
+        if gap:
+            time.sleep(gap)
         t0 = time.monotonic()
         producer.begin_transaction()
         offsets = [TopicPartition("in", p, k + 1) for p in range(partitions)]
@@ -109,6 +119,14 @@ def main() -> int:
         f"{TXN_PRODUCER_TUNING['retry.backoff.ms']})",
     )
     ap.add_argument(
+        "--gap-ms",
+        type=float,
+        nargs="*",
+        default=[0.0],
+        help="pause between one commit and the next transaction (each value a combination):"
+        " whether a transaction that starts later escapes the previous one's markers",
+    )
+    ap.add_argument(
         "--variant",
         type=parse_variant,
         action="append",
@@ -140,12 +158,14 @@ def main() -> int:
             f" variants: {', '.join(v[0] for v in variants)}",
             flush=True,
         )
-        combos = [(v[0], o, b) for v in variants for o in orders for b in backoffs]
-        results: dict[tuple[str, str, int], list[dict[str, float]]] = {c: [] for c in combos}
+        combos = [
+            (v[0], o, b, g) for v in variants for o in orders for b in backoffs for g in args.gap_ms
+        ]
+        results: dict[tuple[str, str, int, float], list[dict[str, float]]] = {c: [] for c in combos}
         extra = {"debug": "eos,protocol"} if args.debug else {}
         n = 0
         for r in range(args.rounds):
-            for label, order, backoff in combos if r % 2 == 0 else combos[::-1]:
+            for label, order, backoff, gap_ms in combos if r % 2 == 0 else combos[::-1]:
                 n += 1
                 s, consumer = nodes[label]
                 consumer.poll(0)  # a member past max.poll.interval.ms would leave the group
@@ -163,16 +183,18 @@ def main() -> int:
                     n=args.transactions,
                     records=args.records,
                     partitions=args.partitions,
+                    gap=gap_ms / 1000,  # seconds, not money
                 )
 
                 def ms(key: str, q: float, got: dict[str, list[float]] = got) -> float:
                     return percentile(got[key], q) * 1000  # milliseconds, not money
 
-                results[(label, order, backoff)].append(
+                results[(label, order, backoff, gap_ms)].append(
                     {"p50": ms("txn", 0.5), "p90": ms("txn", 0.9), "p99": ms("txn", 0.99)}
                 )
                 print(
-                    f"round {r + 1} {label} {order:13s} backoff {backoff} ms: transaction"
+                    f"round {r + 1} {label} {order:13s} backoff {backoff} ms gap {gap_ms:g} ms:"
+                    " transaction"
                     f" p50 {ms('txn', 0.5):.1f} p90 {ms('txn', 0.9):.1f}"
                     f" p99 {ms('txn', 0.99):.1f} max {max(got['txn']) * 1000:.1f} ms"
                     f" | up to the commit call p50 {ms('to-commit', 0.5):.1f}"
@@ -187,9 +209,9 @@ def main() -> int:
         for combo, rounds in results.items():
             kept = rounds[args.skip_rounds :] or rounds
             med = {k: statistics.median(x[k] for x in kept) for k in ("p50", "p90", "p99")}
-            label, order, backoff = combo
+            label, order, backoff, gap_ms = combo
             print(
-                f"  {label} {order} backoff {backoff}: p50 {med['p50']:.1f}"
+                f"  {label} {order} backoff {backoff} gap {gap_ms:g}: p50 {med['p50']:.1f}"
                 f" p90 {med['p90']:.1f} p99 {med['p99']:.1f}"
                 f" (p99 per round: {' '.join(format(x['p99'], '.1f') for x in kept)})"
             )
