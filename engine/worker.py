@@ -236,6 +236,18 @@ def admin_producers() -> frozenset[str]:
     return frozenset(a.strip() for a in raw.split(",") if a.strip())
 
 
+def _call_again(exc: KafkaException) -> bool:
+    """Whether librdkafka lets a failed transaction call be made again: a retriable error
+    that is neither fatal nor one that needs the transaction aborted."""
+    err = exc.args[0] if exc.args else None
+    return (
+        isinstance(err, KafkaError)
+        and err.retriable()
+        and not err.fatal()
+        and not err.txn_requires_abort()
+    )
+
+
 class EngineWorker:
     def __init__(self, settings: Settings, *, wid: str | None = None) -> None:
         self.settings = settings
@@ -1175,17 +1187,10 @@ class EngineWorker:
                 call()
                 return
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if (
-                    not isinstance(err, KafkaError)
-                    or not err.retriable()
-                    or err.fatal()
-                    or err.txn_requires_abort()
-                    or self.stopping
-                ):
+                if not _call_again(exc) or self.stopping:
                     raise
                 attempt += 1
-                log.warning("%s failed (%s); retrying (attempt %d)", what, err, attempt)
+                log.warning("%s failed (%s); retrying (attempt %d)", what, exc, attempt)
                 time.sleep(min(0.5 * attempt, 5.0))
 
     # timeout: seconds, not money
@@ -1204,15 +1209,11 @@ class EngineWorker:
                 call(max(0.01, min(TXN_CALL_SLICE, deadline - began)))
                 return
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
                 # A retriable error (TIMED_OUT, or NOT_COORDINATOR while the coordinator
                 # loads, which a sliced call sees as an intermediate result) is called
                 # again, as librdkafka asks.
                 if (
-                    not isinstance(err, KafkaError)
-                    or not err.retriable()
-                    or err.fatal()
-                    or err.txn_requires_abort()
+                    not _call_again(exc)
                     or (stoppable and self.stopping)
                     or time.monotonic() >= deadline
                 ):

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import json
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -686,15 +686,23 @@ def fold_fresh(
                 ],
             )
         )
+    writes.extend(_table_rows(projection, state, failed_ids))
+    return folded_bad, len(fresh) - len(failed), writes
+
+
+def _table_rows(
+    projection: Projection, state: State, failed_ids: set[str]
+) -> Iterator[tuple[Table, list[Row]]]:
+    """Each table's rows to write: the batch's final row per key of an UPSERT table, the
+    history rows of an INSERT table, less those of the events in `failed_ids` (rows a
+    failed handler wrote before it raised are not kept)."""
     for table in projection.tables:
         source = state.dirty if table.mode is WriteMode.UPSERT else state.inserts
         rows = list(source.get(table.name, {}).values())
         if failed_ids and "event_id" in table.pk:
-            # History rows a failed handler wrote before it raised are not kept.
             at = table.columns.index("event_id")
             rows = [r for r in rows if str(r[at]) not in failed_ids]
-        writes.append((table, rows))
-    return folded_bad, len(fresh) - len(failed), writes
+        yield table, rows
 
 
 def _written(
@@ -719,13 +727,7 @@ def _written(
     if projection.seen_table == _SEEN.name:
         kept = dict.fromkeys(i.data["event_id"] for i in folded if i.data["event_id"] in done)
         writes.append((_SEEN, [(e,) for e in kept]))
-    for table in projection.tables:
-        source = state.dirty if table.mode is WriteMode.UPSERT else state.inserts
-        rows = list(source.get(table.name, {}).values())
-        if failed_ids and "event_id" in table.pk:
-            at = table.columns.index("event_id")
-            rows = [r for r in rows if str(r[at]) not in failed_ids]
-        writes.append((table, rows))
+    writes.extend(_table_rows(projection, state, failed_ids))
     return folded_bad, len(folded) - len(failed), writes
 
 
