@@ -477,32 +477,13 @@ def _execute(dsn: str, stmt: sql.Composed | sql.SQL) -> None:
         conn.execute(stmt)
 
 
-# The columns a split build's ANALYZE covers, by (projection, table); a table not named
-# is analyzed whole. `decisions`' ANALYZE is the end of its finish's chain (after its two
-# indexes, which it cannot overlap): all 14 columns took ~0.20 s of a 1M rebuild's
-# ~4.2 s, these four ~0.08 s (session 15). They are its key, its index and what
-# `tradetape query decisions` / `rule_results` filter, join and sort on. The other
-# columns get their statistics from autovacuum's ANALYZE after the swap (an ANALYZE of
-# some columns leaves the table's changes-since-analyze count as it was, so autovacuum
-# still sees ~200k changed rows); until then the planner uses default estimates for them.
-ANALYZE_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("decisions", "decisions"): ("event_id", "account", "outcome", "occurred_at"),
-    ("decisions", "rule_results"): ("event_id", "ordinal", "rule_id"),
-}
-
-
 def _build_table(
-    dsn: str,
-    schema: str,
-    table: str,
-    dropped: Sequence[Dropped],
-    analyze: bool,
-    columns: Sequence[str] = (),
+    dsn: str, schema: str, table: str, dropped: Sequence[Dropped], analyze: bool
 ) -> None:
-    """One table's keys and indexes, and its ANALYZE (of `columns`, or all). Its indexes
-    are built at the same time, each on a connection of its own (a key as its unique
-    index, then made the key: `Dropped.attach`); one after the other, `order_events`'
-    index waited ~250 ms for its primary key (session 13)."""
+    """One table's keys and indexes, and its ANALYZE. Its indexes are built at the same
+    time, each on a connection of its own (a key as its unique index, then made the
+    key: `Dropped.attach`); one after the other, `order_events`' index waited ~250 ms
+    for its primary key (session 13)."""
     # A single index gains nothing from a connection of its own.
     parts = [d for d in dropped if d.index is not None] if len(dropped) > 1 else []
     if parts:
@@ -517,14 +498,9 @@ def _build_table(
             elif d.attach is not None:
                 conn.execute(d.attach)
         if analyze:
-            only = (
-                sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
-                if columns
-                else sql.SQL("")
-            )
             conn.execute(
-                sql.SQL("ANALYZE {}{}").format(
-                    sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)), only
+                sql.SQL("ANALYZE {}").format(
+                    sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
                 )
             )
         conn.commit()
@@ -551,7 +527,6 @@ class Finish:
         self, dsn: str, projection: Projection, schema: str, ddl: Mapping[str, Sequence[Dropped]]
     ) -> None:
         self._dsn, self._schema, self._ddl = dsn, schema, ddl
-        self._name = projection.name
         self._analyzed = {t.name for t in projection.tables}
         tables = [t for t in ddl if ddl[t] or t in self._analyzed]
         early = set(history_tables(projection))
@@ -567,13 +542,7 @@ class Finish:
         for t in tables:
             self._jobs.append(
                 self._pool.submit(
-                    _build_table,
-                    self._dsn,
-                    self._schema,
-                    t,
-                    self._ddl[t],
-                    t in self._analyzed,
-                    ANALYZE_COLUMNS.get((self._name, t), ()),
+                    _build_table, self._dsn, self._schema, t, self._ddl[t], t in self._analyzed
                 )
             )
 

@@ -355,33 +355,3 @@ def test_a_half_that_sends_nothing_is_killed_and_the_rebuild_done_on_one_consume
         reference.counts,
         reference.events,
     )
-
-
-@pytest.mark.integration
-def test_a_split_decisions_rebuild_analyzes_the_columns_queries_use(env: Settings) -> None:
-    """A split rebuild of `decisions` analyzes only `partitioned.ANALYZE_COLUMNS` of its
-    two tables (the end of its finish's chain: all 14 columns of `decisions` took ~0.20
-    s of a 1M rebuild, these ~0.08 s; session 15); autovacuum analyzes the rest later. Before session 15 every column had
-    statistics right after the rebuild. Rows and checksum as on one consumer."""
-    produce(env, generate(59, 1500))
-    reference = rebuild(env, PROJECTIONS["decisions"], split=False)
-    result = rebuild(env, PROJECTIONS["decisions"])
-    assert (result.checksum, result.counts) == (reference.checksum, reference.counts)
-    with psycopg.connect(env.dsn) as conn:
-        for table in ("decisions", "rule_results"):
-            (auto,) = conn.execute(
-                "SELECT last_autoanalyze FROM pg_stat_user_tables "
-                "WHERE schemaname = 'proj_decisions' AND relname = %s",
-                (table,),
-            ).fetchone() or (None,)
-            stats = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT attname FROM pg_stats "
-                    "WHERE schemaname = 'proj_decisions' AND tablename = %s",
-                    (table,),
-                )
-            }
-            if auto is None:  # autovacuum has not been by since (it may analyze the rest)
-                assert stats == set(partitioned.ANALYZE_COLUMNS[("decisions", table)]), table
-            assert set(partitioned.ANALYZE_COLUMNS[("decisions", table)]) <= stats, table
