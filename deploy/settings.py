@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -65,47 +66,68 @@ def find_data_dir(start: Path | None = None) -> Path:
     Else, and when there is none, `./.tradetape` in `start` (where `up` creates it)."""
     here = (start or Path.cwd()).absolute()
     fallback = here / DATA_DIR_NAME
+    found = _nearest_entry(
+        DATA_DIR_NAME,
+        here,
+        lambda p, st: stat.S_ISDIR(st.st_mode) or (stat.S_ISLNK(st.st_mode) and p.is_dir()),
+    )
+    if found is None:
+        return fallback
+    candidate, st = found
+    if candidate == fallback:
+        # ./.tradetape is the default anyway (a symbolic link there is the user's).
+        if stat.S_ISDIR(st.st_mode) and st.st_uid != os.getuid():
+            _log.warning(
+                "%s is owned by uid %d, not by you (uid %d); it is used because it"
+                " is in the working directory (--data-dir chooses another)",
+                candidate,
+                st.st_uid,
+                os.getuid(),
+            )
+        return candidate
+    return (
+        candidate
+        if _trusted_above(candidate, st, f"the data directory; using {fallback}")
+        else fallback
+    )
+
+
+def _nearest_entry(
+    name: str, here: Path, fits: Callable[[Path, os.stat_result], bool]
+) -> tuple[Path, os.stat_result] | None:
+    """From `here` upwards, the nearest entry `name` that `fits` (with its `lstat`),
+    looking no higher than the first project root on the way (a directory holding one of
+    `PROJECT_ROOT_MARKERS`, itself included)."""
     for directory in (here, *here.parents):
-        candidate = directory / DATA_DIR_NAME
+        candidate = directory / name
         try:
             st = candidate.lstat()
         except OSError:
             st = None
-        if st is not None and (
-            stat.S_ISDIR(st.st_mode) or (stat.S_ISLNK(st.st_mode) and candidate.is_dir())
-        ):
-            if candidate == fallback:
-                # ./.tradetape is the default anyway (a symbolic link there is the user's).
-                if stat.S_ISDIR(st.st_mode) and st.st_uid != os.getuid():
-                    _log.warning(
-                        "%s is owned by uid %d, not by you (uid %d); it is used because it"
-                        " is in the working directory (--data-dir chooses another)",
-                        candidate,
-                        st.st_uid,
-                        os.getuid(),
-                    )
-                return candidate
-            if stat.S_ISLNK(st.st_mode):
-                _log.warning(
-                    "%s is a symbolic link: not used as the data directory; using %s",
-                    candidate,
-                    fallback,
-                )
-                return fallback
-            if st.st_uid != os.getuid():
-                _log.warning(
-                    "%s is owned by uid %d, not by you (uid %d): not used as the data"
-                    " directory; using %s",
-                    candidate,
-                    st.st_uid,
-                    os.getuid(),
-                    fallback,
-                )
-                return fallback
-            return candidate
+        if st is not None and fits(candidate, st):
+            return candidate, st
         if any((directory / marker).exists() for marker in PROJECT_ROOT_MARKERS):
             break
-    return fallback
+    return None
+
+
+def _trusted_above(candidate: Path, st: os.stat_result, what: str) -> bool:
+    """Whether `candidate`, found above the working directory, may be used as `what`: only
+    a real entry (not a symbolic link) owned by the current user; else a warning names it
+    (anyone can create `/tmp/.tradetape` or `/tmp/tradetape.toml`)."""
+    if stat.S_ISLNK(st.st_mode):
+        _log.warning("%s is a symbolic link: not used as %s", candidate, what)
+        return False
+    if st.st_uid != os.getuid():
+        _log.warning(
+            "%s is owned by uid %d, not by you (uid %d): not used as %s",
+            candidate,
+            st.st_uid,
+            os.getuid(),
+            what,
+        )
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -324,42 +346,25 @@ def find_config_file(start: Path | None = None) -> Path | None:
     there is none. Before session 15 only `./tradetape.toml` was read: from a
     subdirectory every command ran on the defaults without a word."""
     here = (start or Path.cwd()).absolute()
-    for directory in (here, *here.parents):
-        candidate = directory / CONFIG_FILE_NAME
-        try:
-            st = candidate.lstat()
-        except OSError:
-            st = None
-        if st is not None:
-            if directory == here:
-                if not candidate.is_file():
-                    return None
-                if stat.S_ISREG(st.st_mode) and st.st_uid != os.getuid():
-                    _log.warning(
-                        "%s is owned by uid %d, not by you (uid %d); it is read because it"
-                        " is in the working directory",
-                        candidate,
-                        st.st_uid,
-                        os.getuid(),
-                    )
-                return candidate
-            if stat.S_ISLNK(st.st_mode):
-                _log.warning("%s is a symbolic link: not read as the settings file", candidate)
-                return None
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            if st.st_uid != os.getuid():
-                _log.warning(
-                    "%s is owned by uid %d, not by you (uid %d): not read as the settings file",
-                    candidate,
-                    st.st_uid,
-                    os.getuid(),
-                )
-                return None
-            return candidate
-        if any((directory / marker).exists() for marker in PROJECT_ROOT_MARKERS):
-            break
-    return None
+    found = _nearest_entry(CONFIG_FILE_NAME, here, lambda _p, _st: True)
+    if found is None:
+        return None
+    candidate, st = found
+    if candidate.parent == here:
+        if not candidate.is_file():
+            return None
+        if stat.S_ISREG(st.st_mode) and st.st_uid != os.getuid():
+            _log.warning(
+                "%s is owned by uid %d, not by you (uid %d); it is read because it"
+                " is in the working directory",
+                candidate,
+                st.st_uid,
+                os.getuid(),
+            )
+        return candidate
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return None
+    return candidate if _trusted_above(candidate, st, "the settings file") else None
 
 
 def config_file() -> Path | None:
