@@ -1206,7 +1206,7 @@ class EngineWorker:
         while True:
             began = time.monotonic()
             try:
-                call(max(0.01, min(TXN_CALL_SLICE, deadline - began)))
+                call(max(0.01, min(TXN_CALL_SLICE, deadline - began)))  # seconds, not money
                 return
             except KafkaException as exc:
                 # A retriable error (TIMED_OUT, or NOT_COORDINATOR while the coordinator
@@ -1218,7 +1218,7 @@ class EngineWorker:
                     or time.monotonic() >= deadline
                 ):
                     raise
-                if time.monotonic() - began < 0.05:  # an error at once: no busy loop
+                if time.monotonic() - began < 0.05:  # s, not money: no busy loop
                     time.sleep(0.05)
 
     def _init_transactions(self) -> None:
@@ -1634,7 +1634,7 @@ class EngineWorker:
         log.info("engine worker %s started", self.wid)
         last_report = time.monotonic()
         # The report interval in seconds (a duration, not money).
-        every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))  # seconds
+        every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))  # seconds, not money
         while not self.stopping:
             self.step()
             if time.monotonic() - last_report > every:

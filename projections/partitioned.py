@@ -639,7 +639,7 @@ def rebuild_split(
                     finish.history()
                     break
             while not stop.is_set():
-                if my_done.wait(0.1) and their_done.wait(0.1):
+                if my_done.wait(0.1) and their_done.wait(0.1):  # seconds, not money
                     finish.rest()
                     return
 
