@@ -265,11 +265,11 @@ class EngineWorker:
         """The producer's record size limit: an output over it is its input's fault."""
         self._control_failed_at = -1e9
         self.stale: str | None = None
-        self.held_md: list[Message] = []
-        """Market-data records read while holding (`_serve_logs`), for the next step."""
         """Why the batch being decided may see stale control facts (the control topics not
         read to their end, the lag unknown), or None: its intents are STALE_STATE and its
         admin commands that loosen are rejected (`engine.control.stale_admin_reason`)."""
+        self.held_md: list[Message] = []
+        """Market-data records read while holding (`_serve_logs`), for the next step."""
         self.poison: dict[tuple[str, int, int], str] = {}
         """Inputs (topic, partition, offset) whose outputs the producer refused for good,
         with the reason: reprocessed, they are answered with a rejection or dead letter."""
