@@ -265,7 +265,7 @@ def predecode(
                     data = plan[0].validate_json(value)
                 except ValidationError:
                     data = None
-                if data is not None and (b"\\" not in value or b"\\u" not in value):
+                if data is not None and b"\\u" not in value:
                     append(Located(data, r.topic, r.partition, r.offset, value, r.headers))
                     continue
         append(decode_one(r, named))
@@ -658,11 +658,7 @@ def fold_fresh(
     `fold_retrying`."""
     if ordered is not None:
         folded_bad, folded = fold_retrying(projection, state, ordered)
-        refused = {(q.topic, q.partition, q.offset) for q in folded_bad}
-        done = {
-            i.data["event_id"] for i in folded if (i.topic, i.partition, i.offset) not in refused
-        }
-        return _written(projection, state, folded, folded_bad, done)
+        return _written(projection, state, folded, folded_bad)
     folded_bad = projection.fold(state, fresh)
     if folded_bad:
         raw = {(i.topic, i.partition, i.offset): i.raw for i in fresh}
@@ -710,7 +706,6 @@ def _written(
     state: State,
     folded: Sequence[Located],
     folded_bad: list[Quarantined],
-    done: set[str],
 ) -> tuple[list[Quarantined], int, list[tuple[Table, list[Row]]]]:
     """`fold_fresh`'s result for `fold_retrying`'s events: an event refused, then folded
     from a later copy, is folded (`done`: the ids folded), its refusal quarantined."""
@@ -718,6 +713,7 @@ def _written(
     for q in folded_bad:
         q.raw_value = raw.get((q.topic, q.partition, q.offset))
     failed = {(q.topic, q.partition, q.offset) for q in folded_bad}
+    done = {i.data["event_id"] for i in folded if (i.topic, i.partition, i.offset) not in failed}
     failed_ids = {
         str(i.data["event_id"])
         for i in folded
