@@ -18,6 +18,7 @@ from uuid import UUID
 from engine.auth import intent_digest, signing_bytes_fast, verify_admin, verify_hex_signature
 from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
+from engine.risk.rules import UNKNOWN_LAG
 from engine.sigverify import verify_many
 from engine.state import EXACT_DIGITS, QUANTUM, EngineState, exact_enough
 from engine.trusted import builder, builder_from_fields
@@ -244,6 +245,23 @@ def _reject(
     )
 
 
+def _stale_view(ctx: Context, *, recorded: bool = False) -> str:
+    """A note for a refusal judged on a registry that may be behind the log.
+
+    With the control topics not read to their end (or the lag unknown) the producer
+    registry may miss a registration or key another worker committed: still refused (fail
+    closed), but the reason must not read as a plain fact about the producer. A `recorded`
+    refusal is what a resend of the same intent gets back, so its retry needs a new id.
+    """
+    if ctx.consumer_lag < UNKNOWN_LAG:
+        return ""
+    retry = "resend with a new client_order_id" if recorded else "resend"
+    return (
+        " (as far as this worker has read: its view of the log is stale, the control topics "
+        f"not read to their end or its lag unknown; {retry})"
+    )
+
+
 def _intent(
     state: EngineState,
     event: Envelope[Any],
@@ -261,7 +279,7 @@ def _intent(
             emit,
             event,
             IntentRejectReason.UNKNOWN_PRODUCER,
-            f"producer {p.producer_id!r} is not registered",
+            f"producer {p.producer_id!r} is not registered{_stale_view(ctx)}",
         )
         return
     signed = _signed_bytes(p, entry.public_key, ctx)
@@ -270,7 +288,7 @@ def _intent(
             emit,
             event,
             IntentRejectReason.BAD_SIGNATURE,
-            f"signature does not verify with {p.producer_id}'s registered key",
+            f"signature does not verify with {p.producer_id}'s registered key{_stale_view(ctx)}",
         )
         return
     key = (p.producer_id, p.account, p.client_order_id)
@@ -313,7 +331,8 @@ def _intent(
             emit,
             event,
             IntentRejectReason.NOT_ENTITLED,
-            f"producer {p.producer_id} may not act on account {p.account}",
+            f"producer {p.producer_id} may not act on account {p.account}"
+            f"{_stale_view(ctx, recorded=True)}",
             digest,
         )
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine import auth
 from engine.processor import process
+from engine.risk.rules import UNKNOWN_LAG
 from engine.state import EngineState
 from schemas import new_event
 from schemas.events import CancelIntent, OrderIntent, OrderType, Side, TimeInForce
@@ -201,3 +202,36 @@ def test_admin_commands_need_an_admin_and_valid_facts() -> None:
     out = h.admin(KycVerified(account="NOPE", verified_by="x"))
     assert types(out) == ["AdminCommandRejected"]
     assert isinstance(h.state, EngineState)
+
+
+def test_a_refusal_on_a_stale_view_says_the_view_is_stale() -> None:
+    """An unknown producer or a missing entitlement judged while the control topics were
+    not read to their end may be a registration not yet seen: refused all the same, but the
+    detail says so (and, for the recorded NOT_ENTITLED, that a retry needs a new id)."""
+    h = _h()
+    other, _ = auth.new_keypair()
+    base = OrderIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id="x",
+        instrument=INSTRUMENT,
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        quantity=D("1"),
+    )
+    stranger = auth.sign(
+        base.model_copy(update={"client_order_id": "s", "producer_id": "zz"}), other
+    )
+    not_mine = auth.sign(base.model_copy(update={"client_order_id": "n", "account": "B9"}), h.key)
+    fresh = decision(h.feed(stranger, producer="zz"))
+    assert fresh.reason == "UNKNOWN_PRODUCER" and "stale" not in fresh.detail
+    h.ctx.consumer_lag = UNKNOWN_LAG
+    unknown = decision(h.feed(stranger.model_copy(update={"client_order_id": "s2"}), producer="zz"))
+    assert unknown.reason == "UNKNOWN_PRODUCER"
+    assert (
+        "view of the log is stale" in unknown.detail and "new client_order_id" not in unknown.detail
+    )
+    refused = decision(h.feed(not_mine, producer="p1"))
+    assert refused.reason == "NOT_ENTITLED"
+    assert "view of the log is stale" in refused.detail and "new client_order_id" in refused.detail
