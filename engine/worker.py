@@ -1669,7 +1669,10 @@ class EngineWorker:
             "decisions": len(self.state.decisions),
             "fills": self.state.fills_applied,
         }
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        # Whole or not at all: a second signal exits at once, mid-write too.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
         return path
 
     def close(self) -> None:

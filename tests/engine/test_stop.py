@@ -10,6 +10,7 @@ timing benchmark.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -115,3 +116,49 @@ def test_a_stop_stuck_in_a_broker_call_ends_after_the_grace(tmp_path: Path) -> N
             assert "asked again to stop; exiting now" in text, text[-3000:]
         else:
             assert "not stopped within" in text, text[-3000:]
+
+
+SECOND_SIGNAL_MID_DUMP = """
+import json, os, signal, sys
+import engine.worker as w
+from deploy.settings import Settings
+
+settings = Settings()
+path = settings.resolved_data_dir / "engine" / f"state-{settings.topic_prefix}{w.worker_id()}.json"
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text(json.dumps({"worker": "the previous run"}))
+dump = w.EngineWorker.dump_state
+
+def second_signal_mid_write(self):  # e.g. Ctrl-C, then the supervisor's SIGTERM
+    def hook(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") == "write":
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGINT)
+    sys.setprofile(hook)
+    return dump(self)
+
+w.EngineWorker.dump_state = second_signal_mid_write
+w.EngineWorker._serve = lambda self: os.kill(os.getpid(), signal.SIGTERM)
+print(path, file=sys.stderr, flush=True)
+sys.exit(w.main(settings))
+"""
+
+
+def test_a_second_signal_while_the_state_is_written_leaves_no_torn_file(tmp_path: Path) -> None:
+    """The state file is whole after any exit: the previous one, or the new one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
+        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SECOND_SIGNAL_MID_DUMP],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        timeout=STOP_BOUND_SECONDS + 30,
+    )
+    text = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 1, (proc.returncode, text[-3000:])
+    assert "asked again to stop; exiting now" in text, text[-3000:]
+    path = Path(text.splitlines()[0])
+    assert json.loads(path.read_text()) == {"worker": "the previous run"}
