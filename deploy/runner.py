@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
 import signal
@@ -63,12 +64,38 @@ group): the group stops. Every child is `tradetape run NAME`, so a setting that 
 validate exits 2 there as it does in the supervisor."""
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a child gets when its parent dies (Linux)."""
+
+
+def _child_setup(parent: int) -> None:
+    """Run in each child between fork and exec.
+
+    Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches
+    only the supervisor, which stops each child with one SIGTERM. Before, a child got the
+    SIGINT and then the supervisor's SIGTERM, and an engine worker takes a second signal as
+    "exit now" (os._exit, no clean stop). SIGTERM on the supervisor's death: a child is
+    not left running alone when the supervisor is killed.
+    """
+    os.setpgid(0, 0)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the group's stop still works
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+
 def supervise(names: list[str]) -> int:
     """Start each component as a child; restart one that dies, after a backoff; stop all
     on SIGINT/SIGTERM, or if a component exits with a usage error (2)."""
+    supervisor = os.getpid()
 
     def start(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "deploy.cli_entry", "run", name])
+        return subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli_entry", "run", name],
+            preexec_fn=lambda: _child_setup(supervisor),  # the supervisor has one thread
+        )
 
     children = {n: start(n) for n in names}
     started = {n: time.monotonic() for n in names}
@@ -117,9 +144,13 @@ def supervise(names: list[str]) -> int:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 30
-    for proc in children.values():
+    for name, proc in children.items():
         try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
+            code = proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
+            print(f"{name} did not stop within 30 s: killed", file=sys.stderr)
+            continue
+        if code not in (0, USAGE_ERROR) and name not in restart_at:
+            print(f"{name} exited with {code} while stopping", file=sys.stderr)
     return rc

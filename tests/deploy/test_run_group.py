@@ -72,3 +72,69 @@ def test_a_component_that_dies_is_restarted_and_the_group_goes_on(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_ctrl_c_on_the_group_stops_every_child_cleanly(env: Settings, tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group. Before, the engine
+    got that SIGINT and then the supervisor's SIGTERM: a second signal, which exits at
+    once (os._exit(1), no clean stop, no state written). Review helper-74."""
+    log = tmp_path / "group.log"
+    proc = spawn(env, "0", log, components=("engine", "snapshotter"), session=True)
+    try:
+        wanted = ("engine worker 0 started", "engine snapshotter started")
+        deadline = time.monotonic() + 60
+        while not all(w in log.read_text(errors="replace") for w in wanted):
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.3)
+        pids = re.search(r"running engine, snapshotter \(pids (\d+), (\d+)\)", log.read_text())
+        assert pids is not None
+        # Outside the terminal's foreground group, so Ctrl-C reaches only the supervisor.
+        assert all(os.getpgid(int(pid)) != proc.pid for pid in pids.groups())
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+        text = log.read_text(errors="replace")
+        assert "engine worker 0 stopped" in text, text[-3000:]
+        assert "asked again to stop" not in text, text[-3000:]  # one signal only
+        assert "while stopping" not in text and "killed" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_children_stop_when_the_supervisor_is_killed(env: Settings, tmp_path: Path) -> None:
+    """Each child is in its own process group (above), so killing the supervisor's group
+    no longer reaches them: they get SIGTERM when the supervisor dies instead, and stop."""
+    log = tmp_path / "group.log"
+    proc = spawn(env, "0", log, components=("engine", "snapshotter"), session=True)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while "engine worker 0 started" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.3)
+        pids = re.search(r"running engine, snapshotter \(pids (\d+), (\d+)\)", log.read_text())
+        assert pids is not None
+        children = [int(p) for p in pids.groups()]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 40
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not any(_alive(pid) for pid in children), log.read_text(errors="replace")[-3000:]
+        assert "engine worker 0 stopped" in log.read_text(errors="replace")
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan is reaped by init, but not at once)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
