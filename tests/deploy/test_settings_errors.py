@@ -37,7 +37,7 @@ def _cli(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # a supervisor's children too are ours to kill
+        start_new_session=True,  # killed as a group (a supervisor's children: SIGTERM on its death)
     )
     try:
         out, err = proc.communicate(timeout=timeout)

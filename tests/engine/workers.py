@@ -81,8 +81,9 @@ def spawn(
     session: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`tradetape run COMPONENT...` (an engine worker, the snapshotter, or a supervised
-    group of several) as a subprocess; `session`: in a process group of its own, so
-    `os.killpg` reaches a supervisor's children too."""
+    group of several) as a subprocess; `session`: in a session of its own, like a terminal's
+    foreground group (a supervisor's children have groups of their own, and get SIGTERM
+    when it dies)."""
     env = dict(os.environ)
     env.update(
         TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
