@@ -759,6 +759,13 @@ class EngineWorker:
             self._mark_poison(exc.source, str(err.str() if isinstance(err, KafkaError) else exc))
         log.warning("transaction failed %s (%s); aborting", when, exc)
         self.exact = False  # the state folded outputs the log will not have
+        # A transaction may be committing on the committer thread (an error on this thread
+        # before `step` waited for it): transactional calls must not overlap, so it ends
+        # first. Its own failure needs nothing more: the abort and the rebuild below cover it.
+        try:
+            self._await_commit()
+        except KafkaException as pending_exc:
+            log.warning("the transaction in flight failed too (%s)", pending_exc)
         for attempt in range(1_000_000):
             try:
                 if self.stopping:

@@ -139,3 +139,86 @@ def test_the_committer_thread_never_touches_the_consumer(env: Settings) -> None:
         "no transaction with input offsets ran"
     )
     assert not committer_calls, f"the committer thread called the consumer: {committer_calls}"
+
+
+class SlowCommits:
+    """The worker's producer with a slow `commit_transaction`, recording whether an
+    `abort_transaction` ever overlapped a commit (librdkafka's transactional calls must not
+    run concurrently on one producer)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.committing = threading.Event()
+        self.overlaps = self.aborts = 0
+
+    def commit_transaction(self, *args: Any) -> Any:
+        self.committing.set()
+        try:
+            time.sleep(0.8)
+            return self._real.commit_transaction(*args)
+        finally:
+            self.committing.clear()
+
+    def abort_transaction(self, *args: Any) -> Any:
+        self.aborts += 1
+        if self.committing.is_set():
+            self.overlaps += 1
+        return self._real.abort_transaction(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class GroupMetadataFailsOnce:
+    """The worker's consumer, whose `consumer_group_metadata` (asked for a batch's offsets,
+    right before the wait for the previous commit) fails once while a commit is in flight."""
+
+    def __init__(self, real: Any, producer: SlowCommits) -> None:
+        self._real, self._producer = real, producer
+        self.failed = False
+
+    def consumer_group_metadata(self) -> Any:
+        if not self.failed and self._producer.committing.is_set():
+            self.failed = True
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "injected failure"))
+        return self._real.consumer_group_metadata()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_recovery_while_a_commit_is_in_flight_waits_for_it_before_aborting(
+    env: Settings,
+) -> None:
+    """A broker error on the main thread while the previous batch's transaction commits on
+    the committer thread: the recovery's abort waits for that commit (review helper-74:
+    before, `abort_transaction` ran concurrently with `commit_transaction`), and exactly
+    once still holds."""
+    with running_worker(env) as worker:
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        wait_for(env, Topic.ACCOUNTS, lambda ev: len(ev) >= 3)
+        slow = SlowCommits(worker.producer)
+        worker.producer = slow  # type: ignore[assignment]
+        failing = GroupMetadataFailsOnce(worker.consumer, slow)
+        worker.consumer = failing  # type: ignore[assignment]
+        total = 0
+        for c in range(8):
+            batch = [
+                intent(key, "ACC1", f"r-{c}-{i}", side=Side.BUY, qty="0.001", limit="59990")
+                for i in range(5)
+            ]
+            produce(env, batch)
+            total += len(batch)
+            time.sleep(0.3)  # the next batch arrives while the previous one commits
+        decided = wait_for(
+            env,
+            Topic.DECISIONS,
+            lambda ev: len({e.payload.client_order_id for e in ev}) >= total,
+            timeout=90,
+        )
+    assert failing.failed, "the injected failure never ran while a commit was in flight"
+    assert slow.aborts >= 1, "the recovery did not abort"
+    assert slow.overlaps == 0, "abort_transaction ran while a commit was in flight"
+    by_coid = Counter(e.payload.client_order_id for e in decided)
+    assert len(by_coid) == total and set(by_coid.values()) == {1}
