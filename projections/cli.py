@@ -296,7 +296,8 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet")] = "table",
     out: Annotated[Path | None, typer.Option("--out", help="Write to FILE")] = None,
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Filter KEY=VALUE (repeatable)")
+        list[str] | None,
+        typer.Option("--param", "-p", help="Filter KEY=VALUE of a named query (repeatable)"),
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the named queries")] = False,
     timeout: Annotated[
@@ -316,6 +317,13 @@ def query(
         return
     if (name is None) == (sql_text is None):
         typer.echo('error: give a query NAME or --sql "..." (see --list)', err=True)
+        raise typer.Exit(2)
+    if sql_text is not None and param:
+        typer.echo(
+            "error: --param filters a named query; raw --sql takes no parameters "
+            "(write the filter into the SQL, or use a named query: see --list)",
+            err=True,
+        )
         raise typer.Exit(2)
     params: dict[str, str | None] = {}
     for item in param or []:

@@ -71,3 +71,17 @@ def test_an_unknown_name_is_a_usage_error(tmp_path: Path, command: str) -> None:
     done = run_cli(env, command, "nosuch")
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.startswith("error: unknown ") and "'nosuch'" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("flag", ["-p", "--param"])
+def test_parameters_with_raw_sql_are_a_usage_error(tmp_path: Path, flag: str) -> None:
+    """`-p` binds a named query's filters; raw SQL has none to bind, so `--sql ... -p k=v`
+    is refused before any connection (it was silently ignored: the unfiltered result)."""
+    env = {
+        "TRADETAPE_POSTGRES_PORT": str(free_port()),  # nobody listens: refused before
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = run_cli(env, "query", "--sql", "SELECT 1 AS n", flag, "account=ACC001")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith("error: --param filters a named query"), done.stderr
+    assert "Traceback" not in done.stderr
