@@ -409,9 +409,31 @@ def _table(df: pl.DataFrame, full: bool) -> str:
     return f"{text}\n{note}"
 
 
+FORMULA_START = r"^[=+\-@\t\r]"
+"""What a spreadsheet runs as a formula when a CSV cell starts with it (OWASP "CSV
+injection"): = + - @, tab, carriage return."""
+A_NUMBER = r"^[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|Infinity|NaN|sNaN)$"
+"""A number written as text (a wide decimal, `query._fit`): it starts with - or + but is
+no formula, and is not guarded."""
+
+
+def _csv_safe(df: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading `'`, so they
+    open as the text they are (a dead letter's error, a producer name: text an attacker
+    may choose). Only String columns of the result, never a number: -5 stays -5."""
+    guards = []
+    for c, t in df.schema.items():
+        if t != pl.String:
+            continue
+        col = pl.col(c)
+        formula = col.str.contains(FORMULA_START) & ~col.str.contains(A_NUMBER)
+        guards.append(pl.when(formula).then(pl.lit("'") + col).otherwise(col).alias(c))
+    return df.with_columns(guards) if guards else df
+
+
 def _to_text(df: pl.DataFrame, fmt: str, full: bool) -> str:
     if fmt == "csv":
-        return _jsonable(df).write_csv()
+        return _jsonable(_csv_safe(df)).write_csv()
     if fmt == "json":
         return _jsonable(df).write_json()
     if fmt == "table":

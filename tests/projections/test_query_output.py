@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -61,3 +62,42 @@ def test_cli_writes_wide_decimals(env: Settings, monkeypatch: pytest.MonkeyPatch
         assert json.loads(res.stdout)[0] == {"v": BIG}
     finally:
         get_settings.cache_clear()
+
+
+FORMULAS = ["=1+1", "+cmd|' /C calc'!A0", "-1+1", "@SUM(A1)", "\t=1+1", "\r=1+1"]
+
+
+def test_csv_guards_text_cells_that_a_spreadsheet_would_run_as_formulas() -> None:
+    """OWASP CSV injection: a text cell starting with = + - @ tab or CR is a formula in a
+    spreadsheet; it is written with a leading `'`. Numbers are not guarded: a negative
+    Decimal, and a number as text (a wide decimal, `-Infinity`), stay as they are."""
+    safe = ["plain", "a=1", "-5", "-123456789012345678901.5", "-Infinity", "+7", "1e-3", None]
+    df = pl.DataFrame(
+        {
+            "reason": FORMULAS + safe,
+            "amount": [Decimal("-5")] * (len(FORMULAS) + len(safe)),
+            "n": [-3] * (len(FORMULAS) + len(safe)),
+        },
+        schema={"reason": pl.String, "amount": pl.Decimal(10, 0), "n": pl.Int64},
+    )
+    back = pl.read_csv((query.write(df, "csv", None) or "").encode(), infer_schema=False)
+    assert back["reason"].to_list() == ["'" + f for f in FORMULAS] + safe
+    assert set(back["amount"].to_list()) == {"-5"} and set(back["n"].to_list()) == {"-3"}
+    # the other formats carry the exact text
+    assert [r["reason"] for r in json.loads(query.write(df, "json", None) or "")][:1] == ["=1+1"]
+
+
+def test_csv_guards_a_dead_letter_reason(env: Settings, tmp_path: Path) -> None:
+    """The dead-letter browser shows attacker-controlled text (a producer's error text)."""
+    with psycopg.connect(env.dsn) as conn:
+        conn.execute(
+            "INSERT INTO proj_deadletters.deadletters (event_id, source_topic, error_type,"
+            " error, stage, producer, original_value_b64, occurred_at) VALUES"
+            " (gen_random_uuid(), 't', '=1+1', '@SUM(A1)', 'decode', '-2+3', '', now())"
+        )
+    out = tmp_path / "dl.csv"
+    query.write(query.frame("deadletters", env), "csv", str(out))
+    row = pl.read_csv(out, infer_schema=False).row(0, named=True)
+    assert (row["error_type"], row["error"], row["producer"]) == ("'=1+1", "'@SUM(A1)", "'-2+3")
+    neg = query.raw("SELECT '=1+1'::text AS t, -5::numeric AS a, -5 AS i", env)
+    assert (query.write(neg, "csv", None) or "").splitlines() == ["t,a,i", "'=1+1,-5,-5"]
