@@ -505,8 +505,13 @@ class BulkBuild:
     def _save_offsets(
         self, offsets: Sequence[tuple[tuple[str, str], str, dict[tuple[str, int], int]]]
     ) -> None:
+        """Store the next offsets of the partitions the build read records from. An
+        empty partition (next offset 0) gets no row, as a live projector stores none
+        until it applies a record there: a partition without a row resumes from its
+        beginning just as one at 0 does (`Projector.resync`), and live and rebuilt
+        projections list the same offsets (`checksum`, `rebuild`)."""
         by_table: dict[tuple[str, str], dict[str, dict[tuple[str, int], int]]] = {}
         for table, name, offs in offsets:
-            by_table.setdefault(table, {})[name] = offs
+            by_table.setdefault(table, {})[name] = {k: v for k, v in offs.items() if v}
         for table, offs_by_name in by_table.items():
             save_offsets_many(self.conn, offs_by_name, table)
