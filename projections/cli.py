@@ -309,6 +309,9 @@ def query(
 
     Exits 2 on bad arguments (an unknown query among them), 1 if the query failed.
     """
+    import psycopg
+
+    from deploy.settings import get_settings
     from projections import query as q
 
     if list_:
@@ -335,6 +338,13 @@ def query(
     if name is not None and name not in q.NAMED:
         typer.echo(f"error: unknown query {name!r}; known: {', '.join(sorted(q.NAMED))}", err=True)
         raise typer.Exit(2)
+    try:  # usage errors, before the query runs (they exited 1, the format ones after it ran)
+        q.check_format(fmt, str(out) if out else None)
+        if name is not None:
+            q.named(name, params)
+    except q.QueryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     limit = q.QUERY_TIMEOUT_S if timeout is None else timeout
     try:
         df = (
@@ -344,7 +354,13 @@ def query(
         )
         text = q.write(df, fmt, str(out) if out else None)
     except q.QueryError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # a refused connection: one line naming the database, as checksum and rebuild say
+        # it (a cancelled query is an OperationalError too, and keeps its own message)
+        cause = exc.__cause__
+        why = (
+            unreachable(get_settings(), cause) if type(cause) is psycopg.OperationalError else None
+        )
+        typer.echo(f"error: {why or exc}", err=True)
         raise typer.Exit(1) from exc
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

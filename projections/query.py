@@ -268,7 +268,8 @@ def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str 
     unknown = set(params) - set(q.params)
     if unknown:
         raise QueryError(
-            f"{name} takes {', '.join(q.params) or 'no parameters'}; got {sorted(unknown)}"
+            f"{name} takes {', '.join(q.params) or 'no parameters'};"
+            f" got {', '.join(sorted(unknown))}"
         )
     return q.sql, {p: params.get(p) for p in q.params}
 
@@ -336,6 +337,19 @@ def _run(
         raise QueryError(f"refused: the read-only role may not do that ({exc})") from exc
     except psycopg.Error as exc:
         raise QueryError(f"query failed: {exc}") from exc
+
+
+FORMATS = ("table", "csv", "json", "parquet")
+"""What `write` renders; parquet only to a file."""
+
+
+def check_format(fmt: str, out: str | None) -> None:
+    """A QueryError if `write` could not render `fmt` to `out`: the CLI checks before it
+    runs the query (a usage error, exit 2), not after."""
+    if fmt not in FORMATS:
+        raise QueryError(f"unknown format {fmt!r}: {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
+    if fmt == "parquet" and not out:
+        raise QueryError("--format parquet needs --out FILE")
 
 
 def write(df: pl.DataFrame, fmt: str, out: str | None) -> str | None:

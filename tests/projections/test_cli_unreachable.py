@@ -85,3 +85,37 @@ def test_parameters_with_raw_sql_are_a_usage_error(tmp_path: Path, flag: str) ->
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.startswith("error: --param filters a named query"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "wanted"),
+    [
+        (("-p", "acct=x"), "error: positions takes account, instrument; got acct\n"),
+        (("--format", "xml"), "error: unknown format 'xml': table, csv, json or parquet\n"),
+        (("--format", "parquet"), "error: --format parquet needs --out FILE\n"),
+    ],
+    ids=["unknown filter", "unknown format", "parquet to stdout"],
+)
+def test_a_bad_filter_or_format_is_a_usage_error(
+    tmp_path: Path, args: tuple[str, ...], wanted: str
+) -> None:
+    """Refused before the query runs, exit 2 as `query --help` says (they exited 1, the
+    format ones only after the query had run: with the database down, a connection error
+    instead)."""
+    env = {
+        "TRADETAPE_POSTGRES_PORT": str(free_port()),  # nobody listens: refused before
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = run_cli(env, "query", "positions", *args)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr == wanted
+
+
+def test_query_without_a_database_is_one_error_line(tmp_path: Path) -> None:
+    """Named like checksum's and rebuild's: it was `query failed: connection failed: ...`
+    over two lines, naming no port."""
+    port = free_port()
+    env = {"TRADETAPE_POSTGRES_PORT": str(port), "TRADETAPE_DATA_DIR": str(tmp_path / "data")}
+    done = run_cli(env, "query", "positions")
+    _one_error_line(done, f"cannot reach the database at 127.0.0.1:{port}")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
