@@ -91,6 +91,20 @@ def _publish_admin(payload: Any) -> Any:
     return event
 
 
+def _why_skipped(exc: Exception) -> str:
+    """A bad line's reason on one line: a validation error as `field: message; ...`
+    (pydantic's own text took three lines a field, each with a web address)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    fields = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(payload)'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )
+    return f"not a valid {exc.title}: {fields}"
+
+
 def _line_list(lines: list[int], most: int = 50) -> str:
     """`3, 5, 9` (the first `most`, then `and N more`)."""
     shown = ", ".join(str(n) for n in lines[:most])
@@ -218,14 +232,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Publish each JSONL line (an intent or an admin command) and print the decisions.
 
-        A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload
-        with an `event_type` field. Intents are signed with their producer's key file.
-        Exits 1 if any line could not be read or signed, an event was not delivered to
-        the broker, or one got no answer within --wait (`"answer": null`; an `error:` line
-        names their lines). An admin command is sent once the lines before it are answered,
-        and the lines after it once it is: if such an answer does not come within --wait,
-        the lines from there on are not sent (their order could not be kept; exit 1).
-        Intents' answers are awaited at the end, together, for at most --wait.
+        A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload with an `event_type` field. Intents are signed with their producer's key file.
+
+        Exits 1 if any line could not be read or signed, an event was not delivered to the broker, or one got no answer within --wait (`"answer": null`; an `error:` line names their lines).
+
+        An admin command is sent once the lines before it are answered, and the lines after it once it is: if such an answer does not come within --wait, the lines from there on are not sent (their order could not be kept; exit 1). Intents' answers are awaited at the end, together, for at most --wait.
         """
         from confluent_kafka import KafkaException
 
@@ -297,7 +308,7 @@ def register(app: typer.Typer) -> None:
                 cls = payload_class(etype, int(raw.get("schema_version", 1)))
                 payload = cls.model_validate(body)
             except Exception as exc:  # a bad line is reported, the rest still go out
-                typer.echo(f"error: line {n}: skipped: {exc}", err=True)
+                typer.echo(f"error: line {n}: skipped: {_why_skipped(exc)}", err=True)
                 bad_lines.append(n)
                 continue
             is_admin = etype in ADMIN_COMMAND_TYPES
@@ -394,7 +405,8 @@ def register(app: typer.Typer) -> None:
             )
         if bad_lines:
             typer.echo(
-                f"error: {len(bad_lines)} lines were not published: {_line_list(bad_lines)}",
+                f"error: {len(bad_lines)} line{'s were' if len(bad_lines) > 1 else ' was'}"
+                f" not published: line{'s' if len(bad_lines) > 1 else ''} {_line_list(bad_lines)}",
                 err=True,
             )
         if undelivered or unanswered or bad_lines or unsent:

@@ -224,7 +224,7 @@ def register(app: typer.Typer) -> None:
                 _fail(f"cannot write {out}: {exc.strerror or exc}")
             typer.echo(f"wrote {out}", err=True)
 
-    simulate = typer.Typer(help="Synthetic scenarios")
+    simulate = typer.Typer(help="Synthetic scenarios.")
     app.add_typer(simulate, name="simulate")
 
     @simulate.command("surveillance")

@@ -1,7 +1,9 @@
 """--help texts render as paragraphs: a docstring paragraph hard-wrapped in the source
 rendered line for line, so at any terminal width but the source's it was split
 mid-sentence (review helper-57, item 16: `rebuild`, `stor`, `simulate surveillance`).
-Help texts carry no one-off benchmark figures (`rebuild --parallel` quoted "session 9")."""
+Help texts carry no one-off benchmark figures (`rebuild --parallel` quoted "session 9").
+Every command is held to both: `publish`, outside the first list, still split its
+paragraphs mid-sentence at 80 columns (demo16)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import typer
 
 from deploy.cli import app
 
-CHECKED = (
+FIRST_CHECKED = (
     "rebuild",
     "checksum",
     "query",
@@ -25,8 +27,8 @@ CHECKED = (
     "signer dkg",
     "signer identity",
 )
-"""The commands whose help this test holds to it (those of projections/, streams/ and
-signer_ffi/)."""
+"""The commands this test held to it at first (those of projections/, streams/ and
+signer_ffi/): they must still be found."""
 
 
 def _commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -41,8 +43,12 @@ def _commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def _checked() -> dict[str, Any]:
     found = dict(_commands(typer.main.get_command(app)))
-    assert set(CHECKED) <= set(found), set(CHECKED) - set(found)
-    return {name: found[name] for name in CHECKED}
+    assert set(FIRST_CHECKED) <= set(found), set(FIRST_CHECKED) - set(found)
+    return found
+
+
+CHECKED = tuple(_checked())
+"""Every command and group, `publish` among them."""
 
 
 @pytest.mark.parametrize("name", CHECKED)

@@ -56,3 +56,20 @@ def test_publish_without_a_broker_is_an_error_line(tmp_path: Path) -> None:
     done = _cli(tmp_path, "publish", str(path), timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "error: nothing sent" in done.stderr
+
+
+def test_a_line_that_is_no_valid_event_is_one_short_reason() -> None:
+    """`publish`'s reason for skipping a line: pydantic's text took three lines a field,
+    each with a web address (nine fields missing: 27 lines for one bad line)."""
+    from pydantic import ValidationError
+
+    from engine.cli import _why_skipped
+    from schemas.events import OrderIntent
+
+    with pytest.raises(ValidationError) as caught:
+        OrderIntent.model_validate({"foo": 1})
+    why = _why_skipped(caught.value)
+    assert "\n" not in why and "http" not in why, why
+    assert why.startswith("not a valid OrderIntent: producer_id: Field required; "), why
+    assert why.endswith("; foo: Extra inputs are not permitted"), why
+    assert _why_skipped(ValueError("unknown event type 'X'")) == "unknown event type 'X'"

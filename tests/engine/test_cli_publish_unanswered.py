@@ -76,5 +76,5 @@ def test_a_line_that_cannot_be_published_exits_1(env: Settings, tmp_path: Path) 
     done = run_cli(cli_env(env), "publish", str(path), "--wait", "1")
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
     assert "error: line 1: skipped" in done.stderr and "error: line 2: skipped" in done.stderr
-    assert "error: 2 lines were not published: 1, 2" in done.stderr, done.stderr[-2000:]
+    assert "error: 2 lines were not published: lines 1, 2" in done.stderr, done.stderr[-2000:]
     assert done.stdout == ""
