@@ -18,6 +18,8 @@ RUST_SOURCES := $(wildcard signer_ffi/Cargo.toml signer_ffi/Cargo.lock signer_ff
 
 $(STAMP): pyproject.toml $(RUST_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing tradetape and its Python dependencies into $(VENV), building the FROST signer (Rust)" \
+	  "(quiet; about a minute with the cargo cache warm, several without) ..."
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
