@@ -66,6 +66,10 @@ def test_up_status_down_lifecycle(tmp_path: Path) -> None:
     finally:
         stopped = _cli(["down"], env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    # a line before each stop, on stderr (the broker's took seconds of silence)
+    assert f"postgres: stopping (pid {pg_pid}) ...\nkafka: stopping (pid {kafka_pid}) ...\n" in (
+        stopped.stderr
+    ), stopped.stderr
     for pid in (kafka_pid, pg_pid):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
