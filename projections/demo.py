@@ -7,6 +7,7 @@ projection from offset 0 and shows its checksum equals the live one.
 
 from __future__ import annotations
 
+import polars as pl
 import psycopg
 
 from deploy.settings import Settings
@@ -15,6 +16,19 @@ from projections.checksum import checksum
 from projections.core import PROJECTIONS
 from projections.projector import Projector
 from projections.rebuild import rebuild
+
+EXCERPT_ROWS = 5
+
+
+def excerpt(title: str, frame: pl.DataFrame) -> list[str]:
+    """A titled table of the first `EXCERPT_ROWS` rows, indented, without polars' `shape:`
+    line and column types (a title of "(8 rows)" over "shape: (5, 4)" read as a
+    contradiction)."""
+    shown = min(frame.height, EXCERPT_ROWS)
+    count = f"{frame.height} rows" + (f", the first {shown}" if shown < frame.height else "")
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        table = str(frame.head(EXCERPT_ROWS))
+    return [f"{title} ({count}):", *("  " + line for line in table.splitlines())]
 
 
 def run(settings: Settings) -> list[str]:
@@ -37,9 +51,7 @@ def run(settings: Settings) -> list[str]:
                          ("balances", query.frame("balances", settings)),
                          ("accounts", query.frame("accounts", settings).select(
                              "account", "status", "owner_id", "kyc_level", "open_aml_flags"))):  # fmt: skip
-        lines.append(f"{title} ({frame.height} rows):")
-        excerpt = frame.head(5)
-        lines.extend("  " + line for line in str(excerpt).splitlines())
+        lines.extend(excerpt(title, frame))
     rebuilt = rebuild(settings, PROJECTIONS["balances"])
     same = (rebuilt.checksum, rebuilt.counts) == live
     lines.append(
