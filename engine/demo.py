@@ -139,6 +139,17 @@ def _send(producer: Producer, settings: Settings, event: Envelope[Any], topic: T
     producer.poll(0)
 
 
+def decision_table(table: Counter[tuple[str, str]]) -> list[str]:
+    """The outcome/reason/count table, most frequent first. The reason column is as wide
+    as its longest entry: it was cut at 44 characters, so a rejection for three rules
+    read `STALE_STATE,STABLECOIN_NOT_PERMITTED,NO_REFE`."""
+    width = max([44, *(len(reason) for _, reason in table)])
+    lines = [f"{'outcome':<18} {'reason':<{width}} {'count':>5}"]
+    for (outcome, reason), n in sorted(table.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"{outcome:<18} {reason:<{width}} {n:>5}")
+    return lines
+
+
 def run(settings: Settings) -> list[str]:
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:6]
@@ -228,10 +239,8 @@ def run(settings: Settings) -> list[str]:
     lines = [
         f"engine: {len(sent)} intents from strategy {strategy} on {len(accounts)} accounts, "
         f"{feed.published} market events from {feed.source} (as {INSTRUMENT}, {SPEED:g}x)",
-        f"{'outcome':<18} {'reason':<44} {'count':>5}",
+        *decision_table(table),
     ]
-    for (outcome, reason), n in sorted(table.items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"{outcome:<18} {reason[:44]:<44} {n:>5}")
     lines.append(
         f"engine: {fills} fills; positions "
         + ", ".join(f"{a}={q.normalize()}" for a, q in positions.items())

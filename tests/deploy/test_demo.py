@@ -22,7 +22,7 @@ def _count(lines: list[str], outcome: str, reason: str, *, within: bool = False)
     `within`, lists it among others); 0 if there is no such row."""
     total = 0
     for line in lines:
-        m = re.fullmatch(r"(.{18}) (.{44}) +(\d+)", line)
+        m = re.fullmatch(r"(.{18}) (.+?) +(\d+)", line)
         if not m or m.group(1).strip() != outcome:
             continue
         reasons = m.group(2).strip()
