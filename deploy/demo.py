@@ -62,7 +62,12 @@ def smoke_flow(settings: Settings) -> list[str]:
             causation=opened,
         ),
     ]
-    producer = Producer(producer_config(settings, transactional_id=f"demo-smoke-{run_id}"))
+    # Errors only on stderr: a new transactional id on a fresh broker logs warnings while
+    # its coordinator loads ("Failed to acquire transactional PID ...: retrying"), and any
+    # failure that matters raises from init_transactions or commit_transaction below.
+    producer = Producer(
+        producer_config(settings, transactional_id=f"demo-smoke-{run_id}", log_level=3)
+    )
     producer.init_transactions(30)
     producer.begin_transaction()
     admin_topic = settings.topic(Topic.ADMIN)
