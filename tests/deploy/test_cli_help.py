@@ -95,3 +95,13 @@ def test_every_command_takes_data_dir() -> None:
         if "--data-dir" not in out:
             missing.append(" ".join(path))
     assert not missing, missing
+
+
+def test_flags_are_not_shown_as_taking_a_value() -> None:
+    """typer 0.29 rendered every flag with a metavar, `--json <bool>`, as if it took a
+    value (demo16): pinned below it. Any command with a flag shows the regression."""
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(app, ["status", "--help"], terminal_width=200).output
+    assert "--json" in out, out
+    assert "<bool>" not in out and "BOOLEAN" not in out, out
