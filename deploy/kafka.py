@@ -43,6 +43,14 @@ def failure_kind(text: str) -> str:
     return _TIMINGS.sub(lambda m: "" if m.group().startswith(",") else "Nms", text)
 
 
+REFUSED_HINT = (
+    " (is the broker running? `tradetape status` shows the stack, `tradetape up` starts "
+    "the local one; TRADETAPE_KAFKA_BOOTSTRAP names an external cluster)"
+)
+"""Added to the first refused connection a process shows: a component started before the
+stack waits and retries, and said only "Connection refused" (review helper-78)."""
+
+
 class RepeatedFailures(logging.Filter):
     """Passes the first connection-failure record (librdkafka facility FAIL) of each kind
     and drops its repeats: with the broker down, librdkafka logs one per reconnect
@@ -62,6 +70,8 @@ class RepeatedFailures(logging.Filter):
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, int, str, str], tuple[int, float]] = {}
         """kind -> (repeats suppressed since the last shown, time the last was shown)."""
+        self._hinted = False
+        """Whether a refused connection has been shown with `REFUSED_HINT` (once a process)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -77,6 +87,9 @@ class RepeatedFailures(logging.Filter):
                     for old in sorted(self._seen, key=lambda k: self._seen[k][1])[:5_000]:
                         del self._seen[old]
                 self._seen[key] = (0, now)
+                if "Connection refused" in str(args[2]) and not self._hinted:
+                    self._hinted = True
+                    record.args = (args[0], args[1], f"{args[2]}{REFUSED_HINT}")
                 return True
             suppressed = seen[0] + 1
             if suppressed < self.every and now - seen[1] < self.quiet:

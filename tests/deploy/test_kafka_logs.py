@@ -176,3 +176,22 @@ def test_an_unpolled_transactional_producer_still_shows_its_failures() -> None:
         proc.kill()
         proc.wait()
     assert any(re.search(r"FAIL\|.*Connect to .* failed", line) for line in seen), seen
+
+
+def test_the_first_refused_connection_says_how_to_start_the_stack() -> None:
+    """A component started before the stack said only "Connection refused" and waited
+    (demo16): the first refusal a process shows names `tradetape status` and `up`; the
+    repeats and other failures are left as they are."""
+    f = RepeatedFailures(every=2, quiet=3600)
+    refused = (
+        "127.0.0.1:39092/bootstrap: Connect to ipv4#127.0.0.1:39092 failed: Connection refused"
+    )
+    shown = [
+        r.getMessage()
+        for r in (_record("FAIL", f"rdkafka#p-{i % 2}", refused) for i in range(6))
+        if f.filter(r)
+    ]
+    assert sum("tradetape up" in m for m in shown) == 1, shown
+    assert "tradetape up" in shown[0] and len(shown) > 2, shown
+    other = _record("FAIL", "rdkafka#p-9", "SSL handshake failed")
+    assert f.filter(other) and "tradetape up" not in other.getMessage()
