@@ -162,6 +162,10 @@ STOP_ABORT_SECONDS = 3.0
 commit failed. Not longer: an open transaction is aborted by its coordinator anyway (after
 `TXN_TIMEOUT_MS`, or when this transactional id next initialises), nothing of it is
 read by anyone (`read_committed`), and its inputs are decided again by their next owner."""
+IDLE_REPORT_SECONDS = 300.0
+"""An idle worker repeats its unchanged periodic report this often (seconds), not every
+10 s (a quiet `tradetape run` printed the same line six times a minute; review helper-78)."""
+
 STOP_GRACE_SECONDS = 8.0
 """How long (seconds, not money) `tradetape run engine` lets a stop take before it exits
 without the clean-up (a broker call the loop is inside of that does not return for a
@@ -1639,20 +1643,27 @@ class EngineWorker:
             on_revoke=self._on_revoke,
         )
         log.info("engine worker %s started", self.wid)
-        last_report = time.monotonic()
+        last_report = last_logged = time.monotonic()
+        reported: tuple[dict[str, int], int] | None = None
         # The report interval in seconds (a duration, not money).
         every = float(os.environ.get("TRADETAPE_ENGINE_REPORT_SECONDS", "10"))  # seconds, not money
         while not self.stopping:
             self.step()
-            if time.monotonic() - last_report > every:
-                last_report = time.monotonic()
-                log.info(
-                    "worker %s: %s, lag %d, busy %s",
-                    self.wid,
-                    self.stats,
-                    self.ctx.consumer_lag,
-                    {k: round(v, 3) for k, v in self.busy.items()},
-                )
+            now = time.monotonic()
+            if now - last_report > every:
+                last_report = now
+                seen = (dict(self.stats), self.ctx.consumer_lag)
+                # An idle worker's report is the same every time: logged when something
+                # changed, else once every IDLE_REPORT_SECONDS (it is alive).
+                if seen != reported or now - last_logged >= IDLE_REPORT_SECONDS:
+                    reported, last_logged = seen, now
+                    log.info(
+                        "worker %s: %s, lag %d, busy %s",
+                        self.wid,
+                        self.stats,
+                        self.ctx.consumer_lag,
+                        {k: round(v, 3) for k, v in self.busy.items()},
+                    )
 
     def dump_state(self) -> Path:
         """Positions and balances at a clean stop, for operators and the crash tests."""
