@@ -245,7 +245,8 @@ def run(settings: Settings) -> list[str]:
         f"engine: {fills} fills; positions "
         + ", ".join(f"{a}={q.normalize()}" for a, q in positions.items())
     )
-    lines.append(f"engine: worker {worker.stats}; stage took {time.monotonic() - started:.1f}s")
+    counters = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in worker.stats.items())
+    lines.append(f"engine: worker: {counters}; stage took {time.monotonic() - started:.1f}s")
     for line in lines:
         print(line, flush=True)
     return lines

@@ -42,7 +42,7 @@ def run(settings: Settings) -> list[str]:
     payloads = [a.payload for a in alerts if isinstance(a.payload, SurveillanceAlert)]
     lines = [
         f"surveillance: {len(scenario.inputs)} scenario inputs -> {len(events)} engine events -> "
-        f"{len(payloads)} alerts ({dict(sorted(Counter(p.pattern for p in payloads).items()))}); "
+        f"{len(payloads)} alerts ({_by_pattern(payloads)}); "
         f"proj_alerts.alerts holds {row[0] if row else 0}"
     ]
     for pattern, s in score(scenario.labels, payloads).items():
@@ -58,3 +58,9 @@ def run(settings: Settings) -> list[str]:
         out.write_text(render_html(build_stor(payloads[0], accounts, reporting_entity="demo CASP")))
         lines.append(f"surveillance: STOR draft for {payloads[0].pattern} alert -> {out}")
     return lines
+
+
+def _by_pattern(payloads: list[SurveillanceAlert]) -> str:
+    """'LAYERING 1, SPOOFING 2': the alerts per pattern, in name order."""
+    counts = Counter(p.pattern for p in payloads)
+    return ", ".join(f"{pattern} {n}" for pattern, n in sorted(counts.items()))
