@@ -579,10 +579,16 @@ def main(settings: Settings) -> int:
     import faust
 
     from deploy.kafka import create_topics
+    from streams.quiet_logs import quiet_root_handlers
+
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            quiet_root_handlers(logger, level)
 
     create_topics(settings)
     built = build_app(settings)
-    worker = faust.Worker(built.app, loglevel=settings.log_level, quiet=True)
+    worker = Worker(built.app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
