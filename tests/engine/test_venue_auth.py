@@ -155,19 +155,24 @@ def test_processing_is_deterministic() -> None:
     assert [e.event_id for e in again] == [a[0]]
 
 
-def test_signatures_and_entitlement() -> None:
-    h = _h()
-    other, _ = auth.new_keypair()
-    forged = OrderIntent(
+def _market_buy(client_order_id: str) -> OrderIntent:
+    """An unsigned market buy of 1 by producer p1 on A1: the authentication tests vary it."""
+    return OrderIntent(
         producer_id="p1",
         strategy_id="s",
         account="A1",
-        client_order_id="f",
+        client_order_id=client_order_id,
         instrument=INSTRUMENT,
         side=Side.BUY,
         order_type=OrderType.MARKET,
         quantity=D("1"),
     )
+
+
+def test_signatures_and_entitlement() -> None:
+    h = _h()
+    other, _ = auth.new_keypair()
+    forged = _market_buy("f")
     out = h.feed(auth.sign(forged, other), producer="p1")
     assert decision(out).reason == "BAD_SIGNATURE"
     tampered = auth.sign(forged.model_copy(update={"client_order_id": "g"}), h.key)
@@ -210,16 +215,7 @@ def test_a_refusal_on_a_stale_view_says_the_view_is_stale() -> None:
     detail says so (and, for the recorded NOT_ENTITLED, that a retry needs a new id)."""
     h = _h()
     other, _ = auth.new_keypair()
-    base = OrderIntent(
-        producer_id="p1",
-        strategy_id="s",
-        account="A1",
-        client_order_id="x",
-        instrument=INSTRUMENT,
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        quantity=D("1"),
-    )
+    base = _market_buy("x")
     stranger = auth.sign(
         base.model_copy(update={"client_order_id": "s", "producer_id": "zz"}), other
     )
