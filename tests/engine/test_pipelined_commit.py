@@ -20,7 +20,16 @@ from tests.engine.helpers import intent, produce, quote, read_topic, running_wor
 pytestmark = pytest.mark.integration
 
 
-class FailingCommits:
+class Wrapped:
+    """A worker's client with some calls replaced: every other call goes to `_real`."""
+
+    _real: Any
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class FailingCommits(Wrapped):
     """The worker's producer, with chosen `commit_transaction` calls failing as abortable
     errors (the commit never reaches the broker; the transaction stays open)."""
 
@@ -42,9 +51,6 @@ class FailingCommits:
                 )
             )
         return self._real.commit_transaction(*args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 def test_a_failed_transaction_in_flight_loses_and_duplicates_nothing(env: Settings) -> None:
@@ -141,7 +147,7 @@ def test_the_committer_thread_never_touches_the_consumer(env: Settings) -> None:
     assert not committer_calls, f"the committer thread called the consumer: {committer_calls}"
 
 
-class SlowCommits:
+class SlowCommits(Wrapped):
     """The worker's producer with a slow `commit_transaction`, recording whether an
     `abort_transaction` ever overlapped a commit (librdkafka's transactional calls must not
     run concurrently on one producer)."""
@@ -165,11 +171,8 @@ class SlowCommits:
             self.overlaps += 1
         return self._real.abort_transaction(*args)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
-
-class GroupMetadataFailsOnce:
+class GroupMetadataFailsOnce(Wrapped):
     """The worker's consumer, whose `consumer_group_metadata` (asked for a batch's offsets,
     right before the wait for the previous commit) fails once while a commit is in flight."""
 
@@ -182,9 +185,6 @@ class GroupMetadataFailsOnce:
             self.failed = True
             raise KafkaException(KafkaError(KafkaError._TRANSPORT, "injected failure"))
         return self._real.consumer_group_metadata()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 def test_a_recovery_while_a_commit_is_in_flight_waits_for_it_before_aborting(
