@@ -1,6 +1,7 @@
 """The paper venue: deterministic matching against the market-data topic.
 
-- MARKET orders take the displayed quantity at the touch; the remainder expires.
+- MARKET orders take the displayed quantity at the touch; the remainder expires (a FOK
+  one executes only if the displayed quantity covers the whole order).
 - LIMIT orders take liquidity if marketable (taker), then rest (GTC) or expire (IOC/FOK;
   FOK executes only if the displayed quantity covers the whole order). Resting orders fill
   as makers at their limit when a public trade prints at or through it, up to the trade's
@@ -323,10 +324,10 @@ class PaperVenue:
             limit = order.limit_price
             assert limit is not None
             marketable = touch is not None and (touch <= limit if buy else touch >= limit)
-        if (
-            order.time_in_force is TimeInForce.FOK
-            and order.order_type is not OrderType.MARKET
-            and (not marketable or touch_qty < order.quantity)
+        # Fill-or-kill is all or nothing whatever the order type: a MARKET FOK too
+        # (before, it took the displayed size and expired the rest, a partial fill).
+        if order.time_in_force is TimeInForce.FOK and (
+            not marketable or touch_qty < order.quantity
         ):
             self._end(order, "FOK_NOT_FILLABLE", emit, cancel=False)
         else:
