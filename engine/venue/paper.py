@@ -10,6 +10,9 @@
   traded against the public tape: shared out among every account a worker holds, which
   orders filled would depend on which partitions the worker owns (accounts are spread over
   partitions and workers), and two workers would together fill more than the print.
+- Under the kill switch (the account's, the global one, or the drawdown brake's) a
+  resting order a print reaches executes only if it closes the position without flipping
+  it (what the risk rules call risk-reducing); else it is canceled (`KILL_SWITCH`).
 - Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
   quantity once the parent is done; a trade through the trigger fills a child at the trade
   price (taker), up to what the account then has free (`_child_quantity`), OCO.
@@ -266,9 +269,15 @@ class PaperVenue:
                 acc, quote, fee, limits.credit_limit
             )
             free = self._affordable(cash, price) if cash > 0 else ZERO
-        position = acc.positions.get(child.instrument, ZERO)
-        closes = position if child.side is Side.SELL else -position
-        return max(ZERO, min(child.leaves, closes, free))
+        return max(ZERO, min(child.leaves, self._closes(state, child), free))
+
+    @staticmethod
+    def _closes(state: EngineState, order: OrderState) -> Decimal:
+        """How much of `order`'s side closes the account's position on its instrument
+        without flipping it (negative or zero if the side adds to it): the risk rules'
+        `RiskContext.risk_reducing` measure."""
+        position = state.account(order.account).positions.get(order.instrument, ZERO)
+        return position if order.side is Side.SELL else -position
 
     def _affordable(self, cash: Decimal, price: Decimal) -> Decimal:
         """The most a buy at `price` can fill (a multiple of `QTY_QUANTUM`) that `cash`
@@ -498,6 +507,7 @@ class PaperVenue:
                     by_account.setdefault(o.account, []).append(o)
             for account in sorted(by_account):
                 crossing = by_account[account]
+                killed = state.kill_engaged(account)
                 crossing.sort(
                     key=lambda o: (
                         -(o.limit_price or 0) if side is Side.BUY else (o.limit_price or 0),
@@ -510,6 +520,13 @@ class PaperVenue:
                     if remaining <= 0:
                         break
                     assert o.limit_price is not None
+                    if killed and o.leaves > self._closes(state, o):
+                        # Under the kill switch (or the brake) only risk-reducing orders
+                        # execute: one approved before it was engaged that would add to
+                        # the position or flip it is canceled when a print reaches it.
+                        self._end(o, "KILL_SWITCH", emit, cancel=True)
+                        self._parent_done(state, o, emit)
+                        continue
                     qty = min(o.leaves, remaining)
                     if self._fill(
                         state,

@@ -10,8 +10,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import RiskLimits, Side, TimeInForce
-from tests.engine.pure import Harness, types
+from schemas.events import KillSwitchEngaged, RiskLimits, Side, TimeInForce
+from tests.engine.pure import INSTRUMENT, Harness, types
 
 D = Decimal
 
@@ -40,3 +40,39 @@ def test_fill_or_kill_fills_all_or_nothing(
         assert fills == []
         end = next(e.payload for e in out if e.event_type == "OrderExpired")
         assert end.reason == "FOK_NOT_FILLABLE" and end.filled_quantity == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    held=st.integers(min_value=-3, max_value=3),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    qty=st.integers(min_value=1, max_value=5),
+    scope=st.sampled_from(["A1", "*"]),
+)
+def test_under_the_kill_switch_no_resting_order_adds_risk(
+    held: int, side: Side, qty: int, scope: str
+) -> None:
+    """The kill switch stops risk-increasing execution, not only new intents: a resting
+    order approved before it was engaged is canceled (KILL_SWITCH) when a print would fill
+    it beyond closing the position, and a closing one still fills. Before, a bid resting
+    at the engagement bought on the next print under the switch (and under the brake)."""
+    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
+    h.admin_deposit("BTC", D("10"))
+    h.quote(D("100"), D("101"), qty=D("10"))
+    if held:
+        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
+    limit = D("99") if side is Side.BUY else D("102")
+    assert types(h.order(side, D(qty), limit))[-1] == "OrderAccepted"  # resting
+    h.admin(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
+    before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
+    h.tick(1)
+    out = h.trade(limit, D("100"))
+    after = h.state.account("A1").positions.get(INSTRUMENT, D(0))
+    closes = before if side is Side.SELL else -before
+    assert abs(after) <= abs(before) and after * before >= 0
+    if qty <= closes:
+        assert [e.payload.quantity for e in out if e.event_type == "Fill"] == [D(qty)]
+    else:
+        assert types(out) == ["OrderCanceled"]
+        assert out[0].payload.reason == "KILL_SWITCH" and out[0].payload.leaves_quantity == qty
+    assert not h.state.account("A1").open_orders
