@@ -353,7 +353,14 @@ def _cancel(
 ) -> None:
     order_id = state.client_orders.get((p.producer_id, p.account, p.target_client_order_id))
     order = state.orders.get(order_id) if order_id else None
-    if order is None or order.account != p.account or order.done:
+    # A done order with armed stop/take children is still working through them: the
+    # cancel withdraws those (else a stop outlives the position it protected and closes
+    # a later one the client opened without it).
+    if (
+        order is None
+        or order.account != p.account
+        or (order.done and not any(_armed(state, c) for c in order.children))
+    ):
         _reject(
             emit,
             event,
@@ -386,6 +393,11 @@ def _cancel(
         "decision",
     )
     venue.cancel(state, order, "CLIENT", emit)
+
+
+def _armed(state: EngineState, order_id: str) -> bool:
+    child = state.orders.get(order_id)
+    return child is not None and not child.done
 
 
 def _order(

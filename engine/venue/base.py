@@ -24,7 +24,7 @@ class Venue(Protocol):
         """Acknowledge a just-submitted order and execute what can execute now."""
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
-        """Cancel the rest of an open order."""
+        """Cancel the rest of an open order; of a done one, its armed stop/take children."""
 
     def on_market(
         self,

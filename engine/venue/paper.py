@@ -397,6 +397,17 @@ class PaperVenue:
             self._match_print(state, event, children, emit)
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
+        if order.done:
+            # Done: what still works for it is its armed stop/take children.
+            for child_id in order.children:
+                child = state.orders.get(child_id)
+                if child is not None and not child.done:
+                    emit(
+                        CancelRequested(order_id=child_id, account=child.account, reason=reason),
+                        f"cancelreq:{child_id}",
+                    )
+                    self._end(child, reason, emit, cancel=True)
+            return
         emit(
             CancelRequested(order_id=order.order_id, account=order.account, reason=reason),
             f"cancelreq:{order.order_id}",

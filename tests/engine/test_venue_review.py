@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import KillSwitchEngaged, RiskLimits, Side, TimeInForce
-from tests.engine.pure import INSTRUMENT, Harness, types
+from tests.engine.pure import INSTRUMENT, Harness, decision, types
 
 D = Decimal
 
@@ -76,3 +76,24 @@ def test_under_the_kill_switch_no_resting_order_adds_risk(
         assert types(out) == ["OrderCanceled"]
         assert out[0].payload.reason == "KILL_SWITCH" and out[0].payload.leaves_quantity == qty
     assert not h.state.account("A1").open_orders
+
+
+def test_a_filled_orders_stop_and_take_can_be_canceled() -> None:
+    """A cancel naming a done order cancels its armed stop/take children. Before, it was
+    UNKNOWN_ORDER: a client who closed the position by hand could not withdraw the stop,
+    and it later sold a new position it had nothing to do with."""
+    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
+    h.quote(D("99"), D("100"))
+    h.order(Side.BUY, D("1"), D("100"), stop_loss=D("90"), take_profit=D("110"))
+    parent = f"c{h.n}"
+    h.order(Side.SELL, D("1"), D("99"))  # closed by hand; the children stay armed
+    out = h.cancel(parent)
+    assert decision(out).outcome == "APPROVED"
+    assert types(out) == ["RiskDecision"] + ["CancelRequested", "OrderCanceled"] * 2
+    assert {e.payload.reason for e in out[1:]} == {"CLIENT"}
+    assert not h.state.account("A1").open_orders
+    assert decision(h.cancel(parent)).reason == "UNKNOWN_ORDER"  # nothing left open
+    h.order(Side.BUY, D("1"), D("100"))  # a new position, no stop of its own
+    h.tick(1)
+    assert h.trade(D("89"), D("5")) == []
+    assert h.state.account("A1").positions[INSTRUMENT] == 1
