@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -172,6 +172,61 @@ without the clean-up (a broker call the loop is inside of that does not return f
 signal: a rebuild's metadata or offset request against a dead broker waits up to 30 s).
 Safe for the same reason as `STOP_ABORT_SECONDS`: the log holds only committed
 transactions. A second SIGTERM/SIGINT exits at once."""
+
+
+STOP_MESSAGE_SECONDS = 1.0
+"""How long (seconds, not money) a hard exit waits for its last log line to be written."""
+
+
+def _exit_saying(level: int, msg: str, *args: object) -> NoReturn:
+    """Log `msg`, then exit 1 at once, without the clean-up. The line is written by a thread
+    of its own, waited for at most `STOP_MESSAGE_SECONDS`: stderr may be a full pipe that
+    nobody reads (a write to it blocks for ever), and the exit must not wait on it."""
+
+    def say() -> None:
+        log.log(level, msg, *args)
+        logging.shutdown()
+
+    writer = threading.Thread(target=say, name="engine-exit-log", daemon=True)
+    writer.start()
+    writer.join(STOP_MESSAGE_SECONDS)
+    os._exit(1)
+
+
+class StopGrace:
+    """`tradetape run engine`'s bound on a stop: `start` (at the first signal) exits 1
+    without the clean-up `STOP_GRACE_SECONDS` later (the loop inside a broker call that
+    does not return for a signal; see there), unless `done` (the clean stop has returned)
+    came first; a clean stop then exits with its own code however long the rest of the
+    shutdown takes (the clients' release, the interpreter's exit, a profile's dump).
+    Both sides decide under `dumping`, so the exit never cuts the state file's write."""
+
+    def __init__(self, dumping: threading.Lock, wid: str) -> None:
+        self._dumping = dumping
+        self._wid = wid
+        self._done = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._deadline, name="engine-stop", daemon=True).start()
+
+    def done(self) -> None:
+        with self._dumping:
+            self._done.set()
+
+    def _deadline(self) -> None:
+        if self._done.wait(STOP_GRACE_SECONDS):
+            return
+        with self._dumping:  # never while the state file is being written
+            if self._done.is_set():
+                return
+            _exit_saying(
+                logging.ERROR,
+                "engine worker %s: not stopped within %.0f s of the signal (waiting on the "
+                "broker); exiting without the clean-up: its open transaction, if any, is "
+                "aborted by the broker",
+                self._wid,
+                STOP_GRACE_SECONDS,
+            )
 
 
 class Stopped(Exception):
@@ -1709,29 +1764,19 @@ def main(settings: Settings) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     worker = EngineWorker(settings)
-    dumping = worker.dumping
+    grace = StopGrace(worker.dumping, worker.wid)
 
     def _stop(signum: int, _frame: object) -> None:
         if worker.stopping:  # a second signal: no more waiting
-            log.warning("engine worker %s: asked again to stop; exiting now", worker.wid)
-            os._exit(1)
+            _exit_saying(logging.WARNING, "engine worker %s: asked again to stop; exiting now",
+                         worker.wid)  # fmt: skip
         worker.stopping = True
-        threading.Thread(target=_stop_deadline, name="engine-stop", daemon=True).start()
+        grace.start()
 
-    def _stop_deadline() -> None:
-        """Exit without the clean-up if the stop takes over `STOP_GRACE_SECONDS` (the
-        loop inside a broker call that does not return for a signal; see there)."""
-        time.sleep(STOP_GRACE_SECONDS)
-        with dumping:  # never while the state file is being written
-            log.error(
-                "engine worker %s: not stopped within %.0f s of the signal (waiting on the "
-                "broker); exiting without the clean-up: its open transaction, if any, is "
-                "aborted by the broker",
-                worker.wid,
-                STOP_GRACE_SECONDS,
-            )
-            logging.shutdown()
-            os._exit(1)
+    def _run() -> int:
+        code = worker.run()
+        grace.done()  # stopped cleanly: exit with its code, however long the rest takes
+        return code
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
@@ -1742,7 +1787,7 @@ def main(settings: Settings) -> int:
 
         profiler = cProfile.Profile()
         try:
-            return int(profiler.runcall(worker.run))
+            return int(profiler.runcall(_run))
         finally:
             profiler.dump_stats(f"{profile_to}.{worker.wid}")
-    return worker.run()
+    return _run()

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +164,99 @@ def test_a_second_signal_while_the_state_is_written_leaves_no_torn_file(tmp_path
     assert "asked again to stop; exiting now" in text, text[-3000:]
     path = Path(text.splitlines()[0])
     assert json.loads(path.read_text()) == {"worker": "the previous run"}
+
+
+SLOW_EXIT_AFTER_A_CLEAN_STOP = """
+import os, signal, sys, time
+import engine.worker as w
+from deploy.settings import Settings
+
+w.STOP_GRACE_SECONDS = 0.5
+dump = w.EngineWorker.dump_state
+
+def dump_then_signal(self):  # the signal comes as the clean stop ends
+    path = dump(self)
+    os.kill(os.getpid(), signal.SIGTERM)  # handled here, before run() returns
+    return path
+
+w.EngineWorker.dump_state = dump_then_signal
+w.EngineWorker._serve = lambda self: None
+code = w.main(Settings())
+print("main returned", code, file=sys.stderr, flush=True)
+time.sleep(w.STOP_GRACE_SECONDS * 6)  # the rest of the shutdown, slow (a profile's dump, say)
+sys.exit(code)
+"""
+
+
+def test_a_clean_stop_exits_with_its_code_however_long_the_rest_takes(tmp_path: Path) -> None:
+    """The grace bounds the stop, not the process: once the worker has stopped cleanly (its
+    state written), the exit code is its own, not the grace's 1 (review of session 16)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
+        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_EXIT_AFTER_A_CLEAN_STOP],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        timeout=STOP_BOUND_SECONDS + 30,
+    )
+    text = proc.stderr.decode(errors="replace")
+    assert "main returned 0" in text, text[-3000:]
+    assert "not stopped within" not in text, text[-3000:]
+    assert proc.returncode == 0, (proc.returncode, text[-3000:])
+
+
+STUCK_WITH_STDERR_FULL = """
+import fcntl, os, signal, sys, time
+import engine.worker as w
+from deploy.settings import Settings
+
+w.STOP_GRACE_SECONDS = 0.5 if sys.argv[1] == "grace" else 600.0
+
+def fill_stderr_then_stop(self):
+    flags = fcntl.fcntl(2, fcntl.F_GETFL)
+    fcntl.fcntl(2, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        for chunk in (b"x" * 4096, b"x"):  # the pipe full to the last byte
+            while True:
+                os.write(2, chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        fcntl.fcntl(2, fcntl.F_SETFL, flags)
+    os.kill(os.getpid(), signal.SIGTERM)
+    if sys.argv[1] == "second signal":
+        os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(600)  # a broker call that does not return for a signal
+
+w.EngineWorker._serve = fill_stderr_then_stop
+sys.exit(w.main(Settings()))
+"""
+
+
+@pytest.mark.parametrize("exit_by", ["grace", "second signal"])
+def test_the_hard_exit_does_not_wait_on_a_full_stderr(tmp_path: Path, exit_by: str) -> None:
+    """A worker whose stderr is a pipe nobody reads (full) still exits 1, after the grace or
+    at a second signal: its last log line is written on a bounded path. Before, the exit
+    waited on that line for ever."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
+        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_WITH_STDERR_FULL, exit_by],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,  # not read until the worker has exited
+    )
+    try:
+        code = proc.wait(timeout=STOP_BOUND_SECONDS + 30)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _out, err = proc.communicate()
+    assert code == 1, (code, err.decode(errors="replace").lstrip("x")[-3000:])
