@@ -43,6 +43,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.measure import cpu_seconds, percentile, stack_settings

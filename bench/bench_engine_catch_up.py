@@ -24,12 +24,17 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
+
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.partitioning import partitioner
 from engine.processor import catch_up, process

@@ -44,6 +44,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.bench_engine import (
     ROOT,
     DecisionClock,

@@ -33,6 +33,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import psycopg
 from confluent_kafka import Message, Producer
 

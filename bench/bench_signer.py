@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
+
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import signer_ffi as sf
 

@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.measure import percentile, stack_settings

@@ -18,6 +18,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def throughput(seed: int = 1, minutes: int = 5) -> tuple[int, float]:
     from streams.detectors import all_detectors
