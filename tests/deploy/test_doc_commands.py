@@ -21,7 +21,7 @@ DOCS = ("README.md", "docs/engine.md", "docs/signer.md")
 
 def _examples() -> list[tuple[str, str]]:
     """(file, command line) for every `tradetape` line of the files' ```sh / ``` blocks,
-    continuation lines joined, comments and `A ; B` sequences split."""
+    continuation lines joined, comments and `A ; B` and `A && B` sequences split."""
     out = []
     for name in DOCS:
         text = (REPO / name).read_text()
@@ -30,7 +30,7 @@ def _examples() -> list[tuple[str, str]]:
                 continue  # a diagram
             joined = re.sub(r"\\\n\s*", " ", block)
             for line in joined.splitlines():
-                for part in line.split(" ; "):
+                for part in re.split(r" ; | && ", line):
                     words = shlex.split(part, comments=True)
                     while words and "=" in words[0] and not words[0].startswith("-"):
                         words.pop(0)  # VAR=value prefixes
