@@ -71,13 +71,29 @@ def _echo(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+SetupDataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The stack data directory `up` will use (default: found as for every"
+        " command; TRADETAPE_DATA_DIR). Setup only reports it: the jars and binaries it"
+        " fetches are shared by every data directory.",
+    ),
+]
+"""`--data-dir` as setup takes it (every command takes it): the stack commands' text,
+"broker, database, keys", promised what setup does not keep there."""
+
+
 @app.command()
-def setup() -> None:
-    """Fetch what the local stack needs once: the Kafka jars and the PostgreSQL binaries."""
+def setup(data_dir: SetupDataDirOpt = None) -> None:
+    """Fetch what the local stack needs once: the Kafka jars and the PostgreSQL binaries.
+
+    Then print where they are and the data directory `up` will use (without creating it).
+    """
     from deploy.local.kafka_node import KafkaStartError, ensure_jars
     from deploy.local.postgres_node import pg_bin_dir
 
-    s = get_settings()
+    s = _settings(data_dir)
     try:
         libs = ensure_jars(s, echo=_echo)
     except KafkaStartError as exc:
@@ -88,6 +104,11 @@ def setup() -> None:
         typer.echo(f"error: PostgreSQL binaries missing under {bins}", err=True)
         raise typer.Exit(1)
     typer.echo(f"kafka jars: {libs}\npostgres binaries: {bins}")
+    where = s.resolved_data_dir
+    typer.echo(
+        f"data dir: {where}"
+        + ("" if where.exists() else " (not there yet: `tradetape up` creates it)")
+    )
 
 
 @app.command()
