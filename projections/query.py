@@ -391,22 +391,41 @@ def _jsonable(df: pl.DataFrame) -> pl.DataFrame:
 
 TABLE_ROWS, TABLE_COLS, TABLE_STR = 200, 30, 40
 """What a table printed to stdout shows at most: rows (the first and last half), columns,
-characters of a string. A table written to a file (--out) shows everything."""
+characters of a string. A table written to a file (--out) shows everything. A number is
+always shown whole, also one held as text (`_fit`), and no cell is folded over lines:
+the table is as wide as its values (it was cut to 200 characters, and polars then folded
+a 28-digit decimal over two lines)."""
 
 
 def _table(df: pl.DataFrame, full: bool) -> str:
     """The table as polars prints it. `full` (a file): every row, column and character.
     Else cut to TABLE_*, with a last line naming what was cut, never silently."""
     strs = [c for c, t in df.schema.items() if t == pl.String]
-    lengths = df.select(pl.col(c).str.len_chars().max() for c in strs).row(0) if strs else ()
-    longest = max((n or 0 for n in lengths), default=0)
     if full:
+        lengths = df.select(pl.col(c).str.len_chars().max() for c in strs).row(0) if strs else ()
+        longest = max((n or 0 for n in lengths), default=0)
         with pl.Config(
             tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=max(1, longest), tbl_width_chars=-1
         ):
             return str(df)
+    # Strings are cut here rather than by polars' fmt_str_lengths, which cut numbers
+    # held as text too; what is left, numbers whole, polars then prints in full.
+    too_long = [
+        (pl.col(c).str.len_chars() > TABLE_STR) & ~pl.col(c).str.contains(A_NUMBER) for c in strs
+    ]
+    long_strings = bool(strs) and any(df.select(x.any() for x in too_long).row(0))
+    if long_strings:
+        df = df.with_columns(
+            pl.when(cond).then(pl.col(c).str.slice(0, TABLE_STR) + "…").otherwise(pl.col(c))
+            for c, cond in zip(strs, too_long, strict=True)
+        )
+    lengths = df.select(pl.col(c).str.len_chars().max() for c in strs).row(0) if strs else ()
+    longest = max((n or 0 for n in lengths), default=0)
     with pl.Config(
-        tbl_rows=TABLE_ROWS, tbl_cols=TABLE_COLS, fmt_str_lengths=TABLE_STR, tbl_width_chars=200
+        tbl_rows=TABLE_ROWS,
+        tbl_cols=TABLE_COLS,
+        fmt_str_lengths=max(TABLE_STR, longest),
+        tbl_width_chars=-1,
     ):
         text = str(df)
     cut = []
@@ -415,7 +434,7 @@ def _table(df: pl.DataFrame, full: bool) -> str:
         cut.append(f"{TABLE_ROWS} of {df.height} rows (the first and last {half})")
     if df.width > TABLE_COLS:
         cut.append(f"{TABLE_COLS} of {df.width} columns")
-    if longest > TABLE_STR:
+    if long_strings:
         cut.append(f"strings cut at {TABLE_STR} characters")
     if not cut:
         return text
