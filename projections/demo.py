@@ -23,10 +23,13 @@ EXCERPT_ROWS = 5
 def excerpt(title: str, frame: pl.DataFrame) -> list[str]:
     """A titled table of the first `EXCERPT_ROWS` rows, indented, without polars' `shape:`
     line and column types (a title of "(8 rows)" over "shape: (5, 4)" read as a
-    contradiction)."""
+    contradiction). As wide as its values, like `query._table`'s tables: polars' default
+    width folded a 28-digit decimal over lines."""
     shown = min(frame.height, EXCERPT_ROWS)
     count = f"{frame.height} rows" + (f", the first {shown}" if shown < frame.height else "")
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(
+        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_width_chars=-1
+    ):
         table = str(frame.head(EXCERPT_ROWS))
     return [f"{title} ({count}):", *("  " + line for line in table.splitlines())]
 
