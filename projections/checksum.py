@@ -5,6 +5,15 @@ NUMERIC without trailing zeros (`1.50` and `1.5` are one amount), timestamps in 
 form, JSON with sorted keys, NULL as `\\N`, and tabs/newlines/backslashes escaped.
 Keys sort with the "C" collation, so the order does not depend on the server locale.
 
+Distinct contents render distinctly. Escaped text never holds a backslash followed by
+anything but `\\`, `t`, `n` or `r`, so text (any text) can always be told from `\\N`.
+A jsonb value is loaded by `load_jsonb`: an object or array renders as its JSON, a
+top-level scalar as the text of the Python value (a string as itself, `17`, `t`/`f`),
+which made a JSON `null` render as SQL NULL and the string `"t"` as `true` (and `"17"`
+as `17`, `"{}"` as `{}`). Since session 17 a top-level JSON `null` renders `\\J`, and a
+top-level string that renders as some other jsonb value would (`_posing`) is prefixed by
+`\\"`; no other value's text moved, so no other checksum did.
+
 `render` is the definition. `checksum` streams each table as `COPY ... TO STDOUT` with
 numerics and timestamps already rendered by PostgreSQL (on the server's core) and
 re-sorts jsonb with orjson; a value these might render otherwise than `render` is sent
@@ -26,6 +35,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import pq, sql
+from psycopg.types.json import set_json_loads
 
 from projections.framework import Projection, Table
 
@@ -35,10 +45,71 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 depended on the thread's context."""
 
 
+class _JsonNull:
+    """A top-level JSON `null` in a jsonb column, as `load_jsonb` loads it (psycopg's
+    own loader gives None, which is SQL NULL's value)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL = _JsonNull()
+
+
+class JsonString(str):
+    """A top-level JSON string in a jsonb column, as `load_jsonb` loads it."""
+
+    __slots__ = ()
+
+
+def load_jsonb(data: bytes | bytearray | memoryview | str) -> Any:
+    """The value of a jsonb column's text for `render`: `json.loads` (psycopg's default),
+    except that a top-level `null` is `JSON_NULL` and a top-level string a `JsonString`.
+    Register it (`psycopg.types.json.set_json_loads(load_jsonb, cursor)`) on a cursor
+    whose rows `render_row` renders."""
+    value = json.loads(bytes(data) if isinstance(data, memoryview) else data)
+    if value is None:
+        return JSON_NULL
+    if isinstance(value, str):
+        return JsonString(value)
+    return value
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# A jsonb number beyond a float's range loads as an infinity (and dumps as `Infinity`).
+_CONSTANTS = {"Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _posing(text: str) -> bool:
+    """Whether a top-level jsonb string's text is what another (non-string) jsonb value
+    renders as: `t`/`f`, a number's `str` (`inf` for one beyond a float's range), an
+    object's or array's JSON text."""
+    if text in ("t", "f", "inf", "-inf"):
+        return True
+    if not text or text[0] not in "-0123456789[{":
+        return False
+    try:
+        value = json.loads(text, parse_constant=_CONSTANTS.__getitem__)
+    except (ValueError, KeyError, RecursionError):  # not JSON, NaN (no jsonb holds it), deep
+        return False
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return False
+    if isinstance(value, dict | list):
+        return _json_text(value) == text
+    return str(value) == text
+
+
 def render(value: Any) -> str:
-    """The canonical text of one column value."""
+    """The canonical text of one column value (a jsonb value as `load_jsonb` loads it)."""
     if value is None:
         return "\\N"
+    if value is JSON_NULL:
+        return "\\J"
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, Decimal):
@@ -49,10 +120,13 @@ def render(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, dict | list):
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = _json_text(value)
     else:
         text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if isinstance(value, JsonString) and _posing(value):
+        return '\\"' + text
+    return text
 
 
 def render_row(row: Iterable[Any]) -> bytes:
@@ -140,7 +214,9 @@ def _digest_copy(
     query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (ENCODING 'UTF8')")
     loaders: dict[int, Callable[[bytes], Any]] = {}
     for i, o in enumerate(oids):
-        if o in _SQL:
+        if o == JSONB:
+            loaders[i] = load_jsonb
+        elif o in _SQL:
             cls = conn.adapters.get_loader(o, pq.Format.TEXT)
             assert cls is not None
             loaders[i] = cls(o, conn).load
@@ -271,6 +347,7 @@ def _digest_rows(
     q = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(cols, source, order)
     n = 0
     with conn.transaction(), conn.cursor(name=f"ck_{name}") as cur:
+        set_json_loads(load_jsonb, cur)
         cur.itersize = 5000
         cur.execute(q)
         for row in cur:

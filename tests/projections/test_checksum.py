@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 
 from deploy.settings import Settings
-from projections.checksum import checksum, render_row
+from projections.checksum import checksum, load_jsonb, render, render_row
 from projections.framework import Projection, Table
 
 COLUMNS = {
@@ -33,6 +35,13 @@ COLUMNS = {
 }
 
 
+@dataclass(frozen=True)
+class J:
+    """A jsonb value (`None` in it is JSON null); a row's `j` of None is SQL NULL."""
+
+    value: Any
+
+
 class Sample(Projection):
     """Every column type the projections use, in one table."""
 
@@ -42,7 +51,7 @@ class Sample(Projection):
 
 def reference(conn: psycopg.Connection[Any], schema: str) -> tuple[str, dict[str, int]]:
     """The checksum as it was computed before session 10: row by row, `render_row` over
-    the values psycopg loads."""
+    the values psycopg loads (jsonb with the definition's `load_jsonb`)."""
     digest = hashlib.sha256()
     counts = {}
     for table in Sample.tables:
@@ -53,7 +62,9 @@ def reference(conn: psycopg.Connection[Any], schema: str) -> tuple[str, dict[str
             sql.Identifier(table.name),
             sql.Identifier(table.pk[0]),
         )
-        rows = conn.execute(q).fetchall()
+        with conn.cursor() as cur:
+            set_json_loads(load_jsonb, cur)  # a top-level JSON null is not SQL NULL
+            rows = cur.execute(q).fetchall()
         for row in rows:
             digest.update(render_row(row))
         counts[table.name] = len(rows)
@@ -62,7 +73,25 @@ def reference(conn: psycopg.Connection[Any], schema: str) -> tuple[str, dict[str
 
 texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]))
 special_text = st.sampled_from(
-    ["\\N", "\x01", "\x01x", "a\bb\fc\vd", "\\b", "\\\\b\\", "\t\n\r", "\x7f\u2028", "🙂"]
+    [
+        *["\\N", "\x01", "\x01x", "a\bb\fc\vd", "\\b", "\\\\b\\", "\t\n\r", "\x7f\u2028", "🙂"],
+        # jsonb strings that read as another jsonb value's text, and ones that do not
+        *[
+            "t",
+            "f",
+            "17",
+            "-2",
+            "1.5",
+            "1e+16",
+            "inf",
+            "-inf",
+            "{}",
+            "[]",
+            '{"a":null}',
+            "[1,null]",
+        ],
+        *["null", "true", " 17", "[NaN]", "[Infinity]", "\\J", '\\"t', "01", "{ }"],
+    ]
 )
 numerics = st.one_of(
     st.builds(
@@ -76,7 +105,8 @@ timestamps = st.datetimes(
     min_value=datetime(1, 1, 1, 12), max_value=datetime(9999, 12, 31, 12), timezones=st.just(UTC)
 )
 json_leaves = st.one_of(
-    st.none(),
+    st.none(),  # JSON null: inside a value, or the value itself
+    st.sampled_from([1e16, 1.5e-7, -0.0]),
     st.booleans(),
     texts,
     special_text,
@@ -100,7 +130,7 @@ rows = st.lists(
             "n": st.none() | numerics,
             "n2": st.none() | numerics,
             "ts": st.none() | timestamps,
-            "j": st.none() | json_values,
+            "j": st.none() | json_values.map(J),
         }
     ),
     max_size=12,
@@ -118,7 +148,7 @@ def _load(conn: psycopg.Connection[Any], schema: str, batch: list[dict[str, Any]
             "id": i,
             "n": None if r["n"] is None else str(r["n"]),
             "n2": None if r["n2"] is None else str(r["n2"]),
-            "j": None if r["j"] is None else json.dumps(r["j"]),
+            "j": None if r["j"] is None else json.dumps(r["j"].value),
         }
         conn.execute(
             f"INSERT INTO {schema}.rows VALUES (%(id)s, %(t)s, %(u)s, %(b)s, %(big)s, "
@@ -144,7 +174,7 @@ def test_streamed_checksum_equals_the_row_by_row_definition(
 
 
 EDGES: list[dict[str, Any]] = [
-    {"t": t, "u": uuid.UUID(int=i), "b": i % 2 == 0, "big": -i, "n": n, "n2": None, "ts": ts, "j": j}
+    {"t": t, "u": uuid.UUID(int=i), "b": i % 2 == 0, "big": -i, "n": n, "n2": None, "ts": ts, "j": J(j)}
     for i, (t, n, ts, j) in enumerate(
         [
             ("a\bb", Decimal("1234567890.12345678901234567891"), datetime(5, 3, 4, 1, 2, 3, tzinfo=UTC), {"b": 1, "a": [2.5]}),
@@ -165,3 +195,119 @@ def test_streamed_checksum_on_the_edges(env: Settings) -> None:
     with psycopg.connect(env.dsn, autocommit=True) as conn:
         _load(conn, "edges", EDGES)
         assert checksum(conn, Sample(), "edges") == reference(conn, "edges")
+
+
+# Contents without a top-level jsonb null or a jsonb string that reads as another jsonb
+# value: their checksum, computed before session 17's rule, must not move.
+FIXED_J: list[Any] = [
+    None, {"a": None, "b": [None, 1.5, "x"]}, [None], "abc", "true", "null", " 17", "\\N",
+    "tab\there", "", 17, 1.5, True, False, {"k": "\t\n\\", "\\N": None}, [], {},
+    [[[None]]], "x\x01", 10**30, -0.5,
+]  # fmt: skip
+FIXED: list[dict[str, Any]] = [
+    {
+        "t": None if i % 5 == 0 else f"t{i}\t",
+        "u": uuid.UUID(int=i),
+        "b": None if i % 3 == 0 else i % 2 == 0,
+        "big": i * 10**15,
+        "n": Decimal(i).scaleb(-3),
+        "n2": None,
+        "ts": datetime(2026, 1, 1 + i, 12, i, tzinfo=UTC),
+        "j": None if j is None else J(j),
+    }
+    for i, j in enumerate(FIXED_J)
+]
+FIXED_DIGEST = "a3e4c280ab207327344420bc734e1f8713579d9b23878060398eaa60b73806d8"
+
+
+@pytest.mark.integration
+def test_checksum_unchanged_without_the_ambiguity(env: Settings) -> None:
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "fixed", FIXED)
+        assert checksum(conn, Sample(), "fixed") == (FIXED_DIGEST, {"rows": len(FIXED)})
+        assert reference(conn, "fixed") == (FIXED_DIGEST, {"rows": len(FIXED)})
+
+
+class Dated(Projection):
+    """A `date` column: no fast path, the table is read row by row (`_digest_rows`)."""
+
+    name = "ckdated"
+    tables = (Table("rows", ("id", "d", "j"), ("id",)),)
+
+
+# Pairs of jsonb contents (SQL text; None: SQL NULL) that rendered alike before session 17,
+# and pairs that never did.
+PAIRS = [
+    (None, "null"),
+    ('"t"', "true"),
+    ('"f"', "false"),
+    ('"17"', "17"),
+    ('"1.5"', "1.5"),
+    ('"1e+16"', "1.0e16"),
+    ('"1.5e-07"', "1.5e-7"),
+    ('"inf"', "1e400"),
+    ('"-inf"', "-1e400"),
+    ('"{}"', "{}"),
+    ('"[]"', "[]"),
+    ('"[1,\\"a\\",null]"', '[1, "a", null]'),
+    ('"{\\"a\\":null}"', '{"a": null}'),
+    ('"[Infinity]"', "[1e400]"),
+    ('"null"', "null"),
+    ('"\\\\N"', None),
+    ('"\\\\J"', "null"),
+    ('"\\\\\\"t"', '"t"'),
+    ('""', None),
+    ('"true"', "true"),
+    ("[null]", "null"),
+    ('{"a": null}', '{"a": "null"}'),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("table", [Sample(), Dated()], ids=["copy", "rows"])
+def test_distinct_jsonb_contents_have_distinct_checksums(env: Settings, table: Projection) -> None:
+    """Two one-row tables differing only in the jsonb value: never one checksum (before
+    session 17 SQL NULL and JSON null, the string "t" and true, "{}" and {} ... had one)."""
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        digests: dict[str | None, str] = {}
+        for a, b in PAIRS:
+            for j in (a, b):
+                if j in digests:
+                    continue
+                schema = f"pair{len(digests)}"
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+                extra = "d date" if isinstance(table, Dated) else "t text"
+                conn.execute(
+                    f"CREATE TABLE {schema}.rows (id integer PRIMARY KEY, {extra}, j jsonb)"
+                )
+                conn.execute(f"INSERT INTO {schema}.rows (id, j) VALUES (1, %s::jsonb)", (j,))
+                if isinstance(table, Sample):  # the fast path needs every Sample column
+                    for c, t in COLUMNS.items():
+                        if c not in ("id", "t", "j"):
+                            conn.execute(f"ALTER TABLE {schema}.rows ADD COLUMN {c} {t}")
+                digests[j] = checksum(conn, table, schema)[0]
+                if isinstance(table, Sample):
+                    assert digests[j] == reference(conn, schema)[0], j
+        for a, b in PAIRS:
+            assert digests[a] != digests[b], (a, b)
+        assert len(set(digests.values())) == len(digests)
+
+
+# Top-level jsonb values whose rendering collided before session 17 (json.loads values).
+ATOMS: list[Any] = [
+    None, "null", "t", True, "f", False, "17", 17, "1.5", 1.5, "1e+16", 1e16, "inf",
+    float("inf"), "-inf", float("-inf"), "{}", {}, "[]", [], '{"a":null}', {"a": None},
+    "[Infinity]", [float("inf")], "\\N", "\\J", '\\"t', "", " 17", "[NaN]",
+]  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(values=st.lists(json_values, max_size=30))
+def test_jsonb_rendering_is_injective(values: list[Any]) -> None:
+    """No two jsonb values with different JSON texts render alike, nor any like SQL NULL:
+    render(load_jsonb(text)) never maps two canonical texts to one rendering."""
+    seen: dict[str, str | None] = {render(None): None}
+    for v in [*ATOMS, *values]:
+        text = json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        key = render(load_jsonb(text))
+        assert seen.setdefault(key, text) == text, (key, text, seen[key])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from deploy.settings import Settings
 from projections import bulkload, partitioned, store
 from projections.bulkload import BulkBuild
-from projections.checksum import checksum, render
+from projections.checksum import checksum, load_jsonb, render
 from projections.core import PROJECTIONS, apply_fill
 from projections.rebuild import create_schema
 from projections.store import RawRecord, apply_records
@@ -153,6 +153,20 @@ def _conserves(fills: list[tuple[bool, Decimal, Decimal]]) -> None:
         ("a\tb\nc\\", "a\\tb\\nc\\\\"),
         ({"b": 1, "a": [2]}, '{"a":[2],"b":1}'),
         (True, "t"),
+        # jsonb, as the checksum loads it: a top-level JSON null is not SQL NULL, and a
+        # top-level string that reads as another value's text is marked (session 17)
+        (load_jsonb(b"null"), "\\J"),
+        (load_jsonb(b"[null]"), "[null]"),
+        (load_jsonb(b'{"a":null}'), '{"a":null}'),
+        (load_jsonb(b'"t"'), '\\"t'),
+        (load_jsonb(b'"17"'), '\\"17'),
+        (load_jsonb(b'"{}"'), '\\"{}'),
+        (load_jsonb(b'"null"'), "null"),
+        (load_jsonb(b'"true"'), "true"),
+        (load_jsonb(b'"a\\tb"'), "a\\tb"),
+        (load_jsonb(b'"\\\\N"'), "\\\\N"),
+        (load_jsonb(b"true"), "t"),
+        (load_jsonb(b"17"), "17"),
     ],
 )
 def test_checksum_rendering_is_canonical(value: Any, text: str) -> None:
