@@ -82,6 +82,7 @@ def build_context(
         "reference_at": ref[1] if ref else None,
         "best_bid": book.bid if book is not None else None,
         "best_ask": book.ask if book is not None else None,
+        "book_time": book.at if book is not None else None,
         "consumer_lag": consumer_lag,
         "position": acc.positions.get(intent.instrument, ZERO),
         "open_buy_leaves": open_buy,

@@ -64,6 +64,8 @@ class RiskContext:
     """Top of the book the order meets (`PriceState.book_at(intent_at)`): what the paper
     venue fills a marketable order at, so what the order is valued at."""
     best_ask: Decimal | None
+    book_time: datetime | None
+    """Event time of that book (None without one): FRESHNESS bounds its age."""
     consumer_lag: int
     position: Decimal
     open_buy_leaves: Decimal
@@ -155,6 +157,11 @@ def freshness(ctx: RiskContext) -> RuleResult:
     the append time and bounded both ways (a price stamped long after the intent arrived
     is no proof of freshness either). Version 1 took the age from `occurred_at`, so a
     producer stamping an intent at an old price's time passed.
+
+    Version 3: the book the order meets (`RiskContext.book_time`), which values it and
+    which its marketable part fills at, is bounded the same way. v2 bounded the reference
+    alone, the newer of last trade and mid: prints kept it fresh while the quote was
+    minutes old, and a market buy filled at that old ask.
     """
     rid, ver = freshness.RULE_ID, freshness.RULE_VERSION  # type: ignore[attr-defined]
     lim = ctx.limits
@@ -201,6 +208,16 @@ def freshness(ctx: RiskContext) -> RuleResult:
             f"reference price {age:.3f}s old at the intent's arrival; allowed "
             f"±{lim.max_price_age_seconds}s",
         )
+    if ctx.book_time is not None:
+        book_age = (ctx.received_at - ctx.book_time).total_seconds()
+        if abs(book_age) > lim.max_price_age_seconds:
+            return _no(
+                rid,
+                ver,
+                "STALE_STATE",
+                f"the book the order meets is {book_age:.3f}s old at the intent's arrival; "
+                f"allowed ±{lim.max_price_age_seconds}s",
+            )
     return _ok(
         rid, ver, f"lag {ctx.consumer_lag}, price age {age:.3f}s, skew {skew.total_seconds():+.3f}s"
     )
@@ -488,7 +505,7 @@ def _tag(rule: Rule, rule_id: str, version: int) -> Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    _tag(freshness, "FRESHNESS", 2),
+    _tag(freshness, "FRESHNESS", 3),
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),

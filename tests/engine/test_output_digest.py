@@ -35,7 +35,10 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "9b3cfd0aa09974af08f0af4712bf958a143fac9eb866c3c1b19c9e4ab4a53548"
+PINNED = "4e280e8b8e085754d3645ca87312a547fd159010a530994e0c6eefba43711c98"
+"""Retaken in session 17 (helper-81) for FRESHNESS v3: every decision records the new
+version, and the stream's aged quotes now reject (approved orders 159 -> 137, fills
+189 -> 162)."""
 
 SIDES = [Side.BUY, Side.SELL]
 

@@ -97,3 +97,24 @@ def test_a_filled_orders_stop_and_take_can_be_canceled() -> None:
     h.tick(1)
     assert h.trade(D("89"), D("5")) == []
     assert h.state.account("A1").positions[INSTRUMENT] == 1
+
+
+def test_an_order_never_meets_a_stale_book() -> None:
+    """FRESHNESS v3: the book an order meets (what values it and what its marketable part
+    fills at) is bounded in age like the reference. Before, fresh prints kept the
+    reference fresh while the quote was minutes old, and a market buy filled at that old
+    ask (100, with the market at 150)."""
+    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
+    h.quote(D("99"), D("100"))
+    for _ in range(40):  # 40 s of prints, no quote: max_price_age_seconds is 30
+        h.tick(1)
+        h.trade(D("150"), D("0.001"))
+    for out in (h.order(Side.BUY, D("1")), h.order(Side.BUY, D("1"), D("151"))):
+        d = decision(out)
+        assert d.outcome == "REJECTED" and "STALE_STATE" in d.reason_codes
+        assert "book" in next(r.detail for r in d.rule_results if r.rule_id == "FRESHNESS")
+        assert "Fill" not in types(out)
+    h.quote(D("149"), D("151"))
+    out = h.order(Side.BUY, D("1"))
+    assert decision(out).outcome == "APPROVED"
+    assert [e.payload.price for e in out if e.event_type == "Fill"] == [D("151")]
