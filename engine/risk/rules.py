@@ -353,7 +353,12 @@ def price_collar(ctx: RiskContext) -> RuleResult:
     v2: and the attached stop-loss / take-profit triggers on their side of the order
     (`_trigger_on_wrong_side`): the children are armed without a decision of their own,
     and v1 let a stop-loss sell typed above the market sell the whole fill at the first
-    print after it."""
+    print after it.
+
+    v3: a market order, which has no limit, is collared at the touch it meets (the ask
+    for a buy, the bid for a sell, of the book the venue fills it against): v2 passed any
+    market order, which then filled at whatever the book showed (a buy against a 99 / 300
+    book at 300, 50% from the reference)."""
     rid, ver = price_collar.RULE_ID, price_collar.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.reference_price is None:
         return _no(rid, ver, "NO_REFERENCE_PRICE", "no reference price")
@@ -361,9 +366,22 @@ def price_collar(ctx: RiskContext) -> RuleResult:
         wrong = _trigger_on_wrong_side(ctx, ctx.reference_price)
         if wrong is not None:
             return _no(rid, ver, "TRIGGER_WRONG_SIDE", wrong)
+    price = ctx.limit_price
+    if price is None:
+        price = ctx.best_ask if ctx.side is Side.BUY else ctx.best_bid
+        if price is None:
+            return _ok(rid, ver, "market order, no book: nothing to execute against")
+    dev = abs(price - ctx.reference_price) / ctx.reference_price
+    if ctx.limit_price is None and dev > ctx.limits.price_collar_pct:
+        return _no(
+            rid,
+            ver,
+            "PRICE_COLLAR",
+            f"market order meets {'ask' if ctx.side is Side.BUY else 'bid'} {price}, "
+            f"{dev:.4f} from reference {ctx.reference_price} > {ctx.limits.price_collar_pct}",
+        )
     if ctx.limit_price is None:
-        return _ok(rid, ver, "market order")
-    dev = abs(ctx.limit_price - ctx.reference_price) / ctx.reference_price
+        return _ok(rid, ver, f"market order, touch deviation {dev:.4f}")
     if dev > ctx.limits.price_collar_pct:
         return _no(
             rid,
@@ -510,7 +528,7 @@ RULES: tuple[Rule, ...] = (
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 3),
-    _tag(price_collar, "PRICE_COLLAR", 2),
+    _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 1),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),

@@ -35,9 +35,10 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "4e280e8b8e085754d3645ca87312a547fd159010a530994e0c6eefba43711c98"
-"""Retaken in session 17 (helper-81) for FRESHNESS v3: every decision records the new
-version, and the stream's aged quotes now reject (approved orders 159 -> 137, fills
+PINNED = "e1603b42eb00946f89a57fe6026228595df6cc59199b3a7f2aeb4651028cacae"
+"""Retaken in session 17 (helper-81) for FRESHNESS v3 and then PRICE_COLLAR v3: every
+decision records the new versions; the stream's aged quotes (FRESHNESS) and wide books
+(PRICE_COLLAR, a market order's touch) now reject (approved orders 159 -> 137, fills
 189 -> 162)."""
 
 SIDES = [Side.BUY, Side.SELL]

@@ -293,7 +293,7 @@ def test_a_trigger_on_the_wrong_side_of_its_order_is_refused() -> None:
         d = decision(h.order(side, D("1"), None if limit is None else D(limit), **extra))
         assert (d.outcome, d.reason_codes) == ("REJECTED", ("TRIGGER_WRONG_SIDE",)), extra
         result = next(r for r in d.rule_results if r.rule_id == "PRICE_COLLAR")
-        assert result.rule_version == 2 and "not" in result.detail
+        assert result.rule_version == 3 and "not" in result.detail
     h.tick()
     h.trade(D("30000"))
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0

@@ -47,7 +47,7 @@ def test_an_order_meets_the_book_of_its_own_time_not_a_newer_one() -> None:
     h = _h()  # 100 / 101
     at = h.tick(1.0)  # the order's time
     h.tick(1.0)
-    h.quote(D("90"), D("91"), qty=D("5"))  # a newer book, read before the engine got to the order
+    h.quote(D("98"), D("99"), qty=D("5"))  # a newer book, read before the engine got to the order
     intent = OrderIntent(
         producer_id="p1", strategy_id="s", account="A1", client_order_id="late",
         instrument=INSTRUMENT, side=Side.BUY, order_type=OrderType.MARKET, quantity=D("1"),
@@ -57,7 +57,7 @@ def test_an_order_meets_the_book_of_its_own_time_not_a_newer_one() -> None:
     fill = next(e for e in out if e.event_type == "Fill")
     assert (fill.payload.price, fill.payload.traded_at, fill.occurred_at) == (D("101"), at, at)
     # an order stamped after the newest quote meets that one
-    assert h.order(Side.BUY, D("1"))[3].payload.price == D("91")
+    assert h.order(Side.BUY, D("1"))[3].payload.price == D("99")
 
 
 def test_fok_ioc_and_resting_maker_fill() -> None:

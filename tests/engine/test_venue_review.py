@@ -118,3 +118,38 @@ def test_an_order_never_meets_a_stale_book() -> None:
     out = h.order(Side.BUY, D("1"))
     assert decision(out).outcome == "APPROVED"
     assert [e.payload.price for e in out if e.event_type == "Fill"] == [D("151")]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    last=st.integers(min_value=90, max_value=110),
+    bid=st.integers(min_value=50, max_value=150),
+    spread=st.integers(min_value=1, max_value=60),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    quote_newer=st.booleans(),
+)
+def test_a_market_order_fills_within_the_collar(
+    last: int, bid: int, spread: int, side: Side, quote_newer: bool
+) -> None:
+    """PRICE_COLLAR v3: a market order has no limit to collar, so the touch it meets is
+    collared instead. Before, a market buy against a 99 / 300 book filled at 300, 50%
+    from the reference (the mid), under a 5% collar."""
+    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
+    h.admin_deposit("BTC", D("10"))
+    if quote_newer:
+        h.trade(D(last))
+    h.quote(D(bid), D(bid + spread))
+    if not quote_newer:
+        h.trade(D(last))
+    ps = h.state.price(INSTRUMENT)
+    ref = ps.reference()
+    assert ref is not None
+    out = h.order(side, D("1"))
+    pct = RiskLimits().price_collar_pct
+    for price in (e.payload.price for e in out if e.event_type == "Fill"):
+        assert abs(price - ref[0]) / ref[0] <= pct
+    touch = D(bid + spread) if side is Side.BUY else D(bid)
+    if abs(touch - ref[0]) / ref[0] > pct:
+        assert decision(out).reason_codes == ("PRICE_COLLAR",)
+    else:
+        assert decision(out).outcome == "APPROVED"
