@@ -1,7 +1,7 @@
-"""The `tradetape ...` command lines in README.md and docs/engine.md's and
-docs/signer.md's examples parse as the CLI defines them (review helper-57, item 7:
-docs/engine.md's `tradetape admin kill-switch engage '*'` was refused, "Got unexpected
-extra argument(s) (*)": the scope is the --scope option). Only parsed, never run."""
+"""The `tradetape ...` command lines in the examples of README.md and every docs/*.md
+parse as the CLI defines them (review helper-57, item 7: docs/engine.md's `tradetape
+admin kill-switch engage '*'` was refused, "Got unexpected extra argument(s) (*)": the
+scope is the --scope option). Only parsed, never run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import typer
 from deploy.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = ("README.md", "docs/engine.md", "docs/signer.md")
+DOCS = ("README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")))
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -34,6 +34,8 @@ def _examples() -> list[tuple[str, str]]:
                     words = shlex.split(part, comments=True)
                     while words and "=" in words[0] and not words[0].startswith("-"):
                         words.pop(0)  # VAR=value prefixes
+                    # a synopsis's optional part, `[--json]`, is checked as given
+                    words = [w[1:-1] if re.fullmatch(r"\[[^][]+\]", w) else w for w in words]
                     if words and words[0].endswith("tradetape") and "..." not in words:
                         out.append((name, shlex.join(words[1:])))
     return out
