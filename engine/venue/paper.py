@@ -13,6 +13,9 @@
 - Under the kill switch (the account's, the global one, or the drawdown brake's) a
   resting order a print reaches executes only if it closes the position without flipping
   it (what the risk rules call risk-reducing); else it is canceled (`KILL_SWITCH`).
+  While the account has an open AML flag, a resting order a print reaches is canceled
+  (`AML_FLAG_OPEN`), as ACCOUNT_STATE refuses its new orders; its armed stop/take
+  children, which only close, still work.
 - Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
   quantity once the parent is done; a trade through the trigger fills a child at the trade
   price (taker), up to what the account then has free (`_child_quantity`), OCO.
@@ -519,6 +522,7 @@ class PaperVenue:
             for account in sorted(by_account):
                 crossing = by_account[account]
                 killed = state.kill_engaged(account)
+                flagged = bool(state.account(account).aml_flags)
                 crossing.sort(
                     key=lambda o: (
                         -(o.limit_price or 0) if side is Side.BUY else (o.limit_price or 0),
@@ -531,6 +535,12 @@ class PaperVenue:
                     if remaining <= 0:
                         break
                     assert o.limit_price is not None
+                    if flagged:
+                        # An open AML flag refuses every new order (ACCOUNT_STATE): the
+                        # account's resting ones do not trade either.
+                        self._end(o, "AML_FLAG_OPEN", emit, cancel=True)
+                        self._parent_done(state, o, emit)
+                        continue
                     if killed and o.leaves > self._closes(state, o):
                         # Under the kill switch (or the brake) only risk-reducing orders
                         # execute: one approved before it was engaged that would add to

@@ -10,7 +10,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import KillSwitchEngaged, RiskLimits, Side, TimeInForce
+from schemas.events import AmlFlagRaised, KillSwitchEngaged, RiskLimits, Side, TimeInForce
 from tests.engine.pure import INSTRUMENT, Harness, decision, types
 
 D = Decimal
@@ -153,3 +153,26 @@ def test_a_market_order_fills_within_the_collar(
         assert decision(out).reason_codes == ("PRICE_COLLAR",)
     else:
         assert decision(out).outcome == "APPROVED"
+
+
+@settings(max_examples=40, deadline=None)
+@given(side=st.sampled_from([Side.BUY, Side.SELL]), held=st.integers(min_value=-2, max_value=2))
+def test_an_open_aml_flag_stops_resting_orders_from_trading(side: Side, held: int) -> None:
+    """An open AML flag refuses every new order (ACCOUNT_STATE), and now also stops the
+    account's resting orders from trading: a print reaching one cancels it
+    (`AML_FLAG_OPEN`). Before, orders resting when the flag was raised kept executing
+    for the flagged account."""
+    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
+    h.admin_deposit("BTC", D("10"))
+    h.quote(D("100"), D("101"), qty=D("10"))
+    if held:
+        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
+    limit = D("99") if side is Side.BUY else D("102")
+    assert types(h.order(side, D("1"), limit))[-1] == "OrderAccepted"  # resting
+    h.admin(AmlFlagRaised(account="A1", flag_id="f1", reason="test", raised_by="admin"))
+    before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
+    h.tick(1)
+    out = h.trade(limit, D("100"))
+    assert types(out) == ["OrderCanceled"] and out[0].payload.reason == "AML_FLAG_OPEN"
+    assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == before
+    assert not h.state.account("A1").open_orders
