@@ -429,13 +429,19 @@ def max_order_notional(ctx: RiskContext) -> RuleResult:
 
 
 def max_position(ctx: RiskContext) -> RuleResult:
-    """Worst case: the position if every open order on this side and this one fill."""
+    """Worst case: the position if every open order on this side and this one fill. Beyond
+    the limit (lowered below a position held) only an order that shrinks the position
+    without flipping it passes.
+
+    v2: v1 passed any order ending smaller in absolute size, a flip too: short 10 under
+    a limit of 5, a buy of 18 went long 8, a new position over the limit."""
     rid, ver = max_position.RULE_ID, max_position.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.side is Side.BUY:
         worst = ctx.position + ctx.open_buy_leaves + ctx.quantity
     else:
         worst = ctx.position - ctx.open_sell_leaves - ctx.quantity
-    if abs(worst) > ctx.limits.max_position and abs(worst) > abs(ctx.position):
+    shrinks = abs(worst) <= abs(ctx.position) and (worst >= 0) == (ctx.position >= 0)
+    if abs(worst) > ctx.limits.max_position and not shrinks:
         return _no(
             rid,
             ver,
@@ -530,7 +536,7 @@ RULES: tuple[Rule, ...] = (
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 3),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
-    _tag(max_position, "MAX_POSITION", 1),
+    _tag(max_position, "MAX_POSITION", 2),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 3),
     _tag(balance, "BALANCE", 3),

@@ -35,11 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "e1603b42eb00946f89a57fe6026228595df6cc59199b3a7f2aeb4651028cacae"
-"""Retaken in session 17 (helper-81) for FRESHNESS v3 and then PRICE_COLLAR v3: every
-decision records the new versions; the stream's aged quotes (FRESHNESS) and wide books
-(PRICE_COLLAR, a market order's touch) now reject (approved orders 159 -> 137, fills
-189 -> 162)."""
+PINNED = "3e2887e6c797e11f3cd078bbee6abe693c144f472737b2cec09ef26054eb4c49"
+"""Retaken in session 17 (helper-81) for FRESHNESS v3, PRICE_COLLAR v3 and MAX_POSITION
+v2: every decision records the new versions; the stream's aged quotes (FRESHNESS) and
+wide books (PRICE_COLLAR, a market order's touch) now reject (approved orders 159 -> 137,
+fills 189 -> 162); MAX_POSITION v2 adds its code to 3 orders rejected anyway."""
 
 SIDES = [Side.BUY, Side.SELL]
 

@@ -10,7 +10,14 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import AmlFlagRaised, KillSwitchEngaged, RiskLimits, Side, TimeInForce
+from schemas.events import (
+    AmlFlagRaised,
+    KillSwitchEngaged,
+    RiskLimits,
+    RiskLimitsChanged,
+    Side,
+    TimeInForce,
+)
 from tests.engine.pure import INSTRUMENT, Harness, decision, types
 
 D = Decimal
@@ -176,3 +183,37 @@ def test_an_open_aml_flag_stops_resting_orders_from_trading(side: Side, held: in
     assert types(out) == ["OrderCanceled"] and out[0].payload.reason == "AML_FLAG_OPEN"
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == before
     assert not h.state.account("A1").open_orders
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    held=st.integers(min_value=-12, max_value=12),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    qty=st.integers(min_value=1, max_value=30),
+)
+def test_an_order_over_the_position_limit_only_reduces_without_flipping(
+    held: int, side: Side, qty: int
+) -> None:
+    """MAX_POSITION v2: beyond the limit (lowered below a held position) an order passes
+    only if it shrinks the position without flipping it. v1 passed any order that ended
+    smaller in absolute size: short 10 under a limit of 5, a buy of 18 went long 8, a new
+    position over the limit."""
+    h = Harness(RiskLimits(max_position=D("20"), max_order_notional=D("1e7")))
+    h.admin_deposit("BTC", D("100"))
+    h.quote(D("100"), D("101"), qty=D("100"))
+    if held:
+        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
+    h.admin(
+        RiskLimitsChanged(
+            scope="*",
+            config_version=2,
+            limits=RiskLimits(max_position=D("5"), max_order_notional=D("1e7")),
+            changed_by="admin",
+        )
+    )
+    out = h.order(side, D(qty))
+    after = h.state.account("A1").positions.get(INSTRUMENT, D(0))
+    if decision(out).outcome == "APPROVED":
+        assert abs(after) <= 5 or (abs(after) <= abs(held) and after * held >= 0)
+    else:
+        assert after == held
