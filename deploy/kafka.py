@@ -179,12 +179,27 @@ def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[
     return _with_logger(conf)
 
 
+ADMIN_LOG_LEVEL = 5
+"""syslog NOTICE: the most verbose librdkafka level an admin client logs (`admin_client`)."""
+
+
 def admin_client(settings: Settings, *, polled: bool = False, **extra: Any) -> AdminClient:
     """An admin client. `polled`: its caller calls its `poll(0)` often (the engine worker,
     every step), so its librdkafka logs go through `client_logger` like the other
     clients'. Else no `logger`: a client never polled would never deliver them, and they
-    would pile up in a long-lived one (a projector's); they go to stderr."""
+    would pile up in a long-lived one (a projector's); they go to stderr.
+
+    Logged from NOTICE up (`ADMIN_LOG_LEVEL`), without librdkafka's INFO lines: the one an
+    admin client printed, when dropped right after an answer (a projector's
+    `high_watermarks`, after each `make demo` stage), was `Purging 1 unserved events from
+    background queue`. librdkafka's destroy sets its terminating flag, then queues a
+    TERMINATE op to wake the background thread; a thread still in confluent-kafka's
+    callback for that answer sees the flag on its return and reports its own wake-up op
+    as unserved. Nothing is lost (tests/deploy/test_admin_close_log.py). Failures are
+    ERROR and warnings WARNING: still shown. With `debug` on, librdkafka's level stays."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, **extra}
+    if not conf.get("debug"):
+        conf.setdefault("log_level", ADMIN_LOG_LEVEL)
     if polled and not conf.get("debug"):
         conf["logger"] = client_logger()
     return AdminClient(conf)

@@ -12,10 +12,9 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from deploy.kafka import consumer_config, end_offsets, partitions_of, producer_config
+from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine.auth import intent_digest, key_path, read_private_key, sign, sign_admin
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
@@ -108,7 +107,7 @@ class DecisionWatcher:
         self.capacity = capacity
         self.keep = keep
         self._consumer = Consumer(consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}"))
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        admin = admin_client(settings)
         every = [
             TopicPartition(settings.topic(t), p)
             for t in ANSWER_TOPICS

@@ -21,7 +21,13 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets, producer_config
+from deploy.kafka import (
+    READ_WAIT_SECONDS,
+    admin_client,
+    consumer_config,
+    end_offsets,
+    producer_config,
+)
 from deploy.settings import Settings
 from engine.snapshot import Slice, SnapshotError, chunks, decode_slice, encode_slice
 from schemas.snapshots import (
@@ -271,7 +277,7 @@ def slice_status(
     own-topic offsets lie after it (`behind`: what a worker taking the partition now would
     replay, transaction markers included). For `tradetape status`: is the snapshotter
     keeping up?"""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    admin = admin_client(settings)
     names = {t.value: settings.topic(t) for t in (Topic.DECISIONS, Topic.ORDERS)}
     reader = Consumer(consumer_config(settings, group_id=f"snapshot-status-{uuid.uuid4().hex}"))
     try:

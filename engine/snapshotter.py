@@ -32,9 +32,8 @@ import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from deploy.kafka import consumer_config, end_offsets, partitions_of_many
+from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of_many
 from deploy.settings import Settings
 from engine.partitioning import partitioner
 from engine.replay import (
@@ -67,7 +66,7 @@ class Snapshotter:
         self.stopping = False
         self.intake = Intake(settings)
         prefix = settings.topic_prefix
-        self.admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        self.admin = admin_client(settings)
         self.reader = Consumer(
             consumer_config(settings, group_id=f"{prefix}engine-snapshotter-{uuid.uuid4().hex}")
         )
