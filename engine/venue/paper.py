@@ -12,7 +12,9 @@
   partitions and workers), and two workers would together fill more than the print.
 - Under the kill switch (the account's, the global one, or the drawdown brake's) a
   resting order a print reaches executes only if it closes the position without flipping
-  it (what the risk rules call risk-reducing); else it is canceled (`KILL_SWITCH`).
+  it (what the risk rules call risk-reducing); else it is canceled (`KILL_SWITCH`). A
+  print reaching an account's resting orders first engages the brake if the account is
+  down from its peak by the threshold (`_brake`).
   While the account has an open AML flag, a resting order a print reaches is canceled
   (`AML_FLAG_OPEN`), as ACCOUNT_STATE refuses its new orders; its armed stop/take
   children, which only close, still work.
@@ -58,6 +60,7 @@ from schemas import Envelope
 from schemas.events import (
     CancelRequested,
     Fill,
+    KillSwitchEngaged,
     Liquidity,
     MarketTrade,
     OrderAccepted,
@@ -273,6 +276,38 @@ class PaperVenue:
             )
             free = self._affordable(cash, price) if cash > 0 else ZERO
         return max(ZERO, min(child.leaves, self._closes(state, child), free))
+
+    @staticmethod
+    def _brake(state: EngineState, account: str, emit: Emit) -> bool:
+        """Engage the drawdown brake if the account, valued at the prices now (this print
+        included), is down from its peak by the threshold or more; whether it did.
+
+        Run before a print fills the account's resting orders: the brake is automatic, not
+        only looked at when an intent arrives (`engine.processor`), so a strategy gone quiet
+        does not keep buying into a fall. The peak is the one the decisions recorded (not
+        raised here: it is folded from the decisions alone). An account that cannot be
+        valued is left to the rules (its next intent: NO_MARK)."""
+        equity = state.equity(account)
+        if equity is None:
+            return False
+        peak = max(state.account(account).peak_equity, equity)
+        if peak <= 0:
+            return False
+        drawdown = (peak - equity) / peak
+        if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
+            return False
+        emit(
+            KillSwitchEngaged(
+                scope=account,
+                engaged_by="drawdown-brake",
+                reason="account drawdown from its peak passed the threshold",
+                drawdown=drawdown,
+                peak_equity=peak,
+                equity=equity,
+            ),
+            f"brake:{account}",
+        )
+        return True
 
     @staticmethod
     def _closes(state: EngineState, order: OrderState) -> Decimal:
@@ -521,7 +556,7 @@ class PaperVenue:
                     by_account.setdefault(o.account, []).append(o)
             for account in sorted(by_account):
                 crossing = by_account[account]
-                killed = state.kill_engaged(account)
+                killed = state.kill_engaged(account) or self._brake(state, account, emit)
                 flagged = bool(state.account(account).aml_flags)
                 crossing.sort(
                     key=lambda o: (

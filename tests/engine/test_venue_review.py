@@ -6,10 +6,14 @@ Each test reproduces a defect and failed before its fix.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.snapshot import canonical_state
+from engine.state import EngineState
+from schemas import decode, encode
 from schemas.events import (
     AmlFlagRaised,
     KillSwitchEngaged,
@@ -217,3 +221,42 @@ def test_an_order_over_the_position_limit_only_reduces_without_flipping(
         assert abs(after) <= 5 or (abs(after) <= abs(held) and after * held >= 0)
     else:
         assert after == held
+
+
+def test_the_drawdown_brake_engages_on_a_print_before_a_resting_order_trades() -> None:
+    """The brake is automatic: a print that takes the account past its drawdown threshold
+    engages it (KillSwitchEngaged by `drawdown-brake`) before the account's resting orders
+    trade on that print, so a risk-increasing one is canceled. Before, the brake was only
+    looked at when an intent arrived: a strategy gone quiet kept buying into the fall."""
+    h = Harness(
+        RiskLimits(max_position=D("10"), max_order_notional=D("1e7"), price_collar_pct=D("0.3")),
+        cash=D("100000"),
+    )
+    outs: list[Any] = []
+    feed = h.feed
+
+    def recorded(payload: Any, producer: str = "x") -> list[Any]:
+        out = feed(payload, producer)
+        outs.extend(out)
+        return out
+
+    h.feed = recorded  # type: ignore[method-assign]
+    h.quote(D("29990"), D("30000"), qty=D("10"))
+    h.order(Side.BUY, D("2"))  # 60,000 of BTC; the decision records the peak, ~100,000
+    assert types(h.order(Side.BUY, D("1"), D("25000")))[-1] == "OrderAccepted"  # resting
+    h.tick(1)
+    out = h.trade(D("24000"), D("5"))  # equity 40,000 + 2 x 24,000: 12% down
+    assert types(out) == ["KillSwitchEngaged", "OrderCanceled"]
+    brake, end = out[0].payload, out[1].payload
+    assert brake.scope == "A1" and brake.engaged_by == "drawdown-brake"
+    assert brake.drawdown is not None and brake.drawdown >= D("0.1")
+    assert end.reason == "KILL_SWITCH" and end.leaves_quantity == 1
+    assert h.state.kill_engaged("A1") and h.state.account("A1").positions[INSTRUMENT] == 2
+    # The log says the same: a fold of the inputs and the outputs is the live state.
+    rebuilt = EngineState()
+    for ev in h.inputs:
+        rebuilt.apply(ev)
+    for ev in outs:
+        k, v, hd = encode(ev)
+        rebuilt.apply(decode(v, hd), (k, v, hd))
+    assert canonical_state(rebuilt) == canonical_state(h.state)
