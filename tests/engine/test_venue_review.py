@@ -260,3 +260,49 @@ def test_the_drawdown_brake_engages_on_a_print_before_a_resting_order_trades() -
         k, v, hd = encode(ev)
         rebuilt.apply(decode(v, hd), (k, v, hd))
     assert canonical_state(rebuilt) == canonical_state(h.state)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    held=st.integers(min_value=-3, max_value=3),
+    resting=st.lists(
+        st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 3), st.integers(-3, 3)),
+        min_size=1,
+        max_size=6,
+    ),
+    prints=st.lists(st.tuples(st.integers(-4, 4), st.integers(1, 4)), min_size=1, max_size=6),
+    stops=st.booleans(),
+)
+def test_no_print_adds_risk_under_the_kill_switch(
+    held: int,
+    resting: list[tuple[Side, int, int]],
+    prints: list[tuple[int, int]],
+    stops: bool,
+) -> None:
+    """Whatever rests when the switch is engaged (with stop/take children or not), no
+    print under it makes the position larger or flips it."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), price_collar_pct=D("0.2"))
+    )
+    h.admin_deposit("BTC", D("50"))
+    h.quote(D("100"), D("101"), qty=D("100"))
+    if held:
+        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
+    for side, qty, offset in resting:
+        limit = D(100 + offset)
+        extra = {}
+        if stops:
+            lo, hi = D("90"), D("110")
+            extra = (
+                {"stop_loss": lo, "take_profit": hi}
+                if side is Side.BUY
+                else {"stop_loss": hi, "take_profit": lo}
+            )
+        h.order(side, D(qty), limit, **extra)
+    h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="test"))
+    for move, qty in prints:
+        before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
+        h.tick(1)
+        h.trade(D(100 + 3 * move), D(qty))
+        after = h.state.account("A1").positions.get(INSTRUMENT, D(0))
+        assert abs(after) <= abs(before) and after * before >= 0, (before, after)
