@@ -290,7 +290,7 @@ def test_no_print_adds_risk_under_the_kill_switch(
         h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
     for side, qty, offset in resting:
         limit = D(100 + offset)
-        extra = {}
+        extra: dict[str, Any] = {}
         if stops:
             lo, hi = D("90"), D("110")
             extra = (
