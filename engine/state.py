@@ -142,10 +142,20 @@ def exact_enough(value: Decimal) -> bool:
     return exponent + zeros >= QUANTUM_EXPONENT and len(digits) - zeros <= EXACT_DIGITS
 
 
+def fill_fee(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal:
+    """The fee a fill is charged: quantity x price x rate, rounded half-even to the fee
+    quantum once. Computed in `VALUATION`, not the thread's ambient context: at its 28
+    digits a large notional was rounded before the fee was, and a fee past 28 digits made
+    `quantize` raise, so a fee could depend on (or fail in) context nobody set here."""
+    exact = VALUATION.multiply(VALUATION.multiply(quantity, price), rate)
+    return exact.quantize(FEE_QUANTUM, context=VALUATION)
+
+
 def fee_at_most(notional: Decimal, rate: Decimal) -> Decimal:
     """The most fee a fill of `notional` at `rate` can be charged: rounded up to the fee
-    quantum, so a cash check never falls short of the half-even rounded fee charged."""
-    return (notional * rate).quantize(FEE_QUANTUM, ROUND_CEILING)
+    quantum, so a cash check never falls short of the half-even rounded fee charged
+    (`fill_fee`; in the same explicit context, for the same reason)."""
+    return VALUATION.multiply(notional, rate).quantize(FEE_QUANTUM, ROUND_CEILING, VALUATION)
 
 
 def print_id(trade: MarketTrade) -> str:

@@ -50,6 +50,7 @@ from engine.state import (
     EngineState,
     OrderState,
     fee_at_most,
+    fill_fee,
     maker_key,
     print_id,
     split_instrument,
@@ -169,7 +170,7 @@ class PaperVenue:
         if fill_id in order.fill_ids or qty <= 0:
             return False
         rate = self.maker_fee if liquidity is Liquidity.MAKER else self.taker_fee
-        fee = (qty * price * rate).quantize(FEE_QUANTUM)
+        fee = fill_fee(qty, price, rate)
         venue_trade_id = "pt-" + _h(self.name, order.order_id, source)
         emit(
             Fill(

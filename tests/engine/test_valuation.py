@@ -4,10 +4,13 @@ a mark."""
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from itertools import permutations
 
-from engine.state import EngineState
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.state import EngineState, fee_at_most, fill_fee
 from schemas.events import MarketTrade, RiskLimits, Side
 from tests.engine.pure import Harness, decision
 
@@ -159,3 +162,37 @@ def test_an_unpriced_holding_does_not_freeze_risk_reducing_orders() -> None:
     assert d.outcome == "APPROVED", d.reason_codes
     brake = next(r for r in d.rule_results if r.rule_id == "DRAWDOWN_BRAKE")
     assert "risk-reducing" in brake.detail and d.equity is None
+
+
+def _exact_fee(qty: Decimal, price: Decimal, rate: Decimal, rounding: str) -> Decimal:
+    with localcontext() as c:
+        c.prec = 200
+        return (qty * price * rate).quantize(D("0.00000001"), rounding)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    qty=st.decimals(D("0.00000001"), D("99999999999"), places=8),
+    price=st.decimals(D("0.00000001"), D("99999999999"), places=8),
+    rate=st.sampled_from([D("0"), D("0.001"), D("0.0004"), D("0.00075"), D("0.0123456789")]),
+    prec=st.sampled_from([6, 12, 28]),
+)
+def test_a_fee_is_the_exact_fee_rounded_once_whatever_the_context(
+    qty: Decimal, price: Decimal, rate: Decimal, prec: int
+) -> None:
+    """Fees were computed in the thread's ambient context: a notional past its precision was
+    rounded before the fee was (and a fee past it made `quantize` raise), so a fee and the
+    cash check's bound could depend on a context nobody set for them."""
+    notional = _exact_notional(qty, price)
+    with localcontext() as c:
+        c.prec = prec
+        charged = fill_fee(qty, price, rate)
+        bound = fee_at_most(notional, rate)
+    assert charged == _exact_fee(qty, price, rate, ROUND_HALF_EVEN)
+    assert bound == _exact_fee(qty, price, rate, ROUND_CEILING) >= charged
+
+
+def _exact_notional(qty: Decimal, price: Decimal) -> Decimal:
+    with localcontext() as c:
+        c.prec = 200
+        return qty * price
