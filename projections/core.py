@@ -16,6 +16,7 @@ rows cannot depend on that context or be rounded silently.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import (
     MAX_EMAX,
     MAX_PREC,
@@ -81,6 +82,15 @@ def _payload_json(item: Located) -> str:
     """The payload as JSON for a jsonb column (jsonb orders keys itself; the checksum
     renders jsonb with sorted keys)."""
     return orjson.dumps(item.payload).decode()
+
+
+def _ts_text(value: Any) -> str:
+    """A timestamp as an event carries it (`YYYY-MM-DDThh:mm:ss.ffffffZ`, which orders as
+    text): as it is if it came from an event, else (a stored timestamptz) rendered so."""
+    if isinstance(value, str):
+        return value
+    stored: datetime = value
+    return stored.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _v1(*types: str) -> frozenset[str]:
@@ -370,9 +380,10 @@ class PositionsProjection(Projection):
     )
     marks = Table(
         "marks",
-        ("instrument", "price", "source", "venue", "exchange_ts", "event_id"),
+        ("instrument", "price", "source", "venue", "exchange_ts", "event_id", "occurred_at"),
         ("instrument",),
         WriteMode.UPSERT,
+        stateful=True,
     )
     tables = (positions, marks)
     handles = _v1("Fill", "MarketTrade", "QuoteUpdated")
@@ -382,34 +393,56 @@ class PositionsProjection(Projection):
         "0110_pnl_missing_mark.sql",
         "0111_positions_fees_other.sql",
         "0113_positions_cost_basis.sql",
+        "0114_marks_newest.sql",
     )
-    fold_version = 2  # 2: an exact cost basis (the average cost was rounded to 18 places)
+    fold_version = 3
+    """2: an exact cost basis (the average cost was rounded to 18 places). 3: the mark is
+    the newer of the last trade and mid by event time, as the engine's reference price (a
+    print stamped before the mark replaced it)."""
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
-        keys: set[Key] = {
-            (e.payload["account"], e.payload["instrument"])
-            for e in events
-            if e.data["event_type"] == "Fill"
-        }
-        return {"positions": keys}
+        keys: set[Key] = set()
+        marks: set[Key] = set()
+        for e in events:
+            p = e.payload
+            if e.data["event_type"] == "Fill":
+                keys.add((p["account"], p["instrument"]))
+            else:
+                marks.add((p["instrument"],))
+        return {"positions": keys, "marks": marks}
+
+    def _mark(self, state: State, item: Located, price: Any, source: str) -> None:
+        """Make (price, source) the instrument's mark unless the mark is newer: the
+        engine's reference price (`engine.state.PriceState.reference`) is the newer by
+        event time of the last trade and the last mid, the trade on a tie, and a print
+        older than the last of its kind is ignored. That is a function of the mark alone:
+        a trade replaces it when at least as new, a mid when newer (or as new as a mid)."""
+        d = item.data
+        p = d["payload"]
+        key = (p["instrument"],)
+        at = d["occurred_at"]
+        cur = state.get(self.marks, key)
+        if cur is not None and cur[6] is not None:
+            held = _ts_text(cur[6])
+            if at < held or (at == held and source == "MID" and cur[2] == "TRADE"):
+                return
+        state.put(
+            self.marks,
+            (p["instrument"], price, source, p["venue"], p["exchange_ts"], d["event_id"], at),
+            key,
+        )
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
         p = d["payload"]
         t = d["event_type"]
         if t == "MarketTrade":
-            state.put(
-                self.marks,
-                (p["instrument"], p["price"], "TRADE", p["venue"], p["exchange_ts"], d["event_id"]),
-            )
+            self._mark(state, item, p["price"], "TRADE")
             return
         if t == "QuoteUpdated":
             # Halving always terminates: exact, one digit longer at most.
             mid = _EXACT.divide(_EXACT.add(Decimal(p["bid_price"]), Decimal(p["ask_price"])), 2)
-            state.put(
-                self.marks,
-                (p["instrument"], mid, "MID", p["venue"], p["exchange_ts"], d["event_id"]),
-            )
+            self._mark(state, item, mid, "MID")
             return
         key = (p["account"], p["instrument"])
         cur = state.get(self.positions, key)

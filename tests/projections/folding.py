@@ -11,7 +11,7 @@ from projections.core import PROJECTIONS
 from projections.framework import Located, Quarantined, State
 from projections.store import RawRecord, decode_one
 from schemas import EventPayload, encode, new_event
-from schemas.events import Fill, QuoteUpdated
+from schemas.events import Fill, MarketTrade, QuoteUpdated
 from schemas.events.orders import Liquidity, Side
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -24,12 +24,13 @@ class Tape:
         self.n = 0
         self.records: list[RawRecord] = []
 
-    def ev(self, payload: EventPayload) -> Located:
+    def ev(self, payload: EventPayload, at: datetime | None = None) -> Located:
+        """`payload` as the next event; stamped `at` if given, else `self.n` seconds on."""
         self.n += 1
         e = new_event(
             payload,
             producer="t",
-            occurred_at=T0 + timedelta(seconds=self.n),
+            occurred_at=at or T0 + timedelta(seconds=self.n),
             event_id=uuid.UUID(int=self.n),
         )
         _k, v, h = encode(e)
@@ -63,13 +64,21 @@ class Tape:
             )
         )  # fmt: skip
 
-    def quote(self, inst: str, bid: str, ask: str) -> Located:
+    def quote(self, inst: str, bid: str, ask: str, at: datetime | None = None) -> Located:
         fields: dict[str, Any] = {
             "instrument": inst, "venue": "paper", "bid_price": Decimal(bid),
             "bid_quantity": Decimal(1), "ask_price": Decimal(ask), "ask_quantity": Decimal(1),
             "update_id": self.n, "exchange_ts": T0,
         }  # fmt: skip
-        return self.ev(QuoteUpdated(**fields))
+        return self.ev(QuoteUpdated(**fields), at)
+
+    def trade(self, inst: str, price: str, at: datetime | None = None) -> Located:
+        fields: dict[str, Any] = {
+            "venue": "paper", "instrument": inst, "trade_id": f"m{self.n + 1}",
+            "price": Decimal(price), "quantity": Decimal(1), "aggressor_side": Side.BUY,
+            "exchange_ts": T0,
+        }  # fmt: skip
+        return self.ev(MarketTrade(**fields), at)
 
 
 def fold(
