@@ -394,6 +394,7 @@ class PositionsProjection(Projection):
         "0111_positions_fees_other.sql",
         "0113_positions_cost_basis.sql",
         "0114_marks_newest.sql",
+        "0115_pnl_flat_unrealized.sql",
     )
     fold_version = 3
     """2: an exact cost basis (the average cost was rounded to 18 places). 3: the mark is

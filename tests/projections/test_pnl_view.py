@@ -51,6 +51,17 @@ def test_total_pnl_is_null_for_an_open_position_without_a_mark(env: Settings) ->
     assert dict(zip(df["instrument"], df["total_pnl"], strict=True)) == EXPECTED
 
 
+def test_a_flat_position_has_no_unrealized_pnl_mark_or_not(env: Settings) -> None:
+    """Flat, nothing is open to value: its unrealized PnL is 0, not unknown (it showed
+    NULL without a mark beside a total that counted it as 0); open and unmarked stays
+    NULL."""
+    with psycopg.connect(env.dsn) as conn:
+        _load(conn, "proj_positions")
+        rows = conn.execute("SELECT instrument, unrealized_pnl FROM proj_positions.pnl")
+        got = {str(r[0]): r[1] for r in rows.fetchall()}
+    assert got == {"BTC/USDT": None, "SOL/USDC": 0, "ETH/USDT": Decimal(200)}
+
+
 def test_a_rebuilt_schema_has_the_same_view(env: Settings) -> None:
     with psycopg.connect(env.dsn) as conn:
         create_schema(conn, PROJECTIONS["positions"], "proj_positions__t")
