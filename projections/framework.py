@@ -9,6 +9,7 @@ property tests, and the result cannot depend on where batches were cut.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,7 @@ from operator import itemgetter
 from typing import Any
 
 from schemas import Envelope, decode
+from schemas.registry import event_types_for
 from schemas.topics import Topic
 
 Row = tuple[Any, ...]
@@ -149,6 +151,49 @@ def fits_column(value: Any, column: str, bounds: tuple[int, int]) -> Any:
     return value
 
 
+ENGINE_PRODUCER = "engine"
+"""The producer of the engine's facts (`engine.processor.ENGINE_PRODUCER`)."""
+ENGINE_WRITTEN = frozenset(
+    (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG, Topic.DECISIONS, Topic.ORDERS)
+)
+"""Topics only the engine writes what it folds from them (`engine.replay.ENGINE_WRITTEN`):
+accepted admin facts and kill switches, decisions, orders and fills."""
+ENGINE_ONLY = frozenset(
+    (
+        "AccountOpened", "KycVerified", "AmlFlagRaised", "AmlFlagCleared", "ProducerRegistered",
+        "DepositReceived", "RiskLimitsChanged", "KillSwitchEngaged", "KillSwitchReleased",
+        "RiskDecision", "IntentRejected", "OrderSubmitted", "Fill", "OrderCanceled",
+        "OrderExpired", "OrderRejected",
+    )
+)  # fmt: skip
+"""The event types on those topics the engine accepts from itself alone (the types its
+state folds, `engine.state.FOLDED_TYPES`); another service's `TransferRequested` on
+transfers.events is not one. tests/projections/test_intake.py checks the rule is the
+engine's intake's."""
+
+
+@functools.lru_cache(maxsize=256)
+def _logical(topic: str) -> Topic | None:
+    """The topic a full name (`settings.topic_prefix` + topic) names; None if none."""
+    found = [t for t in Topic if topic.endswith(t.value)]
+    return max(found, key=lambda t: len(t.value)) if found else None
+
+
+@functools.lru_cache(maxsize=1024)
+def misplaced(topic: str, event_type: str) -> str | None:
+    """Why `event_type` cannot be read from `topic` (not in its catalogue), or None."""
+    logical = _logical(topic)
+    if logical is None or event_type in event_types_for(logical):
+        return None
+    return f"{event_type} does not belong on {topic}"
+
+
+@functools.lru_cache(maxsize=1024)
+def engine_only(topic: str, event_type: str) -> bool:
+    """Whether only the engine's own `event_type` may be folded from `topic`."""
+    return event_type in ENGINE_ONLY and _logical(topic) in ENGINE_WRITTEN
+
+
 Loader = Callable[[Table, Key], "Row | None"]
 
 
@@ -245,26 +290,49 @@ class Projection:
     def handle(self, state: State, item: Located) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _admit(self, topic: str, event_type: str, schema_version: int) -> tuple[Any, bool]:
+        """(verdict, engine only): True to fold, False to ignore knowingly, None when not
+        understood, or the reason it is refused; and whether only the engine's own may be
+        folded. The engine's intake rule (`engine.replay.Intake`): the books fold what
+        the engine folds, so a `DepositReceived` someone else wrote to transfers.events
+        (which the engine dead-letters) credits nothing here either."""
+        verdict = self.accepts(event_type, schema_version)
+        if verdict is not True:
+            return verdict, False
+        why = misplaced(topic, event_type)
+        if why is not None:
+            return why, False
+        return True, engine_only(topic, event_type)
+
     def fold(self, state: State, events: Iterable[Located]) -> list[Quarantined]:
-        """Apply events in order; an event whose handler fails goes to quarantine."""
+        """Apply events in order; an event whose handler fails goes to quarantine, and
+        so does one the engine would not admit (`_admit`)."""
         bad: list[Quarantined] = []
-        verdicts: dict[tuple[Any, Any], bool | None] = {}
+        verdicts: dict[tuple[Any, Any, Any], tuple[Any, bool]] = {}
         handle = self.handle
         for item in events:
             d = item.data
-            raw = (d["event_type"], d["schema_version"])
-            if raw in verdicts:  # one `accepts` per type and version in a batch
-                verdict = verdicts[raw]
+            raw = (item.topic, d["event_type"], d["schema_version"])
+            if raw in verdicts:  # one `accepts` per topic, type and version in a batch
+                verdict, own = verdicts[raw]
             else:
-                verdict = verdicts[raw] = self.accepts(item.event_type, item.schema_version)
+                verdict, own = verdicts[raw] = self._admit(
+                    item.topic, item.event_type, item.schema_version
+                )
             if verdict is False:
                 continue
-            if verdict is None:
+            if verdict is not True:
+                et, ver = item.event_type, item.schema_version
+                why = f"{self.name} does not understand {et} v{ver}" if verdict is None else verdict
+                bad.append(Quarantined(item.topic, item.partition, item.offset, why, et, ver))
+                continue
+            if own and d["producer"] != ENGINE_PRODUCER:
                 et, ver = item.event_type, item.schema_version
                 bad.append(
                     Quarantined(
                         item.topic, item.partition, item.offset,
-                        f"{self.name} does not understand {et} v{ver}", et, ver,
+                        f"{et} on {item.topic} not written by the engine ({d['producer']!r})",
+                        et, ver,
                     )
                 )  # fmt: skip
                 continue

@@ -75,7 +75,7 @@ class _Gen:
         self.tick += 1
         ev = new_event(
             payload,
-            producer="synthetic",
+            producer="engine",  # as the engine writes them (the projections admit no other)
             occurred_at=BASE_TIME + timedelta(milliseconds=self.tick),
             event_id=uuid.UUID(int=self.rng.getrandbits(128)),
         )

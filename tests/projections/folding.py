@@ -29,7 +29,7 @@ class Tape:
         self.n += 1
         e = new_event(
             payload,
-            producer="t",
+            producer="engine",  # the engine's facts: the projections fold no one else's
             occurred_at=at or T0 + timedelta(seconds=self.n),
             event_id=uuid.UUID(int=self.n),
         )

@@ -47,7 +47,7 @@ def _events() -> list[Envelope[Any]]:
         KycVerified(account="ZZ", verified_by="kyc"),
         AmlFlagCleared(account="A1", flag_id="F1", cleared_by="mlro"),
     ]
-    return [new_event(p, producer="admin") for p in payloads]
+    return [new_event(p, producer="engine") for p in payloads]
 
 
 @pytest.mark.integration
@@ -79,7 +79,7 @@ def test_accounts_fold_and_named_queries(env: Settings) -> None:
     # Clearing the last open flag lifts the hold.
     clear = new_event(
         AmlFlagCleared(account="A1", flag_id="F2", note="false positive", cleared_by="mlro"),
-        producer="admin",
+        producer="engine",
     )
     more = as_records(env, [*_events(), clear])[-1:]
     with psycopg.connect(env.dsn) as conn, conn.transaction():

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 def _records(payloads: list[EventPayload]) -> list[RawRecord]:
     out = []
     for off, p in enumerate(payloads):
-        e = new_event(p, producer="t", event_id=uuid.UUID(int=off + 1))
+        e = new_event(p, producer="engine", event_id=uuid.UUID(int=off + 1))
         _k, v, h = encode(e)
         out.append(RawRecord(str(e.topic), 0, off, v, h))
     return out

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 def _rec(topic: str, offset: int, payload: Any, n: int) -> RawRecord:
     e = new_event(
-        payload, producer="t", occurred_at=T0 + timedelta(seconds=n), event_id=uuid.UUID(int=n)
+        payload, producer="engine", occurred_at=T0 + timedelta(seconds=n), event_id=uuid.UUID(int=n)
     )
     _k, v, h = encode(e)
     return RawRecord(topic, 0, offset, v, h)
