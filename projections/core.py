@@ -156,8 +156,9 @@ _STATUS, _FILLED_QTY, _FILLED_NOTIONAL, _LEAVES = (
 _VENUE_ORDER_ID, _REASON, _COUNT = _OI["venue_order_id"], _OI["reason"], _OI["event_count"]
 _CREATED, _UPDATED, _LAST_EVENT = _OI["created_at"], _OI["updated_at"], _OI["last_event_id"]
 _TERMINAL = frozenset(("FILLED", "CANCELED", "EXPIRED", "REJECTED"))
-"""Order statuses nothing leaves: a fill that raced a cancel (or a cancel confirmation
-that raced the last fill) arrives after one and updates the quantities only."""
+"""Order statuses nothing leaves, with leaves_quantity 0: a fill that raced a cancel (or
+a cancel confirmation that raced the last fill) arrives after one and adds to the filled
+quantity and notional only."""
 _ORDER_TYPES = (
     "OrderSubmitted",
     "OrderAccepted",
@@ -185,7 +186,9 @@ class OrdersProjection(Projection):
     migrations = ("0101_proj_orders.sql",)
     partition_local = True  # an order's events all carry its account, the topic's key
     seen_table = "order_events"  # one row per folded event
-    fold_version = 2  # 2: a partial fill keeps PENDING_CANCEL (it made PARTIALLY_FILLED)
+    fold_version = 3
+    """2: a partial fill keeps PENDING_CANCEL (it made PARTIALLY_FILLED). 3: a canceled or
+    expired order's leaves_quantity is 0 (it kept the remainder the end took off)."""
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {(str(e.payload.get("order_id", "")),) for e in events}
@@ -243,7 +246,9 @@ class OrdersProjection(Projection):
                 row[_REASON] = p["reason"]
             elif t in ("OrderCanceled", "OrderExpired"):
                 row[_STATUS] = "CANCELED" if t == "OrderCanceled" else "EXPIRED"
-                row[_LEAVES] = p["leaves_quantity"]
+                # Nothing is open for execution any more (FIX LeavesQty); what the end
+                # took off (its `leaves_quantity`) stays in the order's history.
+                row[_LEAVES] = ZERO
                 row[_REASON] = p["reason"]
         row[_COUNT] = int(row[_COUNT]) + 1
         at = d["occurred_at"]
