@@ -604,6 +604,8 @@ class BalancesProjection(Projection):
             return
         if cur is None:
             raise SkipEvent(f"{t} for unknown transfer {tid}")
+        if p["account"] != cur[1]:  # its settlement would debit an account that never asked
+            raise SkipEvent(f"{t} names account {p['account']}: transfer {tid} is {cur[1]}'s")
         status = {
             "TransferChecked": f"CHECKED_{p.get('outcome', '')}",
             "TransferReleased": "RELEASED",
