@@ -165,11 +165,17 @@ class _Gen:
             filled += part
             fee = (part * price * Decimal("0.001")).quantize(Decimal("0.00000001"))
             fid = self.ident("f")
+            # The fee in the quote asset, the base asset (a second move of the position,
+            # core.PositionsProjection) or a third one: one draw, where it always was.
+            base, quote = instrument.split("/")
+            pick = rng.random()
+            fee_asset = quote if pick < 0.8 else base if pick < 0.9 else "BNB"
+            if fee_asset == base:
+                fee = (part * Decimal("0.001")).quantize(Decimal("0.00000001"))
             self.emit(
                 Fill(
                     fill_id=fid, order_id=order_id, account=account, instrument=instrument,
-                    side=side, quantity=part, price=price, fee=fee,
-                    fee_asset=instrument.split("/")[1] if rng.random() < 0.9 else "BNB",
+                    side=side, quantity=part, price=price, fee=fee, fee_asset=fee_asset,
                     liquidity=rng.choice([Liquidity.MAKER, Liquidity.TAKER]), venue="paper",
                     venue_trade_id="t" + fid, uti="UTI" + fid,
                     traded_at=BASE_TIME + timedelta(milliseconds=self.tick),
