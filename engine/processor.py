@@ -182,9 +182,53 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
             found = emitters[event.event_id] = _Emitter(state, event)
         return found
 
+    # First what the kill switch or an AML flag stops (a worker that read the fact may have
+    # died before its cancels committed), as caused by that fact: the ids a live worker
+    # gives them (`control`).
+    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
+        cause = state.halt_cause(account) if owns(account) else None
+        if cause is not None:
+            for name in sorted(ctx.venues):
+                ctx.venues[name].halt(state, account, emit_for(cause))
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
     return [e for emitter in emitters.values() for e in emitter.out]
+
+
+def _halt(
+    state: EngineState, ctx: Context, emit: Callable[[EventPayload, str], None], scope: str
+) -> None:
+    """At once, in the same transaction as the fact: cancel the owned open orders a kill
+    switch (of `scope`, an account or '*') or an AML flag raised just now stops
+    (`Venue.halt`), accounts and venues in sorted order."""
+    owns = ctx.owns
+    accounts = (
+        sorted(a for a, acc in state.accounts.items() if acc.open_orders)
+        if scope == GLOBAL_SCOPE
+        else [scope]
+    )
+    for account in accounts:
+        if owns is None or owns(account):
+            for name in sorted(ctx.venues):
+                ctx.venues[name].halt(state, account, emit)
+
+
+def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
+    """A fact read from a control topic (every worker reads them in full): folded in, and
+    if it newly engages a kill switch or raises an AML flag, the cancels of the owned open
+    orders it stops, caused by it (the worker that decided the command cancelled the ones
+    it owned; a global switch stops orders on every worker)."""
+    p = event.payload
+    new = (
+        isinstance(p, KillSwitchEngaged | AmlFlagRaised)
+        and event.event_id not in state.seen_reference
+    )
+    state.apply(event)
+    if not new:
+        return []
+    emit = _Emitter(state, event)
+    _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
+    return emit.out
 
 
 def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) -> str:
@@ -460,6 +504,7 @@ def _order(
                 ),
                 "brake",
             )
+            _halt(state, ctx, emit, p.account)
     order_id = order_id_for(event, emit.cause_id) if ev.passed else None
     emit(
         _decision(
@@ -581,7 +626,10 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
             "admin-rejected",
         )
         return
-    emit(event.payload, ADMIN_ACCEPTED)
+    p = event.payload
+    emit(p, ADMIN_ACCEPTED)
+    if isinstance(p, KillSwitchEngaged | AmlFlagRaised):
+        _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
 
 
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:

@@ -606,6 +606,12 @@ class EngineState:
     """Fills for orders this state never saw (not expected; kept so they apply once):
     fill id -> account."""
     seen_reference: set[UUID] = field(default_factory=set)
+    halt_causes: dict[tuple[str, str], Envelope[Any]] = field(default_factory=dict, repr=False)
+    _aml_raised: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
+    """The facts in force that stop resting orders: ("kill", scope) -> its
+    `KillSwitchEngaged`, ("aml", account) -> the open `AmlFlagRaised` of the least flag
+    id. What `processor.catch_up` cancels the orders they stop as caused by (the ids a
+    worker reading the fact live gives them), when a lost transaction left them open."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -879,8 +885,10 @@ class EngineState:
             self.account(p.account).kyc = True
         elif isinstance(p, AmlFlagRaised):
             self.account(p.account).aml_flags.add(p.flag_id)
+            self._aml_fact(p.account, event)
         elif isinstance(p, AmlFlagCleared):
             self.account(p.account).aml_flags.discard(p.flag_id)
+            self._aml_fact(p.account, None)
         elif isinstance(p, ProducerRegistered):
             self.producers[p.producer_id] = ProducerEntry(
                 p.producer_id, p.public_key, frozenset(p.accounts)
@@ -897,8 +905,10 @@ class EngineState:
                 self.limits[p.scope] = (p.config_version, p.limits)
         elif isinstance(p, KillSwitchEngaged):
             self.kill_switches.add(p.scope)
+            self.halt_causes.setdefault(("kill", p.scope), event)
         elif isinstance(p, KillSwitchReleased):
             self.kill_switches.discard(p.scope)
+            self.halt_causes.pop(("kill", p.scope), None)
             if p.scope != GLOBAL_SCOPE:
                 # A released brake starts measuring drawdown afresh: only decisions stamped
                 # at or after the release count, including ones already folded (an intent
@@ -910,6 +920,31 @@ class EngineState:
         else:
             return
         self.seen_reference.add(event.event_id)
+
+    def _aml_fact(self, account: str, raised: Envelope[Any] | None) -> None:
+        """Keep ("aml", account) in `halt_causes` the raising fact of its least open flag."""
+        key = ("aml", account)
+        facts = self._aml_raised.setdefault(account, {})
+        if raised is not None:
+            facts[raised.payload.flag_id] = raised
+        flags = self.account(account).aml_flags
+        for flag in [f for f in facts if f not in flags]:
+            del facts[flag]
+        if facts:
+            self.halt_causes[key] = facts[min(facts)]
+        else:
+            self.halt_causes.pop(key, None)
+            del self._aml_raised[account]
+
+    def halt_cause(self, account: str) -> Envelope[Any] | None:
+        """The fact that stops the account's resting orders now (an open AML flag first,
+        then its own kill switch, then the global one), or None."""
+        causes = self.halt_causes
+        return (
+            causes.get(("aml", account))
+            or causes.get(("kill", account))
+            or causes.get(("kill", GLOBAL_SCOPE))
+        )
 
     def _apply_decision(self, event: Envelope[Any], raw: tuple[Any, Any, Any] | None) -> None:
         p = event.payload

@@ -77,6 +77,7 @@ from engine.processor import (
     Context,
     Output,
     catch_up,
+    control,
     preverify,
     process,
     reject_admin,
@@ -1090,8 +1091,13 @@ class EngineWorker:
                 self.needs_rebuild = True
         else:
             # A limits change leaves the rate windows alone (a fixed horizon, see
-            # `RateWindow`): the state stays what a fold of the log gives.
-            self.state.apply(event)
+            # `RateWindow`): the state stays what a fold of the log gives. A kill switch
+            # engaged or an AML flag raised cancels at once the owned orders it stops.
+            try:
+                out.extend(control(self.state, event, self.ctx))
+            except Exception:
+                log.exception("control event %s failed", event.event_id)
+                self.needs_rebuild = True
 
     def _refuse_reference(self, msg: Message, exc: MalformedEventError, out: list[Output]) -> None:
         """A record on a topic read in full that the fold must not take (malformed, or

@@ -44,3 +44,7 @@ class Venue(Protocol):
     ) -> None:
         """After a hand-over: match the owned resting orders against the kept prints the
         log does not show as matched (`emit_for(print)` emits as caused by that print)."""
+
+    def halt(self, state: EngineState, account: str, emit: Emit) -> None:
+        """Cancel at once the account's open orders its open AML flag or the kill switch
+        over it stops (see `PaperVenue.halt`); nothing if neither is in force."""

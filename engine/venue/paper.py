@@ -10,14 +10,15 @@
   traded against the public tape: shared out among every account a worker holds, which
   orders filled would depend on which partitions the worker owns (accounts are spread over
   partitions and workers), and two workers would together fill more than the print.
-- Under the kill switch (the account's, the global one, or the drawdown brake's) a
-  resting order a print reaches executes only if it closes the position without flipping
-  it (what the risk rules call risk-reducing); else it is canceled (`KILL_SWITCH`). A
-  print reaching an account's resting orders first engages the brake if the account is
-  down from its peak by the threshold (`_brake`).
-  While the account has an open AML flag, a resting order a print reaches is canceled
-  (`AML_FLAG_OPEN`), as ACCOUNT_STATE refuses its new orders; its armed stop/take
-  children, which only close, still work.
+- Engaging the kill switch (the account's, the global one, or the drawdown brake's)
+  cancels at once the resting orders it covers that are not risk-reducing (`KILL_SWITCH`);
+  raising an AML flag, every resting order of the account (`AML_FLAG_OPEN`, as
+  ACCOUNT_STATE refuses its new orders): `halt`. Armed stop/take children, which only
+  close, stay. As a backstop, under the switch a resting order a print reaches executes
+  only if it closes the position without flipping it (what the risk rules call
+  risk-reducing), and under a flag it is canceled. A print reaching an account's resting
+  orders first engages the brake if the account is down from its peak by the threshold
+  (`_brake`).
 - Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
   quantity once the parent is done; a trade through the trigger fills a child at the trade
   price (taker), up to what the account then has free (`_child_quantity`), OCO.
@@ -310,6 +311,57 @@ class PaperVenue:
         )
         return True
 
+    def halt(self, state: EngineState, account: str, emit: Emit) -> None:
+        """Cancel at once what the account's open AML flag or the kill switch over it
+        stops (run when either is raised, and by `catch_up` for what a lost transaction
+        left open): with a flag, every open order of this venue (`AML_FLAG_OPEN`); under
+        the kill switch, every one that is not risk-reducing (`KILL_SWITCH`).
+
+        Risk-reducing is judged per instrument and side on the orders together, in
+        price-time priority: they are kept while their leaves added up still close the
+        position without flipping it, so what stays resting can never, however it fills,
+        enlarge or flip the position. Armed stop/take children stay: they only close,
+        capped at the position and what is free (`_child_quantity`), as at a print. A
+        canceled parent that filled in part keeps its children for what it filled.
+        Orders are visited by id, so a replay emits the same events in the same order.
+        """
+        acc = state.accounts.get(account)
+        if acc is None or not acc.open_orders:
+            return
+        flagged = bool(acc.aml_flags)
+        if not flagged and not state.kill_engaged(account):
+            return
+        open_ = [
+            o
+            for o in (state.orders.get(i) for i in sorted(acc.open_orders))
+            if o is not None and not o.done and o.parent_order_id is None and o.venue == self.name
+        ]
+        if flagged:
+            stopped = open_
+        else:
+            kept: set[str] = set()
+            groups: dict[tuple[str, Side], list[OrderState]] = {}
+            for o in open_:
+                groups.setdefault((o.instrument, o.side), []).append(o)
+            for (_, side), orders in sorted(groups.items(), key=lambda kv: kv[0]):
+                room = self._closes(state, orders[0])
+                orders.sort(
+                    key=lambda o: (
+                        -(o.limit_price or ZERO) if side is Side.BUY else (o.limit_price or ZERO),
+                        o.submitted_at,
+                        o.order_id,
+                    )
+                )
+                for o in orders:
+                    if o.leaves <= room:
+                        room -= o.leaves
+                        kept.add(o.order_id)
+            stopped = [o for o in open_ if o.order_id not in kept]
+        reason = "AML_FLAG_OPEN" if flagged else "KILL_SWITCH"
+        for o in stopped:
+            self._end(o, reason, emit, cancel=True)
+            self._parent_done(state, o, emit)
+
     @staticmethod
     def _closes(state: EngineState, order: OrderState) -> Decimal:
         """How much of `order`'s side closes the account's position on its instrument
@@ -557,7 +609,10 @@ class PaperVenue:
                     by_account.setdefault(o.account, []).append(o)
             for account in sorted(by_account):
                 crossing = by_account[account]
-                killed = state.kill_engaged(account) or self._brake(state, account, emit)
+                killed = state.kill_engaged(account)
+                if not killed and self._brake(state, account, emit):
+                    killed = True
+                    self.halt(state, account, emit)  # every resting order, not only these
                 flagged = bool(state.account(account).aml_flags)
                 crossing.sort(
                     key=lambda o: (
@@ -570,6 +625,8 @@ class PaperVenue:
                 for o in crossing:
                     if remaining <= 0:
                         break
+                    if o.done:
+                        continue  # canceled by the brake just engaged (`halt`)
                     assert o.limit_price is not None
                     if flagged:
                         # An open AML flag refuses every new order (ACCOUNT_STATE): the

@@ -35,7 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "3e2887e6c797e11f3cd078bbee6abe693c144f472737b2cec09ef26054eb4c49"
+PINNED = "d5c77cb5bcc648e075c95cf0bde34bd6a476f9910808c5b2104edd1922870983"
+"""Retaken in session 17 (helper-84): engaging the kill switch cancels the resting orders
+that add risk at once (4 in the stream, where they stayed open until a print reached
+them, or until the release); with those funds and slots free, approved orders 155 -> 159,
+fills on prints 79 -> 77, on submission 83 -> 85. Before that:"""
 """Retaken in session 17 (helper-81) for FRESHNESS v3, PRICE_COLLAR v3 and MAX_POSITION
 v2: every decision records the new versions; the stream's aged quotes (FRESHNESS) and
 wide books (PRICE_COLLAR, a market order's touch) now reject (approved orders 159 -> 137,

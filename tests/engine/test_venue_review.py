@@ -5,18 +5,22 @@ Each test reproduces a defect and failed before its fix.
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.processor import Context, catch_up, control, process
 from engine.snapshot import canonical_state
 from engine.state import EngineState
-from schemas import decode, encode
+from schemas import decode, encode, new_event
 from schemas.events import (
     AmlFlagRaised,
+    CancelIntent,
     KillSwitchEngaged,
+    OrderIntent,
     RiskLimits,
     RiskLimitsChanged,
     Side,
@@ -74,7 +78,7 @@ def test_under_the_kill_switch_no_resting_order_adds_risk(
         h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
     limit = D("99") if side is Side.BUY else D("102")
     assert types(h.order(side, D(qty), limit))[-1] == "OrderAccepted"  # resting
-    h.admin(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
+    engaged = h.admin(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
     before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
     h.tick(1)
     out = h.trade(limit, D("100"))
@@ -82,10 +86,13 @@ def test_under_the_kill_switch_no_resting_order_adds_risk(
     closes = before if side is Side.SELL else -before
     assert abs(after) <= abs(before) and after * before >= 0
     if qty <= closes:
+        assert types(engaged) == ["KillSwitchEngaged"]
         assert [e.payload.quantity for e in out if e.event_type == "Fill"] == [D(qty)]
     else:
-        assert types(out) == ["OrderCanceled"]
-        assert out[0].payload.reason == "KILL_SWITCH" and out[0].payload.leaves_quantity == qty
+        # Canceled at the engagement (before, only when a print reached it).
+        assert types(engaged) == ["KillSwitchEngaged", "OrderCanceled"] and out == []
+        end = engaged[1].payload
+        assert end.reason == "KILL_SWITCH" and end.leaves_quantity == qty
     assert not h.state.account("A1").open_orders
 
 
@@ -180,11 +187,12 @@ def test_an_open_aml_flag_stops_resting_orders_from_trading(side: Side, held: in
         h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
     limit = D("99") if side is Side.BUY else D("102")
     assert types(h.order(side, D("1"), limit))[-1] == "OrderAccepted"  # resting
-    h.admin(AmlFlagRaised(account="A1", flag_id="f1", reason="test", raised_by="admin"))
+    raised = h.admin(AmlFlagRaised(account="A1", flag_id="f1", reason="test", raised_by="admin"))
     before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
     h.tick(1)
-    out = h.trade(limit, D("100"))
-    assert types(out) == ["OrderCanceled"] and out[0].payload.reason == "AML_FLAG_OPEN"
+    assert h.trade(limit, D("100")) == []  # canceled when the flag was raised
+    assert types(raised) == ["AmlFlagRaised", "OrderCanceled"]
+    assert raised[1].payload.reason == "AML_FLAG_OPEN"
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == before
     assert not h.state.account("A1").open_orders
 
@@ -306,3 +314,179 @@ def test_no_print_adds_risk_under_the_kill_switch(
         h.trade(D(100 + 3 * move), D(qty))
         after = h.state.account("A1").positions.get(INSTRUMENT, D(0))
         assert abs(after) <= abs(before) and after * before >= 0, (before, after)
+
+
+class _Recording(Harness):
+    """A harness that keeps every input envelope and every output, in order: what a
+    replay feeds again, and what a fold of the log reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.fed: list[Any] = []
+        self.outs: list[Any] = []
+        super().__init__(*args, **kwargs)
+
+    def feed(self, payload: Any, producer: str = "x") -> list[Any]:
+        event = new_event(payload, producer=producer, occurred_at=self.tick())
+        self.fed.append(event)
+        out = process(self.state, event, self.ctx)
+        self.outs.extend(out)
+        if isinstance(payload, OrderIntent | CancelIntent):
+            self.intents[payload.client_order_id] = event
+        return out
+
+    def fold(self) -> EngineState:
+        """The state a rebuild gets: market data, then the engine's outputs (the admin
+        commands' accepted facts among them) as read back from the log."""
+        rebuilt = EngineState()
+        for ev in self.fed:
+            if ev.event_type in ("MarketTrade", "QuoteUpdated"):
+                rebuilt.apply(ev)
+        for ev in self.outs:
+            k, v, hd = encode(ev)
+            rebuilt.apply(decode(v, hd), (k, v, hd))
+        return rebuilt
+
+
+def _stoppers(scope: str) -> Any:
+    if scope == "AML":
+        return AmlFlagRaised(account="A1", flag_id="f1", reason="test", raised_by="admin")
+    return KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    held=st.integers(min_value=-4, max_value=4),
+    resting=st.lists(
+        st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 3), st.integers(1, 4)),
+        min_size=1,
+        max_size=6,
+    ),
+    scope=st.sampled_from(["A1", "*", "AML"]),
+    stops=st.booleans(),
+)
+def test_the_kill_switch_and_an_aml_flag_cancel_resting_orders_at_once(
+    held: int, resting: list[tuple[Side, int, int]], scope: str, stops: bool
+) -> None:
+    """Engaging the kill switch (the account's or the global one) cancels, in the same
+    transaction, every resting order that is not risk-reducing (`KILL_SWITCH`): what stays
+    resting, filled in full in any order, never enlarges or flips the position. An AML
+    flag cancels every resting order of the account (`AML_FLAG_OPEN`). Armed stop/take
+    children stay (they only close). A replay of the log gives the same events, and a fold
+    of it the live state. Before, the orders stayed open (reserving funds) until a print
+    reached them."""
+    h = _Recording(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), price_collar_pct=D("0.2"))
+    )
+    h.admin_deposit("BTC", D("50"))
+    h.quote(D("100"), D("101"), qty=D("100"))
+    if held:
+        extra: dict[str, Any] = (
+            {"stop_loss": D("80"), "take_profit": D("120")}
+            if held > 0
+            else {"stop_loss": D("120"), "take_profit": D("80")}
+        )
+        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)), **(extra if stops else {}))
+    for side, qty, offset in resting:
+        limit = D(100 - offset) if side is Side.BUY else D(101 + offset)
+        assert types(h.order(side, D(qty), limit))[-1] == "OrderAccepted"
+    acc = h.state.account("A1")
+    armed = {i for i in acc.open_orders if h.state.orders[i].parent_order_id is not None}
+    assert len(armed) == (2 if held and stops else 0)
+    out = h.admin(_stoppers(scope))
+    assert types(out)[0] in ("KillSwitchEngaged", "AmlFlagRaised")
+    assert set(types(out)[1:]) <= {"OrderCanceled"}
+    reason = "AML_FLAG_OPEN" if scope == "AML" else "KILL_SWITCH"
+    assert {e.payload.reason for e in out[1:]} <= {reason}
+    position = acc.positions.get(INSTRUMENT, D(0))
+    parents = [h.state.orders[i] for i in acc.open_orders if i not in armed]
+    if scope == "AML":
+        assert parents == []
+    else:
+        for side in (Side.BUY, Side.SELL):
+            leaves = sum((o.leaves for o in parents if o.side is side), D(0))
+            closes = position if side is Side.SELL else -position
+            assert leaves <= max(closes, D(0)), (side, leaves, position)
+            # Only what had to go went: each canceled one would have added risk.
+            for e in out[1:]:
+                o = e.payload
+                assert o.leaves_quantity > 0
+    assert armed <= acc.open_orders  # the children stay armed
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    # Replayed, the same inputs give the same events.
+    again = EngineState()
+    ctx = Context(event_time_is_arrival=True)
+    replayed = [e for ev in h.fed for e in process(again, ev, ctx)]
+    assert [(e.event_id, e.event_type) for e in replayed] == [
+        (e.event_id, e.event_type) for e in h.outs
+    ]
+
+
+def test_a_global_kill_switch_cancels_on_every_worker_and_after_a_lost_transaction() -> None:
+    """The global switch is decided by one worker, which cancels the orders of the
+    accounts it owns; every other worker reads the fact on the control topics and cancels
+    its own (`processor.control`), as caused by the fact. A worker whose cancels were lost
+    with its transaction finds them again after its rebuild (`processor.catch_up`), with
+    the same event ids."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7")), accounts=("A1", "A2")
+    )
+    h.quote(D("100"), D("101"), qty=D("100"))
+    h.order(Side.BUY, D("1"), D("97"), account="A1")
+    h.order(Side.BUY, D("2"), D("98"), account="A2")
+    h.order(Side.BUY, D("3"), D("97"), account="A2")
+    before = copy.deepcopy(h.state)
+    h.ctx.owns = lambda a: a == "A1"
+    out = h.admin(KillSwitchEngaged(scope="*", engaged_by="admin", reason="test"))
+    assert types(out) == ["KillSwitchEngaged", "OrderCanceled"]
+    assert out[1].payload.account == "A1" and h.state.account("A2").open_orders
+    fact = out[0]
+    w2 = copy.deepcopy(before)
+    ctx2 = Context(event_time_is_arrival=True, owns=lambda a: a == "A2")
+    got = control(w2, fact, ctx2)
+    assert types(got) == ["OrderCanceled"] * 2
+    assert {e.payload.account for e in got} == {"A2"} and not w2.account("A2").open_orders
+    assert all(e.causation_id == fact.event_id for e in got)
+    assert control(w2, fact, ctx2) == []  # read again: folded once, nothing more
+    w3 = copy.deepcopy(before)
+    w3.apply(fact)  # a rebuild folds the fact; its cancels were never committed
+    assert w3.account("A2").open_orders
+    found = catch_up(w3, ctx2, lambda a: a == "A2")
+    assert [e.event_id for e in found] == [e.event_id for e in got]
+    assert canonical_state(w3) == canonical_state(w2)
+
+
+def test_the_drawdown_brake_cancels_every_resting_order_that_adds_risk() -> None:
+    """The brake engaged on a print cancels the account's resting orders that add risk,
+    not only those the print reaches; engaged at a decision, too."""
+    h = Harness(
+        RiskLimits(max_position=D("10"), max_order_notional=D("1e7"), price_collar_pct=D("0.3")),
+        cash=D("100000"),
+    )
+    h.quote(D("29990"), D("30000"), qty=D("10"))
+    h.order(Side.BUY, D("2"))
+    h.order(Side.BUY, D("1"), D("25000"))
+    h.order(Side.BUY, D("0.5"), D("21000"))  # below the print: no print reaches it
+    h.order(Side.SELL, D("1"), D("35000"))  # closes: stays
+    h.tick(1)
+    out = h.trade(D("24000"), D("5"))
+    assert types(out) == ["KillSwitchEngaged", "OrderCanceled", "OrderCanceled"]
+    assert {e.payload.leaves_quantity for e in out[1:]} == {D("1"), D("0.5")}
+    left = [h.state.orders[i] for i in h.state.account("A1").open_orders]
+    assert [(o.side, o.leaves) for o in left] == [(Side.SELL, D("1"))]
+
+
+def test_the_brake_engaged_at_a_decision_cancels_resting_orders() -> None:
+    h = Harness(
+        RiskLimits(max_position=D("10"), max_order_notional=D("1e7"), price_collar_pct=D("0.5")),
+        cash=D("100000"),
+    )
+    h.quote(D("29990"), D("30000"), qty=D("10"))
+    h.order(Side.BUY, D("2"))
+    h.order(Side.BUY, D("0.5"), D("15000"))  # resting far below
+    h.tick(1)
+    h.quote(D("23990"), D("24000"), qty=D("10"))  # no print: only the next intent sees it
+    out = h.order(Side.BUY, D("0.1"), D("16000"))
+    assert types(out)[:2] == ["KillSwitchEngaged", "OrderCanceled"]
+    assert out[1].payload.reason == "KILL_SWITCH"
+    assert decision(out).outcome == "REJECTED"
+    assert not h.state.account("A1").open_orders
