@@ -105,6 +105,7 @@ def _order_dump(o: OrderState) -> dict[str, Any]:
         "done": o.done,
         "children": list(o.children),
         "fill_ids": sorted(o.fill_ids),
+        "protected": str(o.protected),
     }
 
 
@@ -131,6 +132,7 @@ def _order_load(d: dict[str, Any]) -> OrderState:
         done=bool(d["done"]),
         children=list(d["children"]),
         fill_ids=set(d["fill_ids"]),
+        protected=Decimal(d["protected"]),
     )
 
 

@@ -197,6 +197,10 @@ class OrderState:
     done: bool = False
     children: list[str] = field(default_factory=list)
     fill_ids: set[str] = field(default_factory=set)
+    protected: Decimal = ZERO
+    """Of a parent with stop/take triggers: its filled quantity when its children were
+    last armed (folded from the children's `OrderSubmitted`), so `filled - protected` is
+    what its next children must cover too."""
 
     @property
     def leaves(self) -> Decimal:
@@ -590,7 +594,7 @@ class EngineState:
     kill_switches: set[str] = field(default_factory=set)
     prices: dict[str, PriceState] = field(default_factory=dict)
     orders: dict[str, OrderState] = field(default_factory=dict)
-    """Open orders, plus done ones that still have an open or yet-to-be-armed child."""
+    """Open orders, plus done ones that still have an open child or one to arm (`protected`)."""
     client_orders: dict[tuple[str, str, str], str] = field(default_factory=dict)
     decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
     rate: dict[tuple[str, str], dict[str, RateWindow]] = field(default_factory=dict)
@@ -1021,6 +1025,7 @@ class EngineState:
             parent = self.orders.get(p.parent_order_id)
             if parent is not None:
                 parent.children.append(p.order_id)
+                parent.protected = parent.filled
         acc = self.account(p.account)
         acc.open_orders.add(p.order_id)
         if p.parent_order_id is None:
@@ -1042,8 +1047,8 @@ class EngineState:
     def _evict(self, order: OrderState) -> None:
         """Forget a done order once nothing can refer to it any more.
 
-        A parent stays while it may still arm its stop/take children (it filled and has
-        triggers but no children yet) or while a child is open: OCO and cancels walk from
+        A parent stays while it may still arm its stop/take children (it has triggers and
+        filled more than its children were armed for) or while a child is open: OCO and cancels walk from
         the parent. Its fill ids go with it: a done order is never filled again.
         """
         if order.parent_order_id is not None:
@@ -1053,10 +1058,8 @@ class EngineState:
             if parent is not None and parent.done:
                 self._evict(parent)
             return
-        pending_children = (
-            not order.children
-            and order.filled > 0
-            and (order.stop_loss is not None or order.take_profit is not None)
+        pending_children = order.filled > order.protected and (
+            order.stop_loss is not None or order.take_profit is not None
         )
         if pending_children:
             return

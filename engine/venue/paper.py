@@ -19,9 +19,10 @@
   risk-reducing), and under a flag it is canceled. A print reaching an account's resting
   orders first engages the brake if the account is down from its peak by the threshold
   (`_brake`).
-- Attached stop-loss/take-profit become child orders (one-cancels-other) for the filled
-  quantity once the parent is done; a trade through the trigger fills a child at the trade
-  price (taker), up to what the account then has free (`_child_quantity`), OCO.
+- Attached stop-loss/take-profit become child orders (one-cancels-other) from the parent's
+  first fill on, for its filled quantity, re-armed for the new total at each later fill
+  (`_arm`); a trade through the trigger fills a child at the trade price (taker), up to
+  what the account then has free (`_child_quantity`), OCO.
 Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
 filled it, so reprocessing a market event can never fill an order twice.
 
@@ -193,6 +194,7 @@ class PaperVenue:
             ),
             f"fill:{fill_id}",
         )
+        self._arm(state, order, emit)
         return True
 
     def _end(self, order: OrderState, reason: str, emit: Emit, *, cancel: bool) -> None:
@@ -208,17 +210,38 @@ class PaperVenue:
             f"end:{order.order_id}",
         )
 
-    def _parent_done(self, state: EngineState, order: OrderState, emit: Emit) -> None:
-        """Arm the attached stop-loss/take-profit for what the parent actually filled."""
-        if order.parent_order_id is not None or order.children or order.filled <= 0:
+    def _arm(self, state: EngineState, order: OrderState, emit: Emit) -> None:
+        """Arm the attached stop-loss/take-profit for what the parent filled, from its first
+        fill on (run after each fill of a parent, and when it ends).
+
+        The children protect the filled quantity as it fills: a parent filled in part (a
+        GTC bid filled 1 of 5) has children for that 1 while the rest rests. A later fill
+        replaces the open children (`REPLACED`) by a pair for their quantity plus the new
+        fill; with none open (never armed, or triggered and done) the new pair covers the
+        new fill alone. So at most one pair is open and OCO stays one sibling. What a
+        pair was armed for is `OrderState.protected` (folded from the children's
+        submission). Ids: the parent, the kind and the filled quantity then."""
+        if order.parent_order_id is not None or (
+            order.stop_loss is None and order.take_profit is None
+        ):
             return
+        new = order.filled - order.protected
+        if new <= 0:
+            return
+        open_children = [
+            c for c in (state.orders.get(i) for i in order.children) if c is not None and not c.done
+        ]
+        quantity = new + max((c.leaves for c in open_children), default=ZERO)
+        for c in open_children:
+            self._end(c, "REPLACED", emit, cancel=True)
+        filled = str(order.filled)
         for kind, trigger in (
             (OrderType.STOP_LOSS, order.stop_loss),
             (OrderType.TAKE_PROFIT, order.take_profit),
         ):
             if trigger is None:
                 continue
-            child_id = "o-" + _h(order.order_id, kind.value)
+            child_id = "o-" + _h(order.order_id, kind.value, filled)
             emit(
                 OrderSubmitted(
                     order_id=child_id,
@@ -229,13 +252,13 @@ class PaperVenue:
                     instrument=order.instrument,
                     side=order.side.opposite,
                     order_type=kind,
-                    quantity=order.filled,
+                    quantity=quantity,
                     trigger_price=trigger,
                     time_in_force=TimeInForce.GTC,
                     venue=self.name,
                     parent_order_id=order.order_id,
                 ),
-                f"child:{order.order_id}:{kind.value}",
+                f"child:{child_id}",
             )
             emit(
                 OrderAccepted(
@@ -360,7 +383,7 @@ class PaperVenue:
         reason = "AML_FLAG_OPEN" if flagged else "KILL_SWITCH"
         for o in stopped:
             self._end(o, reason, emit, cancel=True)
-            self._parent_done(state, o, emit)
+            self._arm(state, o, emit)
 
     @staticmethod
     def _closes(state: EngineState, order: OrderState) -> Decimal:
@@ -441,7 +464,7 @@ class PaperVenue:
             elif order.time_in_force is not TimeInForce.GTC:
                 self._end(order, f"{order.time_in_force.value}_REMAINDER", emit, cancel=False)
         if order.done:
-            self._parent_done(state, order, emit)
+            self._arm(state, order, emit)
         self._meet_kept_prints(state, order, emit)
 
     def _meet_kept_prints(self, state: EngineState, order: OrderState, emit: Emit) -> None:
@@ -461,31 +484,35 @@ class PaperVenue:
         scan = ps.print_scan()
         start = scan.first_after(at)  # a print, since the newest is newer than the order
         limit, buy = order.limit_price, order.side is Side.BUY
-        if not order.done and (
-            limit is None
-            or (scan.min_price[start] > limit if buy else scan.max_price[start] < limit)
+
+        def armed() -> list[OrderState]:
+            return [c for c in (state.orders.get(i) for i in order.children) if c and not c.done]
+
+        if (
+            not order.done
+            and (
+                limit is None
+                or (scan.min_price[start] > limit if buy else scan.max_price[start] < limit)
+            )
+            and not armed()
         ):
-            return  # no newer print crosses the order (and it has no children yet)
+            return  # no newer print crosses the order, and it has no children
         mark = state.account(order.account).maker_fill_at.get(
             maker_key(order.instrument, order.side)
         )
         for event in islice(prints, start, None):
+            # The order while it rests (only a print that crosses its limit and is newer
+            # than the cut-off), and the children its fills armed.
+            meets = armed()
             if not order.done:
-                # Children are armed only once the order is done: until then only a print
-                # that crosses its limit, and is newer than the cut-off, can fill here.
                 price = event.payload.price
-                if limit is None or (price > limit if buy else price < limit):
-                    continue
-                if mark is not None and event.payload.exchange_ts <= mark:
-                    continue
-                self._match_print(state, event, [order], emit)
-                continue
-            children = [
-                c for c in (state.orders.get(i) for i in order.children) if c and not c.done
-            ]
-            if not children:
+                crosses = limit is not None and (price <= limit if buy else price >= limit)
+                if crosses and (mark is None or event.payload.exchange_ts > mark):
+                    meets.insert(0, order)
+            elif not meets:
                 return
-            self._match_print(state, event, children, emit)
+            if meets:
+                self._match_print(state, event, meets, emit)
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
         if order.done:
@@ -503,13 +530,10 @@ class PaperVenue:
             CancelRequested(order_id=order.order_id, account=order.account, reason=reason),
             f"cancelreq:{order.order_id}",
         )
+        # Its armed children stay: they protect what it filled (a cancel naming the
+        # done parent withdraws them, above).
         self._end(order, reason, emit, cancel=True)
-        for child_id in order.children:
-            child = state.orders.get(child_id)
-            if child is not None and not child.done:
-                self._end(child, "PARENT_CANCELED", emit, cancel=True)
-        self._parent_done(state, order, emit)
-        self._meet_kept_prints(state, order, emit)  # the children just armed, if any
+        self._arm(state, order, emit)
 
     def on_market(
         self,
@@ -592,6 +616,7 @@ class PaperVenue:
         trade = event.payload
         source = print_id(trade)
         price = trade.price
+        armed = {o.order_id for o in orders if o.parent_order_id is not None and not o.done}
         # Resting limit orders, price-time priority, each side against the print's size:
         # each account's orders on their own (see the module docstring).
         for side in (Side.BUY, Side.SELL):
@@ -632,14 +657,14 @@ class PaperVenue:
                         # An open AML flag refuses every new order (ACCOUNT_STATE): the
                         # account's resting ones do not trade either.
                         self._end(o, "AML_FLAG_OPEN", emit, cancel=True)
-                        self._parent_done(state, o, emit)
+                        self._arm(state, o, emit)
                         continue
                     if killed and o.leaves > self._closes(state, o):
                         # Under the kill switch (or the brake) only risk-reducing orders
                         # execute: one approved before it was engaged that would add to
                         # the position or flip it is canceled when a print reaches it.
                         self._end(o, "KILL_SWITCH", emit, cancel=True)
-                        self._parent_done(state, o, emit)
+                        self._arm(state, o, emit)
                         continue
                     qty = min(o.leaves, remaining)
                     if self._fill(
@@ -654,12 +679,25 @@ class PaperVenue:
                     ):
                         remaining -= qty
                     if o.done:
-                        self._parent_done(state, o, emit)
-        # Armed children: a print through the trigger fills them (as far as free), OCO.
-        for o in sorted(orders, key=lambda o: o.order_id):
-            if o.done or o.parent_order_id is None or o.trigger_price is None:
+                        self._arm(state, o, emit)
+        # Armed children: a print through the trigger fills them (as far as free), OCO. A
+        # pair a parent's fill on this print replaced (`_arm`) is met by its replacement,
+        # which covers that fill too: the old pair was armed before the print.
+        children: dict[str, tuple[OrderState, datetime]] = {}
+        for o in orders:
+            if o.parent_order_id is None:
                 continue
-            if o.submitted_at >= event.occurred_at:
+            if not o.done:
+                children.setdefault(o.order_id, (o, o.submitted_at))
+            elif o.order_id in armed:
+                parent = state.orders.get(o.parent_order_id)
+                for c in (state.orders.get(i) for i in (parent.children if parent else [])):
+                    if c is not None and not c.done and c.order_id not in armed:
+                        children[c.order_id] = (c, o.submitted_at)
+        for o, since in (children[k] for k in sorted(children)):
+            if o.done or o.trigger_price is None:
+                continue  # done: its sibling filled on this print (OCO)
+            if since >= event.occurred_at:
                 continue
             t = o.trigger_price
             sell = o.side is Side.SELL
@@ -679,7 +717,7 @@ class PaperVenue:
                     self._end(o, "CHILD_CAPPED", emit, cancel=True)
             else:
                 self._end(o, "CHILD_CAPPED", emit, cancel=True)
-            parent = state.orders.get(o.parent_order_id)
+            parent = state.orders.get(o.parent_order_id or "")
             for sib_id in parent.children if parent else []:
                 sib = state.orders.get(sib_id)
                 if sib is not None and not sib.done:

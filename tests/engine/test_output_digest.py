@@ -35,8 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "d5c77cb5bcc648e075c95cf0bde34bd6a476f9910808c5b2104edd1922870983"
-"""Retaken in session 17 (helper-84): engaging the kill switch cancels the resting orders
+PINNED = "b3a3f2a9110a90392559668171f92f7673a681dd51c9f9f9277a8b5db47bb355"
+"""Retaken in session 17 (helper-84), twice. Stop/take children armed from a parent's
+first fill, re-armed at each later fill: 10 more armed on prints (parents filled in part),
+8 of them replacing the pair before (`REPLACED`), one more stop triggered (a fill and its
+OCO). Engaging the kill switch cancels the resting orders
 that add risk at once (4 in the stream, where they stayed open until a print reached
 them, or until the release); with those funds and slots free, approved orders 155 -> 159,
 fills on prints 79 -> 77, on submission 83 -> 85. Before that:"""

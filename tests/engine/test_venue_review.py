@@ -490,3 +490,56 @@ def test_the_brake_engaged_at_a_decision_cancels_resting_orders() -> None:
     assert out[1].payload.reason == "KILL_SWITCH"
     assert decision(out).outcome == "REJECTED"
     assert not h.state.account("A1").open_orders
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    quantity=st.integers(min_value=2, max_value=8),
+    displayed=st.integers(min_value=1, max_value=7),
+    prints=st.lists(st.tuples(st.integers(80, 99), st.integers(1, 4)), min_size=1, max_size=8),
+    take=st.booleans(),
+)
+def test_stop_and_take_protect_the_filled_quantity_as_the_parent_fills(
+    quantity: int, displayed: int, prints: list[tuple[int, int]], take: bool
+) -> None:
+    """A parent's stop/take children are armed at its first fill, for what it filled, and
+    follow its filled quantity (re-armed, `REPLACED`, at each later fill): whatever the
+    parent holds is protected at every moment, and a print through the stop closes what
+    was bought before it. Before, children were armed only once the parent was done: a GTC
+    bid filled 1 of 5 left the 1 unprotected while the price fell through the stop."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), price_collar_pct=D("0.3"))
+    )
+    h.quote(D("99"), D("100"), qty=D(displayed))
+    extra: dict[str, Any] = {"stop_loss": D("90")}
+    if take:
+        extra["take_profit"] = D("120")
+    h.order(Side.BUY, D(quantity), D("100"), **extra)
+    parent = h.state.orders[h.state.client_orders[("p1", "A1", f"c{h.n}")]]
+
+    def position() -> Decimal:
+        return h.state.account("A1").positions.get(INSTRUMENT, D(0))
+
+    def armed() -> list[Any]:
+        return [c for c in (h.state.orders.get(i) for i in parent.children) if c and not c.done]
+
+    def protected() -> None:
+        kinds = sorted(c.order_type.value for c in armed())
+        if position() > 0:
+            assert kinds == (["STOP_LOSS", "TAKE_PROFIT"] if take else ["STOP_LOSS"])
+            assert all(c.quantity == position() for c in armed()), (position(), armed())
+        else:
+            assert kinds == []
+
+    protected()
+    for price, qty in prints:
+        held = position()
+        h.tick(1)
+        out = h.trade(D(price), D(qty))
+        bought = sum((e.payload.quantity for e in out if e.event_type == "Fill"
+                      and e.payload.order_id == parent.order_id), D(0))  # fmt: skip
+        if price <= 90:
+            # The stop armed before the print sells what was held and what this print
+            # bought (its replacement covers both); one armed on this print waits.
+            assert position() == (0 if held > 0 else bought), (held, bought, position())
+        protected()
