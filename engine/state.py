@@ -234,7 +234,8 @@ class AccountState:
     the owner matches the account's resting orders only against prints newer than this
     (`PaperVenue.catch_up`), so no print's size is taken twice."""
     peaks: list[tuple[datetime, Decimal]] = field(default_factory=list)
-    """The decisions' drawdown peaks as suffix maxima: sorted by event time, peaks strictly
+    """The drawdown peaks the decisions and fills recorded, as suffix maxima: sorted by
+    event time, peaks strictly
     decreasing, so `peak_since(t)` = max peak of decisions at or after `t`. This is what
     lets a snapshot slice (own topics) be combined with a later `KillSwitchReleased`
     (reference topic) exactly as a full replay would."""
@@ -867,7 +868,7 @@ class EngineState:
             self._apply_submitted(event.occurred_at, p)
             return
         if isinstance(p, Fill):
-            self._apply_fill(p)
+            self._apply_fill(p, event.occurred_at)
             return
         if isinstance(p, _ORDER_END_TYPES):
             order = self.orders.get(p.order_id)
@@ -1073,7 +1074,7 @@ class EngineState:
         if self.client_orders.get(coid) == order.order_id:
             del self.client_orders[coid]
 
-    def _apply_fill(self, p: Fill) -> None:
+    def _apply_fill(self, p: Fill, at: datetime) -> None:
         order = self.orders.get(p.order_id)
         if order is not None:
             if p.fill_id in order.fill_ids:
@@ -1086,6 +1087,11 @@ class EngineState:
         self.fills_applied += 1
         acc = self.account(p.account)
         acc.fills += 1
+        if p.peak_equity is not None:
+            # A peak the venue's valuation at a print raised (`PaperVenue._brake`): folded
+            # as a decision's, so a restart keeps it.
+            acc.raise_peak(at, p.peak_equity)
+            acc.add_peak(at, p.peak_equity)
         if p.liquidity is Liquidity.MAKER:
             key = maker_key(p.instrument, p.side)
             newest = acc.maker_fill_at.get(key)

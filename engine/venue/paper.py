@@ -167,6 +167,7 @@ class PaperVenue:
         source: str,
         traded_at: Any,
         emit: Emit,
+        peak_equity: Decimal | None = None,
     ) -> bool:
         fill_id = "f-" + _h(order.order_id, source)
         if fill_id in order.fill_ids or qty <= 0:
@@ -191,6 +192,7 @@ class PaperVenue:
                 uti=uti_for(self.name, venue_trade_id),
                 traded_at=traded_at,
                 leaves_quantity=order.leaves - qty,
+                peak_equity=peak_equity,
             ),
             f"fill:{fill_id}",
         )
@@ -303,24 +305,29 @@ class PaperVenue:
         return max(ZERO, min(child.leaves, self._closes(state, child), free))
 
     @staticmethod
-    def _brake(state: EngineState, account: str, emit: Emit) -> bool:
+    def _brake(state: EngineState, account: str, emit: Emit) -> tuple[bool, Decimal | None]:
         """Engage the drawdown brake if the account, valued at the prices now (this print
-        included), is down from its peak by the threshold or more; whether it did.
+        included), is down from its peak by the threshold or more; whether it did, and the
+        equity if it is a new high (above the peak), which the account's fills on this
+        print record (`Fill.peak_equity`) so that the fold raises the peak as live.
 
         Run before a print fills the account's resting orders: the brake is automatic, not
         only looked at when an intent arrives (`engine.processor`), so a strategy gone quiet
-        does not keep buying into a fall. The peak is the one the decisions recorded (not
-        raised here: it is folded from the decisions alone). An account that cannot be
-        valued is left to the rules (its next intent: NO_MARK)."""
+        does not keep buying into a fall. The peak is the highest equity the engine valued
+        the account at: at its decisions, and here (`AccountState.raise_peak`). An account
+        that cannot be valued is left to the rules (its next intent: NO_MARK)."""
         equity = state.equity(account)
         if equity is None:
-            return False
-        peak = max(state.account(account).peak_equity, equity)
+            return False, None
+        held = state.account(account).peak_equity
+        if equity > held:
+            return False, equity  # a new high: no drawdown
+        peak = held
         if peak <= 0:
-            return False
+            return False, None
         drawdown = (peak - equity) / peak
         if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
-            return False
+            return False, None
         emit(
             KillSwitchEngaged(
                 scope=account,
@@ -332,7 +339,7 @@ class PaperVenue:
             ),
             f"brake:{account}",
         )
-        return True
+        return True, None
 
     def halt(self, state: EngineState, account: str, emit: Emit) -> None:
         """Cancel at once what the account's open AML flag or the kill switch over it
@@ -635,9 +642,11 @@ class PaperVenue:
             for account in sorted(by_account):
                 crossing = by_account[account]
                 killed = state.kill_engaged(account)
-                if not killed and self._brake(state, account, emit):
-                    killed = True
-                    self.halt(state, account, emit)  # every resting order, not only these
+                high: Decimal | None = None
+                if not killed:
+                    killed, high = self._brake(state, account, emit)
+                    if killed:
+                        self.halt(state, account, emit)  # every resting order, not these only
                 flagged = bool(state.account(account).aml_flags)
                 crossing.sort(
                     key=lambda o: (
@@ -676,6 +685,7 @@ class PaperVenue:
                         source,
                         trade.exchange_ts,
                         emit,
+                        high,
                     ):
                         remaining -= qty
                     if o.done:

@@ -241,6 +241,12 @@ class Fill(EventPayload):
     uti: str = Field(min_length=1, max_length=52, description="Unique transaction identifier")
     traded_at: UtcTimestamp
     leaves_quantity: NonNegativeDec
+    peak_equity: Dec | None = Field(
+        None,
+        description="The account's drawdown peak, raised to its equity as the engine valued "
+        "it at the print that filled this order (before the fill); null if not raised. The "
+        "engine folds it back on restart",
+    )
 
     @property
     def notional(self) -> Dec:

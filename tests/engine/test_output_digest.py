@@ -35,8 +35,9 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "b3a3f2a9110a90392559668171f92f7673a681dd51c9f9f9277a8b5db47bb355"
-"""Retaken in session 17 (helper-84), twice. Stop/take children armed from a parent's
+PINNED = "902b75fc29c71d0cbb6fdfc353108510ef4237f3243958f9951fa79a29c01299"
+"""Retaken in session 17 (helper-84), three times. Every fill carries `peak_equity` (null
+on 141, an equity high found at the print on 22; no brake engages differently). Stop/take children armed from a parent's
 first fill, re-armed at each later fill: 10 more armed on prints (parents filled in part),
 8 of them replacing the pair before (`REPLACED`), one more stop triggered (a fill and its
 OCO). Engaging the kill switch cancels the resting orders

@@ -543,3 +543,33 @@ def test_stop_and_take_protect_the_filled_quantity_as_the_parent_fills(
             # bought (its replacement covers both); one armed on this print waits.
             assert position() == (0 if held > 0 else bought), (held, bought, position())
         protected()
+
+
+def test_an_equity_high_at_a_print_raises_the_drawdown_peak() -> None:
+    """The peak is the highest equity the engine valued the account at: at its decisions,
+    and at a print that reaches its resting orders (`PaperVenue._brake`), recorded on the
+    fills of that print (`Fill.peak_equity`) so a fold raises it as live. Before, the peak
+    was raised only at decisions: a rise between intents did not count, and the brake
+    engaged later than configured (here not at all: 17% down from the high, 1% from the
+    last decision's peak)."""
+    h = _Recording(
+        RiskLimits(max_position=D("10"), max_order_notional=D("1e7"), price_collar_pct=D("0.5")),
+        cash=D("100000"),
+    )
+    h.quote(D("29990"), D("30000"), qty=D("10"))
+    h.order(Side.BUY, D("2"))  # the decision's peak: ~100,000
+    h.order(Side.SELL, D("1"), D("40000"))  # rests
+    h.order(Side.BUY, D("0.1"), D("29000"))  # rests
+    acc = h.state.account("A1")
+    decided = acc.peak_equity
+    h.tick(1)
+    out = h.trade(D("40000"), D("0.1"))  # the account at 40,000: ~120,000
+    fill = next(e.payload for e in out if e.event_type == "Fill")
+    assert fill.peak_equity is not None and fill.peak_equity > decided * D("1.15")
+    assert acc.peak_equity == fill.peak_equity
+    h.tick(1)
+    out = h.trade(D("29000"), D("1"))  # ~99,000: 17% down from the high
+    assert types(out)[:2] == ["KillSwitchEngaged", "OrderCanceled"]
+    assert out[0].payload.peak_equity == fill.peak_equity
+    assert acc.positions[INSTRUMENT] == D("1.9")
+    assert canonical_state(h.fold()) == canonical_state(h.state)
