@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Any
 
 from schemas import Envelope, decode
-from schemas.registry import event_types_for
+from schemas.registry import engine_written, event_types_for
 from schemas.topics import Topic
 
 Row = tuple[Any, ...]
@@ -153,23 +153,6 @@ def fits_column(value: Any, column: str, bounds: tuple[int, int]) -> Any:
 
 ENGINE_PRODUCER = "engine"
 """The producer of the engine's facts (`engine.processor.ENGINE_PRODUCER`)."""
-ENGINE_WRITTEN = frozenset(
-    (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG, Topic.DECISIONS, Topic.ORDERS)
-)
-"""Topics only the engine writes what it folds from them (`engine.replay.ENGINE_WRITTEN`):
-accepted admin facts and kill switches, decisions, orders and fills."""
-ENGINE_ONLY = frozenset(
-    (
-        "AccountOpened", "KycVerified", "AmlFlagRaised", "AmlFlagCleared", "ProducerRegistered",
-        "DepositReceived", "RiskLimitsChanged", "KillSwitchEngaged", "KillSwitchReleased",
-        "RiskDecision", "IntentRejected", "OrderSubmitted", "Fill", "OrderCanceled",
-        "OrderExpired", "OrderRejected",
-    )
-)  # fmt: skip
-"""The event types on those topics the engine accepts from itself alone (the types its
-state folds, `engine.state.FOLDED_TYPES`); another service's `TransferRequested` on
-transfers.events is not one. tests/projections/test_intake.py checks the rule is the
-engine's intake's."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -190,8 +173,16 @@ def misplaced(topic: str, event_type: str) -> str | None:
 
 @functools.lru_cache(maxsize=1024)
 def engine_only(topic: str, event_type: str) -> bool:
-    """Whether only the engine's own `event_type` may be folded from `topic`."""
-    return event_type in ENGINE_ONLY and _logical(topic) in ENGINE_WRITTEN
+    """Whether only the engine's own `event_type` may be folded from `topic`: every type
+    the schemas say only the engine writes there (`schemas.registry.engine_written`: all
+    of risk.decisions and orders.lifecycle, the accepted admin facts on the domain
+    topics). That is more than the engine's intake checks (`engine.replay.Intake`, the
+    types its state folds): the engine ignores an `OrderAccepted`, a `CancelRequested`
+    or an `AdminCommandRejected`, the books fold them, so another producer's would move
+    an order's status or add a decision. tests/projections/test_intake.py checks the
+    rule refuses all the engine's intake refuses, and each handled type's foreign copy."""
+    logical = _logical(topic)
+    return logical is not None and event_type in engine_written(logical)
 
 
 Loader = Callable[[Table, Key], "Row | None"]
@@ -293,9 +284,10 @@ class Projection:
     def _admit(self, topic: str, event_type: str, schema_version: int) -> tuple[Any, bool]:
         """(verdict, engine only): True to fold, False to ignore knowingly, None when not
         understood, or the reason it is refused; and whether only the engine's own may be
-        folded. The engine's intake rule (`engine.replay.Intake`): the books fold what
-        the engine folds, so a `DepositReceived` someone else wrote to transfers.events
-        (which the engine dead-letters) credits nothing here either."""
+        folded. The engine's intake rule (`engine.replay.Intake`), so a `DepositReceived`
+        someone else wrote to transfers.events (which the engine dead-letters) credits
+        nothing here either, extended to every type only the engine writes
+        (`engine_only`), since the books fold types the engine ignores."""
         verdict = self.accepts(event_type, schema_version)
         if verdict is not True:
             return verdict, False

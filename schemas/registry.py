@@ -5,6 +5,8 @@ from __future__ import annotations
 from schemas import events
 from schemas.envelope import EventPayload
 from schemas.errors import UnknownEventTypeError
+from schemas.events.admin import ADMIN_COMMAND_TYPES
+from schemas.topics import ENGINE_OUTPUT_TOPICS
 
 
 def _collect() -> dict[tuple[str, int], type[EventPayload]]:
@@ -41,3 +43,16 @@ def payload_class(
 
 def event_types_for(topic: str) -> list[str]:
     return sorted({cls.EVENT_TYPE for cls in REGISTRY.values() if cls.TOPIC == topic})
+
+
+def engine_written(topic: str) -> frozenset[str]:
+    """The event types on `topic` (a logical topic name) that only the engine writes:
+    every type of its output topics (`ENGINE_OUTPUT_TOPICS`), and on a domain topic the
+    admin facts it publishes once it has accepted the command (`ADMIN_COMMAND_TYPES`:
+    a `DepositReceived` on transfers.events, not the transfer service's
+    `TransferRequested`). A reader that folds one of these from anyone else folds what
+    the engine never said (`projections.framework.engine_only`)."""
+    types = frozenset(event_types_for(topic))
+    if topic in ENGINE_OUTPUT_TOPICS:
+        return types
+    return types & frozenset(ADMIN_COMMAND_TYPES)

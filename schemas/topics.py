@@ -28,6 +28,13 @@ class Topic(StrEnum):
     ENGINE_SNAPSHOTS = "engine.snapshots"
 
 
+ENGINE_OUTPUT_TOPICS: frozenset[Topic] = frozenset((Topic.DECISIONS, Topic.ORDERS))
+"""The engine's own output topics: it is the only writer of every event on them
+(decisions and rejections, orders, venue acknowledgements, cancels and fills). On the
+domain topics it is the only writer of the admin facts it accepts
+(`schemas.events.admin.ADMIN_COMMAND_TYPES`); `schemas.registry.engine_written` has both."""
+
+
 EVENT_LOG_CONFIG: dict[str, str] = {
     "retention.ms": "-1",
     "retention.bytes": "-1",
