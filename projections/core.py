@@ -45,6 +45,7 @@ from projections.framework import (
     WriteMode,
     fits_column,
 )
+from schemas.events.transfers import TransferCheckOutcome
 from schemas.serde import canonical_json
 from schemas.topics import Topic
 from schemas.types import format_decimal
@@ -484,6 +485,20 @@ class PositionsProjection(Projection):
 
 
 # --------------------------------------------------------------------------- balances
+_TRANSFER_STEP = {
+    "TransferRequested": 0, "TransferChecked": 1, "TransferReleased": 2, "TransferSettled": 3
+}  # fmt: skip
+"""The order of a transfer's steps: its status only moves forward through them."""
+_TRANSFER_RANK = {
+    "REQUESTED": 0,
+    **{f"CHECKED_{o}": 1 for o in TransferCheckOutcome},
+    "RELEASED": 2,
+    "SETTLED": 3,
+}
+"""The step each transfer status stands at (`_TRANSFER_STEP`)."""
+_TRANSFER_STATUS = {"TransferReleased": "RELEASED", "TransferSettled": "SETTLED"}
+
+
 class BalancesProjection(Projection):
     """Balance per account and asset: deposits, fills (both legs and fee), withdrawals."""
 
@@ -519,6 +534,9 @@ class BalancesProjection(Projection):
     )
     ignores = FillsProjection.ignores
     migrations = ("0104_proj_balances.sql",)
+    fold_version = 2
+    """2: a transfer's status only moves forward (a check after the release set it back
+    to CHECKED_*)."""
     partition_local = (
         True  # balances, movements and transfers are per account, the key of both its topics
     )
@@ -606,13 +624,11 @@ class BalancesProjection(Projection):
             raise SkipEvent(f"{t} for unknown transfer {tid}")
         if p["account"] != cur[1]:  # its settlement would debit an account that never asked
             raise SkipEvent(f"{t} names account {p['account']}: transfer {tid} is {cur[1]}'s")
-        status = {
-            "TransferChecked": f"CHECKED_{p.get('outcome', '')}",
-            "TransferReleased": "RELEASED",
-            "TransferSettled": "SETTLED",
-        }[t]
-        if cur[4] == "SETTLED":
-            raise SkipEvent(f"{t} for already settled transfer {tid}")
+        if t == "TransferSettled" and cur[4] == "SETTLED":  # it would debit twice
+            raise SkipEvent(f"TransferSettled for already settled transfer {tid}")
+        if _TRANSFER_STEP[t] < _TRANSFER_RANK[cur[4]]:
+            return  # a late step: the transfer is past it, its status stays
+        status = f"CHECKED_{p['outcome']}" if t == "TransferChecked" else _TRANSFER_STATUS[t]
         state.put(self.transfers, (*cur[:4], status, d["event_id"], d["occurred_at"]))
         if t == "TransferSettled":
             asset, amount = cur[2], _dec(cur[3])
