@@ -155,11 +155,15 @@ _STATUS, _FILLED_QTY, _FILLED_NOTIONAL, _LEAVES = (
     _OI["status"], _OI["filled_quantity"], _OI["filled_notional"], _OI["leaves_quantity"]
 )  # fmt: skip
 _VENUE_ORDER_ID, _REASON, _COUNT = _OI["venue_order_id"], _OI["reason"], _OI["event_count"]
+_QUANTITY = _OI["quantity"]
 _CREATED, _UPDATED, _LAST_EVENT = _OI["created_at"], _OI["updated_at"], _OI["last_event_id"]
-_TERMINAL = frozenset(("FILLED", "CANCELED", "EXPIRED", "REJECTED"))
-"""Order statuses nothing leaves, with leaves_quantity 0: a fill that raced a cancel (or
-a cancel confirmation that raced the last fill) arrives after one and adds to the filled
-quantity and notional only."""
+_TERMINAL = frozenset(("FILLED", "CANCELED", "EXPIRED", "REJECTED", "OVERFILLED"))
+"""Order statuses nothing leaves (but an overfill), with leaves_quantity 0: a fill that
+raced a cancel (or a cancel confirmation that raced the last fill) arrives after one and
+adds to the filled quantity and notional only."""
+OVERFILL_REASON = "OVERFILL: the fills exceed the order's quantity"
+"""The reason of an OVERFILLED order: its fills add up to more than it ordered (a venue
+overfill). Any fill that does so makes an order OVERFILLED, whatever its status was."""
 _ORDER_TYPES = (
     "OrderSubmitted",
     "OrderAccepted",
@@ -187,9 +191,11 @@ class OrdersProjection(Projection):
     migrations = ("0101_proj_orders.sql",)
     partition_local = True  # an order's events all carry its account, the topic's key
     seen_table = "order_events"  # one row per folded event
-    fold_version = 3
+    fold_version = 4
     """2: a partial fill keeps PENDING_CANCEL (it made PARTIALLY_FILLED). 3: a canceled or
-    expired order's leaves_quantity is 0 (it kept the remainder the end took off)."""
+    expired order's leaves_quantity is 0 (it kept the remainder the end took off).
+    4: an order its fills overfill is OVERFILLED (it showed FILLED, or PARTIALLY_FILLED
+    with open quantity, beside a filled quantity past the order's)."""
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {(str(e.payload.get("order_id", "")),) for e in events}
@@ -220,11 +226,17 @@ class OrdersProjection(Projection):
             row = list(cur)
             if t == "Fill":
                 qty, price = Decimal(p["quantity"]), Decimal(p["price"])
-                row[_FILLED_QTY] = _EXACT.add(_dec(row[_FILLED_QTY]), qty)
+                filled = row[_FILLED_QTY] = _EXACT.add(_dec(row[_FILLED_QTY]), qty)
                 row[_FILLED_NOTIONAL] = _EXACT.add(
                     _dec(row[_FILLED_NOTIONAL]), _EXACT.multiply(qty, price)
                 )
-                if row[_STATUS] not in _TERMINAL:
+                if filled > _dec(row[_QUANTITY]):
+                    # A venue overfill: stored (filled is the sum of the fills, which the
+                    # fills, positions and balances count, as the engine does) and flagged.
+                    row[_STATUS] = "OVERFILLED"
+                    row[_LEAVES] = ZERO
+                    row[_REASON] = OVERFILL_REASON
+                elif row[_STATUS] not in _TERMINAL:
                     leaves = p["leaves_quantity"]
                     row[_LEAVES] = leaves
                     if Decimal(leaves) == 0:
