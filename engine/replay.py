@@ -23,9 +23,9 @@ from engine.codec import decode_record
 from engine.processor import ENGINE_PRODUCER
 from engine.snapshot import Slice, SnapshotError, merge_slices
 from engine.snapshot_io import read_slices
-from engine.state import FOLDED_TYPES, EngineState
+from engine.state import EngineState
 from schemas import Envelope, MalformedEventError
-from schemas.registry import event_types_for
+from schemas.registry import engine_written, event_types_for
 from schemas.topics import Topic
 
 log = logging.getLogger("tradetape.engine")
@@ -46,10 +46,13 @@ class Intake:
     """Which records the engine folds from a topic it reads (live and in a rebuild alike).
 
     Per topic only the event types of its catalogue (`schemas.registry.event_types_for`),
-    and on the topics the engine writes (`ENGINE_WRITTEN`) a type the fold acts on
-    (`state.FOLDED_TYPES`) only if the engine is its producer. Anything else is refused
-    with a reason (the worker dead-letters it, a rebuild skips it); a catalogue type the
-    fold ignores (another service's `TransferRequested`) passes, and is ignored. Before, a
+    and on the topics the engine writes (`ENGINE_WRITTEN`) a type only the engine writes
+    there (`schemas.registry.engine_written`, the projections' rule too) only if the
+    engine is its producer. Anything else is refused with a reason (the worker
+    dead-letters it, a rebuild logs and skips it); a catalogue type of another service
+    (its `TransferRequested`) passes, and the fold ignores it. A foreign `OrderAccepted`
+    or `CancelRequested`, which the fold ignores, was passed in silence until session 17;
+    it is refused now, like the projections quarantine it. Before, a
     `ProducerRegistered` written to the market-data topic registered a key for any
     account, and a `KillSwitchReleased` or `Fill` there was folded. One dict lookup and a
     set test or two per record.
@@ -59,7 +62,7 @@ class Intake:
         self.rules: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         for t in (*ENGINE_WRITTEN, Topic.MARKETDATA):
             types = frozenset(event_types_for(t))
-            engine_only = types & FOLDED_TYPES if t in ENGINE_WRITTEN else frozenset()
+            engine_only = engine_written(t) if t in ENGINE_WRITTEN else frozenset()
             self.rules[settings.topic(t)] = (types, engine_only)
 
     def refusal(self, topic: str | None, event: Envelope[Any]) -> str | None:
