@@ -18,7 +18,7 @@ from deploy.settings import Settings
 from engine.state import EngineState
 from schemas.events import RiskLimits, RiskLimitsChanged
 from schemas.topics import Topic
-from tests.engine.helpers import admin, produce, read_topic
+from tests.engine.helpers import admin, read_topic, send_admin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,8 +117,9 @@ def stop(proc: subprocess.Popen[bytes], *, hard: bool = False) -> None:
 
 
 def generous_limits(settings: Settings) -> None:
-    """Global limits loose enough that a long test's prices stay fresh and rates pass."""
-    produce(
+    """Global limits loose enough that a long test's prices stay fresh and rates pass
+    (sent again if refused on a stale view: `send_admin`)."""
+    send_admin(
         settings,
         [
             admin(
@@ -137,7 +138,6 @@ def generous_limits(settings: Settings) -> None:
                 )
             )
         ],
-        admin=True,
     )
 
 
