@@ -27,13 +27,29 @@ STOP_BOUND_SECONDS = 15.0
 """Far above the worker's own grace (seconds, not money), far below the 57 s before."""
 
 
-def _start_engine(tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
-        # A port nothing listens on: every connection is refused.
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """This environment without TRADETAPE_* settings, the data under `tmp_path`, and a
+    broker port nothing listens on: every connection is refused."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
         "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
-        "TRADETAPE_ENGINE_WORKER_ID": "stop0",
     }
+
+
+def _run_script(script: str, tmp_path: Path) -> tuple[int, str]:
+    """Run `script` (a worker patched to stop some way) offline: its exit code and stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=_offline_env(tmp_path),
+        stderr=subprocess.PIPE,
+        timeout=STOP_BOUND_SECONDS + 30,
+    )
+    return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+def _start_engine(tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = _offline_env(tmp_path) | {"TRADETAPE_ENGINE_WORKER_ID": "stop0"}
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
         cwd=ROOT,
@@ -90,10 +106,7 @@ def test_a_stop_stuck_in_a_broker_call_ends_after_the_grace(tmp_path: Path) -> N
     SIGTERM (exit 1, saying so), and at once on a second signal."""
     from engine.worker import STOP_GRACE_SECONDS
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
-        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = _offline_env(tmp_path)
     for second_signal in (False, True):
         proc = subprocess.Popen(
             [sys.executable, "-c", STUCK], cwd=ROOT, env=env, stderr=subprocess.PIPE
@@ -148,19 +161,8 @@ sys.exit(w.main(settings))
 
 def test_a_second_signal_while_the_state_is_written_leaves_no_torn_file(tmp_path: Path) -> None:
     """The state file is whole after any exit: the previous one, or the new one."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
-        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", SECOND_SIGNAL_MID_DUMP],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        timeout=STOP_BOUND_SECONDS + 30,
-    )
-    text = proc.stderr.decode(errors="replace")
-    assert proc.returncode == 1, (proc.returncode, text[-3000:])
+    code, text = _run_script(SECOND_SIGNAL_MID_DUMP, tmp_path)
+    assert code == 1, (code, text[-3000:])
     assert "asked again to stop; exiting now" in text, text[-3000:]
     path = Path(text.splitlines()[0])
     assert json.loads(path.read_text()) == {"worker": "the previous run"}
@@ -191,21 +193,10 @@ sys.exit(code)
 def test_a_clean_stop_exits_with_its_code_however_long_the_rest_takes(tmp_path: Path) -> None:
     """The grace bounds the stop, not the process: once the worker has stopped cleanly (its
     state written), the exit code is its own, not the grace's 1 (review of session 16)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
-        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", SLOW_EXIT_AFTER_A_CLEAN_STOP],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        timeout=STOP_BOUND_SECONDS + 30,
-    )
-    text = proc.stderr.decode(errors="replace")
+    code, text = _run_script(SLOW_EXIT_AFTER_A_CLEAN_STOP, tmp_path)
     assert "main returned 0" in text, text[-3000:]
     assert "not stopped within" not in text, text[-3000:]
-    assert proc.returncode == 0, (proc.returncode, text[-3000:])
+    assert code == 0, (code, text[-3000:])
 
 
 STUCK_WITH_STDERR_FULL = """
@@ -241,10 +232,7 @@ def test_the_hard_exit_does_not_wait_on_a_full_stderr(tmp_path: Path, exit_by: s
     """A worker whose stderr is a pipe nobody reads (full) still exits 1, after the grace or
     at a second signal: its last log line is written on a bounded path. Before, the exit
     waited on that line for ever."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADETAPE_")} | {
-        "TRADETAPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "TRADETAPE_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = _offline_env(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-c", STUCK_WITH_STDERR_FULL, exit_by],
         cwd=ROOT,
