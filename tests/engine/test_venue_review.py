@@ -57,6 +57,19 @@ def test_fill_or_kill_fills_all_or_nothing(
         assert end.reason == "FOK_NOT_FILLABLE" and end.filled_quantity == 0
 
 
+def _resting(held: int, side: Side, qty: Decimal) -> tuple[Harness, Decimal]:
+    """An account holding `held` BTC (and 10 deposited) with a `side` order of `qty`
+    resting one step off the 100 / 101 touch: the harness and that order's limit."""
+    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
+    h.admin_deposit("BTC", D("10"))
+    h.quote(D("100"), D("101"), qty=D("10"))
+    if held:
+        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
+    limit = D("99") if side is Side.BUY else D("102")
+    assert types(h.order(side, qty, limit))[-1] == "OrderAccepted"  # resting
+    return h, limit
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     held=st.integers(min_value=-3, max_value=3),
@@ -71,13 +84,7 @@ def test_under_the_kill_switch_no_resting_order_adds_risk(
     order approved before it was engaged is canceled (KILL_SWITCH) when a print would fill
     it beyond closing the position, and a closing one still fills. Before, a bid resting
     at the engagement bought on the next print under the switch (and under the brake)."""
-    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
-    h.admin_deposit("BTC", D("10"))
-    h.quote(D("100"), D("101"), qty=D("10"))
-    if held:
-        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
-    limit = D("99") if side is Side.BUY else D("102")
-    assert types(h.order(side, D(qty), limit))[-1] == "OrderAccepted"  # resting
+    h, limit = _resting(held, side, D(qty))
     engaged = h.admin(KillSwitchEngaged(scope=scope, engaged_by="admin", reason="test"))
     before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
     h.tick(1)
@@ -180,13 +187,7 @@ def test_an_open_aml_flag_stops_resting_orders_from_trading(side: Side, held: in
     account's resting orders from trading: a print reaching one cancels it
     (`AML_FLAG_OPEN`). Before, orders resting when the flag was raised kept executing
     for the flagged account."""
-    h = Harness(RiskLimits(max_position=D("100"), max_order_notional=D("1e7")))
-    h.admin_deposit("BTC", D("10"))
-    h.quote(D("100"), D("101"), qty=D("10"))
-    if held:
-        h.order(Side.BUY if held > 0 else Side.SELL, D(abs(held)))
-    limit = D("99") if side is Side.BUY else D("102")
-    assert types(h.order(side, D("1"), limit))[-1] == "OrderAccepted"  # resting
+    h, limit = _resting(held, side, D("1"))
     raised = h.admin(AmlFlagRaised(account="A1", flag_id="f1", reason="test", raised_by="admin"))
     before = h.state.account("A1").positions.get(INSTRUMENT, D(0))
     h.tick(1)
