@@ -50,8 +50,8 @@ from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
 from schemas.ids import derived_uuid7
+from schemas.registry import ENGINE_PRODUCER as ENGINE_PRODUCER  # re-exported: one source
 
-ENGINE_PRODUCER = "engine"
 ADMIN_ACCEPTED = "admin-accepted"
 """Discriminator of an accepted admin fact: its id is derived from the command's."""
 DEFAULT_ADMINS: frozenset[str] = frozenset({"admin"})

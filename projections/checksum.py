@@ -82,6 +82,7 @@ def _json_text(value: Any) -> str:
 
 
 # A jsonb number beyond a float's range loads as an infinity (and dumps as `Infinity`).
+# Not money: jsonb numbers are only recognised here, to tell a string posing as one.
 _CONSTANTS = {"Infinity": float("inf"), "-Infinity": float("-inf")}
 
 

@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Any
 
 from schemas import Envelope, decode
-from schemas.registry import engine_written, event_types_for
+from schemas.registry import ENGINE_PRODUCER, engine_written, event_types_for
 from schemas.topics import Topic
 
 Row = tuple[Any, ...]
@@ -151,10 +151,6 @@ def fits_column(value: Any, column: str, bounds: tuple[int, int]) -> Any:
     return value
 
 
-ENGINE_PRODUCER = "engine"
-"""The producer of the engine's facts (`engine.processor.ENGINE_PRODUCER`)."""
-
-
 @functools.lru_cache(maxsize=256)
 def _logical(topic: str) -> Topic | None:
     """The topic a full name (`settings.topic_prefix` + topic) names; None if none."""
@@ -176,11 +172,9 @@ def engine_only(topic: str, event_type: str) -> bool:
     """Whether only the engine's own `event_type` may be folded from `topic`: every type
     the schemas say only the engine writes there (`schemas.registry.engine_written`: all
     of risk.decisions and orders.lifecycle, the accepted admin facts on the domain
-    topics). That is more than the engine's intake checks (`engine.replay.Intake`, the
-    types its state folds): the engine ignores an `OrderAccepted`, a `CancelRequested`
-    or an `AdminCommandRejected`, the books fold them, so another producer's would move
-    an order's status or add a decision. tests/projections/test_intake.py checks the
-    rule refuses all the engine's intake refuses, and each handled type's foreign copy."""
+    topics), the engine's intake rule too (`engine.replay.Intake`);
+    tests/projections/test_intake.py checks the two refuse the same, and each handled
+    type's foreign copy."""
     logical = _logical(topic)
     return logical is not None and event_type in engine_written(logical)
 
@@ -286,8 +280,7 @@ class Projection:
         understood, or the reason it is refused; and whether only the engine's own may be
         folded. The engine's intake rule (`engine.replay.Intake`), so a `DepositReceived`
         someone else wrote to transfers.events (which the engine dead-letters) credits
-        nothing here either, extended to every type only the engine writes
-        (`engine_only`), since the books fold types the engine ignores."""
+        nothing here either."""
         verdict = self.accepts(event_type, schema_version)
         if verdict is not True:
             return verdict, False

@@ -45,6 +45,10 @@ def event_types_for(topic: str) -> list[str]:
     return sorted({cls.EVENT_TYPE for cls in REGISTRY.values() if cls.TOPIC == topic})
 
 
+ENGINE_PRODUCER = "engine"
+"""The producer id of every event the engine writes: what `engine_written` types must carry."""
+
+
 def engine_written(topic: str) -> frozenset[str]:
     """The event types on `topic` (a logical topic name) that only the engine writes:
     every type of its output topics (`ENGINE_OUTPUT_TOPICS`), and on a domain topic the
