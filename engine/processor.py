@@ -403,7 +403,7 @@ def _cancel(
     if (
         order is None
         or order.account != p.account
-        or (order.done and not any(_armed(state, c) for c in order.children))
+        or (order.done and not state.open_children(order))
     ):
         _reject(
             emit,
@@ -437,11 +437,6 @@ def _cancel(
         "decision",
     )
     venue.cancel(state, order, "CLIENT", emit)
-
-
-def _armed(state: EngineState, order_id: str) -> bool:
-    child = state.orders.get(order_id)
-    return child is not None and not child.done
 
 
 def _order(

@@ -941,6 +941,11 @@ class EngineState:
             self.halt_causes.pop(key, None)
             del self._aml_raised[account]
 
+    def open_children(self, order: OrderState) -> list[OrderState]:
+        """`order`'s stop/take children still working (armed), in arming order."""
+        found = (self.orders.get(i) for i in order.children)
+        return [c for c in found if c is not None and not c.done]
+
     def halt_cause(self, account: str) -> Envelope[Any] | None:
         """The fact that stops the account's resting orders now (an open AML flag first,
         then its own kill switch, then the global one), or None."""

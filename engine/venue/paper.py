@@ -230,9 +230,7 @@ class PaperVenue:
         new = order.filled - order.protected
         if new <= 0:
             return
-        open_children = [
-            c for c in (state.orders.get(i) for i in order.children) if c is not None and not c.done
-        ]
+        open_children = state.open_children(order)
         quantity = new + max((c.leaves for c in open_children), default=ZERO)
         for c in open_children:
             self._end(c, "REPLACED", emit, cancel=True)
@@ -492,16 +490,13 @@ class PaperVenue:
         start = scan.first_after(at)  # a print, since the newest is newer than the order
         limit, buy = order.limit_price, order.side is Side.BUY
 
-        def armed() -> list[OrderState]:
-            return [c for c in (state.orders.get(i) for i in order.children) if c and not c.done]
-
         if (
             not order.done
             and (
                 limit is None
                 or (scan.min_price[start] > limit if buy else scan.max_price[start] < limit)
             )
-            and not armed()
+            and not state.open_children(order)
         ):
             return  # no newer print crosses the order, and it has no children
         mark = state.account(order.account).maker_fill_at.get(
@@ -510,7 +505,7 @@ class PaperVenue:
         for event in islice(prints, start, None):
             # The order while it rests (only a print that crosses its limit and is newer
             # than the cut-off), and the children its fills armed.
-            meets = armed()
+            meets = state.open_children(order)
             if not order.done:
                 price = event.payload.price
                 crosses = limit is not None and (price <= limit if buy else price >= limit)
@@ -524,14 +519,12 @@ class PaperVenue:
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
         if order.done:
             # Done: what still works for it is its armed stop/take children.
-            for child_id in order.children:
-                child = state.orders.get(child_id)
-                if child is not None and not child.done:
-                    emit(
-                        CancelRequested(order_id=child_id, account=child.account, reason=reason),
-                        f"cancelreq:{child_id}",
-                    )
-                    self._end(child, reason, emit, cancel=True)
+            for child in state.open_children(order):
+                emit(
+                    CancelRequested(order_id=child.order_id, account=child.account, reason=reason),
+                    f"cancelreq:{child.order_id}",
+                )
+                self._end(child, reason, emit, cancel=True)
             return
         emit(
             CancelRequested(order_id=order.order_id, account=order.account, reason=reason),
