@@ -4,7 +4,8 @@ Pure (no Kafka). A slice of partition `p` is everything the fold derived from `p
 engine's own topics, i.e. from the accounts on `p`: their orders and client order ids,
 the idempotency record of their decisions (recent bytes, archived fingerprints), their
 order-rate windows, what their fills moved (balances minus deposits, positions, fill
-counts, the newest maker fill per instrument), the drawdown peaks their decisions
+counts, the newest maker fill per instrument and side, what the orders took of the
+displayed book), the drawdown peaks their decisions
 recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly as a full
 replay would), orphan fill ids, and the own-topic offsets it covers. Reference state (producers, accounts' KYC/AML/deposits,
 limits, kill switches, prices) is not in it: it is replayed from the reference topics.
@@ -178,7 +179,8 @@ class Capture:
 
     partition: int
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
-                         list[tuple[datetime, Decimal]], dict[str, datetime]]]  # fmt: skip
+                         list[tuple[datetime, Decimal]], dict[str, datetime],
+                         dict[str, tuple[str, Decimal]]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -210,6 +212,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             a.fills,
             list(a.peaks),
             dict(a.maker_fill_at),
+            dict(a.taken),
         )
         for name, a in state.accounts.items()
         if part(name) == partition
@@ -251,12 +254,14 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
     positions the captured state has folded exactly (the worker knows them once the
     transaction that produced them has committed)."""
     accounts: dict[str, Any] = {}
-    for name, balances, deposited, positions, fills, peaks, maker_fill_at in sorted(c.accounts):
+    for name, balances, deposited, positions, fills, peaks, maker_fill_at, taken in sorted(
+        c.accounts
+    ):
         traded = {
             asset: str(amount - deposited.get(asset, ZERO))
             for asset, amount in sorted(balances.items())
         }
-        if not (traded or positions or fills or peaks or maker_fill_at):
+        if not (traded or positions or fills or peaks or maker_fill_at or taken):
             continue
         accounts[name] = {
             "traded": traded,
@@ -264,6 +269,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             "fills": fills,
             "peaks": [[_ts(t), str(v)] for t, v in peaks],
             "maker_fill_at": {i: _ts(t) for i, t in sorted(maker_fill_at.items())},
+            "taken": {i: [q, str(v)] for i, (q, v) in sorted(taken.items())},
         }
     body = {
         "format": FORMAT_VERSION,
@@ -370,6 +376,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.peaks = [(_dt(t), Decimal(v)) for t, v in a["peaks"]]
             acc.peak_equity = acc.peak_since(acc.peak_reset_at)
             acc.maker_fill_at = {i: _dt(t) for i, t in a["maker_fill_at"].items()}
+            acc.taken = {i: (str(q), Decimal(v)) for i, (q, v) in a["taken"].items()}
         for d in b["orders"]:
             o = _order_load(d)
             if part(o.account) != s.partition:
@@ -441,6 +448,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.peaks = []
         acc.peak_equity = acc.peak_since(acc.peak_reset_at)
         acc.maker_fill_at = {}
+        acc.taken = {}
         acc.open_orders = set()
         acc.exposure = Exposure()
     dropped = [oid for oid, o in state.orders.items() if part(o.account) in partitions]
@@ -483,6 +491,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             "peak_reset_at": None if acc.peak_reset_at is None else _ts(acc.peak_reset_at),
             "fills": acc.fills,
             "maker_fill_at": {k: _ts(v) for k, v in sorted(acc.maker_fill_at.items())},
+            "taken": {k: [q, str(v)] for k, (q, v) in sorted(acc.taken.items())},
             "exposure": repr(
                 (
                     acc.exposure.open_parents,
@@ -573,6 +582,7 @@ _UNTOUCHED: dict[str, Any] = {
     "peak_reset_at": None,
     "fills": 0,
     "maker_fill_at": {},
+    "taken": {},
     "exposure": repr((0, [], [], [], [], [])),
     "peaks": [],
 }

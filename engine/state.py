@@ -233,12 +233,33 @@ class AccountState:
     the fills alone, so it is what the log says was matched: after a hand-over or restart
     the owner matches the account's resting orders only against prints newer than this
     (`PaperVenue.catch_up`), so no print's size is taken twice."""
+    taken: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    """`maker_key(instrument, side)` -> (quote id, quantity): how much of that quote's
+    displayed size on that side this account's orders took on submission (the newest quote
+    it took from). The account's next order against the same quote finds only the rest
+    (`PaperVenue.submit`); a newer quote shows its size afresh. Per account, as prints are
+    (see the paper venue): folded from its own fills (`Fill.quote_id`), in the order of its
+    partition, so it does not depend on which worker holds which accounts."""
     peaks: list[tuple[datetime, Decimal]] = field(default_factory=list)
     """The drawdown peaks the decisions and fills recorded, as suffix maxima: sorted by
     event time, peaks strictly
     decreasing, so `peak_since(t)` = max peak of decisions at or after `t`. This is what
     lets a snapshot slice (own topics) be combined with a later `KillSwitchReleased`
     (reference topic) exactly as a full replay would."""
+
+    def displayed_left(self, instrument: str, side: Side, quote_id: str, shown: Decimal) -> Decimal:
+        """What is left for this account of `shown`, the size quote `quote_id` displays on
+        the side its `side` orders take (`taken`)."""
+        had = self.taken.get(maker_key(instrument, side))
+        return shown - had[1] if had is not None and had[0] == quote_id else shown
+
+    def take(self, instrument: str, side: Side, quote_id: str, quantity: Decimal) -> None:
+        """Record a fill of `quantity` taken from quote `quote_id` (`taken`)."""
+        key = maker_key(instrument, side)
+        had = self.taken.get(key)
+        if had is not None and had[0] == quote_id:
+            quantity += had[1]
+        self.taken[key] = (quote_id, quantity)
 
     def raise_peak(self, at: datetime, equity: Decimal) -> None:
         """Raise the drawdown peak to `equity` seen by a decision at `at`, unless a release
@@ -1102,6 +1123,8 @@ class EngineState:
             newest = acc.maker_fill_at.get(key)
             if newest is None or p.traded_at > newest:
                 acc.maker_fill_at[key] = p.traded_at
+        elif p.quote_id is not None:
+            acc.take(p.instrument, p.side, p.quote_id, p.quantity)
         base, quote = split_instrument(p.instrument)
         signed = p.quantity if p.side is Side.BUY else -p.quantity
         acc.positions[p.instrument] = acc.positions.get(p.instrument, ZERO) + signed

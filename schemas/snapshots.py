@@ -22,14 +22,15 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
 account's newest maker fill per instrument, which bounds the prints matched again after a
 hand-over; 5: that fill per instrument and side; 6: each order's `protected`, the filled
 quantity its stop/take children were last armed for, as they are armed from the first
-fill on)."""
+fill on; 7: each account's `taken`, what its orders took of the displayed book, which its
+next orders against that book no longer find)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

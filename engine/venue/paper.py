@@ -1,7 +1,11 @@
 """The paper venue: deterministic matching against the market-data topic.
 
 - MARKET orders take the displayed quantity at the touch; the remainder expires (a FOK
-  one executes only if the displayed quantity covers the whole order).
+  one executes only if the displayed quantity covers the whole order). What the account's
+  own orders took of a quote's displayed quantity is not displayed to its next orders
+  against that quote (`AccountState.taken`, folded from the fills' `quote_id`); a newer
+  quote displays its quantity afresh. Other accounts' orders are not counted, as with
+  prints (below).
 - LIMIT orders take liquidity if marketable (taker), then rest (GTC) or expire (IOC/FOK;
   FOK executes only if the displayed quantity covers the whole order). Resting orders fill
   as makers at their limit when a public trade prints at or through it, up to the trade's
@@ -168,6 +172,7 @@ class PaperVenue:
         traded_at: Any,
         emit: Emit,
         peak_equity: Decimal | None = None,
+        quote_id: str | None = None,
     ) -> bool:
         fill_id = "f-" + _h(order.order_id, source)
         if fill_id in order.fill_ids or qty <= 0:
@@ -193,6 +198,7 @@ class PaperVenue:
                 traded_at=traded_at,
                 leaves_quantity=order.leaves - qty,
                 peak_equity=peak_equity,
+                quote_id=quote_id,
             ),
             f"fill:{fill_id}",
         )
@@ -441,7 +447,12 @@ class PaperVenue:
         source = f"quote:{ps.quote_id}"
         if met is not None:
             touch = met.ask if buy else met.bid
-            touch_qty = met.ask_qty if buy else met.bid_qty
+            # What the account's own orders took of this book already is not there again
+            # (`AccountState.taken`; other accounts' orders are not counted: each account
+            # trades against the public book on its own, as against prints).
+            touch_qty = state.account(order.account).displayed_left(
+                order.instrument, order.side, met.quote_id, met.ask_qty if buy else met.bid_qty
+            )
             source = f"quote:{met.quote_id}"
         # A fill on submission happens when the order arrives, never before it: the
         # quote it executes against may be older than the order.
@@ -461,7 +472,11 @@ class PaperVenue:
         else:
             if marketable and touch is not None:
                 qty = min(order.leaves, touch_qty)
-                self._fill(state, order, qty, touch, Liquidity.TAKER, source, at, emit)
+                assert met is not None
+                self._fill(
+                    state, order, qty, touch, Liquidity.TAKER, source, at, emit,
+                    quote_id=met.quote_id,
+                )  # fmt: skip
             if order.done:
                 pass
             elif order.order_type is OrderType.MARKET:

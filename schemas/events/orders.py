@@ -247,6 +247,14 @@ class Fill(EventPayload):
         "it at the print that filled this order (before the fill); null if not raised. The "
         "engine folds it back on restart",
     )
+    quote_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Of a taker fill on submission: the quote (its event id) whose displayed "
+        "quantity it took, which the account's later orders against that quote no longer "
+        "find; the engine folds it back on restart. Null for fills at public prints",
+    )
 
     @property
     def notional(self) -> Dec:

@@ -84,6 +84,7 @@ ID_FIELDS = {
     "parent_order_id",
     "venue_order_id",
     "signature",
+    "quote_id",  # a quote's event id (fresh in each run)
 }
 
 
