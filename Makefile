@@ -2,7 +2,9 @@
 #   make demo   set up, start the embedded local stack and run the end-to-end demo
 #   make test   the whole test suite (what CI runs)
 
-PYTHON ?= python3
+# The interpreter .venv/ is built with: deploy/pick-python's choice unless given
+# (`make PYTHON=/path/to/python3.11 ...`). It prefers the distribution's PGO/LTO build.
+PYTHON ?=
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -17,7 +19,8 @@ RUST_SOURCES := $(wildcard signer_ffi/Cargo.toml signer_ffi/Cargo.lock signer_ff
 .PHONY: demo test setup lint typecheck docs clean down bench
 
 $(STAMP): pyproject.toml $(RUST_SOURCES)
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || { py='$(PYTHON)'; [ -n "$$py" ] || py=$$(sh deploy/pick-python) || exit 1; \
+	  echo "creating $(VENV) with $$py ($$($$py -V 2>&1))"; $$py -m venv $(VENV); }
 	@echo "installing tradetape and its Python dependencies into $(VENV), building the FROST signer (Rust)" \
 	  "(quiet; about a minute with the cargo cache warm, several without) ..."
 	$(PY) -m pip install -q --upgrade pip
