@@ -7,8 +7,11 @@ order-rate windows, what their fills moved (balances minus deposits, positions, 
 counts, the newest maker fill per instrument and side, what the orders took of the
 displayed book), the drawdown peaks their decisions
 recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly as a full
-replay would), orphan fill ids, and the own-topic offsets it covers. Reference state (producers, accounts' KYC/AML/deposits,
-limits, kill switches, prices) is not in it: it is replayed from the reference topics.
+replay would), orphan fill ids, and the own-topic offsets it covers. Reference state
+(producers, accounts' KYC/AML/deposits, withdrawals and what they hold, limits, kill
+switches, prices) is not in it: it is replayed from the reference topics. A settled
+withdrawal is taken off `deposited` as off `balances`, so the fills' part of a balance
+(`traded`) is what it was: the slice format needs no change for withdrawals.
 
 `merge_slices(state, slices)` installs slices into a state that already holds the
 reference topics; replaying the own-topic records after each slice's offsets then gives
@@ -486,6 +489,10 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             "deposited": {k: str(v) for k, v in sorted(acc.deposited.items()) if v},
             "positions": {k: str(v) for k, v in sorted(acc.positions.items()) if v},
             "deposits": sorted(acc.deposits),
+            "withdrawals": sorted(
+                (t, w.asset, str(w.amount), w.status) for t, w in acc.withdrawals.items()
+            ),
+            "held": {k: str(v) for k, v in sorted(acc.held.items()) if v},
             "open_orders": sorted(acc.open_orders),
             "peak_equity": str(acc.peak_equity),
             "peak_reset_at": None if acc.peak_reset_at is None else _ts(acc.peak_reset_at),
@@ -577,6 +584,8 @@ _UNTOUCHED: dict[str, Any] = {
     "deposited": {},
     "positions": {},
     "deposits": [],
+    "withdrawals": [],
+    "held": {},
     "open_orders": [],
     "peak_equity": "0",
     "peak_reset_at": None,

@@ -56,9 +56,14 @@ from schemas.events import (
     RiskLimitsChanged,
     Side,
     TimeInForce,
+    TransferChecked,
+    TransferReleased,
+    TransferRequested,
+    TransferSettled,
 )
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE
+from schemas.events.transfers import TransferCheckOutcome
 
 _new_object = object.__new__
 _set_attr = object.__setattr__
@@ -207,6 +212,34 @@ class OrderState:
         return self.quantity - self.filled
 
 
+TRANSFER_STEP: dict[str, int] = {
+    "TransferRequested": 0, "TransferChecked": 1, "TransferReleased": 2, "TransferSettled": 3
+}  # fmt: skip
+"""The order of a withdrawal's steps: its status only moves forward through them (the
+balances book's `_TRANSFER_STEP`, which a test holds equal)."""
+TRANSFER_RANK: dict[str, int] = {
+    "REQUESTED": 0,
+    **{f"CHECKED_{o}": 1 for o in TransferCheckOutcome},
+    "RELEASED": 2,
+    "SETTLED": 3,
+}
+"""The step each withdrawal status stands at (the balances book's `_TRANSFER_RANK`)."""
+NOT_HOLDING: frozenset[str] = frozenset({f"CHECKED_{TransferCheckOutcome.REJECT}", "SETTLED"})
+"""The statuses in which a withdrawal holds nothing: rejected (the money stays) or settled
+(it has left: debited). Any other status holds the requested amount, a re-check or a
+release after a rejection too (fail closed: the books would settle it)."""
+
+
+@dataclass(slots=True)
+class Withdrawal:
+    """A requested withdrawal as the engine folds it (reference topic `transfers.events`)."""
+
+    asset: str
+    amount: Decimal
+    status: str
+    """One of `TRANSFER_RANK`'s, as the balances book's `transfers.status`."""
+
+
 @dataclass
 class AccountState:
     account: str
@@ -215,12 +248,19 @@ class AccountState:
     kyc: bool = False
     aml_flags: set[str] = field(default_factory=set)
     balances: dict[str, Decimal] = field(default_factory=dict)
-    """Deposits plus what the fills moved (see `deposited` for the reference part)."""
+    """Deposits less settled withdrawals plus what the fills moved (see `deposited` for
+    the reference part)."""
     deposited: dict[str, Decimal] = field(default_factory=dict)
-    """The deposits alone (reference topics): `balances - deposited` is what fills moved,
-    which is what a snapshot slice carries."""
+    """The reference topics' part of `balances`: deposits less settled withdrawals.
+    `balances - deposited` is what fills moved, which is what a snapshot slice carries."""
     positions: dict[str, Decimal] = field(default_factory=dict)
     deposits: set[str] = field(default_factory=set)
+    withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
+    """transfer id -> the withdrawal this account requested (`TransferRequested`) and its
+    status, as the balances book keeps it (`EngineState._apply_transfer`)."""
+    held: dict[str, Decimal] = field(default_factory=dict)
+    """per asset: what the withdrawals not rejected or settled yet hold (any status but
+    `NOT_HOLDING`'s): not free to trade (`EngineState.reserved`)."""
     open_orders: set[str] = field(default_factory=set)
     peak_equity: Decimal = ZERO
     peak_reset_at: datetime | None = None
@@ -677,11 +717,19 @@ class EngineState:
             raise ValueError(f"no price to value the open market buys on {instrument}")
         return max(ref[0], ps.ask) if ps.ask is not None else ref[0]
 
-    def free(self, acc: AccountState, asset: str, fee: Decimal) -> Decimal:
-        """The balance of `asset` less what the open orders commit of it on any pair
-        (`Exposure.committed`, buys at `fee` = 1 + fee rate); the credit limit not added."""
+    def reserved(self, acc: AccountState, asset: str, fee: Decimal) -> Decimal:
+        """What the account may not spend of its balance of `asset`: what the open orders
+        commit of it on any pair (`Exposure.committed`, buys at `fee` = 1 + fee rate) plus
+        what its pending withdrawals hold (`AccountState.held`)."""
         committed = acc.exposure.committed(asset, fee, self.market_buy_price)
-        return acc.balances.get(asset, ZERO) - committed
+        held = acc.held.get(asset)
+        return committed if held is None else committed + held
+
+    def free(self, acc: AccountState, asset: str, fee: Decimal) -> Decimal:
+        """The balance of `asset` less what is `reserved` of it (open orders, withdrawals);
+        the credit limit not added. Below zero when a withdrawal was requested of more than
+        was free: then nothing paid in `asset` passes the balance rule but on credit."""
+        return acc.balances.get(asset, ZERO) - self.reserved(acc, asset, fee)
 
     def credit_headroom(
         self, acc: AccountState, asset: str, fee: Decimal, credit_limit: Decimal
@@ -698,6 +746,7 @@ class EngineState:
             return ZERO
         x = acc.exposure
         assets = set(acc.balances)
+        assets.update(acc.held)
         assets.update(x.buy_limit_notional, x.sell_leaves_by_base)
         assets.update(split_instrument(i)[1] for i in x.buy_market_leaves)
         left = credit_limit
@@ -925,6 +974,8 @@ class EngineState:
                 acc.deposits.add(p.deposit_id)
                 acc.balances[p.asset] = acc.balances.get(p.asset, ZERO) + p.amount
                 acc.deposited[p.asset] = acc.deposited.get(p.asset, ZERO) + p.amount
+        elif isinstance(p, _TRANSFER_TYPES):
+            self._apply_transfer(p)
         elif isinstance(p, RiskLimitsChanged):
             current = self.limits.get(p.scope)
             if current is None or p.config_version > current[0]:
@@ -946,6 +997,46 @@ class EngineState:
         else:
             return
         self.seen_reference.add(event.event_id)
+
+    def _apply_transfer(
+        self, p: TransferRequested | TransferChecked | TransferReleased | TransferSettled
+    ) -> None:
+        """A withdrawal's step, folded by the balances book's rules (`projections.core`
+        `BalancesProjection.handle`), so the engine and the books agree on the balance:
+        a request holds its amount at once (`held`) until it is rejected (a `REJECT`
+        check) or settled (then debited); the status only moves forward, a step the
+        withdrawal is past changes nothing. What the books quarantine changes nothing
+        here either: a second request of the same id, a step of a withdrawal never
+        requested (or requested by another account: ids are per account here, see
+        docs/engine.md), a second settlement. The engine does not decide withdrawals: a
+        request of more than is free still holds it all (the free balance goes below
+        zero, `free`)."""
+        if isinstance(p, TransferRequested):
+            acc = self.account(p.account)
+            if p.transfer_id not in acc.withdrawals:
+                acc.withdrawals[p.transfer_id] = Withdrawal(p.asset, p.amount, "REQUESTED")
+                _bump(acc.held, p.asset, p.amount)
+            return
+        found = self.accounts.get(p.account)
+        w = found.withdrawals.get(p.transfer_id) if found is not None else None
+        if found is None or w is None:
+            return
+        settled = isinstance(p, TransferSettled)
+        if settled and w.status == "SETTLED":
+            return  # it would debit twice
+        if TRANSFER_STEP[p.EVENT_TYPE] < TRANSFER_RANK[w.status]:
+            return  # a late step: the withdrawal is past it
+        if isinstance(p, TransferChecked):
+            status = f"CHECKED_{p.outcome}"
+        else:
+            status = "SETTLED" if settled else "RELEASED"
+        was, now = w.status not in NOT_HOLDING, status not in NOT_HOLDING
+        w.status = status
+        if was != now:
+            _bump(found.held, w.asset, -w.amount if was else w.amount)
+        if settled:
+            found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
+            found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
 
     def _aml_fact(self, account: str, raised: Envelope[Any] | None) -> None:
         """Keep ("aml", account) in `halt_causes` the raising fact of its least open flag."""
@@ -1158,11 +1249,16 @@ _REFERENCE_TYPES = (
     AmlFlagCleared,
     ProducerRegistered,
     DepositReceived,
+    TransferRequested,
+    TransferChecked,
+    TransferReleased,
+    TransferSettled,
     RiskLimitsChanged,
     KillSwitchEngaged,
     KillSwitchReleased,
 )
 """What `_apply_reference` folds (and records as seen); anything else it ignores."""
+_TRANSFER_TYPES = (TransferRequested, TransferChecked, TransferReleased, TransferSettled)
 
 FOLDED_TYPES: frozenset[str] = frozenset(
     {

@@ -50,11 +50,12 @@ def build_context(
     ref = ps.reference()
     # The book the paper venue will fill the order against (event time), not the newest.
     book = ps.book_at(intent_at)
-    # O(1) in the open orders: the fold keeps their commitments per account (`Exposure`).
+    # O(1) in the open orders: the fold keeps their commitments per account (`Exposure`),
+    # and what pending withdrawals hold (`AccountState.held`).
     x = acc.exposure
     fee = 1 + taker_fee_rate
-    reserved_quote = x.committed(quote, fee, state.market_buy_price)
-    reserved_base = x.committed(base, fee, state.market_buy_price)
+    reserved_quote = state.reserved(acc, quote, fee)
+    reserved_base = state.reserved(acc, base, fee)
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
     open_count = x.open_parents

@@ -76,6 +76,8 @@ class RiskContext:
     base_available: Decimal
     reserved_quote: Decimal
     reserved_base: Decimal
+    """What the open orders commit of the quote (base) asset on any pair plus what pending
+    withdrawals hold of it (`EngineState.reserved`)."""
     credit_available: Decimal
     """Units of the asset the order spends (quote for a buy, base for a sell) the account's
     credit still lends (`EngineState.credit_headroom`): 0 without credit or a mark."""
@@ -502,7 +504,10 @@ def balance(ctx: RiskContext) -> RuleResult:
     assets are already short, converted at the spent asset's mark (none: no credit); v2
     added it raw to whatever asset was spent (1000 credit on ETH/BTC was 1000 BTC), and
     again for every asset. A buy needs its notional plus the fee rounded up to the fee
-    quantum (v2: notional x (1 + fee), short of a fee the venue rounds up).
+    quantum (v2: notional x (1 + fee), short of a fee the venue rounds up). v4: what is
+    reserved includes what the account's pending withdrawals hold (`EngineState.reserved`:
+    requested, not rejected or settled yet), and a settled one is off the balance; v3 saw
+    neither, so money requested out, or gone, was free to trade.
     """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.side is Side.BUY:
@@ -539,6 +544,6 @@ RULES: tuple[Rule, ...] = (
     _tag(max_position, "MAX_POSITION", 2),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 3),
-    _tag(balance, "BALANCE", 3),
+    _tag(balance, "BALANCE", 4),
 )
 """Every rule, in the order their results are recorded."""

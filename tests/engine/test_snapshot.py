@@ -11,6 +11,7 @@ intent, and must decide it identically.
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.partitioning import murmur2, partition_for, signed32
+from engine.processor import control
 from engine.snapshot import (
     Slice,
     SnapshotError,
@@ -32,16 +34,21 @@ from engine.snapshot import (
     take_slice,
 )
 from engine.state import EngineState
-from schemas import decode, encode
+from schemas import EventPayload, decode, encode, new_event
 from schemas.events import (
     KillSwitchEngaged,
     KillSwitchReleased,
     RiskLimits,
     RiskLimitsChanged,
     Side,
+    TransferChecked,
+    TransferReleased,
+    TransferRequested,
+    TransferSettled,
 )
+from schemas.events.transfers import TransferCheckOutcome
 from schemas.snapshots import FORMAT_VERSION
-from tests.engine.pure import Harness
+from tests.engine.pure import T0, Harness, decision
 from tests.engine.test_state_fast import normalized
 
 D = Decimal
@@ -87,6 +94,17 @@ ACTION = st.one_of(
     st.tuples(st.just("wait"), st.sampled_from([0.5, 2.0, 400.0])),
     st.tuples(st.just("snap"), st.integers(0, 2)),
     st.tuples(st.just("snap"), st.integers(0, 2)),
+    # A withdrawal's step (the transfer service's, on transfers.events): a request holds
+    # its amount (most of the account's cash, or half a BTC it may not have), a REJECT
+    # check frees it, a settlement debits it; steps may come in any order.
+    st.tuples(
+        st.just("withdraw"),
+        ACC,
+        st.integers(0, 2),
+        st.sampled_from(["request", "check", "release", "settle"]),
+        st.sampled_from(["PASS", "HOLD", "REJECT"]),
+        st.sampled_from([("USDC", "9990000"), ("BTC", "0.5")]),
+    ),
 )
 
 
@@ -164,12 +182,36 @@ class Log:
                     )
                 )
             )
+        elif kind == "withdraw":
+            _, acc, n, step, outcome, (asset, amount) = a
+            payload = withdrawal(f"w-{acc}-{n}", step, acc, outcome, asset, D(amount))
+            event = new_event(payload, producer="transfers", occurred_at=h.tick())
+            self.ref.append(event)  # read in full by every worker, as the control topics
+            self.add(control(h.state, event, h.ctx))
         elif kind == "wait":
             h.tick(a[1])
         else:
             p = a[1]
             offsets = {t: self.count.get((t, p), 0) for t in OWN}
             self.slices[p] = take_slice(h.state, p, offsets)
+
+
+def withdrawal(
+    tid: str, step: str, account: str, outcome: str, asset: str, amount: Decimal
+) -> EventPayload:
+    if step == "request":
+        return TransferRequested(
+            transfer_id=tid, account=account, asset=asset, amount=amount,
+            destination_address="0xabc",
+        )  # fmt: skip
+    if step == "check":
+        return TransferChecked(
+            transfer_id=tid, account=account, outcome=TransferCheckOutcome(outcome),
+            jurisdiction="EU",
+        )  # fmt: skip
+    if step == "release":
+        return TransferReleased(transfer_id=tid, account=account)
+    return TransferSettled(transfer_id=tid, account=account, tx_hash="0x1", settled_at=T0)
 
 
 def _harness() -> Harness:
@@ -227,6 +269,8 @@ def roundtrip(sl: Slice) -> Slice:
 
 _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 _BUY2 = ("limit", "A2", Side.BUY, "0.1", 0, False)
+_CASH = ("USDC", "9990000")
+_HOLD = ("withdraw", "A1", 0, "request", "PASS", _CASH)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -238,6 +282,10 @@ _BUY2 = ("limit", "A2", Side.BUY, "0.1", 0, False)
 @example([_BUY, ("wait", 2.0), _BUY, ("snap", 0), ("limits", 3), _BUY])
 # Slices taken at different times hold more recent decisions than the bound together.
 @example([_BUY, _BUY, ("snap", 0), _BUY2, _BUY2, ("snap", 1)])
+# A withdrawal requested before the slice, rejected and settled after it.
+@example([_BUY, _HOLD, ("snap", 0), _BUY, ("withdraw", "A1", 0, "check", "REJECT", _CASH), _BUY])
+@example([_HOLD, ("snap", 0), ("withdraw", "A1", 0, "settle", "PASS", _CASH), _BUY])
+@example([_HOLD, ("withdraw", "A1", 0, "settle", "PASS", _CASH), ("snap", 0), _BUY])
 def test_slices_plus_tail_fold_to_the_full_replay(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)
@@ -302,6 +350,34 @@ def test_slices_of_a_folded_log_fold_to_the_full_replay(
     merged, tail = from_slices(log, slices)
     assert tail == len(log.own) - sum(cut.values())
     assert canonical_state(merged) == canonical_state(full_replay(log))
+
+
+def test_a_restarted_engine_keeps_the_withdrawal_holds() -> None:
+    """A worker restarted from a slice (and the log after it) or from the log alone holds
+    what the live one held for requested withdrawals, and refuses the order only that
+    money would pay for, as the live one did; a rejection after the slice frees it in
+    both."""
+    h = _harness()
+    log = Log(h)
+    for a in [_BUY, ("snap", 0), _HOLD, ("snap", 0), _BUY, ("snap", 1)]:
+        log.play(a)
+    live_held = dict(h.state.account("A1").held)
+    assert live_held == {"USDC": D("9990000")}
+    for state in (from_slices(log, list(log.slices.values()))[0], full_replay(log)):
+        assert state.account("A1").held == live_held
+        assert canonical_state(state) == canonical_state(h.state)
+    live = h.state
+    for state in (copy.deepcopy(live), from_slices(log, list(log.slices.values()))[0]):
+        h.state = state  # a buy of 30,000 USDC: only the held cash would pay for it
+        refused = decision(h.order(Side.BUY, D(1), D(30000)))
+        assert refused.reason_codes == ("INSUFFICIENT_BALANCE",)
+        h.n -= 1
+        h.tick(-0.01)
+    h.state = live
+    log.play(("withdraw", "A1", 0, "check", "REJECT", _CASH))
+    for state in (from_slices(log, list(log.slices.values()))[0], full_replay(log)):
+        assert not state.account("A1").held
+        assert canonical_state(state) == canonical_state(h.state)
 
 
 def test_a_slice_names_what_it_covers() -> None:

@@ -1,0 +1,251 @@
+"""Withdrawals in the engine's view: a requested withdrawal holds its amount at once, a
+rejected one frees it, a settled one is debited, by the balances book's rules.
+
+The transfer service's `TransferRequested` / `TransferChecked` / `TransferReleased` /
+`TransferSettled` on `transfers.events` were passed by the engine's intake and ignored by
+its fold until session 18, while the balances book debited a settled withdrawal: money
+requested out, or already gone, stayed free to trade (the BALANCE rule passed an order
+only that money could pay for), and the engine's balance and the books' disagreed.
+Broker-free: the worker's path for a control fact (`processor.control`) and the book's
+pure fold (`tests.projections.folding`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from engine.processor import control
+from engine.state import NOT_HOLDING, TRANSFER_RANK, TRANSFER_STEP, EngineState
+from projections import core
+from projections.framework import Located
+from projections.store import RawRecord, decode_one
+from schemas import EventPayload, encode, new_event
+from schemas.events import (
+    DepositReceived,
+    Fill,
+    RiskLimits,
+    Side,
+    TransferChecked,
+    TransferReleased,
+    TransferRequested,
+    TransferSettled,
+)
+from schemas.events.orders import Liquidity
+from schemas.events.transfers import TransferCheckOutcome
+from tests.engine.pure import Harness, decision
+from tests.projections.folding import fold
+
+D = Decimal
+AT = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+FEE = 1 + D("0.001")
+
+
+def _limits() -> RiskLimits:
+    return RiskLimits(
+        max_order_notional=D("1e9"),
+        max_position=D("1e6"),
+        max_open_orders=1000,
+        max_orders_per_window=1000,
+        rate_window_seconds=1,
+        price_collar_pct=D("0.5"),
+    )
+
+
+def _step(
+    tid: str,
+    step: str,
+    account: str = "A1",
+    *,
+    asset: str = "USDC",
+    amount: str = "5000",
+    outcome: str = "PASS",
+) -> EventPayload:
+    if step == "request":
+        return TransferRequested(
+            transfer_id=tid, account=account, asset=asset, amount=D(amount),
+            destination_address="0xabc",
+        )  # fmt: skip
+    if step == "check":
+        return TransferChecked(
+            transfer_id=tid, account=account, outcome=TransferCheckOutcome(outcome),
+            jurisdiction="EU",
+        )  # fmt: skip
+    if step == "release":
+        return TransferReleased(transfer_id=tid, account=account)
+    return TransferSettled(transfer_id=tid, account=account, tx_hash="0x" + tid, settled_at=AT)
+
+
+def _transfer(h: Harness, payload: EventPayload) -> None:
+    """A transfer service's fact, read from transfers.events as a worker reads it."""
+    event = new_event(payload, producer="transfers", occurred_at=h.tick())
+    assert control(h.state, event, h.ctx) == []
+    h.inputs.append(event)
+
+
+def _buy(h: Harness, qty: str, limit: str = "30000") -> Any:
+    return decision(h.order(Side.BUY, D(qty), D(limit)))
+
+
+def _harness() -> Harness:
+    h = Harness(_limits(), cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    return h
+
+
+def test_a_requested_withdrawal_is_not_free_to_trade_until_it_is_rejected() -> None:
+    h = _harness()
+    first = _buy(h, "0.2")  # 6,000 USDC of 10,000: rests at 30,000
+    assert first.outcome == "APPROVED"
+    h.cancel(first.client_order_id)
+    _transfer(h, _step("w1", "request", amount="5000"))
+    refused = _buy(h, "0.2")  # only the 5,000 requested out would pay for it
+    assert refused.outcome == "REJECTED" and refused.reason_codes == ("INSUFFICIENT_BALANCE",)
+    (balance,) = [r for r in refused.rule_results if r.rule_id == "BALANCE"]
+    assert balance.rule_version == 4 and "free 5000" in balance.detail
+    smaller = _buy(h, "0.15")  # 4,500 + fee: within what is left
+    assert smaller.outcome == "APPROVED"
+    h.cancel(smaller.client_order_id)
+    _transfer(h, _step("w1", "check", outcome="REJECT"))
+    assert h.state.account("A1").held == {}
+    assert _buy(h, "0.2").outcome == "APPROVED"  # freed again
+
+
+def test_a_settled_withdrawal_is_debited_once_and_a_late_step_changes_nothing() -> None:
+    h = _harness()
+    acc = h.state.account("A1")
+    for step in ("request", "check", "release"):
+        _transfer(h, _step("w1", step, amount="4000"))
+        assert acc.held == {"USDC": D(4000)} and acc.balances["USDC"] == D(10000), step
+    _transfer(h, _step("w1", "settle"))
+    assert acc.held == {} and acc.balances["USDC"] == D(6000)
+    for late in ("settle", "check", "release", "request"):  # a second settlement, ...
+        _transfer(h, _step("w1", late, amount="1"))
+    assert acc.held == {} and acc.balances["USDC"] == D(6000)
+    assert acc.withdrawals["w1"].status == "SETTLED"
+    assert _buy(h, "0.2").reason_codes == ("INSUFFICIENT_BALANCE",)  # 6,000 + fee > 6,000
+
+
+def test_a_withdrawal_of_more_than_is_free_refuses_whatever_it_would_pay() -> None:
+    """The engine does not decide withdrawals: a request beyond the free balance still
+    holds its whole amount, the free balance goes below zero, and every order paid in
+    that asset is refused (without credit), a sell of it too."""
+    h = _harness()
+    assert _buy(h, "0.3").outcome == "APPROVED"  # 9,000 committed, resting
+    _transfer(h, _step("w1", "request", amount="5000"))
+    acc = h.state.account("A1")
+    assert h.state.free(acc, "USDC", FEE) < 0
+    assert _buy(h, "0.00000001").reason_codes == ("INSUFFICIENT_BALANCE",)
+    _transfer(h, _step("w2", "request", asset="BTC", amount="1"))
+    sold = decision(h.order(Side.SELL, D("0.00000001"), D("30000")))
+    assert "INSUFFICIENT_BALANCE" in sold.reason_codes
+
+
+def test_steps_of_another_accounts_or_an_unknown_withdrawal_change_nothing() -> None:
+    h = Harness(_limits(), cash=D("10000"), accounts=("A1", "A2"))
+    _transfer(h, _step("w1", "request", "A1", amount="100"))
+    for step in ("check", "release", "settle"):
+        _transfer(h, _step("w1", step, "A2", outcome="REJECT"))
+        _transfer(h, _step("w9", step, "A1"))
+    a1, a2 = h.state.account("A1"), h.state.account("A2")
+    assert a1.held == {"USDC": D(100)} and a1.balances["USDC"] == D(10000)
+    assert a2.held == {} and a2.balances["USDC"] == D(10000) and not a2.withdrawals
+
+
+def test_an_id_reused_by_another_account_is_held_for_both() -> None:
+    """Withdrawals are per account in the engine (a worker's view of an account depends on
+    that account's events only); the books key them by id alone and quarantine the second
+    account's request. Fail closed: the engine holds both."""
+    h = Harness(_limits(), cash=D("10000"), accounts=("A1", "A2"))
+    _transfer(h, _step("w1", "request", "A1", amount="100"))
+    _transfer(h, _step("w1", "request", "A2", amount="300"))
+    assert h.state.account("A1").held == {"USDC": D(100)}
+    assert h.state.account("A2").held == {"USDC": D(300)}
+
+
+def test_the_status_rules_are_the_books() -> None:
+    assert TRANSFER_STEP == core._TRANSFER_STEP
+    assert TRANSFER_RANK == core._TRANSFER_RANK
+    assert set(core._TRANSFER_STATUS.values()) <= set(TRANSFER_RANK)
+    assert NOT_HOLDING == {"CHECKED_REJECT", "SETTLED"}
+
+
+# ---- the engine's balance is the book's -------------------------------------------------
+
+OWNER = {"t1": "A1", "t2": "A1", "t3": "A2"}
+"""Each id requested by one account (see `test_an_id_reused_by_another_account_...`)."""
+STEP = st.one_of(
+    st.tuples(
+        st.just("transfer"),
+        st.sampled_from(sorted(OWNER)),
+        st.sampled_from(["request", "check", "release", "settle"]),
+        st.sampled_from([o.value for o in TransferCheckOutcome]),
+        st.sampled_from(["own", "own", "own", "other"]),  # the account a later step names
+        st.sampled_from(["USDC", "BTC"]),
+        st.sampled_from(["0.5", "1000", "250000.12345678"]),
+    ),
+    st.tuples(st.just("deposit"), st.sampled_from(["A1", "A2"]), st.sampled_from(["USDC", "BTC"])),
+    st.tuples(st.just("fill"), st.sampled_from(["A1", "A2"]), st.booleans()),
+)
+
+
+def _payload(a: tuple[Any, ...], n: int) -> EventPayload:
+    if a[0] == "deposit":
+        return DepositReceived(deposit_id=f"d{n}", account=a[1], asset=a[2], amount=D("700.5"))
+    if a[0] == "fill":
+        return Fill(
+            fill_id=f"f{n}", order_id=f"o{n}", account=a[1], instrument="BTC/USDC",
+            side=Side.BUY if a[2] else Side.SELL, quantity=D("0.25"), price=D("30000.5"),
+            fee=D("7.5"), fee_asset="USDC", liquidity=Liquidity.TAKER, venue="paper",
+            venue_trade_id=f"t{n}", uti=f"U{n}", traded_at=AT, leaves_quantity=D(0),
+        )  # fmt: skip
+    _, tid, step, outcome, named, asset, amount = a
+    account = OWNER[tid]
+    if step != "request" and named == "other":
+        account = "A2" if account == "A1" else "A1"
+    return _step(tid, step, account, asset=asset, amount=amount, outcome=outcome)
+
+
+def _t(tid: str, step: str, outcome: str = "PASS", named: str = "own") -> tuple[Any, ...]:
+    return ("transfer", tid, step, outcome, named, "USDC", "1000")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STEP, min_size=1, max_size=40))
+# Late steps after the settlement, a second settlement, a release after a rejection.
+@example([_t("t1", "request"), _t("t1", "settle"), _t("t1", "check"), _t("t1", "settle")])
+@example([_t("t1", "request"), _t("t1", "check", "REJECT"), _t("t1", "release")])
+@example([_t("t3", "request"), _t("t3", "settle", named="other"), _t("t3", "check", "REJECT")])
+def test_the_engines_balances_and_holds_are_the_books(actions: list[tuple[Any, ...]]) -> None:
+    """The same events folded by the engine and by the balances book: every balance
+    agrees, what the engine holds is what the book's transfers not rejected or settled
+    amount to, and the free balance the BALANCE rule sees is the book's balance less that."""
+    state = EngineState()
+    items = []
+    for n, a in enumerate(actions, 1):  # as the engine's: its deposits and fills must be
+        e = new_event(
+            _payload(a, n), producer="engine", occurred_at=AT + timedelta(seconds=n),
+            event_id=uuid.UUID(int=n),
+        )  # fmt: skip
+        state.apply(e)
+        _k, v, h = encode(e)
+        item = decode_one(RawRecord(str(e.topic), 0, n, v, h))
+        assert isinstance(item, Located), item
+        items.append(item)
+    book, _quarantined = fold("balances", items)
+    balances = {k: D(row[2]) for k, row in book.dirty.get("balances", {}).items()}
+    held: dict[tuple[str, str], Decimal] = {}
+    for row in book.dirty.get("transfers", {}).values():
+        if row[4] not in ("CHECKED_REJECT", "SETTLED"):
+            held[(row[1], row[2])] = held.get((row[1], row[2]), D(0)) + D(row[3])
+    for name in ("A1", "A2"):
+        acc = state.account(name)
+        for asset in ("USDC", "BTC"):
+            key = (name, asset)
+            assert acc.balances.get(asset, D(0)) == balances.get(key, D(0)), key
+            assert acc.held.get(asset, D(0)) == held.get(key, D(0)), key
+            assert state.free(acc, asset, FEE) == balances.get(key, D(0)) - held.get(key, D(0))
