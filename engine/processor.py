@@ -485,9 +485,11 @@ def _order(
     acc = state.account(p.account)
     if ev.context is not None and ev.context.equity is not None:
         # The decision's event time is the intent's (`derived_fields`): the fold's guard.
-        acc.raise_peak(event.occurred_at, ev.context.equity)
+        # The peak is kept on equity plus what settled withdrawals took out (DRAWDOWN v4).
+        out = ev.context.withdrawn
+        acc.raise_peak(event.occurred_at, ev.context.equity + out)
         if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
-            peak = acc.peak_equity
+            peak = acc.peak_equity - out
             emit(
                 KillSwitchEngaged(
                     scope=p.account,

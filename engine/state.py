@@ -262,7 +262,14 @@ class AccountState:
     """per asset: what the withdrawals not rejected or settled yet hold (any status but
     `NOT_HOLDING`'s): not free to trade (`EngineState.reserved`)."""
     open_orders: set[str] = field(default_factory=set)
+    withdrawn: dict[str, Decimal] = field(default_factory=dict)
+    """per asset: what the settled withdrawals took out (reference state, kept with
+    `withdrawals`): added back to equity when the drawdown is measured
+    (`EngineState.withdrawn_value`), so money taken out is not a trading loss."""
     peak_equity: Decimal = ZERO
+    """The highest *flow-adjusted* equity recorded (equity plus `withdrawn_value` at that
+    valuation, since session 18; before, equity): the drawdown brake's peak, less what
+    has been withdrawn since, is `peak_equity - EngineState.withdrawn_value`."""
     peak_reset_at: datetime | None = None
     """When a release last reset the peak: older decisions' peaks no longer count."""
     fills: int = 0
@@ -833,6 +840,28 @@ class EngineState:
             total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
 
+    def withdrawn_value(self, account: str) -> Decimal:
+        """What the account's settled withdrawals took out (`AccountState.withdrawn`),
+        valued as `equity` values a holding: each asset's total at its mark now, rounded to
+        `EQUITY_QUANTUM`, in asset order. The drawdown is measured on equity plus this
+        (docs/engine.md, *Withdrawals*): a settlement lowers both terms alike, so it moves
+        neither the measure nor the peak, whether a valuation saw it folded or not. The
+        valuation currency counts exactly; another asset at its mark of the moment, as if
+        still held. One without a mark counts 0 (fail closed: its withdrawal then counts
+        as a loss, as before session 18)."""
+        withdrawn = self.account(account).withdrawn
+        if not withdrawn:
+            return ZERO
+        acc = self.account(account)
+        total = ZERO
+        multiply, add = VALUATION.multiply, VALUATION.add
+        for asset in sorted(withdrawn):
+            amount = withdrawn[asset]
+            m = self.mark(asset, acc) if amount else None
+            if m is not None:
+                total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
+        return total
+
     def may_cross(self, instrument: str, price: Decimal) -> bool:
         """Whether a print at `price` can fill or trigger an open order of `instrument`
         (False is exact; True only says a walk over the orders is needed)."""
@@ -1037,6 +1066,7 @@ class EngineState:
         if settled:
             found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
+            _bump(found.withdrawn, w.asset, w.amount)
 
     def _aml_fact(self, account: str, raised: Envelope[Any] | None) -> None:
         """Keep ("aml", account) in `halt_causes` the raising fact of its least open flag."""

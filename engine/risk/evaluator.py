@@ -107,6 +107,7 @@ def build_context(
         "equity": state.equity(intent.account),
         "peak_equity": acc.peak_equity,
         "known_stablecoins": STABLECOINS,
+        "withdrawn": state.withdrawn_value(intent.account),
     }
     if len(fields) != _CONTEXT_FIELDS:
         return RiskContext(**fields)  # not every field given: let the constructor say so

@@ -85,7 +85,11 @@ class RiskContext:
     kill_engaged: bool
     equity: Decimal | None
     peak_equity: Decimal
+    """The highest equity plus `withdrawn` recorded (`AccountState.peak_equity`)."""
     known_stablecoins: frozenset[str]
+    withdrawn: Decimal = ZERO
+    """What the account's settled withdrawals took out, valued now
+    (`EngineState.withdrawn_value`): the drawdown is measured on equity plus it."""
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -285,7 +289,12 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     asset order, each holding rounded to `EQUITY_QUANTUM` (v2 summed 28-digit terms in the
     balances' order, so live state and a rebuild could record different last digits), and
     an account that cannot be valued may still reduce risk (v2 rejected every order with
-    NO_MARK, so an unpriced deposit froze even the sale of a position).
+    NO_MARK, so an unpriced deposit froze even the sale of a position). v4: a withdrawal is
+    not a loss. The peak is kept on equity plus what settled withdrawals took out
+    (`withdrawn`), and the drawdown is measured from that peak less `withdrawn`: money
+    taken out lowers equity and the peak alike (v3 kept the peak, so withdrawing the
+    threshold's share of an account engaged its brake), while a loss after it counts
+    against what is left.
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None:
@@ -294,7 +303,8 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
                 rid, ver, "cannot value the account (a held asset has no price); risk-reducing"
             )
         return _no(rid, ver, "NO_MARK", "cannot value the account: a held asset has no price")
-    peak = max(ctx.peak_equity, ctx.equity)
+    out = ctx.withdrawn
+    peak = max(ctx.peak_equity, ctx.equity + out) - out if out else max(ctx.peak_equity, ctx.equity)
     if peak <= 0:
         return _ok(rid, ver, "no equity yet")
     dd = (peak - ctx.equity) / peak
@@ -538,7 +548,7 @@ RULES: tuple[Rule, ...] = (
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 3),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 4),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 2),

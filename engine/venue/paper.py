@@ -323,10 +323,14 @@ class PaperVenue:
         equity = state.equity(account)
         if equity is None:
             return False, None
+        # Measured on equity plus what settled withdrawals took out (DRAWDOWN v4, docs/
+        # engine.md *Withdrawals*): money taken out is not a loss; the peak recorded is
+        # of that sum, the one a drawdown is measured from is it less the withdrawn.
+        out = state.withdrawn_value(account)
         held = state.account(account).peak_equity
-        if equity > held:
-            return False, equity  # a new high: no drawdown
-        peak = held
+        if equity + out > held:
+            return False, equity + out  # a new high: no drawdown
+        peak = held - out
         if peak <= 0:
             return False, None
         drawdown = (peak - equity) / peak

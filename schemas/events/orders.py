@@ -243,8 +243,9 @@ class Fill(EventPayload):
     leaves_quantity: NonNegativeDec
     peak_equity: Dec | None = Field(
         None,
-        description="The account's drawdown peak, raised to its equity as the engine valued "
-        "it at the print that filled this order (before the fill); null if not raised. The "
+        description="The account's drawdown peak, raised to its equity (plus what its "
+        "settled withdrawals took out, since DRAWDOWN_BRAKE v4) as the engine valued it at "
+        "the print that filled this order (before the fill); null if not raised. The "
         "engine folds it back on restart",
     )
     quote_id: str | None = Field(

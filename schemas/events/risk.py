@@ -57,8 +57,9 @@ class RiskDecision(EventPayload):
     )
     peak_equity: Dec | None = Field(
         None,
-        description="The drawdown peak the decision measured against; the engine folds it "
-        "back on restart",
+        description="The drawdown peak the decision measured against, kept on equity plus "
+        "what the account's settled withdrawals took out (since DRAWDOWN_BRAKE v4; the "
+        "drawdown is measured from it less that); the engine folds it back on restart",
     )
     intent_digest: str | None = Field(None, max_length=64, description=INTENT_DIGEST_DOC)
     received_at: UtcTimestamp | None = Field(

@@ -35,7 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "8c5bc345f40bb7b68cc095eaa042c7753e7bbf428bebd50c10d27f78d6a0b068"
+PINNED = "8b91729585d1427a6dc17aab401e434163e77705d0248c0586acaefb46e282da"
+"""Retaken in session 18 (helper-92) for DRAWDOWN_BRAKE v4 (drawdown measured net of
+settled withdrawals): every decision records rule version 4. With the version at 3 the
+digest is still 8c5bc345f40b... (this stream has no transfers, so no peak, equity or
+decision changed). Before:"""
 """Retaken in session 18 (helper-88) for BALANCE v4 (pending withdrawals held, settled
 ones debited): every decision records rule version 4, and `canonical_state` names each
 account's withdrawals and holds (none in this stream, which has no transfers). With the

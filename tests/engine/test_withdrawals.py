@@ -37,7 +37,7 @@ from schemas.events import (
 )
 from schemas.events.orders import Liquidity
 from schemas.events.transfers import TransferCheckOutcome
-from tests.engine.pure import Harness, decision
+from tests.engine.pure import Harness, decision, types
 from tests.projections.folding import fold
 
 D = Decimal
@@ -249,3 +249,64 @@ def test_the_engines_balances_and_holds_are_the_books(actions: list[tuple[Any, .
             assert acc.balances.get(asset, D(0)) == balances.get(key, D(0)), key
             assert acc.held.get(asset, D(0)) == held.get(key, D(0)), key
             assert state.free(acc, asset, FEE) == balances.get(key, D(0)) - held.get(key, D(0))
+
+
+# ---- a withdrawal is not a drawdown (DRAWDOWN v4) ---------------------------------------
+
+
+def _withdraw(h: Harness, tid: str, amount: str, asset: str = "USDC") -> None:
+    for step in ("request", "check", "release", "settle"):
+        _transfer(h, _step(tid, step, asset=asset, amount=amount))
+
+
+def _drawdown(d: Any) -> Any:
+    (r,) = [r for r in d.rule_results if r.rule_id == "DRAWDOWN_BRAKE"]
+    return r
+
+
+def test_a_withdrawal_does_not_engage_the_drawdown_brake() -> None:
+    """Deposit 10,000, trade, withdraw 2,000: v3 kept the peak at 10,000, so the next
+    order was DRAWDOWN_BRAKE (20% down) and the kill switch engaged, and at the next print
+    the venue's own brake cancelled what rested. Money taken out is not a trading loss."""
+    h = _harness()
+    first = _buy(h, "0.01")  # the decision records the peak: 10,000
+    assert first.outcome == "APPROVED" and first.peak_equity == D(10000)
+    h.cancel(first.client_order_id)
+    _withdraw(h, "w1", "2000")
+    assert h.state.account("A1").balances["USDC"] == D(8000)
+    after = _buy(h, "0.01")
+    assert after.outcome == "APPROVED", after.reason_codes
+    assert _drawdown(after).rule_version == 4 and _drawdown(after).detail == "drawdown 0.0000"
+    out = h.trade(D("30000"), D("0.001"))  # the venue values the account at the print
+    assert "KillSwitchEngaged" not in types(out) and "A1" not in h.state.kill_switches
+    assert any(e.event_type == "Fill" for e in out)
+
+
+def test_a_loss_after_a_withdrawal_counts_against_what_is_left() -> None:
+    """The peak less what was withdrawn: 10,000 - 2,000 = 8,000; a loss of ~853 is 10.7%
+    of that (the brake's 10% passed), though only 8.5% of the 10,000 before."""
+    h = _harness()
+    h.cancel(_buy(h, "0.01").client_order_id)
+    _withdraw(h, "w1", "2000")
+    bought = _buy(h, "0.1", "30001")  # takes the ask: 0.1 BTC for 3,000.1 + fee
+    assert bought.outcome == "APPROVED"
+    assert h.state.account("A1").positions["BTC/USDC"] == D("0.1")
+    h.quote(D("21499"), D("21501"))
+    braked = _buy(h, "0.001", "21500")
+    assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
+    assert "peak 8000" in _drawdown(braked).detail
+    assert "A1" in h.state.kill_switches
+
+
+def test_a_withdrawal_of_another_asset_is_valued_at_its_mark() -> None:
+    """0.2 BTC held beside 10,000 USDC, 0.1 BTC withdrawn: worth 3,000 at the mark, so the
+    account is valued at 13,000 plus 3,000 as before; v3 saw a 18.75% drawdown."""
+    h = _harness()
+    h.admin_deposit("BTC", D("0.2"))
+    h.cancel(_buy(h, "0.01").client_order_id)
+    assert h.state.account("A1").peak_equity == D(16000)
+    _withdraw(h, "w1", "0.1", asset="BTC")
+    assert h.state.withdrawn_value("A1") == D(3000)
+    after = _buy(h, "0.01")
+    assert after.outcome == "APPROVED", after.reason_codes
+    assert _drawdown(after).detail == "drawdown 0.0000"
