@@ -7,7 +7,9 @@ from schemas.events.accounts import (
     BeneficialOwner,
     KycVerified,
     OwnerKind,
+    ProducerKeyRotated,
     ProducerRegistered,
+    ProducerRevoked,
 )
 from schemas.events.admin import AdminCommandRejected
 from schemas.events.deadletter import DeadLetter
@@ -86,7 +88,9 @@ __all__ = [
     "OrderSubmitted",
     "OrderType",
     "OwnerKind",
+    "ProducerKeyRotated",
     "ProducerRegistered",
+    "ProducerRevoked",
     "QuoteUpdated",
     "RiskDecision",
     "RiskLimits",

@@ -122,3 +122,53 @@ class ProducerRegistered(EventPayload):
 
     def partition_key(self) -> str:
         return f"producer:{self.producer_id}"
+
+
+class ProducerRevoked(EventPayload):
+    """A producer's key revoked at once (a compromised key): the engine rejects its intents
+    (`PRODUCER_REVOKED`) and cancels every open order it placed, on every account. A
+    tightening command (`engine.control.TIGHTENING_ADMIN_COMMANDS`). Only a
+    `ProducerKeyRotated` naming the revoked key brings the producer back, with a new key."""
+
+    EVENT_TYPE: ClassVar[str] = "ProducerRevoked"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    producer_id: ProducerId
+    reason: str = Field("", max_length=500)
+    revoked_by: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
+
+    def partition_key(self) -> str:
+        return f"producer:{self.producer_id}"
+
+
+class ProducerKeyRotated(EventPayload):
+    """A registered (or revoked) producer's key replaced by a new one; its accounts stay.
+
+    `previous_key` must be the key the engine holds for it (a revoked producer: the key
+    revoked), so a rotation names what it replaces and two rotations cannot cross. The
+    old key stops working once the engine has folded this; a revoked producer is active
+    again with the new key. The one way to change a registered producer's key: a
+    `ProducerRegistered` with another key is refused."""
+
+    EVENT_TYPE: ClassVar[str] = "ProducerKeyRotated"
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
+
+    producer_id: ProducerId
+    public_key: str = Field(pattern=r"^[0-9a-f]{64}$", description="The new raw Ed25519 key, hex")
+    previous_key: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="The key it replaces (raw Ed25519, hex)"
+    )
+    rotated_by: str
+    signature: str | None = Field(
+        None,
+        description="Hex Ed25519 signature by the issuing admin's registered key over "
+        "the command's event id and payload (engine.auth.admin_signing_bytes)",
+    )
+
+    def partition_key(self) -> str:
+        return f"producer:{self.producer_id}"

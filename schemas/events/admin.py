@@ -21,6 +21,8 @@ ADMIN_COMMAND_TYPES: tuple[str, ...] = (
     "AmlFlagRaised",
     "AmlFlagCleared",
     "ProducerRegistered",
+    "ProducerRevoked",
+    "ProducerKeyRotated",
     "RiskLimitsChanged",
     "KillSwitchEngaged",
     "KillSwitchReleased",

@@ -112,6 +112,9 @@ INTENT_DIGEST_DOC = (
 
 class IntentRejectReason(StrEnum):
     UNKNOWN_PRODUCER = "UNKNOWN_PRODUCER"
+    PRODUCER_REVOKED = "PRODUCER_REVOKED"
+    """The producer's key was revoked (`ProducerRevoked`): refused before its signature is
+    checked, so, like UNKNOWN_PRODUCER, never recorded under the intent's idempotency key."""
     BAD_SIGNATURE = "BAD_SIGNATURE"
     NOT_ENTITLED = "NOT_ENTITLED"
     INVALID_INTENT = "INVALID_INTENT"
