@@ -61,17 +61,20 @@ CONTROL_QUERY_SECONDS = 5.0
 CONTROL_POLL_SECONDS = 0.005
 """One wait for the next control record while short of the measured end (seconds)."""
 
-TIGHTENING_ADMIN_COMMANDS = frozenset({"KillSwitchEngaged", "AmlFlagRaised"})
+TIGHTENING_ADMIN_COMMANDS = frozenset({"KillSwitchEngaged", "AmlFlagRaised", "ProducerRevoked"})
 """The admin commands that can only stop trading (engage a kill switch, raise an AML
-flag): decided even when the control topics could not be read to their end, since a
-stale view can only make them stop more (a switch engaged twice, a flag raised on an
-account a newer fact closed: both still stop, never allow), and refusing a kill switch
-while the broker is in trouble is the failure an operator can least afford. Every other
-admin command loosens a control or depends on facts another worker may have written (a
-kill switch released, an AML flag cleared, KYC, a deposit, limits, a producer's key, an
-account opened, a surveillance detector's config, and the admin-key check and the
-replay check of every command): on such a view it is rejected `STALE_STATE`
-(`stale_admin_reason`), as the batch's intents are."""
+flag, revoke a producer's key): decided even when the control topics could not be read
+to their end, since a stale view can only make them stop more (a switch engaged twice, a
+flag raised on an account a newer fact closed, a key revoked that a newer rotation
+replaced: all still stop, never allow; a revocation of a producer this worker has not
+seen registered yet is refused, its reason saying the view is stale, to be sent again),
+and refusing a kill switch or a revocation while the broker is in trouble is the failure
+an operator can least afford. Every other admin command loosens a control or depends on
+facts another worker may have written (a kill switch released, an AML flag cleared, KYC,
+a deposit, limits, a producer's key registered or rotated, an account opened, a
+surveillance detector's config, and the admin-key check and the replay check of every
+command): on such a view it is rejected `STALE_STATE` (`stale_admin_reason`), as the
+batch's intents are."""
 
 
 def stale_admin_reason(event_type: str, why: str) -> str | None:

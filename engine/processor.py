@@ -41,7 +41,9 @@ from schemas.events import (
     MarketTrade,
     OrderIntent,
     OrderSubmitted,
+    ProducerKeyRotated,
     ProducerRegistered,
+    ProducerRevoked,
     QuoteUpdated,
     RiskDecision,
     RiskLimitsChanged,
@@ -190,6 +192,12 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
         if cause is not None:
             for name in sorted(ctx.venues):
                 ctx.venues[name].halt(state, account, emit_for(cause))
+    # Then the open orders of revoked producers, as caused by the revocation (`control`).
+    for producer in sorted(state.revoked):
+        revocation = state.halt_causes.get(("producer", producer))
+        if revocation is not None:
+            for name in sorted(ctx.venues):
+                ctx.venues[name].revoke(state, producer, owns, emit_for(revocation))
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
     return [e for emitter in emitters.values() for e in emitter.out]
@@ -213,21 +221,36 @@ def _halt(
                 ctx.venues[name].halt(state, account, emit)
 
 
+def _stop_producer(
+    state: EngineState, ctx: Context, emit: Callable[[EventPayload, str], None], producer: str
+) -> None:
+    """At once, in the same transaction as its revocation: cancel the owned open orders
+    the revoked `producer` placed, on every account (`Venue.revoke`), venues in sorted
+    order."""
+    owns = ctx.owns
+    for name in sorted(ctx.venues):
+        ctx.venues[name].revoke(state, producer, owns, emit)
+
+
 def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
     """A fact read from a control topic (every worker reads them in full): folded in, and
-    if it newly engages a kill switch or raises an AML flag, the cancels of the owned open
-    orders it stops, caused by it (the worker that decided the command cancelled the ones
-    it owned; a global switch stops orders on every worker)."""
+    if it newly engages a kill switch, raises an AML flag or revokes a producer, the
+    cancels of the owned open orders it stops, caused by it (the worker that decided the
+    command cancelled the ones it owned; a global switch or a revocation stops orders on
+    every worker)."""
     p = event.payload
     new = (
-        isinstance(p, KillSwitchEngaged | AmlFlagRaised)
+        isinstance(p, KillSwitchEngaged | AmlFlagRaised | ProducerRevoked)
         and event.event_id not in state.seen_reference
     )
     state.apply(event)
     if not new:
         return []
     emit = _Emitter(state, event)
-    _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
+    if isinstance(p, ProducerRevoked):
+        _stop_producer(state, ctx, emit, p.producer_id)
+    else:
+        _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
 
 
@@ -318,6 +341,18 @@ def _intent(
     # neither answered from nor recorded in the idempotency record (`UNAUTHENTICATED`), so an
     # unsigned intent can neither block a producer's client order id nor fetch its decision.
     entry = state.producers.get(p.producer_id)
+    if entry is None and p.producer_id in state.revoked:
+        revocation = state.halt_causes.get(("producer", p.producer_id))
+        why = getattr(revocation.payload, "reason", "") if revocation is not None else ""
+        _reject(
+            emit,
+            event,
+            IntentRejectReason.PRODUCER_REVOKED,
+            f"producer {p.producer_id!r}'s key was revoked"
+            + (f" ({why[:500]})" if why else "")
+            + f"; it trades again only with a rotated key{_stale_view(ctx)}",
+        )
+        return
     if entry is None:
         _reject(
             emit,
@@ -557,7 +592,9 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     p = event.payload
     if event.producer not in ctx.admins:
         return f"producer {event.producer!r} is not an authorised admin"
-    keyed = sorted(a for a in ctx.admins if a in state.producers)
+    # A revoked admin key still counts as registered: revoking it must never reopen the
+    # unsigned bootstrap below (revoking an admin is refused anyway).
+    keyed = sorted(a for a in ctx.admins if a in state.producers or a in state.revoked)
     if keyed:
         # Once any admin has a registered key, every admin command must be signed by its
         # issuer's key (before that, unsigned commands bootstrap the system).
@@ -586,7 +623,20 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
             return f"no open AML flag {p.flag_id} on {p.account}"
         return None
     if isinstance(p, ProducerRegistered):
+        return _registration_check(state, p)
+    if isinstance(p, ProducerRevoked):
+        if p.producer_id in ctx.admins:
+            return (
+                f"{p.producer_id} is an admin: an admin's key is not revoked by "
+                "ProducerRevoked (rotate it with ProducerKeyRotated)"
+            )
+        if p.producer_id in state.revoked:
+            return f"producer {p.producer_id} is already revoked"
+        if p.producer_id not in state.producers:
+            return f"producer {p.producer_id} is not registered{_stale_view(ctx)}"
         return None
+    if isinstance(p, ProducerKeyRotated):
+        return _rotation_check(state, p, ctx)
     if isinstance(p, RiskLimitsChanged):
         current = state.limits.get(p.scope, (0, None))[0]
         if p.config_version <= current:
@@ -605,6 +655,40 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     if isinstance(p, DetectorConfigChanged):
         return None
     return f"{p.EVENT_TYPE} is not an admin command"
+
+
+def _registration_check(state: EngineState, p: ProducerRegistered) -> str | None:
+    """A registration may set a new producer's key, or restate a registered producer's
+    (its accounts may change); it never changes a key: that is an explicit
+    `ProducerKeyRotated`, which names the key it replaces (before session 18 a
+    re-registration silently replaced key and accounts)."""
+    if p.producer_id in state.revoked:
+        return (
+            f"producer {p.producer_id} is revoked: it comes back only with a new key "
+            "(ProducerKeyRotated: `tradetape producer rotate`)"
+        )
+    entry = state.producers.get(p.producer_id)
+    if entry is not None and entry.public_key != p.public_key:
+        return (
+            f"producer {p.producer_id} is registered with another key: a key is changed by "
+            "ProducerKeyRotated (`tradetape producer rotate`), which names the key it replaces"
+        )
+    return None
+
+
+def _rotation_check(state: EngineState, p: ProducerKeyRotated, ctx: Context) -> str | None:
+    entry = state.producers.get(p.producer_id) or state.revoked.get(p.producer_id)
+    if entry is None:
+        return f"producer {p.producer_id} is not registered{_stale_view(ctx)}"
+    if entry.public_key != p.previous_key:
+        return (
+            f"previous_key is not {p.producer_id}'s current key"
+            f"{' (the revoked one)' if p.producer_id in state.revoked else ''}: "
+            f"it is {entry.public_key[:16]}...{_stale_view(ctx)}"
+        )
+    if p.public_key == p.previous_key:
+        return "the new key is the previous key"
+    return None
 
 
 def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitter) -> None:
@@ -627,6 +711,8 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
     emit(p, ADMIN_ACCEPTED)
     if isinstance(p, KillSwitchEngaged | AmlFlagRaised):
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
+    elif isinstance(p, ProducerRevoked):
+        _stop_producer(state, ctx, emit, p.producer_id)
 
 
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:

@@ -524,6 +524,18 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
         "producers": sorted(
             [v.producer_id, v.public_key, sorted(v.accounts)] for v in state.producers.values()
         ),
+        # Only when some producer is revoked: a state without revocations compares (and
+        # digests, tests/engine/test_output_digest.py) as it did before they existed.
+        **(
+            {
+                "revoked": sorted(
+                    [v.producer_id, v.public_key, sorted(v.accounts)]
+                    for v in state.revoked.values()
+                )
+            }
+            if state.revoked
+            else {}
+        ),
         "accounts": accounts,
         "limits": sorted((k, v, lim.model_dump_json()) for k, (v, lim) in state.limits.items()),
         "kill_switches": sorted(state.kill_switches),

@@ -49,7 +49,9 @@ from schemas.events import (
     OrderRejected,
     OrderSubmitted,
     OrderType,
+    ProducerKeyRotated,
     ProducerRegistered,
+    ProducerRevoked,
     QuoteUpdated,
     RiskDecision,
     RiskLimits,
@@ -658,6 +660,11 @@ class EngineState:
     """Everything the engine decides from. Mutable, but only `apply` changes it."""
 
     producers: dict[str, ProducerEntry] = field(default_factory=dict)
+    """The producers whose keys are in force (a revoked one is in `revoked` instead)."""
+    revoked: dict[str, ProducerEntry] = field(default_factory=dict)
+    """Revoked producers (`ProducerRevoked`), with the key and accounts they had: their
+    intents are rejected `PRODUCER_REVOKED`; a `ProducerKeyRotated` naming that key brings
+    one back with a new key."""
     accounts: dict[str, AccountState] = field(default_factory=dict)
     limits: dict[str, tuple[int, RiskLimits]] = field(default_factory=dict)
     kill_switches: set[str] = field(default_factory=set)
@@ -683,8 +690,9 @@ class EngineState:
     _aml_raised: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
     """The facts in force that stop resting orders: ("kill", scope) -> its
     `KillSwitchEngaged`, ("aml", account) -> the open `AmlFlagRaised` of the least flag
-    id. What `processor.catch_up` cancels the orders they stop as caused by (the ids a
-    worker reading the fact live gives them), when a lost transaction left them open."""
+    id, ("producer", producer id) -> the `ProducerRevoked` of a revoked producer. What
+    `processor.catch_up` cancels the orders they stop as caused by (the ids a worker
+    reading the fact live gives them), when a lost transaction left them open."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -997,6 +1005,17 @@ class EngineState:
             self.producers[p.producer_id] = ProducerEntry(
                 p.producer_id, p.public_key, frozenset(p.accounts)
             )
+            self._reinstate(p.producer_id)
+        elif isinstance(p, ProducerRevoked):
+            entry = self.producers.pop(p.producer_id, None)
+            if entry is not None or p.producer_id not in self.revoked:
+                self.revoked[p.producer_id] = entry or ProducerEntry(p.producer_id, "", frozenset())
+            self.halt_causes.setdefault(("producer", p.producer_id), event)
+        elif isinstance(p, ProducerKeyRotated):
+            base = self.producers.get(p.producer_id) or self.revoked.get(p.producer_id)
+            accounts = base.accounts if base is not None else frozenset()
+            self.producers[p.producer_id] = ProducerEntry(p.producer_id, p.public_key, accounts)
+            self._reinstate(p.producer_id)
         elif isinstance(p, DepositReceived):
             acc = self.account(p.account)
             if p.deposit_id not in acc.deposits:
@@ -1067,6 +1086,11 @@ class EngineState:
             found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
             _bump(found.withdrawn, w.asset, w.amount)
+
+    def _reinstate(self, producer: str) -> None:
+        """A producer with a key in force again: no longer revoked."""
+        self.revoked.pop(producer, None)
+        self.halt_causes.pop(("producer", producer), None)
 
     def _aml_fact(self, account: str, raised: Envelope[Any] | None) -> None:
         """Keep ("aml", account) in `halt_causes` the raising fact of its least open flag."""
@@ -1267,7 +1291,11 @@ class EngineState:
 
 
 UNAUTHENTICATED: frozenset[IntentRejectReason] = frozenset(
-    {IntentRejectReason.UNKNOWN_PRODUCER, IntentRejectReason.BAD_SIGNATURE}
+    {
+        IntentRejectReason.UNKNOWN_PRODUCER,
+        IntentRejectReason.PRODUCER_REVOKED,
+        IntentRejectReason.BAD_SIGNATURE,
+    }
 )
 """Rejections decided before the intent's signature verified: emitted, but never recorded
 under (nor answered from) the idempotency key they name, live or in the fold."""
@@ -1278,6 +1306,8 @@ _REFERENCE_TYPES = (
     AmlFlagRaised,
     AmlFlagCleared,
     ProducerRegistered,
+    ProducerRevoked,
+    ProducerKeyRotated,
     DepositReceived,
     TransferRequested,
     TransferChecked,

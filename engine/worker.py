@@ -937,7 +937,7 @@ class EngineWorker:
                 if ps is None or ps.reference() is None:
                     return "price:" + p.instrument
             return None
-        if p.producer_id not in self.state.producers:
+        if p.producer_id not in self.state.producers and p.producer_id not in self.state.revoked:
             return "producer:" + p.producer_id
         acc = self.state.accounts.get(p.account)
         if acc is None or not acc.opened:

@@ -30,7 +30,7 @@ from deploy.files import write_private_file
 from engine.auth import verify_hex_signature
 from schemas import Envelope
 from schemas.envelope import EventPayload
-from schemas.events import ProducerRegistered
+from schemas.events import ProducerKeyRotated, ProducerRegistered, ProducerRevoked
 from schemas.serde import canonical_payload_bytes
 from signer_ffi._lib import wipe
 from signer_ffi.keyfile import decrypt_secret, encrypt_secret
@@ -88,20 +88,28 @@ class Requester:
 
 @dataclass
 class RequesterRegistry:
-    """Registered producers' public keys, folded from the engine's `ProducerRegistered`.
+    """Registered producers' public keys, folded from the engine's `ProducerRegistered`,
+    `ProducerKeyRotated` and `ProducerRevoked` facts.
 
-    The latest registration of a producer wins (key rotation is a new registration).
+    The latest of them wins: a rotation replaces the key (the old one is refused from
+    then on), a revocation drops it (the producer's requests are refused until a
+    rotation gives it a new key).
     """
 
     keys: dict[str, str] = field(default_factory=dict)
 
     def apply(self, event: Envelope[Any]) -> bool:
-        """Fold one event; True if it was a registration that counts."""
+        """Fold one event; True if it was a registry fact that counts."""
         p = event.payload
-        if not isinstance(p, ProducerRegistered) or event.producer != REGISTRY_PRODUCER:
+        if event.producer != REGISTRY_PRODUCER:
             return False
-        self.keys[p.producer_id] = p.public_key
-        return True
+        if isinstance(p, ProducerRegistered | ProducerKeyRotated):
+            self.keys[p.producer_id] = p.public_key
+            return True
+        if isinstance(p, ProducerRevoked):
+            self.keys.pop(p.producer_id, None)
+            return True
+        return False
 
     def key_of(self, producer_id: str) -> str | None:
         return self.keys.get(producer_id)

@@ -39,7 +39,9 @@ from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode_message, encode, new_event
 from schemas.events import (
+    ProducerKeyRotated,
     ProducerRegistered,
+    ProducerRevoked,
     SignatureSharePublished,
     SigningCommitmentPublished,
     SigningMessageRejected,
@@ -254,13 +256,21 @@ class ParticipantState:
         return old
 
 
+REGISTRY_TYPES = frozenset(
+    t
+    for cls in (ProducerRegistered, ProducerKeyRotated, ProducerRevoked)
+    for t in (cls.EVENT_TYPE, cls.EVENT_TYPE.encode())
+)
+"""The accounts topic's facts the requester registry folds (their header, text or bytes)."""
+
+
 def _is_registration(msg: Message) -> bool:
     """Cheap header test, so the accounts topic's other facts are never decoded."""
     headers = msg.headers() or []
     items = headers.items() if isinstance(headers, dict) else headers
     for k, v in items:
         if k == HEADER_EVENT_TYPE:
-            return v in (ProducerRegistered.EVENT_TYPE, ProducerRegistered.EVENT_TYPE.encode())
+            return v in REGISTRY_TYPES
     return True  # no header: decode and let the registry decide
 
 
@@ -298,7 +308,7 @@ def _fold_registration(msg: Message, state: ParticipantState) -> None:
     except MalformedEventError:
         return  # the engine's topic: its own readers dead-letter what it cannot parse
     if state.registry.apply(ev):
-        log.info("%s: registered key for %s", state.name, ev.payload.producer_id)
+        log.info("%s: %s for %s", state.name, ev.event_type, ev.payload.producer_id)
 
 
 def serve(

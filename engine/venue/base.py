@@ -48,3 +48,13 @@ class Venue(Protocol):
     def halt(self, state: EngineState, account: str, emit: Emit) -> None:
         """Cancel at once the account's open orders its open AML flag or the kill switch
         over it stops (see `PaperVenue.halt`); nothing if neither is in force."""
+
+    def revoke(
+        self,
+        state: EngineState,
+        producer: str,
+        owns: Callable[[str], bool] | None,
+        emit: Emit,
+    ) -> None:
+        """Cancel at once the open orders of this venue that the revoked `producer`
+        placed, on the accounts `owns` (default all; see `PaperVenue.revoke`)."""

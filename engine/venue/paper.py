@@ -400,6 +400,39 @@ class PaperVenue:
             self._end(o, reason, emit, cancel=True)
             self._arm(state, o, emit)
 
+    def revoke(
+        self,
+        state: EngineState,
+        producer: str,
+        owns: Callable[[str], bool] | None,
+        emit: Emit,
+    ) -> None:
+        """Cancel (`PRODUCER_REVOKED`) every open parent order of this venue that the
+        revoked `producer` placed, on every account `owns` holds (run when the revocation
+        is decided or read, and by `catch_up` for what a lost transaction left open);
+        nothing if the producer is not revoked. Fail closed: all of them, risk-reducing or
+        not (a compromised key may have placed any). Armed stop/take children stay, as
+        under a kill switch: they only close what their parent filled, capped at the
+        position (`_child_quantity`). Orders are visited by id, so a replay emits the
+        same events in the same order."""
+        if producer not in state.revoked:
+            return
+        stopped = sorted(
+            (
+                o
+                for o in state.orders.values()
+                if o.producer_id == producer
+                and not o.done
+                and o.parent_order_id is None
+                and o.venue == self.name
+                and (owns is None or owns(o.account))
+            ),
+            key=lambda o: o.order_id,
+        )
+        for o in stopped:
+            self._end(o, "PRODUCER_REVOKED", emit, cancel=True)
+            self._arm(state, o, emit)
+
     @staticmethod
     def _closes(state: EngineState, order: OrderState) -> Decimal:
         """How much of `order`'s side closes the account's position on its instrument
