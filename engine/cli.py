@@ -47,12 +47,13 @@ def _build(make: Any) -> Any:
         _fail(str(exc)[:2000], 2)
 
 
-def _publish_admin(payload: Any) -> Any:
+def _publish_admin(payload: Any, *, refused: Any = None) -> Any:
     """Publish one admin command and wait for the engine's answer: the accepted fact
     (printed as `accepted: ...` on stderr) or `AdminCommandRejected`. Exits 1 with an
     `error:` line when the broker did not take the command, the engine rejected it, or
     no answer came within the wait (the command is then on the log, to be decided when
-    an engine reads it)."""
+    an engine reads it). `refused()`, if given, runs first when the command certainly
+    takes no effect (not sent, or rejected), never when its fate is unknown."""
     from confluent_kafka import KafkaException
 
     from deploy.kafka import broker_unreachable
@@ -62,10 +63,14 @@ def _publish_admin(payload: Any) -> Any:
     what = payload.EVENT_TYPE
     settings = _settings()
     if (why := broker_unreachable(settings)) is not None:  # at once, not after 10 s of retries
+        if refused is not None:
+            refused()
         _fail(f"{what} not sent: {why}")
     try:
         pub = IntentPublisher(settings, ADMIN)  # its watcher reads from the end: now
     except (KafkaException, RuntimeError) as exc:
+        if refused is not None:
+            refused()
         _fail(f"{what} not sent: cannot read the engine's answers from the broker: {exc}")
     try:
         event = pub.publish(payload, admin=True)
@@ -86,6 +91,8 @@ def _publish_admin(payload: Any) -> Any:
             "the command is on the log and is decided when an engine reads it)"
         )
     if answer.event_type == "AdminCommandRejected":
+        if refused is not None:
+            refused()
         _fail(f"the engine rejected {what}: {answer.payload.reason}")
     typer.echo(f"accepted: {what}", err=True)
     return event
@@ -137,6 +144,25 @@ HELP_ADD = (
     "Create a keypair (private key 0600 in <data_dir>/keys/NAME.ed25519) and register the "
     "producer.\n\nWaits up to 30 s for the engine to accept the registration (exit 1 if "
     "it does not). An existing key file is reused."
+)
+
+
+HELP_REVOKE = (
+    "Revoke a producer's key at once (ProducerRevoked).\n\n"
+    "The engine then rejects its intents (PRODUCER_REVOKED) and cancels every open order it "
+    "placed, on every account. Decided even when the engine's view of the control topics "
+    "is stale (it only stops trading). The key file stays: `producer rotate` names the "
+    "revoked key to bring the producer back with a new one. Waits for the engine's answer "
+    "like `admin` (exit 1 on a rejection or none)."
+)
+HELP_ROTATE = (
+    "Give a producer a new keypair (ProducerKeyRotated); its accounts stay.\n\n"
+    "The new private key is written 0600 to <data_dir>/keys/NAME.ed25519.next, the "
+    "command names the current key (the key file's, or --previous-key) and, once the "
+    "engine accepts it, the new key replaces the key file; the old key stops working when "
+    "the engine has folded the rotation. A revoked producer comes back with the new key. "
+    "On a rejection the .next file is removed; with no answer it is kept (the command may "
+    "still be decided) and the key file is left as it was."
 )
 
 
@@ -212,6 +238,95 @@ def register(app: typer.Typer) -> None:
                     "producer": name,
                     "public_key": auth.public_hex(key),
                     "accounts": list(accs),
+                    "key_file": str(path),
+                }
+            )
+        )
+
+    @producer_app.command("revoke", help=HELP_REVOKE)
+    def producer_revoke(
+        name: str,
+        reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the fact)")] = "",
+    ) -> None:
+        from engine import auth
+        from schemas.events import ProducerRevoked
+
+        try:
+            auth.check_producer_id(name)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        payload = _build(lambda: ProducerRevoked(producer_id=name, reason=reason, revoked_by=ADMIN))
+        event = _publish_admin(payload)
+        typer.echo(
+            json.dumps(
+                {
+                    "producer": name,
+                    "revoked": True,
+                    "reason": reason,
+                    "event_id": str(event.event_id),
+                }
+            )
+        )
+
+    @producer_app.command("rotate", help=HELP_ROTATE)
+    def producer_rotate(
+        name: str,
+        previous_key: Annotated[
+            str | None,
+            typer.Option(
+                "--previous-key",
+                help="The current public key (hex), if its key file is not in the data directory",
+            ),
+        ] = None,
+    ) -> None:
+        import os
+
+        from engine import auth
+        from schemas.events import ProducerKeyRotated
+
+        try:
+            auth.check_producer_id(name)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        settings = _settings()
+        path = auth.key_path(settings.resolved_data_dir, name)
+        if previous_key is None:
+            try:
+                previous_key = auth.public_hex(auth.read_private_key(path))
+            except (OSError, ValueError) as exc:
+                _fail(
+                    f"cannot read the current key file {path} ({exc}); name the current "
+                    "public key with --previous-key",
+                    2,
+                )
+        key, public = auth.new_keypair()
+        old = previous_key
+        payload = _build(
+            lambda: ProducerKeyRotated(
+                producer_id=name, public_key=public, previous_key=old, rotated_by=ADMIN
+            )
+        )
+        pending = path.with_name(path.name + ".next")
+        try:
+            auth.write_private_key(pending, key, exclusive=True)
+        except FileExistsError:
+            _fail(
+                f"{pending} exists: an earlier rotation got no answer (it may still be "
+                "decided); check `tradetape query producers`, then move it into place or remove it"
+            )
+        except OSError as exc:
+            _fail(f"cannot write the key file {pending}: {exc}")
+        _publish_admin(payload, refused=lambda: pending.unlink(missing_ok=True))
+        try:
+            os.replace(pending, path)
+        except OSError as exc:
+            _fail(f"the rotation is accepted but {pending} could not replace {path}: {exc}")
+        typer.echo(
+            json.dumps(
+                {
+                    "producer": name,
+                    "public_key": public,
+                    "previous_key": old,
                     "key_file": str(path),
                 }
             )

@@ -106,3 +106,32 @@ def test_admin_commands_report_acceptance_and_rejection(env: Settings) -> None:
     assert second.returncode == 1, (second.stdout, second.stderr[-2000:])
     assert "error: the engine rejected KillSwitchEngaged" in second.stderr
     assert unknown.returncode == 1 and "rejected" in unknown.stderr, unknown.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["revoke", "rotate"])
+def test_producer_revoke_and_rotate_refuse_a_bad_name(tmp_path: Path, command: str) -> None:
+    done = _run(tmp_path / "data", free_port(), "producer", command, "../x")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "invalid producer id" in done.stderr and "Traceback" not in done.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_producer_rotate_needs_the_current_key_and_keeps_it_when_not_sent(
+    tmp_path: Path,
+) -> None:
+    """Without the current key (file or --previous-key) there is nothing to name: exit 2,
+    nothing written. With it but no broker: exit 1, the key file untouched and the new
+    key (`.next`) removed, since the rotation certainly took no effect."""
+    data = tmp_path / "data"
+    missing = _run(data, free_port(), "producer", "rotate", "p1")
+    assert missing.returncode == 2 and "--previous-key" in missing.stderr, missing.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    key, _ = auth.new_keypair()
+    path = auth.key_path(data, "p1")
+    auth.write_private_key(path, key)
+    before = path.read_bytes()
+    done = _run(data, free_port(), "producer", "rotate", "p1")
+    assert done.returncode == 1 and "not sent" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["p1.ed25519"]
