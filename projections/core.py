@@ -885,6 +885,25 @@ def account_status(kyc_level: str | None, open_aml_flags: int) -> str:
     return "KYC_PENDING" if kyc_level is None else "ACTIVE"
 
 
+PRODUCER_COLUMNS = (
+    "producer_id",
+    "public_key",
+    "accounts",
+    "registered_by",
+    "registered_at",
+    "event_id",
+    "status",
+    "key_rotations",
+    "previous_key",
+    "rotated_at",
+    "revoked_at",
+    "revoked_by",
+    "revoke_reason",
+)
+_PI = {c: i for i, c in enumerate(PRODUCER_COLUMNS)}
+_PRODUCER_FACTS = ("ProducerRegistered", "ProducerRevoked", "ProducerKeyRotated")
+
+
 class AccountsProjection(Projection):
     """Account state: beneficial owner, KYC, open AML flags; and registered producers."""
 
@@ -895,10 +914,7 @@ class AccountsProjection(Projection):
         "aml_flags", AML_FLAG_COLUMNS, ("account", "flag_id"), WriteMode.UPSERT, stateful=True
     )
     producers = Table(
-        "producers",
-        ("producer_id", "public_key", "accounts", "registered_by", "registered_at", "event_id"),
-        ("producer_id",),
-        WriteMode.UPSERT,
+        "producers", PRODUCER_COLUMNS, ("producer_id",), WriteMode.UPSERT, stateful=True
     )
     history = Table(
         "account_events",
@@ -907,36 +923,39 @@ class AccountsProjection(Projection):
     )
     tables = (accounts, aml_flags, producers, history)
     handles = _v1(
-        "AccountOpened", "KycVerified", "AmlFlagRaised", "AmlFlagCleared", "ProducerRegistered"
+        "AccountOpened",
+        "KycVerified",
+        "AmlFlagRaised",
+        "AmlFlagCleared",
+        *_PRODUCER_FACTS,
     )
-    migrations = ("0108_proj_accounts.sql",)
+    migrations = ("0108_proj_accounts.sql", "0116_accounts_producer_status.sql")
+    fold_version = 2
+    """2: producers show revocations and key rotations (`ProducerRevoked`,
+    `ProducerKeyRotated`; version 1 did not fold them)."""
     seen_table = "account_events"  # one row per folded event
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         acc: set[Key] = set()
         flags: set[Key] = set()
+        producers: set[Key] = set()
         for e in events:
             p = e.payload
             if "account" in p:
                 acc.add((p["account"],))
             if "flag_id" in p:
                 flags.add((p["account"], p["flag_id"]))
-        return {"accounts": acc, "aml_flags": flags}
+            if "producer_id" in p:
+                producers.add((p["producer_id"],))
+        return {"accounts": acc, "aml_flags": flags, "producers": producers}
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
         p = d["payload"]
         t = d["event_type"]
         eid, at = d["event_id"], d["occurred_at"]
-        if t == "ProducerRegistered":
-            # A re-registration replaces the key (rotation) and the entitlements.
-            state.put(
-                self.producers,
-                (
-                    p["producer_id"], p["public_key"], _json(list(p["accounts"])),
-                    p["registered_by"], at, eid,
-                ),
-            )  # fmt: skip
+        if t in _PRODUCER_FACTS:
+            self._producer(state, t, p, at, eid)
             state.insert(self.history, (eid, None, t, at, _payload_json(item)))
             return
         account = p["account"]
@@ -993,6 +1012,45 @@ class AccountsProjection(Projection):
         row[_AI["last_event_id"]] = eid
         state.put(self.accounts, tuple(row))
         state.insert(self.history, (eid, account, t, at, _payload_json(item)))
+
+    def _producer(self, state: State, t: str, p: dict[str, Any], at: str, eid: str) -> None:
+        key = (p["producer_id"],)
+        cur = state.get(self.producers, key)
+        if t == "ProducerRegistered":
+            if cur is None:
+                row: list[Any] = [None] * len(PRODUCER_COLUMNS)
+                row[_PI["producer_id"]] = p["producer_id"]
+                row[_PI["key_rotations"]] = 0
+            else:
+                row = list(cur)
+                if row[_PI["public_key"]] != p["public_key"]:
+                    # Another key by registration (logs before ProducerKeyRotated, whose
+                    # engine allowed it): shown as the rotation it was.
+                    row[_PI["previous_key"]] = row[_PI["public_key"]]
+                    row[_PI["key_rotations"]] = int(row[_PI["key_rotations"]]) + 1
+                    row[_PI["rotated_at"]] = at
+            row[_PI["public_key"]] = p["public_key"]
+            row[_PI["accounts"]] = _json(list(p["accounts"]))
+            row[_PI["registered_by"]] = p["registered_by"]
+            row[_PI["registered_at"]] = at
+            row[_PI["status"]] = "ACTIVE"
+        else:
+            if cur is None:
+                raise SkipEvent(f"{t} for unknown producer {p['producer_id']}")
+            row = list(cur)
+            if t == "ProducerRevoked":
+                row[_PI["status"]] = "REVOKED"
+                row[_PI["revoked_at"]] = at
+                row[_PI["revoked_by"]] = p["revoked_by"]
+                row[_PI["revoke_reason"]] = p["reason"]
+            else:  # ProducerKeyRotated: the accounts stay; a revoked producer is back
+                row[_PI["previous_key"]] = p["previous_key"]
+                row[_PI["public_key"]] = p["public_key"]
+                row[_PI["key_rotations"]] = int(row[_PI["key_rotations"]]) + 1
+                row[_PI["rotated_at"]] = at
+                row[_PI["status"]] = "ACTIVE"
+        row[_PI["event_id"]] = eid
+        state.put(self.producers, tuple(row), key)
 
 
 PROJECTIONS: dict[str, Projection] = {

@@ -169,7 +169,7 @@ NAMED: dict[str, NamedQuery] = {
         + _filters(("producer_id", "producer_id"))
         + " ORDER BY producer_id",
         ("producer_id",),
-        "Registered strategy producers: key and entitled accounts",
+        "Registered strategy producers: key, entitled accounts, status (ACTIVE or REVOKED), rotations",
     ),
     "quarantine": NamedQuery(
         'SELECT projection, topic, partition, "offset", event_type, schema_version, error '

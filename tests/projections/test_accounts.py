@@ -18,9 +18,12 @@ from schemas.events import (
     AmlFlagRaised,
     BeneficialOwner,
     KycVerified,
+    ProducerKeyRotated,
     ProducerRegistered,
+    ProducerRevoked,
 )
 from schemas.events.accounts import OwnerKind
+from tests.projections.folding import Tape, fold
 from tests.projections.helpers import as_records
 
 
@@ -43,6 +46,10 @@ def _events() -> list[Envelope[Any]]:
         ProducerRegistered(
             producer_id="strat1", public_key="ab" * 32, accounts=("A1", "B2"), registered_by="adm"
         ),
+        ProducerRevoked(producer_id="strat1", reason="key leaked", revoked_by="adm"),
+        ProducerKeyRotated(
+            producer_id="strat1", public_key="cd" * 32, previous_key="ab" * 32, rotated_by="adm"
+        ),
         # Refused: KYC for an account never opened, clearing a flag that is not open.
         KycVerified(account="ZZ", verified_by="kyc"),
         AmlFlagCleared(account="A1", flag_id="F1", cleared_by="mlro"),
@@ -56,7 +63,7 @@ def test_accounts_fold_and_named_queries(env: Settings) -> None:
     records = as_records(env, _events())
     with psycopg.connect(env.dsn) as conn, conn.transaction():
         res = apply_records(conn, p, p.schema, records)
-    assert (res.applied, res.quarantined) == (7, 2)
+    assert (res.applied, res.quarantined) == (9, 2)
 
     accounts = query.frame("accounts", env)
     assert accounts["account"].to_list() == ["A1", "B2"]
@@ -75,6 +82,13 @@ def test_accounts_fold_and_named_queries(env: Settings) -> None:
     assert query.frame("aml_flags", env, open="true")["flag_id"].to_list() == ["F2"]
     producers = query.frame("producers", env)
     assert producers["accounts"].to_list() == ['["A1","B2"]']
+    strat1 = producers.row(0, named=True)
+    assert (strat1["status"], strat1["key_rotations"], strat1["revoke_reason"]) == (
+        "ACTIVE",
+        1,
+        "key leaked",
+    )
+    assert (strat1["public_key"], strat1["previous_key"]) == ("cd" * 32, "ab" * 32)
 
     # Clearing the last open flag lifts the hold.
     clear = new_event(
@@ -85,3 +99,51 @@ def test_accounts_fold_and_named_queries(env: Settings) -> None:
     with psycopg.connect(env.dsn) as conn, conn.transaction():
         apply_records(conn, p, p.schema, more)
     assert query.frame("accounts", env, account="A1")["status"].to_list() == ["ACTIVE"]
+
+
+def test_producers_show_revocations_and_rotations() -> None:
+    """Broker-free: a revocation marks the producer REVOKED with who and why; a rotation
+    keeps the replaced key, counts, and makes it ACTIVE again with its accounts; a
+    restatement with the same key is no rotation; facts for an unknown producer are
+    refused. Before fold version 2 neither fact was folded."""
+    tape = Tape()
+    items = [
+        tape.ev(
+            ProducerRegistered(
+                producer_id="p", public_key="ab" * 32, accounts=("A1",), registered_by="adm"
+            )
+        ),
+        tape.ev(ProducerRevoked(producer_id="p", reason="leak", revoked_by="ops")),
+    ]
+    state, bad = fold("accounts", items)
+    table = PROJECTIONS["accounts"].producers  # type: ignore[attr-defined]
+    row = dict(zip(table.columns, state.rows["producers"][("p",)] or (), strict=True))
+    assert bad == [] and (row["status"], row["revoked_by"], row["revoke_reason"]) == (
+        "REVOKED",
+        "ops",
+        "leak",
+    )
+    more = [
+        tape.ev(
+            ProducerKeyRotated(
+                producer_id="p", public_key="cd" * 32, previous_key="ab" * 32, rotated_by="adm"
+            )
+        ),
+        tape.ev(
+            ProducerRegistered(
+                producer_id="p", public_key="cd" * 32, accounts=("A1", "A2"), registered_by="adm"
+            )
+        ),
+        tape.ev(ProducerRevoked(producer_id="nobody", revoked_by="ops")),
+    ]
+    state, bad = fold("accounts", more, state)
+    row = dict(zip(table.columns, state.rows["producers"][("p",)] or (), strict=True))
+    assert (row["status"], row["key_rotations"], row["public_key"], row["previous_key"]) == (
+        "ACTIVE",
+        1,
+        "cd" * 32,
+        "ab" * 32,
+    )
+    assert row["accounts"] == '["A1","A2"]' and row["revoked_at"] is not None
+    assert [q.error for q in bad] == ["SkipEvent: ProducerRevoked for unknown producer nobody"]
+    assert PROJECTIONS["accounts"].fold_version == 2
