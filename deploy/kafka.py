@@ -256,6 +256,42 @@ def describe_partition_changes(changed: Mapping[str, tuple[int, int]]) -> str:
     )
 
 
+class PartitionsChanged(RuntimeError):
+    """A component refuses to fold a log whose topics are off their declared partition
+    counts (`partition_changes`): what it would compute depends on the order it happens
+    to read a key's events from before and after the change in. `changed` is
+    `partition_changes`'s answer; the message names each topic and says what to do."""
+
+    def __init__(self, who: str, changed: Mapping[str, tuple[int, int]]) -> None:
+        self.who = who
+        self.changed = dict(changed)
+        super().__init__(
+            f"{who} holds: {describe_partition_changes(changed)}; a key's events before and "
+            "after the change lie on different partitions and would be folded in no fixed "
+            "order (docs/operations.md, Adding partitions)"
+        )
+
+
+def check_partitions(settings: Settings, counts: Mapping[str, int], *, who: str) -> None:
+    """Raise `PartitionsChanged` if any topic in `counts` (full name -> partitions the
+    broker lists now) is off its declared count: the one check every component that
+    folds the log makes before it folds (the engine worker decides STALE_STATE instead,
+    `tradetape rebuild` refuses, the snapshotter and surveillance hold)."""
+    if changed := partition_changes(settings, counts):
+        raise PartitionsChanged(who, changed)
+
+
+def listed_partition_counts(
+    settings: Settings, topics: list[Topic], *, admin: AdminClient | None = None,
+    timeout: float = 10.0,
+) -> dict[str, int]:  # fmt: skip
+    """Full name -> partitions the broker lists now, for the catalogue `topics` that exist
+    (one metadata request)."""
+    wanted = {settings.topic(t) for t in topics}
+    listed = (admin or admin_client(settings)).list_topics(timeout=timeout).topics
+    return {n: len(md.partitions) for n, md in listed.items() if n in wanted and md.error is None}
+
+
 def create_topics(
     settings: Settings, topics: list[Topic] | None = None, timeout: float = 30.0
 ) -> list[str]:

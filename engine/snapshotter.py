@@ -20,6 +20,13 @@ Each round:
 A slice is a cache. If the snapshotter is down or behind, workers start from an older
 slice, or replay more of the log; nothing else changes. Workers check every slice they
 read (`engine.snapshot_io.read_slices`, `engine.snapshot.merge_slices`).
+
+While a topic it reads is off its declared partition count (`deploy.kafka.partition_changes`)
+the snapshotter holds: it folds nothing and writes no slice, and says why (ERROR). Such a
+log moved keys: an account's history lies on one partition and its new records on another,
+so a slice would be cut by the new count from records read in no fixed order, and the
+slice of the old partition would claim offsets whose records it no longer holds. The
+workers decide nothing on such a log either (every intent STALE_STATE).
 """
 
 from __future__ import annotations
@@ -33,7 +40,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of_many
+from deploy.kafka import (
+    PartitionsChanged,
+    admin_client,
+    check_partitions,
+    consumer_config,
+    end_offsets,
+    partitions_of_many,
+)
 from deploy.settings import Settings
 from engine.partitioning import partitioner
 from engine.replay import (
@@ -83,6 +97,8 @@ class Snapshotter:
         self.due: dict[int, int] = {}
         """Own records folded per engine partition since its last slice."""
         self.last: dict[int, float] = {}  # time.monotonic() seconds, not money
+        self.holding: str | None = None
+        """Why it holds (a topic off its declared partition count), or None."""
         self.stats = {
             "rounds": 0,
             "folded": 0,
@@ -100,8 +116,15 @@ class Snapshotter:
         return self.parts
 
     def _refresh_partitions(self) -> int:
-        """Refresh `parts` (one metadata request); the own topics' partition count."""
-        counts = {len(self._topic_partitions()[t]) for t in OWN_TOPICS}
+        """Refresh `parts` (one metadata request); the own topics' partition count.
+        Raises `PartitionsChanged` if a topic it reads is off its declared count."""
+        parts = self._topic_partitions()
+        check_partitions(
+            self.settings,
+            {self.settings.topic(t): len(ps) for t, ps in parts.items()},
+            who="the snapshotter",
+        )
+        counts = {len(parts[t]) for t in OWN_TOPICS}
         if len(counts) != 1:
             raise SnapshotError(f"own topics differ in partition count {sorted(counts)}")
         return counts.pop()
@@ -261,6 +284,9 @@ class Snapshotter:
                 began = time.monotonic()
                 try:
                     self.round()
+                    self.holding = None
+                except PartitionsChanged as exc:
+                    self._hold(exc)
                 except (KafkaException, SnapshotError, RuntimeError) as exc:
                     self._failed(exc)
                 except Exception as exc:  # never crash: a slice is only a cache
@@ -276,6 +302,17 @@ class Snapshotter:
             self.reader.close()
         log.info("engine snapshotter stopped: %s", self.stats)
         return 0
+
+    def _hold(self, exc: PartitionsChanged) -> None:
+        """Fold nothing, write nothing: logged once per change, looked at again after
+        RETRY_SECONDS."""
+        if str(exc) != self.holding:
+            log.error("%s; no slices are written until the topics are as declared", exc)
+        self.holding = str(exc)
+        self.state = None
+        deadline = time.monotonic() + RETRY_SECONDS
+        while time.monotonic() < deadline and not self.stopping:
+            time.sleep(0.2)
 
     def _failed(self, exc: Exception) -> None:
         log.warning("snapshot round failed (%s); starting over from the log", exc)

@@ -31,10 +31,12 @@ from schemas import Envelope, encode
 from schemas.events import RiskLimits, RiskLimitsChanged
 from schemas.topics import Topic
 from tests.engine.helpers import (
+    RecordCounter,
     admin,
     intent,
     produce,
     quote,
+    running_snapshotter,
     running_worker,
     wait_for,
     world,
@@ -142,3 +144,31 @@ def test_an_intent_on_another_partition_than_its_accounts_is_stale(env: Settings
     assert "not on its partition" in next(
         r.detail for r in away.rule_results if r.reason_code == "STALE_STATE"
     )
+
+
+def test_the_snapshotter_writes_no_slice_of_a_grown_log(env: Settings) -> None:
+    """Before: the snapshotter started over with 12 partitions and sliced what it folded,
+    cut by the new count: the slice of partition 0 claimed ACC1's fill's offset on
+    partition 0 of orders.lifecycle without ACC1 (whom murmur2 now puts on partition 6).
+    Now it holds, as the workers do, and says which topics are off their count."""
+    settings = env.with_overrides(engine_snapshot_every=1, engine_snapshot_seconds=0.1)
+    with running_worker(settings, "a"):
+        key = world(settings, ["ACC1"])
+        produce(settings, [quote()])
+        produce(settings, [intent(key, "ACC1", "fill", qty="1")])
+        assert _decided(settings, "fill").outcome == "APPROVED"
+    client = AdminClient({"bootstrap.servers": settings.bootstrap})
+    names = [settings.topic(t) for t in GROWN]
+    for fut in client.create_partitions([NewPartitions(n, 12) for n in names]).values():
+        fut.result(30)
+    slices = RecordCounter(settings, Topic.ENGINE_SNAPSHOTS)
+    with running_snapshotter(settings) as snap:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not slices.wait(1, 0.3):
+            if getattr(snap, "holding", None):
+                break
+        slices.wait(1, 3.0)  # a round that slices would have written by now
+        slices.close()
+        assert slices.count == 0, "the snapshotter sliced a grown log"
+        assert snap.holding is not None
+        assert f"{settings.topic(Topic.ORDERS)} has 12 partitions, declared 6" in snap.holding
