@@ -14,11 +14,21 @@ Design (see docs/surveillance.md):
 * Alerts go to `surveillance.alerts` keyed by account. faust's exactly-once mode is not
   trusted: every alert id is derived from detector, version and triggering event ids,
   so a redelivery after a crash re-emits the same id and the projection ignores it.
+* While a source topic is off its declared partition count
+  (`deploy.kafka.check_partitions`) the app holds: it does not start (`main` waits,
+  logging why), and a running app that sees it stops (`check_topology`, exit 1, so the
+  supervisor's restart holds). Equal event times release in their partition's log order,
+  and partitions tie by name: after keys moved, an order's expiry stamped with its
+  intent's time on `orders.lifecycle:10` would be released before its submit on `:4`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+import threading
 import time
 import types
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
@@ -29,6 +39,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from deploy.deadletter import dead_letter_for
+from deploy.kafka import PartitionsChanged, check_partitions, listed_partition_counts
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import SurveillanceAlert
@@ -58,6 +69,9 @@ INTERNAL_HEADER_PREFIX = "tt-"
 (a source record carrying `tt-tick` would otherwise be taken for a tick and dropped)."""
 STATUS_SECONDS = 5.0
 """How often the worker logs its progress counters (INFO), when they changed."""
+TOPOLOGY_SECONDS = 5.0
+"""How often the app (and `main`, while it holds) looks at the source topics' partition
+counts (seconds, not money)."""
 M = TypeVar("M", bound=BaseModel)
 V = TypeVar("V")
 
@@ -325,6 +339,19 @@ class SurveillanceApp:
     store: TableStore
     emit: Emit
     dead: Callable[[Envelope[Any]], Awaitable[None]]
+    held: list[PartitionsChanged]
+    """Why the running app stopped itself (`check_topology`): `main` then exits 1."""
+
+
+def partitions_hold(settings: Settings, admin: Any = None) -> PartitionsChanged | None:
+    """Why the app must not fold its sources (a source topic off its declared partition
+    count), or None. One metadata request."""
+    try:
+        counts = listed_partition_counts(settings, list(SOURCES), admin=admin)
+        check_partitions(settings, counts, who="surveillance")
+    except PartitionsChanged as exc:
+        return exc
+    return None
 
 
 def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceApp:
@@ -555,10 +582,35 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             )
             last_status.update(moved)
 
+    admin: list[Any] = []
+
+    def held() -> PartitionsChanged | None:
+        if not admin:
+            from deploy.kafka import admin_client
+
+            admin.append(admin_client(settings))
+        return partitions_hold(settings, admin[0])
+
+    async def check_topology() -> None:
+        """Stop the app (exit 1) when a source topic's partition count changes; the
+        supervisor's restart then holds in `main`."""
+        try:
+            why = await asyncio.get_running_loop().run_in_executor(None, held)
+        except Exception as exc:  # the broker's own errors say more; look again next time
+            log.warning("could not check the source topics' partitions: %s", exc)
+            return
+        if why is not None and not holder.held:
+            log.error("%s; stopping", why)
+            holder.held.append(why)
+            # The worker's own SIGTERM path: a clean stop (offsets committed, tables
+            # flushed); `app.crash` left the worker running with its app crashed.
+            os.kill(os.getpid(), signal.SIGTERM)
+
     intake_agent = app.agent(source, name="surveillance-intake")(intake)
     detect_agent = app.agent(sequenced, name="surveillance-detect")(detect)
     app.timer(TICK_SECONDS)(tick)
     app.timer(STATUS_SECONDS)(status)
+    app.timer(TOPOLOGY_SECONDS)(check_topology)
     holder = SurveillanceApp(
         app=app,
         intake=intake_agent,
@@ -570,6 +622,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         store=store,
         emit=emit,
         dead=dead,
+        held=[],
     )
     return holder
 
@@ -587,10 +640,43 @@ def main(settings: Settings) -> int:
             quiet_root_handlers(logger, level)
 
     create_topics(settings)
+    if _hold(settings):
+        return 0
     built = build_app(settings)
     worker = Worker(built.app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        return 1 if built.held else int(exc.code or 0)
+    return 1 if built.held else 0
+
+
+def _hold(settings: Settings) -> bool:
+    """Wait while a source topic is off its declared partition count (an ERROR naming
+    them, once per change); True if SIGTERM/SIGINT came meanwhile (then exit 0)."""
+    why = partitions_hold(settings)
+    if why is None:
+        return False
+    stop = threading.Event()
+    before = {
+        sig: signal.signal(sig, lambda _n, _f: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        shown = ""
+        while why is not None:
+            if str(why) != shown:
+                log.error("%s; not starting until they are", why)
+                shown = str(why)
+            if stop.wait(TOPOLOGY_SECONDS):
+                return True
+            why = partitions_hold(settings)
+        log.info("the source topics are as declared again: starting")
+        return False
+    finally:
+        log.removeHandler(handler)
+        for sig, old in before.items():
+            signal.signal(sig, old)
