@@ -36,15 +36,18 @@ def owned_process(pid_file: Path, marker: str) -> psutil.Process | None:
     return None
 
 
-def stop_process(proc: psutil.Process, timeout: float = 30.0) -> None:
+def stop_process(proc: psutil.Process, timeout: float = 30.0) -> bool:
+    """SIGTERM, then SIGKILL after `timeout` seconds; True if it had to be killed."""
     try:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout)
     except psutil.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+        return True
     except psutil.NoSuchProcess:
         pass
+    return False
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -17,7 +17,7 @@ from deploy.kafka import (
     describe_partition_changes,
     partition_changes,
 )
-from deploy.local.kafka_node import KafkaNode, KafkaStartError
+from deploy.local.kafka_node import STOP_SECONDS, KafkaNode, KafkaStartError
 from deploy.local.postgres_node import PostgresNode, PostgresStartError
 from deploy.local.process import port_open
 from deploy.settings import Settings
@@ -139,10 +139,16 @@ class LocalStack:
         it is stopped (the broker's controlled shutdown takes seconds: `down` was silent
         for ~7 s after a demo)."""
         stopped: dict[str, bool] = {}
-        for name, node in (("postgres", self.postgres), ("kafka", self.kafka)):
+        kafka = self.kafka
+        for name, node in (("postgres", self.postgres), ("kafka", kafka)):
             if (pid := node.pid()) is not None:
                 self.echo(f"{name}: stopping (pid {pid}) ...")
             stopped[name] = node.stop()
+        if kafka.killed:
+            self.echo(
+                f"kafka: did not stop within {STOP_SECONDS:.0f} s: killed (its next start"
+                " recovers every log)"
+            )
         return stopped
 
     def status(self) -> dict[str, Any]:
