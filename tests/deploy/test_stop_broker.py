@@ -23,7 +23,11 @@ def test_the_broker_gets_minutes_for_a_clean_shutdown() -> None:
 
 
 def test_stop_process_says_whether_it_killed() -> None:
-    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 30"])
+    stubborn = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; echo ready; exec sleep 30"], stdout=subprocess.PIPE
+    )
+    assert stubborn.stdout is not None
+    assert stubborn.stdout.readline() == b"ready\n"  # SIGTERM ignored, by the sleep too
     try:
         assert process.stop_process(psutil.Process(stubborn.pid), timeout=0.5) is True
     finally:
