@@ -110,6 +110,7 @@ def _order_dump(o: OrderState) -> dict[str, Any]:
         "children": list(o.children),
         "fill_ids": sorted(o.fill_ids),
         "protected": str(o.protected),
+        "last_fill_at": None if o.last_fill_at is None else _ts(o.last_fill_at),
     }
 
 
@@ -137,6 +138,7 @@ def _order_load(d: dict[str, Any]) -> OrderState:
         children=list(d["children"]),
         fill_ids=set(d["fill_ids"]),
         protected=Decimal(d["protected"]),
+        last_fill_at=None if d["last_fill_at"] is None else _dt(d["last_fill_at"]),
     )
 
 

@@ -208,6 +208,9 @@ class OrderState:
     """Of a parent with stop/take triggers: its filled quantity when its children were
     last armed (folded from the children's `OrderSubmitted`), so `filled - protected` is
     what its next children must cover too."""
+    last_fill_at: datetime | None = None
+    """The newest `traded_at` of its fills: a stop/take child that filled in part (it was
+    triggered) fills its rest only at prints newer than this (`PaperVenue._match_print`)."""
 
     @property
     def leaves(self) -> Decimal:
@@ -1251,6 +1254,8 @@ class EngineState:
             if p.fill_id in order.fill_ids:
                 return
             order.fill_ids.add(p.fill_id)
+            if order.last_fill_at is None or p.traded_at > order.last_fill_at:
+                order.last_fill_at = p.traded_at
         else:
             if p.fill_id in self.orphan_fill_ids:
                 return

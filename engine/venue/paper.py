@@ -26,7 +26,10 @@
 - Attached stop-loss/take-profit become child orders (one-cancels-other) from the parent's
   first fill on, for its filled quantity, re-armed for the new total at each later fill
   (`_arm`); a trade through the trigger fills a child at the trade price (taker), up to
-  what the account then has free (`_child_quantity`), OCO.
+  what the account then has free (`_child_quantity`) and up to the trade's quantity (what
+  the account's resting orders on that side left of it), OCO. A child the trade did not
+  fill in full stays triggered and fills at each later trade newer than its last fill,
+  whatever its price (a stop is a market order once triggered), up to its quantity.
 Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
 filled it, so reprocessing a market event can never fill an order twice.
 
@@ -617,8 +620,8 @@ class PaperVenue:
         """Match the owned resting orders against the kept prints the log does not show
         as matched: a resting order takes only prints newer than its account's newest maker
         fill on that instrument and side (`AccountState.maker_fill_at`, as it stood before
-        this call); an armed stop/take child any print newer than itself (it fills once,
-        in full, and is then done).
+        this call); an armed stop/take child any print newer than itself, one triggered and
+        filled in part only prints newer than its last fill (`OrderState.last_fill_at`).
 
         Run by a worker after it rebuilt or took over partitions. Prints read while no
         worker owned them, or matched by a worker that died before its transaction
@@ -669,6 +672,9 @@ class PaperVenue:
         source = print_id(trade)
         price = trade.price
         armed = {o.order_id for o in orders if o.parent_order_id is not None and not o.done}
+        left: dict[tuple[str, Side], Decimal] = {}
+        """What the print's size still holds for an account and side (as for makers, each
+        account's orders on their own): its resting orders take first, then its children."""
         # Resting limit orders, price-time priority, each side against the print's size:
         # each account's orders on their own (see the module docstring).
         for side in (Side.BUY, Side.SELL):
@@ -735,9 +741,12 @@ class PaperVenue:
                         remaining -= qty
                     if o.done:
                         self._arm(state, o, emit)
-        # Armed children: a print through the trigger fills them (as far as free), OCO. A
-        # pair a parent's fill on this print replaced (`_arm`) is met by its replacement,
-        # which covers that fill too: the old pair was armed before the print.
+                left[(account, side)] = remaining
+        # Armed children: a print through the trigger fills them (as far as free, up to
+        # the print's size), OCO; a child that filled in part stays triggered and fills at
+        # each later print, whatever its price. A pair a parent's fill on this print
+        # replaced (`_arm`) is met by its replacement, which covers that fill too: the old
+        # pair was armed before the print.
         children: dict[str, tuple[OrderState, datetime]] = {}
         for o in orders:
             if o.parent_order_id is None:
@@ -754,28 +763,42 @@ class PaperVenue:
                 continue  # done: its sibling filled on this print (OCO)
             if since >= event.occurred_at:
                 continue
-            t = o.trigger_price
-            sell = o.side is Side.SELL
-            if o.order_type is OrderType.STOP_LOSS:
-                hit = price <= t if sell else price >= t
+            if o.filled > 0:
+                # Triggered at an earlier print and filled in part: a market order now,
+                # meeting only prints newer than its last fill (so a catch-up, which has the
+                # fill in the log, never meets an older print again).
+                last = o.last_fill_at
+                if last is not None and trade.exchange_ts <= last:
+                    continue
             else:
-                hit = price >= t if sell else price <= t
-            if not hit:
-                continue
-            qty = self._child_quantity(state, o, price)
+                t = o.trigger_price
+                sell = o.side is Side.SELL
+                if o.order_type is OrderType.STOP_LOSS:
+                    hit = price <= t if sell else price >= t
+                else:
+                    hit = price >= t if sell else price <= t
+                if not hit:
+                    continue
+            size = left.get((o.account, o.side), trade.quantity)
+            if size <= 0:
+                continue  # the account's resting orders on that side took the whole print
+            cap = self._child_quantity(state, o, price)
+            qty = min(cap, size)
             if qty > 0:
                 if not self._fill(
                     state, o, qty, price, Liquidity.TAKER, source, trade.exchange_ts, emit
                 ):
                     continue  # this print filled it already
-                if not o.done:
+                left[(o.account, o.side)] = size - qty
+                if not o.done and cap <= size:
+                    # Capped by what the account has free or holds, not by the print.
                     self._end(o, "CHILD_CAPPED", emit, cancel=True)
             else:
                 self._end(o, "CHILD_CAPPED", emit, cancel=True)
             parent = state.orders.get(o.parent_order_id or "")
             for sib_id in parent.children if parent else []:
                 sib = state.orders.get(sib_id)
-                if sib is not None and not sib.done:
+                if sib is not None and not sib.done and sib is not o:
                     emit(
                         CancelRequested(order_id=sib.order_id, account=sib.account, reason="OCO"),
                         f"cancelreq:{sib.order_id}",

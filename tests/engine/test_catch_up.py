@@ -45,6 +45,10 @@ MARKET = st.one_of(
 _BUY = ("limit", "A1", Side.BUY, "1", 0, False)
 _BUY_LOW = ("limit", "A1", Side.BUY, "1", -1, False)
 _BUY_ATTACHED = ("limit", "A2", Side.BUY, "1", 0, True)
+_BUY_ATTACHED_2_5 = ("limit", "A2", Side.BUY, "2.5", 0, True)
+_PARTIAL_STOP = [("trade", -1, "5"), ("trade", -31, "1"), ("trade", 0, "1"), ("trade", -31, "5")]
+"""Fills `_BUY_ATTACHED_2_5`, triggers its stop with a print of 1 of the 2.5, then fills
+the triggered rest above the stop (1) and below it (0.5)."""
 
 
 def _on_partition(partition: int, account: str) -> bool:
@@ -104,6 +108,9 @@ def _play_one(log: Log, a: tuple[Any, ...]) -> None:
 @example([_BUY, _BUY_LOW], [("trade", -1, "1")])
 # A print through the parent arms its stop/take children; a later one triggers them.
 @example([_BUY_ATTACHED], [("trade", -1, "1"), ("trade", 31, "1")])
+# A print smaller than the stop triggers it in part; the rest fills at the next prints.
+@example([_BUY_ATTACHED_2_5], _PARTIAL_STOP)
+@example([_BUY_ATTACHED_2_5, ("trade", -1, "5"), ("trade", -31, "1")], _PARTIAL_STOP[2:])
 def test_the_next_owner_matches_a_gap_as_live_matching_would(
     before: list[tuple[Any, ...]], gap: list[tuple[Any, ...]]
 ) -> None:
@@ -160,6 +167,7 @@ def test_the_next_owner_matches_a_gap_as_live_matching_would(
     ]
 )
 @example([_BUY_ATTACHED, ("trade", -1, "1"), ("trade", 31, "1")])
+@example([_BUY_ATTACHED_2_5, *_PARTIAL_STOP])
 def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -> None:
     log = _play(actions)
     for state in (full_replay(log), log.h.state):
@@ -171,14 +179,15 @@ def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -
 
 
 def _assert_no_print_taken_twice(log: Log, fills: list[Any]) -> None:
-    """Per account and side, the maker fills on one print add up to at most its size (the
-    harness stamps every print with its own `exchange_ts`, which maker fills carry)."""
+    """Per account and side, the fills on one print (resting orders' and stop/take
+    children's) add up to at most its size (the harness stamps every print with its own
+    `exchange_ts`, which those fills carry; fills on submission name a quote instead)."""
     size = {
         e.payload.exchange_ts: e.payload.quantity for e in log.ref if e.event_type == "MarketTrade"
     }
     taken: dict[tuple[str, Side, Any], Decimal] = {}
     for f in fills:
-        if f.liquidity == "MAKER":
+        if f.quote_id is None:
             k = (f.account, f.side, f.traded_at)
             taken[k] = taken.get(k, D(0)) + f.quantity
     for (account, side, at), qty in taken.items():

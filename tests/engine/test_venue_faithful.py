@@ -124,3 +124,29 @@ def test_two_market_orders_do_not_fill_more_than_was_shown() -> None:
     assert h.state.account("A1").positions[INSTRUMENT] == 5
     h.quote(D("100"), D("101"), qty=D("5"))  # a newer book shows its size again
     assert _filled(h.order(Side.BUY, D("3"))) == 3
+
+
+def test_a_triggered_stop_fills_up_to_each_prints_size() -> None:
+    """A print through the stop fills the child up to the print's size; the rest stays
+    triggered and fills at the next prints, whatever their price (a stop is a market order
+    once triggered), each up to its size. The take-profit is canceled at the trigger
+    (OCO). Before, the stop sold all 5 at the one print of 1 that triggered it."""
+    h = _Recording(_limits(), cash=D("1e6"))
+    h.quote(D("99"), D("100"), qty=D("10"))
+    h.order(Side.BUY, D("5"), D("100"), stop_loss=D("90"), take_profit=D("120"))
+    h.tick(1)
+    out = h.trade(D("89"), D("1"))
+    assert [(e.payload.quantity, e.payload.price) for e in out if e.event_type == "Fill"] == [
+        (D("1"), D("89"))
+    ]
+    assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["OCO"]
+    assert h.state.account("A1").positions[INSTRUMENT] == 4
+    h.tick(1)
+    out = h.trade(D("91"), D("3"))  # above the stop: the triggered remainder fills anyway
+    assert _filled(out) == 3 and h.state.account("A1").positions[INSTRUMENT] == 1
+    h.tick(1)
+    out = h.trade(D("88"), D("5"))
+    assert _filled(out) == 1 and h.state.account("A1").positions[INSTRUMENT] == 0
+    assert not h.state.account("A1").open_orders  # the stop done, nothing else working
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    assert canonical_state(h.from_slice()) == canonical_state(h.state)
