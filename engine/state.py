@@ -322,6 +322,12 @@ class AccountState:
         if (reset is None or at >= reset) and equity > self.peak_equity:
             self.peak_equity = equity
 
+    def record_peak(self, at: datetime, peak: Decimal) -> None:
+        """Fold a peak recorded at `at` (a decision's or a fill's `peak_equity`): the live
+        peak (`raise_peak`) and the suffix maxima a snapshot slice carries (`add_peak`)."""
+        self.raise_peak(at, peak)
+        self.add_peak(at, peak)
+
     def add_peak(self, at: datetime, peak: Decimal) -> None:
         peaks = self.peaks
         i = bisect_left(peaks, (at,))
@@ -1154,9 +1160,7 @@ class EngineState:
         self.decisions.record(key, recorded)
         if isinstance(p, RiskDecision) and p.peak_equity is not None:
             # The drawdown peak survives restarts: every decision records the one it used.
-            acc = self.account(p.account)
-            acc.raise_peak(event.occurred_at, p.peak_equity)
-            acc.add_peak(event.occurred_at, p.peak_equity)
+            self.account(p.account).record_peak(event.occurred_at, p.peak_equity)
         if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
             windows = self.rate.get((p.producer_id, p.strategy_id))
             if windows is None:
@@ -1266,8 +1270,7 @@ class EngineState:
         if p.peak_equity is not None:
             # A peak the venue's valuation at a print raised (`PaperVenue._brake`): folded
             # as a decision's, so a restart keeps it.
-            acc.raise_peak(at, p.peak_equity)
-            acc.add_peak(at, p.peak_equity)
+            acc.record_peak(at, p.peak_equity)
         if p.liquidity is Liquidity.MAKER:
             key = maker_key(p.instrument, p.side)
             newest = acc.maker_fill_at.get(key)

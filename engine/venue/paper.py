@@ -90,6 +90,15 @@ _accepted = builder(OrderAccepted)
 UTI_PREFIX = "TTPAPER"
 
 
+def priority(order: OrderState) -> tuple[Decimal, datetime, str]:
+    """Price-time priority among an account's orders on one side: the better limit first
+    (a buy's higher, a sell's lower), then the older, then by id. Which resting orders a
+    print fills first (`PaperVenue._match_print`) and which the kill switch keeps
+    (`PaperVenue.halt`)."""
+    limit = order.limit_price or ZERO
+    return (-limit if order.side is Side.BUY else limit, order.submitted_at, order.order_id)
+
+
 def _h(*parts: str, n: int = 24) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
 
@@ -384,15 +393,9 @@ class PaperVenue:
             groups: dict[tuple[str, Side], list[OrderState]] = {}
             for o in open_:
                 groups.setdefault((o.instrument, o.side), []).append(o)
-            for (_, side), orders in sorted(groups.items(), key=lambda kv: kv[0]):
+            for orders in (groups[k] for k in sorted(groups)):
                 room = self._closes(state, orders[0])
-                orders.sort(
-                    key=lambda o: (
-                        -(o.limit_price or ZERO) if side is Side.BUY else (o.limit_price or ZERO),
-                        o.submitted_at,
-                        o.order_id,
-                    )
-                )
+                orders.sort(key=priority)
                 for o in orders:
                     if o.leaves <= room:
                         room -= o.leaves
@@ -699,13 +702,7 @@ class PaperVenue:
                     if killed:
                         self.halt(state, account, emit)  # every resting order, not these only
                 flagged = bool(state.account(account).aml_flags)
-                crossing.sort(
-                    key=lambda o: (
-                        -(o.limit_price or 0) if side is Side.BUY else (o.limit_price or 0),
-                        o.submitted_at,
-                        o.order_id,
-                    )
-                )
+                crossing.sort(key=priority)
                 remaining = trade.quantity
                 for o in crossing:
                     if remaining <= 0:
