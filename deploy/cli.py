@@ -209,7 +209,12 @@ def topics(data_dir: DataDirOpt = None) -> None:
     """Create any missing catalogue topics and list them with their event types."""
     from confluent_kafka import KafkaError, KafkaException
 
-    from deploy.kafka import broker_unreachable, create_topics, partition_count
+    from deploy.kafka import (
+        broker_unreachable,
+        create_topics,
+        declared_partitions_error,
+        partition_count,
+    )
     from schemas.registry import event_types_for
     from schemas.topics import TOPICS
 
@@ -232,6 +237,9 @@ def topics(data_dir: DataDirOpt = None) -> None:
         typer.echo(
             f"{mark} {spec.full_name(s.topic_prefix):28} p={partition_count(s, spec):<2} {types}"
         )
+    if (why := declared_partitions_error(s)) is not None:
+        typer.echo(f"error: {why}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -292,6 +292,30 @@ def listed_partition_counts(
     return {n: len(md.partitions) for n, md in listed.items() if n in wanted and md.error is None}
 
 
+def declared_partitions_error(settings: Settings, admin: AdminClient | None = None) -> str | None:
+    """What `tradetape up` and `topics` refuse with when an existing catalogue topic is off
+    its declared count (`partition_changes`), or None. The declared count of a partitioned
+    topic is `TRADETAPE_DEFAULT_PARTITIONS` when set: changing that setting after the
+    topics exist declares a count they do not have, and every component then holds (the
+    engine decides every intent STALE_STATE). Said at once, with what to do."""
+    counts = listed_partition_counts(settings, list(TOPICS), admin=admin)
+    changed = partition_changes(settings, counts)
+    if not changed:
+        return None
+    setting = (
+        f"TRADETAPE_DEFAULT_PARTITIONS={settings.default_partitions}"
+        if settings.default_partitions
+        else "TRADETAPE_DEFAULT_PARTITIONS unset: the catalogue's counts"
+    )
+    return (
+        f"{describe_partition_changes(changed)}. The declared count ({setting}) applies only "
+        "when a topic is created: if the setting changed since, set it back to the count the "
+        "topics were created with; if partitions were added, they cannot be removed "
+        "(docs/operations.md, Adding partitions). Until then the engine decides every intent "
+        "as STALE_STATE and the snapshotter and surveillance hold"
+    )
+
+
 def create_topics(
     settings: Settings, topics: list[Topic] | None = None, timeout: float = 30.0
 ) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 from deploy.kafka import (
     admin_client,
     create_topics,
+    declared_partitions_error,
     describe_partition_changes,
     partition_changes,
 )
@@ -85,6 +86,8 @@ class LocalStack:
             )
         else:
             self.harden_reader()
+        if (why := declared_partitions_error(s)) is not None:
+            raise StackError(f"topics: {why}")
         return started
 
     def _check_external_kafka(self) -> None:
