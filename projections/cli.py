@@ -157,16 +157,21 @@ def partitions_changed(settings: Settings, names: list[str]) -> str | None:
     partition count than the declared one (`deploy.kafka.partition_changes`: a key's
     events before and after the change lie on different partitions and a replay reads them
     in no fixed order), or None. The live projection stays as it is, DEGRADED in status."""
-    from deploy.kafka import admin_client, describe_partition_changes, partition_changes
+    from deploy.kafka import (
+        PartitionsChanged,
+        check_partitions,
+        describe_partition_changes,
+        listed_partition_counts,
+    )
     from projections.core import PROJECTIONS
 
-    wanted = {settings.topic(t) for n in names for t in PROJECTIONS[n].topics}
-    listed = admin_client(settings).list_topics(timeout=10).topics
-    counts = {n: len(md.partitions) for n, md in listed.items() if n in wanted and md.error is None}
-    if changed := partition_changes(settings, counts):
+    topics = sorted({t for n in names for t in PROJECTIONS[n].topics})
+    try:
+        check_partitions(settings, listed_partition_counts(settings, topics), who="rebuild")
+    except PartitionsChanged as exc:
         return (
-            f"rebuild refused: {describe_partition_changes(changed)}; a replay would read a "
-            "key's events from before and after the change in no fixed order "
+            f"rebuild refused: {describe_partition_changes(exc.changed)}; a replay would read "
+            "a key's events from before and after the change in no fixed order "
             "(docs/operations.md, Adding partitions)"
         )
     return None
