@@ -20,7 +20,14 @@ from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
 from engine.risk.rules import UNKNOWN_LAG
 from engine.sigverify import verify_many
-from engine.state import EXACT_DIGITS, QUANTUM, EngineState, exact_enough
+from engine.state import (
+    EXACT_DIGITS,
+    QUANTUM,
+    AccountState,
+    EngineState,
+    exact_enough,
+    split_instrument,
+)
 from engine.trusted import builder, builder_from_fields
 from engine.venue.base import Venue
 from engine.venue.paper import PaperVenue
@@ -47,6 +54,10 @@ from schemas.events import (
     QuoteUpdated,
     RiskDecision,
     RiskLimitsChanged,
+    Side,
+    TransferChecked,
+    TransferReleased,
+    TransferRequested,
 )
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.events.orders import IntentRejectReason
@@ -198,9 +209,71 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
         if revocation is not None:
             for name in sorted(ctx.venues):
                 ctx.venues[name].revoke(state, producer, owns, emit_for(revocation))
+    # Then what withdrawal holds overdraw, as caused by the newest fact that raised one (the
+    # ids a live worker gives them, `control`).
+    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders and acc.held):
+        cause = state.hold_causes.get(account) if owns(account) else None
+        if cause is not None:
+            _unhold(state, ctx, emit_for(cause), account, owns)
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
     return [e for emitter in emitters.values() for e in emitter.out]
+
+
+WITHDRAWAL_HELD = "WITHDRAWAL_HELD"
+"""The reason of a cancel `_unhold` makes: a withdrawal holds what the order committed."""
+
+
+def _unhold(
+    state: EngineState,
+    ctx: Context,
+    emit: Callable[[EventPayload, str], None],
+    account: str,
+    owns: Callable[[str], bool] | None,
+) -> None:
+    """Fail closed when withdrawal holds leave the account short of an asset it holds
+    (free balance plus what its credit lends below zero: a request of more than was free
+    while resting orders committed the rest, docs/engine.md *Withdrawals*): cancel at once
+    its owned resting parent orders that pay in that asset (buys where it is the quote,
+    sells where it is the base), newest first (submission time, then id), until it is no
+    longer short or none is left. Before, they kept their commitment and could fill, and
+    the settlement then took the balance below zero. Run in the transaction of the
+    transfer fact that raised the hold (`control`), caused by it, and by `catch_up` for
+    what a lost transaction left open; assets in sorted order, so a replay emits the same
+    events. A balance that cannot be valued (an open market buy without a price, a credit
+    without a mark) counts as short."""
+    if owns is not None and not owns(account):
+        return
+    acc = state.accounts.get(account)
+    if acc is None or not acc.held or not acc.open_orders:
+        return
+    rates = [getattr(v, "taker_fee", _DEFAULT_TAKER_FEE) for v in ctx.venues.values()]
+    fee = 1 + max((Decimal(str(r)) for r in rates), default=_DEFAULT_TAKER_FEE)
+    credit = state.limits_for(account)[1].credit_limit
+    for asset in sorted(acc.held):
+        paying = [
+            o
+            for o in (state.orders.get(i) for i in acc.open_orders)
+            if o is not None
+            and not o.done
+            and o.parent_order_id is None
+            and o.venue in ctx.venues
+            and split_instrument(o.instrument)[1 if o.side is Side.BUY else 0] == asset
+        ]
+        paying.sort(key=lambda o: (o.submitted_at, o.order_id), reverse=True)
+        for o in paying:
+            if not _short(state, acc, asset, fee, credit):
+                break
+            ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
+
+
+def _short(
+    state: EngineState, acc: AccountState, asset: str, fee: Decimal, credit: Decimal
+) -> bool:
+    try:
+        return state.free(acc, asset, fee) + state.credit_headroom(acc, asset, fee, credit) < 0
+    except ValueError:  # an open market buy without a price: cannot be valued
+        return True
 
 
 def _halt(
@@ -237,13 +310,19 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     if it newly engages a kill switch, raises an AML flag or revokes a producer, the
     cancels of the owned open orders it stops, caused by it (the worker that decided the
     command cancelled the ones it owned; a global switch or a revocation stops orders on
-    every worker)."""
+    every worker); if it raised a withdrawal hold, the cancels of the owned resting orders
+    the hold overdraws (`_unhold`)."""
     p = event.payload
     new = (
         isinstance(p, KillSwitchEngaged | AmlFlagRaised | ProducerRevoked)
         and event.event_id not in state.seen_reference
     )
     state.apply(event)
+    if isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event:
+        # It raised a withdrawal hold just now: cancel what the hold overdraws.
+        emit = _Emitter(state, event)
+        _unhold(state, ctx, emit, p.account, ctx.owns)
+        return emit.out
     if not new:
         return []
     emit = _Emitter(state, event)
@@ -252,6 +331,10 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
+
+
+_HOLDING_TYPES = (TransferRequested, TransferChecked, TransferReleased)
+"""The transfer facts that may raise a withdrawal hold (`EngineState._apply_transfer`)."""
 
 
 def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) -> str:

@@ -702,6 +702,11 @@ class EngineState:
     id, ("producer", producer id) -> the `ProducerRevoked` of a revoked producer. What
     `processor.catch_up` cancels the orders they stop as caused by (the ids a worker
     reading the fact live gives them), when a lost transaction left them open."""
+    hold_causes: dict[str, Envelope[Any]] = field(default_factory=dict, repr=False)
+    """account -> the newest transfer fact that raised a withdrawal hold on it: what
+    `processor.catch_up` cancels the resting orders the holds overdraw as caused by (the
+    ids the worker that read the fact live gave them, `processor.control`), when a lost
+    transaction left them open."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -1032,7 +1037,8 @@ class EngineState:
                 acc.balances[p.asset] = acc.balances.get(p.asset, ZERO) + p.amount
                 acc.deposited[p.asset] = acc.deposited.get(p.asset, ZERO) + p.amount
         elif isinstance(p, _TRANSFER_TYPES):
-            self._apply_transfer(p)
+            if self._apply_transfer(p):
+                self.hold_causes[p.account] = event
         elif isinstance(p, RiskLimitsChanged):
             current = self.limits.get(p.scope)
             if current is None or p.config_version > current[0]:
@@ -1057,7 +1063,7 @@ class EngineState:
 
     def _apply_transfer(
         self, p: TransferRequested | TransferChecked | TransferReleased | TransferSettled
-    ) -> None:
+    ) -> bool:
         """A withdrawal's step, folded by the balances book's rules (`projections.core`
         `BalancesProjection.handle`), so the engine and the books agree on the balance:
         a request holds its amount at once (`held`) until it is rejected (a `REJECT`
@@ -1067,22 +1073,24 @@ class EngineState:
         requested (or requested by another account: ids are per account here, see
         docs/engine.md), a second settlement. The engine does not decide withdrawals: a
         request of more than is free still holds it all (the free balance goes below
-        zero, `free`)."""
+        zero, `free`). Whether it raised a hold (what may overdraw resting orders:
+        `processor.control` cancels them)."""
         if isinstance(p, TransferRequested):
             acc = self.account(p.account)
             if p.transfer_id not in acc.withdrawals:
                 acc.withdrawals[p.transfer_id] = Withdrawal(p.asset, p.amount, "REQUESTED")
                 _bump(acc.held, p.asset, p.amount)
-            return
+                return True
+            return False
         found = self.accounts.get(p.account)
         w = found.withdrawals.get(p.transfer_id) if found is not None else None
         if found is None or w is None:
-            return
+            return False
         settled = isinstance(p, TransferSettled)
         if settled and w.status == "SETTLED":
-            return  # it would debit twice
+            return False  # it would debit twice
         if TRANSFER_STEP[p.EVENT_TYPE] < TRANSFER_RANK[w.status]:
-            return  # a late step: the withdrawal is past it
+            return False  # a late step: the withdrawal is past it
         if isinstance(p, TransferChecked):
             status = f"CHECKED_{p.outcome}"
         else:
@@ -1095,6 +1103,7 @@ class EngineState:
             found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
             _bump(found.withdrawn, w.asset, w.amount)
+        return now and not was
 
     def _reinstate(self, producer: str) -> None:
         """A producer with a key in force again: no longer revoked."""

@@ -133,10 +133,10 @@ def test_a_settled_withdrawal_is_debited_once_and_a_late_step_changes_nothing() 
 def test_a_withdrawal_of_more_than_is_free_refuses_whatever_it_would_pay() -> None:
     """The engine does not decide withdrawals: a request beyond the free balance still
     holds its whole amount, the free balance goes below zero, and every order paid in
-    that asset is refused (without credit), a sell of it too."""
+    that asset is refused (without credit), a sell of it too. (With orders resting, the
+    hold cancels them first: `test_a_hold_cancels_the_newest_resting_orders_...`.)"""
     h = _harness()
-    assert _buy(h, "0.3").outcome == "APPROVED"  # 9,000 committed, resting
-    _transfer(h, _step("w1", "request", amount="5000"))
+    _transfer(h, _step("w1", "request", amount="12000"))
     acc = h.state.account("A1")
     assert h.state.free(acc, "USDC", FEE) < 0
     assert _buy(h, "0.00000001").reason_codes == ("INSUFFICIENT_BALANCE",)
@@ -310,3 +310,70 @@ def test_a_withdrawal_of_another_asset_is_valued_at_its_mark() -> None:
     after = _buy(h, "0.01")
     assert after.outcome == "APPROVED", after.reason_codes
     assert _drawdown(after).detail == "drawdown 0.0000"
+
+
+# ---- a hold cancels the resting orders it overdraws --------------------------------------
+
+
+def _control(h: Harness, payload: EventPayload) -> list[Any]:
+    event = new_event(payload, producer="transfers", occurred_at=h.tick())
+    h.inputs.append(event)
+    return control(h.state, event, h.ctx)
+
+
+def test_a_hold_cancels_the_newest_resting_orders_it_overdraws() -> None:
+    """Three resting buys commit 8,708.7 of 10,000; a request of 3,000 leaves -1,708.7
+    free. Before, they stayed, filled at the next print, and the settlement took the
+    balance below zero. Now the newest is cancelled at once, in the fact's transaction,
+    and no more: 1,194.2 is free again."""
+    h = _harness()
+    ids = []
+    for _ in range(3):
+        d = _buy(h, "0.1", "29000")
+        assert d.outcome == "APPROVED"
+        ids.append(d.order_id)
+    out = _control(h, _step("w1", "request", amount="3000"))
+    assert types(out) == ["CancelRequested", "OrderCanceled"]
+    assert out[1].payload.order_id == ids[2] and out[1].payload.reason == "WITHDRAWAL_HELD"
+    assert out[1].causation_id == h.inputs[-1].event_id
+    acc = h.state.account("A1")
+    assert h.state.free(acc, "USDC", FEE) == D("1194.2")
+    assert sorted(acc.open_orders) == sorted(ids[:2])
+    h.trade(D("29000"))  # fills the two left
+    for step in ("check", "release", "settle"):
+        assert _control(h, _step("w1", step)) == []
+    assert acc.positions["BTC/USDC"] == D("0.2")
+    assert acc.balances["USDC"] == D("1195.36")  # 10,000 - 3,000 - 5,800 - 4.64 maker fees
+
+
+def test_a_hold_on_the_base_asset_cancels_resting_sells() -> None:
+    h = _harness()
+    h.admin_deposit("BTC", D("1"))
+    first = decision(h.order(Side.SELL, D("0.5"), D("31000")))
+    second = decision(h.order(Side.SELL, D("0.4"), D("31000")))
+    _buy(h, "0.1", "29000")  # pays in USDC: not touched
+    out = _control(h, _step("w1", "request", asset="BTC", amount="0.3"))
+    assert [e.payload.order_id for e in out if e.event_type == "OrderCanceled"] == [second.order_id]
+    out = _control(h, _step("w2", "request", asset="BTC", amount="0.3"))
+    assert [e.payload.order_id for e in out if e.event_type == "OrderCanceled"] == [first.order_id]
+    assert len(h.state.account("A1").open_orders) == 1
+
+
+def test_a_lost_transaction_is_redone_by_catch_up_with_the_same_ids() -> None:
+    """A worker that folded the request but whose transaction (with the cancels) was lost:
+    catch_up after the rebuild cancels the same orders as the same events."""
+    import copy
+
+    from engine.processor import catch_up
+
+    h = _harness()
+    for _ in range(3):
+        _buy(h, "0.1", "29000")
+    lost = copy.deepcopy(h.state)
+    event = new_event(_step("w1", "request", amount="3000"), producer="transfers",
+                      occurred_at=h.tick())  # fmt: skip
+    live = control(h.state, event, h.ctx)
+    lost.apply(event)  # folded; its cancels never committed
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [e.event_id for e in redone] == [e.event_id for e in live] != []
+    assert catch_up(h.state, h.ctx, lambda _account: True) == []  # nothing left to redo
