@@ -700,6 +700,13 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
             return f"account {p.account} is not open"
         if isinstance(p, DepositReceived) and p.deposit_id in state.account(p.account).deposits:
             return f"deposit {p.deposit_id} already recorded"
+        if isinstance(p, DepositReceived) and not exact_enough(p.amount):
+            # Off the grid, the balance's sums could round (and differently in a rebuild,
+            # which folds deposits before fills), as an order quantity's would.
+            return (
+                f"amount {p.amount} is finer than the engine counts: at most {EXACT_DIGITS} "
+                f"significant digits, in steps of {QUANTUM}"
+            )
         return None
     if isinstance(p, AmlFlagCleared):
         if p.flag_id not in state.account(p.account).aml_flags:

@@ -377,3 +377,19 @@ def test_a_lost_transaction_is_redone_by_catch_up_with_the_same_ids() -> None:
     redone = catch_up(lost, h.ctx, lambda _account: True)
     assert [e.event_id for e in redone] == [e.event_id for e in live] != []
     assert catch_up(h.state, h.ctx, lambda _account: True) == []  # nothing left to redo
+
+
+def test_a_deposit_finer_than_the_grid_is_rejected() -> None:
+    """Deposits are summed into balances like fills: an amount off the 1e-8 grid (or with
+    more than 28 significant digits) could round, and differently in a rebuild. The engine
+    decides DepositReceived (an admin command): it is refused with the grid named."""
+    h = _harness()
+    for amount in ("0.000000001", "1234567890123456789012.12345678"):
+        out = h.admin(DepositReceived(deposit_id=f"d-{amount}", account="A1", asset="USDC",
+                                      amount=D(amount)))  # fmt: skip
+        assert types(out) == ["AdminCommandRejected"], amount
+        assert "steps of 1E-8" in out[0].payload.reason, out[0].payload.reason
+    assert h.state.account("A1").balances["USDC"] == D(10000)
+    ok = h.admin(DepositReceived(deposit_id="d-ok", account="A1", asset="USDC",
+                                 amount=D("0.12345678")))  # fmt: skip
+    assert types(ok) == ["DepositReceived"]
