@@ -1,7 +1,8 @@
 """Producer authentication: Ed25519 over an intent's canonical bytes.
 
-The registry of producers is itself folded from `ProducerRegistered` events, so who may
-trade which account can be audited and replayed like everything else.
+The registry of producers is itself folded from `ProducerRegistered`, `ProducerKeyRotated`
+and `ProducerRevoked` events, so who may trade which account, with which key, can be
+audited and replayed like everything else.
 """
 
 from __future__ import annotations
