@@ -35,6 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from deploy.kafka import (
+    PartitionsChanged,
     admin_client,
     consumer_config,
     describe_partition_changes,
@@ -183,6 +184,11 @@ class Projector:
     def open(self) -> None:
         self._connect()
         self._check_fold_versions()
+        try:
+            self._refuse_a_fresh_replay()
+        except PartitionsChanged:
+            self.close()  # the group's runner looks again later, with a new projector
+            raise
         self.resync()
         self._start_reader()
 
@@ -198,6 +204,38 @@ class Projector:
             ]
             if live:
                 check_live(self.conn, live, table)
+
+    def _refuse_a_fresh_replay(self) -> None:
+        """A live projection that has applied nothing from a topic off its declared count
+        (`deploy.kafka.partition_changes`) would replay it from offset 0, old and new
+        partitions interleaved in no fixed order: the rebuild `tradetape rebuild` refuses.
+        Raises `PartitionsChanged` naming it. A live projection that has stored offsets
+        there goes on following the added partitions (DEGRADED in status)."""
+        if self.replay:
+            return
+        counts: dict[str, int] = {}
+        for tp in self.partitions():
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        changed = partition_changes(self.settings, counts)
+        if not changed:
+            return
+        assert self.conn is not None
+        self.conn.rollback()
+        stored = self._load_all()
+        self.conn.commit()
+        fresh = [
+            t.projection.name
+            for t, offsets in zip(self.targets, stored, strict=True)
+            if t.schema == t.projection.schema
+            and {self.settings.topic(x) for x in t.projection.topics} & changed.keys()
+            and not any(topic in changed for topic, _ in offsets)
+        ]
+        if fresh:
+            raise PartitionsChanged(
+                f"projector {self.name} (nothing of {', '.join(fresh)} applied from these "
+                "topics yet: a replay from offset 0, which `tradetape rebuild` refuses too)",
+                changed,
+            )
 
     def _connect(self) -> None:
         """The database connection and the consumer (unassigned), unless open already."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 
+from deploy.kafka import PartitionsChanged
 from deploy.settings import Settings
 from projections.bulkload import die_with_parent
 from projections.core import PROJECTIONS
@@ -98,6 +99,7 @@ def run_group(
     backoff from the stored offsets."""
     backoff = 0.5
     name = "+".join(p.name for p in projections)
+    held = ""
     while not stop.is_set():
         try:
             targets = [Target.live(p) for p in projections]
@@ -112,6 +114,11 @@ def run_group(
                 backoff = 0.5
                 while not stop.is_set():
                     proj.step(POLL_SECONDS)
+        except PartitionsChanged as exc:  # held: said once per change, looked at again
+            if str(exc) != held:
+                log.error("%s; looking again every 10 s", exc)
+            held = str(exc)
+            stop.wait(10.0)
         except Exception:
             log.exception("projector %s failed; restarting from stored offsets", name)
             stop.wait(backoff)

@@ -176,6 +176,40 @@ def test_a_live_projector_reads_a_partition_added_while_it_runs(
         assert sum(r.counts.values()) > 0
 
 
+def test_a_fresh_live_projector_does_not_replay_a_grown_topic(
+    env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A live projection with nothing stored from a grown topic would replay it from 0,
+    old and new partitions interleaved: the rebuild the CLI refuses. Before: it replayed
+    (and showed DEGRADED); now its group holds and says why, applying nothing."""
+    topic = env.topic(Topic.ORDERS)
+    produce(env, generate(23, 200))
+    admin = admin_client(env)
+    old = len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+    admin.create_partitions([NewPartitions(topic, old + 1)])[topic].result(30)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_group, args=(env, [PROJECTIONS[n] for n in GROUP], stop), daemon=True
+    )
+    worker.start()
+    try:
+        _wait(
+            "the group's ERROR saying it holds",
+            lambda: any(
+                r.levelno == logging.ERROR
+                and f"holds: {topic} has {old + 1} partitions, declared {old}" in r.getMessage()
+                and "nothing of fills, orders applied" in r.getMessage()
+                for r in caplog.records
+            ),
+        )
+        time.sleep(1.0)  # a replay would have stored offsets by now
+        assert _stored(env, "orders") == {} and _stored(env, "fills") == {}
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
+
+
 def test_live_projectors_look_for_added_partitions_and_rebuilds_do_not() -> None:
     settings = Settings(topic_prefix="t.")
     assert 0 < settings.projection_partition_check_seconds <= 10
