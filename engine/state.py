@@ -49,6 +49,7 @@ from schemas.events import (
     OrderRejected,
     OrderSubmitted,
     OrderType,
+    PeakEquityRaised,
     ProducerKeyRotated,
     ProducerRegistered,
     ProducerRevoked,
@@ -473,6 +474,11 @@ class RateWindow:
         self.head = head
 
 
+def _holds(acc: AccountState, asset: str) -> bool:
+    """Whether a mark of `asset` moves the account's drawdown measure (`EngineState.holding`)."""
+    return asset != acc.base_currency and bool(acc.balances.get(asset) or acc.withdrawn.get(asset))
+
+
 def single_partition(_account: str) -> int:
     return 0
 
@@ -712,6 +718,11 @@ class EngineState:
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
     a print first asks (a state that never meets a print, like the snapshotter's, never
     holds them; merging slices or releasing partitions drops them)."""
+    holders: dict[str, set[str]] | None = field(default=None, repr=False)
+    """Asset -> accounts that may hold it (`holding`): every account whose balance of it a
+    fill or a deposit made non-zero, pruned of those no longer holding it when asked.
+    None: to be built from the balances when first asked (after slices are merged or
+    partitions released)."""
     applied: int = 0
     fills_applied: int = 0
     orders_evicted: int = 0
@@ -884,6 +895,30 @@ class EngineState:
                 total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
 
+    def holding(self, asset: str) -> set[str]:
+        """The accounts holding `asset` (a non-zero balance, or settled withdrawals of it,
+        which the drawdown counts at its mark) other than as their valuation currency,
+        whose equity a print on a pair of `asset` can move: what a print values
+        (`PaperVenue.raise_peaks`), so its cost grows with the holders of its two assets,
+        not with every account. A set of account ids; iterate it sorted."""
+        if self.holders is None:
+            self.holders = {}
+            for name, a in self.accounts.items():
+                for held in (*a.balances, *a.withdrawn):
+                    if _holds(a, held):
+                        self.holders.setdefault(held, set()).add(name)
+        found = self.holders.get(asset)
+        if not found:
+            return set()
+        accounts = self.accounts
+        for name in [n for n in found if not _holds(accounts[n], asset)]:
+            found.discard(name)
+        return found
+
+    def _may_hold(self, account: str, asset: str) -> None:
+        if self.holders is not None:
+            self.holders.setdefault(asset, set()).add(account)
+
     def may_cross(self, instrument: str, price: Decimal) -> bool:
         """Whether a print at `price` can fill or trigger an open order of `instrument`
         (False is exact; True only says a walk over the orders is needed)."""
@@ -985,6 +1020,10 @@ class EngineState:
         if isinstance(p, _DECISION_TYPES):
             self._apply_decision(event, raw)
             return
+        if isinstance(p, PeakEquityRaised):
+            # A high the venue's valuation at a print found (`PaperVenue.raise_peaks`).
+            self.account(p.account).record_peak(event.occurred_at, p.peak_equity)
+            return
         if isinstance(p, OrderSubmitted):
             self._apply_submitted(event.occurred_at, p)
             return
@@ -1007,6 +1046,8 @@ class EngineState:
         if isinstance(p, AccountOpened):
             acc = self.account(p.account)
             acc.opened, acc.base_currency = True, p.base_currency
+            for held in acc.balances:
+                self._may_hold(acc.account, held)  # its old currency may count now
         elif isinstance(p, KycVerified):
             self.account(p.account).kyc = True
         elif isinstance(p, AmlFlagRaised):
@@ -1036,6 +1077,7 @@ class EngineState:
                 acc.deposits.add(p.deposit_id)
                 acc.balances[p.asset] = acc.balances.get(p.asset, ZERO) + p.amount
                 acc.deposited[p.asset] = acc.deposited.get(p.asset, ZERO) + p.amount
+                self._may_hold(acc.account, p.asset)
         elif isinstance(p, _TRANSFER_TYPES):
             if self._apply_transfer(p):
                 self.hold_causes[p.account] = event
@@ -1101,6 +1143,7 @@ class EngineState:
             _bump(found.held, w.asset, -w.amount if was else w.amount)
         if settled:
             found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
+            self._may_hold(found.account, w.asset)
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
             _bump(found.withdrawn, w.asset, w.amount)
         return now and not was
@@ -1294,6 +1337,8 @@ class EngineState:
         cash = -signed * p.price
         acc.balances[quote] = acc.balances.get(quote, ZERO) + cash
         acc.balances[p.fee_asset] = acc.balances.get(p.fee_asset, ZERO) - p.fee
+        self._may_hold(p.account, base)
+        self._may_hold(p.account, quote)
         if order is not None and not order.done:
             parent = order.parent_order_id is None
             if parent:
@@ -1345,6 +1390,7 @@ FOLDED_TYPES: frozenset[str] = frozenset(
             QuoteUpdated,
             RiskDecision,
             IntentRejected,
+            PeakEquityRaised,
             OrderSubmitted,
             Fill,
             OrderCanceled,

@@ -89,7 +89,12 @@ TOPICS: dict[Topic, TopicSpec] = {
         TopicSpec(
             Topic.ADMIN, 6, "account", "Admin commands: accounts, KYC, AML, limits, kill switch"
         ),
-        TopicSpec(Topic.DECISIONS, 6, "account", "Risk decisions and intent rejections"),
+        TopicSpec(
+            Topic.DECISIONS,
+            6,
+            "account",
+            "Risk decisions, intent rejections and drawdown peaks found at prints",
+        ),
         TopicSpec(Topic.ORDERS, 6, "account", "Order lifecycle and fills"),
         TopicSpec(Topic.ACCOUNTS, 6, "account", "Account facts: opening, KYC, AML, producers"),
         TopicSpec(Topic.TRANSFERS, 6, "account", "Transfers, travel-rule checks and deposits"),

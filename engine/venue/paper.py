@@ -78,6 +78,7 @@ from schemas.events import (
     OrderExpired,
     OrderSubmitted,
     OrderType,
+    PeakEquityRaised,
     Side,
     TimeInForce,
 )
@@ -604,15 +605,64 @@ class PaperVenue:
         if not isinstance(trade, MarketTrade):
             return  # resting orders fill on prints only; quotes just move the touch
         ids = state.open_by_instrument.get(trade.instrument)
-        if not ids or not state.may_cross(trade.instrument, trade.price):
+        if ids and state.may_cross(trade.instrument, trade.price):
+            orders = [state.orders[i] for i in ids]
+            if owns is not None:
+                # Only the partitions this worker owns now: between a rebalance's
+                # revocation and the next assignment it still holds orders whose next
+                # owner will match them (`catch_up`), and a fill here too would put a
+                # second copy in the log.
+                orders = [o for o in orders if owns(o.account)]
+            self._match_print(state, event, orders, emit)
+        self.raise_peaks(state, event, emit, owns)
+
+    @staticmethod
+    def raise_peaks(
+        state: EngineState,
+        event: Envelope[Any],
+        emit: Emit,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
+        """Raise the drawdown peak of every owned account holding an asset of the printed
+        pair (`EngineState.holding`) that the print (already folded: the marks are the
+        new ones) values above it: `PeakEquityRaised`, folded like a decision's peak, so
+        a restart keeps it. Run after the print's matching, whose fills record the highs
+        of the accounts with resting orders there (`_brake`), so those are not recorded
+        twice. Without this the peak was raised only at decisions and at prints reaching
+        resting orders: a holding that rose and fell back while the account sent nothing
+        was measured from the peak before the rise, and the brake engaged late.
+
+        Only prints, not quotes, and only the holders of the printed pair's two assets: a
+        mark moved through a cross (an asset valued via a stablecoin pair whose own mark
+        the print moved) is caught at the account's next valuation. After a hand-over the
+        prints read while no worker owned the account, or whose transaction was lost, are
+        not valued one by one (their marks are gone): `catch_up` values the holders once,
+        at the marks then."""
+        trade: MarketTrade = event.payload
+        base, quote = split_instrument(trade.instrument)
+        accounts = state.holding(base) | state.holding(quote)
+        if not accounts:
             return
-        orders = [state.orders[i] for i in ids]
-        if owns is not None:
-            # Only the partitions this worker owns now: between a rebalance's revocation
-            # and the next assignment it still holds orders whose next owner will match
-            # them (`catch_up`), and a fill here too would put a second copy in the log.
-            orders = [o for o in orders if owns(o.account)]
-        self._match_print(state, event, orders, emit)
+        at = event.occurred_at
+        for account in sorted(accounts):
+            if owns is not None and not owns(account):
+                continue
+            acc = state.accounts[account]
+            reset = acc.peak_reset_at
+            if reset is not None and at < reset:
+                continue  # the fold would not raise it (`AccountState.raise_peak`)
+            equity = state.equity(account)
+            if equity is None:
+                continue
+            # The peak is of equity plus what settled withdrawals took out, as `_brake`'s.
+            equity += state.withdrawn_value(account)
+            if equity > acc.peak_equity:
+                emit(
+                    PeakEquityRaised(
+                        account=account, instrument=trade.instrument, peak_equity=equity
+                    ),
+                    f"peak:{account}",
+                )
 
     def catch_up(
         self,
@@ -667,6 +717,13 @@ class PaperVenue:
                 if state.applied != applied:
                     # Fills may have armed stop/take children: they meet the next prints.
                     resting = _OrdersByLimit.of(state, instrument, owns)
+        # The holders' peaks, valued once at the marks now, as caused by each pair's newest
+        # kept print (the id live valuation at that print gives it): what the gap's
+        # prints raised one by one is not known any more (their marks are gone).
+        for instrument in sorted(state.prices):
+            prints = state.prices[instrument].prints
+            if prints:
+                self.raise_peaks(state, prints[-1], emit_for(prints[-1]), owns)
 
     def _match_print(
         self, state: EngineState, event: Envelope[Any], orders: list[OrderState], emit: Emit

@@ -33,6 +33,7 @@ from schemas.events.orders import (
 from schemas.events.risk import (
     KillSwitchEngaged,
     KillSwitchReleased,
+    PeakEquityRaised,
     RiskDecision,
     RiskLimits,
     RiskLimitsChanged,
@@ -88,6 +89,7 @@ __all__ = [
     "OrderSubmitted",
     "OrderType",
     "OwnerKind",
+    "PeakEquityRaised",
     "ProducerKeyRotated",
     "ProducerRegistered",
     "ProducerRevoked",

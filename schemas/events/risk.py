@@ -12,7 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.envelope import EventPayload
 from schemas.events.orders import INTENT_DIGEST_DOC
 from schemas.topics import Topic
-from schemas.types import AccountId, AssetCode, Dec, NonNegativeDec, PositiveDec, UtcTimestamp
+from schemas.types import (
+    AccountId,
+    AssetCode,
+    Dec,
+    Instrument,
+    NonNegativeDec,
+    PositiveDec,
+    UtcTimestamp,
+)
 
 GLOBAL_SCOPE = "*"
 """Scope key for limits and kill switches that apply to every account."""
@@ -67,6 +75,21 @@ class RiskDecision(EventPayload):
         description="The broker's append time of the intent's record (LogAppendTime), a time "
         "the producer does not control: order-rate windows count in it (folded back on "
         "restart)",
+    )
+
+
+class PeakEquityRaised(EventPayload):
+    """The engine valued the account above its drawdown peak at a public print that moved
+    the mark of an asset it holds (`PaperVenue.raise_peaks`): the new peak. Folded like a
+    decision's `peak_equity`, so a restart keeps it. Its causation is the print."""
+
+    EVENT_TYPE: ClassVar[str] = "PeakEquityRaised"
+    TOPIC: ClassVar[str] = Topic.DECISIONS
+
+    account: AccountId
+    instrument: Instrument = Field(description="The printed instrument")
+    peak_equity: Dec = Field(
+        description="The account's equity in its base currency at the print: its new peak"
     )
 
 

@@ -137,14 +137,31 @@ def test_the_next_owner_matches_a_gap_as_live_matching_would(
     kept = copy.deepcopy(orphaned)
     kept_out = catch_up(kept.h.state, Context(), _everyone)
     assert _fills(kept_out) == live_fills
-    assert canonical_state(kept.h.state) == canonical_state(live_gap.h.state)
+    assert _but_peaks(kept.h.state) == _but_peaks(live_gap.h.state)
+    if [a[0] for a in gap] == ["trade"]:
+        # One print: the marks now are the marks it was valued at live; the peaks too.
+        assert canonical_state(kept.h.state) == canonical_state(live_gap.h.state)
 
     # ... or rebuilds it from the log (a restart or a take-over).
     rebuilt = full_replay(orphaned)
     rebuilt_out = catch_up(rebuilt, Context(), _everyone)
     assert _fills(rebuilt_out) == live_fills
     orphaned.add(rebuilt_out)
-    assert canonical_state(full_replay(orphaned)) == canonical_state(full_replay(live_gap))
+    assert _but_peaks(full_replay(orphaned)) == _but_peaks(full_replay(live_gap))
+
+
+def _but_peaks(state: EngineState) -> dict[str, Any]:
+    """`canonical_state` without the drawdown peaks. Live valuation raises a holder's peak
+    at each print of the gap, at the marks as each was read (`PaperVenue.raise_peaks`, and
+    `_brake` for accounts with resting orders); the next owner has only the marks after
+    the gap and values the holders once at those (`PaperVenue.catch_up`). Equal for a gap
+    of one print (checked), not in general: a known limit (docs/engine.md, "After a
+    hand-over"; hypothesis found it on session 17's peaks at fills too)."""
+    c = canonical_state(state)
+    for acc in c["accounts"].values():
+        acc.pop("peak_equity")
+        acc.pop("peaks")
+    return c
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -35,7 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "c368dac8a2cc94206a2c681c6e6d0f6b6f312566971be23d7abbabac4372ea18"
+PINNED = "ef5e903b02a94b3c034bbd3cf85b1febaa8fc137614b313072464cff585075c6"
+"""Retaken in session 18 (helper-87) for DRAWDOWN_BRAKE v5, the drawdown peak raised at
+every print for the holders of the printed pair: 99 `PeakEquityRaised` (risk.decisions),
+so 4 fills fewer carry a `peak_equity` (22 -> 18: the high was recorded at an earlier
+print); every decision records rule version 5; no decision, brake or fill changed. Before:"""
 """Retaken in session 18 (helper-87), for the stop/take children: a triggered child fills
 up to each print's size, the rest at later prints: children's fills 15 -> 24 for the same
 15.199 BTC in all (one more pair `REPLACED`, a parent filling again while its child

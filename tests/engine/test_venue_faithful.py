@@ -13,7 +13,7 @@ from engine.snapshot import canonical_state, merge_slices, take_slice
 from engine.state import EngineState
 from schemas import decode, encode
 from schemas.events import RiskLimits, Side, TimeInForce
-from tests.engine.pure import INSTRUMENT, Harness, types
+from tests.engine.pure import INSTRUMENT, Harness, decision, types
 
 D = Decimal
 
@@ -66,6 +66,10 @@ class _Recording(Harness):
 
 def _limits() -> RiskLimits:
     return RiskLimits(max_position=D("1000"), max_order_notional=D("1e8"), max_open_orders=100)
+
+
+def decision_reasons(out: list[Any]) -> tuple[str, ...]:
+    return tuple(decision(out).reason_codes)
 
 
 def _filled(out: list[Any]) -> Decimal:
@@ -150,3 +154,48 @@ def test_a_triggered_stop_fills_up_to_each_prints_size() -> None:
     assert not h.state.account("A1").open_orders  # the stop done, nothing else working
     assert canonical_state(h.fold()) == canonical_state(h.state)
     assert canonical_state(h.from_slice()) == canonical_state(h.state)
+
+
+def test_a_high_at_a_print_raises_the_peak_with_nothing_resting() -> None:
+    """The drawdown peak is raised when a print moves the mark of an asset the account
+    holds, whether or not the account has anything resting or sends an intent, and the
+    raise is in the log (a fold keeps it). Before, it was raised only at decisions and at
+    prints reaching resting orders: BTC bought at 30,000 rising to 40,000 and falling back
+    to 29,000 was measured from the peak before the rise (2% down, not 18%), and the next
+    buy passed the brake."""
+    h = _Recording(
+        RiskLimits(max_position=D("10"), max_order_notional=D("1e7"), price_collar_pct=D("0.5")),
+        cash=D("100000"),
+    )
+    h.quote(D("29990"), D("30000"), qty=D("10"))
+    h.order(Side.BUY, D("2"))  # the decision's peak: ~100,000; nothing rests
+    acc = h.state.account("A1")
+    decided = acc.peak_equity
+    h.tick(1)
+    out = h.trade(D("40000"), D("0.1"))  # the account at 40,000: ~120,000
+    assert acc.peak_equity > decided * D("1.15")
+    assert [e.payload.peak_equity for e in out if e.event_type == "PeakEquityRaised"] == [
+        acc.peak_equity
+    ]
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    h.tick(1)
+    h.trade(D("29000"), D("0.1"))  # ~98,000: 18% down from the high
+    h.quote(D("28990"), D("29000"), qty=D("10"))
+    out = h.order(Side.BUY, D("0.1"))
+    assert "DRAWDOWN_BRAKE" in decision_reasons(out)
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    assert canonical_state(h.from_slice()) == canonical_state(h.state)
+
+
+def test_a_print_values_only_the_accounts_holding_its_assets() -> None:
+    """The accounts a print values are found by asset (`EngineState.holding`): an account
+    holding only its valuation currency is never valued at a print, one holding either
+    asset of the printed pair is."""
+    h = _Recording(_limits(), cash=D("1e6"), accounts=("A1", "A2", "A3"))
+    h.admin_deposit("ETH", D("1"), account="A3")
+    h.quote(D("29990"), D("30000"), qty=D("10"))
+    h.order(Side.BUY, D("1"), account="A1")
+    assert h.state.holding("BTC") == {"A1"} and h.state.holding("USDC") == set()
+    assert h.state.holding("ETH") == {"A3"}
+    h.order(Side.SELL, D("1"), D("29990"), account="A1")  # sold: no longer a holder
+    assert h.state.holding("BTC") == set()

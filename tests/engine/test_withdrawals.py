@@ -276,7 +276,7 @@ def test_a_withdrawal_does_not_engage_the_drawdown_brake() -> None:
     assert h.state.account("A1").balances["USDC"] == D(8000)
     after = _buy(h, "0.01")
     assert after.outcome == "APPROVED", after.reason_codes
-    assert _drawdown(after).rule_version == 4 and _drawdown(after).detail == "drawdown 0.0000"
+    assert _drawdown(after).rule_version >= 4 and _drawdown(after).detail == "drawdown 0.0000"
     out = h.trade(D("30000"), D("0.001"))  # the venue values the account at the print
     assert "KillSwitchEngaged" not in types(out) and "A1" not in h.state.kill_switches
     assert any(e.event_type == "Fill" for e in out)
