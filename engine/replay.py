@@ -20,12 +20,11 @@ from confluent_kafka.admin import AdminClient
 from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets
 from deploy.settings import Settings
 from engine.codec import decode_record
-from engine.processor import ENGINE_PRODUCER
 from engine.snapshot import Slice, SnapshotError, merge_slices
 from engine.snapshot_io import read_slices
 from engine.state import EngineState
 from schemas import Envelope, MalformedEventError
-from schemas.registry import engine_written, event_types_for
+from schemas.admission import refusal
 from schemas.topics import Topic
 
 log = logging.getLogger("tradetape.engine")
@@ -45,9 +44,9 @@ brake's kill switch (reference topics), decisions, orders and fills (own topics)
 class Intake:
     """Which records the engine folds from a topic it reads (live and in a rebuild alike).
 
-    Per topic only the event types of its catalogue (`schemas.registry.event_types_for`),
-    and on the topics the engine writes (`ENGINE_WRITTEN`) a type only the engine writes
-    there (`schemas.registry.engine_written`, the projections' rule too) only if the
+    Only the topics it reads in full (`ENGINE_WRITTEN` and market data), and on them what
+    `schemas.admission.refusal` admits, the projections' rule too: per topic only the
+    event types of its catalogue, and a type only the engine writes there only if the
     engine is its producer. Anything else is refused with a reason (the worker
     dead-letters it, a rebuild logs and skips it); a catalogue type of another service
     (its `TransferRequested`) passes (folded since session 18: `EngineState._apply_transfer`;
@@ -55,28 +54,21 @@ class Intake:
     or `CancelRequested`, which the fold ignores, was passed in silence until session 17;
     it is refused now, like the projections quarantine it. Before, a
     `ProducerRegistered` written to the market-data topic registered a key for any
-    account, and a `KillSwitchReleased` or `Fill` there was folded. One dict lookup and a
-    set test or two per record.
+    account, and a `KillSwitchReleased` or `Fill` there was folded. A set test, then
+    the rule's cached topic lookup and a set test or two per record.
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.rules: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        for t in (*ENGINE_WRITTEN, Topic.MARKETDATA):
-            types = frozenset(event_types_for(t))
-            engine_only = engine_written(t) if t in ENGINE_WRITTEN else frozenset()
-            self.rules[settings.topic(t)] = (types, engine_only)
+        read = (*ENGINE_WRITTEN, Topic.MARKETDATA)
+        self.topics: frozenset[str] = frozenset(settings.topic(t) for t in read)
+        """The full names of the topics the engine folds (the rule reads each back as
+        the topic the engine means, whatever the prefix: `schemas.admission.logical_topic`)."""
 
     def refusal(self, topic: str | None, event: Envelope[Any]) -> str | None:
         """Why `event` read from `topic` must not be folded, or None."""
-        rule = self.rules.get(topic or "")
-        if rule is None:
+        if topic is None or topic not in self.topics:
             return f"the engine folds nothing from topic {topic!r}"
-        types, engine_only = rule
-        if event.event_type not in types:
-            return f"{event.event_type} does not belong on {topic}"
-        if event.event_type in engine_only and event.producer != ENGINE_PRODUCER:
-            return f"{event.event_type} on {topic} not written by the engine ({event.producer!r})"
-        return None
+        return refusal(topic, event.event_type, event.producer)
 
 
 def decode_message(msg: Message) -> Envelope[Any]:

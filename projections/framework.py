@@ -9,7 +9,6 @@ property tests, and the result cannot depend on where batches were cut.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 from schemas import Envelope, decode
-from schemas.registry import ENGINE_PRODUCER, engine_written, event_types_for
+from schemas.admission import refusal
 from schemas.topics import Topic
 
 Row = tuple[Any, ...]
@@ -151,34 +150,6 @@ def fits_column(value: Any, column: str, bounds: tuple[int, int]) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=256)
-def _logical(topic: str) -> Topic | None:
-    """The topic a full name (`settings.topic_prefix` + topic) names; None if none."""
-    found = [t for t in Topic if topic.endswith(t.value)]
-    return max(found, key=lambda t: len(t.value)) if found else None
-
-
-@functools.lru_cache(maxsize=1024)
-def misplaced(topic: str, event_type: str) -> str | None:
-    """Why `event_type` cannot be read from `topic` (not in its catalogue), or None."""
-    logical = _logical(topic)
-    if logical is None or event_type in event_types_for(logical):
-        return None
-    return f"{event_type} does not belong on {topic}"
-
-
-@functools.lru_cache(maxsize=1024)
-def engine_only(topic: str, event_type: str) -> bool:
-    """Whether only the engine's own `event_type` may be folded from `topic`: every type
-    the schemas say only the engine writes there (`schemas.registry.engine_written`: all
-    of risk.decisions and orders.lifecycle, the accepted admin facts on the domain
-    topics), the engine's intake rule too (`engine.replay.Intake`);
-    tests/projections/test_intake.py checks the two refuse the same, and each handled
-    type's foreign copy."""
-    logical = _logical(topic)
-    return logical is not None and event_type in engine_written(logical)
-
-
 Loader = Callable[[Table, Key], "Row | None"]
 
 
@@ -275,34 +246,32 @@ class Projection:
     def handle(self, state: State, item: Located) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _admit(self, topic: str, event_type: str, schema_version: int) -> tuple[Any, bool]:
-        """(verdict, engine only): True to fold, False to ignore knowingly, None when not
-        understood, or the reason it is refused; and whether only the engine's own may be
-        folded. The engine's intake rule (`engine.replay.Intake`), so a `DepositReceived`
-        someone else wrote to transfers.events (which the engine dead-letters) credits
-        nothing here either."""
+    def _admit(self, topic: str, event_type: str, schema_version: int, producer: str) -> Any:
+        """True to fold, False to ignore knowingly, None when not understood, or the
+        reason it is refused: what it does not ignore, the one admission rule of every
+        reader (`schemas.admission.refusal`, the engine's `engine.replay.Intake` too), so
+        a `DepositReceived` someone else wrote to transfers.events (which the engine
+        dead-letters) credits nothing here either."""
         verdict = self.accepts(event_type, schema_version)
         if verdict is not True:
-            return verdict, False
-        why = misplaced(topic, event_type)
-        if why is not None:
-            return why, False
-        return True, engine_only(topic, event_type)
+            return verdict
+        why = refusal(topic, event_type, producer)
+        return True if why is None else why
 
     def fold(self, state: State, events: Iterable[Located]) -> list[Quarantined]:
         """Apply events in order; an event whose handler fails goes to quarantine, and
         so does one the engine would not admit (`_admit`)."""
         bad: list[Quarantined] = []
-        verdicts: dict[tuple[Any, Any, Any], tuple[Any, bool]] = {}
+        verdicts: dict[tuple[Any, Any, Any, Any], Any] = {}
         handle = self.handle
         for item in events:
             d = item.data
-            raw = (item.topic, d["event_type"], d["schema_version"])
-            if raw in verdicts:  # one `accepts` per topic, type and version in a batch
-                verdict, own = verdicts[raw]
+            raw = (item.topic, d["event_type"], d["schema_version"], d["producer"])
+            if raw in verdicts:  # one verdict per topic, type, version and producer a batch
+                verdict = verdicts[raw]
             else:
-                verdict, own = verdicts[raw] = self._admit(
-                    item.topic, item.event_type, item.schema_version
+                verdict = verdicts[raw] = self._admit(
+                    item.topic, item.event_type, item.schema_version, d["producer"]
                 )
             if verdict is False:
                 continue
@@ -310,16 +279,6 @@ class Projection:
                 et, ver = item.event_type, item.schema_version
                 why = f"{self.name} does not understand {et} v{ver}" if verdict is None else verdict
                 bad.append(Quarantined(item.topic, item.partition, item.offset, why, et, ver))
-                continue
-            if own and d["producer"] != ENGINE_PRODUCER:
-                et, ver = item.event_type, item.schema_version
-                bad.append(
-                    Quarantined(
-                        item.topic, item.partition, item.offset,
-                        f"{et} on {item.topic} not written by the engine ({d['producer']!r})",
-                        et, ver,
-                    )
-                )  # fmt: skip
                 continue
             try:
                 handle(state, item)

@@ -1,4 +1,5 @@
-"""The projections admit what the engine admits (`engine.replay.Intake`): an event on a
+"""The projections admit what the engine admits (both apply `schemas.admission.refusal`,
+`engine.replay.Intake` and `Projection._admit`): an event on a
 topic it does not belong to, or one of the engine's facts on a topic only the engine
 writes but written by someone else, is quarantined, not folded. Before, a
 `DepositReceived` any producer wrote to transfers.events credited the balance the engine
@@ -21,9 +22,10 @@ from deploy.settings import Settings
 from engine.processor import ENGINE_PRODUCER
 from engine.replay import ENGINE_WRITTEN, Intake
 from projections.core import _STATUS, PROJECTIONS
-from projections.framework import Located, engine_only, misplaced
+from projections.framework import Located
 from projections.store import RawRecord, decode_one
 from schemas import EventPayload, decode, encode, new_event
+from schemas.admission import refusal
 from schemas.events import CancelRequested, DepositReceived, OrderAccepted, OrderSubmitted
 from schemas.events.orders import OrderType, Side, TimeInForce
 from schemas.registry import REGISTRY, engine_written, event_types_for
@@ -75,31 +77,41 @@ _READ_BY_BOTH = sorted(
 @pytest.mark.parametrize("topic", _READ_BY_BOTH)
 @pytest.mark.parametrize("prefix", ["", "t17."])
 def test_the_rule_is_the_engines(topic: Topic, prefix: str) -> None:
-    """For every topic both the engine and a projection read and every event type that
-    could be found on it, the projections refuse exactly what the engine's intake
-    refuses. Until session 17 the engine passed (and ignored) a foreign `OrderAccepted`,
-    `CancelRequested` or `AdminCommandRejected` that the books quarantined."""
+    """Both readers apply the one rule (`schemas.admission.refusal`, its property tests
+    in tests/schemas/test_admission.py): for every topic both the engine and a projection
+    read, every type a projection of it folds and every producer, the engine's intake
+    and the projection give the same verdict with the same reason. Until session 17 the
+    engine passed (and ignored) a foreign `OrderAccepted`, `CancelRequested` or
+    `AdminCommandRejected` that the books quarantined; until session 18 each had its own
+    copy of the rule."""
     env = Settings().with_overrides(topic_prefix=prefix)
     intake = Intake(env)
     full = env.topic(topic)
-    assert full in intake.rules, topic
+    assert full in intake.topics, topic
+    readers = [p for p in PROJECTIONS.values() if topic in p.topics]
+    assert readers, topic
+    checked = 0
     for event_type in sorted({k[0] for k in REGISTRY}):
-        ev: Any = type("E", (), {"event_type": event_type, "producer": "mallory"})()
-        engine_says = intake.refusal(full, ev)
-        ours = misplaced(full, event_type) or (
-            "not written by the engine" if engine_only(full, event_type) else None
-        )
-        assert (engine_says is None) == (ours is None), (topic, event_type, engine_says, ours)
-        if event_type in engine_written(str(topic)):
-            assert engine_says is not None, (topic, event_type)
-            mine: Any = type("E", (), {"event_type": event_type, "producer": ENGINE_PRODUCER})()
-            assert intake.refusal(full, mine) is None, (topic, event_type)
-    assert event_types_for(str(topic))
+        for producer in (ENGINE_PRODUCER, "mallory"):
+            ev: Any = type("E", (), {"event_type": event_type, "producer": producer})()
+            engine_says = intake.refusal(full, ev)
+            assert engine_says == refusal(full, event_type, producer), (topic, event_type)
+            for p in readers:
+                if p.accepts(event_type, 1) is not True:
+                    continue
+                ours = p._admit(full, event_type, 1, producer)
+                assert (engine_says is None and ours is True) or ours == engine_says, (
+                    p.name, topic, event_type, producer, engine_says, ours,
+                )  # fmt: skip
+                checked += 1
+            if event_type in engine_written(str(topic)):
+                assert (engine_says is None) == (producer == ENGINE_PRODUCER), event_type
+    assert checked and event_types_for(str(topic))
 
 
 def test_the_engine_reads_every_topic_it_writes_and_market_data() -> None:
     """What `_READ_BY_BOTH` leaves out is only topics the engine does not read."""
-    read = set(Intake(Settings()).rules)
+    read = set(Intake(Settings()).topics)
     projected = {t for p in PROJECTIONS.values() for t in p.topics}
     assert {Settings().topic(t) for t in _READ_BY_BOTH} == read & {
         Settings().topic(t) for t in projected

@@ -1,0 +1,79 @@
+"""Admission: which records a reader of the log may fold, by topic and producer.
+
+The one rule for every reader that folds the engine's facts: the engine
+(`engine.replay.Intake`, live, in every rebuild and in the snapshotter) and the
+projections (`projections.framework.Projection._admit`). Each keeps its own reaction to
+a refusal (the engine dead-letters or skips the record, a projection quarantines it);
+what is refused, and the reason, is decided here only, so the two cannot drift apart.
+
+A record is refused when its type is not in the catalogue of the topic it was read from
+(`schemas.registry.event_types_for`: a `Fill` on marketdata.events), or when its type is
+one only the engine writes to that topic (`schemas.registry.engine_written`) and its
+producer is not the engine (`ENGINE_PRODUCER`: a `DepositReceived` another service wrote
+to transfers.events). The schema version plays no part: every version of a type lives on
+the same topic. The producer field is what the writer claims; the broker's ACLs (only
+the engine writes its topics) make it true.
+
+Both readers call `refusal` per record (the engine for every record of the topics it
+reads in full, market data included; a projection once per topic, type, version and
+producer in a batch), so the tables are built at import and a call allocates nothing
+unless it refuses.
+"""
+
+from __future__ import annotations
+
+from schemas.registry import ENGINE_PRODUCER, engine_written, event_types_for
+from schemas.topics import Topic
+
+_CATALOGUE: dict[Topic, frozenset[str]] = {t: frozenset(event_types_for(t)) for t in Topic}
+"""Per topic, every event type that belongs on it."""
+_ENGINE_ONLY: dict[Topic, frozenset[str]] = {t: engine_written(t) for t in Topic}
+"""Per topic, the types on it only the engine writes."""
+
+Rule = tuple[frozenset[str], frozenset[str]]
+"""(the types that belong on a topic, those of them only the engine writes there)"""
+
+
+class _Any(frozenset[str]):
+    """Holds every type: no per-record test of a rule that is not there."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_OFF_CATALOGUE: Rule = (_Any(), frozenset())
+"""The rule of a name no topic of the catalogue ends with: everything belongs, nothing
+is the engine's alone (a reader decides for itself which topics it reads at all)."""
+
+_RULES: dict[str, Rule] = {}
+"""Per full topic name read so far, its rule. Filled on a name's first record: the
+prefix is the deployment's; the names are the readers' subscriptions, a handful."""
+
+
+def logical_topic(topic: str) -> Topic | None:
+    """The topic a full name (a deployment's `topic_prefix` + topic) names; None if none.
+    The longest topic name it ends with: no topic's name ends with another's, so a
+    prefix cannot make one topic read as another (`tests/schemas/test_admission.py`)."""
+    found = [t for t in Topic if topic.endswith(t.value)]
+    return max(found, key=lambda t: len(t.value)) if found else None
+
+
+def _rule(topic: str) -> Rule:
+    logical = logical_topic(topic)
+    rule = _RULES[topic] = (
+        _OFF_CATALOGUE if logical is None else (_CATALOGUE[logical], _ENGINE_ONLY[logical])
+    )
+    return rule
+
+
+def refusal(topic: str, event_type: str, producer: str) -> str | None:
+    """Why a record of `event_type` that `producer` wrote, read from `topic` (a full
+    topic name), must not be folded; None to admit it. A topic the catalogue does not
+    name is no topic of this rule: everything on it is admitted. One dict lookup and a
+    set test or two."""
+    types, engine_only = _RULES.get(topic) or _rule(topic)
+    if event_type not in types:
+        return f"{event_type} does not belong on {topic}"
+    if event_type in engine_only and producer != ENGINE_PRODUCER:
+        return f"{event_type} on {topic} not written by the engine ({producer!r})"
+    return None

@@ -1,0 +1,61 @@
+"""The one admission rule (`schemas.admission.refusal`), which the engine's intake and
+the projections both apply: a record is folded only if its type belongs on the topic it
+was read from and, if only the engine writes that type there, the engine wrote it. Here
+against the catalogue itself, for any deployment prefix, type and producer."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.admission import logical_topic, refusal
+from schemas.registry import ENGINE_PRODUCER, REGISTRY, engine_written, event_types_for
+from schemas.topics import Topic
+
+TYPES = sorted({k[0] for k in REGISTRY})
+prefixes = st.sampled_from(["", "t17.", "tenant-a."]) | st.text(max_size=12)
+event_types = st.sampled_from(TYPES) | st.text(max_size=20)
+producers = st.sampled_from([ENGINE_PRODUCER, "mallory", "transfer-service", ""]) | st.text()
+
+
+@given(prefix=prefixes, topic=st.sampled_from(list(Topic)))
+def test_a_prefix_never_makes_one_topic_read_as_another(prefix: str, topic: Topic) -> None:
+    """No topic's name ends with another's, so the full name maps back whatever the
+    prefix (the engine names its topics by prefix, the rule reads them by suffix)."""
+    assert logical_topic(prefix + topic.value) is topic
+
+
+@given(prefix=prefixes, topic=st.sampled_from(list(Topic)), et=event_types, who=producers)
+def test_the_rule_is_the_catalogues(prefix: str, topic: Topic, et: str, who: str) -> None:
+    full = prefix + topic.value
+    why = refusal(full, et, who)
+    if et not in event_types_for(topic):
+        assert why == f"{et} does not belong on {full}"
+    elif et in engine_written(topic) and who != ENGINE_PRODUCER:
+        assert why == f"{et} on {full} not written by the engine ({who!r})"
+    else:
+        assert why is None
+    if why is None:  # the engine's own copy of anything admitted is admitted too
+        assert refusal(full, et, ENGINE_PRODUCER) is None
+
+
+@given(name=st.text(max_size=30), et=event_types, who=producers)
+def test_a_topic_outside_the_catalogue_is_not_this_rules(name: str, et: str, who: str) -> None:
+    """Which topics a reader reads at all is the reader's business (the engine refuses
+    any other; a projection reads only its own)."""
+    if logical_topic(name) is None:
+        assert refusal(name, et, who) is None
+
+
+def test_the_engines_facts_are_refused_from_anyone_else() -> None:
+    """Not a rule reading itself back: the cases named in the reviews."""
+    assert refusal("transfers.events", "DepositReceived", "mallory") is not None
+    assert refusal("transfers.events", "DepositReceived", ENGINE_PRODUCER) is None
+    assert refusal("transfers.events", "TransferRequested", "transfer-service") is None
+    assert refusal("t.marketdata.events", "Fill", ENGINE_PRODUCER) == (
+        "Fill does not belong on t.marketdata.events"
+    )
+    assert refusal("orders.lifecycle", "OrderAccepted", "venue") == (
+        "OrderAccepted on orders.lifecycle not written by the engine ('venue')"
+    )
+    assert refusal("marketdata.events", "MarketTrade", "feed") is None
