@@ -49,9 +49,9 @@ class Intake:
     event types of its catalogue, and a type only the engine writes there only if the
     engine is its producer. Anything else is refused with a reason (the worker
     dead-letters it, a rebuild logs and skips it); a catalogue type of another service
-    (its `TransferRequested`) passes (folded since session 18: `EngineState._apply_transfer`;
-    ignored before). A foreign `OrderAccepted`
-    or `CancelRequested`, which the fold ignores, was passed in silence until session 17;
+    (its `TransferRequested`) passes (folded since session 18:
+    `EngineState._apply_transfer`; ignored before). A foreign `OrderAccepted` or
+    `CancelRequested`, which the fold ignores, was passed in silence until session 17;
     it is refused now, like the projections quarantine it. Before, a
     `ProducerRegistered` written to the market-data topic registered a key for any
     account, and a `KillSwitchReleased` or `Fill` there was folded. A set test, then
