@@ -424,6 +424,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
     rec.prune()
     state.resting = None  # rebuilt with the installed orders when next asked
     state.holders = None  # and the holders with the installed balances
+    state.valued = {}
     # Derived aggregates: recomputed from the installed orders, as the fold keeps them.
     for o in sorted(installed, key=lambda o: o.order_id):
         if o.done:
@@ -460,6 +461,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
     dropped = [oid for oid, o in state.orders.items() if part(o.account) in partitions]
     state.resting = None
     state.holders = None
+    state.valued = {}
     for oid in dropped:
         o = state.orders.pop(oid)
         ids = state.open_by_instrument.get(o.instrument)

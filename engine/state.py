@@ -26,7 +26,7 @@ from decimal import (
     Overflow,
 )
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from engine.auth import ProducerEntry
@@ -479,6 +479,35 @@ def _holds(acc: AccountState, asset: str) -> bool:
     return asset != acc.base_currency and bool(acc.balances.get(asset) or acc.withdrawn.get(asset))
 
 
+Marks = dict[tuple[str, str], Decimal | None]
+"""(asset, valuation currency) -> its mark, at one moment (`EngineState._marked`)."""
+
+
+class Valued(NamedTuple):
+    """An account's drawdown measure and its inputs (`EngineState.valuation`)."""
+
+    currency: str
+    balances: dict[str, Decimal]
+    withdrawn: dict[str, Decimal]
+    marks: tuple[tuple[str, Decimal | None], ...]
+    measure: Decimal | None
+
+    def holds(self, state: EngineState, acc: AccountState, marks: Marks) -> bool:
+        """Whether `acc` has the same inputs now (numerically equal), hence the same
+        measure. `marks`: for the prices now."""
+        if (
+            acc.base_currency != self.currency
+            or acc.balances != self.balances
+            or acc.withdrawn != self.withdrawn
+        ):
+            return False
+        marked = state._marked
+        for asset, m in self.marks:
+            if marked(asset, acc, marks) != m:
+                return False
+        return True
+
+
 def single_partition(_account: str) -> int:
     return 0
 
@@ -723,6 +752,16 @@ class EngineState:
     fill or a deposit made non-zero, pruned of those no longer holding it when asked.
     None: to be built from the balances when first asked (after slices are merged or
     partitions released)."""
+    valued_prints: dict[str, Decimal | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Instrument -> its reference price after its last print's `raise_peaks`: a print
+    leaving it unchanged (the usual one) looks for unchanged valuations (`valued`)."""
+    valued: dict[str, Valued] = field(default_factory=dict, repr=False, compare=False)
+    """Account -> its drawdown measure at the last print that valued it, with what that
+    measure was computed from (`Valued`): a print finding those unchanged skips the
+    valuation (`PaperVenue.raise_peaks`). A cache of a pure function of the state: never
+    read for anything else, dropped with `holders`."""
     applied: int = 0
     fills_applied: int = 0
     orders_evicted: int = 0
@@ -852,7 +891,7 @@ class EngineState:
             return VALUATION.divide(ONE, inverse)
         return None
 
-    def equity(self, account: str) -> Decimal | None:
+    def equity(self, account: str, marks: Marks | None = None) -> Decimal | None:
         """The account's value in its valuation currency; None if a held asset has no mark.
 
         Summed in asset order, each term rounded to `EQUITY_QUANTUM` in `VALUATION`: the
@@ -867,13 +906,13 @@ class EngineState:
             amount = balances[asset]
             if amount == 0:
                 continue
-            m = self.mark(asset, acc)
+            m = self.mark(asset, acc) if marks is None else self._marked(asset, acc, marks)
             if m is None:
                 return None
             total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
 
-    def withdrawn_value(self, account: str) -> Decimal:
+    def withdrawn_value(self, account: str, marks: Marks | None = None) -> Decimal:
         """What the account's settled withdrawals took out (`AccountState.withdrawn`),
         valued as `equity` values a holding: each asset's total at its mark now, rounded to
         `EQUITY_QUANTUM`, in asset order. The drawdown is measured on equity plus this
@@ -890,10 +929,46 @@ class EngineState:
         multiply, add = VALUATION.multiply, VALUATION.add
         for asset in sorted(withdrawn):
             amount = withdrawn[asset]
-            m = self.mark(asset, acc) if amount else None
+            m = (
+                None
+                if not amount
+                else self.mark(asset, acc)
+                if marks is None
+                else self._marked(asset, acc, marks)
+            )
             if m is not None:
                 total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
+
+    def _marked(self, asset: str, acc: AccountState, marks: Marks) -> Decimal | None:
+        """`mark`, through `marks`: a function of the asset, the valuation currency and the
+        prices alone, so while the prices stand one per pair serves every account."""
+        ccy = acc.base_currency
+        if asset == ccy:
+            return ONE
+        key = (asset, ccy)
+        try:
+            return marks[key]
+        except KeyError:
+            m = marks[key] = self.mark(asset, acc)
+            return m
+
+    def valuation(self, account: str, marks: Marks) -> Valued:
+        """The account's drawdown measure (`equity` + `withdrawn_value`; None without a
+        mark for a held asset) with what it is a function of: the valuation currency,
+        the balances, the withdrawals and the marks of their assets. While those are
+        numerically equal (`Valued.holds`), so is the measure. `marks`: for one moment's
+        prices (`_marked`)."""
+        acc = self.account(account)
+        equity = self.equity(account, marks)
+        if equity is not None:
+            equity += self.withdrawn_value(account, marks)
+        balances, withdrawn = acc.balances, acc.withdrawn
+        marked = self._marked
+        read = [(a, marked(a, acc, marks)) for a in balances]
+        if withdrawn:
+            read += [(a, marked(a, acc, marks)) for a in withdrawn]
+        return Valued(acc.base_currency, dict(balances), dict(withdrawn), tuple(read), equity)
 
     def holding(self, asset: str) -> set[str]:
         """The accounts holding `asset` (a non-zero balance, or settled withdrawals of it,

@@ -50,13 +50,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.state import (
     FEE_QUANTUM,
     QUANTUM,
     ZERO,
     EngineState,
+    Marks,
     OrderState,
     fee_at_most,
     fill_fee,
@@ -616,6 +617,10 @@ class PaperVenue:
             self._match_print(state, event, orders, emit)
         self.raise_peaks(state, event, emit, owns)
 
+    skip_unchanged: ClassVar[bool] = True
+    """`raise_peaks` skips an account whose valuation inputs are those of its last one
+    (`EngineState.valued`); False values every holder (for the test that both agree)."""
+
     @staticmethod
     def raise_peaks(
         state: EngineState,
@@ -630,7 +635,9 @@ class PaperVenue:
         of the accounts with resting orders there (`_brake`), so those are not recorded
         twice. Without this the peak was raised only at decisions and at prints reaching
         resting orders: a holding that rose and fell back while the account sent nothing
-        was measured from the peak before the rise, and the brake engaged late.
+        was measured from the peak before the rise, and the brake engaged late. A holder
+        whose last valuation read the same balances and marks (`Valued.holds`)
+        and found at most the peak is not valued again: it cannot be a new high.
 
         Only prints, not quotes, and only the holders of the printed pair's two assets: a
         mark moved through a cross (an asset valued via a stablecoin pair whose own mark
@@ -644,6 +651,19 @@ class PaperVenue:
         if not accounts:
             return
         at = event.occurred_at
+        valued = state.valued
+        marks: Marks = {}  # the prices do not move while the holders are valued
+        # Whether to look for unchanged valuations (either way the same events): after a
+        # print that moved its pair's reference (most holders' marks differ then) every
+        # holder is valued as before, without the check or the record (`valued` keeps
+        # what it had; a stale entry just fails `holds`).
+        ps = state.prices.get(trade.instrument)
+        ref = ps.reference() if ps is not None else None
+        now = ref[0] if ref is not None else None
+        memo = PaperVenue.skip_unchanged and (
+            trade.instrument in state.valued_prints and state.valued_prints[trade.instrument] == now
+        )
+        state.valued_prints[trade.instrument] = now
         for account in sorted(accounts):
             if owns is not None and not owns(account):
                 continue
@@ -651,11 +671,27 @@ class PaperVenue:
             reset = acc.peak_reset_at
             if reset is not None and at < reset:
                 continue  # the fold would not raise it (`AccountState.raise_peak`)
-            equity = state.equity(account)
-            if equity is None:
-                continue
-            # The peak is of equity plus what settled withdrawals took out, as `_brake`'s.
-            equity += state.withdrawn_value(account)
+            if memo:
+                seen = valued.get(account)
+                if (
+                    seen is not None
+                    and (seen.measure is None or seen.measure <= acc.peak_equity)
+                    and seen.holds(state, acc, marks)
+                ):
+                    # Valued from the same balances and marks before, at or
+                    # below the peak now: the same measure, no new high (a repeated
+                    # price, the usual print). Exact: nothing skipped could be a high.
+                    continue
+                seen = valued[account] = state.valuation(account, marks)
+                equity = seen.measure
+                if equity is None:
+                    continue
+            else:
+                equity = state.equity(account)
+                if equity is None:
+                    continue
+                # The peak is of equity plus what settled withdrawals took out, as `_brake`'s.
+                equity += state.withdrawn_value(account)
             if equity > acc.peak_equity:
                 emit(
                     PeakEquityRaised(

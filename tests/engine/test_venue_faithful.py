@@ -6,13 +6,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from engine.processor import Context, process
 from engine.snapshot import canonical_state, merge_slices, take_slice
 from engine.state import EngineState
+from engine.venue.paper import PaperVenue
 from schemas import decode, encode
-from schemas.events import RiskLimits, Side, TimeInForce
+from schemas.events import MarketTrade, RiskLimits, Side, TimeInForce
 from tests.engine.pure import INSTRUMENT, Harness, decision, types
 
 D = Decimal
@@ -199,3 +201,89 @@ def test_a_print_values_only_the_accounts_holding_its_assets() -> None:
     assert h.state.holding("ETH") == {"A3"}
     h.order(Side.SELL, D("1"), D("29990"), account="A1")  # sold: no longer a holder
     assert h.state.holding("BTC") == set()
+
+
+_VALUED_PRICES = {
+    "BTC/USDC": (D("90"), D("100"), D("110")),
+    "ETH/USDT": (D("9"), D("10"), D("11")),
+    "USDT/USDC": (D("0.99"), D("1"), D("1.01")),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@example(  # the USDT mark raised by a quote (no print), then ETH/USDT prints its price again
+    steps=[("trade", "ETH/USDT", 1, "A1")] * 2
+    + [("quote", "USDT/USDC", 2, "A1"), ("trade", "ETH/USDT", 1, "A1")]
+)
+@example(  # a deposit between two prints at one price
+    steps=[("trade", "BTC/USDC", 1, "A1")] * 2
+    + [("deposit", "BTC/USDC", 1, "A1"), ("trade", "BTC/USDC", 1, "A1")]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["trade", "trade", "trade", "quote", "buy", "sell", "deposit"]),
+            st.sampled_from(sorted(_VALUED_PRICES)),
+            st.integers(min_value=1, max_value=2),
+            st.sampled_from(["A1", "A2", "A3"]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_a_print_skips_only_the_valuations_that_cannot_find_a_high(
+    steps: list[tuple[str, str, int, str]],
+) -> None:
+    """`raise_peaks` skips an account whose balances, withdrawals and every reference
+    price its last valuation read are unchanged (`EngineState.valued`): the same stream
+    through a state valuing every holder at every print gives the same outputs, event
+    for event, and the same state. Prices repeat (as on a tape); quotes move marks
+    between prints; ETH is valued through ETH/USDT x USDT/USDC, so a USDT/USDC print or
+    quote moves the mark of ETH holders a print on ETH/USDT then values."""
+    h = _Recording(
+        RiskLimits(max_position=D("1000"), max_order_notional=D("1e8"), price_collar_pct=D("0.5")),
+        cash=D("10000"),
+        accounts=("A1", "A2", "A3"),
+    )
+    h.admin_deposit("BTC", D("3"), account="A1")
+    h.admin_deposit("ETH", D("20"), account="A2")
+    h.admin_deposit("USDT", D("500"), account="A3")
+    h.admin_deposit("ETH", D("5"), account="A3")
+    for instrument, prices in sorted(_VALUED_PRICES.items()):
+        h.quote(prices[1] * D("0.999"), prices[1] * D("1.001"), instrument=instrument)
+    for kind, instrument, i, account in steps:
+        price = _VALUED_PRICES[instrument][i]
+        if kind == "trade":
+            h.n += 1
+            h.feed(
+                MarketTrade(
+                    venue="v",
+                    instrument=instrument,
+                    trade_id=f"t{h.n}",
+                    price=price,
+                    quantity=D("1"),
+                    aggressor_side=Side.BUY,
+                    exchange_ts=h.now,
+                ),
+                "md",
+            )
+        elif kind == "quote":
+            h.quote(price * D("0.999"), price * D("1.001"), instrument=instrument)
+        elif kind == "deposit":
+            h.admin_deposit(instrument.split("/")[0], D("1"), account=account)
+        else:
+            side = Side.BUY if kind == "buy" else Side.SELL
+            h.order(side, D("1"), account=account, instrument=instrument)
+    PaperVenue.skip_unchanged = False
+    try:
+        every = EngineState()
+        ctx = Context(event_time_is_arrival=True)
+        outs: list[Any] = []
+        for ev in h.fed:
+            outs.extend(process(every, ev, ctx))
+    finally:
+        PaperVenue.skip_unchanged = True
+    assert [(e.topic, e.event_id, e.event_type, e.payload) for e in outs] == [
+        (e.topic, e.event_id, e.event_type, e.payload) for e in h.outs
+    ]
+    assert canonical_state(every) == canonical_state(h.state)
