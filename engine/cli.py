@@ -31,6 +31,17 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _producer_key_path(name: str) -> Path:
+    """The producer's key file in the data directory; a malformed name is a usage error."""
+    from engine import auth
+
+    try:
+        auth.check_producer_id(name)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    return auth.key_path(_settings().resolved_data_dir, name)
+
+
 def _build(make: Any) -> Any:
     """A payload built from command-line values; a validation error is an `error:` line."""
     from pydantic import ValidationError
@@ -199,12 +210,7 @@ def register(app: typer.Typer) -> None:
         from engine import auth
         from schemas.events import ProducerRegistered
 
-        try:
-            auth.check_producer_id(name)
-        except ValueError as exc:
-            _fail(str(exc), 2)
-        settings = _settings()
-        path = auth.key_path(settings.resolved_data_dir, name)
+        path = _producer_key_path(name)
         existing = path.exists()
         if existing:
             try:
@@ -248,13 +254,9 @@ def register(app: typer.Typer) -> None:
         name: str,
         reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the fact)")] = "",
     ) -> None:
-        from engine import auth
         from schemas.events import ProducerRevoked
 
-        try:
-            auth.check_producer_id(name)
-        except ValueError as exc:
-            _fail(str(exc), 2)
+        _producer_key_path(name)  # checks the name (usage error: exit 2)
         payload = _build(lambda: ProducerRevoked(producer_id=name, reason=reason, revoked_by=ADMIN))
         event = _publish_admin(payload)
         typer.echo(
@@ -284,12 +286,7 @@ def register(app: typer.Typer) -> None:
         from engine import auth
         from schemas.events import ProducerKeyRotated
 
-        try:
-            auth.check_producer_id(name)
-        except ValueError as exc:
-            _fail(str(exc), 2)
-        settings = _settings()
-        path = auth.key_path(settings.resolved_data_dir, name)
+        path = _producer_key_path(name)
         if previous_key is None:
             try:
                 previous_key = auth.public_hex(auth.read_private_key(path))

@@ -207,8 +207,7 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
     for producer in sorted(state.revoked):
         revocation = state.halt_causes.get(("producer", producer))
         if revocation is not None:
-            for name in sorted(ctx.venues):
-                ctx.venues[name].revoke(state, producer, owns, emit_for(revocation))
+            _stop_producer(state, ctx, emit_for(revocation), producer, owns)
     # Then what withdrawal holds overdraw, as caused by the newest fact that raised one (the
     # ids a live worker gives them, `control`).
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders and acc.held):
@@ -295,12 +294,15 @@ def _halt(
 
 
 def _stop_producer(
-    state: EngineState, ctx: Context, emit: Callable[[EventPayload, str], None], producer: str
+    state: EngineState,
+    ctx: Context,
+    emit: Callable[[EventPayload, str], None],
+    producer: str,
+    owns: Callable[[str], bool] | None,
 ) -> None:
-    """At once, in the same transaction as its revocation: cancel the owned open orders
-    the revoked `producer` placed, on every account (`Venue.revoke`), venues in sorted
-    order."""
-    owns = ctx.owns
+    """Cancel the open orders the revoked `producer` placed on the accounts `owns` holds
+    (`Venue.revoke`), venues in sorted order: in the revocation's transaction, and by
+    `catch_up` for what a lost transaction left open."""
     for name in sorted(ctx.venues):
         ctx.venues[name].revoke(state, producer, owns, emit)
 
@@ -327,7 +329,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
         return []
     emit = _Emitter(state, event)
     if isinstance(p, ProducerRevoked):
-        _stop_producer(state, ctx, emit, p.producer_id)
+        _stop_producer(state, ctx, emit, p.producer_id, ctx.owns)
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
@@ -802,7 +804,7 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
     if isinstance(p, KillSwitchEngaged | AmlFlagRaised):
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     elif isinstance(p, ProducerRevoked):
-        _stop_producer(state, ctx, emit, p.producer_id)
+        _stop_producer(state, ctx, emit, p.producer_id, ctx.owns)
 
 
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:
