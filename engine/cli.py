@@ -20,6 +20,13 @@ ADMIN_WAIT = {"seconds": 30.0}
 (`tradetape admin --wait S ...`)."""
 
 
+STALE_ATTEMPTS = 3
+"""How many times an admin command is sent when the engine refuses it as decided on a
+possibly stale view (`engine.control.STALE_ADMIN_PREFIX`): such a refusal has no effect,
+and the view catches up within a batch or two."""
+STALE_BACKOFF_SECONDS = 0.5
+
+
 def _settings() -> Any:
     from deploy.settings import get_settings
 
@@ -63,12 +70,15 @@ def _publish_admin(payload: Any, *, refused: Any = None) -> Any:
     (printed as `accepted: ...` on stderr) or `AdminCommandRejected`. Exits 1 with an
     `error:` line when the broker did not take the command, the engine rejected it, or
     no answer came within the wait (the command is then on the log, to be decided when
-    an engine reads it). `refused()`, if given, runs first when the command certainly
+    an engine reads it). A refusal only for a possibly stale view (`STALE_STATE: ...`,
+    no effect) is answered by sending the command again, as a new command, up to
+    `STALE_ATTEMPTS` times. `refused()`, if given, runs first when the command certainly
     takes no effect (not sent, or rejected), never when its fate is unknown."""
     from confluent_kafka import KafkaException
 
     from deploy.kafka import broker_unreachable
     from engine.client import IntentPublisher
+    from engine.control import STALE_ADMIN_PREFIX
 
     wait = ADMIN_WAIT["seconds"]
     what = payload.EVENT_TYPE
@@ -84,16 +94,32 @@ def _publish_admin(payload: Any, *, refused: Any = None) -> Any:
             refused()
         _fail(f"{what} not sent: cannot read the engine's answers from the broker: {exc}")
     try:
-        event = pub.publish(payload, admin=True)
-        what = f"{event.event_type} {event.event_id}"
-        if pub.flush(wait) or pub.undelivered:
-            why = (
-                pub.delivery_errors[0]
-                if pub.delivery_errors
-                else f"no acknowledgement in {wait:g} s"
+        for attempt in range(1, STALE_ATTEMPTS + 1):
+            event = pub.publish(payload, admin=True)
+            what = f"{event.event_type} {event.event_id}"
+            if pub.flush(wait) or pub.undelivered:
+                why = (
+                    pub.delivery_errors[0]
+                    if pub.delivery_errors
+                    else f"no acknowledgement in {wait:g} s"
+                )
+                _fail(f"{what} not delivered to the broker: {why}")
+            answer = pub.await_decision(event.correlation_id, wait)
+            if (
+                answer is None
+                or answer.event_type != "AdminCommandRejected"
+                or not answer.payload.reason.startswith(STALE_ADMIN_PREFIX)
+                or attempt == STALE_ATTEMPTS
+            ):
+                break
+            # Refused unseen (no effect), only because the engine's view of the control
+            # topics may have been behind: what an operator would do is send it again.
+            typer.echo(
+                f"note: the engine refused {what} as stale ({answer.payload.reason}); "
+                f"sending it again (attempt {attempt + 1} of {STALE_ATTEMPTS})",
+                err=True,
             )
-            _fail(f"{what} not delivered to the broker: {why}")
-        answer = pub.await_decision(event.correlation_id, wait)
+            time.sleep(STALE_BACKOFF_SECONDS * attempt)
     finally:
         pub.close()
     if answer is None:

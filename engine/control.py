@@ -77,6 +77,11 @@ command): on such a view it is rejected `STALE_STATE` (`stale_admin_reason`), as
 batch's intents are."""
 
 
+STALE_ADMIN_PREFIX = "STALE_STATE: "
+"""How an `AdminCommandRejected` reason refusing a command only for a possibly stale view
+begins: the command took no effect and may be sent again (the CLI does, `engine.cli`)."""
+
+
 def stale_admin_reason(event_type: str, why: str) -> str | None:
     """The `AdminCommandRejected` reason for a command of `event_type` decided while the
     control topics are not known to be read to their end (`why`), or None if it may be
@@ -84,7 +89,7 @@ def stale_admin_reason(event_type: str, why: str) -> str | None:
     if event_type in TIGHTENING_ADMIN_COMMANDS:
         return None
     return (
-        f"STALE_STATE: {why}; a {event_type} is not decided on a view of the control "
+        f"{STALE_ADMIN_PREFIX}{why}; a {event_type} is not decided on a view of the control "
         "topics that may be stale (send it again)"
     )
 
