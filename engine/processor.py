@@ -58,6 +58,7 @@ from schemas.events import (
     TransferChecked,
     TransferReleased,
     TransferRequested,
+    TransferSettled,
 )
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.events.orders import IntentRejectReason
@@ -210,10 +211,10 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
             _stop_producer(state, ctx, emit_for(revocation), producer, owns)
     # Then what withdrawal holds overdraw, as caused by the newest fact that raised one (the
     # ids a live worker gives them, `control`).
-    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders and acc.held):
+    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
         cause = state.hold_causes.get(account) if owns(account) else None
         if cause is not None:
-            _unhold(state, ctx, emit_for(cause), account, owns)
+            _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
     return [e for emitter in emitters.values() for e in emitter.out]
@@ -229,6 +230,7 @@ def _unhold(
     emit: Callable[[EventPayload, str], None],
     account: str,
     owns: Callable[[str], bool] | None,
+    debited: str | None = None,
 ) -> None:
     """Fail closed when withdrawal holds leave the account short of an asset it holds
     (free balance plus what its credit lends below zero: a request of more than was free
@@ -240,16 +242,17 @@ def _unhold(
     transfer fact that raised the hold (`control`), caused by it, and by `catch_up` for
     what a lost transaction left open; assets in sorted order, so a replay emits the same
     events. A balance that cannot be valued (an open market buy without a price, a credit
-    without a mark) counts as short."""
+    without a mark) counts as short. `debited`: the asset a settlement of a rejected
+    withdrawal (which held nothing) just took off the balance, looked at as a held one."""
     if owns is not None and not owns(account):
         return
     acc = state.accounts.get(account)
-    if acc is None or not acc.held or not acc.open_orders:
+    if acc is None or not (acc.held or debited) or not acc.open_orders:
         return
     rates = [getattr(v, "taker_fee", _DEFAULT_TAKER_FEE) for v in ctx.venues.values()]
     fee = 1 + max((Decimal(str(r)) for r in rates), default=_DEFAULT_TAKER_FEE)
     credit = state.limits_for(account)[1].credit_limit
-    for asset in sorted(acc.held):
+    for asset in sorted(acc.held.keys() | {debited} if debited else acc.held):
         paying = [
             o
             for o in (state.orders.get(i) for i in acc.open_orders)
@@ -264,6 +267,18 @@ def _unhold(
             if not _short(state, acc, asset, fee, credit):
                 break
             ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
+
+
+def _debited(state: EngineState, cause: Envelope[Any]) -> str | None:
+    """The asset a hold cause took off the balance without a hold: a `TransferSettled`
+    (`EngineState.hold_causes` keeps one only if its withdrawal held nothing: rejected
+    before it settled), else None."""
+    p = cause.payload
+    if not isinstance(p, TransferSettled):
+        return None
+    acc = state.accounts.get(p.account)
+    w = acc.withdrawals.get(p.transfer_id) if acc is not None else None
+    return w.asset if w is not None else None
 
 
 def _short(
@@ -312,8 +327,8 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     if it newly engages a kill switch, raises an AML flag or revokes a producer, the
     cancels of the owned open orders it stops, caused by it (the worker that decided the
     command cancelled the ones it owned; a global switch or a revocation stops orders on
-    every worker); if it raised a withdrawal hold, the cancels of the owned resting orders
-    the hold overdraws (`_unhold`)."""
+    every worker); if it raised a withdrawal hold (or settled a rejected withdrawal), the
+    cancels of the owned resting orders that overdraws (`_unhold`)."""
     p = event.payload
     new = (
         isinstance(p, KillSwitchEngaged | AmlFlagRaised | ProducerRevoked)
@@ -321,9 +336,10 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     )
     state.apply(event)
     if isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event:
-        # It raised a withdrawal hold just now: cancel what the hold overdraws.
+        # It raised a withdrawal hold just now (or settled a rejected withdrawal, taking
+        # what no hold covered): cancel what that overdraws.
         emit = _Emitter(state, event)
-        _unhold(state, ctx, emit, p.account, ctx.owns)
+        _unhold(state, ctx, emit, p.account, ctx.owns, _debited(state, event))
         return emit.out
     if not new:
         return []
@@ -335,8 +351,9 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     return emit.out
 
 
-_HOLDING_TYPES = (TransferRequested, TransferChecked, TransferReleased)
-"""The transfer facts that may raise a withdrawal hold (`EngineState._apply_transfer`)."""
+_HOLDING_TYPES = (TransferRequested, TransferChecked, TransferReleased, TransferSettled)
+"""The transfer facts that may raise a withdrawal hold, or (a settlement of a rejected
+withdrawal) debit what no hold covered (`EngineState._apply_transfer`)."""
 
 
 def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) -> str:

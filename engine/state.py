@@ -738,7 +738,8 @@ class EngineState:
     `processor.catch_up` cancels the orders they stop as caused by (the ids a worker
     reading the fact live gives them), when a lost transaction left them open."""
     hold_causes: dict[str, Envelope[Any]] = field(default_factory=dict, repr=False)
-    """account -> the newest transfer fact that raised a withdrawal hold on it: what
+    """account -> the newest transfer fact that raised a withdrawal hold on it (or settled
+    a rejected withdrawal, debiting what no hold covered): what
     `processor.catch_up` cancels the resting orders the holds overdraw as caused by (the
     ids the worker that read the fact live gave them, `processor.control`), when a lost
     transaction left them open."""
@@ -1190,8 +1191,9 @@ class EngineState:
         requested (or requested by another account: ids are per account here, see
         docs/engine.md), a second settlement. The engine does not decide withdrawals: a
         request of more than is free still holds it all (the free balance goes below
-        zero, `free`). Whether it raised a hold (what may overdraw resting orders:
-        `processor.control` cancels them)."""
+        zero, `free`). Whether it raised a hold, or settled a withdrawal that held
+        nothing (rejected: its money was free to commit, and now it is gone): what may
+        overdraw resting orders (`processor.control` cancels them)."""
         if isinstance(p, TransferRequested):
             acc = self.account(p.account)
             if p.transfer_id not in acc.withdrawals:
@@ -1221,7 +1223,7 @@ class EngineState:
             self._may_hold(found.account, w.asset)
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
             _bump(found.withdrawn, w.asset, w.amount)
-        return now and not was
+        return not was and (now or settled)
 
     def _reinstate(self, producer: str) -> None:
         """A producer with a key in force again: no longer revoked."""

@@ -271,6 +271,7 @@ _BUY = ("limit", "A1", Side.BUY, "0.1", 0, False)
 _BUY2 = ("limit", "A2", Side.BUY, "0.1", 0, False)
 _CASH = ("USDC", "9990000")
 _HOLD = ("withdraw", "A1", 0, "request", "PASS", _CASH)
+_BIG = ("limit", "A1", Side.BUY, "2.5", -5, False)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -286,6 +287,9 @@ _HOLD = ("withdraw", "A1", 0, "request", "PASS", _CASH)
 @example([_BUY, _HOLD, ("snap", 0), _BUY, ("withdraw", "A1", 0, "check", "REJECT", _CASH), _BUY])
 @example([_HOLD, ("snap", 0), ("withdraw", "A1", 0, "settle", "PASS", _CASH), _BUY])
 @example([_HOLD, ("withdraw", "A1", 0, "settle", "PASS", _CASH), ("snap", 0), _BUY])
+# Rejected, orders rest on the freed money, then settled: the settlement cancels them.
+@example([_HOLD, ("withdraw", "A1", 0, "check", "REJECT", _CASH), _BIG, ("snap", 0), _BIG,
+          ("withdraw", "A1", 0, "settle", "PASS", _CASH), _BUY])  # fmt: skip
 def test_slices_plus_tail_fold_to_the_full_replay(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)

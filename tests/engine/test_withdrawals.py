@@ -393,3 +393,34 @@ def test_a_deposit_finer_than_the_grid_is_rejected() -> None:
     ok = h.admin(DepositReceived(deposit_id="d-ok", account="A1", asset="USDC",
                                  amount=D("0.12345678")))  # fmt: skip
     assert types(ok) == ["DepositReceived"]
+
+
+def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws() -> None:
+    """A rejected withdrawal holds nothing, so resting buys may commit its money; a
+    settlement after the rejection still debits it (as the books do). Before, nothing
+    looked at the resting orders then: they kept the commitment, filled at the next print
+    and took the balance below zero without credit (money the account never had). Now the
+    settlement cancels what it overdraws, newest first, as a hold does, and a catch_up
+    after a lost transaction redoes it with the same ids."""
+    import copy
+
+    from engine.processor import catch_up
+
+    h = _harness()
+    assert _control(h, _step("w1", "request", amount="3000")) == []
+    assert _control(h, _step("w1", "check", outcome="REJECT")) == []
+    ids = [_buy(h, "0.1", "29000").order_id for _ in range(3)]  # 8,708.7 of 10,000
+    lost = copy.deepcopy(h.state)
+    event = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
+    h.inputs.append(event)
+    out = control(h.state, event, h.ctx)
+    assert types(out) == ["CancelRequested", "OrderCanceled"]
+    assert out[1].payload.order_id == ids[2] and out[1].payload.reason == "WITHDRAWAL_HELD"
+    assert out[1].causation_id == event.event_id
+    acc = h.state.account("A1")
+    assert h.state.free(acc, "USDC", FEE) == D("1194.2")
+    h.trade(D("29000"))  # fills the two left
+    assert acc.balances["USDC"] == D("1195.36")  # 10,000 - 3,000 - 5,800 - 4.64 maker fees
+    lost.apply(event)  # folded; its cancels never committed
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [e.event_id for e in redone] == [e.event_id for e in out]
