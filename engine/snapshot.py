@@ -185,7 +185,7 @@ class Capture:
     partition: int
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
                          list[tuple[datetime, Decimal]], dict[str, datetime],
-                         dict[str, tuple[str, Decimal]]]]  # fmt: skip
+                         dict[str, dict[str, Decimal]]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -217,7 +217,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             a.fills,
             list(a.peaks),
             dict(a.maker_fill_at),
-            dict(a.taken),
+            {k: dict(v) for k, v in a.taken.items()},
         )
         for name, a in state.accounts.items()
         if part(name) == partition
@@ -274,7 +274,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             "fills": fills,
             "peaks": [[_ts(t), str(v)] for t, v in peaks],
             "maker_fill_at": {i: _ts(t) for i, t in sorted(maker_fill_at.items())},
-            "taken": {i: [q, str(v)] for i, (q, v) in sorted(taken.items())},
+            "taken": {i: [[q, str(v)] for q, v in qs.items()] for i, qs in sorted(taken.items())},
         }
     body = {
         "format": FORMAT_VERSION,
@@ -381,7 +381,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.peaks = [(_dt(t), Decimal(v)) for t, v in a["peaks"]]
             acc.peak_equity = acc.peak_since(acc.peak_reset_at)
             acc.maker_fill_at = {i: _dt(t) for i, t in a["maker_fill_at"].items()}
-            acc.taken = {i: (str(q), Decimal(v)) for i, (q, v) in a["taken"].items()}
+            acc.taken = {i: {str(q): Decimal(v) for q, v in qs} for i, qs in a["taken"].items()}
         for d in b["orders"]:
             o = _order_load(d)
             if part(o.account) != s.partition:
@@ -504,7 +504,9 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             "peak_reset_at": None if acc.peak_reset_at is None else _ts(acc.peak_reset_at),
             "fills": acc.fills,
             "maker_fill_at": {k: _ts(v) for k, v in sorted(acc.maker_fill_at.items())},
-            "taken": {k: [q, str(v)] for k, (q, v) in sorted(acc.taken.items())},
+            "taken": {
+                k: [[q, str(v)] for q, v in qs.items()] for k, qs in sorted(acc.taken.items())
+            },
             "exposure": repr(
                 (
                     acc.exposure.open_parents,

@@ -246,6 +246,12 @@ class Withdrawal:
     """One of `TRANSFER_RANK`'s, as the balances book's `transfers.status`."""
 
 
+TAKEN_QUOTES = 16
+"""Quotes per instrument and side whose displayed size an account's orders took, kept
+(`AccountState.taken`): an order stamped before the account took from this many newer
+quotes, and meeting an older one it took from, finds that one's size whole again."""
+
+
 @dataclass
 class AccountState:
     account: str
@@ -286,13 +292,16 @@ class AccountState:
     the fills alone, so it is what the log says was matched: after a hand-over or restart
     the owner matches the account's resting orders only against prints newer than this
     (`PaperVenue.catch_up`), so no print's size is taken twice."""
-    taken: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
-    """`maker_key(instrument, side)` -> (quote id, quantity): how much of that quote's
-    displayed size on that side this account's orders took on submission (the newest quote
-    it took from). The account's next order against the same quote finds only the rest
-    (`PaperVenue.submit`); a newer quote shows its size afresh. Per account, as prints are
-    (see the paper venue): folded from its own fills (`Fill.quote_id`), in the order of its
-    partition, so it does not depend on which worker holds which accounts."""
+    taken: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    """`maker_key(instrument, side)` -> {quote id: quantity}: how much of each quote's
+    displayed size on that side this account's orders took on submission, for the last
+    `TAKEN_QUOTES` quotes it took from (in the order first taken). The account's next
+    order against one of them finds only the rest (`PaperVenue.submit`); a newer quote
+    shows its size afresh. Per account, as prints are (see the paper venue): folded from
+    its own fills (`Fill.quote_id`), in the order of its partition, so it does not depend
+    on which worker holds which accounts. Until session 19 only the quote taken from last
+    was kept, so an order stamped earlier (intents need not arrive in event-time order)
+    that met an older quote made the newer one show its whole size again."""
     peaks: list[tuple[datetime, Decimal]] = field(default_factory=list)
     """The drawdown peaks the decisions and fills recorded, as suffix maxima: sorted by
     event time, peaks strictly
@@ -304,15 +313,20 @@ class AccountState:
         """What is left for this account of `shown`, the size quote `quote_id` displays on
         the side its `side` orders take (`taken`)."""
         had = self.taken.get(maker_key(instrument, side))
-        return shown - had[1] if had is not None and had[0] == quote_id else shown
+        got = had.get(quote_id) if had is not None else None
+        return shown if got is None else shown - got
 
     def take(self, instrument: str, side: Side, quote_id: str, quantity: Decimal) -> None:
-        """Record a fill of `quantity` taken from quote `quote_id` (`taken`)."""
+        """Record a fill of `quantity` taken from quote `quote_id` (`taken`): the oldest
+        of more than `TAKEN_QUOTES` quotes is forgotten."""
         key = maker_key(instrument, side)
         had = self.taken.get(key)
-        if had is not None and had[0] == quote_id:
-            quantity += had[1]
-        self.taken[key] = (quote_id, quantity)
+        if had is None:
+            had = self.taken[key] = {}
+        got = had.get(quote_id)
+        had[quote_id] = quantity if got is None else quantity + got
+        if len(had) > TAKEN_QUOTES:
+            del had[next(iter(had))]
 
     def raise_peak(self, at: datetime, equity: Decimal) -> None:
         """Raise the drawdown peak to `equity` seen by a decision at `at`, unless a release

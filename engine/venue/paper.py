@@ -3,7 +3,8 @@
 - MARKET orders take the displayed quantity at the touch; the remainder expires (a FOK
   one executes only if the displayed quantity covers the whole order). What the account's
   own orders took of a quote's displayed quantity is not displayed to its next orders
-  against that quote (`AccountState.taken`, folded from the fills' `quote_id`); a newer
+  against that quote (`AccountState.taken`, folded from the fills' `quote_id`, for the
+  last quotes it took from); a newer
   quote displays its quantity afresh. Other accounts' orders are not counted, as with
   prints (below).
 - LIMIT orders take liquidity if marketable (taker), then rest (GTC) or expire (IOC/FOK;

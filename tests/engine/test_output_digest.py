@@ -35,7 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "ef5e903b02a94b3c034bbd3cf85b1febaa8fc137614b313072464cff585075c6"
+PINNED = "aef9b3d2048a23f26c4980d1d9adb6024b17864d4157ae3ffff240be3a52fd4d"
+"""Retaken in session 19 (helper-97): `canonical_state` writes an account's `taken` per
+quote (the last quotes taken from, not only the last one: an intent stamped earlier no
+longer makes a newer quote show its size afresh). No output changed: with each `taken`
+written as its last entry the digest is still ef5e903b02a9... Before:"""
 """Retaken in session 18 (helper-87) for DRAWDOWN_BRAKE v5, the drawdown peak raised at
 every print for the holders of the printed pair: 99 `PeakEquityRaised` (risk.decisions),
 so 4 fills fewer carry a `peak_equity` (22 -> 18: the high was recorded at an earlier

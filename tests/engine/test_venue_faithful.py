@@ -287,3 +287,41 @@ def test_a_print_skips_only_the_valuations_that_cannot_find_a_high(
         (e.topic, e.event_id, e.event_type, e.payload) for e in h.outs
     ]
     assert canonical_state(every) == canonical_state(h.state)
+
+
+def test_an_intent_stamped_earlier_does_not_show_a_newer_quotes_size_afresh() -> None:
+    """Intents of one account need not arrive in event-time order (two strategies, two
+    clocks): one stamped before a newer quote meets the older book (event time). Before,
+    its fill replaced what the account had taken of the newer quote (`taken` kept one
+    quote per side), so the next order found the newer quote's size whole again: market
+    buys of 5, 5 and 5 against 5 shown (and 5 on the older quote) filled 15, not 10."""
+    from datetime import timedelta
+
+    from engine import auth
+    from schemas import new_event
+    from schemas.events import OrderIntent, OrderType
+
+    h = _Recording(_limits(), cash=D("1e7"))
+    h.quote(D("100"), D("101"), qty=D("5"))
+    older = h.now
+    h.tick(1)
+    h.quote(D("100"), D("101"), qty=D("5"))
+
+    def buy(n: int, at: Any) -> list[Any]:
+        intent = OrderIntent(
+            producer_id="p1", strategy_id="s", account="A1", client_order_id=f"late{n}",
+            instrument=INSTRUMENT, side=Side.BUY, order_type=OrderType.MARKET,
+            quantity=D("5"), time_in_force=TimeInForce.GTC,
+        )  # fmt: skip
+        event = new_event(auth.sign(intent, h.key), producer="p1", occurred_at=at)
+        h.fed.append(event)
+        out = process(h.state, event, h.ctx)
+        h.outs.extend(out)
+        return out
+
+    assert _filled(buy(1, h.tick())) == 5  # the newer quote, all of it
+    assert _filled(buy(2, older + timedelta(milliseconds=5))) == 5  # the older quote's
+    assert _filled(buy(3, h.tick())) == 0  # the newer quote again: nothing left
+    assert h.state.account("A1").positions[INSTRUMENT] == 10
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    assert canonical_state(h.from_slice()) == canonical_state(h.state)
