@@ -29,7 +29,9 @@ from confluent_kafka import Producer
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
+from engine.cli import STALE_ATTEMPTS, STALE_BACKOFF_SECONDS
 from engine.client import DecisionWatcher, intent_key
+from engine.control import STALE_ADMIN_PREFIX
 from engine.marketdata.binance import parse_file
 from engine.marketdata.simulate import simulate
 from engine.worker import EngineWorker
@@ -196,15 +198,35 @@ def run(settings: Settings) -> list[str]:
                 producer="admin",
             )
         )
-        for ev in admin_events:
-            _send(producer, settings, ev, Topic.ADMIN)
-        producer.flush(30)
-        for ev in admin_events:
-            # The answer is the accepted fact, re-published by the engine, or a rejection.
-            answer = watcher.wait(ev.correlation_id, timeout=30)
-            if answer is None or answer.event_type == "AdminCommandRejected":
-                detail = "no answer in 30 s" if answer is None else answer.payload.reason
-                raise RuntimeError(f"admin command {ev.event_type} not accepted: {detail}")
+        pending = admin_events
+        for attempt in range(1, STALE_ATTEMPTS + 1):
+            for ev in pending:
+                _send(producer, settings, ev, Topic.ADMIN)
+            producer.flush(30)
+            stale: list[Envelope[Any]] = []
+            for ev in pending:
+                # The answer is the accepted fact, re-published by the engine, or a rejection.
+                answer = watcher.wait(ev.correlation_id, timeout=30)
+                if answer is None or answer.event_type == "AdminCommandRejected":
+                    detail = "no answer in 30 s" if answer is None else answer.payload.reason
+                    # Refused only as decided on a stale view (no effect), or after such a
+                    # refusal (a KYC for an account whose opening was refused): sent again,
+                    # as new commands, in order.
+                    again = answer is not None and (
+                        bool(stale) or detail.startswith(STALE_ADMIN_PREFIX)
+                    )
+                    if again and attempt < STALE_ATTEMPTS:
+                        stale.append(new_event(ev.payload, producer="admin"))
+                        continue
+                    raise RuntimeError(f"admin command {ev.event_type} not accepted: {detail}")
+            if not stale:
+                break
+            print(
+                f"{len(stale)} admin command(s) refused on a stale view, sent again",
+                file=sys.stderr,
+            )
+            time.sleep(STALE_BACKOFF_SECONDS * attempt)
+            pending = stale
         feed.start()
         deadline = time.monotonic() + 30
         while feed.mid is None and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,37 @@ def test_the_engine_stage_runs_without_the_capture(
     assert fills is not None and int(fills.group(1)) > 0, text
     approved = re.search(r"APPROVED ORDER +- +(\d+)", text)
     assert approved is not None and int(approved.group(1)) > 40, text
+
+
+def test_setup_commands_refused_on_a_stale_view_are_sent_again(
+    env: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo's admin commands decided in a batch whose control drain failed are
+    refused STALE_STATE (fail closed); the demo sends them again, as new commands, and
+    runs on. Before, it stopped with "admin command AccountOpened not accepted: STALE_STATE"
+    (a newcomer's first command, on a busy machine)."""
+    from confluent_kafka import KafkaException
+
+    from engine import control as control_mod
+
+    real_ends_of = control_mod.ends_of
+    to_fail = [1]
+
+    def ends_of(query: Any, deadline: float) -> dict[tuple[str, int], int]:
+        if to_fail[0] > 0:
+            to_fail[0] -= 1
+            raise KafkaException("injected: no answer for the end offsets")
+        return real_ends_of(query, deadline)
+
+    monkeypatch.setattr(control_mod, "ends_of", ends_of)
+    monkeypatch.setattr(demo, "CAPTURE", tmp_path / "absent.jsonl.gz")
+    monkeypatch.setattr(demo, "INTENTS", 20)
+    lines = demo.run(env.with_overrides(data_dir=tmp_path))
+    assert to_fail[0] == 0
+    assert "refused on a stale view, sent again" in capsys.readouterr().err
+    text = "\n".join(lines)
+    assert "engine: 20 intents" in text, text
+    assert "NO DECISION" not in text, text
