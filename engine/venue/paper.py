@@ -628,6 +628,8 @@ class PaperVenue:
         event: Envelope[Any],
         emit: Emit,
         owns: Callable[[str], bool] | None = None,
+        *,
+        caught_up: bool = False,
     ) -> None:
         """Raise the drawdown peak of every owned account holding an asset of the printed
         pair (`EngineState.holding`) that the print (already folded: the marks are the
@@ -645,7 +647,10 @@ class PaperVenue:
         the print moved) is caught at the account's next valuation. After a hand-over the
         prints read while no worker owned the account, or whose transaction was lost, are
         not valued one by one (their marks are gone): `catch_up` values the holders once,
-        at the marks then."""
+        at the marks then (`caught_up`), as caused by the newest kept print; its event's
+        id names the value too, since the live worker may have raised the peak at that
+        print already, to a lower value, under the print's id for the account (before
+        session 19 the catch-up reused that id: two events of one id on the log)."""
         trade: MarketTrade = event.payload
         base, quote = split_instrument(trade.instrument)
         accounts = state.holding(base) | state.holding(quote)
@@ -698,7 +703,7 @@ class PaperVenue:
                     PeakEquityRaised(
                         account=account, instrument=trade.instrument, peak_equity=equity
                     ),
-                    f"peak:{account}",
+                    f"peak:{account}:{equity}" if caught_up else f"peak:{account}",
                 )
 
     def catch_up(
@@ -755,12 +760,13 @@ class PaperVenue:
                     # Fills may have armed stop/take children: they meet the next prints.
                     resting = _OrdersByLimit.of(state, instrument, owns)
         # The holders' peaks, valued once at the marks now, as caused by each pair's newest
-        # kept print (the id live valuation at that print gives it): what the gap's
-        # prints raised one by one is not known any more (their marks are gone).
+        # kept print (ids naming the value: live valuation at that print may have raised
+        # the peak to less under the print's id): what the gap's prints raised one by one
+        # is not known any more (their marks are gone).
         for instrument in sorted(state.prices):
             prints = state.prices[instrument].prints
             if prints:
-                self.raise_peaks(state, prints[-1], emit_for(prints[-1]), owns)
+                self.raise_peaks(state, prints[-1], emit_for(prints[-1]), owns, caught_up=True)
 
     def _match_print(
         self, state: EngineState, event: Envelope[Any], orders: list[OrderState], emit: Emit

@@ -193,6 +193,37 @@ def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -
     fills = [e.payload for e in _own_events(log) if e.event_type == "Fill"]
     assert len({f.fill_id for f in fills}) == len(fills)
     _assert_no_print_taken_twice(log, fills)
+    _assert_no_id_reused(log)
+
+
+def _assert_no_id_reused(log: Log) -> None:
+    """What a catch-up emits never takes the id of another event on the log: an event id
+    names one event (a sink that keeps the first of an id would drop the other)."""
+    logged = {e.event_id: e.payload for e in _own_events(log)}
+    for state in (full_replay(log), copy.deepcopy(log.h.state)):
+        for e in catch_up(state, Context(), _everyone):
+            assert logged.get(e.event_id, e.payload) == e.payload, e.event_type
+
+
+def test_a_peak_caught_up_at_new_marks_does_not_reuse_the_live_events_id() -> None:
+    """A print raised the peak live (`PeakEquityRaised`, caused by it); a quote then moved
+    the mark higher with no print or decision since. A catch-up (restart, hand-over)
+    values the holders at the marks now, as caused by the newest kept print: before, under
+    that print's id for the account, the id of the live event with the lower peak, so
+    the log held two events of one id. Now a caught-up peak's id names its value: a lost
+    transaction is redone with the same id, a new value gets a new one."""
+    log = _play(
+        [("market", "A1", Side.BUY), ("wait", 1.0), ("trade", 900, "0.1"), ("wait", 1.0),
+         ("quote", 1500)]
+    )  # fmt: skip
+    raised = [e for e in _own_events(log) if e.event_type == "PeakEquityRaised"]
+    assert raised, "the print raised the peak live"
+    _assert_no_id_reused(log)
+    out = catch_up(full_replay(log), Context(), _everyone)
+    caught = [e for e in out if e.event_type == "PeakEquityRaised"]
+    assert caught and caught[0].payload.peak_equity > raised[-1].payload.peak_equity
+    again = catch_up(full_replay(log), Context(), _everyone)
+    assert [e.event_id for e in again] == [e.event_id for e in out]  # deterministic
 
 
 def _assert_no_print_taken_twice(log: Log, fills: list[Any]) -> None:
