@@ -119,6 +119,13 @@ class IntentRejectReason(StrEnum):
     NOT_ENTITLED = "NOT_ENTITLED"
     INVALID_INTENT = "INVALID_INTENT"
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    """A cancel naming no order of the producer on the account: an id never used, one whose
+    intent was rejected, a cancel's (FIX CxlRejReason 1, "unknown order")."""
+    TOO_LATE_TO_CANCEL = "TOO_LATE_TO_CANCEL"
+    """A cancel naming an order that is done (filled, canceled, expired, rejected by the
+    venue; no armed stop/take child left): the detail names its order id, final state and
+    filled quantity while the engine keeps them (FIX CxlRejReason 0, "too late to
+    cancel"). Joined schema v1 in session 19; before, such a cancel was UNKNOWN_ORDER."""
     CLIENT_ORDER_ID_REUSED = "CLIENT_ORDER_ID_REUSED"
     """The (producer, account, client_order_id) was decided for an intent with other content:
     a resend must repeat the intent exactly to get the original decision back."""
