@@ -25,6 +25,7 @@ from engine.state import (
     QUANTUM,
     AccountState,
     EngineState,
+    OrderState,
     exact_enough,
     split_instrument,
 )
@@ -532,7 +533,8 @@ def _cancel(
     digest: str,
     received_at: datetime | None,
 ) -> None:
-    order_id = state.client_orders.get((p.producer_id, p.account, p.target_client_order_id))
+    target = (p.producer_id, p.account, p.target_client_order_id)
+    order_id = state.client_orders.get(target)
     order = state.orders.get(order_id) if order_id else None
     # A done order with armed stop/take children is still working through them: the
     # cancel withdraws those (else a stop outlives the position it protected and closes
@@ -542,11 +544,14 @@ def _cancel(
         or order.account != p.account
         or (order.done and not state.open_children(order))
     ):
+        # The key names the account: another account's order is never found here, so
+        # nothing of it leaks (UNKNOWN_ORDER, as for an id never used).
+        late = target in state.ended or (order is not None and order.account == p.account)
         _reject(
             emit,
             event,
-            IntentRejectReason.UNKNOWN_ORDER,
-            f"no open order {p.target_client_order_id!r} on {p.account}",
+            IntentRejectReason.TOO_LATE_TO_CANCEL if late else IntentRejectReason.UNKNOWN_ORDER,
+            _no_open_order(state, p, target, order, late),
             digest,
         )
         return
@@ -574,6 +579,38 @@ def _cancel(
         "decision",
     )
     venue.cancel(state, order, "CLIENT", emit)
+
+
+def _no_open_order(
+    state: EngineState,
+    p: CancelIntent,
+    target: tuple[str, str, str],
+    order: OrderState | None,
+    late: bool,
+) -> str:
+    """The detail of a cancel with nothing to cancel: how the order ended (too late), or
+    that the id was decided without placing an order. From the state alone (`ended`, the
+    idempotency record), so a restarted worker words it the same."""
+    head = f"no open order {p.target_client_order_id!r} on {p.account}"
+    if late:
+        ended = state.ended.get(target)
+        if ended is not None:
+            return f"{head}: too late to cancel, {ended.describe()}"
+        if order is not None:
+            return (
+                f"{head}: too late to cancel, order {order.order_id} is done, filled "
+                f"{order.filled} of {order.quantity}"
+            )
+        return (
+            f"{head}: too late to cancel, the order is done (its final state is on "
+            f"orders.lifecycle; the engine keeps the account's last {state.ended.max_recent})"
+        )
+    if target in state.decisions:
+        # Decided, and neither open nor ended: it placed no order. Not worded from the
+        # decision itself: beyond the idempotency record's recent tier only a fingerprint
+        # is kept, and a tiny tier must decide every intent as an unbounded one does.
+        return f"{head}: that id's intent placed no order (it was rejected, or is a cancel)"
+    return head
 
 
 def _order(

@@ -2,7 +2,8 @@
 
 Pure (no Kafka). A slice of partition `p` is everything the fold derived from `p` of the
 engine's own topics, i.e. from the accounts on `p`: their orders and client order ids,
-the idempotency record of their decisions (recent bytes, archived fingerprints), their
+the idempotency record of their decisions (recent bytes, archived fingerprints), the
+parent orders that ended (`engine.ended`: recent ends, archived fingerprints), their
 order-rate windows, what their fills moved (balances minus deposits, positions, fill
 counts, the newest maker fill per instrument and side, what the orders took of the
 displayed book), the drawdown peaks their decisions
@@ -32,6 +33,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from engine.ended import Ended
 from engine.idempotency import Key, Recorded, fingerprint
 from engine.state import ZERO, EngineState, Exposure, OrderState, RateWindow
 from schemas.events import OrderType, Side, TimeInForce
@@ -171,6 +173,17 @@ def _recorded_load(e: list[Any]) -> tuple[Key, Recorded]:
     )
 
 
+def _ended_dump(key: Key, e: Ended) -> list[Any]:
+    return [list(key), _ts(e.at), e.order_id, e.state, e.cause, str(e.filled), str(e.quantity)]
+
+
+def _ended_load(d: list[Any]) -> tuple[Key, Ended]:
+    producer, account, coid = d[0]
+    return (producer, account, coid), Ended(
+        _dt(d[1]), d[2], d[3], d[4], Decimal(d[5]), Decimal(d[6])
+    )
+
+
 def _micros(d: timedelta | None) -> int | None:
     return None if d is None else d // timedelta(microseconds=1)
 
@@ -190,6 +203,9 @@ class Capture:
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
     archive: list[tuple[Any, array[int]]]
+    ended: list[tuple[Key, Ended]]
+    ended_archive: list[tuple[str, array[int]]]
+    ended_max: int
     newest: list[tuple[Any, datetime]]
     rate: list[tuple[str, str, str, list[datetime]]]
     idempotency: tuple[int, timedelta]
@@ -242,6 +258,13 @@ def capture(state: EngineState, partition: int) -> Capture:
             (k, array("Q", v)) for k, v in rec.archived_by_key.items() if kpart(k) == partition
         ],
         newest=[(k, t) for k, t in rec.newest_by_key.items() if kpart(k) == partition],
+        ended=[(k, e) for k, e in state.ended.recent.items() if part(k[1]) == partition],
+        ended_archive=[
+            (a, array("Q", v))
+            for a, v in state.ended.archived_by_account.items()
+            if part(a) == partition
+        ],
+        ended_max=state.ended.max_recent,
         rate=[
             (producer, strategy, account, window.live())
             for (producer, strategy), windows in state.rate.items()
@@ -292,6 +315,13 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             for k, fps in sorted(c.archive)
         },
         "decided_until": {_kafka_key_account(k): _ts(t) for k, t in sorted(c.newest)},
+        "ended": [
+            _ended_dump(k, e) for k, e in sorted(c.ended, key=lambda ke: (ke[1].at, ke[1].order_id))
+        ],
+        "ended_archive": {
+            a: _b64(array("Q", sorted(fps)).tobytes()) for a, fps in sorted(c.ended_archive)
+        },
+        "ended_max": c.ended_max,
         "idempotency": [c.idempotency[0], _micros(c.idempotency[1])],
         "rate": [[p, s, a, [_ts(t) for t in times]] for p, s, a, times in sorted(c.rate)],
         "rate_pruned_min_us": _micros(c.rate_pruned_min),
@@ -363,6 +393,8 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
         b = s.body
         if b["idempotency"] != [rec.max_recent, _micros(rec.window)]:
             raise SnapshotError("slice taken with other idempotency bounds")
+        if b["ended_max"] != state.ended.max_recent:
+            raise SnapshotError("slice taken with another bound of the ended orders kept")
         pruned = b["rate_pruned_min_us"]
         if pruned is not None and timedelta(microseconds=pruned) < horizon:
             # Rate windows pruned shorter than the fixed horizon (written by an engine that
@@ -409,6 +441,21 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             rec.newest_by_key[acct.encode()] = at
             if rec.newest is None or at > rec.newest:
                 rec.newest = at
+        ended = state.ended
+        for d in b["ended"]:
+            key, e = _ended_load(d)
+            if part(key[1]) != s.partition:
+                raise SnapshotError(f"ended order of {key[1]} is not on partition {s.partition}")
+            if key in ended.recent:
+                raise SnapshotError(f"ended order {key} in two slices")
+            ended.restore(key, e)
+        for acct, packed in b["ended_archive"].items():
+            if part(acct) != s.partition:
+                raise SnapshotError(f"ended orders of {acct} are not on partition {s.partition}")
+            arr = array("Q")
+            arr.frombytes(_unb64(packed))
+            ended.archived_by_account[acct] = arr
+            ended.archive.update(arr)
         for producer, strategy, account, times in b["rate"]:
             if part(account) != s.partition:
                 raise SnapshotError(f"rate window of {account} is not on partition {s.partition}")
@@ -421,7 +468,10 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             state.orphan_fill_ids[f] = a
     if any(fingerprint(k) in rec.archive for k in rec.recent):
         raise SnapshotError("a decision is both recent and archived")
+    if any(fingerprint(k) in state.ended.archive for k in state.ended.recent):
+        raise SnapshotError("an ended order is both recent and archived")
     rec.prune()
+    state.ended.prune()
     state.resting = None  # rebuilt with the installed orders when next asked
     state.holders = None  # and the holders with the installed balances
     state.valued = {}
@@ -475,6 +525,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
     for f in [f for f, a in state.orphan_fill_ids.items() if part(a) in partitions]:
         del state.orphan_fill_ids[f]
     state.decisions.release(lambda kafka_key: part(_kafka_key_account(kafka_key)) in partitions)
+    state.ended.release(lambda account: part(account) in partitions)
 
 
 # ---- comparison ------------------------------------------------------------------------
@@ -579,6 +630,12 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             (_kafka_key_account(k), _ts(t)) for k, t in rec.newest_by_key.items()
         ),
         "newest": None if rec.newest is None else _ts(rec.newest),
+        "ended": sorted(_ended_dump(k, e) for k, e in state.ended.recent.items()),
+        "ended_archive": sorted(state.ended.archive),
+        "ended_by_account": sorted(
+            (a, sorted(v)) for a, v in state.ended.archived_by_account.items() if v
+        ),
+        "ended_max": state.ended.max_recent,
         "rate": sorted(
             (k, p, [_ts(t) for t in w.live()])
             for k, ws in state.rate.items()

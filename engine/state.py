@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from engine.auth import ProducerEntry
+from engine.ended import MAX_CAUSE, Ended, EndedOrders
 from engine.idempotency import IdempotencyRecord, Recorded
 from schemas import Envelope, encode
 from schemas.events import (
@@ -73,6 +74,12 @@ _set_attr = object.__setattr__
 _DECISION_TYPES = (RiskDecision, IntentRejected)
 _ORDER_END_TYPES = (OrderCanceled, OrderExpired, OrderRejected)
 """`isinstance` with a tuple: half the cost of a `X | Y` union (the same answer)."""
+_END_STATE: dict[type, str] = {
+    OrderCanceled: "CANCELED",
+    OrderExpired: "EXPIRED",
+    OrderRejected: "REJECTED",
+}
+"""The final state an order's end event gives it (`EngineState.ended`)."""
 if tuple(f.name for f in dataclass_fields(Recorded)) != (
     "event_id",
     "event_type",
@@ -730,6 +737,10 @@ class EngineState:
     orders: dict[str, OrderState] = field(default_factory=dict)
     """Open orders, plus done ones that still have an open child or one to arm (`protected`)."""
     client_orders: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    ended: EndedOrders = field(default_factory=EndedOrders)
+    """Every parent order that ended, by (producer, account, client_order_id), after it is
+    evicted from `orders` too: a cancel naming one is `TOO_LATE_TO_CANCEL`, not
+    `UNKNOWN_ORDER` (`engine.ended`)."""
     decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
     rate: dict[tuple[str, str], dict[str, RateWindow]] = field(default_factory=dict)
     """(producer, strategy) -> account -> order decision times."""
@@ -1123,7 +1134,7 @@ class EngineState:
         if isinstance(p, _ORDER_END_TYPES):
             order = self.orders.get(p.order_id)
             if order is not None:
-                self._close(order)
+                self._close(order, event.occurred_at, _END_STATE[type(p)], p.reason)
             return
         self._apply_reference(event)
 
@@ -1355,9 +1366,15 @@ class EngineState:
         self.open_by_instrument.setdefault(p.instrument, set()).add(p.order_id)
         self._rest(order)
 
-    def _close(self, order: OrderState) -> None:
+    def _close(self, order: OrderState, at: datetime, end: str, cause: str = "") -> None:
+        """`order` ended (`end`: FILLED, CANCELED, EXPIRED, REJECTED) at event time `at`."""
         if order.done:
             return
+        if order.parent_order_id is None:
+            self.ended.record(
+                (order.producer_id, order.account, order.client_order_id),
+                Ended(at, order.order_id, end, cause[:MAX_CAUSE], order.filled, order.quantity),
+            )
         acc = self.account(order.account)
         if order.parent_order_id is None:
             acc.exposure.add(order, -1)
@@ -1438,7 +1455,7 @@ class EngineState:
             if parent:
                 acc.exposure.add(order, 1)
             if order.leaves <= 0:
-                self._close(order)
+                self._close(order, at, "FILLED")
         elif order is not None:
             order.filled += p.quantity
 

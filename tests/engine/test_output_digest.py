@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "aef9b3d2048a23f26c4980d1d9adb6024b17864d4157ae3ffff240be3a52fd4d"
+PINNED = "dbdbbe38a25cbdeb0f5ffb3cf524be3f53c9a4b8ebd2a32183a1f3654f934cac"
+"""Retaken in session 19 (helper-95) for TOO_LATE_TO_CANCEL: of the stream's 140 cancels
+refused, 4 name an approved order since done and are now TOO_LATE_TO_CANCEL (were
+UNKNOWN_ORDER); 14 name an id whose intent was rejected or was a cancel and stay
+UNKNOWN_ORDER, their detail now saying the id placed no order; the other 122 (ids never
+used) are unchanged, as is every other output byte. `canonical_state` names the ended
+orders (`EngineState.ended`), and the harness keeps 2 ends per account. Before:"""
 """Retaken in session 19 (helper-97): `canonical_state` writes an account's `taken` per
 quote (the last quotes taken from, not only the last one: an intent stamped earlier no
 longer makes a newer quote show its size afresh). No output changed: with each `taken`

@@ -218,6 +218,7 @@ def _harness() -> Harness:
     h = Harness(limits(1), cash=D("10000000"), accounts=ACCOUNTS)
     h.state.partition_of = part
     h.state.decisions.max_recent = 3  # small, so slices cross the recent/archive boundary
+    h.state.ended.max_recent = 2  # and the ended orders' too
     h.quote(D("29999"), D("30001"))
     return h
 
@@ -225,6 +226,7 @@ def _harness() -> Harness:
 def _fresh(log: Log) -> EngineState:
     s = EngineState(partition_of=part)
     s.decisions.max_recent = 3
+    s.ended.max_recent = 2
     for e in log.ref:
         s.apply(e)
     return s

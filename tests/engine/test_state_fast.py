@@ -7,6 +7,7 @@ canonical slow path.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ ACTION = st.one_of(
 )
 
 
+_ORDER_ID = re.compile(r"\bo-[0-9a-f]{24}\b")
 ID_FIELDS = {
     "order_id",
     "intent_event_id",
@@ -90,7 +92,10 @@ ID_FIELDS = {
 
 def normalized(e: Any) -> tuple[str, dict[str, Any]]:
     """An output without the ids that differ between two runs (intent ids are fresh)."""
-    return e.event_type, e.payload.model_dump(mode="json", exclude=ID_FIELDS)
+    d = e.payload.model_dump(mode="json", exclude=ID_FIELDS)
+    if isinstance(d.get("detail"), str):  # a late cancel's names the order
+        d["detail"] = _ORDER_ID.sub("o-<id>", d["detail"])
+    return e.event_type, d
 
 
 def run_actions(h: Harness, actions: list[tuple[Any, ...]]) -> list[Any]:

@@ -168,6 +168,7 @@ def test_fast_path_outputs_are_byte_identical_to_the_validating_path(
 
     ref_state = EngineState(partition_of=part)
     ref_state.decisions.max_recent = fast_state.decisions.max_recent
+    ref_state.ended.max_recent = fast_state.ended.max_recent
     ctx = Context(event_time_is_arrival=True)
     with trusted.reference_path():
         ref_outputs = [process(ref_state, event, ctx) for event in recorder.inputs]

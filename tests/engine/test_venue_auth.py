@@ -104,7 +104,7 @@ def test_cancel_and_unknown_cancel() -> None:
         ),
         producer="p1",
     )
-    assert decision(again).reason == "UNKNOWN_ORDER"
+    assert decision(again).reason == "TOO_LATE_TO_CANCEL"  # canceled: done
 
 
 def test_attached_stop_loss_and_take_profit_are_oco() -> None:

@@ -124,7 +124,7 @@ def test_a_filled_orders_stop_and_take_can_be_canceled() -> None:
     assert types(out) == ["RiskDecision"] + ["CancelRequested", "OrderCanceled"] * 2
     assert {e.payload.reason for e in out[1:]} == {"CLIENT"}
     assert not h.state.account("A1").open_orders
-    assert decision(h.cancel(parent)).reason == "UNKNOWN_ORDER"  # nothing left open
+    assert decision(h.cancel(parent)).reason == "TOO_LATE_TO_CANCEL"  # nothing left open
     h.order(Side.BUY, D("1"), D("100"))  # a new position, no stop of its own
     h.tick(1)
     assert h.trade(D("89"), D("5")) == []
