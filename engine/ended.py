@@ -85,8 +85,10 @@ class EndedOrders:
         return self.recent.get(key)
 
     def record(self, key: Key, ended: Ended) -> None:
-        """Remember an end (a key ends once: a second end of it changes nothing)."""
-        if key in self:
+        """Remember an end. A key ends once (one parent order per key, `_close` once), so
+        only the recent tier is asked (no fingerprint on the hot path): a second end of a
+        key still held changes nothing."""
+        if key in self.recent:
             return
         self.restore(key, ended)
         self._prune(key[1])
@@ -97,9 +99,11 @@ class EndedOrders:
         heapq.heappush(self._order.setdefault(key[1], []), (ended.at, ended.order_id, key))
 
     def archive_fingerprint(self, account: str, fp: int) -> None:
-        if fp in self.archive:
-            return
-        self.archive.add(fp)
+        archive = self.archive
+        before = len(archive)
+        archive.add(fp)
+        if len(archive) == before:
+            return  # held already
         lst = self.archived_by_account.get(account)
         if lst is None:
             lst = self.archived_by_account[account] = array("Q")
