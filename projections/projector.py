@@ -327,8 +327,9 @@ class Projector:
                     for tp in self.consumer.position(tps)
                     if tp.offset >= 0
                 }
-                decoded = predecode(records, projections, self.member_topics)
-                item = (records, decoded, pos)
+                names: list[tuple[str, int] | None] = []
+                decoded = predecode(records, projections, self.member_topics, names)
+                item = (records, decoded, names, pos)
             except Exception as exc:  # handed to the applying thread, which raises it
                 item = exc
             while not stop.is_set():
@@ -537,14 +538,17 @@ class Projector:
         return records
 
     def apply(
-        self, records: Sequence[RawRecord], decoded: Sequence[Any] | None = None
+        self,
+        records: Sequence[RawRecord],
+        decoded: Sequence[Any] | None = None,
+        names: Sequence[tuple[str, int] | None] | None = None,
     ) -> BatchResult:
         """One transaction: fence checks, every member's rows, quarantine, offsets."""
         assert self.conn is not None
         nxt = self._next_offsets(records)
         shares = prepare(
             records, [t.projection for t in self.targets], self.expected, self.member_topics,
-            decoded,
+            decoded, names,
         )  # fmt: skip
         conn = self.conn
         moved: dict[tuple[str, str], dict[str, dict[TP, int]]] = {}
@@ -600,12 +604,16 @@ class Projector:
 
     def _next_offsets(self, records: Sequence[RawRecord]) -> list[dict[TP, int]]:
         """Every member's next offsets once `records` are applied."""
+        last: dict[TP, int] = {}  # each partition's highest offset in the batch
+        for topic, partition, offset, _value, _headers in records:
+            key = (topic, partition)
+            if offset >= last.get(key, -1):
+                last[key] = offset
         nxt = [dict(e) for e in self.expected]
-        for r in records:
-            key = (r.topic, r.partition)
+        for key, offset in last.items():
             for n in nxt:
-                if key in n and r.offset >= n[key]:
-                    n[key] = r.offset + 1
+                if key in n and offset >= n[key]:
+                    n[key] = offset + 1
         return nxt
 
     def _account(self, records: Sequence[RawRecord], results: Sequence[BatchResult]) -> BatchResult:
@@ -633,17 +641,19 @@ class Projector:
             return 0
         if isinstance(item, Exception):
             raise item
-        records, decoded, pos = item
-        if records and not self._apply_unfenced(records, decoded):
+        records, decoded, names, pos = item
+        if records and not self._apply_unfenced(records, decoded, names):
             return 0
         for k, v in pos.items():
             self._applied_position[k] = max(v, self._applied_position.get(k, 0))
         return len(records)
 
-    def _apply_unfenced(self, records: Sequence[RawRecord], decoded: Any = None) -> bool:
+    def _apply_unfenced(
+        self, records: Sequence[RawRecord], decoded: Any = None, names: Any = None
+    ) -> bool:
         """Apply; False if the batch was fenced (and the projector resynced)."""
         try:
-            self.apply(records, decoded)
+            self.apply(records, decoded, names)
         except Fenced:
             return False
         return True
@@ -903,13 +913,16 @@ class BulkProjector(Projector):
         return len(records)
 
     def apply(
-        self, records: Sequence[RawRecord], decoded: Sequence[Any] | None = None
+        self,
+        records: Sequence[RawRecord],
+        decoded: Sequence[Any] | None = None,
+        names: Sequence[tuple[str, int] | None] | None = None,
     ) -> BatchResult:
         assert self.bulk is not None
         nxt = self._next_offsets(records)
         shares = prepare(
             records, [t.projection for t in self.targets], self.expected, self.member_topics,
-            decoded,
+            decoded, names,
         )  # fmt: skip
         results = self.bulk.apply(shares)
         self.expected = nxt

@@ -74,3 +74,37 @@ def test_prepare_of_predecoded_records_is_prepare(
         fast = prepare(records, [p], skip_below, topics, decoded)
         slow = prepare(records, [p], skip_below, topics)
         assert [_plain(s) for s in fast] == [_plain(s) for s in slow]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(sorted(PROJECTIONS)), min_size=2, max_size=4, unique=True),
+    picks=st.lists(st.integers(0, len(RECORDS) + len(ODD) - 1), max_size=120),
+    below=st.lists(
+        st.dictionaries(st.integers(0, 5), st.integers(0, 80), max_size=6), min_size=4, max_size=4
+    ),
+    with_names=st.booleans(),
+)
+def test_prepare_of_a_predecoded_group_is_prepare(
+    names: list[str], picks: list[int], below: list[dict[int, int]], with_names: bool
+) -> None:
+    """A live group of several projections (the `orders.lifecycle` split, the joined
+    light group) takes `_prepare_member`'s pass per member, with the headers' types
+    `predecode` collected or parsed again: the same shares as the record-by-member
+    loop, members at different offsets included."""
+    pool = RECORDS + ODD
+    records = [pool[i] for i in picks]
+    ps = [PROJECTIONS[n] for n in names]
+    topics = [frozenset(ENV.topic(t) for t in p.topics) for p in ps]
+    skip = [
+        {(ENV.topic(t), n): o for t in p.topics for n, o in below[i].items()}
+        for i, p in enumerate(ps)
+    ]
+    for skip_below in (None, skip):
+        types: list[Any] = []
+        decoded = predecode(records, ps, topics, types if with_names else None)
+        fast = prepare(records, ps, skip_below, topics, decoded, types if with_names else None)
+        slow = prepare(records, ps, skip_below, topics)
+        assert [_plain(s) for s in fast] == [_plain(s) for s in slow]
+        if with_names:
+            assert len(types) == len(records)
