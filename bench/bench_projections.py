@@ -452,6 +452,7 @@ def bench_lag(
             snapshot()
             roles = {**(servers or {}), "projectors": proc.pid, "bench": os.getpid()}
             cpu_before = _cpu_by_role(roles)
+            groups_before = {c: cpu_seconds(c) for c in _children(proc.pid)}
             busy_before = _machine_busy()
             started = time.monotonic()
             next_poll = started
@@ -477,6 +478,15 @@ def bench_lag(
             while time.monotonic() < end:
                 snapshot()
                 time.sleep(poll_ms / 1000)
+            # Effort per event, to the end of the drain: CPU seconds are what a change
+            # to the projectors moves, whatever else the machine runs (the lag depends on
+            # how much CPU is left over, which co-tenants decide as much as the code).
+            drained = _cpu_by_role(roles)
+            per_event = {k: (drained[k] - cpu_before[k]) / len(events) * 1e6 for k in drained}
+            groups = sorted(
+                (cpu_seconds(c) - groups_before.get(c, 0.0)) / len(events) * 1e6
+                for c in _children(proc.pid)
+            )
         rss = {c: _hwm_mb(c) for c in _children(proc.pid)}
         rss[proc.pid] = _hwm_mb(proc.pid)
     finally:
@@ -537,6 +547,9 @@ def bench_lag(
         "rss": rss,
         "exit": rc,
         "cpu": cpu,
+        "per_event_us": per_event,
+        "group_us": groups,
+        "committed_us": {k: v * len(events) / max(1, len(lags)) for k, v in per_event.items()},
         "machine": machine,
     }
 
@@ -647,6 +660,17 @@ def main() -> int:
                     "CPU while offering (cores): "
                     + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items())
                     + f"; all processes on the machine {r['machine']:.2f} of {os.cpu_count()}",
+                    flush=True,
+                )
+                print(
+                    "CPU per event offered, to the end of the drain (us): "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in r["per_event_us"].items())
+                    + "; projector processes "
+                    + " / ".join(f"{v:.0f}" for v in r["group_us"])
+                    + "; per projected record committed (a record read by n projections counts "
+                    + "n times; falling behind leaves work uncounted): projectors "
+                    + f"{r['committed_us']['projectors']:.1f}, postgres "
+                    + f"{r['committed_us'].get('postgres', float('nan')):.1f}",
                     flush=True,
                 )
                 print(f"load average: {os.getloadavg()}", flush=True)
