@@ -46,6 +46,10 @@ def test_the_demo_runs_every_stage_and_its_results_hold(env: Settings, tmp_path:
     assert _count(lines, "REJECTED", "MAX_ORDER_NOTIONAL", within=True) == 2, text
     assert _count(lines, "REJECTED", "STABLECOIN_NOT_PERMITTED", within=True) == 2, text
     assert _count(lines, "REJECTED", "PRICE_COLLAR", within=True) == 2, text
+    # Its cancels name its own resting limits, most of which have filled by then: told
+    # apart from an unknown order (session 19: 23 of 32 in one run; before, they were
+    # UNKNOWN_ORDER like an id never used).
+    assert _count(lines, "INTENT_REJECTED", "TOO_LATE_TO_CANCEL") > 0, text
     approved = _count(lines, "APPROVED ORDER", "-")
     assert approved > 200, text
     # Nothing the demo writes is refused: its smoke flow's account commands go to
