@@ -23,10 +23,12 @@ from engine.sigverify import verify_many
 from engine.state import (
     EXACT_DIGITS,
     QUANTUM,
+    VALUATION,
     AccountState,
     EngineState,
     OrderState,
     exact_enough,
+    peak_money,
     split_instrument,
 )
 from engine.trusted import builder, builder_from_fields
@@ -216,9 +218,35 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
         cause = state.hold_causes.get(account) if owns(account) else None
         if cause is not None:
             _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
+    # Then the flows no owner turned into units when they were folded (a lost
+    # transaction, a settlement read while the partition had no owner), as caused by the
+    # oldest pending flow (`control`'s id when it was the only one).
+    for account in sorted(a for a, acc in state.accounts.items() if acc.pending):
+        cause = state.pending_cause(account) if owns(account) else None
+        if cause is not None:
+            _unitize(state, owns, account, emit_for(cause))
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
     return [e for emitter in emitters.values() for e in emitter.out]
+
+
+def _unitize(
+    state: EngineState,
+    owns: Callable[[str], bool] | None,
+    account: str,
+    emit: _Emitter,
+) -> None:
+    """Turn the owned account's pending flows into units (`EngineState.unitization`),
+    as `UnitsChanged` caused by `emit`'s input: at the flow when it is folded (the
+    deposit's decision, the settlement read from transfers.events), else at the owner's
+    next decision, or by `catch_up` (as caused by the flow, the ids a live owner gives
+    them) for what a lost transaction or a hand-over left pending. Only the owner
+    writes them: they go to the account's partition of risk.decisions."""
+    if (owns is not None and not owns(account)) or not state.units_due(account):
+        return
+    change = state.unitization(account, emit.cause.occurred_at)
+    if change is not None:
+        emit(change, "units")
 
 
 WITHDRAWAL_HELD = "WITHDRAWAL_HELD"
@@ -336,11 +364,16 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
         and event.event_id not in state.seen_reference
     )
     state.apply(event)
-    if isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event:
-        # It raised a withdrawal hold just now (or settled a rejected withdrawal, taking
-        # what no hold covered): cancel what that overdraws.
+    holding = isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event
+    if holding or isinstance(p, TransferSettled):
         emit = _Emitter(state, event)
-        _unhold(state, ctx, emit, p.account, ctx.owns, _debited(state, event))
+        if holding:
+            # It raised a withdrawal hold just now (or settled a rejected withdrawal,
+            # taking what no hold covered): cancel what that overdraws.
+            _unhold(state, ctx, emit, p.account, ctx.owns, _debited(state, event))
+        if isinstance(p, TransferSettled):
+            # Units redeemed at the NAV per unit just before the withdrawal (DRAWDOWN v6).
+            _unitize(state, ctx.owns, p.account, emit)
         return emit.out
     if not new:
         return []
@@ -648,6 +681,9 @@ def _order(
     fee = getattr(venue, "taker_fee", _DEFAULT_TAKER_FEE)
     # `Decimal(str(d))` is `d` itself for a Decimal (its text round-trips exactly).
     fee_rate = fee if type(fee) is Decimal else Decimal(str(fee))
+    # Flows the account's owner could not turn into units when it folded them (no mark
+    # then), or an account with equity but no units: units first, then the measure.
+    _unitize(state, ctx.owns, p.account, emit)
     ev = evaluate(
         state,
         p,
@@ -657,21 +693,21 @@ def _order(
         received_at=received_at,
     )
     acc = state.account(p.account)
-    if ev.context is not None and ev.context.equity is not None:
+    nav = ev.context.nav if ev.context is not None else None
+    if nav is not None:
         # The decision's event time is the intent's (`derived_fields`): the fold's guard.
-        # The peak is kept on equity plus what settled withdrawals took out (DRAWDOWN v4).
-        out = ev.context.withdrawn
-        acc.raise_peak(event.occurred_at, ev.context.equity + out)
+        # The peak is of NAV per unit (DRAWDOWN v6): flows do not move it.
+        acc.raise_peak(event.occurred_at, nav)
         if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
-            peak = acc.peak_equity - out
+            peak = acc.peak_nav
             emit(
                 KillSwitchEngaged(
                     scope=p.account,
                     engaged_by="drawdown-brake",
                     reason="account drawdown from its peak passed the threshold",
-                    drawdown=(peak - ev.context.equity) / peak if peak else None,
-                    peak_equity=peak,
-                    equity=ev.context.equity,
+                    drawdown=VALUATION.divide(peak - nav, peak) if peak > 0 else None,
+                    peak_equity=peak_money(acc),
+                    equity=ev.context.equity if ev.context is not None else None,
                 ),
                 "brake",
             )
@@ -691,7 +727,8 @@ def _order(
             risk_config_version=ev.config_version,
             order_id=order_id,
             equity=ev.context.equity if ev.context is not None else None,
-            peak_equity=acc.peak_equity if ev.context is not None else None,
+            peak_equity=peak_money(acc) if ev.context is not None else None,
+            peak_nav=acc.peak_nav if ev.context is not None else None,
             intent_digest=digest,
             received_at=received_at,
         ),
@@ -855,7 +892,10 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
         return
     p = event.payload
     emit(p, ADMIN_ACCEPTED)
-    if isinstance(p, KillSwitchEngaged | AmlFlagRaised):
+    if isinstance(p, DepositReceived):
+        # Units issued at the NAV per unit just before the deposit (DRAWDOWN_BRAKE v6).
+        _unitize(state, ctx.owns, p.account, emit)
+    elif isinstance(p, KillSwitchEngaged | AmlFlagRaised):
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     elif isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, p.producer_id, ctx.owns)

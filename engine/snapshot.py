@@ -8,7 +8,10 @@ order-rate windows, what their fills moved (balances minus deposits, positions, 
 counts, the newest maker fill per instrument and side, what the orders took of the
 displayed book), the drawdown peaks their decisions
 recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly as a full
-replay would), orphan fill ids, and the own-topic offsets it covers. Reference state
+replay would; NAV per unit since format 9), the units their `UnitsChanged` recorded (with
+the flows they named, so the deposits and settled withdrawals folded from the reference
+topics and not named are pending again), orphan fill ids, and the own-topic offsets it
+covers. Reference state
 (producers, accounts' KYC/AML/deposits, withdrawals and what they hold, limits, kill
 switches, prices) is not in it: it is replayed from the reference topics. A settled
 withdrawal is taken off `deposited` as off `balances`, so the fills' part of a balance
@@ -198,7 +201,8 @@ class Capture:
     partition: int
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
                          list[tuple[datetime, Decimal]], dict[str, datetime],
-                         dict[str, dict[str, Decimal]]]]  # fmt: skip
+                         dict[str, dict[str, Decimal]],
+                         tuple[Decimal, Decimal | None, frozenset[str]]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -234,6 +238,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             list(a.peaks),
             dict(a.maker_fill_at),
             {k: dict(v) for k, v in a.taken.items()},
+            (a.units, a.unit_nav, frozenset(a.unitized)),
         )
         for name, a in state.accounts.items()
         if part(name) == partition
@@ -282,16 +287,26 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
     positions the captured state has folded exactly (the worker knows them once the
     transaction that produced them has committed)."""
     accounts: dict[str, Any] = {}
-    for name, balances, deposited, positions, fills, peaks, maker_fill_at, taken in sorted(
-        c.accounts
+    for name, balances, deposited, positions, fills, peaks, maker_fill_at, taken, units in sorted(
+        c.accounts, key=lambda a: a[0]
     ):
         traded = {
             asset: str(amount - deposited.get(asset, ZERO))
             for asset, amount in sorted(balances.items())
         }
-        if not (traded or positions or fills or peaks or maker_fill_at or taken):
+        held, nav, unitized = units
+        if not (traded or positions or fills or peaks or maker_fill_at or taken or unitized):
             continue
-        accounts[name] = {
+        if held or nav is not None or unitized:
+            # DRAWDOWN_BRAKE v6 (format 9): what the account's `UnitsChanged` recorded.
+            accounts[name] = {
+                "units": str(held),
+                "unit_nav": _dec(nav),
+                "unitized": sorted(unitized),
+            }
+        else:
+            accounts[name] = {}
+        accounts[name] |= {
             "traded": traded,
             "positions": {i: str(q) for i, q in sorted(positions.items())},
             "fills": fills,
@@ -411,9 +426,13 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.fills = int(a["fills"])
             state.fills_applied += acc.fills
             acc.peaks = [(_dt(t), Decimal(v)) for t, v in a["peaks"]]
-            acc.peak_equity = acc.peak_since(acc.peak_reset_at)
+            acc.peak_nav = acc.peak_since(acc.peak_reset_at)
             acc.maker_fill_at = {i: _dt(t) for i, t in a["maker_fill_at"].items()}
             acc.taken = {i: {str(q): Decimal(v) for q, v in qs} for i, qs in a["taken"].items()}
+            acc.units = Decimal(a.get("units", "0"))
+            acc.unit_nav = _undec(a.get("unit_nav"))
+            acc.unitized = set(a.get("unitized", ()))
+            acc.pending = {f for f in acc.flows if f not in acc.unitized}
         for d in b["orders"]:
             o = _order_load(d)
             if part(o.account) != s.partition:
@@ -503,7 +522,9 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         state.fills_applied -= acc.fills
         acc.fills = 0
         acc.peaks = []
-        acc.peak_equity = acc.peak_since(acc.peak_reset_at)
+        acc.peak_nav = acc.peak_since(acc.peak_reset_at)
+        acc.units, acc.unit_nav, acc.unitized = ZERO, None, set()
+        acc.pending = set(acc.flows)
         acc.maker_fill_at = {}
         acc.taken = {}
         acc.open_orders = set()
@@ -551,7 +572,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             ),
             "held": {k: str(v) for k, v in sorted(acc.held.items()) if v},
             "open_orders": sorted(acc.open_orders),
-            "peak_equity": str(acc.peak_equity),
+            "peak_nav": str(acc.peak_nav),
             "peak_reset_at": None if acc.peak_reset_at is None else _ts(acc.peak_reset_at),
             "fills": acc.fills,
             "maker_fill_at": {k: _ts(v) for k, v in sorted(acc.maker_fill_at.items())},
@@ -574,6 +595,10 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
                 )
             ),
             "peaks": [[_ts(t), str(v)] for t, v in acc.peaks],
+            "units": str(acc.units),
+            "unit_nav": _dec(acc.unit_nav),
+            "unitized": sorted(acc.unitized),
+            "pending": sorted(acc.pending),
         }
         if d == _UNTOUCHED:
             continue
@@ -664,12 +689,16 @@ _UNTOUCHED: dict[str, Any] = {
     "withdrawals": [],
     "held": {},
     "open_orders": [],
-    "peak_equity": "0",
+    "peak_nav": "0",
     "peak_reset_at": None,
     "fills": 0,
     "maker_fill_at": {},
     "taken": {},
     "exposure": repr((0, [], [], [], [], [])),
     "peaks": [],
+    "units": "0",
+    "unit_nav": None,
+    "unitized": [],
+    "pending": [],
 }
 """An account nothing has touched (`EngineState.account` creates them on lookups)."""

@@ -64,6 +64,7 @@ from schemas.events import (
     TransferReleased,
     TransferRequested,
     TransferSettled,
+    UnitsChanged,
 )
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE
@@ -281,14 +282,28 @@ class AccountState:
     """per asset: what the withdrawals not rejected or settled yet hold (any status but
     `NOT_HOLDING`'s): not free to trade (`EngineState.reserved`)."""
     open_orders: set[str] = field(default_factory=set)
-    withdrawn: dict[str, Decimal] = field(default_factory=dict)
-    """per asset: what the settled withdrawals took out (reference state, kept with
-    `withdrawals`): added back to equity when the drawdown is measured
-    (`EngineState.withdrawn_value`), so money taken out is not a trading loss."""
-    peak_equity: Decimal = ZERO
-    """The highest *flow-adjusted* equity recorded (equity plus `withdrawn_value` at that
-    valuation, since session 18; before, equity): the drawdown brake's peak, less what
-    has been withdrawn since, is `peak_equity - EngineState.withdrawn_value`."""
+    units: Decimal = ZERO
+    """The account's units (DRAWDOWN_BRAKE v6): NAV per unit = equity / units is what the
+    drawdown is measured on. Folded from the engine's own `UnitsChanged` (the worker
+    owning the account issues units for a deposit and redeems them for a settled
+    withdrawal at the NAV per unit just before it, `EngineState.unitization`), never
+    re-computed in a fold: own-topic state, in snapshot slices."""
+    unit_nav: Decimal | None = None
+    """The NAV per unit the last flows were turned into units at (`UnitsChanged.nav`):
+    what units are issued at again once they went to zero (1 before any)."""
+    flows: dict[str, tuple[str, Decimal, Envelope[Any]]] = field(default_factory=dict, repr=False)
+    """Reference state: flow id (`deposit:<id>`, `withdrawal:<transfer id>`) -> (asset,
+    what it added to the balance: a deposit's amount, a settled withdrawal's negated,
+    the fact). Every worker folds them; the owner turns them into units."""
+    unitized: set[str] = field(default_factory=set)
+    """Own-topic state: the flows a `UnitsChanged` named."""
+    pending: set[str] = field(default_factory=set)
+    """`flows` not yet `unitized` (derived): while any is, NAV per unit is not known."""
+    peak_nav: Decimal = ZERO
+    """The highest NAV per unit recorded since the last release (decisions', fills',
+    `PeakEquityRaised`'s and `UnitsChanged`'s `peak_nav`): the drawdown brake's peak
+    (DRAWDOWN_BRAKE v6; before, a peak of equity plus what withdrawals took out, which a
+    deposit raised and a withdrawn asset's later price moved)."""
     peak_reset_at: datetime | None = None
     """When a release last reset the peak: older decisions' peaks no longer count."""
     fills: int = 0
@@ -335,17 +350,17 @@ class AccountState:
         if len(had) > TAKEN_QUOTES:
             del had[next(iter(had))]
 
-    def raise_peak(self, at: datetime, equity: Decimal) -> None:
-        """Raise the drawdown peak to `equity` seen by a decision at `at`, unless a release
+    def raise_peak(self, at: datetime, nav: Decimal) -> None:
+        """Raise the drawdown peak to `nav` seen by a decision at `at`, unless a release
         reset the peak after `at`. The one path for the live decision and the fold, so a
         rebuilt peak is the live one (an intent stamped before a release but decided after
         it used to raise the live peak only)."""
         reset = self.peak_reset_at
-        if (reset is None or at >= reset) and equity > self.peak_equity:
-            self.peak_equity = equity
+        if (reset is None or at >= reset) and nav > self.peak_nav:
+            self.peak_nav = nav
 
     def record_peak(self, at: datetime, peak: Decimal) -> None:
-        """Fold a peak recorded at `at` (a decision's or a fill's `peak_equity`): the live
+        """Fold a peak recorded at `at` (a decision's or a fill's `peak_nav`): the live
         peak (`raise_peak`) and the suffix maxima a snapshot slice carries (`add_peak`)."""
         self.raise_peak(at, peak)
         self.add_peak(at, peak)
@@ -497,7 +512,7 @@ class RateWindow:
 
 def _holds(acc: AccountState, asset: str) -> bool:
     """Whether a mark of `asset` moves the account's drawdown measure (`EngineState.holding`)."""
-    return asset != acc.base_currency and bool(acc.balances.get(asset) or acc.withdrawn.get(asset))
+    return asset != acc.base_currency and bool(acc.balances.get(asset))
 
 
 Marks = dict[tuple[str, str], Decimal | None]
@@ -509,9 +524,10 @@ class Valued(NamedTuple):
 
     currency: str
     balances: dict[str, Decimal]
-    withdrawn: dict[str, Decimal]
+    units: Decimal
     marks: tuple[tuple[str, Decimal | None], ...]
     measure: Decimal | None
+    """NAV per unit (None: not measurable, `EngineState.nav`)."""
 
     def holds(self, state: EngineState, acc: AccountState, marks: Marks) -> bool:
         """Whether `acc` has the same inputs now (numerically equal), hence the same
@@ -519,7 +535,8 @@ class Valued(NamedTuple):
         if (
             acc.base_currency != self.currency
             or acc.balances != self.balances
-            or acc.withdrawn != self.withdrawn
+            or acc.units != self.units
+            or acc.pending
         ):
             return False
         marked = state._marked
@@ -527,6 +544,12 @@ class Valued(NamedTuple):
             if marked(asset, acc, marks) != m:
                 return False
         return True
+
+
+def peak_money(acc: AccountState) -> Decimal:
+    """The drawdown peak in the account's money now: peak NAV per unit times its units
+    (what decisions' and the brake's `peak_equity` say since DRAWDOWN_BRAKE v6; not folded)."""
+    return VALUATION.multiply(acc.peak_nav, acc.units).quantize(EQUITY_QUANTUM, context=VALUATION)
 
 
 def single_partition(_account: str) -> int:
@@ -925,7 +948,11 @@ class EngineState:
         the result is recorded in decisions, so it must not depend on that order.
         """
         acc = self.account(account)
-        balances = acc.balances
+        return self._value(acc, acc.balances, marks)
+
+    def _value(
+        self, acc: AccountState, balances: dict[str, Decimal], marks: Marks | None
+    ) -> Decimal | None:
         total = ZERO
         multiply, add = VALUATION.multiply, VALUATION.add
         for asset in sorted(balances):
@@ -938,33 +965,74 @@ class EngineState:
             total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
 
-    def withdrawn_value(self, account: str, marks: Marks | None = None) -> Decimal:
-        """What the account's settled withdrawals took out (`AccountState.withdrawn`),
-        valued as `equity` values a holding: each asset's total at its mark now, rounded to
-        `EQUITY_QUANTUM`, in asset order. The drawdown is measured on equity plus this
-        (docs/engine.md, *Withdrawals*): a settlement lowers both terms alike, so it moves
-        neither the measure nor the peak, whether a valuation saw it folded or not. The
-        valuation currency counts exactly; another asset at its mark of the moment, as if
-        still held. One without a mark counts 0 (fail closed: its withdrawal then counts
-        as a loss, as before session 18)."""
-        withdrawn = self.account(account).withdrawn
-        if not withdrawn:
-            return ZERO
+    def nav(self, account: str, equity: Decimal | None) -> Decimal | None:
+        """NAV per unit (DRAWDOWN_BRAKE v6): `equity` / units, rounded down in `VALUATION`
+        (60 digits: exact enough that a flow, which redeems or issues units rounded up,
+        never shows as more than a last-digit loss). None if it cannot be measured: no
+        equity (a held asset without a mark), flows not yet turned into units
+        (`pending`), or no units."""
         acc = self.account(account)
-        total = ZERO
-        multiply, add = VALUATION.multiply, VALUATION.add
-        for asset in sorted(withdrawn):
-            amount = withdrawn[asset]
-            m = (
-                None
-                if not amount
-                else self.mark(asset, acc)
-                if marks is None
-                else self._marked(asset, acc, marks)
-            )
-            if m is not None:
-                total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
-        return total
+        if equity is None or acc.pending or acc.units <= 0:
+            return None
+        return _DOWN.divide(equity, acc.units)
+
+    def units_due(self, account: str) -> bool:
+        """Whether the account has flows to turn into units, or equity but no units
+        (an account funded before DRAWDOWN_BRAKE v6 has only pending flows): the owner
+        then emits the `unitization` before it measures the account."""
+        acc = self.accounts.get(account)
+        return acc is not None and bool(acc.pending or (not acc.units and acc.balances))
+
+    def unitization(
+        self, account: str, at: datetime, marks: Marks | None = None
+    ) -> UnitsChanged | None:
+        """The `UnitsChanged` turning the account's pending flows into units at the marks
+        now (None if there is nothing to do, or it cannot be valued: the flows stay
+        pending and the account unmeasured, NO_MARK, until a valuation can).
+
+        E0 = equity without the pending flows (the balances less what they added), E1 =
+        equity now, u = units. With u > 0 and E0 > 0, NAV n = E0 / u and the units become
+        E1 / n = E1 * u / E0, rounded up (never more NAV per unit after a flow than
+        before); with u = 0 (the first deposit, units gone to zero, an account funded
+        before v6) they are E1 / n at the last flows' NAV `unit_nav`, 1 before any; E1 <=
+        0 leaves no units. With u > 0 and E0 <= 0 the account's capital is gone: units
+        cannot be priced and are kept (the brake measures E1 / u). `at`: the event time
+        of the valuation, for a new peak (`peak_nav`), as `raise_peak` counts it."""
+        acc = self.account(account)
+        if not self.units_due(account):
+            return None
+        e1 = self._value(acc, acc.balances, marks)
+        if e1 is None or (not acc.pending and e1 <= 0):
+            return None
+        flows = sorted(acc.pending)
+        before = dict(acc.balances)
+        for fid in flows:
+            asset, amount, _fact = acc.flows[fid]
+            before[asset] = before.get(asset, ZERO) - amount
+        e0 = self._value(acc, before, marks)
+        if e0 is None:
+            return None
+        u = acc.units
+        nav: Decimal | None
+        if u > 0:
+            if e0 > 0:
+                nav = _DOWN.divide(e0, u)
+                units = _UP.divide(_UP.multiply(e1, u), e0) if e1 > 0 else ZERO
+            else:
+                nav, units = None, u
+        else:
+            nav = acc.unit_nav if acc.unit_nav is not None else ONE
+            units = _UP.divide(e1, nav) if e1 > 0 else ZERO
+        after = _DOWN.divide(e1, units) if units > 0 else None
+        reset = acc.peak_reset_at
+        high = (
+            after
+            if after is not None and (reset is None or at >= reset) and after > acc.peak_nav
+            else None
+        )
+        return UnitsChanged(
+            account=account, flows=tuple(flows), units=units, nav=nav, equity=e1, peak_nav=high
+        )
 
     def _marked(self, asset: str, acc: AccountState, marks: Marks) -> Decimal | None:
         """`mark`, through `marks`: a function of the asset, the valuation currency and the
@@ -980,32 +1048,28 @@ class EngineState:
             return m
 
     def valuation(self, account: str, marks: Marks) -> Valued:
-        """The account's drawdown measure (`equity` + `withdrawn_value`; None without a
-        mark for a held asset) with what it is a function of: the valuation currency,
-        the balances, the withdrawals and the marks of their assets. While those are
-        numerically equal (`Valued.holds`), so is the measure. `marks`: for one moment's
-        prices (`_marked`)."""
+        """The account's drawdown measure (`nav`; None without a mark for a held asset,
+        with pending flows or without units) with what it is a function of: the
+        valuation currency, the balances, the units and the marks of the assets. While
+        those are numerically equal (`Valued.holds`), so is the measure. `marks`: for one
+        moment's prices (`_marked`)."""
         acc = self.account(account)
-        equity = self.equity(account, marks)
-        if equity is not None:
-            equity += self.withdrawn_value(account, marks)
-        balances, withdrawn = acc.balances, acc.withdrawn
+        measure = self.nav(account, self.equity(account, marks))
+        balances = acc.balances
         marked = self._marked
-        read = [(a, marked(a, acc, marks)) for a in balances]
-        if withdrawn:
-            read += [(a, marked(a, acc, marks)) for a in withdrawn]
-        return Valued(acc.base_currency, dict(balances), dict(withdrawn), tuple(read), equity)
+        read = tuple((a, marked(a, acc, marks)) for a in balances)
+        return Valued(acc.base_currency, dict(balances), acc.units, read, measure)
 
     def holding(self, asset: str) -> set[str]:
-        """The accounts holding `asset` (a non-zero balance, or settled withdrawals of it,
-        which the drawdown counts at its mark) other than as their valuation currency,
-        whose equity a print on a pair of `asset` can move: what a print values
+        """The accounts holding `asset` (a non-zero balance) other than as their valuation
+        currency, whose equity a print on a pair of `asset` can move (a withdrawn asset no
+        longer counts, DRAWDOWN_BRAKE v6): what a print values
         (`PaperVenue.raise_peaks`), so its cost grows with the holders of its two assets,
         not with every account. A set of account ids; iterate it sorted."""
         if self.holders is None:
             self.holders = {}
             for name, a in self.accounts.items():
-                for held in (*a.balances, *a.withdrawn):
+                for held in a.balances:
                     if _holds(a, held):
                         self.holders.setdefault(held, set()).add(name)
         found = self.holders.get(asset)
@@ -1123,7 +1187,11 @@ class EngineState:
             return
         if isinstance(p, PeakEquityRaised):
             # A high the venue's valuation at a print found (`PaperVenue.raise_peaks`).
-            self.account(p.account).record_peak(event.occurred_at, p.peak_equity)
+            if p.peak_nav is not None:  # not before DRAWDOWN_BRAKE v6: another measure
+                self.account(p.account).record_peak(event.occurred_at, p.peak_nav)
+            return
+        if isinstance(p, UnitsChanged):
+            self._apply_units(event.occurred_at, p)
             return
         if isinstance(p, OrderSubmitted):
             self._apply_submitted(event.occurred_at, p)
@@ -1179,8 +1247,9 @@ class EngineState:
                 acc.balances[p.asset] = acc.balances.get(p.asset, ZERO) + p.amount
                 acc.deposited[p.asset] = acc.deposited.get(p.asset, ZERO) + p.amount
                 self._may_hold(acc.account, p.asset)
+                self._flow(acc, f"deposit:{p.deposit_id}", p.asset, p.amount, event)
         elif isinstance(p, _TRANSFER_TYPES):
-            if self._apply_transfer(p):
+            if self._apply_transfer(p, event):
                 self.hold_causes[p.account] = event
         elif isinstance(p, RiskLimitsChanged):
             current = self.limits.get(p.scope)
@@ -1199,13 +1268,45 @@ class EngineState:
                 # the release first counts them.
                 acc = self.account(p.scope)
                 acc.peak_reset_at = event.occurred_at
-                acc.peak_equity = acc.peak_since(event.occurred_at)
+                acc.peak_nav = acc.peak_since(event.occurred_at)
         else:
             return
         self.seen_reference.add(event.event_id)
 
+    @staticmethod
+    def _flow(
+        acc: AccountState, fid: str, asset: str, amount: Decimal, event: Envelope[Any]
+    ) -> None:
+        """A deposit or settled withdrawal folded into the balances: pending until a
+        `UnitsChanged` names it (in a rebuild, folded before the own topics, it is)."""
+        acc.flows[fid] = (asset, amount, event)
+        if fid not in acc.unitized:
+            acc.pending.add(fid)
+
+    def _apply_units(self, at: datetime, p: UnitsChanged) -> None:
+        """The owner's `UnitsChanged`: the units it recorded, taken as they are."""
+        acc = self.account(p.account)
+        acc.units = p.units
+        if p.nav is not None:
+            acc.unit_nav = p.nav
+        acc.unitized.update(p.flows)
+        acc.pending.difference_update(p.flows)
+        if p.peak_nav is not None:
+            acc.record_peak(at, p.peak_nav)
+
+    def pending_cause(self, account: str) -> Envelope[Any] | None:
+        """The fact of the account's oldest pending flow (by id): what `processor.catch_up`
+        turns its pending flows into units as caused by (the id the owner that folded the
+        flow live gave it, when its transaction was lost)."""
+        acc = self.accounts.get(account)
+        if acc is None or not acc.pending:
+            return None
+        return acc.flows[min(acc.pending)][2]
+
     def _apply_transfer(
-        self, p: TransferRequested | TransferChecked | TransferReleased | TransferSettled
+        self,
+        p: TransferRequested | TransferChecked | TransferReleased | TransferSettled,
+        event: Envelope[Any] | None = None,
     ) -> bool:
         """A withdrawal's step, folded by the balances book's rules (`projections.core`
         `BalancesProjection.handle`), so the engine and the books agree on the balance:
@@ -1247,7 +1348,8 @@ class EngineState:
             found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
             self._may_hold(found.account, w.asset)
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
-            _bump(found.withdrawn, w.asset, w.amount)
+            if event is not None:
+                self._flow(found, f"withdrawal:{p.transfer_id}", w.asset, -w.amount, event)
         return not was and (now or settled)
 
     def _reinstate(self, producer: str) -> None:
@@ -1312,9 +1414,10 @@ class EngineState:
             },
         )
         self.decisions.record(key, recorded)
-        if isinstance(p, RiskDecision) and p.peak_equity is not None:
-            # The drawdown peak survives restarts: every decision records the one it used.
-            self.account(p.account).record_peak(event.occurred_at, p.peak_equity)
+        if isinstance(p, RiskDecision) and p.peak_nav is not None:
+            # The drawdown peak survives restarts: every decision records the one it used
+            # (`peak_equity` of a decision before DRAWDOWN_BRAKE v6 is another measure).
+            self.account(p.account).record_peak(event.occurred_at, p.peak_nav)
         if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
             windows = self.rate.get((p.producer_id, p.strategy_id))
             if windows is None:
@@ -1427,10 +1530,10 @@ class EngineState:
         self.fills_applied += 1
         acc = self.account(p.account)
         acc.fills += 1
-        if p.peak_equity is not None:
+        if p.peak_nav is not None:
             # A peak the venue's valuation at a print raised (`PaperVenue._brake`): folded
-            # as a decision's, so a restart keeps it.
-            acc.record_peak(at, p.peak_equity)
+            # as a decision's, so a restart keeps it (not a `peak_equity` before v6).
+            acc.record_peak(at, p.peak_nav)
         if p.liquidity is Liquidity.MAKER:
             key = maker_key(p.instrument, p.side)
             newest = acc.maker_fill_at.get(key)
@@ -1499,6 +1602,7 @@ FOLDED_TYPES: frozenset[str] = frozenset(
             RiskDecision,
             IntentRejected,
             PeakEquityRaised,
+            UnitsChanged,
             OrderSubmitted,
             Fill,
             OrderCanceled,

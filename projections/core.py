@@ -680,7 +680,8 @@ class DecisionsProjection(Projection):
     )
     tables = (decisions, rules)
     handles = _v1("RiskDecision", "IntentRejected", "AdminCommandRejected")
-    ignores = frozenset({"PeakEquityRaised"})  # the engine's own drawdown bookkeeping
+    # The engine's own drawdown bookkeeping.
+    ignores = frozenset({"PeakEquityRaised", "UnitsChanged"})
     migrations = ("0105_proj_decisions.sql",)
     partition_local = True  # no state: only its event ids, on the partition of their account
     seen_table = "decisions"  # one row per folded event

@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 10
+FORMAT_VERSION = 11
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -34,7 +34,9 @@ next orders against that book no longer find; 8: each order's `last_fill_at`, af
 which a stop/take child triggered and filled in part fills its rest; 9: `taken` per
 quote, for the last quotes taken from, not only the last one; 10: the ended parent
 orders of its accounts, `engine.ended`, so a cancel naming one is TOO_LATE_TO_CANCEL
-after a hand-over as live)."""
+after a hand-over as live; 11: each account's units, the NAV per unit of its last flows
+and the flows its `UnitsChanged` named, and its peaks as NAV per unit, DRAWDOWN_BRAKE v6:
+an older slice's peaks are of equity)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

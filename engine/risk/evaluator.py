@@ -62,6 +62,7 @@ def build_context(
     spent = quote if intent.side is Side.BUY else base
     credit = state.credit_headroom(acc, spent, fee, limits.credit_limit)
     limits_window, _allowed = rate_allowance(limits)  # counted back at most the horizon
+    equity = state.equity(intent.account)
     fields: dict[str, Any] = {  # a literal: `dict(**kw)` builds the dict twice
         "account_opened": acc.opened,
         "kyc_verified": acc.kyc,
@@ -104,10 +105,11 @@ def build_context(
         "credit_available": credit,
         "taker_fee_rate": taker_fee_rate,
         "kill_engaged": state.kill_engaged(intent.account),
-        "equity": state.equity(intent.account),
-        "peak_equity": acc.peak_equity,
+        "equity": equity,
+        "peak_nav": acc.peak_nav,
         "known_stablecoins": STABLECOINS,
-        "withdrawn": state.withdrawn_value(intent.account),
+        "nav": state.nav(intent.account, equity),
+        "flows_pending": bool(acc.pending),
     }
     if len(fields) != _CONTEXT_FIELDS:
         return RiskContext(**fields)  # not every field given: let the constructor say so

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import fee_at_most, rate_allowance
+from engine.state import VALUATION, fee_at_most, rate_allowance
 from engine.trusted import builder, positional_builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
@@ -84,12 +84,15 @@ class RiskContext:
     taker_fee_rate: Decimal
     kill_engaged: bool
     equity: Decimal | None
-    peak_equity: Decimal
-    """The highest equity plus `withdrawn` recorded (`AccountState.peak_equity`)."""
+    peak_nav: Decimal
+    """The highest NAV per unit recorded since the last release (`AccountState.peak_nav`)."""
     known_stablecoins: frozenset[str]
-    withdrawn: Decimal = ZERO
-    """What the account's settled withdrawals took out, valued now
-    (`EngineState.withdrawn_value`): the drawdown is measured on equity plus it."""
+    nav: Decimal | None = None
+    """NAV per unit now (`EngineState.nav`): None without equity, units or with flows
+    pending."""
+    flows_pending: bool = False
+    """Deposits or settled withdrawals not yet turned into units (a mark was missing):
+    NAV per unit is not known (NO_MARK)."""
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -290,31 +293,40 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     balances' order, so live state and a rebuild could record different last digits), and
     an account that cannot be valued may still reduce risk (v2 rejected every order with
     NO_MARK, so an unpriced deposit froze even the sale of a position). v4: a withdrawal is
-    not a loss. The peak is kept on equity plus what settled withdrawals took out
-    (`withdrawn`), and the drawdown is measured from that peak less `withdrawn`: money
-    taken out lowers equity and the peak alike (v3 kept the peak, so withdrawing the
-    threshold's share of an account engaged its brake), while a loss after it counts
-    against what is left.
+    not a loss (v3 braked an account that withdrew the threshold's share). v5: the peak is
+    also raised at prints. v6: the drawdown is measured per unit, as a fund measures
+    performance: deposits issue units and settled withdrawals redeem them at the NAV per
+    unit just before (`EngineState.unitization`, recorded on `UnitsChanged`), so neither
+    moves NAV per unit = equity / units, the peak is the highest NAV per unit, and the
+    drawdown is 1 - NAV / peak. v5 kept the peak on equity plus what withdrawals took
+    out: a deposit during a drawdown raised that sum (peak 100, equity 92, a deposit of
+    10: 102, a new peak, the 8% loss forgiven), and a withdrawn asset was valued at its
+    mark now, so a later move of BTC no longer held moved the measure.
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
-    if ctx.equity is None:
+    if ctx.equity is None or ctx.flows_pending:
+        why = (
+            "a held asset has no price"
+            if ctx.equity is None
+            else "deposits or withdrawals not yet turned into units (a mark was missing)"
+        )
         if ctx.risk_reducing:
-            return _ok(
-                rid, ver, "cannot value the account (a held asset has no price); risk-reducing"
-            )
-        return _no(rid, ver, "NO_MARK", "cannot value the account: a held asset has no price")
-    out = ctx.withdrawn
-    peak = max(ctx.peak_equity, ctx.equity + out) - out if out else max(ctx.peak_equity, ctx.equity)
+            return _ok(rid, ver, f"cannot value the account ({why}); risk-reducing")
+        return _no(rid, ver, "NO_MARK", f"cannot value the account: {why}")
+    nav = ctx.nav
+    if nav is None:
+        return _ok(rid, ver, "no units yet")
+    peak = max(ctx.peak_nav, nav)
     if peak <= 0:
         return _ok(rid, ver, "no equity yet")
-    dd = (peak - ctx.equity) / peak
+    dd = VALUATION.divide(peak - nav, peak)
     if dd >= ctx.limits.drawdown_brake_pct and not ctx.risk_reducing:
         return _no(
             rid,
             ver,
             "DRAWDOWN_BRAKE",
-            f"drawdown {dd:.4f} >= "
-            f"{ctx.limits.drawdown_brake_pct} (equity {ctx.equity}, peak {peak})",
+            f"drawdown {dd:.4f} >= {ctx.limits.drawdown_brake_pct} (equity {ctx.equity}, "
+            f"NAV per unit {nav:.12f}, peak {peak:.12f})",
         )
     return _ok(rid, ver, f"drawdown {dd:.4f}")
 
@@ -548,7 +560,7 @@ RULES: tuple[Rule, ...] = (
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 5),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 6),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 2),

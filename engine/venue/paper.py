@@ -54,8 +54,10 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from engine.state import (
+    EQUITY_QUANTUM,
     FEE_QUANTUM,
     QUANTUM,
+    VALUATION,
     ZERO,
     EngineState,
     Marks,
@@ -63,6 +65,7 @@ from engine.state import (
     fee_at_most,
     fill_fee,
     maker_key,
+    peak_money,
     print_id,
     split_instrument,
 )
@@ -165,6 +168,35 @@ class _OrdersByLimit:
         )
 
 
+def _unitize(
+    state: EngineState,
+    account: str,
+    at: datetime,
+    emit: Emit,
+    marks: Marks | None = None,
+    *,
+    caught_up: bool = False,
+) -> None:
+    """The account's pending flows (or equity without units) turned into units at a
+    print's valuation (`EngineState.unitization`, `UnitsChanged` caused by the print),
+    before it is measured: what its owner could not do when it folded them (no mark).
+    Caught up (`catch_up`, at the newest kept print), its id names the units, as a
+    caught-up peak's names its value: never the id of a live event at that print."""
+    change = state.unitization(account, at, marks)
+    if change is not None:
+        emit(change, f"units:{account}:{change.units}" if caught_up else f"units:{account}")
+
+
+def _measure(
+    state: EngineState, account: str, at: datetime, emit: Emit
+) -> tuple[Decimal | None, Decimal | None]:
+    """(equity, NAV per unit) of the account at the prices now, after `_unitize`."""
+    if state.units_due(account):
+        _unitize(state, account, at, emit)
+    equity = state.equity(account)
+    return equity, state.nav(account, equity)
+
+
 class PaperVenue:
     name = "paper"
 
@@ -186,7 +218,7 @@ class PaperVenue:
         source: str,
         traded_at: Any,
         emit: Emit,
-        peak_equity: Decimal | None = None,
+        peak: tuple[Decimal, Decimal] | None = None,
         quote_id: str | None = None,
     ) -> bool:
         fill_id = "f-" + _h(order.order_id, source)
@@ -212,7 +244,8 @@ class PaperVenue:
                 uti=uti_for(self.name, venue_trade_id),
                 traded_at=traded_at,
                 leaves_quantity=order.leaves - qty,
-                peak_equity=peak_equity,
+                peak_equity=None if peak is None else peak[0],
+                peak_nav=None if peak is None else peak[1],
                 quote_id=quote_id,
             ),
             f"fill:{fill_id}",
@@ -324,31 +357,32 @@ class PaperVenue:
         return max(ZERO, min(child.leaves, self._closes(state, child), free))
 
     @staticmethod
-    def _brake(state: EngineState, account: str, emit: Emit) -> tuple[bool, Decimal | None]:
+    def _brake(
+        state: EngineState, account: str, at: datetime, emit: Emit
+    ) -> tuple[bool, tuple[Decimal, Decimal] | None]:
         """Engage the drawdown brake if the account, valued at the prices now (this print
-        included), is down from its peak by the threshold or more; whether it did, and the
-        equity if it is a new high (above the peak), which the account's fills on this
-        print record (`Fill.peak_equity`) so that the fold raises the peak as live.
+        included), is down from its peak by the threshold or more; whether it did, and
+        (equity, NAV per unit) if it is a new high (above the peak), which the account's
+        fills on this print record (`Fill.peak_nav`) so that the fold raises the peak as
+        live.
 
         Run before a print fills the account's resting orders: the brake is automatic, not
         only looked at when an intent arrives (`engine.processor`), so a strategy gone quiet
-        does not keep buying into a fall. The peak is the highest equity the engine valued
-        the account at: at its decisions, and here (`AccountState.raise_peak`). An account
-        that cannot be valued is left to the rules (its next intent: NO_MARK)."""
-        equity = state.equity(account)
-        if equity is None:
+        does not keep buying into a fall. The peak is the highest NAV per unit the engine
+        valued the account at (DRAWDOWN v6): at its decisions, and here
+        (`AccountState.raise_peak`). Flows not yet turned into units are first
+        (`_measure`). An account that cannot be valued is left to the rules (its next
+        intent: NO_MARK)."""
+        equity, nav = _measure(state, account, at, emit)
+        if equity is None or nav is None:
             return False, None
-        # Measured on equity plus what settled withdrawals took out (DRAWDOWN v4, docs/
-        # engine.md *Withdrawals*): money taken out is not a loss; the peak recorded is
-        # of that sum, the one a drawdown is measured from is it less the withdrawn.
-        out = state.withdrawn_value(account)
-        held = state.account(account).peak_equity
-        if equity + out > held:
-            return False, equity + out  # a new high: no drawdown
-        peak = held - out
-        if peak <= 0:
+        acc = state.account(account)
+        held = acc.peak_nav
+        if nav > held:
+            return False, (equity, nav)  # a new high: no drawdown
+        if held <= 0:
             return False, None
-        drawdown = (peak - equity) / peak
+        drawdown = VALUATION.divide(held - nav, held)
         if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
             return False, None
         emit(
@@ -357,7 +391,7 @@ class PaperVenue:
                 engaged_by="drawdown-brake",
                 reason="account drawdown from its peak passed the threshold",
                 drawdown=drawdown,
-                peak_equity=peak,
+                peak_equity=peak_money(acc),
                 equity=equity,
             ),
             f"brake:{account}",
@@ -674,6 +708,8 @@ class PaperVenue:
             if owns is not None and not owns(account):
                 continue
             acc = state.accounts[account]
+            if state.units_due(account):
+                _unitize(state, account, at, emit, marks, caught_up=caught_up)
             reset = acc.peak_reset_at
             if reset is not None and at < reset:
                 continue  # the fold would not raise it (`AccountState.raise_peak`)
@@ -681,7 +717,7 @@ class PaperVenue:
                 seen = valued.get(account)
                 if (
                     seen is not None
-                    and (seen.measure is None or seen.measure <= acc.peak_equity)
+                    and (seen.measure is None or seen.measure <= acc.peak_nav)
                     and seen.holds(state, acc, marks)
                 ):
                     # Valued from the same balances and marks before, at or
@@ -689,21 +725,21 @@ class PaperVenue:
                     # price, the usual print). Exact: nothing skipped could be a high.
                     continue
                 seen = valued[account] = state.valuation(account, marks)
-                equity = seen.measure
-                if equity is None:
-                    continue
+                nav = seen.measure
             else:
-                equity = state.equity(account)
-                if equity is None:
-                    continue
-                # The peak is of equity plus what settled withdrawals took out, as `_brake`'s.
-                equity += state.withdrawn_value(account)
-            if equity > acc.peak_equity:
+                # The peak is of NAV per unit (DRAWDOWN v6), as `_brake`'s.
+                nav = state.nav(account, state.equity(account))
+            if nav is not None and nav > acc.peak_nav:
                 emit(
                     PeakEquityRaised(
-                        account=account, instrument=trade.instrument, peak_equity=equity
+                        account=account,
+                        instrument=trade.instrument,
+                        peak_equity=VALUATION.multiply(nav, acc.units).quantize(
+                            EQUITY_QUANTUM, context=VALUATION
+                        ),
+                        peak_nav=nav,
                     ),
-                    f"peak:{account}:{equity}" if caught_up else f"peak:{account}",
+                    f"peak:{account}:{nav}" if caught_up else f"peak:{account}",
                 )
 
     def catch_up(
@@ -796,9 +832,9 @@ class PaperVenue:
             for account in sorted(by_account):
                 crossing = by_account[account]
                 killed = state.kill_engaged(account)
-                high: Decimal | None = None
+                high: tuple[Decimal, Decimal] | None = None
                 if not killed:
-                    killed, high = self._brake(state, account, emit)
+                    killed, high = self._brake(state, account, event.occurred_at, emit)
                     if killed:
                         self.halt(state, account, emit)  # every resting order, not these only
                 flagged = bool(state.account(account).aml_flags)

@@ -38,6 +38,7 @@ from schemas.events.risk import (
     RiskLimits,
     RiskLimitsChanged,
     RuleResult,
+    UnitsChanged,
 )
 from schemas.events.signing import (
     DkgCompleted,
@@ -112,4 +113,5 @@ __all__ = [
     "TransferReleased",
     "TransferRequested",
     "TransferSettled",
+    "UnitsChanged",
 ]

@@ -256,7 +256,14 @@ class Fill(EventPayload):
         description="The account's drawdown peak, raised to its equity (plus what its "
         "settled withdrawals took out, since DRAWDOWN_BRAKE v4) as the engine valued it at "
         "the print that filled this order (before the fill); null if not raised. The "
-        "engine folds it back on restart",
+        "engine folds it back on restart (until DRAWDOWN_BRAKE v6; since v6 for display "
+        "only: `peak_nav` is folded)",
+    )
+    peak_nav: Dec | None = Field(
+        None,
+        description="The drawdown peak as NAV per unit (equity / units, DRAWDOWN_BRAKE v6) "
+        "raised at the print that filled this order (before the fill); null if not raised. "
+        "The engine folds it back on restart",
     )
     quote_id: str | None = Field(
         None,

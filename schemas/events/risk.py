@@ -69,6 +69,13 @@ class RiskDecision(EventPayload):
         "what the account's settled withdrawals took out (since DRAWDOWN_BRAKE v4; the "
         "drawdown is measured from it less that); the engine folds it back on restart",
     )
+    peak_nav: Dec | None = Field(
+        None,
+        description="The drawdown peak the decision measured against, as NAV per unit "
+        "(equity / the account's units: DRAWDOWN_BRAKE v6, so deposits and withdrawals do "
+        "not move it); the engine folds it back on restart. Since v6 peak_equity is this "
+        "peak times the units then (the peak in the account's money now), not folded",
+    )
     intent_digest: str | None = Field(None, max_length=64, description=INTENT_DIGEST_DOC)
     received_at: UtcTimestamp | None = Field(
         None,
@@ -89,7 +96,44 @@ class PeakEquityRaised(EventPayload):
     account: AccountId
     instrument: Instrument = Field(description="The printed instrument")
     peak_equity: Dec = Field(
-        description="The account's equity in its base currency at the print: its new peak"
+        description="The account's equity in its base currency at the print: its new peak "
+        "(since DRAWDOWN_BRAKE v6 for display only: the peak is `peak_nav`)"
+    )
+    peak_nav: Dec | None = Field(
+        None,
+        description="The new peak as NAV per unit (equity / units, DRAWDOWN_BRAKE v6): what "
+        "the engine folds back on restart; null on events written before v6 (not folded)",
+    )
+
+
+class UnitsChanged(EventPayload):
+    """Deposits or settled withdrawals turned into units of the account
+    (DRAWDOWN_BRAKE v6, docs/engine.md *What the peak is*): units are issued or redeemed
+    at the NAV per unit just before the flows, so the flows leave NAV per unit (the
+    drawdown's measure) where it was. Written by the worker owning the account when it
+    folds the flow (or, if it could not value the account then, at its next valuation);
+    a restart, hand-over or snapshot folds `units` from here and never re-computes it.
+    Keyed by the account; its causation is the flow (a deposit's admin command, a
+    `TransferSettled`) or the valuation that turned it into units."""
+
+    EVENT_TYPE: ClassVar[str] = "UnitsChanged"
+    TOPIC: ClassVar[str] = Topic.DECISIONS
+
+    account: AccountId
+    flows: tuple[str, ...] = Field(
+        description="The flows turned into units: `deposit:<deposit_id>`, "
+        "`withdrawal:<transfer_id>` (none: an account valued with equity but no units, "
+        "whose units are issued 1:1 at the last NAV)"
+    )
+    units: NonNegativeDec = Field(description="The account's units after the flows")
+    nav: Dec | None = Field(
+        None,
+        description="The NAV per unit the units were issued or redeemed at; null if none "
+        "could be (equity at or below zero before the flows: units kept)",
+    )
+    equity: Dec = Field(description="The account's equity after the flows")
+    peak_nav: Dec | None = Field(
+        None, description="A new drawdown peak (NAV per unit) found at this valuation"
     )
 
 

@@ -159,7 +159,7 @@ def _but_peaks(state: EngineState) -> dict[str, Any]:
     hand-over"; hypothesis found it on session 17's peaks at fills too)."""
     c = canonical_state(state)
     for acc in c["accounts"].values():
-        acc.pop("peak_equity")
+        acc.pop("peak_nav")
         acc.pop("peaks")
     return c
 

@@ -35,7 +35,14 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "dbdbbe38a25cbdeb0f5ffb3cf524be3f53c9a4b8ebd2a32183a1f3654f934cac"
+PINNED = "a7d7daedf169b0c5694735ebd484dc60bdac37fca45d65b14d8b2a7c9233c759"
+"""Retaken in session 19 (helper-94) for DRAWDOWN_BRAKE v6, drawdown per unit: each of the
+52 deposits is followed by its `UnitsChanged` (risk.decisions); peaks are NAV per unit
+(`peak_nav` on decisions, fills and `PeakEquityRaised`; `peak_equity` is that peak times
+the units), so a deposit no longer raises the peak: `PeakEquityRaised` 99 -> 75, fills
+recording a high 18 -> 15; every decision records rule version 6, and `canonical_state`
+names each account's units and flows. No decision, brake, fill or cancel changed (141
+orders approved, no DRAWDOWN_BRAKE or NO_MARK, the same 33 admin kill switches). Before:"""
 """Retaken in session 19 (helper-95) for TOO_LATE_TO_CANCEL: of the stream's 140 cancels
 refused, 4 name an approved order since done and are now TOO_LATE_TO_CANCEL (were
 UNKNOWN_ORDER); 14 name an id whose intent was rejected or was a cancel and stay

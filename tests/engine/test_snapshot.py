@@ -113,11 +113,12 @@ class Log:
 
     def __init__(self, h: Harness) -> None:
         self.h = h
-        self.ref: list[Any] = list(h.inputs)
+        self.ref: list[Any] = [e for e in h.inputs if e.topic not in OWN]
         self.own: list[tuple[str, int, tuple[Any, Any, Any]]] = []
         self.count: dict[tuple[str, int], int] = {}
         self.slices: dict[int, Slice] = {}
         self.version = 1
+        self.add([e for e in h.inputs if e.topic in OWN])  # the deposits' `UnitsChanged`
 
     def add(self, outs: list[Any]) -> None:
         for e in outs:
@@ -418,6 +419,54 @@ def test_a_restarted_engine_measures_drawdown_net_of_withdrawals() -> None:
             assert d.outcome == "APPROVED", (order, d.reason_codes)
             decided.append([normalized(e) for e in outs])
         assert decided[0] == decided[1] == decided[2], order
+
+
+def test_a_restarted_engine_keeps_the_units_and_the_peak_per_unit() -> None:
+    """DRAWDOWN v6: units are folded from the owner's `UnitsChanged`, never re-computed
+    (a rebuild folds the deposits and settlements first, at none of the prices they were
+    made at). A BTC holder down from its peak gets a deposit and settles a BTC
+    withdrawal, the slice taken before or after them: the live engine, one restarted
+    from slices and the log after them, and one from the log alone hold the same units,
+    NAV and peak, and decide the next order identically."""
+    for order in ("before", "after"):
+        h = _harness()
+        log = Log(h)
+        btc = ("BTC", "0.5")
+        flows: list[tuple[Any, ...]] = [
+            ("deposit", "A1", "USDC"),
+            *(("withdraw", "A1", 0, s, "PASS", btc) for s in ("request", "check", "settle")),
+        ]
+        plan: list[tuple[Any, ...]] = [("deposit", "A1", "BTC"), _BUY, ("quote", -20)]
+        if order == "before":
+            plan += [("snap", 0), *flows]
+        else:
+            plan += [*flows, ("snap", 0)]
+        plan += [("quote", -15), ("trade", -16, "1")]
+        for a in plan:
+            log.play(a)
+        live = h.state
+        acc = live.account("A1")
+        assert not acc.pending and acc.unitized >= {"withdrawal:w-A1-0"}, order
+        decided = []
+        for state in (
+            copy.deepcopy(live),
+            from_slices(log, list(log.slices.values()))[0],
+            full_replay(log),
+        ):
+            assert canonical_state(state) == canonical_state(live), order
+            got = state.account("A1")
+            assert (got.units, got.unit_nav, got.peak_nav) == (
+                acc.units,
+                acc.unit_nav,
+                acc.peak_nav,
+            )
+            h.state = state
+            outs = h.order(Side.BUY, D("0.1"), D("29990"), account="A1")
+            h.n -= 1  # the same client order id for the next state
+            h.tick(-0.01)
+            decided.append([normalized(e) for e in outs])
+        assert decided[0] == decided[1] == decided[2], order
+        assert "UnitsChanged" not in [t for t, _p in decided[0]], order
 
 
 def test_a_slice_names_what_it_covers() -> None:

@@ -128,8 +128,8 @@ def run_actions(h: Harness, actions: list[tuple[Any, ...]]) -> list[Any]:
 
 def _harness() -> Harness:
     h = Harness(LIMITS, cash=D("10000000"))
-    h.admin_deposit("BTC", D("100"))
     h.quote(D("29999"), D("30001"))
+    h.admin_deposit("BTC", D("100"))  # priced: its units are issued with it
     return h
 
 
@@ -327,7 +327,7 @@ def test_drawdown_peak_survives_a_rebuild() -> None:
     outs += h.order(Side.BUY, D("0.1"), D("24990"))
     h.quote(D("14999"), D("15001"))  # ~11.5M: ~11.5% below the peak
     rebuilt = _rebuilt(h, outs)
-    assert rebuilt.account("A1").peak_equity == h.state.account("A1").peak_equity
+    assert rebuilt.account("A1").peak_nav == h.state.account("A1").peak_nav
     h.state = rebuilt  # a restart: without the folded peak it would re-learn ~11.5M
     assert "DRAWDOWN_BRAKE" in decision(h.order(Side.BUY, D("0.1"), D("14990"))).reason_codes
 
@@ -341,7 +341,7 @@ def test_released_brake_resets_the_peak_after_a_rebuild_too() -> None:
     h.admin(KillSwitchReleased(scope="A1", released_by="admin", reason="t"))
     h.quote(D("14999"), D("15001"))
     rebuilt = _rebuilt(h, outs)
-    assert rebuilt.account("A1").peak_equity == 0 == h.state.account("A1").peak_equity
+    assert rebuilt.account("A1").peak_nav == 0 == h.state.account("A1").peak_nav
     h.state = rebuilt
     assert decision(h.order(Side.BUY, D("0.1"), D("14990"))).outcome == "APPROVED"
 
@@ -369,4 +369,4 @@ def test_an_intent_stamped_before_a_release_does_not_raise_the_live_peak() -> No
     )
     event = new_event(auth.sign(intent, h.key), producer="p1", occurred_at=stamped)
     outs += process(h.state, event, h.ctx)
-    assert h.state.account("A1").peak_equity == 0 == _rebuilt(h, outs).account("A1").peak_equity
+    assert h.state.account("A1").peak_nav == 0 == _rebuilt(h, outs).account("A1").peak_nav

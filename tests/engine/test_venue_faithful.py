@@ -172,13 +172,11 @@ def test_a_high_at_a_print_raises_the_peak_with_nothing_resting() -> None:
     h.quote(D("29990"), D("30000"), qty=D("10"))
     h.order(Side.BUY, D("2"))  # the decision's peak: ~100,000; nothing rests
     acc = h.state.account("A1")
-    decided = acc.peak_equity
+    decided = acc.peak_nav
     h.tick(1)
     out = h.trade(D("40000"), D("0.1"))  # the account at 40,000: ~120,000
-    assert acc.peak_equity > decided * D("1.15")
-    assert [e.payload.peak_equity for e in out if e.event_type == "PeakEquityRaised"] == [
-        acc.peak_equity
-    ]
+    assert acc.peak_nav > decided * D("1.15")
+    assert [e.payload.peak_nav for e in out if e.event_type == "PeakEquityRaised"] == [acc.peak_nav]
     assert canonical_state(h.fold()) == canonical_state(h.state)
     h.tick(1)
     h.trade(D("29000"), D("0.1"))  # ~98,000: 18% down from the high

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.processor import Context, catch_up, control, process
 from engine.snapshot import canonical_state
-from engine.state import EngineState
+from engine.state import EngineState, peak_money
 from schemas import decode, encode, new_event
 from schemas.events import (
     AmlFlagRaised,
@@ -574,15 +574,15 @@ def test_an_equity_high_at_a_print_raises_the_drawdown_peak() -> None:
     h.order(Side.SELL, D("1"), D("40000"))  # rests
     h.order(Side.BUY, D("0.1"), D("29000"))  # rests
     acc = h.state.account("A1")
-    decided = acc.peak_equity
+    decided = acc.peak_nav
     h.tick(1)
     out = h.trade(D("40000"), D("0.1"))  # the account at 40,000: ~120,000
     fill = next(e.payload for e in out if e.event_type == "Fill")
-    assert fill.peak_equity is not None and fill.peak_equity > decided * D("1.15")
-    assert acc.peak_equity == fill.peak_equity
+    assert fill.peak_nav is not None and fill.peak_nav > decided * D("1.15")
+    assert acc.peak_nav == fill.peak_nav
     h.tick(1)
     out = h.trade(D("29000"), D("1"))  # ~99,000: 17% down from the high
     assert types(out)[:2] == ["KillSwitchEngaged", "OrderCanceled"]
-    assert out[0].payload.peak_equity == fill.peak_equity
+    assert out[0].payload.peak_equity == peak_money(acc)  # the peak NAV in money now
     assert acc.positions[INSTRUMENT] == D("1.9")
     assert canonical_state(h.fold()) == canonical_state(h.state)

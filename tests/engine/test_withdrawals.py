@@ -11,6 +11,8 @@ pure fold (`tests.projections.folding`)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,8 +21,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.processor import control
-from engine.state import NOT_HOLDING, TRANSFER_RANK, TRANSFER_STEP, EngineState
+from engine.processor import catch_up, control
+from engine.snapshot import canonical_state
+from engine.state import NOT_HOLDING, TRANSFER_RANK, TRANSFER_STEP, VALUATION, EngineState
 from projections import core
 from projections.framework import Located
 from projections.store import RawRecord, decode_one
@@ -83,8 +86,13 @@ def _step(
 def _transfer(h: Harness, payload: EventPayload) -> None:
     """A transfer service's fact, read from transfers.events as a worker reads it."""
     event = new_event(payload, producer="transfers", occurred_at=h.tick())
-    assert control(h.state, event, h.ctx) == []
+    out = control(h.state, event, h.ctx)
+    # A settlement redeems units (DRAWDOWN_BRAKE v6); nothing else answers these here.
+    assert [e.event_type for e in out] == (
+        ["UnitsChanged"] if isinstance(payload, TransferSettled) and out else []
+    )
     h.inputs.append(event)
+    h.inputs += out
 
 
 def _buy(h: Harness, qty: str, limit: str = "30000") -> Any:
@@ -251,7 +259,7 @@ def test_the_engines_balances_and_holds_are_the_books(actions: list[tuple[Any, .
             assert state.free(acc, asset, FEE) == balances.get(key, D(0)) - held.get(key, D(0))
 
 
-# ---- a withdrawal is not a drawdown (DRAWDOWN v4) ---------------------------------------
+# ---- a withdrawal is not a drawdown (DRAWDOWN v4; per unit since v6) --------------------
 
 
 def _withdraw(h: Harness, tid: str, amount: str, asset: str = "USDC") -> None:
@@ -294,22 +302,125 @@ def test_a_loss_after_a_withdrawal_counts_against_what_is_left() -> None:
     h.quote(D("21499"), D("21501"))
     braked = _buy(h, "0.001", "21500")
     assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
-    assert "peak 8000" in _drawdown(braked).detail
+    assert _drawdown(braked).detail.startswith("drawdown 0.1066 >= 0.10")
     assert "A1" in h.state.kill_switches
 
 
-def test_a_withdrawal_of_another_asset_is_valued_at_its_mark() -> None:
-    """0.2 BTC held beside 10,000 USDC, 0.1 BTC withdrawn: worth 3,000 at the mark, so the
-    account is valued at 13,000 plus 3,000 as before; v3 saw a 18.75% drawdown."""
+def test_a_withdrawal_of_another_asset_is_not_a_loss() -> None:
+    """0.2 BTC held beside 10,000 USDC, 0.1 BTC withdrawn: worth 3,000 at the mark, its
+    units are redeemed at the NAV per unit then; v3 saw a 18.75% drawdown."""
     h = _harness()
     h.admin_deposit("BTC", D("0.2"))
     h.cancel(_buy(h, "0.01").client_order_id)
-    assert h.state.account("A1").peak_equity == D(16000)
+    acc = h.state.account("A1")
+    assert acc.peak_nav == 1 and acc.units == D(16000)
     _withdraw(h, "w1", "0.1", asset="BTC")
-    assert h.state.withdrawn_value("A1") == D(3000)
+    assert acc.units == D(13000) and h.state.nav("A1", h.state.equity("A1")) == 1
     after = _buy(h, "0.01")
     assert after.outcome == "APPROVED", after.reason_codes
     assert _drawdown(after).detail == "drawdown 0.0000"
+
+
+# ---- DRAWDOWN_BRAKE v6: flows are measured per unit ----------------------------------
+
+
+def _usdc_deposit(h: Harness, amount: str) -> list[Any]:
+    h.n += 1
+    return h.admin(
+        DepositReceived(deposit_id=f"dd{h.n}", account="A1", asset="USDC", amount=D(amount))
+    )
+
+
+def _dd(h: Harness) -> Decimal:
+    """The drawdown the rule measures now: 1 - NAV per unit / peak."""
+    acc = h.state.account("A1")
+    nav = h.state.nav("A1", h.state.equity("A1"))
+    assert nav is not None
+    return 1 - nav / max(acc.peak_nav, nav)
+
+
+def test_a_deposit_during_a_drawdown_does_not_reduce_it() -> None:
+    """v5's defect: peak 100, equity 92 (8% down), a deposit of 10 -> 102, a new "peak",
+    the 8% loss forgiven; a top-up just before the threshold kept a losing strategy
+    trading. Here 10,000 (6,000 of it put in BTC at 30,000) falls 8% (BTC to 26,000) and
+    1,000 USDC is deposited: the drawdown is still 8%, and the next fall (BTC to 24,000)
+    brakes as it would have without the deposit (11.7%; v5 counted the deposit as a gain
+    and measured 2.1%: approved)."""
+    h = _harness()
+    bought = _buy(h, "0.2", "30001")  # 6,000 of the 10,000 in BTC
+    assert bought.outcome == "APPROVED"
+    h.quote(D("25999"), D("26001"))  # BTC at 26,000: ~800 lost of ~10,000
+    before = _dd(h)
+    assert D("0.079") < before < D("0.081")
+    out = _usdc_deposit(h, "1000")
+    assert types(out) == ["DepositReceived", "UnitsChanged"]
+    assert out[1].payload.nav is not None and out[1].payload.nav < 1
+    assert _dd(h) == before  # v5: equity + 1,000 above the peak: 0%
+    h.quote(D("23999"), D("24001"))
+    assert D("0.116") < _dd(h) < D("0.118")
+    braked = _buy(h, "0.001", "24000")
+    assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
+
+
+def test_a_withdrawn_assets_later_price_does_not_move_the_measure() -> None:
+    """v5 valued a withdrawn BTC at its mark now, as if still held: after 0.1 BTC left, a
+    fall of BTC counted as the account's loss (and a rise lifted its peak). Per unit, the
+    withdrawal is valued once, when it is settled: 0.1 BTC of 0.2 withdrawn, then BTC
+    falls from 30,000 to 20,000 — the account's 0.1 BTC lost 1,000 of its ~13,000 (7.7%),
+    where v5 counted the withdrawn 0.1 BTC's 1,000 too (15.4%: braked)."""
+    h = _harness()
+    h.admin_deposit("BTC", D("0.2"))
+    h.cancel(_buy(h, "0.01").client_order_id)  # the peak: NAV 1 (16,000)
+    _withdraw(h, "w1", "0.1", asset="BTC")
+    h.quote(D("19999"), D("20001"))
+    after = _buy(h, "0.001", "20000")
+    assert after.outcome == "APPROVED", after.reason_codes
+    assert _drawdown(after).detail == "drawdown 0.0769", _drawdown(after).detail
+    h.quote(D("39999"), D("40001"))  # up again: nothing withdrawn lifts the peak either
+    _buy(h, "0.001", "40000")
+    assert h.state.account("A1").peak_nav == VALUATION.divide(D(14000), D(13000))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["deposit", "withdraw", "move"]),
+            st.sampled_from(["USDC", "BTC"]),
+            st.integers(1, 40),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_flows_alone_never_move_the_measure(steps: list[tuple[str, str, int]]) -> None:
+    """Deposits and settled withdrawals of either asset, at any price, between price
+    moves: NAV per unit is where it was after each flow (to the 60th digit, never up), so
+    a flow alone neither engages the brake nor takes an account out of it; only the price
+    moves change the measure."""
+    h = _harness()
+    h.admin_deposit("BTC", D("0.5"))
+    acc = h.state.account("A1")
+    price = D(30000)
+    for n, (kind, asset, size) in enumerate(steps):
+        if kind == "move":
+            price = D(1000 * size)
+            h.quote(price - 1, price + 1)
+            continue
+        nav = h.state.nav("A1", h.state.equity("A1"))
+        amount = D(size) * (D(100) if asset == "USDC" else D("0.01"))
+        if kind == "deposit":
+            h.n += 1
+            h.admin(DepositReceived(deposit_id=f"x{h.n}", account="A1", asset=asset,
+                                    amount=amount))  # fmt: skip
+        else:
+            if acc.balances.get(asset, D(0)) < amount:
+                continue
+            _withdraw(h, f"w{n}", str(amount), asset=asset)
+        assert not acc.pending
+        now = h.state.nav("A1", h.state.equity("A1"))
+        assert nav is not None and now is not None
+        assert now <= nav and nav - now < D("1e-50"), (nav, now)
 
 
 # ---- a hold cancels the resting orders it overdraws --------------------------------------
@@ -340,8 +451,9 @@ def test_a_hold_cancels_the_newest_resting_orders_it_overdraws() -> None:
     assert h.state.free(acc, "USDC", FEE) == D("1194.2")
     assert sorted(acc.open_orders) == sorted(ids[:2])
     h.trade(D("29000"))  # fills the two left
-    for step in ("check", "release", "settle"):
+    for step in ("check", "release"):
         assert _control(h, _step("w1", step)) == []
+    assert types(_control(h, _step("w1", "settle"))) == ["UnitsChanged"]  # units redeemed
     assert acc.positions["BTC/USDC"] == D("0.2")
     assert acc.balances["USDC"] == D("1195.36")  # 10,000 - 3,000 - 5,800 - 4.64 maker fees
 
@@ -392,7 +504,7 @@ def test_a_deposit_finer_than_the_grid_is_rejected() -> None:
     assert h.state.account("A1").balances["USDC"] == D(10000)
     ok = h.admin(DepositReceived(deposit_id="d-ok", account="A1", asset="USDC",
                                  amount=D("0.12345678")))  # fmt: skip
-    assert types(ok) == ["DepositReceived"]
+    assert types(ok) == ["DepositReceived", "UnitsChanged"]  # units issued with it
 
 
 def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws() -> None:
@@ -414,9 +526,9 @@ def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws(
     event = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
     h.inputs.append(event)
     out = control(h.state, event, h.ctx)
-    assert types(out) == ["CancelRequested", "OrderCanceled"]
+    assert types(out) == ["CancelRequested", "OrderCanceled", "UnitsChanged"]
     assert out[1].payload.order_id == ids[2] and out[1].payload.reason == "WITHDRAWAL_HELD"
-    assert out[1].causation_id == event.event_id
+    assert out[1].causation_id == event.event_id == out[2].causation_id
     acc = h.state.account("A1")
     assert h.state.free(acc, "USDC", FEE) == D("1194.2")
     h.trade(D("29000"))  # fills the two left
@@ -424,3 +536,24 @@ def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws(
     lost.apply(event)  # folded; its cancels never committed
     redone = catch_up(lost, h.ctx, lambda _account: True)
     assert [e.event_id for e in redone] == [e.event_id for e in out]
+
+
+def test_a_settlement_no_owner_turned_into_units_is_caught_up_with_the_live_id() -> None:
+    """A settlement read while the account's partition had no owner (or whose
+    transaction was lost) is folded but not turned into units: the next owner's
+    `catch_up` does it, as caused by the settlement, so the `UnitsChanged` is the one the
+    live owner would have written (same id, same units) and the account is measured."""
+    h = _harness()
+    h.admin_deposit("BTC", D("0.2"))
+    for step in ("request", "check", "release"):
+        _transfer(h, _step("w1", step, asset="BTC", amount="0.1"))
+    settle = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
+    orphan = copy.deepcopy(h.state)
+    live = control(h.state, settle, h.ctx)
+    assert types(live) == ["UnitsChanged"] and live[0].causation_id == settle.event_id
+    assert control(orphan, settle, dataclasses.replace(h.ctx, owns=lambda _a: False)) == []
+    assert orphan.account("A1").pending == {"withdrawal:w1"}
+    assert orphan.nav("A1", orphan.equity("A1")) is None  # unmeasured: NO_MARK meanwhile
+    caught = [e for e in catch_up(orphan, h.ctx, lambda _a: True) if e.topic == live[0].topic]
+    assert [(e.event_id, e.payload) for e in caught] == [(live[0].event_id, live[0].payload)]
+    assert canonical_state(orphan) == canonical_state(h.state)
