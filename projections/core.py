@@ -424,10 +424,17 @@ class PositionsProjection(Projection):
         marks: set[Key] = set()
         for e in events:
             p = e.payload
+            # Any record decoded for it may come here, also one of a type it quarantines
+            # (a DepositReceived on marketdata.events): this must not fail on it, or the
+            # whole live batch fails and is re-read forever.
+            inst = p.get("instrument")
+            if inst is None:
+                continue
             if e.data["event_type"] == "Fill":
-                keys.add((p["account"], p["instrument"]))
+                if "account" in p:
+                    keys.add((p["account"], inst))
             else:
-                marks.add((p["instrument"],))
+                marks.add((inst,))
         return {"positions": keys, "marks": marks}
 
     def _mark(self, state: State, item: Located, price: Any, source: str) -> None:
