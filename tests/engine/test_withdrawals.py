@@ -557,3 +557,38 @@ def test_a_settlement_no_owner_turned_into_units_is_caught_up_with_the_live_id()
     caught = [e for e in catch_up(orphan, h.ctx, lambda _a: True) if e.topic == live[0].topic]
     assert [(e.event_id, e.payload) for e in caught] == [(live[0].event_id, live[0].payload)]
     assert canonical_state(orphan) == canonical_state(h.state)
+
+
+def test_units_after_a_full_withdrawal_and_for_an_unpriced_deposit() -> None:
+    """Edges of `EngineState.unitization`: everything withdrawn leaves no units, and a
+    deposit after it issues units at the last NAV per unit (not afresh at 1, which would
+    forgive a loss by withdrawing and depositing again); a deposit of an asset without a
+    price stays pending, so the account cannot be measured (NO_MARK, fail closed) until a
+    price comes and its next decision turns the deposit into units."""
+    h = _harness()
+    bought = _buy(h, "0.1", "30001")  # ~3,003 of the 10,000 in BTC
+    assert bought.outcome == "APPROVED"
+    h.quote(D("26999"), D("27001"))  # ~300 lost: NAV ~0.97
+    acc = h.state.account("A1")
+    nav = h.state.nav("A1", h.state.equity("A1"))
+    assert nav is not None and nav < 1
+    sold = decision(h.order(Side.SELL, D("0.1"), D("26999")))  # risk-reducing, fills the bid
+    assert sold.outcome == "APPROVED" and not acc.positions.get("BTC/USDC")
+    after_sale = h.state.nav("A1", h.state.equity("A1"))
+    assert after_sale is not None
+    _withdraw(h, "all", str(acc.balances["USDC"]))
+    assert acc.units == 0 and h.state.nav("A1", h.state.equity("A1")) is None
+    out = _usdc_deposit(h, "5000")
+    assert out[1].payload.nav == acc.unit_nav == after_sale
+    again = h.state.nav("A1", h.state.equity("A1"))  # the loss still counts
+    assert again is not None and VALUATION.subtract(after_sale, D("1e-50")) < again <= after_sale
+    h.admin_deposit("SOL", D("10"))  # no SOL price: pending
+    assert acc.pending and h.state.nav("A1", h.state.equity("A1")) is None
+    refused = _buy(h, "0.01", "27000")
+    assert refused.reason_codes == ("NO_MARK",), refused.reason_codes
+    h.quote(D("99"), D("101"), instrument="SOL/USDC")
+    out = h.order(Side.BUY, D("0.01"), D("27000"))
+    assert types(out)[:2] == ["UnitsChanged", "RiskDecision"]
+    assert not acc.pending and decision(out).outcome == "APPROVED"
+    last = h.state.nav("A1", h.state.equity("A1"))
+    assert last is not None and last <= after_sale
