@@ -572,9 +572,12 @@ class PaperVenue:
         newer than the order, as if it had rested when they were read (the market-data
         consumer runs ahead of a backlog of intents).
 
-        Under `catch_up`'s rule (a resting order takes only prints newer than its account's
-        newest maker fill on that side, as it stood before this call; children take any
-        newer print), so a hand-over finds nothing of these prints left to match.
+        Under `catch_up`'s rule (an order, resting or a child, takes only prints newer than
+        its account's newest maker fill on its side, as it stood before this call: that
+        side of the account took the older ones, its children only what its resting orders
+        left), so a hand-over finds nothing of these prints left to match. Until session
+        19 children took any newer print: a print the account's resting orders on their
+        side had taken in full was taken again by a child.
         """
         ps = state.price(order.instrument)
         prints = ps.prints
@@ -594,20 +597,22 @@ class PaperVenue:
             and not state.open_children(order)
         ):
             return  # no newer print crosses the order, and it has no children
-        mark = state.account(order.account).maker_fill_at.get(
-            maker_key(order.instrument, order.side)
-        )
+        made = state.account(order.account).maker_fill_at
+        mark = made.get(maker_key(order.instrument, order.side))
+        child_mark = made.get(maker_key(order.instrument, order.side.opposite))
         for event in islice(prints, start, None):
             # The order while it rests (only a print that crosses its limit and is newer
-            # than the cut-off), and the children its fills armed.
-            meets = state.open_children(order)
+            # than the cut-off), and the children its fills armed (newer than theirs).
+            children = state.open_children(order)
+            if order.done and not children:
+                return
+            ts = event.payload.exchange_ts
+            meets = children if child_mark is None or ts > child_mark else []
             if not order.done:
                 price = event.payload.price
                 crosses = limit is not None and (price <= limit if buy else price >= limit)
-                if crosses and (mark is None or event.payload.exchange_ts > mark):
+                if crosses and (mark is None or ts > mark):
                     meets.insert(0, order)
-            elif not meets:
-                return
             if meets:
                 self._match_print(state, event, meets, emit)
 
@@ -751,8 +756,11 @@ class PaperVenue:
         """Match the owned resting orders against the kept prints the log does not show
         as matched: a resting order takes only prints newer than its account's newest maker
         fill on that instrument and side (`AccountState.maker_fill_at`, as it stood before
-        this call); an armed stop/take child any print newer than itself, one triggered and
-        filled in part only prints newer than its last fill (`OrderState.last_fill_at`).
+        this call); an armed stop/take child any print newer than itself and than that
+        cut-off on its side (session 19: before, one the account's resting orders on that
+        side had taken in full live, leaving the child nothing, filled it again), one
+        triggered and filled in part only prints newer than its last fill
+        (`OrderState.last_fill_at`).
 
         Run by a worker after it rebuilt or took over partitions. Prints read while no
         worker owned them, or matched by a worker that died before its transaction
@@ -778,15 +786,18 @@ class PaperVenue:
                 for o in resting.crossing(trade.price):
                     if o.done:
                         continue
-                    if o.parent_order_id is None:
-                        k = (o.account, o.side)
-                        if k not in marks:
-                            marks[k] = state.account(o.account).maker_fill_at.get(
-                                maker_key(instrument, o.side)
-                            )
-                        mark = marks[k]
-                        if mark is not None and trade.exchange_ts <= mark:
-                            continue
+                    # A child too: at a print no newer than its account's newest maker fill
+                    # on its side, the live worker matched that side of the account, the
+                    # resting orders first and the children what they left (nothing, if
+                    # they took it all; a child that got some has its `last_fill_at`).
+                    k = (o.account, o.side)
+                    if k not in marks:
+                        marks[k] = state.account(o.account).maker_fill_at.get(
+                            maker_key(instrument, o.side)
+                        )
+                    mark = marks[k]
+                    if mark is not None and trade.exchange_ts <= mark:
+                        continue
                     eligible.append(o)
                 if not eligible:
                     continue

@@ -185,6 +185,20 @@ def _but_peaks(state: EngineState) -> dict[str, Any]:
 )
 @example([_BUY_ATTACHED, ("trade", -1, "1"), ("trade", 31, "1")])
 @example([_BUY_ATTACHED_2_5, *_PARTIAL_STOP])
+# A print the account's resting sell took in full triggers its stop-loss child live, which
+# gets nothing of it (children take what the account's resting orders on that side left);
+# a catch-up must not fill the child at that print (it did: the print taken twice).
+@example(
+    [("deposit", "A2", "BTC"), _BUY_ATTACHED, ("trade", 0, "1"), ("quote", -100),
+     ("limit", "A2", Side.SELL, "1", -50, False), ("trade", -40, "0.2")]
+)  # fmt: skip
+# A lagged order's stop-loss, armed on submission, meets the kept prints newer than the
+# order: not one the account's resting sell took in full (it took it again, live).
+@example(
+    [("deposit", "A2", "BTC"), ("quote", -200), ("limit", "A2", Side.SELL, "1", -150, False),
+     ("quote", -100), ("trade", -140, "0.2"), ("trade", -100, "0.2"),
+     ("lagged", 0.025, ("limit", "A2", Side.BUY, "1", -99, True))]
+)  # fmt: skip
 def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -> None:
     log = _play(actions)
     for state in (full_replay(log), log.h.state):
