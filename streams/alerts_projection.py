@@ -4,15 +4,38 @@ re-emitted alert (faust redelivery, replay) is `ON CONFLICT (alert_id) DO NOTHIN
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from projections.framework import INT4, Located, Projection, State, Table, fits_column
-from schemas.serde import canonical_json
 from schemas.topics import Topic
 
 
 def _json(data: Any) -> str:
-    return canonical_json(data).decode()
+    """Canonical JSON text for a jsonb column (`schemas.serde.canonical_json`'s), or
+    ValueError (the alert is quarantined) for what jsonb cannot hold: `evidence` is free
+    JSON, and the model reads `NaN`, `Infinity` and `1e400` as floats, and keeps a key's
+    NUL or lone surrogate (the decoder's check of the JSON values looks at values, not at
+    the keys of the model this projection reads). Each failed the whole batch."""
+    _storable(data)
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _storable(data: Any) -> None:
+    """ValueError if a string in `data`, a key included, holds NUL or a lone surrogate."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            raise ValueError("evidence holds a NUL, which jsonb cannot store")
+        data.encode()  # UnicodeEncodeError, a ValueError, for a lone surrogate
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            _storable(k)
+            _storable(v)
+    elif isinstance(data, list | tuple):
+        for v in data:
+            _storable(v)
 
 
 class AlertsProjection(Projection):
