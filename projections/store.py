@@ -26,6 +26,7 @@ from psycopg import sql
 from pydantic_core import ValidationError
 
 from projections.framework import (
+    INT4,
     Key,
     Loader,
     Located,
@@ -562,6 +563,10 @@ def load_rows(conn: Conn, schema: str, table: Table, keys: set[Key]) -> dict[Key
     return out
 
 
+def _int4(value: int | None) -> bool:
+    return value is None or INT4[0] <= value <= INT4[1]
+
+
 def write_quarantine(
     conn: Conn,
     projection: str,
@@ -569,7 +574,8 @@ def write_quarantine(
     table: tuple[str, str] = QUARANTINE_TABLE,
 ) -> None:
     """Quarantine entries into `table` (the shared one, or a split rebuild's own until
-    its build commits); an entry already there is kept."""
+    its build commits); an entry already there is kept. A schema version its `integer`
+    column cannot hold is stored NULL (the error names it): it failed the whole batch."""
     if not bad:
         return
     with conn.cursor() as cur:
@@ -581,8 +587,9 @@ def write_quarantine(
                 *table,
             ),
             [
-                (projection, q.topic, q.partition, q.offset, q.event_type, q.schema_version,
-                 q.error[:4000], q.raw_value)
+                (projection, q.topic, q.partition, q.offset, q.event_type,
+                 q.schema_version if _int4(q.schema_version) else None, q.error[:4000],
+                 q.raw_value)
                 for q in bad
             ],
         )  # fmt: skip

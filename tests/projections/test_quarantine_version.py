@@ -1,0 +1,46 @@
+"""A record whose schema version no `integer` can hold (any producer may write
+marketdata.events, transfers.events, deadletter or surveillance.alerts) is quarantined
+like any unknown version, its number kept in the error text; `projection_quarantine`'s
+`schema_version` column is an `integer`, and before, the quarantine entry's insert failed
+the whole batch (re-read forever) and the rebuild with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from deploy.settings import Settings
+from projections.core import PROJECTIONS
+from projections.store import RawRecord, apply_records
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).parents[1] / "schemas" / "samples"
+
+
+def _trade(n: int, version: int) -> RawRecord:
+    body = json.loads((SAMPLES / "MarketTrade.v1.json").read_text())
+    body["event_id"] = f"00000000-0000-7000-8000-{n:012d}"
+    body["schema_version"] = version
+    headers = [("event_type", b"MarketTrade"), ("schema_version", str(version).encode())]
+    return RawRecord("marketdata.events", 0, n, json.dumps(body).encode(), headers)
+
+
+def test_an_out_of_range_schema_version_is_quarantined(env: Settings) -> None:
+    proj = PROJECTIONS["positions"]
+    records = [_trade(0, 1), _trade(1, 2**31), _trade(2, -(2**31) - 1), _trade(3, 2**31 - 1)]
+    with psycopg.connect(env.dsn) as conn:
+        with conn.transaction():
+            result = apply_records(conn, proj, proj.schema, records)
+        marks = conn.execute("SELECT count(*) FROM proj_positions.marks").fetchone()
+        quarantined = conn.execute(
+            'SELECT "offset", schema_version, error FROM projection_quarantine '
+            "WHERE projection = 'positions' ORDER BY \"offset\""
+        ).fetchall()
+    assert marks == (1,)
+    assert [(o, v) for o, v, _e in quarantined] == [(1, None), (2, None), (3, 2**31 - 1)]
+    assert str(2**31) in quarantined[0][2] and str(-(2**31) - 1) in quarantined[1][2]
+    assert (result.consumed, result.quarantined) == (4, 3)
