@@ -538,7 +538,7 @@ class BalancesProjection(Projection):
     transfers = Table(
         "transfers",
         ("transfer_id", "account", "asset", "amount", "status", "last_event_id", "updated_at"),
-        ("transfer_id",),
+        ("account", "transfer_id"),
         WriteMode.UPSERT,
         stateful=True,
     )
@@ -552,10 +552,11 @@ class BalancesProjection(Projection):
         "TransferSettled",
     )
     ignores = FillsProjection.ignores
-    migrations = ("0104_proj_balances.sql",)
-    fold_version = 2
+    migrations = ("0104_proj_balances.sql", "0117_balances_transfers_per_account.sql")
+    fold_version = 3
     """2: a transfer's status only moves forward (a check after the release set it back
-    to CHECKED_*)."""
+    to CHECKED_*). 3: a transfer is keyed by account and id, as the engine's withdrawals
+    (an id a second account requested was quarantined, and that withdrawal never debited)."""
     partition_local = (
         True  # balances, movements and transfers are per account, the key of both its topics
     )
@@ -591,7 +592,7 @@ class BalancesProjection(Projection):
             if e.data["event_type"].startswith("Transfer"):
                 # A settlement's asset is known only from its request row; the balance
                 # row it moves is then loaded on demand by `State.get`.
-                tr.add((p["transfer_id"],))
+                tr.add((p["account"], p["transfer_id"]))
             for _leg, asset, _amt, _kind in self._legs(e):
                 bal.add((p["account"], asset))
         return {"balances": bal, "transfers": tr}
@@ -626,11 +627,13 @@ class BalancesProjection(Projection):
             for leg, asset, amount, kind in self._legs(item):
                 self._move(state, item, leg, asset, amount, kind, ref)
             return
-        tid = p["transfer_id"]
-        cur = state.get(self.transfers, (tid,))
+        tid, account = p["transfer_id"], p["account"]
+        # Per account, as the engine keeps withdrawals: a step naming another account than
+        # the request's is for a transfer that account never requested.
+        cur = state.get(self.transfers, (account, tid))
         if t == "TransferRequested":
             if cur is not None:
-                raise SkipEvent(f"transfer {tid} requested twice")
+                raise SkipEvent(f"transfer {tid} of {account} requested twice")
             state.put(
                 self.transfers,
                 (
@@ -639,10 +642,8 @@ class BalancesProjection(Projection):
                 ),
             )  # fmt: skip
             return
-        if cur is None:
-            raise SkipEvent(f"{t} for unknown transfer {tid}")
-        if p["account"] != cur[1]:  # its settlement would debit an account that never asked
-            raise SkipEvent(f"{t} names account {p['account']}: transfer {tid} is {cur[1]}'s")
+        if cur is None:  # never requested, or by another account (it never asked)
+            raise SkipEvent(f"{t} for unknown transfer {tid} of {account}")
         if t == "TransferSettled" and cur[4] == "SETTLED":  # it would debit twice
             raise SkipEvent(f"TransferSettled for already settled transfer {tid}")
         if _TRANSFER_STEP[t] < _TRANSFER_RANK[cur[4]]:

@@ -166,8 +166,8 @@ def test_steps_of_another_accounts_or_an_unknown_withdrawal_change_nothing() -> 
 
 def test_an_id_reused_by_another_account_is_held_for_both() -> None:
     """Withdrawals are per account in the engine (a worker's view of an account depends on
-    that account's events only); the books key them by id alone and quarantine the second
-    account's request. Fail closed: the engine holds both."""
+    that account's events only), and in the books since balances fold version 3 (keyed by
+    id alone, they quarantined the second account's request): both are held."""
     h = Harness(_limits(), cash=D("10000"), accounts=("A1", "A2"))
     _transfer(h, _step("w1", "request", "A1", amount="100"))
     _transfer(h, _step("w1", "request", "A2", amount="300"))
@@ -185,7 +185,8 @@ def test_the_status_rules_are_the_books() -> None:
 # ---- the engine's balance is the book's -------------------------------------------------
 
 OWNER = {"t1": "A1", "t2": "A1", "t3": "A2"}
-"""Each id requested by one account (see `test_an_id_reused_by_another_account_...`)."""
+"""The account that requests each id, unless the step names the other (then an id two
+accounts request: each one's, in the engine and the books alike)."""
 STEP = st.one_of(
     st.tuples(
         st.just("transfer"),
@@ -213,7 +214,7 @@ def _payload(a: tuple[Any, ...], n: int) -> EventPayload:
         )  # fmt: skip
     _, tid, step, outcome, named, asset, amount = a
     account = OWNER[tid]
-    if step != "request" and named == "other":
+    if named == "other":
         account = "A2" if account == "A1" else "A1"
     return _step(tid, step, account, asset=asset, amount=amount, outcome=outcome)
 

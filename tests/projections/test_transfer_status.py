@@ -58,7 +58,7 @@ def _step(tid: str, step: str, outcome: str = "PASS") -> EventPayload:
 
 def _status(items: list[Located]) -> tuple[str, list[Any]]:
     st_, bad = fold("balances", items)
-    return str(st_.dirty["transfers"][("t1",)][4]), bad
+    return str(st_.dirty["transfers"][("A1", "t1")][4]), bad
 
 
 def test_a_check_after_the_release_keeps_it_released() -> None:
@@ -74,7 +74,7 @@ def test_late_steps_after_the_settlement_keep_it_settled_and_debit_once() -> Non
     items += [t.ev(_step("t1", "check", "HOLD")), t.ev(_step("t1", "release"))]
     items.append(t.ev(_step("t1", "settle")))  # a second settlement: impossible
     st_, bad = fold("balances", items)
-    assert st_.dirty["transfers"][("t1",)][4] == "SETTLED"
+    assert st_.dirty["transfers"][("A1", "t1")][4] == "SETTLED"
     assert len(bad) == 1 and "already settled" in bad[0].error
     assert st_.dirty["balances"][("A1", "BTC")][2] == -1
 
@@ -146,10 +146,10 @@ def test_the_status_only_moves_forward_in_any_batch_split(
     seen: dict[str, int] = {}
     for n in range(1, len(evs) + 1):
         db, _bad = _in_batches(evs[:n], set())
-        for (tid,), row in db["transfers"].items():
+        for (_acct, tid), row in db["transfers"].items():
             assert RANK[row[4]] >= seen.get(tid, 0), (tid, row[4], flow[:n])
             seen[tid] = RANK[row[4]]
-    for (tid,), row in whole["transfers"].items():
+    for (_acct, tid), row in whole["transfers"].items():
         requested = [i for i, (x, s, _o) in enumerate(flow) if x == tid and s == "request"]
         later = {s for x, s, _o in flow[requested[0] :] if x == tid}
         assert RANK[row[4]] == max(STEPS.index(s) for s in later), (tid, flow)
@@ -188,4 +188,4 @@ def test_any_batch_split_matches_a_rebuild_through_postgres(
         assert checksum(conn, BAL, "t_live") == checksum(conn, BAL, "t_rebuild")
         status = conn.execute("SELECT transfer_id, status FROM t_live.transfers").fetchall()
     expect, _bad = _in_batches(_located(flow), set())
-    assert sorted(status) == sorted((k[0], v[4]) for k, v in expect["transfers"].items())
+    assert sorted(status) == sorted((k[1], v[4]) for k, v in expect["transfers"].items())
