@@ -7,7 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from projections.framework import INT4, Located, Projection, State, Table, fits_column
+from projections.framework import (
+    INT4,
+    Located,
+    Projection,
+    SkipEvent,
+    State,
+    Table,
+    fits_column,
+)
 from schemas.topics import Topic
 
 
@@ -36,6 +44,20 @@ def _storable(data: Any) -> None:
     elif isinstance(data, list | tuple):
         for v in data:
             _storable(v)
+
+
+INDEXED_TEXT_BYTES = 2000
+"""The most UTF-8 bytes an indexed text column (`pattern`, `beneficial_owner`) takes:
+the schema does not bound them, and PostgreSQL refuses a btree entry over 2,704 bytes
+(one over it failed the whole batch); 2,000 leave room for the `window_end` beside it."""
+
+
+def _indexed(value: str | None, column: str) -> str | None:
+    if value is not None and len(value.encode()) > INDEXED_TEXT_BYTES:
+        raise SkipEvent(
+            f"{column} is longer than {INDEXED_TEXT_BYTES} bytes, which its index cannot hold"
+        )
+    return value
 
 
 class AlertsProjection(Projection):
@@ -70,6 +92,8 @@ class AlertsProjection(Projection):
     def handle(self, state: State, item: Located) -> None:
         ev, p = item.event, item.event.payload
         fits_column(p.detector_version, "detector_version", INT4)  # else quarantined
+        _indexed(p.pattern, "pattern")
+        _indexed(p.beneficial_owner, "beneficial_owner")
         state.insert(
             self.alerts,
             (
