@@ -278,7 +278,10 @@ def _named(et: Any, ver: Any) -> tuple[str, int] | None:
     ver = ver.decode(errors="replace") if isinstance(ver, bytes) else ver
     if not isinstance(et, str) or not isinstance(ver, str) or not ver.isdecimal():
         return None
-    return et, int(ver)
+    try:
+        return et, int(ver)
+    except ValueError:  # more digits than int() parses (4,300): no version of any type
+        return None
 
 
 def header_type(headers: Sequence[tuple[str, Any]] | None) -> tuple[str, int] | None:
