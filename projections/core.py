@@ -171,6 +171,7 @@ _ORDER_TYPES = (
     "CancelRequested",
     "OrderCanceled",
     "OrderExpired",
+    "OrderTriggered",
     "Fill",
 )
 
@@ -191,11 +192,13 @@ class OrdersProjection(Projection):
     migrations = ("0101_proj_orders.sql",)
     partition_local = True  # an order's events all carry its account, the topic's key
     seen_table = "order_events"  # one row per folded event
-    fold_version = 4
+    fold_version = 5
     """2: a partial fill keeps PENDING_CANCEL (it made PARTIALLY_FILLED). 3: a canceled or
     expired order's leaves_quantity is 0 (it kept the remainder the end took off).
     4: an order its fills overfill is OVERFILLED (it showed FILLED, or PARTIALLY_FILLED
-    with open quantity, beside a filled quantity past the order's)."""
+    with open quantity, beside a filled quantity past the order's). 5: a stop/take child
+    triggered with nothing filled (`OrderTriggered`) is TRIGGERED (the type was not
+    folded: quarantined)."""
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = {(str(e.payload.get("order_id", "")),) for e in events}
@@ -253,8 +256,13 @@ class OrdersProjection(Projection):
                 row[_STATUS] = "REJECTED"
                 row[_REASON] = p["reason"]
                 row[_LEAVES] = ZERO
+            elif t == "OrderTriggered":
+                # A stop/take child whose trigger a print crossed, nothing filled yet: a
+                # market order now (a fill makes it PARTIALLY_FILLED or FILLED).
+                if row[_STATUS] in ("SUBMITTED", "ACCEPTED"):
+                    row[_STATUS] = "TRIGGERED"
             elif t == "CancelRequested":
-                if row[_STATUS] in ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED"):
+                if row[_STATUS] in ("SUBMITTED", "ACCEPTED", "TRIGGERED", "PARTIALLY_FILLED"):
                     row[_STATUS] = "PENDING_CANCEL"
                 row[_REASON] = p["reason"]
             elif t in ("OrderCanceled", "OrderExpired"):

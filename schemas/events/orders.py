@@ -230,6 +230,36 @@ class OrderExpired(EventPayload):
     reason: str
 
 
+class OrderTriggered(EventPayload):
+    """An attached stop-loss/take-profit child whose trigger a print crossed while it got
+    nothing of that print (the account's resting orders on its side took it all): it is a
+    market order from then on, filling at the next prints newer than `triggered_at`
+    whatever their price, and its sibling is canceled (OCO). A child that fills at the
+    print that triggers it needs no such event (its fill says so). Also written for the
+    child that replaces a triggered one when its parent fills again (`replaces`): the
+    replacement is triggered as well. The engine folds it back on restart."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderTriggered"
+    TOPIC: ClassVar[str] = Topic.ORDERS
+
+    order_id: str = Field(min_length=1, max_length=64)
+    account: AccountId
+    trigger_price: PositiveDec
+    price: PositiveDec | None = Field(
+        None, description="The print that crossed the trigger; null for a replacement"
+    )
+    triggered_at: UtcTimestamp = Field(
+        description="The print's exchange time (a replacement: the one it replaces had "
+        "filled or been triggered until then): the child fills only at prints newer"
+    )
+    replaces: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The triggered child this one replaces (its parent filled again)",
+    )
+
+
 class Fill(EventPayload):
     """An execution. The UTI identifies the transaction for regulatory reporting."""
 

@@ -21,13 +21,13 @@ pytestmark = pytest.mark.integration
 
 def test_a_live_projection_of_an_older_fold_is_refused_until_rebuilt(env: Settings) -> None:
     orders, fills = PROJECTIONS["orders"], PROJECTIONS["fills"]
-    assert orders.fold_version == 4  # 4: an overfilled order is OVERFILLED
+    assert orders.fold_version == 5  # 5: a triggered stop/take child is TRIGGERED
     produce(env, generate(3, 300))
     for p in (orders, fills):  # fresh schemas: stamped on first open
         with Projector(env, p) as proj:
             proj.catch_up()
     with psycopg.connect(env.dsn, autocommit=True) as conn:
-        assert stamped_version(conn, "proj_orders") == 4
+        assert stamped_version(conn, "proj_orders") == 5
         assert stamped_version(conn, "proj_fills") == 1
         # a database whose projections were folded before stamps existed
         conn.execute("COMMENT ON SCHEMA proj_orders IS NULL")
@@ -45,7 +45,7 @@ def test_a_live_projection_of_an_older_fold_is_refused_until_rebuilt(env: Settin
         proj.catch_up()
     rebuild(env, orders)
     with psycopg.connect(env.dsn, autocommit=True) as conn:
-        assert stamped_version(conn, "proj_orders") == 4
+        assert stamped_version(conn, "proj_orders") == 5
         assert stamped_version(conn, "proj_fills") == 1
     with Projector(env, orders) as proj:
         proj.catch_up()

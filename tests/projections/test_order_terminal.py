@@ -8,9 +8,15 @@ from typing import Any
 
 from projections.core import _OI
 from projections.framework import Located
-from schemas.events import CancelRequested, OrderAccepted, OrderCanceled, OrderSubmitted
+from schemas.events import (
+    CancelRequested,
+    OrderAccepted,
+    OrderCanceled,
+    OrderSubmitted,
+    OrderTriggered,
+)
 from schemas.events.orders import OrderType, Side
-from tests.projections.folding import Tape, fold
+from tests.projections.folding import T0, Tape, fold
 
 
 def _opened(tape: Tape) -> list[Located]:
@@ -99,3 +105,29 @@ def test_a_partial_fill_before_the_cancel_request_then_pending_cancel() -> None:
     assert _row(items)["status"] == "PENDING_CANCEL"
     items.append(_cancel(tape, "1"))
     assert _row(items)["status"] == "CANCELED"
+
+
+def test_a_triggered_stop_shows_triggered_until_it_fills() -> None:
+    """A stop/take child the engine triggered with nothing filled (`OrderTriggered`) is
+    TRIGGERED, a market order now; its fills make it PARTIALLY_FILLED, then FILLED; a
+    cancel of it is outstanding (PENDING_CANCEL). Before fold version 5 the orders
+    projection did not know the type (quarantined): the row showed ACCEPTED, a stop
+    waiting for its trigger, though it had been hit."""
+    tape = Tape()
+    items = [*_opened(tape)]
+    items.append(
+        tape.ev(
+            OrderTriggered(
+                order_id="o1", account="ACC001", trigger_price=Decimal("90"),
+                price=Decimal("89"), triggered_at=T0,
+            )
+        )
+    )  # fmt: skip
+    assert _row(items)["status"] == "TRIGGERED"
+    assert Decimal(_row(items)["leaves_quantity"]) == 2
+    cancel = tape.ev(CancelRequested(order_id="o1", account="ACC001", reason="CLIENT"))
+    assert _row([*items, cancel])["status"] == "PENDING_CANCEL"
+    items.append(tape.fill("SELL", "0.5", "95", leaves="1.5"))
+    assert _row(items)["status"] == "PARTIALLY_FILLED"
+    items.append(tape.fill("SELL", "1.5", "94", leaves="0"))
+    assert _row(items)["status"] == "FILLED"
