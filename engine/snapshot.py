@@ -116,6 +116,7 @@ def _order_dump(o: OrderState) -> dict[str, Any]:
         "fill_ids": sorted(o.fill_ids),
         "protected": str(o.protected),
         "last_fill_at": None if o.last_fill_at is None else _ts(o.last_fill_at),
+        "triggered_at": None if o.triggered_at is None else _ts(o.triggered_at),
     }
 
 
@@ -144,6 +145,7 @@ def _order_load(d: dict[str, Any]) -> OrderState:
         fill_ids=set(d["fill_ids"]),
         protected=Decimal(d["protected"]),
         last_fill_at=None if d["last_fill_at"] is None else _dt(d["last_fill_at"]),
+        triggered_at=None if d["triggered_at"] is None else _dt(d["triggered_at"]),
     )
 
 

@@ -49,6 +49,7 @@ from schemas.events import (
     OrderExpired,
     OrderRejected,
     OrderSubmitted,
+    OrderTriggered,
     OrderType,
     PeakEquityRaised,
     ProducerKeyRotated,
@@ -220,6 +221,19 @@ class OrderState:
     last_fill_at: datetime | None = None
     """The newest `traded_at` of its fills: a stop/take child that filled in part (it was
     triggered) fills its rest only at prints newer than this (`PaperVenue._match_print`)."""
+    triggered_at: datetime | None = None
+    """Of a stop/take child triggered with nothing filled at its trigger (`OrderTriggered`:
+    the account's resting orders on its side took that print, or it replaced a triggered
+    child): the print's exchange time, after which it fills whatever the price."""
+
+    @property
+    def fills_after(self) -> datetime | None:
+        """Of a triggered stop/take child (a market order now): the print time after which
+        it fills, its last fill's or its trigger's, the newer; None if not triggered."""
+        a, b = self.triggered_at, self.last_fill_at
+        if a is None:
+            return b
+        return a if b is None or a > b else b
 
     @property
     def leaves(self) -> Decimal:
@@ -1199,6 +1213,11 @@ class EngineState:
         if isinstance(p, Fill):
             self._apply_fill(p, event.occurred_at)
             return
+        if isinstance(p, OrderTriggered):
+            order = self.orders.get(p.order_id)
+            if order is not None and order.triggered_at is None:
+                order.triggered_at = p.triggered_at
+            return
         if isinstance(p, _ORDER_END_TYPES):
             order = self.orders.get(p.order_id)
             if order is not None:
@@ -1604,6 +1623,7 @@ FOLDED_TYPES: frozenset[str] = frozenset(
             PeakEquityRaised,
             UnitsChanged,
             OrderSubmitted,
+            OrderTriggered,
             Fill,
             OrderCanceled,
             OrderExpired,

@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 11
+FORMAT_VERSION = 12
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -36,7 +36,8 @@ quote, for the last quotes taken from, not only the last one; 10: the ended pare
 orders of its accounts, `engine.ended`, so a cancel naming one is TOO_LATE_TO_CANCEL
 after a hand-over as live; 11: each account's units, the NAV per unit of its last flows
 and the flows its `UnitsChanged` named, and its peaks as NAV per unit, DRAWDOWN_BRAKE v6:
-an older slice's peaks are of equity)."""
+an older slice's peaks are of equity; 12: each order's `triggered_at`, when a stop/take
+child was triggered with nothing filled, `OrderTriggered`)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

@@ -30,7 +30,10 @@
   what the account then has free (`_child_quantity`) and up to the trade's quantity (what
   the account's resting orders on that side left of it), OCO. A child the trade did not
   fill in full stays triggered and fills at each later trade newer than its last fill,
-  whatever its price (a stop is a market order once triggered), up to its quantity.
+  whatever its price (a stop is a market order once triggered), up to its quantity; one
+  the trade left nothing is recorded as triggered (`OrderTriggered`, `_trigger`) and
+  fills likewise from the next trade on. A re-arm replaces a triggered child by one of
+  its kind alone, triggered too.
 Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
 filled it, so reprocessing a market event can never fill an order twice.
 
@@ -82,6 +85,7 @@ from schemas.events import (
     OrderCanceled,
     OrderExpired,
     OrderSubmitted,
+    OrderTriggered,
     OrderType,
     PeakEquityRaised,
     Side,
@@ -274,7 +278,11 @@ class PaperVenue:
         GTC bid filled 1 of 5) has children for that 1 while the rest rests. A later fill
         replaces the open children (`REPLACED`) by a pair for their quantity plus the new
         fill; with none open (never armed, or triggered and done) the new pair covers the
-        new fill alone. So at most one pair is open and OCO stays one sibling. What a
+        new fill alone. So at most one pair is open and OCO stays one sibling. An open
+        child that was triggered (filled in part, or `OrderTriggered`) is alone (its
+        sibling was canceled at the trigger) and is replaced by one of its kind alone,
+        triggered as of the same print (`OrderTriggered` naming what it `replaces`): a
+        re-arm never turns a stop that was hit back into one waiting for its trigger. What a
         pair was armed for is `OrderState.protected` (folded from the children's
         submission). Ids: the parent, the kind and the filled quantity then."""
         if order.parent_order_id is not None or (
@@ -286,6 +294,10 @@ class PaperVenue:
             return
         open_children = state.open_children(order)
         quantity = new + max((c.leaves for c in open_children), default=ZERO)
+        # A triggered child (alone: its sibling was canceled at the trigger, OCO) is
+        # replaced by one of its kind alone, triggered as of the same print: a re-arm
+        # must not turn a stop that was hit back into one waiting for its trigger.
+        hit = next((c for c in open_children if c.filled > 0 or c.fills_after is not None), None)
         for c in open_children:
             self._end(c, "REPLACED", emit, cancel=True)
         filled = str(order.filled)
@@ -293,7 +305,7 @@ class PaperVenue:
             (OrderType.STOP_LOSS, order.stop_loss),
             (OrderType.TAKE_PROFIT, order.take_profit),
         ):
-            if trigger is None:
+            if trigger is None or (hit is not None and kind is not hit.order_type):
                 continue
             child_id = "o-" + _h(order.order_id, kind.value, filled)
             emit(
@@ -323,6 +335,10 @@ class PaperVenue:
                 ),
                 f"accept:{child_id}",
             )
+            if hit is not None:
+                after = hit.fills_after
+                assert after is not None  # a child that filled has its `last_fill_at`
+                self._trigger((child_id, order.account, trigger), None, after, hit.order_id, emit)
 
     def _child_quantity(self, state: EngineState, child: OrderState, price: Decimal) -> Decimal:
         """What a triggered stop/take child may fill at `price`: its leaves, capped at what
@@ -759,8 +775,8 @@ class PaperVenue:
         this call); an armed stop/take child any print newer than itself and than that
         cut-off on its side (session 19: before, one the account's resting orders on that
         side had taken in full live, leaving the child nothing, filled it again), one
-        triggered and filled in part only prints newer than its last fill
-        (`OrderState.last_fill_at`).
+        triggered (filled in part, or `OrderTriggered`) only prints newer than its last
+        fill or its trigger (`OrderState.fills_after`).
 
         Run by a worker after it rebuilt or took over partitions. Prints read while no
         worker owned them, or matched by a worker that died before its transaction
@@ -887,8 +903,9 @@ class PaperVenue:
                         self._arm(state, o, emit)
                 left[(account, side)] = remaining
         # Armed children: a print through the trigger fills them (as far as free, up to
-        # the print's size), OCO; a child that filled in part stays triggered and fills at
-        # each later print, whatever its price. A pair a parent's fill on this print
+        # the print's size), OCO; a child that filled in part, or that the print left
+        # nothing (`OrderTriggered`), stays triggered and fills at each later print,
+        # whatever its price. A pair a parent's fill on this print
         # replaced (`_arm`) is met by its replacement, which covers that fill too: the old
         # pair was armed before the print.
         children: dict[str, tuple[OrderState, datetime]] = {}
@@ -907,13 +924,15 @@ class PaperVenue:
                 continue  # done: its sibling filled on this print (OCO)
             if since >= event.occurred_at:
                 continue
-            if o.filled > 0:
-                # Triggered at an earlier print and filled in part: a market order now,
-                # meeting only prints newer than its last fill (so a catch-up, which has the
-                # fill in the log, never meets an older print again).
-                last = o.last_fill_at
-                if last is not None and trade.exchange_ts <= last:
+            after = o.fills_after
+            if after is not None or o.filled > 0:
+                # Triggered at an earlier print (filled in part, or `OrderTriggered`): a
+                # market order now, meeting only prints newer than its last fill or its
+                # trigger (so a catch-up, which has those in the log, never meets an older
+                # print again).
+                if after is not None and trade.exchange_ts <= after:
                     continue
+                triggered = False
             else:
                 t = o.trigger_price
                 sell = o.side is Side.SELL
@@ -923,9 +942,20 @@ class PaperVenue:
                     hit = price >= t if sell else price <= t
                 if not hit:
                     continue
+                triggered = True
             size = left.get((o.account, o.side), trade.quantity)
             if size <= 0:
-                continue  # the account's resting orders on that side took the whole print
+                # The account's resting orders on that side took the whole print. Hit now,
+                # the child stays triggered (a market order from the next print on, as a
+                # venue's stop once hit), which the log must say: its state is folded from
+                # the engine's outputs, and no fill records this trigger. Before session 19
+                # nothing did, and a price back past the trigger left the stop unfilled.
+                if triggered:
+                    assert o.trigger_price is not None
+                    child = (o.order_id, o.account, o.trigger_price)
+                    self._trigger(child, price, trade.exchange_ts, None, emit)
+                    self._oco(state, o, emit)
+                continue
             cap = self._child_quantity(state, o, price)
             qty = min(cap, size)
             if qty > 0:
@@ -939,12 +969,41 @@ class PaperVenue:
                     self._end(o, "CHILD_CAPPED", emit, cancel=True)
             else:
                 self._end(o, "CHILD_CAPPED", emit, cancel=True)
-            parent = state.orders.get(o.parent_order_id or "")
-            for sib_id in parent.children if parent else []:
-                sib = state.orders.get(sib_id)
-                if sib is not None and not sib.done and sib is not o:
-                    emit(
-                        CancelRequested(order_id=sib.order_id, account=sib.account, reason="OCO"),
-                        f"cancelreq:{sib.order_id}",
-                    )
-                    self._end(sib, "OCO", emit, cancel=True)
+            self._oco(state, o, emit)
+
+    def _oco(self, state: EngineState, child: OrderState, emit: Emit) -> None:
+        """Cancel the open siblings of a child that was triggered (`OCO`)."""
+        parent = state.orders.get(child.parent_order_id or "")
+        for sib_id in parent.children if parent else []:
+            sib = state.orders.get(sib_id)
+            if sib is not None and not sib.done and sib is not child:
+                emit(
+                    CancelRequested(order_id=sib.order_id, account=sib.account, reason="OCO"),
+                    f"cancelreq:{sib.order_id}",
+                )
+                self._end(sib, "OCO", emit, cancel=True)
+
+    @staticmethod
+    def _trigger(
+        child: tuple[str, str, Decimal],
+        price: Decimal | None,
+        at: datetime,
+        replaces: str | None,
+        emit: Emit,
+    ) -> None:
+        """Record that the child (order id, account, trigger) is triggered, as of the print
+        time `at` (`OrderTriggered`, folded into `OrderState.triggered_at`): from then on it
+        fills at each print newer than that, whatever its price. Its id: the child's and
+        the cause's (a child is triggered once)."""
+        order_id, account, trigger = child
+        emit(
+            OrderTriggered(
+                order_id=order_id,
+                account=account,
+                trigger_price=trigger,
+                price=price,
+                triggered_at=at,
+                replaces=replaces,
+            ),
+            f"trigger:{order_id}",
+        )

@@ -47,6 +47,12 @@ _BUY_LOW = ("limit", "A1", Side.BUY, "1", -1, False)
 _BUY_ATTACHED = ("limit", "A2", Side.BUY, "1", 0, True)
 _BUY_ATTACHED_2_5 = ("limit", "A2", Side.BUY, "2.5", 0, True)
 _PARTIAL_STOP = [("trade", -1, "5"), ("trade", -31, "1"), ("trade", 0, "1"), ("trade", -31, "5")]
+_STOP_LEFT_NOTHING = [
+    ("deposit", "A2", "BTC"), _BUY_ATTACHED, ("trade", 0, "1"), ("quote", -100),
+    ("limit", "A2", Side.SELL, "0.2", -50, False),
+]  # fmt: skip
+"""A2 long 1 with a stop at 29,700 and a resting sell of 0.2 at 29,500: a print of 0.2 at
+29,600 (`("trade", -40, "0.2")`) hits the stop and the sell takes all of it."""
 """Fills `_BUY_ATTACHED_2_5`, triggers its stop with a print of 1 of the 2.5, then fills
 the triggered rest above the stop (1) and below it (0.5)."""
 
@@ -111,6 +117,10 @@ def _play_one(log: Log, a: tuple[Any, ...]) -> None:
 # A print smaller than the stop triggers it in part; the rest fills at the next prints.
 @example([_BUY_ATTACHED_2_5], _PARTIAL_STOP)
 @example([_BUY_ATTACHED_2_5, ("trade", -1, "5"), ("trade", -31, "1")], _PARTIAL_STOP[2:])
+# A stop hit by a print its account's resting sell took in full stays triggered: it sells
+# at the next print, back above the stop (before, it was hit without a trace and waited).
+@example(_STOP_LEFT_NOTHING, [("trade", -40, "0.2"), ("trade", 10, "1")])
+@example([*_STOP_LEFT_NOTHING, ("trade", -40, "0.2")], [("trade", 10, "1")])
 def test_the_next_owner_matches_a_gap_as_live_matching_would(
     before: list[tuple[Any, ...]], gap: list[tuple[Any, ...]]
 ) -> None:
@@ -199,6 +209,7 @@ def _but_peaks(state: EngineState) -> dict[str, Any]:
      ("quote", -100), ("trade", -140, "0.2"), ("trade", -100, "0.2"),
      ("lagged", 0.025, ("limit", "A2", Side.BUY, "1", -99, True))]
 )  # fmt: skip
+@example([*_STOP_LEFT_NOTHING, ("trade", -40, "0.2"), ("trade", 10, "1")])
 def test_nothing_matched_live_is_matched_again(actions: list[tuple[Any, ...]]) -> None:
     log = _play(actions)
     for state in (full_replay(log), log.h.state):
@@ -463,3 +474,37 @@ def test_a_child_caught_up_takes_credit_at_the_marks_of_the_catch_up() -> None:
     acc = kept.h.state.account("A1")
     short = -kept.h.state.free(acc, "BTC", D("1.001"))
     assert short * D("30200") <= D("3000")
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([0, 1]))
+def test_a_stop_hit_with_nothing_left_fills_after_a_hand_over(read_live: int) -> None:
+    """A print hits A2's stop and its resting sell takes it all; the next print, back
+    above the stop, is read while nobody owns A2 (and so, in one case, the hitting one).
+    The next owner, keeping its state or rebuilding it from the log, sells the long at
+    the next print as a worker that never stopped does: the trigger is in the log
+    (`OrderTriggered`, live or caught up). Before, the stop was hit without a trace and
+    waited for its trigger again, everywhere alike."""
+    hit, back = ("trade", -40, "0.2"), ("trade", 10, "1")
+    log = _play([*_STOP_LEFT_NOTHING, hit][: len(_STOP_LEFT_NOTHING) + read_live])
+    done = len(log.own)
+    live = copy.deepcopy(log)
+    log.h.ctx.owns = _nobody
+    first = len(log.h.inputs)
+    for a in [hit, back][read_live:]:
+        log.play(a)
+    assert len(log.own) == done
+    for event in log.h.inputs[first:]:  # the same market events, read by an owner
+        live.ref.append(event)
+        live.add(process(live.h.state, event, live.h.ctx))
+    new = _own_events(live)[done:]
+    sold = [(e.payload.quantity, e.payload.price) for e in new
+            if e.event_type == "Fill" and e.payload.side is Side.SELL]  # fmt: skip
+    assert sold[-1:] == [(D("0.8"), D("30100"))], sold
+    for state in (copy.deepcopy(log.h.state), full_replay(log)):
+        out = catch_up(state, Context(), _everyone)
+        assert _fills(out) == _fills(new)
+        assert [e.event_id for e in out if e.event_type == "OrderTriggered"] == [
+            e.event_id for e in new if e.event_type == "OrderTriggered"
+        ]
+        assert _but_peaks(state) == _but_peaks(live.h.state)

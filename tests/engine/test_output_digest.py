@@ -35,7 +35,21 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "a7d7daedf169b0c5694735ebd484dc60bdac37fca45d65b14d8b2a7c9233c759"
+PINNED = "71b218b47c05c4771f7dfa8af21ccc725bf9136e8640a4177e88a4bb882b8675"
+"""Retaken in session 19 (helper-99): a stop/take child triggered by a print that left it
+nothing stays triggered (`OrderTriggered`, 3 in the stream: two such, one replacement), and
+a triggered child re-armed by its parent's fill is replaced by one of its kind alone,
+triggered too. So: a stop hit at output 250 with nothing left is CHILD_CAPPED at the next
+print (254; before at 322, when a later print reached its trigger again); a take-profit
+hit at 419 with nothing left sells 0.2 at 424 and its 2.3 rest at 450 (before: it waited
+until 513, then sold at 513, 526, 528 and 543); a triggered stop re-armed at 260 sells
+its 2.1 on that print (before: a pair waiting for 29,700, which sold at 450), without a
+take-profit submitted (OrderSubmitted 197 -> 196, OCO 24 -> 23); Fill 172 -> 170,
+PeakEquityRaised 75 -> 72. `canonical_state` names each order's `triggered_at`. No
+decision's outcome changed (700 RiskDecision, 216 IntentRejected, 33 kill switches); 4
+rejections also name MAX_POSITION or INSUFFICIENT_BALANCE (the positions then differ).
+Before:"""
+"""PINNED was a7d7daedf169b0c5694735ebd484dc60bdac37fca45d65b14d8b2a7c9233c759."""
 """Retaken in session 19 (helper-94) for DRAWDOWN_BRAKE v6, drawdown per unit: each of the
 52 deposits is followed by its `UnitsChanged` (risk.decisions); peaks are NAV per unit
 (`peak_nav` on decisions, fills and `PeakEquityRaised`; `peak_equity` is that peak times

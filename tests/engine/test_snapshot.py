@@ -293,6 +293,11 @@ _BIG = ("limit", "A1", Side.BUY, "2.5", -5, False)
 # Rejected, orders rest on the freed money, then settled: the settlement cancels them.
 @example([_HOLD, ("withdraw", "A1", 0, "check", "REJECT", _CASH), _BIG, ("snap", 0), _BIG,
           ("withdraw", "A1", 0, "settle", "PASS", _CASH), _BUY])  # fmt: skip
+# A stop hit by a print its account's resting sell took in full (`OrderTriggered`), in the
+# slice or in the tail; it sells at the next print, back above the stop.
+@example([("deposit", "A2", "BTC"), ("limit", "A2", Side.BUY, "1", 0, True), ("trade", 0, "1"),
+          ("quote", -100), ("limit", "A2", Side.SELL, "0.2", -50, False), ("trade", -40, "0.2"),
+          ("snap", 1), ("trade", 10, "1"), ("snap", 0)])  # fmt: skip
 def test_slices_plus_tail_fold_to_the_full_replay(actions: list[tuple[Any, ...]]) -> None:
     h = _harness()
     log = Log(h)

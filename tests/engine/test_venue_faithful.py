@@ -323,3 +323,79 @@ def test_an_intent_stamped_earlier_does_not_show_a_newer_quotes_size_afresh() ->
     assert h.state.account("A1").positions[INSTRUMENT] == 10
     assert canonical_state(h.fold()) == canonical_state(h.state)
     assert canonical_state(h.from_slice()) == canonical_state(h.state)
+
+
+def _stop_hit_with_nothing_left(h: _Recording) -> list[Any]:
+    """A long of 1 with a stop at 90 (take-profit 120); the account's resting sell of 0.2
+    at 88 takes the whole print of 0.2 at 89 that crosses the stop. The outputs of that
+    print."""
+    h.quote(D("99"), D("100"), qty=D("10"))
+    h.order(Side.BUY, D("1"), D("100"), stop_loss=D("90"), take_profit=D("120"))
+    h.quote(D("87"), D("89"), qty=D("10"))
+    h.order(Side.SELL, D("0.2"), D("88"))  # rests
+    h.tick(1)
+    return h.trade(D("89"), D("0.2"))
+
+
+def test_a_stop_hit_by_a_print_that_left_it_nothing_stays_triggered() -> None:
+    """A print through the stop that the account's resting sell took in full leaves the
+    stop nothing of it, but the stop was hit: it stays triggered (`OrderTriggered`, the
+    take-profit canceled, OCO) and sells at the next print although the price is back
+    above the stop, and a fold, a snapshot slice and a catch-up agree. Before, nothing
+    recorded the trigger: at 95 the stop waited for 90 again, the 0.8 left unprotected
+    through the gap."""
+    h = _Recording(_limits(), cash=D("1e6"))
+    out = _stop_hit_with_nothing_left(h)
+    assert [(e.payload.side, e.payload.quantity) for e in out if e.event_type == "Fill"] == [
+        (Side.SELL, D("0.2"))
+    ]
+    triggered = [e.payload for e in out if e.event_type == "OrderTriggered"]
+    assert [(t.price, t.trigger_price, t.replaces) for t in triggered] == [(D("89"), D("90"), None)]
+    assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["OCO"]
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    assert canonical_state(h.from_slice()) == canonical_state(h.state)
+    # A restart (a fold of the log) and a worker that never stopped meet the next print alike.
+    restarted = h.fold()
+    h.tick(1)
+    out = h.trade(D("95"), D("1"))  # back above the stop: the triggered stop sells anyway
+    assert [(e.payload.quantity, e.payload.price) for e in out if e.event_type == "Fill"] == [
+        (D("0.8"), D("95"))  # all the long (the rest of its 1 is CHILD_CAPPED)
+    ]
+    assert h.state.account("A1").positions[INSTRUMENT] == 0
+    again = process(restarted, h.fed[-1], Context(event_time_is_arrival=True))
+    assert [e.event_id for e in again] == [e.event_id for e in out]
+    assert canonical_state(restarted) == canonical_state(h.state)
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    assert canonical_state(h.from_slice()) == canonical_state(h.state)
+
+
+def test_a_triggered_stop_re_armed_by_a_parent_fill_stays_triggered() -> None:
+    """The parent fills again after its stop was hit (with nothing of the print, or in
+    part): the stop's replacement, for the old rest plus the new fill, is triggered as of
+    the same print (`OrderTriggered` naming what it `replaces`) and sells at the next
+    print, alone (the take-profit stays canceled). Before, a re-arm replaced a triggered
+    stop by a pair waiting for the trigger again: a stop that was hit was withdrawn."""
+    h = _Recording(_limits(), cash=D("1e6"))
+    h.quote(D("99"), D("100"), qty=D("1"))
+    out = h.order(Side.BUY, D("2"), D("100"), stop_loss=D("90"), take_profit=D("120"))
+    parent_id = next(e.payload.order_id for e in out if e.event_type == "OrderSubmitted")
+    h.quote(D("87"), D("89"), qty=D("10"))  # 1 bought, 1 rests
+    h.order(Side.SELL, D("0.2"), D("88"))  # rests
+    h.tick(1)
+    out = h.trade(D("89"), D("0.2"))  # the parent buys 0.2, the sell takes the print
+    assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == [
+        "REPLACED", "REPLACED", "OCO"
+    ]  # fmt: skip
+    assert [e.event_type for e in out].count("OrderTriggered") == 1
+    h.tick(1)
+    out = h.trade(D("95"), D("0.5"))  # the parent buys 0.5; its stop sells what the print has
+    fills = [(e.payload.side, e.payload.quantity, e.payload.price) for e in out
+             if e.event_type == "Fill"]  # fmt: skip
+    assert fills == [(Side.BUY, D("0.5"), D("100")), (Side.SELL, D("0.5"), D("95"))]
+    replaced = [e.payload for e in out if e.event_type == "OrderTriggered"]
+    assert len(replaced) == 1 and replaced[0].replaces is not None
+    parent = h.state.orders[parent_id]
+    open_ = [c for c in (h.state.orders.get(i) for i in parent.children) if c and not c.done]
+    assert [(c.order_type.value, c.leaves) for c in open_] == [("STOP_LOSS", D("1.2"))]
+    assert canonical_state(h.fold()) == canonical_state(h.state)
+    assert canonical_state(h.from_slice()) == canonical_state(h.state)

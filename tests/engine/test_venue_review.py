@@ -533,8 +533,9 @@ def test_stop_and_take_protect_the_filled_quantity_as_the_parent_fills(
 
     def protected() -> None:
         kinds = sorted(c.order_type.value for c in armed())
-        if position() > 0 and any(c.filled for c in armed()):
-            # A stop triggered by a print smaller than it works on alone (OCO) for the rest.
+        if position() > 0 and any(c.filled or c.triggered_at for c in armed()):
+            # A stop triggered by a print smaller than it works on alone (OCO) for the rest,
+            # and so does its replacement when the parent fills again (triggered too).
             assert kinds == ["STOP_LOSS"] and armed()[0].leaves == position(), armed()
         elif position() > 0:
             assert kinds == (["STOP_LOSS", "TAKE_PROFIT"] if take else ["STOP_LOSS"])
