@@ -567,6 +567,18 @@ def _int4(value: int | None) -> bool:
     return value is None or INT4[0] <= value <= INT4[1]
 
 
+def _pg_text(value: str | None) -> str | None:
+    """`value` as PostgreSQL text can hold it: NUL and lone surrogates as U+FFFD (an
+    unknown type's name is the sender's text; stored as it was, it failed the batch)."""
+    if value is None:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    return value.replace("\x00", "\ufffd")
+
+
 def write_quarantine(
     conn: Conn,
     projection: str,
@@ -575,7 +587,8 @@ def write_quarantine(
 ) -> None:
     """Quarantine entries into `table` (the shared one, or a split rebuild's own until
     its build commits); an entry already there is kept. A schema version its `integer`
-    column cannot hold is stored NULL (the error names it): it failed the whole batch."""
+    column cannot hold is stored NULL (the error names it), and text NUL or a lone
+    surrogate as U+FFFD: each failed the whole batch."""
     if not bad:
         return
     with conn.cursor() as cur:
@@ -587,9 +600,9 @@ def write_quarantine(
                 *table,
             ),
             [
-                (projection, q.topic, q.partition, q.offset, q.event_type,
-                 q.schema_version if _int4(q.schema_version) else None, q.error[:4000],
-                 q.raw_value)
+                (projection, q.topic, q.partition, q.offset, _pg_text(q.event_type),
+                 q.schema_version if _int4(q.schema_version) else None,
+                 _pg_text(q.error[:4000]), q.raw_value)
                 for q in bad
             ],
         )  # fmt: skip

@@ -58,3 +58,26 @@ def test_a_header_version_of_any_length_is_decoded_or_quarantined(digits: int) -
         headers = [("event_type", b"MarketTrade"), ("schema_version", b"1" * digits)]
         [share] = prepare([RawRecord(r.topic, 0, 1, value, headers)], [proj])
         assert len(share.items) + len(share.bad) == 1
+
+
+@pytest.mark.integration
+def test_an_event_type_text_cannot_hold_is_quarantined(env: Settings) -> None:
+    """An unknown type's name is stored in `projection_quarantine.event_type` (text): one
+    holding NUL or a lone surrogate (`"Mark\\u0000"` in the body, no headers) failed the
+    insert, and with it the whole batch, re-read forever."""
+    proj = PROJECTIONS["positions"]
+    records = [_trade(0, 1)]
+    for n, name in enumerate(("Mark\x00", "Mark\ud800"), start=1):
+        body = json.loads((SAMPLES / "MarketTrade.v1.json").read_text())
+        body["event_id"] = f"00000000-0000-7000-8000-{n:012d}"
+        body["event_type"] = name
+        records.append(RawRecord("marketdata.events", 0, n, json.dumps(body).encode(), []))
+    with psycopg.connect(env.dsn) as conn:
+        with conn.transaction():
+            result = apply_records(conn, proj, proj.schema, records)
+        quarantined = conn.execute(
+            'SELECT "offset", event_type FROM projection_quarantine '
+            "WHERE projection = 'positions' ORDER BY \"offset\""
+        ).fetchall()
+    assert quarantined == [(1, "Mark\ufffd"), (2, "Mark\ufffd")]
+    assert (result.consumed, result.quarantined) == (3, 2)
