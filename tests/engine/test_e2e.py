@@ -119,6 +119,38 @@ def test_a_print_while_no_worker_ran_fills_the_resting_order_at_restart(env: Set
     ], got
 
 
+def test_a_stop_hit_with_nothing_left_sells_after_a_restart(env: Settings) -> None:
+    """A print through ACC1's stop that its resting sell takes in full leaves the stop
+    nothing, but the stop was hit: the worker writes `OrderTriggered`, and a worker
+    restarted from the log (its rebuild folds the event) sells the long at the next
+    print, although that print is back above the stop. Before, nothing recorded the
+    trigger and the restarted worker's stop waited for 59,000 again."""
+
+    def events() -> list[Any]:
+        return [e for e in read_topic(env, Topic.ORDERS) if e.payload.account == "ACC1"]
+
+    with running_worker(env):
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        buy = intent(key, "ACC1", "c-buy", qty="0.1", stop_loss=Decimal("59000"),
+                     take_profit=Decimal("61000"))  # fmt: skip
+        produce(env, [buy])  # fills 0.1 at 60,001; arms the stop and the take-profit
+        wait_for(env, Topic.ORDERS, lambda ev: any(e.event_type == "Fill" for e in ev))
+        produce(env, [quote(bid="58900", ask="58950", update_id=2)])
+        produce(env, [intent(key, "ACC1", "c-sell", side=Side.SELL, qty="0.02", limit="58950")])
+        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 2)
+        produce(env, [trade("58960", qty="0.02")])  # the sell takes it all; the stop is hit
+        wait_for(
+            env, Topic.ORDERS, lambda ev: any(e.event_type == "OrderTriggered" for e in ev), 30
+        )
+    with running_worker(env):
+        produce(env, [trade("60000", qty="1")])
+        wait_for(env, Topic.ORDERS, lambda ev: sum(e.event_type == "Fill" for e in ev) >= 3, 60)
+    sold = [(str(e.payload.quantity), str(e.payload.price)) for e in events()
+            if e.event_type == "Fill" and e.payload.side is Side.SELL]  # fmt: skip
+    assert sold == [("0.02", "58950"), ("0.08", "60000")], sold
+
+
 def test_a_failed_catch_up_rebuilds_before_deciding(
     env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
