@@ -207,11 +207,13 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
         if cause is not None:
             for name in sorted(ctx.venues):
                 ctx.venues[name].halt(state, account, emit_for(cause))
-    # Then the open orders of revoked producers, as caused by the revocation (`control`).
-    for producer in sorted(state.revoked):
-        revocation = state.halt_causes.get(("producer", producer))
-        if revocation is not None:
-            _stop_producer(state, ctx, emit_for(revocation), producer, owns)
+    # Then the open orders placed with a revoked key, each as caused by the revocation of
+    # that key (`control`), whatever rotations followed (`EngineState.revocation_of`).
+    revocations = {e.event_id: e for e in state.revocations.values()}
+    for revocation in sorted(
+        revocations.values(), key=lambda e: (e.payload.producer_id, str(e.event_id))
+    ):
+        _stop_producer(state, ctx, emit_for(revocation), revocation, owns)
     # Then what withdrawal holds overdraw, as caused by the newest fact that raised one (the
     # ids a live worker gives them, `control`).
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
@@ -341,14 +343,15 @@ def _stop_producer(
     state: EngineState,
     ctx: Context,
     emit: Callable[[EventPayload, str], None],
-    producer: str,
+    revocation: Envelope[Any],
     owns: Callable[[str], bool] | None,
 ) -> None:
-    """Cancel the open orders the revoked `producer` placed on the accounts `owns` holds
-    (`Venue.revoke`), venues in sorted order: in the revocation's transaction, and by
-    `catch_up` for what a lost transaction left open."""
+    """Cancel the open orders on the accounts `owns` holds that `revocation` (a folded
+    `ProducerRevoked`) cancels: those placed with a key it revoked
+    (`EngineState.revocation_of`; `Venue.revoke`), venues in sorted order: in the
+    revocation's transaction, and by `catch_up` for what a lost transaction left open."""
     for name in sorted(ctx.venues):
-        ctx.venues[name].revoke(state, producer, owns, emit)
+        ctx.venues[name].revoke(state, revocation, owns, emit)
 
 
 def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
@@ -379,7 +382,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
         return []
     emit = _Emitter(state, event)
     if isinstance(p, ProducerRevoked):
-        _stop_producer(state, ctx, emit, p.producer_id, ctx.owns)
+        _stop_producer(state, ctx, emit, event, ctx.owns)
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
@@ -754,6 +757,7 @@ def _order(
             decision_event_id=decision.event_id,
             stop_loss=p.stop_loss,
             take_profit=p.take_profit,
+            producer_key=state.producers[p.producer_id].public_key,
         ),
         "submit",
     )
@@ -871,6 +875,10 @@ def _rotation_check(state: EngineState, p: ProducerKeyRotated, ctx: Context) -> 
         )
     if p.public_key == p.previous_key:
         return "the new key is the previous key"
+    if (p.producer_id, p.public_key) in state.revocations:
+        # What a revoked key placed is canceled on every recovery (`catch_up`): the key
+        # never trades again, so the live engine and a rebuild cannot disagree about it.
+        return f"the new key is one of {p.producer_id}'s revoked keys: choose another"
     return None
 
 
@@ -898,7 +906,7 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
     elif isinstance(p, KillSwitchEngaged | AmlFlagRaised):
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     elif isinstance(p, ProducerRevoked):
-        _stop_producer(state, ctx, emit, p.producer_id, ctx.owns)
+        _stop_producer(state, ctx, emit, emit.out[-1], ctx.owns)
 
 
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:

@@ -117,6 +117,7 @@ def _order_dump(o: OrderState) -> dict[str, Any]:
         "protected": str(o.protected),
         "last_fill_at": None if o.last_fill_at is None else _ts(o.last_fill_at),
         "triggered_at": None if o.triggered_at is None else _ts(o.triggered_at),
+        "producer_key": o.producer_key,
     }
 
 
@@ -146,6 +147,7 @@ def _order_load(d: dict[str, Any]) -> OrderState:
         protected=Decimal(d["protected"]),
         last_fill_at=None if d["last_fill_at"] is None else _dt(d["last_fill_at"]),
         triggered_at=None if d["triggered_at"] is None else _dt(d["triggered_at"]),
+        producer_key=d["producer_key"],
     )
 
 
@@ -620,6 +622,18 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
                 )
             }
             if state.revoked
+            else {}
+        ),
+        # Likewise only once a key was revoked or rotated: which orders a revocation
+        # cancels, and which keys a rotation may not bring back (`EngineState.revocations`).
+        **(
+            {
+                "revocations": sorted(
+                    [p, k or "", str(e.event_id)] for (p, k), e in state.revocations.items()
+                ),
+                "producer_keys": sorted([p, list(ks)] for p, ks in state.producer_keys.items()),
+            }
+            if state.revocations or any(len(ks) > 1 for ks in state.producer_keys.values())
             else {}
         ),
         "accounts": accounts,

@@ -225,6 +225,10 @@ class OrderState:
     """Of a stop/take child triggered with nothing filled at its trigger (`OrderTriggered`:
     the account's resting orders on its side took that print, or it replaced a triggered
     child): the print's exchange time, after which it fills whatever the price."""
+    producer_key: str | None = None
+    """The key the producer's intent verified with (`OrderSubmitted.producer_key`; None
+    for a child or an order written before session 19): which revocation cancels the
+    order (`EngineState.revocation_of`)."""
 
     @property
     def fills_after(self) -> datetime | None:
@@ -767,6 +771,19 @@ class EngineState:
     """Revoked producers (`ProducerRevoked`), with the key and accounts they had: their
     intents are rejected `PRODUCER_REVOKED`; a `ProducerKeyRotated` naming that key brings
     one back with a new key."""
+    producer_keys: dict[str, list[str]] = field(default_factory=dict)
+    """Producer -> every key it has had, in the order they came into force
+    (`ProducerRegistered`, `ProducerKeyRotated`; from its one partition of
+    `accounts.events`, so every worker folds the same list)."""
+    revocations: dict[tuple[str, str | None], Envelope[Any]] = field(
+        default_factory=dict, repr=False
+    )
+    """(producer, key) -> the `ProducerRevoked` that revoked that key: the first one folded
+    when the key was the producer's, or an earlier one (a revocation revokes every key the
+    producer had until then); (producer, None) -> its first revocation (for orders that
+    record no key). Never taken back by a rotation: an order placed with a revoked key is
+    canceled, caused by this fact, however many rotations follow
+    (`revocation_of`, `processor.catch_up`)."""
     accounts: dict[str, AccountState] = field(default_factory=dict)
     limits: dict[str, tuple[int, RiskLimits]] = field(default_factory=dict)
     kill_switches: set[str] = field(default_factory=set)
@@ -796,9 +813,11 @@ class EngineState:
     _aml_raised: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
     """The facts in force that stop resting orders: ("kill", scope) -> its
     `KillSwitchEngaged`, ("aml", account) -> the open `AmlFlagRaised` of the least flag
-    id, ("producer", producer id) -> the `ProducerRevoked` of a revoked producer. What
-    `processor.catch_up` cancels the orders they stop as caused by (the ids a worker
-    reading the fact live gives them), when a lost transaction left them open."""
+    id, ("producer", producer id) -> the `ProducerRevoked` of a revoked producer (its
+    reason is the `PRODUCER_REVOKED` rejection's). What `processor.catch_up` cancels the
+    orders the first two stop as caused by (the ids a worker reading the fact live gives
+    them), when a lost transaction left them open; a revocation's orders are found by
+    their key instead (`revocations`: a rotation drops this entry, not those)."""
     hold_causes: dict[str, Envelope[Any]] = field(default_factory=dict, repr=False)
     """account -> the newest transfer fact that raised a withdrawal hold on it (or settled
     a rejected withdrawal, debiting what no hold covered): what
@@ -1248,16 +1267,21 @@ class EngineState:
             self.producers[p.producer_id] = ProducerEntry(
                 p.producer_id, p.public_key, frozenset(p.accounts)
             )
+            self._key_in_force(p.producer_id, p.public_key)
             self._reinstate(p.producer_id)
         elif isinstance(p, ProducerRevoked):
             entry = self.producers.pop(p.producer_id, None)
             if entry is not None or p.producer_id not in self.revoked:
                 self.revoked[p.producer_id] = entry or ProducerEntry(p.producer_id, "", frozenset())
             self.halt_causes.setdefault(("producer", p.producer_id), event)
+            keys: list[str | None] = [*self.producer_keys.get(p.producer_id, ()), None]
+            for key in keys:
+                self.revocations.setdefault((p.producer_id, key), event)
         elif isinstance(p, ProducerKeyRotated):
             base = self.producers.get(p.producer_id) or self.revoked.get(p.producer_id)
             accounts = base.accounts if base is not None else frozenset()
             self.producers[p.producer_id] = ProducerEntry(p.producer_id, p.public_key, accounts)
+            self._key_in_force(p.producer_id, p.public_key)
             self._reinstate(p.producer_id)
         elif isinstance(p, DepositReceived):
             acc = self.account(p.account)
@@ -1371,6 +1395,22 @@ class EngineState:
                 self._flow(found, f"withdrawal:{p.transfer_id}", w.asset, -w.amount, event)
         return not was and (now or settled)
 
+    def _key_in_force(self, producer: str, key: str) -> None:
+        keys = self.producer_keys.setdefault(producer, [])
+        if key not in keys:
+            keys.append(key)
+
+    def revocation_of(self, order: OrderState) -> Envelope[Any] | None:
+        """The `ProducerRevoked` that cancels `order` (a parent placed with a key since
+        revoked; one that records no key: its producer's first revocation), or None. Decided
+        by the key, not by a time: the revocation is on `accounts.events` (keyed by
+        producer) and the order on `orders.lifecycle` (keyed by account), which no clock
+        orders exactly, while the key the intent verified with is on the order and which
+        keys a revocation revoked is on the producer's one partition."""
+        if not self.revocations:
+            return None
+        return self.revocations.get((order.producer_id, order.producer_key))
+
     def _reinstate(self, producer: str) -> None:
         """A producer with a key in force again: no longer revoked."""
         self.revoked.pop(producer, None)
@@ -1472,6 +1512,7 @@ class EngineState:
             stop_loss=p.stop_loss,
             take_profit=p.take_profit,
             submitted_at=at,
+            producer_key=p.producer_key,
         )
         self.orders[p.order_id] = order
         if p.parent_order_id is None:

@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 12
+FORMAT_VERSION = 13
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -37,7 +37,9 @@ orders of its accounts, `engine.ended`, so a cancel naming one is TOO_LATE_TO_CA
 after a hand-over as live; 11: each account's units, the NAV per unit of its last flows
 and the flows its `UnitsChanged` named, and its peaks as NAV per unit, DRAWDOWN_BRAKE v6:
 an older slice's peaks are of equity; 12: each order's `triggered_at`, when a stop/take
-child was triggered with nothing filled, `OrderTriggered`)."""
+child was triggered with nothing filled, `OrderTriggered`; 13: each order's
+`producer_key`, the key its intent verified with, which decides the revocation that
+cancels it, `EngineState.revocation_of`)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

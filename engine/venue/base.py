@@ -52,9 +52,10 @@ class Venue(Protocol):
     def revoke(
         self,
         state: EngineState,
-        producer: str,
+        revocation: Envelope[Any],
         owns: Callable[[str], bool] | None,
         emit: Emit,
     ) -> None:
-        """Cancel at once the open orders of this venue that the revoked `producer`
-        placed, on the accounts `owns` (default all; see `PaperVenue.revoke`)."""
+        """Cancel at once the open orders of this venue that `revocation` (a folded
+        `ProducerRevoked`) cancels, on the accounts `owns` (default all; see
+        `PaperVenue.revoke`)."""

@@ -462,20 +462,20 @@ class PaperVenue:
     def revoke(
         self,
         state: EngineState,
-        producer: str,
+        revocation: Envelope[Any],
         owns: Callable[[str], bool] | None,
         emit: Emit,
     ) -> None:
-        """Cancel (`PRODUCER_REVOKED`) every open parent order of this venue that the
-        revoked `producer` placed, on every account `owns` holds (run when the revocation
-        is decided or read, and by `catch_up` for what a lost transaction left open);
-        nothing if the producer is not revoked. Fail closed: all of them, risk-reducing or
-        not (a compromised key may have placed any). Armed stop/take children stay, as
-        under a kill switch: they only close what their parent filled, capped at the
-        position (`_child_quantity`). Orders are visited by id, so a replay emits the
-        same events in the same order."""
-        if producer not in state.revoked:
-            return
+        """Cancel (`PRODUCER_REVOKED`) every open parent order of this venue that
+        `revocation` cancels (`EngineState.revocation_of`: placed with a key it revoked),
+        on every account `owns` holds (run when the revocation is decided or read, and by
+        `catch_up` for what a lost transaction left open, even after a rotation brought the
+        producer back: never the orders of a key rotated in after it). Fail closed: all of
+        them, risk-reducing or not (a compromised key may have placed any). Armed stop/take
+        children stay, as under a kill switch: they only close what their parent filled,
+        capped at the position (`_child_quantity`). Orders are visited by id, so a replay
+        emits the same events in the same order."""
+        producer, cause = revocation.payload.producer_id, revocation.event_id
         stopped = sorted(
             (
                 o
@@ -485,6 +485,8 @@ class PaperVenue:
                 and o.parent_order_id is None
                 and o.venue == self.name
                 and (owns is None or owns(o.account))
+                and (found := state.revocation_of(o)) is not None
+                and found.event_id == cause
             ),
             key=lambda o: o.order_id,
         )

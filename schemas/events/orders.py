@@ -173,6 +173,14 @@ class OrderSubmitted(EventPayload):
     take_profit: PositiveDec | None = Field(
         None, description="Attached take-profit trigger, armed as a child order once this fills"
     )
+    producer_key: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The producer's key (raw Ed25519, hex) the intent's signature verified "
+        "with: a revocation of that key (or of a later one) cancels the order, whatever "
+        "rotation follows. None: a stop/take child, or written before session 19 (then "
+        "the producer's first revocation cancels it)",
+    )
 
 
 class OrderAccepted(EventPayload):

@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "71b218b47c05c4771f7dfa8af21ccc725bf9136e8640a4177e88a4bb882b8675"
+PINNED = "6f799245fde4afe9069fe8f46ab0459be37fbc671acac0a5e1b57421ae2774b7"
+"""Retaken in session 19 (helper-100): `OrderSubmitted.producer_key`, the key a parent's
+intent verified with (141 parents name it; the 55 stop/take children carry null), which
+decides the revocation that cancels the order; `canonical_state` names each order's key.
+With that field taken out of the bytes and the state, the digest is the one before: no
+other output changed. Before:"""
+"""PINNED was 71b218b47c05c4771f7dfa8af21ccc725bf9136e8640a4177e88a4bb882b8675."""
 """Retaken in session 19 (helper-99): a stop/take child triggered by a print that left it
 nothing stays triggered (`OrderTriggered`, 3 in the stream: two such, one replacement), and
 a triggered child re-armed by its parent's fill is replaced by one of its kind alone,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from engine import auth
 from engine.control import stale_admin_reason
 from engine.processor import Context, catch_up, control, process
-from engine.snapshot import canonical_state
+from engine.snapshot import canonical_state, merge_slices, take_slice
 from engine.state import EngineState
 from schemas import decode, encode, new_event
 from schemas.events import (
@@ -35,6 +35,7 @@ from schemas.events import (
     TimeInForce,
 )
 from schemas.events.orders import IntentRejectReason
+from schemas.topics import Topic
 from signer_ffi.authn import RequesterRegistry
 from tests.engine.pure import INSTRUMENT, Harness, decision, types
 
@@ -308,3 +309,147 @@ def test_the_signers_registry_follows_rotations_and_revocations() -> None:
     assert reg.key_of("c") == k2
     assert reg.apply(fact(_revoke("c")))
     assert reg.key_of("c") is None
+
+
+def _rotate(w: _World, producer: str = "p1") -> None:
+    """Rotate `producer`'s key (the revoked one, or the one in force) to a new one."""
+    new, new_pub = auth.new_keypair()
+    rotation = ProducerKeyRotated(
+        producer_id=producer,
+        public_key=new_pub,
+        previous_key=auth.public_hex(w.keys[producer]),
+        rotated_by="admin",
+    )
+    assert types(w.admin(rotation)) == ["ProducerKeyRotated"]
+    w.keys[producer] = new
+
+
+def _revoke_elsewhere(w: _World, reason: str = "key leaked") -> list[Any]:
+    """Another worker (owning none of the accounts) decides the revocation; the worker
+    owning them reads the fact (`control`) and cancels its orders, caused by the fact.
+    Returns those cancels, which its transaction then loses: never on the log."""
+    reader = copy.deepcopy(w.state)
+    owns, w.ctx.owns = w.ctx.owns, lambda a: False
+    out = w.admin(_revoke(reason=reason))
+    w.ctx.owns = owns
+    assert types(out) == ["ProducerRevoked"]
+    lost = control(reader, out[0], w.ctx)
+    w.state = reader  # the reader goes on deciding: it folded the fact and its cancels
+    return lost
+
+
+def _reference(w: _World) -> EngineState:
+    """A state holding the reference topics only (what a slice is merged into)."""
+    state = EngineState()
+    for ev in w.fed:
+        if ev.event_type in ("MarketTrade", "QuoteUpdated"):
+            state.apply(ev)
+    for ev in w.outs:
+        if ev.topic not in (Topic.DECISIONS, Topic.ORDERS):
+            state.apply(ev)
+    return state
+
+
+def test_cancels_lost_before_a_rotation_are_made_after_the_rebuild() -> None:
+    """Session 19 (helper-100; found by helper-97): the revocation's cancels lost with
+    their transaction, then the key rotated before the rebuild. The fold saw revoked, then
+    rotated, reinstated the producer, and `catch_up` cancelled nothing: the orders the
+    leaked key placed stayed open and could trade (fail open). Now every order placed
+    with a revoked key is cancelled after the rebuild (a restart, a hand-over, from a
+    slice), once, with the ids the lost cancels had; the orders the new key placed stay."""
+    w = _World()
+    w.intent("p1", "A1", Side.BUY, 1, 97)
+    w.intent("p1", "A2", Side.BUY, 2, 98)
+    w.intent("p2", "A2", Side.BUY, 1, 95)
+    lost = _revoke_elsewhere(w)
+    assert types(lost) == ["OrderCanceled"] * 2
+    assert {e.payload.reason for e in lost} == {"PRODUCER_REVOKED"}
+    _rotate(w)
+    fresh = [w.intent("p1", a, Side.BUY, 1, 96)[-1].payload.order_id for a in ("A1", "A2")]
+    whole = w.fold()
+    for ev in lost:
+        whole.apply(ev)  # what the log would hold had the transaction committed
+    for owned in (("A1", "A2"), ("A2",)):  # a restart; a hand-over of A2 alone
+        rebuilt = w.fold()
+        assert len(_open_parents(rebuilt, "p1")) == 4
+        found = catch_up(rebuilt, w.ctx, lambda a, owned=owned: a in owned)  # type: ignore[misc]
+        assert [e.event_id for e in found] == [
+            e.event_id for e in lost if e.payload.account in owned
+        ]
+        assert set(fresh) <= set(_open_parents(rebuilt, "p1"))
+        assert catch_up(rebuilt, w.ctx, lambda a, owned=owned: a in owned) == []  # type: ignore[misc]
+    assert canonical_state(rebuilt) != canonical_state(whole)  # A1's still open there
+    found = catch_up(rebuilt, w.ctx, lambda a: True)
+    assert canonical_state(rebuilt) == canonical_state(whole)
+    # From a slice: merged into a state holding the reference topics.
+    sliced = _reference(w)
+    merge_slices(sliced, [take_slice(w.fold(), 0, {})])
+    assert canonical_state(sliced) == canonical_state(w.fold())
+    found = catch_up(sliced, w.ctx, lambda a: True)
+    assert [e.event_id for e in found] == [e.event_id for e in lost]
+    assert canonical_state(sliced) == canonical_state(whole)
+
+
+def test_each_revocation_cancels_what_its_keys_placed_and_never_the_new_keys() -> None:
+    """Revoke, rotate, trade with the new key, revoke again: each revocation cancels the
+    orders of the keys it revoked (the one in force and every earlier one), never those of
+    a key rotated in after it, live and after a rebuild that lost both revocations'
+    cancels (the same events again, each caused by its own revocation)."""
+    w = _World()
+    w.intent("p1", "A1", Side.BUY, 1, 97)
+    first = _revoke_elsewhere(w)
+    _rotate(w)
+    w.intent("p1", "A1", Side.BUY, 1, 96)
+    w.intent("p1", "A2", Side.BUY, 1, 95)
+    w.intent("p2", "A2", Side.BUY, 1, 94)
+    second = _revoke_elsewhere(w, reason="again")
+    assert types(first) == ["OrderCanceled"]
+    assert types(second) == ["OrderCanceled"] * 2
+    assert {e.payload.order_id for e in first} & {e.payload.order_id for e in second} == set()
+    whole = w.fold()
+    for ev in first + second:
+        whole.apply(ev)
+    rebuilt = w.fold()
+    found = catch_up(rebuilt, w.ctx, lambda a: True)
+    assert sorted(e.event_id for e in found) == sorted(e.event_id for e in first + second)
+    assert canonical_state(rebuilt) == canonical_state(whole) == canonical_state(w.state)
+    assert len(_open_parents(rebuilt, "p2")) == 1
+
+
+def test_an_order_a_stale_worker_accepted_with_the_revoked_key_is_cancelled() -> None:
+    """A worker that had not read the revocation (nor the rotation after it) accepted an
+    order signed with the leaked key: placed after the revocation by any clock, but with
+    the revoked key, so a rebuild cancels it (the key decides, not a time)."""
+    w = _World()
+    stale = copy.deepcopy(w.state)
+    lost = _revoke_elsewhere(w)
+    assert lost == []
+    leaked = w.keys["p1"]
+    _rotate(w)
+    w.state, fresh = stale, w.state
+    w.keys["p1"], new = leaked, w.keys["p1"]
+    assert types(w.intent("p1", "A1", Side.BUY, 1, 97))[-1] == "OrderAccepted"  # stale view
+    w.state, w.keys["p1"] = fresh, new
+    rebuilt = w.fold()
+    assert len(_open_parents(rebuilt, "p1")) == 1
+    found = catch_up(rebuilt, w.ctx, lambda a: True)
+    assert types(found) == ["OrderCanceled"]
+    assert found[0].payload.reason == "PRODUCER_REVOKED"
+    assert _open_parents(rebuilt, "p1") == []
+
+
+def test_a_rotation_back_to_a_revoked_key_is_refused() -> None:
+    """A revoked key never comes back: what it placed is cancelled on every recovery."""
+    w = _World()
+    leaked = auth.public_hex(w.keys["p1"])
+    w.admin(_revoke())
+    _rotate(w)
+    back = ProducerKeyRotated(
+        producer_id="p1",
+        public_key=leaked,
+        previous_key=auth.public_hex(w.keys["p1"]),
+        rotated_by="admin",
+    )
+    out = w.admin(back)
+    assert types(out) == ["AdminCommandRejected"]
+    assert "revoked" in out[0].payload.reason

@@ -87,6 +87,7 @@ ID_FIELDS = {
     "venue_order_id",
     "signature",
     "quote_id",  # a quote's event id (fresh in each run)
+    "producer_key",  # each harness has a key of its own
 }
 
 
