@@ -34,8 +34,11 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 if not __package__:  # `python bench/X.py`: import from this checkout, like `-m bench.X`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,6 +52,7 @@ from deploy.local.kafka_node import KafkaNode
 from deploy.settings import Settings
 from engine.worker import TXN_PRODUCER_TUNING
 
+T = TypeVar("T")
 ORDERS = ("produce-first", "offsets-first")
 VALUE = b"y" * 500
 """About the size of an encoded decision or order event."""
@@ -63,10 +67,18 @@ def run_round(
     records: int,
     partitions: int,
     gap: float = 0.0,
+    reports: bool = False,
 ) -> dict[str, list[float]]:
     """Seconds per transaction (and its halves) for `n` transactions made in `order`,
-    `gap` seconds apart (not money): the time a worker spends deciding the next batch."""
+    `gap` seconds apart (not money): the time a worker spends deciding the next batch.
+    `reports`: a Python delivery callback on every record, as the engine's `_transact`."""
     out: dict[str, list[float]] = {"txn": [], "to-commit": [], "commit": []}
+    delivered = [0]
+
+    def on_delivery(err: object, msg: object) -> None:
+        delivered[0] += 1
+
+    extra: dict[str, Any] = {"on_delivery": on_delivery} if reports else {}
     for k in range(n):
         if gap:
             time.sleep(gap)
@@ -77,7 +89,9 @@ def run_round(
             producer.send_offsets_to_transaction(offsets, group, 30)
         for j in range(records):
             topic = "out-a" if j % 2 else "out-b"
-            producer.produce(topic, key=str(j).encode(), value=VALUE, partition=j % partitions)
+            producer.produce(
+                topic, key=str(j).encode(), value=VALUE, partition=j % partitions, **extra
+            )
         producer.poll(0)
         if order == "produce-first":
             producer.send_offsets_to_transaction(offsets, group, 30)
@@ -140,6 +154,29 @@ def main() -> int:
         " variant, all running, rounds alternating between them (default: one node as"
         " the product starts it)",
     )
+    ap.add_argument(
+        "--busy",
+        action="store_true",
+        help="run the transactions on a thread of their own while the main thread runs "
+        "pure-Python work, as the engine's committer thread commits while its main thread "
+        "decides the next batch; each record with a Python delivery callback as the "
+        "engine's; prints the main thread's work done per second too",
+    )
+    ap.add_argument(
+        "--no-reports",
+        dest="reports",
+        action="store_false",
+        help="with --busy: no Python delivery callback on the records",
+    )
+    ap.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also run each combination with these `sys.setswitchinterval` values (ms; "
+        "CPython's default is 5): how long a thread waiting for the interpreter lock "
+        "waits for a busy one to let go of it",
+    )
     args = ap.parse_args()
     variants = args.variant or [("default", "", "")]
     orders = [o for o in args.orders.split(",") if o]
@@ -162,14 +199,24 @@ def main() -> int:
             f" variants: {', '.join(v[0] for v in variants)}",
             flush=True,
         )
+        default_switch = sys.getswitchinterval() * 1000  # ms, not money
+        switches = [default_switch, *args.switch_interval_ms]
         combos = [
-            (v[0], o, b, g) for v in variants for o in orders for b in backoffs for g in args.gap_ms
+            (v[0], o, b, g, sw)
+            for v in variants
+            for o in orders
+            for b in backoffs
+            for g in args.gap_ms
+            for sw in switches
         ]
-        results: dict[tuple[str, str, int, float], list[dict[str, float]]] = {c: [] for c in combos}
+        results: dict[tuple[str, str, int, float, float], list[dict[str, float]]] = {
+            c: [] for c in combos
+        }
         extra = {"debug": "eos,protocol"} if args.debug else {}
         n = 0
         for r in range(args.rounds):
-            for label, order, backoff, gap_ms in combos if r % 2 == 0 else combos[::-1]:
+            for label, order, backoff, gap_ms, switch_ms in combos if r % 2 == 0 else combos[::-1]:
+                sys.setswitchinterval(switch_ms / 1000)
                 n += 1
                 s, consumer = nodes[label]
                 consumer.poll(0)  # a member past max.poll.interval.ms would leave the group
@@ -180,31 +227,51 @@ def main() -> int:
                     producer_config(s, transactional_id=f"bench-txn-{n}", **tuning, **extra)
                 )
                 producer.init_transactions(30)
-                got = run_round(
-                    producer,
-                    group,
-                    order,
-                    n=args.transactions,
-                    records=args.records,
-                    partitions=args.partitions,
-                    gap=gap_ms / 1000,  # seconds, not money
-                )
+
+                def one_round(
+                    producer: Producer = producer,
+                    group: object = group,
+                    order: str = order,
+                    gap_ms: float = gap_ms,
+                ) -> dict[str, list[float]]:
+                    return run_round(
+                        producer,
+                        group,
+                        order,
+                        n=args.transactions,
+                        records=args.records,
+                        partitions=args.partitions,
+                        gap=gap_ms / 1000,  # seconds, not money
+                        reports=args.busy and args.reports,
+                    )
+
+                if args.busy:
+                    got, work = busy_while(one_round)
+                else:
+                    got, work = one_round(), 0.0
 
                 def ms(key: str, q: float, got: dict[str, list[float]] = got) -> float:
                     return percentile(got[key], q) * 1000  # milliseconds, not money
 
-                results[(label, order, backoff, gap_ms)].append(
-                    {"p50": ms("txn", 0.5), "p90": ms("txn", 0.9), "p99": ms("txn", 0.99)}
+                results[(label, order, backoff, gap_ms, switch_ms)].append(
+                    {
+                        "p50": ms("txn", 0.5),
+                        "p90": ms("txn", 0.9),
+                        "p99": ms("txn", 0.99),
+                        "work": work,
+                    }
                 )
                 print(
-                    f"round {r + 1} {label} {order:13s} backoff {backoff} ms gap {gap_ms:g} ms:"
+                    f"round {r + 1} {label} {order:13s} backoff {backoff} ms gap {gap_ms:g} ms"
+                    f" switch {switch_ms:g} ms:"
                     " transaction"
                     f" p50 {ms('txn', 0.5):.1f} p90 {ms('txn', 0.9):.1f}"
                     f" p99 {ms('txn', 0.99):.1f} max {max(got['txn']) * 1000:.1f} ms"
                     f" | up to the commit call p50 {ms('to-commit', 0.5):.1f}"
                     f" p99 {ms('to-commit', 0.99):.1f}"
                     f" | commit p50 {ms('commit', 0.5):.1f} p99 {ms('commit', 0.99):.1f}"
-                    f" | load {os.getloadavg()[0]:.1f}",
+                    + (f" | main thread {work:.0f} units/s" if args.busy else "")
+                    + f" | load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 producer.flush(10)
@@ -212,14 +279,44 @@ def main() -> int:
         print(f"medians over rounds {args.skip_rounds + 1}-{args.rounds} (ms):")
         for combo, rounds in results.items():
             kept = rounds[args.skip_rounds :] or rounds
-            med = {k: statistics.median(x[k] for x in kept) for k in ("p50", "p90", "p99")}
-            label, order, backoff, gap_ms = combo
+            med = {k: statistics.median(x[k] for x in kept) for k in ("p50", "p90", "p99", "work")}
+            label, order, backoff, gap_ms, switch_ms = combo
             print(
-                f"  {label} {order} backoff {backoff} gap {gap_ms:g}: p50 {med['p50']:.1f}"
-                f" p90 {med['p90']:.1f} p99 {med['p99']:.1f}"
-                f" (p99 per round: {' '.join(format(x['p99'], '.1f') for x in kept)})"
+                f"  {label} {order} backoff {backoff} gap {gap_ms:g} switch {switch_ms:g}:"
+                f" p50 {med['p50']:.1f} p90 {med['p90']:.1f} p99 {med['p99']:.1f}"
+                + (f" main thread {med['work']:.0f} units/s" if args.busy else "")
+                + f" (p99 per round: {' '.join(format(x['p99'], '.1f') for x in kept)})"
             )
     return 0
+
+
+def busy_while(run: Callable[[], T]) -> tuple[T, float]:
+    """`run()` on a thread of its own while this thread does pure-Python work (units of
+    `sum(range(2000))`) until it returns; the result and the units per second."""
+    done = threading.Event()
+    box: list[T] = []
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(run())
+        except BaseException as exc:  # reported on the main thread
+            failed.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=target, name="committer")
+    t0 = time.monotonic()
+    worker.start()
+    units = 0
+    while not done.is_set():
+        sum(range(2000))
+        units += 1
+    elapsed = time.monotonic() - t0
+    worker.join()
+    if failed:
+        raise failed[0]
+    return box[0], units / elapsed
 
 
 def setup(s: Settings, partitions: int) -> Consumer:
