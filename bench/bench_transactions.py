@@ -16,14 +16,19 @@ producer settings (`engine.worker.TXN_PRODUCER_TUNING`), in two orders, alternat
 
     .venv/bin/python -m bench.bench_transactions [--transactions 500] [--rounds 4]
         [--records 20] [--partitions 6] [--orders produce-first] [--debug]
-        [--variant 'LABEL|JVM_OPTS|BROKER_PROPS' ...]
+        [--variant 'LABEL|JVM_OPTS|BROKER_PROPS' ...] [--busy [--no-reports]]
+        [--switch-interval-ms MS ...]
 
 Each `--variant` is a broker configuration (`TRADETAPE_KAFKA_JVM_OPTS`,
 `TRADETAPE_KAFKA_BROKER_PROPS`): one node per variant, all running, the rounds alternating
 between them, so a broker setting is compared on the same machine at the same time.
 It prints, per round, the transaction's p50/p90/p99/max and its two halves (up to the
 commit call; the commit), and at the end each combination's medians over the rounds. `--debug` passes `debug=eos,protocol` to librdkafka (its log on
-stderr) to see the retries and each request's round trip.
+stderr) to see the retries and each request's round trip. `--busy` runs the transactions
+on a thread of their own, each record with a Python delivery report, while the main
+thread runs pure-Python work, as the engine's committer and main threads do; with
+`--switch-interval-ms` it shows what the interpreter lock costs each side
+(docs/benchmarks.md, *Session 19: the interpreter lock between the worker's threads*).
 """
 
 from __future__ import annotations
