@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -164,34 +165,26 @@ def prepare(
     member). `decoded[k]`, when given, is record k already decoded (see `predecode`),
     and `names[k]`, if given too, its `header_type`.
     """
-    if decoded is not None and len(projections) == 1:
-        return [
-            _prepare_one(
-                records,
-                None if topics is None else topics[0],
-                None if skip_below is None else skip_below[0],
-                decoded,
-            )
-        ]
     if decoded is not None:
-        if names is None:
+        # One projection: `predecode` decoded exactly what it needs, so no type check.
+        if names is None and len(projections) > 1:
             names = [header_type(r.headers) for r in records]
         return [
-            _prepare_member(
+            _prepare_share(
                 records,
                 p,
                 None if topics is None else topics[i],
                 None if skip_below is None else skip_below[i],
                 decoded,
-                names,
+                names if len(projections) > 1 else None,
             )
             for i, p in enumerate(projections)
         ]
     out = [Prepared() for _ in projections]
     verdicts: list[dict[tuple[str, int], bool | None]] = [{} for _ in projections]
-    for k, r in enumerate(records):
+    for r in records:
         named = header_type(r.headers)
-        done: Located | Quarantined | None = decoded[k] if decoded is not None else None
+        done: Located | Quarantined | None = None
         for i, p in enumerate(projections):
             if topics is not None and r.topic not in topics[i]:
                 continue
@@ -216,56 +209,29 @@ def prepare(
     return out
 
 
-def _prepare_one(
-    records: Sequence[RawRecord],
-    topics: Collection[str] | None,
-    below: Mapping[tuple[str, int], int] | None,
-    decoded: Sequence[Located | Quarantined | None],
-) -> Prepared:
-    """`prepare` for one projection, its records decoded by `predecode`: that decoded
-    every record the projection does not knowingly ignore by its headers' type, so a
-    None is one it ignores, and the headers need not be parsed again (a second
-    `header_type` per record, and the per-projection loop, cost a split rebuild's half
-    ~1.5 us per record, session 13)."""
-    share = Prepared()
-    items, bad = share.items, share.bad
-    consumed = ignored = 0
-    for r, done in zip(records, decoded, strict=True):
-        if topics is not None and r.topic not in topics:
-            continue
-        if below and r.offset < below.get((r.topic, r.partition), 0):
-            continue
-        consumed += 1
-        if done is None:
-            ignored += 1
-        elif isinstance(done, Located):
-            items.append(done)
-        else:
-            bad.append(dataclasses.replace(done))
-    share.consumed, share.ignored = consumed, ignored
-    return share
-
-
-def _prepare_member(
+def _prepare_share(
     records: Sequence[RawRecord],
     projection: Projection,
     topics: Collection[str] | None,
     below: Mapping[tuple[str, int], int] | None,
     decoded: Sequence[Located | Quarantined | None],
-    names: Sequence[tuple[str, int] | None],
+    names: Sequence[tuple[str, int] | None] | None,
 ) -> Prepared:
-    """`prepare`'s share of one member of a group whose records `predecode` decoded:
-    one pass per member over locals, the headers parsed once for the group (the
-    record-by-member loop parsed them again and kept its counts on the shares, ~2.3 us
-    a record for a live `orders.lifecycle` group of two, session 19). `predecode`
-    decoded every record some member needs, so a None is one every member reading
-    its topic ignores by its headers' type."""
+    """`prepare`'s share of one projection whose records `predecode` decoded: one pass
+    over locals. `predecode` decoded every record some projection of the batch needs, so
+    a None is one every projection reading its topic ignores by its headers' type. For a
+    group, `names` holds each record's header type, parsed once for the group (the
+    record-by-member loop parsed them again, ~2.3 us a record for a live
+    `orders.lifecycle` group of two, session 19), and a member skips what it ignores; a
+    projection alone (`names` None) needs no such check."""
     share = Prepared()
     items, bad = share.items, share.bad
     consumed = ignored = 0
     known: dict[tuple[str, int], bool | None] = {}
     accepts = projection.accepts
-    for r, done, named in zip(records, decoded, names, strict=True):
+    for r, done, named in zip(
+        records, decoded, names if names is not None else repeat(None, len(records)), strict=True
+    ):
         if topics is not None and r.topic not in topics:
             continue
         if below and r.offset < below.get((r.topic, r.partition), 0):
@@ -274,7 +240,7 @@ def _prepare_member(
         if done is None:
             ignored += 1
             continue
-        if named is not None:
+        if named is not None:  # a group's member: what the others need, it may ignore
             verdict = known.get(named, _UNKNOWN)
             if verdict is _UNKNOWN:
                 verdict = known[named] = accepts(*named)

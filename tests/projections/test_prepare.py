@@ -89,7 +89,7 @@ def test_prepare_of_a_predecoded_group_is_prepare(
     names: list[str], picks: list[int], below: list[dict[int, int]], with_names: bool
 ) -> None:
     """A live group of several projections (the `orders.lifecycle` split, the joined
-    light group) takes `_prepare_member`'s pass per member, with the headers' types
+    light group) takes `_prepare_share`'s pass per member, with the headers' types
     `predecode` collected or parsed again: the same shares as the record-by-member
     loop, members at different offsets included."""
     pool = RECORDS + ODD
