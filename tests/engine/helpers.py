@@ -329,3 +329,24 @@ class RecordCounter:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def fail_control_ends(monkeypatch: Any, times: int = 0) -> list[int]:
+    """Make the control feed's next `times` end-offset queries fail (its drain then
+    fails: the batch is decided as on a stale view); returns the counter, which the
+    test may raise later and reads to see the failures happened."""
+    from confluent_kafka import KafkaException
+
+    from engine import control as control_mod
+
+    real_ends_of = control_mod.ends_of
+    to_fail = [times]
+
+    def ends_of(query: Any, deadline: float) -> dict[tuple[str, int], int]:
+        if to_fail[0] > 0:
+            to_fail[0] -= 1
+            raise KafkaException("injected: no answer for the end offsets")
+        return real_ends_of(query, deadline)
+
+    monkeypatch.setattr(control_mod, "ends_of", ends_of)
+    return to_fail

@@ -40,6 +40,7 @@ from schemas.events import (
 from schemas.topics import Topic
 from tests.engine.helpers import (
     admin,
+    fail_control_ends,
     intent,
     produce,
     quote,
@@ -232,16 +233,7 @@ def test_setup_commands_refused_on_a_stale_view_are_sent_again(
     and went on: the first intent was UNKNOWN_PRODUCER on a fresh view, with no word of a
     stale view (how this file failed under CPU load: a drain waiting for the commit marker
     of the limits' transaction missed its 2 s)."""
-    real_ends_of = control_mod.ends_of
-    to_fail = [0]
-
-    def ends_of(query: Any, deadline: float) -> dict[tuple[str, int], int]:
-        if to_fail[0] > 0:
-            to_fail[0] -= 1
-            raise KafkaException("injected: no answer for the end offsets")
-        return real_ends_of(query, deadline)
-
-    monkeypatch.setattr(control_mod, "ends_of", ends_of)
+    to_fail = fail_control_ends(monkeypatch)
     with running_worker(env, wid="cd3") as w:
         generous_limits(env)
         to_fail[0] = 1  # the drain before the setup's commands are decided

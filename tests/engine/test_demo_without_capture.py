@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from deploy.settings import Settings
 from engine import demo
 from schemas.events import QuoteUpdated
+from tests.engine.helpers import fail_control_ends
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +56,7 @@ def test_setup_commands_refused_on_a_stale_view_are_sent_again(
     refused STALE_STATE (fail closed); the demo sends them again, as new commands, and
     runs on. Before, it stopped with "admin command AccountOpened not accepted: STALE_STATE"
     (a newcomer's first command, on a busy machine)."""
-    from confluent_kafka import KafkaException
-
-    from engine import control as control_mod
-
-    real_ends_of = control_mod.ends_of
-    to_fail = [1]
-
-    def ends_of(query: Any, deadline: float) -> dict[tuple[str, int], int]:
-        if to_fail[0] > 0:
-            to_fail[0] -= 1
-            raise KafkaException("injected: no answer for the end offsets")
-        return real_ends_of(query, deadline)
-
-    monkeypatch.setattr(control_mod, "ends_of", ends_of)
+    to_fail = fail_control_ends(monkeypatch, 1)
     monkeypatch.setattr(demo, "CAPTURE", tmp_path / "absent.jsonl.gz")
     monkeypatch.setattr(demo, "INTENTS", 20)
     lines = demo.run(env.with_overrides(data_dir=tmp_path))

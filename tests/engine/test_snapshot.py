@@ -410,11 +410,7 @@ def test_a_restarted_engine_measures_drawdown_net_of_withdrawals() -> None:
         assert "A1" not in h.state.kill_switches, order
         live = h.state
         decided = []
-        for state in (
-            copy.deepcopy(live),
-            from_slices(log, list(log.slices.values()))[0],
-            full_replay(log),
-        ):
+        for state in _restarted(log, live):
             assert canonical_state(state) == canonical_state(live), order
             h.state = state
             outs = h.order(Side.BUY, D("0.1"), D("29990"), account="A1")
@@ -424,6 +420,16 @@ def test_a_restarted_engine_measures_drawdown_net_of_withdrawals() -> None:
             assert d.outcome == "APPROVED", (order, d.reason_codes)
             decided.append([normalized(e) for e in outs])
         assert decided[0] == decided[1] == decided[2], order
+
+
+def _restarted(log: Log, live: EngineState) -> tuple[EngineState, ...]:
+    """The live state (a copy), one restarted from the slices and the log after them,
+    and one from the log alone."""
+    return (
+        copy.deepcopy(live),
+        from_slices(log, list(log.slices.values()))[0],
+        full_replay(log),
+    )
 
 
 def test_a_restarted_engine_keeps_the_units_and_the_peak_per_unit() -> None:
@@ -453,11 +459,7 @@ def test_a_restarted_engine_keeps_the_units_and_the_peak_per_unit() -> None:
         acc = live.account("A1")
         assert not acc.pending and acc.unitized >= {"withdrawal:w-A1-0"}, order
         decided = []
-        for state in (
-            copy.deepcopy(live),
-            from_slices(log, list(log.slices.values()))[0],
-            full_replay(log),
-        ):
+        for state in _restarted(log, live):
             assert canonical_state(state) == canonical_state(live), order
             got = state.account("A1")
             assert (got.units, got.unit_nav, got.peak_nav) == (
