@@ -1653,29 +1653,6 @@ _REFERENCE_TYPES = (
 """What `_apply_reference` folds (and records as seen); anything else it ignores."""
 _TRANSFER_TYPES = (TransferRequested, TransferChecked, TransferReleased, TransferSettled)
 
-FOLDED_TYPES: frozenset[str] = frozenset(
-    {
-        cls.EVENT_TYPE
-        for cls in (
-            MarketTrade,
-            QuoteUpdated,
-            RiskDecision,
-            IntentRejected,
-            PeakEquityRaised,
-            UnitsChanged,
-            OrderSubmitted,
-            OrderTriggered,
-            Fill,
-            OrderCanceled,
-            OrderExpired,
-            OrderRejected,
-            *_REFERENCE_TYPES,
-        )
-    }
-)
-"""Every event type `EngineState.apply` acts on (`engine.replay.Intake` checks who wrote
-those); it ignores any other."""
-
 
 def rate_count(
     state: EngineState, producer: str, strategy: str, account: str, at: datetime, seconds: int
