@@ -268,8 +268,11 @@ def _unhold(
     while resting orders committed the rest, docs/engine.md *Withdrawals*): cancel at once
     its owned resting parent orders that pay in that asset (buys where it is the quote,
     sells where it is the base), newest first (submission time, then id), until it is no
-    longer short or none is left. Before, they kept their commitment and could fill, and
-    the settlement then took the balance below zero. Run in the transaction of the
+    longer short or none is left; then, as the credit is one amount for the whole account
+    that a short held asset uses up first, the orders borrowing on it (paying in any asset
+    short of its balance), newest first across them, until no asset is short. Before,
+    they kept their commitment and could fill, and the settlement then took the balance
+    below zero. Run in the transaction of the
     transfer fact that raised the hold (`control`), caused by it, and by `catch_up` for
     what a lost transaction left open; assets in sorted order, so a replay emits the same
     events. A balance that cannot be valued (an open market buy without a price, a credit
@@ -283,21 +286,44 @@ def _unhold(
     rates = [getattr(v, "taker_fee", _DEFAULT_TAKER_FEE) for v in ctx.venues.values()]
     fee = 1 + max((Decimal(str(r)) for r in rates), default=_DEFAULT_TAKER_FEE)
     credit = state.limits_for(account)[1].credit_limit
+    resting = [
+        o
+        for o in (state.orders.get(i) for i in acc.open_orders)
+        if o is not None and not o.done and o.parent_order_id is None and o.venue in ctx.venues
+    ]
+    resting.sort(key=lambda o: (o.submitted_at, o.order_id), reverse=True)
     for asset in sorted(acc.held.keys() | {debited} if debited else acc.held):
-        paying = [
-            o
-            for o in (state.orders.get(i) for i in acc.open_orders)
-            if o is not None
-            and not o.done
-            and o.parent_order_id is None
-            and o.venue in ctx.venues
-            and split_instrument(o.instrument)[1 if o.side is Side.BUY else 0] == asset
-        ]
-        paying.sort(key=lambda o: (o.submitted_at, o.order_id), reverse=True)
-        for o in paying:
+        for o in resting:
+            if _pays_in(o) != asset or o.done:
+                continue
             if not _short(state, acc, asset, fee, credit):
                 break
             ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
+    # Then what borrows on the credit: one amount for the whole account, which a short
+    # held asset uses up first, so an order paying in another asset short on credit (a
+    # buy on ETH/BTC without BTC) may no longer fit. Newest first among the orders paying
+    # in an asset that is short of its balance (cancelling another frees no credit), until
+    # no asset is short. Without credit this is each short asset's own orders.
+    for o in resting:
+        if o.done:
+            continue
+        try:
+            borrowing = state.free(acc, _pays_in(o), fee) < 0
+        except ValueError:  # an open market buy without a price: cannot be valued
+            borrowing = True
+        if borrowing:
+            if not _any_short(state, acc, fee, credit):
+                break
+            ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
+
+
+def _pays_in(order: OrderState) -> str:
+    """The asset an order pays in: the quote for a buy, the base for a sell."""
+    return split_instrument(order.instrument)[1 if order.side is Side.BUY else 0]
+
+
+def _any_short(state: EngineState, acc: AccountState, fee: Decimal, credit: Decimal) -> bool:
+    return any(_short(state, acc, a, fee, credit) for a in sorted(state.assets_of(acc)))
 
 
 def _debited(state: EngineState, cause: Envelope[Any]) -> str | None:

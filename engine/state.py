@@ -892,6 +892,16 @@ class EngineState:
         was free: then nothing paid in `asset` passes the balance rule but on credit."""
         return acc.balances.get(asset, ZERO) - self.reserved(acc, asset, fee)
 
+    def assets_of(self, acc: AccountState) -> set[str]:
+        """The assets the account has a balance of, holds or commits on an open order:
+        those that can be short (`free` below zero)."""
+        x = acc.exposure
+        assets = set(acc.balances)
+        assets.update(acc.held)
+        assets.update(x.buy_limit_notional, x.sell_leaves_by_base)
+        assets.update(split_instrument(i)[1] for i in x.buy_market_leaves)
+        return assets
+
     def credit_headroom(
         self, acc: AccountState, asset: str, fee: Decimal, credit_limit: Decimal
     ) -> Decimal:
@@ -905,13 +915,8 @@ class EngineState:
         """
         if credit_limit <= 0:
             return ZERO
-        x = acc.exposure
-        assets = set(acc.balances)
-        assets.update(acc.held)
-        assets.update(x.buy_limit_notional, x.sell_leaves_by_base)
-        assets.update(split_instrument(i)[1] for i in x.buy_market_leaves)
         left = credit_limit
-        for other in sorted(assets):
+        for other in sorted(self.assets_of(acc)):
             if other == asset:
                 continue
             try:

@@ -593,3 +593,47 @@ def test_units_after_a_full_withdrawal_and_for_an_unpriced_deposit() -> None:
     assert not acc.pending and decision(out).outcome == "APPROVED"
     last = h.state.nav("A1", h.state.equity("A1"))
     assert last is not None and last <= after_sale
+
+
+def test_a_hold_cancels_credit_funded_orders_on_other_assets() -> None:
+    """The credit limit is one amount for the whole account (`credit_headroom`): a hold
+    that leaves its asset short uses it up first, so what other assets borrow on it no
+    longer fits. A buy of ETH on ETH/BTC with no BTC rests on 1,500 USDC of credit (of
+    2,000); a request of 10,800 USDC (of 10,000, no USDC order resting) leaves USDC short
+    by 800: 2,300 of credit in use. Before, the hold looked at USDC's own orders only (none)
+    and the ETH/BTC buy stayed: at the next print it filled, BTC 0.05 short on top of the
+    USDC, beyond the credit (a new order on BTC was refused all along). Now it is
+    cancelled at once, and catch_up redoes it with the same ids."""
+    limits = _limits().model_copy(update={"credit_limit": D("2000")})
+    h = Harness(limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
+    assert buy.outcome == "APPROVED", buy
+    acc = h.state.account("A1")
+    lost = copy.deepcopy(h.state)
+    event = new_event(_step("w1", "request", amount="10800"), producer="transfers",
+                      occurred_at=h.tick())  # fmt: skip
+    h.inputs.append(event)
+    out = control(h.state, event, h.ctx)
+    assert types(out) == ["CancelRequested", "OrderCanceled"], types(out)
+    assert out[1].payload.order_id == buy.order_id and out[1].payload.reason == "WITHDRAWAL_HELD"
+    assert out[1].causation_id == event.event_id
+    assert not acc.open_orders
+    lost.apply(event)  # folded; its cancels never committed
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [e.event_id for e in redone] == [e.event_id for e in out]
+    assert catch_up(h.state, h.ctx, lambda _account: True) == []
+
+
+def test_a_hold_leaves_credit_funded_orders_the_credit_still_covers() -> None:
+    """The same buy and a request of 10,300: USDC short by 300 and BTC by 1,500 worth fit
+    in the 2,000 of credit together; nothing is cancelled."""
+    limits = _limits().model_copy(update={"credit_limit": D("2000")})
+    h = Harness(limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
+    assert buy.outcome == "APPROVED", buy
+    assert _control(h, _step("w1", "request", amount="10300")) == []
+    assert list(h.state.account("A1").open_orders) == [buy.order_id]
