@@ -8,7 +8,7 @@ from the log would fold it. No Kafka, no clock, no randomness.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -214,12 +214,30 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
         revocations.values(), key=lambda e: (e.payload.producer_id, str(e.event_id))
     ):
         _stop_producer(state, ctx, emit_for(revocation), revocation, owns)
-    # Then what withdrawal holds overdraw, as caused by the newest fact that raised one (the
-    # ids a live worker gives them, `control`).
+    # Then what withdrawal holds overdraw, as caused by the newest fact that raised one,
+    # and what each settlement of a withdrawal that held nothing overdraws in the asset it
+    # debited, as caused by that settlement (a newer hold in another asset replaces it in
+    # `hold_causes`), those first in the order they were stamped: the ids a live worker
+    # gives them (`control`).
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
-        cause = state.hold_causes.get(account) if owns(account) else None
-        if cause is not None:
-            _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
+        if not owns(account):
+            continue
+        hold = state.hold_causes.get(account)
+        passes: list[tuple[Envelope[Any], str | None]] = sorted(
+            (
+                (cause, asset)
+                for asset, cause in state.debit_causes.get(account, {}).items()
+                if cause is not hold
+            ),
+            key=lambda ca: (ca[0].occurred_at, str(ca[0].event_id), ca[1]),
+        )
+        if hold is not None:
+            passes.append((hold, None))  # folded after every other one: the newest
+        for cause, debited in passes:
+            if debited is None:
+                _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
+            else:
+                _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # oldest pending flow (`control`'s id when it was the only one).
@@ -262,6 +280,8 @@ def _unhold(
     account: str,
     owns: Callable[[str], bool] | None,
     debited: str | None = None,
+    *,
+    only: bool = False,
 ) -> None:
     """Fail closed when withdrawal holds leave the account short of an asset it holds
     (free balance plus what its credit lends below zero: a request of more than was free
@@ -277,7 +297,9 @@ def _unhold(
     what a lost transaction left open; assets in sorted order, so a replay emits the same
     events. A balance that cannot be valued (an open market buy without a price, a credit
     without a mark) counts as short. `debited`: the asset a settlement of a rejected
-    withdrawal (which held nothing) just took off the balance, looked at as a held one."""
+    withdrawal (which held nothing) just took off the balance, looked at as a held one;
+    `only`: that asset alone (`catch_up` redoing the cancels of a settlement older than
+    the newest hold-raising fact)."""
     if owns is not None and not owns(account):
         return
     acc = state.accounts.get(account)
@@ -292,13 +314,19 @@ def _unhold(
         if o is not None and not o.done and o.parent_order_id is None and o.venue in ctx.venues
     ]
     resting.sort(key=lambda o: (o.submitted_at, o.order_id), reverse=True)
-    for asset in sorted(acc.held.keys() | {debited} if debited else acc.held):
+    if only and debited:
+        assets: Iterable[str] = (debited,)
+    else:
+        assets = acc.held.keys() | {debited} if debited else acc.held
+    for asset in sorted(assets):
         for o in resting:
             if _pays_in(o) != asset or o.done:
                 continue
             if not _short(state, acc, asset, fee, credit):
                 break
             ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
+    if only:
+        return  # the newest hold-raising fact's pass, which follows, looks at the credit
     # Then what borrows on the credit: one amount for the whole account, which a short
     # held asset uses up first, so an order paying in another asset short on credit (a
     # buy on ETH/BTC without BTC) may no longer fit. Newest first among the orders paying

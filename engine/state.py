@@ -824,6 +824,12 @@ class EngineState:
     `processor.catch_up` cancels the resting orders the holds overdraw as caused by (the
     ids the worker that read the fact live gave them, `processor.control`), when a lost
     transaction left them open."""
+    debit_causes: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
+    """account -> asset -> the newest `TransferSettled` of a withdrawal that held nothing
+    (rejected before it settled), which debited that asset without a hold: `catch_up`
+    checks each such asset again as caused by it, since a newer hold-raising fact in
+    another asset replaces it in `hold_causes` and checks the held assets only (reference
+    state, bounded by the account's assets)."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -1299,6 +1305,9 @@ class EngineState:
         elif isinstance(p, _TRANSFER_TYPES):
             if self._apply_transfer(p, event):
                 self.hold_causes[p.account] = event
+                if isinstance(p, TransferSettled):  # of a withdrawal that held nothing
+                    asset = self.accounts[p.account].withdrawals[p.transfer_id].asset
+                    self.debit_causes.setdefault(p.account, {})[asset] = event
         elif isinstance(p, RiskLimitsChanged):
             current = self.limits.get(p.scope)
             if current is None or p.config_version > current[0]:

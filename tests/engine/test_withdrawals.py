@@ -539,6 +539,39 @@ def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws(
     assert [e.event_id for e in redone] == [e.event_id for e in out]
 
 
+def test_a_lost_settlements_cancels_are_redone_after_a_newer_hold_on_another_asset() -> None:
+    """A settlement of a rejected withdrawal (USDC, held nothing) overdraws resting buys;
+    the worker's transaction with the cancels is lost, and a request of BTC raises a hold
+    before the next owner rebuilds. `catch_up` redid only the newest hold-raising fact's
+    (`hold_causes`: the BTC request, which checks the held assets), so the buys stayed
+    open with -1,708.7 USDC free and could fill below zero without credit. Now each asset
+    a settlement debited without a hold is checked again, as caused by that settlement:
+    the live cancels, with the live ids."""
+    h = _harness()
+    h.admin_deposit("BTC", D("1"))
+    assert _control(h, _step("w1", "request", amount="3000")) == []
+    assert _control(h, _step("w1", "check", outcome="REJECT")) == []
+    ids = [_buy(h, "0.1", "29000").order_id for _ in range(3)]  # 8,708.7 of 10,000
+    lost = copy.deepcopy(h.state)
+    settle = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
+    live = control(h.state, settle, h.ctx)
+    assert types(live) == ["CancelRequested", "OrderCanceled", "UnitsChanged"]
+    assert live[1].payload.order_id == ids[2]
+    held = new_event(
+        _step("w2", "request", asset="BTC", amount="0.3"), producer="transfers",
+        occurred_at=h.tick(),
+    )  # fmt: skip
+    live += control(h.state, held, h.ctx)  # nothing rests on BTC: no cancel
+    lost.apply(settle)  # folded, its transaction (cancels, units) lost
+    lost.apply(held)
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert sorted(e.event_id for e in redone) == sorted(e.event_id for e in live)
+    acc = lost.account("A1")
+    assert lost.free(acc, "USDC", FEE) == D("1194.2")
+    assert canonical_state(lost) == canonical_state(h.state)
+    assert catch_up(lost, h.ctx, lambda _account: True) == []
+
+
 def test_a_settlement_no_owner_turned_into_units_is_caught_up_with_the_live_id() -> None:
     """A settlement read while the account's partition had no owner (or whose
     transaction was lost) is folded but not turned into units: the next owner's
