@@ -151,16 +151,20 @@ def stage_breakdown(logs: list[Path], t0: float, t1: float) -> dict[str, float]:
     """Mean milliseconds per transaction in each worker stage between wall times t0 and t1
     (from the last report before t0 to the first one after t1; summed over workers), plus
     `intents/txn`. Main thread: poll, refs+lag (incl. decoding and control), process, commit-wait;
-    committer thread: produce, offsets (send_offsets_to_transaction), end (commit)."""
+    committer thread: produce, offsets (send_offsets_to_transaction), end (commit).
+
+    A worker that went idle before t1 logs no report after it (it reports only when its
+    counters change): its last report then stands for t1 (the soak's window, whose last
+    decisions come well before the window closes, printed 0 transactions before)."""
     busy = dict.fromkeys(STAGES, 0.0)
     txns = intents = 0
     for path in logs:
         reps = worker_reports(path)
         before = [r for r in reps if r[0] <= t0]
-        after = [r for r in reps if r[0] >= t1]
-        if not before or not after:
+        if not before or reps[-1] is before[-1]:
             continue
-        a, b = before[-1], after[0]
+        after = [r for r in reps if r[0] >= t1]
+        a, b = before[-1], (after[0] if after else reps[-1])
         txns += b[1]["transactions"] - a[1]["transactions"]
         intents += b[1]["intents"] - a[1]["intents"]
         for k in STAGES:
