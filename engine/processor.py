@@ -209,11 +209,24 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
                 ctx.venues[name].halt(state, account, emit_for(cause))
     # Then the open orders placed with a revoked key, each as caused by the revocation of
     # that key (`control`), whatever rotations followed (`EngineState.revocation_of`).
+    # One pass over the orders finds each one's revocation (`revocation_of`: by its key),
+    # so the cost is the open orders plus the revocations, not their product: every
+    # revocation ever folded stays (a rotation does not undo one), and a scan of every
+    # order per revocation cost ~0.8 us per pair (100 revocations, 5,000 orders: 0.4 s).
     revocations = {e.event_id: e for e in state.revocations.values()}
+    revoked: dict[UUID, list[OrderState]] = {}
+    if revocations:
+        for o in state.orders.values():
+            if not o.done and o.parent_order_id is None:
+                found = state.revocation_of(o)
+                if found is not None and owns(o.account):
+                    revoked.setdefault(found.event_id, []).append(o)
     for revocation in sorted(
         revocations.values(), key=lambda e: (e.payload.producer_id, str(e.event_id))
     ):
-        _stop_producer(state, ctx, emit_for(revocation), revocation, owns)
+        _stop_producer(
+            state, ctx, emit_for(revocation), revocation, owns, revoked.get(revocation.event_id, [])
+        )
     # Then what withdrawal holds overdraw, as caused by the newest fact that raised one,
     # and what each settlement of a withdrawal that held nothing overdraws in the asset it
     # debited, as caused by that settlement (a newer hold in another asset replaces it in
@@ -399,13 +412,15 @@ def _stop_producer(
     emit: Callable[[EventPayload, str], None],
     revocation: Envelope[Any],
     owns: Callable[[str], bool] | None,
+    among: list[OrderState] | None = None,
 ) -> None:
     """Cancel the open orders on the accounts `owns` holds that `revocation` (a folded
     `ProducerRevoked`) cancels: those placed with a key it revoked
     (`EngineState.revocation_of`; `Venue.revoke`), venues in sorted order: in the
-    revocation's transaction, and by `catch_up` for what a lost transaction left open."""
+    revocation's transaction, and by `catch_up` for what a lost transaction left open.
+    `among`: the orders to look at, if not all (`catch_up` finds each one's first)."""
     for name in sorted(ctx.venues):
-        ctx.venues[name].revoke(state, revocation, owns, emit)
+        ctx.venues[name].revoke(state, revocation, owns, emit, among)
 
 
 def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:

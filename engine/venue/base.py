@@ -6,7 +6,7 @@ stamps a derived event, folds it into the state and collects it for the transact
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from engine.state import EngineState, OrderState
@@ -55,7 +55,8 @@ class Venue(Protocol):
         revocation: Envelope[Any],
         owns: Callable[[str], bool] | None,
         emit: Emit,
+        among: Iterable[OrderState] | None = None,
     ) -> None:
         """Cancel at once the open orders of this venue that `revocation` (a folded
         `ProducerRevoked`) cancels, on the accounts `owns` (default all; see
-        `PaperVenue.revoke`)."""
+        `PaperVenue.revoke`); of `among` only, if given (default: every order)."""

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
@@ -465,6 +465,7 @@ class PaperVenue:
         revocation: Envelope[Any],
         owns: Callable[[str], bool] | None,
         emit: Emit,
+        among: Iterable[OrderState] | None = None,
     ) -> None:
         """Cancel (`PRODUCER_REVOKED`) every open parent order of this venue that
         `revocation` cancels (`EngineState.revocation_of`: placed with a key it revoked),
@@ -474,12 +475,13 @@ class PaperVenue:
         them, risk-reducing or not (a compromised key may have placed any). Armed stop/take
         children stay, as under a kill switch: they only close what their parent filled,
         capped at the position (`_child_quantity`). Orders are visited by id, so a replay
-        emits the same events in the same order."""
+        emits the same events in the same order. `among`: the orders to look at, if not
+        every order (`processor.catch_up` finds each open order's revocation in one pass)."""
         producer, cause = revocation.payload.producer_id, revocation.event_id
         stopped = sorted(
             (
                 o
-                for o in state.orders.values()
+                for o in (state.orders.values() if among is None else among)
                 if o.producer_id == producer
                 and not o.done
                 and o.parent_order_id is None

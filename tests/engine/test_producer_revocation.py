@@ -453,3 +453,42 @@ def test_a_rotation_back_to_a_revoked_key_is_refused() -> None:
     out = w.admin(back)
     assert types(out) == ["AdminCommandRejected"]
     assert "revoked" in out[0].payload.reason
+
+
+class _CountedOrders(dict[str, Any]):
+    """`EngineState.orders` counting the orders its `values()` hands out."""
+
+    visits = 0
+
+    def values(self) -> Any:
+        for v in super().values():
+            self.visits += 1
+            yield v
+
+
+def test_catch_up_reads_the_open_orders_once_whatever_the_revocations() -> None:
+    """Revocations are never undone, so they pile up over a cluster's life (every producer
+    ever revoked), and `catch_up` runs at every restart and hand-over. It looked at every
+    open order once per revocation (and venue): 300 revocations over 100,000 open orders
+    took 10.5 s (bench numbers in the commit). Now one pass finds each order's revocation
+    by its key: the orders visited do not grow with the revocations, and the lost cancels
+    are made all the same, with the same ids."""
+    visits = []
+    for others in (1, 40):
+        w = _World()
+        for i in range(6):
+            w.intent("p2", ("A1", "A2")[i % 2], Side.BUY, 1, 90 + i)
+        w.intent("p1", "A1", Side.BUY, 1, 97)
+        for i in range(others):
+            _, pub = auth.new_keypair()
+            assert types(w.admin(_registration(f"x{i}", pub))) == ["ProducerRegistered"]
+            assert types(w.admin(_revoke(f"x{i}"))) == ["ProducerRevoked"]
+        lost = _revoke_elsewhere(w)
+        assert types(lost) == ["OrderCanceled"]
+        rebuilt = w.fold()
+        rebuilt.orders = counted = _CountedOrders(rebuilt.orders)
+        found = catch_up(rebuilt, w.ctx, lambda a: True)
+        visits.append(counted.visits)
+        assert [e.event_id for e in found] == [e.event_id for e in lost]
+        assert len(_open_parents(rebuilt, "p2")) == 6
+    assert visits == [7, 7], visits  # p2's six orders and p1's, once
