@@ -492,3 +492,44 @@ def test_catch_up_reads_the_open_orders_once_whatever_the_revocations() -> None:
         assert [e.event_id for e in found] == [e.event_id for e in lost]
         assert len(_open_parents(rebuilt, "p2")) == 6
     assert visits == [7, 7], visits  # p2's six orders and p1's, once
+
+
+def test_a_resend_is_refused_while_revoked_and_answered_with_the_original_after_a_rotation() -> (
+    None
+):
+    """Decided in session 20 (issue #3: "a resent intent gets the original decision back
+    and is never traded twice"): while the producer is revoked, a resend of an intent
+    decided before the revocation is refused `PRODUCER_REVOKED` like any of its intents
+    (decided before a signature is checked: the only key that could verify it is the
+    revoked, compromised one), not recorded, and trades nothing; once the key is rotated,
+    the same intent signed with the new key (the digest leaves the signature out) gets the
+    original decision back, byte for byte. The same live and after a restart."""
+    w = _World()
+    placed = w.intent("p1", "A1", Side.BUY, 1, 97)
+    original = placed[0]
+    assert original.event_type == "RiskDecision" and original.payload.outcome == "APPROVED"
+    intent = w.fed[-1].payload
+    assert intent.client_order_id == original.payload.client_order_id
+
+    def resend(state: EngineState, key: Any) -> list[Any]:
+        again = auth.sign(intent.model_copy(update={"signature": None}), key)
+        return process(state, new_event(again, producer="p1", occurred_at=w.tick()), w.ctx)
+
+    assert resend(w.state, w.keys["p1"]) == [original]  # before the revocation
+    revoked = w.admin(_revoke())
+    assert types(revoked) == ["ProducerRevoked", "OrderCanceled"]
+    for state in (w.state, w.fold()):  # live; after a restart
+        out = resend(state, w.keys["p1"])
+        assert types(out) == ["IntentRejected"]
+        assert out[0].payload.reason is IntentRejectReason.PRODUCER_REVOKED
+        recorded = state.decisions.get(("p1", "A1", intent.client_order_id))
+        assert recorded is not None and recorded.envelope == original
+        assert _open_parents(state, "p1") == []
+    old = w.keys["p1"]
+    _rotate(w)
+    for state in (w.state, w.fold()):
+        assert resend(state, w.keys["p1"]) == [original]
+        out = resend(state, old)
+        assert types(out) == ["IntentRejected"]
+        assert out[0].payload.reason is IntentRejectReason.BAD_SIGNATURE
+        assert _open_parents(state, "p1") == []
