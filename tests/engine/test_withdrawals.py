@@ -670,3 +670,62 @@ def test_a_hold_leaves_credit_funded_orders_the_credit_still_covers() -> None:
     assert buy.outcome == "APPROVED", buy
     assert _control(h, _step("w1", "request", amount="10300")) == []
     assert list(h.state.account("A1").open_orders) == [buy.order_id]
+
+
+ORDER = st.tuples(
+    st.sampled_from(["BTC/USDC", "ETH/BTC", "ETH/USDC"]),
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.integers(1, 40),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    orders=st.lists(ORDER, min_size=1, max_size=8),
+    requests=st.lists(
+        st.tuples(st.sampled_from(["USDC", "BTC"]), st.integers(1, 14_000)), min_size=1, max_size=3
+    ),
+    credit=st.sampled_from(["0", "500", "3000"]),
+)
+def test_after_a_hold_no_order_rests_on_a_short_account_and_catch_up_agrees(
+    orders: list[tuple[str, Side, int]], requests: list[tuple[str, int]], credit: str
+) -> None:
+    """With credit or without, resting orders on three pairs (some borrowing: sells of
+    BTC or ETH the account lacks, buys paid in BTC), then withdrawal requests: after each,
+    either no asset is short (free plus what the credit lends) or no order paying in an
+    asset short of its balance still rests; and a worker that lost the request's cancels
+    makes the same ones in `catch_up`."""
+    from engine.processor import _any_short
+
+    limits = _limits().model_copy(update={"credit_limit": D(credit)})
+    h = Harness(limits, cash=D("10000"))
+    h.admin_deposit("BTC", D("0.1"))
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    h.quote(D("1499"), D("1501"), instrument="ETH/USDC")
+    away = {"BTC/USDC": (D("29000"), D("31000")), "ETH/BTC": (D("0.049"), D("0.052")),
+            "ETH/USDC": (D("1450"), D("1550"))}  # fmt: skip
+    for instrument, side, tenths in orders:
+        limit = away[instrument][0 if side is Side.BUY else 1]
+        qty = D(tenths) / (100 if instrument == "BTC/USDC" else 10)
+        h.order(side, qty, limit, instrument=instrument)
+    acc = h.state.account("A1")
+    for i, (asset, amount) in enumerate(requests):
+        lost = copy.deepcopy(h.state)
+        amount_text = str(D(amount) / (10_000 if asset == "BTC" else 1))
+        event = new_event(_step(f"w{i}", "request", asset=asset, amount=amount_text),
+                          producer="transfers", occurred_at=h.tick())  # fmt: skip
+        out = control(h.state, event, h.ctx)
+        assert {e.payload.reason for e in out if e.event_type == "OrderCanceled"} <= {
+            "WITHDRAWAL_HELD"
+        }
+        if _any_short(h.state, acc, FEE, D(credit)):
+            for oid in acc.open_orders:
+                o = h.state.orders[oid]
+                base, quote = o.instrument.split("/")
+                pays = quote if o.side is Side.BUY else base
+                assert h.state.free(acc, pays, FEE) >= 0, (o.instrument, o.side, pays)
+        lost.apply(event)  # folded; its cancels never committed
+        redone = catch_up(lost, h.ctx, lambda _account: True)
+        assert [e.event_id for e in redone] == [e.event_id for e in out]
+        assert canonical_state(lost) == canonical_state(h.state)
