@@ -1,4 +1,5 @@
-"""A deterministic checksum of a projection: sha256 over its rows in primary-key order.
+"""A deterministic checksum of a projection: sha256 over its rows in primary-key order,
+then over its quarantine entries, if it has any (`_digest_quarantine`, since session 20).
 
 Values are rendered canonically so the hash depends only on what the rows mean:
 NUMERIC without trailing zeros (`1.50` and `1.5` are one amount), timestamps in UTC ISO
@@ -309,14 +310,69 @@ def checksum_snapshot(
     raise SnapshotMoved(f"{schema} was swapped while its checksum was read, {attempts} times")
 
 
+QUARANTINE_SECTION = b"\\Q projection_quarantine\n"
+"""What precedes a projection's quarantine entries in its checksum, after its tables. No
+rendered row starts with a backslash followed by `Q` (escaped text's backslashes are
+doubled; `\\N`, `\\J` and `\\"` are the only others), so it cannot pose as rows."""
+QUARANTINE_COUNT = "projection_quarantine"
+"""The quarantine's key in a checksum's counts (present only when it holds entries)."""
+QUARANTINE_COLUMNS = (
+    "topic", "partition", "offset", "event_type", "schema_version", "error", "raw_sha256",
+)  # fmt: skip
+"""The quarantine entry's fields a checksum covers: all of them (they are functions of
+the record and the fold; there is no clock column), the raw value as its SHA-256."""
+
+
+class _Section:
+    """A digest that writes `header` before the first row it is given, if any."""
+
+    def __init__(self, digest: Any, header: bytes) -> None:
+        self.digest, self.header = digest, header
+
+    def update(self, data: bytes) -> None:
+        if self.header:
+            self.digest.update(self.header)
+            self.header = b""
+        self.digest.update(data)
+
+
+def _digest_quarantine(
+    conn: psycopg.Connection[Any], digest: Any, projection: Projection, table: tuple[str, str]
+) -> int:
+    """Feed the projection's quarantine entries in `table` to `digest`, in (topic,
+    partition, offset) order after `QUARANTINE_SECTION`, each rendered as a row of
+    `QUARANTINE_COLUMNS`: nothing at all if it has none, so a projection that never
+    quarantined keeps the digest it always had. The entry count."""
+    source = sql.SQL(
+        '(SELECT topic, partition, "offset", event_type, schema_version, error, '
+        "encode(sha256(raw_value), 'hex') AS raw_sha256 FROM {}.{} WHERE projection = {}) q"
+    ).format(*(sql.Identifier(x) for x in table), sql.Literal(projection.name))
+    order = sql.SQL('topic COLLATE "C", partition, "offset"')
+    cols = Table("quarantine", QUARANTINE_COLUMNS, ("topic", "partition", "offset"))
+    oids = [25, 23, 20, 25, 23, 25, 25]  # text, integer, bigint: all _AS_COPIED
+    with conn.transaction(), conn.cursor() as cur:
+        section = _Section(digest, QUARANTINE_SECTION)
+        return _digest_copy(conn, cur, section, source, cols, oids, order)
+
+
 def checksum(
-    conn: psycopg.Connection[Any], projection: Projection, schema: str | None = None
+    conn: psycopg.Connection[Any],
+    projection: Projection,
+    schema: str | None = None,
+    quarantine: tuple[str, str] | None = None,
 ) -> tuple[str, dict[str, int]]:
-    """(hex sha256, row count per table) of the projection's tables in `schema`.
+    """(hex sha256, row count per table) of the projection's tables in `schema`, and of
+    its quarantine entries (`_digest_quarantine`) in `quarantine`: by default the table
+    the projection's folds into `schema` write (`store.quarantine_table`: a rebuild's
+    build schema its own, any other the shared one). The live schema and its rebuild
+    agree only if they refused the same records, for the same reasons.
 
     Each table is read in a transaction of its own unless the caller's transaction is
     open: `checksum_snapshot` reads them all in one snapshot, with the offsets."""
+    from projections.store import quarantine_table
+
     schema = schema or projection.schema
+    quarantine = quarantine or quarantine_table(projection, schema)
     digest = hashlib.sha256()
     counts: dict[str, int] = {}
     for table in sorted(projection.tables, key=lambda t: t.name):
@@ -333,6 +389,9 @@ def checksum(
                 counts[table.name] = _digest_copy(conn, cur, digest, source, table, oids, order)
                 continue
         counts[table.name] = _digest_rows(conn, digest, cols, source, order, table.name)
+    bad = _digest_quarantine(conn, digest, projection, quarantine)
+    if bad:
+        counts[QUARANTINE_COUNT] = bad
     return digest.hexdigest(), counts
 
 

@@ -265,7 +265,7 @@ def _rebuild_parallel_with_bars(settings: Settings, names: list[str]) -> list[Re
 
 
 def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
-    """Print the checksum (sha256 over rows in primary-key order) of the live projection.
+    """Print the checksum (sha256 over rows in primary-key order, then quarantined records) of the live projection.
 
     Every table and the stored offsets are read in one REPEATABLE READ transaction; the offsets (the log position the checksum describes) go to stderr with the row counts.
     """

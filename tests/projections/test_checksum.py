@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from hashlib import sha256
 from typing import Any
 
 import psycopg
@@ -49,9 +50,14 @@ class Sample(Projection):
     tables = (Table("rows", tuple(COLUMNS), ("id",)),)
 
 
-def reference(conn: psycopg.Connection[Any], schema: str) -> tuple[str, dict[str, int]]:
+def reference(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    quarantine: tuple[str, str] = ("public", "projection_quarantine"),
+) -> tuple[str, dict[str, int]]:
     """The checksum as it was computed before session 10: row by row, `render_row` over
-    the values psycopg loads (jsonb with the definition's `load_jsonb`)."""
+    the values psycopg loads (jsonb with the definition's `load_jsonb`); since session
+    20 followed by the projection's quarantine entries, if it has any."""
     digest = hashlib.sha256()
     counts = {}
     for table in Sample.tables:
@@ -68,6 +74,18 @@ def reference(conn: psycopg.Connection[Any], schema: str) -> tuple[str, dict[str
         for row in rows:
             digest.update(render_row(row))
         counts[table.name] = len(rows)
+    entries = conn.execute(
+        sql.SQL(
+            'SELECT topic, partition, "offset", event_type, schema_version, error, raw_value '
+            "FROM {}.{} WHERE projection = %s"
+        ).format(*(sql.Identifier(x) for x in quarantine)),
+        (Sample.name,),
+    ).fetchall()
+    if entries:
+        digest.update(b"\\Q projection_quarantine\n")
+        for *fields, raw in sorted(entries, key=lambda e: (e[0].encode(), e[1], e[2])):
+            digest.update(render_row([*fields, None if raw is None else sha256(raw).hexdigest()]))
+        counts["projection_quarantine"] = len(entries)
     return digest.hexdigest(), counts
 
 
@@ -226,6 +244,88 @@ def test_checksum_unchanged_without_the_ambiguity(env: Settings) -> None:
         _load(conn, "fixed", FIXED)
         assert checksum(conn, Sample(), "fixed") == (FIXED_DIGEST, {"rows": len(FIXED)})
         assert reference(conn, "fixed") == (FIXED_DIGEST, {"rows": len(FIXED)})
+
+
+QUARANTINED = {
+    "topic": "t.orders.lifecycle",
+    "partition": 3,
+    "offset": 17,
+    "event_type": "Fill",
+    "schema_version": 2,
+    "error": "unknown event type 'Fill' v2\there\\n\x08",
+    "raw_value": b'{"schema_version": 2}',
+}
+# One field of the entry changed at a time: each is part of what the checksum covers.
+CHANGED: list[tuple[str, Any]] = [
+    ("topic", "t.orders.lifecycle2"),
+    ("partition", 4),
+    ("offset", 18),
+    ("event_type", None),
+    ("event_type", "Fil"),
+    ("schema_version", None),
+    ("schema_version", 3),
+    ("error", "unknown event type 'Fill' v2"),
+    ("raw_value", None),
+    ("raw_value", b'{"schema_version": 3}'),
+]
+
+
+def _quarantine(
+    conn: psycopg.Connection[Any],
+    entry: dict[str, Any],
+    table: str = "public.projection_quarantine",
+    projection: str = Sample.name,
+) -> None:
+    conn.execute(
+        f'INSERT INTO {table} (projection, topic, partition, "offset", event_type, '
+        "schema_version, error, raw_value) VALUES (%(projection)s, %(topic)s, %(partition)s, "
+        "%(offset)s, %(event_type)s, %(schema_version)s, %(error)s, %(raw_value)s)",
+        {**entry, "projection": projection},
+    )
+
+
+@pytest.mark.integration
+def test_the_quarantine_enters_the_checksum(env: Settings) -> None:
+    """A projection's quarantine entries are part of its checksum (after its tables, all
+    their fields, the raw value by its SHA-256): live and rebuild agree only if they
+    refused the same records for the same reasons. No entries: the digest it always had.
+    Until session 20 the quarantine was left out, so a live projection and a rebuild that
+    quarantined different events (an unknown event version, say) had one checksum."""
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "fixed", FIXED)
+        clean = (FIXED_DIGEST, {"rows": len(FIXED)})
+        _quarantine(conn, QUARANTINED, projection="another")  # not this projection's
+        assert checksum(conn, Sample(), "fixed") == clean
+        _quarantine(conn, QUARANTINED)
+        held = checksum(conn, Sample(), "fixed")
+        assert held[0] != FIXED_DIGEST
+        assert held[1] == {"rows": len(FIXED), "projection_quarantine": 1}
+        assert held == reference(conn, "fixed")
+        seen = {FIXED_DIGEST, held[0]}
+        for field, value in CHANGED:
+            conn.execute("DELETE FROM projection_quarantine WHERE projection = %s", (Sample.name,))
+            _quarantine(conn, {**QUARANTINED, field: value})
+            digest = checksum(conn, Sample(), "fixed")
+            assert digest == reference(conn, "fixed"), (field, value)
+            assert digest[0] not in seen, (field, value)
+            seen.add(digest[0])
+        # Entries in (topic, partition, offset) order, numbers by value: 10 after 9.
+        for offset in (9, 10, 100):
+            _quarantine(conn, {**QUARANTINED, "offset": offset})
+        assert checksum(conn, Sample(), "fixed") == reference(conn, "fixed")
+        conn.execute("DELETE FROM projection_quarantine WHERE projection = %s", (Sample.name,))
+        assert checksum(conn, Sample(), "fixed") == clean
+
+        # A rebuild's build schema counts its own quarantine (what the swap publishes),
+        # not the shared table's entries.
+        build = Sample().schema + "__rebuild"
+        _load(conn, build, FIXED)
+        conn.execute(f"CREATE TABLE {build}._quarantine (LIKE public.projection_quarantine)")
+        _quarantine(conn, QUARANTINED)
+        assert checksum(conn, Sample(), build) == clean
+        _quarantine(conn, QUARANTINED, f"{build}._quarantine")
+        assert checksum(conn, Sample(), build) == held
+        assert checksum(conn, Sample(), "fixed") == held
 
 
 class Dated(Projection):
