@@ -309,13 +309,16 @@ class FillsProjection(Projection):
             "traded_at",
             "leaves_quantity",
             "occurred_at",
+            "quote_id",
         ),
         ("event_id",),
     )
     tables = (fills,)
     handles = _v1("Fill")
     ignores = frozenset(t for t in _ORDER_TYPES if t != "Fill")
-    migrations = ("0102_proj_fills.sql",)
+    migrations = ("0102_proj_fills.sql", "0118_fills_quote_id.sql")
+    fold_version = 2
+    """2: the quote a taker fill took (`quote_id`; NULL in every row before)."""
     partition_local = True  # no state: only its event ids, on the partition of their account
     seen_table = "fills"  # one row per folded event
 
@@ -330,6 +333,7 @@ class FillsProjection(Projection):
                 _EXACT.multiply(Decimal(p["quantity"]), Decimal(p["price"])),
                 p["fee"], p["fee_asset"], p["liquidity"], p["venue"], p["venue_trade_id"],
                 p["uti"], p["traded_at"], p["leaves_quantity"], d["occurred_at"],
+                p["quote_id"],
             ),
         )  # fmt: skip
 
