@@ -770,20 +770,23 @@ def _order(
         # The decision's event time is the intent's (`derived_fields`): the fold's guard.
         # The peak is of NAV per unit (DRAWDOWN v6): flows do not move it.
         acc.raise_peak(event.occurred_at, nav)
-        if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
-            peak = acc.peak_nav
-            emit(
-                KillSwitchEngaged(
-                    scope=p.account,
-                    engaged_by="drawdown-brake",
-                    reason="account drawdown from its peak passed the threshold",
-                    drawdown=VALUATION.divide(peak - nav, peak) if peak > 0 else None,
-                    peak_equity=peak_money(acc),
-                    equity=ev.context.equity if ev.context is not None else None,
-                ),
-                "brake",
-            )
-            _halt(state, ctx, emit, p.account)
+    if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
+        # Measured per unit, or (no NAV: no units left below zero, DRAWDOWN v7) lost in full.
+        peak = acc.peak_nav
+        emit(
+            KillSwitchEngaged(
+                scope=p.account,
+                engaged_by="drawdown-brake",
+                reason="account drawdown from its peak passed the threshold",
+                drawdown=VALUATION.divide(peak - nav, peak)
+                if peak > 0 and nav is not None
+                else None,
+                peak_equity=peak_money(acc),
+                equity=ev.context.equity if ev.context is not None else None,
+            ),
+            "brake",
+        )
+        _halt(state, ctx, emit, p.account)
     order_id = order_id_for(event, emit.cause_id) if ev.passed else None
     emit(
         _decision(

@@ -1020,6 +1020,21 @@ class EngineState:
             return None
         return _DOWN.divide(equity, acc.units)
 
+    def lost_in_full(self, account: str, equity: Decimal | None) -> bool:
+        """Whether the account, with `equity` (valued now), has no units left while its
+        equity is below zero and a peak was recorded: a settled withdrawal took more than
+        it was worth (`unitization` redeemed every unit). NAV per unit is not defined, and
+        the drawdown brake counts the whole peak lost (DRAWDOWN_BRAKE v7; v6 measured
+        nothing, so the settlement erased the drawdown of the moment before)."""
+        acc = self.account(account)
+        return (
+            equity is not None
+            and equity < 0
+            and acc.units <= 0
+            and not acc.pending
+            and acc.peak_nav > 0
+        )
+
     def units_due(self, account: str) -> bool:
         """Whether the account has flows to turn into units, or equity but no units
         (an account funded before DRAWDOWN_BRAKE v6 has only pending flows): the owner

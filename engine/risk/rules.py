@@ -301,7 +301,11 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     drawdown is 1 - NAV / peak. v5 kept the peak on equity plus what withdrawals took
     out: a deposit during a drawdown raised that sum (peak 100, equity 92, a deposit of
     10: 102, a new peak, the 8% loss forgiven), and a withdrawn asset was valued at its
-    mark now, so a later move of BTC no longer held moved the measure.
+    mark now, so a later move of BTC no longer held moved the measure. v7: an account
+    left with no units and equity below zero (a settled withdrawal took more than it was
+    worth: `unitization` redeems every unit) is measured as its whole peak lost
+    (`EngineState.lost_in_full`); v6 measured nothing then ("no units yet"), so such a
+    settlement erased the drawdown of the moment before and the account traded on.
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None or ctx.flows_pending:
@@ -315,6 +319,15 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
         return _no(rid, ver, "NO_MARK", f"cannot value the account: {why}")
     nav = ctx.nav
     if nav is None:
+        if ctx.equity < 0 and ctx.peak_nav > 0:
+            # No units left, below zero (DRAWDOWN v7): the whole peak is lost.
+            why = (
+                f"equity {ctx.equity} below zero with no units left (a withdrawal took more "
+                f"than the account was worth): all of the peak {ctx.peak_nav:.12f} lost"
+            )
+            if ctx.risk_reducing:
+                return _ok(rid, ver, f"{why}; risk-reducing")
+            return _no(rid, ver, "DRAWDOWN_BRAKE", why)
         return _ok(rid, ver, "no units yet")
     peak = max(ctx.peak_nav, nav)
     if peak <= 0:
@@ -560,7 +573,7 @@ RULES: tuple[Rule, ...] = (
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 6),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 7),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 2),

@@ -388,19 +388,26 @@ class PaperVenue:
         valued the account at (DRAWDOWN v6): at its decisions, and here
         (`AccountState.raise_peak`). Flows not yet turned into units are first
         (`_measure`). An account that cannot be valued is left to the rules (its next
-        intent: NO_MARK)."""
+        intent: NO_MARK); one left with no units below zero has lost its whole peak
+        (`EngineState.lost_in_full`, DRAWDOWN v7)."""
         equity, nav = _measure(state, account, at, emit)
-        if equity is None or nav is None:
+        if equity is None:
             return False, None
         acc = state.account(account)
-        held = acc.peak_nav
-        if nav > held:
-            return False, (equity, nav)  # a new high: no drawdown
-        if held <= 0:
-            return False, None
-        drawdown = VALUATION.divide(held - nav, held)
-        if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
-            return False, None
+        drawdown: Decimal | None
+        if nav is None:
+            if not state.lost_in_full(account, equity):
+                return False, None
+            drawdown = None
+        else:
+            held = acc.peak_nav
+            if nav > held:
+                return False, (equity, nav)  # a new high: no drawdown
+            if held <= 0:
+                return False, None
+            drawdown = VALUATION.divide(held - nav, held)
+            if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
+                return False, None
         emit(
             KillSwitchEngaged(
                 scope=account,

@@ -35,7 +35,12 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "6f799245fde4afe9069fe8f46ab0459be37fbc671acac0a5e1b57421ae2774b7"
+PINNED = "bf52f9a86d2c7ad9a8520fc3d107a713aa8c18497f324c4e1b5e215cadba4844"
+"""Retaken in session 20 (helper-105) for DRAWDOWN_BRAKE v7 (an account a settled
+withdrawal left with no units and equity below zero has lost its whole peak): every
+decision records rule version 7; with the version set back to 6 the digest is the one
+before, so no decision, brake or other output changed. Before:"""
+"""PINNED was 6f799245fde4afe9069fe8f46ab0459be37fbc671acac0a5e1b57421ae2774b7."""
 """Retaken in session 19 (helper-100): `OrderSubmitted.producer_key`, the key a parent's
 intent verified with (141 parents name it; the 55 stop/take children carry null), which
 decides the revocation that cancels the order; `canonical_state` names each order's key.

@@ -322,6 +322,60 @@ def test_a_withdrawal_of_another_asset_is_not_a_loss() -> None:
     assert _drawdown(after).detail == "drawdown 0.0000"
 
 
+def _underwater(h: Harness, resting: bool = False) -> str | None:
+    """A1 buys 0.3 BTC (~9,009 of its 10,000 USDC) beside 1 ETH, BTC falls to 10,000 (NAV
+    per unit ~0.50: 50% down, braked at the next decision), then a withdrawal of 8,000
+    requested before the fall settles: more than the ~5,991 the account is worth, so the
+    settlement redeems every unit and leaves its equity at ~-2,009. `resting`: a buy of
+    0.1 ETH at 0.15 BTC placed before the fall rests (its order id returned)."""
+    h.admin_deposit("ETH", D("1"))
+    h.quote(D("1999"), D("2001"), instrument="ETH/USDC")
+    h.quote(D("0.199"), D("0.201"), instrument="ETH/BTC")
+    assert _buy(h, "0.3", "30001").outcome == "APPROVED"
+    rest = None
+    if resting:
+        rest = decision(h.order(Side.BUY, D("0.1"), D("0.15"), instrument="ETH/BTC"))
+        assert rest.outcome == "APPROVED", rest.reason_codes
+    for step in ("request", "check", "release"):
+        _transfer(h, _step("w1", step, amount="8000"))
+    h.quote(D("9999"), D("10001"))
+    _transfer(h, _step("w1", "settle", amount="8000"))
+    acc = h.state.account("A1")
+    assert acc.units == 0 and acc.peak_nav == 1
+    equity = h.state.equity("A1")
+    assert equity is not None and equity < 0
+    return None if rest is None else str(rest.order_id)
+
+
+def test_a_withdrawal_of_more_than_the_account_is_worth_does_not_forgive_the_drawdown() -> None:
+    """A settlement that took more than the account was worth left no units, and v6
+    measured nothing then ('no units yet'): the 50% drawdown of the moment before was
+    forgotten, the account passed the brake with its equity below zero and bought ETH
+    with its BTC (v5 braked it). Since v7 equity below zero with no units left against a
+    recorded peak is the whole peak lost: DRAWDOWN_BRAKE and the kill switch, while an
+    order reducing risk still passes."""
+    h = _harness()
+    _underwater(h)
+    out = h.order(Side.BUY, D("0.1"), D("0.2"), instrument="ETH/BTC")
+    braked = decision(out)
+    assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
+    assert _drawdown(braked).rule_version == 7
+    assert "KillSwitchEngaged" in types(out) and "A1" in h.state.kill_switches
+
+
+def test_a_print_brakes_an_account_a_withdrawal_left_below_zero() -> None:
+    """The venue's own brake at a print (`PaperVenue._brake`): a resting ETH/BTC buy
+    placed before the fall is cancelled by the kill switch, not filled, once the
+    settlement left the account below zero with no units."""
+    h = _harness()
+    rest = _underwater(h, resting=True)
+    assert rest in h.state.account("A1").open_orders
+    trade = h.market_trade(D("0.15"), D("1")).model_copy(update={"instrument": "ETH/BTC"})
+    out = h.feed(trade, "md")
+    assert "KillSwitchEngaged" in types(out) and "Fill" not in types(out), types(out)
+    assert rest not in h.state.account("A1").open_orders
+
+
 # ---- DRAWDOWN_BRAKE v6: flows are measured per unit ----------------------------------
 
 
