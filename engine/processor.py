@@ -22,6 +22,7 @@ from engine.risk.rules import UNKNOWN_LAG
 from engine.sigverify import verify_many
 from engine.state import (
     EXACT_DIGITS,
+    ONE,
     QUANTUM,
     VALUATION,
     AccountState,
@@ -771,14 +772,17 @@ def _order(
         # The peak is of NAV per unit (DRAWDOWN v6): flows do not move it.
         acc.raise_peak(event.occurred_at, nav)
     if "DRAWDOWN_BRAKE" in ev.reason_codes and p.account not in state.kill_switches:
-        # Measured per unit, or (no NAV: no units left below zero, DRAWDOWN v7) lost in full.
+        # Measured per unit, or the whole peak lost (DRAWDOWN v7, v8: `lost_in_full`).
         peak = acc.peak_nav
+        lost = ev.context is not None and ev.context.lost_in_full
         emit(
             KillSwitchEngaged(
                 scope=p.account,
                 engaged_by="drawdown-brake",
                 reason="account drawdown from its peak passed the threshold",
-                drawdown=VALUATION.divide(peak - nav, peak)
+                drawdown=ONE
+                if lost
+                else VALUATION.divide(peak - nav, peak)
                 if peak > 0 and nav is not None
                 else None,
                 peak_equity=peak_money(acc),

@@ -206,7 +206,7 @@ class Capture:
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
                          list[tuple[datetime, Decimal]], dict[str, datetime],
                          dict[str, dict[str, Decimal]],
-                         tuple[Decimal, Decimal | None, frozenset[str]]]]  # fmt: skip
+                         tuple[Decimal, Decimal | None, frozenset[str], datetime | None]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -242,7 +242,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             list(a.peaks),
             dict(a.maker_fill_at),
             {k: dict(v) for k, v in a.taken.items()},
-            (a.units, a.unit_nav, frozenset(a.unitized)),
+            (a.units, a.unit_nav, frozenset(a.unitized), a.wiped_at),
         )
         for name, a in state.accounts.items()
         if part(name) == partition
@@ -298,7 +298,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             asset: str(amount - deposited.get(asset, ZERO))
             for asset, amount in sorted(balances.items())
         }
-        held, nav, unitized = units
+        held, nav, unitized, wiped_at = units
         if not (traded or positions or fills or peaks or maker_fill_at or taken or unitized):
             continue
         if held or nav is not None or unitized:
@@ -308,6 +308,8 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
                 "unit_nav": _dec(nav),
                 "unitized": sorted(unitized),
             }
+            if wiped_at is not None:  # DRAWDOWN_BRAKE v8 (format 14): the capital was gone
+                accounts[name]["wiped_at"] = _ts(wiped_at)
         else:
             accounts[name] = {}
         accounts[name] |= {
@@ -437,6 +439,12 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.unit_nav = _undec(a.get("unit_nav"))
             acc.unitized = set(a.get("unitized", ()))
             acc.pending = {f for f in acc.flows if f not in acc.unitized}
+            wiped = a.get("wiped_at")
+            reset = acc.peak_reset_at
+            # A release folded from the reference topics after the slice clears it.
+            acc.wiped_at = (
+                None if wiped is None or (reset is not None and _dt(wiped) < reset) else _dt(wiped)
+            )
         for d in b["orders"]:
             o = _order_load(d)
             if part(o.account) != s.partition:
@@ -527,7 +535,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.fills = 0
         acc.peaks = []
         acc.peak_nav = acc.peak_since(acc.peak_reset_at)
-        acc.units, acc.unit_nav, acc.unitized = ZERO, None, set()
+        acc.units, acc.unit_nav, acc.unitized, acc.wiped_at = ZERO, None, set(), None
         acc.pending = set(acc.flows)
         acc.maker_fill_at = {}
         acc.taken = {}
@@ -603,6 +611,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             "unit_nav": _dec(acc.unit_nav),
             "unitized": sorted(acc.unitized),
             "pending": sorted(acc.pending),
+            "wiped_at": None if acc.wiped_at is None else _ts(acc.wiped_at),
         }
         if d == _UNTOUCHED:
             continue
@@ -716,5 +725,6 @@ _UNTOUCHED: dict[str, Any] = {
     "unit_nav": None,
     "unitized": [],
     "pending": [],
+    "wiped_at": None,
 }
 """An account nothing has touched (`EngineState.account` creates them on lookups)."""

@@ -324,6 +324,12 @@ class AccountState:
     deposit raised and a withdrawn asset's later price moved)."""
     peak_reset_at: datetime | None = None
     """When a release last reset the peak: older decisions' peaks no longer count."""
+    wiped_at: datetime | None = None
+    """The event time of the newest flow that found the account's capital gone (units
+    left but equity at or below zero just before it: `UnitsChanged.nav` None) since its
+    last release: the whole peak is lost until a release (`EngineState.lost_in_full`,
+    DRAWDOWN_BRAKE v8; v6 measured the deposit as performance). Own-topic state, kept
+    like a peak (`raise_peak`): a flow stamped before the release does not count."""
     fills: int = 0
     exposure: Exposure = field(default_factory=lambda: Exposure())
     maker_fill_at: dict[str, datetime] = field(default_factory=dict)
@@ -1021,19 +1027,19 @@ class EngineState:
         return _DOWN.divide(equity, acc.units)
 
     def lost_in_full(self, account: str, equity: Decimal | None) -> bool:
-        """Whether the account, with `equity` (valued now), has no units left while its
-        equity is below zero and a peak was recorded: a settled withdrawal took more than
-        it was worth (`unitization` redeemed every unit). NAV per unit is not defined, and
-        the drawdown brake counts the whole peak lost (DRAWDOWN_BRAKE v7; v6 measured
-        nothing, so the settlement erased the drawdown of the moment before)."""
+        """Whether the account, with `equity` (valued now), has lost its whole peak (one
+        recorded since its last release): a flow found its capital gone (`wiped_at`:
+        NAV per unit at or below zero just before a deposit, which v6 then measured as
+        performance, DRAWDOWN_BRAKE v8), or it has no units left while its equity is
+        below zero (a settled withdrawal took more than it was worth and `unitization`
+        redeemed every unit; v6 measured nothing, v7). The drawdown brake engages until
+        a release resets the peak."""
         acc = self.account(account)
-        return (
-            equity is not None
-            and equity < 0
-            and acc.units <= 0
-            and not acc.pending
-            and acc.peak_nav > 0
-        )
+        if acc.peak_nav <= 0 or acc.pending:
+            return False
+        if acc.wiped_at is not None:
+            return True  # a flow found the capital gone since the last release (v8)
+        return equity is not None and equity < 0 and acc.units <= 0
 
     def units_due(self, account: str) -> bool:
         """Whether the account has flows to turn into units, or equity but no units
@@ -1082,7 +1088,8 @@ class EngineState:
         else:
             nav = acc.unit_nav if acc.unit_nav is not None else ONE
             units = _UP.divide(e1, nav) if e1 > 0 else ZERO
-        after = _DOWN.divide(e1, units) if units > 0 else None
+        # With the capital gone (nav None) the flow is no performance: no new peak.
+        after = _DOWN.divide(e1, units) if units > 0 and nav is not None else None
         reset = acc.peak_reset_at
         high = (
             after
@@ -1341,6 +1348,8 @@ class EngineState:
                 acc = self.account(p.scope)
                 acc.peak_reset_at = event.occurred_at
                 acc.peak_nav = acc.peak_since(event.occurred_at)
+                if acc.wiped_at is not None and acc.wiped_at < event.occurred_at:
+                    acc.wiped_at = None
         else:
             return
         self.seen_reference.add(event.event_id)
@@ -1365,6 +1374,12 @@ class EngineState:
         acc.pending.difference_update(p.flows)
         if p.peak_nav is not None:
             acc.record_peak(at, p.peak_nav)
+        if p.nav is None and p.units > 0:
+            # The capital was gone (DRAWDOWN v8): the peak is lost until a release, which
+            # a flow stamped before it does not outlive (as `raise_peak`).
+            reset = acc.peak_reset_at
+            if (reset is None or at >= reset) and (acc.wiped_at is None or at > acc.wiped_at):
+                acc.wiped_at = at
 
     def pending_cause(self, account: str) -> Envelope[Any] | None:
         """The fact of the account's oldest pending flow (by id): what `processor.catch_up`

@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 13
+FORMAT_VERSION = 14
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -39,7 +39,8 @@ and the flows its `UnitsChanged` named, and its peaks as NAV per unit, DRAWDOWN_
 an older slice's peaks are of equity; 12: each order's `triggered_at`, when a stop/take
 child was triggered with nothing filled, `OrderTriggered`; 13: each order's
 `producer_key`, the key its intent verified with, which decides the revocation that
-cancels it, `EngineState.revocation_of`)."""
+cancels it, `EngineState.revocation_of`; 14: each account's `wiped_at`, when a flow
+last found its capital gone, DRAWDOWN_BRAKE v8: an older slice does not say)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

@@ -110,6 +110,7 @@ def build_context(
         "known_stablecoins": STABLECOINS,
         "nav": state.nav(intent.account, equity),
         "flows_pending": bool(acc.pending),
+        "lost_in_full": state.lost_in_full(intent.account, equity),
     }
     if len(fields) != _CONTEXT_FIELDS:
         return RiskContext(**fields)  # not every field given: let the constructor say so

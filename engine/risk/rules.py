@@ -93,6 +93,9 @@ class RiskContext:
     flows_pending: bool = False
     """Deposits or settled withdrawals not yet turned into units (a mark was missing):
     NAV per unit is not known (NO_MARK)."""
+    lost_in_full: bool = False
+    """The account has lost its whole peak (`EngineState.lost_in_full`): a flow found its
+    capital gone since its last release, or it has no units left below zero."""
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -305,7 +308,11 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     left with no units and equity below zero (a settled withdrawal took more than it was
     worth: `unitization` redeems every unit) is measured as its whole peak lost
     (`EngineState.lost_in_full`); v6 measured nothing then ("no units yet"), so such a
-    settlement erased the drawdown of the moment before and the account traded on.
+    settlement erased the drawdown of the moment before and the account traded on. v8:
+    likewise an account a flow found with its capital gone (NAV per unit at or below zero
+    just before a deposit, `AccountState.wiped_at`) until a release: v6 kept its units,
+    so a margin call's deposit lifted NAV per unit above the old peak and the loss of
+    more than everything measured 0%.
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None or ctx.flows_pending:
@@ -318,16 +325,20 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
             return _ok(rid, ver, f"cannot value the account ({why}); risk-reducing")
         return _no(rid, ver, "NO_MARK", f"cannot value the account: {why}")
     nav = ctx.nav
+    if ctx.lost_in_full:
+        # The whole peak is lost until a release (DRAWDOWN v7, v8).
+        why = (
+            f"equity {ctx.equity} below zero with no units left (a withdrawal took more "
+            f"than the account was worth): all of the peak {ctx.peak_nav:.12f} lost"
+            if nav is None
+            else f"the account's capital was gone when a deposit or withdrawal came (NAV "
+            f"per unit at or below zero): all of the peak {ctx.peak_nav:.12f} lost until "
+            "a release"
+        )
+        if ctx.risk_reducing:
+            return _ok(rid, ver, f"{why}; risk-reducing")
+        return _no(rid, ver, "DRAWDOWN_BRAKE", why)
     if nav is None:
-        if ctx.equity < 0 and ctx.peak_nav > 0:
-            # No units left, below zero (DRAWDOWN v7): the whole peak is lost.
-            why = (
-                f"equity {ctx.equity} below zero with no units left (a withdrawal took more "
-                f"than the account was worth): all of the peak {ctx.peak_nav:.12f} lost"
-            )
-            if ctx.risk_reducing:
-                return _ok(rid, ver, f"{why}; risk-reducing")
-            return _no(rid, ver, "DRAWDOWN_BRAKE", why)
         return _ok(rid, ver, "no units yet")
     peak = max(ctx.peak_nav, nav)
     if peak <= 0:
@@ -573,7 +584,7 @@ RULES: tuple[Rule, ...] = (
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 7),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 8),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 2),

@@ -59,6 +59,7 @@ from typing import Any, ClassVar
 from engine.state import (
     EQUITY_QUANTUM,
     FEE_QUANTUM,
+    ONE,
     QUANTUM,
     VALUATION,
     ZERO,
@@ -388,17 +389,17 @@ class PaperVenue:
         valued the account at (DRAWDOWN v6): at its decisions, and here
         (`AccountState.raise_peak`). Flows not yet turned into units are first
         (`_measure`). An account that cannot be valued is left to the rules (its next
-        intent: NO_MARK); one left with no units below zero has lost its whole peak
-        (`EngineState.lost_in_full`, DRAWDOWN v7)."""
+        intent: NO_MARK); one that lost its whole peak (`EngineState.lost_in_full`: a flow
+        found its capital gone, or no units are left below zero) is braked."""
         equity, nav = _measure(state, account, at, emit)
         if equity is None:
             return False, None
         acc = state.account(account)
-        drawdown: Decimal | None
-        if nav is None:
-            if not state.lost_in_full(account, equity):
-                return False, None
-            drawdown = None
+        drawdown: Decimal
+        if state.lost_in_full(account, equity):
+            drawdown = ONE  # the whole peak (DRAWDOWN v7, v8)
+        elif nav is None:
+            return False, None
         else:
             held = acc.peak_nav
             if nav > held:

@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "bf52f9a86d2c7ad9a8520fc3d107a713aa8c18497f324c4e1b5e215cadba4844"
+PINNED = "874bc714db9c9bfbdb5863582bde0c3153708ef1bd5e3d355efa59887638ad4e"
+"""Retaken in session 20 (helper-105) for DRAWDOWN_BRAKE v8 (a flow that finds an
+account's capital gone marks its whole peak lost until a release): every decision records
+rule version 8 and `canonical_state` names each account's `wiped_at` (none in the stream);
+with the version set back to 7 and that key left out, the digest is the one before, so no
+decision, brake or other output changed. Before:"""
+"""PINNED was bf52f9a86d2c7ad9a8520fc3d107a713aa8c18497f324c4e1b5e215cadba4844."""
 """Retaken in session 20 (helper-105) for DRAWDOWN_BRAKE v7 (an account a settled
 withdrawal left with no units and equity below zero has lost its whole peak): every
 decision records rule version 7; with the version set back to 6 the digest is the one

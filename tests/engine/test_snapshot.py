@@ -432,6 +432,44 @@ def _restarted(log: Log, live: EngineState) -> tuple[EngineState, ...]:
     )
 
 
+def test_a_restarted_engine_keeps_a_capital_gone_account_braked_until_a_release() -> None:
+    """DRAWDOWN v8: a deposit that finds the capital gone (600 BTC bought on credit, BTC
+    from 30,000 to 13,000: equity ~-218,000) marks the whole peak lost
+    (`AccountState.wiped_at`, folded from its `UnitsChanged`): the live engine, one
+    restarted from slices (taken before or after the deposit) and the log after them, and
+    one from the log alone brake the next order alike; a release after the slice clears
+    it in all three."""
+    for order in ("before", "after"):
+        h = _harness()
+        log = Log(h)
+        lim = limits(1).model_copy(update={"credit_limit": D("20000000")})
+        log.add(h.admin(RiskLimitsChanged(scope="*", config_version=2, limits=lim,
+                                          changed_by="admin")))  # fmt: skip
+        for bid in ("29999", "12999"):
+            before = len(h.inputs)
+            h.quote(D(bid), D(bid) + 2, qty=D("1000"))
+            log.ref += h.inputs[before : before + 1]
+            if bid == "29999":
+                log.add(h.order(Side.BUY, D("600"), D("30001"), account="A1"))
+        plan: list[tuple[Any, ...]] = [("snap", 0), ("deposit", "A1", "USDC")]
+        for a in plan if order == "before" else plan[::-1]:
+            log.play(a)
+        live = h.state
+        assert live.account("A1").wiped_at is not None, order
+        for state in _restarted(log, live):
+            assert canonical_state(state) == canonical_state(live), order
+            h.state = state
+            outs = h.order(Side.BUY, D("0.1"), D("13001"), account="A1")
+            h.n -= 1  # the same client order id for the next state
+            h.tick(-0.01)
+            assert decision(outs).reason_codes == ("DRAWDOWN_BRAKE",), order
+        h.state = live
+        log.play(("release", "A1"))
+        assert live.account("A1").wiped_at is None
+        for state in _restarted(log, live):
+            assert canonical_state(state) == canonical_state(live), order
+
+
 def test_a_restarted_engine_keeps_the_units_and_the_peak_per_unit() -> None:
     """DRAWDOWN v6: units are folded from the owner's `UnitsChanged`, never re-computed
     (a rebuild folds the deposits and settlements first, at none of the prices they were

@@ -31,7 +31,9 @@ from schemas import EventPayload, encode, new_event
 from schemas.events import (
     DepositReceived,
     Fill,
+    KillSwitchReleased,
     RiskLimits,
+    RiskLimitsChanged,
     Side,
     TransferChecked,
     TransferReleased,
@@ -359,7 +361,7 @@ def test_a_withdrawal_of_more_than_the_account_is_worth_does_not_forgive_the_dra
     out = h.order(Side.BUY, D("0.1"), D("0.2"), instrument="ETH/BTC")
     braked = decision(out)
     assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
-    assert _drawdown(braked).rule_version == 7
+    assert _drawdown(braked).rule_version >= 7
     assert "KillSwitchEngaged" in types(out) and "A1" in h.state.kill_switches
 
 
@@ -374,6 +376,46 @@ def test_a_print_brakes_an_account_a_withdrawal_left_below_zero() -> None:
     out = h.feed(trade, "md")
     assert "KillSwitchEngaged" in types(out) and "Fill" not in types(out), types(out)
     assert rest not in h.state.account("A1").open_orders
+
+
+def _wiped(h: Harness) -> None:
+    """A1 buys 0.9 BTC at ~30,000 on a 20,000 credit (10,000 of its own), and BTC falls
+    to 18,000 while nothing of it rests and no intent comes (nothing measures it): equity
+    ~-828, NAV per unit ~-0.08 against a peak of 1. Then a margin call's deposit of
+    20,000 finds the capital gone (E0 <= 0: no NAV to issue units at, units kept)."""
+    limits = _limits().model_copy(update={"credit_limit": D("20000")})
+    h.admin(RiskLimitsChanged(scope="*", config_version=2, limits=limits, changed_by="admin"))
+    assert _buy(h, "0.9", "30001").outcome == "APPROVED"
+    h.quote(D("17999"), D("18001"))
+    nav = h.state.nav("A1", h.state.equity("A1"))
+    assert nav is not None and nav < 0
+    out = _usdc_deposit(h, "20000")
+    assert types(out) == ["DepositReceived", "UnitsChanged"]
+    assert out[1].payload.nav is None and out[1].payload.peak_nav is None
+
+
+def test_a_deposit_into_an_account_whose_capital_is_gone_does_not_forgive_the_loss() -> None:
+    """v6 kept the units and measured E1 / u: the deposit lifted NAV per unit from -0.08
+    to 1.92, recorded it as a new peak, and the next order passed with 'drawdown 0.0000'
+    after a loss of 108% (the top-up v6 was to stop forgiving). Since v8 a flow that
+    finds the capital gone marks the whole peak lost until a release of the account's
+    kill switch: DRAWDOWN_BRAKE with the kill switch; a release measures afresh."""
+    h = _harness()
+    _wiped(h)
+    acc = h.state.account("A1")
+    assert acc.peak_nav == 1
+    out = h.order(Side.BUY, D("0.01"), D("18001"))
+    braked = decision(out)
+    assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
+    assert _drawdown(braked).rule_version == 8
+    assert "KillSwitchEngaged" in types(out)
+    (ks,) = [e.payload for e in out if e.event_type == "KillSwitchEngaged"]
+    assert ks.drawdown == 1
+    sold = decision(h.order(Side.SELL, D("0.1"), D("17999")))  # reduces risk: passes
+    assert sold.outcome == "APPROVED", sold.reason_codes
+    h.admin(KillSwitchReleased(scope="A1", released_by="admin", reason="recapitalized"))
+    again = decision(h.order(Side.BUY, D("0.01"), D("18001")))
+    assert again.outcome == "APPROVED", _drawdown(again).detail
 
 
 # ---- DRAWDOWN_BRAKE v6: flows are measured per unit ----------------------------------
