@@ -254,7 +254,8 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
                 _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
-    # oldest pending flow (`control`'s id when it was the only one).
+    # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
+    # settlement was the only one).
     for account in sorted(a for a, acc in state.accounts.items() if acc.pending):
         cause = state.pending_cause(account) if owns(account) else None
         if cause is not None:

@@ -1382,9 +1382,11 @@ class EngineState:
                 acc.wiped_at = at
 
     def pending_cause(self, account: str) -> Envelope[Any] | None:
-        """The fact of the account's oldest pending flow (by id): what `processor.catch_up`
-        turns its pending flows into units as caused by (the id the owner that folded the
-        flow live gave it, when its transaction was lost)."""
+        """The fact of the account's pending flow of the least flow id (not the oldest:
+        deposits and settlements come on two topics, which a live worker and a rebuild
+        interleave differently): what `processor.catch_up` turns its pending flows into
+        units as caused by (the id the owner that folded a lone settlement live gave it,
+        when its transaction was lost)."""
         acc = self.accounts.get(account)
         if acc is None or not acc.pending:
             return None
