@@ -1008,8 +1008,14 @@ class EngineWorker:
             out.append(self._dead_letter(msg, err))
             return
         self.stats["intents"] += 1
-        if self.stale is not None and topic == self.names[Topic.ADMIN]:
-            why = stale_admin_reason(event.event_type, self.stale)
+        if topic == self.names[Topic.ADMIN]:
+            view = self.stale
+            if view is None and self._misrouted(msg, p.partition_key(), event.event_type):
+                view = (
+                    f"{event.event_type} for {p.partition_key()} on partition "
+                    f"{msg.partition()}, not its key's partition {self.part(p.partition_key())}"
+                )
+            why = None if view is None else stale_admin_reason(event.event_type, view)
             if why is not None:  # fail closed, as the batch's intents (engine.control)
                 out.extend(reject_admin(self.state, event, why))
                 return
@@ -1025,19 +1031,26 @@ class EngineWorker:
         finally:
             self.ctx.consumer_lag = lag
 
-    def _misrouted(self, msg: Message, account: str) -> bool:
+    def _misrouted(self, msg: Message, account: str, what: str = "intent") -> bool:
         """An intent on another partition than its account's (murmur2 over the own topics'
         partition count): the worker owning that partition need not hold the account's
         state (a producer that picks partitions itself, or a topic whose partitions
-        changed), so the intent is decided as STALE_STATE, never on a partial state."""
+        changed), so the intent is decided as STALE_STATE, never on a partial state.
+
+        An admin command on another partition than its key's (`partition_key`: the
+        account, scope or producer it is about) is refused `STALE_STATE` unless it only
+        tightens (session 20): every other worker decides the commands on its own
+        partitions at the same time, and a fact another worker wrote in a transaction
+        not yet committed is in no drained view, so two workers could each accept a
+        deposit of one id (credited twice by the books) or open one account twice."""
         if self.part(account) == msg.partition():
             return False
         now = time.monotonic()
         if now - self._misrouted_logged > 1.0:  # seconds, not money: not a line per intent
             self._misrouted_logged = now
             log.warning(
-                "worker %s: intent for %s on %s[%s], its account's partition is %d: STALE_STATE",
-                self.wid, account, msg.topic(), msg.partition(), self.part(account),
+                "worker %s: %s for %s on %s[%s], its key's partition is %d: STALE_STATE",
+                self.wid, what, account, msg.topic(), msg.partition(), self.part(account),
             )  # fmt: skip
         return True
 

@@ -28,16 +28,20 @@ from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine.partitioning import partition_for
 from schemas import Envelope, encode
-from schemas.events import RiskLimits, RiskLimitsChanged
+from schemas.envelope import EventPayload
+from schemas.events import DepositReceived, KillSwitchEngaged, RiskLimits, RiskLimitsChanged
 from schemas.topics import Topic
 from tests.engine.helpers import (
     RecordCounter,
     admin,
+    admin_answers,
     intent,
     produce,
     quote,
+    rejected_stale,
     running_snapshotter,
     running_worker,
+    send_admin,
     wait_for,
     world,
 )
@@ -172,3 +176,43 @@ def test_the_snapshotter_writes_no_slice_of_a_grown_log(env: Settings) -> None:
         assert slices.count == 0, "the snapshotter sliced a grown log"
         assert snap.holding is not None
         assert f"{settings.topic(Topic.ORDERS)} has 12 partitions, declared 6" in snap.holding
+
+
+def _misrouted_answer(settings: Settings, payload: EventPayload) -> Envelope[Any]:
+    """`payload` as an admin command on partition 3 (its key's is 0), sent again while a
+    worker refuses it on a possibly stale view of the control topics (not what is tested)."""
+    for _ in range(5):
+        command = admin(payload)
+        k, v, h = encode(command)
+        p = Producer(producer_config(settings))
+        p.produce(settings.topic(Topic.ADMIN), key=k, value=v, headers=h, partition=3)
+        assert p.flush(30) == 0
+        answer = admin_answers(settings, [command]).get(command.event_id)
+        assert answer is not None, "no answer"
+        if not (rejected_stale(answer) and "partition" not in answer.payload.reason):
+            return answer
+    raise AssertionError("the worker's view stayed stale")
+
+
+def test_an_admin_command_on_another_partition_than_its_key_is_stale(env: Settings) -> None:
+    """Each worker decides the admin commands on its own partitions, and a fact another
+    worker wrote in a transaction not yet committed is in no drained view: a deposit
+    command sent twice, once on its account's partition and once elsewhere, could be
+    accepted by two workers at once and credited twice by the books. So a command on
+    another partition than its key's is refused STALE_STATE (it took no effect), unless
+    it only tightens (a kill switch is decided wherever it comes). Before session 20 the
+    misrouted deposit was accepted."""
+    assert partition_for("ACC1", 6) == 0
+    settings = env
+    with running_worker(settings, "a"):
+        world(settings, ["ACC1"])
+        deposit = DepositReceived(deposit_id="d-2", account="ACC1", asset="USDC", amount=Decimal(5))
+        away = _misrouted_answer(settings, deposit)
+        assert away.event_type == "AdminCommandRejected", away
+        assert rejected_stale(away), away.payload.reason
+        assert "not its key's partition 0" in away.payload.reason
+        stop = KillSwitchEngaged(scope="ACC1", engaged_by="admin", reason="misrouted, decided")
+        assert _misrouted_answer(settings, stop).event_type == "KillSwitchEngaged"
+        home = admin(deposit)
+        send_admin(settings, [home])  # on its partition: accepted, the refusal had no effect
+        assert admin_answers(settings, [home])[home.event_id].event_type == "DepositReceived"
