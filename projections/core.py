@@ -554,7 +554,14 @@ class BalancesProjection(Projection):
         WriteMode.UPSERT,
         stateful=True,
     )
-    tables = (balances, movements, transfers)
+    deposits = Table(
+        "deposits",
+        ("account", "deposit_id", "asset", "amount", "event_id", "occurred_at"),
+        ("account", "deposit_id"),
+        WriteMode.UPSERT,
+        stateful=True,
+    )
+    tables = (balances, movements, transfers, deposits)
     handles = _v1(
         "Fill",
         "DepositReceived",
@@ -564,14 +571,18 @@ class BalancesProjection(Projection):
         "TransferSettled",
     )
     ignores = FillsProjection.ignores
-    migrations = ("0104_proj_balances.sql", "0117_balances_transfers_per_account.sql")
-    fold_version = 3
+    migrations = (
+        "0104_proj_balances.sql",
+        "0117_balances_transfers_per_account.sql",
+        "0119_balances_deposits.sql",
+    )
+    fold_version = 4
     """2: a transfer's status only moves forward (a check after the release set it back
     to CHECKED_*). 3: a transfer is keyed by account and id, as the engine's withdrawals
-    (an id a second account requested was quarantined, and that withdrawal never debited)."""
-    partition_local = (
-        True  # balances, movements and transfers are per account, the key of both its topics
-    )
+    (an id a second account requested was quarantined, and that withdrawal never debited).
+    4: a deposit id is credited once per account, as the engine's fold (`deposits`; a
+    second `DepositReceived` of it is quarantined)."""
+    partition_local = True  # every table is per account, the key of both its topics
 
     @staticmethod
     def _legs(item: Located) -> list[tuple[str, str, Decimal, str]]:
@@ -599,15 +610,19 @@ class BalancesProjection(Projection):
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         bal: set[Key] = set()
         tr: set[Key] = set()
+        dep: set[Key] = set()
         for e in events:
             p = e.payload
-            if e.data["event_type"].startswith("Transfer"):
+            t = e.data["event_type"]
+            if t.startswith("Transfer"):
                 # A settlement's asset is known only from its request row; the balance
                 # row it moves is then loaded on demand by `State.get`.
                 tr.add((p["account"], p["transfer_id"]))
+            elif t == "DepositReceived":
+                dep.add((p["account"], p["deposit_id"]))
             for _leg, asset, _amt, _kind in self._legs(e):
                 bal.add((p["account"], asset))
-        return {"balances": bal, "transfers": tr}
+        return {"balances": bal, "transfers": tr, "deposits": dep}
 
     def _move(
         self,
@@ -634,6 +649,16 @@ class BalancesProjection(Projection):
         d = item.data
         p = d["payload"]
         t = d["event_type"]
+        if t == "DepositReceived":
+            # Once per account and id, as the engine's fold (`EngineState.apply`) credits
+            # it: two workers could each accept a command of one id until session 20.
+            key = (p["account"], p["deposit_id"])
+            first = state.get(self.deposits, key)
+            if first is not None:
+                raise SkipEvent(f"deposit {key[1]} of {key[0]} already credited (event {first[4]})")
+            state.put(
+                self.deposits, (*key, p["asset"], p["amount"], d["event_id"], d["occurred_at"])
+            )
         if t == "DepositReceived" or t == "Fill":
             ref = p["deposit_id"] if t == "DepositReceived" else p["fill_id"]
             for leg, asset, amount, kind in self._legs(item):
