@@ -438,7 +438,9 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.units = Decimal(a.get("units", "0"))
             acc.unit_nav = _undec(a.get("unit_nav"))
             acc.unitized = set(a.get("unitized", ()))
-            acc.pending = {f for f in acc.flows if f not in acc.unitized}
+            acc.pending = acc.folded_flows() - acc.unitized
+            for f in acc.unitized:
+                acc.flows.pop(f, None)  # named: never read again (issue #3)
             wiped = a.get("wiped_at")
             reset = acc.peak_reset_at
             # A release folded from the reference topics after the slice clears it.
@@ -536,7 +538,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.peaks = []
         acc.peak_nav = acc.peak_since(acc.peak_reset_at)
         acc.units, acc.unit_nav, acc.unitized, acc.wiped_at = ZERO, None, set(), None
-        acc.pending = set(acc.flows)
+        acc.pending = acc.folded_flows()  # some without their fact: see `pending`
         acc.maker_fill_at = {}
         acc.taken = {}
         acc.open_orders = set()

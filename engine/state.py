@@ -310,13 +310,20 @@ class AccountState:
     """The NAV per unit the last flows were turned into units at (`UnitsChanged.nav`):
     what units are issued at again once they went to zero (1 before any)."""
     flows: dict[str, tuple[str, Decimal, Envelope[Any]]] = field(default_factory=dict, repr=False)
-    """Reference state: flow id (`deposit:<id>`, `withdrawal:<transfer id>`) -> (asset,
-    what it added to the balance: a deposit's amount, a settled withdrawal's negated,
-    the fact). Every worker folds them; the owner turns them into units."""
+    """Reference state of the flows no `UnitsChanged` named yet: flow id (`deposit:<id>`,
+    `withdrawal:<transfer id>`) -> (asset, what it added to the balance: a deposit's
+    amount, a settled withdrawal's negated, the fact). Every worker folds them; the
+    owner turns them into units. A named flow's entry is dropped (issue #3: every flow's
+    event was kept forever): nothing reads it again, and which flows were folded at all
+    is `folded_flows` (the `deposits` and settled `withdrawals` the reference fold keeps
+    anyway, which also refuse a deposit id twice)."""
     unitized: set[str] = field(default_factory=set)
     """Own-topic state: the flows a `UnitsChanged` named."""
     pending: set[str] = field(default_factory=set)
-    """`flows` not yet `unitized` (derived): while any is, NAV per unit is not known."""
+    """Folded flows not yet `unitized` (derived): while any is, NAV per unit is not
+    known. Each has its entry in `flows`, except, after `snapshot.release_partitions`,
+    the ones named before: that worker no longer owns the account, and a slice or the
+    log names them again before it owns it anew."""
     peak_nav: Decimal = ZERO
     """The highest NAV per unit recorded since the last release (decisions', fills',
     `PeakEquityRaised`'s and `UnitsChanged`'s `peak_nav`): the drawdown brake's peak
@@ -407,6 +414,13 @@ class AccountState:
             return ZERO
         i = 0 if at is None else bisect_left(peaks, (at,))
         return peaks[i][1] if i < len(peaks) else ZERO
+
+    def folded_flows(self) -> set[str]:
+        """The ids of every flow the reference fold folded (`EngineState._flow`): the
+        deposits, and the withdrawals settled."""
+        return {f"deposit:{d}" for d in self.deposits} | {
+            f"withdrawal:{t}" for t, w in self.withdrawals.items() if w.status == "SETTLED"
+        }
 
 
 @dataclass
@@ -1070,6 +1084,8 @@ class EngineState:
         if e1 is None or (not acc.pending and e1 <= 0):
             return None
         flows = sorted(acc.pending)
+        if not acc.flows.keys() >= acc.pending:
+            return None  # a flow named before a release, not yet again: nothing to price
         before = dict(acc.balances)
         for fid in flows:
             asset, amount, _fact = acc.flows[fid]
@@ -1360,8 +1376,8 @@ class EngineState:
     ) -> None:
         """A deposit or settled withdrawal folded into the balances: pending until a
         `UnitsChanged` names it (in a rebuild, folded before the own topics, it is)."""
-        acc.flows[fid] = (asset, amount, event)
         if fid not in acc.unitized:
+            acc.flows[fid] = (asset, amount, event)
             acc.pending.add(fid)
 
     def _apply_units(self, at: datetime, p: UnitsChanged) -> None:
@@ -1372,6 +1388,8 @@ class EngineState:
             acc.unit_nav = p.nav
         acc.unitized.update(p.flows)
         acc.pending.difference_update(p.flows)
+        for fid in p.flows:
+            acc.flows.pop(fid, None)  # named: never read again (issue #3)
         if p.peak_nav is not None:
             acc.record_peak(at, p.peak_nav)
         if p.nav is None and p.units > 0:
@@ -1390,7 +1408,8 @@ class EngineState:
         acc = self.accounts.get(account)
         if acc is None or not acc.pending:
             return None
-        return acc.flows[min(acc.pending)][2]
+        found = acc.flows.get(min(acc.pending))
+        return None if found is None else found[2]
 
     def _apply_transfer(
         self,
