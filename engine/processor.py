@@ -21,6 +21,7 @@ from engine.risk.evaluator import evaluate
 from engine.risk.rules import UNKNOWN_LAG
 from engine.sigverify import verify_many
 from engine.state import (
+    DRAWDOWN_DIFFERENCE,
     EXACT_DIGITS,
     ONE,
     QUANTUM,
@@ -783,7 +784,7 @@ def _order(
                 reason="account drawdown from its peak passed the threshold",
                 drawdown=ONE
                 if lost
-                else VALUATION.divide(peak - nav, peak)
+                else VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(peak, nav), peak)
                 if peak > 0 and nav is not None
                 else None,
                 peak_equity=peak_money(acc),

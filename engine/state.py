@@ -121,6 +121,13 @@ VALUATION = Context(
 )
 """Where marks and equity terms are computed: explicit, so a value never depends on the
 ambient context, and wide, so rounding stays far below `EQUITY_QUANTUM`."""
+DRAWDOWN_DIFFERENCE = Context(
+    prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+"""Where a drawdown's `peak - NAV` is computed (its quotient by the peak is in `VALUATION`):
+the default context's 28 digits, which it was computed in implicitly (the thread's
+ambient context) until it was made explicit, so no recorded drawdown and no decision at
+the threshold changed; 60 digits would round some differently (docs/engine.md)."""
 _UP = VALUATION.copy()
 _UP.rounding = ROUND_CEILING
 _DOWN = VALUATION.copy()

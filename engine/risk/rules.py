@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import VALUATION, fee_at_most, rate_allowance
+from engine.state import DRAWDOWN_DIFFERENCE, VALUATION, fee_at_most, rate_allowance
 from engine.trusted import builder, positional_builder, validating
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
@@ -343,7 +343,7 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     peak = max(ctx.peak_nav, nav)
     if peak <= 0:
         return _ok(rid, ver, "no equity yet")
-    dd = VALUATION.divide(peak - nav, peak)
+    dd = VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(peak, nav), peak)
     if dd >= ctx.limits.drawdown_brake_pct and not ctx.risk_reducing:
         return _no(
             rid,

@@ -57,6 +57,7 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from engine.state import (
+    DRAWDOWN_DIFFERENCE,
     EQUITY_QUANTUM,
     FEE_QUANTUM,
     ONE,
@@ -406,7 +407,7 @@ class PaperVenue:
                 return False, (equity, nav)  # a new high: no drawdown
             if held <= 0:
                 return False, None
-            drawdown = VALUATION.divide(held - nav, held)
+            drawdown = VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(held, nav), held)
             if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
                 return False, None
         emit(

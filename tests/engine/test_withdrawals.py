@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from hypothesis import example, given, settings
@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 
 from engine.processor import catch_up, control
 from engine.snapshot import canonical_state
-from engine.state import NOT_HOLDING, TRANSFER_RANK, TRANSFER_STEP, VALUATION, EngineState
+from engine.state import (
+    DRAWDOWN_DIFFERENCE,
+    NOT_HOLDING,
+    TRANSFER_RANK,
+    TRANSFER_STEP,
+    VALUATION,
+    EngineState,
+)
 from projections import core
 from projections.framework import Located
 from projections.store import RawRecord, decode_one
@@ -457,6 +464,27 @@ def test_a_deposit_during_a_drawdown_does_not_reduce_it() -> None:
     assert D("0.116") < _dd(h) < D("0.118")
     braked = _buy(h, "0.001", "24000")
     assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
+
+
+def test_the_drawdown_does_not_depend_on_the_threads_decimal_context() -> None:
+    """(peak - NAV) / peak: the difference was taken in the thread's ambient context (28
+    digits by default, whatever a caller set otherwise), the quotient in 60; the recorded
+    drawdown now has the difference in a fixed 28 digits (`DRAWDOWN_DIFFERENCE`), as the
+    default context gave it, so nothing recorded before changes."""
+    h = _harness()
+    _buy(h, "0.2", "30001")
+    h.quote(D("25999"), D("26001"))
+    _usdc_deposit(h, "1000")  # NAV per unit now a 60-digit quotient
+    h.quote(D("23999"), D("24001"))
+    with localcontext(Context(prec=45)):
+        out = h.order(Side.BUY, D("0.001"), D("24000"))
+    (engaged,) = [e.payload for e in out if e.event_type == "KillSwitchEngaged"]
+    acc = h.state.account("A1")
+    nav = h.state.nav("A1", h.state.equity("A1"))
+    assert nav is not None and len(nav.as_tuple().digits) > 28
+    peak = acc.peak_nav
+    assert engaged.drawdown == VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(peak, nav), peak)
+    assert engaged.drawdown == VALUATION.divide(Context(prec=28).subtract(peak, nav), peak)
 
 
 def test_a_withdrawn_assets_later_price_does_not_move_the_measure() -> None:
