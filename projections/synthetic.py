@@ -2,7 +2,9 @@
 
 `generate(seed, n)` returns events in a global order that keeps every account's flow
 causal (decision, submit, accept, fills, cancel), interleaved with deposits, transfers,
-market data, risk-config changes and dead letters. Same seed, same events, same ids.
+market data, risk-config changes and dead letters, and the engine's drawdown bookkeeping
+(`UnitsChanged` after each deposit and settled withdrawal, `PeakEquityRaised` at a
+BTC/USDT print that values a holder above its peak). Same seed, same events, same ids.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from schemas import Envelope, EventPayload, new_event
@@ -34,6 +36,7 @@ from schemas.events import (
     OrderExpired,
     OrderRejected,
     OrderSubmitted,
+    PeakEquityRaised,
     ProducerRegistered,
     QuoteUpdated,
     RiskDecision,
@@ -44,7 +47,7 @@ from schemas.events import (
 )
 from schemas.events.accounts import OwnerKind
 from schemas.events.orders import IntentRejectReason, Liquidity, OrderType, Side
-from schemas.events.risk import DecisionOutcome, RiskLimits, RuleResult
+from schemas.events.risk import DecisionOutcome, RiskLimits, RuleResult, UnitsChanged
 from schemas.events.transfers import TransferCheckOutcome
 
 INSTRUMENTS = {
@@ -52,12 +55,17 @@ INSTRUMENTS = {
     "ETH/USDT": Decimal("3000"),
     "SOL/USDC": Decimal("150"),
 }
+_DERIVED = uuid.UUID("5b1f3c2e-8f0c-4d3a-9d51-3f1e2a6b7c80")
+"""The namespace of the ids of derived events (`_Gen.derive`)."""
+_MONEY = Context(prec=40, rounding=ROUND_HALF_EVEN)
+_UNIT = Decimal("0.00000001")
 BASE_TIME = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class _Gen:
     def __init__(self, seed: int, accounts: int, namespace: str = "") -> None:
         self.rng = random.Random(seed)
+        self.seed = seed
         self.namespace = namespace
         self.accounts = [f"ACC{i:03d}" for i in range(accounts)]
         self.events: list[Envelope[Any]] = []
@@ -70,6 +78,13 @@ class _Gen:
         """Opened accounts -> KYC done."""
         self.aml_open: list[tuple[str, str]] = []
         self.dead_letters = 0
+        self.requested: dict[str, Decimal] = {}
+        """Transfer id -> amount requested."""
+        self.units: dict[str, tuple[Decimal, Decimal]] = {}
+        """Account -> (units, peak NAV per unit): the drawdown bookkeeping."""
+        self.nav = Decimal(1)
+        """Every account's NAV per unit: the last BTC/USDT print over its reference."""
+        self.derived = 0
 
     def emit(self, payload: EventPayload) -> Envelope[Any]:
         self.tick += 1
@@ -81,6 +96,35 @@ class _Gen:
         )
         self.events.append(ev)
         return ev
+
+    def derive(self, payload: EventPayload, name: str) -> None:
+        """An engine fact right after the last event, at its time, its id derived from
+        `name`: it draws nothing from `rng` and moves no clock, so every other event of
+        the stream is what it was without it (and `generate` counts it apart)."""
+        self.events.append(
+            new_event(
+                payload,
+                producer="engine",
+                occurred_at=self.events[-1].occurred_at,
+                event_id=uuid.uuid5(_DERIVED, f"{self.seed}:{self.namespace}:{name}"),
+            )
+        )
+        self.derived += 1
+
+    def unitize(self, account: str, flow: str, amount: Decimal) -> None:
+        """Units issued (or redeemed) for `amount` at the NAV per unit now."""
+        units, peak = self.units.get(account, (Decimal(0), Decimal(0)))
+        nav = self.nav
+        units = max(Decimal(0), _MONEY.add(units, _MONEY.divide(amount, nav).quantize(_UNIT)))
+        high = nav if units > 0 and nav > peak else None
+        self.units[account] = (units, high or peak)
+        self.derive(
+            UnitsChanged(
+                account=account, flows=(flow,), units=units, nav=nav,
+                equity=_MONEY.multiply(units, nav).quantize(_UNIT), peak_nav=high,
+            ),
+            f"units:{flow}",
+        )  # fmt: skip
 
     def ident(self, prefix: str) -> str:
         self.seq += 1
@@ -211,6 +255,18 @@ class _Gen:
                     exchange_ts=BASE_TIME + timedelta(milliseconds=self.tick),
                 )
             )  # fmt: skip
+            if instrument == "BTC/USDT":
+                self.nav = _MONEY.divide(p, INSTRUMENTS[instrument]).quantize(Decimal("0.000001"))
+                for account, (units, peak) in sorted(self.units.items()):
+                    if units > 0 and self.nav > peak:
+                        self.units[account] = (units, self.nav)
+                        self.derive(
+                            PeakEquityRaised(
+                                account=account, instrument=instrument, peak_nav=self.nav,
+                                peak_equity=_MONEY.multiply(units, self.nav).quantize(_UNIT),
+                            ),
+                            f"peak:{account}:{self.tick}",
+                        )  # fmt: skip
         else:
             self.emit(
                 QuoteUpdated(
@@ -239,22 +295,25 @@ class _Gen:
                     settled_at=BASE_TIME + timedelta(milliseconds=self.tick),
                 )
             )  # fmt: skip
+            self.unitize(acc, f"withdrawal:{tid}", -self.requested.pop(tid))
         elif rng.random() < 0.7:
             asset = rng.choice(["USDT", "USDC", "BTC"])
-            self.emit(
+            deposit = self.emit(
                 DepositReceived(
                     deposit_id=self.ident("d"), account=account, asset=asset,
                     amount=Decimal(rng.randint(1, 100000)) / 10,
                 )
             )  # fmt: skip
+            self.unitize(account, f"deposit:{deposit.payload.deposit_id}", deposit.payload.amount)
         else:
             tid = self.ident("w")
-            self.emit(
+            request = self.emit(
                 TransferRequested(
                     transfer_id=tid, account=account, asset="USDT",
                     amount=Decimal(rng.randint(1, 1000)), destination_address="0xabc",
                 )
             )  # fmt: skip
+            self.requested[tid] = request.payload.amount
             self.pending_transfers.append((tid, account))
 
     def config(self) -> None:
@@ -335,7 +394,7 @@ def generate(seed: int, n: int, *, accounts: int = 8, namespace: str = "") -> li
     Streams generated separately (e.g. chunks of a benchmark) need distinct
     `namespace`s, or their order, fill and transfer ids collide."""
     g = _Gen(seed, accounts, namespace)
-    while len(g.events) < n:
+    while len(g.events) - g.derived < n:
         r = g.rng.random()
         if r < 0.30:
             g.new_order()
