@@ -1,5 +1,5 @@
-"""The core projections: orders, fills, positions and PnL, balances, risk, dead letters,
-accounts.
+"""The core projections: orders, fills, positions and PnL, balances, risk, drawdown, dead
+letters, accounts.
 
 Every handler is a pure function of the event and the current rows it reads. Handlers
 read the event's validated JSON values (`Located.data`: decimals, timestamps and ids as
@@ -21,6 +21,7 @@ from decimal import (
     MAX_EMAX,
     MAX_PREC,
     MIN_EMIN,
+    ROUND_FLOOR,
     ROUND_HALF_EVEN,
     Context,
     Decimal,
@@ -778,6 +779,177 @@ class DecisionsProjection(Projection):
             )  # fmt: skip
 
 
+# --------------------------------------------------------------------------- drawdown
+_NAV = Context(prec=60, rounding=ROUND_FLOOR, traps=[InvalidOperation, DivisionByZero, Overflow])
+"""NAV per unit = equity / units: 60 significant digits, rounded down, as the engine
+divides it (`EngineState.nav`, DRAWDOWN_BRAKE v6), so the projection's NAV at a valuation
+is the engine's to the digit."""
+_DRAWDOWN = Context(
+    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+"""Drawdown = (peak - NAV) / peak and the peak in money (peak NAV x units, to
+`EQUITY_QUANTUM`): 60 significant digits, ROUND_HALF_EVEN, the engine's `VALUATION`
+context, so a brake's drawdown here is its `KillSwitchEngaged.drawdown` to the digit."""
+EQUITY_QUANTUM = Decimal("1E-12")
+"""What the engine rounds an amount of money to (`engine.state.EQUITY_QUANTUM`)."""
+
+DRAWDOWN_COLUMNS = (
+    "account",
+    "units",
+    "unit_nav",
+    "equity",
+    "nav",
+    "peak_nav",
+    "peak_equity",
+    "drawdown",
+    "valued_at",
+    "valued_event_id",
+    "valued_by",
+    "units_changed_at",
+    "units_event_id",
+    "peak_changed_at",
+    "peak_event_id",
+    "event_count",
+    "last_event_id",
+    "updated_at",
+)
+_DI = {c: i for i, c in enumerate(DRAWDOWN_COLUMNS)}
+_D_UNITS, _D_UNIT_NAV, _D_PEAK = _DI["units"], _DI["unit_nav"], _DI["peak_nav"]
+_D_COUNT = _DI["event_count"]
+DRAWDOWN_EVENT_COLUMNS = (
+    "event_id",
+    "account",
+    "event_type",
+    "change",
+    "flows",
+    "units",
+    "unit_nav",
+    "equity",
+    "nav",
+    "peak_before",
+    "peak_nav",
+    "peak_equity",
+    "drawdown",
+    "occurred_at",
+)
+
+
+def drawdown_of(nav: Decimal | None, peak: Decimal | None) -> Decimal | None:
+    """1 - NAV / peak as the DRAWDOWN_BRAKE rule measures it: from the higher of the peak
+    and NAV, (peak - NAV) / peak in `_DRAWDOWN`. None when it cannot be measured (no NAV:
+    no units, or a held asset without a price; no peak above zero)."""
+    if nav is None or peak is None:
+        return None
+    top = max(peak, nav)
+    if top <= 0:
+        return None
+    return _DRAWDOWN.divide(_DRAWDOWN.subtract(top, nav), top)
+
+
+def peak_money(peak: Decimal | None, units: Decimal) -> Decimal | None:
+    """The peak in the account's money: peak NAV per unit x units, to `EQUITY_QUANTUM`
+    (the engine's `peak_money`, what its decisions' and brakes' `peak_equity` say)."""
+    if peak is None:
+        return None
+    return _DRAWDOWN.multiply(peak, units).quantize(EQUITY_QUANTUM, context=_DRAWDOWN)
+
+
+class DrawdownProjection(Projection):
+    """Each account's drawdown state as the engine's brake measures it (DRAWDOWN_BRAKE
+    v6, docs/engine.md *What the peak is*): units, NAV per unit, peak, drawdown; and the
+    history of its unit changes and peak moves.
+
+    Folds the engine's own bookkeeping on risk.decisions, in log order (one account's
+    events are on one partition): `UnitsChanged` (the units a deposit or settled
+    withdrawal issued or redeemed, and the equity then), `PeakEquityRaised` (a new peak
+    found at a print) and every `RiskDecision` that valued the account (`peak_nav` set:
+    the peak the decision measured against, its `equity`). A decision without a peak (a
+    cancel, an intent refused before it was valued, or written before DRAWDOWN_BRAKE v6)
+    changes nothing; the rejections are ignored by their headers, never decoded."""
+
+    name = "drawdown"
+    topics = (Topic.DECISIONS,)
+    drawdowns = Table("drawdowns", DRAWDOWN_COLUMNS, ("account",), WriteMode.UPSERT, stateful=True)
+    history = Table("drawdown_events", DRAWDOWN_EVENT_COLUMNS, ("event_id",))
+    tables = (drawdowns, history)
+    handles = _v1("RiskDecision", "UnitsChanged", "PeakEquityRaised")
+    ignores = frozenset({"IntentRejected", "AdminCommandRejected"})
+    migrations = ("0119_proj_drawdown.sql",)
+    partition_local = True  # every event it folds is keyed by its account
+
+    def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
+        keys: set[Key] = set()
+        for e in events:
+            account = e.payload.get("account")  # a misplaced type may have none
+            if account is not None:
+                keys.add((account,))
+        return {"drawdowns": keys}
+
+    def handle(self, state: State, item: Located) -> None:
+        d = item.data
+        p = d["payload"]
+        t = d["event_type"]
+        recorded = p["peak_nav"]
+        if recorded is None and t != "UnitsChanged":
+            # A decision that did not value the account, or a peak of v5's measure
+            # (equity; the engine does not fold it either): nothing to measure.
+            return
+        account = p["account"]
+        key = (account,)
+        cur = state.get(self.drawdowns, key)
+        if cur is None:
+            row: list[Any] = [None] * len(DRAWDOWN_COLUMNS)
+            row[0], row[_D_UNITS], row[_D_COUNT] = account, ZERO, 0
+        else:
+            row = list(cur)
+        eid, at = d["event_id"], d["occurred_at"]
+        units = _dec(row[_D_UNITS])
+        before = None if row[_D_PEAK] is None else _dec(row[_D_PEAK])
+        peak = before if recorded is None else Decimal(recorded)
+        flows = unit_nav = None
+        equity: Decimal | None
+        nav: Decimal | None
+        if t == "UnitsChanged":
+            units = row[_D_UNITS] = Decimal(p["units"])
+            unit_nav = p["nav"]
+            if unit_nav is not None:
+                row[_D_UNIT_NAV] = unit_nav
+            equity = Decimal(p["equity"])
+            nav = _NAV.divide(equity, units) if units > 0 else None
+            flows = _jsonb(p["flows"])
+            row[_DI["units_changed_at"]], row[_DI["units_event_id"]] = at, eid
+            change: str | None = "UNITS"
+        else:
+            if t == "PeakEquityRaised":  # valued at a print: its NAV is the new peak
+                equity, nav = Decimal(p["peak_equity"]), peak
+            else:  # RiskDecision: NAV per unit at the units last recorded
+                equity = None if p["equity"] is None else Decimal(p["equity"])
+                nav = _NAV.divide(equity, units) if equity is not None and units > 0 else None
+            change = None
+            if t == "PeakEquityRaised" or peak != before:
+                lower = before is not None and peak is not None and peak < before
+                change = "PEAK_LOWERED" if lower else "PEAK_RAISED"
+        if peak != before or t == "PeakEquityRaised":
+            row[_D_PEAK] = peak
+            row[_DI["peak_changed_at"]], row[_DI["peak_event_id"]] = at, eid
+        dd = drawdown_of(nav, peak)
+        in_money = peak_money(peak, units)
+        row[_DI["equity"]], row[_DI["nav"]], row[_DI["drawdown"]] = equity, nav, dd
+        row[_DI["peak_equity"]] = in_money
+        row[_DI["valued_at"]], row[_DI["valued_event_id"]], row[_DI["valued_by"]] = at, eid, t
+        row[_D_COUNT] = int(row[_D_COUNT]) + 1
+        row[_DI["last_event_id"]], row[_DI["updated_at"]] = eid, at
+        state.put(self.drawdowns, tuple(row), key)
+        if change is not None:
+            state.insert(
+                self.history,
+                (
+                    eid, account, t, change, flows, units, unit_nav, equity, nav, before,
+                    peak, in_money, dd, at,
+                ),
+            )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- risk config
 class RiskConfigProjection(Projection):
     """Every limits change and kill-switch event, and each scope's kill-switch state."""
@@ -1108,6 +1280,7 @@ PROJECTIONS: dict[str, Projection] = {
         PositionsProjection(),
         BalancesProjection(),
         DecisionsProjection(),
+        DrawdownProjection(),
         RiskConfigProjection(),
         DeadLettersProjection(),
         AccountsProjection(),

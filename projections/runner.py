@@ -2,11 +2,12 @@
 
 Projections that read a common topic form a group with one consumer, so each record is
 decoded once, except that the four heavy `orders.lifecycle` projections run as two
-groups (`SPLIT`) so their folds use two cores, and the projections with few events a
-second share one group (`JOIN`); each group runs in its own process so groups never
-share a GIL. The parent supervises: a group process that dies is restarted after a backoff (it resumes
-from the offsets stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the
-parent stops every group (each finishes or rolls back its batch) and exits 0. A group
+groups (`SPLIT`) so their folds use two cores (and `drawdown` runs apart from
+`decisions`), and the projections with few events a second share one group (`JOIN`);
+each group runs in its own process so groups never share a GIL. The parent supervises:
+a group process that dies is restarted after a backoff (it resumes from the offsets
+stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the parent stops every
+group (each finishes or rolls back its batch) and exits 0. A group
 process dies with its parent (PR_SET_PDEATHSIG), so `kill -9` of the parent leaves no
 orphan projector behind.
 """
@@ -42,11 +43,15 @@ whatever has arrived, so records never wait for a batch to fill."""
 SPLIT: tuple[frozenset[str], ...] = (
     frozenset({"orders", "fills"}),
     frozenset({"positions", "balances"}),
+    frozenset({"drawdown"}),
 )
 """Projections that share topics but run as separate groups, each with its own
 consumer, so their folds run on different cores. The four projections of
 `orders.lifecycle` cost ~75 µs per record together on one core (decoded once); split
-in two they cost ~45 µs each (the shared record is decoded twice) in parallel."""
+in two they cost ~45 µs each (the shared record is decoded twice) in parallel.
+`drawdown` reads `risk.decisions` beside `decisions`, the slowest fold: in one group
+every batch of `decisions` would wait for both folds (and a parallel rebuild of the
+group would take both), so it runs apart and decodes the topic's records itself."""
 
 
 JOIN: tuple[frozenset[str], ...] = (

@@ -23,6 +23,7 @@ def test_light_projections_share_one_group_and_the_orders_topic_is_split() -> No
         ["accounts", "alerts", "deadletters", "risk_config"],
         ["balances", "positions"],
         ["decisions"],
+        ["drawdown"],
         ["fills", "orders"],
     ]
 
@@ -33,7 +34,7 @@ def test_without_join_or_split_groups_are_the_topic_components() -> None:
         ["alerts"],
         ["balances", "fills", "orders", "positions"],
         ["deadletters"],
-        ["decisions"],
+        ["decisions", "drawdown"],
         ["risk_config"],
     ]
 
