@@ -787,9 +787,15 @@ is the engine's to the digit."""
 _DRAWDOWN = Context(
     prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
-"""Drawdown = (peak - NAV) / peak and the peak in money (peak NAV x units, to
-`EQUITY_QUANTUM`): 60 significant digits, ROUND_HALF_EVEN, the engine's `VALUATION`
-context, so a brake's drawdown here is its `KillSwitchEngaged.drawdown` to the digit."""
+"""The quotient of drawdown = (peak - NAV) / peak and the peak in money (peak NAV x
+units, to `EQUITY_QUANTUM`): 60 significant digits, ROUND_HALF_EVEN, the engine's
+`VALUATION` context."""
+_DIFFERENCE = Context(
+    prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+"""The drawdown's peak - NAV: 28 significant digits, ROUND_HALF_EVEN, the engine's
+`DRAWDOWN_DIFFERENCE`, so a brake's drawdown here is its `KillSwitchEngaged.drawdown`
+to the digit."""
 EQUITY_QUANTUM = Decimal("1E-12")
 """What the engine rounds an amount of money to (`engine.state.EQUITY_QUANTUM`)."""
 
@@ -836,14 +842,15 @@ DRAWDOWN_EVENT_COLUMNS = (
 
 def drawdown_of(nav: Decimal | None, peak: Decimal | None) -> Decimal | None:
     """1 - NAV / peak as the DRAWDOWN_BRAKE rule measures it: from the higher of the peak
-    and NAV, (peak - NAV) / peak in `_DRAWDOWN`. None when it cannot be measured (no NAV:
-    no units, or a held asset without a price; no peak above zero)."""
+    and NAV, peak - NAV in `_DIFFERENCE`, divided by the peak in `_DRAWDOWN`. None when
+    it cannot be measured (no NAV: no units, or a held asset without a price; no peak
+    above zero)."""
     if nav is None or peak is None:
         return None
     top = max(peak, nav)
     if top <= 0:
         return None
-    return _DRAWDOWN.divide(_DRAWDOWN.subtract(top, nav), top)
+    return _DRAWDOWN.divide(_DIFFERENCE.subtract(top, nav), top)
 
 
 def peak_money(peak: Decimal | None, units: Decimal) -> Decimal | None:
@@ -874,8 +881,12 @@ class DrawdownProjection(Projection):
     tables = (drawdowns, history)
     handles = _v1("RiskDecision", "UnitsChanged", "PeakEquityRaised")
     ignores = frozenset({"IntentRejected", "AdminCommandRejected"})
-    migrations = ("0119_proj_drawdown.sql",)
+    migrations = ("0120_proj_drawdown.sql",)
     partition_local = True  # every event it folds is keyed by its account
+    fold_version = 2
+    """2: peak - NAV in 28 digits, as the engine's brake takes it (`DRAWDOWN_DIFFERENCE`,
+    made explicit meanwhile); 1 took it in 60, and a brake's drawdown differed from its
+    `KillSwitchEngaged.drawdown` past the 27th digit."""
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = set()

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deploy.settings import Settings
-from engine.state import EQUITY_QUANTUM, VALUATION
+from engine.state import DRAWDOWN_DIFFERENCE, EQUITY_QUANTUM, VALUATION
 from projections import core, query
 from projections.bulkload import BulkBuild
 from projections.checksum import checksum
@@ -116,7 +116,7 @@ def test_a_deposit_during_a_drawdown_does_not_erase_it_hand_computed() -> None:
     assert not bad and _row(s)["event_count"] == count
 
     # A release reset the engine's peak (risk.config): its next decision measures from
-    # less, 0.99 at NAV 0.95: drawdown (0.99 - 0.95) / 0.99, 60 digits half-even.
+    # less, 0.99 at NAV 0.95: drawdown (0.99 - 0.95) / 0.99, the quotient in 60 digits.
     s, bad = fold("drawdown", [t.ev(_decision("A1", "142.5", "0.99", 3))], s)
     r = _row(s)
     assert r["drawdown"] == VALUATION.divide(D("0.04"), D("0.99"))
@@ -133,14 +133,16 @@ def test_a_deposit_during_a_drawdown_does_not_erase_it_hand_computed() -> None:
 
 def test_the_projections_contexts_are_the_engines() -> None:
     assert core._DRAWDOWN.prec == VALUATION.prec and core._DRAWDOWN.rounding == VALUATION.rounding
+    assert core._DIFFERENCE.prec == DRAWDOWN_DIFFERENCE.prec == 28
+    assert core._DIFFERENCE.rounding == DRAWDOWN_DIFFERENCE.rounding
     assert core.EQUITY_QUANTUM == EQUITY_QUANTUM
     assert core._NAV.prec == VALUATION.prec and core._NAV.rounding == "ROUND_FLOOR"
 
 
 def _measure(peak: Decimal, nav: Decimal) -> Decimal:
-    """The projection's documented drawdown: (peak - NAV) / peak, each step rounded to
-    60 significant digits half-even (`VALUATION`)."""
-    return VALUATION.divide(VALUATION.subtract(peak, nav), peak)
+    """The projection's documented drawdown, the engine's: peak - NAV in 28 significant
+    digits, its quotient by the peak in 60, half-even."""
+    return VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(peak, nav), peak)
 
 
 class _Recorder(Harness):
@@ -174,8 +176,8 @@ def test_the_projection_measures_what_the_engine_measured() -> None:
     BTC at 30,000; BTC to 26,000 (8% down); 1,000 USDC deposited: still 8%; BTC to
     24,000: the next buy is braked. Folded from what the engine wrote, the projection's
     units, peak and NAV are the engine's to the last of their 60 digits, its drawdown
-    the rule's measure, and at the brake its peak and equity are the
-    `KillSwitchEngaged`'s (the drawdown to 27 digits, see below)."""
+    the rule's measure, and at the brake its drawdown, peak and equity are the
+    `KillSwitchEngaged`'s."""
     from schemas.events import RiskLimits, Side
 
     limits = RiskLimits(
@@ -210,9 +212,7 @@ def test_the_projection_measures_what_the_engine_measured() -> None:
     nav = h.state.nav("A1", brake.equity)
     assert nav is not None and r["nav"] == nav and r["peak_nav"] == acc.peak_nav
     assert r["drawdown"] == _measure(acc.peak_nav, nav) and D("0.116") < r["drawdown"] < D("0.118")
-    # The engine subtracts in the thread's ambient context (28 digits by default) before
-    # its 60-digit division: its figure agrees to that precision, not to the digit.
-    assert brake.drawdown is not None and abs(r["drawdown"] - brake.drawdown) < D("1E-27")
+    assert r["drawdown"] == brake.drawdown  # to the digit (fold version 1: to 27 digits)
     assert r["peak_equity"] == brake.peak_equity and r["equity"] == brake.equity
 
 
