@@ -437,9 +437,11 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.taken = {i: {str(q): Decimal(v) for q, v in qs} for i, qs in a["taken"].items()}
             acc.units = Decimal(a.get("units", "0"))
             acc.unit_nav = _undec(a.get("unit_nav"))
-            acc.unitized = set(a.get("unitized", ()))
-            acc.pending = acc.folded_flows() - acc.unitized
-            for f in acc.unitized:
+            named = set(a.get("unitized", ()))
+            folded = acc.folded_flows()
+            acc.pending = folded - named
+            acc.early = named - folded
+            for f in named:
                 acc.flows.pop(f, None)  # named: never read again (issue #3)
             wiped = a.get("wiped_at")
             reset = acc.peak_reset_at
@@ -537,7 +539,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.fills = 0
         acc.peaks = []
         acc.peak_nav = acc.peak_since(acc.peak_reset_at)
-        acc.units, acc.unit_nav, acc.unitized, acc.wiped_at = ZERO, None, set(), None
+        acc.units, acc.unit_nav, acc.early, acc.wiped_at = ZERO, None, set(), None
         acc.pending = acc.folded_flows()  # some without their fact: see `pending`
         acc.maker_fill_at = {}
         acc.taken = {}

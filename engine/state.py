@@ -324,10 +324,13 @@ class AccountState:
     event was kept forever): nothing reads it again, and which flows were folded at all
     is `folded_flows` (the `deposits` and settled `withdrawals` the reference fold keeps
     anyway, which also refuse a deposit id twice)."""
-    unitized: set[str] = field(default_factory=set)
-    """Own-topic state: the flows a `UnitsChanged` named."""
+    early: set[str] = field(default_factory=set)
+    """Own-topic state: the flows a `UnitsChanged` named before the reference fold
+    folded them (a worker reading the reference topics behind its partition, a slice
+    naming a flow not folded here yet): as many as are in flight. A named flow that was
+    folded is kept nowhere: it is a folded flow not `pending` (`unitized`)."""
     pending: set[str] = field(default_factory=set)
-    """Folded flows not yet `unitized` (derived): while any is, NAV per unit is not
+    """Folded flows no `UnitsChanged` named yet: while any is, NAV per unit is not
     known. Each has its entry in `flows`, except, after `snapshot.release_partitions`,
     the ones named before: that worker no longer owns the account, and a slice or the
     log names them again before it owns it anew."""
@@ -428,6 +431,22 @@ class AccountState:
         return {f"deposit:{d}" for d in self.deposits} | {
             f"withdrawal:{t}" for t, w in self.withdrawals.items() if w.status == "SETTLED"
         }
+
+    def folded(self, fid: str) -> bool:
+        """Whether the flow `fid` is among `folded_flows`."""
+        kind, _, key = fid.partition(":")
+        if kind == "deposit":
+            return key in self.deposits
+        w = self.withdrawals.get(key) if kind == "withdrawal" else None
+        return w is not None and w.status == "SETTLED"
+
+    @property
+    def unitized(self) -> set[str]:
+        """The flows a `UnitsChanged` named (derived, O(flows): for slices and
+        comparisons, never on the decision path): the folded ones not `pending`, and
+        `early`. Until session 20 a set of every named flow's id, kept forever (issue
+        #3); every folded flow is pending until named, and only a name takes it off."""
+        return (self.folded_flows() - self.pending) | self.early
 
 
 @dataclass
@@ -1383,7 +1402,9 @@ class EngineState:
     ) -> None:
         """A deposit or settled withdrawal folded into the balances: pending until a
         `UnitsChanged` names it (in a rebuild, folded before the own topics, it is)."""
-        if fid not in acc.unitized:
+        if fid in acc.early:
+            acc.early.discard(fid)  # named already: folded and not pending, `unitized`
+        else:
             acc.flows[fid] = (asset, amount, event)
             acc.pending.add(fid)
 
@@ -1393,10 +1414,12 @@ class EngineState:
         acc.units = p.units
         if p.nav is not None:
             acc.unit_nav = p.nav
-        acc.unitized.update(p.flows)
-        acc.pending.difference_update(p.flows)
         for fid in p.flows:
-            acc.flows.pop(fid, None)  # named: never read again (issue #3)
+            if fid in acc.pending:
+                acc.pending.discard(fid)
+                acc.flows.pop(fid, None)  # named: never read again (issue #3)
+            elif not acc.folded(fid):
+                acc.early.add(fid)  # named before the reference fold folded it
         if p.peak_nav is not None:
             acc.record_peak(at, p.peak_nav)
         if p.nav is None and p.units > 0:

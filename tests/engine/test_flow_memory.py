@@ -39,6 +39,24 @@ def _events_held(acc: AccountState) -> int:
     return found
 
 
+def _flow_ids_held(acc: AccountState) -> int:
+    """The flow ids (`deposit:<id>`, `withdrawal:<id>`) reachable from the account's
+    state: its deposit ids and withdrawals are what the reference fold keeps anyway."""
+    seen: set[int] = set()
+    found = 0
+    todo: list[Any] = [acc]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, type):
+            continue
+        seen.add(id(o))
+        if isinstance(o, str):
+            found += o.startswith(("deposit:", "withdrawal:"))
+            continue
+        todo.extend(gc.get_referents(o))
+    return found
+
+
 def _flows(h: Harness) -> None:
     for n in range(N):
         out = h.admin(
@@ -70,9 +88,12 @@ def test_flows_turned_into_units_leave_no_event_behind() -> None:
     acc = live.account("A1")
     assert not acc.pending and acc.units > 0
     assert _events_held(acc) == 0  # held 1 + N + N/3 events (the first deposit's too)
+    assert _flow_ids_held(acc) == 0  # held each named flow's id (`unitized`)
+    assert acc.unitized == acc.folded_flows()  # derived: every flow named
     rebuilt = _folded(h.inputs)
     assert canonical_state(rebuilt) == canonical_state(live)
     assert _events_held(rebuilt.account("A1")) == 0
+    assert _flow_ids_held(rebuilt.account("A1")) == 0
     part = live.partition_of("A1")
     merged = _folded(h.inputs, own=False)  # a worker that never read the own topics
     never = canonical_state(merged)
@@ -80,6 +101,7 @@ def test_flows_turned_into_units_leave_no_event_behind() -> None:
     merge_slices(merged, [take_slice(live, part, {})])
     assert canonical_state(merged) == canonical_state(live)
     assert _events_held(merged.account("A1")) == 0
+    assert _flow_ids_held(merged.account("A1")) == 0
     release_partitions(rebuilt, {part})  # the inverse: as a worker that never read them
     assert canonical_state(rebuilt) == never
     merge_slices(rebuilt, [take_slice(live, part, {})])  # and taken back
@@ -98,3 +120,22 @@ def test_a_pending_flow_keeps_its_fact() -> None:
     cause = merged.pending_cause("A1")
     assert cause is not None and cause.payload.deposit_id == "d-A1"  # the least flow id
     assert _events_held(acc) == len(acc.pending)
+
+
+def test_a_flow_named_before_it_is_folded_is_not_pending() -> None:
+    """A worker may read a `UnitsChanged` before the flow it names (the reference topics
+    behind its partition): the name is kept until the flow comes, then neither is."""
+    h = _harness()
+    _flows(h)
+    units = [e for e in h.inputs if e.event_type == "UnitsChanged"]
+    facts = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    state = EngineState()
+    for event in units[:1] + facts + units[1:]:  # the first deposit's units first
+        state.apply(event)
+    assert canonical_state(state) == canonical_state(h.state)
+    acc = state.account("A1")
+    assert not acc.pending and not acc.early and _flow_ids_held(acc) == 0
+    late = EngineState()
+    for event in units + facts:  # every name first
+        late.apply(event)
+    assert late.account("A1").early == set() and not late.account("A1").pending
