@@ -30,6 +30,7 @@ from schemas.events import (
     Side,
     TimeInForce,
 )
+from schemas.ids import derived_uuid7
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 INSTRUMENT = "BTC/USDC"
@@ -49,6 +50,10 @@ class Harness:
         self.key, pub = auth.new_keypair()
         self.now = T0
         self.n = 0
+        self.ids_from: str | None = None
+        """Set: the events fed from then on get ids derived from it and a count (else
+        fresh random ones), so two harnesses fed alike get the same order ids."""
+        self.ids_drawn = 0
         self.inputs: list[Any] = []
         """Reference and market events fed, in order (what a rebuild reads besides outputs)."""
         self.intents: dict[str, Envelope[Any]] = {}
@@ -75,7 +80,12 @@ class Harness:
         return self.now
 
     def feed(self, payload: EventPayload, producer: str = "x") -> list[Any]:
-        event = new_event(payload, producer=producer, occurred_at=self.tick())
+        at = self.tick()
+        eid = None
+        if self.ids_from is not None:
+            self.ids_drawn += 1
+            eid = derived_uuid7(at, self.ids_from, str(self.ids_drawn))
+        event = new_event(payload, producer=producer, occurred_at=at, event_id=eid)
         out: list[Output] = process(self.state, event, self.ctx)
         if isinstance(payload, OrderIntent | CancelIntent):
             self.intents[payload.client_order_id] = event
