@@ -16,23 +16,37 @@ from datetime import datetime
 
 _lock = threading.Lock()
 _new_uuid = object.__new__
-_set = object.__setattr__
+_UUID = uuid.UUID
+_UNKNOWN = uuid.SafeUUID.unknown
+"""Read once: each read of an enum member is a Python-level descriptor call."""
+_set_int = _UUID.__dict__["int"].__set__
+_set_safe = _UUID.__dict__["is_safe"].__set__
+"""`uuid.UUID`'s own slot setters: what `object.__setattr__` ends in, without its lookup."""
+_sha256 = hashlib.sha256
 _last_ms = 0
 _counter = 0
+_MS_MASK = (1 << 48) - 1
+_VERSION_VARIANT = (0x7 << 76) | (0b10 << 62)
+_RANDOM_BITS = ((1 << 128) - 1) ^ (0xF << 76) ^ (0b11 << 62)
+"""Of a 128-bit id: everything but the version nibble and the variant's two bits."""
+
+
+def _new_id(value: int) -> uuid.UUID:
+    # What `uuid.UUID(int=value)` sets (value is in range by construction), without its
+    # argument checks: this runs for every event the engine derives.
+    result = _new_uuid(_UUID)
+    _set_int(result, value)
+    _set_safe(result, _UNKNOWN)
+    return result
 
 
 def _assemble(unix_ms: int, rand_a: int, rand_b: int) -> uuid.UUID:
-    value = (unix_ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= (rand_a & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand_b & ((1 << 62) - 1)
-    # What `uuid.UUID(int=value)` sets (value is in range by construction), without its
-    # argument checks: this runs for every event the engine derives.
-    result = _new_uuid(uuid.UUID)
-    _set(result, "int", value)
-    _set(result, "is_safe", uuid.SafeUUID.unknown)
-    return result
+    return _new_id(
+        ((unix_ms & _MS_MASK) << 80)
+        | ((rand_a & 0xFFF) << 64)
+        | (rand_b & ((1 << 62) - 1))
+        | _VERSION_VARIANT
+    )
 
 
 def uuid7() -> uuid.UUID:
@@ -54,10 +68,28 @@ def uuid7() -> uuid.UUID:
     return _assemble(now_ms, counter, rand_b)
 
 
+_last_at: tuple[datetime | None, int] = (None, 0)
+"""The last time an id was derived at and its milliseconds: an engine input's outputs are
+all derived at the input's own `occurred_at` object. Keyed by identity (a datetime is
+immutable); one tuple, replaced whole, so another thread never pairs a time with
+another's milliseconds."""
+
+
 def derived_uuid7(at: datetime, *parts: str) -> uuid.UUID:
     """Deterministic UUIDv7-shaped id for an event derived from `parts` at time `at`."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    unix_ms = int(at.timestamp() * 1000)
+    global _last_at
+    digest = _sha256("\x1f".join(parts).encode()).digest()
+    last = _last_at
+    if last[0] is at:
+        unix_ms = last[1]
+    else:
+        unix_ms = int(at.timestamp() * 1000)
+        _last_at = (at, unix_ms)
+    if 0 <= unix_ms <= _MS_MASK:
+        # `_assemble(unix_ms, digest[:2], digest[2:10])` in one conversion: the time's 48
+        # bits, then the digest's first 80 less the version nibble and the variant's bits.
+        whole = int.from_bytes(unix_ms.to_bytes(6, "big") + digest[:10], "big")
+        return _new_id((whole & _RANDOM_BITS) | _VERSION_VARIANT)
     return _assemble(
         unix_ms, int.from_bytes(digest[:2], "big"), int.from_bytes(digest[2:10], "big")
     )

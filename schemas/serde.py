@@ -27,7 +27,12 @@ HeadersIn = Sequence[tuple[str, str | bytes | None]] | Mapping[str, Any] | None
 
 def traceparent(correlation_id: UUID, event_id: UUID) -> str:
     """W3C trace context: one trace per correlation, one span id per event."""
-    return f"00-{correlation_id.hex}-{event_id.hex[16:]}-01"
+    # `UUID.hex` is `'%032x' % int`; its last 16 digits are the low 64 bits'.
+    # `%` rather than an f-string: cheaper (both run per event written).
+    return "00-%032x-%016x-01" % (  # noqa: UP031
+        correlation_id.int,
+        event_id.int & 0xFFFF_FFFF_FFFF_FFFF,
+    )
 
 
 def encode(event: Envelope[Any]) -> tuple[bytes, bytes, Headers]:

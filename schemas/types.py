@@ -121,8 +121,18 @@ def _parse_utc(value: Any) -> datetime:
 def _format_timestamp(value: datetime) -> str:
     utc = value.astimezone(UTC)
     if utc.year >= 1000:
-        # Same text as the strftime below, ~10x cheaper (this runs for every event written).
-        return utc.isoformat(timespec="microseconds")[:-6] + "Z"
+        # Same text as the strftime below, ~10x cheaper (this runs for every event written;
+        # `%` formatting of the fields costs two thirds of `isoformat(timespec=...)`, an
+        # f-string of them more than it).
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+            utc.year,
+            utc.month,
+            utc.day,
+            utc.hour,
+            utc.minute,
+            utc.second,
+            utc.microsecond,
+        )
     return utc.strftime(TIMESTAMP_FORMAT)  # %Y does not zero-pad years < 1000 here
 
 
