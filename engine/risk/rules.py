@@ -133,8 +133,12 @@ Rule = Callable[[RiskContext], RuleResult]
 
 _result = builder(RuleResult)
 """Rule results are built from the rules' own ids and figures: nothing to re-validate."""
-_PLAIN_OK: dict[tuple[str, int], RuleResult] = {}
-"""A pass without detail is the same (immutable) result every time: built once per rule."""
+_OK: dict[tuple[str, int, str], RuleResult] = {}
+"""A pass is the same (immutable) result whenever its rule, version and detail are: a
+pass without detail is built once per rule, one with a detail once per text while that
+text recurs ("drawdown 0.0000", "0 in window", an unchanged price age or deviation).
+Building one costs about ten lookups here; cleared when `_OK_KEPT` are held."""
+_OK_KEPT = 4096
 
 
 _pass = positional_builder(RuleResult, ("rule_id", "rule_version", "passed", "detail"))
@@ -145,14 +149,15 @@ _fail = positional_builder(
 
 
 def _ok(rule_id: str, version: int, detail: str = "") -> RuleResult:
-    if not detail and not validating():
-        found = _PLAIN_OK.get((rule_id, version))
-        if found is None:
-            found = _PLAIN_OK[(rule_id, version)] = _result(
-                rule_id=rule_id, rule_version=version, passed=True, detail=""
-            )
-        return found
-    return _pass(rule_id, version, True, detail)
+    if validating():
+        return _pass(rule_id, version, True, detail)  # validates (the reference path)
+    key = (rule_id, version, detail)
+    found = _OK.get(key)
+    if found is None:
+        if len(_OK) >= _OK_KEPT:
+            _OK.clear()
+        found = _OK[key] = _pass(rule_id, version, True, detail)
+    return found
 
 
 def _no(rule_id: str, version: int, code: str, detail: str) -> RuleResult:

@@ -11,7 +11,9 @@ must hold the same bytes, and both states must be the same (`canonical_state`).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +41,7 @@ from schemas.events import (
 )
 from schemas.events.risk import DecisionOutcome
 from schemas.ids import derived_uuid7
+from schemas.serde import traceparent
 from tests.engine.test_snapshot import ACC, ACTION, SIDE, Log, _harness, part
 
 D = Decimal
@@ -318,3 +321,69 @@ def test_timestamp_text_is_the_same_with_its_memo(times: list[Any]) -> None:
 
     for t in [*times, *times, times[0], times[0]]:
         assert format_timestamp(t) == _format_timestamp(t)
+
+
+def _recipe_id(at: Any, *parts: str) -> uuid.UUID:
+    """A derived id as the log has been written: `uuid.UUID(int=...)` of the time's
+    milliseconds, the low 12 bits of the digest's first two bytes and the low 62 of its
+    next eight, with version 7 and the RFC variant."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    ms = int(at.timestamp() * 1000)
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (int.from_bytes(digest[:2], "big") & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= int.from_bytes(digest[2:10], "big") & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+PART = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.datetimes(timezones=st.timezones()), st.lists(PART, min_size=1, max_size=5)),
+        min_size=1,
+        max_size=6,
+    )
+)
+@example([(datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), ["engine", "x"])])
+def test_derived_ids_keep_their_recipe(cases: list[tuple[Any, list[str]]]) -> None:
+    """`derived_uuid7` (one conversion of time and digest, the time's milliseconds
+    remembered by identity) gives the id the recipe gives, for any time (before 1970 too),
+    repeated or interleaved."""
+    for at, parts in [*cases, *cases, cases[0]]:
+        made, reference = derived_uuid7(at, *parts), _recipe_id(at, *parts)
+        assert made == reference and hash(made) == hash(reference)
+        assert str(made) == str(reference) and made.is_safe == reference.is_safe
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.uuids(), st.uuids())
+def test_traceparent_is_the_hex_recipe(correlation_id: uuid.UUID, event_id: uuid.UUID) -> None:
+    assert traceparent(correlation_id, event_id) == (
+        f"00-{correlation_id.hex}-{event_id.hex[16:]}-01"
+    )
+
+
+def test_a_repeated_pass_is_one_result_equal_to_a_built_one() -> None:
+    """A rule's pass with a detail it gave before is that same (immutable) result, equal
+    to what the validating constructor builds; the memo is bounded, and the reference
+    path still builds (and validates) each."""
+    from engine.risk import rules
+
+    first = rules._ok("MAX_OPEN_ORDERS", 1, "0 open")
+    assert rules._ok("MAX_OPEN_ORDERS", 1, "0 open") is first
+    assert rules._ok("MAX_OPEN_ORDERS", 2, "0 open") is not first
+    reference = RuleResult(rule_id="MAX_OPEN_ORDERS", rule_version=1, passed=True, detail="0 open")
+    assert first == reference and first.model_fields_set == reference.model_fields_set
+    assert first.model_dump_json() == reference.model_dump_json()
+    for i in range(rules._OK_KEPT + 1):
+        rules._ok("MAX_OPEN_ORDERS", 1, f"{i} open")
+    assert len(rules._OK) <= rules._OK_KEPT
+    with trusted.reference_path():
+        built = rules._ok("MAX_OPEN_ORDERS", 1, "0 open")
+        assert built is not rules._ok("MAX_OPEN_ORDERS", 1, "0 open") and built == reference
+        with pytest.raises(ValueError):
+            rules._ok("MAX_OPEN_ORDERS", 0, "0 open")
