@@ -136,10 +136,12 @@ def _format_timestamp(value: datetime) -> str:
     return utc.strftime(TIMESTAMP_FORMAT)  # %Y does not zero-pad years < 1000 here
 
 
-_last_timestamp: tuple[datetime | None, str] = (None, "")
-"""The last timestamp formatted and its text: an engine input's outputs all carry the
-input's own `occurred_at` object. Keyed by identity (a datetime is immutable); one tuple,
-replaced whole, so another thread never pairs a time with another's text."""
+_last_timestamp: tuple[datetime | None, str, datetime | None, str] = (None, "", None, "")
+"""The last two timestamps formatted and their texts: an engine input's outputs all carry
+the input's own `occurred_at` object, and a decision also the intent's `received_at` (the
+worker then encodes the order's events at `occurred_at` again). Keyed by identity (a
+datetime is immutable); one tuple, replaced whole, so another thread never pairs a time
+with another's text."""
 
 
 def format_timestamp(value: datetime) -> str:
@@ -147,8 +149,10 @@ def format_timestamp(value: datetime) -> str:
     last = _last_timestamp
     if last[0] is value:
         return last[1]
+    if last[2] is value:
+        return last[3]
     text = _format_timestamp(value)
-    _last_timestamp = (value, text)
+    _last_timestamp = (value, text, last[0], last[1])
     return text
 
 
