@@ -387,3 +387,40 @@ def test_a_repeated_pass_is_one_result_equal_to_a_built_one() -> None:
         assert built is not rules._ok("MAX_OPEN_ORDERS", 1, "0 open") and built == reference
         with pytest.raises(ValueError):
             rules._ok("MAX_OPEN_ORDERS", 0, "0 open")
+
+
+def _exact_enough_by_digits(value: Decimal) -> bool:
+    """`exact_enough` as written before its fast path: from the digits alone."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent >= -8 and len(digits) <= 28:
+        return True
+    zeros = 0
+    for d in reversed(digits):
+        if d:
+            break
+        zeros += 1
+    if zeros == len(digits):
+        return True
+    return exponent + zeros >= -8 and len(digits) - zeros <= 28
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.builds(
+            lambda c, e: Decimal(c).scaleb(e),
+            st.integers(-(10**35), 10**35),
+            st.integers(-14, 12),
+        ),
+    )
+)
+@example(Decimal("99999999999.99999999"))
+@example(Decimal("100000000000000000000"))
+@example(Decimal("1.000000000000000000000000000000"))
+@example(Decimal("-0E-30"))
+def test_exact_enough_is_read_from_the_digits(value: Decimal) -> None:
+    from engine.state import exact_enough
+
+    assert exact_enough(value) == _exact_enough_by_digits(value)
