@@ -8,6 +8,7 @@ account's `deposits`, not its flows: `processor._admin_check`). Broker-free."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +23,9 @@ D = Decimal
 N = 30
 
 
-def _events_held(acc: AccountState) -> int:
-    """The envelopes reachable from the account's state."""
+def _reachable(acc: AccountState, counts: Callable[[object], bool | None]) -> int:
+    """How many objects reachable from the account's state `counts` (True: counted, and
+    not walked into; False: not counted, not walked into; None: walked into)."""
     seen: set[int] = set()
     found = 0
     todo: list[Any] = [acc]
@@ -32,29 +34,26 @@ def _events_held(acc: AccountState) -> int:
         if id(o) in seen or isinstance(o, type):
             continue
         seen.add(id(o))
-        if isinstance(o, Envelope):
-            found += 1
-            continue
-        todo.extend(gc.get_referents(o))
+        verdict = counts(o)
+        if verdict is None:
+            todo.extend(gc.get_referents(o))
+        else:
+            found += verdict
     return found
+
+
+def _events_held(acc: AccountState) -> int:
+    """The envelopes reachable from the account's state."""
+    return _reachable(acc, lambda o: True if isinstance(o, Envelope) else None)
 
 
 def _flow_ids_held(acc: AccountState) -> int:
     """The flow ids (`deposit:<id>`, `withdrawal:<id>`) reachable from the account's
     state: its deposit ids and withdrawals are what the reference fold keeps anyway."""
-    seen: set[int] = set()
-    found = 0
-    todo: list[Any] = [acc]
-    while todo:
-        o = todo.pop()
-        if id(o) in seen or isinstance(o, type):
-            continue
-        seen.add(id(o))
-        if isinstance(o, str):
-            found += o.startswith(("deposit:", "withdrawal:"))
-            continue
-        todo.extend(gc.get_referents(o))
-    return found
+    return _reachable(
+        acc,
+        lambda o: o.startswith(("deposit:", "withdrawal:")) if isinstance(o, str) else None,
+    )
 
 
 def _flows(h: Harness) -> None:
