@@ -62,9 +62,9 @@ def _with_refused(records: list[RawRecord], refused: list[tuple[int, bool]]) -> 
     offsets numbered again per partition, as the broker would have."""
     out = list(records)
     for n, (at, garbage) in enumerate(refused):
-        if not out:
+        if not records:
             break
-        r = out[at % len(out)]
+        r = records[at % len(records)]  # an event, never a refused record inserted before
         if garbage:
             bad = RawRecord(r.topic, r.partition, 0, b"\x00not json", None)
         else:
@@ -101,6 +101,10 @@ def _with_refused(records: list[RawRecord], refused: list[tuple[int, bool]]) -> 
 @example(  # an unknown version and bytes that are not an event, live in two batches
     seed=11, n=60, cuts=[30], dup_from=0, dup_len=5, picks=[], copy_from=7,
     refused=[(10, False), (40, True)],
+)  # fmt: skip
+@example(  # an unknown version of an event, where bytes that are not one were put first
+    seed=0, n=1, cuts=[], dup_from=0, dup_len=0, picks=[], copy_from=0,
+    refused=[(0, True), (0, False)],
 )  # fmt: skip
 def test_any_batch_split_and_duplicates_match_a_rebuild(
     env: Settings,
