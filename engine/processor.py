@@ -21,11 +21,9 @@ from engine.risk.evaluator import evaluate
 from engine.risk.rules import UNKNOWN_LAG
 from engine.sigverify import verify_many
 from engine.state import (
-    DRAWDOWN_DIFFERENCE,
     EXACT_DIGITS,
     ONE,
     QUANTUM,
-    VALUATION,
     AccountState,
     EngineState,
     OrderState,
@@ -37,6 +35,7 @@ from engine.trusted import builder, builder_from_fields
 from engine.venue.base import Venue
 from engine.venue.paper import PaperVenue
 from schemas import Envelope
+from schemas.drawdown import drawdown
 from schemas.envelope import EventPayload, derived_fields, envelope_class
 from schemas.events import (
     AccountOpened,
@@ -784,7 +783,7 @@ def _order(
                 reason="account drawdown from its peak passed the threshold",
                 drawdown=ONE
                 if lost
-                else VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(peak, nav), peak)
+                else drawdown(peak, nav)
                 if peak > 0 and nav is not None
                 else None,
                 peak_equity=peak_money(acc),

@@ -17,13 +17,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from decimal import (
     ROUND_CEILING,
-    ROUND_FLOOR,
-    ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
 )
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
@@ -33,6 +27,9 @@ from engine.auth import ProducerEntry
 from engine.ended import MAX_CAUSE, Ended, EndedOrders
 from engine.idempotency import IdempotencyRecord, Recorded
 from schemas import Envelope, encode
+from schemas.drawdown import EQUITY_QUANTUM as EQUITY_QUANTUM  # re-exported: one source
+from schemas.drawdown import NAV_ROUNDING, nav_per_unit, peak_in_money
+from schemas.drawdown import VALUATION as VALUATION  # re-exported: one source
 from schemas.events import (
     AccountOpened,
     AmlFlagCleared,
@@ -116,25 +113,9 @@ STABLECOINS: frozenset[str] = frozenset(
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
-VALUATION = Context(
-    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
-)
-"""Where marks and equity terms are computed: explicit, so a value never depends on the
-ambient context, and wide, so rounding stays far below `EQUITY_QUANTUM`."""
-DRAWDOWN_DIFFERENCE = Context(
-    prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
-)
-"""Where a drawdown's `peak - NAV` is computed (its quotient by the peak is in `VALUATION`):
-the default context's 28 digits, which it was computed in implicitly (the thread's
-ambient context) until it was made explicit, so no recorded drawdown and no decision at
-the threshold changed; 60 digits would round some differently (docs/engine.md)."""
 _UP = VALUATION.copy()
 _UP.rounding = ROUND_CEILING
-_DOWN = VALUATION.copy()
-_DOWN.rounding = ROUND_FLOOR
-EQUITY_QUANTUM = Decimal("1E-12")
-"""Each holding's value is rounded to this before summing: the sum of such terms is exact,
-so equity does not depend on the order the balances are summed in."""
+_DOWN = NAV_ROUNDING
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 FEE_QUANTUM = Decimal("0.00000001")
 """Fees are charged rounded (half-even) to this."""
@@ -623,7 +604,7 @@ class Valued(NamedTuple):
 def peak_money(acc: AccountState) -> Decimal:
     """The drawdown peak in the account's money now: peak NAV per unit times its units
     (what decisions' and the brake's `peak_equity` say since DRAWDOWN_BRAKE v6; not folded)."""
-    return VALUATION.multiply(acc.peak_nav, acc.units).quantize(EQUITY_QUANTUM, context=VALUATION)
+    return peak_in_money(acc.peak_nav, acc.units)
 
 
 def single_partition(_account: str) -> int:
@@ -1074,7 +1055,7 @@ class EngineState:
         acc = self.account(account)
         if equity is None or acc.pending or acc.units <= 0:
             return None
-        return _DOWN.divide(equity, acc.units)
+        return nav_per_unit(equity, acc.units)
 
     def lost_in_full(self, account: str, equity: Decimal | None) -> bool:
         """Whether the account, with `equity` (valued now), has lost its whole peak (one
@@ -1133,7 +1114,7 @@ class EngineState:
         nav: Decimal | None
         if u > 0:
             if e0 > 0:
-                nav = _DOWN.divide(e0, u)
+                nav = nav_per_unit(e0, u)
                 units = _UP.divide(_UP.multiply(e1, u), e0) if e1 > 0 else ZERO
             else:
                 nav, units = None, u
@@ -1141,7 +1122,7 @@ class EngineState:
             nav = acc.unit_nav if acc.unit_nav is not None else ONE
             units = _UP.divide(e1, nav) if e1 > 0 else ZERO
         # With the capital gone (nav None) the flow is no performance: no new peak.
-        after = _DOWN.divide(e1, units) if units > 0 and nav is not None else None
+        after = nav_per_unit(e1, units) if units > 0 and nav is not None else None
         reset = acc.peak_reset_at
         high = (
             after

@@ -21,7 +21,6 @@ from decimal import (
     MAX_EMAX,
     MAX_PREC,
     MIN_EMIN,
-    ROUND_FLOOR,
     ROUND_HALF_EVEN,
     Context,
     Decimal,
@@ -46,6 +45,7 @@ from projections.framework import (
     WriteMode,
     fits_column,
 )
+from schemas.drawdown import drawdown, nav_per_unit, peak_in_money
 from schemas.events.transfers import TransferCheckOutcome
 from schemas.serde import canonical_json
 from schemas.topics import Topic
@@ -780,25 +780,6 @@ class DecisionsProjection(Projection):
 
 
 # --------------------------------------------------------------------------- drawdown
-_NAV = Context(prec=60, rounding=ROUND_FLOOR, traps=[InvalidOperation, DivisionByZero, Overflow])
-"""NAV per unit = equity / units: 60 significant digits, rounded down, as the engine
-divides it (`EngineState.nav`, DRAWDOWN_BRAKE v6), so the projection's NAV at a valuation
-is the engine's to the digit."""
-_DRAWDOWN = Context(
-    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
-)
-"""The quotient of drawdown = (peak - NAV) / peak and the peak in money (peak NAV x
-units, to `EQUITY_QUANTUM`): 60 significant digits, ROUND_HALF_EVEN, the engine's
-`VALUATION` context."""
-_DIFFERENCE = Context(
-    prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
-)
-"""The drawdown's peak - NAV: 28 significant digits, ROUND_HALF_EVEN, the engine's
-`DRAWDOWN_DIFFERENCE`, so a brake's drawdown here is its `KillSwitchEngaged.drawdown`
-to the digit."""
-EQUITY_QUANTUM = Decimal("1E-12")
-"""What the engine rounds an amount of money to (`engine.state.EQUITY_QUANTUM`)."""
-
 DRAWDOWN_COLUMNS = (
     "account",
     "units",
@@ -841,24 +822,21 @@ DRAWDOWN_EVENT_COLUMNS = (
 
 
 def drawdown_of(nav: Decimal | None, peak: Decimal | None) -> Decimal | None:
-    """1 - NAV / peak as the DRAWDOWN_BRAKE rule measures it: from the higher of the peak
-    and NAV, peak - NAV in `_DIFFERENCE`, divided by the peak in `_DRAWDOWN`. None when
-    it cannot be measured (no NAV: no units, or a held asset without a price; no peak
-    above zero)."""
+    """The drawdown as the DRAWDOWN_BRAKE rule measures it (`schemas.drawdown.drawdown`),
+    from the higher of the peak and NAV. None when it cannot be measured (no NAV: no
+    units, or a held asset without a price; no peak above zero)."""
     if nav is None or peak is None:
         return None
     top = max(peak, nav)
     if top <= 0:
         return None
-    return _DRAWDOWN.divide(_DIFFERENCE.subtract(top, nav), top)
+    return drawdown(top, nav)
 
 
 def peak_money(peak: Decimal | None, units: Decimal) -> Decimal | None:
-    """The peak in the account's money: peak NAV per unit x units, to `EQUITY_QUANTUM`
-    (the engine's `peak_money`, what its decisions' and brakes' `peak_equity` say)."""
-    if peak is None:
-        return None
-    return _DRAWDOWN.multiply(peak, units).quantize(EQUITY_QUANTUM, context=_DRAWDOWN)
+    """The peak in the account's money (`schemas.drawdown.peak_in_money`, what the
+    engine's decisions' and brakes' `peak_equity` say); None without a peak."""
+    return None if peak is None else peak_in_money(peak, units)
 
 
 class DrawdownProjection(Projection):
@@ -926,7 +904,7 @@ class DrawdownProjection(Projection):
             if unit_nav is not None:
                 row[_D_UNIT_NAV] = unit_nav
             equity = Decimal(p["equity"])
-            nav = _NAV.divide(equity, units) if units > 0 else None
+            nav = nav_per_unit(equity, units) if units > 0 else None
             flows = _jsonb(p["flows"])
             row[_DI["units_changed_at"]], row[_DI["units_event_id"]] = at, eid
             change: str | None = "UNITS"
@@ -935,7 +913,7 @@ class DrawdownProjection(Projection):
                 equity, nav = Decimal(p["peak_equity"]), peak
             else:  # RiskDecision: NAV per unit at the units last recorded
                 equity = None if p["equity"] is None else Decimal(p["equity"])
-                nav = _NAV.divide(equity, units) if equity is not None and units > 0 else None
+                nav = nav_per_unit(equity, units) if equity is not None and units > 0 else None
             change = None
             if t == "PeakEquityRaised" or peak != before:
                 lower = before is not None and peak is not None and peak < before

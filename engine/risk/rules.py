@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import DRAWDOWN_DIFFERENCE, VALUATION, fee_at_most, rate_allowance
+from engine.state import fee_at_most, rate_allowance
 from engine.trusted import builder, positional_builder, validating
+from schemas.drawdown import drawdown
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
 
 ZERO = Decimal(0)
@@ -348,7 +349,7 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     peak = max(ctx.peak_nav, nav)
     if peak <= 0:
         return _ok(rid, ver, "no equity yet")
-    dd = VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(peak, nav), peak)
+    dd = drawdown(peak, nav)
     if dd >= ctx.limits.drawdown_brake_pct and not ctx.risk_reducing:
         return _no(
             rid,

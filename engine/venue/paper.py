@@ -57,12 +57,9 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from engine.state import (
-    DRAWDOWN_DIFFERENCE,
-    EQUITY_QUANTUM,
     FEE_QUANTUM,
     ONE,
     QUANTUM,
-    VALUATION,
     ZERO,
     EngineState,
     Marks,
@@ -77,6 +74,8 @@ from engine.state import (
 from engine.trusted import builder
 from engine.venue.base import Emit
 from schemas import Envelope
+from schemas.drawdown import drawdown as measured_drawdown
+from schemas.drawdown import peak_in_money
 from schemas.events import (
     CancelRequested,
     Fill,
@@ -407,7 +406,7 @@ class PaperVenue:
                 return False, (equity, nav)  # a new high: no drawdown
             if held <= 0:
                 return False, None
-            drawdown = VALUATION.divide(DRAWDOWN_DIFFERENCE.subtract(held, nav), held)
+            drawdown = measured_drawdown(held, nav)
             if drawdown < state.limits_for(account)[1].drawdown_brake_pct:
                 return False, None
         emit(
@@ -768,9 +767,7 @@ class PaperVenue:
                     PeakEquityRaised(
                         account=account,
                         instrument=trade.instrument,
-                        peak_equity=VALUATION.multiply(nav, acc.units).quantize(
-                            EQUITY_QUANTUM, context=VALUATION
-                        ),
+                        peak_equity=peak_in_money(nav, acc.units),
                         peak_nav=nav,
                     ),
                     f"peak:{account}:{nav}" if caught_up else f"peak:{account}",

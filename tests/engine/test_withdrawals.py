@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from engine.processor import catch_up, control
 from engine.snapshot import canonical_state
 from engine.state import (
-    DRAWDOWN_DIFFERENCE,
     NOT_HOLDING,
     TRANSFER_RANK,
     TRANSFER_STEP,
@@ -35,6 +34,7 @@ from projections import core
 from projections.framework import Located
 from projections.store import RawRecord, decode_one
 from schemas import EventPayload, encode, new_event
+from schemas.drawdown import DRAWDOWN_DIFFERENCE
 from schemas.events import (
     DepositReceived,
     Fill,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deploy.settings import Settings
-from engine.state import DRAWDOWN_DIFFERENCE, EQUITY_QUANTUM, VALUATION
+from engine import state as engine_state
 from projections import core, query
 from projections.bulkload import BulkBuild
 from projections.checksum import checksum
@@ -27,6 +27,14 @@ from projections.projector import Projector
 from projections.rebuild import create_schema, rebuild
 from projections.store import RawRecord, apply_records, decode_one, prepare
 from schemas import EventPayload, encode, new_event
+from schemas.drawdown import (
+    DRAWDOWN_DIFFERENCE,
+    EQUITY_QUANTUM,
+    NAV_ROUNDING,
+    VALUATION,
+    drawdown,
+    peak_in_money,
+)
 from schemas.events import DepositReceived
 from schemas.events.risk import (
     DecisionOutcome,
@@ -132,11 +140,17 @@ def test_a_deposit_during_a_drawdown_does_not_erase_it_hand_computed() -> None:
 
 
 def test_the_projections_contexts_are_the_engines() -> None:
-    assert core._DRAWDOWN.prec == VALUATION.prec and core._DRAWDOWN.rounding == VALUATION.rounding
-    assert core._DIFFERENCE.prec == DRAWDOWN_DIFFERENCE.prec == 28
-    assert core._DIFFERENCE.rounding == DRAWDOWN_DIFFERENCE.rounding
-    assert core.EQUITY_QUANTUM == EQUITY_QUANTUM
-    assert core._NAV.prec == VALUATION.prec and core._NAV.rounding == "ROUND_FLOOR"
+    """One definition (`schemas.drawdown`): the projection and the engine call the same
+    functions, in the same contexts."""
+    peak, nav, units = Decimal("1.1"), Decimal("0.99"), Decimal(150)
+    assert core.drawdown_of(nav, peak) == drawdown(peak, nav)
+    assert core.peak_money(peak, units) == peak_in_money(peak, units)
+    assert engine_state.VALUATION is VALUATION and engine_state.EQUITY_QUANTUM is EQUITY_QUANTUM
+    assert VALUATION.prec == 60 and VALUATION.rounding == "ROUND_HALF_EVEN"
+    assert DRAWDOWN_DIFFERENCE.prec == 28
+    assert DRAWDOWN_DIFFERENCE.rounding == VALUATION.rounding
+    assert EQUITY_QUANTUM == Decimal("1E-12")
+    assert NAV_ROUNDING.prec == VALUATION.prec and NAV_ROUNDING.rounding == "ROUND_FLOOR"
 
 
 def _measure(peak: Decimal, nav: Decimal) -> Decimal:
