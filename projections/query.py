@@ -220,7 +220,14 @@ def _cell(v: Any) -> Any:
     return v
 
 
-_load_json = functools.partial(json.loads, parse_float=Decimal)
+def _json_int(text: str) -> int | Decimal:
+    """A JSON integer: an int, or a Decimal past what `int()` parses (4,300 digits; a jsonb
+    number may have 131,072), which raised a ValueError out of the query."""
+    return int(text) if len(text) <= _INT_DIGITS else Decimal(text)
+
+
+_INT_DIGITS = 4000
+_load_json = functools.partial(json.loads, parse_float=Decimal, parse_int=_json_int)
 """jsonb/json as the database wrote it: a number with a fraction or exponent is a Decimal
 (psycopg's default json.loads makes it a float: 0.1000000000000000055 became 0.1)."""
 
@@ -261,10 +268,15 @@ POLARS_DECIMAL_DIGITS = 38
 
 
 def _fit(values: list[Any]) -> list[Any]:
-    """A column polars can hold: Decimals that a Decimal(38, s) column cannot (too many
-    digits at the column's scale, or NaN/Infinity) become their exact text instead of
-    an Object column that no output format can write."""
+    """A column polars can hold exactly: Decimals that a Decimal(38, s) column cannot (too
+    many digits at the column's scale, or NaN/Infinity) become their exact text instead of
+    an Object column that no output format can write. Ints count too (a jsonb number
+    without a fraction is an int of any size): beside Decimals, or past int64, they are
+    held as Decimal(38, 0) digits, or all the column's numbers as text past 38; polars
+    made an int a Decimal column cannot hold null, a column of ints past int128 all
+    null, and an int just past it another number, without a word."""
     ints = scale = 0
+    decimals = wide = False
     for v in values:
         if isinstance(v, Decimal):
             if not v.is_finite():
@@ -272,10 +284,25 @@ def _fit(values: list[Any]) -> list[Any]:
             t = v.as_tuple()
             exp = int(t.exponent)
             ints, scale = max(ints, len(t.digits) + exp), max(scale, -exp)
+            decimals = True
+        elif isinstance(v, int) and not isinstance(v, bool):
+            ints = max(ints, len(str(abs(v))))
+            wide = wide or not _INT64[0] <= v <= _INT64[1]
     else:
+        if not wide and (not decimals or ints + scale <= POLARS_DECIMAL_DIGITS):
+            return values  # int64 ints alone, or what a Decimal(38, s) column holds
         if ints + scale <= POLARS_DECIMAL_DIGITS:
-            return values
-    return [format(v, "f") if isinstance(v, Decimal) else v for v in values]
+            return [Decimal(v) if _is_int(v) else v for v in values]
+    return [
+        format(v, "f") if isinstance(v, Decimal) else str(v) if _is_int(v) else v for v in values
+    ]
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _frame(cur: psycopg.Cursor[Any]) -> pl.DataFrame:

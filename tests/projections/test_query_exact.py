@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -73,3 +75,59 @@ def test_cli_error_line_for_a_result_it_cannot_render(
             assert res.output.startswith("error:"), res.output
     finally:
         get_settings.cache_clear()
+
+
+JSONB_INTS = (
+    "SELECT v FROM (VALUES (1, '0.5'::jsonb), (2, '10000000000000000000000000000000000000000'"
+    "::jsonb), (3, '-170141183460469231731687303715884105729'::jsonb), (4, NULL)) t(i, v) "
+    "ORDER BY i"
+)
+"""jsonb numbers: json.loads makes one without a fraction an int of any size (a risk
+limit's `max_open_orders` is an unbounded int, and a surveillance alert's `evidence` free)."""
+
+
+def test_jsonb_integers_are_never_lost(env: Settings, tmp_path: Any) -> None:
+    """An int beside Decimals in one column, or beyond what a polars integer column holds,
+    stays exact: polars made the 41-digit int beside 0.5 a null in a Decimal(38, 1)
+    column, a column of ints beyond int128 a column of nulls, and [2**127, -1] an Int128
+    column holding another number."""
+    mixed = query.raw(JSONB_INTS, env)
+    want = [
+        "0.5",
+        "10000000000000000000000000000000000000000",
+        "-170141183460469231731687303715884105729",
+        None,
+    ]
+    assert [None if v is None else str(v) for v in mixed["v"].to_list()] == want
+    only = query.raw(JSONB_INTS.replace("(1, '0.5'::jsonb), ", ""), env)
+    assert [None if v is None else str(v) for v in only["v"].to_list()] == want[1:]
+    edge = query.raw(
+        "SELECT v FROM (VALUES (1, '170141183460469231731687303715884105728'::jsonb), "
+        "(2, '-1'::jsonb)) t(i, v) ORDER BY i",
+        env,
+    )
+    assert [str(v) for v in edge["v"].to_list()] == [
+        "170141183460469231731687303715884105728",
+        "-1",
+    ]
+    fits = query.raw(
+        "SELECT v FROM (VALUES (1, '0.5'::jsonb), (2, '3'::jsonb)) t(i, v) ORDER BY i", env
+    )
+    assert fits["v"].to_list() == [Decimal("0.5"), Decimal(3)]  # still a Decimal column
+    small = query.raw("SELECT v FROM (VALUES (1, '7'::jsonb), (2, '-3'::jsonb)) t(i, v)", env)
+    assert small.schema["v"] == pl.Int64 and small["v"].to_list() == [7, -3]
+    for fmt in ("json", "csv"):
+        text = query.write(mixed, fmt, None) or ""
+        assert all(str(w) in text for w in want[:3]), (fmt, text)
+    out = tmp_path / "ints.parquet"
+    query.write(only, "parquet", str(out))
+    assert [None if v is None else str(v) for v in pl.read_parquet(out)["v"].to_list()] == want[1:]
+
+
+def test_a_jsonb_integer_of_any_length_is_its_digits(env: Settings) -> None:
+    """json.loads refuses an int of more than 4,300 digits (a ValueError, out of the
+    query as a traceback): one jsonb holds is its exact text, alone or inside JSON."""
+    digits = "1" + "0" * 5000
+    df = query.raw(f"SELECT '{digits}'::jsonb AS v, '{{\"a\": [{digits}, 2]}}'::jsonb AS j", env)
+    assert df["v"].to_list() == [digits]
+    assert df["j"].to_list() == [f'{{"a":[{digits},2]}}']
