@@ -427,9 +427,11 @@ OTHER_ENV: dict[str, str] = {
     "TRADETAPE_SIGNER_ARTEFACT_ROOT": "artefact store of signers (signer_ffi/artefacts.py)",
     "TRADETAPE_SIGNER_PASSPHRASE": "key-file passphrase (signer_ffi/group.py)",
     "TRADETAPE_SIGNER_PASSPHRASE_FILE": "file holding it (signer_ffi/group.py)",
+    "TRADETAPE_PYTHON_CANDIDATES": "interpreters `make` may build .venv/ with (deploy/pick-python)",
 }
 """`TRADETAPE_*` variables that are no `Settings` field but are read by a component
-directly (`TRADETAPE_SIGNER_PASSPHRASE_<id>` too). Any other is a mistake: a
+directly (`TRADETAPE_SIGNER_PASSPHRASE_<id>` too), or by the build: `make` runs
+`tradetape setup` in the environment it was given. Any other is a mistake: a
 misspelled setting would otherwise be ignored without a word."""
 _PASSPHRASE_OF_ID = re.compile(r"TRADETAPE_SIGNER_PASSPHRASE_\d+")
 

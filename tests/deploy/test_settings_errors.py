@@ -144,9 +144,18 @@ def test_every_tradetape_variable_the_code_reads_is_known() -> None:
     from deploy.settings import OTHER_ENV, SettingsError, check_environment, setting_env_names
 
     names: set[str] = set()
-    for top in ("engine", "streams", "projections", "schemas", "signer_ffi", "deploy", "bench"):
-        for path in (REPO / top).rglob("*.py"):
-            names.update(re.findall(r"TRADETAPE_[A-Z0-9_]*[A-Z0-9]", path.read_text()))
+    sources = [
+        path
+        for top in ("engine", "streams", "projections", "schemas", "signer_ffi", "deploy", "bench")
+        for path in (REPO / top).rglob("*.py")
+    ]
+    # The build's scripts too: `make` runs `tradetape setup` in the environment it was
+    # given, so `TRADETAPE_PYTHON_CANDIDATES=... make demo` (deploy/pick-python's variable)
+    # stopped at `error: unknown environment variable` before it was registered.
+    sources += [REPO / "deploy" / "pick-python", REPO / "Makefile", REPO / ".ci" / "run"]
+    for path in sources:
+        names.update(re.findall(r"TRADETAPE_[A-Z0-9_]*[A-Z0-9]", path.read_text()))
+    assert "TRADETAPE_PYTHON_CANDIDATES" in names
     env = {n: "1" for n in names}
     check_environment(env)  # raises SettingsError naming any it does not know
     assert set(OTHER_ENV) | set(setting_env_names()) >= names - {
