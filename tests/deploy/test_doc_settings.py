@@ -1,0 +1,91 @@
+"""docs/operations.md's two tables of `TRADETAPE_*` variables say what deploy/settings.py
+knows: every setting is in the settings table with its true default, every variable a
+component reads itself (`OTHER_ENV`) is documented, and nothing documented is unknown to
+the settings (it would be refused: `error: unknown environment variable`). Only the
+text is read; nothing runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic_core import PydanticUndefined
+
+from deploy.settings import OTHER_ENV, Settings, setting_env_names
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATIONS = REPO / "docs" / "operations.md"
+PER_ID = "TRADETAPE_SIGNER_PASSPHRASE_<id>"
+
+
+def _tables() -> list[dict[str, str]]:
+    """The variable tables of the runbook's *Settings* section, in order: each a mapping of
+    variable name to its row's default cell (a row naming several variables, `A` / `B`,
+    gives each its part of a default cell split the same way)."""
+    section = OPERATIONS.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    tables: list[dict[str, str]] = []
+    previous_was_row = False
+    for line in section.splitlines():
+        is_row = line.startswith("| `TRADETAPE_")
+        if is_row:
+            if not previous_was_row:
+                tables.append({})
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            names = re.findall(r"`(TRADETAPE_[A-Za-z0-9_<>]+)`", cells[0])
+            defaults = cells[1].split(" / ")
+            for i, name in enumerate(names):
+                tables[-1][name] = defaults[i] if len(defaults) == len(names) else cells[1]
+        previous_was_row = is_row
+    return tables
+
+
+def _documented_default(value: object) -> str:
+    """A default as the runbook writes it."""
+    if value is None:
+        return "unset"
+    if value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    return f"`{value}`"
+
+
+def test_the_runbook_has_both_tables() -> None:
+    tables = _tables()
+    assert len(tables) == 2, [sorted(t) for t in tables]
+
+
+def test_every_setting_is_in_the_settings_table_and_nothing_else_is() -> None:
+    settings_table, components_table = _tables()
+    extra = set(settings_table) - set(setting_env_names()) - {"TRADETAPE_CONFIG"}
+    assert not extra, f"docs/operations.md documents as settings what is none: {extra}"
+    missing = set(setting_env_names()) - set(settings_table)
+    assert not missing, f"settings missing from docs/operations.md: {missing}"
+    assert not set(components_table) & set(setting_env_names())
+
+
+def test_every_variable_a_component_reads_is_documented_and_known() -> None:
+    documented = {n for table in _tables() for n in table}
+    missing = set(OTHER_ENV) - documented
+    assert not missing, f"variables missing from docs/operations.md: {missing}"
+    unknown = documented - set(OTHER_ENV) - set(setting_env_names()) - {PER_ID}
+    assert not unknown, f"docs/operations.md documents variables nothing reads: {unknown}"
+
+
+def test_every_settings_default_is_the_documented_one() -> None:
+    """Settings whose default is a value (not computed, like the data directory)."""
+    table = _tables()[0]
+    wrong = []
+    for name, field in Settings.model_fields.items():
+        if field.default is PydanticUndefined:
+            continue  # a default_factory: described in words
+        default = field.default
+        if hasattr(default, "get_secret_value"):
+            default = default.get_secret_value()
+        want = _documented_default(default)
+        cell = table[f"TRADETAPE_{name.upper()}"]
+        if not (cell == want or cell.startswith(want + " ")):
+            wrong.append(f"TRADETAPE_{name.upper()}: documented {cell!r}, the code's {want!r}")
+    assert not wrong, "\n".join(wrong)
