@@ -35,8 +35,8 @@ DataDirOpt = Annotated[
     typer.Option(
         "--data-dir",
         help="Stack data directory: broker, database, keys (default: the nearest"
-        " .tradetape/ in the working directory or above it, else ./.tradetape/;"
-        " TRADETAPE_DATA_DIR)",
+        " .tradetape/ in the working directory or above it, up to the project root, if you"
+        " own it; else ./.tradetape/; TRADETAPE_DATA_DIR)",
     ),
 ]
 

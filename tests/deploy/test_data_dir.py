@@ -93,3 +93,20 @@ def test_a_symbolic_link_above_is_not_used(tmp_path: Path) -> None:
     assert find_data_dir(work) == work / ".tradetape"
     # in the working directory itself it is the default anyway: the user's choice
     assert find_data_dir(parent) == parent / ".tradetape"
+
+
+def test_the_data_dir_option_says_where_the_search_stops() -> None:
+    """`--data-dir`'s help told every command's user "the nearest .tradetape/ in the
+    working directory or above it": a `~/.tradetape` above a clone, or one another user
+    owns, is not used (`find_data_dir`), and the help now says so, as the settings do."""
+    import typer
+
+    from deploy.cli import app
+
+    root = typer.main.get_command(app)
+    helps = {
+        name: next(p.help for p in cmd.params if p.name == "data_dir")
+        for name, cmd in [("up", root.commands["up"]), ("query", root.commands["query"])]  # type: ignore[attr-defined]
+    }
+    for name, text in helps.items():
+        assert "project root" in text and "own" in text, f"{name}: {text}"
