@@ -146,11 +146,33 @@ def _with_logger(conf: dict[str, Any]) -> dict[str, Any]:
     return conf
 
 
+def security_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka keys that authenticate a client (`TRADETAPE_KAFKA_SASL_USERNAME`,
+    `TRADETAPE_KAFKA_SASL_PASSWORD`, `TRADETAPE_KAFKA_SASL_MECHANISM`,
+    `TRADETAPE_KAFKA_SECURITY_PROTOCOL`, `TRADETAPE_KAFKA_SSL_CA_LOCATION`); empty without a
+    SASL user and protocol, as on the open local stack. Every client builder here adds
+    them (`producer_config`, `consumer_config`, `admin_client`), so a component runs as
+    the principal its settings name and the broker's ACLs decide what it may do
+    (`deploy.acls`, docs/operations.md, *Securing the broker*)."""
+    conf: dict[str, Any] = {}
+    protocol = settings.kafka_protocol
+    if protocol != "PLAINTEXT" or settings.kafka_security_protocol is not None:
+        conf["security.protocol"] = protocol
+    if settings.kafka_sasl_username is not None and settings.kafka_sasl_password is not None:
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl.username"] = settings.kafka_sasl_username
+        conf["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_ca_location is not None:
+        conf["ssl.ca.location"] = str(settings.kafka_ssl_ca_location.expanduser())
+    return conf
+
+
 def producer_config(
     settings: Settings, *, transactional_id: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
+        **security_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -169,6 +191,7 @@ def producer_config(
 def consumer_config(settings: Settings, *, group_id: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
+        **security_config(settings),
         "group.id": group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
@@ -197,7 +220,11 @@ def admin_client(settings: Settings, *, polled: bool = False, **extra: Any) -> A
     callback for that answer sees the flag on its return and reports its own wake-up op
     as unserved. Nothing is lost (tests/deploy/test_admin_close_log.py). Failures are
     ERROR and warnings WARNING: still shown. With `debug` on, librdkafka's level stays."""
-    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, **extra}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap,
+        **security_config(settings),
+        **extra,
+    }
     if not conf.get("debug"):
         conf.setdefault("log_level", ADMIN_LOG_LEVEL)
     if polled and not conf.get("debug"):

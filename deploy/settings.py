@@ -21,9 +21,9 @@ import tomllib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -157,6 +157,33 @@ class Settings(BaseSettings):
         " key=value pairs, over the node's own (not its identity: listeners, ports, roles,"
         " node id, log dirs)",
     )
+    kafka_sasl_username: str | None = Field(
+        None,
+        min_length=1,
+        description="SASL user every Kafka client authenticates as (with the password;"
+        " unset: no authentication, the local stack's default)",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, validate_default=True, description="That user's password"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism of the clients and the local broker"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        None,
+        validate_default=True,
+        description="Kafka security protocol (default: SASL_PLAINTEXT with a SASL user,"
+        " else PLAINTEXT)",
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        None, description="CA certificate(s) a SASL_SSL client verifies the brokers with"
+    )
+    kafka_local_sasl: bool = Field(
+        False,
+        validate_default=True,
+        description="The local broker authenticates clients (SASL/SCRAM) and authorizes"
+        " them by ACL, with the SASL user as its super user; only on a fresh data directory",
+    )
     topic_prefix: str = Field("", description="Namespace for every topic name")
     default_partitions: int | None = Field(
         None,
@@ -243,6 +270,43 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    @field_validator("kafka_sasl_password")
+    @classmethod
+    def _password_with_user(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        user = info.data.get("kafka_sasl_username")
+        if user is not None and value is None:
+            raise ValueError("TRADETAPE_KAFKA_SASL_USERNAME is set: its password is needed too")
+        if user is None and value is not None and "kafka_sasl_username" not in info.data:
+            return value  # the user failed validation itself: its error says why
+        if user is None and value is not None:
+            raise ValueError("a SASL password without TRADETAPE_KAFKA_SASL_USERNAME")
+        return value
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _protocol_with_user(cls, value: str | None, info: ValidationInfo) -> str | None:
+        user = info.data.get("kafka_sasl_username")
+        if value is not None and value.startswith("SASL") and user is None:
+            raise ValueError(f"{value} needs TRADETAPE_KAFKA_SASL_USERNAME and its password")
+        if value == "PLAINTEXT" and user is not None:
+            raise ValueError(
+                "PLAINTEXT would not send TRADETAPE_KAFKA_SASL_USERNAME's credentials:"
+                " SASL_PLAINTEXT or SASL_SSL"
+            )
+        return value
+
+    @field_validator("kafka_local_sasl")
+    @classmethod
+    def _local_sasl_with_user(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("kafka_sasl_username") is None:
+            raise ValueError(
+                "the local broker's super user is TRADETAPE_KAFKA_SASL_USERNAME: set it"
+                " and its password"
+            )
+        if value and info.data.get("kafka_security_protocol") == "SASL_SSL":
+            raise ValueError("the local broker listens with SASL_PLAINTEXT, not SASL_SSL")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -261,6 +325,14 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def kafka_protocol(self) -> str:
+        """The security protocol the clients use (`kafka_security_protocol`, else
+        SASL_PLAINTEXT with a SASL user, else PLAINTEXT)."""
+        if self.kafka_security_protocol is not None:
+            return self.kafka_security_protocol
+        return "PLAINTEXT" if self.kafka_sasl_username is None else "SASL_PLAINTEXT"
 
     @property
     def dsn(self) -> str:

@@ -354,6 +354,29 @@ def partitions_hold(settings: Settings, admin: Any = None) -> PartitionsChanged 
     return None
 
 
+def faust_credentials(settings: Settings) -> dict[str, Any]:
+    """`broker_credentials` for faust (aiokafka) from the settings' SASL user, as
+    `deploy.kafka.security_config` gives the librdkafka clients theirs; empty without one."""
+    if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
+        return {}
+    import ssl
+
+    import faust
+
+    context = None
+    if settings.kafka_protocol == "SASL_SSL":
+        ca = settings.kafka_ssl_ca_location
+        context = ssl.create_default_context(cafile=str(ca.expanduser()) if ca else None)
+    return {
+        "broker_credentials": faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    }
+
+
 def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceApp:
     """Create the faust app; nothing connects until it is started."""
     import faust
@@ -373,6 +396,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         web_enabled=False,
         producer_acks=-1,
         stream_wait_empty=False,
+        **faust_credentials(settings),
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(*(settings.topic(t) for t in SOURCES), **raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from deploy.kafka import security_config
 from deploy.local.process import any_port_open, ensure_dir, owned_process, stop_process, tail
 from deploy.settings import Settings
 
@@ -130,17 +132,26 @@ class KafkaNode:
     def _write_config(self) -> None:
         s = self.settings
         logs = self.home / "data"
+        listener = "SASL_PLAINTEXT" if s.kafka_local_sasl else "PLAINTEXT"
+        security = self._security_props()
+        overrides = broker_prop_overrides(s.kafka_broker_props)
+        if taken := sorted(set(overrides) & set(security)):
+            raise KafkaStartError(
+                f"kafka_broker_props: {', '.join(taken)} is the local node's own with"
+                " kafka_local_sasl (authentication and ACLs)"
+            )
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
             "listeners": (
-                f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}"
+                f"{listener}://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "advertised.listeners": f"{listener}://127.0.0.1:{s.kafka_port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": (f"{listener}:{listener},CONTROLLER:{listener}"),
+            **security,
             "log.dirs": str(logs),
             "num.partitions": "6",
             "default.replication.factor": "1",
@@ -160,8 +171,11 @@ class KafkaNode:
             # took 8-21 s on one thread and 1.1-1.7 s on four, the start's load 16-19 s
             # and 11 s (docs/operations.md, *Stopping*); same flushes, same safety.
             "num.recovery.threads.per.data.dir": "4",
-            **broker_prop_overrides(s.kafka_broker_props),
+            **overrides,
         }
+        # With SASL on, it holds the super user's password: readable by its owner only.
+        self.config_file.touch(mode=0o600)
+        self.config_file.chmod(0o600)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         log4j = self.home / "log4j.properties"
         log4j.write_text(
@@ -175,10 +189,86 @@ class KafkaNode:
             "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=INFO\n"
         )
 
+    def _security_props(self) -> dict[str, str]:
+        """`kafka_local_sasl`: clients authenticate with SCRAM on the broker listener, the
+        node's controller listener takes PLAIN (KRaft controllers cannot take SCRAM: the
+        credentials live in the metadata they serve), both with the super user
+        `kafka_sasl_username`, and the StandardAuthorizer refuses whatever no ACL allows
+        (`deploy.acls`). Empty for the open default node."""
+        s = self.settings
+        if not s.kafka_local_sasl:
+            return {}
+        user, password = s.kafka_sasl_username, s.kafka_sasl_password
+        assert user is not None and password is not None  # Settings checked both
+        secret = password.get_secret_value()
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", user) or not re.fullmatch(r'[^\s"\\,\]]+', secret):
+            raise KafkaStartError(
+                "kafka_local_sasl: the super user's name may hold only letters, digits,"
+                " '.', '_' and '-', and its password no space, quote, backslash, ',' or ']'"
+                " (the broker's config and StorageTool's --add-scram syntax)"
+            )
+        mech = s.kafka_sasl_mechanism
+        scram = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required"
+            f' username="{user}" password="{secret}";'
+        )
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required"
+            f' username="{user}" password="{secret}" user_{user}="{secret}";'
+        )
+        return {
+            "sasl.enabled.mechanisms": mech,
+            "sasl.mechanism.inter.broker.protocol": mech,
+            f"listener.name.sasl_plaintext.{mech.lower()}.sasl.jaas.config": scram,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{user}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    @property
+    def sasl_marker(self) -> Path:
+        """Present when the node's storage was formatted with SASL users (`kafka_local_sasl`)."""
+        return self.home / "sasl-formatted"
+
+    def _check_sasl_storage(self) -> None:
+        """Refuse to start a node whose storage and `kafka_local_sasl` disagree: one formatted
+        open has no SCRAM user for its own listener, and one formatted with users started
+        open would serve the ACL-guarded log to anyone (fail closed)."""
+        formatted = (self.home / "data" / "meta.properties").exists()
+        if not formatted:
+            return
+        if self.settings.kafka_local_sasl and not self.sasl_marker.exists():
+            raise KafkaStartError(
+                "TRADETAPE_KAFKA_LOCAL_SASL is on, but the local broker's storage was"
+                f" formatted without SASL users ({self.home}): use a fresh data directory"
+            )
+        if not self.settings.kafka_local_sasl and self.sasl_marker.exists():
+            raise KafkaStartError(
+                "the local broker's storage was formatted with SASL users and ACLs; started"
+                " without TRADETAPE_KAFKA_LOCAL_SASL it would serve them to anyone: set it"
+                " (with TRADETAPE_KAFKA_SASL_USERNAME and _PASSWORD)"
+            )
+
     @property
     def local_bootstrap(self) -> str:
         """This node's listener (whatever `TRADETAPE_KAFKA_BOOTSTRAP` says)."""
         return f"127.0.0.1:{self.settings.kafka_port}"
+
+    def _scram_users(self) -> list[str]:
+        """StorageTool's `--add-scram` for the super user (the broker's own listener needs
+        its credential before the first start). Its password is on the format command's
+        line for that moment; `deploy.acls.upsert_scram_user` adds the other users."""
+        s = self.settings
+        if not s.kafka_local_sasl or s.kafka_sasl_password is None:
+            return []
+        secret = s.kafka_sasl_password.get_secret_value()
+        return [
+            "--add-scram",
+            f"{s.kafka_sasl_mechanism}=[name={s.kafka_sasl_username},password={secret}]",
+        ]
 
     def running(self) -> bool:
         return owned_process(self.pid_file, self.marker) is not None
@@ -190,9 +280,13 @@ class KafkaNode:
         if not any_port_open(servers):
             return False  # no client, so no librdkafka connection errors on stderr
         try:
-            AdminClient({"bootstrap.servers": servers, "socket.timeout.ms": 2000}).list_topics(
-                timeout=timeout
-            )
+            AdminClient(
+                {
+                    "bootstrap.servers": servers,
+                    "socket.timeout.ms": 2000,
+                    **security_config(self.settings),
+                }
+            ).list_topics(timeout=timeout)
         except Exception:
             return False
         return True
@@ -203,6 +297,7 @@ class KafkaNode:
             return False
         libs = ensure_jars(self.settings, echo=echo)
         ensure_dir(self.home)
+        self._check_sasl_storage()
         self._write_config()
         java = shutil.which("java")
         if java is None:
@@ -229,6 +324,7 @@ class KafkaNode:
                     "-c",
                     str(self.config_file),
                     "--ignore-formatted",
+                    *self._scram_users(),
                 ],
                 capture_output=True,
                 text=True,
@@ -236,6 +332,8 @@ class KafkaNode:
             )
             if fmt.returncode != 0:
                 raise KafkaStartError(f"StorageTool format failed:\n{fmt.stdout}\n{fmt.stderr}")
+            if self.settings.kafka_local_sasl:
+                self.sasl_marker.write_text(f"User:{self.settings.kafka_sasl_username}\n")
         log = self.log_file.open("ab")
         proc = subprocess.Popen(
             [
