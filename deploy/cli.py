@@ -275,6 +275,108 @@ def demo(data_dir: DataDirOpt = None) -> None:
     raise typer.Exit(run_demo(_settings(data_dir)))
 
 
+acls_app = typer.Typer(
+    help="Kafka ACLs: which principal may write and read which topic (docs/operations.md, Securing the broker).",
+    no_args_is_help=True,
+)
+app.add_typer(acls_app, name="acls")
+
+PrincipalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--principal",
+        help="ROLE=PRINCIPAL: the principal of a role (default User:ROLE; a bare name gets User:). Repeat for several roles.",
+    ),
+]
+
+
+def _acl_plan(s: Settings, principal: list[str] | None) -> list[Any]:
+    from deploy.acls import PlanError, plan, principals
+
+    try:
+        return plan(s.topic_prefix, principals(principal or []))
+    except PlanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(SETTINGS_ERROR) from exc
+
+
+@acls_app.command("plan")
+def acls_plan(
+    principal: PrincipalOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of bindings")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Print the ALLOW bindings each role needs for this topic prefix (TRADETAPE_TOPIC_PREFIX), one a line; nothing is sent to the broker.
+
+    Roles: engine (the engine and the snapshotter), strategy, admin, marketdata, transfers, projector, surveillance, signer, requester. Every role writes only the topics its components produce to: only the engine writes risk.decisions, orders.lifecycle, accounts.events and risk.config.
+    """
+    bindings = _acl_plan(_settings(data_dir), principal)
+    if as_json:
+        typer.echo(json.dumps([b.as_dict() for b in bindings], indent=2))
+        return
+    for b in bindings:
+        typer.echo(b.line())
+
+
+@acls_app.command("apply")
+def acls_apply(principal: PrincipalOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Create the planned bindings the broker lacks (as `acls plan` prints them) and wait until it shows them; run as a super user (TRADETAPE_KAFKA_SASL_USERNAME).
+
+    Idempotent: a second run creates nothing. Nothing is removed: bindings the broker holds for these principals beyond the plan are listed as a warning.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    from deploy.acls import apply
+    from deploy.kafka import admin_client, broker_unreachable
+
+    s = _settings(data_dir)
+    bindings = _acl_plan(s, principal)
+    if (why := broker_unreachable(s)) is not None:
+        typer.echo(f"error: cannot apply ACLs: {why}", err=True)
+        raise typer.Exit(1)
+    try:
+        done = apply(admin_client(s), bindings)
+    except (KafkaException, RuntimeError) as exc:
+        err = exc.args[0] if exc.args else exc
+        detail = err.str() if isinstance(err, KafkaError) else str(err)
+        typer.echo(f"error: cannot apply ACLs on the broker at {s.bootstrap}: {detail}", err=True)
+        raise typer.Exit(1) from exc
+    for b in done.created:
+        typer.echo(f"+ {b.line()}")
+    typer.echo(f"acls: {len(done.created)} created, {len(done.already)} already present")
+    for line in done.extra:
+        typer.echo(f"warning: not in the plan: {line}", err=True)
+
+
+@acls_app.command("user")
+def acls_user(
+    name: Annotated[str, typer.Argument(help="The SCRAM user to create or change")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a SCRAM user (or set its password), reading the password from standard input; run as a super user.
+
+    The mechanism is TRADETAPE_KAFKA_SASL_MECHANISM (SCRAM-SHA-512). The user's principal is User:NAME.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    from deploy.acls import upsert_scram_user
+    from deploy.kafka import admin_client
+
+    s = _settings(data_dir)
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        typer.echo("error: no password on standard input", err=True)
+        raise typer.Exit(SETTINGS_ERROR)
+    try:
+        upsert_scram_user(admin_client(s), name, password, mechanism=s.kafka_sasl_mechanism)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        detail = err.str() if isinstance(err, KafkaError) else str(err)
+        typer.echo(f"error: cannot set user {name} on {s.bootstrap}: {detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"acls: SCRAM user {name} set ({s.kafka_sasl_mechanism})")
+
+
 def _register_packages() -> None:
     for name in PACKAGE_CLIS:
         try:

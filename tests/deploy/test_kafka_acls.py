@@ -1,0 +1,178 @@
+"""The role model's ACLs on a real broker: a throwaway KRaft node with a SASL/SCRAM listener
+and the StandardAuthorizer (`TRADETAPE_KAFKA_LOCAL_SASL`), the plan applied by
+`deploy.acls.apply`. A strategy's credentials write intents and nothing the engine
+writes; the engine's run its transactions on its own topics.
+
+Before session 21 the broker was open: any client could write a `RiskDecision`, a `Fill`
+or a `ProducerRegistered` that every consumer folded (docs/engine.md)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from deploy.acls import Role, apply, plan, principals, upsert_scram_user
+from deploy.kafka import admin_client, create_topics, producer_config
+from deploy.local.kafka_node import KafkaNode
+from deploy.settings import Settings
+from schemas import encode, new_event
+from schemas.events import KycVerified
+from schemas.topics import Topic
+from tests.conftest import free_port, stack_dir
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "acl."
+"""A topic prefix, so the plan's prefixed names are exercised (`{prefix}engine-`)."""
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[Settings]:
+    """A broker that authenticates and authorizes, its topics, two SCRAM users (engine and
+    strategy) and the plan's ACLs; yields the super user's settings."""
+    data_dir = stack_dir("acls-")
+    admin = Settings(
+        data_dir=data_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        kafka_heap="384m",
+        kafka_local_sasl=True,
+        kafka_sasl_username="root",
+        kafka_sasl_password=uuid.uuid4().hex,
+        topic_prefix=PREFIX,
+        default_partitions=1,
+    )
+    node = KafkaNode(admin)
+    try:
+        node.start(echo=lambda _m: None)
+        create_topics(admin)
+        client = admin_client(admin)
+        for role in (Role.ENGINE, Role.STRATEGY):
+            upsert_scram_user(client, role.value, f"{role.value}-secret")
+        done = apply(client, plan(PREFIX, principals()))
+        assert done.created and not done.already
+        yield admin
+    finally:
+        from deploy.local.process import owned_process
+
+        broker = owned_process(node.pid_file, node.marker)
+        if broker is not None:
+            broker.kill()
+            broker.wait(10)  # seconds, not money
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _as(admin: Settings, role: Role) -> Settings:
+    return admin.with_overrides(
+        kafka_sasl_username=role.value, kafka_sasl_password=f"{role.value}-secret"
+    )
+
+
+def _record() -> tuple[Any, Any, Any]:
+    return encode(new_event(KycVerified(account="acc-1", verified_by="test"), producer="engine"))
+
+
+def _delivery(settings: Settings, topic: Topic) -> KafkaError | None:
+    """The delivery report's error of one record produced to `topic` (None: written)."""
+    got: list[KafkaError | None] = []
+    producer = Producer(producer_config(settings))
+    key, value, headers = _record()
+    producer.produce(
+        settings.topic(topic),
+        key=key,
+        value=value,
+        headers=headers,
+        on_delivery=lambda err, _msg: got.append(err),
+    )
+    assert producer.flush(30) == 0
+    assert len(got) == 1
+    return got[0]
+
+
+@pytest.mark.parametrize(
+    "topic", [Topic.DECISIONS, Topic.ORDERS, Topic.ACCOUNTS, Topic.RISK_CONFIG]
+)
+def test_a_strategy_cannot_write_what_the_engine_writes(secured: Settings, topic: Topic) -> None:
+    err = _delivery(_as(secured, Role.STRATEGY), topic)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def test_a_strategy_writes_intents(secured: Settings) -> None:
+    assert _delivery(_as(secured, Role.STRATEGY), Topic.INTENTS) is None
+
+
+def test_the_engine_cannot_write_intents(secured: Settings) -> None:
+    err = _delivery(_as(secured, Role.ENGINE), Topic.INTENTS)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def test_the_engine_runs_a_transaction_on_its_topics(secured: Settings) -> None:
+    engine = _as(secured, Role.ENGINE)
+    producer = Producer(producer_config(engine, transactional_id=f"{PREFIX}engine-7"))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    key, value, headers = _record()
+    for topic in (Topic.DECISIONS, Topic.ORDERS, Topic.ACCOUNTS):
+        producer.produce(engine.topic(topic), key=key, value=value, headers=headers)
+    producer.commit_transaction(30)
+
+
+def test_a_strategy_cannot_take_the_engines_transactional_id(secured: Settings) -> None:
+    producer = Producer(
+        producer_config(_as(secured, Role.STRATEGY), transactional_id=f"{PREFIX}engine-0")
+    )
+    with pytest.raises(KafkaException) as caught:
+        producer.init_transactions(30)
+    assert caught.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def test_applying_again_creates_nothing(secured: Settings) -> None:
+    bindings = plan(PREFIX, principals())
+    done = apply(admin_client(secured), bindings)
+    assert not done.created
+    assert len(done.already) == len(bindings)
+    assert done.extra == []
+
+
+def test_the_cli_applies_idempotently_and_adds_users(
+    secured: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tradetape acls apply` and `acls user` as an operator runs them: settings from the
+    environment, the password on standard input."""
+    from typer.testing import CliRunner
+
+    from deploy.cli import app
+    from deploy.settings import get_settings
+
+    env = {
+        "TRADETAPE_DATA_DIR": str(secured.data_dir),
+        "TRADETAPE_KAFKA_PORT": str(secured.kafka_port),
+        "TRADETAPE_KAFKA_CONTROLLER_PORT": str(secured.kafka_controller_port),
+        "TRADETAPE_KAFKA_LOCAL_SASL": "true",
+        "TRADETAPE_KAFKA_SASL_USERNAME": "root",
+        "TRADETAPE_KAFKA_SASL_PASSWORD": secured.kafka_sasl_password.get_secret_value()
+        if secured.kafka_sasl_password
+        else "",
+        "TRADETAPE_TOPIC_PREFIX": PREFIX,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        applied = runner.invoke(app, ["acls", "apply"])
+        assert applied.exit_code == 0, applied.output
+        assert f"0 created, {len(plan(PREFIX, principals()))} already present" in applied.output
+        added = runner.invoke(app, ["acls", "user", "marketdata"], input="md-secret\n")
+        assert added.exit_code == 0, added.output
+    finally:
+        get_settings.cache_clear()
+    feed = secured.with_overrides(kafka_sasl_username="marketdata", kafka_sasl_password="md-secret")
+    assert _delivery(feed, Topic.MARKETDATA) is None
+    err = _delivery(feed, Topic.DECISIONS)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
