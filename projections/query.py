@@ -326,7 +326,22 @@ def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str 
             f"{name} takes {', '.join(q.params) or 'no parameters'};"
             f" got {', '.join(sorted(unknown))}"
         )
+    for p, v in params.items():
+        if v is not None:
+            _utf8(v, f"filter {p}")
     return q.sql, {p: params.get(p) for p in q.params}
+
+
+def _utf8(text: str, what: str) -> None:
+    """A QueryError unless `text` can be sent to the database (UTF-8): a lone surrogate,
+    what Python makes of argv bytes that are not UTF-8, raised a UnicodeEncodeError out of
+    the query (a traceback in the CLI)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise QueryError(
+            f"{what} is not valid UTF-8 text (character {exc.start}: {text[exc.start]!r})"
+        ) from None
 
 
 def frame(
@@ -352,6 +367,7 @@ def raw(
     timeout_s: float = QUERY_TIMEOUT_S,  # seconds, not money
 ) -> pl.DataFrame:
     """One SQL statement as the read-only role in a READ ONLY transaction."""
+    _utf8(text, "the SQL")
     s = settings or get_settings()
     return _run(s.readonly_dsn, text, None, timeout_s)
 

@@ -131,3 +131,34 @@ def test_a_jsonb_integer_of_any_length_is_its_digits(env: Settings) -> None:
     df = query.raw(f"SELECT '{digits}'::jsonb AS v, '{{\"a\": [{digits}, 2]}}'::jsonb AS j", env)
     assert df["v"].to_list() == [digits]
     assert df["j"].to_list() == [f'{{"a":[{digits},2]}}']
+
+
+def test_text_that_is_not_utf8_is_a_query_error(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter or SQL text holding a lone surrogate (what Python makes of argv bytes that
+    are not UTF-8, e.g. `-p account=$'\\xff'` from a Latin-1 terminal) cannot be sent:
+    a QueryError, one `error:` line from the CLI; it raised a UnicodeEncodeError out of
+    `frame` and `raw`, a traceback."""
+    from deploy.cli import app
+    from deploy.settings import get_settings
+
+    with pytest.raises(query.QueryError, match="UTF-8"):
+        query.frame("positions", env, account="A\udcff1")
+    with pytest.raises(query.QueryError, match="UTF-8"):
+        query.raw("SELECT 'A\udcff1' AS x", env)
+    monkeypatch.setenv("TRADETAPE_POSTGRES_PORT", str(env.postgres_port))
+    monkeypatch.setenv("TRADETAPE_POSTGRES_DB", env.postgres_db)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        for args, code in (
+            (["query", "positions", "-p", "account=A\udcff1"], 2),
+            (["query", "--sql", "SELECT 'A\udcff1' AS x"], 1),
+        ):
+            res = runner.invoke(app, args)
+            assert res.exit_code == code, res.output
+            assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+            assert res.output.startswith("error:") and "UTF-8" in res.output, res.output
+    finally:
+        get_settings.cache_clear()
