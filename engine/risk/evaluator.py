@@ -58,6 +58,10 @@ def build_context(
     reserved_base = state.reserved(acc, base, fee)
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
+    open_base_buy = ZERO
+    for instrument, leaves in x.buy_leaves.items():  # the account's pairs with open buys
+        if split_instrument(instrument)[0] == base:
+            open_base_buy += leaves
     open_count = x.open_parents
     spent = quote if intent.side is Side.BUY else base
     credit = state.credit_headroom(acc, spent, fee, limits.credit_limit)
@@ -89,6 +93,7 @@ def build_context(
         "position": acc.positions.get(intent.instrument, ZERO),
         "open_buy_leaves": open_buy,
         "open_sell_leaves": open_sell,
+        "open_base_buy_leaves": open_base_buy,
         "open_orders": open_count,
         "recent_orders": rate_count(
             state,

@@ -71,6 +71,9 @@ class RiskContext:
     position: Decimal
     open_buy_leaves: Decimal
     open_sell_leaves: Decimal
+    open_base_buy_leaves: Decimal
+    """Open buy leaves of the base asset on every pair (this one included): what the
+    account's open buys may still add to its holding of it (`risk_reducing`)."""
     open_orders: int
     recent_orders: int
     quote_available: Decimal
@@ -104,11 +107,29 @@ class RiskContext:
 
     @property
     def risk_reducing(self) -> bool:
-        """Shrinks the absolute position without flipping it."""
+        """Shrinks the absolute position without flipping it, and the account's holding of
+        the base asset likewise (counting open orders on that side either way).
+
+        The holding (since KILL_SWITCH v2, DRAWDOWN_BRAKE v9): the position is the pair's,
+        and an account holds a base asset through several pairs. One that bought BTC with
+        USDC and sold it for EURC is long BTC/USDC and short BTC/EURC holding no BTC; v1
+        took a buy of BTC/EURC for closing that short, and the account held BTC again under
+        the kill switch (with credit, a sell of BTC/USDC likewise went short BTC). A sell
+        must be covered by what is free of the base (balance less what open orders on any
+        pair and pending withdrawals reserve of it: no credit), a buy must not take a short
+        holding (on credit) past zero with every open buy of it on any pair."""
         if self.position > 0:
-            return self.side is Side.SELL and self.quantity + self.open_sell_leaves <= self.position
+            return (
+                self.side is Side.SELL
+                and self.quantity + self.open_sell_leaves <= self.position
+                and self.quantity <= self.base_available - self.reserved_base
+            )
         if self.position < 0:
-            return self.side is Side.BUY and self.quantity + self.open_buy_leaves <= -self.position
+            return (
+                self.side is Side.BUY
+                and self.quantity + self.open_buy_leaves <= -self.position
+                and self.base_available + self.open_base_buy_leaves + self.quantity <= 0
+            )
         return False
 
     @property
@@ -286,6 +307,12 @@ def asset_allow_list(ctx: RiskContext) -> RuleResult:
 
 
 def kill_switch(ctx: RiskContext) -> RuleResult:
+    """While a switch covers the account, only risk-reducing orders pass.
+
+    v2: risk-reducing also asks that the order take the base asset's holding toward zero
+    (`RiskContext.risk_reducing`); v1 looked at the pair's position alone, so an account
+    holding no BTC, long it on one pair and short on another, bought it back on the
+    second pair under the switch."""
     rid, ver = kill_switch.RULE_ID, kill_switch.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.kill_engaged and not ctx.risk_reducing:
         return _no(rid, ver, "KILL_SWITCH_ENGAGED", "kill switch engaged: risk-reducing only")
@@ -318,7 +345,10 @@ def drawdown_brake(ctx: RiskContext) -> RuleResult:
     likewise an account a flow found with its capital gone (NAV per unit at or below zero
     just before a deposit, `AccountState.wiped_at`) until a release: v6 kept its units,
     so a margin call's deposit lifted NAV per unit above the old peak and the loss of
-    more than everything measured 0%.
+    more than everything measured 0%. v9: what passes as risk-reducing while the account
+    is braked or cannot be valued also takes the base asset's holding toward zero
+    (`RiskContext.risk_reducing`, as KILL_SWITCH v2); v8 looked at the pair's position
+    alone.
     """
     rid, ver = drawdown_brake.RULE_ID, drawdown_brake.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.equity is None or ctx.flows_pending:
@@ -589,8 +619,8 @@ RULES: tuple[Rule, ...] = (
     _tag(freshness, "FRESHNESS", 3),
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
-    _tag(kill_switch, "KILL_SWITCH", 1),
-    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 8),
+    _tag(kill_switch, "KILL_SWITCH", 2),
+    _tag(drawdown_brake, "DRAWDOWN_BRAKE", 9),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 2),

@@ -430,8 +430,9 @@ class PaperVenue:
 
         Risk-reducing is judged per instrument and side on the orders together, in
         price-time priority: they are kept while their leaves added up still close the
-        position without flipping it, so what stays resting can never, however it fills,
-        enlarge or flip the position. Armed stop/take children stay: they only close,
+        position without flipping it, and take the account's holding of the base asset
+        toward zero without flipping it (`_holding_room`, shared by the asset's pairs), so
+        what stays resting can never, however it fills, enlarge or flip either. Armed stop/take children stay: they only close,
         capped at the position and what is free (`_child_quantity`), as at a print. A
         canceled parent that filled in part keeps its children for what it filled.
         Orders are visited by id, so a replay emits the same events in the same order.
@@ -454,12 +455,19 @@ class PaperVenue:
             groups: dict[tuple[str, Side], list[OrderState]] = {}
             for o in open_:
                 groups.setdefault((o.instrument, o.side), []).append(o)
-            for orders in (groups[k] for k in sorted(groups)):
+            # The base asset's holding is shared by its pairs: what the kept orders of one
+            # pair take toward zero is not there for another's.
+            holding: dict[tuple[str, Side], Decimal] = {}
+            for (instrument, side), orders in sorted(groups.items()):
                 room = self._closes(state, orders[0])
+                asset = (split_instrument(instrument)[0], side)
+                if asset not in holding:
+                    holding[asset] = self._holding_room(state, orders[0])
                 orders.sort(key=priority)
                 for o in orders:
-                    if o.leaves <= room:
+                    if o.leaves <= room and o.leaves <= holding[asset]:
                         room -= o.leaves
+                        holding[asset] -= o.leaves
                         kept.add(o.order_id)
             stopped = [o for o in open_ if o.order_id not in kept]
         reason = "AML_FLAG_OPEN" if flagged else "KILL_SWITCH"
@@ -511,6 +519,22 @@ class PaperVenue:
         `RiskContext.risk_reducing` measure."""
         position = state.account(order.account).positions.get(order.instrument, ZERO)
         return position if order.side is Side.SELL else -position
+
+    @staticmethod
+    def _holding_room(state: EngineState, order: OrderState) -> Decimal:
+        """How much of `order`'s side takes the account's holding of the base asset toward
+        zero without flipping it (negative or zero if none): a sell at most what it holds
+        less what pending withdrawals hold of it, a buy at most what it is short (on
+        credit). With `_closes`, what the risk rules call risk-reducing
+        (`RiskContext.risk_reducing`, KILL_SWITCH v2): the position is the pair's, and an
+        account long BTC/USDC and short BTC/EURC holding no BTC buys BTC, new risk, with
+        an order that closes the BTC/EURC short."""
+        acc = state.account(order.account)
+        base = split_instrument(order.instrument)[0]
+        holding = acc.balances.get(base, ZERO)
+        if order.side is Side.SELL:
+            return holding - acc.held.get(base, ZERO)
+        return -holding
 
     def _affordable(self, cash: Decimal, price: Decimal) -> Decimal:
         """The most a buy at `price` can fill (a multiple of `QTY_QUANTUM`) that `cash`
@@ -889,10 +913,13 @@ class PaperVenue:
                         self._end(o, "AML_FLAG_OPEN", emit, cancel=True)
                         self._arm(state, o, emit)
                         continue
-                    if killed and o.leaves > self._closes(state, o):
+                    if killed and (
+                        o.leaves > self._closes(state, o) or o.leaves > self._holding_room(state, o)
+                    ):
                         # Under the kill switch (or the brake) only risk-reducing orders
                         # execute: one approved before it was engaged that would add to
-                        # the position or flip it is canceled when a print reaches it.
+                        # the position or the base asset's holding, or flip either, is
+                        # canceled when a print reaches it.
                         self._end(o, "KILL_SWITCH", emit, cancel=True)
                         self._arm(state, o, emit)
                         continue

@@ -35,7 +35,15 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "874bc714db9c9bfbdb5863582bde0c3153708ef1bd5e3d355efa59887638ad4e"
+PINNED = "9ff07a6370aca48e57a2a01a6c607e5bb37f8e47e0b7ba2ed14f3589f69694bf"
+"""Retaken in session 21 (helper-110) for KILL_SWITCH v2 / DRAWDOWN_BRAKE v9
+(risk-reducing also takes the base asset's holding toward zero): every decision records
+the new versions, and one output moved. A4, short BTC/USDC but holding deposited BTC, had
+a buy of 0.001 resting when an admin engaged its switch (the first of two): v1 kept it as
+closing the short, v2 cancels it then (KILL_SWITCH), not at the second engagement, and
+three later A4 decisions no longer fail MAX_OPEN_ORDERS besides MAX_ORDER_NOTIONAL (one
+open order fewer). Every other output is the one before. Before:"""
+"""PINNED was 874bc714db9c9bfbdb5863582bde0c3153708ef1bd5e3d355efa59887638ad4e."""
 """Retaken in session 20 (helper-105) for DRAWDOWN_BRAKE v8 (a flow that finds an
 account's capital gone marks its whole peak lost until a release): every decision records
 rule version 8 and `canonical_state` names each account's `wiped_at` (none in the stream);

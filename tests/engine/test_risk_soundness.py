@@ -428,3 +428,82 @@ def test_no_market_buy_is_open_when_anything_values_one(steps: list[tuple[Any, .
                     step[1], D("0.5"), take_profit=D("30100" if step[1] is Side.BUY else "29900")
                 )
             no_market_buy_open(h.state)
+
+
+def _flat_across_pairs(credit: str = "0") -> Harness:
+    """Long 1 on BTC/USDC and short 1 on BTC/EURC: bought with USDC, sold for EURC, no
+    BTC held. Each pair's position is open; the account holds no BTC at all."""
+    limits = RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), credit_limit=D(credit))
+    h = Harness(limits, cash=D("100000"))
+    _quote(h, "BTC/USDC", "29999", "30001")
+    _quote(h, "BTC/EURC", "27999", "28001")
+    _quote(h, "EURC/USDC", "1.0713", "1.0715")
+    assert decision(h.order(Side.BUY, D("1"), D("30001"))).outcome == "APPROVED"
+    d = decision(h.order(Side.SELL, D("1"), D("27999"), instrument="BTC/EURC"))
+    assert d.outcome == "APPROVED"
+    acc = h.state.account("A1")
+    assert acc.positions == {"BTC/USDC": D("1"), "BTC/EURC": D("-1")}
+    assert acc.balances["BTC"] == 0
+    return h
+
+
+def test_the_kill_switch_counts_the_asset_not_only_the_pair() -> None:
+    """KILL_SWITCH v2 / DRAWDOWN_BRAKE v9: "risk-reducing" also asks that the order take
+    the base asset's holding toward zero without flipping it. v1 looked at the pair's
+    position alone: an account that bought BTC with USDC and sold it for EURC holds no BTC,
+    but is "short" BTC/EURC, so under the kill switch a buy of 0.9 BTC/EURC passed as
+    closing that short and the account held 0.9 BTC, new risk; and, with credit, a sell of
+    BTC/USDC "closed" the long by going short BTC."""
+    h = _flat_across_pairs()
+    h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
+    d = decision(h.order(Side.BUY, D("0.9"), D("28001"), instrument="BTC/EURC"))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("KILL_SWITCH_ENGAGED",))
+    assert h.state.account("A1").balances["BTC"] == 0
+    h = _flat_across_pairs(credit="50000")
+    h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
+    d = decision(h.order(Side.SELL, D("1"), D("29999")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("KILL_SWITCH_ENGAGED",))
+    assert h.state.account("A1").balances["BTC"] == 0
+    # What does reduce the holding still passes: BTC bought on one pair, sold on it.
+    h.admin_deposit("BTC", D("1"))
+    assert decision(h.order(Side.SELL, D("1"), D("29999"))).outcome == "APPROVED"
+    assert h.state.account("A1").balances["BTC"] == 0
+
+
+def test_the_kill_switch_cancels_a_resting_order_that_reopens_the_asset() -> None:
+    """The venue's side of the same rule (`PaperVenue.halt` and the print's backstop): a
+    buy resting on BTC/EURC when the switch is engaged closes that pair's short but buys
+    BTC the account does not hold; it is canceled, and no print fills it."""
+    h = _flat_across_pairs()
+    assert decision(h.order(Side.BUY, D("0.9"), D("27000"), instrument="BTC/EURC")).outcome == (
+        "APPROVED"
+    )
+    out = h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
+    assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["KILL_SWITCH"]
+    _print(h, "BTC/EURC", "26900", "5")
+    assert h.state.account("A1").balances["BTC"] == 0
+    # The backstop at the print alone (the order left resting, as a lost halt would).
+    h = _flat_across_pairs()
+    h.order(Side.BUY, D("0.9"), D("27000"), instrument="BTC/EURC")
+    with patch.object(PaperVenue, "halt", lambda *a, **k: None):
+        h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
+    out = _print_out(h, "BTC/EURC", "26900", "5")
+    assert "Fill" not in [e.event_type for e in out]
+    assert h.state.account("A1").balances["BTC"] == 0
+
+
+def _print_out(h: Harness, instrument: str, price: str, qty: str) -> list[Any]:
+    h.n += 1
+    h.tick()
+    return h.feed(
+        MarketTrade(
+            venue="v",
+            instrument=instrument,
+            trade_id=f"t{h.n}",
+            price=D(price),
+            quantity=D(qty),
+            aggressor_side=Side.BUY,
+            exchange_ts=h.now,
+        ),
+        "md",
+    )

@@ -96,8 +96,12 @@ def test_under_the_kill_switch_no_resting_order_adds_risk(
     h.tick(1)
     out = h.trade(limit, D("100"))
     after = h.state.account("A1").positions.get(INSTRUMENT, D(0))
-    closes = before if side is Side.SELL else -before
+    # And the BTC held (10 deposited + `held`): a buy "closing" the pair's short adds to
+    # it (KILL_SWITCH v2: risk-reducing counts the base asset's holding too).
+    holding = h.state.account("A1").balances["BTC"]
+    closes = min(before, holding) if side is Side.SELL else min(-before, -holding)
     assert abs(after) <= abs(before) and after * before >= 0
+    assert h.state.account("A1").balances["BTC"] <= holding or side is Side.SELL
     if qty <= closes:
         assert types(engaged) == ["KillSwitchEngaged"]
         assert [e.payload.quantity for e in out if e.event_type == "Fill"] == [D(qty)]

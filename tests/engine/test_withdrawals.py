@@ -414,7 +414,7 @@ def test_a_deposit_into_an_account_whose_capital_is_gone_does_not_forgive_the_lo
     out = h.order(Side.BUY, D("0.01"), D("18001"))
     braked = decision(out)
     assert braked.reason_codes == ("DRAWDOWN_BRAKE",), _drawdown(braked).detail
-    assert _drawdown(braked).rule_version == 8
+    assert _drawdown(braked).rule_version == 9
     assert "KillSwitchEngaged" in types(out)
     (ks,) = [e.payload for e in out if e.event_type == "KillSwitchEngaged"]
     assert ks.drawdown == 1
