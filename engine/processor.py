@@ -252,6 +252,12 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
                 _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
             else:
                 _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
+    # Then what a lowered credit limit no longer covers, as caused by the limits change in
+    # force for the account (`control`, `_over_credit`).
+    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
+        limit_cause = state.limit_cause(account) if owns(account) else None
+        if limit_cause is not None:
+            _over_credit(state, ctx, emit_for(limit_cause), account, owns)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
@@ -320,15 +326,9 @@ def _unhold(
     acc = state.accounts.get(account)
     if acc is None or not (acc.held or debited) or not acc.open_orders:
         return
-    rates = [getattr(v, "taker_fee", _DEFAULT_TAKER_FEE) for v in ctx.venues.values()]
-    fee = 1 + max((Decimal(str(r)) for r in rates), default=_DEFAULT_TAKER_FEE)
+    fee = _fee(ctx)
     credit = state.limits_for(account)[1].credit_limit
-    resting = [
-        o
-        for o in (state.orders.get(i) for i in acc.open_orders)
-        if o is not None and not o.done and o.parent_order_id is None and o.venue in ctx.venues
-    ]
-    resting.sort(key=lambda o: (o.submitted_at, o.order_id), reverse=True)
+    resting = _resting(state, ctx, acc)
     if only and debited:
         assets: Iterable[str] = (debited,)
     else:
@@ -344,9 +344,42 @@ def _unhold(
         return  # the newest hold-raising fact's pass, which follows, looks at the credit
     # Then what borrows on the credit: one amount for the whole account, which a short
     # held asset uses up first, so an order paying in another asset short on credit (a
-    # buy on ETH/BTC without BTC) may no longer fit. Newest first among the orders paying
-    # in an asset that is short of its balance (cancelling another frees no credit), until
-    # no asset is short. Without credit this is each short asset's own orders.
+    # buy on ETH/BTC without BTC) may no longer fit.
+    _cancel_borrowing(state, ctx, emit, acc, resting, fee, credit, WITHDRAWAL_HELD)
+
+
+def _fee(ctx: Context) -> Decimal:
+    """1 + the highest taker fee rate of the venues: what open buys commit per notional."""
+    rates = [getattr(v, "taker_fee", _DEFAULT_TAKER_FEE) for v in ctx.venues.values()]
+    return 1 + max((Decimal(str(r)) for r in rates), default=_DEFAULT_TAKER_FEE)
+
+
+def _resting(state: EngineState, ctx: Context, acc: AccountState) -> list[OrderState]:
+    """The account's open parent orders on the context's venues, newest first (submission
+    time, then id): the order `_unhold` and `_over_credit` cancel in."""
+    resting = [
+        o
+        for o in (state.orders.get(i) for i in acc.open_orders)
+        if o is not None and not o.done and o.parent_order_id is None and o.venue in ctx.venues
+    ]
+    resting.sort(key=lambda o: (o.submitted_at, o.order_id), reverse=True)
+    return resting
+
+
+def _cancel_borrowing(
+    state: EngineState,
+    ctx: Context,
+    emit: Callable[[EventPayload, str], None],
+    acc: AccountState,
+    resting: list[OrderState],
+    fee: Decimal,
+    credit: Decimal,
+    reason: str,
+) -> None:
+    """Cancel `resting` orders (newest first) that borrow on the credit, paying in an
+    asset short of its balance (cancelling another frees no credit), until no asset is
+    short (free balance plus what the credit lends below zero). Without credit this is
+    each short asset's own orders."""
     for o in resting:
         if o.done:
             continue
@@ -357,7 +390,44 @@ def _unhold(
         if borrowing:
             if not _any_short(state, acc, fee, credit):
                 break
-            ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
+            ctx.venues[o.venue].cancel(state, o, reason, emit)
+
+
+CREDIT_LIMIT = "CREDIT_LIMIT"
+"""The reason of a cancel `_over_credit` makes: the credit in force no longer covers it."""
+
+
+def _over_credit(
+    state: EngineState,
+    ctx: Context,
+    emit: Callable[[EventPayload, str], None],
+    scope: str,
+    owns: Callable[[str], bool] | None,
+) -> None:
+    """Fail closed when a limits change (of `scope`, an account or '*') leaves an account
+    over its credit (`credit_limit` lowered below what its resting orders borrow): cancel
+    its owned resting orders borrowing on the credit, newest first, until no asset is short
+    (`_cancel_borrowing`, reason `CREDIT_LIMIT`). A global change looks at the accounts
+    without limits of their own. Run in the transaction that decides or reads the change,
+    caused by it, and by `catch_up` (as caused by the change in force for the account,
+    `EngineState.limit_cause`) for what a lost transaction left open; accounts in sorted
+    order. Before, such orders stayed and filled beyond the new credit."""
+    accounts = (
+        sorted(a for a, acc in state.accounts.items() if acc.open_orders and a not in state.limits)
+        if scope == GLOBAL_SCOPE
+        else [scope]
+    )
+    fee = _fee(ctx)
+    for account in accounts:
+        if owns is not None and not owns(account):
+            continue
+        acc = state.accounts.get(account)
+        if acc is None or not acc.open_orders:
+            continue
+        credit = state.limits_for(account)[1].credit_limit
+        _cancel_borrowing(
+            state, ctx, emit, acc, _resting(state, ctx, acc), fee, credit, CREDIT_LIMIT
+        )
 
 
 def _pays_in(order: OrderState) -> str:
@@ -434,7 +504,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     cancels of the owned resting orders that overdraws (`_unhold`)."""
     p = event.payload
     new = (
-        isinstance(p, KillSwitchEngaged | AmlFlagRaised | ProducerRevoked)
+        isinstance(p, KillSwitchEngaged | AmlFlagRaised | ProducerRevoked | RiskLimitsChanged)
         and event.event_id not in state.seen_reference
     )
     state.apply(event)
@@ -454,6 +524,8 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     emit = _Emitter(state, event)
     if isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, event, ctx.owns)
+    elif isinstance(p, RiskLimitsChanged):
+        _over_credit(state, ctx, emit, p.scope, ctx.owns)
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
@@ -984,6 +1056,8 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     elif isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, emit.out[-1], ctx.owns)
+    elif isinstance(p, RiskLimitsChanged):
+        _over_credit(state, ctx, emit, p.scope, ctx.owns)
 
 
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:

@@ -867,6 +867,11 @@ class EngineState:
     checks each such asset again as caused by it, since a newer hold-raising fact in
     another asset replaces it in `hold_causes` and checks the held assets only (reference
     state, bounded by the account's assets)."""
+    limit_causes: dict[str, Envelope[Any]] = field(default_factory=dict, repr=False)
+    """scope -> the `RiskLimitsChanged` in force there (reference state): what
+    `processor.catch_up` cancels the resting orders a lowered credit limit no longer covers
+    as caused by (`limit_cause`; the ids the worker that read the change live gave them),
+    when a lost transaction left them open."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -1367,6 +1372,7 @@ class EngineState:
             current = self.limits.get(p.scope)
             if current is None or p.config_version > current[0]:
                 self.limits[p.scope] = (p.config_version, p.limits)
+                self.limit_causes[p.scope] = event
         elif isinstance(p, KillSwitchEngaged):
             self.kill_switches.add(p.scope)
             self.halt_causes.setdefault(("kill", p.scope), event)
@@ -1521,6 +1527,13 @@ class EngineState:
         """`order`'s stop/take children still working (armed), in arming order."""
         found = (self.orders.get(i) for i in order.children)
         return [c for c in found if c is not None and not c.done]
+
+    def limit_cause(self, account: str) -> Envelope[Any] | None:
+        """The `RiskLimitsChanged` whose limits the account is under (`limits_for`: its
+        own scope first, then the global one), or None (the schema defaults)."""
+        if account in self.limits:
+            return self.limit_causes.get(account)
+        return self.limit_causes.get(GLOBAL_SCOPE)
 
     def halt_cause(self, account: str) -> Envelope[Any] | None:
         """The fact that stops the account's resting orders now (an open AML flag first,

@@ -6,6 +6,7 @@ failed before its fix.
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import auth
-from engine.processor import process
+from engine.processor import catch_up, control, process
 from engine.risk.evaluator import build_context
 from engine.state import VALUATION
 from engine.venue.paper import PaperVenue
@@ -507,3 +508,48 @@ def _print_out(h: Harness, instrument: str, price: str, qty: str) -> list[Any]:
         ),
         "md",
     )
+
+
+def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -> None:
+    """A limits change lowering `credit_limit` leaves an account over its credit: its
+    resting orders that borrow on it are canceled at once (`CREDIT_LIMIT`, caused by the
+    change), newest first until it fits, on the worker that decides the change and on
+    every worker reading it; `catch_up` redoes a lost transaction's with the same ids.
+    Before, a buy resting on 19,500 of a 50,000 credit stayed when the credit went to 0,
+    filled at the next print with the one cash covered, and took USDC 28,380.68 below zero
+    with no credit."""
+
+    def limits(credit: str, version: int) -> RiskLimitsChanged:
+        return RiskLimitsChanged(
+            scope="*",
+            config_version=version,
+            limits=RiskLimits(
+                max_position=D("100"), max_order_notional=D("1e7"), credit_limit=D(credit)
+            ),
+            changed_by="admin",
+        )
+
+    h = Harness(limits("50000", 1).limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    first = decision(h.order(Side.BUY, D("0.3"), D("29500")))  # 8,859: on cash
+    second = decision(h.order(Side.BUY, D("1"), D("29500")))  # on credit
+    assert (first.outcome, second.outcome) == ("APPROVED", "APPROVED")
+    before = copy.deepcopy(h.state)
+    out = h.admin(limits("0", 2))
+    ended = [e.payload for e in out if e.event_type == "OrderCanceled"]
+    assert [(c.order_id, c.reason) for c in ended] == [(second.order_id, "CREDIT_LIMIT")]
+    assert list(h.state.account("A1").open_orders) == [first.order_id]
+    _print(h, "BTC/USDC", "29400", "5")
+    assert h.state.account("A1").balances["USDC"] >= 0
+    # A worker reading the accepted change from risk.config cancels the same, caused by it.
+    fact = next(e for e in out if e.event_type == "RiskLimitsChanged")
+    reader, lost = copy.deepcopy(before), copy.deepcopy(before)
+    read = control(reader, fact, h.ctx)
+    ended = [e.payload for e in read if e.event_type == "OrderCanceled"]
+    assert [(c.order_id, c.reason) for c in ended] == [(second.order_id, "CREDIT_LIMIT")]
+    assert all(e.causation_id == fact.event_id for e in read)
+    # One whose transaction was lost: catch_up redoes it with the same ids.
+    lost.apply(fact)
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [e.event_id for e in redone] == [e.event_id for e in read]
+    assert catch_up(reader, h.ctx, lambda _account: True) == []
