@@ -352,8 +352,10 @@ class PaperVenue:
         an approved order counted on. A child only closes: one of a risk-reducing order
         (a sell with a stop-loss that closes a long) would re-open the position, which the
         kill switch and the brake refuse to a plain order. And the parent's fill may have
-        been sold since (a plain sell saw it free) or committed to a resting order. What
-        cannot be filled is canceled.
+        been sold since (a plain sell saw it free) or committed to a resting order. Under
+        the kill switch, also at what takes the base asset's holding toward zero without
+        flipping it (`_holding_room`, KILL_SWITCH v2's measure). What cannot be filled is
+        canceled.
         """
         acc = state.account(child.account)
         limits = state.limits_for(child.account)[1]
@@ -371,7 +373,13 @@ class PaperVenue:
                 acc, quote, fee, limits.credit_limit
             )
             free = self._affordable(cash, price) if cash > 0 else ZERO
-        return max(ZERO, min(child.leaves, self._closes(state, child), free))
+        cap = min(child.leaves, self._closes(state, child), free)
+        if state.kill_engaged(child.account):
+            # Under the switch (or the brake) it may not take the base asset's holding
+            # past zero either, as a resting parent may not (`halt`): the credit lends to
+            # a child that closes its pair, not to one that goes short the asset.
+            cap = min(cap, self._holding_room(state, child))
+        return max(ZERO, cap)
 
     @staticmethod
     def _brake(

@@ -553,3 +553,27 @@ def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -
     redone = catch_up(lost, h.ctx, lambda _account: True)
     assert [e.event_id for e in redone] == [e.event_id for e in read]
     assert catch_up(reader, h.ctx, lambda _account: True) == []
+
+
+def test_under_the_kill_switch_a_child_does_not_go_short_the_asset_on_credit() -> None:
+    """A stop/take child closes its pair's position, capped at what is free, the credit's
+    loan included; under the kill switch it may not take the base asset's holding past
+    zero either (`PaperVenue._holding_room`, as for resting parents). Before: long 1
+    BTC/USDC with a stop-loss, the BTC sold on BTC/EURC, the switch engaged; the stop hit
+    and sold 1 BTC on credit, the account short BTC under the switch."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), credit_limit=D("50000")),
+        cash=D("100000"),
+    )
+    _quote(h, "BTC/USDC", "29999", "30001")
+    _quote(h, "BTC/EURC", "27999", "28001")
+    _quote(h, "EURC/USDC", "1.0713", "1.0715")
+    buy = h.order(Side.BUY, D("1"), D("30001"), stop_loss=D("29000"))
+    assert decision(buy).outcome == "APPROVED"
+    d = decision(h.order(Side.SELL, D("1"), D("27999"), instrument="BTC/EURC"))
+    assert d.outcome == "APPROVED" and h.state.account("A1").balances["BTC"] == 0
+    h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
+    out = _print_out(h, "BTC/USDC", "28900", "5")
+    assert "Fill" not in [e.event_type for e in out]
+    assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["CHILD_CAPPED"]
+    assert h.state.account("A1").balances["BTC"] == 0
