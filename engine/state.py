@@ -113,12 +113,17 @@ STABLECOINS: frozenset[str] = frozenset(
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+_VALUE_ADJUSTED_MAX = VALUATION.prec + EQUITY_QUANTUM.adjusted() - 1
+"""The largest adjusted exponent of a holding's value that `VALUATION` holds to
+`EQUITY_QUANTUM` (47: below 1E+48); a larger one cannot be valued (`EngineState._value`)."""
 _UP = VALUATION.copy()
 _UP.rounding = ROUND_CEILING
 _DOWN = NAV_ROUNDING
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 FEE_QUANTUM = Decimal("0.00000001")
 """Fees are charged rounded (half-even) to this."""
+_FEE_ADJUSTED_MAX = VALUATION.prec + FEE_QUANTUM.adjusted() - 1
+"""The largest adjusted exponent of a fee `VALUATION` holds to the fee quantum (51)."""
 QUANTUM_EXPONENT = -8
 QUANTUM = Decimal("0.00000001")
 """The finest step of an order's quantity and prices (`exact_enough`); the paper venue
@@ -161,6 +166,10 @@ def fill_fee(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal:
     digits a large notional was rounded before the fee was, and a fee past 28 digits made
     `quantize` raise, so a fee could depend on (or fail in) context nobody set here."""
     exact = VALUATION.multiply(VALUATION.multiply(quantity, price), rate)
+    if exact.adjusted() > _FEE_ADJUSTED_MAX:
+        # Beyond `VALUATION`'s digits at the fee quantum (a child filled at a print at
+        # 1E+200): a multiple of the quantum already, and quantize would raise.
+        return exact
     return exact.quantize(FEE_QUANTUM, context=VALUATION)
 
 
@@ -168,7 +177,10 @@ def fee_at_most(notional: Decimal, rate: Decimal) -> Decimal:
     """The most fee a fill of `notional` at `rate` can be charged: rounded up to the fee
     quantum, so a cash check never falls short of the half-even rounded fee charged
     (`fill_fee`; in the same explicit context, for the same reason)."""
-    return VALUATION.multiply(notional, rate).quantize(FEE_QUANTUM, ROUND_CEILING, VALUATION)
+    exact = VALUATION.multiply(notional, rate)
+    if exact.adjusted() > _FEE_ADJUSTED_MAX:
+        return _UP.plus(exact)  # as `fill_fee`: past the quantum's digits, rounded up
+    return exact.quantize(FEE_QUANTUM, ROUND_CEILING, VALUATION)
 
 
 def print_id(trade: MarketTrade) -> str:
@@ -1048,7 +1060,13 @@ class EngineState:
             m = self.mark(asset, acc) if marks is None else self._marked(asset, acc, marks)
             if m is None:
                 return None
-            total = add(total, multiply(amount, m).quantize(EQUITY_QUANTUM, context=VALUATION))
+            value = multiply(amount, m)
+            if value.adjusted() > _VALUE_ADJUSTED_MAX:
+                # Not held to `EQUITY_QUANTUM` in `VALUATION`'s digits (quantize would raise
+                # InvalidOperation: a print at 1E+50 made every holder's valuation raise,
+                # and the engine with it): cannot be valued, as without a mark (fail closed).
+                return None
+            total = add(total, value.quantize(EQUITY_QUANTUM, context=VALUATION))
         return total
 
     def nav(self, account: str, equity: Decimal | None) -> Decimal | None:

@@ -366,13 +366,15 @@ class PaperVenue:
             # quantum, as a buy child's are (`_affordable`). Unrounded, the fill carried 28
             # significant digits into the balances, whose sums then rounded, and differently
             # in a rebuild, which folds the deposits before the fills (live != rebuilt).
-            lent = state.credit_headroom(acc, base, fee, limits.credit_limit)
+            # Taken at most the leaves before it is rounded: a quotient by a tiny mark
+            # has more digits than `quantize` holds (it raised InvalidOperation).
+            lent = min(state.credit_headroom(acc, base, fee, limits.credit_limit), child.leaves)
             free = state.free(acc, base, fee) + lent.quantize(QTY_QUANTUM, ROUND_DOWN)
         else:
             cash = state.free(acc, quote, fee) + state.credit_headroom(
                 acc, quote, fee, limits.credit_limit
             )
-            free = self._affordable(cash, price) if cash > 0 else ZERO
+            free = self._affordable(cash, price, child.leaves) if cash > 0 else ZERO
         cap = min(child.leaves, self._closes(state, child), free)
         if state.kill_engaged(child.account):
             # Under the switch (or the brake) it may not take the base asset's holding
@@ -544,10 +546,12 @@ class PaperVenue:
             return holding - acc.held.get(base, ZERO)
         return -holding
 
-    def _affordable(self, cash: Decimal, price: Decimal) -> Decimal:
-        """The most a buy at `price` can fill (a multiple of `QTY_QUANTUM`) that `cash`
-        pays for, notional plus the fee rounded up as the fill may charge it: cash /
-        (price x (1 + fee)) alone overspends by the fee's rounding."""
+    def _affordable(self, cash: Decimal, price: Decimal, most: Decimal) -> Decimal:
+        """The most a buy at `price` can fill (a multiple of `QTY_QUANTUM`, at most `most`,
+        on that grid) that `cash` pays for, notional plus the fee rounded up as the fill
+        may charge it: cash / (price x (1 + fee)) alone overspends by the fee's rounding.
+        The quotient is taken at most `most` before it is rounded: by a tiny price (a print
+        at 1E-20) it has more digits than `quantize` holds, which raised InvalidOperation."""
         rate = self.taker_fee
         fee = 1 + rate
 
@@ -555,10 +559,10 @@ class PaperVenue:
             notional = qty * price
             return notional + fee_at_most(notional, rate) > cash
 
-        qty = (cash / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN)
+        qty = min(cash / (price * fee), most).quantize(QTY_QUANTUM, ROUND_DOWN)
         if qty > 0 and over(qty):
             # The fee's rounding costs at most one fee quantum: leave that much aside.
-            qty = ((cash - FEE_QUANTUM) / (price * fee)).quantize(QTY_QUANTUM, ROUND_DOWN)
+            qty = min((cash - FEE_QUANTUM) / (price * fee), most).quantize(QTY_QUANTUM, ROUND_DOWN)
             while qty > 0 and over(qty):
                 qty -= QTY_QUANTUM
         return max(qty, ZERO)

@@ -577,3 +577,32 @@ def test_under_the_kill_switch_a_child_does_not_go_short_the_asset_on_credit() -
     assert "Fill" not in [e.event_type for e in out]
     assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["CHILD_CAPPED"]
     assert h.state.account("A1").balances["BTC"] == 0
+
+
+def test_a_print_at_any_price_the_schema_admits_never_makes_the_engine_raise() -> None:
+    """`process` never raises for a well-formed event: a print at 1E+50 made every holder's
+    valuation (`EngineState._value`, each holding rounded to 1E-12 in 60 digits) raise
+    InvalidOperation at the print's peak check, and one at 1E-20 a triggered take-profit
+    buy's cash cap (`PaperVenue._affordable`, quantized in 28 digits); the worker then
+    rebuilt and, the print among the kept ones, its catch-up failed too. Now a holding
+    that cannot be valued leaves the account unvalued (NO_MARK, fail closed), and the
+    children's caps are taken at most their leaves before they are rounded."""
+    prices = ("1" + "0" * 50, "0." + "0" * 19 + "1", "1" + "0" * 199, "0." + "0" * 198 + "1")
+    for price, side in [(p, side) for p in prices for side in (Side.BUY, Side.SELL)]:
+        h = Harness(
+            RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), credit_limit=D("1e6")),
+            cash=D("100000"),
+        )
+        h.admin_deposit("BTC", D("2"))
+        h.quote(D("29999"), D("30001"))
+        # An armed take-profit far off (a sell's for a buy), and a resting sell.
+        take = D("40000") if side is Side.BUY else D("20000")
+        limit = D("30001") if side is Side.BUY else D("29999")
+        assert decision(h.order(side, D("1"), limit, take_profit=take)).outcome == "APPROVED"
+        h.order(Side.SELL, D("0.5"), D("31000"))
+        out = _print_out(h, "BTC/USDC", price, "1")  # raised before
+        if D(price) > 1 or side is Side.SELL:  # through the resting sell or a take-profit
+            assert "Fill" in [e.event_type for e in out], (price, side)
+        _print_out(h, "BTC/USDC", "30000", "1")  # and the next one
+        d = decision(h.order(Side.BUY, D("0.01"), D("30001")))
+        assert d.outcome in ("APPROVED", "REJECTED")
