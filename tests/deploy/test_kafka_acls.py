@@ -9,12 +9,13 @@ or a `ProducerRegistered` that every consumer folded (docs/engine.md)."""
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from deploy.acls import Role, apply, plan, principals, upsert_scram_user
 from deploy.kafka import admin_client, create_topics, producer_config
@@ -176,3 +177,90 @@ def test_the_cli_applies_idempotently_and_adds_users(
     assert _delivery(feed, Topic.MARKETDATA) is None
     err = _delivery(feed, Topic.DECISIONS)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def _committed(settings: Settings, topic: Topic, timeout: float = 60.0) -> list[Any]:
+    """Every committed event on `topic`, read as `settings`' principal."""
+    from confluent_kafka import Consumer
+
+    from deploy.kafka import consumer_config, end_offsets, partitions_of
+    from schemas import decode
+
+    consumer = Consumer(consumer_config(settings, group_id=f"stor-{uuid.uuid4().hex}"))
+    name = settings.topic(topic)
+    try:
+        parts = [TopicPartition(name, p, 0) for p in partitions_of(consumer, settings, topic)]
+        ends = end_offsets(admin_client(settings), parts)
+        consumer.assign(parts)
+        out: list[Any] = []
+        seen = 0
+        deadline = time.monotonic() + timeout
+        while seen < sum(ends.values()) and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.2):
+                seen = sum(p.offset for p in consumer.position(parts) if p.offset > 0)
+                if not m.error():
+                    out.append(decode(m.value(), m.headers(), topic=m.topic()))
+        return out
+    finally:
+        consumer.close()
+
+
+def test_the_engine_worker_decides_as_its_role(secured: Settings) -> None:
+    """The real engine worker, as the `engine` principal, takes an admin's commands and a
+    strategy's intent and writes its facts and decision: the role grants all it needs
+    (groups, transactional id, the topics it reads and writes, offsets)."""
+    from engine.worker import EngineWorker
+    from tests.engine.helpers import _running, intent, world
+
+    client = admin_client(secured)
+    upsert_scram_user(client, Role.ADMIN.value, "admin-secret")
+    as_admin, strategy = _as(secured, Role.ADMIN), _as(secured, Role.STRATEGY)
+    account = f"acl-{uuid.uuid4().hex[:6]}"
+    with _running(EngineWorker(_as(secured, Role.ENGINE), wid="acl0")) as worker:
+        key = world(as_admin, [account], wait=False)
+        sent = intent(key, account, "c1", limit="100")
+        deadline = time.monotonic() + 60
+        answered: list[Any] = []
+        while not answered and time.monotonic() < deadline and not worker.stopping:
+            producer = Producer(producer_config(strategy))
+            k, v, h = encode(sent)
+            producer.produce(strategy.topic(Topic.INTENTS), key=k, value=v, headers=h)
+            assert producer.flush(30) == 0
+            time.sleep(1.0)
+            answered = [
+                e for e in _committed(secured, Topic.DECISIONS) if e.causation_id == sent.event_id
+            ]
+    assert answered, "the engine wrote no answer to the intent"
+    opened = [e for e in _committed(secured, Topic.ACCOUNTS) if e.event_type == "AccountOpened"]
+    assert [e.payload.account for e in opened] == [account]
+
+
+def test_the_surveillance_apps_clients_authenticate_as_its_role(secured: Settings) -> None:
+    """faust's aiokafka clients take `streams.app.faust_credentials`: the surveillance
+    principal writes alerts and is refused on the engine's decisions."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import TopicAuthorizationFailedError
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from streams.app import faust_credentials
+
+    upsert_scram_user(admin_client(secured), Role.SURVEILLANCE.value, "surveillance-secret")
+    settings = _as(secured, Role.SURVEILLANCE)
+    auth = credentials_to_aiokafka_auth(faust_credentials(settings)["broker_credentials"])
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **auth)
+        await producer.start()
+        try:
+            key, value, headers = _record()
+            await producer.send_and_wait(
+                settings.topic(Topic.SURVEILLANCE_ALERTS), value, key=key, headers=headers
+            )
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(settings.topic(Topic.DECISIONS), value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
