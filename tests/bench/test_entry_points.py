@@ -34,3 +34,16 @@ def test_help_runs_in_both_forms(name: str, form: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     assert proc.stdout.startswith(b"usage: "), proc.stdout[:500]
+
+
+def test_make_bench_lists_every_entry_point() -> None:
+    """`make bench` runs `python -m bench`: before bench/__main__.py it failed with
+    "'bench' is a package and cannot be directly executed". It lists the benchmarks and
+    how to run one; it runs none."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench"], cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    listed = {line.split()[0] for line in proc.stdout.decode().splitlines()[1:]}
+    assert listed == set(ENTRY_POINTS) - {"__main__"}, listed
+    assert b"python -m bench.NAME" in proc.stdout
