@@ -37,14 +37,20 @@ test: setup
 	@$(PY) -m pytest -n $(TEST_WORKERS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'no tests ran: failing' >&2; exit 1; fi; exit $$rc
 
+MYPY_PATHS := engine streams projections schemas signer_ffi deploy bench tests
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy engine streams projections schemas signer_ffi deploy bench tests
+	$(VENV)/bin/mypy $(MYPY_PATHS)
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy $(MYPY_PATHS)
 
 docs: $(STAMP)
 	$(PY) -m schemas.export
 
+# Lists the benchmarks (bench/__main__.py); each runs on its own: $(PY) -m bench.NAME
 bench: setup
 	$(PY) -m bench
 
