@@ -1,7 +1,8 @@
 """The role model's ACLs on a real broker: a throwaway KRaft node with a SASL/SCRAM listener
 and the StandardAuthorizer (`TRADETAPE_KAFKA_LOCAL_SASL`), the plan applied by
 `deploy.acls.apply`. A strategy's credentials write intents and nothing the engine
-writes; the engine's run its transactions on its own topics.
+writes; the engine's run its transactions on its own topics, and the engine worker
+itself decides as its role.
 
 Before session 21 the broker was open: any client could write a `RiskDecision`, a `Fill`
 or a `ProducerRegistered` that every consumer folded (docs/engine.md)."""
