@@ -9,7 +9,7 @@ they are de-duplicated by event id.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +30,9 @@ from schemas import Envelope, encode
 from schemas.drawdown import EQUITY_QUANTUM as EQUITY_QUANTUM  # re-exported: one source
 from schemas.drawdown import NAV_ROUNDING, nav_per_unit, peak_in_money
 from schemas.drawdown import VALUATION as VALUATION  # re-exported: one source
+from schemas.drawdown import add_peak as add_suffix_peak
+from schemas.drawdown import lost_in_full as peak_lost
+from schemas.drawdown import peak_since as suffix_peak_since
 from schemas.events import (
     AccountOpened,
     AmlFlagCleared,
@@ -410,23 +413,13 @@ class AccountState:
         self.add_peak(at, peak)
 
     def add_peak(self, at: datetime, peak: Decimal) -> None:
-        peaks = self.peaks
-        i = bisect_left(peaks, (at,))
-        if i < len(peaks) and peaks[i][1] >= peak:
-            return  # a decision at or after `at` already had a peak at least this high
-        j, k = i, i
-        while j > 0 and peaks[j - 1][1] <= peak:
-            j -= 1
-        while k < len(peaks) and peaks[k][0] == at:
-            k += 1
-        peaks[j:k] = [(at, peak)]
+        """`peaks` += a peak recorded at `at` (`schemas.drawdown.add_peak`, which the
+        drawdown projection folds with too)."""
+        add_suffix_peak(self.peaks, at, peak)
 
     def peak_since(self, at: datetime | None) -> Decimal:
-        peaks = self.peaks
-        if not peaks:
-            return ZERO
-        i = 0 if at is None else bisect_left(peaks, (at,))
-        return peaks[i][1] if i < len(peaks) else ZERO
+        """The highest peak recorded at or after `at` (`schemas.drawdown.peak_since`)."""
+        return suffix_peak_since(self.peaks, at)
 
     def folded_flows(self) -> set[str]:
         """The ids of every flow the reference fold folded (`EngineState._flow`): the
@@ -1089,11 +1082,9 @@ class EngineState:
         redeemed every unit; v6 measured nothing, v7). The drawdown brake engages until
         a release resets the peak."""
         acc = self.account(account)
-        if acc.peak_nav <= 0 or acc.pending:
+        if acc.pending:
             return False
-        if acc.wiped_at is not None:
-            return True  # a flow found the capital gone since the last release (v8)
-        return equity is not None and equity < 0 and acc.units <= 0
+        return peak_lost(acc.peak_nav, acc.units, equity, acc.wiped_at is not None)
 
     def units_due(self, account: str) -> bool:
         """Whether the account has flows to turn into units, or equity but no units
