@@ -45,13 +45,22 @@ from projections.framework import (
     WriteMode,
     fits_column,
 )
-from schemas.drawdown import drawdown, nav_per_unit, peak_in_money
+from schemas.drawdown import (
+    add_peak,
+    drawdown,
+    lost_in_full,
+    nav_per_unit,
+    peak_in_money,
+    peak_since,
+)
+from schemas.events.risk import GLOBAL_SCOPE
 from schemas.events.transfers import TransferCheckOutcome
 from schemas.serde import canonical_json
 from schemas.topics import Topic
 from schemas.types import format_decimal
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 _RATIO = Context(prec=28, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
 """The two divisions of positions: 28 significant digits, ROUND_HALF_EVEN, exact when
 the quotient has no more (1.5E-18 stays 1.5E-18; the old quantum of 18 decimal places
@@ -799,10 +808,15 @@ DRAWDOWN_COLUMNS = (
     "event_count",
     "last_event_id",
     "updated_at",
+    "lost_in_full",
+    "wiped_at",
+    "recorded_peak",
+    "peaks",
 )
 _DI = {c: i for i, c in enumerate(DRAWDOWN_COLUMNS)}
 _D_UNITS, _D_UNIT_NAV, _D_PEAK = _DI["units"], _DI["unit_nav"], _DI["peak_nav"]
-_D_COUNT = _DI["event_count"]
+_D_COUNT, _D_WIPED, _D_RECORDED = _DI["event_count"], _DI["wiped_at"], _DI["recorded_peak"]
+_D_PEAKS, _D_LOST, _D_NAV, _D_EQUITY = _DI["peaks"], _DI["lost_in_full"], _DI["nav"], _DI["equity"]
 DRAWDOWN_EVENT_COLUMNS = (
     "event_id",
     "account",
@@ -818,7 +832,9 @@ DRAWDOWN_EVENT_COLUMNS = (
     "peak_equity",
     "drawdown",
     "occurred_at",
+    "lost_in_full",
 )
+RELEASE_COLUMNS = ("account", "released_at", "release_event_id", "released_by", "reason")
 
 
 def drawdown_of(nav: Decimal | None, peak: Decimal | None) -> Decimal | None:
@@ -839,10 +855,24 @@ def peak_money(peak: Decimal | None, units: Decimal) -> Decimal | None:
     return None if peak is None else peak_in_money(peak, units)
 
 
+def _peaks_of(stored: Any) -> list[tuple[str, Decimal]]:
+    """The suffix maxima of a `drawdowns` row (`peaks`, jsonb [[event time, peak], ...]:
+    JSON text as folded, a parsed list as loaded)."""
+    if stored is None:
+        return []
+    held = orjson.loads(stored) if isinstance(stored, str) else stored
+    return [(at, Decimal(peak)) for at, peak in held]
+
+
+def _peaks_json(peaks: list[tuple[str, Decimal]]) -> str:
+    return orjson.dumps([[at, format_decimal(peak)] for at, peak in peaks]).decode()
+
+
 class DrawdownProjection(Projection):
     """Each account's drawdown state as the engine's brake measures it (DRAWDOWN_BRAKE
-    v6, docs/engine.md *What the peak is*): units, NAV per unit, peak, drawdown; and the
-    history of its unit changes and peak moves.
+    v6-v8, docs/engine.md *What the peak is*): units, NAV per unit, peak, drawdown, and
+    whether the whole peak is lost (v7, v8); and the history of its unit changes and peak
+    moves.
 
     Folds the engine's own bookkeeping on risk.decisions, in log order (one account's
     events are on one partition): `UnitsChanged` (the units a deposit or settled
@@ -850,34 +880,67 @@ class DrawdownProjection(Projection):
     found at a print) and every `RiskDecision` that valued the account (`peak_nav` set:
     the peak the decision measured against, its `equity`). A decision without a peak (a
     cancel, an intent refused before it was valued, or written before DRAWDOWN_BRAKE v6)
-    changes nothing; the rejections are ignored by their headers, never decoded."""
+    changes nothing; the rejections are ignored by their headers, never decoded. And an
+    account's `KillSwitchReleased` (risk.config), which resets the peak as the engine's
+    fold does (`schemas.drawdown.peak_since`, the recorded peaks kept as suffix maxima):
+    the peak, the loss in full and the drawdown are functions of the recorded peaks, the
+    wipes and the last release by event time, so they do not depend on how the two topics
+    interleave; the history rows and the `peak_changed_at`/`recorded_peak` columns are of
+    risk.decisions alone."""
 
     name = "drawdown"
-    topics = (Topic.DECISIONS,)
+    topics = (Topic.DECISIONS, Topic.RISK_CONFIG)
     drawdowns = Table("drawdowns", DRAWDOWN_COLUMNS, ("account",), WriteMode.UPSERT, stateful=True)
     history = Table("drawdown_events", DRAWDOWN_EVENT_COLUMNS, ("event_id",))
-    tables = (drawdowns, history)
-    handles = _v1("RiskDecision", "UnitsChanged", "PeakEquityRaised")
-    ignores = frozenset({"IntentRejected", "AdminCommandRejected"})
-    migrations = ("0120_proj_drawdown.sql",)
-    partition_local = True  # every event it folds is keyed by its account
-    fold_version = 2
-    """2: peak - NAV in 28 digits, as the engine's brake takes it (`DRAWDOWN_DIFFERENCE`,
-    made explicit meanwhile); 1 took it in 60, and a brake's drawdown differed from its
-    `KillSwitchEngaged.drawdown` past the 27th digit."""
+    releases = Table("releases", RELEASE_COLUMNS, ("account",), WriteMode.UPSERT, stateful=True)
+    tables = (drawdowns, history, releases)
+    handles = _v1("RiskDecision", "UnitsChanged", "PeakEquityRaised", "KillSwitchReleased")
+    ignores = frozenset(
+        {"IntentRejected", "AdminCommandRejected", "RiskLimitsChanged", "KillSwitchEngaged"}
+    )
+    migrations = ("0120_proj_drawdown.sql", "0121_drawdown_lost_in_full.sql")
+    partition_local = True  # every event it folds is keyed by its account (a release: scope)
+    fold_version = 3
+    """3: the peak after a release (`KillSwitchReleased`, risk.config) and the whole peak
+    lost (DRAWDOWN_BRAKE v7, v8: `lost_in_full`, drawdown 1), as the engine measures them;
+    2 showed the peak last recorded on risk.decisions and the NAV-based figure of an
+    account whose capital was gone. 2: peak - NAV in 28 digits, as the engine's brake
+    takes it (`DRAWDOWN_DIFFERENCE`, made explicit meanwhile); 1 took it in 60, and a
+    brake's drawdown differed from its `KillSwitchEngaged.drawdown` past the 27th digit."""
 
     def state_keys(self, events: Sequence[Located]) -> Mapping[str, set[Key]]:
         keys: set[Key] = set()
         for e in events:
-            account = e.payload.get("account")  # a misplaced type may have none
-            if account is not None:
+            p = e.payload
+            account = p.get("account") or p.get("scope")  # a misplaced type may have none
+            if account is not None and account != GLOBAL_SCOPE:
                 keys.add((account,))
-        return {"drawdowns": keys}
+        return {"drawdowns": keys, "releases": keys}
+
+    @staticmethod
+    def _measure(row: list[Any], reset_at: str | None) -> None:
+        """The row's engine-side figures from its folded facts: the peak (the highest
+        recorded at or after the last release), the loss in full and the drawdown of its
+        last valuation against that peak, and the peak in money."""
+        peaks = _peaks_of(row[_D_PEAKS])
+        peak = None if not peaks and reset_at is None else peak_since(peaks, reset_at)
+        units = _dec(row[_D_UNITS])
+        wiped = row[_D_WIPED]
+        is_wiped = wiped is not None and (reset_at is None or _ts_text(wiped) >= reset_at)
+        equity = None if row[_D_EQUITY] is None else _dec(row[_D_EQUITY])
+        lost = peak is not None and lost_in_full(peak, units, equity, is_wiped)
+        nav = None if row[_D_NAV] is None else _dec(row[_D_NAV])
+        row[_D_PEAK], row[_D_LOST] = peak, lost
+        row[_DI["drawdown"]] = ONE if lost else drawdown_of(nav, peak)
+        row[_DI["peak_equity"]] = peak_money(peak, units)
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
         p = d["payload"]
         t = d["event_type"]
+        if t == "KillSwitchReleased":
+            self._release(state, d, p)
+            return
         recorded = p["peak_nav"]
         if recorded is None and t != "UnitsChanged":
             # A decision that did not value the account, or a peak of v5's measure
@@ -888,16 +951,17 @@ class DrawdownProjection(Projection):
         cur = state.get(self.drawdowns, key)
         if cur is None:
             row: list[Any] = [None] * len(DRAWDOWN_COLUMNS)
-            row[0], row[_D_UNITS], row[_D_COUNT] = account, ZERO, 0
+            row[0], row[_D_UNITS], row[_D_COUNT], row[_D_PEAKS] = account, ZERO, 0, "[]"
         else:
             row = list(cur)
         eid, at = d["event_id"], d["occurred_at"]
         units = _dec(row[_D_UNITS])
-        before = None if row[_D_PEAK] is None else _dec(row[_D_PEAK])
+        before = None if row[_D_RECORDED] is None else _dec(row[_D_RECORDED])
         peak = before if recorded is None else Decimal(recorded)
         flows = unit_nav = None
         equity: Decimal | None
         nav: Decimal | None
+        gone = False  # this event itself found the whole peak lost (v7, v8)
         if t == "UnitsChanged":
             units = row[_D_UNITS] = Decimal(p["units"])
             unit_nav = p["nav"]
@@ -908,6 +972,14 @@ class DrawdownProjection(Projection):
             flows = _jsonb(p["flows"])
             row[_DI["units_changed_at"]], row[_DI["units_event_id"]] = at, eid
             change: str | None = "UNITS"
+            if unit_nav is None and units > 0:
+                # The capital was gone (DRAWDOWN v8): the newest such flow, kept as the
+                # engine keeps `wiped_at` (a release stamped after it clears it).
+                wiped = row[_D_WIPED]
+                if wiped is None or at > _ts_text(wiped):
+                    row[_D_WIPED] = at
+                gone = True
+            gone = gone or (equity < 0 and units <= 0)  # none left, below zero (v7)
         else:
             if t == "PeakEquityRaised":  # valued at a print: its NAV is the new peak
                 equity, nav = Decimal(p["peak_equity"]), peak
@@ -918,25 +990,48 @@ class DrawdownProjection(Projection):
             if t == "PeakEquityRaised" or peak != before:
                 lower = before is not None and peak is not None and peak < before
                 change = "PEAK_LOWERED" if lower else "PEAK_RAISED"
+        if recorded is not None:
+            peaks = _peaks_of(row[_D_PEAKS])
+            add_peak(peaks, at, Decimal(recorded))
+            row[_D_PEAKS] = _peaks_json(peaks)
         if peak != before or t == "PeakEquityRaised":
-            row[_D_PEAK] = peak
+            row[_D_RECORDED] = peak
             row[_DI["peak_changed_at"]], row[_DI["peak_event_id"]] = at, eid
-        dd = drawdown_of(nav, peak)
-        in_money = peak_money(peak, units)
-        row[_DI["equity"]], row[_DI["nav"]], row[_DI["drawdown"]] = equity, nav, dd
-        row[_DI["peak_equity"]] = in_money
+        row[_D_EQUITY], row[_D_NAV] = equity, nav
+        released = state.get(self.releases, key)
+        self._measure(row, None if released is None else _ts_text(released[1]))
         row[_DI["valued_at"]], row[_DI["valued_event_id"]], row[_DI["valued_by"]] = at, eid, t
         row[_D_COUNT] = int(row[_D_COUNT]) + 1
         row[_DI["last_event_id"]], row[_DI["updated_at"]] = eid, at
         state.put(self.drawdowns, tuple(row), key)
         if change is not None:
+            # Of risk.decisions alone: the peak recorded, and the whole peak lost when
+            # this unit change itself found it (its figure then is the brake's, 1).
+            lost = gone and peak is not None and peak > 0
             state.insert(
                 self.history,
                 (
                     eid, account, t, change, flows, units, unit_nav, equity, nav, before,
-                    peak, in_money, dd, at,
+                    peak, peak_money(peak, units), ONE if lost else drawdown_of(nav, peak),
+                    at, lost,
                 ),
             )  # fmt: skip
+
+    def _release(self, state: State, d: Mapping[str, Any], p: Mapping[str, Any]) -> None:
+        """An account's kill switch released (a global one resets no peak, as in the
+        engine): the peak is the highest recorded at or after it, and a wipe before it no
+        longer counts. The last release in risk.config's order, as the engine keeps it."""
+        account = p["scope"]
+        if account == GLOBAL_SCOPE:
+            return
+        key = (account,)
+        at = d["occurred_at"]
+        state.put(self.releases, (account, at, d["event_id"], p["released_by"], p["reason"]), key)
+        cur = state.get(self.drawdowns, key)
+        if cur is not None:
+            row = list(cur)
+            self._measure(row, at)
+            state.put(self.drawdowns, tuple(row), key)
 
 
 # --------------------------------------------------------------------------- risk config

@@ -130,27 +130,29 @@ NAMED: dict[str, NamedQuery] = {
         "Every rule's result of every decision",
     ),
     "drawdown": NamedQuery(
-        "SELECT a.account, a.drawdown, a.nav, a.peak_nav, a.units, a.equity, a.peak_equity, "
-        "a.unit_nav, a.valued_at, a.valued_by, a.units_changed_at, a.peak_changed_at, "
+        "SELECT a.account, a.drawdown, a.lost_in_full, a.nav, a.peak_nav, a.units, a.equity, "
+        "a.peak_equity, a.unit_nav, a.valued_at, a.valued_by, a.units_changed_at, "
+        "a.peak_changed_at, a.wiped_at, r.released_at AS peak_reset_at, "
         "k.engaged AS kill_switch, k.actor AS kill_switch_by, k.reason AS kill_switch_reason, "
         "k.changed_at AS kill_switch_at FROM proj_drawdown.drawdowns a "
+        "LEFT JOIN proj_drawdown.releases r ON r.account = a.account "
         "LEFT JOIN proj_risk_config.kill_switches k ON k.scope = a.account WHERE "
         + _filters(("account", "a.account"))
         + " ORDER BY a.account",
         ("account",),
-        "Drawdown per account as the brake measures it (NAV per unit vs. its peak), "
-        "units, and its kill switch",
+        "Drawdown per account as the brake measures it (NAV per unit vs. its peak, or the "
+        "whole peak lost: 1), units, the last release and its kill switch",
     ),
     "drawdown_history": NamedQuery(
         "SELECT occurred_at, event_id, account, event_type, change, flows, units, unit_nav, "
-        "equity, nav, peak_before, peak_nav, peak_equity, drawdown, NULL::text AS actor, "
-        "NULL::text AS reason FROM proj_drawdown.drawdown_events WHERE "
+        "equity, nav, peak_before, peak_nav, peak_equity, drawdown, lost_in_full, "
+        "NULL::text AS actor, NULL::text AS reason FROM proj_drawdown.drawdown_events WHERE "
         + _filters(("account", "account"))
         + " UNION ALL SELECT occurred_at, event_id, scope, event_type, "
         "CASE event_type WHEN 'KillSwitchEngaged' THEN 'KILL_SWITCH_ENGAGED' "
         "ELSE 'KILL_SWITCH_RELEASED' END, NULL, NULL, NULL, (detail->>'equity')::numeric, "
         "NULL, NULL, NULL, (detail->>'peak_equity')::numeric, "
-        "(detail->>'drawdown')::numeric, actor, reason FROM proj_risk_config.config_events "
+        "(detail->>'drawdown')::numeric, NULL, actor, reason FROM proj_risk_config.config_events "
         "WHERE event_type IN ('KillSwitchEngaged', 'KillSwitchReleased') AND scope <> '*' "
         "AND " + _filters(("account", "scope")) + " ORDER BY occurred_at, event_id",
         ("account",),

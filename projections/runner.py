@@ -44,6 +44,7 @@ SPLIT: tuple[frozenset[str], ...] = (
     frozenset({"orders", "fills"}),
     frozenset({"positions", "balances"}),
     frozenset({"drawdown"}),
+    frozenset({"decisions"}),
 )
 """Projections that share topics but run as separate groups, each with its own
 consumer, so their folds run on different cores. The four projections of
@@ -51,7 +52,10 @@ consumer, so their folds run on different cores. The four projections of
 in two they cost ~45 µs each (the shared record is decoded twice) in parallel.
 `drawdown` reads `risk.decisions` beside `decisions`, the slowest fold: in one group
 every batch of `decisions` would wait for both folds (and a parallel rebuild of the
-group would take both), so it runs apart and decodes the topic's records itself."""
+group would take both), so it runs apart and decodes the topic's records itself. Its
+`risk.config` (the releases, fold version 3) joins `risk_config` and the light `JOIN`
+group into one component with `decisions`: `decisions` is cut out too, so it still
+runs alone rather than with the light projections."""
 
 
 JOIN: tuple[frozenset[str], ...] = (

@@ -39,6 +39,7 @@ from schemas.events import DepositReceived
 from schemas.events.risk import (
     DecisionOutcome,
     KillSwitchEngaged,
+    KillSwitchReleased,
     PeakEquityRaised,
     RiskDecision,
     UnitsChanged,
@@ -93,7 +94,7 @@ def test_a_deposit_during_a_drawdown_does_not_erase_it_hand_computed() -> None:
     0.9). A peak found at a print, and one the engine measures from after a release
     (lower), are history rows; a decision that moves nothing is not."""
     t = Tape()
-    s, bad = fold("drawdown", [t.ev(_units("A1", ("deposit:d1",), "100", None, "100", "1"))])
+    s, bad = fold("drawdown", [t.ev(_units("A1", ("deposit:d1",), "100", "1", "100", "1"))])
     assert not bad
     r = _row(s)
     assert (r["units"], r["nav"], r["peak_nav"], r["drawdown"]) == (100, 1, 1, 0)
@@ -123,8 +124,13 @@ def test_a_deposit_during_a_drawdown_does_not_erase_it_hand_computed() -> None:
     s, bad = fold("drawdown", [cancel], s)
     assert not bad and _row(s)["event_count"] == count
 
-    # A release reset the engine's peak (risk.config): its next decision measures from
-    # less, 0.99 at NAV 0.95: drawdown (0.99 - 0.95) / 0.99, the quotient in 60 digits.
+    # A release resets the engine's peak (risk.config) to the highest recorded since:
+    # none yet (0); its next decision measures from 0.99 at NAV 0.95: drawdown
+    # (0.99 - 0.95) / 0.99, the quotient in 60 digits.
+    release = KillSwitchReleased(scope="A1", released_by="admin", reason="reviewed")
+    s, bad = fold("drawdown", [t.ev(release)], s)
+    r = _row(s)
+    assert (r["peak_nav"], r["drawdown"], r["recorded_peak"]) == (0, 0, D("1.1"))
     s, bad = fold("drawdown", [t.ev(_decision("A1", "142.5", "0.99", 3))], s)
     r = _row(s)
     assert r["drawdown"] == VALUATION.divide(D("0.04"), D("0.99"))
@@ -173,12 +179,13 @@ class _Recorder(Harness):
 
 
 def _folded(h: _Recorder, state: State, start: int) -> int:
-    """Fold what the engine wrote to risk.decisions since `start`; the next start."""
+    """Fold what the engine wrote to risk.decisions and risk.config since `start`; the
+    next start."""
     items: list[Located] = []
     for i, e in enumerate(h.written[start:], start):
-        if e.topic == Topic.DECISIONS:
+        if e.topic in (Topic.DECISIONS, Topic.RISK_CONFIG):
             _k, v, hd = encode(e)
-            d = decode_one(RawRecord("risk.decisions", 0, i, v, hd))
+            d = decode_one(RawRecord(str(e.topic), 0, i, v, hd))
             assert isinstance(d, Located), d
             items.append(d)
     assert not P.fold(state, items)
@@ -230,17 +237,125 @@ def test_the_projection_measures_what_the_engine_measured() -> None:
     assert r["peak_equity"] == brake.peak_equity and r["equity"] == brake.equity
 
 
+def _recorder(monkeypatch: pytest.MonkeyPatch) -> _Recorder:
+    """tests/engine/test_withdrawals.py's harness, keeping what the engine wrote, the
+    units a settlement redeemed (`processor.control`) included."""
+    from tests.engine import test_withdrawals as tw
+
+    h = _Recorder(tw._limits(), cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    settle = tw._transfer
+
+    def transfer(harness: Harness, payload: EventPayload) -> None:
+        before = len(harness.inputs)
+        settle(harness, payload)
+        assert isinstance(harness, _Recorder)
+        harness.written += harness.inputs[before + 1 :]  # what it answered: UnitsChanged
+
+    monkeypatch.setattr(tw, "_transfer", transfer)
+    return h
+
+
+def _brake(out: list[Any]) -> KillSwitchEngaged:
+    (brake,) = [e.payload for e in out if isinstance(e.payload, KillSwitchEngaged)]
+    return brake
+
+
+def _release(h: _Recorder, state: State, at: int) -> int:
+    """Release A1's kill switch and fold it: the projection's peak is the engine's."""
+    h.admin(KillSwitchReleased(scope="A1", released_by="admin", reason="recapitalized"))
+    at = _folded(h, state, at)
+    r = _row(state)
+    assert r["peak_nav"] == h.state.account("A1").peak_nav
+    assert r["lost_in_full"] is False and h.state.lost_in_full("A1", r["equity"]) is False
+    return at
+
+
+def test_a_withdrawal_of_more_than_the_account_was_worth_shows_the_whole_peak_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DRAWDOWN_BRAKE v7 (tests/engine/test_withdrawals.py): a settlement of 8,000 from an
+    account worth ~5,991 redeems every unit and leaves its equity at ~-2,009; the engine
+    counts its whole peak lost and its brake says drawdown 1. Fold version 2 showed no
+    units and no drawdown (NULL), which did not explain the brake; now the row is lost in
+    full, drawdown 1, and at the brake its drawdown, peak and equity are the
+    `KillSwitchEngaged`'s. A release resets the peak as the engine does."""
+    from schemas.events import Side
+    from tests.engine import test_withdrawals as tw
+
+    h = _recorder(monkeypatch)
+    tw._underwater(h)
+    state = State()
+    at = _folded(h, state, 0)
+    r = _row(state)
+    assert (r["units"], r["peak_nav"], r["lost_in_full"], r["drawdown"]) == (0, 1, True, 1)
+    assert r["equity"] < 0 and r["nav"] is None
+    unit_rows = [
+        row for row in state.inserts["drawdown_events"].values() if row[2] == "UnitsChanged"
+    ]
+    assert (unit_rows[-1][5], unit_rows[-1][12], unit_rows[-1][14]) == (0, 1, True)
+
+    out = h.order(Side.BUY, D("0.1"), D("0.2"), instrument="ETH/BTC")
+    assert decision(out).reason_codes == ("DRAWDOWN_BRAKE",)
+    brake = _brake(out)
+    at = _folded(h, state, at)
+    r = _row(state)
+    assert brake.drawdown == 1 and r["drawdown"] == brake.drawdown
+    assert (r["peak_equity"], r["equity"]) == (brake.peak_equity, brake.equity)
+    _release(h, state, at)
+
+
+def test_a_deposit_into_an_account_whose_capital_was_gone_shows_the_whole_peak_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DRAWDOWN_BRAKE v8: a margin call's deposit into an account 108% down finds its
+    capital gone (`UnitsChanged.nav` null, units kept): the whole peak is lost until a
+    release. Fold version 2 measured E1 / units, NAV per unit ~1.92 over a peak of 1:
+    drawdown 0 beside a brake of 1. Now lost in full (drawdown 1, the brake's, to the
+    digit, with its peak and equity) until the release, after which the peak and the
+    drawdown are the engine's again."""
+    from schemas.events import Side
+    from tests.engine import test_withdrawals as tw
+
+    h = _recorder(monkeypatch)
+    tw._wiped(h)
+    state = State()
+    at = _folded(h, state, 0)
+    r = _row(state)
+    assert (r["lost_in_full"], r["drawdown"], r["peak_nav"]) == (True, 1, 1)
+    assert r["nav"] > 1 and r["wiped_at"] is not None  # v6's figure: a new "peak"
+
+    out = h.order(Side.BUY, D("0.01"), D("18001"))
+    assert decision(out).reason_codes == ("DRAWDOWN_BRAKE",)
+    brake = _brake(out)
+    at = _folded(h, state, at)
+    r = _row(state)
+    assert r["drawdown"] == brake.drawdown == 1
+    assert (r["peak_equity"], r["equity"]) == (brake.peak_equity, brake.equity)
+
+    at = _release(h, state, at)
+    again = decision(h.order(Side.BUY, D("0.01"), D("18001")))
+    assert again.outcome == "APPROVED"
+    _folded(h, state, at)
+    r = _row(state)
+    acc = h.state.account("A1")
+    nav = h.state.nav("A1", again.equity)  # as the decision valued it
+    assert nav is not None and (r["peak_nav"], r["nav"]) == (acc.peak_nav, nav)
+    assert r["drawdown"] == _measure(acc.peak_nav, nav) and not r["lost_in_full"]
+
+
 # ------------------------------------------------------------- any batch split == a rebuild
 
 ACCOUNTS = ("ACC001", "ACC002", "ACC003")
 AMOUNT = st.integers(0, 10**6).map(lambda c: D(c) / 1000)
+SIGNED = st.integers(-(10**5), 10**6).map(lambda c: D(c) / 1000)
 STEP = st.one_of(
     st.tuples(
         st.just("units"),
         st.sampled_from(ACCOUNTS),
-        AMOUNT,
-        st.one_of(st.none(), AMOUNT),
-        AMOUNT,
+        AMOUNT,  # 0 with equity below zero: none left (v7)
+        st.one_of(st.none(), AMOUNT),  # none with units: the capital was gone (v8)
+        SIGNED,
         st.one_of(st.none(), AMOUNT),
     ),
     st.tuples(st.just("peak"), st.sampled_from(ACCOUNTS), AMOUNT, AMOUNT),
@@ -250,6 +365,8 @@ STEP = st.one_of(
         st.one_of(st.none(), AMOUNT),
         st.one_of(st.none(), AMOUNT),
     ),
+    # On risk.config: an account's release resets its peak; a global one resets none.
+    st.tuples(st.just("release"), st.sampled_from((*ACCOUNTS, "*"))),
 )
 
 
@@ -261,6 +378,8 @@ def _events(steps: list[tuple[Any, ...]], times: list[int]) -> list[Any]:
         if kind == "units":
             payload = UnitsChanged(account=account, flows=(f"deposit:d{n}",), units=s[2],
                                    nav=s[3], equity=s[4], peak_nav=s[5])  # fmt: skip
+        elif kind == "release":
+            payload = KillSwitchReleased(scope=account, released_by="admin", reason="r")
         elif kind == "peak":
             payload = PeakEquityRaised(account=account, instrument="BTC/USDC", peak_equity=s[2],
                                        peak_nav=s[3])  # fmt: skip
@@ -297,8 +416,9 @@ def test_any_batch_split_and_duplicates_equal_a_rebuild(
     dup_from: int,
     dup_len: int,
 ) -> None:
-    """Live batches cut anywhere, partitions interleaved and a re-delivered slice give
-    the rows of one rebuild batch and of the bulk rebuild: byte-identical checksums."""
+    """Live batches cut anywhere, partitions and the two topics interleaved (a release
+    read before or after the decisions around it) and a re-delivered slice give the rows
+    of one rebuild batch and of the bulk rebuild: byte-identical checksums."""
     records = as_records(env, _events(steps, times))
     last = max(r.offset for r in records) + 1
     start = dup_from % (len(records) + 1)
@@ -314,14 +434,16 @@ def test_any_batch_split_and_duplicates_equal_a_rebuild(
             res = apply_records(conn, P, "d_rebuild", records)
         assert res.quarantined == 0
         reference = checksum(conn, P, "d_rebuild")
+        valued = {s[1] for s in steps if s[0] in ("units", "peak")}
         assert reference[1]["drawdowns"] == len(
-            {s[1] for s in steps if s[0] != "decision"} | {s[1] for s in steps if s[3] is not None}
+            valued | {s[1] for s in steps if s[0] == "decision" and s[3] is not None}
         )
+        assert reference[1]["releases"] == len({s[1] for s in steps if s[0] == "release"} - {"*"})
         for batch in _split(stream, cuts):
             with conn.transaction():
                 apply_records(conn, P, "d_live", batch)
         assert checksum(conn, P, "d_live") == reference
-        topics = [frozenset({env.topic(Topic.DECISIONS)})]
+        topics = [frozenset({env.topic(Topic.DECISIONS), env.topic(Topic.RISK_CONFIG)})]
         with BulkBuild(env.dsn, [(P, "d_bulk")]) as build:
             for batch in _split(stream, cuts):
                 build.apply(prepare(batch, [P], None, topics))
@@ -346,10 +468,10 @@ def test_live_equals_rebuild_and_the_analyst_queries_explain_a_brake(env: Settin
                          event_id=uuid.UUID(int=n))  # fmt: skip
 
     events = [
-        ev(_units("ACC001", ("deposit:d1",), "100", None, "100", "1"), 1, 1),
+        ev(_units("ACC001", ("deposit:d1",), "100", "1", "100", "1"), 1, 1),
         ev(_decision("ACC001", "92", "1", 1), 2, 2),
         ev(_units("ACC001", ("deposit:d2",), "150", "0.92", "138"), 3, 3),
-        ev(_units("ACC002", ("deposit:d3",), "50", None, "50", "1"), 3, 4),
+        ev(_units("ACC002", ("deposit:d3",), "50", "1", "50", "1"), 3, 4),
         ev(KillSwitchEngaged(scope="ACC001", engaged_by="drawdown-brake", reason="brake",
                              drawdown=D("0.1"), peak_equity=D(150), equity=D(135)), 4, 5),
         ev(_decision("ACC001", "135", "1", 2), 4, 6),
@@ -360,7 +482,7 @@ def test_live_equals_rebuild_and_the_analyst_queries_explain_a_brake(env: Settin
             proj.catch_up()
     with psycopg.connect(env.dsn) as conn:
         live = checksum(conn, P)
-    assert live[1] == {"drawdown_events": 3, "drawdowns": 2}
+    assert live[1] == {"drawdown_events": 3, "drawdowns": 2, "releases": 0}
     rebuilt = rebuild(env, P)
     assert (rebuilt.checksum, rebuilt.counts) == live
 
@@ -369,6 +491,7 @@ def test_live_equals_rebuild_and_the_analyst_queries_explain_a_brake(env: Settin
     r = now.row(0, named=True)
     assert (r["drawdown"], r["nav"], r["peak_nav"], r["units"]) == (D("0.1"), D("0.9"), 1, 150)
     assert (r["kill_switch"], r["kill_switch_by"]) == (True, "drawdown-brake")
+    assert (r["lost_in_full"], r["peak_reset_at"]) == (False, None)
     assert query.frame("drawdown", env).height == 2
 
     hist = query.frame("drawdown_history", env, account="ACC001")
@@ -377,3 +500,16 @@ def test_live_equals_rebuild_and_the_analyst_queries_explain_a_brake(env: Settin
     assert (brake["drawdown"], brake["peak_equity"], brake["equity"]) == (D("0.1"), 150, 135)
     assert brake["actor"] == "drawdown-brake"
     assert hist.row(1, named=True)["flows"] == '["deposit:d2"]'
+
+    # The release resets the peak at once (fold version 2 showed it at the next
+    # decision): none was recorded since, so 0, and the last valuation is no drawdown.
+    produce(env, [ev(KillSwitchReleased(scope="ACC001", released_by="admin", reason="ok"), 5, 7)])
+    with Projector(env, P) as proj:
+        proj.catch_up()
+    r = query.frame("drawdown", env, account="ACC001").row(0, named=True)
+    assert (r["drawdown"], r["peak_nav"], r["peak_reset_at"]) == (0, 0, at(5))
+    with psycopg.connect(env.dsn) as conn:
+        live = checksum(conn, P)
+    assert live[1] == {"drawdown_events": 3, "drawdowns": 2, "releases": 1}
+    rebuilt = rebuild(env, P)
+    assert (rebuilt.checksum, rebuilt.counts) == live

@@ -34,8 +34,7 @@ def test_without_join_or_split_groups_are_the_topic_components() -> None:
         ["alerts"],
         ["balances", "fills", "orders", "positions"],
         ["deadletters"],
-        ["decisions", "drawdown"],
-        ["risk_config"],
+        ["decisions", "drawdown", "risk_config"],
     ]
 
 
