@@ -307,12 +307,54 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_TEXT_OIDS = frozenset({19, 25, 114, 1042, 1043, 2950, 3802})
+"""name, text, json, bpchar, varchar, uuid, jsonb: what `_cell` hands polars as str."""
+_INT_OIDS = frozenset({20, 21, 23})
+_BOOL, _FLOAT4, _FLOAT8, _DATE, _TIMESTAMP, _TIMESTAMPTZ, _NUMERIC = (
+    16, 700, 701, 1082, 1114, 1184, 1700
+)  # fmt: skip
+
+
+def _null_type(column: Any, zone: str) -> Any:
+    """The polars type of a result column that holds no value (no rows, or NULL in every
+    row), from its PostgreSQL type; None to leave polars its Null column. A column with
+    values gets what polars infers from them (numeric: `Decimal(38, s)` at their scale)."""
+    oid = column.type_code
+    if oid in _TEXT_OIDS:
+        return pl.String
+    if oid in _INT_OIDS:
+        return pl.Int64
+    if oid == _NUMERIC:
+        return pl.Decimal(POLARS_DECIMAL_DIGITS, column.scale or 0)
+    if oid == _BOOL:
+        return pl.Boolean
+    if oid in (_FLOAT4, _FLOAT8):
+        return pl.Float64
+    if oid == _TIMESTAMPTZ:
+        return pl.Datetime("us", zone)
+    if oid == _TIMESTAMP:
+        return pl.Datetime("us")
+    if oid == _DATE:
+        return pl.Date
+    return None
+
+
 def _frame(cur: psycopg.Cursor[Any]) -> pl.DataFrame:
-    cols = [d.name for d in cur.description or []]
+    description = cur.description or []
+    cols = [d.name for d in description]
     rows = cur.fetchall()
     data = {c: _fit([_cell(r[i]) for r in rows]) for i, c in enumerate(cols)}
+    zone = getattr(cur.connection.info.timezone, "key", "UTC")
     try:
-        return pl.DataFrame(data, strict=False) if cols else pl.DataFrame()
+        if not cols:
+            return pl.DataFrame()
+        df = pl.DataFrame(data, strict=False)
+        typed = []
+        for d in description:  # no value to infer a type from: the column's own type
+            dtype = _null_type(d, zone) if df.schema[d.name] == pl.Null else None
+            if dtype is not None:
+                typed.append(pl.col(d.name).cast(dtype))
+        return df.with_columns(typed) if typed else df
     except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
         raise QueryError(f"cannot hold the result as a table: {exc}") from exc
 

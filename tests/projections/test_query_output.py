@@ -101,3 +101,29 @@ def test_csv_guards_a_dead_letter_reason(env: Settings, tmp_path: Path) -> None:
     assert (row["error_type"], row["error"], row["producer"]) == ("'=1+1", "'@SUM(A1)", "'-2+3")
     neg = query.raw("SELECT '=1+1'::text AS t, -5::numeric AS a, -5 AS i", env)
     assert (query.write(neg, "csv", None) or "").splitlines() == ["t,a,i", "'=1+1,-5,-5"]
+
+
+def test_an_empty_result_keeps_its_column_types(env: Settings, tmp_path: Path) -> None:
+    """No rows (a filter that matches nothing), or a column that is NULL in every row,
+    still has its columns' types, in the frame and in parquet: text a String, numeric a
+    Decimal, integer an Int64, timestamptz a Datetime, boolean a Boolean. Polars made each
+    a Null column, so a day's empty export could not be read beside a full one."""
+    df = query.frame("positions", env, account="NOBODY")
+    assert df.height == 0
+    types = dict(df.schema)
+    assert types["account"] == pl.String and types["fees_other"] == pl.String
+    assert isinstance(types["quantity"], pl.Decimal)
+    assert types["fill_count"] == pl.Int64
+    assert isinstance(types["updated_at"], pl.Datetime)
+    out = tmp_path / "empty.parquet"
+    query.write(df, "parquet", str(out))
+    assert dict(pl.read_parquet(out).schema) == types
+    nulls = query.raw(
+        "SELECT 'x' AS s, NULL::numeric(20, 4) AS n, NULL::bool AS b, NULL::uuid AS u, "
+        "NULL::timestamptz AS t, NULL::jsonb AS j",
+        env,
+    )
+    assert nulls.schema["s"] == pl.String and nulls.schema["n"] == pl.Decimal(38, 4)
+    assert nulls.schema["b"] == pl.Boolean and nulls.schema["u"] == pl.String
+    assert isinstance(nulls.schema["t"], pl.Datetime) and nulls.schema["j"] == pl.String
+    assert nulls.row(0) == ("x", None, None, None, None, None)
