@@ -24,6 +24,7 @@ from engine.state import (
     EXACT_DIGITS,
     ONE,
     QUANTUM,
+    WITHDRAWAL_HELD,
     AccountState,
     EngineState,
     OrderState,
@@ -232,16 +233,22 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
     # and what each settlement of a withdrawal that held nothing overdraws in the asset it
     # debited, as caused by that settlement (a newer hold in another asset replaces it in
     # `hold_causes`), those first in the order they were stamped: the ids a live worker
-    # gives them (`control`).
+    # gives them (`control`). Only for a fact whose transaction the log does not show
+    # committed (`_committed`): a committed one made its cancels on the state of its
+    # moment, and its pass run again here, on today's, could cancel what went short later
+    # (orders approved with the hold in effect, a credit valued higher by prints since),
+    # which no live worker does. The newest committed means every older one did too.
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
         if not owns(account):
             continue
         hold = state.hold_causes.get(account)
+        if hold is not None and _committed(state, hold):
+            continue
         passes: list[tuple[Envelope[Any], str | None]] = sorted(
             (
                 (cause, asset)
                 for asset, cause in state.debit_causes.get(account, {}).items()
-                if cause is not hold
+                if cause is not hold and not _committed(state, cause)
             ),
             key=lambda ca: (ca[0].occurred_at, str(ca[0].event_id), ca[1]),
         )
@@ -288,10 +295,6 @@ def _unitize(
     change = state.unitization(account, emit.cause.occurred_at)
     if change is not None:
         emit(change, "units")
-
-
-WITHDRAWAL_HELD = "WITHDRAWAL_HELD"
-"""The reason of a cancel `_unhold` makes: a withdrawal holds what the order committed."""
 
 
 def _unhold(
@@ -449,6 +452,24 @@ def _debited(state: EngineState, cause: Envelope[Any]) -> str | None:
     acc = state.accounts.get(p.account)
     w = acc.withdrawals.get(p.transfer_id) if acc is not None else None
     return w.asset if w is not None else None
+
+
+def _committed(state: EngineState, cause: Envelope[Any]) -> bool:
+    """Whether the log shows that the transaction of the worker that read the hold-raising
+    fact `cause` live committed: a `WITHDRAWAL_HELD` cancel caused by it was folded
+    (`AccountState.unheld`), or, for a settlement, a `UnitsChanged` named its flow (in its
+    transaction, or a later one of that worker's: they commit in order). A fact that
+    cancelled nothing and named no flow leaves no trace: it is redone, on today's state."""
+    p = cause.payload
+    acc = state.accounts.get(p.account)
+    if acc is None:
+        return False
+    if cause.event_id in acc.unheld:
+        return True
+    if isinstance(p, TransferSettled):
+        fid = f"withdrawal:{p.transfer_id}"
+        return acc.folded(fid) and fid not in acc.pending
+    return False
 
 
 def _short(

@@ -10,7 +10,8 @@ displayed book), the drawdown peaks their decisions
 recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly as a full
 replay would; NAV per unit since format 9), the units their `UnitsChanged` recorded (with
 the flows they named, so the deposits and settled withdrawals folded from the reference
-topics and not named are pending again), orphan fill ids, and the own-topic offsets it
+topics and not named are pending again), the facts their `WITHDRAWAL_HELD` cancels were
+caused by (`AccountState.unheld`, format 15), orphan fill ids, and the own-topic offsets it
 covers. Reference state
 (producers, accounts' KYC/AML/deposits, withdrawals and what they hold, limits, kill
 switches, prices) is not in it: it is replayed from the reference topics. A settled
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from engine.ended import Ended
 from engine.idempotency import Key, Recorded, fingerprint
@@ -206,7 +208,8 @@ class Capture:
     accounts: list[tuple[str, dict[str, Decimal], dict[str, Decimal], dict[str, Decimal], int,
                          list[tuple[datetime, Decimal]], dict[str, datetime],
                          dict[str, dict[str, Decimal]],
-                         tuple[Decimal, Decimal | None, frozenset[str], datetime | None]]]  # fmt: skip
+                         tuple[Decimal, Decimal | None, frozenset[str], datetime | None],
+                         frozenset[UUID]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -243,6 +246,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             dict(a.maker_fill_at),
             {k: dict(v) for k, v in a.taken.items()},
             (a.units, a.unit_nav, frozenset(a.unitized), a.wiped_at),
+            frozenset(a.unheld),
         )
         for name, a in state.accounts.items()
         if part(name) == partition
@@ -291,15 +295,17 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
     positions the captured state has folded exactly (the worker knows them once the
     transaction that produced them has committed)."""
     accounts: dict[str, Any] = {}
-    for name, balances, deposited, positions, fills, peaks, maker_fill_at, taken, units in sorted(
-        c.accounts, key=lambda a: a[0]
-    ):
+    for (
+        name, balances, deposited, positions, fills, peaks, maker_fill_at, taken, units, unheld
+    ) in sorted(c.accounts, key=lambda a: a[0]):  # fmt: skip
         traded = {
             asset: str(amount - deposited.get(asset, ZERO))
             for asset, amount in sorted(balances.items())
         }
         held, nav, unitized, wiped_at = units
-        if not (traded or positions or fills or peaks or maker_fill_at or taken or unitized):
+        if not (
+            traded or positions or fills or peaks or maker_fill_at or taken or unitized or unheld
+        ):
             continue
         if held or nav is not None or unitized:
             # DRAWDOWN_BRAKE v6 (format 9): what the account's `UnitsChanged` recorded.
@@ -320,6 +326,8 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             "maker_fill_at": {i: _ts(t) for i, t in sorted(maker_fill_at.items())},
             "taken": {i: [[q, str(v)] for q, v in qs.items()] for i, qs in sorted(taken.items())},
         }
+        if unheld:  # format 15: the facts whose WITHDRAWAL_HELD cancels are on the log
+            accounts[name]["unheld"] = sorted(str(u) for u in unheld)
     body = {
         "format": FORMAT_VERSION,
         "partition": c.partition,
@@ -443,6 +451,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             acc.early = named - folded
             for f in named:
                 acc.flows.pop(f, None)  # named: never read again (issue #3)
+            acc.unheld = {UUID(u) for u in a.get("unheld", ())}
             wiped = a.get("wiped_at")
             reset = acc.peak_reset_at
             # A release folded from the reference topics after the slice clears it.
@@ -540,6 +549,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.peaks = []
         acc.peak_nav = acc.peak_since(acc.peak_reset_at)
         acc.units, acc.unit_nav, acc.early, acc.wiped_at = ZERO, None, set(), None
+        acc.unheld = set()
         acc.pending = acc.folded_flows()  # some without their fact: see `pending`
         acc.maker_fill_at = {}
         acc.taken = {}
@@ -617,6 +627,8 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             "pending": sorted(acc.pending),
             "wiped_at": None if acc.wiped_at is None else _ts(acc.wiped_at),
         }
+        if acc.unheld:  # only then: states without such cancels compare as before
+            d["unheld"] = sorted(str(u) for u in acc.unheld)
         if d == _UNTOUCHED:
             continue
         accounts[name] = d

@@ -74,6 +74,9 @@ from schemas.events.transfers import TransferCheckOutcome
 _new_object = object.__new__
 _set_attr = object.__setattr__
 _DECISION_TYPES = (RiskDecision, IntentRejected)
+WITHDRAWAL_HELD = "WITHDRAWAL_HELD"
+"""The reason of a cancel `processor._unhold` makes: a withdrawal holds what the order
+committed (`AccountState.unheld` keeps the facts whose such cancels are on the log)."""
 _ORDER_END_TYPES = (OrderCanceled, OrderExpired, OrderRejected)
 """`isinstance` with a tuple: half the cost of a `X | Y` union (the same answer)."""
 _END_STATE: dict[type, str] = {
@@ -312,6 +315,13 @@ class AccountState:
     held: dict[str, Decimal] = field(default_factory=dict)
     """per asset: what the withdrawals not rejected or settled yet hold (any status but
     `NOT_HOLDING`'s): not free to trade (`EngineState.reserved`)."""
+    unheld: set[UUID] = field(default_factory=set)
+    """Own-topic state: the facts whose `WITHDRAWAL_HELD` cancels of this account's orders
+    are on the log (each such `OrderCanceled`'s causation id): their transaction
+    committed, so `processor.catch_up` does not run their pass again on a later state,
+    where it could cancel what no live worker did (orders approved with the hold in
+    effect, a credit valued higher since). One id per fact that cancelled something,
+    kept like `withdrawals` (withdrawals are rare); in snapshot slices since format 15."""
     open_orders: set[str] = field(default_factory=set)
     units: Decimal = ZERO
     """The account's units (DRAWDOWN_BRAKE v6): NAV per unit = equity / units is what the
@@ -865,7 +875,8 @@ class EngineState:
     a rejected withdrawal, debiting what no hold covered): what
     `processor.catch_up` cancels the resting orders the holds overdraw as caused by (the
     ids the worker that read the fact live gave them, `processor.control`), when a lost
-    transaction left them open."""
+    transaction left them open (not when the log shows it committed: `AccountState.unheld`,
+    `processor._committed`)."""
     debit_causes: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
     """account -> asset -> the newest `TransferSettled` of a withdrawal that held nothing
     (rejected before it settled), which debited that asset without a hold: `catch_up`
@@ -1318,6 +1329,8 @@ class EngineState:
                 order.triggered_at = p.triggered_at
             return
         if isinstance(p, _ORDER_END_TYPES):
+            if p.reason == WITHDRAWAL_HELD and event.causation_id is not None:
+                self.account(p.account).unheld.add(event.causation_id)
             order = self.orders.get(p.order_id)
             if order is not None:
                 self._close(order, event.occurred_at, _END_STATE[type(p)], p.reason)

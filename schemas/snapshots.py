@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 14
+FORMAT_VERSION = 15
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -40,7 +40,10 @@ an older slice's peaks are of equity; 12: each order's `triggered_at`, when a st
 child was triggered with nothing filled, `OrderTriggered`; 13: each order's
 `producer_key`, the key its intent verified with, which decides the revocation that
 cancels it, `EngineState.revocation_of`; 14: each account's `wiped_at`, when a flow
-last found its capital gone, DRAWDOWN_BRAKE v8: an older slice does not say)."""
+last found its capital gone, DRAWDOWN_BRAKE v8: an older slice does not say; 15: each
+account's `unheld`, the facts whose WITHDRAWAL_HELD cancels are on the log: without it a
+restart's `catch_up` would run a committed hold's pass again and could cancel more than
+the live worker did)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

@@ -293,6 +293,9 @@ _BIG = ("limit", "A1", Side.BUY, "2.5", -5, False)
 # Rejected, orders rest on the freed money, then settled: the settlement cancels them.
 @example([_HOLD, ("withdraw", "A1", 0, "check", "REJECT", _CASH), _BIG, ("snap", 0), _BIG,
           ("withdraw", "A1", 0, "settle", "PASS", _CASH), _BUY])  # fmt: skip
+# ... the cancels in the slice: it carries the fact they were caused by (`unheld`, format 15).
+@example([_HOLD, ("withdraw", "A1", 0, "check", "REJECT", _CASH), _BIG, _BIG,
+          ("withdraw", "A1", 0, "settle", "PASS", _CASH), ("snap", 0), _BUY])  # fmt: skip
 # A stop hit by a print its account's resting sell took in full (`OrderTriggered`), in the
 # slice or in the tail; it sells at the next print, back above the stop.
 @example([("deposit", "A2", "BTC"), ("limit", "A2", Side.BUY, "1", 0, True), ("trade", 0, "1"),
