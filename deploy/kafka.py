@@ -376,6 +376,18 @@ def create_topics(
     return sorted(created)
 
 
+def ensure_topics(settings: Settings, topics: list[Topic], timeout: float = 30.0) -> list[str]:
+    """`create_topics` for a component that needs `topics`, only when one of them is
+    missing. A component running as its role (`deploy.acls`) sees only the topics it may
+    describe and may create none: `create_topics` would try to create the catalogue's
+    others and align their configs, and be refused (`TOPIC_AUTHORIZATION_FAILED`).
+    Creating the catalogue is `tradetape up` / `topics`' job, as an administrator."""
+    counts = listed_partition_counts(settings, topics, timeout=timeout)
+    if all(settings.topic(t) in counts for t in topics):
+        return []
+    return create_topics(settings, timeout=timeout)
+
+
 ALIGNED_CONFIGS = ("message.timestamp.type",)
 """Topic configs `create_topics` also sets on topics that exist already: the intents
 topic's LogAppendTime, which the engine bounds intent times against, must reach a stack

@@ -51,6 +51,8 @@ from streams.surveillance_state import OwnerBook, QuoteRec, Surveillance
 log = logging.getLogger("tradetape.streams")
 
 SOURCES = (Topic.ORDERS, Topic.ACCOUNTS, Topic.MARKETDATA, Topic.SURVEILLANCE_CONFIG)
+WRITTEN = (Topic.SURVEILLANCE_ALERTS, Topic.DEADLETTER)
+"""The catalogue topics the app writes (`main` needs them to exist, with `SOURCES`)."""
 SEQUENCED = "surveillance.sequenced"
 DWELL = timedelta(milliseconds=250)
 """How long an event waits after arriving for anything fetched with it (see sequencer.py)."""
@@ -655,7 +657,7 @@ def main(settings: Settings) -> int:
     """`tradetape run streams`: run until SIGTERM/SIGINT."""
     import faust
 
-    from deploy.kafka import create_topics
+    from deploy.kafka import ensure_topics
     from streams.quiet_logs import quiet_root_handlers
 
     class Worker(faust.Worker):
@@ -663,7 +665,7 @@ def main(settings: Settings) -> int:
             super().on_setup_root_logger(logger, level)
             quiet_root_handlers(logger, level)
 
-    create_topics(settings)
+    ensure_topics(settings, [*SOURCES, *WRITTEN])
     if _hold(settings):
         return 0
     built = build_app(settings)

@@ -83,12 +83,13 @@ def test_the_readers_are_what_the_code_reads() -> None:
     from engine.snapshotter import Snapshotter  # noqa: F401  (its topics: own + reference)
     from engine.worker import INPUT_TOPICS, READ_TOPICS
     from projections.core import PROJECTIONS
-    from streams.app import SOURCES
+    from streams.app import SOURCES, WRITTEN
 
     engine = {*INPUT_TOPICS, *READ_TOPICS, *OWN_TOPICS, *REFERENCE_TOPICS, Topic.ENGINE_SNAPSHOTS}
     assert ROLES[Role.ENGINE].reads == engine
     assert ROLES[Role.PROJECTOR].reads == {t for p in PROJECTIONS.values() for t in p.topics}
     assert set(SOURCES) <= ROLES[Role.SURVEILLANCE].reads
+    assert set(WRITTEN) == ROLES[Role.SURVEILLANCE].writes
     assert ROLES[Role.STRATEGY].reads == ROLES[Role.ADMIN].reads == set(ANSWER_TOPICS)
 
 

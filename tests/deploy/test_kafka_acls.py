@@ -265,3 +265,17 @@ def test_the_surveillance_apps_clients_authenticate_as_its_role(secured: Setting
             await producer.stop()
 
     asyncio.run(send())
+
+
+def test_the_surveillance_app_starts_without_creating_the_catalogue(secured: Settings) -> None:
+    """`tradetape run streams` called `create_topics`, which as the surveillance role sees
+    only its own topics, tries to create the rest and is refused: it crashed at start.
+    It now creates topics only when one it uses is missing (`deploy.kafka.ensure_topics`)."""
+    from deploy.kafka import ensure_topics
+    from streams.app import SOURCES, WRITTEN
+
+    upsert_scram_user(admin_client(secured), Role.SURVEILLANCE.value, "surveillance-secret")
+    settings = _as(secured, Role.SURVEILLANCE)
+    with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
+        create_topics(settings)
+    assert ensure_topics(settings, [*SOURCES, *WRITTEN]) == []
