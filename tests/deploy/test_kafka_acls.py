@@ -210,6 +210,7 @@ def test_the_engine_worker_decides_as_its_role(secured: Settings) -> None:
     """The real engine worker, as the `engine` principal, takes an admin's commands and a
     strategy's intent and writes its facts and decision: the role grants all it needs
     (groups, transactional id, the topics it reads and writes, offsets)."""
+    from engine.client import IntentPublisher
     from engine.worker import EngineWorker
     from tests.engine.helpers import _running, intent, world
 
@@ -220,18 +221,17 @@ def test_the_engine_worker_decides_as_its_role(secured: Settings) -> None:
     with _running(EngineWorker(_as(secured, Role.ENGINE), wid="acl0")) as worker:
         key = world(as_admin, [account], wait=False)
         sent = intent(key, account, "c1", limit="100")
-        deadline = time.monotonic() + 60
-        answered: list[Any] = []
-        while not answered and time.monotonic() < deadline and not worker.stopping:
-            producer = Producer(producer_config(strategy))
-            k, v, h = encode(sent)
-            producer.produce(strategy.topic(Topic.INTENTS), key=k, value=v, headers=h)
-            assert producer.flush(30) == 0
-            time.sleep(1.0)
-            answered = [
-                e for e in _committed(secured, Topic.DECISIONS) if e.causation_id == sent.event_id
-            ]
-    assert answered, "the engine wrote no answer to the intent"
+        # The publisher watches for its answer as the strategy: its `watch-` group and
+        # the answer topics are the strategy role's.
+        with IntentPublisher(strategy, "strat1", key) as publisher:
+            answer = None
+            deadline = time.monotonic() + 60
+            while answer is None and time.monotonic() < deadline and not worker.stopping:
+                publisher.publish_event(sent)
+                assert publisher.flush(30) == 0
+                answer = publisher.await_decision(sent.correlation_id, timeout=5)
+    assert answer is not None, "the engine wrote no answer to the intent"
+    assert answer.causation_id == sent.event_id
     opened = [e for e in _committed(secured, Topic.ACCOUNTS) if e.event_type == "AccountOpened"]
     assert [e.payload.account for e in opened] == [account]
 
