@@ -817,6 +817,7 @@ _DI = {c: i for i, c in enumerate(DRAWDOWN_COLUMNS)}
 _D_UNITS, _D_UNIT_NAV, _D_PEAK = _DI["units"], _DI["unit_nav"], _DI["peak_nav"]
 _D_COUNT, _D_WIPED, _D_RECORDED = _DI["event_count"], _DI["wiped_at"], _DI["recorded_peak"]
 _D_PEAKS, _D_LOST, _D_NAV, _D_EQUITY = _DI["peaks"], _DI["lost_in_full"], _DI["nav"], _DI["equity"]
+_D_DRAWDOWN, _D_PEAK_EQUITY = _DI["drawdown"], _DI["peak_equity"]
 DRAWDOWN_EVENT_COLUMNS = (
     "event_id",
     "account",
@@ -855,17 +856,31 @@ def peak_money(peak: Decimal | None, units: Decimal) -> Decimal | None:
     return None if peak is None else peak_in_money(peak, units)
 
 
-def _peaks_of(stored: Any) -> list[tuple[str, Decimal]]:
+_PARSED_PEAKS: dict[str, tuple[str, list[tuple[str, Decimal]]]] = {}
+"""The last `peaks` text each account's row was given, parsed (`_peaks_of`): a cache of a
+pure function (its key is the text itself), so a row folded again in the batch or the
+next one skips the parse; bounded by the accounts."""
+
+
+def _peaks_of(stored: Any, account: str | None = None) -> list[tuple[str, Decimal]]:
     """The suffix maxima of a `drawdowns` row (`peaks`, jsonb [[event time, peak], ...]:
-    JSON text as folded, a parsed list as loaded)."""
+    JSON text as folded, a parsed list as loaded), a new list."""
     if stored is None:
         return []
-    held = orjson.loads(stored) if isinstance(stored, str) else stored
-    return [(at, Decimal(peak)) for at, peak in held]
+    if isinstance(stored, str):
+        if account is not None:
+            hit = _PARSED_PEAKS.get(account)
+            if hit is not None and hit[0] == stored:
+                return list(hit[1])
+        stored = orjson.loads(stored)
+    return [(at, Decimal(peak)) for at, peak in stored]
 
 
-def _peaks_json(peaks: list[tuple[str, Decimal]]) -> str:
-    return orjson.dumps([[at, format_decimal(peak)] for at, peak in peaks]).decode()
+def _peaks_json(peaks: list[tuple[str, Decimal]], account: str) -> str:
+    """`peaks` as the row's jsonb text, remembered for `_peaks_of`."""
+    text = orjson.dumps([[at, format_decimal(peak)] for at, peak in peaks]).decode()
+    _PARSED_PEAKS[account] = (text, list(peaks))
+    return text
 
 
 class DrawdownProjection(Projection):
@@ -918,21 +933,25 @@ class DrawdownProjection(Projection):
         return {"drawdowns": keys, "releases": keys}
 
     @staticmethod
-    def _measure(row: list[Any], reset_at: str | None) -> None:
-        """The row's engine-side figures from its folded facts: the peak (the highest
-        recorded at or after the last release), the loss in full and the drawdown of its
-        last valuation against that peak, and the peak in money."""
-        peaks = _peaks_of(row[_D_PEAKS])
+    def _measure(
+        row: list[Any],
+        reset_at: str | None,
+        peaks: list[tuple[str, Decimal]],
+        units: Decimal,
+        equity: Decimal | None,
+        nav: Decimal | None,
+    ) -> None:
+        """The row's engine-side figures from its folded facts (`peaks` parsed, and its
+        units, equity and NAV): the peak (the highest recorded at or after the last
+        release), the loss in full and the drawdown of its last valuation against that
+        peak, and the peak in money."""
         peak = None if not peaks and reset_at is None else peak_since(peaks, reset_at)
-        units = _dec(row[_D_UNITS])
         wiped = row[_D_WIPED]
         is_wiped = wiped is not None and (reset_at is None or _ts_text(wiped) >= reset_at)
-        equity = None if row[_D_EQUITY] is None else _dec(row[_D_EQUITY])
         lost = peak is not None and lost_in_full(peak, units, equity, is_wiped)
-        nav = None if row[_D_NAV] is None else _dec(row[_D_NAV])
         row[_D_PEAK], row[_D_LOST] = peak, lost
-        row[_DI["drawdown"]] = ONE if lost else drawdown_of(nav, peak)
-        row[_DI["peak_equity"]] = peak_money(peak, units)
+        row[_D_DRAWDOWN] = ONE if lost else drawdown_of(nav, peak)
+        row[_D_PEAK_EQUITY] = peak_money(peak, units)
 
     def handle(self, state: State, item: Located) -> None:
         d = item.data
@@ -990,16 +1009,17 @@ class DrawdownProjection(Projection):
             if t == "PeakEquityRaised" or peak != before:
                 lower = before is not None and peak is not None and peak < before
                 change = "PEAK_LOWERED" if lower else "PEAK_RAISED"
-        if recorded is not None:
-            peaks = _peaks_of(row[_D_PEAKS])
-            add_peak(peaks, at, Decimal(recorded))
-            row[_D_PEAKS] = _peaks_json(peaks)
+        peaks = _peaks_of(row[_D_PEAKS], account)
+        if recorded is not None and peak is not None:
+            add_peak(peaks, at, peak)
+            row[_D_PEAKS] = _peaks_json(peaks, account)
         if peak != before or t == "PeakEquityRaised":
             row[_D_RECORDED] = peak
             row[_DI["peak_changed_at"]], row[_DI["peak_event_id"]] = at, eid
         row[_D_EQUITY], row[_D_NAV] = equity, nav
         released = state.get(self.releases, key)
-        self._measure(row, None if released is None else _ts_text(released[1]))
+        reset = None if released is None else _ts_text(released[1])
+        self._measure(row, reset, peaks, units, equity, nav)
         row[_DI["valued_at"]], row[_DI["valued_event_id"]], row[_DI["valued_by"]] = at, eid, t
         row[_D_COUNT] = int(row[_D_COUNT]) + 1
         row[_DI["last_event_id"]], row[_DI["updated_at"]] = eid, at
@@ -1008,12 +1028,19 @@ class DrawdownProjection(Projection):
             # Of risk.decisions alone: the peak recorded, and the whole peak lost when
             # this unit change itself found it (its figure then is the brake's, 1).
             lost = gone and peak is not None and peak > 0
+            dd: Decimal | None
+            if lost:
+                dd = ONE
+            elif peak == row[_D_PEAK] and not row[_D_LOST]:
+                dd = row[_D_DRAWDOWN]  # the row's figure, of the same NAV and peak
+            else:
+                dd = drawdown_of(nav, peak)
+            in_money = row[_D_PEAK_EQUITY] if peak == row[_D_PEAK] else peak_money(peak, units)
             state.insert(
                 self.history,
                 (
                     eid, account, t, change, flows, units, unit_nav, equity, nav, before,
-                    peak, peak_money(peak, units), ONE if lost else drawdown_of(nav, peak),
-                    at, lost,
+                    peak, in_money, dd, at, lost,
                 ),
             )  # fmt: skip
 
@@ -1030,7 +1057,11 @@ class DrawdownProjection(Projection):
         cur = state.get(self.drawdowns, key)
         if cur is not None:
             row = list(cur)
-            self._measure(row, at)
+            equity, nav = row[_D_EQUITY], row[_D_NAV]
+            self._measure(
+                row, at, _peaks_of(row[_D_PEAKS], account), _dec(row[_D_UNITS]),
+                None if equity is None else _dec(equity), None if nav is None else _dec(nav),
+            )  # fmt: skip
             state.put(self.drawdowns, tuple(row), key)
 
 
