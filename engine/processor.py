@@ -18,13 +18,15 @@ from uuid import UUID
 from engine.auth import intent_digest, signing_bytes_fast, verify_admin, verify_hex_signature
 from engine.idempotency import Recorded
 from engine.risk.evaluator import evaluate
-from engine.risk.rules import UNKNOWN_LAG
+from engine.risk.rules import UNKNOWN_LAG, asset_refusal
 from engine.sigverify import verify_many
 from engine.state import (
     EXACT_DIGITS,
     ONE,
     QUANTUM,
+    STABLECOINS,
     WITHDRAWAL_HELD,
+    ZERO,
     AccountState,
     EngineState,
     OrderState,
@@ -259,12 +261,17 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
                 _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
             else:
                 _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
-    # Then what a lowered credit limit no longer covers, as caused by the limits change in
-    # force for the account (`control`, `_over_credit`).
+    # Then what the limits in force refuse of the resting orders (a lowered position
+    # limit, an asset taken off the allow-list), as caused by the limits change in force
+    # for the account (`control`, `_limits_changed`). Not the credit pass: once a change's
+    # pass ran, the rules keep every new order within the position limit and the
+    # allow-list and fills cannot take a side's worst case past it, so this finds only
+    # what a lost transaction left; but what the credit covers moves with the marks, and
+    # run on today's state it could cancel what no live worker did.
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
         limit_cause = state.limit_cause(account) if owns(account) else None
         if limit_cause is not None:
-            _over_credit(state, ctx, emit_for(limit_cause), account, owns)
+            _limits_changed(state, ctx, emit_for(limit_cause), account, owns, credit=False)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
@@ -359,7 +366,7 @@ def _fee(ctx: Context) -> Decimal:
 
 def _resting(state: EngineState, ctx: Context, acc: AccountState) -> list[OrderState]:
     """The account's open parent orders on the context's venues, newest first (submission
-    time, then id): the order `_unhold` and `_over_credit` cancel in."""
+    time, then id): the order `_unhold` and `_limits_changed` cancel in."""
     resting = [
         o
         for o in (state.orders.get(i) for i in acc.open_orders)
@@ -397,24 +404,36 @@ def _cancel_borrowing(
 
 
 CREDIT_LIMIT = "CREDIT_LIMIT"
-"""The reason of a cancel `_over_credit` makes: the credit in force no longer covers it."""
+"""The reason of a cancel `_limits_changed` makes when the credit in force no longer
+covers the order; `MAX_POSITION` when the position limit no longer does, and the
+allow-list rule's code (`ASSET_NOT_PERMITTED`, `STABLECOIN_NOT_PERMITTED`) when an asset
+of its pair is no longer permitted."""
 
 
-def _over_credit(
+def _limits_changed(
     state: EngineState,
     ctx: Context,
     emit: Callable[[EventPayload, str], None],
     scope: str,
     owns: Callable[[str], bool] | None,
+    *,
+    credit: bool = True,
 ) -> None:
-    """Fail closed when a limits change (of `scope`, an account or '*') leaves an account
-    over its credit (`credit_limit` lowered below what its resting orders borrow): cancel
-    its owned resting orders borrowing on the credit, newest first, until no asset is short
-    (`_cancel_borrowing`, reason `CREDIT_LIMIT`). A global change looks at the accounts
-    without limits of their own. Run in the transaction that decides or reads the change,
-    caused by it, and by `catch_up` (as caused by the change in force for the account,
-    `EngineState.limit_cause`) for what a lost transaction left open; accounts in sorted
-    order. Before, such orders stayed and filled beyond the new credit."""
+    """Fail closed when a limits change (of `scope`, an account or '*') leaves resting
+    orders the new limits would refuse: cancel the owned resting parent orders (1) on a
+    pair with an asset the allow-lists no longer permit (the rule's code), (2) beyond the
+    position limit, per instrument and side newest first, until the worst case (position
+    plus every resting order of that side) is within it or only shrinks the position
+    (`MAX_POSITION`, the rule's measure), (3) borrowing on a credit the account is now
+    over, newest first, until no asset is short (`_cancel_borrowing`, `CREDIT_LIMIT`).
+    A global change looks at the accounts without limits of their own. Run in the
+    transaction that decides or reads the change, caused by it, and by `catch_up` (as
+    caused by the change in force for the account, `EngineState.limit_cause`, without the
+    credit pass: `credit` False) for what a lost transaction left open; accounts in sorted
+    order. Before, such orders stayed and
+    filled: beyond the new credit, the new position limit, on a delisted stablecoin.
+    Armed stop/take children stay (they only close, capped at the position and what is
+    free). Other limits (`max_order_notional`, the rate) are the new orders' to meet."""
     accounts = (
         sorted(a for a, acc in state.accounts.items() if acc.open_orders and a not in state.limits)
         if scope == GLOBAL_SCOPE
@@ -427,10 +446,37 @@ def _over_credit(
         acc = state.accounts.get(account)
         if acc is None or not acc.open_orders:
             continue
-        credit = state.limits_for(account)[1].credit_limit
-        _cancel_borrowing(
-            state, ctx, emit, acc, _resting(state, ctx, acc), fee, credit, CREDIT_LIMIT
-        )
+        limits = state.limits_for(account)[1]
+        resting = _resting(state, ctx, acc)
+        for o in sorted(resting, key=lambda o: o.order_id):
+            refused = asset_refusal(limits, split_instrument(o.instrument), STABLECOINS)
+            if refused is not None:
+                ctx.venues[o.venue].cancel(state, o, refused[0], emit)
+        sides: dict[tuple[str, Side], list[OrderState]] = {}
+        for o in resting:  # newest first
+            if not o.done:
+                sides.setdefault((o.instrument, o.side), []).append(o)
+        for (instrument, side), orders in sorted(sides.items()):
+            position = acc.positions.get(instrument, ZERO)
+            sign = 1 if side is Side.BUY else -1
+            worst = position + sign * sum((o.leaves for o in orders), ZERO)
+            for o in orders:
+                shrinks = abs(worst) <= abs(position) and (worst >= 0) == (position >= 0)
+                if abs(worst) <= limits.max_position or shrinks:
+                    break
+                worst -= sign * o.leaves
+                ctx.venues[o.venue].cancel(state, o, "MAX_POSITION", emit)
+        if credit:
+            _cancel_borrowing(
+                state,
+                ctx,
+                emit,
+                acc,
+                _resting(state, ctx, acc),
+                fee,
+                limits.credit_limit,
+                CREDIT_LIMIT,
+            )
 
 
 def _pays_in(order: OrderState) -> str:
@@ -546,7 +592,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     if isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, event, ctx.owns)
     elif isinstance(p, RiskLimitsChanged):
-        _over_credit(state, ctx, emit, p.scope, ctx.owns)
+        _limits_changed(state, ctx, emit, p.scope, ctx.owns)
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
@@ -1078,7 +1124,7 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
     elif isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, emit.out[-1], ctx.owns)
     elif isinstance(p, RiskLimitsChanged):
-        _over_credit(state, ctx, emit, p.scope, ctx.owns)
+        _limits_changed(state, ctx, emit, p.scope, ctx.owns)
 
 
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:

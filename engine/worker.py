@@ -1104,8 +1104,10 @@ class EngineWorker:
                 self.needs_rebuild = True
         else:
             # A limits change leaves the rate windows alone (a fixed horizon, see
-            # `RateWindow`): the state stays what a fold of the log gives. A kill switch
-            # engaged or an AML flag raised cancels at once the owned orders it stops.
+            # `RateWindow`): the state stays what a fold of the log gives; it cancels the
+            # owned resting orders the new limits refuse (`processor._limits_changed`). A
+            # kill switch engaged or an AML flag raised cancels at once the owned orders it
+            # stops.
             try:
                 out.extend(control(self.state, event, self.ctx))
             except Exception:

@@ -283,27 +283,34 @@ def asset_allow_list(ctx: RiskContext) -> RuleResult:
     configuration says.
     """
     rid, ver = asset_allow_list.RULE_ID, asset_allow_list.RULE_VERSION  # type: ignore[attr-defined]
-    allowed = ctx.limits.allowed_stablecoins
-    crypto = ctx.limits.crypto_assets
-    for asset in (ctx.base_asset, ctx.quote_asset):
+    refused = asset_refusal(ctx.limits, (ctx.base_asset, ctx.quote_asset), ctx.known_stablecoins)
+    if refused is not None:
+        return _no(rid, ver, *refused)
+    return _ok(rid, ver)
+
+
+def asset_refusal(
+    limits: RiskLimits, assets: tuple[str, ...], known_stablecoins: frozenset[str]
+) -> tuple[str, str] | None:
+    """(reason code, detail) if `limits` do not permit one of `assets` (ASSET_ALLOW_LIST's
+    check, also what a limits change cancels resting orders for), else None."""
+    allowed = limits.allowed_stablecoins
+    crypto = limits.crypto_assets
+    for asset in assets:
         if asset in allowed:
             continue
-        if asset in ctx.known_stablecoins:
-            return _no(
-                rid,
-                ver,
+        if asset in known_stablecoins:
+            return (
                 "STABLECOIN_NOT_PERMITTED",
                 f"{asset} is not on the allow-list {sorted(allowed)}",
             )
         if asset not in crypto:
-            return _no(
-                rid,
-                ver,
+            return (
                 "ASSET_NOT_PERMITTED",
                 f"{asset} is neither a permitted stablecoin {sorted(allowed)} nor a listed "
                 f"crypto asset {sorted(crypto)}",
             )
-    return _ok(rid, ver)
+    return None
 
 
 def kill_switch(ctx: RiskContext) -> RuleResult:

@@ -35,7 +35,14 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "9ff07a6370aca48e57a2a01a6c607e5bb37f8e47e0b7ba2ed14f3589f69694bf"
+PINNED = "b8c8c3b6a87f703233e6c6e960c7f03d77ca2b60c1c044ee544cf0e1812180a1"
+"""Retaken in session 21 (helper-110): a limits change cancels the resting orders the
+new limits refuse (`processor._limits_changed`). The stream's "tight" changes lower
+`max_position` to 0.5 or 5 while bids of 2.5 rest: at the first (version 6) A1's and A4's
+2.5 bids are canceled (`MAX_POSITION`), where before they filled 1 + 1.5 and 2.5 under a
+limit of 0.5; everything after follows from there (16 MAX_POSITION cancels in the stream,
+fills 170 -> 147, approvals 141 -> 147). Before:"""
+"""PINNED was 9ff07a6370aca48e57a2a01a6c607e5bb37f8e47e0b7ba2ed14f3589f69694bf."""
 """Retaken in session 21 (helper-110) for KILL_SWITCH v2 / DRAWDOWN_BRAKE v9
 (risk-reducing also takes the base asset's holding toward zero): every decision records
 the new versions, and one output moved. A4, short BTC/USDC but holding deposited BTC, had

@@ -514,10 +514,11 @@ def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -
     """A limits change lowering `credit_limit` leaves an account over its credit: its
     resting orders that borrow on it are canceled at once (`CREDIT_LIMIT`, caused by the
     change), newest first until it fits, on the worker that decides the change and on
-    every worker reading it; `catch_up` redoes a lost transaction's with the same ids.
-    Before, a buy resting on 19,500 of a 50,000 credit stayed when the credit went to 0,
-    filled at the next print with the one cash covered, and took USDC 28,380.68 below zero
-    with no credit."""
+    every worker reading it. Before, a buy resting on 19,500 of a 50,000 credit stayed
+    when the credit went to 0, filled at the next print with the one cash covered, and took
+    USDC 28,380.68 below zero with no credit. `catch_up` does not redo this pass (what the
+    credit covers moves with the marks: on a restart's state it would cancel what no live
+    worker did), so a lost transaction's credit cancels are not redone."""
 
     def limits(credit: str, version: int) -> RiskLimitsChanged:
         return RiskLimitsChanged(
@@ -543,16 +544,23 @@ def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -
     assert h.state.account("A1").balances["USDC"] >= 0
     # A worker reading the accepted change from risk.config cancels the same, caused by it.
     fact = next(e for e in out if e.event_type == "RiskLimitsChanged")
-    reader, lost = copy.deepcopy(before), copy.deepcopy(before)
+    reader = copy.deepcopy(before)
     read = control(reader, fact, h.ctx)
     ended = [e.payload for e in read if e.event_type == "OrderCanceled"]
     assert [(c.order_id, c.reason) for c in ended] == [(second.order_id, "CREDIT_LIMIT")]
     assert all(e.causation_id == fact.event_id for e in read)
-    # One whose transaction was lost: catch_up redoes it with the same ids.
-    lost.apply(fact)
-    redone = catch_up(lost, h.ctx, lambda _account: True)
-    assert [e.event_id for e in redone] == [e.event_id for e in read]
     assert catch_up(reader, h.ctx, lambda _account: True) == []
+    # A change the credit still covers cancels nothing; BTC rising then takes the ETH/BTC
+    # buy's borrowed BTC past it: no live worker cancels, and no restart does either.
+    h = Harness(limits("5000", 1).limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    _quote(h, "ETH/BTC", "0.05", "0.0501")
+    buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
+    assert buy.outcome == "APPROVED"
+    out = h.admin(limits("2000", 2))  # 0.0499 BTC borrowed, 1,497 at 30,000: covered
+    assert "OrderCanceled" not in [e.event_type for e in out]
+    _print(h, "BTC/USDC", "45000", "1")  # now 2,245.5: over
+    assert catch_up(h.state, h.ctx, lambda _account: True) == []
 
 
 def test_under_the_kill_switch_a_child_does_not_go_short_the_asset_on_credit() -> None:
@@ -606,3 +614,58 @@ def test_a_print_at_any_price_the_schema_admits_never_makes_the_engine_raise() -
         _print_out(h, "BTC/USDC", "30000", "1")  # and the next one
         d = decision(h.order(Side.BUY, D("0.01"), D("30001")))
         assert d.outcome in ("APPROVED", "REJECTED")
+
+
+def test_a_limits_change_cancels_resting_orders_on_assets_it_no_longer_permits() -> None:
+    """EURC taken off the allow-list: the BTC/EURC bid resting from before is canceled at
+    the change (`STABLECOIN_NOT_PERMITTED`, as the rule refuses a new one), not left to buy BTC
+    for EURC at the next print; the BTC/USDC one stays."""
+    base = RiskLimits(max_position=D("100"), max_order_notional=D("1e7"))
+    h = Harness(base, cash=D("100000"))
+    h.admin_deposit("EURC", D("100000"))
+    _quote(h, "BTC/USDC", "29999", "30001")
+    _quote(h, "BTC/EURC", "27999", "28001")
+    _quote(h, "EURC/USDC", "1.0713", "1.0715")
+    eurc = decision(h.order(Side.BUY, D("1"), D("27500"), instrument="BTC/EURC"))
+    usdc = decision(h.order(Side.BUY, D("1"), D("29500")))
+    assert (eurc.outcome, usdc.outcome) == ("APPROVED", "APPROVED")
+    narrower = base.model_copy(update={"allowed_stablecoins": ("USDC",)})
+    out = h.admin(RiskLimitsChanged(scope="A1", config_version=2, limits=narrower, changed_by="a"))
+    ended = [e.payload for e in out if e.event_type == "OrderCanceled"]
+    assert [(c.order_id, c.reason) for c in ended] == [(eurc.order_id, "STABLECOIN_NOT_PERMITTED")]
+    _print(h, "BTC/EURC", "27000", "5")
+    assert h.state.account("A1").positions.get("BTC/EURC", D(0)) == 0
+    assert list(h.state.account("A1").open_orders) == [usdc.order_id]
+
+
+def test_a_lower_position_limit_cancels_the_resting_orders_beyond_it() -> None:
+    """MAX_POSITION lowered from 2 to 1 with two bids of 1 resting (worst case 2): the
+    newer is canceled at the change (`MAX_POSITION`), the older stays (worst case 1), and
+    the print that reaches both leaves the position within the new limit. Before, both
+    filled: long 2 under a limit of 1. Orders that only shrink the position stay."""
+    base = RiskLimits(max_position=D("2"), max_order_notional=D("1e7"))
+    h = Harness(base, cash=D("100000"))
+    h.quote(D("29999"), D("30001"))
+    older = decision(h.order(Side.BUY, D("1"), D("29500")))
+    newer = decision(h.order(Side.BUY, D("1"), D("29400")))
+    assert (older.outcome, newer.outcome) == ("APPROVED", "APPROVED")
+    lower = base.model_copy(update={"max_position": D("1")})
+    before, lost = copy.deepcopy(h.state), copy.deepcopy(h.state)
+    out = h.admin(RiskLimitsChanged(scope="*", config_version=2, limits=lower, changed_by="a"))
+    ended = [e.payload for e in out if e.event_type == "OrderCanceled"]
+    assert [(c.order_id, c.reason) for c in ended] == [(newer.order_id, "MAX_POSITION")]
+    fact = next(e for e in out if e.event_type == "RiskLimitsChanged")
+    read = control(before, fact, h.ctx)  # a worker reading it: the same cancel
+    assert [e.payload.order_id for e in read if e.event_type == "OrderCanceled"] == [newer.order_id]
+    lost.apply(fact)  # one that read it and lost its transaction: catch_up redoes it
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [e.event_id for e in redone] == [e.event_id for e in read]
+    assert catch_up(before, h.ctx, lambda _account: True) == []
+    _print(h, "BTC/USDC", "29000", "5")
+    assert h.state.account("A1").positions[INSTRUMENT] == 1
+    # Long 1 with a limit of 0.5: a resting sell of 1 only shrinks it, and stays.
+    sell = decision(h.order(Side.SELL, D("1"), D("30400")))
+    assert sell.outcome == "APPROVED", sell.reason_codes
+    half = lower.model_copy(update={"max_position": D("0.5")})
+    out = h.admin(RiskLimitsChanged(scope="*", config_version=3, limits=half, changed_by="a"))
+    assert "OrderCanceled" not in [e.event_type for e in out]
