@@ -849,6 +849,7 @@ class EngineState:
     `UNKNOWN_ORDER` (`engine.ended`)."""
     decisions: IdempotencyRecord = field(default_factory=IdempotencyRecord)
     rate: dict[tuple[str, str], dict[str, RateWindow]] = field(default_factory=dict)
+    """`rate_key(producer)` -> account -> the window of its order decisions there."""
     """(producer, strategy) -> account -> order decision times."""
     rate_horizon: timedelta = RATE_HORIZON
     """How far back rate windows keep entries (`RATE_HORIZON`; not changed by limits)."""
@@ -1599,9 +1600,11 @@ class EngineState:
             # (`peak_equity` of a decision before DRAWDOWN_BRAKE v6 is another measure).
             self.account(p.account).record_peak(event.occurred_at, p.peak_nav)
         if isinstance(p, RiskDecision) and p.intent_kind == "ORDER":
-            windows = self.rate.get((p.producer_id, p.strategy_id))
+            # The producer's window on the account, whatever strategy id the intent
+            # carried (ORDER_RATE v4: `rate_key`).
+            windows = self.rate.get(rate_key(p.producer_id))
             if windows is None:
-                windows = self.rate[(p.producer_id, p.strategy_id)] = {}
+                windows = self.rate[rate_key(p.producer_id)] = {}
             window = windows.get(p.account)
             if window is None:
                 window = windows[p.account] = RateWindow()
@@ -1775,20 +1778,27 @@ _REFERENCE_TYPES = (
 _TRANSFER_TYPES = (TransferRequested, TransferChecked, TransferReleased, TransferSettled)
 
 
-def rate_count(
-    state: EngineState, producer: str, strategy: str, account: str, at: datetime, seconds: int
-) -> int:
-    """Order intents decided for this strategy on this account in the window ending at `at`
-    (the broker's append time of the intent being decided, the time the windows hold).
+def rate_key(producer: str) -> tuple[str, str]:
+    """The key of `EngineState.rate` a producer's order decisions are counted under:
+    (producer, ""), every strategy id of it together (ORDER_RATE v4). The strategy id is
+    the producer's own label, not authenticated: counted per strategy (v3), a producer
+    stamping each intent with a new one was never limited, and each id kept a window."""
+    return (producer, "")
 
-    Per account, not across the strategy's accounts: those can lie on partitions held by
+
+def rate_count(state: EngineState, producer: str, account: str, at: datetime, seconds: int) -> int:
+    """Order intents decided for this producer on this account, whatever their strategy
+    ids (`rate_key`), in the window ending at `at` (the broker's append time of the intent
+    being decided, the time the windows hold).
+
+    Per account, not across the producer's accounts: those can lie on partitions held by
     different workers, and a count over whatever a worker holds would make the decision
     depend on the partition assignment.
 
     Anything newer than `at` still counts, which can only over-count (fail closed). The
     windows are not changed here (see `RateWindow`).
     """
-    windows = state.rate.get((producer, strategy))
+    windows = state.rate.get(rate_key(producer))
     window = windows.get(account) if windows else None
     if window is None:
         return 0

@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 15
+FORMAT_VERSION = 16
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -43,7 +43,9 @@ cancels it, `EngineState.revocation_of`; 14: each account's `wiped_at`, when a f
 last found its capital gone, DRAWDOWN_BRAKE v8: an older slice does not say; 15: each
 account's `unheld`, the facts whose WITHDRAWAL_HELD cancels are on the log: without it a
 restart's `catch_up` would run a committed hold's pass again and could cancel more than
-the live worker did)."""
+the live worker did; 16: the rate windows per producer and account, whatever the
+strategy, ORDER_RATE v4: an older slice's are per strategy, and restored would count the
+producer's intents short)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

@@ -98,7 +98,6 @@ def build_context(
         "recent_orders": rate_count(
             state,
             intent.producer_id,
-            intent.strategy_id,
             intent.account,
             intent_at if received_at is None else received_at,
             limits_window,

@@ -562,6 +562,10 @@ def order_rate(ctx: RiskContext) -> RuleResult:
     limits change cannot make the live state and a fold of the log disagree; v2 pruned them
     to the longest window in force, and a longer window then counted what the live worker
     had pruned after a restart only.
+
+    v4: counted per producer and account, whatever strategy id the intents carry
+    (`engine.state.rate_key`): the strategy id is the producer's own label, and v3 counted
+    per strategy, so a producer stamping each intent with a new one was never limited.
     """
     rid, ver = order_rate.RULE_ID, order_rate.RULE_VERSION  # type: ignore[attr-defined]
     window, allowed = rate_allowance(ctx.limits)
@@ -632,7 +636,7 @@ RULES: tuple[Rule, ...] = (
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
     _tag(max_position, "MAX_POSITION", 2),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
-    _tag(order_rate, "ORDER_RATE", 3),
+    _tag(order_rate, "ORDER_RATE", 4),
     _tag(balance, "BALANCE", 4),
 )
 """Every rule, in the order their results are recorded."""

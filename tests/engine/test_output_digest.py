@@ -35,7 +35,14 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "b8c8c3b6a87f703233e6c6e960c7f03d77ca2b60c1c044ee544cf0e1812180a1"
+PINNED = "c05ad29c19b9c65c299e27b036f3f05b00f8e46401b188c80ad5550a813af0d3"
+"""Retaken in session 21 (helper-110) for ORDER_RATE v4 (counted per producer and account,
+whatever the intent's strategy id): every decision records the version, `canonical_state`
+keys the rate windows `(producer, "")`, and the stream's "odd" intents, which carry odd
+strategy ids, now count with the producer's others: 20 decisions newly fail ORDER_RATE,
+and 18 of the 700 change outcome (17 approved -> rejected, one the other way as positions
+and balances follow). Before:"""
+"""PINNED was b8c8c3b6a87f703233e6c6e960c7f03d77ca2b60c1c044ee544cf0e1812180a1."""
 """Retaken in session 21 (helper-110): a limits change cancels the resting orders the
 new limits refuse (`processor._limits_changed`). The stream's "tight" changes lower
 `max_position` to 0.5 or 5 while bids of 2.5 rest: at the first (version 6) A1's and A4's

@@ -669,3 +669,31 @@ def test_a_lower_position_limit_cancels_the_resting_orders_beyond_it() -> None:
     half = lower.model_copy(update={"max_position": D("0.5")})
     out = h.admin(RiskLimitsChanged(scope="*", config_version=3, limits=half, changed_by="a"))
     assert "OrderCanceled" not in [e.event_type for e in out]
+
+
+def test_the_order_rate_is_not_reset_by_a_new_strategy_id() -> None:
+    """ORDER_RATE v4: the window is the producer's on the account, whatever strategy id
+    its intents carry. The strategy id is the producer's own label, not authenticated:
+    counted per strategy (v3), a runaway producer stamping each intent with a new one
+    passed every intent (10 within a second under a limit of 3), and each id kept a window
+    of its own in memory."""
+    limits = RiskLimits(max_orders_per_window=3, rate_window_seconds=1)
+    h = Harness(limits, cash=D("1000000"))
+    h.quote(D("29999"), D("30001"))
+    outcomes = []
+    for n in range(10):
+        intent = OrderIntent(
+            producer_id="p1",
+            strategy_id=f"s{n}",
+            account="A1",
+            client_order_id=f"rate{n}",
+            instrument=INSTRUMENT,
+            side=Side.BUY,
+            order_type=OrderType.LIMIT,
+            quantity=D("0.01"),
+            limit_price=D("29000"),
+        )
+        outcomes.append(decision(h.feed(auth.sign(intent, h.key), producer="p1")))
+    assert [d.outcome for d in outcomes] == ["APPROVED"] * 3 + ["REJECTED"] * 7
+    assert all(d.reason_codes == ("ORDER_RATE",) for d in outcomes[3:])
+    assert len(h.state.rate) == 1
