@@ -165,12 +165,16 @@ _STATUS, _FILLED_QTY, _FILLED_NOTIONAL, _LEAVES = (
     _OI["status"], _OI["filled_quantity"], _OI["filled_notional"], _OI["leaves_quantity"]
 )  # fmt: skip
 _VENUE_ORDER_ID, _REASON, _COUNT = _OI["venue_order_id"], _OI["reason"], _OI["event_count"]
-_QUANTITY = _OI["quantity"]
+_QUANTITY, _ACCOUNT = _OI["quantity"], _OI["account"]
 _CREATED, _UPDATED, _LAST_EVENT = _OI["created_at"], _OI["updated_at"], _OI["last_event_id"]
 _TERMINAL = frozenset(("FILLED", "CANCELED", "EXPIRED", "REJECTED", "OVERFILLED"))
 """Order statuses nothing leaves (but an overfill), with leaves_quantity 0: a fill that
 raced a cancel (or a cancel confirmation that raced the last fill) arrives after one and
 adds to the filled quantity and notional only."""
+ORDER_STATUSES = (
+    "SUBMITTED", "ACCEPTED", "TRIGGERED", "PARTIALLY_FILLED", "PENDING_CANCEL", *sorted(_TERMINAL)
+)  # fmt: skip
+"""Every status `OrdersProjection` gives an order (what the `orders` query filters on)."""
 OVERFILL_REASON = "OVERFILL: the fills exceed the order's quantity"
 """The reason of an OVERFILLED order: its fills add up to more than it ordered (a venue
 overfill). Any fill that does so makes an order OVERFILLED, whatever its status was."""
@@ -234,7 +238,9 @@ class OrdersProjection(Projection):
             row[_COUNT] = 0
             row[_CREATED] = d["occurred_at"]
         else:
-            if cur is None:
+            if cur is None or cur[_ACCOUNT] != p["account"]:
+                # Another account's event (on another partition) is for an order that
+                # account never placed: the same refusal whichever partition came first.
                 raise SkipEvent(f"{t} for unknown order {oid}")
             row = list(cur)
             if t == "Fill":
