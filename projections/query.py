@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_loads
 
 from deploy.settings import Settings, get_settings
+from projections.core import ORDER_STATUSES
 from projections.migrate import READER_TIMEOUT_S
 
 
@@ -53,6 +54,12 @@ class NamedQuery:
     params: tuple[str, ...]
     """Optional filters; each is `(%(p)s IS NULL OR column = %(p)s)` in `sql`."""
     description: str
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Filters with a closed set of values, and those values: any other is refused (it
+    would match nothing, and an empty result would pass for "no such rows")."""
+
+
+ORDER_STATUS = ("status", ORDER_STATUSES)
 
 
 def _filters(*cols: tuple[str, str]) -> str:
@@ -91,6 +98,7 @@ NAMED: dict[str, NamedQuery] = {
         + " ORDER BY created_at, order_id",
         ("account", "status", "instrument"),
         "Orders, current state",
+        (ORDER_STATUS,),
     ),
     "order_history": NamedQuery(
         "SELECT * FROM proj_orders.order_events WHERE "
@@ -120,6 +128,7 @@ NAMED: dict[str, NamedQuery] = {
         + " ORDER BY occurred_at, event_id",
         ("account", "outcome"),
         "Risk decisions and rejections",
+        (("outcome", ("APPROVED", "REJECTED", "INTENT_REJECTED", "ADMIN_REJECTED")),),
     ),
     "rule_results": NamedQuery(
         "SELECT d.account, d.client_order_id, d.outcome, r.* FROM proj_decisions.rule_results r "
@@ -186,6 +195,7 @@ NAMED: dict[str, NamedQuery] = {
         + " ORDER BY account",
         ("account", "owner_id", "status"),
         "Account state: beneficial owner, KYC, AML hold",
+        (("status", ("ACTIVE", "KYC_PENDING", "AML_HOLD")),),
     ),
     "aml_flags": NamedQuery(
         "SELECT * FROM proj_accounts.aml_flags WHERE "
@@ -193,6 +203,7 @@ NAMED: dict[str, NamedQuery] = {
         + " ORDER BY account, flag_id",
         ("account", "open"),
         "AML flags, open (open=true) and cleared",
+        (("open", ("true", "false")),),
     ),
     "producers": NamedQuery(
         "SELECT * FROM proj_accounts.producers WHERE "
@@ -373,6 +384,10 @@ def named(name: str, params: dict[str, str | None]) -> tuple[str, dict[str, str 
     for p, v in params.items():
         if v is not None:
             _utf8(v, f"filter {p}")
+    for p, allowed in q.values:
+        v = params.get(p)
+        if v is not None and v not in allowed:
+            raise QueryError(f"{name}: {p} is one of {', '.join(allowed)}; got {v!r}")
     return q.sql, {p: params.get(p) for p in q.params}
 
 

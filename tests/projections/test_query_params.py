@@ -1,0 +1,46 @@
+"""A named query's filter with a closed set of values (a status, an outcome, open) takes
+one of them: another (a typo, `TRUE`, `yes`) is refused, a usage error, where it used to
+match nothing and print an empty result as if there were no such rows."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from projections import query
+from projections.core import ORDER_STATUSES, account_status
+
+
+@pytest.mark.parametrize(
+    ("name", "param", "good", "bad"),
+    [
+        ("aml_flags", "open", ("true", "false"), ("TRUE", "yes", "1", "t", "")),
+        ("orders", "status", ORDER_STATUSES, ("FILED", "filled", "PARTIAL")),
+        ("accounts", "status", ("ACTIVE", "KYC_PENDING", "AML_HOLD"), ("active", "HOLD")),
+        ("decisions", "outcome", ("APPROVED", "REJECTED", "INTENT_REJECTED", "ADMIN_REJECTED"),
+         ("approved", "DENIED")),
+    ],
+)  # fmt: skip
+def test_a_filter_of_known_values_refuses_any_other(
+    name: str, param: str, good: tuple[str, ...], bad: tuple[str, ...]
+) -> None:
+    for v in good:
+        assert query.named(name, {param: v})[1][param] == v
+    for v in bad:
+        with pytest.raises(query.QueryError, match=f"{param} is one of"):
+            query.named(name, {param: v})
+    assert query.named(name, {})[1][param] is None  # no filter: every row
+
+
+def test_the_account_statuses_are_the_folds() -> None:
+    assert {account_status(k, n) for k in (None, "BASIC") for n in (0, 1)} == set(
+        dict(query.NAMED["accounts"].values)["status"]
+    )
+
+
+def test_the_cli_refuses_it_before_the_query_runs() -> None:
+    from deploy.cli import app
+
+    res = CliRunner().invoke(app, ["query", "orders", "-p", "status=FILED"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error:") and "status is one of" in res.output, res.output
