@@ -818,12 +818,21 @@ DRAWDOWN_COLUMNS = (
     "wiped_at",
     "recorded_peak",
     "peaks",
+    "brake_result",
+    "brake_detail",
+    "brake_event_id",
 )
 _DI = {c: i for i, c in enumerate(DRAWDOWN_COLUMNS)}
 _D_UNITS, _D_UNIT_NAV, _D_PEAK = _DI["units"], _DI["unit_nav"], _DI["peak_nav"]
 _D_COUNT, _D_WIPED, _D_RECORDED = _DI["event_count"], _DI["wiped_at"], _DI["recorded_peak"]
 _D_PEAKS, _D_LOST, _D_NAV, _D_EQUITY = _DI["peaks"], _DI["lost_in_full"], _DI["nav"], _DI["equity"]
 _D_DRAWDOWN, _D_PEAK_EQUITY = _DI["drawdown"], _DI["peak_equity"]
+_D_BRAKE = _DI["brake_result"]
+BRAKE_RULE = "DRAWDOWN_BRAKE"
+"""The rule id of the engine's drawdown brake, whose result at a decision says, in the
+engine's words, what it measured: `PASSED`, `DRAWDOWN_BRAKE` (past the threshold, or the
+whole peak lost) or `NO_MARK` (the account could not be valued: a price missing, or flows
+not yet turned into units, which this projection cannot see)."""
 DRAWDOWN_EVENT_COLUMNS = (
     "event_id",
     "account",
@@ -919,10 +928,15 @@ class DrawdownProjection(Projection):
     ignores = frozenset(
         {"IntentRejected", "AdminCommandRejected", "RiskLimitsChanged", "KillSwitchEngaged"}
     )
-    migrations = ("0120_proj_drawdown.sql", "0121_drawdown_lost_in_full.sql")
+    migrations = (
+        "0120_proj_drawdown.sql",
+        "0121_drawdown_lost_in_full.sql",
+        "0122_drawdown_brake_result.sql",
+    )
     partition_local = True  # every event it folds is keyed by its account (a release: scope)
-    fold_version = 3
-    """3: the peak after a release (`KillSwitchReleased`, risk.config) and the whole peak
+    fold_version = 4
+    """4: the last decision's DRAWDOWN_BRAKE result (`brake_result`, `brake_detail`,
+    `brake_event_id`), the engine's own words for what it measured. 3: the peak after a release (`KillSwitchReleased`, risk.config) and the whole peak
     lost (DRAWDOWN_BRAKE v7, v8: `lost_in_full`, drawdown 1), as the engine measures them;
     2 showed the peak last recorded on risk.decisions and the NAV-based figure of an
     account whose capital was gone. 2: peak - NAV in 28 digits, as the engine's brake
@@ -1011,6 +1025,11 @@ class DrawdownProjection(Projection):
             else:  # RiskDecision: NAV per unit at the units last recorded
                 equity = None if p["equity"] is None else Decimal(p["equity"])
                 nav = nav_per_unit(equity, units) if equity is not None and units > 0 else None
+                for r in p["rule_results"]:
+                    if r["rule_id"] == BRAKE_RULE:  # the engine's verdict, as it wrote it
+                        result = "PASSED" if r["passed"] else r["reason_code"]
+                        row[_D_BRAKE : _D_BRAKE + 3] = result, r["detail"], eid
+                        break
             change = None
             if t == "PeakEquityRaised" or peak != before:
                 lower = before is not None and peak is not None and peak < before

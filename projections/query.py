@@ -141,7 +141,8 @@ NAMED: dict[str, NamedQuery] = {
     "drawdown": NamedQuery(
         "SELECT a.account, a.drawdown, a.lost_in_full, a.nav, a.peak_nav, a.units, a.equity, "
         "a.peak_equity, a.unit_nav, a.valued_at, a.valued_by, a.units_changed_at, "
-        "a.peak_changed_at, a.wiped_at, r.released_at AS peak_reset_at, "
+        "a.peak_changed_at, a.wiped_at, r.released_at AS peak_reset_at, a.brake_result, "
+        "a.brake_detail, "
         "k.engaged AS kill_switch, k.actor AS kill_switch_by, k.reason AS kill_switch_reason, "
         "k.changed_at AS kill_switch_at FROM proj_drawdown.drawdowns a "
         "LEFT JOIN proj_drawdown.releases r ON r.account = a.account "

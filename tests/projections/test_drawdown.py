@@ -302,6 +302,7 @@ def test_a_withdrawal_of_more_than_the_account_was_worth_shows_the_whole_peak_lo
     r = _row(state)
     assert brake.drawdown == 1 and r["drawdown"] == brake.drawdown
     assert (r["peak_equity"], r["equity"]) == (brake.peak_equity, brake.equity)
+    assert r["brake_result"] == "DRAWDOWN_BRAKE" and "below zero with no units" in r["brake_detail"]
     _release(h, state, at)
 
 
@@ -332,6 +333,7 @@ def test_a_deposit_into_an_account_whose_capital_was_gone_shows_the_whole_peak_l
     r = _row(state)
     assert r["drawdown"] == brake.drawdown == 1
     assert (r["peak_equity"], r["equity"]) == (brake.peak_equity, brake.equity)
+    assert r["brake_result"] == "DRAWDOWN_BRAKE" and "capital was gone" in r["brake_detail"]
 
     at = _release(h, state, at)
     again = decision(h.order(Side.BUY, D("0.01"), D("18001")))
@@ -342,6 +344,30 @@ def test_a_deposit_into_an_account_whose_capital_was_gone_shows_the_whole_peak_l
     nav = h.state.nav("A1", again.equity)  # as the decision valued it
     assert nav is not None and (r["peak_nav"], r["nav"]) == (acc.peak_nav, nav)
     assert r["drawdown"] == _measure(acc.peak_nav, nav) and not r["lost_in_full"]
+    assert r["brake_result"] == "PASSED"
+
+
+def test_flows_the_engine_could_not_value_show_as_its_no_mark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deposit of ETH before any ETH price cannot be valued, nor turned into units (it
+    stays pending, a fact of accounts/transfers this projection does not read): the
+    engine answers NO_MARK. The decision's DRAWDOWN_BRAKE result says so in the engine's
+    words: `brake_result` NO_MARK, its detail, and the decision's id (fold version 3 had
+    no such column, only a NULL drawdown)."""
+    from schemas.events import Side
+
+    h = _recorder(monkeypatch)
+    h.admin_deposit("ETH", D("1"))
+    out = h.order(Side.BUY, D("0.01"), D("30001"))
+    assert "NO_MARK" in decision(out).reason_codes
+    state = State()
+    _folded(h, state, 0)
+    r = _row(state)
+    assert r["brake_result"] == "NO_MARK" and "cannot value the account" in r["brake_detail"]
+    assert (r["equity"], r["drawdown"]) == (None, None)
+    (made,) = [e for e in out if isinstance(e.payload, RiskDecision)]
+    assert r["brake_event_id"] == str(made.event_id) and r["valued_event_id"] == r["brake_event_id"]
 
 
 # ------------------------------------------------------------- any batch split == a rebuild
