@@ -17,6 +17,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from decimal import (
     ROUND_CEILING,
+    ROUND_FLOOR,
     Decimal,
 )
 from heapq import heappop, heappush
@@ -124,10 +125,13 @@ _VALUE_ADJUSTED_MAX = VALUATION.prec + EQUITY_QUANTUM.adjusted() - 1
 `EQUITY_QUANTUM` (47: below 1E+48); a larger one cannot be valued (`EngineState._value`)."""
 _UP = VALUATION.copy()
 _UP.rounding = ROUND_CEILING
+_DOWN_FLOOR = VALUATION.copy()
+_DOWN_FLOOR.rounding = ROUND_FLOOR
 _DOWN = NAV_ROUNDING
 _STABLE_QUOTES: tuple[str, ...] = tuple(sorted(STABLECOINS))
 FEE_QUANTUM = Decimal("0.00000001")
-"""Fees are charged rounded (half-even) to this."""
+"""Fees are charged rounded (half-even) to this; a parent's fill at most its notional x
+the taker rate rounded down (`fee_rounded_down`, `PaperVenue._fill`)."""
 _FEE_ADJUSTED_MAX = VALUATION.prec + FEE_QUANTUM.adjusted() - 1
 """The largest adjusted exponent of a fee `VALUATION` holds to the fee quantum (51)."""
 QUANTUM_EXPONENT = -8
@@ -177,6 +181,16 @@ def fill_fee(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal:
         # 1E+200): a multiple of the quantum already, and quantize would raise.
         return exact
     return exact.quantize(FEE_QUANTUM, context=VALUATION)
+
+
+def fee_rounded_down(notional: Decimal, rate: Decimal) -> Decimal:
+    """notional x rate rounded down to the fee quantum (in `VALUATION`, as `fill_fee`):
+    the most a parent order's fill is charged at the taker rate (`PaperVenue._fill`), so
+    its fees never exceed what its reservation and the balance rule counted."""
+    exact = VALUATION.multiply(notional, rate)
+    if exact.adjusted() > _FEE_ADJUSTED_MAX:
+        return _DOWN_FLOOR.plus(exact)
+    return exact.quantize(FEE_QUANTUM, ROUND_FLOOR, VALUATION)
 
 
 def fee_at_most(notional: Decimal, rate: Decimal) -> Decimal:

@@ -65,6 +65,7 @@ from engine.state import (
     Marks,
     OrderState,
     fee_at_most,
+    fee_rounded_down,
     fill_fee,
     maker_key,
     peak_money,
@@ -74,8 +75,8 @@ from engine.state import (
 from engine.trusted import builder
 from engine.venue.base import Emit
 from schemas import Envelope
+from schemas.drawdown import VALUATION, peak_in_money
 from schemas.drawdown import drawdown as measured_drawdown
-from schemas.drawdown import peak_in_money
 from schemas.events import (
     CancelRequested,
     Fill,
@@ -231,6 +232,14 @@ class PaperVenue:
             return False
         rate = self.maker_fee if liquidity is Liquidity.MAKER else self.taker_fee
         fee = fill_fee(qty, price, rate)
+        if order.parent_order_id is None:
+            # Never more than the taker rate rounded down: a resting buy reserves its leaves
+            # x limit x (1 + taker rate) and the balance rule counted the taker fee rounded
+            # up once, so a fee rounded half-even past it (a maker fill of 7E-6 at 0.08%:
+            # 1E-8, where 7E-9 was reserved) took what nothing reserved, and ten such fills
+            # an account with exactly the cash asked for below zero. (A stop/take child is
+            # sized by what its cash pays with the fee rounded up, `_affordable`.)
+            fee = min(fee, fee_rounded_down(VALUATION.multiply(qty, price), self.taker_fee))
         venue_trade_id = "pt-" + _h(self.name, order.order_id, source)
         emit(
             Fill(

@@ -697,3 +697,24 @@ def test_the_order_rate_is_not_reset_by_a_new_strategy_id() -> None:
     assert [d.outcome for d in outcomes] == ["APPROVED"] * 3 + ["REJECTED"] * 7
     assert all(d.reason_codes == ("ORDER_RATE",) for d in outcomes[3:])
     assert len(h.state.rate) == 1
+
+
+def test_tiny_maker_fills_never_charge_more_fee_than_was_reserved() -> None:
+    """A resting buy reserves its leaves x limit x (1 + taker rate), and the balance rule
+    counted the taker fee rounded up; each fill was charged its fee rounded half-even. A
+    maker fill of notional under 2.5E-5 could be rounded past the taker rate (7E-6 at
+    0.08%: 5.6E-9 -> 1E-8, where 7E-9 was reserved), so ten 1-satoshi prints took an
+    account with exactly the cash the rule asked for to USDC -3E-8, no credit. A parent's
+    fill is now never charged more than its notional x the taker rate, rounded down."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7")), cash=D("0.00007007")
+    )
+    h.quote(D("699"), D("701"))
+    assert decision(h.order(Side.BUY, D("0.0000001"), D("700"))).outcome == "APPROVED"
+    fills = []
+    for _ in range(10):
+        out = _print_out(h, "BTC/USDC", "699", "0.00000001")
+        fills += [e.payload for e in out if e.event_type == "Fill"]
+    assert len(fills) == 10 and not h.state.account("A1").open_orders
+    assert all(f.fee <= f.quantity * f.price * D("0.001") for f in fills)
+    assert h.state.account("A1").balances["USDC"] >= 0
