@@ -504,7 +504,9 @@ def _write(df: pl.DataFrame, fmt: str, out: str | None) -> str | None:
         return None
     text = _to_text(df, fmt, full=bool(out))
     if out:
-        with open(out, "w") as fh:
+        # UTF-8, not the locale's encoding (an ASCII or Latin-1 locale raised on `€`,
+        # or wrote the same result as other bytes)
+        with open(out, "w", encoding="utf-8") as fh:
             fh.write(text)
         return None
     return text
