@@ -21,6 +21,7 @@ from engine.risk.evaluator import evaluate
 from engine.risk.rules import UNKNOWN_LAG, asset_refusal
 from engine.sigverify import verify_many
 from engine.state import (
+    CREDIT_LIMIT,
     EXACT_DIGITS,
     ONE,
     QUANTUM,
@@ -262,16 +263,18 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
             else:
                 _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
     # Then what the limits in force refuse of the resting orders (a lowered position
-    # limit, an asset taken off the allow-list), as caused by the limits change in force
-    # for the account (`control`, `_limits_changed`). Not the credit pass: once a change's
-    # pass ran, the rules keep every new order within the position limit and the
-    # allow-list and fills cannot take a side's worst case past it, so this finds only
-    # what a lost transaction left; but what the credit covers moves with the marks, and
-    # run on today's state it could cancel what no live worker did.
+    # limit, an asset taken off the allow-list, a lowered credit), as caused by the limits
+    # change in force for the account (`control`, `_limits_changed`). Once a change's pass
+    # ran, the rules keep every new order within the position limit and the allow-list
+    # and fills cannot take a side's worst case past it, so those two find only what a
+    # lost transaction left. What the credit covers moves with the marks, and run on
+    # today's state its pass could cancel what no live worker did: only when the log does
+    # not show the change's transaction committed (`_limits_committed`).
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
         limit_cause = state.limit_cause(account) if owns(account) else None
         if limit_cause is not None:
-            _limits_changed(state, ctx, emit_for(limit_cause), account, owns, credit=False)
+            credit = not _limits_committed(state, limit_cause, account)
+            _limits_changed(state, ctx, emit_for(limit_cause), account, owns, credit=credit)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
@@ -403,13 +406,6 @@ def _cancel_borrowing(
             ctx.venues[o.venue].cancel(state, o, reason, emit)
 
 
-CREDIT_LIMIT = "CREDIT_LIMIT"
-"""The reason of a cancel `_limits_changed` makes when the credit in force no longer
-covers the order; `MAX_POSITION` when the position limit no longer does, and the
-allow-list rule's code (`ASSET_NOT_PERMITTED`, `STABLECOIN_NOT_PERMITTED`) when an asset
-of its pair is no longer permitted."""
-
-
 def _limits_changed(
     state: EngineState,
     ctx: Context,
@@ -428,8 +424,9 @@ def _limits_changed(
     over, newest first, until no asset is short (`_cancel_borrowing`, `CREDIT_LIMIT`).
     A global change looks at the accounts without limits of their own. Run in the
     transaction that decides or reads the change, caused by it, and by `catch_up` (as
-    caused by the change in force for the account, `EngineState.limit_cause`, without the
-    credit pass: `credit` False) for what a lost transaction left open; accounts in sorted
+    caused by the change in force for the account, `EngineState.limit_cause`; without the
+    credit pass, `credit` False, when the log shows the change's transaction committed,
+    `_limits_committed`) for what a lost transaction left open; accounts in sorted
     order. Before, such orders stayed and
     filled: beyond the new credit, the new position limit, on a delisted stablecoin.
     Armed stop/take children stay (they only close, capped at the position and what is
@@ -516,6 +513,34 @@ def _committed(state: EngineState, cause: Envelope[Any]) -> bool:
         fid = f"withdrawal:{p.transfer_id}"
         return acc.folded(fid) and fid not in acc.pending
     return False
+
+
+def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) -> bool:
+    """Whether the log shows that the transaction in which the account's owner ran the
+    pass of `cause` (the `RiskLimitsChanged` in force for `account`, as read or decided,
+    or as redone by a `catch_up`) committed: a cancel it made (`CREDIT_LIMIT`,
+    `MAX_POSITION`, an allow-list code) was folded (`AccountState.unheld`), or an approved decision of the account was made
+    under its version (`AccountState.decided_under`: the owner had folded the change and
+    run its pass, and commits its transactions in order). Decisions record the version,
+    not its scope: under the global limits (the account never had limits of its own:
+    they are never removed) every decision recorded a global version, and one at least
+    the change's was made under it; under the account's own limits a decision's version
+    can be a global one from before them, so it proves the change only if above every
+    global version. Otherwise (nothing decided since, nothing cancelled, or that
+    ambiguity): not shown, and `catch_up` redoes the credit pass on today's state (fail
+    closed; docs/engine.md *A limits change and the resting orders*)."""
+    acc = state.accounts.get(account)
+    if acc is None:
+        return False
+    if cause.event_id in acc.unheld:
+        return True
+    p = cause.payload
+    version: int = p.config_version
+    if acc.decided_under < version:
+        return False
+    if p.scope == GLOBAL_SCOPE:
+        return True
+    return version > state.limits.get(GLOBAL_SCOPE, (0, None))[0]
 
 
 def _short(

@@ -11,8 +11,9 @@ recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly a
 replay would; NAV per unit since format 9), the units their `UnitsChanged` recorded (with
 the flows they named, so the deposits and settled withdrawals folded from the reference
 topics and not named are pending again), the facts their `WITHDRAWAL_HELD` cancels were
-caused by (`AccountState.unheld`, format 15), orphan fill ids, and the own-topic offsets it
-covers. Reference state
+caused by (`AccountState.unheld`, format 15; and their limits cancels, 17), the
+limits version their newest approved decision was made under (`decided_under`, 17),
+orphan fill ids, and the own-topic offsets it covers. Reference state
 (producers, accounts' KYC/AML/deposits, withdrawals and what they hold, limits, kill
 switches, prices) is not in it: it is replayed from the reference topics. A settled
 withdrawal is taken off `deposited` as off `balances`, so the fills' part of a balance
@@ -209,7 +210,7 @@ class Capture:
                          list[tuple[datetime, Decimal]], dict[str, datetime],
                          dict[str, dict[str, Decimal]],
                          tuple[Decimal, Decimal | None, frozenset[str], datetime | None],
-                         frozenset[UUID]]]  # fmt: skip
+                         tuple[frozenset[UUID], int]]]  # fmt: skip
     orders: list[OrderState]
     client_orders: list[tuple[str, str, str, str]]
     recent: list[tuple[Key, Recorded]]
@@ -246,7 +247,7 @@ def capture(state: EngineState, partition: int) -> Capture:
             dict(a.maker_fill_at),
             {k: dict(v) for k, v in a.taken.items()},
             (a.units, a.unit_nav, frozenset(a.unitized), a.wiped_at),
-            frozenset(a.unheld),
+            (frozenset(a.unheld), a.decided_under),
         )
         for name, a in state.accounts.items()
         if part(name) == partition
@@ -296,17 +297,17 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
     transaction that produced them has committed)."""
     accounts: dict[str, Any] = {}
     for (
-        name, balances, deposited, positions, fills, peaks, maker_fill_at, taken, units, unheld
+        name, balances, deposited, positions, fills, peaks, maker_fill_at, taken, units, answered
     ) in sorted(c.accounts, key=lambda a: a[0]):  # fmt: skip
+        unheld, decided_under = answered
         traded = {
             asset: str(amount - deposited.get(asset, ZERO))
             for asset, amount in sorted(balances.items())
         }
         held, nav, unitized, wiped_at = units
-        if not (
-            traded or positions or fills or peaks or maker_fill_at or taken or unitized or unheld
-        ):
-            continue
+        if not any((traded, positions, fills, peaks, maker_fill_at, taken, unitized, unheld)):
+            if not decided_under:
+                continue
         if held or nav is not None or unitized:
             # DRAWDOWN_BRAKE v6 (format 9): what the account's `UnitsChanged` recorded.
             accounts[name] = {
@@ -326,8 +327,11 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             "maker_fill_at": {i: _ts(t) for i, t in sorted(maker_fill_at.items())},
             "taken": {i: [[q, str(v)] for q, v in qs.items()] for i, qs in sorted(taken.items())},
         }
-        if unheld:  # format 15: the facts whose WITHDRAWAL_HELD cancels are on the log
+        if unheld:  # format 15: the facts whose WITHDRAWAL_HELD (17: or limits) cancels
+            # are on the log
             accounts[name]["unheld"] = sorted(str(u) for u in unheld)
+        if decided_under:  # format 17: the limits version of its newest approved decision
+            accounts[name]["decided_under"] = decided_under
     body = {
         "format": FORMAT_VERSION,
         "partition": c.partition,
@@ -452,6 +456,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
             for f in named:
                 acc.flows.pop(f, None)  # named: never read again (issue #3)
             acc.unheld = {UUID(u) for u in a.get("unheld", ())}
+            acc.decided_under = int(a.get("decided_under", 0))
             wiped = a.get("wiped_at")
             reset = acc.peak_reset_at
             # A release folded from the reference topics after the slice clears it.
@@ -550,6 +555,7 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
         acc.peak_nav = acc.peak_since(acc.peak_reset_at)
         acc.units, acc.unit_nav, acc.early, acc.wiped_at = ZERO, None, set(), None
         acc.unheld = set()
+        acc.decided_under = 0
         acc.pending = acc.folded_flows()  # some without their fact: see `pending`
         acc.maker_fill_at = {}
         acc.taken = {}
@@ -629,6 +635,8 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
         }
         if acc.unheld:  # only then: states without such cancels compare as before
             d["unheld"] = sorted(str(u) for u in acc.unheld)
+        if acc.decided_under:  # likewise
+            d["decided_under"] = acc.decided_under
         if d == _UNTOUCHED:
             continue
         accounts[name] = d

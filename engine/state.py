@@ -69,7 +69,7 @@ from schemas.events import (
     UnitsChanged,
 )
 from schemas.events.orders import IntentRejectReason
-from schemas.events.risk import GLOBAL_SCOPE
+from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
 from schemas.events.transfers import TransferCheckOutcome
 
 _new_object = object.__new__
@@ -78,6 +78,23 @@ _DECISION_TYPES = (RiskDecision, IntentRejected)
 WITHDRAWAL_HELD = "WITHDRAWAL_HELD"
 """The reason of a cancel `processor._unhold` makes: a withdrawal holds what the order
 committed (`AccountState.unheld` keeps the facts whose such cancels are on the log)."""
+CREDIT_LIMIT = "CREDIT_LIMIT"
+"""The reason of a cancel `processor._limits_changed` makes when the credit in force no
+longer covers the order; `MAX_POSITION` when the position limit no longer does, and the
+allow-list rule's code (`ASSET_NOT_PERMITTED`, `STABLECOIN_NOT_PERMITTED`) when an asset
+of its pair is no longer permitted."""
+_COMMITTING_REASONS = frozenset(
+    {
+        WITHDRAWAL_HELD,
+        CREDIT_LIMIT,
+        "MAX_POSITION",
+        "ASSET_NOT_PERMITTED",
+        "STABLECOIN_NOT_PERMITTED",
+    }
+)
+"""The reasons of the cancels only a fact's fail-closed pass makes (a hold-raising
+transfer fact's, a limits change's): such a cancel on the log shows the fact's
+transaction committed (`AccountState.unheld`)."""
 _ORDER_END_TYPES = (OrderCanceled, OrderExpired, OrderRejected)
 """`isinstance` with a tuple: half the cost of a `X | Y` union (the same answer)."""
 _END_STATE: dict[type, str] = {
@@ -330,12 +347,21 @@ class AccountState:
     """per asset: what the withdrawals not rejected or settled yet hold (any status but
     `NOT_HOLDING`'s): not free to trade (`EngineState.reserved`)."""
     unheld: set[UUID] = field(default_factory=set)
-    """Own-topic state: the facts whose `WITHDRAWAL_HELD` cancels of this account's orders
-    are on the log (each such `OrderCanceled`'s causation id): their transaction
-    committed, so `processor.catch_up` does not run their pass again on a later state,
-    where it could cancel what no live worker did (orders approved with the hold in
-    effect, a credit valued higher since). One id per fact that cancelled something,
-    kept like `withdrawals` (withdrawals are rare); in snapshot slices since format 15."""
+    """Own-topic state: the facts whose `WITHDRAWAL_HELD` or (since format 17) limits
+    cancels (`CREDIT_LIMIT`, `MAX_POSITION`, an allow-list code: `_COMMITTING_REASONS`) of
+    this account's orders are on the log (each such `OrderCanceled`'s causation id: a
+    hold-raising transfer fact, a `RiskLimitsChanged`):
+    their transaction committed, so `processor.catch_up` does not run their pass again on
+    a later state, where it could cancel what no live worker did (orders approved with
+    the hold or the limits in effect, a credit valued higher since). One id per fact
+    that cancelled something, kept like `withdrawals` (withdrawals and limits changes are
+    rare); in snapshot slices since format 15."""
+    decided_under: int = 0
+    """Own-topic state: the highest `risk_config_version` of the account's approved
+    `RiskDecision`s folded (the version of the limits, its own or the global ones, it was
+    decided under): a decision under the limits in force proves their change's
+    transaction committed (`processor._limits_committed`). In snapshot slices since
+    format 17."""
     open_orders: set[str] = field(default_factory=set)
     units: Decimal = ZERO
     """The account's units (DRAWDOWN_BRAKE v6): NAV per unit = equity / units is what the
@@ -1344,7 +1370,7 @@ class EngineState:
                 order.triggered_at = p.triggered_at
             return
         if isinstance(p, _ORDER_END_TYPES):
-            if p.reason == WITHDRAWAL_HELD and event.causation_id is not None:
+            if p.reason in _COMMITTING_REASONS and event.causation_id is not None:
                 self.account(p.account).unheld.add(event.causation_id)
             order = self.orders.get(p.order_id)
             if order is not None:
@@ -1589,6 +1615,12 @@ class EngineState:
             return
         if isinstance(p, IntentRejected) and p.reason in UNAUTHENTICATED:
             return  # anyone can send these: they must not take the producer's key
+        if isinstance(p, RiskDecision) and p.outcome == DecisionOutcome.APPROVED:
+            # Approved: the account is open (a fold of any order has it), so a live
+            # worker and a rebuild keep the same.
+            acc = self.account(p.account)
+            if p.risk_config_version > acc.decided_under:
+                acc.decided_under = p.risk_config_version
         key = (p.producer_id, p.account, coid)
         if key in self.decisions:
             return

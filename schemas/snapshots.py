@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 16
+FORMAT_VERSION = 17
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -45,7 +45,11 @@ account's `unheld`, the facts whose WITHDRAWAL_HELD cancels are on the log: with
 restart's `catch_up` would run a committed hold's pass again and could cancel more than
 the live worker did; 16: the rate windows per producer and account, whatever the
 strategy, ORDER_RATE v4: an older slice's are per strategy, and restored would count the
-producer's intents short)."""
+producer's intents short; 17: `unheld` also holds the limits changes whose cancels
+(CREDIT_LIMIT, MAX_POSITION, an allow-list code) are on the log, and each account's
+`decided_under`, the limits version of its newest approved decision: a 16 slice lacks
+both, so a restart would run a committed limits change's credit pass again on its
+state)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

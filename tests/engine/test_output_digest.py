@@ -35,7 +35,14 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "c05ad29c19b9c65c299e27b036f3f05b00f8e46401b188c80ad5550a813af0d3"
+PINNED = "cf323463f9f62df8eb7dea38375045a56626576e8832996cf02fba03dc2c0f9f"
+"""Retaken in session 21 (helper-115): `canonical_state` names each account's
+`decided_under` (the limits version of its newest approved decision) and keeps in
+`unheld` the limits changes whose cancels (here the stream's MAX_POSITION ones) are on
+the log: what shows a limits change's transaction committed, so a restart does not redo
+its credit pass. No output changed: with those two keys left out of `canonical_state`
+the digest is the one before. Before:"""
+"""PINNED was c05ad29c19b9c65c299e27b036f3f05b00f8e46401b188c80ad5550a813af0d3."""
 """Retaken in session 21 (helper-110) for ORDER_RATE v4 (counted per producer and account,
 whatever the intent's strategy id): every decision records the version, `canonical_state`
 keys the rate windows `(producer, "")`, and the stream's "odd" intents, which carry odd

@@ -516,9 +516,10 @@ def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -
     change), newest first until it fits, on the worker that decides the change and on
     every worker reading it. Before, a buy resting on 19,500 of a 50,000 credit stayed
     when the credit went to 0, filled at the next print with the one cash covered, and took
-    USDC 28,380.68 below zero with no credit. `catch_up` does not redo this pass (what the
-    credit covers moves with the marks: on a restart's state it would cancel what no live
-    worker did), so a lost transaction's credit cancels are not redone."""
+    USDC 28,380.68 below zero with no credit. `catch_up` redoes a lost transaction's with
+    the same ids, and not a pass the log shows committed (`processor._limits_committed`:
+    what the credit covers moves with the marks, and on a restart's state the pass would
+    cancel what no live worker did)."""
 
     def limits(credit: str, version: int) -> RiskLimitsChanged:
         return RiskLimitsChanged(
@@ -549,18 +550,37 @@ def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -
     ended = [e.payload for e in read if e.event_type == "OrderCanceled"]
     assert [(c.order_id, c.reason) for c in ended] == [(second.order_id, "CREDIT_LIMIT")]
     assert all(e.causation_id == fact.event_id for e in read)
-    assert catch_up(reader, h.ctx, lambda _account: True) == []
+    assert catch_up(reader, h.ctx, lambda _account: True) == []  # its cancel is on the log
+    # One whose transaction was lost: catch_up redoes it with the same ids.
+    lost = copy.deepcopy(before)
+    lost.apply(fact)
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [e.event_id for e in redone] == [e.event_id for e in read]
+
     # A change the credit still covers cancels nothing; BTC rising then takes the ETH/BTC
-    # buy's borrowed BTC past it: no live worker cancels, and no restart does either.
-    h = Harness(limits("5000", 1).limits, cash=D("10000"))
-    h.quote(D("29999"), D("30001"))
-    _quote(h, "ETH/BTC", "0.05", "0.0501")
-    buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
-    assert buy.outcome == "APPROVED"
-    out = h.admin(limits("2000", 2))  # 0.0499 BTC borrowed, 1,497 at 30,000: covered
-    assert "OrderCanceled" not in [e.event_type for e in out]
-    _print(h, "BTC/USDC", "45000", "1")  # now 2,245.5: over
-    assert catch_up(h.state, h.ctx, lambda _account: True) == []
+    # buy's borrowed BTC past it. No live worker cancels. Once a decision of the account
+    # was made under the change's version, its transaction is shown committed and no
+    # restart cancels either; before that nothing on the log shows it, and a restart
+    # redoes its pass on its state (fail closed; docs/engine.md, still open).
+    def restart(decided: bool) -> list[Any]:
+        h = Harness(limits("5000", 1).limits, cash=D("10000"))
+        h.quote(D("29999"), D("30001"))
+        _quote(h, "ETH/BTC", "0.05", "0.0501")
+        buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
+        assert buy.outcome == "APPROVED"
+        out = h.admin(limits("2000", 2))  # 0.0499 BTC borrowed, 1,497 at 30,000: covered
+        assert "OrderCanceled" not in [e.event_type for e in out]
+        if decided:
+            later = decision(h.order(Side.BUY, D("0.01"), D("29000")))
+            assert (later.outcome, later.risk_config_version) == ("APPROVED", 2)
+        _print(h, "BTC/USDC", "45000", "1")  # now 2,245.5: over
+        return catch_up(h.state, h.ctx, lambda _account: True)
+
+    assert restart(decided=True) == []
+    unproved = restart(decided=False)
+    assert [e.payload.reason for e in unproved if e.event_type == "OrderCanceled"] == [
+        "CREDIT_LIMIT"
+    ]
 
 
 def test_under_the_kill_switch_a_child_does_not_go_short_the_asset_on_credit() -> None:
