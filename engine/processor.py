@@ -599,15 +599,16 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
         isinstance(p, KillSwitchEngaged | AmlFlagRaised | ProducerRevoked | RiskLimitsChanged)
         and event.event_id not in state.seen_reference
     )
+    settles = isinstance(p, TransferSettled) and _settles(state, event)
     state.apply(event)
     holding = isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event
-    if holding or isinstance(p, TransferSettled):
+    if holding or settles:
         emit = _Emitter(state, event)
         if holding:
             # It raised a withdrawal hold just now (or settled a rejected withdrawal,
             # taking what no hold covered): cancel what that overdraws.
             _unhold(state, ctx, emit, p.account, ctx.owns, _debited(state, event))
-        if isinstance(p, TransferSettled):
+        if settles:
             # Units redeemed at the NAV per unit just before the withdrawal (DRAWDOWN v6).
             _unitize(state, ctx.owns, p.account, emit)
         return emit.out
@@ -621,6 +622,23 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
+
+
+def _settles(state: EngineState, event: Envelope[Any]) -> bool:
+    """Whether folding `event`, a `TransferSettled` not folded yet, settles its withdrawal.
+    Not a second settlement, nor one of a withdrawal never requested (or another
+    account's): the books quarantine those and the fold changes nothing
+    (`EngineState._apply_transfer`), so `control` writes nothing for them. Before session
+    21 it turned such a settlement into units at an account with equity and none (a
+    `UnitsChanged` naming no flow), which a worker that lost that transaction did not
+    write (`catch_up` unitizes pending flows only): the output depended on a crash. The
+    first settlement is the fact; the units come at the owner's next valuation."""
+    p = event.payload
+    if event.event_id in state.seen_reference:
+        return False
+    acc = state.accounts.get(p.account)
+    w = acc.withdrawals.get(p.transfer_id) if acc is not None else None
+    return w is not None and w.status != "SETTLED"
 
 
 _HOLDING_TYPES = (TransferRequested, TransferChecked, TransferReleased, TransferSettled)

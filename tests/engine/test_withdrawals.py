@@ -989,6 +989,37 @@ def test_a_hold_whose_pass_cancelled_nothing_is_redone_at_a_restart() -> None:
     assert catch_up(_rebuilt(h, own), h.ctx, lambda _account: True) == []
 
 
+def test_a_second_settlement_writes_nothing_and_a_restart_agrees() -> None:
+    """A settlement of a withdrawal settled already is no fact (the books quarantine it,
+    the fold changes nothing): the first one debited. 0.3434 BTC requested of 0.1 BTC and
+    10,000 USDC (3,000 of credit), settled at BTC 42,000: equity -222.80, no units left.
+    At BTC 36,000 a second settlement came. Before, the live worker wrote a
+    `UnitsChanged` for it (units for the equity the account has again, `flows` empty),
+    which a worker that lost that transaction never wrote (nothing pending): the output
+    depended on a crash. Now a settlement the fold ignores (a second one, one of a
+    withdrawal never requested) writes nothing, live or caught up; the account gets its
+    units at its owner's next valuation, as an account with equity and no units does."""
+    limits = _limits().model_copy(update={"credit_limit": D("3000")})
+    h = Harness(limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    h.admin_deposit("BTC", D("0.1"))
+    assert _control(h, _step("w0", "request", asset="BTC", amount="0.3434")) == []
+    h.quote(D("41999"), D("42001"))
+    first = _control(h, _step("w0", "settle"))
+    assert [(e.event_type, e.payload.units) for e in first] == [("UnitsChanged", 0)]
+    h.quote(D("35999"), D("36001"))
+    for payload in (_step("w0", "settle"), _step("w9", "settle")):  # never requested: alike
+        lost = copy.deepcopy(h.state)
+        event = new_event(payload, producer="transfers", occurred_at=h.tick())
+        assert control(h.state, event, h.ctx) == []
+        lost.apply(event)
+        assert catch_up(lost, h.ctx, lambda _account: True) == []
+        assert canonical_state(lost) == canonical_state(h.state)
+    # The owner's next decision issues the units, as caused by its intent.
+    out = h.order(Side.BUY, D("0.001"), D("29000"))
+    assert types(out)[:2] == ["UnitsChanged", "RiskDecision"]
+
+
 _OWN_TOPICS = ("risk.decisions", "orders.lifecycle")
 STEP = st.one_of(
     st.tuples(st.just("order"), ORDER),
@@ -1012,6 +1043,10 @@ STEP = st.one_of(
 )  # fmt: skip
 @example(  # an ETH/BTC buy approved on the credit outgrows it: no limits change came
     steps=[("order", ("ETH/BTC", Side.BUY, 40)), ("btc", 40)], credit="3000"
+)
+@example(  # a second settlement at an account without units, its capital back since
+    steps=[("request", "BTC", 3434), ("btc", 42), ("settle", 0), ("btc", 36), ("settle", 0)],
+    credit="3000",
 )
 @example(  # a lowered credit cancels nothing; a later order is decided under it
     steps=[("order", ("ETH/BTC", Side.BUY, 40)), ("credit", "2900"), ("order",
@@ -1081,11 +1116,6 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
                 requested.append(tid)
             else:
                 tid = requested[step[1] % len(requested)]
-                if h.state.account("A1").withdrawals[tid].status == "SETTLED":
-                    # A second settlement changes nothing, but at an account without
-                    # units the live worker still writes a `UnitsChanged` that a
-                    # `catch_up` does not (nothing pending): not a hold's matter.
-                    continue
                 payload = (
                     _step(tid, "check", outcome="REJECT") if kind == "reject"
                     else _step(tid, "settle")
