@@ -60,6 +60,7 @@ BASE = RiskContext(
     position=D("0"),
     open_buy_leaves=D("0"),
     open_sell_leaves=D("0"),
+    open_base_buy_leaves=D("0"),
     open_orders=0,
     recent_orders=0,
     quote_available=D("1000000"),
@@ -157,14 +158,15 @@ def test_asset_allow_list_checks_both_assets() -> None:
 
 
 def test_risk_reducing_counts_the_open_orders_on_its_side() -> None:
-    engaged = {"kill_engaged": True, "side": Side.SELL}
+    # The holding of the base asset is the pair's position here (KILL_SWITCH v2).
+    engaged = {"kill_engaged": True, "side": Side.SELL, "base_available": D("2")}
     assert _v("KILL_SWITCH", position=D("2"), quantity=D("2"), **engaged) == OK
     assert _v("KILL_SWITCH", position=D("2"), quantity=D("1.5"), **engaged) == OK
     # With 1 already offered, a sale of 1.5 would take a long of 2 short.
     assert _v(
         "KILL_SWITCH", position=D("2"), quantity=D("1.5"), open_sell_leaves=D("1"), **engaged
     ) == (False, "KILL_SWITCH_ENGAGED")
-    engaged = {"kill_engaged": True, "side": Side.BUY}
+    engaged = {"kill_engaged": True, "side": Side.BUY, "base_available": D("-2")}
     assert _v("KILL_SWITCH", position=D("-2"), quantity=D("2"), **engaged) == OK
     assert _v(
         "KILL_SWITCH", position=D("-2"), quantity=D("1.5"), open_buy_leaves=D("1"), **engaged
@@ -176,7 +178,7 @@ def test_drawdown_at_the_threshold_brakes() -> None:
     # 1 - 0.9 / 1 = 0.10: at the threshold, not only beyond it.
     assert _v("DRAWDOWN_BRAKE", nav=D("0.9")) == (False, "DRAWDOWN_BRAKE")
     assert _v("DRAWDOWN_BRAKE", nav=D("0.9000000001")) == OK
-    reducing = {"side": Side.SELL, "position": D("1"), "quantity": D("1")}
+    reducing = {"side": Side.SELL, "position": D("1"), "quantity": D("1"), "base_available": D("1")}
     assert _v("DRAWDOWN_BRAKE", nav=D("0.5"), **reducing) == OK
     # The peak is the higher of the recorded one and NAV now: no drawdown above it.
     above = replace(BASE, peak_nav=D("0.5"), nav=D("0.9"))
@@ -187,7 +189,7 @@ def test_drawdown_at_the_threshold_brakes() -> None:
 
 
 def test_drawdown_cannot_value_fails_closed_but_lets_risk_reduce() -> None:
-    reducing = {"side": Side.SELL, "position": D("1"), "quantity": D("1")}
+    reducing = {"side": Side.SELL, "position": D("1"), "quantity": D("1"), "base_available": D("1")}
     assert _v("DRAWDOWN_BRAKE", equity=None) == (False, "NO_MARK")
     assert _v("DRAWDOWN_BRAKE", flows_pending=True) == (False, "NO_MARK")
     assert _v("DRAWDOWN_BRAKE", equity=None, **reducing) == OK
