@@ -1,0 +1,66 @@
+"""The engine state's measures the rules read, at their edges: credit headroom, NAV per
+unit, the loss in full, marks and the rate allowance (`engine.state`).
+
+From a mutation audit (session 21): each assertion here failed on a mutant of
+`engine/state.py` that the pure engine tests (test_rules, test_risk_soundness,
+test_valuation, test_withdrawals, test_venue_auth, test_state_fast) let pass.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from engine.state import EngineState
+from schemas.events import RiskLimits
+from tests.engine.pure import Harness
+
+D = Decimal
+FEE = D("1.001")
+CREDIT = D("1000")
+
+
+def _account(**balances: str) -> tuple[EngineState, Harness]:
+    """A1 (valuation currency USDC) with exactly `balances`, BTC/USDC quoted 29999/30001."""
+    h = Harness(RiskLimits(credit_limit=CREDIT))
+    h.quote(D("29999"), D("30001"), instrument="BTC/USDC")
+    acc = h.state.account("A1")
+    acc.balances = {asset: D(amount) for asset, amount in balances.items()}
+    return h.state, h
+
+
+def _headroom(state: EngineState, asset: str = "USDC") -> Decimal:
+    return state.credit_headroom(state.account("A1"), asset, FEE, CREDIT)
+
+
+def test_credit_is_used_up_by_what_other_assets_are_short() -> None:
+    state, _ = _account(USDC="0", BTC="-0.01")  # 300 USDC short, at the mid 30000
+    assert _headroom(state) == D("700")
+    # Its own shortfall aside (the balance rule counts it): 1000 / 30000 BTC, rounded down.
+    assert D("0.0333333333") < _headroom(state, "BTC") < D("0.0333333334")
+
+
+def test_credit_used_up_lends_nothing_never_less() -> None:
+    state, _ = _account(USDC="0", BTC="-0.05")  # 1500 short of 1000 of credit
+    assert _headroom(state) == 0
+
+
+def test_a_short_asset_without_a_mark_leaves_no_credit() -> None:
+    state, _ = _account(USDC="0", SOL="-1")  # no SOL price: its shortfall is unknown
+    assert _headroom(state) == 0
+
+
+def test_an_unpriced_asset_with_nothing_short_does_not_stop_credit() -> None:
+    state, _ = _account(USDC="0", SOL="0")  # nothing of it free, nothing short
+    assert _headroom(state) == CREDIT
+
+
+def test_flows_pending_are_never_a_loss_in_full() -> None:
+    """Until its flows are turned into units the account is not measured (NO_MARK), even
+    with no units left below zero (`EngineState.lost_in_full`)."""
+    state, _ = _account(USDC="-5")
+    acc = state.account("A1")
+    acc.units = D("0")
+    assert acc.peak_nav > 0
+    assert state.lost_in_full("A1", D("-5"))
+    acc.pending.add("d-late")
+    assert not state.lost_in_full("A1", D("-5"))
