@@ -88,6 +88,14 @@ def test_the_rate_window_ends_at_the_broker_time_not_the_stamp() -> None:
     assert run_rules(ctx).reason_codes == ("ORDER_RATE",)
 
 
+def test_orders_older_than_the_window_are_not_counted() -> None:
+    h = _harness()
+    h.order(Side.BUY, D("0.01"), D("29000"))
+    h.order(Side.BUY, D("0.01"), D("29000"))
+    h.tick(1.5)
+    assert _build(h).recent_orders == 0
+
+
 def test_the_book_is_the_one_in_force_at_the_intents_own_time() -> None:
     """The paper venue fills an order against the book of its event time: the context's
     touch is that book's, not the one in force when the broker appended the intent."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from engine.state import EngineState
-from schemas.events import RiskLimits
+from schemas.events import DepositReceived, RiskLimits
 from tests.engine.pure import Harness
 
 D = Decimal
@@ -64,3 +64,24 @@ def test_flows_pending_are_never_a_loss_in_full() -> None:
     assert state.lost_in_full("A1", D("-5"))
     acc.pending.add("d-late")
     assert not state.lost_in_full("A1", D("-5"))
+
+
+def test_no_units_and_nothing_of_value_issues_no_units() -> None:
+    """An account with balances but no units (all redeemed) worth exactly 0: nothing to
+    turn into units, so no `UnitsChanged` (one of 0 units at every measurement else)."""
+    state, h = _account(USDC="0")
+    state.account("A1").units = D("0")
+    assert state.units_due("A1")
+    assert state.unitization("A1", h.now) is None
+
+
+def test_a_deposit_onto_exactly_nothing_finds_the_capital_gone() -> None:
+    """Equity exactly 0 before a deposit, units outstanding: no NAV to issue units at
+    (E0 <= 0), so the units are kept and the flow is no performance (DRAWDOWN_BRAKE v8),
+    never a division by 0."""
+    state, h = _account(USDC="0")
+    units = state.account("A1").units
+    assert units > 0
+    out = h.admin(DepositReceived(deposit_id="d-top", account="A1", asset="USDC", amount=D("100")))
+    (changed,) = [e.payload for e in out if e.event_type == "UnitsChanged"]
+    assert (changed.nav, changed.units, changed.peak_nav) == (None, units, None)
