@@ -965,6 +965,26 @@ class EngineState:
         """Account limits if set, else global, else the schema defaults at version 0."""
         return self.limits.get(account) or self.limits.get(GLOBAL_SCOPE) or (0, RiskLimits())
 
+    def own_best(self, acc: AccountState, instrument: str, side: Side) -> Decimal | None:
+        """The best limit among the account's open parent limit orders on `instrument` and
+        `side` (a buy's highest, a sell's lowest), None without any (SELF_TRADE)."""
+        best: Decimal | None = None
+        for oid in acc.open_orders:
+            o = self.orders.get(oid)
+            if (
+                o is None
+                or o.done
+                or o.instrument != instrument
+                or o.side is not side
+                or o.parent_order_id is not None
+                or o.limit_price is None
+            ):
+                continue
+            price = o.limit_price
+            if best is None or (price > best if side is Side.BUY else price < best):
+                best = price
+        return best
+
     def kill_engaged(self, account: str) -> bool:
         return GLOBAL_SCOPE in self.kill_switches or account in self.kill_switches
 

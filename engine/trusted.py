@@ -1,7 +1,7 @@
 """Schema model instances built from values the engine already holds validated.
 
 Per intent the engine builds about fifteen `schemas` models from fields that were
-validated at intake or computed by its own code: eleven rule results, the decision, the
+validated at intake or computed by its own code: twelve rule results, the decision, the
 order, the venue's acknowledgement and their envelopes. pydantic validating them again
 was the largest single cost of `process`. `build(cls, **values)` returns the instance
 `cls(**values)` would return for those values (the same field values, defaults and

@@ -58,6 +58,13 @@ def build_context(
     reserved_base = state.reserved(acc, base, fee)
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
+    # Only an account with resting orders on the other side of the pair walks them.
+    own_opposite = (
+        state.own_best(acc, intent.instrument, intent.side.opposite)
+        if intent.limit_price is not None
+        and (open_sell if intent.side is Side.BUY else open_buy) > 0
+        else None
+    )
     open_base_buy = ZERO
     for instrument, leaves in x.buy_leaves.items():  # the account's pairs with open buys
         if split_instrument(instrument)[0] == base:
@@ -93,6 +100,7 @@ def build_context(
         "position": acc.positions.get(intent.instrument, ZERO),
         "open_buy_leaves": open_buy,
         "open_sell_leaves": open_sell,
+        "own_opposite": own_opposite,
         "open_base_buy_leaves": open_base_buy,
         "open_orders": open_count,
         "recent_orders": rate_count(

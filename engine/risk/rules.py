@@ -71,6 +71,10 @@ class RiskContext:
     position: Decimal
     open_buy_leaves: Decimal
     open_sell_leaves: Decimal
+    own_opposite: Decimal | None
+    """The best limit among the account's resting orders on the other side of this pair
+    (a buy's: the lowest of its sells; a sell's: the highest of its buys), None without
+    any or for a market order (`SELF_TRADE`)."""
     open_base_buy_leaves: Decimal
     """Open buy leaves of the base asset on every pair (this one included): what the
     account's open buys may still add to its holding of it (`risk_reducing`)."""
@@ -620,6 +624,27 @@ def balance(ctx: RiskContext) -> RuleResult:
     return _ok(rid, ver, f"needs {need} {asset}, free {free}")
 
 
+def self_trade(ctx: RiskContext) -> RuleResult:
+    """A limit order may not cross the account's own resting orders on the other side of
+    the pair (`RiskContext.own_opposite`): both would rest, and a print between them fills
+    both, the account buying from and selling to itself through the tape (a wash trade,
+    paying the spread between its limits and the fees). A market order never rests."""
+    rid, ver = self_trade.RULE_ID, self_trade.RULE_VERSION  # type: ignore[attr-defined]
+    own, limit = ctx.own_opposite, ctx.limit_price
+    if own is None or limit is None:
+        return _ok(rid, ver)
+    if limit >= own if ctx.side is Side.BUY else limit <= own:
+        return _no(
+            rid,
+            ver,
+            "SELF_CROSS",
+            f"limit {limit} crosses the account's own resting "
+            f"{'sell' if ctx.side is Side.BUY else 'buy'} at {own}: a print between them "
+            "would fill both, a trade with itself",
+        )
+    return _ok(rid, ver)
+
+
 def _tag(rule: Rule, rule_id: str, version: int) -> Rule:
     rule.RULE_ID = rule_id  # type: ignore[attr-defined]
     rule.RULE_VERSION = version  # type: ignore[attr-defined]
@@ -638,5 +663,6 @@ RULES: tuple[Rule, ...] = (
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 4),
     _tag(balance, "BALANCE", 4),
+    _tag(self_trade, "SELF_TRADE", 1),
 )
 """Every rule, in the order their results are recorded."""

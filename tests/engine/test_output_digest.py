@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "cf323463f9f62df8eb7dea38375045a56626576e8832996cf02fba03dc2c0f9f"
+PINNED = "16fc450c07d5550afd9cc736c4cf8ca16edf066d2cc5c3cbf970cf648245c73d"
+"""Retaken in session 21 (helper-110) for SELF_TRADE v1 (a limit crossing the account's
+own resting orders on the other side of the pair is SELF_CROSS): every decision records a
+twelfth rule result; 14 of the 700 decisions fail it, one of them approved before (its
+order had rested across the account's own and filled with it), and 3 outcomes change in
+all as positions and balances follow. Before:"""
+"""PINNED was cf323463f9f62df8eb7dea38375045a56626576e8832996cf02fba03dc2c0f9f."""
 """Retaken in session 21 (helper-115): `canonical_state` names each account's
 `decided_under` (the limits version of its newest approved decision) and keeps in
 `unheld` the limits changes whose cancels (here the stream's MAX_POSITION ones) are on

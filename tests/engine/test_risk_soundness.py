@@ -738,3 +738,30 @@ def test_tiny_maker_fills_never_charge_more_fee_than_was_reserved() -> None:
     assert len(fills) == 10 and not h.state.account("A1").open_orders
     assert all(f.fee <= f.quantity * f.price * D("0.001") for f in fills)
     assert h.state.account("A1").balances["USDC"] >= 0
+
+
+def test_an_order_crossing_the_accounts_own_resting_orders_is_refused() -> None:
+    """SELF_TRADE v1. Inside a 29,990 / 30,010 book an account offered at 29,995 and then
+    bid 30,005: both rested, and the next print at 30,000 filled both, the account buying
+    from and selling to itself through the tape (a wash trade), paying the 10 and the fees.
+    A limit crossing the account's own resting opposite orders on the pair is now refused
+    (`SELF_CROSS`); one at or short of them, a market order and another account pass."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7")),
+        cash=D("100000"),
+        accounts=("A1", "A2"),
+    )
+    h.admin_deposit("BTC", D("2"))
+    h.quote(D("29990"), D("30010"))
+    assert decision(h.order(Side.SELL, D("1"), D("29995"))).outcome == "APPROVED"
+    d = decision(h.order(Side.BUY, D("1"), D("30005")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
+    result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
+    assert result.rule_version == 1 and "29995" in result.detail
+    assert decision(h.order(Side.BUY, D("1"), D("29995"))).reason_codes == ("SELF_CROSS",)
+    assert decision(h.order(Side.BUY, D("1"), D("29994"))).outcome == "APPROVED"
+    assert decision(h.order(Side.BUY, D("1"), D("30005"), account="A2")).outcome == "APPROVED"
+    assert decision(h.order(Side.SELL, D("0.5"), D("29994"))).reason_codes == ("SELF_CROSS",)
+    out = _print_out(h, "BTC/USDC", "29994", "5")
+    sides = {(e.payload.account, e.payload.side) for e in out if e.event_type == "Fill"}
+    assert ("A1", Side.BUY) in sides and ("A1", Side.SELL) not in sides

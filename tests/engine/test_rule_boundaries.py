@@ -60,6 +60,7 @@ BASE = RiskContext(
     position=D("0"),
     open_buy_leaves=D("0"),
     open_sell_leaves=D("0"),
+    own_opposite=None,
     open_base_buy_leaves=D("0"),
     open_orders=0,
     recent_orders=0,
@@ -358,8 +359,22 @@ def test_balance_exactly_enough_and_each_term() -> None:
     assert _v("BALANCE", base_available=D("0.5"), credit_available=D("0.5"), **sell) == OK
 
 
+def test_self_trade_at_the_accounts_own_resting_limit() -> None:
+    """SELF_TRADE: a buy at its own resting sell's limit crosses it, one a step short does
+    not; mirrored for a sell; a market order never rests."""
+    assert _v("SELF_TRADE", own_opposite=D("100")) == (False, "SELF_CROSS")
+    assert _v("SELF_TRADE", own_opposite=D("100.00000001")) == OK
+    sell = {"side": Side.SELL, "limit_price": D("100")}
+    assert _v("SELF_TRADE", own_opposite=D("100"), **sell) == (False, "SELF_CROSS")
+    assert _v("SELF_TRADE", own_opposite=D("99.99999999"), **sell) == OK
+    market = {"order_type": OrderType.MARKET, "limit_price": None}
+    assert _v("SELF_TRADE", own_opposite=D("100"), **market) == OK
+
+
 def test_a_failing_last_rule_rejects_and_a_raising_one_is_recorded() -> None:
-    ev = run_rules(replace(BASE, quote_available=D("0")))  # BALANCE, the last rule
+    ev = run_rules(replace(BASE, own_opposite=D("100")))  # SELF_TRADE, the last rule
+    assert not ev.passed and ev.reason_codes == ("SELF_CROSS",)
+    ev = run_rules(replace(BASE, quote_available=D("0")))  # BALANCE
     assert not ev.passed and ev.reason_codes == ("INSUFFICIENT_BALANCE",)
     ev = run_rules(replace(BASE, limits=None))  # type: ignore[arg-type]
     assert not ev.passed and "RULE_ERROR" in ev.reason_codes

@@ -83,7 +83,7 @@ def h() -> Harness:
 
 def test_every_rule_has_id_and_version() -> None:
     ids = [r.RULE_ID for r in RULES]  # type: ignore[attr-defined]
-    assert len(ids) == len(set(ids)) == 11
+    assert len(ids) == len(set(ids)) == 12
     assert all(r.RULE_VERSION >= 1 for r in RULES)  # type: ignore[attr-defined]
 
 
