@@ -8,7 +8,9 @@ test_valuation, test_withdrawals, test_venue_auth, test_state_fast) let pass.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from engine.state import EngineState
 from schemas.events import DepositReceived, RiskLimits
@@ -85,3 +87,35 @@ def test_a_deposit_onto_exactly_nothing_finds_the_capital_gone() -> None:
     out = h.admin(DepositReceived(deposit_id="d-top", account="A1", asset="USDC", amount=D("100")))
     (changed,) = [e.payload for e in out if e.event_type == "UnitsChanged"]
     assert (changed.nav, changed.units, changed.peak_nav) == (None, units, None)
+
+
+def _deposit(h: Harness, amount: str) -> Any:
+    out = h.admin(
+        DepositReceived(deposit_id=f"d{h.n}", account="A1", asset="USDC", amount=D(amount))
+    )
+    h.n += 1
+    (changed,) = [e.payload for e in out if e.event_type == "UnitsChanged"]
+    return changed
+
+
+def test_units_issued_without_units_outstanding_are_rounded_up() -> None:
+    """At the last flows' NAV (3), 10 buys 10 / 3 units rounded up: NAV per unit after
+    the flow is never more than before."""
+    state, h = _account(USDC="0")
+    acc = state.account("A1")
+    acc.units, acc.unit_nav = D("0"), D("3")
+    changed = _deposit(h, "10")
+    assert changed.units == D("3." + "3" * 58 + "4")
+    assert changed.nav == 3
+
+
+def test_a_flow_stamped_before_a_release_raises_no_peak_one_at_it_does() -> None:
+    state, h = _account(USDC="0")
+    acc = state.account("A1")
+    acc.units, acc.unit_nav, acc.peak_nav = D("0"), D("2"), D("0")
+    acc.peak_reset_at = h.now + timedelta(hours=1)
+    assert _deposit(h, "10").peak_nav is None  # before the release: no new peak
+    acc.units, acc.peak_nav = D("0"), D("0")
+    acc.balances["USDC"] = D("0")
+    acc.peak_reset_at = h.now + timedelta(seconds=0.01)  # the next event's time
+    assert _deposit(h, "10").peak_nav == 2
