@@ -119,3 +119,13 @@ def test_a_flow_stamped_before_a_release_raises_no_peak_one_at_it_does() -> None
     acc.balances["USDC"] = D("0")
     acc.peak_reset_at = h.now + timedelta(seconds=0.01)  # the next event's time
     assert _deposit(h, "10").peak_nav == 2
+
+
+def test_a_pending_flow_not_named_again_since_a_release_is_not_priced() -> None:
+    """A flow pending whose amount the account no longer holds a record of (named before
+    a release, not yet again) cannot be priced: no units, and no KeyError."""
+    state, h = _account(USDC="100")
+    acc = state.account("A1")
+    acc.pending.add("d-before-release")
+    assert "d-before-release" not in acc.flows
+    assert state.unitization("A1", h.now) is None
