@@ -142,6 +142,9 @@ _VALUE_ADJUSTED_MAX = VALUATION.prec + EQUITY_QUANTUM.adjusted() - 1
 `EQUITY_QUANTUM` (47: below 1E+48); a larger one cannot be valued (`EngineState._value`)."""
 _UP = VALUATION.copy()
 _UP.rounding = ROUND_CEILING
+VALUATION_UP = _UP
+"""`VALUATION` rounding up (ceiling): an amount held against a limit is never rounded
+under it (MAX_ORDER_NOTIONAL v4 values an order's notional in it)."""
 _DOWN_FLOOR = VALUATION.copy()
 _DOWN_FLOOR.rounding = ROUND_FLOOR
 _DOWN = NAV_ROUNDING

@@ -120,6 +120,8 @@ def build_context(
         "equity": equity,
         "peak_nav": acc.peak_nav,
         "known_stablecoins": STABLECOINS,
+        "valuation_currency": acc.base_currency,
+        "quote_mark": state.mark(quote, acc),
         "nav": state.nav(intent.account, equity),
         "flows_pending": bool(acc.pending),
         "lost_in_full": state.lost_in_full(intent.account, equity),

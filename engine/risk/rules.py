@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import fee_at_most, rate_allowance
+from engine.state import VALUATION_UP, fee_at_most, rate_allowance
 from engine.trusted import builder, positional_builder, validating
 from schemas.drawdown import drawdown
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
@@ -95,6 +95,12 @@ class RiskContext:
     peak_nav: Decimal
     """The highest NAV per unit recorded since the last release (`AccountState.peak_nav`)."""
     known_stablecoins: frozenset[str]
+    valuation_currency: str
+    """The account's valuation currency (`base_currency`): what equity, `credit_limit`
+    and `max_order_notional` are in."""
+    quote_mark: Decimal | None
+    """Value of one unit of the quote asset in `valuation_currency` (`EngineState.mark`,
+    the marks equity is valued at: 1 for the currency itself); None without a price."""
     nav: Decimal | None = None
     """NAV per unit now (`EngineState.nav`): None without equity, units or with flows
     pending."""
@@ -490,7 +496,8 @@ def price_collar(ctx: RiskContext) -> RuleResult:
 
 def max_order_notional(ctx: RiskContext) -> RuleResult:
     """quantity x `RiskContext.execution_price`, and quantity x each attached stop/take
-    trigger: the largest must be within the limit.
+    trigger, valued in the account's valuation currency: the largest must be within the
+    limit.
 
     v2: valued at the book the order meets (the quote in force at its time, as the venue
     fills it, not the newest), and a sell at the highest of limit, reference and bid (v1:
@@ -500,27 +507,61 @@ def max_order_notional(ctx: RiskContext) -> RuleResult:
     take-profit sell or stop-loss buy at least it), so this intent is the only check a
     fat-fingered trigger meets: a stop-loss sell typed at ten times the market fills at the
     first print, and a take-profit that far off would trade ten times the notional. v2
-    looked at the parent alone."""
+    looked at the parent alone.
+
+    v4: the limit is in the account's valuation currency (`base_currency`, as equity and
+    `credit_limit`), so a notional in another quote asset is valued at that asset's mark
+    (`RiskContext.quote_mark`), in `VALUATION` rounded up; without a mark it cannot be
+    (NO_MARK, fail closed). v3 compared the notional in the quote asset: on ETH/BTC 1,000
+    ETH at 0.05 was 50 (BTC, about 1.5M USDC) against a limit of 100,000."""
     rid, ver = max_order_notional.RULE_ID, max_order_notional.RULE_VERSION  # type: ignore[attr-defined]
     price = ctx.execution_price
     if price is None:
         return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
-    notional = ctx.quantity * price
     limit = ctx.limits.max_order_notional
-    if notional > limit:
-        return _no(rid, ver, "MAX_ORDER_NOTIONAL", f"notional {notional} > {limit}")
+    quote, ccy, mark = ctx.quote_asset, ctx.valuation_currency, ctx.quote_mark
+    multiply = VALUATION_UP.multiply
+    notional = multiply(ctx.quantity, price)
+    rate: Decimal | None = None  # None: the notional is in the valuation currency
+    if quote != ccy:
+        if mark is None or mark <= 0:
+            return _no(
+                rid,
+                ver,
+                "NO_MARK",
+                f"notional {notional} {quote}: no mark values {quote} in {ccy}, the "
+                "limit's currency",
+            )
+        rate = mark
+    valued = notional if rate is None else multiply(notional, rate)
+    if valued > limit:
+        if rate is None:
+            return _no(rid, ver, "MAX_ORDER_NOTIONAL", f"notional {notional} > {limit}")
+        return _no(
+            rid,
+            ver,
+            "MAX_ORDER_NOTIONAL",
+            f"notional {notional} {quote} = {valued} {ccy} (mark {mark}) > {limit} {ccy}",
+        )
     for name, trigger in (("stop_loss", ctx.stop_loss), ("take_profit", ctx.take_profit)):
         if trigger is None:
             continue
-        child = ctx.quantity * trigger
-        if child > limit:
+        child = multiply(ctx.quantity, trigger)
+        child_valued = child if rate is None else multiply(child, rate)
+        if child_valued > limit:
+            if rate is None:
+                figure = f"{child}"
+            else:
+                figure = f"{child} {quote} = {child_valued} {ccy} (mark {mark})"
             return _no(
                 rid,
                 ver,
                 "MAX_ORDER_NOTIONAL",
-                f"attached {name} notional {child} (quantity x trigger {trigger}) > {limit}",
+                f"attached {name} notional {figure} (quantity x trigger {trigger}) > {limit}",
             )
-    return _ok(rid, ver, f"notional {notional}")
+    if rate is None:
+        return _ok(rid, ver, f"notional {notional}")
+    return _ok(rid, ver, f"notional {notional} {quote} = {valued} {ccy} (mark {mark})")
 
 
 def max_position(ctx: RiskContext) -> RuleResult:
@@ -658,7 +699,7 @@ RULES: tuple[Rule, ...] = (
     _tag(kill_switch, "KILL_SWITCH", 2),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 9),
     _tag(price_collar, "PRICE_COLLAR", 3),
-    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 3),
+    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 4),
     _tag(max_position, "MAX_POSITION", 2),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 4),

@@ -142,7 +142,13 @@ class RiskLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_order_notional: PositiveDec = Decimal("250000")
+    max_order_notional: PositiveDec = Field(
+        Decimal("250000"),
+        description="The largest notional of one order (and of each trigger attached to "
+        "it), in the account's valuation currency (base_currency): an order on a pair "
+        "quoted in another asset is valued at that asset's mark; one that cannot be is "
+        "rejected (NO_MARK)",
+    )
     max_position: PositiveDec = Decimal("50")
     max_open_orders: int = Field(200, ge=0)
     price_collar_pct: PositiveDec = Decimal("0.05")

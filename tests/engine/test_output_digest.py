@@ -35,7 +35,12 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "16fc450c07d5550afd9cc736c4cf8ca16edf066d2cc5c3cbf970cf648245c73d"
+PINNED = "9f9d0d7f3d2f140bd9da642c820a9a6145e72d7ced7f74e8b5b0cc11a0352b01"
+"""Retaken in session 21 (helper-116) for MAX_ORDER_NOTIONAL v4 (a notional valued in the
+account's valuation currency at the quote asset's mark): every decision records rule
+version 4. The stream trades BTC/USDC for USDC accounts alone, so no figure, detail or
+outcome changed: with the version set back to 3 the digest is the one before. Before:"""
+"""PINNED was 16fc450c07d5550afd9cc736c4cf8ca16edf066d2cc5c3cbf970cf648245c73d."""
 """Retaken in session 21 (helper-110) for SELF_TRADE v1 (a limit crossing the account's
 own resting orders on the other side of the pair is SELF_CROSS): every decision records a
 twelfth rule result; 14 of the 700 decisions fail it, one of them approved before (its

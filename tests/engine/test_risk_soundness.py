@@ -251,7 +251,7 @@ def test_an_attached_trigger_is_a_notional_too() -> None:
         d = decision(h.order(Side.BUY, D("3"), D("30001"), **extra))
         assert d.outcome == "REJECTED" and "MAX_ORDER_NOTIONAL" in d.reason_codes, extra
         result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
-        assert result.rule_version == 3 and "attached" in result.detail
+        assert result.rule_version == 4 and "attached" in result.detail
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
     h.tick()
     h.trade(D("30000"))  # no stop-loss armed: nothing sold
@@ -765,3 +765,117 @@ def test_an_order_crossing_the_accounts_own_resting_orders_is_refused() -> None:
     out = _print_out(h, "BTC/USDC", "29994", "5")
     sides = {(e.payload.account, e.payload.side) for e in out if e.event_type == "Fill"}
     assert ("A1", Side.BUY) in sides and ("A1", Side.SELL) not in sides
+
+
+def _cross_harness(limits: RiskLimits) -> Harness:
+    """A USDC account holding BTC and ETH, with BTC/USDC 30,000, ETH/USDC 1,500 and ETH/BTC
+    0.05 quoted (each mid; a tight spread)."""
+    h = Harness(limits, cash=D("1000000"))
+    _quote(h, "BTC/USDC", "29999", "30001")
+    _quote(h, "ETH/USDC", "1499.9", "1500.1")
+    _quote(h, "ETH/BTC", "0.04999", "0.05001")
+    h.admin_deposit("BTC", D("100"))
+    h.admin_deposit("ETH", D("2000"))
+    return h
+
+
+def test_a_cross_pair_notional_is_valued_in_the_account_currency() -> None:
+    """MAX_ORDER_NOTIONAL v4. v3 compared quantity x price in the pair's quote asset with
+    the limit, which (like `credit_limit`) is in the account's valuation currency: on
+    ETH/BTC a buy of 1,000 ETH at 0.05 is 50 BTC, about 1.5M USDC, and passed a limit of
+    100,000 as a notional of 50. Valued at the BTC mark it is rejected, and the detail
+    gives both figures; 60 ETH (3 BTC, about 90,000 USDC) passes."""
+    limits = RiskLimits(max_order_notional=D("100000"), max_position=D("1e6"))
+    h = _cross_harness(limits)
+    d = decision(h.order(Side.BUY, D("1000"), D("0.05"), instrument="ETH/BTC"))
+    assert d.outcome == "REJECTED" and d.reason_codes == ("MAX_ORDER_NOTIONAL",)
+    result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
+    assert result.rule_version == 4
+    assert "50.00 BTC" in result.detail and "1500000" in result.detail, result.detail
+    assert "USDC" in result.detail
+    # A sell and an attached trigger are valued likewise.
+    d = decision(h.order(Side.SELL, D("1000"), D("0.05"), instrument="ETH/BTC"))
+    assert d.reason_codes == ("MAX_ORDER_NOTIONAL",)
+    d = decision(h.order(Side.BUY, D("60"), D("0.05"), instrument="ETH/BTC", take_profit=D("0.06")))
+    assert d.reason_codes == ("MAX_ORDER_NOTIONAL",)  # 60 x 0.06 = 3.6 BTC = 108,000 USDC
+    ok = decision(h.order(Side.BUY, D("60"), D("0.05"), instrument="ETH/BTC"))
+    assert ok.outcome == "APPROVED", ok.reason_codes
+    assert h.state.account("A1").positions.get("ETH/BTC", D(0)) == 0  # rests at 0.05
+
+
+def test_a_quote_asset_without_a_mark_cannot_be_valued() -> None:
+    """No price values ETH in USDC (no ETH/USDC, USDC/ETH or ETH/stablecoin): a SOL/ETH
+    order's notional in the account's currency is unknown, so the rule rejects (NO_MARK),
+    however small the order; v3 passed it on its notional in ETH."""
+    limits = RiskLimits(max_order_notional=D("100000"), max_position=D("1e6"))
+    h = Harness(limits, cash=D("1000000"))
+    _quote(h, "SOL/ETH", "0.0499", "0.0501")
+    d = decision(h.order(Side.BUY, D("1"), D("0.05"), instrument="SOL/ETH"))
+    assert d.outcome == "REJECTED"
+    result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
+    assert (result.passed, result.reason_code) == (False, "NO_MARK"), result
+    assert "ETH" in result.detail and "USDC" in result.detail
+
+
+_PAIRS = {"BTC/USDC": D("30000"), "ETH/USDC": D("1500"), "ETH/BTC": D("0.05")}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_PAIRS)),
+            st.sampled_from([Side.BUY, Side.SELL]),
+            st.integers(1, 200),  # the notional in thousands of USDC, at the mid
+            st.sampled_from([None, "0.99", "1", "1.01", "1.04"]),  # limit / mid
+            st.sampled_from([None, "0.9", "0.97", "1.03", "1.1", "2"]),  # trigger / mid
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_no_approved_order_exceeds_the_limit_in_the_account_currency(
+    orders: list[tuple[str, Side, int, str | None, str | None]],
+) -> None:
+    """Valued at the decision's marks (`EngineState.mark`, what equity is valued at), no
+    approved order's notional, nor that of a trigger attached to it, exceeds the limit in
+    the account's valuation currency, whatever the pair is quoted in."""
+    limits = RiskLimits(max_order_notional=D("100000"), max_position=D("1e6"))
+    h = _cross_harness(limits)
+    acc = h.state.account("A1")
+    for instrument, side, thousands, limit_at, trigger_at in orders:
+        mid = _PAIRS[instrument]
+        quote = instrument.split("/")[1]
+        mark = h.state.mark(quote, acc)
+        assert mark is not None
+        qty = VALUATION.divide(D(thousands * 1000), VALUATION.multiply(mid, mark)).quantize(
+            D("0.0001")
+        )
+        limit = None if limit_at is None else (mid * D(limit_at)).quantize(D("0.00001"))
+        extra: dict[str, Any] = {}
+        if trigger_at is not None:
+            up = D(trigger_at) > 1
+            name = "take_profit" if up == (side is Side.BUY) else "stop_loss"
+            extra[name] = (mid * D(trigger_at)).quantize(D("0.00001"))
+        h.tick(1.1)  # out of the rate window
+        out = h.order(side, qty, limit, instrument=instrument, **extra)
+        d = decision(out)
+        if d.outcome != "APPROVED":
+            continue
+        intent = h.last_intent
+        assert intent is not None
+        ctx = build_context(
+            h.state, intent.payload, intent.occurred_at, consumer_lag=0, taker_fee_rate=D("0")
+        )
+        price = ctx.execution_price
+        assert price is not None
+        marked = h.state.mark(quote, acc)
+        assert marked is not None
+        for p in (price, *extra.values()):
+            assert VALUATION.multiply(qty * p, marked) <= limits.max_order_notional, (
+                instrument,
+                side,
+                qty,
+                p,
+                marked,
+            )

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.risk.evaluator import run_rules
-from engine.risk.rules import RULES, UNKNOWN_LAG, RiskContext
+from engine.risk.rules import RULES, UNKNOWN_LAG, RiskContext, max_order_notional
 from engine.state import STABLECOINS
 from schemas.events import OrderType, RiskLimits, Side
 
@@ -74,6 +74,8 @@ BASE = RiskContext(
     equity=D("1000000"),
     peak_nav=D("1"),
     known_stablecoins=STABLECOINS,
+    valuation_currency="USDC",
+    quote_mark=D("1"),
     nav=D("1"),
 )
 """A limit buy of 1 BTC at 100 against a 99 / 101 book, reference 100: every rule passes."""
@@ -379,3 +381,36 @@ def test_a_failing_last_rule_rejects_and_a_raising_one_is_recorded() -> None:
     ev = run_rules(replace(BASE, limits=None))  # type: ignore[arg-type]
     assert not ev.passed and "RULE_ERROR" in ev.reason_codes
     assert all(r.passed is False for r in ev.results if r.reason_code == "RULE_ERROR")
+
+
+def test_notional_in_another_quote_is_valued_at_its_mark() -> None:
+    """MAX_ORDER_NOTIONAL v4: the limit is in the valuation currency. On ETH/BTC at 0.05
+    with BTC marked at 30,000 (USDC), 10,000 USDC is 6.6666... ETH: at the line passes, a
+    hair over does not; without a mark (or a zero one) any size is NO_MARK; with the quote
+    the valuation currency itself no mark is needed."""
+    cross: dict[str, Any] = {
+        "instrument": "ETH/BTC",
+        "base_asset": "ETH",
+        "quote_asset": "BTC",
+        "limit_price": D("0.05"),
+        "reference_price": D("0.05"),
+        "best_bid": D("0.0499"),
+        "best_ask": D("0.0501"),
+        "quote_mark": D("30000"),
+    }
+    assert _v("MAX_ORDER_NOTIONAL", quantity=D("6.666666"), **cross) == OK
+    assert _v("MAX_ORDER_NOTIONAL", quantity=D("6.666667"), **cross) == (
+        False,
+        "MAX_ORDER_NOTIONAL",
+    )
+    assert _v("MAX_ORDER_NOTIONAL", quantity=D("3"), take_profit=D("0.1111"), **cross) == OK
+    assert _v("MAX_ORDER_NOTIONAL", quantity=D("3"), take_profit=D("0.1112"), **cross) == (
+        False,
+        "MAX_ORDER_NOTIONAL",
+    )
+    for mark in (None, D("0")):
+        tiny = {**cross, "quote_mark": mark}
+        assert _v("MAX_ORDER_NOTIONAL", quantity=D("0.001"), **tiny) == (False, "NO_MARK")
+    assert _v("MAX_ORDER_NOTIONAL", quote_mark=None) == OK  # BTC/USDC: USDC is the currency
+    detail = max_order_notional(replace(BASE, quantity=D("7"), **cross)).detail
+    assert detail == "notional 0.35 BTC = 10500.00 USDC (mark 30000) > 10000 USDC"

@@ -86,7 +86,8 @@ def test_no_credit_for_an_asset_without_a_mark() -> None:
     h.quote(D("0.05"), D("0.05001"), D("1000"), instrument="ETH/BTC")  # no BTC price in USDC
     h.quote(D("1500"), D("1501"), D("1000"), instrument="ETH/USDC")
     d = decision(h.order(Side.BUY, D("0.01"), D("0.05001"), instrument="ETH/BTC"))
-    assert d.outcome == "REJECTED" and d.reason_codes == ("INSUFFICIENT_BALANCE",)
+    # The notional (in BTC) cannot be valued in USDC either (MAX_ORDER_NOTIONAL v4).
+    assert d.outcome == "REJECTED" and d.reason_codes == ("NO_MARK", "INSUFFICIENT_BALANCE")
 
 
 OPEN = RiskLimits(
