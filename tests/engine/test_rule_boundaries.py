@@ -177,6 +177,24 @@ def test_risk_reducing_counts_the_open_orders_on_its_side() -> None:
     assert _v("KILL_SWITCH", position=D("0"), **engaged) == (False, "KILL_SWITCH_ENGAGED")
 
 
+def test_risk_reducing_counts_the_base_asset_on_every_pair() -> None:
+    """KILL_SWITCH v2: a sale must be covered by what is free of the base asset (1 of 2
+    is reserved elsewhere), a buy must not take the holding past zero with the open buys
+    of it on other pairs (1 more bought elsewhere)."""
+    sell = {"kill_engaged": True, "side": Side.SELL, "position": D("2"), "quantity": D("1.5")}
+    assert _v("KILL_SWITCH", base_available=D("2"), **sell) == OK
+    assert _v("KILL_SWITCH", base_available=D("2"), reserved_base=D("1"), **sell) == (
+        False,
+        "KILL_SWITCH_ENGAGED",
+    )
+    buy = {"kill_engaged": True, "side": Side.BUY, "position": D("-2"), "quantity": D("1.5")}
+    assert _v("KILL_SWITCH", base_available=D("-2"), **buy) == OK
+    assert _v("KILL_SWITCH", base_available=D("-2"), open_base_buy_leaves=D("1"), **buy) == (
+        False,
+        "KILL_SWITCH_ENGAGED",
+    )
+
+
 def test_drawdown_at_the_threshold_brakes() -> None:
     # 1 - 0.9 / 1 = 0.10: at the threshold, not only beyond it.
     assert _v("DRAWDOWN_BRAKE", nav=D("0.9")) == (False, "DRAWDOWN_BRAKE")

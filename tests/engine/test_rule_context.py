@@ -75,6 +75,27 @@ def test_the_context_carries_the_resting_orders_on_the_instrument() -> None:
     assert (ctx.open_buy_leaves, ctx.open_sell_leaves, ctx.open_orders) == (D("0.3"), D("0.2"), 2)
 
 
+def test_the_open_buys_of_the_base_asset_are_summed_over_its_pairs() -> None:
+    """Buys resting on BTC/USDC (0.3) and BTC/EURC (0.2) both add BTC; one on ETH/BTC
+    (0.7) spends it."""
+    h = _harness()
+    h.quote(D("0.9"), D("0.9001"), instrument="EURC/USDC")
+    h.quote(D("27000"), D("27001"), instrument="BTC/EURC")
+    h.quote(D("0.05"), D("0.05001"), instrument="ETH/BTC")
+    h.admin_deposit("EURC", D("100000"))
+    h.admin_deposit("BTC", D("1"))
+    for qty, limit, instrument in (
+        ("0.3", "29000", "BTC/USDC"),
+        ("0.2", "26000", "BTC/EURC"),
+        ("0.7", "0.049", "ETH/BTC"),
+    ):
+        out = h.order(Side.BUY, D(qty), D(limit), instrument=instrument)
+        assert "OrderSubmitted" in [e.event_type for e in out], instrument
+        h.tick(1.1)  # out of the rate window
+    ctx = _build(h)
+    assert (ctx.open_buy_leaves, ctx.open_base_buy_leaves) == (D("0.3"), D("0.5"))
+
+
 def test_the_rate_window_ends_at_the_broker_time_not_the_stamp() -> None:
     """Two orders 0.9 s before the broker's time of a third, stamped 0.9 s ahead of it
     (within the skew tolerance): the window of 1 s back from the broker's time holds
