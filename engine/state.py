@@ -136,6 +136,9 @@ STABLECOINS: frozenset[str] = frozenset(
 """Known payment stablecoins; only those on the limits' allow-list may be traded."""
 
 ZERO = Decimal(0)
+TRIGGERED_BUY = Decimal("Infinity")
+"""What a triggered stop/take buy child counts as in `EngineState.own_best`: above every
+limit (a market order at each print)."""
 ONE = Decimal(1)
 _VALUE_ADJUSTED_MAX = VALUATION.prec + EQUITY_QUANTUM.adjusted() - 1
 """The largest adjusted exponent of a holding's value that `VALUATION` holds to
@@ -969,21 +972,32 @@ class EngineState:
         return self.limits.get(account) or self.limits.get(GLOBAL_SCOPE) or (0, RiskLimits())
 
     def own_best(self, acc: AccountState, instrument: str, side: Side) -> Decimal | None:
-        """The best limit among the account's open parent limit orders on `instrument` and
-        `side` (a buy's highest, a sell's lowest), None without any (SELF_TRADE)."""
+        """The best price at which the account's open orders on `instrument` and `side`
+        trade at a print (a buy's highest, a sell's lowest), None without any (SELF_TRADE).
+
+        A parent limit trades at prints through its limit. A stop/take child (v2) too: an
+        armed take-profit at prints through its trigger (a sell at or above it, a buy at or
+        below), so its trigger counts as a limit; a triggered one (`OrderTriggered` or a
+        part filled) at every later print, whatever its price, so it counts as crossing
+        anything (0 for a sell, `TRIGGERED_BUY` for a buy). An armed stop-loss does not
+        count: it trades at prints on the other side of its trigger, below a sell's, and
+        every resting buy meets it there (refusing them all would refuse scaling in under
+        a stop); docs/engine.md names the wash it leaves."""
         best: Decimal | None = None
         for oid in acc.open_orders:
             o = self.orders.get(oid)
-            if (
-                o is None
-                or o.done
-                or o.instrument != instrument
-                or o.side is not side
-                or o.parent_order_id is not None
-                or o.limit_price is None
-            ):
+            if o is None or o.done or o.instrument != instrument or o.side is not side:
                 continue
-            price = o.limit_price
+            if o.parent_order_id is None:
+                if o.limit_price is None:
+                    continue
+                price = o.limit_price
+            elif o.triggered_at is not None or o.filled > 0:
+                price = ZERO if side is Side.SELL else TRIGGERED_BUY
+            elif o.order_type is OrderType.TAKE_PROFIT and o.trigger_price is not None:
+                price = o.trigger_price
+            else:
+                continue
             if best is None or (price > best if side is Side.BUY else price < best):
                 best = price
         return best

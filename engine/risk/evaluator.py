@@ -59,10 +59,14 @@ def build_context(
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
     # Only an account with resting orders on the other side of the pair walks them.
+    # Its stop/take children too (`own_best`): open orders beyond its parents.
     own_opposite = (
         state.own_best(acc, intent.instrument, intent.side.opposite)
         if intent.limit_price is not None
-        and (open_sell if intent.side is Side.BUY else open_buy) > 0
+        and (
+            (open_sell if intent.side is Side.BUY else open_buy) > 0
+            or len(acc.open_orders) > x.open_parents
+        )
         else None
     )
     open_base_buy = ZERO

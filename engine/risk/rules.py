@@ -73,8 +73,9 @@ class RiskContext:
     open_sell_leaves: Decimal
     own_opposite: Decimal | None
     """The best limit among the account's resting orders on the other side of this pair
-    (a buy's: the lowest of its sells; a sell's: the highest of its buys), None without
-    any or for a market order (`SELF_TRADE`)."""
+    (a buy's: the lowest of its sells; a sell's: the highest of its buys), its armed
+    take-profit children's triggers and its triggered children (0 / infinite) included
+    (`EngineState.own_best`), None without any or for a market order (`SELF_TRADE`)."""
     open_base_buy_leaves: Decimal
     """Open buy leaves of the base asset on every pair (this one included): what the
     account's open buys may still add to its holding of it (`risk_reducing`)."""
@@ -669,7 +670,11 @@ def self_trade(ctx: RiskContext) -> RuleResult:
     """A limit order may not cross the account's own resting orders on the other side of
     the pair (`RiskContext.own_opposite`): both would rest, and a print between them fills
     both, the account buying from and selling to itself through the tape (a wash trade,
-    paying the spread between its limits and the fees). A market order never rests."""
+    paying the spread between its limits and the fees). A market order never rests.
+
+    v2: the account's armed take-profit children count at their trigger, and triggered
+    stop/take children cross every limit (`EngineState.own_best`); v1 walked parents only,
+    and a bid above the account's own take-profit sell rested and filled with it."""
     rid, ver = self_trade.RULE_ID, self_trade.RULE_VERSION  # type: ignore[attr-defined]
     own, limit = ctx.own_opposite, ctx.limit_price
     if own is None or limit is None:
@@ -679,9 +684,13 @@ def self_trade(ctx: RiskContext) -> RuleResult:
             rid,
             ver,
             "SELF_CROSS",
-            f"limit {limit} crosses the account's own resting "
-            f"{'sell' if ctx.side is Side.BUY else 'buy'} at {own}: a print between them "
-            "would fill both, a trade with itself",
+            f"limit {limit} crosses the account's own "
+            + (
+                "triggered stop/take child (a market order at every print)"
+                if own == 0 or own.is_infinite()
+                else f"resting {'sell' if ctx.side is Side.BUY else 'buy'} at {own}"
+            )
+            + ": a print between them would fill both, a trade with itself",
         )
     return _ok(rid, ver)
 
@@ -704,6 +713,6 @@ RULES: tuple[Rule, ...] = (
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 4),
     _tag(balance, "BALANCE", 4),
-    _tag(self_trade, "SELF_TRADE", 1),
+    _tag(self_trade, "SELF_TRADE", 2),
 )
 """Every rule, in the order their results are recorded."""

@@ -35,7 +35,12 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "9f9d0d7f3d2f140bd9da642c820a9a6145e72d7ced7f74e8b5b0cc11a0352b01"
+PINNED = "06a582c69394e2f0dc89cab6c1b4f85627d0801e53fc4ad27b1aeb286e61d140"
+"""Retaken in session 21 (helper-117) for SELF_TRADE v2 (the account's armed take-profit
+children count at their trigger, triggered stop/take children cross every limit): every
+decision records rule version 2; 20 of the 700 fail it (14 before), approvals 132 -> 127,
+fills 138 -> 128. Before:"""
+"""PINNED was 9f9d0d7f3d2f140bd9da642c820a9a6145e72d7ced7f74e8b5b0cc11a0352b01."""
 """Retaken in session 21 (helper-116) for MAX_ORDER_NOTIONAL v4 (a notional valued in the
 account's valuation currency at the quote asset's mark): every decision records rule
 version 4. The stream trades BTC/USDC for USDC accounts alone, so no figure, detail or

@@ -757,7 +757,7 @@ def test_an_order_crossing_the_accounts_own_resting_orders_is_refused() -> None:
     d = decision(h.order(Side.BUY, D("1"), D("30005")))
     assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
     result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
-    assert result.rule_version == 1 and "29995" in result.detail
+    assert result.rule_version == 2 and "29995" in result.detail
     assert decision(h.order(Side.BUY, D("1"), D("29995"))).reason_codes == ("SELF_CROSS",)
     assert decision(h.order(Side.BUY, D("1"), D("29994"))).outcome == "APPROVED"
     assert decision(h.order(Side.BUY, D("1"), D("30005"), account="A2")).outcome == "APPROVED"
@@ -879,3 +879,28 @@ def test_no_approved_order_exceeds_the_limit_in_the_account_currency(
                 p,
                 marked,
             )
+
+
+def test_an_order_crossing_the_accounts_own_take_profit_or_triggered_child_is_refused() -> None:
+    """SELF_TRADE v2. v1 walked resting parent limits only: an account long from a bid with
+    a take-profit at 30,500 (an armed child: a sell of what filled at any print at or above
+    30,500) bid 30,600, which rested, and a print at 30,550 filled both, the account
+    buying from and selling to itself through the tape, as with a resting offer at 30,500.
+    An armed take-profit child counts at its trigger; a triggered child (a market order at
+    each later print) crosses any limit on the other side."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7")),
+        cash=D("100000"),
+    )
+    h.quote(D("29990"), D("30010"))
+    parent = decision(h.order(Side.BUY, D("1"), D("30000"), take_profit=D("30500")))
+    assert parent.outcome == "APPROVED"
+    _print_out(h, "BTC/USDC", "30000", "5")  # the parent fills: its take-profit is armed
+    h.quote(D("30690"), D("30700"))
+    d = decision(h.order(Side.BUY, D("1"), D("30600")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
+    result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
+    assert result.rule_version == 2 and "30500" in result.detail
+    assert decision(h.order(Side.BUY, D("1"), D("30499"))).outcome == "APPROVED"
+    out = _print_out(h, "BTC/USDC", "30499", "5")
+    assert [e.payload.side for e in out if e.event_type == "Fill"] == [Side.BUY]
