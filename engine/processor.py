@@ -264,17 +264,17 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
                 _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
     # Then what the limits in force refuse of the resting orders (a lowered position
     # limit, an asset taken off the allow-list, a lowered credit), as caused by the limits
-    # change in force for the account (`control`, `_limits_changed`). Once a change's pass
-    # ran, the rules keep every new order within the position limit and the allow-list
-    # and fills cannot take a side's worst case past it, so those two find only what a
-    # lost transaction left. What the credit covers moves with the marks, and run on
-    # today's state its pass could cancel what no live worker did: only when the log does
-    # not show the change's transaction committed (`_limits_committed`).
+    # change in force for the account (`control`, `_limits_changed`), only when the log
+    # does not show the change's transaction committed (`_limits_committed`): run on
+    # today's state a pass can cancel what no live worker did. What the credit covers
+    # moves with the marks; a side's worst case against the position limit moves with a
+    # stop/take child's fill (it closes the position while the side's resting orders
+    # stay: long 1 with a take-profit and an offer of 3 under a limit of 2, the child's
+    # fill leaves 0 - 3), which no live worker cancels (docs/engine.md).
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
         limit_cause = state.limit_cause(account) if owns(account) else None
-        if limit_cause is not None:
-            credit = not _limits_committed(state, limit_cause, account)
-            _limits_changed(state, ctx, emit_for(limit_cause), account, owns, credit=credit)
+        if limit_cause is not None and not _limits_committed(state, limit_cause, account):
+            _limits_changed(state, ctx, emit_for(limit_cause), account, owns)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
@@ -412,8 +412,6 @@ def _limits_changed(
     emit: Callable[[EventPayload, str], None],
     scope: str,
     owns: Callable[[str], bool] | None,
-    *,
-    credit: bool = True,
 ) -> None:
     """Fail closed when a limits change (of `scope`, an account or '*') leaves resting
     orders the new limits would refuse: cancel the owned resting parent orders (1) on a
@@ -424,10 +422,9 @@ def _limits_changed(
     over, newest first, until no asset is short (`_cancel_borrowing`, `CREDIT_LIMIT`).
     A global change looks at the accounts without limits of their own. Run in the
     transaction that decides or reads the change, caused by it, and by `catch_up` (as
-    caused by the change in force for the account, `EngineState.limit_cause`; without the
-    credit pass, `credit` False, when the log shows the change's transaction committed,
-    `_limits_committed`) for what a lost transaction left open; accounts in sorted
-    order. Before, such orders stayed and
+    caused by the change in force for the account, `EngineState.limit_cause`, unless the
+    log shows the change's transaction committed, `_limits_committed`) for what a lost
+    transaction left open; accounts in sorted order. Before, such orders stayed and
     filled: beyond the new credit, the new position limit, on a delisted stablecoin.
     Armed stop/take children stay (they only close, capped at the position and what is
     free). Other limits (`max_order_notional`, the rate) are the new orders' to meet."""
@@ -463,17 +460,9 @@ def _limits_changed(
                     break
                 worst -= sign * o.leaves
                 ctx.venues[o.venue].cancel(state, o, "MAX_POSITION", emit)
-        if credit:
-            _cancel_borrowing(
-                state,
-                ctx,
-                emit,
-                acc,
-                _resting(state, ctx, acc),
-                fee,
-                limits.credit_limit,
-                CREDIT_LIMIT,
-            )
+        _cancel_borrowing(
+            state, ctx, emit, acc, _resting(state, ctx, acc), fee, limits.credit_limit, CREDIT_LIMIT
+        )
 
 
 def _pays_in(order: OrderState) -> str:
@@ -527,7 +516,7 @@ def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) ->
     the change's was made under it; under the account's own limits a decision's version
     can be a global one from before them, so it proves the change only if above every
     global version. Otherwise (nothing decided since, nothing cancelled, or that
-    ambiguity): not shown, and `catch_up` redoes the credit pass on today's state (fail
+    ambiguity): not shown, and `catch_up` redoes the pass on today's state (fail
     closed; docs/engine.md *A limits change and the resting orders*)."""
     acc = state.accounts.get(account)
     if acc is None:

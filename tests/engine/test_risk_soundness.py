@@ -904,3 +904,28 @@ def test_an_order_crossing_the_accounts_own_take_profit_or_triggered_child_is_re
     assert decision(h.order(Side.BUY, D("1"), D("30499"))).outcome == "APPROVED"
     out = _print_out(h, "BTC/USDC", "30499", "5")
     assert [e.payload.side for e in out if e.event_type == "Fill"] == [Side.BUY]
+
+
+def test_a_restart_does_not_cancel_what_a_childs_fill_took_past_the_position_limit() -> None:
+    """catch_up ran the limits change's position pass at every restart, on the restart's
+    state, even when the log showed the change's transaction committed: a side's worst
+    case moves with a stop/take child's fill (it closes the position, the side's resting
+    orders stay). Long 1 with a take-profit and an offer of 3 under a limit of 2 (worst
+    1 - 3 = -2), the take-profit filled: 0 - 3. No live worker cancels the offer; a
+    restart cancelled it MAX_POSITION, caused by the limits in force. Now the pass is
+    redone only for a change the log does not show committed (`_limits_committed`)."""
+    h = Harness(RiskLimits(max_position=D("2"), max_order_notional=D("1e7")), cash=D("100000"))
+    h.admin_deposit("BTC", D("10"))
+    h.quote(D("29990"), D("30010"))
+    assert decision(h.order(Side.BUY, D("1"), D("30000"), take_profit=D("30500"))).outcome == (
+        "APPROVED"
+    )
+    _print_out(h, "BTC/USDC", "30000", "5")  # the bid fills: long 1, the take-profit armed
+    assert decision(h.order(Side.SELL, D("3"), D("31000"))).outcome == "APPROVED"
+    out = _print_out(h, "BTC/USDC", "30600", "5")  # the take-profit sells the 1
+    assert [(e.payload.side, e.payload.quantity) for e in out if e.event_type == "Fill"] == [
+        (Side.SELL, D("1"))
+    ]
+    assert h.state.account("A1").positions["BTC/USDC"] == 0
+    assert [e.event_type for e in out if e.event_type == "OrderCanceled"] == []
+    assert catch_up(h.state, h.ctx, lambda _account: True) == []
