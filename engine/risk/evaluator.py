@@ -69,6 +69,17 @@ def build_context(
         )
         else None
     )
+    # A take-profit becomes a child on the other side: the account's resting orders on
+    # this side meet it (`own_best`).
+    own_same = (
+        state.own_best(acc, intent.instrument, intent.side)
+        if intent.take_profit is not None
+        and (
+            (open_buy if intent.side is Side.BUY else open_sell) > 0
+            or len(acc.open_orders) > x.open_parents
+        )
+        else None
+    )
     open_base_buy = ZERO
     for instrument, leaves in x.buy_leaves.items():  # the account's pairs with open buys
         if split_instrument(instrument)[0] == base:
@@ -105,6 +116,7 @@ def build_context(
         "open_buy_leaves": open_buy,
         "open_sell_leaves": open_sell,
         "own_opposite": own_opposite,
+        "own_same": own_same,
         "open_base_buy_leaves": open_base_buy,
         "open_orders": open_count,
         "recent_orders": rate_count(

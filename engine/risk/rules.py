@@ -76,6 +76,10 @@ class RiskContext:
     (a buy's: the lowest of its sells; a sell's: the highest of its buys), its armed
     take-profit children's triggers and its triggered children (0 / infinite) included
     (`EngineState.own_best`), None without any or for a market order (`SELF_TRADE`)."""
+    own_same: Decimal | None
+    """Of an order with a take-profit: the best price the account's open orders on this
+    side of the pair trade at (`EngineState.own_best`), which its take-profit child (on
+    the other side) would meet; None without any or without a take-profit (`SELF_TRADE`)."""
     open_base_buy_leaves: Decimal
     """Open buy leaves of the base asset on every pair (this one included): what the
     account's open buys may still add to its holding of it (`risk_reducing`)."""
@@ -674,12 +678,18 @@ def self_trade(ctx: RiskContext) -> RuleResult:
 
     v2: the account's armed take-profit children count at their trigger, and triggered
     stop/take children cross every limit (`EngineState.own_best`); v1 walked parents only,
-    and a bid above the account's own take-profit sell rested and filled with it."""
+    and a bid above the account's own take-profit sell rested and filled with it.
+
+    v3: an order's take-profit (a child on the other side from its first fill on, any
+    order type) may not cross the account's own orders on the order's side
+    (`RiskContext.own_same`): a buy's take-profit at T sells at prints at or above T, where
+    the account's own bid at or above T buys. An attached stop-loss is not judged (it
+    trades on the far side of its trigger, as every resting order of that side may).
+    """
     rid, ver = self_trade.RULE_ID, self_trade.RULE_VERSION  # type: ignore[attr-defined]
     own, limit = ctx.own_opposite, ctx.limit_price
-    if own is None or limit is None:
-        return _ok(rid, ver)
-    if limit >= own if ctx.side is Side.BUY else limit <= own:
+    buy = ctx.side is Side.BUY
+    if own is not None and limit is not None and (limit >= own if buy else limit <= own):
         return _no(
             rid,
             ver,
@@ -688,7 +698,22 @@ def self_trade(ctx: RiskContext) -> RuleResult:
             + (
                 "triggered stop/take child (a market order at every print)"
                 if own == 0 or own.is_infinite()
-                else f"resting {'sell' if ctx.side is Side.BUY else 'buy'} at {own}"
+                else f"resting {'sell' if buy else 'buy'} at {own}"
+            )
+            + ": a print between them would fill both, a trade with itself",
+        )
+    same, tp = ctx.own_same, ctx.take_profit
+    if same is not None and tp is not None and (same >= tp if buy else same <= tp):
+        return _no(
+            rid,
+            ver,
+            "SELF_CROSS",
+            f"take_profit {tp} (a {'sell' if buy else 'buy'} once armed) crosses the "
+            "account's own "
+            + (
+                "triggered stop/take child (a market order at every print)"
+                if same == 0 or same.is_infinite()
+                else f"resting {'buy' if buy else 'sell'} at {same}"
             )
             + ": a print between them would fill both, a trade with itself",
         )
@@ -713,6 +738,6 @@ RULES: tuple[Rule, ...] = (
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 4),
     _tag(balance, "BALANCE", 4),
-    _tag(self_trade, "SELF_TRADE", 2),
+    _tag(self_trade, "SELF_TRADE", 3),
 )
 """Every rule, in the order their results are recorded."""

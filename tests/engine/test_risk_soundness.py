@@ -757,7 +757,7 @@ def test_an_order_crossing_the_accounts_own_resting_orders_is_refused() -> None:
     d = decision(h.order(Side.BUY, D("1"), D("30005")))
     assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
     result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
-    assert result.rule_version == 2 and "29995" in result.detail
+    assert result.rule_version == 3 and "29995" in result.detail
     assert decision(h.order(Side.BUY, D("1"), D("29995"))).reason_codes == ("SELF_CROSS",)
     assert decision(h.order(Side.BUY, D("1"), D("29994"))).outcome == "APPROVED"
     assert decision(h.order(Side.BUY, D("1"), D("30005"), account="A2")).outcome == "APPROVED"
@@ -900,7 +900,7 @@ def test_an_order_crossing_the_accounts_own_take_profit_or_triggered_child_is_re
     d = decision(h.order(Side.BUY, D("1"), D("30600")))
     assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
     result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
-    assert result.rule_version == 2 and "30500" in result.detail
+    assert result.rule_version == 3 and "30500" in result.detail
     assert decision(h.order(Side.BUY, D("1"), D("30499"))).outcome == "APPROVED"
     out = _print_out(h, "BTC/USDC", "30499", "5")
     assert [e.payload.side for e in out if e.event_type == "Fill"] == [Side.BUY]
@@ -929,3 +929,25 @@ def test_a_restart_does_not_cancel_what_a_childs_fill_took_past_the_position_lim
     assert h.state.account("A1").positions["BTC/USDC"] == 0
     assert [e.event_type for e in out if e.event_type == "OrderCanceled"] == []
     assert catch_up(h.state, h.ctx, lambda _account: True) == []
+
+
+def test_a_take_profit_crossing_the_accounts_own_resting_orders_is_refused() -> None:
+    """SELF_TRADE v3. A new order's take-profit becomes, from its first fill on, a child on
+    the other side that trades at prints through its trigger: a buy's take-profit at T
+    sells at any print at or above T, so the account's own resting buy at or above T fills
+    at the same print. Bid 5 at 30,800 against 1 displayed at 30,700 (1 taken, 4 rest
+    above the ask), then a market buy of 1 with a take-profit at 30,750: v2 approved it,
+    and a print at 30,760 filled the resting bid (buy @ 30,800) and the take-profit (sell
+    @ 30,760), a trade with itself."""
+    h = Harness(
+        RiskLimits(max_position=D("100"), max_order_notional=D("1e7")),
+        cash=D("1000000"),
+    )
+    h.quote(D("30690"), D("30700"), D("1"))
+    assert decision(h.order(Side.BUY, D("5"), D("30800"))).outcome == "APPROVED"
+    h.quote(D("30690"), D("30700"), D("1"))
+    d = decision(h.order(Side.BUY, D("1"), take_profit=D("30750")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
+    result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
+    assert result.rule_version == 3 and "30800" in result.detail and "30750" in result.detail
+    assert decision(h.order(Side.BUY, D("1"), take_profit=D("30801"))).outcome == "APPROVED"

@@ -61,6 +61,7 @@ BASE = RiskContext(
     open_buy_leaves=D("0"),
     open_sell_leaves=D("0"),
     own_opposite=None,
+    own_same=None,
     open_base_buy_leaves=D("0"),
     open_orders=0,
     recent_orders=0,
@@ -389,6 +390,23 @@ def test_self_trade_at_the_accounts_own_resting_limit() -> None:
     assert _v("SELF_TRADE", own_opposite=D("99.99999999"), **sell) == OK
     market = {"order_type": OrderType.MARKET, "limit_price": None}
     assert _v("SELF_TRADE", own_opposite=D("100"), **market) == OK
+
+
+def test_self_trade_at_a_take_profit_meeting_the_accounts_own_orders() -> None:
+    """SELF_TRADE v3: a buy's take-profit (a sell once armed) at the account's own best bid
+    crosses it, one a step above does not; mirrored for a sell; a triggered child on the
+    order's side (0 / infinite in `own_same`) crosses any take-profit; market orders too."""
+    tp = {"take_profit": D("110")}
+    assert _v("SELF_TRADE", own_same=D("110"), **tp) == (False, "SELF_CROSS")
+    assert _v("SELF_TRADE", own_same=D("109.99999999"), **tp) == OK
+    assert _v("SELF_TRADE", own_same=D("Infinity"), **tp) == (False, "SELF_CROSS")
+    sell = {"side": Side.SELL, "limit_price": D("100"), "take_profit": D("90")}
+    assert _v("SELF_TRADE", own_same=D("90"), **sell) == (False, "SELF_CROSS")
+    assert _v("SELF_TRADE", own_same=D("90.00000001"), **sell) == OK
+    assert _v("SELF_TRADE", own_same=D("0"), **sell) == (False, "SELF_CROSS")
+    market = {"order_type": OrderType.MARKET, "limit_price": None, "take_profit": D("110")}
+    assert _v("SELF_TRADE", own_same=D("110"), **market) == (False, "SELF_CROSS")
+    assert _v("SELF_TRADE", own_same=D("110")) == OK  # no take-profit
 
 
 def test_a_failing_last_rule_rejects_and_a_raising_one_is_recorded() -> None:
