@@ -1129,15 +1129,16 @@ class EngineWorker:
         failed, leaving the state possibly torn (fills folded in that no transaction will
         carry): the caller rebuilds before deciding anything on it. One failure turns the
         catch-up off until the process restarts, so a failure that repeats on every
-        rebuilt state cannot keep the worker rebuilding."""
+        rebuilt state cannot keep the worker rebuilding; until then every intent is
+        refused STALE_STATE (`step`), as what the catch-up owed is not done."""
         try:
             found = catch_up(
                 self.state, self.ctx, self.ctx.owns or Ownership(self.part, frozenset())
             )
         except Exception:
             log.exception(
-                "matching the kept prints after an assignment failed: rebuilding; resting "
-                "orders are no longer matched against prints read before an assignment"
+                "the catch-up after an assignment failed: rebuilding; every intent is "
+                "refused STALE_STATE until this worker is restarted"
             )
             self.catch_up_enabled = False
             return None
@@ -1544,6 +1545,15 @@ class EngineWorker:
             self._renew_admin()
         if self.topology:
             self.ctx.consumer_lag = UNKNOWN_LAG  # fail closed: see `topology`
+        if not self.catch_up_enabled:
+            # A failed catch-up left undone what a lost transaction may have owed (a kill
+            # switch's or a hold's cancels, a limits change's pass): deciding on as if it
+            # were done would approve past them, and each approval would later read as
+            # proof that the pass committed (`processor._limits_committed`). Every intent
+            # is STALE_STATE and every admin command that does not tighten is refused
+            # until a restart catches up (fail closed).
+            self.ctx.consumer_lag = UNKNOWN_LAG
+            self.stale = "the catch-up after an assignment failed: restart the worker"
         for msg in refs:
             if not msg.error():
                 self._handle_reference(msg, out)

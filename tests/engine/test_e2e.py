@@ -155,7 +155,10 @@ def test_a_failed_catch_up_rebuilds_before_deciding(
     env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A catch-up that fails half-way may have folded fills no transaction will carry:
-    the worker rebuilds before it decides anything, turns the catch-up off, and goes on."""
+    the worker rebuilds before it decides anything, turns the catch-up off, and goes on
+    refusing every intent STALE_STATE until a restart: what the catch-up owed (a kill
+    switch's, a hold's or a limits change's cancels) is not done, so an approval would be
+    made past it, and would later read as proof that it was (fail closed)."""
 
     def half_done(state: EngineState, *_: Any) -> list[Any]:
         state.account("ACC1").balances["XRP"] = Decimal("99")  # what a phantom fill moved
@@ -166,9 +169,15 @@ def test_a_failed_catch_up_rebuilds_before_deciding(
         key = world(env, ["ACC1"])
         produce(env, [quote()])
         produce(env, [intent(key, "ACC1", "c-after", qty="0.1")])
-        wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
+        decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 1)
         assert not worker.catch_up_enabled
         assert "XRP" not in worker.state.account("ACC1").balances
+    # Refused, every one: the set-up's registrations and account opening (they do not
+    # tighten) with the reason, so the intent too (its producer unknown to this worker).
+    refused = [e.payload for e in decs if e.event_type == "AdminCommandRejected"]
+    assert refused and all("catch-up after an assignment failed" in r.reason for r in refused)
+    assert not [e for e in decs if getattr(e.payload, "outcome", None) == "APPROVED"]
+    assert [e.event_type for e in _decisions(decs)] == ["IntentRejected"]
 
 
 def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
