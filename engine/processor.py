@@ -508,8 +508,8 @@ def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) ->
     """Whether the log shows that the transaction in which the account's owner ran the
     pass of `cause` (the `RiskLimitsChanged` in force for `account`, as read or decided,
     or as redone by a `catch_up`) committed: a cancel it made (`CREDIT_LIMIT`,
-    `MAX_POSITION`, an allow-list code) was folded (`AccountState.unheld`), or an approved decision of the account was made
-    under its version (`AccountState.decided_under`: the owner had folded the change and
+    `MAX_POSITION`, an allow-list code) was folded (`AccountState.unheld`), or an
+    approved decision of the account was made under its version (`AccountState.decided_under`: the owner had folded the change and
     run its pass, and commits its transactions in order). Decisions record the version,
     not its scope: under the global limits (the account never had limits of its own:
     they are never removed) every decision recorded a global version, and one at least

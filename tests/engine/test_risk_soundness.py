@@ -53,10 +53,11 @@ def _quote(h: Harness, instrument: str, bid: str, ask: str, qty: str = "1000000"
     )
 
 
-def _print(h: Harness, instrument: str, price: str, qty: str) -> None:
+def _print(h: Harness, instrument: str, price: str, qty: str) -> list[Any]:
+    """A trade print on `instrument`; the engine's outputs for it."""
     h.n += 1
     h.tick()
-    h.feed(
+    return h.feed(
         MarketTrade(
             venue="v",
             instrument=instrument,
@@ -488,26 +489,9 @@ def test_the_kill_switch_cancels_a_resting_order_that_reopens_the_asset() -> Non
     h.order(Side.BUY, D("0.9"), D("27000"), instrument="BTC/EURC")
     with patch.object(PaperVenue, "halt", lambda *a, **k: None):
         h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
-    out = _print_out(h, "BTC/EURC", "26900", "5")
+    out = _print(h, "BTC/EURC", "26900", "5")
     assert "Fill" not in [e.event_type for e in out]
     assert h.state.account("A1").balances["BTC"] == 0
-
-
-def _print_out(h: Harness, instrument: str, price: str, qty: str) -> list[Any]:
-    h.n += 1
-    h.tick()
-    return h.feed(
-        MarketTrade(
-            venue="v",
-            instrument=instrument,
-            trade_id=f"t{h.n}",
-            price=D(price),
-            quantity=D(qty),
-            aggressor_side=Side.BUY,
-            exchange_ts=h.now,
-        ),
-        "md",
-    )
 
 
 def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -> None:
@@ -601,7 +585,7 @@ def test_under_the_kill_switch_a_child_does_not_go_short_the_asset_on_credit() -
     d = decision(h.order(Side.SELL, D("1"), D("27999"), instrument="BTC/EURC"))
     assert d.outcome == "APPROVED" and h.state.account("A1").balances["BTC"] == 0
     h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="ops"))
-    out = _print_out(h, "BTC/USDC", "28900", "5")
+    out = _print(h, "BTC/USDC", "28900", "5")
     assert "Fill" not in [e.event_type for e in out]
     assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["CHILD_CAPPED"]
     assert h.state.account("A1").balances["BTC"] == 0
@@ -628,10 +612,10 @@ def test_a_print_at_any_price_the_schema_admits_never_makes_the_engine_raise() -
         limit = D("30001") if side is Side.BUY else D("29999")
         assert decision(h.order(side, D("1"), limit, take_profit=take)).outcome == "APPROVED"
         h.order(Side.SELL, D("0.5"), D("31000"))
-        out = _print_out(h, "BTC/USDC", price, "1")  # raised before
+        out = _print(h, "BTC/USDC", price, "1")  # raised before
         if D(price) > 1 or side is Side.SELL:  # through the resting sell or a take-profit
             assert "Fill" in [e.event_type for e in out], (price, side)
-        _print_out(h, "BTC/USDC", "30000", "1")  # and the next one
+        _print(h, "BTC/USDC", "30000", "1")  # and the next one
         d = decision(h.order(Side.BUY, D("0.01"), D("30001")))
         assert d.outcome in ("APPROVED", "REJECTED")
 
@@ -733,7 +717,7 @@ def test_tiny_maker_fills_never_charge_more_fee_than_was_reserved() -> None:
     assert decision(h.order(Side.BUY, D("0.0000001"), D("700"))).outcome == "APPROVED"
     fills = []
     for _ in range(10):
-        out = _print_out(h, "BTC/USDC", "699", "0.00000001")
+        out = _print(h, "BTC/USDC", "699", "0.00000001")
         fills += [e.payload for e in out if e.event_type == "Fill"]
     assert len(fills) == 10 and not h.state.account("A1").open_orders
     assert all(f.fee <= f.quantity * f.price * D("0.001") for f in fills)
@@ -762,7 +746,7 @@ def test_an_order_crossing_the_accounts_own_resting_orders_is_refused() -> None:
     assert decision(h.order(Side.BUY, D("1"), D("29994"))).outcome == "APPROVED"
     assert decision(h.order(Side.BUY, D("1"), D("30005"), account="A2")).outcome == "APPROVED"
     assert decision(h.order(Side.SELL, D("0.5"), D("29994"))).reason_codes == ("SELF_CROSS",)
-    out = _print_out(h, "BTC/USDC", "29994", "5")
+    out = _print(h, "BTC/USDC", "29994", "5")
     sides = {(e.payload.account, e.payload.side) for e in out if e.event_type == "Fill"}
     assert ("A1", Side.BUY) in sides and ("A1", Side.SELL) not in sides
 
@@ -895,14 +879,14 @@ def test_an_order_crossing_the_accounts_own_take_profit_or_triggered_child_is_re
     h.quote(D("29990"), D("30010"))
     parent = decision(h.order(Side.BUY, D("1"), D("30000"), take_profit=D("30500")))
     assert parent.outcome == "APPROVED"
-    _print_out(h, "BTC/USDC", "30000", "5")  # the parent fills: its take-profit is armed
+    _print(h, "BTC/USDC", "30000", "5")  # the parent fills: its take-profit is armed
     h.quote(D("30690"), D("30700"))
     d = decision(h.order(Side.BUY, D("1"), D("30600")))
     assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
     result = next(r for r in d.rule_results if r.rule_id == "SELF_TRADE")
     assert result.rule_version == 3 and "30500" in result.detail
     assert decision(h.order(Side.BUY, D("1"), D("30499"))).outcome == "APPROVED"
-    out = _print_out(h, "BTC/USDC", "30499", "5")
+    out = _print(h, "BTC/USDC", "30499", "5")
     assert [e.payload.side for e in out if e.event_type == "Fill"] == [Side.BUY]
 
 
@@ -920,9 +904,9 @@ def test_a_restart_does_not_cancel_what_a_childs_fill_took_past_the_position_lim
     assert decision(h.order(Side.BUY, D("1"), D("30000"), take_profit=D("30500"))).outcome == (
         "APPROVED"
     )
-    _print_out(h, "BTC/USDC", "30000", "5")  # the bid fills: long 1, the take-profit armed
+    _print(h, "BTC/USDC", "30000", "5")  # the bid fills: long 1, the take-profit armed
     assert decision(h.order(Side.SELL, D("3"), D("31000"))).outcome == "APPROVED"
-    out = _print_out(h, "BTC/USDC", "30600", "5")  # the take-profit sells the 1
+    out = _print(h, "BTC/USDC", "30600", "5")  # the take-profit sells the 1
     assert [(e.payload.side, e.payload.quantity) for e in out if e.event_type == "Fill"] == [
         (Side.SELL, D("1"))
     ]
