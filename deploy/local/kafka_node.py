@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from deploy.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
 MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
 class KafkaStartError(RuntimeError):
@@ -257,18 +259,28 @@ class KafkaNode:
         """This node's listener (whatever `TRADETAPE_KAFKA_BOOTSTRAP` says)."""
         return f"127.0.0.1:{self.settings.kafka_port}"
 
-    def _scram_users(self) -> list[str]:
-        """StorageTool's `--add-scram` for the super user (the broker's own listener needs
-        its credential before the first start). Its password is on the format command's
-        line for that moment; `deploy.acls.upsert_scram_user` adds the other users."""
+    def _scram_argfile(self) -> Path | None:
+        """A java launcher argument file (`java @FILE`, readable by its owner only) that
+        holds StorageTool's main class and its `--add-scram` for the super user (the
+        broker's own listener needs its credential before the first start); None when the
+        node is open. The password is never on a command line: `ps` shows every process's
+        argv to every user of the host (before, it was on the format command's line while
+        StorageTool ran). The launcher expands an argument file only up to the main class,
+        so the class is in the file and the format command's other arguments follow it on
+        the command line. `deploy.acls.upsert_scram_user` adds the other users."""
         s = self.settings
         if not s.kafka_local_sasl or s.kafka_sasl_password is None:
-            return []
+            return None
         secret = s.kafka_sasl_password.get_secret_value()
-        return [
-            "--add-scram",
-            f"{s.kafka_sasl_mechanism}=[name={s.kafka_sasl_username},password={secret}]",
-        ]
+        # Quoted: in an argument file an unquoted '#' starts a comment. `_security_props`
+        # refused a password holding a quote, a backslash or white space.
+        scram = f"{s.kafka_sasl_mechanism}=[name={s.kafka_sasl_username},password={secret}]"
+        path = self.home / "format.args"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f'{STORAGE_TOOL}\nformat\n--add-scram\n"{scram}"\n')
+        return path
 
     def running(self) -> bool:
         return owned_process(self.pid_file, self.marker) is not None
@@ -312,24 +324,28 @@ class KafkaNode:
                 while encoded.startswith("-"):
                     encoded = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
                 cluster_id.write_text(encoded)
-            fmt = subprocess.run(
-                [
-                    java,
-                    "-cp",
-                    cp,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id.read_text().strip(),
-                    "-c",
-                    str(self.config_file),
-                    "--ignore-formatted",
-                    *self._scram_users(),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            argfile = self._scram_argfile()
+            tool = [f"@{argfile}"] if argfile is not None else [STORAGE_TOOL, "format"]
+            try:
+                fmt = subprocess.run(
+                    [
+                        java,
+                        "-cp",
+                        cp,
+                        *tool,
+                        "-t",
+                        cluster_id.read_text().strip(),
+                        "-c",
+                        str(self.config_file),
+                        "--ignore-formatted",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            finally:
+                if argfile is not None:
+                    argfile.unlink(missing_ok=True)
             if fmt.returncode != 0:
                 raise KafkaStartError(f"StorageTool format failed:\n{fmt.stdout}\n{fmt.stderr}")
             if self.settings.kafka_local_sasl:

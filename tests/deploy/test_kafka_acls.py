@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,10 +34,25 @@ PREFIX = "acl."
 """A topic prefix, so the plan's prefixed names are exercised (`{prefix}engine-`)."""
 
 
+ARGV: list[list[str]] = []
+"""Every command line the node ran to start (`secured`): the format's and the broker's."""
+
+
+def _recording(call: Any) -> Any:
+    def record(args: Any, *rest: Any, **kw: Any) -> Any:
+        ARGV.append([str(a) for a in args])
+        return call(args, *rest, **kw)
+
+    return record
+
+
 @pytest.fixture(scope="module")
 def secured() -> Iterator[Settings]:
     """A broker that authenticates and authorizes, its topics, two SCRAM users (engine and
-    strategy) and the plan's ACLs; yields the super user's settings."""
+    strategy) and the plan's ACLs; yields the super user's settings. The super user's
+    password holds a '#', which starts a comment in a java argument file unquoted."""
+    import subprocess
+
     data_dir = stack_dir("acls-")
     admin = Settings(
         data_dir=data_dir,
@@ -45,13 +61,16 @@ def secured() -> Iterator[Settings]:
         kafka_heap="384m",
         kafka_local_sasl=True,
         kafka_sasl_username="root",
-        kafka_sasl_password=uuid.uuid4().hex,
+        kafka_sasl_password=f"{uuid.uuid4().hex}#pw",
         topic_prefix=PREFIX,
         default_partitions=1,
     )
     node = KafkaNode(admin)
     try:
-        node.start(echo=lambda _m: None)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(subprocess, "run", _recording(subprocess.run))
+            patch.setattr(subprocess, "Popen", _recording(subprocess.Popen))
+            node.start(echo=lambda _m: None)
         create_topics(admin)
         client = admin_client(admin)
         for role in (Role.ENGINE, Role.STRATEGY):
@@ -67,6 +86,24 @@ def secured() -> Iterator[Settings]:
             broker.kill()
             broker.wait(10)  # seconds, not money
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_the_super_users_password_is_on_no_command_line(secured: Settings) -> None:
+    """`ps` shows every process's arguments to every user of the host: the node passes
+    the password to StorageTool in a file only its owner reads, removed after the format
+    (before, `--add-scram ...password=...` was on the format command's line). The
+    super user authenticated with it (`create_topics` and the ACLs above ran as it)."""
+    assert secured.kafka_sasl_password is not None
+    secret = secured.kafka_sasl_password.get_secret_value()
+    tools = [
+        argv
+        for argv in ARGV
+        if "kafka.tools.StorageTool" in argv or any(a.startswith("@") for a in argv)
+    ]
+    assert tools and any("kafka.Kafka" in argv for argv in ARGV), ARGV
+    assert [a for argv in ARGV for a in argv if secret in a or "password" in a] == []
+    argfile = next(a for a in tools[0] if a.startswith("@"))[1:]
+    assert not Path(argfile).exists()
 
 
 def _as(admin: Settings, role: Role) -> Settings:

@@ -105,7 +105,15 @@ def test_the_local_node_with_sasl_authenticates_and_authorizes(tmp_path: Path) -
     assert props["super.users"] == "User:engine"
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert stat.S_IMODE(node.config_file.stat().st_mode) == 0o600  # it holds the password
-    assert node._scram_users() == ["--add-scram", "SCRAM-SHA-512=[name=engine,password=pw]"]
+    argfile = node._scram_argfile()
+    assert argfile is not None and stat.S_IMODE(argfile.stat().st_mode) == 0o600
+    assert argfile.read_text().split() == [
+        "kafka.tools.StorageTool",
+        "format",
+        "--add-scram",
+        '"SCRAM-SHA-512=[name=engine,password=pw]"',
+    ]
+    assert _node(tmp_path / "open")._scram_argfile() is None
 
 
 @pytest.mark.parametrize(
