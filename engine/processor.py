@@ -31,6 +31,7 @@ from engine.state import (
     AccountState,
     EngineState,
     OrderState,
+    after_children,
     exact_enough,
     peak_money,
     split_instrument,
@@ -427,7 +428,8 @@ def _limits_changed(
     transaction left open; accounts in sorted order. Before, such orders stayed and
     filled: beyond the new credit, the new position limit, on a delisted stablecoin.
     Armed stop/take children stay (they only close, capped at the position and what is
-    free). Other limits (`max_order_notional`, the rate) are the new orders' to meet."""
+    free; the position pass starts from the position once they filled, as MAX_POSITION
+    v3 does). Other limits (`max_order_notional`, the rate) are the new orders' to meet."""
     accounts = (
         sorted(a for a, acc in state.accounts.items() if acc.open_orders and a not in state.limits)
         if scope == GLOBAL_SCOPE
@@ -453,7 +455,8 @@ def _limits_changed(
         for (instrument, side), orders in sorted(sides.items()):
             position = acc.positions.get(instrument, ZERO)
             sign = 1 if side is Side.BUY else -1
-            worst = position + sign * sum((o.leaves for o in orders), ZERO)
+            start = after_children(position, side, state.children_closing(acc, instrument, side))
+            worst = start + sign * sum((o.leaves for o in orders), ZERO)
             for o in orders:
                 shrinks = abs(worst) <= abs(position) and (worst >= 0) == (position >= 0)
                 if abs(worst) <= limits.max_position or shrinks:

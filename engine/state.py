@@ -226,6 +226,18 @@ def fee_at_most(notional: Decimal, rate: Decimal) -> Decimal:
     return exact.quantize(FEE_QUANTUM, ROUND_CEILING, VALUATION)
 
 
+def after_children(position: Decimal, side: Side, children: Decimal) -> Decimal:
+    """The pair's `position` once the account's open stop/take children on `side` (what
+    they may fill, `EngineState.children_closing`) filled: a child only closes the
+    position, never past zero (`PaperVenue._child_quantity`), so a sell child takes a long
+    toward zero and leaves a short alone. What MAX_POSITION v3 (and the limits change's
+    pass) starts the worst case of that side from: a child may fill before the resting
+    orders of its side, which then meet no position to net against."""
+    if side is Side.BUY:
+        return position + min(children, -position) if position < 0 else position
+    return position - min(children, position) if position > 0 else position
+
+
 def print_id(trade: MarketTrade) -> str:
     """A public trade's identity: the venue's own trade id (what fill ids are made of)."""
     return f"trade:{trade.venue}:{trade.trade_id}"
@@ -1001,6 +1013,31 @@ class EngineState:
             if best is None or (price > best if side is Side.BUY else price < best):
                 best = price
         return best
+
+    def children_closing(self, acc: AccountState, instrument: str, side: Side) -> Decimal:
+        """What the account's open stop/take children on `instrument` and `side` may still
+        fill, one parent's pair counted once (one-cancels-other: its larger leaves), before
+        capping (MAX_POSITION v3). A child only closes the pair's position
+        (`PaperVenue._child_quantity`), but it may do so before the account's resting
+        orders on its side fill, which then count on a position already gone. Walks the
+        open orders only when the account has children (orders beyond its parents)."""
+        if len(acc.open_orders) <= acc.exposure.open_parents:
+            return ZERO
+        per_parent: dict[str, Decimal] = {}
+        for oid in acc.open_orders:
+            o = self.orders.get(oid)
+            if (
+                o is None
+                or o.done
+                or o.parent_order_id is None
+                or o.instrument != instrument
+                or o.side is not side
+            ):
+                continue
+            had = per_parent.get(o.parent_order_id)
+            if had is None or o.leaves > had:
+                per_parent[o.parent_order_id] = o.leaves
+        return sum(per_parent.values(), ZERO)
 
     def kill_engaged(self, account: str) -> bool:
         return GLOBAL_SCOPE in self.kill_switches or account in self.kill_switches

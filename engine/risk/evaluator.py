@@ -141,6 +141,7 @@ def build_context(
         "nav": state.nav(intent.account, equity),
         "flows_pending": bool(acc.pending),
         "lost_in_full": state.lost_in_full(intent.account, equity),
+        "open_side_children": state.children_closing(acc, intent.instrument, intent.side),
     }
     if len(fields) != _CONTEXT_FIELDS:
         return RiskContext(**fields)  # not every field given: let the constructor say so

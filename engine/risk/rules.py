@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import VALUATION_UP, fee_at_most, rate_allowance
+from engine.state import VALUATION_UP, after_children, fee_at_most, rate_allowance
 from engine.trusted import builder, positional_builder, validating
 from schemas.drawdown import drawdown
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
@@ -115,6 +115,10 @@ class RiskContext:
     lost_in_full: bool = False
     """The account has lost its whole peak (`EngineState.lost_in_full`): a flow found its
     capital gone since its last release, or it has no units left below zero."""
+    open_side_children: Decimal = ZERO
+    """What the account's open stop/take children on this pair and the order's side may
+    still fill (`EngineState.children_closing`): they close the position, possibly before
+    the open orders of that side fill (MAX_POSITION v3)."""
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -575,21 +579,30 @@ def max_position(ctx: RiskContext) -> RuleResult:
     without flipping it passes.
 
     v2: v1 passed any order ending smaller in absolute size, a flip too: short 10 under
-    a limit of 5, a buy of 18 went long 8, a new position over the limit."""
+    a limit of 5, a buy of 18 went long 8, a new position over the limit.
+
+    v3: the worst case starts from the position once the account's open stop/take
+    children on the order's side filled (`after_children`, `open_side_children`): armed
+    without a decision, a child closes the position, and may do so before the open orders
+    of its side fill, which then take the pair past zero by what they counted on netting.
+    Long 10 under a limit of 10 with a stop-loss for the 10, v2 passed a sell of 20 (worst
+    case -10); the stop sold the 10 at its trigger and the sell then went short 20."""
     rid, ver = max_position.RULE_ID, max_position.RULE_VERSION  # type: ignore[attr-defined]
+    start = after_children(ctx.position, ctx.side, ctx.open_side_children)
     if ctx.side is Side.BUY:
-        worst = ctx.position + ctx.open_buy_leaves + ctx.quantity
+        worst = start + ctx.open_buy_leaves + ctx.quantity
     else:
-        worst = ctx.position - ctx.open_sell_leaves - ctx.quantity
+        worst = start - ctx.open_sell_leaves - ctx.quantity
     shrinks = abs(worst) <= abs(ctx.position) and (worst >= 0) == (ctx.position >= 0)
+    of = "" if start == ctx.position else f" (from {start}, its stop/take children filled)"
     if abs(worst) > ctx.limits.max_position and not shrinks:
         return _no(
             rid,
             ver,
             "MAX_POSITION",
-            f"worst-case position {worst} exceeds {ctx.limits.max_position}",
+            f"worst-case position {worst}{of} exceeds {ctx.limits.max_position}",
         )
-    return _ok(rid, ver, f"worst-case position {worst}")
+    return _ok(rid, ver, f"worst-case position {worst}{of}")
 
 
 def max_open_orders(ctx: RiskContext) -> RuleResult:
@@ -734,7 +747,7 @@ RULES: tuple[Rule, ...] = (
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 9),
     _tag(price_collar, "PRICE_COLLAR", 3),
     _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 4),
-    _tag(max_position, "MAX_POSITION", 2),
+    _tag(max_position, "MAX_POSITION", 3),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 4),
     _tag(balance, "BALANCE", 4),

@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "2e5a92e142d003c32d47cad4d920a8b94ff8ec979b9b40fe73ec45b69dc379f8"
+PINNED = "ba3e95986c2deb919999f8b06226b2bc4dcc4205b58fb146afacc01a12bdc21c"
+"""Retaken in session 22 (helper-120) for MAX_POSITION v3 (the worst case starts from
+the position once the account's open stop/take children on the order's side filled):
+every decision records rule version 3; one more decision fails MAX_POSITION (180 of the
+rule's failures, 179 before), rejected anyway, its detail naming the position the
+children leave; no outcome, fill or cancel changed. Before:"""
+"""PINNED was 2e5a92e142d003c32d47cad4d920a8b94ff8ec979b9b40fe73ec45b69dc379f8."""
 """Retaken in session 21 (helper-117) for SELF_TRADE v3 (an order's take-profit may not
 cross the account's own orders on the order's side): every decision records rule version
 3; no outcome, figure or detail changed (with the version set back to 2 the digest is the

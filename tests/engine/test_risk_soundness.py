@@ -897,7 +897,12 @@ def test_a_restart_does_not_cancel_what_a_childs_fill_took_past_the_position_lim
     orders stay). Long 1 with a take-profit and an offer of 3 under a limit of 2 (worst
     1 - 3 = -2), the take-profit filled: 0 - 3. No live worker cancels the offer; a
     restart cancelled it MAX_POSITION, caused by the limits in force. Now the pass is
-    redone only for a change the log does not show committed (`_limits_committed`)."""
+    redone only for a change the log does not show committed (`_limits_committed`).
+
+    Since MAX_POSITION v3 the offer of 3 is refused (its worst case starts from the
+    position once the take-profit sold: 0 - 3), so a child's fill no longer moves a side's
+    worst case past the limit; an offer of 2 (0 - 2) rests, and a restart after the
+    take-profit filled still cancels nothing."""
     h = Harness(RiskLimits(max_position=D("2"), max_order_notional=D("1e7")), cash=D("100000"))
     h.admin_deposit("BTC", D("10"))
     h.quote(D("29990"), D("30010"))
@@ -905,7 +910,9 @@ def test_a_restart_does_not_cancel_what_a_childs_fill_took_past_the_position_lim
         "APPROVED"
     )
     _print(h, "BTC/USDC", "30000", "5")  # the bid fills: long 1, the take-profit armed
-    assert decision(h.order(Side.SELL, D("3"), D("31000"))).outcome == "APPROVED"
+    d = decision(h.order(Side.SELL, D("3"), D("31000")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("MAX_POSITION",))
+    assert decision(h.order(Side.SELL, D("2"), D("31000"))).outcome == "APPROVED"
     out = _print(h, "BTC/USDC", "30600", "5")  # the take-profit sells the 1
     assert [(e.payload.side, e.payload.quantity) for e in out if e.event_type == "Fill"] == [
         (Side.SELL, D("1"))
