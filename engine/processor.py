@@ -33,6 +33,7 @@ from engine.state import (
     OrderState,
     after_children,
     exact_enough,
+    in_exact_context,
     peak_money,
     split_instrument,
 )
@@ -190,10 +191,11 @@ class _Emitter:
             event: Envelope[Any] = envelope_class(type(payload))(**fields)
         else:
             event = _envelope_builder(type(payload))(fields)
-        self.state.apply(event)
+        self.state.fold(event)  # in `EXACT`: every entry point that emits runs in it
         self.out.append(event)
 
 
+@in_exact_context
 def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> list[Output]:
     """After a rebuild or a hand-over: fills of the owned resting orders on the kept prints
     the log does not show as matched (`PaperVenue.catch_up`), each caused by its print."""
@@ -579,6 +581,7 @@ def _stop_producer(
         ctx.venues[name].revoke(state, revocation, owns, emit, among)
 
 
+@in_exact_context
 def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Output]:
     """A fact read from a control topic (every worker reads them in full): folded in, and
     if it newly engages a kill switch, raises an AML flag or revokes a producer, the
@@ -592,7 +595,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
         and event.event_id not in state.seen_reference
     )
     settles = isinstance(p, TransferSettled) and _settles(state, event)
-    state.apply(event)
+    state.fold(event)
     holding = isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event
     if holding or settles:
         emit = _Emitter(state, event)
@@ -644,6 +647,7 @@ def order_id_for(intent_event: Envelope[Any], event_id_text: str | None = None) 
     return "o-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+@in_exact_context
 def process(
     state: EngineState,
     event: Envelope[Any],
@@ -663,7 +667,7 @@ def process(
     elif isinstance(p, _MARKET_TYPES):
         if isinstance(p, MarketTrade) and state.price(p.instrument).has_print(p):
             return emit.out  # a copy of a kept print: matched once already
-        state.apply(event)
+        state.fold(event)
         for venue in ctx.venues.values():
             venue.on_market(state, event, emit, ctx.owns)
     elif p.EVENT_TYPE in ADMIN_COMMAND_TYPES:
@@ -1162,6 +1166,7 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
         _limits_changed(state, ctx, emit, p.scope, ctx.owns)
 
 
+@in_exact_context
 def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[Output]:
     """`AdminCommandRejected` for a command the worker refuses before deciding it (its
     accepted fact would not fit in a record, see `engine.worker`), folded like any answer."""

@@ -18,10 +18,17 @@ from datetime import datetime, timedelta
 from decimal import (
     ROUND_CEILING,
     ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
     Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
 )
+from functools import wraps
 from heapq import heappop, heappush
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 from uuid import UUID
 
 from engine.auth import ProducerEntry
@@ -164,6 +171,35 @@ rounds capped children's quantities down to it."""
 EXACT_DIGITS = 28
 """Significant digits the engine's sums hold exactly (the default decimal context's
 precision, in which fills, leaves and balances are added up)."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+EXACT = Context(
+    prec=EXACT_DIGITS,
+    rounding=ROUND_HALF_EVEN,
+    Emin=-999999,
+    Emax=999999,
+    traps=[InvalidOperation, DivisionByZero, Overflow],
+)
+"""The engine's own decimal context: the default context's settings, fixed here. Every
+amount the fold, the rules and the venue compute with the operators (`+`, `*`, `/`) is
+computed in it, not in the thread's ambient context, which a caller (or another library
+on its thread) may have changed: `in_exact_context` runs the engine's entry points
+(`EngineState.apply`, `processor.process`, `control`, `catch_up`) under it, and the
+reference mid and BALANCE use it by name. Before session 22 a caller that had lowered
+its precision got other decisions (`test_decisions_do_not_depend_on_the_ambient_decimal_context`)."""
+
+
+def in_exact_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run `fn` with `EXACT` as the ambient decimal context (restored after)."""
+
+    @wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with localcontext(EXACT):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def exact_enough(value: Decimal) -> bool:
@@ -850,7 +886,7 @@ class PriceState:
             return None
         if trade is not None and trade_at is not None and trade_at >= quote_at:
             return trade, trade_at
-        return (bid + ask) / 2, quote_at
+        return EXACT.divide(EXACT.add(bid, ask), 2), quote_at  # not the ambient context
 
 
 @dataclass
@@ -994,7 +1030,7 @@ class EngineState:
         anything (0 for a sell, `TRIGGERED_BUY` for a buy). An armed stop-loss does not
         count: it trades at prints on the other side of its trigger, below a sell's, and
         every resting buy meets it there (refusing them all would refuse scaling in under
-        a stop); docs/engine.md names the wash it leaves."""
+        a stop); the paper venue prevents that wash at the print (`SELF_TRADE` cancels)."""
         best: Decimal | None = None
         for oid in acc.open_orders:
             o = self.orders.get(oid)
@@ -1392,11 +1428,19 @@ class EngineState:
 
     # ---- the fold ------------------------------------------------------------------
 
+    @in_exact_context
     def apply(self, event: Envelope[Any], raw: tuple[Any, Any, Any] | None = None) -> None:
+        """Fold one event in, in the engine's decimal context (`EXACT`, whatever the
+        caller's): `fold`."""
+        self.fold(event, raw)
+
+    def fold(self, event: Envelope[Any], raw: tuple[Any, Any, Any] | None = None) -> None:
         """Fold one event in. Unknown types are ignored: the fold only reads what it needs.
 
         `raw` is the event's bytes as read from the log, kept for decisions (idempotency);
-        without it a decision is encoded here, once.
+        without it a decision is encoded here, once. In the ambient decimal context: for
+        callers already in `EXACT` (the processor's entry points, which fold each output
+        they emit); anyone else calls `apply`.
         """
         p = event.payload
         self.applied += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.state import VALUATION_UP, after_children, fee_at_most, rate_allowance
+from engine.state import EXACT, VALUATION_UP, after_children, fee_at_most, rate_allowance
 from engine.trusted import builder, positional_builder, validating
 from schemas.drawdown import drawdown
 from schemas.events import OrderType, RiskLimits, RuleResult, Side
@@ -666,17 +666,18 @@ def balance(ctx: RiskContext) -> RuleResult:
     neither, so money requested out, or gone, was free to trade.
     """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
+    add, sub = EXACT.add, EXACT.subtract  # the engine's context, not the thread's
     if ctx.side is Side.BUY:
         price = ctx.execution_price
         if price is None:
             return _no(rid, ver, "NO_REFERENCE_PRICE", "no price to value the order")
-        notional = ctx.quantity * price
-        need = notional + fee_at_most(notional, ctx.taker_fee_rate)
-        free = ctx.quote_available - ctx.reserved_quote + ctx.credit_available
+        notional = EXACT.multiply(ctx.quantity, price)
+        need = add(notional, fee_at_most(notional, ctx.taker_fee_rate))
+        free = add(sub(ctx.quote_available, ctx.reserved_quote), ctx.credit_available)
         asset = ctx.quote_asset
     else:
         need = ctx.quantity
-        free = ctx.base_available - ctx.reserved_base + ctx.credit_available
+        free = add(sub(ctx.base_available, ctx.reserved_base), ctx.credit_available)
         asset = ctx.base_asset
     if need > free:
         return _no(rid, ver, "INSUFFICIENT_BALANCE", f"needs {need} {asset}, free {free}")
@@ -697,7 +698,9 @@ def self_trade(ctx: RiskContext) -> RuleResult:
     order type) may not cross the account's own orders on the order's side
     (`RiskContext.own_same`): a buy's take-profit at T sells at prints at or above T, where
     the account's own bid at or above T buys. An attached stop-loss is not judged (it
-    trades on the far side of its trigger, as every resting order of that side may).
+    trades on the far side of its trigger, as every resting order of that side may): the
+    paper venue cancels the account's resting orders a print reaches on the other side of
+    a child trading at it (`engine.venue.paper.SELF_TRADE`).
     """
     rid, ver = self_trade.RULE_ID, self_trade.RULE_VERSION  # type: ignore[attr-defined]
     own, limit = ctx.own_opposite, ctx.limit_price

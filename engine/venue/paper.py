@@ -34,6 +34,9 @@
   the trade left nothing is recorded as triggered (`OrderTriggered`, `_trigger`) and
   fills likewise from the next trade on. A re-arm replaces a triggered child by one of
   its kind alone, triggered too.
+- Self-trade prevention: a print that meets a stop/take child of an account cancels the
+  account's resting orders it reaches on the other side (`SELF_TRADE`) rather than fill
+  both (the account trading with itself through the tape).
 Fill ids, venue trade ids and UTIs are hashes of the order and the market event that
 filled it, so reprocessing a market event can never fill an order twice.
 
@@ -100,6 +103,33 @@ free, and no quantity finer than an intent may carry)."""
 _accepted = builder(OrderAccepted)
 """The acknowledgement of an order the engine just built: nothing to re-validate."""
 UTI_PREFIX = "TTPAPER"
+
+
+SELF_TRADE = "SELF_TRADE"
+"""The reason of a cancel a print makes of an account's resting order when a stop/take
+child of the same account trades at that print on the other side (`_match_print`)."""
+
+
+def _child_meets(o: OrderState, price: Decimal, at: datetime) -> bool | None:
+    """Whether a print at `price` (exchange time `at`) meets the stop/take child `o`: True
+    if it hits its trigger now, False if `o` was triggered before (filled in part, or
+    `OrderTriggered`: a market order now, meeting only prints newer than its last fill or
+    its trigger, so a catch-up, which has those in the log, never meets an older print
+    again), None if it does not meet it."""
+    after = o.fills_after
+    if after is not None or o.filled > 0:
+        if after is not None and at <= after:
+            return None
+        return False
+    t = o.trigger_price
+    if t is None:
+        return None
+    sell = o.side is Side.SELL
+    if o.order_type is OrderType.STOP_LOSS:
+        hit = price <= t if sell else price >= t
+    else:
+        hit = price >= t if sell else price <= t
+    return True if hit else None
 
 
 def priority(order: OrderState) -> tuple[Decimal, datetime, str]:
@@ -893,6 +923,18 @@ class PaperVenue:
         source = print_id(trade)
         price = trade.price
         armed = {o.order_id for o in orders if o.parent_order_id is not None and not o.done}
+        # Self-trade prevention: the (account, side) of each stop/take child this print
+        # meets (triggers, or fills as triggered before). The account's resting orders on
+        # the other side that the print reaches are canceled, not filled: both trading at
+        # one print is the account buying from and selling to itself through the tape.
+        childs_sides = {
+            (o.account, o.side)
+            for o in orders
+            if o.parent_order_id is not None
+            and not o.done
+            and o.submitted_at < event.occurred_at
+            and _child_meets(o, price, trade.exchange_ts) is not None
+        }
         left: dict[tuple[str, Side], Decimal] = {}
         """What the print's size still holds for an account and side (as for makers, each
         account's orders on their own): its resting orders take first, then its children."""
@@ -944,6 +986,13 @@ class PaperVenue:
                         self._end(o, "KILL_SWITCH", emit, cancel=True)
                         self._arm(state, o, emit)
                         continue
+                    if (account, side.opposite) in childs_sides:
+                        # A stop/take child of the account trades at this print on the
+                        # other side: the child (protection, a market order once hit)
+                        # goes, the resting order is canceled (cancel-resting STP).
+                        self._end(o, SELF_TRADE, emit, cancel=True)
+                        self._arm(state, o, emit)
+                        continue
                     qty = min(o.leaves, remaining)
                     if self._fill(
                         state,
@@ -982,25 +1031,10 @@ class PaperVenue:
                 continue  # done: its sibling filled on this print (OCO)
             if since >= event.occurred_at:
                 continue
-            after = o.fills_after
-            if after is not None or o.filled > 0:
-                # Triggered at an earlier print (filled in part, or `OrderTriggered`): a
-                # market order now, meeting only prints newer than its last fill or its
-                # trigger (so a catch-up, which has those in the log, never meets an older
-                # print again).
-                if after is not None and trade.exchange_ts <= after:
-                    continue
-                triggered = False
-            else:
-                t = o.trigger_price
-                sell = o.side is Side.SELL
-                if o.order_type is OrderType.STOP_LOSS:
-                    hit = price <= t if sell else price >= t
-                else:
-                    hit = price >= t if sell else price <= t
-                if not hit:
-                    continue
-                triggered = True
+            meets = _child_meets(o, price, trade.exchange_ts)
+            if meets is None:
+                continue
+            triggered = meets
             size = left.get((o.account, o.side), trade.quantity)
             if size <= 0:
                 # The account's resting orders on that side took the whole print. Hit now,

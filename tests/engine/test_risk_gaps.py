@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from schemas.events import MarketTrade, RiskLimits, RiskLimitsChanged, Side
@@ -78,3 +78,114 @@ def test_a_lowered_position_limit_counts_the_children_too() -> None:
     _print(h, "95")
     _print(h, "104")
     assert h.state.account("A1").positions[INSTRUMENT] == 0
+
+
+def _fills(out: list[Any]) -> list[tuple[Side, Decimal, Decimal]]:
+    return [
+        (e.payload.side, e.payload.quantity, e.payload.price) for e in out if e.event_type == "Fill"
+    ]
+
+
+def test_a_triggered_stop_loss_and_the_accounts_own_resting_bid_do_not_trade_one_print() -> None:
+    """Long 10 with a stop-loss sell at 96, then a bid of 5 at 95 resting (scaling in:
+    SELF_TRADE passes it, an armed stop-loss does not count). A print at 94 filled both
+    before: the account bought 5 at 95 and sold at 94 on the same print, a trade with
+    itself through the tape. Now the venue cancels the account's resting orders a print
+    would fill on the other side of a stop/take child that trades at it (`SELF_TRADE`):
+    the stop sells, the bid is gone."""
+    limits = RiskLimits(max_position=D("100"), max_order_notional=D("1e9"))
+    h = Harness(limits, cash=D("1000000"))
+    h.quote(D("99"), D("101"))
+    assert decision(h.order(Side.BUY, D("10"), D("101"), stop_loss=D("96"))).outcome == "APPROVED"
+    bid = decision(h.order(Side.BUY, D("5"), D("95")))
+    assert bid.outcome == "APPROVED"
+    out = _print(h, "94")
+    assert _fills(out) == [(Side.SELL, D("10"), D("94"))]
+    ended = [e.payload for e in out if e.event_type == "OrderCanceled"]
+    assert [c.reason for c in ended] == ["SELF_TRADE"]
+    assert h.state.account("A1").positions[INSTRUMENT] == 0
+
+
+def test_a_bid_under_an_untouched_stop_still_fills() -> None:
+    """Scaling in under a stop: a print at the bid and above the stop fills the bid and
+    leaves the stop armed (only a child that trades at the print cancels)."""
+    limits = RiskLimits(max_position=D("100"), max_order_notional=D("1e9"))
+    h = Harness(limits, cash=D("1000000"))
+    h.quote(D("99"), D("101"))
+    assert decision(h.order(Side.BUY, D("10"), D("101"), stop_loss=D("96"))).outcome == "APPROVED"
+    assert decision(h.order(Side.BUY, D("5"), D("97"))).outcome == "APPROVED"
+    out = _print(h, "96.5")
+    assert _fills(out) == [(Side.BUY, D("5"), D("97"))]
+    assert not [e for e in out if e.event_type == "OrderCanceled"]
+
+
+def test_a_triggered_child_blocks_opposite_limits_until_it_ends() -> None:
+    """A stop triggered and filled in part (a print of 1 against a stop for 10) is a market
+    order at every later print: a bid would fill at the next print and the stop would sell
+    into it, so SELF_TRADE refuses every bid while the stop lives. It does not live for
+    ever: with the position sold by hand, the next print cancels it (`CHILD_CAPPED`: it
+    may only close) and a bid passes again."""
+    limits = RiskLimits(max_position=D("100"), max_order_notional=D("1e9"))
+    h = Harness(limits, cash=D("1000000"))
+    h.quote(D("99"), D("101"))
+    assert decision(h.order(Side.BUY, D("10"), D("101"), stop_loss=D("96"))).outcome == "APPROVED"
+    assert _fills(_print(h, "95", "1")) == [(Side.SELL, D("1"), D("95"))]
+    h.quote(D("94"), D("96"))
+    d = decision(h.order(Side.BUY, D("1"), D("93")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("SELF_CROSS",))
+    assert decision(h.order(Side.SELL, D("9"))).outcome == "APPROVED"  # sold by hand
+    assert h.state.account("A1").positions[INSTRUMENT] == 0
+    out = _print(h, "95")
+    assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == ["CHILD_CAPPED"]
+    h.quote(D("94"), D("96"))
+    assert decision(h.order(Side.BUY, D("1"), D("93"))).outcome == "APPROVED"
+
+
+def _decided_under(prec: int | None) -> list[Any]:
+    """A session of many-digit prices and quantities, the whole harness (fold, rules,
+    venue) run under an ambient decimal context of `prec` digits (None: the default);
+    what it decided and filled, without the ids."""
+
+    def play() -> list[Any]:
+        limits = RiskLimits(
+            max_position=D("12.34567891"),
+            max_order_notional=D("370382.71604938"),
+            price_collar_pct=D("0.0123456789"),
+        )
+        h = Harness(limits, cash=D("370382.71604938"))
+        h.admin_deposit("BTC", D("1.23456789"))
+        seen: list[Any] = []
+        h.quote(D("30000.12345678"), D("30000.12345679"))
+        for side, qty, limit in [
+            (Side.BUY, "1.23456789", "30000.12345679"),
+            (Side.BUY, "11.11111111", "30000.12345679"),
+            (Side.BUY, "11.11111102", "30000.12345679"),
+            (Side.SELL, "2.46913578", "30000.12345678"),
+            (Side.BUY, "1.00000001", "30001.98765432"),
+            (Side.BUY, "0.99999999", "29700.12345678"),
+        ]:
+            out = h.order(side, D(qty), D(limit), stop_loss=None)
+            d = decision(out)
+            seen.append((d.outcome, d.reason_codes, [r.detail for r in d.rule_results]))
+            seen += [
+                (f.payload.quantity, f.payload.price, f.payload.fee)
+                for f in out[1:]
+                if f.event_type == "Fill"
+            ]
+        seen += [_fills(_print(h, "29700.12345677", "1.00000003"))]
+        acc = h.state.account("A1")
+        seen.append(sorted(acc.balances.items()))
+        return seen
+
+    if prec is None:
+        return play()
+    with localcontext(prec=prec):
+        return play()
+
+
+def test_decisions_do_not_depend_on_the_ambient_decimal_context() -> None:
+    """Every money computation of the engine is in an explicit context: the mid
+    (`PriceState.reference`) and BALANCE's notional were taken in the thread's ambient one,
+    so a caller that had lowered its precision got other decisions (and fills)."""
+    assert _decided_under(5) == _decided_under(None)
+    assert _decided_under(60) == _decided_under(None)

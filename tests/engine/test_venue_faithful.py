@@ -374,36 +374,35 @@ def test_a_stop_hit_by_a_print_that_left_it_nothing_stays_triggered() -> None:
     assert canonical_state(h.from_slice()) == canonical_state(h.state)
 
 
-def test_a_triggered_stop_re_armed_by_a_parent_fill_stays_triggered() -> None:
-    """The parent fills again after its stop was hit (here in part; with nothing of the
-    print needs a resting sell of the account below the stop while the parent rests above
-    it, which SELF_TRADE refuses since session 21): the stop's replacement, for the old
-    rest plus the new fill, is triggered as of the same print (`OrderTriggered` naming
-    what it `replaces`) and sells at the next print, alone (the take-profit stays
-    canceled). Before, a re-arm replaced a triggered stop by a pair waiting for the
-    trigger again: a stop that was hit was withdrawn."""
+def test_a_print_hitting_a_stop_cancels_its_parents_rest_and_the_stop_stays_triggered() -> None:
+    """The parent rests in part above its stop when a print hits the stop. Until session
+    22 the print filled both: the parent bought 0.2 at 100 and its stop sold 0.2 at 89,
+    the account trading with itself through the tape (and the stop, re-armed by that
+    fill, was replaced by a triggered one: `PaperVenue._arm`, which a parent can now
+    reach only at a print its triggered stop does not meet). Now the paper venue's
+    self-trade prevention cancels the parent's rest (`SELF_TRADE`), the stop sells what
+    the print has and stays triggered (the take-profit canceled, OCO), selling at the
+    next print; a fold and a snapshot slice agree."""
     h = _Recording(_limits(), cash=D("1e6"))
     h.quote(D("99"), D("100"), qty=D("1"))
     out = h.order(Side.BUY, D("2"), D("100"), stop_loss=D("90"), take_profit=D("120"))
     parent_id = next(e.payload.order_id for e in out if e.event_type == "OrderSubmitted")
     h.quote(D("87"), D("89"), qty=D("10"))  # 1 bought, 1 rests
     h.tick(1)
-    out = h.trade(D("89"), D("0.2"))  # the parent buys 0.2; its stop, re-armed, sells 0.2
+    out = h.trade(D("89"), D("0.2"))  # the stop is hit: the parent's rest goes, it sells 0.2
     assert [e.payload.reason for e in out if e.event_type == "OrderCanceled"] == [
-        "REPLACED", "REPLACED", "OCO"
+        "SELF_TRADE", "OCO"
     ]  # fmt: skip
     fills = [(e.payload.side, e.payload.quantity, e.payload.price) for e in out
              if e.event_type == "Fill"]  # fmt: skip
-    assert fills == [(Side.BUY, D("0.2"), D("100")), (Side.SELL, D("0.2"), D("89"))]
+    assert fills == [(Side.SELL, D("0.2"), D("89"))]
     h.tick(1)
-    out = h.trade(D("95"), D("0.5"))  # the parent buys 0.5; its stop sells what the print has
+    out = h.trade(D("95"), D("0.5"))  # back above the stop: the triggered stop sells 0.5
     fills = [(e.payload.side, e.payload.quantity, e.payload.price) for e in out
              if e.event_type == "Fill"]  # fmt: skip
-    assert fills == [(Side.BUY, D("0.5"), D("100")), (Side.SELL, D("0.5"), D("95"))]
-    replaced = [e.payload for e in out if e.event_type == "OrderTriggered"]
-    assert len(replaced) == 1 and replaced[0].replaces is not None
+    assert fills == [(Side.SELL, D("0.5"), D("95"))]
     parent = h.state.orders[parent_id]
     open_ = [c for c in (h.state.orders.get(i) for i in parent.children) if c and not c.done]
-    assert [(c.order_type.value, c.leaves) for c in open_] == [("STOP_LOSS", D("1.0"))]
+    assert [(c.order_type.value, c.leaves) for c in open_] == [("STOP_LOSS", D("0.3"))]
     assert canonical_state(h.fold()) == canonical_state(h.state)
     assert canonical_state(h.from_slice()) == canonical_state(h.state)
