@@ -48,7 +48,10 @@ def smoke_flow(settings: Settings) -> list[str]:
     owner = BeneficialOwner(
         owner_id=f"owner-{run_id}", kind=OwnerKind.NATURAL, name="Smoke Test", country="DE"
     )
-    opened = new_event(AccountOpened(account=account, beneficial_owner=owner), producer="admin")
+    opened = new_event(
+        AccountOpened(account=account, beneficial_owner=owner, base_currency="USDT"),
+        producer="admin",
+    )
     events: list[Envelope[Any]] = [
         opened,
         new_event(

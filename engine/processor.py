@@ -1046,6 +1046,13 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     if isinstance(p, AccountOpened):
         if state.account(p.account).opened:
             return f"account {p.account} is already open"
+        if "base_currency" not in p.model_fields_set:
+            # Schema version 1 defaulted it to USDT (not on the allow-list): a writer that
+            # left it out would have the account valued in it without saying so.
+            return (
+                f"AccountOpened v{event.schema_version} names no base_currency (version 1 "
+                "defaulted it to USDT): send version 2, which requires it"
+            )
         return None
     if isinstance(p, KycVerified | AmlFlagRaised | DepositReceived):
         if not state.account(p.account).opened:

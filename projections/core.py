@@ -1287,7 +1287,7 @@ class AccountsProjection(Projection):
         "AmlFlagRaised",
         "AmlFlagCleared",
         *_PRODUCER_FACTS,
-    )
+    ) | {"AccountOpened/2"}  # v2 requires `base_currency` (v1 defaulted it): rows alike
     migrations = ("0108_proj_accounts.sql", "0116_accounts_producer_status.sql")
     fold_version = 2
     """2: producers show revocations and key rotations (`ProducerRevoked`,

@@ -341,7 +341,11 @@ class _Gen:
                 owner_id="own" + account[-2:], kind=OwnerKind.NATURAL,
                 name=f"Owner {account}", country="DE",
             )  # fmt: skip
-            self.emit(AccountOpened(account=account, beneficial_owner=owner, jurisdiction="DE"))
+            self.emit(
+                AccountOpened(
+                    account=account, beneficial_owner=owner, base_currency="USDT", jurisdiction="DE"
+                )
+            )
             self.opened[account] = False
             return
         r = rng.random()

@@ -90,6 +90,12 @@ def decode(
         raise bad("missing event_type or schema_version")
     if HEADER_EVENT_TYPE in hdr and hdr[HEADER_EVENT_TYPE].decode(errors="replace") != event_type:
         raise bad("event_type header disagrees with the body")
+    if HEADER_SCHEMA_VERSION in hdr and hdr[HEADER_SCHEMA_VERSION].decode(errors="replace") != str(
+        version
+    ):
+        # Since AccountOpened v2 a disagreeing version can name another registered class:
+        # the body is not read as whichever version it claims (lean and fast paths agree).
+        raise bad("schema_version header disagrees with the body")
     cls = payload_class(event_type, version, topic=topic, partition=partition, offset=offset)
     try:
         return cast("Envelope[Any]", envelope_class(cls).model_validate(raw))

@@ -59,7 +59,8 @@ class Tape:
 
     def open_account(self, account: str, owner: str, at: float = 0) -> Envelope[Any]:
         bo = BeneficialOwner(owner_id=owner, kind=OwnerKind.NATURAL, name=owner, country="DE")
-        return self._add(AccountOpened(account=account, beneficial_owner=bo), at, "admin")
+        opened = AccountOpened(account=account, beneficial_owner=bo, base_currency="USDT")
+        return self._add(opened, at, "admin")
 
     def config(self, detector: str, version: int, at: float = 0, **params: str) -> Envelope[Any]:
         return self._add(

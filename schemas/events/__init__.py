@@ -2,6 +2,7 @@
 
 from schemas.events.accounts import (
     AccountOpened,
+    AccountOpenedV1,
     AmlFlagCleared,
     AmlFlagRaised,
     BeneficialOwner,
@@ -64,6 +65,7 @@ from schemas.events.transfers import (
 
 __all__ = [
     "AccountOpened",
+    "AccountOpenedV1",
     "AdminCommandRejected",
     "AmlFlagCleared",
     "AmlFlagRaised",

@@ -44,12 +44,22 @@ class BeneficialOwner(BaseModel):
 
 
 class AccountOpened(EventPayload):
+    """Since version 2 `base_currency`, the account's valuation currency, is required.
+
+    It is what the account's equity, `credit_limit` and `max_order_notional` are in.
+    Version 1 (`AccountOpenedV1`) defaulted it to USDT, which the allow-list's defaults
+    (USDC, EURC) do not permit: a writer that left it out had the account valued in it,
+    silently."""
+
     EVENT_TYPE: ClassVar[str] = "AccountOpened"
+    SCHEMA_VERSION: ClassVar[int] = 2
     TOPIC: ClassVar[str] = Topic.ACCOUNTS
 
     account: AccountId
     beneficial_owner: BeneficialOwner
-    base_currency: AssetCode = "USDT"
+    base_currency: AssetCode = Field(
+        description="The account's valuation currency (required since version 2)"
+    )
     jurisdiction: CountryCode = "US"
     wallet_id: str = Field("default", min_length=1, max_length=64)
     signature: str | None = Field(
@@ -57,6 +67,18 @@ class AccountOpened(EventPayload):
         description="Hex Ed25519 signature by the issuing admin's registered key over "
         "the command's event id and payload (engine.auth.admin_signing_bytes)",
     )
+
+
+class AccountOpenedV1(AccountOpened):
+    """Version 1 (until session 22): `base_currency` defaults to USDT; new commands use v2.
+
+    Kept so that the log's v1 events parse and keep their meaning on replay (an
+    `AccountOpened` to every reader, `isinstance` included); the engine refuses a new v1
+    command that names no currency (`processor._admin_check`)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    base_currency: AssetCode = "USDT"
 
 
 class KycVerified(EventPayload):

@@ -189,3 +189,63 @@ def test_decisions_do_not_depend_on_the_ambient_decimal_context() -> None:
     so a caller that had lowered its precision got other decisions (and fills)."""
     assert _decided_under(5) == _decided_under(None)
     assert _decided_under(60) == _decided_under(None)
+
+
+def _opened_v1(account: str, **fields: Any) -> Any:
+    """An AccountOpened of schema version 1 as a writer of before session 22 sent it
+    (`fields` besides the account and owner), decoded from its bytes."""
+    import json
+
+    from schemas import decode
+
+    body = {
+        "event_id": "01a2078c-332b-703a-a83a-3ce1ba9c3d30",
+        "event_type": "AccountOpened",
+        "schema_version": 1,
+        "occurred_at": "2026-01-05T12:00:00.000000Z",
+        "producer": "admin",
+        "correlation_id": "01a2078c-332b-703a-a83a-3ce1ba9c3d30",
+        "causation_id": None,
+        "key": account,
+        "payload": {
+            "account": account,
+            "beneficial_owner": {"owner_id": "o", "kind": "NATURAL", "name": "O", "country": "DE"},
+            **fields,
+        },
+    }
+    return decode(json.dumps(body).encode())
+
+
+def test_an_account_opened_without_a_currency_is_refused_by_the_schema() -> None:
+    """AccountOpened v1 defaulted `base_currency` to USDT, which the allow-list (USDC,
+    EURC) does not permit: a writer that left it out had its account valued in it,
+    silently. v2 requires it; a v1 event keeps its meaning (USDT) on replay."""
+    import pytest
+    from pydantic import ValidationError
+
+    from schemas.events import AccountOpened, BeneficialOwner, OwnerKind
+
+    owner = BeneficialOwner(owner_id="o", kind=OwnerKind.NATURAL, name="O", country="DE")
+    with pytest.raises(ValidationError):
+        AccountOpened(account="A9", beneficial_owner=owner)  # type: ignore[call-arg]
+    assert AccountOpened.SCHEMA_VERSION == 2
+    old = _opened_v1("A9")
+    assert (old.schema_version, old.payload.base_currency) == (1, "USDT")
+    h = Harness()
+    h.state.apply(old)
+    assert h.state.account("A9").base_currency == "USDT"  # replayed as it was folded
+
+
+def test_the_engine_refuses_a_new_v1_account_opened_without_a_currency() -> None:
+    """A v1 command naming no currency is refused (AdminCommandRejected); one naming it
+    is accepted with it."""
+    from engine.processor import process
+
+    h = Harness()
+    out = process(h.state, _opened_v1("A9"), h.ctx)
+    assert [e.event_type for e in out] == ["AdminCommandRejected"]
+    assert "base_currency" in out[0].payload.reason
+    assert not h.state.account("A9").opened
+    out = process(h.state, _opened_v1("A8", base_currency="EURC"), h.ctx)
+    assert [e.event_type for e in out] == ["AccountOpened"]
+    assert h.state.account("A8").base_currency == "EURC"

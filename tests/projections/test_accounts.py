@@ -37,12 +37,14 @@ def test_status_rule() -> None:
 def _events() -> list[Envelope[Any]]:
     owner = BeneficialOwner(owner_id="own1", kind=OwnerKind.NATURAL, name="Ada", country="DE")
     payloads = [
-        AccountOpened(account="A1", beneficial_owner=owner, jurisdiction="DE"),
+        AccountOpened(
+            account="A1", beneficial_owner=owner, base_currency="USDT", jurisdiction="DE"
+        ),
         KycVerified(account="A1", level="ENHANCED", verified_by="kyc", reference="k-1"),
         AmlFlagRaised(account="A1", flag_id="F1", reason="structuring", raised_by="mlro"),
         AmlFlagRaised(account="A1", flag_id="F2", reason="sanctions hit", raised_by="mlro"),
         AmlFlagCleared(account="A1", flag_id="F1", note="explained", cleared_by="mlro"),
-        AccountOpened(account="B2", beneficial_owner=owner),
+        AccountOpened(account="B2", beneficial_owner=owner, base_currency="USDC"),
         ProducerRegistered(
             producer_id="strat1", public_key="ab" * 32, accounts=("A1", "B2"), registered_by="adm"
         ),

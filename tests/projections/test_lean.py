@@ -231,6 +231,8 @@ def test_schema_version_must_be_the_json_integer_the_headers_name(version: Any) 
     """Regression (found by the mutation test): `true == 1` in Python, so a literal
     schema, and the model's own JSON validation, accepted `"schema_version": true`."""
     for body in BODIES:
+        if type(version) is int and version == body["schema_version"]:
+            continue  # not a mutation of this sample (AccountOpened.v2's own version)
         mutated_body = {**body, "schema_version": version}
         value = json.dumps(mutated_body).encode()
         headers = _headers(body)
