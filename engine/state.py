@@ -1159,7 +1159,8 @@ class EngineState:
         is valued from a price: asset/currency, else the inverse of currency/asset, else
         asset/q x the value of q so found, for a stablecoin q (first in sorted order). A
         stablecoin marked at 1 would hide a depeg or an FX move (EURC is not worth one
-        USDC) from the brake.
+        USDC) from the brake. Nothing is chained through a crypto asset: ETH quoted only on
+        ETH/BTC is None though BTC/USDC is quoted (NO_MARK, fail closed; docs/engine.md).
         """
         ccy = account.base_currency
         if asset == ccy:

@@ -249,3 +249,25 @@ def test_the_engine_refuses_a_new_v1_account_opened_without_a_currency() -> None
     out = process(h.state, _opened_v1("A8", base_currency="EURC"), h.ctx)
     assert [e.event_type for e in out] == ["AccountOpened"]
     assert h.state.account("A8").base_currency == "EURC"
+
+
+def test_an_asset_quoted_only_against_a_crypto_asset_has_no_mark() -> None:
+    """`EngineState.mark` values an asset from a pair with the valuation currency (either
+    way round) or through a stablecoin, not through a crypto asset: ETH quoted only on
+    ETH/BTC, BTC on BTC/USDC, is not valued (no chaining), and a USDC account holding ETH
+    cannot be measured (DRAWDOWN_BRAKE: NO_MARK, fail closed), as docs/engine.md says.
+    Quoting ETH against the currency or a valued stablecoin values it."""
+    limits = RiskLimits(max_position=D("100"), max_order_notional=D("1e9"))
+    h = Harness(limits, cash=D("1000000"))
+    h.quote(D("29999"), D("30001"))  # BTC/USDC
+    h.quote(D("0.0499"), D("0.0501"), instrument="ETH/BTC")
+    acc = h.state.account("A1")
+    assert h.state.mark("BTC", acc) == D("30000")
+    assert h.state.mark("ETH", acc) is None
+    h.admin_deposit("ETH", D("1"))
+    assert h.state.equity("A1") is None
+    d = decision(h.order(Side.BUY, D("0.1"), D("30001")))
+    assert (d.outcome, d.reason_codes) == ("REJECTED", ("NO_MARK",))
+    h.quote(D("1499"), D("1501"), instrument="ETH/USDC")
+    assert h.state.mark("ETH", acc) == D("1500")
+    assert decision(h.order(Side.BUY, D("0.1"), D("30001"))).outcome == "APPROVED"
