@@ -2,9 +2,10 @@
 
 Projections that read a common topic form a group with one consumer, so each record is
 decoded once, except that the four heavy `orders.lifecycle` projections run as two
-groups (`SPLIT`) so their folds use two cores (and `drawdown` runs apart from
-`decisions`), and the projections with few events a second share one group (`JOIN`);
-each group runs in its own process so groups never share a GIL. The parent supervises:
+groups (`LIVE_SPLIT`) so their folds use two cores, and the projections with few events
+a second share one group with `decisions` and `drawdown` (`JOIN`, and their common
+topics): three processes. Each group runs in its own process so groups never share a
+GIL. The parent supervises:
 a group process that dies is restarted after a backoff (it resumes from the offsets
 stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the parent stops every
 group (each finishes or rolls back its batch) and exits 0. A group
@@ -46,16 +47,31 @@ SPLIT: tuple[frozenset[str], ...] = (
     frozenset({"drawdown"}),
     frozenset({"decisions"}),
 )
-"""Projections that share topics but run as separate groups, each with its own
-consumer, so their folds run on different cores. The four projections of
-`orders.lifecycle` cost ~75 µs per record together on one core (decoded once); split
-in two they cost ~45 µs each (the shared record is decoded twice) in parallel.
-`drawdown` reads `risk.decisions` beside `decisions`, the slowest fold: in one group
-every batch of `decisions` would wait for both folds (and a parallel rebuild of the
-group would take both), so it runs apart and decodes the topic's records itself. Its
-`risk.config` (the releases, fold version 3) joins `risk_config` and the light `JOIN`
-group into one component with `decisions`: `decisions` is cut out too, so it still
-runs alone rather than with the light projections."""
+"""The groups of a parallel rebuild (`projections.rebuild`): projections that share
+topics but build as separate groups, each with its own consumer, so their folds run on
+different cores. The four projections of `orders.lifecycle` cost ~75 µs per record
+together on one core (decoded once); split in two they cost ~45 µs each (the shared
+record is decoded twice) in parallel. `drawdown` reads `risk.decisions` beside
+`decisions`, the slowest fold: in one group a rebuild would fold both on one core, so
+it builds apart and decodes the topic's records itself. Its `risk.config` (the
+releases, fold version 3) joins `risk_config` and the light `JOIN` group into one
+component with `decisions`: `decisions` is cut out too, so it builds alone. Live, the
+runner cuts along `LIVE_SPLIT`."""
+
+
+LIVE_SPLIT: tuple[frozenset[str], ...] = (
+    frozenset({"orders", "fills"}),
+    frozenset({"positions", "balances"}),
+)
+"""`SPLIT` for `tradetape run projections`: only the `orders.lifecycle` cut, so
+`decisions`, `drawdown` and the light `JOIN` group run as one group (connected by
+`risk.decisions` and `risk.config`): three processes. Live, a group costs mostly per
+batch, not per record: each group process fetches, polls and commits a transaction
+(lock, offsets, seen ids, state rows, writes, COMMIT) up to ~20 times a second whatever
+it carries, and `drawdown` apart decoded every `RiskDecision` that `decisions` had
+decoded. At 5,000 events/s the three groups took 29-35 µs of CPU per event offered
+apart and 22-26 together (~0.12 cores: one process keeps up), docs/benchmarks.md
+session 22. A rebuild folds millions of records, where both cores win: `SPLIT`."""
 
 
 JOIN: tuple[frozenset[str], ...] = (
@@ -96,6 +112,11 @@ def topic_groups(
             parts.setdefault(label(p), []).append(p)
         cut.extend(parts.values())
     return sorted(cut, key=lambda g: g[0].name)
+
+
+def live_groups(projections: Sequence[Projection]) -> list[list[Projection]]:
+    """The groups `tradetape run projections` runs, one process each (`LIVE_SPLIT`)."""
+    return topic_groups(projections, split=LIVE_SPLIT)
 
 
 def run_group(
@@ -154,7 +175,7 @@ def main(settings: Settings, names: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     selected = [PROJECTIONS[n] for n in (names or list(PROJECTIONS))]
-    groups = [[p.name for p in g] for g in topic_groups(selected)]
+    groups = [[p.name for p in g] for g in live_groups(selected)]
     ctx = multiprocessing.get_context("fork")
     me = os.getpid()
     procs: dict[int, BaseProcess] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import threading
 from typing import Any
 
@@ -11,7 +13,7 @@ import projections.runner as runner
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.projector import Projector
-from projections.runner import run_group, topic_groups
+from projections.runner import live_groups, run_group, topic_groups
 
 
 def _names(groups: list[list[Any]]) -> list[list[str]]:
@@ -24,6 +26,55 @@ def test_light_projections_share_one_group_and_the_orders_topic_is_split() -> No
         ["balances", "positions"],
         ["decisions"],
         ["drawdown"],
+        ["fills", "orders"],
+    ]
+
+
+def test_live_the_risk_and_light_projections_are_one_group() -> None:
+    # Live, a group costs per batch (fetches, a transaction ~20 times a second), so
+    # the projections of risk.decisions and risk.config run with the light ones: one
+    # decode of each RiskDecision, one transaction; the orders topic stays split.
+    assert _names(live_groups(list(PROJECTIONS.values()))) == [
+        ["accounts", "alerts", "deadletters", "decisions", "drawdown", "risk_config"],
+        ["balances", "positions"],
+        ["fills", "orders"],
+    ]
+    chosen = [PROJECTIONS[n] for n in ("decisions", "drawdown", "orders")]
+    assert _names(live_groups(chosen)) == [["decisions", "drawdown"], ["orders"]]
+
+
+def test_main_runs_the_live_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[list[str]] = []
+
+    class Proc:
+        pid = 1
+        exitcode = 0
+
+        def __init__(self, *, args: Any, **_kw: Any) -> None:
+            started.append(args[1])
+
+        def start(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # main's handler: stop
+
+        def is_alive(self) -> bool:
+            return False
+
+        def join(self, _timeout: float) -> None:
+            return None
+
+    class Ctx:
+        Process = Proc
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda _m: Ctx())
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert runner.main(Settings()) == 0
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert sorted(started) == [
+        ["accounts", "alerts", "deadletters", "decisions", "drawdown", "risk_config"],
+        ["balances", "positions"],
         ["fills", "orders"],
     ]
 
