@@ -1041,7 +1041,9 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     accepted_id = derived_uuid7(
         event.occurred_at, ENGINE_PRODUCER, str(event.event_id), p.EVENT_TYPE, ADMIN_ACCEPTED
     )
-    if accepted_id in state.seen_reference:
+    if accepted_id in state.seen_reference or event.event_id in state.executed_commands:
+        # By the command's id alone too: the signature binds the event id and payload, not
+        # `occurred_at`, which the accepted fact's id is derived from as well.
         return "this command was already executed (replayed envelope)"
     if isinstance(p, AccountOpened):
         if state.account(p.account).opened:

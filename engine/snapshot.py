@@ -722,6 +722,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             (i, sorted(s)) for i, s in state.open_by_instrument.items() if s
         ),
         "seen_reference": sorted(str(u) for u in state.seen_reference),
+        "executed_commands": sorted(str(u) for u in state.executed_commands),
         "fills_applied": state.fills_applied,
     }
 

@@ -78,6 +78,7 @@ from schemas.events import (
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
 from schemas.events.transfers import TransferCheckOutcome
+from schemas.registry import ENGINE_PRODUCER
 
 _new_object = object.__new__
 _set_attr = object.__setattr__
@@ -956,6 +957,11 @@ class EngineState:
     """Fills for orders this state never saw (not expected; kept so they apply once):
     fill id -> account."""
     seen_reference: set[UUID] = field(default_factory=set)
+    executed_commands: set[UUID] = field(default_factory=set)
+    """The event ids of the admin commands whose facts the engine accepted (each accepted
+    fact's `causation_id`): a command is executed at most once, whatever else of its
+    envelope (`occurred_at`, correlation id) a replay changes, since its signature binds
+    only its event id and payload."""
     halt_causes: dict[tuple[str, str], Envelope[Any]] = field(default_factory=dict, repr=False)
     _aml_raised: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
     """The facts in force that stop resting orders: ("kill", scope) -> its
@@ -1574,6 +1580,8 @@ class EngineState:
         else:
             return
         self.seen_reference.add(event.event_id)
+        if event.causation_id is not None and event.producer == ENGINE_PRODUCER:
+            self.executed_commands.add(event.causation_id)
 
     @staticmethod
     def _flow(
