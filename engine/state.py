@@ -24,7 +24,8 @@ from decimal import (
     DivisionByZero,
     InvalidOperation,
     Overflow,
-    localcontext,
+    getcontext,
+    setcontext,
 )
 from functools import wraps
 from heapq import heappop, heappush
@@ -148,6 +149,7 @@ TRIGGERED_BUY = Decimal("Infinity")
 """What a triggered stop/take buy child counts as in `EngineState.own_best`: above every
 limit (a market order at each print)."""
 ONE = Decimal(1)
+_TWO = Decimal(2)
 _VALUE_ADJUSTED_MAX = VALUATION.prec + EQUITY_QUANTUM.adjusted() - 1
 """The largest adjusted exponent of a holding's value that `VALUATION` holds to
 `EQUITY_QUANTUM` (47: below 1E+48); a larger one cannot be valued (`EngineState._value`)."""
@@ -193,12 +195,23 @@ its precision got other decisions (`test_decisions_do_not_depend_on_the_ambient_
 
 
 def in_exact_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Run `fn` with `EXACT` as the ambient decimal context (restored after)."""
+    """Run `fn` with `EXACT` as the ambient decimal context (the caller's restored after).
+
+    `EXACT` itself becomes the thread's context, not a copy (`localcontext` copies it:
+    twice the cost, per input event), and a call already under it (nested) sets nothing.
+    Shared that way, only its flags change, which decide nothing: a trap fires on what
+    the operation itself signalled. Nothing in the engine sets a context's fields."""
 
     @wraps(fn)
     def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with localcontext(EXACT):
+        prev = getcontext()
+        if prev is EXACT:
             return fn(*args, **kwargs)
+        setcontext(EXACT)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setcontext(prev)
 
     return run
 
@@ -887,7 +900,7 @@ class PriceState:
             return None
         if trade is not None and trade_at is not None and trade_at >= quote_at:
             return trade, trade_at
-        return EXACT.divide(EXACT.add(bid, ask), 2), quote_at  # not the ambient context
+        return EXACT.divide(EXACT.add(bid, ask), _TWO), quote_at  # not the ambient context
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import Decimal, getcontext, localcontext
 from typing import Any
 
 from schemas.events import MarketTrade, RiskLimits, RiskLimitsChanged, Side
@@ -179,8 +179,10 @@ def _decided_under(prec: int | None) -> list[Any]:
 
     if prec is None:
         return play()
-    with localcontext(prec=prec):
-        return play()
+    with localcontext(prec=prec) as caller:
+        seen = play()
+        assert getcontext() is caller and caller.prec == prec  # the caller's, restored
+        return seen
 
 
 def test_decisions_do_not_depend_on_the_ambient_decimal_context() -> None:
