@@ -62,6 +62,7 @@ from schemas.events import (
     ProducerRegistered,
     ProducerRevoked,
     QuoteUpdated,
+    RestingOrdersChecked,
     RiskDecision,
     RiskLimitsChanged,
     Side,
@@ -244,11 +245,15 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
     # moment, and its pass run again here, on today's, could cancel what went short later
     # (orders approved with the hold in effect, a credit valued higher by prints since),
     # which no live worker does. The newest committed means every older one did too.
-    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
+    # Each pass redone writes its `RestingOrdersChecked` (`_checked`), with nothing
+    # resting too, as the live worker does: the accounts with a hold-raising fact, not
+    # only those with open orders (on a log from before that record, each such account
+    # gets it at the first catch-up: fail closed, the pass run once more).
+    for account in sorted(state.hold_causes):
         if not owns(account):
             continue
-        hold = state.hold_causes.get(account)
-        if hold is not None and _committed(state, hold):
+        hold = state.hold_causes[account]
+        if _committed(state, hold):
             continue
         passes: list[tuple[Envelope[Any], str | None]] = sorted(
             (
@@ -258,13 +263,13 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
             ),
             key=lambda ca: (ca[0].occurred_at, str(ca[0].event_id), ca[1]),
         )
-        if hold is not None:
-            passes.append((hold, None))  # folded after every other one: the newest
+        passes.append((hold, None))  # folded after every other one: the newest
         for cause, debited in passes:
             if debited is None:
                 _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
             else:
                 _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
+            _checked(emit_for(cause), account, cause)  # the live record, the live id
     # Then what the limits in force refuse of the resting orders (a lowered position
     # limit, an asset taken off the allow-list, a lowered credit), as caused by the limits
     # change in force for the account (`control`, `_limits_changed`), only when the log
@@ -273,11 +278,14 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
     # moves with the marks; a side's worst case against the position limit moves with a
     # stop/take child's fill (it closes the position while the side's resting orders
     # stay: long 1 with a take-profit and an offer of 3 under a limit of 2, the child's
-    # fill leaves 0 - 3), which no live worker cancels (docs/engine.md).
-    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
+    # fill leaves 0 - 3), which no live worker cancels (docs/engine.md). An account with
+    # limits of its own gets the change's record with nothing resting too, as live.
+    for account in sorted(
+        a for a, acc in state.accounts.items() if acc.open_orders or a in state.limits
+    ):
         limit_cause = state.limit_cause(account) if owns(account) else None
         if limit_cause is not None and not _limits_committed(state, limit_cause, account):
-            _limits_changed(state, ctx, emit_for(limit_cause), account, owns)
+            _limits_changed(state, ctx, emit_for(limit_cause), account, owns, limit_cause)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
@@ -415,6 +423,7 @@ def _limits_changed(
     emit: Callable[[EventPayload, str], None],
     scope: str,
     owns: Callable[[str], bool] | None,
+    fact: Envelope[Any],
 ) -> None:
     """Fail closed when a limits change (of `scope`, an account or '*') leaves resting
     orders the new limits would refuse: cancel the owned resting parent orders (1) on a
@@ -431,7 +440,12 @@ def _limits_changed(
     filled: beyond the new credit, the new position limit, on a delisted stablecoin.
     Armed stop/take children stay (they only close, capped at the position and what is
     free; the position pass starts from the position once they filled, as MAX_POSITION
-    v3 does). Other limits (`max_order_notional`, the rate) are the new orders' to meet."""
+    v3 does). Other limits (`max_order_notional`, the rate) are the new orders' to meet.
+    Each account's pass ends with its `RestingOrdersChecked` naming `fact` (the change as
+    published on risk.config): for every owned account of `scope` when it names one (with
+    or without resting orders: a decision under the change's version may not tell, see
+    `_limits_committed`), for the owned accounts with open orders of a global change (an
+    account without any has its orders decided under the change since)."""
     accounts = (
         sorted(a for a, acc in state.accounts.items() if acc.open_orders and a not in state.limits)
         if scope == GLOBAL_SCOPE
@@ -442,32 +456,60 @@ def _limits_changed(
         if owns is not None and not owns(account):
             continue
         acc = state.accounts.get(account)
-        if acc is None or not acc.open_orders:
+        if acc is None:
             continue
-        limits = state.limits_for(account)[1]
-        resting = _resting(state, ctx, acc)
-        for o in sorted(resting, key=lambda o: o.order_id):
-            refused = asset_refusal(limits, split_instrument(o.instrument), STABLECOINS)
-            if refused is not None:
-                ctx.venues[o.venue].cancel(state, o, refused[0], emit)
-        sides: dict[tuple[str, Side], list[OrderState]] = {}
-        for o in resting:  # newest first
-            if not o.done:
-                sides.setdefault((o.instrument, o.side), []).append(o)
-        for (instrument, side), orders in sorted(sides.items()):
-            position = acc.positions.get(instrument, ZERO)
-            sign = 1 if side is Side.BUY else -1
-            start = after_children(position, side, state.children_closing(acc, instrument, side))
-            worst = start + sign * sum((o.leaves for o in orders), ZERO)
-            for o in orders:
-                shrinks = abs(worst) <= abs(position) and (worst >= 0) == (position >= 0)
-                if abs(worst) <= limits.max_position or shrinks:
-                    break
-                worst -= sign * o.leaves
-                ctx.venues[o.venue].cancel(state, o, "MAX_POSITION", emit)
-        _cancel_borrowing(
-            state, ctx, emit, acc, _resting(state, ctx, acc), fee, limits.credit_limit, CREDIT_LIMIT
-        )
+        if acc.open_orders:
+            _limits_pass(state, ctx, emit, acc, fee)
+        _checked(emit, account, fact)
+
+
+def _limits_pass(
+    state: EngineState,
+    ctx: Context,
+    emit: Callable[[EventPayload, str], None],
+    acc: AccountState,
+    fee: Decimal,
+) -> None:
+    """`_limits_changed`'s pass over one account's resting orders."""
+    account = acc.account
+    limits = state.limits_for(account)[1]
+    resting = _resting(state, ctx, acc)
+    for o in sorted(resting, key=lambda o: o.order_id):
+        refused = asset_refusal(limits, split_instrument(o.instrument), STABLECOINS)
+        if refused is not None:
+            ctx.venues[o.venue].cancel(state, o, refused[0], emit)
+    sides: dict[tuple[str, Side], list[OrderState]] = {}
+    for o in resting:  # newest first
+        if not o.done:
+            sides.setdefault((o.instrument, o.side), []).append(o)
+    for (instrument, side), orders in sorted(sides.items()):
+        position = acc.positions.get(instrument, ZERO)
+        sign = 1 if side is Side.BUY else -1
+        start = after_children(position, side, state.children_closing(acc, instrument, side))
+        worst = start + sign * sum((o.leaves for o in orders), ZERO)
+        for o in orders:
+            shrinks = abs(worst) <= abs(position) and (worst >= 0) == (position >= 0)
+            if abs(worst) <= limits.max_position or shrinks:
+                break
+            worst -= sign * o.leaves
+            ctx.venues[o.venue].cancel(state, o, "MAX_POSITION", emit)
+    _cancel_borrowing(
+        state, ctx, emit, acc, _resting(state, ctx, acc), fee, limits.credit_limit, CREDIT_LIMIT
+    )
+
+
+def _checked(emit: Callable[[EventPayload, str], None], account: str, fact: Envelope[Any]) -> None:
+    """The owner's record that it ran `fact`'s pass over `account`'s resting orders
+    (`RestingOrdersChecked`), in the pass's transaction, cancelling or not: what shows
+    `catch_up` that the transaction committed (`_committed`, `_limits_committed`). Its
+    id is derived from the input and the account, so `catch_up` redoing a lost pass
+    writes the live one."""
+    emit(
+        RestingOrdersChecked(
+            account=account, fact_event_id=fact.event_id, fact_type=fact.event_type
+        ),
+        f"checked:{account}",
+    )
 
 
 def _pays_in(order: OrderState) -> str:
@@ -493,10 +535,12 @@ def _debited(state: EngineState, cause: Envelope[Any]) -> str | None:
 
 def _committed(state: EngineState, cause: Envelope[Any]) -> bool:
     """Whether the log shows that the transaction of the worker that read the hold-raising
-    fact `cause` live committed: a `WITHDRAWAL_HELD` cancel caused by it was folded
-    (`AccountState.unheld`), or, for a settlement, a `UnitsChanged` named its flow (in its
-    transaction, or a later one of that worker's: they commit in order). A fact that
-    cancelled nothing and named no flow leaves no trace: it is redone, on today's state."""
+    fact `cause` live committed: its pass's `RestingOrdersChecked` or a `WITHDRAWAL_HELD`
+    cancel caused by it was folded (`AccountState.unheld`), or, for a settlement, a
+    `UnitsChanged` named its flow (in its transaction, or a later one of that worker's:
+    they commit in order). Otherwise (a lost transaction, or on a log from before the
+    record a pass that cancelled nothing and named no flow) it is redone, on today's
+    state (fail closed)."""
     p = cause.payload
     acc = state.accounts.get(p.account)
     if acc is None:
@@ -512,16 +556,16 @@ def _committed(state: EngineState, cause: Envelope[Any]) -> bool:
 def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) -> bool:
     """Whether the log shows that the transaction in which the account's owner ran the
     pass of `cause` (the `RiskLimitsChanged` in force for `account`, as read or decided,
-    or as redone by a `catch_up`) committed: a cancel it made (`CREDIT_LIMIT`,
-    `MAX_POSITION`, an allow-list code) was folded (`AccountState.unheld`), or an
-    approved decision of the account was made under its version (`AccountState.decided_under`: the owner had folded the change and
+    or as redone by a `catch_up`) committed: its `RestingOrdersChecked` for the account
+    or a cancel it made (`CREDIT_LIMIT`, `MAX_POSITION`, an allow-list code) was folded
+    (`AccountState.unheld`), or (a log from before that record) an approved decision of the account was made under its version (`AccountState.decided_under`: the owner had folded the change and
     run its pass, and commits its transactions in order). Decisions record the version,
     not its scope: under the global limits (the account never had limits of its own:
     they are never removed) every decision recorded a global version, and one at least
     the change's was made under it; under the account's own limits a decision's version
     can be a global one from before them, so it proves the change only if above every
-    global version. Otherwise (nothing decided since, nothing cancelled, or that
-    ambiguity): not shown, and `catch_up` redoes the pass on today's state (fail
+    global version. Otherwise (a lost transaction; on an older log nothing decided since,
+    nothing cancelled, or that ambiguity): not shown, and `catch_up` redoes the pass on today's state (fail
     closed; docs/engine.md *A limits change and the resting orders*)."""
     acc = state.accounts.get(account)
     if acc is None:
@@ -599,10 +643,13 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     holding = isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event
     if holding or settles:
         emit = _Emitter(state, event)
-        if holding:
+        if holding and (ctx.owns is None or ctx.owns(p.account)):
             # It raised a withdrawal hold just now (or settled a rejected withdrawal,
-            # taking what no hold covered): cancel what that overdraws.
+            # taking what no hold covered): cancel what that overdraws, and record that
+            # the pass ran (with nothing resting too: orders placed later are approved
+            # with the hold in effect, and no restart may run the pass on them).
             _unhold(state, ctx, emit, p.account, ctx.owns, _debited(state, event))
+            _checked(emit, p.account, event)
         if settles:
             # Units redeemed at the NAV per unit just before the withdrawal (DRAWDOWN v6).
             _unitize(state, ctx.owns, p.account, emit)
@@ -613,7 +660,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     if isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, event, ctx.owns)
     elif isinstance(p, RiskLimitsChanged):
-        _limits_changed(state, ctx, emit, p.scope, ctx.owns)
+        _limits_changed(state, ctx, emit, p.scope, ctx.owns, event)
     else:
         _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
     return emit.out
@@ -1172,7 +1219,9 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
     elif isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, emit.out[-1], ctx.owns)
     elif isinstance(p, RiskLimitsChanged):
-        _limits_changed(state, ctx, emit, p.scope, ctx.owns)
+        # Caused by the command; each account's record names the accepted fact, the
+        # change `catch_up` finds in force (`EngineState.limit_cause`).
+        _limits_changed(state, ctx, emit, p.scope, ctx.owns, emit.out[-1])
 
 
 @in_exact_context

@@ -11,8 +11,8 @@ recorded (as suffix maxima, so a later `KillSwitchReleased` is applied exactly a
 replay would; NAV per unit since format 9), the units their `UnitsChanged` recorded (with
 the flows they named, so the deposits and settled withdrawals folded from the reference
 topics and not named are pending again), the facts their `WITHDRAWAL_HELD` cancels were
-caused by (`AccountState.unheld`, format 15; and their limits cancels, 17), the
-limits version their newest approved decision was made under (`decided_under`, 17),
+caused by (`AccountState.unheld`, format 15; and their limits cancels, 17; and the
+facts their `RestingOrdersChecked` records name, 18), the limits version their newest approved decision was made under (`decided_under`, 17),
 orphan fill ids, and the own-topic offsets it covers. Reference state
 (producers, accounts' KYC/AML/deposits, withdrawals and what they hold, limits, kill
 switches, prices) is not in it: it is replayed from the reference topics. A settled
@@ -328,7 +328,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
             "taken": {i: [[q, str(v)] for q, v in qs.items()] for i, qs in sorted(taken.items())},
         }
         if unheld:  # format 15: the facts whose WITHDRAWAL_HELD (17: or limits) cancels
-            # are on the log
+            # (18: or `RestingOrdersChecked` records) are on the log
             accounts[name]["unheld"] = sorted(str(u) for u in unheld)
         if decided_under:  # format 17: the limits version of its newest approved decision
             accounts[name]["decided_under"] = decided_under

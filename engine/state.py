@@ -65,6 +65,7 @@ from schemas.events import (
     ProducerRegistered,
     ProducerRevoked,
     QuoteUpdated,
+    RestingOrdersChecked,
     RiskDecision,
     RiskLimits,
     RiskLimitsChanged,
@@ -415,15 +416,18 @@ class AccountState:
     """per asset: what the withdrawals not rejected or settled yet hold (any status but
     `NOT_HOLDING`'s): not free to trade (`EngineState.reserved`)."""
     unheld: set[UUID] = field(default_factory=set)
-    """Own-topic state: the facts whose `WITHDRAWAL_HELD` or (since format 17) limits
-    cancels (`CREDIT_LIMIT`, `MAX_POSITION`, an allow-list code: `_COMMITTING_REASONS`) of
-    this account's orders are on the log (each such `OrderCanceled`'s causation id: a
-    hold-raising transfer fact, a `RiskLimitsChanged`):
+    """Own-topic state: the facts whose pass over this account's resting orders the log
+    shows committed: since format 18 each `RestingOrdersChecked`'s `fact_event_id` (the
+    owner writes one for every hold-raising transfer fact and limits change whose pass it
+    ran, cancelling or not), and on older logs the facts whose `WITHDRAWAL_HELD` or
+    (since format 17) limits cancels (`CREDIT_LIMIT`, `MAX_POSITION`, an allow-list code:
+    `_COMMITTING_REASONS`) of this account's orders are on the log (each such
+    `OrderCanceled`'s causation id: a hold-raising transfer fact, a `RiskLimitsChanged`):
     their transaction committed, so `processor.catch_up` does not run their pass again on
     a later state, where it could cancel what no live worker did (orders approved with
-    the hold or the limits in effect, a credit valued higher since). One id per fact
-    that cancelled something, kept like `withdrawals` (withdrawals and limits changes are
-    rare); in snapshot slices since format 15."""
+    the hold or the limits in effect, a credit valued higher since). One id per fact,
+    kept like `withdrawals` (withdrawals and limits changes are rare); in snapshot slices
+    since format 15."""
     decided_under: int = 0
     """Own-topic state: the highest `risk_config_version` of the account's approved
     `RiskDecision`s folded (the version of the limits, its own or the global ones, it was
@@ -1513,6 +1517,10 @@ class EngineState:
             order = self.orders.get(p.order_id)
             if order is not None:
                 self._close(order, event.occurred_at, _END_STATE[type(p)], p.reason)
+            return
+        if isinstance(p, RestingOrdersChecked):
+            # The owner ran the fact's pass for the account and that transaction committed.
+            self.account(p.account).unheld.add(p.fact_event_id)
             return
         self._apply_reference(event)
 

@@ -741,8 +741,8 @@ class DecisionsProjection(Projection):
     )
     tables = (decisions, rules)
     handles = _v1("RiskDecision", "IntentRejected", "AdminCommandRejected")
-    # The engine's own drawdown bookkeeping.
-    ignores = frozenset({"PeakEquityRaised", "UnitsChanged"})
+    # The engine's own drawdown bookkeeping, and its record of a fail-closed pass.
+    ignores = frozenset({"PeakEquityRaised", "UnitsChanged", "RestingOrdersChecked"})
     migrations = ("0105_proj_decisions.sql",)
     partition_local = True  # no state: only its event ids, on the partition of their account
     seen_table = "decisions"  # one row per folded event
@@ -926,7 +926,13 @@ class DrawdownProjection(Projection):
     tables = (drawdowns, history, releases)
     handles = _v1("RiskDecision", "UnitsChanged", "PeakEquityRaised", "KillSwitchReleased")
     ignores = frozenset(
-        {"IntentRejected", "AdminCommandRejected", "RiskLimitsChanged", "KillSwitchEngaged"}
+        {
+            "IntentRejected",
+            "AdminCommandRejected",
+            "RiskLimitsChanged",
+            "KillSwitchEngaged",
+            "RestingOrdersChecked",
+        }
     )
     migrations = (
         "0120_proj_drawdown.sql",

@@ -93,7 +93,8 @@ TOPICS: dict[Topic, TopicSpec] = {
             Topic.DECISIONS,
             6,
             "account",
-            "Risk decisions, intent rejections and drawdown peaks found at prints",
+            "Risk decisions, intent rejections, drawdown peaks found at prints, units, "
+            "and the passes over resting orders that holds and limits changes ran",
         ),
         TopicSpec(Topic.ORDERS, 6, "account", "Order lifecycle and fills"),
         TopicSpec(Topic.ACCOUNTS, 6, "account", "Account facts: opening, KYC, AML, producers"),

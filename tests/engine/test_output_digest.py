@@ -35,7 +35,14 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "fadf816fd31d977dbf4ad1b1f3f6af125d62dc5f033b964bbd702e60052cf1a6"
+PINNED = "4163f2ff71c2981a7b9d50268533a3cfa8d3e3d6e673f97c71dd96a1c993939c"
+"""Retaken in session 22 (helper-118) for `RestingOrdersChecked`: the owner records every
+withdrawal hold's and limits change's pass over an account's resting orders in the pass's
+transaction, cancelling or not, so a restart does not run it again. The stream's limits
+changes write 80 of them (it has no transfer facts), and `canonical_state`'s `unheld`
+names those changes; nothing else changed (with `processor._checked` a no-op the digest
+is the one before). Before:"""
+"""PINNED was fadf816fd31d977dbf4ad1b1f3f6af125d62dc5f033b964bbd702e60052cf1a6."""
 """Retaken in session 22 (helper-123): `canonical_state` names `executed_commands`, the
 admin commands whose facts were accepted (a replay under another `occurred_at` is refused
 by the command's id). No output changed: with that key left out of `canonical_state` the

@@ -542,26 +542,29 @@ def test_a_lower_credit_limit_cancels_the_resting_orders_it_no_longer_covers() -
     assert [e.event_id for e in redone] == [e.event_id for e in read]
 
     # A change the credit still covers cancels nothing; BTC rising then takes the ETH/BTC
-    # buy's borrowed BTC past it. No live worker cancels. Once a decision of the account
-    # was made under the change's version, its transaction is shown committed and no
-    # restart cancels either; before that nothing on the log shows it, and a restart
-    # redoes its pass on its state (fail closed; docs/engine.md, still open).
-    def restart(decided: bool) -> list[Any]:
+    # buy's borrowed BTC past it. No live worker cancels, and no restart either: the
+    # pass's `RestingOrdersChecked` shows its transaction committed. On a log from before
+    # that record, a decision of the account under the change's version shows it; without
+    # one nothing does, and a restart redoes its pass on its state (fail closed).
+    def restart(decided: bool, recorded: bool = True) -> list[Any]:
         h = Harness(limits("5000", 1).limits, cash=D("10000"))
         h.quote(D("29999"), D("30001"))
         _quote(h, "ETH/BTC", "0.05", "0.0501")
         buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
         assert buy.outcome == "APPROVED"
         out = h.admin(limits("2000", 2))  # 0.0499 BTC borrowed, 1,497 at 30,000: covered
-        assert "OrderCanceled" not in [e.event_type for e in out]
+        assert [e.event_type for e in out] == ["RiskLimitsChanged", "RestingOrdersChecked"]
+        if not recorded:  # a log from before the record: as if it had not been folded
+            h.state.account("A1").unheld.discard(out[0].event_id)
         if decided:
             later = decision(h.order(Side.BUY, D("0.01"), D("29000")))
             assert (later.outcome, later.risk_config_version) == ("APPROVED", 2)
         _print(h, "BTC/USDC", "45000", "1")  # now 2,245.5: over
         return catch_up(h.state, h.ctx, lambda _account: True)
 
-    assert restart(decided=True) == []
-    unproved = restart(decided=False)
+    assert restart(decided=True) == [] == restart(decided=False)
+    assert restart(decided=True, recorded=False) == []
+    unproved = restart(decided=False, recorded=False)
     assert [e.payload.reason for e in unproved if e.event_type == "OrderCanceled"] == [
         "CREDIT_LIMIT"
     ]

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -97,9 +96,13 @@ def _transfer(h: Harness, payload: EventPayload) -> None:
     """A transfer service's fact, read from transfers.events as a worker reads it."""
     event = new_event(payload, producer="transfers", occurred_at=h.tick())
     out = control(h.state, event, h.ctx)
-    # A settlement redeems units (DRAWDOWN_BRAKE v6); nothing else answers these here.
-    assert [e.event_type for e in out] == (
-        ["UnitsChanged"] if isinstance(payload, TransferSettled) and out else []
+    # A fact that raised a hold gets its pass's record, cancelling or not; a settlement
+    # redeems units (DRAWDOWN_BRAKE v6); nothing else answers these here.
+    checked = [e for e in out if e.event_type == "RestingOrdersChecked"]
+    assert len(checked) == (h.state.hold_causes.get(payload.account) is event)  # type: ignore[attr-defined]
+    assert all(e.payload.fact_event_id == event.event_id for e in checked)
+    assert [e.event_type for e in out if e.event_type != "RestingOrdersChecked"] == (
+        ["UnitsChanged"] if isinstance(payload, TransferSettled) and len(out) > len(checked) else []
     )
     h.inputs.append(event)
     h.inputs += out
@@ -570,7 +573,7 @@ def test_a_hold_cancels_the_newest_resting_orders_it_overdraws() -> None:
         assert d.outcome == "APPROVED"
         ids.append(d.order_id)
     out = _control(h, _step("w1", "request", amount="3000"))
-    assert types(out) == ["CancelRequested", "OrderCanceled"]
+    assert types(out) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"]
     assert out[1].payload.order_id == ids[2] and out[1].payload.reason == "WITHDRAWAL_HELD"
     assert out[1].causation_id == h.inputs[-1].event_id
     acc = h.state.account("A1")
@@ -578,7 +581,7 @@ def test_a_hold_cancels_the_newest_resting_orders_it_overdraws() -> None:
     assert sorted(acc.open_orders) == sorted(ids[:2])
     h.trade(D("29000"))  # fills the two left
     for step in ("check", "release"):
-        assert _control(h, _step("w1", step)) == []
+        assert _control(h, _step("w1", step)) == []  # no hold raised: nothing to check
     assert types(_control(h, _step("w1", "settle"))) == ["UnitsChanged"]  # units redeemed
     assert acc.positions["BTC/USDC"] == D("0.2")
     assert acc.balances["USDC"] == D("1195.36")  # 10,000 - 3,000 - 5,800 - 4.64 maker fees
@@ -645,14 +648,19 @@ def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws(
     from engine.processor import catch_up
 
     h = _harness()
-    assert _control(h, _step("w1", "request", amount="3000")) == []
+    assert types(_control(h, _step("w1", "request", amount="3000"))) == ["RestingOrdersChecked"]
     assert _control(h, _step("w1", "check", outcome="REJECT")) == []
     ids = [_buy(h, "0.1", "29000").order_id for _ in range(3)]  # 8,708.7 of 10,000
     lost = copy.deepcopy(h.state)
     event = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
     h.inputs.append(event)
     out = control(h.state, event, h.ctx)
-    assert types(out) == ["CancelRequested", "OrderCanceled", "UnitsChanged"]
+    assert types(out) == [
+        "CancelRequested",
+        "OrderCanceled",
+        "RestingOrdersChecked",
+        "UnitsChanged",
+    ]
     assert out[1].payload.order_id == ids[2] and out[1].payload.reason == "WITHDRAWAL_HELD"
     assert out[1].causation_id == event.event_id == out[2].causation_id
     acc = h.state.account("A1")
@@ -674,13 +682,18 @@ def test_a_lost_settlements_cancels_are_redone_after_a_newer_hold_on_another_ass
     the live cancels, with the live ids."""
     h = _harness()
     h.admin_deposit("BTC", D("1"))
-    assert _control(h, _step("w1", "request", amount="3000")) == []
+    assert types(_control(h, _step("w1", "request", amount="3000"))) == ["RestingOrdersChecked"]
     assert _control(h, _step("w1", "check", outcome="REJECT")) == []
     ids = [_buy(h, "0.1", "29000").order_id for _ in range(3)]  # 8,708.7 of 10,000
     lost = copy.deepcopy(h.state)
     settle = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
     live = control(h.state, settle, h.ctx)
-    assert types(live) == ["CancelRequested", "OrderCanceled", "UnitsChanged"]
+    assert types(live) == [
+        "CancelRequested",
+        "OrderCanceled",
+        "RestingOrdersChecked",
+        "UnitsChanged",
+    ]
     assert live[1].payload.order_id == ids[2]
     held = new_event(
         _step("w2", "request", asset="BTC", amount="0.3"), producer="transfers",
@@ -774,7 +787,7 @@ def test_a_hold_cancels_credit_funded_orders_on_other_assets() -> None:
                       occurred_at=h.tick())  # fmt: skip
     h.inputs.append(event)
     out = control(h.state, event, h.ctx)
-    assert types(out) == ["CancelRequested", "OrderCanceled"], types(out)
+    assert types(out) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"], types(out)
     assert out[1].payload.order_id == buy.order_id and out[1].payload.reason == "WITHDRAWAL_HELD"
     assert out[1].causation_id == event.event_id
     assert not acc.open_orders
@@ -793,7 +806,7 @@ def test_a_hold_leaves_credit_funded_orders_the_credit_still_covers() -> None:
     h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
     buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
     assert buy.outcome == "APPROVED", buy
-    assert _control(h, _step("w1", "request", amount="10300")) == []
+    assert types(_control(h, _step("w1", "request", amount="10300"))) == ["RestingOrdersChecked"]
     assert list(h.state.account("A1").open_orders) == [buy.order_id]
 
 
@@ -889,7 +902,7 @@ def test_a_restart_after_a_committed_hold_cancels_nothing_more() -> None:
     own += first
     out = _control(h, _step("w1", "request", amount="10000"))
     own += out
-    assert types(out) == ["CancelRequested", "OrderCanceled"]
+    assert types(out) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"]
     assert out[1].payload.order_id == decision(first).order_id
     later = h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC")
     own += later
@@ -939,17 +952,25 @@ def test_an_accounts_own_limits_are_proved_committed_only_by_a_version_no_global
     Under the account's own limits (version 2) with the global ones at version 1, a
     decision recording 2 was made under them: their change committed, a restart cancels
     nothing. With the global limits at version 5 before, a decision recording 2 could
-    have been made under global version 2, before the account had limits of its own:
-    nothing proves the change committed, so a restart redoes its credit pass (fail
-    closed), on today's state."""
+    have been made under global version 2, before the account had limits of its own: on
+    a log from before `RestingOrdersChecked` nothing proves the change committed, so a
+    restart redoes its credit pass (fail closed), on today's state. The owner writes that
+    record for an account's own limits with nothing resting too, so on a log with it
+    nothing is redone."""
 
-    def run(global_version: int) -> list[Any]:
+    def run(global_version: int, old_log: bool = False) -> list[Any]:
         limits = _limits().model_copy(update={"credit_limit": D("3000")})
         h = Harness(cash=D("10000"))
         for version in (*range(1, global_version + 1),):
             h.admin(RiskLimitsChanged(scope="*", config_version=version, limits=limits,
                                       changed_by="admin"))  # fmt: skip
-        h.admin(RiskLimitsChanged(scope="A1", config_version=2, limits=limits, changed_by="a"))
+        out = h.admin(
+            RiskLimitsChanged(scope="A1", config_version=2, limits=limits, changed_by="a")
+        )
+        assert types(out) == ["RiskLimitsChanged", "RestingOrdersChecked"]  # nothing rests
+        assert out[1].payload.fact_event_id == out[0].event_id  # the change on risk.config
+        if old_log:
+            h.inputs = [e for e in h.inputs if e.event_type != "RestingOrdersChecked"]
         h.quote(D("29999"), D("30001"))
         h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
         h.admin_deposit("BTC", D("0.1"))
@@ -961,19 +982,58 @@ def test_an_accounts_own_limits_are_proved_committed_only_by_a_version_no_global
         h.quote(D("69999"), D("70001"))
         return catch_up(_rebuilt(h, own), h.ctx, lambda _account: True)
 
-    assert run(1) == []
-    assert [e.payload.reason for e in run(5) if e.event_type == "OrderCanceled"] == ["CREDIT_LIMIT"]
+    assert run(1) == [] and run(1, old_log=True) == []
+    assert run(5) == []
+    redone = run(5, old_log=True)
+    assert [e.payload.reason for e in redone if e.event_type == "OrderCanceled"] == ["CREDIT_LIMIT"]
+    assert types(redone)[-1] == "RestingOrdersChecked"  # and the record, once
 
 
-@pytest.mark.xfail(strict=True, reason="open: a hold that cancelled nothing leaves no trace")
-def test_a_hold_whose_pass_cancelled_nothing_is_redone_at_a_restart() -> None:
-    """Known and left (docs/engine.md *Withdrawals*): 3,000 of credit, 0.1 BTC, a request
-    of 10,500 of 10,000 USDC with nothing resting (its pass cancels nothing), then a buy of
-    3 ETH on ETH/BTC borrowing 0.047 BTC, approved with the hold in effect, then BTC from
-    30,000 to 60,000. No live worker cancels anything; a restart runs the request's pass
-    on its state and cancels the buy `WITHDRAWAL_HELD`: nothing on the log shows that the
-    request's transaction committed (a decision does not say which transfer facts its
-    worker had folded), and telling would take a schema change."""
+def _hold_then_borrow(h: Harness) -> tuple[list[Any], list[Any]]:
+    """3,000 of credit, 0.1 BTC, a request of 10,500 of 10,000 USDC with nothing resting
+    (its pass cancels nothing), then a buy of 3 ETH on ETH/BTC borrowing 0.047 BTC,
+    approved with the hold in effect, then BTC from 30,000 to 60,000: (the request's
+    outputs, the own records of the log)."""
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    h.admin_deposit("BTC", D("0.1"))
+    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
+    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    held = _control(h, _step("w1", "request", amount="10500"))
+    assert types(held) == ["RestingOrdersChecked"]
+    assert held[0].payload.fact_event_id == held[0].causation_id == h.inputs[-1].event_id
+    own += held
+    buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
+    own += buy
+    assert decision(buy).outcome == "APPROVED"
+    h.quote(D("59999"), D("60001"))
+    return held, own
+
+
+def test_a_hold_whose_pass_cancelled_nothing_is_not_redone_at_a_restart() -> None:
+    """A request whose pass cancelled nothing (nothing rested), then a buy borrowing BTC
+    approved with the hold in effect, then BTC up (`_hold_then_borrow`). No live worker
+    cancels anything. Before (a strict xfail, session 21), a restart ran the request's
+    pass on its state and cancelled the buy `WITHDRAWAL_HELD`: nothing on the log showed
+    that the request's transaction committed. Now the pass writes `RestingOrdersChecked`
+    in that transaction, and a restart redoes nothing. On a log from before that record
+    the pass is redone as it was (fail closed), and writes the record."""
+    limits = _limits().model_copy(update={"credit_limit": D("3000")})
+    h = Harness(limits, cash=D("10000"))
+    held, own = _hold_then_borrow(h)
+    assert catch_up(_rebuilt(h, own), h.ctx, lambda _account: True) == []
+    old = _rebuilt(h, [e for e in own if e.event_type != "RestingOrdersChecked"])
+    redone = catch_up(old, h.ctx, lambda _account: True)
+    assert types(redone) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"]
+    assert redone[1].payload.reason == "WITHDRAWAL_HELD" and redone[2] == held[0]
+    assert catch_up(old, h.ctx, lambda _account: True) == []  # once
+
+
+def test_a_hold_whose_transaction_was_lost_is_redone_with_its_record() -> None:
+    """A crash between folding the request and committing its transaction: the record is
+    lost with it, so the next owner's `catch_up` runs the request's pass (nothing rests:
+    nothing to cancel) and writes the live record, the live id. A restart after that, with
+    a buy approved under the hold and BTC up since, redoes nothing."""
     limits = _limits().model_copy(update={"credit_limit": D("3000")})
     h = Harness(limits, cash=D("10000"))
     h.quote(D("29999"), D("30001"))
@@ -981,12 +1041,65 @@ def test_a_hold_whose_pass_cancelled_nothing_is_redone_at_a_restart() -> None:
     h.admin_deposit("BTC", D("0.1"))
     own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
     h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
-    assert _control(h, _step("w1", "request", amount="10500")) == []
+    lost = copy.deepcopy(h.state)
+    live = _control(h, _step("w1", "request", amount="10500"))
+    lost.apply(h.inputs[-1])  # folded; its transaction lost
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert types(redone) == ["RestingOrdersChecked"] and redone == live
+    assert canonical_state(lost) == canonical_state(h.state)
+    own += redone  # committed by the next owner
     buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
     own += buy
     assert decision(buy).outcome == "APPROVED"
     h.quote(D("59999"), D("60001"))
     assert catch_up(_rebuilt(h, own), h.ctx, lambda _account: True) == []
+
+
+def test_a_limits_change_that_cancelled_nothing_is_not_redone_at_a_restart() -> None:
+    """3,000 of credit (version 1), 0.1 BTC, a buy of 3 ETH on ETH/BTC borrowing 0.047 BTC
+    (1,410 at 30,000) resting; the credit lowered to 2,900 (version 2) still covers it:
+    the change's pass cancels nothing, and no decision of the account follows. BTC rises
+    to 70,000 (3,290). No live worker cancels anything. Before, a restart's `catch_up`
+    found no cancel of the change and no decision under version 2 and ran its credit
+    pass on that state: the buy cancelled `CREDIT_LIMIT`. Now the pass's
+    `RestingOrdersChecked` is on the log and nothing is redone. A crash between folding
+    the change and committing its transaction: `catch_up` redoes the pass and writes the
+    live record. A log without the record: the pass is redone, as before."""
+    limits = _limits().model_copy(update={"credit_limit": D("3000")})
+    h = Harness(limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    h.admin_deposit("BTC", D("0.1"))
+    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
+    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
+    own += buy
+    assert decision(buy).outcome == "APPROVED"
+    lower = RiskLimitsChanged(
+        scope="*", config_version=2, changed_by="admin",
+        limits=limits.model_copy(update={"credit_limit": D("2900")}),
+    )  # fmt: skip
+    change = new_event(lower, producer="engine", occurred_at=h.tick())  # as on risk.config
+    h.inputs.append(change)
+    lost = copy.deepcopy(h.state)
+    live = control(h.state, change, h.ctx)
+    assert types(live) == ["RestingOrdersChecked"]
+    assert (live[0].payload.fact_event_id, live[0].payload.fact_type) == (
+        change.event_id, "RiskLimitsChanged"
+    )  # fmt: skip
+    lost.apply(change)  # folded; its transaction lost
+    assert catch_up(lost, h.ctx, lambda _account: True) == live
+    assert canonical_state(lost) == canonical_state(h.state)
+    own += live
+    h.quote(D("69999"), D("70001"))
+    assert catch_up(_rebuilt(h, own), h.ctx, lambda _account: True) == []
+    old = catch_up(
+        _rebuilt(h, [e for e in own if e.event_type != "RestingOrdersChecked"]),
+        h.ctx,
+        lambda _account: True,
+    )
+    assert types(old) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"]
+    assert old[1].payload.reason == "CREDIT_LIMIT"
 
 
 def test_a_second_settlement_writes_nothing_and_a_restart_agrees() -> None:
@@ -1003,7 +1116,9 @@ def test_a_second_settlement_writes_nothing_and_a_restart_agrees() -> None:
     h = Harness(limits, cash=D("10000"))
     h.quote(D("29999"), D("30001"))
     h.admin_deposit("BTC", D("0.1"))
-    assert _control(h, _step("w0", "request", asset="BTC", amount="0.3434")) == []
+    assert types(_control(h, _step("w0", "request", asset="BTC", amount="0.3434"))) == [
+        "RestingOrdersChecked"
+    ]
     h.quote(D("41999"), D("42001"))
     first = _control(h, _step("w0", "settle"))
     assert [(e.event_type, e.payload.units) for e in first] == [("UnitsChanged", 0)]
@@ -1052,6 +1167,14 @@ STEP = st.one_of(
     steps=[("order", ("ETH/BTC", Side.BUY, 40)), ("credit", "2900"), ("order",
            ("BTC/USDC", Side.BUY, 1)), ("btc", 40)], credit="3000",
 )  # fmt: skip
+@example(  # a request with nothing resting; an ETH/BTC buy under the hold outgrows the credit
+    steps=[("request", "USDC", 10_500), ("order", ("ETH/BTC", Side.BUY, 30)), ("btc", 60)],
+    credit="3000",
+)
+@example(  # a lowered credit that cancels nothing, no decision since, BTC up
+    steps=[("order", ("ETH/BTC", Side.BUY, 40)), ("credit", "2900"), ("btc", 60)],
+    credit="3000",
+)
 @example(  # a request that cancelled nothing, then a sell borrowing BTC outgrows the credit
     steps=[("request", "USDC", 1), ("order", ("BTC/USDC", Side.SELL, 11)), ("btc", 51)],
     credit="500",
@@ -1065,12 +1188,14 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     steps: list[tuple[Any, ...]], credit: str
 ) -> None:
     """Random histories: resting orders on three pairs (some borrowing on the credit),
-    withdrawal requests, rejections and settlements, BTC's price moving. At every point,
-    a worker restarted from the log (reference facts, then its own records) catches up no
-    cancel caused by a fact whose transaction the log shows committed (before, it ran the
-    newest hold's pass again on the state of the restart); without credit it catches up
-    nothing at all. And a worker that lost a transfer fact's transaction (folded, outputs
-    gone) redoes exactly its live outputs, the same ids, and ends in the live state."""
+    withdrawal requests, rejections and settlements, limits changes, BTC's price moving.
+    At every point, a worker restarted from the log (reference facts, then its own
+    records) catches up nothing: every hold's and limits change's pass wrote its
+    `RestingOrdersChecked` in its transaction (before session 22 a pass that cancelled
+    nothing left no trace and was run again on the state of the restart; before session
+    21 every hold's was). And a worker that lost a transfer fact's or a limits change's
+    transaction (folded, outputs gone) redoes exactly its live outputs, the same ids, the
+    record included, and ends in the live state."""
     from engine.processor import _committed, _limits_committed
 
     limits = _limits().model_copy(update={"credit_limit": D(credit)})
@@ -1105,16 +1230,10 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
             log += [event, *out]
             lost.apply(event)
             causes = [lost.hold_causes.get("A1"), *lost.debit_causes.get("A1", {}).values()]
-            traceless = [c for c in causes if c is not None and not _committed(lost, c)]
+            assert all(_committed(lost, c) for c in causes if c is not None)  # recorded
             redone = catch_up(lost, h.ctx, everyone)
-            if not traceless:
-                assert [e.event_id for e in redone] == [e.event_id for e in out]
-                assert canonical_state(lost) == canonical_state(h.state)
-            else:
-                # A hold whose pass cancelled nothing leaves no trace (still open,
-                # docs/engine.md): its pass is redone first, on the lowered credit, and
-                # may cancel as caused by it what the change cancelled live; never less.
-                assert lost.account("A1").open_orders <= h.state.account("A1").open_orders
+            assert [e.event_id for e in redone] == [e.event_id for e in out]
+            assert canonical_state(lost) == canonical_state(h.state)
         elif kind == "order":
             instrument, side, tenths = step[1]
             limit = away[instrument][0 if side is Side.BUY else 1]
@@ -1160,8 +1279,8 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
         if _limits_committed(rebuilt, in_force, "A1"):
             committed.add(in_force.event_id)
         caught = catch_up(rebuilt, h.ctx, everyone)
-        if credit == "0" and version == 1:
-            assert caught == []
+        # Every pass recorded itself in its transaction: nothing lost, nothing redone.
+        assert caught == [], step
         assert not [e for e in caught if e.causation_id in committed], step
         if version == 1:  # the limits of the start, before any decision: never a cancel
             assert "CREDIT_LIMIT" not in {getattr(e.payload, "reason", None) for e in caught}
