@@ -558,7 +558,8 @@ def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) ->
     pass of `cause` (the `RiskLimitsChanged` in force for `account`, as read or decided,
     or as redone by a `catch_up`) committed: its `RestingOrdersChecked` for the account
     or a cancel it made (`CREDIT_LIMIT`, `MAX_POSITION`, an allow-list code) was folded
-    (`AccountState.unheld`), or (a log from before that record) an approved decision of the account was made under its version (`AccountState.decided_under`: the owner had folded the change and
+    (`AccountState.unheld`; caused by the change, or by the admin command it was decided
+    from, its causation), or (a log from before that record) an approved decision of the account was made under its version (`AccountState.decided_under`: the owner had folded the change and
     run its pass, and commits its transactions in order). Decisions record the version,
     not its scope: under the global limits (the account never had limits of its own:
     they are never removed) every decision recorded a global version, and one at least
@@ -571,6 +572,10 @@ def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) ->
     if acc is None:
         return False
     if cause.event_id in acc.unheld:
+        return True
+    if cause.causation_id is not None and cause.causation_id in acc.unheld:
+        # Decided here (the accepted fact's causation is the admin command): the deciding
+        # worker's cancels are caused by the command, not by the fact `catch_up` finds.
         return True
     p = cause.payload
     version: int = p.config_version

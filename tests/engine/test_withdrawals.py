@@ -1284,3 +1284,34 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
         assert not [e for e in caught if e.causation_id in committed], step
         if version == 1:  # the limits of the start, before any decision: never a cancel
             assert "CREDIT_LIMIT" not in {getattr(e.payload, "reason", None) for e in caught}
+
+
+def test_an_old_logs_decided_limits_change_is_shown_committed_by_its_cancels() -> None:
+    """A credit lowered from 5,000 to 2,000 by an admin command the engine decided: its
+    pass cancels the newer of two ETH/BTC buys borrowing BTC, caused by the command (the
+    deciding worker's emitter), while `catch_up` finds the accepted fact in force. On a
+    log from before `RestingOrdersChecked`, that cancel is the proof the change committed.
+    Before, `_limits_committed` looked for a cancel caused by the accepted fact only, found
+    none, and with no decision since a restart after BTC rose cancelled the other buy
+    `CREDIT_LIMIT` too, which no live worker did."""
+    limits = _limits().model_copy(update={"credit_limit": D("5000")})
+    h = Harness(limits, cash=D("10000"))
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    for _ in range(2):
+        assert decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC")).outcome == (
+            "APPROVED"
+        )
+    out = h.admin(
+        RiskLimitsChanged(
+            scope="*", config_version=2, changed_by="admin",
+            limits=limits.model_copy(update={"credit_limit": D("2000")}),
+        )
+    )  # fmt: skip
+    assert types(out) == [
+        "RiskLimitsChanged", "CancelRequested", "OrderCanceled", "RestingOrdersChecked"
+    ]  # fmt: skip
+    assert out[2].payload.reason == "CREDIT_LIMIT" and out[2].causation_id == out[0].causation_id
+    h.state.account("A1").unheld.discard(out[0].event_id)  # an old log: no record folded
+    h.quote(D("44999"), D("45001"))  # the buy left borrows 2,245.5 now: over
+    assert catch_up(h.state, h.ctx, lambda _account: True) == []
