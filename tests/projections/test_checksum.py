@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -411,3 +412,76 @@ def test_jsonb_rendering_is_injective(values: list[Any]) -> None:
         text = json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         key = render(load_jsonb(text))
         assert seen.setdefault(key, text) == text, (key, text, seen[key])
+
+
+class Keyed(Projection):
+    """A history table keyed on an event id (a uuid), as `order_events` and `fills` are."""
+
+    name = "ckkeyed"
+    tables = (Table("events", ("event_id", "note"), ("event_id",)),)
+
+
+# uuids whose order as 16 bytes and as text could part if either were compared otherwise
+# (signed bytes, the hyphens, digits against letters, the version and variant nibbles).
+EDGE_UUIDS = [
+    uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), uuid.UUID(int=2**127), uuid.UUID(int=2**127 - 1),
+    uuid.UUID("00000000-0000-0000-0000-0000000000a0"), uuid.UUID("00000000-0000-0000-0000-000000000099"),
+    uuid.UUID("0000000a-0000-0000-0000-000000000000"), uuid.UUID("00000009-ffff-ffff-ffff-ffffffffffff"),
+    uuid.UUID("7fffffff-ffff-ffff-ffff-ffffffffffff"), uuid.UUID("80000000-0000-0000-0000-000000000000"),
+]  # fmt: skip
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ids=st.lists(st.uuids(), max_size=40, unique=True), edges=st.booleans())
+def test_a_uuid_key_orders_as_its_text(env: Settings, ids: list[uuid.UUID], edges: bool) -> None:
+    """The checksum orders a uuid key by the uuid (no text cast, no text sort): the same
+    order as its text in the "C" collation, which is the definition (`reference`)."""
+    rows = list(dict.fromkeys([*ids, *(EDGE_UUIDS if edges else [])]))
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS ukey CASCADE")
+        conn.execute("CREATE SCHEMA ukey")
+        conn.execute("CREATE TABLE ukey.events (event_id uuid PRIMARY KEY, note text)")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ukey.events VALUES (%s, %s)", [(u, str(i)) for i, u in enumerate(rows)]
+            )
+        digest = hashlib.sha256(b"# events\n")
+        for u, i in sorted(
+            ((str(u), str(i)) for i, u in enumerate(rows)), key=lambda r: r[0].encode()
+        ):
+            digest.update(f"{u}\t{i}\n".encode())
+        assert checksum(conn, Keyed(), "ukey") == (digest.hexdigest(), {"events": len(rows)})
+
+
+@pytest.mark.integration
+def test_a_uuid_key_is_not_sorted_as_text(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checksum's query of a table keyed on a uuid sorts (if at all) on the uuid, not on
+    its text: a text sort of `order_events` (525k rows in the bench) spilled to disk and
+    took ~85 % of the checksum's PostgreSQL CPU (docs/benchmarks.md, session 22)."""
+    queries: list[str] = []
+    copy = psycopg.Cursor.copy
+
+    def spy(self: psycopg.Cursor[Any], statement: Any, *args: Any, **kwargs: Any) -> Any:
+        queries.append(statement.as_string(self.connection))
+        return copy(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", spy)
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA ukey")
+        conn.execute("CREATE TABLE ukey.events (event_id uuid PRIMARY KEY, note text)")
+        conn.execute(
+            "INSERT INTO ukey.events SELECT md5(i::text)::uuid, i::text "
+            "FROM generate_series(1, 2000) i"
+        )
+        conn.execute("ANALYZE ukey.events")
+        checksum(conn, Keyed(), "ukey")
+        (query,) = [q for q in queries if '"ukey"."events"' in q]
+        select = query[len("COPY (") : query.rindex(") TO STDOUT")]
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) {select}").fetchone()[0]  # type: ignore[index]
+        keys = re.findall(r'"Sort Key": \[([^\]]*)\]', json.dumps(plan))
+        assert not [k for k in keys if "::text" in k], keys
