@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import time
 from pathlib import Path
@@ -91,3 +92,39 @@ def test_replay_prefetch_queue_holds_a_whole_batch(env: Settings) -> None:
     proj = Projector(env, [Target(p, p.schema)], batch_size=10_000, replay=True)
     # 10,000 decisions of ~750 bytes: 7.5 MB, and more with librdkafka's own overhead.
     assert proj.consumer_config()["queued.max.messages.kbytes"] >= 10_000 * 2
+
+
+def test_the_reader_sends_no_bytes_of_a_record_every_projection_ignores(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`positions` ignores every lifecycle event but a `Fill` by its headers' type: the
+    reader process sends such a record's coordinates alone (they are counted and give
+    the next offsets), and the rebuild equals the live projection."""
+    produce(env, generate(22, 1500))
+    with Projector(env, PROJECTIONS["positions"]) as proj:
+        proj.catch_up()
+    with psycopg.connect(env.dsn) as conn:
+        live = checksum(conn, PROJECTIONS["positions"])
+    sent = tmp_path / "sent"
+
+    class Recording:
+        """`marshal` in the reader process, noting what each batch sends."""
+
+        loads = staticmethod(marshal.loads)
+
+        @staticmethod
+        def dumps(value: Any) -> bytes:
+            if value[0] == "batch":
+                _kind, rows, decoded, _pos = value
+                with sent.open("a") as f:
+                    for row, d in zip(rows, decoded, strict=True):
+                        f.write(f"{d is None} {row[3] is not None or row[4] is not None}\n")
+            return marshal.dumps(value)
+
+    monkeypatch.setattr(projector_module, "marshal", Recording)
+    result = rebuild(env, PROJECTIONS["positions"])
+    lines = sent.read_text().splitlines()
+    assert "True False" in lines  # ignored, sent without its bytes
+    assert "True True" not in lines
+    assert "False True" in lines  # decoded: its bytes go along (`Located.event`)
+    assert (result.checksum, result.counts) == live
