@@ -50,7 +50,8 @@ class Role(StrEnum):
     TRANSFERS = "transfers"
     """The transfer service (not in this repository): its `TransferRequested`,
     `TransferChecked`, `TransferReleased` and `TransferSettled` (docs/engine.md,
-    *Withdrawals*)."""
+    *Withdrawals*), the only writer of transfers.events. Deposits are the engine's
+    (accounts.events): this role cannot write one."""
     PROJECTOR = "projector"
     """`tradetape run projections`, `rebuild`, `checksum`, the lag `status` reads."""
     SURVEILLANCE = "surveillance"
@@ -98,7 +99,7 @@ class RoleSpec:
     """Where the code that the lists above are read from lives."""
 
 
-_ANSWERS = frozenset({Topic.DECISIONS, Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG})
+_ANSWERS = frozenset({Topic.DECISIONS, Topic.ACCOUNTS, Topic.RISK_CONFIG})
 """What a publisher that waits for its answers reads (`engine.client.ANSWER_TOPICS`)."""
 
 ROLES: dict[Role, RoleSpec] = {
@@ -108,10 +109,12 @@ ROLES: dict[Role, RoleSpec] = {
                 Topic.DECISIONS,
                 Topic.ORDERS,
                 # The admin facts it accepts (schemas.events.admin.ADMIN_COMMAND_TYPES)
-                # go to their own topics: accounts, risk config, deposits, detectors.
+                # go to their own topics: accounts (deposits too), risk config,
+                # detectors. Not transfers.events: the transfer service writes there, so
+                # a fact of the engine's on it could be forged (a DepositReceived was,
+                # until session 22).
                 Topic.ACCOUNTS,
                 Topic.RISK_CONFIG,
-                Topic.TRANSFERS,
                 Topic.SURVEILLANCE_CONFIG,
                 Topic.DEADLETTER,
                 Topic.ENGINE_SNAPSHOTS,

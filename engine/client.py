@@ -25,8 +25,9 @@ from schemas.ids import uuid7
 from schemas.topics import Topic
 
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected", "AdminCommandRejected"})
-ANSWER_TOPICS = (Topic.DECISIONS, Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
-"""Where the engine answers: decisions and rejections, and accepted admin facts."""
+ANSWER_TOPICS = (Topic.DECISIONS, Topic.ACCOUNTS, Topic.RISK_CONFIG)
+"""Where the engine answers: decisions and rejections, and accepted admin facts (a
+deposit's on accounts.events since session 22; transfers.events holds no answer)."""
 UNAUTHENTICATED_REASONS = frozenset({"UNKNOWN_PRODUCER", "PRODUCER_REVOKED", "BAD_SIGNATURE"})
 """Rejections decided before a signature verified (`engine.state.UNAUTHENTICATED`): anyone
 can provoke one for any client order id, so they answer only their own envelope."""

@@ -55,6 +55,7 @@ from schemas.drawdown import (
 )
 from schemas.events.risk import GLOBAL_SCOPE
 from schemas.events.transfers import TransferCheckOutcome
+from schemas.registry import event_types_for
 from schemas.serde import canonical_json
 from schemas.topics import Topic
 from schemas.types import format_decimal
@@ -550,7 +551,7 @@ class BalancesProjection(Projection):
     """Balance per account and asset: deposits, fills (both legs and fee), withdrawals."""
 
     name = "balances"
-    topics = (Topic.ORDERS, Topic.TRANSFERS)
+    topics = (Topic.ORDERS, Topic.TRANSFERS, Topic.ACCOUNTS)
     balances = Table(
         "balances",
         ("account", "asset", "amount", "movement_count"),
@@ -586,18 +587,23 @@ class BalancesProjection(Projection):
         "TransferReleased",
         "TransferSettled",
     )
-    ignores = FillsProjection.ignores
+    ignores = FillsProjection.ignores | (
+        frozenset(event_types_for(Topic.ACCOUNTS)) - {"DepositReceived"}
+    )
+    """What else is on its topics: orders' other facts, accounts' other facts."""
     migrations = (
         "0104_proj_balances.sql",
         "0117_balances_transfers_per_account.sql",
         "0119_balances_deposits.sql",
     )
-    fold_version = 4
+    fold_version = 5
     """2: a transfer's status only moves forward (a check after the release set it back
     to CHECKED_*). 3: a transfer is keyed by account and id, as the engine's withdrawals
     (an id a second account requested was quarantined, and that withdrawal never debited).
     4: a deposit id is credited once per account, as the engine's fold (`deposits`; a
-    second `DepositReceived` of it is quarantined)."""
+    second `DepositReceived` of it is quarantined). 5: deposits are read from
+    accounts.events, which only the engine writes (session 22); one on transfers.events,
+    where the transfer service could forge it, is quarantined, an old log's too."""
     partition_local = True  # every table is per account, the key of both its topics
 
     @staticmethod
@@ -1294,6 +1300,8 @@ class AccountsProjection(Projection):
         "AmlFlagCleared",
         *_PRODUCER_FACTS,
     ) | {"AccountOpened/2"}  # v2 requires `base_currency` (v1 defaulted it): rows alike
+    ignores = frozenset({"DepositReceived"})
+    """The balances book folds deposits."""
     migrations = ("0108_proj_accounts.sql", "0116_accounts_producer_status.sql")
     fold_version = 2
     """2: producers show revocations and key rotations (`ProducerRevoked`,

@@ -9,10 +9,13 @@ what is refused, and the reason, is decided here only, so the two cannot drift a
 A record is refused when its type is not in the catalogue of the topic it was read from
 (`schemas.registry.event_types_for`: a `Fill` on marketdata.events), or when its type is
 one only the engine writes to that topic (`schemas.registry.engine_written`) and its
-producer is not the engine (`ENGINE_PRODUCER`: a `DepositReceived` another service wrote
-to transfers.events). The schema version plays no part: every version of a type lives on
-the same topic. The producer field is what the writer claims; the broker's ACLs (only
-the engine writes its topics) make it true.
+producer is not the engine (`ENGINE_PRODUCER`: a `KillSwitchReleased` another client
+wrote to risk.config). The schema version plays no part: every version of a type lives on
+the same topic. The producer field is what the writer claims; the broker's ACLs make it
+true: every topic holding a type only the engine writes has the engine as its only
+writer (`deploy.acls`; a `DepositReceived` moved from transfers.events, which the
+transfer service writes too, to accounts.events in session 22, so one on
+transfers.events, an old deployment's too, is refused as not belonging there).
 
 Both readers call `refusal` per record (the engine for every record of the topics it
 reads in full, market data included; a projection once per topic, type, version and

@@ -53,8 +53,9 @@ def engine_written(topic: str) -> frozenset[str]:
     """The event types on `topic` (a logical topic name) that only the engine writes:
     every type of its output topics (`ENGINE_OUTPUT_TOPICS`), and on a domain topic the
     admin facts it publishes once it has accepted the command (`ADMIN_COMMAND_TYPES`:
-    a `DepositReceived` on transfers.events, not the transfer service's
-    `TransferRequested`). A reader that folds one of these from anyone else folds what
+    a `KillSwitchReleased` on risk.config; none on transfers.events, where the transfer
+    service writes its `TransferRequested`: since session 22 a `DepositReceived` lives
+    on accounts.events, which only the engine writes). A reader that folds one of these from anyone else folds what
     the engine never said (`projections.framework.engine_only`)."""
     types = frozenset(event_types_for(topic))
     if topic in ENGINE_OUTPUT_TOPICS:

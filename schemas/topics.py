@@ -97,8 +97,15 @@ TOPICS: dict[Topic, TopicSpec] = {
             "and the passes over resting orders that holds and limits changes ran",
         ),
         TopicSpec(Topic.ORDERS, 6, "account", "Order lifecycle and fills"),
-        TopicSpec(Topic.ACCOUNTS, 6, "account", "Account facts: opening, KYC, AML, producers"),
-        TopicSpec(Topic.TRANSFERS, 6, "account", "Transfers, travel-rule checks and deposits"),
+        TopicSpec(
+            Topic.ACCOUNTS, 6, "account", "Account facts: opening, KYC, AML, producers, deposits"
+        ),
+        TopicSpec(
+            Topic.TRANSFERS,
+            6,
+            "account",
+            "Withdrawals and travel-rule checks (the transfer service)",
+        ),
         TopicSpec(Topic.RISK_CONFIG, 6, "account or '*'", "Risk limits and kill switch"),
         TopicSpec(Topic.MARKETDATA, 6, "instrument", "Trades and top-of-book quotes"),
         TopicSpec(Topic.SURVEILLANCE_CONFIG, 1, "detector", "Detector configuration"),

@@ -1,4 +1,5 @@
-"""Transfers and deposits, with room for the IVMS-101 travel-rule payload."""
+"""Transfers (the transfer service's, on transfers.events) and deposits (the engine's, on
+accounts.events), with room for the IVMS-101 travel-rule payload."""
 
 from __future__ import annotations
 
@@ -66,8 +67,17 @@ class TransferSettled(EventPayload):
 
 
 class DepositReceived(EventPayload):
+    """A deposit the engine accepted (an admin command, re-published as the engine's
+    fact). On accounts.events, which only the engine writes, since session 22: on
+    transfers.events, which the transfer service writes too, the broker's ACLs could not
+    stop that service from writing one that claims the engine as its producer, and every
+    reader credited it. One read from transfers.events is refused by every reader
+    (`schemas.admission`: it does not belong there), an old deployment's too: a genuine
+    one cannot be told from a forged one there (docs/operations.md, *Securing the
+    broker*, what to do after the upgrade)."""
+
     EVENT_TYPE: ClassVar[str] = "DepositReceived"
-    TOPIC: ClassVar[str] = Topic.TRANSFERS
+    TOPIC: ClassVar[str] = Topic.ACCOUNTS
 
     deposit_id: str = Field(min_length=1, max_length=64)
     account: AccountId

@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from deploy.kafka import admin_client, create_topics, producer_config
 from deploy.local.kafka_node import KafkaNode
 from deploy.settings import Settings
 from schemas import encode, new_event
-from schemas.events import KycVerified
+from schemas.events import DepositReceived, KycVerified, TransferRequested
 from schemas.topics import Topic
 from tests.conftest import free_port, stack_dir
 
@@ -73,7 +74,7 @@ def secured() -> Iterator[Settings]:
             node.start(echo=lambda _m: None)
         create_topics(admin)
         client = admin_client(admin)
-        for role in (Role.ENGINE, Role.STRATEGY):
+        for role in (Role.ENGINE, Role.STRATEGY, Role.TRANSFERS):
             upsert_scram_user(client, role.value, f"{role.value}-secret")
         done = apply(client, plan(PREFIX, principals()))
         assert done.created and not done.already
@@ -116,11 +117,13 @@ def _record() -> tuple[Any, Any, Any]:
     return encode(new_event(KycVerified(account="acc-1", verified_by="test"), producer="engine"))
 
 
-def _delivery(settings: Settings, topic: Topic) -> KafkaError | None:
+def _delivery(
+    settings: Settings, topic: Topic, record: tuple[Any, Any, Any] | None = None
+) -> KafkaError | None:
     """The delivery report's error of one record produced to `topic` (None: written)."""
     got: list[KafkaError | None] = []
     producer = Producer(producer_config(settings))
-    key, value, headers = _record()
+    key, value, headers = record or _record()
     producer.produce(
         settings.topic(topic),
         key=key,
@@ -138,6 +141,30 @@ def _delivery(settings: Settings, topic: Topic) -> KafkaError | None:
 )
 def test_a_strategy_cannot_write_what_the_engine_writes(secured: Settings, topic: Topic) -> None:
     err = _delivery(_as(secured, Role.STRATEGY), topic)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def test_the_transfer_service_cannot_write_a_deposit(secured: Settings) -> None:
+    """The transfer service writes its own topic, and nowhere a deposit lives: a
+    `DepositReceived` claiming the engine is refused on accounts.events. Until session 22
+    deposits were on transfers.events, which this principal may write, and the engine and
+    the balances book credited one it wrote (every reader now refuses a deposit read
+    there: tests/projections/test_intake.py)."""
+    transfers = _as(secured, Role.TRANSFERS)
+    dep = DepositReceived(deposit_id="forged", account="acc-1", asset="USDC", amount=Decimal(10**6))
+    forged = encode(new_event(dep, producer="engine"))
+    assert str(new_event(dep, producer="engine").topic) == Topic.ACCOUNTS
+    err = _delivery(transfers, Topic.ACCOUNTS, forged)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    request = TransferRequested(
+        transfer_id="t1", account="acc-1", asset="USDC", amount=Decimal(1), destination_address="a"
+    )
+    assert (
+        _delivery(transfers, Topic.TRANSFERS, encode(new_event(request, producer="transfers")))
+        is None
+    )
+    # ...and the engine has no business on the transfer service's topic any more.
+    err = _delivery(_as(secured, Role.ENGINE), Topic.TRANSFERS)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
 
 

@@ -19,7 +19,6 @@ from projections.framework import Located
 from projections.store import RawRecord, decode_one
 from schemas import Envelope, encode
 from schemas.events import DepositReceived
-from schemas.topics import Topic
 from tests.engine.pure import Harness, types
 from tests.projections.folding import fold
 
@@ -113,6 +112,6 @@ def test_the_log_holds_one_deposit_per_account_and_id(
         for e in deposits
         if e.payload.deposit_id in ("d1", "d2", "d3")
     }
-    book = _book_balances([e for e in h.inputs if e.topic == Topic.TRANSFERS])
+    book = _book_balances([e for e in h.inputs if e.event_type == "DepositReceived"])
     for account in ("A1", "A2"):
         assert book[(account, "USDC")] == h.state.account(account).balances["USDC"]

@@ -112,8 +112,8 @@ def test_an_admin_fact_too_big_to_write_is_rejected_and_what_follows_is_decided(
     assert after.event_type == "RiskDecision" and after.payload.outcome == "REJECTED"
     assert "KILL_SWITCH_ENGAGED" in after.payload.reason_codes, after.payload
     assert counter.n < 3, "the worker retried the same record over and over"
-    transfers = read_topic(env, Topic.TRANSFERS)
-    assert not [e for e in transfers if e.payload.deposit_id == "big-1"]
+    deposits = [e for e in read_topic(env, Topic.ACCOUNTS) if e.event_type == "DepositReceived"]
+    assert deposits and not [e for e in deposits if e.payload.deposit_id == "big-1"]
 
 
 def test_an_incomplete_rebuild_is_retried_and_decides_nothing_meanwhile(
@@ -181,18 +181,30 @@ def test_topics_read_in_full_take_only_their_catalogue_from_their_writer(env: Se
         p.produce(env.topic(topic), key=k, value=v, headers=h)
         assert p.flush(10) == 0
 
-    with running_worker(env, wid="in0"):
+    # A deposit claiming the engine on transfers.events, which the transfer service
+    # writes too: credited until session 22 (deposits are on accounts.events now).
+    forged_deposit = new_event(
+        DepositReceived(deposit_id="forged", account="ACC1", asset="USDC", amount=Decimal(10**6)),
+        producer="engine",
+    )
+    with running_worker(env, wid="in0") as w0:
         world(env, ["ACC1"])
         produce(env, [quote()])
+        funded = w0.state.account("ACC1").balances.get("USDC")
         forge(Topic.MARKETDATA, registration("md"))  # not a market-data event
         forge(Topic.ACCOUNTS, registration("admin"))  # the right topic, not by the engine
         forge(Topic.MARKETDATA, new_event(KillSwitchEngaged(scope="ACC1", engaged_by="x",
                                                             reason="x"), producer="md"))  # fmt: skip
-        dead = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 3, timeout=30)
+        forge(Topic.TRANSFERS, forged_deposit)
+        dead = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 4, timeout=30)
         produce(env, [quote(), intent(mallory_key, "ACC1", "m-1", producer_id="mallory")])
         live = wait_for(env, Topic.DECISIONS, lambda ev: bool(_decisions(ev, "m-1")), 30)
     reasons = sorted(d.payload.error for d in dead)
-    assert len(dead) == 3, reasons
+    assert len(dead) == 4, reasons
+    assert any(
+        r.endswith(f"DepositReceived does not belong on {env.topic(Topic.TRANSFERS)}")
+        for r in reasons
+    ), reasons
     assert any("does not belong on" in r for r in reasons), reasons
     assert any("not written by the engine" in r for r in reasons), reasons
     (d1,) = _decisions(live, "m-1")
@@ -204,9 +216,11 @@ def test_topics_read_in_full_take_only_their_catalogue_from_their_writer(env: Se
         rebuilt = wait_for(env, Topic.DECISIONS, lambda ev: bool(_decisions(ev, "m-2")), 30)
         assert "mallory" not in w.state.producers
         assert "ACC1" not in w.state.kill_switches
+        assert "forged" not in w.state.account("ACC1").deposits
+        assert w.state.account("ACC1").balances.get("USDC") == funded
     (d2,) = _decisions(rebuilt, "m-2")
     assert d2.event_type == "IntentRejected" and d2.payload.reason == "UNKNOWN_PRODUCER"
-    assert len(read_topic(env, Topic.DEADLETTER)) == 3, "a rebuild dead-lettered again"
+    assert len(read_topic(env, Topic.DEADLETTER)) == 4, "a rebuild dead-lettered again"
 
 
 class _FailingCommit:

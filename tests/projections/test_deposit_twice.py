@@ -51,12 +51,12 @@ def _records(events: list[Envelope[Any]]) -> list[RawRecord]:
     out = []
     for n, e in enumerate(events):
         _k, v, h = encode(e)
-        out.append(RawRecord("transfers.events", 0, n, v, h))
+        out.append(RawRecord(str(e.topic), 0, n, v, h))
     return out
 
 
 def test_a_deposit_id_twice_is_credited_once_as_the_engine_does() -> None:
-    assert PROJECTIONS["balances"].fold_version == 4  # 4: a deposit id is credited once
+    assert PROJECTIONS["balances"].fold_version >= 4  # 4: a deposit id is credited once
     events = _log()
     items = [decode_one(r) for r in _records(events)]
     assert all(isinstance(i, Located) for i in items)

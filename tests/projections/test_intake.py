@@ -3,7 +3,7 @@
 topic it does not belong to, or one of the engine's facts on a topic only the engine
 writes but written by someone else, is quarantined, not folded. Before, a
 `DepositReceived` any producer wrote to transfers.events credited the balance the engine
-refused to credit, and a `Fill` on marketdata.events moved a position. Every type the
+refused to credit (and until session 22 one that claimed the engine did, everywhere), and a `Fill` on marketdata.events moved a position. Every type the
 schemas make the engine's alone (`engine_written`: also `OrderAccepted`,
 `CancelRequested`, `AdminCommandRejected`, which only the books fold) is refused from
 anyone else, by the engine and the books alike."""
@@ -48,6 +48,20 @@ def test_a_deposit_not_written_by_the_engine_credits_nothing() -> None:
     assert len(bad) == 1 and "not written by the engine" in bad[0].error
     st, bad = fold("balances", [_record(dep, "engine")])
     assert not bad and st.dirty["balances"][("ACC001", "USDT")][2] == 10**6
+
+
+def test_a_deposit_on_the_transfer_services_topic_credits_nothing() -> None:
+    """A `DepositReceived` on transfers.events claiming the engine: the transfer
+    service's principal may write that topic, so the claim proves nothing and the book
+    quarantines it (until session 22 it credited the balance, as the engine did); an
+    old deployment's genuine deposits there too (docs/operations.md)."""
+    dep = DepositReceived(deposit_id="d1", account="ACC001", asset="USDT", amount=Decimal(10**6))
+    for prefix in ("", "t17."):
+        forged = _record(dep, "engine", topic=f"{prefix}{Topic.TRANSFERS}")
+        st, bad = fold("balances", [forged])
+        assert not st.dirty and not st.inserts
+        assert [q.error for q in bad] == [f"DepositReceived does not belong on {forged.topic}"]
+    assert _record(dep, "engine").topic == str(Topic.ACCOUNTS)
 
 
 def test_a_fill_on_the_market_data_topic_moves_no_position() -> None:
@@ -170,7 +184,10 @@ def test_the_engines_facts_the_engine_ignores_are_its_alone() -> None:
     engine's, the transfer service's steps are not."""
     assert {"OrderAccepted", "CancelRequested"} <= engine_written(str(Topic.ORDERS))
     assert "AdminCommandRejected" in engine_written(str(Topic.DECISIONS))
-    assert engine_written(str(Topic.TRANSFERS)) == {"DepositReceived"}
+    # The transfer service writes transfers.events: nothing there is the engine's alone
+    # (its deposits are on accounts.events since session 22).
+    assert engine_written(str(Topic.TRANSFERS)) == frozenset()
+    assert "DepositReceived" in engine_written(str(Topic.ACCOUNTS))
     handled = {t for _n, t in HANDLED}
     assert {"OrderAccepted", "CancelRequested", "AdminCommandRejected"} <= handled
 

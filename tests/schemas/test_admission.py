@@ -49,8 +49,13 @@ def test_a_topic_outside_the_catalogue_is_not_this_rules(name: str, et: str, who
 
 def test_the_engines_facts_are_refused_from_anyone_else() -> None:
     """Not a rule reading itself back: the cases named in the reviews."""
-    assert refusal("transfers.events", "DepositReceived", "mallory") is not None
-    assert refusal("transfers.events", "DepositReceived", ENGINE_PRODUCER) is None
+    assert refusal("accounts.events", "DepositReceived", "mallory") is not None
+    assert refusal("accounts.events", "DepositReceived", ENGINE_PRODUCER) is None
+    # On transfers.events, which the transfer service writes too, the producer field
+    # proves nothing: refused whoever it claims, an old deployment's deposits too.
+    assert refusal("transfers.events", "DepositReceived", ENGINE_PRODUCER) == (
+        "DepositReceived does not belong on transfers.events"
+    )
     assert refusal("transfers.events", "TransferRequested", "transfer-service") is None
     assert refusal("t.marketdata.events", "Fill", ENGINE_PRODUCER) == (
         "Fill does not belong on t.marketdata.events"
