@@ -81,9 +81,9 @@ def test_main_runs_the_live_groups(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_join_or_split_groups_are_the_topic_components() -> None:
     assert _names(topic_groups(list(PROJECTIONS.values()), split=(), join=())) == [
-        ["accounts"],
+        # balances reads accounts.events for the deposits (fold version 5, session 22)
+        ["accounts", "balances", "fills", "orders", "positions"],
         ["alerts"],
-        ["balances", "fills", "orders", "positions"],
         ["deadletters"],
         ["decisions", "drawdown", "risk_config"],
     ]
