@@ -445,7 +445,8 @@ def _limits_changed(
     published on risk.config): for every owned account of `scope` when it names one (with
     or without resting orders: a decision under the change's version may not tell, see
     `_limits_committed`), for the owned accounts with open orders of a global change (an
-    account without any has its orders decided under the change since)."""
+    account without any has its orders decided under the change since). Not for an
+    account whose records show its pass ran (`_limits_committed`, `read_now`)."""
     accounts = (
         sorted(a for a, acc in state.accounts.items() if acc.open_orders and a not in state.limits)
         if scope == GLOBAL_SCOPE
@@ -456,7 +457,12 @@ def _limits_changed(
         if owns is not None and not owns(account):
             continue
         acc = state.accounts.get(account)
-        if acc is None:
+        if acc is None or _limits_committed(state, fact, account, read_now=True):
+            # Committed for the account already: a worker that took its partition over
+            # folded the records of the pass (or a decision under the change) before its
+            # reader of risk.config reached the change. Run again on today's state, the
+            # pass could cancel what no live worker did, and its record would be written
+            # twice (under another id if the engine decided the change).
             continue
         if acc.open_orders:
             _limits_pass(state, ctx, emit, acc, fee)
@@ -553,7 +559,9 @@ def _committed(state: EngineState, cause: Envelope[Any]) -> bool:
     return False
 
 
-def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) -> bool:
+def _limits_committed(
+    state: EngineState, cause: Envelope[Any], account: str, *, read_now: bool = False
+) -> bool:
     """Whether the log shows that the transaction in which the account's owner ran the
     pass of `cause` (the `RiskLimitsChanged` in force for `account`, as read or decided,
     or as redone by a `catch_up`) committed: its `RestingOrdersChecked` for the account
@@ -567,7 +575,13 @@ def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) ->
     can be a global one from before them, so it proves the change only if above every
     global version. Otherwise (a lost transaction; on an older log nothing decided since,
     nothing cancelled, or that ambiguity): not shown, and `catch_up` redoes the pass on today's state (fail
-    closed; docs/engine.md *A limits change and the resting orders*)."""
+    closed; docs/engine.md *A limits change and the resting orders*).
+
+    `read_now`: asked by `_limits_changed` for a change just read (a worker that took the
+    partition over may have folded the account's records of its pass before its reader
+    of risk.config came to it). Then a decision proves a change of the account's own
+    limits in no case: the global versions read so far may lag the ones a decision was
+    made under (risk.config is partitioned by scope)."""
     acc = state.accounts.get(account)
     if acc is None:
         return False
@@ -583,7 +597,7 @@ def _limits_committed(state: EngineState, cause: Envelope[Any], account: str) ->
         return False
     if p.scope == GLOBAL_SCOPE:
         return True
-    return version > state.limits.get(GLOBAL_SCOPE, (0, None))[0]
+    return not read_now and version > state.limits.get(GLOBAL_SCOPE, (0, None))[0]
 
 
 def _short(
@@ -648,11 +662,19 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     holding = isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event
     if holding or settles:
         emit = _Emitter(state, event)
-        if holding and (ctx.owns is None or ctx.owns(p.account)):
+        if (
+            holding
+            and (ctx.owns is None or ctx.owns(p.account))
+            and event.event_id not in state.account(p.account).unheld
+        ):
             # It raised a withdrawal hold just now (or settled a rejected withdrawal,
             # taking what no hold covered): cancel what that overdraws, and record that
             # the pass ran (with nothing resting too: orders placed later are approved
-            # with the hold in effect, and no restart may run the pass on them).
+            # with the hold in effect, and no restart may run the pass on them). Not when
+            # the log shows it ran already (`AccountState.unheld`): a worker that took the
+            # partition over folded its records before its transfers.events reader came
+            # to the fact, and the pass on today's state could cancel what no live worker
+            # did (orders approved with the hold in effect, prices moved since).
             _unhold(state, ctx, emit, p.account, ctx.owns, _debited(state, event))
             _checked(emit, p.account, event)
         if settles:

@@ -1315,3 +1315,88 @@ def test_an_old_logs_decided_limits_change_is_shown_committed_by_its_cancels() -
     h.state.account("A1").unheld.discard(out[0].event_id)  # an old log: no record folded
     h.quote(D("44999"), D("45001"))  # the buy left borrows 2,245.5 now: over
     assert catch_up(h.state, h.ctx, lambda _account: True) == []
+
+
+# ---- a hand-over: the new owner reads a fact after the records its pass wrote ------------
+
+
+def _taken_over(h: Harness, own: list[Any], fact: Any) -> EngineState:
+    """The state of a worker that takes the account's partition over incrementally
+    (`Worker._take_over`): it folds the account's own records up to their end, while its
+    reader of the reference topic is still before `fact`, which it reads next (`control`)."""
+    s = EngineState()
+    for e in h.inputs:
+        if e.event_id != fact.event_id:
+            s.apply(e)
+    for e in own:
+        s.apply(e)
+    return s
+
+
+def test_a_new_owner_reading_a_fact_whose_pass_committed_runs_it_no_more() -> None:
+    """The owner read a request (nothing rested: its pass cancelled nothing and recorded
+    itself), then approved a buy of 3 ETH on ETH/BTC borrowing 0.047 BTC under the hold;
+    BTC rose to 60,000. The partition changes hands; the new owner folds the account's
+    records (the request's `RestingOrdersChecked` among them) while its transfers.events
+    reader is still before the request, which it reads next. Before, `control` ran the
+    request's pass again on that state: the buy cancelled `WITHDRAWAL_HELD`, which no
+    live worker did, and the record written twice. The log shows the pass committed for
+    the account (`AccountState.unheld`): nothing to do."""
+    limits = _limits().model_copy(update={"credit_limit": D("3000")})
+    h = Harness(limits, cash=D("10000"))
+    held, own = _hold_then_borrow(h)
+    request = next(e for e in h.inputs if e.event_id == held[0].causation_id)
+    state = _taken_over(h, own, request)
+    assert control(state, request, h.ctx) == []
+    assert canonical_state(state) == canonical_state(h.state)
+
+
+def test_a_new_owner_reading_a_limits_change_whose_pass_committed_runs_it_no_more() -> None:
+    """A credit lowered 3,000 -> 2,900 still covers a resting ETH/BTC buy borrowing 0.047
+    BTC: its pass cancels nothing and records itself; then BTC rises to 70,000. The new
+    owner of the account's partition folds its records while its risk.config reader is
+    still before the change, and reads the change next. Before, `control` ran the pass on
+    that state: the buy cancelled `CREDIT_LIMIT` (no live worker did) and a second record;
+    for a change the engine decided, the deciding worker's record is caused by the admin
+    command and the second one by the fact: another id, a duplicate no idempotent sink can
+    spot. Likewise a global change read when the account had nothing resting (no record),
+    an order decided under it since: the decision shows the pass ran (`_limits_committed`).
+    And a change of the account's own limits (recorded with nothing resting too)."""
+    limits = _limits().model_copy(update={"credit_limit": D("3000")})
+
+    def run(scope: str, decided: bool, resting: bool) -> tuple[EngineState, Harness, Any]:
+        lower = RiskLimitsChanged(
+            scope=scope, config_version=2, changed_by="admin",
+            limits=limits.model_copy(update={"credit_limit": D("2900")}),
+        )  # fmt: skip
+        h = Harness(limits, cash=D("10000"))
+        h.quote(D("29999"), D("30001"))
+        h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+        h.admin_deposit("BTC", D("0.1"))
+        own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
+        h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+        if resting:
+            own += h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
+        if decided:
+            out = h.admin(lower)  # the accepted fact, then the pass's outputs
+            change, live = out[0], out[1:]
+        else:
+            change = new_event(lower, producer="engine", occurred_at=h.tick())
+            h.inputs.append(change)
+            live = control(h.state, change, h.ctx)
+        # A change of the account's own limits is recorded with nothing resting too.
+        assert types(live) == (["RestingOrdersChecked"] if resting or scope != "*" else [])
+        own += live
+        if not resting:
+            buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
+            assert (decision(buy).outcome, decision(buy).risk_config_version) == ("APPROVED", 2)
+            own += buy
+        h.quote(D("69999"), D("70001"))
+        return _taken_over(h, own, change), h, change
+
+    for scope in ("*", "A1"):
+        for decided in (False, True):
+            for resting in (True, False):
+                state, h, change = run(scope, decided, resting)
+                assert control(state, change, h.ctx) == [], (scope, decided, resting)
+                assert canonical_state(state) == canonical_state(h.state)
