@@ -1119,6 +1119,10 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
         # By the command's id alone too: the signature binds the event id and payload, not
         # `occurred_at`, which the accepted fact's id is derived from as well.
         return "this command was already executed (replayed envelope)"
+    if event.event_id in state.rejected_commands:
+        # Rejected once: its envelope replayed later, when the state would allow it, is
+        # not a new command (the issuer sends a new one, with a new id and signature).
+        return "this command was already decided: rejected (replayed envelope)"
     if isinstance(p, AccountOpened):
         if state.account(p.account).opened:
             return f"account {p.account} is already open"

@@ -13,7 +13,8 @@ the flows they named, so the deposits and settled withdrawals folded from the re
 topics and not named are pending again), the facts their `WITHDRAWAL_HELD` cancels were
 caused by (`AccountState.unheld`, format 15; and their limits cancels, 17; and the
 facts their `RestingOrdersChecked` records name, 18), the limits version their newest approved decision was made under (`decided_under`, 17),
-orphan fill ids, and the own-topic offsets it covers. Reference state
+orphan fill ids, the admin commands rejected with a key on the partition (format 19), and
+the own-topic offsets it covers. Reference state
 (producers, accounts' KYC/AML/deposits, withdrawals and what they hold, limits, kill
 switches, prices) is not in it: it is replayed from the reference topics. A settled
 withdrawal is taken off `deposited` as off `balances`, so the fills' part of a balance
@@ -223,6 +224,7 @@ class Capture:
     idempotency: tuple[int, timedelta]
     rate_pruned_min: timedelta | None
     orphans: list[tuple[str, str]]
+    rejected: list[tuple[UUID, str]]
 
 
 def capture(state: EngineState, partition: int) -> Capture:
@@ -288,6 +290,7 @@ def capture(state: EngineState, partition: int) -> Capture:
         idempotency=(rec.max_recent, rec.window),
         rate_pruned_min=state.rate_pruned_min,
         orphans=[(f, a) for f, a in state.orphan_fill_ids.items() if part(a) == partition],
+        rejected=[(c, k) for c, k in state.rejected_commands.items() if part(k) == partition],
     )
 
 
@@ -359,6 +362,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
         "rate": [[p, s, a, [_ts(t) for t in times]] for p, s, a, times in sorted(c.rate)],
         "rate_pruned_min_us": _micros(c.rate_pruned_min),
         "orphan_fill_ids": sorted([f, a] for f, a in c.orphans),
+        "rejected_commands": sorted([str(u), k] for u, k in c.rejected),
     }
     return Slice(c.partition, dict(offsets), body)
 
@@ -515,6 +519,10 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
                 state.rate_pruned_min = horizon
         for f, a in b["orphan_fill_ids"]:
             state.orphan_fill_ids[f] = a
+        for u, k in b["rejected_commands"]:
+            if part(k) != s.partition:
+                raise SnapshotError(f"rejected command keyed {k} is not on partition {s.partition}")
+            state.rejected_commands[UUID(u)] = k
     if any(fingerprint(k) in rec.archive for k in rec.recent):
         raise SnapshotError("a decision is both recent and archived")
     if any(fingerprint(k) in state.ended.archive for k in state.ended.recent):
@@ -577,6 +585,8 @@ def release_partitions(state: EngineState, partitions: set[int]) -> None:
             del windows[account]
     for f in [f for f, a in state.orphan_fill_ids.items() if part(a) in partitions]:
         del state.orphan_fill_ids[f]
+    for u in [u for u, k in state.rejected_commands.items() if part(k) in partitions]:
+        del state.rejected_commands[u]
     state.decisions.release(lambda kafka_key: part(_kafka_key_account(kafka_key)) in partitions)
     state.ended.release(lambda account: part(account) in partitions)
 
@@ -723,6 +733,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
         ),
         "seen_reference": sorted(str(u) for u in state.seen_reference),
         "executed_commands": sorted(str(u) for u in state.executed_commands),
+        "rejected_commands": sorted([str(u), k] for u, k in state.rejected_commands.items()),
         "fills_applied": state.fills_applied,
     }
 

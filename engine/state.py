@@ -44,6 +44,7 @@ from schemas.drawdown import lost_in_full as peak_lost
 from schemas.drawdown import peak_since as suffix_peak_since
 from schemas.events import (
     AccountOpened,
+    AdminCommandRejected,
     AmlFlagCleared,
     AmlFlagRaised,
     DepositReceived,
@@ -979,6 +980,11 @@ class EngineState:
     fact's `causation_id`): a command is executed at most once, whatever else of its
     envelope (`occurred_at`, correlation id) a replay changes, since its signature binds
     only its event id and payload."""
+    rejected_commands: dict[UUID, str] = field(default_factory=dict)
+    """The event ids of the admin commands the engine rejected (`AdminCommandRejected`,
+    own-topic state on the command key's partition), with that key: a rejected command's
+    envelope replayed once the state would allow it is refused, not executed (a release
+    rejected while no switch was engaged would release one engaged since)."""
     halt_causes: dict[tuple[str, str], Envelope[Any]] = field(default_factory=dict, repr=False)
     _aml_raised: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
     """The facts in force that stop resting orders: ("kill", scope) -> its
@@ -1491,6 +1497,9 @@ class EngineState:
             return
         if isinstance(p, _DECISION_TYPES):
             self._apply_decision(event, raw)
+            return
+        if isinstance(p, AdminCommandRejected):
+            self.rejected_commands[p.command_event_id] = p.key
             return
         if isinstance(p, PeakEquityRaised):
             # A high the venue's valuation at a print found (`PaperVenue.raise_peaks`).

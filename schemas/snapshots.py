@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 18
+FORMAT_VERSION = 19
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -52,7 +52,9 @@ both, so a restart would run a committed limits change's credit pass again on it
 state; 18: `unheld` also holds the facts named by the account's `RestingOrdersChecked`,
 the record of every hold's or limits change's pass, cancelling or not: a 17 slice was
 taken by a snapshotter that could not read that record, so restored it would leave such
-a pass to be run again on a later state)."""
+a pass to be run again on a later state; 19: the admin commands the engine rejected
+whose key is on the partition, `EngineState.rejected_commands`: an 18 slice lacks them,
+so a rejected command's envelope replayed after a hand-over would be decided again)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

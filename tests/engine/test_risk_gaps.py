@@ -195,18 +195,22 @@ def test_decisions_do_not_depend_on_the_ambient_decimal_context() -> None:
 
 def _opened_v1(account: str, **fields: Any) -> Any:
     """An AccountOpened of schema version 1 as a writer of before session 22 sent it
-    (`fields` besides the account and owner), decoded from its bytes."""
+    (`fields` besides the account and owner), decoded from its bytes. An event id of its
+    own per account and fields: the engine never decides one command id twice (a rejected
+    command's envelope replayed is refused, `EngineState.rejected_commands`)."""
     import json
+    import uuid
 
     from schemas import decode
 
+    eid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account}:{sorted(fields.items())}"))
     body = {
-        "event_id": "01a2078c-332b-703a-a83a-3ce1ba9c3d30",
+        "event_id": eid,
         "event_type": "AccountOpened",
         "schema_version": 1,
         "occurred_at": "2026-01-05T12:00:00.000000Z",
         "producer": "admin",
-        "correlation_id": "01a2078c-332b-703a-a83a-3ce1ba9c3d30",
+        "correlation_id": eid,
         "causation_id": None,
         "key": account,
         "payload": {
