@@ -1195,7 +1195,9 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     nothing left no trace and was run again on the state of the restart; before session
     21 every hold's was). And a worker that lost a transfer fact's or a limits change's
     transaction (folded, outputs gone) redoes exactly its live outputs, the same ids, the
-    record included, and ends in the live state."""
+    record included, and ends in the live state. And a worker that took the partition
+    over, folding the account's records before its reference reader came to the fact,
+    writes nothing when it reads it (before helper-124's change it ran the pass again)."""
     from engine.processor import _committed, _limits_committed
 
     limits = _limits().model_copy(update={"credit_limit": D(credit)})
@@ -1264,6 +1266,16 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
             redone = catch_up(lost, h.ctx, everyone)
             assert [e.event_id for e in redone] == [e.event_id for e in out]
             assert canonical_state(lost) == canonical_state(h.state)
+        if kind == "credit" or (kind in ("request", "reject", "settle") and requested):
+            # A worker that took the partition over folded the account's records to their
+            # end before its reference reader came to the fact: reading it does nothing.
+            late = EngineState()
+            for e in [e for e in log if e.topic not in _OWN_TOPICS and e is not event]:
+                late.apply(e)
+            for e in [e for e in log if e.topic in _OWN_TOPICS]:
+                late.apply(e)
+            assert control(late, event, h.ctx) == [], step
+            assert canonical_state(late) == canonical_state(h.state), step
         # A restart here, with everything committed.
         rebuilt = EngineState()
         for e in [e for e in log if e.topic not in _OWN_TOPICS]:
