@@ -461,8 +461,8 @@ def test_a_uuid_key_orders_as_its_text(env: Settings, ids: list[uuid.UUID], edge
 @pytest.mark.integration
 def test_a_uuid_key_is_not_sorted_as_text(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """The checksum's query of a table keyed on a uuid sorts (if at all) on the uuid, not on
-    its text: a text sort of `order_events` (525k rows in the bench) spilled to disk and
-    took ~85 % of the checksum's PostgreSQL CPU (docs/benchmarks.md, session 22)."""
+    its text (the text sort of `order_events` spilled to disk; docs/benchmarks.md,
+    session 22)."""
     queries: list[str] = []
     copy = psycopg.Cursor.copy
 
