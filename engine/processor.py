@@ -1176,6 +1176,13 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     if isinstance(p, KillSwitchEngaged):
         if p.scope in state.kill_switches:
             return f"kill switch already engaged for {p.scope}"
+        known = state.accounts.get(p.scope)
+        if p.scope != GLOBAL_SCOPE and (known is None or not known.opened):
+            if ctx.consumer_lag < UNKNOWN_LAG:
+                # A switch that stops nothing (a mistyped account: ids are case-sensitive)
+                # must not answer "engaged" while the account meant trades on. On a view
+                # that may be stale it is engaged all the same (it only ever stops more).
+                return f"scope {p.scope} is neither '*' nor an open account"
         return None
     if isinstance(p, KillSwitchReleased):
         if p.scope not in state.kill_switches:
