@@ -10,9 +10,10 @@ module says which principal may write and read what (docs/operations.md, *Securi
 broker*).
 
 The model (`ROLES`) is pure and derived from the code: each role lists the catalogue
-topics (`schemas.topics`) its components produce to and read, the consumer-group ids and
-transactional ids they use (as the code builds them: some with the topic prefix, some
-without), and nothing else. `plan` turns it into bindings for a topic prefix and a
+topics (`schemas.topics`) its components produce to and read, the consumer groups
+(`deploy.groups`: every id under the topic prefix, built by `deploy.groups.group_id`,
+which the bindings here are derived from too) and transactional ids they use, and
+nothing else. `plan` turns it into bindings for a topic prefix and a
 principal per role; `apply` creates the missing ones with the admin client and waits
 until the broker shows them. Neither removes anything.
 
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from deploy import groups
+from deploy.groups import Group, group_id
 from schemas.topics import Topic
 
 if TYPE_CHECKING:
@@ -89,8 +92,8 @@ class Name:
 class RoleSpec:
     writes: frozenset[Topic]
     reads: frozenset[Topic]
-    groups: tuple[Name, ...] = ()
-    """Consumer-group ids (READ): every consumer names one, even one that only assigns."""
+    groups: tuple[Group, ...] = ()
+    """Consumer groups (READ): every consumer names one, even one that only assigns."""
     transactional_ids: tuple[Name, ...] = ()
     """Transactional ids (WRITE, DESCRIBE)."""
     internal_topics: tuple[Name, ...] = ()
@@ -134,11 +137,13 @@ ROLES: dict[Role, RoleSpec] = {
             }
         ),
         groups=(
-            # {prefix}engine, -ref-, -ctl- (engine/worker.py), -snapshotter- (engine/snapshotter.py)
-            Name("{prefix}engine"),
-            Name("engine-fold-"),  # engine/replay.py
-            Name("engine-rebuild-"),  # engine/replay.py
-            Name("engine-snapshots-"),  # engine/snapshot_io.py
+            groups.ENGINE,
+            groups.ENGINE_REF,
+            groups.ENGINE_CTL,
+            groups.ENGINE_FOLD,
+            groups.ENGINE_REBUILD,
+            groups.ENGINE_SNAPSHOTTER,
+            groups.ENGINE_SNAPSHOTS,
         ),
         transactional_ids=(Name("{prefix}engine-"),),  # engine/worker.py: {prefix}engine-<id>
         where="engine/worker.py, engine/replay.py, engine/snapshotter.py, engine/snapshot_io.py",
@@ -146,13 +151,13 @@ ROLES: dict[Role, RoleSpec] = {
     Role.STRATEGY: RoleSpec(
         writes=frozenset({Topic.INTENTS}),
         reads=_ANSWERS,
-        groups=(Name("watch-"),),
+        groups=(groups.WATCH,),
         where="engine/client.py",
     ),
     Role.ADMIN: RoleSpec(
         writes=frozenset({Topic.ADMIN}),
         reads=_ANSWERS,
-        groups=(Name("watch-"),),
+        groups=(groups.WATCH,),
         where="engine/client.py",
     ),
     Role.MARKETDATA: RoleSpec(
@@ -179,10 +184,7 @@ ROLES: dict[Role, RoleSpec] = {
                 Topic.SURVEILLANCE_ALERTS,
             }
         ),
-        groups=(
-            Name("tradetape.projection."),  # projections/projector.py
-            Name("tradetape.status.lag", Pattern.LITERAL),  # projections/lag.py
-        ),
+        groups=(groups.PROJECTION, groups.STATUS_LAG),
         where="projections/core.py PROJECTIONS, projections/projector.py, projections/lag.py",
     ),
     Role.SURVEILLANCE: RoleSpec(
@@ -197,10 +199,10 @@ ROLES: dict[Role, RoleSpec] = {
                 Topic.SURVEILLANCE_ALERTS,
             }
         ),
-        groups=(Name("{prefix}tradetape-surveillance"), Name("stor-")),
+        groups=(groups.SURVEILLANCE, groups.STOR),
         internal_topics=(
             # faust's table changelogs ({app id}-{table}-changelog) and the sequencer's topic
-            Name("{prefix}tradetape-surveillance"),
+            Name("{prefix}" + groups.SURVEILLANCE.stem),
             Name("{prefix}surveillance.sequenced", Pattern.LITERAL),
         ),
         where="streams/app.py, streams/cli.py",
@@ -209,14 +211,14 @@ ROLES: dict[Role, RoleSpec] = {
         # commitments and shares; the ceremony's rounds and DkgCompleted; dead letters
         writes=frozenset({Topic.SIGNING_MESSAGES, Topic.SIGNING, Topic.DEADLETTER}),
         reads=frozenset({Topic.ACCOUNTS, Topic.SIGNING_REQUESTS, Topic.SIGNING_MESSAGES}),
-        groups=(Name("signer-"), Name("dkg-")),
+        groups=(groups.SIGNER, groups.DKG),
         where="signer_ffi/participant.py, signer_ffi/ceremony.py",
     ),
     Role.REQUESTER: RoleSpec(
         # requests, signing packages, outcomes and refusals
         writes=frozenset({Topic.SIGNING_REQUESTS, Topic.SIGNING_MESSAGES, Topic.SIGNING}),
         reads=frozenset({Topic.SIGNING_MESSAGES, Topic.SIGNING}),
-        groups=(Name("coordinator-"),),
+        groups=(groups.COORDINATOR,),
         where="signer_ffi/coordinator.py",
     ),
 }
@@ -307,8 +309,9 @@ def role_bindings(role: Role, principal: str, topic_prefix: str = "") -> list[Bi
         add(Resource.TOPIC, Pattern.LITERAL, f"{topic_prefix}{topic.value}", "READ")
     for name in spec.internal_topics:
         add(Resource.TOPIC, name.pattern, name.resolve(topic_prefix), "CREATE", "READ", "WRITE")
-    for name in spec.groups:
-        add(Resource.GROUP, name.pattern, name.resolve(topic_prefix), "READ")
+    for group in spec.groups:
+        pattern = Pattern.PREFIXED if group.unique else Pattern.LITERAL
+        add(Resource.GROUP, pattern, group_id(topic_prefix, group), "READ")
     for name in spec.transactional_ids:
         add(
             Resource.TRANSACTIONAL_ID, name.pattern, name.resolve(topic_prefix), "WRITE", "DESCRIBE"

@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import consumer_config, producer_config
 from deploy.local import LocalStack, StackError
 from deploy.settings import Settings
@@ -87,7 +89,11 @@ def smoke_flow(settings: Settings) -> list[str]:
     producer.flush(10)
     producer.abort_transaction(30)
 
-    consumer = Consumer(consumer_config(settings, group_id=f"demo-smoke-{run_id}"))
+    consumer = Consumer(
+        consumer_config(
+            settings, group_id=group_id(settings.topic_prefix, groups.DEMO, f"smoke-{run_id}")
+        )
+    )
     seen: list[str] = []
     try:
         parts = []

@@ -184,7 +184,9 @@ class Settings(BaseSettings):
         description="The local broker authenticates clients (SASL/SCRAM) and authorizes"
         " them by ACL, with the SASL user as its super user; only on a fresh data directory",
     )
-    topic_prefix: str = Field("", description="Namespace for every topic name")
+    topic_prefix: str = Field(
+        "", description="Namespace for every topic name and consumer-group id"
+    )
     default_partitions: int | None = Field(
         None,
         ge=1,

@@ -14,6 +14,8 @@ from uuid import UUID
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from engine.auth import intent_digest, key_path, read_private_key, sign, sign_admin
@@ -107,7 +109,11 @@ class DecisionWatcher:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.keep = keep
-        self._consumer = Consumer(consumer_config(settings, group_id=f"watch-{uuid.uuid4().hex}"))
+        self._consumer = Consumer(
+            consumer_config(
+                settings, group_id=group_id(settings.topic_prefix, groups.WATCH, uuid.uuid4().hex)
+            )
+        )
         admin = admin_client(settings)
         every = [
             TopicPartition(settings.topic(t), p)

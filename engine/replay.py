@@ -17,6 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets
 from deploy.settings import Settings
 from engine.codec import decode_record
@@ -204,7 +206,11 @@ def fold_until(
     if not todo:
         return True, folded
     short = False
-    consumer = Consumer(consumer_config(settings, group_id=f"engine-fold-{uuid.uuid4().hex}"))
+    consumer = Consumer(
+        consumer_config(
+            settings, group_id=group_id(settings.topic_prefix, groups.ENGINE_FOLD, uuid.uuid4().hex)
+        )
+    )
     try:
         consumer.assign([TopicPartition(t, p, folded[(t, p)]) for (t, p) in sorted(todo)])
         deadline = time.monotonic() + timeout
@@ -258,7 +264,12 @@ def read_own(
     `state`: (complete?, where each partition's reading stopped)."""
     if not own:
         return True, {}
-    reader = Consumer(consumer_config(settings, group_id=f"engine-rebuild-{uuid.uuid4().hex}"))
+    reader = Consumer(
+        consumer_config(
+            settings,
+            group_id=group_id(settings.topic_prefix, groups.ENGINE_REBUILD, uuid.uuid4().hex),
+        )
+    )
     try:
         ok = read_until_caught_up(reader, admin, own, folder(state, Intake(settings)))
         return ok, own_positions(admin, reader, own)

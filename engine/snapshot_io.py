@@ -21,6 +21,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import (
     READ_WAIT_SECONDS,
     admin_client,
@@ -233,7 +235,12 @@ def read_slices(
     chosen: dict[int, Slice] = {}
     refused: set[tuple[int, str]] = set()
     deadline = time.monotonic() + timeout
-    reader = Consumer(consumer_config(settings, group_id=f"engine-snapshots-{uuid.uuid4().hex}"))
+    reader = Consumer(
+        consumer_config(
+            settings,
+            group_id=group_id(settings.topic_prefix, groups.ENGINE_SNAPSHOTS, uuid.uuid4().hex),
+        )
+    )
     try:
         size = window
         open_ = {sp for sp in by_snap if ends[(topic, sp)] > max(lows[(topic, sp)], 0)}
@@ -279,7 +286,12 @@ def slice_status(
     keeping up?"""
     admin = admin_client(settings)
     names = {t.value: settings.topic(t) for t in (Topic.DECISIONS, Topic.ORDERS)}
-    reader = Consumer(consumer_config(settings, group_id=f"snapshot-status-{uuid.uuid4().hex}"))
+    reader = Consumer(
+        consumer_config(
+            settings,
+            group_id=group_id(settings.topic_prefix, groups.SNAPSHOT_STATUS, uuid.uuid4().hex),
+        )
+    )
     try:
         md = reader.list_topics(timeout=10).topics
         counts = {len(md[n].partitions) for n in names.values() if n in md}

@@ -40,6 +40,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import (
     PartitionsChanged,
     admin_client,
@@ -82,7 +84,9 @@ class Snapshotter:
         prefix = settings.topic_prefix
         self.admin = admin_client(settings)
         self.reader = Consumer(
-            consumer_config(settings, group_id=f"{prefix}engine-snapshotter-{uuid.uuid4().hex}")
+            consumer_config(
+                settings, group_id=group_id(prefix, groups.ENGINE_SNAPSHOTTER, uuid.uuid4().hex)
+            )
         )
         self.writer: SnapshotWriter | None = None
         self.state: EngineState | None = None

@@ -51,7 +51,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from deploy import groups
 from deploy.deadletter import dead_letter_for
+from deploy.groups import group_id
 from deploy.kafka import (
     admin_client,
     client_logger,
@@ -423,7 +425,7 @@ class EngineWorker:
         self.consumer = Consumer(
             consumer_config(
                 self.settings,
-                group_id=f"{prefix}engine",
+                group_id=group_id(prefix, groups.ENGINE),
                 **{
                     "max.poll.interval.ms": 300_000,
                     "session.timeout.ms": self.settings.engine_session_timeout_ms,
@@ -443,7 +445,7 @@ class EngineWorker:
         self.ref_consumer = Consumer(
             consumer_config(
                 self.settings,
-                group_id=f"{prefix}engine-ref-{uuid.uuid4().hex}",
+                group_id=group_id(prefix, groups.ENGINE_REF, uuid.uuid4().hex),
                 **{"client.id": f"engine-{self.wid}-md"},
             )
         )
@@ -451,7 +453,7 @@ class EngineWorker:
         self.ctl_consumer = Consumer(
             consumer_config(
                 self.settings,
-                group_id=f"{prefix}engine-ctl-{uuid.uuid4().hex}",
+                group_id=group_id(prefix, groups.ENGINE_CTL, uuid.uuid4().hex),
                 **{"client.id": f"engine-{self.wid}-ctl"},
             )
         )

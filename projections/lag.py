@@ -24,6 +24,8 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import (
     admin_client,
     consumer_config,
@@ -71,7 +73,7 @@ def gap_lag(
     consumer = Consumer(
         consumer_config(
             settings,
-            group_id="tradetape.status.lag",  # never joined: partitions are assigned
+            group_id=group_id(settings.topic_prefix, groups.STATUS_LAG),  # never joined: assigned
             **{"enable.partition.eof": True, "fetch.wait.max.ms": 50},
         )
     )

@@ -34,6 +34,8 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import (
     PartitionsChanged,
     admin_client,
@@ -268,7 +270,7 @@ class Projector:
             queued = max(queued, self.batch_size * REPLAY_KBYTES_PER_RECORD)
         return consumer_config(
             self.settings,
-            group_id=f"tradetape.projection.{self.name}",
+            group_id=group_id(self.settings.topic_prefix, groups.PROJECTION, self.name),
             **fetch,
             **{"queued.max.messages.kbytes": queued},
         )

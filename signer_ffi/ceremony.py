@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import (
     admin_client,
     consumer_config,
@@ -297,7 +299,12 @@ def _run_dkg(
     topic = settings.topic(Topic.SIGNING_MESSAGES)
     producer = Producer(producer_config(settings))
     consumer = Consumer(
-        consumer_config(settings, group_id=f"dkg-{ceremony_id}-{identifier}-{os.getpid()}")
+        consumer_config(
+            settings,
+            group_id=group_id(
+                settings.topic_prefix, groups.DKG, f"{ceremony_id}-{identifier}-{os.getpid()}"
+            ),
+        )
     )
     # A topic created moments ago may list no partitions yet: assigning from that answer
     # would read nothing, and the ceremony would time out seeing no one.

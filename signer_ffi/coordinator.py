@@ -23,6 +23,8 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import assign_from_end, consumer_config, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, decode_message, encode, new_event
@@ -261,7 +263,11 @@ class SigningCoordinator:
         self.requester = requester
         self._producer = Producer({**producer_config(settings), "linger.ms": 0})
         self._consumer = Consumer(
-            consumer_config(settings, group_id=f"coordinator-{uuid.uuid4().hex}", **LOW_LATENCY)
+            consumer_config(
+                settings,
+                group_id=group_id(settings.topic_prefix, groups.COORDINATOR, uuid.uuid4().hex),
+                **LOW_LATENCY,
+            )
         )
         assign_from_end(self._consumer, settings, [Topic.SIGNING_MESSAGES, Topic.SIGNING])
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import consumer_config, partitions_of
 from deploy.settings import Settings
 from schemas import decode
@@ -31,7 +33,12 @@ from signer_ffi.coordinator import SigningFailedError, sign_message
 
 def _registered(settings: Settings, name: str, public_key: str, timeout: float) -> bool:
     """Wait until the engine's accepted registration of `name` is on the accounts topic."""
-    consumer = Consumer(consumer_config(settings, group_id=f"demo-registry-{os.getpid()}"))
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=group_id(settings.topic_prefix, groups.DEMO, f"registry-{os.getpid()}"),
+        )
+    )
     consumer.assign(
         [
             TopicPartition(settings.topic(Topic.ACCOUNTS), p, OFFSET_BEGINNING)

@@ -34,7 +34,9 @@ from confluent_kafka import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from deploy import groups
 from deploy.deadletter import dead_letter_for
+from deploy.groups import group_id
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode_message, encode, new_event
@@ -323,7 +325,9 @@ def serve(
     consumer = Consumer(
         consumer_config(
             settings,
-            group_id=f"{producer_name}-{os.getpid()}",
+            group_id=group_id(
+                settings.topic_prefix, groups.SIGNER, f"{state.identifier}-{os.getpid()}"
+            ),
             **LOW_LATENCY,
         )
     )

@@ -38,7 +38,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from deploy import groups
 from deploy.deadletter import dead_letter_for
+from deploy.groups import group_id
 from deploy.kafka import PartitionsChanged, check_partitions, listed_partition_counts
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, encode
@@ -387,7 +389,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
     data_dir = settings.resolved_data_dir / "faust"
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        app_id or f"{settings.topic_prefix}tradetape-surveillance",
+        app_id or group_id(settings.topic_prefix, groups.SURVEILLANCE),
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         datadir=str(data_dir),

@@ -14,6 +14,8 @@ from uuid import UUID
 
 import typer
 
+from deploy import groups
+from deploy.groups import group_id
 from deploy.settings import Settings, get_settings
 from schemas.topics import Topic
 
@@ -91,7 +93,9 @@ def read_topic(
 
     c = Consumer(
         consumer_config(
-            settings, group_id=f"stor-{time.monotonic_ns()}", **{"enable.partition.eof": True}
+            settings,
+            group_id=group_id(settings.topic_prefix, groups.STOR, str(time.monotonic_ns())),
+            **{"enable.partition.eof": True},
         )
     )
     try:

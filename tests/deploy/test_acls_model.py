@@ -1,12 +1,14 @@
 """The role model of `deploy.acls` (no broker): every catalogue topic has exactly the
 writers the table below says, the engine alone writes what only the engine writes
 (`schemas.registry.engine_written`), each role reads what its code reads, every
-consumer-group and transactional id the code builds is one a role may use, and the plan
+consumer group the code uses carries the topic prefix and is exactly what the roles are
+granted, every transactional id the code builds is one a role may use, and the plan
 is a pure function of the prefix and the principals. The real broker's refusals are in
 test_kafka_acls.py."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from deploy import groups
 from deploy.acls import (
     ROLES,
     Binding,
@@ -26,6 +29,7 @@ from deploy.acls import (
     readers,
     writers,
 )
+from deploy.groups import Group, group_id
 from schemas.registry import engine_written, event_types_for
 from schemas.topics import ENGINE_OUTPUT_TOPICS, TOPICS, Topic
 
@@ -95,47 +99,108 @@ def test_the_readers_are_what_the_code_reads() -> None:
     assert ROLES[Role.STRATEGY].reads == ROLES[Role.ADMIN].reads == set(ANSWER_TOPICS)
 
 
-RUN_AS_ADMIN = ("demo.py", "snapshot-status-")
-"""Group and transactional ids of the demos and of `tradetape status`: they run as the
-cluster administrator (a super user), outside the role model."""
-PARTICIPANT_GROUP = ("{producer_name}-", "signer-")
-"""signer_ffi/participant.py names its group after its producer name, `signer-<id>`."""
-_ID = re.compile(r'(group_id|transactional_id)=f?"([^"]*)"')
+_TXN = re.compile(r'transactional_id=f?"([^"]*)"')
+_PACKAGES = ("engine", "projections", "streams", "signer_ffi", "deploy")
 
 
-def _ids_in_code() -> list[tuple[str, str, str]]:
-    found = []
-    for package in ("engine", "projections", "streams", "signer_ffi"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            for kind, template in _ID.findall(path.read_text()):
-                found.append((str(path.relative_to(ROOT)), kind, template))
+def _sources() -> list[tuple[str, str]]:
+    return [
+        (str(path.relative_to(ROOT)), path.read_text())
+        for package in _PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+    ]
+
+
+def _groups_in_code() -> dict[str, set[str]]:
+    """Per file, the `deploy.groups` constants its consumers take their group ids from.
+    Fails on a `group_id=` that is not `group_id(<settings>.topic_prefix | prefix,
+    groups.X[, suffix])`: an id built any other way escapes the prefix and the ACLs."""
+    found: dict[str, set[str]] = {}
+    wrong: list[str] = []
+    for path, text in _sources():
+        if path in ("deploy/groups.py", "deploy/kafka.py", "deploy/acls.py"):
+            continue  # the helper; consumer_config's parameter; the bindings (tested below)
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                if kw.arg == "group_id" and not (
+                    isinstance(kw.value, ast.Call)
+                    and isinstance(kw.value.func, ast.Name)
+                    and kw.value.func.id == "group_id"
+                ):
+                    wrong.append(f"{path}:{node.lineno}: group_id={ast.unparse(kw.value)}")
+            if isinstance(node.func, ast.Name) and node.func.id == "group_id":
+                prefix, group = node.args[0], node.args[1]
+                ok_prefix = (
+                    isinstance(prefix, ast.Attribute) and prefix.attr == "topic_prefix"
+                ) or (isinstance(prefix, ast.Name) and prefix.id in ("prefix", "topic_prefix"))
+                if not ok_prefix or not (
+                    isinstance(group, ast.Attribute) and ast.unparse(group.value) == "groups"
+                ):
+                    wrong.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
+                    continue
+                assert isinstance(group, ast.Attribute)
+                found.setdefault(path, set()).add(group.attr)
+    assert wrong == []
     return found
 
 
-def test_every_group_and_transactional_id_in_the_code_is_granted() -> None:
-    ids = _ids_in_code()
-    assert len(ids) >= 15, ids  # the scan finds them
+def _named(names: set[str]) -> set[Group]:
+    return {getattr(groups, n) for n in names}
+
+
+def test_every_consumer_group_id_carries_the_topic_prefix() -> None:
+    """Until session 22 most ids did not: two deployments sharing a broker with
+    different prefixes shared `tradetape.projection.orders`, `watch-...`, the engine's
+    fold and rebuild groups, and their ACLs."""
+    used = _groups_in_code()
+    assert sum(len(v) for v in used.values()) >= 15, used  # the scan finds them
+    assert set().union(*map(_named, used.values())) == set(groups.ALL)
+
+
+def test_the_acls_grant_exactly_the_groups_the_code_uses() -> None:
+    """Each role's groups are those of the code its `where` names (the administrator's
+    aside), and the plan's group bindings are `group_id`'s names for them."""
+    used = _groups_in_code()
+    for role, spec in ROLES.items():
+        files = re.findall(r"[\w/]+\.py", spec.where)
+        assert files, role
+        code = set().union(*(_named(used.get(f, set())) for f in files))
+        assert code - groups.RUN_AS_ADMIN == set(spec.groups), role
+    granted = {g for spec in ROLES.values() for g in spec.groups}
+    assert granted == set(groups.ALL) - groups.RUN_AS_ADMIN
     prefix = "tenant1."
-    granted = [b for b in plan(prefix) if b.resource is not Resource.TOPIC]
+    bound = {(b.name, b.pattern) for b in plan(prefix) if b.resource is Resource.GROUP}
+    assert bound == {
+        (group_id(prefix, g), Pattern.PREFIXED if g.unique else Pattern.LITERAL) for g in granted
+    }
+
+
+@given(one=st.text(min_size=1, max_size=8), other=st.text(min_size=1, max_size=8))
+def test_two_prefixes_share_no_group(one: str, other: str) -> None:
+    """Deployments with different prefixes on one broker: no group id, and no group
+    the ACLs grant, in common."""
+    if one == other or one.startswith(other) or other.startswith(one):
+        return  # a prefix of the other: the longer one's names are under the shorter's
+    ids = [{group_id(p, g, "x" if g.unique else "") for g in groups.ALL} for p in (one, other)]
+    assert ids[0].isdisjoint(ids[1])
+    bound = [{b.name for b in plan(p) if b.resource is Resource.GROUP} for p in (one, other)]
+    assert bound[0].isdisjoint(bound[1])
+    assert all(n.startswith(one) for n in bound[0]) and all(n.startswith(other) for n in bound[1])
+
+
+def test_every_transactional_id_in_the_code_is_granted() -> None:
+    ids = [(path, t) for path, text in _sources() for t in _TXN.findall(text)]
+    assert ids, "the scan finds them"
+    prefix = "tenant1."
+    granted = [b for b in plan(prefix) if b.resource is Resource.TRANSACTIONAL_ID]
     missing = []
-    for path, kind, template in ids:
-        if path.endswith(RUN_AS_ADMIN[0]) or template.startswith(RUN_AS_ADMIN[1]):
+    for path, template in ids:
+        if path.endswith("demo.py"):  # the demos run as the administrator
             continue
-        if template.startswith(PARTICIPANT_GROUP[0]):
-            template = PARTICIPANT_GROUP[1] + template[len(PARTICIPANT_GROUP[0]) :]
-        literal = template.replace("{prefix}", prefix)
-        fixed = literal.split("{", 1)[0]  # up to the first part the code fills in
-        resource = Resource.GROUP if kind == "group_id" else Resource.TRANSACTIONAL_ID
-        ok = any(
-            b.resource is resource
-            and (
-                fixed.startswith(b.name)
-                if b.pattern is Pattern.PREFIXED
-                else ("{" not in literal and literal == b.name)
-            )
-            for b in granted
-        )
-        if not ok:
+        fixed = template.replace("{prefix}", prefix).split("{", 1)[0]
+        if not any(fixed.startswith(b.name) for b in granted):
             missing.append((path, template))
     assert missing == []
 
