@@ -1137,6 +1137,15 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
     if isinstance(p, KycVerified | AmlFlagRaised | DepositReceived):
         if not state.account(p.account).opened:
             return f"account {p.account} is not open"
+        if (
+            isinstance(p, AmlFlagRaised)
+            and p.flag_id in state.account(p.account).aml_flags
+            and ctx.consumer_lag < UNKNOWN_LAG
+        ):
+            # A second raise of an open flag id would be undone by the first one's clear:
+            # one AmlFlagCleared cleared both. On a view that may be stale (a clear not read
+            # yet) it is raised all the same: it only ever stops more.
+            return f"AML flag {p.flag_id} is already open on {p.account}: raise another id"
         if isinstance(p, DepositReceived) and p.deposit_id in state.account(p.account).deposits:
             return f"deposit {p.deposit_id} already recorded"
         if isinstance(p, DepositReceived) and not exact_enough(p.amount):

@@ -1,11 +1,13 @@
-"""A kill switch names a scope that exists (red-team of issue #3, helper-123)."""
+"""Tightening admin commands that would stop nothing are refused on a fresh view: a kill
+switch names a scope that exists, an AML flag an id not open (red-team of issue #3,
+helper-123)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from engine.risk.rules import UNKNOWN_LAG
-from schemas.events import KillSwitchEngaged, Side
+from schemas.events import AmlFlagCleared, AmlFlagRaised, KillSwitchEngaged, Side
 from tests.engine.pure import Harness, decision, types
 
 
@@ -35,3 +37,32 @@ def test_on_a_view_that_may_be_stale_a_switch_for_an_unseen_account_is_engaged()
     h.ctx.consumer_lag = UNKNOWN_LAG
     assert _engage(h, "A7") == ["KillSwitchEngaged"]
     assert "A7" in h.state.kill_switches
+
+
+def _raise(h: Harness, flag: str) -> list[str]:
+    return types(
+        h.admin(AmlFlagRaised(account="A1", flag_id=flag, reason="r", raised_by="officer"))
+    )
+
+
+def test_an_aml_flag_raised_again_under_an_open_id_is_refused() -> None:
+    """Two officers raising flag `f` on A1 had both accepted, and the first one's clear
+    cleared the account: the second concern was dropped unseen."""
+    h = Harness()
+    assert _raise(h, "f") == ["AmlFlagRaised"]
+    out = h.admin(AmlFlagRaised(account="A1", flag_id="f", reason="other", raised_by="o2"))
+    assert types(out) == ["AdminCommandRejected"]
+    assert "already open" in out[0].payload.reason
+    assert _raise(h, "g") == ["AmlFlagRaised"]
+    cleared = h.admin(AmlFlagCleared(account="A1", flag_id="f", note="n", cleared_by="o"))
+    assert types(cleared) == ["AmlFlagCleared"]
+    assert h.state.account("A1").aml_flags == {"g"}
+    assert _raise(h, "f") == ["AmlFlagRaised"]  # cleared: the id may be raised again
+
+
+def test_on_a_view_that_may_be_stale_an_open_flag_id_is_raised_again() -> None:
+    """Its clear may be on the part of the control topics not read yet."""
+    h = Harness()
+    assert _raise(h, "f") == ["AmlFlagRaised"]
+    h.ctx.consumer_lag = UNKNOWN_LAG
+    assert _raise(h, "f") == ["AmlFlagRaised"]
