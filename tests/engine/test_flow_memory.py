@@ -16,6 +16,7 @@ from engine.snapshot import canonical_state, merge_slices, release_partitions, t
 from engine.state import AccountState, EngineState
 from schemas import Envelope
 from schemas.events import DepositReceived
+from schemas.topics import ENGINE_OUTPUT_TOPICS
 from tests.engine.pure import Harness, types
 from tests.engine.test_withdrawals import _harness, _withdraw
 
@@ -67,9 +68,11 @@ def _flows(h: Harness) -> None:
 
 
 def _folded(events: list[Any], *, own: bool = True) -> EngineState:
+    """`own=False`: as a worker that never read the engine's own topics (`UnitsChanged`,
+    `RestingOrdersChecked`, ...: whatever the catalogue puts on them), only the rest."""
     state = EngineState()
     for event in events:
-        if own or event.event_type != "UnitsChanged":
+        if own or type(event.payload).TOPIC not in ENGINE_OUTPUT_TOPICS:
             state.apply(event)
     return state
 
