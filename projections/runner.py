@@ -2,10 +2,9 @@
 
 Projections that read a common topic form a group with one consumer, so each record is
 decoded once, except that the four heavy `orders.lifecycle` projections run as two
-groups (`LIVE_SPLIT`) so their folds use two cores, and the projections with few events
-a second share one group with `decisions` and `drawdown` (`JOIN`, and their common
-topics): three processes. Each group runs in its own process so groups never share a
-GIL. The parent supervises:
+groups (`LIVE_SPLIT`) so their folds use two cores, `decisions` and `drawdown` share
+one, and the projections with few events a second share one (`JOIN`): four processes.
+Each group runs in its own process so groups never share a GIL. The parent supervises:
 a group process that dies is restarted after a backoff (it resumes from the offsets
 stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the parent stops every
 group (each finishes or rolls back its batch) and exits 0. A group
@@ -62,16 +61,19 @@ runner cuts along `LIVE_SPLIT`."""
 LIVE_SPLIT: tuple[frozenset[str], ...] = (
     frozenset({"orders", "fills"}),
     frozenset({"positions", "balances"}),
+    frozenset({"decisions", "drawdown"}),
 )
-"""`SPLIT` for `tradetape run projections`: only the `orders.lifecycle` cut, so
-`decisions`, `drawdown` and the light `JOIN` group run as one group (connected by
-`risk.decisions` and `risk.config`): three processes. Live, a group costs mostly per
-batch, not per record: each group process fetches, polls and commits a transaction
-(lock, offsets, seen ids, state rows, writes, COMMIT) up to ~20 times a second whatever
-it carries, and `drawdown` apart decoded every `RiskDecision` that `decisions` had
-decoded. At 5,000 events/s the three groups took 29-35 µs of CPU per event offered
-apart and 22-26 together (~0.12 cores: one process keeps up), docs/benchmarks.md
-session 22. A rebuild folds millions of records, where both cores win: `SPLIT`."""
+"""`SPLIT` for `tradetape run projections`: `decisions` and `drawdown`, the two
+projections of `risk.decisions`, run as one group (four processes): each `RiskDecision`
+is decoded once, and one consumer and one transaction a batch serve both. Live, a group
+costs mostly per batch, not per record: each group process fetches, polls and commits a
+transaction (lock, offsets, seen ids, state rows, writes, COMMIT) up to ~20 times a
+second whatever it carries; at 5,000 events/s `decisions` and `drawdown` took 12-17 µs
+of CPU per event offered each apart and 19 together (docs/benchmarks.md, session 22).
+The light `JOIN` group stays apart: joined with them too (three processes) it saved
+~10 µs more, but on a machine short of cores that one process then fell behind with
+the others, and the light projections' lag went from under a second to the heavy
+groups' seconds. A rebuild folds millions of records, where both cores win: `SPLIT`."""
 
 
 JOIN: tuple[frozenset[str], ...] = (

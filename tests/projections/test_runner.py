@@ -30,17 +30,21 @@ def test_light_projections_share_one_group_and_the_orders_topic_is_split() -> No
     ]
 
 
-def test_live_the_risk_and_light_projections_are_one_group() -> None:
+LIVE = [
+    ["accounts", "alerts", "deadletters", "risk_config"],
+    ["balances", "positions"],
+    ["decisions", "drawdown"],
+    ["fills", "orders"],
+]
+
+
+def test_live_the_two_risk_decisions_projections_are_one_group() -> None:
     # Live, a group costs per batch (fetches, a transaction ~20 times a second), so
-    # the projections of risk.decisions and risk.config run with the light ones: one
-    # decode of each RiskDecision, one transaction; the orders topic stays split.
-    assert _names(live_groups(list(PROJECTIONS.values()))) == [
-        ["accounts", "alerts", "deadletters", "decisions", "drawdown", "risk_config"],
-        ["balances", "positions"],
-        ["fills", "orders"],
-    ]
-    chosen = [PROJECTIONS[n] for n in ("decisions", "drawdown", "orders")]
-    assert _names(live_groups(chosen)) == [["decisions", "drawdown"], ["orders"]]
+    # decisions and drawdown share one: one decode of each RiskDecision, one
+    # transaction; the orders topic stays split and the light group apart.
+    assert _names(live_groups(list(PROJECTIONS.values()))) == LIVE
+    chosen = [PROJECTIONS[n] for n in ("decisions", "drawdown", "risk_config", "orders")]
+    assert _names(live_groups(chosen)) == [["decisions", "drawdown"], ["orders"], ["risk_config"]]
 
 
 def test_main_runs_the_live_groups(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,11 +76,7 @@ def test_main_runs_the_live_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
-    assert sorted(started) == [
-        ["accounts", "alerts", "deadletters", "decisions", "drawdown", "risk_config"],
-        ["balances", "positions"],
-        ["fills", "orders"],
-    ]
+    assert sorted(started) == LIVE
 
 
 def test_without_join_or_split_groups_are_the_topic_components() -> None:
