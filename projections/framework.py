@@ -250,8 +250,9 @@ class Projection:
         """True to fold, False to ignore knowingly, None when not understood, or the
         reason it is refused: what it does not ignore, the one admission rule of every
         reader (`schemas.admission.refusal`, the engine's `engine.replay.Intake` too), so
-        a `DepositReceived` someone else wrote to transfers.events (which the engine
-        dead-letters) credits nothing here either."""
+        a `KillSwitchReleased` someone else wrote to risk.config, or any `DepositReceived`
+        on transfers.events (deposits are on accounts.events since session 22), which the
+        engine dead-letters, changes nothing here either."""
         verdict = self.accepts(event_type, schema_version)
         if verdict is not True:
             return verdict
