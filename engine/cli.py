@@ -135,6 +135,20 @@ def _publish_admin(payload: Any, *, refused: Any = None) -> Any:
     return event
 
 
+def _event_types(text: str) -> set[str]:
+    """The `event_type`s a JSONL file's readable lines name (`publish` reads the rest
+    again, line by line, and reports the ones it cannot)."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(raw, dict) and isinstance(raw.get("event_type"), str):
+            found.add(raw["event_type"])
+    return found
+
+
 def _why_skipped(exc: Exception) -> str:
     """A bad line's reason on one line: a validation error as `field: message; ...`
     (pydantic's own text took three lines a field, each with a web address)."""
@@ -378,7 +392,12 @@ def register(app: typer.Typer) -> None:
         """
         from confluent_kafka import KafkaException
 
-        from engine.client import DecisionWatcher, IntentPublisher, intent_key
+        from engine.client import (
+            DecisionWatcher,
+            IntentPublisher,
+            admin_answer_topics,
+            intent_key,
+        )
         from schemas.events.admin import ADMIN_COMMAND_TYPES
         from schemas.registry import payload_class
 
@@ -398,6 +417,10 @@ def register(app: typer.Typer) -> None:
                 settings,
                 capacity=max(1, len(text.splitlines())),
                 keep=lambda cid, key: cid in wanted or (key is not None and key in wanted),
+                # An accepted DetectorConfigChanged answers on surveillance.config, which
+                # only an admin reads: read it when the file has one (a strategy's file
+                # of intents still needs only what a strategy may read).
+                topics=admin_answer_topics(_event_types(text)),
             )
         except (KafkaException, RuntimeError) as exc:
             _fail(f"nothing sent: cannot read the engine's answers from the broker: {exc}")

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,12 +24,28 @@ from schemas.envelope import EventPayload
 from schemas.events import CancelIntent, IntentRejected, OrderIntent
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.ids import uuid7
+from schemas.registry import payload_class
 from schemas.topics import Topic
 
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected", "AdminCommandRejected"})
 ANSWER_TOPICS = (Topic.DECISIONS, Topic.ACCOUNTS, Topic.RISK_CONFIG)
-"""Where the engine answers: decisions and rejections, and accepted admin facts (a
-deposit's on accounts.events since session 22; transfers.events holds no answer)."""
+"""Where the engine answers a strategy: decisions and rejections, and accepted admin facts
+(a deposit's on accounts.events since session 22; transfers.events holds no answer). Not
+an accepted `DetectorConfigChanged`: it is on surveillance.config, which a strategy does
+not read (the detectors' thresholds are not a trader's to know): `admin_answer_topics`."""
+
+
+def admin_answer_topics(command_types: Iterable[str] = ADMIN_COMMAND_TYPES) -> tuple[Topic, ...]:
+    """`ANSWER_TOPICS` and the topics the engine writes these admin commands' accepted
+    facts on (each type's `TOPIC`): what a watcher awaiting them reads. An accepted
+    `DetectorConfigChanged` is on surveillance.config, which a watcher of `ANSWER_TOPICS`
+    never read: `tradetape publish` waited --wait for it and reported no answer (h125)."""
+    extra = [Topic(payload_class(t, 1).TOPIC) for t in command_types if t in ADMIN_COMMAND_TYPES]
+    return tuple(dict.fromkeys([*ANSWER_TOPICS, *extra]))
+
+
+ADMIN_ANSWER_TOPICS = admin_answer_topics()
+"""What an admin's watcher may read: `ANSWER_TOPICS` and surveillance.config."""
 UNAUTHENTICATED_REASONS = frozenset({"UNKNOWN_PRODUCER", "PRODUCER_REVOKED", "BAD_SIGNATURE"})
 """Rejections decided before a signature verified (`engine.state.UNAUTHENTICATED`): anyone
 can provoke one for any client order id, so they answer only their own envelope."""
@@ -91,7 +107,9 @@ class DecisionWatcher:
 
     Bounded: each index holds at most `capacity` answers (the oldest-read are dropped).
     `keep(correlation_id, intent)` (None: every answer) says which answers to hold at
-    all; `forget` drops answers that were consumed.
+    all; `forget` drops answers that were consumed. `topics` are the topics it reads
+    (`ANSWER_TOPICS`: a strategy's; an admin command's answer may be on another, see
+    `admin_answer_topics`).
     """
 
     capacity: int = WATCHER_CAPACITY
@@ -104,6 +122,7 @@ class DecisionWatcher:
         from_beginning: bool = False,
         capacity: int = WATCHER_CAPACITY,
         keep: Callable[[UUID, IntentKey | None], bool] | None = None,
+        topics: Iterable[Topic] = ANSWER_TOPICS,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -117,7 +136,7 @@ class DecisionWatcher:
         admin = admin_client(settings)
         every = [
             TopicPartition(settings.topic(t), p)
-            for t in ANSWER_TOPICS
+            for t in dict.fromkeys(topics)
             for p in partitions_of(self._consumer, settings, t)
         ]
         start = end_offsets(admin, every, earliest=from_beginning)
@@ -207,8 +226,11 @@ class IntentPublisher:
     are forgotten first), and its watcher holds only the answers to those. An answer
     awaited is dropped from both, so a long-lived publisher that awaits its answers holds
     nothing for them; the last `RECENT_ANSWERS` answers are still returned to a repeated
-    await. With `watch=False` it remembers nothing. `close()` releases the producer and
-    the watcher's consumer (their threads keep reconnecting to a gone broker otherwise).
+    await. With `watch=False` it remembers nothing. Its watcher reads `answer_topics`
+    (`ANSWER_TOPICS`; an admin awaiting a `DetectorConfigChanged` passes
+    `ADMIN_ANSWER_TOPICS`, else its accepted fact is never seen). `close()` releases the
+    producer and the watcher's consumer (their threads keep reconnecting to a gone broker
+    otherwise).
     """
 
     def __init__(
@@ -219,6 +241,7 @@ class IntentPublisher:
         *,
         watch: bool = True,
         max_pending: int = MAX_PENDING,
+        answer_topics: Iterable[Topic] = ANSWER_TOPICS,
     ) -> None:
         self.settings = settings
         self.producer_id = producer_id
@@ -240,7 +263,9 @@ class IntentPublisher:
         self._watcher: DecisionWatcher | None = None
         if watch:
             try:
-                self._watcher = DecisionWatcher(settings, capacity=max_pending, keep=self._awaits)
+                self._watcher = DecisionWatcher(
+                    settings, capacity=max_pending, keep=self._awaits, topics=answer_topics
+                )
             except BaseException:
                 self._producer.close()  # nothing was produced: nothing to wait for
                 raise
