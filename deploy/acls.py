@@ -104,6 +104,10 @@ class RoleSpec:
 
 _ANSWERS = frozenset({Topic.DECISIONS, Topic.ACCOUNTS, Topic.RISK_CONFIG})
 """What a publisher that waits for its answers reads (`engine.client.ANSWER_TOPICS`)."""
+_ADMIN_ANSWERS = _ANSWERS | {Topic.SURVEILLANCE_CONFIG}
+"""What an admin's watcher reads (`engine.client.ADMIN_ANSWER_TOPICS`): the answers, and
+surveillance.config, where an accepted `DetectorConfigChanged` is (a strategy is not
+given the detectors' thresholds)."""
 
 ROLES: dict[Role, RoleSpec] = {
     Role.ENGINE: RoleSpec(
@@ -156,7 +160,7 @@ ROLES: dict[Role, RoleSpec] = {
     ),
     Role.ADMIN: RoleSpec(
         writes=frozenset({Topic.ADMIN}),
-        reads=_ANSWERS,
+        reads=_ADMIN_ANSWERS,
         groups=(groups.WATCH,),
         where="engine/client.py",
     ),

@@ -274,8 +274,9 @@ def test_the_engine_worker_decides_as_its_role(secured: Settings) -> None:
     """The real engine worker, as the `engine` principal, takes an admin's commands and a
     strategy's intent and writes its facts and decision: the role grants all it needs
     (groups, transactional id, the topics it reads and writes, offsets)."""
-    from engine.client import IntentPublisher
+    from engine.client import ADMIN_ANSWER_TOPICS, IntentPublisher
     from engine.worker import EngineWorker
+    from schemas.events import DetectorConfigChanged
     from tests.engine.helpers import _running, intent, world
 
     client = admin_client(secured)
@@ -294,8 +295,22 @@ def test_the_engine_worker_decides_as_its_role(secured: Settings) -> None:
                 publisher.publish_event(sent)
                 assert publisher.flush(30) == 0
                 answer = publisher.await_decision(sent.correlation_id, timeout=5)
+        # An admin awaits an accepted DetectorConfigChanged on surveillance.config, which
+        # its role reads (h125: no watcher read it; the strategy's role still does not).
+        with IntentPublisher(
+            as_admin, "admin", watch=True, answer_topics=ADMIN_ANSWER_TOPICS
+        ) as admin_pub:
+            command = admin_pub.publish(
+                DetectorConfigChanged(
+                    detector="order_to_trade", config_version=2, params={}, changed_by="admin"
+                ),
+                admin=True,
+            )
+            config = admin_pub.await_decision(command.correlation_id, timeout=60)
     assert answer is not None, "the engine wrote no answer to the intent"
     assert answer.causation_id == sent.event_id
+    assert config is not None, "the admin read no answer to its DetectorConfigChanged"
+    assert (config.event_type, config.producer) == ("DetectorConfigChanged", "engine")
     opened = [e for e in _committed(secured, Topic.ACCOUNTS) if e.event_type == "AccountOpened"]
     assert [e.payload.account for e in opened] == [account]
 
