@@ -145,12 +145,14 @@ class Harness:
             "md",
         )
 
-    def market_trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> MarketTrade:
+    def market_trade(
+        self, price: Decimal, qty: Decimal = Decimal("1"), *, instrument: str = INSTRUMENT
+    ) -> MarketTrade:
         """A public trade with a trade id of its own, at the harness's time (not fed)."""
         self.n += 1
         return MarketTrade(
             venue="v",
-            instrument=INSTRUMENT,
+            instrument=instrument,
             trade_id=f"t{self.n}",
             price=price,
             quantity=qty,
@@ -158,8 +160,10 @@ class Harness:
             exchange_ts=self.now,
         )
 
-    def trade(self, price: Decimal, qty: Decimal = Decimal("1")) -> list[Envelope[Any]]:
-        return self.feed(self.market_trade(price, qty), "md")
+    def trade(
+        self, price: Decimal, qty: Decimal = Decimal("1"), *, instrument: str = INSTRUMENT
+    ) -> list[Envelope[Any]]:
+        return self.feed(self.market_trade(price, qty, instrument=instrument), "md")
 
     def order(
         self,

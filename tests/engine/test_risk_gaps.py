@@ -5,27 +5,15 @@ from __future__ import annotations
 from decimal import Decimal, getcontext, localcontext
 from typing import Any
 
-from schemas.events import MarketTrade, RiskLimits, RiskLimitsChanged, Side
+from schemas.events import RiskLimits, RiskLimitsChanged, Side
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
 D = Decimal
 
 
 def _print(h: Harness, price: str, qty: str = "100") -> list[Any]:
-    h.n += 1
     h.tick()
-    return h.feed(
-        MarketTrade(
-            venue="v",
-            instrument=INSTRUMENT,
-            trade_id=f"t{h.n}",
-            price=D(price),
-            quantity=D(qty),
-            aggressor_side=Side.BUY,
-            exchange_ts=h.now,
-        ),
-        "md",
-    )
+    return h.trade(D(price), D(qty))
 
 
 def test_a_stop_loss_child_and_a_resting_sell_stay_within_max_position() -> None:

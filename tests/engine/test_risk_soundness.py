@@ -23,7 +23,6 @@ from engine.venue.paper import PaperVenue
 from schemas import new_event
 from schemas.events import (
     KillSwitchEngaged,
-    MarketTrade,
     OrderIntent,
     OrderType,
     QuoteUpdated,
@@ -55,20 +54,8 @@ def _quote(h: Harness, instrument: str, bid: str, ask: str, qty: str = "1000000"
 
 def _print(h: Harness, instrument: str, price: str, qty: str) -> list[Any]:
     """A trade print on `instrument`; the engine's outputs for it."""
-    h.n += 1
     h.tick()
-    return h.feed(
-        MarketTrade(
-            venue="v",
-            instrument=instrument,
-            trade_id=f"t{h.n}",
-            price=D(price),
-            quantity=D(qty),
-            aggressor_side=Side.BUY,
-            exchange_ts=h.now,
-        ),
-        "md",
-    )
+    return h.trade(D(price), D(qty), instrument=instrument)
 
 
 def test_cash_committed_on_one_pair_is_not_free_on_another() -> None:
