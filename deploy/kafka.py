@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from deploy.settings import Settings
@@ -477,6 +477,17 @@ def partitions_of_many(
         for t, name in names.items():
             tm = md.get(name)
             found[t] = sorted(tm.partitions) if tm is not None and tm.error is None else []
+        denied = [
+            names[t]
+            for t in topics
+            if not found[t] and t not in optional and _denied(consumer, names[t], md)
+        ]
+        if denied:
+            raise RuntimeError(
+                f"topic {', '.join(denied)}: not authorized for this principal (its ACLs "
+                "grant no DESCRIBE/READ on it; `tradetape acls plan` lists what each role "
+                "may read)"
+            )
         short = [
             t
             for t in topics
@@ -488,6 +499,18 @@ def partitions_of_many(
                 raise RuntimeError(f"topic {', '.join(empty)} has no partitions")
             return found
         time.sleep(0.2)
+
+
+def _denied(consumer: Consumer, name: str, md: Mapping[str, Any]) -> bool:
+    """Whether the broker refuses this principal `name`'s metadata. A listing of every
+    topic leaves such a topic out, as it leaves out one that does not exist: only a
+    request naming it gets the refusal. A refusal is not waited out (it is no topic
+    still being created), and is named as what it is, not "no partitions"."""
+    tm = md.get(name)
+    if tm is None:
+        tm = consumer.list_topics(name, timeout=10).topics.get(name)
+    err = tm.error if tm is not None else None
+    return err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 def end_offsets(

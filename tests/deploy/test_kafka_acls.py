@@ -358,3 +358,31 @@ def test_the_surveillance_app_starts_without_creating_the_catalogue(secured: Set
     with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
         create_topics(settings)
     assert ensure_topics(settings, [*SOURCES, *WRITTEN]) == []
+
+
+def test_a_topic_the_principal_may_not_describe_is_named_as_such(secured: Settings) -> None:
+    """A strategy may not read `surveillance.config` (the detectors' thresholds). Asking
+    for its partitions said "has no partitions" after the whole wait, as if the topic
+    were missing (helper-125 met it): now the broker's refusal is named, at once, alone or
+    among other topics."""
+    from confluent_kafka import Consumer
+
+    from deploy.groups import WATCH, group_id
+    from deploy.kafka import consumer_config, partitions_of, partitions_of_many
+
+    strategy = _as(secured, Role.STRATEGY)
+    gid = group_id(PREFIX, WATCH, uuid.uuid4().hex)
+    consumer = Consumer(consumer_config(strategy, group_id=gid))
+    try:
+        with pytest.raises(RuntimeError, match="not authorized") as one:
+            partitions_of(consumer, strategy, Topic.SURVEILLANCE_CONFIG, timeout=60)
+        assert "acl.surveillance.config" in str(one.value)
+        with pytest.raises(RuntimeError, match="not authorized") as many:
+            partitions_of_many(
+                consumer, strategy, [Topic.DECISIONS, Topic.SURVEILLANCE_CONFIG], timeout=60
+            )
+        assert "acl.surveillance.config" in str(many.value)
+        assert "acl.risk.decisions" not in str(many.value)
+        assert partitions_of(consumer, strategy, Topic.DECISIONS)  # a topic it may read
+    finally:
+        consumer.close()
