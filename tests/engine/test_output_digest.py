@@ -7,7 +7,7 @@ a seeded stream (the snapshot and trusted tests' actions: limits with stop/take 
 market orders, prints, quotes, cancels, resends, deposits, kill switches, limit changes
 with short rate windows and tight notional/position/open-order limits, waits that age the
 price, odd ids, unknown producers, forged signatures) with a fixed key and fixed event ids
-runs through the pure processor, and every output's (key, value, headers), the recorded
+runs through the pure processor, and every output's (topic, key, value, headers), the recorded
 decisions and `canonical_state` are hashed. The digest was taken on `fd0c089` (before the
 session's changes). A change to what the engine emits (a rule's detail text, a new field)
 changes it: then say so in the commit and take the new digest deliberately.
@@ -35,7 +35,11 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "8cad82af92343a53c2b6426a3ada26d83ddab632bb9f0eda5d2e35466e9b6d76"
+PINNED = "06cb3c248adc05a5098884d894530b7d7376493a4ff0cc69d990138a915bf412"
+"""Retaken in session 22 (lead): each output's topic is hashed with its bytes, so an event
+type moved to another topic (deposits went to accounts.events this session, `9852662`,
+and the digest could not see it) changes the digest. No output changed. Before:"""
+"""PINNED was 8cad82af92343a53c2b6426a3ada26d83ddab632bb9f0eda5d2e35466e9b6d76."""
 """Retaken in session 22 (helper-123): `canonical_state` names `rejected_commands`, the
 admin commands the engine rejected (their envelopes replayed are refused). No output
 changed: with that key left out of `canonical_state` the digest is the one before.
@@ -305,7 +309,7 @@ def _run(seed: int, n: int) -> str:
         for e in out:
             k, v, hd = encode(e)
             kinds[e.event_type] = kinds.get(e.event_type, 0) + 1
-            digest.update(repr((k, v, hd)).encode())
+            digest.update(repr((e.topic, k, v, hd)).encode())
     recorded = sorted(
         (repr(key), r.key, r.value, r.headers) for key, r in h.state.decisions.recent.items()
     )
