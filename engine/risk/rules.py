@@ -684,6 +684,14 @@ def balance(ctx: RiskContext) -> RuleResult:
     return _ok(rid, ver, f"needs {need} {asset}, free {free}")
 
 
+def _own_order(price: Decimal, sell: bool) -> str:
+    """How SELF_TRADE names the account's own order met at `price` (0 or infinite: a
+    triggered stop/take child, which trades at every print)."""
+    if price == 0 or price.is_infinite():
+        return "triggered stop/take child (a market order at every print)"
+    return f"resting {'sell' if sell else 'buy'} at {price}"
+
+
 def self_trade(ctx: RiskContext) -> RuleResult:
     """A limit order may not cross the account's own resting orders on the other side of
     the pair (`RiskContext.own_opposite`): both would rest, and a print between them fills
@@ -710,13 +718,8 @@ def self_trade(ctx: RiskContext) -> RuleResult:
             rid,
             ver,
             "SELF_CROSS",
-            f"limit {limit} crosses the account's own "
-            + (
-                "triggered stop/take child (a market order at every print)"
-                if own == 0 or own.is_infinite()
-                else f"resting {'sell' if buy else 'buy'} at {own}"
-            )
-            + ": a print between them would fill both, a trade with itself",
+            f"limit {limit} crosses the account's own {_own_order(own, buy)}"
+            ": a print between them would fill both, a trade with itself",
         )
     same, tp = ctx.own_same, ctx.take_profit
     if same is not None and tp is not None and (same >= tp if buy else same <= tp):
@@ -725,13 +728,8 @@ def self_trade(ctx: RiskContext) -> RuleResult:
             ver,
             "SELF_CROSS",
             f"take_profit {tp} (a {'sell' if buy else 'buy'} once armed) crosses the "
-            "account's own "
-            + (
-                "triggered stop/take child (a market order at every print)"
-                if same == 0 or same.is_infinite()
-                else f"resting {'buy' if buy else 'sell'} at {same}"
-            )
-            + ": a print between them would fill both, a trade with itself",
+            f"account's own {_own_order(same, not buy)}"
+            ": a print between them would fill both, a trade with itself",
         )
     return _ok(rid, ver)
 

@@ -919,6 +919,18 @@ def test_a_restart_after_a_committed_hold_cancels_nothing_more() -> None:
         assert [e for e in caught if e.causation_id == out[0].causation_id] == []
 
 
+def _priced_with_btc(h: Harness) -> list[Any]:
+    """BTC at 30,000 and ETH at 0.05 BTC, 0.1 BTC deposited: the credit tests' start. The
+    deposit's `UnitsChanged` (an own record) is taken off `h.inputs` and returned, so a
+    test hands a restart the own records apart from the facts every worker reads."""
+    h.quote(D("29999"), D("30001"))
+    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
+    h.admin_deposit("BTC", D("0.1"))
+    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
+    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    return own
+
+
 def test_a_restart_after_a_decision_under_the_limits_cancels_nothing_for_them() -> None:
     """Credit 3,000 from the start (the global limits, version 1), 0.1 BTC: a buy of 3 ETH
     on ETH/BTC borrowing 0.047 BTC on the credit is approved, then BTC rises from 30,000 to
@@ -929,11 +941,7 @@ def test_a_restart_after_a_decision_under_the_limits_cancels_nothing_for_them() 
     committed (the owner commits in order), and nothing is redone as caused by it."""
     limits = _limits().model_copy(update={"credit_limit": D("3000")})
     h = Harness(limits, cash=D("10000"))
-    h.quote(D("29999"), D("30001"))
-    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
-    h.admin_deposit("BTC", D("0.1"))
-    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
-    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    own = _priced_with_btc(h)
     buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
     own += buy
     assert (decision(buy).outcome, decision(buy).risk_config_version) == ("APPROVED", 1)
@@ -971,11 +979,7 @@ def test_an_accounts_own_limits_are_proved_committed_only_by_a_version_no_global
         assert out[1].payload.fact_event_id == out[0].event_id  # the change on risk.config
         if old_log:
             h.inputs = [e for e in h.inputs if e.event_type != "RestingOrdersChecked"]
-        h.quote(D("29999"), D("30001"))
-        h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
-        h.admin_deposit("BTC", D("0.1"))
-        own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
-        h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+        own = _priced_with_btc(h)
         buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
         own += buy
         assert (decision(buy).outcome, decision(buy).risk_config_version) == ("APPROVED", 2)
@@ -994,11 +998,7 @@ def _hold_then_borrow(h: Harness) -> tuple[list[Any], list[Any]]:
     (its pass cancels nothing), then a buy of 3 ETH on ETH/BTC borrowing 0.047 BTC,
     approved with the hold in effect, then BTC from 30,000 to 60,000: (the request's
     outputs, the own records of the log)."""
-    h.quote(D("29999"), D("30001"))
-    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
-    h.admin_deposit("BTC", D("0.1"))
-    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
-    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    own = _priced_with_btc(h)
     held = _control(h, _step("w1", "request", amount="10500"))
     assert types(held) == ["RestingOrdersChecked"]
     assert held[0].payload.fact_event_id == held[0].causation_id == h.inputs[-1].event_id
@@ -1036,11 +1036,7 @@ def test_a_hold_whose_transaction_was_lost_is_redone_with_its_record() -> None:
     a buy approved under the hold and BTC up since, redoes nothing."""
     limits = _limits().model_copy(update={"credit_limit": D("3000")})
     h = Harness(limits, cash=D("10000"))
-    h.quote(D("29999"), D("30001"))
-    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
-    h.admin_deposit("BTC", D("0.1"))
-    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
-    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    own = _priced_with_btc(h)
     lost = copy.deepcopy(h.state)
     live = _control(h, _step("w1", "request", amount="10500"))
     lost.apply(h.inputs[-1])  # folded; its transaction lost
@@ -1067,11 +1063,7 @@ def test_a_limits_change_that_cancelled_nothing_is_not_redone_at_a_restart() -> 
     live record. A log without the record: the pass is redone, as before."""
     limits = _limits().model_copy(update={"credit_limit": D("3000")})
     h = Harness(limits, cash=D("10000"))
-    h.quote(D("29999"), D("30001"))
-    h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
-    h.admin_deposit("BTC", D("0.1"))
-    own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
-    h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+    own = _priced_with_btc(h)
     buy = h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
     own += buy
     assert decision(buy).outcome == "APPROVED"
@@ -1382,11 +1374,7 @@ def test_a_new_owner_reading_a_limits_change_whose_pass_committed_runs_it_no_mor
             limits=limits.model_copy(update={"credit_limit": D("2900")}),
         )  # fmt: skip
         h = Harness(limits, cash=D("10000"))
-        h.quote(D("29999"), D("30001"))
-        h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
-        h.admin_deposit("BTC", D("0.1"))
-        own: list[Any] = [e for e in h.inputs if e.event_type == "UnitsChanged"]
-        h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
+        own = _priced_with_btc(h)
         if resting:
             own += h.order(Side.BUY, D("3"), D("0.049"), instrument="ETH/BTC")
         if decided:
