@@ -74,7 +74,6 @@ from schemas.events import (
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
-from schemas.ids import derived_uuid7
 from schemas.registry import ENGINE_PRODUCER as ENGINE_PRODUCER  # re-exported: one source
 
 ADMIN_ACCEPTED = "admin-accepted"
@@ -1112,12 +1111,10 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
             return f"admin keys are registered ({', '.join(keyed)}) but not for {event.producer!r}"
         if not verify_admin(event.event_id, p, entry.public_key):
             return f"signature missing or not by {event.producer}'s registered admin key"
-    accepted_id = derived_uuid7(
-        event.occurred_at, ENGINE_PRODUCER, str(event.event_id), p.EVENT_TYPE, ADMIN_ACCEPTED
-    )
-    if accepted_id in state.seen_reference or event.event_id in state.executed_commands:
-        # By the command's id alone too: the signature binds the event id and payload, not
-        # `occurred_at`, which the accepted fact's id is derived from as well.
+    if event.event_id in state.executed_commands:
+        # By the command's id alone (its accepted fact names it as its cause): the
+        # signature binds the event id and payload, not `occurred_at`, which the accepted
+        # fact's own id is derived from as well.
         return "this command was already executed (replayed envelope)"
     if event.event_id in state.rejected_commands:
         # Rejected once: its envelope replayed later, when the state would allow it, is

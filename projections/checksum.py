@@ -137,8 +137,8 @@ def render_row(row: Iterable[Any]) -> bytes:
 
 # Type OIDs whose COPY text is `render`'s text, up to COPY's own escapes of \b \f \v
 # (bool t/f, integers, text, varchar, lowercase hyphenated uuid).
-_AS_COPIED = {16, 20, 21, 23, 25, 1043, 2950}
-NUMERIC, TIMESTAMPTZ, JSONB = 1700, 1184, 3802
+NUMERIC, TIMESTAMPTZ, JSONB, UUID = 1700, 1184, 3802, 2950
+_AS_COPIED = {16, 20, 21, 23, 25, 1043, UUID}
 
 # A value PostgreSQL does not render is sent as chr(1) + its own text. COPY passes chr(1)
 # unescaped, and no rendered numeric, timestamp or jsonb text starts with it.
@@ -395,9 +395,6 @@ def checksum(
     if bad:
         counts[QUARANTINE_COUNT] = bad
     return digest.hexdigest(), counts
-
-
-UUID = 2950
 
 
 def _order(table: Table, oids: list[int]) -> sql.Composable:
