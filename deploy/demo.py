@@ -51,7 +51,7 @@ def smoke_flow(settings: Settings) -> list[str]:
         owner_id=f"owner-{run_id}", kind=OwnerKind.NATURAL, name="Smoke Test", country="DE"
     )
     opened = new_event(
-        AccountOpened(account=account, beneficial_owner=owner, base_currency="USDT"),
+        AccountOpened(account=account, beneficial_owner=owner, base_currency="USDC"),
         producer="admin",
     )
     events: list[Envelope[Any]] = [
@@ -61,7 +61,7 @@ def smoke_flow(settings: Settings) -> list[str]:
         ),
         new_event(
             DepositReceived(
-                deposit_id=f"dep-{run_id}", account=account, asset="USDT", amount=Decimal("100000")
+                deposit_id=f"dep-{run_id}", account=account, asset="USDC", amount=Decimal("100000")
             ),
             producer="admin",
             causation=opened,

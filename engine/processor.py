@@ -1130,6 +1130,16 @@ def _admin_check(state: EngineState, event: Envelope[Any], ctx: Context) -> str 
                 f"AccountOpened v{event.schema_version} names no base_currency (version 1 "
                 "defaulted it to USDT): send version 2, which requires it"
             )
+        version, limits = state.limits_for(p.account)
+        refused = asset_refusal(limits, (p.base_currency,), STABLECOINS)
+        if refused is not None:
+            # Accepted, the account could never be valued or traded in it (every order
+            # NO_MARK or refused by ASSET_ALLOW_LIST), and nothing told the operator.
+            return (
+                f"base_currency {p.base_currency} is not permitted by the limits in force "
+                f"(version {version}): {refused[0]}: {refused[1]}; an account is valued in "
+                "a permitted stablecoin or a listed crypto asset"
+            )
         return None
     if isinstance(p, KycVerified | AmlFlagRaised | DepositReceived):
         if not state.account(p.account).opened:
