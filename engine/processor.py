@@ -30,7 +30,9 @@ from engine.state import (
     ZERO,
     AccountState,
     EngineState,
+    LimitStep,
     OrderState,
+    TransferStep,
     after_children,
     exact_enough,
     in_exact_context,
@@ -235,56 +237,20 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
         _stop_producer(
             state, ctx, emit_for(revocation), revocation, owns, revoked.get(revocation.event_id, [])
         )
-    # Then what withdrawal holds overdraw, as caused by the newest fact that raised one,
-    # and what each settlement of a withdrawal that held nothing overdraws in the asset it
-    # debited, as caused by that settlement (a newer hold in another asset replaces it in
-    # `hold_causes`), those first in the order they were stamped: the ids a live worker
-    # gives them (`control`). Only for a fact whose transaction the log does not show
-    # committed (`_committed`): a committed one made its cancels on the state of its
-    # moment, and its pass run again here, on today's, could cancel what went short later
-    # (orders approved with the hold in effect, a credit valued higher by prints since),
-    # which no live worker does. The newest committed means every older one did too.
-    # Each pass redone writes its `RestingOrdersChecked` (`_checked`), with nothing
-    # resting too, as the live worker does: the accounts with a hold-raising fact, not
-    # only those with open orders (on a log from before that record, each such account
-    # gets it at the first catch-up: fail closed, the pass run once more).
-    for account in sorted(state.hold_causes):
-        if not owns(account):
-            continue
-        hold = state.hold_causes[account]
-        if _committed(state, hold):
-            continue
-        passes: list[tuple[Envelope[Any], str | None]] = sorted(
-            (
-                (cause, asset)
-                for asset, cause in state.debit_causes.get(account, {}).items()
-                if cause is not hold and not _committed(state, cause)
-            ),
-            key=lambda ca: (ca[0].occurred_at, str(ca[0].event_id), ca[1]),
-        )
-        passes.append((hold, None))  # folded after every other one: the newest
-        for cause, debited in passes:
-            if debited is None:
-                _unhold(state, ctx, emit_for(cause), account, owns, _debited(state, cause))
-            else:
-                _unhold(state, ctx, emit_for(cause), account, owns, debited, only=True)
-            _checked(emit_for(cause), account, cause)  # the live record, the live id
-    # Then what the limits in force refuse of the resting orders (a lowered position
-    # limit, an asset taken off the allow-list, a lowered credit), as caused by the limits
-    # change in force for the account (`control`, `_limits_changed`), only when the log
-    # does not show the change's transaction committed (`_limits_committed`): run on
-    # today's state a pass can cancel what no live worker did. What the credit covers
-    # moves with the marks; a side's worst case against the position limit moves with a
-    # stop/take child's fill (it closes the position while the side's resting orders
-    # stay: long 1 with a take-profit and an offer of 3 under a limit of 2, the child's
-    # fill leaves 0 - 3), which no live worker cancels (docs/engine.md). An account with
-    # limits of its own gets the change's record with nothing resting too, as live.
+    # Then the passes over resting orders whose transaction the log does not show
+    # committed (`_redo_passes`): of the transfer facts that raised a withdrawal hold (or
+    # settled a withdrawal that held nothing) and of the limits changes, each caused by
+    # its fact, in the order the owner ran them and on the holds, debits and limits of
+    # its moment: the live records and cancels, the live ids. A committed one made its
+    # cancels on the state of its moment, and its pass run again on today's could cancel
+    # what went short later (orders approved with the hold or the limits in effect, a
+    # credit valued higher by prints since), which no live worker does.
     for account in sorted(
-        a for a, acc in state.accounts.items() if acc.open_orders or a in state.limits
+        set(state.transfer_steps)
+        | {a for a, acc in state.accounts.items() if acc.open_orders or a in state.limits}
     ):
-        limit_cause = state.limit_cause(account) if owns(account) else None
-        if limit_cause is not None and not _limits_committed(state, limit_cause, account):
-            _limits_changed(state, ctx, emit_for(limit_cause), account, owns, limit_cause)
+        if owns(account):
+            _redo_passes(state, ctx, emit_for, account, owns)
     # Then the flows no owner turned into units when they were folded (a lost
     # transaction, a settlement read while the partition had no owner), as caused by the
     # pending flow of the least id (`EngineState.pending_cause`; `control`'s id when a
@@ -296,6 +262,121 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
     return [e for emitter in emitters.values() for e in emitter.out]
+
+
+def _redo_passes(
+    state: EngineState,
+    ctx: Context,
+    emit_for: Callable[[Envelope[Any]], _Emitter],
+    account: str,
+    owns: Callable[[str], bool],
+) -> None:
+    """`catch_up`'s passes over the owned account's resting orders that the log does not
+    show committed: those of the transfer facts after the newest whose transaction it
+    shows committed (`EngineState.transfer_steps`, `_committed`) and of the limits
+    changes of the account's scope after the newest it shows committed for the account
+    (`EngineState.limit_steps`, `_limits_committed`): the owner commits its transactions
+    in order, so every older one did. Each is run as the owner ran it (`control`), caused
+    by its fact, in the order read (each topic's partition; across the two, by event
+    time), on the holds, debits and limits the fact left, pending flows included (a
+    settlement's `UnitsChanged` values only what was folded by then): the passes of one
+    lost transaction are redone as they were, each with its record and the ids it gave
+    its cancels. Before session 23 only the newest hold's and the limits in force were,
+    on every hold and debit at once: an older pass's record was never written and its
+    cancels named the newer fact. What cannot be put back: the marks and the resting
+    orders are today's (a credit is valued at the marks of the catch-up)."""
+    acc = state.accounts.get(account)
+    if acc is None:
+        return
+    transfers = state.transfer_steps.get(account, [])
+    t0 = 0
+    for j in range(len(transfers) - 1, -1, -1):
+        s = transfers[j]
+        if (s.passes or s.flow is not None) and _committed(state, s.fact):
+            t0 = j + 1
+            break
+    lost_t = transfers[t0:]
+    if not any(s.passes or s.flow is not None for s in lost_t):
+        lost_t = []
+    scope = account if account in state.limits else GLOBAL_SCOPE
+    changes = state.limit_steps.get(scope, [])
+    l0 = 0
+    for j in range(len(changes) - 1, -1, -1):
+        if _limits_committed(state, changes[j].fact, account):
+            l0 = j + 1
+            break
+    lost_l = changes[l0:]
+    if not lost_t and not lost_l:
+        return
+    steps: list[TransferStep | LimitStep] = []
+    i = j = 0
+    while i < len(lost_t) or j < len(lost_l):
+        if j == len(lost_l) or (
+            i < len(lost_t) and _read_order(lost_t[i].fact) <= _read_order(lost_l[j].fact)
+        ):
+            steps.append(lost_t[i])
+            i += 1
+        else:
+            steps.append(lost_l[j])
+            j += 1
+    held, balances, deposited = acc.held, acc.balances, acc.deposited
+    limits = state.limits.get(scope)
+    settled_now = transfers[-1].settled if transfers else {}
+    hidden = {s.flow for s in lost_t if s.flow is not None and s.flow in acc.pending}
+    acc.pending -= hidden
+    moment: TransferStep | None = transfers[t0 - 1] if t0 > 0 else None
+    in_force = lost_l[0].before if lost_l else limits
+    fee = _fee(ctx)
+    try:
+        for step in steps:
+            if isinstance(step, TransferStep):
+                moment = step
+            else:
+                p = step.fact.payload
+                in_force = (p.config_version, p.limits)
+            if lost_t:
+                acc.held = dict(moment.held) if moment is not None else {}
+                then = moment.settled if moment is not None else {}
+                acc.balances, acc.deposited = dict(balances), dict(deposited)
+                for asset, debited in settled_now.items():
+                    back = debited - then.get(asset, ZERO)
+                    if back:
+                        acc.balances[asset] = acc.balances.get(asset, ZERO) + back
+                        acc.deposited[asset] = acc.deposited.get(asset, ZERO) + back
+            if lost_l:
+                if in_force is None:
+                    state.limits.pop(scope, None)
+                else:
+                    state.limits[scope] = in_force
+            emit = emit_for(step.fact)
+            if isinstance(step, TransferStep):
+                if step.passes:
+                    _unhold(state, ctx, emit, account, owns, _debited(state, step.fact))
+                    _checked(emit, account, step.fact)
+                if step.flow is not None:
+                    if step.flow in hidden:
+                        hidden.discard(step.flow)
+                        acc.pending.add(step.flow)
+                    _unitize(state, owns, account, emit)
+            elif scope != GLOBAL_SCOPE or acc.open_orders:
+                # A change of the account's own limits is recorded with nothing resting
+                # too; a global one for the accounts with open orders (`_limits_changed`).
+                if acc.open_orders:
+                    _limits_pass(state, ctx, emit, acc, fee)
+                _checked(emit, account, step.fact)
+    finally:
+        acc.held, acc.balances, acc.deposited = held, balances, deposited
+        if limits is None:
+            state.limits.pop(scope, None)
+        else:
+            state.limits[scope] = limits
+        acc.pending |= hidden
+
+
+def _read_order(fact: Envelope[Any]) -> tuple[datetime, str]:
+    """Where a transfer fact and a limits change (two topics, which no offset orders)
+    stand to each other among the passes `_redo_passes` redoes: by event time, then id."""
+    return (fact.occurred_at, str(fact.event_id))
 
 
 def _unitize(
@@ -324,8 +405,6 @@ def _unhold(
     account: str,
     owns: Callable[[str], bool] | None,
     debited: str | None = None,
-    *,
-    only: bool = False,
 ) -> None:
     """Fail closed when withdrawal holds leave the account short of an asset it holds
     (free balance plus what its credit lends below zero: a request of more than was free
@@ -341,9 +420,7 @@ def _unhold(
     what a lost transaction left open; assets in sorted order, so a replay emits the same
     events. A balance that cannot be valued (an open market buy without a price, a credit
     without a mark) counts as short. `debited`: the asset a settlement of a rejected
-    withdrawal (which held nothing) just took off the balance, looked at as a held one;
-    `only`: that asset alone (`catch_up` redoing the cancels of a settlement older than
-    the newest hold-raising fact)."""
+    withdrawal (which held nothing) just took off the balance, looked at as a held one."""
     if owns is not None and not owns(account):
         return
     acc = state.accounts.get(account)
@@ -352,10 +429,7 @@ def _unhold(
     fee = _fee(ctx)
     credit = state.limits_for(account)[1].credit_limit
     resting = _resting(state, ctx, acc)
-    if only and debited:
-        assets: Iterable[str] = (debited,)
-    else:
-        assets = acc.held.keys() | {debited} if debited else acc.held
+    assets: Iterable[str] = acc.held.keys() | {debited} if debited else acc.held
     for asset in sorted(assets):
         for o in resting:
             if _pays_in(o) != asset or o.done:
@@ -363,8 +437,6 @@ def _unhold(
             if not _short(state, acc, asset, fee, credit):
                 break
             ctx.venues[o.venue].cancel(state, o, WITHDRAWAL_HELD, emit)
-    if only:
-        return  # the newest hold-raising fact's pass, which follows, looks at the credit
     # Then what borrows on the credit: one amount for the whole account, which a short
     # held asset uses up first, so an order paying in another asset short on credit (a
     # buy on ETH/BTC without BTC) may no longer fit.

@@ -389,6 +389,36 @@ class Withdrawal:
     """One of `TRANSFER_RANK`'s, as the balances book's `transfers.status`."""
 
 
+@dataclass(slots=True)
+class TransferStep:
+    """A transfer fact that changed what an account's withdrawals hold or took off its
+    balance (`EngineState._apply_transfer`), with what it left (reference state):
+    `processor.catch_up` redoes each lost pass in the order the owner ran them, each on
+    the holds and debits of its moment (`EngineState.transfer_steps`)."""
+
+    fact: Envelope[Any] = field(repr=False)
+    passes: bool
+    """It raised a hold (or settled a withdrawal that held nothing): the owner ran a pass
+    over the account's resting orders for it (`processor.control`)."""
+    held: dict[str, Decimal]
+    """`AccountState.held` right after it."""
+    settled: dict[str, Decimal]
+    """Per asset, what the account's settled withdrawals had debited right after it."""
+    flow: str | None = None
+    """The flow a settlement folded (`withdrawal:<transfer id>`), turned into units in
+    the fact's transaction (`processor.control`)."""
+
+
+@dataclass(slots=True)
+class LimitStep:
+    """A `RiskLimitsChanged` that came in force for its scope, with the limits it
+    replaced there (None: none): `processor.catch_up` redoes each lost pass on the
+    limits of its moment (`EngineState.limit_steps`)."""
+
+    fact: Envelope[Any] = field(repr=False)
+    before: tuple[int, RiskLimits] | None
+
+
 TAKEN_QUOTES = 16
 """Quotes per instrument and side whose displayed size an account's orders took, kept
 (`AccountState.taken`): an order stamped before the account took from this many newer
@@ -1012,6 +1042,18 @@ class EngineState:
     `processor.catch_up` cancels the resting orders a lowered credit limit no longer covers
     as caused by (`limit_cause`; the ids the worker that read the change live gave them),
     when a lost transaction left them open."""
+    transfer_steps: dict[str, list[TransferStep]] = field(default_factory=dict, repr=False)
+    """account -> its transfer facts that changed what is held or debited, in the order
+    folded (one partition of transfers.events: the order the owner read them), reference
+    state (kept like `AccountState.withdrawals`). `processor.catch_up` redoes every pass
+    after the newest one the log shows committed, each in its turn and on the holds and
+    debits it left (`held`, `settled`), so several passes of one lost transaction are
+    redone as their owner ran them, each with its record and the ids it gave its cancels
+    (before session 23 only the newest hold's pass was, on every hold at once)."""
+    limit_steps: dict[str, list[LimitStep]] = field(default_factory=dict, repr=False)
+    """scope -> every `RiskLimitsChanged` that came in force there, in the order folded
+    (one partition of risk.config), with the limits it replaced: as `transfer_steps`, for
+    the lost limits passes (before session 23 only the change in force was redone)."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -1591,6 +1633,7 @@ class EngineState:
             if current is None or p.config_version > current[0]:
                 self.limits[p.scope] = (p.config_version, p.limits)
                 self.limit_causes[p.scope] = event
+                self.limit_steps.setdefault(p.scope, []).append(LimitStep(event, current))
         elif isinstance(p, KillSwitchEngaged):
             self.kill_switches.add(p.scope)
             self.halt_causes.setdefault(("kill", p.scope), event)
@@ -1680,6 +1723,7 @@ class EngineState:
             if p.transfer_id not in acc.withdrawals:
                 acc.withdrawals[p.transfer_id] = Withdrawal(p.asset, p.amount, "REQUESTED")
                 _bump(acc.held, p.asset, p.amount)
+                self._transfer_step(acc, event, True, None)
                 return True
             return False
         found = self.accounts.get(p.account)
@@ -1699,13 +1743,38 @@ class EngineState:
         w.status = status
         if was != now:
             _bump(found.held, w.asset, -w.amount if was else w.amount)
+        flow = None
         if settled:
             found.balances[w.asset] = found.balances.get(w.asset, ZERO) - w.amount
             self._may_hold(found.account, w.asset)
             found.deposited[w.asset] = found.deposited.get(w.asset, ZERO) - w.amount
+            flow = f"withdrawal:{p.transfer_id}"
             if event is not None:
-                self._flow(found, f"withdrawal:{p.transfer_id}", w.asset, -w.amount, event)
-        return not was and (now or settled)
+                self._flow(found, flow, w.asset, -w.amount, event)
+        passes = not was and (now or settled)
+        if was != now or settled:
+            self._transfer_step(
+                found, event, passes, flow, (w.asset, w.amount) if settled else None
+            )
+        return passes
+
+    def _transfer_step(
+        self,
+        acc: AccountState,
+        event: Envelope[Any] | None,
+        passes: bool,
+        flow: str | None,
+        debit: tuple[str, Decimal] | None = None,
+    ) -> None:
+        """Keep what a transfer fact left held and debited (`transfer_steps`)."""
+        if event is None:
+            return
+        steps = self.transfer_steps.setdefault(acc.account, [])
+        settled = steps[-1].settled if steps else {}
+        if debit is not None:
+            settled = dict(settled)
+            settled[debit[0]] = settled.get(debit[0], ZERO) + debit[1]
+        steps.append(TransferStep(event, passes, dict(acc.held), settled, flow))
 
     def _key_in_force(self, producer: str, key: str) -> None:
         keys = self.producer_keys.setdefault(producer, [])

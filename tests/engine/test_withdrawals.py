@@ -620,6 +620,31 @@ def test_a_lost_transaction_is_redone_by_catch_up_with_the_same_ids() -> None:
     assert catch_up(h.state, h.ctx, lambda _account: True) == []  # nothing left to redo
 
 
+def test_two_passes_lost_in_one_transaction_are_redone_as_the_owner_ran_them() -> None:
+    """Three resting buys commit 8,708.7 of 10,000 USDC; a request of 2,000 and then one
+    of 3,000, read in one batch, their transaction lost. Live, the first request's pass
+    cancels the newest buy and records itself, the second's cancels the next one and
+    records itself. Before, `catch_up` redid only the newest hold's pass, on both holds at
+    once: both cancels named the second request, and the first request's
+    `RestingOrdersChecked` was never written. Now each pass is redone in its turn, on the
+    holds of its moment: the live events, byte for byte."""
+    h = _harness()
+    for _ in range(3):
+        _buy(h, "0.1", "29000")
+    lost = copy.deepcopy(h.state)
+    live: list[Any] = []
+    for tid, amount in (("w1", "2000"), ("w2", "3000")):
+        event = new_event(_step(tid, "request", amount=amount), producer="transfers",
+                          occurred_at=h.tick())  # fmt: skip
+        live += control(h.state, event, h.ctx)
+        lost.apply(event)  # folded; the batch's transaction lost
+    assert types(live) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"] * 2
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [encode(e) for e in redone] == [encode(e) for e in live]
+    assert canonical_state(lost) == canonical_state(h.state)
+    assert catch_up(lost, h.ctx, lambda _account: True) == []
+
+
 def test_a_deposit_finer_than_the_grid_is_rejected() -> None:
     """Deposits are summed into balances like fills: an amount off the 1e-8 grid (or with
     more than 28 significant digits) could round, and differently in a rebuild. The engine
@@ -1135,6 +1160,7 @@ STEP = st.one_of(
     st.tuples(st.just("settle"), st.integers(0, 3)),
     st.tuples(st.just("btc"), st.integers(20, 60)),  # BTC's price, in thousands
     st.tuples(st.just("credit"), st.sampled_from(["0", "500", "2900", "3000"])),  # limits change
+    st.tuples(st.just("crash")),  # the control facts read since the last order or price lost
 )
 
 
@@ -1176,6 +1202,30 @@ STEP = st.one_of(
            ("credit", "0")],
     credit="0",
 )  # fmt: skip
+@example(  # two requests in one lost transaction, each pass cancelling a buy
+    steps=[("order", ("BTC/USDC", Side.BUY, 10)), ("order", ("BTC/USDC", Side.BUY, 10)),
+           ("order", ("BTC/USDC", Side.BUY, 10)), ("request", "USDC", 2000),
+           ("request", "USDC", 3000), ("crash",)],
+    credit="0",
+)  # fmt: skip
+@example(  # two lowered credits in one lost transaction, each cancelling an ETH/BTC buy
+    steps=[("order", ("ETH/BTC", Side.BUY, 10)), ("order", ("ETH/BTC", Side.BUY, 10)),
+           ("order", ("ETH/BTC", Side.BUY, 1)), ("order", ("ETH/BTC", Side.BUY, 10)),
+           ("credit", "500"), ("credit", "0"), ("crash",)],
+    credit="3000",
+)  # fmt: skip
+@example(  # a lowered credit, then a request, in one lost transaction: the credit's pass
+    # first (before, the request's was redone first and cancelled the credit's order too)
+    steps=[("order", ("ETH/BTC", Side.BUY, 10)), ("order", ("ETH/BTC", Side.BUY, 10)),
+           ("order", ("ETH/BTC", Side.BUY, 10)), ("order", ("BTC/USDC", Side.BUY, 10)),
+           ("credit", "500"), ("request", "USDC", 8000), ("crash",)],
+    credit="3000",
+)  # fmt: skip
+@example(  # two settlements in one lost transaction: a redemption each, as live
+    steps=[("request", "USDC", 1000), ("request", "USDC", 2000), ("settle", 0),
+           ("settle", 1), ("crash",)],
+    credit="0",
+)  # fmt: skip
 def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     steps: list[tuple[Any, ...]], credit: str
 ) -> None:
@@ -1189,7 +1239,12 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     transaction (folded, outputs gone) redoes exactly its live outputs, the same ids, the
     record included, and ends in the live state. And a worker that took the partition
     over, folding the account's records before its reference reader came to the fact,
-    writes nothing when it reads it (before helper-124's change it ran the pass again)."""
+    writes nothing when it reads it (before helper-124's change it ran the pass again).
+    And at a `crash`, the control facts read since the last order or price (one batch,
+    one transaction) lost together: a worker that folded them redoes every pass of the
+    batch as live ran them, byte for byte (before session 23 only the newest hold's and
+    the limits in force, on every hold at once: an older pass's record missing, its
+    cancels naming the newer fact)."""
     from engine.processor import _committed, _limits_committed
 
     limits = _limits().model_copy(update={"credit_limit": D(credit)})
@@ -1205,8 +1260,27 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     requested: list[str] = []
     everyone = lambda _account: True  # noqa: E731
     version = 1
+    run: tuple[EngineState, list[Any], list[Any]] | None = None
+    """The control facts read since the last order or price, one batch: its state before
+    them, the facts, what live wrote for them."""
     for step in steps:
         kind = step[0]
+        if kind == "crash":
+            # The batch's transaction lost: a worker that folded its facts (a rebuild)
+            # redoes every pass of it as live ran them, byte for byte.
+            if run is not None:
+                before, facts, outs = run
+                for e in facts:
+                    before.apply(e)
+                redone = catch_up(before, h.ctx, everyone)
+                assert [encode(e) for e in redone] == [encode(e) for e in outs], step
+                assert canonical_state(before) == canonical_state(h.state), step
+                run = None
+            continue
+        if kind in ("order", "btc"):
+            run = None
+        elif run is None:
+            run = (copy.deepcopy(h.state), [], [])
         if kind == "credit":
             # A limits change read from risk.config (its cancels, if any, caused by it);
             # one whose transaction is lost is redone exactly.
@@ -1222,6 +1296,9 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
                 "CREDIT_LIMIT"
             }
             log += [event, *out]
+            if run is not None:
+                run[1].append(event)
+                run[2].extend(out)
             lost.apply(event)
             causes = [lost.hold_causes.get("A1"), *lost.debit_causes.get("A1", {}).values()]
             assert all(_committed(lost, c) for c in causes if c is not None)  # recorded
@@ -1254,6 +1331,9 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
             event = new_event(payload, producer="transfers", occurred_at=h.tick())
             out = control(h.state, event, h.ctx)
             log += [event, *out]
+            if run is not None:
+                run[1].append(event)
+                run[2].extend(out)
             lost.apply(event)  # folded; its transaction lost
             redone = catch_up(lost, h.ctx, everyone)
             assert [e.event_id for e in redone] == [e.event_id for e in out]
