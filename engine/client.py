@@ -46,7 +46,9 @@ def admin_answer_topics(command_types: Iterable[str] = ADMIN_COMMAND_TYPES) -> t
 
 ADMIN_ANSWER_TOPICS = admin_answer_topics()
 """What an admin's watcher may read: `ANSWER_TOPICS` and surveillance.config."""
-UNAUTHENTICATED_REASONS = frozenset({"UNKNOWN_PRODUCER", "PRODUCER_REVOKED", "BAD_SIGNATURE"})
+UNAUTHENTICATED_REASONS = frozenset(
+    {"UNKNOWN_PRODUCER", "PRODUCER_REVOKED", "BAD_SIGNATURE", "WRONG_PARTITION"}
+)
 """Rejections decided before a signature verified (`engine.state.UNAUTHENTICATED`): anyone
 can provoke one for any client order id, so they answer only their own envelope."""
 

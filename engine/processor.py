@@ -1365,3 +1365,16 @@ def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[
         "admin-rejected",
     )
     return emit.out
+
+
+@in_exact_context
+def reject_misrouted(state: EngineState, event: Envelope[Any], detail: str) -> list[Output]:
+    """`IntentRejected(WRONG_PARTITION)` for an intent on another partition than its
+    account's (`engine.worker.EngineWorker._misrouted`): decided before its signature is
+    checked, from nothing of the state, and not recorded under its key (`UNAUTHENTICATED`),
+    here or in the account's worker, which folds it from risk.decisions at a rebuild.
+    Before session 23 such an intent was decided as STALE_STATE and recorded: a copy of a
+    signed intent sent elsewhere got the intent sent right answered with that refusal."""
+    emit = _Emitter(state, event)
+    _reject(emit, event, IntentRejectReason.WRONG_PARTITION, detail)
+    return emit.out

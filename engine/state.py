@@ -2024,10 +2024,14 @@ UNAUTHENTICATED: frozenset[IntentRejectReason] = frozenset(
         IntentRejectReason.UNKNOWN_PRODUCER,
         IntentRejectReason.PRODUCER_REVOKED,
         IntentRejectReason.BAD_SIGNATURE,
+        IntentRejectReason.WRONG_PARTITION,
     }
 )
 """Rejections decided before the intent's signature verified: emitted, but never recorded
-under (nor answered from) the idempotency key they name, live or in the fold."""
+under (nor answered from) the idempotency key they name, live or in the fold. A
+`WRONG_PARTITION` one is written by a worker that does not own the account, onto the
+account's partition of risk.decisions: recorded, the account's worker would fold it at its
+next rebuild (not live) and answer the intent sent right with it."""
 
 _REFERENCE_TYPES = (
     AccountOpened,

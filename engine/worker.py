@@ -83,6 +83,7 @@ from engine.processor import (
     preverify,
     process,
     reject_admin,
+    reject_misrouted,
 )
 from engine.replay import (
     DECISION_TYPES,
@@ -1021,17 +1022,21 @@ class EngineWorker:
             if why is not None:  # fail closed, as the batch's intents (engine.control)
                 out.extend(reject_admin(self.state, event, why))
                 return
-        lag = self.ctx.consumer_lag
         if isinstance(p, OrderIntent | CancelIntent) and self._misrouted(msg, p.account):
-            self.ctx.consumer_lag = UNKNOWN_LAG  # this intent only: STALE_STATE
+            # Decided nothing, recorded nowhere (`processor.reject_misrouted`).
+            out.extend(reject_misrouted(self.state, event, (
+                f"intent for {p.account} on partition {msg.partition()} of {msg.topic()}, "
+                f"not its account's partition {self.part(p.account)}: this worker need not "
+                "hold the account's state, so nothing about the intent was decided or "
+                "recorded (STALE_STATE); send it keyed by its account (murmur2)"
+            )))  # fmt: skip
+            return
         try:
             out.extend(process(self.state, event, self.ctx, broker_time(msg)))
         except Exception as exc:  # never crash on input; state may be torn: rebuild
             log.exception("processing failed for %s", event.event_id)
             out.append(self._dead_letter(msg, exc))
             self.needs_rebuild = True
-        finally:
-            self.ctx.consumer_lag = lag
 
     def _misrouted(self, msg: Message, account: str, what: str = "intent") -> bool:
         """An intent on another partition than its account's (murmur2 over the own topics'
@@ -1051,7 +1056,7 @@ class EngineWorker:
         if now - self._misrouted_logged > 1.0:  # seconds, not money: not a line per intent
             self._misrouted_logged = now
             log.warning(
-                "worker %s: %s for %s on %s[%s], its key's partition is %d: STALE_STATE",
+                "worker %s: %s for %s on %s[%s], its key's partition is %d: refused",
                 self.wid, what, account, msg.topic(), msg.partition(), self.part(account),
             )  # fmt: skip
         return True

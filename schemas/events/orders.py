@@ -129,6 +129,13 @@ class IntentRejectReason(StrEnum):
     CLIENT_ORDER_ID_REUSED = "CLIENT_ORDER_ID_REUSED"
     """The (producer, account, client_order_id) was decided for an intent with other content:
     a resend must repeat the intent exactly to get the original decision back."""
+    WRONG_PARTITION = "WRONG_PARTITION"
+    """The intent came on another partition of orders.intents than its account's (murmur2
+    of the account, as every producer's partitioner picks): the worker there need not hold
+    the account's state, so it decides nothing about the intent. Refused before its
+    signature is checked and, like UNKNOWN_PRODUCER, never recorded under its idempotency
+    key: a copy of a signed intent sent elsewhere cannot decide the intent sent right
+    (session 23; before, a recorded STALE_STATE `RiskDecision`)."""
 
 
 class IntentRejected(EventPayload):

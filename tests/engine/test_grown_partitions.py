@@ -27,7 +27,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine.partitioning import partition_for
-from schemas import Envelope, encode
+from schemas import Envelope, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import DepositReceived, KillSwitchEngaged, RiskLimits, RiskLimitsChanged
 from schemas.topics import Topic
@@ -126,11 +126,12 @@ def test_a_worker_owning_an_accounts_new_partition_does_not_approve_past_its_lim
         assert owner.topology, "the worker does not say which topic grew"
 
 
-def test_an_intent_on_another_partition_than_its_accounts_is_stale(env: Settings) -> None:
+def test_an_intent_on_another_partition_than_its_accounts_is_refused(env: Settings) -> None:
     """A producer may pick the partition itself (or set an envelope key that hashes
     elsewhere): the worker owning that partition need not hold the account's state, so
-    the intent is decided as STALE_STATE, never on what that worker happens to hold. With
-    one worker owning every partition the old code approved it."""
+    the intent is refused (`WRONG_PARTITION`; STALE_STATE until session 23), never decided
+    on what that worker happens to hold. With one worker owning every partition the code
+    before session 15 approved it."""
     assert partition_for("ACC1", 6) == 0
     settings = env
     with running_worker(settings, "a") as worker:
@@ -142,12 +143,52 @@ def test_an_intent_on_another_partition_than_its_accounts_is_stale(env: Settings
         p = Producer(producer_config(settings))
         p.produce(settings.topic(Topic.INTENTS), key=k, value=v, headers=h, partition=3)
         assert p.flush(30) == 0
-        away = _decided(settings, "away")
+        seen = wait_for(settings, Topic.DECISIONS, lambda ev: bool(_answers(ev, "away")), 60)
         assert not worker.topology
-    assert away.outcome == "REJECTED" and away.reason_codes == ("STALE_STATE",), away
-    assert "not on its partition" in next(
-        r.detail for r in away.rule_results if r.reason_code == "STALE_STATE"
-    )
+    (away,) = _answers(seen, "away")
+    assert type(away).__name__ == "IntentRejected" and away.reason == "WRONG_PARTITION", away
+    assert "not its account's partition 0" in away.detail, away.detail
+
+
+def _answers(events: list[Envelope[Any]], coid: str) -> list[Any]:
+    return [
+        e.payload
+        for e in events
+        if e.event_type in ("RiskDecision", "IntentRejected") and e.payload.client_order_id == coid
+    ]
+
+
+def test_an_off_partition_replay_does_not_decide_the_intent_sent_right(env: Settings) -> None:
+    """A signed intent copied onto another partition (anyone who can read and write
+    orders.intents can) is refused by the worker there, which need not hold the account's
+    state. Before session 23 it decided it: a STALE_STATE `RiskDecision`, keyed by the
+    account, so on the account's partition of risk.decisions, which the account's worker
+    does not read live but folds at its next rebuild. The same intent sent right after
+    that rebuild was answered with that refusal, byte for byte (and sent right before it,
+    approved live, a resend after a restart was told STALE_STATE while the order stood).
+    Now the refusal is `IntentRejected(WRONG_PARTITION)`, decided before the signature is
+    checked and never recorded under the intent's key, so the intent is decided on its
+    merits wherever and whenever it comes right."""
+    assert partition_for("ACC1", 6) == 0
+    settings = env
+    with running_worker(settings, "a"):
+        key = world(settings, ["ACC1"])
+        real = intent(key, "ACC1", "twin")
+        copy = new_event(real.payload, producer="strat1")
+        k, v, h = encode(copy)
+        p = Producer(producer_config(settings))
+        p.produce(settings.topic(Topic.INTENTS), key=k, value=v, headers=h, partition=3)
+        assert p.flush(30) == 0
+        seen = wait_for(settings, Topic.DECISIONS, lambda ev: bool(_answers(ev, "twin")), 60)
+        (away,) = _answers(seen, "twin")
+        assert getattr(away, "outcome", None) != "APPROVED", away
+    with running_worker(settings, "b"):  # rebuilt from the log, the copy's answer on it
+        produce(settings, [quote(update_id=2)])
+        produce(settings, [new_event(real.payload, producer="strat1")])
+        seen = wait_for(settings, Topic.DECISIONS, lambda ev: len(_answers(ev, "twin")) > 1, 60)
+    first, second = _answers(seen, "twin")
+    assert getattr(second, "outcome", None) == "APPROVED", second  # was: the copy's refusal
+    assert type(first).__name__ == "IntentRejected" and first.reason == "WRONG_PARTITION", first
 
 
 def test_the_snapshotter_writes_no_slice_of_a_grown_log(env: Settings) -> None:

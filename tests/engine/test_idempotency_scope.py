@@ -240,3 +240,34 @@ def test_a_decision_without_a_digest_answers_no_resend() -> None:
     assert out is not None and decision(out).reason == "CLIENT_ORDER_ID_REUSED"
     assert "records no intent digest" in decision(out).detail
     assert state.decisions.get(key) is not None
+
+
+def test_a_refusal_of_an_intent_on_another_partition_decides_nothing_about_it() -> None:
+    """What a worker not owning the account answers a copy of a signed intent sent to its
+    partition (`reject_misrouted`) is folded by the account's worker at a rebuild (it is
+    keyed by the account): it must neither answer nor block the intent sent right, nor
+    count in the producer's order rate. Before session 23 the copy got a recorded
+    STALE_STATE decision (tests/engine/test_grown_partitions.py shows what it did)."""
+    from engine.processor import reject_misrouted
+    from schemas.events.orders import IntentRejectReason
+
+    h = _world()
+    intent = OrderIntent(
+        producer_id="p1", strategy_id="s", account="A1", client_order_id="twin",
+        instrument=INSTRUMENT, side=Side.BUY, order_type=OrderType.LIMIT,
+        quantity=D("1"), limit_price=D("30010"),
+    )  # fmt: skip
+    signed = auth.sign(intent, h.key)
+    other = copy.deepcopy(h.state)  # the worker the copy came to
+    copied = new_event(signed, producer="p1", occurred_at=h.tick())
+    out = reject_misrouted(other, copied, "not its account's partition")
+    assert [(e.event_type, e.payload.reason) for e in out] == [
+        ("IntentRejected", IntentRejectReason.WRONG_PARTITION)
+    ]
+    assert ("p1", "A1", "twin") not in other.decisions
+    for e in out:  # the account's worker, rebuilt from the log
+        h.state.apply(e)
+    assert ("p1", "A1", "twin") not in h.state.decisions
+    assert not h.state.rate
+    real = decision(h.feed(signed, producer="p1"))
+    assert real.outcome == "APPROVED", real
