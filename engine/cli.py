@@ -10,9 +10,12 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from deploy.settings import Settings
 
 ADMIN = "admin"
 ADMIN_WAIT = {"seconds": 30.0}
@@ -36,6 +39,17 @@ def _settings() -> Any:
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _need_broker(settings: Settings) -> None:
+    """Exit 1 at once, before anything is sent, if no bootstrap broker answers: a Kafka
+    producer retries an absent broker until its records time out (`marketdata load` and
+    `simulate` printed a minute of connection failures, then `N records not acknowledged
+    by the broker within 60 s`)."""
+    from deploy.kafka import broker_unreachable
+
+    if (why := broker_unreachable(settings)) is not None:
+        _fail(f"nothing sent: {why}")
 
 
 def _producer_key_path(name: str) -> Path:
@@ -183,13 +197,17 @@ def _check_instrument(value: str, option: str) -> None:
 HELP_LOAD = (
     "Replay a raw Binance capture (trade + bookTicker) onto the market-data topic.\n\n"
     "Each malformed line becomes a dead letter with its reason. Prints a JSON report; "
-    "exits 1 if the file could not be read to its end (`file corrupt after line N`) or if "
-    "any record was not delivered (the report's `not_delivered`)."
+    "exits 1 if no broker answers (nothing is sent), if the file could not be read to its "
+    "end (`file corrupt after line N`), if no line of it is a trade or bookTicker message "
+    "(the wrong file), or if any record was not delivered (the report's `not_delivered`).\n\n"
+    "Example: tradetape marketdata load capture.jsonl.gz --instrument BTC/USDC "
+    "--as-fast-as-possible"
 )
 HELP_SIMULATE = (
     "Publish a seeded synthetic stream of quotes and trades (5 quotes a second).\n\n"
-    "The same --seed and --start give the same payloads. Exits 1 if any record was not "
-    "delivered."
+    "The same --seed and --start give the same payloads. Exits 1 if no broker answers "
+    "(nothing is sent) or if any record was not delivered.\n\n"
+    "Example: tradetape marketdata simulate --symbol BTC/USDC --minutes 0.5"
 )
 HELP_ADD = (
     "Create a keypair (private key 0600 in <data_dir>/keys/NAME.ed25519) and register the "
@@ -610,7 +628,9 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             _fail(f"cannot read {file}: {exc.strerror or exc}")
         rate = None if as_fast_as_possible else (speed or 1.0)
-        report = load_capture(_settings(), file, speed=rate, instrument=instrument, limit=limit)
+        settings = _settings()
+        _need_broker(settings)
+        report = load_capture(settings, file, speed=rate, instrument=instrument, limit=limit)
         typer.echo(
             json.dumps(
                 {
@@ -627,6 +647,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"error: {report.not_delivered} records were not delivered to the broker: "
                 f"{report.delivery_error}",
+                err=True,
+            )
+        if report.nothing_usable:
+            typer.echo(
+                f"error: nothing published: no line of {file} is a Binance trade or "
+                f"bookTicker message ({report.counts.get('rejected', 0)} rejected, each a "
+                f"dead letter; the first: {report.first_rejection}). Is it a capture? "
+                "(`<receive time in ns> <combined-stream JSON>` per line, gzip if it ends in .gz)",
                 err=True,
             )
         if not report.ok:
@@ -668,7 +696,9 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 _fail(f"--start {start!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", 2)
             at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        report = run_simulation(_settings(), symbol, minutes, seed, start=at, speed=speed)
+        settings = _settings()
+        _need_broker(settings)
+        report = run_simulation(settings, symbol, minutes, seed, start=at, speed=speed)
         typer.echo(
             json.dumps(
                 {

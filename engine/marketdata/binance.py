@@ -57,9 +57,12 @@ class CaptureReadError(Exception):
     error): `last_line` lines were read before it."""
 
     def __init__(self, path: Path, last_line: int, cause: BaseException) -> None:
-        super().__init__(
-            f"{path}: file corrupt after line {last_line}: {type(cause).__name__}: {cause}"
-        )
+        if last_line == 0 and isinstance(cause, gzip.BadGzipFile):
+            # The wrong file, not a damaged capture ("file corrupt after line 0" said less).
+            why = f"{path}: not gzip-compressed, though its name ends in .gz ({cause})"
+        else:
+            why = f"{path}: file corrupt after line {last_line}: {type(cause).__name__}: {cause}"
+        super().__init__(why)
         self.path = path
         self.last_line = last_line
         self.cause = cause

@@ -152,10 +152,21 @@ class LoadReport:
     delivery_error: str | None = None
     read_error: str | None = None
     """Why the file could not be read to its end (`... file corrupt after line N ...`)."""
+    first_rejection: str | None = None
+    """`line N: why` of the first line the parser rejected."""
+
+    @property
+    def nothing_usable(self) -> bool:
+        """Lines were rejected and none was a market-data record: the wrong file (a
+        README, a CSV), not a capture with a few bad lines. Before, such a load printed
+        `"published": 0` and exited 0."""
+        return self.counts.get("rejected", 0) > 0 and not any(
+            n for kind, n in self.counts.items() if kind in ("trade", "bookTicker")
+        )
 
     @property
     def ok(self) -> bool:
-        return self.not_delivered == 0 and self.read_error is None
+        return self.not_delivered == 0 and self.read_error is None and not self.nothing_usable
 
 
 @dataclass
@@ -190,10 +201,13 @@ def load_capture(
     out = Deliveries()
     parser, records = parse_file(path, instrument=instrument, limit=limit)
     read_error: str | None = None
+    first_rejection: str | None = None
     pacer = Pacer(speed) if speed else None
     try:
         for rec in records:
             if rec.error is not None:
+                if first_rejection is None:
+                    first_rejection = f"line {rec.line_no}: {rec.error[:200]}"
                 kept = kept_value(rec.raw.encode("utf-8", "replace"))
                 if rec.raw_sha256 is not None:  # `raw` is only the line's beginning
                     kept.update(
@@ -226,6 +240,7 @@ def load_capture(
         not_delivered=out.not_delivered,
         delivery_error=out.first_error,
         read_error=read_error,
+        first_rejection=first_rejection,
     )
 
 

@@ -181,3 +181,47 @@ def test_a_line_too_long_is_rejected_without_holding_it(tmp_path: Path, suffix: 
     assert getattr(bad, "raw_bytes", None) == len(long_line)
     assert getattr(bad, "raw_sha256", None) == hashlib.sha256(long_line.encode()).hexdigest()
     assert parser.counts["rejected"] == 1
+
+
+def test_a_load_or_simulation_with_no_broker_sends_nothing_and_says_so_at_once(
+    tmp_path: Path,
+) -> None:
+    """The newcomer's audit (helper-132): with the stack down, `marketdata load` and
+    `simulate` printed a minute of librdkafka connection failures, then `N records not
+    acknowledged by the broker within 60 s`; `publish`, `admin` and the others said at
+    once that no broker answers. Now these two do too, before sending anything."""
+    from tests.engine.workers import cli_env, run_cli
+
+    path = tmp_path / "cap.jsonl"
+    path.write_text(f"1 {_book()}\n")
+    env = cli_env(_unreachable(tmp_path))
+    for args in (["load", str(path), "--as-fast-as-possible"], ["simulate", "--minutes", "0.1"]):
+        done = run_cli(env, "marketdata", *args, timeout=110)
+        assert done.returncode == 1, (args, done.stdout, done.stderr[-2000:])
+        assert "error: nothing sent: cannot reach the Kafka broker" in done.stderr, done.stderr
+        assert "not acknowledged" not in done.stderr and done.stdout == "", done.stderr
+
+
+def test_a_gz_file_that_is_not_gzip_is_named_so(tmp_path: Path) -> None:
+    """Not "file corrupt after line 0: BadGzipFile: ..." (the audit): the wrong file."""
+    from engine.marketdata.binance import CaptureReadError
+
+    path = tmp_path / "capture.jsonl.gz"
+    path.write_text(f"1 {_book()}\n")
+    _, records = parse_file(path)
+    with pytest.raises(CaptureReadError) as info:
+        list(records)
+    assert "not gzip-compressed, though its name ends in .gz" in str(info.value)
+
+
+def test_a_file_with_no_market_data_line_is_a_failed_load(tmp_path: Path) -> None:
+    """The wrong file (here a README) dead-lettered every line and exited 0 with
+    `"published": 0` (the audit); a capture with some bad lines still loads."""
+    readme = loader.LoadReport(published=0, dead_letters=2, counts={"rejected": 2, "blank": 1})
+    assert readme.nothing_usable and not readme.ok
+    some_bad = loader.LoadReport(
+        published=3, dead_letters=1, counts={"rejected": 1, "bookTicker": 2, "trade": 1}
+    )
+    assert not some_bad.nothing_usable and some_bad.ok
+    depth_only = loader.LoadReport(published=0, dead_letters=0, counts={"skipped:depth": 5})
+    assert not depth_only.nothing_usable and depth_only.ok
