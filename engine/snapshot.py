@@ -42,7 +42,7 @@ from uuid import UUID
 
 from engine.ended import Ended
 from engine.idempotency import Key, Recorded, fingerprint
-from engine.state import ZERO, EngineState, Exposure, OrderState, RateWindow
+from engine.state import NOT_OPEN_CURRENCY, ZERO, EngineState, Exposure, OrderState, RateWindow
 from schemas.events import OrderType, Side, TimeInForce
 from schemas.snapshots import FORMAT_VERSION, MAX_CHUNK_BYTES
 
@@ -740,7 +740,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
 
 _UNTOUCHED: dict[str, Any] = {
     "opened": False,
-    "base_currency": "USDT",
+    "base_currency": NOT_OPEN_CURRENCY,
     "kyc": False,
     "aml_flags": [],
     "balances": {},

@@ -425,11 +425,18 @@ TAKEN_QUOTES = 16
 quotes, and meeting an older one it took from, finds that one's size whole again."""
 
 
+NOT_OPEN_CURRENCY = "(account not open)"
+"""`AccountState.base_currency` until an `AccountOpened` names one: no asset code (those
+match `^[A-Z0-9]+$`), so nothing is ever marked in it, and a rejected intent's rule
+details say what it is. Until session 23 it was "USDT" (v1's default), and an intent on
+an account never opened read "no mark values USDC in USDT, the limit's currency"."""
+
+
 @dataclass
 class AccountState:
     account: str
     opened: bool = False
-    base_currency: str = "USDT"
+    base_currency: str = NOT_OPEN_CURRENCY
     kyc: bool = False
     aml_flags: set[str] = field(default_factory=set)
     balances: dict[str, Decimal] = field(default_factory=dict)

@@ -75,3 +75,36 @@ def test_a_replay_of_the_refused_command_stays_refused_once_the_currency_is_perm
     out = process(h.state, command, h.ctx)
     assert [e.event_type for e in out] == ["AdminCommandRejected"]
     assert "already decided" in out[0].payload.reason
+
+
+def test_an_account_never_opened_is_valued_in_no_currency() -> None:
+    """`AccountState.base_currency` of an account no `AccountOpened` named was "USDT"
+    (v1's default) until session 23, and the decisions of intents on such an account
+    (rejected ACCOUNT_NOT_OPEN) said so: "no mark values USDC in USDT, the limit's
+    currency", as if it were valued in a stablecoin the allow-list does not permit. It is
+    now a placeholder no asset code can equal, and the decision names no currency."""
+    import re
+
+    from engine import auth
+    from engine.state import NOT_OPEN_CURRENCY, AccountState
+    from schemas.events import ProducerRegistered, Side
+    from tests.engine.pure import decision
+
+    assert re.fullmatch(r"[A-Z0-9]+", NOT_OPEN_CURRENCY) is None  # not an AssetCode
+    assert AccountState("B9").base_currency == NOT_OPEN_CURRENCY
+    h = Harness()
+    h.admin(
+        ProducerRegistered(
+            producer_id="p1",
+            public_key=auth.public_hex(h.key),
+            accounts=("A1", "B9"),
+            registered_by="admin",
+        )
+    )
+    h.quote(Decimal("30000"), Decimal("30001"))
+    d = decision(h.order(Side.BUY, Decimal("1"), Decimal("30001"), account="B9"))
+    assert d.outcome == "REJECTED" and "ACCOUNT_NOT_OPEN" in d.reason_codes, d
+    assert not any("USDT" in r.detail for r in d.rule_results), d.rule_results
+    assert h.state.account("B9").base_currency == NOT_OPEN_CURRENCY
+    assert _open(h, "B9", "EURC") == ["AccountOpened"]
+    assert h.state.account("B9").base_currency == "EURC"
