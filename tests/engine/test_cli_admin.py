@@ -100,12 +100,24 @@ def test_admin_commands_report_acceptance_and_rejection(env: Settings) -> None:
             prefix=env.topic_prefix,
         )
         unknown = _run(data, env.kafka_port, "admin", "kyc", "NOPE", prefix=env.topic_prefix)
+        # Session 23: an account in a currency the allow-list does not permit is refused
+        # at open time (before, opened, and every order of it refused later).
+        usdt = _run(
+            data,
+            env.kafka_port,
+            *("admin", "open-account", "ACC9", "--owner", "O", "--currency", "USDT"),
+            prefix=env.topic_prefix,
+        )
     assert first.returncode == 0, first.stderr[-2000:]
     assert "accepted: KillSwitchEngaged" in first.stderr
     assert len(first.stdout.split()) == 1  # the command's event id, as before
     assert second.returncode == 1, (second.stdout, second.stderr[-2000:])
     assert "error: the engine rejected KillSwitchEngaged" in second.stderr
     assert unknown.returncode == 1 and "rejected" in unknown.stderr, unknown.stderr[-2000:]
+    assert usdt.returncode == 1, (usdt.stdout, usdt.stderr[-2000:])
+    assert "error: the engine rejected AccountOpened" in usdt.stderr, usdt.stderr[-2000:]
+    assert "base_currency USDT is not permitted" in usdt.stderr
+    assert "STABLECOIN_NOT_PERMITTED" in usdt.stderr and "Traceback" not in usdt.stderr
 
 
 @pytest.mark.parametrize("command", ["revoke", "rotate"])
