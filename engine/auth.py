@@ -191,4 +191,12 @@ def write_private_key(path: Path, key: Ed25519PrivateKey, *, exclusive: bool = F
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:
-    return load_private_hex(path.read_text())
+    """The key in `path`; ValueError naming the file if it holds no key (OSError if it
+    cannot be read). Before, `publish` with a damaged key file ended in a traceback
+    (`non-hexadecimal number found in fromhex() arg`)."""
+    try:
+        return load_private_hex(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError among them
+        raise ValueError(
+            f"{path} holds no Ed25519 private key (64 hex digits expected; {exc})"
+        ) from None

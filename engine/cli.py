@@ -168,6 +168,13 @@ def _why_skipped(exc: Exception) -> str:
     (pydantic's own text took three lines a field, each with a web address)."""
     from pydantic import ValidationError
 
+    from schemas.errors import UnknownEventTypeError
+
+    if isinstance(exc, UnknownEventTypeError):
+        # not "malformed event at None[None]@None: ...": a line has no topic coordinates
+        return f"{exc.reason} (docs/events.md lists the event types)"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc})"
     if not isinstance(exc, ValidationError):
         return str(exc)
     fields = "; ".join(
@@ -482,7 +489,11 @@ def register(app: typer.Typer) -> None:
                 continue
             try:
                 raw = json.loads(line)
+                if not isinstance(raw, dict):
+                    raise ValueError(f"not a JSON object but a JSON {type(raw).__name__}")
                 etype = raw.get("event_type")
+                if not isinstance(etype, str):
+                    raise ValueError('no "event_type" (`{"event_type": ..., "payload": {...}}`)')
                 body = raw.get("payload", {k: v for k, v in raw.items() if k != "event_type"})
                 cls = payload_class(etype, int(raw.get("schema_version", 1)))
                 payload = cls.model_validate(body)
@@ -494,7 +505,13 @@ def register(app: typer.Typer) -> None:
             who = ADMIN if is_admin else str(getattr(payload, "producer_id", ADMIN))
             pub = publishers.get(who)
             if pub is None:
-                pub = publishers[who] = IntentPublisher(settings, who, watch=False)
+                try:
+                    pub = IntentPublisher(settings, who, watch=False)
+                except (ValueError, OSError) as exc:  # a damaged or unreadable key file
+                    typer.echo(f"error: line {n}: {exc}", err=True)
+                    bad_lines.append(n)
+                    continue
+                publishers[who] = pub
             if is_admin:
                 # Intents sent before an admin command are decided before it applies...
                 for other in publishers.values():

@@ -295,7 +295,12 @@ class IntentPublisher:
 
     def sign(self, payload: OrderIntent | CancelIntent) -> OrderIntent | CancelIntent:
         if self.key is None:
-            raise ValueError(f"no private key for producer {self.producer_id}")
+            path = key_path(self.settings.resolved_data_dir, self.producer_id)
+            raise ValueError(
+                f"no private key for producer {self.producer_id}: no key file {path} "
+                f"(`tradetape producer add {self.producer_id} --accounts ...` creates it; "
+                "--data-dir or TRADETAPE_DATA_DIR if it is in another data directory)"
+            )
         return sign(payload, self.key)
 
     def _awaits(self, correlation_id: UUID, intent: IntentKey | None) -> bool:

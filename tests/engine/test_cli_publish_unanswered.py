@@ -78,3 +78,55 @@ def test_a_line_that_cannot_be_published_exits_1(env: Settings, tmp_path: Path) 
     assert "error: line 1: skipped" in done.stderr and "error: line 2: skipped" in done.stderr
     assert "error: 2 lines were not published: lines 1, 2" in done.stderr, done.stderr[-2000:]
     assert done.stdout == ""
+
+
+@pytest.mark.integration
+def test_bad_lines_and_key_files_are_one_clear_line_each_never_a_traceback(
+    env: Settings, tmp_path: Path
+) -> None:
+    """The newcomer's audit (helper-132): a damaged key file ended `publish` in a
+    traceback (`non-hexadecimal number found in fromhex() arg`); an unknown event type
+    read `malformed event at None[None]@None: ...`; a missing key file said only `no
+    private key for producer P`, not where it was looked for nor how to make one."""
+    intent = {
+        "strategy_id": "s",
+        "account": "A1",
+        "client_order_id": "c1",
+        "instrument": "BTC/USDC",
+        "side": "BUY",
+        "order_type": "MARKET",
+        "quantity": "0.01",
+    }
+    keys = env.resolved_data_dir / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "bob.ed25519").write_text("not a key\n")
+    path = tmp_path / "lines.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"event_type": "Nope", "payload": {}}),
+                "[1, 2]",
+                json.dumps({"payload": {}}),
+                json.dumps(
+                    {"event_type": "OrderIntent", "payload": {**intent, "producer_id": "bob"}}
+                ),
+                json.dumps(
+                    {"event_type": "OrderIntent", "payload": {**intent, "producer_id": "carol"}}
+                ),
+            ]
+        )
+        + "\n"
+    )
+    done = run_cli(cli_env(env), "publish", str(path), "--wait", "1")
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr and "None[None]" not in done.stderr, done.stderr
+    errors = [x for x in done.stderr.splitlines() if x.startswith("error: line ")]
+    assert errors[0] == (
+        "error: line 1: skipped: unknown event type 'Nope' v1 (docs/events.md lists the event types)"
+    ), errors
+    assert errors[1] == "error: line 2: skipped: not a JSON object but a JSON list", errors
+    assert errors[2].startswith('error: line 3: skipped: no "event_type"'), errors
+    assert errors[3].startswith(f"error: line 4: {keys / 'bob.ed25519'} holds no Ed25519"), errors
+    assert f"no key file {keys / 'carol.ed25519'}" in errors[4], errors
+    assert "`tradetape producer add carol --accounts ...` creates it" in errors[4], errors
+    assert "error: 5 lines were not published: lines 1, 2, 3, 4, 5" in done.stderr
