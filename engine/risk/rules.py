@@ -228,8 +228,8 @@ def freshness(ctx: RiskContext) -> RuleResult:
             rid,
             ver,
             "STALE_STATE",
-            "consumer lag unknown, the control topics not read to their end, or the intent's "
-            "account not on its partition (topic partitions changed: see the worker's log)",
+            "consumer lag unknown, the control topics not read to their end, a topic's "
+            "partition count not the declared one, or a failed catch-up (see the worker's log)",
         )
     if ctx.consumer_lag > lim.max_consumer_lag:
         return _no(
