@@ -1028,7 +1028,7 @@ class EngineWorker:
                 f"intent for {p.account} on partition {msg.partition()} of {msg.topic()}, "
                 f"not its account's partition {self.part(p.account)}: this worker need not "
                 "hold the account's state, so nothing about the intent was decided or "
-                "recorded (STALE_STATE); send it keyed by its account (murmur2)"
+                "recorded; send it keyed by its account (murmur2)"
             )))  # fmt: skip
             return
         try:
