@@ -147,12 +147,12 @@ _MARK = b"\x01"
 # bytes needle is first tried as an int, which formats and clears a TypeError (~1,500
 # instructions a test, twice per jsonb value here; callgrind, session 20).
 _MARK_BYTE, _BACKSLASH = _MARK[0], ord("\\")
-# trim_scale's text is `render`'s (both strip trailing zeros, exactly); up to 28
-# characters it is sent as is, a longer one marked and rendered from its Decimal.
-_NUMERIC_SQL = (
-    "CASE WHEN length(trim_scale({c})::text) <= 28 THEN trim_scale({c})::text "
-    "ELSE chr(1) || {c}::text END"
-)
+# trim_scale's text is `render`'s, at any length: both strip trailing zeros exactly
+# (`render` normalizes in `_EXACT`). Until session 23 a text longer than 28 characters
+# was sent marked and rendered in Python, a limit left from when `normalize` rounded to
+# the ambient 28 digits (60a7616): `drawdown_events`' NAV and drawdown (~60 digits) took
+# that path twice a row, ~half of its checksum's client CPU.
+_NUMERIC_SQL = "trim_scale({c})::text"
 # isoformat() drops a zero fraction; the range keeps to years a datetime holds, in any
 # session time zone (outside it `render`'s loader decides, as it always did).
 _TIMESTAMPTZ_SQL = (

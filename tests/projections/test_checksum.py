@@ -208,12 +208,47 @@ EDGES: list[dict[str, Any]] = [
 
 @pytest.mark.integration
 def test_streamed_checksum_on_the_edges(env: Settings) -> None:
-    """Each way a value leaves the fast path: more digits than Decimal's 28, years at a
-    datetime's ends, numbers and scalars in jsonb, COPY's \\b \\f \\v escapes, the marker
-    byte in a text column."""
+    """Each way a value leaves the fast path: years at a datetime's ends, numbers and
+    scalars in jsonb, COPY's \\b \\f \\v escapes, the marker byte in a text column; and
+    numerics of more digits than Decimal's 28, which left it until session 23."""
     with psycopg.connect(env.dsn, autocommit=True) as conn:
         _load(conn, "edges", EDGES)
         assert checksum(conn, Sample(), "edges") == reference(conn, "edges")
+
+
+LONG_NUMERICS = [
+    Decimal("0.986300000000479700640644475121106926060252478981209861142590"),
+    Decimal("-0.0000000000000000000000000000000000000000000000000000000000001"),
+    Decimal("1E+60"),
+    Decimal("123456789012345678901234567890123456789012345678901234567890.500"),
+    Decimal(7).scaleb(-300),
+    Decimal("9" * 400 + "." + "1" * 120 + "000"),
+]
+
+
+@pytest.mark.integration
+def test_a_long_numeric_is_rendered_by_postgresql(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trim_scale`'s text is `render`'s at any length, so a numeric of more than 28
+    characters (a drawdown's NAV and drawdown carry ~60 digits) is not sent marked to be
+    rendered in Python (it was until session 23: half of `drawdown`'s checksum CPU)."""
+    batch = [
+        {"t": None, "u": None, "b": None, "big": None, "n": n, "n2": -n, "ts": None, "j": None}
+        for n in LONG_NUMERICS
+    ]
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "longnum", batch)
+        expected = reference(conn, "longnum")
+        rendered: list[Any] = []
+
+        def counted(value: Any) -> str:
+            rendered.append(value)
+            return render(value)
+
+        monkeypatch.setattr("projections.checksum.render", counted)
+        assert checksum(conn, Sample(), "longnum") == expected
+        assert rendered == []
 
 
 # Contents without a top-level jsonb null or a jsonb string that reads as another jsonb
