@@ -366,6 +366,10 @@ def copy_block(rows: Sequence[Row]) -> str:
     take a value equal to None), on the path only non-`str` values take: a second pass
     over every value to count them was a quarter of the rendering (session 14).
     """
+    if rows and len(rows[0]) == 1:
+        column = _one_column(rows)
+        if column is not None:
+            return column
     nulls: list[None] = []
     null = nulls.append
     text = "".join(
@@ -394,6 +398,22 @@ def copy_block(rows: Sequence[Row]) -> str:
     ):
         return text
     return copy_block_escaped(rows)
+
+
+def _one_column(rows: Sequence[Row]) -> str | None:
+    """Rows of one `str` value each (a `_seen` table's event ids, one row per folded
+    event) as one join, or None when any row is otherwise or a value needs escaping:
+    `copy_block`'s per-row join and counts cost ~0.5 us a row (session 23)."""
+    try:
+        values = [v for (v,) in rows]
+    except (TypeError, ValueError):  # a row of another length
+        return None
+    if set(map(type, values)) != {str}:
+        return None
+    text = "\n".join(values) + "\n"
+    if "\\" in text or "\t" in text or "\r" in text or text.count("\n") != len(rows):
+        return None
+    return text
 
 
 def copy_block_escaped(rows: Sequence[Row]) -> str:

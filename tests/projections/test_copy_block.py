@@ -71,6 +71,13 @@ _rows = st.lists(
 @example([("\r",)])
 @example([(_Str("\\"),)])
 @example([({"k": 'a"b'},)])
+@example([("a",), ("b", "c")])
+@example([("a", "b"), ("c",)])
+@example([("a",), (None,)])
+@example([("a",), ("",)])
+@example([("a",), ("b\\",)])
+@example([("a",), (_Str("b"),)])
+@example([["a"], ("b",)])
 def test_copy_block_is_copy_block_escaped(rows: list[Any]) -> None:
     assert copy_block(rows) == copy_block_escaped(rows)
 
@@ -88,3 +95,23 @@ def test_plain_rows_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
         "e1\t\\N\t3\tt\t1.50\t2026-01-02T00:00:00+00:00\tcafé €\n"
         'e2\tx\t\\N\tf\t-0.000001\t\\N\t{"a": [1, 2]}\n'
     )
+
+
+def test_one_column_of_plain_strings_is_one_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `_seen` table's rows (one event id each) are rendered by one join (session 23:
+    ~0.12 against ~0.5 us a row), not row by row; anything else in one column is not."""
+    ids = [("0190a1b2-0000-7000-8000-00000000000" + str(i),) for i in range(10)]
+    calls: list[str | None] = []
+    one_column = store._one_column
+
+    def spy(rows: Any) -> str | None:
+        calls.append(one_column(rows))
+        return calls[-1]
+
+    monkeypatch.setattr(store, "_one_column", spy)
+    assert copy_block(ids) == copy_block_escaped(ids) == "".join(f"{i}\n" for (i,) in ids)
+    assert calls == [copy_block_escaped(ids)]
+    for other in ([("a",), (None,)], [("a",), ("b\tc",)], [("a",), (_Str("b"),)]):
+        calls.clear()
+        assert copy_block(other) == copy_block_escaped(other)
+        assert calls == [None]
