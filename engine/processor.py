@@ -209,11 +209,20 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
             found = emitters[event.event_id] = _Emitter(state, event)
         return found
 
-    # First what the kill switch or an AML flag stops (a worker that read the fact may have
-    # died before its cancels committed), as caused by that fact: the ids a live worker
-    # gives them (`control`).
+    # First what an AML flag or an account's own kill switch stops, if the log does not
+    # show the halt committed (a worker that read the fact may have died before its
+    # cancels committed), as caused by that fact: the ids a live worker gives them
+    # (`control`). A flag's halt is run again always (every parent order goes, and none
+    # can be placed under the flag: nothing new to cancel once it committed); an
+    # account's own switch never (`_switch_committed`: its fact and its halt are one
+    # transaction of the owner). A global switch's is one of `_redo_passes`'s.
     for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
-        cause = state.halt_cause(account) if owns(account) else None
+        if not owns(account):
+            continue
+        cause = state.halt_causes.get(("aml", account))
+        if cause is None:
+            own = state.halt_causes.get(("kill", account))
+            cause = None if own is None or _switch_committed(state, own, account) else own
         if cause is not None:
             for name in sorted(ctx.venues):
                 ctx.venues[name].halt(state, account, emit_for(cause))
@@ -306,19 +315,26 @@ def _redo_passes(
             l0 = j + 1
             break
     lost_l = changes[l0:]
-    if not lost_t and not lost_l:
+    switch = state.halt_causes.get(("kill", GLOBAL_SCOPE))
+    lost_k: list[Envelope[Any]] = (
+        [switch]
+        if switch is not None and acc.open_orders and not _switch_committed(state, switch, account)
+        else []
+    )
+    if not lost_t and not lost_l and not lost_k:
         return
-    steps: list[TransferStep | LimitStep] = []
-    i = j = 0
-    while i < len(lost_t) or j < len(lost_l):
-        if j == len(lost_l) or (
-            i < len(lost_t) and _read_order(lost_t[i].fact) <= _read_order(lost_l[j].fact)
-        ):
-            steps.append(lost_t[i])
-            i += 1
-        else:
-            steps.append(lost_l[j])
-            j += 1
+    lanes: list[list[TransferStep | LimitStep | Envelope[Any]]] = [[*lost_t], [*lost_l], [*lost_k]]
+    steps: list[TransferStep | LimitStep | Envelope[Any]] = []
+    at = [0, 0, 0]
+    while True:
+        heads = [
+            (_read_order(_fact(lanes[q][at[q]])), q) for q in range(3) if at[q] < len(lanes[q])
+        ]
+        if not heads:
+            break
+        q = min(heads)[1]
+        steps.append(lanes[q][at[q]])
+        at[q] += 1
     held, balances, deposited = acc.held, acc.balances, acc.deposited
     limits = state.limits.get(scope)
     settled_now = transfers[-1].settled if transfers else {}
@@ -331,7 +347,7 @@ def _redo_passes(
         for step in steps:
             if isinstance(step, TransferStep):
                 moment = step
-            else:
+            elif isinstance(step, LimitStep):
                 p = step.fact.payload
                 in_force = (p.config_version, p.limits)
             if lost_t:
@@ -348,7 +364,7 @@ def _redo_passes(
                     state.limits.pop(scope, None)
                 else:
                     state.limits[scope] = in_force
-            emit = emit_for(step.fact)
+            emit = emit_for(_fact(step))
             if isinstance(step, TransferStep):
                 if step.passes:
                     _unhold(state, ctx, emit, account, owns, _debited(state, step.fact))
@@ -358,12 +374,18 @@ def _redo_passes(
                         hidden.discard(step.flow)
                         acc.pending.add(step.flow)
                     _unitize(state, owns, account, emit)
-            elif scope != GLOBAL_SCOPE or acc.open_orders:
-                # A change of the account's own limits is recorded with nothing resting
-                # too; a global one for the accounts with open orders (`_limits_changed`).
-                if acc.open_orders:
-                    _limits_pass(state, ctx, emit, acc, fee)
-                _checked(emit, account, step.fact)
+            elif isinstance(step, LimitStep):
+                if scope != GLOBAL_SCOPE or acc.open_orders:
+                    # A change of the account's own limits is recorded with nothing
+                    # resting too; a global one for the accounts with open orders
+                    # (`_limits_changed`).
+                    if acc.open_orders:
+                        _limits_pass(state, ctx, emit, acc, fee)
+                    _checked(emit, account, step.fact)
+            elif acc.open_orders:  # the global switch's halt (`_halt`)
+                for name in sorted(ctx.venues):
+                    ctx.venues[name].halt(state, account, emit)
+                _checked(emit, account, step)
     finally:
         acc.held, acc.balances, acc.deposited = held, balances, deposited
         if limits is None:
@@ -371,6 +393,25 @@ def _redo_passes(
         else:
             state.limits[scope] = limits
         acc.pending |= hidden
+
+
+def _switch_committed(state: EngineState, switch: Envelope[Any], account: str) -> bool:
+    """Whether the log shows the halt of `switch` (a `KillSwitchEngaged` in force for
+    `account`) committed for the account: for a switch of the account itself, its being
+    on the log, written by the engine (the account's owner decides it, or its drawdown
+    brake engages it, in the transaction of the halt); for a global one, the account's
+    `RestingOrdersChecked` naming it (the halt of each worker that read it, for each
+    account with open orders, or a decision of the account approved under it since).
+    Otherwise `catch_up` runs the halt again (a lost transaction; on a log from before
+    the record, fail closed: once, writing the record)."""
+    if switch.payload.scope == account:
+        return switch.producer == ENGINE_PRODUCER
+    acc = state.accounts.get(account)
+    return acc is not None and switch.event_id in acc.unheld
+
+
+def _fact(step: TransferStep | LimitStep | Envelope[Any]) -> Envelope[Any]:
+    return step.fact if isinstance(step, TransferStep | LimitStep) else step
 
 
 def _read_order(fact: Envelope[Any]) -> tuple[datetime, str]:
@@ -681,11 +722,21 @@ def _short(
 
 
 def _halt(
-    state: EngineState, ctx: Context, emit: Callable[[EventPayload, str], None], scope: str
+    state: EngineState,
+    ctx: Context,
+    emit: Callable[[EventPayload, str], None],
+    scope: str,
+    fact: Envelope[Any] | None = None,
 ) -> None:
     """At once, in the same transaction as the fact: cancel the owned open orders a kill
     switch (of `scope`, an account or '*') or an AML flag raised just now stops
-    (`Venue.halt`), accounts and venues in sorted order."""
+    (`Venue.halt`), accounts and venues in sorted order. A global switch (`fact`, as
+    published on risk.config) records its pass per owned account with open orders
+    (`RestingOrdersChecked`, cancelling or not), so a restart does not run it again on a
+    later state (`catch_up`); an account whose records show it ran (a worker that took the
+    partition over folded them before reading the switch) is left alone. A switch of one
+    account needs no record: its fact is written by the account's owner in the
+    transaction of the pass (decided from the admin command, or the drawdown brake)."""
     owns = ctx.owns
     accounts = (
         sorted(a for a, acc in state.accounts.items() if acc.open_orders)
@@ -694,8 +745,13 @@ def _halt(
     )
     for account in accounts:
         if owns is None or owns(account):
+            recorded = fact if scope == GLOBAL_SCOPE else None
+            if recorded is not None and recorded.event_id in state.account(account).unheld:
+                continue
             for name in sorted(ctx.venues):
                 ctx.venues[name].halt(state, account, emit)
+            if recorded is not None:
+                _checked(emit, account, recorded)
 
 
 def _stop_producer(
@@ -759,8 +815,10 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
         _stop_producer(state, ctx, emit, event, ctx.owns)
     elif isinstance(p, RiskLimitsChanged):
         _limits_changed(state, ctx, emit, p.scope, ctx.owns, event)
+    elif isinstance(p, KillSwitchEngaged):
+        _halt(state, ctx, emit, p.scope, event)
     else:
-        _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
+        _halt(state, ctx, emit, p.account)
     return emit.out
 
 
@@ -1115,6 +1173,15 @@ def _order(
             "brake",
         )
         _halt(state, ctx, emit, p.account)
+    switch = state.halt_causes.get(("kill", GLOBAL_SCOPE)) if ev.passed else None
+    if switch is not None and switch.event_id not in acc.unheld:
+        # Approved under a global switch whose pass the account's records do not show
+        # (nothing rested when it was read, so none was written): the pass is recorded
+        # now, in this transaction (nothing rests that it could stop: every order the
+        # account placed since was risk-reducing at entry). Else a restart ran it again
+        # on its state and cancelled, under the switch's id, an order live cancels only
+        # when a print reaches it (`catch_up`).
+        _checked(emit, p.account, switch)
     order_id = order_id_for(event, emit.cause_id) if ev.passed else None
     emit(
         _decision(
@@ -1340,8 +1407,12 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
     if isinstance(p, DepositReceived):
         # Units issued at the NAV per unit just before the deposit (DRAWDOWN_BRAKE v6).
         _unitize(state, ctx.owns, p.account, emit)
-    elif isinstance(p, KillSwitchEngaged | AmlFlagRaised):
-        _halt(state, ctx, emit, p.scope if isinstance(p, KillSwitchEngaged) else p.account)
+    elif isinstance(p, KillSwitchEngaged):
+        # Caused by the command; each account's record names the accepted fact, the
+        # switch `catch_up` finds in force (`EngineState.halt_causes`).
+        _halt(state, ctx, emit, p.scope, emit.out[-1])
+    elif isinstance(p, AmlFlagRaised):
+        _halt(state, ctx, emit, p.account)
     elif isinstance(p, ProducerRevoked):
         _stop_producer(state, ctx, emit, emit.out[-1], ctx.owns)
     elif isinstance(p, RiskLimitsChanged):

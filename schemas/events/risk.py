@@ -141,12 +141,14 @@ class RestingOrdersChecked(EventPayload):
     """The account's owner ran a fact's pass over its resting orders, cancelling or not.
 
     In the transaction of the pass: a withdrawal hold's (`processor._unhold`, for a
-    transfer fact that raised a hold or settled a rejected withdrawal) or a limits
+    transfer fact that raised a hold or settled a rejected withdrawal), a limits
     change's (`processor._limits_changed`, for the `RiskLimitsChanged` in force for the
-    account). What the pass cancelled, if anything, is on orders.lifecycle, caused by the
+    account) or a global kill switch's halt (`processor._halt`; or, for an account that
+    had nothing resting then, with its first decision approved under the switch). What
+    the pass cancelled, if anything, is on orders.lifecycle, caused by the
     same input. Written whether or not it cancelled anything (for a hold-raising fact and
-    a change of the account's own limits with nothing resting too; for a global change,
-    per account with open orders it covers), so the log shows the pass's transaction
+    a change of the account's own limits with nothing resting too; for a global change
+    or switch, per account with open orders it covers), so the log shows the pass's transaction
     committed and a restart's `catch_up` does not run the pass again on a
     later state, where it could cancel what no live worker did (docs/engine.md
     *Withdrawals*). One per fact and account: its id is derived from the input and the
@@ -159,8 +161,8 @@ class RestingOrdersChecked(EventPayload):
     account: AccountId
     fact_event_id: UUID = Field(
         description="The fact whose pass ran: the transfer fact (`TransferRequested`, "
-        "`TransferChecked`, `TransferReleased`, `TransferSettled`) or the "
-        "`RiskLimitsChanged` as published on its topic"
+        "`TransferChecked`, `TransferReleased`, `TransferSettled`), the "
+        "`RiskLimitsChanged` or the global `KillSwitchEngaged` as published on its topic"
     )
     fact_type: str = Field(min_length=1, max_length=64, description="The event type of that fact")
 

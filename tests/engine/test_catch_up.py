@@ -21,11 +21,11 @@ from unittest.mock import patch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.processor import Context, catch_up, process
+from engine.processor import Context, catch_up, control, process
 from engine.snapshot import SnapshotError, canonical_state, release_partitions, take_slice
 from engine.state import EngineState
 from schemas import new_event
-from schemas.events import RiskLimitsChanged, Side
+from schemas.events import KillSwitchEngaged, RiskLimitsChanged, Side
 from tests.engine.test_snapshot import (
     ACTION,
     Log,
@@ -508,3 +508,102 @@ def test_a_stop_hit_with_nothing_left_fills_after_a_hand_over(read_live: int) ->
             e.event_id for e in new if e.event_type == "OrderTriggered"
         ]
         assert _but_peaks(state) == _but_peaks(live.h.state)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from(["A1", "decided", "read"]), st.booleans())
+def test_a_restart_leaves_under_the_kill_switch_what_live_leaves_until_a_print(
+    scope: str, resting: bool
+) -> None:
+    """A1 is long 1 BTC with 100,000 of credit and an offer of 1 at 31,000, placed before
+    its kill switch (`resting`: the switch's halt keeps it, it closes the long) or after
+    it (approved under it, risk-reducing). The switch: A1's own, or a global one decided
+    by this worker or read from risk.config. A request of 0.5 BTC then holds half the BTC
+    (the credit covers it: the hold's pass cancels nothing), and the offer would take the
+    holding past zero: no longer risk-reducing. Live, nothing looks at it until a print
+    reaches it, which cancels it `KILL_SWITCH`, caused by the print. Before, a restart's
+    `catch_up` ran every switch's halt in force again (a halt that cancelled nothing left
+    no trace), so it cancelled the offer at once, caused by the switch: earlier than
+    live, under another id. Now the halt is redone only if the log does not show it
+    committed (`_switch_committed`: an account's own switch is written by its owner in
+    the halt's transaction; a global one's halt records itself per account with open
+    orders, and a decision approved under it records it for an account that had none),
+    and the restarted worker ends where live does."""
+    setup = [("limit", "A1", Side.BUY, "1", 0, False), ("trade", -1, "1")]
+    offer = ("limit", "A1", Side.SELL, "1", 100, False)
+    log = _play([*setup, offer] if resting else setup)
+    credit = limits(1).model_copy(update={"credit_limit": D("100000")})
+    log.add(
+        log.h.admin(
+            RiskLimitsChanged(scope="*", config_version=2, limits=credit, changed_by="admin")
+        )
+    )
+    done = len(log.own)
+    engaged = KillSwitchEngaged(scope="*" if scope != "A1" else "A1", engaged_by="a", reason="t")
+    if scope == "read":  # decided by another worker: read from risk.config
+        switch = new_event(engaged, producer="engine", occurred_at=log.h.tick())
+        log.ref.append(switch)
+        log.h.inputs.append(switch)
+        log.add(control(log.h.state, switch, log.h.ctx))
+    else:
+        log.add(log.h.admin(engaged))
+    if not resting:
+        log.play(offer)
+    log.play(("withdraw", "A1", 0, "request", "PASS", ("BTC", "0.5")))
+    order = [e for e in _own_events(log) if e.event_type == "OrderSubmitted"][-1].payload
+    new = [e.event_type for e in _own_events(log)[done:]]
+    assert "OrderCanceled" not in new
+    assert order.order_id in log.h.state.account("A1").open_orders  # live: still resting
+    restarted = full_replay(log)
+    assert catch_up(restarted, Context(), _everyone) == []
+    assert catch_up(copy.deepcopy(log.h.state), Context(), _everyone) == []
+    # The next print reaching the offer: live cancels it there, caused by the print, and
+    # so does the restarted worker.
+    before = len(log.own)
+    log.play(("trade", 100, "5"))
+    at_print = [e for e in _own_events(log)[before:] if e.event_type == "OrderCanceled"]
+    assert [(e.payload.order_id, e.payload.reason, e.causation_id) for e in at_print] == [
+        (order.order_id, "KILL_SWITCH", log.ref[-1].event_id)
+    ]
+    process(restarted, log.ref[-1], Context(event_time_is_arrival=True))
+    assert canonical_state(restarted) == canonical_state(full_replay(log))
+
+
+def test_a_gap_print_older_than_the_switch_fills_live_and_is_cancelled_at_a_restart() -> None:
+    """Pins the other known difference (docs/engine.md, as above). A print through A1's
+    resting bid, then a global kill switch engaged by another worker, both read while no
+    worker owned A1's partition. A worker that owned it would have filled the bid at the
+    print and then had nothing to cancel. The next owner's `catch_up` halts first (the
+    switch's cancels, the ids a reading worker gives them) and matches the kept prints
+    after: the bid, not risk-reducing (it opens a position), is cancelled `KILL_SWITCH`
+    caused by the switch, and the print fills nothing (at a print the switch in force
+    would refuse it too: the state holds today's switches, not the print's). Fail
+    closed: what is lost is a fill that would have added exposure; the prints and the
+    switch come on two topics that no offset orders, read by two consumers
+    (`Worker.step`), and a live worker whose market data reader is behind its control
+    reader folds the switch first and does the same."""
+    log = _play([_BUY])
+    done = len(log.own)
+    orphaned = copy.deepcopy(log)
+    orphaned.h.ctx.owns = _nobody
+    first = len(orphaned.h.inputs)
+    orphaned.play(("trade", -1, "1"))
+    switch = new_event(
+        KillSwitchEngaged(scope="*", engaged_by="admin", reason="t"),
+        producer="engine",
+        occurred_at=orphaned.h.tick(),
+    )
+    orphaned.ref.append(switch)
+    orphaned.h.inputs.append(switch)
+    assert control(orphaned.h.state, switch, orphaned.h.ctx) == []  # owns nothing
+    live = copy.deepcopy(log)
+    for event in orphaned.h.inputs[first:]:
+        live.ref.append(event)
+        read = control if event is switch else process
+        live.add(read(live.h.state, event, live.h.ctx))
+    assert [e.event_type for e in _own_events(live)[done:]] == ["Fill"]
+    out = catch_up(full_replay(orphaned), Context(), _everyone)
+    assert [(e.event_type, e.causation_id) for e in out] == [
+        ("OrderCanceled", switch.event_id), ("RestingOrdersChecked", switch.event_id)
+    ]  # fmt: skip
+    assert out[0].payload.reason == "KILL_SWITCH"

@@ -102,12 +102,14 @@ def test_under_the_kill_switch_no_resting_order_adds_risk(
     closes = min(before, holding) if side is Side.SELL else min(-before, -holding)
     assert abs(after) <= abs(before) and after * before >= 0
     assert h.state.account("A1").balances["BTC"] <= holding or side is Side.SELL
+    # A global switch's halt records itself per account with open orders (session 23).
+    checked = ["RestingOrdersChecked"] if scope == "*" else []
     if qty <= closes:
-        assert types(engaged) == ["KillSwitchEngaged"]
+        assert types(engaged) == ["KillSwitchEngaged", *checked]
         assert [e.payload.quantity for e in out if e.event_type == "Fill"] == [D(qty)]
     else:
         # Canceled at the engagement (before, only when a print reached it).
-        assert types(engaged) == ["KillSwitchEngaged", "OrderCanceled"]
+        assert types(engaged) == ["KillSwitchEngaged", "OrderCanceled", *checked]
         assert _trading(out) == []
         end = engaged[1].payload
         assert end.reason == "KILL_SWITCH" and end.leaves_quantity == qty
@@ -406,6 +408,10 @@ def test_the_kill_switch_and_an_aml_flag_cancel_resting_orders_at_once(
     assert len(armed) == (2 if held and stops else 0)
     out = h.admin(_stoppers(scope))
     assert types(out)[0] in ("KillSwitchEngaged", "AmlFlagRaised")
+    if scope == "*":  # the global switch's halt records itself (session 23)
+        assert types(out)[-1] == "RestingOrdersChecked"
+        assert out[-1].payload.fact_event_id == out[0].event_id
+        out = out[:-1]
     assert set(types(out)[1:]) <= {"OrderCanceled"}
     reason = "AML_FLAG_OPEN" if scope == "AML" else "KILL_SWITCH"
     assert {e.payload.reason for e in out[1:]} <= {reason}
@@ -449,13 +455,15 @@ def test_a_global_kill_switch_cancels_on_every_worker_and_after_a_lost_transacti
     before = copy.deepcopy(h.state)
     h.ctx.owns = lambda a: a == "A1"
     out = h.admin(KillSwitchEngaged(scope="*", engaged_by="admin", reason="test"))
-    assert types(out) == ["KillSwitchEngaged", "OrderCanceled"]
+    # Each owned account's halt records itself, naming the accepted fact (session 23).
+    assert types(out) == ["KillSwitchEngaged", "OrderCanceled", "RestingOrdersChecked"]
     assert out[1].payload.account == "A1" and h.state.account("A2").open_orders
     fact = out[0]
+    assert out[2].payload.fact_event_id == fact.event_id
     w2 = copy.deepcopy(before)
     ctx2 = Context(event_time_is_arrival=True, owns=lambda a: a == "A2")
     got = control(w2, fact, ctx2)
-    assert types(got) == ["OrderCanceled"] * 2
+    assert types(got) == ["OrderCanceled"] * 2 + ["RestingOrdersChecked"]
     assert {e.payload.account for e in got} == {"A2"} and not w2.account("A2").open_orders
     assert all(e.causation_id == fact.event_id for e in got)
     assert control(w2, fact, ctx2) == []  # read again: folded once, nothing more

@@ -38,6 +38,7 @@ from schemas.drawdown import DRAWDOWN_DIFFERENCE
 from schemas.events import (
     DepositReceived,
     Fill,
+    KillSwitchEngaged,
     KillSwitchReleased,
     RiskLimits,
     RiskLimitsChanged,
@@ -1161,6 +1162,7 @@ STEP = st.one_of(
     st.tuples(st.just("btc"), st.integers(20, 60)),  # BTC's price, in thousands
     st.tuples(st.just("credit"), st.sampled_from(["0", "500", "2900", "3000"])),  # limits change
     st.tuples(st.just("crash")),  # the control facts read since the last order or price lost
+    st.tuples(st.just("switch"), st.booleans()),  # a global kill switch engaged or released
 )
 
 
@@ -1224,6 +1226,13 @@ STEP = st.one_of(
 @example(  # two settlements in one lost transaction: a redemption each, as live
     steps=[("request", "USDC", 1000), ("request", "USDC", 2000), ("settle", 0),
            ("settle", 1), ("crash",)],
+    credit="0",
+)  # fmt: skip
+@example(  # a request, then a global switch, in one lost transaction: the request's
+    # pass first (before, the switch's halt was redone first and took the request's cancel)
+    steps=[("order", ("BTC/USDC", Side.BUY, 10)), ("order", ("BTC/USDC", Side.BUY, 10)),
+           ("order", ("BTC/USDC", Side.BUY, 10)), ("request", "USDC", 2000),
+           ("switch", True), ("crash",)],
     credit="0",
 )  # fmt: skip
 def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
@@ -1315,6 +1324,27 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
             n = len(h.inputs)
             h.quote(mid - 1, mid + 1)
             log += h.inputs[n:]
+        elif kind == "switch":
+            # A global kill switch engaged or released by another worker, read from
+            # risk.config: its halt records itself for the account if it has open orders
+            # (or with the account's next order approved under it), so a restart does not
+            # run it again; one whose transaction is lost is redone exactly.
+            switch: EventPayload = (
+                KillSwitchEngaged(scope="*", engaged_by="admin", reason="t")
+                if step[1]
+                else KillSwitchReleased(scope="*", released_by="admin", reason="t")
+            )
+            lost = copy.deepcopy(h.state)
+            event = new_event(switch, producer="engine", occurred_at=h.tick())
+            out = control(h.state, event, h.ctx)
+            log += [event, *out]
+            if run is not None:
+                run[1].append(event)
+                run[2].extend(out)
+            lost.apply(event)
+            redone = catch_up(lost, h.ctx, everyone)
+            assert [e.event_id for e in redone] == [e.event_id for e in out]
+            assert canonical_state(lost) == canonical_state(h.state)
         elif kind == "request" or requested:
             if kind == "request":
                 tid = f"w{len(requested)}"
@@ -1338,7 +1368,7 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
             redone = catch_up(lost, h.ctx, everyone)
             assert [e.event_id for e in redone] == [e.event_id for e in out]
             assert canonical_state(lost) == canonical_state(h.state)
-        if kind == "credit" or (kind in ("request", "reject", "settle") and requested):
+        if kind in ("credit", "switch") or (kind in ("request", "reject", "settle") and requested):
             # A worker that took the partition over folded the account's records to their
             # end before its reference reader came to the fact: reading it does nothing.
             late = EngineState()
