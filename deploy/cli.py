@@ -428,11 +428,30 @@ _register_packages()
 _add_data_dir_option(app)
 
 
+def _interrupt_exit(exc: SystemExit) -> bool:
+    """Whether `exc` is typer's exit for a Ctrl-C during a command (it turns the
+    KeyboardInterrupt into a silent exit 130)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main() -> None:
+    from deploy.cli_entry import interrupted
+
+    # Before: a Ctrl-C exited 130 without a word. What a command had sent stays on the
+    # log; a rebuild leaves the live projection as it was.
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        interrupted()
+    except SystemExit as exc:
+        if _interrupt_exit(exc):
+            interrupted()
+        raise
     except SettingsError as exc:  # a command that loaded them itself, after an override
         typer.echo(f"error: {exc}", err=True)
         sys.exit(SETTINGS_ERROR)
