@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import select as _select
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -187,7 +188,47 @@ def _json_fast(field: bytes) -> bytes:
     return out.replace(b"\\", b"\\\\") if _BACKSLASH in out else out
 
 
-def _lines(copy: psycopg.Copy) -> Iterator[bytes]:
+def _wait_readable(pgconn: pq.abc.PGconn) -> None:
+    """Block until the server has sent more (releasing the interpreter lock), and read it."""
+    _select.select([pgconn.socket], [], [])
+    pgconn.consume_input()
+
+
+def _copy_data(conn: psycopg.Connection[Any]) -> Iterator[memoryview | bytes]:
+    """The data of the `COPY ... TO STDOUT` just started on `conn` (inside its
+    `cursor.copy` block, which still handles an exception), as libpq hands it over: one
+    row a call. `Copy.read` takes a row through psycopg's generator and wait machinery,
+    ~1.2 us of CPU a row; this loop over libpq's buffer ~0.5 (session 23: `decisions`'
+    ~620k rows). At the end it reads the COPY's own result, as `Copy.read` does, and
+    raises the server's error if it failed."""
+    pgconn = conn.pgconn
+    get = pgconn.get_copy_data
+    while True:
+        nbytes, data = get(1)
+        if nbytes > 0:
+            yield data
+        elif nbytes == 0:  # nothing buffered: wait for the server
+            _wait_readable(pgconn)
+        elif nbytes == -1:  # the end of the data
+            break
+        else:
+            raise psycopg.OperationalError(
+                pgconn.get_error_message(conn.info.encoding) or "COPY failed"
+            )
+    failed = None  # raised once every result is read: the connection is then idle again
+    while True:
+        while pgconn.is_busy():
+            _wait_readable(pgconn)
+        res = pgconn.get_result()
+        if res is None:
+            break
+        if res.status != pq.ExecStatus.COMMAND_OK and failed is None:
+            failed = res
+    if failed is not None:
+        raise psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
+
+
+def _lines(copy: Iterable[memoryview | bytes]) -> Iterator[bytes]:
     """COPY text rows, each with its newline (a newline in a value is escaped)."""
     pending = b""
     for data in copy:
@@ -234,8 +275,8 @@ def _digest_copy(
         return render(loaders[i](raw)).encode()
 
     n = 0
-    with cur.copy(query.format(select, source, order)) as copy:
-        for line in _lines(copy):
+    with cur.copy(query.format(select, source, order)):
+        for line in _lines(_copy_data(conn)):
             n += 1
             if _COPY_BFV.search(line):
                 line = _COPY_PAIR.sub(_copy_to_render, line)

@@ -520,3 +520,41 @@ def test_a_uuid_key_is_not_sorted_as_text(env: Settings, monkeypatch: pytest.Mon
         plan = conn.execute(f"EXPLAIN (FORMAT JSON) {select}").fetchone()[0]  # type: ignore[index]
         keys = re.findall(r'"Sort Key": \[([^\]]*)\]', json.dumps(plan))
         assert not [k for k in keys if "::text" in k], keys
+
+
+@pytest.mark.integration
+def test_copy_rows_are_read_from_libpq_not_row_by_row_through_psycopg(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed checksum reads the COPY's rows from libpq's buffer in one loop
+    (`checksum._copy_data`): through `psycopg.Copy.read`, ~1.2 us of CPU a row went to
+    its generator and wait machinery (session 23: `decisions`' checksum 2.13 -> 1.62 s)."""
+    reads: list[int] = []
+    read = psycopg.Copy.read
+
+    def counted(self: psycopg.Copy) -> Any:
+        reads.append(1)
+        return read(self)
+
+    monkeypatch.setattr(psycopg.Copy, "read", counted)
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "fixed", FIXED)
+        assert checksum(conn, Sample(), "fixed") == (FIXED_DIGEST, {"rows": len(FIXED)})
+    assert reads == []
+
+
+@pytest.mark.integration
+def test_a_copy_the_server_fails_raises_its_error(env: Settings) -> None:
+    """An error the server meets while it sends the COPY (here a division by zero in a
+    view's column) is raised as psycopg raises it, and the connection stays usable."""
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "ckerr", FIXED)
+        conn.execute("ALTER TABLE ckerr.rows RENAME TO base")
+        conn.execute(
+            "CREATE VIEW ckerr.rows AS SELECT id, t, u, b, big / (id - 3) AS big, n, n2, ts, j "
+            "FROM ckerr.base"
+        )
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            checksum(conn, Sample(), "ckerr")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.execute("DROP SCHEMA ckerr CASCADE")
