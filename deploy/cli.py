@@ -255,7 +255,12 @@ def run(
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Run components in the foreground. Several run as one supervised process group."""
+    """Run components in the foreground. Several run as one supervised process group.
+
+    A component that dies is restarted (after 1 s, then up to 30 s while it keeps dying); Ctrl-C or SIGTERM stops the group (docs/operations.md, `tradetape run`: the supervised group). `producer`, `admin` and `publish` need the engine running to get their answers.
+
+    Examples: tradetape run (everything but the signers); tradetape run engine projections; tradetape run signer --id 1
+    """
     import os
 
     from deploy.runner import run_components
@@ -269,7 +274,10 @@ def run(
 
 @app.command()
 def demo(data_dir: DataDirOpt = None) -> None:
-    """Bring the stack up and run the end-to-end demo flow, then print a summary."""
+    """Bring the stack up and run the end-to-end demo flow, then print a summary.
+
+    Stages: a transactional smoke test, the engine on a replayed market (a real Binance capture in ../shared/reference/marketdata/ if there, else a simulated one) with a toy strategy and some deliberately bad intents, the projections and a rebuild, surveillance on labelled abusive episodes, a 2-of-3 FROST signature. About a minute or two; the stack stays up (`tradetape down` stops it).
+    """
     from deploy.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(data_dir)))

@@ -269,7 +269,12 @@ def register(app: typer.Typer) -> None:
 
     @producer_app.command("add", help=HELP_ADD)
     def producer_add(
-        name: str,
+        name: Annotated[
+            str,
+            typer.Argument(
+                help="The producer id (the strategy's publisher; 1-64 letters, digits, _.:-)"
+            ),
+        ],
         accounts: Annotated[str, typer.Option("--accounts", help='A1,A2,... ("" for none)')],
     ) -> None:
         from engine import auth
@@ -316,7 +321,7 @@ def register(app: typer.Typer) -> None:
 
     @producer_app.command("revoke", help=HELP_REVOKE)
     def producer_revoke(
-        name: str,
+        name: Annotated[str, typer.Argument(help="The producer id to revoke")],
         reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the fact)")] = "",
     ) -> None:
         from schemas.events import ProducerRevoked
@@ -337,7 +342,7 @@ def register(app: typer.Typer) -> None:
 
     @producer_app.command("rotate", help=HELP_ROTATE)
     def producer_rotate(
-        name: str,
+        name: Annotated[str, typer.Argument(help="The producer id whose key is replaced")],
         previous_key: Annotated[
             str | None,
             typer.Option(
@@ -396,7 +401,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("publish")
     def publish(
-        file: Path,
+        file: Annotated[
+            Path,
+            typer.Argument(
+                help="JSONL file: one event a line (docs/examples/intents.jsonl is one)"
+            ),
+        ],
         wait: Annotated[
             # seconds, not money
             float,
@@ -409,7 +419,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Publish each JSONL line (an intent or an admin command) and print the decisions.
 
-        A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload with an `event_type` field. Intents are signed with their producer's key file.
+        A line is `{"event_type": "OrderIntent", "payload": {...}}` or just the payload with an `event_type` field. Intents are signed with their producer's key file (<data_dir>/keys/PRODUCER.ed25519, written by `producer add`).
+
+        Example: tradetape publish docs/examples/intents.jsonl (README.md, A first publish; run it with `tradetape run` going)
 
         Exits 1 if any line could not be read or signed, an event was not delivered to the broker, or one got no answer within --wait (`"answer": null`; an `error:` line names their lines).
 
@@ -684,7 +696,9 @@ def register(app: typer.Typer) -> None:
         ),
         # minutes, not money
         minutes: Annotated[float, typer.Option("--minutes", help="Length of the stream")] = 5.0,
-        seed: Annotated[int, typer.Option("--seed")] = 1,
+        seed: Annotated[
+            int, typer.Option("--seed", help="Random seed: another seed, another market")
+        ] = 1,
         start: Annotated[
             str | None,
             typer.Option(
@@ -735,12 +749,24 @@ def register(app: typer.Typer) -> None:
 
     @admin_app.command("open-account")
     def open_account(
-        account: str,
-        owner: Annotated[str, typer.Option(help="Beneficial owner's name")],
-        country: Annotated[str, typer.Option()] = "DE",
-        currency: Annotated[str, typer.Option()] = "USDC",
+        account: Annotated[str, typer.Argument(help="The new account's id, e.g. ACC1")],
+        owner: Annotated[
+            str,
+            typer.Option(help="Beneficial owner's name (a natural person; owner id owner-ACCOUNT)"),
+        ],
+        country: Annotated[
+            str, typer.Option(help="Owner's country, ISO 3166-1 alpha-2 (DE, FR, US, ...)")
+        ] = "DE",
+        currency: Annotated[
+            str, typer.Option(help="Base currency: a permitted stablecoin (USDC, EURC)")
+        ] = "USDC",
     ) -> None:
-        """Open an account (prints the command's event id once the engine accepted it)."""
+        """Open an account (prints the command's event id once the engine accepted it).
+
+        Before it trades it needs a KYC (`admin kyc`) and a deposit (`admin deposit`), and a producer entitled to it (`producer add NAME --accounts ACCOUNT`).
+
+        Example: tradetape admin open-account ACC1 --owner "Ada Lovelace" --country GB
+        """
         from schemas.events import AccountOpened, BeneficialOwner, OwnerKind
 
         payload = _build(
@@ -758,8 +784,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("kyc")
-    def kyc(account: str, reference: str = "") -> None:
-        """Mark an account's KYC as verified."""
+    def kyc(
+        account: Annotated[str, typer.Argument(help="The account id, e.g. ACC1")],
+        reference: Annotated[
+            str, typer.Option(help="The KYC case or document reference, recorded in the fact")
+        ] = "",
+    ) -> None:
+        """Mark an account's KYC as verified (an account trades only once it is).
+
+        Example: tradetape admin kyc ACC1 --reference case-4711
+        """
         from schemas.events import KycVerified
 
         payload = _build(
@@ -768,8 +802,24 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("deposit")
-    def deposit(account: str, asset: str, amount: str, deposit_id: str) -> None:
-        """Credit a deposit (AMOUNT a plain decimal, e.g. 100000 or 0.5)."""
+    def deposit(
+        account: Annotated[str, typer.Argument(help="The account id, e.g. ACC1")],
+        asset: Annotated[str, typer.Argument(help="The asset credited, e.g. USDC or BTC")],
+        amount: Annotated[
+            str, typer.Argument(help="A plain positive decimal, e.g. 100000 or 0.5 (not 1e5)")
+        ],
+        deposit_id: Annotated[
+            str,
+            typer.Argument(
+                help="The deposit's own id (custody reference): the same id again is refused"
+                " as already recorded, so a deposit is never credited twice"
+            ),
+        ],
+    ) -> None:
+        """Credit a deposit (AMOUNT a plain decimal, e.g. 100000 or 0.5).
+
+        Example: tradetape admin deposit ACC1 USDC 100000 dep-2026-0001
+        """
         from schemas.events import DepositReceived
 
         payload = _build(
@@ -781,12 +831,23 @@ def register(app: typer.Typer) -> None:
 
     @admin_app.command("aml")
     def aml(
-        account: str,
-        flag_id: str,
-        reason: str = "",
-        clear: Annotated[bool, typer.Option("--clear")] = False,
+        account: Annotated[str, typer.Argument(help="The account id, e.g. ACC1")],
+        flag_id: Annotated[
+            str, typer.Argument(help="The flag's id: --clear names the flag raised with it")
+        ],
+        reason: Annotated[
+            str, typer.Option(help="Why (recorded in the fact; with --clear, the note)")
+        ] = "",
+        clear: Annotated[
+            bool, typer.Option("--clear", help="Clear the flag FLAG_ID instead of raising it")
+        ] = False,
     ) -> None:
-        """Raise an AML flag on an account, or clear it (--clear)."""
+        """Raise an AML flag on an account, or clear it (--clear).
+
+        Raising it cancels the account's open orders, and while it is open the engine refuses every order on the account (AML_FLAG_OPEN).
+
+        Example: tradetape admin aml ACC1 aml-17 --reason "structuring alert"; later: tradetape admin aml ACC1 aml-17 --clear --reason "cleared by MLRO"
+        """
         from schemas.events import AmlFlagCleared, AmlFlagRaised
 
         payload: Any = _build(
@@ -799,8 +860,19 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(_publish_admin(payload).event_id))
 
     @admin_app.command("kill-switch")
-    def kill(action: str, scope: str = "*", reason: str = "manual") -> None:
-        """`engage` or `release` the kill switch for an account or '*' (everything)."""
+    def kill(
+        action: Annotated[str, typer.Argument(help="engage or release")],
+        scope: Annotated[
+            str, typer.Option(help="An account id, or '*' for every account (quote it)")
+        ] = "*",
+        reason: Annotated[str, typer.Option(help="Why (recorded in the fact)")] = "manual",
+    ) -> None:
+        """`engage` or `release` the kill switch for an account or '*' (everything).
+
+        Engaging it cancels the scope's open orders that do not reduce risk, and the engine refuses new risk-increasing orders there until it is released.
+
+        Example: tradetape admin kill-switch engage --scope ACC1 --reason "runaway strategy"
+        """
         from schemas.events import KillSwitchEngaged, KillSwitchReleased
 
         if action not in ("engage", "release"):
@@ -816,12 +888,31 @@ def register(app: typer.Typer) -> None:
 
     @admin_app.command("limits")
     def limits(
-        scope: str,
-        version: int,
-        values: Annotated[str, typer.Option(help="JSON object of RiskLimits fields")] = "{}",
-        reason: str = "",
+        scope: Annotated[
+            str, typer.Argument(help="An account id, or '*' for the default of every account")
+        ],
+        version: Annotated[
+            int,
+            typer.Argument(
+                help="The new config version: higher than the one in force for SCOPE"
+                " (`tradetape query risk_config` shows it)"
+            ),
+        ],
+        values: Annotated[
+            str,
+            typer.Option(
+                help="JSON object of RiskLimits fields (max_order_notional, max_position,"
+                " max_open_orders, price_collar_pct, drawdown_brake_pct, ...: docs/engine.md,"
+                " Risk rules), numbers as strings. The whole set for SCOPE: a field not given"
+                " takes its default, not the value in force"
+            ),
+        ] = "{}",
+        reason: Annotated[str, typer.Option(help="Why (recorded in the fact)")] = "",
     ) -> None:
-        """Publish new risk limits for an account or '*' with a higher config version."""
+        """Publish new risk limits for an account or '*' with a higher config version.
+
+        Example: tradetape admin limits '*' 2 --values '{"max_position": "5", "max_order_notional": "100000"}' --reason "risk committee 2026-12"
+        """
         from schemas.events import RiskLimits, RiskLimitsChanged
 
         payload = _build(

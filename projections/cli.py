@@ -20,7 +20,13 @@ def register(app: typer.Typer) -> None:
 
 
 def rebuild(
-    name: Annotated[str | None, typer.Argument(help="Projection to rebuild")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Projection to rebuild: orders, fills, positions, balances, decisions, ..."
+            " (`tradetape status` lists them)"
+        ),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection")] = False,
     parallel: Annotated[
         bool,
@@ -37,6 +43,8 @@ def rebuild(
     With --all, every topic group (as `run projections` groups them) is rebuilt in its own process, and all are swapped in together only once every group has finished (all or nothing); with --all --one-consumer, every projection is rebuilt on one consumer (each record decoded once) and all are swapped in together in one transaction.
 
     Exits 2 on bad arguments, 1 if the rebuild failed (an unreachable database or broker is one error line naming it); the live projection is then unchanged.
+
+    Examples: tradetape rebuild positions; tradetape rebuild --all
     """
     from deploy.settings import get_settings
     from projections.core import PROJECTIONS
@@ -264,10 +272,20 @@ def _rebuild_parallel_with_bars(settings: Settings, names: list[str]) -> list[Re
         bar.stop()
 
 
-def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
+def checksum(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Projection: orders, fills, positions, balances, decisions, ..."
+            " (`tradetape status` lists them)"
+        ),
+    ],
+) -> None:
     """Print the checksum (sha256 over rows in primary-key order, then quarantined records) of the live projection.
 
-    Every table and the stored offsets are read in one REPEATABLE READ transaction; the offsets (the log position the checksum describes) go to stderr with the row counts.
+    Every table and the stored offsets are read in one REPEATABLE READ transaction; the offsets (the log position the checksum describes) go to stderr with the row counts. The same log read to the same offsets gives the same checksum: compare it with the one `rebuild` prints.
+
+    Example: tradetape checksum positions
     """
     import psycopg
 
@@ -295,7 +313,8 @@ def checksum(name: Annotated[str, typer.Argument(help="Projection name")]) -> No
 
 def query(
     name: Annotated[
-        str | None, typer.Argument(help="Named query (positions, pnl, orders, ...)")
+        str | None,
+        typer.Argument(help="Named query (positions, pnl, orders, ...: --list shows them)"),
     ] = None,
     sql_text: Annotated[str | None, typer.Option("--sql", help="Raw read-only SQL")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet")] = "table",
@@ -313,6 +332,8 @@ def query(
     """Run a named query or raw SQL (as the read-only role) and print or save the result.
 
     Exits 2 on bad arguments (an unknown query among them), 1 if the query failed.
+
+    Examples: tradetape query orders -p account=ACC1 --format csv; tradetape query --sql "select account, outcome, reason_codes from proj_decisions.decisions" --format json
     """
     import psycopg
 

@@ -122,15 +122,34 @@ def dkg(
     ceremony: Annotated[
         str, typer.Option("--ceremony", help="Ceremony id shared by all participants")
     ],
-    threshold: Annotated[int, typer.Option("--threshold", "-t")] = 2,
-    signers: Annotated[int, typer.Option("--signers", "-n")] = 3,
-    out: Annotated[Path | None, typer.Option("--out")] = None,
+    threshold: Annotated[
+        int,
+        typer.Option(
+            "--threshold", "-t", help="Signatures need this many signers (the same for all)"
+        ),
+    ] = 2,
+    signers: Annotated[
+        int,
+        typer.Option("--signers", "-n", help="Number of participants (the same for all)"),
+    ] = 3,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where this participant's key share and group.json go (default <data>/signers)",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the others")
     ] = 120.0,
     requester: AllowedRequesters = None,
 ) -> None:
-    """Distributed key generation over Kafka; run once per participant, concurrently."""
+    """Distributed key generation over Kafka; run once per participant, concurrently.
+
+    No dealer ever holds the whole key. Each participant's passphrase comes as for `signer keygen`.
+
+    Example (three terminals, ids 1, 2 and 3): tradetape signer dkg --id 1 --ceremony 2026-12-ceremony -t 2 -n 3
+    """
     from deploy.settings import get_settings
     from signer_ffi.ceremony import CeremonyError, run_dkg_participant
 
