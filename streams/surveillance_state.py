@@ -125,6 +125,18 @@ class OrderRec(_Model):
         return self.filled_qty > 0 or bool(self.reported_filled)
 
 
+class PendingEnd(_Model):
+    """An order's end (cancel, expiry, venue rejection) folded before the order itself: the
+    engine stamps both with their intents' times, which the producer chooses, so a cancel
+    can be stamped before the order it follows on the log and be released first. Kept
+    until the order's `OrderSubmitted` is folded (then applied to it), or the horizon."""
+
+    status: str
+    at: datetime
+    event_id: UUID
+    reported_filled: Decimal | None = None
+
+
 class FillRec(_Model):
     fill_id: str
     event_id: UUID
@@ -195,6 +207,8 @@ class OwnerBook(_Model):
     """Per detector: order or fill ids already explained by an alert."""
     last_alert: dict[str, datetime] = {}
     alerted: list[str] = []
+    pending_ends: dict[str, PendingEnd] = {}
+    """Per order id: ends folded before their order (see `PendingEnd`), log order."""
     recent_times: list[datetime] = []
     """Times of the owner's last CLOCK_SAMPLE events, log order (for the prune clock)."""
     clock: datetime | None = None
@@ -489,8 +503,18 @@ class Surveillance:
             sizes.append(p.quantity)
             book.sizes[p.account] = sizes[-SIZE_HISTORY:]
             undo_count = self._count(book, f"{p.account}|{p.instrument}", at, "SUBMIT")
+            pending = book.pending_ends.pop(p.order_id, None)
+            undo_end = None
+            if pending is not None:  # its end was folded first: the order ends now
+                undo_end = self._end(
+                    book, book.orders[p.order_id], pending.status, pending.at,
+                    pending.event_id, pending.reported_filled,
+                )  # fmt: skip
 
             def undo_submit() -> None:
+                if undo_end is not None and pending is not None:
+                    undo_end()
+                    book.pending_ends[p.order_id] = pending
                 del book.orders[p.order_id]
                 if had_sizes is None:
                     del book.sizes[p.account]
@@ -532,22 +556,57 @@ class Surveillance:
                 undo_count()
 
             return undo_fill
+        status = (
+            "CANCELED"
+            if isinstance(p, OrderCanceled)
+            else "EXPIRED"
+            if isinstance(p, OrderExpired)
+            else "REJECTED"
+        )
+        reported = p.filled_quantity if isinstance(p, OrderCanceled | OrderExpired) else None
         rec = book.orders.get(p.order_id)
-        if rec is None or rec.status != "OPEN":
+        if rec is None:
+            if p.order_id in book.pending_ends:
+                return None  # delivered again
+            # Its order is not folded yet (stamped later, released later), or never will
+            # be (a stop/take child, an order pruned while open): kept until it is.
+            book.pending_ends[p.order_id] = PendingEnd(
+                status=status, at=at, event_id=event.event_id, reported_filled=reported
+            )
+
+            def undo_pending() -> None:
+                del book.pending_ends[p.order_id]
+
+            return undo_pending
+        if rec.status != "OPEN":
             return None
+        return self._end(book, rec, status, at, event.event_id, reported)
+
+    def _end(
+        self,
+        book: OwnerBook,
+        rec: OrderRec,
+        status: str,
+        at: datetime,
+        event_id: UUID,
+        reported: Decimal | None,
+    ) -> Callable[[], None]:
+        """End an open order; returns the undo. An end stamped before the order's own
+        submission is taken at the submission: it follows the order on the log (the same
+        account's partition), so it cannot have come first, and a negative lifetime passed
+        spoofing's "cancelled within" and closed its window for opposite fills before the
+        order existed."""
         before = rec.model_copy()
-        rec.ended_at, rec.end_event_id = at, event.event_id
+        rec.ended_at, rec.end_event_id = max(at, rec.submitted_at), event_id
+        rec.status, rec.reported_filled = status, reported
         undo_cancel: Callable[[], None] | None = None
-        if isinstance(p, OrderCanceled | OrderExpired):
-            rec.reported_filled = p.filled_quantity
-        if isinstance(p, OrderCanceled):
-            rec.status = "CANCELED"
-            undo_cancel = self._count(book, f"{p.account}|{rec.instrument}", at, "CANCEL")
-        else:
-            rec.status = "EXPIRED" if isinstance(p, OrderExpired) else "REJECTED"
+        if status == "CANCELED":
+            undo_cancel = self._count(
+                book, f"{rec.account}|{rec.instrument}", rec.ended_at, "CANCEL"
+            )
 
         def undo_end() -> None:
-            book.orders[p.order_id] = before
+            book.orders[rec.order_id] = before
             if undo_cancel is not None:
                 undo_cancel()
 
@@ -618,6 +677,8 @@ class Surveillance:
         ]
         for oid in stale:
             del book.orders[oid]
+        for oid in [o for o, e in book.pending_ends.items() if e.at < cutoff]:
+            del book.pending_ends[oid]
         book.fills = [f for f in book.fills if f.at >= cutoff]
         for key in list(book.counters):
             items = book.counters[key]
@@ -658,7 +719,13 @@ class Surveillance:
                 if book.recent_times and max(book.recent_times) >= cutoff:
                     continue  # active: its own events prune it
                 self._prune(book, clock)
-                if not (book.orders or book.fills or book.counters or book.last_alert):
+                if not (
+                    book.orders
+                    or book.fills
+                    or book.counters
+                    or book.last_alert
+                    or book.pending_ends
+                ):
                     del st.books[owner]
         st.configs[CLOCK_KEY] = {
             "recent": " ".join(t.isoformat() for t in recent),
@@ -678,6 +745,7 @@ def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBo
         into = OwnerBook(owner=owner)
     out = into.model_copy(deep=False)
     out.orders = {**moved.orders, **into.orders}
+    out.pending_ends = {**moved.pending_ends, **into.pending_ends}
     seen = {f.fill_id for f in into.fills}
     out.fills = [*(f for f in moved.fills if f.fill_id not in seen), *into.fills]
     out.sizes = dict(into.sizes)

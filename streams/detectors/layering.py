@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from schemas.events import Fill, OrderCanceled
+from schemas.events import Fill, OrderCanceled, OrderSubmitted
 from streams.surveillance_state import (
     AlertDraft,
     Context,
@@ -25,8 +25,11 @@ from streams.surveillance_state import (
 
 class LayeringDetector:
     NAME: ClassVar[str] = "layering"
-    VERSION: ClassVar[int] = 5
-    """5 (review 52): an order whose cancel reports a filled quantity is not part of a
+    VERSION: ClassVar[int] = 6
+    """6 (review helper-134): as spoofing 6, a cancel stamped before its order's
+    submission is taken at the submission, and one released before its order is applied
+    (and the ladder judged) when the order is folded.
+    5 (review 52): an order whose cancel reports a filled quantity is not part of a
     ladder, even when its fill is folded after the cancel; `min_levels` counts distinct
     price levels (4 counted orders: three orders at one price raised a 1-level "ladder");
     orders submitted more than the horizon (90 min) ago are pruned even while open.
@@ -59,7 +62,7 @@ class LayeringDetector:
         """Triggered by the cancel that completes the ladder, or by an opposite fill folded
         in after the cancels although it happened before them (see spoofing)."""
         p = ctx.event.payload
-        if isinstance(p, OrderCanceled):
+        if isinstance(p, OrderCanceled | OrderSubmitted):  # a submit: its cancel came first
             rec = ctx.book.orders.get(p.order_id)
             if rec is None or rec.status != "CANCELED":
                 return []

@@ -21,8 +21,10 @@ from streams.surveillance_state import (
 
 class OrderToTradeDetector:
     NAME: ClassVar[str] = "order_to_trade"
-    VERSION: ClassVar[int] = 3
-    """3 (review 52): an account's events before its `AccountOpened` count with the
+    VERSION: ClassVar[int] = 4
+    """4 (review helper-134): a cancel released before its own order (stamped earlier) is
+    counted when the order is folded, at the order's time (it was dropped).
+    3 (review 52): an account's events before its `AccountOpened` count with the
     owner's (they stayed in the account's own book).
     2: counts only events in [now - window_s, now] (1 also counted events folded
     earlier with a later time)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from schemas.events import Fill, OrderCanceled
+from schemas.events import Fill, OrderCanceled, OrderSubmitted
 from streams.surveillance_state import (
     SCORE_MAX,
     SIZE_HISTORY,
@@ -26,8 +26,12 @@ from streams.surveillance_state import (
 
 class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
-    VERSION: ClassVar[int] = 5
-    """5 (review 52): an order whose cancel reports a filled quantity is not "cancelled
+    VERSION: ClassVar[int] = 6
+    """6 (review helper-134): a cancel stamped before its order's submission is taken at
+    the submission (a negative lifetime closed the window for opposite fills before the
+    order existed), and one released before its order is applied when the order is
+    folded (it was dropped: the order stayed open, never judged).
+    5 (review 52): an order whose cancel reports a filled quantity is not "cancelled
     unfilled", even when its fill is folded after the cancel; the quote history survives
     one quote stamped far ahead (it pruned every correct quote after it); arithmetic in
     the fold's own decimal context (`ARITHMETIC`: 4 used the caller's and could raise
@@ -62,7 +66,7 @@ class SpoofingDetector:
         fill folded in after the cancel although it happened before it (input partitions
         can deliver the engine's events out of order beyond the sequencer's bound)."""
         p = ctx.event.payload
-        if isinstance(p, OrderCanceled):
+        if isinstance(p, OrderCanceled | OrderSubmitted):  # a submit: its cancel came first
             order = ctx.book.orders.get(p.order_id)
             return [] if order is None else self._evaluate(ctx, order)
         if isinstance(p, Fill):

@@ -381,7 +381,7 @@ def test_layering_evidence_prints_the_cancel_spread_exactly() -> None:
 
 
 def test_changed_detectors_are_versioned() -> None:
-    assert SpoofingDetector.VERSION == 5
-    assert LayeringDetector.VERSION == 5
-    assert OrderToTradeDetector.VERSION == 3
+    assert SpoofingDetector.VERSION == 6
+    assert LayeringDetector.VERSION == 6
+    assert OrderToTradeDetector.VERSION == 4
     assert MarkingCloseDetector.VERSION == 4

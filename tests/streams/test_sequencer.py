@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import Envelope
+from schemas import Envelope, encode
 from streams.detectors import all_detectors
 from streams.sequencer import Sequencer, SequencerState
 from streams.surveillance_state import Surveillance
@@ -127,15 +127,20 @@ def test_replaying_the_log_releases_the_same_batches() -> None:
     assert batches1 == batches2 and [e.event_id for e in first] == [e.event_id for e in second]
 
 
-def test_arrival_order_without_sequencing_can_miss_the_pattern() -> None:
-    """Why the sequencer exists: a cancel folded before its order's submit is lost, and
-    the order is never judged. (The detectors now tolerate the order folded before its
-    account's `AccountOpened` and its quote, this test's scramble before review 52.)"""
+def test_a_cancel_folded_before_its_order_is_judged_when_the_order_comes() -> None:
+    """Why the sequencer was built: a cancel folded before its order's submit was lost,
+    and the order never judged. The detectors now keep such an end until its order is
+    folded (spoofing 6: a cancel stamped before its order is released first, so the
+    sequencer cannot prevent it; test_end_before_submit.py), and the scrambled fold
+    raises the sequenced fold's alert, byte for byte. (They tolerate the order folded
+    before its account's `AccountOpened` and its quote since review 52.)"""
     events = spoof_tape().events
     scrambled = [*events[:3], events[6], *events[3:6], *events[7:]]
-    assert Surveillance(all_detectors()).process_batch(scrambled) == []
+    unsequenced = [encode(a) for a in Surveillance(all_detectors()).process_batch(scrambled)]
     out, _, _ = sequenced([(i * 1000, e) for i, e in enumerate(scrambled)])
-    assert len(Surveillance(all_detectors()).process_batch(out)) == 1
+    alerts = [encode(a) for a in Surveillance(all_detectors()).process_batch(out)]
+    assert len(alerts) == 1
+    assert unsequenced == alerts
 
 
 def test_ticks_release_after_the_dwell_and_not_before() -> None:
