@@ -152,6 +152,64 @@ def decision_table(table: Counter[tuple[str, str]]) -> list[str]:
     return lines
 
 
+BAD_AT = {
+    25: "bad_signature",
+    50: "unknown_producer",
+    75: "over_limit",
+    100: "unlisted_stablecoin",
+    125: "fat_finger",
+    150: "not_entitled",
+    175: "bad_signature",
+    200: "over_limit",
+    225: "unlisted_stablecoin",
+    250: "fat_finger",
+}
+"""The strategy's planted bad intents, by their index among the INTENTS sent."""
+
+OUTCOMES = (
+    "INTENT_REJECTED: refused before the risk rules (signature, producer, entitlement, "
+    "the order a cancel names); REJECTED: failed pre-trade risk rules, each named"
+)
+"""What the table's two kinds of refusal mean, printed under it: a compliance reader
+could not tell them apart from the codes alone (the newcomer's audit)."""
+
+BAD_KINDS = {
+    "bad_signature": "with a bad signature",
+    "unknown_producer": "from an unregistered producer",
+    "not_entitled": "on an account its producer may not trade",
+    "over_limit": "over the order notional limit",
+    "unlisted_stablecoin": "on BTC/USDT (USDT is not a permitted stablecoin)",
+    "fat_finger": "fat-fingered (a limit at twice the price)",
+}
+
+
+def planted_line(bad_at: dict[int, str]) -> str:
+    """The bad intents the demo plants, by kind, in the order first sent: so a reader
+    knows which refusals were staged and that the others are the toy strategy's own."""
+    kinds: Counter[str] = Counter(bad_at[i] for i in sorted(bad_at))
+    parts = [f"{n} {BAD_KINDS[kind]}" for kind, n in kinds.items()]
+    return (
+        f"engine: {sum(kinds.values())} of the intents are planted bad ones: "
+        + ", ".join(parts)
+        + "; the other refusals are the strategy's own (cancels of orders that had filled "
+        "or were refused, orders crossing its own resting ones)"
+    )
+
+
+def reason_examples(examples: dict[str, str], width: int = 120) -> list[str]:
+    """One example detail per reason code, as the decision gave it (the rule's figures):
+    the table's codes alone (`STALE_STATE`, `SELF_CROSS`) said little to a compliance
+    reader. Each line is cut at `width` characters."""
+    if not examples:
+        return []
+    code_width = max(len(code) for code in examples)
+    lines = ["reasons, one example each (the decision's own words):"]
+    for code in sorted(examples):
+        line = f"  {code:<{code_width}}  {examples[code]}"
+        lines.append(line if len(line) <= width else line[: width - 1] + "…")
+    return lines
+
+
 def run(settings: Settings) -> list[str]:
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:6]
@@ -246,22 +304,30 @@ def run(settings: Settings) -> list[str]:
             worker.close()  # its producer: `run` closes only the consumers
         watcher.close()
     table: Counter[tuple[str, str]] = Counter()
+    examples: dict[str, str] = {}
     for d in decisions:
         if d is None:
             table[("NO DECISION", "-")] += 1
         elif d.event_type == "IntentRejected":
             table[("INTENT_REJECTED", str(d.payload.reason))] += 1
+            examples.setdefault(str(d.payload.reason), d.payload.detail)
         elif d.payload.outcome == "APPROVED":
             table[(f"APPROVED {d.payload.intent_kind}", "-")] += 1
         else:
             table[("REJECTED", ",".join(d.payload.reason_codes))] += 1
+            for result in d.payload.rule_results:
+                if not result.passed and result.reason_code:
+                    examples.setdefault(result.reason_code, result.detail)
     state = worker.state
     fills = sum(state.account(a).fills for a in accounts)
     positions = {a: state.account(a).positions.get(INSTRUMENT, Decimal(0)) for a in accounts}
     lines = [
         f"engine: {len(sent)} intents from strategy {strategy} on {len(accounts)} accounts, "
         f"{feed.published} market events from {feed.source} (as {INSTRUMENT}, {SPEED:g}x)",
+        planted_line(BAD_AT),
         *decision_table(table),
+        OUTCOMES,
+        *reason_examples(examples),
     ]
     lines.append(
         f"engine: {fills} fills; positions "
@@ -294,18 +360,6 @@ def _strategy(
         _send(producer, settings, ev, Topic.INTENTS)
         sent.append(ev)
 
-    bad_at = {
-        25: "bad_signature",
-        50: "unknown_producer",
-        75: "over_limit",
-        100: "unlisted_stablecoin",
-        125: "fat_finger",
-        150: "not_entitled",
-        175: "bad_signature",
-        200: "over_limit",
-        225: "unlisted_stablecoin",
-        250: "fat_finger",
-    }
     for i in range(INTENTS):
         mid = feed.mid or Decimal("60000")
         acc = accounts[i % 3]
@@ -321,7 +375,7 @@ def _strategy(
             side=side,
             quantity=qty,
         )
-        kind = bad_at.get(i)
+        kind = BAD_AT.get(i)
         if kind == "bad_signature":
             intent(OrderIntent(order_type=OrderType.MARKET, **base), signer=rogue)
         elif kind == "unknown_producer":

@@ -50,6 +50,11 @@ def test_the_demo_runs_every_stage_and_its_results_hold(env: Settings, tmp_path:
     # apart from an unknown order (session 19: 23 of 32 in one run; before, they were
     # UNKNOWN_ORDER like an id never used).
     assert _count(lines, "INTENT_REJECTED", "TOO_LATE_TO_CANCEL") > 0, text
+    # ...and the table says which refusals were staged and what each code means, in the
+    # decisions' own words (the newcomer's audit, helper-132: codes only before).
+    assert "engine: 10 of the intents are planted bad ones: 2 with a bad signature" in text
+    assert re.search(r"^  STABLECOIN_NOT_PERMITTED +USDT is not on the allow-list", text, re.M)
+    assert re.search(r"^  BAD_SIGNATURE +signature does not verify", text, re.M), text
     approved = _count(lines, "APPROVED ORDER", "-")
     assert approved > 200, text
     # Nothing the demo writes is refused: its smoke flow's account commands go to
