@@ -160,8 +160,14 @@ def status(
         typer.echo(f"data dir  {st['data_dir']}")
         typer.echo(
             f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)"
+            + (f"; {k['elsewhere']}" if k.get("elsewhere") else "")
         )
-        typer.echo(f"postgres  {'up' if p['ok'] else 'DOWN':5} {p['dsn']}")
+        typer.echo(
+            f"postgres  {'up' if p['ok'] else 'DOWN':5} {p['dsn']}"
+            + (f"; {p['elsewhere']}" if p.get("elsewhere") else "")
+        )
+        if st.get("hint"):
+            typer.echo(f"({st['hint']})")
         if k.get("partitions_changed"):
             typer.echo(
                 f"topics    PARTITIONS CHANGED: {k['partitions_changed']} (the engine decides"

@@ -185,6 +185,23 @@ class LocalStack:
             },
             "postgres": {"ok": pg_ok, "dsn": s.redacted_dsn(), "pid": self.postgres.pid()},
         }
+        # `status` run from another directory finds another data directory (the nearest
+        # .tradetape/), and said only "DOWN" of a stack that was up (the newcomer's
+        # audit): a port of this data directory's server that answers is named.
+        for what, local, port in (
+            ("kafka", not s.kafka_bootstrap, s.kafka_port),
+            ("postgres", not s.postgres_dsn, s.postgres_port),
+        ):
+            if local and not result[what]["ok"] and port_open("127.0.0.1", port):
+                result[what]["elsewhere"] = (
+                    f"127.0.0.1:{port} answers, but not a server of this data directory:"
+                    " another stack's (run from its directory, or `--data-dir DIR`), or"
+                    " another program"
+                )
+        if not (s.kafka_bootstrap or s.postgres_dsn) and not any(
+            result[w]["ok"] or result[w].get("elsewhere") for w in ("kafka", "postgres")
+        ):
+            result["hint"] = "nothing runs for this data directory: `tradetape up` starts it"
         if changed:
             # Fail closed: the engine decides every intent as STALE_STATE, and every
             # projection of these topics is DEGRADED (deploy.kafka.partition_changes).
