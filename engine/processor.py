@@ -76,6 +76,7 @@ from schemas.events import (
 from schemas.events.admin import ADMIN_COMMAND_TYPES
 from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
+from schemas.ids import derived_uuid7
 from schemas.registry import ENGINE_PRODUCER as ENGINE_PRODUCER  # re-exported: one source
 
 ADMIN_ACCEPTED = "admin-accepted"
@@ -214,18 +215,24 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
     # cancels committed), as caused by that fact: the ids a live worker gives them
     # (`control`). A flag's halt is run again always (every parent order goes, and none
     # can be placed under the flag: nothing new to cancel once it committed); an
-    # account's own switch never (`_switch_committed`: its fact and its halt are one
-    # transaction of the owner). A global switch's is one of `_redo_passes`'s.
-    for account in sorted(a for a, acc in state.accounts.items() if acc.open_orders):
+    # account's own switch unless the log shows its halt committed (`_switch_committed`:
+    # the owner's record, or the drawdown brake's fact, written with the halt), then with
+    # its record, as live. A global switch's is one of `_redo_passes`'s.
+    switched = {s for kind, s in state.halt_causes if kind == "kill" and s != GLOBAL_SCOPE}
+    for account in sorted({a for a, acc in state.accounts.items() if acc.open_orders} | switched):
         if not owns(account):
             continue
-        cause = state.halt_causes.get(("aml", account))
-        if cause is None:
-            own = state.halt_causes.get(("kill", account))
-            cause = None if own is None or _switch_committed(state, own, account) else own
-        if cause is not None:
+        aml = state.halt_causes.get(("aml", account))
+        own = state.halt_causes.get(("kill", account))
+        if own is not None and _switch_committed(state, own, account):
+            own = None
+        for cause in (aml, own):
+            if cause is None:
+                continue
             for name in sorted(ctx.venues):
                 ctx.venues[name].halt(state, account, emit_for(cause))
+            if cause is own:
+                _checked(emit_for(cause), account, cause)
     # Then the open orders placed with a revoked key, each as caused by the revocation of
     # that key (`control`), whatever rotations followed (`EngineState.revocation_of`).
     # One pass over the orders finds each one's revocation (`revocation_of`: by its key),
@@ -397,17 +404,37 @@ def _redo_passes(
 
 def _switch_committed(state: EngineState, switch: Envelope[Any], account: str) -> bool:
     """Whether the log shows the halt of `switch` (a `KillSwitchEngaged` in force for
-    `account`) committed for the account: for a switch of the account itself, its being
-    on the log, written by the engine (the account's owner decides it, or its drawdown
-    brake engages it, in the transaction of the halt); for a global one, the account's
-    `RestingOrdersChecked` naming it (the halt of each worker that read it, for each
-    account with open orders, or a decision of the account approved under it since).
-    Otherwise `catch_up` runs the halt again (a lost transaction; on a log from before
-    the record, fail closed: once, writing the record)."""
-    if switch.payload.scope == account:
-        return switch.producer == ENGINE_PRODUCER
+    `account`) committed for the account: the account's `RestingOrdersChecked` naming it
+    (for a global switch, the halt of each worker that read it, for each account with
+    open orders, or a decision of the account approved under it since; for a switch of
+    the account itself, its owner's halt, deciding the command or reading the fact
+    another worker decided, with nothing resting too), or, for a switch of the account
+    engaged by its drawdown brake, the fact itself (`_braked`: the owner writes it in the
+    decision's transaction, with the halt). Otherwise `catch_up` runs the halt again (a
+    lost transaction; on a log from before the record, fail closed: once, writing the
+    record). Until helper-134's change an account's switch counted as committed whenever
+    the engine wrote it: one decided by a worker not owning the account (a tightening
+    admin command is decided on any partition) was halted by the owner in another
+    transaction, and when that one was lost the orders rested on under the switch."""
     acc = state.accounts.get(account)
-    return acc is not None and switch.event_id in acc.unheld
+    if acc is not None and switch.event_id in acc.unheld:
+        return True
+    return switch.payload.scope == account and _braked(switch)
+
+
+def _braked(switch: Envelope[Any]) -> bool:
+    """Whether `switch` is the `KillSwitchEngaged` a drawdown brake wrote in the
+    transaction of the intent's decision (`_order`): its id is the one derived from its
+    cause with the brake's discriminator, which no admin command's accepted fact has."""
+    cause = switch.causation_id
+    return (
+        switch.producer == ENGINE_PRODUCER
+        and cause is not None
+        and switch.event_id
+        == derived_uuid7(
+            switch.occurred_at, ENGINE_PRODUCER, str(cause), switch.event_type, "brake"
+        )
+    )
 
 
 def _fact(step: TransferStep | LimitStep | Envelope[Any]) -> Envelope[Any]:
@@ -730,13 +757,15 @@ def _halt(
 ) -> None:
     """At once, in the same transaction as the fact: cancel the owned open orders a kill
     switch (of `scope`, an account or '*') or an AML flag raised just now stops
-    (`Venue.halt`), accounts and venues in sorted order. A global switch (`fact`, as
-    published on risk.config) records its pass per owned account with open orders
-    (`RestingOrdersChecked`, cancelling or not), so a restart does not run it again on a
-    later state (`catch_up`); an account whose records show it ran (a worker that took the
-    partition over folded them before reading the switch) is left alone. A switch of one
-    account needs no record: its fact is written by the account's owner in the
-    transaction of the pass (decided from the admin command, or the drawdown brake)."""
+    (`Venue.halt`), accounts and venues in sorted order. A switch (`fact`, as published
+    on risk.config) records its pass (`RestingOrdersChecked`, cancelling or not) per
+    owned account with open orders when global, for its account (with nothing resting
+    too) when it names one, so a restart does not run it again on a later state
+    (`catch_up`); an account whose records show it ran (a worker that took the partition
+    over folded them before reading the switch) is left alone. The drawdown brake's
+    switch (no `fact`) needs no record: the owner writes it in the transaction of the
+    pass (`_braked`). A switch of one account decided from an admin command may be
+    decided by a worker that does not own the account; its owner halts when it reads it."""
     owns = ctx.owns
     accounts = (
         sorted(a for a, acc in state.accounts.items() if acc.open_orders)
@@ -745,7 +774,7 @@ def _halt(
     )
     for account in accounts:
         if owns is None or owns(account):
-            recorded = fact if scope == GLOBAL_SCOPE else None
+            recorded = fact
             if recorded is not None and recorded.event_id in state.account(account).unheld:
                 continue
             for name in sorted(ctx.venues):

@@ -143,17 +143,19 @@ class RestingOrdersChecked(EventPayload):
     In the transaction of the pass: a withdrawal hold's (`processor._unhold`, for a
     transfer fact that raised a hold or settled a rejected withdrawal), a limits
     change's (`processor._limits_changed`, for the `RiskLimitsChanged` in force for the
-    account) or a global kill switch's halt (`processor._halt`; or, for an account that
-    had nothing resting then, with its first decision approved under the switch). What
+    account) or a kill switch's halt (`processor._halt`): a global one's per account
+    with open orders (or, for an account that had nothing resting then, with its first
+    decision approved under the switch), an account's own one engaged by an admin command
+    for its account (the drawdown brake's needs none: its fact is the owner's). What
     the pass cancelled, if anything, is on orders.lifecycle, caused by the
-    same input. Written whether or not it cancelled anything (for a hold-raising fact and
-    a change of the account's own limits with nothing resting too; for a global change
-    or switch, per account with open orders it covers), so the log shows the pass's transaction
+    same input. Written whether or not it cancelled anything (for a hold-raising fact, a
+    change of the account's own limits and an account's own switch with nothing resting
+    too; for a global change or switch, per account with open orders it covers), so the log shows the pass's transaction
     committed and a restart's `catch_up` does not run the pass again on a
     later state, where it could cancel what no live worker did (docs/engine.md
     *Withdrawals*). One per fact and account: its id is derived from the input and the
-    account. Keyed by the account; its causation is the fact (for a limits change the
-    engine decided, the admin command)."""
+    account. Keyed by the account; its causation is the fact (for a limits change or a
+    switch the engine decided, the admin command)."""
 
     EVENT_TYPE: ClassVar[str] = "RestingOrdersChecked"
     TOPIC: ClassVar[str] = Topic.DECISIONS
@@ -162,7 +164,7 @@ class RestingOrdersChecked(EventPayload):
     fact_event_id: UUID = Field(
         description="The fact whose pass ran: the transfer fact (`TransferRequested`, "
         "`TransferChecked`, `TransferReleased`, `TransferSettled`), the "
-        "`RiskLimitsChanged` or the global `KillSwitchEngaged` as published on its topic"
+        "`RiskLimitsChanged` or the `KillSwitchEngaged` as published on its topic"
     )
     fact_type: str = Field(min_length=1, max_length=64, description="The event type of that fact")
 

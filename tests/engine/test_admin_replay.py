@@ -57,10 +57,10 @@ def test_a_release_replayed_under_another_time_is_refused() -> None:
     h, key = _keyed()
     engage = _signed(h, KillSwitchEngaged(scope="A1", engaged_by="admin", reason="t"), key)
     release = _signed(h, KillSwitchReleased(scope="A1", released_by="admin", reason="t"), key)
-    assert _types(h, engage) == ["KillSwitchEngaged"]
+    assert _types(h, engage) == ["KillSwitchEngaged", "RestingOrdersChecked"]
     assert _types(h, release) == ["KillSwitchReleased"]
     again = _signed(h, KillSwitchEngaged(scope="A1", engaged_by="admin", reason="again"), key)
-    assert _types(h, again) == ["KillSwitchEngaged"]
+    assert _types(h, again) == ["KillSwitchEngaged", "RestingOrdersChecked"]
     moved = release.model_copy(update={"occurred_at": h.tick(5)})
     out = process(h.state, moved, h.ctx)
     assert [e.event_type for e in out] == ["AdminCommandRejected"]
@@ -107,7 +107,7 @@ def test_a_rejected_command_replayed_once_the_state_allows_it_is_refused() -> No
     )
     assert _types(h, deposit) == ["AdminCommandRejected"]  # A9 is not open
     engage = _signed(h, KillSwitchEngaged(scope="A1", engaged_by="admin", reason="t"), key)
-    assert _types(h, engage) == ["KillSwitchEngaged"]
+    assert _types(h, engage) == ["KillSwitchEngaged", "RestingOrdersChecked"]
     opened = AccountOpened(
         account="A9",
         beneficial_owner=BeneficialOwner(

@@ -25,7 +25,7 @@ def test_a_kill_switch_for_no_open_account_is_refused() -> None:
     assert types(out) == ["AdminCommandRejected"]
     assert "neither '*' nor an open account" in out[0].payload.reason
     assert "a1" not in h.state.kill_switches
-    assert _engage(h, "A1") == ["KillSwitchEngaged"]
+    assert _engage(h, "A1") == ["KillSwitchEngaged", "RestingOrdersChecked"]  # its halt recorded
     assert decision(h.order(Side.BUY, Decimal("0.1"), Decimal("30000"))).outcome == "REJECTED"
     assert _engage(h, "*") == ["KillSwitchEngaged"]
 
@@ -35,7 +35,7 @@ def test_on_a_view_that_may_be_stale_a_switch_for_an_unseen_account_is_engaged()
     tightening command is decided on such a view (docs/engine.md), so it is engaged."""
     h = Harness()
     h.ctx.consumer_lag = UNKNOWN_LAG
-    assert _engage(h, "A7") == ["KillSwitchEngaged"]
+    assert _engage(h, "A7") == ["KillSwitchEngaged", "RestingOrdersChecked"]
     assert "A7" in h.state.kill_switches
 
 

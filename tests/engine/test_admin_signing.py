@@ -62,11 +62,11 @@ def test_signature_is_bound_to_the_envelope_and_replays_are_refused() -> None:
     process(h.state, _signed(h, reg, key), h.ctx)
     engage = _signed(h, KillSwitchEngaged(scope="A1", engaged_by="admin", reason="t"), key)
     release = _signed(h, KillSwitchReleased(scope="A1", released_by="admin", reason="t"), key)
-    assert _types(h, engage) == ["KillSwitchEngaged"]
+    assert _types(h, engage) == ["KillSwitchEngaged", "RestingOrdersChecked"]
     assert _types(h, release) == ["KillSwitchReleased"]
     assert _types(
         h, _signed(h, KillSwitchEngaged(scope="A1", engaged_by="admin", reason="again"), key)
-    ) == ["KillSwitchEngaged"]
+    ) == ["KillSwitchEngaged", "RestingOrdersChecked"]
     # The same signed release, replayed as is: refused, the switch stays engaged.
     out = process(h.state, release, h.ctx)
     assert [e.event_type for e in out] == ["AdminCommandRejected"]

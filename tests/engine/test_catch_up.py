@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from engine.processor import Context, catch_up, control, process
 from engine.snapshot import SnapshotError, canonical_state, release_partitions, take_slice
 from engine.state import EngineState
-from schemas import new_event
+from schemas import encode, new_event
 from schemas.events import KillSwitchEngaged, RiskLimitsChanged, Side
 from tests.engine.test_snapshot import (
     ACTION,
@@ -607,3 +607,48 @@ def test_a_gap_print_older_than_the_switch_fills_live_and_is_cancelled_at_a_rest
         ("OrderCanceled", switch.event_id), ("RestingOrdersChecked", switch.event_id)
     ]  # fmt: skip
     assert out[0].payload.reason == "KILL_SWITCH"
+
+
+def test_an_accounts_switch_decided_elsewhere_is_halted_again_when_the_owners_read_is_lost() -> (
+    None
+):
+    """A kill switch of A1 decided by a worker that does not own A1 (a tightening admin
+    command is decided on whatever partition it comes: `stale_admin_reason`, e.g. after the
+    admin topic grew): that worker cancels nothing. A1's owner reads the accepted fact from
+    risk.config and cancels A1's bid in its own transaction, which is lost. Before, the
+    restarted owner's `catch_up` took the switch as committed because the engine wrote it
+    (`_switch_committed`) and left the bid resting under the engaged switch (fail open);
+    now the owner's halt records itself, as a global switch's does, and a lost one is
+    redone with the live ids. An account's switch its owner decided or the drawdown brake
+    engaged is not run again."""
+    log = _play([_BUY])
+    order = set(log.h.state.account("A1").open_orders)
+    assert len(order) == 1
+    command = new_event(
+        KillSwitchEngaged(scope="A1", engaged_by="admin", reason="t"),
+        producer="admin",
+        occurred_at=log.h.tick(),
+    )
+    elsewhere = copy.deepcopy(log.h.state)
+    decided = process(elsewhere, command, Context(owns=_nobody, event_time_is_arrival=True))
+    assert [e.event_type for e in decided] == ["KillSwitchEngaged"]  # it owns nothing
+    fact = decided[0]
+    log.ref.append(fact)
+    log.h.inputs.append(fact)
+    done = len(log.own)
+    live = control(log.h.state, fact, log.h.ctx)  # A1's owner reads it
+    assert "OrderCanceled" in [e.event_type for e in live]
+    assert not log.h.state.account("A1").open_orders
+    restarted = full_replay(log)  # the owner's transaction lost: the fact, not its cancels
+    assert restarted.account("A1").open_orders == order
+    redone = catch_up(restarted, Context(), _everyone)
+    assert [encode(e) for e in redone] == [encode(e) for e in live]
+    assert canonical_state(restarted) == canonical_state(log.h.state)
+    log.add(live)  # committed: nothing to redo
+    assert len(log.own) > done
+    assert catch_up(full_replay(log), Context(), _everyone) == []
+    # Decided by A1's owner: the halt's transaction is the fact's; nothing to redo.
+    owned = _play([_BUY])
+    owned.add(owned.h.admin(KillSwitchEngaged(scope="A1", engaged_by="admin", reason="t")))
+    assert not owned.h.state.account("A1").open_orders
+    assert catch_up(full_replay(owned), Context(), _everyone) == []
