@@ -322,12 +322,21 @@ def _redo_passes(
             l0 = j + 1
             break
     lost_l = changes[l0:]
+    # The global switches whose halt for the account the log does not show committed: the
+    # one in force if the account has open orders; one released since if the account has
+    # an open order from before it (had the halt committed, it was cancelled, or kept as
+    # risk-reducing and the record written: engaged and released in one lost transaction).
     switch = state.halt_causes.get(("kill", GLOBAL_SCOPE))
-    lost_k: list[Envelope[Any]] = (
-        [switch]
-        if switch is not None and acc.open_orders and not _switch_committed(state, switch, account)
-        else []
+    first = min(
+        (o.submitted_at for o in _parents(state, acc)),
+        default=None,
     )
+    lost_k: list[Envelope[Any]] = [
+        s
+        for s in state.switch_steps
+        if (acc.open_orders if s is switch else first is not None and first < s.occurred_at)
+        and not _switch_committed(state, s, account)
+    ]
     if not lost_t and not lost_l and not lost_k:
         return
     lanes: list[list[TransferStep | LimitStep | Envelope[Any]]] = [[*lost_t], [*lost_l], [*lost_k]]
@@ -390,9 +399,7 @@ def _redo_passes(
                         _limits_pass(state, ctx, emit, acc, fee)
                     _checked(emit, account, step.fact)
             elif acc.open_orders:  # the global switch's halt (`_halt`)
-                for name in sorted(ctx.venues):
-                    ctx.venues[name].halt(state, account, emit)
-                _checked(emit, account, step)
+                _halt_again(state, ctx, emit, acc, step, released=step is not switch)
     finally:
         acc.held, acc.balances, acc.deposited = held, balances, deposited
         if limits is None:
@@ -400,6 +407,50 @@ def _redo_passes(
         else:
             state.limits[scope] = limits
         acc.pending |= hidden
+
+
+def _parents(state: EngineState, acc: AccountState) -> list[OrderState]:
+    """The account's open parent orders."""
+    return [
+        o
+        for o in (state.orders.get(i) for i in acc.open_orders)
+        if o is not None and not o.done and o.parent_order_id is None
+    ]
+
+
+def _halt_again(
+    state: EngineState,
+    ctx: Context,
+    emit: _Emitter,
+    acc: AccountState,
+    switch: Envelope[Any],
+    *,
+    released: bool,
+) -> None:
+    """`_redo_passes`' redo of a global switch's lost halt for the account, with its
+    record. `released`: the switch is no longer in force; it is put back for its halt, over
+    the open orders from before it only (those placed since its release never met it)."""
+    if not released:
+        for name in sorted(ctx.venues):
+            ctx.venues[name].halt(state, acc.account, emit)
+        _checked(emit, acc.account, switch)
+        return
+    later = {
+        i
+        for i in acc.open_orders
+        if (o := state.orders.get(i)) is not None and o.submitted_at >= switch.occurred_at
+    }
+    engaged = GLOBAL_SCOPE in state.kill_switches
+    acc.open_orders -= later
+    state.kill_switches.add(GLOBAL_SCOPE)
+    try:
+        for name in sorted(ctx.venues):
+            ctx.venues[name].halt(state, acc.account, emit)
+    finally:
+        if not engaged:
+            state.kill_switches.discard(GLOBAL_SCOPE)
+        acc.open_orders |= later
+    _checked(emit, acc.account, switch)
 
 
 def _switch_committed(state: EngineState, switch: Envelope[Any], account: str) -> bool:

@@ -1061,6 +1061,12 @@ class EngineState:
     """scope -> every `RiskLimitsChanged` that came in force there, in the order folded
     (one partition of risk.config), with the limits it replaced: as `transfer_steps`, for
     the lost limits passes (before session 23 only the change in force was redone)."""
+    switch_steps: list[Envelope[Any]] = field(default_factory=list, repr=False)
+    """Every global `KillSwitchEngaged` that engaged the switch (not one folded while it
+    was engaged already), in the order folded (one partition of risk.config), released
+    since or not: reference state, as `limit_steps`. `processor.catch_up` redoes a lost
+    halt of one released since too (engaged and released in one lost transaction: the
+    halt live ran cancelled what a restart found resting under no switch)."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -1642,6 +1648,8 @@ class EngineState:
                 self.limit_causes[p.scope] = event
                 self.limit_steps.setdefault(p.scope, []).append(LimitStep(event, current))
         elif isinstance(p, KillSwitchEngaged):
+            if p.scope == GLOBAL_SCOPE and p.scope not in self.kill_switches:
+                self.switch_steps.append(event)
             self.kill_switches.add(p.scope)
             self.halt_causes.setdefault(("kill", p.scope), event)
         elif isinstance(p, KillSwitchReleased):

@@ -1235,6 +1235,17 @@ STEP = st.one_of(
            ("switch", True), ("crash",)],
     credit="0",
 )  # fmt: skip
+@example(  # a global switch engaged and released in one lost transaction: its halt
+    # redone with the switch put back (before, nothing: the bid rested on at the restart)
+    steps=[("order", ("BTC/USDC", Side.BUY, 1)), ("switch", True), ("switch", False),
+           ("crash",)],
+    credit="0",
+)  # fmt: skip
+@example(  # ... after a request's pass, the switch's halt in the order read
+    steps=[("order", ("BTC/USDC", Side.BUY, 10)), ("order", ("BTC/USDC", Side.BUY, 10)),
+           ("request", "USDC", 9000), ("switch", True), ("switch", False), ("crash",)],
+    credit="3000",
+)  # fmt: skip
 def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     steps: list[tuple[Any, ...]], credit: str
 ) -> None:
