@@ -356,9 +356,52 @@ def _cpu_by_role(roles: dict[str, int]) -> dict[str, float]:
     broker is a child of this process)."""
     own = set(roles.values())
     return {
-        role: cpu_seconds(pid) + sum(cpu_seconds(c) for c in _children(pid) if c not in own)
+        role: (_cpu_with_children(pid) if role == "postgres" else cpu_seconds(pid))
+        + sum(cpu_seconds(c) for c in _children(pid) if c not in own)
         for role, pid in roles.items()
     }
+
+
+def _pg_kind(pid: int) -> str:
+    """What a PostgreSQL child process is, from its title ("postgres: autovacuum worker",
+    "postgres: checkpointer", "postgres: USER DB HOST(PORT) idle", ...)."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return "gone"
+    title = title.replace("\0", " ").removeprefix("postgres: ").strip()
+    for kind in ("autovacuum", "checkpointer", "background writer", "walwriter", "io worker"):
+        if title.startswith(kind):
+            return {"background writer": "bgwriter"}.get(kind, kind)
+    return "backends" if "(" in title else "other"
+
+
+def _pg_cpu_by_kind(pid: int | None) -> dict[str, float]:
+    """PostgreSQL's CPU seconds so far split by process kind; "reaped": the postmaster's
+    own and its children that have exited (an autovacuum worker that finished, a
+    rebuild's backends)."""
+    if pid is None:
+        return {}
+    out = {"reaped": _cpu_with_children(pid)}
+    for c in _children(pid):
+        kind = _pg_kind(c)
+        out[kind] = out.get(kind, 0.0) + cpu_seconds(c)
+    return out
+
+
+_PG_WATCH = """
+SELECT (SELECT num_timed + num_requested FROM pg_stat_checkpointer),
+       (SELECT buffers_written FROM pg_stat_checkpointer),
+       (SELECT wal_fpi FROM pg_stat_wal),
+       (SELECT wal_bytes FROM pg_stat_wal),
+       (SELECT sum(blks_read) FROM pg_stat_database),
+       (SELECT coalesce(sum(writes), 0) FROM pg_stat_io WHERE backend_type = 'client backend'),
+       (SELECT string_agg(regexp_replace(query, '^autovacuum: ', ''), '; ' ORDER BY query)
+          FROM pg_stat_activity WHERE backend_type = 'autovacuum worker')
+"""
+"""Once a second during the lag phase (PostgreSQL 18's views): checkpoints, buffers the
+checkpointer wrote, WAL full-page images and bytes, blocks read (not in shared
+buffers), client backends' own buffer writes, and what autovacuum is doing now."""
 
 
 def _offer(
@@ -400,13 +443,18 @@ def bench_lag(
     servers: dict[str, int] | None = None,
     linger_ms: float = 1.0,
     warmup_seconds: float = 10.0,
+    cwd: Path = ROOT,
+    seed: int = 99,
 ) -> dict[str, Any]:
     """`servers`: role -> pid of the broker and PostgreSQL, whose CPU is reported too.
-    `warmup_seconds` of the same load come first, unmeasured."""
-    events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, 99) for x in c]
+    `warmup_seconds` of the same load come first, unmeasured. `cwd`: the checkout whose
+    `run projections` is measured. `seed`: of the measured events (the warm-up's is
+    `seed - 92`); another round on the same database needs other event ids, or its
+    events would be duplicates of the first's."""
+    events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, seed) for x in c]
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "projections"],
-        cwd=ROOT,
+        cwd=cwd,
         env=_env(s),
         stdout=subprocess.DEVNULL,
         # Its own session, so its own scheduling group (Linux autogroup, on here): the
@@ -432,12 +480,35 @@ def bench_lag(
         # idempotence id, every projector process its connections and prepared
         # statements, and the broker, started a moment ago, compiles its hot paths
         # (its JIT: in the first ~8 s of load it used 0.93 cores against 0.5 after).
-        warm = [x for c in _chunks(int(warmup_seconds * rate), s.topic_prefix, 7) for x in c]
+        warm = [
+            x for c in _chunks(int(warmup_seconds * rate), s.topic_prefix, seed - 92) for x in c
+        ]
         _offer(producer, warm, rate, time.monotonic())
         producer.flush(30)
         time.sleep(3.0)
-        with psycopg.connect(s.dsn, autocommit=True) as conn:
+        with (
+            psycopg.connect(s.dsn, autocommit=True) as conn,
+            psycopg.connect(s.dsn, autocommit=True) as watch,
+        ):
             last: dict[tuple[str, str, int], int] = {}
+            # The observer's and the watcher's own backends: their CPU is in PostgreSQL's,
+            # and is reported apart so the projectors' share can be told from the bench's.
+            mine = [conn.info.backend_pid, watch.info.backend_pid]
+            postgres = (servers or {}).get("postgres")
+
+            def pg_sample() -> dict[str, Any]:
+                row = watch.execute(_PG_WATCH).fetchone() or ()
+                kinds = _pg_cpu_by_kind(postgres)
+                return {
+                    **{f"pg {k}": v for k, v in kinds.items()},
+                    "pg observer": cpu_seconds(mine[0]),
+                    "pg watch": cpu_seconds(mine[1]),
+                    **{f"group {c}": cpu_seconds(c) for c in _children(proc.pid)},
+                    "checkpoints": float(row[0] or 0), "ckpt buffers": float(row[1] or 0),
+                    "wal fpi": float(row[2] or 0), "wal MB": float(row[3] or 0) / 2**20,
+                    "blks read": float(row[4] or 0), "backend writes": float(row[5] or 0),
+                    "autovacuum": row[6] or "",
+                }  # fmt: skip
 
             def snapshot() -> None:
                 now = time.time()
@@ -457,7 +528,7 @@ def bench_lag(
             started = time.monotonic()
             next_poll = started
             next_sample = started + 1.0
-            timeline: list[dict[str, float]] = [{**cpu_before, "machine": busy_before}]
+            timeline: list[dict[str, Any]] = [{**cpu_before, "machine": busy_before, **pg_sample()}]
 
             def tick(now: float) -> None:
                 nonlocal next_poll, next_sample
@@ -465,7 +536,9 @@ def bench_lag(
                     snapshot()
                     next_poll = now + poll_ms / 1000
                 if now >= next_sample:
-                    timeline.append({**_cpu_by_role(roles), "machine": _machine_busy()})
+                    timeline.append(
+                        {**_cpu_by_role(roles), "machine": _machine_busy(), **pg_sample()}
+                    )
                     next_sample += 1.0
 
             _offer(producer, events, rate, started, on_delivery=delivered, tick=tick)
@@ -475,14 +548,27 @@ def bench_lag(
             cpu = {k: (v - cpu_before[k]) / window for k, v in _cpu_by_role(roles).items()}
             machine = (_machine_busy() - busy_before) / window
             end = time.monotonic() + 5
+            drain_vacuum: list[str] = []
+            next_sample = time.monotonic()
             while time.monotonic() < end:
                 snapshot()
+                if time.monotonic() >= next_sample:
+                    drain_vacuum.append(pg_sample()["autovacuum"] or "-")
+                    next_sample += 1.0
                 time.sleep(poll_ms / 1000)
             # Effort per event, to the end of the drain: CPU seconds are what a change
             # to the projectors moves, whatever else the machine runs (the lag depends on
             # how much CPU is left over, which co-tenants decide as much as the code).
             drained = _cpu_by_role(roles)
             per_event = {k: (drained[k] - cpu_before[k]) / len(events) * 1e6 for k in drained}
+            pg_after = pg_sample()
+            pg_us = {
+                k.removeprefix("pg "): (v - timeline[0].get(k, 0.0)) / len(events) * 1e6
+                for k, v in pg_after.items()
+                if k.startswith("pg ")
+            }
+            # The observer's and the watcher's backends are client backends too.
+            pg_us["backends"] = pg_us.get("backends", 0.0) - pg_us["observer"] - pg_us["watch"]
             groups = sorted(
                 (cpu_seconds(c) - groups_before.get(c, 0.0)) / len(events) * 1e6
                 for c in _children(proc.pid)
@@ -518,11 +604,24 @@ def bench_lag(
             if i < len(seq):
                 by_second.setdefault(int(ts - t0), []).append(seq[i][1] - ts)
     for role in [*timeline[0]]:
+        if role == "autovacuum":
+            continue
+        unit = "" if role in _PG_COUNTS else " cores"
         print(
-            f"  {role + ' cores':16} by second offered: "
-            + " ".join(f"{b[role] - a[role]:.2f}" for a, b in itertools.pairwise(timeline)),
+            f"  {role + unit:20} by second offered: "
+            + " ".join(
+                f"{b.get(role, 0.0) - a.get(role, 0.0):.{0 if unit == '' else 2}f}"
+                for a, b in itertools.pairwise(timeline)
+            ),
             flush=True,
         )
+    print(
+        "  autovacuum by second offered: "
+        + " | ".join(f"{i}: {b['autovacuum'] or '-'}" for i, b in enumerate(timeline[1:]))
+        + "; in the drain: "
+        + " | ".join(drain_vacuum),
+        flush=True,
+    )
     print(
         "  orders lag p50 by second offered (ms): "
         + " ".join(f"{sorted(v)[len(v) // 2] * 1000:.0f}" for _k, v in sorted(by_second.items())),
@@ -550,8 +649,49 @@ def bench_lag(
         "per_event_us": per_event,
         "group_us": groups,
         "committed_us": {k: v * len(events) / max(1, len(lags)) for k, v in per_event.items()},
+        "pg_us": pg_us,
+        "by_second_p50": [sorted(v)[len(v) // 2] * 1000 for _k, v in sorted(by_second.items())],
         "machine": machine,
     }
+
+
+_PG_COUNTS = frozenset(
+    {"checkpoints", "ckpt buffers", "wal fpi", "wal MB", "blks read", "backend writes"}
+)
+
+
+def _print_lag(r: dict[str, Any], label: str) -> None:
+    print(
+        f"incremental lag ({label}) at {r['offered']:,.0f} events/s offered over "
+        f"{r['records']:,} projected records ({r['missing']} not committed in time): "
+        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; "
+        f"run projections peak RSS per process (MB) "
+        f"{sorted(round(v) for v in r['rss'].values())}, exit {r['exit']}",
+        flush=True,
+    )
+    print(
+        "CPU while offering (cores): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items())
+        + f"; all processes on the machine {r['machine']:.2f} of {os.cpu_count()}",
+        flush=True,
+    )
+    print(
+        "CPU per event offered, to the end of the drain (us): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in r["per_event_us"].items())
+        + "; projector processes "
+        + " / ".join(f"{v:.0f}" for v in r["group_us"])
+        + "; per projected record committed (a record read by n projections counts "
+        + "n times; falling behind leaves work uncounted): projectors "
+        + f"{r['committed_us']['projectors']:.1f}, postgres "
+        + f"{r['committed_us'].get('postgres', float('nan')):.1f}",
+        flush=True,
+    )
+    print(
+        "PostgreSQL's CPU per event offered by process (us, to the end of the drain; "
+        "backends: the projectors', observer and watch: the bench's own queries): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["pg_us"].items())),
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -567,6 +707,19 @@ def main() -> int:
         "before session 8 it was 2,000 events)",
     )
     ap.add_argument("--skip-rebuild", action="store_true")
+    ap.add_argument(
+        "--lag-rounds",
+        type=int,
+        default=1,
+        help="lag phases one after the other, each on new topics and events; the first "
+        "right after the rebuilds (with --baseline-tree the trees alternate ABBA)",
+    )
+    ap.add_argument(
+        "--lag-poll-ms",
+        type=float,
+        default=10.0,
+        help="the observer's poll of projection_offsets (an upper bound on the lag by this)",
+    )
     ap.add_argument("--skip-lag", action="store_true")
     ap.add_argument(
         "--lag-linger-ms",
@@ -629,8 +782,6 @@ def main() -> int:
                 )
                 print(f"load average: {os.getloadavg()}", flush=True)
             if not args.skip_lag:
-                lag_settings = s.with_overrides(topic_prefix="lag.")
-                create_topics(lag_settings)
                 servers = {
                     k: pid
                     for k, pid in (
@@ -639,41 +790,55 @@ def main() -> int:
                     )
                     if pid is not None
                 }
-                r = bench_lag(
-                    lag_settings,
-                    args.lag_seconds,
-                    args.lag_rate,
-                    same_session=args.same_session,
-                    servers=servers,
-                    linger_ms=args.lag_linger_ms,
-                    warmup_seconds=args.lag_warmup_seconds,
-                )
-                print(
-                    f"incremental lag at {r['offered']:,.0f} events/s offered over "
-                    f"{r['records']:,} projected records ({r['missing']} not committed in time): "
-                    f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; "
-                    f"run projections peak RSS per process (MB) "
-                    f"{sorted(round(v) for v in r['rss'].values())}, exit {r['exit']}",
-                    flush=True,
-                )
-                print(
-                    "CPU while offering (cores): "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items())
-                    + f"; all processes on the machine {r['machine']:.2f} of {os.cpu_count()}",
-                    flush=True,
-                )
-                print(
-                    "CPU per event offered, to the end of the drain (us): "
-                    + ", ".join(f"{k} {v:.0f}" for k, v in r["per_event_us"].items())
-                    + "; projector processes "
-                    + " / ".join(f"{v:.0f}" for v in r["group_us"])
-                    + "; per projected record committed (a record read by n projections counts "
-                    + "n times; falling behind leaves work uncounted): projectors "
-                    + f"{r['committed_us']['projectors']:.1f}, postgres "
-                    + f"{r['committed_us'].get('postgres', float('nan')):.1f}",
-                    flush=True,
-                )
-                print(f"load average: {os.getloadavg()}", flush=True)
+                # Rounds, each on topics of its own and events of its own (fresh offsets,
+                # fresh ids), on the same database: the first starts right after the
+                # rebuilds (if any ran), the next ones after it. With a baseline, the
+                # trees alternate ABBA.
+                trees: list[tuple[str, Path]] = [("this code", ROOT)]
+                if args.baseline_tree is not None:
+                    trees.append((args.baseline_tree.name, args.baseline_tree))
+                ended = time.monotonic()
+                results: dict[str, list[dict[str, Any]]] = {}
+                for rnd in range(args.lag_rounds):
+                    label, cwd = trees[(0, 1, 1, 0)[rnd % 4] % len(trees)]
+                    lag_settings = s.with_overrides(
+                        topic_prefix="lag." if rnd == 0 else f"lag{rnd + 1}."
+                    )
+                    create_topics(lag_settings)
+                    when = (
+                        f"{time.monotonic() - ended:.0f} s after the rebuilds ended"
+                        if not args.skip_rebuild
+                        else "no rebuild in this run"
+                    )
+                    print(f"lag round {rnd + 1} ({label}; {when}):", flush=True)
+                    r = bench_lag(
+                        lag_settings,
+                        args.lag_seconds,
+                        args.lag_rate,
+                        poll_ms=args.lag_poll_ms,
+                        same_session=args.same_session,
+                        servers=servers,
+                        linger_ms=args.lag_linger_ms,
+                        warmup_seconds=args.lag_warmup_seconds,
+                        cwd=cwd,
+                        seed=99 + 1000 * rnd,
+                    )
+                    results.setdefault(label, []).append(r)
+                    _print_lag(r, f"round {rnd + 1}, {label}")
+                    print(f"load average: {os.getloadavg()}", flush=True)
+                if args.lag_rounds > 1:
+                    for label, rs in results.items():
+                        print(
+                            f"lag {label}, {len(rs)} rounds: p99 "
+                            + " / ".join(f"{r['p99_ms']:.0f}" for r in rs)
+                            + f" ms (median {statistics.median(r['p99_ms'] for r in rs):.0f}), p50 "
+                            + " / ".join(f"{r['p50_ms']:.0f}" for r in rs)
+                            + " ms; projectors "
+                            + " / ".join(f"{r['per_event_us']['projectors']:.1f}" for r in rs)
+                            + " us per event offered, postgres "
+                            + " / ".join(f"{r['per_event_us'].get('postgres', 0):.1f}" for r in rs),
+                            flush=True,
+                        )
         finally:
             stack.down()
     return 0
