@@ -396,12 +396,52 @@ SELECT (SELECT num_timed + num_requested FROM pg_stat_checkpointer),
        (SELECT wal_bytes FROM pg_stat_wal),
        (SELECT sum(blks_read) FROM pg_stat_database),
        (SELECT coalesce(sum(writes), 0) FROM pg_stat_io WHERE backend_type = 'client backend'),
-       (SELECT string_agg(regexp_replace(query, '^autovacuum: ', ''), '; ' ORDER BY query)
-          FROM pg_stat_activity WHERE backend_type = 'autovacuum worker')
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'),
+       (SELECT string_agg(schemaname || '.' || relname || ' ' || n_live_tup, ', '
+                          ORDER BY schemaname, relname)
+          FROM pg_stat_all_tables
+         WHERE last_autovacuum > now() - interval '1 second'
+            OR last_autoanalyze > now() - interval '1 second')
 """
 """Once a second during the lag phase (PostgreSQL 18's views): checkpoints, buffers the
 checkpointer wrote, WAL full-page images and bytes, blocks read (not in shared
-buffers), client backends' own buffer writes, and what autovacuum is doing now."""
+buffers), client backends' own buffer writes, autovacuum workers running now, and the
+tables an autovacuum or autoanalyze finished in the last second (with their rows)."""
+
+
+def _broker_kind(name: str) -> str:
+    """A Kafka broker's JVM thread, by its name (/proc's 15 characters)."""
+    if name.startswith(("GC Thread", "G1 ", "VM Thread")):
+        return "gc"
+    if "Compiler" in name:
+        return "jit"
+    if name.startswith("data-plane"):
+        return "requests"
+    if name.startswith(("kafka-scheduler", "kafka-log-clean")):
+        return "log"
+    return "other"
+
+
+def _broker_cpu_by_kind(pid: int | None) -> dict[str, float]:
+    """The broker's CPU seconds so far by thread kind (a thread that has ended drops
+    out: compiler threads come and go)."""
+    out: dict[str, float] = {}
+    if pid is None:
+        return out
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{t}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        f = stat.rsplit(")", 1)[1].split()
+        kind = _broker_kind(name)
+        out[kind] = out.get(kind, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _offer(
@@ -495,6 +535,7 @@ def bench_lag(
             # and is reported apart so the projectors' share can be told from the bench's.
             mine = [conn.info.backend_pid, watch.info.backend_pid]
             postgres = (servers or {}).get("postgres")
+            broker = (servers or {}).get("broker")
 
             def pg_sample() -> dict[str, Any]:
                 row = watch.execute(_PG_WATCH).fetchone() or ()
@@ -507,7 +548,9 @@ def bench_lag(
                     "checkpoints": float(row[0] or 0), "ckpt buffers": float(row[1] or 0),
                     "wal fpi": float(row[2] or 0), "wal MB": float(row[3] or 0) / 2**20,
                     "blks read": float(row[4] or 0), "backend writes": float(row[5] or 0),
-                    "autovacuum": row[6] or "",
+                    **{f"broker {k}": v for k, v in _broker_cpu_by_kind(broker).items()},
+                    "autovacuum": (f"{row[6]} running" if row[6] else "")
+                    + (f"; done: {row[7]}" if row[7] else ""),
                 }  # fmt: skip
 
             def snapshot() -> None:
@@ -566,6 +609,11 @@ def bench_lag(
                 k.removeprefix("pg "): (v - timeline[0].get(k, 0.0)) / len(events) * 1e6
                 for k, v in pg_after.items()
                 if k.startswith("pg ")
+            }
+            broker_us = {
+                k.removeprefix("broker "): (v - timeline[0].get(k, 0.0)) / len(events) * 1e6
+                for k, v in pg_after.items()
+                if k.startswith("broker ")
             }
             # The observer's and the watcher's backends are client backends too.
             pg_us["backends"] = pg_us.get("backends", 0.0) - pg_us["observer"] - pg_us["watch"]
@@ -650,6 +698,7 @@ def bench_lag(
         "group_us": groups,
         "committed_us": {k: v * len(events) / max(1, len(lags)) for k, v in per_event.items()},
         "pg_us": pg_us,
+        "broker_us": broker_us,
         "by_second_p50": [sorted(v)[len(v) // 2] * 1000 for _k, v in sorted(by_second.items())],
         "machine": machine,
     }
@@ -690,6 +739,11 @@ def _print_lag(r: dict[str, Any], label: str) -> None:
         "PostgreSQL's CPU per event offered by process (us, to the end of the drain; "
         "backends: the projectors', observer and watch: the bench's own queries): "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["pg_us"].items())),
+        flush=True,
+    )
+    print(
+        "The broker's CPU per event offered by thread (us): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["broker_us"].items())),
         flush=True,
     )
 
