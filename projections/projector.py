@@ -60,13 +60,14 @@ from projections.store import (
     OFFSETS_TABLE,
     BatchResult,
     RawRecord,
+    Statement,
     apply_members,
     issue_offsets_query,
     lock_projections,
     offsets_of,
+    offsets_upsert,
     predecode,
     prepare,
-    save_offsets_many,
 )
 
 log = logging.getLogger(__name__)
@@ -576,9 +577,12 @@ class Projector:
 
             return fence
 
-        def epilogue() -> None:
-            for table, offsets in moved.items():
-                save_offsets_many(conn, offsets, table)
+        def epilogue() -> list[Statement]:
+            return [
+                stmt
+                for table, offsets in moved.items()
+                if (stmt := offsets_upsert(offsets, table)) is not None
+            ]
 
         results: list[BatchResult] = []
         try:

@@ -814,7 +814,7 @@ def apply_members(
     members: Sequence[tuple[Projection, str, Prepared]],
     *,
     prelude: Callable[[], Callable[[], None]] | None = None,
-    epilogue: Callable[[], None] | None = None,
+    epilogue: Callable[[], Sequence[Statement]] | None = None,
     transaction: bool = False,
 ) -> list[BatchResult]:
     """Fold several projections' shares of one batch, in the caller's transaction.
@@ -824,8 +824,9 @@ def apply_members(
     the keys the batch touches; then, after the pure folds, every small write.
     `prelude` issues the caller's own statements at the head of the first round trip
     (the projector's lock and fence query) and returns a check run on their results
-    before anything is folded; `epilogue` issues statements at the end of the second
-    (the next offsets). `transaction`: the connection is in autocommit mode and idle,
+    before anything is folded; `epilogue` gives the INSERTs that end the second (the
+    next offsets), which travel as one statement with the batch's small writes
+    (`one_statement`). `transaction`: the connection is in autocommit mode and idle,
     and the batch is one whole transaction: its BEGIN travels in the first round trip
     and its COMMIT in the second, instead of a round trip each (psycopg's implicit
     BEGIN is synced on its own; every round trip is a wake-up of both processes, which
@@ -896,14 +897,16 @@ def apply_members(
                 small.append((m, table, rows, _jsonb_columns(conn, m.schema, table.name)))
     if small or any(m.bad for m in ms) or epilogue is not None or transaction:
         with conn.pipeline():
-            for m, table, rows, jsonb in small:
-                conn.execute(_json_insert(m.schema, table), (_rows_json(table, rows, jsonb),))
             for m in ms:
                 write_quarantine(
                     conn, m.projection.name, m.bad, quarantine_table(m.projection, m.schema)
                 )
-            if epilogue is not None:
-                epilogue()
+            writes: list[Statement] = [
+                (_json_insert(m.schema, table), [_rows_json(table, rows, jsonb)])
+                for m, table, rows, jsonb in small
+            ]
+            for stmt in one_statement([*writes, *(epilogue() if epilogue is not None else ())]):
+                conn.execute(*stmt)
             if transaction:
                 conn.execute("COMMIT")  # behind the writes, in the same round trip
     return [m.result for m in ms]
@@ -1007,7 +1010,43 @@ def save_offsets_many(
     table: tuple[str, str] = OFFSETS_TABLE,
 ) -> None:
     """`save_offsets` for several projections stored in one table, in one statement."""
+    stmt = offsets_upsert(offsets, table)
+    if stmt is not None:
+        conn.execute(*stmt)
+
+
+Statement = tuple[bytes, list[Any]]
+"""A rendered statement and its parameters (`%s` placeholders)."""
+
+
+def offsets_upsert(
+    offsets: Mapping[str, Mapping[tuple[str, int], int]],
+    table: tuple[str, str] = OFFSETS_TABLE,
+) -> Statement | None:
+    """`save_offsets_many`'s statement, not sent (None: nothing to store)."""
     rows = sorted((n, t, p, o) for n, offs in offsets.items() for (t, p), o in offs.items())
     if not rows:
-        return
-    conn.execute(_render(_OFFSETS_UPSERT, *table), [list(c) for c in zip(*rows, strict=True)])
+        return None
+    return _render(_OFFSETS_UPSERT, *table), [list(c) for c in zip(*rows, strict=True)]
+
+
+def one_statement(stmts: Sequence[Statement]) -> list[Statement]:
+    """`stmts` (INSERTs, each into a table of its own) as one statement: all but the last
+    as data-modifying WITH queries of the last. PostgreSQL runs each exactly once, on the
+    statement's one snapshot; none of them reads what another writes, so the rows are
+    those of the statements one by one, for one statement's fixed cost (a live batch's
+    writes and next offsets: ~6 statements a batch in a group of two, session 23).
+    Statements that share a target table stay apart (an `ON CONFLICT DO UPDATE` may not
+    touch a row twice in one statement)."""
+    targets = [_insert_target(q) for q, _p in stmts]
+    if len(stmts) < 2 or None in targets or len(set(targets)) < len(targets):
+        return list(stmts)
+    head = b", ".join(b"w%d AS (%s)" % (i, q) for i, (q, _p) in enumerate(stmts[:-1]))
+    return [(b"WITH " + head + b" " + stmts[-1][0], [v for _q, p in stmts for v in p])]
+
+
+def _insert_target(query: bytes) -> bytes | None:
+    """The table an `INSERT INTO <table> ...` writes (None: not such a statement)."""
+    if not query.startswith(b"INSERT INTO "):
+        return None
+    return query[len(b"INSERT INTO ") :].split(b" (", 1)[0]

@@ -12,7 +12,7 @@ import projections.projector as projector_module
 from deploy.settings import Settings
 from projections.checksum import checksum
 from projections.core import PROJECTIONS
-from projections.projector import Projector
+from projections.projector import Projector, Target
 from projections.rebuild import rebuild
 from projections.synthetic import generate
 from schemas.topics import Topic
@@ -58,22 +58,51 @@ def test_a_small_live_batch_is_two_round_trips_with_its_begin_and_commit(
     assert all('"COMMIT"' not in m for m in sent[:first_sync])
 
 
+def test_a_groups_writes_and_next_offsets_are_one_statement(env: Settings, tmp_path: Path) -> None:
+    # `decisions` and `drawdown` as one live group: each writes two or three tables a
+    # batch, and both members' next offsets go to projection_offsets. All of it is one
+    # INSERT (data-modifying WITH queries), then the COMMIT: two Executes after the
+    # first round trip, not one per table (session 22: ~6 in this group).
+    produce(env, [e for e in generate(21, 400) if e.topic == Topic.DECISIONS][:80])
+    trace = tmp_path / "libpq.trace"
+    targets = [Target.live(PROJECTIONS["decisions"]), Target.live(PROJECTIONS["drawdown"])]
+    with Projector(env, targets, batch_size=40, pipelined=False) as proj:
+        assert proj.conn is not None
+        assert proj.step(10.0) > 0
+        with trace.open("w") as f:
+            proj.conn.pgconn.trace(f.fileno())
+            consumed = proj.step(10.0)
+            proj.conn.pgconn.untrace()
+        applied = [t.applied for t in proj.totals]
+    assert consumed > 0 and all(applied), applied
+    sent = _frontend_messages(trace)
+    assert sent.count("Sync") == 2, sent
+    second = sent[sent.index("Sync") + 1 :]
+    assert second.count("Execute") == 2, second
+    with psycopg.connect(env.dsn) as conn:
+        stored = conn.execute(
+            "SELECT projection, sum(next_offset) FROM projection_offsets "
+            "WHERE projection IN ('decisions', 'drawdown') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert [(n, int(o)) for n, o in stored] == [("decisions", 80), ("drawdown", 80)]
+
+
 def test_a_batch_that_fails_in_its_last_round_trip_leaves_nothing(
     env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events = generate(22, 600)
     produce(env, events)
     calls = {"n": 0}
-    save = getattr(projector_module, "save_offsets_many")  # noqa: B009 - patched below
+    upsert = getattr(projector_module, "offsets_upsert")  # noqa: B009 - patched below
 
-    def failing_second_time(conn: Any, *args: Any, **kwargs: Any) -> None:
+    def failing_second_time(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
             # Queued after the batch's rows, before its COMMIT: the pipeline fails there.
-            conn.execute("SELECT 1/0")
-        save(conn, *args, **kwargs)
+            return (b"SELECT 1/0", [])
+        return upsert(*args, **kwargs)
 
-    monkeypatch.setattr(projector_module, "save_offsets_many", failing_second_time)
+    monkeypatch.setattr(projector_module, "offsets_upsert", failing_second_time)
     with Projector(env, PROJECTIONS["orders"], batch_size=100, pipelined=False) as proj:
         assert proj.conn is not None
         assert proj.step(10.0) > 0
