@@ -221,8 +221,9 @@ def topics(data_dir: DataDirOpt = None) -> None:
         declared_partitions_error,
         partition_count,
     )
+    from schemas.events.admin import ADMIN_COMMAND_TYPES
     from schemas.registry import event_types_for
-    from schemas.topics import TOPICS
+    from schemas.topics import TOPICS, Topic
 
     s = _settings(data_dir)
     if (why := broker_unreachable(s)) is not None:
@@ -239,7 +240,10 @@ def topics(data_dir: DataDirOpt = None) -> None:
         raise typer.Exit(1) from exc
     for spec in TOPICS.values():
         mark = "+" if spec.full_name(s.topic_prefix) in created else " "
-        types = ", ".join(event_types_for(spec.topic)) or "-"
+        # admin.commands carries the commands, typed as the facts they ask for (they
+        # were listed as "-", as if the topic carried nothing)
+        names = ADMIN_COMMAND_TYPES if spec.topic is Topic.ADMIN else event_types_for(spec.topic)
+        types = ", ".join(names) or "-"
         typer.echo(
             f"{mark} {spec.full_name(s.topic_prefix):28} p={partition_count(s, spec):<2} {types}"
         )

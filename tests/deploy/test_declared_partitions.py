@@ -51,3 +51,17 @@ def test_a_default_partitions_set_after_the_topics_exist_is_refused(
     orders = env.topic_prefix + "orders.lifecycle"
     assert f"{orders} has 6 partitions, declared 12" in done.stderr, done.stderr
     assert "set it back to the count the topics were created with" in done.stderr
+
+
+def test_topics_lists_the_admin_commands_topic_with_its_commands(
+    env: Settings, tmp_path: Path
+) -> None:
+    """`tradetape topics` listed admin.commands with "-" for its event types, as if it
+    carried nothing (helper-132's newcomer audit): it carries the admin commands."""
+    done = _cli(env, tmp_path, "topics")
+    admin = next(
+        line for line in done.stdout.splitlines() if f"{env.topic_prefix}admin.commands " in line
+    )
+    assert "AccountOpened, KycVerified" in admin and admin.rstrip().endswith(
+        "DetectorConfigChanged"
+    ), admin
