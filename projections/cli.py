@@ -50,7 +50,8 @@ def rebuild(
     from projections.core import PROJECTIONS
 
     if all_ == (name is not None):
-        typer.echo("error: give a projection NAME or --all", err=True)
+        both = ", not both" if all_ else ""
+        typer.echo(f"error: give a projection NAME or --all{both}", err=True)
         raise typer.Exit(2)
     names = list(PROJECTIONS) if all_ else [str(name)]
     unknown = [n for n in names if n not in PROJECTIONS]
@@ -345,7 +346,12 @@ def query(
             typer.echo(f"{qname:14} {nq.description}  [{', '.join(nq.params)}]")
         return
     if (name is None) == (sql_text is None):
-        typer.echo('error: give a query NAME or --sql "..." (see --list)', err=True)
+        both = ", not both" if name is not None else ""
+        typer.echo(f'error: give a query NAME or --sql "..."{both} (see --list)', err=True)
+        raise typer.Exit(2)
+    if sql_text is not None and not sql_text.strip():
+        # not "the last operation didn't produce records (result status: EMPTY_QUERY)"
+        typer.echo("error: --sql is empty: give one SELECT statement", err=True)
         raise typer.Exit(2)
     if sql_text is not None and param:
         typer.echo(

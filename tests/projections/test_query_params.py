@@ -44,3 +44,22 @@ def test_the_cli_refuses_it_before_the_query_runs() -> None:
     res = CliRunner().invoke(app, ["query", "orders", "-p", "status=FILED"])
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error:") and "status is one of" in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["query", "positions", "--sql", "select 1"], 'give a query NAME or --sql "...", not both'),
+        (["query", "--sql", "  "], "--sql is empty: give one SELECT statement"),
+        (["rebuild", "--all", "positions"], "give a projection NAME or --all, not both"),
+    ],
+)
+def test_contradictory_or_empty_arguments_say_what_is_wrong(args: list[str], message: str) -> None:
+    """The newcomer's audit (helper-132): a NAME with --sql (or --all) was told to "give a
+    query NAME or --sql", which it had; an empty --sql reached the server and came back
+    as "the last operation didn't produce records (result status: EMPTY_QUERY)"."""
+    from deploy.cli import app
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: {message}"), res.output
