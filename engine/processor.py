@@ -322,6 +322,19 @@ def _redo_passes(
             l0 = j + 1
             break
     lost_l = changes[l0:]
+    if scope != GLOBAL_SCOPE and changes and l0 == 0:
+        # The account's first limits of its own are lost: so are the global changes read
+        # before them that the log does not show committed for it (the account was under
+        # the global limits then, and their passes ran first).
+        own_first = _read_order(changes[0].fact)
+        before = [
+            c for c in state.limit_steps.get(GLOBAL_SCOPE, []) if _read_order(c.fact) < own_first
+        ]
+        for j in range(len(before) - 1, -1, -1):
+            if _limits_committed(state, before[j].fact, account):
+                before = before[j + 1 :]
+                break
+        lost_l = [*before, *lost_l]
     # The global switches whose halt for the account the log does not show committed: the
     # one in force if the account has open orders; one released since if the account has
     # an open order from before it (had the halt committed, it was cancelled, or kept as
@@ -352,12 +365,15 @@ def _redo_passes(
         steps.append(lanes[q][at[q]])
         at[q] += 1
     held, balances, deposited = acc.held, acc.balances, acc.deposited
-    limits = state.limits.get(scope)
+    scopes = (GLOBAL_SCOPE,) if scope == GLOBAL_SCOPE else (GLOBAL_SCOPE, account)
+    limits = {k: state.limits.get(k) for k in scopes}
     settled_now = transfers[-1].settled if transfers else {}
     hidden = {s.flow for s in lost_t if s.flow is not None and s.flow in acc.pending}
     acc.pending -= hidden
     moment: TransferStep | None = transfers[t0 - 1] if t0 > 0 else None
-    in_force = lost_l[0].before if lost_l else limits
+    in_force = dict(limits)
+    for c in reversed(lost_l):  # what each scope had before its first lost change
+        in_force[c.fact.payload.scope] = c.before
     fee = _fee(ctx)
     try:
         for step in steps:
@@ -365,7 +381,7 @@ def _redo_passes(
                 moment = step
             elif isinstance(step, LimitStep):
                 p = step.fact.payload
-                in_force = (p.config_version, p.limits)
+                in_force[p.scope] = (p.config_version, p.limits)
             if lost_t:
                 acc.held = dict(moment.held) if moment is not None else {}
                 then = moment.settled if moment is not None else {}
@@ -376,10 +392,11 @@ def _redo_passes(
                         acc.balances[asset] = acc.balances.get(asset, ZERO) + back
                         acc.deposited[asset] = acc.deposited.get(asset, ZERO) + back
             if lost_l:
-                if in_force is None:
-                    state.limits.pop(scope, None)
-                else:
-                    state.limits[scope] = in_force
+                for k, v in in_force.items():
+                    if v is None:
+                        state.limits.pop(k, None)
+                    else:
+                        state.limits[k] = v
             emit = emit_for(_fact(step))
             if isinstance(step, TransferStep):
                 if step.passes:
@@ -391,7 +408,7 @@ def _redo_passes(
                         acc.pending.add(step.flow)
                     _unitize(state, owns, account, emit)
             elif isinstance(step, LimitStep):
-                if scope != GLOBAL_SCOPE or acc.open_orders:
+                if step.fact.payload.scope != GLOBAL_SCOPE or acc.open_orders:
                     # A change of the account's own limits is recorded with nothing
                     # resting too; a global one for the accounts with open orders
                     # (`_limits_changed`).
@@ -402,10 +419,11 @@ def _redo_passes(
                 _halt_again(state, ctx, emit, acc, step, released=step is not switch)
     finally:
         acc.held, acc.balances, acc.deposited = held, balances, deposited
-        if limits is None:
-            state.limits.pop(scope, None)
-        else:
-            state.limits[scope] = limits
+        for k, v in limits.items():
+            if v is None:
+                state.limits.pop(k, None)
+            else:
+                state.limits[k] = v
         acc.pending |= hidden
 
 

@@ -1521,3 +1521,43 @@ def test_a_new_owner_reading_a_limits_change_whose_pass_committed_runs_it_no_mor
                 state, h, change = run(scope, decided, resting)
                 assert control(state, change, h.ctx) == [], (scope, decided, resting)
                 assert canonical_state(state) == canonical_state(h.state)
+
+
+def test_a_global_change_lost_with_the_accounts_first_own_limits_is_redone_first() -> None:
+    """Three resting bids of 1 BTC under a position limit of 10. One lost transaction read
+    a global change to 2 (its pass cancels a bid, caused by it, with its record), then
+    A1's first limits of its own, 1 (the second bid, caused by that change). Before, a
+    restart redid the passes of A1's own scope only: both bids cancelled as caused by the
+    own change, the global change's record never written. Now the global changes read
+    before the account's first own limits, not shown committed for it, are redone first,
+    each on the limits of its moment: the live bytes and state."""
+    lim = _limits().model_copy(update={"max_position": D("10")})
+    h = Harness(lim, cash=D("10000000"))
+    h.quote(D("29999"), D("30001"))
+    for _ in range(3):
+        assert decision(h.order(Side.BUY, D("1"), D("29000"))).outcome == "APPROVED"
+    lost = copy.deepcopy(h.state)
+    changes = [
+        new_event(
+            RiskLimitsChanged(
+                scope=scope, config_version=version, changed_by="admin",
+                limits=lim.model_copy(update={"max_position": D(position)}),
+            ),
+            producer="engine",
+            occurred_at=h.tick(),
+        )
+        for scope, version, position in (("*", 2, "2"), ("A1", 3, "1"))
+    ]  # fmt: skip
+    live = [e for change in changes for e in control(h.state, change, h.ctx)]
+    assert [(e.event_type, e.causation_id) for e in live if e.event_type != "CancelRequested"] == [
+        ("OrderCanceled", changes[0].event_id),
+        ("RestingOrdersChecked", changes[0].event_id),
+        ("OrderCanceled", changes[1].event_id),
+        ("RestingOrdersChecked", changes[1].event_id),
+    ]
+    for change in changes:
+        lost.apply(change)  # folded; the transaction lost
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [encode(e) for e in redone] == [encode(e) for e in live]
+    assert canonical_state(lost) == canonical_state(h.state)
+    assert lost.limits == h.state.limits
