@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 from schemas import Envelope, MalformedEventError, decode, new_event
 from schemas.events import DeadLetter
@@ -41,10 +43,18 @@ def kept_value(value: bytes) -> dict[str, Any]:
 
 
 def dead_letter_for(
-    record: KafkaRecord, error: Exception, *, stage: str, producer: str
+    record: KafkaRecord,
+    error: Exception,
+    *,
+    stage: str,
+    producer: str,
+    event_id: UUID | None = None,
+    occurred_at: datetime | None = None,
 ) -> Envelope[DeadLetter]:
     """A dead-letter event that keeps the original bytes (up to MAX_KEPT_VALUE_BYTES, with
-    the full length and SHA-256), coordinates and the reason; it always fits in a record."""
+    the full length and SHA-256), coordinates and the reason; it always fits in a record.
+    `event_id`/`occurred_at`: derived from the record by a caller that may dead-letter it
+    again (at-least-once), so the copy is the same event; else a new id, now."""
     key = record.key()
     value = record.value() or b""
     if isinstance(key, str):
@@ -67,6 +77,8 @@ def dead_letter_for(
             stage=stage,
         ),
         producer=producer,
+        event_id=event_id,
+        occurred_at=occurred_at,
     )
 
 

@@ -33,7 +33,7 @@ import time
 import types
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -45,6 +45,7 @@ from deploy.kafka import PartitionsChanged, check_partitions, listed_partition_c
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, encode
 from schemas.events import SurveillanceAlert
+from schemas.ids import derived_uuid7
 from schemas.topics import Topic
 from streams.detectors import all_detectors
 from streams.sequencer import MAX_BUFFERED, MAX_HOLD, Buffered, Sequencer, SequencerState
@@ -142,6 +143,14 @@ class WriteBehindTable(MutableMapping[str, V], Generic[V]):
 
     def __len__(self) -> int:
         return len((set(self.table.keys()) | set(self.live)) - self.deleted)
+
+    def forget(self) -> None:
+        """Drop the live values and unflushed changes (the partition was revoked): read
+        from the table again, as faust restores it from the changelog, and re-fold what
+        was not flushed from the committed offset."""
+        self.live.clear()
+        self.dirty.clear()
+        self.deleted.clear()
 
     @property
     def pending(self) -> bool:
@@ -308,6 +317,31 @@ def _force_read_committed() -> None:
     driver.aiokafka = proxy
 
 
+def _letter(
+    record: _Record | _Released, exc: Exception, at: datetime | None, *where: str
+) -> Envelope[Any]:
+    """The dead letter of a record or released event, its id and time derived from `where`
+    it is and `at` (its time on the log): delivered again (at least once), the same
+    record gives the same dead letter, which the dead-letter projection keeps once. With
+    no time on the record (`at` None), a new id, now."""
+    return dead_letter_for(
+        record,
+        exc,
+        stage="surveillance",
+        producer="surveillance",
+        event_id=derived_uuid7(at, "surveillance", "deadletter", *where) if at else None,
+        occurred_at=at,
+    )
+
+
+def _record_time(msg: Any) -> datetime | None:
+    """A faust message's timestamp on its topic (seconds), as a UTC datetime."""
+    ts = getattr(msg, "timestamp", None)
+    if not isinstance(ts, int | float) or ts <= 0:
+        return None
+    return datetime.fromtimestamp(ts, UTC)
+
+
 def _header_items(headers: Any) -> list[tuple[str, str | bytes | None]]:
     if isinstance(headers, Mapping):
         return list(headers.items())
@@ -345,6 +379,7 @@ class SurveillanceApp:
     dead: Callable[[Envelope[Any]], Awaitable[None]]
     held: list[PartitionsChanged]
     """Why the running app stopped itself (`check_topology`): `main` then exits 1."""
+    sequencer: SequencerStore
 
 
 def partitions_hold(settings: Settings, admin: Any = None) -> PartitionsChanged | None:
@@ -448,6 +483,18 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             return None
 
     app.sensors.add(FlushBeforeCommit())
+
+    async def forget_on_revoke(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """A rebalance revoked our partitions (faust has waited for the agents to go idle).
+        The write-behind values are this worker's own and may be older than the tables
+        when the partition comes back (another worker folded it meanwhile): drop them and
+        the sequencer's live state, without flushing. faust seeks back to the committed
+        offset, and `SequencerState.folded_to` skips what the flushed state holds."""
+        for table in write_behind:
+            table.forget()
+        seq_store.live = None
+
+    app.on_partitions_revoked.connect(forget_on_revoke)
     store = TableStore(
         owners=owners,
         quotes=quotes,
@@ -467,7 +514,15 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         await deadletter.send(key=key, value=value, headers=_headers(headers))
 
     holder: SurveillanceApp
-    counters = {"intake": 0, "dead": 0, "pushed": 0, "ticks": 0, "released": 0, "alerts": 0}
+    counters = {
+        "intake": 0,
+        "dead": 0,
+        "pushed": 0,
+        "ticks": 0,
+        "released": 0,
+        "alerts": 0,
+        "redelivered": 0,
+    }
     last_status: dict[str, int] = {}
 
     async def intake(stream: Any) -> Any:
@@ -488,11 +543,8 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     log.warning("intake: decoding %s[%s]@%s raised %r", msg.topic,
                                 msg.partition, msg.offset, exc)  # fmt: skip
                 counters["dead"] += 1
-                await holder.dead(
-                    dead_letter_for(
-                        _Record(msg), exc, stage="surveillance", producer="surveillance"
-                    )
-                )
+                where = (str(msg.topic), str(msg.partition), str(msg.offset))
+                await holder.dead(_letter(_Record(msg), exc, _record_time(msg), *where))
                 yield None
                 continue
             log.debug("intake %s[%s]@%s", msg.topic, msg.partition, msg.offset)
@@ -512,6 +564,9 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
             await sequenced.send(key=msg.key, value=msg.value, headers=headers)
             yield None
 
+    skipping = [False]
+    """Whether the last record was skipped as folded already (one log line per run)."""
+
     async def detect(stream: Any) -> Any:
         """One deterministic fold over the sequenced log (events and ticks).
 
@@ -523,6 +578,19 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         async for event in stream.events():
             msg = event.message
             state = seq_store.load()
+            if state.folded_to is not None and msg.offset <= state.folded_to:
+                # Folded already: faust delivers again from the committed offset, and the
+                # tables' changelogs (written every FLUSH_SECONDS) are ahead of it. Pushed
+                # again it was buffered twice or released again, and the clock stepped.
+                if not skipping[0]:
+                    log.info("skipping records up to offset %d of the sequenced log: "
+                             "folded before (delivered again from the committed offset)",
+                             state.folded_to)  # fmt: skip
+                skipping[0] = True
+                counters["redelivered"] += 1
+                yield []
+                continue
+            skipping[0] = False
             before_late = state.late
             headers = dict(_header_items(msg.headers))
             rx = _int_header(headers.get(RX_HEADER))
@@ -543,11 +611,9 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     state, ready = sequencer.push(state, env, source=source, rx=rx, offset=offset)
             except Exception as exc:  # never crash the fold; nothing was changed yet
                 counters["dead"] += 1
-                await holder.dead(
-                    dead_letter_for(
-                        _Record(msg), exc, stage="surveillance", producer="surveillance"
-                    )
-                )
+                seq_store.save(seq_store.load().model_copy(update={"folded_to": msg.offset}))
+                where = (str(msg.topic), str(msg.partition), str(msg.offset))
+                await holder.dead(_letter(_Record(msg), exc, _record_time(msg), *where))
                 yield []
                 continue
             if state.late > before_late:
@@ -563,13 +629,11 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
                     alerts.extend(engine.process(env))
                 except Exception as exc:  # one bad event must not cost the rest of the batch
                     log.warning("dead-lettered %s %s: %s", env.event_type, env.event_id, exc)
-                    letters.append(
-                        dead_letter_for(
-                            _Released(env), exc, stage="surveillance", producer="surveillance"
-                        )
-                    )
+                    released = _Released(env)
+                    letters.append(_letter(released, exc, env.occurred_at, str(env.event_id)))
                 log.debug("detect %s %s", env.event_type, env.event_id)
-            seq_store.save(state)  # only now are the released events gone from the buffer
+            # only now are the released events gone from the buffer
+            seq_store.save(state.model_copy(update={"folded_to": msg.offset}))
             counters["released"] += len(ready)
             counters["dead"] += len(letters)
             counters["alerts"] += len(alerts)
@@ -651,6 +715,7 @@ def build_app(settings: Settings, *, app_id: str | None = None) -> SurveillanceA
         emit=emit,
         dead=dead,
         held=[],
+        sequencer=seq_store,
     )
     return holder
 

@@ -107,6 +107,10 @@ class SequencerState(_Model):
     """Events released by `max_hold` or `max_buffered` rather than by dwell and clocks."""
     steps: int = 0
     """Arrival stamps taken as a step of the intake's clock (rebased)."""
+    folded_to: int | None = None
+    """The offset on the sequenced log of the last record the detect agent folded into this
+    state (`streams.app`): a record at or before it that faust delivers again (from the
+    committed offset, which the changelogs are ahead of) is skipped, not pushed again."""
 
     @field_validator("buffer")
     @classmethod
@@ -177,7 +181,12 @@ class Sequencer:
         n = prior.n + 1 if prior is not None else 1
         sources[source] = SourceClock(clock=clock, rx=now, n=n)
         buffer = list(state.buffer)
-        bisect.insort(buffer, item, key=Buffered.key)
+        at = bisect.bisect_left(buffer, item.key(), key=Buffered.key)
+        if at == len(buffer) or buffer[at].key() != item.key():
+            # else a copy is buffered already: the intake forwards a source record again
+            # after a restart (same source and offset); the app's buffer table keeps one
+            # row per event id, so a second copy made a restart differ from the live run
+            buffer.insert(at, item)
         return self._release(state.model_copy(update={"buffer": buffer, "sources": sources}))
 
     def tick(

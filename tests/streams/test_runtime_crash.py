@@ -75,6 +75,7 @@ def test_kill_9_after_a_release_loses_no_event(
             for k, v in rows.items():
                 new.app.tables[name].data[k] = v
         async with new.detect.test_context() as agent:
+            agent.sent_offset = len(first)  # r7's offset on the sequenced log
             await agent.put(value=b"tick", key=b"t", headers=tick(300 * ms))  # r7 again
             await _put_event(agent, cancel, 4000 * ms)
             await agent.put(value=b"tick", key=b"t", headers=tick(4300 * ms))

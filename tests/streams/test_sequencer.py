@@ -372,3 +372,20 @@ def test_replay_and_restart_from_the_changelog_release_the_same_batches(
     first = run(False)
     assert run(False) == first and run(True) == first
     assert sorted(i for b in first for i in b) == sorted(e.event_id for e in events)
+
+
+def test_a_source_record_forwarded_twice_is_buffered_once() -> None:
+    """The intake delivers a source record again after a restart (at least once) and the
+    second copy lands on the sequenced log with the same source offset. Buffered twice,
+    it was released twice, and the app's buffer table (one row per event id) held one:
+    a restart then released something else than the live run."""
+    events = spoof_tape().events[:4]
+    seq = Sequencer(timedelta(microseconds=DWELL))
+    state = SequencerState()
+    for i, e in enumerate(events):
+        state, _ = seq.push(state, e, source=source_of(e), rx=1_000 + i, offset=i)
+    e = events[3]
+    state, _ = seq.push(state, e, source=source_of(e), rx=2_000, offset=3)  # again
+    assert [b.event_id for b in state.buffer] == [str(x.event_id) for x in events]
+    state, ready = seq.tick(state, 10_000 + DWELL)
+    assert [r.event_id for r in ready] == [e.event_id for e in events]
