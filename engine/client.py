@@ -97,6 +97,12 @@ def _answered_intent(event: Envelope[Any]) -> IntentKey | None:
     return (p.producer_id, p.account, coid, digest)
 
 
+def _unauthenticated(event: Envelope[Any]) -> bool:
+    """A rejection decided before a signature verified (`UNAUTHENTICATED_REASONS`)."""
+    p = event.payload
+    return isinstance(p, IntentRejected) and str(p.reason) in UNAUTHENTICATED_REASONS
+
+
 class DecisionWatcher:
     """Reads the engine's answers (read_committed) from their end, indexed by correlation id
     and, for recorded intent decisions, by the intent they decided (`IntentKey`).
@@ -173,8 +179,16 @@ class DecisionWatcher:
                     held = self.by_correlation.get(cid)
                     # A decision outranks a fact of the same correlation: the drawdown
                     # brake's KillSwitchEngaged carries its intent's correlation, on another
-                    # topic, and may be read first.
-                    if held is None or (decision and held.event_type not in DECISION_TYPES):
+                    # topic, and may be read first. And a recorded decision outranks a
+                    # rejection decided before any signature (`UNAUTHENTICATED_REASONS`):
+                    # anyone can provoke one under any correlation id (a copy of a signed
+                    # intent sent to another partition is refused WRONG_PARTITION with the
+                    # intent's own envelope), while the intent sent right is decided.
+                    if (
+                        held is None
+                        or (decision and held.event_type not in DECISION_TYPES)
+                        or (answered is not None and _unauthenticated(held))
+                    ):
                         _bounded_put(self.by_correlation, cid, event, self.capacity)
                     if answered is not None and answered not in self.by_intent:
                         _bounded_put(self.by_intent, answered, event, self.capacity)
@@ -200,8 +214,10 @@ class DecisionWatcher:
                 if intent is not None and found is not None:
                     if found.event_type not in DECISION_TYPES:
                         found = None
-                if found is None and intent is not None:
-                    found = self.by_intent.get(intent)
+                if intent is not None and (found is None or _unauthenticated(found)):
+                    # The intent's recorded decision, if read, before a rejection anyone
+                    # could have provoked under its correlation id.
+                    found = self.by_intent.get(intent) or found
             if found is not None:
                 return found
             if time.monotonic() >= deadline:

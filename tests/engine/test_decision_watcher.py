@@ -68,3 +68,32 @@ def test_the_brakes_kill_switch_is_not_taken_for_the_intents_decision(fact_first
     w = _watcher([brake, decided] if fact_first else [decided, brake])
     answer = w.wait(intent.correlation_id, 1.0, intent=intent_key(intent))
     assert answer is not None and answer.event_id == decided.event_id
+
+
+@pytest.mark.parametrize("copy_first", [True, False])
+def test_a_copy_refused_on_another_partition_does_not_answer_the_intent_sent_right(
+    copy_first: bool,
+) -> None:
+    """A copy of a signed intent sent to another partition is refused WRONG_PARTITION in
+    the intent's own envelope (its correlation id), not recorded, while the intent sent
+    right is decided. Read together, the recorded decision answers, whichever came first.
+    Before, the first read held the correlation: the publisher was told WRONG_PARTITION
+    while its order stood. (Read in two polls with the copy's first, the copy's still
+    answers a wait that looks in between: docs/engine.md.)"""
+    from engine.processor import reject_misrouted
+
+    h = Harness(LIMITS, cash=D("100000"))
+    h.quote(D("30000"), D("30001"))
+    out = h.order(Side.BUY, D("0.1"), D("29000"))
+    intent = h.last_intent
+    assert intent is not None
+    (decided,) = [e for e in out if e.event_type == "RiskDecision"]
+    (copied,) = reject_misrouted(h.state, intent, "on partition 3, not 0")
+    assert copied.payload.reason == "WRONG_PARTITION"
+    assert copied.correlation_id == decided.correlation_id == intent.correlation_id
+    w = _watcher([])
+    w._consumer.batches = [  # type: ignore[attr-defined]
+        [_Record(e) for e in ([copied, decided] if copy_first else [decided, copied])]
+    ]
+    answer = w.wait(intent.correlation_id, 1.0, intent=intent_key(intent))
+    assert answer is not None and answer.event_id == decided.event_id
