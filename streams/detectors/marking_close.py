@@ -26,19 +26,23 @@ HORIZON_MINUTES = HORIZON // timedelta(minutes=1)
 
 
 def next_reference(now: datetime, times: list[time]) -> datetime:
-    """The first reference time (UTC, daily) strictly after `now`."""
+    """The first reference time (UTC, daily) at or after `now`: a fill at the close itself
+    belongs to that close (5; 4 took the first strictly after, so it counted in no window)."""
     candidates = [
         datetime.combine(now.date() + timedelta(days=d), t, tzinfo=now.tzinfo)
         for d in (0, 1)
         for t in times
     ]
-    return min(c for c in candidates if c > now)
+    return min(c for c in candidates if c >= now)
 
 
 class MarkingCloseDetector:
     NAME: ClassVar[str] = "marking_close"
-    VERSION: ClassVar[int] = 4
-    """4 (review 52): an account's fills before its `AccountOpened` count with the
+    VERSION: ClassVar[int] = 5
+    """5 (review helper-134): a fill stamped exactly at a reference time counts for that
+    close (the window is [close - minutes_before, close]); it was taken for the next
+    day's, so the print most likely to set the closing price counted in no window.
+    4 (review 52): an account's fills before its `AccountOpened` count with the
     owner's (they stayed in the account's own book).
     3: one alert per owner, instrument and close (2 raised one per account of the
     owner for the same episode); counts only fills at or before the triggering one."""

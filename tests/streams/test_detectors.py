@@ -402,3 +402,29 @@ def test_a_fill_after_the_cancel_in_time_is_still_not_spoofing() -> None:
     t.submit(2.5, "A2", "sell", "SELL", "1", "100.10")
     t.fill(3.0, "sell")
     assert patterns(t) == []
+
+
+def test_marking_close_counts_a_fill_at_the_reference_time_itself() -> None:
+    """A fill stamped exactly at the close (16:00:00.000000) is the print most likely to
+    set the closing price; it was taken for the next day's close (the next reference
+    time was the first strictly after it), so it counted in no window at all: four
+    aggressive fills before the close and the fifth at it raised nothing."""
+    t = Tape()  # T0 is 14:00, default reference 16:00
+    t.open_account("A1", "o")
+    for i, at in enumerate([7197.0, 7198.0, 7199.0, 7199.5, 7200.0]):
+        t.submit(at, "A1", f"m{i}", "BUY", "1", None)
+        t.fill(at, f"m{i}", price="100")
+    alerts = run(t)
+    assert [a.pattern for a in alerts] == ["MARKING_THE_CLOSE"]
+    assert alerts[0].evidence["reference_time"] == "2026-01-05T16:00:00.000000Z"
+    assert alerts[0].evidence["aggressive_fills_in_window"] == 5
+    assert alerts[0].detector_version == 5
+
+
+def test_marking_close_a_fill_just_after_the_close_is_the_next_days() -> None:
+    t = Tape()
+    t.open_account("A1", "o")
+    for i, at in enumerate([7197.0, 7198.0, 7199.0, 7199.5, 7200.000001]):
+        t.submit(at, "A1", f"m{i}", "BUY", "1", None)
+        t.fill(at, f"m{i}", price="100")
+    assert patterns(t) == []
