@@ -42,3 +42,35 @@ def test_a_value_is_never_folded_over_lines() -> None:
     row = next(line for line in lines if "DEMO-abcdef-1" in line)
     assert row.count(format(wide, "f")) == 4, lines
     assert any("realized_pnl" in line for line in lines), lines
+
+
+def test_the_pnl_excerpt_shows_its_money_columns_to_the_cent_and_hides_none() -> None:
+    """The newcomer's audit (helper-132), read as a compliance officer would: the pnl
+    excerpt elided its middle columns (`…`, realized PnL among them) and showed
+    `-177.9484959784210526315789477…`; the average cost had 23 decimals."""
+    from projections.demo import SHOWN, readable
+
+    long = Decimal("-177.94849597842105263157894772")
+    row = {
+        "account": ["DEMO-abcdef-1"],
+        "instrument": ["BTC/USDC"],
+        "quantity": [Decimal("2.53000000")],
+        "avg_cost": [Decimal("61832.78713542750156022467235")],
+        "mark_price": [Decimal("61780.01")],
+        "mark_ts": [None],
+        "realized_pnl": [long],
+        "fees_quote": [Decimal("179.07234861")],
+        "realized_pnl_net": [long],
+        "unrealized_pnl": [Decimal("-133.53880263157894736842105")],
+        "total_pnl": [Decimal("-311.48729861")],
+        "fees_other": ["{}"],
+    }
+    frame = readable(pl.DataFrame(row), SHOWN["pnl"])
+    assert frame.columns == list(SHOWN["pnl"])
+    got = frame.row(0, named=True)
+    assert got["avg_cost"] == Decimal("61832.79") and got["realized_pnl_net"] == Decimal("-177.95")
+    assert got["unrealized_pnl"] == Decimal("-133.54") and got["total_pnl"] == Decimal("-311.49")
+    assert got["quantity"] == Decimal("2.53000000")  # a quantity is not money: exact
+    text = "\n".join(excerpt("pnl", frame, "; to the cent"))
+    assert "…" not in text and "realized_pnl_net" in text and "-177.95" in text, text
+    assert text.startswith("pnl (1 row; to the cent):"), text
