@@ -23,6 +23,9 @@ from deploy.settings import Settings, SettingsError, get_settings, use_data_dir
 app = typer.Typer(
     name="tradetape",
     help="Event-sourced crypto trading engine on Kafka, with replayable compliance projections.",
+    epilog="First steps: `make demo` (README.md), then `tradetape up`, `tradetape run` and"
+    " `tradetape status`; `tradetape COMMAND --help` for each command. Runbook:"
+    " docs/operations.md.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -150,3 +150,12 @@ def test_the_limits_help_names_real_fields() -> None:
     text = values.help or ""
     named = re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", text.split("docs/engine.md")[0])
     assert named and set(named) <= set(RiskLimits.model_fields), named
+
+
+def test_the_top_level_help_says_where_to_start() -> None:
+    """`tradetape --help` listed the commands and nothing else: no word of the demo, the
+    order to start things in, or the runbook (helper-132's newcomer audit)."""
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(app, ["--help"], terminal_width=200).output
+    assert "make demo" in out and "docs/operations.md" in out, out
