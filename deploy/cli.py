@@ -360,6 +360,13 @@ def acls_apply(principal: PrincipalOpt = None, data_dir: DataDirOpt = None) -> N
     except (KafkaException, RuntimeError) as exc:
         err = exc.args[0] if exc.args else exc
         detail = err.str() if isinstance(err, KafkaError) else str(err)
+        if "No Authorizer is configured" in detail:
+            # the local stack's broker is open unless it was formatted with SASL
+            detail += (
+                " (the broker checks no ACLs: the local one does only when started on a fresh"
+                " data directory with TRADETAPE_KAFKA_LOCAL_SASL=true; docs/operations.md,"
+                " Securing the broker)"
+            )
         typer.echo(f"error: cannot apply ACLs on the broker at {s.bootstrap}: {detail}", err=True)
         raise typer.Exit(1) from exc
     for b in done.created:
