@@ -678,6 +678,14 @@ def register(app: typer.Typer) -> None:
                 f"{report.delivery_error}",
                 err=True,
             )
+        if report.interrupted_after is not None:
+            typer.echo(
+                f"error: interrupted (Ctrl-C) after line {report.interrupted_after} of {file}:"
+                " what was read before is on the log (the report counts what the broker"
+                " acknowledged); a load again from the start would publish those records twice",
+                err=True,
+            )
+            raise typer.Exit(130)
         if report.nothing_usable:
             typer.echo(
                 f"error: nothing published: no line of {file} is a Binance trade or "

@@ -29,6 +29,9 @@ from schemas.topics import Topic
 PRODUCER = "marketdata-loader"
 FLUSH_SECONDS = 60.0
 """How long, at the end, to wait for the broker to acknowledge what is still in flight."""
+INTERRUPT_FLUSH_SECONDS = 10.0
+"""The same after a Ctrl-C: shorter, since the operator wants out (a second Ctrl-C
+leaves at once)."""
 MAX_PACING_SLEEP_SECONDS = 5.0
 """The longest one pause of a paced replay (`--speed X`): a longer gap between two
 records (a capture stopped for hours and resumed) is cut to this, with a progress line,
@@ -154,6 +157,8 @@ class LoadReport:
     """Why the file could not be read to its end (`... file corrupt after line N ...`)."""
     first_rejection: str | None = None
     """`line N: why` of the first line the parser rejected."""
+    interrupted_after: int | None = None
+    """Ctrl-C: the last line read before it (the records before were flushed)."""
 
     @property
     def nothing_usable(self) -> bool:
@@ -166,7 +171,12 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        return self.not_delivered == 0 and self.read_error is None and not self.nothing_usable
+        return (
+            self.not_delivered == 0
+            and self.read_error is None
+            and not self.nothing_usable
+            and self.interrupted_after is None
+        )
 
 
 @dataclass
@@ -202,9 +212,12 @@ def load_capture(
     parser, records = parse_file(path, instrument=instrument, limit=limit)
     read_error: str | None = None
     first_rejection: str | None = None
+    interrupted_after: int | None = None
+    line_no = 0
     pacer = Pacer(speed) if speed else None
     try:
         for rec in records:
+            line_no = rec.line_no
             if rec.error is not None:
                 if first_rejection is None:
                     first_rejection = f"line {rec.line_no}: {rec.error[:200]}"
@@ -232,7 +245,13 @@ def load_capture(
             out.send(producer, settings, rec.payload, "marketdata")
     except CaptureReadError as exc:
         read_error = str(exc)
-    out.finish(producer)
+    except KeyboardInterrupt:
+        # Ctrl-C in a long replay: what was handed to the producer is still delivered
+        # and counted (before, it was dropped with the process, and nothing was said).
+        interrupted_after = line_no
+    out.finish(
+        producer, INTERRUPT_FLUSH_SECONDS if interrupted_after is not None else FLUSH_SECONDS
+    )
     return LoadReport(
         published=out.delivered.get("marketdata", 0),
         dead_letters=out.delivered.get("dead_letter", 0),
@@ -241,6 +260,7 @@ def load_capture(
         delivery_error=out.first_error,
         read_error=read_error,
         first_rejection=first_rejection,
+        interrupted_after=interrupted_after,
     )
 
 

@@ -225,3 +225,34 @@ def test_a_file_with_no_market_data_line_is_a_failed_load(tmp_path: Path) -> Non
     assert not some_bad.nothing_usable and some_bad.ok
     depth_only = loader.LoadReport(published=0, dead_letters=0, counts={"skipped:depth": 5})
     assert not depth_only.nothing_usable and depth_only.ok
+
+
+def test_a_ctrl_c_in_a_load_ends_it_with_a_report_of_what_was_sent(
+    tmp_path: Path, fast_timeout: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newcomer's audit (helper-132): a Ctrl-C in a paced replay (6 minutes for the
+    reference capture at real time) dropped what the producer still held and said
+    nothing. Now the load stops reading, flushes what it handed over, and reports the
+    last line read (the CLI prints the report and exits 130)."""
+    path = tmp_path / "cap.jsonl"
+    path.write_text("".join(f"{i} {_book(u=i)}\n" for i in range(1, 6)))
+    real = parse_file  # what the loader calls, as `loader.parse_file`
+
+    def interrupted(p: Path, **kw: Any) -> Any:
+        parser, records = real(p, **kw)
+
+        def two_then_ctrl_c() -> Any:
+            for n, rec in enumerate(records, start=1):
+                if n == 3:
+                    raise KeyboardInterrupt
+                yield rec
+
+        return parser, two_then_ctrl_c()
+
+    monkeypatch.setattr(loader, "parse_file", interrupted)
+    try:
+        report = loader.load_capture(_unreachable(tmp_path), path, speed=None)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the load: nothing flushed, nothing reported")
+    assert report.interrupted_after == 2 and not report.ok
+    assert report.not_delivered == 2  # both handed over, counted (nobody listens here)
