@@ -423,7 +423,7 @@ def register(app: typer.Typer) -> None:
 
         Example: tradetape publish docs/examples/intents.jsonl (README.md, A first publish; run it with `tradetape run` going)
 
-        Exits 1 if any line could not be read or signed, an event was not delivered to the broker, or one got no answer within --wait (`"answer": null`; an `error:` line names their lines).
+        Exits 1 if the file has no lines, if any line could not be read or signed, an event was not delivered to the broker, or one got no answer within --wait (`"answer": null`; an `error:` line names their lines).
 
         An admin command is sent once the lines before it are answered, and the lines after it once it is: if such an answer does not come within --wait, the lines from there on are not sent (their order could not be kept; exit 1). Intents' answers are awaited at the end, together, for at most --wait.
         """
@@ -442,6 +442,10 @@ def register(app: typer.Typer) -> None:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot read {file}: {exc}")
+        if not text.strip():
+            # an empty file (a generator that failed, a wrong redirect) was published as
+            # nothing, silently, with exit 0
+            _fail(f"nothing to publish: {file} has no lines")
         settings = _settings()
         from deploy.kafka import broker_unreachable
 

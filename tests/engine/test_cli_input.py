@@ -50,6 +50,15 @@ def test_bad_command_line_input_is_an_error_line_not_a_traceback(
     assert message in done.stderr and "error: " in done.stderr, done.stderr[-2000:]
 
 
+def test_publish_of_an_empty_file_says_so(tmp_path: Path) -> None:
+    """An empty file was published as nothing, silently, exit 0 (helper-132's audit)."""
+    path = tmp_path / "intents.jsonl"
+    path.write_text("\n  \n")
+    done = _cli(tmp_path, "publish", str(path))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr == f"error: nothing to publish: {path} has no lines\n", done.stderr
+
+
 def test_publish_without_a_broker_is_an_error_line(tmp_path: Path) -> None:
     path = tmp_path / "intents.jsonl"
     path.write_text('{"event_type": "KycVerified", "payload": {"account": "A1"}}\n')
