@@ -53,6 +53,10 @@ def rebuild(
         both = ", not both" if all_ else ""
         typer.echo(f"error: give a projection NAME or --all{both}", err=True)
         raise typer.Exit(2)
+    if not parallel and not all_:
+        # was ignored: a single projection is always rebuilt on one consumer
+        typer.echo("error: --one-consumer goes with --all", err=True)
+        raise typer.Exit(2)
     names = list(PROJECTIONS) if all_ else [str(name)]
     unknown = [n for n in names if n not in PROJECTIONS]
     if unknown:

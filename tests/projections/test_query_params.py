@@ -52,6 +52,7 @@ def test_the_cli_refuses_it_before_the_query_runs() -> None:
         (["query", "positions", "--sql", "select 1"], 'give a query NAME or --sql "...", not both'),
         (["query", "--sql", "  "], "--sql is empty: give one SELECT statement"),
         (["rebuild", "--all", "positions"], "give a projection NAME or --all, not both"),
+        (["rebuild", "--one-consumer", "positions"], "--one-consumer goes with --all"),
     ],
 )
 def test_contradictory_or_empty_arguments_say_what_is_wrong(args: list[str], message: str) -> None:
