@@ -12,9 +12,9 @@
    projection reading it, is the first time its offset is seen committed minus its
    Kafka CreateTime (p50/p99/max). Polling makes the figure an upper bound by at most
    the poll interval; the observer's own PostgreSQL backend is measured and reported
-   apart. After the rebuilds two rounds run by default, each on topics and events of its
-   own: the first right after them (the broker still compiles the lag phase's paths),
-   the second on the settled stack. Each round prints, by second, every role's cores,
+   apart. Two rounds run by default, each on topics and events of its own: the first
+   (right after the rebuilds, if any) meets a broker still compiling the lag load's
+   paths, the second a settled stack. Each round prints, by second, every role's cores,
    PostgreSQL's by process kind, the broker's by thread kind (GC, JIT, requests, log),
    checkpoints, WAL full-page images, blocks read, backends' own writes and autovacuum.
 
@@ -771,11 +771,10 @@ def main() -> int:
         type=int,
         default=None,
         help="lag phases one after the other, each on new topics and events (with "
-        "--baseline-tree the trees alternate ABBA). Default: 2 after rebuilds, else 1. The "
-        "first round after the rebuilds meets a broker whose JIT is still compiling the "
-        "lag phase's paths (session 23: 0.4-0.5 cores in its first seconds, ~22 us per "
-        "event over the round): it is reported, and a second round shows the same stack "
-        "settled",
+        "--baseline-tree the trees alternate ABBA). Default 2: the first meets a broker "
+        "whose JIT is still compiling the lag load's paths past the warm-up (session 23: "
+        "~2 s of CPU a round, 17-23 us per event; 0.4-0.5 cores in its first seconds at "
+        "load 12-17, three rounds long at load 20+), both are reported",
     )
     ap.add_argument(
         "--lag-poll-ms",
@@ -862,7 +861,7 @@ def main() -> int:
                     trees.append((args.baseline_tree.name, args.baseline_tree))
                 ended = time.monotonic()
                 results: dict[str, list[dict[str, Any]]] = {}
-                rounds = args.lag_rounds or (1 if args.skip_rebuild else 2)
+                rounds = args.lag_rounds or 2
                 for rnd in range(rounds):
                     label, cwd = trees[(0, 1, 1, 0)[rnd % 4] % len(trees)]
                     lag_settings = s.with_overrides(
