@@ -461,6 +461,9 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
                 acc.flows.pop(f, None)  # named: never read again (issue #3)
             acc.unheld = {UUID(u) for u in a.get("unheld", ())}
             acc.decided_under = int(a.get("decided_under", 0))
+            # The steps before the newest one the slice shows committed are never read
+            # again (`EngineState.trim_transfer_steps`): a hand-over trims them here.
+            state.trim_transfer_steps(name, state.step_committed)
             wiped = a.get("wiped_at")
             reset = acc.peak_reset_at
             # A release folded from the reference topics after the slice clears it.

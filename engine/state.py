@@ -1052,7 +1052,9 @@ class EngineState:
     transfer_steps: dict[str, list[TransferStep]] = field(default_factory=dict, repr=False)
     """account -> its transfer facts that changed what is held or debited, in the order
     folded (one partition of transfers.events: the order the owner read them), reference
-    state (kept like `AccountState.withdrawals`). `processor.catch_up` redoes every pass
+    state, from the newest one the log shows committed on (`trim_transfer_steps`: the
+    owner keeps O(1) per account once its passes commit; a worker not owning the account
+    keeps every one until a hand-over folds its records). `processor.catch_up` redoes every pass
     after the newest one the log shows committed, each in its turn and on the holds and
     debits it left (`held`, `settled`), so several passes of one lost transaction are
     redone as their owner ran them, each with its record and the ids it gave its cancels
@@ -1577,16 +1579,25 @@ class EngineState:
             return
         if isinstance(p, _ORDER_END_TYPES):
             if p.reason in _COMMITTING_REASONS and event.causation_id is not None:
-                self.account(p.account).unheld.add(event.causation_id)
+                self._unheld(p.account, event.causation_id)
             order = self.orders.get(p.order_id)
             if order is not None:
                 self._close(order, event.occurred_at, _END_STATE[type(p)], p.reason)
             return
         if isinstance(p, RestingOrdersChecked):
             # The owner ran the fact's pass for the account and that transaction committed.
-            self.account(p.account).unheld.add(p.fact_event_id)
+            self._unheld(p.account, p.fact_event_id)
             return
         self._apply_reference(event)
+
+    def _unheld(self, account: str, fact_id: UUID) -> None:
+        """The log shows the pass of `fact_id` committed for the account: kept
+        (`AccountState.unheld`), and the transfer steps before it dropped."""
+        self.account(account).unheld.add(fact_id)
+        if account in self.transfer_steps:
+            self.trim_transfer_steps(
+                account, lambda s: s.fact.event_id == fact_id and (s.passes or s.flow is not None)
+            )
 
     def _apply_reference(self, event: Envelope[Any]) -> None:
         p = event.payload
@@ -1689,12 +1700,17 @@ class EngineState:
         acc.units = p.units
         if p.nav is not None:
             acc.unit_nav = p.nav
+        named = set()
         for fid in p.flows:
             if fid in acc.pending:
                 acc.pending.discard(fid)
                 acc.flows.pop(fid, None)  # named: never read again (issue #3)
+                named.add(fid)
             elif not acc.folded(fid):
                 acc.early.add(fid)  # named before the reference fold folded it
+        if named and p.account in self.transfer_steps:
+            # A settlement's flow named: its transaction committed (`step_committed`).
+            self.trim_transfer_steps(p.account, lambda s: s.flow in named)
         if p.peak_nav is not None:
             acc.record_peak(at, p.peak_nav)
         if p.nav is None and p.units > 0:
@@ -1789,7 +1805,44 @@ class EngineState:
         if debit is not None:
             settled = dict(settled)
             settled[debit[0]] = settled.get(debit[0], ZERO) + debit[1]
-        steps.append(TransferStep(event, passes, dict(acc.held), settled, flow))
+        step = TransferStep(event, passes, dict(acc.held), settled, flow)
+        steps.append(step)
+        if len(steps) > 1 and self.step_committed(step):
+            # Its record (or the units naming its flow) was folded first (a hand-over
+            # whose own-topic tail came before its transfers.events reader got here).
+            del steps[:-1]
+
+    def step_committed(self, step: TransferStep) -> bool:
+        """Whether the log shows that the transaction in which the owner ran `step`'s
+        pass or turned its settlement into units committed (`processor._committed`)."""
+        if not step.passes and step.flow is None:
+            return False
+        cause = step.fact
+        acc = self.accounts.get(cause.payload.account)
+        if acc is None:
+            return False
+        if cause.event_id in acc.unheld:
+            return True
+        if step.flow is not None:
+            return acc.folded(step.flow) and step.flow not in acc.pending
+        return False
+
+    def trim_transfer_steps(self, account: str, committed: Callable[[TransferStep], bool]) -> None:
+        """Drop the account's transfer steps before the newest one that `committed` (a
+        step the log shows committed: `step_committed`) picks: `processor._redo_passes`
+        redoes only the passes after the newest committed one, on the holds and debits
+        it left (kept, as the first step), so nothing before it is read again. What
+        keeps `transfer_steps` at O(1) entries per owned account once its passes
+        commit (issue #3: ~4.9 KB kept per withdrawal, forever, before). Steps of
+        accounts the worker does not own stay until it folds their records, at a
+        hand-over (docs/engine.md)."""
+        steps = self.transfer_steps.get(account)
+        if not steps:
+            return
+        for j in range(len(steps) - 1, 0, -1):
+            if committed(steps[j]):
+                del steps[:j]
+                return
 
     def _key_in_force(self, producer: str, key: str) -> None:
         keys = self.producer_keys.setdefault(producer, [])

@@ -50,6 +50,7 @@ from schemas.events import (
 )
 from schemas.events.orders import Liquidity
 from schemas.events.transfers import TransferCheckOutcome
+from schemas.registry import ENGINE_PRODUCER
 from tests.engine.pure import Harness, decision, types
 from tests.projections.folding import fold
 
@@ -1561,3 +1562,81 @@ def test_a_global_change_lost_with_the_accounts_first_own_limits_is_redone_first
     assert [encode(e) for e in redone] == [encode(e) for e in live]
     assert canonical_state(lost) == canonical_state(h.state)
     assert lost.limits == h.state.limits
+
+
+# ---- the steps of passes that committed are not kept (issue #3) --------------------------
+
+
+def _withdrawals(h: Harness, n: int, start: int = 0) -> None:
+    """`n` withdrawals of 1 USDC, each requested, checked, released and settled, every
+    pass and settlement committing (its records folded, as the live worker folds them)."""
+    for i in range(start, start + n):
+        for step in ("request", "check", "release", "settle"):
+            _transfer(h, _step(f"w{i}", step, amount="1"))
+
+
+def test_the_steps_of_passes_that_committed_are_not_kept() -> None:
+    """Each withdrawal leaves two transfer steps (its request's pass, its settlement's
+    units), each with its fact and a copy of the holds: ~4.9 KB per withdrawal kept
+    forever by every worker before (docs/benchmarks.md, session 23). `catch_up` redoes
+    only the passes after the newest one the log shows committed, on the holds and debits
+    it left: once a pass committed, the steps before it are never read again, and the
+    account keeps O(1) of them, however many withdrawals. A lost batch after that is
+    still redone byte for byte, and a rebuild (own records read after the facts, or
+    before them: a hand-over) keeps as few."""
+    h = _harness()
+    _buy(h, "0.1", "29000")
+    _withdrawals(h, 40)
+    assert len(h.state.transfer_steps["A1"]) <= 2
+    assert catch_up(copy.deepcopy(h.state), h.ctx, lambda _account: True) == []
+    lost = copy.deepcopy(h.state)
+    live: list[Any] = []
+    for tid, amount in (("x1", "3000"), ("x2", "6000")):
+        event = new_event(_step(tid, "request", amount=amount), producer="transfers",
+                          occurred_at=h.tick())  # fmt: skip
+        live += control(h.state, event, h.ctx)
+        lost.apply(event)  # folded; the batch's transaction lost
+    assert [e.event_type for e in live].count("RestingOrdersChecked") == 2
+    redone = catch_up(lost, h.ctx, lambda _account: True)
+    assert [encode(e) for e in redone] == [encode(e) for e in live]
+    assert canonical_state(lost) == canonical_state(h.state)
+    assert len(lost.transfer_steps["A1"]) <= 2 and len(h.state.transfer_steps["A1"]) <= 2
+    own = [e for e in h.inputs if e.producer == ENGINE_PRODUCER]
+    facts = [e for e in h.inputs if e.producer != ENGINE_PRODUCER]
+    for order in ([*facts, *own], [*own, *facts]):
+        s = EngineState()
+        for e in order:
+            s.apply(e)
+        assert len(s.transfer_steps["A1"]) <= 2
+        assert "RestingOrdersChecked" not in types(catch_up(s, h.ctx, lambda _account: True))
+
+
+def test_a_hand_over_drops_the_steps_its_slice_shows_committed() -> None:
+    """A worker not owning the account keeps every step (it reads the transfer facts, not
+    the account's records: it cannot tell which passes committed). Taking the partition
+    over, the slice's records show them committed: the steps before the newest are
+    dropped, and the takeover's `catch_up` redoes exactly the pass the owner lost."""
+    from engine.snapshot import merge_slices, release_partitions, take_slice
+
+    h = _harness()
+    _buy(h, "0.1", "29000")
+    other = copy.deepcopy(h.state)
+    release_partitions(other, {0})  # a worker owning other partitions only
+    elsewhere = dataclasses.replace(h.ctx, owns=lambda _a: False)
+    n = len(h.inputs)
+    _withdrawals(h, 20)
+    for e in h.inputs[n:]:
+        if e.producer != ENGINE_PRODUCER:
+            assert control(other, e, elsewhere) == []
+    assert len(other.transfer_steps["A1"]) >= 40  # unowned: kept until a hand-over
+    sl = take_slice(h.state, 0, {"orders.lifecycle": 0})
+    event = new_event(_step("x1", "request", amount="3000"), producer="transfers",
+                      occurred_at=h.tick())  # fmt: skip
+    live = control(h.state, event, h.ctx)  # the owner's transaction: lost
+    assert types(live)[-1] == "RestingOrdersChecked"
+    assert control(other, event, elsewhere) == []
+    merge_slices(other, [sl])
+    assert len(other.transfer_steps["A1"]) <= 2
+    redone = catch_up(other, h.ctx, lambda _account: True)
+    assert [encode(e) for e in redone] == [encode(e) for e in live]
+    assert canonical_state(other) == canonical_state(h.state)
