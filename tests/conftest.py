@@ -11,10 +11,13 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from xdist.scheduler import LoadScheduling
 
 from deploy.kafka import create_topics
 from deploy.local import LocalStack
@@ -42,6 +45,88 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LONGEST: dict[str, float] = {
+    # Seconds each took in one process on a quiet machine (`pytest --durations`, session
+    # 22-23; the two cargo builds with the Makefile's cached CARGO_TARGET_DIR), including
+    # the setup of a fixture only they use. Only the order matters: see `LongestFirst`.
+    # A renamed test is simply scheduled in collection order again.
+    "tests/streams/test_end_to_end.py::test_scenarios_through_engine_faust_and_projection": 92,
+    "tests/signer/test_nonce_race.py::test_rust_concurrent_signs_take_each_handle_once": 36,
+    "tests/engine/test_snapshot_worker.py::"
+    "test_restart_reads_only_the_tail_and_folds_the_full_replays_state": 31,
+    "tests/deploy/test_demo.py::test_the_demo_runs_every_stage_and_its_results_hold": 28,
+    "tests/engine/test_takeover.py::test_without_snapshots_the_survivor_rebuilds_in_full": 22,
+    "tests/engine/test_takeover.py::test_survivor_takes_over_and_exactly_once_holds": 22,
+    "tests/engine/test_crash.py::test_kill_nine_twice_then_exactly_once": 20,
+    "tests/projections/test_crash.py::test_kill_9_mid_batch_then_equal_to_rebuild": 19,
+    "tests/signer/test_vectors.py::test_rfc9591_vectors": 18,
+    "tests/deploy/test_cli_stack.py::test_up_status_down_lifecycle": 15,
+    "tests/engine/test_e2e.py::test_a_print_while_no_worker_ran_fills_the_resting_order_at_restart": 14,
+    "tests/engine/test_pipelined_commit.py::"
+    "test_a_failed_transaction_in_flight_loses_and_duplicates_nothing": 13,
+    "tests/engine/test_worker_fail_closed.py::"
+    "test_broker_errors_in_recovery_hold_the_worker_instead_of_crashing": 13,
+    "tests/engine/test_control_drain.py::"
+    "test_a_kill_switch_behind_a_market_data_backlog_stops_the_next_intent": 13,
+    "tests/engine/test_cli_revoke.py::"
+    "test_revoke_cancels_the_resting_order_and_rejects_then_rotate_restores": 12,
+    "tests/projections/test_parallel_rebuild.py::"
+    "test_parallel_rebuild_equals_one_consumer_and_is_all_or_nothing": 11,
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test`'s two workers (`--dist load`, xdist's default) start with the longest
+    tests: see `LongestFirst`. Another `--dist` keeps xdist's own scheduler."""
+    if config.getoption("dist") != "load":
+        return None
+    return LongestFirst(config, log)
+
+
+class LongestFirst(LoadScheduling):  # type: ignore[misc]
+    """xdist's `load` scheduling, but the tests named in `LONGEST` are handed out first,
+    each to the worker with the fewest of their seconds so far; the rest follows in
+    collection order as before (consecutive chunks, then more to whichever worker runs
+    low).
+
+    In collection order the longest tests come last (tests/signer's two cargo builds and
+    tests/streams' 90 s end-to-end test are among the last 190 of ~1,560): whichever
+    worker draws the end-to-end test runs it while the other works through what is left,
+    then sits idle. Nothing about what a test does changes, only which worker runs it,
+    and when.
+    """
+
+    def schedule(self) -> None:
+        if self.collection is not None or not self._check_nodes_have_same_collection():  # type: ignore[has-type]
+            return super().schedule()  # type: ignore[no-any-return]
+        collection: list[str] = next(iter(self.node2collection.values()))
+        first = sorted(
+            (i for i, name in enumerate(collection) if name in LONGEST),
+            key=lambda i: -LONGEST[collection[i]],
+        )
+        if not first or len(collection) < 2 * len(self.nodes):
+            return super().schedule()  # type: ignore[no-any-return]
+        self.collection = collection
+        taken = set(first)
+        self.pending[:] = [i for i in range(len(collection)) if i not in taken]
+        chunk_max: int = self.maxschedchunk or len(collection)  # type: ignore[has-type]
+        self.maxschedchunk = chunk_max
+        seconds = dict.fromkeys(self.nodes, 0.0)
+        for i in first:
+            node = min(self.nodes, key=seconds.__getitem__)
+            seconds[node] += LONGEST[collection[i]]
+            self.node2pending[node].append(i)
+            node.send_runtest_some([i])
+        # then the first chunk of the rest, as LoadScheduling.schedule sends it
+        chunk = max(min(len(collection) // len(self.nodes) // 4, chunk_max), 2)
+        for node in self.nodes:
+            self._send_tests(node, chunk)
+        if not self.pending:
+            for node in self.nodes:
+                node.shutdown()
+        return None
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
@@ -62,6 +147,13 @@ def stack() -> Iterator[LocalStack]:
         kafka_heap="1g",
     )
     local = LocalStack(settings, echo=lambda _m: None)
+    # PostgreSQL (initdb, start) on a thread while the broker starts: `up` then finds
+    # both running and creates the topics and runs the migrations, as it does on a cold
+    # start. Sequentially the database's start-up waited for the broker's.
+    with ThreadPoolExecutor(1) as pool:
+        postgres = pool.submit(local.postgres.start)
+        local.kafka.start(echo=lambda _m: None)
+        postgres.result()
     local.up()
     yield local
     _discard(local)
@@ -122,29 +214,34 @@ def env(stack: LocalStack, migrated_template: str) -> Iterator[Settings]:
 
     The database is a copy of `migrated_template` (with its database-level ACL);
     `apply_migrations` still runs on it (it finds every migration applied: only the
-    read-only role's grants are run again), so a test sees what a migration run leaves. The test's topics (including any a
-    component created under the prefix, such as faust's internal ones) are deleted
-    afterwards, so the session broker stays small.
+    read-only role's grants are run again), so a test sees what a migration run leaves.
+    The topics are created on a thread meanwhile: the broker's part and the database's
+    (the copy is the slower, ~0.5 s) wait on different servers, and ~170 tests set this
+    up. The test's topics (including any a component created under the prefix, such as
+    faust's internal ones) are deleted afterwards, so the session broker stays small.
     """
-    tag = uuid.uuid4().hex[:10]
-    db = f"t_{tag}"
-    with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
-        conn.execute(
-            f'CREATE DATABASE "{db}" TEMPLATE "{migrated_template}"'
-            f' OWNER "{stack.settings.postgres_user}"'
-        )
-        # The database's own privileges are not copied (see `migrated_template`). Both
-        # have the same owner, so the template's ACL is this database's as migrated.
-        conn.execute(
-            "UPDATE pg_database SET datacl ="
-            " (SELECT datacl FROM pg_database WHERE datname = %s) WHERE datname = %s",
-            (migrated_template, db),
-        )
-    settings = stack.settings.with_overrides(topic_prefix=f"t{tag}.", postgres_db=db)
-    create_topics(settings)
     from projections.migrate import apply_migrations
 
-    apply_migrations(settings.dsn, readonly_role=settings.readonly_role)
+    tag = uuid.uuid4().hex[:10]
+    db = f"t_{tag}"
+    settings = stack.settings.with_overrides(topic_prefix=f"t{tag}.", postgres_db=db)
+    with ThreadPoolExecutor(1) as pool:
+        topics = pool.submit(create_topics, settings)
+        with psycopg.connect(stack.postgres.admin_dsn("postgres"), autocommit=True) as conn:
+            conn.execute(
+                f'CREATE DATABASE "{db}" TEMPLATE "{migrated_template}"'
+                f' OWNER "{stack.settings.postgres_user}"'
+            )
+            # The database's own privileges are not copied (see `migrated_template`).
+            # Both have the same owner, so the template's ACL is this database's as
+            # migrated.
+            conn.execute(
+                "UPDATE pg_database SET datacl ="
+                " (SELECT datacl FROM pg_database WHERE datname = %s) WHERE datname = %s",
+                (migrated_template, db),
+            )
+        apply_migrations(settings.dsn, readonly_role=settings.readonly_role)
+        topics.result()
     yield settings
     _delete_topics_with_prefix(settings)
 
