@@ -46,12 +46,11 @@ def free_port() -> int:
 
 
 LONGEST: dict[str, float] = {
-    # Seconds each took in one process on a quiet machine (`pytest --durations`, session
-    # 22-23; the two cargo builds with the Makefile's cached CARGO_TARGET_DIR), including
-    # the setup of a fixture only they use. Only the order matters: see `LongestFirst`.
-    # A renamed test is simply scheduled in collection order again.
+    # Seconds each took in one process on a quiet machine (`pytest --durations`, sessions
+    # 22-23; the cargo builds with the Makefile's cached CARGO_TARGET_DIR), with the setup
+    # of a fixture only it uses. `LongestFirst` hands them out in this order; a renamed
+    # test is simply scheduled in collection order again.
     "tests/streams/test_end_to_end.py::test_scenarios_through_engine_faust_and_projection": 92,
-    "tests/signer/test_nonce_race.py::test_rust_concurrent_signs_take_each_handle_once": 36,
     "tests/engine/test_snapshot_worker.py::"
     "test_restart_reads_only_the_tail_and_folds_the_full_replays_state": 31,
     "tests/deploy/test_demo.py::test_the_demo_runs_every_stage_and_its_results_hold": 28,
@@ -59,7 +58,6 @@ LONGEST: dict[str, float] = {
     "tests/engine/test_takeover.py::test_survivor_takes_over_and_exactly_once_holds": 22,
     "tests/engine/test_crash.py::test_kill_nine_twice_then_exactly_once": 20,
     "tests/projections/test_crash.py::test_kill_9_mid_batch_then_equal_to_rebuild": 19,
-    "tests/signer/test_vectors.py::test_rfc9591_vectors": 18,
     "tests/deploy/test_cli_stack.py::test_up_status_down_lifecycle": 15,
     "tests/engine/test_e2e.py::test_a_print_while_no_worker_ran_fills_the_resting_order_at_restart": 14,
     "tests/engine/test_pipelined_commit.py::"
@@ -72,6 +70,10 @@ LONGEST: dict[str, float] = {
     "test_revoke_cancels_the_resting_order_and_rejects_then_rotate_restores": 12,
     "tests/projections/test_parallel_rebuild.py::"
     "test_parallel_rebuild_equals_one_consumer_and_is_all_or_nothing": 11,
+    # The two cargo builds last, so that rustc (threads on both cores) does not compete
+    # with the end-to-end test's paced 10x replay, which sets its recall on time.
+    "tests/signer/test_nonce_race.py::test_rust_concurrent_signs_take_each_handle_once": 36,
+    "tests/signer/test_vectors.py::test_rfc9591_vectors": 18,
 }
 
 
@@ -85,9 +87,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 class LongestFirst(LoadScheduling):  # type: ignore[misc]
     """xdist's `load` scheduling, but the tests named in `LONGEST` are handed out first,
-    each to the worker with the fewest of their seconds so far; the rest follows in
-    collection order as before (consecutive chunks, then more to whichever worker runs
-    low).
+    in its order, each to the worker with the fewest of their seconds so far; the rest
+    follows in collection order as before (consecutive chunks, then more to whichever
+    worker runs low).
 
     In collection order the longest tests come last (tests/signer's two cargo builds and
     tests/streams' 90 s end-to-end test are among the last 190 of ~1,560): whichever
@@ -100,10 +102,8 @@ class LongestFirst(LoadScheduling):  # type: ignore[misc]
         if self.collection is not None or not self._check_nodes_have_same_collection():  # type: ignore[has-type]
             return super().schedule()  # type: ignore[no-any-return]
         collection: list[str] = next(iter(self.node2collection.values()))
-        first = sorted(
-            (i for i, name in enumerate(collection) if name in LONGEST),
-            key=lambda i: -LONGEST[collection[i]],
-        )
+        where = {name: i for i, name in enumerate(collection)}
+        first = [where[name] for name in LONGEST if name in where]
         if not first or len(collection) < 2 * len(self.nodes):
             return super().schedule()  # type: ignore[no-any-return]
         self.collection = collection
