@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -78,11 +78,13 @@ from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
 from schemas.ids import derived_uuid7
 from schemas.registry import ENGINE_PRODUCER as ENGINE_PRODUCER  # re-exported: one source
+from schemas.topics import Topic
 
 ADMIN_ACCEPTED = "admin-accepted"
 """Discriminator of an accepted admin fact: its id is derived from the command's."""
 DEFAULT_ADMINS: frozenset[str] = frozenset({"admin"})
 _INTENT_TYPES = (OrderIntent, CancelIntent)
+_ORDERS = Topic.ORDERS
 _MARKET_TYPES = (MarketTrade, QuoteUpdated)
 """`isinstance` with a tuple: half the cost of a `X | Y` union (the same answer)."""
 
@@ -179,6 +181,10 @@ class _Emitter:
         self.state, self.cause = state, cause
         self.cause_id = str(cause.event_id)
         self.out: list[Output] = []
+        self.at: datetime | None = None
+        """For an intent: when its order events (those on orders.lifecycle) happen
+        (`order_events_at`: its append time, or its stamp if allowed ahead of it); None:
+        the cause's `occurred_at`, as for every other output."""
 
     def __call__(self, payload: EventPayload, discriminator: str) -> None:
         fields = derived_fields(
@@ -186,6 +192,10 @@ class _Emitter:
             producer=ENGINE_PRODUCER,
             causation=self.cause,
             discriminator=discriminator,
+            # An order's events happen when the broker has its intent, not at the
+            # producer's stamp (surveillance judges them in event time). The decision
+            # keeps the intent's `occurred_at` (and records `received_at` beside it).
+            occurred_at=self.at if self.at is not None and payload.TOPIC == _ORDERS else None,
             cause_id=self.cause_id,
         )
         key = fields["key"]
@@ -964,6 +974,7 @@ def process(
     if isinstance(p, _INTENT_TYPES):
         if received_at is None and ctx.event_time_is_arrival:
             received_at = event.occurred_at
+        emit.at = order_events_at(state, event, received_at)
         _intent(state, event, ctx, emit, received_at)
     elif isinstance(p, _MARKET_TYPES):
         if isinstance(p, MarketTrade) and state.price(p.instrument).has_print(p):
@@ -977,6 +988,30 @@ def process(
 
 
 # ---- intents ---------------------------------------------------------------------------
+
+
+def order_events_at(
+    state: EngineState, event: Envelope[Any], received_at: datetime | None
+) -> datetime | None:
+    """When the order events the engine writes for an intent happen (their `occurred_at`;
+    None: the intent's): never before the broker had the intent (`received_at`, its
+    append time), and at most the limits' `max_intent_ahead_ms` after it.
+
+    The intent's `occurred_at` is the producer's word, and surveillance judges these
+    events in event time: before session 23 they carried it, so a spoofer who stamped
+    its cancels 3 s early (a cancel intent's time was not bounded at all) or its orders
+    ahead hid every spoof and ladder of the scenario. Now the producer can move them
+    only later, by at most `max_intent_ahead_ms` (1 s by default; FRESHNESS refuses an
+    order intent stamped further ahead, a cancel is not refused but taken at that
+    bound). Not simply `received_at`: a simulation that lets its producers run ahead of
+    the broker's clock (`streams.scenario`, a day) keeps its market data and its orders
+    on one clock. Without a broker time (no broker, `event_time_is_arrival`: the stamp
+    is the arrival; an intents topic not on LogAppendTime) the intent's own time."""
+    if received_at is None:
+        return None
+    ahead = timedelta(milliseconds=state.limits_for(event.payload.account)[1].max_intent_ahead_ms)
+    at = event.occurred_at
+    return received_at if at < received_at else min(at, received_at + ahead)
 
 
 def _reject(
@@ -1326,7 +1361,9 @@ def _order(
         ),
         "submit",
     )
-    venue.submit(state, state.orders[order_id], emit)
+    # The order meets the book at its intent's time, the one the rules valued it at
+    # (`PriceState.book_at`); its events are stamped at the intent's append time.
+    venue.submit(state, state.orders[order_id], emit, book_at=event.occurred_at)
 
 
 # ---- admin commands --------------------------------------------------------------------

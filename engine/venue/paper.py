@@ -608,7 +608,9 @@ class PaperVenue:
 
     # ---- the Venue interface -------------------------------------------------------
 
-    def submit(self, state: EngineState, order: OrderState, emit: Emit) -> None:
+    def submit(
+        self, state: EngineState, order: OrderState, emit: Emit, book_at: datetime | None = None
+    ) -> None:
         emit(
             _accepted(
                 order_id=order.order_id,
@@ -620,11 +622,12 @@ class PaperVenue:
         )
         ps = state.price(order.instrument)
         buy = order.side is Side.BUY
-        # The order meets the book in force at its own time (event time), whatever the
-        # engine has read of the market since; only an order older than the kept history
-        # meets the current book. The risk rules valued it at this same book
-        # (`PriceState.book_at`).
-        met = ps.book_at(order.submitted_at)
+        # The order meets the book in force at its intent's time (event time), whatever
+        # the engine has read of the market since; only an order older than the kept
+        # history meets the current book. The risk rules valued it at this same book
+        # (`PriceState.book_at`). Its events are stamped at the intent's append time
+        # (`submitted_at`), which a producer does not choose.
+        met = ps.book_at(order.submitted_at if book_at is None else book_at)
         touch: Decimal | None = None
         touch_qty = ZERO
         source = f"quote:{ps.quote_id}"

@@ -25,6 +25,7 @@ from deploy.kafka import admin_client, create_topics
 from deploy.settings import Settings
 from engine import auth
 from schemas import Envelope, new_event
+from schemas.events import CancelIntent
 from schemas.topics import Topic
 from tests.engine.helpers import intent, produce, quote, running_worker, wait_for, world
 
@@ -103,3 +104,81 @@ def test_the_worker_bounds_intent_time_by_the_brokers(env: Settings) -> None:
     for d in by_id.values():  # the broker's time, recorded for the fold
         assert d.received_at is not None
         assert abs(d.received_at - sent) < timedelta(seconds=30)
+
+
+def _cancel(key: Any, coid: str, target: str, at: datetime) -> Envelope[Any]:
+    payload = CancelIntent(
+        producer_id="strat1",
+        strategy_id="s",
+        account="ACC1",
+        client_order_id=coid,
+        target_client_order_id=target,
+    )
+    return new_event(auth.sign(payload, key), producer="strat1", occurred_at=at)
+
+
+def test_an_orders_events_are_stamped_at_the_brokers_time_not_the_producers(
+    env: Settings,
+) -> None:
+    """A cancel intent's `occurred_at` was not bounded, and its `OrderCanceled` carried it:
+    a spoofer stamping its cancels early (or late) moved them in surveillance's event
+    time. Now an intent's order events lie at its append time, at most
+    `max_intent_ahead_ms` (1 s) after it; its decision keeps the producer's stamp. A
+    cancel is not refused for its clock (it only takes risk away)."""
+    with running_worker(env):
+        key = world(env, ["ACC1"])
+        produce(env, [quote()])
+        early, late = (
+            intent(key, "ACC1", "early", limit="59000"),
+            intent(key, "ACC1", "late", limit="59000"),
+        )
+        early = new_event(
+            early.payload, producer="strat1", occurred_at=datetime.now(UTC) - timedelta(seconds=3)
+        )  # backdated within FRESHNESS's 5 s
+        produce(env, [early, late])
+        wait_for(
+            env, Topic.ORDERS, lambda ev: sum(e.event_type == "OrderAccepted" for e in ev) >= 2
+        )
+        now = datetime.now(UTC)
+        produce(
+            env,
+            [
+                _cancel(key, "x-early", "early", now - timedelta(minutes=10)),
+                _cancel(key, "x-late", "late", now + timedelta(minutes=10)),
+            ],
+        )
+        orders = wait_for(
+            env, Topic.ORDERS, lambda ev: sum(e.event_type == "OrderCanceled" for e in ev) >= 2
+        )
+        decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 4)
+    decisions = {e.payload.client_order_id: e for e in decs if e.event_type == "RiskDecision"}
+    assert {c: d.payload.outcome for c, d in decisions.items()} == {
+        c: "APPROVED" for c in ("early", "late", "x-early", "x-late")
+    }
+    caused = {e.causation_id: e for e in decs}
+    by_order = {
+        d.payload.order_id: d for d in decisions.values() if d.payload.intent_kind == "ORDER"
+    }
+    assert decisions["early"].occurred_at < decisions["early"].payload.received_at - timedelta(
+        seconds=2
+    )  # the producer's stamp stays on the decision
+    stamps = {d.payload.client_order_id: d.occurred_at for d in decisions.values()}
+    seen = 0
+    for e in orders:
+        if e.event_type not in ("OrderSubmitted", "OrderCanceled"):
+            continue
+        cause = caused.get(e.causation_id)  # the intent's decision, same cause
+        assert cause is not None, e
+        coid, received = cause.payload.client_order_id, cause.payload.received_at
+        if e.event_type == "OrderSubmitted":
+            assert by_order[e.payload.order_id] is cause
+        # Never before the append time, at most 1 s after it (an honest stamp may lie
+        # within the append time's millisecond, after it).
+        expected = min(max(stamps[coid], received), received + timedelta(seconds=1))
+        assert e.occurred_at == expected, (coid, e.event_type)
+        if coid in ("early", "x-early"):
+            assert e.occurred_at == received  # not 3 s, not 10 minutes before it
+        if coid == "x-late":
+            assert e.occurred_at == received + timedelta(seconds=1)  # not 10 min after
+        seen += 1
+    assert seen == 4
