@@ -1009,9 +1009,11 @@ def order_events_at(
     is the arrival; an intents topic not on LogAppendTime) the intent's own time."""
     if received_at is None:
         return None
-    ahead = timedelta(milliseconds=state.limits_for(event.payload.account)[1].max_intent_ahead_ms)
     at = event.occurred_at
-    return received_at if at < received_at else min(at, received_at + ahead)
+    if at <= received_at:
+        return received_at  # the usual case: the limits are looked up only for a stamp ahead
+    ahead = timedelta(milliseconds=state.limits_for(event.payload.account)[1].max_intent_ahead_ms)
+    return min(at, received_at + ahead)
 
 
 def _reject(
