@@ -92,10 +92,9 @@ class LongestFirst(LoadScheduling):  # type: ignore[misc]
     worker runs low).
 
     In collection order the longest tests come last (tests/signer's two cargo builds and
-    tests/streams' 90 s end-to-end test are among the last 190 of ~1,560): whichever
-    worker draws the end-to-end test runs it while the other works through what is left,
-    then sits idle. Nothing about what a test does changes, only which worker runs it,
-    and when.
+    tests/streams' 90 s end-to-end test were among the last 190 of ~1,560), and when the
+    workers finished depended on what came after them (docs/benchmarks.md, The test
+    suite). Nothing about what a test does changes, only which worker runs it, and when.
     """
 
     def schedule(self) -> None:
