@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from schemas.envelope import Envelope, envelope_class
 from schemas.errors import MalformedEventError
+from schemas.fastjson import risk_decision_json
 from schemas.registry import payload_class
 
 HEADER_EVENT_TYPE = "event_type"
@@ -37,8 +38,11 @@ def traceparent(correlation_id: UUID, event_id: UUID) -> str:
 
 def encode(event: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
     """(key, value, headers) for producing `event`."""
+    # A decision's bytes without pydantic-core (the same bytes: `schemas.fastjson`); else
     # `model_dump_json().encode()` without the str round trip and the wrapper's arguments.
-    value = type(event).__pydantic_serializer__.to_json(event)
+    value = risk_decision_json(event)
+    if value is None:
+        value = type(event).__pydantic_serializer__.to_json(event)
     headers: Headers = [
         (HEADER_EVENT_TYPE, event.event_type.encode()),
         (HEADER_SCHEMA_VERSION, str(event.schema_version).encode()),
