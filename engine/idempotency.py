@@ -177,6 +177,11 @@ class IdempotencyRecord:
         """Remember a decision; False (and nothing changes) if the key is already known."""
         if key in self:
             return False
+        self.record_new(key, decision)
+        return True
+
+    def record_new(self, key: Key, decision: Recorded) -> None:
+        """`record` of a key the caller has just found unknown (`key not in self`)."""
         self.recent[key] = decision
         at = decision.occurred_at
         kk = decision.key
@@ -191,7 +196,6 @@ class IdempotencyRecord:
         if self.newest is None or at > self.newest:
             self.newest = at
         self._prune_key(kk, heap)
-        return True
 
     def restore(self, key: Key, decision: Recorded) -> None:
         """Put back a recent decision from a snapshot slice (no pruning: `prune` after)."""

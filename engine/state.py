@@ -1934,7 +1934,7 @@ class EngineState:
                 "headers": h,
             },
         )
-        self.decisions.record(key, recorded)
+        self.decisions.record_new(key, recorded)  # not in it: asked above
         if isinstance(p, RiskDecision) and p.peak_nav is not None:
             # The drawdown peak survives restarts: every decision records the one it used
             # (`peak_equity` of a decision before DRAWDOWN_BRAKE v6 is another measure).

@@ -58,15 +58,15 @@ def build_context(
     reserved_base = state.reserved(acc, base, fee)
     open_buy = x.buy_leaves.get(intent.instrument, ZERO)
     open_sell = x.sell_leaves.get(intent.instrument, ZERO)
+    # Open orders beyond its parents: the account has stop/take children (asked once
+    # here for `own_best` and `children_closing`, which returns zero without them).
+    has_children = len(acc.open_orders) > x.open_parents
     # Only an account with resting orders on the other side of the pair walks them.
-    # Its stop/take children too (`own_best`): open orders beyond its parents.
+    # Its stop/take children too (`own_best`).
     own_opposite = (
         state.own_best(acc, intent.instrument, intent.side.opposite)
         if intent.limit_price is not None
-        and (
-            (open_sell if intent.side is Side.BUY else open_buy) > 0
-            or len(acc.open_orders) > x.open_parents
-        )
+        and ((open_sell if intent.side is Side.BUY else open_buy) > 0 or has_children)
         else None
     )
     # A take-profit becomes a child on the other side: the account's resting orders on
@@ -74,10 +74,7 @@ def build_context(
     own_same = (
         state.own_best(acc, intent.instrument, intent.side)
         if intent.take_profit is not None
-        and (
-            (open_buy if intent.side is Side.BUY else open_sell) > 0
-            or len(acc.open_orders) > x.open_parents
-        )
+        and ((open_buy if intent.side is Side.BUY else open_sell) > 0 or has_children)
         else None
     )
     open_base_buy = ZERO
@@ -141,7 +138,9 @@ def build_context(
         "nav": state.nav(intent.account, equity),
         "flows_pending": bool(acc.pending),
         "lost_in_full": state.lost_in_full(intent.account, equity),
-        "open_side_children": state.children_closing(acc, intent.instrument, intent.side),
+        "open_side_children": state.children_closing(acc, intent.instrument, intent.side)
+        if has_children
+        else ZERO,
     }
     if len(fields) != _CONTEXT_FIELDS:
         return RiskContext(**fields)  # not every field given: let the constructor say so
