@@ -1818,6 +1818,9 @@ def main(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    # Said once the handlers are in place: from this line on a SIGTERM stops it cleanly.
+    log.info("engine worker %s starting (pid %d; SIGTERM or Ctrl-C stops it)",
+             worker.wid, os.getpid())  # fmt: skip
     profile_to = os.environ.get("TRADETAPE_ENGINE_PROFILE")
     if profile_to:
         # Diagnostics: cProfile the whole run, stats written at a clean stop.

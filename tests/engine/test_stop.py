@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,33 +55,64 @@ def _start_engine(tmp_path: Path) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "deploy.cli_entry", "run", "engine"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
 
 
+STARTING = b"engine worker stop0 starting"
+"""Logged once its signal handlers are in place (`engine.worker.main`)."""
+START_BOUND_SECONDS = 120.0
+"""For the import and the clients' creation (seconds; ~1 s quiet, far more at load 25)."""
+
+
+def _stderr_reader(
+    proc: subprocess.Popen[bytes],
+) -> tuple[list[bytes], threading.Event, threading.Thread]:
+    """Drain `proc`'s stderr on a thread; the event is set at the STARTING line."""
+    lines: list[bytes] = []
+    started = threading.Event()
+
+    def _read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if STARTING in line:
+                started.set()
+
+    reader = threading.Thread(target=_read, daemon=True)
+    reader.start()
+    return lines, started, reader
+
+
 def test_sigterm_stops_a_worker_that_cannot_reach_the_broker(tmp_path: Path) -> None:
     proc = _start_engine(tmp_path)
+    lines, started, reader = _stderr_reader(proc)
     try:
-        time.sleep(4.0)  # inside its clients' start-up, reconnecting to nothing
-        assert proc.poll() is None, proc.communicate()
+        # Not a fixed sleep: at load ~25 the import alone outlasted 4 s, and the SIGTERM
+        # came before the handler (exit -15). From the line on, it is inside its clients'
+        # start-up, reconnecting to nothing.
+        assert started.wait(START_BOUND_SECONDS), b"".join(lines)[-3000:]
+        time.sleep(1.0)  # into init_transactions, the call that once held a SIGTERM
+        assert proc.poll() is None, b"".join(lines)[-3000:]
         asked = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         try:
-            _out, err = proc.communicate(timeout=STOP_BOUND_SECONDS)
+            proc.wait(timeout=STOP_BOUND_SECONDS)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _out, err = proc.communicate()
+            proc.wait()
             raise AssertionError(
                 f"no exit {STOP_BOUND_SECONDS} s after SIGTERM; stderr tail: "
-                f"{err.decode(errors='replace')[-2000:]}"
+                f"{b''.join(lines).decode(errors='replace')[-2000:]}"
             ) from None
         took = time.monotonic() - asked
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = err.decode(errors="replace")
+    reader.join(timeout=30)  # to its EOF: every line the worker wrote
+    text = b"".join(lines).decode(errors="replace")
     assert proc.returncode == 0, (proc.returncode, text[-3000:])
     assert "Traceback" not in text, text[-3000:]
     assert "engine worker stop0 stopped" in text, text[-3000:]
