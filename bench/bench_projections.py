@@ -45,6 +45,7 @@ import psycopg
 from confluent_kafka import Message, Producer
 
 from bench.measure import cpu_seconds, stack_settings
+from bench.thread_cpu import thread_seconds
 from deploy.kafka import create_topics, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
@@ -433,19 +434,9 @@ def _broker_cpu_by_kind(pid: int | None) -> dict[str, float]:
     out: dict[str, float] = {}
     if pid is None:
         return out
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for t in tids:
-        try:
-            stat = Path(f"/proc/{pid}/task/{t}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        f = stat.rsplit(")", 1)[1].split()
+    for name, seconds in thread_seconds(pid).values():
         kind = _broker_kind(name)
-        out[kind] = out.get(kind, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        out[kind] = out.get(kind, 0.0) + seconds
     return out
 
 

@@ -45,7 +45,7 @@ def _tree(root: int) -> list[int]:
     return seen
 
 
-def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+def thread_seconds(pid: int) -> dict[int, tuple[str, float]]:
     """tid -> (thread name, user+system CPU seconds so far)."""
     out: dict[int, tuple[str, float]] = {}
     try:
@@ -93,7 +93,7 @@ def follow(root: int, match: str, every: float = 1.0) -> dict[tuple[int, int], t
                 continue
             if match not in cmd:
                 continue
-            for tid, (name, cpu) in _thread_cpu(pid).items():
+            for tid, (name, cpu) in thread_seconds(pid).items():
                 last[(pid, tid)] = (label(pid, tid, name), cpu)
         time.sleep(every)
     return last
