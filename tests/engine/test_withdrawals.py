@@ -120,6 +120,20 @@ def _harness() -> Harness:
     return h
 
 
+def _requests_lost(h: Harness, *requests: tuple[str, str]) -> tuple[EngineState, list[Any]]:
+    """Each (transfer id, amount) requested live, and a copy of the state from before
+    that folds them all without their outputs (the batch's transaction lost): what
+    `catch_up` starts from, and what live wrote."""
+    lost = copy.deepcopy(h.state)
+    live: list[Any] = []
+    for tid, amount in requests:
+        event = new_event(_step(tid, "request", amount=amount), producer="transfers",
+                          occurred_at=h.tick())  # fmt: skip
+        live += control(h.state, event, h.ctx)
+        lost.apply(event)
+    return lost, live
+
+
 def test_a_requested_withdrawal_is_not_free_to_trade_until_it_is_rejected() -> None:
     h = _harness()
     first = _buy(h, "0.2")  # 6,000 USDC of 10,000: rests at 30,000
@@ -633,13 +647,7 @@ def test_two_passes_lost_in_one_transaction_are_redone_as_the_owner_ran_them() -
     h = _harness()
     for _ in range(3):
         _buy(h, "0.1", "29000")
-    lost = copy.deepcopy(h.state)
-    live: list[Any] = []
-    for tid, amount in (("w1", "2000"), ("w2", "3000")):
-        event = new_event(_step(tid, "request", amount=amount), producer="transfers",
-                          occurred_at=h.tick())  # fmt: skip
-        live += control(h.state, event, h.ctx)
-        lost.apply(event)  # folded; the batch's transaction lost
+    lost, live = _requests_lost(h, ("w1", "2000"), ("w2", "3000"))
     assert types(live) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"] * 2
     redone = catch_up(lost, h.ctx, lambda _account: True)
     assert [encode(e) for e in redone] == [encode(e) for e in live]
@@ -1589,13 +1597,7 @@ def test_the_steps_of_passes_that_committed_are_not_kept() -> None:
     _withdrawals(h, 40)
     assert len(h.state.transfer_steps["A1"]) <= 2
     assert catch_up(copy.deepcopy(h.state), h.ctx, lambda _account: True) == []
-    lost = copy.deepcopy(h.state)
-    live: list[Any] = []
-    for tid, amount in (("x1", "3000"), ("x2", "6000")):
-        event = new_event(_step(tid, "request", amount=amount), producer="transfers",
-                          occurred_at=h.tick())  # fmt: skip
-        live += control(h.state, event, h.ctx)
-        lost.apply(event)  # folded; the batch's transaction lost
+    lost, live = _requests_lost(h, ("x1", "3000"), ("x2", "6000"))
     assert [e.event_type for e in live].count("RestingOrdersChecked") == 2
     redone = catch_up(lost, h.ctx, lambda _account: True)
     assert [encode(e) for e in redone] == [encode(e) for e in live]
