@@ -19,7 +19,6 @@ import dataclasses
 import gc
 import sys
 import tracemalloc
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,32 +26,14 @@ if not __package__:  # `python bench/X.py`: import from this checkout, like `-m 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.processor import control
-from schemas import EventPayload, new_event
+from schemas import new_event
 from schemas.events import (
     RiskLimits,
     Side,
-    TransferChecked,
-    TransferReleased,
-    TransferRequested,
-    TransferSettled,
 )
-from schemas.events.transfers import TransferCheckOutcome
-from tests.engine.pure import Harness
+from tests.engine.pure import Harness, transfer_fact
 
 D = Decimal
-
-
-def _facts(tid: str, at: datetime) -> list[EventPayload]:
-    return [
-        TransferRequested(
-            transfer_id=tid, account="A1", asset="USDC", amount=D("1"), destination_address="0xabc"
-        ),
-        TransferChecked(
-            transfer_id=tid, account="A1", outcome=TransferCheckOutcome.PASS, jurisdiction="EU"
-        ),
-        TransferReleased(transfer_id=tid, account="A1"),
-        TransferSettled(transfer_id=tid, account="A1", tx_hash="0x" + tid, settled_at=at),
-    ]
 
 
 def measure(n: int, owned: bool) -> dict[str, float]:
@@ -62,7 +43,8 @@ def measure(n: int, owned: bool) -> dict[str, float]:
     ctx = h.ctx if owned else dataclasses.replace(h.ctx, owns=lambda _a: False)
 
     def withdraw(i: int) -> None:
-        for p in _facts(f"w{i}", h.now):
+        for step in ("request", "check", "release", "settle"):
+            p = transfer_fact(f"w{i}", step, amount="1", settled_at=h.now)
             control(h.state, new_event(p, producer="transfers", occurred_at=h.tick()), ctx)
 
     for i in range(50):

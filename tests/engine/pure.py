@@ -29,7 +29,12 @@ from schemas.events import (
     RiskLimitsChanged,
     Side,
     TimeInForce,
+    TransferChecked,
+    TransferReleased,
+    TransferRequested,
+    TransferSettled,
 )
+from schemas.events.transfers import TransferCheckOutcome
 from schemas.ids import derived_uuid7
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -199,3 +204,31 @@ def decision(out: list[Envelope[Any]]) -> Any:
 
 def types(out: list[Envelope[Any]]) -> list[str]:
     return [e.event_type for e in out]
+
+
+def transfer_fact(
+    tid: str,
+    step: str,
+    account: str = "A1",
+    *,
+    asset: str = "USDC",
+    amount: str = "5000",
+    outcome: str = "PASS",
+    settled_at: datetime = T0,
+) -> EventPayload:
+    """A withdrawal's fact on transfers.events at `step` (request, check, release, settle)."""
+    if step == "request":
+        return TransferRequested(
+            transfer_id=tid, account=account, asset=asset, amount=Decimal(amount),
+            destination_address="0xabc",
+        )  # fmt: skip
+    if step == "check":
+        return TransferChecked(
+            transfer_id=tid, account=account, outcome=TransferCheckOutcome(outcome),
+            jurisdiction="EU",
+        )  # fmt: skip
+    if step == "release":
+        return TransferReleased(transfer_id=tid, account=account)
+    return TransferSettled(
+        transfer_id=tid, account=account, tx_hash="0x" + tid, settled_at=settled_at
+    )

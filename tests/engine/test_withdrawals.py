@@ -43,15 +43,12 @@ from schemas.events import (
     RiskLimits,
     RiskLimitsChanged,
     Side,
-    TransferChecked,
-    TransferReleased,
-    TransferRequested,
     TransferSettled,
 )
 from schemas.events.orders import Liquidity
 from schemas.events.transfers import TransferCheckOutcome
 from schemas.registry import ENGINE_PRODUCER
-from tests.engine.pure import Harness, decision, types
+from tests.engine.pure import Harness, decision, transfer_fact, types
 from tests.projections.folding import fold
 
 D = Decimal
@@ -68,30 +65,6 @@ def _limits() -> RiskLimits:
         rate_window_seconds=1,
         price_collar_pct=D("0.5"),
     )
-
-
-def _step(
-    tid: str,
-    step: str,
-    account: str = "A1",
-    *,
-    asset: str = "USDC",
-    amount: str = "5000",
-    outcome: str = "PASS",
-) -> EventPayload:
-    if step == "request":
-        return TransferRequested(
-            transfer_id=tid, account=account, asset=asset, amount=D(amount),
-            destination_address="0xabc",
-        )  # fmt: skip
-    if step == "check":
-        return TransferChecked(
-            transfer_id=tid, account=account, outcome=TransferCheckOutcome(outcome),
-            jurisdiction="EU",
-        )  # fmt: skip
-    if step == "release":
-        return TransferReleased(transfer_id=tid, account=account)
-    return TransferSettled(transfer_id=tid, account=account, tx_hash="0x" + tid, settled_at=AT)
 
 
 def _transfer(h: Harness, payload: EventPayload) -> None:
@@ -127,7 +100,7 @@ def _requests_lost(h: Harness, *requests: tuple[str, str]) -> tuple[EngineState,
     lost = copy.deepcopy(h.state)
     live: list[Any] = []
     for tid, amount in requests:
-        event = new_event(_step(tid, "request", amount=amount), producer="transfers",
+        event = new_event(transfer_fact(tid, "request", amount=amount), producer="transfers",
                           occurred_at=h.tick())  # fmt: skip
         live += control(h.state, event, h.ctx)
         lost.apply(event)
@@ -139,7 +112,7 @@ def test_a_requested_withdrawal_is_not_free_to_trade_until_it_is_rejected() -> N
     first = _buy(h, "0.2")  # 6,000 USDC of 10,000: rests at 30,000
     assert first.outcome == "APPROVED"
     h.cancel(first.client_order_id)
-    _transfer(h, _step("w1", "request", amount="5000"))
+    _transfer(h, transfer_fact("w1", "request", amount="5000"))
     refused = _buy(h, "0.2")  # only the 5,000 requested out would pay for it
     assert refused.outcome == "REJECTED" and refused.reason_codes == ("INSUFFICIENT_BALANCE",)
     (balance,) = [r for r in refused.rule_results if r.rule_id == "BALANCE"]
@@ -147,7 +120,7 @@ def test_a_requested_withdrawal_is_not_free_to_trade_until_it_is_rejected() -> N
     smaller = _buy(h, "0.15")  # 4,500 + fee: within what is left
     assert smaller.outcome == "APPROVED"
     h.cancel(smaller.client_order_id)
-    _transfer(h, _step("w1", "check", outcome="REJECT"))
+    _transfer(h, transfer_fact("w1", "check", outcome="REJECT"))
     assert h.state.account("A1").held == {}
     assert _buy(h, "0.2").outcome == "APPROVED"  # freed again
 
@@ -156,12 +129,12 @@ def test_a_settled_withdrawal_is_debited_once_and_a_late_step_changes_nothing() 
     h = _harness()
     acc = h.state.account("A1")
     for step in ("request", "check", "release"):
-        _transfer(h, _step("w1", step, amount="4000"))
+        _transfer(h, transfer_fact("w1", step, amount="4000"))
         assert acc.held == {"USDC": D(4000)} and acc.balances["USDC"] == D(10000), step
-    _transfer(h, _step("w1", "settle"))
+    _transfer(h, transfer_fact("w1", "settle"))
     assert acc.held == {} and acc.balances["USDC"] == D(6000)
     for late in ("settle", "check", "release", "request"):  # a second settlement, ...
-        _transfer(h, _step("w1", late, amount="1"))
+        _transfer(h, transfer_fact("w1", late, amount="1"))
     assert acc.held == {} and acc.balances["USDC"] == D(6000)
     assert acc.withdrawals["w1"].status == "SETTLED"
     assert _buy(h, "0.2").reason_codes == ("INSUFFICIENT_BALANCE",)  # 6,000 + fee > 6,000
@@ -173,21 +146,21 @@ def test_a_withdrawal_of_more_than_is_free_refuses_whatever_it_would_pay() -> No
     that asset is refused (without credit), a sell of it too. (With orders resting, the
     hold cancels them first: `test_a_hold_cancels_the_newest_resting_orders_...`.)"""
     h = _harness()
-    _transfer(h, _step("w1", "request", amount="12000"))
+    _transfer(h, transfer_fact("w1", "request", amount="12000"))
     acc = h.state.account("A1")
     assert h.state.free(acc, "USDC", FEE) < 0
     assert _buy(h, "0.00000001").reason_codes == ("INSUFFICIENT_BALANCE",)
-    _transfer(h, _step("w2", "request", asset="BTC", amount="1"))
+    _transfer(h, transfer_fact("w2", "request", asset="BTC", amount="1"))
     sold = decision(h.order(Side.SELL, D("0.00000001"), D("30000")))
     assert "INSUFFICIENT_BALANCE" in sold.reason_codes
 
 
 def test_steps_of_another_accounts_or_an_unknown_withdrawal_change_nothing() -> None:
     h = Harness(_limits(), cash=D("10000"), accounts=("A1", "A2"))
-    _transfer(h, _step("w1", "request", "A1", amount="100"))
+    _transfer(h, transfer_fact("w1", "request", "A1", amount="100"))
     for step in ("check", "release", "settle"):
-        _transfer(h, _step("w1", step, "A2", outcome="REJECT"))
-        _transfer(h, _step("w9", step, "A1"))
+        _transfer(h, transfer_fact("w1", step, "A2", outcome="REJECT"))
+        _transfer(h, transfer_fact("w9", step, "A1"))
     a1, a2 = h.state.account("A1"), h.state.account("A2")
     assert a1.held == {"USDC": D(100)} and a1.balances["USDC"] == D(10000)
     assert a2.held == {} and a2.balances["USDC"] == D(10000) and not a2.withdrawals
@@ -198,8 +171,8 @@ def test_an_id_reused_by_another_account_is_held_for_both() -> None:
     that account's events only), and in the books since balances fold version 3 (keyed by
     id alone, they quarantined the second account's request): both are held."""
     h = Harness(_limits(), cash=D("10000"), accounts=("A1", "A2"))
-    _transfer(h, _step("w1", "request", "A1", amount="100"))
-    _transfer(h, _step("w1", "request", "A2", amount="300"))
+    _transfer(h, transfer_fact("w1", "request", "A1", amount="100"))
+    _transfer(h, transfer_fact("w1", "request", "A2", amount="300"))
     assert h.state.account("A1").held == {"USDC": D(100)}
     assert h.state.account("A2").held == {"USDC": D(300)}
 
@@ -245,7 +218,7 @@ def _payload(a: tuple[Any, ...], n: int) -> EventPayload:
     account = OWNER[tid]
     if named == "other":
         account = "A2" if account == "A1" else "A1"
-    return _step(tid, step, account, asset=asset, amount=amount, outcome=outcome)
+    return transfer_fact(tid, step, account, asset=asset, amount=amount, outcome=outcome)
 
 
 def _t(tid: str, step: str, outcome: str = "PASS", named: str = "own") -> tuple[Any, ...]:
@@ -294,7 +267,7 @@ def test_the_engines_balances_and_holds_are_the_books(actions: list[tuple[Any, .
 
 def _withdraw(h: Harness, tid: str, amount: str, asset: str = "USDC") -> None:
     for step in ("request", "check", "release", "settle"):
-        _transfer(h, _step(tid, step, asset=asset, amount=amount))
+        _transfer(h, transfer_fact(tid, step, asset=asset, amount=amount))
 
 
 def _drawdown(d: Any) -> Any:
@@ -366,9 +339,9 @@ def _underwater(h: Harness, resting: bool = False) -> str | None:
         rest = decision(h.order(Side.BUY, D("0.1"), D("0.15"), instrument="ETH/BTC"))
         assert rest.outcome == "APPROVED", rest.reason_codes
     for step in ("request", "check", "release"):
-        _transfer(h, _step("w1", step, amount="8000"))
+        _transfer(h, transfer_fact("w1", step, amount="8000"))
     h.quote(D("9999"), D("10001"))
-    _transfer(h, _step("w1", "settle", amount="8000"))
+    _transfer(h, transfer_fact("w1", "settle", amount="8000"))
     acc = h.state.account("A1")
     assert acc.units == 0 and acc.peak_nav == 1
     equity = h.state.equity("A1")
@@ -588,7 +561,7 @@ def test_a_hold_cancels_the_newest_resting_orders_it_overdraws() -> None:
         d = _buy(h, "0.1", "29000")
         assert d.outcome == "APPROVED"
         ids.append(d.order_id)
-    out = _control(h, _step("w1", "request", amount="3000"))
+    out = _control(h, transfer_fact("w1", "request", amount="3000"))
     assert types(out) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"]
     assert out[1].payload.order_id == ids[2] and out[1].payload.reason == "WITHDRAWAL_HELD"
     assert out[1].causation_id == h.inputs[-1].event_id
@@ -597,8 +570,8 @@ def test_a_hold_cancels_the_newest_resting_orders_it_overdraws() -> None:
     assert sorted(acc.open_orders) == sorted(ids[:2])
     h.trade(D("29000"))  # fills the two left
     for step in ("check", "release"):
-        assert _control(h, _step("w1", step)) == []  # no hold raised: nothing to check
-    assert types(_control(h, _step("w1", "settle"))) == ["UnitsChanged"]  # units redeemed
+        assert _control(h, transfer_fact("w1", step)) == []  # no hold raised: nothing to check
+    assert types(_control(h, transfer_fact("w1", "settle"))) == ["UnitsChanged"]  # units redeemed
     assert acc.positions["BTC/USDC"] == D("0.2")
     assert acc.balances["USDC"] == D("1195.36")  # 10,000 - 3,000 - 5,800 - 4.64 maker fees
 
@@ -609,9 +582,9 @@ def test_a_hold_on_the_base_asset_cancels_resting_sells() -> None:
     first = decision(h.order(Side.SELL, D("0.5"), D("31000")))
     second = decision(h.order(Side.SELL, D("0.4"), D("31000")))
     _buy(h, "0.1", "29000")  # pays in USDC: not touched
-    out = _control(h, _step("w1", "request", asset="BTC", amount="0.3"))
+    out = _control(h, transfer_fact("w1", "request", asset="BTC", amount="0.3"))
     assert [e.payload.order_id for e in out if e.event_type == "OrderCanceled"] == [second.order_id]
-    out = _control(h, _step("w2", "request", asset="BTC", amount="0.3"))
+    out = _control(h, transfer_fact("w2", "request", asset="BTC", amount="0.3"))
     assert [e.payload.order_id for e in out if e.event_type == "OrderCanceled"] == [first.order_id]
     assert len(h.state.account("A1").open_orders) == 1
 
@@ -627,7 +600,7 @@ def test_a_lost_transaction_is_redone_by_catch_up_with_the_same_ids() -> None:
     for _ in range(3):
         _buy(h, "0.1", "29000")
     lost = copy.deepcopy(h.state)
-    event = new_event(_step("w1", "request", amount="3000"), producer="transfers",
+    event = new_event(transfer_fact("w1", "request", amount="3000"), producer="transfers",
                       occurred_at=h.tick())  # fmt: skip
     live = control(h.state, event, h.ctx)
     lost.apply(event)  # folded; its cancels never committed
@@ -683,11 +656,13 @@ def test_a_settlement_after_a_rejection_cancels_the_resting_orders_it_overdraws(
     from engine.processor import catch_up
 
     h = _harness()
-    assert types(_control(h, _step("w1", "request", amount="3000"))) == ["RestingOrdersChecked"]
-    assert _control(h, _step("w1", "check", outcome="REJECT")) == []
+    assert types(_control(h, transfer_fact("w1", "request", amount="3000"))) == [
+        "RestingOrdersChecked"
+    ]
+    assert _control(h, transfer_fact("w1", "check", outcome="REJECT")) == []
     ids = [_buy(h, "0.1", "29000").order_id for _ in range(3)]  # 8,708.7 of 10,000
     lost = copy.deepcopy(h.state)
-    event = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
+    event = new_event(transfer_fact("w1", "settle"), producer="transfers", occurred_at=h.tick())
     h.inputs.append(event)
     out = control(h.state, event, h.ctx)
     assert types(out) == [
@@ -717,11 +692,13 @@ def test_a_lost_settlements_cancels_are_redone_after_a_newer_hold_on_another_ass
     the live cancels, with the live ids."""
     h = _harness()
     h.admin_deposit("BTC", D("1"))
-    assert types(_control(h, _step("w1", "request", amount="3000"))) == ["RestingOrdersChecked"]
-    assert _control(h, _step("w1", "check", outcome="REJECT")) == []
+    assert types(_control(h, transfer_fact("w1", "request", amount="3000"))) == [
+        "RestingOrdersChecked"
+    ]
+    assert _control(h, transfer_fact("w1", "check", outcome="REJECT")) == []
     ids = [_buy(h, "0.1", "29000").order_id for _ in range(3)]  # 8,708.7 of 10,000
     lost = copy.deepcopy(h.state)
-    settle = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
+    settle = new_event(transfer_fact("w1", "settle"), producer="transfers", occurred_at=h.tick())
     live = control(h.state, settle, h.ctx)
     assert types(live) == [
         "CancelRequested",
@@ -731,7 +708,7 @@ def test_a_lost_settlements_cancels_are_redone_after_a_newer_hold_on_another_ass
     ]
     assert live[1].payload.order_id == ids[2]
     held = new_event(
-        _step("w2", "request", asset="BTC", amount="0.3"), producer="transfers",
+        transfer_fact("w2", "request", asset="BTC", amount="0.3"), producer="transfers",
         occurred_at=h.tick(),
     )  # fmt: skip
     live += control(h.state, held, h.ctx)  # nothing rests on BTC: no cancel
@@ -753,8 +730,8 @@ def test_a_settlement_no_owner_turned_into_units_is_caught_up_with_the_live_id()
     h = _harness()
     h.admin_deposit("BTC", D("0.2"))
     for step in ("request", "check", "release"):
-        _transfer(h, _step("w1", step, asset="BTC", amount="0.1"))
-    settle = new_event(_step("w1", "settle"), producer="transfers", occurred_at=h.tick())
+        _transfer(h, transfer_fact("w1", step, asset="BTC", amount="0.1"))
+    settle = new_event(transfer_fact("w1", "settle"), producer="transfers", occurred_at=h.tick())
     orphan = copy.deepcopy(h.state)
     live = control(h.state, settle, h.ctx)
     assert types(live) == ["UnitsChanged"] and live[0].causation_id == settle.event_id
@@ -818,7 +795,7 @@ def test_a_hold_cancels_credit_funded_orders_on_other_assets() -> None:
     assert buy.outcome == "APPROVED", buy
     acc = h.state.account("A1")
     lost = copy.deepcopy(h.state)
-    event = new_event(_step("w1", "request", amount="10800"), producer="transfers",
+    event = new_event(transfer_fact("w1", "request", amount="10800"), producer="transfers",
                       occurred_at=h.tick())  # fmt: skip
     h.inputs.append(event)
     out = control(h.state, event, h.ctx)
@@ -841,7 +818,9 @@ def test_a_hold_leaves_credit_funded_orders_the_credit_still_covers() -> None:
     h.quote(D("0.05"), D("0.0501"), instrument="ETH/BTC")
     buy = decision(h.order(Side.BUY, D("1"), D("0.0499"), instrument="ETH/BTC"))
     assert buy.outcome == "APPROVED", buy
-    assert types(_control(h, _step("w1", "request", amount="10300"))) == ["RestingOrdersChecked"]
+    assert types(_control(h, transfer_fact("w1", "request", amount="10300"))) == [
+        "RestingOrdersChecked"
+    ]
     assert list(h.state.account("A1").open_orders) == [buy.order_id]
 
 
@@ -886,7 +865,7 @@ def test_after_a_hold_no_order_rests_on_a_short_account_and_catch_up_agrees(
     for i, (asset, amount) in enumerate(requests):
         lost = copy.deepcopy(h.state)
         amount_text = str(D(amount) / (10_000 if asset == "BTC" else 1))
-        event = new_event(_step(f"w{i}", "request", asset=asset, amount=amount_text),
+        event = new_event(transfer_fact(f"w{i}", "request", asset=asset, amount=amount_text),
                           producer="transfers", occurred_at=h.tick())  # fmt: skip
         out = control(h.state, event, h.ctx)
         assert {e.payload.reason for e in out if e.event_type == "OrderCanceled"} <= {
@@ -935,7 +914,7 @@ def test_a_restart_after_a_committed_hold_cancels_nothing_more() -> None:
     h.inputs = [e for e in h.inputs if e.event_type != "UnitsChanged"]
     first = h.order(Side.BUY, D("0.1"), D("29000"))
     own += first
-    out = _control(h, _step("w1", "request", amount="10000"))
+    out = _control(h, transfer_fact("w1", "request", amount="10000"))
     own += out
     assert types(out) == ["CancelRequested", "OrderCanceled", "RestingOrdersChecked"]
     assert out[1].payload.order_id == decision(first).order_id
@@ -1034,7 +1013,7 @@ def _hold_then_borrow(h: Harness) -> tuple[list[Any], list[Any]]:
     approved with the hold in effect, then BTC from 30,000 to 60,000: (the request's
     outputs, the own records of the log)."""
     own = _priced_with_btc(h)
-    held = _control(h, _step("w1", "request", amount="10500"))
+    held = _control(h, transfer_fact("w1", "request", amount="10500"))
     assert types(held) == ["RestingOrdersChecked"]
     assert held[0].payload.fact_event_id == held[0].causation_id == h.inputs[-1].event_id
     own += held
@@ -1073,7 +1052,7 @@ def test_a_hold_whose_transaction_was_lost_is_redone_with_its_record() -> None:
     h = Harness(limits, cash=D("10000"))
     own = _priced_with_btc(h)
     lost = copy.deepcopy(h.state)
-    live = _control(h, _step("w1", "request", amount="10500"))
+    live = _control(h, transfer_fact("w1", "request", amount="10500"))
     lost.apply(h.inputs[-1])  # folded; its transaction lost
     redone = catch_up(lost, h.ctx, lambda _account: True)
     assert types(redone) == ["RestingOrdersChecked"] and redone == live
@@ -1143,14 +1122,17 @@ def test_a_second_settlement_writes_nothing_and_a_restart_agrees() -> None:
     h = Harness(limits, cash=D("10000"))
     h.quote(D("29999"), D("30001"))
     h.admin_deposit("BTC", D("0.1"))
-    assert types(_control(h, _step("w0", "request", asset="BTC", amount="0.3434"))) == [
+    assert types(_control(h, transfer_fact("w0", "request", asset="BTC", amount="0.3434"))) == [
         "RestingOrdersChecked"
     ]
     h.quote(D("41999"), D("42001"))
-    first = _control(h, _step("w0", "settle"))
+    first = _control(h, transfer_fact("w0", "settle"))
     assert [(e.event_type, e.payload.units) for e in first] == [("UnitsChanged", 0)]
     h.quote(D("35999"), D("36001"))
-    for payload in (_step("w0", "settle"), _step("w9", "settle")):  # never requested: alike
+    for payload in (
+        transfer_fact("w0", "settle"),
+        transfer_fact("w9", "settle"),
+    ):  # never requested: alike
         lost = copy.deepcopy(h.state)
         event = new_event(payload, producer="transfers", occurred_at=h.tick())
         assert control(h.state, event, h.ctx) == []
@@ -1292,6 +1274,26 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     run: tuple[EngineState, list[Any], list[Any]] | None = None
     """The control facts read since the last order or price, one batch: its state before
     them, the facts, what live wrote for them."""
+
+    def read(payload: EventPayload, producer: str) -> tuple[Any, list[Any], EngineState]:
+        """`payload` read live, and a worker that folded it with its transaction lost
+        (before `catch_up`): the event, what live wrote, that worker's state."""
+        lost = copy.deepcopy(h.state)
+        event = new_event(payload, producer=producer, occurred_at=h.tick())
+        out = control(h.state, event, h.ctx)
+        log.extend([event, *out])
+        if run is not None:
+            run[1].append(event)
+            run[2].extend(out)
+        lost.apply(event)
+        return event, out, lost
+
+    def redone_exactly(lost: EngineState, out: list[Any]) -> None:
+        """The lost transaction's worker redoes exactly live's outputs, to live's state."""
+        redone = catch_up(lost, h.ctx, everyone)
+        assert [e.event_id for e in redone] == [e.event_id for e in out]
+        assert canonical_state(lost) == canonical_state(h.state)
+
     for step in steps:
         kind = step[0]
         if kind == "crash":
@@ -1318,22 +1320,13 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
                 scope="*", config_version=version, changed_by="admin",
                 limits=limits.model_copy(update={"credit_limit": D(step[1])}),
             )  # fmt: skip
-            lost = copy.deepcopy(h.state)
-            event: Any = new_event(change, producer="admin", occurred_at=h.tick())
-            out = control(h.state, event, h.ctx)
+            event, out, lost = read(change, "admin")
             assert {e.payload.reason for e in out if e.event_type == "OrderCanceled"} <= {
                 "CREDIT_LIMIT"
             }
-            log += [event, *out]
-            if run is not None:
-                run[1].append(event)
-                run[2].extend(out)
-            lost.apply(event)
             causes = [lost.hold_causes.get("A1"), *lost.debit_causes.get("A1", {}).values()]
             assert all(_committed(lost, c) for c in causes if c is not None)  # recorded
-            redone = catch_up(lost, h.ctx, everyone)
-            assert [e.event_id for e in redone] == [e.event_id for e in out]
-            assert canonical_state(lost) == canonical_state(h.state)
+            redone_exactly(lost, out)
         elif kind == "order":
             instrument, side, tenths = step[1]
             limit = away[instrument][0 if side is Side.BUY else 1]
@@ -1354,40 +1347,22 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
                 if step[1]
                 else KillSwitchReleased(scope="*", released_by="admin", reason="t")
             )
-            lost = copy.deepcopy(h.state)
-            event = new_event(switch, producer="engine", occurred_at=h.tick())
-            out = control(h.state, event, h.ctx)
-            log += [event, *out]
-            if run is not None:
-                run[1].append(event)
-                run[2].extend(out)
-            lost.apply(event)
-            redone = catch_up(lost, h.ctx, everyone)
-            assert [e.event_id for e in redone] == [e.event_id for e in out]
-            assert canonical_state(lost) == canonical_state(h.state)
+            event, out, lost = read(switch, "engine")
+            redone_exactly(lost, out)
         elif kind == "request" or requested:
             if kind == "request":
                 tid = f"w{len(requested)}"
                 amount = str(D(step[2]) / (10_000 if step[1] == "BTC" else 1))
-                payload = _step(tid, "request", asset=step[1], amount=amount)
+                payload = transfer_fact(tid, "request", asset=step[1], amount=amount)
                 requested.append(tid)
             else:
                 tid = requested[step[1] % len(requested)]
                 payload = (
-                    _step(tid, "check", outcome="REJECT") if kind == "reject"
-                    else _step(tid, "settle")
+                    transfer_fact(tid, "check", outcome="REJECT") if kind == "reject"
+                    else transfer_fact(tid, "settle")
                 )  # fmt: skip
-            lost = copy.deepcopy(h.state)
-            event = new_event(payload, producer="transfers", occurred_at=h.tick())
-            out = control(h.state, event, h.ctx)
-            log += [event, *out]
-            if run is not None:
-                run[1].append(event)
-                run[2].extend(out)
-            lost.apply(event)  # folded; its transaction lost
-            redone = catch_up(lost, h.ctx, everyone)
-            assert [e.event_id for e in redone] == [e.event_id for e in out]
-            assert canonical_state(lost) == canonical_state(h.state)
+            event, out, lost = read(payload, "transfers")
+            redone_exactly(lost, out)
         if kind in ("credit", "switch") or (kind in ("request", "reject", "settle") and requested):
             # A worker that took the partition over folded the account's records to their
             # end before its reference reader came to the fact: reading it does nothing.
@@ -1580,7 +1555,7 @@ def _withdrawals(h: Harness, n: int, start: int = 0) -> None:
     pass and settlement committing (its records folded, as the live worker folds them)."""
     for i in range(start, start + n):
         for step in ("request", "check", "release", "settle"):
-            _transfer(h, _step(f"w{i}", step, amount="1"))
+            _transfer(h, transfer_fact(f"w{i}", step, amount="1"))
 
 
 def test_the_steps_of_passes_that_committed_are_not_kept() -> None:
@@ -1632,7 +1607,7 @@ def test_a_hand_over_drops_the_steps_its_slice_shows_committed() -> None:
             assert control(other, e, elsewhere) == []
     assert len(other.transfer_steps["A1"]) >= 40  # unowned: kept until a hand-over
     sl = take_slice(h.state, 0, {"orders.lifecycle": 0})
-    event = new_event(_step("x1", "request", amount="3000"), producer="transfers",
+    event = new_event(transfer_fact("x1", "request", amount="3000"), producer="transfers",
                       occurred_at=h.tick())  # fmt: skip
     live = control(h.state, event, h.ctx)  # the owner's transaction: lost
     assert types(live)[-1] == "RestingOrdersChecked"
