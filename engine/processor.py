@@ -8,6 +8,7 @@ from the log would fold it. No Kafka, no clock, no randomness.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -362,18 +363,9 @@ def _redo_passes(
     ]
     if not lost_t and not lost_l and not lost_k:
         return
+    # Each lane is in read order already; on a tie the earlier lane first (stable).
     lanes: list[list[TransferStep | LimitStep | Envelope[Any]]] = [[*lost_t], [*lost_l], [*lost_k]]
-    steps: list[TransferStep | LimitStep | Envelope[Any]] = []
-    at = [0, 0, 0]
-    while True:
-        heads = [
-            (_read_order(_fact(lanes[q][at[q]])), q) for q in range(3) if at[q] < len(lanes[q])
-        ]
-        if not heads:
-            break
-        q = min(heads)[1]
-        steps.append(lanes[q][at[q]])
-        at[q] += 1
+    steps = list(heapq.merge(*lanes, key=lambda s: _read_order(_fact(s))))
     held, balances, deposited = acc.held, acc.balances, acc.deposited
     scopes = (GLOBAL_SCOPE,) if scope == GLOBAL_SCOPE else (GLOBAL_SCOPE, account)
     limits = {k: state.limits.get(k) for k in scopes}
