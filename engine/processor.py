@@ -300,7 +300,7 @@ def _redo_passes(
 ) -> None:
     """`catch_up`'s passes over the owned account's resting orders that the log does not
     show committed: those of the transfer facts after the newest whose transaction it
-    shows committed (`EngineState.transfer_steps`, `_committed`) and of the limits
+    shows committed (`EngineState.transfer_steps`, `step_committed`) and of the limits
     changes of the account's scope after the newest it shows committed for the account
     (`EngineState.limit_steps`, `_limits_committed`): the owner commits its transactions
     in order, so every older one did. Each is run as the owner ran it (`control`), caused
@@ -319,7 +319,7 @@ def _redo_passes(
     t0 = 0
     for j in range(len(transfers) - 1, -1, -1):
         s = transfers[j]
-        if (s.passes or s.flow is not None) and _committed(state, s.fact):
+        if state.step_committed(s):
             t0 = j + 1
             break
     lost_t = transfers[t0:]
@@ -747,26 +747,6 @@ def _debited(state: EngineState, cause: Envelope[Any]) -> str | None:
     acc = state.accounts.get(p.account)
     w = acc.withdrawals.get(p.transfer_id) if acc is not None else None
     return w.asset if w is not None else None
-
-
-def _committed(state: EngineState, cause: Envelope[Any]) -> bool:
-    """Whether the log shows that the transaction of the worker that read the hold-raising
-    fact `cause` live committed: its pass's `RestingOrdersChecked` or a `WITHDRAWAL_HELD`
-    cancel caused by it was folded (`AccountState.unheld`), or, for a settlement, a
-    `UnitsChanged` named its flow (in its transaction, or a later one of that worker's:
-    they commit in order). Otherwise (a lost transaction, or on a log from before the
-    record a pass that cancelled nothing and named no flow) it is redone, on today's
-    state (fail closed)."""
-    p = cause.payload
-    acc = state.accounts.get(p.account)
-    if acc is None:
-        return False
-    if cause.event_id in acc.unheld:
-        return True
-    if isinstance(p, TransferSettled):
-        fid = f"withdrawal:{p.transfer_id}"
-        return acc.folded(fid) and fid not in acc.pending
-    return False
 
 
 def _limits_committed(

@@ -1037,7 +1037,7 @@ class EngineState:
     `processor.catch_up` cancels the resting orders the holds overdraw as caused by (the
     ids the worker that read the fact live gave them, `processor.control`), when a lost
     transaction left them open (not when the log shows it committed: `AccountState.unheld`,
-    `processor._committed`)."""
+    `EngineState.fact_committed`)."""
     debit_causes: dict[str, dict[str, Envelope[Any]]] = field(default_factory=dict, repr=False)
     """account -> asset -> the newest `TransferSettled` of a withdrawal that held nothing
     (rejected before it settled), which debited that asset without a hold: `catch_up`
@@ -1814,17 +1814,26 @@ class EngineState:
 
     def step_committed(self, step: TransferStep) -> bool:
         """Whether the log shows that the transaction in which the owner ran `step`'s
-        pass or turned its settlement into units committed (`processor._committed`)."""
-        if not step.passes and step.flow is None:
-            return False
-        cause = step.fact
-        acc = self.accounts.get(cause.payload.account)
+        pass or turned its settlement into units committed (`fact_committed`)."""
+        return (step.passes or step.flow is not None) and self.fact_committed(step.fact)
+
+    def fact_committed(self, cause: Envelope[Any]) -> bool:
+        """Whether the log shows that the transaction of the worker that read the
+        hold-raising fact `cause` live committed: its pass's `RestingOrdersChecked` or a
+        `WITHDRAWAL_HELD` cancel caused by it was folded (`AccountState.unheld`), or, for a
+        settlement, a `UnitsChanged` named its flow (in its transaction, or a later one of
+        that worker's: they commit in order). Otherwise (a lost transaction, or on a log
+        from before the record a pass that cancelled nothing and named no flow)
+        `processor.catch_up` redoes it, on today's state (fail closed)."""
+        p = cause.payload
+        acc = self.accounts.get(p.account)
         if acc is None:
             return False
         if cause.event_id in acc.unheld:
             return True
-        if step.flow is not None:
-            return acc.folded(step.flow) and step.flow not in acc.pending
+        if isinstance(p, TransferSettled):
+            fid = f"withdrawal:{p.transfer_id}"
+            return acc.folded(fid) and fid not in acc.pending
         return False
 
     def trim_transfer_steps(self, account: str, committed: Callable[[TransferStep], bool]) -> None:

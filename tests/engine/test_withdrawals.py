@@ -1256,7 +1256,7 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
     batch as live ran them, byte for byte (before session 23 only the newest hold's and
     the limits in force, on every hold at once: an older pass's record missing, its
     cancels naming the newer fact)."""
-    from engine.processor import _committed, _limits_committed
+    from engine.processor import _limits_committed
 
     limits = _limits().model_copy(update={"credit_limit": D(credit)})
     h = Harness(limits, cash=D("10000"))
@@ -1325,7 +1325,7 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
                 "CREDIT_LIMIT"
             }
             causes = [lost.hold_causes.get("A1"), *lost.debit_causes.get("A1", {}).values()]
-            assert all(_committed(lost, c) for c in causes if c is not None)  # recorded
+            assert all(lost.fact_committed(c) for c in causes if c is not None)  # recorded
             redone_exactly(lost, out)
         elif kind == "order":
             instrument, side, tenths = step[1]
@@ -1382,7 +1382,7 @@ def test_a_restart_at_any_point_redoes_what_was_lost_and_nothing_more(
         assert canonical_state(rebuilt) == canonical_state(h.state)
         # What the log shows committed, before `catch_up` folds its own outputs.
         causes = [h.state.hold_causes.get("A1"), *h.state.debit_causes.get("A1", {}).values()]
-        committed = {c.event_id for c in causes if c is not None and _committed(rebuilt, c)}
+        committed = {c.event_id for c in causes if c is not None and rebuilt.fact_committed(c)}
         in_force = h.state.limit_cause("A1")
         assert in_force is not None
         if _limits_committed(rebuilt, in_force, "A1"):
