@@ -137,6 +137,17 @@ class PendingEnd(_Model):
     reported_filled: Decimal | None = None
 
 
+class EarlyFills(_Model):
+    """The fills of an order folded before the order itself (see `OwnerBook.early_fills`):
+    what they filled, and the fill that left nothing (`leaves_quantity` 0), if one did."""
+
+    filled: Decimal = Decimal(0)
+    last_at: datetime
+    """The newest of them (for pruning with the horizon)."""
+    closed_at: datetime | None = None
+    closed_by: UUID | None = None
+
+
 class FillRec(_Model):
     fill_id: str
     event_id: UUID
@@ -209,6 +220,10 @@ class OwnerBook(_Model):
     alerted: list[str] = []
     pending_ends: dict[str, PendingEnd] = {}
     """Per order id: ends folded before their order (see `PendingEnd`), log order."""
+    early_fills: dict[str, EarlyFills] = {}
+    """Per order id: fills folded before their order (stamped before its submission, so
+    released first), applied to it when its `OrderSubmitted` is folded, or pruned with
+    the horizon (a stop/take child's fills: children are not in `orders`)."""
     recent_times: list[datetime] = []
     """Times of the owner's last CLOCK_SAMPLE events, log order (for the prune clock)."""
     clock: datetime | None = None
@@ -503,18 +518,29 @@ class Surveillance:
             sizes.append(p.quantity)
             book.sizes[p.account] = sizes[-SIZE_HISTORY:]
             undo_count = self._count(book, f"{p.account}|{p.instrument}", at, "SUBMIT")
+            early = book.early_fills.pop(p.order_id, None)
+            if early is not None:  # its fills were folded first: the order has them now
+                new = book.orders[p.order_id]
+                new.filled_qty = early.filled
+                if early.closed_at is not None:
+                    new.status, new.end_event_id = "FILLED", early.closed_by
+                    new.ended_at = max(early.closed_at, at)
             pending = book.pending_ends.pop(p.order_id, None)
             undo_end = None
-            if pending is not None:  # its end was folded first: the order ends now
+            if pending is not None and book.orders[p.order_id].status == "OPEN":
+                # its end was folded first: the order ends now
                 undo_end = self._end(
                     book, book.orders[p.order_id], pending.status, pending.at,
                     pending.event_id, pending.reported_filled,
                 )  # fmt: skip
 
             def undo_submit() -> None:
-                if undo_end is not None and pending is not None:
+                if undo_end is not None:
                     undo_end()
+                if pending is not None:
                     book.pending_ends[p.order_id] = pending
+                if early is not None:
+                    book.early_fills[p.order_id] = early
                 del book.orders[p.order_id]
                 if had_sizes is None:
                     del book.sizes[p.account]
@@ -528,10 +554,14 @@ class Surveillance:
                 return None
             rec = book.orders.get(p.order_id)
             before = None if rec is None else rec.model_copy()
+            early = book.early_fills.get(p.order_id)
             if rec is not None:
                 rec.filled_qty += p.quantity
-                if p.leaves_quantity == 0:
-                    rec.status, rec.ended_at, rec.end_event_id = "FILLED", at, event.event_id
+                if p.leaves_quantity == 0:  # not before it began (see `_end`)
+                    rec.status, rec.end_event_id = "FILLED", event.event_id
+                    rec.ended_at = max(at, rec.submitted_at)
+            else:  # its order is not folded yet (stamped later, released later)
+                book.early_fills[p.order_id] = self._early_fill(early, at, event.event_id, p)
             book.fills.append(
                 FillRec(
                     fill_id=p.fill_id,
@@ -553,6 +583,10 @@ class Surveillance:
                 book.fills.pop()
                 if before is not None:
                     book.orders[p.order_id] = before
+                elif early is not None:
+                    book.early_fills[p.order_id] = early
+                else:
+                    del book.early_fills[p.order_id]
                 undo_count()
 
             return undo_fill
@@ -581,6 +615,19 @@ class Surveillance:
         if rec.status != "OPEN":
             return None
         return self._end(book, rec, status, at, event.event_id, reported)
+
+    @staticmethod
+    def _early_fill(early: EarlyFills | None, at: datetime, event_id: UUID, p: Fill) -> EarlyFills:
+        """`early` with one more fill of the order: the same whatever order its fills come
+        in (a sum, the newest time, the closing fill by `(at, event id)`)."""
+        out = EarlyFills(last_at=at) if early is None else early.model_copy()
+        out.filled += p.quantity
+        out.last_at = max(out.last_at, at)
+        if p.leaves_quantity == 0 and (
+            out.closed_at is None or (at, str(event_id)) > (out.closed_at, str(out.closed_by))
+        ):
+            out.closed_at, out.closed_by = at, event_id
+        return out
 
     def _end(
         self,
@@ -679,6 +726,8 @@ class Surveillance:
             del book.orders[oid]
         for oid in [o for o, e in book.pending_ends.items() if e.at < cutoff]:
             del book.pending_ends[oid]
+        for oid in [o for o, f in book.early_fills.items() if f.last_at < cutoff]:
+            del book.early_fills[oid]
         book.fills = [f for f in book.fills if f.at >= cutoff]
         for key in list(book.counters):
             items = book.counters[key]
@@ -725,6 +774,7 @@ class Surveillance:
                     or book.counters
                     or book.last_alert
                     or book.pending_ends
+                    or book.early_fills
                 ):
                     del st.books[owner]
         st.configs[CLOCK_KEY] = {
@@ -746,6 +796,7 @@ def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBo
     out = into.model_copy(deep=False)
     out.orders = {**moved.orders, **into.orders}
     out.pending_ends = {**moved.pending_ends, **into.pending_ends}
+    out.early_fills = {**moved.early_fills, **into.early_fills}
     seen = {f.fill_id for f in into.fills}
     out.fills = [*(f for f in moved.fills if f.fill_id not in seen), *into.fills]
     out.sizes = dict(into.sizes)

@@ -21,8 +21,11 @@ from streams.surveillance_state import (
 
 class OrderToTradeDetector:
     NAME: ClassVar[str] = "order_to_trade"
-    VERSION: ClassVar[int] = 4
-    """4 (review helper-134): a cancel released before its own order (stamped earlier) is
+    VERSION: ClassVar[int] = 5
+    """5 (session 24): a fill is judged by its own account and instrument, also when its
+    order is not folded yet (stamped later, released later: 4 looked them up through the
+    order and skipped the fill, so the fold order decided whether it was judged).
+    4 (review helper-134): a cancel released before its own order (stamped earlier) is
     counted when the order is folded, at the order's time (it was dropped).
     3 (review 52): an account's events before its `AccountOpened` count with the
     owner's (they stayed in the account's own book).
@@ -53,10 +56,14 @@ class OrderToTradeDetector:
         p = ctx.event.payload
         if not isinstance(p, OrderSubmitted | OrderCanceled | Fill):
             return []
-        order = ctx.book.orders.get(p.order_id)
-        if order is None:
-            return []
-        key = f"{order.account}|{order.instrument}"
+        if isinstance(p, Fill | OrderSubmitted):
+            account, instrument = p.account, p.instrument
+        else:  # a cancel names no instrument: its order does (or it is counted later)
+            order = ctx.book.orders.get(p.order_id)
+            if order is None:
+                return []
+            account, instrument = order.account, order.instrument
+        key = f"{account}|{instrument}"
         prm = ctx.params
         window = seconds(prm["window_s"])
         start = ctx.now - window
@@ -83,8 +90,8 @@ class OrderToTradeDetector:
                 detector=self.NAME,
                 version=self.VERSION,
                 pattern=self.PATTERN,
-                account=order.account,
-                instrument=order.instrument,
+                account=account,
+                instrument=instrument,
                 score=otr.quantize(Decimal("0.01")),
                 window_start=start,
                 window_end=ctx.now,
@@ -102,7 +109,7 @@ class OrderToTradeDetector:
                     "config_version": ctx.config_version,
                 },
                 summary=(
-                    f"{order.account} {order.instrument}: {orders} orders, {cancels} cancels, "
+                    f"{account} {instrument}: {orders} orders, {cancels} cancels, "
                     f"{trades} trades in {prm['window_s']}s ({', '.join(breaches)} above limit)"
                 ),
             )

@@ -383,5 +383,5 @@ def test_layering_evidence_prints_the_cancel_spread_exactly() -> None:
 def test_changed_detectors_are_versioned() -> None:
     assert SpoofingDetector.VERSION == 6
     assert LayeringDetector.VERSION == 6
-    assert OrderToTradeDetector.VERSION == 4
+    assert OrderToTradeDetector.VERSION == 5
     assert MarkingCloseDetector.VERSION == 5
