@@ -196,6 +196,12 @@ def status(
                     if info.get("rebuild_needed")
                     else ""
                 )
+                + (
+                    f" build schema {info['build_schema']} (a rebuild under way, or left by"
+                    " one that did not finish: the next rebuild drops it)"
+                    if info.get("build_schema")
+                    else ""
+                )
             )
         snaps = st.get("engine_snapshots") or {}
         if "error" in snaps:

@@ -72,12 +72,20 @@ def rebuild(
     if (why := partitions_changed(settings, names)) is not None:
         typer.echo(f"error: {why}", err=True)
         raise typer.Exit(1)
+    for name_, schema in sorted(_build_schemas(settings, names).items()):
+        # was dropped without a word (by create_schema)
+        typer.echo(
+            f"note: dropping {schema}, left by a rebuild of {name_} that did not finish", err=True
+        )
     try:
         results = (
             _rebuild_parallel_with_bars(settings, names)
             if parallel
             else _rebuild_with_bar(settings, names)
         )
+    except KeyboardInterrupt:
+        typer.echo(_interrupted(settings, names), err=True)
+        raise  # `error: interrupted (Ctrl-C)`, exit 130 (deploy.cli.main)
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -120,6 +128,40 @@ def rebuild(
         )
     for result in results:
         typer.echo(f"{result.name} {result.checksum}")
+
+
+def _build_schemas(settings: Settings, names: list[str]) -> dict[str, str]:
+    """The build schemas of `names` there now (`rebuild.leftover_builds`); none if the
+    database cannot say (the rebuild then reports that itself)."""
+    import psycopg
+
+    from projections.rebuild import leftover_builds
+
+    try:
+        with psycopg.connect(settings.dsn, connect_timeout=10) as conn:
+            found = leftover_builds(conn)
+    except psycopg.Error:
+        return {}
+    return {n: s for n, s in found.items() if n in names}
+
+
+def _interrupted(settings: Settings, names: list[str]) -> str:
+    """What an interrupted rebuild left: its build schemas are dropped on the way out
+    (`rebuild.rebuild_many`, `rebuild_parallel`), the live projections untouched."""
+    from projections.core import PROJECTIONS
+    from projections.store import REBUILD_SUFFIX
+
+    if len(names) == 1:
+        built, live = PROJECTIONS[names[0]].schema + REBUILD_SUFFIX, "projection is as it was"
+    else:
+        built, live = f"schemas of {len(names)} projections", "projections are as they were"
+    left = _build_schemas(settings, names)
+    if left:
+        return (
+            f"rebuild interrupted: could not drop {', '.join(sorted(left.values()))} (the next"
+            f" rebuild drops them); the live {live}"
+        )
+    return f"rebuild interrupted: dropped the half-built {built}; the live {live}"
 
 
 def _first_line(exc: BaseException) -> str:

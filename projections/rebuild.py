@@ -181,6 +181,25 @@ def rebuild_many(
     batch, by default `BULK_BATCH` (bulk) or 10,000."""
     batch_size = batch_size or (BULK_BATCH if bulk else 10_000)
     builds = [_build_target(p) for p in projections]
+    try:
+        return _rebuild_many(settings, builds, progress, batch_size, swap, bulk, split)
+    except BaseException:
+        # A Ctrl-C (or any failure) leaves no half-built schema behind: the next rebuild
+        # and `status` would otherwise meet it (it was left until the next rebuild).
+        # Once swapped in, the build schema has its live name: nothing of it is dropped.
+        _drop_builds(settings, projections, quiet=True)
+        raise
+
+
+def _rebuild_many(
+    settings: Settings,
+    builds: list[Target],
+    progress: Callable[[int, Projector], None] | None,
+    batch_size: int,
+    swap: bool,
+    bulk: bool,
+    split: bool,
+) -> list[RebuildResult]:
     totals: dict[str, BatchResult] = {}
     started = time.monotonic()
     if bulk and split and len(builds) == 1 and builds[0].projection.partition_local:
@@ -338,14 +357,37 @@ def _build_group(
         out.put(("error", index, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
 
 
-def _drop_builds(settings: Settings, projections: Sequence[Projection]) -> None:
-    with psycopg.connect(settings.dsn, autocommit=False) as conn, conn.transaction():
-        for p in projections:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(_build_target(p).schema)
-                )
-            )
+def _drop_builds(
+    settings: Settings, projections: Sequence[Projection], *, quiet: bool = False
+) -> None:
+    """Drop the build schemas of `projections` (a failed or interrupted rebuild). `quiet`:
+    when it cannot (the database gone), log it rather than hide the rebuild's own error;
+    the next rebuild drops them (`leftover_builds`)."""
+    try:
+        with psycopg.connect(settings.dsn, autocommit=False, connect_timeout=10) as conn:
+            with conn.transaction():
+                for p in projections:
+                    conn.execute(
+                        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                            sql.Identifier(_build_target(p).schema)
+                        )
+                    )
+    except psycopg.Error as exc:
+        if not quiet:
+            raise
+        log.warning("could not drop the rebuild's build schemas: %s", exc)
+
+
+def leftover_builds(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Build schemas there now, by projection name: a rebuild under way, or one that
+    ended without its clean-up (killed, or its database lost meanwhile)."""
+    from projections.core import PROJECTIONS
+
+    wanted = {_build_target(p).schema: name for name, p in PROJECTIONS.items()}
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (list(wanted),)
+    ).fetchall()
+    return {wanted[str(r[0])]: str(r[0]) for r in rows}
 
 
 def rebuild_parallel(

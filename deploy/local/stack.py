@@ -262,7 +262,7 @@ def _add_projection_lag(settings: Settings, health: dict[str, dict[str, Any]]) -
 
 def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
     """Per projection: stored offsets, quarantined events and a fold version other than
-    the code's (each marks it degraded)."""
+    the code's (each marks it degraded), and a rebuild's build schema if there is one."""
     import psycopg
 
     health: dict[str, dict[str, Any]] = {}
@@ -278,6 +278,11 @@ def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
                 entry = health.setdefault(name, {})
                 entry["quarantined"] = int(count)
                 entry["degraded"] = True
+            from projections.rebuild import leftover_builds
+
+            for name, schema in leftover_builds(conn).items():
+                # a rebuild under way, or one killed before its clean-up: not degraded
+                health.setdefault(name, {})["build_schema"] = schema
             from projections.foldversion import mismatches
 
             for name, (have, want) in mismatches(conn).items():
