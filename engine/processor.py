@@ -1253,6 +1253,7 @@ def _order(
         consumer_lag=ctx.consumer_lag,
         taker_fee_rate=fee_rate,
         received_at=received_at,
+        book_at=emit.at,
     )
     acc = state.account(p.account)
     nav = ev.context.nav if ev.context is not None else None
@@ -1335,9 +1336,9 @@ def _order(
         ),
         "submit",
     )
-    # The order meets the book at its intent's time, the one the rules valued it at
-    # (`PriceState.book_at`); its events are stamped at the intent's append time.
-    venue.submit(state, state.orders[order_id], emit, book_at=event.occurred_at)
+    # The order meets the book at its submission (`order_events_at`), the one the rules
+    # valued it at (`PriceState.book_at`), not at a time its producer stamped.
+    venue.submit(state, state.orders[order_id], emit)
 
 
 # ---- admin commands --------------------------------------------------------------------

@@ -41,15 +41,20 @@ def build_context(
     consumer_lag: int,
     taker_fee_rate: Decimal,
     received_at: datetime | None = None,
+    book_at: datetime | None = None,
 ) -> RiskContext:
-    """`received_at`: the broker's append time of the intent; None fails FRESHNESS."""
+    """`received_at`: the broker's append time of the intent; None fails FRESHNESS.
+    `book_at`: when the order is submitted (`processor.order_events_at`), whose book it
+    meets; None: `intent_at` (no broker time)."""
     acc = state.account(intent.account)
     version, limits = state.limits_for(intent.account)
     base, quote = split_instrument(intent.instrument)
     ps = state.price(intent.instrument)
     ref = ps.reference()
-    # The book the paper venue will fill the order against (event time), not the newest.
-    book = ps.book_at(intent_at)
+    # The book the paper venue will fill the order against (event time), not the newest:
+    # at its submission, not at the stamp its producer chose (FRESHNESS v4,
+    # PRICE_COLLAR v4, MAX_ORDER_NOTIONAL v5, BALANCE v5).
+    book = ps.book_at(intent_at if book_at is None else book_at)
     # O(1) in the open orders: the fold keeps their commitments per account (`Exposure`),
     # and what pending withdrawals hold (`AccountState.held`).
     x = acc.exposure
@@ -201,6 +206,7 @@ def evaluate(
     consumer_lag: int,
     taker_fee_rate: Decimal,
     received_at: datetime | None = None,
+    book_at: datetime | None = None,
 ) -> Evaluation:
     try:
         ctx = build_context(
@@ -210,6 +216,7 @@ def evaluate(
             consumer_lag=consumer_lag,
             taker_fee_rate=taker_fee_rate,
             received_at=received_at,
+            book_at=book_at,
         )
     except Exception as exc:  # fail closed
         version = state.limits_for(intent.account)[0]

@@ -62,8 +62,11 @@ class RiskContext:
     reference_price: Decimal | None
     reference_at: datetime | None
     best_bid: Decimal | None
-    """Top of the book the order meets (`PriceState.book_at(intent_at)`): what the paper
-    venue fills a marketable order at, so what the order is valued at."""
+    """Top of the book the order meets (`PriceState.book_at` at its submission, the time
+    its order events carry: `processor.order_events_at`, the append time unless stamped
+    ahead within `max_intent_ahead_ms`): what the paper venue fills a marketable order at,
+    so what the order is valued at. Until session 24 the book at `intent_at`, which its
+    producer picks within the skew window."""
     best_ask: Decimal | None
     book_time: datetime | None
     """Event time of that book (None without one): FRESHNESS bounds its age."""
@@ -220,6 +223,10 @@ def freshness(ctx: RiskContext) -> RuleResult:
     which its marketable part fills at, is bounded the same way. v2 bounded the reference
     alone, the newer of last trade and mid: prints kept it fresh while the quote was
     minutes old, and a market buy filled at that old ask.
+
+    Version 4: that book is the one in force at the order's submission (its append time,
+    `RiskContext.best_bid`), not at its producer's stamp (v3), which picked it among the
+    quotes of the skew window.
     """
     rid, ver = freshness.RULE_ID, freshness.RULE_VERSION  # type: ignore[attr-defined]
     lim = ctx.limits
@@ -468,7 +475,10 @@ def price_collar(ctx: RiskContext) -> RuleResult:
     v3: a market order, which has no limit, is collared at the touch it meets (the ask
     for a buy, the bid for a sell, of the book the venue fills it against): v2 passed any
     market order, which then filled at whatever the book showed (a buy against a 99 / 300
-    book at 300, 50% from the reference)."""
+    book at 300, 50% from the reference).
+
+    v4: the book is the one in force at the order's submission (`RiskContext.best_bid`);
+    v3 took it at the producer's stamp, up to 5 s back."""
     rid, ver = price_collar.RULE_ID, price_collar.RULE_VERSION  # type: ignore[attr-defined]
     if ctx.reference_price is None:
         return _no(rid, ver, "NO_REFERENCE_PRICE", "no reference price")
@@ -522,7 +532,11 @@ def max_order_notional(ctx: RiskContext) -> RuleResult:
     `credit_limit`), so a notional in another quote asset is valued at that asset's mark
     (`RiskContext.quote_mark`), in `VALUATION` rounded up; without a mark it cannot be
     (NO_MARK, fail closed). v3 compared the notional in the quote asset: on ETH/BTC 1,000
-    ETH at 0.05 was 50 (BTC, about 1.5M USDC) against a limit of 100,000."""
+    ETH at 0.05 was 50 (BTC, about 1.5M USDC) against a limit of 100,000.
+
+    v5: the book is the one in force at the order's submission (`RiskContext.best_bid`);
+    v4 took it at the producer's stamp, so a backdated market buy was valued (and
+    filled) at the ask of up to 5 s before."""
     rid, ver = max_order_notional.RULE_ID, max_order_notional.RULE_VERSION  # type: ignore[attr-defined]
     price = ctx.execution_price
     if price is None:
@@ -663,7 +677,9 @@ def balance(ctx: RiskContext) -> RuleResult:
     quantum (v2: notional x (1 + fee), short of a fee the venue rounds up). v4: what is
     reserved includes what the account's pending withdrawals hold (`EngineState.reserved`:
     requested, not rejected or settled yet), and a settled one is off the balance; v3 saw
-    neither, so money requested out, or gone, was free to trade.
+    neither, so money requested out, or gone, was free to trade. v5: a market buy's cash
+    is valued at the ask of the book in force at its submission (`RiskContext.best_bid`),
+    not at its producer's stamp (v4).
     """
     rid, ver = balance.RULE_ID, balance.RULE_VERSION  # type: ignore[attr-defined]
     add, sub = EXACT.add, EXACT.subtract  # the engine's context, not the thread's
@@ -741,17 +757,17 @@ def _tag(rule: Rule, rule_id: str, version: int) -> Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    _tag(freshness, "FRESHNESS", 3),
+    _tag(freshness, "FRESHNESS", 4),
     _tag(account_state, "ACCOUNT_STATE", 1),
     _tag(asset_allow_list, "ASSET_ALLOW_LIST", 2),
     _tag(kill_switch, "KILL_SWITCH", 2),
     _tag(drawdown_brake, "DRAWDOWN_BRAKE", 9),
-    _tag(price_collar, "PRICE_COLLAR", 3),
-    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 4),
+    _tag(price_collar, "PRICE_COLLAR", 4),
+    _tag(max_order_notional, "MAX_ORDER_NOTIONAL", 5),
     _tag(max_position, "MAX_POSITION", 3),
     _tag(max_open_orders, "MAX_OPEN_ORDERS", 1),
     _tag(order_rate, "ORDER_RATE", 4),
-    _tag(balance, "BALANCE", 4),
+    _tag(balance, "BALANCE", 5),
     _tag(self_trade, "SELF_TRADE", 3),
 )
 """Every rule, in the order their results are recorded."""

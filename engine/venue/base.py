@@ -7,7 +7,6 @@ stamps a derived event, folds it into the state and collects it for the transact
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any, Protocol
 
 from engine.state import EngineState, OrderState
@@ -21,13 +20,9 @@ class Venue(Protocol):
     name: str
     taker_fee: Any
 
-    def submit(
-        self, state: EngineState, order: OrderState, emit: Emit, book_at: datetime | None = None
-    ) -> None:
-        """Acknowledge a just-submitted order and execute what can execute now.
-
-        `book_at`: the time whose book the order meets (its intent's `occurred_at`, what
-        the risk rules valued it at); None: its `submitted_at`."""
+    def submit(self, state: EngineState, order: OrderState, emit: Emit) -> None:
+        """Acknowledge a just-submitted order and execute what can execute now, against
+        the book in force at its `submitted_at` (what the risk rules valued it at)."""
 
     def cancel(self, state: EngineState, order: OrderState, reason: str, emit: Emit) -> None:
         """Cancel the rest of an open order; of a done one, its armed stop/take children."""

@@ -608,9 +608,7 @@ class PaperVenue:
 
     # ---- the Venue interface -------------------------------------------------------
 
-    def submit(
-        self, state: EngineState, order: OrderState, emit: Emit, book_at: datetime | None = None
-    ) -> None:
+    def submit(self, state: EngineState, order: OrderState, emit: Emit) -> None:
         emit(
             _accepted(
                 order_id=order.order_id,
@@ -622,12 +620,14 @@ class PaperVenue:
         )
         ps = state.price(order.instrument)
         buy = order.side is Side.BUY
-        # The order meets the book in force at its intent's time (event time), whatever
-        # the engine has read of the market since; only an order older than the kept
-        # history meets the current book. The risk rules valued it at this same book
-        # (`PriceState.book_at`). Its events are stamped at the intent's append time
-        # (`submitted_at`), which a producer does not choose.
-        met = ps.book_at(order.submitted_at if book_at is None else book_at)
+        # The order meets the book in force at its submission (event time), whatever the
+        # engine has read of the market since; only an order older than the kept history
+        # meets the current book. The risk rules valued it at this same book
+        # (`PriceState.book_at`). `submitted_at` is its intent's append time (at most
+        # `max_intent_ahead_ms` after it: `processor.order_events_at`), not a time the
+        # producer picks: at its own stamp (until session 24) a producer stamping up to
+        # 5 s back chose the best quote of those 5 s.
+        met = ps.book_at(order.submitted_at)
         touch: Decimal | None = None
         touch_qty = ZERO
         source = f"quote:{ps.quote_id}"

@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "ca1487a20728f86cde3da4107c07901f3ce9e0e1162f7de7908fead291af5d57"
+PINNED = "64f2c3d3468049cc076ec47966d5b687e08b11b2aa27ceff6b5560290833d546"
+"""Retaken in session 24 (helper s24-clock) for FRESHNESS v4, PRICE_COLLAR v4,
+MAX_ORDER_NOTIONAL v5 and BALANCE v5 (an order meets, and is valued at, the book in force
+at its submission, its append time, not at its producer's stamp): every decision records
+the new versions. This stream stamps every intent at its arrival, so no book, figure or
+outcome changed: with the four versions set back the digest is the one before. Before:"""
+"""PINNED was ca1487a20728f86cde3da4107c07901f3ce9e0e1162f7de7908fead291af5d57."""
 """Retaken in session 23 (helper-134): an account's own kill switch engaged from an admin
 command writes `RestingOrdersChecked` for the account in the halt's transaction (one record
 per such switch of the stream), so a restart can tell a halt that

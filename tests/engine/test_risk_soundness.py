@@ -239,7 +239,7 @@ def test_an_attached_trigger_is_a_notional_too() -> None:
         d = decision(h.order(Side.BUY, D("3"), D("30001"), **extra))
         assert d.outcome == "REJECTED" and "MAX_ORDER_NOTIONAL" in d.reason_codes, extra
         result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
-        assert result.rule_version == 4 and "attached" in result.detail
+        assert result.rule_version == 5 and "attached" in result.detail
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
     h.tick()
     h.trade(D("30000"))  # no stop-loss armed: nothing sold
@@ -282,7 +282,7 @@ def test_a_trigger_on_the_wrong_side_of_its_order_is_refused() -> None:
         d = decision(h.order(side, D("1"), None if limit is None else D(limit), **extra))
         assert (d.outcome, d.reason_codes) == ("REJECTED", ("TRIGGER_WRONG_SIDE",)), extra
         result = next(r for r in d.rule_results if r.rule_id == "PRICE_COLLAR")
-        assert result.rule_version == 3 and "not" in result.detail
+        assert result.rule_version == 4 and "not" in result.detail
     h.tick()
     h.trade(D("30000"))
     assert h.state.account("A1").positions.get(INSTRUMENT, D(0)) == 0
@@ -764,7 +764,7 @@ def test_a_cross_pair_notional_is_valued_in_the_account_currency() -> None:
     d = decision(h.order(Side.BUY, D("1000"), D("0.05"), instrument="ETH/BTC"))
     assert d.outcome == "REJECTED" and d.reason_codes == ("MAX_ORDER_NOTIONAL",)
     result = next(r for r in d.rule_results if r.rule_id == "MAX_ORDER_NOTIONAL")
-    assert result.rule_version == 4
+    assert result.rule_version == 5
     assert "50.00 BTC" in result.detail and "1500000" in result.detail, result.detail
     assert "USDC" in result.detail
     # A sell and an attached trigger are valued likewise.

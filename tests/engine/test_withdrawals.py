@@ -116,7 +116,7 @@ def test_a_requested_withdrawal_is_not_free_to_trade_until_it_is_rejected() -> N
     refused = _buy(h, "0.2")  # only the 5,000 requested out would pay for it
     assert refused.outcome == "REJECTED" and refused.reason_codes == ("INSUFFICIENT_BALANCE",)
     (balance,) = [r for r in refused.rule_results if r.rule_id == "BALANCE"]
-    assert balance.rule_version == 4 and "free 5000" in balance.detail
+    assert balance.rule_version == 5 and "free 5000" in balance.detail
     smaller = _buy(h, "0.15")  # 4,500 + fee: within what is left
     assert smaller.outcome == "APPROVED"
     h.cancel(smaller.client_order_id)
