@@ -265,7 +265,15 @@ def _projection_health(dsn: str) -> dict[str, dict[str, Any]]:
     the code's (each marks it degraded), and a rebuild's build schema if there is one."""
     import psycopg
 
-    health: dict[str, dict[str, Any]] = {}
+    from projections.core import PROJECTIONS
+
+    # Every figure the table shows, for every projection: `--json` lacked `consumed`
+    # of one that had stored no offsets yet, and `quarantined`/`degraded` unless set.
+    # `lag` stays None where it cannot be measured (the broker down).
+    health: dict[str, dict[str, Any]] = {
+        name: {"consumed": 0, "quarantined": 0, "degraded": False, "lag": None}
+        for name in PROJECTIONS
+    }
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
             for name, offsets in conn.execute(
