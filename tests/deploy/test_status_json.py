@@ -16,9 +16,7 @@ from tests.engine.workers import cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 
-LINE = re.compile(
-    r"projection (\S+)\s+(ok|DEGRADED)\s+consumed=(\d+) quarantined=(\d+) lag=(\S+)"
-)
+LINE = re.compile(r"projection (\S+)\s+(ok|DEGRADED)\s+consumed=(\d+) quarantined=(\d+) lag=(\S+)")
 
 
 def test_every_projection_has_the_tables_figures_in_json(env: Settings) -> None:
