@@ -23,8 +23,12 @@ from streams.surveillance_state import (
 
 class WashTradingDetector:
     NAME: ClassVar[str] = "wash_trading"
-    VERSION: ClassVar[int] = 3
-    """3 (review 52): an account's fills before its `AccountOpened` pair with the owner's
+    VERSION: ClassVar[int] = 4
+    """4 (session 24): the price difference is taken in basis points of the two prices'
+    mid, the same whichever leg is the buy and whichever came (or was folded) first; 3 took
+    it of the later-folded fill's price, so 100.00 then 100.05002 was a wash trade at
+    5 bps and the same two prints the other way round (5.002 bps) were not.
+    3 (review 52): an account's fills before its `AccountOpened` pair with the owner's
     other accounts' (they stayed in the account's own book); the match is the earliest in
     event time, not the first folded."""
     PATTERN: ClassVar[str] = "WASH_TRADING"
@@ -80,7 +84,7 @@ class WashTradingDetector:
             ):
                 continue
             size_diff = abs(f.quantity - p.quantity) / max(f.quantity, p.quantity)
-            price_bps = abs(f.price - p.price) / p.price * Decimal(10000)
+            price_bps = price_diff_bps(f.price, p.price)
             if size_diff > size_tol or price_bps > px_tol:
                 continue
             match = (f, size_diff, price_bps)
@@ -143,3 +147,9 @@ class WashTradingDetector:
                 )
             ]
         return []
+
+
+def price_diff_bps(a: Decimal, b: Decimal) -> Decimal:
+    """|a - b| in basis points of their mid: symmetric, so neither which leg is the buy
+    nor which was folded first changes a verdict."""
+    return abs(a - b) / ((a + b) / 2) * Decimal(10000)

@@ -15,6 +15,7 @@ from streams.detectors import (
     MarkingCloseDetector,
     OrderToTradeDetector,
     SpoofingDetector,
+    WashTradingDetector,
     all_detectors,
 )
 from streams.surveillance_state import (
@@ -384,4 +385,5 @@ def test_changed_detectors_are_versioned() -> None:
     assert SpoofingDetector.VERSION == 6
     assert LayeringDetector.VERSION == 6
     assert OrderToTradeDetector.VERSION == 5
+    assert WashTradingDetector.VERSION == 4
     assert MarkingCloseDetector.VERSION == 5
