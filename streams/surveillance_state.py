@@ -267,6 +267,9 @@ class AlertDraft:
     suppress_key: str | None = None
     """Where the engine records the alert's `window_end` in `OwnerBook.last_alert`;
     default `detector|account|instrument`."""
+    id_parts: tuple[str, ...] = ()
+    """What else tells this alert from another on the same triggers and window end (the
+    close a marking-the-close alert is for: the same fills can mark two closes)."""
 
 
 @dataclass
@@ -309,10 +312,17 @@ class Detector(Protocol):
     def on_event(self, ctx: Context) -> list[AlertDraft]: ...
 
 
-def alert_id(detector: str, version: int, triggering: Iterable[UUID], at: datetime) -> UUID:
-    """Deterministic: detector, its version and the sorted triggering event ids."""
+def alert_id(
+    detector: str,
+    version: int,
+    triggering: Iterable[UUID],
+    at: datetime,
+    parts: tuple[str, ...] = (),
+) -> UUID:
+    """Deterministic: detector, its version, the sorted triggering event ids and the
+    draft's `id_parts` (none for most detectors: their ids are as before)."""
     ids = sorted(str(i) for i in triggering)
-    return derived_uuid7(at, "alert", detector, str(version), *ids)
+    return derived_uuid7(at, "alert", detector, str(version), *parts, *ids)
 
 
 def ts(value: datetime) -> str:
@@ -685,7 +695,7 @@ class Surveillance:
         the pattern in this fold: a late fill completes what a cancel completes in order,
         and the same alert then went out as another record (review 52). It starts a
         correlation of its own: the case a compliance officer works."""
-        aid = alert_id(d.detector, d.version, d.triggering_event_ids, d.window_end)
+        aid = alert_id(d.detector, d.version, d.triggering_event_ids, d.window_end, d.id_parts)
         payload = SurveillanceAlert(
             alert_id=aid,
             detector=d.detector,

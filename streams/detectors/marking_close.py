@@ -25,21 +25,28 @@ HORIZON_MINUTES = HORIZON // timedelta(minutes=1)
 """The longest look-back: older fills are pruned from the owner's state."""
 
 
-def next_reference(now: datetime, times: list[time]) -> datetime:
-    """The first reference time (UTC, daily) at or after `now`: a fill at the close itself
-    belongs to that close (5; 4 took the first strictly after, so it counted in no window)."""
-    candidates = [
+def closes_open_at(now: datetime, times: list[time], before: timedelta) -> list[datetime]:
+    """Every close (reference time, UTC, daily) whose window `[close - before, close]`
+    holds `now`, earliest first: windows may overlap, and each close is judged (6: only
+    the first close at or after `now` was). A fill at the close itself belongs to it (5).
+    `before` is at most the 90-minute horizon, so today's and tomorrow's are enough."""
+    candidates = {
         datetime.combine(now.date() + timedelta(days=d), t, tzinfo=now.tzinfo)
         for d in (0, 1)
         for t in times
-    ]
-    return min(c for c in candidates if c >= now)
+    }
+    return sorted(c for c in candidates if c - before <= now <= c)
 
 
 class MarkingCloseDetector:
     NAME: ClassVar[str] = "marking_close"
-    VERSION: ClassVar[int] = 5
-    """5 (review helper-134): a fill stamped exactly at a reference time counts for that
+    VERSION: ClassVar[int] = 6
+    """6 (session 24): every close whose window holds the fill is judged, each with its
+    own suppression key and the close in its alert id; a fill was judged only for the
+    first close at or after it, and that close's alert suppressed the next close whose
+    window overlapped it (16:00 and 16:03, 5 minutes before each: the 16:03 close was
+    never judged once 16:00 had raised).
+    5 (review helper-134): a fill stamped exactly at a reference time counts for that
     close (the window is [close - minutes_before, close]); it was taken for the next
     day's, so the print most likely to set the closing price counted in no window.
     4 (review 52): an account's fills before its `AccountOpened` count with the
@@ -75,14 +82,18 @@ class MarkingCloseDetector:
         if not isinstance(p, Fill) or p.liquidity != "TAKER":
             return []
         prm = ctx.params
-        times = reference_times(prm["reference_times"])
-        ref = next_reference(ctx.now, times)
-        close_start = ref - timedelta(minutes=int(prm["minutes_before"]))
-        if ctx.now < close_start:
-            return []
-        key = f"{self.NAME}|{ctx.owner}|{p.instrument}"  # per owner: the fills are the owner's
-        last = ctx.book.last_alert.get(key)
-        if last is not None and last >= close_start:
+        before = timedelta(minutes=int(prm["minutes_before"]))
+        closes = closes_open_at(ctx.now, reference_times(prm["reference_times"]), before)
+        return [d for ref in closes for d in self._judge(ctx, p, ref, ref - before)]
+
+    def _judge(
+        self, ctx: Context, p: Fill, ref: datetime, close_start: datetime
+    ) -> list[AlertDraft]:
+        """One close: the owner's taker fills in its window up to this one."""
+        prm = ctx.params
+        # per owner (the fills are the owner's) and per close (windows may overlap)
+        key = f"{self.NAME}|{ctx.owner}|{p.instrument}|{ts(ref)}"
+        if key in ctx.book.last_alert:
             return []
         look_start = ref - timedelta(minutes=int(prm["lookback_minutes"]))
         taker = [
@@ -104,6 +115,7 @@ class MarkingCloseDetector:
                 account=p.account,
                 instrument=p.instrument,
                 suppress_key=key,
+                id_parts=(ts(ref),),
                 score=share.quantize(Decimal("0.0001")),
                 window_start=close_start,
                 window_end=ctx.now,

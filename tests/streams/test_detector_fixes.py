@@ -360,7 +360,7 @@ def test_marking_close_alerts_once_per_owner_not_per_account() -> None:
         t.fill(at + 0.1, f"m{k}", price="100")
     alerts = fold(t.events)
     assert [a.pattern for a in alerts] == ["MARKING_THE_CLOSE"]
-    assert alerts[0].detector_version == MarkingCloseDetector.VERSION == 5
+    assert alerts[0].detector_version == MarkingCloseDetector.VERSION
 
 
 # --- 8. exact durations -------------------------------------------------------------------
@@ -386,4 +386,4 @@ def test_changed_detectors_are_versioned() -> None:
     assert LayeringDetector.VERSION == 6
     assert OrderToTradeDetector.VERSION == 5
     assert WashTradingDetector.VERSION == 4
-    assert MarkingCloseDetector.VERSION == 5
+    assert MarkingCloseDetector.VERSION == 6

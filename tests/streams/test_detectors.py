@@ -8,7 +8,7 @@ import pytest
 
 from schemas import Envelope
 from schemas.events import SurveillanceAlert
-from streams.detectors import all_detectors
+from streams.detectors import MarkingCloseDetector, all_detectors
 from streams.surveillance_state import InvalidDetectorConfig, Surveillance
 from streams.synthetic import Tape
 
@@ -418,7 +418,7 @@ def test_marking_close_counts_a_fill_at_the_reference_time_itself() -> None:
     assert [a.pattern for a in alerts] == ["MARKING_THE_CLOSE"]
     assert alerts[0].evidence["reference_time"] == "2026-01-05T16:00:00.000000Z"
     assert alerts[0].evidence["aggressive_fills_in_window"] == 5
-    assert alerts[0].detector_version == 5
+    assert alerts[0].detector_version == MarkingCloseDetector.VERSION
 
 
 def test_marking_close_a_fill_just_after_the_close_is_the_next_days() -> None:
