@@ -11,12 +11,17 @@ import functools
 import importlib
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.core import Context  # typer runs on its own copy of click
+from typer._click.exceptions import NoSuchOption
+from typer._click.types import _NumberParamTypeBase
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from deploy.settings import Settings, SettingsError, get_settings, use_data_dir
 
@@ -448,11 +453,72 @@ def _with_data_dir(callback: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class Command(TyperCommand):
+    """Every command's class: a negative number where an argument goes is one `error:`
+    line (exit 2) saying what the argument must be. click reads `-5` as an option, so
+    `admin deposit ACC1 USDC -5 dep-1` said `No such option: -5` in a usage box."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as exc:
+            # click names the short option it failed on: `-0` of `-0.5`
+            token = next((a for a in given if a == "--" or NEGATIVE_NUMBER.fullmatch(a)), "--")
+            param = self._argument_at(given, token) if token.startswith(exc.option_name) else None
+            if param is None:
+                raise
+            name = (param.name or "value").upper()
+            numeric = isinstance(param.type, _NumberParamTypeBase) or (
+                "positive" in (getattr(param, "help", None) or "")
+            )
+            typer.echo(
+                f"error: {name} must be positive, not {token}"
+                if numeric
+                else f"error: no such option: {token} (if it is the {name}, put -- before"
+                " the arguments)",
+                err=True,
+            )
+            raise typer.Exit(SETTINGS_ERROR) from exc
+
+    def _argument_at(self, args: list[str], token: str) -> TyperArgument | None:
+        """The positional argument `token` stands in the place of in `args`, if any."""
+        takes_value = {
+            opt: not (p.is_flag or p.count)
+            for p in self.params
+            if isinstance(p, TyperOption)
+            for opt in (*p.opts, *p.secondary_opts)
+        }
+        position = 0
+        rest = iter(args)
+        for arg in rest:
+            if arg == token:
+                break
+            if arg.startswith("-") and len(arg) > 1:
+                if "=" not in arg and takes_value.get(arg):
+                    next(rest, None)
+                continue
+            position += 1
+        for p in self.params:
+            if not isinstance(p, TyperArgument):
+                continue
+            if p.nargs < 0 or position < p.nargs:
+                return p
+            position -= p.nargs
+        return None
+
+
 def _add_data_dir_option(typer_app: typer.Typer) -> None:
-    """`--data-dir` on every command of `typer_app` and its groups that has none."""
+    """`--data-dir` on every command of `typer_app` and its groups that has none, and
+    `Command` as every command's class."""
     for info in typer_app.registered_commands:
         if info.callback is not None:
             info.callback = _with_data_dir(info.callback)
+        if info.cls in (None, TyperCommand):  # typer's default
+            info.cls = Command
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
             _add_data_dir_option(group.typer_instance)
