@@ -207,6 +207,12 @@ def status(
                     if info.get("build_schema")
                     else ""
                 )
+                + (
+                    f" OFFSETS OUT OF RANGE ({info['offsets_out_of_range']}: the log was"
+                    f" recreated, truncated or cut; tradetape rebuild {name})"
+                    if info.get("offsets_out_of_range")
+                    else ""
+                )
             )
         snaps = st.get("engine_snapshots") or {}
         if "error" in snaps:

@@ -142,7 +142,8 @@ def projection_lag(
     whose topics do not have their declared partition count (partitions added: a key's
     events before and after lie on different partitions and are folded in no fixed
     order, `deploy.kafka.partition_changes`) also gets `degraded` and
-    `partitions_changed`, the reason."""
+    `partitions_changed`, the reason; one whose stored offsets the log no longer holds
+    (`out_of_range`), `degraded` and `offsets_out_of_range`."""
     selected = list(projections)
     admin = admin_client(settings)
     names = sorted({settings.topic(t) for p in selected for t in p.topics})
@@ -153,9 +154,9 @@ def projection_lag(
         if md is None or md.error is not None:
             raise RuntimeError(f"topic {name} is missing")
         listed[name] = sorted(md.partitions)
-    ends = end_offsets(
-        admin, [TopicPartition(n, p) for n in names for p in listed[n]], timeout=timeout
-    )
+    every = [TopicPartition(n, p) for n in names for p in listed[n]]
+    ends = end_offsets(admin, every, timeout=timeout)
+    starts = end_offsets(admin, every, earliest=True, timeout=timeout)
     gaps = [
         (t, n, stored.get(p.name, {}).get((t, n), 0))
         for p in selected
@@ -176,11 +177,28 @@ def projection_lag(
                 f"{t}[{n}]" for (t, n), e in own_ends.items() if e > 0 and (t, n) not in have
             ),
         }
+        gone = out_of_range(have, starts, own_ends)
+        if gone:
+            # its projector refuses to run (projector.OffsetsOutOfRange): rebuild it
+            out[p.name]["degraded"] = True
+            out[p.name]["offsets_out_of_range"] = gone
         changed = partition_changes(settings, {n: len(listed[n]) for n in mine})
         if changed:
             out[p.name]["degraded"] = True
             out[p.name]["partitions_changed"] = describe_partition_changes(changed)
     return out
+
+
+def out_of_range(stored: Mapping[TP, int], starts: Mapping[TP, int], ends: Mapping[TP, int]) -> str:
+    """The partitions of `ends` whose stored offset (0 if none) lies outside what the log
+    holds, described (empty if none): past the committed end (the topic deleted and
+    created again, or truncated; a stored offset is never past the last stable offset it
+    was read below) or before the first offset (records deleted)."""
+    return "; ".join(
+        f"{t}[{n}]: stored {stored.get((t, n), 0)}, the log holds {starts.get((t, n), 0)}..{end}"
+        for (t, n), end in sorted(ends.items())
+        if not starts.get((t, n), 0) <= stored.get((t, n), 0) <= end
+    )
 
 
 def status_lag(

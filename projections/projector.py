@@ -101,6 +101,19 @@ class Fenced(RuntimeError):
     """The stored offsets are not where this projector left them."""
 
 
+class OffsetsOutOfRange(RuntimeError):
+    """The log no longer holds what a projection's stored offsets say it applied: a stored
+    offset past a partition's end (the topic deleted and created again, or its log
+    truncated), or before its first offset (records deleted; event topics are kept
+    forever). Folding on would skip the new log's records below the stored offset as
+    already applied, or fold a log with a hole: the projection is refused until rebuilt."""
+
+
+def rebuild_hint(names: Sequence[str]) -> str:
+    """What the operator runs for `names` (`tradetape rebuild` takes one name or --all)."""
+    return ", ".join(f"`tradetape rebuild {n}`" for n in names)
+
+
 @dataclass(frozen=True)
 class Target:
     """A projection and where it is written: its schema and its offsets table."""
@@ -263,6 +276,9 @@ class Projector:
                 "max.partition.fetch.bytes": 8 << 20,
             }
         )
+        # An out-of-range fetch is an error, never a silent jump to the log's start (the
+        # records from there up to the stored offset would be skipped as applied).
+        fetch["auto.offset.reset"] = "error"
         queued = self.queued_kbytes
         if self.replay:
             # The prefetch queue must hold a whole batch: `consume(n, timeout)` waits out
@@ -480,12 +496,60 @@ class Projector:
                     if tp.topic in mine
                 }
             )
+        self._check_log_range()
         assignment = []
         for tp in self.partitions():
             key = (tp.topic, tp.partition)
             start = min(e[key] for e in self.expected if key in e)
             assignment.append(TopicPartition(tp.topic, tp.partition, start or OFFSET_BEGINNING))
         self._assign(assignment)
+
+    def _check_log_range(self) -> None:
+        """Raise `OffsetsOutOfRange` if a member's stored offset lies outside what its
+        partition holds (before the first offset, or past the end). Asked of the broker
+        at every (re)assignment, through our own consumer (the reader is stopped)."""
+        assert self.consumer is not None
+        bad: dict[str, list[str]] = {}
+        for tp in self.partitions():
+            key = (tp.topic, tp.partition)
+            low, high = self._watermarks(tp.topic, tp.partition)
+            for t, e in zip(self.targets, self.expected, strict=True):
+                if key in e and not low <= e[key] <= high:
+                    bad.setdefault(t.projection.name, []).append(
+                        f"{tp.topic}[{tp.partition}]: stored {e[key]}, the log holds {low}..{high}"
+                    )
+        if bad:
+            raise OffsetsOutOfRange(
+                "the log no longer holds what the stored offsets say was applied ("
+                + "; ".join(f"{n}: {', '.join(w)}" for n, w in sorted(bad.items()))
+                + "): the topic was deleted and created again, or its log truncated or "
+                "records deleted; refusing to fold on from there, "
+                + rebuild_hint(sorted(bad))
+                + " folds the log there is now"
+            )
+
+    def _watermarks(
+        self,
+        topic: str,
+        partition: int,
+        timeout: float = 30.0,  # seconds, not money
+    ) -> tuple[int, int]:
+        """The partition's first offset and end, from its leader; an error (a leader not
+        elected yet, as on a topic just created: NOT_LEADER_FOR_PARTITION, which the
+        client does not mark retriable) is asked again until `timeout`, then raised (as
+        `deploy.kafka.end_offsets`)."""
+        assert self.consumer is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10, cached=False
+                )
+                return int(low), int(high)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _assign(self, assignment: list[TopicPartition]) -> None:
         """Start reading `assignment` (where `resync` put every partition)."""
@@ -526,6 +590,14 @@ class Projector:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
+                if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise OffsetsOutOfRange(
+                        f"{self.name}: a fetch found its offset outside the log ({err.str()}): "
+                        "the topic was deleted and created again, or its log truncated; "
+                        "refusing to fold on from there, "
+                        + rebuild_hint([t.projection.name for t in self.targets])
+                        + " folds the log there is now"
+                    )
                 if err.fatal():
                     raise RuntimeError(f"fatal Kafka error: {err}")
                 log.warning("kafka error in %s: %s", self.name, err)

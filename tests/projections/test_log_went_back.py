@@ -1,0 +1,133 @@
+"""A projection whose stored offsets the log no longer holds (the topic deleted and
+created again, a log truncated, records deleted) is refused, never folded on from the
+wrong place: real broker and database."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import KafkaException, TopicPartition
+
+from deploy.kafka import admin_client, create_topics, end_offsets
+from deploy.local.stack import _add_projection_lag, _projection_health
+from deploy.settings import Settings
+from projections.core import PROJECTIONS
+from projections.projector import Projector
+from projections.synthetic import generate
+from schemas.topics import Topic
+from tests.projections.helpers import produce
+
+pytestmark = pytest.mark.integration
+
+
+def _stored(settings: Settings, name: str) -> dict[tuple[str, int], int]:
+    with psycopg.connect(settings.dsn) as conn:
+        rows = conn.execute(
+            "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = %s",
+            (name,),
+        ).fetchall()
+    return {(t, int(p)): int(o) for t, p, o in rows}
+
+
+def _recreate(settings: Settings, topic: Topic) -> None:
+    """Delete the topic and create it again, empty (its offsets start at 0 again)."""
+    admin = admin_client(settings)
+    name = settings.topic(topic)
+    admin.delete_topics([name], operation_timeout=30)[name].result(30)
+    deadline = time.monotonic() + 60
+    while True:  # the broker finishes a deletion after answering
+        try:
+            if create_topics(settings, [topic]):
+                break
+        except KafkaException:
+            pass
+        assert time.monotonic() < deadline, "the topic was not created again"
+        time.sleep(0.5)
+    tps = [TopicPartition(name, p) for p in range(6)]
+    while True:
+        try:
+            if sum(end_offsets(admin, tps, timeout=5).values()) == 0:
+                return
+        except KafkaException:
+            pass
+        assert time.monotonic() < deadline, "the new topic did not answer"
+        time.sleep(0.5)
+
+
+def _fill_ids(settings: Settings) -> set[str]:
+    with psycopg.connect(settings.dsn) as conn:
+        return {r[0] for r in conn.execute("SELECT event_id::text FROM proj_fills.fills")}
+
+
+def test_offsets_past_a_recreated_topics_end_are_refused(env: Settings) -> None:
+    """Before: the projector was assigned at its stored offsets, past the new log's end;
+    the consumer reset to the earliest offset, every record below the stored offset was
+    skipped as already applied, and catch_up said caught up: the new topic's fills were
+    never folded, with no error, no quarantine and status `ok`, lag 0."""
+    topic = env.topic(Topic.ORDERS)
+    events = [e for e in generate(31, 1200) if e.topic == Topic.ORDERS]
+    before, after = events[:500], events[500:620]
+    produce(env, before)
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up()
+        assert proj.caught_up
+    stored = _stored(env, "fills")
+    assert sum(stored.values()) == len(before)
+
+    _recreate(env, Topic.ORDERS)
+    produce(env, after)
+    new_fills = {str(e.event_id) for e in after if e.event_type == "Fill"}
+    assert new_fills
+    ends = end_offsets(admin_client(env), [TopicPartition(topic, p) for p in range(6)])
+    behind = sorted(tp for tp, end in ends.items() if stored.get(tp, 0) > end)
+    assert behind, (stored, ends)  # the new log is shorter on some partition
+
+    with pytest.raises(RuntimeError, match="tradetape rebuild fills") as refused:
+        with Projector(env, PROJECTIONS["fills"]) as proj:
+            proj.catch_up(idle_timeout=5)
+    for t, p in behind:
+        assert f"{t}[{p}]: stored {stored[(t, p)]}" in str(refused.value)
+    assert _stored(env, "fills") == stored  # nothing applied from the wrong place
+
+    health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
+    _add_projection_lag(env, health)
+    assert health["fills"]["degraded"] is True, health["fills"]
+    assert f"{topic}[{behind[0][1]}]" in health["fills"]["offsets_out_of_range"]
+
+    # A rebuild reads the log there is now from 0, and the projection runs again.
+    from projections.rebuild import rebuild
+
+    rebuild(env, PROJECTIONS["fills"])
+    assert _fill_ids(env) == new_fills
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up(idle_timeout=5)
+        assert proj.caught_up
+    health = _projection_health(env.dsn)
+    _add_projection_lag(env, health)
+    assert "offsets_out_of_range" not in health["fills"], health["fills"]
+
+
+def test_a_running_projector_stops_when_its_topic_is_recreated(env: Settings) -> None:
+    """Before: the running consumer's fetch past the new log's end was reset to the
+    earliest offset and the records it then read were skipped as already applied."""
+    events = [e for e in generate(32, 1200) if e.topic == Topic.ORDERS]
+    before, after = events[:500], events[500:620]
+    produce(env, before)
+    proj = Projector(env, PROJECTIONS["fills"], batch_size=100)
+    proj.open()
+    try:
+        proj.catch_up()
+        stored = _stored(env, "fills")
+        _recreate(env, Topic.ORDERS)
+        produce(env, after)
+        deadline = time.monotonic() + 60
+        with pytest.raises(RuntimeError, match="tradetape rebuild fills"):
+            while time.monotonic() < deadline:  # a bound on a wait, not a speed claim
+                proj.step(0.2)
+    finally:
+        proj.close()
+    assert _stored(env, "fills") == stored
+    assert not _fill_ids(env) & {str(e.event_id) for e in after}
