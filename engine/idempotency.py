@@ -5,8 +5,9 @@ from the log yields the same record:
 
 - **recent**: the original decision *bytes* (key, value, headers as published) for each
   account's newest decisions: at most `max_recent` of them per account, and none older than
-  `window_seconds` of decision event time behind *that account's* newest decision. A resend
-  in this tier is answered with the original decision, byte for byte.
+  `window_seconds` behind *that account's* newest decision, in the time each is ranked by
+  (`Recorded.ranked_at`: its intent's broker append time). A resend in this tier is
+  answered with the original decision, byte for byte.
 - **archive**: for every older key, a 64-bit fingerprint (8 bytes in a sorted array). A
   resend in this tier is still never traded again: the processor answers it with an
   `IntentRejected` that names the duplicate (the original decision stays on the log).
@@ -16,8 +17,8 @@ are partitioned by), so which tier answers a resend is a function of that accoun
 decisions alone. With one bound for the whole record (before session 7) another account's
 activity on the same worker could push an account's decisions out of the recent tier, and a
 resend got the original decision from a worker holding one partition and a duplicate
-rejection from a worker holding several. Within an account the tier is ranked by (event
-time, key), a function of the *set* of decisions folded, not of their order: a rebuild
+rejection from a worker holding several. Within an account the tier is ranked by
+(`ranked_at`, key), a function of the *set* of decisions folded, not of their order: a rebuild
 reads partitions interleaved in whatever order the consumer delivers them, and a snapshot
 merges per-partition slices; both give the same record as the live worker.
 
@@ -84,7 +85,14 @@ class Recorded:
     event_id: UUID
     event_type: str
     topic: str
-    occurred_at: datetime
+    ranked_at: datetime
+    """What the recent tier ranks it by: the broker's append time of its intent, which the
+    decision records (`received_at`), or its event time if it records none (written before
+    session 24, or no broker time). Until session 24 its event time, its intent's
+    `occurred_at`: one intent stamped an hour ahead (a cancel, or an order refused
+    CLOCK_SKEW) moved its account's newest an hour ahead, and every decision of the
+    account, any producer's, went to the archive for that hour (a resend answered
+    "duplicate", not with its decision)."""
     key: Any
     value: Any
     headers: Any
@@ -151,16 +159,16 @@ class IdempotencyRecord:
         self.window = timedelta(seconds=window_seconds)
         self.recent: dict[Key, Recorded] = {}
         self._order: dict[Any, list[tuple[datetime, Key]]] = {}
-        """Kafka key (the account) -> a heap of its recent decisions' (event time, key):
+        """Kafka key (the account) -> a heap of its recent decisions' (`ranked_at`, key):
         the oldest is evicted first."""
         self.archive = FingerprintSet()
         self.archived_by_key: dict[Any, array[int]] = {}
         """Kafka key (the account) -> fingerprints archived from its decisions."""
         self.newest: datetime | None = None
-        """The newest decision event time of all accounts held (reporting only: it depends
+        """The newest `ranked_at` of all accounts held (reporting only: it depends
         on which partitions a worker holds, so nothing is decided from it)."""
         self.newest_by_key: dict[Any, datetime] = {}
-        """Kafka key -> newest decision event time: the account's window ends here (a
+        """Kafka key -> newest `ranked_at`: the account's window ends here (a
         snapshot slice carries its own)."""
 
     def __len__(self) -> int:
@@ -183,7 +191,7 @@ class IdempotencyRecord:
     def record_new(self, key: Key, decision: Recorded) -> None:
         """`record` of a key the caller has just found unknown (`key not in self`)."""
         self.recent[key] = decision
-        at = decision.occurred_at
+        at = decision.ranked_at
         kk = decision.key
         heap = self._order.get(kk)
         if heap is None:
@@ -200,7 +208,7 @@ class IdempotencyRecord:
     def restore(self, key: Key, decision: Recorded) -> None:
         """Put back a recent decision from a snapshot slice (no pruning: `prune` after)."""
         self.recent[key] = decision
-        heapq.heappush(self._order.setdefault(decision.key, []), (decision.occurred_at, key))
+        heapq.heappush(self._order.setdefault(decision.key, []), (decision.ranked_at, key))
 
     def archive_fingerprint(self, kafka_key: Any, fp: int) -> None:
         """Add an archived fingerprint (eviction, or loading a snapshot slice)."""
@@ -230,7 +238,7 @@ class IdempotencyRecord:
         self.newest = max(self.newest_by_key.values(), default=None)
 
     def prune(self) -> None:
-        """Evict, per account, the oldest (by event time, then key) beyond `max_recent` or
+        """Evict, per account, the oldest (by `ranked_at`, then key) beyond `max_recent` or
         the window behind that account's newest decision."""
         for kk, heap in self._order.items():
             self._prune_key(kk, heap)

@@ -182,6 +182,9 @@ class _Emitter:
         self.state, self.cause = state, cause
         self.cause_id = uuid_text(cause.event_id)  # `str` of it, cheaper
         self.out: list[Output] = []
+        self.received_at: datetime | None = None
+        """For an intent: its record's broker append time (None: not known), which its
+        rejections record as its decisions do (the idempotency record ranks both by it)."""
         self.at: datetime | None = None
         """For an intent: when its order events (those on orders.lifecycle) happen
         (`order_events_at`: its append time, or its stamp if allowed ahead of it); None:
@@ -946,6 +949,7 @@ def process(
     if isinstance(p, _INTENT_TYPES):
         if received_at is None and ctx.event_time_is_arrival:
             received_at = event.occurred_at
+        emit.received_at = received_at
         emit.at = order_events_at(state, event, received_at)
         _intent(state, event, ctx, emit, received_at)
     elif isinstance(p, _MARKET_TYPES):
@@ -1005,6 +1009,7 @@ def _reject(
             reason=reason,
             detail=detail[:2000],
             intent_digest=digest,
+            received_at=emit.received_at,
         ),
         "decision",
     )

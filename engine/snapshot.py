@@ -162,7 +162,7 @@ def _recorded_dump(key: Key, r: Recorded) -> list[Any]:
         str(r.event_id),
         r.event_type,
         r.topic,
-        _ts(r.occurred_at),
+        _ts(r.ranked_at),
         _b64(r.key),
         _b64(r.value),
         headers,
@@ -344,7 +344,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
         "client_orders": sorted([a, b, c_, oid] for a, b, c_, oid in c.client_orders),
         "recent": [
             _recorded_dump(k, r)
-            for k, r in sorted(c.recent, key=lambda kv: (kv[1].occurred_at, kv[0]))
+            for k, r in sorted(c.recent, key=lambda kv: (kv[1].ranked_at, kv[0]))
         ],
         "archive": {
             _kafka_key_account(k): _b64(array("Q", sorted(fps)).tobytes())

@@ -118,7 +118,7 @@ if tuple(f.name for f in dataclass_fields(Recorded)) != (
     "event_id",
     "event_type",
     "topic",
-    "occurred_at",
+    "ranked_at",
     "key",
     "value",
     "headers",
@@ -1928,6 +1928,7 @@ class EngineState:
         if key in self.decisions:
             return
         k, v, h = raw if raw is not None else encode(event)
+        received = p.received_at
         # `Recorded(...)` without the frozen dataclass's per-field setattr (one per intent).
         recorded: Recorded = _new_object(Recorded)
         _set_attr(
@@ -1937,7 +1938,8 @@ class EngineState:
                 "event_id": event.event_id,
                 "event_type": event.event_type,
                 "topic": event.topic,
-                "occurred_at": event.occurred_at,
+                # Ranked in the recent tier by the broker's time, not the producer's.
+                "ranked_at": event.occurred_at if received is None else received,
                 "key": k,
                 "value": v,
                 "headers": h,

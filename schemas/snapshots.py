@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 19
+FORMAT_VERSION = 20
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -54,7 +54,10 @@ the record of every hold's or limits change's pass, cancelling or not: a 17 slic
 taken by a snapshotter that could not read that record, so restored it would leave such
 a pass to be run again on a later state; 19: the admin commands the engine rejected
 whose key is on the partition, `EngineState.rejected_commands`: an 18 slice lacks them,
-so a rejected command's envelope replayed after a hand-over would be decided again)."""
+so a rejected command's envelope replayed after a hand-over would be decided again; 20:
+each recent decision's `ranked_at`, its intent's broker append time where recorded, in
+place of its event time, the producer's stamp, which ranked the recent tier before: a 19
+slice restored would rank its decisions otherwise than the log's fold)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 

@@ -151,6 +151,13 @@ class IntentRejected(EventPayload):
     reason: IntentRejectReason
     detail: str = Field(max_length=2000)
     intent_digest: str | None = Field(None, max_length=64, description=INTENT_DIGEST_DOC)
+    received_at: UtcTimestamp | None = Field(
+        None,
+        description="The broker's append time of the intent's record (LogAppendTime), a time "
+        "the producer does not control: the idempotency record ranks a recorded rejection by "
+        "it (folded back on restart). None: not known (no broker time, or written before "
+        "session 24)",
+    )
 
 
 class OrderSubmitted(EventPayload):

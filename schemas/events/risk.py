@@ -80,8 +80,8 @@ class RiskDecision(EventPayload):
     received_at: UtcTimestamp | None = Field(
         None,
         description="The broker's append time of the intent's record (LogAppendTime), a time "
-        "the producer does not control: order-rate windows count in it (folded back on "
-        "restart)",
+        "the producer does not control: order-rate windows count in it, and the idempotency "
+        "record ranks the decision by it (folded back on restart)",
     )
 
 

@@ -35,7 +35,14 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "64f2c3d3468049cc076ec47966d5b687e08b11b2aa27ceff6b5560290833d546"
+PINNED = "e8235a0dc532916c2ea8162d6c82f0cc2b1c9be0bb77e7dd4842fa6b7a05f51e"
+"""Retaken in session 24 (helper s24-clock): `IntentRejected.received_at`, the intent's
+append time (here its stamp: the harness's intents arrive when stamped), which the
+idempotency record now ranks a recorded rejection by, as it ranks a `RiskDecision` by its
+`received_at`. Every `IntentRejected` carries it; with the field taken out of the output
+and recorded bytes, every output, the recent tier's keys and the rest of
+`canonical_state` are the ones before. Before:"""
+"""PINNED was 64f2c3d3468049cc076ec47966d5b687e08b11b2aa27ceff6b5560290833d546."""
 """Retaken in session 24 (helper s24-clock) for FRESHNESS v4, PRICE_COLLAR v4,
 MAX_ORDER_NOTIONAL v5 and BALANCE v5 (an order meets, and is valued at, the book in force
 at its submission, its append time, not at its producer's stamp): every decision records
