@@ -291,7 +291,78 @@ def catch_up(state: EngineState, ctx: Context, owns: Callable[[str], bool]) -> l
             _unitize(state, owns, account, emit_for(cause))
     for name in sorted(ctx.venues):
         ctx.venues[name].catch_up(state, owns, emit_for)
+    # Nothing lost is left to redo: from here on, what the worker cannot see committed
+    # is kept to the newest (a rebuild folded every step; `_bound` keeps it so live).
+    bound_kept(state, owns)
     return [e for emitter in emitters.values() for e in emitter.out]
+
+
+def bound_kept(state: EngineState, owns: Callable[[str], bool]) -> None:
+    """Keep what this worker cannot see committed to the newest (`STEPS_KEPT`): every
+    account it does not own (`EngineState.bound_unowned`), every scope's limits changes
+    and the global switches. After `catch_up` (nothing lost left to redo), or after a
+    rebuild of no partition; live, `_bound` keeps it so fact by fact."""
+    flowing = {a for a, x in state.accounts.items() if x.flows}
+    for account in sorted(set(state.transfer_steps) | flowing):
+        if not owns(account):
+            state.bound_unowned(account)
+    for scope in sorted(state.limit_steps):
+        state.bound_limits(scope)
+    state.bound_switches()
+
+
+def _bound(state: EngineState, owns: Callable[[str], bool] | None, p: Any) -> None:
+    """After folding the fact `p`: keep what this worker cannot see committed to the
+    newest (`EngineState.bound_unowned` for an account it does not own, `bound_limits`,
+    `bound_switches`; `STEPS_KEPT`)."""
+    account = getattr(p, "account", None)
+    if isinstance(account, str) and owns is not None and not owns(account):
+        state.bound_unowned(account)
+    if isinstance(p, RiskLimitsChanged):
+        state.bound_limits(p.scope)
+    elif isinstance(p, KillSwitchEngaged) and p.scope == GLOBAL_SCOPE:
+        state.bound_switches()
+
+
+def redo_known(state: EngineState, account: str) -> bool:
+    """Whether what `state` kept lets `catch_up` redo the account's lost passes exactly
+    (`_redo_passes`), once the account's records are folded (a hand-over: the slice and
+    its tail). Not when a list was cut (`STEPS_KEPT`) and no kept entry is shown
+    committed for the account: the cut ones may be passes its old owner lost. Transfer
+    steps cut by a worker not owning the account (`steps_cut`); a pending flow whose
+    entry was cut (`flows_cut`); the limits changes of its scope (a global one's only
+    matter with open orders), and of the global scope when its first limits of its own
+    are lost; a global switch cut (`switches_cut_at`) after its oldest open parent was
+    submitted. Then the worker rebuilds from the log, which keeps everything until the
+    records are read (fail closed: never a guess)."""
+    acc = state.accounts.get(account)
+    if acc is None:
+        return True
+    if account in state.steps_cut and not any(
+        state.step_committed(s) for s in state.transfer_steps.get(account, ())
+    ):
+        return False
+    if account in state.flows_cut and not acc.flows.keys() >= acc.pending:
+        return False
+    scope = account if account in state.limits else GLOBAL_SCOPE
+    changes = state.limit_steps.get(scope, [])
+    shown = any(_limits_committed(state, c.fact, account) for c in changes)
+    if not shown and scope in state.limits_cut and (scope != GLOBAL_SCOPE or acc.open_orders):
+        return False
+    if not shown and scope != GLOBAL_SCOPE and GLOBAL_SCOPE in state.limits_cut:
+        if acc.open_orders:
+            own_first = _read_order(changes[0].fact) if changes else None
+            before = [
+                c
+                for c in state.limit_steps.get(GLOBAL_SCOPE, [])
+                if own_first is None or _read_order(c.fact) < own_first
+            ]
+            if not any(_limits_committed(state, c.fact, account) for c in before):
+                return False
+    cut_at = state.switches_cut_at
+    if cut_at is not None and any(o.submitted_at < cut_at for o in _parents(state, acc)):
+        return False
+    return True
 
 
 def _redo_passes(
@@ -869,6 +940,7 @@ def control(state: EngineState, event: Envelope[Any], ctx: Context) -> list[Outp
     )
     settles = isinstance(p, TransferSettled) and _settles(state, event)
     state.fold(event)
+    _bound(state, ctx.owns, p)
     holding = isinstance(p, _HOLDING_TYPES) and state.hold_causes.get(p.account) is event
     if holding or settles:
         emit = _Emitter(state, event)
@@ -1519,6 +1591,7 @@ def _admin(state: EngineState, event: Envelope[Any], ctx: Context, emit: _Emitte
         return
     p = event.payload
     emit(p, ADMIN_ACCEPTED)
+    _bound(state, ctx.owns, p)
     if isinstance(p, DepositReceived):
         # Units issued at the NAV per unit just before the deposit (DRAWDOWN_BRAKE v6).
         _unitize(state, ctx.owns, p.account, emit)

@@ -419,6 +419,15 @@ class LimitStep:
     before: tuple[int, RiskLimits] | None
 
 
+STEPS_KEPT = 8
+"""Entries a worker keeps of what it cannot see committed (issue #3, memory flat): of an
+account it does not own, its newest transfer steps and pending flows' entries
+(`EngineState.bound_unowned`); of every scope's limits changes and of the global switches,
+the newest (`bound_limits`, `bound_switches`). What was cut is marked, and a hand-over
+whose records do not show a kept entry committed (the cut ones may be lost passes) is
+refused for a full rebuild from the log (`processor.redo_known`): never a guess."""
+
+
 TAKEN_QUOTES = 16
 """Quotes per instrument and side whose displayed size an account's orders took, kept
 (`AccountState.taken`): an order stamped before the account took from this many newer
@@ -489,7 +498,8 @@ class AccountState:
     owner turns them into units. A named flow's entry is dropped (issue #3: every flow's
     event was kept forever): nothing reads it again, and which flows were folded at all
     is `folded_flows` (the `deposits` and settled `withdrawals` the reference fold keeps
-    anyway, which also refuse a deposit id twice)."""
+    anyway, which also refuse a deposit id twice). A worker not owning the account names
+    none: it keeps the newest `STEPS_KEPT` (`EngineState.bound_unowned`, session 24)."""
     early: set[str] = field(default_factory=set)
     """Own-topic state: the flows a `UnitsChanged` named before the reference fold
     folded them (a worker reading the reference topics behind its partition, a slice
@@ -1054,21 +1064,35 @@ class EngineState:
     folded (one partition of transfers.events: the order the owner read them), reference
     state, from the newest one the log shows committed on (`trim_transfer_steps`: the
     owner keeps O(1) per account once its passes commit; a worker not owning the account
-    keeps every one until a hand-over folds its records). `processor.catch_up` redoes every pass
+    the newest `STEPS_KEPT`, `bound_unowned`, until a hand-over folds its records). `processor.catch_up` redoes every pass
     after the newest one the log shows committed, each in its turn and on the holds and
     debits it left (`held`, `settled`), so several passes of one lost transaction are
     redone as their owner ran them, each with its record and the ids it gave its cancels
     (before session 23 only the newest hold's pass was, on every hold at once)."""
     limit_steps: dict[str, list[LimitStep]] = field(default_factory=dict, repr=False)
-    """scope -> every `RiskLimitsChanged` that came in force there, in the order folded
+    """scope -> the `RiskLimitsChanged` that came in force there, in the order folded
     (one partition of risk.config), with the limits it replaced: as `transfer_steps`, for
-    the lost limits passes (before session 23 only the change in force was redone)."""
+    the lost limits passes (before session 23 only the change in force was redone). The
+    newest `STEPS_KEPT` once `catch_up` ran (`bound_limits`; every one before session 24)."""
     switch_steps: list[Envelope[Any]] = field(default_factory=list, repr=False)
-    """Every global `KillSwitchEngaged` that engaged the switch (not one folded while it
+    """The global `KillSwitchEngaged`s that engaged the switch (not one folded while it
     was engaged already), in the order folded (one partition of risk.config), released
-    since or not: reference state, as `limit_steps`. `processor.catch_up` redoes a lost
+    since or not: reference state, as `limit_steps` (the newest `STEPS_KEPT` once
+    `catch_up` ran, `bound_switches`). `processor.catch_up` redoes a lost
     halt of one released since too (engaged and released in one lost transaction: the
     halt live ran cancelled what a restart found resting under no switch)."""
+    steps_cut: set[str] = field(default_factory=set)
+    """The accounts whose `transfer_steps` a worker not owning them cut to `STEPS_KEPT`
+    (`bound_unowned`) and whose records have not shown a kept one committed since: which
+    of the cut steps' passes committed is not known here (`processor.redo_known`)."""
+    flows_cut: set[str] = field(default_factory=set)
+    """The accounts whose `AccountState.flows` entries a worker not owning them cut to
+    `STEPS_KEPT` (`bound_unowned`): a flow pending at a hand-over may lack its entry."""
+    limits_cut: set[str] = field(default_factory=set)
+    """The scopes whose `limit_steps` were cut to `STEPS_KEPT` (`bound_limits`)."""
+    switches_cut_at: datetime | None = None
+    """The newest event time of the `switch_steps` cut (`bound_switches`), None if none
+    was: an open order from before it may still need a halt that is no longer kept."""
     open_by_instrument: dict[str, set[str]] = field(default_factory=dict)
     resting: dict[str, RestingLimits] | None = field(default=None, repr=False)
     """Instrument -> its resting limits (`may_cross`); None: to be built from `orders` when
@@ -1807,10 +1831,11 @@ class EngineState:
             settled[debit[0]] = settled.get(debit[0], ZERO) + debit[1]
         step = TransferStep(event, passes, dict(acc.held), settled, flow)
         steps.append(step)
-        if len(steps) > 1 and self.step_committed(step):
+        if self.step_committed(step):
             # Its record (or the units naming its flow) was folded first (a hand-over
             # whose own-topic tail came before its transfers.events reader got here).
             del steps[:-1]
+            self.steps_cut.discard(acc.account)
 
     def step_committed(self, step: TransferStep) -> bool:
         """Whether the log shows that the transaction in which the owner ran `step`'s
@@ -1843,15 +1868,58 @@ class EngineState:
         it left (kept, as the first step), so nothing before it is read again. What
         keeps `transfer_steps` at O(1) entries per owned account once its passes
         commit (issue #3: ~4.9 KB kept per withdrawal, forever, before). Steps of
-        accounts the worker does not own stay until it folds their records, at a
-        hand-over (docs/engine.md)."""
+        accounts the worker does not own are trimmed here when it folds their records,
+        at a hand-over, and cut to the newest until then (`bound_unowned`); a committed
+        step found clears the cut (docs/engine.md)."""
         steps = self.transfer_steps.get(account)
         if not steps:
             return
-        for j in range(len(steps) - 1, 0, -1):
+        for j in range(len(steps) - 1, -1, -1):
             if committed(steps[j]):
                 del steps[:j]
+                self.steps_cut.discard(account)  # the kept steps start committed again
                 return
+
+    def bound_unowned(self, account: str) -> None:
+        """Keep the newest `STEPS_KEPT` of the transfer steps and pending flows' entries of
+        an account this worker does not own, marking what was cut (`steps_cut`,
+        `flows_cut`). It reads the account's transfer facts but not its records (another
+        partition of the own topics), so it cannot trim by the committed test
+        (`trim_transfer_steps`); before session 24 it kept ~3.1 KB of steps and ~2.9 KB of
+        flows per withdrawal of every such account, forever. The newest step stays (the
+        next one's debits add to its `settled`). Only a hand-over reads them again:
+        `processor.redo_known` tells whether what is kept redoes the lost passes exactly,
+        and the worker rebuilds from the log when not."""
+        steps = self.transfer_steps.get(account)
+        if steps is not None and len(steps) > STEPS_KEPT:
+            del steps[:-STEPS_KEPT]
+            self.steps_cut.add(account)
+        acc = self.accounts.get(account)
+        if acc is not None and len(acc.flows) > STEPS_KEPT:
+            flows = acc.flows
+            for fid in list(flows)[:-STEPS_KEPT]:  # the oldest folded first (insertion)
+                del flows[fid]
+            self.flows_cut.add(account)
+
+    def bound_limits(self, scope: str) -> None:
+        """Keep the newest `STEPS_KEPT` of the scope's `limit_steps` (`limits_cut`): the
+        global scope's are every account's, on every partition, so no worker can tell
+        which of their passes committed everywhere; a scope's own likewise for a worker
+        not owning the account. Before session 24 every change was kept (~2 KB each)."""
+        changes = self.limit_steps.get(scope)
+        if changes is not None and len(changes) > STEPS_KEPT:
+            del changes[:-STEPS_KEPT]
+            self.limits_cut.add(scope)
+
+    def bound_switches(self) -> None:
+        """Keep the newest `STEPS_KEPT` of `switch_steps` (`switches_cut_at`: the newest
+        event time of those cut). The one in force is the newest: always kept."""
+        switches = self.switch_steps
+        if len(switches) > STEPS_KEPT:
+            cut = max(s.occurred_at for s in switches[:-STEPS_KEPT])
+            if self.switches_cut_at is None or cut > self.switches_cut_at:
+                self.switches_cut_at = cut
+            del switches[:-STEPS_KEPT]
 
     def _key_in_force(self, producer: str, key: str) -> None:
         keys = self.producer_keys.setdefault(producer, [])

@@ -21,10 +21,11 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.processor import catch_up, control
+from engine.processor import catch_up, control, redo_known
 from engine.snapshot import canonical_state
 from engine.state import (
     NOT_HOLDING,
+    STEPS_KEPT,
     TRANSFER_RANK,
     TRANSFER_STEP,
     VALUATION,
@@ -1605,7 +1606,8 @@ def test_a_hand_over_drops_the_steps_its_slice_shows_committed() -> None:
     for e in h.inputs[n:]:
         if e.producer != ENGINE_PRODUCER:
             assert control(other, e, elsewhere) == []
-    assert len(other.transfer_steps["A1"]) >= 40  # unowned: kept until a hand-over
+    # Unowned: the newest steps only (40 before session 24), the cut marked.
+    assert len(other.transfer_steps["A1"]) <= STEPS_KEPT and "A1" in other.steps_cut
     sl = take_slice(h.state, 0, {"orders.lifecycle": 0})
     event = new_event(transfer_fact("x1", "request", amount="3000"), producer="transfers",
                       occurred_at=h.tick())  # fmt: skip
@@ -1614,6 +1616,164 @@ def test_a_hand_over_drops_the_steps_its_slice_shows_committed() -> None:
     assert control(other, event, elsewhere) == []
     merge_slices(other, [sl])
     assert len(other.transfer_steps["A1"]) <= 2
+    assert redo_known(other, "A1") and "A1" not in other.steps_cut
     redone = catch_up(other, h.ctx, lambda _account: True)
     assert [encode(e) for e in redone] == [encode(e) for e in live]
     assert canonical_state(other) == canonical_state(h.state)
+
+
+# ---- what a worker cannot see committed is kept to the newest (issue #3) ------------------
+
+
+def _unowned(h: Harness) -> tuple[EngineState, Any]:
+    """A worker owning other partitions only (it reads the reference topics, not A1's
+    records), from the harness's state now, and its context."""
+    from engine.snapshot import release_partitions
+
+    other = copy.deepcopy(h.state)
+    release_partitions(other, {0})
+    return other, dataclasses.replace(h.ctx, owns=lambda _a: False)
+
+
+def _kept(state: EngineState) -> tuple[int, int, int, int]:
+    """Entries kept: A1's transfer steps and flows' entries, global limits changes and
+    global switches."""
+    return (
+        len(state.transfer_steps.get("A1", ())),
+        len(state.account("A1").flows),
+        len(state.limit_steps.get("*", ())),
+        len(state.switch_steps),
+    )
+
+
+def test_a_worker_not_owning_the_account_keeps_a_bounded_number_of_steps_and_flows() -> None:
+    """A worker not owning the account reads its transfer facts but not its records, so it
+    cannot tell which passes committed: before session 24 it kept every step and every
+    settlement's flow (~6 KB per withdrawal, forever; docs/benchmarks.md). Now the newest
+    `STEPS_KEPT` of each: as many after 40 withdrawals as after 10 (failed before: 20
+    steps and 10 flows, then 80 and 40)."""
+    h = _harness()
+    _buy(h, "0.1", "29000")
+    other, elsewhere = _unowned(h)
+    kept = []
+    for start, n in ((0, 10), (10, 30)):
+        k = len(h.inputs)
+        _withdrawals(h, n, start)
+        for e in h.inputs[k:]:
+            if e.producer != ENGINE_PRODUCER:
+                assert control(other, e, elsewhere) == []
+        kept.append(_kept(other)[:2])
+    assert kept[0] == kept[1] == (STEPS_KEPT, STEPS_KEPT)
+    # The owner keeps O(1) as before, and nothing it writes changed.
+    assert len(h.state.transfer_steps["A1"]) <= 2 and not h.state.account("A1").flows
+
+
+def test_a_hand_over_whose_kept_steps_cannot_tell_what_was_lost_is_refused() -> None:
+    """The old owner's transactions of 10 withdrawals were lost (its slice shows none of
+    their passes committed) while a worker not owning the account kept only the newest
+    steps and flows: which of the cut ones were lost is unknown, so `redo_known` refuses
+    (the worker rebuilds from the log, `_take_over`). A rebuild keeps every step until
+    the records are read and redoes every lost pass as live ran them, byte for byte."""
+    from engine.snapshot import merge_slices, take_slice
+
+    h = _harness()
+    committed = [*h.inputs, *h.order(Side.BUY, D("0.1"), D("29000"))]
+    other, elsewhere = _unowned(h)
+    sl = take_slice(h.state, 0, {"orders.lifecycle": 0})
+    live: list[Any] = []
+    facts: list[Any] = []
+    for i in range(10):
+        for step in ("request", "check", "release", "settle"):
+            event = new_event(transfer_fact(f"w{i}", step, amount="1"), producer="transfers",
+                              occurred_at=h.tick())  # fmt: skip
+            live += control(h.state, event, h.ctx)  # the owner's transactions: lost
+            facts.append(event)
+            assert control(other, event, elsewhere) == []
+    assert "A1" in other.steps_cut and "A1" in other.flows_cut
+    merge_slices(other, [sl])
+    assert not redo_known(other, "A1")
+    rebuilt = EngineState()
+    for e in [e for e in [*committed, *facts] if e.producer != ENGINE_PRODUCER]:
+        rebuilt.apply(e)
+    for e in [e for e in committed if e.producer == ENGINE_PRODUCER]:
+        rebuilt.apply(e)
+    assert redo_known(rebuilt, "A1") and len(rebuilt.transfer_steps["A1"]) == 20
+    redone = catch_up(rebuilt, h.ctx, lambda _account: True)
+    assert [encode(e) for e in redone] == [encode(e) for e in live]
+    assert canonical_state(rebuilt) == canonical_state(h.state)
+
+
+def _global_change(h: Harness, credit: str, version: int) -> Any:
+    change = RiskLimitsChanged(
+        scope="*", config_version=version, changed_by="admin",
+        limits=_limits().model_copy(update={"credit_limit": D(credit)}),
+    )  # fmt: skip
+    return new_event(change, producer="admin", occurred_at=h.tick())
+
+
+def test_limits_changes_and_global_switches_are_kept_to_the_newest() -> None:
+    """Every limits change and global switch engagement was kept forever, ~2 KB each
+    (failed before: 11, then 31 changes kept). Now the newest `STEPS_KEPT` per scope and of the
+    switches, as many after 30 as after 10; the live state, and one restarted from the
+    log (every change kept until its `catch_up`), catch nothing up."""
+    h = _harness()
+    log = [*h.inputs, *h.order(Side.BUY, D("0.1"), D("29000"))]
+    kept = []
+    for start, n in ((0, 10), (10, 20)):
+        for v in range(start, start + n):
+            event = _global_change(h, str(v), v + 2)
+            log += [event, *control(h.state, event, h.ctx)]
+        kept.append(_kept(h.state)[2])
+    assert kept == [STEPS_KEPT, STEPS_KEPT]
+    assert catch_up(copy.deepcopy(h.state), h.ctx, lambda _account: True) == []
+    for engaged in [True, False] * 10:
+        switch: EventPayload = (
+            KillSwitchEngaged(scope="*", engaged_by="admin", reason="t") if engaged
+            else KillSwitchReleased(scope="*", released_by="admin", reason="t")
+        )  # fmt: skip
+        event = new_event(switch, producer="engine", occurred_at=h.tick())
+        log += [event, *control(h.state, event, h.ctx)]
+    log += h.order(Side.BUY, D("0.1"), D("29000"))  # after every switch
+    assert _kept(h.state)[2:] == (STEPS_KEPT, STEPS_KEPT)
+    assert redo_known(h.state, "A1")
+    assert catch_up(copy.deepcopy(h.state), h.ctx, lambda _account: True) == []
+    rebuilt = EngineState()
+    for e in [e for e in log if e.topic not in _OWN_TOPICS]:
+        rebuilt.apply(e)
+    for e in [e for e in log if e.topic in _OWN_TOPICS]:
+        rebuilt.apply(e)
+    assert _kept(rebuilt)[2:] == (31, 10)  # the harness's limits and 30 changes
+    assert catch_up(rebuilt, h.ctx, lambda _account: True) == []
+    assert _kept(rebuilt)[2:] == (STEPS_KEPT, STEPS_KEPT)
+
+
+def test_a_hand_over_after_cut_limits_changes_or_switches_it_cannot_tell_is_refused() -> None:
+    """A worker not owning the account read 10 global limits changes (it keeps the newest
+    `STEPS_KEPT`) whose passes over the account's resting order the old owner lost (its
+    slice shows none): refused (`redo_known`), a rebuild instead. Likewise an order
+    resting from before a global switch no longer kept."""
+    from engine.snapshot import merge_slices, take_slice
+
+    h = _harness()
+    _buy(h, "0.1", "29000")
+    other, elsewhere = _unowned(h)
+    switched, _ = _unowned(h)
+    sl = take_slice(h.state, 0, {"orders.lifecycle": 0})
+    for v in range(10):
+        event = _global_change(h, "0", v + 2)
+        control(h.state, event, h.ctx)  # the owner's transactions: lost
+        assert control(other, event, elsewhere) == []
+    assert "*" in other.limits_cut
+    merge_slices(other, [sl])
+    assert other.account("A1").open_orders and not redo_known(other, "A1")
+    # The switches: engaged and released 10 times, read by a worker not owning the account.
+    for engaged in [True, False] * 10:
+        switch: EventPayload = (
+            KillSwitchEngaged(scope="*", engaged_by="admin", reason="t") if engaged
+            else KillSwitchReleased(scope="*", released_by="admin", reason="t")
+        )  # fmt: skip
+        event = new_event(switch, producer="engine", occurred_at=h.tick())
+        assert control(switched, event, elsewhere) == []
+    assert len(switched.switch_steps) == STEPS_KEPT and switched.switches_cut_at is not None
+    merge_slices(switched, [sl])
+    assert switched.account("A1").open_orders and not redo_known(switched, "A1")
