@@ -1042,26 +1042,30 @@ def order_events_at(
     state: EngineState, event: Envelope[Any], received_at: datetime | None
 ) -> datetime | None:
     """When the order events the engine writes for an intent happen (their `occurred_at`;
-    None: the intent's): never before the broker had the intent (`received_at`, its
-    append time), and at most the limits' `max_intent_ahead_ms` after it.
+    None: the intent's), and whose book its order meets: the broker's append time of the
+    intent (`received_at`), or its own stamp if ahead of it by at most the limits'
+    `order_events_ahead_ms` (0 unless a simulation allows it; never beyond
+    `max_intent_ahead_ms`).
 
     The intent's `occurred_at` is the producer's word, and surveillance judges these
     events in event time: before session 23 they carried it, so a spoofer who stamped
     its cancels 3 s early (a cancel intent's time was not bounded at all) or its orders
-    ahead hid every spoof and ladder of the scenario. Now the producer can move them
-    only later, by at most `max_intent_ahead_ms` (1 s by default; FRESHNESS refuses an
-    order intent stamped further ahead, a cancel is not refused but taken at that
-    bound). Not simply `received_at`: a simulation that lets its producers run ahead of
-    the broker's clock (`streams.scenario`, a day) keeps its market data and its orders
-    on one clock. Without a broker time (no broker, `event_time_is_arrival`: the stamp
-    is the arrival; an intents topic not on LogAppendTime) the intent's own time."""
+    ahead hid every spoof and ladder of the scenario. In session 23 the producer could
+    still move them up to `max_intent_ahead_ms` (1 s) later, FRESHNESS's tolerance of a
+    fast clock: a cancel stamped 0.9 s ahead stretched a spoof's lifetime past
+    `cancel_within_s`, and an order met a quote read after it was sent. Not always
+    `received_at`: a simulation that lets its producers run ahead of the broker's clock
+    (`streams.scenario`, a day) keeps its market data and its orders on one clock. Without
+    a broker time (no broker, `event_time_is_arrival`: the stamp is the arrival; an
+    intents topic not on LogAppendTime) the intent's own time."""
     if received_at is None:
         return None
     at = event.occurred_at
     if at <= received_at:
         return received_at  # the usual case: the limits are looked up only for a stamp ahead
-    ahead = timedelta(milliseconds=state.limits_for(event.payload.account)[1].max_intent_ahead_ms)
-    return min(at, received_at + ahead)
+    limits = state.limits_for(event.payload.account)[1]
+    ahead = min(limits.order_events_ahead_ms, limits.max_intent_ahead_ms)
+    return received_at if ahead == 0 else min(at, received_at + timedelta(milliseconds=ahead))
 
 
 def _reject(

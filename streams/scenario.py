@@ -192,6 +192,8 @@ def build_scenario(
         # back to back): its intents and prices lie minutes after the broker's append
         # times, which FRESHNESS v2 bounds (1 s ahead, 30 s price age by default).
         max_intent_ahead_ms=86_400_000,
+        # and its orders stay on its market data's clock (`processor.order_events_at`).
+        order_events_ahead_ms=86_400_000,
         max_price_age_seconds=86_400,
     )
     b.add(0, RiskLimitsChanged(scope="*", config_version=1, limits=limits, changed_by="admin"),

@@ -201,6 +201,15 @@ class RiskLimits(BaseModel):
         description="How far an intent's occurred_at may lie after the broker's append time "
         "(clock drift between producer and broker)",
     )
+    order_events_ahead_ms: int = Field(
+        0,
+        ge=0,
+        description="How far after the broker's append time an intent's own occurred_at "
+        "is taken, when stamped ahead of it, as the time of its order events and of the "
+        "book its order meets (at most max_intent_ahead_ms). 0: the append time, which the "
+        "producer does not control. A simulation whose producers run on a clock ahead of "
+        "the broker's, with its market data (streams.scenario), allows more",
+    )
     allowed_stablecoins: tuple[AssetCode, ...] = ("USDC", "EURC")
     crypto_assets: tuple[AssetCode, ...] = Field(
         ("BTC", "ETH", "SOL"),

@@ -20,7 +20,7 @@ import pytest
 from engine import auth
 from engine.processor import process
 from schemas import new_event
-from schemas.events import OrderIntent, OrderType, RiskLimits, Side
+from schemas.events import CancelIntent, OrderIntent, OrderType, RiskLimits, Side
 from tests.engine.pure import INSTRUMENT, Harness, decision
 
 D = Decimal
@@ -75,12 +75,40 @@ def test_a_backdated_order_meets_the_book_at_its_arrival(side: Side, back_s: flo
     assert submitted.occurred_at == arrival
 
 
-def test_an_order_stamped_ahead_meets_the_book_at_its_order_events_time() -> None:
-    """Stamped ahead within `max_intent_ahead_ms`, its events, and the book it meets, lie
-    at the stamp (at most 1 s after the arrival): no quote the producer could have seen
-    when it sent the intent is chosen by it."""
+@pytest.mark.parametrize("ahead_ms", [1, 500, 900, 1000])
+def test_an_order_stamped_ahead_is_submitted_at_its_arrival(ahead_ms: int) -> None:
+    """Stamped ahead within FRESHNESS's `max_intent_ahead_ms` (accepted: a producer's clock
+    may run a little fast), it is still submitted, and meets the book, at its append time.
+    Until session 24 its events, and the book it met, lay at its stamp (at most 1 s
+    later): a quote the engine had read from after the intent was sent (30,801 here), and
+    its own events moved up to 1 s later in surveillance's event time."""
     h, _first, arrival = _moved(Side.BUY)
-    out = _send(h, Side.BUY, arrival + timedelta(milliseconds=900), arrival)
+    h.tick(0.5)
+    h.quote(D("30799"), D("30801"))  # read before the intent (market data is read ahead)
+    out = _send(h, Side.BUY, arrival + timedelta(milliseconds=ahead_ms), arrival)
+    assert decision(out).outcome == "APPROVED"
     assert [e.payload.price for e in out if e.event_type == "Fill"] == [D("30501")]
-    submitted = next(e for e in out if e.event_type == "OrderSubmitted")
-    assert submitted.occurred_at == arrival + timedelta(milliseconds=900)
+    assert {e.occurred_at for e in out if e.topic == "orders.lifecycle"} == {arrival}
+
+
+def test_a_cancel_stamped_ahead_ends_its_order_at_its_arrival() -> None:
+    h, _first, arrival = _moved(Side.BUY)
+    out = _send(h, Side.BUY, arrival, arrival)
+    rest = h.order(Side.BUY, D("1"), D("30000"))  # a resting bid
+    target = next(e.payload.client_order_id for e in rest if e.event_type == "OrderSubmitted")
+    assert decision(out).outcome == "APPROVED"
+    h.n += 1
+    cancel = CancelIntent(
+        producer_id="p1",
+        strategy_id="s",
+        account="A1",
+        client_order_id=f"c{h.n}",
+        target_client_order_id=target,
+    )
+    at = h.tick(2)
+    event = new_event(
+        auth.sign(cancel, h.key), producer="p1", occurred_at=at + timedelta(seconds=0.9)
+    )
+    ended = process(h.state, event, h.ctx, at)
+    assert [e.event_type for e in ended] == ["RiskDecision", "CancelRequested", "OrderCanceled"]
+    assert {e.occurred_at for e in ended[1:]} == {at}

@@ -35,7 +35,13 @@ from schemas.events import Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "e8235a0dc532916c2ea8162d6c82f0cc2b1c9be0bb77e7dd4842fa6b7a05f51e"
+PINNED = "8c9ad22d38ba55d4a644275eace83c213b36f14fe096a1ea61e64410d6c63762"
+"""Retaken in session 24 (helper s24-clock): `RiskLimits.order_events_ahead_ms` (0: an
+intent's order events, and the book its order meets, at its append time even if stamped
+ahead of it). Every accepted `RiskLimitsChanged` and the limits in `canonical_state` carry
+it; with it taken out of the bytes everything is the one before (this stream stamps every
+intent at its arrival). Before:"""
+"""PINNED was e8235a0dc532916c2ea8162d6c82f0cc2b1c9be0bb77e7dd4842fa6b7a05f51e."""
 """Retaken in session 24 (helper s24-clock): `IntentRejected.received_at`, the intent's
 append time (here its stamp: the harness's intents arrive when stamped), which the
 idempotency record now ranks a recorded rejection by, as it ranks a `RiskDecision` by its
