@@ -131,18 +131,20 @@ def rebuild(
 
 
 def _build_schemas(settings: Settings, names: list[str]) -> dict[str, str]:
-    """The build schemas of `names` there now (`rebuild.leftover_builds`); none if the
-    database cannot say (the rebuild then reports that itself)."""
+    """The build schemas of `names` left by a rebuild that did not finish
+    (`rebuild.leftover_builds`, less those a running rebuild holds the lock of); none if
+    the database cannot say (the rebuild then reports that itself)."""
     import psycopg
 
-    from projections.rebuild import leftover_builds
+    from projections.rebuild import leftover_builds, rebuilding
 
     try:
         with psycopg.connect(settings.dsn, connect_timeout=10) as conn:
-            found = leftover_builds(conn)
+            found = {n: s for n, s in leftover_builds(conn).items() if n in names}
+            running = rebuilding(conn, sorted(found))  # under way, not left: it refuses
     except psycopg.Error:
         return {}
-    return {n: s for n, s in found.items() if n in names}
+    return {n: s for n, s in found.items() if n not in running}
 
 
 def _interrupted(settings: Settings, names: list[str]) -> str:

@@ -610,7 +610,8 @@ def rebuild_split(
     their_history = ctx.Event()  # the other half's history rows are committed
     their_done = ctx.Event()  # and all its rows
     # Forked before any connection or consumer is open here (a child must not inherit
-    # a live socket or librdkafka handle).
+    # a live socket or librdkafka handle), but the rebuild lock's, which it never
+    # touches (`rebuild.rebuild_lock`).
     proc = ctx.Process(
         target=_other_half,
         args=(settings, target, batch_size, child_end, os.getpid(), their_history, their_done),

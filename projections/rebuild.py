@@ -14,6 +14,7 @@ only if every group finished (`rebuild_parallel`; docs/benchmarks.md has both me
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import queue
 import resource
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +152,54 @@ def swap_in(
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(old))
 
 
+REBUILD_LOCK_SALT = 7478203
+"""The advisory-lock key space of rebuilds (`rebuild_lock`); 7478202 is the projections'
+batch and swap lock (`store.lock_projection`), 7478201 the migrations'."""
+
+REBUILD_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended(%s, 7478203))"
+
+
+class RebuildRunning(RuntimeError):
+    """Another rebuild of the projection holds its rebuild lock."""
+
+
+@contextlib.contextmanager
+def rebuild_lock(settings: Settings, names: Sequence[str]) -> Iterator[None]:
+    """Hold the rebuild lock of every projection in `names` for the whole rebuild, or
+    raise `RebuildRunning` at once (nothing is touched). Two rebuilds of one projection
+    share its build schema `proj_NAME__rebuild`: the second's `create_schema` dropped the
+    first's (waiting first for its load transaction), and either could swap the other's
+    rows in. A session advisory lock on a connection of its own, which the rebuild never
+    uses otherwise: a process forked meanwhile (a split half, a reader, a parallel group)
+    inherits the socket but never touches it and exits without closing it
+    (`os._exit`), and a killed rebuild's lock goes with its connection."""
+    conn = psycopg.connect(settings.dsn, autocommit=True, application_name="tradetape-rebuild-lock")
+    try:
+        for name in sorted(set(names)):
+            row = conn.execute(REBUILD_LOCK_SQL, (name,)).fetchone()
+            if not (row and row[0]):
+                raise RebuildRunning(
+                    f"a rebuild of {name} is under way (another process holds its rebuild "
+                    "lock); this one did nothing: wait for it, or stop it"
+                )
+        yield
+    finally:
+        conn.close()  # releases every lock it took
+
+
+def rebuilding(conn: psycopg.Connection[Any], names: Sequence[str]) -> set[str]:
+    """Which of `names` a rebuild holds the lock of now (asked with a try-lock that is
+    released at once)."""
+    out = set()
+    for name in names:
+        row = conn.execute(REBUILD_LOCK_SQL, (name,)).fetchone()
+        if row and row[0]:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 7478203))", (name,))
+        else:
+            out.add(name)
+    return out
+
+
 BULK_BATCH = 5000
 """Records per batch of a bulk rebuild on one consumer. Its reader process holds a batch
 being decoded and one being sent, the folding process one being folded: at 10,000
@@ -181,14 +230,16 @@ def rebuild_many(
     batch, by default `BULK_BATCH` (bulk) or 10,000."""
     batch_size = batch_size or (BULK_BATCH if bulk else 10_000)
     builds = [_build_target(p) for p in projections]
-    try:
-        return _rebuild_many(settings, builds, progress, batch_size, swap, bulk, split)
-    except BaseException:
-        # A Ctrl-C (or any failure) leaves no half-built schema behind: the next rebuild
-        # and `status` would otherwise meet it (it was left until the next rebuild).
-        # Once swapped in, the build schema has its live name: nothing of it is dropped.
-        _drop_builds(settings, projections, quiet=True)
-        raise
+    with rebuild_lock(settings, [p.name for p in projections]):  # before any schema
+        try:
+            return _rebuild_many(settings, builds, progress, batch_size, swap, bulk, split)
+        except BaseException:
+            # A Ctrl-C (or any failure) leaves no half-built schema behind: the next
+            # rebuild and `status` would otherwise meet it (it was left until the next
+            # rebuild). Once swapped in, the build schema has its live name: nothing of it
+            # is dropped.
+            _drop_builds(settings, projections, quiet=True)
+            raise
 
 
 def _rebuild_many(
@@ -410,11 +461,25 @@ def rebuild_parallel(
     (default: one per core) build at a time, the next starting when one finishes: more
     would share the same cores and add their memory together. `progress(n, group)` is
     called in this process for every batch a group applied."""
+    with rebuild_lock(settings, [p.name for p in projections]):  # before any schema
+        return _rebuild_parallel(settings, projections, on_start, progress, batch_size, swap, jobs)
+
+
+def _rebuild_parallel(
+    settings: Settings,
+    projections: Sequence[Projection],
+    on_start: Callable[[list[GroupBuild]], None] | None,
+    progress: Callable[[int, GroupBuild], None] | None,
+    batch_size: int,
+    swap: bool,
+    jobs: int | None,
+) -> list[RebuildResult]:
     from projections.runner import topic_groups
 
     groups = topic_groups(projections)
     builds = [GroupBuild([p.name for p in g]) for g in groups]
-    # No connection is open across the fork: a child must not inherit a live socket.
+    # No connection is open across the fork but the rebuild lock's, which the children
+    # never touch (`rebuild_lock`): a child must not use an inherited socket.
     with psycopg.connect(settings.dsn, autocommit=False) as conn:
         for g in groups:
             for p in g:

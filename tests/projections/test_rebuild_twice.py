@@ -1,0 +1,78 @@
+"""Two rebuilds of one projection at once: the second is refused while the first runs,
+and the first ends with what it built (real broker and database)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from deploy.settings import Settings
+from projections.checksum import checksum
+from projections.cli import _build_schemas
+from projections.core import PROJECTIONS
+from projections.projector import Projector
+from projections.rebuild import RebuildResult, leftover_builds, rebuild, rebuild_parallel
+from projections.synthetic import generate
+from tests.projections.helpers import produce
+
+pytestmark = pytest.mark.integration
+
+
+def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, list[Any]]:
+    got: list[Any] = []
+
+    def run() -> None:
+        try:
+            got.append(fn(*args, **kwargs))
+        except BaseException as exc:  # reported by the test
+            got.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, got
+
+
+@pytest.mark.parametrize("second", ["same projection", "--all"])
+def test_a_second_rebuild_is_refused_while_one_runs(env: Settings, second: str) -> None:
+    """Before: the second rebuild's create_schema dropped the first's build schema (it
+    waited for the first's load transaction to end, then dropped the schema the first was
+    about to checksum and swap in, or made its own under the same name); nothing stopped
+    two rebuilds of one projection, and `rebuild` now also says 'dropping ..., left by a
+    rebuild that did not finish' of a rebuild that is running."""
+    produce(env, generate(71, 1500))
+    first_batch, go_on = threading.Event(), threading.Event()
+
+    def hold(_n: int, _p: Projector) -> None:
+        first_batch.set()
+        go_on.wait(120)
+
+    first, first_got = _in_thread(
+        rebuild, env, PROJECTIONS["positions"], progress=hold, batch_size=100
+    )
+    try:
+        assert first_batch.wait(120), first_got
+        # the CLI's "note: dropping ..., left by a rebuild that did not finish" is not
+        # said of a rebuild under way
+        assert _build_schemas(env, ["positions"]) == {}
+        if second == "--all":
+            other, other_got = _in_thread(rebuild_parallel, env, list(PROJECTIONS.values()))
+        else:
+            other, other_got = _in_thread(rebuild, env, PROJECTIONS["positions"])
+        other.join(60)  # a bound on the wait, not a speed claim
+        assert not other.is_alive(), "the second rebuild waited for the first"
+    finally:
+        go_on.set()
+        first.join(300)
+    assert len(other_got) == 1 and isinstance(other_got[0], RuntimeError), other_got
+    assert "a rebuild of positions is under way" in str(other_got[0])
+    assert len(first_got) == 1 and isinstance(first_got[0], RebuildResult), first_got
+    done: RebuildResult = first_got[0]
+    with psycopg.connect(env.dsn) as conn:
+        assert checksum(conn, PROJECTIONS["positions"]) == (done.checksum, done.counts)
+        assert leftover_builds(conn) == {}
+    assert sum(done.counts.values()) > 0
+    again = rebuild(env, PROJECTIONS["positions"])  # the lock went with the first
+    assert (again.checksum, again.counts) == (done.checksum, done.counts)
