@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,12 @@ from confluent_kafka import Consumer, TopicPartition
 
 from deploy.kafka import consumer_config, partitions_of
 from deploy.settings import Settings
+from schemas import new_event
+from schemas.events import RiskLimits, RiskLimitsChanged
+from schemas.registry import ENGINE_PRODUCER
 from schemas.snapshots import HEADER_PARTITION
 from schemas.topics import Topic
-from tests.engine.helpers import RecordCounter, produce, quote, wait_for, world
+from tests.engine.helpers import RecordCounter, produce, quote, read_topic, wait_for, world
 from tests.engine.test_crash import ACCOUNTS, _intents
 from tests.engine.workers import (
     SNAPSHOTS_OFTEN,
@@ -158,3 +163,69 @@ def test_without_snapshots_the_survivor_rebuilds_in_full(env: Settings, tmp_path
         ln for ln in log0.read_text().splitlines() if "rebuilt partitions [0, 1, 2, 3, 4, 5]" in ln
     ]
     assert last and "incrementally" not in last[-1], last[-1:]
+
+
+def test_a_take_over_its_kept_steps_cannot_redo_rebuilds_from_the_log(
+    env: Settings, tmp_path: Path
+) -> None:
+    """A worker keeps the newest `STEPS_KEPT` limits changes (`EngineState.bound_limits`).
+    The other worker is killed, and 12 global limits changes are read by the survivor
+    before it takes the dead one's partitions over: their passes over the dead worker's
+    resting orders were never run, and the survivor no longer holds the 4 oldest. It
+    refuses the incremental hand-over (`processor.redo_known`) and rebuilds from the log,
+    whose `catch_up` records every change's pass for every account, once (before session
+    24 every change was kept and the hand-over was incremental)."""
+    log0, log1 = tmp_path / "w0.log", tmp_path / "w1.log"
+    w0 = spawn(env, "0", log0)
+    procs = [w0]
+    counter = RecordCounter(env, Topic.DECISIONS)
+    limits = RiskLimits(
+        max_price_age_seconds=3600,
+        max_orders_per_window=100_000,
+        max_open_orders=100_000,
+        max_position=Decimal("1000000"),
+        max_order_notional=Decimal("100000000"),
+    )
+    try:
+        key = world(env, ACCOUNTS)
+        generous_limits(env)
+        produce(env, [quote(qty="100")])
+        wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
+        w1 = spawn(env, "1", log1)
+        procs.append(w1)
+        assert _wait_owned(log1, lambda o: len(o) > 0), "the second worker never got partitions"
+        assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+        produce(env, _intents(key, 400, seed=13))  # a third rest: limit buys below the ask
+        assert counter.wait(400, 60) >= 400
+        stop(w1, hard=True)
+        changes = [
+            new_event(
+                RiskLimitsChanged(
+                    scope="*", config_version=v, limits=limits, changed_by="admin", reason="t"
+                ),
+                producer=ENGINE_PRODUCER,
+            )
+            for v in range(2, 14)
+        ]
+        produce(env, changes)  # read within the session timeout, before the take-over
+        assert _wait_owned(log0, lambda o: len(o) == 6, timeout=60) == list(range(6))
+        time.sleep(2.0)
+        stop(w0)
+    finally:
+        counter.close()
+        for p in procs:
+            stop(p, hard=True)
+    assert w0.returncode == 0, log0.read_text()[-3000:]
+    text = log0.read_text()
+    assert "cannot redo their lost passes exactly; rebuilding from the log" in text, text[-3000:]
+    last = [ln for ln in text.splitlines() if "rebuilt partitions [0, 1, 2, 3, 4, 5]" in ln]
+    assert last and "incrementally" not in last[-1], last[-1:]
+    ids = {c.event_id for c in changes}
+    checked = Counter(
+        (e.payload.account, e.payload.fact_event_id)
+        for e in read_topic(env, Topic.DECISIONS, timeout=60)
+        if e.event_type == "RestingOrdersChecked" and e.payload.fact_event_id in ids
+    )
+    assert checked and max(checked.values()) == 1, checked
+    per_account = Counter(account for account, _ in checked)
+    assert set(per_account.values()) == {len(changes)}, per_account
