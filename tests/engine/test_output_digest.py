@@ -6,8 +6,8 @@ one *within* the current code; this test compares the current code with the code
 a seeded stream (the snapshot and trusted tests' actions: limits with stop/take children,
 market orders, prints, quotes, cancels, resends, deposits, kill switches, limit changes
 with short rate windows and tight notional/position/open-order limits, waits that age the
-price, odd ids, unknown producers, forged signatures) with a fixed key and fixed event ids
-runs through the pure processor, and every output's (topic, key, value, headers), the recorded
+price, odd ids, unknown producers, forged signatures; since session 24 intents stamped off
+their arrival, `SKEWS`) with a fixed key and fixed event ids runs through the pure processor, and every output's (topic, key, value, headers), the recorded
 decisions and `canonical_state` are hashed. The digest was taken on `fd0c089` (before the
 session's changes). A change to what the engine emits (a rule's detail text, a new field)
 changes it: then say so in the commit and take the new digest deliberately.
@@ -19,6 +19,7 @@ import hashlib
 import json
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,11 +32,23 @@ from engine.processor import Context, process
 from engine.snapshot import canonical_state
 from engine.state import EngineState
 from schemas import encode
-from schemas.events import Side, TimeInForce
+from schemas.events import CancelIntent, OrderIntent, Side, TimeInForce
 from tests.engine.test_snapshot import ACCOUNTS, Log, _harness
 from tests.engine.test_trusted import _play_odd
 
-PINNED = "8c9ad22d38ba55d4a644275eace83c213b36f14fe096a1ea61e64410d6c63762"
+PINNED = "2101bc245f8351e5b5017783b16aa85b6d6c99855427c7bbba602615251acf8f"
+"""Retaken in session 24 (helper s24-clock) for a changed stream, not a changed engine:
+its intents are now stamped off their arrival (`SKEWS`, drawn from a generator of their
+own, so the actions are the ones before) and passed their arrival as the broker's append
+time. Before, every intent was stamped at its arrival, and a regression to the
+producer's stamp for what it must not choose left the digest unchanged: with order events
+at the intent's stamp (`order_events_at` returning None), the rules' book at the stamp,
+or the idempotency record ranked by the stamp, the digest stayed 8c9ad22d... Now each of
+these, the book at the stamp in the rules alone, a stamp ahead honoured up to
+`max_intent_ahead_ms` and a backdated stamp taken for the order events moves it (six
+reverts, each checked). The stream now has 98 CLOCK_SKEW refusals; approved 128 -> 119
+of 700, fills 127 -> 121. Before:"""
+"""PINNED was 8c9ad22d38ba55d4a644275eace83c213b36f14fe096a1ea61e64410d6c63762."""
 """Retaken in session 24 (helper s24-clock): `RiskLimits.order_events_ahead_ms` (0: an
 intent's order events, and the book its order meets, at its append time even if stamped
 ahead of it). Every accepted `RiskLimitsChanged` and the limits in `canonical_state` carry
@@ -233,6 +246,17 @@ wide books (PRICE_COLLAR, a market order's touch) now reject (approved orders 15
 fills 189 -> 162); MAX_POSITION v2 adds its code to 3 orders rejected anyway."""
 
 SIDES = [Side.BUY, Side.SELL]
+SKEWS = [0.0] * 16 + [-3.5, -1.0, -0.2, 0.5, 0.9, 2.0, -6.0, 3600.0]
+"""Seconds an intent's producer stamps it off its arrival (the broker's append time, the
+harness's clock), drawn per intent from a generator of its own (the actions are drawn as
+before): most on time, some back or ahead within FRESHNESS's skew window (-5 s / +1 s),
+some beyond it (orders refused CLOCK_SKEW, cancels not), a cancel or refusal an hour
+either way. Since session 24 the engine takes none of these stamps for what the producer
+must not choose: the book an order meets, its order events' time, the idempotency
+record's ranking (all at the append time), so a change back to the producer's stamp for
+any of them moves the digest (checked by reverting each: PINNED's session-24 note).
+Before, every intent of the stream was stamped at its arrival and such a
+regression left the digest as it was."""
 
 
 def _action(r: random.Random) -> tuple[Any, ...]:
@@ -306,8 +330,15 @@ def _run(seed: int, n: int) -> str:
     fixed_key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
     outputs: list[list[Any]] = []
 
+    skews = random.Random(seed + 1)
+
     def recorder(state: EngineState, event: Any, ctx: Context) -> list[Any]:
-        out = process(state, event, ctx)
+        arrival = None
+        if isinstance(event.payload, OrderIntent | CancelIntent):
+            arrival = event.occurred_at
+            skew = timedelta(seconds=skews.choice(SKEWS))
+            event = event.model_copy(update={"occurred_at": arrival + skew})
+        out = process(state, event, ctx, arrival)
         outputs.append(list(out))
         return out
 
