@@ -122,15 +122,22 @@ def grant_read_only(
         )
 
 
+SUPERUSER_MIGRATIONS = ("0109_reader_hardening.sql", "0123_reader_wal_messages.sql")
+"""Migrations with a block only a superuser can run (it is skipped with a WARNING
+otherwise): `harden_reader` runs them again as one."""
+
+
 def harden_reader(admin: psycopg.Connection[tuple[object, ...]], role: str) -> None:
     """What only a superuser may do for the analysts' role, on `admin`'s database.
 
     0109's second block (EXECUTE on the large-object and advisory-lock functions taken
-    from PUBLIC) and the role's pinned session settings. Idempotent; the local stack runs
-    it with its admin connection after every migration run, so its reader is hardened
+    from PUBLIC), 0123 (EXECUTE on pg_logical_emit_message, a WAL write, taken from
+    PUBLIC) and the role's pinned session settings. Idempotent; the local stack runs it
+    with its admin connection after every migration run, so its reader is hardened
     without an operator step.
     """
-    admin.execute((MIGRATIONS_DIR / "0109_reader_hardening.sql").read_bytes())
+    for name in SUPERUSER_MIGRATIONS:
+        admin.execute((MIGRATIONS_DIR / name).read_bytes())
     _pin_reader_settings(admin, role)
 
 

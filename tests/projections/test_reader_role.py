@@ -20,6 +20,26 @@ pytestmark = pytest.mark.integration
 LOCK_ORDERS = "SELECT pg_advisory_xact_lock(hashtextextended('orders', 7478202))"
 
 
+WAL_WRITES = (
+    "SELECT pg_logical_emit_message(false, 'analyst', 'x')",
+    "SELECT pg_logical_emit_message(true, 'analyst', '\\x00'::bytea)",
+    "SELECT pg_logical_emit_message(false, 'analyst', 'x', true)",
+)
+"""Writes to the WAL (any size, at once when not transactional: a rollback does not
+take them back) that PUBLIC may call in a READ ONLY transaction."""
+
+
+def test_superuser_hardening_takes_wal_messages(env: Settings, stack: LocalStack) -> None:
+    """Before: as the read-only role, in its READ ONLY transaction, each returned the
+    LSN it wrote at (`SELECT pg_logical_emit_message(false, 'x', repeat('x', 10^9))`
+    writes a gigabyte of WAL a call, and a logical-decoding consumer sees it)."""
+    with psycopg.connect(stack.postgres.admin_dsn(env.postgres_db), autocommit=True) as admin:
+        harden_reader(admin, env.readonly_role)
+    for statement in WAL_WRITES:
+        with pytest.raises(query.QueryError, match="refused: the read-only role may not"):
+            query.raw(statement, env)
+
+
 def _large_objects(env: Settings) -> list[tuple[object, ...]]:
     with psycopg.connect(env.dsn) as conn:
         return conn.execute("SELECT oid FROM pg_largeobject_metadata").fetchall()
@@ -97,6 +117,7 @@ def test_superuser_hardening_takes_large_objects_and_advisory_locks(
             "SELECT lo_create(4244)",
             "SELECT pg_try_advisory_lock(1)",
             LOCK_ORDERS,
+            *WAL_WRITES,
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
