@@ -405,13 +405,17 @@ def acls_user(
     from confluent_kafka import KafkaError, KafkaException
 
     from deploy.acls import upsert_scram_user
-    from deploy.kafka import admin_client
+    from deploy.kafka import admin_client, broker_unreachable
 
     s = _settings(data_dir)
     password = sys.stdin.readline().rstrip("\n")
     if not password:
         typer.echo("error: no password on standard input", err=True)
         raise typer.Exit(SETTINGS_ERROR)
+    if (why := broker_unreachable(s)) is not None:
+        # at once: librdkafka's failures for ~30 s, then "waiting for controller: Timed out"
+        typer.echo(f"error: cannot set user {name}: {why}", err=True)
+        raise typer.Exit(1)
     try:
         upsert_scram_user(admin_client(s), name, password, mechanism=s.kafka_sasl_mechanism)
     except KafkaException as exc:

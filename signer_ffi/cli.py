@@ -239,6 +239,11 @@ def sign_file(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     digest = file_digest(file.read_bytes())
+    from deploy.kafka import broker_unreachable
+
+    if (why := broker_unreachable(settings)) is not None:  # at once, not a KafkaError later
+        typer.echo(f"error: nothing signed: {why}", err=True)
+        raise typer.Exit(1)
     try:
         done = sign_message(
             settings,

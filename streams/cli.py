@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draft a STOR (EU 2025/885, sections 1-4) for one surveillance alert.
 
-        Fails (exit 3) rather than draft from part of a topic: every partition of the alerts, accounts and (from an hour before the evidence) orders topics is read to its end as of the start of the read. An alert not found exits 1; bad arguments, or an --out that cannot be written, exit 2 before anything is read.
+        Fails (exit 3) rather than draft from part of a topic: every partition of the alerts, accounts and (from an hour before the evidence) orders topics is read to its end as of the start of the read. An alert not found, or no broker answering, exits 1; bad arguments, or an --out that cannot be written, exit 2 before anything is read.
         """
         from schemas.events import AccountOpened
         from streams.stor import build_stor, evidence_rows, evidence_start, render_html
@@ -199,6 +199,11 @@ def register(app: typer.Typer) -> None:
         if out is not None and (why := unwritable(out)) is not None:
             _fail(f"cannot write --out: {why}", 2)
         settings = get_settings()
+        from deploy.kafka import broker_unreachable
+
+        if (why := broker_unreachable(settings)) is not None:
+            # at once: the reads printed librdkafka's failures for ~30 s, then a KafkaError
+            _fail(f"no STOR drafted: {why}")
         try:
             alert = find_alert(settings, wanted, timeout)
             if alert is None:

@@ -106,7 +106,10 @@ def run_stor(monkeypatch: pytest.MonkeyPatch, topics: dict[str, tuple[int, list[
              alert: Envelope[SurveillanceAlert], not_leader: int = 0) -> Any:  # fmt: skip
     import confluent_kafka
 
+    import deploy.kafka
+
     monkeypatch.setattr(confluent_kafka, "Consumer", fake_broker(topics, not_leader))
+    monkeypatch.setattr(deploy.kafka, "broker_unreachable", lambda _settings: None)  # fake one
     from deploy.cli import app
 
     args = ["stor", str(alert.payload.alert_id), "--format", "json", "--timeout", "1"]
