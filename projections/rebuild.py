@@ -200,6 +200,22 @@ def rebuilding(conn: psycopg.Connection[Any], names: Sequence[str]) -> set[str]:
     return out
 
 
+def swap_all(
+    conn: psycopg.Connection[Any],
+    builds: Sequence[tuple[Projection, str]],
+    readonly_role: str | None,
+) -> None:
+    """`swap_in` every (projection, build schema) in one transaction, in projection name
+    order: the order in which a live group's batch takes its members' locks
+    (`store.lock_projections`). In another order (`rebuild --all --one-consumer` swapped
+    `orders` before `fills`) the swap held one member's lock while a live batch held the
+    other's and waited for it: PostgreSQL broke the deadlock by failing one of them, the
+    live batch (a group restart) or the swap (and so the whole rebuild)."""
+    with conn.transaction():
+        for projection, schema in sorted(builds, key=lambda b: b[0].name):
+            swap_in(conn, projection, schema, readonly_role)
+
+
 BULK_BATCH = 5000
 """Records per batch of a bulk rebuild on one consumer. Its reader process holds a batch
 being decoded and one being sent, the folding process one being folded: at 10,000
@@ -285,9 +301,7 @@ def _rebuild_many(
         # it, a live projector may already have added batches to the live schema.
         sums = {t.projection.name: _build_checksum(conn, t) for t in builds}
         if swap:
-            with conn.transaction():
-                for t in builds:
-                    swap_in(conn, t.projection, t.schema, settings.readonly_role)
+            swap_all(conn, [(t.projection, t.schema) for t in builds], settings.readonly_role)
         out = []
         for t in builds:
             name = t.projection.name
@@ -564,10 +578,11 @@ def _rebuild_parallel(
         by_name = {p.name: p for g in groups for p in g}
         sums = {name: _build_checksum(conn, _build_target(by_name[name])) for name in names}
         if swap:
-            with conn.transaction():
-                for name in names:
-                    swap_in(conn, by_name[name], _build_target(by_name[name]).schema,
-                            settings.readonly_role)  # fmt: skip
+            swap_all(
+                conn,
+                [(by_name[n], _build_target(by_name[n]).schema) for n in names],
+                settings.readonly_role,
+            )
         results = []
         for b in builds:
             for name in b.names:
