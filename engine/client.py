@@ -54,6 +54,8 @@ can provoke one for any client order id, so they answer only their own envelope.
 
 IntentKey = tuple[str, str, str, str]
 """(producer_id, account, client_order_id, intent digest): what a resend repeats."""
+RecordPos = tuple[int, int]
+"""(partition, offset) of a record on the intents topic, as the broker acknowledged it."""
 
 WATCHER_CAPACITY = 10_000
 """The most answers a `DecisionWatcher` holds per index (by correlation id, by intent);
@@ -101,6 +103,17 @@ def _unauthenticated(event: Envelope[Any]) -> bool:
     """A rejection decided before a signature verified (`UNAUTHENTICATED_REASONS`)."""
     p = event.payload
     return isinstance(p, IntentRejected) and str(p.reason) in UNAUTHENTICATED_REASONS
+
+
+def _refused_record(event: Envelope[Any]) -> RecordPos | None:
+    """The intents record a rejection names (`IntentRejected.intent_partition`/`_offset`,
+    since session 24), or None."""
+    p = event.payload
+    if not isinstance(p, IntentRejected):
+        return None
+    if p.intent_partition is None or p.intent_offset is None:
+        return None
+    return (p.intent_partition, p.intent_offset)
 
 
 class DecisionWatcher:
@@ -156,6 +169,9 @@ class DecisionWatcher:
         )
         self.by_correlation: dict[UUID, Envelope[Any]] = {}
         self.by_intent: dict[IntentKey, Envelope[Any]] = {}
+        self.by_record: dict[RecordPos, Envelope[Any]] = {}
+        """Rejections decided before a signature verified, by the intents record they
+        name: the publisher's own record's refusal, held apart from a copy's."""
         self._lock = threading.Lock()
 
     def pump(self, timeout: float = 0.1) -> int:
@@ -192,6 +208,9 @@ class DecisionWatcher:
                         _bounded_put(self.by_correlation, cid, event, self.capacity)
                     if answered is not None and answered not in self.by_intent:
                         _bounded_put(self.by_intent, answered, event, self.capacity)
+                    refused = _refused_record(event) if _unauthenticated(event) else None
+                    if refused is not None:
+                        _bounded_put(self.by_record, refused, event, self.capacity)
                 n += 1
         return n
 
@@ -201,12 +220,21 @@ class DecisionWatcher:
         timeout: float = 30.0,  # seconds, not money
         *,
         intent: IntentKey | None = None,
+        records: frozenset[RecordPos] | None = None,
     ) -> Envelope[Any] | None:
         """The answer with this correlation id or, given the published intent's key, the
         recorded decision of that intent (how a resend in a new envelope is answered).
 
         With `intent`, only a decision answers: a fact the intent caused (the drawdown
-        brake's `KillSwitchEngaged`) shares its correlation but is not its answer."""
+        brake's `KillSwitchEngaged`) shares its correlation but is not its answer.
+
+        `records`: where the broker acknowledged the publisher's own records of this
+        envelope (`IntentPublisher.records_of`). A rejection decided before a signature
+        verified that names another record answers nothing: a copy of the envelope sent
+        elsewhere by someone else (refused `WRONG_PARTITION`, or `BAD_SIGNATURE` if
+        altered) under the same correlation id, read before the intent's own decision.
+        Without `records` (or from an engine that names no record) such a refusal read
+        first still answers until the decision is read."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -214,23 +242,42 @@ class DecisionWatcher:
                 if intent is not None and found is not None:
                     if found.event_type not in DECISION_TYPES:
                         found = None
+                if records and found is not None and _unauthenticated(found):
+                    refused = _refused_record(found)
+                    if refused is not None and refused not in records:
+                        found = None  # a copy's refusal, not this publisher's record's
                 if intent is not None and (found is None or _unauthenticated(found)):
                     # The intent's recorded decision, if read, before a rejection anyone
                     # could have provoked under its correlation id.
                     found = self.by_intent.get(intent) or found
+                if found is None and records:
+                    # The publisher's own record refused (its producer unknown, revoked):
+                    # held apart if a copy's refusal was read first.
+                    found = next(
+                        (self.by_record[r] for r in sorted(records) if r in self.by_record),
+                        None,
+                    )
             if found is not None:
                 return found
             if time.monotonic() >= deadline:
                 return None
             self.pump(0.1)
 
-    def forget(self, correlation_id: UUID | None = None, intent: IntentKey | None = None) -> None:
-        """Drop the answer held under `correlation_id` and/or the one held for `intent`."""
+    def forget(
+        self,
+        correlation_id: UUID | None = None,
+        intent: IntentKey | None = None,
+        records: frozenset[RecordPos] = frozenset(),
+    ) -> None:
+        """Drop the answer held under `correlation_id`, the one held for `intent` and
+        those held for `records`."""
         with self._lock:
             if correlation_id is not None:
                 self.by_correlation.pop(correlation_id, None)
             if intent is not None:
                 self.by_intent.pop(intent, None)
+            for r in records:
+                self.by_record.pop(r, None)
 
     def close(self) -> None:
         self._consumer.close()
@@ -275,6 +322,9 @@ class IntentPublisher:
         self._pending_keys: Counter[IntentKey] = Counter()
         """How many pending events repeat each intent (a resend repeats its original)."""
         self._answered: OrderedDict[UUID, Envelope[Any]] = OrderedDict()
+        self._records: dict[UUID, set[RecordPos]] = {}
+        """Where the broker acknowledged each pending intent's records (partition, offset):
+        what tells its own refusal from a copy's (`DecisionWatcher.wait`)."""
         self._state_lock = threading.Lock()
         self._closed = False
         self._producer = Producer(producer_config(settings))
@@ -291,20 +341,36 @@ class IntentPublisher:
         self.delivered = 0
         self.delivery_errors: list[str] = []
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+    def _on_delivery(
+        self, err: KafkaError | None, msg: Message, correlation_id: UUID | None = None
+    ) -> None:
         if err is None:
             self.delivered += 1
+            partition, offset = msg.partition(), msg.offset()
+            if correlation_id is not None and partition is not None and offset is not None:
+                with self._state_lock:
+                    if correlation_id in self._pending:
+                        self._records.setdefault(correlation_id, set()).add((partition, offset))
         elif len(self.delivery_errors) < 100:
             self.delivery_errors.append(str(err))
 
     def _produce(self, topic: Topic, event: Envelope[Any]) -> None:
         key, value, headers = encode(event)
+        on_delivery: Callable[[KafkaError | None, Message], None] = self._on_delivery
+        if topic == Topic.INTENTS and self._watcher is not None:
+            cid = event.correlation_id
+
+            def with_record(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg, cid)  # where its record went, for `wait`
+
+            on_delivery = with_record
+
         self._producer.produce(
             self.settings.topic(topic),
             key=key,
             value=value,
             headers=headers,
-            on_delivery=self._on_delivery,
+            on_delivery=on_delivery,
         )
         self.sent += 1
         self._producer.poll(0)
@@ -341,11 +407,20 @@ class IntentPublisher:
                 old, old_key = self._pending.popitem(last=False)
                 self._release(old, old_key)
 
+    def records_of(self, correlation_id: UUID) -> frozenset[RecordPos] | None:
+        """Where the broker acknowledged this pending event's records on the intents topic
+        (after a `flush`), or None if none is known."""
+        with self._state_lock:
+            found = self._records.get(correlation_id)
+            return frozenset(found) if found else None
+
     def _release(self, correlation_id: UUID, key: IntentKey | None) -> None:
         """Forget a pending event and drop the answers held only for it (under
         `_state_lock`)."""
         assert self._watcher is not None
-        self._watcher.forget(correlation_id)
+        self._watcher.forget(
+            correlation_id, records=frozenset(self._records.pop(correlation_id, ()))
+        )
         if key is not None:
             self._pending_keys[key] -= 1
             if self._pending_keys[key] <= 0:
@@ -416,7 +491,9 @@ class IntentPublisher:
         if again is not None:
             return again
         self.flush()
-        found = self._watcher.wait(correlation_id, timeout, intent=key)
+        found = self._watcher.wait(
+            correlation_id, timeout, intent=key, records=self.records_of(correlation_id)
+        )
         if found is not None:
             with self._state_lock:
                 if correlation_id in self._pending:

@@ -182,6 +182,9 @@ class _Emitter:
         self.state, self.cause = state, cause
         self.cause_id = uuid_text(cause.event_id)  # `str` of it, cheaper
         self.out: list[Output] = []
+        self.record: tuple[int, int] | None = None
+        """For an intent: its record's (partition, offset) on the intents topic, which its
+        rejections name (a client tells its own record's refusal from a copy's)."""
         self.received_at: datetime | None = None
         """For an intent: its record's broker append time (None: not known), which its
         rejections record as its decisions do (the idempotency record ranks both by it)."""
@@ -1011,14 +1014,17 @@ def process(
     event: Envelope[Any],
     ctx: Context,
     received_at: datetime | None = None,
+    record: tuple[int, int] | None = None,
 ) -> list[Output]:
     """All outputs for one input. Never raises for a well-formed event of any type.
 
     `received_at`: for an intent, the broker's append time of its record (LogAppendTime),
-    recorded in the decision; None if unknown (see `Context.event_time_is_arrival`)."""
+    recorded in the decision; None if unknown (see `Context.event_time_is_arrival`).
+    `record`: for an intent, its record's (partition, offset), named by a rejection."""
     p = event.payload
     emit = _Emitter(state, event)
     if isinstance(p, _INTENT_TYPES):
+        emit.record = record
         if received_at is None and ctx.event_time_is_arrival:
             received_at = event.occurred_at
         emit.received_at = received_at
@@ -1086,6 +1092,8 @@ def _reject(
             detail=detail[:2000],
             intent_digest=digest,
             received_at=emit.received_at,
+            intent_partition=None if emit.record is None else emit.record[0],
+            intent_offset=None if emit.record is None else emit.record[1],
         ),
         "decision",
     )
@@ -1631,7 +1639,12 @@ def reject_admin(state: EngineState, event: Envelope[Any], reason: str) -> list[
 
 
 @in_exact_context
-def reject_misrouted(state: EngineState, event: Envelope[Any], detail: str) -> list[Output]:
+def reject_misrouted(
+    state: EngineState,
+    event: Envelope[Any],
+    detail: str,
+    record: tuple[int, int] | None = None,
+) -> list[Output]:
     """`IntentRejected(WRONG_PARTITION)` for an intent on another partition than its
     account's (`engine.worker.EngineWorker._misrouted`): decided before its signature is
     checked, from nothing of the state, and not recorded under its key (`UNAUTHENTICATED`),
@@ -1639,5 +1652,6 @@ def reject_misrouted(state: EngineState, event: Envelope[Any], detail: str) -> l
     Before session 23 such an intent was decided as STALE_STATE and recorded: a copy of a
     signed intent sent elsewhere got the intent sent right answered with that refusal."""
     emit = _Emitter(state, event)
+    emit.record = record
     _reject(emit, event, IntentRejectReason.WRONG_PARTITION, detail)
     return emit.out

@@ -258,6 +258,14 @@ def _record_bytes(key: bytes | None, value: bytes, headers: Any) -> int:
     )
 
 
+def _record(msg: Message) -> tuple[int, int] | None:
+    """A record's (partition, offset), which a rejection of the intent in it names."""
+    partition, offset = msg.partition(), msg.offset()
+    if partition is None or offset is None or partition < 0 or offset < 0:
+        return None
+    return (partition, offset)
+
+
 def broker_time(msg: Message) -> datetime | None:
     """The broker's append time of a record, or None if its timestamp is the producer's
     (CreateTime: a topic not configured with LogAppendTime) or missing. An intent without
@@ -1048,10 +1056,10 @@ class EngineWorker:
                 f"not its account's partition {self.part(p.account)}: this worker need not "
                 "hold the account's state, so nothing about the intent was decided or "
                 "recorded; send it keyed by its account (murmur2)"
-            )))  # fmt: skip
+            ), _record(msg)))  # fmt: skip
             return
         try:
-            out.extend(process(self.state, event, self.ctx, broker_time(msg)))
+            out.extend(process(self.state, event, self.ctx, broker_time(msg), _record(msg)))
         except Exception as exc:  # never crash on input; state may be torn: rebuild
             log.exception("processing failed for %s", event.event_id)
             out.append(self._dead_letter(msg, exc))

@@ -158,6 +158,19 @@ class IntentRejected(EventPayload):
         "it (folded back on restart). None: not known (no broker time, or written before "
         "session 24)",
     )
+    intent_partition: int | None = Field(
+        None,
+        ge=0,
+        description="The partition of the intents topic the refused intent's record was "
+        "read from (with intent_offset: that record). A client tells the refusal of its "
+        "own record from that of a copy of its envelope sent elsewhere by someone else "
+        "(which the engine refuses under the same correlation id: WRONG_PARTITION, "
+        "BAD_SIGNATURE) by the position the broker acknowledged. None: not known (no "
+        "broker, or written before session 24)",
+    )
+    intent_offset: int | None = Field(
+        None, ge=0, description="The offset of that record in intent_partition"
+    )
 
 
 class OrderSubmitted(EventPayload):

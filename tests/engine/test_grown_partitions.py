@@ -148,6 +148,8 @@ def test_an_intent_on_another_partition_than_its_accounts_is_refused(env: Settin
     (away,) = _answers(seen, "away")
     assert type(away).__name__ == "IntentRejected" and away.reason == "WRONG_PARTITION", away
     assert "not its account's partition 0" in away.detail, away.detail
+    # It names the record it refused: a client tells it from its own record's answer.
+    assert away.intent_partition == 3 and away.intent_offset is not None, away
 
 
 def _answers(events: list[Envelope[Any]], coid: str) -> list[Any]:
