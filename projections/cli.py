@@ -419,6 +419,8 @@ def query(
         typer.echo(f"error: unknown query {name!r}; known: {', '.join(sorted(q.NAMED))}", err=True)
         raise typer.Exit(2)
     try:  # usage errors, before the query runs (they exited 1, the format ones after it ran)
+        if timeout is not None:
+            q.check_timeout(timeout)
         q.check_format(fmt, str(out) if out else None)
         if name is not None:
             q.named(name, params)

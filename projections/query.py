@@ -38,6 +38,21 @@ reader's locks (a table's, or an advisory lock where the role still may take one
 hold up a projector batch, a rebuild's swap or a migration at most this long."""
 
 
+MAX_TIMEOUT_S = 2_147_483.647  # seconds, not money
+"""The longest time limit PostgreSQL holds (`statement_timeout` is at most 2^31 - 1 ms)."""
+
+
+def check_timeout(timeout_s: float) -> None:  # seconds, not money
+    """A QueryError unless `timeout_s` is a time limit the session can be pinned to: above
+    0 and at most `MAX_TIMEOUT_S` (`inf` and `nan` raised out of `int()` with a traceback;
+    a larger one was refused by the server at connection)."""
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:  # NaN fails every comparison
+        raise QueryError(
+            f"--timeout: a time limit is seconds above 0 and at most {MAX_TIMEOUT_S:,.3f}"
+            f" (PostgreSQL's longest statement_timeout); got {timeout_s!r}"
+        )
+
+
 def _session_options(timeout_s: float) -> str:  # seconds, not money
     """libpq `options` pinning the analyst session: read-only by default, time-limited."""
     ms = max(1, int(timeout_s * 1000))
@@ -438,6 +453,7 @@ def _run(
     params: dict[str, str | None] | None,
     timeout_s: float,  # seconds, not money
 ) -> pl.DataFrame:
+    check_timeout(timeout_s)
     try:
         with psycopg.connect(dsn, autocommit=False, options=_session_options(timeout_s)) as conn:
             conn.read_only = True

@@ -64,3 +64,19 @@ def test_contradictory_or_empty_arguments_say_what_is_wrong(args: list[str], mes
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     assert res.output.startswith(f"error: {message}"), res.output
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e12", "-1"])
+def test_a_time_limit_the_database_cannot_hold_is_a_usage_error(timeout: str) -> None:
+    """Before: `--timeout inf` (which would mean no limit) and `nan` ended in an
+    OverflowError or ValueError traceback (exit 1), and `1e12` reached the server, which
+    refused the connection's `statement_timeout` (more than its 2,147,483,647 ms)."""
+    from deploy.cli import app
+
+    res = CliRunner().invoke(app, ["query", "--sql", "select 1", "--timeout", timeout])
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert "Traceback" not in res.output and "--timeout" in res.output, res.output
+    for bad in (float(timeout), 0.0):
+        with pytest.raises(query.QueryError, match="time limit"):
+            query.check_timeout(bad)
+    query.check_timeout(query.QUERY_TIMEOUT_S)
