@@ -476,7 +476,13 @@ def register(app: typer.Typer) -> None:
         def answer_of(event: Any, timeout: float) -> Any:  # seconds, not money
             # A resent intent (a new envelope) is answered with the original decision,
             # under the original's correlation id: matched by the intent's key and digest.
-            return watcher.wait(event.correlation_id, timeout, intent=intent_key(event))
+            # A copy of it sent elsewhere by someone else is refused under its correlation
+            # id: only a refusal of the record the broker acknowledged for it answers.
+            pub = publishers.get(event.producer)
+            records = None if pub is None else pub.records_of(event.correlation_id)
+            return watcher.wait(
+                event.correlation_id, timeout, intent=intent_key(event), records=records
+            )
 
         def await_answers(events: list[Any]) -> list[int]:
             """Answers to `events` not answered yet, at most --wait in all for them (not
@@ -522,7 +528,7 @@ def register(app: typer.Typer) -> None:
             pub = publishers.get(who)
             if pub is None:
                 try:
-                    pub = IntentPublisher(settings, who, watch=False)
+                    pub = IntentPublisher(settings, who, watch=False, keep_records=len(lines))
                 except (ValueError, OSError) as exc:  # a damaged or unreadable key file
                     typer.echo(f"error: line {n}: {exc}", err=True)
                     bad_lines.append(n)

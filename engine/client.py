@@ -307,8 +307,12 @@ class IntentPublisher:
         watch: bool = True,
         max_pending: int = MAX_PENDING,
         answer_topics: Iterable[Topic] = ANSWER_TOPICS,
+        keep_records: int = 0,
     ) -> None:
+        """`keep_records` (with `watch=False`): remember where the broker put the last so
+        many intents published (`records_of`), for a watcher of the caller's own."""
         self.settings = settings
+        self.keep_records = keep_records
         self.producer_id = producer_id
         if key is None:
             path = key_path(settings.resolved_data_dir, producer_id)
@@ -322,9 +326,10 @@ class IntentPublisher:
         self._pending_keys: Counter[IntentKey] = Counter()
         """How many pending events repeat each intent (a resend repeats its original)."""
         self._answered: OrderedDict[UUID, Envelope[Any]] = OrderedDict()
-        self._records: dict[UUID, set[RecordPos]] = {}
-        """Where the broker acknowledged each pending intent's records (partition, offset):
-        what tells its own refusal from a copy's (`DecisionWatcher.wait`)."""
+        self._records: OrderedDict[UUID, set[RecordPos]] = OrderedDict()
+        """Where the broker acknowledged each pending intent's records (partition, offset),
+        or with `watch=False` each of the last `keep_records` intents': what tells its own
+        refusal from a copy's (`DecisionWatcher.wait`)."""
         self._state_lock = threading.Lock()
         self._closed = False
         self._producer = Producer(producer_config(settings))
@@ -349,15 +354,18 @@ class IntentPublisher:
             partition, offset = msg.partition(), msg.offset()
             if correlation_id is not None and partition is not None and offset is not None:
                 with self._state_lock:
-                    if correlation_id in self._pending:
+                    if self._watcher is None or correlation_id in self._pending:
                         self._records.setdefault(correlation_id, set()).add((partition, offset))
+                    if self._watcher is None:
+                        while len(self._records) > self.keep_records:
+                            self._records.popitem(last=False)
         elif len(self.delivery_errors) < 100:
             self.delivery_errors.append(str(err))
 
     def _produce(self, topic: Topic, event: Envelope[Any]) -> None:
         key, value, headers = encode(event)
         on_delivery: Callable[[KafkaError | None, Message], None] = self._on_delivery
-        if topic == Topic.INTENTS and self._watcher is not None:
+        if topic == Topic.INTENTS and (self._watcher is not None or self.keep_records > 0):
             cid = event.correlation_id
 
             def with_record(err: KafkaError | None, msg: Message) -> None:

@@ -174,14 +174,27 @@ def test_the_publisher_keeps_where_the_broker_put_its_pending_intents() -> None:
         def offset(self) -> int:
             return 41
 
-    pub = IntentPublisher.__new__(IntentPublisher)
-    pub._state_lock = threading.Lock()
-    pub._pending = OrderedDict()
-    pub._records = {}
-    pub.delivered = 0
+    def publisher(watching: bool, keep_records: int = 0) -> IntentPublisher:
+        pub = IntentPublisher.__new__(IntentPublisher)
+        pub._state_lock = threading.Lock()
+        pub._pending = OrderedDict()
+        pub._records = OrderedDict()
+        pub._watcher = _watcher([]) if watching else None
+        pub.keep_records = keep_records
+        pub.delivered = 0
+        return pub
+
+    pub = publisher(True)
     cid, gone = uuid4(), uuid4()
     pub._pending[cid] = None
     pub._on_delivery(None, _Msg(), cid)  # type: ignore[arg-type]
     pub._on_delivery(None, _Msg(), gone)  # type: ignore[arg-type]  # not pending: not kept
     assert pub.records_of(cid) == frozenset({(2, 41)}) and pub.records_of(gone) is None
     assert pub.delivered == 2
+    # Not watching (`tradetape publish`): the last `keep_records` intents' records.
+    pub = publisher(False, keep_records=2)
+    first, *rest = [uuid4() for _ in range(3)]
+    for c in (first, *rest):
+        pub._on_delivery(None, _Msg(), c)  # type: ignore[arg-type]
+    assert pub.records_of(first) is None
+    assert [pub.records_of(c) for c in rest] == [frozenset({(2, 41)})] * 2
