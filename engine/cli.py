@@ -666,10 +666,30 @@ def register(app: typer.Typer) -> None:
                 pass
         except OSError as exc:
             _fail(f"cannot read {file}: {exc.strerror or exc}")
+        from deploy.progress import EVERY_SECONDS, Ticker, clock
+
         rate = None if as_fast_as_possible else (speed or 1.0)
         settings = _settings()
         _need_broker(settings)
-        report = load_capture(settings, file, speed=rate, instrument=instrument, limit=limit)
+        typer.echo(
+            f"marketdata load: replaying {file}"
+            + (
+                f" paced at {rate:g}x its own time (a capture's minute takes"
+                f" {60 / rate:.3g} s; --as-fast-as-possible sends it at once)"
+                if rate is not None
+                else " as fast as possible"
+            )
+            + f"; a progress line every {EVERY_SECONDS:g} s",
+            err=True,
+        )
+        ticker = Ticker(
+            lambda line, sent, at: (
+                f"marketdata load: line {line:,}, {sent:,} records sent, capture time {clock(at)}"
+            )
+        )
+        report = load_capture(
+            settings, file, speed=rate, instrument=instrument, limit=limit, progress=ticker
+        )
         typer.echo(
             json.dumps(
                 {
@@ -745,9 +765,25 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 _fail(f"--start {start!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", 2)
             at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        from deploy.progress import Ticker, clock, duration
+
         settings = _settings()
         _need_broker(settings)
-        report = run_simulation(settings, symbol, minutes, seed, start=at, speed=speed)
+        if speed is not None:  # as fast as possible (the default) takes seconds
+            typer.echo(
+                f"marketdata simulate: {minutes:g} min of {symbol} paced at {speed:g}x real"
+                f" time, about {duration(minutes * 60 / speed)}",
+                err=True,
+            )
+        ticker = Ticker(
+            lambda n, t: (
+                f"marketdata simulate: {n:,} records sent, market time {clock(t)}"
+                f" of {clock(minutes * 60)}"
+            )
+        )
+        report = run_simulation(
+            settings, symbol, minutes, seed, start=at, speed=speed, progress=ticker
+        )
         typer.echo(
             json.dumps(
                 {

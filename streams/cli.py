@@ -268,10 +268,24 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         if (why := broker_unreachable(settings)) is not None:  # at once, not after a flush
             _fail(f"nothing published: {why}")
+        from deploy.progress import EVERY_SECONDS, Ticker, clock, duration
+
+        typer.echo(
+            f"simulate surveillance: {minutes} min of scenario paced at {speed:g}x real time,"
+            f" about {duration(minutes * 60 / speed)} (--speed N goes N times faster);"
+            f" a progress line every {EVERY_SECONDS:g} s",
+            err=True,
+        )
+        ticker = Ticker(
+            lambda n, total, at, end: (
+                f"simulate surveillance: {n:,} of {total:,} inputs sent,"
+                f" scenario time {clock(at)} of {clock(end)}"
+            )
+        )
         try:
             report = publish_scenario(settings, seed=seed, minutes=minutes,
                                       labels_path=labels, speed=speed, namespace=namespace,
-                                      dense=dense)  # fmt: skip
+                                      dense=dense, progress=ticker)  # fmt: skip
         except OSError as exc:  # the labels file, changed since the check
             _fail(f"cannot write {labels}: {exc.strerror or exc}")
         sent, done = report.sent, report.delivered

@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -427,8 +428,11 @@ def publish_scenario(
     namespace: str = "",
     dense: bool = False,
     t0: datetime | None = None,
+    progress: Callable[[int, int, float, float], None] | None = None,
 ) -> PublishReport:
     """Publish the inputs to their topics, paced in (scaled) real time from now.
+    `progress(sent, total, at, end)` after each input: how many of them were handed to
+    the producer, and where the scenario is and ends (seconds from its first input).
 
     Event times run from `t0` (default: now) at scenario pace, so with `speed` > 1 they
     run ahead of the wall clock; a scenario published after another must start after
@@ -451,8 +455,10 @@ def publish_scenario(
     report = PublishReport()
     began = time.monotonic()
     first = scenario.inputs[0].occurred_at
-    for event in scenario.inputs:
-        due = (event.occurred_at - first).total_seconds() / speed
+    end = (scenario.inputs[-1].occurred_at - first).total_seconds()
+    for n, event in enumerate(scenario.inputs, start=1):
+        at = (event.occurred_at - first).total_seconds()
+        due = at / speed
         delay = due - (time.monotonic() - began)
         if delay > 0:
             producer.flush(delay)
@@ -460,5 +466,7 @@ def publish_scenario(
         key, value, headers = encode(event)
         kind, topic = input_kind(event)
         report.produce(producer, settings.topic(topic), key, value, headers, kind)
+        if progress is not None:
+            progress(n, len(scenario.inputs), at, end)
     report.finish(producer, SCENARIO_FLUSH_SECONDS)
     return report

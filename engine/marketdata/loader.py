@@ -197,9 +197,12 @@ def load_capture(
     speed: float | None = None,
     instrument: str | None = None,
     limit: int | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> LoadReport:
     """Replay a capture. `speed` None = as fast as possible; 1.0 = real time, each pause
     at most `MAX_PACING_SLEEP_SECONDS` (a longer gap is cut, with a line on stderr).
+    `progress(line, sent, at)` after each record handed to the producer: its line, the
+    records sent so far and its time in the capture (seconds after the first record's).
 
     Events are stamped with the replay time (`occurred_at`), keeping the capture's own
     time in `exchange_ts`, so the engine judges freshness against when prices arrived.
@@ -215,6 +218,8 @@ def load_capture(
     interrupted_after: int | None = None
     line_no = 0
     pacer = Pacer(speed) if speed else None
+    sent = 0
+    first_ns: int | None = None
     try:
         for rec in records:
             line_no = rec.line_no
@@ -243,6 +248,12 @@ def load_capture(
             if pacer is not None and rec.recv_ns is not None:
                 pacer.wait(rec.recv_ns / 1e9, f"line {rec.line_no}", lambda: producer.poll(0))
             out.send(producer, settings, rec.payload, "marketdata")
+            if progress is not None:
+                sent += 1
+                if first_ns is None and rec.recv_ns is not None:
+                    first_ns = rec.recv_ns
+                at = (rec.recv_ns - first_ns) / 1e9 if rec.recv_ns and first_ns else 0.0
+                progress(rec.line_no, sent, at)
     except CaptureReadError as exc:
         read_error = str(exc)
     except KeyboardInterrupt:
@@ -269,15 +280,23 @@ def publish_payloads(
     payloads: Iterable[MarketTrade | QuoteUpdated],
     *,
     speed: float | None = None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> PublishReport:
+    """Publish `payloads` (paced by their exchange time at `speed`, or at once);
+    `progress(sent, at)` after each: how many were sent, and the stream's time then
+    (seconds after the first payload's)."""
     producer = Producer(producer_config(settings))
     out = Deliveries()
     pacer = Pacer(speed) if speed else None
+    first: float | None = None
     for n, p in enumerate(payloads, start=1):
+        at = p.exchange_ts.timestamp()
         if pacer is not None:
-            at = p.exchange_ts.timestamp()
             pacer.wait(at, f"record {n}", lambda: producer.poll(0))
         out.send(producer, settings, p, "marketdata")
+        if progress is not None:
+            first = at if first is None else first
+            progress(n, at - first)
     out.finish(producer)
     return PublishReport(
         published=out.delivered.get("marketdata", 0),
@@ -296,7 +315,10 @@ def run_simulation(
     start: datetime,
     # a speed factor, not money
     speed: float | None = None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> PublishReport:
     """Publish `simulate(instrument, minutes, seed, start)`: the same arguments give the
     same payloads (the envelopes' ids and `occurred_at` are new on each run)."""
-    return publish_payloads(settings, simulate(instrument, minutes, seed, start), speed=speed)
+    return publish_payloads(
+        settings, simulate(instrument, minutes, seed, start), speed=speed, progress=progress
+    )
