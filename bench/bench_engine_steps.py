@@ -9,12 +9,13 @@ account's owner (its records folded as the live worker folds them) and by a work
 owning it (it reads the facts, not the records). `--changes` global limits changes, and
 as many global kill switches engaged and released, read from risk.config by the owner.
 tracemalloc's retained bytes per withdrawal (per change, per switch) after 50 untimed
-ones, and what clearing `transfer_steps` (`AccountState.flows`, `limit_steps`,
-`switch_steps`) then frees: their share. Count-based, load-independent; runs on older
-trees too (it reads the lists, not the bounds). Session 23 (helper-137): the owner kept
+ones, and what clearing `transfer_steps` (`AccountState.flows`, `seen_reference`,
+`limit_steps`, `switch_steps`) then frees: their share. Count-based, load-independent;
+runs on older trees too (it reads the lists, not the bounds). Session 23 (helper-137): the owner kept
 ~4.9 KB per withdrawal in two steps, forever; trimmed to the newest committed pass, ~0.
 Session 24 (s24-steps): the worker not owning the account, the limits changes and the
-switches, kept to the newest `STEPS_KEPT`.
+switches, kept to the newest `STEPS_KEPT`. Session 24 (s24-settled): a settled
+withdrawal's fact ids dropped from `seen_reference`.
 """
 
 from __future__ import annotations
@@ -108,10 +109,14 @@ def withdrawals(n: int, owned: bool) -> Kept:
     def no_flows(s: EngineState) -> None:
         s.account("A1").flows.clear()
 
+    def no_seen(s: EngineState) -> None:
+        s.seen_reference.clear()
+
     return _retained(
         h, n, withdraw,
-        lambda s: [len(s.transfer_steps.get("A1", ())), len(s.account("A1").flows)],
-        [no_steps, no_flows],
+        lambda s: [len(s.transfer_steps.get("A1", ())), len(s.account("A1").flows),
+                   len(s.seen_reference)],
+        [no_steps, no_flows, no_seen],
     )  # fmt: skip
 
 
@@ -153,9 +158,10 @@ def main() -> None:
         w = withdrawals(n, owned)
         print(
             f"{'owner' if owned else 'not owner'}: {w.total:.0f} B kept per withdrawal,"
-            f" {w.freed[0]:.0f} of them by transfer_steps, {w.freed[1]:.0f} by flows"
-            f" ({w.entries[0]:.0f} steps, {w.entries[1]:.0f} flows for {n + 50}"
-            " withdrawals)"
+            f" {w.freed[0]:.0f} of them by transfer_steps, {w.freed[1]:.0f} by flows,"
+            f" {w.freed[2]:.0f} by seen_reference ({w.entries[0]:.0f} steps,"
+            f" {w.entries[1]:.0f} flows, {w.entries[2]:.0f} seen_reference ids for"
+            f" {n + 50} withdrawals)"
         )
     for kind in ("limits", "switch"):
         a = admin(m, kind)
