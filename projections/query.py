@@ -221,6 +221,14 @@ NAMED: dict[str, NamedQuery] = {
         "AML flags, open (open=true) and cleared",
         (("open", ("true", "false")),),
     ),
+    "alerts": NamedQuery(
+        "SELECT alert_id, pattern, detector, detector_version, account, beneficial_owner, "
+        "instrument, score, window_start, window_end, summary FROM proj_alerts.alerts WHERE "
+        + _filters(("account", "account"), ("pattern", "pattern"), ("detector", "detector"))
+        + " ORDER BY window_end, alert_id",
+        ("account", "pattern", "detector"),
+        "Surveillance alerts, oldest first (`tradetape stor ALERT_ID` drafts a STOR)",
+    ),
     "producers": NamedQuery(
         "SELECT * FROM proj_accounts.producers WHERE "
         + _filters(("producer_id", "producer_id"))
