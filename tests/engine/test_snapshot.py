@@ -34,21 +34,16 @@ from engine.snapshot import (
     take_slice,
 )
 from engine.state import EngineState
-from schemas import EventPayload, decode, encode, new_event
+from schemas import decode, encode, new_event
 from schemas.events import (
     KillSwitchEngaged,
     KillSwitchReleased,
     RiskLimits,
     RiskLimitsChanged,
     Side,
-    TransferChecked,
-    TransferReleased,
-    TransferRequested,
-    TransferSettled,
 )
-from schemas.events.transfers import TransferCheckOutcome
 from schemas.snapshots import FORMAT_VERSION
-from tests.engine.pure import T0, Harness, decision
+from tests.engine.pure import Harness, decision, transfer_fact
 from tests.engine.test_state_fast import normalized
 
 D = Decimal
@@ -185,7 +180,9 @@ class Log:
             )
         elif kind == "withdraw":
             _, acc, n, step, outcome, (asset, amount) = a
-            payload = withdrawal(f"w-{acc}-{n}", step, acc, outcome, asset, D(amount))
+            payload = transfer_fact(
+                f"w-{acc}-{n}", step, acc, asset=asset, amount=amount, outcome=outcome
+            )
             event = new_event(payload, producer="transfers", occurred_at=h.tick())
             self.ref.append(event)  # read in full by every worker, as the control topics
             self.add(control(h.state, event, h.ctx))
@@ -195,24 +192,6 @@ class Log:
             p = a[1]
             offsets = {t: self.count.get((t, p), 0) for t in OWN}
             self.slices[p] = take_slice(h.state, p, offsets)
-
-
-def withdrawal(
-    tid: str, step: str, account: str, outcome: str, asset: str, amount: Decimal
-) -> EventPayload:
-    if step == "request":
-        return TransferRequested(
-            transfer_id=tid, account=account, asset=asset, amount=amount,
-            destination_address="0xabc",
-        )  # fmt: skip
-    if step == "check":
-        return TransferChecked(
-            transfer_id=tid, account=account, outcome=TransferCheckOutcome(outcome),
-            jurisdiction="EU",
-        )  # fmt: skip
-    if step == "release":
-        return TransferReleased(transfer_id=tid, account=account)
-    return TransferSettled(transfer_id=tid, account=account, tx_hash="0x1", settled_at=T0)
 
 
 def _harness() -> Harness:
