@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
 from schemas import Envelope, MalformedEventError, decode, new_event
 from schemas.events import DeadLetter
+from schemas.ids import derived_uuid7
 
 
 class KafkaRecord(Protocol):
@@ -19,6 +20,45 @@ class KafkaRecord(Protocol):
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
     def headers(self) -> Any: ...
+
+
+class LoggedRecord(KafkaRecord, Protocol):
+    """A record read from the log, with its timestamp there (confluent_kafka's Message)."""
+
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+def record_time(record: LoggedRecord) -> datetime | None:
+    """The record's timestamp on the log (the broker's append time, or the producer's
+    create time on a topic that keeps it), UTC; None if it has none a datetime can hold."""
+    try:
+        _kind, ms = record.timestamp()
+        if ms is None or ms < 0:
+            return None
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
+def redelivered_dead_letter(
+    record: LoggedRecord, error: Exception, *, stage: str, producer: str
+) -> Envelope[DeadLetter]:
+    """`dead_letter_for` with its id and time from the record: its coordinates (topic,
+    partition, offset) and its timestamp on the log, and the producer writing it. The same
+    record dead-lettered again (delivered again at least once, re-read after a hand-over)
+    gives the same event, which sinks keep once (the dead-letter projection is idempotent
+    on the event id); a new id each time listed one bad record twice. A record without a
+    usable timestamp gets a new id, now (never a crash)."""
+    at = record_time(record)
+    where = (str(record.topic()), str(record.partition()), str(record.offset()))
+    return dead_letter_for(
+        record,
+        error,
+        stage=stage,
+        producer=producer,
+        event_id=derived_uuid7(at, producer, "deadletter", *where) if at else None,
+        occurred_at=at,
+    )
 
 
 MAX_KEPT_VALUE_BYTES = 128 * 1024

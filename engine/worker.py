@@ -52,7 +52,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from deploy import groups
-from deploy.deadletter import dead_letter_for
+from deploy.deadletter import redelivered_dead_letter
 from deploy.groups import group_id
 from deploy.kafka import (
     admin_client,
@@ -942,8 +942,11 @@ class EngineWorker:
     # ---- the loop ------------------------------------------------------------------
 
     def _dead_letter(self, msg: Message, exc: Exception) -> Envelope[Any]:
+        """Its id and time from the record: a record dead-lettered again (a reference
+        record's partition number handed to a worker that had not read it yet, an input
+        read again after an abort) is the same dead letter, kept once by the sinks."""
         self.stats["dead_letters"] += 1
-        return dead_letter_for(msg, exc, stage="engine", producer=ENGINE_PRODUCER)
+        return redelivered_dead_letter(msg, exc, stage="engine", producer=ENGINE_PRODUCER)
 
     def _decode_input(self, msg: Message) -> Envelope[Any] | MalformedEventError:
         try:

@@ -35,7 +35,7 @@ from confluent_kafka import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy import groups
-from deploy.deadletter import dead_letter_for
+from deploy.deadletter import redelivered_dead_letter
 from deploy.groups import group_id
 from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of, producer_config
 from deploy.settings import Settings
@@ -390,7 +390,9 @@ def serve(
                 ev = decode_message(msg)
             except MalformedEventError as exc:
                 try:
-                    letter = dead_letter_for(msg, exc, stage=producer_name, producer=producer_name)
+                    letter = redelivered_dead_letter(  # the same event if read again
+                        msg, exc, stage=producer_name, producer=producer_name
+                    )
                 except Exception:  # never crash on one record
                     log.exception("%s could not dead-letter a malformed record", producer_name)
                     continue

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+
 
 class Record:
     def __init__(self, topic: str, offset: int, key: Any, value: Any, headers: Any) -> None:
@@ -32,6 +34,9 @@ class Record:
 
     def headers(self) -> Any:
         return self._h
+
+    def timestamp(self) -> tuple[int, int]:
+        return (TIMESTAMP_NOT_AVAILABLE, -1)
 
     def error(self) -> None:
         return None
