@@ -23,6 +23,11 @@ from schemas.types import (
 )
 
 GLOBAL_SCOPE = "*"
+
+MAX_CONFIG_VERSION = 2**31 - 1
+"""The highest config version of a limits change: the projections record it (and every
+decision's `risk_config_version`) in a PostgreSQL integer. Versions only go up, so one
+beyond it would have every later decision quarantined for good (it was accepted)."""
 """Scope key for limits and kill switches that apply to every account."""
 
 
@@ -232,7 +237,7 @@ class RiskLimitsChanged(EventPayload):
     TOPIC: ClassVar[str] = Topic.RISK_CONFIG
 
     scope: str = Field(min_length=1, max_length=64)
-    config_version: int = Field(ge=1)
+    config_version: int = Field(ge=1, le=MAX_CONFIG_VERSION)
     limits: RiskLimits
     changed_by: str
     reason: str = ""
