@@ -460,4 +460,6 @@ def main(settings: Settings) -> int:
     state = ParticipantState(share=share, group=group, identity=identity, artefacts=artefacts)
     serve(settings, state, stop, ready)
     share.wipe()
+    # as an engine worker's `engine worker N stopped`: it ended without a word
+    print(f"signer {share.identifier} stopped", file=sys.stderr, flush=True)
     return 0

@@ -4,6 +4,7 @@ commitment, a missing signer, DKG over Kafka."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -284,3 +285,21 @@ def test_dkg_over_kafka_then_sign(
     Ed25519PublicKey.from_public_bytes(keys.pop()).verify(
         bytes.fromhex(done.payload.signature_hex), b"dkg works"
     )
+
+
+def test_a_stopped_signer_says_so(env: Settings, group_dir: Path, requester: Requester) -> None:
+    """SIGTERM stops a signer cleanly, with a last line saying so, as an engine worker's
+    `engine worker N stopped`. Before: it exited 0 without a word after `serving group`
+    (the newcomer's audit, session 24)."""
+    proc = _start_signer(env, group_dir, 1)
+    try:
+        _wait_ready(proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err[-3000:]
+    lines = err.strip().splitlines()
+    assert lines and lines[-1] == "signer 1 stopped", err[-3000:]
