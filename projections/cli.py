@@ -390,8 +390,9 @@ def query(
     from projections import query as q
 
     if list_:
+        width = max(map(len, q.NAMED))  # a fixed 14 let drawdown_history run on
         for qname, nq in sorted(q.NAMED.items()):
-            typer.echo(f"{qname:14} {nq.description}  [{', '.join(nq.params)}]")
+            typer.echo(f"{qname:{width}} {nq.description}  [{', '.join(nq.params)}]")
         return
     if (name is None) == (sql_text is None):
         both = ", not both" if name is not None else ""
