@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -42,11 +43,24 @@ def _sigint(_n: int, _p: Projector) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt here, as in a shell: a test worker's disposition
+    is not a terminal's (an earlier test in the same xdist worker may have left SIGINT
+    ignored or handled, and then the signal raised nothing)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize(
     "names",
     [["orders"], ["positions"], ["orders", "positions"]],
     ids=["split in two halves", "one consumer", "--all --one-consumer"],
 )
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_ctrl_c_drops_the_half_built_schemas(env: Settings, names: list[str]) -> None:
     produce(env, generate(61, 600))
     with pytest.raises(KeyboardInterrupt):
@@ -62,6 +76,9 @@ def test_the_cli_says_what_an_interrupted_rebuild_left(env: Settings) -> None:
     produce(env, generate(67, 600))
     script = (
         "import os, signal, sys\n"
+        # SIGINT as a shell leaves it: a child inherits an ignored SIGINT from its parent,
+        # and Python then installs no KeyboardInterrupt handler.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import rich.progress\n"
         "update = rich.progress.Progress.update\n"
         "def interrupting(self, *a, **k):\n"
@@ -76,7 +93,12 @@ def test_the_cli_says_what_an_interrupted_rebuild_left(env: Settings) -> None:
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **cli_env(env)},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            **cli_env(env),
+            "TRADETAPE_POSTGRES_DSN": env.dsn,
+        },
         capture_output=True,
         text=True,
         timeout=300,
