@@ -14,7 +14,14 @@ from projections.checksum import checksum
 from projections.cli import _build_schemas
 from projections.core import PROJECTIONS
 from projections.projector import Projector
-from projections.rebuild import RebuildResult, leftover_builds, rebuild, rebuild_parallel
+from projections.rebuild import (
+    RebuildResult,
+    leftover_builds,
+    rebuild,
+    rebuild_lock,
+    rebuild_parallel,
+    rebuilding,
+)
 from projections.synthetic import generate
 from tests.projections.helpers import produce
 
@@ -76,3 +83,42 @@ def test_a_second_rebuild_is_refused_while_one_runs(env: Settings, second: str) 
     assert sum(done.counts.values()) > 0
     again = rebuild(env, PROJECTIONS["positions"])  # the lock went with the first
     assert (again.checksum, again.counts) == (done.checksum, done.counts)
+
+
+def test_asking_whether_a_rebuild_runs_refuses_none(env: Settings) -> None:
+    """`rebuilding` (the CLI's 'note: dropping ...' check, before a rebuild and after an
+    interrupted one) takes no rebuild lock. Before: it asked with a try-lock of each
+    name, released at once, and a rebuild starting in between was refused 'a rebuild of
+    positions is under way' by the question itself."""
+    started: list[str] = []
+
+    class Between:
+        """A connection that starts a rebuild (its lock) after each statement."""
+
+        def __init__(self, conn: psycopg.Connection[Any]) -> None:
+            self.conn = conn
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            cur = self.conn.execute(*args, **kwargs)
+            rows = cur.fetchall()
+            with rebuild_lock(env, ["positions"]):
+                started.append("positions")
+            return _Rows(rows)
+
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        assert rebuilding(Between(conn), ["positions"]) == set()  # type: ignore[arg-type]
+        assert started, "the rebuild never got its lock"
+        with rebuild_lock(env, ["positions"]):  # a rebuild under way: seen
+            assert rebuilding(conn, ["fills", "positions"]) == {"positions"}
+        assert rebuilding(conn, ["fills", "positions"]) == set()
+
+
+class _Rows:
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
