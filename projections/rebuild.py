@@ -196,7 +196,12 @@ def rebuild_lock(settings: Settings, names: Sequence[str]) -> Iterator[None]:
                 )
         yield
     finally:
-        conn.close()  # releases every lock it took
+        # Released before the function returns: closing alone lets the server's backend
+        # drop them when it exits, a moment later, and a rebuild started at once (or
+        # `rebuilding`) still found them held.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock_all()")
+        conn.close()  # and a killed rebuild's go with its connection
 
 
 def rebuilding(conn: psycopg.Connection[Any], names: Sequence[str]) -> set[str]:
