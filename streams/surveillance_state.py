@@ -835,12 +835,17 @@ def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBo
 def fills_of(
     book: OwnerBook, instrument: str, side: str, start: datetime, end: datetime
 ) -> list[FillRec]:
-    """The owner's fills on one side of an instrument in [start, end], in log order."""
-    return [
-        f
-        for f in book.fills
-        if f.instrument == instrument and f.side == side and start <= f.at <= end
-    ]
+    """The owner's fills on one side of an instrument in [start, end], in event time
+    (`(at, event_id)`): not in fold order, so an alert raised from the same fills folded in
+    another order is the same record (its evidence's list, its window's start)."""
+    return sorted(
+        (
+            f
+            for f in book.fills
+            if f.instrument == instrument and f.side == side and start <= f.at <= end
+        ),
+        key=lambda f: (f.at, str(f.event_id)),
+    )
 
 
 def seconds(value: str) -> timedelta:

@@ -25,8 +25,10 @@ from streams.surveillance_state import (
 
 class LayeringDetector:
     NAME: ClassVar[str] = "layering"
-    VERSION: ClassVar[int] = 6
-    """6 (review helper-134): as spoofing 6, a cancel stamped before its order's
+    VERSION: ClassVar[int] = 7
+    """7 (session 24): as spoofing 7, the opposite fills in event time, the window's start
+    the earliest's (the same id was another record in another fold order).
+    6 (review helper-134): as spoofing 6, a cancel stamped before its order's
     submission is taken at the submission, and one released before its order is applied
     (and the ladder judged) when the order is folded.
     5 (review 52): an order whose cancel reports a filled quantity is not part of a

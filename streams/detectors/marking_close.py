@@ -40,8 +40,9 @@ def closes_open_at(now: datetime, times: list[time], before: timedelta) -> list[
 
 class MarkingCloseDetector:
     NAME: ClassVar[str] = "marking_close"
-    VERSION: ClassVar[int] = 6
-    """6 (session 24): every close whose window holds the fill is judged, each with its
+    VERSION: ClassVar[int] = 7
+    """7 (session 24): the evidence's fills in event time, not fold order.
+    6 (session 24): every close whose window holds the fill is judged, each with its
     own suppression key and the close in its alert id; a fill was judged only for the
     first close at or after it, and that close's alert suppressed the next close whose
     window overlapped it (16:00 and 16:03, 5 minutes before each: the 16:03 close was
@@ -101,7 +102,10 @@ class MarkingCloseDetector:
             for f in ctx.book.fills
             if f.instrument == p.instrument and f.taker and look_start <= f.at <= ctx.now
         ]
-        near = [f for f in taker if f.at >= close_start]
+        # in event time, not fold order: the same fills give the same record (evidence)
+        near = sorted(
+            (f for f in taker if f.at >= close_start), key=lambda f: (f.at, str(f.event_id))
+        )
         vol_near = sum((f.quantity for f in near), Decimal(0))
         vol_all = sum((f.quantity for f in taker), Decimal(0))
         share = vol_near / vol_all if vol_all else Decimal(0)

@@ -26,8 +26,11 @@ from streams.surveillance_state import (
 
 class SpoofingDetector:
     NAME: ClassVar[str] = "spoofing"
-    VERSION: ClassVar[int] = 6
-    """6 (review helper-134): a cancel stamped before its order's submission is taken at
+    VERSION: ClassVar[int] = 7
+    """7 (session 24): the opposite fills in event time (`fills_of`), the window's start
+    the earliest's: 6 listed them in fold order and took the first folded, so the same
+    alert (same id) folded in another order was another record.
+    6 (review helper-134): a cancel stamped before its order's submission is taken at
     the submission (a negative lifetime closed the window for opposite fills before the
     order existed), and one released before its order is applied when the order is
     folded (it was dropped: the order stayed open, never judged).

@@ -17,14 +17,16 @@ from streams.surveillance_state import (
     duration_s,
     number,
     seconds,
-    ts,
 )
 
 
 class WashTradingDetector:
     NAME: ClassVar[str] = "wash_trading"
-    VERSION: ClassVar[int] = 4
-    """4 (session 24): the price difference is taken in basis points of the two prices'
+    VERSION: ClassVar[int] = 5
+    """5 (session 24): the alert is the same record whichever leg was folded first: its
+    legs in event time (`(at, event_id)`), the alert's account the later leg's (4 named the
+    later-folded fill's account and listed the legs in fold order, under the same id).
+    4 (session 24): the price difference is taken in basis points of the two prices'
     mid, the same whichever leg is the buy and whichever came (or was folded) first; 3 took
     it of the later-folded fill's price, so 100.00 then 100.05002 was a wash trade at
     5 bps and the same two prints the other way round (5.002 bps) were not.
@@ -90,38 +92,19 @@ class WashTradingDetector:
             match = (f, size_diff, price_bps)
         if match is not None:
             f, size_diff, price_bps = match
-            gap = abs(ctx.now - f.at)
+            this = next(x for x in reversed(ctx.book.fills) if x.fill_id == p.fill_id)
+            # the legs in event time, not fold order: either fold order, the same record (5)
+            first, second = sorted((f, this), key=lambda x: (x.at, str(x.event_id)))
+            net = sum(
+                (x.quantity if x.side == "BUY" else -x.quantity for x in (first, second)),
+                Decimal(0),
+            )
             evidence = {
-                "legs": [
-                    {
-                        "fill_id": x_id,
-                        "order_id": x_order,
-                        "account": x_acc,
-                        "side": x_side,
-                        "quantity": dec(x_q),
-                        "price": dec(x_p),
-                        "at": ts(x_at),
-                    }
-                    for (x_id, x_order, x_acc, x_side, x_q, x_p, x_at) in (
-                        (f.fill_id, f.order_id, f.account, f.side, f.quantity, f.price, f.at),
-                        (
-                            p.fill_id,
-                            p.order_id,
-                            p.account,
-                            str(p.side),
-                            p.quantity,
-                            p.price,
-                            ctx.now,
-                        ),
-                    )
-                ],
+                "legs": [leg.evidence() for leg in (first, second)],
                 "size_diff_ratio": dec(size_diff.quantize(Decimal("0.000001"))),
                 "price_diff_bps": dec(price_bps.quantize(Decimal("0.01"))),
-                "time_gap_s": duration_s(gap),
-                "net_quantity": dec(
-                    (p.quantity if str(p.side) == "BUY" else -p.quantity)
-                    + (f.quantity if f.side == "BUY" else -f.quantity)
-                ),
+                "time_gap_s": duration_s(second.at - first.at),
+                "net_quantity": dec(net),
                 "params": prm,
                 "config_version": ctx.config_version,
             }
@@ -130,20 +113,21 @@ class WashTradingDetector:
                     detector=self.NAME,
                     version=self.VERSION,
                     pattern=self.PATTERN,
-                    account=p.account,
+                    account=second.account,
                     instrument=p.instrument,
                     score=(Decimal(1) - size_diff).quantize(Decimal("0.0001")),
-                    window_start=min(f.at, ctx.now),
-                    window_end=max(f.at, ctx.now),
-                    triggering_event_ids=(f.event_id, ctx.event.event_id),
-                    related_accounts=tuple(sorted({f.account} - {p.account})),
+                    window_start=first.at,
+                    window_end=second.at,
+                    triggering_event_ids=(first.event_id, second.event_id),
+                    related_accounts=tuple(sorted({first.account} - {second.account})),
                     evidence=evidence,
                     summary=(
-                        f"owner {ctx.owner}: {f.account} {f.side} {dec(f.quantity)} @ {dec(f.price)}"
-                        f" and {p.account} {p.side} {dec(p.quantity)} @ {dec(p.price)} "
+                        f"owner {ctx.owner}: {first.account} {first.side} {dec(first.quantity)} @ "
+                        f"{dec(first.price)} and {second.account} {second.side} "
+                        f"{dec(second.quantity)} @ {dec(second.price)} "
                         f"{evidence['time_gap_s']}s apart"
                     ),
-                    used_ids=(f.fill_id, p.fill_id),
+                    used_ids=(first.fill_id, second.fill_id),
                 )
             ]
         return []

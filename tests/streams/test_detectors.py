@@ -8,7 +8,7 @@ import pytest
 
 from schemas import Envelope
 from schemas.events import SurveillanceAlert
-from streams.detectors import MarkingCloseDetector, all_detectors
+from streams.detectors import MarkingCloseDetector, SpoofingDetector, all_detectors
 from streams.surveillance_state import InvalidDetectorConfig, Surveillance
 from streams.synthetic import Tape
 
@@ -91,7 +91,7 @@ def test_spoofing_positive_with_evidence() -> None:
     assert a.evidence["size_vs_book"] == "5.0000"
     assert a.evidence["opposite_fills"][0]["account"] == "A2"
     assert a.related_accounts == ("A2",)
-    assert a.detector_version == 6  # v5: the cancel's filled quantity counts
+    assert a.detector_version == SpoofingDetector.VERSION
     assert len(a.triggering_event_ids) == 3
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.detectors import WashTradingDetector, all_detectors
+from streams.detectors import all_detectors
 from streams.surveillance_state import Surveillance
 from streams.synthetic import Tape
 
@@ -64,4 +64,3 @@ def test_wash_trading_price_verdict_is_symmetric(
     found = wash(*((buy, sell) if buy_first else (sell, buy)), swap_fold=swap_fold)
     mid = (a + b) / 2
     assert found == (["WASH_TRADING"] if (b - a) / mid * 10000 <= 5 else [])
-    assert WashTradingDetector.VERSION == 4
