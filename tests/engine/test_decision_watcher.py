@@ -81,15 +81,7 @@ def test_a_copy_refused_on_another_partition_does_not_answer_the_intent_sent_rig
     Before, the first read held the correlation: the publisher was told WRONG_PARTITION
     while its order stood. (Read in two polls with the copy's first, the copy's still
     answers a wait that looks in between: docs/engine.md.)"""
-    from engine.processor import reject_misrouted
-
-    h = Harness(LIMITS, cash=D("100000"))
-    h.quote(D("30000"), D("30001"))
-    out = h.order(Side.BUY, D("0.1"), D("29000"))
-    intent = h.last_intent
-    assert intent is not None
-    (decided,) = [e for e in out if e.event_type == "RiskDecision"]
-    (copied,) = reject_misrouted(h.state, intent, "on partition 3, not 0")
+    _h, intent, decided, copied = _copy_and_decision()
     assert copied.payload.reason == "WRONG_PARTITION"
     assert copied.correlation_id == decided.correlation_id == intent.correlation_id
     w = _watcher([])

@@ -1635,6 +1635,18 @@ def _unowned(h: Harness) -> tuple[EngineState, Any]:
     return other, dataclasses.replace(h.ctx, owns=lambda _a: False)
 
 
+def _withdrawals_read_elsewhere(
+    h: Harness, other: EngineState, elsewhere: Any, n: int, start: int
+) -> None:
+    """`_withdrawals` on the owner, and their transfer facts (not its records) read by
+    `other`, a worker not owning the account (`_unowned`), which writes nothing."""
+    k = len(h.inputs)
+    _withdrawals(h, n, start)
+    for e in h.inputs[k:]:
+        if e.producer != ENGINE_PRODUCER:
+            assert control(other, e, elsewhere) == []
+
+
 def _kept(state: EngineState) -> tuple[int, int, int, int]:
     """Entries kept: A1's transfer steps and flows' entries, global limits changes and
     global switches."""
@@ -1657,11 +1669,7 @@ def test_a_worker_not_owning_the_account_keeps_a_bounded_number_of_steps_and_flo
     other, elsewhere = _unowned(h)
     kept = []
     for start, n in ((0, 10), (10, 30)):
-        k = len(h.inputs)
-        _withdrawals(h, n, start)
-        for e in h.inputs[k:]:
-            if e.producer != ENGINE_PRODUCER:
-                assert control(other, e, elsewhere) == []
+        _withdrawals_read_elsewhere(h, other, elsewhere, n, start)
         kept.append(_kept(other)[:2])
     assert kept[0] == kept[1] == (STEPS_KEPT, STEPS_KEPT)
     # The owner keeps O(1) as before, and nothing it writes changed.
@@ -1803,11 +1811,7 @@ def test_a_settled_withdrawal_keeps_no_ids_of_its_facts() -> None:
     other, elsewhere = _unowned(h)
     seen = []
     for start, n in ((0, 10), (10, 30)):
-        k = len(h.inputs)
-        _withdrawals(h, n, start)
-        for e in h.inputs[k:]:
-            if e.producer != ENGINE_PRODUCER:
-                assert control(other, e, elsewhere) == []
+        _withdrawals_read_elsewhere(h, other, elsewhere, n, start)
         seen.append((len(h.state.seen_reference), len(other.seen_reference)))
     assert seen[0] == seen[1]
     assert catch_up(copy.deepcopy(h.state), h.ctx, lambda _account: True) == []
