@@ -143,6 +143,18 @@ def read_all_until_caught_up(
     every = [tp for _c, start in readers for tp in start]
     ends = end_offsets(admin, every)
     lows = end_offsets(admin, every, earliest=True)
+    gone = outside_the_log(every, lows, ends)
+    if gone:
+        log.error(
+            "the log no longer holds where this rebuild must start reading (%s): records "
+            "were deleted from a log's start (kafka-delete-records; event topics are kept "
+            "forever), or the topic was deleted and created again or truncated. A state "
+            "folded from what is left would miss those events (deposits, limits, a kill "
+            "switch, decisions): deciding nothing, retrying. Restore the topic's records "
+            "(docs/operations.md, A topic deleted or truncated)",
+            gone,
+        )
+        return False
     todo: list[tuple[Consumer, dict[PartitionKey, int]]] = []
     for consumer, start in readers:
         consumer.assign(start)
@@ -176,6 +188,27 @@ def read_all_until_caught_up(
             for key in done:
                 targets.pop(key, None)
     return not any(t for _c, t in todo)
+
+
+def outside_the_log(
+    start: list[TopicPartition],
+    lows: Mapping[PartitionKey, int],
+    ends: Mapping[PartitionKey, int],
+) -> str:
+    """The partitions of `start` whose start the log no longer holds, described (empty if
+    none): one read from its beginning whose first offset is past 0 (records deleted: its
+    beginning is gone), or one read from an offset outside its first offset..end. Reading
+    on would fold a log with a hole, silently: the consumer's `auto.offset.reset` moves an
+    out-of-range fetch to the log's start without a word."""
+    bad = []
+    for tp in start:
+        key = (tp.topic, tp.partition)
+        low, high = max(lows[key], 0), max(ends[key], 0)
+        held = low == 0 if tp.offset < 0 else low <= tp.offset <= high
+        if not held:
+            at = "its beginning" if tp.offset < 0 else f"offset {tp.offset}"
+            bad.append(f"{tp.topic}[{tp.partition}]: from {at}, the log holds {low}..{high}")
+    return "; ".join(bad)
 
 
 def fold_until(

@@ -1,0 +1,52 @@
+"""A worker whose rebuild would start where the log no longer holds (records deleted from
+a topic it reads in full) holds instead of folding what is left: real broker."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from deploy.kafka import admin_client, end_offsets
+from deploy.settings import Settings
+from engine.worker import EngineWorker
+from schemas.topics import Topic
+from tests.engine.helpers import running_worker, world
+
+pytestmark = pytest.mark.integration
+
+
+def _delete_all_records(settings: Settings, topic: Topic) -> list[str]:
+    """`kafka-delete-records` up to the end of every partition of `topic` holding records:
+    the partitions cut (their first offset is now past 0)."""
+    admin = admin_client(settings)
+    name = settings.topic(topic)
+    md = admin.list_topics(name, timeout=10).topics[name]
+    ends = end_offsets(admin, [TopicPartition(name, p) for p in md.partitions])
+    cut = [TopicPartition(t, p, e) for (t, p), e in sorted(ends.items()) if e > 0]
+    for fut in admin.delete_records(cut).values():
+        fut.result(timeout=30)
+    return [f"{tp.topic}[{tp.partition}]" for tp in cut]
+
+
+def test_a_control_topic_cut_at_its_start_holds_the_rebuild(
+    env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the rebuild read the accounts topic from what was left (librdkafka's
+    beginning is the log's first offset), completed, and the worker decided on a state
+    without the accounts opened and funded there (complete, no error)."""
+    with running_worker(env, wid="cut0"):
+        world(env, ["ACC1"])  # AccountOpened, KycVerified, DepositReceived: accounts
+    cut = _delete_all_records(env, Topic.ACCOUNTS)
+    assert cut
+    worker = EngineWorker(env, wid="cut1")
+    try:
+        with caplog.at_level(logging.ERROR, logger="tradetape.engine"):
+            worker.rebuild([0])
+        assert not worker.complete, "a state without the deleted records was taken as whole"
+        errors = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        for part in cut:
+            assert f"{part}: from its beginning, the log holds" in errors, errors
+    finally:
+        worker.close()
