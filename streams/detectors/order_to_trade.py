@@ -21,8 +21,13 @@ from streams.surveillance_state import (
 
 class OrderToTradeDetector:
     NAME: ClassVar[str] = "order_to_trade"
-    VERSION: ClassVar[int] = 5
-    """5 (session 24): a fill is judged by its own account and instrument, also when its
+    VERSION: ClassVar[int] = 6
+    """6 (session 24): a cancel stamped before its order's submission (an order stamped
+    ahead of its intent's append time, the cancel on time) is judged in the window ending
+    where it is counted, at the submission: 5 judged it at its own stamp, a window ending
+    before both its order and itself, so in log order three orders all cancelled could
+    raise nothing (in event-time order they did).
+    5 (session 24): a fill is judged by its own account and instrument, also when its
     order is not folded yet (stamped later, released later: 4 looked them up through the
     order and skipped the fill, so the fold order decided whether it was judged).
     4 (review helper-134): a cancel released before its own order (stamped earlier) is
@@ -56,6 +61,7 @@ class OrderToTradeDetector:
         p = ctx.event.payload
         if not isinstance(p, OrderSubmitted | OrderCanceled | Fill):
             return []
+        now = ctx.now
         if isinstance(p, Fill | OrderSubmitted):
             account, instrument = p.account, p.instrument
         else:  # a cancel names no instrument: its order does (or it is counted later)
@@ -63,14 +69,16 @@ class OrderToTradeDetector:
             if order is None:
                 return []
             account, instrument = order.account, order.instrument
+            # judged when it was counted: never before its order's submission (6)
+            now = max(now, order.submitted_at)
         key = f"{account}|{instrument}"
         prm = ctx.params
         window = seconds(prm["window_s"])
-        start = ctx.now - window
+        start = now - window
         last = ctx.book.last_alert.get(f"{self.NAME}|{key}")
         if last is not None and last > start:
             return []
-        items = [i for i in ctx.book.counters.get(key, []) if start <= i[0] <= ctx.now]
+        items = [i for i in ctx.book.counters.get(key, []) if start <= i[0] <= now]
         orders = sum(1 for i in items if i[1] == "SUBMIT")
         cancels = sum(1 for i in items if i[1] == "CANCEL")
         trades = sum(1 for i in items if i[1] == "FILL")
@@ -94,11 +102,11 @@ class OrderToTradeDetector:
                 instrument=instrument,
                 score=otr.quantize(Decimal("0.01")),
                 window_start=start,
-                window_end=ctx.now,
+                window_end=now,
                 triggering_event_ids=(ctx.event.event_id,),
                 evidence={
                     "window_start": ts(start),
-                    "window_end": ts(ctx.now),
+                    "window_end": ts(now),
                     "orders": orders,
                     "cancels": cancels,
                     "trades": trades,

@@ -384,6 +384,6 @@ def test_layering_evidence_prints_the_cancel_spread_exactly() -> None:
 def test_changed_detectors_are_versioned() -> None:
     assert SpoofingDetector.VERSION == 7
     assert LayeringDetector.VERSION == 7
-    assert OrderToTradeDetector.VERSION == 5
+    assert OrderToTradeDetector.VERSION == 6
     assert WashTradingDetector.VERSION == 5
     assert MarkingCloseDetector.VERSION == 7

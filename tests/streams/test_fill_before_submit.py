@@ -113,4 +113,23 @@ def test_order_to_trade_judges_a_fill_folded_before_its_order() -> None:
     assert in_release == in_log
     (alert,) = fold(released)[1]
     assert alert.payload.evidence["cancel_ratio"] == "1.0000"
-    assert alert.payload.detector_version == OrderToTradeDetector.VERSION == 5
+    assert alert.payload.detector_version == OrderToTradeDetector.VERSION == 6
+
+
+def test_order_to_trade_counts_a_cancel_stamped_before_its_order_at_its_own_judgement() -> None:
+    """Orders stamped ahead of their intents' append time (up to max_intent_ahead_ms),
+    each cancel on time, 50 ms before its order's stamp. Folded in log order, each cancel
+    is counted at its order's submission (never before it began) but was judged at its
+    own stamp, a window that ended before both: neither the order nor its cancel counted,
+    and three orders all cancelled raised nothing (released in event time, they did; the
+    two alerts have other triggers, so other ids)."""
+    t = Tape()
+    t.open_account("Q1", "q")
+    t.config("order_to_trade", 1, min_orders="3", window_s="60", max_cancel_ratio="0.7")
+    for i in range(3):
+        t.submit(1.0 + i, "Q1", f"o{i}", "BUY", "1", "99.00")
+        t.cancel(0.95 + i, f"o{i}")
+    assert [a.payload.evidence["cancels"] for a in fold(sequence_log(t.events)[0])[1]] == [3]
+    (alert,) = fold(t.events)[1]
+    assert (alert.payload.evidence["orders"], alert.payload.evidence["cancels"]) == (3, 3)
+    assert alert.payload.window_end == t.time(3.0)
