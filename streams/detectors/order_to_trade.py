@@ -23,7 +23,8 @@ class OrderToTradeDetector:
     NAME: ClassVar[str] = "order_to_trade"
     VERSION: ClassVar[int] = 6
     """6 (session 24): a cancel stamped before its order's submission (an order stamped
-    ahead of its intent's append time, the cancel on time) is judged in the window ending
+    ahead of its intent's append time where `order_events_ahead_ms` allows, the cancel on
+    time) is judged in the window ending
     where it is counted, at the submission: 5 judged it at its own stamp, a window ending
     before both its order and itself, so in log order three orders all cancelled could
     raise nothing (in event-time order they did).

@@ -1,8 +1,9 @@
 """A fill folded before its own order's `OrderSubmitted`.
 
 The engine stamps an order's events at its intent's append time (or up to
-`max_intent_ahead_ms` ahead of it), while a resting order's fill carries the time of the
-market data that filled it; and the sequencer releases in event time. So a fill can be
+`order_events_ahead_ms` ahead of it: 0 by default, a simulation's more), while a resting
+order's fill carries the time of the market data that filled it; and the sequencer
+releases in event time. So a fill can be
 stamped before the submission it follows on the log and be released first. The fill
 found no order, and the order, folded next, stayed OPEN with nothing filled until the
 horizon pruned it: filled orders looked unfilled, and order-to-trade did not judge the
@@ -117,7 +118,7 @@ def test_order_to_trade_judges_a_fill_folded_before_its_order() -> None:
 
 
 def test_order_to_trade_counts_a_cancel_stamped_before_its_order_at_its_own_judgement() -> None:
-    """Orders stamped ahead of their intents' append time (up to max_intent_ahead_ms),
+    """Orders stamped ahead of their intents' append time (order_events_ahead_ms allows),
     each cancel on time, 50 ms before its order's stamp. Folded in log order, each cancel
     is counted at its order's submission (never before it began) but was judged at its
     own stamp, a window that ended before both: neither the order nor its cancel counted,
