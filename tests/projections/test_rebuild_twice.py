@@ -111,6 +111,8 @@ def test_asking_whether_a_rebuild_runs_refuses_none(env: Settings) -> None:
         with rebuild_lock(env, ["positions"]):  # a rebuild under way: seen
             assert rebuilding(conn, ["fills", "positions"]) == {"positions"}
         assert rebuilding(conn, ["fills", "positions"]) == set()
+        with rebuild_lock(env, list(PROJECTIONS)):  # keys of either sign
+            assert rebuilding(conn, list(PROJECTIONS)) == set(PROJECTIONS)
 
 
 class _Rows:
