@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import uuid
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -70,21 +72,35 @@ def _slice_on_topic(env: Settings, partitions: set[int], timeout: float) -> bool
         consumer.close()
 
 
+def _second_worker(
+    env: Settings,
+    procs: list[subprocess.Popen[bytes]],
+    log0: Path,
+    log1: Path,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[Any, subprocess.Popen[bytes], list[int]]:
+    """The accounts, generous limits and a quote, then a second worker (in `procs`) beside
+    the first, which logs to `log0`, once the two have split the partitions: the signing
+    key, the worker and the partitions it got."""
+    key = world(env, ACCOUNTS)
+    generous_limits(env)
+    produce(env, [quote(qty="100")])
+    wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
+    w1 = spawn(env, "1", log1, extra_env)
+    procs.append(w1)
+    owned1 = _wait_owned(log1, lambda o: len(o) > 0)
+    assert owned1, "the second worker never got partitions"
+    assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+    return key, w1, owned1
+
+
 def test_survivor_takes_over_and_exactly_once_holds(env: Settings, tmp_path: Path) -> None:
     log0, log1, snap_log = tmp_path / "w0.log", tmp_path / "w1.log", tmp_path / "snap.log"
     w0 = spawn(env, "0", log0)
     procs = [w0, spawn(env, "s", snap_log, SNAPSHOTS_OFTEN, components=("snapshotter",))]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
-        key = world(env, ACCOUNTS)
-        generous_limits(env)
-        produce(env, [quote(qty="100")])
-        wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
-        w1 = spawn(env, "1", log1)
-        procs.append(w1)
-        owned1 = _wait_owned(log1, lambda o: len(o) > 0)
-        assert owned1, "the second worker never got partitions"
-        assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+        key, w1, owned1 = _second_worker(env, procs, log0, log1)
         intents = _intents(key, 2000, seed=11)
         produce(env, intents[:1000])
         assert counter.wait(200, 60) >= 200
@@ -136,14 +152,7 @@ def test_without_snapshots_the_survivor_rebuilds_in_full(env: Settings, tmp_path
     procs = [w0]
     counter = RecordCounter(env, Topic.DECISIONS)
     try:
-        key = world(env, ACCOUNTS)
-        generous_limits(env)
-        produce(env, [quote(qty="100")])
-        wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
-        w1 = spawn(env, "1", log1, off)
-        procs.append(w1)
-        assert _wait_owned(log1, lambda o: len(o) > 0), "the second worker never got partitions"
-        assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+        key, w1, _owned = _second_worker(env, procs, log0, log1, off)
         intents = _intents(key, 1200, seed=12)
         produce(env, intents[:600])
         assert counter.wait(600, 60) >= 600
@@ -187,14 +196,7 @@ def test_a_take_over_its_kept_steps_cannot_redo_rebuilds_from_the_log(
         max_order_notional=Decimal("100000000"),
     )
     try:
-        key = world(env, ACCOUNTS)
-        generous_limits(env)
-        produce(env, [quote(qty="100")])
-        wait_for(env, Topic.RISK_CONFIG, lambda ev: len(ev) >= 1)
-        w1 = spawn(env, "1", log1)
-        procs.append(w1)
-        assert _wait_owned(log1, lambda o: len(o) > 0), "the second worker never got partitions"
-        assert _wait_owned(log0, lambda o: 0 < len(o) < 6), "no rebalance to the first worker"
+        key, w1, _owned = _second_worker(env, procs, log0, log1)
         produce(env, _intents(key, 400, seed=13))  # a third rest: limit buys below the ask
         assert counter.wait(400, 60) >= 400
         stop(w1, hard=True)
