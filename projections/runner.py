@@ -28,7 +28,7 @@ from deploy.settings import Settings
 from projections.bulkload import die_with_parent
 from projections.core import PROJECTIONS
 from projections.framework import Projection
-from projections.projector import Projector, Target
+from projections.projector import OffsetsOutOfRange, Projector, Target
 
 log = logging.getLogger("projections.runner")
 
@@ -146,7 +146,9 @@ def run_group(
                 backoff = 0.5
                 while not stop.is_set():
                     proj.step(POLL_SECONDS)
-        except PartitionsChanged as exc:  # held: said once per change, looked at again
+        except (PartitionsChanged, OffsetsOutOfRange) as exc:
+            # held until an operator acts (the partitions, a rebuild): said once per
+            # change, looked at again, not a traceback at every retry
             if str(exc) != held:
                 log.error("%s; looking again every 10 s", exc)
             held = str(exc)

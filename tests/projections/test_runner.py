@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import threading
@@ -12,7 +13,7 @@ import pytest
 import projections.runner as runner
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
-from projections.projector import Projector
+from projections.projector import OffsetsOutOfRange, Projector
 from projections.runner import live_groups, run_group, topic_groups
 
 
@@ -128,3 +129,45 @@ def test_live_groups_read_the_next_batch_ahead(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(runner, "Projector", Recorder)
     run_group(Settings(), [PROJECTIONS["fills"], PROJECTIONS["orders"]], stop)
     assert made == [{"batch_size": runner.LIVE_BATCH, "eager": True, "pipelined": True}]
+
+
+def test_offsets_out_of_range_are_said_once_not_a_traceback_per_retry(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group whose stored offsets the log no longer holds is refused until rebuilt
+    (bf87352), as one whose topics gained partitions is: held, said once, looked at again
+    every 10 s. Before: a full traceback ('projector ... failed; restarting from stored
+    offsets') at every retry, every 10 s once the backoff was spent, until the rebuild."""
+    tries: list[int] = []
+
+    class Refused:
+        def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+            pass
+
+        def __enter__(self) -> Refused:
+            tries.append(1)
+            raise OffsetsOutOfRange("the log no longer holds ...: `tradetape rebuild fills`")
+
+        def __exit__(self, *_exc: object) -> None:
+            return None
+
+    class ThreeLooks(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waits: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.waits.append(timeout)
+            if len(self.waits) >= 3:
+                self.set()
+            return self.is_set()
+
+    monkeypatch.setattr(runner, "Projector", Refused)
+    stop = ThreeLooks()
+    with caplog.at_level(logging.INFO, logger=runner.log.name):
+        run_group(Settings(), [PROJECTIONS["fills"]], stop)
+    assert len(tries) == 3
+    said = [r for r in caplog.records if r.name == runner.log.name]
+    assert len(said) == 1 and said[0].exc_info is None, said
+    assert "tradetape rebuild fills" in said[0].getMessage()
+    assert stop.waits == [10.0, 10.0, 10.0]
