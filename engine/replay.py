@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deploy import groups
@@ -30,6 +30,13 @@ from schemas.admission import refusal
 from schemas.topics import Topic
 
 log = logging.getLogger("tradetape.engine")
+
+
+class LogCut(RuntimeError):
+    """The log no longer holds where a fold must start or go on (records deleted from a
+    topic's start; event topics are kept forever): folding what is left would build a
+    state without them, silently. Nothing is folded; the operator restores the records."""
+
 
 REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
@@ -241,7 +248,10 @@ def fold_until(
     short = False
     consumer = Consumer(
         consumer_config(
-            settings, group_id=group_id(settings.topic_prefix, groups.ENGINE_FOLD, uuid.uuid4().hex)
+            settings,
+            group_id=group_id(settings.topic_prefix, groups.ENGINE_FOLD, uuid.uuid4().hex),
+            # A start the log no longer holds is an error, never a jump to the log's start.
+            **{"auto.offset.reset": "error"},
         )
     )
     try:
@@ -250,7 +260,10 @@ def fold_until(
         idle_since = time.monotonic()
         while todo and time.monotonic() < deadline and not stop():
             for msg in consumer.consume(num_messages=5000, timeout=READ_WAIT_SECONDS):
-                if msg.error():
+                err = msg.error()
+                if err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise LogCut(f"a fold's offset is outside the log ({err.str()})")
+                if err is not None:
                     continue
                 key = (msg.topic() or "", msg.partition() or 0)
                 off = msg.offset() or 0

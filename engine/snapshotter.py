@@ -56,6 +56,7 @@ from engine.replay import (
     OWN_TOPICS,
     REFERENCE_TOPICS,
     Intake,
+    LogCut,
     PartitionKey,
     fold_until,
     folder,
@@ -72,6 +73,20 @@ ROUND_SECONDS = 1.0
 """How often the snapshotter looks for new records (seconds, not money)."""
 RETRY_SECONDS = 5.0
 """After a failed round: wait this long, then start over from the log."""
+
+
+def _check_whole(lows: dict[PartitionKey, int]) -> None:
+    """Raise `LogCut` if a partition folded from its beginning has lost it (its first
+    offset past 0: records deleted): a slice of what is left would pass for the whole
+    partition (its offsets are inside the log) and a worker would load it."""
+    cut = sorted(f"{t}[{p}]: the log holds from {low}" for (t, p), low in lows.items() if low > 0)
+    if cut:
+        raise LogCut(
+            "the log no longer holds the beginning of what the snapshotter folds from it ("
+            + "; ".join(cut)
+            + "): records were deleted from a log's start (docs/operations.md, A topic "
+            "deleted or truncated)"
+        )
 
 
 class Snapshotter:
@@ -144,6 +159,7 @@ class Snapshotter:
         missing = [tp for tp in tps if (tp.topic, tp.partition) not in self.ref_at]
         if missing:
             lows = end_offsets(self.admin, missing, earliest=True)
+            _check_whole(lows)
             for k, low in lows.items():
                 self.ref_at[k] = max(low, 0)
         ok, self.ref_at = fold_until(
@@ -197,6 +213,14 @@ class Snapshotter:
                 self.start(use_slices=False)
                 return
         lows = end_offsets(self.admin, [TopicPartition(t, p) for (t, p) in targets], earliest=True)
+        _check_whole(
+            {
+                (self.settings.topic(t), p): lows[(self.settings.topic(t), p)]
+                for t in OWN_TOPICS
+                for p in range(self.n_own)
+                if p not in slices
+            }
+        )
         for t in OWN_TOPICS:
             name = self.settings.topic(t)
             for p in range(self.n_own):
@@ -291,6 +315,8 @@ class Snapshotter:
                     self.holding = None
                 except PartitionsChanged as exc:
                     self._hold(exc)
+                except LogCut as exc:
+                    self._hold(exc, "no slices are written until the records are restored")
                 except (KafkaException, SnapshotError, RuntimeError) as exc:
                     self._failed(exc)
                 except Exception as exc:  # never crash: a slice is only a cache
@@ -307,11 +333,15 @@ class Snapshotter:
         log.info("engine snapshotter stopped: %s", self.stats)
         return 0
 
-    def _hold(self, exc: PartitionsChanged) -> None:
+    def _hold(
+        self,
+        exc: PartitionsChanged | LogCut,
+        until: str = "no slices are written until the topics are as declared",
+    ) -> None:
         """Fold nothing, write nothing: logged once per change, looked at again after
         RETRY_SECONDS."""
         if str(exc) != self.holding:
-            log.error("%s; no slices are written until the topics are as declared", exc)
+            log.error("%s; %s", exc, until)
         self.holding = str(exc)
         self.state = None
         deadline = time.monotonic() + RETRY_SECONDS

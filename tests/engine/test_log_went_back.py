@@ -1,5 +1,6 @@
-"""A worker whose rebuild would start where the log no longer holds (records deleted from
-a topic it reads in full) holds instead of folding what is left: real broker."""
+"""A worker whose rebuild, or the snapshotter whose fold, would start or go on where the
+log no longer holds (records deleted from a topic it reads in full) holds instead of
+folding what is left: real broker."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from confluent_kafka import TopicPartition
 
 from deploy.kafka import admin_client, end_offsets
 from deploy.settings import Settings
+from engine.replay import LogCut
+from engine.snapshotter import Snapshotter
 from engine.worker import EngineWorker
 from schemas.topics import Topic
 from tests.engine.helpers import running_worker, world
@@ -50,3 +53,34 @@ def test_a_control_topic_cut_at_its_start_holds_the_rebuild(
             assert f"{part}: from its beginning, the log holds" in errors, errors
     finally:
         worker.close()
+
+
+def test_the_snapshotter_does_not_fold_a_log_cut_at_its_start(env: Settings) -> None:
+    """Before: `start` folded the accounts topic from its first offset and went on to
+    write slices of a state without the deleted accounts (no error)."""
+    with running_worker(env, wid="cut2"):
+        world(env, ["ACC1"])
+    _delete_all_records(env, Topic.ACCOUNTS)
+    snap = Snapshotter(env)
+    try:
+        with pytest.raises(LogCut, match="accounts"):
+            snap.start()
+    finally:
+        snap.reader.close()
+
+
+def test_the_snapshotter_does_not_skip_records_deleted_past_where_it_is(env: Settings) -> None:
+    """Before: its next round's fold, from an offset below the log's new first offset,
+    was moved to that first offset by `auto.offset.reset=earliest`, and the records in
+    between (ACC2's account, KYC and deposit) were never folded, silently."""
+    with running_worker(env, wid="cut3"):
+        world(env, ["ACC1"])
+        snap = Snapshotter(env)
+        try:
+            snap.start()
+            world(env, ["ACC2"], producer_id="strat2")
+            _delete_all_records(env, Topic.ACCOUNTS)
+            with pytest.raises(LogCut, match="outside the log"):
+                snap.round()
+        finally:
+            snap.reader.close()
