@@ -27,6 +27,7 @@ from deploy.kafka import PartitionsChanged
 from deploy.settings import Settings
 from projections.bulkload import die_with_parent
 from projections.core import PROJECTIONS
+from projections.foldversion import FoldVersionMismatch
 from projections.framework import Projection
 from projections.projector import OffsetsOutOfRange, Projector, Target
 
@@ -146,7 +147,7 @@ def run_group(
                 backoff = 0.5
                 while not stop.is_set():
                     proj.step(POLL_SECONDS)
-        except (PartitionsChanged, OffsetsOutOfRange) as exc:
+        except (PartitionsChanged, OffsetsOutOfRange, FoldVersionMismatch) as exc:
             # held until an operator acts (the partitions, a rebuild): said once per
             # change, looked at again, not a traceback at every retry
             if str(exc) != held:

@@ -13,6 +13,7 @@ import pytest
 import projections.runner as runner
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
+from projections.foldversion import FoldVersionMismatch
 from projections.projector import OffsetsOutOfRange, Projector
 from projections.runner import live_groups, run_group, topic_groups
 
@@ -131,13 +132,18 @@ def test_live_groups_read_the_next_batch_ahead(monkeypatch: pytest.MonkeyPatch) 
     assert made == [{"batch_size": runner.LIVE_BATCH, "eager": True, "pipelined": True}]
 
 
-def test_offsets_out_of_range_are_said_once_not_a_traceback_per_retry(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("refusal", [OffsetsOutOfRange, FoldVersionMismatch])
+def test_a_refusal_until_rebuilt_is_said_once_not_a_traceback_per_retry(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    refusal: type[RuntimeError],
 ) -> None:
-    """A group whose stored offsets the log no longer holds is refused until rebuilt
-    (bf87352), as one whose topics gained partitions is: held, said once, looked at again
-    every 10 s. Before: a full traceback ('projector ... failed; restarting from stored
-    offsets') at every retry, every 10 s once the backoff was spent, until the rebuild."""
+    """A group refused until an operator rebuilds (its stored offsets no longer in the
+    log, bf87352; its live schema folded by another fold version) is held as one whose
+    topics gained partitions is: said once, looked at again every 10 s. Before: a full
+    traceback ('projector ... failed; restarting from stored offsets') at every retry,
+    every 10 s once the backoff was spent, until the rebuild (FoldVersionMismatch until
+    session 24's review, OffsetsOutOfRange until af85c7e)."""
     tries: list[int] = []
 
     class Refused:
@@ -146,7 +152,7 @@ def test_offsets_out_of_range_are_said_once_not_a_traceback_per_retry(
 
         def __enter__(self) -> Refused:
             tries.append(1)
-            raise OffsetsOutOfRange("the log no longer holds ...: `tradetape rebuild fills`")
+            raise refusal("... refused ...: run `tradetape rebuild fills`")
 
         def __exit__(self, *_exc: object) -> None:
             return None
