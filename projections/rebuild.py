@@ -185,7 +185,12 @@ def rebuild_lock(settings: Settings, names: Sequence[str]) -> Iterator[None]:
     uses otherwise: a process forked meanwhile (a split half, a reader, a parallel group)
     inherits the socket but never touches it and exits without closing it
     (`os._exit`), and a killed rebuild's lock goes with its connection."""
-    conn = psycopg.connect(settings.dsn, autocommit=True, application_name="tradetape-rebuild-lock")
+    conn = psycopg.connect(
+        settings.dsn,
+        autocommit=True,
+        application_name="tradetape-rebuild-lock",
+        connect_timeout=10,  # as the rebuild's other connections: a lost host is an error
+    )
     try:
         for name in sorted(set(names)):
             row = conn.execute(REBUILD_LOCK_SQL, (name,)).fetchone()

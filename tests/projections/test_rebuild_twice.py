@@ -124,3 +124,20 @@ class _Rows:
 
     def fetchall(self) -> list[Any]:
         return self.rows
+
+
+def test_the_rebuild_lock_gives_up_on_a_database_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its connection has a connect timeout, as the rebuild's others (10 s): without one a
+    database host that does not answer hung `tradetape rebuild` before it said anything."""
+    asked: list[dict[str, Any]] = []
+
+    def refuse(_dsn: str, **kwargs: Any) -> Any:
+        asked.append(kwargs)
+        raise psycopg.OperationalError("connection timeout expired")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    with pytest.raises(psycopg.OperationalError), rebuild_lock(Settings(), ["fills"]):
+        pass
+    assert [a.get("connect_timeout") for a in asked] == [10]
