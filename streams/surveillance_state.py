@@ -146,6 +146,30 @@ class EarlyFills(_Model):
     """The newest of them (for pruning with the horizon)."""
     closed_at: datetime | None = None
     closed_by: UUID | None = None
+    parts: dict[str, Decimal] = {}
+    """Per fill id: its quantity, so two books' entries for one order merge without
+    counting a fill both hold twice (`merge_books`). Empty in entries stored before it:
+    their `filled` is counted as it stands."""
+
+
+def merge_early(a: EarlyFills, b: EarlyFills) -> EarlyFills:
+    """One order's early fills from two books: each fill once (by fill id, as the fold
+    skips a fill id it holds), the newest time, the closing fill by `(at, event id)`.
+    The same whichever book comes first."""
+    parts = {**a.parts, **b.parts}
+    unitemized = a.filled - sum(a.parts.values()) + b.filled - sum(b.parts.values())
+    out = EarlyFills(
+        filled=unitemized + sum(parts[k] for k in sorted(parts)),
+        last_at=max(a.last_at, b.last_at),
+        parts=dict(sorted(parts.items())),
+    )
+    for e in (a, b):
+        if e.closed_at is not None and (
+            out.closed_at is None
+            or (e.closed_at, str(e.closed_by)) > (out.closed_at, str(out.closed_by))
+        ):
+            out.closed_at, out.closed_by = e.closed_at, e.closed_by
+    return out
 
 
 class FillRec(_Model):
@@ -632,6 +656,7 @@ class Surveillance:
         in (a sum, the newest time, the closing fill by `(at, event id)`)."""
         out = EarlyFills(last_at=at) if early is None else early.model_copy()
         out.filled += p.quantity
+        out.parts = {**out.parts, p.fill_id: p.quantity}
         out.last_at = max(out.last_at, at)
         if p.leaves_quantity == 0 and (
             out.closed_at is None or (at, str(event_id)) > (out.closed_at, str(out.closed_by))
@@ -805,8 +830,14 @@ def merge_books(moved: OwnerBook, into: OwnerBook | None, owner: str) -> OwnerBo
         into = OwnerBook(owner=owner)
     out = into.model_copy(deep=False)
     out.orders = {**moved.orders, **into.orders}
-    out.pending_ends = {**moved.pending_ends, **into.pending_ends}
-    out.early_fills = {**moved.early_fills, **into.early_fills}
+    # one order's ends in both: the first folded (moved's) is kept, as the fold keeps it
+    out.pending_ends = dict(moved.pending_ends)
+    for oid, end in into.pending_ends.items():
+        out.pending_ends.setdefault(oid, end)
+    out.early_fills = dict(moved.early_fills)
+    for oid, early in into.early_fills.items():
+        had = out.early_fills.get(oid)
+        out.early_fills[oid] = early if had is None else merge_early(had, early)
     seen = {f.fill_id for f in into.fills}
     out.fills = [*(f for f in moved.fills if f.fill_id not in seen), *into.fills]
     out.sizes = dict(into.sizes)
