@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deploy.settings import Settings
     from projections.rebuild import RebuildResult
 
@@ -72,16 +74,22 @@ def rebuild(
     if (why := partitions_changed(settings, names)) is not None:
         typer.echo(f"error: {why}", err=True)
         raise typer.Exit(1)
-    for name_, schema in sorted(_build_schemas(settings, names).items()):
-        # was dropped without a word (by create_schema)
-        typer.echo(
-            f"note: dropping {schema}, left by a rebuild of {name_} that did not finish", err=True
-        )
+
+    def say_leftovers() -> None:
+        # Was dropped without a word (by create_schema). Said once the rebuild lock is
+        # held: said before it, a rebuild that took the lock in between made this one say
+        # 'dropping' and then refuse 'a rebuild of NAME is under way'.
+        for name_, schema in sorted(_build_schemas(settings, names, locked=True).items()):
+            typer.echo(
+                f"note: dropping {schema}, left by a rebuild of {name_} that did not finish",
+                err=True,
+            )
+
     try:
         results = (
-            _rebuild_parallel_with_bars(settings, names)
+            _rebuild_parallel_with_bars(settings, names, say_leftovers)
             if parallel
-            else _rebuild_with_bar(settings, names)
+            else _rebuild_with_bar(settings, names, say_leftovers)
         )
     except KeyboardInterrupt:
         typer.echo(_interrupted(settings, names), err=True)
@@ -130,10 +138,11 @@ def rebuild(
         typer.echo(f"{result.name} {result.checksum}")
 
 
-def _build_schemas(settings: Settings, names: list[str]) -> dict[str, str]:
+def _build_schemas(settings: Settings, names: list[str], *, locked: bool = False) -> dict[str, str]:
     """The build schemas of `names` left by a rebuild that did not finish
-    (`rebuild.leftover_builds`, less those a running rebuild holds the lock of); none if
-    the database cannot say (the rebuild then reports that itself)."""
+    (`rebuild.leftover_builds`, less those a running rebuild holds the lock of, unless
+    this process holds their rebuild locks: `locked`); none if the database cannot say
+    (the rebuild then reports that itself)."""
     import psycopg
 
     from projections.rebuild import leftover_builds, rebuilding
@@ -141,7 +150,8 @@ def _build_schemas(settings: Settings, names: list[str]) -> dict[str, str]:
     try:
         with psycopg.connect(settings.dsn, connect_timeout=10) as conn:
             found = {n: s for n, s in leftover_builds(conn).items() if n in names}
-            running = rebuilding(conn, sorted(found))  # under way, not left: it refuses
+            # under way, not left (it refuses); with `locked` the holder is this rebuild
+            running = set() if locked else rebuilding(conn, sorted(found))
     except psycopg.Error:
         return {}
     return {n: s for n, s in found.items() if n not in running}
@@ -251,7 +261,9 @@ def preflight(settings: Settings) -> str | None:
     return broker_unreachable(settings)
 
 
-def _rebuild_with_bar(settings: Settings, names: list[str]) -> list[RebuildResult]:
+def _rebuild_with_bar(
+    settings: Settings, names: list[str], on_locked: Callable[[], None] | None = None
+) -> list[RebuildResult]:
     """Rebuild `names` on one consumer under a progress bar showing records per second."""
     import time
 
@@ -279,10 +291,14 @@ def _rebuild_with_bar(settings: Settings, names: list[str]) -> list[RebuildResul
             done = bar.tasks[0].completed + count
             bar.update(task, completed=done, rate=done / max(now - started[0], 1e-3))
 
-        return rebuild_many(settings, [PROJECTIONS[n] for n in names], progress=progress)
+        return rebuild_many(
+            settings, [PROJECTIONS[n] for n in names], progress=progress, on_locked=on_locked
+        )
 
 
-def _rebuild_parallel_with_bars(settings: Settings, names: list[str]) -> list[RebuildResult]:
+def _rebuild_parallel_with_bars(
+    settings: Settings, names: list[str], on_locked: Callable[[], None] | None = None
+) -> list[RebuildResult]:
     """Rebuild `names` one process per topic group, a progress bar per group."""
     import time
 
@@ -315,7 +331,11 @@ def _rebuild_parallel_with_bars(settings: Settings, names: list[str]) -> list[Re
 
     try:
         return rebuild_parallel(
-            settings, [PROJECTIONS[n] for n in names], on_start=on_start, progress=progress
+            settings,
+            [PROJECTIONS[n] for n in names],
+            on_start=on_start,
+            progress=progress,
+            on_locked=on_locked,
         )
     finally:
         bar.stop()

@@ -249,6 +249,7 @@ def rebuild_many(
     swap: bool = True,
     bulk: bool = True,
     split: bool = True,
+    on_locked: Callable[[], None] | None = None,
 ) -> list[RebuildResult]:
     """Replay projections from offset 0, each into a fresh schema, on one consumer
     (every record decoded once), then swap them all in in one transaction.
@@ -260,11 +261,14 @@ def rebuild_many(
     `bulk` (the default) folds in memory and loads with COPY, building keys and indexes
     after the load (projections/bulkload.py); otherwise every batch is applied as a
     live batch would be (one transaction with its offsets). `batch_size`: records per
-    batch, by default `BULK_BATCH` (bulk) or 10,000."""
+    batch, by default `BULK_BATCH` (bulk) or 10,000. `on_locked()` is called once the
+    rebuild lock is held, before any schema is made (`rebuild_lock`)."""
     batch_size = batch_size or (BULK_BATCH if bulk else 10_000)
     builds = [_build_target(p) for p in projections]
     with rebuild_lock(settings, [p.name for p in projections]):  # before any schema
         try:
+            if on_locked is not None:
+                on_locked()
             return _rebuild_many(settings, builds, progress, batch_size, swap, bulk, split)
         except BaseException:
             # A Ctrl-C (or any failure) leaves no half-built schema behind: the next
@@ -481,6 +485,7 @@ def rebuild_parallel(
     batch_size: int = GROUP_BATCH,
     swap: bool = True,
     jobs: int | None = None,
+    on_locked: Callable[[], None] | None = None,
 ) -> list[RebuildResult]:
     """Rebuild `projections` from offset 0, one process per topic group (the groups
     `tradetape run projections` runs), each into its fresh schemas; then, only if every
@@ -491,8 +496,11 @@ def rebuild_parallel(
     decoded twice, as live), in exchange for using both cores. At most `jobs` groups
     (default: one per core) build at a time, the next starting when one finishes: more
     would share the same cores and add their memory together. `progress(n, group)` is
-    called in this process for every batch a group applied."""
+    called in this process for every batch a group applied; `on_locked()` once the
+    rebuild lock is held, before any schema is made."""
     with rebuild_lock(settings, [p.name for p in projections]):  # before any schema
+        if on_locked is not None:
+            on_locked()
         return _rebuild_parallel(settings, projections, on_start, progress, batch_size, swap, jobs)
 
 

@@ -3,25 +3,32 @@ and the first ends with what it built (real broker and database)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import pytest
+import typer
 
+import projections.rebuild as rebuild_module
 from deploy.settings import Settings
+from projections import cli
 from projections.checksum import checksum
 from projections.cli import _build_schemas
 from projections.core import PROJECTIONS
 from projections.projector import Projector
 from projections.rebuild import (
     RebuildResult,
+    create_schema,
     leftover_builds,
     rebuild,
     rebuild_lock,
     rebuild_parallel,
     rebuilding,
 )
+from projections.store import REBUILD_SUFFIX
 from projections.synthetic import generate
 from tests.projections.helpers import produce
 
@@ -141,3 +148,38 @@ def test_the_rebuild_lock_gives_up_on_a_database_that_does_not_answer(
     with pytest.raises(psycopg.OperationalError), rebuild_lock(Settings(), ["fills"]):
         pass
     assert [a.get("connect_timeout") for a in asked] == [10]
+
+
+def test_the_leftover_note_waits_for_the_rebuild_lock(
+    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `tradetape rebuild NAME` said 'note: dropping proj_NAME__rebuild, left by a
+    rebuild of NAME that did not finish' before it took the rebuild lock, so when another
+    rebuild took the lock in between it said that and then refused 'a rebuild of NAME is
+    under way' (and dropped nothing). The note is said once the lock is held."""
+    with psycopg.connect(env.dsn, autocommit=False) as conn:
+        create_schema(conn, PROJECTIONS["positions"], "proj_positions" + REBUILD_SUFFIX)
+    monkeypatch.setattr("deploy.settings.get_settings", lambda: env)
+    real = rebuild_module.rebuild_lock
+    other = contextlib.ExitStack()
+
+    def another_first(settings: Settings, names: Sequence[str]) -> Any:
+        other.enter_context(real(env, ["positions"]))  # another rebuild takes it just now
+        return real(settings, names)
+
+    monkeypatch.setattr(rebuild_module, "rebuild_lock", another_first)
+    with other, pytest.raises(typer.Exit) as refused:
+        cli.rebuild("positions", all_=False, parallel=True)
+    err = capsys.readouterr().err
+    assert refused.value.exit_code == 1, err
+    assert "a rebuild of positions is under way" in err, err
+    assert "note: dropping" not in err, err
+
+    monkeypatch.setattr(rebuild_module, "rebuild_lock", real)
+    cli.rebuild("positions", all_=False, parallel=True)  # the lock free: said, dropped
+    err = capsys.readouterr().err
+    assert (
+        "note: dropping proj_positions__rebuild, left by a rebuild of positions that did"
+        " not finish" in err
+    ), err
+    assert _build_schemas(env, ["positions"]) == {}
