@@ -30,7 +30,8 @@ class OrderToTradeDetector:
     raise nothing (in event-time order they did).
     5 (session 24): a fill is judged by its own account and instrument, also when its
     order is not folded yet (stamped later, released later: 4 looked them up through the
-    order and skipped the fill, so the fold order decided whether it was judged).
+    order and skipped the fill, so the fold order decided whether it was judged) or never
+    will be (a stop/take child's: counted as a trade before too, now judged at as well).
     4 (review helper-134): a cancel released before its own order (stamped earlier) is
     counted when the order is folded, at the order's time (it was dropped).
     3 (review 52): an account's events before its `AccountOpened` count with the
