@@ -469,7 +469,8 @@ NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 class Command(TyperCommand):
     """Every command's class: a negative number where an argument goes is one `error:`
     line (exit 2) saying what the argument must be. click reads `-5` as an option, so
-    `admin deposit ACC1 USDC -5 dep-1` said `No such option: -5` in a usage box."""
+    `admin deposit ACC1 USDC -5 dep-1` said `No such option: -5` in a usage box. Its
+    usage line names the arguments in capitals (`collect_usage_pieces`)."""
 
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         given = list(args)  # click's parser consumes `args`
@@ -493,6 +494,19 @@ class Command(TyperCommand):
                 err=True,
             )
             raise typer.Exit(SETTINGS_ERROR) from exc
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        """The usage line's arguments as the docs, examples and error lines name them,
+        `ACCOUNT ASSET` (`[NAME]` if optional): typer 0.28 wrote `{account} {asset}`."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if not isinstance(param, TyperArgument):
+                pieces.extend(param.get_usage_pieces(ctx))
+                continue
+            var = param.metavar or (param.name or "value").upper()
+            var = var if param.required or var.startswith("[") else f"[{var}]"
+            pieces.append(var + ("..." if param.nargs != 1 else ""))
+        return pieces
 
     def _argument_at(self, args: list[str], token: str) -> TyperArgument | None:
         """The positional argument `token` stands in the place of in `args`, if any."""

@@ -159,3 +159,20 @@ def test_the_top_level_help_says_where_to_start() -> None:
 
     out = CliRunner().invoke(app, ["--help"], terminal_width=200).output
     assert "make demo" in out and "docs/operations.md" in out, out
+
+
+@pytest.mark.parametrize(
+    ("path", "usage"),
+    [
+        (("admin", "deposit"), "tradetape admin deposit [OPTIONS] ACCOUNT ASSET AMOUNT DEPOSIT_ID"),
+        (("rebuild",), "tradetape rebuild [OPTIONS] [NAME]"),
+        (("checksum",), "tradetape checksum [OPTIONS] NAME"),
+    ],
+)
+def test_usage_names_arguments_as_the_docs_do(path: tuple[str, ...], usage: str) -> None:
+    """typer 0.28 wrote the usage line's arguments `{account} {asset} ...` and `[name]`,
+    where the docs, the examples and the error lines say `ACCOUNT ASSET` and `NAME`."""
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output
+    assert f"Usage: {usage}" in out, out
