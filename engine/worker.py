@@ -95,6 +95,7 @@ from engine.replay import (
     decode_message,
     folder,
     load_slices,
+    outside_the_log,
     read_all_until_caught_up,
     read_own,
 )
@@ -627,7 +628,7 @@ class EngineWorker:
             for p in self.owned
         ]
         own_ok, self.own_end = read_own(self.settings, self.admin, state, own)
-        ok = own_ok and ok
+        ok = own_ok and ok and self._inputs_in_range(parts)
         self.folded = set(self.owned)
         self.n_own_partitions = max(n_own)
         # Keep reading the control topics and market data live from where the rebuild stopped.
@@ -669,6 +670,43 @@ class EngineWorker:
             state.applied - ref_applied,
             self.last_rebuild["slices"] or "none",
         )
+
+    def _inputs_in_range(self, parts: dict[Topic, list[int]]) -> bool:
+        """Whether the log holds where the engine group resumes each owned input partition
+        (its committed offset, or its beginning if none). If not, the consumer's
+        `auto.offset.reset` would move it to the log's start without a word: past intents
+        and admin commands never decided (records deleted from the start: the first
+        offset past the committed one), or decided ones read again (the topic deleted and
+        created again, or truncated: the committed offset past the end). Logged as an
+        ERROR naming the partitions and what the operator runs; False: the worker holds."""
+        tps = [
+            TopicPartition(self.names[t], p)
+            for t in INPUT_TOPICS
+            for p in parts[t]
+            if p in self.owned
+        ]
+        if not tps:
+            return True
+        committed = self.consumer.committed(tps, timeout=30)
+        gone = outside_the_log(
+            [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed],
+            end_offsets(self.admin, tps, earliest=True),
+            end_offsets(self.admin, tps),
+        )
+        if gone:
+            log.error(
+                "worker %s: the log no longer holds where the engine group resumes its inputs "
+                "(%s): records deleted from their start, or the topic deleted and created "
+                "again or truncated. Deciding nothing: once what became of those intents is "
+                "known, set the group's offsets with the engine stopped (kafka-consumer-groups "
+                "--group %s --reset-offsets --to-offset N --topic T:P --execute; "
+                "docs/operations.md, A topic deleted or truncated)",
+                self.wid,
+                gone,
+                group_id(self.settings.topic_prefix, groups.ENGINE),
+            )
+            return False
+        return True
 
     def _check_partitions(self) -> None:
         """Rebuild when a topic read in full has gained partitions since the last rebuild.
@@ -775,6 +813,7 @@ class EngineWorker:
         } | positions
         self.owned = sorted(new)
         self.folded = set(new)
+        ok = ok and self._inputs_in_range(parts)
         self.exact = ok
         self.complete = ok
         now = time.monotonic()

@@ -84,3 +84,31 @@ def test_the_snapshotter_does_not_skip_records_deleted_past_where_it_is(env: Set
                 snap.round()
         finally:
             snap.reader.close()
+
+
+def test_inputs_cut_past_the_committed_offset_hold_the_worker(
+    env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Admin commands produced while no worker ran, then deleted (kafka-delete-records) up
+    to the end: before, a fresh worker's rebuild completed and its group consumer would
+    resume at the log's new first offset (`auto.offset.reset=earliest`), the commands in
+    between never answered, silently."""
+    with running_worker(env, wid="cut4"):
+        world(env, ["ACC1"])  # decided: the group's offsets on the admin topic committed
+    world(env, ["ACC2"], producer_id="strat2", wait=False)  # never decided
+    cut = _delete_all_records(env, Topic.ADMIN)
+    worker = EngineWorker(env, wid="cut5")
+    try:
+        n = len(
+            worker.ref_consumer.list_topics(env.topic(Topic.INTENTS), timeout=10)
+            .topics[env.topic(Topic.INTENTS)]
+            .partitions
+        )
+        with caplog.at_level(logging.ERROR, logger="tradetape.engine"):
+            worker.rebuild(range(n))
+        assert not worker.complete, "a worker would resume past undecided admin commands"
+        errors = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        assert "where the engine group resumes its inputs" in errors, errors
+        assert any(part in errors for part in cut), errors
+    finally:
+        worker.close()
