@@ -152,6 +152,21 @@ def down(data_dir: DataDirOpt = None) -> None:
         typer.echo("stopped " + ", ".join(k for k, v in stopped.items() if v))
 
 
+def _topic_counts(kafka: dict[str, Any]) -> str:
+    """`15 of 15 catalogue topics; 8 internal to surveillance (faust's)`: what `status`
+    counts, named (it said `23 topics`, faust's changelogs and repartitions among them)."""
+    present, missing = len(kafka["topics"]), kafka["missing_topics"]
+    text = f"{present} of {present + len(missing)} catalogue topics"
+    if missing and kafka["ok"]:
+        text += f", missing {', '.join(missing)}"
+    more = []
+    if kafka["internal_topics"]:
+        more.append(f"{len(kafka['internal_topics'])} internal to surveillance (faust's)")
+    if kafka["other_topics"]:
+        more.append(f"{len(kafka['other_topics'])} other")
+    return f"{text}; {', '.join(more)}" if more else text
+
+
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
@@ -167,7 +182,7 @@ def status(
         k, p = st["kafka"], st["postgres"]
         typer.echo(f"data dir  {st['data_dir']}")
         typer.echo(
-            f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({len(k['topics'])} topics)"
+            f"kafka     {'up' if k['ok'] else 'DOWN':5} {k['bootstrap']}  ({_topic_counts(k)})"
             + (f"; {k['elsewhere']}" if k.get("elsewhere") else "")
         )
         typer.echo(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy.groups import SURVEILLANCE, group_id
 from deploy.kafka import (
     admin_client,
     create_topics,
@@ -22,12 +23,30 @@ from deploy.local.kafka_node import STOP_SECONDS, KafkaNode, KafkaStartError
 from deploy.local.postgres_node import PostgresNode, PostgresStartError
 from deploy.local.process import port_open
 from deploy.settings import Settings
+from schemas.topics import TOPICS
 
 Echo = Callable[[str], None]
 
 
 class StackError(RuntimeError):
     pass
+
+
+def topic_listing(settings: Settings, names: list[str]) -> dict[str, list[str]]:
+    """The topics under the prefix by kind: the catalogue's there (`topics`) and not
+    (`missing_topics`), surveillance's faust app's own changelogs and repartitions
+    (`internal_topics`, named after its app id) and any other (`other_topics`). `status`
+    counted them all as one, `(23 topics)` of a 15-topic catalogue."""
+    catalogue = {settings.topic(t) for t in TOPICS}
+    internal = group_id(settings.topic_prefix, SURVEILLANCE) + "-"
+    return {
+        "topics": sorted(t for t in names if t in catalogue),
+        "missing_topics": sorted(catalogue - set(names)),
+        "internal_topics": sorted(t for t in names if t.startswith(internal)),
+        "other_topics": sorted(
+            t for t in names if t not in catalogue and not t.startswith(internal)
+        ),
+    }
 
 
 @dataclass
@@ -170,6 +189,7 @@ class LocalStack:
                 )
             except Exception:
                 kafka_ok = False
+        listing = topic_listing(s, topics)
         pg_ok = self.postgres.ready() if (s.postgres_dsn or self.postgres.running()) else False
         if s.postgres_dsn:
             pg_ok = _can_connect(s.dsn)
@@ -181,7 +201,7 @@ class LocalStack:
                 "bootstrap": s.bootstrap,
                 "pid": self.kafka.pid(),
                 "version": s.kafka_version,
-                "topics": topics,
+                **listing,
             },
             "postgres": {"ok": pg_ok, "dsn": s.redacted_dsn(), "pid": self.postgres.pid()},
         }
