@@ -333,9 +333,15 @@ def load_slices(
     """The newest usable slice of each of `partitions`, merged into `state` (which holds
     the reference topics and none of those partitions). Refused slices are logged and
     their partition is replayed in full; if merging fails half-way, `state` is torn:
-    `SnapshotError` goes up and the caller rebuilds without snapshots."""
+    `SnapshotError` goes up and the caller rebuilds without snapshots.
+
+    A slice naming an own-topic offset beyond the committed end (the log went back: the
+    topic deleted and created again, or truncated) raises `LogCut` with an ERROR, nothing
+    merged: replaying the new log in full would forget the decisions, orders and fills of
+    the old one without a word. The caller holds until the operator accepts the new log
+    (deletes the snapshot topic) or restores the old one."""
     try:
-        slices, notes = read_slices(
+        slices, notes, beyond = read_slices(
             settings,
             admin,
             partitions,
@@ -345,6 +351,22 @@ def load_slices(
     except Exception:
         log.exception("reading snapshots failed; replaying the log in full")
         return {}
+    if beyond:
+        topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
+        log.error(
+            "the log went back under the snapshot slices (%s): an own topic was deleted and "
+            "created again, or truncated, and its offsets restarted below what the slices "
+            "cover. Replaying the new log would forget the decisions, orders and fills of "
+            "the old one: deciding nothing, retrying. Restore the topic's records, or, to "
+            "accept the new log as the truth, stop the engine and the snapshotter, delete "
+            "the topic %s (kafka-topics --delete --topic %s), run `tradetape topics` to "
+            "create it again and start them (docs/operations.md, A topic deleted or "
+            "truncated)",
+            "; ".join(beyond),
+            topic,
+            topic,
+        )
+        raise LogCut(f"snapshot slices beyond the log ({'; '.join(beyond)})")
     for note in notes:
         log.warning("snapshot: %s; that partition is replayed in full", note)
     if slices:

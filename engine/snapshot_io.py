@@ -7,7 +7,10 @@ fact: it is never part of the engine's transactions, and a lost one costs only a
 replay). A reader still
 trusts nothing: a slice is used only if all its chunks are there, its digest and format
 check, and the offsets it names are within what `read_committed` can see of the own
-topics (a zombie's or a stale cluster's slice naming more is refused).
+topics. A slice naming more than the committed end (`BeyondTheLog`) cannot come from the
+snapshotter of this log (it names offsets it read committed before the slice was written,
+and the reader measures the ends after the snapshot topic's): the own topic's log went
+back (deleted and created again, truncated), and the reader holds (`engine.replay.load_slices`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ from schemas.snapshots import (
 from schemas.topics import Topic
 
 log = logging.getLogger("tradetape.engine.snapshots")
+
+
+class BeyondTheLog(SnapshotError):
+    """A slice names an own-topic offset past the partition's committed end: the log
+    went back under it (the topic deleted and created again, or truncated)."""
 
 
 class SnapshotWriter:
@@ -192,8 +200,9 @@ def _check(
     for short, name in own_topics.items():
         off = s.offsets[short]
         if off > own_ends[(name, p)]:
-            raise SnapshotError(
-                f"{short} offset {off} beyond the committed end {own_ends[(name, p)]}"
+            raise BeyondTheLog(
+                f"{name}[{p}]: a slice names offset {off}, beyond the committed end "
+                f"{own_ends[(name, p)]}"
             )
         if off < max(own_lows[(name, p)], 0):
             raise SnapshotError(f"{short} offset {off} below the log start")
@@ -209,9 +218,10 @@ def read_slices(
     *,
     timeout: float = 30.0,  # seconds, not money
     window: int = 16,
-) -> tuple[dict[int, Slice], list[str]]:
+) -> tuple[dict[int, Slice], list[str], list[str]]:
     """The newest usable slice per engine partition in `partitions` (absent: none usable),
-    and the reasons slices were passed over (for the log).
+    the reasons slices were passed over (for the log), and the own-topic partitions a
+    slice names an offset beyond the committed end of, described (the log went back).
 
     `own_topics` maps the catalogue name (`risk.decisions`) to the full topic name. A slice
     naming an offset beyond the own topic's last stable offset, or below its start, is
@@ -234,6 +244,7 @@ def read_slices(
     own_lows = end_offsets(admin, own, earliest=True)
     chosen: dict[int, Slice] = {}
     refused: set[tuple[int, str]] = set()
+    beyond: list[str] = []
     deadline = time.monotonic() + timeout
     reader = Consumer(
         consumer_config(
@@ -259,6 +270,10 @@ def read_slices(
                     tag = (cand.partition, f"{cand.order}:{cand.digest}")
                     try:
                         chosen[cand.partition] = _check(cand, own_topics, own_ends, own_lows)
+                    except BeyondTheLog as exc:
+                        if tag not in refused:
+                            refused.add(tag)
+                            beyond.append(str(exc))
                     except SnapshotError as exc:
                         whole = cand.count <= len(cand.parts) or at_start
                         if (whole or cand.order - start >= cand.count) and tag not in refused:
@@ -272,7 +287,7 @@ def read_slices(
             notes.append(f"snapshot topic not read within {timeout:.0f}s")
     finally:
         reader.close()
-    return chosen, notes
+    return chosen, notes, beyond
 
 
 def slice_status(
@@ -302,7 +317,7 @@ def slice_status(
     finally:
         reader.close()
     parts = list(range(n_own))
-    slices, _notes = read_slices(settings, admin, parts, names, n_snap, timeout=timeout)
+    slices, _notes, _beyond = read_slices(settings, admin, parts, names, n_snap, timeout=timeout)
     ends = end_offsets(admin, [TopicPartition(n, p) for n in names.values() for p in parts])
     lows = end_offsets(
         admin, [TopicPartition(n, p) for n in names.values() for p in parts], earliest=True

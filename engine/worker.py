@@ -92,6 +92,7 @@ from engine.replay import (
     OWN_TOPICS,
     REFERENCE_TOPICS,
     Intake,
+    LogCut,
     decode_message,
     folder,
     load_slices,
@@ -614,6 +615,8 @@ class EngineWorker:
         if self.snapshots and use_snapshots and self.settings.engine_snapshot_load and self.owned:
             try:
                 slices = self._load_slices(state, self.owned, parts)
+            except LogCut:
+                ok = False  # the log went back under the slices (logged): hold
             except SnapshotError:
                 self.rebuild(partitions, use_snapshots=False)
                 return
@@ -783,8 +786,8 @@ class EngineWorker:
         if gained and self.snapshots and self.settings.engine_snapshot_load:
             try:
                 slices = self._load_slices(state, gained, parts)
-            except SnapshotError:
-                self.exact = False  # torn: the caller rebuilds
+            except (SnapshotError, LogCut):
+                self.exact = False  # torn, or the log went back: the caller rebuilds
                 return False
         for t in OWN_TOPICS:
             for p in gained:

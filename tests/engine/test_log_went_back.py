@@ -5,17 +5,27 @@ folding what is left: real broker."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from confluent_kafka import TopicPartition
 
-from deploy.kafka import admin_client, end_offsets
+from deploy.kafka import admin_client, create_topics, end_offsets
 from deploy.settings import Settings
 from engine.replay import LogCut
 from engine.snapshotter import Snapshotter
 from engine.worker import EngineWorker
 from schemas.topics import Topic
-from tests.engine.helpers import running_worker, world
+from tests.engine.helpers import (
+    RecordCounter,
+    produce,
+    quote,
+    running_snapshotter,
+    running_worker,
+    world,
+)
+from tests.engine.test_crash import ACCOUNTS, _intents
+from tests.engine.workers import generous_limits
 
 pytestmark = pytest.mark.integration
 
@@ -110,5 +120,48 @@ def test_inputs_cut_past_the_committed_offset_hold_the_worker(
         errors = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
         assert "where the engine group resumes its inputs" in errors, errors
         assert any(part in errors for part in cut), errors
+    finally:
+        worker.close()
+
+
+def test_an_own_topic_created_again_under_a_slice_holds_the_worker(
+    env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """risk.decisions deleted and created again after the snapshotter sliced it: its offsets
+    restart at 0, below the slices'. Before, the slices were refused with a WARNING
+    ('offset N beyond the committed end') and the worker replayed the new, empty log in
+    full: complete, its decisions, orders and fills forgotten without an error."""
+    settings = env.with_overrides(engine_snapshot_every=20, engine_snapshot_seconds=1.0)
+    counter = RecordCounter(settings, Topic.DECISIONS)
+    try:
+        with running_worker(settings, "gone0"), running_snapshotter(settings) as snap:
+            key = world(settings, ACCOUNTS)
+            generous_limits(settings)
+            produce(settings, [quote(qty="100")])
+            produce(settings, _intents(key, 60, seed=7))
+            assert counter.wait(60, 90) >= 60
+            deadline = time.monotonic() + 30
+            while snap.stats["slices"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert snap.stats["slices"] >= 1, snap.stats
+    finally:
+        counter.close()
+    admin = admin_client(settings)
+    name = settings.topic(Topic.DECISIONS)
+    admin.delete_topics([name], operation_timeout=30)[name].result(30)
+    deadline = time.monotonic() + 30
+    while name in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while name not in create_topics(settings, [Topic.DECISIONS]) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the deletion may still be under way on the broker
+    worker = EngineWorker(settings, wid="gone1")
+    try:
+        with caplog.at_level(logging.ERROR, logger="tradetape.engine"):
+            worker.rebuild(range(6))
+        assert not worker.complete, "a new log below the slices was taken as the whole log"
+        errors = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        assert f"{name}[" in errors and "beyond the committed end" in errors, errors
+        assert settings.topic(Topic.ENGINE_SNAPSHOTS) in errors, errors
     finally:
         worker.close()
