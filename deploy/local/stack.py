@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.groups import SURVEILLANCE, group_id
+from deploy import groups
+from deploy.groups import group_id
 from deploy.kafka import (
     admin_client,
     create_topics,
@@ -38,7 +39,7 @@ def topic_listing(settings: Settings, names: list[str]) -> dict[str, list[str]]:
     (`internal_topics`, named after its app id) and any other (`other_topics`). `status`
     counted them all as one, `(23 topics)` of a 15-topic catalogue."""
     catalogue = {settings.topic(t) for t in TOPICS}
-    internal = group_id(settings.topic_prefix, SURVEILLANCE) + "-"
+    internal = group_id(settings.topic_prefix, groups.SURVEILLANCE) + "-"
     return {
         "topics": sorted(t for t in names if t in catalogue),
         "missing_topics": sorted(catalogue - set(names)),
