@@ -428,6 +428,7 @@ def publish_scenario(
     namespace: str = "",
     dense: bool = False,
     t0: datetime | None = None,
+    # (sent, total, at, end): `at` and `end` in seconds of scenario time, not money
     progress: Callable[[int, int, float, float], None] | None = None,
 ) -> PublishReport:
     """Publish the inputs to their topics, paced in (scaled) real time from now.

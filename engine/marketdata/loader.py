@@ -197,6 +197,7 @@ def load_capture(
     speed: float | None = None,
     instrument: str | None = None,
     limit: int | None = None,
+    # (line, sent, at): `at` in seconds of stream time, not money
     progress: Callable[[int, int, float], None] | None = None,
 ) -> LoadReport:
     """Replay a capture. `speed` None = as fast as possible; 1.0 = real time, each pause
@@ -280,6 +281,7 @@ def publish_payloads(
     payloads: Iterable[MarketTrade | QuoteUpdated],
     *,
     speed: float | None = None,
+    # (sent, at): `at` in seconds of stream time, not money
     progress: Callable[[int, float], None] | None = None,
 ) -> PublishReport:
     """Publish `payloads` (paced by their exchange time at `speed`, or at once);
@@ -288,7 +290,7 @@ def publish_payloads(
     producer = Producer(producer_config(settings))
     out = Deliveries()
     pacer = Pacer(speed) if speed else None
-    first: float | None = None
+    first: float | None = None  # seconds, not money
     for n, p in enumerate(payloads, start=1):
         at = p.exchange_ts.timestamp()
         if pacer is not None:
@@ -315,6 +317,7 @@ def run_simulation(
     start: datetime,
     # a speed factor, not money
     speed: float | None = None,
+    # (sent, at): `at` in seconds of stream time, not money
     progress: Callable[[int, float], None] | None = None,
 ) -> PublishReport:
     """Publish `simulate(instrument, minutes, seed, start)`: the same arguments give the
