@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 
@@ -129,3 +130,32 @@ class Broker:
                 pass
 
         return Consumer
+
+
+def serve_from(monkeypatch: pytest.MonkeyPatch, queue: list[Any], producer_class: type) -> None:
+    """Point `signer_ffi.participant.serve` at `queue` (read in order, then nothing) and
+    `producer_class`, with no registry, one partition and empty topics: a participant's
+    serve loop on records a test lays out, without a broker."""
+    import signer_ffi.participant as participant
+
+    class Consumer:
+        def __init__(self, *_a: Any, **_k: Any) -> None:
+            pass
+
+        def poll(self, _t: float) -> Any:
+            return queue.pop(0) if queue else None
+
+        def incremental_assign(self, _tps: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(participant, "Producer", producer_class)
+    monkeypatch.setattr(participant, "Consumer", Consumer)
+    monkeypatch.setattr(participant, "_load_registry", lambda *a, **k: None)
+    monkeypatch.setattr(participant, "partitions_of", lambda *a, **k: [0])
+    monkeypatch.setattr(participant, "admin_client", lambda *a, **k: None)
+    monkeypatch.setattr(
+        participant, "end_offsets", lambda _admin, tps: {(tp.topic, tp.partition): 0 for tp in tps}
+    )

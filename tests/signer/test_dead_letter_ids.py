@@ -17,7 +17,7 @@ from deploy.settings import Settings
 from schemas import decode_message
 from schemas.topics import Topic
 
-from .fakekafka import Broker, Record
+from .fakekafka import Broker, Record, serve_from
 from .test_coordinator_loop import Network
 
 
@@ -34,27 +34,7 @@ def test_a_record_read_twice_is_one_dead_letter(monkeypatch: pytest.MonkeyPatch)
     queue: list[Any] = [Logged(requests, 5, b"k", b"\xff junk", []) for _ in range(2)]
     queue.append(Logged(requests, 6, b"k", b"\xff other junk", []))
 
-    class Consumer:
-        def __init__(self, *_a: Any, **_k: Any) -> None:
-            pass
-
-        def poll(self, _t: float) -> Any:
-            return queue.pop(0) if queue else None
-
-        def incremental_assign(self, _tps: Any) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(participant, "Producer", broker.producer_class())
-    monkeypatch.setattr(participant, "Consumer", Consumer)
-    monkeypatch.setattr(participant, "_load_registry", lambda *a, **k: None)
-    monkeypatch.setattr(participant, "partitions_of", lambda *a, **k: [0])
-    monkeypatch.setattr(participant, "admin_client", lambda *a, **k: None)
-    monkeypatch.setattr(
-        participant, "end_offsets", lambda _admin, tps: {(tp.topic, tp.partition): 0 for tp in tps}
-    )
+    serve_from(monkeypatch, queue, broker.producer_class())
     stop = threading.Event()
     thread = threading.Thread(target=participant.serve, args=(settings, net.states[1], stop))
     thread.start()

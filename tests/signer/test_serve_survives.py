@@ -18,7 +18,7 @@ from schemas.events import SigningCommitmentPublished, SigningRequested
 from schemas.topics import Topic
 from signer_ffi.authn import sign_round_message
 
-from .fakekafka import Broker, Record
+from .fakekafka import Broker, Record, serve_from
 from .test_coordinator_loop import DIGEST, Network
 
 
@@ -49,27 +49,7 @@ def test_failed_publish_is_logged_and_serving_goes_on(
                 raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
             super().produce(*a, **kw)
 
-    class Consumer:
-        def __init__(self, *_a: Any, **_k: Any) -> None:
-            pass
-
-        def poll(self, _t: float) -> Any:
-            return queue.pop(0) if queue else None
-
-        def incremental_assign(self, _tps: Any) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(participant, "Producer", FailingOnce)
-    monkeypatch.setattr(participant, "Consumer", Consumer)
-    monkeypatch.setattr(participant, "_load_registry", lambda *a, **k: None)
-    monkeypatch.setattr(participant, "partitions_of", lambda *a, **k: [0])
-    monkeypatch.setattr(participant, "admin_client", lambda *a, **k: None)
-    monkeypatch.setattr(
-        participant, "end_offsets", lambda _admin, tps: {(tp.topic, tp.partition): 0 for tp in tps}
-    )
+    serve_from(monkeypatch, queue, FailingOnce)
     stop = threading.Event()
     result: dict[str, Any] = {}
 
