@@ -167,6 +167,21 @@ def _topic_counts(kafka: dict[str, Any]) -> str:
     return f"{text}; {', '.join(more)}" if more else text
 
 
+def _engine_line(eng: dict[str, Any]) -> str:
+    """`status`'s line for the engine group: who runs, and what it has not decided yet."""
+    if "error" in eng:
+        return f"unknown ({eng['error']})"
+    inputs = ", ".join(f"{t} {n}" for t, n in sorted(eng["inputs"].items()))
+    members = eng["members"]
+    text = (
+        f"group {eng['group']}: {eng['state'].lower()}, {members}"
+        f" worker{'' if members == 1 else 's'}; undecided {eng['lag']} ({inputs})"
+    )
+    if eng["lag"] and not members:
+        text += " - no worker runs: `tradetape run engine`"
+    return text
+
+
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
@@ -229,6 +244,9 @@ def status(
                     else ""
                 )
             )
+        eng = st.get("engine")
+        if eng is not None:
+            typer.echo(f"engine    {_engine_line(eng)}")
         snaps = st.get("engine_snapshots") or {}
         if "error" in snaps:
             typer.echo(f"engine snapshots: unknown ({snaps['error']})")

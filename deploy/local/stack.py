@@ -7,9 +7,10 @@ the topics and applies the migrations there.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from deploy import groups
 from deploy.groups import group_id
@@ -18,6 +19,7 @@ from deploy.kafka import (
     create_topics,
     declared_partitions_error,
     describe_partition_changes,
+    end_offsets,
     partition_changes,
 )
 from deploy.local.kafka_node import STOP_SECONDS, KafkaNode, KafkaStartError
@@ -234,9 +236,99 @@ class LocalStack:
                 _add_projection_lag(s, result["projections"])
             if any(p.get("degraded") for p in result["projections"].values()):
                 result["degraded"] = True
+        if kafka_ok:
+            result["engine"] = _engine_group(s)
         if kafka_ok and s.engine_snapshots:
             result["engine_snapshots"] = _engine_snapshots(s)
         return result
+
+
+def _engine_group(
+    settings: Settings,
+    timeout: float = 5.0,  # seconds, not money
+) -> dict[str, Any]:
+    """The engine group's state, its members and the committed records of its inputs it
+    has not decided yet (`lag`, per topic in `inputs`). A worker that holds (the log went
+    back, partitions changed, a rebuild incomplete) keeps its group membership and stops
+    committing: its inputs' lag grows while `members` stays. Lag is counted as the
+    projections' is (`projections.lag`: records, not offsets; a partition the group never
+    committed counts from its first offset)."""
+    try:
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+        from engine.worker import INPUT_TOPICS
+        from projections.lag import committed_lag, gap_lag
+
+        admin = admin_client(settings)
+        gid = group_id(settings.topic_prefix, groups.ENGINE)
+        desc = _asked_again(
+            lambda: admin.describe_consumer_groups([gid], request_timeout=timeout)[gid].result(),
+            timeout,
+        )
+        listed = _asked_again(
+            lambda: admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(gid)], request_timeout=timeout
+            )[gid].result(),
+            timeout,
+        )
+        names = [settings.topic(t) for t in INPUT_TOPICS]
+        metadata = admin.list_topics(timeout=timeout).topics
+        every = [
+            TopicPartition(n, p)
+            for n in names
+            if n in metadata and metadata[n].error is None
+            for p in sorted(metadata[n].partitions)
+        ]
+        ends = end_offsets(admin, every, timeout=timeout)
+        starts = end_offsets(admin, every, earliest=True, timeout=timeout)
+        stored = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in listed.topic_partitions or []
+            if tp.offset >= 0 and (tp.topic, tp.partition) in ends
+        }
+        # never committed: from the partition's first offset (what the group reads first)
+        for tp in ends:
+            stored.setdefault(tp, starts[tp])
+        gaps = [(t, n, o) for (t, n), o in stored.items() if o < ends[(t, n)]]
+        lag = committed_lag(stored, ends, gap_lag(settings, gaps, ends, timeout=timeout))
+        return {
+            "group": gid,
+            "state": desc.state.name,
+            "members": len(desc.members),
+            "lag": sum(lag.values()),
+            "inputs": {n: sum(v for (t, _p), v in lag.items() if t == n) for n in names},
+        }
+    except Exception as exc:  # status reports, it never crashes
+        return {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+
+
+_T = TypeVar("_T")
+
+
+def _asked_again(
+    call: Callable[[], _T],
+    timeout: float,  # seconds, not money
+) -> _T:
+    """`call()`, asked again while the group coordinator is not ready (a broker just
+    started: its offsets topic created or loading answers NOT_COORDINATOR or
+    COORDINATOR_LOAD_IN_PROGRESS for a moment), up to `timeout`; then its error."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    waiting = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code not in waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _engine_snapshots(settings: Settings) -> dict[str, Any]:
