@@ -11,6 +11,7 @@ import sys
 import time
 
 from deploy.settings import Settings
+from deploy.signals import handling_stop
 
 COMPONENTS: dict[str, str] = {
     "engine": "engine.worker:main",
@@ -111,46 +112,45 @@ def supervise(names: list[str]) -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    rc = 0
-    while not stopping:
-        now = time.monotonic()
+    with handling_stop(_stop):
+        rc = 0
+        while not stopping:
+            now = time.monotonic()
+            for name, proc in children.items():
+                if name in restart_at:
+                    if now >= restart_at[name]:
+                        del restart_at[name]
+                        children[name], started[name] = start(name), now
+                        print(f"{name} restarted (pid {children[name].pid})", file=sys.stderr)
+                    continue
+                code = proc.poll()
+                if code is None:
+                    continue
+                if code == USAGE_ERROR:
+                    print(
+                        f"{name} exited with {code} (bad settings or arguments); stopping the group",
+                        file=sys.stderr,
+                    )
+                    rc, stopping = code, True
+                    break
+                if now - started[name] >= STEADY_SECONDS:
+                    backoff[name] = RESTART_BACKOFF[0]
+                wait = backoff[name]
+                backoff[name] = min(wait * 2, RESTART_BACKOFF[1])
+                restart_at[name] = now + wait
+                print(f"{name} exited with {code}; restarting in {wait:.0f} s", file=sys.stderr)
+            time.sleep(0.5)
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
         for name, proc in children.items():
-            if name in restart_at:
-                if now >= restart_at[name]:
-                    del restart_at[name]
-                    children[name], started[name] = start(name), now
-                    print(f"{name} restarted (pid {children[name].pid})", file=sys.stderr)
+            try:
+                code = proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                print(f"{name} did not stop within 30 s: killed", file=sys.stderr)
                 continue
-            code = proc.poll()
-            if code is None:
-                continue
-            if code == USAGE_ERROR:
-                print(
-                    f"{name} exited with {code} (bad settings or arguments); stopping the group",
-                    file=sys.stderr,
-                )
-                rc, stopping = code, True
-                break
-            if now - started[name] >= STEADY_SECONDS:
-                backoff[name] = RESTART_BACKOFF[0]
-            wait = backoff[name]
-            backoff[name] = min(wait * 2, RESTART_BACKOFF[1])
-            restart_at[name] = now + wait
-            print(f"{name} exited with {code}; restarting in {wait:.0f} s", file=sys.stderr)
-        time.sleep(0.5)
-    for proc in children.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for name, proc in children.items():
-        try:
-            code = proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            print(f"{name} did not stop within 30 s: killed", file=sys.stderr)
-            continue
-        if code not in (0, USAGE_ERROR) and name not in restart_at:
-            print(f"{name} exited with {code} while stopping", file=sys.stderr)
-    return rc
+            if code not in (0, USAGE_ERROR) and name not in restart_at:
+                print(f"{name} exited with {code} while stopping", file=sys.stderr)
+        return rc

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 import uuid
 from typing import Any
@@ -51,6 +50,7 @@ from deploy.kafka import (
     partitions_of_many,
 )
 from deploy.settings import Settings
+from deploy.signals import handling_stop
 from engine.partitioning import partitioner
 from engine.replay import (
     OWN_TOPICS,
@@ -369,6 +369,5 @@ def main(settings: Settings) -> int:
     def _stop(signum: int, _frame: Any) -> None:
         snapshotter.stopping = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    return snapshotter.run()
+    with handling_stop(_stop):
+        return snapshotter.run()

@@ -29,7 +29,6 @@ import bisect
 import json
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -65,6 +64,7 @@ from deploy.kafka import (
     producer_config,
 )
 from deploy.settings import Settings
+from deploy.signals import handling_stop
 from engine.control import (
     CONTROL_TOPICS,
     HOLD_BUFFER,
@@ -1888,19 +1888,18 @@ def main(settings: Settings) -> int:
         grace.done()  # stopped cleanly: exit with its code, however long the rest takes
         return code
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    # Said once the handlers are in place: from this line on a SIGTERM stops it cleanly.
-    log.info("engine worker %s starting (pid %d; SIGTERM or Ctrl-C stops it)",
-             worker.wid, os.getpid())  # fmt: skip
-    profile_to = os.environ.get("TRADETAPE_ENGINE_PROFILE")
-    if profile_to:
-        # Diagnostics: cProfile the whole run, stats written at a clean stop.
-        import cProfile
+    with handling_stop(_stop):
+        # Said once the handlers are in place: from this line on a SIGTERM stops it cleanly.
+        log.info("engine worker %s starting (pid %d; SIGTERM or Ctrl-C stops it)",
+                 worker.wid, os.getpid())  # fmt: skip
+        profile_to = os.environ.get("TRADETAPE_ENGINE_PROFILE")
+        if profile_to:
+            # Diagnostics: cProfile the whole run, stats written at a clean stop.
+            import cProfile
 
-        profiler = cProfile.Profile()
-        try:
-            return int(profiler.runcall(_run))
-        finally:
-            profiler.dump_stats(f"{profile_to}.{worker.wid}")
-    return _run()
+            profiler = cProfile.Profile()
+            try:
+                return int(profiler.runcall(_run))
+            finally:
+                profiler.dump_stats(f"{profile_to}.{worker.wid}")
+        return _run()

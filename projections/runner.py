@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 
 from deploy.kafka import PartitionsChanged
 from deploy.settings import Settings
+from deploy.signals import handling_stop
 from projections.bulkload import die_with_parent
 from projections.core import PROJECTIONS
 from projections.foldversion import FoldVersionMismatch
@@ -177,8 +178,13 @@ def main(settings: Settings, names: list[str] | None = None) -> int:
     def _stop(_signum: int, _frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    with handling_stop(_stop):
+        return _supervise(settings, names, stop)
+
+
+def _supervise(settings: Settings, names: list[str] | None, stop: threading.Event) -> int:
+    """`main`'s loop: each live group in a process of its own, restarted if it exits,
+    until `stop` is set."""
     selected = [PROJECTIONS[n] for n in (names or list(PROJECTIONS))]
     groups = [[p.name for p in g] for g in live_groups(selected)]
     ctx = multiprocessing.get_context("fork")

@@ -75,6 +75,9 @@ def test_main_runs_the_live_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         assert runner.main(Settings()) == 0
+        # main gives the stop signals back: left installed, a later Ctrl-C in this
+        # process set a finished runner's flag and raised nothing (deploy.signals)
+        assert {s: signal.getsignal(s) for s in handlers} == handlers
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
