@@ -36,7 +36,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PACKAGE_CLIS = ("engine.cli", "projections.cli", "streams.cli", "signer_ffi.cli")
+PACKAGE_CLIS = (
+    "engine.cli",
+    "projections.cli",
+    "projections.reports.cli",
+    "streams.cli",
+    "signer_ffi.cli",
+)
 
 DataDirOpt = Annotated[
     Path | None,

@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from schemas.topics import TOPICS, Topic
+from schemas.types import Lei
 
 DATA_DIR_NAME = ".tradetape"
 _log = logging.getLogger(__name__)
@@ -268,6 +269,35 @@ class Settings(BaseSettings):
         description="How often an engine worker looks for partitions added to the topics it"
         " reads in full (reference topics, market data); a new one means a rebuild, so a"
         " kill switch or limit on it is never missed (seconds, not money; 0: off)",
+    )
+
+    report_lei: Lei | None = Field(
+        None,
+        description="The reporting firm's LEI (ISO 17442): ExctgPty and SubmitgPty of the"
+        " ISO 20022 transaction reports and their header's sender; `tradetape export"
+        " auth016` refuses without it",
+    )
+    report_recipient: str | None = Field(
+        None,
+        min_length=1,
+        max_length=35,
+        description="Whom the reports go to (the header's To): an LEI, or another identifier"
+        " of the competent authority; `tradetape export auth016` refuses without it",
+    )
+    report_dti: dict[str, str] = Field(
+        default_factory=dict,
+        description="Asset code -> its ISO 24165 Digital Token Identifier (DTI); a report"
+        " with an asset not here is refused, naming it",
+    )
+    report_mic: dict[str, str] = Field(
+        default_factory=lambda: {"paper": "XOFF"},
+        description="Venue (a fill's `venue`) -> ISO 10383 MIC for the reports (TradVn,"
+        " the counterparty); XOFF: off venue",
+    )
+    report_currency: dict[str, str] = Field(
+        default_factory=dict,
+        description="Quote asset -> the ISO 4217 currency its prices are stated in as a"
+        " monetary value (a stablecoin's peg: USDC = USD is the firm's statement)",
     )
 
     log_level: str = "INFO"

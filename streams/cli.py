@@ -64,11 +64,15 @@ def read_topic(
     timeout: float = READ_TIMEOUT_S,
     *,
     since: datetime | None = None,
+    keep: Callable[[Any], bool] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Any]:
     """Every committed event on `topic` up to each partition's end (high watermark) when
     the read started, from the beginning or from the first record stamped at or after
-    `since`. Raises `IncompleteRead` unless every partition was read to that end within
-    `timeout` seconds."""
+    `since`; only those `keep` accepts, if given (a long log need not be held whole).
+    `progress(topic, records read, records to read)` is called for each record. Raises
+    `IncompleteRead` unless every partition was read to that end within `timeout`
+    seconds."""
     import time
 
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -117,6 +121,7 @@ def read_topic(
         reached = dict(starts)
         c.assign([TopicPartition(name, p, starts[p]) for p in parts])
         out: list[Any] = []
+        seen, total = 0, sum(ends[p] - starts[p] for p in parts)
         while any(reached[p] < ends[p] for p in parts) and time.monotonic() < deadline:
             msg = c.poll(0.5)
             if msg is None:
@@ -132,10 +137,15 @@ def read_topic(
             if part is None or off is None or off >= ends.get(part, 0):
                 continue  # appended after the read started
             reached[part] = max(reached[part], off + 1)
+            seen += 1
+            if progress is not None:
+                progress(name, seen, total)
             try:
-                out.append(decode(msg.value(), msg.headers()))
+                event = decode(msg.value(), msg.headers())
             except MalformedEventError:
-                pass  # not an event (the producers dead-letter such records)
+                continue  # not an event (the producers dead-letter such records)
+            if keep is None or keep(event):
+                out.append(event)
     finally:
         c.close()
     short = {p: (reached[p], ends[p]) for p in parts if reached[p] < ends[p]}

@@ -1,0 +1,190 @@
+"""`tradetape export auth016`: an ISO 20022 transaction report replayed from the log.
+
+It reads the engine's output topics (fills on the orders topic, account facts on the
+accounts topic) from their beginning to their ends as of the read's start, read_committed,
+never a projection: the report is a function of the log and the report settings alone, so
+running it again gives the same bytes (and the same signature digest)."""
+
+from __future__ import annotations
+
+import io
+import os
+from contextlib import redirect_stdout
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+READ_TIMEOUT_S = 600.0
+"""How long the export may take to read each topic to its end (seconds)."""
+
+export_app = typer.Typer(
+    help="Regulatory reports replayed from the log (docs/reports.md).", no_args_is_help=True
+)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be a date, YYYY-MM-DD: {text!r}", 2)
+
+
+def period(start: date, end: date) -> tuple[datetime, datetime]:
+    """Both days included, in UTC: [start 00:00Z, the day after end 00:00Z)."""
+    return (
+        datetime.combine(start, time(), UTC),
+        datetime.combine(end + timedelta(days=1), time(), UTC),
+    )
+
+
+@export_app.command("auth016")
+def auth016(
+    from_day: Annotated[
+        str, typer.Option("--from", help="First trading day reported (UTC), YYYY-MM-DD")
+    ],
+    to_day: Annotated[
+        str, typer.Option("--to", help="Last trading day reported (UTC, included), YYYY-MM-DD")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The report file to write (XML)")],
+    sign: Annotated[
+        bool,
+        typer.Option(
+            "--sign",
+            help="Then sign it with the FROST signer group as `tradetape sign FILE` does,"
+            " writing what that prints to FILE.sig.json (signer processes must be running)",
+        ),
+    ] = False,
+    key_dir: Annotated[
+        Path | None,
+        typer.Option("--key-dir", help="With --sign: directory holding group.json"),
+    ] = None,
+    requester: Annotated[
+        str,
+        typer.Option("--requester", help="With --sign: the registered producer that asks"),
+    ] = "signing-coordinator",
+    timeout: Annotated[
+        # seconds, not money
+        float, typer.Option(help="Seconds to read each topic to its end")
+    ] = READ_TIMEOUT_S,
+) -> None:
+    """Write an ISO 20022 auth.016.001.03 transaction report (with its head.001.001.02 header) of the fills traded from --from to --to, both days included, replayed from the log.
+
+    Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log and settings give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold.
+
+    Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account, ...: nothing is written), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments or an --out that cannot be written, before anything is read. A period without fills writes nothing and exits 0.
+    """
+    from deploy.kafka import broker_unreachable
+    from deploy.progress import EVERY_SECONDS, Ticker
+    from deploy.settings import get_settings
+    from projections.reports.iso20022 import (
+        ReportConfig,
+        ReportRefused,
+        build_report,
+        report_inputs,
+    )
+    from schemas.events import AccountOpened, Fill
+    from schemas.topics import Topic
+    from streams.cli import IncompleteRead, read_topic, unwritable
+
+    first, last = _day(from_day, "--from"), _day(to_day, "--to")
+    if last < first:
+        _fail(f"--to {last} is before --from {first}", 2)
+    start, end = period(first, last)
+    if (why := unwritable(out)) is not None:
+        _fail(f"cannot write --out: {why}", 2)
+    settings = get_settings()
+    missing = [
+        f"TRADETAPE_REPORT_{name.upper()}"
+        for name, value in (("lei", settings.report_lei), ("recipient", settings.report_recipient))
+        if value is None
+    ]
+    if missing:
+        _fail(f"no report written: set {' and '.join(missing)} (docs/operations.md)", 2)
+    assert settings.report_lei is not None and settings.report_recipient is not None
+    try:
+        config = ReportConfig(
+            firm_lei=settings.report_lei,
+            recipient=settings.report_recipient,
+            dti=settings.report_dti,
+            mic=settings.report_mic,
+            currency=settings.report_currency,
+        )
+    except ReportRefused as exc:
+        _fail(f"no report written: {exc}", 2)
+    if (why := broker_unreachable(settings)) is not None:
+        _fail(f"no report written: {why}")
+    typer.echo(
+        f"export auth016: fills traded {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z"
+        f" (excluded), read from the log's start; a progress line every {EVERY_SECONDS:g} s",
+        err=True,
+    )
+    ticker = Ticker(lambda topic, n, total: f"export auth016: {topic}: {n:,} of ~{total:,} read")
+    try:
+        orders = read_topic(
+            settings,
+            Topic.ORDERS,
+            timeout,
+            keep=lambda e: isinstance(e.payload, Fill) and start <= e.payload.traded_at < end,
+            progress=ticker,
+        )
+        accounts = read_topic(
+            settings,
+            Topic.ACCOUNTS,
+            timeout,
+            keep=lambda e: isinstance(e.payload, AccountOpened),
+            progress=ticker,
+        )
+    except IncompleteRead as exc:
+        _fail(f"no report written: {exc} (retry, or raise --timeout)", 3)
+    fills, owners = report_inputs(orders, accounts, start, end)
+    if not fills:
+        typer.echo(f"no fills traded from {first} to {last}: nothing written", err=True)
+        return
+    try:
+        report = build_report(fills, owners, config)
+    except ReportRefused as exc:
+        lines = "\n".join(f"  - {p}" for p in exc.problems)
+        _fail(f"no report written for {len(fills)} fills:\n{lines}")
+    _write(out, report)
+    typer.echo(f"wrote {out}: {len(fills)} transactions, {len(report):,} bytes", err=True)
+    if sign:
+        _sign(out, key_dir, requester)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Whole or not at all: a reader (or a signer) never sees half a report."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError as exc:  # changed since the check
+        partial.unlink(missing_ok=True)
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _sign(path: Path, key_dir: Path | None, requester: str) -> None:
+    """`tradetape sign FILE` itself (its checks, its messages, its exit codes), its JSON
+    line kept in FILE.sig.json."""
+    from signer_ffi.cli import sign_file
+
+    printed = io.StringIO()
+    try:
+        with redirect_stdout(printed):
+            sign_file(path, key_dir=key_dir, purpose="iso20022-auth016", requester=requester)
+    except typer.Exit as exc:
+        typer.echo(f"error: {path} written, not signed", err=True)
+        raise typer.Exit(exc.exit_code or 1) from exc
+    signature = path.with_name(path.name + ".sig.json")
+    _write(signature, printed.getvalue().encode())
+    typer.echo(f"signed: {signature}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(export_app, name="export")
