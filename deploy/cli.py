@@ -41,6 +41,7 @@ PACKAGE_CLIS = (
     "projections.cli",
     "projections.reports.cli",
     "streams.cli",
+    "streams.travel_rule.cli",
     "signer_ffi.cli",
 )
 

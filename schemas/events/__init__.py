@@ -61,6 +61,7 @@ from schemas.events.transfers import (
     TransferChecked,
     TransferReleased,
     TransferRequested,
+    TransferRequestedV1,
     TransferSettled,
 )
 
@@ -118,6 +119,7 @@ __all__ = [
     "TransferChecked",
     "TransferReleased",
     "TransferRequested",
+    "TransferRequestedV1",
     "TransferSettled",
     "UnitsChanged",
 ]

@@ -20,7 +20,15 @@ class TransferCheckOutcome(StrEnum):
 
 
 class TransferRequested(EventPayload):
+    """A withdrawal the transfer service asks for. Version 2 (session 25) adds
+    `ownership_proof`: the EU's Transfer of Funds Regulation (2023/1113) holds a transfer
+    of more than EUR 1,000 to or from a self-hosted address until the customer has shown
+    that they own or control it; the travel-rule check (`streams.travel_rule`) passes
+    that rule when the request names its evidence. Version 1 (`TransferRequestedV1`)
+    had no such field and keeps its meaning: no proof given."""
+
     EVENT_TYPE: ClassVar[str] = "TransferRequested"
+    SCHEMA_VERSION: ClassVar[int] = 2
     TOPIC: ClassVar[str] = Topic.TRANSFERS
 
     transfer_id: str = Field(min_length=1, max_length=64)
@@ -32,6 +40,25 @@ class TransferRequested(EventPayload):
     destination_country: CountryCode | None = None
     self_hosted: bool = False
     ivms101: dict[str, Any] | None = Field(None, description="IVMS-101 IdentityPayload")
+    ownership_proof: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Reference to the evidence that the customer owns or controls the "
+        "self-hosted address (a signed message's id, a test transaction's hash, a "
+        "reviewed document's id), checked by the transfer service before it is named here "
+        "(since version 2)",
+    )
+
+
+class TransferRequestedV1(TransferRequested):
+    """Version 1 (until session 25): no `ownership_proof`. Kept so that the log's v1
+    requests parse and keep their meaning (a `TransferRequested` to every reader,
+    `isinstance` included); one naming a proof is refused."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    ownership_proof: None = Field(None, description="Not in version 1: always null")
 
 
 class TransferChecked(EventPayload):

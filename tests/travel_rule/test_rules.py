@@ -1,0 +1,146 @@
+"""The thresholds and jurisdictions of the travel-rule check: both sides of each line,
+fail-closed valuation, unknown accounts and jurisdictions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import TransferRequested
+from schemas.events.transfers import TransferCheckOutcome as O
+from streams.travel_rule.rules import (
+    DEFAULT_PARS,
+    PAR_ONLY,
+    AccountFacts,
+    ParValuation,
+    Rule,
+    TravelRuleCheck,
+)
+
+AT = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+PAYLOAD = json.loads(
+    (
+        Path(__file__).resolve().parents[2].parent
+        / "shared/reference/ivms101/identity_payload.json"
+    ).read_text()
+)
+US, DE, GB = (
+    AccountFacts("acct-1", "US"),
+    AccountFacts("acct-1", "DE"),
+    AccountFacts("acct-1", "GB"),
+)
+
+
+def request(amount: str, asset: str = "USDC", **kw: Any) -> TransferRequested:
+    return TransferRequested(
+        transfer_id="t-1",
+        account="acct-1",
+        asset=asset,
+        amount=Decimal(amount),
+        destination_address="bc1qexample",
+        **kw,
+    )
+
+
+def outcome(req: TransferRequested, account: AccountFacts | None = US, valuation: Any = PAR_ONLY) -> tuple[O, dict[str, str]]:  # fmt: skip
+    checked = TravelRuleCheck().check(req, AT, account, valuation)
+    return checked.outcome, {r["rule"]: r["outcome"] for r in checked.rule_results}
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"), [("2999.99", O.PASS), ("3000", O.REJECT), ("3000.00", O.REJECT)]
+)
+def test_us_fincen_line_is_3000_usd_inclusive(amount: str, expected: O) -> None:
+    got, rules = outcome(request(amount))
+    assert got is expected
+    assert rules[Rule.US_FINCEN_3000] == expected
+
+
+def test_us_at_the_line_with_a_valid_payload_passes() -> None:
+    assert outcome(request("3000", ivms101=PAYLOAD))[0] is O.PASS
+    assert outcome(request("1000000", asset="BTC", ivms101=PAYLOAD))[0] is O.PASS
+
+
+def test_an_invalid_payload_rejects_whatever_the_amount() -> None:
+    bad = json.loads(json.dumps(PAYLOAD))
+    bad["beneficiary"]["beneficiaryPersons"][0]["naturalPerson"]["geographicAddress"][0][
+        "country"
+    ] = "UK"
+    got, rules = outcome(request("5", ivms101=bad))
+    assert got is O.REJECT and rules[Rule.IVMS101_VALID] == O.REJECT
+    checked = TravelRuleCheck().check(request("5", ivms101=bad), AT, US, PAR_ONLY)
+    assert "BAD_COUNTRY" in checked.reason
+
+
+def test_no_price_holds_never_passes() -> None:
+    got, rules = outcome(request("0.0001", asset="BTC"))
+    assert got is O.HOLD and rules[Rule.US_FINCEN_3000] == O.HOLD
+    priced = ParValuation(DEFAULT_PARS, {("BTC", "USD"): Decimal("30000")})
+    assert outcome(request("0.0999", asset="BTC"), valuation=priced)[0] is O.PASS
+    assert outcome(request("0.1", asset="BTC"), valuation=priced)[0] is O.REJECT
+
+
+def test_a_usd_stablecoin_has_no_eur_value_without_a_rate() -> None:
+    req = request("10", self_hosted=True, ivms101=PAYLOAD)
+    got, rules = outcome(req, DE)
+    assert got is O.HOLD and rules[Rule.EU_TFR_SELF_HOSTED] == O.HOLD
+    rated = ParValuation(DEFAULT_PARS, {("USD", "EUR"): Decimal("0.9")})
+    assert outcome(req, DE, rated)[0] is O.PASS
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"), [("1000", O.PASS), ("1000.00", O.PASS), ("1000.01", O.HOLD)]
+)
+def test_eu_self_hosted_line_is_more_than_1000_eur(amount: str, expected: O) -> None:
+    got, rules = outcome(request(amount, asset="EURC", self_hosted=True, ivms101=PAYLOAD), DE)
+    assert got is expected
+    assert rules[Rule.EU_TFR_SELF_HOSTED] == expected
+
+
+def test_eu_self_hosted_with_proof_passes() -> None:
+    req = request("50000", asset="EURC", self_hosted=True, ivms101=PAYLOAD, ownership_proof="sig-1")
+    assert outcome(req, DE)[0] is O.PASS
+    unvalued = request("5", asset="BTC", self_hosted=True, ivms101=PAYLOAD, ownership_proof="s")
+    assert outcome(unvalued, DE)[0] is O.PASS  # nothing needed valuing
+
+
+def test_eu_between_casps_has_no_threshold() -> None:
+    got, rules = outcome(request("0.01", asset="EURC"), DE)
+    assert got is O.REJECT and rules[Rule.EU_TFR_PAYLOAD] == O.REJECT
+    assert outcome(request("0.01", asset="EURC", ivms101=PAYLOAD), DE)[0] is O.PASS
+
+
+def test_the_destinations_regime_applies_too() -> None:
+    got, rules = outcome(request("10", destination_country="FR"))
+    assert got is O.REJECT and rules[Rule.EU_TFR_PAYLOAD] == O.REJECT
+    assert rules[Rule.US_FINCEN_3000] == O.PASS
+    assert outcome(request("10", destination_country="GB"))[0] is O.PASS
+
+
+def test_an_unknown_account_rejects() -> None:
+    checked = TravelRuleCheck().check(request("1"), AT, None, PAR_ONLY)
+    assert checked.outcome is O.REJECT
+    assert [r["rule"] for r in checked.rule_results] == [Rule.ACCOUNT_KNOWN]
+
+
+def test_a_jurisdiction_without_a_known_regime_holds() -> None:
+    got, rules = outcome(request("1", ivms101=PAYLOAD), GB)
+    assert got is O.HOLD and rules[Rule.JURISDICTION_KNOWN] == O.HOLD
+
+
+def test_every_rule_result_names_its_rule_version_and_the_jurisdiction_is_the_accounts() -> None:
+    checked = TravelRuleCheck().check(request("1", destination_country="DE"), AT, US, PAR_ONLY)
+    assert checked.jurisdiction == "US"
+    assert all(
+        set(r) == {"rule", "outcome", "detail", "regime", "version"} for r in checked.rule_results
+    )
+    assert [r["rule"] for r in checked.rule_results] == [
+        Rule.IVMS101_VALID,
+        Rule.US_FINCEN_3000,
+        Rule.EU_TFR_PAYLOAD,
+    ]
