@@ -69,6 +69,13 @@ def auth016(
         str,
         typer.Option("--requester", help="With --sign: the registered producer that asks"),
     ] = "signing-coordinator",
+    requester_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--requester-key",
+            help="With --sign: its private key file (default <data>/keys/<requester>.ed25519)",
+        ),
+    ] = None,
     timeout: Annotated[
         # seconds, not money
         float, typer.Option(help="Seconds to read each topic to its end")
@@ -143,7 +150,14 @@ def auth016(
         )
     except IncompleteRead as exc:
         _fail(f"no report written: {exc} (retry, or raise --timeout)", 3)
-    fills, owners = report_inputs(orders, accounts, start, end)
+    names = (settings.topic(Topic.ORDERS), settings.topic(Topic.ACCOUNTS))
+    fills, owners, refused = report_inputs(orders, accounts, start, end, topics=names)
+    if refused:
+        typer.echo(
+            f"warning: {len(refused)} records left out as the admission rule refuses them"
+            f" (the projections quarantine them), the first: {refused[0]}",
+            err=True,
+        )
     if not fills:
         typer.echo(f"no fills traded from {first} to {last}: nothing written", err=True)
         return
@@ -153,9 +167,12 @@ def auth016(
         lines = "\n".join(f"  - {p}" for p in exc.problems)
         _fail(f"no report written for {len(fills)} fills:\n{lines}")
     _write(out, report)
-    typer.echo(f"wrote {out}: {len(fills)} transactions, {len(report):,} bytes", err=True)
+    n = len(fills)
+    typer.echo(
+        f"wrote {out}: {n} transaction{'' if n == 1 else 's'}, {len(report):,} bytes", err=True
+    )
     if sign:
-        _sign(out, key_dir, requester)
+        _sign(out, key_dir, requester, requester_key)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -169,7 +186,9 @@ def _write(path: Path, data: bytes) -> None:
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
-def _sign(path: Path, key_dir: Path | None, requester: str) -> None:
+def _sign(
+    path: Path, key_dir: Path | None, requester: str, requester_key: Path | None = None
+) -> None:
     """`tradetape sign FILE` itself (its checks, its messages, its exit codes), its JSON
     line kept in FILE.sig.json."""
     from signer_ffi.cli import sign_file
@@ -177,7 +196,13 @@ def _sign(path: Path, key_dir: Path | None, requester: str) -> None:
     printed = io.StringIO()
     try:
         with redirect_stdout(printed):
-            sign_file(path, key_dir=key_dir, purpose="iso20022-auth016", requester=requester)
+            sign_file(
+                path,
+                key_dir=key_dir,
+                purpose="iso20022-auth016",
+                requester=requester,
+                requester_key=requester_key,
+            )
     except typer.Exit as exc:
         typer.echo(f"error: {path} written, not signed", err=True)
         raise typer.Exit(exc.exit_code or 1) from exc

@@ -28,8 +28,10 @@ from decimal import Decimal
 from typing import Any
 
 from projections.reports.xmltext import Node, el, to_bytes
+from schemas.admission import refusal
 from schemas.events import AccountOpened, BeneficialOwner, Fill, OwnerKind, Side
 from schemas.events.accounts import lei_checksum_ok
+from schemas.topics import Topic
 from schemas.types import format_timestamp
 
 HEAD_NS = "urn:iso:std:iso:20022:tech:xsd:head.001.001.02"
@@ -138,20 +140,34 @@ def report_inputs(
     account_events: Iterable[Any],
     start: datetime,
     end: datetime,
-) -> tuple[list[Fill], dict[str, BeneficialOwner]]:
-    """From envelopes as read from the log: the fills traded in [start, end) and each
-    account's beneficial owner (its first AccountOpened in log order: the engine refuses
-    a second)."""
+    *,
+    topics: tuple[str, str] = (Topic.ORDERS.value, Topic.ACCOUNTS.value),
+) -> tuple[list[Fill], dict[str, BeneficialOwner], list[str]]:
+    """From envelopes as read from the log (the orders and the accounts topic, full names
+    in `topics`): the fills traded in [start, end), each account's beneficial owner (its
+    first AccountOpened in log order: the engine refuses a second), and why each record
+    the admission rule refuses was left out (`schemas.admission`: a Fill or AccountOpened
+    not written by the engine is no fact of the engine's; the projections quarantine it)."""
+    refused: list[str] = []
+
+    def admitted(e: Any, topic: str) -> bool:
+        why = refusal(topic, e.event_type, e.producer)
+        if why is not None:
+            refused.append(why)
+        return why is None
+
     fills = [
         e.payload
         for e in order_events
-        if isinstance(e.payload, Fill) and start <= e.payload.traded_at < end
+        if isinstance(e.payload, Fill)
+        and start <= e.payload.traded_at < end
+        and admitted(e, topics[0])
     ]
     owners: dict[str, BeneficialOwner] = {}
     for e in account_events:
-        if isinstance(e.payload, AccountOpened):
+        if isinstance(e.payload, AccountOpened) and admitted(e, topics[1]):
             owners.setdefault(e.payload.account, e.payload.beneficial_owner)
-    return fills, owners
+    return fills, owners, refused
 
 
 def iso_datetime(value: datetime) -> str:

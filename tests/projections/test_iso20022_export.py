@@ -119,15 +119,15 @@ def test_sign_keeps_what_tradetape_sign_prints_next_to_the_report(
 
     report = tmp_path / "r.xml"
     report.write_bytes(b"<x/>\n")
-    asked: list[tuple[Path, str]] = []
+    asked: list[tuple[Path, str, Path | None]] = []
 
     def fake_sign(file: Path, **kw: Any) -> None:
-        asked.append((file, kw["purpose"]))
+        asked.append((file, kw["purpose"], kw["requester_key"]))
         typer.echo(json.dumps({"signature": "ab" * 32}))
 
     monkeypatch.setattr(signer_ffi.cli, "sign_file", fake_sign)
-    _sign(report, None, "signing-coordinator")
-    assert asked == [(report, "iso20022-auth016")]
+    _sign(report, None, "signing-coordinator", tmp_path / "req.ed25519")
+    assert asked == [(report, "iso20022-auth016", tmp_path / "req.ed25519")]
     signature = json.loads((tmp_path / "r.xml.sig.json").read_text())
     assert signature == {"signature": "ab" * 32}
 

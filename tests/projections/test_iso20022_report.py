@@ -190,9 +190,39 @@ def test_report_inputs_take_the_period_and_the_first_account_opening() -> None:
     second = first.model_copy(update={"name": "B"})
     accounts = [
         new_event(AccountOpened(account="ACC1", beneficial_owner=o, base_currency="USDC"),
-                  producer="admin")
+                  producer="engine")
         for o in (first, second)
     ]  # fmt: skip
-    fills, owners = report_inputs(orders, accounts, T0, T0 + timedelta(days=1))
+    fills, owners, refused = report_inputs(orders, accounts, T0, T0 + timedelta(days=1))
     assert fills == [inside]
     assert owners == {"ACC1": first}
+    assert refused == []
+
+
+def test_report_inputs_fold_only_what_the_admission_rule_admits() -> None:
+    """A Fill or an AccountOpened not written by the engine is not the engine's fact: the
+    projections quarantine it, the engine dead-letters it; the report must not state it.
+    Each is counted with its reason (the command says so), never reported."""
+    forged_fill = new_event(fill(2), producer="mallory")
+    forged_owner = BeneficialOwner(owner_id="m", kind=OwnerKind.LEGAL, name="M", country="DE",
+                                   lei=lei("5299MALLORY0000000"))  # fmt: skip
+    orders = [new_event(fill(1), producer="engine"), forged_fill]
+    accounts = [
+        new_event(AccountOpened(account="ACC9", beneficial_owner=forged_owner,
+                                base_currency="USDC"), producer="mallory"),
+        new_event(AccountOpened(account="ACC1", beneficial_owner=OWNERS["ACC1"],
+                                base_currency="USDC"), producer="engine"),
+    ]  # fmt: skip
+    fills, owners, refused = report_inputs(
+        orders,
+        accounts,
+        T0,
+        T0 + timedelta(days=1),
+        topics=("t.orders.lifecycle", "t.accounts.events"),
+    )
+    assert [f.fill_id for f in fills] == ["f-0001"]
+    assert owners == {"ACC1": OWNERS["ACC1"]}
+    assert refused == [
+        "Fill on t.orders.lifecycle not written by the engine ('mallory')",
+        "AccountOpened on t.accounts.events not written by the engine ('mallory')",
+    ]
