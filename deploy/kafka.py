@@ -581,3 +581,77 @@ def broker_unreachable(settings: Settings) -> str | None:
         except OSError as exc:
             first = first or (exc.strerror or str(exc))
     return f"cannot reach the Kafka broker at {settings.bootstrap}: {first}"
+
+
+def topic_ids(admin: AdminClient, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+    """Each topic's id (`TopicDescription.topic_id`, as text) by full name; a topic that
+    does not exist is left out. Kafka gives a topic a new id when it is created again, so
+    an id stored with a position tells a recreated topic's log from the one the position
+    was taken in even once the new log has grown past it (offsets alone cannot)."""
+    from confluent_kafka import TopicCollection
+
+    if not names:
+        return {}
+    deadline = time.monotonic() + timeout  # seconds, not money
+    while True:
+        try:
+            futures = admin.describe_topics(TopicCollection(sorted(set(names))), request_timeout=10)
+            out: dict[str, str] = {}
+            for name, fut in futures.items():
+                try:
+                    out[name] = str(fut.result().topic_id)
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if isinstance(err, KafkaError) and err.code() in (
+                        KafkaError.UNKNOWN_TOPIC_OR_PART,
+                        KafkaError.UNKNOWN_TOPIC_ID,
+                    ):
+                        continue
+                    raise
+            return out
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def log_gone(
+    topic: str,
+    partition: int,
+    offset: int,
+    low: int,
+    high: int,
+    *,
+    id_then: str | None = None,
+    id_now: str | None = None,
+    said: str = "from offset",
+) -> str | None:
+    """Why a reader positioned at `offset` of `topic[partition]` would fold another log
+    than the one its position was taken in, described (None: the same log, as far as it
+    can be told). The one check every reader makes before folding on (projectors,
+    the engine's rebuild and input check, the snapshotter):
+
+    - the topic's id is not the one stored with the position (`id_then`; None: none was
+      stored, nothing to compare): the topic was deleted and created again, whatever the
+      offsets say (the new log may have grown past the stored offset);
+    - a read from the beginning (`offset` < 0) of a log whose first offset is past 0:
+      records were deleted from its start;
+    - an `offset` outside the partition's first offset..end: records deleted past it, or
+      the topic deleted and created again, or truncated.
+
+    Reading on would skip the new log's records below the offset as already folded or
+    fold a log with a hole, silently: a consumer's `auto.offset.reset` moves an
+    out-of-range fetch to the log's start without a word."""
+    low, high = max(low, 0), max(high, 0)
+    where = f"{topic}[{partition}]"
+    if id_then is not None and id_now is not None and id_then != id_now:
+        at = "from its beginning" if offset < 0 else f"{said} {offset}"
+        return (
+            f"{where}: {at} in topic id {id_then}, the topic's id is {id_now} now (it was "
+            "deleted and created again)"
+        )
+    if offset < 0:
+        return None if low == 0 else f"{where}: from its beginning, the log holds {low}..{high}"
+    if not low <= offset <= high:
+        return f"{where}: {said} {offset}, the log holds {low}..{high}"
+    return None

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy import groups
 from deploy.groups import group_id
-from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets
+from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets, log_gone
 from deploy.settings import Settings
 from engine.codec import decode_record
 from engine.snapshot import Slice, SnapshotError, merge_slices
@@ -201,20 +201,22 @@ def outside_the_log(
     start: list[TopicPartition],
     lows: Mapping[PartitionKey, int],
     ends: Mapping[PartitionKey, int],
+    ids_then: Mapping[str, str] | None = None,
+    ids_now: Mapping[str, str] | None = None,
 ) -> str:
     """The partitions of `start` whose start the log no longer holds, described (empty if
-    none): one read from its beginning whose first offset is past 0 (records deleted: its
-    beginning is gone), or one read from an offset outside its first offset..end. Reading
-    on would fold a log with a hole, silently: the consumer's `auto.offset.reset` moves an
-    out-of-range fetch to the log's start without a word."""
+    none): `deploy.kafka.log_gone` for each (a read from its beginning of a log cut at its
+    start, an offset outside the first offset..end, or, given the topic ids the positions
+    were taken in and those of now, a topic created again)."""
     bad = []
     for tp in start:
         key = (tp.topic, tp.partition)
-        low, high = max(lows[key], 0), max(ends[key], 0)
-        held = low == 0 if tp.offset < 0 else low <= tp.offset <= high
-        if not held:
-            at = "its beginning" if tp.offset < 0 else f"offset {tp.offset}"
-            bad.append(f"{tp.topic}[{tp.partition}]: from {at}, the log holds {low}..{high}")
+        why = log_gone(
+            tp.topic, tp.partition, tp.offset, lows[key], ends[key],
+            id_then=(ids_then or {}).get(tp.topic), id_now=(ids_now or {}).get(tp.topic),
+        )  # fmt: skip
+        if why is not None:
+            bad.append(why)
     return "; ".join(bad)
 
 

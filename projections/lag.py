@@ -31,11 +31,13 @@ from deploy.kafka import (
     consumer_config,
     describe_partition_changes,
     end_offsets,
+    log_gone,
     partition_changes,
+    topic_ids,
 )
 from deploy.settings import Settings
 from projections.framework import Projection
-from projections.store import OFFSETS_TABLE, issue_offsets_query, offsets_of
+from projections.store import OFFSETS_TABLE, issue_offsets_query, issue_topic_ids_query, offsets_of
 
 TP = tuple[str, int]
 
@@ -135,6 +137,7 @@ def projection_lag(
     stored: Mapping[str, Mapping[TP, int]],
     *,
     timeout: float = 5.0,  # seconds, not money
+    stored_ids: Mapping[str, Mapping[TP, str | None]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per projection: `lag` (records behind, over every partition listed now),
     `partitions` (how many) and `unread_partitions` (listed, with records, but no stored
@@ -157,6 +160,7 @@ def projection_lag(
     every = [TopicPartition(n, p) for n in names for p in listed[n]]
     ends = end_offsets(admin, every, timeout=timeout)
     starts = end_offsets(admin, every, earliest=True, timeout=timeout)
+    ids = topic_ids(admin, names, timeout=timeout) if stored_ids is not None else {}
     gaps = [
         (t, n, stored.get(p.name, {}).get((t, n), 0))
         for p in selected
@@ -177,7 +181,7 @@ def projection_lag(
                 f"{t}[{n}]" for (t, n), e in own_ends.items() if e > 0 and (t, n) not in have
             ),
         }
-        gone = out_of_range(have, starts, own_ends)
+        gone = out_of_range(have, starts, own_ends, (stored_ids or {}).get(p.name), ids)
         if gone:
             # its projector refuses to run (projector.OffsetsOutOfRange): rebuild it
             out[p.name]["degraded"] = True
@@ -189,16 +193,26 @@ def projection_lag(
     return out
 
 
-def out_of_range(stored: Mapping[TP, int], starts: Mapping[TP, int], ends: Mapping[TP, int]) -> str:
-    """The partitions of `ends` whose stored offset (0 if none) lies outside what the log
-    holds, described (empty if none): past the committed end (the topic deleted and
-    created again, or truncated; a stored offset is never past the last stable offset it
-    was read below) or before the first offset (records deleted)."""
-    return "; ".join(
-        f"{t}[{n}]: stored {stored.get((t, n), 0)}, the log holds {starts.get((t, n), 0)}..{end}"
-        for (t, n), end in sorted(ends.items())
-        if not starts.get((t, n), 0) <= stored.get((t, n), 0) <= end
-    )
+def out_of_range(
+    stored: Mapping[TP, int],
+    starts: Mapping[TP, int],
+    ends: Mapping[TP, int],
+    stored_ids: Mapping[TP, str | None] | None = None,
+    ids: Mapping[str, str] | None = None,
+) -> str:
+    """The partitions of `ends` whose stored offset (0 if none) is not in the log there is
+    now, described (empty if none): `deploy.kafka.log_gone`, as the projector checks
+    (past the committed end, before the first offset, or stored with another topic id
+    than the topic has now: deleted and created again)."""
+    bad = []
+    for (t, n), end in sorted(ends.items()):
+        why = log_gone(
+            t, n, stored.get((t, n), 0), starts.get((t, n), 0), end,
+            id_then=(stored_ids or {}).get((t, n)), id_now=(ids or {}).get(t), said="stored",
+        )  # fmt: skip
+        if why is not None:
+            bad.append(why)
+    return "; ".join(bad)
 
 
 def status_lag(
@@ -211,4 +225,9 @@ def status_lag(
     names = list(PROJECTIONS)
     with psycopg.connect(settings.dsn, connect_timeout=int(timeout)) as conn:
         stored = offsets_of(issue_offsets_query(conn, names, OFFSETS_TABLE), names)
-    return projection_lag(settings, PROJECTIONS.values(), stored, timeout=timeout)
+        stored_ids: dict[str, dict[TP, str | None]] = {n: {} for n in names}
+        for name, t, n, tid in issue_topic_ids_query(conn, names, OFFSETS_TABLE).fetchall():
+            stored_ids[name][(t, int(n))] = tid
+    return projection_lag(
+        settings, PROJECTIONS.values(), stored, timeout=timeout, stored_ids=stored_ids
+    )

@@ -42,8 +42,10 @@ from deploy.kafka import (
     consumer_config,
     describe_partition_changes,
     end_offsets,
+    log_gone,
     partition_changes,
     partitions_of,
+    topic_ids,
 )
 from deploy.settings import Settings
 from projections.bulkload import (
@@ -63,11 +65,13 @@ from projections.store import (
     Statement,
     apply_members,
     issue_offsets_query,
+    issue_topic_ids_query,
     lock_projections,
     offsets_of,
     offsets_upsert,
     predecode,
     prepare,
+    record_topic_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -186,6 +190,8 @@ class Projector:
         self.caught_up = False
         self._partitions: list[TopicPartition] | None = None
         self._admin: AdminClient | None = None
+        self.topic_ids: dict[str, str] = {}
+        """Each topic's id at the last (re)assignment, stored with every offset written."""
         self.partition_check_seconds = (
             0.0  # a rebuild reads up to the watermarks of the partitions seen at its start
             if replay
@@ -418,7 +424,9 @@ class Projector:
         any partition added to our topics, from its stored offset (0 if none), via the
         resync a fenced batch takes. Called between batches, when the stored offsets are
         exactly `expected`. A failed look is logged and retried at the next interval
-        (the consumer's own errors say more if the broker is gone)."""
+        (the consumer's own errors say more if the broker is gone). A topic whose id is
+        not the one of the last (re)assignment (deleted and created again) raises
+        `OffsetsOutOfRange`."""
         if not force:
             if self.partition_check_seconds <= 0:
                 return []
@@ -428,9 +436,20 @@ class Projector:
             self._partitions_checked = now
         try:
             added = self.added_partitions()
+            ids = topic_ids(self.admin(), sorted(self.topic_ids), timeout=5)
         except KafkaException as exc:
             log.warning("%s: could not look for added partitions: %s", self.name, exc)
             return []
+        recreated = sorted(t for t, i in self.topic_ids.items() if ids.get(t, i) != i)
+        if recreated:
+            # A fetch past the new log's end is refused (`poll`); one the new log had
+            # already grown past is not, so the topic's id is looked at here as well.
+            raise OffsetsOutOfRange(
+                f"{self.name}: topic {', '.join(recreated)} was deleted and created again "
+                "while read (its topic id changed); refusing to fold on from there, "
+                + rebuild_hint([t.projection.name for t in self.targets])
+                + " folds the log there is now"
+            )
         if not added:
             return []
         log.warning(
@@ -505,19 +524,38 @@ class Projector:
         self._assign(assignment)
 
     def _check_log_range(self) -> None:
-        """Raise `OffsetsOutOfRange` if a member's stored offset lies outside what its
-        partition holds (before the first offset, or past the end). Asked of the broker
-        at every (re)assignment, through our own consumer (the reader is stopped)."""
-        assert self.consumer is not None
+        """Raise `OffsetsOutOfRange` if a member's stored offset is not in the log there is
+        now (`deploy.kafka.log_gone`): before the partition's first offset or past its end,
+        or stored with another topic id than the topic has now (deleted and created again,
+        its new log grown past the stored offset). Asked of the broker at every
+        (re)assignment, through our own consumer (the reader is stopped). Rows stored
+        before topic ids were (migration 0124) are given the topic's id of now: the log
+        as it stands is taken as the one they were read from, as it was before."""
+        assert self.consumer is not None and self.conn is not None
+        self.topic_ids = topic_ids(self.admin(), sorted(self.topics))
+        names = [t.projection.name for t in self.targets]
+        stored_ids: dict[tuple[str, str, int], str | None] = {}
+        for table in sorted({t.offsets_table for t in self.targets}):
+            for name, topic, part, tid in issue_topic_ids_query(self.conn, names, table).fetchall():
+                stored_ids[(name, topic, int(part))] = tid
+        self.conn.commit()
         bad: dict[str, list[str]] = {}
+        unrecorded: dict[tuple[str, str], list[str]] = {}
         for tp in self.partitions():
             key = (tp.topic, tp.partition)
             low, high = self._watermarks(tp.topic, tp.partition)
             for t, e in zip(self.targets, self.expected, strict=True):
-                if key in e and not low <= e[key] <= high:
-                    bad.setdefault(t.projection.name, []).append(
-                        f"{tp.topic}[{tp.partition}]: stored {e[key]}, the log holds {low}..{high}"
-                    )
+                if key not in e:
+                    continue
+                then = stored_ids.get((t.projection.name, tp.topic, tp.partition))
+                why = log_gone(
+                    tp.topic, tp.partition, e[key], low, high,
+                    id_then=then, id_now=self.topic_ids.get(tp.topic), said="stored",
+                )  # fmt: skip
+                if why is not None:
+                    bad.setdefault(t.projection.name, []).append(why)
+                elif then is None and (t.projection.name, tp.topic, tp.partition) in stored_ids:
+                    unrecorded.setdefault(t.offsets_table, []).append(t.projection.name)
         if bad:
             raise OffsetsOutOfRange(
                 "the log no longer holds what the stored offsets say was applied ("
@@ -527,6 +565,9 @@ class Projector:
                 + rebuild_hint(sorted(bad))
                 + " folds the log there is now"
             )
+        for table, who in sorted(unrecorded.items()):
+            record_topic_ids(self.conn, sorted(set(who)), self.topic_ids, table)
+        self.conn.commit()
 
     def _watermarks(
         self,
@@ -653,7 +694,7 @@ class Projector:
             return [
                 stmt
                 for table, offsets in moved.items()
-                if (stmt := offsets_upsert(offsets, table)) is not None
+                if (stmt := offsets_upsert(offsets, table, self.topic_ids)) is not None
             ]
 
         results: list[BatchResult] = []

@@ -15,6 +15,7 @@ only if every group finished (`rebuild_parallel`; docs/benchmarks.md has both me
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
@@ -22,13 +23,14 @@ import queue
 import resource
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from deploy.kafka import admin_client, topic_ids
 from deploy.settings import Settings
 from projections.bulkload import libc_function
 from projections.checksum import Snapshot, checksum_snapshot
@@ -104,7 +106,11 @@ def create_schema(conn: psycopg.Connection[Any], projection: Projection, schema:
 
 
 def swap_in(
-    conn: psycopg.Connection[Any], projection: Projection, build: str, readonly_role: str | None
+    conn: psycopg.Connection[Any],
+    projection: Projection,
+    build: str,
+    readonly_role: str | None,
+    ids: Mapping[str, str] | None = None,
 ) -> None:
     """Atomically make `build` the live schema, its offsets the stored offsets and its
     quarantine the projection's whole quarantine: entries of the old projection that the
@@ -125,9 +131,11 @@ def swap_in(
         conn.execute("DELETE FROM projection_offsets WHERE projection = %s", (projection.name,))
         conn.execute(
             sql.SQL(
-                "INSERT INTO projection_offsets (projection, topic, partition, next_offset) "
-                "SELECT projection, topic, partition, next_offset FROM {}._offsets"
-            ).format(live)
+                "INSERT INTO projection_offsets (projection, topic, partition, next_offset, "
+                "topic_id) SELECT projection, topic, partition, next_offset, "
+                "COALESCE(topic_id, %s::jsonb ->> topic) FROM {}._offsets"
+            ).format(live),
+            (json.dumps(dict(ids or {})),),
         )
         conn.execute(sql.SQL("DROP TABLE {}._offsets").format(live))
         build_quarantine = sql.SQL("{}.{}").format(live, sql.Identifier(BUILD_QUARANTINE))
@@ -221,16 +229,39 @@ def swap_all(
     conn: psycopg.Connection[Any],
     builds: Sequence[tuple[Projection, str]],
     readonly_role: str | None,
+    ids: Mapping[str, str] | None = None,
 ) -> None:
     """`swap_in` every (projection, build schema) in one transaction, in projection name
     order: the order in which a live group's batch takes its members' locks
     (`store.lock_projections`). In another order (`rebuild --all --one-consumer` swapped
     `orders` before `fills`) the swap held one member's lock while a live batch held the
     other's and waited for it: PostgreSQL broke the deadlock by failing one of them, the
-    live batch (a group restart) or the swap (and so the whole rebuild)."""
+    live batch (a group restart) or the swap (and so the whole rebuild). `ids`: the topic
+    ids the rebuild read (`read_topic_ids`), stored with the offsets."""
     with conn.transaction():
         for projection, schema in sorted(builds, key=lambda b: b[0].name):
-            swap_in(conn, projection, schema, readonly_role)
+            swap_in(conn, projection, schema, readonly_role, ids)
+
+
+def read_topic_ids(settings: Settings, projections: Sequence[Projection]) -> dict[str, str]:
+    """The ids of the topics `projections` read, by full name (`deploy.kafka.topic_ids`)."""
+    names = sorted({settings.topic(t) for p in projections for t in p.topics})
+    return topic_ids(admin_client(settings), names)
+
+
+def same_topics(
+    settings: Settings, projections: Sequence[Projection], ids: Mapping[str, str]
+) -> None:
+    """Refuse a swap if a topic read was deleted and created again during the rebuild (its
+    id is not the one taken at the start): the build may hold records of both logs."""
+    now = read_topic_ids(settings, projections)
+    changed = sorted(t for t in set(ids) | set(now) if ids.get(t) != now.get(t))
+    if changed:
+        raise RuntimeError(
+            f"topic {', '.join(changed)} was deleted and created again during the rebuild "
+            "(its topic id changed): the build may hold records of both logs; the live "
+            "projections were left untouched, rebuild again"
+        )
 
 
 BULK_BATCH = 5000
@@ -290,6 +321,7 @@ def _rebuild_many(
 ) -> list[RebuildResult]:
     totals: dict[str, BatchResult] = {}
     started = time.monotonic()
+    ids = read_topic_ids(settings, [t.projection for t in builds])
     if bulk and split and len(builds) == 1 and builds[0].projection.partition_local:
         # Before any connection is open here: it forks its other half.
         got = rebuild_split(settings, builds[0], batch_size=batch_size, progress=progress)
@@ -322,7 +354,8 @@ def _rebuild_many(
         # it, a live projector may already have added batches to the live schema.
         sums = {t.projection.name: _build_checksum(conn, t) for t in builds}
         if swap:
-            swap_all(conn, [(t.projection, t.schema) for t in builds], settings.readonly_role)
+            same_topics(settings, [t.projection for t in builds], ids)
+            swap_all(conn, [(t.projection, t.schema) for t in builds], settings.readonly_role, ids)
         out = []
         for t in builds:
             name = t.projection.name
@@ -517,6 +550,7 @@ def _rebuild_parallel(
 
     groups = topic_groups(projections)
     builds = [GroupBuild([p.name for p in g]) for g in groups]
+    ids = read_topic_ids(settings, projections)
     # No connection is open across the fork but the rebuild lock's, which the children
     # never touch (`rebuild_lock`): a child must not use an inherited socket.
     with psycopg.connect(settings.dsn, autocommit=False) as conn:
@@ -603,10 +637,12 @@ def _rebuild_parallel(
         by_name = {p.name: p for g in groups for p in g}
         sums = {name: _build_checksum(conn, _build_target(by_name[name])) for name in names}
         if swap:
+            same_topics(settings, projections, ids)
             swap_all(
                 conn,
                 [(by_name[n], _build_target(by_name[n]).schema) for n in names],
                 settings.readonly_role,
+                ids,
             )
         results = []
         for b in builds:

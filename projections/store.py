@@ -539,7 +539,7 @@ def _load_sql(schema: str, table: Table) -> bytes:
 
 @functools.lru_cache(maxsize=1024)
 def _render(template: str, schema: str, table: str) -> bytes:
-    """`template` with its one `{}` the table, rendered once (psycopg renders a
+    """`template` with its `{}` (or each `{0}`) the table, rendered once (psycopg renders a
     `Composed` again at every execute, which cost more than some batches' folds)."""
     return sql.SQL(template).format(_ident(schema, table)).as_bytes(None)
 
@@ -981,10 +981,14 @@ _OFFSETS_SELECT = (
     "SELECT projection, topic, partition, next_offset FROM {} WHERE projection = ANY(%s)"
 )
 _OFFSETS_UPSERT = (
-    "INSERT INTO {} (projection, topic, partition, next_offset) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) "
-    "ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+    "INSERT INTO {0} (projection, topic, partition, next_offset, topic_id) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[]) "
+    "ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = "
+    "EXCLUDED.next_offset, topic_id = COALESCE(EXCLUDED.topic_id, {0}.topic_id)"
 )
+"""An offset is stored with the id of the topic it was read from (`deploy.kafka.topic_ids`)
+when the writer knows it (a live projector, from its (re)assignment's check); without
+one a row keeps the id it has."""
 
 
 def issue_offsets_query(
@@ -1022,12 +1026,48 @@ Statement = tuple[bytes, list[Any]]
 def offsets_upsert(
     offsets: Mapping[str, Mapping[tuple[str, int], int]],
     table: tuple[str, str] = OFFSETS_TABLE,
+    ids: Mapping[str, str] | None = None,
 ) -> Statement | None:
-    """`save_offsets_many`'s statement, not sent (None: nothing to store)."""
-    rows = sorted((n, t, p, o) for n, offs in offsets.items() for (t, p), o in offs.items())
+    """`save_offsets_many`'s statement, not sent (None: nothing to store); `ids`: the
+    topic id (by full topic name) to store with each offset (`_OFFSETS_UPSERT`)."""
+    rows = sorted(
+        (n, t, p, o, (ids or {}).get(t))
+        for n, offs in offsets.items()
+        for (t, p), o in offs.items()
+    )
     if not rows:
         return None
     return _render(_OFFSETS_UPSERT, *table), [list(c) for c in zip(*rows, strict=True)]
+
+
+def record_topic_ids(
+    conn: Conn,
+    projections: Sequence[str],
+    ids: Mapping[str, str],
+    table: tuple[str, str] = OFFSETS_TABLE,
+) -> None:
+    """Give the offsets of `projections` stored without a topic id (before migration 0124)
+    the id each topic has now (`ids`, by full name)."""
+    q = _render(
+        "UPDATE {} SET topic_id = %s WHERE projection = ANY(%s) AND topic = %s "
+        "AND topic_id IS NULL",
+        *table,
+    )
+    for topic, tid in sorted(ids.items()):
+        conn.execute(q, (tid, list(projections), topic))
+
+
+def issue_topic_ids_query(
+    conn: Conn, projections: Sequence[str], table: tuple[str, str] = OFFSETS_TABLE
+) -> psycopg.Cursor[Any]:
+    """The topic id stored with each offset of `projections` (NULL: stored before ids were)."""
+    return conn.execute(
+        _render(
+            "SELECT projection, topic, partition, topic_id FROM {} WHERE projection = ANY(%s)",
+            *table,
+        ),
+        (list(projections),),
+    )
 
 
 def one_statement(stmts: Sequence[Statement]) -> list[Statement]:

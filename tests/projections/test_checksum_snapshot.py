@@ -119,9 +119,9 @@ def test_rebuild_checksums_the_build_before_the_swap(
         calls.append(("checksum", schema))
         return real_snap(conn, projection, schema, *a, **k)
 
-    def swap(conn: Any, projection: Any, build: str, role: Any) -> None:
+    def swap(conn: Any, projection: Any, build: str, role: Any, *a: Any) -> None:
         calls.append(("swap", build))
-        real_swap(conn, projection, build, role)
+        real_swap(conn, projection, build, role, *a)
 
     monkeypatch.setattr(rb, "checksum_snapshot", snap)
     monkeypatch.setattr(rb, "swap_in", swap)

@@ -131,3 +131,104 @@ def test_a_running_projector_stops_when_its_topic_is_recreated(env: Settings) ->
         proj.close()
     assert _stored(env, "fills") == stored
     assert not _fill_ids(env) & {str(e.event_id) for e in after}
+
+
+def _produce_past(
+    settings: Settings, events: list[Any], stored: dict[tuple[str, int], int]
+) -> None:
+    """Produce `events` until every partition's end is at or past its stored offset: the
+    new log is in range by offsets alone."""
+    admin = admin_client(settings)
+    name = settings.topic(Topic.ORDERS)
+    tps = [TopicPartition(name, p) for p in range(6)]
+    for i in range(0, len(events), 200):
+        produce(settings, events[i : i + 200])
+        ends = end_offsets(admin, tps)
+        if all(stored.get(tp, 0) <= end for tp, end in ends.items()):
+            return
+    raise AssertionError(f"the new log did not grow past the stored offsets: {stored}")
+
+
+def test_a_recreated_topic_grown_past_the_stored_offsets_is_refused(env: Settings) -> None:
+    """The topic deleted and created again, and its new log grown past every stored
+    offset: before, the projector was assigned at its stored offsets (all in range), the
+    new log's records below them skipped as already applied, the old log's rows kept,
+    with no error and status `ok`. Now the topic id stored with the offsets (migration
+    0124) is not the topic's: refused, DEGRADED in status, until `tradetape rebuild`."""
+    topic = env.topic(Topic.ORDERS)
+    events = [e for e in generate(33, 3000) if e.topic == Topic.ORDERS]
+    before, after = events[:150], events[150:]
+    produce(env, before)
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up()
+        assert proj.caught_up
+    stored = _stored(env, "fills")
+    assert sum(stored.values()) == len(before)
+
+    _recreate(env, Topic.ORDERS)
+    _produce_past(env, after, stored)
+
+    with pytest.raises(RuntimeError, match="tradetape rebuild fills") as refused:
+        with Projector(env, PROJECTIONS["fills"]) as proj:
+            proj.catch_up(idle_timeout=5)
+    assert "created again" in str(refused.value)
+    assert f"{topic}[" in str(refused.value)
+    assert _stored(env, "fills") == stored  # nothing applied from the wrong place
+
+    health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
+    _add_projection_lag(env, health)
+    assert health["fills"]["degraded"] is True, health["fills"]
+    assert "created again" in health["fills"]["offsets_out_of_range"]
+
+    from projections.rebuild import rebuild
+
+    rebuild(env, PROJECTIONS["fills"])  # records the ids it read
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up(idle_timeout=5)
+        assert proj.caught_up
+    health = _projection_health(env.dsn)
+    _add_projection_lag(env, health)
+    assert "offsets_out_of_range" not in health["fills"], health["fills"]
+
+
+def test_offsets_stored_before_topic_ids_take_the_topics_id_on_first_sight(env: Settings) -> None:
+    """A row stored before migration 0124 (no topic id) is given the topic's id of now by
+    the projector's next (re)assignment, and a recreation after that is caught."""
+    events = [e for e in generate(34, 3000) if e.topic == Topic.ORDERS]
+    produce(env, events[:150])
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up()
+    with psycopg.connect(env.dsn) as conn:
+        conn.execute("UPDATE projection_offsets SET topic_id = NULL")
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up(idle_timeout=1)
+        assert proj.caught_up
+    with psycopg.connect(env.dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT topic_id FROM projection_offsets")}
+    assert len(ids) == 1 and None not in ids, ids
+    stored = _stored(env, "fills")
+    _recreate(env, Topic.ORDERS)
+    _produce_past(env, events[150:], stored)
+    with pytest.raises(RuntimeError, match="created again"):
+        with Projector(env, PROJECTIONS["fills"]) as proj:
+            proj.catch_up(idle_timeout=5)
+
+
+def test_a_running_projectors_partition_check_sees_its_topic_created_again(env: Settings) -> None:
+    """A live projector looks at its topics' ids at each partition check: a topic created
+    again under it whose new log has grown past its position (no out-of-range fetch to
+    refuse) is refused there. Before, nothing looked."""
+    events = [e for e in generate(35, 3000) if e.topic == Topic.ORDERS]
+    produce(env, events[:150])
+    proj = Projector(env, PROJECTIONS["fills"], batch_size=100)
+    proj.open()
+    try:
+        proj.catch_up()
+        stored = _stored(env, "fills")
+        _recreate(env, Topic.ORDERS)
+        _produce_past(env, events[150:], stored)
+        with pytest.raises(RuntimeError, match="created again") as refused:
+            proj.check_partitions(force=True)
+        assert "tradetape rebuild fills" in str(refused.value)
+    finally:
+        proj.close()
