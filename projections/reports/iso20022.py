@@ -47,6 +47,10 @@ DTI_PATTERN = re.compile(r"[1-9B-DF-HJ-NP-XZ][0-9B-DF-HJ-NP-XZ]{8}")
 MIC_PATTERN = re.compile(r"[A-Z0-9]{4}")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 LEI_PATTERN = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
+UNWRITABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+"""Characters a report's text may not hold: XML 1.0 forbids most controls and a parser
+reads CR back as LF (another id than the log's); tab and LF are refused too (ids have
+none), DEL with them."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ class ReportConfig:
         bad = []
         if not (LEI_PATTERN.fullmatch(self.firm_lei) and lei_checksum_ok(self.firm_lei)):
             bad.append(f"reporting firm LEI {self.firm_lei!r} is not a valid LEI (ISO 17442)")
-        if not 1 <= len(self.recipient) <= 35:
-            bad.append(f"recipient {self.recipient!r} must be 1 to 35 characters")
+        if not 1 <= len(self.recipient) <= 35 or UNWRITABLE.search(self.recipient):
+            bad.append(f"recipient {self.recipient!r} must be 1 to 35 printable characters")
         bad += [
             f"DTI {v!r} of {k} is not a DTI (ISO 24165: 9 characters, no vowels)"
             for k, v in sorted(self.dti.items())
@@ -196,6 +200,7 @@ def _check(
     no_mic: set[str] = set()
     no_owner: set[str] = set()
     natural: set[str] = set()
+    by_uti: dict[str, list[str]] = {}
     for f in fills:
         base, quote = f.instrument.split("/")
         no_dti |= {a for a in (base, quote) if a not in config.dti}
@@ -223,6 +228,15 @@ def _check(
             problems.append(
                 f"fill {f.fill_id}: venue_trade_id longer than TradPlcMtchgId's 52 characters"
             )
+        for name in ("uti", "venue_trade_id"):
+            if UNWRITABLE.search(getattr(f, name)):
+                problems.append(f"fill {f.fill_id}: {name} has characters XML cannot carry")
+        by_uti.setdefault(f.uti, []).append(f.fill_id)
+    problems += [
+        f"UTI {uti} names fills {', '.join(ids)}: TxId must be one transaction's"
+        for uti, ids in by_uti.items()
+        if len(ids) > 1
+    ]
     unmapped = sorted(no_dti)
     head = []
     if unmapped:

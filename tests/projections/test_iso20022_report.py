@@ -226,3 +226,22 @@ def test_report_inputs_fold_only_what_the_admission_rule_admits() -> None:
         "Fill on t.orders.lifecycle not written by the engine ('mallory')",
         "AccountOpened on t.accounts.events not written by the engine ('mallory')",
     ]
+
+
+def test_two_fills_with_one_uti_refuse_rather_than_repeat_a_transaction_id() -> None:
+    """TxId identifies the transaction to the authority: two of them alike is a report
+    it rejects (or one transaction replacing another)."""
+    twin = fill(2).model_copy(update={"uti": fill(1).uti})
+    with pytest.raises(ReportRefused, match=f"UTI {fill(1).uti} names fills f-0001, f-0002"):
+        build_report([fill(1), twin], OWNERS, CONFIG)
+
+
+def test_text_xml_cannot_carry_refuses() -> None:
+    """A control character has no place in XML 1.0 (NUL, ESC) or does not survive a parser
+    (CR is read back as LF): the report would be invalid, or state another id."""
+    for text in ("vt\x00", "vt\x1b[0m", "vt\r1"):
+        bad = fill(1).model_copy(update={"venue_trade_id": text})
+        with pytest.raises(ReportRefused, match="venue_trade_id has characters XML cannot"):
+            build_report([bad], OWNERS, CONFIG)
+    with pytest.raises(ReportRefused, match="recipient"):
+        ReportConfig(firm_lei=FIRM, recipient="DE\x00")
