@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from deploy.settings import Settings, get_settings
 from schemas import new_event
 from schemas.events import AccountOpened
+from schemas.topics import Topic
 from tests.conftest import free_port
 from tests.projections.helpers import produce
 from tests.projections.iso20022_helpers import CONFIG, DTI, FIRM, OWNERS, T0, fill, validate
@@ -60,9 +61,13 @@ def test_two_exports_of_the_same_log_are_the_same_valid_bytes(
     _report_env(monkeypatch, DTI)
     try:
         first, second = tmp_path / "a.xml", tmp_path / "b.xml"
+        monkeypatch.setattr("deploy.progress.EVERY_SECONDS", 0.0)  # a line per record
         for out in (first, second):
             done = _export(out)
             assert done.exit_code == 0, done.output
+        orders = env.topic(Topic.ORDERS)
+        assert f"export auth016: {orders}: 4 of ~4 read" in done.output, done.output
+        assert "wrote" in done.output and "3 transactions" in done.output
         assert first.read_bytes() == second.read_bytes()
         _, document = validate(first.read_bytes())
         ids = [n.findtext(f"{A}TxId") for n in document.iter(f"{A}New")]
