@@ -52,9 +52,14 @@ class Role(StrEnum):
     """`tradetape marketdata load` / `simulate`: the market-data feed."""
     TRANSFERS = "transfers"
     """The transfer service (not in this repository): its `TransferRequested`,
-    `TransferChecked`, `TransferReleased` and `TransferSettled` (docs/engine.md,
-    *Withdrawals*), the only writer of transfers.events. Deposits are the engine's
-    (accounts.events): this role cannot write one."""
+    `TransferReleased` and `TransferSettled` (docs/engine.md, *Withdrawals*). Deposits
+    are the engine's (accounts.events): this role cannot write one."""
+    TRAVELRULE = "travelrule"
+    """`tradetape run travelrule`: the travel-rule processor's `TransferChecked` on
+    transfers.events, in transactions (docs/travel_rule.md). A principal of its own: it
+    reads accounts.events, which the transfer service need not. The broker cannot tell
+    one type from another on a topic, so either principal could write the other's types
+    there: the travel rule's answers carry its producer id, `travelrule`."""
     PROJECTOR = "projector"
     """`tradetape run projections`, `rebuild`, `checksum`, the lag `status` reads."""
     SURVEILLANCE = "surveillance"
@@ -173,6 +178,13 @@ ROLES: dict[Role, RoleSpec] = {
         writes=frozenset({Topic.TRANSFERS}),
         reads=frozenset(),
         where="schemas/events/transfers.py (the service is not in this repository)",
+    ),
+    Role.TRAVELRULE: RoleSpec(
+        writes=frozenset({Topic.TRANSFERS, Topic.DEADLETTER}),
+        reads=frozenset({Topic.TRANSFERS, Topic.ACCOUNTS}),
+        groups=(groups.TRAVELRULE, groups.TRAVELRULE_FACTS),
+        transactional_ids=(Name("{prefix}travelrule-"),),  # {prefix}travelrule-<instance>
+        where="streams/travel_rule/processor.py",
     ),
     Role.PROJECTOR: RoleSpec(
         writes=frozenset(),

@@ -63,6 +63,11 @@ COORDINATOR = Group("coordinator-")
 """`tradetape sign`'s coordinator (signer_ffi/coordinator.py)."""
 DEMO = Group("demo-")
 """The demos' readers (deploy/demo.py, signer_ffi/demo.py; the administrator)."""
+TRAVELRULE = Group("travelrule", unique=False)
+"""The travel-rule processor's group on transfers.events (streams/travel_rule/processor.py):
+its offsets are committed in its transactions."""
+TRAVELRULE_FACTS = Group("travelrule-facts-")
+"""Its readers of accounts.events and transfers.events at start (assigned, never committed)."""
 
 ALL: tuple[Group, ...] = (
     ENGINE,
@@ -82,6 +87,8 @@ ALL: tuple[Group, ...] = (
     DKG,
     COORDINATOR,
     DEMO,
+    TRAVELRULE,
+    TRAVELRULE_FACTS,
 )
 
 RUN_AS_ADMIN: frozenset[Group] = frozenset({SNAPSHOT_STATUS, DEMO})

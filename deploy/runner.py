@@ -18,6 +18,7 @@ COMPONENTS: dict[str, str] = {
     "snapshotter": "engine.snapshotter:main",
     "projections": "projections.runner:main",
     "streams": "streams.app:main",
+    "travelrule": "streams.travel_rule.processor:main",
 }
 """Component name -> `module:function(settings) -> int`. `signer` needs an id: not default."""
 

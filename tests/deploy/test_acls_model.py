@@ -35,6 +35,7 @@ from schemas.topics import ENGINE_OUTPUT_TOPICS, TOPICS, Topic
 
 E, S, A, M, T = Role.ENGINE, Role.STRATEGY, Role.ADMIN, Role.MARKETDATA, Role.TRANSFERS
 SV, SG, RQ = Role.SURVEILLANCE, Role.SIGNER, Role.REQUESTER
+TR = Role.TRAVELRULE
 
 WRITERS: dict[Topic, set[Role]] = {
     Topic.INTENTS: {S},
@@ -42,7 +43,9 @@ WRITERS: dict[Topic, set[Role]] = {
     Topic.DECISIONS: {E},
     Topic.ORDERS: {E},
     Topic.ACCOUNTS: {E},
-    Topic.TRANSFERS: {T},  # the transfer service's four types (deposits: accounts.events)
+    # the transfer service's request, release and settlement; the travel rule's checks
+    # (deposits: accounts.events)
+    Topic.TRANSFERS: {T, TR},
     Topic.RISK_CONFIG: {E},
     Topic.MARKETDATA: {M},
     Topic.SURVEILLANCE_CONFIG: {E},  # an accepted DetectorConfigChanged
@@ -50,7 +53,7 @@ WRITERS: dict[Topic, set[Role]] = {
     Topic.SIGNING: {SG, RQ},  # DkgCompleted; outcomes and refusals
     Topic.SIGNING_REQUESTS: {RQ},
     Topic.SIGNING_MESSAGES: {SG, RQ},  # commitments, shares, DKG rounds; signing packages
-    Topic.DEADLETTER: {E, SV, SG},
+    Topic.DEADLETTER: {E, SV, SG, TR},
     Topic.ENGINE_SNAPSHOTS: {E},
 }
 
@@ -100,6 +103,10 @@ def test_the_readers_are_what_the_code_reads() -> None:
     # an accepted DetectorConfigChanged answers on surveillance.config: the admin reads it
     assert ROLES[Role.ADMIN].reads == set(ADMIN_ANSWER_TOPICS)
     assert Topic.SURVEILLANCE_CONFIG not in ROLES[Role.STRATEGY].reads
+    from streams.travel_rule import processor
+
+    assert ROLES[Role.TRAVELRULE].reads == set(processor.READ_TOPICS)
+    assert ROLES[Role.TRAVELRULE].writes == set(processor.WRITTEN)
 
 
 _TXN = re.compile(r'transactional_id=f?"([^"]*)"')
@@ -208,9 +215,11 @@ def test_every_transactional_id_in_the_code_is_granted() -> None:
     assert missing == []
 
 
-def test_only_the_engine_holds_a_transactional_id() -> None:
+def test_only_the_engine_and_the_travel_rule_hold_transactional_ids() -> None:
+    """The two consume-and-produce components (session 25: the travel rule's answers
+    and their requests' offsets in one transaction)."""
     holders = {b.principal for b in plan() if b.resource is Resource.TRANSACTIONAL_ID}
-    assert holders == {"User:engine"}
+    assert holders == {"User:engine", "User:travelrule"}
 
 
 prefixes = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", max_size=12)

@@ -1,0 +1,83 @@
+"""The processor's state, without Kafka: an answer's id is the request's derivation (the
+same on a replay), a request answered already is not answered again, a second request
+of one transfer id is refused, an unknown account is rejected."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from schemas import Envelope, new_event
+from schemas.events import AccountOpened, TransferRequested
+from schemas.events.accounts import BeneficialOwner, OwnerKind
+from schemas.events.transfers import TransferCheckOutcome
+from streams.travel_rule.processor import PRODUCER, DuplicateTransfer, TravelRuleState
+
+OPENED = new_event(
+    AccountOpened(
+        account="A1",
+        beneficial_owner=BeneficialOwner(
+            owner_id="o1", kind=OwnerKind.NATURAL, name="Jane Howard", country="US"
+        ),
+        base_currency="USDC",
+        jurisdiction="US",
+    ),
+    producer="engine",
+)
+
+
+def _request(transfer_id: str = "t1", amount: str = "2999.99") -> Envelope[TransferRequested]:
+    return new_event(
+        TransferRequested(
+            transfer_id=transfer_id,
+            account="A1",
+            asset="USDC",
+            amount=Decimal(amount),
+            destination_address="0xabc",
+        ),
+        producer="transfer-service",
+    )
+
+
+def test_the_answer_is_derived_from_the_request_and_the_same_on_a_replay() -> None:
+    request = _request()
+    state = TravelRuleState()
+    state.fold_account(OPENED)
+    first = state.decide(request)
+    again = TravelRuleState()
+    again.fold_account(OPENED)
+    replayed = again.decide(request)
+    assert first is not None and replayed is not None
+    assert first == replayed
+    assert first.causation_id == request.event_id
+    assert first.producer == PRODUCER and first.payload.outcome is TransferCheckOutcome.PASS
+    assert first.occurred_at == request.occurred_at
+
+
+def test_a_request_answered_on_the_log_is_not_answered_again() -> None:
+    request = _request()
+    state = TravelRuleState()
+    state.fold_account(OPENED)
+    answer = state.decide(request)
+    assert answer is not None
+    rebuilt = TravelRuleState()
+    rebuilt.fold_account(OPENED)
+    rebuilt.fold_transfer(request)
+    rebuilt.fold_transfer(answer)
+    assert rebuilt.decide(request) is None
+
+
+def test_a_second_request_of_one_transfer_id_is_refused() -> None:
+    state = TravelRuleState()
+    state.fold_account(OPENED)
+    assert state.decide(_request()) is not None
+    with pytest.raises(DuplicateTransfer, match="requested already"):
+        state.decide(_request())
+    assert state.decide(_request("t2")) is not None
+
+
+def test_an_unknown_account_is_rejected() -> None:
+    answer = TravelRuleState().decide(_request())
+    assert answer is not None and answer.payload.outcome is TransferCheckOutcome.REJECT
+    assert answer.payload.jurisdiction == ""
