@@ -336,4 +336,10 @@ def main(settings: Settings) -> int:
         processor.stopping = True
 
     with handling_stop(_stop):
-        return processor.run()
+        try:
+            return processor.run()
+        except (KafkaException, CatchUpTimeout) as exc:
+            # one line, not a traceback: the broker is gone or fenced us (a second
+            # instance); `tradetape run` restarts it after its backoff
+            log.error("travel rule stopped: %s", exc)
+            return 1

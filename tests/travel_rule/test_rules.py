@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.events import TransferRequested
 from schemas.events.transfers import TransferCheckOutcome as O
@@ -18,8 +20,10 @@ from streams.travel_rule.rules import (
     PAR_ONLY,
     AccountFacts,
     ParValuation,
+    Regime,
     Rule,
     TravelRuleCheck,
+    regime_of,
 )
 
 AT = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -144,3 +148,54 @@ def test_every_rule_result_names_its_rule_version_and_the_jurisdiction_is_the_ac
         Rule.US_FINCEN_3000,
         Rule.EU_TFR_PAYLOAD,
     ]
+
+
+class _Nothing:
+    """A valuation that can value nothing."""
+
+    def value(self, asset: str, amount: Decimal, currency: str) -> Decimal | None:
+        return None
+
+
+@given(
+    amount=st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("1E12"), places=8),
+    jurisdiction=st.sampled_from(["US", "DE", "FR", "GB", "JP"]),
+    destination=st.sampled_from([None, "US", "DE", "GB"]),
+    self_hosted=st.booleans(),
+    payload=st.booleans(),
+    proof=st.sampled_from([None, "sig-1"]),
+)
+def test_without_a_valuation_nothing_passes_that_needed_one(
+    amount: Decimal,
+    jurisdiction: str,
+    destination: str | None,
+    self_hosted: bool,
+    payload: bool,
+    proof: str | None,
+) -> None:
+    """Fail closed: when nothing can be valued, a PASS is only one no rule needed a value
+    for (a valid payload for the US rule; a proof, or no self-hosted address, for the
+    EU's), and each regime that applies has its rule in the results."""
+    req = request(
+        str(amount),
+        asset="BTC",
+        destination_country=destination,
+        self_hosted=self_hosted,
+        ivms101=PAYLOAD if payload else None,
+        ownership_proof=proof,
+    )
+    account = AccountFacts("acct-1", jurisdiction)
+    checked = TravelRuleCheck().check(req, AT, account, _Nothing())
+    rules = {r["rule"]: r["outcome"] for r in checked.rule_results}
+    regimes = {regime_of(jurisdiction), regime_of(destination)} - {None}
+    if checked.outcome is O.PASS:
+        assert payload and regimes
+        assert not (self_hosted and Regime.EU in regimes and proof is None)
+    if Regime.US in regimes:
+        assert rules[Rule.US_FINCEN_3000] == (O.PASS if payload else O.HOLD)
+    if Regime.EU in regimes:
+        assert rules[Rule.EU_TFR_PAYLOAD] == (O.PASS if payload else O.REJECT)
+        if self_hosted:
+            assert rules[Rule.EU_TFR_SELF_HOSTED] == (O.PASS if proof else O.HOLD)
+    if regime_of(jurisdiction) is None:
+        assert checked.outcome is not O.PASS
