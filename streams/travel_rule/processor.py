@@ -13,6 +13,7 @@ is dead-lettered with the reason, in the same transaction; never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -290,6 +291,12 @@ class TravelRuleProcessor:
             self.producer.abort_transaction(TXN_TIMEOUT_S)
             self._rewind()
             return 0
+        except BaseException:
+            # Not left open: until its coordinator's timeout an open transaction holds
+            # every read_committed reader of transfers.events (the engine's) at its start.
+            with contextlib.suppress(KafkaException):
+                self.producer.abort_transaction(5)
+            raise
         for e in out:
             if isinstance(e.payload, TransferChecked) and e.causation_id is not None:
                 self.state.checked.add(str(e.causation_id))

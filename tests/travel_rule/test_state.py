@@ -81,3 +81,24 @@ def test_an_unknown_account_is_rejected() -> None:
     answer = TravelRuleState().decide(_request())
     assert answer is not None and answer.payload.outcome is TransferCheckOutcome.REJECT
     assert answer.payload.jurisdiction == ""
+
+
+def test_a_failure_inside_a_batch_aborts_its_transaction() -> None:
+    """An unexpected error between begin and commit is not left as an open transaction
+    (it would hold the engine's read_committed reads of transfers.events until the
+    coordinator's timeout): aborted, then raised."""
+    from unittest.mock import MagicMock
+
+    from streams.travel_rule.processor import TravelRuleProcessor
+
+    processor = TravelRuleProcessor.__new__(TravelRuleProcessor)
+    processor.producer = MagicMock()
+    processor.consumer = MagicMock()
+    msg = MagicMock()
+    msg.error.return_value = None
+    processor.outputs = MagicMock(side_effect=ZeroDivisionError("a bug"))  # type: ignore[method-assign]
+    with pytest.raises(ZeroDivisionError):
+        processor.step([msg])
+    processor.producer.begin_transaction.assert_called_once()
+    processor.producer.abort_transaction.assert_called_once()
+    processor.producer.commit_transaction.assert_not_called()
