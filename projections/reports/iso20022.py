@@ -12,7 +12,8 @@ head.001.001.02) and the `Document` (auth.016.001.03), one `Tx/New` per fill.
 
 Fail closed: what the schema needs and the log or the configuration cannot give (a DTI
 for an asset, a currency for a quote asset, a MIC for a venue, an account's legal-entity
-identifier, a quantity with more digits than the field holds) refuses the whole report
+identifier, a natural person's identity (`persons`), a quantity with more digits than the
+field holds) refuses the whole report
 (`ReportRefused`, every problem named), rather than write a report that is invalid or says
 less than the log does. docs/reports.md maps every field to its source.
 """
@@ -27,6 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from projections.reports.persons import CONCAT, PersonIdentity
 from projections.reports.xmltext import Node, el, to_bytes
 from schemas.admission import refusal
 from schemas.events import AccountOpened, BeneficialOwner, Fill, OwnerKind, Side
@@ -192,7 +194,10 @@ def _ordered(fills: Iterable[Fill]) -> tuple[list[Fill], list[str]]:
 
 
 def _check(
-    fills: Sequence[Fill], owners: Mapping[str, BeneficialOwner], config: ReportConfig
+    fills: Sequence[Fill],
+    owners: Mapping[str, BeneficialOwner],
+    config: ReportConfig,
+    persons: Mapping[str, PersonIdentity],
 ) -> None:
     problems: list[str] = []
     no_dti: set[str] = set()
@@ -200,6 +205,7 @@ def _check(
     no_mic: set[str] = set()
     no_owner: set[str] = set()
     natural: set[str] = set()
+    no_lei: set[str] = set()
     by_uti: dict[str, list[str]] = {}
     for f in fills:
         base, quote = f.instrument.split("/")
@@ -211,8 +217,17 @@ def _check(
         owner = owners.get(f.account)
         if owner is None:
             no_owner.add(f.account)
-        elif owner.kind is not OwnerKind.LEGAL or owner.lei is None:
-            natural.add(f.account)
+        elif _is_person(owner):
+            person = persons.get(owner.owner_id)
+            if person is None:
+                natural.add(f"{f.account} (owner {owner.owner_id})")
+            elif person.birth_date > f.traded_at.date():
+                problems.append(
+                    f"fill {f.fill_id}: owner {owner.owner_id} of account {f.account} was"
+                    f" born ({person.birth_date}) after the trade"
+                )
+        elif owner.lei is None:  # BeneficialOwner refuses it; never write "None"
+            no_lei.add(f.account)
         for what, value, spec in (
             ("quantity", f.quantity, QUANTITY),
             ("quantity", f.quantity, TOKEN_AMOUNT),
@@ -252,10 +267,13 @@ def _check(
         head.append(f"no AccountOpened in the log for account(s) {', '.join(sorted(no_owner))}")
     if natural:
         head.append(
-            f"account(s) {', '.join(sorted(natural))} belong to natural persons: auth.016"
-            " identifies one by first name, surname, date of birth and national identifier"
-            " (PersonIdentification10), which AccountOpened does not carry"
+            f"account(s) {', '.join(sorted(natural))} belong to natural persons without an"
+            " identity in the persons file: auth.016 identifies one by first name, surname,"
+            " birth date and national identifier (PersonIdentification10), which the log"
+            " does not carry (--persons, docs/reports.md)"
         )
+    if no_lei:
+        head.append(f"account(s) {', '.join(sorted(no_lei))}: a legal person without an LEI")
     if head or problems:
         raise ReportRefused(head + problems, unmapped)
 
@@ -268,10 +286,33 @@ def _party(identifier: Node) -> Node:
     return el("AcctOwnr", el("Id", identifier))
 
 
-def _new(f: Fill, owner: BeneficialOwner, config: ReportConfig) -> Node:
+def _is_person(owner: BeneficialOwner) -> bool:
+    """Reported by PersonIdentification10 (a legal person by its LEI)."""
+    return owner.kind is OwnerKind.NATURAL
+
+
+def _person(p: PersonIdentity) -> Node:
+    """PersonIdentification10. NIDN and CCPT are ISO codes (SchmeNm/Cd); CONCAT, ESMA's,
+    is longer than Cd's 4 characters and goes in SchmeNm/Prtry."""
+    scheme = el("Prtry", text=p.scheme) if p.scheme == CONCAT else el("Cd", text=p.scheme)
+    return el(
+        "Prsn",
+        el("FrstNm", text=p.first_name),
+        el("Nm", text=p.surname),
+        el("BirthDt", text=p.birth_date.isoformat()),
+        el("Othr", el("Id", text=p.identifier), el("SchmeNm", scheme)),
+    )
+
+
+def _new(
+    f: Fill, owner: BeneficialOwner, config: ReportConfig, persons: Mapping[str, PersonIdentity]
+) -> Node:
     base, quote = f.instrument.split("/")
     mic = config.mic[f.venue]
-    client = _party(el("LEI", text=str(owner.lei)))
+    if _is_person(owner):
+        client = _party(_person(persons[owner.owner_id]))
+    else:
+        client = _party(el("LEI", text=str(owner.lei)))
     venue = _party(el("MIC", text=mic))
     buyer, seller = (client, venue) if f.side is Side.BUY else (venue, client)
     price = el(
@@ -320,16 +361,21 @@ def _org(identifier: str) -> Node:
 
 
 def build_document(
-    fills: Iterable[Fill], owners: Mapping[str, BeneficialOwner], config: ReportConfig
+    fills: Iterable[Fill],
+    owners: Mapping[str, BeneficialOwner],
+    config: ReportConfig,
+    persons: Mapping[str, PersonIdentity] | None = None,
 ) -> tuple[Node, list[Fill]]:
-    """The auth.016.001.03 Document and the fills it reports, in report order."""
+    """The auth.016.001.03 Document and the fills it reports, in report order. `persons`:
+    beneficial owner id -> identity, for the accounts natural persons own."""
+    persons = persons or {}
     ordered, problems = _ordered(fills)
     if problems:
         raise ReportRefused(problems)
     if not ordered:
         raise ReportRefused(["no fills to report (auth.016 needs at least one transaction)"])
-    _check(ordered, owners, config)
-    txs = [el("Tx", _new(f, owners[f.account], config)) for f in ordered]
+    _check(ordered, owners, config, persons)
+    txs = [el("Tx", _new(f, owners[f.account], config, persons)) for f in ordered]
     return el("Document", el("FinInstrmRptgTxRpt", *txs), xmlns=AUTH016_NS), ordered
 
 
@@ -349,10 +395,13 @@ def build_header(document: Node, created: datetime, config: ReportConfig) -> Nod
 
 
 def build_report(
-    fills: Iterable[Fill], owners: Mapping[str, BeneficialOwner], config: ReportConfig
+    fills: Iterable[Fill],
+    owners: Mapping[str, BeneficialOwner],
+    config: ReportConfig,
+    persons: Mapping[str, PersonIdentity] | None = None,
 ) -> bytes:
     """The whole file: `BizMsg` holding the `AppHdr` and the `Document`. Raises
     `ReportRefused` with every problem found."""
-    document, ordered = build_document(fills, owners, config)
+    document, ordered = build_document(fills, owners, config, persons)
     header = build_header(document, ordered[-1].traded_at, config)
     return to_bytes(el("BizMsg", header, document, xmlns=ENVELOPE_NS))

@@ -123,7 +123,7 @@ def test_a_party_without_the_identifier_the_schema_needs_refuses() -> None:
     with pytest.raises(ReportRefused) as refused:
         build_report([fill(1, account="NAT1"), fill(2, account="GHOST")], OWNERS, CONFIG)
     problems = " ".join(refused.value.problems)
-    assert "account(s) NAT1 belong to natural persons" in problems
+    assert "account(s) NAT1 (owner o3) belong to natural persons without an identity" in problems
     assert "no AccountOpened in the log for account(s) GHOST" in problems
 
 
