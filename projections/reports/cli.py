@@ -53,6 +53,15 @@ def auth016(
         str, typer.Option("--to", help="Last trading day reported (UTC, included), YYYY-MM-DD")
     ],
     out: Annotated[Path, typer.Option("--out", help="The report file to write (XML)")],
+    persons: Annotated[
+        Path | None,
+        typer.Option(
+            "--persons",
+            help="The natural persons' identities (CSV from the KYC system: owner_id,"
+            "first_name,surname,birth_date,nationality,scheme,identifier; docs/reports.md)."
+            " Without it an account of a natural person refuses the report",
+        ),
+    ] = None,
     sign: Annotated[
         bool,
         typer.Option(
@@ -83,9 +92,9 @@ def auth016(
 ) -> None:
     """Write an ISO 20022 auth.016.001.03 transaction report (with its head.001.001.02 header) of the fills traded from --from to --to, both days included, replayed from the log.
 
-    Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log and settings give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold.
+    Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log and settings give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold; --persons the natural persons' identities, which the log does not hold either (personal data).
 
-    Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account, ...: nothing is written), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments or an --out that cannot be written, before anything is read. A period without fills writes nothing and exits 0.
+    Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account without an identity in --persons, ...: nothing is written), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments, an --out that cannot be written or a --persons file that cannot be read or has a bad line, before anything is read. A period without fills writes nothing and exits 0.
     """
     from deploy.kafka import broker_unreachable
     from deploy.progress import EVERY_SECONDS, Ticker
@@ -96,6 +105,7 @@ def auth016(
         build_report,
         report_inputs,
     )
+    from projections.reports.persons import PersonError, read_persons
     from schemas.events import AccountOpened, Fill
     from schemas.topics import Topic
     from streams.cli import IncompleteRead, read_topic, unwritable
@@ -106,6 +116,15 @@ def auth016(
     start, end = period(first, last)
     if (why := unwritable(out)) is not None:
         _fail(f"cannot write --out: {why}", 2)
+    identities = {}
+    if persons is not None:
+        try:
+            identities = read_persons(persons.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read --persons {persons}: {exc}", 2)
+        except PersonError as exc:
+            lines = "\n".join(f"  - {p}" for p in exc.problems)
+            _fail(f"no report written: --persons {persons} has bad lines:\n{lines}", 2)
     settings = get_settings()
     missing = [
         f"TRADETAPE_REPORT_{name.upper()}"
@@ -162,7 +181,7 @@ def auth016(
         typer.echo(f"no fills traded from {first} to {last}: nothing written", err=True)
         return
     try:
-        report = build_report(fills, owners, config)
+        report = build_report(fills, owners, config, identities)
     except ReportRefused as exc:
         lines = "\n".join(f"  - {p}" for p in exc.problems)
         _fail(f"no report written for {len(fills)} fills:\n{lines}")

@@ -85,6 +85,43 @@ def test_two_exports_of_the_same_log_are_the_same_valid_bytes(
         get_settings.cache_clear()
 
 
+PERSONS_CSV = (
+    "owner_id,first_name,surname,birth_date,nationality,scheme,identifier\n"
+    "o3,Günter,Voß,1961-02-03,DE,CONCAT,\n"
+)
+
+
+@pytest.mark.integration
+def test_a_natural_persons_fills_are_reported_from_the_persons_file(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --persons the export refuses, naming the account and its owner (as before
+    the persons file existed); with it, the person is the buyer, by CONCAT."""
+    opened = AccountOpened(account="NAT1", beneficial_owner=OWNERS["NAT1"], base_currency="USDC")
+    produce(env, [new_event(opened, producer="engine"), new_event(fill(1, account="NAT1"),
+                                                                  producer="engine")])  # fmt: skip
+    monkeypatch.setenv("TRADETAPE_TOPIC_PREFIX", env.topic_prefix)
+    monkeypatch.setenv("TRADETAPE_KAFKA_PORT", str(env.kafka_port))
+    monkeypatch.setenv("TRADETAPE_DATA_DIR", str(tmp_path / "data"))
+    _report_env(monkeypatch, DTI)
+    persons = tmp_path / "persons.csv"
+    persons.write_text(PERSONS_CSV, encoding="utf-8")
+    try:
+        out = tmp_path / "r.xml"
+        done = _export(out)
+        assert done.exit_code == 1, done.output
+        assert "account(s) NAT1 (owner o3) belong to natural persons without" in done.output
+        assert not out.exists()
+        done = _export(out, "--persons", str(persons))
+        assert done.exit_code == 0, done.output
+    finally:
+        get_settings.cache_clear()
+    _, document = validate(out.read_bytes())
+    person = document.find(f"{A}FinInstrmRptgTxRpt/{A}Tx/{A}New/{A}Buyr/{A}AcctOwnr/{A}Id/{A}Prsn")
+    assert person.findtext(f"{A}Nm") == "Voß"
+    assert person.findtext(f"{A}Othr/{A}Id") == "DE19610203GUNTEVOSS#"
+
+
 def test_no_broker_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()  # nobody listens
     monkeypatch.setenv("TRADETAPE_KAFKA_PORT", str(port))
@@ -111,6 +148,15 @@ def test_bad_arguments_exit_2_before_anything_is_read(tmp_path: Path) -> None:
         (["--from", "1 Dec", "--to", "2026-12-01"], "--from must be a date"),
     ):
         done = CliRunner().invoke(app, [*base, *args])
+        assert done.exit_code == 2 and said in done.output, done.output
+    bad = tmp_path / "persons.csv"
+    bad.write_text(PERSONS_CSV + "o4,Ann,Lee,1970-02-30,GB,CONCAT,\n", encoding="utf-8")
+    days = ["--from", "2026-12-01", "--to", "2026-12-01"]
+    for persons, said in (
+        (bad, "line 3 (owner o4): birth_date '1970-02-30' is not YYYY-MM-DD"),
+        (tmp_path / "absent.csv", "cannot read --persons"),
+    ):
+        done = CliRunner().invoke(app, [*base, *days, "--persons", str(persons)])
         assert done.exit_code == 2 and said in done.output, done.output
 
 
