@@ -83,6 +83,7 @@ LEI_FORMAT = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
 MAX_NAME = 100
 MAX_NATIONAL_ID = 35
 MAX_CUSTOMER_ID = 50
+MAX_PLACE_OF_BIRTH = 70
 MAX_ADDRESS_LINES = 7
 
 _ADDRESS_FIELDS = frozenset(
@@ -514,7 +515,15 @@ class Ivms101Validator:
         if not self._obj(doc, path, out, frozenset({"dateOfBirth", "placeOfBirth"})):
             return
         text = self._text(doc, "dateOfBirth", path, out, required=True)
-        self._text(doc, "placeOfBirth", path, out, required=True)
+        place = self._text(doc, "placeOfBirth", path, out, required=True)
+        if place is not None and len(place) > MAX_PLACE_OF_BIRTH:
+            out.append(
+                Finding(
+                    _join(path, "placeOfBirth"),
+                    Code.TEXT_TOO_LONG,
+                    f"{len(place)} > {MAX_PLACE_OF_BIRTH}",
+                )
+            )
         if text is None:
             return
         where = _join(path, "dateOfBirth")

@@ -23,8 +23,9 @@ PASS, HOLD, REJECT = (
     TransferCheckOutcome.REJECT,
 )
 
-RULES_VERSION = 1
-"""Bumped whenever a rule decides differently; every rule result carries it."""
+RULES_VERSION = 2
+"""Bumped whenever a rule decides differently; every rule result carries it. 2: a
+placeOfBirth of more than 70 characters is an IVMS-101 finding (TRISA's limit)."""
 
 US_THRESHOLD = Decimal("3000")
 """USD: FinCEN's travel rule (31 CFR 1010.410(f)) applies at 3,000 or more."""

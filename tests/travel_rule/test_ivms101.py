@@ -187,6 +187,14 @@ MUTATIONS: dict[str, tuple[Callable[[Any], None], list[tuple[str, Code]]]] = {
         _set(_natural, "dateAndPlaceOfBirth", "dateOfBirth", value="1992-02-30"),
         [(f"{ORIG}.dateAndPlaceOfBirth.dateOfBirth", Code.BAD_DATE_OF_BIRTH)],
     ),
+    "place of birth of 71 characters": (
+        _set(_natural, "dateAndPlaceOfBirth", "placeOfBirth", value="x" * 71),
+        [(f"{ORIG}.dateAndPlaceOfBirth.placeOfBirth", Code.TEXT_TOO_LONG)],
+    ),
+    "no place of birth": (
+        _drop(_natural, "dateAndPlaceOfBirth", "placeOfBirth"),
+        [(f"{ORIG}.dateAndPlaceOfBirth.placeOfBirth", Code.MISSING_FIELD)],
+    ),
     "no beneficiary VASP": (
         lambda d: d.pop("beneficiaryVASP"),
         [("beneficiaryVASP", Code.MISSING_FIELD)],
