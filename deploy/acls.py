@@ -68,6 +68,10 @@ class Role(StrEnum):
     """`tradetape run signer` (a FROST participant) and the DKG ceremony."""
     REQUESTER = "requester"
     """`tradetape sign`: the signing coordinator."""
+    REPORTER = "reporter"
+    """`tradetape export auth016`: reads the orders and accounts topics, writes nothing.
+    Its `--sign` is `tradetape sign`, the requester's: give one principal both roles
+    (`--principal reporter=U --principal requester=U`) or sign apart as the requester."""
 
 
 class Pattern(StrEnum):
@@ -236,6 +240,12 @@ ROLES: dict[Role, RoleSpec] = {
         reads=frozenset({Topic.SIGNING_MESSAGES, Topic.SIGNING}),
         groups=(groups.COORDINATOR,),
         where="signer_ffi/coordinator.py",
+    ),
+    Role.REPORTER: RoleSpec(
+        writes=frozenset(),
+        reads=frozenset({Topic.ORDERS, Topic.ACCOUNTS}),  # the Fills; AccountOpened
+        groups=(groups.REPORTER,),
+        where="projections/reports/cli.py",
     ),
 }
 

@@ -68,6 +68,9 @@ TRAVELRULE = Group("travelrule", unique=False)
 its offsets are committed in its transactions."""
 TRAVELRULE_FACTS = Group("travelrule-facts-")
 """Its readers of accounts.events and transfers.events at start (assigned, never committed)."""
+REPORTER = Group("reporter-")
+"""`tradetape export`'s reads of the orders and accounts topics (projections/reports/cli.py;
+assigned, never committed): the reporter role's, not `stor`'s (the surveillance role)."""
 
 ALL: tuple[Group, ...] = (
     ENGINE,
@@ -89,6 +92,7 @@ ALL: tuple[Group, ...] = (
     DEMO,
     TRAVELRULE,
     TRAVELRULE_FACTS,
+    REPORTER,
 )
 
 RUN_AS_ADMIN: frozenset[Group] = frozenset({SNAPSHOT_STATUS, DEMO})

@@ -66,13 +66,15 @@ def read_topic(
     since: datetime | None = None,
     keep: Callable[[Any], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    group: str | None = None,
 ) -> list[Any]:
     """Every committed event on `topic` up to each partition's end (high watermark) when
     the read started, from the beginning or from the first record stamped at or after
     `since`; only those `keep` accepts, if given (a long log need not be held whole).
     `progress(topic, records read, records to read)` is called for each record. Raises
     `IncompleteRead` unless every partition was read to that end within `timeout`
-    seconds."""
+    seconds. `group`: the consumer group id, which the caller builds with `group_id`
+    from its own `deploy.groups` constant (its role's ACLs grant it); `stor`'s if None."""
     import time
 
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -98,7 +100,8 @@ def read_topic(
     c = Consumer(
         consumer_config(
             settings,
-            group_id=group_id(settings.topic_prefix, groups.STOR, str(time.monotonic_ns())),
+            group_id=group
+            or group_id(settings.topic_prefix, groups.STOR, str(time.monotonic_ns())),
             **{"enable.partition.eof": True},
         )
     )

@@ -2,7 +2,8 @@
 
 It reads the engine's output topics (fills on the orders topic, account facts on the
 accounts topic) from their beginning to their ends as of the read's start, read_committed,
-never a projection: the report is a function of the log and the report settings alone, so
+never a projection: the report is a function of the log, the report settings and the
+persons file alone (natural persons' identities: personal data, kept off the log), so
 running it again gives the same bytes (and the same signature digest)."""
 
 from __future__ import annotations
@@ -12,12 +13,22 @@ import os
 from contextlib import redirect_stdout
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from schemas.topics import Topic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from deploy.settings import Settings
+
 READ_TIMEOUT_S = 600.0
 """How long the export may take to read each topic to its end (seconds)."""
+REPORT_TOPICS = (Topic.ORDERS, Topic.ACCOUNTS)
+"""What the export reads (the Fills; the AccountOpened facts), and all the reporter role
+may read (deploy/acls.py)."""
 
 export_app = typer.Typer(
     help="Regulatory reports replayed from the log (docs/reports.md).", no_args_is_help=True
@@ -106,9 +117,7 @@ def auth016(
         report_inputs,
     )
     from projections.reports.persons import PersonError, read_persons
-    from schemas.events import AccountOpened, Fill
-    from schemas.topics import Topic
-    from streams.cli import IncompleteRead, read_topic, unwritable
+    from streams.cli import IncompleteRead, unwritable
 
     first, last = _day(from_day, "--from"), _day(to_day, "--to")
     if last < first:
@@ -153,23 +162,10 @@ def auth016(
     )
     ticker = Ticker(lambda topic, n, total: f"export auth016: {topic}: {n:,} of ~{total:,} read")
     try:
-        orders = read_topic(
-            settings,
-            Topic.ORDERS,
-            timeout,
-            keep=lambda e: isinstance(e.payload, Fill) and start <= e.payload.traded_at < end,
-            progress=ticker,
-        )
-        accounts = read_topic(
-            settings,
-            Topic.ACCOUNTS,
-            timeout,
-            keep=lambda e: isinstance(e.payload, AccountOpened),
-            progress=ticker,
-        )
+        orders, accounts = read_inputs(settings, start, end, timeout, ticker)
     except IncompleteRead as exc:
         _fail(f"no report written: {exc} (retry, or raise --timeout)", 3)
-    names = (settings.topic(Topic.ORDERS), settings.topic(Topic.ACCOUNTS))
+    names = (settings.topic(REPORT_TOPICS[0]), settings.topic(REPORT_TOPICS[1]))
     fills, owners, refused = report_inputs(orders, accounts, start, end, topics=names)
     if refused:
         typer.echo(
@@ -192,6 +188,46 @@ def auth016(
     )
     if sign:
         _sign(out, key_dir, requester, requester_key)
+
+
+def read_inputs(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    # seconds, not money
+    timeout: float,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """The fills traded in [start, end) and the AccountOpened facts, as envelopes, each
+    topic read to its end as of the read (`streams.cli.read_topic`), in the reporter's own
+    consumer group: with ACLs on, the export runs as the reporter role, which may read
+    these two topics and nothing else (deploy/acls.py)."""
+    from time import monotonic_ns
+
+    from deploy import groups
+    from deploy.groups import group_id
+    from schemas.events import AccountOpened, Fill
+    from streams.cli import read_topic
+
+    group = group_id(settings.topic_prefix, groups.REPORTER, str(monotonic_ns()))
+    orders_topic, accounts_topic = REPORT_TOPICS
+    orders = read_topic(
+        settings,
+        orders_topic,
+        timeout,
+        keep=lambda e: isinstance(e.payload, Fill) and start <= e.payload.traded_at < end,
+        progress=progress,
+        group=group,
+    )
+    accounts = read_topic(
+        settings,
+        accounts_topic,
+        timeout,
+        keep=lambda e: isinstance(e.payload, AccountOpened),
+        progress=progress,
+        group=group,
+    )
+    return orders, accounts
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -92,6 +92,7 @@ def test_the_readers_are_what_the_code_reads() -> None:
     from engine.snapshotter import Snapshotter  # noqa: F401  (its topics: own + reference)
     from engine.worker import INPUT_TOPICS, READ_TOPICS
     from projections.core import PROJECTIONS
+    from projections.reports.cli import REPORT_TOPICS
     from streams.app import SOURCES, WRITTEN
 
     engine = {*INPUT_TOPICS, *READ_TOPICS, *OWN_TOPICS, *REFERENCE_TOPICS, Topic.ENGINE_SNAPSHOTS}
@@ -103,6 +104,9 @@ def test_the_readers_are_what_the_code_reads() -> None:
     # an accepted DetectorConfigChanged answers on surveillance.config: the admin reads it
     assert ROLES[Role.ADMIN].reads == set(ADMIN_ANSWER_TOPICS)
     assert Topic.SURVEILLANCE_CONFIG not in ROLES[Role.STRATEGY].reads
+    # the export reads these two topics, no more: not as the surveillance role (stor-)
+    assert ROLES[Role.REPORTER].reads == set(REPORT_TOPICS) == {Topic.ORDERS, Topic.ACCOUNTS}
+    assert ROLES[Role.REPORTER].writes == set()
     from streams.travel_rule import processor
 
     assert ROLES[Role.TRAVELRULE].reads == set(processor.READ_TOPICS)
@@ -121,6 +125,11 @@ def _sources() -> list[tuple[str, str]]:
     ]
 
 
+PASSED_ON = {("streams/cli.py", "group")}
+"""`read_topic(..., group=)`: an id its caller built with `group_id` (found at the call),
+used as `group_id=group or group_id(..., groups.STOR, ...)`."""
+
+
 def _groups_in_code() -> dict[str, set[str]]:
     """Per file, the `deploy.groups` constants its consumers take their group ids from.
     Fails on a `group_id=` that is not `group_id(<settings>.topic_prefix | prefix,
@@ -134,10 +143,19 @@ def _groups_in_code() -> dict[str, set[str]]:
             if not isinstance(node, ast.Call):
                 continue
             for kw in node.keywords:
+                value = kw.value
+                if (
+                    isinstance(value, ast.BoolOp)
+                    and isinstance(value.op, ast.Or)
+                    and len(value.values) == 2
+                    and isinstance(value.values[0], ast.Name)
+                    and (path, value.values[0].id) in PASSED_ON
+                ):
+                    value = value.values[1]  # the default, scanned as any other
                 if kw.arg == "group_id" and not (
-                    isinstance(kw.value, ast.Call)
-                    and isinstance(kw.value.func, ast.Name)
-                    and kw.value.func.id == "group_id"
+                    isinstance(value, ast.Call)
+                    and isinstance(value.func, ast.Name)
+                    and value.func.id == "group_id"
                 ):
                     wrong.append(f"{path}:{node.lineno}: group_id={ast.unparse(kw.value)}")
             if isinstance(node.func, ast.Name) and node.func.id == "group_id":

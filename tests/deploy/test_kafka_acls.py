@@ -386,3 +386,29 @@ def test_a_topic_the_principal_may_not_describe_is_named_as_such(secured: Settin
         assert partitions_of(consumer, strategy, Topic.DECISIONS)  # a topic it may read
     finally:
         consumer.close()
+
+
+def test_the_export_reads_as_the_reporter_role(secured: Settings) -> None:
+    """`tradetape export auth016` read in `tradetape stor`'s group, so with ACLs on it
+    could run only as the surveillance role (which also writes alerts and reads market
+    data and the detectors' thresholds). The reporter principal reads the two topics the
+    export reads, in its own group, and is refused any other."""
+    from datetime import timedelta
+
+    from projections.reports.cli import read_inputs
+    from schemas.events import AccountOpened
+    from streams.cli import IncompleteRead, read_topic
+    from tests.projections.iso20022_helpers import OWNERS, T0, fill
+
+    engine = _as(secured, Role.ENGINE)
+    traded = fill(1)
+    opened = AccountOpened(account="ACC1", beneficial_owner=OWNERS["ACC1"], base_currency="USDC")
+    for topic, payload in ((Topic.ORDERS, traded), (Topic.ACCOUNTS, opened)):
+        assert _delivery(engine, topic, encode(new_event(payload, producer="engine"))) is None
+    upsert_scram_user(admin_client(secured), Role.REPORTER.value, "reporter-secret")
+    reporter = _as(secured, Role.REPORTER)
+    orders, accounts = read_inputs(reporter, T0, T0 + timedelta(days=1), 60)
+    assert [e.payload for e in orders] == [traded]
+    assert opened in [e.payload for e in accounts]
+    with pytest.raises(IncompleteRead, match="AUTHORIZATION"):
+        read_topic(reporter, Topic.DECISIONS, 20)
