@@ -25,7 +25,11 @@ def _examples() -> list[tuple[str, str]]:
     out = []
     for name in DOCS:
         text = (REPO / name).read_text()
-        for block in re.findall(r"```(?:sh)?\n(.*?)```", text, flags=re.S):
+        # Fences paired from the top, whatever their language: matching only ```sh and
+        # bare fences took an ```xml block's closing fence for an opening one, and the
+        # prose after it for commands (docs/reports.md, session 25).
+        fenced = re.findall(r"```([\w+-]*)\n(.*?)```", text, flags=re.S)
+        for block in (b for lang, b in fenced if lang in ("", "sh")):
             if "─" in block:
                 continue  # a diagram
             joined = re.sub(r"\\\n\s*", " ", block)
