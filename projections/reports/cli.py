@@ -128,7 +128,7 @@ def auth016(
     identities = {}
     if persons is not None:
         try:
-            identities = read_persons(persons.read_text(encoding="utf-8"))
+            identities = read_persons(persons.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot read --persons {persons}: {exc}", 2)
         except PersonError as exc:

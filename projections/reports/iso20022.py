@@ -223,8 +223,8 @@ def _check(
                 natural.add(f"{f.account} (owner {owner.owner_id})")
             elif person.birth_date > f.traded_at.date():
                 problems.append(
-                    f"fill {f.fill_id}: owner {owner.owner_id} of account {f.account} was"
-                    f" born ({person.birth_date}) after the trade"
+                    f"fill {f.fill_id}: owner {owner.owner_id} of account {f.account} has a"
+                    " birth date after the trade"
                 )
         elif owner.lei is None:  # BeneficialOwner refuses it; never write "None"
             no_lei.add(f.account)

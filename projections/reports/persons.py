@@ -13,7 +13,9 @@ The identity is personal data, so it is not on the log (an immutable, forever-re
 log cannot erase it; docs/reports.md, *Natural persons*): the firm's KYC system exports
 the fields the report needs, one row per beneficial owner, to a persons file the export
 reads (`read_persons`). Pure: the same text gives the same identities, or the same
-refusal naming each bad line.
+refusal naming each bad line. No message quotes a name, birth date or identifier: they
+go to terminals and logs, which are not the place for personal data (a line number, the
+owner id and the field say where to look).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def latin_letters(text: str) -> str:
             if c.isascii():
                 out.append(c)
             elif unicodedata.category(c) in ("Lu", "Ll", "Lt", "Lo"):
-                raise ValueError(f"{ch!r} is not a Latin letter: record the name transliterated")
+                raise ValueError("a letter is not Latin: record the name transliterated")
     return _NOT_LETTER.sub("", "".join(out))
 
 
@@ -114,7 +116,7 @@ def name_part(name: str, *, surname: bool) -> str:
     words = _without_prefix(words) if surname else words[:1]
     letters = latin_letters("".join(words))
     if not letters:
-        raise ValueError(f"{name!r} has no letter to take")
+        raise ValueError("a name has no letter to take")
     return letters[:5].ljust(5, "#")
 
 
@@ -123,7 +125,7 @@ def concat_code(nationality: str, birth_date: date, first_name: str, surname: st
     nationality, birth date YYYYMMDD, five of the first name, five of the surname.
     20 characters of [A-Z0-9#]."""
     if not _COUNTRY.fullmatch(nationality):
-        raise ValueError(f"nationality {nationality!r} is not an ISO 3166-1 alpha-2 code")
+        raise ValueError("nationality is not an ISO 3166-1 alpha-2 code")
     day = f"{birth_date.year:04d}{birth_date.month:02d}{birth_date.day:02d}"
     return (
         f"{nationality}{day}{name_part(first_name, surname=False)}"
@@ -156,7 +158,7 @@ class PersonIdentity:
             elif _UNWRITABLE.search(value):
                 bad.append(f"{what} has characters XML cannot carry")
         if not _COUNTRY.fullmatch(self.nationality):
-            bad.append(f"nationality {self.nationality!r} is not an ISO 3166-1 alpha-2 code")
+            bad.append("nationality is not an ISO 3166-1 alpha-2 code")
         if self.scheme not in SCHEMES:
             bad.append(f"scheme {self.scheme!r} is none of {', '.join(SCHEMES)}")
         elif self.scheme == CONCAT and not bad:
@@ -166,7 +168,7 @@ class PersonIdentity:
                 bad.append(f"no CONCAT code: {exc}")
             else:
                 if self.identifier != code:
-                    bad.append(f"CONCAT identifier {self.identifier!r} is not {code!r}")
+                    bad.append("CONCAT identifier is not the code of the names and birth date")
         elif self.scheme != CONCAT and not (
             len(self.identifier) <= 35
             and _DIGITS_AND_CAPITALS.fullmatch(self.identifier)
@@ -174,8 +176,8 @@ class PersonIdentity:
             and len(self.identifier) > 2
         ):
             bad.append(
-                f"{self.scheme} identifier {self.identifier!r} must be the nationality"
-                f" ({self.nationality}) then the number, capitals and digits, at most 35"
+                f"{self.scheme} identifier must be the nationality then the number,"
+                " capitals and digits, at most 35"
             )
         if bad:
             raise PersonError(bad)
@@ -209,7 +211,7 @@ def read_persons(text: str) -> dict[str, PersonIdentity]:
         try:
             birth = date.fromisoformat(born)
         except ValueError:
-            bad.append(f"line {n} (owner {owner}): birth_date {born!r} is not YYYY-MM-DD")
+            bad.append(f"line {n} (owner {owner}): birth_date is not YYYY-MM-DD")
             continue
         if scheme == CONCAT and not identifier:
             try:

@@ -132,13 +132,34 @@ def test_every_bad_line_of_the_persons_file_is_named() -> None:
     assert [p.split(":")[0].split(" (")[0] for p in problems] == [
         f"line {n}" for n in range(2, 9)
     ], problems
-    assert "1970-13-06" in problems[0]
-    assert "is not 'IT19700506ANNA#ROSSI'" in problems[1]  # not the derived code
-    assert "must be the nationality (IT) then the number" in problems[2]
+    assert "birth_date is not YYYY-MM-DD" in problems[0]
+    assert "is not the code of the names and birth date" in problems[1]
+    assert "NIDN identifier must be the nationality then the number" in problems[2]
     assert "scheme 'TAXID'" in problems[3]
-    assert "not a Latin letter" in problems[4]
+    assert "a letter is not Latin" in problems[4]
     assert "3 fields, not 7" in problems[5]
     assert "owner o5 appears twice" in problems[6]
+
+
+def test_no_refusal_quotes_a_name_a_birth_date_or_an_identifier() -> None:
+    """They go to terminals and logs: the line, the owner id and the field say where to
+    look, the values stay in the file."""
+    text = "\n".join(
+        [
+            HEADER,
+            _row("o1", "Zyxwvu", "Qponml", "1966-13-06", "IT", "CONCAT", ""),
+            _row("o2", "Zyxwvu", "Qponml", "1966-05-06", "IT", "CONCAT", "IT19660506ZYXWVQPONX"),
+            _row("o3", "Zyxwvu", "Qponml", "1966-05-06", "IT", "NIDN", "QQ1234"),
+            _row("o4", "Zyxwvu", "Qponmλ", "1966-05-06", "IT", "CONCAT", ""),
+            _row("o5", "Zyxwvu", "Qponml", "1966-05-06", "I1", "CONCAT", ""),
+        ]
+    )
+    with pytest.raises(PersonError) as refused:
+        read_persons(text)
+    said = " ".join(refused.value.problems)
+    assert len(refused.value.problems) == 5, said
+    for value in ("Zyxw", "ZYXW", "Qpon", "QPON", "1966", "QQ1234", "λ", "I1"):
+        assert value not in said
 
 
 def test_a_persons_file_without_its_header_is_refused() -> None:
@@ -175,6 +196,9 @@ def test_natural_persons_are_reported_by_name_birth_date_and_identifier() -> Non
     assert news[1].findtext(f"{A}Buyr/{A}AcctOwnr/{A}Id/{A}MIC") == "XOFF"
     # a legal person is still reported by its LEI
     assert news[2].findtext(f"{A}Buyr/{A}AcctOwnr/{A}Id/{A}LEI") == OWNERS["ACC1"].lei
+    # the same inputs, the same bytes, in any order of fills or persons
+    again = build_report(fills[::-1], OWNERS_WITH_PEOPLE, CONFIG, dict(reversed(PERSONS.items())))
+    assert again == build_report(fills, OWNERS_WITH_PEOPLE, CONFIG, PERSONS)
 
 
 def test_a_natural_person_without_an_identity_refuses_naming_the_account() -> None:
@@ -191,7 +215,7 @@ def test_a_natural_person_without_an_identity_refuses_naming_the_account() -> No
 
 def test_a_birth_date_after_the_trade_refuses() -> None:
     late = {"o3": PersonIdentity("Ann", "Lee", date(2027, 1, 1), "GB", "NIDN", "GBAB123456C")}
-    with pytest.raises(ReportRefused, match="born \\(2027-01-01\\) after the trade"):
+    with pytest.raises(ReportRefused, match="o3 of account NAT1 has a birth date after the trade"):
         build_report([fill(1, account="NAT1")], OWNERS, CONFIG, late)
 
 
