@@ -103,7 +103,7 @@ def auth016(
 ) -> None:
     """Write an ISO 20022 auth.016.001.03 transaction report (with its head.001.001.02 header) of the fills traded from --from to --to, both days included, replayed from the log.
 
-    Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log and settings give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold; --persons the natural persons' identities, which the log does not hold either (personal data).
+    Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log, settings and --persons file give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold; --persons the natural persons' identities, which the log does not hold either (personal data).
 
     Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account without an identity in --persons, ...: nothing is written), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments, an --out that cannot be written or a --persons file that cannot be read or has a bad line, before anything is read. A period without fills writes nothing and exits 0.
     """
