@@ -386,7 +386,7 @@ def acls_plan(
 ) -> None:
     """Print the ALLOW bindings each role needs for this topic prefix (TRADETAPE_TOPIC_PREFIX), one a line; nothing is sent to the broker.
 
-    Roles: engine (the engine and the snapshotter), strategy, admin, marketdata, transfers, projector, surveillance, signer, requester. Every role writes only the topics its components produce to: only the engine writes risk.decisions, orders.lifecycle, accounts.events and risk.config.
+    Roles: engine (the engine and the snapshotter), strategy, admin, marketdata, transfers, travelrule, projector, surveillance, signer, requester, reporter (`export auth016`). Every role writes only the topics its components produce to: only the engine writes risk.decisions, orders.lifecycle, accounts.events and risk.config.
     """
     bindings = _acl_plan(_settings(data_dir), principal)
     if as_json:

@@ -277,3 +277,12 @@ def test_principals_can_be_renamed() -> None:
 def test_a_wrong_principal_mapping_is_refused(bad: list[str]) -> None:
     with pytest.raises(PlanError):
         principals(bad)
+
+
+def test_the_plan_commands_help_names_every_role() -> None:
+    """`tradetape acls plan --help` lists the roles by hand: it missed travelrule and
+    reporter when they were added."""
+    from deploy.cli import acls_plan
+
+    listed = (acls_plan.__doc__ or "").split("Roles:", 1)[1].split(".", 1)[0]
+    assert {r.value for r in Role} <= set(re.findall(r"[a-z]+", listed))
