@@ -67,6 +67,7 @@ Any other letter without an ASCII base (`ĸ`, Greek, Cyrillic) refuses: `latin_l
 _NOT_LETTER = re.compile(r"[^A-Z]")
 _DIGITS_AND_CAPITALS = re.compile(r"[A-Z0-9]+")
 _COUNTRY = re.compile(r"[A-Z]{2}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _UNWRITABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -209,6 +210,8 @@ def read_persons(text: str) -> dict[str, PersonIdentity]:
             continue
         seen.add(owner)
         try:
+            if not _DAY.fullmatch(born):  # fromisoformat takes 19700506 and 1970-W10-3 too
+                raise ValueError(born)
             birth = date.fromisoformat(born)
         except ValueError:
             bad.append(f"line {n} (owner {owner}): birth_date is not YYYY-MM-DD")

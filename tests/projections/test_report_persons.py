@@ -162,6 +162,14 @@ def test_no_refusal_quotes_a_name_a_birth_date_or_an_identifier() -> None:
         assert value not in said
 
 
+@pytest.mark.parametrize("born", ["19700506", "1970-W10-3", "1970-5-6", "06.05.1970", ""])
+def test_a_birth_date_is_yyyy_mm_dd_only(born: str) -> None:
+    """Python 3.11's date.fromisoformat reads 19700506 and the week date 1970-W10-3
+    (4 March) too: a day written another way is a KYC export to look at, not to guess."""
+    with pytest.raises(PersonError, match="line 2 \\(owner o1\\): birth_date is not YYYY-MM-DD"):
+        read_persons(f"{HEADER}\n" + _row("o1", "Anna", "Rossi", born, "IT", "CONCAT", ""))
+
+
 def test_a_persons_file_without_its_header_is_refused() -> None:
     with pytest.raises(PersonError, match="header"):
         read_persons(_row("o3", "Anna", "Rossi", "1970-05-06", "IT", "CONCAT", ""))
