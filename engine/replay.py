@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy import groups
 from deploy.groups import group_id
-from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets, log_gone
+from deploy.kafka import READ_WAIT_SECONDS, consumer_config, end_offsets, log_gone, topic_ids
 from deploy.settings import Settings
 from engine.codec import decode_record
 from engine.snapshot import Slice, SnapshotError, merge_slices
@@ -44,6 +44,65 @@ DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
 
 PartitionKey = tuple[str, int]
 """(full topic name, partition)"""
+
+LOG_ID_TOPICS = (*REFERENCE_TOPICS, *OWN_TOPICS, Topic.INTENTS, Topic.ADMIN)
+"""The topics a worker's state and inputs come from: their Kafka topic ids are committed
+with the engine group's offsets (`ids_metadata`) and held by each snapshot slice, so a
+topic deleted and created again (a new id) is told from the log the state was folded
+from even once its new log has grown past every stored offset."""
+
+IDS_METADATA_PREFIX = "ids1:"
+"""The committed offsets' metadata: this, then the first `ID_CHARS` characters of each
+`LOG_ID_TOPICS` topic's id in that order, comma-separated (empty: no id known). About
+70 bytes a partition and transaction, where the full names and ids took ~400."""
+ID_CHARS = 8
+"""Characters of a topic id kept in the metadata: 48 bits, enough to tell a topic created
+again from the one before (ids are random)."""
+
+
+def ids_metadata(settings: Settings, ids: Mapping[str, str]) -> str:
+    """The metadata committed with the engine group's offsets: `IDS_METADATA_PREFIX`."""
+    return IDS_METADATA_PREFIX + ",".join(
+        ids.get(settings.topic(t), "")[:ID_CHARS] for t in LOG_ID_TOPICS
+    )
+
+
+def ids_changed(settings: Settings, metadata: str | None, now: Mapping[str, str]) -> list[str]:
+    """The topics whose id `metadata` (`ids_metadata`, committed with an offset) names and
+    that have another id now, described. Metadata of another form (none: committed before
+    session 25, or by `kafka-consumer-groups --reset-offsets`) names nothing: nothing to
+    compare, the offsets' range is still checked."""
+    if not metadata or not metadata.startswith(IDS_METADATA_PREFIX):
+        return []
+    then = metadata[len(IDS_METADATA_PREFIX) :].split(",")
+    if len(then) != len(LOG_ID_TOPICS):
+        return []
+    out = []
+    for t, was in zip(LOG_ID_TOPICS, then, strict=True):
+        name = settings.topic(t)
+        cur = now.get(name)
+        if was and cur and cur[:ID_CHARS] != was:
+            out.append(
+                f"{name}: committed while its topic id began {was}, the topic's id is {cur} "
+                "now (it was deleted and created again)"
+            )
+    return out
+
+
+def log_ids_of(settings: Settings, admin: AdminClient) -> dict[str, str]:
+    """The ids of the `LOG_ID_TOPICS` now, by full name (`deploy.kafka.topic_ids`)."""
+    return topic_ids(admin, [settings.topic(t) for t in LOG_ID_TOPICS])
+
+
+def changed_ids(then: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """The topics of `then` (full name -> id) whose id is another now, described."""
+    return [
+        f"{name}: topic id {was}, the topic's id is {now[name]} now (it was deleted and "
+        "created again)"
+        for name, was in sorted(then.items())
+        if name in now and now[name] != was
+    ]
+
 
 ENGINE_WRITTEN = (*REFERENCE_TOPICS, *OWN_TOPICS)
 """Topics only the engine writes what it folds from them: accepted admin facts and the
@@ -353,6 +412,31 @@ def load_slices(
     except Exception:
         log.exception("reading snapshots failed; replaying the log in full")
         return {}
+    now = log_ids_of(settings, admin) if slices else {}
+    recreated = sorted(
+        {
+            why
+            for sl in slices.values()
+            for why in changed_ids(
+                {settings.topic(Topic(t)): i for t, i in sl.topic_ids.items()}, now
+            )
+        }
+    )
+    if recreated:
+        topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
+        log.error(
+            "a topic the snapshot slices were folded from was deleted and created again "
+            "(%s): its new log is not the one the slices hold (a kill switch, limits or "
+            "decisions of the old one would be forgotten, or the new one's first records "
+            "skipped). Deciding nothing, retrying. Restore the topic; or, to accept the new "
+            "log as the truth, stop the engine and the snapshotter, delete the topic %s "
+            "(kafka-topics --delete --topic %s), run `tradetape topics`, reset the engine "
+            "group's offsets (docs/operations.md, A topic deleted or truncated) and start them",
+            "; ".join(recreated),
+            topic,
+            topic,
+        )
+        raise LogCut(f"snapshot slices of another log ({'; '.join(recreated)})")
     if beyond:
         topic = settings.topic(Topic.ENGINE_SNAPSHOTS)
         log.error(

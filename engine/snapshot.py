@@ -34,6 +34,7 @@ import hashlib
 import json
 import zlib
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -59,6 +60,13 @@ class Slice:
     """own topic (catalogue name, e.g. `risk.decisions`) -> next offset to read"""
     body: dict[str, Any]
     """the plain-value content (see `take_slice`)"""
+
+    @property
+    def topic_ids(self) -> dict[str, str]:
+        """catalogue topic name -> the Kafka topic id of the log the slice was folded from
+        (format 21: every topic a worker's state comes from, `engine.replay.LOG_ID_TOPICS`)"""
+        ids = self.body.get("topic_ids") or {}
+        return {str(k): str(v) for k, v in ids.items()}
 
     @property
     def slice_id(self) -> str:
@@ -294,10 +302,11 @@ def capture(state: EngineState, partition: int) -> Capture:
     )
 
 
-def render(c: Capture, offsets: dict[str, int]) -> Slice:
+def render(c: Capture, offsets: dict[str, int], ids: Mapping[str, str] | None = None) -> Slice:
     """The captured state as a slice of plain values, naming `offsets`: the own-topic
     positions the captured state has folded exactly (the worker knows them once the
-    transaction that produced them has committed)."""
+    transaction that produced them has committed), and `ids`: the topic ids of the logs
+    it was folded from, by catalogue name (format 21)."""
     accounts: dict[str, Any] = {}
     for (
         name, balances, deposited, positions, fills, peaks, maker_fill_at, taken, units, answered
@@ -339,6 +348,7 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
         "format": FORMAT_VERSION,
         "partition": c.partition,
         "offsets": dict(sorted(offsets.items())),
+        "topic_ids": dict(sorted((ids or {}).items())),
         "accounts": accounts,
         "orders": [_order_dump(o) for o in sorted(c.orders, key=lambda o: o.order_id)],
         "client_orders": sorted([a, b, c_, oid] for a, b, c_, oid in c.client_orders),
@@ -367,9 +377,14 @@ def render(c: Capture, offsets: dict[str, int]) -> Slice:
     return Slice(c.partition, dict(offsets), body)
 
 
-def take_slice(state: EngineState, partition: int, offsets: dict[str, int]) -> Slice:
-    """`render(capture(state, partition), offsets)` in one go (tests, tools)."""
-    return render(capture(state, partition), offsets)
+def take_slice(
+    state: EngineState,
+    partition: int,
+    offsets: dict[str, int],
+    ids: Mapping[str, str] | None = None,
+) -> Slice:
+    """`render(capture(state, partition), offsets, ids)` in one go."""
+    return render(capture(state, partition), offsets, ids)
 
 
 # ---- bytes -----------------------------------------------------------------------------

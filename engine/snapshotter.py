@@ -48,6 +48,7 @@ from deploy.kafka import (
     consumer_config,
     end_offsets,
     partitions_of_many,
+    topic_ids,
 )
 from deploy.settings import Settings
 from deploy.signals import handling_stop
@@ -58,6 +59,7 @@ from engine.replay import (
     Intake,
     LogCut,
     PartitionKey,
+    changed_ids,
     fold_until,
     folder,
     load_slices,
@@ -116,6 +118,9 @@ class Snapshotter:
         self.due: dict[int, int] = {}
         """Own records folded per engine partition since its last slice."""
         self.last: dict[int, float] = {}  # time.monotonic() seconds, not money
+        self.ids: dict[str, str] = {}
+        """The topic ids (full name -> id) of the topics it folds and writes, taken at
+        `start`: every round compares them with the topics' ids now (`_check_ids`)."""
         self.holding: str | None = None
         """Why it holds (a topic off its declared partition count), or None."""
         self.stats = {
@@ -193,6 +198,7 @@ class Snapshotter:
     def start(self, *, use_slices: bool = True) -> None:
         """A fresh state: as a worker's rebuild of every partition (slices, then the rest)."""
         started = time.monotonic()
+        self.ids = topic_ids(self.admin, self._id_topics())
         self.n_own = self._refresh_partitions()
         state = EngineState(partition_of=partitioner(self.n_own))
         self.ref_at, self.own_at, self.due = {}, {}, {}
@@ -259,8 +265,27 @@ class Snapshotter:
                 log.warning("the reference topics were not read to their end; retrying")
             return 0
         self._fold_own(state, targets)
+        self._check_ids()
         self.stats["rounds"] += 1
         return self._slice_due(state)
+
+    def _id_topics(self) -> list[str]:
+        return [
+            self.settings.topic(t) for t in (*REFERENCE_TOPICS, *OWN_TOPICS, Topic.ENGINE_SNAPSHOTS)
+        ]
+
+    def _check_ids(self) -> None:
+        """Raise `LogCut` if a topic it folds or writes was deleted and created again since
+        `start` (its id changed): its state would mix the two logs, or its slices go to a
+        topic that is not the one it loaded (the round holds; the next `start` folds the
+        logs there are now, and refuses slices of other logs: `load_slices`)."""
+        changed = changed_ids(self.ids, topic_ids(self.admin, self._id_topics()))
+        if changed:
+            raise LogCut(
+                "a topic the snapshotter folds or writes was deleted and created again while "
+                f"it ran ({'; '.join(changed)}); no slice of the state it holds is written "
+                "(docs/operations.md, A topic deleted or truncated)"
+            )
 
     # ---- slicing -----------------------------------------------------------------
 
@@ -280,10 +305,15 @@ class Snapshotter:
                 self.settings,
                 len(self.parts[Topic.ENGINE_SNAPSHOTS]),
             )
+        ids = {
+            t.value: self.ids[self.settings.topic(t)]
+            for t in (*REFERENCE_TOPICS, *OWN_TOPICS)
+            if self.settings.topic(t) in self.ids
+        }
         for p in due:
             offsets = {t.value: self.own_at[(self.settings.topic(t), p)] for t in OWN_TOPICS}
             try:
-                s = take_slice(state, p, offsets)
+                s = take_slice(state, p, offsets, ids)
                 n = self.writer.publish(s)
             except Exception:  # the state is still exact: keep it, try again next round
                 log.exception("slicing partition %d failed; retrying next round", p)

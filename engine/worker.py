@@ -93,9 +93,13 @@ from engine.replay import (
     REFERENCE_TOPICS,
     Intake,
     LogCut,
+    changed_ids,
     decode_message,
     folder,
+    ids_changed,
+    ids_metadata,
     load_slices,
+    log_ids_of,
     outside_the_log,
     read_all_until_caught_up,
     read_own,
@@ -400,6 +404,11 @@ class EngineWorker:
         # ---- reading snapshot slices (written by engine.snapshotter) ----
         self.snapshots = settings.engine_snapshots
         self.own_short = {self.names[t]: t.value for t in OWN_TOPICS}
+        self.log_ids: dict[str, str] = {}
+        """The ids of the topics (`LOG_ID_TOPICS`) as of the last rebuild's start: the logs
+        the state was folded from. Committed with every offset (`ids_meta`) and compared
+        with the topics' ids at each rebuild and take-over (`_inputs_in_range`)."""
+        self.ids_meta = ""
         self.own_end: dict[tuple[str, int], int] = {}
         """Own topic partition -> the offset after the last record this worker's state
         has folded, as committed (rebuild positions, then delivery reports)."""
@@ -577,6 +586,8 @@ class EngineWorker:
         (after each partition's newest usable snapshot slice, if any)."""
         started = time.monotonic()
         self.exact = False
+        self.log_ids = log_ids_of(self.settings, self.admin)
+        self.ids_meta = ids_metadata(self.settings, self.log_ids)
         parts = self._topic_partitions()
         n_own = {len(parts[t]) for t in OWN_TOPICS}
         if len(n_own) != 1 and self.snapshots:
@@ -680,8 +691,12 @@ class EngineWorker:
         `auto.offset.reset` would move it to the log's start without a word: past intents
         and admin commands never decided (records deleted from the start: the first
         offset past the committed one), or decided ones read again (the topic deleted and
-        created again, or truncated: the committed offset past the end). Logged as an
-        ERROR naming the partitions and what the operator runs; False: the worker holds."""
+        created again, or truncated: the committed offset past the end). Also whether the
+        topic ids committed with those offsets (`ids_metadata`), and those the state was
+        folded from (`log_ids`), are the topics' ids now: a topic deleted and created
+        again whose new log has grown past every offset is in range by offsets alone.
+        Logged as an ERROR naming the partitions and what the operator runs; False: the
+        worker holds."""
         tps = [
             TopicPartition(self.names[t], p)
             for t in INPUT_TOPICS
@@ -691,6 +706,27 @@ class EngineWorker:
         if not tps:
             return True
         committed = self.consumer.committed(tps, timeout=30)
+        now = log_ids_of(self.settings, self.admin)
+        recreated = sorted(
+            {why for tp in committed for why in ids_changed(self.settings, tp.metadata, now)}
+            | set(changed_ids(self.log_ids, now))
+        )
+        if recreated:
+            log.error(
+                "worker %s: a topic the engine's state or inputs come from was deleted and "
+                "created again (%s): the engine group's offsets, and the state, were taken in "
+                "the old log; folding the new one onto them would forget what the old one "
+                "held (a kill switch, limits, decisions) or skip the new one's first records. "
+                "Deciding nothing: restore the topic; or, to accept the new log as the truth, "
+                "stop the engine and the snapshotter, reset the group's offsets "
+                "(kafka-consumer-groups --group %s --reset-offsets ... --execute: offsets so "
+                "set carry no topic ids) and delete and recreate the snapshot topic "
+                "(docs/operations.md, A topic deleted or truncated)",
+                self.wid,
+                "; ".join(recreated),
+                group_id(self.settings.topic_prefix, groups.ENGINE),
+            )
+            return False
         gone = outside_the_log(
             [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed],
             end_offsets(self.admin, tps, earliest=True),
@@ -1671,7 +1707,18 @@ class EngineWorker:
             too_big = self._oversized(records)
             # The offsets this batch's transaction commits: taken before the next poll.
             positions = (
-                [tp for tp in self.consumer.position(self.assigned) if tp.offset >= 0]
+                [
+                    # With the ids of the logs the state was folded from (`ids_metadata`).
+                    TopicPartition(
+                        tp.topic,
+                        tp.partition,
+                        tp.offset,
+                        self.ids_meta,
+                        -1 if tp.leader_epoch is None else tp.leader_epoch,
+                    )
+                    for tp in self.consumer.position(self.assigned)
+                    if tp.offset >= 0
+                ]
                 if self.assigned
                 else []
             )

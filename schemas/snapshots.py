@@ -22,7 +22,7 @@ log in full.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 20
+FORMAT_VERSION = 21
 """Bumped on any change of the slice's content; a reader ignores other versions (2: the
 idempotency and client-order keys carry the account; 3: the idempotency record's recent
 tier is bounded per account, so a slice holds another set of recent decisions; 4: each
@@ -57,7 +57,11 @@ whose key is on the partition, `EngineState.rejected_commands`: an 18 slice lack
 so a rejected command's envelope replayed after a hand-over would be decided again; 20:
 each recent decision's `ranked_at`, its intent's broker append time where recorded, in
 place of its event time, the producer's stamp, which ranked the recent tier before: a 19
-slice restored would rank its decisions otherwise than the log's fold)."""
+slice restored would rank its decisions otherwise than the log's fold; 21: the Kafka topic
+ids of the logs the slice was folded from, `topic_ids` (control, own and input topics): a
+20 slice cannot tell a topic deleted and created again, its new log grown past the slice's
+offsets, from the one it was folded from, so a worker would fold a new `risk.config` onto
+state decided under the old one)."""
 MAX_CHUNK_BYTES = 512 * 1024
 """Below the broker's default 1 MB `message.max.bytes`, headers included."""
 
