@@ -1452,6 +1452,11 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - streams not in this bu
         raise
 
 
+from projections.tax.projection import TaxLotsProjection  # noqa: E402  (it imports no core)
+
+PROJECTIONS[TaxLotsProjection.name] = TaxLotsProjection()
+
+
 def get(name: str) -> Projection:
     try:
         return PROJECTIONS[name]

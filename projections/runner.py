@@ -3,7 +3,7 @@
 Projections that read a common topic form a group with one consumer, so each record is
 decoded once, except that the four heavy `orders.lifecycle` projections run as two
 groups (`LIVE_SPLIT`) so their folds use two cores, `decisions` and `drawdown` share
-one, and the projections with few events a second share one (`JOIN`): four processes.
+one, and the projections with few events a second share one (`JOIN`): five processes (`tax_lots` apart).
 Each group runs in its own process so groups never share a GIL. The parent supervises:
 a group process that dies is restarted after a backoff (it resumes from the offsets
 stored in PostgreSQL, never skipping ahead). On SIGTERM/SIGINT the parent stops every
@@ -47,6 +47,7 @@ SPLIT: tuple[frozenset[str], ...] = (
     frozenset({"positions", "balances"}),
     frozenset({"drawdown"}),
     frozenset({"decisions"}),
+    frozenset({"tax_lots"}),
 )
 """The groups of a parallel rebuild (`projections.rebuild`): projections that share
 topics but build as separate groups, each with its own consumer, so their folds run on
@@ -57,16 +58,18 @@ record is decoded twice) in parallel. `drawdown` reads `risk.decisions` beside
 it builds apart and decodes the topic's records itself. Its `risk.config` (the
 releases, fold version 3) joins `risk_config` and the light `JOIN` group into one
 component with `decisions`: `decisions` is cut out too, so it builds alone. Live, the
-runner cuts along `LIVE_SPLIT`."""
+runner cuts along `LIVE_SPLIT`. `tax_lots` reads the topics of `balances` and of the
+light group (accounts.events): it builds and runs apart, so neither carries its fold."""
 
 
 LIVE_SPLIT: tuple[frozenset[str], ...] = (
     frozenset({"orders", "fills"}),
     frozenset({"positions", "balances"}),
     frozenset({"decisions", "drawdown"}),
+    frozenset({"tax_lots"}),
 )
 """`SPLIT` for `tradetape run projections`: `decisions` and `drawdown`, the two
-projections of `risk.decisions`, run as one group (four processes): each `RiskDecision`
+projections of `risk.decisions`, run as one group (five processes with `tax_lots`): each `RiskDecision`
 is decoded once, and one consumer and one transaction a batch serve both. Live, a group
 costs mostly per batch, not per record: each group process fetches, polls and commits a
 transaction (lock, offsets, seen ids, state rows, writes, COMMIT) up to ~20 times a

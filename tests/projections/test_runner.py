@@ -29,6 +29,7 @@ def test_light_projections_share_one_group_and_the_orders_topic_is_split() -> No
         ["decisions"],
         ["drawdown"],
         ["fills", "orders"],
+        ["tax_lots"],
     ]
 
 
@@ -37,6 +38,7 @@ LIVE = [
     ["balances", "positions"],
     ["decisions", "drawdown"],
     ["fills", "orders"],
+    ["tax_lots"],
 ]
 
 
@@ -87,7 +89,7 @@ def test_main_runs_the_live_groups(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_join_or_split_groups_are_the_topic_components() -> None:
     assert _names(topic_groups(list(PROJECTIONS.values()), split=(), join=())) == [
         # balances reads accounts.events for the deposits (fold version 5, session 22)
-        ["accounts", "balances", "fills", "orders", "positions"],
+        ["accounts", "balances", "fills", "orders", "positions", "tax_lots"],
         ["alerts"],
         ["deadletters"],
         ["decisions", "drawdown", "risk_config"],

@@ -55,7 +55,7 @@ SPLIT = [n for n, p in PROJECTIONS.items() if p.partition_local]
 def test_the_split_projections() -> None:
     """The projections whose keys all live on one partition number (checked per rebuild
     anyway); `positions` folds marks keyed by instrument, on another topic's key."""
-    assert SPLIT == ["orders", "fills", "balances", "decisions", "drawdown"]
+    assert SPLIT == ["orders", "fills", "balances", "decisions", "drawdown", "tax_lots"]
 
 
 def test_plan_splits_whole_partition_numbers_evenly() -> None:
