@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
     app.command()(rebuild)
     app.command()(checksum)
     app.command()(query)
+    from projections.tax.cli import register as register_tax
+
+    register_tax(app)
 
 
 def rebuild(

@@ -236,6 +236,25 @@ NAMED: dict[str, NamedQuery] = {
         ("producer_id",),
         "Registered strategy producers: key, entitled accounts, status (ACTIVE or REVOKED), rotations",
     ),
+    "tax_lots": NamedQuery(
+        "SELECT account, asset, lot_id, kind, ref, acquired_at, quantity, basis_usd, covered, "
+        "remaining_quantity, remaining_basis_usd, basis_reason FROM proj_tax_lots.lots WHERE "
+        "remaining_quantity > 0 AND "
+        + _filters(("account", "account"), ("asset", "asset"))
+        + " ORDER BY account, asset, acquired_at, event_id, leg",
+        ("account", "asset"),
+        "Open tax lots per wallet (account) and asset, first in first out (USD basis)",
+    ),
+    "tax_disposals": NamedQuery(
+        "SELECT account, asset, kind, "
+        "to_char(disposed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "AS disposed_at, event_id, leg, ref, quantity, proceeds_usd, proceeds_reason, "
+        "unmatched_quantity, slices FROM proj_tax_lots.disposals WHERE "
+        + _filters(("account", "account"), ("asset", "asset"))
+        + " ORDER BY account, disposed_at, event_id, leg",
+        ("account", "asset"),
+        "Disposals with their FIFO lot slices (`tradetape tax form8949` prints the form)",
+    ),
     "quarantine": NamedQuery(
         'SELECT projection, topic, partition, "offset", event_type, schema_version, error '
         "FROM projection_quarantine WHERE "
