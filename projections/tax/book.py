@@ -19,7 +19,7 @@ from typing import Any
 
 from projections.tax.entries import ACQUISITIONS, DISPOSALS, Entry, Kind
 from projections.tax.holding import Term, box, is_covered, term
-from projections.tax.money import EXACT, ZERO, share
+from projections.tax.money import EXACT, share, total
 from schemas.ids import derived_uuid7
 
 NO_BASIS = "NO_BASIS"
@@ -157,7 +157,7 @@ class Outcome:
     @property
     def unmatched(self) -> Decimal:
         """Units disposed of or withdrawn beyond what the wallet held."""
-        return sum((s.quantity for s in self.slices if s.lot_id is None), ZERO)
+        return total(s.quantity for s in self.slices if s.lot_id is None)
 
 
 @dataclass

@@ -122,7 +122,8 @@ class TaxLotsProjection(Projection):
         stateful=True,
     )
     tables = (books, journal, lots, disposals, withdrawals, transfer_requests, deposit_ids)
-    handles = frozenset(f"{t}/1" for t in _HANDLES)
+    handles = frozenset(f"{t}/1" for t in _HANDLES) | {"TransferRequested/2"}
+    """TransferRequested v2 adds `ownership_proof`, which nothing here reads."""
     ignores = frozenset(t for topic in _TOPICS for t in event_types_for(topic)) - set(_HANDLES)
     """What else is on its topics: orders' other facts, transfer checks and releases,
     accounts' other facts."""

@@ -17,7 +17,7 @@ from projections.tax.book import NO_BASIS, Lot, Outcome, TaxLotBook
 from projections.tax.entries import Entry, Kind, from_deposit, from_fill, from_withdrawal
 from projections.tax.forms import Disposal, exceptions, form1099da, form8949, totals
 from projections.tax.holding import Term, anniversary, box, term
-from projections.tax.money import EXACT, ZERO, cents
+from projections.tax.money import EXACT, ZERO, cents, total
 from tests.projections.taxfacts import TaxTape
 
 D = Decimal
@@ -225,12 +225,12 @@ def _check(entries: list[Entry]) -> None:
         assert [s.lot_id for s in matched] == [x.lot_id for x in before[: len(matched)]]
         # every lot drawn but the last is used up; the units add up to the entry's
         assert all(s.quantity == x.remaining for s, x in zip(matched[:-1], before, strict=False))
-        assert sum((s.quantity for s in o.slices), ZERO) == e.quantity
+        assert total(s.quantity for s in o.slices) == e.quantity
         # beyond the holdings only when every lot was used up
-        held = sum((x.remaining for x in before), ZERO)
-        assert o.unmatched == max(ZERO, e.quantity - held)
+        held = total(x.remaining for x in before)
+        assert o.unmatched == max(ZERO, EXACT.subtract(e.quantity, held))
         if e.kind is not Kind.WITHDRAWAL and e.usd is not None:
-            assert sum((s.proceeds or ZERO for s in o.slices), ZERO) == e.usd
+            assert total(s.proceeds or ZERO for s in o.slices) == e.usd
         for s in matched:
             assert s.lot_id is not None
             drawn_qty[s.lot_id] = EXACT.add(drawn_qty.get(s.lot_id, ZERO), s.quantity)
