@@ -89,9 +89,13 @@ def ids_changed(settings: Settings, metadata: str | None, now: Mapping[str, str]
     return out
 
 
-def log_ids_of(settings: Settings, admin: AdminClient) -> dict[str, str]:
+def log_ids_of(
+    settings: Settings,
+    admin: AdminClient,
+    timeout: float = 30.0,  # seconds, not money
+) -> dict[str, str]:
     """The ids of the `LOG_ID_TOPICS` now, by full name (`deploy.kafka.topic_ids`)."""
-    return topic_ids(admin, [settings.topic(t) for t in LOG_ID_TOPICS])
+    return topic_ids(admin, [settings.topic(t) for t in LOG_ID_TOPICS], timeout=timeout)
 
 
 def changed_ids(then: Mapping[str, str], now: Mapping[str, str]) -> list[str]:

@@ -748,7 +748,9 @@ class EngineWorker:
         return True
 
     def _check_partitions(self) -> None:
-        """Rebuild when a topic read in full has gained partitions since the last rebuild.
+        """Rebuild when a topic read in full has gained partitions since the last rebuild,
+        or a topic of `LOG_ID_TOPICS` has another id than at its start (deleted and created
+        again: the rebuild then holds, `_inputs_in_range`).
 
         The reference consumer is assigned by hand, so a partition added to, say,
         `risk.config` would otherwise never be read by a running worker: a kill switch or
@@ -781,6 +783,22 @@ class EngineWorker:
                 "worker %s: partitions added to %s (was, now); rebuilding to read them",
                 self.wid,
                 grown,
+            )
+            self.needs_rebuild = True
+        try:
+            recreated = changed_ids(self.log_ids, log_ids_of(self.settings, self.admin, 5.0))
+        except KafkaException as exc:
+            log.warning("could not check the topics' ids: %s", exc)
+            return
+        if recreated:
+            # The state was folded from the old logs, the group's offsets were committed
+            # with their ids: the rebuild holds (`_inputs_in_range`) until the operator
+            # restores the topic or accepts the new log.
+            log.error(
+                "worker %s: a topic it reads was deleted and created again while it ran (%s); "
+                "rebuilding",
+                self.wid,
+                "; ".join(recreated),
             )
             self.needs_rebuild = True
 

@@ -152,3 +152,19 @@ def test_slices_of_an_old_risk_config_hold_the_worker_and_the_snapshotter(
         assert "snapshot slices were folded from was deleted and created again" in _errors(caplog)
     finally:
         worker.close()
+
+
+def test_a_running_worker_holds_when_risk_config_is_created_again(env: Settings) -> None:
+    """The worker's partition check (every `engine_partition_check_seconds`) also compares
+    the topics' ids with those of its rebuild: risk.config created again under a running
+    worker makes it rebuild, and the rebuild holds on the group offsets' ids. Before, the
+    worker went on deciding (complete) on a state folded from both logs."""
+    with running_worker(env, wid="lv0") as worker:
+        world(env, ["ACC1"])
+        _engage(env, "ACC1")
+        assert worker.complete
+        _recreate(env, Topic.RISK_CONFIG)
+        deadline = time.monotonic() + 60
+        while worker.complete and time.monotonic() < deadline:  # a bound, not a speed claim
+            time.sleep(0.2)
+        assert not worker.complete, "the worker went on deciding across the recreation"
