@@ -15,6 +15,10 @@ as `17`, `"{}"` as `{}`). Since session 17 a top-level JSON `null` renders `\\J`
 top-level string that renders as some other jsonb value would (`_posing`) is prefixed by
 `\\"`; no other value's text moved, so no other checksum did.
 
+A json column (`orders.order_events.detail`, since 0125) renders as the jsonb value
+its text is (`_as_jsonb`): its value, not its text, is what the row means, and the
+digest is the one the same values in a jsonb column gave.
+
 `render` is the definition. `checksum` streams each table as `COPY ... TO STDOUT` with
 numerics and timestamps already rendered by PostgreSQL (on the server's core) and
 re-sorts jsonb with orjson; a value these might render otherwise than `render` is sent
@@ -138,7 +142,7 @@ def render_row(row: Iterable[Any]) -> bytes:
 
 # Type OIDs whose COPY text is `render`'s text, up to COPY's own escapes of \b \f \v
 # (bool t/f, integers, text, varchar, lowercase hyphenated uuid).
-NUMERIC, TIMESTAMPTZ, JSONB, UUID = 1700, 1184, 3802, 2950
+NUMERIC, TIMESTAMPTZ, JSONB, UUID, JSON = 1700, 1184, 3802, 2950, 114
 _AS_COPIED = {16, 20, 21, 23, 25, 1043, UUID}
 
 # A value PostgreSQL does not render is sent as chr(1) + its own text. COPY passes chr(1)
@@ -423,10 +427,14 @@ def checksum(
     for table in sorted(projection.tables, key=lambda t: t.name):
         digest.update(f"# {table.name}\n".encode())
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
-        source = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
+        source: sql.Composable = sql.SQL("{}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table.name)
+        )
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(cols, source))
             oids = [d.type_code for d in cur.description or ()]
+            if JSON in oids:
+                source, oids = _as_jsonb(table, source, oids)
             order = _order(table, oids)
             if all(o in _AS_COPIED or o in _SQL for o in oids):
                 counts[table.name] = _digest_copy(conn, cur, digest, source, table, oids, order)
@@ -436,6 +444,23 @@ def checksum(
     if bad:
         counts[QUARANTINE_COUNT] = bad
     return digest.hexdigest(), counts
+
+
+def _as_jsonb(
+    table: Table, source: sql.Composable, oids: list[int]
+) -> tuple[sql.Composable, list[int]]:
+    """`source` with its json columns cast to jsonb, and their oids so: a json value
+    renders as the jsonb value it is. Cast once a row, in a subquery kept apart
+    (`OFFSET 0`): pulled up, the cast would be parsed again for each of the three uses
+    `_JSONB_SQL` makes of the column."""
+    cols = sql.SQL(", ").join(
+        sql.SQL("{}::jsonb AS {}").format(sql.Identifier(c), sql.Identifier(c))
+        if o == JSON
+        else sql.Identifier(c)
+        for c, o in zip(table.columns, oids, strict=True)
+    )
+    wrapped = sql.SQL("(SELECT {} FROM {} OFFSET 0) AS t").format(cols, source)
+    return wrapped, [JSONB if o == JSON else o for o in oids]
 
 
 def _order(table: Table, oids: list[int]) -> sql.Composable:

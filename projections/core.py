@@ -91,8 +91,9 @@ def _jsonb(data: Any) -> str:
 
 
 def _payload_json(item: Located) -> str:
-    """The payload as JSON for a jsonb column (jsonb orders keys itself; the checksum
-    renders jsonb with sorted keys)."""
+    """The payload as JSON text for `order_events.detail` (json since 0125: stored as this
+    text, the same bytes live and rebuilt; the checksum renders its value as jsonb, with
+    sorted keys)."""
     return orjson.dumps(item.payload).decode()
 
 
@@ -204,7 +205,7 @@ class OrdersProjection(Projection):
     )
     tables = (orders, history)
     handles = _v1(*_ORDER_TYPES)
-    migrations = ("0101_proj_orders.sql",)
+    migrations = ("0101_proj_orders.sql", "0125_order_events_detail_json.sql")
     partition_local = True  # an order's events all carry its account, the topic's key
     seen_table = "order_events"  # one row per folded event
     fold_version = 5

@@ -610,19 +610,21 @@ PIPELINE_ROWS = 2000
 """Below this many rows a table's rows travel as one JSON parameter inside a pipeline
 (all of a batch's small writes in one network round trip); above it, COPY."""
 
-_JSONB: dict[tuple[str, str], frozenset[str]] = {}
+_JSONB: dict[tuple[str, str], tuple[frozenset[str], bool]] = {}
 
 
-def _jsonb_columns(conn: Conn, schema: str, table: str) -> frozenset[str]:
-    """The table's jsonb columns (their values are JSON text, embedded as JSON)."""
+def _jsonb_columns(conn: Conn, schema: str, table: str) -> tuple[frozenset[str], bool]:
+    """The table's jsonb and json columns (their values are JSON text, embedded as JSON),
+    and whether one of them is json (`_json_insert`: its text is then kept as written)."""
     key = (schema, table)
     if key not in _JSONB:
         rows = conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-            "AND NOT attisdropped AND atttypid = 'jsonb'::regtype",
+            "SELECT attname, atttypid = 'json'::regtype FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "AND atttypid IN ('jsonb'::regtype, 'json'::regtype)",
             (f'"{schema}"."{table}"',),
         ).fetchall()
-        _JSONB[key] = frozenset(str(r[0]) for r in rows)
+        _JSONB[key] = (frozenset(str(r[0]) for r in rows), any(r[1] for r in rows))
     return _JSONB[key]
 
 
@@ -649,8 +651,16 @@ def _rows_json(table: Table, rows: Sequence[Row], jsonb: frozenset[str]) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_insert(schema: str, table: Table) -> bytes:
-    """Rendered once per table, as `_render`."""
+def _json_insert(schema: str, table: Table, text: bool = False) -> bytes:
+    """Rendered once per table, as `_render`. `text`: the table has a json column, whose
+    value `json_populate_recordset` takes as the parameter's own text (the same bytes a
+    COPY writes); from a jsonb parameter it would be jsonb's rendering of it (keys
+    reordered, spaces added)."""
+    populate = (
+        "json_populate_recordset(NULL::{t}, %s::json)"
+        if text
+        else ("jsonb_populate_recordset(NULL::{t}, %s::jsonb)")
+    )
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
     pk = sql.SQL(", ").join(sql.Identifier(c) for c in table.pk)
     action: sql.Composable
@@ -665,10 +675,7 @@ def _json_insert(schema: str, table: Table) -> bytes:
     else:
         action = sql.SQL("DO NOTHING")
     return (
-        sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
-            "ON CONFLICT ({pk}) {a}"
-        )
+        sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM " + populate + " ON CONFLICT ({pk}) {a}")
         .format(t=_ident(schema, table.name), c=cols, pk=pk, a=action)
         .as_bytes(None)
     )
@@ -888,7 +895,7 @@ def apply_members(
             if table.name != _SEEN.name:
                 m.result.rows[table.name] = len(rows)
         m.result.quarantined = len(m.bad)
-    small: list[tuple[_Member, Table, list[Row], frozenset[str]]] = []
+    small: list[tuple[_Member, Table, list[Row], tuple[frozenset[str], bool]]] = []
     for m in ms:
         for table, rows in m.writes:
             if len(rows) >= PIPELINE_ROWS:
@@ -902,8 +909,8 @@ def apply_members(
                     conn, m.projection.name, m.bad, quarantine_table(m.projection, m.schema)
                 )
             writes: list[Statement] = [
-                (_json_insert(m.schema, table), [_rows_json(table, rows, jsonb)])
-                for m, table, rows, jsonb in small
+                (_json_insert(m.schema, table, text), [_rows_json(table, rows, jsonb)])
+                for m, table, rows, (jsonb, text) in small
             ]
             for stmt in one_statement([*writes, *(epilogue() if epilogue is not None else ())]):
                 conn.execute(*stmt)
