@@ -80,6 +80,7 @@ LEGAL_NATIONAL_ID_TYPES = frozenset({"RAID", "MISC", "LEIX", "TXID"})
 ADDRESS_TYPES = frozenset({"HOME", "BIZZ", "GEOG"})
 REGISTRATION_AUTHORITY = re.compile(r"RA\d{6}")
 LEI_FORMAT = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_NAME = 100
 MAX_NATIONAL_ID = 35
 MAX_CUSTOMER_ID = 50
@@ -277,8 +278,12 @@ class Ivms101Validator:
             if vasp is None:
                 out.append(Finding(where, Code.MISSING_FIELD, "required"))
                 continue
-            if self._obj(vasp, where, out, frozenset({role})) and vasp.get(role) is not None:
-                self._person(vasp[role], _join(where, role), out)
+            if not self._obj(vasp, where, out, frozenset({role})):
+                continue
+            if vasp.get(role) is None:  # `{}` or a null person identifies no provider
+                out.append(Finding(_join(where, role), Code.MISSING_FIELD, "required"))
+                continue
+            self._person(vasp[role], _join(where, role), out)
 
     def _person(self, doc: Any, path: str, out: list[Finding]) -> None:
         if not self._obj(doc, path, out, frozenset({"naturalPerson", "legalPerson"})):
@@ -528,7 +533,8 @@ class Ivms101Validator:
             return
         where = _join(path, "dateOfBirth")
         try:
-            born = date.fromisoformat(text) if len(text) == 10 else None
+            # YYYY-MM-DD only: 3.11's fromisoformat also reads the week date 1975-W08-2
+            born = date.fromisoformat(text) if ISO_DATE.fullmatch(text) else None
         except ValueError:
             born = None
         if born is None:

@@ -23,9 +23,11 @@ PASS, HOLD, REJECT = (
     TransferCheckOutcome.REJECT,
 )
 
-RULES_VERSION = 2
+RULES_VERSION = 3
 """Bumped whenever a rule decides differently; every rule result carries it. 2: a
-placeOfBirth of more than 70 characters is an IVMS-101 finding (TRISA's limit)."""
+placeOfBirth of more than 70 characters is an IVMS-101 finding (TRISA's limit). 3: a VASP
+object without its person (`{}`, or the person null) and a dateOfBirth other than
+YYYY-MM-DD (the week date 1975-W08-2) are findings."""
 
 US_THRESHOLD = Decimal("3000")
 """USD: FinCEN's travel rule (31 CFR 1010.410(f)) applies at 3,000 or more."""

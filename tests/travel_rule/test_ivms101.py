@@ -199,6 +199,18 @@ MUTATIONS: dict[str, tuple[Callable[[Any], None], list[tuple[str, Code]]]] = {
         lambda d: d.pop("beneficiaryVASP"),
         [("beneficiaryVASP", Code.MISSING_FIELD)],
     ),
+    "an originating VASP with no person in it": (
+        lambda d: d.update(originatingVASP={}),
+        [("originatingVASP.originatingVASP", Code.MISSING_FIELD)],
+    ),
+    "a beneficiary VASP whose person is null": (
+        lambda d: d.update(beneficiaryVASP={"beneficiaryVASP": None}),
+        [("beneficiaryVASP.beneficiaryVASP", Code.MISSING_FIELD)],
+    ),
+    "date of birth as an ISO week date (10 characters, not YYYY-MM-DD)": (
+        _set(_natural, "dateAndPlaceOfBirth", "dateOfBirth", value="1975-W08-2"),
+        [(f"{ORIG}.dateAndPlaceOfBirth.dateOfBirth", Code.BAD_DATE_OF_BIRTH)],
+    ),
     "a key IVMS-101 does not have": (
         _set(_natural, "nickname", value="Jay"),
         [(f"{ORIG}.nickname", Code.UNKNOWN_FIELD)],

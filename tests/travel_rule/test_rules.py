@@ -70,6 +70,15 @@ def test_us_at_the_line_with_a_valid_payload_passes() -> None:
     assert outcome(request("1000000", asset="BTC", ivms101=PAYLOAD))[0] is O.PASS
 
 
+def test_a_payload_naming_neither_vasp_does_not_pass_a_large_transfer() -> None:
+    """An IVMS-101 payload with the VASP objects present but empty identifies no provider:
+    it is no payload for FinCEN's rule or the TFR, so 1,000,000 USDC does not pass on it."""
+    empty = {**PAYLOAD, "originatingVASP": {}, "beneficiaryVASP": {"beneficiaryVASP": None}}
+    for account in (US, DE):
+        got, rules = outcome(request("1000000", ivms101=empty), account)
+        assert got is O.REJECT and rules[Rule.IVMS101_VALID] == O.REJECT
+
+
 def test_an_invalid_payload_rejects_whatever_the_amount() -> None:
     bad = json.loads(json.dumps(PAYLOAD))
     bad["beneficiary"]["beneficiaryPersons"][0]["naturalPerson"]["geographicAddress"][0][
