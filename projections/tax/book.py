@@ -21,6 +21,7 @@ from projections.tax.entries import ACQUISITIONS, DISPOSALS, Entry, Kind
 from projections.tax.holding import Term, box, is_covered, term
 from projections.tax.money import EXACT, share, total
 from schemas.ids import derived_uuid7
+from schemas.types import format_decimal
 
 NO_BASIS = "NO_BASIS"
 """The exception of a slice disposed of beyond what the wallet held: no lot, no basis."""
@@ -254,7 +255,7 @@ class TaxLotBook:
                 queue[0] = after
             need = EXACT.subtract(need, take)
         if need > 0:  # more than the wallet held: no lot, never a negative one
-            why = f"{NO_BASIS}: {need} {e.asset} beyond what the wallet held"
+            why = f"{NO_BASIS}: {format_decimal(need)} {e.asset} beyond what the wallet held"
             slices.append(
                 Slice(
                     slice_id(e, len(slices)),

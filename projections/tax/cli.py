@@ -30,6 +30,7 @@ from projections.tax.forms import (
     form8949,
     totals,
 )
+from schemas.types import format_decimal
 
 if TYPE_CHECKING:
     from deploy.settings import Settings
@@ -122,6 +123,8 @@ def _cell(v: Any) -> str:
         return ""
     if isinstance(v, bool):
         return "X" if v else ""
+    if isinstance(v, Decimal):
+        return format_decimal(v)  # positional: str() writes 0.0000005 as 5E-7
     return str(v)
 
 
@@ -143,7 +146,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, Decimal):
-        return str(v)
+        return format_decimal(v)
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple):

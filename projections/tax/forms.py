@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from projections.tax.money import EXACT, ZERO, cents
+from schemas.types import format_decimal
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def form8949(disposals: Iterable[Disposal], year: int) -> list[Form8949Row]:
         rows.append(
             Form8949Row(
                 str(s["box"]),
-                f"{Decimal(s['quantity'])} {d.asset}",
+                f"{format_decimal(Decimal(s['quantity']))} {d.asset}",  # never `5E-7`
                 str(s["acquired_at"])[:10],
                 d.disposed_at[:10],
                 proceeds,

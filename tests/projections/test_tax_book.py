@@ -264,3 +264,26 @@ def test_the_order_entries_arrive_in_does_not_matter(entries: list[Entry], rnd: 
     a, b = TaxLotBook(), TaxLotBook()
     assert a.fold(entries) == b.fold(shuffled)
     assert a.lots == b.lots
+
+
+def test_small_quantities_print_as_plain_decimals_on_the_forms() -> None:
+    """A quantity below 0.000001 is written positionally, as everywhere on the wire
+    (`schemas.types.format_decimal`): str(Decimal) would print 0.0000005 BTC as `5E-7`."""
+    from projections.tax.cli import render
+
+    t = TaxTape()
+    tape = [
+        t.trade("2026-02-01", "BUY", "0.000001", "100000"),
+        t.trade("2026-02-02", "SELL", "0.0000005", "100000"),
+        t.trade("2026-02-03", "SELL", "0.000001", "100000"),  # 0.0000005 beyond: NO_BASIS
+    ]
+    disposals = _disposals(TaxLotBook().fold(_entries(tape)))
+    assert [r.description for r in form8949(disposals, 2026)] == [
+        "0.0000005 BTC",
+        "0.0000005 BTC",
+    ]
+    for form in ("8949", "1099da"):
+        for fmt in ("table", "csv", "json"):
+            text, n_ex = render(form, fmt, "W1", 2026, disposals)
+            assert "E-" not in text and "0.0000005" in text, (form, fmt, text)
+            assert n_ex == 1
