@@ -272,7 +272,7 @@ def test_small_quantities_print_as_plain_decimals_on_the_forms() -> None:
     from projections.tax.cli import render
 
     t = TaxTape()
-    tape = [
+    tape: list[object] = [
         t.trade("2026-02-01", "BUY", "0.000001", "100000"),
         t.trade("2026-02-02", "SELL", "0.0000005", "100000"),
         t.trade("2026-02-03", "SELL", "0.000001", "100000"),  # 0.0000005 beyond: NO_BASIS
