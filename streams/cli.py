@@ -67,6 +67,7 @@ def read_topic(
     keep: Callable[[Any], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     group: str | None = None,
+    unreadable: Callable[[Any, Exception], None] | None = None,
 ) -> list[Any]:
     """Every committed event on `topic` up to each partition's end (high watermark) when
     the read started, from the beginning or from the first record stamped at or after
@@ -74,7 +75,10 @@ def read_topic(
     `progress(topic, records read, records to read)` is called for each record. Raises
     `IncompleteRead` unless every partition was read to that end within `timeout`
     seconds. `group`: the consumer group id, which the caller builds with `group_id`
-    from its own `deploy.groups` constant (its role's ACLs grant it); `stor`'s if None."""
+    from its own `deploy.groups` constant (its role's ACLs grant it); `stor`'s if None.
+    `unreadable(message, error)` is told of each record that is not an event (left out;
+    the producers dead-letter such records): a reader that must not miss one (a
+    regulatory report) decides what it means."""
     import time
 
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -144,8 +148,10 @@ def read_topic(
             if progress is not None:
                 progress(name, seen, total)
             try:
-                event = decode(msg.value(), msg.headers())
-            except MalformedEventError:
+                event = decode(msg.value(), msg.headers(), topic=name, partition=part, offset=off)
+            except MalformedEventError as exc:
+                if unreadable is not None:
+                    unreadable(msg, exc)
                 continue  # not an event (the producers dead-letter such records)
             if keep is None or keep(event):
                 out.append(event)

@@ -105,7 +105,7 @@ def auth016(
 
     Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log, settings and --persons file give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold; --persons the natural persons' identities, which the log does not hold either (personal data).
 
-    Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account without an identity in --persons, ...: nothing is written), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments, an --out that cannot be written or a --persons file that cannot be read or has a bad line, before anything is read. A period without fills writes nothing and exits 0.
+    Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account without an identity in --persons, ...: nothing is written), if a record on the orders topic that may be a fill cannot be read (a report without it could leave a transaction out), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments, an --out that cannot be written or a --persons file that cannot be read or has a bad line, before anything is read. A period without fills writes nothing and exits 0.
     """
     from deploy.kafka import broker_unreachable
     from deploy.progress import EVERY_SECONDS, Ticker
@@ -164,10 +164,17 @@ def auth016(
         err=True,
     )
     ticker = Ticker(lambda topic, n, total: f"export auth016: {topic}: {n:,} of ~{total:,} read")
+    maybe_fills: list[str] = []
     try:
-        orders, accounts = read_inputs(settings, start, end, timeout, ticker)
+        orders, accounts = read_inputs(settings, start, end, timeout, ticker, maybe_fills)
     except IncompleteRead as exc:
         _fail(f"no report written: {exc} (retry, or raise --timeout)", 3)
+    if maybe_fills:
+        # fail closed: a report without them could leave out transactions, unseen
+        _fail(
+            f"no report written: {len(maybe_fills)} record(s) on the orders topic that may be"
+            f" fills could not be read, the first: {maybe_fills[0]}"
+        )
     names = (settings.topic(REPORT_TOPICS[0]), settings.topic(REPORT_TOPICS[1]))
     fills, owners, refused = report_inputs(orders, accounts, start, end, topics=names)
     if refused:
@@ -200,20 +207,30 @@ def read_inputs(
     # seconds, not money
     timeout: float,
     progress: Callable[[str, int, int], None] | None = None,
+    maybe_fills: list[str] | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """The fills traded in [start, end) and the AccountOpened facts, as envelopes, each
     topic read to its end as of the read (`streams.cli.read_topic`), in the reporter's own
     consumer group: with ACLs on, the export runs as the reporter role, which may read
-    these two topics and nothing else (deploy/acls.py)."""
+    these two topics and nothing else (deploy/acls.py). `maybe_fills` is given why each
+    record of the orders topic that is not an event and may be a Fill (its event-type
+    header says Fill, or there is none) could not be read."""
     from time import monotonic_ns
 
     from deploy import groups
     from deploy.groups import group_id
     from schemas.events import AccountOpened, Fill
+    from schemas.serde import HEADER_EVENT_TYPE
     from streams.cli import read_topic
 
     group = group_id(settings.topic_prefix, groups.REPORTER, str(monotonic_ns()))
     orders_topic, accounts_topic = REPORT_TOPICS
+
+    def unreadable(msg: Any, exc: Exception) -> None:
+        said = dict(msg.headers() or ()).get(HEADER_EVENT_TYPE)
+        if maybe_fills is not None and said in (None, b"Fill"):
+            maybe_fills.append(str(exc))
+
     orders = read_topic(
         settings,
         orders_topic,
@@ -221,6 +238,7 @@ def read_inputs(
         keep=lambda e: isinstance(e.payload, Fill) and start <= e.payload.traded_at < end,
         progress=progress,
         group=group,
+        unreadable=unreadable,
     )
     accounts = read_topic(
         settings,

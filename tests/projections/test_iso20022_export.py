@@ -85,6 +85,47 @@ def test_two_exports_of_the_same_log_are_the_same_valid_bytes(
         get_settings.cache_clear()
 
 
+@pytest.mark.integration
+def test_a_fill_that_cannot_be_read_refuses_the_report(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record on the orders topic whose event-type header says Fill and whose body is
+    not an event: the report would leave a transaction out unseen, so none is written.
+    One that says it is another type is no transaction: the report is written."""
+    from confluent_kafka import Producer
+
+    from deploy.kafka import producer_config
+    from schemas.serde import encode
+
+    opened = AccountOpened(account="ACC1", beneficial_owner=OWNERS["ACC1"], base_currency="USDC")
+    good = new_event(fill(1), producer="engine")
+    produce(env, [new_event(opened, producer="engine"), good])
+    key, _value, headers = encode(new_event(fill(2), producer="engine"))
+    other = [(k, b"OrderAccepted" if k == "event_type" else v) for k, v in headers]
+    producer = Producer(producer_config(env))
+    orders = env.topic(Topic.ORDERS)
+    producer.produce(orders, b"{not an event", key, headers=other)
+    assert producer.flush(30) == 0
+    monkeypatch.setenv("TRADETAPE_TOPIC_PREFIX", env.topic_prefix)
+    monkeypatch.setenv("TRADETAPE_KAFKA_PORT", str(env.kafka_port))
+    monkeypatch.setenv("TRADETAPE_DATA_DIR", str(tmp_path / "data"))
+    _report_env(monkeypatch, DTI)
+    try:
+        out = tmp_path / "r.xml"
+        done = _export(out)
+        assert done.exit_code == 0 and "1 transaction," in done.output, done.output
+        out.unlink()
+        producer.produce(orders, b"{not an event", key, headers=headers)
+        assert producer.flush(30) == 0
+        done = _export(out)
+        assert done.exit_code == 1, done.output
+        assert "1 record(s) on the orders topic that may be fills could not be read" in done.output
+        assert f"malformed event at {orders}[" in done.output
+        assert not out.exists()
+    finally:
+        get_settings.cache_clear()
+
+
 PERSONS_CSV = (
     "owner_id,first_name,surname,birth_date,nationality,scheme,identifier\n"
     "o3,Günter,Voß,1961-02-03,DE,CONCAT,\n"
