@@ -268,10 +268,8 @@ class Ivms101Validator:
             for item_path, number in self._list(party, "accountNumber", where, out):
                 if not isinstance(number, str):
                     out.append(Finding(item_path, Code.WRONG_TYPE, "expected a string"))
-                elif len(number) > MAX_NAME:
-                    out.append(
-                        Finding(item_path, Code.TEXT_TOO_LONG, f"{len(number)} > {MAX_NAME}")
-                    )
+                else:
+                    _at_most(number, MAX_NAME, item_path, out)
         for role in ("originatingVASP", "beneficiaryVASP"):
             where = _join(path, role)
             vasp = doc.get(role)
@@ -307,14 +305,7 @@ class Ivms101Validator:
         if doc.get("nationalIdentification") is not None:
             self._national_id(doc["nationalIdentification"], _join(path, "nationalIdentification"), out)  # fmt: skip
         customer = self._text(doc, "customerIdentification", path, out, required=False)
-        if customer is not None and len(customer) > MAX_CUSTOMER_ID:
-            out.append(
-                Finding(
-                    _join(path, "customerIdentification"),
-                    Code.TEXT_TOO_LONG,
-                    f"{len(customer)} > {MAX_CUSTOMER_ID}",
-                )
-            )
+        _at_most(customer, MAX_CUSTOMER_ID, _join(path, "customerIdentification"), out)
         birth = doc.get("dateAndPlaceOfBirth")
         if birth is not None:
             self._birth(birth, _join(path, "dateAndPlaceOfBirth"), out)
@@ -328,14 +319,7 @@ class Ivms101Validator:
         for item_path, address in self._list(doc, "geographicAddress", path, out):
             self._address(address, item_path, out)
         customer = self._text(doc, "customerNumber", path, out, required=False)
-        if customer is not None and len(customer) > MAX_CUSTOMER_ID:
-            out.append(
-                Finding(
-                    _join(path, "customerNumber"),
-                    Code.TEXT_TOO_LONG,
-                    f"{len(customer)} > {MAX_CUSTOMER_ID}",
-                )
-            )
+        _at_most(customer, MAX_CUSTOMER_ID, _join(path, "customerNumber"), out)
         national = doc.get("nationalIdentification")
         if national is not None:
             where = _join(path, "nationalIdentification")
@@ -377,10 +361,7 @@ class Ivms101Validator:
             text = self._text(doc, key, path, out, required=i == 0)
             if text is not None and i == 0 and not text.strip():
                 out.append(Finding(_join(path, key), Code.MISSING_FIELD, "blank"))
-            if text is not None and len(text) > MAX_NAME:
-                out.append(
-                    Finding(_join(path, key), Code.NAME_TOO_LONG, f"{len(text)} > {MAX_NAME}")
-                )
+            _at_most(text, MAX_NAME, _join(path, key), out, Code.NAME_TOO_LONG)
         type_key = "legalPersonNameIdentifierType" if legal else "nameIdentifierType"
         kind = self._text(doc, type_key, path, out, required=True)
         allowed = LEGAL_NAME_TYPES if legal else NATURAL_NAME_TYPES
@@ -440,14 +421,8 @@ class Ivms101Validator:
         if not self._obj(doc, path, out, _NATIONAL_ID_FIELDS):
             return False
         ident = self._text(doc, "nationalIdentifier", path, out, required=True)
-        if ident is not None and len(ident) > MAX_NATIONAL_ID:
-            out.append(
-                Finding(
-                    _join(path, "nationalIdentifier"),
-                    Code.NATIONAL_ID_TOO_LONG,
-                    f"{len(ident)} > {MAX_NATIONAL_ID}",
-                )
-            )
+        where = _join(path, "nationalIdentifier")
+        _at_most(ident, MAX_NATIONAL_ID, where, out, Code.NATIONAL_ID_TOO_LONG)
         kind = self._text(doc, "nationalIdentifierType", path, out, required=True)
         if kind is not None and kind not in NATIONAL_ID_TYPES:
             out.append(
@@ -521,14 +496,7 @@ class Ivms101Validator:
             return
         text = self._text(doc, "dateOfBirth", path, out, required=True)
         place = self._text(doc, "placeOfBirth", path, out, required=True)
-        if place is not None and len(place) > MAX_PLACE_OF_BIRTH:
-            out.append(
-                Finding(
-                    _join(path, "placeOfBirth"),
-                    Code.TEXT_TOO_LONG,
-                    f"{len(place)} > {MAX_PLACE_OF_BIRTH}",
-                )
-            )
+        _at_most(place, MAX_PLACE_OF_BIRTH, _join(path, "placeOfBirth"), out)
         if text is None:
             return
         where = _join(path, "dateOfBirth")
@@ -547,6 +515,14 @@ class Ivms101Validator:
                     f"{born.isoformat()} is not before {self.as_of.isoformat()}",
                 )
             )
+
+
+def _at_most(
+    text: str | None, limit: int, where: str, out: list[Finding], code: Code = Code.TEXT_TOO_LONG
+) -> None:
+    """A finding if `text` is longer than `limit` characters (None: nothing to check)."""
+    if text is not None and len(text) > limit:
+        out.append(Finding(where, code, f"{len(text)} > {limit}"))
 
 
 def _join(path: str, key: str) -> str:
