@@ -8,6 +8,7 @@ the order of `STAGES`, and a failing stage fails the demo.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import time
 import uuid
@@ -30,9 +31,61 @@ from schemas.events import (
     KycVerified,
     OwnerKind,
 )
+from schemas.registry import ENGINE_PRODUCER
 from schemas.topics import Topic
 
-STAGES = ("engine.demo", "projections.demo", "streams.demo", "signer_ffi.demo")
+STAGES = (
+    "engine.demo",
+    "streams.travel_rule.demo",
+    "projections.demo",
+    "projections.tax.demo",
+    "projections.reports.demo",
+    "streams.demo",
+    "signer_ffi.demo",
+)
+
+DEMO_ACCOUNT = re.compile(r"DEMO-([0-9a-f]{6})-([0-9])")
+"""The engine stage's accounts (`engine.demo.run`): DEMO-<run id>-<n>."""
+
+
+def lei(base: str) -> str:
+    """`base` (18 capitals or digits) with its ISO 17442 check digits (MOD 97-10): the
+    demo's own LEIs, made up but well formed, as the report and the travel rule check."""
+    digits = int("".join(str(int(ch, 36)) for ch in base + "00"))
+    return f"{base}{98 - digits % 97:02d}"
+
+
+PERSONS: dict[str, tuple[str, str, str]] = {
+    "1": ("Ada", "Alder", "1980-01-17"),
+    "2": ("Bruno", "Birke", "1975-06-02"),
+    "3": ("Clara", "Castan", "1991-11-23"),
+    "4": ("Dario", "Dorn", "1968-03-09"),
+}
+"""The engine stage's account owners, by account number: (first name, surname, birth
+date). Made up, the demo's own: its accounts are opened with these names, its travel-rule
+payloads and its ISO 20022 persons file give them."""
+
+
+FIRM_LEI = lei("TTDM00DEMOCASP0001")
+"""The demo's firm: the reporting firm of its ISO 20022 report and the originating VASP
+of its travel-rule payloads."""
+
+
+def latest_demo_accounts(opened: list[Any]) -> list[AccountOpened]:
+    """The accounts the last engine stage opened, from AccountOpened envelopes (the
+    engine's, as read from accounts.events): a stack the demo ran on before holds earlier
+    runs' too. The run whose openings are the latest; its accounts in number order."""
+    runs: dict[str, dict[str, Any]] = {}
+    for e in opened:
+        if not isinstance(e.payload, AccountOpened) or e.producer != ENGINE_PRODUCER:
+            continue
+        m = DEMO_ACCOUNT.fullmatch(e.payload.account)
+        if m is not None:
+            runs.setdefault(m.group(1), {}).setdefault(e.payload.account, e)
+    if not runs:
+        return []
+    last = max(runs.values(), key=lambda es: max(e.occurred_at for e in es.values()))
+    return [last[account].payload for account in sorted(last)]
 
 
 def _say(msg: str) -> None:

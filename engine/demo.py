@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from deploy.demo import PERSONS
 from deploy.kafka import producer_config
 from deploy.settings import Settings
 from engine import auth
@@ -226,8 +227,12 @@ def run(settings: Settings) -> list[str]:
     try:
         admin_events: list[Envelope[Any]] = []
         for acc in accounts:
+            first, surname, _born = PERSONS[acc[-1]]
             owner = BeneficialOwner(
-                owner_id=f"o-{acc}", kind=OwnerKind.NATURAL, name=f"Demo {acc[-1]}", country="DE"
+                owner_id=f"o-{acc}",
+                kind=OwnerKind.NATURAL,
+                name=f"{first} {surname}",
+                country="DE",
             )
             admin_events += [
                 new_event(
@@ -245,6 +250,21 @@ def run(settings: Settings) -> list[str]:
                     producer="admin",
                 ),
             ]
+        # EURC too, for the travel-rule stage's withdrawal to a self-hosted address (the
+        # EU rule values EURC in EUR at par; streams/travel_rule/demo.py), on the account
+        # the strategy may not trade: an account holding EURC cannot be valued (no EURC
+        # price), so its orders would be refused NO_MARK.
+        admin_events.append(
+            new_event(
+                DepositReceived(
+                    deposit_id=f"dep-{accounts[3]}-eurc",
+                    account=accounts[3],
+                    asset="EURC",
+                    amount=Decimal("10000"),
+                ),
+                producer="admin",
+            )
+        )
         admin_events.append(
             new_event(
                 ProducerRegistered(

@@ -8,6 +8,7 @@ answer it; then a request from a producer the group does not allow is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -23,6 +24,7 @@ from deploy import groups
 from deploy.groups import group_id
 from deploy.kafka import consumer_config, partitions_of
 from deploy.settings import Settings
+from projections.reports.demo import REPORT
 from schemas import decode
 from schemas.events import ProducerRegistered
 from schemas.topics import Topic
@@ -163,15 +165,37 @@ def run(settings: Settings) -> list[str]:
             )
     try:
         _wait_until_serving(procs, logs, timeout=90.0)
-        report = (
-            f"tradetape demo report {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}".encode()
-        )
+        # The report stage's auth.016 file, signed as `tradetape sign` / `export --sign`
+        # sign it; without one (a stage order without it), a made-up report's digest.
+        path = settings.resolved_data_dir / REPORT
+        if path.is_file():
+            report, purpose, what = path.read_bytes(), "iso20022-auth016", str(path)
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            report, purpose, what = f"tradetape demo report {stamp}".encode(), "demo-report", ""
         digest = hashlib.sha256(report).digest()
         started = time.perf_counter()
         done = sign_message(
-            settings, group, digest, purpose="demo-report", requester=requester, timeout=30
+            settings, group, digest, purpose=purpose, requester=requester, timeout=30
         )
         took_ms = (time.perf_counter() - started) * 1000
+        if what:
+            got = done.payload
+            signature = path.with_name(path.name + ".sig.json")
+            signature.write_text(
+                json.dumps(
+                    {
+                        "request_id": got.request_id,
+                        "digest_sha256": got.digest_hex,
+                        "participants": list(got.participants),
+                        "group_public_key": got.group_public_key,
+                        "signature": got.signature_hex,
+                    },
+                    sort_keys=True,
+                )
+                + "\n"
+            )
+            what = f" of {path.name} (-> {signature})"
         mallory = Requester(name="mallory", key=Ed25519PrivateKey.generate())
         try:
             sign_message(
@@ -191,7 +215,7 @@ def run(settings: Settings) -> list[str]:
                 p.kill()
     return [
         f"signer: 2-of-3 FROST group {group.verifying_key.hex()[:16]}…, signers "
-        f"{list(done.payload.participants)} signed the report digest in {took_ms:.0f} ms "
+        f"{list(done.payload.participants)} signed the report digest{what} in {took_ms:.0f} ms "
         f"(signature {done.payload.signature_hex[:16]}…, recorded on signing.events)",
         f"signer: a request from the unregistered producer 'mallory' was {refused}",
     ]

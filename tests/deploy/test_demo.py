@@ -6,7 +6,9 @@ session's stack, in a topic namespace and database of their own.
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -71,7 +73,42 @@ def test_the_demo_runs_every_stage_and_its_results_hold(env: Settings, tmp_path:
     stor = re.search(r"STOR draft for \w+ alert -> (\S+)", text)
     assert stor is not None and Path(stor.group(1)).read_text().startswith("<"), text
 
-    assert "signed the report digest" in text, text
+    # The travel rule: each of the three withdrawals answered as its case says.
+    for case, outcome in (
+        ("valid IVMS-101 payload", "PASS"),
+        ("over USD 3,000, no payload", "REJECT"),
+        ("self-hosted, over EUR 1,000, no proof", "HOLD"),
+    ):
+        row = re.search(rf"^  wd-\S+ +\S+ \S+ +{re.escape(case)} +(\w+) +(.*)$", text, re.M)
+        assert row is not None and row.group(1) == outcome, (case, text)
+    assert re.search(r"REJECT +US_FINCEN_3000: 5000 USD is at or above 3000", text), text
+    assert re.search(r"HOLD +EU_TFR_SELF_HOSTED: 2500 EUR", text), text
+
+    # The ISO 20022 report: there, XML, one Tx per fill of the engine stage, and signed.
+    report = re.search(r"report: .* of the engine stage's (\d+) fills .* -> (\S+)$", text, re.M)
+    assert report is not None and int(report.group(1)) == int(fills.group(1)), text
+    from lxml import etree
+
+    ns = {"a": "urn:iso:std:iso:20022:tech:xsd:auth.016.001.03"}
+    txs = etree.parse(report.group(2)).findall(".//a:FinInstrmRptgTxRpt/a:Tx", ns)
+    assert len(txs) == int(fills.group(1)), text
+    # Every client is a natural person, identified from the persons file the demo wrote.
+    assert all(len(tx.findall(".//a:AcctOwnr/a:Id/a:Prsn", ns)) == 1 for tx in txs), text
+    digest = re.search(r"report: sha256 ([0-9a-f]{64})", text)
+    signed = Path(report.group(2) + ".sig.json")
+    assert digest is not None and signed.is_file(), text
+    assert json.loads(signed.read_text())["digest_sha256"] == digest.group(1), text
+
+    assert "signed the report digest of demo-auth016.xml" in text, text
+
+    # Form 8949: per box, proceeds - cost basis = gain, and the rows add up.
+    boxes = re.findall(r"^  ([A-L]) +(\d+) +([-\d,.]+) +([-\d,.]+) +([-\d,.]+)$", text, re.M)
+    summary = re.search(r"^tax: (\d+) rows, ", text, re.M)
+    assert boxes and summary is not None, text
+    assert sum(int(b[1]) for b in boxes) == int(summary.group(1)) > 0, text
+    for _box, _n, proceeds, basis, gain in boxes:
+        dec = [Decimal(v.replace(",", "")) for v in (proceeds, basis, gain)]
+        assert dec[0] - dec[1] == dec[2], (boxes, text)
     assert "'mallory' was refused" in text, text
 
 

@@ -1,0 +1,69 @@
+"""`make demo` stage: a Form 8949 summary for one of the engine stage's accounts, from the
+`tax_lots` projection (caught up by the projections stage before it).
+
+What `tradetape tax form8949 --account A --year Y` prints, summed: rows per box and each
+box's totals. It refuses as the command does (`check_ready`: the projection behind the
+log, degraded or with quarantined events), which fails the demo.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from deploy.demo import latest_demo_accounts
+from deploy.settings import Settings
+from projections.tax.cli import check_ready, load
+from projections.tax.forms import exceptions, form8949, totals
+from schemas import Envelope
+from schemas.topics import Topic
+from streams.travel_rule.processor import LogReader
+
+
+def _money(v: Decimal | None) -> str:
+    return "blank" if v is None else f"{v:,.2f}"
+
+
+def run(settings: Settings) -> list[str]:
+    started = time.monotonic()
+    opened: list[Envelope[Any]] = []
+    reader = LogReader(settings, Topic.ACCOUNTS, opened.append)
+    try:
+        reader.catch_up()
+    finally:
+        reader.close()
+    accounts = latest_demo_accounts(opened)
+    if not accounts:
+        raise RuntimeError("tax: the engine stage's accounts (DEMO-*) are not on accounts.events")
+    account = accounts[0].account
+    check_ready(settings)
+    disposals = load(settings, account)
+    if not disposals:
+        raise RuntimeError(f"tax: {account} disposed of nothing (tax_disposals is empty)")
+    # The year with the most sales (the latest of equals): the engine stage's fills carry
+    # the replayed market's times, so a run's sales can fall in more than one year.
+    years = Counter(int(d.disposed_at[:4]) for d in disposals)
+    year = max(years, key=lambda y: (years[y], y))
+    rows = form8949(disposals, year)
+    sums = totals(rows)
+    lines = [
+        f"tax: Form 8949 for {account}, tax year {year} (FIFO per wallet, USD; "
+        f"`tradetape tax form8949 --account {account} --year {year}` prints every row)",
+        "  (boxes G/J: short/long term, basis reported on the 1099-DA; H/K: not reported;"
+        " docs/projections.md, tax lots)",
+        f"  {'box':<4} {'rows':>5} {'proceeds':>16} {'cost basis':>16} {'gain or loss':>16}",
+    ]
+    for box, t in sums.items():
+        n = sum(1 for r in rows if r.box == box)
+        lines.append(
+            f"  {box:<4} {n:>5} {_money(t['proceeds']):>16} {_money(t['cost_basis']):>16} "
+            f"{_money(t['gain']):>16}"
+        )
+    apart = exceptions(disposals, year)
+    lines.append(
+        f"tax: {len(rows)} rows, {len(apart)} slices on no form (listed apart by the command);"
+        f" stage took {time.monotonic() - started:.1f}s"
+    )
+    return lines
