@@ -16,8 +16,10 @@ top-level string that renders as some other jsonb value would (`_posing`) is pre
 `\\"`; no other value's text moved, so no other checksum did.
 
 A json column (`orders.order_events.detail`, since 0125) renders as the jsonb value
-its text is (`_as_jsonb`): its value, not its text, is what the row means, and the
-digest is the one the same values in a jsonb column gave.
+its text is: its value, not its text, is what the row means, and the digest is the one
+the same values in a jsonb column gave. Its text is rendered in Python when that is
+exact (`_json_plain`: an object or array with no number, as every payload is), else
+the table is read again with it cast to jsonb (`_as_jsonb`).
 
 `render` is the definition. `checksum` streams each table as `COPY ... TO STDOUT` with
 numerics and timestamps already rendered by PostgreSQL (on the server's core) and
@@ -256,8 +258,12 @@ def _digest_copy(
     table: Table,
     oids: list[int],
     order: sql.Composable,
-) -> int:
-    """Feed `table`'s rendered rows to `digest` through one COPY; the row count."""
+) -> int | None:
+    """Feed `table`'s rendered rows to `digest` through one COPY; the row count. A json
+    column's text comes as stored and is rendered here if it is an object or array
+    with no number and no escape (`_json_plain`, all of `order_events.detail`'s);
+    at the first other one nothing more is fed and None is returned: the caller takes
+    the table again with its json columns cast to jsonb (`_as_jsonb`)."""
     select = sql.SQL(", ").join(
         sql.SQL(_SQL[o]).format(c=sql.Identifier(c)) if o in _SQL else sql.Identifier(c)
         for c, o in zip(table.columns, oids, strict=True)
@@ -272,6 +278,7 @@ def _digest_copy(
             assert cls is not None
             loaders[i] = cls(o, conn).load
     jsonb = [i for i, o in enumerate(oids) if o == JSONB]
+    text = [i for i, o in enumerate(oids) if o == JSON]
 
     def slow(i: int, raw: bytes) -> bytes:
         if i in jsonb:
@@ -279,13 +286,25 @@ def _digest_copy(
         return render(loaders[i](raw)).encode()
 
     n = 0
+    plain = True
     with cur.copy(query.format(select, source, order)):
         for line in _lines(_copy_data(conn)):
             n += 1
+            if not plain:
+                continue  # read to the end: the COPY is left complete, the rows unused
             if _COPY_BFV.search(line):
                 line = _COPY_PAIR.sub(_copy_to_render, line)
-            if jsonb or _MARK_BYTE in line:
+            if jsonb or text or _MARK_BYTE in line:
                 fields = line[:-1].split(b"\t")
+                for i in text:
+                    if fields[i] != b"\\N":
+                        rendered = _json_plain(fields[i])
+                        if rendered is None:
+                            plain = False
+                            break
+                        fields[i] = rendered
+                if not plain:
+                    continue
                 for i in loaders:
                     f = fields[i]
                     if f[:1] == _MARK:
@@ -297,7 +316,38 @@ def _digest_copy(
                             fields[i] = slow(i, f)  # nested deeper than orjson goes
                 line = b"\t".join(fields) + b"\n"
             digest.update(line)
-    return n
+    return n if plain else None
+
+
+_PLAIN = frozenset((str, bool, type(None)))
+"""What a JSON value may hold for `_json_fast`'s text to be its jsonb rendering's."""
+
+
+def _no_number(value: dict[str, Any] | list[Any]) -> bool:
+    """Whether a loaded JSON object or array holds no number at any depth."""
+    values = value.values() if type(value) is dict else value
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN:
+        return True
+    if int in kinds or float in kinds:
+        return False
+    return all(_no_number(v) for v in values if type(v) is dict or type(v) is list)
+
+
+def _json_plain(field: bytes) -> bytes | None:
+    """A json column's COPY text rendered as its jsonb value would be (as `_json_fast`
+    renders jsonb's text), if it is an object or array with no number and no backslash
+    (an escape in a string, or whitespace COPY escaped); None for any other: a number's
+    jsonb text is PostgreSQL's numeric, which only the cast gives."""
+    if field[:1] not in (b"{", b"[") or _BACKSLASH in field:
+        return None
+    try:
+        value = orjson.loads(field)
+        if not _no_number(value):
+            return None
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
+        return None  # nested deeper than orjson or the interpreter goes
 
 
 class SnapshotMoved(RuntimeError):
@@ -401,7 +451,9 @@ def _digest_quarantine(
     oids = [25, 23, 20, 25, 23, 25, 25]  # text, integer, bigint: all _AS_COPIED
     with conn.transaction(), conn.cursor() as cur:
         section = _Section(digest, QUARANTINE_SECTION)
-        return _digest_copy(conn, cur, section, source, cols, oids, order)
+        n = _digest_copy(conn, cur, section, source, cols, oids, order)
+        assert n is not None  # no json column
+        return n
 
 
 def checksum(
@@ -433,11 +485,23 @@ def checksum(
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(cols, source))
             oids = [d.type_code for d in cur.description or ()]
+            order = _order(table, oids)
+            copied = all(o in _AS_COPIED or o in _SQL or o == JSON for o in oids)
+            if copied and JSON in oids:
+                # Its json values as stored, if all are plain (`_json_plain`); else again
+                # from this table's start, cast to jsonb.
+                before = digest.copy()
+                n = _digest_copy(conn, cur, digest, source, table, oids, order)
+                if n is not None:
+                    counts[table.name] = n
+                    continue
+                digest = before
             if JSON in oids:
                 source, oids = _as_jsonb(table, source, oids)
-            order = _order(table, oids)
-            if all(o in _AS_COPIED or o in _SQL for o in oids):
-                counts[table.name] = _digest_copy(conn, cur, digest, source, table, oids, order)
+            if copied:
+                n = _digest_copy(conn, cur, digest, source, table, oids, order)
+                assert n is not None  # no json column left
+                counts[table.name] = n
                 continue
         counts[table.name] = _digest_rows(conn, digest, cols, source, order, table.name)
     bad = _digest_quarantine(conn, digest, projection, quarantine)

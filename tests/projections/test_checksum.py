@@ -228,12 +228,12 @@ def _as_json_column(
         if r["j"] is not None:
             conn.execute(
                 f"UPDATE {schema}.rows SET j = %s::json WHERE id = %s",
-                (json.dumps(r["j"].value), i),
+                (json.dumps(r["j"].value, ensure_ascii=False), i),
             )
 
 
 def _no_row_by_row(*_args: Any) -> Any:
-    raise AssertionError("the checksum read a table row by row")
+    raise AssertionError("the checksum read a table row by row, or cast it")
 
 
 @pytest.mark.integration
@@ -258,6 +258,32 @@ def test_a_json_column_renders_as_the_jsonb_value_its_text_is(
         _as_json_column(conn, "edgesj", EDGES)
         _load(conn, "edgesjb", EDGES)
         assert checksum(conn, Sample(), "edgesj") == reference(conn, "edgesjb")
+
+
+PAYLOADS: list[dict[str, Any]] = [
+    {"t": None, "u": None, "b": None, "big": None, "n": None, "n2": None, "ts": None, "j": J(j)}
+    for j in (
+        {"order_id": "o-1", "quantity": "4.059", "at": "2026-01-05T09:00:00.002000Z", "x": None},
+        {"z": [True, False, None, "1"], "a": {"é": "d: 5", "": []}, "reason": "a 'quoted' one"},
+        {"reason": "limit 5, 10", "n": -1},  # a number: this table is cast after all
+    )
+]
+
+
+@pytest.mark.integration
+def test_a_json_payload_is_rendered_without_a_cast(env: Settings) -> None:
+    """Objects of strings, booleans and nulls, as every payload is, are rendered from the
+    json text itself (`_json_plain`): PostgreSQL casts none to jsonb; a table holding
+    one it cannot render so (a number, or what may be one) is read again, cast."""
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        _load(conn, "payj", PAYLOADS[:2])
+        _as_json_column(conn, "pay", PAYLOADS[:2])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(checksum_module, "_as_jsonb", _no_row_by_row)
+            assert checksum(conn, Sample(), "pay") == checksum(conn, Sample(), "payj")
+        _load(conn, "payj", PAYLOADS)
+        _as_json_column(conn, "pay", PAYLOADS)
+        assert checksum(conn, Sample(), "pay") == checksum(conn, Sample(), "payj")
 
 
 LONG_NUMERICS = [
