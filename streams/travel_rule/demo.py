@@ -112,24 +112,24 @@ def _natural(first: str, surname: str, born: str, address: str) -> dict[str, Any
 def payload(opened: AccountOpened, case: Case, destination: str) -> dict[str, Any]:
     """The IVMS-101 identity payload of a withdrawal from `opened`'s account: its owner
     the originator; a made-up customer of another provider the beneficiary, or, to a
-    self-hosted address, the owner again (the validator asks for both VASPs, so the
-    firm is named as the beneficiary's too)."""
+    self-hosted address, the owner again, with no beneficiary VASP (there is none)."""
     first, surname, born = PERSONS[opened.account[-1]]
     originator = _natural(first, surname, born, "Demostrasse 1, 10115 Berlin")
-    if case.self_hosted:
-        beneficiary, bvasp = originator, _vasp("Tradetape Demo CASP", FIRM_LEI, "DE")
-    else:
-        beneficiary = _natural("Erin", "Example", "1985-05-05", "Beispielweg 2, 20095 Hamburg")
-        bvasp = _vasp("Demo Beneficiary VASP", BENEFICIARY_VASP_LEI, "US")
-    return {
+    out: dict[str, Any] = {
         "originator": {
             "originatorPersons": [originator],
             "accountNumber": [opened.account],
         },
-        "beneficiary": {"beneficiaryPersons": [beneficiary], "accountNumber": [destination]},
         "originatingVASP": {"originatingVASP": _vasp("Tradetape Demo CASP", FIRM_LEI, "DE")},
-        "beneficiaryVASP": {"beneficiaryVASP": bvasp},
     }
+    if case.self_hosted:
+        beneficiary = originator
+    else:
+        beneficiary = _natural("Erin", "Example", "1985-05-05", "Beispielweg 2, 20095 Hamburg")
+        bvasp = _vasp("Demo Beneficiary VASP", BENEFICIARY_VASP_LEI, "US")
+        out["beneficiaryVASP"] = {"beneficiaryVASP": bvasp}
+    out["beneficiary"] = {"beneficiaryPersons": [beneficiary], "accountNumber": [destination]}
+    return out
 
 
 def _demo_accounts(settings: Settings) -> list[AccountOpened]:

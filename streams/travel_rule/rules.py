@@ -23,11 +23,12 @@ PASS, HOLD, REJECT = (
     TransferCheckOutcome.REJECT,
 )
 
-RULES_VERSION = 3
+RULES_VERSION = 4
 """Bumped whenever a rule decides differently; every rule result carries it. 2: a
 placeOfBirth of more than 70 characters is an IVMS-101 finding (TRISA's limit). 3: a VASP
 object without its person (`{}`, or the person null) and a dateOfBirth other than
-YYYY-MM-DD (the week date 1975-W08-2) are findings."""
+YYYY-MM-DD (the week date 1975-W08-2) are findings. 4: a transfer to a self-hosted address
+needs no beneficiary VASP in its payload (there is none)."""
 
 US_THRESHOLD = Decimal("3000")
 """USD: FinCEN's travel rule (31 CFR 1010.410(f)) applies at 3,000 or more."""
@@ -209,7 +210,8 @@ class TravelRuleCheck:
     def _ivms101(request: TransferRequested, occurred_at: datetime) -> RuleResult:
         if request.ivms101 is None:
             return RuleResult(Rule.IVMS101_VALID, PASS, "no IVMS-101 payload given")
-        findings = Ivms101Validator(occurred_at.date()).validate(request.ivms101)
+        validator = Ivms101Validator(occurred_at.date(), self_hosted=request.self_hosted)
+        findings = validator.validate(request.ivms101)
         if not findings:
             return RuleResult(Rule.IVMS101_VALID, PASS, "valid")
         shown = "; ".join(f.line() for f in findings[:5])

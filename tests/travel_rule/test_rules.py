@@ -79,6 +79,23 @@ def test_a_payload_naming_neither_vasp_does_not_pass_a_large_transfer() -> None:
         assert got is O.REJECT and rules[Rule.IVMS101_VALID] == O.REJECT
 
 
+def test_a_self_hosted_transfers_payload_needs_no_beneficiary_vasp() -> None:
+    """To a self-hosted address there is no beneficiary VASP: its payload without one is
+    valid (before: MISSING_FIELD, so the EU payload rule REJECTed every such transfer
+    unless it named a made-up VASP); between providers one is still required, and one
+    given empty is still a finding."""
+    alone = {k: v for k, v in PAYLOAD.items() if k != "beneficiaryVASP"}
+    got, rules = outcome(request("50000", asset="EURC", self_hosted=True, ivms101=alone,
+                                 ownership_proof="sig-1"), DE)  # fmt: skip
+    assert (got, rules[Rule.IVMS101_VALID]) == (O.PASS, O.PASS)
+    got, rules = outcome(request("50000", asset="EURC", ivms101=alone), DE)
+    assert (got, rules[Rule.IVMS101_VALID]) == (O.REJECT, O.REJECT)
+    empty = {**alone, "beneficiaryVASP": {"beneficiaryVASP": None}}
+    got, _ = outcome(request("5", asset="EURC", self_hosted=True, ivms101=empty,
+                             ownership_proof="sig-1"), DE)  # fmt: skip
+    assert got is O.REJECT
+
+
 def test_an_invalid_payload_rejects_whatever_the_amount() -> None:
     bad = json.loads(json.dumps(PAYLOAD))
     bad["beneficiary"]["beneficiaryPersons"][0]["naturalPerson"]["geographicAddress"][0][
