@@ -25,6 +25,7 @@ import orjson
 from projections.framework import Key, Located, Projection, SkipEvent, State, Table, WriteMode
 from projections.tax.book import Outcome, TaxLotBook
 from projections.tax.entries import (
+    ACQUISITIONS,
     DISPOSALS,
     Entry,
     Kind,
@@ -32,7 +33,7 @@ from projections.tax.entries import (
     from_fill,
     from_withdrawal,
 )
-from projections.tax.money import DEFAULT_USD_ASSETS
+from projections.tax.money import DEFAULT_USD_ASSETS, EXACT, ZERO
 from schemas.registry import event_types_for
 from schemas.topics import Topic
 
@@ -214,39 +215,56 @@ class TaxLotsProjection(Projection):
         key = (e.account, e.asset)
         cur = state.get(self.books, key)
         count = 0 if cur is None else int(cur[3])
-        tail = [] if cur is None else [Entry.from_json(v) for v in _loaded(cur[5])]
         full = count // CHUNK
         last = None if cur is None else tuple(_loaded(cur[4]))
-        book = TaxLotBook()
         if last is None or e.key > last:
-            if cur is not None:
-                book.load(e.account, e.asset, _loaded(cur[2]))
-            self._emit(state, book.apply(e))
-            # `journal` holds the entries from number `offset` on; chunks from `begin`
-            journal, offset = [*tail, e], full * CHUNK
-            begin = offset
+            lots = self._append(state, e, [] if cur is None else _loaded(cur[2]))
+            # the journal's entries from number `offset` on (as JSON: only a refold
+            # needs them as entries); complete chunks are written from `begin`
+            raw = [*([] if cur is None else _loaded(cur[5])), e.to_json()]
+            offset = begin = full * CHUNK
+            last = e.key
         else:
-            journal, offset = [*self._chunks(state, e.account, e.asset, full), *tail], 0
+            journal = [*self._chunks(state, e.account, e.asset, full)]
+            journal += [Entry.from_json(v) for v in _loaded(cur[5])]  # type: ignore[index]
             if any(x.key == e.key for x in journal):
                 raise SkipEvent(f"{e.event_id}/{e.leg} is already in the book of {key}")
             at = bisect_left(journal, e.key, key=lambda x: x.key)
             journal.insert(at, e)
+            book = TaxLotBook()
             for x in journal:
                 self._emit(state, book.apply(x))
-            begin = at // CHUNK * CHUNK
-        whole = (offset + len(journal)) // CHUNK * CHUNK  # complete chunks end here
+            lots = book.to_json(e.account, e.asset)
+            raw, offset, begin = [x.to_json() for x in journal], 0, at // CHUNK * CHUNK
+        whole = (offset + len(raw)) // CHUNK * CHUNK  # complete chunks end here
         for n in range(begin // CHUNK, whole // CHUNK):
-            part = journal[n * CHUNK - offset : (n + 1) * CHUNK - offset]
             ck = (e.account, e.asset, _chunk(n))
-            state.put(self.journal, (*ck, _json([x.to_json() for x in part])), ck)
-        rest = journal[whole - offset :]
-        last = journal[-1].key
+            state.put(
+                self.journal, (*ck, _json(raw[n * CHUNK - offset : (n + 1) * CHUNK - offset])), ck
+            )
         state.put(
             self.books,
-            (e.account, e.asset, _json(book.to_json(e.account, e.asset)), count + 1,
-             _json(list(last)), _json([x.to_json() for x in rest])),
+            (e.account, e.asset, _json(lots), count + 1, _json(list(last)),
+             _json(raw[whole - offset :])),
             key,
         )  # fmt: skip
+
+    def _append(self, state: State, e: Entry, lots: list[list[Any]]) -> list[list[Any]]:
+        """`e`, later than every entry of its book, applied to the book's open lots (as
+        JSON), which it returns: a new lot goes last (it sorts after every lot), and a
+        draw reads only the lots it takes from (a prefix) into a `TaxLotBook`."""
+        book = TaxLotBook()
+        if e.kind in ACQUISITIONS:
+            o = book.apply(e)
+            self._emit(state, o)
+            return [*lots, *book.to_json(e.account, e.asset)]
+        held, k = ZERO, 0
+        while k < len(lots) and held < e.quantity:
+            held = EXACT.add(held, Decimal(lots[k][12]))  # its remaining units
+            k += 1
+        book.load(e.account, e.asset, lots[:k])
+        self._emit(state, book.apply(e))
+        return [*book.to_json(e.account, e.asset), *lots[k:]]
 
     def _emit(self, state: State, o: Outcome) -> None:
         e = o.entry
