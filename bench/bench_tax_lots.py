@@ -6,6 +6,13 @@ Generates a synthetic log (`projections.synthetic.generate`), decodes it once, t
 each projection's share in batches of 5,000 into a fresh in-memory `State`, alternating
 which goes first each round; prints the process CPU time per event folded and the
 medians. No Kafka, no PostgreSQL: the fold's own cost (a live projector adds its I/O).
+
+`--per-batch N`: batches of N events, each into a new `State` whose stateful rows are
+the last batch's as a rebuild keeps them (`bulkload.freeze`, read back on demand as
+`BulkBuild.thaw` does): a live projector likewise loads and renders each touched row
+once a batch, so a state row's size costs per batch, not per event. `--live`: a jsonb
+column is read back parsed, as psycopg returns it to a live batch (a rebuild's frozen
+row keeps what the fold put: text stays text).
 """
 
 from __future__ import annotations
@@ -13,18 +20,52 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
+import orjson
+
+from projections.bulkload import freeze
 from projections.core import PROJECTIONS
-from projections.framework import State
+from projections.framework import Key, Projection, Row, State, Table, WriteMode
 from projections.store import RawRecord, prepare
 from projections.synthetic import generate
 from schemas import encode
+
+JSONB = frozenset({"open_lots", "last_key", "tail", "entries"})
+"""`tax_lots`' jsonb state columns (migration 0130): `--live` reads them parsed."""
+
+
+def _fold_per_batch(p: Projection, items: list[Any], size: int, live: bool) -> None:
+    """Fold `items` in batches of `size`, each into a new `State` (see the docstring)."""
+    cold: dict[str, dict[Key, str]] = {}
+
+    def thaw(table: Table, key: Key) -> Row | None:
+        frozen = cold.get(table.name, {}).get(key)
+        if frozen is None:
+            return None
+        row = orjson.loads(frozen)
+        if live:  # as psycopg returns a jsonb column: parsed, whatever was written
+            for i, c in enumerate(table.columns):
+                if c in JSONB and isinstance(row[i], str):
+                    row[i] = orjson.loads(row[i])
+        return tuple(row)
+
+    for i in range(0, len(items), size):
+        state = State(loader=thaw)
+        p.fold(state, items[i : i + size])
+        for t in p.tables:
+            if t.stateful and t.mode is WriteMode.UPSERT:
+                kept = cold.setdefault(t.name, {})
+                for key, row in state.dirty.get(t.name, {}).items():
+                    kept[key] = freeze(row)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--per-batch", type=int, default=0, help="a new State every N events")
+    ap.add_argument("--live", action="store_true", help="--per-batch, jsonb read parsed")
     args = ap.parse_args()
     records: list[RawRecord] = []
     ends: dict[str, int] = {}
@@ -40,10 +81,13 @@ def main() -> int:
             p = PROJECTIONS[name]
             topics = {str(t) for t in p.topics}
             items = prepare([r for r in records if r.topic in topics], [p])[0].items
-            state = State()
             t0 = time.process_time()  # seconds, not money
-            for i in range(0, len(items), 5000):
-                p.fold(state, items[i : i + 5000])
+            if args.per_batch:
+                _fold_per_batch(p, items, args.per_batch, args.live)
+            else:
+                state = State()
+                for i in range(0, len(items), 5000):
+                    p.fold(state, items[i : i + 5000])
             spent = time.process_time() - t0  # seconds, not money
             per[name].append(spent / len(items) * 1e6)
             print(f"round {rnd} {name}: {len(items)} events, {per[name][-1]:.1f} us/event")

@@ -56,8 +56,10 @@ def _json(value: Any) -> str:
 
 
 def _loaded(value: Any) -> list[Any]:
-    """A jsonb value as this batch put it (text) or as the database returned it."""
-    out: list[Any] = orjson.loads(value) if isinstance(value, str | bytes) else list(value)
+    """A jsonb value as the fold keeps it (a list: this batch put it, the database or a
+    rebuild's frozen row returned it) or as text. Never changed in place: a row put is
+    a new list (a shallow copy of a few hundred references, not a text to parse)."""
+    out: list[Any] = orjson.loads(value) if isinstance(value, str | bytes) else value
     return out
 
 
@@ -239,15 +241,15 @@ class TaxLotsProjection(Projection):
         whole = (offset + len(raw)) // CHUNK * CHUNK  # complete chunks end here
         for n in range(begin // CHUNK, whole // CHUNK):
             ck = (e.account, e.asset, _chunk(n))
-            state.put(
-                self.journal, (*ck, _json(raw[n * CHUNK - offset : (n + 1) * CHUNK - offset])), ck
-            )
+            state.put(self.journal, (*ck, raw[n * CHUNK - offset : (n + 1) * CHUNK - offset]), ck)
+        # the jsonb values stay lists until the batch's last row of the book is written
+        # (`store`, `bulkload` render it once): rendering them here cost every event
+        # O(open lots + tail) (bench_tax_lots, docs/benchmarks.md, session 25)
         state.put(
             self.books,
-            (e.account, e.asset, _json(lots), count + 1, _json(list(last)),
-             _json(raw[whole - offset :])),
+            (e.account, e.asset, lots, count + 1, list(last), raw[whole - offset :]),
             key,
-        )  # fmt: skip
+        )
 
     def _append(self, state: State, e: Entry, lots: list[list[Any]]) -> list[list[Any]]:
         """`e`, later than every entry of its book, applied to the book's open lots (as
