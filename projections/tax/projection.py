@@ -41,9 +41,13 @@ _HANDLES = ("Fill", "DepositReceived", "TransferRequested", "TransferSettled")
 _TOPICS = (Topic.ORDERS, Topic.TRANSFERS, Topic.ACCOUNTS)
 
 
-CHUNK = 256
+CHUNK = 32
 """Entries per `journal` row: appending rewrites one row of at most this many, not the
-whole history; a refold (an entry older than the book's last) reads every chunk."""
+whole history; a refold (an entry older than the book's last) reads every chunk. The
+incomplete last chunk is the `books` row's tail, which a batch reads and writes whole
+for every book it touches: 256 (fold version 1, migration 0130's comment) made a
+small live batch pay for up to 256 entries a book (bench_tax_lots `--per-batch 100
+--live`: ~175 against ~100 us an event with 32; 16 no better, docs/benchmarks.md)."""
 
 
 def _chunk(n: int) -> str:
@@ -131,6 +135,9 @@ class TaxLotsProjection(Projection):
     """What else is on its topics: orders' other facts, transfer checks and releases,
     accounts' other facts."""
     migrations = ("0130_proj_tax_lots.sql",)
+    fold_version = 2
+    """2: journal chunks of 32 entries (`CHUNK`), not 256: the same lots, disposals and
+    withdrawals, other `journal` rows and `books` tails."""
     partition_local = True  # every table is per account, the key of its three topics
     usd_assets: frozenset[str] = DEFAULT_USD_ASSETS
     """Assets taken as USD at par. Part of the fold: changing it is a new fold_version."""

@@ -70,11 +70,11 @@ def test_the_worked_example_as_rows() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.sampled_from([1, 2, 3, 256]))
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.sampled_from([1, 2, 3, 32, 256]))
 def test_any_interleaving_of_the_topics_gives_the_same_rows(
     seed: int, batches: int, chunk: int
 ) -> None:
-    """Also with journal chunks of 1, 2 and 3 entries: a refold reads them all and
+    """Also with journal chunks of 1, 2, 3 and 256 entries: a refold reads them all and
     writes those from the new entry's on."""
     was, projection.CHUNK = projection.CHUNK, chunk
     try:
@@ -128,3 +128,16 @@ def test_a_batchs_rows_are_not_changed_by_the_next_one() -> None:
         for rows in st_.dirty.values():
             kept += [(row, orjson.dumps(row, default=str)) for row in rows.values()]
     assert [orjson.dumps(r, default=str) for r, _ in kept] == [text for _, text in kept]
+
+
+def test_a_books_row_holds_at_most_32_journal_entries() -> None:
+    """A batch reads and writes a touched book's row whole: its journal tail is kept
+    short (chunks of 32, fold version 2), or small live batches pay for up to 256
+    entries a book (docs/benchmarks.md, session 25)."""
+    t = TaxTape()
+    items = [t.trade(f"2026-03-01T10:{m:02d}", "BUY", "0.01", "60000") for m in range(40)]
+    rows = _rows(items)
+    [book] = rows["books"].values()
+    assert (book[3], len(book[5])) == (40, 8)
+    assert sorted(k[2] for k in rows["journal"]) == ["000000000"]
+    assert projection.TaxLotsProjection.fold_version == 2  # 2: journal chunks of 32
