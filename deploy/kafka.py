@@ -583,7 +583,11 @@ def broker_unreachable(settings: Settings) -> str | None:
     return f"cannot reach the Kafka broker at {settings.bootstrap}: {first}"
 
 
-def topic_ids(admin: AdminClient, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+def topic_ids(
+    admin: AdminClient,
+    names: list[str],
+    timeout: float = 30.0,  # seconds, not money
+) -> dict[str, str]:
     """Each topic's id (`TopicDescription.topic_id`, as text) by full name; a topic that
     does not exist is left out. Kafka gives a topic a new id when it is created again, so
     an id stored with a position tells a recreated topic's log from the one the position

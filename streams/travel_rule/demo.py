@@ -143,7 +143,9 @@ def _demo_accounts(settings: Settings) -> list[AccountOpened]:
 
 
 def _answers(
-    settings: Settings, requests: list[Envelope[Any]], timeout: float
+    settings: Settings,
+    requests: list[Envelope[Any]],
+    timeout: float,  # seconds, not money
 ) -> dict[str, TransferChecked]:
     """Request event id -> the processor's answer, read from transfers.events until every
     request has one or `timeout` seconds have passed."""

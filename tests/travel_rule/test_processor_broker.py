@@ -25,7 +25,11 @@ from streams.travel_rule.processor import PRODUCER, STAGE, TravelRuleProcessor
 from tests.streams.helpers import consume, produce, produce_raw
 
 
-def _checked(settings: Settings, want: int, timeout: float = 60) -> list[Envelope[Any]]:
+def _checked(
+    settings: Settings,
+    want: int,
+    timeout: float = 60,  # seconds, not money
+) -> list[Envelope[Any]]:
     """The `TransferChecked` events on transfers.events once `want` are there (or the
     timeout passed); the garbage record among them skipped."""
     c = Consumer(consumer_config(settings, group_id=f"probe-{uuid.uuid4().hex}"))
