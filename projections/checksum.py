@@ -329,7 +329,7 @@ def _no_number(value: dict[str, Any] | list[Any]) -> bool:
     kinds = set(map(type, values))
     if kinds <= _PLAIN:
         return True
-    if int in kinds or float in kinds:
+    if int in kinds or float in kinds:  # a JSON number's Python type, not money
         return False
     return all(_no_number(v) for v in values if type(v) is dict or type(v) is list)
 

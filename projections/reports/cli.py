@@ -97,8 +97,8 @@ def auth016(
         ),
     ] = None,
     timeout: Annotated[
-        # seconds, not money
-        float, typer.Option(help="Seconds to read each topic to its end")
+        float,  # seconds, not money
+        typer.Option(help="Seconds to read each topic to its end"),
     ] = READ_TIMEOUT_S,
 ) -> None:
     """Write an ISO 20022 auth.016.001.03 transaction report (with its head.001.001.02 header) of the fills traded from --from to --to, both days included, replayed from the log.
@@ -204,8 +204,7 @@ def read_inputs(
     settings: Settings,
     start: datetime,
     end: datetime,
-    # seconds, not money
-    timeout: float,
+    timeout: float,  # seconds, not money
     progress: Callable[[str, int, int], None] | None = None,
     maybe_fills: list[str] | None = None,
 ) -> tuple[list[Any], list[Any]]:
