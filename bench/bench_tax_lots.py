@@ -12,7 +12,9 @@ the last batch's as a rebuild keeps them (`bulkload.freeze`, read back on demand
 `BulkBuild.thaw` does): a live projector likewise loads and renders each touched row
 once a batch, so a state row's size costs per batch, not per event. `--live`: a jsonb
 column is read back parsed, as psycopg returns it to a live batch (a rebuild's frozen
-row keeps what the fold put: text stays text).
+row keeps what the fold put: text stays text). `--order topics`: each topic whole, the
+smallest first (accounts.events, transfers.events, then orders.lifecycle), as a rebuild's
+reads drift apart at worst: most entries then sort before their book's last.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from projections.store import RawRecord, prepare
 from projections.synthetic import generate
 from schemas import encode
 
-JSONB = frozenset({"open_lots", "last_key", "tail", "entries"})
-"""`tax_lots`' jsonb state columns (migration 0130): `--live` reads them parsed."""
+JSONB = frozenset({"open_lots", "last_key", "tail", "entries", "opening", "tail_opening"})
+"""`tax_lots`' jsonb state columns (migrations 0130, 0131): `--live` reads them parsed."""
 
 
 def _fold_per_batch(p: Projection, items: list[Any], size: int, live: bool) -> None:
@@ -66,6 +68,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--per-batch", type=int, default=0, help="a new State every N events")
     ap.add_argument("--live", action="store_true", help="--per-batch, jsonb read parsed")
+    ap.add_argument(
+        "--order", choices=("log", "topics"), default="log",
+        help="the generator's order, or each topic whole, the smallest first",
+    )  # fmt: skip
     args = ap.parse_args()
     records: list[RawRecord] = []
     ends: dict[str, int] = {}
@@ -74,6 +80,9 @@ def main() -> int:
         topic = str(e.topic)
         ends[topic] = ends.get(topic, -1) + 1
         records.append(RawRecord(topic, 0, ends[topic], v, h))
+    if args.order == "topics":
+        sizes = {t: n for t, n in ends.items()}
+        records.sort(key=lambda r: sizes[r.topic])  # stable: each topic in its own order
     names = ("tax_lots", "balances")
     per: dict[str, list[float]] = {n: [] for n in names}  # microseconds, not money
     for rnd in range(args.rounds):

@@ -165,6 +165,10 @@ class State:
     dirty: dict[str, dict[Key, Row]] = field(default_factory=dict)
     inserts: dict[str, dict[Key, Row]] = field(default_factory=dict)
     loader: Loader | None = None
+    deferred: dict[Any, Any] = field(default_factory=dict)
+    """What a projection's `handle` leaves for its `settle` at the end of the same
+    `fold` (emptied there): a fold whose rows depend on the events' order across topics
+    does it once a batch, not once an event."""
 
     def get(self, table: Table, key: Key) -> Row | None:
         known = self.rows.get(table.name)
@@ -246,6 +250,11 @@ class Projection:
     def handle(self, state: State, item: Located) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def settle(self, state: State) -> list[Quarantined]:
+        """Called once at the end of every `fold`, after the last `handle`: work `handle`
+        deferred (`State.deferred`). Returns the events it could not use. Default: none."""
+        return []
+
     def _admit(self, topic: str, event_type: str, schema_version: int, producer: str) -> Any:
         """True to fold, False to ignore knowingly, None when not understood, or the
         reason it is refused: what it does not ignore, the one admission rule of every
@@ -291,4 +300,5 @@ class Projection:
                         f"{type(exc).__name__}: {exc}", et, ver,
                     )
                 )  # fmt: skip
+        bad += self.settle(state)
         return bad

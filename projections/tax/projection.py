@@ -1,12 +1,23 @@
 """The `tax_lots` projection: `TaxLotBook` folded from the log into PostgreSQL.
 
 Each wallet (account) and asset has a `books` row (its open lots) and a journal (every
-entry, in `Entry.key` order: acquisition or disposal time, event id, leg). The
-topics it reads (orders, transfers, accounts) are interleaved in no fixed order, by a
-rebuild as by live batches, so the fold may not depend on arrival order: an entry that
-sorts after the journal's last is applied to the open lots; one that sorts before (a
-deposit on accounts.events read after a later sale on orders.events) is put in its place
-and the book is folded again from its journal, and every row it derives written again.
+entry, in `Entry.key` order: acquisition or disposal time, event id, leg), kept in chunks
+of `CHUNK` entries, each with the book's open lots at its start (`opening`). The topics
+it reads (orders, transfers, accounts) are interleaved in no fixed order, by a rebuild as
+by live batches, so the fold may not depend on arrival order. A batch's entries are
+folded into their books once, at the batch's end (`settle`): those that sort after the
+book's last entry are applied to its open lots; if any sorts before (a deposit on
+accounts.events read after a later sale on orders.events), the book is folded again from
+the start of that entry's chunk, from the chunk's opening, and every row derived from
+there on is written again. Never the whole journal: a refold costs the entries after the
+earliest late one, once a batch (a rebuild reads its small topics ahead of the large
+one, so most of its entries are late, by however much the topics' reads drift apart).
+
+The opening is compact because lots are drawn first in, first out: the open lots are
+always the acquisitions from one journal position on, the first of them perhaps drawn in
+part and the rest whole. `opening` is that position and the first lot as it then stood
+(`[]`: none open), and the rest are rebuilt from the journal's entries.
+
 The derived rows are one per lot (`lots`), one per disposal (`disposals`, its lot slices
 as jsonb: a refold may slice it differently, and a row per slice could not be taken back)
 and one per withdrawal: the same set of rows whatever the order. `disposal_slices` is the
@@ -15,15 +26,26 @@ view with a row per slice (Form 8949's columns).
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from heapq import merge
+from itertools import pairwise
 from typing import Any
 
 import orjson
 
-from projections.framework import Key, Located, Projection, SkipEvent, State, Table, WriteMode
-from projections.tax.book import Outcome, TaxLotBook
+from projections.framework import (
+    Key,
+    Located,
+    Projection,
+    Quarantined,
+    Row,
+    SkipEvent,
+    State,
+    Table,
+    WriteMode,
+)
+from projections.tax.book import Lot, Outcome, TaxLotBook, lot_of
 from projections.tax.entries import (
     ACQUISITIONS,
     DISPOSALS,
@@ -39,11 +61,18 @@ from schemas.topics import Topic
 
 _HANDLES = ("Fill", "DepositReceived", "TransferRequested", "TransferSettled")
 _TOPICS = (Topic.ORDERS, Topic.TRANSFERS, Topic.ACCOUNTS)
+_ACQUIRED = frozenset(k.value for k in ACQUISITIONS)
+_INDEX = 14
+"""Where an open lot's JSON (`Lot.to_json`, 14 values) in `books.open_lots` has the
+journal position of the entry that acquired it."""
 
+BookKey = tuple[str, str]
+Put = tuple[Table, Row, Key | None]
 
 CHUNK = 32
 """Entries per `journal` row: appending rewrites one row of at most this many, not the
-whole history; a refold (an entry older than the book's last) reads every chunk. The
+whole history; a refold (an entry older than the book's last) reads the chunks from its
+own on, and those back to its opening's first lot. The
 incomplete last chunk is the `books` row's tail, which a batch reads and writes whole
 for every book it touches: 256 (fold version 1, migration 0130's comment) made a
 small live batch pay for up to 256 entries a book (bench_tax_lots `--per-batch 100
@@ -74,14 +103,14 @@ class TaxLotsProjection(Projection):
     topics = _TOPICS
     books = Table(
         "books",
-        ("account", "asset", "open_lots", "entry_count", "last_key", "tail"),
+        ("account", "asset", "open_lots", "entry_count", "last_key", "tail", "tail_opening"),
         ("account", "asset"),
         WriteMode.UPSERT,
         stateful=True,
     )
     journal = Table(
         "journal",
-        ("account", "asset", "chunk", "entries"),
+        ("account", "asset", "chunk", "entries", "opening"),
         ("account", "asset", "chunk"),
         WriteMode.UPSERT,
         stateful=True,
@@ -134,10 +163,12 @@ class TaxLotsProjection(Projection):
     ignores = frozenset(t for topic in _TOPICS for t in event_types_for(topic)) - set(_HANDLES)
     """What else is on its topics: orders' other facts, transfer checks and releases,
     accounts' other facts."""
-    migrations = ("0130_proj_tax_lots.sql",)
-    fold_version = 2
-    """2: journal chunks of 32 entries (`CHUNK`), not 256: the same lots, disposals and
-    withdrawals, other `journal` rows and `books` tails."""
+    migrations = ("0130_proj_tax_lots.sql", "0131_tax_lots_openings.sql")
+    fold_version = 3
+    """2: journal chunks of 32 entries (`CHUNK`), not 256. 3: each chunk (and the
+    books row's tail) with its opening, each open lot with its journal position, a
+    batch's entries folded at its end (`settle`). The same lots, disposals and
+    withdrawals each time; other `journal` and `books` rows."""
     partition_local = True  # every table is per account, the key of its three topics
     usd_assets: frozenset[str] = DEFAULT_USD_ASSETS
     """Assets taken as USD at par. Part of the fold: changing it is a new fold_version."""
@@ -165,6 +196,7 @@ class TaxLotsProjection(Projection):
         return {"books": books, "transfer_requests": transfers, "deposit_ids": deposits}
 
     def handle(self, state: State, item: Located) -> None:
+        """The event's entries wait in `State.deferred` for `settle`, per book."""
         d = item.data
         t = d["event_type"]
         if t == "Fill":
@@ -176,12 +208,18 @@ class TaxLotsProjection(Projection):
             first = state.get(self.deposit_ids, key)
             if first is not None:
                 raise SkipEvent(f"deposit {key[1]} of {key[0]} already credited (event {first[2]})")
-            state.put(self.deposit_ids, (*key, d["event_id"]), key)
             entries = from_deposit(d, self.usd_assets)
+            state.put(self.deposit_ids, (*key, d["event_id"]), key)
         else:
             entries = self._transfer(state, item)
         for e in entries:
-            self._journal(state, e)
+            if e.quantity <= 0:  # a book would refuse it in `settle`, for its whole batch
+                raise SkipEvent(f"{e.kind.value} of {e.quantity} {e.asset}: not positive")
+        waiting: dict[BookKey, list[tuple[Entry, Located]]] = state.deferred.setdefault(
+            self.name, {}
+        )
+        for e in entries:
+            waiting.setdefault((e.account, e.asset), []).append((e, item))
 
     def _transfer(self, state: State, item: Located) -> list[Entry]:
         d = item.data
@@ -201,102 +239,181 @@ class TaxLotsProjection(Projection):
             raise SkipEvent(f"TransferSettled for unknown transfer {key[1]} of {key[0]}")
         if cur[4] == "SETTLED":  # its lots would leave twice
             raise SkipEvent(f"TransferSettled for already settled transfer {key[1]}")
+        entries = from_withdrawal(d, str(cur[2]), Decimal(str(cur[3])), self.usd_assets)
         state.put(
             self.transfer_requests, (*cur[:4], "SETTLED", d["event_id"], d["occurred_at"]), key
         )
-        return from_withdrawal(d, str(cur[2]), Decimal(str(cur[3])), self.usd_assets)
+        return entries
 
-    def _chunks(self, state: State, account: str, asset: str, full: int) -> list[Entry]:
-        """The journal's `full` chunks (read one by one: only a refold needs them)."""
-        out: list[Entry] = []
-        for n in range(full):
-            row = state.get(self.journal, (account, asset, _chunk(n)))
-            if row is None:
-                raise SkipEvent(f"the journal of {account} {asset} lacks chunk {n}")
-            out += [Entry.from_json(v) for v in _loaded(row[3])]
-        return out
+    def settle(self, state: State) -> list[Quarantined]:
+        """Fold the batch's entries into their books, each book once. A book that cannot
+        take them (a bug, not bad input: `handle` refused that) quarantines the events
+        whose entries it was given, and keeps its rows as they were."""
+        waiting: dict[BookKey, list[tuple[Entry, Located]]] = state.deferred.pop(self.name, {})
+        bad: list[Quarantined] = []
+        for key in sorted(waiting):
+            given = waiting[key]
+            try:
+                puts = self._settle(state, key, sorted((e for e, _ in given), key=_order))
+            except (SkipEvent, ArithmeticError, ValueError, KeyError, TypeError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                seen: set[tuple[str, int, int]] = set()
+                for _e, i in given:
+                    if (i.topic, i.partition, i.offset) not in seen:
+                        seen.add((i.topic, i.partition, i.offset))
+                        bad.append(
+                            Quarantined(
+                                i.topic, i.partition, i.offset, why, i.event_type,
+                                i.schema_version,
+                            )
+                        )  # fmt: skip
+                continue
+            for table, row, k in puts:
+                state.put(table, row, k)
+        return bad
 
-    def _journal(self, state: State, e: Entry) -> None:
-        """Fold `e` into its book: on the open lots if it comes after every entry the
-        book has (the book's row alone is read and written, and a `journal` chunk once
-        `CHUNK` entries are complete), else by folding the book's whole journal again with
-        `e` in its place (every chunk read, those from `e`'s on written again)."""
-        key = (e.account, e.asset)
+    def _settle(self, state: State, key: BookKey, new: list[Entry]) -> list[Put]:
+        """The rows `new` (in key order) make: from the book's open lots if each sorts
+        after the book's last entry, else from the opening of the earliest one's chunk.
+        Nothing is put here (`settle` puts them all, or none)."""
+        account, asset = key
+        puts: list[Put] = []
         cur = state.get(self.books, key)
         count = 0 if cur is None else int(cur[3])
         full = count // CHUNK
-        last = None if cur is None else tuple(_loaded(cur[4]))
-        if last is None or e.key > last:
-            lots = self._append(state, e, [] if cur is None else _loaded(cur[2]))
-            # the journal's entries from number `offset` on (as JSON: only a refold
-            # needs them as entries); complete chunks are written from `begin`
-            raw = [*([] if cur is None else _loaded(cur[5])), e.to_json()]
-            offset = begin = full * CHUNK
-            last = e.key
+        tail: list[Any] = [] if cur is None else _loaded(cur[5])
+        openings: dict[int, list[Any]] = {}
+        if cur is None or new[0].key > tuple(_loaded(cur[4])):
+            # the common case: applied to the open lots, after the journal's last entry
+            lots = [] if cur is None else list(_loaded(cur[2]))
+            if tail:
+                openings[full] = _loaded(cur[6])  # type: ignore[index]
+            first, at, entries = full, count, new
+            raw = [*tail, *(e.to_json() for e in new)]
         else:
-            journal = [*self._chunks(state, e.account, e.asset, full)]
-            journal += [Entry.from_json(v) for v in _loaded(cur[5])]  # type: ignore[index]
-            if any(x.key == e.key for x in journal):
-                raise SkipEvent(f"{e.event_id}/{e.leg} is already in the book of {key}")
-            at = bisect_left(journal, e.key, key=lambda x: x.key)
-            journal.insert(at, e)
-            book = TaxLotBook()
-            for x in journal:
-                self._emit(state, book.apply(x))
-            lots = book.to_json(e.account, e.asset)
-            raw, offset, begin = [x.to_json() for x in journal], 0, at // CHUNK * CHUNK
-        whole = (offset + len(raw)) // CHUNK * CHUNK  # complete chunks end here
-        for n in range(begin // CHUNK, whole // CHUNK):
-            ck = (e.account, e.asset, _chunk(n))
-            state.put(self.journal, (*ck, raw[n * CHUNK - offset : (n + 1) * CHUNK - offset]), ck)
-        # the jsonb values stay lists until the batch's last row of the book is written
-        # (`store`, `bulkload` render it once): rendering them here cost every event
-        # O(open lots + tail) (bench_tax_lots, docs/benchmarks.md, session 25)
-        state.put(
-            self.books,
-            (e.account, e.asset, lots, count + 1, list(last), raw[whole - offset :]),
-            key,
+            first, old, opening = self._since(state, key, full, tail, new[0].key)
+            entries = list(merge(old, new, key=_order))
+            for a, b in pairwise(entries):
+                if a.key == b.key:
+                    raise SkipEvent(f"{a.event_id}/{a.leg} is already in the book of {key}")
+            lots = self._opening(state, key, first, opening)
+            for v in lots:  # as they stood: what drew on them later may no longer
+                puts.append((self.lots, _lot_row(Lot.from_json(v)), None))
+            at = first * CHUNK
+            raw = [e.to_json() for e in entries]
+        for e in entries:
+            if at % CHUNK == 0:
+                openings[at // CHUNK] = _opening_of(lots)
+            lots = self._apply(puts, e, lots, at)
+            at += 1
+        whole = at // CHUNK  # complete chunks end here
+        for n in range(first, whole):
+            ck = (account, asset, _chunk(n))
+            part = raw[(n - first) * CHUNK : (n - first + 1) * CHUNK]
+            puts.append((self.journal, (*ck, part, openings[n]), ck))
+        rest = raw[(whole - first) * CHUNK :]
+        row = (
+            account,
+            asset,
+            lots,
+            at,
+            list(entries[-1].key),
+            rest,
+            openings[whole] if rest else [],
         )
+        puts.append((self.books, row, key))
+        return puts
 
-    def _append(self, state: State, e: Entry, lots: list[list[Any]]) -> list[list[Any]]:
-        """`e`, later than every entry of its book, applied to the book's open lots (as
-        JSON), which it returns: a new lot goes last (it sorts after every lot), and a
-        draw reads only the lots it takes from (a prefix) into a `TaxLotBook`."""
+    def _since(
+        self, state: State, key: BookKey, full: int, tail: list[Any], since: tuple[str, ...]
+    ) -> tuple[int, list[Entry], list[Any]]:
+        """The chunk an entry keyed `since` goes in (read back from the last), the
+        journal's entries from that chunk's start, and the chunk's opening."""
+        old = [Entry.from_json(v) for v in tail]
+        if tail and tuple(tail[0][:3]) < since:
+            cur = state.get(self.books, key)
+            return full, old, _loaded(cur[6])  # type: ignore[index]
+        n = full
+        opening: list[Any] = []
+        while n > 0:
+            n -= 1
+            chunk = self._chunk_row(state, key, n)
+            old = [Entry.from_json(v) for v in _loaded(chunk[3])] + old
+            opening = _loaded(chunk[4])
+            if old[0].key < since:
+                break
+        return n, old, opening
+
+    def _chunk_row(self, state: State, key: BookKey, n: int) -> Row:
+        row = state.get(self.journal, (*key, _chunk(n)))
+        if row is None:
+            raise SkipEvent(f"the journal of {key[0]} {key[1]} lacks chunk {n}")
+        return row
+
+    def _opening(
+        self, state: State, key: BookKey, first: int, opening: list[Any]
+    ) -> list[list[Any]]:
+        """The open lots at chunk `first`'s start, from its opening: the first lot as it
+        stood, then every acquisition after it, whole (read from the journal)."""
+        if not opening:
+            return []
+        at, head = opening
+        lots: list[list[Any]] = [[*head, at]]
+        for n in range((at + 1) // CHUNK, first):
+            for j, v in enumerate(_loaded(self._chunk_row(state, key, n)[3])):
+                if n * CHUNK + j > at and v[5] in _ACQUIRED:
+                    lots.append([*lot_of(Entry.from_json(v)).to_json(), n * CHUNK + j])
+        return lots
+
+    def _apply(self, puts: list[Put], e: Entry, lots: list[list[Any]], at: int) -> list[list[Any]]:
+        """`e`, journal position `at`, applied to the open lots (as JSON, each with its
+        position): a new lot goes last (it sorts after every lot), and a draw reads only
+        the lots it takes from (a prefix) into a `TaxLotBook`. Returns the open lots:
+        a new list, never the one given changed (a row put earlier may hold it)."""
         book = TaxLotBook()
         if e.kind in ACQUISITIONS:
             o = book.apply(e)
-            self._emit(state, o)
-            return [*lots, *book.to_json(e.account, e.asset)]
+            self._emit(puts, o)
+            return [*lots, [*o.opened.to_json(), at]]  # type: ignore[union-attr]
         held, k = ZERO, 0
         while k < len(lots) and held < e.quantity:
             held = EXACT.add(held, Decimal(lots[k][12]))  # its remaining units
             k += 1
         book.load(e.account, e.asset, lots[:k])
-        self._emit(state, book.apply(e))
-        return [*book.to_json(e.account, e.asset), *lots[k:]]
+        self._emit(puts, book.apply(e))
+        left = book.to_json(e.account, e.asset)  # what stays of the k: their last ones
+        kept = [[*v, lots[k - len(left) + i][_INDEX]] for i, v in enumerate(left)]
+        return [*kept, *lots[k:]]
 
-    def _emit(self, state: State, o: Outcome) -> None:
+    def _emit(self, puts: list[Put], o: Outcome) -> None:
         e = o.entry
         for lot in ((o.opened,) if o.opened is not None else ()) + o.drawn:
-            state.put(
-                self.lots,
-                (
-                    lot.lot_id, lot.account, lot.asset, lot.acquired_at, lot.event_id, lot.leg,
-                    lot.kind.value, lot.ref, lot.quantity, lot.basis, lot.basis_reason,
-                    lot.covered, lot.remaining, lot.remaining_basis,
-                ),
-            )  # fmt: skip
+            puts.append((self.lots, _lot_row(lot), None))
         slices = _json([s.to_json() for s in o.slices])
         if e.kind in DISPOSALS:
-            state.put(
-                self.disposals,
-                (
-                    e.event_id, e.leg, e.account, e.asset, e.kind.value, e.at, e.ref,
-                    e.quantity, e.usd, e.reason, o.unmatched, slices,
-                ),
+            row: Row = (
+                e.event_id, e.leg, e.account, e.asset, e.kind.value, e.at, e.ref,
+                e.quantity, e.usd, e.reason, o.unmatched, slices,
             )  # fmt: skip
+            puts.append((self.disposals, row, None))
         elif e.kind is Kind.WITHDRAWAL:
-            state.put(
-                self.withdrawals,
-                (e.account, e.ref, e.asset, e.quantity, e.at, e.event_id, o.unmatched, slices),
-            )
+            row = (e.account, e.ref, e.asset, e.quantity, e.at, e.event_id, o.unmatched, slices)
+            puts.append((self.withdrawals, row, None))
+
+
+def _order(e: Entry) -> tuple[str, str, str]:
+    return e.key
+
+
+def _opening_of(lots: list[list[Any]]) -> list[Any]:
+    """A chunk's opening from the open lots at its start: the first one's journal
+    position and JSON (the rest are whole acquisitions after it), or `[]`."""
+    return [lots[0][_INDEX], lots[0][:_INDEX]] if lots else []
+
+
+def _lot_row(lot: Lot) -> Row:
+    return (
+        lot.lot_id, lot.account, lot.asset, lot.acquired_at, lot.event_id, lot.leg,
+        lot.kind.value, lot.ref, lot.quantity, lot.basis, lot.basis_reason, lot.covered,
+        lot.remaining, lot.remaining_basis,
+    )  # fmt: skip
