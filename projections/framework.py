@@ -217,6 +217,11 @@ class Projection:
     one partition number of its topics, so a rebuild may fold halves of the partitions
     in separate processes (`projections.partitioned`, which checks the claim on the
     log it reads and falls back to one consumer if it does not hold)."""
+    rebuilds_in_time_order: bool = False
+    """A rebuild hands this projection its records merged by Kafka timestamp across its
+    topics' partitions (`projections.timeorder`), not as each is fetched: for a fold
+    whose cost grows with how far its topics' reads drift apart. Its rows may not
+    depend on the order either way."""
     fold_version: int = 1
     """Raised whenever `handle` folds the same events into different rows: a live schema
     folded by another version is refused until rebuilt (`projections.foldversion`)."""

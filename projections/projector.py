@@ -73,6 +73,7 @@ from projections.store import (
     prepare,
     record_topic_ids,
 )
+from projections.timeorder import TimeOrder
 
 log = logging.getLogger(__name__)
 
@@ -598,12 +599,12 @@ class Projector:
         self.consumer.assign(assignment)
 
     # ------------------------------------------------------------------ work
-    def poll(self, timeout: float) -> list[RawRecord]:
+    def poll(self, timeout: float, stamps: list[int] | None = None) -> list[RawRecord]:
         """A batch of records. Eager (live): whatever is queued now, or else the first
         record to arrive within `timeout` plus whatever came with it, so a record never
         waits for a batch to fill. A replay (rebuild): up to `batch_size` records, until
         they pause (`REPLAY_WAIT`). Otherwise up to `batch_size` records, waiting at most
-        `timeout` for them."""
+        `timeout` for them. `stamps`, if given, gets each record's Kafka timestamp (ms)."""
         assert self.consumer is not None
         if self.eager:
             msgs = self.consumer.consume(self.batch_size, 0)
@@ -651,6 +652,8 @@ class Projector:
                     RawRecord, (m.topic(), m.partition(), m.offset(), m.value(), headers or None)
                 )
             )
+            if stamps is not None:
+                stamps.append(m.timestamp()[1])
         return records
 
     def apply(
@@ -934,15 +937,27 @@ def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None
         proj.consumer.assign(assignment)
         tps = [TopicPartition(tp.topic, tp.partition) for tp in assignment]
         projections = [t.projection for t in proj.targets]
+        in_time: TimeOrder | None = None
+        if any(p.rebuilds_in_time_order for p in projections):
+            ends = proj.high_watermarks()
+            in_time = TimeOrder(
+                proj.consumer,
+                {(t.topic, t.partition): ends.get((t.topic, t.partition), 0) for t in tps},
+            )
         for batch in itertools.count(1):
             if batch % TRIM_EVERY == 0:
                 collect()  # each batch's records and decoded values are freed
-            records = proj.poll(proj.poll_timeout)
-            pos = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in proj.consumer.position(tps)
-                if tp.offset >= 0
-            }
+            if in_time is not None:
+                stamps: list[int] = []
+                records = in_time.take(proj.poll(proj.poll_timeout, stamps), stamps)
+                pos = in_time.positions()
+            else:
+                records = proj.poll(proj.poll_timeout)
+                pos = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in proj.consumer.position(tps)
+                    if tp.offset >= 0
+                }
             decoded = [_portable(d) for d in predecode(records, projections, proj.member_topics)]
             # A record every projection ignores (None) is sent without its bytes and
             # headers: the folding process only counts it and takes its offset. (Half of

@@ -170,6 +170,9 @@ class TaxLotsProjection(Projection):
     batch's entries folded at its end (`settle`). The same lots, disposals and
     withdrawals each time; other `journal` and `books` rows."""
     partition_local = True  # every table is per account, the key of its three topics
+    rebuilds_in_time_order = True
+    """Read as fetched, a rebuild meets most entries late (its small topics are read to
+    their end first) and refolds a book's recent past at almost every batch."""
     usd_assets: frozenset[str] = DEFAULT_USD_ASSETS
     """Assets taken as USD at par. Part of the fold: changing it is a new fold_version."""
 
