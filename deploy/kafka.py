@@ -6,8 +6,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
@@ -513,6 +513,49 @@ def _denied(consumer: Consumer, name: str, md: Mapping[str, Any]) -> bool:
     return err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
+_T = TypeVar("_T")
+
+COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+"""What a group request (describe a group, list its offsets) answers for a moment while
+the group coordinator is not ready (a broker just started: its offsets topic created or
+loading): `asked_again(..., waiting=COORDINATOR_NOT_READY)`."""
+
+
+def error_code(exc: KafkaException) -> int | None:
+    """The `KafkaError` code a `KafkaException` carries (None: it carries none)."""
+    err = exc.args[0] if exc.args else None
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def asked_again(
+    call: Callable[[], _T],
+    timeout: float,  # seconds, not money
+    *,
+    waiting: Collection[int] | None = None,
+) -> _T:
+    """`call()`, asked again every 0.2 s while it raises a `KafkaException` whose code is
+    in `waiting` (None: any code; a broker just started or a request timed out), for up
+    to `timeout` seconds; then that error. Another error is raised at once. The one
+    retry loop of the admin requests (`end_offsets`, `topic_ids`, the status's group
+    descriptions)."""
+    deadline = time.monotonic() + timeout  # seconds, not money
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if waiting is not None and error_code(exc) not in waiting:
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def end_offsets(
     admin: AdminClient,
     tps: list[TopicPartition],
@@ -522,19 +565,16 @@ def end_offsets(
 ) -> dict[tuple[str, int], int]:
     """Committed end (last stable offset) of each partition, in one batched request."""
     spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            futures = admin.list_offsets(
-                {TopicPartition(tp.topic, tp.partition): spec for tp in tps},
-                isolation_level=IsolationLevel.READ_COMMITTED,
-                request_timeout=10,
-            )
-            return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+
+    def ask() -> dict[tuple[str, int], int]:
+        futures = admin.list_offsets(
+            {TopicPartition(tp.topic, tp.partition): spec for tp in tps},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=10,
+        )
+        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+
+    return asked_again(ask, timeout)
 
 
 def assign_from_end(consumer: Consumer, settings: Settings, topics: list[Topic]) -> None:
@@ -596,27 +636,23 @@ def topic_ids(
 
     if not names:
         return {}
-    deadline = time.monotonic() + timeout  # seconds, not money
-    while True:
-        try:
-            futures = admin.describe_topics(TopicCollection(sorted(set(names))), request_timeout=10)
-            out: dict[str, str] = {}
-            for name, fut in futures.items():
-                try:
-                    out[name] = str(fut.result().topic_id)
-                except KafkaException as exc:
-                    err = exc.args[0] if exc.args else None
-                    if isinstance(err, KafkaError) and err.code() in (
-                        KafkaError.UNKNOWN_TOPIC_OR_PART,
-                        KafkaError.UNKNOWN_TOPIC_ID,
-                    ):
-                        continue
-                    raise
-            return out
-        except KafkaException:
-            if time.monotonic() > deadline:
+
+    def ask() -> dict[str, str]:
+        futures = admin.describe_topics(TopicCollection(sorted(set(names))), request_timeout=10)
+        out: dict[str, str] = {}
+        for name, fut in futures.items():
+            try:
+                out[name] = str(fut.result().topic_id)
+            except KafkaException as exc:
+                if error_code(exc) in (
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError.UNKNOWN_TOPIC_ID,
+                ):
+                    continue
                 raise
-            time.sleep(0.2)
+        return out
+
+    return asked_again(ask, timeout)
 
 
 def log_gone(

@@ -7,15 +7,16 @@ the topics and applies the migrations there.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from deploy import groups
 from deploy.groups import group_id
 from deploy.kafka import (
+    COORDINATOR_NOT_READY,
     admin_client,
+    asked_again,
     create_topics,
     declared_partitions_error,
     describe_partition_changes,
@@ -261,15 +262,17 @@ def _engine_group(
 
         admin = admin_client(settings)
         gid = group_id(settings.topic_prefix, groups.ENGINE)
-        desc = _asked_again(
+        desc = asked_again(
             lambda: admin.describe_consumer_groups([gid], request_timeout=timeout)[gid].result(),
             timeout,
+            waiting=COORDINATOR_NOT_READY,
         )
-        listed = _asked_again(
+        listed = asked_again(
             lambda: admin.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(gid)], request_timeout=timeout
             )[gid].result(),
             timeout,
+            waiting=COORDINATOR_NOT_READY,
         )
         names = [settings.topic(t) for t in INPUT_TOPICS]
         metadata = admin.list_topics(timeout=timeout).topics
@@ -300,35 +303,6 @@ def _engine_group(
         }
     except Exception as exc:  # status reports, it never crashes
         return {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-
-
-_T = TypeVar("_T")
-
-
-def _asked_again(
-    call: Callable[[], _T],
-    timeout: float,  # seconds, not money
-) -> _T:
-    """`call()`, asked again while the group coordinator is not ready (a broker just
-    started: its offsets topic created or loading answers NOT_COORDINATOR or
-    COORDINATOR_LOAD_IN_PROGRESS for a moment), up to `timeout`; then its error."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    waiting = {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            code = err.code() if isinstance(err, KafkaError) else None
-            if code not in waiting or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def _engine_snapshots(settings: Settings) -> dict[str, Any]:
