@@ -6,29 +6,19 @@ read the event's validated JSON values (`Located.data`: decimals, timestamps and
 canonical strings, see projections/lean.py) and write them through unchanged; only
 amounts that take part in arithmetic become `Decimal`. Positions keep an exact cost
 basis; the two divisions (the share of it a partial close takes, and the average cost
-shown) are rounded in fixed contexts (`_RATIO`) so a rebuild reproduces them exactly, and
-the first only moves cost between realized and unrealized PnL, never loses it.
-Every other sum, difference and product goes through `_EXACT`, never the thread's
-ambient decimal context (28 digits by default, and anybody's to change): exact, so the
-rows cannot depend on that context or be rounded silently.
+shown) are rounded in a fixed context (`_RATIO`, projections/money.py) so a rebuild
+reproduces them exactly, and the first only moves cost between realized and unrealized
+PnL, never loses it. Every other sum, difference and product goes through `_EXACT`
+(projections/money.py), never the thread's ambient decimal context (28 digits by
+default, and anybody's to change): exact, so the rows cannot depend on that context or
+be rounded silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import (
-    MAX_EMAX,
-    MAX_PREC,
-    MIN_EMIN,
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-)
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -45,6 +35,8 @@ from projections.framework import (
     WriteMode,
     fits_column,
 )
+from projections.money import EXACT as _EXACT
+from projections.money import RATIO as _RATIO
 from schemas.drawdown import (
     add_peak,
     drawdown,
@@ -62,21 +54,6 @@ from schemas.types import format_decimal
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
-_RATIO = Context(prec=28, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
-"""The two divisions of positions: 28 significant digits, ROUND_HALF_EVEN, exact when
-the quotient has no more (1.5E-18 stays 1.5E-18; the old quantum of 18 decimal places
-made it 2E-18, and a flat round trip realized -5E-10)."""
-_CTX = Context(prec=80, rounding=ROUND_HALF_EVEN)
-_EXACT = Context(
-    prec=MAX_PREC,
-    rounding=ROUND_HALF_EVEN,
-    Emax=MAX_EMAX,
-    Emin=MIN_EMIN,
-    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
-)
-"""Money arithmetic: at the largest precision a sum or product of finite decimals is
-exact (and costs what the digits cost, not the precision); Inexact trapped all the same,
-so a rounded result can only ever be refused (quarantined), never stored."""
 
 
 def _json(data: Any) -> str:

@@ -1,44 +1,24 @@
 """Exact USD arithmetic for tax lots, and the one rounding a form asks for.
 
-Every sum, difference and product is exact (`EXACT` traps Inexact, so a result that
-would have to be rounded is an error, never a silently rounded number). The only
-divisions are the shares of a lot's basis and of a sale's proceeds that a partial slice
-takes (`share`); the last slice takes what is left, so nothing is lost or made up by
-that rounding. Cents appear only where a form prints an amount (`cents`).
+Every sum, difference and product is exact (`EXACT`, the projections' context of
+projections/money.py, traps Inexact, so a result that would have to be rounded is an
+error, never a silently rounded number). The only divisions are the shares of a lot's
+basis and of a sale's proceeds that a partial slice takes (`share`, in `RATIO`, as the
+positions projection's partial close: fixed, so a replay reproduces it to the digit);
+the last slice takes what is left, so nothing is lost or made up by that rounding.
+Cents appear only where a form prints an amount (`cents`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import (
-    MAX_EMAX,
-    MAX_PREC,
-    MIN_EMIN,
-    ROUND_HALF_EVEN,
-    ROUND_HALF_UP,
-    Context,
-    Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-)
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
+
+from projections.money import EXACT as EXACT  # re-exported: the tax modules compute in it
+from projections.money import RATIO
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
-
-EXACT = Context(
-    prec=MAX_PREC,
-    rounding=ROUND_HALF_EVEN,
-    Emax=MAX_EMAX,
-    Emin=MIN_EMIN,
-    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
-)
-"""Sums, differences and products of finite decimals: exact, or an error."""
-
-RATIO = Context(prec=28, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
-"""The share a partial slice takes (28 significant digits, half-even), as the positions
-projection's partial close: fixed, so a replay reproduces it to the digit."""
 
 DEFAULT_USD_ASSETS: frozenset[str] = frozenset({"USD", "USDC"})
 """Assets taken as US dollars at par. USDC is the engine's one USD-pegged stablecoin
