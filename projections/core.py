@@ -121,23 +121,9 @@ ORDER_COLUMNS = (
     "last_event_id",
 )
 _OI = {c: i for i, c in enumerate(ORDER_COLUMNS)}
-_SUBMITTED_COPY = (
-    "order_id",
-    "account",
-    "producer_id",
-    "strategy_id",
-    "client_order_id",
-    "instrument",
-    "side",
-    "order_type",
-    "quantity",
-    "limit_price",
-    "trigger_price",
-    "time_in_force",
-    "venue",
-    "parent_order_id",
-    "decision_event_id",
-)
+_SUBMITTED_COPY = ORDER_COLUMNS[: _OI["status"]]
+"""The columns an `OrderSubmitted` sets, each from its payload's field of that name: every
+column before `status` (the submitted order as it was asked for)."""
 _SUBMITTED_AT = tuple((_OI[c], c) for c in _SUBMITTED_COPY)
 _N_ORDER = len(ORDER_COLUMNS)
 _STATUS, _FILLED_QTY, _FILLED_NOTIONAL, _LEAVES = (
