@@ -27,26 +27,13 @@ from projections.rebuild import rebuild
 from projections.synthetic import generate
 from schemas.topics import Topic
 from tests.projections.helpers import produce
+from tests.streams.helpers import child_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 N_EVENTS = 20_000
 KILLS = 4
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_KAFKA_CONTROLLER_PORT=str(settings.kafka_controller_port),
-        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_POSTGRES_DB=settings.postgres_db,
-        TRADETAPE_DATA_DIR=str(settings.data_dir),
-        TRADETAPE_LOG_LEVEL="WARNING",
-    )
-    return env
 
 
 class Spawner:
@@ -58,7 +45,7 @@ class Spawner:
         proc = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli_entry", "run", "projections"],
             cwd=ROOT,
-            env=_env(self.settings),
+            env=child_env(self.settings, self.settings.data_dir),
             stdout=subprocess.DEVNULL,
         )
         self.procs.append(proc)

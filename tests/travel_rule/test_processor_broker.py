@@ -17,12 +17,12 @@ from confluent_kafka import Consumer
 from deploy.kafka import consumer_config
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, derive_event, new_event
-from schemas.events import AccountOpened, DeadLetter, TransferChecked, TransferRequested
-from schemas.events.accounts import BeneficialOwner, OwnerKind
+from schemas.events import DeadLetter, TransferChecked, TransferRequested
 from schemas.events.transfers import TransferCheckOutcome
 from schemas.topics import Topic
 from streams.travel_rule.processor import PRODUCER, STAGE, TravelRuleProcessor
 from tests.streams.helpers import consume, produce, produce_raw
+from tests.travel_rule.helpers import account_opened
 
 
 def _checked(
@@ -72,17 +72,7 @@ def _stop(processor: TravelRuleProcessor, thread: threading.Thread) -> None:
 def test_one_request_one_answer_and_garbage_is_dead_lettered(
     env: Settings, reference_dir: Path
 ) -> None:
-    opened = new_event(
-        AccountOpened(
-            account="A1",
-            beneficial_owner=BeneficialOwner(
-                owner_id="o1", kind=OwnerKind.NATURAL, name="Jane Howard", country="US"
-            ),
-            base_currency="USDC",
-            jurisdiction="US",
-        ),
-        producer="engine",
-    )
+    opened = account_opened()
     payload = json.loads((reference_dir / "ivms101/identity_payload.json").read_text())
     request = new_event(
         TransferRequested(

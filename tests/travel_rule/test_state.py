@@ -9,22 +9,12 @@ from decimal import Decimal
 import pytest
 
 from schemas import Envelope, new_event
-from schemas.events import AccountOpened, TransferRequested
-from schemas.events.accounts import BeneficialOwner, OwnerKind
+from schemas.events import TransferRequested
 from schemas.events.transfers import TransferCheckOutcome
 from streams.travel_rule.processor import PRODUCER, DuplicateTransfer, TravelRuleState
+from tests.travel_rule.helpers import account_opened
 
-OPENED = new_event(
-    AccountOpened(
-        account="A1",
-        beneficial_owner=BeneficialOwner(
-            owner_id="o1", kind=OwnerKind.NATURAL, name="Jane Howard", country="US"
-        ),
-        base_currency="USDC",
-        jurisdiction="US",
-    ),
-    producer="engine",
-)
+OPENED = account_opened()
 
 
 def _request(transfer_id: str = "t1", amount: str = "2999.99") -> Envelope[TransferRequested]:
