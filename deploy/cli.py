@@ -23,6 +23,7 @@ from typer._click.exceptions import NoSuchOption
 from typer._click.types import _NumberParamTypeBase
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
+from deploy.runner import COMPONENTS, EXTRA_COMPONENTS
 from deploy.settings import Settings, SettingsError, get_settings, use_data_dir
 
 app = typer.Typer(
@@ -317,7 +318,8 @@ def run(
     components: Annotated[
         list[str] | None,
         typer.Argument(
-            help="engine, snapshotter, projections, streams, signer (default: all but signer)"
+            help=f"{', '.join([*COMPONENTS, *EXTRA_COMPONENTS])} (default: all but"
+            f" {', '.join(EXTRA_COMPONENTS)})"
         ),
     ] = None,
     signer_id: Annotated[

@@ -176,3 +176,14 @@ def test_usage_names_arguments_as_the_docs_do(path: tuple[str, ...], usage: str)
 
     out = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output
     assert f"Usage: {usage}" in out, out
+
+
+def test_run_names_every_component_it_runs() -> None:
+    """`run`'s help listed engine, snapshotter, projections, streams and signer, and not
+    travelrule, which `tradetape run` starts with the rest (README.md says so)."""
+    from deploy.runner import COMPONENTS, EXTRA_COMPONENTS
+
+    components = next(p for p in _checked()["run"].params if p.name == "components")
+    named = re.findall(r"\b[a-z]+\b", (components.help or "").split("(default")[0])
+    assert named == [*COMPONENTS, *EXTRA_COMPONENTS], named
+    assert f"all but {', '.join(EXTRA_COMPONENTS)}" in (components.help or "")
