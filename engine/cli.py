@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 ADMIN = "admin"
 ADMIN_WAIT = {"seconds": 30.0}
-"""How long an admin command (and `producer add`) waits for the engine's answer
-(`tradetape admin --wait S ...`)."""
+"""How long an admin command (and `producer add`, `revoke`, `rotate`) waits for the
+engine's answer (`tradetape admin --wait S ...`; the producer commands take no --wait)."""
 
 
 STALE_ATTEMPTS = 3
