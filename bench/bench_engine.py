@@ -103,19 +103,12 @@ PLACEHOLDER = b"2000-01-01T00:00:00.000000Z"
 
 
 def _env(s: Settings, wid: str = "bench") -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(s.kafka_port),
-        TRADETAPE_TOPIC_PREFIX=s.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(s.postgres_port),
-        TRADETAPE_POSTGRES_DB=s.postgres_db,
-        TRADETAPE_DATA_DIR=str(s.data_dir),
+    return s.child_env(
         TRADETAPE_ENGINE_WORKER_ID=wid,
         # INFO: the worker's per-second report of where its time went (`stage_breakdown`).
         TRADETAPE_LOG_LEVEL=os.environ.get("BENCH_ENGINE_LOG_LEVEL", "INFO"),
         TRADETAPE_ENGINE_REPORT_SECONDS="1",
     )
-    return env
 
 
 _REPORT = re.compile(

@@ -60,17 +60,7 @@ Encoded = tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]
 
 
 def _env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(s.kafka_port),
-        TRADETAPE_KAFKA_CONTROLLER_PORT=str(s.kafka_controller_port),
-        TRADETAPE_POSTGRES_PORT=str(s.postgres_port),
-        TRADETAPE_POSTGRES_DB=s.postgres_db,
-        TRADETAPE_DATA_DIR=str(s.data_dir),
-        TRADETAPE_TOPIC_PREFIX=s.topic_prefix,
-        TRADETAPE_LOG_LEVEL="WARNING",
-    )
-    return env
+    return s.child_env(TRADETAPE_LOG_LEVEL="WARNING")
 
 
 def _chunk(args: tuple[int, int, str]) -> list[Encoded]:

@@ -409,6 +409,23 @@ class Settings(BaseSettings):
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """This process's environment with the variables that put a child process (a
+        `tradetape` command or component) on this stack: its local broker's and
+        database's ports, database, topic prefix and data directory; then `extra`
+        (`TRADETAPE_LOG_LEVEL="WARNING"`, say), over them."""
+        env = dict(os.environ)
+        env.update(
+            TRADETAPE_KAFKA_PORT=str(self.kafka_port),
+            TRADETAPE_KAFKA_CONTROLLER_PORT=str(self.kafka_controller_port),
+            TRADETAPE_TOPIC_PREFIX=self.topic_prefix,
+            TRADETAPE_POSTGRES_PORT=str(self.postgres_port),
+            TRADETAPE_POSTGRES_DB=self.postgres_db,
+            TRADETAPE_DATA_DIR=str(self.resolved_data_dir),
+        )
+        env.update(extra)
+        return env
+
 
 def redact_dsn(dsn: str) -> str:
     """A libpq DSN (URI or key=value) with its password shown as `***`."""

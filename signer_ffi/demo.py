@@ -105,17 +105,9 @@ def register_requester(settings: Settings, name: str = DEFAULT_REQUESTER) -> Req
 
 
 def _stack_env(settings: Settings, key_dir: Path, passphrase: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_KAFKA_CONTROLLER_PORT=str(settings.kafka_controller_port),
-        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_DATA_DIR=str(settings.resolved_data_dir),
-        TRADETAPE_SIGNER_KEY_DIR=str(key_dir),
-        TRADETAPE_SIGNER_PASSPHRASE=passphrase,
+    return settings.child_env(
+        TRADETAPE_SIGNER_KEY_DIR=str(key_dir), TRADETAPE_SIGNER_PASSPHRASE=passphrase
     )
-    return env
 
 
 def _wait_until_serving(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -20,18 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(settings: Settings, *args: str) -> str:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_POSTGRES_DB=settings.postgres_db,
-        TRADETAPE_DATA_DIR=str(settings.resolved_data_dir),
-    )
     done = subprocess.run(
         [sys.executable, "-m", "deploy.cli_entry", *args],
         cwd=REPO,
-        env=env,
+        env=settings.child_env(),
         capture_output=True,
         text=True,
         timeout=120,

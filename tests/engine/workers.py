@@ -84,17 +84,9 @@ def spawn(
     group of several) as a subprocess; `session`: in a session of its own, like a terminal's
     foreground group (a supervisor's children have groups of their own, and get SIGTERM
     when it dies)."""
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_POSTGRES_DB=settings.postgres_db,
-        TRADETAPE_DATA_DIR=str(settings.resolved_data_dir),
-        TRADETAPE_ENGINE_WORKER_ID=wid,
-        TRADETAPE_LOG_LEVEL="INFO",
+    env = settings.child_env(
+        **{"TRADETAPE_ENGINE_WORKER_ID": wid, "TRADETAPE_LOG_LEVEL": "INFO", **(extra_env or {})}
     )
-    env.update(extra_env or {})
     fh = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", *components],

@@ -3,7 +3,6 @@ commitment, a missing signer, DKG over Kafka."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -40,18 +39,9 @@ PASS = "correct horse battery staple"
 
 
 def _env_for(settings: Settings, key_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_POSTGRES_DB=settings.postgres_db,
-        TRADETAPE_DATA_DIR=str(settings.data_dir),
-        TRADETAPE_SIGNER_KEY_DIR=str(key_dir),
-        TRADETAPE_SIGNER_PASSPHRASE=PASS,
+    return settings.child_env(
+        **{"TRADETAPE_SIGNER_KEY_DIR": str(key_dir), "TRADETAPE_SIGNER_PASSPHRASE": PASS, **extra}
     )
-    env.update(extra)
-    return env
 
 
 def _start_signer(

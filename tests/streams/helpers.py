@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,17 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_env(settings: Settings, data_dir: Path, log_level: str = "WARNING") -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_KAFKA_CONTROLLER_PORT=str(settings.kafka_controller_port),
-        TRADETAPE_TOPIC_PREFIX=settings.topic_prefix,
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_POSTGRES_DB=settings.postgres_db,
-        TRADETAPE_DATA_DIR=str(data_dir),
-        TRADETAPE_LOG_LEVEL=log_level,
-    )
-    return env
+    return settings.child_env(TRADETAPE_DATA_DIR=str(data_dir), TRADETAPE_LOG_LEVEL=log_level)
 
 
 def spawn(
