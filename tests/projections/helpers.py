@@ -1,4 +1,5 @@
-"""Shared helpers: turn envelopes into records, produce them, read projections."""
+"""Shared helpers: turn envelopes into records, produce them, read projections and their
+stored offsets."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from confluent_kafka import Producer
 
 from deploy.kafka import producer_config
 from deploy.settings import Settings
-from projections.store import RawRecord
+from projections.store import RawRecord, load_offsets
 from schemas import Envelope, encode
 from schemas.topics import TOPICS, Topic
 
@@ -37,3 +39,9 @@ def produce(settings: Settings, events: Sequence[Envelope[Any]]) -> None:
         if i % 10_000 == 0:
             producer.poll(0)
     assert producer.flush(60) == 0
+
+
+def stored_offsets(settings: Settings, name: str) -> dict[tuple[str, int], int]:
+    """Projection `name`'s stored offsets (the next to read) by (topic, partition)."""
+    with psycopg.connect(settings.dsn) as conn:
+        return load_offsets(conn, name)

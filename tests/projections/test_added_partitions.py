@@ -27,7 +27,7 @@ from projections.runner import run_group
 from projections.synthetic import generate
 from schemas import encode
 from schemas.topics import Topic
-from tests.projections.helpers import produce
+from tests.projections.helpers import produce, stored_offsets
 
 GROUP = ["fills", "orders"]
 
@@ -40,15 +40,6 @@ def test_a_partition_without_a_stored_offset_counts_from_zero() -> None:
         ("t", 1): 0,
         ("t", 2): 0,
     }
-
-
-def _stored(settings: Settings, name: str) -> dict[tuple[str, int], int]:
-    with psycopg.connect(settings.dsn) as conn:
-        rows = conn.execute(
-            "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = %s",
-            (name,),
-        ).fetchall()
-    return {(t, int(p)): int(o) for t, p, o in rows}
 
 
 def _wait(what: str, done: Callable[[], bool], timeout: float = 90.0) -> None:
@@ -68,7 +59,8 @@ def _caught_up(settings: Settings, topic: str) -> Callable[[], bool]:
         parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
         ends = end_offsets(admin, [TopicPartition(topic, p) for p in parts])
         return all(
-            all(_stored(settings, n).get(tp, 0) >= end for tp, end in ends.items()) for n in GROUP
+            all(stored_offsets(settings, n).get(tp, 0) >= end for tp, end in ends.items())
+            for n in GROUP
         )
 
     return check
@@ -142,7 +134,7 @@ def test_a_live_projector_reads_a_partition_added_while_it_runs(
 
         _wait(
             "the new partition's records in the projections (no restart)",
-            lambda: all(_stored(settings, n).get((topic, old)) == len(after) for n in GROUP),
+            lambda: all(stored_offsets(settings, n).get((topic, old)) == len(after) for n in GROUP),
         )
         assert not failures
         with psycopg.connect(settings.dsn) as conn:
@@ -203,7 +195,7 @@ def test_a_fresh_live_projector_does_not_replay_a_grown_topic(
             ),
         )
         time.sleep(1.0)  # a replay would have stored offsets by now
-        assert _stored(env, "orders") == {} and _stored(env, "fills") == {}
+        assert stored_offsets(env, "orders") == {} and stored_offsets(env, "fills") == {}
     finally:
         stop.set()
         worker.join(30)

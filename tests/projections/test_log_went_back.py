@@ -18,18 +18,9 @@ from projections.core import PROJECTIONS
 from projections.projector import Projector
 from projections.synthetic import generate
 from schemas.topics import Topic
-from tests.projections.helpers import produce
+from tests.projections.helpers import produce, stored_offsets
 
 pytestmark = pytest.mark.integration
-
-
-def _stored(settings: Settings, name: str) -> dict[tuple[str, int], int]:
-    with psycopg.connect(settings.dsn) as conn:
-        rows = conn.execute(
-            "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = %s",
-            (name,),
-        ).fetchall()
-    return {(t, int(p)): int(o) for t, p, o in rows}
 
 
 def _recreate(settings: Settings, topic: Topic) -> None:
@@ -74,7 +65,7 @@ def test_offsets_past_a_recreated_topics_end_are_refused(env: Settings) -> None:
     with Projector(env, PROJECTIONS["fills"]) as proj:
         proj.catch_up()
         assert proj.caught_up
-    stored = _stored(env, "fills")
+    stored = stored_offsets(env, "fills")
     assert sum(stored.values()) == len(before)
 
     _recreate(env, Topic.ORDERS)
@@ -90,7 +81,7 @@ def test_offsets_past_a_recreated_topics_end_are_refused(env: Settings) -> None:
             proj.catch_up(idle_timeout=5)
     for t, p in behind:
         assert f"{t}[{p}]: stored {stored[(t, p)]}" in str(refused.value)
-    assert _stored(env, "fills") == stored  # nothing applied from the wrong place
+    assert stored_offsets(env, "fills") == stored  # nothing applied from the wrong place
 
     health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
     _add_projection_lag(env, health)
@@ -120,7 +111,7 @@ def test_a_running_projector_stops_when_its_topic_is_recreated(env: Settings) ->
     proj.open()
     try:
         proj.catch_up()
-        stored = _stored(env, "fills")
+        stored = stored_offsets(env, "fills")
         _recreate(env, Topic.ORDERS)
         produce(env, after)
         deadline = time.monotonic() + 60
@@ -129,7 +120,7 @@ def test_a_running_projector_stops_when_its_topic_is_recreated(env: Settings) ->
                 proj.step(0.2)
     finally:
         proj.close()
-    assert _stored(env, "fills") == stored
+    assert stored_offsets(env, "fills") == stored
     assert not _fill_ids(env) & {str(e.event_id) for e in after}
 
 
@@ -162,7 +153,7 @@ def test_a_recreated_topic_grown_past_the_stored_offsets_is_refused(env: Setting
     with Projector(env, PROJECTIONS["fills"]) as proj:
         proj.catch_up()
         assert proj.caught_up
-    stored = _stored(env, "fills")
+    stored = stored_offsets(env, "fills")
     assert sum(stored.values()) == len(before)
 
     _recreate(env, Topic.ORDERS)
@@ -173,7 +164,7 @@ def test_a_recreated_topic_grown_past_the_stored_offsets_is_refused(env: Setting
             proj.catch_up(idle_timeout=5)
     assert "created again" in str(refused.value)
     assert f"{topic}[" in str(refused.value)
-    assert _stored(env, "fills") == stored  # nothing applied from the wrong place
+    assert stored_offsets(env, "fills") == stored  # nothing applied from the wrong place
 
     health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
     _add_projection_lag(env, health)
@@ -206,7 +197,7 @@ def test_offsets_stored_before_topic_ids_take_the_topics_id_on_first_sight(env: 
     with psycopg.connect(env.dsn) as conn:
         ids = {r[0] for r in conn.execute("SELECT topic_id FROM projection_offsets")}
     assert len(ids) == 1 and None not in ids, ids
-    stored = _stored(env, "fills")
+    stored = stored_offsets(env, "fills")
     _recreate(env, Topic.ORDERS)
     _produce_past(env, events[150:], stored)
     with pytest.raises(RuntimeError, match="created again"):
@@ -224,7 +215,7 @@ def test_a_running_projectors_partition_check_sees_its_topic_created_again(env: 
     proj.open()
     try:
         proj.catch_up()
-        stored = _stored(env, "fills")
+        stored = stored_offsets(env, "fills")
         _recreate(env, Topic.ORDERS)
         _produce_past(env, events[150:], stored)
         with pytest.raises(RuntimeError, match="created again") as refused:
