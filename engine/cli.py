@@ -253,8 +253,7 @@ def register(app: typer.Typer) -> None:
     @admin_app.callback()
     def admin_options(
         wait: Annotated[
-            # seconds, not money
-            float,
+            float,  # seconds, not money
             typer.Option(
                 "--wait",
                 help="Seconds to wait for the engine's answer; exit 1 if none comes, "
@@ -408,8 +407,7 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         wait: Annotated[
-            # seconds, not money
-            float,
+            float,  # seconds, not money
             typer.Option(
                 help="Seconds to wait for answers: those an admin command must follow (the"
                 " lines after are not sent without them), then the rest's at the end; exit 1"
@@ -636,8 +634,7 @@ def register(app: typer.Typer) -> None:
             Path, typer.Argument(help="A capture: `<recv_ns> <json>` per line; .gz ok")
         ],
         speed: Annotated[
-            # a speed factor, not money
-            float | None,
+            float | None,  # a speed factor, not money
             typer.Option(
                 help="Replay speed: 1.0 = real time (the default), 10 = ten times; a gap "
                 "between records pauses at most 5 s (a line on stderr says so)"
@@ -732,8 +729,10 @@ def register(app: typer.Typer) -> None:
         symbol: Annotated[str, typer.Option("--symbol", help="BASE/QUOTE, e.g. BTC/USDC")] = (
             "BTC/USDC"
         ),
-        # minutes, not money
-        minutes: Annotated[float, typer.Option("--minutes", help="Length of the stream")] = 5.0,
+        minutes: Annotated[
+            float,  # minutes, not money
+            typer.Option("--minutes", help="Length of the stream"),
+        ] = 5.0,
         seed: Annotated[
             int, typer.Option("--seed", help="Random seed: another seed, another market")
         ] = 1,
@@ -746,8 +745,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         speed: Annotated[
-            # a speed factor, not money
-            float | None, typer.Option(help="1.0 = real time; default: as fast as possible")
+            float | None,  # a speed factor, not money
+            typer.Option(help="1.0 = real time; default: as fast as possible"),
         ] = None,
     ) -> None:
         from engine.marketdata.loader import run_simulation

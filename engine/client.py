@@ -174,7 +174,7 @@ class DecisionWatcher:
         name: the publisher's own record's refusal, held apart from a copy's."""
         self._lock = threading.Lock()
 
-    def pump(self, timeout: float = 0.1) -> int:
+    def pump(self, timeout: float = 0.1) -> int:  # seconds, not money
         n = 0
         for msg in self._consumer.consume(num_messages=5000, timeout=timeout):
             if msg.error():
@@ -472,7 +472,7 @@ class IntentPublisher:
             return event
         return self.publish_event(event)
 
-    def flush(self, timeout: float = 30.0) -> int:
+    def flush(self, timeout: float = 30.0) -> int:  # seconds, not money
         """Wait for the broker's acknowledgements; the number of records still in flight."""
         return int(self._producer.flush(timeout))
 
@@ -482,7 +482,11 @@ class IntentPublisher:
         returned 0, the ones the broker refused (`delivery_errors` says why)."""
         return self.sent - self.delivered
 
-    def await_decision(self, correlation_id: UUID, timeout: float = 30.0) -> Envelope[Any] | None:
+    def await_decision(
+        self,
+        correlation_id: UUID,
+        timeout: float = 30.0,  # seconds, not money
+    ) -> Envelope[Any] | None:
         """The engine's answer to the event that started `correlation_id`, or None on
         timeout. For an intent this publisher published, a resend included, that is the
         decision recorded for it: a resend in a new envelope is answered with the original

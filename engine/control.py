@@ -259,8 +259,10 @@ class ControlFeed:
         return Drained(records, why, measured)
 
 
-# deadline: time.monotonic() seconds, not money
-def ends_of(query: EndQuery, deadline: float) -> dict[PartitionKey, int]:
+def ends_of(
+    query: EndQuery,
+    deadline: float,  # time.monotonic() seconds, not money
+) -> dict[PartitionKey, int]:
     """The measured end offset of each partition; KafkaException if one is unknown."""
     out: dict[PartitionKey, int] = {}
     for tp, fut in query.futures.items():

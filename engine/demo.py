@@ -67,14 +67,15 @@ SIMULATED_MINUTES = 6.0
 """Without the capture: this long a simulated market (the capture's length), seed 7."""
 
 
-# The floats are receive times in seconds, not money.
-def market(path: Path) -> tuple[str, Iterator[tuple[float, Any]]]:
+def market(
+    path: Path,
+) -> tuple[str, Iterator[tuple[float, Any]]]:  # receive times in seconds, not money
     """The demo's market: (what it is, (seconds since the first record, payload) in
     order): the capture at `path` if it is there, else a simulated BTC/USDC market."""
     if path.is_file():
         _parser, records = parse_file(path, instrument=INSTRUMENT)
 
-        def replay() -> Iterator[tuple[float, Any]]:
+        def replay() -> Iterator[tuple[float, Any]]:  # receive times in seconds, not money
             first: int | None = None
             for rec in records:
                 if rec.payload is None or rec.recv_ns is None:

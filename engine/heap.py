@@ -77,7 +77,12 @@ class HeapPolicy:
         if self.enabled:
             gc.freeze()
 
-    def between_batches(self, *, had_input: bool, now: float | None = None) -> int:
+    def between_batches(
+        self,
+        *,
+        had_input: bool,
+        now: float | None = None,  # monotonic seconds, not money
+    ) -> int:
         """After a step (`had_input`: it took records; `now`: monotonic seconds, a time, not
         money): a full collection over everything
         if it is due — no input for `IDLE_SECONDS` and the last one at least `full_every`

@@ -391,7 +391,7 @@ class EngineWorker:
         self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-commit")
         """Commits batch N while the main thread processes batch N+1 (see `step`)."""
         self.pending: Future[dict[tuple[str, int], int] | None] | None = None
-        self._grace_given: dict[str, float] = {}
+        self._grace_given: dict[str, float] = {}  # monotonic seconds, not money
         self.heap = HeapPolicy(enabled=os.environ.get("TRADETAPE_ENGINE_GC_FREEZE", "1") != "0")
         """Keeps the cyclic garbage collector from re-scanning the state (see engine.heap)."""
         self.stats = {
@@ -1073,8 +1073,9 @@ class EngineWorker:
             return "account:" + p.account
         return None
 
-    # seconds, not money
-    def _ref_grace(self, decoded: list[tuple[Message, Any]], *, prices: bool) -> float:
+    def _ref_grace(
+        self, decoded: list[tuple[Message, Any]], *, prices: bool
+    ) -> float:  # seconds, not money
         """How long to give the market-data consumer (`prices`) or the control consumer
         before deciding this batch: the grace if an intent needs a price, or a producer or
         account, not seen yet, unless the worker already waited for that within
@@ -1416,7 +1417,11 @@ class EngineWorker:
 
     # timeout: seconds, not money
     def _txn_call(
-        self, call: Callable[[float], Any], timeout: float, *, stoppable: bool = True
+        self,
+        call: Callable[[float], Any],  # called with seconds, not money
+        timeout: float,  # seconds, not money
+        *,
+        stoppable: bool = True,
     ) -> None:
         """`call(t)`, a transactional producer call, for up to `timeout` seconds in slices
         of `TXN_CALL_SLICE`, called again after each slice that timed out (librdkafka
@@ -1530,8 +1535,7 @@ class EngineWorker:
         self.exact = False
         self._schedule_retry()
 
-    # seconds, not money
-    def _hold(self, timeout: float) -> int:
+    def _hold(self, timeout: float) -> int:  # seconds, not money
         """The state is incomplete: retry what it needs; meanwhile poll only to serve the
         group (rebalances) and put back whatever the poll returned, undecided."""
         try:
@@ -1594,7 +1598,7 @@ class EngineWorker:
                 self.rewind_pending = True
                 self.complete = False
 
-    def _poll_inputs(self, max_batch: int, timeout: float) -> list[Message]:
+    def _poll_inputs(self, max_batch: int, timeout: float) -> list[Message]:  # seconds, not money
         """What is there now, up to `max_batch`; if nothing, wait up to `timeout` for one.
 
         No fixed linger: at low rates a batch is whatever one poll returns, committed at
@@ -1608,7 +1612,7 @@ class EngineWorker:
             return []
         return [first, *self.consumer.consume(num_messages=max_batch - 1, timeout=0)]
 
-    def step(self, max_batch: int = 2000, timeout: float = 0.05) -> int:
+    def step(self, max_batch: int = 2000, timeout: float = 0.05) -> int:  # seconds, not money
         self._poll_logs()
         if not self.complete:
             # Never decide on a partial state (a resend's decision may be in the part

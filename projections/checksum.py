@@ -91,7 +91,7 @@ def _json_text(value: Any) -> str:
 
 # A jsonb number beyond a float's range loads as an infinity (and dumps as `Infinity`).
 # Not money: jsonb numbers are only recognised here, to tell a string posing as one.
-_CONSTANTS = {"Infinity": float("inf"), "-Infinity": float("-inf")}
+_CONSTANTS = {"Infinity": float("inf"), "-Infinity": float("-inf")}  # jsonb's infinities, not money
 
 
 def _posing(text: str) -> bool:

@@ -284,7 +284,7 @@ def _rebuild_with_bar(
         TimeElapsedColumn(),
     ) as bar:
         task = bar.add_task(f"rebuild {', '.join(names)}", total=None, rate=0.0)
-        started: list[float] = []
+        started: list[float] = []  # monotonic seconds, not money
 
         def progress(count: int, proj: Projector) -> None:
             now = time.monotonic()

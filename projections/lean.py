@@ -230,7 +230,7 @@ models' JSON dump would turn into null)."""
 
 
 def _finite(value: Any) -> bool:
-    if isinstance(value, float):  # rejecting JSON floats (NaN/inf), money is never float
+    if isinstance(value, float):  # a JSON float (NaN/inf rejected), not money: money is never float
         return math.isfinite(value)
     if isinstance(value, dict):
         return all(_finite(v) for v in value.values())

@@ -418,7 +418,11 @@ class _OtherHalf:
         self.records = 0
         """Records the half reported reading."""
 
-    def drain(self, progress: Callable[[int], None], wait: float = 0.0) -> None:  # seconds
+    def drain(
+        self,
+        progress: Callable[[int], None],
+        wait: float = 0.0,  # seconds, not money
+    ) -> None:
         """Take what the half has sent (waiting up to `wait` seconds for a message)."""
         while self.done is None and self.pipe.poll(wait):
             wait = 0.0

@@ -151,7 +151,7 @@ class Projector:
         queued_kbytes: int = 8192,
         eager: bool = False,
         pipelined: bool = True,
-        poll_timeout: float = 0.1,
+        poll_timeout: float = 0.1,  # seconds, not money
         replay: bool = False,
         partition_check_seconds: float | None = None,  # a duration, not money
     ) -> None:
@@ -406,7 +406,7 @@ class Projector:
             self._admin = admin_client(self.settings)
         return self._admin
 
-    def added_partitions(self, timeout: float = 5.0) -> list[TopicPartition]:  # seconds
+    def added_partitions(self, timeout: float = 5.0) -> list[TopicPartition]:  # seconds, not money
         """Partitions of the group's topics that the broker lists and we do not read yet
         (partitions are only ever added to a topic, never removed)."""
         known = {(tp.topic, tp.partition) for tp in self.partitions()}
@@ -599,7 +599,11 @@ class Projector:
         self.consumer.assign(assignment)
 
     # ------------------------------------------------------------------ work
-    def poll(self, timeout: float, stamps: list[int] | None = None) -> list[RawRecord]:
+    def poll(
+        self,
+        timeout: float,  # seconds, not money
+        stamps: list[int] | None = None,
+    ) -> list[RawRecord]:
         """A batch of records. Eager (live): whatever is queued now, or else the first
         record to arrive within `timeout` plus whatever came with it, so a record never
         waits for a batch to fill. A replay (rebuild): up to `batch_size` records, until
@@ -749,7 +753,7 @@ class Projector:
         self.total.add(batch)
         return batch
 
-    def step(self, timeout: float = 0.1) -> int:
+    def step(self, timeout: float = 0.1) -> int:  # seconds, not money
         """Consume and apply one batch. Returns the number of records consumed."""
         self.check_partitions()
         if self._reader is None:
@@ -818,7 +822,11 @@ class Projector:
         return sum(max(0, hi - now.get(k, 0)) for k, hi in targets.items())
 
     def catch_up(
-        self, *, idle_timeout: float = 30.0, progress: Any = None, poll_timeout: float = 0.2
+        self,
+        *,
+        idle_timeout: float = 30.0,  # seconds, not money
+        progress: Any = None,
+        poll_timeout: float = 0.2,  # seconds, not money
     ) -> BatchResult:
         """Apply until every partition reaches the watermark seen at the start.
 
@@ -826,7 +834,7 @@ class Projector:
         seconds while records were still missing (the caller decides: a rebuild fails).
         """
         targets = self.high_watermarks()
-        idle_since: float | None = None
+        idle_since: float | None = None  # monotonic seconds, not money
         self.caught_up = False
         while True:
             if self.lag(targets) == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -303,7 +304,7 @@ def _json_text(v: Any) -> str:
     if isinstance(v, int | str):
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, float):  # a float8[] element: the database's own float, not money
-        return json.dumps(v) if v == v and abs(v) != float("inf") else json.dumps(repr(v))
+        return json.dumps(v) if math.isfinite(v) else json.dumps(repr(v))
     if isinstance(v, UUID | datetime | date | time):
         return json.dumps(str(v) if isinstance(v, UUID) else v.isoformat())
     if isinstance(v, timedelta):

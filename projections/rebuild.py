@@ -56,7 +56,7 @@ BODY_MARKER = "\n-- @body\n"
 class RebuildResult:
     name: str
     events: int
-    seconds: float
+    seconds: float  # wall seconds, not money
     checksum: str
     counts: dict[str, int]
     group_records: int = 0
@@ -64,14 +64,14 @@ class RebuildResult:
     parallel rebuild, the consumer of this projection's group."""
     group: str = ""
     """The group it was built in (a parallel rebuild)."""
-    group_seconds: float = 0.0  # wall seconds and megabytes: measurements, not money
-    peak_rss_mb: float = 0.0
+    group_seconds: float = 0.0  # wall seconds: a measurement, not money
+    peak_rss_mb: float = 0.0  # megabytes: a measurement, not money
     """The building process's own peak RSS (a parallel rebuild)."""
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     """The rebuilt projection's next offsets, read with its checksum (before the swap)."""
 
     @property
-    def rate(self) -> float:
+    def rate(self) -> float:  # events per second, not money
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -438,9 +438,9 @@ class GroupBuild:
     """Records up to the watermarks its consumer saw at its start (for a progress bar)."""
     records: int = 0
     done: bool = False
-    seconds: float = 0.0  # wall seconds and megabytes below: measurements, not money
+    seconds: float = 0.0  # wall seconds: a measurement, not money
     consumed: dict[str, int] = field(default_factory=dict)
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # megabytes, not money
 
     @property
     def label(self) -> str:

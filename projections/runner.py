@@ -211,7 +211,7 @@ def _supervise(settings: Settings, names: list[str] | None, stop: threading.Even
         "projectors running: %s",
         "; ".join(f"{'+'.join(g)} (pid {procs[i].pid})" for i, g in enumerate(groups)),
     )
-    backoff: dict[int, float] = {i: 0.5 for i in range(len(groups))}  # seconds
+    backoff: dict[int, float] = {i: 0.5 for i in range(len(groups))}  # seconds, not money
     while not stop.is_set():
         stop.wait(0.2)
         now = time.monotonic()

@@ -58,7 +58,7 @@ def _parse_decimal(value: Any) -> Decimal:
         if len(value) > IN_RANGE_TEXT and result and not _in_range(result):
             raise ValueError(f"decimal out of range (|exponent| > {MAX_DECIMAL_ADJUSTED})")
         return result
-    if isinstance(value, float | bool):
+    if isinstance(value, float | bool):  # a float or bool is not money: refused
         raise ValueError("money must be a decimal string, never a float or bool")
     if isinstance(value, Decimal):
         result = value

@@ -337,7 +337,7 @@ def _letter(
 def _record_time(msg: Any) -> datetime | None:
     """A faust message's timestamp on its topic (seconds), as a UTC datetime."""
     ts = getattr(msg, "timestamp", None)
-    if not isinstance(ts, int | float) or ts <= 0:
+    if not isinstance(ts, int | float) or ts <= 0:  # a Kafka timestamp in ms, not money
         return None
     return datetime.fromtimestamp(ts, UTC)
 

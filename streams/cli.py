@@ -27,8 +27,7 @@ order event's record time trails its event time by the engine's lag, and an inte
 time is at most seconds from its append time (FRESHNESS v2)."""
 
 
-# seconds, not money
-def _watermarks(consumer: Any, tp: Any, timeout: float) -> Any:
+def _watermarks(consumer: Any, tp: Any, timeout: float) -> Any:  # seconds, not money
     return consumer.get_watermark_offsets(tp, timeout=timeout)
 
 
@@ -60,8 +59,7 @@ class IncompleteRead(RuntimeError):
 def read_topic(
     settings: Settings,
     topic: Topic,
-    # seconds, not money
-    timeout: float = READ_TIMEOUT_S,
+    timeout: float = READ_TIMEOUT_S,  # seconds, not money
     *,
     since: datetime | None = None,
     keep: Callable[[Any], bool] | None = None,
@@ -89,8 +87,7 @@ def read_topic(
     name = settings.topic(topic)
     deadline = time.monotonic() + timeout
 
-    # seconds, not money
-    def ask(call: Callable[[float], Any]) -> Any:
+    def ask(call: Callable[[float], Any]) -> Any:  # seconds, not money
         """A metadata request, retried until the deadline (a new topic's leader may not
         be known yet: NOT_LEADER_FOR_PARTITION); past it, IncompleteRead."""
         while True:
@@ -164,8 +161,11 @@ def read_topic(
     return out
 
 
-# seconds, not money
-def find_alert(settings: Settings, alert_id: UUID, timeout: float = READ_TIMEOUT_S) -> Any:
+def find_alert(
+    settings: Settings,
+    alert_id: UUID,
+    timeout: float = READ_TIMEOUT_S,  # seconds, not money
+) -> Any:
     from schemas.events import SurveillanceAlert
 
     for e in read_topic(settings, Topic.SURVEILLANCE_ALERTS, timeout):
@@ -198,8 +198,7 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", help="json or html")] = "json",
         out: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout")] = None,
         timeout: Annotated[
-            # seconds, not money
-            float, typer.Option(help="Seconds to read each topic to its end")
+            float, typer.Option(help="Seconds to read each topic to its end")  # seconds, not money
         ] = READ_TIMEOUT_S,
     ) -> None:
         """Draft a STOR (EU 2025/885, sections 1-4) for one surveillance alert.
@@ -262,7 +261,10 @@ def register(app: typer.Typer) -> None:
         labels: Annotated[Path, typer.Option(help="Where to write episode labels")] = Path(
             "surveillance-labels.json"
         ),
-        speed: Annotated[float, typer.Option(help="Replay speed (event time runs ahead)")] = 1.0,
+        speed: Annotated[
+            float,  # a speed factor, not money
+            typer.Option(help="Replay speed (event time runs ahead)"),
+        ] = 1.0,
         namespace: Annotated[
             str, typer.Option(help="Prefix for owners, accounts and producer (repeat runs)")
         ] = "",

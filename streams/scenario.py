@@ -83,19 +83,30 @@ class _Builder:
         self.producer = producer
         self.rng = random.Random(seed)
         self.t0 = t0
-        self.inputs: list[tuple[float, int, EventPayload, str]] = []
+        self.inputs: list[tuple[float, int, EventPayload, str]] = []  # at s, not money
         self.key = Ed25519PrivateKey.from_private_bytes(
             hashlib.sha256(f"scenario-{seed}".encode()).digest()
         )
         self.n = 0
         self.open: dict[str, tuple[str, str]] = {}  # client order id -> (account, strategy)
 
-    def add(self, at: float, payload: EventPayload, producer: str = PRODUCER) -> None:
+    def add(
+        self,
+        at: float,  # seconds of scenario time, not money
+        payload: EventPayload,
+        producer: str = PRODUCER,
+    ) -> None:
         self.n += 1
         self.inputs.append((at, self.n, payload, producer))
 
     def order(
-        self, at: float, account: str, side: str, qty: Decimal, price: Decimal | None, tag: str
+        self,
+        at: float,  # seconds of scenario time, not money
+        account: str,
+        side: str,
+        qty: Decimal,
+        price: Decimal | None,
+        tag: str,
     ) -> str:
         self.n += 1
         coid = f"{tag}-{self.n}"
@@ -116,7 +127,7 @@ class _Builder:
         self.open[coid] = (account, tag)
         return coid
 
-    def cancel(self, at: float, coid: str) -> None:
+    def cancel(self, at: float, coid: str) -> None:  # seconds of scenario time, not money
         account, tag = self.open.pop(coid)
         self.n += 1
         self.add(
@@ -131,7 +142,7 @@ class _Builder:
         )
 
 
-def _q(value: float, step: str = "0.01") -> Decimal:
+def _q(value: float, step: str = "0.01") -> Decimal:  # a random draw, not money
     """A random draw (float) converted once to a Decimal on the `step` grid.
 
     No arithmetic is done on money in float: sizes and prices are Decimal from here on.
@@ -323,7 +334,7 @@ def build_scenario(
     return Scenario(seed=seed, inputs=inputs, labels=labels)
 
 
-def _iso(t0: datetime, s: float) -> str:
+def _iso(t0: datetime, s: float) -> str:  # seconds, not money
     return (t0 + timedelta(seconds=s)).isoformat()
 
 
@@ -351,11 +362,11 @@ class Score:
     true_alerts: int
 
     @property
-    def recall(self) -> float:
+    def recall(self) -> float:  # a ratio, not money
         return self.detected / self.episodes if self.episodes else 1.0
 
     @property
-    def precision(self) -> float:
+    def precision(self) -> float:  # a ratio, not money
         return self.true_alerts / self.alerts if self.alerts else 1.0
 
 
@@ -424,12 +435,12 @@ def publish_scenario(
     seed: int,
     minutes: int,
     labels_path: Path,
-    speed: float = 1.0,
+    speed: float = 1.0,  # a speed factor, not money
     namespace: str = "",
     dense: bool = False,
     t0: datetime | None = None,
-    # (sent, total, at, end): `at` and `end` in seconds of scenario time, not money
-    progress: Callable[[int, int, float, float], None] | None = None,
+    # (sent, total, at, end): `at` and `end` in seconds of scenario time
+    progress: Callable[[int, int, float, float], None] | None = None,  # not money
 ) -> PublishReport:
     """Publish the inputs to their topics, paced in (scaled) real time from now.
     `progress(sent, total, at, end)` after each input: how many of them were handed to

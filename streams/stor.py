@@ -183,7 +183,7 @@ def build_stor(
     }
 
 
-def _t(value: str) -> float:
+def _t(value: str) -> float:  # seconds since the epoch, not money
     """Seconds since the epoch, for plotting only (never money)."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -201,12 +201,12 @@ def timeline_svg(rows: list[dict[str, Any]], width: int = 760, height: int = 320
     span_t = (t1 - t0) or 1.0
     span_p = (p1 - p0) or Decimal(1)
 
-    def x(t: float) -> float:
+    def x(t: float) -> float:  # pixels, not money
         return pad + (t - t0) / span_t * (width - 2 * pad)
 
-    def y(p: Decimal) -> float:
+    def y(p: Decimal) -> float:  # pixels, not money
         # An SVG pixel coordinate, not money: the price itself stays Decimal in the draft.
-        return float(height - pad - (p - p0) / span_p * (height - 2 * pad))
+        return float(height - pad - (p - p0) / span_p * (height - 2 * pad))  # pixels, not money
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

@@ -40,12 +40,17 @@ class Tape:
         self.filled: dict[str, Decimal] = {}
         self._n = 0
 
-    def time(self, at: float | datetime) -> datetime:
+    def time(self, at: float | datetime) -> datetime:  # seconds after t0, not money
         if isinstance(at, datetime):
             return at
         return self.t0 + timedelta(microseconds=round(at * 1_000_000))
 
-    def _add(self, payload: Any, at: float | datetime, producer: str = "engine") -> Envelope[Any]:
+    def _add(
+        self,
+        payload: Any,
+        at: float | datetime,  # seconds after t0, not money
+        producer: str = "engine",
+    ) -> Envelope[Any]:
         when = self.time(at)
         self._n += 1
         env = new_event(
@@ -57,12 +62,23 @@ class Tape:
         self.events.append(env)
         return env
 
-    def open_account(self, account: str, owner: str, at: float = 0) -> Envelope[Any]:
+    def open_account(
+        self,
+        account: str,
+        owner: str,
+        at: float = 0,  # seconds after t0, not money
+    ) -> Envelope[Any]:
         bo = BeneficialOwner(owner_id=owner, kind=OwnerKind.NATURAL, name=owner, country="DE")
         opened = AccountOpened(account=account, beneficial_owner=bo, base_currency="USDT")
         return self._add(opened, at, "admin")
 
-    def config(self, detector: str, version: int, at: float = 0, **params: str) -> Envelope[Any]:
+    def config(
+        self,
+        detector: str,
+        version: int,
+        at: float = 0,  # seconds after t0, not money
+        **params: str,
+    ) -> Envelope[Any]:
         return self._add(
             DetectorConfigChanged(
                 detector=detector, config_version=version, params=params, changed_by="test"
@@ -73,7 +89,7 @@ class Tape:
 
     def quote(
         self,
-        at: float,
+        at: float,  # seconds after t0, not money
         bid: str,
         ask: str,
         bid_qty: str = "1",
@@ -97,7 +113,7 @@ class Tape:
 
     def submit(
         self,
-        at: float,
+        at: float,  # seconds after t0, not money
         account: str,
         order_id: str,
         side: str,
@@ -122,7 +138,7 @@ class Tape:
         self.filled[order_id] = Decimal(0)
         return self._add(p, at)
 
-    def cancel(self, at: float, order_id: str) -> Envelope[Any]:
+    def cancel(self, at: float, order_id: str) -> Envelope[Any]:  # seconds after t0, not money
         o = self.orders[order_id]
         filled = self.filled[order_id]
         return self._add(
@@ -137,7 +153,11 @@ class Tape:
         )
 
     def fill(
-        self, at: float, order_id: str, qty: str | None = None, price: str | None = None
+        self,
+        at: float,  # seconds after t0, not money
+        order_id: str,
+        qty: str | None = None,
+        price: str | None = None,
     ) -> Envelope[Any]:
         o = self.orders[order_id]
         q = Decimal(qty) if qty is not None else o.quantity - self.filled[order_id]

@@ -63,8 +63,12 @@ class Pacer:
         """Wall seconds of gaps skipped so far."""
         self.gaps_cut = 0
 
-    # at: the record's time in seconds, not money
-    def wait(self, at: float, where: str, idle: Callable[[], object] = lambda: None) -> None:
+    def wait(
+        self,
+        at: float,  # the record's time in seconds, not money
+        where: str,
+        idle: Callable[[], object] = lambda: None,
+    ) -> None:
         """Sleep until the record at `at` (seconds, its own clock) is due. `where` names
         the record in the progress line; `idle` is called before sleeping."""
         if self.first is None:
@@ -129,8 +133,11 @@ class Deliveries:
                 break
         producer.poll(0)
 
-    # seconds, not money
-    def finish(self, producer: Producer, timeout: float = FLUSH_SECONDS) -> None:
+    def finish(
+        self,
+        producer: Producer,
+        timeout: float = FLUSH_SECONDS,  # seconds, not money
+    ) -> None:
         remaining = producer.flush(timeout)
         if remaining and self.first_error is None:
             self.first_error = (
@@ -194,11 +201,10 @@ def load_capture(
     settings: Settings,
     path: Path,
     *,
-    speed: float | None = None,
+    speed: float | None = None,  # a speed factor, not money
     instrument: str | None = None,
     limit: int | None = None,
-    # (line, sent, at): `at` in seconds of stream time, not money
-    progress: Callable[[int, int, float], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,  # (line, sent, at s), not money
 ) -> LoadReport:
     """Replay a capture. `speed` None = as fast as possible; 1.0 = real time, each pause
     at most `MAX_PACING_SLEEP_SECONDS` (a longer gap is cut, with a line on stderr).
@@ -280,9 +286,8 @@ def publish_payloads(
     settings: Settings,
     payloads: Iterable[MarketTrade | QuoteUpdated],
     *,
-    speed: float | None = None,
-    # (sent, at): `at` in seconds of stream time, not money
-    progress: Callable[[int, float], None] | None = None,
+    speed: float | None = None,  # a speed factor, not money
+    progress: Callable[[int, float], None] | None = None,  # (sent, at s), not money
 ) -> PublishReport:
     """Publish `payloads` (paced by their exchange time at `speed`, or at once);
     `progress(sent, at)` after each: how many were sent, and the stream's time then
@@ -310,15 +315,12 @@ def publish_payloads(
 def run_simulation(
     settings: Settings,
     instrument: str,
-    # minutes, not money
-    minutes: float,
+    minutes: float,  # minutes, not money
     seed: int,
     *,
     start: datetime,
-    # a speed factor, not money
-    speed: float | None = None,
-    # (sent, at): `at` in seconds of stream time, not money
-    progress: Callable[[int, float], None] | None = None,
+    speed: float | None = None,  # a speed factor, not money
+    progress: Callable[[int, float], None] | None = None,  # (sent, at s), not money
 ) -> PublishReport:
     """Publish `simulate(instrument, minutes, seed, start)`: the same arguments give the
     same payloads (the envelopes' ids and `occurred_at` are new on each run)."""

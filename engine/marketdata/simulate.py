@@ -18,19 +18,19 @@ PRICE_PRECISION = Decimal("0.00000001")
 SIZE_STEP = Decimal("0.00001")
 
 
-def _size(draw: float) -> Decimal:
+def _size(draw: float) -> Decimal:  # a random draw, not money
     """A random size drawn as a float, converted once to a Decimal on the size grid."""
     return Decimal(repr(draw)).quantize(SIZE_STEP)
 
 
 def simulate(
     instrument: str,
-    minutes: float,
+    minutes: float,  # minutes, not money
     seed: int,
     start: datetime,
     *,
-    events_per_second: float = 5.0,
-    annual_vol: float = 0.6,
+    events_per_second: float = 5.0,  # a rate, not money
+    annual_vol: float = 0.6,  # annualised volatility, not money
 ) -> Iterator[MarketTrade | QuoteUpdated]:
     rng = random.Random(seed)
     base = instrument.split("/")[0]
