@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from deploy.kafka import create_topics, producer_config
 from deploy.local import LocalStack
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
-from projections.synthetic import generate
+from projections.synthetic import BASE_TIME, generate
 from schemas import encode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,18 +64,28 @@ def _env(s: Settings) -> dict[str, str]:
     return s.child_env(TRADETAPE_LOG_LEVEL="WARNING")
 
 
-def _chunk(args: tuple[int, int, str]) -> list[Encoded]:
+CHUNK_SPAN = timedelta(minutes=1)
+"""How far apart the chunks' clocks start (a chunk's events are a millisecond apart:
+25,000 take 25 s), so the log's time runs forward as a real log's does. Until session
+26 every chunk started at `BASE_TIME`: each account's time went back 40 times in a 1M
+log, and `tax_lots`, which folds each book in time order, folded most of it again."""
+
+
+def _chunk(args: tuple[int, int, str, int]) -> list[Encoded]:
     """One chunk of events, encoded (runs in a worker process)."""
-    seed, n, prefix = args
+    seed, n, prefix, index = args
     out = []
-    for ev in generate(seed, n, namespace=f"s{seed}-"):
+    start = BASE_TIME + index * CHUNK_SPAN
+    for ev in generate(seed, n, namespace=f"s{seed}-", start=start):
         key, value, headers = encode(ev)
         out.append((prefix + ev.topic, key, value, headers))
     return out
 
 
 def _chunks(n: int, prefix: str, seed: int) -> Iterator[list[Encoded]]:
-    jobs = [(seed + i, min(CHUNK, n - i * CHUNK), prefix) for i in range((n + CHUNK - 1) // CHUNK)]
+    jobs = [
+        (seed + i, min(CHUNK, n - i * CHUNK), prefix, i) for i in range((n + CHUNK - 1) // CHUNK)
+    ]
     with multiprocessing.get_context("fork").Pool(max(1, (os.cpu_count() or 2))) as pool:
         yield from pool.imap(_chunk, jobs)
 

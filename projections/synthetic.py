@@ -63,8 +63,11 @@ BASE_TIME = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class _Gen:
-    def __init__(self, seed: int, accounts: int, namespace: str = "") -> None:
+    def __init__(
+        self, seed: int, accounts: int, namespace: str = "", start: datetime = BASE_TIME
+    ) -> None:
         self.rng = random.Random(seed)
+        self.start = start
         self.seed = seed
         self.namespace = namespace
         self.accounts = [f"ACC{i:03d}" for i in range(accounts)]
@@ -91,7 +94,7 @@ class _Gen:
         ev = new_event(
             payload,
             producer="engine",  # as the engine writes them (the projections admit no other)
-            occurred_at=BASE_TIME + timedelta(milliseconds=self.tick),
+            occurred_at=self.start + timedelta(milliseconds=self.tick),
             event_id=uuid.UUID(int=self.rng.getrandbits(128)),
         )
         self.events.append(ev)
@@ -222,7 +225,7 @@ class _Gen:
                     side=side, quantity=part, price=price, fee=fee, fee_asset=fee_asset,
                     liquidity=rng.choice([Liquidity.MAKER, Liquidity.TAKER]), venue="paper",
                     venue_trade_id="t" + fid, uti="UTI" + fid,
-                    traded_at=BASE_TIME + timedelta(milliseconds=self.tick),
+                    traded_at=self.start + timedelta(milliseconds=self.tick),
                     leaves_quantity=qty - filled,
                 )
             )  # fmt: skip
@@ -252,7 +255,7 @@ class _Gen:
                 MarketTrade(
                     venue="binance", instrument=instrument, trade_id=self.ident("m"), price=p,
                     quantity=self.qty(), aggressor_side=rng.choice([Side.BUY, Side.SELL]),
-                    exchange_ts=BASE_TIME + timedelta(milliseconds=self.tick),
+                    exchange_ts=self.start + timedelta(milliseconds=self.tick),
                 )
             )  # fmt: skip
             if instrument == "BTC/USDT":
@@ -272,7 +275,7 @@ class _Gen:
                 QuoteUpdated(
                     venue="binance", instrument=instrument, bid_price=p, bid_quantity=self.qty(),
                     ask_price=p + Decimal("0.01"), ask_quantity=self.qty(), update_id=self.tick,
-                    exchange_ts=BASE_TIME + timedelta(milliseconds=self.tick),
+                    exchange_ts=self.start + timedelta(milliseconds=self.tick),
                 )
             )  # fmt: skip
 
@@ -292,7 +295,7 @@ class _Gen:
             self.emit(
                 TransferSettled(
                     transfer_id=tid, account=acc, tx_hash="0x" + tid,
-                    settled_at=BASE_TIME + timedelta(milliseconds=self.tick),
+                    settled_at=self.start + timedelta(milliseconds=self.tick),
                 )
             )  # fmt: skip
             self.unitize(acc, f"withdrawal:{tid}", -self.requested.pop(tid))
@@ -392,12 +395,21 @@ class _Gen:
         )  # fmt: skip
 
 
-def generate(seed: int, n: int, *, accounts: int = 8, namespace: str = "") -> list[Envelope[Any]]:
-    """At least `n` events (a flow may finish a few past it), deterministic in `seed`.
+def generate(
+    seed: int,
+    n: int,
+    *,
+    accounts: int = 8,
+    namespace: str = "",
+    start: datetime = BASE_TIME,
+) -> list[Envelope[Any]]:
+    """At least `n` events (a flow may finish a few past it), deterministic in `seed`,
+    one millisecond apart from `start`.
 
     Streams generated separately (e.g. chunks of a benchmark) need distinct
-    `namespace`s, or their order, fill and transfer ids collide."""
-    g = _Gen(seed, accounts, namespace)
+    `namespace`s, or their order, fill and transfer ids collide, and, to be one log
+    whose time runs forward as a real one's does, `start`s far enough apart."""
+    g = _Gen(seed, accounts, namespace, start)
     while len(g.events) - g.derived < n:
         r = g.rng.random()
         if r < 0.30:
