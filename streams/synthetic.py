@@ -27,6 +27,8 @@ from schemas.ids import derived_uuid7
 
 T0 = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 BTC = "BTC/USDT"
+At = float  # seconds after the tape's t0, not money
+"""An event's time on a tape, as the builders take it."""
 
 
 class Tape:
@@ -40,17 +42,12 @@ class Tape:
         self.filled: dict[str, Decimal] = {}
         self._n = 0
 
-    def time(self, at: float | datetime) -> datetime:  # seconds after t0, not money
+    def time(self, at: At | datetime) -> datetime:
         if isinstance(at, datetime):
             return at
         return self.t0 + timedelta(microseconds=round(at * 1_000_000))
 
-    def _add(
-        self,
-        payload: Any,
-        at: float | datetime,  # seconds after t0, not money
-        producer: str = "engine",
-    ) -> Envelope[Any]:
+    def _add(self, payload: Any, at: At | datetime, producer: str = "engine") -> Envelope[Any]:
         when = self.time(at)
         self._n += 1
         env = new_event(
@@ -62,23 +59,12 @@ class Tape:
         self.events.append(env)
         return env
 
-    def open_account(
-        self,
-        account: str,
-        owner: str,
-        at: float = 0,  # seconds after t0, not money
-    ) -> Envelope[Any]:
+    def open_account(self, account: str, owner: str, at: At = 0) -> Envelope[Any]:
         bo = BeneficialOwner(owner_id=owner, kind=OwnerKind.NATURAL, name=owner, country="DE")
         opened = AccountOpened(account=account, beneficial_owner=bo, base_currency="USDT")
         return self._add(opened, at, "admin")
 
-    def config(
-        self,
-        detector: str,
-        version: int,
-        at: float = 0,  # seconds after t0, not money
-        **params: str,
-    ) -> Envelope[Any]:
+    def config(self, detector: str, version: int, at: At = 0, **params: str) -> Envelope[Any]:
         return self._add(
             DetectorConfigChanged(
                 detector=detector, config_version=version, params=params, changed_by="test"
@@ -89,7 +75,7 @@ class Tape:
 
     def quote(
         self,
-        at: float,  # seconds after t0, not money
+        at: At,
         bid: str,
         ask: str,
         bid_qty: str = "1",
@@ -113,7 +99,7 @@ class Tape:
 
     def submit(
         self,
-        at: float,  # seconds after t0, not money
+        at: At,
         account: str,
         order_id: str,
         side: str,
@@ -138,7 +124,7 @@ class Tape:
         self.filled[order_id] = Decimal(0)
         return self._add(p, at)
 
-    def cancel(self, at: float, order_id: str) -> Envelope[Any]:  # seconds after t0, not money
+    def cancel(self, at: At, order_id: str) -> Envelope[Any]:
         o = self.orders[order_id]
         filled = self.filled[order_id]
         return self._add(
@@ -153,11 +139,7 @@ class Tape:
         )
 
     def fill(
-        self,
-        at: float,  # seconds after t0, not money
-        order_id: str,
-        qty: str | None = None,
-        price: str | None = None,
+        self, at: At, order_id: str, qty: str | None = None, price: str | None = None
     ) -> Envelope[Any]:
         o = self.orders[order_id]
         q = Decimal(qty) if qty is not None else o.quantity - self.filled[order_id]
