@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engine import auth
 from engine.processor import Context, Output, process
 from engine.state import EngineState
-from schemas import Envelope, new_event
+from schemas import Envelope, decode, encode, new_event
 from schemas.envelope import EventPayload
 from schemas.events import (
     AccountOpened,
@@ -196,6 +196,37 @@ class Harness:
             **extra,
         )
         return self.feed(auth.sign(intent, self.key), producer="p1")
+
+
+class Recording(Harness):
+    """A harness that keeps every input envelope and every output, in order: what a
+    replay feeds again, and what a fold of the log reads (`fold`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.fed: list[Any] = []
+        self.outs: list[Any] = []
+        super().__init__(*args, **kwargs)
+
+    def feed(self, payload: EventPayload, producer: str = "x") -> list[Any]:
+        event = new_event(payload, producer=producer, occurred_at=self.tick())
+        self.fed.append(event)
+        out = process(self.state, event, self.ctx)
+        self.outs.extend(out)
+        if isinstance(payload, OrderIntent | CancelIntent):
+            self.intents[payload.client_order_id] = event
+        return out
+
+    def fold(self) -> EngineState:
+        """The state a rebuild gets: market data, then the engine's outputs (the admin
+        commands' accepted facts among them) as read back from the log."""
+        rebuilt = EngineState()
+        for ev in self.fed:
+            if ev.event_type in ("MarketTrade", "QuoteUpdated"):
+                rebuilt.apply(ev)
+        for ev in self.outs:
+            k, v, hd = encode(ev)
+            rebuilt.apply(decode(v, hd), (k, v, hd))
+        return rebuilt
 
 
 def decision(out: list[Envelope[Any]]) -> Any:

@@ -22,7 +22,7 @@ from engine.control import stale_admin_reason
 from engine.processor import Context, catch_up, control, process
 from engine.snapshot import canonical_state, merge_slices, take_slice
 from engine.state import EngineState
-from schemas import decode, encode, new_event
+from schemas import new_event
 from schemas.events import (
     CancelIntent,
     OrderIntent,
@@ -37,31 +37,22 @@ from schemas.events import (
 from schemas.events.orders import IntentRejectReason
 from schemas.topics import Topic
 from signer_ffi.authn import RequesterRegistry
-from tests.engine.pure import INSTRUMENT, Harness, decision, types
+from tests.engine.pure import INSTRUMENT, Recording, decision, types
 
 D = Decimal
 LIMITS = RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), price_collar_pct=D("0.2"))
 
 
-class _World(Harness):
+class _World(Recording):
     """Two producers, p1 (the harness's) and p2, on accounts A1 and A2; every input and
     output kept in order (what a replay feeds again and what a rebuild folds)."""
 
     def __init__(self) -> None:
-        self.fed: list[Any] = []
-        self.outs: list[Any] = []
         super().__init__(LIMITS, accounts=("A1", "A2"))
         self.keys = {"p1": self.key}
         self.keys["p2"], pub2 = auth.new_keypair()
         assert types(self.admin(_registration("p2", pub2))) == ["ProducerRegistered"]
         self.quote(D("100"), D("101"), qty=D("100"))
-
-    def feed(self, payload: Any, producer: str = "x") -> list[Any]:
-        event = new_event(payload, producer=producer, occurred_at=self.tick())
-        self.fed.append(event)
-        out = process(self.state, event, self.ctx)
-        self.outs.extend(out)
-        return out
 
     def intent(self, producer: str, account: str, side: Side, qty: int, limit: int) -> Any:
         self.n += 1
@@ -78,16 +69,6 @@ class _World(Harness):
             time_in_force=TimeInForce.GTC,
         )
         return self.feed(auth.sign(intent, self.keys[producer]), producer=producer)
-
-    def fold(self) -> EngineState:
-        rebuilt = EngineState()
-        for ev in self.fed:
-            if ev.event_type in ("MarketTrade", "QuoteUpdated"):
-                rebuilt.apply(ev)
-        for ev in self.outs:
-            k, v, hd = encode(ev)
-            rebuilt.apply(decode(v, hd), (k, v, hd))
-        return rebuilt
 
 
 def _registration(producer: str, pub: str, accounts: tuple[str, ...] = ("A1", "A2")) -> Any:

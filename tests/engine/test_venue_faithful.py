@@ -13,44 +13,14 @@ from engine.processor import Context, process
 from engine.snapshot import canonical_state, merge_slices, take_slice
 from engine.state import EngineState
 from engine.venue.paper import PaperVenue
-from schemas import decode, encode
 from schemas.events import MarketTrade, RiskLimits, Side, TimeInForce
-from tests.engine.pure import INSTRUMENT, Harness, decision, types
+from tests.engine.pure import INSTRUMENT, Recording, decision, types
 
 D = Decimal
 
 
-class _Recording(Harness):
-    """Keeps every input envelope and every output: what a rebuild folds."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.fed: list[Any] = []
-        self.outs: list[Any] = []
-        super().__init__(*args, **kwargs)
-
-    def feed(self, payload: Any, producer: str = "x") -> list[Any]:
-        from engine.processor import process
-        from schemas import new_event
-        from schemas.events import CancelIntent, OrderIntent
-
-        event = new_event(payload, producer=producer, occurred_at=self.tick())
-        self.fed.append(event)
-        out = process(self.state, event, self.ctx)
-        self.outs.extend(out)
-        if isinstance(payload, OrderIntent | CancelIntent):
-            self.intents[payload.client_order_id] = event
-        return out
-
-    def fold(self) -> EngineState:
-        """The state a rebuild gets: market data, then the outputs as read from the log."""
-        rebuilt = EngineState()
-        for ev in self.fed:
-            if ev.event_type in ("MarketTrade", "QuoteUpdated"):
-                rebuilt.apply(ev)
-        for ev in self.outs:
-            k, v, hd = encode(ev)
-            rebuilt.apply(decode(v, hd), (k, v, hd))
-        return rebuilt
+class _Recording(Recording):
+    """A recording harness that can also start from a snapshot slice of what it did."""
 
     def from_slice(self) -> EngineState:
         """The state a worker started from a snapshot slice of everything gets."""

@@ -15,18 +15,16 @@ from hypothesis import strategies as st
 from engine.processor import Context, catch_up, control, process
 from engine.snapshot import canonical_state
 from engine.state import EngineState, peak_money
-from schemas import decode, encode, new_event
+from schemas import decode, encode
 from schemas.events import (
     AmlFlagRaised,
-    CancelIntent,
     KillSwitchEngaged,
-    OrderIntent,
     RiskLimits,
     RiskLimitsChanged,
     Side,
     TimeInForce,
 )
-from tests.engine.pure import INSTRUMENT, Harness, decision, types
+from tests.engine.pure import INSTRUMENT, Harness, Recording, decision, types
 
 D = Decimal
 
@@ -330,37 +328,6 @@ def test_no_print_adds_risk_under_the_kill_switch(
         assert abs(after) <= abs(before) and after * before >= 0, (before, after)
 
 
-class _Recording(Harness):
-    """A harness that keeps every input envelope and every output, in order: what a
-    replay feeds again, and what a fold of the log reads."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.fed: list[Any] = []
-        self.outs: list[Any] = []
-        super().__init__(*args, **kwargs)
-
-    def feed(self, payload: Any, producer: str = "x") -> list[Any]:
-        event = new_event(payload, producer=producer, occurred_at=self.tick())
-        self.fed.append(event)
-        out = process(self.state, event, self.ctx)
-        self.outs.extend(out)
-        if isinstance(payload, OrderIntent | CancelIntent):
-            self.intents[payload.client_order_id] = event
-        return out
-
-    def fold(self) -> EngineState:
-        """The state a rebuild gets: market data, then the engine's outputs (the admin
-        commands' accepted facts among them) as read back from the log."""
-        rebuilt = EngineState()
-        for ev in self.fed:
-            if ev.event_type in ("MarketTrade", "QuoteUpdated"):
-                rebuilt.apply(ev)
-        for ev in self.outs:
-            k, v, hd = encode(ev)
-            rebuilt.apply(decode(v, hd), (k, v, hd))
-        return rebuilt
-
-
 def _stoppers(scope: str) -> Any:
     if scope == "AML":
         return AmlFlagRaised(account="A1", flag_id="f1", reason="test", raised_by="admin")
@@ -388,7 +355,7 @@ def test_the_kill_switch_and_an_aml_flag_cancel_resting_orders_at_once(
     children stay (they only close). A replay of the log gives the same events, and a fold
     of it the live state. Before, the orders stayed open (reserving funds) until a print
     reached them."""
-    h = _Recording(
+    h = Recording(
         RiskLimits(max_position=D("100"), max_order_notional=D("1e7"), price_collar_pct=D("0.2"))
     )
     h.admin_deposit("BTC", D("50"))
@@ -578,7 +545,7 @@ def test_an_equity_high_at_a_print_raises_the_drawdown_peak() -> None:
     was raised only at decisions: a rise between intents did not count, and the brake
     engaged later than configured (here not at all: 17% down from the high, 1% from the
     last decision's peak)."""
-    h = _Recording(
+    h = Recording(
         RiskLimits(max_position=D("10"), max_order_notional=D("1e7"), price_collar_pct=D("0.5")),
         cash=D("100000"),
     )
