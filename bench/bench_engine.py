@@ -99,6 +99,16 @@ ACCOUNTS = _balanced_accounts(64)
 TEMPLATE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 """The intents' `occurred_at` before it is patched at send time (`--pure` keeps it, and
 quotes at it: FRESHNESS v2 bounds the price age both ways)."""
+BENCH_LIMITS = RiskLimits(
+    max_price_age_seconds=86400,
+    max_orders_per_window=10**9,
+    max_open_orders=10**9,
+    max_position=Decimal("1e12"),
+    max_order_notional=Decimal("1e15"),
+    max_consumer_lag=10**9,
+)
+"""Limits no bench intent reaches: the bench measures the engine's work, not its refusals
+(the stack's run and `--pure` both use them)."""
 PLACEHOLDER = b"2000-01-01T00:00:00.000000Z"
 
 
@@ -204,16 +214,7 @@ def setup_world(s: Settings) -> Any:
             scope="*",
             config_version=1,
             changed_by="admin",
-            limits=(
-                RiskLimits(
-                    max_price_age_seconds=86400,
-                    max_orders_per_window=10**9,
-                    max_open_orders=10**9,
-                    max_position=Decimal("1e12"),
-                    max_order_notional=Decimal("1e15"),
-                    max_consumer_lag=10**9,
-                )
-            ),
+            limits=BENCH_LIMITS,
         )
     )
     for payload in events:
@@ -633,15 +634,7 @@ def pure(n: int, *, heap_policy: bool = True, callgrind_process: bool = False) -
     from engine.venue.paper import PaperVenue
     from tests.engine.pure import Harness
 
-    limits = RiskLimits(
-        max_price_age_seconds=86400,
-        max_orders_per_window=10**9,
-        max_open_orders=10**9,
-        max_position=Decimal("1e12"),
-        max_order_notional=Decimal("1e15"),
-        max_consumer_lag=10**9,
-    )
-    h = Harness(limits, cash=Decimal("1000000000"), accounts=tuple(ACCOUNTS))
+    h = Harness(BENCH_LIMITS, cash=Decimal("1000000000"), accounts=tuple(ACCOUNTS))
     h.now = TEMPLATE_TIME  # the intents' time: a fresh price for them
     h.quote(Decimal("60000"), Decimal("60001"), Decimal("1e9"))
     key = h.key
