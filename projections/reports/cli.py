@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from deploy.settings import Settings
+    from projections.reports.iso20022 import ReportConfig
 
 READ_TIMEOUT_S = 600.0
 """How long the export may take to read each topic to its end (seconds)."""
@@ -111,7 +112,6 @@ def auth016(
     from deploy.progress import EVERY_SECONDS, Ticker
     from deploy.settings import get_settings
     from projections.reports.iso20022 import (
-        ReportConfig,
         ReportRefused,
         build_report,
         report_inputs,
@@ -145,15 +145,8 @@ def auth016(
     ]
     if missing:
         _fail(f"no report written: set {' and '.join(missing)} (docs/operations.md)", 2)
-    assert settings.report_lei is not None and settings.report_recipient is not None
     try:
-        config = ReportConfig(
-            firm_lei=settings.report_lei,
-            recipient=settings.report_recipient,
-            dti=settings.report_dti,
-            mic=settings.report_mic,
-            currency=settings.report_currency,
-        )
+        config = report_config(settings)
     except ReportRefused as exc:
         _fail(f"no report written: {exc}", 2)
     if (why := broker_unreachable(settings)) is not None:
@@ -198,6 +191,21 @@ def auth016(
     )
     if sign:
         _sign(out, key_dir, requester, requester_key)
+
+
+def report_config(settings: Settings) -> ReportConfig:
+    """The report's firm, recipient and identifiers from the settings (`TRADETAPE_REPORT_*`,
+    the LEI and the recipient set); `ReportRefused` names each malformed one."""
+    from projections.reports.iso20022 import ReportConfig
+
+    assert settings.report_lei is not None and settings.report_recipient is not None
+    return ReportConfig(
+        firm_lei=settings.report_lei,
+        recipient=settings.report_recipient,
+        dti=settings.report_dti,
+        mic=settings.report_mic,
+        currency=settings.report_currency,
+    )
 
 
 def read_inputs(

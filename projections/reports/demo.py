@@ -20,8 +20,8 @@ from pathlib import Path
 
 from deploy.demo import FIRM_LEI, PERSONS, latest_demo_accounts
 from deploy.settings import Settings
-from projections.reports.cli import REPORT_TOPICS, read_inputs
-from projections.reports.iso20022 import ReportConfig, build_report, report_inputs
+from projections.reports.cli import REPORT_TOPICS, read_inputs, report_config
+from projections.reports.iso20022 import build_report, report_inputs
 from projections.reports.persons import COLUMNS, read_persons
 
 REPORT = "demo-auth016.xml"
@@ -61,14 +61,7 @@ def persons_csv(owners: list[tuple[str, str]]) -> str:
 def run(settings: Settings) -> list[str]:
     started = time.monotonic()
     settings = settings.with_overrides(**SETTINGS)
-    assert settings.report_lei is not None and settings.report_recipient is not None
-    config = ReportConfig(
-        firm_lei=settings.report_lei,
-        recipient=settings.report_recipient,
-        dti=settings.report_dti,
-        mic=settings.report_mic,
-        currency=settings.report_currency,
-    )
+    config = report_config(settings)
     start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
     maybe_fills: list[str] = []
     orders, opened = read_inputs(settings, start, end, READ_TIMEOUT_S, None, maybe_fills)
