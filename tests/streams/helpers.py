@@ -1,4 +1,4 @@
-"""Shared helpers for the surveillance integration tests: produce, consume, spawn."""
+"""Shared helpers for the surveillance tests: a spoofing tape; produce, consume, spawn."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from deploy.settings import Settings
 from schemas import Envelope, decode, encode
 from schemas.topics import Topic
 from streams.surveillance_state import MemoryStore, OwnerBook, QuoteRec
+from streams.synthetic import Tape
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,3 +136,17 @@ def from_changelog(store: Any) -> MemoryStore:
             k: OwnerBook.model_validate_json(v.model_dump_json()) for k, v in store.books.items()
         },
     )
+
+
+def spoof_tape() -> Tape:
+    """One spoofing episode: A1 rests a large buy, its owner's A2 sells into the bid and is
+    filled, the large buy is canceled (the detectors' and the app's example)."""
+    t = Tape()
+    t.open_account("A1", "owner-x")
+    t.open_account("A2", "owner-x")
+    t.quote(0.5, "100.00", "100.10", "2", "2")
+    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
+    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
+    t.fill(2.5, "sell")
+    t.cancel(4.0, "big")
+    return t

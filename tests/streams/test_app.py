@@ -11,18 +11,7 @@ from schemas import Envelope, decode, encode
 from schemas.events import DeadLetter, SurveillanceAlert
 from streams.app import build_app
 from streams.synthetic import Tape
-
-
-def spoof_tape() -> Tape:
-    t = Tape()
-    t.open_account("A1", "owner-x")
-    t.open_account("A2", "owner-x")
-    t.quote(0.5, "100.00", "100.10", "2", "2")
-    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
-    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
-    t.fill(2.5, "sell")
-    t.cancel(4.0, "big")
-    return t
+from tests.streams.helpers import spoof_tape
 
 
 def arrived(e: Envelope[Any], rx: int) -> dict[str, bytes]:

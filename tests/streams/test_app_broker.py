@@ -11,8 +11,7 @@ from schemas.events import DeadLetter, SurveillanceAlert
 from schemas.topics import Topic
 from streams.detectors import all_detectors
 from streams.surveillance_state import Surveillance
-from tests.streams.helpers import consume, produce, produce_raw, spawn, stop
-from tests.streams.test_app import spoof_tape
+from tests.streams.helpers import consume, produce, produce_raw, spawn, spoof_tape, stop
 
 pytestmark = pytest.mark.integration
 

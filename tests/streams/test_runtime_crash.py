@@ -18,7 +18,8 @@ from deploy.settings import Settings
 from schemas import Envelope, encode
 from schemas.events import SurveillanceAlert
 from streams.app import SurveillanceApp, build_app
-from tests.streams.test_app import arrived, spoof_tape, tick
+from tests.streams.helpers import spoof_tape
+from tests.streams.test_app import arrived, tick
 
 TABLES = ("owners", "quotes", "configs", "books", "sequencer", "sequencer-buffer")
 

@@ -14,7 +14,8 @@ from schemas.events import DeadLetter, Fill, SurveillanceAlert
 from streams.app import build_app
 from streams.surveillance_state import AlertDraft, Context
 from streams.synthetic import Tape
-from tests.streams.test_app import arrived, spoof_tape, tick
+from tests.streams.helpers import spoof_tape
+from tests.streams.test_app import arrived, tick
 
 
 class _Boom:

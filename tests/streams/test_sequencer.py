@@ -14,19 +14,14 @@ from streams.detectors import all_detectors
 from streams.sequencer import Sequencer, SequencerState
 from streams.surveillance_state import Surveillance
 from streams.synthetic import Tape
+from tests.streams.helpers import spoof_tape
 
 DWELL = 250_000  # µs
 
 
-def spoof_tape() -> Tape:
-    t = Tape()
-    t.open_account("A1", "owner-x")
-    t.open_account("A2", "owner-x")
-    t.quote(0.5, "100.00", "100.10", "2", "2")
-    t.submit(1.0, "A1", "big", "BUY", "10", "99.95")
-    t.submit(2.0, "A2", "sell", "SELL", "1", "100.10")
-    t.fill(2.5, "sell")
-    t.cancel(4.0, "big")
+def spoof_then_quotes() -> Tape:
+    """The spoofing episode, then ten seconds of quotes."""
+    t = spoof_tape()
     for i in range(10):
         t.quote(5 + i, "100.00", "100.10", "2", "2")
     return t
@@ -87,7 +82,7 @@ def interleave(data: st.DataObject, events: list[Envelope[Any]]) -> list[Envelop
 @given(data=st.data())
 def test_one_fetch_in_any_partition_order_is_sequenced_exactly(data: st.DataObject) -> None:
     """A whole tape fetched at once (seconds of event time) and handed over in any order."""
-    events = spoof_tape().events
+    events = spoof_then_quotes().events
     order = interleave(data, events)
     stamps = sorted(data.draw(st.lists(st.integers(0, DWELL - 1), min_size=len(order),
                                        max_size=len(order))))  # fmt: skip
@@ -103,7 +98,7 @@ def test_one_fetch_in_any_partition_order_is_sequenced_exactly(data: st.DataObje
 def test_catching_up_partitions_hold_each_other_back(data: st.DataObject) -> None:
     """Each partition delivers steadily at its own pace, so arrivals spread far beyond the
     dwell, yet no partition's newer events overtake another's older ones."""
-    events = spoof_tape().events
+    events = spoof_then_quotes().events
     arrivals: list[Arrival] = []
     queues: dict[str, list[Envelope[Any]]] = {}
     for e in events:
@@ -120,7 +115,7 @@ def test_catching_up_partitions_hold_each_other_back(data: st.DataObject) -> Non
 
 
 def test_replaying_the_log_releases_the_same_batches() -> None:
-    events = spoof_tape().events
+    events = spoof_then_quotes().events
     arrivals = [(i * 40_000, e) for i, e in enumerate(reversed(events))]
     first, batches1, _ = sequenced(arrivals)
     second, batches2, _ = sequenced(arrivals)
@@ -134,7 +129,7 @@ def test_a_cancel_folded_before_its_order_is_judged_when_the_order_comes() -> No
     sequencer cannot prevent it; test_end_before_submit.py), and the scrambled fold
     raises the sequenced fold's alert, byte for byte. (They tolerate the order folded
     before its account's `AccountOpened` and its quote since review 52.)"""
-    events = spoof_tape().events
+    events = spoof_then_quotes().events
     scrambled = [*events[:3], events[6], *events[3:6], *events[7:]]
     unsequenced = [encode(a) for a in Surveillance(all_detectors()).process_batch(scrambled)]
     out, _, _ = sequenced([(i * 1000, e) for i, e in enumerate(scrambled)])
@@ -144,7 +139,7 @@ def test_a_cancel_folded_before_its_order_is_judged_when_the_order_comes() -> No
 
 
 def test_ticks_release_after_the_dwell_and_not_before() -> None:
-    events = spoof_tape().events[:3]
+    events = spoof_then_quotes().events[:3]
     seq = Sequencer(timedelta(microseconds=DWELL))
     state = SequencerState()
     for i, e in enumerate(events):
@@ -158,7 +153,7 @@ def test_ticks_release_after_the_dwell_and_not_before() -> None:
 
 
 def test_an_event_later_than_the_bound_is_processed_and_counted() -> None:
-    events = spoof_tape().events
+    events = spoof_then_quotes().events
     early, rest = events[0], events[1:]
     seq = Sequencer(timedelta(microseconds=DWELL))
     state = SequencerState()
@@ -379,7 +374,7 @@ def test_a_source_record_forwarded_twice_is_buffered_once() -> None:
     second copy lands on the sequenced log with the same source offset. Buffered twice,
     it was released twice, and the app's buffer table (one row per event id) held one:
     a restart then released something else than the live run."""
-    events = spoof_tape().events[:4]
+    events = spoof_then_quotes().events[:4]
     seq = Sequencer(timedelta(microseconds=DWELL))
     state = SequencerState()
     for i, e in enumerate(events):
