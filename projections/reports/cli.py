@@ -194,8 +194,9 @@ def auth016(
 
 
 def report_config(settings: Settings) -> ReportConfig:
-    """The report's firm, recipient and identifiers from the settings (`TRADETAPE_REPORT_*`,
-    the LEI and the recipient set); `ReportRefused` names each malformed one."""
+    """The report's firm, recipient and identifiers from the report settings (their LEI and
+    recipient set: `TRADETAPE_REPORT_LEI`, `TRADETAPE_REPORT_RECIPIENT`); `ReportRefused`
+    names each malformed one."""
     from projections.reports.iso20022 import ReportConfig
 
     assert settings.report_lei is not None and settings.report_recipient is not None
