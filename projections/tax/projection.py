@@ -299,15 +299,16 @@ class TaxLotsProjection(Projection):
             for a, b in pairwise(entries):
                 if a.key == b.key:
                     raise SkipEvent(f"{a.event_id}/{a.leg} is already in the book of {key}")
+            # No lot open at the chunk's start needs its row put again: entries are only
+            # ever added, and an acquisition sorts after every lot open before it, so
+            # the refold draws on each lot the fold before it drew on, and puts it.
             lots = self._opening(state, key, first, opening)
-            for v in lots:  # as they stood: what drew on them later may no longer
-                puts.append((self.lots, _lot_row(Lot.from_json(v)), None))
             at = first * CHUNK
             raw = [e.to_json() for e in entries]
         for e in entries:
             if at % CHUNK == 0:
                 openings[at // CHUNK] = _opening_of(lots)
-            lots = self._apply(puts, e, lots, at)
+            self._apply(puts, e, lots, at)
             at += 1
         whole = at // CHUNK  # complete chunks end here
         for n in range(first, whole):
@@ -368,16 +369,18 @@ class TaxLotsProjection(Projection):
                     lots.append([*lot_of(Entry.from_json(v)).to_json(), n * CHUNK + j])
         return lots
 
-    def _apply(self, puts: list[Put], e: Entry, lots: list[list[Any]], at: int) -> list[list[Any]]:
+    def _apply(self, puts: list[Put], e: Entry, lots: list[list[Any]], at: int) -> None:
         """`e`, journal position `at`, applied to the open lots (as JSON, each with its
-        position): a new lot goes last (it sorts after every lot), and a draw reads only
-        the lots it takes from (a prefix) into a `TaxLotBook`. Returns the open lots:
-        a new list, never the one given changed (a row put earlier may hold it)."""
+        position), in place: `lots` is this settle's own list (the row it was read from
+        is never changed: a row put earlier may hold it). A new lot goes last (it sorts
+        after every lot), and a draw reads only the lots it takes from (a prefix) into a
+        `TaxLotBook` (a new list at every entry cost each O(open lots), session 26)."""
         book = TaxLotBook()
         if e.kind in ACQUISITIONS:
             o = book.apply(e)
             self._emit(puts, o)
-            return [*lots, [*o.opened.to_json(), at]]  # type: ignore[union-attr]
+            lots.append([*o.opened.to_json(), at])  # type: ignore[union-attr]
+            return
         held, k = ZERO, 0
         while k < len(lots) and held < e.quantity:
             held = EXACT.add(held, Decimal(lots[k][12]))  # its remaining units
@@ -385,8 +388,7 @@ class TaxLotsProjection(Projection):
         book.load(e.account, e.asset, lots[:k])
         self._emit(puts, book.apply(e))
         left = book.to_json(e.account, e.asset)  # what stays of the k: their last ones
-        kept = [[*v, lots[k - len(left) + i][_INDEX]] for i, v in enumerate(left)]
-        return [*kept, *lots[k:]]
+        lots[:k] = [[*v, lots[k - len(left) + i][_INDEX]] for i, v in enumerate(left)]
 
     def _emit(self, puts: list[Put], o: Outcome) -> None:
         e = o.entry
