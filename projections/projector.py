@@ -342,17 +342,23 @@ class Projector:
         assert self.consumer is not None
         tps = [TopicPartition(tp.topic, tp.partition) for tp in self.partitions()]
         projections = [t.projection for t in self.targets]
+        in_time = self.in_time_order()
         while not stop.is_set():
             item: Any
             try:
-                records = self.poll(self.poll_timeout)
-                # Where the consumer stands once this batch is taken: past it and past
-                # any transaction markers before the next record.
-                pos = {
-                    (tp.topic, tp.partition): tp.offset
-                    for tp in self.consumer.position(tps)
-                    if tp.offset >= 0
-                }
+                if in_time is not None:
+                    stamps: list[int] = []
+                    records = in_time.take(self.poll(self.poll_timeout, stamps), stamps)
+                    pos = in_time.positions()
+                else:
+                    records = self.poll(self.poll_timeout)
+                    # Where the consumer stands once this batch is taken: past it and
+                    # past any transaction markers before the next record.
+                    pos = {
+                        (tp.topic, tp.partition): tp.offset
+                        for tp in self.consumer.position(tps)
+                        if tp.offset >= 0
+                    }
                 names: list[tuple[str, int] | None] = []
                 decoded = predecode(records, projections, self.member_topics, names)
                 item = (records, decoded, names, pos)
@@ -366,6 +372,16 @@ class Projector:
                     continue
             if isinstance(item, Exception):
                 return
+
+    def in_time_order(self) -> TimeOrder | None:
+        """A replay's `TimeOrder` over the consumer's assigned partitions, if a member
+        projection asks for one (`Projection.rebuilds_in_time_order`); live, None."""
+        assert self.consumer is not None
+        if not self.replay or not any(t.projection.rebuilds_in_time_order for t in self.targets):
+            return None
+        ends = self.high_watermarks()
+        mine = [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        return TimeOrder(self.consumer, {tp: ends.get(tp, 0) for tp in mine})
 
     def partitions(self) -> list[TopicPartition]:
         """Every partition of the group's topics, waiting out fresh topic metadata."""
@@ -945,13 +961,7 @@ def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None
         proj.consumer.assign(assignment)
         tps = [TopicPartition(tp.topic, tp.partition) for tp in assignment]
         projections = [t.projection for t in proj.targets]
-        in_time: TimeOrder | None = None
-        if any(p.rebuilds_in_time_order for p in projections):
-            ends = proj.high_watermarks()
-            in_time = TimeOrder(
-                proj.consumer,
-                {(t.topic, t.partition): ends.get((t.topic, t.partition), 0) for t in tps},
-            )
+        in_time = proj.in_time_order()
         for batch in itertools.count(1):
             if batch % TRIM_EVERY == 0:
                 collect()  # each batch's records and decoded values are freed
