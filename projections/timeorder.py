@@ -78,7 +78,7 @@ class TimeOrder:
                 out[tp] = now[tp]
         return out
 
-    def _frontier(self) -> float:
+    def _frontier(self) -> float:  # a Kafka timestamp in ms, not money
         """The time up to which every record has been seen: the earliest of the latest
         timestamps of the partitions still to be read (-inf if one has shown nothing)."""
         where = self._where()
