@@ -59,7 +59,9 @@ class Role(StrEnum):
     transfers.events, in transactions (docs/travel_rule.md). A principal of its own: it
     reads accounts.events, which the transfer service need not. The broker cannot tell
     one type from another on a topic, so either principal could write the other's types
-    there: the travel rule's answers carry its producer id, `travelrule`."""
+    there: the travel rule's answers carry its producer id, `travelrule`, and every reader
+    refuses a `TransferChecked` with another (`schemas.admission`, session 26); one the
+    transfer service's principal writes claiming `travelrule` cannot be told apart."""
     PROJECTOR = "projector"
     """`tradetape run projections`, `rebuild`, `checksum`, the lag `status` reads."""
     SURVEILLANCE = "surveillance"

@@ -119,7 +119,8 @@ class Intake:
     Only the topics it reads in full (`ENGINE_WRITTEN` and market data), and on them what
     `schemas.admission.refusal` admits, the projections' rule too: per topic only the
     event types of its catalogue, and a type only the engine writes there only if the
-    engine is its producer. Anything else is refused with a reason (the worker
+    engine is its producer (the travel rule's `TransferChecked` only if it is the
+    travel rule's, since session 26). Anything else is refused with a reason (the worker
     dead-letters it, a rebuild logs and skips it); a catalogue type of another service
     (its `TransferRequested`) passes (folded since session 18:
     `EngineState._apply_transfer`; ignored before). A foreign `OrderAccepted` or

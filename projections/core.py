@@ -560,14 +560,17 @@ class BalancesProjection(Projection):
         "0117_balances_transfers_per_account.sql",
         "0119_balances_deposits.sql",
     )
-    fold_version = 5
+    fold_version = 6
     """2: a transfer's status only moves forward (a check after the release set it back
     to CHECKED_*). 3: a transfer is keyed by account and id, as the engine's withdrawals
     (an id a second account requested was quarantined, and that withdrawal never debited).
     4: a deposit id is credited once per account, as the engine's fold (`deposits`; a
     second `DepositReceived` of it is quarantined). 5: deposits are read from
     accounts.events, which only the engine writes (session 22); one on transfers.events,
-    where the transfer service could forge it, is quarantined, an old log's too."""
+    where the transfer service could forge it, is quarantined, an old log's too. 6: a
+    `TransferChecked` is folded only from the travel rule (producer `travelrule`,
+    session 26; `schemas.admission`); another producer's is quarantined, an old log's
+    transfer-service checks too."""
     partition_local = True  # every table is per account, the key of both its topics
 
     @staticmethod

@@ -49,6 +49,7 @@ from schemas.events.accounts import OwnerKind
 from schemas.events.orders import IntentRejectReason, Liquidity, OrderType, Side
 from schemas.events.risk import DecisionOutcome, RiskLimits, RuleResult, UnitsChanged
 from schemas.events.transfers import TransferCheckOutcome
+from schemas.registry import COMPONENT_WRITTEN, ENGINE_PRODUCER
 
 INSTRUMENTS = {
     "BTC/USDT": Decimal("60000"),
@@ -93,7 +94,9 @@ class _Gen:
         self.tick += 1
         ev = new_event(
             payload,
-            producer="engine",  # as the engine writes them (the projections admit no other)
+            # as their writers write them (the projections admit no other): the engine,
+            # the travel rule's `TransferChecked`
+            producer=COMPONENT_WRITTEN.get(payload.EVENT_TYPE, ENGINE_PRODUCER),
             occurred_at=self.start + timedelta(milliseconds=self.tick),
             event_id=uuid.UUID(int=self.rng.getrandbits(128)),
         )

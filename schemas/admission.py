@@ -8,14 +8,21 @@ what is refused, and the reason, is decided here only, so the two cannot drift a
 
 A record is refused when its type is not in the catalogue of the topic it was read from
 (`schemas.registry.event_types_for`: a `Fill` on marketdata.events), or when its type is
-one only the engine writes to that topic (`schemas.registry.engine_written`) and its
-producer is not the engine (`ENGINE_PRODUCER`: a `KillSwitchReleased` another client
-wrote to risk.config). The schema version plays no part: every version of a type lives on
-the same topic. The producer field is what the writer claims; the broker's ACLs make it
-true: every topic holding a type only the engine writes has the engine as its only
+one only one producer writes to that topic (`schemas.registry.sole_writers`) and its
+producer is another: a type only the engine writes (`engine_written`, producer
+`ENGINE_PRODUCER`: a `KillSwitchReleased` another client wrote to risk.config), or the
+travel rule's `TransferChecked` (producer `travelrule`, `COMPONENT_WRITTEN`, since
+session 26: one the engine or a strategy claims to have written is refused). The schema
+version plays no part: every version of a type lives on the same topic. The producer
+field is what the writer claims; the broker's ACLs make it true where the topic has one
+writer: every topic holding a type only the engine writes has the engine as its only
 writer (`deploy.acls`; a `DepositReceived` moved from transfers.events, which the
 transfer service writes too, to accounts.events in session 22, so one on
 transfers.events, an old deployment's too, is refused as not belonging there).
+transfers.events has two writers, the transfer service and the travel rule: the ACLs
+keep every other principal off it, but cannot stop the transfer service's principal
+from writing a `TransferChecked` that claims `travelrule` (docs/travel_rule.md, *Who may
+answer*).
 
 Both readers call `refusal` per record (the engine for every record of the topics it
 reads in full, market data included; a projection once per topic, type, version and
@@ -25,16 +32,21 @@ unless it refuses.
 
 from __future__ import annotations
 
-from schemas.registry import ENGINE_PRODUCER, engine_written, event_types_for
+from schemas.registry import ENGINE_PRODUCER, TRAVELRULE_PRODUCER, event_types_for, sole_writers
 from schemas.topics import Topic
 
 _CATALOGUE: dict[Topic, frozenset[str]] = {t: frozenset(event_types_for(t)) for t in Topic}
 """Per topic, every event type that belongs on it."""
-_ENGINE_ONLY: dict[Topic, frozenset[str]] = {t: engine_written(t) for t in Topic}
-"""Per topic, the types on it only the engine writes."""
+_WRITERS = {ENGINE_PRODUCER: "the engine", TRAVELRULE_PRODUCER: "the travel rule"}
+"""How a refusal names a sole writer."""
+_SOLE: dict[Topic, dict[str, tuple[str, str]]] = {
+    t: {et: (w, _WRITERS.get(w, repr(w))) for et, w in sole_writers(t).items()} for t in Topic
+}
+"""Per topic, the types on it only one producer writes: type -> (that producer's id, its
+name in a refusal)."""
 
-Rule = tuple[frozenset[str], frozenset[str]]
-"""(the types that belong on a topic, those of them only the engine writes there)"""
+Rule = tuple[frozenset[str], dict[str, tuple[str, str]]]
+"""(the types that belong on a topic, those of them only one producer writes there)"""
 
 
 class _Any(frozenset[str]):
@@ -44,9 +56,9 @@ class _Any(frozenset[str]):
         return True
 
 
-_OFF_CATALOGUE: Rule = (_Any(), frozenset())
+_OFF_CATALOGUE: Rule = (_Any(), {})
 """The rule of a name no topic of the catalogue ends with: everything belongs, nothing
-is the engine's alone (a reader decides for itself which topics it reads at all)."""
+is one producer's alone (a reader decides for itself which topics it reads at all)."""
 
 _RULES: dict[str, Rule] = {}
 """Per full topic name read so far, its rule. Filled on a name's first record: the
@@ -64,7 +76,7 @@ def logical_topic(topic: str) -> Topic | None:
 def _rule(topic: str) -> Rule:
     logical = logical_topic(topic)
     rule = _RULES[topic] = (
-        _OFF_CATALOGUE if logical is None else (_CATALOGUE[logical], _ENGINE_ONLY[logical])
+        _OFF_CATALOGUE if logical is None else (_CATALOGUE[logical], _SOLE[logical])
     )
     return rule
 
@@ -72,11 +84,12 @@ def _rule(topic: str) -> Rule:
 def refusal(topic: str, event_type: str, producer: str) -> str | None:
     """Why a record of `event_type` that `producer` wrote, read from `topic` (a full
     topic name), must not be folded; None to admit it. A topic the catalogue does not
-    name is no topic of this rule: everything on it is admitted. One dict lookup and a
-    set test or two."""
-    types, engine_only = _RULES.get(topic) or _rule(topic)
+    name is no topic of this rule: everything on it is admitted. Two dict lookups and a
+    set test."""
+    types, sole = _RULES.get(topic) or _rule(topic)
     if event_type not in types:
         return f"{event_type} does not belong on {topic}"
-    if event_type in engine_only and producer != ENGINE_PRODUCER:
-        return f"{event_type} on {topic} not written by the engine ({producer!r})"
+    only = sole.get(event_type)
+    if only is not None and producer != only[0]:
+        return f"{event_type} on {topic} not written by {only[1]} ({producer!r})"
     return None

@@ -61,3 +61,25 @@ def engine_written(topic: str) -> frozenset[str]:
     if topic in ENGINE_OUTPUT_TOPICS:
         return types
     return types & frozenset(ADMIN_COMMAND_TYPES)
+
+
+TRAVELRULE_PRODUCER = "travelrule"
+"""The producer id of the travel-rule processor's answers (`tradetape run travelrule`,
+`streams.travel_rule.processor`)."""
+
+COMPONENT_WRITTEN: dict[str, str] = {"TransferChecked": TRAVELRULE_PRODUCER}
+"""Event types one component other than the engine alone writes, and its producer id: a
+`TransferChecked` decides whether a withdrawal's hold stays (the engine and the books
+fold it), so one another producer wrote (the engine, a strategy, the transfer service
+under any name but `travelrule`) is refused by every reader (`schemas.admission`) since
+session 26; before, any producer's was folded."""
+
+
+def sole_writers(topic: str) -> dict[str, str]:
+    """The event types on `topic` (a logical topic name) that one producer alone writes,
+    and that producer's id: the engine's (`engine_written`) and the other components'
+    (`COMPONENT_WRITTEN`). A reader admits one of these from that producer only."""
+    types = frozenset(event_types_for(topic))
+    only = {t: ENGINE_PRODUCER for t in engine_written(topic)}
+    only.update({t: w for t, w in COMPONENT_WRITTEN.items() if t in types})
+    return dict(sorted(only.items()))

@@ -32,13 +32,15 @@ from deploy.signals import handling_stop
 from schemas import Envelope, MalformedEventError, decode, derive_event, encode
 from schemas.admission import refusal
 from schemas.events import AccountOpened, TransferChecked, TransferRequested
+from schemas.registry import TRAVELRULE_PRODUCER
 from schemas.topics import Topic
 from streams.travel_rule.rules import PAR_ONLY, AccountFacts, TravelRuleCheck, Valuation
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "travelrule"
-"""The producer id of its answers and dead letters."""
+PRODUCER = TRAVELRULE_PRODUCER
+"""The producer id of its answers and dead letters: the only one every reader admits a
+`TransferChecked` from (`schemas.admission`)."""
 STAGE = "travelrule"
 INPUT_TOPICS = (Topic.TRANSFERS,)
 READ_TOPICS = (Topic.TRANSFERS, Topic.ACCOUNTS)

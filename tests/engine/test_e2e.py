@@ -16,7 +16,9 @@ from engine import auth
 from engine.state import EngineState
 from engine.worker import EngineWorker
 from schemas import Envelope, encode, new_event
-from schemas.events import KycVerified, Side
+from schemas.events import KycVerified, Side, TransferChecked, TransferRequested
+from schemas.events.transfers import TransferCheckOutcome
+from schemas.registry import ENGINE_PRODUCER
 from schemas.topics import Topic
 from tests.engine.helpers import (
     intent,
@@ -182,7 +184,7 @@ def test_a_failed_catch_up_rebuilds_before_deciding(
 
 def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
     other_key, _ = auth.new_keypair()
-    with running_worker(env):
+    with running_worker(env) as worker:
         key = world(env, ["ACC1"])
         produce(env, [quote()])
         first = intent(key, "ACC1", "dup-1", qty="0.1")
@@ -202,8 +204,22 @@ def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
         p.flush(10)
         produce(env, [first, resent, forged, unknown])
         decs = wait_for(env, Topic.DECISIONS, lambda ev: len(_decisions(ev)) >= 5)
-        dls = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 2)
+        # A check the travel rule did not write (session 26): dead-lettered, the hold
+        # its REJECT would free stays.
+        request = TransferRequested(
+            transfer_id="w-1", account="ACC1", asset="USDT", amount=Decimal(7),
+            destination_address="0xabc",
+        )  # fmt: skip
+        reject = TransferChecked(
+            transfer_id="w-1", account="ACC1", outcome=TransferCheckOutcome.REJECT,
+            jurisdiction="EU",
+        )  # fmt: skip
+        produce(env, [new_event(request, producer="transfers")])
+        produce(env, [new_event(reject, producer=ENGINE_PRODUCER)])
+        dls = wait_for(env, Topic.DEADLETTER, lambda ev: len(ev) >= 3)
+        held = worker.state.account("ACC1").held.get("USDT")
         orders = read_topic(env, Topic.ORDERS)
+    assert held == Decimal(7)
     ds = _decisions(decs)
     dup = [d for d in ds if d.payload.client_order_id == "dup-1"]
     assert len({d.event_id for d in dup}) == 1, "a resend got a new decision"
@@ -218,6 +234,7 @@ def test_resend_dedup_bad_signature_and_garbage(env: Settings) -> None:
     errors = [d.payload.error for d in dls]
     assert any("not JSON" in e for e in errors)
     assert any("KycVerified is not an intent" in e for e in errors)
+    assert any("not written by the travel rule ('engine')" in e for e in errors)
 
 
 def test_stale_price_is_rejected(env: Settings) -> None:

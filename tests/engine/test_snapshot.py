@@ -42,6 +42,7 @@ from schemas.events import (
     RiskLimitsChanged,
     Side,
 )
+from schemas.registry import COMPONENT_WRITTEN
 from schemas.snapshots import FORMAT_VERSION
 from tests.engine.pure import Harness, decision, transfer_fact
 from tests.engine.test_state_fast import normalized
@@ -183,7 +184,9 @@ class Log:
             payload = transfer_fact(
                 f"w-{acc}-{n}", step, acc, asset=asset, amount=amount, outcome=outcome
             )
-            event = new_event(payload, producer="transfers", occurred_at=h.tick())
+            # the transfer service's steps; its check the travel rule's (the only one read)
+            who = COMPONENT_WRITTEN.get(payload.EVENT_TYPE, "transfers")
+            event = new_event(payload, producer=who, occurred_at=h.tick())
             self.ref.append(event)  # read in full by every worker, as the control topics
             self.add(control(h.state, event, h.ctx))
         elif kind == "wait":

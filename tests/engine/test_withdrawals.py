@@ -48,7 +48,7 @@ from schemas.events import (
 )
 from schemas.events.orders import Liquidity
 from schemas.events.transfers import TransferCheckOutcome
-from schemas.registry import ENGINE_PRODUCER
+from schemas.registry import COMPONENT_WRITTEN, ENGINE_PRODUCER
 from tests.engine.pure import Harness, decision, transfer_fact, types
 from tests.projections.folding import fold
 
@@ -239,8 +239,10 @@ def test_the_engines_balances_and_holds_are_the_books(actions: list[tuple[Any, .
     state = EngineState()
     items = []
     for n, a in enumerate(actions, 1):  # as the engine's: its deposits and fills must be
+        payload = _payload(a, n)  # the travel rule's checks written by it
         e = new_event(
-            _payload(a, n), producer="engine", occurred_at=AT + timedelta(seconds=n),
+            payload, producer=COMPONENT_WRITTEN.get(payload.EVENT_TYPE, ENGINE_PRODUCER),
+            occurred_at=AT + timedelta(seconds=n),
             event_id=uuid.UUID(int=n),
         )  # fmt: skip
         state.apply(e)

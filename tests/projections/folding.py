@@ -13,6 +13,7 @@ from projections.store import RawRecord, decode_one
 from schemas import EventPayload, encode, new_event
 from schemas.events import Fill, MarketTrade, QuoteUpdated
 from schemas.events.orders import Liquidity, Side
+from schemas.registry import COMPONENT_WRITTEN, ENGINE_PRODUCER
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -29,7 +30,8 @@ class Tape:
         self.n += 1
         e = new_event(
             payload,
-            producer="engine",  # the engine's facts: the projections fold no one else's
+            # the engine's facts (the travel rule's checks): the projections fold no one else's
+            producer=COMPONENT_WRITTEN.get(payload.EVENT_TYPE, ENGINE_PRODUCER),
             occurred_at=at or T0 + timedelta(seconds=self.n),
             event_id=uuid.UUID(int=self.n),
         )

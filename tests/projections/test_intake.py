@@ -26,9 +26,17 @@ from projections.framework import Located
 from projections.store import RawRecord, decode_one
 from schemas import EventPayload, decode, encode, new_event
 from schemas.admission import refusal
-from schemas.events import CancelRequested, DepositReceived, OrderAccepted, OrderSubmitted
+from schemas.events import (
+    CancelRequested,
+    DepositReceived,
+    OrderAccepted,
+    OrderSubmitted,
+    TransferChecked,
+    TransferRequested,
+)
 from schemas.events.orders import OrderType, Side, TimeInForce
-from schemas.registry import REGISTRY, engine_written, event_types_for
+from schemas.events.transfers import TransferCheckOutcome
+from schemas.registry import REGISTRY, engine_written, event_types_for, sole_writers
 from schemas.topics import Topic
 from tests.projections.folding import Tape, fold
 
@@ -165,10 +173,10 @@ def test_every_handled_type_from_an_engine_topic_is_the_engines_alone(
     the reason and changes nothing; any other (a market trade, the transfer service's
     steps, a dead letter, an alert) is not refused for its producer."""
     foreign = _sample(event_type, "mallory")
-    ours = engine_written(_topic_of(event_type))
+    only = sole_writers(_topic_of(event_type))
     st, bad = fold(name, [foreign])
-    refused = [q for q in bad if "not written by the engine" in q.error]
-    if event_type in ours:
+    refused = [q for q in bad if "not written by" in q.error]
+    if event_type in only:  # the engine's, or the travel rule's `TransferChecked`
         assert refused and len(bad) == 1, (name, event_type, bad)
         assert not st.dirty and not st.inserts, (name, event_type)
     else:
@@ -211,3 +219,33 @@ def test_a_foreign_venue_ack_or_cancel_request_moves_no_order() -> None:
         st, bad = fold("orders", [sub, forged])
         assert st.dirty["orders"][("o1",)][_STATUS] == "SUBMITTED", forged.event_type
         assert len(bad) == 1 and "not written by the engine" in bad[0].error
+
+
+@pytest.mark.parametrize("forger", [ENGINE_PRODUCER, "strat1", "transfers"])
+def test_a_transfer_check_not_written_by_the_travel_rule_frees_no_hold(forger: str) -> None:
+    """A `REJECT` check frees what its withdrawal held: one the engine, a strategy or the
+    transfer service wrote (the travel rule's producer is `travelrule`) is quarantined
+    with the reason and the withdrawal stays held; the travel rule's own frees it. Until
+    session 26 any producer's check was folded (the engine's too: `tests/engine/
+    test_forged_check.py`)."""
+    t = Tape()
+    request = t.ev(
+        TransferRequested(
+            transfer_id="w1", account="ACC001", asset="USDC", amount=Decimal(500),
+            destination_address="0xabc",
+        )
+    )  # fmt: skip
+    check = TransferChecked(
+        transfer_id="w1", account="ACC001", outcome=TransferCheckOutcome.REJECT,
+        jurisdiction="EU",
+    )  # fmt: skip
+    genuine = t.ev(check)
+    assert genuine.data["producer"] == "travelrule"
+    forged = _record(check, forger)
+    st, bad = fold("balances", [request, forged])
+    assert [q.error for q in bad] == [
+        f"TransferChecked on {Topic.TRANSFERS} not written by the travel rule ({forger!r})"
+    ]
+    assert [row[4] for row in st.dirty["transfers"].values()] == ["REQUESTED"]
+    st, bad = fold("balances", [request, genuine])
+    assert not bad and [row[4] for row in st.dirty["transfers"].values()] == ["CHECKED_REJECT"]

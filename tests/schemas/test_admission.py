@@ -9,13 +9,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.admission import logical_topic, refusal
-from schemas.registry import ENGINE_PRODUCER, REGISTRY, engine_written, event_types_for
+from schemas.registry import (
+    COMPONENT_WRITTEN,
+    ENGINE_PRODUCER,
+    REGISTRY,
+    TRAVELRULE_PRODUCER,
+    engine_written,
+    event_types_for,
+    sole_writers,
+)
 from schemas.topics import Topic
 
 TYPES = sorted({k[0] for k in REGISTRY})
 prefixes = st.sampled_from(["", "t17.", "tenant-a."]) | st.text(max_size=12)
 event_types = st.sampled_from(TYPES) | st.text(max_size=20)
-producers = st.sampled_from([ENGINE_PRODUCER, "mallory", "transfer-service", ""]) | st.text()
+producers = (
+    st.sampled_from([ENGINE_PRODUCER, TRAVELRULE_PRODUCER, "mallory", "transfer-service", ""])
+    | st.text()
+)
 
 
 @given(prefix=prefixes, topic=st.sampled_from(list(Topic)))
@@ -29,14 +40,43 @@ def test_a_prefix_never_makes_one_topic_read_as_another(prefix: str, topic: Topi
 def test_the_rule_is_the_catalogues(prefix: str, topic: Topic, et: str, who: str) -> None:
     full = prefix + topic.value
     why = refusal(full, et, who)
+    only = sole_writers(topic).get(et)
     if et not in event_types_for(topic):
         assert why == f"{et} does not belong on {full}"
     elif et in engine_written(topic) and who != ENGINE_PRODUCER:
         assert why == f"{et} on {full} not written by the engine ({who!r})"
+    elif only == TRAVELRULE_PRODUCER and who != only:
+        assert why == f"{et} on {full} not written by the travel rule ({who!r})"
     else:
         assert why is None
-    if why is None:  # the engine's own copy of anything admitted is admitted too
-        assert refusal(full, et, ENGINE_PRODUCER) is None
+    if why is None:  # its one writer's own copy of anything admitted is admitted too
+        assert refusal(full, et, only or ENGINE_PRODUCER) is None
+
+
+def test_the_sole_writers_are_the_engine_and_the_travel_rule() -> None:
+    """Each type one producer alone writes has one writer: no type is both the engine's
+    and a component's, and every component's type is in the catalogue of a topic."""
+    for topic in Topic:
+        only = sole_writers(topic)
+        assert {t for t, w in only.items() if w == ENGINE_PRODUCER} == engine_written(topic)
+        assert not set(COMPONENT_WRITTEN) & engine_written(topic)
+    assert COMPONENT_WRITTEN == {"TransferChecked": TRAVELRULE_PRODUCER}
+    assert sole_writers(Topic.TRANSFERS) == {"TransferChecked": TRAVELRULE_PRODUCER}
+
+
+@given(prefix=prefixes, who=producers)
+def test_a_transfer_check_is_the_travel_rules_alone(prefix: str, who: str) -> None:
+    """A `TransferChecked` decides whether a withdrawal's hold stays: every reader takes
+    one from the travel rule only. Until session 26 one the engine, a strategy or the
+    transfer service wrote under any name was folded by the engine and the books."""
+    full = f"{prefix}{Topic.TRANSFERS}"
+    why = refusal(full, "TransferChecked", who)
+    if who == TRAVELRULE_PRODUCER:
+        assert why is None
+    else:
+        assert why == f"TransferChecked on {full} not written by the travel rule ({who!r})"
+    # the transfer service's own steps stay admitted from it, whatever its producer id
+    assert refusal(full, "TransferRequested", who) is None
 
 
 @given(name=st.text(max_size=30), et=event_types, who=producers)
@@ -57,6 +97,11 @@ def test_the_engines_facts_are_refused_from_anyone_else() -> None:
         "DepositReceived does not belong on transfers.events"
     )
     assert refusal("transfers.events", "TransferRequested", "transfer-service") is None
+    assert refusal("transfers.events", "TransferChecked", ENGINE_PRODUCER) == (
+        "TransferChecked on transfers.events not written by the travel rule ('engine')"
+    )
+    assert refusal("t.transfers.events", "TransferChecked", "strat1") is not None
+    assert refusal("t.transfers.events", "TransferChecked", "travelrule") is None
     assert refusal("t.marketdata.events", "Fill", ENGINE_PRODUCER) == (
         "Fill does not belong on t.marketdata.events"
     )
