@@ -2,8 +2,11 @@
 
 Read as the read-only role through the named queries (`projections.query`). Fail closed:
 a form is printed only from a projection that has folded every record on its topics, is
-not degraded and has quarantined nothing; otherwise the command says why and exits 1
-rather than print a form with sales missing.
+not degraded and has quarantined nothing of the account asked for, nor anything whose
+account cannot be told (`account_of`); otherwise the command says why and exits 1 rather
+than print a form with sales missing. A quarantined event of another account leaves this
+account's form whole (every table of `tax_lots` is per account): until session 26 any
+quarantined event refused every account's form.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -53,8 +56,59 @@ class Refused(RuntimeError):
     """The projection cannot be trusted to hold every sale: no form is printed."""
 
 
-def refusal(lag: Mapping[str, Any], quarantined: int) -> str | None:
-    """Why no form may be printed from a projection in this state (None: it may)."""
+class _Duplicate(ValueError):
+    """A JSON object names one key twice: which one a reader takes is the reader's."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Duplicate(sorted(k for k, _ in pairs))
+    return out
+
+
+def account_of(raw: bytes | None) -> str | None:
+    """The account a quarantined record concerns (`projection_quarantine.raw_value`, the
+    record's value as read: the event's JSON): its payload's `account`; None when that
+    cannot be told, so that it may be any account's (fail closed): no value, not JSON, an
+    object naming a key twice, no payload object, no account text in it, or an envelope
+    `key` that is another account. `tax_lots` keys every table by that account."""
+    if raw is None:
+        return None
+    try:
+        # numbers as text: only the account is read, and no float is made (not money)
+        doc = json.loads(raw, object_pairs_hook=_unique, parse_float=str, parse_int=str)
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, a key twice, too deep
+        return None
+    payload = doc.get("payload") if isinstance(doc, dict) else None
+    account = payload.get("account") if isinstance(payload, dict) else None
+    if not isinstance(account, str) or not account:
+        return None
+    key = doc.get("key")
+    if key is not None and key != account:
+        return None
+    return account
+
+
+def concerning(raws: Iterable[bytes | None], account: str | None) -> tuple[int, int]:
+    """Of the quarantined records `raws`: how many are `account`'s (every account's if
+    None), and how many are of no account that can be told (each may be `account`'s)."""
+    ours = unknown = 0
+    for raw in raws:
+        found = account_of(raw)
+        if found is None:
+            unknown += 1
+        elif account is None or found == account:
+            ours += 1
+    return ours, unknown
+
+
+def refusal(
+    lag: Mapping[str, Any], quarantined: int, unknown: int = 0, account: str = ""
+) -> str | None:
+    """Why no form of `account` may be printed from a projection in this state (None: it
+    may). `quarantined`: its quarantined events of that account; `unknown`: those whose
+    account cannot be told (`concerning`)."""
     if lag.get("degraded"):
         why = lag.get("offsets_out_of_range") or lag.get("partitions_changed") or "degraded"
         return f"the {NAME} projection is degraded ({why}); `tradetape rebuild {NAME}`"
@@ -66,17 +120,26 @@ def refusal(lag: Mapping[str, Any], quarantined: int) -> str | None:
     if lag.get("unread_partitions"):
         parts = ", ".join(lag["unread_partitions"])
         return f"the {NAME} projection has not read {parts}"
+    look = f"`tradetape query quarantine -p projection={NAME}`"
+    of = f" of account {account}" if account else ""
     if quarantined:
         return (
-            f"the {NAME} projection quarantined {quarantined} events, which a form would "
-            f"leave out (`tradetape query quarantine -p projection={NAME}`)"
+            f"the {NAME} projection quarantined {quarantined} events{of}, which a form would "
+            f"leave out ({look})"
+        )
+    if unknown:
+        return (
+            f"the {NAME} projection quarantined {unknown} events whose account cannot be "
+            f"told (not readable as an event of one account): a form{of} could leave them "
+            f"out ({look})"
         )
     return None
 
 
-def check_ready(settings: Settings) -> None:
+def check_ready(settings: Settings, account: str | None = None) -> None:
     """Refused unless `tax_lots` is caught up with the log, not degraded and has no
-    quarantined events. An error in checking is a refusal too (fail closed)."""
+    quarantined events of `account` (of any account if None: the demo's check) or of an
+    account it cannot tell. An error in checking is a refusal too (fail closed)."""
     import psycopg
 
     from projections.core import PROJECTIONS
@@ -86,14 +149,14 @@ def check_ready(settings: Settings) -> None:
     try:
         with psycopg.connect(settings.readonly_dsn, connect_timeout=10) as conn:
             stored = offsets_of(issue_offsets_query(conn, [NAME], OFFSETS_TABLE), [NAME])
-            row = conn.execute(
-                "SELECT count(*) FROM projection_quarantine WHERE projection = %s", (NAME,)
-            ).fetchone()
-        quarantined = int(row[0]) if row else 0
+            rows = conn.execute(
+                "SELECT raw_value FROM projection_quarantine WHERE projection = %s", (NAME,)
+            ).fetchall()
+        ours, unknown = concerning((None if r[0] is None else bytes(r[0]) for r in rows), account)
         lag = projection_lag(settings, [PROJECTIONS[NAME]], stored)[NAME]
     except Exception as exc:  # any failure to check refuses (fail closed)
         raise Refused(f"cannot tell whether {NAME} is complete: {exc}") from exc
-    why = refusal(lag, quarantined)
+    why = refusal(lag, ours, unknown, account or "")
     if why is not None:
         raise Refused(why)
 
@@ -244,7 +307,7 @@ def _run(form: str, account: str, year: int, fmt: str, out: Path | None) -> None
         fail(f"cannot write --out: {why}", 2)
     settings = get_settings()
     try:
-        check_ready(settings)
+        check_ready(settings, account)
         disposals = load(settings, account)
     except Refused as exc:
         fail(f"refused: {exc}", 1)
@@ -281,7 +344,7 @@ def form_8949(
 
     One row per FIFO lot slice sold in the year (UTC dates), in dollars and cents; a row's gain is its rounded proceeds less its rounded basis. Box H/K rows of deposited lots have no cost basis (not known to the broker): fill it in. Sales whose proceeds have no USD value (e.g. against EURC) or beyond the wallet's lots are on no form: listed as exceptions (table, json) and warned about on stderr.
 
-    Refuses (exit 1) while the tax_lots projection lags behind the log, is degraded or has quarantined events, or cannot be checked; exit 2 on bad arguments.
+    Refuses (exit 1) while the tax_lots projection lags behind the log, is degraded, has quarantined events of this account or of an account it cannot tell (another account's do not refuse), or cannot be checked; exit 2 on bad arguments.
 
     Example: tradetape tax form8949 --account ACC001 --year 2026 --format csv --out 8949.csv
     """
@@ -296,7 +359,7 @@ def form_1099da(
 
     Box 1g (cost basis) and box 2 for covered lots only (bought in the account from 2026-01-01 with a known basis); box 9 marks the noncovered. Box 1a (DTI) is empty: the log carries no DTIs and none is made up. Exceptions as for form8949.
 
-    Refuses (exit 1) while the tax_lots projection lags behind the log, is degraded or has quarantined events, or cannot be checked; exit 2 on bad arguments.
+    Refuses (exit 1) while the tax_lots projection lags behind the log, is degraded, has quarantined events of this account or of an account it cannot tell (another account's do not refuse), or cannot be checked; exit 2 on bad arguments.
 
     Example: tradetape tax 1099da --account ACC001 --year 2026 --format json
     """

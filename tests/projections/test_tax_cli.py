@@ -5,6 +5,7 @@ rebuild of `tax_lots` gives the live checksum."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,14 @@ from typer.testing import CliRunner
 from deploy.settings import Settings
 from projections.core import PROJECTIONS
 from projections.projector import Projector
-from projections.tax.cli import refusal
+from projections.tax.cli import account_of, concerning, refusal
+from schemas import encode, new_event
+from schemas.events import TransferSettled
+from schemas.topics import Topic
 from tests.projections.helpers import produce
 from tests.projections.test_tax_book import _history
 from tests.projections.test_tax_lots_projection import _flat
+from tests.streams.helpers import produce_raw
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +32,49 @@ def test_refusals() -> None:
     assert "degraded" in str(refusal({"lag": 0, "degraded": True, "partitions_changed": "x"}, 0))
     assert "has not read" in str(refusal({"lag": 0, "unread_partitions": ["t[1]"]}, 0))
     assert "quarantined 2 events" in str(refusal({"lag": 0}, 2))
+    assert "quarantined 2 events of account W1" in str(refusal({"lag": 0}, 2, 0, "W1"))
+    assert "1 events whose account cannot be told" in str(refusal({"lag": 0}, 0, 1, "W1"))
+    assert refusal({"lag": 0}, 0, 0, "W1") is None
+    assert "records behind" in str(refusal({"lag": 3}, 0, 0, "W1"))  # lagging refuses first
+
+
+def _value(account: str) -> bytes:
+    settled = TransferSettled(
+        transfer_id="t9",
+        account=account,
+        tx_hash="0x9",
+        settled_at=datetime(2026, 5, 1, tzinfo=UTC),
+    )
+    return bytes(encode(new_event(settled, producer="transfers"))[1])
+
+
+def test_a_quarantined_event_refuses_only_its_accounts_form() -> None:
+    """The account a quarantined record concerns is its payload's, as `tax_lots` keys
+    it; one that cannot be told refuses every account's form (fail closed). Until
+    session 26 any quarantined event refused every form."""
+    w2 = _value("W2")
+    assert account_of(w2) == "W2"
+    assert concerning([w2, w2], "W1") == (0, 0)
+    assert concerning([w2, _value("W1")], "W1") == (1, 0)
+    assert concerning([w2, _value("W1"), None], None) == (2, 1)  # any account's (the demo)
+    doc = json.loads(w2)
+    odd: list[bytes | None] = [
+        None,  # no value kept
+        b"\x00 not an event",
+        b"[1, 2]",
+        json.dumps({**doc, "payload": None}).encode(),
+        json.dumps({**doc, "payload": {**doc["payload"], "account": ""}}).encode(),
+        json.dumps({**doc, "payload": {**doc["payload"], "account": 7}}).encode(),
+        json.dumps({**doc, "key": "W1"}).encode(),  # keyed to another account than its own
+        w2.replace(b'"account":"W2"', b'"account":"W2","account":"W1"'),  # which one?
+        b'{"payload": ' * 100_000,  # deeper than any reader goes
+    ]
+    assert w2.replace(b'"account":"W2"', b"") != w2  # the duplicate above is one
+    for raw in odd:
+        assert account_of(raw) is None, raw
+    assert concerning(odd, "W1") == (0, len(odd))
+    assert refusal({"lag": 0}, *concerning([w2], "W1"), "W1") is None
+    assert refusal({"lag": 0}, *concerning([w2, None], "W1"), "W1") is not None
 
 
 def test_forms_from_the_stack(
@@ -86,5 +134,25 @@ def test_forms_from_the_stack(
         res = runner.invoke(app, ["rebuild", "tax_lots"])
         assert res.exit_code == 0, res.output
         assert res.stdout.strip().splitlines()[-1] == live
+
+        # Another account's quarantined event (a settlement of a transfer it never
+        # requested) refuses that account's form only; one of no account every form.
+        unknown = TransferSettled(
+            transfer_id="t9", account="W2", tx_hash="0x9",
+            settled_at=datetime(2026, 5, 1, tzinfo=UTC),
+        )  # fmt: skip
+        produce(env, [new_event(unknown, producer="transfers")])
+        with Projector(env, PROJECTIONS["tax_lots"]) as proj:
+            proj.catch_up()
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "On no form (2)" in res.stdout, res.output
+        res = runner.invoke(app, ["tax", "1099da", "--account", "W2", "--year", "2026"])
+        assert res.exit_code == 1, res.output
+        assert "quarantined 1 events of account W2" in res.output
+        produce_raw(env, Topic.TRANSFERS, b"\x00 not an event")
+        with Projector(env, PROJECTIONS["tax_lots"]) as proj:
+            proj.catch_up()
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1 and "account cannot be told" in res.output, res.output
     finally:
         get_settings.cache_clear()
