@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -48,6 +49,12 @@ READ_TOPICS = (Topic.TRANSFERS, Topic.ACCOUNTS)
 WRITTEN = (Topic.TRANSFERS, Topic.DEADLETTER)
 TXN_TIMEOUT_S = 30.0  # seconds, not money
 CATCH_UP_S = 30.0  # seconds, not money: reading accounts.events to its end
+INIT_SLICE_S = 0.5  # seconds, not money
+"""The longest one `init_transactions` call waits before the processor looks at
+`stopping` (seconds, not money). librdkafka lets a call that timed out be made again to
+resume it, and the call does not return for a signal: until session 26 one 30 s call
+against a broker that cannot be reached held a SIGTERM for 30 s, and the processor then
+exited 1 (the engine slices its calls alike: `engine.worker.TXN_CALL_SLICE`)."""
 
 
 class DuplicateTransfer(ValueError):
@@ -56,6 +63,23 @@ class DuplicateTransfer(ValueError):
 
 class CatchUpTimeout(RuntimeError):
     """accounts.events was not read to its committed end in time: nothing is decided."""
+
+
+class Stopped(Exception):
+    """Asked to stop while waiting on the broker (initialising its transactions, reading a
+    topic to its end): a clean stop, exit 0 (a transaction in flight is aborted first)."""
+
+
+def _call_again(exc: KafkaException) -> bool:
+    """Whether librdkafka lets a failed `init_transactions` be made again (a retriable
+    error, neither fatal nor one that needs an abort): `engine.worker._call_again`."""
+    err = exc.args[0] if exc.args else None
+    return (
+        isinstance(err, KafkaError)
+        and err.retriable()
+        and not err.fatal()
+        and not err.txn_requires_abort()
+    )
 
 
 @dataclass
@@ -113,9 +137,17 @@ class LogReader:
     on demand (`catch_up`): transaction markers and aborted records are passed by the
     partition-EOF positions, as `streams.cli.read_topic` does."""
 
-    def __init__(self, settings: Settings, topic: Topic, fold: Callable[[Envelope[Any]], None]):
+    def __init__(
+        self,
+        settings: Settings,
+        topic: Topic,
+        fold: Callable[[Envelope[Any]], None],
+        stopping: Callable[[], bool] = lambda: False,
+    ):
         self.name = settings.topic(topic)
         self.fold = fold
+        self.stopping = stopping
+        """Looked at between polls: a stop asked for during a catch-up ends it (`Stopped`)."""
         self.settings = settings
         self.consumer = Consumer(
             consumer_config(
@@ -136,6 +168,8 @@ class LogReader:
         wanted = {tp.partition: ends[(self.name, tp.partition)] for tp in self.tps}
         deadline = time.monotonic() + timeout
         while any(self.reached[p] < wanted[p] for p in wanted):
+            if self.stopping():
+                raise Stopped(f"while reading {self.name}")
             if time.monotonic() >= deadline:
                 raise CatchUpTimeout(f"{self.name} not read to its end in {timeout:g} s")
             msg = self.consumer.poll(0.2)
@@ -189,9 +223,10 @@ class TravelRuleProcessor:
 
     def rebuild(self) -> None:
         """The state from the log: accounts.events and transfers.events to their ends."""
-        self.accounts = LogReader(self.settings, Topic.ACCOUNTS, self.state.fold_account)
+        stopping = self._stopping
+        self.accounts = LogReader(self.settings, Topic.ACCOUNTS, self.state.fold_account, stopping)
         self.accounts.catch_up()
-        transfers = LogReader(self.settings, Topic.TRANSFERS, self.state.fold_transfer)
+        transfers = LogReader(self.settings, Topic.TRANSFERS, self.state.fold_transfer, stopping)
         try:
             transfers.catch_up()
         finally:
@@ -313,16 +348,45 @@ class TravelRuleProcessor:
                 TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0)
             )
 
+    def _stopping(self) -> bool:
+        return self.stopping
+
+    def _init_transactions(self) -> None:
+        """The producer's `init_transactions` for up to `TXN_TIMEOUT_S`, in calls of
+        `INIT_SLICE_S` (each one that timed out is made again: librdkafka resumes it), so
+        that a stop is seen within a slice (`Stopped`); past the timeout, or on an error
+        that cannot be retried, the error goes up (exit 1, `tradetape run` restarts it)."""
+        deadline = time.monotonic() + TXN_TIMEOUT_S
+        while True:
+            if self.stopping:
+                raise Stopped("while initialising the producer's transactions")
+            began = time.monotonic()
+            left = deadline - began  # seconds, not money
+            try:
+                self.producer.init_transactions(max(0.01, min(INIT_SLICE_S, left)))  # s, not money
+                return
+            except KafkaException as exc:
+                if self.stopping:
+                    raise Stopped("while initialising the producer's transactions") from None
+                if not _call_again(exc) or time.monotonic() >= deadline:
+                    raise
+                if time.monotonic() - began < 0.05:  # seconds, not money: no busy loop
+                    time.sleep(0.05)  # seconds, not money
+
     def run(self) -> int:
-        self.producer.init_transactions(TXN_TIMEOUT_S)
-        self.rebuild()
-        self.consumer.subscribe([self.transfers])
-        log.info("travel rule: answering %s", self.transfers)
+        """Answer requests until `stopping`; 0 also when stopped before the first answer
+        (a SIGTERM while the broker cannot be reached, or during the rebuild)."""
         try:
+            self._init_transactions()
+            self.rebuild()
+            self.consumer.subscribe([self.transfers])
+            log.info("travel rule: answering %s", self.transfers)
             while not self.stopping:
                 msgs = self.consumer.consume(500, timeout=0.5)
                 if msgs:
                     self.step(msgs)
+        except Stopped as exc:
+            log.info("travel rule: stopped %s", exc)
         finally:
             self.close()
         return 0
@@ -345,6 +409,8 @@ def main(settings: Settings) -> int:
         processor.stopping = True
 
     with handling_stop(_stop):
+        # Said once the handlers are in place: from this line on a SIGTERM stops it cleanly.
+        log.info("travel rule starting (pid %d; SIGTERM or Ctrl-C stops it)", os.getpid())
         try:
             return processor.run()
         except (KafkaException, CatchUpTimeout) as exc:

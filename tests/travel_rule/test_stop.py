@@ -1,0 +1,64 @@
+"""`tradetape run travelrule` stops cleanly on SIGTERM when the broker cannot be reached.
+
+Before (session 25), the processor sat in one `init_transactions(30)` call, which does not
+return for a signal: a SIGTERM took until the call gave up (~30 s), and then it exited 1
+with the broker's error. Now the call is made in slices of `INIT_SLICE_S` and the stop is
+seen between them: exit 0. The bound is the engine's (`tests/engine/test_stop.py`): it
+catches a hang, it is not a timing benchmark."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.engine.test_stop import ROOT, START_BOUND_SECONDS, STOP_BOUND_SECONDS, _offline_env
+
+STARTING = b"travel rule starting"
+"""Logged once its signal handlers are in place (`streams.travel_rule.processor.main`)."""
+
+
+def test_sigterm_stops_the_travel_rule_that_cannot_reach_the_broker(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli_entry", "run", "travelrule"],
+        cwd=ROOT,
+        env=_offline_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lines: list[bytes] = []
+    started = threading.Event()
+
+    def _read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if STARTING in line:
+                started.set()
+
+    reader = threading.Thread(target=_read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(START_BOUND_SECONDS), b"".join(lines)[-3000:]
+        time.sleep(1.0)  # into init_transactions, reconnecting to nothing
+        assert proc.poll() is None, b"".join(lines)[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_BOUND_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"no exit {STOP_BOUND_SECONDS} s after SIGTERM; stderr tail: "
+                f"{b''.join(lines).decode(errors='replace')[-2000:]}"
+            ) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=30)
+    text = b"".join(lines).decode(errors="replace")
+    assert proc.returncode == 0, (proc.returncode, text[-3000:])
+    assert "Traceback" not in text, text[-3000:]
+    assert "travel rule: stopped while initialising" in text, text[-3000:]
