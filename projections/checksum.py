@@ -483,6 +483,7 @@ def checksum(
             sql.Identifier(schema), sql.Identifier(table.name)
         )
         with conn.transaction(), conn.cursor() as cur:
+            _read_whole(conn)
             cur.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(cols, source))
             oids = [d.type_code for d in cur.description or ()]
             order = _order(table, oids)
@@ -508,6 +509,30 @@ def checksum(
     if bad:
         counts[QUARANTINE_COUNT] = bad
     return digest.hexdigest(), counts
+
+
+WHOLE_TABLE_SETTINGS = (
+    sql.SQL("SET LOCAL enable_indexscan = off"),
+    sql.SQL("SET LOCAL work_mem = '64MB'"),
+    sql.SQL("SET LOCAL max_parallel_workers_per_gather = 0"),
+)
+"""How a checksum's transaction reads a table: every row, in key order, by a sequential
+scan and one sort, each heap page read once. At the default `work_mem` (4 MB) the sort of
+`order_events` (524,689 rows of ~380 bytes on the bench's 1M log) was costed as spilling,
+so the planner walked the primary key instead: heap reads in random order, each page ~20
+times, on a table larger than `shared_buffers`. `tradetape checksum orders` there: 1.8
+against 2.5 s of PostgreSQL CPU (docs/benchmarks.md, session 26). 64 MB bounds the sort's
+memory (beyond it the sort merges from disk). No parallel workers: one client digests the
+rows in order, and two workers scanning and sorting beside the backend, then merged, cost
+~0.35 s more CPU on that table."""
+
+
+def _read_whole(conn: psycopg.Connection[Any]) -> None:
+    """Make the current transaction read whole tables by sequential scan and sort
+    (`WHOLE_TABLE_SETTINGS`; `SET LOCAL`: undone when the transaction ends). Never
+    changes a digest: the order is the query's `ORDER BY`, over a unique key."""
+    for stmt in WHOLE_TABLE_SETTINGS:
+        conn.execute(stmt)
 
 
 def _as_jsonb(
@@ -556,6 +581,7 @@ def _digest_rows(
     q = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(cols, source, order)
     n = 0
     with conn.transaction(), conn.cursor(name=f"ck_{name}") as cur:
+        _read_whole(conn)
         set_json_loads(load_jsonb, cur)
         cur.itersize = 5000
         cur.execute(q)
