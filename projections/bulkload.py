@@ -421,7 +421,7 @@ class BulkBuild:
                     res.rows[table.name] = len(rows)
                 if not rows:
                     continue
-                if table.mode is WriteMode.UPSERT and table.stateful:
+                if table.mode is WriteMode.UPSERT and (table.stateful or table.frozen_in_rebuild):
                     cold = m.cold.setdefault(table.name, {})
                     for r in rows:
                         cold[table.key_of(r)] = freeze(r)

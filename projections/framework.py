@@ -40,6 +40,11 @@ class Table:
     mode: WriteMode = WriteMode.INSERT
     stateful: bool = False
     """If true, the projector loads current rows for the keys a batch touches."""
+    frozen_in_rebuild: bool = False
+    """A rebuild keeps an UPSERT table's current rows until its end: frozen to JSON
+    between batches if stateful or this is set (a third of the memory of a tuple of
+    Python values, for ~1 us a row a batch), else as tuples. Set for a table of many
+    wide rows no batch reads back (`tax_lots`' lots and disposals)."""
 
     def __post_init__(self) -> None:
         missing = [c for c in self.pk if c not in self.columns]

@@ -131,6 +131,7 @@ class TaxLotsProjection(Projection):
         ),
         ("lot_id",),
         WriteMode.UPSERT,
+        frozen_in_rebuild=True,
     )  # fmt: skip
     disposals = Table(
         "disposals",
@@ -140,6 +141,7 @@ class TaxLotsProjection(Projection):
         ),
         ("event_id", "leg"),
         WriteMode.UPSERT,
+        frozen_in_rebuild=True,
     )  # fmt: skip
     withdrawals = Table(
         "withdrawals",
@@ -149,6 +151,7 @@ class TaxLotsProjection(Projection):
         ),
         ("account", "transfer_id"),
         WriteMode.UPSERT,
+        frozen_in_rebuild=True,
     )  # fmt: skip
     transfer_requests = Table(
         "transfer_requests",
