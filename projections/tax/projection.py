@@ -26,6 +26,7 @@ view with a row per slice (Form 8949's columns).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from heapq import merge
@@ -305,7 +306,7 @@ class TaxLotsProjection(Projection):
             # No lot open at the chunk's start needs its row put again: entries are only
             # ever added, and an acquisition sorts after every lot open before it, so
             # the refold draws on each lot the fold before it drew on, and puts it.
-            lots = self._opening(state, key, first, opening)
+            lots = self._opening(state, key, first, opening, _loaded(cur[2]))
             at = first * CHUNK
             raw = [e.to_json() for e in entries]
         for e in entries:
@@ -358,18 +359,35 @@ class TaxLotsProjection(Projection):
         return row
 
     def _opening(
-        self, state: State, key: BookKey, first: int, opening: list[Any]
+        self,
+        state: State,
+        key: BookKey,
+        first: int,
+        opening: list[Any],
+        held: list[list[Any]],
     ) -> list[list[Any]]:
         """The open lots at chunk `first`'s start, from its opening: the first lot as it
-        stood, then every acquisition after it, whole (read from the journal)."""
+        stood, then the acquisitions after it, whole. Those the book still holds (`held`,
+        its open lots now, in journal order) are taken from there; only those drawn on
+        since are read from the journal: a refold reads as far back as it drew since its
+        chunk's start, not as far back as the book's oldest open lot (a wallet that keeps
+        lots open for months would make every live refold read its whole history)."""
         if not opening:
             return []
         at, head = opening
+        start = first * CHUNK
         lots: list[list[Any]] = [[*head, at]]
-        for n in range((at + 1) // CHUNK, first):
-            for j, v in enumerate(_loaded(self._chunk_row(state, key, n)[3])):
-                if n * CHUNK + j > at and v[5] in _ACQUIRED:
-                    lots.append([*lot_of(Entry.from_json(v)).to_json(), n * CHUNK + j])
+        # drawn on since the chunk's start: the acquisitions before the first still held
+        upto = min(int(held[0][_INDEX]), start) if held else start
+        if upto - 1 > at:
+            for n in range((at + 1) // CHUNK, (upto - 1) // CHUNK + 1):
+                for j, v in enumerate(_loaded(self._chunk_row(state, key, n)[3])):
+                    if at < n * CHUNK + j < upto and v[5] in _ACQUIRED:
+                        lots.append([*lot_of(Entry.from_json(v)).to_json(), n * CHUNK + j])
+        for v in held[bisect_right(held, at, key=_position) :]:
+            if v[_INDEX] >= start:
+                break
+            lots.append([*v[:12], v[8], v[9], v[_INDEX]])  # whole: as it was acquired
         return lots
 
     def _apply(self, puts: list[Put], e: Entry, lots: list[list[Any]], at: int) -> None:
@@ -407,6 +425,11 @@ class TaxLotsProjection(Projection):
         elif e.kind is Kind.WITHDRAWAL:
             row = (e.account, e.ref, e.asset, e.quantity, e.at, e.event_id, o.unmatched, slices)
             puts.append((self.withdrawals, row, None))
+
+
+def _position(lot: list[Any]) -> int:
+    """An open lot's journal position (`_INDEX`)."""
+    return int(lot[_INDEX])
 
 
 def _order(e: Entry) -> tuple[str, str, str]:

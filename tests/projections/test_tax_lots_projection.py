@@ -271,3 +271,33 @@ def test_any_tape_read_in_any_order_and_batches_folds_as_in_time_order(
         assert _rows(_interleave(items, random.Random(seed)), batches) == _rows(_in_time(items))
     finally:
         projection.CHUNK = was
+
+
+def test_a_wallet_that_keeps_its_lots_open_refolds_without_reading_its_history() -> None:
+    """Every lot stays open (purchases only): a late entry's chunk opens with the first
+    lot ever bought, yet the refold reads no chunk before its own: the lots still open
+    are the book's row's, only those drawn on since would be read back (live, each
+    chunk read is a query, and every late entry of such a wallet read all of them)."""
+    t = TaxTape()
+    days = [
+        t.trade(f"2026-03-0{d}T{h:02d}:00", "BUY", "0.01", "60000")
+        for d in range(1, 5)
+        for h in range(24)
+    ]  # 96 entries: chunks 0, 1 and 2 complete
+    st_ = State()
+    _s, bad = fold("tax_lots", days, st_)
+    assert not bad
+    kept = {name: dict(rows) for name, rows in st_.dirty.items()}
+    read: list[Any] = []
+
+    def loader(table: Any, key: Any) -> Any:
+        read.append((table.name, key))
+        return kept[table.name].get(key)
+
+    late = t.trade("2026-03-03T23:30", "SELL", "0.015", "61000")  # position 72: chunk 2
+    again = State(loader=loader)
+    _s, bad = fold("tax_lots", [late], again)
+    assert not bad
+    assert [k[2] for name, k in read if name == "journal"] == ["000000002"]
+    merged = {**kept["lots"], **again.dirty["lots"]}
+    assert merged == _rows(sorted([*days, late], key=lambda i: i.data["occurred_at"]))["lots"]
