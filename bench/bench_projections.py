@@ -82,9 +82,25 @@ def _chunk(args: tuple[int, int, str, int]) -> list[Encoded]:
     return out
 
 
-def _chunks(n: int, prefix: str, seed: int) -> Iterator[list[Encoded]]:
+_next_chunk = 0
+"""The clock index the next chunk generated in this run starts at (`_reserve`)."""
+
+
+def _reserve(n: int) -> int:
+    """Clock indexes for the chunks of `n` events, after every chunk reserved before: the
+    1M log, then each lag round's warm-up and measured events, run forward in time as
+    one log (the lag rounds' events started at `BASE_TIME` too, before the log already
+    folded, so a time-ordered fold met every one of them late)."""
+    global _next_chunk
+    first = _next_chunk
+    _next_chunk += (n + CHUNK - 1) // CHUNK
+    return first
+
+
+def _chunks(n: int, prefix: str, seed: int, first: int) -> Iterator[list[Encoded]]:
     jobs = [
-        (seed + i, min(CHUNK, n - i * CHUNK), prefix, i) for i in range((n + CHUNK - 1) // CHUNK)
+        (seed + i, min(CHUNK, n - i * CHUNK), prefix, first + i)
+        for i in range((n + CHUNK - 1) // CHUNK)
     ]
     with multiprocessing.get_context("fork").Pool(max(1, (os.cpu_count() or 2))) as pool:
         yield from pool.imap(_chunk, jobs)
@@ -95,7 +111,7 @@ def produce_all(s: Settings, n: int, seed: int = 1) -> int:
         producer_config(s, transactional_id=None, **{"linger.ms": 20, "batch.size": 1_000_000})
     )
     made = 0
-    for chunk in _chunks(n, s.topic_prefix, seed):
+    for chunk in _chunks(n, s.topic_prefix, seed, _reserve(n)):
         for topic, key, value, headers in chunk:
             while True:
                 try:
@@ -488,7 +504,9 @@ def bench_lag(
     `run projections` is measured. `seed`: of the measured events (the warm-up's is
     `seed - 92`); another round on the same database needs other event ids, or its
     events would be duplicates of the first's."""
-    events = [x for c in _chunks(int(seconds * rate), s.topic_prefix, seed) for x in c]
+    warm_first = _reserve(int(warmup_seconds * rate))  # the warm-up is produced first
+    measured = int(seconds * rate)
+    events = [x for c in _chunks(measured, s.topic_prefix, seed, _reserve(measured)) for x in c]
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli_entry", "run", "projections"],
         cwd=cwd,
@@ -518,7 +536,9 @@ def bench_lag(
         # statements, and the broker, started a moment ago, compiles its hot paths
         # (its JIT: in the first ~8 s of load it used 0.93 cores against 0.5 after).
         warm = [
-            x for c in _chunks(int(warmup_seconds * rate), s.topic_prefix, seed - 92) for x in c
+            x
+            for c in _chunks(int(warmup_seconds * rate), s.topic_prefix, seed - 92, warm_first)
+            for x in c
         ]
         _offer(producer, warm, rate, time.monotonic())
         producer.flush(30)
