@@ -19,24 +19,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import marshal
 import multiprocessing
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
-from psycopg.types.json import set_json_loads
 
 from deploy import groups
 from deploy.groups import group_id
@@ -273,7 +269,6 @@ class Projector:
                 autocommit=True,
                 application_name=f"tradetape-projector-{self.name}"[:63],
             )
-            set_json_loads(json_loads, self.conn)
         if self.consumer is None:
             self.consumer = Consumer(self.consumer_config())
 
@@ -872,26 +867,6 @@ class Projector:
             if now - idle_since >= idle_timeout:
                 break
         return self.total
-
-
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-"""A run of digits orjson may not read as the standard library does: it reads an integer
-beyond 64 bits as a float, silently."""
-
-
-def json_loads(data: str | bytes) -> Any:
-    """How a projector's connection parses json and jsonb values (a live batch's state
-    rows): orjson, ~5 times the standard library's speed (a live `tax_lots` batch spent
-    a fifth of its time in `json.decoder` on its books' open lots, py-spy, session 26),
-    but the standard library for a text with 19 digits in a row anywhere (an integer
-    orjson would turn into a float) or one orjson refuses."""
-    raw = data.encode() if isinstance(data, str) else bytes(data)
-    if _LONG_NUMBER.search(raw) is None:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
 
 
 CHILD_FETCH_BYTES = 2 << 20
