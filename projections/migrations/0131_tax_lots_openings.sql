@@ -12,5 +12,13 @@
 -- schema; `tradetape rebuild` runs the body alone in a fresh schema.
 SET LOCAL search_path TO proj_tax_lots, public;
 -- @body
-ALTER TABLE journal ADD COLUMN opening jsonb NOT NULL DEFAULT '[]';
-ALTER TABLE books ADD COLUMN tail_opening jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE journal ADD COLUMN opening json NOT NULL DEFAULT '[]';
+ALTER TABLE books ADD COLUMN tail_opening json NOT NULL DEFAULT '[]';
+-- The fold's state is json, not jsonb: only the fold reads it, whole, and a live batch
+-- writes every book it touches (its open lots: hundreds of lots for an active wallet);
+-- jsonb parsed and rebuilt each value on the way in, json only checks it (as
+-- `orders.order_events.detail`, 0125). The checksum renders json as its jsonb value.
+ALTER TABLE journal ALTER COLUMN entries TYPE json USING entries::json;
+ALTER TABLE books ALTER COLUMN open_lots TYPE json USING open_lots::json,
+    ALTER COLUMN last_key TYPE json USING last_key::json,
+    ALTER COLUMN tail TYPE json USING tail::json;
