@@ -533,6 +533,19 @@ def error_code(exc: KafkaException) -> int | None:
     return err.code() if isinstance(err, KafkaError) else None
 
 
+def transaction_call_again(exc: KafkaException) -> bool:
+    """Whether librdkafka lets a failed transaction call (`init_transactions`, a commit)
+    be made again: a retriable error that is neither fatal nor one that needs the
+    transaction aborted."""
+    err = exc.args[0] if exc.args else None
+    return (
+        isinstance(err, KafkaError)
+        and err.retriable()
+        and not err.fatal()
+        and not err.txn_requires_abort()
+    )
+
+
 def asked_again(
     call: Callable[[], _T],
     timeout: float,  # seconds, not money

@@ -62,6 +62,7 @@ from deploy.kafka import (
     partition_changes,
     partitions_of_many,
     producer_config,
+    transaction_call_again,
 )
 from deploy.settings import Settings
 from deploy.signals import handling_stop
@@ -313,18 +314,6 @@ def worker_id() -> str:
 def admin_producers() -> frozenset[str]:
     raw = os.environ.get("TRADETAPE_ENGINE_ADMINS", "admin")
     return frozenset(a.strip() for a in raw.split(",") if a.strip())
-
-
-def _call_again(exc: KafkaException) -> bool:
-    """Whether librdkafka lets a failed transaction call be made again: a retriable error
-    that is neither fatal nor one that needs the transaction aborted."""
-    err = exc.args[0] if exc.args else None
-    return (
-        isinstance(err, KafkaError)
-        and err.retriable()
-        and not err.fatal()
-        and not err.txn_requires_abort()
-    )
 
 
 class EngineWorker:
@@ -1409,7 +1398,7 @@ class EngineWorker:
                 call()
                 return
             except KafkaException as exc:
-                if not _call_again(exc) or self.stopping:
+                if not transaction_call_again(exc) or self.stopping:
                     raise
                 attempt += 1
                 log.warning("%s failed (%s); retrying (attempt %d)", what, exc, attempt)
@@ -1439,7 +1428,7 @@ class EngineWorker:
                 # loads, which a sliced call sees as an intermediate result) is called
                 # again, as librdkafka asks.
                 if (
-                    not _call_again(exc)
+                    not transaction_call_again(exc)
                     or (stoppable and self.stopping)
                     or time.monotonic() >= deadline
                 ):

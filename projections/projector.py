@@ -346,19 +346,7 @@ class Projector:
         while not stop.is_set():
             item: Any
             try:
-                if in_time is not None:
-                    stamps: list[int] = []
-                    records = in_time.take(self.poll(self.poll_timeout, stamps), stamps)
-                    pos = in_time.positions()
-                else:
-                    records = self.poll(self.poll_timeout)
-                    # Where the consumer stands once this batch is taken: past it and
-                    # past any transaction markers before the next record.
-                    pos = {
-                        (tp.topic, tp.partition): tp.offset
-                        for tp in self.consumer.position(tps)
-                        if tp.offset >= 0
-                    }
+                records, pos = self.poll_positioned(tps, in_time)
                 names: list[tuple[str, int] | None] = []
                 decoded = predecode(records, projections, self.member_topics, names)
                 item = (records, decoded, names, pos)
@@ -372,6 +360,25 @@ class Projector:
                     continue
             if isinstance(item, Exception):
                 return
+
+    def poll_positioned(
+        self, tps: list[TopicPartition], in_time: TimeOrder | None
+    ) -> tuple[list[RawRecord], dict[TP, int]]:
+        """A reader's batch (`in_time`: merged by timestamp) and where each partition
+        stands once it is taken: past it and past any transaction markers before the
+        next record (`TimeOrder.positions`: past the last record handed over)."""
+        assert self.consumer is not None
+        if in_time is not None:
+            stamps: list[int] = []
+            records = in_time.take(self.poll(self.poll_timeout, stamps), stamps)
+            return records, in_time.positions()
+        records = self.poll(self.poll_timeout)
+        pos = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in self.consumer.position(tps)
+            if tp.offset >= 0
+        }
+        return records, pos
 
     def in_time_order(self) -> TimeOrder | None:
         """A replay's `TimeOrder` over the consumer's assigned partitions, if a member
@@ -965,17 +972,7 @@ def _child_read(proj: Projector, pipe: Any, other_end: Any, parent: int) -> None
         for batch in itertools.count(1):
             if batch % TRIM_EVERY == 0:
                 collect()  # each batch's records and decoded values are freed
-            if in_time is not None:
-                stamps: list[int] = []
-                records = in_time.take(proj.poll(proj.poll_timeout, stamps), stamps)
-                pos = in_time.positions()
-            else:
-                records = proj.poll(proj.poll_timeout)
-                pos = {
-                    (tp.topic, tp.partition): tp.offset
-                    for tp in proj.consumer.position(tps)
-                    if tp.offset >= 0
-                }
+            records, pos = proj.poll_positioned(tps, in_time)
             decoded = [_portable(d) for d in predecode(records, projections, proj.member_topics)]
             # A record every projection ignores (None) is sent without its bytes and
             # headers: the folding process only counts it and takes its offset. (Half of

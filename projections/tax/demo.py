@@ -11,15 +11,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from decimal import Decimal
-from typing import Any
 
-from deploy.demo import latest_demo_accounts
 from deploy.settings import Settings
 from projections.tax.cli import check_ready, load
 from projections.tax.forms import exceptions, form8949, totals
-from schemas import Envelope
-from schemas.topics import Topic
-from streams.travel_rule.processor import LogReader
+from streams.travel_rule.demo import demo_accounts
 
 
 def _money(v: Decimal | None) -> str:
@@ -28,13 +24,7 @@ def _money(v: Decimal | None) -> str:
 
 def run(settings: Settings) -> list[str]:
     started = time.monotonic()
-    opened: list[Envelope[Any]] = []
-    reader = LogReader(settings, Topic.ACCOUNTS, opened.append)
-    try:
-        reader.catch_up()
-    finally:
-        reader.close()
-    accounts = latest_demo_accounts(opened)
+    accounts = demo_accounts(settings)
     if not accounts:
         raise RuntimeError("tax: the engine stage's accounts (DEMO-*) are not on accounts.events")
     account = accounts[0].account

@@ -289,16 +289,17 @@ class TaxLotsProjection(Projection):
         count = 0 if cur is None else int(cur[3])
         full = count // CHUNK
         tail: list[Any] = [] if cur is None else _loaded(cur[5])
+        tail_opening: list[Any] = [] if cur is None else _loaded(cur[6])
         openings: dict[int, list[Any]] = {}
         if cur is None or new[0].key > tuple(_loaded(cur[4])):
             # the common case: applied to the open lots, after the journal's last entry
             lots = [] if cur is None else list(_loaded(cur[2]))
             if tail:
-                openings[full] = _loaded(cur[6])  # type: ignore[index]
+                openings[full] = tail_opening
             first, at, entries = full, count, new
             raw = [*tail, *(e.to_json() for e in new)]
         else:
-            first, old, opening = self._since(state, key, full, tail, new[0].key)
+            first, old, opening = self._since(state, key, full, tail, tail_opening, new[0].key)
             entries = list(merge(old, new, key=_order))
             for a, b in pairwise(entries):
                 if a.key == b.key:
@@ -333,14 +334,19 @@ class TaxLotsProjection(Projection):
         return puts
 
     def _since(
-        self, state: State, key: BookKey, full: int, tail: list[Any], since: tuple[str, ...]
+        self,
+        state: State,
+        key: BookKey,
+        full: int,
+        tail: list[Any],
+        tail_opening: list[Any],
+        since: tuple[str, ...],
     ) -> tuple[int, list[Entry], list[Any]]:
         """The chunk an entry keyed `since` goes in (read back from the last), the
         journal's entries from that chunk's start, and the chunk's opening."""
         old = [Entry.from_json(v) for v in tail]
         if tail and tuple(tail[0][:3]) < since:
-            cur = state.get(self.books, key)
-            return full, old, _loaded(cur[6])  # type: ignore[index]
+            return full, old, tail_opening
         n = full
         opening: list[Any] = []
         while n > 0:

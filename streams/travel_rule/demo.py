@@ -26,6 +26,7 @@ from deploy.kafka import consumer_config, partitions_of, producer_config
 from deploy.settings import Settings
 from schemas import Envelope, MalformedEventError, decode, encode, new_event
 from schemas.events import AccountOpened, TransferChecked, TransferRequested
+from schemas.registry import TRAVELRULE_PRODUCER
 from schemas.topics import Topic
 from streams.travel_rule.processor import LogReader, TravelRuleProcessor
 from streams.travel_rule.rules import RULES_VERSION
@@ -132,7 +133,8 @@ def payload(opened: AccountOpened, case: Case, destination: str) -> dict[str, An
     return out
 
 
-def _demo_accounts(settings: Settings) -> list[AccountOpened]:
+def demo_accounts(settings: Settings) -> list[AccountOpened]:
+    """The engine stage's accounts, read from accounts.events (`latest_demo_accounts`)."""
     opened: list[Envelope[Any]] = []
     reader = LogReader(settings, Topic.ACCOUNTS, opened.append)
     try:
@@ -167,7 +169,7 @@ def _answers(
         )
         deadline = time.monotonic() + timeout
         while not wanted <= found.keys() and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
+            msg = consumer.poll(0.2)  # seconds, not money
             if msg is None or msg.error():
                 continue
             try:
@@ -177,7 +179,7 @@ def _answers(
             cause = str(event.causation_id)
             if (
                 isinstance(event.payload, TransferChecked)
-                and event.producer == "travelrule"
+                and event.producer == TRAVELRULE_PRODUCER
                 and cause in wanted
             ):
                 found.setdefault(cause, event.payload)
@@ -194,7 +196,7 @@ def _reasons(answer: TransferChecked) -> str:
 
 def run(settings: Settings) -> list[str]:
     started = time.monotonic()
-    accounts = _demo_accounts(settings)
+    accounts = demo_accounts(settings)
     by_number = {a.account[-1]: a for a in accounts}
     if any(case.account not in by_number for case in CASES):
         raise RuntimeError(

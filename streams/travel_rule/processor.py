@@ -27,7 +27,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from deploy import groups
 from deploy.deadletter import redelivered_dead_letter
 from deploy.groups import group_id
-from deploy.kafka import admin_client, consumer_config, end_offsets, partitions_of, producer_config
+from deploy.kafka import (
+    admin_client,
+    consumer_config,
+    end_offsets,
+    partitions_of,
+    producer_config,
+    transaction_call_again,
+)
 from deploy.settings import Settings
 from deploy.signals import handling_stop
 from schemas import Envelope, MalformedEventError, decode, derive_event, encode
@@ -68,18 +75,6 @@ class CatchUpTimeout(RuntimeError):
 class Stopped(Exception):
     """Asked to stop while waiting on the broker (initialising its transactions, reading a
     topic to its end): a clean stop, exit 0 (a transaction in flight is aborted first)."""
-
-
-def _call_again(exc: KafkaException) -> bool:
-    """Whether librdkafka lets a failed `init_transactions` be made again (a retriable
-    error, neither fatal nor one that needs an abort): `engine.worker._call_again`."""
-    err = exc.args[0] if exc.args else None
-    return (
-        isinstance(err, KafkaError)
-        and err.retriable()
-        and not err.fatal()
-        and not err.txn_requires_abort()
-    )
 
 
 @dataclass
@@ -368,7 +363,7 @@ class TravelRuleProcessor:
             except KafkaException as exc:
                 if self.stopping:
                     raise Stopped("while initialising the producer's transactions") from None
-                if not _call_again(exc) or time.monotonic() >= deadline:
+                if not transaction_call_again(exc) or time.monotonic() >= deadline:
                     raise
                 if time.monotonic() - began < 0.05:  # seconds, not money: no busy loop
                     time.sleep(0.05)  # seconds, not money

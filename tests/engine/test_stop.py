@@ -66,10 +66,10 @@ START_BOUND_SECONDS = 120.0
 """For the import and the clients' creation (seconds; ~1 s quiet, far more at load 25)."""
 
 
-def _stderr_reader(
-    proc: subprocess.Popen[bytes],
+def stderr_reader(
+    proc: subprocess.Popen[bytes], starting: bytes = STARTING
 ) -> tuple[list[bytes], threading.Event, threading.Thread]:
-    """Drain `proc`'s stderr on a thread; the event is set at the STARTING line."""
+    """Drain `proc`'s stderr on a thread; the event is set at the `starting` line."""
     lines: list[bytes] = []
     started = threading.Event()
 
@@ -77,7 +77,7 @@ def _stderr_reader(
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if STARTING in line:
+            if starting in line:
                 started.set()
 
     reader = threading.Thread(target=_read, daemon=True)
@@ -87,7 +87,7 @@ def _stderr_reader(
 
 def test_sigterm_stops_a_worker_that_cannot_reach_the_broker(tmp_path: Path) -> None:
     proc = _start_engine(tmp_path)
-    lines, started, reader = _stderr_reader(proc)
+    lines, started, reader = stderr_reader(proc)
     try:
         # Not a fixed sleep: at load ~25 the import alone outlasted 4 s, and the SIGTERM
         # came before the handler (exit -15). From the line on, it is inside its clients'

@@ -195,6 +195,28 @@ def test_late_entries_refold_from_their_chunk_not_the_journals_start(
     assert _rows(deposits_first, 10) == _rows(in_order)
 
 
+def _then_live(
+    before: list[Located], late: Located
+) -> tuple[dict[str, dict[Any, Any]], State, list[tuple[str, Any]]]:
+    """Fold `before`, then `late` in a batch of its own that loads the rows it was not
+    given one at a time, as a live batch does: (the rows before, that batch's state, the
+    rows it loaded, by table and key)."""
+    st_ = State()
+    _s, bad = fold("tax_lots", before, st_)
+    assert not bad
+    kept = {name: dict(rows) for name, rows in st_.dirty.items()}
+    read: list[tuple[str, Any]] = []
+
+    def loader(table: Any, key: Any) -> Any:
+        read.append((table.name, key))
+        return kept[table.name].get(key)
+
+    again = State(loader=loader)
+    _s, bad = fold("tax_lots", [late], again)
+    assert not bad
+    return kept, again, read
+
+
 def test_a_late_entry_reads_and_rewrites_only_the_chunks_it_needs() -> None:
     """The journal rows before a late entry's chunk are not written, and read only back
     to the opening's first open lot: a live batch loads a chunk it was not given one
@@ -204,22 +226,10 @@ def test_a_late_entry_reads_and_rewrites_only_the_chunks_it_needs() -> None:
     for d in range(1, 5):  # 24 purchases a day, all sold at 23:30: 25 entries a day
         days += [t.trade(f"2026-03-0{d}T{h:02d}:00", "BUY", "0.01", "60000") for h in range(24)]
         days.append(t.trade(f"2026-03-0{d}T23:30", "SELL", "0.24", "61000"))
-    st_ = State()
-    _s, bad = fold("tax_lots", days, st_)
-    assert not bad
-    kept = {name: dict(rows) for name, rows in st_.dirty.items()}
-    read: list[Any] = []
-
-    def loader(table: Any, key: Any) -> Any:
-        read.append((table.name, key))
-        return kept[table.name].get(key)
-
     # journal position 86 (day 4's 11th purchase is 85): chunk 2 (64-95), whose opening's
     # first open lot is day 3's first purchase (50, chunk 1); chunk 0 is not needed
     late = t.trade("2026-03-04T10:30", "SELL", "0.015", "61000")
-    again = State(loader=loader)
-    _s, bad = fold("tax_lots", [late], again)
-    assert not bad
+    kept, again, read = _then_live(days, late)
     assert sorted(k[2] for k in again.dirty["journal"]) == ["000000002"]
     assert sorted(k[2] for name, k in read if name == "journal") == ["000000001", "000000002"]
     [book] = again.dirty["books"].values()
@@ -284,20 +294,8 @@ def test_a_wallet_that_keeps_its_lots_open_refolds_without_reading_its_history()
         for d in range(1, 5)
         for h in range(24)
     ]  # 96 entries: chunks 0, 1 and 2 complete
-    st_ = State()
-    _s, bad = fold("tax_lots", days, st_)
-    assert not bad
-    kept = {name: dict(rows) for name, rows in st_.dirty.items()}
-    read: list[Any] = []
-
-    def loader(table: Any, key: Any) -> Any:
-        read.append((table.name, key))
-        return kept[table.name].get(key)
-
     late = t.trade("2026-03-03T23:30", "SELL", "0.015", "61000")  # position 72: chunk 2
-    again = State(loader=loader)
-    _s, bad = fold("tax_lots", [late], again)
-    assert not bad
+    kept, again, read = _then_live(days, late)
     assert [k[2] for name, k in read if name == "journal"] == ["000000002"]
     merged = {**kept["lots"], **again.dirty["lots"]}
     assert merged == _rows(sorted([*days, late], key=lambda i: i.data["occurred_at"]))["lots"]

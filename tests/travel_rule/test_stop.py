@@ -11,11 +11,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from tests.engine.test_stop import ROOT, START_BOUND_SECONDS, STOP_BOUND_SECONDS, _offline_env
+from tests.engine.test_stop import (
+    ROOT,
+    START_BOUND_SECONDS,
+    STOP_BOUND_SECONDS,
+    _offline_env,
+    stderr_reader,
+)
 
 STARTING = b"travel rule starting"
 """Logged once its signal handlers are in place (`streams.travel_rule.processor.main`)."""
@@ -29,18 +34,7 @@ def test_sigterm_stops_the_travel_rule_that_cannot_reach_the_broker(tmp_path: Pa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    lines: list[bytes] = []
-    started = threading.Event()
-
-    def _read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if STARTING in line:
-                started.set()
-
-    reader = threading.Thread(target=_read, daemon=True)
-    reader.start()
+    lines, started, reader = stderr_reader(proc, STARTING)
     try:
         assert started.wait(START_BOUND_SECONDS), b"".join(lines)[-3000:]
         time.sleep(1.0)  # into init_transactions, reconnecting to nothing
