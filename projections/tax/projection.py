@@ -26,7 +26,7 @@ view with a row per slice (Form 8949's columns).
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from heapq import merge
@@ -56,16 +56,14 @@ from projections.tax.entries import (
     from_fill,
     from_withdrawal,
 )
-from projections.tax.money import DEFAULT_USD_ASSETS, EXACT, ZERO
+from projections.tax.money import DEFAULT_USD_ASSETS
+from projections.tax.window import POSITION, LotWindow
 from schemas.registry import event_types_for
 from schemas.topics import Topic
 
 _HANDLES = ("Fill", "DepositReceived", "TransferRequested", "TransferSettled")
 _TOPICS = (Topic.ORDERS, Topic.TRANSFERS, Topic.ACCOUNTS)
 _ACQUIRED = frozenset(k.value for k in ACQUISITIONS)
-_INDEX = 14
-"""Where an open lot's JSON (`Lot.to_json`, 14 values) in `books.open_lots` has the
-journal position of the entry that acquired it."""
 
 BookKey = tuple[str, str]
 Put = tuple[Table, Row, Key | None]
@@ -104,7 +102,16 @@ class TaxLotsProjection(Projection):
     topics = _TOPICS
     books = Table(
         "books",
-        ("account", "asset", "open_lots", "entry_count", "last_key", "tail", "tail_opening"),
+        (
+            "account",
+            "asset",
+            "open_lots",
+            "entry_count",
+            "last_key",
+            "tail",
+            "tail_opening",
+            "rest_from",
+        ),
         ("account", "asset"),
         WriteMode.UPSERT,
         stateful=True,
@@ -167,12 +174,16 @@ class TaxLotsProjection(Projection):
     ignores = frozenset(t for topic in _TOPICS for t in event_types_for(topic)) - set(_HANDLES)
     """What else is on its topics: orders' other facts, transfer checks and releases,
     accounts' other facts."""
-    migrations = ("0130_proj_tax_lots.sql", "0131_tax_lots_openings.sql")
-    fold_version = 3
+    migrations = (
+        "0130_proj_tax_lots.sql", "0131_tax_lots_openings.sql", "0132_tax_lots_window.sql"
+    )  # fmt: skip
+    fold_version = 4
     """2: journal chunks of 32 entries (`CHUNK`), not 256. 3: each chunk (and the
     books row's tail) with its opening, each open lot with its journal position, a
     batch's entries folded at its end (`settle`). The same lots, disposals and
-    withdrawals each time; other `journal` and `books` rows."""
+    withdrawals each time; other `journal` and `books` rows. 4: the books row keeps
+    only its first open lots (`LotWindow`), the rest from `rest_from` on read back from
+    the journal."""
     partition_local = True  # every table is per account, the key of its three topics
     rebuilds_in_time_order = True
     """Read as fetched, a rebuild meets most entries late (its small topics are read to
@@ -293,11 +304,16 @@ class TaxLotsProjection(Projection):
         openings: dict[int, list[Any]] = {}
         if cur is None or new[0].key > tuple(_loaded(cur[4])):
             # the common case: applied to the open lots, after the journal's last entry
-            lots = [] if cur is None else list(_loaded(cur[2]))
             if tail:
                 openings[full] = tail_opening
             first, at, entries = full, count, new
             raw = [*tail, *(e.to_json() for e in new)]
+            journal = _Journal(self, state, key, first * CHUNK, raw)
+            window = (
+                LotWindow([], count, journal.next_lot)
+                if cur is None
+                else LotWindow(list(_loaded(cur[2])), int(cur[7]), journal.next_lot)
+            )
         else:
             first, old, opening = self._since(state, key, full, tail, tail_opening, new[0].key)
             entries = list(merge(old, new, key=_order))
@@ -307,14 +323,29 @@ class TaxLotsProjection(Projection):
             # No lot open at the chunk's start needs its row put again: entries are only
             # ever added, and an acquisition sorts after every lot open before it, so
             # the refold draws on each lot the fold before it drew on, and puts it.
-            lots = self._opening(state, key, first, opening, _loaded(cur[2]))
             at = first * CHUNK
             raw = [e.to_json() for e in entries]
+            journal = _Journal(self, state, key, at, raw, _loaded(cur[2]), int(cur[7]))
+            window = (
+                LotWindow([[*opening[1], opening[0]]], opening[0] + 1, journal.next_lot)
+                if opening
+                else LotWindow([], at, journal.next_lot)
+            )
+        room = 2 * CHUNK
         for e in entries:
             if at % CHUNK == 0:
-                openings[at // CHUNK] = _opening_of(lots)
-            self._apply(puts, e, lots, at)
+                openings[at // CHUNK] = _opening_of(window.lots)
+            self._apply(puts, e, window, at, room)
             at += 1
+        # The window the row keeps is a function of the journal alone (a rebuild and the
+        # live fold write the same row): the open lots acquired before the end of the
+        # chunk after the first open lot's.
+        if window.lots:
+            end = min(at, (window.lots[0][POSITION] // CHUNK + 2) * CHUNK)
+            window.extend_to(end)
+            window.trim_to(end)
+        else:
+            window.rest = at
         whole = at // CHUNK  # complete chunks end here
         for n in range(first, whole):
             ck = (account, asset, _chunk(n))
@@ -324,11 +355,12 @@ class TaxLotsProjection(Projection):
         row = (
             account,
             asset,
-            lots,
+            window.lots,
             at,
             list(entries[-1].key),
             rest,
             openings[whole] if rest else [],
+            window.rest,
         )
         puts.append((self.books, row, key))
         return puts
@@ -364,58 +396,25 @@ class TaxLotsProjection(Projection):
             raise SkipEvent(f"the journal of {key[0]} {key[1]} lacks chunk {n}")
         return row
 
-    def _opening(
-        self,
-        state: State,
-        key: BookKey,
-        first: int,
-        opening: list[Any],
-        held: list[list[Any]],
-    ) -> list[list[Any]]:
-        """The open lots at chunk `first`'s start, from its opening: the first lot as it
-        stood, then the acquisitions after it, whole. Those the book still holds (`held`,
-        its open lots now, in journal order) are taken from there; only those drawn on
-        since are read from the journal: a refold reads as far back as it drew since its
-        chunk's start, not as far back as the book's oldest open lot (a wallet that keeps
-        lots open for months would make every live refold read its whole history)."""
-        if not opening:
-            return []
-        at, head = opening
-        start = first * CHUNK
-        lots: list[list[Any]] = [[*head, at]]
-        # drawn on since the chunk's start: the acquisitions before the first still held
-        upto = min(int(held[0][_INDEX]), start) if held else start
-        if upto - 1 > at:
-            for n in range((at + 1) // CHUNK, (upto - 1) // CHUNK + 1):
-                for j, v in enumerate(_loaded(self._chunk_row(state, key, n)[3])):
-                    if at < n * CHUNK + j < upto and v[5] in _ACQUIRED:
-                        lots.append([*lot_of(Entry.from_json(v)).to_json(), n * CHUNK + j])
-        for v in held[bisect_right(held, at, key=_position) :]:
-            if v[_INDEX] >= start:
-                break
-            lots.append([*v[:12], v[8], v[9], v[_INDEX]])  # whole: as it was acquired
-        return lots
-
-    def _apply(self, puts: list[Put], e: Entry, lots: list[list[Any]], at: int) -> None:
-        """`e`, journal position `at`, applied to the open lots (as JSON, each with its
-        position), in place: `lots` is this settle's own list (the row it was read from
-        is never changed: a row put earlier may hold it). A new lot goes last (it sorts
-        after every lot), and a draw reads only the lots it takes from (a prefix) into a
-        `TaxLotBook` (a new list at every entry cost each O(open lots), session 26)."""
+    def _apply(self, puts: list[Put], e: Entry, window: LotWindow, at: int, room: int) -> None:
+        """`e`, journal position `at`, applied to the open lots, in place: `window.lots`
+        is this settle's own list (the row it was read from is never changed: a row put
+        earlier may hold it). A new lot goes last (it sorts after every lot), and a draw
+        reads only the lots it takes from (a prefix) into a `TaxLotBook` (a new list at
+        every entry cost each O(open lots), session 26)."""
         book = TaxLotBook()
         if e.kind in ACQUISITIONS:
             o = book.apply(e)
             self._emit(puts, o)
-            lots.append([*o.opened.to_json(), at])  # type: ignore[union-attr]
+            window.acquired([*o.opened.to_json(), at], at, room)  # type: ignore[union-attr]
             return
-        held, k = ZERO, 0
-        while k < len(lots) and held < e.quantity:
-            held = EXACT.add(held, Decimal(lots[k][12]))  # its remaining units
-            k += 1
+        k = window.covering(e.quantity, at)
+        lots = window.lots
         book.load(e.account, e.asset, lots[:k])
         self._emit(puts, book.apply(e))
         left = book.to_json(e.account, e.asset)  # what stays of the k: their last ones
-        lots[:k] = [[*v, lots[k - len(left) + i][_INDEX]] for i, v in enumerate(left)]
+        lots[:k] = [[*v, lots[k - len(left) + i][POSITION]] for i, v in enumerate(left)]
+        window.drawn(at)
 
     def _emit(self, puts: list[Put], o: Outcome) -> None:
         e = o.entry
@@ -433,11 +432,6 @@ class TaxLotsProjection(Projection):
             puts.append((self.withdrawals, row, None))
 
 
-def _position(lot: list[Any]) -> int:
-    """An open lot's journal position (`_INDEX`)."""
-    return int(lot[_INDEX])
-
-
 def _order(e: Entry) -> tuple[str, str, str]:
     return e.key
 
@@ -445,7 +439,7 @@ def _order(e: Entry) -> tuple[str, str, str]:
 def _opening_of(lots: list[list[Any]]) -> list[Any]:
     """A chunk's opening from the open lots at its start: the first one's journal
     position and JSON (the rest are whole acquisitions after it), or `[]`."""
-    return [lots[0][_INDEX], lots[0][:_INDEX]] if lots else []
+    return [lots[0][POSITION], lots[0][:POSITION]] if lots else []
 
 
 def _lot_row(lot: Lot) -> Row:
@@ -454,3 +448,74 @@ def _lot_row(lot: Lot) -> Row:
         lot.kind.value, lot.ref, lot.quantity, lot.basis, lot.basis_reason, lot.covered,
         lot.remaining, lot.remaining_basis,
     )  # fmt: skip
+
+
+class _Journal:
+    """Where a settle reads a book's acquisitions back (`LotWindow`'s `next_lot`): the
+    entries it folds, from position `base` on (`raw`), and the journal's chunks before
+    it. A refold also has the lots the book's row held (`held`, its window, the rest
+    from `held_rest`): those acquired before `base` are still open, so they were whole
+    at the chunk's start and need no chunk read (a wallet that keeps lots for months
+    would otherwise read its history at every late entry); only the acquisitions drawn
+    on since, before the first of them, are read from the journal."""
+
+    __slots__ = ("base", "chunks", "held", "held_rest", "hpos", "key", "projection", "raw", "state")
+
+    def __init__(
+        self,
+        projection: TaxLotsProjection,
+        state: State,
+        key: BookKey,
+        base: int,
+        raw: list[Any],
+        held: list[list[Any]] | None = None,
+        held_rest: int = 0,
+    ) -> None:
+        self.projection, self.state, self.key = projection, state, key
+        self.base, self.raw = base, raw
+        self.held = held or []
+        self.hpos = [int(v[POSITION]) for v in self.held]
+        self.held_rest = held_rest
+        self.chunks: dict[int, list[Any]] = {}
+
+    def next_lot(self, p: int, end: int) -> tuple[int, list[Any]] | None:
+        base = self.base
+        limit = min(end, base)
+        if p < limit:
+            hpos = self.hpos
+            if hpos and p <= hpos[-1]:
+                j = bisect_left(hpos, p)
+                if j == 0 and p < hpos[0]:  # drawn on since: in the journal
+                    found = self._scan(p, min(hpos[0], limit))
+                    if found is not None:
+                        return found
+                if hpos[j] < limit:  # no acquisition between the held lots
+                    v = self.held[j]
+                    return hpos[j], [*v[:12], v[8], v[9], hpos[j]]  # whole
+                p = limit
+            elif hpos:
+                p = max(p, self.held_rest)  # none between the window and its rest
+            if p < limit:
+                found = self._scan(p, limit)
+                if found is not None:
+                    return found
+                p = limit
+        return self._scan(max(p, base), end) if end > base else None
+
+    def _scan(self, p: int, end: int) -> tuple[int, list[Any]] | None:
+        """The first acquisition at a position in `[p, end)`, read from the entries."""
+        base = self.base
+        while p < end:
+            if p >= base:
+                v = self.raw[p - base]
+            else:
+                n, j = divmod(p, CHUNK)
+                entries = self.chunks.get(n)
+                if entries is None:
+                    row = self.projection._chunk_row(self.state, self.key, n)
+                    entries = self.chunks[n] = _loaded(row[3])
+                v = entries[j]
+            if v[5] in _ACQUIRED:
+                return p, [*lot_of(Entry.from_json(v)).to_json(), p]
+            p += 1
+        return None
