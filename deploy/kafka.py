@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
 import threading
@@ -514,6 +515,7 @@ def _denied(consumer: Consumer, name: str, md: Mapping[str, Any]) -> bool:
 
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 
 COORDINATOR_NOT_READY = frozenset(
     {
@@ -546,17 +548,44 @@ def transaction_call_again(exc: KafkaException) -> bool:
     )
 
 
+class StopAsked(Exception):
+    """The caller's `stopping()` turned true while a broker request was waited on: a
+    clean stop the caller asked for, not a broker error."""
+
+
+STOP_LOOK_SECONDS = 0.1
+"""How long a stop-aware wait on a broker answer goes without looking at `stopping`
+(seconds, not money)."""
+
+
+def _answers(
+    futures: Mapping[_K, concurrent.futures.Future[_T]],
+    stopping: Callable[[], bool] | None,
+) -> dict[_K, _T]:
+    """Each future's result. With `stopping`, waited in slices of `STOP_LOOK_SECONDS`
+    with the stop looked at between them (`StopAsked`): an admin request's `result()`
+    does not return for a signal until its `request_timeout`."""
+    if stopping is not None:
+        pending: set[concurrent.futures.Future[_T]] = set(futures.values())
+        while pending:
+            if stopping():
+                raise StopAsked("while waiting on the broker")
+            _done, pending = concurrent.futures.wait(pending, timeout=STOP_LOOK_SECONDS)
+    return {k: f.result() for k, f in futures.items()}
+
+
 def asked_again(
     call: Callable[[], _T],
     timeout: float,  # seconds, not money
     *,
     waiting: Collection[int] | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> _T:
     """`call()`, asked again every 0.2 s while it raises a `KafkaException` whose code is
     in `waiting` (None: any code; a broker just started or a request timed out), for up
-    to `timeout` seconds; then that error. Another error is raised at once. The one
-    retry loop of the admin requests (`end_offsets`, `topic_ids`, the status's group
-    descriptions)."""
+    to `timeout` seconds; then that error. Another error is raised at once. With
+    `stopping`, a stop asked for between calls ends it (`StopAsked`). The one retry loop
+    of the admin requests (`end_offsets`, `topic_ids`, the status's group descriptions)."""
     deadline = time.monotonic() + timeout  # seconds, not money
     while True:
         try:
@@ -566,6 +595,8 @@ def asked_again(
                 raise
             if time.monotonic() > deadline:
                 raise
+            if stopping is not None and stopping():
+                raise StopAsked("while asking the broker again") from None
             time.sleep(0.2)
 
 
@@ -575,8 +606,12 @@ def end_offsets(
     *,
     earliest: bool = False,
     timeout: float = 30.0,
+    stopping: Callable[[], bool] | None = None,
 ) -> dict[tuple[str, int], int]:
-    """Committed end (last stable offset) of each partition, in one batched request."""
+    """Committed end (last stable offset) of each partition, in one batched request.
+    With `stopping`, a stop asked for while it waits on the broker ends it within
+    `STOP_LOOK_SECONDS` (`StopAsked`); without, it may take up to `timeout` and one
+    request's 10 s more."""
     spec = OffsetSpec.earliest() if earliest else OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
     def ask() -> dict[tuple[str, int], int]:
@@ -585,9 +620,12 @@ def end_offsets(
             isolation_level=IsolationLevel.READ_COMMITTED,
             request_timeout=10,
         )
-        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+        return {
+            (tp.topic, tp.partition): int(info.offset)
+            for tp, info in _answers(futures, stopping).items()
+        }
 
-    return asked_again(ask, timeout)
+    return asked_again(ask, timeout, stopping=stopping)
 
 
 def assign_from_end(consumer: Consumer, settings: Settings, topics: list[Topic]) -> None:

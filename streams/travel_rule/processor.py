@@ -28,6 +28,7 @@ from deploy import groups
 from deploy.deadletter import redelivered_dead_letter
 from deploy.groups import group_id
 from deploy.kafka import (
+    StopAsked,
     admin_client,
     consumer_config,
     end_offsets,
@@ -158,8 +159,13 @@ class LogReader:
         self.admin = admin_client(settings)
 
     def catch_up(self, timeout: float = CATCH_UP_S) -> None:  # seconds, not money
-        """Fold every committed record up to each partition's end as of now."""
-        ends = end_offsets(self.admin, self.tps, timeout=timeout)
+        """Fold every committed record up to each partition's end as of now. A stop is
+        looked at also while the ends are asked for (a request waits up to 10 s on a
+        broker that does not answer, and is asked again for up to `timeout`)."""
+        try:
+            ends = end_offsets(self.admin, self.tps, timeout=timeout, stopping=self.stopping)
+        except StopAsked:
+            raise Stopped(f"while asking {self.name}'s end offsets") from None
         wanted = {tp.partition: ends[(self.name, tp.partition)] for tp in self.tps}
         deadline = time.monotonic() + timeout
         while any(self.reached[p] < wanted[p] for p in wanted):

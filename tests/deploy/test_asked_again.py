@@ -1,15 +1,19 @@
 """`deploy.kafka.asked_again`, the one retry loop of the admin requests (end offsets,
 topic ids, the status's group descriptions), without a broker: which errors it asks
-again on and which it raises at once."""
+again on and which it raises at once, and that a stop ends it (`stopping`)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from deploy.kafka import COORDINATOR_NOT_READY, asked_again, error_code
+from deploy.kafka import COORDINATOR_NOT_READY, StopAsked, asked_again, end_offsets, error_code
 
 
 def _failing(codes: list[int], answer: str = "ok") -> tuple[list[int], Callable[[], str]]:
@@ -62,3 +66,46 @@ def test_an_error_other_than_a_kafka_one_is_not_asked_again() -> None:
     with pytest.raises(ValueError):
         asked_again(call, 30)
     assert calls == [1]
+
+
+class _SilentAdmin:
+    """An admin client whose broker never answers: its futures are never done."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def list_offsets(self, wanted: dict[Any, Any], **_: Any) -> dict[Any, Future[Any]]:
+        self.asked += 1
+        return {tp: Future() for tp in wanted}
+
+
+def test_end_offsets_ends_at_a_stop_while_the_broker_does_not_answer() -> None:
+    """Without `stopping` the request's `result()` waits out its 10 s (for ever here);
+    with it, a stop asked for while it waits ends it (`StopAsked`). Run on a thread and
+    joined with a bound far above `STOP_LOOK_SECONDS`: a hang, not a timing, fails it."""
+    admin = _SilentAdmin()
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            end_offsets(admin, [TopicPartition("t", 0)], stopping=stop.is_set)  # type: ignore[arg-type]
+        except BaseException as exc:  # what ended it is the assertion
+            raised.append(exc)
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    while admin.asked == 0 and asker.is_alive():
+        time.sleep(0.01)
+    stop.set()
+    asker.join(timeout=10)
+    assert not asker.is_alive(), "end_offsets did not end at the stop"
+    assert [type(e) for e in raised] == [StopAsked]
+    assert admin.asked == 1
+
+
+def test_a_stop_between_tries_ends_the_asking_again() -> None:
+    calls, call = _failing([KafkaError._TIMED_OUT] * 5)
+    with pytest.raises(StopAsked):
+        asked_again(call, 30, stopping=lambda: True)
+    assert len(calls) == 1
