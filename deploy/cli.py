@@ -274,12 +274,13 @@ def status(
 @app.command()
 def topics(data_dir: DataDirOpt = None) -> None:
     """Create any missing catalogue topics and list them with their event types."""
-    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import KafkaException
 
     from deploy.kafka import (
         broker_unreachable,
         create_topics,
         declared_partitions_error,
+        error_detail,
         partition_count,
     )
     from schemas.events.admin import ADMIN_COMMAND_TYPES
@@ -293,8 +294,7 @@ def topics(data_dir: DataDirOpt = None) -> None:
     try:
         created = create_topics(s)
     except KafkaException as exc:
-        err = exc.args[0] if exc.args else exc
-        detail = err.str() if isinstance(err, KafkaError) else str(err)
+        detail = error_detail(exc)
         typer.echo(
             f"error: cannot create topics on the Kafka broker at {s.bootstrap}: {detail}", err=True
         )
@@ -404,10 +404,10 @@ def acls_apply(principal: PrincipalOpt = None, data_dir: DataDirOpt = None) -> N
 
     Idempotent: a second run creates nothing. Nothing is removed: bindings the broker holds for these principals beyond the plan are listed as a warning.
     """
-    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import KafkaException
 
     from deploy.acls import apply
-    from deploy.kafka import admin_client, broker_unreachable
+    from deploy.kafka import admin_client, broker_unreachable, error_detail
 
     s = _settings(data_dir)
     bindings = _acl_plan(s, principal)
@@ -417,8 +417,7 @@ def acls_apply(principal: PrincipalOpt = None, data_dir: DataDirOpt = None) -> N
     try:
         done = apply(admin_client(s), bindings)
     except (KafkaException, RuntimeError) as exc:
-        err = exc.args[0] if exc.args else exc
-        detail = err.str() if isinstance(err, KafkaError) else str(err)
+        detail = error_detail(exc)
         if "No Authorizer is configured" in detail:
             # the local stack's broker is open unless it was formatted with SASL
             detail += (
@@ -444,10 +443,10 @@ def acls_user(
 
     The mechanism is TRADETAPE_KAFKA_SASL_MECHANISM (SCRAM-SHA-512). The user's principal is User:NAME.
     """
-    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import KafkaException
 
     from deploy.acls import upsert_scram_user
-    from deploy.kafka import admin_client, broker_unreachable
+    from deploy.kafka import admin_client, broker_unreachable, error_detail
 
     s = _settings(data_dir)
     password = sys.stdin.readline().rstrip("\n")
@@ -461,8 +460,7 @@ def acls_user(
     try:
         upsert_scram_user(admin_client(s), name, password, mechanism=s.kafka_sasl_mechanism)
     except KafkaException as exc:
-        err = exc.args[0] if exc.args else exc
-        detail = err.str() if isinstance(err, KafkaError) else str(err)
+        detail = error_detail(exc)
         typer.echo(f"error: cannot set user {name} on {s.bootstrap}: {detail}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"acls: SCRAM user {name} set ({s.kafka_sasl_mechanism})")

@@ -529,23 +529,34 @@ the group coordinator is not ready (a broker just started: its offsets topic cre
 loading): `asked_again(..., waiting=COORDINATOR_NOT_READY)`."""
 
 
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    """The `KafkaError` an exception carries as its first argument, as librdkafka raises
+    a `KafkaException` (None: it carries none)."""
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
+def error_detail(exc: BaseException) -> str:
+    """What went wrong, for a one-line message: the carried `KafkaError`'s own text (its
+    `str()`, not the `KafkaError{code=...}` form), else the exception's first argument's."""
+    err = kafka_error(exc)
+    if err is not None:
+        return err.str()
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
 def error_code(exc: KafkaException) -> int | None:
     """The `KafkaError` code a `KafkaException` carries (None: it carries none)."""
-    err = exc.args[0] if exc.args else None
-    return err.code() if isinstance(err, KafkaError) else None
+    err = kafka_error(exc)
+    return None if err is None else err.code()
 
 
 def transaction_call_again(exc: KafkaException) -> bool:
     """Whether librdkafka lets a failed transaction call (`init_transactions`, a commit)
     be made again: a retriable error that is neither fatal nor one that needs the
     transaction aborted."""
-    err = exc.args[0] if exc.args else None
-    return (
-        isinstance(err, KafkaError)
-        and err.retriable()
-        and not err.fatal()
-        and not err.txn_requires_abort()
-    )
+    err = kafka_error(exc)
+    return err is not None and err.retriable() and not err.fatal() and not err.txn_requires_abort()
 
 
 class StopAsked(Exception):

@@ -59,6 +59,7 @@ from deploy.kafka import (
     consumer_config,
     describe_partition_changes,
     end_offsets,
+    kafka_error,
     partition_changes,
     partitions_of_many,
     producer_config,
@@ -927,11 +928,11 @@ class EngineWorker:
 
     def _abort(self, exc: KafkaException, when: str) -> None:
         """Abort the open transaction after `exc`; a fatal error (fenced) is re-raised."""
-        err = exc.args[0] if exc.args else None
-        if isinstance(err, KafkaError) and err.fatal():
+        err = kafka_error(exc)
+        if err is not None and err.fatal():
             raise exc
         if isinstance(exc, PoisonOutput) and exc.source is not None:
-            self._mark_poison(exc.source, str(err.str() if isinstance(err, KafkaError) else exc))
+            self._mark_poison(exc.source, str(err.str() if err is not None else exc))
         log.warning("transaction failed %s (%s); aborting", when, exc)
         self.exact = False  # the state folded outputs the log will not have
         # A transaction may be committing on the committer thread (an error on this thread
@@ -949,13 +950,13 @@ class EngineWorker:
                 self._txn_call(self.producer.abort_transaction, 30)
                 break
             except KafkaException as abort_exc:
-                aerr = abort_exc.args[0] if abort_exc.args else None
-                if isinstance(aerr, KafkaError) and aerr.fatal():
+                aerr = kafka_error(abort_exc)
+                if aerr is not None and aerr.fatal():
                     raise
                 if self.stopping:
                     self._abort_at_stop()
                     break
-                if not (isinstance(aerr, KafkaError) and aerr.retriable()):
+                if not (aerr is not None and aerr.retriable()):
                     log.exception("abort failed")
                     break
                 log.warning("abort timed out (%s); retrying (attempt %d)", aerr, attempt + 1)
@@ -1341,8 +1342,8 @@ class EngineWorker:
                 except BufferError:
                     producer.poll(0.01)
                 except KafkaException as exc:
-                    err = exc.args[0] if exc.args else None
-                    if isinstance(err, KafkaError) and err.code() in INPUT_FAULTS:
+                    err = kafka_error(exc)
+                    if err is not None and err.code() in INPUT_FAULTS:
                         raise PoisonOutput(origin(i), err) from exc
                     raise
         producer.poll(0)
@@ -1510,8 +1511,8 @@ class EngineWorker:
 
     def _rebuild_failed(self, exc: KafkaException, partitions: Iterable[int]) -> None:
         """A rebuild (or a hand-over) raised a broker error: hold, retry later."""
-        err = exc.args[0] if exc.args else None
-        if isinstance(err, KafkaError) and err.fatal():
+        err = kafka_error(exc)
+        if err is not None and err.fatal():
             raise exc
         log.warning(
             "worker %s: rebuild failed (%s); deciding nothing until a rebuild completes",
@@ -1827,10 +1828,8 @@ class EngineWorker:
                     self._serve()
                     break
                 except KafkaException as exc:
-                    err = exc.args[0] if exc.args else None
-                    fatal = isinstance(err, KafkaError) and (
-                        err.fatal() or err.code() == KafkaError._FATAL
-                    )
+                    err = kafka_error(exc)
+                    fatal = err is not None and (err.fatal() or err.code() == KafkaError._FATAL)
                     if self.stopping or not fatal:
                         raise
                     self._renew_clients(exc)

@@ -204,7 +204,9 @@ def unreachable(settings: Settings, exc: BaseException) -> str | None:
     """The one error line for a database or Kafka failure (naming what could not be
     reached, host:port), or None for any other exception (which stays a traceback: a bug)."""
     import psycopg
-    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import KafkaException
+
+    from deploy.kafka import kafka_error
 
     if isinstance(exc, psycopg.OperationalError):
         where = database_address(settings.dsn)
@@ -212,8 +214,8 @@ def unreachable(settings: Settings, exc: BaseException) -> str | None:
             return f"cannot reach the database at {where}: {_first_line(exc)}"
         return f"database at {where}: {_first_line(exc)}"
     if isinstance(exc, KafkaException):
-        err = exc.args[0] if exc.args else None
-        if isinstance(err, KafkaError):
+        err = kafka_error(exc)
+        if err is not None:
             detail = err.str()
             if err.name() in KAFKA_UNREACHABLE:
                 return f"cannot reach the Kafka broker at {settings.bootstrap}: {detail}"

@@ -95,7 +95,7 @@ def read_topic(
                 return call(max(0.5, deadline - time.monotonic()))
             except KafkaException as exc:
                 if time.monotonic() >= deadline:
-                    raise IncompleteRead(f"{name}: {exc.args[0] if exc.args else exc}") from exc
+                    raise IncompleteRead(f"{name}: {exc}") from exc
                 time.sleep(0.2)
 
     c = Consumer(

@@ -129,7 +129,7 @@ class Deliveries:
                 producer.poll(0.05)
             except KafkaException as exc:  # refused before sending: counted, not raised
                 if self.first_error is None:
-                    self.first_error = str(exc.args[0] if exc.args else exc)
+                    self.first_error = str(exc)  # one argument: its KafkaError{...} text
                 break
         producer.poll(0)
 

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from deploy.kafka import COORDINATOR_NOT_READY, StopAsked, asked_again, end_offsets, error_code
+from deploy.kafka import (
+    COORDINATOR_NOT_READY,
+    StopAsked,
+    asked_again,
+    end_offsets,
+    error_code,
+    error_detail,
+    kafka_error,
+)
 
 
 def _failing(codes: list[int], answer: str = "ok") -> tuple[list[int], Callable[[], str]]:
@@ -109,3 +117,17 @@ def test_a_stop_between_tries_ends_the_asking_again() -> None:
     with pytest.raises(StopAsked):
         asked_again(call, 30, stopping=lambda: True)
     assert len(calls) == 1
+
+
+def test_the_error_an_exception_carries() -> None:
+    """`kafka_error` and `error_detail`: the one reading of a `KafkaException`'s argument."""
+    timed_out = KafkaException(KafkaError(KafkaError._TIMED_OUT))
+    carried = kafka_error(timed_out)
+    assert carried is not None and carried.code() == KafkaError._TIMED_OUT
+    assert error_detail(timed_out) == carried.str() != str(timed_out)
+    for other in (KafkaException(), ValueError("x"), RuntimeError()):
+        assert kafka_error(other) is None
+    assert (
+        error_detail(RuntimeError("No Authorizer is configured")) == "No Authorizer is configured"
+    )
+    assert error_detail(KafkaException()) == ""
