@@ -36,6 +36,8 @@ from projections.tax.forms import (
 from schemas.types import format_decimal
 
 if TYPE_CHECKING:
+    import psycopg
+
     from deploy.settings import Settings
 
 NAME = "tax_lots"
@@ -136,6 +138,27 @@ def refusal(
     return None
 
 
+QUARANTINE_PAGE = 1000
+"""How many quarantined records `check_ready` holds at a time: it reads `tax_lots`'
+quarantine through a server-side cursor a page at a time, so a quarantine of any size is
+counted without being loaded whole (until session 27 every row was fetched at once)."""
+
+
+def quarantine_concerning(conn: psycopg.Connection[Any], account: str | None) -> tuple[int, int]:
+    """`concerning` over `tax_lots`' quarantined records as stored, read `QUARANTINE_PAGE`
+    at a time (a named, server-side cursor, inside the connection's transaction). Which
+    account a record concerns is `account_of`'s, in Python: PostgreSQL 15 has no test of
+    a value's UTF-8 or JSON that does not raise, nor one that sees a key named twice."""
+    ours = unknown = 0
+    with conn.cursor(name="tax_lots_quarantine") as cur:
+        cur.execute("SELECT raw_value FROM projection_quarantine WHERE projection = %s", (NAME,))
+        while rows := cur.fetchmany(QUARANTINE_PAGE):
+            page = (None if r[0] is None else bytes(r[0]) for r in rows)
+            more_ours, more_unknown = concerning(page, account)
+            ours, unknown = ours + more_ours, unknown + more_unknown
+    return ours, unknown
+
+
 def check_ready(settings: Settings, account: str | None = None) -> None:
     """Refused unless `tax_lots` is caught up with the log, not degraded and has no
     quarantined events of `account` (of any account if None: the demo's check) or of an
@@ -149,10 +172,7 @@ def check_ready(settings: Settings, account: str | None = None) -> None:
     try:
         with psycopg.connect(settings.readonly_dsn, connect_timeout=10) as conn:
             stored = offsets_of(issue_offsets_query(conn, [NAME], OFFSETS_TABLE), [NAME])
-            rows = conn.execute(
-                "SELECT raw_value FROM projection_quarantine WHERE projection = %s", (NAME,)
-            ).fetchall()
-        ours, unknown = concerning((None if r[0] is None else bytes(r[0]) for r in rows), account)
+            ours, unknown = quarantine_concerning(conn, account)
         lag = projection_lag(settings, [PROJECTIONS[NAME]], stored)[NAME]
     except Exception as exc:  # any failure to check refuses (fail closed)
         raise Refused(f"cannot tell whether {NAME} is complete: {exc}") from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -156,3 +157,48 @@ def test_forms_from_the_stack(
         assert res.exit_code == 1 and "account cannot be told" in res.output, res.output
     finally:
         get_settings.cache_clear()
+
+
+def test_the_quarantine_is_read_a_page_at_a_time(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check_ready` counts `tax_lots`' quarantine through a server-side cursor,
+    `QUARANTINE_PAGE` records at a time: no fetch of it returns more (until session 27 one
+    `fetchall` loaded the whole quarantine, whatever its size). The counts, and so the
+    refusals, are those of every record."""
+    import psycopg
+
+    import projections.lag
+    from projections.tax import cli
+
+    raws = [_value("W2")] * 3 + [_value("W1"), None]
+    with psycopg.connect(env.dsn) as conn:
+        for offset, raw in enumerate(raws):
+            conn.execute(
+                'INSERT INTO projection_quarantine (projection, topic, partition, "offset",'
+                " error, raw_value) VALUES ('tax_lots', 't', 0, %s, 'test', %s)",
+                (offset, raw),
+            )
+    fetched: list[int] = []
+    for kind in (psycopg.Cursor, psycopg.ServerCursor):
+        for method in ("fetchall", "fetchmany"):
+            real = getattr(kind, method)
+
+            def spy(self: Any, *args: Any, _real: Any = real) -> Any:
+                rows = _real(self, *args)
+                if rows and len(rows[0]) == 1:  # raw_value alone: the quarantine's
+                    fetched.append(len(rows))
+                return rows
+
+            monkeypatch.setattr(kind, method, spy)
+    monkeypatch.setattr(cli, "QUARANTINE_PAGE", 2, raising=False)  # none before session 27
+    monkeypatch.setattr(
+        projections.lag, "projection_lag", lambda *_a: {"tax_lots": {"lag": 0}}
+    )  # caught up: only the quarantine can refuse
+    with pytest.raises(cli.Refused, match="quarantined 1 events of account W1"):
+        cli.check_ready(env, "W1")
+    assert fetched and max(fetched) <= 2 and sum(fetched) == len(raws), fetched
+    with pytest.raises(cli.Refused, match="1 events whose account cannot be told"):
+        cli.check_ready(env, "W3")
+    with pytest.raises(cli.Refused, match="quarantined 4 events"):
+        cli.check_ready(env)  # any account's (the demo)
