@@ -323,7 +323,11 @@ def run(
         ),
     ] = None,
     signer_id: Annotated[
-        int | None, typer.Option("--id", help="Participant id for `run signer`")
+        int | None,
+        typer.Option(
+            "--id",
+            help="Participant id for `run signer`, which needs it (default: TRADETAPE_SIGNER_ID)",
+        ),
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -348,7 +352,7 @@ def run(
 def demo(data_dir: DataDirOpt = None) -> None:
     """Bring the stack up and run the end-to-end demo flow, then print a summary.
 
-    Stages: a transactional smoke test, the engine on a replayed market (a real Binance capture in ../shared/reference/marketdata/ if there, else a simulated one) with a toy strategy and some deliberately bad intents, the projections and a rebuild, surveillance on labelled abusive episodes, a 2-of-3 FROST signature. About a minute or two; the stack stays up (`tradetape down` stops it).
+    Stages (README.md, what it prints): a transactional smoke test, the engine on a replayed market (a real Binance capture in ../shared/reference/marketdata/ if there, else a simulated one) with a toy strategy and some deliberately bad intents, three withdrawals answered by the travel-rule processor, the projections and a rebuild, a Form 8949 summary from the tax lots, the fills as an ISO 20022 auth.016 report, surveillance on labelled abusive episodes and a STOR draft, a 2-of-3 FROST signature of that report. About a minute or two; the stack stays up (`tradetape down` stops it).
     """
     from deploy.demo import run_demo
 

@@ -346,7 +346,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--previous-key",
-                help="The current public key (hex), if its key file is not in the data directory",
+                help="The current public key (hex), if its key file is not in the data directory "
+                "(default: the key file's, <data>/keys/NAME.ed25519)",
             ),
         ] = None,
     ) -> None:
@@ -644,9 +645,15 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--as-fast-as-possible", help="No pacing (not with --speed)")
         ] = False,
         instrument: Annotated[
-            str | None, typer.Option(help="Publish under this instrument, e.g. BTC/USDC")
+            str | None,
+            typer.Option(
+                help="Publish under this instrument, e.g. BTC/USDC (default: the capture's "
+                "own symbol, btcusdt as BTC/USDT)"
+            ),
         ] = None,
-        limit: Annotated[int | None, typer.Option(help="Only the first N lines")] = None,
+        limit: Annotated[
+            int | None, typer.Option(help="Only the first N lines (default: every line)")
+        ] = None,
     ) -> None:
         from engine.marketdata.loader import load_capture
 

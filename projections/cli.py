@@ -390,12 +390,18 @@ def query(
         str | None,
         typer.Argument(help="Named query (positions, pnl, orders, ...: --list shows them)"),
     ] = None,
-    sql_text: Annotated[str | None, typer.Option("--sql", help="Raw read-only SQL")] = None,
+    sql_text: Annotated[
+        str | None, typer.Option("--sql", help="Raw read-only SQL, instead of a NAME")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE, not stdout")] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="Filter KEY=VALUE of a named query (repeatable)"),
+        typer.Option(
+            "--param",
+            "-p",
+            help="Filter KEY=VALUE of a named query (repeatable; default: no filter)",
+        ),
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the named queries")] = False,
     timeout: Annotated[

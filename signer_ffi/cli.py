@@ -177,7 +177,8 @@ def sign_file(
         typer.Argument(exists=True, dir_okay=False, help="File whose SHA-256 digest is signed"),
     ],
     key_dir: Annotated[
-        Path | None, typer.Option("--key-dir", help="Directory holding group.json")
+        Path | None,
+        typer.Option("--key-dir", help="Directory holding group.json (default <data>/signers)"),
     ] = None,
     purpose: Annotated[
         str, typer.Option("--purpose", help="Recorded with the signing event")
@@ -206,7 +207,8 @@ def sign_file(
         typer.Option(
             "--artefact",
             help="The file's path in the artefact store, for signers that recompute the "
-            "digest (TRADETAPE_SIGNER_ARTEFACT_ROOT)",
+            "digest (TRADETAPE_SIGNER_ARTEFACT_ROOT); without it, none is named and such "
+            "signers refuse",
         ),
     ] = None,
 ) -> None:
@@ -280,7 +282,11 @@ def sign_file(
 def identity(
     identifier: Annotated[int, typer.Option("--id", help="The participant's identifier")],
     key_dir: Annotated[
-        Path | None, typer.Option("--key-dir", help="Directory with its key file and group.json")
+        Path | None,
+        typer.Option(
+            "--key-dir",
+            help="Directory with its key file and group.json (default <data>/signers)",
+        ),
     ] = None,
 ) -> None:
     """Create a participant's identity key (for groups made before identity keys).

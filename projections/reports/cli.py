@@ -84,7 +84,10 @@ def auth016(
     ] = False,
     key_dir: Annotated[
         Path | None,
-        typer.Option("--key-dir", help="With --sign: directory holding group.json"),
+        typer.Option(
+            "--key-dir",
+            help="With --sign: directory holding group.json (default <data>/signers)",
+        ),
     ] = None,
     requester: Annotated[
         str,

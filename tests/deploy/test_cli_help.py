@@ -187,3 +187,49 @@ def test_run_names_every_component_it_runs() -> None:
     named = re.findall(r"\b[a-z]+\b", (components.help or "").split("(default")[0])
     assert named == [*COMPONENTS, *EXTRA_COMPONENTS], named
     assert f"all but {', '.join(EXTRA_COMPONENTS)}" in (components.help or "")
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_an_option_without_a_shown_default_says_what_leaving_it_out_does(name: str) -> None:
+    """An option whose default is None shows no `[default: ...]`: its help says what
+    leaving it out does (helper s27-docs: `sign --key-dir` and `export auth016 --key-dir`
+    named no directory, though both read <data>/signers; `marketdata load --instrument`
+    and `--limit`, `query --out`, `run --id` said nothing either)."""
+    cmd = _checked()[name]
+    silent = [
+        p.name
+        for p in cmd.params
+        if type(p).__name__.endswith("Option")
+        and p.name != "data_dir"
+        and not p.required
+        and not getattr(p, "is_flag", False)
+        and p.default is None
+        and not re.search(
+            r"\bdefault\b|\bnot stdout\b|\bwithout it\b|\binstead of\b", p.help or "", re.I
+        )
+    ]
+    assert not silent, f"{name}: leaving out {silent} does what?"
+
+
+DEMO_STAGE_WORDS = {
+    "engine.demo": "toy strategy",
+    "streams.travel_rule.demo": "travel-rule processor",
+    "projections.demo": "a rebuild",
+    "projections.tax.demo": "Form 8949",
+    "projections.reports.demo": "auth.016",
+    "streams.demo": "surveillance",
+    "signer_ffi.demo": "FROST signature",
+}
+"""What `demo --help` calls each stage of `deploy.demo.STAGES`."""
+
+
+def test_the_demo_help_names_every_stage() -> None:
+    """`demo --help` listed the stages of session 20 (engine, projections, surveillance,
+    signer): not the travel rule, the tax forms or the auth.016 report the demo runs and
+    the README describes (helper s27-docs)."""
+    from deploy.demo import STAGES
+
+    assert set(DEMO_STAGE_WORDS) == set(STAGES), "a new demo stage: name it in `demo`'s help"
+    text = _checked()["demo"].help or ""
+    missing = [stage for stage, words in DEMO_STAGE_WORDS.items() if words not in text]
+    assert not missing, (missing, text)
