@@ -92,3 +92,33 @@ def test_every_settings_default_is_the_documented_one() -> None:
         if not (cell == want or cell.startswith(want + " ")):
             wrong.append(f"TRADETAPE_{name.upper()}: documented {cell!r}, the code's {want!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def _defaults_read_in_code() -> dict[str, str]:
+    """Variable -> the literal default the code reads it with: `os.environ.get("NAME",
+    "default")` in the packages, `${NAME:-"default"}` in deploy/pick-python."""
+    found: dict[str, str] = {}
+    for package in ("engine", "streams", "projections", "signer_ffi", "deploy", "schemas"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            for name, default in re.findall(
+                r'environ\.get\(\s*"(TRADETAPE_\w+)",\s*"([^"]*)"\s*\)', path.read_text()
+            ):
+                found[name] = default
+    pick = (REPO / "deploy" / "pick-python").read_text()
+    found.update(re.findall(r'\$\{(TRADETAPE_\w+):-"([^"]*)"\}', pick))
+    return found
+
+
+def test_a_component_variables_default_is_the_one_the_code_reads() -> None:
+    """The second table's defaults were not compared with anything: the code's literal
+    defaults (`TRADETAPE_ENGINE_REPORT_SECONDS` "10", ...) must be the documented ones
+    (helper s27-docs)."""
+    read = _defaults_read_in_code()
+    assert {"TRADETAPE_ENGINE_WORKER_ID", "TRADETAPE_PYTHON_CANDIDATES"} <= set(read), read
+    table = _tables()[1]
+    wrong = [
+        f"{name}: documented {table.get(name)!r}, the code's `{default}`"
+        for name, default in sorted(read.items())
+        if table.get(name) != f"`{default}`"
+    ]
+    assert not wrong, "\n".join(wrong)
