@@ -49,7 +49,8 @@ class Role(StrEnum):
     ADMIN = "admin"
     """An administrator's commands (`tradetape admin ...`, the publisher with `admin=True`)."""
     MARKETDATA = "marketdata"
-    """`tradetape marketdata load` / `simulate`: the market-data feed."""
+    """`tradetape marketdata load` / `simulate`: the market-data feed, and a capture's
+    malformed lines as dead letters."""
     TRANSFERS = "transfers"
     """The transfer service (not in this repository): its `TransferRequested`,
     `TransferReleased` and `TransferSettled` (docs/engine.md, *Withdrawals*). Deposits
@@ -176,7 +177,8 @@ ROLES: dict[Role, RoleSpec] = {
         where="engine/client.py",
     ),
     Role.MARKETDATA: RoleSpec(
-        writes=frozenset({Topic.MARKETDATA}),
+        # a malformed capture line is a DeadLetter (engine/marketdata/loader.py)
+        writes=frozenset({Topic.MARKETDATA, Topic.DEADLETTER}),
         reads=frozenset(),
         where="engine/marketdata/loader.py",
     ),

@@ -53,7 +53,7 @@ WRITERS: dict[Topic, set[Role]] = {
     Topic.SIGNING: {SG, RQ},  # DkgCompleted; outcomes and refusals
     Topic.SIGNING_REQUESTS: {RQ},
     Topic.SIGNING_MESSAGES: {SG, RQ},  # commitments, shares, DKG rounds; signing packages
-    Topic.DEADLETTER: {E, SV, SG, TR},
+    Topic.DEADLETTER: {E, M, SV, SG, TR},
     Topic.ENGINE_SNAPSHOTS: {E},
 }
 
@@ -286,3 +286,16 @@ def test_the_plan_commands_help_names_every_role() -> None:
 
     listed = (acls_plan.__doc__ or "").split("Roles:", 1)[1].split(".", 1)[0]
     assert {r.value for r in Role} <= set(re.findall(r"[a-z]+", listed))
+
+
+def test_the_marketdata_role_may_write_what_marketdata_load_sends() -> None:
+    """`marketdata load` publishes a capture's trades and quotes and each malformed line
+    as a `DeadLetter` (engine/marketdata/loader.py); the role could not write
+    `deadletter`, so under ACLs such a line was refused by the broker and the load exited
+    1 with it not delivered (helper s27-docs)."""
+    from engine.marketdata import loader
+    from schemas.events import DeadLetter, MarketTrade, QuoteUpdated
+
+    assert "DeadLetter(" in Path(loader.__file__).read_text()
+    sent = {Topic(cls.TOPIC) for cls in (MarketTrade, QuoteUpdated, DeadLetter)}
+    assert ROLES[Role.MARKETDATA].writes == sent
