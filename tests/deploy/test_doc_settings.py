@@ -122,3 +122,18 @@ def test_a_component_variables_default_is_the_one_the_code_reads() -> None:
         if table.get(name) != f"`{default}`"
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_variable_any_doc_names_is_known() -> None:
+    """Beyond the runbook's tables: a `TRADETAPE_*` name in README.md or any doc's prose
+    or examples is a setting or a component variable (a misspelled one in an example
+    would be refused: `error: unknown environment variable`). A name ending in `_`
+    (`TRADETAPE_SIGNER_PASSPHRASE_<id>`) is a family."""
+    known = {*setting_env_names(), *OTHER_ENV}
+    unknown = sorted(
+        f"{doc.name}: {name}"
+        for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+        for name in set(re.findall(r"TRADETAPE_[A-Z0-9_]*[A-Z0-9]\b", doc.read_text()))
+        if name not in known and not re.fullmatch(r"TRADETAPE_SIGNER_PASSPHRASE_\d+", name)
+    )
+    assert not unknown, unknown
