@@ -219,7 +219,8 @@ HELP_SIMULATE = (
 HELP_ADD = (
     "Create a keypair (private key 0600 in <data_dir>/keys/NAME.ed25519) and register the "
     "producer.\n\nWaits up to 30 s for the engine to accept the registration (exit 1 if "
-    "it does not). An existing key file is reused."
+    "it does not). An existing key file is reused.\n\n"
+    "Example: tradetape producer add alpha --accounts ACC1,ACC2"
 )
 
 
@@ -229,7 +230,8 @@ HELP_REVOKE = (
     "placed, on every account. Decided even when the engine's view of the control topics "
     "is stale (it only stops trading). The key file stays: `producer rotate` names the "
     "revoked key to bring the producer back with a new one. Waits for the engine's answer "
-    "like `admin` (exit 1 on a rejection or none)."
+    "like `admin` (exit 1 on a rejection or none).\n\n"
+    'Example: tradetape producer revoke alpha --reason "key leaked"'
 )
 HELP_ROTATE = (
     "Give a producer a new keypair (ProducerKeyRotated); its accounts stay.\n\n"
@@ -238,7 +240,8 @@ HELP_ROTATE = (
     "engine accepts it, the new key replaces the key file; the old key stops working when "
     "the engine has folded the rotation. A revoked producer comes back with the new key. "
     "On a rejection the .next file is removed; with no answer it is kept (the command may "
-    "still be decided) and the key file is left as it was."
+    "still be decided) and the key file is left as it was.\n\n"
+    "Example: tradetape producer rotate alpha"
 )
 
 

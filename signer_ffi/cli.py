@@ -90,6 +90,8 @@ def keygen(
     Each participant gets its key share and an Ed25519 identity key (which signs its round messages), both encrypted with its passphrase. group.json lists the identity keys and the allowed requesters.
 
     Passphrases come from TRADETAPE_SIGNER_PASSPHRASE_<id>, TRADETAPE_SIGNER_PASSPHRASE or the file named by TRADETAPE_SIGNER_PASSPHRASE_FILE. A directory that already holds a group is refused unless --force.
+
+    Example (with TRADETAPE_SIGNER_PASSPHRASE set): tradetape signer keygen --threshold 2 --signers 3; then `tradetape run signer --id I` for each
     """
     from signer_ffi.ceremony import dealer_keygen
     from signer_ffi.group import PassphraseMissingError
@@ -215,6 +217,8 @@ def sign_file(
     """Sign a file's SHA-256 with the live signer processes (k of n); prints JSON.
 
     The request and the signing package are signed with the requester's registered key: run `tradetape producer add signing-coordinator --accounts ""` once, with the engine running. Participants refuse unsigned or unregistered requesters, and each signs only a package whose message is this digest.
+
+    Example (with `tradetape run signer --id I` running for at least k signers): tradetape sign report.xml --purpose iso20022-auth016
     """
     from confluent_kafka import KafkaException
 

@@ -204,6 +204,8 @@ def register(app: typer.Typer) -> None:
         """Draft a STOR (EU 2025/885, sections 1-4) for one surveillance alert.
 
         Fails (exit 3) rather than draft from part of a topic: every partition of the alerts, accounts and (from an hour before the evidence) orders topics is read to its end as of the start of the read. An alert not found, or no broker answering, exits 1; bad arguments, or an --out that cannot be written, exit 2 before anything is read.
+
+        Example (an ALERT_ID from `tradetape query alerts`): tradetape stor ALERT_ID --format html --out stor.html
         """
         from schemas.events import AccountOpened
         from streams.stor import build_stor, evidence_rows, evidence_start, render_html
@@ -275,6 +277,8 @@ def register(app: typer.Typer) -> None:
         Episodes: spoofing, layering, wash trading, one order-to-trade/cancel-ratio burst and one marking-the-close run (the scenario's end is the reference time). It also publishes DetectorConfigChanged for order_to_trade and marking_close (test setups only: those settings then apply to every account).
 
         Prints how many intents, admin commands and market-data events the broker acknowledged; exits 1 if any was not delivered (an unreachable broker), 2 on bad arguments (checked before anything is sent).
+
+        Example (paced: 5 minutes of scenario in 30 s): tradetape simulate surveillance --seed 7 --minutes 5 --labels labels.json --speed 10
         """
         from streams.scenario import publish_scenario
 

@@ -110,6 +110,8 @@ def auth016(
     Every fill on the orders topic and every AccountOpened on the accounts topic is read from the log's start to its end as of the read (read_committed); the same log, settings and --persons file give the same bytes. The report settings (TRADETAPE_REPORT_LEI, _RECIPIENT, _DTI, _MIC, _CURRENCY; docs/operations.md) name the firm, the recipient and the identifiers the log does not hold; --persons the natural persons' identities, which the log does not hold either (personal data).
 
     Exits 1 with every reason if the report cannot be written as the schema requires (an asset without a DTI, a natural person's account without an identity in --persons, ...: nothing is written), if a record on the orders topic that may be a fill cannot be read (a report without it could leave a transaction out), if no broker answers, or if signing fails (the report is then written, unsigned); 3 if a topic was not read to its end in --timeout; 2 on bad arguments, report settings missing or not valid (no TRADETAPE_REPORT_LEI or _RECIPIENT, an LEI, DTI, MIC or currency code that is not one), an --out that cannot be written or a --persons file that cannot be read or has a bad line, before anything is read. A period without fills writes nothing and exits 0.
+
+    Example: tradetape export auth016 --from 2026-12-01 --to 2026-12-07 --out tx.xml --persons persons.csv --sign
     """
     from deploy.kafka import broker_unreachable
     from deploy.progress import EVERY_SECONDS, Ticker

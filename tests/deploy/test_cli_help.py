@@ -8,7 +8,9 @@ paragraphs mid-sentence at 80 columns (demo16)."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,9 +134,55 @@ SHOWN_BY_EXAMPLE = (
     "admin kill-switch",
     "admin limits",
     "signer dkg",
+    "producer add",
+    "producer revoke",
+    "producer rotate",
+    "stor",
+    "simulate surveillance",
+    "export auth016",
+    "signer keygen",
+    "sign",
 )
 """The commands a newcomer runs from the README and the runbook: their --help shows a
-command line to start from (none did before the audit)."""
+command line to start from (none did before the audit; `producer`, `stor`, `simulate
+surveillance`, `export auth016`, `signer keygen` and `sign`, all in the README, none
+until helper s27-docs)."""
+
+
+def _help_examples() -> list[tuple[str, str]]:
+    """(command, example) for each `tradetape ...` of every help's Example(s) paragraph,
+    its parenthetical remarks left out, `A; B` split."""
+    found = []
+    for name, cmd in _checked().items():
+        for paragraph in re.split(r"\n\s*\n", cmd.help or ""):
+            m = re.match(r"\s*Examples?(?: \([^)]*\))?: (.*)", paragraph, re.S)
+            if m:
+                text = re.sub(r"\([^()]*\)", "", m.group(1).replace("\n", " "))
+                found += [
+                    (name, e.strip()) for e in re.findall(r"(?<![`\w])tradetape ([^;]+)", text)
+                ]
+    return found
+
+
+@pytest.mark.parametrize(("name", "example"), _help_examples(), ids=lambda v: str(v)[:50])
+def test_a_help_example_parses(
+    name: str, example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a help shows to copy runs as far as its arguments: the docs' examples were
+    parsed (test_doc_commands), the helps' were not (helper s27-docs)."""
+    from tests.deploy.test_doc_commands import _parse
+
+    args = shlex.split(example)
+    monkeypatch.chdir(tmp_path)
+    for word in args:  # input files the command checks exist (sign report.xml)
+        if re.fullmatch(r"[\w-]+\.(xml|json|jsonl|txt)", word):
+            (tmp_path / word).write_text("")
+    assert args[: len(name.split())] == name.split(), (name, example)
+    _parse(args)
+
+
+def test_the_help_examples_are_found() -> None:
+    assert len(_help_examples()) >= len(SHOWN_BY_EXAMPLE), _help_examples()
 
 
 @pytest.mark.parametrize("name", SHOWN_BY_EXAMPLE)
