@@ -143,3 +143,17 @@ def test_the_readme_leads_to_every_doc() -> None:
     assert not unnamed, f"README.md leads to none of {unnamed}"
     named = {m for n in DOCS for m in re.findall(r"\bdocs/[\w-]+\.md\b", (REPO / n).read_text())}
     assert not {m for m in named if not (REPO / m).exists()}, named
+
+
+def test_every_test_file_a_doc_names_exists() -> None:
+    """A doc that cites `test_x.py` for a claim cites a test that is there (docs/benchmarks.md,
+    a log of sessions, also names branches' tests that never landed)."""
+    tests = {p.name for p in (REPO / "tests").rglob("test_*.py")}
+    gone = sorted(
+        f"{name}: {cited}"
+        for name in DOCS
+        if name != "docs/benchmarks.md"
+        for cited in set(re.findall(r"\btest_\w+\.py\b", (REPO / name).read_text()))
+        if cited not in tests
+    )
+    assert not gone, gone
