@@ -156,6 +156,7 @@ def fits_column(value: Any, column: str, bounds: tuple[int, int]) -> Any:
 
 
 Loader = Callable[[Table, Key], "Row | None"]
+ManyLoader = Callable[[Table, set[Key]], "Mapping[Key, Row]"]
 
 
 @dataclass
@@ -170,6 +171,8 @@ class State:
     dirty: dict[str, dict[Key, Row]] = field(default_factory=dict)
     inserts: dict[str, dict[Key, Row]] = field(default_factory=dict)
     loader: Loader | None = None
+    many: ManyLoader | None = None
+    """Loads several keys' rows at once (one query): `prefetch`."""
     deferred: dict[Any, Any] = field(default_factory=dict)
     """What a projection's `handle` leaves for its `settle` at the end of the same
     `fold` (emptied there): a fold whose rows depend on the events' order across topics
@@ -183,6 +186,21 @@ class State:
             return known[key]
         row = known[key] = self.loader(table, key) if (self.loader and table.stateful) else None
         return row
+
+    def prefetch(self, table: Table, keys: set[Key]) -> None:
+        """Load the rows of `keys` not yet known in one query, for a fold that knows
+        ahead that it may read them (else `get` loads each on demand: a round trip
+        each, live)."""
+        if self.many is None or not table.stateful:
+            return
+        known = self.rows.get(table.name)
+        if known is None:
+            known = self.rows[table.name] = {}
+        want = {k for k in keys if k not in known}
+        if want:
+            found = self.many(table, want)
+            for k in want:
+                known[k] = found.get(k)
 
     def put(self, table: Table, row: Row, key: Key | None = None) -> None:
         """Set the current row of a stateful (UPSERT) table (`key`: its key, if known)."""

@@ -31,6 +31,7 @@ from projections.framework import (
     Key,
     Loader,
     Located,
+    ManyLoader,
     Projection,
     Quarantined,
     Row,
@@ -865,7 +866,7 @@ def apply_members(
             )
             # The keys of every event in the batch, duplicates too (loading a row a
             # duplicate names is harmless), so this shares the round trip above.
-            m.state = State(loader=_loader(conn, m.schema))
+            m.state = State(loader=_loader(conn, m.schema), many=_many(conn, m.schema))
             for tname, keys in m.projection.state_keys(list(m.first.values())).items():
                 m.state.rows[tname] = {}
                 if keys:
@@ -922,6 +923,13 @@ def apply_members(
 def _loader(conn: Conn, schema: str) -> Loader:
     def load(table: Table, key: Key) -> Row | None:
         return load_rows(conn, schema, table, {key}).get(key)
+
+    return load
+
+
+def _many(conn: Conn, schema: str) -> ManyLoader:
+    def load(table: Table, keys: set[Key]) -> dict[Key, Row]:
+        return load_rows(conn, schema, table, keys)
 
     return load
 

@@ -196,11 +196,12 @@ def test_late_entries_refold_from_their_chunk_not_the_journals_start(
 
 
 def _then_live(
-    before: list[Located], late: Located
+    before: list[Located], late: Located, many: list[tuple[str, Any]] | None = None
 ) -> tuple[dict[str, dict[Any, Any]], State, list[tuple[str, Any]]]:
     """Fold `before`, then `late` in a batch of its own that loads the rows it was not
     given one at a time, as a live batch does: (the rows before, that batch's state, the
-    rows it loaded, by table and key)."""
+    rows it loaded, by table and key). With `many`, the batch can also load several
+    rows in one query (`State.prefetch`), and `many` records each key it loaded so."""
     st_ = State()
     _s, bad = fold("tax_lots", before, st_)
     assert not bad
@@ -211,7 +212,12 @@ def _then_live(
         read.append((table.name, key))
         return kept[table.name].get(key)
 
-    again = State(loader=loader)
+    def loads(table: Any, keys: set[Any]) -> dict[Any, Any]:
+        assert many is not None
+        many.extend((table.name, k) for k in sorted(keys))
+        return {k: kept[table.name][k] for k in keys if k in kept[table.name]}
+
+    again = State(loader=loader, many=None if many is None else loads)
     _s, bad = fold("tax_lots", [late], again)
     assert not bad
     return kept, again, read
@@ -364,3 +370,26 @@ def test_a_books_row_keeps_its_first_open_lots_and_reads_the_rest_back() -> None
     merged = {**kept["lots"], **again.dirty["lots"]}
     assert merged == _rows([*buys, sale])["lots"]
     assert sum(D(r[12]) == 0 for r in merged.values()) == 150
+
+
+def test_a_batch_drawing_past_its_first_lots_chunk_loads_the_rest_in_one_query() -> None:
+    """Live, each journal chunk a batch reads is a query of its own, and reading a book's
+    rest back one chunk at a time was most of the process's waits: the chunk a draw
+    past the first open lot's chunk will read is loaded with the others, ahead, in one
+    query; a batch that draws within that chunk loads none."""
+    t = TaxTape()
+    buys = [
+        t.trade(f"2026-03-{d:02d}T{h:02d}:00", "BUY", "0.01", "60000")
+        for d in range(1, 10)
+        for h in range(24)
+    ][:200]
+    within = t.trade("2026-03-10T00:00", "SELL", "0.3", "61000")  # lots 0-29: chunk 0
+    many: list[tuple[str, Any]] = []
+    _kept, _again, read = _then_live(buys, within, many)
+    assert many == [] and [k for name, k in read if name == "journal"] == []
+    past = t.trade("2026-03-10T00:00", "SELL", "0.4", "61000")  # lots 0-39: into chunk 1
+    kept, again, read = _then_live(buys, past, many)
+    assert [(name, k[2]) for name, k in many] == [("journal", "000000002")]
+    assert [k for name, k in read if name == "journal"] == []  # nothing one at a time
+    merged = {**kept["lots"], **again.dirty["lots"]}
+    assert merged == _rows([*buys, past])["lots"]
