@@ -54,6 +54,11 @@ from signer_ffi.group import SignerGroup
 from signer_ffi.participant import ParticipantState
 from tests.signer_kafka.helpers import new_requester
 
+TOPIC_PREFIX = "bsign."
+POSTGRES_DB = "bench_signing_round"
+"""Its own topic prefix and database (as every benchmark's stack): nothing it writes can
+meet another stack's on this machine, nor another's its signers."""
+
 
 def _round_trip(
     settings: Settings, threshold: int, signers: int, rounds: int, work: Path
@@ -63,13 +68,8 @@ def _round_trip(
     key_dir = work / f"g{threshold}of{signers}"
     group = dealer_keygen(threshold, signers, key_dir)
     requester = new_requester(settings)  # registered before the signers read the registry
-    env = dict(os.environ)
-    env.update(
-        TRADETAPE_KAFKA_PORT=str(settings.kafka_port),
-        TRADETAPE_POSTGRES_PORT=str(settings.postgres_port),
-        TRADETAPE_DATA_DIR=str(settings.data_dir),
-        TRADETAPE_SIGNER_KEY_DIR=str(key_dir),
-    )
+    # every variable that puts a child on this stack (its prefix and database too)
+    env = settings.child_env(TRADETAPE_SIGNER_KEY_DIR=str(key_dir))
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "deploy.cli_entry", "run", "signer", "--id", str(i)],
@@ -246,7 +246,12 @@ def main() -> None:
     print()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        settings = stack_settings(work / "stack", postgres_fsync=False)
+        settings = stack_settings(
+            work / "stack",
+            postgres_fsync=False,
+            topic_prefix=TOPIC_PREFIX,
+            postgres_db=POSTGRES_DB,
+        )
         stack = LocalStack(settings, echo=lambda m: print(m, file=sys.stderr))
         stack.up()
         try:
