@@ -27,13 +27,12 @@ instead of `UNKNOWN_ORDER`: a rejection either way, nothing is traded.
 from __future__ import annotations
 
 import heapq
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from engine.idempotency import FingerprintSet, Key, fingerprint
+from engine.idempotency import Key, TwoTiers, fingerprint
 
 DEFAULT_MAX_RECENT = 64
 """Per account. A late cancel races the account's last few orders (it was sent before
@@ -64,25 +63,15 @@ class Ended:
         )
 
 
-class EndedOrders:
+class EndedOrders(TwoTiers[Ended]):
+    """How each parent order ended, by key, owned by its account: see the module."""
+
     def __init__(self, max_recent: int = DEFAULT_MAX_RECENT) -> None:
+        super().__init__()
         self.max_recent = max_recent
-        self.recent: dict[Key, Ended] = {}
         self._order: dict[str, list[tuple[datetime, str, Key]]] = {}
         """account -> a heap of its recent ends' (event time, order id, key): the oldest
         goes to the archive first."""
-        self.archive = FingerprintSet()
-        self.archived_by_account: dict[str, array[int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.recent) + len(self.archive)
-
-    def __contains__(self, key: Key) -> bool:
-        return key in self.recent or fingerprint(key) in self.archive
-
-    def get(self, key: Key) -> Ended | None:
-        """How the order ended if still held in full, else None (see `__contains__`)."""
-        return self.recent.get(key)
 
     def record(self, key: Key, ended: Ended) -> None:
         """Remember an end. A key ends once (one parent order per key, `_close` once), so
@@ -97,17 +86,6 @@ class EndedOrders:
         """Put an end in the recent tier without pruning (a snapshot slice: `prune` after)."""
         self.recent[key] = ended
         heapq.heappush(self._order.setdefault(key[1], []), (ended.at, ended.order_id, key))
-
-    def archive_fingerprint(self, account: str, fp: int) -> None:
-        archive = self.archive
-        before = len(archive)
-        archive.add(fp)
-        if len(archive) == before:
-            return  # held already
-        lst = self.archived_by_account.get(account)
-        if lst is None:
-            lst = self.archived_by_account[account] = array("Q")
-        lst.append(fp)
 
     def prune(self) -> None:
         for account in list(self._order):
@@ -125,10 +103,4 @@ class EndedOrders:
         for account in [a for a in self._order if released(a)]:
             for _at, _oid, key in self._order.pop(account):
                 del self.recent[key]
-        gone = [a for a in self.archived_by_account if released(a)]
-        if gone:
-            for a in gone:
-                del self.archived_by_account[a]
-            kept = FingerprintSet()
-            kept.update(fp for fps in self.archived_by_account.values() for fp in fps)
-            self.archive = kept
+        self.release_archive(released)

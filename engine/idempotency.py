@@ -40,7 +40,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 Key = tuple[str, str, str]
@@ -151,25 +151,21 @@ class FingerprintSet:
         return self._sorted.itemsize * len(self._sorted) + 40 * len(self._pending)
 
 
-class IdempotencyRecord:
-    def __init__(
-        self, max_recent: int = DEFAULT_MAX_RECENT, window_seconds: int = DEFAULT_WINDOW_SECONDS
-    ) -> None:
-        self.max_recent = max_recent
-        self.window = timedelta(seconds=window_seconds)
-        self.recent: dict[Key, Recorded] = {}
-        self._order: dict[Any, list[tuple[datetime, Key]]] = {}
-        """Kafka key (the account) -> a heap of its recent decisions' (`ranked_at`, key):
-        the oldest is evicted first."""
+Held = TypeVar("Held")
+
+
+class TwoTiers(Generic[Held]):
+    """Keys in two tiers: `recent` (key -> what is held of it in full) and `archive` (a
+    fingerprint of every older key), each archived fingerprint also listed under its
+    owner in `archived_by` (the account, or its Kafka key) so that a snapshot slice
+    carries exactly its partition's. The idempotency record and the ended orders
+    (`engine.ended`) are both one; each ranks and evicts its recent tier its own way."""
+
+    def __init__(self) -> None:
+        self.recent: dict[Key, Held] = {}
         self.archive = FingerprintSet()
-        self.archived_by_key: dict[Any, array[int]] = {}
-        """Kafka key (the account) -> fingerprints archived from its decisions."""
-        self.newest: datetime | None = None
-        """The newest `ranked_at` of all accounts held (reporting only: it depends
-        on which partitions a worker holds, so nothing is decided from it)."""
-        self.newest_by_key: dict[Any, datetime] = {}
-        """Kafka key -> newest `ranked_at`: the account's window ends here (a
-        snapshot slice carries its own)."""
+        self.archived_by: dict[Any, array[int]] = {}
+        """Owner -> the fingerprints archived from its keys."""
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.archive)
@@ -177,9 +173,53 @@ class IdempotencyRecord:
     def __contains__(self, key: Key) -> bool:
         return key in self.recent or fingerprint(key) in self.archive
 
-    def get(self, key: Key) -> Recorded | None:
-        """The original decision if still held in full, else None (see `__contains__`)."""
+    def get(self, key: Key) -> Held | None:
+        """What is held of `key` if it is still held in full, else None (see
+        `__contains__`)."""
         return self.recent.get(key)
+
+    def archive_fingerprint(self, owner: Any, fp: int) -> None:
+        """Add an archived fingerprint (eviction, or loading a snapshot slice)."""
+        archive = self.archive
+        before = len(archive)
+        archive.add(fp)
+        if len(archive) == before:
+            return  # held already
+        listed = self.archived_by.get(owner)
+        if listed is None:
+            listed = self.archived_by[owner] = array("Q")
+        listed.append(fp)
+
+    def release_archive(self, released: Callable[[Any], bool]) -> None:
+        """Forget the archived fingerprints of every `released` owner (the archive is
+        built again from those kept: one sort)."""
+        gone = [owner for owner in self.archived_by if released(owner)]
+        if gone:
+            for owner in gone:
+                del self.archived_by[owner]
+            kept = FingerprintSet()
+            kept.update(fp for fps in self.archived_by.values() for fp in fps)
+            self.archive = kept
+
+
+class IdempotencyRecord(TwoTiers[Recorded]):
+    """Decisions by key, owned by their Kafka key (the account): see the module."""
+
+    def __init__(
+        self, max_recent: int = DEFAULT_MAX_RECENT, window_seconds: int = DEFAULT_WINDOW_SECONDS
+    ) -> None:
+        super().__init__()
+        self.max_recent = max_recent
+        self.window = timedelta(seconds=window_seconds)
+        self._order: dict[Any, list[tuple[datetime, Key]]] = {}
+        """Kafka key (the account) -> a heap of its recent decisions' (`ranked_at`, key):
+        the oldest is evicted first."""
+        self.newest: datetime | None = None
+        """The newest `ranked_at` of all accounts held (reporting only: it depends
+        on which partitions a worker holds, so nothing is decided from it)."""
+        self.newest_by_key: dict[Any, datetime] = {}
+        """Kafka key -> newest `ranked_at`: the account's window ends here (a
+        snapshot slice carries its own)."""
 
     def record(self, key: Key, decision: Recorded) -> bool:
         """Remember a decision; False (and nothing changes) if the key is already known."""
@@ -210,29 +250,13 @@ class IdempotencyRecord:
         self.recent[key] = decision
         heapq.heappush(self._order.setdefault(decision.key, []), (decision.ranked_at, key))
 
-    def archive_fingerprint(self, kafka_key: Any, fp: int) -> None:
-        """Add an archived fingerprint (eviction, or loading a snapshot slice)."""
-        if fp in self.archive:
-            return
-        self.archive.add(fp)
-        lst = self.archived_by_key.get(kafka_key)
-        if lst is None:
-            lst = self.archived_by_key[kafka_key] = array("Q")
-        lst.append(fp)
-
     def release(self, released: Callable[[Any], bool]) -> None:
         """Forget every decision whose Kafka key (account) is `released`: the record of a
         worker that never read them (see `engine.snapshot.release_partitions`)."""
         for kk in [kk for kk in self._order if released(kk)]:
             for _at, key in self._order.pop(kk):
                 del self.recent[key]
-        gone = [kk for kk in self.archived_by_key if released(kk)]
-        if gone:
-            for kk in gone:
-                del self.archived_by_key[kk]
-            kept = FingerprintSet()
-            kept.update(fp for fps in self.archived_by_key.values() for fp in fps)
-            self.archive = kept
+        self.release_archive(released)
         for kk in [kk for kk in self.newest_by_key if released(kk)]:
             del self.newest_by_key[kk]
         self.newest = max(self.newest_by_key.values(), default=None)

@@ -278,15 +278,11 @@ def capture(state: EngineState, partition: int) -> Capture:
         orders=orders,
         client_orders=client_orders,
         recent=[(k, r) for k, r in rec.recent.items() if kpart(r.key) == partition],
-        archive=[
-            (k, array("Q", v)) for k, v in rec.archived_by_key.items() if kpart(k) == partition
-        ],
+        archive=[(k, array("Q", v)) for k, v in rec.archived_by.items() if kpart(k) == partition],
         newest=[(k, t) for k, t in rec.newest_by_key.items() if kpart(k) == partition],
         ended=[(k, e) for k, e in state.ended.recent.items() if part(k[1]) == partition],
         ended_archive=[
-            (a, array("Q", v))
-            for a, v in state.ended.archived_by_account.items()
-            if part(a) == partition
+            (a, array("Q", v)) for a, v in state.ended.archived_by.items() if part(a) == partition
         ],
         ended_max=state.ended.max_recent,
         rate=[
@@ -504,7 +500,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
         for acct, packed in b["archive"].items():
             arr = array("Q")
             arr.frombytes(_unb64(packed))
-            rec.archived_by_key[acct.encode()] = arr
+            rec.archived_by[acct.encode()] = arr
             fps.extend(arr)
         rec.archive.update(fps)
         for acct, t in b["decided_until"].items():
@@ -525,7 +521,7 @@ def _merge(state: EngineState, slices: list[Slice]) -> None:
                 raise SnapshotError(f"ended orders of {acct} are not on partition {s.partition}")
             arr = array("Q")
             arr.frombytes(_unb64(packed))
-            ended.archived_by_account[acct] = arr
+            ended.archived_by[acct] = arr
             ended.archive.update(arr)
         for producer, strategy, account, times in b["rate"]:
             if part(account) != s.partition:
@@ -726,7 +722,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
         ),
         "archive": sorted(rec.archive),
         "archived_by_key": sorted(
-            (_kafka_key_account(k), sorted(v)) for k, v in rec.archived_by_key.items() if v
+            (_kafka_key_account(k), sorted(v)) for k, v in rec.archived_by.items() if v
         ),
         "decided_until": sorted(
             (_kafka_key_account(k), _ts(t)) for k, t in rec.newest_by_key.items()
@@ -734,9 +730,7 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
         "newest": None if rec.newest is None else _ts(rec.newest),
         "ended": sorted(_ended_dump(k, e) for k, e in state.ended.recent.items()),
         "ended_archive": sorted(state.ended.archive),
-        "ended_by_account": sorted(
-            (a, sorted(v)) for a, v in state.ended.archived_by_account.items() if v
-        ),
+        "ended_by_account": sorted((a, sorted(v)) for a, v in state.ended.archived_by.items() if v),
         "ended_max": state.ended.max_recent,
         "rate": sorted(
             (k, p, [_ts(t) for t in w.live()])
