@@ -17,8 +17,9 @@ from engine import auth
 from engine.processor import Context, preverify, process
 from engine.sigverify import verify_many
 from schemas import encode, new_event
-from schemas.events import OrderIntent, OrderType, RiskLimits, Side
+from schemas.events import RiskLimits, Side
 from tests.engine.pure import Harness
+from tests.schemas.payloads import order_intent
 
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(3)]
 L = 2**252 + 27742317777372353535851937790883648493
@@ -81,14 +82,10 @@ def test_preverified_batch_gives_the_same_outputs() -> None:
     h.quote(Decimal("60000"), Decimal("60001"), Decimal("5"))
     intents = []
     for i in range(30):
-        payload = OrderIntent(
-            producer_id="p1",
-            strategy_id="s",
+        payload = order_intent(
             account="A1" if i % 3 else "A3",  # A3: not entitled
             client_order_id=f"c{i}",
-            instrument="BTC/USDC",
             side=Side.BUY if i % 2 else Side.SELL,
-            order_type=OrderType.LIMIT,
             quantity=Decimal("0.01"),
             limit_price=Decimal("59990"),
         )
@@ -115,17 +112,7 @@ def test_a_verdict_is_only_used_for_the_key_it_was_checked_against() -> None:
     h = Harness(RiskLimits(max_price_age_seconds=86400))
     h.quote(Decimal("60000"), Decimal("60001"), Decimal("5"))
     payload = auth.sign(
-        OrderIntent(
-            producer_id="p1",
-            strategy_id="s",
-            account="A1",
-            client_order_id="c1",
-            instrument="BTC/USDC",
-            side=Side.BUY,
-            order_type=OrderType.LIMIT,
-            quantity=Decimal("0.01"),
-            limit_price=Decimal("59990"),
-        ),
+        order_intent(quantity=Decimal("0.01"), limit_price=Decimal("59990")),
         h.key,
     )
     event = new_event(payload, producer="p1", occurred_at=h.tick())

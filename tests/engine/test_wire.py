@@ -13,6 +13,7 @@ from engine import auth, wire
 from schemas.events import CancelIntent, OrderIntent, OrderType, Side, TimeInForce
 from schemas.registry import REGISTRY
 from schemas.serde import canonical_payload_bytes
+from tests.schemas.payloads import order_intent
 
 ident = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}", fullmatch=True)
 free_text = st.text(min_size=1, max_size=64)  # any unicode: quotes, backslashes, controls
@@ -91,18 +92,7 @@ def test_intents_compile_and_unknown_field_types_are_refused() -> None:
 def test_a_changed_value_changes_the_bytes() -> None:
     """The layout reads the values (a constant layout would pass the equality tests on
     one example, never on these two)."""
-    base = dict(
-        producer_id="p",
-        strategy_id="s",
-        account="A",
-        client_order_id="c1",
-        instrument="BTC/USDC",
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        quantity=Decimal("1"),
-        limit_price=Decimal("2"),
-    )
-    a = OrderIntent(**base)
-    b = OrderIntent(**{**base, "limit_price": Decimal("2.5")})
+    a = order_intent(limit_price=Decimal("2"))
+    b = order_intent(limit_price=Decimal("2.5"))
     assert wire.signing_bytes(a) != wire.signing_bytes(b)
     assert b'"limit_price":"2.5"' in wire.signing_bytes(b)

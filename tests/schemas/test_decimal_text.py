@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from engine.codec import decode_record
 from schemas import MalformedEventError, encode, new_event
-from schemas.events import OrderIntent, OrderType, Side
 from schemas.types import (
     DECIMAL_PATTERN,
     IN_RANGE_TEXT,
@@ -25,6 +24,7 @@ from schemas.types import (
     _parse_decimal,
     format_decimal,
 )
+from tests.schemas.payloads import order_intent
 
 PLAIN = re.compile(DECIMAL_PATTERN)
 D = Decimal
@@ -125,17 +125,7 @@ def test_engine_shaped_values() -> None:
 
 @pytest.mark.parametrize("quantity", ["1E+3", "1E+999999999", "1.0E2"])
 def test_an_intent_with_an_exponent_is_malformed_on_both_decode_paths(quantity: str) -> None:
-    intent = OrderIntent(
-        producer_id="p1",
-        strategy_id="s",
-        account="A1",
-        client_order_id="c1",
-        instrument="BTC/USDC",
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        quantity=D("1"),
-        limit_price=D("29000"),
-    )
+    intent = order_intent()  # quantity 1, as the replace below expects
     _k, value, headers = encode(new_event(intent, producer="p1"))
     forged = value.replace(b'"quantity":"1"', b'"quantity":"%s"' % quantity.encode())
     assert forged != value

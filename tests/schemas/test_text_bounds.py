@@ -9,30 +9,20 @@ the kill switch). A command too big to re-publish is the worker's to reject
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from pydantic import ValidationError
 
 from schemas import decode, encode, new_event
-from schemas.events import AmlFlagRaised, KillSwitchEngaged, OrderIntent, OrderType, Side
+from schemas.events import AmlFlagRaised, KillSwitchEngaged, OrderType
 from schemas.types import MAX_SIGNATURE
+from tests.schemas.payloads import order_intent
 
 
 def test_an_intents_signature_over_the_bound_is_refused() -> None:
-    fields = dict(
-        producer_id="p1",
-        strategy_id="s",
-        account="A1",
-        client_order_id="c1",
-        instrument="BTC/USDC",
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        quantity=Decimal("1"),
-    )
-    OrderIntent(**fields, signature="a" * MAX_SIGNATURE)
+    market = {"order_type": OrderType.MARKET, "limit_price": None}
+    order_intent(**market, signature="a" * MAX_SIGNATURE)
     with pytest.raises(ValidationError):
-        OrderIntent(**fields, signature="a" * (MAX_SIGNATURE + 1))
+        order_intent(**market, signature="a" * (MAX_SIGNATURE + 1))
 
 
 @pytest.mark.parametrize(
