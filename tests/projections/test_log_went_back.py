@@ -53,6 +53,37 @@ def _fill_ids(settings: Settings) -> set[str]:
         return {r[0] for r in conn.execute("SELECT event_id::text FROM proj_fills.fills")}
 
 
+def _folded(env: Settings, events: list[Any]) -> dict[tuple[str, int], int]:
+    """`events` produced and folded by the fills projector: the offsets it stored."""
+    produce(env, events)
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up()
+        assert proj.caught_up
+    stored = stored_offsets(env, "fills")
+    assert sum(stored.values()) == len(events)
+    return stored
+
+
+def _fills_health(env: Settings) -> dict[str, Any]:
+    """The fills projection's health as `tradetape status` shows it (its lag included)."""
+    health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
+    _add_projection_lag(env, health)
+    return health["fills"]
+
+
+def _rebuilt_and_run_on(env: Settings) -> None:
+    """`tradetape rebuild fills` reads the log there is now from 0 (and records the topic
+    ids it read); the projector then runs on from it, no longer degraded."""
+    from projections.rebuild import rebuild
+
+    rebuild(env, PROJECTIONS["fills"])
+    with Projector(env, PROJECTIONS["fills"]) as proj:
+        proj.catch_up(idle_timeout=5)
+        assert proj.caught_up
+    fills = _fills_health(env)
+    assert "offsets_out_of_range" not in fills, fills
+
+
 def test_offsets_past_a_recreated_topics_end_are_refused(env: Settings) -> None:
     """Before: the projector was assigned at its stored offsets, past the new log's end;
     the consumer reset to the earliest offset, every record below the stored offset was
@@ -61,12 +92,7 @@ def test_offsets_past_a_recreated_topics_end_are_refused(env: Settings) -> None:
     topic = env.topic(Topic.ORDERS)
     events = [e for e in generate(31, 1200) if e.topic == Topic.ORDERS]
     before, after = events[:500], events[500:620]
-    produce(env, before)
-    with Projector(env, PROJECTIONS["fills"]) as proj:
-        proj.catch_up()
-        assert proj.caught_up
-    stored = stored_offsets(env, "fills")
-    assert sum(stored.values()) == len(before)
+    stored = _folded(env, before)
 
     _recreate(env, Topic.ORDERS)
     produce(env, after)
@@ -83,22 +109,13 @@ def test_offsets_past_a_recreated_topics_end_are_refused(env: Settings) -> None:
         assert f"{t}[{p}]: stored {stored[(t, p)]}" in str(refused.value)
     assert stored_offsets(env, "fills") == stored  # nothing applied from the wrong place
 
-    health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
-    _add_projection_lag(env, health)
-    assert health["fills"]["degraded"] is True, health["fills"]
-    assert f"{topic}[{behind[0][1]}]" in health["fills"]["offsets_out_of_range"]
+    fills = _fills_health(env)
+    assert fills["degraded"] is True, fills
+    assert f"{topic}[{behind[0][1]}]" in fills["offsets_out_of_range"]
 
     # A rebuild reads the log there is now from 0, and the projection runs again.
-    from projections.rebuild import rebuild
-
-    rebuild(env, PROJECTIONS["fills"])
+    _rebuilt_and_run_on(env)
     assert _fill_ids(env) == new_fills
-    with Projector(env, PROJECTIONS["fills"]) as proj:
-        proj.catch_up(idle_timeout=5)
-        assert proj.caught_up
-    health = _projection_health(env.dsn)
-    _add_projection_lag(env, health)
-    assert "offsets_out_of_range" not in health["fills"], health["fills"]
 
 
 def test_a_running_projector_stops_when_its_topic_is_recreated(env: Settings) -> None:
@@ -149,12 +166,7 @@ def test_a_recreated_topic_grown_past_the_stored_offsets_is_refused(env: Setting
     topic = env.topic(Topic.ORDERS)
     events = [e for e in generate(33, 3000) if e.topic == Topic.ORDERS]
     before, after = events[:150], events[150:]
-    produce(env, before)
-    with Projector(env, PROJECTIONS["fills"]) as proj:
-        proj.catch_up()
-        assert proj.caught_up
-    stored = stored_offsets(env, "fills")
-    assert sum(stored.values()) == len(before)
+    stored = _folded(env, before)
 
     _recreate(env, Topic.ORDERS)
     _produce_past(env, after, stored)
@@ -166,20 +178,10 @@ def test_a_recreated_topic_grown_past_the_stored_offsets_is_refused(env: Setting
     assert f"{topic}[" in str(refused.value)
     assert stored_offsets(env, "fills") == stored  # nothing applied from the wrong place
 
-    health: dict[str, dict[str, Any]] = _projection_health(env.dsn)
-    _add_projection_lag(env, health)
-    assert health["fills"]["degraded"] is True, health["fills"]
-    assert "created again" in health["fills"]["offsets_out_of_range"]
-
-    from projections.rebuild import rebuild
-
-    rebuild(env, PROJECTIONS["fills"])  # records the ids it read
-    with Projector(env, PROJECTIONS["fills"]) as proj:
-        proj.catch_up(idle_timeout=5)
-        assert proj.caught_up
-    health = _projection_health(env.dsn)
-    _add_projection_lag(env, health)
-    assert "offsets_out_of_range" not in health["fills"], health["fills"]
+    fills = _fills_health(env)
+    assert fills["degraded"] is True, fills
+    assert "created again" in fills["offsets_out_of_range"]
+    _rebuilt_and_run_on(env)
 
 
 def test_offsets_stored_before_topic_ids_take_the_topics_id_on_first_sight(env: Settings) -> None:
