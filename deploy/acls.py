@@ -57,12 +57,12 @@ class Role(StrEnum):
     are the engine's (accounts.events): this role cannot write one."""
     TRAVELRULE = "travelrule"
     """`tradetape run travelrule`: the travel-rule processor's `TransferChecked` on
-    transfers.events, in transactions (docs/travel_rule.md). A principal of its own: it
-    reads accounts.events, which the transfer service need not. The broker cannot tell
-    one type from another on a topic, so either principal could write the other's types
-    there: the travel rule's answers carry its producer id, `travelrule`, and every reader
-    refuses a `TransferChecked` with another (`schemas.admission`, session 26); one the
-    transfer service's principal writes claiming `travelrule` cannot be told apart."""
+    transfers.checks, in transactions (docs/travel_rule.md). A principal of its own,
+    the only one that may write transfers.checks: the broker cannot tell one type from
+    another on a topic, so on transfers.events (until session 27) the transfer service's
+    principal could write a check claiming `travelrule`; every reader now refuses a
+    `TransferChecked` read there (`schemas.admission`). It reads the requests, its own
+    answers (its rebuild) and accounts.events, and writes nothing on transfers.events."""
     PROJECTOR = "projector"
     """`tradetape run projections`, `rebuild`, `checksum`, the lag `status` reads."""
     SURVEILLANCE = "surveillance"
@@ -147,6 +147,7 @@ ROLES: dict[Role, RoleSpec] = {
                 Topic.ORDERS,
                 Topic.ACCOUNTS,
                 Topic.TRANSFERS,
+                Topic.TRANSFER_CHECKS,
                 Topic.RISK_CONFIG,
                 Topic.MARKETDATA,
                 Topic.ENGINE_SNAPSHOTS,
@@ -188,8 +189,8 @@ ROLES: dict[Role, RoleSpec] = {
         where="schemas/events/transfers.py (the service is not in this repository)",
     ),
     Role.TRAVELRULE: RoleSpec(
-        writes=frozenset({Topic.TRANSFERS, Topic.DEADLETTER}),
-        reads=frozenset({Topic.TRANSFERS, Topic.ACCOUNTS}),
+        writes=frozenset({Topic.TRANSFER_CHECKS, Topic.DEADLETTER}),
+        reads=frozenset({Topic.TRANSFERS, Topic.TRANSFER_CHECKS, Topic.ACCOUNTS}),
         groups=(groups.TRAVELRULE, groups.TRAVELRULE_FACTS),
         transactional_ids=(Name("{prefix}travelrule-"),),  # {prefix}travelrule-<instance>
         where="streams/travel_rule/processor.py",
@@ -201,6 +202,7 @@ ROLES: dict[Role, RoleSpec] = {
                 Topic.ORDERS,
                 Topic.MARKETDATA,
                 Topic.TRANSFERS,
+                Topic.TRANSFER_CHECKS,
                 Topic.DECISIONS,
                 Topic.RISK_CONFIG,
                 Topic.DEADLETTER,

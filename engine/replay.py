@@ -38,7 +38,10 @@ class LogCut(RuntimeError):
     state without them, silently. Nothing is folded; the operator restores the records."""
 
 
-REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG)
+REFERENCE_TOPICS = (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.TRANSFER_CHECKS, Topic.RISK_CONFIG)
+"""Read in full by every worker. The travel rule's checks (transfers.checks, session 27)
+and the requests they answer (transfers.events) are two topics read in no fixed order:
+`EngineState.early_checks` folds a check read first right after its request."""
 OWN_TOPICS = (Topic.DECISIONS, Topic.ORDERS)
 DECISION_TYPES = frozenset({"RiskDecision", "IntentRejected"})
 

@@ -744,6 +744,18 @@ def canonical_state(state: EngineState) -> dict[str, Any]:
             (i, sorted(s)) for i, s in state.open_by_instrument.items() if s
         ),
         "seen_reference": sorted(str(u) for u in state.seen_reference),
+        # Only while a check waits for its request: a state without one compares (and
+        # digests) as before session 27.
+        **(
+            {
+                "early_checks": sorted(
+                    [a, t, [str(e.event_id) for e in kept]]
+                    for (a, t), kept in state.early_checks.items()
+                )
+            }
+            if state.early_checks
+            else {}
+        ),
         "executed_commands": sorted(str(u) for u in state.executed_commands),
         "rejected_commands": sorted([str(u), k] for u, k in state.rejected_commands.items()),
         "fills_applied": state.fills_applied,

@@ -9,6 +9,7 @@ they are de-duplicated by event id.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Callable
@@ -82,6 +83,8 @@ from schemas.events.orders import IntentRejectReason
 from schemas.events.risk import GLOBAL_SCOPE, DecisionOutcome
 from schemas.events.transfers import TransferCheckOutcome
 from schemas.registry import ENGINE_PRODUCER
+
+log = logging.getLogger("tradetape.engine")
 
 _new_object = object.__new__
 _set_attr = object.__setattr__
@@ -377,6 +380,12 @@ NOT_HOLDING: frozenset[str] = frozenset({f"CHECKED_{TransferCheckOutcome.REJECT}
 """The statuses in which a withdrawal holds nothing: rejected (the money stays) or settled
 (it has left: debited). Any other status holds the requested amount, a re-check or a
 release after a rejection too (fail closed: the books would settle it)."""
+EARLY_CHECKS_KEPT = 100_000
+"""The most `TransferChecked`s `EngineState.early_checks` keeps at once (read before
+their requests): a check is read ahead of its request only as far as the reading of two
+topics interleaves (a fetch's worth; the travel rule writes it after the request is
+committed), far below this. One beyond it is dropped with a WARNING: its withdrawal
+stays held as requested (fail closed; a `REJECT` dropped frees nothing)."""
 
 
 @dataclass(slots=True)
@@ -1024,6 +1033,18 @@ class EngineState:
     orphan_fill_ids: dict[str, str] = field(default_factory=dict)
     """Fills for orders this state never saw (not expected; kept so they apply once):
     fill id -> account."""
+    early_checks: dict[tuple[str, str], list[Envelope[Any]]] = field(
+        default_factory=dict, repr=False
+    )
+    """(account, transfer id) -> the `TransferChecked`s read before their withdrawal's
+    request, in the order read (one partition of transfers.checks): the checks and the
+    requests are on two topics (session 27), with no order between them, so a check can
+    be read first. Each is folded right after its request, as if read then
+    (`_apply_reference`): the state comes out the same whatever the interleaving (before,
+    such a check was dropped, and a `REJECT` read early freed nothing). Not in
+    `seen_reference` until folded; at most `EARLY_CHECKS_KEPT` in all (`early_count`)."""
+    early_count: int = 0
+    """How many checks `early_checks` holds."""
     seen_reference: set[UUID] = field(default_factory=set)
     """The ids of the reference facts folded: one read again (a redelivery, a topic read
     again) is not folded twice (a `REJECT` check read again after a re-check would take the
@@ -1680,6 +1701,8 @@ class EngineState:
                 self._may_hold(acc.account, p.asset)
                 self._flow(acc, f"deposit:{p.deposit_id}", p.asset, p.amount, event)
         elif isinstance(p, _TRANSFER_TYPES):
+            if isinstance(p, TransferChecked) and self._early(p, event):
+                return  # kept until its request is folded (`early_checks`)
             if self._apply_transfer(p, event):
                 self.hold_causes[p.account] = event
                 if isinstance(p, TransferSettled):  # of a withdrawal that held nothing
@@ -1716,6 +1739,36 @@ class EngineState:
         self.seen_reference.add(event.event_id)
         if event.causation_id is not None and event.producer == ENGINE_PRODUCER:
             self.executed_commands.add(event.causation_id)
+        if isinstance(p, TransferRequested) and self.early_checks:
+            kept = self.early_checks.pop((p.account, p.transfer_id), None)
+            if kept is not None:
+                self.early_count -= len(kept)
+                for check in kept:
+                    self._apply_reference(check)
+
+    def _early(self, p: TransferChecked, event: Envelope[Any]) -> bool:
+        """Whether the check `p` was read before its withdrawal's request: then it is kept
+        (`early_checks`; once, if read again) to be folded right after the request, or
+        dropped past `EARLY_CHECKS_KEPT` (fail closed: the withdrawal stays held)."""
+        acc = self.accounts.get(p.account)
+        if acc is not None and p.transfer_id in acc.withdrawals:
+            return False
+        kept = self.early_checks.setdefault((p.account, p.transfer_id), [])
+        if any(e.event_id == event.event_id for e in kept):
+            return True
+        if self.early_count >= EARLY_CHECKS_KEPT:
+            log.warning(
+                "dropped the travel rule's check %s of transfer %s of %s, read before its "
+                "request: %d checks wait for theirs already (EARLY_CHECKS_KEPT); its "
+                "withdrawal stays held",
+                event.event_id, p.transfer_id, p.account, self.early_count,
+            )  # fmt: skip
+            if not kept:
+                del self.early_checks[(p.account, p.transfer_id)]
+            return True
+        kept.append(event)
+        self.early_count += 1
+        return True
 
     def _fact_kept(
         self,

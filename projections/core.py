@@ -515,7 +515,7 @@ class BalancesProjection(Projection):
     """Balance per account and asset: deposits, fills (both legs and fee), withdrawals."""
 
     name = "balances"
-    topics = (Topic.ORDERS, Topic.TRANSFERS, Topic.ACCOUNTS)
+    topics = (Topic.ORDERS, Topic.TRANSFERS, Topic.TRANSFER_CHECKS, Topic.ACCOUNTS)
     balances = Table(
         "balances",
         ("account", "asset", "amount", "movement_count"),
@@ -542,7 +542,17 @@ class BalancesProjection(Projection):
         WriteMode.UPSERT,
         stateful=True,
     )
-    tables = (balances, movements, transfers, deposits)
+    checks = Table(
+        "transfer_checks",
+        ("account", "transfer_id", "outcome", "event_id", "occurred_at"),
+        ("account", "transfer_id"),
+        WriteMode.UPSERT,
+        stateful=True,
+    )
+    """The newest travel-rule check read of each withdrawal (transfers.checks): the
+    checks and the requests are two topics read in no fixed order (session 27), so a
+    check read before its request waits here and the request folds it (fold version 7)."""
+    tables = (balances, movements, transfers, deposits, checks)
     handles = _v1(
         "Fill",
         "DepositReceived",
@@ -559,8 +569,9 @@ class BalancesProjection(Projection):
         "0104_proj_balances.sql",
         "0117_balances_transfers_per_account.sql",
         "0119_balances_deposits.sql",
+        "0150_balances_transfer_checks.sql",
     )
-    fold_version = 6
+    fold_version = 7
     """2: a transfer's status only moves forward (a check after the release set it back
     to CHECKED_*). 3: a transfer is keyed by account and id, as the engine's withdrawals
     (an id a second account requested was quarantined, and that withdrawal never debited).
@@ -570,7 +581,11 @@ class BalancesProjection(Projection):
     where the transfer service could forge it, is quarantined, an old log's too. 6: a
     `TransferChecked` is folded only from the travel rule (producer `travelrule`,
     session 26; `schemas.admission`); another producer's is quarantined, an old log's
-    transfer-service checks too."""
+    transfer-service checks too. 7: checks are read from transfers.checks, which only the
+    travel rule writes (session 27); one on transfers.events, where the transfer service
+    could write one claiming the travel rule, is quarantined, an old log's too; a check
+    read before its request is kept (`transfer_checks`) and folded by the request, where
+    it was quarantined as of an unknown transfer and the withdrawal stayed REQUESTED."""
     partition_local = True  # every table is per account, the key of both its topics
 
     @staticmethod
@@ -600,6 +615,7 @@ class BalancesProjection(Projection):
         bal: set[Key] = set()
         tr: set[Key] = set()
         dep: set[Key] = set()
+        chk: set[Key] = set()
         for e in events:
             p = e.payload
             t = e.data["event_type"]
@@ -607,11 +623,13 @@ class BalancesProjection(Projection):
                 # A settlement's asset is known only from its request row; the balance
                 # row it moves is then loaded on demand by `State.get`.
                 tr.add((p["account"], p["transfer_id"]))
+                if t == "TransferRequested" or t == "TransferChecked":
+                    chk.add((p["account"], p["transfer_id"]))
             elif t == "DepositReceived":
                 dep.add((p["account"], p["deposit_id"]))
             for _leg, asset, _amt, _kind in self._legs(e):
                 bal.add((p["account"], asset))
-        return {"balances": bal, "transfers": tr, "deposits": dep}
+        return {"balances": bal, "transfers": tr, "deposits": dep, "transfer_checks": chk}
 
     def _move(
         self,
@@ -660,14 +678,17 @@ class BalancesProjection(Projection):
         if t == "TransferRequested":
             if cur is not None:
                 raise SkipEvent(f"transfer {tid} of {account} requested twice")
-            state.put(
-                self.transfers,
-                (
-                    tid, p["account"], p["asset"], Decimal(p["amount"]), "REQUESTED",
-                    d["event_id"], d["occurred_at"],
-                ),
-            )  # fmt: skip
+            row = (tid, account, p["asset"], Decimal(p["amount"]), "REQUESTED")
+            check = state.get(self.checks, (account, tid))
+            if check is None:
+                state.put(self.transfers, (*row, d["event_id"], d["occurred_at"]))
+            else:  # read first: folded now, as if read right after the request
+                state.put(self.transfers, (*row[:4], f"CHECKED_{check[2]}", check[3], check[4]))
             return
+        if t == "TransferChecked":
+            state.put(self.checks, (account, tid, p["outcome"], d["event_id"], d["occurred_at"]))
+            if cur is None:
+                return  # its request is not read yet (another topic): it folds this one
         if cur is None:  # never requested, or by another account (it never asked)
             raise SkipEvent(f"{t} for unknown transfer {tid} of {account}")
         if t == "TransferSettled" and cur[4] == "SETTLED":  # it would debit twice

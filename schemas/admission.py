@@ -19,10 +19,10 @@ writer: every topic holding a type only the engine writes has the engine as its 
 writer (`deploy.acls`; a `DepositReceived` moved from transfers.events, which the
 transfer service writes too, to accounts.events in session 22, so one on
 transfers.events, an old deployment's too, is refused as not belonging there).
-transfers.events has two writers, the transfer service and the travel rule: the ACLs
-keep every other principal off it, but cannot stop the transfer service's principal
-from writing a `TransferChecked` that claims `travelrule` (docs/travel_rule.md, *Who may
-answer*).
+Likewise the travel rule's `TransferChecked` moved from transfers.events, which the
+transfer service writes, to transfers.checks, which only the travel rule's principal
+writes (session 27): one on transfers.events, a forgery or an old log's answer, is
+refused as not belonging there (docs/travel_rule.md, *Who may answer*).
 
 Both readers call `refusal` per record (the engine for every record of the topics it
 reads in full, market data included; a projection once per topic, type, version and

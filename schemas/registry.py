@@ -72,7 +72,10 @@ COMPONENT_WRITTEN: dict[str, str] = {"TransferChecked": TRAVELRULE_PRODUCER}
 `TransferChecked` decides whether a withdrawal's hold stays (the engine and the books
 fold it), so one another producer wrote (the engine, a strategy, the transfer service
 under any name but `travelrule`) is refused by every reader (`schemas.admission`) since
-session 26; before, any producer's was folded."""
+session 26; before, any producer's was folded. Since session 27 it lives on
+transfers.checks, which the broker lets only the travel rule's principal write
+(`deploy.acls`), so the claim is the broker's too; one on transfers.events does not
+belong there and is refused whoever claims to have written it."""
 
 
 def sole_writers(topic: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ class Topic(StrEnum):
     ORDERS = "orders.lifecycle"
     ACCOUNTS = "accounts.events"
     TRANSFERS = "transfers.events"
+    TRANSFER_CHECKS = "transfers.checks"
     RISK_CONFIG = "risk.config"
     MARKETDATA = "marketdata.events"
     SURVEILLANCE_CONFIG = "surveillance.config"
@@ -104,7 +105,13 @@ TOPICS: dict[Topic, TopicSpec] = {
             Topic.TRANSFERS,
             6,
             "account",
-            "Withdrawals and travel-rule checks (the transfer service)",
+            "Withdrawals: requests, releases and settlements (the transfer service)",
+        ),
+        TopicSpec(
+            Topic.TRANSFER_CHECKS,
+            6,
+            "account",
+            "Travel-rule checks of withdrawal requests (the travel rule alone writes it)",
         ),
         TopicSpec(Topic.RISK_CONFIG, 6, "account or '*'", "Risk limits and kill switch"),
         TopicSpec(Topic.MARKETDATA, 6, "instrument", "Trades and top-of-book quotes"),

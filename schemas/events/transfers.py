@@ -1,5 +1,6 @@
-"""Transfers (the transfer service's, on transfers.events) and deposits (the engine's, on
-accounts.events), with room for the IVMS-101 travel-rule payload."""
+"""Transfers (the transfer service's, on transfers.events; the travel rule's checks on
+transfers.checks) and deposits (the engine's, on accounts.events), with room for the
+IVMS-101 travel-rule payload."""
 
 from __future__ import annotations
 
@@ -62,8 +63,15 @@ class TransferRequestedV1(TransferRequested):
 
 
 class TransferChecked(EventPayload):
+    """The travel rule's answer to a `TransferRequested`; only the travel rule writes it.
+
+    On transfers.checks, which only the travel rule's principal may write (session 27):
+    on transfers.events the transfer service's principal could write one claiming
+    producer `travelrule`, and a `REJECT` frees the withdrawal's hold. Every reader
+    refuses one read from transfers.events."""
+
     EVENT_TYPE: ClassVar[str] = "TransferChecked"
-    TOPIC: ClassVar[str] = Topic.TRANSFERS
+    TOPIC: ClassVar[str] = Topic.TRANSFER_CHECKS
 
     transfer_id: str
     account: AccountId

@@ -3,8 +3,8 @@ travel-rule processor (docs/travel_rule.md).
 
 The requests are the transfer service's (`TransferRequested` on transfers.events); the
 processor (`tradetape run travelrule`'s, run here in a thread under an instance id of its
-own) answers each with a `TransferChecked`, and the stage reads the answers back from the
-log. The IVMS-101 payloads are the demo's own, made up from its account owners
+own) answers each with a `TransferChecked` on transfers.checks, and the stage reads the
+answers back from there. The IVMS-101 payloads are the demo's own, made up from its account owners
 (`deploy.demo.PERSONS`) and its firm (`deploy.demo.FIRM_LEI`).
 """
 
@@ -149,7 +149,7 @@ def _answers(
     requests: list[Envelope[Any]],
     timeout: float,  # seconds, not money
 ) -> dict[str, TransferChecked]:
-    """Request event id -> the processor's answer, read from transfers.events until every
+    """Request event id -> the processor's answer, read from transfers.checks until every
     request has one or `timeout` seconds have passed."""
     wanted = {str(r.event_id) for r in requests}
     found: dict[str, TransferChecked] = {}
@@ -159,12 +159,12 @@ def _answers(
             group_id=group_id(settings.topic_prefix, groups.DEMO, f"travel-{uuid.uuid4().hex}"),
         )
     )
-    topic = settings.topic(Topic.TRANSFERS)
+    topic = settings.topic(Topic.TRANSFER_CHECKS)
     try:
         consumer.assign(
             [
                 TopicPartition(topic, p, 0)
-                for p in partitions_of(consumer, settings, Topic.TRANSFERS)
+                for p in partitions_of(consumer, settings, Topic.TRANSFER_CHECKS)
             ]
         )
         deadline = time.monotonic() + timeout

@@ -1,14 +1,15 @@
 """`tradetape run travelrule`: answers each `TransferRequested` with one `TransferChecked`.
 
-Consumes transfers.events (read_committed, its own group) and produces the answer to the
-same topic in a Kafka transaction with the consumed offsets
-(`send_offsets_to_transaction`): an answer is written exactly when its request is marked
-consumed. The answer's id is derived from the request's (`schemas.envelope.derive_event`),
-so a replay or a retry after a crash gives the same id. Its state (the accounts'
-jurisdictions from accounts.events, the requests and answers already on transfers.events)
-is rebuilt from the log at start; what it decides is the pure `TravelRuleCheck`'s.
-A record it cannot read (undecodable, schema-invalid) or a second request of a transfer id
-is dead-lettered with the reason, in the same transaction; never a crash.
+Consumes transfers.events (read_committed, its own group) and produces the answer to
+transfers.checks (which only its principal may write, session 27) in a Kafka transaction
+with the consumed offsets (`send_offsets_to_transaction`): an answer is written exactly
+when its request is marked consumed. The answer's id is derived from the request's
+(`schemas.envelope.derive_event`), so a replay or a retry after a crash gives the same
+id. Its state (the accounts' jurisdictions from accounts.events, the requests on
+transfers.events, its answers on transfers.checks) is rebuilt from the log at start;
+what it decides is the pure `TravelRuleCheck`'s. A record it cannot read (undecodable,
+schema-invalid) or a second request of a transfer id is dead-lettered with the reason, in
+the same transaction; never a crash.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ PRODUCER = TRAVELRULE_PRODUCER
 `TransferChecked` from (`schemas.admission`)."""
 STAGE = "travelrule"
 INPUT_TOPICS = (Topic.TRANSFERS,)
-READ_TOPICS = (Topic.TRANSFERS, Topic.ACCOUNTS)
+READ_TOPICS = (Topic.TRANSFERS, Topic.TRANSFER_CHECKS, Topic.ACCOUNTS)
 """Every topic it reads (the ACL model's `Role.TRAVELRULE` reads exactly these)."""
-WRITTEN = (Topic.TRANSFERS, Topic.DEADLETTER)
+WRITTEN = (Topic.TRANSFER_CHECKS, Topic.DEADLETTER)
+"""Every topic it writes: its answers only on transfers.checks, which no other principal
+may write (`deploy.acls`)."""
 TXN_TIMEOUT_S = 30.0  # seconds, not money
 CATCH_UP_S = 30.0  # seconds, not money: reading accounts.events to its end
 INIT_SLICE_S = 0.5  # seconds, not money
@@ -210,6 +213,7 @@ class TravelRuleProcessor:
         self.state = TravelRuleState()
         self.stopping = False
         self.transfers = settings.topic(Topic.TRANSFERS)
+        self.checks = settings.topic(Topic.TRANSFER_CHECKS)
         self.deadletter = settings.topic(Topic.DEADLETTER)
         prefix = settings.topic_prefix
         self.producer = Producer(
@@ -223,15 +227,18 @@ class TravelRuleProcessor:
     # -- start -----------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """The state from the log: accounts.events and transfers.events to their ends."""
+        """The state from the log: accounts.events, transfers.events and its answers on
+        transfers.checks to their ends (a check read on transfers.events, an old log's
+        answer, is refused there and does not count: its request is answered again)."""
         stopping = self._stopping
         self.accounts = LogReader(self.settings, Topic.ACCOUNTS, self.state.fold_account, stopping)
         self.accounts.catch_up()
-        transfers = LogReader(self.settings, Topic.TRANSFERS, self.state.fold_transfer, stopping)
-        try:
-            transfers.catch_up()
-        finally:
-            transfers.close()
+        for topic in (Topic.TRANSFERS, Topic.TRANSFER_CHECKS):
+            reader = LogReader(self.settings, topic, self.state.fold_transfer, stopping)
+            try:
+                reader.catch_up()
+            finally:
+                reader.close()
         log.info(
             "travel rule: %d accounts, %d transfers requested, %d answered",
             len(self.state.accounts),
@@ -280,7 +287,7 @@ class TravelRuleProcessor:
     def _produce(self, events: Iterable[Envelope[Any]]) -> None:
         for event in events:
             key, value, headers = encode(event)
-            topic = self.deadletter if event.event_type == "DeadLetter" else self.transfers
+            topic = self.deadletter if event.event_type == "DeadLetter" else self.checks
             while True:
                 try:
                     self.producer.produce(topic, key=key, value=value, headers=headers)
@@ -331,7 +338,7 @@ class TravelRuleProcessor:
             return 0
         except BaseException:
             # Not left open: until its coordinator's timeout an open transaction holds
-            # every read_committed reader of transfers.events (the engine's) at its start.
+            # every read_committed reader of transfers.checks (the engine's) at its start.
             with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(5)
             raise

@@ -43,9 +43,11 @@ WRITERS: dict[Topic, set[Role]] = {
     Topic.DECISIONS: {E},
     Topic.ORDERS: {E},
     Topic.ACCOUNTS: {E},
-    # the transfer service's request, release and settlement; the travel rule's checks
-    # (deposits: accounts.events)
-    Topic.TRANSFERS: {T, TR},
+    # the transfer service's request, release and settlement (deposits: accounts.events)
+    Topic.TRANSFERS: {T},
+    # the travel rule's checks: only its principal (session 27; transfers.events until then,
+    # where the transfer service's principal could write one claiming the travel rule)
+    Topic.TRANSFER_CHECKS: {TR},
     Topic.RISK_CONFIG: {E},
     Topic.MARKETDATA: {M},
     Topic.SURVEILLANCE_CONFIG: {E},  # an accepted DetectorConfigChanged

@@ -25,7 +25,8 @@ from deploy.kafka import admin_client, create_topics, producer_config
 from deploy.local.kafka_node import KafkaNode
 from deploy.settings import Settings
 from schemas import encode, new_event
-from schemas.events import DepositReceived, KycVerified, TransferRequested
+from schemas.events import DepositReceived, KycVerified, TransferChecked, TransferRequested
+from schemas.events.transfers import TransferCheckOutcome
 from schemas.topics import Topic
 from tests.conftest import free_port, stack_dir
 
@@ -49,8 +50,8 @@ def _recording(call: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[Settings]:
-    """A broker that authenticates and authorizes, its topics, two SCRAM users (engine and
-    strategy) and the plan's ACLs; yields the super user's settings. The super user's
+    """A broker that authenticates and authorizes, its topics, SCRAM users (engine,
+    strategy, transfer service, travel rule) and the plan's ACLs; yields the super user's settings. The super user's
     password holds a '#', which starts a comment in a java argument file unquoted."""
     import subprocess
 
@@ -74,7 +75,7 @@ def secured() -> Iterator[Settings]:
             node.start(echo=lambda _m: None)
         create_topics(admin)
         client = admin_client(admin)
-        for role in (Role.ENGINE, Role.STRATEGY, Role.TRANSFERS):
+        for role in (Role.ENGINE, Role.STRATEGY, Role.TRANSFERS, Role.TRAVELRULE):
             upsert_scram_user(client, role.value, f"{role.value}-secret")
         done = apply(client, plan(PREFIX, principals()))
         assert done.created and not done.already
@@ -165,6 +166,26 @@ def test_the_transfer_service_cannot_write_a_deposit(secured: Settings) -> None:
     )
     # ...and the engine has no business on the transfer service's topic any more.
     err = _delivery(_as(secured, Role.ENGINE), Topic.TRANSFERS)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def test_only_the_travel_rule_writes_its_checks(secured: Settings) -> None:
+    """A `REJECT` frees a withdrawal's hold: on transfers.checks only the travel rule's
+    principal may write one. The transfer service's principal, which writes
+    transfers.events, is refused there with a check claiming the travel rule (until
+    session 27 checks were on transfers.events, where it could write one), and so are
+    the engine and a strategy; the travel rule's own is written."""
+    check = TransferChecked(
+        transfer_id="t1", account="acc-1", outcome=TransferCheckOutcome.REJECT, jurisdiction="EU"
+    )
+    forged = encode(new_event(check, producer="travelrule"))
+    assert str(new_event(check, producer="travelrule").topic) == Topic.TRANSFER_CHECKS
+    for role in (Role.TRANSFERS, Role.ENGINE, Role.STRATEGY):
+        err = _delivery(_as(secured, role), Topic.TRANSFER_CHECKS, forged)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, role
+    assert _delivery(_as(secured, Role.TRAVELRULE), Topic.TRANSFER_CHECKS, forged) is None
+    # ...and the travel rule has no business on the transfer service's topic any more.
+    err = _delivery(_as(secured, Role.TRAVELRULE), Topic.TRANSFERS)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.settings import Settings
+from engine.replay import REFERENCE_TOPICS
 from engine.state import EngineState
 from schemas.events import RiskLimits, RiskLimitsChanged
 from schemas.topics import Topic
@@ -185,7 +186,7 @@ def check_exactly_once(settings: Settings, coids: set[str], dump_dirs: list[Path
     assert live == derived, "engine state positions differ from the fills on the log"
     # ...and the state a fresh rebuild folds from the log.
     state = EngineState()
-    for topic in (Topic.ACCOUNTS, Topic.TRANSFERS, Topic.RISK_CONFIG):
+    for topic in REFERENCE_TOPICS:
         for e in read_topic(settings, topic):
             state.apply(e)
     for e in decisions + orders:

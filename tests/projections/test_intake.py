@@ -36,7 +36,13 @@ from schemas.events import (
 )
 from schemas.events.orders import OrderType, Side, TimeInForce
 from schemas.events.transfers import TransferCheckOutcome
-from schemas.registry import REGISTRY, engine_written, event_types_for, sole_writers
+from schemas.registry import (
+    REGISTRY,
+    TRAVELRULE_PRODUCER,
+    engine_written,
+    event_types_for,
+    sole_writers,
+)
 from schemas.topics import Topic
 from tests.projections.folding import Tape, fold
 
@@ -244,8 +250,33 @@ def test_a_transfer_check_not_written_by_the_travel_rule_frees_no_hold(forger: s
     forged = _record(check, forger)
     st, bad = fold("balances", [request, forged])
     assert [q.error for q in bad] == [
-        f"TransferChecked on {Topic.TRANSFERS} not written by the travel rule ({forger!r})"
+        f"TransferChecked on {Topic.TRANSFER_CHECKS} not written by the travel rule ({forger!r})"
     ]
     assert [row[4] for row in st.dirty["transfers"].values()] == ["REQUESTED"]
     st, bad = fold("balances", [request, genuine])
     assert not bad and [row[4] for row in st.dirty["transfers"].values()] == ["CHECKED_REJECT"]
+
+
+@pytest.mark.parametrize("forger", [TRAVELRULE_PRODUCER, "transfers"])
+def test_a_transfer_check_on_transfers_events_frees_no_hold(forger: str) -> None:
+    """The transfer service's principal may write transfers.events, and could write a
+    check there claiming the travel rule: one read there is quarantined whoever it
+    claims (balances fold version 7), before or after its request, and the withdrawal
+    stays REQUESTED. Until session 27 the one claiming `travelrule` set CHECKED_REJECT."""
+    t = Tape()
+    request = t.ev(
+        TransferRequested(
+            transfer_id="w1", account="ACC001", asset="USDC", amount=Decimal(500),
+            destination_address="0xabc",
+        )
+    )  # fmt: skip
+    check = TransferChecked(
+        transfer_id="w1", account="ACC001", outcome=TransferCheckOutcome.REJECT,
+        jurisdiction="EU",
+    )  # fmt: skip
+    forged = _record(check, forger, str(Topic.TRANSFERS))
+    for items in ([request, forged], [forged, request]):
+        st, bad = fold("balances", items)
+        assert [q.error for q in bad] == [f"TransferChecked does not belong on {Topic.TRANSFERS}"]
+        assert [row[4] for row in st.dirty["transfers"].values()] == ["REQUESTED"]
+        assert not st.dirty.get("transfer_checks")

@@ -61,22 +61,28 @@ def test_the_sole_writers_are_the_engine_and_the_travel_rule() -> None:
         assert {t for t, w in only.items() if w == ENGINE_PRODUCER} == engine_written(topic)
         assert not set(COMPONENT_WRITTEN) & engine_written(topic)
     assert COMPONENT_WRITTEN == {"TransferChecked": TRAVELRULE_PRODUCER}
-    assert sole_writers(Topic.TRANSFERS) == {"TransferChecked": TRAVELRULE_PRODUCER}
+    assert sole_writers(Topic.TRANSFER_CHECKS) == {"TransferChecked": TRAVELRULE_PRODUCER}
+    assert sole_writers(Topic.TRANSFERS) == {}
 
 
 @given(prefix=prefixes, who=producers)
 def test_a_transfer_check_is_the_travel_rules_alone(prefix: str, who: str) -> None:
     """A `TransferChecked` decides whether a withdrawal's hold stays: every reader takes
     one from the travel rule only. Until session 26 one the engine, a strategy or the
-    transfer service wrote under any name was folded by the engine and the books."""
-    full = f"{prefix}{Topic.TRANSFERS}"
+    transfer service wrote under any name was folded by the engine and the books. Since
+    session 27 only from transfers.checks, which only the travel rule's principal may
+    write: one on transfers.events is refused whoever it claims (the transfer service's
+    principal could write it there as `travelrule`), an old log's answers too."""
+    full = f"{prefix}{Topic.TRANSFER_CHECKS}"
     why = refusal(full, "TransferChecked", who)
     if who == TRAVELRULE_PRODUCER:
         assert why is None
     else:
         assert why == f"TransferChecked on {full} not written by the travel rule ({who!r})"
+    old = f"{prefix}{Topic.TRANSFERS}"
+    assert refusal(old, "TransferChecked", who) == f"TransferChecked does not belong on {old}"
     # the transfer service's own steps stay admitted from it, whatever its producer id
-    assert refusal(full, "TransferRequested", who) is None
+    assert refusal(old, "TransferRequested", who) is None
 
 
 @given(name=st.text(max_size=30), et=event_types, who=producers)
@@ -97,11 +103,15 @@ def test_the_engines_facts_are_refused_from_anyone_else() -> None:
         "DepositReceived does not belong on transfers.events"
     )
     assert refusal("transfers.events", "TransferRequested", "transfer-service") is None
-    assert refusal("transfers.events", "TransferChecked", ENGINE_PRODUCER) == (
-        "TransferChecked on transfers.events not written by the travel rule ('engine')"
+    assert refusal("transfers.checks", "TransferChecked", ENGINE_PRODUCER) == (
+        "TransferChecked on transfers.checks not written by the travel rule ('engine')"
     )
-    assert refusal("t.transfers.events", "TransferChecked", "strat1") is not None
-    assert refusal("t.transfers.events", "TransferChecked", "travelrule") is None
+    assert refusal("t.transfers.checks", "TransferChecked", "strat1") is not None
+    assert refusal("t.transfers.checks", "TransferChecked", "travelrule") is None
+    # Where the transfer service's principal could write it as the travel rule's.
+    assert refusal("t.transfers.events", "TransferChecked", "travelrule") == (
+        "TransferChecked does not belong on t.transfers.events"
+    )
     assert refusal("t.marketdata.events", "Fill", ENGINE_PRODUCER) == (
         "Fill does not belong on t.marketdata.events"
     )

@@ -30,10 +30,10 @@ def _checked(
     want: int,
     timeout: float = 60,  # seconds, not money
 ) -> list[Envelope[Any]]:
-    """The `TransferChecked` events on transfers.events once `want` are there (or the
-    timeout passed); the garbage record among them skipped."""
+    """The `TransferChecked` events on transfers.checks (where the processor writes
+    them, session 27) once `want` are there (or the timeout passed)."""
     c = Consumer(consumer_config(settings, group_id=f"probe-{uuid.uuid4().hex}"))
-    c.subscribe([settings.topic(Topic.TRANSFERS)])
+    c.subscribe([settings.topic(Topic.TRANSFER_CHECKS)])
     out: list[Envelope[Any]] = []
     deadline = time.monotonic() + timeout
     try:
