@@ -291,9 +291,7 @@ class TaxLotsProjection(Projection):
                 state.put(table, row, k)
         return bad
 
-    def _prefetch(
-        self, state: State, waiting: dict[BookKey, list[tuple[Entry, Located]]]
-    ) -> None:
+    def _prefetch(self, state: State, waiting: dict[BookKey, list[tuple[Entry, Located]]]) -> None:
         """The journal chunks the batch's draws will read, in one query: for a book
         whose row does not hold every open lot, the chunk its rest begins in, if the
         batch draws past the first open lot's chunk (its window then moves on). Live,
