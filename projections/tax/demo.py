@@ -9,12 +9,12 @@ log, degraded or with quarantined events), which fails the demo.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 
 from deploy.settings import Settings
 from projections.tax.cli import check_ready, load
-from projections.tax.forms import exceptions, form8949, totals
+from projections.tax.forms import Disposal, Form8949Row, exceptions, form8949, totals
 from streams.travel_rule.demo import demo_accounts
 
 
@@ -22,21 +22,36 @@ def _money(v: Decimal | None) -> str:
     return "blank" if v is None else f"{v:,.2f}"
 
 
+def choose(
+    accounts: Sequence[tuple[str, list[Disposal]]],
+) -> tuple[str, int, list[Disposal], list[Form8949Row]] | None:
+    """The account and year with the most rows on the form (the first account, the
+    latest year of equals): the engine stage's fills carry the replayed market's times
+    (its capture's year) and its deposits the time they were made, so a sale of
+    deposited units can precede its lot and go on no form (NO_BASIS), and which account
+    sold what depends on the run (the first account alone sometimes had no row)."""
+    best: tuple[int, int, str, list[Disposal], list[Form8949Row]] | None = None
+    for account, disposals in accounts:
+        for year in sorted({int(d.disposed_at[:4]) for d in disposals}):
+            rows = form8949(disposals, year)
+            if best is None or (len(rows), year) > best[:2]:
+                best = (len(rows), year, account, disposals, rows)
+    if best is None:
+        return None
+    _n, year, account, disposals, rows = best
+    return account, year, disposals, rows
+
+
 def run(settings: Settings) -> list[str]:
     started = time.monotonic()
     accounts = demo_accounts(settings)
     if not accounts:
         raise RuntimeError("tax: the engine stage's accounts (DEMO-*) are not on accounts.events")
-    account = accounts[0].account
     check_ready(settings)
-    disposals = load(settings, account)
-    if not disposals:
-        raise RuntimeError(f"tax: {account} disposed of nothing (tax_disposals is empty)")
-    # The year with the most sales (the latest of equals): the engine stage's fills carry
-    # the replayed market's times, so a run's sales can fall in more than one year.
-    years = Counter(int(d.disposed_at[:4]) for d in disposals)
-    year = max(years, key=lambda y: (years[y], y))
-    rows = form8949(disposals, year)
+    chosen = choose([(a.account, load(settings, a.account)) for a in accounts])
+    if chosen is None:
+        raise RuntimeError("tax: the engine stage's accounts disposed of nothing")
+    account, year, disposals, rows = chosen
     sums = totals(rows)
     lines = [
         f"tax: Form 8949 for {account}, tax year {year} (FIFO per wallet, USD; "
