@@ -213,6 +213,14 @@ def _summary(text: str, name: str) -> tuple[int, float]:
     return events, seconds
 
 
+def _rows_of(text: str, name: str) -> str:
+    """The row counts per table `tradetape rebuild` printed for `name` (its summary line's
+    "t=n, ..." part): which table a checksum that differs between rounds differs in."""
+    line = [x for x in text.splitlines() if x.startswith(f"{name}:")][-1]
+    parts = line.split("; ")
+    return parts[1] if len(parts) > 2 else "?"
+
+
 def _checksum_of(lines: list[str], name: str) -> str:
     """The checksum `tradetape rebuild` printed for `name` ("NAME HEX" on stdout)."""
     found = [x.split()[1] for x in lines if x.startswith(f"{name} ") and len(x.split()) == 2]
@@ -239,6 +247,7 @@ def bench_rebuild(
     # single rebuild decodes in a reader process of its own).
     trees: list[tuple[str, Path]] = [("", ROOT)]
     sums: dict[str, dict[str, str]] = {}
+    rows: dict[str, dict[str, str]] = {}
     if baseline is not None:
         trees.append((f" ({baseline.name})", baseline))
     for r in range(single_rounds if single else 0):
@@ -251,7 +260,9 @@ def bench_rebuild(
                 sampled["pg_cpu"] = _cpu_with_children(postgres) - pg_before
                 events, seconds = _summary(text, name)
                 digest = _checksum_of(lines, name)
-                sums.setdefault(name, {})[f"{suffix.strip() or 'this code'} r{r + 1}"] = digest
+                label = f"{suffix.strip() or 'this code'} r{r + 1}"
+                sums.setdefault(name, {})[label] = digest
+                rows.setdefault(name, {})[label] = _rows_of(text, name)
                 out.append(
                     {"name": name + suffix, "events": events, "seconds": seconds, "rss": rss,
                      "wall": wall, "checksum": digest, **sampled}
@@ -275,6 +286,9 @@ def bench_rebuild(
             + ", ".join(f"{t} {d}" for t, d in sorted(by_tree.items())),
             flush=True,
         )
+        if not same:  # the row counts say which table (and whether events went missing)
+            for t, counted in sorted(rows.get(name, {}).items()):
+                print(f"  rows {name} {t}: {counted}", flush=True)
     # --all both ways in this run: one process per topic group (--parallel, the default
     # since session 8) and one process on one consumer (--one-consumer: each record
     # decoded once).
