@@ -201,7 +201,8 @@ def _then_live(
     """Fold `before`, then `late` in a batch of its own that loads the rows it was not
     given one at a time, as a live batch does: (the rows before, that batch's state, the
     rows it loaded, by table and key). With `many`, the batch can also load several
-    rows in one query (`State.prefetch`), and `many` records each key it loaded so."""
+    rows in one query (`State.prefetch`), and `many` records each such query: its table
+    and its keys' last parts."""
     st_ = State()
     _s, bad = fold("tax_lots", before, st_)
     assert not bad
@@ -214,7 +215,7 @@ def _then_live(
 
     def loads(table: Any, keys: set[Any]) -> dict[Any, Any]:
         assert many is not None
-        many.extend((table.name, k) for k in sorted(keys))
+        many.append((table.name, [k[-1] for k in sorted(keys)]))
         return {k: kept[table.name][k] for k in keys if k in kept[table.name]}
 
     again = State(loader=loader, many=None if many is None else loads)
@@ -389,7 +390,27 @@ def test_a_batch_drawing_past_its_first_lots_chunk_loads_the_rest_in_one_query()
     assert many == [] and [k for name, k in read if name == "journal"] == []
     past = t.trade("2026-03-10T00:00", "SELL", "0.4", "61000")  # lots 0-39: into chunk 1
     kept, again, read = _then_live(buys, past, many)
-    assert [(name, k[2]) for name, k in many] == [("journal", "000000002")]
+    assert many == [("journal", ["000000002"])]
     assert [k for name, k in read if name == "journal"] == []  # nothing one at a time
     merged = {**kept["lots"], **again.dirty["lots"]}
     assert merged == _rows([*buys, past])["lots"]
+
+
+def test_a_sale_reading_far_past_the_books_row_reads_the_journal_ahead() -> None:
+    """A sale of 150 lots when the row holds 64: the chunks after the one loaded ahead
+    for the batch come in one query (`READ_AHEAD`), not one query each."""
+    t = TaxTape()
+    buys = [
+        t.trade(f"2026-03-{d:02d}T{h:02d}:00", "BUY", "0.01", "60000")
+        for d in range(1, 10)
+        for h in range(24)
+    ][:200]
+    sale = t.trade("2026-03-10T00:00", "SELL", "1.5", "61000")
+    many: list[tuple[str, Any]] = []
+    kept, again, read = _then_live(buys, sale, many)
+    assert many == [
+        ("journal", ["000000002"]), ("journal", ["000000003", "000000004", "000000005"]),
+    ]  # fmt: skip
+    assert [k for name, k in read if name == "journal"] == []
+    merged = {**kept["lots"], **again.dirty["lots"]}
+    assert merged == _rows([*buys, sale])["lots"]
