@@ -302,6 +302,8 @@ class TaxLotsProjection(Projection):
         whose row does not hold every open lot, the chunk its rest begins in, if the
         batch draws past the first open lot's chunk (its window then moves on). Live,
         read one at a time, they were most of the process's waits on PostgreSQL."""
+        if state.many is None:  # a rebuild: its rows are in memory
+            return
         want: set[Key] = set()
         for key, given in waiting.items():
             cur = state.get(self.books, key)

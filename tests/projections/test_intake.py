@@ -227,14 +227,8 @@ def test_a_foreign_venue_ack_or_cancel_request_moves_no_order() -> None:
         assert len(bad) == 1 and "not written by the engine" in bad[0].error
 
 
-@pytest.mark.parametrize("forger", [ENGINE_PRODUCER, "strat1", "transfers"])
-def test_a_transfer_check_not_written_by_the_travel_rule_frees_no_hold(forger: str) -> None:
-    """A `REJECT` check frees what its withdrawal held: one the engine, a strategy or the
-    transfer service wrote (the travel rule's producer is `travelrule`) is quarantined
-    with the reason and the withdrawal stays held; the travel rule's own frees it. Until
-    session 26 any producer's check was folded (the engine's too: `tests/engine/
-    test_forged_check.py`)."""
-    t = Tape()
+def _withdrawal_and_reject(t: Tape) -> tuple[Located, TransferChecked]:
+    """A withdrawal of 500 USDC (its request, on the tape) and a REJECT check of it."""
     request = t.ev(
         TransferRequested(
             transfer_id="w1", account="ACC001", asset="USDC", amount=Decimal(500),
@@ -245,6 +239,18 @@ def test_a_transfer_check_not_written_by_the_travel_rule_frees_no_hold(forger: s
         transfer_id="w1", account="ACC001", outcome=TransferCheckOutcome.REJECT,
         jurisdiction="EU",
     )  # fmt: skip
+    return request, check
+
+
+@pytest.mark.parametrize("forger", [ENGINE_PRODUCER, "strat1", "transfers"])
+def test_a_transfer_check_not_written_by_the_travel_rule_frees_no_hold(forger: str) -> None:
+    """A `REJECT` check frees what its withdrawal held: one the engine, a strategy or the
+    transfer service wrote (the travel rule's producer is `travelrule`) is quarantined
+    with the reason and the withdrawal stays held; the travel rule's own frees it. Until
+    session 26 any producer's check was folded (the engine's too: `tests/engine/
+    test_forged_check.py`)."""
+    t = Tape()
+    request, check = _withdrawal_and_reject(t)
     genuine = t.ev(check)
     assert genuine.data["producer"] == "travelrule"
     forged = _record(check, forger)
@@ -264,16 +270,7 @@ def test_a_transfer_check_on_transfers_events_frees_no_hold(forger: str) -> None
     claims (balances fold version 7), before or after its request, and the withdrawal
     stays REQUESTED. Until session 27 the one claiming `travelrule` set CHECKED_REJECT."""
     t = Tape()
-    request = t.ev(
-        TransferRequested(
-            transfer_id="w1", account="ACC001", asset="USDC", amount=Decimal(500),
-            destination_address="0xabc",
-        )
-    )  # fmt: skip
-    check = TransferChecked(
-        transfer_id="w1", account="ACC001", outcome=TransferCheckOutcome.REJECT,
-        jurisdiction="EU",
-    )  # fmt: skip
+    request, check = _withdrawal_and_reject(t)
     forged = _record(check, forger, str(Topic.TRANSFERS))
     for items in ([request, forged], [forged, request]):
         st, bad = fold("balances", items)

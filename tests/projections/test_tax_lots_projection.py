@@ -345,17 +345,21 @@ def test_lots_read_back_from_the_journal_draw_as_if_all_were_at_hand(
     assert {t: live.get(t, {}) for t in _DERIVED} == {t: whole.get(t, {}) for t in _DERIVED}
 
 
+def _hourly_buys(t: TaxTape, n: int) -> list[Located]:
+    """`n` purchases of 0.01 BTC an hour apart from 1 March: `n` open lots."""
+    return [
+        t.trade(f"2026-03-{1 + h // 24:02d}T{h % 24:02d}:00", "BUY", "0.01", "60000")
+        for h in range(n)
+    ]
+
+
 def test_a_books_row_keeps_its_first_open_lots_and_reads_the_rest_back() -> None:
     """200 purchases, all open: the row keeps those acquired before the end of the chunk
     after the first open lot's (64), not 200 (a live batch read and wrote every one,
     session 26). A sale of 150 of them reads the rest back from the journal, chunk by
     chunk, and leaves the row with the 64 from its new first lot's chunk on."""
     t = TaxTape()
-    buys = [
-        t.trade(f"2026-03-{d:02d}T{h:02d}:00", "BUY", "0.01", "60000")
-        for d in range(1, 10)
-        for h in range(24)
-    ][:200]
+    buys = _hourly_buys(t, 200)
     rows = _rows(buys)
     [book] = rows["books"].values()
     assert (len(book[2]), book[3], book[7]) == (64, 200, 64)
@@ -379,11 +383,7 @@ def test_a_batch_drawing_past_its_first_lots_chunk_loads_the_rest_in_one_query()
     past the first open lot's chunk will read is loaded with the others, ahead, in one
     query; a batch that draws within that chunk loads none."""
     t = TaxTape()
-    buys = [
-        t.trade(f"2026-03-{d:02d}T{h:02d}:00", "BUY", "0.01", "60000")
-        for d in range(1, 10)
-        for h in range(24)
-    ][:200]
+    buys = _hourly_buys(t, 200)
     within = t.trade("2026-03-10T00:00", "SELL", "0.3", "61000")  # lots 0-29: chunk 0
     many: list[tuple[str, Any]] = []
     _kept, _again, read = _then_live(buys, within, many)
@@ -400,11 +400,7 @@ def test_a_sale_reading_far_past_the_books_row_reads_the_journal_ahead() -> None
     """A sale of 150 lots when the row holds 64: the chunks after the one loaded ahead
     for the batch come in one query (`READ_AHEAD`), not one query each."""
     t = TaxTape()
-    buys = [
-        t.trade(f"2026-03-{d:02d}T{h:02d}:00", "BUY", "0.01", "60000")
-        for d in range(1, 10)
-        for h in range(24)
-    ][:200]
+    buys = _hourly_buys(t, 200)
     sale = t.trade("2026-03-10T00:00", "SELL", "1.5", "61000")
     many: list[tuple[str, Any]] = []
     kept, again, read = _then_live(buys, sale, many)
