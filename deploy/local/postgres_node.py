@@ -169,9 +169,15 @@ class PostgresNode:
             return False
         self._init()
         s = self.settings
+        # shared_buffers 512MB (the default 128MB had the projectors' backends write out
+        # dirty pages themselves, 400-900 a second at 5,000 events/s) and checkpoints at
+        # most every 15 minutes or 4 GB of WAL (at the defaults one came every few minutes,
+        # and the full-page images after it, ~15k in a few seconds, held every projector's
+        # commits): docs/operations.md, "The local PostgreSQL".
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {s.postgres_port} -c unix_socket_directories='' "
-            f"-c max_connections=200 -c shared_buffers=128MB -c max_prepared_transactions=0 "
+            f"-c max_connections=200 -c shared_buffers=512MB -c max_prepared_transactions=0 "
+            f"-c max_wal_size=4GB -c checkpoint_timeout=15min "
             f"-c fsync={'on' if s.postgres_fsync else 'off'} "
             f"-c synchronous_commit={'on' if s.postgres_fsync else 'off'} "
             f"-c full_page_writes={'on' if s.postgres_fsync else 'off'}"
