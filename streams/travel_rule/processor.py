@@ -33,6 +33,7 @@ from deploy.kafka import (
     admin_client,
     consumer_config,
     end_offsets,
+    kafka_error,
     partitions_of,
     producer_config,
     transaction_call_again,
@@ -325,12 +326,8 @@ class TravelRuleProcessor:
             )
             self.producer.commit_transaction(TXN_TIMEOUT_S)
         except (KafkaException, CatchUpTimeout) as exc:
-            fatal = (
-                isinstance(exc, KafkaException)
-                and isinstance(exc.args[0], KafkaError)
-                and exc.args[0].fatal()
-            )
-            if fatal:
+            err = kafka_error(exc) if isinstance(exc, KafkaException) else None
+            if err is not None and err.fatal():
                 raise
             log.warning("transaction failed, rewinding: %s", exc)
             self.producer.abort_transaction(TXN_TIMEOUT_S)

@@ -92,3 +92,28 @@ def test_a_failure_inside_a_batch_aborts_its_transaction() -> None:
     processor.producer.begin_transaction.assert_called_once()
     processor.producer.abort_transaction.assert_called_once()
     processor.producer.commit_transaction.assert_not_called()
+
+
+def test_a_transaction_failure_without_a_kafka_error_is_rewound_not_a_crash() -> None:
+    """A `KafkaException` carrying no `KafkaError` (no arguments) at the commit is not
+    fatal: the transaction is aborted and the batch rewound. The fatal check read
+    `exc.args[0]` unguarded, and the process died of an IndexError."""
+    from unittest.mock import MagicMock
+
+    from confluent_kafka import KafkaException
+
+    from streams.travel_rule.processor import TravelRuleProcessor
+
+    processor = TravelRuleProcessor.__new__(TravelRuleProcessor)
+    processor.producer = MagicMock()
+    processor.producer.commit_transaction.side_effect = KafkaException()
+    processor.consumer = MagicMock()
+    processor._rewind = MagicMock()  # type: ignore[method-assign]
+    processor._produce = MagicMock()  # type: ignore[method-assign]
+    msg = MagicMock()
+    msg.error.return_value = None
+    msg.topic.return_value, msg.partition.return_value, msg.offset.return_value = "t", 0, 5
+    processor.outputs = MagicMock(return_value=[])  # type: ignore[method-assign]
+    assert processor.step([msg]) == 0
+    processor.producer.abort_transaction.assert_called_once()
+    processor._rewind.assert_called_once()
