@@ -187,6 +187,10 @@ class State:
         row = known[key] = self.loader(table, key) if (self.loader and table.stateful) else None
         return row
 
+    def knows(self, table: Table, key: Key) -> bool:
+        """Whether `get` has the row of `key` (or its absence) without a query."""
+        return key in self.rows.get(table.name, ())
+
     def prefetch(self, table: Table, keys: set[Key]) -> None:
         """Load the rows of `keys` not yet known in one query, for a fold that knows
         ahead that it may read them (else `get` loads each on demand: a round trip

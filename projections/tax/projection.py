@@ -57,7 +57,7 @@ from projections.tax.entries import (
     from_withdrawal,
 )
 from projections.tax.money import DEFAULT_USD_ASSETS, total
-from projections.tax.window import POSITION, LotWindow
+from projections.tax.window import POSITION, REMAINING, LotWindow
 from schemas.registry import event_types_for
 from schemas.topics import Topic
 
@@ -317,7 +317,7 @@ class TaxLotsProjection(Projection):
                 continue
             lots = _loaded(cur[2])
             chunk_end = (int(lots[0][POSITION]) // CHUNK + 1) * CHUNK if lots else 0
-            there = total([Decimal(v[12]) for v in lots if v[POSITION] < chunk_end])
+            there = total([Decimal(v[REMAINING]) for v in lots if v[POSITION] < chunk_end])
             if drawn >= there:
                 want.add((*key, _chunk(rest // CHUNK)))
         if want:
@@ -546,7 +546,7 @@ class _Journal:
                 entries = self.chunks.get(n)
                 if entries is None:
                     journal = self.projection.journal
-                    if (*self.key, _chunk(n)) not in self.state.rows.get(journal.name, {}):
+                    if not self.state.knows(journal, (*self.key, _chunk(n))):
                         # the next ones with it, in one query: a draw reads on as it needs
                         ahead = range(n, min(n + READ_AHEAD, base // CHUNK))
                         self.state.prefetch(journal, {(*self.key, _chunk(m)) for m in ahead})

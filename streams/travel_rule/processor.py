@@ -326,7 +326,7 @@ class TravelRuleProcessor:
             )
             self.producer.commit_transaction(TXN_TIMEOUT_S)
         except (KafkaException, CatchUpTimeout) as exc:
-            err = kafka_error(exc) if isinstance(exc, KafkaException) else None
+            err = kafka_error(exc)  # None for a CatchUpTimeout (it carries no KafkaError)
             if err is not None and err.fatal():
                 raise
             log.warning("transaction failed, rewinding: %s", exc)
